@@ -1,0 +1,222 @@
+import { z } from "zod";
+import { ErrorBodySchema } from "./errors.ts";
+
+/** Limits that both sides enforce, so a request the edge accepts is one the agent accepts. */
+export const LIMITS = {
+  commandBytes: 64 * 1024,
+  stdinBytes: 1024 * 1024,
+  messageBytes: 32 * 1024,
+  maxTimeoutSeconds: 900,
+  defaultTimeoutSeconds: 30,
+  /** Per-stream output cap in the result (the true byte count is always reported). */
+  outputCapBytes: 1024 * 1024,
+  /** Largest request body the edge accepts. */
+  requestBodyBytes: 2 * 1024 * 1024,
+} as const;
+
+const utf8Bytes = (s: string) => new TextEncoder().encode(s).length;
+
+export const EnvSchema = z
+  .record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,127}$/, "env names are [A-Za-z_][A-Za-z0-9_]*"), z.string().max(32 * 1024))
+  .refine((e) => Object.keys(e).length <= 64, "at most 64 env variables");
+
+/** A path inside the sandbox workspace; anything that could escape it is refused. */
+export const WorkspacePathSchema = z
+  .string()
+  .max(1024)
+  .refine((p) => p === "/workspace" || p.startsWith("/workspace/"), "cwd must be /workspace or below it")
+  .refine((p) => !p.split("/").includes(".."), "cwd must not contain '..'");
+
+// ---------- exec ----------
+
+export const ExecRequestSchema = z.strictObject({
+  command: z
+    .string()
+    .min(1, "command must not be empty")
+    .refine((c) => utf8Bytes(c) <= LIMITS.commandBytes, `command is longer than ${LIMITS.commandBytes} bytes`),
+  timeoutSeconds: z.number().int().min(1).max(LIMITS.maxTimeoutSeconds).default(LIMITS.defaultTimeoutSeconds),
+  stdin: z
+    .string()
+    .refine((s) => utf8Bytes(s) <= LIMITS.stdinBytes, `stdin is longer than ${LIMITS.stdinBytes} bytes`)
+    .optional(),
+  cwd: WorkspacePathSchema.optional(),
+  env: EnvSchema.optional(),
+});
+export type ExecRequest = z.infer<typeof ExecRequestSchema>;
+export type ExecRequestInput = z.input<typeof ExecRequestSchema>;
+
+/** What a command did, independent of where it ran (exec server, pods/exec). */
+export const ExecOutcomeSchema = z.object({
+  exitCode: z.number().int().nullable(),
+  signal: z.string().nullable(),
+  timedOut: z.boolean(),
+  truncated: z.boolean(),
+  stdout: z.string(),
+  stderr: z.string(),
+  stdoutBytes: z.number().int().nonnegative(),
+  stderrBytes: z.number().int().nonnegative(),
+  durationMs: z.number().nonnegative(),
+});
+export type ExecOutcome = z.infer<typeof ExecOutcomeSchema>;
+
+export const ExecResultSchema = ExecOutcomeSchema.extend({
+  requestId: z.string(),
+  /** Set by the edge: the region that served the request. */
+  region: z.string().optional(),
+  pod: z.string(),
+  queueMs: z.number().nonnegative(),
+});
+export type ExecResult = z.infer<typeof ExecResultSchema>;
+
+/** Server-sent events of a streamed exec (`Accept: text/event-stream`); the SSE `event:` is `type`. */
+export const ExecStreamEventSchema = z.discriminatedUnion("type", [
+  z.object({ type: z.literal("queued"), position: z.number().int().nonnegative() }),
+  z.object({ type: z.literal("acquired"), pod: z.string(), queueMs: z.number().nonnegative() }),
+  z.object({ type: z.literal("stdout"), data: z.string() }),
+  z.object({ type: z.literal("stderr"), data: z.string() }),
+  z.object({ type: z.literal("result"), result: ExecResultSchema }),
+  z.object({ type: z.literal("error"), error: ErrorBodySchema }),
+]);
+export type ExecStreamEvent = z.infer<typeof ExecStreamEventSchema>;
+
+// ---------- chat ----------
+
+export const SessionIdSchema = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, "sessionId is 1-64 of [A-Za-z0-9_-]");
+
+export const ChatRequestSchema = z.strictObject({
+  message: z
+    .string()
+    .min(1, "message must not be empty")
+    .refine((m) => utf8Bytes(m) <= LIMITS.messageBytes, `message is longer than ${LIMITS.messageBytes} bytes`),
+  sessionId: SessionIdSchema.optional(),
+});
+export type ChatRequest = z.infer<typeof ChatRequestSchema>;
+
+export const ChatHistoryMessageSchema = z.object({
+  role: z.enum(["user", "assistant"]),
+  content: z.string(),
+});
+export type ChatHistoryMessage = z.infer<typeof ChatHistoryMessageSchema>;
+
+/** What the edge relays to the agent: the public request plus the session's history. */
+export const RelayChatRequestSchema = z.strictObject({
+  message: ChatRequestSchema.shape.message,
+  sessionId: SessionIdSchema,
+  history: z.array(ChatHistoryMessageSchema).max(200),
+});
+export type RelayChatRequest = z.infer<typeof RelayChatRequestSchema>;
+
+export const ToolCallRecordSchema = z.object({
+  id: z.string(),
+  command: z.string(),
+  exitCode: z.number().int().nullable(),
+  durationMs: z.number().nonnegative(),
+  truncated: z.boolean(),
+  timedOut: z.boolean(),
+});
+export type ToolCallRecord = z.infer<typeof ToolCallRecordSchema>;
+
+export const ChatResponseSchema = z.object({
+  requestId: z.string(),
+  sessionId: SessionIdSchema,
+  region: z.string().optional(),
+  reply: z.string(),
+  toolCalls: z.array(ToolCallRecordSchema),
+});
+export type ChatResponse = z.infer<typeof ChatResponseSchema>;
+
+export const ChatEventSchema = z.discriminatedUnion("type", [
+  z.object({ type: z.literal("sandbox.waiting") }),
+  z.object({ type: z.literal("sandbox.acquired"), pod: z.string() }),
+  z.object({ type: z.literal("tool.call"), id: z.string(), command: z.string() }),
+  z.object({
+    type: z.literal("tool.result"),
+    id: z.string(),
+    exitCode: z.number().int().nullable(),
+    durationMs: z.number().nonnegative(),
+    truncated: z.boolean(),
+    timedOut: z.boolean(),
+  }),
+  z.object({ type: z.literal("assistant.delta"), text: z.string() }),
+  z.object({ type: z.literal("assistant.message"), text: z.string() }),
+  z.object({ type: z.literal("sandbox.released"), pod: z.string() }),
+  z.object({ type: z.literal("done"), response: ChatResponseSchema }),
+  z.object({ type: z.literal("error"), error: ErrorBodySchema }),
+]);
+export type ChatEvent = z.infer<typeof ChatEventSchema>;
+
+// ---------- pool and events ----------
+
+export const PodStateSchema = z.enum(["starting", "ready", "leased", "recycling", "failed"]);
+export type PodState = z.infer<typeof PodStateSchema>;
+
+export const HolderSchema = z.object({ agentId: z.string(), requestId: z.string(), tenant: z.string() });
+export type Holder = z.infer<typeof HolderSchema>;
+
+export const PodSnapshotSchema = z.object({
+  name: z.string(),
+  state: PodStateSchema,
+  podIP: z.string().nullable(),
+  holder: HolderSchema.nullable(),
+  /** ISO times as the agent observed them. */
+  acquiredAt: z.string().nullable(),
+  renewedAt: z.string().nullable(),
+  leaseDurationSeconds: z.number().int().positive().nullable(),
+  transitions: z.number().int().nonnegative(),
+});
+export type PodSnapshot = z.infer<typeof PodSnapshotSchema>;
+
+export const PoolSnapshotSchema = z.object({
+  region: z.string(),
+  agentId: z.string(),
+  at: z.string(),
+  poolSize: z.number().int().nonnegative(),
+  recycle: z.enum(["replace", "scrub"]),
+  pods: z.array(PodSnapshotSchema),
+  queue: z.object({
+    depth: z.number().int().nonnegative(),
+    waiters: z.array(z.object({ requestId: z.string(), tenant: z.string(), waitedMs: z.number().nonnegative() })),
+  }),
+  totals: z.object({
+    acquisitions: z.number().int().nonnegative(),
+    conflicts: z.number().int().nonnegative(),
+    queueTimeouts: z.number().int().nonnegative(),
+    acquireP50Ms: z.number().nonnegative().nullable(),
+    acquireP99Ms: z.number().nonnegative().nullable(),
+  }),
+});
+export type PoolSnapshot = z.infer<typeof PoolSnapshotSchema>;
+
+export const POOL_EVENT_TYPES = [
+  "pod.created",
+  "pod.ready",
+  "pod.deleted",
+  "lease.acquired",
+  "lease.renewed",
+  "lease.released",
+  "lease.expired",
+  "lease.conflict",
+  "lease.lost",
+  "queue.entered",
+  "queue.left",
+  "queue.timeout",
+  "exec.started",
+  "exec.finished",
+  "pool.leader",
+] as const;
+export const PoolEventTypeSchema = z.enum(POOL_EVENT_TYPES);
+export type PoolEventType = z.infer<typeof PoolEventTypeSchema>;
+
+/** One telemetry event; `requestId` is present on everything caused by a request. */
+export const PoolEventSchema = z.object({
+  type: PoolEventTypeSchema,
+  at: z.string(),
+  agentId: z.string(),
+  region: z.string().optional(),
+  requestId: z.string().optional(),
+  tenant: z.string().optional(),
+  pod: z.string().optional(),
+  /** Event-specific fields (queue position, exit code, durations, command preview...). */
+  data: z.record(z.string(), z.unknown()).optional(),
+});
+export type PoolEvent = z.infer<typeof PoolEventSchema>;

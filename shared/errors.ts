@@ -1,0 +1,102 @@
+import { z } from "zod";
+
+/**
+ * Every failure the public API can return, with its HTTP status. Callers branch on `code`;
+ * `message` is for humans and may change. Adding a code is fine; renaming one is a breaking change.
+ */
+export const ERROR_STATUS = {
+  invalid_request: 400,
+  invalid_json: 400,
+  unauthenticated: 401,
+  invalid_token: 401,
+  token_expired: 401,
+  missing_tenant: 401,
+  relay_signature_invalid: 401,
+  relay_expired: 401,
+  relay_replayed: 401,
+  insufficient_scope: 403,
+  not_found: 404,
+  method_not_allowed: 405,
+  stale_lease: 409,
+  payload_too_large: 413,
+  unsupported_media_type: 415,
+  rate_limited: 429,
+  internal: 500,
+  agent_unavailable: 502,
+  tunnel_closed: 502,
+  sandbox_failed: 502,
+  model_unavailable: 502,
+  no_agent: 503,
+  queue_timeout: 503,
+  lease_lost: 503,
+  shutting_down: 503,
+  model_not_configured: 503,
+  relay_timeout: 504,
+} as const satisfies Record<string, number>;
+
+export type ErrorCode = keyof typeof ERROR_STATUS;
+export const ERROR_CODES = Object.keys(ERROR_STATUS) as [ErrorCode, ...ErrorCode[]];
+export const ErrorCodeSchema = z.enum(ERROR_CODES);
+
+export const ErrorBodySchema = z.object({
+  code: ErrorCodeSchema,
+  message: z.string(),
+  requestId: z.string(),
+  /** Seconds, for 429/503: mirrors the Retry-After header. */
+  retryAfterSeconds: z.number().int().nonnegative().optional(),
+  /** Validation details (zod issues flattened to path + message). */
+  details: z.array(z.object({ path: z.string(), message: z.string() })).optional(),
+});
+export const ErrorEnvelopeSchema = z.object({ error: ErrorBodySchema });
+export type ErrorBody = z.infer<typeof ErrorBodySchema>;
+export type ErrorEnvelope = z.infer<typeof ErrorEnvelopeSchema>;
+
+export function statusOf(code: ErrorCode): number {
+  return ERROR_STATUS[code];
+}
+
+/** An error as a value: what modules return (or throw, at the edges of a framework) when callers branch on it. */
+export class AppError extends Error {
+  readonly code: ErrorCode;
+  readonly retryAfterSeconds: number | undefined;
+  readonly details: ErrorBody["details"];
+  constructor(
+    code: ErrorCode,
+    message: string,
+    opts: { retryAfterSeconds?: number; details?: ErrorBody["details"]; cause?: unknown } = {},
+  ) {
+    super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
+    this.name = "AppError";
+    this.code = code;
+    this.retryAfterSeconds = opts.retryAfterSeconds;
+    this.details = opts.details;
+  }
+  get status(): number {
+    return ERROR_STATUS[this.code];
+  }
+  toBody(requestId: string): ErrorBody {
+    const body: ErrorBody = { code: this.code, message: this.message, requestId };
+    if (this.retryAfterSeconds !== undefined) body.retryAfterSeconds = this.retryAfterSeconds;
+    if (this.details !== undefined) body.details = this.details;
+    return body;
+  }
+}
+
+export type Result<T, E = AppError> = { ok: true; value: T } | { ok: false; error: E };
+export const ok = <T>(value: T): Result<T, never> => ({ ok: true, value });
+export const err = <E>(error: E): Result<never, E> => ({ ok: false, error });
+
+/** Turn a zod failure into the `details` list of an `invalid_request` error. */
+export function zodDetails(error: z.ZodError): NonNullable<ErrorBody["details"]> {
+  return error.issues.map((i) => ({ path: i.path.map(String).join(".") || "(root)", message: i.message }));
+}
+
+/** Parse `input` with `schema`; a failure becomes an `invalid_request` AppError naming every bad field. */
+export function parseOrError<S extends z.ZodType>(schema: S, input: unknown, what: string): Result<z.infer<S>> {
+  const parsed = schema.safeParse(input);
+  if (parsed.success) return ok(parsed.data);
+  const details = zodDetails(parsed.error);
+  const first = details[0];
+  const summary = first ? `${first.path}: ${first.message}` : "invalid";
+  return err(new AppError("invalid_request", `invalid ${what}: ${summary}`, { details }));
+}

@@ -1,0 +1,32 @@
+import { cloudflareTest } from "@cloudflare/vitest-pool-workers";
+import { defineConfig } from "vitest/config";
+
+// Two projects: Node-side suites (shared, devcluster, cluster-agent, cross-process e2e, browser)
+// and in-runtime suites for the Worker, which run inside workerd via the pool-workers plugin.
+export default defineConfig({
+  test: {
+    projects: [
+      {
+        test: {
+          name: "node",
+          include: ["test/{unit,integration,e2e,fault,browser}/**/*.test.ts"],
+          environment: "node",
+          testTimeout: 30_000,
+          hookTimeout: 60_000,
+          // Suites start real servers and sandboxes; the machine has two cores.
+          fileParallelism: true,
+          maxWorkers: 2,
+          sequence: { groupOrder: 0 },
+        },
+      },
+      {
+        plugins: [cloudflareTest({ wrangler: { configPath: "./wrangler.toml" }, miniflare: { cf: false } })],
+        test: {
+          name: "workers",
+          include: ["test/workers/**/*.test.ts"],
+          sequence: { groupOrder: 1 },
+        },
+      },
+    ],
+  },
+});
