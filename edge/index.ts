@@ -1,11 +1,13 @@
-// Worker entry. The app factory and Durable Objects are filled in by the edge issue.
+import { createApp } from "./app.ts";
+import { depsFromEnv } from "./deps.ts";
+import type { Env } from "./env.ts";
+
+export { SessionDO } from "./durable/session.ts";
+export { TenantQuotaDO } from "./durable/tenant-quota.ts";
+export { TunnelDO } from "./durable/tunnel.ts";
+
+const app = createApp(depsFromEnv);
+
 export default {
-  async fetch(request: Request): Promise<Response> {
-    const url = new URL(request.url);
-    if (url.pathname === "/healthz") return Response.json({ ok: true });
-    return Response.json(
-      { error: { code: "not_found", message: "no such route", requestId: "" } },
-      { status: 404 },
-    );
-  },
-} satisfies ExportedHandler;
+  fetch: (request, env, ctx) => app.fetch(request, env, ctx),
+} satisfies ExportedHandler<Env>;

@@ -14,10 +14,17 @@ export const LIMITS = {
   requestBodyBytes: 2 * 1024 * 1024,
 } as const;
 
+/** The scopes a tenant token may carry; each route needs one. */
+export const SCOPES = { exec: "sandbox:exec", chat: "sandbox:chat", admin: "sandbox:admin" } as const;
+export type Scope = (typeof SCOPES)[keyof typeof SCOPES];
+
 const utf8Bytes = (s: string) => new TextEncoder().encode(s).length;
 
 export const EnvSchema = z
-  .record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,127}$/, "env names are [A-Za-z_][A-Za-z0-9_]*"), z.string().max(32 * 1024))
+  .record(
+    z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,127}$/, "env names are [A-Za-z_][A-Za-z0-9_]*"),
+    z.string().max(32 * 1024),
+  )
   .refine((e) => Object.keys(e).length <= 64, "at most 64 env variables");
 
 /** A path inside the sandbox workspace; anything that could escape it is refused. */
@@ -33,7 +40,10 @@ export const ExecRequestSchema = z.strictObject({
   command: z
     .string()
     .min(1, "command must not be empty")
-    .refine((c) => utf8Bytes(c) <= LIMITS.commandBytes, `command is longer than ${LIMITS.commandBytes} bytes`),
+    .refine(
+      (c) => utf8Bytes(c) <= LIMITS.commandBytes,
+      `command is longer than ${LIMITS.commandBytes} bytes`,
+    ),
   timeoutSeconds: z.number().int().min(1).max(LIMITS.maxTimeoutSeconds).default(LIMITS.defaultTimeoutSeconds),
   stdin: z
     .string()
@@ -81,13 +91,18 @@ export type ExecStreamEvent = z.infer<typeof ExecStreamEventSchema>;
 
 // ---------- chat ----------
 
-export const SessionIdSchema = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, "sessionId is 1-64 of [A-Za-z0-9_-]");
+export const SessionIdSchema = z
+  .string()
+  .regex(/^[A-Za-z0-9_-]{1,64}$/, "sessionId is 1-64 of [A-Za-z0-9_-]");
 
 export const ChatRequestSchema = z.strictObject({
   message: z
     .string()
     .min(1, "message must not be empty")
-    .refine((m) => utf8Bytes(m) <= LIMITS.messageBytes, `message is longer than ${LIMITS.messageBytes} bytes`),
+    .refine(
+      (m) => utf8Bytes(m) <= LIMITS.messageBytes,
+      `message is longer than ${LIMITS.messageBytes} bytes`,
+    ),
   sessionId: SessionIdSchema.optional(),
 });
 export type ChatRequest = z.infer<typeof ChatRequestSchema>;
@@ -175,7 +190,9 @@ export const PoolSnapshotSchema = z.object({
   pods: z.array(PodSnapshotSchema),
   queue: z.object({
     depth: z.number().int().nonnegative(),
-    waiters: z.array(z.object({ requestId: z.string(), tenant: z.string(), waitedMs: z.number().nonnegative() })),
+    waiters: z.array(
+      z.object({ requestId: z.string(), tenant: z.string(), waitedMs: z.number().nonnegative() }),
+    ),
   }),
   totals: z.object({
     acquisitions: z.number().int().nonnegative(),

@@ -32,6 +32,8 @@ export const ERROR_STATUS = {
   shutting_down: 503,
   model_not_configured: 503,
   relay_timeout: 504,
+  /** The caller went away (abort signal) before it was served; nginx's 499 "client closed request". */
+  request_cancelled: 499,
 } as const satisfies Record<string, number>;
 
 export type ErrorCode = keyof typeof ERROR_STATUS;
@@ -92,11 +94,31 @@ export function zodDetails(error: z.ZodError): NonNullable<ErrorBody["details"]>
 }
 
 /** Parse `input` with `schema`; a failure becomes an `invalid_request` AppError naming every bad field. */
-export function parseOrError<S extends z.ZodType>(schema: S, input: unknown, what: string): Result<z.infer<S>> {
+export function parseOrError<S extends z.ZodType>(
+  schema: S,
+  input: unknown,
+  what: string,
+): Result<z.infer<S>> {
   const parsed = schema.safeParse(input);
   if (parsed.success) return ok(parsed.data);
   const details = zodDetails(parsed.error);
   const first = details[0];
   const summary = first ? `${first.path}: ${first.message}` : "invalid";
   return err(new AppError("invalid_request", `invalid ${what}: ${summary}`, { details }));
+}
+
+/** The shared error envelope as a Response: every failure either side returns over HTTP goes through here. */
+export function errorResponse(error: AppError, requestId: string, headers?: HeadersInit): Response {
+  const h = new Headers(headers);
+  h.set("Content-Type", "application/json; charset=utf-8");
+  h.set("X-Request-Id", requestId);
+  if (error.retryAfterSeconds !== undefined) h.set("Retry-After", String(error.retryAfterSeconds));
+  const body: ErrorEnvelope = { error: error.toBody(requestId) };
+  return new Response(JSON.stringify(body), { status: error.status, headers: h });
+}
+
+/** Anything thrown becomes an AppError; unknown errors are `internal` and say nothing more. */
+export function toAppError(e: unknown): AppError {
+  if (e instanceof AppError) return e;
+  return new AppError("internal", "internal error", { cause: e });
 }

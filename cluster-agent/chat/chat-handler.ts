@@ -1,0 +1,54 @@
+import type { ChatEvent, ChatResponse, RelayChatRequest } from "../../shared/api.ts";
+import { err, type Result } from "../../shared/errors.ts";
+import type { ChatOptionsInput } from "./chat-options.ts";
+import type { ModelConfig } from "./model-config.ts";
+import { type ChatLog, runChat } from "./run-chat.ts";
+import type { ChatExecutor, ChatLease } from "./sandbox-ports.ts";
+
+/** The per-request context the agent's HTTP route hands over (cluster-agent/http ChatContext). */
+export interface ChatRequestContext {
+  tenant: string;
+  requestId: string;
+  signal: AbortSignal;
+  emit: (e: ChatEvent) => void;
+}
+
+export interface ChatHandlerDeps {
+  /** readModelConfig(env): an error here answers every chat with it, before any lease is taken. */
+  model: Result<ModelConfig>;
+  /** The lease manager's acquire (LeaseManager.acquire fits). */
+  acquire(req: { tenant: string; requestId: string; signal?: AbortSignal }): Promise<Result<ChatLease>>;
+  executor: ChatExecutor;
+  options?: ChatOptionsInput;
+  log?: ChatLog;
+}
+
+/**
+ * Binds the agent's long-lived parts (model config, lease manager, executor) into the function the
+ * HTTP route calls once per request; each call runs a fresh `runChat`. Like runChat, it emits the
+ * terminal `done`/`error` event itself (none after an abort), so the route must not add another.
+ */
+export function createChatHandler(
+  deps: ChatHandlerDeps,
+): (req: RelayChatRequest, ctx: ChatRequestContext) => Promise<Result<ChatResponse>> {
+  return async (req, ctx) => {
+    if (!deps.model.ok) {
+      if (!ctx.signal.aborted) ctx.emit({ type: "error", error: deps.model.error.toBody(ctx.requestId) });
+      return err(deps.model.error);
+    }
+    const model = deps.model.value;
+    return runChat(
+      req,
+      {
+        requestId: ctx.requestId,
+        model,
+        acquire: (signal) => deps.acquire({ tenant: ctx.tenant, requestId: ctx.requestId, signal }),
+        executor: deps.executor,
+        ...(deps.options ? { options: deps.options } : {}),
+        ...(deps.log ? { log: deps.log } : {}),
+      },
+      ctx.emit,
+      ctx.signal,
+    );
+  };
+}

@@ -1,0 +1,279 @@
+import OpenAI from "openai";
+import type { ChatCompletionMessageParam } from "openai/resources/chat/completions";
+import type { ChatEvent, ChatResponse, RelayChatRequest, ToolCallRecord } from "../../shared/api.ts";
+import { AppError, err, ok, type Result } from "../../shared/errors.ts";
+import { type ChatOptions, type ChatOptionsInput, resolveChatOptions } from "./chat-options.ts";
+import type { ModelConfig } from "./model-config.ts";
+import { withModelRetry } from "./model-retry.ts";
+import { type AssistantTurn, type RequestedToolCall, requestAssistantTurn } from "./model-turn.ts";
+import {
+  parseRunInSandboxArgs,
+  RUN_IN_SANDBOX,
+  runInSandboxTool,
+  toolArgumentError,
+} from "./run-in-sandbox-tool.ts";
+import type { AcquireLease, ChatExecutor } from "./sandbox-ports.ts";
+import { SandboxSession } from "./sandbox-session.ts";
+import { systemPrompt } from "./system-prompt.ts";
+import { toolResultText } from "./tool-result-text.ts";
+
+/** A pino logger fits this shape. */
+export interface ChatLog {
+  info(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+}
+
+export interface ChatDeps {
+  requestId: string;
+  /** From readModelConfig(); check it before calling, so an unconfigured model never costs a lease. */
+  model: ModelConfig;
+  /** Takes the request's lease (tenant and request id bound by the caller). */
+  acquire: AcquireLease;
+  executor: ChatExecutor;
+  options?: ChatOptionsInput;
+  log?: ChatLog;
+}
+
+/**
+ * One chat request: a fresh agent with its own model client, message list and sandbox session.
+ * History in, events out. Ends with `done` or `error` as the last event, except when `signal`
+ * aborts (client gone): then the model stream and the running command are stopped, the lease is
+ * released and nothing more is emitted; the result is then the signal's reason if it is an
+ * AppError (e.g. shutting_down), else `request_cancelled`.
+ *
+ * Parallel tool calls in one assistant turn run one after another, in the order given, on the
+ * request's one pod: commands of one turn often depend on each other's files, and one pod runs
+ * one command at a time, which keeps output and timing of each call its own.
+ *
+ * Max tool rounds: after `maxToolRounds` turns of executed tool calls, a turn that asks for more
+ * is not executed; the reply is that turn's text (if any) followed by a fixed notice saying the
+ * limit was reached. A fixed notice (rather than one more model call without tools) is always
+ * accurate, costs no extra model call, and cannot fail.
+ */
+export async function runChat(
+  request: RelayChatRequest,
+  deps: ChatDeps,
+  emit: (e: ChatEvent) => void,
+  signal: AbortSignal,
+): Promise<Result<ChatResponse>> {
+  const opts = resolveChatOptions(deps.options);
+  const out = (e: ChatEvent) => {
+    if (signal.aborted) return;
+    try {
+      emit(e);
+    } catch (cause) {
+      deps.log?.warn({ requestId: deps.requestId, err: cause }, "chat event listener threw");
+    }
+  };
+  const sandbox = new SandboxSession(deps.acquire, deps.executor, out, signal);
+  try {
+    const result = await converse(request, deps, opts, sandbox, out, signal);
+    if (signal.aborted) {
+      await sandbox.release();
+      return err(abortError(signal));
+    }
+    if (!result.ok) {
+      await sandbox.release();
+      out({ type: "error", error: result.error.toBody(deps.requestId) });
+      return result;
+    }
+    const response: ChatResponse = {
+      requestId: deps.requestId,
+      sessionId: request.sessionId,
+      reply: result.value.reply,
+      toolCalls: result.value.toolCalls,
+    };
+    // Order: assistant.message, sandbox.released, done — done is always the last event.
+    out({ type: "assistant.message", text: response.reply });
+    await sandbox.release();
+    out({ type: "done", response });
+    return ok(response);
+  } catch (cause) {
+    // A bug, not a branchable failure: still end the stream with an error event.
+    await sandbox.release();
+    if (signal.aborted) return err(abortError(signal));
+    const error = new AppError(
+      "internal",
+      `the chat loop failed: ${(cause as Error)?.message ?? String(cause)}`,
+      {
+        cause,
+      },
+    );
+    deps.log?.warn({ requestId: deps.requestId, err: cause }, "chat loop failed");
+    out({ type: "error", error: error.toBody(deps.requestId) });
+    return err(error);
+  } finally {
+    await sandbox.release();
+  }
+}
+
+async function converse(
+  request: RelayChatRequest,
+  deps: ChatDeps,
+  opts: ChatOptions,
+  sandbox: SandboxSession,
+  out: (e: ChatEvent) => void,
+  signal: AbortSignal,
+): Promise<Result<{ reply: string; toolCalls: ToolCallRecord[] }>> {
+  const client = new OpenAI({
+    apiKey: deps.model.apiKey,
+    baseURL: deps.model.baseURL,
+    maxRetries: 0,
+    timeout: opts.modelIdleTimeoutMs,
+  });
+  const messages: ChatCompletionMessageParam[] = [
+    {
+      role: "system",
+      content: systemPrompt({
+        defaultTimeoutSeconds: opts.defaultCommandTimeoutSeconds,
+        maxTimeoutSeconds: opts.maxCommandTimeoutSeconds,
+        outputBytes: opts.toolOutputHeadBytes + opts.toolOutputTailBytes,
+      }),
+    },
+    ...request.history.map((m): ChatCompletionMessageParam => ({ role: m.role, content: m.content })),
+    { role: "user", content: request.message },
+  ];
+  const toolCalls: ToolCallRecord[] = [];
+
+  for (let round = 0; ; round++) {
+    const turn = await nextTurn(client, deps, opts, messages, round, out, signal);
+    if (!turn.ok) return turn;
+    const { text, toolCalls: requested } = turn.value;
+    if (requested.length === 0) return ok({ reply: text, toolCalls });
+    if (round >= opts.maxToolRounds) {
+      const notice =
+        `[Stopped: the model asked to run more commands, but this request reached its limit of ` +
+        `${opts.maxToolRounds} tool rounds. The commands of that last request were not run.]`;
+      deps.log?.info({ requestId: deps.requestId, rounds: round }, "chat stopped at max tool rounds");
+      return ok({ reply: text === "" ? notice : `${text}\n\n${notice}`, toolCalls });
+    }
+    messages.push({
+      role: "assistant",
+      content: text === "" ? null : text,
+      tool_calls: requested.map((c) => ({
+        id: c.id,
+        type: "function" as const,
+        function: { name: c.name, arguments: c.arguments },
+      })),
+    });
+    for (const call of requested) {
+      const answered = await runToolCall(call, opts, sandbox, out, signal);
+      if (!answered.ok) return answered;
+      messages.push({ role: "tool", tool_call_id: call.id, content: answered.value.text });
+      if (answered.value.record) toolCalls.push(answered.value.record);
+    }
+  }
+}
+
+async function nextTurn(
+  client: OpenAI,
+  deps: ChatDeps,
+  opts: ChatOptions,
+  messages: ChatCompletionMessageParam[],
+  round: number,
+  out: (e: ChatEvent) => void,
+  signal: AbortSignal,
+): Promise<Result<AssistantTurn>> {
+  let delivered = false;
+  const result = await withModelRetry(
+    () =>
+      requestAssistantTurn(
+        client,
+        {
+          model: deps.model.model,
+          messages,
+          tools: [runInSandboxTool(opts.maxCommandTimeoutSeconds)],
+          stream: opts.stream,
+          idleTimeoutMs: opts.modelIdleTimeoutMs,
+          fallbackIdPrefix: `call_r${round}_`,
+        },
+        (text) => {
+          delivered = true;
+          out({ type: "assistant.delta", text });
+        },
+        signal,
+      ),
+    opts.retry,
+    signal,
+    () => delivered,
+    (info) => deps.log?.warn({ requestId: deps.requestId, ...info }, "model call failed; retrying"),
+  );
+  if ("aborted" in result) return err(abortError(signal));
+  return result;
+}
+
+/** Answers one tool call: the tool message for the model, plus the record if a command ran. */
+async function runToolCall(
+  call: RequestedToolCall,
+  opts: ChatOptions,
+  sandbox: SandboxSession,
+  out: (e: ChatEvent) => void,
+  signal: AbortSignal,
+): Promise<Result<{ text: string; record?: ToolCallRecord }>> {
+  if (call.name !== RUN_IN_SANDBOX) {
+    return ok({
+      text: `error: there is no tool named "${call.name}"; the only tool is ${RUN_IN_SANDBOX}. Nothing was run.`,
+    });
+  }
+  const args = parseRunInSandboxArgs(call.arguments, {
+    defaultTimeoutSeconds: opts.defaultCommandTimeoutSeconds,
+    maxTimeoutSeconds: opts.maxCommandTimeoutSeconds,
+  });
+  if (!args.ok) return ok({ text: toolArgumentError(args.error, opts.maxCommandTimeoutSeconds) });
+  const { command, timeoutSeconds } = args.value;
+
+  const leased = await sandbox.ensureLease();
+  if (!leased.ok) return signal.aborted ? err(abortError(signal)) : leased;
+  out({ type: "tool.call", id: call.id, command });
+  const ran = await sandbox.run(command, timeoutSeconds * 1000);
+  if (signal.aborted) return err(abortError(signal));
+  if (!ran.ok) {
+    // The model's fault (the command was refused before it started): tell it; anything else ends the request.
+    if (ran.error.code !== "invalid_request" && ran.error.code !== "payload_too_large") return ran;
+    const record: ToolCallRecord = {
+      id: call.id,
+      command,
+      exitCode: null,
+      durationMs: 0,
+      truncated: false,
+      timedOut: false,
+    };
+    out({ type: "tool.result", ...record });
+    return ok({
+      text: `error: the sandbox refused the command: ${ran.error.message}. Nothing was run.`,
+      record,
+    });
+  }
+  const outcome = ran.value;
+  const result = toolResultText(outcome, {
+    headBytes: opts.toolOutputHeadBytes,
+    tailBytes: opts.toolOutputTailBytes,
+    timeoutSeconds,
+  });
+  const record: ToolCallRecord = {
+    id: call.id,
+    command,
+    exitCode: outcome.exitCode,
+    durationMs: outcome.durationMs,
+    truncated: result.truncated,
+    timedOut: outcome.timedOut,
+  };
+  out(toolResultEvent(record));
+  return ok({ text: result.text, record });
+}
+
+function toolResultEvent(r: ToolCallRecord): ChatEvent {
+  return {
+    type: "tool.result",
+    id: r.id,
+    exitCode: r.exitCode,
+    durationMs: r.durationMs,
+    truncated: r.truncated,
+    timedOut: r.timedOut,
+  };
+}
+
+function abortError(signal: AbortSignal): AppError {
+  if (signal.reason instanceof AppError) return signal.reason;
+  return new AppError("request_cancelled", "the chat request was aborted (the client disconnected)");
+}

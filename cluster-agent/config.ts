@@ -1,0 +1,164 @@
+import { randomBytes } from "node:crypto";
+import type { JSONWebKeySet, JWK } from "jose";
+import { z } from "zod";
+import { AppError, err, ok, type Result, zodDetails } from "../shared/errors.ts";
+import { type ChatOptionsInput, readChatOptions } from "./chat/chat-options.ts";
+import { type ModelConfig, readModelConfig } from "./chat/model-config.ts";
+
+/** Environment variables arrive as strings; "" means "not set" so that `FOO=` falls back to the default. */
+const optionalString = z
+  .string()
+  .optional()
+  .transform((v) => (v === undefined || v.trim() === "" ? undefined : v.trim()));
+const intVar = (def: number, min: number, max: number) =>
+  z.preprocess((v) => (v === undefined || v === "" ? def : Number(v)), z.number().int().min(min).max(max));
+
+const EnvConfigSchema = z.object({
+  KUBECONFIG: optionalString,
+  SANDBOX_NAMESPACE: z
+    .string()
+    .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, "must be a DNS-1123 label")
+    .max(63)
+    .default("pi-sandbox"),
+  POOL_SIZE: intVar(8, 0, 10_000),
+  LEASE_TTL_SECONDS: intVar(45, 1, 3600),
+  /** Lease duration of the pool-leader election (client-go's default is 15 s). */
+  LEADER_LEASE_SECONDS: intVar(15, 1, 3600),
+  QUEUE_TIMEOUT_SECONDS: intVar(15, 0, 3600),
+  RECYCLE: z.enum(["replace", "scrub"]).default("replace"),
+  TENANT_MAX_LEASES: intVar(4, 1, 100_000),
+  SANDBOX_IMAGE: z.string().min(1).default("pi-sandbox-runtime/sandbox:dev"),
+  SANDBOX_POD_TEMPLATE: optionalString,
+  SANDBOX_RUNTIME_CLASS: optionalString,
+  AGENT_ID: optionalString,
+  POD_NAME: optionalString,
+  REGION: z.string().min(1).default("local"),
+  EXEC_MODE: z.enum(["http", "api"]).default("http"),
+  POOL_TOKEN: optionalString,
+  AGENT_PORT: intVar(8081, 0, 65535),
+  POD_READY_TIMEOUT_SECONDS: intVar(60, 1, 3600),
+  /** 127.0.0.1 locally; 0.0.0.0 in a pod (probes and metrics scrapes come from outside). */
+  AGENT_HOST: z.string().min(1).default("127.0.0.1"),
+  LOG_LEVEL: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
+  /** The region's relay public keys (JWKS JSON): the edge signs every relayed request with the private halves. */
+  RELAY_PUBLIC_KEYS: optionalString,
+  /** Where the tunnel dials out to (http(s) or ws(s)); unset = no tunnel (direct relays only). */
+  EDGE_URL: optionalString,
+  /** The region's agent private key (Ed25519 JWK JSON) the tunnel logs in with. */
+  AGENT_KEY: optionalString,
+});
+
+const jsonOf = <T>(
+  text: string | undefined,
+  name: string,
+  check: (v: unknown) => v is T,
+): Result<T | undefined> => {
+  if (text === undefined) return ok(undefined);
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch {
+    return err(new AppError("invalid_request", `invalid agent configuration: ${name} is not valid JSON`));
+  }
+  return check(v)
+    ? ok(v)
+    : err(new AppError("invalid_request", `invalid agent configuration: ${name} has the wrong shape`));
+};
+const isObject = (v: unknown): v is Record<string, unknown> =>
+  typeof v === "object" && v !== null && !Array.isArray(v);
+const isJwks = (v: unknown): v is JSONWebKeySet => isObject(v) && Array.isArray(v.keys) && v.keys.length > 0;
+const isPrivateJwk = (v: unknown): v is JWK =>
+  isObject(v) && typeof v.kty === "string" && typeof v.d === "string";
+
+export interface AgentConfig {
+  kubeconfig: string | undefined;
+  namespace: string;
+  poolSize: number;
+  leaseTtlSeconds: number;
+  leaderLeaseSeconds: number;
+  queueTimeoutSeconds: number;
+  recycle: "replace" | "scrub";
+  tenantMaxLeases: number;
+  sandboxImage: string;
+  podTemplatePath: string | undefined;
+  runtimeClassName: string | undefined;
+  agentId: string;
+  region: string;
+  execMode: "http" | "api";
+  poolToken: string | undefined;
+  agentPort: number;
+  podReadyTimeoutSeconds: number;
+  agentHost: string;
+  logLevel: string;
+  relayPublicKeys: JSONWebKeySet | undefined;
+  edgeUrl: string | undefined;
+  agentKey: JWK | undefined;
+  /** The model, or why there is none (chat then answers model_not_configured, naming what to set). */
+  model: Result<ModelConfig>;
+  chat: ChatOptionsInput;
+}
+
+/** AGENT_ID wins, then the pod name (Downward API), then a random id unique per process. */
+function agentIdFrom(agentId: string | undefined, podName: string | undefined): string {
+  return agentId ?? podName ?? `agent-${randomBytes(4).toString("hex")}`;
+}
+
+export function loadConfig(env: Record<string, string | undefined> = process.env): Result<AgentConfig> {
+  const parsed = EnvConfigSchema.safeParse(env);
+  if (!parsed.success) {
+    const details = zodDetails(parsed.error);
+    const first = details[0];
+    return err(
+      new AppError(
+        "invalid_request",
+        `invalid agent configuration: ${first ? `${first.path}: ${first.message}` : "?"}`,
+        {
+          details,
+        },
+      ),
+    );
+  }
+  const e = parsed.data;
+  const agentId = agentIdFrom(e.AGENT_ID, e.POD_NAME);
+  // The holder identity is `${agentId}/${requestId}`: a slash in the agent id would make it ambiguous.
+  if (agentId.includes("/")) {
+    return err(new AppError("invalid_request", "invalid agent configuration: AGENT_ID must not contain '/'"));
+  }
+  const relayPublicKeys = jsonOf(e.RELAY_PUBLIC_KEYS, "RELAY_PUBLIC_KEYS", isJwks);
+  if (!relayPublicKeys.ok) return relayPublicKeys;
+  const agentKey = jsonOf(e.AGENT_KEY, "AGENT_KEY", isPrivateJwk);
+  if (!agentKey.ok) return agentKey;
+  if (e.EDGE_URL !== undefined && agentKey.value === undefined) {
+    return err(
+      new AppError("invalid_request", "invalid agent configuration: EDGE_URL needs AGENT_KEY to log in"),
+    );
+  }
+  const chat = readChatOptions(env);
+  if (!chat.ok) return chat;
+  return ok({
+    kubeconfig: e.KUBECONFIG,
+    namespace: e.SANDBOX_NAMESPACE,
+    poolSize: e.POOL_SIZE,
+    leaseTtlSeconds: e.LEASE_TTL_SECONDS,
+    leaderLeaseSeconds: e.LEADER_LEASE_SECONDS,
+    queueTimeoutSeconds: e.QUEUE_TIMEOUT_SECONDS,
+    recycle: e.RECYCLE,
+    tenantMaxLeases: e.TENANT_MAX_LEASES,
+    sandboxImage: e.SANDBOX_IMAGE,
+    podTemplatePath: e.SANDBOX_POD_TEMPLATE,
+    runtimeClassName: e.SANDBOX_RUNTIME_CLASS,
+    agentId,
+    region: e.REGION,
+    execMode: e.EXEC_MODE,
+    poolToken: e.POOL_TOKEN,
+    agentPort: e.AGENT_PORT,
+    podReadyTimeoutSeconds: e.POD_READY_TIMEOUT_SECONDS,
+    agentHost: e.AGENT_HOST,
+    logLevel: e.LOG_LEVEL,
+    relayPublicKeys: relayPublicKeys.value,
+    edgeUrl: e.EDGE_URL,
+    agentKey: agentKey.value,
+    model: readModelConfig(env),
+    chat: chat.value,
+  });
+}

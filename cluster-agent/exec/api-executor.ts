@@ -1,0 +1,262 @@
+import { randomBytes } from "node:crypto";
+import { Readable, Writable } from "node:stream";
+import { Exec, type KubeConfig, type V1Status } from "@kubernetes/client-node";
+import type WebSocket from "ws";
+import { EnvSchema, type ExecOutcome, LIMITS, WorkspacePathSchema } from "../../shared/api.ts";
+import { AppError, err, ok, parseOrError, type Result } from "../../shared/errors.ts";
+import { abortError, type ExecCall, type ExecTarget, type Executor, RESULT_GRACE_MS } from "./executor.ts";
+import { OutputCapture } from "./output-capture.ts";
+import { CWD_REFUSED_EXIT, CWD_REFUSED_PREFIX, killArgv, wrapperArgv } from "./remote-wrapper.ts";
+
+export interface ApiExecutorOptions {
+  kubeConfig: KubeConfig;
+  /** The sandbox pod's container (k8s/base/sandbox-pod-template.json names it "sandbox"). */
+  container?: string;
+  outputCapBytes?: number;
+  resultGraceMs?: number;
+  /** Until the WebSocket is open. */
+  connectTimeoutMs?: number;
+}
+
+/** Exit status of a shell whose child died of SIGKILL: what the wrapper reports when `timeout` fired. */
+const KILLED_EXIT = 137;
+
+/** Reads the exit code out of the status channel's v1 Status. */
+export function exitCodeOf(status: V1Status): number | AppError {
+  if (status.status === "Success") return 0;
+  if (status.reason === "NonZeroExitCode") {
+    const cause = status.details?.causes?.find((c) => c.reason === "ExitCode");
+    const n = Number(cause?.message);
+    if (Number.isInteger(n)) return n;
+  }
+  return new AppError(
+    "sandbox_failed",
+    `pods/exec failed: ${status.reason ?? "unknown"}: ${status.message ?? ""}`,
+  );
+}
+
+/**
+ * `api` mode: the pods/exec subresource (v5 channel protocol) through client-node, for images
+ * without the exec server. Fencing: there is no exec server to refuse a stale fencing token, so
+ * this mode relies on the lease alone (the caller checks it is still held before calling, and
+ * aborts the call when it is lost).
+ */
+export class ApiExecutor implements Executor {
+  readonly mode = "api" as const;
+  readonly #exec: Exec;
+  readonly #o: Required<Omit<ApiExecutorOptions, "kubeConfig">>;
+
+  constructor(opts: ApiExecutorOptions) {
+    this.#exec = new Exec(opts.kubeConfig);
+    this.#o = {
+      container: opts.container ?? "sandbox",
+      outputCapBytes: opts.outputCapBytes ?? LIMITS.outputCapBytes,
+      resultGraceMs: opts.resultGraceMs ?? RESULT_GRACE_MS,
+      connectTimeoutMs: opts.connectTimeoutMs ?? 15_000,
+    };
+  }
+
+  async exec(target: ExecTarget, call: ExecCall): Promise<Result<ExecOutcome>> {
+    if (call.signal.aborted) return err(abortError(call.signal));
+    // The exec server validates these in http mode; here nothing remote does, so check them here.
+    if (call.command.length === 0) return err(new AppError("invalid_request", "command: must not be empty"));
+    if (
+      !Number.isInteger(call.timeoutMs) ||
+      call.timeoutMs < 1 ||
+      call.timeoutMs > LIMITS.maxTimeoutSeconds * 1000
+    ) {
+      return err(
+        new AppError(
+          "invalid_request",
+          `timeoutMs: must be an integer from 1 to ${LIMITS.maxTimeoutSeconds * 1000}`,
+        ),
+      );
+    }
+    const cwd = parseOrError(WorkspacePathSchema, call.cwd ?? "/workspace", "cwd");
+    if (!cwd.ok) return cwd;
+    const env = parseOrError(EnvSchema, call.env ?? {}, "env");
+    if (!env.ok) return env;
+
+    const id = randomBytes(8).toString("hex");
+    const argv = wrapperArgv({
+      command: call.command,
+      timeoutMs: call.timeoutMs,
+      cwd: cwd.value,
+      env: env.value,
+      id,
+    });
+    const result = await this.#run(target, argv, call);
+    if (!result.ok) {
+      // The socket is gone but on a real cluster the command is not: kill its group remotely.
+      if (result.remote !== "completed") await this.#killRemote(target, id);
+      return err(result.error);
+    }
+    return ok(result.value);
+  }
+
+  #run(
+    target: ExecTarget,
+    argv: string[],
+    call: ExecCall,
+  ): Promise<
+    { ok: true; value: ExecOutcome } | { ok: false; error: AppError; remote: "completed" | "unknown" }
+  > {
+    const o = this.#o;
+    const capture = new OutputCapture(o.outputCapBytes);
+    const started = performance.now();
+    const sink = (stream: "stdout" | "stderr") =>
+      new Writable({
+        write(chunk: Buffer, _enc, done) {
+          const kept = capture.push(stream, chunk);
+          if (kept.byteLength > 0) call.onOutput?.(stream, kept);
+          done();
+        },
+      });
+    const stdout = sink("stdout");
+    const stderr = sink("stderr");
+    const stdin =
+      call.stdin === undefined ? null : Readable.from(call.stdin ? [Buffer.from(call.stdin)] : []);
+
+    return new Promise((resolve) => {
+      let settled = false;
+      let socket: WebSocket | undefined;
+      let status: V1Status | undefined;
+      const timers: NodeJS.Timeout[] = [];
+      const settle = (
+        r: { ok: true; value: ExecOutcome } | { ok: false; error: AppError; remote: "completed" | "unknown" },
+      ) => {
+        if (settled) return;
+        settled = true;
+        for (const t of timers) clearTimeout(t);
+        call.signal.removeEventListener("abort", onAbort);
+        if (socket && socket.readyState !== socket.CLOSED) socket.terminate();
+        resolve(r);
+      };
+      const fail = (message: string) =>
+        settle({ ok: false, error: new AppError("sandbox_failed", message), remote: "unknown" });
+      const onAbort = () => settle({ ok: false, error: abortError(call.signal), remote: "unknown" });
+      call.signal.addEventListener("abort", onAbort, { once: true });
+
+      const connectTimer = setTimeout(
+        () => fail(`pods/exec to ${target.pod} did not open within ${o.connectTimeoutMs} ms`),
+        o.connectTimeoutMs,
+      );
+      timers.push(
+        connectTimer,
+        setTimeout(
+          () => fail(`no exit status from ${target.pod} within ${call.timeoutMs + o.resultGraceMs} ms`),
+          call.timeoutMs + o.resultGraceMs,
+        ),
+      );
+
+      const complete = () => {
+        if (!status) return;
+        const code = exitCodeOf(status);
+        if (code instanceof AppError) {
+          settle({ ok: false, error: code, remote: "completed" });
+          return;
+        }
+        const out = capture.finish();
+        if (code === CWD_REFUSED_EXIT && out.stderr.startsWith(CWD_REFUSED_PREFIX) && out.stdoutBytes === 0) {
+          const message = out.stderr.slice("pi-sandbox: ".length).trim();
+          settle({ ok: false, error: new AppError("invalid_request", message), remote: "completed" });
+          return;
+        }
+        const durationMs = Math.round((performance.now() - started) * 1000) / 1000;
+        // `timeout -s KILL` fires only once the time is up, and the clock here started earlier
+        // than the remote one: a 137 after the deadline is the timeout; before it, the command's own.
+        const timedOut = code === KILLED_EXIT && durationMs >= call.timeoutMs;
+        settle({
+          ok: true,
+          value: {
+            exitCode: timedOut ? null : code,
+            signal: timedOut ? "SIGKILL" : null,
+            timedOut,
+            ...out,
+            durationMs,
+          },
+        });
+      };
+
+      this.#exec
+        .exec(target.namespace, target.pod, o.container, argv, stdout, stderr, stdin, false, (s) => {
+          status = s;
+          // client-node ends both sinks just before this callback: wait for the writes to land.
+          let pending = 2;
+          const one = () => {
+            pending -= 1;
+            if (pending === 0) complete();
+          };
+          for (const w of [stdout, stderr]) {
+            if (w.writableFinished) one();
+            else w.once("finish", one);
+          }
+        })
+        .then(
+          (ws) => {
+            clearTimeout(connectTimer);
+            if (settled) {
+              ws.terminate();
+              return;
+            }
+            socket = ws;
+            ws.on("error", () => {});
+            ws.on("close", (code) => {
+              // The status frame always precedes the close; give its sinks a tick to finish.
+              setImmediate(() => {
+                if (!status)
+                  fail(`pods/exec socket to ${target.pod} closed (code ${code}) without an exit status`);
+              });
+            });
+          },
+          (e: unknown) => {
+            const message = e instanceof Error ? e.message : describeWsError(e);
+            fail(`pods/exec to ${target.pod} could not connect: ${message}`);
+          },
+        );
+    });
+  }
+
+  /** Best effort, bounded: a second exec that SIGKILLs the group the wrapper recorded. */
+  async #killRemote(target: ExecTarget, id: string): Promise<void> {
+    const done = new Promise<void>((resolve) => {
+      this.#exec
+        // At least one stream must be requested; the script prints nothing anyway.
+        .exec(
+          target.namespace,
+          target.pod,
+          this.#o.container,
+          killArgv(id),
+          discard(),
+          null,
+          null,
+          false,
+          () => resolve(),
+        )
+        .then(
+          (ws) => {
+            ws.on("close", () => resolve());
+            ws.on("error", () => resolve());
+          },
+          () => resolve(),
+        );
+    });
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([done, new Promise<void>((r) => (timer = setTimeout(r, 5_000)))]);
+    clearTimeout(timer);
+  }
+}
+
+function discard(): Writable {
+  return new Writable({
+    write(_chunk, _enc, done) {
+      done();
+    },
+  });
+}
+
+function describeWsError(e: unknown): string {
+  if (typeof e === "object" && e !== null && "message" in e)
+    return String((e as { message: unknown }).message);
+  return String(e);
+}

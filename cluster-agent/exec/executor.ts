@@ -1,0 +1,43 @@
+import type { ExecOutcome } from "../../shared/api.ts";
+import { AppError, type Result } from "../../shared/errors.ts";
+
+export interface ExecTarget {
+  namespace: string;
+  pod: string;
+  podIP: string;
+  /** The lease's `leaseTransitions` when it was acquired: the exec server refuses lower ones. */
+  fence: number;
+}
+
+export interface ExecCall {
+  command: string;
+  timeoutMs: number;
+  stdin?: string;
+  cwd?: string;
+  env?: Record<string, string>;
+  /** Abort = kill the command now (client gone, lease lost). */
+  signal: AbortSignal;
+  /** Output as it arrives, already capped (the same bytes the outcome keeps). */
+  onOutput?: (stream: "stdout" | "stderr", chunk: Uint8Array) => void;
+}
+
+export interface Executor {
+  readonly mode: "http" | "api";
+  exec(target: ExecTarget, call: ExecCall): Promise<Result<ExecOutcome>>;
+}
+
+export interface Scrubber {
+  /** /reset, then /inspect to verify nothing is left: no process, no file in /workspace or /tmp. */
+  scrub(target: ExecTarget): Promise<Result<{ killed: number; removed: number }>>;
+}
+
+/** How long past the command's own timeout an executor waits for the sandbox's answer. */
+export const RESULT_GRACE_MS = 10_000;
+
+/** The error an aborted call returns: the abort reason when it is an AppError, else a generic one. */
+export function abortError(signal: AbortSignal): AppError {
+  const reason: unknown = signal.reason;
+  if (reason instanceof AppError) return reason;
+  const why = reason instanceof Error ? reason.message : reason === undefined ? "aborted" : String(reason);
+  return new AppError("sandbox_failed", `command aborted by the caller (${why}); it was killed`);
+}

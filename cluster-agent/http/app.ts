@@ -1,0 +1,213 @@
+import { Hono } from "hono";
+import type { Logger } from "pino";
+import {
+  type ChatEvent,
+  type ChatResponse,
+  type ExecRequest,
+  ExecRequestSchema,
+  type ExecResult,
+  LIMITS,
+  type PoolSnapshot,
+  type RelayChatRequest,
+  RelayChatRequestSchema,
+  SCOPES,
+  type Scope,
+} from "../../shared/api.ts";
+import { AppError, errorResponse, parseOrError, type Result, toAppError } from "../../shared/errors.ts";
+import type { RelayClaims, RelayVerifier } from "../../shared/relay-signing.ts";
+import type { EventBus } from "../events/bus.ts";
+import type { ExecRequestContext } from "../requests/exec-request.ts";
+import { sseResponse, wantsEventStream } from "./sse.ts";
+
+export interface ChatContext {
+  tenant: string;
+  requestId: string;
+  signal: AbortSignal;
+  emit: (e: ChatEvent) => void;
+}
+
+/** Everything the agent's HTTP surface is composed from; `main.ts` wires the real ones. */
+export interface AgentAppDeps {
+  agentId: string;
+  region: string;
+  relay: RelayVerifier;
+  exec(req: ExecRequest, ctx: ExecRequestContext): Promise<Result<ExecResult>>;
+  /**
+   * The chat loop, or why chat is unavailable (e.g. no model configured): then every chat request
+   * gets that error as JSON, streamed or not, before anything else happens.
+   */
+  chat: ((req: RelayChatRequest, ctx: ChatContext) => Promise<Result<ChatResponse>>) | AppError;
+  snapshot(): PoolSnapshot;
+  bus: EventBus;
+  /** Informers synced and able to hand out pods. */
+  ready(): boolean;
+  metrics?(): Promise<{ contentType: string; body: string }>;
+  logger?: Logger;
+}
+
+interface Vars {
+  claims: RelayClaims;
+  body: Uint8Array;
+  requestId: string;
+}
+
+const EVENTS_PING_MS = 15_000;
+
+export function createAgentApp(deps: AgentAppDeps): Hono<{ Variables: Vars }> {
+  const app = new Hono<{ Variables: Vars }>();
+
+  app.onError((e, c) => {
+    const error = toAppError(e);
+    const requestId = c.get("requestId") ?? "";
+    if (error.code === "internal") deps.logger?.error({ err: e, requestId }, "unhandled error");
+    return errorResponse(error, requestId);
+  });
+  app.notFound((c) => errorResponse(new AppError("not_found", `no route ${c.req.method} ${c.req.path}`), ""));
+
+  app.get("/healthz", (c) => c.json({ ok: true, agentId: deps.agentId, region: deps.region }));
+  app.get("/readyz", (c) =>
+    deps.ready()
+      ? c.json({ ready: true })
+      : errorResponse(new AppError("shutting_down", "not ready: caches not synced or shutting down"), ""),
+  );
+  app.get("/metrics", async () => {
+    if (!deps.metrics) return errorResponse(new AppError("not_found", "metrics are not enabled"), "");
+    const m = await deps.metrics();
+    return new Response(m.body, { headers: { "content-type": m.contentType } });
+  });
+
+  // Every /v1 route is served only for a relay the edge signed for this very request.
+  app.use("/v1/*", async (c, next) => {
+    const declared = Number(c.req.header("content-length") ?? "0");
+    if (declared > LIMITS.requestBodyBytes) {
+      return errorResponse(
+        new AppError("payload_too_large", `body exceeds ${LIMITS.requestBodyBytes} bytes`),
+        "",
+      );
+    }
+    const body = new Uint8Array(await c.req.arrayBuffer());
+    if (body.byteLength > LIMITS.requestBodyBytes) {
+      return errorResponse(
+        new AppError("payload_too_large", `body exceeds ${LIMITS.requestBodyBytes} bytes`),
+        "",
+      );
+    }
+    const url = new URL(c.req.url);
+    const verified = await deps.relay.verify({
+      token: c.req.header("x-relay-signature"),
+      method: c.req.method,
+      path: url.pathname + url.search,
+      body,
+    });
+    if (!verified.ok) {
+      deps.logger?.warn({ code: verified.error.code, path: url.pathname }, "relay refused");
+      return errorResponse(verified.error, "");
+    }
+    c.set("claims", verified.value);
+    c.set("body", body);
+    c.set("requestId", verified.value.requestId);
+    await next();
+    c.res.headers.set("X-Request-Id", verified.value.requestId);
+  });
+
+  const requireScope = (claims: RelayClaims, scope: Scope): AppError | null =>
+    claims.scopes.includes(scope)
+      ? null
+      : new AppError("insufficient_scope", `this route needs the ${scope} scope`);
+
+  const jsonBody = (body: Uint8Array): Result<unknown> => {
+    try {
+      return { ok: true, value: JSON.parse(new TextDecoder().decode(body)) };
+    } catch {
+      return { ok: false, error: new AppError("invalid_json", "the body is not valid JSON") };
+    }
+  };
+
+  app.post("/v1/exec", async (c) => {
+    const claims = c.get("claims");
+    const requestId = c.get("requestId");
+    const denied = requireScope(claims, SCOPES.exec);
+    if (denied) return errorResponse(denied, requestId);
+    const json = jsonBody(c.get("body"));
+    if (!json.ok) return errorResponse(json.error, requestId);
+    const parsed = parseOrError(ExecRequestSchema, json.value, "exec request");
+    if (!parsed.ok) return errorResponse(parsed.error, requestId);
+    const signal = c.req.raw.signal;
+    const base = { tenant: claims.tenant, requestId, signal };
+    if (wantsEventStream(c.req.header("accept"))) {
+      return sseResponse(
+        signal,
+        async (w) => {
+          const result = await deps.exec(parsed.value, { ...base, onEvent: (e) => w.send(e.type, e) });
+          if (result.ok) w.send("result", { type: "result", result: result.value });
+          else w.send("error", { type: "error", error: result.error.toBody(requestId) });
+        },
+        { headers: { "X-Request-Id": requestId } },
+      );
+    }
+    const result = await deps.exec(parsed.value, base);
+    return result.ok ? c.json(result.value) : errorResponse(result.error, requestId);
+  });
+
+  app.post("/v1/chat", async (c) => {
+    const claims = c.get("claims");
+    const requestId = c.get("requestId");
+    const denied = requireScope(claims, SCOPES.chat);
+    if (denied) return errorResponse(denied, requestId);
+    if (deps.chat instanceof AppError) return errorResponse(deps.chat, requestId);
+    const chat = deps.chat;
+    const json = jsonBody(c.get("body"));
+    if (!json.ok) return errorResponse(json.error, requestId);
+    const parsed = parseOrError(RelayChatRequestSchema, json.value, "chat request");
+    if (!parsed.ok) return errorResponse(parsed.error, requestId);
+    const signal = c.req.raw.signal;
+    if (wantsEventStream(c.req.header("accept"))) {
+      return sseResponse(
+        signal,
+        async (w) => {
+          // The chat loop emits its own terminal `done`/`error` event (none after an abort).
+          await chat(parsed.value, {
+            tenant: claims.tenant,
+            requestId,
+            signal,
+            emit: (e) => w.send(e.type, e),
+          });
+        },
+        { headers: { "X-Request-Id": requestId } },
+      );
+    }
+    const result = await chat(parsed.value, { tenant: claims.tenant, requestId, signal, emit: () => {} });
+    return result.ok ? c.json(result.value) : errorResponse(result.error, requestId);
+  });
+
+  app.get("/v1/pool", (c) => {
+    const denied = requireScope(c.get("claims"), SCOPES.admin);
+    if (denied) return errorResponse(denied, c.get("requestId"));
+    return c.json(deps.snapshot());
+  });
+
+  app.get("/v1/events", (c) => {
+    const denied = requireScope(c.get("claims"), SCOPES.admin);
+    if (denied) return errorResponse(denied, c.get("requestId"));
+    const signal = c.req.raw.signal;
+    return sseResponse(
+      signal,
+      (w) =>
+        new Promise<void>((resolve) => {
+          w.send("snapshot", deps.snapshot());
+          const off = deps.bus.on((e) => w.send("pool", e));
+          signal.addEventListener(
+            "abort",
+            () => {
+              off();
+              resolve();
+            },
+            { once: true },
+          );
+        }),
+      { pingMs: EVENTS_PING_MS, headers: { "X-Request-Id": c.get("requestId") } },
+    );
+  });
+
+  return app;
+}

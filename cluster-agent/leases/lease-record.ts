@@ -1,0 +1,36 @@
+import type { V1Lease } from "@kubernetes/client-node";
+import { microTimeString } from "../k8s/microtime.ts";
+import { REQUEST_ID_ANNOTATION, TENANT_ANNOTATION } from "../pool/labels.ts";
+
+export interface HolderIdentity {
+  agentId: string;
+  requestId: string;
+}
+
+export function parseHolder(holderIdentity: string | undefined | null): HolderIdentity | null {
+  if (!holderIdentity) return null;
+  const slash = holderIdentity.indexOf("/");
+  if (slash < 0) return { agentId: holderIdentity, requestId: "" };
+  return { agentId: holderIdentity.slice(0, slash), requestId: holderIdentity.slice(slash + 1) };
+}
+
+export const holderOf = (l: V1Lease) => l.spec?.holderIdentity ?? null;
+/** Free = nobody holds it. A held lease that stopped being renewed is not free: the controller recycles it. */
+export const isLeaseFree = (l: V1Lease) => !l.spec?.holderIdentity;
+export const tenantOf = (l: V1Lease) => l.metadata?.annotations?.[TENANT_ANNOTATION];
+export const requestIdOf = (l: V1Lease) => l.metadata?.annotations?.[REQUEST_ID_ANNOTATION];
+export const transitionsOf = (l: V1Lease) => l.spec?.leaseTransitions ?? 0;
+
+/**
+ * What identifies "a change of the lease record" for observed-time expiry (client-go compares the
+ * whole LeaderElectionRecord): who holds it, its renew time and its transition count.
+ */
+export function recordKey(l: V1Lease): string {
+  const s = l.spec ?? {};
+  return [
+    s.holderIdentity ?? "",
+    microTimeString(s.renewTime as Date | string | undefined) ?? "",
+    s.leaseTransitions ?? 0,
+    s.leaseDurationSeconds ?? 0,
+  ].join("|");
+}

@@ -1,0 +1,169 @@
+// The agent process: the composition root. Everything else in cluster-agent/ is a module this
+// file wires together; nothing here decides policy.
+import { type ServerType, serve } from "@hono/node-server";
+import type { Logger } from "pino";
+import { AppError, err, ok, type Result } from "../shared/errors.ts";
+import type { Capacity } from "../shared/tunnel.ts";
+import { createChatHandler } from "./chat/index.ts";
+import { type AgentConfig, loadConfig } from "./config.ts";
+import { EventBus } from "./events/bus.ts";
+import { ApiExecutor } from "./exec/api-executor.ts";
+import type { Executor } from "./exec/executor.ts";
+import { HttpExecutor } from "./exec/http-executor.ts";
+import { HttpScrubber } from "./exec/scrubber.ts";
+import { createAgentApp } from "./http/app.ts";
+import { createRelayAuth } from "./http/relay-auth.ts";
+import { loadKubeConfig, makeClients } from "./k8s/client.ts";
+import { AgentPool } from "./pool/agent-pool.ts";
+import { runExecRequest } from "./requests/exec-request.ts";
+import { createLogger } from "./telemetry/logger.ts";
+import { createMetrics, metricsText, subscribeMetrics } from "./telemetry/metrics.ts";
+import { startTunnelClient, type TunnelClient } from "./tunnel/client.ts";
+
+export interface RunningAgent {
+  config: AgentConfig;
+  pool: AgentPool;
+  /** The agent's own HTTP port (health, metrics, and direct relays in tests). */
+  url: string;
+  tunnel: TunnelClient | undefined;
+  logger: Logger;
+  close(): Promise<void>;
+}
+
+function capacityOf(pool: AgentPool): Capacity {
+  const s = pool.snapshot();
+  return {
+    ready: s.pods.filter((p) => p.state === "ready").length,
+    leased: s.pods.filter((p) => p.state === "leased").length,
+    queued: s.queue.depth,
+    poolSize: s.poolSize,
+  };
+}
+
+export async function startAgent(
+  env: Record<string, string | undefined> = process.env,
+): Promise<Result<RunningAgent>> {
+  const loaded = loadConfig(env);
+  if (!loaded.ok) return loaded;
+  const config = loaded.value;
+  const logger = createLogger({
+    level: config.logLevel,
+    base: { agentId: config.agentId, region: config.region },
+  });
+
+  const relayPublicKeys = config.relayPublicKeys;
+  if (!relayPublicKeys) {
+    return err(
+      new AppError(
+        "invalid_request",
+        "RELAY_PUBLIC_KEYS is required: the agent serves only relays the edge signed",
+      ),
+    );
+  }
+  const kubeConfig = loadKubeConfig(config.kubeconfig);
+  const clients = makeClients(kubeConfig);
+  if ((config.execMode === "http" || config.recycle === "scrub") && !config.poolToken) {
+    return err(
+      new AppError("invalid_request", "POOL_TOKEN is required with EXEC_MODE=http or RECYCLE=scrub"),
+    );
+  }
+  const poolToken = config.poolToken ?? "";
+  const executor: Executor =
+    config.execMode === "http" ? new HttpExecutor({ poolToken }) : new ApiExecutor({ kubeConfig });
+  const bus = new EventBus(config.agentId, config.region);
+  const metrics = createMetrics({ defaultMetrics: true, defaultLabels: { region: config.region } });
+
+  const started = await AgentPool.start({
+    config,
+    clients,
+    bus,
+    ...(config.recycle === "scrub" ? { scrubber: new HttpScrubber({ poolToken }) } : {}),
+    onCacheError: (what, e, retryInMs) =>
+      logger.warn({ what, err: e, retryInMs }, "watch failed; restarting"),
+  });
+  if (!started.ok) return started;
+  const pool = started.value;
+  const stopMetrics = subscribeMetrics(bus, metrics, { snapshot: () => pool.snapshot() });
+  const acquire = pool.manager.acquire.bind(pool.manager);
+
+  let shuttingDown = false;
+  const app = createAgentApp({
+    agentId: config.agentId,
+    region: config.region,
+    relay: createRelayAuth({ region: config.region, publicKeys: relayPublicKeys }),
+    exec: (req, ctx) => runExecRequest({ acquire, executor, bus }, req, ctx),
+    chat: config.model.ok
+      ? createChatHandler({ model: config.model, acquire, executor, options: config.chat, log: logger })
+      : config.model.error,
+    snapshot: () => pool.snapshot(),
+    bus,
+    ready: () => !shuttingDown,
+    metrics: () => metricsText(metrics),
+    logger,
+  });
+
+  const server = await new Promise<ServerType>((resolve) => {
+    const s = serve({ fetch: app.fetch, hostname: config.agentHost, port: config.agentPort }, () =>
+      resolve(s),
+    );
+  });
+  const address = server.address();
+  const port = typeof address === "object" && address ? address.port : config.agentPort;
+  const url = `http://${config.agentHost}:${port}`;
+
+  const tunnel = config.edgeUrl
+    ? startTunnelClient({
+        edgeUrl: config.edgeUrl,
+        region: config.region,
+        agentId: config.agentId,
+        privateJwk: config.agentKey!,
+        handler: async (req) => app.fetch(req),
+        capacity: () => capacityOf(pool),
+        logger: {
+          info: (obj, msg) => {
+            logger.info(obj, msg);
+            metrics.setTunnelConnected(tunnel?.state === "open");
+          },
+          warn: (obj, msg) => {
+            logger.warn(obj, msg);
+            metrics.setTunnelConnected(tunnel?.state === "open");
+          },
+        },
+      })
+    : undefined;
+  logger.info(
+    { url, edge: config.edgeUrl ?? null, execMode: config.execMode, recycle: config.recycle },
+    "agent started",
+  );
+
+  let closing: Promise<void> | undefined;
+  const close = () => {
+    closing ??= (async () => {
+      shuttingDown = true;
+      await tunnel?.close();
+      await pool.close();
+      stopMetrics();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      logger.info("agent stopped");
+    })();
+    return closing;
+  };
+  return ok({ config, pool, url, tunnel, logger, close });
+}
+
+if (process.argv[1] && import.meta.url === `file://${process.argv[1]}`) {
+  const started = await startAgent();
+  if (!started.ok) {
+    console.error(`agent failed to start: [${started.error.code}] ${started.error.message}`);
+    process.exit(1);
+  }
+  const agent = started.value;
+  const stop = (signal: string) => {
+    agent.logger.info({ signal }, "shutting down");
+    const force = setTimeout(() => process.exit(1), 20_000);
+    force.unref();
+    void agent.close().then(() => process.exit(0));
+  };
+  process.once("SIGTERM", () => stop("SIGTERM"));
+  process.once("SIGINT", () => stop("SIGINT"));
+}

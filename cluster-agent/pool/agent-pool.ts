@@ -1,0 +1,184 @@
+import type { V1Lease, V1Pod } from "@kubernetes/client-node";
+import type { PodSnapshot, PodState, PoolSnapshot } from "../../shared/api.ts";
+import { AppError, err, ok, type Result } from "../../shared/errors.ts";
+import type { AgentConfig } from "../config.ts";
+import { EventBus } from "../events/bus.ts";
+import type { KubeClients } from "../k8s/client.ts";
+import { microTimeString } from "../k8s/microtime.ts";
+import { holderOf, parseHolder, tenantOf } from "../leases/lease-record.ts";
+import { LeaseManager } from "../leases/manager.ts";
+import type { Scrubber } from "../leases/types.ts";
+import { PoolCaches } from "./caches.ts";
+import { PoolController } from "./controller.ts";
+import { LeaderElector } from "./leader.ts";
+import { isFinished, isPodReady, isTerminating } from "./pod-state.ts";
+import { buildSandboxPod, loadPodTemplate } from "./pod-template.ts";
+
+export type PoolConfig = Pick<
+  AgentConfig,
+  | "namespace"
+  | "poolSize"
+  | "leaseTtlSeconds"
+  | "leaderLeaseSeconds"
+  | "queueTimeoutSeconds"
+  | "recycle"
+  | "tenantMaxLeases"
+  | "sandboxImage"
+  | "podTemplatePath"
+  | "runtimeClassName"
+  | "agentId"
+  | "region"
+  | "podReadyTimeoutSeconds"
+>;
+
+export interface AgentPoolOptions {
+  config: PoolConfig;
+  clients: KubeClients;
+  bus?: EventBus;
+  scrubber?: Scrubber;
+  /** Leader-elect and run the controller (default true); false = lease manager only. */
+  runController?: boolean;
+  /** Controller knobs for tests. */
+  orphanGraceMs?: number;
+  onCacheError?: (what: string, e: unknown, retryInMs: number) => void;
+}
+
+/**
+ * One agent's share of the pool: the caches and lease manager every replica runs, and the pool
+ * controller that only the elected leader runs.
+ */
+export class AgentPool {
+  readonly bus: EventBus;
+  readonly caches: PoolCaches;
+  readonly manager: LeaseManager;
+  readonly controller: PoolController;
+  readonly elector: LeaderElector | undefined;
+
+  private constructor(
+    readonly config: PoolConfig,
+    opts: AgentPoolOptions,
+    template: V1Pod,
+  ) {
+    this.bus = opts.bus ?? new EventBus(config.agentId, config.region);
+    this.caches = new PoolCaches(opts.clients, config.namespace, this.bus, opts.onCacheError);
+    this.manager = new LeaseManager({
+      clients: opts.clients,
+      caches: this.caches,
+      bus: this.bus,
+      namespace: config.namespace,
+      agentId: config.agentId,
+      leaseTtlSeconds: config.leaseTtlSeconds,
+      queueTimeoutSeconds: config.queueTimeoutSeconds,
+      tenantMaxLeases: config.tenantMaxLeases,
+      recycle: config.recycle,
+      scrubber: opts.scrubber,
+    });
+    this.controller = new PoolController({
+      clients: opts.clients,
+      caches: this.caches,
+      bus: this.bus,
+      namespace: config.namespace,
+      poolSize: config.poolSize,
+      leaseTtlSeconds: config.leaseTtlSeconds,
+      podReadyTimeoutSeconds: config.podReadyTimeoutSeconds,
+      orphanGraceMs: opts.orphanGraceMs,
+      podTemplate: () =>
+        buildSandboxPod(template, {
+          namespace: config.namespace,
+          image: config.sandboxImage,
+          runtimeClassName: config.runtimeClassName,
+        }),
+    });
+    if (opts.runController !== false) {
+      this.elector = new LeaderElector({
+        clients: opts.clients,
+        bus: this.bus,
+        namespace: config.namespace,
+        identity: config.agentId,
+        leaseDurationSeconds: config.leaderLeaseSeconds,
+        onStartedLeading: () => this.controller.start(),
+        onStoppedLeading: () => void this.controller.stop(),
+      });
+    }
+  }
+
+  static async start(opts: AgentPoolOptions): Promise<Result<AgentPool>> {
+    const template = loadPodTemplate(opts.config.podTemplatePath);
+    if (!template.ok) return template;
+    let pool: AgentPool;
+    try {
+      pool = new AgentPool(opts.config, opts, template.value);
+    } catch (e) {
+      return err(new AppError("internal", (e as Error).message));
+    }
+    const synced = await pool.caches.start();
+    if (!synced) {
+      await pool.caches.stop();
+      return err(new AppError("agent_unavailable", "pod/lease caches did not sync from the API server"));
+    }
+    pool.elector?.start();
+    return ok(pool);
+  }
+
+  get isLeader(): boolean {
+    return this.elector?.isLeader ?? false;
+  }
+
+  async close(): Promise<void> {
+    await this.manager.shutdown();
+    await this.elector?.stop();
+    await this.controller.stop();
+    await this.caches.stop();
+  }
+
+  snapshot(): PoolSnapshot {
+    const leases = new Map(this.caches.leases.list().map((l) => [l.metadata?.name ?? "", l]));
+    const pods = this.caches.pods
+      .list()
+      .map((p) => podSnapshot(p, leases.get(p.metadata?.name ?? "")))
+      .sort((a, b) => a.name.localeCompare(b.name));
+    const s = this.manager.stats;
+    const waiters = this.manager.queueWaiters();
+    return {
+      region: this.config.region,
+      agentId: this.config.agentId,
+      at: new Date().toISOString(),
+      poolSize: this.controller.size,
+      recycle: this.config.recycle,
+      pods,
+      queue: { depth: waiters.length, waiters },
+      totals: {
+        acquisitions: s.acquisitions,
+        conflicts: s.conflicts,
+        queueTimeouts: s.queueTimeouts,
+        acquireP50Ms: s.percentile(50),
+        acquireP99Ms: s.percentile(99),
+      },
+    };
+  }
+}
+
+export function podState(pod: V1Pod, lease: V1Lease | undefined): PodState {
+  if (isTerminating(pod)) return "recycling";
+  if (isFinished(pod)) return "failed";
+  if (lease && holderOf(lease)) return "leased";
+  if (isPodReady(pod) && lease) return "ready";
+  return "starting";
+}
+
+function podSnapshot(pod: V1Pod, lease: V1Lease | undefined): PodSnapshot {
+  const holder = lease ? parseHolder(holderOf(lease)) : null;
+  const held = lease && holderOf(lease);
+  return {
+    name: pod.metadata?.name ?? "",
+    state: podState(pod, lease),
+    podIP: pod.status?.podIP ?? null,
+    holder: holder
+      ? { agentId: holder.agentId, requestId: holder.requestId, tenant: (lease && tenantOf(lease)) ?? "" }
+      : null,
+    acquiredAt: held ? microTimeString(lease.spec?.acquireTime as Date | string | undefined) : null,
+    renewedAt: held ? microTimeString(lease.spec?.renewTime as Date | string | undefined) : null,
+    leaseDurationSeconds: lease?.spec?.leaseDurationSeconds || null,
+    transitions: lease?.spec?.leaseTransitions ?? 0,
+  };
+}

@@ -1,0 +1,82 @@
+import type { V1Lease, V1Pod } from "@kubernetes/client-node";
+import type { EventBus } from "../events/bus.ts";
+import type { KubeClients } from "../k8s/client.ts";
+import { WatchedCache } from "../k8s/watched-cache.ts";
+import { POOL_LABEL_SELECTOR } from "./labels.ts";
+import { isPodReady } from "./pod-state.ts";
+
+/**
+ * The watch-fed view of the pool shared by the lease manager and the pool controller: sandbox pods
+ * and their Leases (both selected by the pool labels, so the leader Lease is not in here).
+ * Emits pod.ready when a pod turns Ready and pod.deleted when it is really gone.
+ */
+export class PoolCaches {
+  readonly pods: WatchedCache<V1Pod>;
+  readonly leases: WatchedCache<V1Lease>;
+  /** Which request caused a pod's deletion (release with replace, expiry), for its pod.deleted event. */
+  private readonly causes = new Map<
+    string,
+    { requestId?: string | undefined; tenant?: string | undefined; reason: string }
+  >();
+
+  constructor(
+    clients: KubeClients,
+    readonly namespace: string,
+    bus: EventBus,
+    onError?: (what: string, e: unknown, retryInMs: number) => void,
+  ) {
+    this.pods = new WatchedCache<V1Pod>({
+      kubeConfig: clients.kubeConfig,
+      path: `/api/v1/namespaces/${namespace}/pods`,
+      list: () => clients.core.listNamespacedPod({ namespace, labelSelector: POOL_LABEL_SELECTOR }),
+      labelSelector: POOL_LABEL_SELECTOR,
+      onError: (e, ms) => onError?.("pods", e, ms),
+    });
+    this.leases = new WatchedCache<V1Lease>({
+      kubeConfig: clients.kubeConfig,
+      path: `/apis/coordination.k8s.io/v1/namespaces/${namespace}/leases`,
+      list: () => clients.coordination.listNamespacedLease({ namespace, labelSelector: POOL_LABEL_SELECTOR }),
+      labelSelector: POOL_LABEL_SELECTOR,
+      onError: (e, ms) => onError?.("leases", e, ms),
+    });
+    this.pods.onChange((c) => {
+      const name = c.obj.metadata?.name;
+      if (c.type === "delete") {
+        const cause = name ? this.causes.get(name) : undefined;
+        if (name) this.causes.delete(name);
+        bus.emit({
+          type: "pod.deleted",
+          pod: name,
+          requestId: cause?.requestId,
+          tenant: cause?.tenant,
+          data: { phase: c.obj.status?.phase ?? null, reason: cause?.reason ?? "external" },
+        });
+        return;
+      }
+      const wasReady = c.type === "update" && isPodReady(c.old);
+      if (!wasReady && isPodReady(c.obj))
+        bus.emit({ type: "pod.ready", pod: name, data: { podIP: c.obj.status?.podIP } });
+    });
+  }
+
+  /** Remember why `pod` is being deleted, so its pod.deleted event names the request behind it. */
+  attributeDeletion(
+    pod: string,
+    cause: { requestId?: string | undefined; tenant?: string | undefined; reason: string },
+  ): void {
+    this.causes.set(pod, cause);
+    if (this.causes.size > 10_000) {
+      const oldest = this.causes.keys().next().value;
+      if (oldest !== undefined) this.causes.delete(oldest);
+    }
+  }
+
+  async start(timeoutMs = 10_000): Promise<boolean> {
+    const [a, b] = await Promise.all([this.pods.start(timeoutMs), this.leases.start(timeoutMs)]);
+    return a && b;
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all([this.pods.stop(), this.leases.stop()]);
+  }
+}

@@ -1,0 +1,358 @@
+import type { V1Lease, V1Pod } from "@kubernetes/client-node";
+import type { EventBus } from "../events/bus.ts";
+import type { KubeClients } from "../k8s/client.ts";
+import { isNotFound, k8sFailure } from "../k8s/errors.ts";
+import { microNow } from "../k8s/microtime.ts";
+import { withTimeout } from "../k8s/with-timeout.ts";
+import { holderOf, parseHolder, recordKey, requestIdOf, tenantOf } from "../leases/lease-record.ts";
+import { ObservedExpiry } from "../leases/observed-expiry.ts";
+import type { PoolCaches } from "./caches.ts";
+import { POOL_LABELS } from "./labels.ts";
+import { isFinished, isPodReady, isPoolMember } from "./pod-state.ts";
+
+export interface PoolControllerOptions {
+  clients: KubeClients;
+  caches: PoolCaches;
+  bus: EventBus;
+  namespace: string;
+  poolSize: number;
+  leaseTtlSeconds: number;
+  podReadyTimeoutSeconds: number;
+  /** Builds a fresh sandbox Pod (generateName) from the template. */
+  podTemplate: () => V1Pod;
+  /** How long a pod may live without its Lease (or a Lease without its pod) before it is an orphan. */
+  orphanGraceMs?: number;
+  resyncMs?: number;
+  requestTimeoutMs?: number;
+  now?: () => number;
+}
+
+/**
+ * Keeps the pool at POOL_SIZE pods, each with its Lease. Runs on the leader only. Everything is
+ * judged from the watch-fed caches and from *our* observation times (no clock comparison with the
+ * server): a pod not Ready for the deadline, a held Lease unchanged for its duration (its holder's
+ * agent died), a pod without Lease or a Lease without pod for the orphan grace.
+ */
+export class PoolController {
+  private poolSize: number;
+  private readonly firstSeen = new Map<string, number>();
+  /** Pods we have seen Ready once: only pods that never got Ready fall under the readiness deadline. */
+  private readonly everReady = new Set<string>();
+  private readonly orphanSince = new Map<string, number>();
+  private readonly expiry: ObservedExpiry;
+  /** Pods created by us whose Lease is not in the cache yet. */
+  private readonly creating = new Set<string>();
+  /** Creates in flight (their names are not known until the server answers). */
+  private pendingCreates = 0;
+  private readonly deleting = new Set<string>();
+  /** Recent recycles with their reason (for diagnostics). */
+  readonly recycled: Array<{ name: string; reason: string }> = [];
+  private timer: NodeJS.Timeout | undefined;
+  private running = false;
+  private again = false;
+  private active = false;
+  private readonly unsubscribe: Array<() => void> = [];
+  private readonly now: () => number;
+  private readonly timeoutMs: number;
+
+  constructor(private readonly o: PoolControllerOptions) {
+    this.poolSize = o.poolSize;
+    this.now = o.now ?? (() => performance.now());
+    this.expiry = new ObservedExpiry(this.now);
+    this.timeoutMs = o.requestTimeoutMs ?? 5_000;
+  }
+
+  get isActive(): boolean {
+    return this.active;
+  }
+
+  get size(): number {
+    return this.poolSize;
+  }
+
+  setPoolSize(n: number): void {
+    this.poolSize = Math.max(0, Math.floor(n));
+    this.kick();
+  }
+
+  start(): void {
+    if (this.active) return;
+    this.active = true;
+    // Observation clocks restart with leadership: a new leader waits a full duration before expiring anything.
+    this.firstSeen.clear();
+    this.orphanSince.clear();
+    for (const n of this.expiry.names()) this.expiry.forget(n);
+    this.unsubscribe.push(this.o.caches.pods.onChange(() => this.kick()));
+    this.unsubscribe.push(this.o.caches.leases.onChange(() => this.kick()));
+    this.tick();
+  }
+
+  async stop(): Promise<void> {
+    this.active = false;
+    for (const u of this.unsubscribe.splice(0)) u();
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    while (this.running) await new Promise((r) => setTimeout(r, 10));
+  }
+
+  private tick(): void {
+    if (!this.active) return;
+    this.kick();
+    this.timer = setTimeout(() => this.tick(), this.o.resyncMs ?? 500);
+  }
+
+  private kick(): void {
+    if (!this.active) return;
+    if (this.running) {
+      this.again = true;
+      return;
+    }
+    this.running = true;
+    void (async () => {
+      try {
+        do {
+          this.again = false;
+          await this.reconcile();
+        } while (this.again && this.active);
+      } catch {
+        // The next tick retries.
+      } finally {
+        this.running = false;
+      }
+    })();
+  }
+
+  private async reconcile(): Promise<void> {
+    const now = this.now();
+    const pods = this.o.caches.pods.list();
+    const leases = this.o.caches.leases.list();
+    const podByName = new Map(pods.map((p) => [p.metadata?.name ?? "", p]));
+    const leaseByName = new Map(leases.map((l) => [l.metadata?.name ?? "", l]));
+    const work: Array<Promise<unknown>> = [];
+
+    for (const name of [...this.firstSeen.keys()]) if (!podByName.has(name)) this.firstSeen.delete(name);
+    for (const name of [...this.everReady]) if (!podByName.has(name)) this.everReady.delete(name);
+    for (const name of this.expiry.names()) if (!leaseByName.has(name)) this.expiry.forget(name);
+
+    const members: V1Pod[] = [];
+    for (const pod of pods) {
+      const name = pod.metadata?.name ?? "";
+      if (!this.firstSeen.has(name)) this.firstSeen.set(name, now);
+      if (this.deleting.has(name)) continue;
+      if (!isPoolMember(pod)) {
+        if (isFinished(pod) && !pod.metadata?.deletionTimestamp) work.push(this.recycle(name, "finished"));
+        continue;
+      }
+      const lease = leaseByName.get(name);
+      const age = now - (this.firstSeen.get(name) ?? now);
+      if (isPodReady(pod)) this.everReady.add(name);
+      else if (!this.everReady.has(name) && age >= this.o.podReadyTimeoutSeconds * 1000) {
+        work.push(this.recycle(name, "not ready in time"));
+        continue;
+      }
+      if (!lease) {
+        if (this.creating.has(name)) {
+          members.push(pod);
+          continue;
+        }
+        const since = this.orphanSince.get(name) ?? now;
+        this.orphanSince.set(name, since);
+        if (now - since >= (this.o.orphanGraceMs ?? 3_000)) {
+          work.push(this.recycle(name, "pod without lease"));
+          continue;
+        }
+        members.push(pod);
+        continue;
+      }
+      this.orphanSince.delete(name);
+      this.creating.delete(name);
+      if (holderOf(lease)) {
+        const durationMs = (lease.spec?.leaseDurationSeconds ?? this.o.leaseTtlSeconds) * 1000;
+        if (this.expiry.isExpired(name, recordKey(lease), durationMs)) {
+          const holder = parseHolder(holderOf(lease));
+          this.o.bus.emit({
+            type: "lease.expired",
+            pod: name,
+            requestId: requestIdOf(lease) ?? holder?.requestId,
+            tenant: tenantOf(lease),
+            data: { holder: holderOf(lease), fence: lease.spec?.leaseTransitions ?? 0, recycle: "replace" },
+          });
+          this.o.caches.attributeDeletion(name, {
+            requestId: requestIdOf(lease) ?? holder?.requestId,
+            tenant: tenantOf(lease),
+            reason: "lease expired",
+          });
+          work.push(this.recycle(name, "lease expired", lease));
+          continue;
+        }
+      } else {
+        this.expiry.observe(name, recordKey(lease));
+      }
+      members.push(pod);
+    }
+
+    // Leases whose pod is gone (or was never there) for the grace: delete them.
+    for (const lease of leases) {
+      const name = lease.metadata?.name ?? "";
+      if (podByName.has(name) || this.deleting.has(name)) continue;
+      const key = `lease:${name}`;
+      const since = this.orphanSince.get(key) ?? now;
+      this.orphanSince.set(key, since);
+      if (now - since >= (this.o.orphanGraceMs ?? 3_000)) {
+        this.orphanSince.delete(key);
+        work.push(this.deleteLease(name));
+      }
+    }
+    for (const key of [...this.orphanSince.keys()]) {
+      if (key.startsWith("lease:") && !leaseByName.has(key.slice(6))) this.orphanSince.delete(key);
+      else if (!key.startsWith("lease:") && !podByName.has(key)) this.orphanSince.delete(key);
+    }
+
+    const count = members.length + this.pendingCreates;
+    if (count < this.poolSize) {
+      for (let i = count; i < this.poolSize; i++) work.push(this.createPod());
+    } else if (members.length > this.poolSize) {
+      // Scale down: pods that are not Ready first, then free ones; never a held one.
+      const excess = members.length - this.poolSize;
+      const free = members.filter((p) => !holderOf(leaseByName.get(p.metadata?.name ?? "") ?? {}));
+      free.sort((a, b) => Number(isPodReady(a)) - Number(isPodReady(b)));
+      for (const p of free.slice(0, excess)) {
+        const lease = leaseByName.get(p.metadata?.name ?? "");
+        work.push(this.scaleDown(p.metadata?.name ?? "", lease));
+      }
+    }
+    await Promise.all(work);
+  }
+
+  private async createPod(): Promise<void> {
+    this.pendingCreates++;
+    let pod: V1Pod;
+    try {
+      pod = await withTimeout(
+        this.o.clients.core.createNamespacedPod({ namespace: this.o.namespace, body: this.o.podTemplate() }),
+        this.timeoutMs,
+        "create pod",
+      );
+    } catch {
+      this.pendingCreates--;
+      return;
+    }
+    const name = pod.metadata?.name ?? "";
+    this.creating.add(name);
+    this.o.caches.pods.observe(pod);
+    this.pendingCreates--;
+    this.o.bus.emit({ type: "pod.created", pod: name, data: { uid: pod.metadata?.uid } });
+    const lease: V1Lease = {
+      apiVersion: "coordination.k8s.io/v1",
+      kind: "Lease",
+      metadata: {
+        name,
+        namespace: this.o.namespace,
+        labels: { ...POOL_LABELS },
+        ownerReferences: [
+          { apiVersion: "v1", kind: "Pod", name, uid: pod.metadata?.uid ?? "", controller: false },
+        ],
+      },
+      spec: { leaseDurationSeconds: this.o.leaseTtlSeconds, leaseTransitions: 0 },
+    };
+    try {
+      const created = await withTimeout(
+        this.o.clients.coordination.createNamespacedLease({ namespace: this.o.namespace, body: lease }),
+        this.timeoutMs,
+        "create lease",
+      );
+      this.o.caches.leases.observe(created);
+    } catch {
+      // Left for the orphan rule: the pod without its Lease is deleted after the grace.
+      this.creating.delete(name);
+    }
+  }
+
+  /**
+   * A free pod may be in the middle of being acquired by some replica: claim its Lease by CAS first
+   * (a 409 means someone took it, so it is not removed), then delete it.
+   */
+  private async scaleDown(name: string, lease: V1Lease | undefined): Promise<void> {
+    if (!lease) return this.recycle(name, "scale down");
+    const now = microNow();
+    try {
+      const claimed = await withTimeout(
+        this.o.clients.coordination.replaceNamespacedLease({
+          name,
+          namespace: this.o.namespace,
+          body: {
+            ...lease,
+            spec: {
+              ...lease.spec,
+              holderIdentity: "pool-controller/scale-down",
+              acquireTime: now,
+              renewTime: now,
+              leaseTransitions: (lease.spec?.leaseTransitions ?? 0) + 1,
+            },
+          },
+        }),
+        this.timeoutMs,
+        `claim lease ${name}`,
+      );
+      this.o.caches.leases.observe(claimed);
+      await this.recycle(name, "scale down", claimed);
+    } catch {
+      // Taken by a replica (409) or unreachable: it stays; the next reconcile looks again.
+    }
+  }
+
+  /** Delete pod and Lease (replace): the next reconcile brings a fresh pod. */
+  private async recycle(name: string, reason: string, lease?: V1Lease): Promise<void> {
+    if (this.deleting.has(name)) return;
+    this.deleting.add(name);
+    try {
+      const ns = this.o.namespace;
+      if (lease) {
+        // Conditional on what we judged expired: a renewal that lands meanwhile makes this a 409.
+        try {
+          await withTimeout(
+            this.o.clients.coordination.deleteNamespacedLease({
+              name,
+              namespace: ns,
+              body: { preconditions: { resourceVersion: lease.metadata?.resourceVersion } },
+            }),
+            this.timeoutMs,
+            `delete lease ${name}`,
+          );
+        } catch (e) {
+          const f = k8sFailure(e);
+          if (!isNotFound(f)) return;
+        }
+        this.o.caches.leases.forget(name);
+      }
+      try {
+        await withTimeout(
+          this.o.clients.core.deleteNamespacedPod({ name, namespace: ns }),
+          this.timeoutMs,
+          `delete pod ${name}`,
+        );
+      } catch (e) {
+        if (!isNotFound(k8sFailure(e))) return;
+      }
+      if (!lease) await this.deleteLease(name);
+      // pod.deleted itself comes from the cache once the kubelet has really removed the pod.
+      this.recycled.push({ name, reason });
+      if (this.recycled.length > 100) this.recycled.shift();
+    } finally {
+      this.deleting.delete(name);
+    }
+  }
+
+  private async deleteLease(name: string): Promise<void> {
+    try {
+      await withTimeout(
+        this.o.clients.coordination.deleteNamespacedLease({ name, namespace: this.o.namespace }),
+        this.timeoutMs,
+        `delete lease ${name}`,
+      );
+    } catch {
+      // 404: already gone; anything else: the next reconcile retries.
+    }
+    this.o.caches.leases.forget(name);
+  }
+}

@@ -1,0 +1,225 @@
+import { realpath, stat } from "node:fs/promises";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { FenceMark, makeTokenCheck } from "./auth.ts";
+import type { ServerConfig } from "./config.ts";
+import { killEveryoneElse, otherProcesses, ownsPidNamespace } from "./processes.ts";
+import { isInside, parseExecBody, readBody } from "./request.ts";
+import { type RunningCommand, startCommand } from "./run-command.ts";
+import { countEntries, emptyDir } from "./workspace.ts";
+
+type ErrorCode =
+  | "invalid_request"
+  | "unauthenticated"
+  | "stale_lease"
+  | "payload_too_large"
+  | "not_found"
+  | "reset_refused"
+  | "internal";
+
+function sendJson(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, {
+    "content-type": "application/json",
+    "content-length": Buffer.byteLength(text),
+    "cache-control": "no-store",
+  });
+  res.end(text);
+}
+
+function sendError(res: ServerResponse, status: number, code: ErrorCode, message: string): void {
+  sendJson(res, status, { error: { code, message } });
+}
+
+const SAFE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+export interface SandboxServer {
+  server: Server;
+  /** Kills every running command's group and closes the listener. */
+  shutdown(): Promise<void>;
+}
+
+export function createSandboxServer(config: ServerConfig): SandboxServer {
+  const tokenOk = makeTokenCheck(config.poolToken);
+  const fence = new FenceMark();
+  const running = new Map<RunningCommand, number>(); // command → the fence it ran under
+
+  /** A new holder's fence makes every command of older holders illegitimate. */
+  const killOlderThan = (mark: number) => {
+    for (const [cmd, f] of running) if (f < mark) cmd.kill();
+  };
+
+  const authorize = (req: IncomingMessage, res: ServerResponse): boolean => {
+    if (tokenOk(req.headers.authorization)) return true;
+    sendError(res, 401, "unauthenticated", "missing or wrong pool token");
+    return false;
+  };
+
+  const checkFence = (req: IncomingMessage, res: ServerResponse): number | undefined => {
+    const verdict = fence.check(req.headers["x-fence-token"]);
+    if (!verdict.ok) {
+      sendError(
+        res,
+        verdict.status,
+        verdict.status === 409 ? "stale_lease" : "invalid_request",
+        verdict.message,
+      );
+      return undefined;
+    }
+    if (verdict.raised) killOlderThan(verdict.fence);
+    return verdict.fence;
+  };
+
+  async function handleExec(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    if (!authorize(req, res)) return;
+    const myFence = checkFence(req, res);
+    if (myFence === undefined) return;
+    const raw = await readBody(req);
+    if (!raw.ok) {
+      sendError(res, raw.status, raw.status === 413 ? "payload_too_large" : "invalid_request", raw.message);
+      return;
+    }
+    const body = parseExecBody(raw.value, config.workspace);
+    if (!body.ok) {
+      sendError(res, body.status, "invalid_request", body.message);
+      return;
+    }
+    const cwd = body.value.cwd ?? config.workspace;
+    const resolved = await realpath(cwd).catch(() => undefined);
+    const isDir = resolved !== undefined && (await stat(resolved).catch(() => undefined))?.isDirectory();
+    if (resolved === undefined || !isDir) {
+      sendError(res, 400, "invalid_request", `cwd: ${cwd} is not an existing directory`);
+      return;
+    }
+    if (!isInside(resolved, (await realpath(config.workspace).catch(() => config.workspace)) as string)) {
+      sendError(res, 400, "invalid_request", `cwd: ${cwd} leads outside ${config.workspace}`);
+      return;
+    }
+    // Fence check happened before the body was read; a newer holder may have arrived meanwhile.
+    if (myFence < fence.highest) {
+      sendError(res, 409, "stale_lease", `fencing token ${myFence} was superseded by ${fence.highest}`);
+      return;
+    }
+
+    // The command sees a minimal environment: never the server's own (POOL_TOKEN lives there).
+    const env: Record<string, string> = { PATH: SAFE_PATH, HOME: config.workspace, LANG: "C.UTF-8" };
+    Object.assign(env, body.value.env ?? {});
+
+    let clientGone = false;
+    let paused = false;
+    let cmd: RunningCommand | undefined;
+    const write = (line: string) => {
+      if (clientGone || res.writableEnded) return;
+      // A slow reader pauses the pipes (bounded memory); the command then blocks on write.
+      if (!res.write(`${line}\n`) && cmd && !paused) {
+        paused = true;
+        cmd.pause();
+        res.once("drain", () => {
+          paused = false;
+          cmd?.resume();
+        });
+      }
+    };
+    const started = await startCommand({
+      command: body.value.command,
+      timeoutMs: body.value.timeoutMs,
+      cwd: resolved,
+      env,
+      stdin: body.value.stdin,
+      outputCapBytes: config.outputCapBytes,
+      onChunk: (stream, chunk) => write(JSON.stringify({ type: stream, data: chunk.toString("base64") })),
+    });
+    if (!started.ok) {
+      sendError(res, 500, "internal", started.message);
+      return;
+    }
+    cmd = started.running;
+    running.set(cmd, myFence);
+    const onGone = () => {
+      if (res.writableFinished) return;
+      clientGone = true;
+      cmd?.kill();
+    };
+    res.on("close", onGone);
+    if (res.destroyed || req.socket.destroyed) onGone();
+    res.writeHead(200, { "content-type": "application/x-ndjson", "cache-control": "no-store" });
+    res.flushHeaders();
+    const result = await cmd.done;
+    running.delete(cmd);
+    if (clientGone) return;
+    res.end(`${JSON.stringify({ type: "result", ...result })}\n`);
+  }
+
+  async function handleReset(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    if (!authorize(req, res)) return;
+    if (checkFence(req, res) === undefined) return;
+    req.resume();
+    if (!ownsPidNamespace()) {
+      // Killing "every other process" outside a sandbox would take the host down with it.
+      sendError(
+        res,
+        403,
+        "reset_refused",
+        "refusing to reset: this server does not run in its own PID namespace",
+      );
+      return;
+    }
+    for (const cmd of running.keys()) cmd.kill();
+    const { killed, remaining } = await killEveryoneElse();
+    const removed = (await emptyDir(config.workspace)) + (await emptyDir(config.tmpDir));
+    if (remaining > 0) {
+      sendError(res, 500, "internal", `${remaining} processes survived the reset`);
+      return;
+    }
+    sendJson(res, 200, { killed, removed });
+  }
+
+  async function handleInspect(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    if (!authorize(req, res)) return;
+    req.resume();
+    sendJson(res, 200, {
+      processes: otherProcesses().length,
+      workspaceEntries: await countEntries(config.workspace),
+      tmpEntries: await countEntries(config.tmpDir),
+      fence: fence.highest,
+    });
+  }
+
+  const route = async (req: IncomingMessage, res: ServerResponse) => {
+    const path = (req.url ?? "/").split("?")[0];
+    if (path === "/health" && (req.method === "GET" || req.method === "HEAD")) {
+      req.resume();
+      sendJson(res, 200, { ok: true });
+    } else if (path === "/exec" && req.method === "POST") await handleExec(req, res);
+    else if (path === "/reset" && req.method === "POST") await handleReset(req, res);
+    else if (path === "/inspect" && req.method === "GET") await handleInspect(req, res);
+    else {
+      req.resume();
+      sendError(res, 404, "not_found", `no route ${req.method} ${path}`);
+    }
+  };
+
+  const server = createServer((req, res) => {
+    route(req, res).catch((e: unknown) => {
+      if (!res.headersSent) sendError(res, 500, "internal", e instanceof Error ? e.message : String(e));
+      else res.destroy();
+    });
+  });
+  // Commands may run for up to 15 minutes while streaming nothing.
+  server.requestTimeout = 0;
+  server.headersTimeout = 30_000;
+  server.keepAliveTimeout = 30_000;
+
+  return {
+    server,
+    shutdown: () =>
+      new Promise<void>((resolve) => {
+        for (const cmd of running.keys()) cmd.kill();
+        server.close(() => resolve());
+        server.closeIdleConnections();
+        setTimeout(() => {
+          server.closeAllConnections();
+          resolve();
+        }, 2000).unref();
+      }),
+  };
+}

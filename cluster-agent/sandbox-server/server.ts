@@ -1,0 +1,33 @@
+import { createSandboxServer } from "./app.ts";
+import { configFromEnv } from "./config.ts";
+
+// Entry point of the sandbox image: `node /opt/sandbox-server/server.mjs`.
+const parsed = configFromEnv(process.env);
+if (!parsed.ok) {
+  process.stderr.write(`sandbox-server: ${parsed.message}\n`);
+  process.exit(2);
+}
+const { config } = parsed;
+// Nothing the command runs should inherit the token, and nothing below needs it from the env again.
+delete process.env.POOL_TOKEN;
+
+const sandbox = createSandboxServer(config);
+sandbox.server.on("error", (e) => {
+  process.stderr.write(`sandbox-server: ${e.message}\n`);
+  process.exit(1);
+});
+sandbox.server.listen(config.port, config.listenHost, () => {
+  const addr = sandbox.server.address();
+  const port = typeof addr === "object" && addr ? addr.port : config.port;
+  process.stdout.write(`${JSON.stringify({ msg: "listening", host: config.listenHost, port })}\n`);
+});
+
+let stopping = false;
+const stop = (signal: string) => {
+  if (stopping) return;
+  stopping = true;
+  process.stdout.write(`${JSON.stringify({ msg: "stopping", signal })}\n`);
+  sandbox.shutdown().then(() => process.exit(0));
+};
+process.on("SIGTERM", () => stop("SIGTERM"));
+process.on("SIGINT", () => stop("SIGINT"));

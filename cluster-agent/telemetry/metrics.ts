@@ -1,0 +1,294 @@
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+import type { PodState, PoolEvent, PoolSnapshot } from "../../shared/api.ts";
+
+/*
+ * Prometheus metrics for the agent. They are derived from bus events in ONE place
+ * (`subscribeMetrics`), so the lease manager, pool controller and executors only emit events and
+ * never touch metrics. The one exception is the tunnel gauge: tunnel state is not a pool event,
+ * so the tunnel client calls `metrics.setTunnelConnected()`.
+ *
+ * Event fields read (beyond type/pod/requestId):
+ *   lease.acquired  data.acquireMs (acquire latency, queue included), data.queueMs (0 if none)
+ *   lease.released / lease.expired   data.recycle === "replace" (or data.recycling === true): the
+ *                   pod counts as recycling until pod.ready/pod.deleted
+ *   queue.timeout   data.waitedMs;  queue.left  data.reason ("aborted" | "shutdown" observed; a
+ *                   served waiter is observed through lease.acquired, a timed-out one through queue.timeout)
+ *   exec.finished   data.durationMs, data.exitCode, data.timedOut?, data.error? (a code string)
+ */
+
+export const POD_STATES: readonly PodState[] = ["starting", "ready", "leased", "recycling", "failed"];
+
+export interface AgentMetrics {
+  readonly registry: Registry;
+  readonly acquireDuration: Histogram;
+  readonly queueWait: Histogram<"outcome">;
+  readonly execDuration: Histogram<"result">;
+  readonly poolPods: Gauge<"state">;
+  readonly queueDepth: Gauge;
+  readonly acquisitions: Counter;
+  readonly leaseConflicts: Counter;
+  readonly leasesLost: Counter;
+  readonly leasesExpired: Counter;
+  readonly queueTimeouts: Counter;
+  readonly tunnelConnected: Gauge;
+  readonly events: Counter<"type">;
+  setTunnelConnected(connected: boolean): void;
+  /** Run at every scrape before the pool gauges are read (set by subscribeMetrics). */
+  beforeCollect: (() => void) | null;
+}
+
+export interface MetricsOptions {
+  /** Own registry by default, so tests and several agents in one process never share series. */
+  registry?: Registry;
+  /** Node process metrics (CPU, memory, event loop lag); on in production, off in tests. */
+  defaultMetrics?: boolean;
+  /** Labels on every series, e.g. { region }. */
+  defaultLabels?: Record<string, string>;
+}
+
+const ACQUIRE_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15, 30];
+const QUEUE_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15, 30];
+const EXEC_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900];
+
+export function createMetrics(opts: MetricsOptions = {}): AgentMetrics {
+  const registry = opts.registry ?? new Registry();
+  if (opts.defaultLabels) registry.setDefaultLabels(opts.defaultLabels);
+  if (opts.defaultMetrics) collectDefaultMetrics({ register: registry, prefix: "pi_sandbox_agent_" });
+  const registers = [registry];
+
+  const tunnelConnected = new Gauge({
+    name: "pi_sandbox_tunnel_connected",
+    help: "1 while the agent's tunnel to the edge is connected, else 0.",
+    registers,
+  });
+  tunnelConnected.set(0);
+  let metrics: AgentMetrics | null = null;
+  const poolPods = new Gauge({
+    name: "pi_sandbox_pool_pods",
+    help: "Sandbox pods in the pool by state.",
+    labelNames: ["state"] as const,
+    registers,
+    collect() {
+      metrics?.beforeCollect?.();
+    },
+  });
+  for (const s of POD_STATES) poolPods.set({ state: s }, 0);
+
+  metrics = {
+    registry,
+    beforeCollect: null,
+    acquireDuration: new Histogram({
+      name: "pi_sandbox_acquire_duration_seconds",
+      help: "Time from an acquire call to a held lease, queue wait included.",
+      buckets: ACQUIRE_BUCKETS,
+      registers,
+    }),
+    queueWait: new Histogram({
+      name: "pi_sandbox_queue_wait_seconds",
+      help: "Time spent queued for a pod (0 when one was free), by outcome: acquired, timeout, aborted, shutdown.",
+      labelNames: ["outcome"] as const,
+      buckets: QUEUE_BUCKETS,
+      registers,
+    }),
+    execDuration: new Histogram({
+      name: "pi_sandbox_exec_duration_seconds",
+      help: "Command run time in the sandbox, by result: ok, nonzero, timeout, killed, error.",
+      labelNames: ["result"] as const,
+      buckets: EXEC_BUCKETS,
+      registers,
+    }),
+    poolPods,
+    queueDepth: new Gauge({ name: "pi_sandbox_queue_depth", help: "Callers waiting for a pod.", registers }),
+    acquisitions: new Counter({
+      name: "pi_sandbox_lease_acquisitions_total",
+      help: "Leases acquired.",
+      registers,
+    }),
+    leaseConflicts: new Counter({
+      name: "pi_sandbox_lease_conflicts_total",
+      help: "Lease compare-and-swap attempts lost to another holder (409 Conflict).",
+      registers,
+    }),
+    leasesLost: new Counter({
+      name: "pi_sandbox_leases_lost_total",
+      help: "Held leases lost (renewal failed or taken over); the command was aborted.",
+      registers,
+    }),
+    leasesExpired: new Counter({
+      name: "pi_sandbox_leases_expired_total",
+      help: "Leases observed expired without a release.",
+      registers,
+    }),
+    queueTimeouts: new Counter({
+      name: "pi_sandbox_queue_timeouts_total",
+      help: "Callers that gave up waiting for a pod (503 queue_timeout).",
+      registers,
+    }),
+    tunnelConnected,
+    events: new Counter({
+      name: "pi_sandbox_pool_events_total",
+      help: "Pool events emitted, by type.",
+      labelNames: ["type"] as const,
+      registers,
+    }),
+    setTunnelConnected(connected: boolean) {
+      tunnelConnected.set(connected ? 1 : 0);
+    },
+  };
+  return metrics;
+}
+
+/** The event bus as metrics need it (cluster-agent/events/bus.ts satisfies it). */
+export interface EventSource {
+  on(listener: (e: PoolEvent) => void): () => void;
+}
+
+const seconds = (ms: unknown): number | null =>
+  typeof ms === "number" && Number.isFinite(ms) && ms >= 0 ? ms / 1000 : null;
+
+function execResult(data: Record<string, unknown>): "ok" | "nonzero" | "timeout" | "killed" | "error" {
+  if (data.timedOut === true) return "timeout";
+  if (typeof data.error === "string") return "error";
+  if (typeof data.exitCode !== "number") return "killed"; // no exit code: ended by a signal
+  return data.exitCode === 0 ? "ok" : "nonzero";
+}
+
+type PoolView = Pick<PoolSnapshot, "pods" | "queue">;
+
+/**
+ * Derive every metric from bus events. Returns the unsubscribe function.
+ *
+ * Pods by state and queue depth: a bus only carries this agent's lease events, so with several
+ * replicas the event-derived view misses other agents' leases. Pass `snapshot` (the pool's own
+ * `snapshot()`, built from the Lease cache) and those two gauges are read from it at each scrape;
+ * without it they are derived from events, seeded by `initial`.
+ */
+export function subscribeMetrics(
+  bus: EventSource,
+  metrics: AgentMetrics,
+  opts: { initial?: PoolView; snapshot?: () => PoolView } = {},
+): () => void {
+  const pods = new Map<string, { state: PodState; requestId: string | null }>();
+  const waiting = new Set<string>();
+  for (const p of opts.initial?.pods ?? [])
+    pods.set(p.name, { state: p.state, requestId: p.holder?.requestId ?? null });
+  for (const w of opts.initial?.queue.waiters ?? []) waiting.add(w.requestId);
+
+  const publishPods = () => {
+    const counts: Record<PodState, number> = { starting: 0, ready: 0, leased: 0, recycling: 0, failed: 0 };
+    for (const p of pods.values()) counts[p.state] += 1;
+    for (const s of POD_STATES) metrics.poolPods.set({ state: s }, counts[s]);
+  };
+  const publishQueue = () => metrics.queueDepth.set(waiting.size);
+  const setPod = (name: string | undefined, state: PodState, requestId: string | null = null) => {
+    if (name) pods.set(name, { state, requestId });
+  };
+  const unqueue = (requestId: string | undefined) => {
+    if (requestId) waiting.delete(requestId);
+  };
+  const fromSnapshot = opts.snapshot;
+  if (fromSnapshot) {
+    metrics.beforeCollect = () => {
+      const s = fromSnapshot();
+      pods.clear();
+      for (const p of s.pods) pods.set(p.name, { state: p.state, requestId: p.holder?.requestId ?? null });
+      waiting.clear();
+      for (const w of s.queue.waiters) waiting.add(w.requestId);
+      publishPods();
+      publishQueue();
+    };
+  }
+  publishPods();
+  publishQueue();
+
+  const off = bus.on((e) => {
+    const data = e.data ?? {};
+    metrics.events.inc({ type: e.type });
+    switch (e.type) {
+      case "pod.created":
+        setPod(e.pod, "starting");
+        break;
+      case "pod.ready":
+        setPod(e.pod, "ready");
+        break;
+      case "pod.deleted":
+        if (e.pod) pods.delete(e.pod);
+        break;
+      case "lease.acquired": {
+        metrics.acquisitions.inc();
+        const acquire = seconds(data.acquireMs);
+        if (acquire !== null) metrics.acquireDuration.observe(acquire);
+        const queued = seconds(data.queueMs);
+        if (queued !== null) metrics.queueWait.observe({ outcome: "acquired" }, queued);
+        unqueue(e.requestId);
+        setPod(e.pod, "leased", e.requestId ?? null);
+        break;
+      }
+      case "lease.released":
+      case "lease.expired":
+      case "lease.lost": {
+        if (e.type === "lease.expired") metrics.leasesExpired.inc();
+        if (e.type === "lease.lost") metrics.leasesLost.inc();
+        const p = e.pod ? pods.get(e.pod) : undefined;
+        // A stale release (the pod already went to another request) must not free the pod.
+        if (p && p.state === "leased" && (!e.requestId || !p.requestId || p.requestId === e.requestId)) {
+          setPod(e.pod, data.recycling === true || data.recycle === "replace" ? "recycling" : "ready");
+        }
+        break;
+      }
+      case "lease.conflict":
+        metrics.leaseConflicts.inc();
+        break;
+      case "queue.entered":
+        if (e.requestId) waiting.add(e.requestId);
+        break;
+      case "queue.left": {
+        unqueue(e.requestId);
+        const waited = seconds(data.waitedMs);
+        const reason = data.reason;
+        if ((reason === "aborted" || reason === "shutdown") && waited !== null) {
+          metrics.queueWait.observe({ outcome: reason }, waited);
+        }
+        break;
+      }
+      case "queue.timeout": {
+        unqueue(e.requestId);
+        metrics.queueTimeouts.inc();
+        const waited = seconds(data.waitedMs);
+        if (waited !== null) metrics.queueWait.observe({ outcome: "timeout" }, waited);
+        break;
+      }
+      case "exec.finished": {
+        const d = seconds(data.durationMs);
+        if (d !== null) metrics.execDuration.observe({ result: execResult(data) }, d);
+        break;
+      }
+      case "exec.started":
+      case "lease.renewed":
+      case "pool.leader":
+        break;
+    }
+    if (e.type.startsWith("pod.") || e.type.startsWith("lease.")) publishPods();
+    if (e.type.startsWith("queue.") || e.type === "lease.acquired") publishQueue();
+  });
+  return () => {
+    off();
+    if (fromSnapshot) metrics.beforeCollect = null;
+  };
+}
+
+/** `GET /metrics` content (Prometheus text format); fits AgentAppDeps.metrics in cluster-agent/http/app.ts. */
+export async function metricsText(
+  metrics: Pick<AgentMetrics, "registry">,
+): Promise<{ contentType: string; body: string }> {
+  return { contentType: metrics.registry.contentType, body: await metrics.registry.metrics() };
+}
+
+/** `GET /metrics` as a web Response. */
+export async function metricsResponse(metrics: Pick<AgentMetrics, "registry">): Promise<Response> {
+  const { contentType, body } = await metricsText(metrics);
+  return new Response(body, {
+    status: 200,
+    headers: { "content-type": contentType, "cache-control": "no-store" },
+  });
+}

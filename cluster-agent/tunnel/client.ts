@@ -1,0 +1,394 @@
+import type { JWK } from "jose";
+import WebSocket from "ws";
+import {
+  type Capacity,
+  ChunkSequencer,
+  decodeFrame,
+  encodeFrame,
+  fromBase64,
+  headersToPairs,
+  pairsToHeaders,
+  type RequestFrame,
+  signAgentToken,
+  TUNNEL_CHUNK_BYTES,
+  TUNNEL_PATH,
+  type TunnelFrame,
+  toBase64,
+} from "../../shared/tunnel.ts";
+
+/**
+ * The agent's end of the tunnel: dials OUT to the edge (the cluster exposes no port), logs in
+ * with a short JWT signed by the region's agent key, and serves each relayed request by calling
+ * `handler` (the agent app's fetch). Response bodies stream back in chunk frames; a cancel frame
+ * aborts the request's signal; a dropped socket aborts everything in flight and reconnects with
+ * jittered exponential backoff.
+ */
+
+export interface TunnelLogger {
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+}
+
+export interface TunnelClientOptions {
+  /** The edge's base URL: http(s):// or ws(s)://, e.g. https://edge.example.com */
+  edgeUrl: string;
+  region: string;
+  agentId: string;
+  /** The region's agent private key (Ed25519 JWK). */
+  privateJwk: JWK;
+  handler: (request: Request) => Promise<Response>;
+  /** Pool capacity for heartbeats; without it heartbeats are not sent. */
+  capacity?: () => Capacity;
+  heartbeatMs?: number;
+  backoff?: { initialMs?: number; maxMs?: number };
+  /** WebSocket handshake timeout. */
+  connectTimeoutMs?: number;
+  /** How long close() waits for in-flight requests before dropping them. */
+  closeGraceMs?: number;
+  logger?: TunnelLogger;
+}
+
+export type TunnelState = "connecting" | "open" | "backoff" | "closed";
+
+export interface TunnelClient {
+  readonly state: TunnelState;
+  /** Requests being served right now. */
+  readonly inflight: number;
+  /** Successful logins so far (1 after the first, +1 per reconnect). */
+  readonly connections: number;
+  /** Resolves when the tunnel is open (rejects after `timeoutMs`). */
+  waitOpen(timeoutMs?: number): Promise<void>;
+  /** Drop the socket as a network failure would (in-flight requests fail); the client redials. */
+  dropConnection(): void;
+  /** Stop reconnecting, let in-flight requests finish (up to closeGraceMs), close with 1000. */
+  close(): Promise<void>;
+}
+
+interface Inflight {
+  abort: AbortController;
+  body: { frame: RequestFrame; parts: Uint8Array[]; seq: ChunkSequencer } | null;
+  done: Promise<void> | null;
+}
+
+const noopLogger: TunnelLogger = { info() {}, warn() {} };
+
+export function tunnelUrl(edgeUrl: string, region: string): string {
+  const u = new URL(TUNNEL_PATH, edgeUrl);
+  if (u.protocol === "http:") u.protocol = "ws:";
+  if (u.protocol === "https:") u.protocol = "wss:";
+  u.searchParams.set("region", region);
+  return u.toString();
+}
+
+/** Exponential backoff with "equal jitter": uniform in [cap/2, cap], cap = min(max, initial·2^attempt). */
+export function backoffDelay(
+  attempt: number,
+  initialMs: number,
+  maxMs: number,
+  random = Math.random,
+): number {
+  const cap = Math.min(maxMs, initialMs * 2 ** Math.min(attempt, 30));
+  return Math.round(cap / 2 + (random() * cap) / 2);
+}
+
+export function startTunnelClient(opts: TunnelClientOptions): TunnelClient {
+  const log = opts.logger ?? noopLogger;
+  const heartbeatMs = opts.heartbeatMs ?? 10_000;
+  const initialMs = opts.backoff?.initialMs ?? 250;
+  const maxMs = opts.backoff?.maxMs ?? 15_000;
+  const url = tunnelUrl(opts.edgeUrl, opts.region);
+  const inflight = new Map<string, Inflight>();
+
+  let state: TunnelState = "connecting";
+  let ws: WebSocket | null = null;
+  let attempt = 0;
+  let connections = 0;
+  let closing = false;
+  let retryTimer: NodeJS.Timeout | null = null;
+  let beatTimer: NodeJS.Timeout | null = null;
+  let lastPong = Date.now();
+  const openWaiters = new Set<() => void>();
+
+  function setState(s: TunnelState): void {
+    state = s;
+    if (s === "open") for (const w of openWaiters) w();
+  }
+
+  async function connect(): Promise<void> {
+    if (closing) return;
+    setState("connecting");
+    let token: string;
+    try {
+      token = await signAgentToken({
+        privateJwk: opts.privateJwk,
+        agentId: opts.agentId,
+        region: opts.region,
+      });
+    } catch (e) {
+      log.warn({ err: String(e) }, "tunnel: cannot sign agent token");
+      return scheduleReconnect();
+    }
+    if (closing) return;
+    const sock = new WebSocket(url, {
+      headers: { Authorization: `Bearer ${token}` },
+      handshakeTimeout: opts.connectTimeoutMs ?? 10_000,
+      perMessageDeflate: false,
+    });
+    ws = sock;
+    sock.on("unexpected-response", (_req, res) => {
+      log.warn({ status: res.statusCode }, "tunnel: edge refused the connection");
+      res.resume();
+      sock.terminate();
+    });
+    sock.on("open", () => {
+      attempt = 0;
+      connections++;
+      lastPong = Date.now();
+      setState("open");
+      log.info({ url, agentId: opts.agentId, region: opts.region }, "tunnel: connected");
+      heartbeat();
+      beatTimer = setInterval(heartbeat, heartbeatMs);
+    });
+    sock.on("pong", () => {
+      lastPong = Date.now();
+    });
+    sock.on("message", (data, isBinary) => {
+      const text = isBinary ? Buffer.concat(toBuffers(data)).toString("utf8") : data.toString();
+      onFrame(sock, text);
+    });
+    sock.on("error", (e) => log.warn({ err: e.message }, "tunnel: socket error"));
+    sock.on("close", (code) => {
+      if (beatTimer) clearInterval(beatTimer);
+      beatTimer = null;
+      if (ws === sock) ws = null;
+      // The edge has already failed these requests; stop the work behind them.
+      for (const [id, f] of inflight) {
+        f.abort.abort(new Error("tunnel closed"));
+        inflight.delete(id);
+      }
+      if (closing) {
+        setState("closed");
+        return;
+      }
+      log.warn({ code }, "tunnel: disconnected");
+      scheduleReconnect();
+    });
+  }
+
+  function scheduleReconnect(): void {
+    if (closing) return;
+    setState("backoff");
+    const delay = backoffDelay(attempt++, initialMs, maxMs);
+    retryTimer = setTimeout(() => {
+      retryTimer = null;
+      void connect();
+    }, delay);
+  }
+
+  function heartbeat(): void {
+    const sock = ws;
+    if (!sock || sock.readyState !== WebSocket.OPEN) return;
+    // Protocol pings detect a dead path that TCP would not report for minutes.
+    if (Date.now() - lastPong > heartbeatMs * 3) {
+      log.warn({}, "tunnel: no pong, reconnecting");
+      sock.terminate();
+      return;
+    }
+    sock.ping();
+    if (opts.capacity) {
+      send(sock, {
+        type: "heartbeat",
+        agentId: opts.agentId,
+        region: opts.region,
+        capacity: opts.capacity(),
+      });
+    }
+  }
+
+  function onFrame(sock: WebSocket, text: string): void {
+    const decoded = decodeFrame(text);
+    if (!decoded.ok) {
+      log.warn({ err: decoded.error.message }, "tunnel: bad frame");
+      return;
+    }
+    const frame = decoded.value;
+    switch (frame.type) {
+      case "request": {
+        if (closing) {
+          send(sock, {
+            type: "error",
+            id: frame.id,
+            code: "shutting_down",
+            message: "agent is shutting down",
+          });
+          return;
+        }
+        const f: Inflight = { abort: new AbortController(), body: null, done: null };
+        inflight.set(frame.id, f);
+        if (frame.bodyFollows) f.body = { frame, parts: [], seq: new ChunkSequencer() };
+        else serve(sock, frame, frame.body ? fromBase64(frame.body) : new Uint8Array(0), f);
+        return;
+      }
+      case "chunk":
+      case "end": {
+        const f = inflight.get(frame.id);
+        if (!f?.body) return;
+        const r =
+          frame.type === "chunk"
+            ? f.body.seq.push(frame.seq, fromBase64(frame.data))
+            : f.body.seq.end(frame.chunks);
+        if (!r.ok) {
+          inflight.delete(frame.id);
+          send(sock, { type: "error", id: frame.id, code: "invalid_request", message: r.error.message });
+          return;
+        }
+        if (r.value) f.body.parts.push(...r.value);
+        if (f.body.seq.complete) {
+          const { frame: req, parts } = f.body;
+          f.body = null;
+          serve(sock, req, Buffer.concat(parts), f);
+        }
+        return;
+      }
+      case "cancel": {
+        const f = inflight.get(frame.id);
+        if (f) {
+          f.abort.abort(new Error("cancelled by the edge"));
+          inflight.delete(frame.id);
+        }
+        return;
+      }
+      default:
+        return;
+    }
+  }
+
+  function serve(sock: WebSocket, frame: RequestFrame, body: Uint8Array, f: Inflight): void {
+    f.done = (async () => {
+      const id = frame.id;
+      const signal = f.abort.signal;
+      try {
+        const hasBody = frame.method !== "GET" && frame.method !== "HEAD";
+        const request = new Request(`http://agent.tunnel${frame.path}`, {
+          method: frame.method,
+          headers: pairsToHeaders(frame.headers),
+          body: hasBody ? (body as Uint8Array<ArrayBuffer>) : null,
+          signal,
+        });
+        const response = await opts.handler(request);
+        if (signal.aborted) {
+          await response.body?.cancel().catch(() => undefined);
+          return;
+        }
+        await sendAsync(sock, {
+          type: "response",
+          id,
+          status: response.status,
+          headers: headersToPairs(response.headers),
+        });
+        let seq = 0;
+        if (response.body) {
+          const reader = response.body.getReader();
+          const onAbort = () => void reader.cancel().catch(() => undefined);
+          signal.addEventListener("abort", onAbort, { once: true });
+          try {
+            for (;;) {
+              const { done, value } = await reader.read();
+              if (done || signal.aborted) break;
+              for (let i = 0; i < value.byteLength; i += TUNNEL_CHUNK_BYTES) {
+                const part = value.subarray(i, i + TUNNEL_CHUNK_BYTES);
+                // Awaiting the write is the backpressure: a slow edge slows the handler's stream.
+                await sendAsync(sock, { type: "chunk", id, seq: seq++, data: toBase64(part) });
+              }
+            }
+          } finally {
+            signal.removeEventListener("abort", onAbort);
+          }
+        }
+        if (!signal.aborted) await sendAsync(sock, { type: "end", id, chunks: seq });
+      } catch (e) {
+        if (!signal.aborted && sock.readyState === WebSocket.OPEN) {
+          log.warn({ err: String(e), id }, "tunnel: handler failed");
+          send(sock, { type: "error", id, code: "internal", message: "agent failed to serve the request" });
+        }
+      } finally {
+        inflight.delete(id);
+      }
+    })();
+  }
+
+  function send(sock: WebSocket, frame: TunnelFrame): void {
+    if (sock.readyState === WebSocket.OPEN) sock.send(encodeFrame(frame));
+  }
+
+  function sendAsync(sock: WebSocket, frame: TunnelFrame): Promise<void> {
+    return new Promise((resolve, reject) => {
+      if (sock.readyState !== WebSocket.OPEN) return reject(new Error("tunnel closed"));
+      sock.send(encodeFrame(frame), (e) => (e ? reject(e) : resolve()));
+    });
+  }
+
+  void connect();
+
+  return {
+    get state() {
+      return state;
+    },
+    get inflight() {
+      return inflight.size;
+    },
+    get connections() {
+      return connections;
+    },
+    dropConnection() {
+      ws?.terminate();
+    },
+    waitOpen(timeoutMs = 10_000) {
+      if (state === "open") return Promise.resolve();
+      return new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => {
+          openWaiters.delete(done);
+          reject(new Error(`tunnel not open after ${timeoutMs} ms (state ${state})`));
+        }, timeoutMs);
+        const done = () => {
+          clearTimeout(timer);
+          openWaiters.delete(done);
+          resolve();
+        };
+        openWaiters.add(done);
+      });
+    },
+    async close() {
+      if (closing) return;
+      closing = true;
+      if (retryTimer) clearTimeout(retryTimer);
+      const pending = [...inflight.values()].map((f) => f.done).filter((p): p is Promise<void> => p !== null);
+      const grace = new Promise<void>((r) => setTimeout(r, opts.closeGraceMs ?? 5000).unref());
+      await Promise.race([Promise.allSettled(pending), grace]);
+      for (const f of inflight.values()) f.abort.abort(new Error("agent shutting down"));
+      const sock = ws;
+      if (!sock || sock.readyState === WebSocket.CLOSED) {
+        setState("closed");
+        return;
+      }
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(() => {
+          sock.terminate();
+          resolve();
+        }, 2000);
+        sock.once("close", () => {
+          clearTimeout(t);
+          resolve();
+        });
+        if (sock.readyState === WebSocket.CONNECTING) sock.terminate();
+        else sock.close(1000, "agent closing");
+      });
+      setState("closed");
+    },
+  };
+}
+
+function toBuffers(data: WebSocket.RawData): Buffer[] {
+  if (Array.isArray(data)) return data;
+  return [Buffer.isBuffer(data) ? data : Buffer.from(data as ArrayBuffer)];
+}

@@ -1,0 +1,15 @@
+import type { Kind } from "./kind.ts";
+import { leaseKind } from "./lease.ts";
+import { namespaceKind } from "./namespace.ts";
+import { nodeKind } from "./node.ts";
+import { podKind } from "./pod.ts";
+import { secretKind } from "./secret.ts";
+
+export const KINDS: Kind[] = [namespaceKind, podKind, secretKind, nodeKind, leaseKind];
+
+export function findKind(group: string, version: string, resource: string): Kind | undefined {
+  return KINDS.find((k) => k.group === group && k.version === version && k.resource === resource);
+}
+
+export type { Kind };
+export { leaseKind, namespaceKind, nodeKind, podKind, secretKind };

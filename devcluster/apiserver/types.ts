@@ -1,0 +1,48 @@
+/** A JSON object as it travels on the wire and sits in the store. */
+export type Json = string | number | boolean | null | Json[] | { [key: string]: Json };
+export type JsonObject = { [key: string]: Json };
+
+/** One API request as seen by the audit hook, with Kubernetes verbs. */
+export interface AuditEntry {
+  user: string;
+  verb: "get" | "list" | "watch" | "create" | "update" | "patch" | "delete" | "deletecollection";
+  group: string;
+  version: string;
+  resource: string;
+  subresource?: string;
+  namespace?: string;
+  name?: string;
+  code: number;
+}
+
+export interface ApiServerOptions {
+  /** token → username; any other bearer token (or none) gets 401. */
+  tokens: Record<string, string>;
+  /** Sent as `Authorization: Bearer <kubeletToken>` when proxying exec to a kubelet. */
+  kubeletToken: string;
+  audit?: (e: AuditEntry) => void;
+  /** 0 (default) picks a free port. */
+  port?: number;
+  host?: string;
+  /** How many past events a watch can resume from; older resourceVersions get 410 Expired. */
+  historySize?: number;
+  /** Interval of BOOKMARK events on watches that ask for them (allowWatchBookmarks=true). */
+  bookmarkIntervalMs?: number;
+  /** Lifetime of a watch without timeoutSeconds (default 30 min, like the real server's minimum). */
+  defaultWatchTimeoutMs?: number;
+  /** When set, the store is snapshotted here on every write and reloaded at start. */
+  stateFile?: string;
+}
+
+export interface ApiServer {
+  url: string;
+  close(): Promise<void>;
+}
+
+export function isObject(v: unknown): v is JsonObject {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+export function clone<T extends Json>(v: T): T {
+  return structuredClone(v);
+}

@@ -1,0 +1,106 @@
+import { randomBytes } from "node:crypto";
+import { mkdir } from "node:fs/promises";
+import { join, resolve } from "node:path";
+import type { KubeConfig } from "@kubernetes/client-node";
+import { type ApiServer, type AuditEntry, startApiServer } from "./apiserver/index.ts";
+import { makeKubeConfig, writeKubeconfig } from "./kubeconfig.ts";
+import { type ImageSpec, type Kubelet, startKubelet } from "./kubelet/index.ts";
+
+export interface DevClusterOptions {
+  /** State (kubelet pods, optional API snapshot) and the kubeconfig live here. */
+  dir: string;
+  images: Record<string, ImageSpec>;
+  /** Created in addition to `default`. */
+  namespaces?: string[];
+  /** API server port; 0/undefined = any free port. */
+  port?: number;
+  /** Extra bearer tokens (token → username), e.g. for an agent identity whose calls are audited. */
+  tokens?: Record<string, string>;
+  audit?: (e: AuditEntry) => void;
+  /** Persist the API store here (survives an API server restart on the same port). */
+  stateFile?: string;
+  nodeName?: string;
+  log?: (msg: string) => void;
+}
+
+export interface DevCluster {
+  apiUrl: string;
+  /** The admin bearer token (also in the kubeconfig). */
+  token: string;
+  kubeconfigPath: string;
+  kubeConfig(): KubeConfig;
+  api: ApiServer;
+  kubelet: Kubelet;
+  close(): Promise<void>;
+}
+
+export const ADMIN_USER = "devcluster-admin";
+export const NODE_NAME = "devcluster-node";
+
+function token(): string {
+  return randomBytes(24).toString("hex");
+}
+
+async function createNamespace(apiUrl: string, adminToken: string, name: string): Promise<void> {
+  const res = await fetch(`${apiUrl}/api/v1/namespaces`, {
+    method: "POST",
+    headers: { Authorization: `Bearer ${adminToken}`, "Content-Type": "application/json" },
+    body: JSON.stringify({ apiVersion: "v1", kind: "Namespace", metadata: { name } }),
+    signal: AbortSignal.timeout(10_000),
+  });
+  // 409: already there (a restarted API server with a stateFile).
+  if (res.status !== 201 && res.status !== 409) {
+    throw new Error(`creating namespace ${name}: HTTP ${res.status} ${await res.text()}`);
+  }
+}
+
+/** API server + process kubelet on 127.0.0.1, a kubeconfig in `dir`, namespaces created. */
+export async function startDevCluster(opts: DevClusterOptions): Promise<DevCluster> {
+  const dir = resolve(opts.dir);
+  await mkdir(dir, { recursive: true });
+  const adminToken = token();
+  const nodeToken = token();
+  const kubeletToken = token();
+  const nodeName = opts.nodeName ?? NODE_NAME;
+  const api = await startApiServer({
+    tokens: { ...opts.tokens, [adminToken]: ADMIN_USER, [nodeToken]: `system:node:${nodeName}` },
+    kubeletToken,
+    audit: opts.audit,
+    port: opts.port,
+    stateFile: opts.stateFile,
+  });
+  let kubelet: Kubelet | undefined;
+  try {
+    for (const ns of new Set(["default", ...(opts.namespaces ?? [])]))
+      await createNamespace(api.url, adminToken, ns);
+    const kubeconfigPath = join(dir, "kubeconfig");
+    await writeKubeconfig(kubeconfigPath, { server: api.url, token: adminToken, user: ADMIN_USER });
+    kubelet = await startKubelet({
+      kubeConfig: makeKubeConfig({ server: api.url, token: nodeToken, user: `system:node:${nodeName}` }),
+      nodeName,
+      images: opts.images,
+      stateDir: join(dir, "kubelet"),
+      kubeletToken,
+      log: opts.log,
+    });
+    const kl = kubelet;
+    let closing: Promise<void> | undefined;
+    return {
+      apiUrl: api.url,
+      token: adminToken,
+      kubeconfigPath,
+      kubeConfig: () => makeKubeConfig({ server: api.url, token: adminToken, user: ADMIN_USER }),
+      api,
+      kubelet: kl,
+      close() {
+        // The kubelet first: it kills the sandboxes; the API server last, so it can still talk to it.
+        closing ??= kl.close().finally(() => api.close());
+        return closing;
+      },
+    };
+  } catch (err) {
+    await kubelet?.close().catch(() => {});
+    await api.close();
+    throw err;
+  }
+}

@@ -1,0 +1,325 @@
+import { mkdir, rm } from "node:fs/promises";
+import { join } from "node:path";
+import {
+  ApiException,
+  CoreV1Api,
+  makeInformer,
+  PatchStrategy,
+  setHeaderOptions,
+  type V1Pod,
+} from "@kubernetes/client-node";
+import type { SecretReader } from "./env.ts";
+import { startExecServer } from "./exec-server.ts";
+import { PodIPAllocator } from "./pod-ips.ts";
+import type { Json } from "./pod-status.ts";
+import { now } from "./pod-status.ts";
+import { PodWorker } from "./pod-worker.ts";
+import type { Kubelet, KubeletOptions } from "./types.ts";
+
+const HOST_IP = "127.0.0.1";
+const RESYNC_MS = 5_000;
+const HEARTBEAT_MS = 20_000;
+const INFORMER_BACKOFF_MAX_MS = 30_000;
+const API_TIMEOUT_MS = 10_000;
+
+const mergePatch = setHeaderOptions("Content-Type", PatchStrategy.MergePatch);
+
+/**
+ * A process "kubelet": registers a Node, binds unscheduled pods to it, and runs every pod bound
+ * to it as a bubblewrap sandbox, reporting status through the status subresource. Only the public
+ * Kubernetes API is used (through client-node), so it runs against any apiserver.
+ */
+export async function startKubelet(opts: KubeletOptions): Promise<Kubelet> {
+  const log = opts.log ?? (() => {});
+  const core = opts.kubeConfig.makeApiClient(CoreV1Api);
+  const nodeName = opts.nodeName;
+  const maxGraceMs = (opts.maxGraceSeconds ?? 5) * 1000;
+  const podsDir = join(opts.stateDir, "pods");
+  await mkdir(podsDir, { recursive: true });
+  const ips = new PodIPAllocator(opts.podIPBase ?? "127.0.1");
+
+  const workers = new Map<string, PodWorker>();
+  const finalizing = new Set<string>();
+  const binding = new Set<string>();
+  let closed = false;
+
+  const readSecret: SecretReader = async (namespace, name) => {
+    try {
+      const s = await withTimeout(core.readNamespacedSecret({ name, namespace }));
+      const out: Record<string, string> = {};
+      for (const [k, v] of Object.entries(s.data ?? {})) out[k] = Buffer.from(v, "base64").toString("utf8");
+      for (const [k, v] of Object.entries(s.stringData ?? {})) out[k] = v;
+      return out;
+    } catch (err) {
+      if (err instanceof ApiException && err.code === 404) return undefined;
+      throw err;
+    }
+  };
+  const patchStatus = async (namespace: string, name: string, status: Json): Promise<boolean> => {
+    try {
+      await withTimeout(core.patchNamespacedPodStatus({ name, namespace, body: { status } }, mergePatch));
+      return true;
+    } catch (err) {
+      if (err instanceof ApiException && err.code === 404) return false;
+      throw err;
+    }
+  };
+
+  const exec = await startExecServer({
+    token: opts.kubeletToken,
+    log,
+    lookup: (namespace, pod, container) => {
+      // A pod being replaced under the same name may briefly have two workers: prefer the live one.
+      const matches = [...workers.values()].filter((w) => w.namespace === namespace && w.name === pod);
+      const w = matches.find((m) => m.sandbox?.running) ?? matches[0];
+      if (!w) return { ok: false, message: `pod ${namespace}/${pod} is not running on node ${nodeName}` };
+      if (w.container?.name !== container)
+        return { ok: false, message: `container not found ("${container}")` };
+      const sb = w.sandbox;
+      if (!sb?.running || sb.initPid === undefined) {
+        return { ok: false, message: `container "${container}" in pod ${namespace}/${pod} is not running` };
+      }
+      return { ok: true, sandbox: sb };
+    },
+  });
+  const endpoint = `http://${HOST_IP}:${exec.port}`;
+
+  const readySince = now();
+  await registerNode(core, nodeName, exec.port, readySince, log);
+  const heartbeat = setInterval(() => {
+    void patchNodeStatus(core, nodeName, exec.port, readySince).catch((err: unknown) => {
+      log(`node heartbeat failed: ${(err as Error).message}`);
+    });
+  }, HEARTBEAT_MS);
+  heartbeat.unref();
+
+  const ctx = {
+    nodeName,
+    hostIP: HOST_IP,
+    images: opts.images,
+    podsDir,
+    ips,
+    readSecret,
+    patchStatus,
+    log,
+    maxGraceMs,
+  };
+
+  /** Stop the sandbox, then remove the object (gracePeriodSeconds=0, guarded by the uid). */
+  const finalize = async (pod: V1Pod): Promise<void> => {
+    const uid = pod.metadata?.uid ?? "";
+    const { name = "", namespace = "default" } = pod.metadata ?? {};
+    if (finalizing.has(uid)) return;
+    finalizing.add(uid);
+    try {
+      const graceMs = Math.min(maxGraceMs, (pod.metadata?.deletionGracePeriodSeconds ?? 30) * 1000);
+      const w = workers.get(uid);
+      if (w) await w.stop(graceMs);
+      else await rm(join(podsDir, uid), { recursive: true, force: true });
+      workers.delete(uid);
+      if (closed) return;
+      await withTimeout(
+        core.deleteNamespacedPod({
+          name,
+          namespace,
+          gracePeriodSeconds: 0,
+          body: { gracePeriodSeconds: 0, preconditions: { uid } },
+        }),
+      ).catch((err: unknown) => {
+        // 404: already gone; 409: a new pod took the name (uid precondition) — both are fine.
+        if (err instanceof ApiException && (err.code === 404 || err.code === 409)) return;
+        log(`delete ${namespace}/${name} failed: ${(err as Error).message}`);
+        finalizing.delete(uid); // retried on the next resync
+      });
+    } catch (err) {
+      log(`finalize ${namespace}/${name} failed: ${(err as Error).message}`);
+      finalizing.delete(uid);
+    }
+  };
+
+  const bind = async (pod: V1Pod): Promise<void> => {
+    const uid = pod.metadata?.uid ?? "";
+    const { name = "", namespace = "default" } = pod.metadata ?? {};
+    if (binding.has(uid)) return;
+    binding.add(uid);
+    try {
+      await withTimeout(
+        core.createNamespacedPodBinding({
+          name,
+          namespace,
+          body: {
+            apiVersion: "v1",
+            kind: "Binding",
+            metadata: { name },
+            target: { kind: "Node", name: nodeName },
+          },
+        }),
+      );
+      log(`bound ${namespace}/${name} to ${nodeName}`);
+    } catch (err) {
+      // 409: bound elsewhere already. Anything else is retried by the resync.
+      if (!(err instanceof ApiException && err.code === 409)) {
+        log(`bind ${namespace}/${name} failed: ${(err as Error).message}`);
+        binding.delete(uid);
+      }
+    }
+  };
+
+  const onPod = (pod: V1Pod): void => {
+    if (closed) return;
+    const uid = pod.metadata?.uid;
+    if (!uid) return;
+    const assigned = pod.spec?.nodeName;
+    if (!assigned) {
+      if (!pod.metadata?.deletionTimestamp) void bind(pod);
+      return;
+    }
+    if (assigned !== nodeName) return;
+    if (pod.metadata?.deletionTimestamp) {
+      void finalize(pod);
+      return;
+    }
+    const w = workers.get(uid);
+    if (w) {
+      w.update(pod);
+      return;
+    }
+    const phase = pod.status?.phase;
+    if (phase === "Succeeded" || phase === "Failed") return;
+    log(`starting ${pod.metadata?.namespace}/${pod.metadata?.name}`);
+    workers.set(uid, new PodWorker(pod, ctx));
+  };
+
+  /** A pod removed from the API without our final delete (force delete): kill it now. */
+  const onGone = (pod: V1Pod): void => {
+    const uid = pod.metadata?.uid;
+    if (!uid) return;
+    binding.delete(uid);
+    const w = workers.get(uid);
+    workers.delete(uid);
+    if (!w) {
+      finalizing.delete(uid);
+      return;
+    }
+    void w.stop(0).finally(() => finalizing.delete(uid));
+  };
+
+  const informer = makeInformer<V1Pod>(opts.kubeConfig, "/api/v1/pods", () => core.listPodForAllNamespaces());
+  informer.on("add", onPod);
+  informer.on("update", onPod);
+  informer.on("delete", onGone);
+  let backoffMs = 500;
+  let restartTimer: NodeJS.Timeout | undefined;
+  informer.on("connect", () => {
+    backoffMs = 500;
+  });
+  informer.on("error", (err: unknown) => {
+    if (closed) return;
+    log(
+      `pod watch failed (${(err as Error | undefined)?.message ?? String(err)}); restarting in ${backoffMs} ms`,
+    );
+    restartTimer = setTimeout(() => {
+      if (!closed) void informer.start().catch(() => {});
+    }, backoffMs);
+    backoffMs = Math.min(INFORMER_BACKOFF_MAX_MS, backoffMs * 2);
+  });
+  await informer.start();
+
+  // Level-triggered safety net: retries failed bindings/deletes and catches anything missed.
+  const resync = setInterval(() => {
+    for (const pod of informer.list()) onPod(pod);
+  }, RESYNC_MS);
+  resync.unref();
+
+  return {
+    endpoint,
+    close: async () => {
+      if (closed) return;
+      closed = true;
+      clearInterval(resync);
+      clearInterval(heartbeat);
+      if (restartTimer) clearTimeout(restartTimer);
+      await informer.stop().catch(() => {});
+      // Exec sockets first: a kubelet that goes away drops them without a status frame.
+      await exec.close();
+      await Promise.all([...workers.values()].map((w) => w.stop(0)));
+      workers.clear();
+      ips.releaseAll();
+      await rm(podsDir, { recursive: true, force: true });
+    },
+  };
+}
+
+async function registerNode(
+  core: CoreV1Api,
+  nodeName: string,
+  port: number,
+  readySince: string,
+  log: (m: string) => void,
+) {
+  const status = nodeStatus(port, readySince);
+  try {
+    await withTimeout(
+      core.createNode({
+        body: {
+          apiVersion: "v1",
+          kind: "Node",
+          metadata: {
+            name: nodeName,
+            labels: { "kubernetes.io/hostname": nodeName, "kubernetes.io/os": "linux" },
+          },
+          status: status as never,
+        },
+      }),
+    );
+  } catch (err) {
+    if (!(err instanceof ApiException && err.code === 409)) throw err;
+    log(`node ${nodeName} exists; updating its status`);
+  }
+  // A real apiserver may drop status on create: always set it through the status subresource.
+  await patchNodeStatus(core, nodeName, port, readySince);
+}
+
+function patchNodeStatus(
+  core: CoreV1Api,
+  nodeName: string,
+  port: number,
+  readySince: string,
+): Promise<unknown> {
+  const body = { status: nodeStatus(port, readySince) };
+  return withTimeout(core.patchNodeStatus({ name: nodeName, body }, mergePatch));
+}
+
+function nodeStatus(port: number, readySince: string): Json {
+  return {
+    addresses: [
+      { type: "InternalIP", address: HOST_IP },
+      { type: "Hostname", address: "localhost" },
+    ],
+    daemonEndpoints: { kubeletEndpoint: { Port: port } },
+    conditions: [
+      {
+        type: "Ready",
+        status: "True",
+        reason: "KubeletReady",
+        message: "devcluster process kubelet is posting ready status",
+        lastHeartbeatTime: now(),
+        lastTransitionTime: readySince,
+      },
+    ],
+    nodeInfo: {
+      kubeletVersion: "v1.26.0-devcluster",
+      containerRuntimeVersion: "bubblewrap://0.8",
+      operatingSystem: "linux",
+      architecture: process.arch === "x64" ? "amd64" : process.arch,
+    },
+  };
+}
+
+function withTimeout<T>(p: Promise<T>, ms = API_TIMEOUT_MS): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`API call timed out after ${ms} ms`)), ms);
+  });
+  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
+}

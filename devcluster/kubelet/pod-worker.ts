@@ -1,0 +1,380 @@
+import { mkdir, rm } from "node:fs/promises";
+import { join } from "node:path";
+import type { V1Container, V1Pod } from "@kubernetes/client-node";
+import type { SandboxSpec } from "./bwrap-args.ts";
+import { resolveEnv, type SecretReader } from "./env.ts";
+import { imageRepository } from "./image-ref.ts";
+import type { PodIPAllocator } from "./pod-ips.ts";
+import { type Json, now, PodConditions, waitingStatus } from "./pod-status.ts";
+import { probePort, runProbe } from "./probes.ts";
+import { quantityBytes } from "./quantity.ts";
+import { Sandbox, type SandboxExit } from "./sandbox.ts";
+import type { ImageSpec } from "./types.ts";
+
+export interface WorkerContext {
+  nodeName: string;
+  hostIP: string;
+  images: Record<string, ImageSpec>;
+  podsDir: string;
+  ips: PodIPAllocator;
+  readSecret: SecretReader;
+  /** Merge-patches pods/NAME/status; resolves false if the pod is gone. */
+  patchStatus: (namespace: string, name: string, status: Json) => Promise<boolean>;
+  log: (msg: string) => void;
+  /** Cap on termination grace periods (ms). */
+  maxGraceMs: number;
+}
+
+const DEFAULT_UID = 1000;
+const MAX_RESTART_BACKOFF_MS = 30_000;
+const CONFIG_RETRY_MS = 2_000;
+
+/**
+ * Runs one pod's (first) container from creation to termination and reports its status through
+ * the status subresource. Everything it creates (sandbox, pod IP, state dir) is released by stop().
+ */
+export class PodWorker {
+  readonly uid: string;
+  readonly namespace: string;
+  readonly name: string;
+  sandbox: Sandbox | undefined;
+  private readonly conditions = new PodConditions();
+  private readonly startTime = now();
+  private readonly stateDir: string;
+  private podIP: string | undefined;
+  private stopped = false;
+  private stopProbe: (() => void) | undefined;
+  private restartCount = 0;
+  private lastState: Json | undefined;
+  private statusChain: Promise<unknown> = Promise.resolve();
+  private wake: (() => void) | undefined;
+  private readonly done: Promise<void>;
+
+  constructor(
+    private pod: V1Pod,
+    private readonly ctx: WorkerContext,
+  ) {
+    this.uid = pod.metadata?.uid ?? "";
+    this.namespace = pod.metadata?.namespace ?? "default";
+    this.name = pod.metadata?.name ?? "";
+    this.stateDir = join(ctx.podsDir, this.uid);
+    this.done = this.run().catch((err: unknown) => {
+      ctx.log(`pod ${this.key}: worker failed: ${(err as Error).stack ?? String(err)}`);
+    });
+  }
+
+  get key(): string {
+    return `${this.namespace}/${this.name}`;
+  }
+
+  get container(): V1Container | undefined {
+    return this.pod.spec?.containers?.[0];
+  }
+
+  update(pod: V1Pod): void {
+    this.pod = pod;
+  }
+
+  /**
+   * SIGTERM, then SIGKILL after graceMs; frees the pod IP and removes the state dir.
+   * Safe to call more than once.
+   */
+  async stop(graceMs: number): Promise<void> {
+    this.stopped = true;
+    this.wake?.();
+    this.stopProbe?.();
+    if (this.sandbox) await this.sandbox.stop(graceMs);
+    await this.done;
+    if (this.podIP) this.ctx.ips.release(this.podIP);
+    this.podIP = undefined;
+    await rm(this.stateDir, { recursive: true, force: true });
+  }
+
+  private async run(): Promise<void> {
+    const c = this.container;
+    if (!c) return;
+    this.conditions.set("PodScheduled", true);
+    this.conditions.set("Initialized", true);
+    this.setReady(false);
+    await this.report("Pending", [waitingStatus(c.name, c.image ?? "", "ContainerCreating", undefined, 0)]);
+
+    const image = this.ctx.images[imageRepository(c.image ?? "")];
+    if (!image) {
+      const known = Object.keys(this.ctx.images).join(", ") || "none";
+      const message = `Failed to pull image "${c.image}": devcluster has no image "${imageRepository(c.image ?? "")}" in its image map (known: ${known})`;
+      await this.report("Pending", [waitingStatus(c.name, c.image ?? "", "ErrImagePull", message, 0)]);
+      return;
+    }
+
+    const creds = this.credentials(c);
+    if (typeof creds === "string") {
+      await this.report("Pending", [
+        waitingStatus(c.name, c.image ?? "", "CreateContainerConfigError", creds, 0),
+      ]);
+      return;
+    }
+    const argv = [...(c.command ?? []), ...(c.args ?? [])];
+    if (argv.length === 0) {
+      const message = "devcluster images have no entrypoint: the container needs command (and args)";
+      await this.report("Pending", [
+        waitingStatus(c.name, c.image ?? "", "CreateContainerError", message, 0),
+      ]);
+      return;
+    }
+
+    this.podIP = await this.ctx.ips.allocate(this.ports(c));
+    if (!this.podIP) {
+      const message = "no free pod IP on this node";
+      await this.report("Pending", [waitingStatus(c.name, c.image ?? "", "ContainerCreating", message, 0)]);
+      return;
+    }
+
+    let env: Record<string, string> | undefined;
+    for (let attempt = 0; !this.stopped; attempt++) {
+      const r = await resolveEnv(this.pod, c, this.podIP, this.ctx.hostIP, this.ctx.readSecret);
+      if (r.ok) {
+        env = r.env;
+        break;
+      }
+      if (attempt === 0 || attempt % 10 === 0) {
+        await this.report("Pending", [
+          waitingStatus(c.name, c.image ?? "", "CreateContainerConfigError", r.message, 0),
+        ]);
+      }
+      await this.sleep(CONFIG_RETRY_MS);
+    }
+    if (!env || this.stopped) return;
+
+    const spec: SandboxSpec = {
+      hostname: this.name.slice(0, 63),
+      uid: creds.uid,
+      gid: creds.gid,
+      readOnlyRoot: c.securityContext?.readOnlyRootFilesystem === true,
+      workingDir: c.workingDir || "/",
+      binds: image.binds,
+      tmpfs: this.tmpfsMounts(c),
+      argv,
+    };
+    await mkdir(this.stateDir, { recursive: true });
+
+    for (;;) {
+      if (this.stopped) return;
+      const exit = await this.runOnce(c, spec, env);
+      if (this.stopped) return;
+      const policy = this.pod.spec?.restartPolicy ?? "Always";
+      const restart = policy === "Always" || (policy === "OnFailure" && exit.exitCode !== 0);
+      if (!restart) {
+        await this.report(exit.exitCode === 0 ? "Succeeded" : "Failed", [
+          this.terminatedStatus(c, exit, false),
+        ]);
+        if (this.podIP) this.ctx.ips.release(this.podIP);
+        this.podIP = undefined;
+        return;
+      }
+      // CrashLoopBackOff, with a short cap: devcluster favours quick tests over politeness.
+      const delay = Math.min(MAX_RESTART_BACKOFF_MS, 1000 * 2 ** this.restartCount);
+      this.lastState = { terminated: this.terminatedState(exit) };
+      this.restartCount++;
+      await this.report("Running", [
+        waitingStatus(
+          c.name,
+          c.image ?? "",
+          "CrashLoopBackOff",
+          `back-off restarting failed container`,
+          this.restartCount,
+        ),
+      ]);
+      await this.sleep(delay);
+    }
+  }
+
+  private exitAt: { startedAt: string; finishedAt: string } = { startedAt: "", finishedAt: "" };
+
+  private async runOnce(
+    c: V1Container,
+    spec: SandboxSpec,
+    env: Record<string, string>,
+  ): Promise<SandboxExit> {
+    const sandbox = new Sandbox(spec, env, join(this.stateDir, `${c.name}.log`));
+    this.sandbox = sandbox;
+    const startedAt = now();
+    this.exitAt = { startedAt, finishedAt: startedAt };
+    const pid = await sandbox.started();
+    if (pid !== undefined && !this.stopped) {
+      const probe = c.readinessProbe;
+      this.setReady(!probe);
+      await this.report("Running", [this.runningStatus(c, startedAt, !probe)]);
+      const stops: Array<() => void> = [];
+      if (probe && this.podIP) {
+        stops.push(
+          runProbe(probe, c, this.podIP, (ready) => {
+            if (this.stopped || !sandbox.running) return;
+            this.setReady(ready);
+            void this.report("Running", [this.runningStatus(c, startedAt, ready)]);
+          }),
+        );
+      }
+      const liveness = c.livenessProbe;
+      if (liveness?.httpGet && this.podIP) {
+        const graceMs =
+          (liveness.terminationGracePeriodSeconds ?? this.pod.spec?.terminationGracePeriodSeconds ?? 30) *
+          1000;
+        stops.push(
+          runProbe(
+            liveness,
+            c,
+            this.podIP,
+            (alive) => {
+              if (alive || this.stopped || !sandbox.running) return;
+              this.ctx.log(`pod ${this.key}: liveness probe failed; killing the container`);
+              void sandbox.stop(Math.min(graceMs, this.ctx.maxGraceMs));
+            },
+            true,
+          ),
+        );
+      }
+      this.stopProbe = () => {
+        for (const stop of stops) stop();
+      };
+    }
+    const exit = await sandbox.exited;
+    this.stopProbe?.();
+    this.stopProbe = undefined;
+    this.exitAt = { startedAt, finishedAt: now() };
+    this.setReady(false);
+    this.ctx.log(`pod ${this.key}: container exited ${exit.exitCode}`);
+    return exit;
+  }
+
+  private setReady(ready: boolean): void {
+    const reason = ready ? undefined : "ContainersNotReady";
+    this.conditions.set("ContainersReady", ready, reason);
+    this.conditions.set("Ready", ready, reason);
+  }
+
+  private runningStatus(c: V1Container, startedAt: string, ready: boolean): Json {
+    const s: Json = {
+      name: c.name,
+      image: c.image ?? "",
+      imageID: "",
+      containerID: `devcluster://${this.uid}/${c.name}`,
+      ready,
+      started: true,
+      restartCount: this.restartCount,
+      state: { running: { startedAt } },
+    };
+    if (this.lastState) s.lastState = this.lastState;
+    return s;
+  }
+
+  private terminatedState(exit: SandboxExit): Json {
+    if (this.sandbox?.failedToStart) {
+      // As a runtime reports a container whose process could not be started.
+      return {
+        exitCode: 128,
+        reason: "StartError",
+        message: this.sandbox.outputTail.trim(),
+        startedAt: this.exitAt.startedAt,
+        finishedAt: this.exitAt.finishedAt,
+      };
+    }
+    return {
+      exitCode: exit.exitCode,
+      reason: exit.exitCode === 0 ? "Completed" : "Error",
+      startedAt: this.exitAt.startedAt,
+      finishedAt: this.exitAt.finishedAt,
+      containerID: `devcluster://${this.uid}/${this.container?.name ?? ""}`,
+    };
+  }
+
+  private terminatedStatus(c: V1Container, exit: SandboxExit, ready: boolean): Json {
+    const s: Json = {
+      name: c.name,
+      image: c.image ?? "",
+      imageID: "",
+      containerID: `devcluster://${this.uid}/${c.name}`,
+      ready,
+      started: false,
+      restartCount: this.restartCount,
+      state: { terminated: this.terminatedState(exit) },
+    };
+    if (this.lastState) s.lastState = this.lastState;
+    return s;
+  }
+
+  /** Status patches go out in order; a gone pod (404) ends reporting quietly. */
+  private report(phase: string, containerStatuses: Json[]): Promise<void> {
+    const status: Json = {
+      phase,
+      hostIP: this.ctx.hostIP,
+      hostIPs: [{ ip: this.ctx.hostIP }],
+      startTime: this.startTime,
+      conditions: this.conditions.render(),
+      containerStatuses,
+      qosClass: this.pod.status?.qosClass ?? "BestEffort",
+    };
+    if (this.podIP && phase !== "Pending") {
+      status.podIP = this.podIP;
+      status.podIPs = [{ ip: this.podIP }];
+    }
+    const next = this.statusChain.then(async () => {
+      if (this.stopped && phase !== "Succeeded" && phase !== "Failed") return;
+      await this.ctx.patchStatus(this.namespace, this.name, status).catch((err: unknown) => {
+        this.ctx.log(`pod ${this.key}: status patch failed: ${(err as Error).message}`);
+      });
+    });
+    this.statusChain = next;
+    return next;
+  }
+
+  /** uid/gid per securityContext (container over pod); the runAsNonRoot check a real kubelet does. */
+  private credentials(c: V1Container): { uid: number; gid: number } | string {
+    const pod = this.pod.spec?.securityContext;
+    const ctr = c.securityContext;
+    const nonRoot = ctr?.runAsNonRoot ?? pod?.runAsNonRoot ?? false;
+    // devcluster images carry no USER: without runAsUser the sandbox runs as 1000, never as root.
+    const uid = ctr?.runAsUser ?? pod?.runAsUser ?? DEFAULT_UID;
+    const gid = ctr?.runAsGroup ?? pod?.runAsGroup ?? (uid === 0 ? 0 : DEFAULT_UID);
+    if (nonRoot && uid === 0) return "container's runAsUser breaks non-root policy";
+    return { uid, gid };
+  }
+
+  /** Ports that must be free on a candidate pod IP: declared containerPorts and numeric probe ports. */
+  private ports(c: V1Container): number[] {
+    const ports = new Set<number>();
+    for (const p of c.ports ?? []) ports.add(p.containerPort);
+    for (const probe of [c.readinessProbe, c.livenessProbe]) {
+      const p = probe ? probePort(probe, c) : undefined;
+      if (p !== undefined) ports.add(p);
+    }
+    return [...ports];
+  }
+
+  /** emptyDir volumes become private tmpfs mounts; other volume types are skipped (see README). */
+  private tmpfsMounts(c: V1Container): SandboxSpec["tmpfs"] {
+    const out: SandboxSpec["tmpfs"] = [];
+    for (const m of c.volumeMounts ?? []) {
+      const vol = this.pod.spec?.volumes?.find((v) => v.name === m.name);
+      if (!vol?.emptyDir) {
+        this.ctx.log(`pod ${this.key}: volume ${m.name} is not an emptyDir; devcluster does not mount it`);
+        continue;
+      }
+      out.push({
+        path: m.mountPath,
+        sizeBytes: quantityBytes(vol.emptyDir.sizeLimit as string | number | undefined),
+        readOnly: m.readOnly === true,
+      });
+    }
+    return out;
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const t = setTimeout(resolve, ms);
+      this.wake = () => {
+        clearTimeout(t);
+        resolve();
+      };
+    });
+  }
+}

@@ -1,0 +1,82 @@
+import { request } from "node:http";
+import type { V1Container, V1Probe } from "@kubernetes/client-node";
+
+/** One httpGet probe attempt: 200–399 within the timeout is success, as on a real node. */
+export function httpGetOnce(host: string, port: number, path: string, timeoutMs: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const req = request(
+      { host, port, path, method: "GET", timeout: timeoutMs, headers: { "user-agent": "kube-probe/1.26" } },
+      (res) => {
+        res.resume();
+        const code = res.statusCode ?? 0;
+        resolve(code >= 200 && code < 400);
+      },
+    );
+    req.on("timeout", () => req.destroy(new Error("timeout")));
+    req.on("error", () => resolve(false));
+    req.end();
+  });
+}
+
+/** The numeric port of a probe: a number, or a containerPort name. */
+export function probePort(probe: V1Probe, container: V1Container): number | undefined {
+  const p = probe.httpGet?.port;
+  if (typeof p === "number") return p;
+  if (typeof p === "string") {
+    if (/^\d+$/.test(p)) return Number(p);
+    return container.ports?.find((cp) => cp.name === p)?.containerPort;
+  }
+  return undefined;
+}
+
+/**
+ * Runs a probe until stopped, calling `onChange` when the result flips. A readiness probe starts
+ * from failing (`initial` false), a liveness probe from passing (true). Honours initialDelaySeconds, periodSeconds, timeoutSeconds, successThreshold and
+ * failureThreshold with the Kubernetes defaults (0, 10, 1, 1, 3).
+ */
+export function runProbe(
+  probe: V1Probe,
+  container: V1Container,
+  host: string,
+  onChange: (ready: boolean) => void,
+  initial = false,
+): () => void {
+  const port = probePort(probe, container);
+  const path = probe.httpGet?.path ?? "/";
+  const periodMs = (probe.periodSeconds ?? 10) * 1000;
+  const timeoutMs = (probe.timeoutSeconds ?? 1) * 1000;
+  const successThreshold = probe.successThreshold ?? 1;
+  const failureThreshold = probe.failureThreshold ?? 3;
+  let ready = initial;
+  let successes = 0;
+  let failures = 0;
+  let stopped = false;
+  let timer: NodeJS.Timeout | undefined;
+
+  const tick = async () => {
+    if (stopped) return;
+    const ok = port === undefined ? false : await httpGetOnce(host, port, path, timeoutMs);
+    if (stopped) return;
+    if (ok) {
+      failures = 0;
+      successes++;
+      if (!ready && successes >= successThreshold) {
+        ready = true;
+        onChange(true);
+      }
+    } else {
+      successes = 0;
+      failures++;
+      if (ready && failures >= failureThreshold) {
+        ready = false;
+        onChange(false);
+      }
+    }
+    timer = setTimeout(tick, periodMs);
+  };
+  timer = setTimeout(tick, (probe.initialDelaySeconds ?? 0) * 1000);
+  return () => {
+    stopped = true;
+    if (timer) clearTimeout(timer);
+  };
+}

@@ -1,0 +1,115 @@
+import {
+  createLocalJWKSet,
+  createRemoteJWKSet,
+  type JWTPayload,
+  type JWTVerifyGetKey,
+  errors as joseErrors,
+  jwtVerify,
+} from "jose";
+import { AppError, err, ok, type Result } from "../../shared/errors.ts";
+import type { EdgeConfig } from "../config.ts";
+
+/** Who is calling, as established by a verified tenant JWT. */
+export interface Principal {
+  tenant: string;
+  subject: string;
+  scopes: string[];
+  /** The region the token pins the tenant to, if it says so. */
+  region: string | undefined;
+}
+
+export interface TokenVerifier {
+  verify(token: string | undefined): Promise<Result<Principal>>;
+}
+
+// Module scope: one key set per isolate, so jose's cache (and cooldown) outlives a request.
+const remoteSets = new Map<string, JWTVerifyGetKey>();
+const localSets = new Map<string, JWTVerifyGetKey>();
+
+function keySet(cfg: EdgeConfig["jwt"]): JWTVerifyGetKey {
+  if (cfg.jwks) {
+    const k = JSON.stringify(cfg.jwks);
+    let set = localSets.get(k);
+    if (!set) {
+      set = createLocalJWKSet(cfg.jwks);
+      localSets.set(k, set);
+    }
+    return set;
+  }
+  const url = cfg.jwksUrl!;
+  let set = remoteSets.get(url);
+  if (!set) {
+    set = createRemoteJWKSet(new URL(url), { timeoutDuration: 5000, cooldownDuration: 30_000 });
+    remoteSets.set(url, set);
+  }
+  return set;
+}
+
+/** `scope` (space-separated, RFC 8693) or `scp` (array, or space-separated string). */
+export function scopesOf(payload: JWTPayload): string[] {
+  const out = new Set<string>();
+  const add = (v: unknown) => {
+    if (typeof v === "string") for (const s of v.split(/\s+/)) if (s) out.add(s);
+    if (Array.isArray(v)) for (const s of v) if (typeof s === "string" && s) out.add(s);
+  };
+  add(payload.scope);
+  add(payload.scp);
+  return [...out];
+}
+
+function claimAt(payload: JWTPayload, path: string): unknown {
+  // Dotted paths reach nested claims (e.g. `org.id`); a literal key with dots wins if present.
+  if (path in payload) return payload[path];
+  let cur: unknown = payload;
+  for (const part of path.split(".")) {
+    if (!cur || typeof cur !== "object") return undefined;
+    cur = (cur as Record<string, unknown>)[part];
+  }
+  return cur;
+}
+
+export function createTokenVerifier(cfg: EdgeConfig["jwt"]): TokenVerifier {
+  return {
+    async verify(token) {
+      if (!token) return err(new AppError("unauthenticated", "missing bearer token"));
+      let payload: JWTPayload;
+      try {
+        ({ payload } = await jwtVerify(token, keySet(cfg), {
+          algorithms: cfg.algorithms,
+          issuer: cfg.issuer,
+          audience: cfg.audience,
+          clockTolerance: cfg.clockToleranceSeconds,
+          requiredClaims: ["exp", "sub"],
+        }));
+      } catch (e) {
+        return err(tokenError(e));
+      }
+      const tenant = claimAt(payload, cfg.tenantClaim);
+      if (typeof tenant !== "string" || !/^[A-Za-z0-9._:@-]{1,128}$/.test(tenant)) {
+        return err(new AppError("missing_tenant", `token has no usable "${cfg.tenantClaim}" claim`));
+      }
+      const region = claimAt(payload, cfg.regionClaim);
+      return ok({
+        tenant,
+        subject: payload.sub!,
+        scopes: scopesOf(payload),
+        region: typeof region === "string" ? region : undefined,
+      });
+    },
+  };
+}
+
+function tokenError(e: unknown): AppError {
+  if (e instanceof joseErrors.JWTExpired) return new AppError("token_expired", "token expired");
+  if (e instanceof joseErrors.JWKSNoMatchingKey)
+    return new AppError("invalid_token", "no key matches the token's kid/alg");
+  if (e instanceof joseErrors.JWKSTimeout)
+    return new AppError("invalid_token", "key set unavailable (timeout)");
+  if (e instanceof joseErrors.JWTClaimValidationFailed) {
+    return new AppError("invalid_token", `token claim "${e.claim}" rejected (${e.reason})`);
+  }
+  if (e instanceof joseErrors.JOSEAlgNotAllowed)
+    return new AppError("invalid_token", "token algorithm not allowed");
+  if (e instanceof joseErrors.JOSEError) return new AppError("invalid_token", `token rejected (${e.code})`);
+  return new AppError("invalid_token", "malformed token");
+}

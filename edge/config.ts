@@ -1,0 +1,136 @@
+import type { JSONWebKeySet, JWK } from "jose";
+import { z } from "zod";
+import { LIMITS } from "../shared/api.ts";
+
+/**
+ * The Worker's configuration, validated in one place. Everything comes from `env` (wrangler vars
+ * and secrets); a bad value fails the request with a clear `internal` error rather than running
+ * half-configured.
+ */
+
+const csv = z.string().transform((s) =>
+  s
+    .split(",")
+    .map((x) => x.trim())
+    .filter(Boolean),
+);
+const int = (def: number) => z.coerce.number().int().nonnegative().default(def);
+const pos = (def: number) => z.coerce.number().positive().default(def);
+
+const JwkSchema = z.looseObject({ kty: z.string() }).transform((j) => j as JWK);
+const JwksSchema = z.object({ keys: z.array(JwkSchema).min(1) }).transform((j) => j as JSONWebKeySet);
+const jsonOf = <S extends z.ZodType>(schema: S) =>
+  z.string().transform((text, ctx): z.output<S> => {
+    try {
+      const parsed = schema.safeParse(JSON.parse(text));
+      if (parsed.success) return parsed.data;
+      ctx.addIssue({ code: "custom", message: parsed.error.issues[0]?.message ?? "invalid" });
+    } catch {
+      ctx.addIssue({ code: "custom", message: "not JSON" });
+    }
+    return z.NEVER;
+  });
+
+const RawConfigSchema = z.object({
+  ENVIRONMENT: z.enum(["dev", "test", "staging", "production"]).default("production"),
+  REGIONS: csv.pipe(z.array(z.string().regex(/^[a-z0-9-]{1,32}$/)).min(1)),
+  JWT_ISSUER: z.string().min(1),
+  JWT_AUDIENCE: z.string().min(1),
+  JWT_JWKS_URL: z.url().optional(),
+  JWT_JWKS: jsonOf(JwksSchema).optional(),
+  JWT_ALGORITHMS: csv
+    .pipe(z.array(z.enum(["RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA", "Ed25519"])).min(1))
+    .default(["RS256", "ES256", "EdDSA"]),
+  JWT_CLOCK_TOLERANCE_SECONDS: int(5),
+  TENANT_CLAIM: z.string().min(1).default("tenant"),
+  REGION_CLAIM: z.string().min(1).default("region"),
+  TENANT_QUOTA_BURST: pos(60),
+  TENANT_QUOTA_PER_MINUTE: pos(60),
+  MAX_BODY_BYTES: int(LIMITS.requestBodyBytes),
+  RELAY_TIMEOUT_SECONDS: pos(60),
+  AGENT_PUBLIC_KEYS: jsonOf(z.record(z.string(), JwksSchema)),
+  RELAY_PRIVATE_KEYS: jsonOf(z.record(z.string(), JwkSchema)),
+});
+
+export interface EdgeConfig {
+  environment: "dev" | "test" | "staging" | "production";
+  regions: string[];
+  jwt: {
+    issuer: string;
+    audience: string;
+    jwksUrl: string | undefined;
+    jwks: JSONWebKeySet | undefined;
+    algorithms: string[];
+    clockToleranceSeconds: number;
+    tenantClaim: string;
+    regionClaim: string;
+  };
+  quota: { burst: number; refillPerSecond: number };
+  maxBodyBytes: number;
+  relayTimeoutMs: number;
+  agentPublicKeys: Record<string, JSONWebKeySet>;
+  relayPrivateKeys: Record<string, JWK>;
+}
+
+export type ConfigResult = { ok: true; config: EdgeConfig } | { ok: false; message: string };
+
+const cache = new WeakMap<object, ConfigResult>();
+
+/** Parse (once per env object) and cross-check the configuration. */
+export function loadConfig(env: object): ConfigResult {
+  const cached = cache.get(env);
+  if (cached) return cached;
+  const result = parse(env);
+  cache.set(env, result);
+  return result;
+}
+
+function parse(env: object): ConfigResult {
+  const parsed = RawConfigSchema.safeParse(env);
+  if (!parsed.success) {
+    const i = parsed.error.issues[0];
+    return { ok: false, message: `edge misconfigured: ${i ? `${i.path.join(".")}: ${i.message}` : "?"}` };
+  }
+  const r = parsed.data;
+  if (!r.JWT_JWKS_URL && !r.JWT_JWKS)
+    return { ok: false, message: "edge misconfigured: JWT_JWKS_URL or JWT_JWKS" };
+  for (const region of r.REGIONS) {
+    if (!r.AGENT_PUBLIC_KEYS[region])
+      return { ok: false, message: `edge misconfigured: no agent keys for ${region}` };
+    if (!r.RELAY_PRIVATE_KEYS[region])
+      return { ok: false, message: `edge misconfigured: no relay key for ${region}` };
+  }
+  if (r.ENVIRONMENT === "production" || r.ENVIRONMENT === "staging") {
+    // The committed dev/test keys all carry a `test-` kid; they must never guard a real deployment.
+    const all = [
+      ...Object.values(r.RELAY_PRIVATE_KEYS),
+      ...Object.values(r.AGENT_PUBLIC_KEYS).flatMap((s) => s.keys),
+      ...(r.JWT_JWKS?.keys ?? []),
+    ];
+    if (all.some((k) => typeof k.kid === "string" && k.kid.startsWith("test-"))) {
+      return { ok: false, message: "edge misconfigured: test keys in a production environment" };
+    }
+  }
+  return {
+    ok: true,
+    config: {
+      environment: r.ENVIRONMENT,
+      regions: r.REGIONS,
+      jwt: {
+        issuer: r.JWT_ISSUER,
+        audience: r.JWT_AUDIENCE,
+        jwksUrl: r.JWT_JWKS_URL,
+        jwks: r.JWT_JWKS,
+        algorithms: r.JWT_ALGORITHMS,
+        clockToleranceSeconds: r.JWT_CLOCK_TOLERANCE_SECONDS,
+        tenantClaim: r.TENANT_CLAIM,
+        regionClaim: r.REGION_CLAIM,
+      },
+      quota: { burst: r.TENANT_QUOTA_BURST, refillPerSecond: r.TENANT_QUOTA_PER_MINUTE / 60 },
+      maxBodyBytes: r.MAX_BODY_BYTES,
+      relayTimeoutMs: r.RELAY_TIMEOUT_SECONDS * 1000,
+      agentPublicKeys: r.AGENT_PUBLIC_KEYS,
+      relayPrivateKeys: r.RELAY_PRIVATE_KEYS,
+    },
+  };
+}

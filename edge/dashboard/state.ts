@@ -1,0 +1,731 @@
+import type { PodState, PoolEvent, PoolSnapshot } from "../../shared/api.ts";
+
+/*
+ * The dashboard's view model: folds PoolSnapshot + PoolEvent messages into per-region state and
+ * derives what the page draws. Everything lives inside `dashboardCore()` because the page inlines
+ * this exact function with `Function.prototype.toString` (see page.ts): ONE implementation, unit
+ * tested in Node and run in the browser. So the body must be self-contained: it may use its own
+ * locals and JS globals only, never module-level values or imports (types are fine; they vanish).
+ *
+ * Times: agents stamp events with their own clock. Each agent's offset to the local clock is
+ * learned from its snapshot (`localNow - snapshot.at`), and every stored time is local ms, so
+ * countdowns tick with `Date.now()` in the page without trusting the two clocks to agree.
+ *
+ * Event fields relied on (beyond type/at/agentId/region/requestId/tenant/pod):
+ *   lease.acquired  data.leaseDurationSeconds? (else the duration last seen in this region),
+ *                   data.acquireMs? (acquire latency), data.fence? / data.transitions?
+ *   lease.renewed   data.leaseDurationSeconds?
+ *   lease.released / lease.expired / lease.lost   clear the holder (only if it is still that
+ *                   request's lease); data.recycle === "replace" (or data.recycling === true) shows
+ *                   the pod as "recycling" until pod.ready/pod.deleted
+ *   pod.ready       data.podIP?
+ *   pod.created / pod.deleted / lease.conflict / queue.entered / queue.left / queue.timeout: no data needed
+ *   pool.leader     data.leader? (agent id; defaults to the event's agentId)
+ *   exec.started    data.commandPreview (one line, already shortened by the agent), data.queueMs?, data.execId?
+ *   exec.finished   data.exitCode (number|null), data.durationMs, data.queueMs, data.timedOut?, data.execId?
+ */
+
+export interface HolderView {
+  agentId: string;
+  requestId: string;
+  tenant: string;
+}
+
+export interface PodRecord {
+  name: string;
+  state: PodState;
+  podIP: string | null;
+  holder: HolderView | null;
+  /** Local-clock ms. */
+  acquiredAtMs: number | null;
+  renewedAtMs: number | null;
+  leaseDurationSeconds: number | null;
+  transitions: number;
+  /** Local-clock ms of the newest change applied: older events for this pod are stale. */
+  lastChangeMs: number;
+}
+
+export interface WaiterRecord {
+  agentId: string;
+  requestId: string;
+  tenant: string;
+  sinceMs: number;
+}
+
+export interface ExecutionRecord {
+  key: string;
+  agentId: string;
+  requestId: string;
+  tenant: string;
+  pod: string;
+  commandPreview: string;
+  startedAtMs: number;
+  finishedAtMs: number | null;
+  exitCode: number | null;
+  timedOut: boolean;
+  durationMs: number | null;
+  queueMs: number | null;
+  startSeen: boolean;
+}
+
+export interface AgentTotals {
+  acquisitions: number;
+  conflicts: number;
+  queueTimeouts: number;
+  acquireP50Ms: number | null;
+  acquireP99Ms: number | null;
+}
+
+export interface RegionState {
+  region: string;
+  poolSize: number | null;
+  recycle: "replace" | "scrub" | null;
+  leader: string | null;
+  /** The lease duration last seen in this region: events may omit it. */
+  leaseSeconds: number | null;
+  pods: Record<string, PodRecord>;
+  /** Deleted pods and when (local ms): late events for them must not bring a tile back. */
+  tombstones: Record<string, number>;
+  queue: WaiterRecord[];
+  executions: ExecutionRecord[];
+  /** Counters are per agent (each agent counts its own work); the page shows the sum. */
+  totals: Record<string, AgentTotals>;
+  /** Agent clock → local clock, learned from that agent's snapshot. */
+  clockOffsetMs: Record<string, number>;
+  /** Agent-clock ms of each agent's latest snapshot (events older than it are already in it). */
+  snapshotAt: Record<string, number>;
+  /** Acquire latencies seen live since the page connected (bounded). */
+  acquireSamples: number[];
+  /** Recently applied event keys, to drop duplicates (bounded). */
+  seen: string[];
+}
+
+export interface DashboardState {
+  regions: Record<string, RegionState>;
+  messages: number;
+}
+
+export type DashboardMessage =
+  | { kind: "snapshot"; snapshot: PoolSnapshot }
+  | { kind: "event"; event: PoolEvent };
+
+export interface PodTileView {
+  name: string;
+  state: PodState;
+  podIP: string | null;
+  tenant: string | null;
+  requestId: string | null;
+  agentId: string | null;
+  ageMs: number | null;
+  ttlMs: number | null;
+  leaseDurationSeconds: number | null;
+  transitions: number;
+}
+
+export interface RegionView {
+  region: string;
+  poolSize: number | null;
+  recycle: "replace" | "scrub" | null;
+  leader: string | null;
+  agents: string[];
+  counts: Record<PodState, number>;
+  pods: PodTileView[];
+  queue: { depth: number; waiters: Array<{ requestId: string; tenant: string; waitedMs: number }> };
+  executions: Array<ExecutionRecord & { status: "running" | "finished" }>;
+  totals: AgentTotals;
+}
+
+export interface DashboardView {
+  regions: RegionView[];
+}
+
+export interface SseMessage {
+  event: string;
+  data: string;
+  id: string | null;
+}
+
+export interface DashboardCore {
+  MAX_EXECUTIONS: number;
+  initialState(): DashboardState;
+  reduce(state: DashboardState, msg: DashboardMessage, nowMs: number): DashboardState;
+  toMessage(sse: SseMessage): DashboardMessage | null;
+  view(state: DashboardState, nowMs: number): DashboardView;
+  createSseParser(): { push(text: string): SseMessage[]; end(): SseMessage[] };
+  percentile(samples: readonly number[], p: number): number | null;
+  formatMs(ms: number | null): string;
+}
+
+/** Self-contained on purpose (see the top of this file): the page runs `(${dashboardCore})()`. */
+export function dashboardCore(): DashboardCore {
+  const MAX_EXECUTIONS = 50;
+  const MAX_SAMPLES = 500;
+  const MAX_SEEN = 1000;
+  const MAX_TOMBSTONES = 200;
+  const POD_STATES: readonly PodState[] = ["starting", "ready", "leased", "recycling", "failed"];
+
+  const isObj = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null;
+  const str = (v: unknown): string | null => (typeof v === "string" ? v : null);
+  const num = (v: unknown): number | null => (typeof v === "number" && Number.isFinite(v) ? v : null);
+  const isPodState = (v: unknown): v is PodState =>
+    typeof v === "string" && POD_STATES.includes(v as PodState);
+  const parseTime = (v: unknown): number | null => {
+    if (typeof v !== "string") return null;
+    const t = Date.parse(v);
+    return Number.isFinite(t) ? t : null;
+  };
+
+  function percentile(samples: readonly number[], p: number): number | null {
+    if (samples.length === 0) return null;
+    const sorted = [...samples].sort((a, b) => a - b);
+    const rank = Math.ceil((p / 100) * sorted.length);
+    return sorted[Math.min(sorted.length - 1, Math.max(0, rank - 1))] ?? null;
+  }
+
+  function formatMs(ms: number | null): string {
+    if (ms === null || !Number.isFinite(ms)) return "—";
+    const abs = Math.max(0, ms);
+    if (abs < 1000) return `${Math.round(abs)} ms`;
+    if (abs < 60_000) return `${(abs / 1000).toFixed(abs < 10_000 ? 1 : 0)} s`;
+    const m = Math.floor(abs / 60_000);
+    const s = Math.floor((abs % 60_000) / 1000);
+    return `${m}m ${String(s).padStart(2, "0")}s`;
+  }
+
+  function initialState(): DashboardState {
+    return { regions: {}, messages: 0 };
+  }
+
+  function emptyRegion(region: string): RegionState {
+    return {
+      region,
+      poolSize: null,
+      recycle: null,
+      leader: null,
+      leaseSeconds: null,
+      pods: {},
+      tombstones: {},
+      queue: [],
+      executions: [],
+      totals: {},
+      clockOffsetMs: {},
+      snapshotAt: {},
+      acquireSamples: [],
+      seen: [],
+    };
+  }
+
+  /** A copy whose containers may be changed freely: the input state is never mutated. */
+  function copyRegion(r: RegionState): RegionState {
+    return {
+      ...r,
+      pods: { ...r.pods },
+      tombstones: { ...r.tombstones },
+      queue: [...r.queue],
+      executions: [...r.executions],
+      totals: { ...r.totals },
+      clockOffsetMs: { ...r.clockOffsetMs },
+      snapshotAt: { ...r.snapshotAt },
+      acquireSamples: [...r.acquireSamples],
+      seen: [...r.seen],
+    };
+  }
+
+  function agentTotals(r: RegionState, agentId: string): AgentTotals {
+    const t = r.totals[agentId] ?? {
+      acquisitions: 0,
+      conflicts: 0,
+      queueTimeouts: 0,
+      acquireP50Ms: null,
+      acquireP99Ms: null,
+    };
+    const copy = { ...t };
+    r.totals[agentId] = copy;
+    return copy;
+  }
+
+  function applySnapshot(prev: RegionState | undefined, s: PoolSnapshot, nowMs: number): RegionState {
+    const r = copyRegion(prev ?? emptyRegion(s.region));
+    const agentAt = parseTime(s.at) ?? nowMs;
+    const offset = nowMs - agentAt;
+    r.clockOffsetMs[s.agentId] = offset;
+    r.snapshotAt[s.agentId] = agentAt;
+    r.poolSize = s.poolSize;
+    r.recycle = s.recycle;
+    // Pods are the shared pool (every agent watches the same Leases): the latest snapshot wins.
+    const local = (iso: string | null) => {
+      const t = parseTime(iso);
+      return t === null ? null : t + offset;
+    };
+    r.pods = {};
+    r.leaseSeconds =
+      s.pods.find((p) => p.leaseDurationSeconds !== null)?.leaseDurationSeconds ?? r.leaseSeconds;
+    for (const p of s.pods) {
+      r.pods[p.name] = {
+        name: p.name,
+        state: p.state,
+        podIP: p.podIP,
+        holder: p.holder ? { ...p.holder } : null,
+        acquiredAtMs: local(p.acquiredAt),
+        renewedAtMs: local(p.renewedAt),
+        leaseDurationSeconds: p.leaseDurationSeconds,
+        transitions: p.transitions,
+        lastChangeMs: nowMs,
+      };
+      delete r.tombstones[p.name];
+    }
+    // The queue and the counters belong to the agent that sent the snapshot.
+    r.queue = r.queue.filter((w) => w.agentId !== s.agentId);
+    for (const w of s.queue.waiters) {
+      r.queue.push({
+        agentId: s.agentId,
+        requestId: w.requestId,
+        tenant: w.tenant,
+        sinceMs: nowMs - w.waitedMs,
+      });
+    }
+    r.totals[s.agentId] = {
+      acquisitions: s.totals.acquisitions,
+      conflicts: s.totals.conflicts,
+      queueTimeouts: s.totals.queueTimeouts,
+      acquireP50Ms: s.totals.acquireP50Ms,
+      acquireP99Ms: s.totals.acquireP99Ms,
+    };
+    r.acquireSamples = [];
+    return r;
+  }
+
+  function eventKey(e: PoolEvent): string {
+    return [
+      e.type,
+      e.at,
+      e.agentId,
+      e.requestId ?? "",
+      e.pod ?? "",
+      e.data ? JSON.stringify(e.data) : "",
+    ].join("|");
+  }
+
+  function podFor(r: RegionState, name: string, atMs: number): PodRecord | null {
+    const tomb = r.tombstones[name];
+    if (tomb !== undefined && atMs <= tomb) return null;
+    const existing = r.pods[name];
+    if (existing && atMs < existing.lastChangeMs) return null;
+    return existing
+      ? { ...existing }
+      : {
+          name,
+          state: "starting",
+          podIP: null,
+          holder: null,
+          acquiredAtMs: null,
+          renewedAtMs: null,
+          leaseDurationSeconds: null,
+          transitions: 0,
+          lastChangeMs: atMs,
+        };
+  }
+
+  function clearLease(p: PodRecord, state: PodState): void {
+    p.state = state;
+    p.holder = null;
+    p.acquiredAtMs = null;
+    p.renewedAtMs = null;
+  }
+
+  function removeWaiter(r: RegionState, agentId: string, requestId: string | undefined): boolean {
+    if (!requestId) return false;
+    const before = r.queue.length;
+    r.queue = r.queue.filter((w) => !(w.requestId === requestId && w.agentId === agentId));
+    return r.queue.length !== before;
+  }
+
+  function applyEvent(
+    prev: RegionState | undefined,
+    e: PoolEvent,
+    region: string,
+    nowMs: number,
+  ): RegionState {
+    const base = prev ?? emptyRegion(region);
+    const key = eventKey(e);
+    if (base.seen.includes(key)) return base;
+    const agentAt = parseTime(e.at) ?? nowMs - (base.clockOffsetMs[e.agentId] ?? 0);
+    const atMs = agentAt + (base.clockOffsetMs[e.agentId] ?? 0);
+    // Older than this agent's snapshot: its effect is already in it.
+    const snapAt = base.snapshotAt[e.agentId];
+    if (snapAt !== undefined && agentAt < snapAt) return base;
+    const r = copyRegion(base);
+    r.seen.push(key);
+    if (r.seen.length > MAX_SEEN) r.seen.splice(0, r.seen.length - MAX_SEEN);
+    const data = isObj(e.data) ? e.data : {};
+
+    const updatePod = (fn: (p: PodRecord) => boolean | undefined): void => {
+      if (!e.pod) return;
+      const p = podFor(r, e.pod, atMs);
+      if (!p) return;
+      if (fn(p) === false) return;
+      p.lastChangeMs = Math.max(p.lastChangeMs, atMs);
+      r.pods[p.name] = p;
+    };
+
+    switch (e.type) {
+      case "pod.created":
+        updatePod((p) => {
+          if (p.state !== "starting" && r.pods[p.name]) return false;
+          p.state = "starting";
+          return true;
+        });
+        break;
+      case "pod.ready":
+        updatePod((p) => {
+          clearLease(p, "ready");
+          const ip = str(data.podIP);
+          if (ip) p.podIP = ip;
+          return true;
+        });
+        break;
+      case "pod.deleted":
+        if (e.pod) {
+          const existing = r.pods[e.pod];
+          if (existing && atMs < existing.lastChangeMs) break;
+          delete r.pods[e.pod];
+          r.tombstones[e.pod] = atMs;
+          const names = Object.keys(r.tombstones);
+          if (names.length > MAX_TOMBSTONES) {
+            for (const n of names.slice(0, names.length - MAX_TOMBSTONES)) delete r.tombstones[n];
+          }
+        }
+        break;
+      case "lease.acquired": {
+        const t = agentTotals(r, e.agentId);
+        t.acquisitions += 1;
+        const acquireMs = num(data.acquireMs);
+        if (acquireMs !== null) {
+          r.acquireSamples.push(acquireMs);
+          if (r.acquireSamples.length > MAX_SAMPLES)
+            r.acquireSamples.splice(0, r.acquireSamples.length - MAX_SAMPLES);
+        }
+        removeWaiter(r, e.agentId, e.requestId);
+        updatePod((p) => {
+          p.state = "leased";
+          p.holder = { agentId: e.agentId, requestId: e.requestId ?? "", tenant: e.tenant ?? "" };
+          p.acquiredAtMs = atMs;
+          p.renewedAtMs = atMs;
+          r.leaseSeconds = num(data.leaseDurationSeconds) ?? r.leaseSeconds;
+          p.leaseDurationSeconds = num(data.leaseDurationSeconds) ?? p.leaseDurationSeconds ?? r.leaseSeconds;
+          p.transitions = num(data.transitions) ?? num(data.fence) ?? p.transitions + 1;
+          return true;
+        });
+        break;
+      }
+      case "lease.renewed":
+        updatePod((p) => {
+          if (!p.holder || (e.requestId && p.holder.requestId !== e.requestId)) return false;
+          p.renewedAtMs = atMs;
+          p.leaseDurationSeconds = num(data.leaseDurationSeconds) ?? p.leaseDurationSeconds;
+          return true;
+        });
+        break;
+      case "lease.released":
+      case "lease.expired":
+      case "lease.lost":
+        updatePod((p) => {
+          // A late release of an earlier lease must not free the pod from its current holder.
+          if (p.holder && e.requestId && p.holder.requestId !== e.requestId) return false;
+          // Not held: nothing to clear, but remember the time, so a reordered older acquire of
+          // this lease cannot re-lease the tile afterwards.
+          if (!p.holder && p.state !== "leased") return true;
+          clearLease(p, data.recycling === true || data.recycle === "replace" ? "recycling" : "ready");
+          return true;
+        });
+        break;
+      case "lease.conflict":
+        agentTotals(r, e.agentId).conflicts += 1;
+        break;
+      case "queue.entered":
+        if (e.requestId && !r.queue.some((w) => w.requestId === e.requestId && w.agentId === e.agentId)) {
+          r.queue.push({ agentId: e.agentId, requestId: e.requestId, tenant: e.tenant ?? "", sinceMs: atMs });
+          r.queue.sort((a, b) => a.sinceMs - b.sinceMs);
+        }
+        break;
+      case "queue.left":
+        removeWaiter(r, e.agentId, e.requestId);
+        break;
+      case "queue.timeout":
+        removeWaiter(r, e.agentId, e.requestId);
+        agentTotals(r, e.agentId).queueTimeouts += 1;
+        break;
+      case "exec.started":
+      case "exec.finished":
+        applyExec(r, e, data, atMs);
+        break;
+      case "pool.leader":
+        r.leader = str(data.leader) ?? e.agentId;
+        break;
+    }
+    return r;
+  }
+
+  function applyExec(r: RegionState, e: PoolEvent, data: Record<string, unknown>, atMs: number): void {
+    const requestId = e.requestId ?? "";
+    const execId = str(data.execId);
+    const pod = e.pod ?? "";
+    const matches = (x: ExecutionRecord) =>
+      execId !== null
+        ? x.key === `${e.agentId}/${execId}`
+        : x.requestId === requestId && x.pod === pod && x.agentId === e.agentId;
+    const key = execId !== null ? `${e.agentId}/${execId}` : `${e.agentId}/${requestId}/${pod}/${atMs}`;
+    if (e.type === "exec.started") {
+      // A finished record without a start: the two arrived out of order; complete it.
+      const idx = r.executions.findIndex(
+        (x) => matches(x) && !x.startSeen && (x.finishedAtMs === null || x.finishedAtMs >= atMs),
+      );
+      const existing = idx >= 0 ? r.executions[idx] : undefined;
+      if (existing) {
+        r.executions[idx] = {
+          ...existing,
+          startSeen: true,
+          startedAtMs: atMs,
+          commandPreview: str(data.commandPreview) ?? existing.commandPreview,
+        };
+        return;
+      }
+      r.executions.unshift({
+        key,
+        agentId: e.agentId,
+        requestId,
+        tenant: e.tenant ?? "",
+        pod,
+        commandPreview: str(data.commandPreview) ?? "",
+        startedAtMs: atMs,
+        finishedAtMs: null,
+        exitCode: null,
+        timedOut: false,
+        durationMs: null,
+        queueMs: num(data.queueMs),
+        startSeen: true,
+      });
+    } else {
+      const idx = r.executions.findIndex((x) => matches(x) && x.finishedAtMs === null);
+      const durationMs = num(data.durationMs);
+      const finished = {
+        finishedAtMs: atMs,
+        exitCode: num(data.exitCode),
+        timedOut: data.timedOut === true,
+        durationMs,
+      };
+      const existing = idx >= 0 ? r.executions[idx] : undefined;
+      if (existing) {
+        r.executions[idx] = {
+          ...existing,
+          ...finished,
+          queueMs: num(data.queueMs) ?? existing.queueMs,
+          commandPreview: existing.commandPreview || (str(data.commandPreview) ?? ""),
+        };
+      } else {
+        r.executions.unshift({
+          key,
+          agentId: e.agentId,
+          requestId,
+          tenant: e.tenant ?? "",
+          pod,
+          commandPreview: str(data.commandPreview) ?? "",
+          startedAtMs: atMs - (durationMs ?? 0),
+          queueMs: num(data.queueMs),
+          startSeen: false,
+          ...finished,
+        });
+      }
+    }
+    r.executions.sort((a, b) => b.startedAtMs - a.startedAtMs);
+    if (r.executions.length > MAX_EXECUTIONS) r.executions.length = MAX_EXECUTIONS;
+  }
+
+  function reduce(state: DashboardState, msg: DashboardMessage, nowMs: number): DashboardState {
+    if (msg.kind === "snapshot") {
+      const s = msg.snapshot;
+      return {
+        regions: { ...state.regions, [s.region]: applySnapshot(state.regions[s.region], s, nowMs) },
+        messages: state.messages + 1,
+      };
+    }
+    const e = msg.event;
+    const region = e.region ?? "local";
+    const next = applyEvent(state.regions[region], e, region, nowMs);
+    if (next === state.regions[region]) return state;
+    return { regions: { ...state.regions, [region]: next }, messages: state.messages + 1 };
+  }
+
+  /** Light structural checks: the page has no zod, and a malformed message must not break it. */
+  function toMessage(sse: SseMessage): DashboardMessage | null {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(sse.data);
+    } catch {
+      return null;
+    }
+    if (!isObj(parsed)) return null;
+    if (sse.event === "snapshot") {
+      const q = parsed.queue;
+      const t = parsed.totals;
+      if (
+        typeof parsed.region !== "string" ||
+        typeof parsed.agentId !== "string" ||
+        typeof parsed.at !== "string" ||
+        !Array.isArray(parsed.pods) ||
+        !isObj(q) ||
+        !Array.isArray(q.waiters) ||
+        !isObj(t)
+      ) {
+        return null;
+      }
+      const pods = parsed.pods.filter(
+        (p: unknown) => isObj(p) && typeof p.name === "string" && isPodState(p.state),
+      );
+      return { kind: "snapshot", snapshot: { ...(parsed as unknown as PoolSnapshot), pods } };
+    }
+    if (sse.event === "pool") {
+      if (
+        typeof parsed.type !== "string" ||
+        typeof parsed.at !== "string" ||
+        typeof parsed.agentId !== "string"
+      ) {
+        return null;
+      }
+      return { kind: "event", event: parsed as unknown as PoolEvent };
+    }
+    return null;
+  }
+
+  function view(state: DashboardState, nowMs: number): DashboardView {
+    const regions = Object.values(state.regions)
+      .sort((a, b) => a.region.localeCompare(b.region))
+      .map((r): RegionView => {
+        const counts: Record<PodState, number> = {
+          starting: 0,
+          ready: 0,
+          leased: 0,
+          recycling: 0,
+          failed: 0,
+        };
+        const pods = Object.values(r.pods)
+          .sort((a, b) => a.name.localeCompare(b.name, undefined, { numeric: true }))
+          .map((p): PodTileView => {
+            counts[p.state] += 1;
+            const leased = p.state === "leased";
+            const expiresAt =
+              leased && p.renewedAtMs !== null && p.leaseDurationSeconds !== null
+                ? p.renewedAtMs + p.leaseDurationSeconds * 1000
+                : null;
+            return {
+              name: p.name,
+              state: p.state,
+              podIP: p.podIP,
+              tenant: leased ? (p.holder?.tenant ?? null) : null,
+              requestId: leased ? (p.holder?.requestId ?? null) : null,
+              agentId: leased ? (p.holder?.agentId ?? null) : null,
+              ageMs: leased && p.acquiredAtMs !== null ? Math.max(0, nowMs - p.acquiredAtMs) : null,
+              // Clamped: the learned clock offset includes the snapshot's transit time.
+              ttlMs:
+                expiresAt === null || p.leaseDurationSeconds === null
+                  ? null
+                  : Math.min(p.leaseDurationSeconds * 1000, Math.max(0, expiresAt - nowMs)),
+              leaseDurationSeconds: p.leaseDurationSeconds,
+              transitions: p.transitions,
+            };
+          });
+        const agents = Object.keys(r.totals).sort();
+        const all = Object.values(r.totals);
+        // Percentiles cannot be merged across agents: live samples win, else the busiest agent's.
+        const busiest = all.reduce<AgentTotals | null>(
+          (best, t) => (best === null || t.acquisitions > best.acquisitions ? t : best),
+          null,
+        );
+        const live = r.acquireSamples.length > 0;
+        return {
+          region: r.region,
+          poolSize: r.poolSize,
+          recycle: r.recycle,
+          leader: r.leader,
+          agents,
+          counts,
+          pods,
+          queue: {
+            depth: r.queue.length,
+            waiters: r.queue.map((w) => ({
+              requestId: w.requestId,
+              tenant: w.tenant,
+              waitedMs: Math.max(0, nowMs - w.sinceMs),
+            })),
+          },
+          executions: r.executions.map((x) => ({
+            ...x,
+            status: x.finishedAtMs === null ? "running" : "finished",
+          })),
+          totals: {
+            acquisitions: all.reduce((n, t) => n + t.acquisitions, 0),
+            conflicts: all.reduce((n, t) => n + t.conflicts, 0),
+            queueTimeouts: all.reduce((n, t) => n + t.queueTimeouts, 0),
+            acquireP50Ms: live ? percentile(r.acquireSamples, 50) : (busiest?.acquireP50Ms ?? null),
+            acquireP99Ms: live ? percentile(r.acquireSamples, 99) : (busiest?.acquireP99Ms ?? null),
+          },
+        };
+      });
+    return { regions };
+  }
+
+  /** Incremental text/event-stream parser (WHATWG rules: comments, multi-line data, CR/LF/CRLF). */
+  function createSseParser(): { push(text: string): SseMessage[]; end(): SseMessage[] } {
+    let buffer = "";
+    let event = "";
+    let data: string[] = [];
+    let id: string | null = null;
+    let lastId: string | null = null;
+    const out: SseMessage[] = [];
+    const line = (l: string) => {
+      if (l === "") {
+        if (data.length > 0) out.push({ event: event || "message", data: data.join("\n"), id: lastId });
+        event = "";
+        data = [];
+        return;
+      }
+      if (l.startsWith(":")) return;
+      const colon = l.indexOf(":");
+      const field = colon < 0 ? l : l.slice(0, colon);
+      let value = colon < 0 ? "" : l.slice(colon + 1);
+      if (value.startsWith(" ")) value = value.slice(1);
+      if (field === "event") event = value;
+      else if (field === "data") data.push(value);
+      else if (field === "id" && !value.includes("\0")) {
+        id = value;
+        lastId = id;
+      }
+    };
+    const drain = (final: boolean): SseMessage[] => {
+      for (;;) {
+        const m = /\r\n|\r|\n/.exec(buffer);
+        // A lone trailing CR may be the first half of CRLF: wait for more input.
+        if (!m || (m[0] === "\r" && m.index === buffer.length - 1 && !final)) break;
+        line(buffer.slice(0, m.index));
+        buffer = buffer.slice(m.index + m[0].length);
+      }
+      return out.splice(0, out.length);
+    };
+    return {
+      push(text: string) {
+        buffer += text;
+        return drain(false);
+      },
+      // An unterminated last event is dropped, as the SSE spec says.
+      end() {
+        const msgs = drain(true);
+        buffer = "";
+        event = "";
+        data = [];
+        return msgs;
+      },
+    };
+  }
+
+  return { MAX_EXECUTIONS, initialState, reduce, toMessage, view, createSseParser, percentile, formatMs };
+}

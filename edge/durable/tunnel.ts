@@ -1,0 +1,377 @@
+import { DurableObject } from "cloudflare:workers";
+import { AppError, type ErrorCode } from "../../shared/errors.ts";
+import {
+  type Capacity,
+  ChunkSequencer,
+  chunkBytes,
+  decodeFrame,
+  encodeFrame,
+  fromBase64,
+  headersToPairs,
+  pairsToHeaders,
+  TUNNEL_INLINE_BODY_BYTES,
+  type TunnelFrame,
+  toBase64,
+  verifyAgentToken,
+} from "../../shared/tunnel.ts";
+import { loadConfig } from "../config.ts";
+import type { Env } from "../env.ts";
+import { errorResponse } from "../http/errors.ts";
+import { BodyQueue } from "./body-queue.ts";
+
+/**
+ * Internal headers between the Worker and this DO. The DO is reachable only through the Worker,
+ * which sets them; they are stripped before anything reaches an agent.
+ */
+export const TUNNEL_HEADERS = {
+  region: "X-Tunnel-Region",
+  /** Milliseconds to wait for the response head. */
+  timeoutMs: "X-Tunnel-Timeout-Ms",
+  /** Milliseconds allowed between body chunks once streaming (0 = no limit, e.g. event streams). */
+  idleMs: "X-Tunnel-Idle-Ms",
+  /** Set on a DO response meaning "this region has no agent": the Worker fails over. */
+  noAgent: "X-Tunnel-No-Agent",
+  /** Set on relayed responses: which agent served it. */
+  agent: "X-Tunnel-Agent",
+} as const;
+
+/** What survives hibernation for each accepted agent socket. */
+export interface AgentAttachment {
+  connId: string;
+  agentId: string;
+  region: string;
+  connectedAt: number;
+  capacity: Capacity | null;
+  heartbeatAt: number | null;
+}
+
+export interface AgentInfo extends AgentAttachment {
+  inflight: number;
+}
+
+interface Pending {
+  id: string;
+  connId: string;
+  ws: WebSocket;
+  requestId: string;
+  resolveHead: (res: Response) => void;
+  headDone: boolean;
+  body: BodyQueue | null;
+  /** Reorders chunk frames; chunks (and the end) that beat the head wait in `early`. */
+  seq: ChunkSequencer;
+  early: Uint8Array[];
+  timer: ReturnType<typeof setTimeout> | null;
+  idleMs: number;
+}
+
+const MIN_TIMEOUT_MS = 1000;
+
+/**
+ * One per region. Agents dial in (`/v1/tunnel`) and stay connected through hibernation; each
+ * relayed request becomes frames on one agent's socket, multiplexed by a tunnel id, with the
+ * response streamed back chunk by chunk. A DO with requests in flight is not evicted, so the
+ * pending map can live in memory; agent identity and capacity live in socket attachments.
+ */
+export class TunnelDO extends DurableObject<Env> {
+  private readonly pending = new Map<string, Pending>();
+  private readonly inflight = new Map<string, number>();
+  private rotation = 0;
+
+  override async fetch(request: Request): Promise<Response> {
+    if (request.headers.get("Upgrade")?.toLowerCase() === "websocket") return this.acceptAgent(request);
+    if (new URL(request.url).pathname === "/__tunnel/agents") return Response.json(this.agents());
+    return this.relay(request);
+  }
+
+  /** Connected agents with what they last reported; used for routing and by tests. */
+  agents(): AgentInfo[] {
+    const out: AgentInfo[] = [];
+    for (const ws of this.ctx.getWebSockets()) {
+      const a = attachmentOf(ws);
+      if (a && ws.readyState === WebSocket.OPEN)
+        out.push({ ...a, inflight: this.inflight.get(a.connId) ?? 0 });
+    }
+    return out;
+  }
+
+  private async acceptAgent(request: Request): Promise<Response> {
+    const requestId = request.headers.get("X-Request-Id") ?? crypto.randomUUID();
+    const region = request.headers.get(TUNNEL_HEADERS.region) ?? "";
+    const cfg = loadConfig(this.env);
+    if (!cfg.ok) return errorResponse(new AppError("internal", cfg.message), requestId);
+    const keys = cfg.config.agentPublicKeys[region];
+    if (!keys) return errorResponse(new AppError("invalid_request", `unknown region "${region}"`), requestId);
+    const auth = request.headers.get("Authorization") ?? "";
+    const token = /^Bearer\s+(.+)$/i.exec(auth)?.[1];
+    const who = await verifyAgentToken(token, { publicKeys: keys, region });
+    if (!who.ok) return errorResponse(who.error, requestId);
+
+    const pair = new WebSocketPair();
+    const [client, server] = [pair[0], pair[1]];
+    this.ctx.acceptWebSocket(server, [who.value.agentId]);
+    const attachment: AgentAttachment = {
+      connId: crypto.randomUUID(),
+      agentId: who.value.agentId,
+      region,
+      connectedAt: Date.now(),
+      capacity: null,
+      heartbeatAt: null,
+    };
+    server.serializeAttachment(attachment);
+    return new Response(null, { status: 101, webSocket: client });
+  }
+
+  override async webSocketMessage(ws: WebSocket, message: string | ArrayBuffer): Promise<void> {
+    const decoded = decodeFrame(message);
+    if (!decoded.ok) return;
+    const frame = decoded.value;
+    switch (frame.type) {
+      case "heartbeat": {
+        const a = attachmentOf(ws);
+        if (a) ws.serializeAttachment({ ...a, capacity: frame.capacity, heartbeatAt: Date.now() });
+        return;
+      }
+      case "response":
+        return this.onHead(frame.id, frame.status, pairsToHeaders(frame.headers));
+      case "chunk":
+        return this.onChunk(frame.id, frame.seq, frame.data);
+      case "end":
+        return this.onEnd(frame.id, frame.chunks);
+      case "error":
+        return this.fail(frame.id, new AppError(frame.code, frame.message));
+      default:
+        return; // request/cancel frames only travel edge → agent
+    }
+  }
+
+  override async webSocketClose(ws: WebSocket, code: number, reason: string): Promise<void> {
+    this.dropSocket(ws, `agent tunnel closed (${code}${reason ? ` ${reason}` : ""})`);
+    try {
+      ws.close(code === 1005 || code === 1006 ? 1000 : code, "closing");
+    } catch {
+      // already closed
+    }
+  }
+
+  override async webSocketError(ws: WebSocket, error: unknown): Promise<void> {
+    this.dropSocket(ws, `agent tunnel failed (${error instanceof Error ? error.message : "error"})`);
+  }
+
+  /** Every request pending on this socket fails now, not at its timeout. */
+  private dropSocket(ws: WebSocket, message: string): void {
+    const a = attachmentOf(ws);
+    for (const p of [...this.pending.values()]) {
+      if (p.ws === ws || (a && p.connId === a.connId))
+        this.fail(p.id, new AppError("tunnel_closed", message));
+    }
+    if (a) this.inflight.delete(a.connId);
+  }
+
+  // ---------- relaying ----------
+
+  private pickAgent(): { ws: WebSocket; a: AgentAttachment } | null {
+    const open: Array<{ ws: WebSocket; a: AgentAttachment; tier: number; load: number }> = [];
+    for (const ws of this.ctx.getWebSockets()) {
+      const a = attachmentOf(ws);
+      if (!a || ws.readyState !== WebSocket.OPEN) continue;
+      const load = this.inflight.get(a.connId) ?? 0;
+      // Prefer agents whose last heartbeat shows free sandboxes beyond what we already sent them;
+      // then agents that have not reported yet; agents known to be full queue the request.
+      const tier = a.capacity === null ? 1 : a.capacity.ready - load > 0 ? 0 : 2;
+      open.push({ ws, a, tier, load });
+    }
+    if (open.length === 0) return null;
+    const rot = this.rotation++;
+    open.sort((x, y) => x.tier - y.tier || x.load - y.load);
+    const best = open.filter((o) => o.tier === open[0]!.tier && o.load === open[0]!.load);
+    const chosen = best[rot % best.length]!;
+    return { ws: chosen.ws, a: chosen.a };
+  }
+
+  private async relay(request: Request): Promise<Response> {
+    const requestId = request.headers.get("X-Request-Id") ?? crypto.randomUUID();
+    const picked = this.pickAgent();
+    if (!picked) {
+      return errorResponse(
+        new AppError("no_agent", "no agent connected for this region", { retryAfterSeconds: 5 }),
+        requestId,
+        {
+          [TUNNEL_HEADERS.noAgent]: "1",
+        },
+      );
+    }
+    const timeoutMs = Math.max(
+      MIN_TIMEOUT_MS,
+      Number(request.headers.get(TUNNEL_HEADERS.timeoutMs)) || 60_000,
+    );
+    const idleMs = Math.max(0, Number(request.headers.get(TUNNEL_HEADERS.idleMs) ?? timeoutMs) || 0);
+    const headers = new Headers(request.headers);
+    for (const h of Object.values(TUNNEL_HEADERS)) headers.delete(h);
+    const url = new URL(request.url);
+    const body = request.body ? new Uint8Array(await request.arrayBuffer()) : new Uint8Array(0);
+    const id = crypto.randomUUID();
+    const { ws, a } = picked;
+
+    const head = new Promise<Response>((resolveHead) => {
+      const p: Pending = {
+        id,
+        connId: a.connId,
+        ws,
+        requestId,
+        resolveHead,
+        headDone: false,
+        body: null,
+        seq: new ChunkSequencer(),
+        early: [],
+        timer: null,
+        idleMs,
+      };
+      this.pending.set(id, p);
+      this.inflight.set(a.connId, (this.inflight.get(a.connId) ?? 0) + 1);
+      p.timer = setTimeout(
+        () => this.fail(id, new AppError("relay_timeout", `agent did not answer within ${timeoutMs} ms`)),
+        timeoutMs,
+      );
+    });
+
+    // The caller went away before the answer (needs the enable_request_signal flag): stop the agent.
+    request.signal?.addEventListener("abort", () => {
+      const p = this.pending.get(id);
+      if (p && !p.headDone) {
+        this.send(p.ws, { type: "cancel", id });
+        this.fail(id, new AppError("request_cancelled", "the client went away"));
+      }
+    });
+    try {
+      const inline = body.length <= TUNNEL_INLINE_BODY_BYTES;
+      const frame: TunnelFrame = {
+        type: "request",
+        id,
+        method: request.method,
+        path: `${url.pathname}${url.search}`,
+        headers: headersToPairs(headers),
+        ...(inline ? (body.length > 0 ? { body: toBase64(body) } : {}) : { bodyFollows: true }),
+      };
+      ws.send(encodeFrame(frame));
+      if (!inline) {
+        let seq = 0;
+        for (const part of chunkBytes(body))
+          ws.send(encodeFrame({ type: "chunk", id, seq: seq++, data: toBase64(part) }));
+        ws.send(encodeFrame({ type: "end", id, chunks: seq }));
+      }
+    } catch (e) {
+      this.fail(
+        id,
+        new AppError("tunnel_closed", `could not send to agent: ${e instanceof Error ? e.message : e}`),
+      );
+    }
+    const res = await head;
+    res.headers.set(TUNNEL_HEADERS.agent, a.agentId);
+    return res;
+  }
+
+  private onHead(id: string, status: number, headers: Headers): void {
+    const p = this.pending.get(id);
+    if (!p || p.headDone) return;
+    p.headDone = true;
+    const noBody = status === 204 || status === 304;
+    // Cancelled by the reader = the client went away: tell the agent to stop, forget the request.
+    p.body = new BodyQueue(() => {
+      if (this.pending.get(id) !== p) return;
+      this.send(p.ws, { type: "cancel", id });
+      this.finish(id);
+    });
+    this.armIdle(p);
+    p.resolveHead(new Response(noBody ? null : p.body.stream, { status, headers }));
+    for (const b of p.early.splice(0)) p.body.push(b);
+    if (noBody || p.seq.complete) this.complete(p);
+  }
+
+  private onChunk(id: string, seq: number, data: string): void {
+    const p = this.pending.get(id);
+    if (!p) return;
+    const ready = p.seq.push(seq, fromBase64(data));
+    if (!ready.ok) {
+      this.fail(id, new AppError("agent_unavailable", ready.error.message));
+      return;
+    }
+    for (const b of ready.value) {
+      if (p.body) p.body.push(b);
+      else p.early.push(b);
+    }
+    if (p.headDone) this.armIdle(p);
+    if (p.body && p.seq.complete) this.complete(p);
+  }
+
+  private onEnd(id: string, chunks: number): void {
+    const p = this.pending.get(id);
+    if (!p) return;
+    const ended = p.seq.end(chunks);
+    if (!ended.ok) {
+      this.fail(id, new AppError("agent_unavailable", ended.error.message));
+      return;
+    }
+    if (p.body && p.seq.complete) this.complete(p);
+  }
+
+  private complete(p: Pending): void {
+    this.finish(p.id);
+    p.body?.end();
+  }
+
+  /** Fail one request: an error envelope if nothing was sent yet, else a broken body stream. */
+  private fail(id: string, error: AppError): void {
+    const p = this.pending.get(id);
+    if (!p) return;
+    if (!p.headDone) {
+      p.headDone = true;
+      p.resolveHead(errorResponse(error, p.requestId));
+      if (error.code === "relay_timeout") this.send(p.ws, { type: "cancel", id });
+    } else {
+      this.finish(id);
+      p.body?.fail(error);
+      return;
+    }
+    this.finish(id);
+  }
+
+  private armIdle(p: Pending): void {
+    if (p.timer) clearTimeout(p.timer);
+    p.timer = null;
+    if (p.idleMs > 0) {
+      p.timer = setTimeout(() => {
+        this.send(p.ws, { type: "cancel", id: p.id });
+        this.fail(p.id, new AppError("relay_timeout", `no data from agent for ${p.idleMs} ms`));
+      }, p.idleMs);
+    }
+  }
+
+  private finish(id: string): void {
+    const p = this.pending.get(id);
+    if (!p) return;
+    if (p.timer) clearTimeout(p.timer);
+    this.pending.delete(id);
+    const n = (this.inflight.get(p.connId) ?? 1) - 1;
+    if (n > 0) this.inflight.set(p.connId, n);
+    else this.inflight.delete(p.connId);
+  }
+
+  private send(ws: WebSocket, frame: TunnelFrame): void {
+    try {
+      ws.send(encodeFrame(frame));
+    } catch {
+      // socket gone; its close handler fails what is pending
+    }
+  }
+}
+
+function attachmentOf(ws: WebSocket): AgentAttachment | null {
+  try {
+    return (ws.deserializeAttachment() as AgentAttachment | null) ?? null;
+  } catch {
+    return null;
+  }
+}
+
+/** Error codes a DO reply can carry that mean "try another region". */
+export const FAILOVER_CODES: ReadonlySet<ErrorCode> = new Set(["no_agent"]);

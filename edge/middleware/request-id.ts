@@ -1,0 +1,33 @@
+import type { MiddlewareHandler } from "hono";
+import type { AppEnv } from "../app-env.ts";
+
+const CLIENT_ID = /^[\x21-\x7e]{1,128}$/;
+
+/**
+ * Mint the request id here, never take it from the client (it keys logs, relays and replay
+ * protection). A client's own X-Request-Id is echoed only as X-Client-Request-Id.
+ */
+export function requestId(): MiddlewareHandler<AppEnv> {
+  return async (c, next) => {
+    const id = crypto.randomUUID();
+    c.set("requestId", id);
+    const client = c.req.header("X-Request-Id");
+    await next();
+    // A WebSocket upgrade's 101 cannot be rebuilt (it carries the socket); leave it as is.
+    if (c.res.status === 101) return;
+    setHeader(c, "X-Request-Id", id);
+    if (client && CLIENT_ID.test(client)) setHeader(c, "X-Client-Request-Id", client);
+  };
+}
+
+function setHeader(c: Parameters<MiddlewareHandler<AppEnv>>[0], name: string, value: string): void {
+  try {
+    c.res.headers.set(name, value);
+  } catch {
+    // Immutable headers (a fetched response passed through): copy once.
+    const res = c.res;
+    c.res = undefined;
+    c.res = new Response(res.body, { status: res.status, statusText: res.statusText, headers: res.headers });
+    c.res.headers.set(name, value);
+  }
+}

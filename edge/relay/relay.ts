@@ -1,0 +1,111 @@
+import { AppError } from "../../shared/errors.ts";
+import {
+  createRelaySigner,
+  RELAY_HEADER,
+  type RelaySigner,
+  relayAudience,
+} from "../../shared/relay-signing.ts";
+import type { Principal } from "../auth/tenant-jwt.ts";
+import type { EdgeConfig } from "../config.ts";
+import { TUNNEL_HEADERS } from "../durable/tunnel.ts";
+import { errorResponse } from "../http/errors.ts";
+
+/** How the Worker reaches the TunnelDO of a region (a DO stub's fetch in production). */
+export interface TunnelDirectory {
+  fetch(region: string, request: Request): Promise<Response>;
+}
+
+export interface RelayInput {
+  method: string;
+  /** Path with query, as the agent will see it. */
+  path: string;
+  body: Uint8Array | null;
+  headers?: HeadersInit;
+  principal: Principal;
+  requestId: string;
+  /** Regions to try in order (see chooseRegions). */
+  regions: readonly string[];
+  timeoutMs: number;
+  /** Max silence between body chunks once streaming; 0 = none (event streams). */
+  idleMs?: number;
+}
+
+export interface RelayOutcome {
+  response: Response;
+  /** The region that answered (or the last one tried). */
+  region: string;
+}
+
+const signers = new Map<string, Promise<RelaySigner>>();
+
+function signerFor(config: EdgeConfig, region: string): Promise<RelaySigner> {
+  const jwk = config.relayPrivateKeys[region];
+  if (!jwk) return Promise.reject(new AppError("internal", `no relay key for region ${region}`));
+  const key = `${region}:${jwk.kid ?? ""}:${jwk.x ?? ""}`;
+  let s = signers.get(key);
+  if (!s) {
+    s = createRelaySigner({ privateJwk: jwk, audience: relayAudience(region) });
+    signers.set(key, s);
+  }
+  return s;
+}
+
+/** Forwarded to agents; everything else (Authorization, cookies, cf headers) stays at the edge. */
+const FORWARD = ["content-type", "accept", "x-client-request-id", "last-event-id"];
+
+/**
+ * Sign the request for each candidate region (the audience is per region) and hand it to that
+ * region's TunnelDO; a region without a connected agent fails over to the next.
+ */
+export async function relayToRegions(
+  config: EdgeConfig,
+  tunnels: TunnelDirectory,
+  input: RelayInput,
+): Promise<RelayOutcome> {
+  let last: RelayOutcome | null = null;
+  for (const region of input.regions) {
+    const signer = await signerFor(config, region);
+    const token = await signer.sign({
+      method: input.method,
+      path: input.path,
+      body: input.body,
+      tenant: input.principal.tenant,
+      subject: input.principal.subject,
+      scopes: input.principal.scopes,
+      requestId: input.requestId,
+    });
+    const src = new Headers(input.headers);
+    const headers = new Headers();
+    for (const name of FORWARD) {
+      const v = src.get(name);
+      if (v !== null) headers.set(name, v);
+    }
+    headers.set("X-Request-Id", input.requestId);
+    headers.set(RELAY_HEADER, token);
+    headers.set(TUNNEL_HEADERS.region, region);
+    headers.set(TUNNEL_HEADERS.timeoutMs, String(input.timeoutMs));
+    headers.set(TUNNEL_HEADERS.idleMs, String(input.idleMs ?? input.timeoutMs));
+    const hasBody = input.body !== null && input.method !== "GET" && input.method !== "HEAD";
+    const req = new Request(`https://tunnel.internal${input.path}`, {
+      method: input.method,
+      headers,
+      body: hasBody ? (input.body as Uint8Array<ArrayBuffer>) : null,
+    });
+    const response = await tunnels.fetch(region, req);
+    last = { response, region };
+    if (response.headers.get(TUNNEL_HEADERS.noAgent) !== "1") return last;
+    await response.body?.cancel();
+  }
+  return {
+    response: errorResponse(
+      new AppError("no_agent", "no agent connected in any region", { retryAfterSeconds: 5 }),
+      input.requestId,
+    ),
+    region: last?.region ?? input.regions[0] ?? "",
+  };
+}
+
+/** TunnelDOs by region name. */
+export function durableTunnels(ns: DurableObjectNamespace): TunnelDirectory {
+  return { fetch: (region, request) => ns.get(ns.idFromName(region)).fetch(request) };
+}

@@ -1,0 +1,23 @@
+import type { RouteDef } from "../app-env.ts";
+import { chatAliasRoute, chatRoute } from "./chat.ts";
+import { dashboardRoute } from "./dashboard.ts";
+import { eventsRoute } from "./events.ts";
+import { execRoute } from "./exec.ts";
+import { healthRoute } from "./health.ts";
+import { poolRoute } from "./pool.ts";
+import { deleteSessionRoute, getSessionRoute } from "./sessions.ts";
+import { tunnelRoute } from "./tunnel.ts";
+
+/** Every public route, registered explicitly in this order (openapi.json is added by the app). */
+export const ROUTES: readonly RouteDef[] = [
+  healthRoute,
+  execRoute,
+  chatRoute,
+  chatAliasRoute,
+  getSessionRoute,
+  deleteSessionRoute,
+  poolRoute,
+  eventsRoute,
+  tunnelRoute,
+  dashboardRoute,
+];

@@ -1,0 +1,85 @@
+import { z } from "zod";
+import { ErrorEnvelopeSchema } from "../../shared/errors.ts";
+import type { RouteDef } from "../app-env.ts";
+
+type Json = Record<string, unknown>;
+
+const schemaOf = (s: z.ZodType, io: "input" | "output"): Json =>
+  z.toJSONSchema(s, { io, unrepresentable: "any", target: "draft-2020-12" }) as Json;
+
+const ERRORS: Record<string, string> = {
+  "400": "invalid input",
+  "401": "missing or invalid token",
+  "403": "missing scope",
+  "413": "body too large",
+  "429": "rate limited (Retry-After)",
+  "502": "agent or tunnel failure",
+  "503": "no agent in any region, or queue wait exceeded (Retry-After)",
+  "504": "command or relay timeout",
+};
+
+/** OpenAPI 3.1 for the routes the app registers, schemas generated from the shared zod contract. */
+export function openApiDocument(routes: readonly RouteDef[]): Json {
+  const paths: Record<string, Json> = {};
+  for (const r of routes) {
+    const path = r.path.replace(/:(\w+)/g, "{$1}");
+    const op: Json = {
+      summary: r.doc.summary,
+      tags: r.doc.tags ?? [],
+      operationId: `${r.method.toLowerCase()}${path}`,
+    };
+    if (r.doc.parameters) op.parameters = r.doc.parameters.map((p) => ({ ...p, schema: { type: "string" } }));
+    if (r.doc.request) {
+      op.requestBody = {
+        required: true,
+        content: { "application/json": { schema: schemaOf(r.doc.request, "input") } },
+      };
+    }
+    const ok: Json = {};
+    if (r.doc.response) ok["application/json"] = { schema: schemaOf(r.doc.response, "output") };
+    if (r.doc.sse || r.doc.responseContentType === "text/event-stream") {
+      ok["text/event-stream"] = { schema: { type: "string", description: "server-sent events" } };
+    } else if (r.doc.responseContentType) {
+      ok[r.doc.responseContentType] = { schema: { type: "string" } };
+    }
+    const responses: Json = { "200": { description: "success", content: ok } };
+    const errorContent = { "application/json": { schema: { $ref: "#/components/schemas/ErrorEnvelope" } } };
+    const codes = r.auth === "tenant" ? Object.keys(ERRORS) : ["400", "429"];
+    for (const code of codes) responses[code] = { description: ERRORS[code], content: errorContent };
+    op.responses = responses;
+    if (r.auth === "tenant") {
+      op.security = [{ bearer: [] }];
+      if (r.scope) op["x-required-scope"] = r.scope;
+    }
+    paths[path] = { ...(paths[path] ?? {}), [r.method.toLowerCase()]: op };
+  }
+  return {
+    openapi: "3.1.0",
+    info: {
+      title: "pi-sandbox-runtime edge API",
+      version: "1",
+      description:
+        "Secure AI tool execution in Kubernetes sandboxes. Every response carries X-Request-Id; errors use the ErrorEnvelope.",
+    },
+    components: {
+      securitySchemes: { bearer: { type: "http", scheme: "bearer", bearerFormat: "JWT" } },
+      schemas: { ErrorEnvelope: schemaOf(ErrorEnvelopeSchema, "output") },
+    },
+    paths,
+  };
+}
+
+/** GET /openapi.json — built lazily from the routes the app was created with. */
+export function openApiRoute(routes: () => readonly RouteDef[]): RouteDef {
+  let doc: Json | null = null;
+  return {
+    method: "GET",
+    path: "/openapi.json",
+    auth: "none",
+    doc: { summary: "This API description", tags: ["meta"] },
+    handler: (c) => {
+      doc = doc ?? openApiDocument(routes());
+      return c.json(doc);
+    },
+  };
+}

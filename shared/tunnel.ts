@@ -1,0 +1,275 @@
+import { type JSONWebKeySet, type JWK, errors as joseErrors, jwtVerify, SignJWT } from "jose";
+import { z } from "zod";
+import { AppError, ErrorCodeSchema, err, ok, type Result } from "./errors.ts";
+import {
+  ACCEPTED_SIGNING_ALGS,
+  importPrivateSigningKey,
+  publicKeyResolver,
+  SIGNING_ALG,
+} from "./jwt-keys.ts";
+
+/**
+ * The agent↔edge tunnel: one WebSocket dialled out by the agent, text JSON frames multiplexed by
+ * request id. Bodies travel base64 in chunks so every frame stays far below the 32 MiB Workers
+ * message limit (a larger frame closes the socket with 1009).
+ *
+ * edge → agent: request, chunk*, end (request body), cancel
+ * agent → edge: response, chunk*, end | error, heartbeat
+ */
+
+export const TUNNEL_PATH = "/v1/tunnel";
+/** Raw bytes per chunk frame; base64 makes it ~171 KiB on the wire. */
+export const TUNNEL_CHUNK_BYTES = 128 * 1024;
+/** No frame we send is larger than this (checked by tests); well under 32 MiB. */
+export const TUNNEL_MAX_FRAME_BYTES = 256 * 1024;
+/** Request bodies up to this size travel inline in the request frame. */
+export const TUNNEL_INLINE_BODY_BYTES = 96 * 1024;
+
+const Id = z.string().min(1).max(128);
+const HeadersSchema = z.array(z.tuple([z.string(), z.string()])).max(256);
+
+export const RequestFrameSchema = z.object({
+  type: z.literal("request"),
+  id: Id,
+  method: z.string().min(1),
+  /** Path with query, e.g. `/v1/exec?x=1`. */
+  path: z.string().startsWith("/"),
+  headers: HeadersSchema,
+  /** Whole body (base64) when small. */
+  body: z.string().optional(),
+  /** True when the body follows as chunk frames ending with an end frame. */
+  bodyFollows: z.boolean().optional(),
+});
+export const ResponseFrameSchema = z.object({
+  type: z.literal("response"),
+  id: Id,
+  status: z.number().int().min(100).max(599),
+  headers: HeadersSchema,
+});
+/**
+ * Body chunks carry a per-request sequence number from 0, and `end` carries how many chunks were
+ * sent: the receiver reassembles in order even if frames are delivered out of order (observed
+ * with workerd's hibernatable WebSockets under load), and knows when it has everything.
+ */
+export const ChunkFrameSchema = z.object({
+  type: z.literal("chunk"),
+  id: Id,
+  seq: z.number().int().nonnegative(),
+  data: z.string(),
+});
+export const EndFrameSchema = z.object({
+  type: z.literal("end"),
+  id: Id,
+  chunks: z.number().int().nonnegative(),
+});
+export const ErrorFrameSchema = z.object({
+  type: z.literal("error"),
+  id: Id,
+  code: ErrorCodeSchema,
+  message: z.string(),
+});
+export const CancelFrameSchema = z.object({ type: z.literal("cancel"), id: Id });
+export const CapacitySchema = z.object({
+  ready: z.number().int().nonnegative(),
+  leased: z.number().int().nonnegative(),
+  queued: z.number().int().nonnegative(),
+  poolSize: z.number().int().nonnegative(),
+});
+export type Capacity = z.infer<typeof CapacitySchema>;
+export const HeartbeatFrameSchema = z.object({
+  type: z.literal("heartbeat"),
+  agentId: z.string().min(1),
+  region: z.string().min(1),
+  capacity: CapacitySchema,
+});
+
+export const TunnelFrameSchema = z.discriminatedUnion("type", [
+  RequestFrameSchema,
+  ResponseFrameSchema,
+  ChunkFrameSchema,
+  EndFrameSchema,
+  ErrorFrameSchema,
+  CancelFrameSchema,
+  HeartbeatFrameSchema,
+]);
+export type TunnelFrame = z.infer<typeof TunnelFrameSchema>;
+export type RequestFrame = z.infer<typeof RequestFrameSchema>;
+export type ResponseFrame = z.infer<typeof ResponseFrameSchema>;
+export type ChunkFrame = z.infer<typeof ChunkFrameSchema>;
+export type ErrorFrame = z.infer<typeof ErrorFrameSchema>;
+export type HeartbeatFrame = z.infer<typeof HeartbeatFrameSchema>;
+
+export function encodeFrame(frame: TunnelFrame): string {
+  return JSON.stringify(frame);
+}
+
+/** Parse one text frame; a malformed frame is an error value (the peer may be newer or broken). */
+export function decodeFrame(text: string | ArrayBuffer | Uint8Array): Result<TunnelFrame> {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(typeof text === "string" ? text : new TextDecoder().decode(text));
+  } catch {
+    return err(new AppError("invalid_request", "tunnel frame is not JSON"));
+  }
+  const parsed = TunnelFrameSchema.safeParse(raw);
+  if (!parsed.success) return err(new AppError("invalid_request", "tunnel frame has an unknown shape"));
+  return ok(parsed.data);
+}
+
+// ---------- base64 (Web APIs only: runs in workerd and Node) ----------
+
+export function toBase64(bytes: Uint8Array): string {
+  // 4 KiB slices through apply: ~10x faster than spreading 32 KiB (measured on Node 20).
+  let bin = "";
+  for (let i = 0; i < bytes.length; i += 0x1000) {
+    bin += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x1000) as unknown as number[]);
+  }
+  return btoa(bin);
+}
+
+export function fromBase64(text: string): Uint8Array {
+  const bin = atob(text);
+  const out = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+  return out;
+}
+
+/**
+ * Puts one request's body chunks back in order. `push` returns the chunks now deliverable in
+ * sequence; `complete` is true once `end` arrived and every chunk before it was delivered.
+ */
+export class ChunkSequencer {
+  private next = 0;
+  private total: number | null = null;
+  private readonly held = new Map<number, Uint8Array>();
+  /** Most out-of-order chunks held before the stream is declared broken. */
+  static readonly MAX_HELD = 1024;
+
+  push(seq: number, bytes: Uint8Array): Result<Uint8Array[]> {
+    if (seq < this.next || this.held.has(seq) || (this.total !== null && seq >= this.total)) {
+      return err(new AppError("invalid_request", `duplicate or unexpected chunk ${seq}`));
+    }
+    if (seq !== this.next) {
+      if (this.held.size >= ChunkSequencer.MAX_HELD) {
+        return err(new AppError("invalid_request", "too many out-of-order chunks"));
+      }
+      this.held.set(seq, bytes);
+      return ok([]);
+    }
+    const out = [bytes];
+    this.next++;
+    for (let b = this.held.get(this.next); b !== undefined; b = this.held.get(this.next)) {
+      this.held.delete(this.next);
+      out.push(b);
+      this.next++;
+    }
+    return ok(out);
+  }
+
+  end(chunks: number): Result<void> {
+    if (this.total !== null || chunks < this.next)
+      return err(new AppError("invalid_request", "unexpected end"));
+    this.total = chunks;
+    return ok(undefined);
+  }
+
+  get complete(): boolean {
+    return this.total !== null && this.next === this.total;
+  }
+}
+
+/** Split `bytes` into chunk frames' payloads of at most TUNNEL_CHUNK_BYTES. */
+export function* chunkBytes(bytes: Uint8Array, size = TUNNEL_CHUNK_BYTES): Generator<Uint8Array> {
+  for (let i = 0; i < bytes.length; i += size) yield bytes.subarray(i, i + size);
+}
+
+/** Hop-by-hop headers never cross the tunnel (RFC 9110 §7.6.1), nor does the body's framing. */
+const HOP_BY_HOP = new Set([
+  "connection",
+  "keep-alive",
+  "proxy-connection",
+  "transfer-encoding",
+  "upgrade",
+  "te",
+  "trailer",
+  "content-length",
+  "host",
+]);
+
+export function headersToPairs(headers: Headers): Array<[string, string]> {
+  const pairs: Array<[string, string]> = [];
+  headers.forEach((value, name) => {
+    if (!HOP_BY_HOP.has(name.toLowerCase())) pairs.push([name, value]);
+  });
+  return pairs;
+}
+
+export function pairsToHeaders(pairs: ReadonlyArray<readonly [string, string]>): Headers {
+  const h = new Headers();
+  for (const [name, value] of pairs) if (!HOP_BY_HOP.has(name.toLowerCase())) h.append(name, value);
+  return h;
+}
+
+// ---------- agent login token ----------
+
+export const AGENT_TOKEN_TYPE = "agent+jwt";
+export const AGENT_TOKEN_ISSUER = "pi-sandbox-agent";
+export const AGENT_TOKEN_TTL_SECONDS = 60;
+/** The audience of an agent's tunnel login for one region. */
+export const tunnelAudience = (region: string): string => `pi-sandbox-edge:tunnel:${region}`;
+
+export interface AgentIdentity {
+  agentId: string;
+  region: string;
+}
+
+/** The short JWT an agent presents (Authorization: Bearer) when it dials the tunnel. */
+export async function signAgentToken(opts: {
+  privateJwk: JWK;
+  agentId: string;
+  region: string;
+  ttlSeconds?: number;
+}): Promise<string> {
+  const { key, kid } = await importPrivateSigningKey(opts.privateJwk);
+  const ttl = Math.min(opts.ttlSeconds ?? AGENT_TOKEN_TTL_SECONDS, 300);
+  const now = Math.floor(Date.now() / 1000);
+  const header = kid
+    ? { alg: SIGNING_ALG, typ: AGENT_TOKEN_TYPE, kid }
+    : { alg: SIGNING_ALG, typ: AGENT_TOKEN_TYPE };
+  return new SignJWT({ region: opts.region })
+    .setProtectedHeader(header)
+    .setIssuer(AGENT_TOKEN_ISSUER)
+    .setAudience(tunnelAudience(opts.region))
+    .setSubject(opts.agentId)
+    .setIssuedAt(now)
+    .setExpirationTime(now + ttl)
+    .setJti(crypto.randomUUID())
+    .sign(key);
+}
+
+/** Verify an agent's tunnel login against the public keys of the region it claims. */
+export async function verifyAgentToken(
+  token: string | null | undefined,
+  opts: { publicKeys: JSONWebKeySet | readonly JWK[]; region: string; clockToleranceSeconds?: number },
+): Promise<Result<AgentIdentity>> {
+  if (!token) return err(new AppError("unauthenticated", "agent token missing"));
+  try {
+    const { payload } = await jwtVerify(token, publicKeyResolver(opts.publicKeys), {
+      algorithms: [...ACCEPTED_SIGNING_ALGS],
+      issuer: AGENT_TOKEN_ISSUER,
+      audience: tunnelAudience(opts.region),
+      typ: AGENT_TOKEN_TYPE,
+      clockTolerance: opts.clockToleranceSeconds ?? 5,
+      maxTokenAge: 300,
+      requiredClaims: ["sub", "iat", "exp", "region"],
+    });
+    if (payload.region !== opts.region || typeof payload.sub !== "string") {
+      return err(new AppError("invalid_token", "agent token is for another region"));
+    }
+    return ok({ agentId: payload.sub, region: opts.region });
+  } catch (e) {
+    if (e instanceof joseErrors.JWTExpired) return err(new AppError("token_expired", "agent token expired"));
+    const reason = e instanceof joseErrors.JOSEError ? e.code : "malformed";
+    return err(new AppError("invalid_token", `agent token rejected (${reason})`));
+  }
+}

@@ -1,0 +1,181 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createRelayAuth } from "../../cluster-agent/http/relay-auth.ts";
+import { startTunnelClient, type TunnelClient } from "../../cluster-agent/tunnel/client.ts";
+import type { RelayClaims } from "../../shared/relay-signing.ts";
+import { type EdgeHarness, startEdge, testAgentKeys, testTenantToken } from "../support/edge-harness.ts";
+
+// The edge in workerd (Miniflare, from Node) and the real tunnel client over a real socket.
+
+let edge: EdgeHarness;
+let client: TunnelClient | null = null;
+const seen: Array<{ claims: RelayClaims; aborted: () => boolean }> = [];
+let mode: "echo" | "stream" | "hang" | "never" = "echo";
+const STREAM_BYTES = 20 * 1024 * 1024;
+const pattern = (i: number) => (i * 7 + (i >> 16)) & 0xff;
+
+const token = (tenant: string) => testTenantToken({ tenant, scope: "sandbox:exec" });
+
+async function exec(body: object, init: RequestInit = {}): Promise<Response> {
+  return fetch(`${edge.url}/v1/exec`, {
+    method: "POST",
+    ...init,
+    headers: {
+      Authorization: `Bearer ${await token("tenant-e2e")}`,
+      "Content-Type": "application/json",
+      ...(init.headers as Record<string, string>),
+    },
+    body: JSON.stringify(body),
+    signal: init.signal ?? AbortSignal.timeout(20_000),
+  });
+}
+
+const keys = testAgentKeys("eu-1");
+const relayAuth = createRelayAuth({ region: "eu-1", publicKeys: keys.relayPublicKeys });
+
+async function handler(req: Request): Promise<Response> {
+  const claims = await relayAuth(req);
+  if (!claims.ok) return Response.json({ error: { code: claims.error.code } }, { status: 401 });
+  let aborted = false;
+  req.signal.addEventListener("abort", () => {
+    aborted = true;
+  });
+  seen.push({ claims: claims.value, aborted: () => aborted });
+  if (mode === "never") {
+    await new Promise((r) => req.signal.addEventListener("abort", r));
+    throw new Error("aborted");
+  }
+  if (mode === "hang") {
+    return new Response(
+      new ReadableStream<Uint8Array>({
+        async pull(c) {
+          await new Promise((r) => setTimeout(r, 50));
+          c.enqueue(new TextEncoder().encode("data: tick\n\n"));
+        },
+      }),
+      { headers: { "content-type": "text/event-stream" } },
+    );
+  }
+  if (mode === "stream") {
+    let sent = 0;
+    return new Response(
+      new ReadableStream<Uint8Array>({
+        pull(c) {
+          if (sent >= STREAM_BYTES) return c.close();
+          const n = Math.min(300_000, STREAM_BYTES - sent); // not aligned with the chunk size
+          const part = new Uint8Array(n);
+          for (let i = 0; i < n; i++) part[i] = pattern(sent + i);
+          sent += n;
+          c.enqueue(part);
+        },
+      }),
+      { headers: { "content-type": "text/event-stream" } },
+    );
+  }
+  const body = (await req.json()) as { command: string };
+  return Response.json({
+    requestId: claims.value.requestId,
+    pod: "pod-e2e",
+    exitCode: 0,
+    signal: null,
+    timedOut: false,
+    truncated: false,
+    stdout: `${body.command} by ${claims.value.tenant}`,
+    stderr: "",
+    stdoutBytes: 0,
+    stderrBytes: 0,
+    durationMs: 1,
+    queueMs: 0,
+  });
+}
+
+beforeAll(async () => {
+  edge = await startEdge();
+  client = startTunnelClient({
+    edgeUrl: edge.url,
+    region: "eu-1",
+    agentId: "agent-e2e",
+    privateJwk: keys.agentPrivateJwk,
+    handler,
+    capacity: () => ({ ready: 4, leased: 0, queued: 0, poolSize: 4 }),
+    heartbeatMs: 1000,
+    backoff: { initialMs: 50, maxMs: 500 },
+  });
+  await client.waitOpen(10_000);
+}, 60_000);
+
+afterAll(async () => {
+  await client?.close();
+  await edge?.close();
+});
+
+describe("tunnel client ↔ edge in workerd", () => {
+  it("serves a relayed request whose signature the agent verifies", async () => {
+    mode = "echo";
+    const res = await exec({ command: "echo hi" });
+    expect(res.status).toBe(200);
+    expect(res.headers.get("X-Sandbox-Region")).toBe("eu-1");
+    expect(await res.json()).toMatchObject({ stdout: "echo hi by tenant-e2e", region: "eu-1" });
+    expect(seen.at(-1)!.claims.requestId).toBe(res.headers.get("X-Request-Id"));
+  });
+
+  it("streams 20 MiB back intact", async () => {
+    mode = "stream";
+    const res = await exec({ command: "big" }, { headers: { Accept: "text/event-stream" } });
+    expect(res.status).toBe(200);
+    const reader = res.body!.getReader();
+    let n = 0;
+    let bad = -1;
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      for (let i = 0; i < value.length; i++) if (bad < 0 && value[i] !== pattern(n + i)) bad = n + i;
+      n += value.length;
+    }
+    expect(bad).toBe(-1);
+    expect(n).toBe(STREAM_BYTES);
+  });
+
+  it("a client that goes away cancels the agent's request (its signal aborts)", async () => {
+    mode = "hang";
+    const ac = new AbortController();
+    const res = await exec(
+      { command: "tail -f" },
+      { headers: { Accept: "text/event-stream" }, signal: ac.signal },
+    );
+    const reader = res.body!.getReader();
+    await reader.read();
+    const entry = seen.at(-1)!;
+    ac.abort();
+    const deadline = Date.now() + 5000;
+    while (!entry.aborted() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    expect(entry.aborted()).toBe(true);
+    await waitUntil(() => client!.inflight === 0);
+  });
+
+  it("a dropped tunnel fails the request fast with 502, then the client reconnects and serves", async () => {
+    mode = "never";
+    const before = client!.connections;
+    const p1 = exec({ command: "sleep" });
+    await waitUntil(() => client!.inflight === 1);
+    const t0 = Date.now();
+    client!.dropConnection();
+    const failed = await p1;
+    expect(Date.now() - t0).toBeLessThan(3000);
+    expect(failed.status).toBe(502);
+    expect(((await failed.json()) as { error: { code: string } }).error.code).toBe("tunnel_closed");
+
+    mode = "echo";
+    await client!.waitOpen(10_000);
+    await waitUntil(() => client!.connections === before + 1);
+    // The edge may see the new socket a moment after the client does: retry until served.
+    await waitUntil(async () => (await exec({ command: "after" })).status === 200);
+  });
+});
+
+async function waitUntil(cond: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await cond())) {
+    if (Date.now() > deadline) throw new Error("condition not met in time");
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}

@@ -1,0 +1,250 @@
+// The agent's HTTP surface end to end on one machine: a real devcluster with bubblewrap pods, the
+// real pool/lease manager/executor composed by cluster-agent/main.ts, and requests signed the way
+// the edge signs them. Nothing of the project is replaced.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type RunningAgent, startAgent } from "../../cluster-agent/main.ts";
+import { ExecResultSchema, ExecStreamEventSchema, PoolSnapshotSchema, SCOPES } from "../../shared/api.ts";
+import { ErrorEnvelopeSchema } from "../../shared/errors.ts";
+import { generateSigningKeyPair, type SigningKeyPair } from "../../shared/jwt-keys.ts";
+import { createRelaySigner, type RelaySigner, relayAudience } from "../../shared/relay-signing.ts";
+import { type LeaseCluster, startLeaseCluster, waitFor } from "../support/lease-cluster.ts";
+
+const REGION = "test-1";
+let cluster: LeaseCluster;
+let agent: RunningAgent;
+let signer: RelaySigner;
+let keys: SigningKeyPair;
+let seq = 0;
+
+interface CallOpts {
+  tenant?: string;
+  scopes?: string[];
+  accept?: string;
+  signal?: AbortSignal;
+  tamperBody?: string;
+  noSignature?: boolean;
+  sign?: RelaySigner;
+}
+
+async function call(method: string, path: string, body?: unknown, o: CallOpts = {}): Promise<Response> {
+  const text = body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body);
+  const requestId = `req-${++seq}-${Date.now()}`;
+  const token = await (o.sign ?? signer).sign({
+    method,
+    path,
+    body: text,
+    tenant: o.tenant ?? "tenant-a",
+    subject: "user-1",
+    scopes: o.scopes ?? [SCOPES.exec, SCOPES.chat, SCOPES.admin],
+    requestId,
+  });
+  const headers: Record<string, string> = { "content-type": "application/json" };
+  if (!o.noSignature) headers["x-relay-signature"] = token;
+  if (o.accept) headers.accept = o.accept;
+  return fetch(`${agent.url}${path}`, {
+    method,
+    headers,
+    ...(text !== undefined ? { body: o.tamperBody ?? text } : {}),
+    ...(o.signal ? { signal: o.signal } : {}),
+  });
+}
+
+async function errorCode(res: Response): Promise<string> {
+  return ErrorEnvelopeSchema.parse(await res.json()).error.code;
+}
+
+function parseSse(text: string): Array<{ event: string; data: unknown }> {
+  return text
+    .split("\n\n")
+    .filter((b) => b.includes("data:"))
+    .map((block) => {
+      const lines = block.split("\n");
+      const event = lines.find((l) => l.startsWith("event: "))?.slice(7) ?? "message";
+      const data = JSON.parse(lines.find((l) => l.startsWith("data: "))?.slice(6) ?? "null");
+      return { event, data };
+    });
+}
+
+const heldLeases = async () => {
+  const leases = await cluster.clients.coordination.listNamespacedLease({ namespace: cluster.namespace });
+  return leases.items.filter((l) => l.spec?.holderIdentity && l.metadata?.name !== "pi-sandbox-pool-leader");
+};
+
+beforeAll(async () => {
+  cluster = await startLeaseCluster("agent-http");
+  keys = await generateSigningKeyPair();
+  signer = await createRelaySigner({ privateJwk: keys.privateJwk, audience: relayAudience(REGION) });
+  const started = await startAgent(
+    cluster.agentEnv({
+      POOL_SIZE: "2",
+      REGION,
+      AGENT_ID: "agent-http-test",
+      AGENT_PORT: "0",
+      LOG_LEVEL: "silent",
+      RELAY_PUBLIC_KEYS: JSON.stringify({ keys: [keys.publicJwk] }),
+      QUEUE_TIMEOUT_SECONDS: "5",
+    }),
+  );
+  if (!started.ok) throw started.error;
+  agent = started.value;
+  await waitFor(
+    "2 ready pods",
+    () => agent.pool.snapshot().pods.filter((p) => p.state === "ready").length === 2,
+    60_000,
+  );
+}, 120_000);
+
+afterAll(async () => {
+  await agent?.close();
+  await cluster?.close();
+}, 60_000);
+
+describe("agent HTTP app", () => {
+  it("runs a command on a leased pod and returns the full result", async () => {
+    const res = await call("POST", "/v1/exec", { command: "echo out; echo err >&2; pwd; exit 3" });
+    expect(res.status).toBe(200);
+    const result = ExecResultSchema.parse(await res.json());
+    expect(result.exitCode).toBe(3);
+    expect(result.stdout).toBe("out\n/workspace\n");
+    expect(result.stderr).toBe("err\n");
+    expect(result.pod).toMatch(/^sandbox-/);
+    expect(res.headers.get("x-request-id")).toBe(result.requestId);
+    expect(await heldLeases()).toEqual([]);
+  });
+
+  it("streams output as server-sent events ending with the result", async () => {
+    const res = await call(
+      "POST",
+      "/v1/exec",
+      { command: "echo one; echo two >&2" },
+      { accept: "text/event-stream" },
+    );
+    expect(res.headers.get("content-type")).toContain("text/event-stream");
+    const events = parseSse(await res.text()).map((e) => ExecStreamEventSchema.parse(e.data));
+    expect(events[0]?.type).toBe("acquired");
+    const out = events.filter((e) => e.type === "stdout").map((e) => (e.type === "stdout" ? e.data : ""));
+    expect(out.join("")).toBe("one\n");
+    const last = events.at(-1);
+    expect(last?.type).toBe("result");
+    if (last?.type === "result") expect(last.result.stderr).toBe("two\n");
+  });
+
+  it("refuses a request without a relay signature, with a tampered body, or replayed", async () => {
+    expect(await errorCode(await call("POST", "/v1/exec", { command: "true" }, { noSignature: true }))).toBe(
+      "relay_signature_invalid",
+    );
+    const tampered = await call("POST", "/v1/exec", { command: "true" }, { tamperBody: '{"command":"id"}' });
+    expect(tampered.status).toBe(401);
+    expect(await errorCode(tampered)).toBe("relay_signature_invalid");
+
+    const body = JSON.stringify({ command: "true" });
+    const token = await signer.sign({
+      method: "POST",
+      path: "/v1/exec",
+      body,
+      tenant: "t",
+      subject: "s",
+      scopes: [SCOPES.exec],
+      requestId: "replayed-1",
+    });
+    const send = () =>
+      fetch(`${agent.url}/v1/exec`, { method: "POST", body, headers: { "x-relay-signature": token } });
+    expect((await send()).status).toBe(200);
+    const again = await send();
+    expect(again.status).toBe(401);
+    expect(await errorCode(again)).toBe("relay_replayed");
+  });
+
+  it("refuses a relay signed by another key", async () => {
+    const other = await generateSigningKeyPair();
+    const foreign = await createRelaySigner({
+      privateJwk: other.privateJwk,
+      audience: relayAudience(REGION),
+    });
+    const res = await call("POST", "/v1/exec", { command: "true" }, { sign: foreign });
+    expect(res.status).toBe(401);
+  });
+
+  it("answers bad input with 400 and a stable code, and a missing scope with 403", async () => {
+    const bad = await call("POST", "/v1/exec", { command: "" });
+    expect(bad.status).toBe(400);
+    expect(await errorCode(bad)).toBe("invalid_request");
+    const notJson = await call("POST", "/v1/exec", "{nope");
+    expect(notJson.status).toBe(400);
+    expect(await errorCode(notJson)).toBe("invalid_json");
+    const cwd = await call("POST", "/v1/exec", { command: "true", cwd: "/etc" });
+    expect(cwd.status).toBe(400);
+    const scope = await call("POST", "/v1/exec", { command: "true" }, { scopes: [SCOPES.chat] });
+    expect(scope.status).toBe(403);
+    expect(await errorCode(scope)).toBe("insufficient_scope");
+    const pool = await call("GET", "/v1/pool", undefined, { scopes: [SCOPES.exec] });
+    expect(pool.status).toBe(403);
+  });
+
+  it("kills the command and frees the lease when the client goes away", async () => {
+    const ac = new AbortController();
+    const res = await call(
+      "POST",
+      "/v1/exec",
+      { command: "sleep 30", timeoutSeconds: 60 },
+      { accept: "text/event-stream", signal: ac.signal },
+    );
+    const reader = res.body!.getReader();
+    const decoder = new TextDecoder();
+    let seen = "";
+    while (!seen.includes("event: acquired")) {
+      const { value, done } = await reader.read();
+      if (done) throw new Error(`stream ended before the command started: ${seen}`);
+      seen += decoder.decode(value, { stream: true });
+    }
+    expect((await heldLeases()).length).toBe(1);
+    ac.abort();
+    await waitFor("lease released after disconnect", async () => (await heldLeases()).length === 0, 15_000);
+    // The pod is recycled (replace): a fresh one becomes ready and the pool is whole again.
+    await waitFor(
+      "pool back to 2 ready pods",
+      () => agent.pool.snapshot().pods.filter((p) => p.state === "ready").length === 2,
+      60_000,
+    );
+  }, 90_000);
+
+  it("reports the pool to admins and streams its events", async () => {
+    const snap = PoolSnapshotSchema.parse(await (await call("GET", "/v1/pool")).json());
+    expect(snap.region).toBe(REGION);
+    expect(snap.poolSize).toBe(2);
+
+    const ac = new AbortController();
+    const events = await call("GET", "/v1/events", undefined, { signal: ac.signal });
+    const reader = events.body!.getReader();
+    const decoder = new TextDecoder();
+    let text = "";
+    const first = await reader.read();
+    text += decoder.decode(first.value);
+    expect(text).toContain("event: snapshot");
+    await call("POST", "/v1/exec", { command: "true" });
+    while (!text.includes("exec.finished")) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += decoder.decode(value);
+    }
+    ac.abort();
+    expect(text).toContain('"type":"lease.acquired"');
+    expect(text).toContain('"type":"exec.finished"');
+  });
+
+  it("serves health, readiness and Prometheus metrics without a relay", async () => {
+    expect((await fetch(`${agent.url}/healthz`)).status).toBe(200);
+    expect((await fetch(`${agent.url}/readyz`)).status).toBe(200);
+    const metrics = await (await fetch(`${agent.url}/metrics`)).text();
+    expect(metrics).toContain("pi_sandbox_acquire_duration_seconds");
+    expect(metrics).toMatch(/pi_sandbox_lease_acquisitions_total\S* [1-9]/);
+  });
+
+  it("answers chat with model_not_configured naming the variables when no model is set", async () => {
+    const res = await call("POST", "/v1/chat", { message: "hi", sessionId: "s1", history: [] });
+    expect(res.status).toBe(503);
+    const body = ErrorEnvelopeSchema.parse(await res.json());
+    expect(body.error.code).toBe("model_not_configured");
+    expect(body.error.message).toContain("OPENAI_MODEL");
+  });
+});

@@ -1,0 +1,256 @@
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { loadConfig } from "../../cluster-agent/config.ts";
+import { HttpExecutor } from "../../cluster-agent/exec/http-executor.ts";
+import { HttpScrubber } from "../../cluster-agent/exec/scrubber.ts";
+import { makeClients } from "../../cluster-agent/k8s/client.ts";
+import { microNow } from "../../cluster-agent/k8s/microtime.ts";
+import type { LeaseHandle } from "../../cluster-agent/leases/types.ts";
+import { AgentPool } from "../../cluster-agent/pool/agent-pool.ts";
+import type { PoolEvent } from "../../shared/api.ts";
+import {
+  type LeaseCluster,
+  startLeaseCluster,
+  waitFor,
+  waitForSettledPool,
+} from "../support/lease-cluster.ts";
+
+// One agent in this process (real lease manager + controller, real client-node) against devcluster:
+// the queue, the tenant cap, renewal, loss, and fencing, on a small pool.
+let cluster: LeaseCluster;
+const pools: AgentPool[] = [];
+
+async function startPool(extra: Record<string, string>): Promise<{ pool: AgentPool; events: PoolEvent[] }> {
+  const cfg = loadConfig(cluster.agentEnv({ AGENT_ID: `q-${pools.length}`, ...extra }));
+  if (!cfg.ok) throw cfg.error;
+  const clients = makeClients(cluster.dc.kubeConfig());
+  const scrubber =
+    cfg.value.recycle === "scrub" ? new HttpScrubber({ poolToken: cluster.poolToken }) : undefined;
+  const r = await AgentPool.start({ config: cfg.value, clients, scrubber, orphanGraceMs: 2_000 });
+  if (!r.ok) throw r.error;
+  pools.push(r.value);
+  const events: PoolEvent[] = [];
+  r.value.bus.on((e) => events.push(e));
+  return { pool: r.value, events };
+}
+
+async function must(p: Promise<import("../../shared/errors.ts").Result<LeaseHandle>>): Promise<LeaseHandle> {
+  const r = await p;
+  if (!r.ok) throw r.error;
+  return r.value;
+}
+
+beforeAll(async () => {
+  cluster = await startLeaseCluster("lease-queue");
+}, 60_000);
+
+afterEach(async () => {
+  for (const p of pools.splice(0)) await p.close();
+});
+
+afterAll(async () => {
+  await cluster?.close();
+});
+
+describe("lease queue, cap, renewal and fencing (one agent)", () => {
+  it("serves waiters in FIFO order, times out with queue_timeout, and drops an aborted waiter at once", async () => {
+    const { pool, events } = await startPool({
+      POOL_SIZE: "2",
+      QUEUE_TIMEOUT_SECONDS: "3",
+      LEASE_TTL_SECONDS: "6",
+      TENANT_MAX_LEASES: "10",
+    });
+    await waitForSettledPool(cluster, 2, 20_000);
+    const m = pool.manager;
+    const h1 = await must(m.acquire({ tenant: "t", requestId: "hold-1" }));
+    const h2 = await must(m.acquire({ tenant: "t", requestId: "hold-2" }));
+    expect(h1.pod).not.toBe(h2.pod);
+
+    const order: string[] = [];
+    const ac = new AbortController();
+    const waiting = ["w1", "w2", "w3"].map((id) =>
+      m.acquire({ tenant: "t", requestId: id, signal: id === "w2" ? ac.signal : undefined }).then((r) => {
+        order.push(id);
+        return r;
+      }),
+    );
+    await waitFor("3 queued", () => m.queueDepth === 3, 2_000, 10);
+    // Abort the middle one: it leaves at once, nobody else moves.
+    const abortedAt = performance.now();
+    ac.abort();
+    const aborted = await waiting[1];
+    expect(performance.now() - abortedAt).toBeLessThan(200);
+    expect(aborted?.ok).toBe(false);
+    if (aborted && !aborted.ok) expect(aborted.error.code).toBe("request_cancelled");
+    expect(m.queueDepth).toBe(2);
+
+    await h1.release();
+    const r1 = await waiting[0];
+    expect(r1?.ok).toBe(true);
+    await h2.release();
+    const r3 = await waiting[2];
+    expect(r3?.ok).toBe(true);
+    expect(order).toEqual(["w2", "w1", "w3"]);
+    // The aborted waiter never got a lease.
+    expect(events.some((e) => e.type === "lease.acquired" && e.requestId === "w2")).toBe(false);
+    expect(events.filter((e) => e.type === "queue.entered").map((e) => e.requestId)).toEqual([
+      "w1",
+      "w2",
+      "w3",
+    ]);
+
+    // Both pods held again: the next waiter times out after QUEUE_TIMEOUT_SECONDS with a retry hint.
+    const t0 = performance.now();
+    const late = await m.acquire({ tenant: "t", requestId: "late" });
+    const waited = performance.now() - t0;
+    expect(late.ok).toBe(false);
+    if (!late.ok) {
+      expect(late.error.code).toBe("queue_timeout");
+      expect(late.error.retryAfterSeconds).toBeGreaterThan(0);
+    }
+    expect(waited).toBeGreaterThanOrEqual(2_900);
+    expect(m.queueDepth).toBe(0);
+    expect(events.some((e) => e.type === "queue.timeout" && e.requestId === "late")).toBe(true);
+    expect(pool.snapshot().totals.queueTimeouts).toBe(1);
+    for (const r of [r1, r3]) if (r?.ok) await r.value.release();
+  }, 45_000);
+
+  it("queues a tenant at its cap while another tenant is still served", async () => {
+    const { pool } = await startPool({
+      POOL_SIZE: "3",
+      TENANT_MAX_LEASES: "1",
+      QUEUE_TIMEOUT_SECONDS: "10",
+      LEASE_TTL_SECONDS: "6",
+    });
+    await waitForSettledPool(cluster, 3, 20_000);
+    const m = pool.manager;
+    const a1 = await must(m.acquire({ tenant: "A", requestId: "a1" }));
+    let a2Done = false;
+    const a2 = m.acquire({ tenant: "A", requestId: "a2" }).then((r) => {
+      a2Done = true;
+      return r;
+    });
+    await waitFor("a2 queued", () => m.queueDepth === 1, 2_000, 10);
+    // Free pods exist, but A is at its cap; B, arriving later, is served first.
+    const b1 = await must(m.acquire({ tenant: "B", requestId: "b1" }));
+    expect(b1.pod).not.toBe(a1.pod);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(a2Done).toBe(false);
+    expect(m.queueWaiters().map((w) => w.requestId)).toEqual(["a2"]);
+    await a1.release();
+    const r = await a2;
+    expect(r.ok).toBe(true);
+    if (r.ok) await r.value.release();
+    await b1.release();
+  }, 45_000);
+
+  it("renewal keeps a lease through a hold longer than the TTL; a stolen lease is reported lost", async () => {
+    const { pool, events } = await startPool({
+      POOL_SIZE: "1",
+      LEASE_TTL_SECONDS: "3",
+      TENANT_MAX_LEASES: "10",
+    });
+    await waitForSettledPool(cluster, 1, 20_000);
+    const h = await must(pool.manager.acquire({ tenant: "t", requestId: "long" }));
+    // Hold 2.5 TTLs: without renewal the controller would recycle the pod after 3 s.
+    await new Promise((r) => setTimeout(r, 7_500));
+    expect(h.lost.aborted).toBe(false);
+    const lease = await cluster.clients.coordination.readNamespacedLease({
+      name: h.pod,
+      namespace: cluster.namespace,
+    });
+    expect(lease.spec?.holderIdentity).toBe(`q-${pools.length - 1}/long`);
+    expect(
+      events.filter((e) => e.type === "lease.renewed" && e.requestId === "long").length,
+    ).toBeGreaterThanOrEqual(2);
+    expect(events.some((e) => e.type === "lease.expired")).toBe(false);
+
+    // Steal it through the API, as another holder would.
+    const now = microNow();
+    await cluster.clients.coordination.replaceNamespacedLease({
+      name: h.pod,
+      namespace: cluster.namespace,
+      body: {
+        ...lease,
+        spec: {
+          ...lease.spec,
+          holderIdentity: "thief/x",
+          acquireTime: now,
+          renewTime: now,
+          leaseTransitions: (lease.spec?.leaseTransitions ?? 0) + 1,
+        },
+      },
+    });
+    await waitFor("lost signal", () => h.lost.aborted, 3_000 + 1_500, 20);
+    expect(events.some((e) => e.type === "lease.lost" && e.requestId === "long" && e.pod === h.pod)).toBe(
+      true,
+    );
+    await h.release(); // idempotent, never throws, does not touch the thief's lease
+    await h.release();
+    const after = await cluster.clients.coordination
+      .readNamespacedLease({ name: h.pod, namespace: cluster.namespace })
+      .catch(() => undefined);
+    // Either still the thief's (we did not clear it) or already recycled by the controller (thief stopped renewing).
+    if (after) expect(after.spec?.holderIdentity).toBe("thief/x");
+  }, 45_000);
+
+  it("refuses a stale holder's fencing token once the pod is re-leased (scrub recycling)", async () => {
+    const { pool } = await startPool({
+      POOL_SIZE: "1",
+      RECYCLE: "scrub",
+      LEASE_TTL_SECONDS: "6",
+      TENANT_MAX_LEASES: "10",
+    });
+    await waitForSettledPool(cluster, 1, 20_000);
+    const exec = new HttpExecutor({ poolToken: cluster.poolToken });
+    const run = (h: LeaseHandle, fence: number, command: string) =>
+      exec.exec(
+        { namespace: h.namespace, pod: h.pod, podIP: h.podIP, fence },
+        { command, timeoutMs: 5_000, signal: new AbortController().signal },
+      );
+    const a = await must(pool.manager.acquire({ tenant: "t", requestId: "a" }));
+    const ra = await run(a, a.fence, "echo a > /workspace/a && cat /workspace/a");
+    expect(ra.ok && ra.value.stdout.trim()).toBe("a");
+    await a.release();
+    const b = await must(pool.manager.acquire({ tenant: "t", requestId: "b" }));
+    expect(b.pod).toBe(a.pod); // scrubbed and reused
+    expect(b.fence).toBeGreaterThan(a.fence);
+    const rb = await run(b, b.fence, "ls -A /workspace | wc -l");
+    expect(rb.ok && rb.value.stdout.trim()).toBe("0"); // the scrub wiped a's file
+    // The old holder comes back with its old token: refused.
+    const stale = await run(a, a.fence, "echo stale");
+    expect(stale.ok).toBe(false);
+    if (!stale.ok) expect(stale.error.code).toBe("stale_lease");
+    await b.release();
+  }, 45_000);
+  it("an abort that races a successful compare-and-swap gives the lease straight back", async () => {
+    const { pool, events } = await startPool({
+      POOL_SIZE: "1",
+      LEASE_TTL_SECONDS: "6",
+      TENANT_MAX_LEASES: "10",
+    });
+    const v = await waitForSettledPool(cluster, 1, 20_000);
+    const pod = v.live[0]?.metadata?.name;
+    const ac = new AbortController();
+    const pending = pool.manager.acquire({ tenant: "t", requestId: "racer", signal: ac.signal });
+    // The pump has already sent the PUT for the only free pod; the caller leaves before the answer.
+    await new Promise((r) => setImmediate(r));
+    ac.abort();
+    const r = await pending;
+    expect(r.ok).toBe(false);
+    if (!r.ok) expect(r.error.code).toBe("request_cancelled");
+    await waitFor(
+      "the unused lease freed again",
+      () => events.some((e) => e.type === "lease.released" && e.requestId === "racer"),
+      5_000,
+      10,
+    );
+    const released = events.find((e) => e.type === "lease.released" && e.requestId === "racer");
+    expect(released?.data?.unused).toBe(true);
+    // Nothing ran in it, so it is not recycled: same pod, free, servable.
+    const after = await waitForSettledPool(cluster, 1, 5_000);
+    expect(after.live[0]?.metadata?.name).toBe(pod);
+    const next = await must(pool.manager.acquire({ tenant: "t", requestId: "next" }));
+    expect(next.pod).toBe(pod);
+    await next.release();
+  }, 30_000);
+});

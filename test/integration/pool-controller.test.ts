@@ -1,0 +1,205 @@
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { loadConfig } from "../../cluster-agent/config.ts";
+import { makeClients } from "../../cluster-agent/k8s/client.ts";
+import { microNow } from "../../cluster-agent/k8s/microtime.ts";
+import { AgentPool } from "../../cluster-agent/pool/agent-pool.ts";
+import { POOL_LABELS } from "../../cluster-agent/pool/labels.ts";
+import type { PoolEvent } from "../../shared/api.ts";
+import {
+  type LeaseCluster,
+  poolView,
+  startLeaseCluster,
+  waitFor,
+  waitForSettledPool,
+} from "../support/lease-cluster.ts";
+
+let cluster: LeaseCluster;
+const pools: AgentPool[] = [];
+
+async function startPool(extra: Record<string, string>): Promise<{ pool: AgentPool; events: PoolEvent[] }> {
+  const cfg = loadConfig(cluster.agentEnv({ AGENT_ID: `pc-${pools.length}`, ...extra }));
+  if (!cfg.ok) throw cfg.error;
+  const r = await AgentPool.start({
+    config: cfg.value,
+    clients: makeClients(cluster.dc.kubeConfig()),
+    orphanGraceMs: 1_500,
+  });
+  if (!r.ok) throw r.error;
+  pools.push(r.value);
+  const events: PoolEvent[] = [];
+  r.value.bus.on((e) => events.push(e));
+  return { pool: r.value, events };
+}
+
+beforeAll(async () => {
+  cluster = await startLeaseCluster("pool-controller");
+}, 60_000);
+
+afterEach(async () => {
+  for (const p of pools.splice(0)) await p.close();
+});
+
+afterAll(async () => {
+  await cluster?.close();
+});
+
+describe("pool controller (leader-elected, against devcluster)", () => {
+  it("keeps POOL_SIZE restricted pods with their Leases, replaces deleted/failed pods, removes orphans", async () => {
+    const { pool, events } = await startPool({
+      POOL_SIZE: "3",
+      LEASE_TTL_SECONDS: "5",
+      LEADER_LEASE_SECONDS: "3",
+    });
+    await waitFor("leadership", () => pool.isLeader, 5_000, 20);
+    const v = await waitForSettledPool(cluster, 3, 25_000);
+
+    // What was created: the restricted template, generateName, pool labels, one Lease per pod.
+    for (const p of v.live) {
+      const name = p.metadata?.name ?? "";
+      expect(name).toMatch(/^sandbox-/);
+      expect(p.metadata?.labels).toMatchObject(POOL_LABELS);
+      expect(p.spec?.automountServiceAccountToken).toBe(false);
+      expect(p.spec?.securityContext?.runAsNonRoot).toBe(true);
+      expect(p.spec?.containers[0]?.securityContext?.capabilities?.drop).toEqual(["ALL"]);
+      const lease = v.leases.find((l) => l.metadata?.name === name);
+      expect(lease?.metadata?.labels).toMatchObject(POOL_LABELS);
+      expect(lease?.spec?.holderIdentity ?? "").toBe("");
+    }
+    expect(events.filter((e) => e.type === "pod.created").length).toBeGreaterThanOrEqual(3);
+    expect(events.filter((e) => e.type === "pod.ready").length).toBeGreaterThanOrEqual(3);
+    const snap = pool.snapshot();
+    expect(snap.pods.filter((p) => p.state === "ready")).toHaveLength(3);
+
+    // A pod deleted behind our back is replaced (the Terminating one no longer counts).
+    const [first, second] = v.live.map((p) => p.metadata?.name ?? "");
+    await cluster.clients.core.deleteNamespacedPod({ name: first ?? "", namespace: cluster.namespace });
+    // A pod that failed is replaced.
+    await cluster.clients.core.patchNamespacedPodStatus(
+      { name: second ?? "", namespace: cluster.namespace, body: { status: { phase: "Failed" } } },
+      (await import("@kubernetes/client-node")).setHeaderOptions(
+        "Content-Type",
+        (await import("@kubernetes/client-node")).PatchStrategy.MergePatch,
+      ),
+    );
+    // A pod whose Lease vanished is an orphan: deleted after the grace and replaced.
+    const third = v.live[2]?.metadata?.name ?? "";
+    await cluster.clients.coordination.deleteNamespacedLease({ name: third, namespace: cluster.namespace });
+    // An orphan Lease (no pod) is deleted after the grace.
+    await cluster.clients.coordination.createNamespacedLease({
+      namespace: cluster.namespace,
+      body: {
+        metadata: { name: "sandbox-orphan", labels: { ...POOL_LABELS } },
+        spec: { leaseDurationSeconds: 5 },
+      },
+    });
+    const after = await waitForSettledPool(cluster, 3, 30_000);
+    const names = after.live.map((p) => p.metadata?.name);
+    expect(names).not.toContain(first);
+    expect(names).not.toContain(second);
+    expect(names).not.toContain(third);
+    expect(after.leases.map((l) => l.metadata?.name)).not.toContain("sandbox-orphan");
+    // Each Lease belongs to a live pod, none is left over.
+    expect(after.leases.map((l) => l.metadata?.name).sort()).toEqual([...names].sort());
+  }, 60_000);
+
+  it("follows POOL_SIZE changes; scaling down never removes a held pod", async () => {
+    const { pool } = await startPool({
+      POOL_SIZE: "2",
+      LEASE_TTL_SECONDS: "5",
+      LEADER_LEASE_SECONDS: "3",
+      TENANT_MAX_LEASES: "10",
+    });
+    await waitFor("leadership", () => pool.isLeader, 5_000, 20);
+    await waitForSettledPool(cluster, 2, 25_000);
+    pool.controller.setPoolSize(4);
+    await waitForSettledPool(cluster, 4, 25_000);
+    const held = await pool.manager.acquire({ tenant: "t", requestId: "keep-me" });
+    if (!held.ok) throw held.error;
+    pool.controller.setPoolSize(1);
+    await waitFor(
+      "scaled down to the held pod",
+      async () => {
+        const v = await poolView(cluster);
+        return v.live.length === 1 ? v : undefined;
+      },
+      20_000,
+      100,
+    );
+    const v = await poolView(cluster);
+    expect(v.live.map((p) => p.metadata?.name)).toEqual([held.value.pod]);
+    expect(held.value.lost.aborted).toBe(false);
+    await held.value.release(); // replace: the pod goes, a fresh one comes
+    const end = await waitForSettledPool(cluster, 1, 20_000);
+    expect(end.live[0]?.metadata?.name).not.toBe(held.value.pod);
+  }, 60_000);
+
+  it("a pod whose Lease is held but no longer renewed is recycled, never handed out", async () => {
+    const { pool, events } = await startPool({
+      POOL_SIZE: "2",
+      LEASE_TTL_SECONDS: "2",
+      LEADER_LEASE_SECONDS: "3",
+      QUEUE_TIMEOUT_SECONDS: "1",
+    });
+    await waitFor("leadership", () => pool.isLeader, 5_000, 20);
+    const v = await waitForSettledPool(cluster, 2, 25_000);
+    // A holder from a dead agent: written directly, never renewed.
+    const name = v.live[0]?.metadata?.name ?? "";
+    const lease = v.leases.find((l) => l.metadata?.name === name);
+    if (!lease) throw new Error("no lease");
+    const now = microNow();
+    await cluster.clients.coordination.replaceNamespacedLease({
+      name,
+      namespace: cluster.namespace,
+      body: {
+        ...lease,
+        spec: {
+          ...lease.spec,
+          holderIdentity: "dead-agent/r1",
+          acquireTime: now,
+          renewTime: now,
+          leaseDurationSeconds: 2,
+          leaseTransitions: 1,
+        },
+      },
+    });
+    await waitFor(
+      "lease.expired",
+      () => events.some((e) => e.type === "lease.expired" && e.pod === name),
+      6_000,
+      50,
+    );
+    const expired = events.find((e) => e.type === "lease.expired" && e.pod === name);
+    expect(expired?.requestId).toBe("r1");
+    const end = await waitForSettledPool(cluster, 2, 20_000);
+    expect(end.live.map((p) => p.metadata?.name)).not.toContain(name);
+    expect(events.some((e) => e.type === "lease.acquired" && e.pod === name)).toBe(false);
+  }, 60_000);
+  it("replaces a pod that does not become Ready within POD_READY_TIMEOUT_SECONDS", async () => {
+    // One more than what earlier tests left (Ready pods of the real image, which stay).
+    const existing = (await poolView(cluster)).live.length;
+    const { pool, events } = await startPool({
+      POOL_SIZE: String(existing + 1),
+      LEADER_LEASE_SECONDS: "3",
+      POD_READY_TIMEOUT_SECONDS: "2",
+      // The kubelet has no such image: the pod stays Pending (ErrImagePull) and never gets Ready.
+      SANDBOX_IMAGE: "pi-sandbox-runtime/no-such-image:dev",
+    });
+    await waitFor("leadership", () => pool.isLeader, 5_000, 20);
+    await waitFor(
+      "two pods created",
+      () => events.filter((e) => e.type === "pod.created").length >= 2,
+      12_000,
+      50,
+    );
+    const created = events.filter((e) => e.type === "pod.created").map((e) => e.pod);
+    expect(
+      pool.controller.recycled.some((r) => r.name === created[0] && r.reason === "not ready in time"),
+    ).toBe(true);
+    await waitFor(
+      "first pod gone",
+      async () => !(await poolView(cluster)).live.some((p) => p.metadata?.name === created[0]),
+      10_000,
+    );
+    // Last in this file: its never-Ready pods are left to the cluster teardown.
+  }, 40_000);
+});

@@ -1,0 +1,122 @@
+import { randomBytes } from "node:crypto";
+import type { V1Lease, V1Pod } from "@kubernetes/client-node";
+import { type KubeClients, makeClients } from "../../cluster-agent/k8s/client.ts";
+import { POOL_LABEL_SELECTOR, POOL_TOKEN_SECRET } from "../../cluster-agent/pool/labels.ts";
+import { isPodReady } from "../../cluster-agent/pool/pod-state.ts";
+import { startTestCluster, type TestCluster } from "./devcluster.ts";
+
+/** A devcluster with the real sandbox image, a sandbox namespace and the pool token Secret, for the lease/pool suites. */
+export interface LeaseCluster {
+  dc: TestCluster;
+  namespace: string;
+  clients: KubeClients;
+  poolToken: string;
+  kubeconfigPath: string;
+  /** Env for an agent (harness process or loadConfig) against this cluster. */
+  agentEnv(extra?: Record<string, string>): Record<string, string>;
+  close(): Promise<void>;
+}
+
+export async function startLeaseCluster(namespace = "pi-sandbox"): Promise<LeaseCluster> {
+  const dc = await startTestCluster({ namespaces: [namespace] });
+  const clients = makeClients(dc.kubeConfig());
+  const poolToken = randomBytes(16).toString("hex");
+  await clients.core.createNamespacedSecret({
+    namespace,
+    body: {
+      apiVersion: "v1",
+      kind: "Secret",
+      metadata: { name: POOL_TOKEN_SECRET, namespace },
+      stringData: { token: poolToken },
+    },
+  });
+  return {
+    dc,
+    namespace,
+    clients,
+    poolToken,
+    kubeconfigPath: dc.kubeconfigPath,
+    agentEnv: (extra = {}) => ({
+      KUBECONFIG: dc.kubeconfigPath,
+      SANDBOX_NAMESPACE: namespace,
+      POOL_TOKEN: poolToken,
+      ...extra,
+    }),
+    close: () => dc.close(),
+  };
+}
+
+export async function waitFor<T>(
+  what: string,
+  probe: () => Promise<T | undefined | false> | T | undefined | false,
+  timeoutMs: number,
+  intervalMs = 100,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await probe();
+      if (v !== undefined && v !== false) return v;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > deadline)
+      throw new Error(
+        `timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ""}`,
+      );
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+}
+
+export interface PoolView {
+  pods: V1Pod[];
+  leases: V1Lease[];
+  /** Pods not terminating. */
+  live: V1Pod[];
+  /** Live, Ready pods whose Lease exists and is free. */
+  readyFree: string[];
+  held: V1Lease[];
+}
+
+/** Straight from the API (a list is fine in a test): what the pool looks like now. */
+export async function poolView(c: LeaseCluster): Promise<PoolView> {
+  const [pods, leases] = await Promise.all([
+    c.clients.core.listNamespacedPod({ namespace: c.namespace, labelSelector: POOL_LABEL_SELECTOR }),
+    c.clients.coordination.listNamespacedLease({
+      namespace: c.namespace,
+      labelSelector: POOL_LABEL_SELECTOR,
+    }),
+  ]);
+  const leaseBy = new Map(leases.items.map((l) => [l.metadata?.name, l]));
+  const live = pods.items.filter((p) => !p.metadata?.deletionTimestamp);
+  return {
+    pods: pods.items,
+    leases: leases.items,
+    live,
+    readyFree: live
+      .filter(
+        (p) =>
+          isPodReady(p) &&
+          leaseBy.has(p.metadata?.name) &&
+          !leaseBy.get(p.metadata?.name)?.spec?.holderIdentity,
+      )
+      .map((p) => p.metadata?.name ?? ""),
+    held: leases.items.filter((l) => l.spec?.holderIdentity),
+  };
+}
+
+/** Waits until exactly `n` live pods exist, all Ready with a free Lease, and no Lease is held or orphaned. */
+export async function waitForSettledPool(c: LeaseCluster, n: number, timeoutMs: number): Promise<PoolView> {
+  return await waitFor(
+    `${n} ready pods with free leases`,
+    async () => {
+      const v = await poolView(c);
+      return v.live.length === n && v.readyFree.length === n && v.held.length === 0 && v.leases.length === n
+        ? v
+        : undefined;
+    },
+    timeoutMs,
+    200,
+  );
+}

@@ -1,0 +1,64 @@
+import { randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { CoreV1Api, type KubeConfig, type V1Pod } from "@kubernetes/client-node";
+import { startTestCluster } from "./devcluster.ts";
+
+/**
+ * A devcluster running real sandbox pods (the repository's pod template, the bundled exec server
+ * as the image, the pool token from a Secret): what both executors are tested and measured against.
+ */
+export interface SandboxPodCluster {
+  kubeConfig: KubeConfig;
+  namespace: string;
+  poolToken: string;
+  /** Creates a sandbox pod and waits until it is Ready; returns its name and IP. */
+  createPod(name: string): Promise<{ pod: string; podIP: string }>;
+  deletePod(name: string): Promise<void>;
+  close(): Promise<void>;
+}
+
+const TEMPLATE = new URL("../../k8s/base/sandbox-pod-template.json", import.meta.url);
+
+export async function startSandboxPodCluster(namespace = "sandbox-exec"): Promise<SandboxPodCluster> {
+  // The real sandbox image, built once per process by the devcluster fixture.
+  const dc = await startTestCluster({ namespaces: [namespace] });
+  const kubeConfig = dc.kubeConfig();
+  const core = kubeConfig.makeApiClient(CoreV1Api);
+  const poolToken = randomBytes(16).toString("hex");
+  await core.createNamespacedSecret({
+    namespace,
+    body: {
+      apiVersion: "v1",
+      kind: "Secret",
+      metadata: { name: "pi-sandbox-pool-token", namespace },
+      stringData: { token: poolToken },
+    },
+  });
+  const template = JSON.parse(readFileSync(TEMPLATE, "utf8")) as V1Pod;
+
+  return {
+    kubeConfig,
+    namespace,
+    poolToken,
+    async createPod(name) {
+      const body = structuredClone(template);
+      body.metadata = { ...(body.metadata ?? {}), name, namespace, generateName: undefined };
+      await core.createNamespacedPod({ namespace, body });
+      const deadline = Date.now() + 30_000;
+      for (;;) {
+        const pod = await core.readNamespacedPod({ name, namespace });
+        const ready = pod.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True");
+        if (ready && pod.status?.podIP) return { pod: name, podIP: pod.status.podIP };
+        if (pod.status?.phase === "Failed")
+          throw new Error(`sandbox pod ${name} failed: ${JSON.stringify(pod.status)}`);
+        if (Date.now() > deadline)
+          throw new Error(`sandbox pod ${name} not Ready in 30 s: ${JSON.stringify(pod.status)}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    },
+    async deletePod(name) {
+      await core.deleteNamespacedPod({ name, namespace, gracePeriodSeconds: 0 }).catch(() => undefined);
+    },
+    close: () => dc.close(),
+  };
+}

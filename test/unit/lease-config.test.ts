@@ -1,0 +1,109 @@
+import { describe, expect, it } from "vitest";
+import { loadConfig } from "../../cluster-agent/config.ts";
+import { buildSandboxPod, loadPodTemplate } from "../../cluster-agent/pool/pod-template.ts";
+
+describe("agent config", () => {
+  it("applies the documented defaults", () => {
+    const r = loadConfig({});
+    if (!r.ok) throw r.error;
+    expect(r.value).toMatchObject({
+      namespace: "pi-sandbox",
+      poolSize: 8,
+      leaseTtlSeconds: 45,
+      queueTimeoutSeconds: 15,
+      recycle: "replace",
+      tenantMaxLeases: 4,
+      sandboxImage: "pi-sandbox-runtime/sandbox:dev",
+      region: "local",
+      execMode: "http",
+      agentPort: 8081,
+      podReadyTimeoutSeconds: 60,
+      kubeconfig: undefined,
+    });
+    expect(r.value.agentId).toMatch(/^agent-[0-9a-f]{8}$/);
+  });
+
+  it("takes AGENT_ID, else POD_NAME", () => {
+    const a = loadConfig({ AGENT_ID: "a1", POD_NAME: "p1" });
+    const b = loadConfig({ POD_NAME: "p1" });
+    expect(a.ok && a.value.agentId).toBe("a1");
+    expect(b.ok && b.value.agentId).toBe("p1");
+  });
+
+  it("parses numbers and enums from strings and refuses bad values with a named field", () => {
+    const r = loadConfig({ POOL_SIZE: "3", RECYCLE: "scrub", LEASE_TTL_SECONDS: "4", EXEC_MODE: "api" });
+    expect(r.ok && [r.value.poolSize, r.value.recycle, r.value.leaseTtlSeconds, r.value.execMode]).toEqual([
+      3,
+      "scrub",
+      4,
+      "api",
+    ]);
+    for (const env of [
+      { POOL_SIZE: "eight" },
+      { RECYCLE: "burn" },
+      { LEASE_TTL_SECONDS: "0" },
+      { SANDBOX_NAMESPACE: "Bad_NS" },
+      { AGENT_ID: "a/b" },
+    ]) {
+      const bad = loadConfig(env);
+      expect(bad.ok).toBe(false);
+      if (!bad.ok) expect(bad.error.code).toBe("invalid_request");
+    }
+    const bad = loadConfig({ POOL_SIZE: "-1" });
+    expect(!bad.ok && bad.error.details?.[0]?.path).toBe("POOL_SIZE");
+  });
+});
+
+describe("sandbox pod template", () => {
+  it("is Pod Security restricted and filled in by the builder", () => {
+    const t = loadPodTemplate(undefined);
+    if (!t.ok) throw t.error;
+    const pod = buildSandboxPod(t.value, { namespace: "ns1", image: "img:1", runtimeClassName: "gvisor" });
+    const spec = pod.spec;
+    const c = spec?.containers[0];
+    expect(pod.metadata?.generateName).toBe("sandbox-");
+    expect(pod.metadata?.namespace).toBe("ns1");
+    expect(pod.metadata?.labels).toMatchObject({
+      "app.kubernetes.io/name": "pi-sandbox",
+      "app.kubernetes.io/managed-by": "pi-sandbox-runtime",
+    });
+    expect(spec?.runtimeClassName).toBe("gvisor");
+    expect(spec?.restartPolicy).toBe("Never");
+    expect(spec?.automountServiceAccountToken).toBe(false);
+    expect(spec?.enableServiceLinks).toBe(false);
+    expect(spec?.securityContext).toMatchObject({
+      runAsNonRoot: true,
+      runAsUser: 1000,
+      runAsGroup: 1000,
+      seccompProfile: { type: "RuntimeDefault" },
+    });
+    expect(c?.image).toBe("img:1");
+    expect(c?.command).toEqual(["node", "/opt/sandbox-server/server.mjs"]);
+    expect(c?.securityContext).toMatchObject({
+      allowPrivilegeEscalation: false,
+      readOnlyRootFilesystem: true,
+      runAsNonRoot: true,
+      capabilities: { drop: ["ALL"] },
+      seccompProfile: { type: "RuntimeDefault" },
+    });
+    expect(c?.resources?.limits).toHaveProperty("cpu");
+    expect(c?.resources?.limits).toHaveProperty("memory");
+    expect(c?.resources?.requests).toHaveProperty("cpu");
+    expect(c?.readinessProbe?.httpGet).toMatchObject({ path: "/health", port: 8080 });
+    expect(c?.volumeMounts?.map((m) => m.mountPath).sort()).toEqual(["/tmp", "/workspace"]);
+    for (const v of spec?.volumes ?? []) expect(v.emptyDir?.sizeLimit).toBeTruthy();
+    const env = Object.fromEntries((c?.env ?? []).map((e) => [e.name, e]));
+    expect(env.POOL_TOKEN?.valueFrom?.secretKeyRef).toEqual({ name: "pi-sandbox-pool-token", key: "token" });
+    expect(env.LISTEN_HOST?.valueFrom?.fieldRef?.fieldPath).toBe("status.podIP");
+    expect(spec?.terminationGracePeriodSeconds).toBeLessThanOrEqual(5);
+    // The builder must not mutate the template it was given.
+    const again = buildSandboxPod(t.value, { namespace: "ns2", image: "img:2" });
+    expect(again.spec?.runtimeClassName).toBeUndefined();
+    expect(again.spec?.containers[0]?.image).toBe("img:2");
+  });
+
+  it("reports an unreadable override", () => {
+    const r = loadPodTemplate("/nonexistent/template.json");
+    expect(r.ok).toBe(false);
+  });
+});

@@ -1,0 +1,134 @@
+import { describe, expect, it } from "vitest";
+import { backoffDelay, tunnelUrl } from "../../cluster-agent/tunnel/client.ts";
+import { generateSigningKeyPair } from "../../shared/jwt-keys.ts";
+import {
+  ChunkSequencer,
+  chunkBytes,
+  decodeFrame,
+  encodeFrame,
+  fromBase64,
+  headersToPairs,
+  pairsToHeaders,
+  signAgentToken,
+  TUNNEL_CHUNK_BYTES,
+  TUNNEL_MAX_FRAME_BYTES,
+  toBase64,
+  verifyAgentToken,
+} from "../../shared/tunnel.ts";
+
+describe("tunnel frames", () => {
+  it("round-trip every frame type and refuse unknown shapes", () => {
+    const frames = [
+      { type: "request", id: "1", method: "POST", path: "/v1/exec?x=1", headers: [["a", "b"]], body: "eA==" },
+      { type: "response", id: "1", status: 200, headers: [["content-type", "application/json"]] },
+      { type: "chunk", id: "1", seq: 0, data: "eA==" },
+      { type: "end", id: "1", chunks: 1 },
+      { type: "error", id: "1", code: "tunnel_closed", message: "gone" },
+      { type: "cancel", id: "1" },
+      {
+        type: "heartbeat",
+        agentId: "a",
+        region: "eu-1",
+        capacity: { ready: 1, leased: 2, queued: 0, poolSize: 3 },
+      },
+    ] as const;
+    for (const f of frames) {
+      const d = decodeFrame(encodeFrame(f as Parameters<typeof encodeFrame>[0]));
+      expect(d.ok && d.value).toEqual(f);
+    }
+    expect(decodeFrame("{").ok).toBe(false);
+    expect(decodeFrame('{"type":"nope","id":"1"}').ok).toBe(false);
+    expect(decodeFrame('{"type":"error","id":"1","code":"made_up","message":"x"}').ok).toBe(false);
+    expect(decodeFrame('{"type":"chunk","id":"1","seq":-1,"data":""}').ok).toBe(false);
+  });
+
+  it("a full chunk frame stays under the frame limit", () => {
+    const frame = encodeFrame({
+      type: "chunk",
+      id: crypto.randomUUID(),
+      seq: 123456,
+      data: toBase64(new Uint8Array(TUNNEL_CHUNK_BYTES)),
+    });
+    expect(frame.length).toBeLessThanOrEqual(TUNNEL_MAX_FRAME_BYTES);
+  });
+
+  it("base64 and chunking are lossless", () => {
+    const bytes = new Uint8Array(300_001).map((_, i) => (i * 13) & 0xff);
+    const back = fromBase64(toBase64(bytes));
+    expect(back.length).toBe(bytes.length);
+    expect(back.every((v, i) => v === bytes[i])).toBe(true);
+    expect(toBase64(new Uint8Array([1, 2]))).toBe("AQI=");
+    const parts = [...chunkBytes(bytes)];
+    expect(parts.map((p) => p.length)).toEqual([131072, 131072, 37857]);
+  });
+
+  it("drops hop-by-hop headers, keeps repeated ones", () => {
+    const h = new Headers([
+      ["content-type", "text/plain"],
+      ["connection", "close"],
+      ["transfer-encoding", "chunked"],
+      ["set-cookie", "a=1"],
+      ["set-cookie", "b=2"],
+    ]);
+    const pairs = headersToPairs(h);
+    expect(pairs.map(([k]) => k)).not.toContain("connection");
+    expect(pairs.map(([k]) => k)).not.toContain("transfer-encoding");
+    expect(pairsToHeaders(pairs).getSetCookie()).toEqual(["a=1", "b=2"]);
+  });
+});
+
+describe("ChunkSequencer", () => {
+  const b = (n: number) => new Uint8Array([n]);
+  it("delivers in order whatever the arrival order, and knows when it is complete", () => {
+    const s = new ChunkSequencer();
+    expect(s.push(2, b(2))).toEqual({ ok: true, value: [] });
+    expect(s.end(4).ok).toBe(true);
+    expect(s.push(0, b(0))).toEqual({ ok: true, value: [b(0)] });
+    expect(s.complete).toBe(false);
+    expect(s.push(3, b(3))).toEqual({ ok: true, value: [] });
+    expect(s.push(1, b(1))).toEqual({ ok: true, value: [b(1), b(2), b(3)] });
+    expect(s.complete).toBe(true);
+  });
+  it("refuses duplicates, chunks past the end, and a second end", () => {
+    const s = new ChunkSequencer();
+    s.push(0, b(0));
+    expect(s.push(0, b(0)).ok).toBe(false);
+    expect(s.end(1).ok).toBe(true);
+    expect(s.push(1, b(1)).ok).toBe(false);
+    expect(s.end(1).ok).toBe(false);
+  });
+});
+
+describe("agent login token", () => {
+  it("verifies for its region only, with the region's keys only", async () => {
+    const eu = await generateSigningKeyPair("eu");
+    const us = await generateSigningKeyPair("us");
+    const token = await signAgentToken({ privateJwk: eu.privateJwk, agentId: "agent-7", region: "eu-1" });
+    const good = await verifyAgentToken(token, { publicKeys: [eu.publicJwk], region: "eu-1" });
+    expect(good).toEqual({ ok: true, value: { agentId: "agent-7", region: "eu-1" } });
+    const otherRegion = await verifyAgentToken(token, { publicKeys: [eu.publicJwk], region: "us-1" });
+    expect(otherRegion.ok || otherRegion.error.code).toBe("invalid_token");
+    const otherKey = await verifyAgentToken(token, { publicKeys: [us.publicJwk], region: "eu-1" });
+    expect(otherKey.ok || otherKey.error.code).toBe("invalid_token");
+    expect((await verifyAgentToken(undefined, { publicKeys: [eu.publicJwk], region: "eu-1" })).ok).toBe(
+      false,
+    );
+  });
+});
+
+describe("tunnel client helpers", () => {
+  it("builds the tunnel URL from an http(s) or ws(s) base", () => {
+    expect(tunnelUrl("https://edge.example.com", "eu-1")).toBe(
+      "wss://edge.example.com/v1/tunnel?region=eu-1",
+    );
+    expect(tunnelUrl("http://127.0.0.1:8787/", "us-1")).toBe("ws://127.0.0.1:8787/v1/tunnel?region=us-1");
+  });
+  it("backs off exponentially with jitter, capped", () => {
+    expect(backoffDelay(0, 100, 10_000, () => 0)).toBe(50);
+    expect(backoffDelay(0, 100, 10_000, () => 1)).toBe(100);
+    expect(backoffDelay(3, 100, 10_000, () => 1)).toBe(800);
+    expect(backoffDelay(20, 100, 10_000, () => 1)).toBe(10_000);
+    const spread = new Set(Array.from({ length: 50 }, () => backoffDelay(5, 100, 10_000)));
+    expect(spread.size).toBeGreaterThan(10);
+  });
+});

@@ -1,0 +1,49 @@
+import { createExecutionContext, env } from "cloudflare:test";
+import { describe, expect, it } from "vitest";
+import { createApp } from "../../edge/app.ts";
+import { depsFromEnv, type EdgeDeps } from "../../edge/deps.ts";
+import { BASE, expectError } from "./support.ts";
+
+describe("flood guard (per client IP, before auth)", () => {
+  it("refuses an address over its limit with 429 before looking at the token", async () => {
+    const seen: string[] = [];
+    const real = depsFromEnv(env);
+    const deps: EdgeDeps = {
+      ...real,
+      floodGuard: {
+        async allow(key) {
+          seen.push(key);
+          return seen.filter((k) => k === key).length <= 2;
+        },
+      },
+    };
+    const app = createApp(() => deps);
+    const call = (ip: string) =>
+      app.fetch(
+        new Request(`${BASE}/v1/exec`, { method: "POST", headers: { "CF-Connecting-IP": ip } }),
+        env,
+        createExecutionContext(),
+      );
+    await expectError(await call("203.0.113.7"), 401, "unauthenticated");
+    await expectError(await call("203.0.113.7"), 401, "unauthenticated");
+    const limited = await call("203.0.113.7");
+    expect(limited.headers.get("Retry-After")).toBe("60");
+    await expectError(limited, 429, "rate_limited");
+    await expectError(await call("198.51.100.1"), 401, "unauthenticated");
+    expect(seen).toEqual(["203.0.113.7", "203.0.113.7", "203.0.113.7", "198.51.100.1"]);
+  });
+
+  it("the real binding is wired and lets ordinary traffic through", async () => {
+    expect((await env.FLOOD_GUARD.limit({ key: "probe" })).success).toBe(true);
+  });
+
+  it("a misconfigured env fails closed with the error envelope", async () => {
+    const app = createApp(depsFromEnv);
+    const res = await app.fetch(
+      new Request(`${BASE}/healthz`),
+      { ...env, REGIONS: "" },
+      createExecutionContext(),
+    );
+    await expectError(res, 500, "internal");
+  });
+});

@@ -1,0 +1,150 @@
+import { env, SELF } from "cloudflare:test";
+import { afterEach, describe, expect, it } from "vitest";
+import { RelayChatRequestSchema } from "../../shared/api.ts";
+import {
+  auth,
+  BASE,
+  connectAgent,
+  expectError,
+  type TestAgent,
+  tenantToken,
+  waitForAgents,
+} from "./support.ts";
+
+const TUNNEL = env.TUNNEL as unknown as DurableObjectNamespace;
+let agent: TestAgent | null = null;
+afterEach(async () => {
+  agent?.close();
+  agent = null;
+  await waitForAgents(TUNNEL, "eu-1", 0);
+});
+
+/** A stand-in chat agent: replies with how much history it was given. */
+async function chatAgent(): Promise<TestAgent> {
+  agent = await connectAgent("eu-1", async (r, ag) => {
+    const claims = await ag.verifier.verifyRequest(r.request);
+    if (!claims.ok) throw new Error(claims.error.code);
+    const body = RelayChatRequestSchema.parse(JSON.parse(new TextDecoder().decode(r.body)));
+    await ag.respond(
+      r.frame.id,
+      Response.json({
+        requestId: claims.value.requestId,
+        sessionId: body.sessionId,
+        reply: `reply ${body.history.length / 2 + 1} for ${claims.value.tenant}`,
+        toolCalls: [],
+      }),
+    );
+  });
+  await waitForAgents(TUNNEL, "eu-1", 1);
+  return agent;
+}
+
+async function chat(tenant: string, message: string, sessionId?: string, path = "/v1/chat") {
+  const token = await tenantToken({ tenant, scope: "sandbox:chat" });
+  return SELF.fetch(`${BASE}${path}`, {
+    method: "POST",
+    headers: auth(token, { "Content-Type": "application/json" }),
+    body: JSON.stringify(sessionId ? { message, sessionId } : { message }),
+  });
+}
+
+const session = async (tenant: string, id: string, method = "GET") =>
+  SELF.fetch(`${BASE}/v1/sessions/${id}`, {
+    method,
+    headers: auth(await tenantToken({ tenant, scope: "sandbox:chat" })),
+  });
+
+describe("chat relay and sessions", () => {
+  it("relays history, appends each turn, and keeps sessions apart between tenants", async () => {
+    const a = await chatAgent();
+    const r1 = await chat("tenant-x", "hello", "shared-id");
+    expect(r1.status).toBe(200);
+    expect(await r1.json()).toMatchObject({
+      reply: "reply 1 for tenant-x",
+      sessionId: "shared-id",
+      region: "eu-1",
+    });
+    const r2 = await chat("tenant-x", "again", "shared-id", "/chat");
+    expect(((await r2.json()) as { reply: string }).reply).toBe("reply 2 for tenant-x");
+    const relayed = RelayChatRequestSchema.parse(JSON.parse(new TextDecoder().decode(a.received[1]!.body)));
+    expect(relayed.history).toEqual([
+      { role: "user", content: "hello" },
+      { role: "assistant", content: "reply 1 for tenant-x" },
+    ]);
+
+    // Same session id, another tenant: a different, empty session.
+    const other = await chat("tenant-y", "hi", "shared-id");
+    expect(((await other.json()) as { reply: string }).reply).toBe("reply 1 for tenant-y");
+
+    const mine = await session("tenant-x", "shared-id");
+    expect(mine.status).toBe(200);
+    const view = (await mine.json()) as { messages: Array<{ content: string }> };
+    expect(view.messages.map((m) => m.content)).toEqual([
+      "hello",
+      "reply 1 for tenant-x",
+      "again",
+      "reply 2 for tenant-x",
+    ]);
+    const theirs = (await (await session("tenant-y", "shared-id")).json()) as {
+      messages: Array<{ content: string }>;
+    };
+    expect(theirs.messages.map((m) => m.content)).toEqual(["hi", "reply 1 for tenant-y"]);
+
+    // Deleting is per tenant too.
+    await expectError(await session("tenant-z", "shared-id", "DELETE"), 404, "not_found");
+    expect((await session("tenant-y", "shared-id", "DELETE")).status).toBe(200);
+    await expectError(await session("tenant-y", "shared-id"), 404, "not_found");
+    expect((await session("tenant-x", "shared-id")).status).toBe(200);
+  });
+
+  it("a chat without a session id gets a new one; bad ids are 400", async () => {
+    await chatAgent();
+    const res = await chat("tenant-new", "hello");
+    const body = (await res.json()) as { sessionId: string };
+    expect(body.sessionId).toMatch(/^[A-Za-z0-9_-]{1,64}$/);
+    expect((await session("tenant-new", body.sessionId)).status).toBe(200);
+    await expectError(await session("tenant-new", "bad%20id"), 400, "invalid_request");
+  });
+
+  it("a streamed chat (SSE) passes through and its final reply is saved to the session", async () => {
+    agent = await connectAgent("eu-1", async (r, ag) => {
+      const body = RelayChatRequestSchema.parse(JSON.parse(new TextDecoder().decode(r.body)));
+      const done = { requestId: "r", sessionId: body.sessionId, reply: "streamed reply", toolCalls: [] };
+      const sse =
+        `event: assistant.delta\ndata: ${JSON.stringify({ type: "assistant.delta", text: "streamed" })}\n\n` +
+        `event: done\ndata: ${JSON.stringify({ type: "done", response: done })}\n\n`;
+      await ag.respond(r.frame.id, new Response(sse, { headers: { "content-type": "text/event-stream" } }));
+    });
+    await waitForAgents(TUNNEL, "eu-1", 1);
+    const token = await tenantToken({ tenant: "tenant-sse", scope: "sandbox:chat" });
+    const res = await SELF.fetch(`${BASE}/v1/chat`, {
+      method: "POST",
+      headers: auth(token, { "Content-Type": "application/json", Accept: "text/event-stream" }),
+      body: JSON.stringify({ message: "stream please", sessionId: "sse-1" }),
+    });
+    expect(res.headers.get("content-type")).toContain("text/event-stream");
+    expect(await res.text()).toContain("event: done");
+    let messages: string[] = [];
+    for (let i = 0; i < 100 && messages.length < 2; i++) {
+      const view = await session("tenant-sse", "sse-1");
+      if (view.status === 200)
+        messages = ((await view.json()) as { messages: Array<{ content: string }> }).messages.map(
+          (m) => m.content,
+        );
+      else await view.body?.cancel();
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    expect(messages).toEqual(["stream please", "streamed reply"]);
+  });
+
+  it("SessionDO refuses to hand a session to another tenant even if addressed directly", async () => {
+    const ns = env.SESSIONS;
+    const stub = ns.get(ns.idFromName("direct"));
+    expect(await stub.append("owner", "s1", "r1", [{ role: "user", content: "secret" }])).toBe(true);
+    expect(await stub.read("intruder", "s1")).toBeNull();
+    expect(await stub.history("intruder", "s1")).toEqual([]);
+    expect(await stub.append("intruder", "s1", "r2", [{ role: "user", content: "x" }])).toBe(false);
+    expect(await stub.remove("intruder", "s1")).toBe(false);
+    expect((await stub.read("owner", "s1"))?.messages.map((m) => m.content)).toEqual(["secret"]);
+  });
+});

@@ -1,0 +1,200 @@
+import { SELF } from "cloudflare:test";
+import { importJWK, type JWTPayload, SignJWT } from "jose";
+import { expect } from "vitest";
+import { ErrorEnvelopeSchema } from "../../shared/errors.ts";
+import { createRelayVerifier, type RelayVerifier, relayAudience } from "../../shared/relay-signing.ts";
+import {
+  ChunkSequencer,
+  chunkBytes,
+  decodeFrame,
+  encodeFrame,
+  fromBase64,
+  type HeartbeatFrame,
+  headersToPairs,
+  pairsToHeaders,
+  type RequestFrame,
+  signAgentToken,
+  TUNNEL_MAX_FRAME_BYTES,
+  toBase64,
+} from "../../shared/tunnel.ts";
+import {
+  AGENT_PRIVATE_JWKS,
+  RELAY_PUBLIC_JWKS,
+  TENANT_ISSUER_PRIVATE_JWK,
+  TEST_AUDIENCE,
+  TEST_ISSUER,
+} from "./fixtures/test-keys.ts";
+
+export const BASE = "https://edge.test";
+
+/** A tenant token from the test issuer; `claims` override the defaults. */
+export async function tenantToken(
+  claims: JWTPayload & Record<string, unknown> = {},
+  opts: { expiresIn?: number; kid?: string } = {},
+): Promise<string> {
+  const key = await importJWK(TENANT_ISSUER_PRIVATE_JWK, "RS256");
+  const now = Math.floor(Date.now() / 1000);
+  // Registered claims are plain payload fields here so a test can override (or drop) any of them.
+  const payload: Record<string, unknown> = {
+    iss: TEST_ISSUER,
+    aud: TEST_AUDIENCE,
+    sub: "user-1",
+    iat: now,
+    exp: now + (opts.expiresIn ?? 300),
+    tenant: "tenant-a",
+    scope: "sandbox:exec sandbox:chat sandbox:admin",
+    ...claims,
+  };
+  for (const k of Object.keys(payload)) if (payload[k] === undefined) delete payload[k];
+  return new SignJWT(payload)
+    .setProtectedHeader({ alg: "RS256", kid: opts.kid ?? TENANT_ISSUER_PRIVATE_JWK.kid! })
+    .sign(key);
+}
+
+export const auth = (token: string, extra: Record<string, string> = {}) => ({
+  Authorization: `Bearer ${token}`,
+  ...extra,
+});
+
+export async function expectError(res: Response, status: number, code: string): Promise<void> {
+  const text = await res.text();
+  expect(res.status, text).toBe(status);
+  const body = ErrorEnvelopeSchema.parse(JSON.parse(text));
+  expect(body.error.code).toBe(code);
+  expect(body.error.requestId).toBe(res.headers.get("X-Request-Id"));
+}
+
+/** A relayed request as the test agent receives it, already verified against the relay key. */
+export interface AgentRequest {
+  frame: RequestFrame;
+  request: Request;
+  body: Uint8Array;
+}
+
+export type AgentHandler = (req: AgentRequest, agent: TestAgent) => Promise<void> | void;
+
+/** An agent played by the test: a WebSocket to /v1/tunnel speaking the frame protocol. */
+export class TestAgent {
+  readonly received: AgentRequest[] = [];
+  readonly cancelled: string[] = [];
+  readonly verifier: RelayVerifier;
+  maxFrameBytes = 0;
+  private readonly bodies = new Map<
+    string,
+    { frame: RequestFrame; parts: Uint8Array[]; seq: ChunkSequencer }
+  >();
+
+  constructor(
+    readonly ws: WebSocket,
+    readonly region: string,
+    readonly agentId: string,
+    private readonly handler: AgentHandler,
+  ) {
+    this.verifier = createRelayVerifier({
+      publicKeys: RELAY_PUBLIC_JWKS[region]!,
+      audience: relayAudience(region),
+    });
+    ws.addEventListener("message", (ev) => {
+      const text = typeof ev.data === "string" ? ev.data : new TextDecoder().decode(ev.data as ArrayBuffer);
+      this.maxFrameBytes = Math.max(this.maxFrameBytes, text.length);
+      const f = decodeFrame(text);
+      if (!f.ok) throw new Error(`bad frame from edge: ${text.slice(0, 200)}`);
+      const frame = f.value;
+      if (frame.type === "request") {
+        if (frame.bodyFollows) this.bodies.set(frame.id, { frame, parts: [], seq: new ChunkSequencer() });
+        else void this.dispatch(frame, frame.body ? fromBase64(frame.body) : new Uint8Array(0));
+      } else if (frame.type === "chunk" || frame.type === "end") {
+        const b = this.bodies.get(frame.id);
+        if (!b) return;
+        const r =
+          frame.type === "chunk" ? b.seq.push(frame.seq, fromBase64(frame.data)) : b.seq.end(frame.chunks);
+        if (!r.ok) throw new Error(r.error.message);
+        if (r.value) b.parts.push(...r.value);
+        if (b.seq.complete) {
+          this.bodies.delete(frame.id);
+          void this.dispatch(b.frame, concat(b.parts));
+        }
+      } else if (frame.type === "cancel") {
+        this.cancelled.push(frame.id);
+      }
+    });
+  }
+
+  private async dispatch(frame: RequestFrame, body: Uint8Array): Promise<void> {
+    const hasBody = frame.method !== "GET" && frame.method !== "HEAD";
+    const request = new Request(`http://agent.local${frame.path}`, {
+      method: frame.method,
+      headers: pairsToHeaders(frame.headers),
+      body: hasBody ? (body as Uint8Array<ArrayBuffer>) : null,
+    });
+    const r: AgentRequest = { frame, request, body };
+    this.received.push(r);
+    try {
+      await this.handler(r, this);
+    } catch (e) {
+      this.send({ type: "error", id: frame.id, code: "internal", message: String(e) });
+    }
+  }
+
+  send(frame: Parameters<typeof encodeFrame>[0]): void {
+    this.ws.send(encodeFrame(frame));
+  }
+
+  /** Answer `id` with a whole Response, body in chunk frames. */
+  async respond(id: string, res: Response): Promise<void> {
+    this.send({ type: "response", id, status: res.status, headers: headersToPairs(res.headers) });
+    const body = new Uint8Array(await res.arrayBuffer());
+    let seq = 0;
+    for (const part of chunkBytes(body)) this.send({ type: "chunk", id, seq: seq++, data: toBase64(part) });
+    this.send({ type: "end", id, chunks: seq });
+  }
+
+  heartbeat(capacity: HeartbeatFrame["capacity"]): void {
+    this.send({ type: "heartbeat", agentId: this.agentId, region: this.region, capacity });
+  }
+
+  close(code = 1000): void {
+    this.ws.close(code, "test done");
+  }
+}
+
+function concat(parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.byteLength;
+  }
+  return out;
+}
+
+/** Dial the tunnel as an agent of `region` and serve relayed requests with `handler`. */
+export async function connectAgent(region: string, handler: AgentHandler, agentId = `agent-${region}`) {
+  const token = await signAgentToken({ privateJwk: AGENT_PRIVATE_JWKS[region]!, agentId, region });
+  const res = await SELF.fetch(`${BASE}/v1/tunnel?region=${region}`, {
+    headers: { Upgrade: "websocket", Authorization: `Bearer ${token}` },
+  });
+  expect(res.status).toBe(101);
+  const ws = res.webSocket!;
+  ws.accept();
+  return new TestAgent(ws, region, agentId, handler);
+}
+
+/** Poll the region's TunnelDO until `n` agents are connected (accept is asynchronous). */
+export async function waitForAgents(
+  ns: DurableObjectNamespace,
+  region: string,
+  n: number,
+  timeoutMs = 5000,
+): Promise<void> {
+  const stub = ns.get(ns.idFromName(region));
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const agents = (await (await stub.fetch("https://tunnel.internal/__tunnel/agents")).json()) as unknown[];
+    if (agents.length === n) return;
+    if (Date.now() > deadline) throw new Error(`expected ${n} agents in ${region}, have ${agents.length}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+export { TUNNEL_MAX_FRAME_BYTES };

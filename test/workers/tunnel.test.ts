@@ -1,0 +1,341 @@
+import { env, SELF } from "cloudflare:test";
+import { afterEach, describe, expect, it } from "vitest";
+import { RELAY_HEADER } from "../../shared/relay-signing.ts";
+import { signAgentToken } from "../../shared/tunnel.ts";
+import { AGENT_PRIVATE_JWKS } from "./fixtures/test-keys.ts";
+import {
+  auth,
+  BASE,
+  connectAgent,
+  expectError,
+  type TestAgent,
+  TUNNEL_MAX_FRAME_BYTES,
+  tenantToken,
+  waitForAgents,
+} from "./support.ts";
+
+const TUNNEL = env.TUNNEL as unknown as DurableObjectNamespace;
+const agents: TestAgent[] = [];
+afterEach(async () => {
+  for (const a of agents.splice(0)) {
+    try {
+      a.close();
+    } catch {
+      // already closed
+    }
+  }
+  for (const r of ["eu-1", "us-1"]) await waitForAgents(TUNNEL, r, 0);
+});
+async function agent(...args: Parameters<typeof connectAgent>): Promise<TestAgent> {
+  const a = await connectAgent(...args);
+  agents.push(a);
+  return a;
+}
+
+const execResult = (stdout: string) => ({
+  requestId: "set-by-agent",
+  pod: "pod-1",
+  exitCode: 0,
+  signal: null,
+  timedOut: false,
+  truncated: false,
+  stdout,
+  stderr: "",
+  stdoutBytes: stdout.length,
+  stderrBytes: 0,
+  durationMs: 3,
+  queueMs: 1,
+});
+
+async function exec(tenant: string, body: object, headers: Record<string, string> = {}) {
+  const token = await tenantToken({ tenant, scope: "sandbox:exec sandbox:admin" });
+  return SELF.fetch(`${BASE}/v1/exec`, {
+    method: "POST",
+    headers: auth(token, { "Content-Type": "application/json", ...headers }),
+    body: JSON.stringify(body),
+  });
+}
+
+describe("agent login", () => {
+  it("refuses a missing token, another region's key, and an unknown region", async () => {
+    const bare = await SELF.fetch(`${BASE}/v1/tunnel?region=eu-1`, { headers: { Upgrade: "websocket" } });
+    await expectError(bare, 401, "unauthenticated");
+    const usToken = await signAgentToken({
+      privateJwk: AGENT_PRIVATE_JWKS["us-1"]!,
+      agentId: "x",
+      region: "us-1",
+    });
+    const cross = await SELF.fetch(`${BASE}/v1/tunnel?region=eu-1`, {
+      headers: { Upgrade: "websocket", Authorization: `Bearer ${usToken}` },
+    });
+    await expectError(cross, 401, "invalid_token");
+    // us-1's key claiming eu-1: signature does not verify against eu-1's keys.
+    const forged = await signAgentToken({
+      privateJwk: AGENT_PRIVATE_JWKS["us-1"]!,
+      agentId: "x",
+      region: "eu-1",
+    });
+    const forgedRes = await SELF.fetch(`${BASE}/v1/tunnel?region=eu-1`, {
+      headers: { Upgrade: "websocket", Authorization: `Bearer ${forged}` },
+    });
+    await expectError(forgedRes, 401, "invalid_token");
+    const unknown = await SELF.fetch(`${BASE}/v1/tunnel?region=mars`, {
+      headers: { Upgrade: "websocket", Authorization: `Bearer ${usToken}` },
+    });
+    await expectError(unknown, 400, "invalid_request");
+  });
+});
+
+describe("relay through the tunnel", () => {
+  it("round trip: the agent gets a request whose relay signature verifies and binds to it", async () => {
+    const a = await agent("eu-1", async (r, ag) => {
+      const claims = await ag.verifier.verifyRequest(r.request);
+      if (!claims.ok) throw new Error(claims.error.code);
+      const cmd = (JSON.parse(new TextDecoder().decode(r.body)) as { command: string }).command;
+      await ag.respond(r.frame.id, Response.json(execResult(`ran ${cmd} for ${claims.value.tenant}`)));
+    });
+    await waitForAgents(TUNNEL, "eu-1", 1);
+    const res = await exec("tenant-rt", { command: "echo hi" }, { "X-Request-Id": "mine" });
+    expect(res.status).toBe(200);
+    expect(res.headers.get("X-Sandbox-Region")).toBe("eu-1");
+    const body = (await res.json()) as { stdout: string; region: string };
+    expect(body.stdout).toBe("ran echo hi for tenant-rt");
+    expect(body.region).toBe("eu-1");
+
+    const got = a.received[0]!;
+    expect(got.frame.path).toBe("/v1/exec");
+    // The agent sees the edge's request id, the client's only as X-Client-Request-Id, no client auth.
+    expect(got.request.headers.get("X-Request-Id")).toBe(res.headers.get("X-Request-Id"));
+    expect(got.request.headers.get("X-Client-Request-Id")).toBe("mine");
+    expect(got.request.headers.get("Authorization")).toBeNull();
+    expect(JSON.parse(new TextDecoder().decode(got.body))).toEqual({
+      command: "echo hi",
+      timeoutSeconds: 30,
+    });
+    // The same token cannot be replayed, nor moved to another body.
+    const replay = await a.verifier.verifyRequest(got.request.clone());
+    expect(replay.ok || replay.error.code).toBe("relay_replayed");
+    const moved = new Request("http://agent.local/v1/exec", {
+      method: "POST",
+      headers: { [RELAY_HEADER]: got.request.headers.get(RELAY_HEADER)! },
+      body: JSON.stringify({ command: "rm -rf /", timeoutSeconds: 30 }),
+    });
+    const movedRes = await a.verifier.verifyRequest(moved);
+    expect(movedRes.ok || movedRes.error.code).toBe("relay_signature_invalid");
+  });
+
+  it("a tunnel dropped mid-request fails fast with 502 tunnel_closed; a new agent then serves", async () => {
+    let served = 0;
+    await agent("eu-1", (_r, ag) => {
+      ag.close(1011); // the agent dies with the request in hand
+    });
+    await waitForAgents(TUNNEL, "eu-1", 1);
+    const t0 = Date.now();
+    const res = await exec("tenant-drop", { command: "sleep 100", timeoutSeconds: 120 });
+    expect(Date.now() - t0).toBeLessThan(5000);
+    await expectError(res, 502, "tunnel_closed");
+    await waitForAgents(TUNNEL, "eu-1", 0);
+
+    await agent("eu-1", async (r, ag) => {
+      served++;
+      await ag.respond(r.frame.id, Response.json(execResult("back")));
+    });
+    await waitForAgents(TUNNEL, "eu-1", 1);
+    const again = await exec("tenant-drop", { command: "true" });
+    expect(again.status).toBe(200);
+    expect(served).toBe(1);
+  });
+
+  it("fails every pending request at once when the socket closes", async () => {
+    const seen: string[] = [];
+    const a = await agent("eu-1", (r) => {
+      seen.push(r.frame.id);
+    });
+    await waitForAgents(TUNNEL, "eu-1", 1);
+    const pending = Array.from({ length: 3 }, () => exec("tenant-many", { command: "sleep 100" }));
+    for (let i = 0; i < 200 && seen.length < 3; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(seen.length).toBe(3);
+    a.close(1001);
+    for (const res of await Promise.all(pending)) await expectError(res, 502, "tunnel_closed");
+  });
+
+  it("per-request timeout: 504 relay_timeout and a cancel frame to the agent", async () => {
+    const a = await agent("eu-1", () => {
+      // never answers
+    });
+    await waitForAgents(TUNNEL, "eu-1", 1);
+    const stub = TUNNEL.get(TUNNEL.idFromName("eu-1"));
+    const t0 = Date.now();
+    const res = await stub.fetch("https://tunnel.internal/v1/pool", {
+      headers: { "X-Tunnel-Timeout-Ms": "1000", "X-Request-Id": "timeout-test" },
+    });
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(900);
+    await expectError(res, 504, "relay_timeout");
+    for (let i = 0; i < 100 && a.cancelled.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(a.cancelled).toEqual([a.received[0]!.frame.id]);
+  });
+
+  it("a client that leaves before the answer gets the agent a cancel frame", async () => {
+    const a = await agent("eu-1", () => {
+      // never answers
+    });
+    await waitForAgents(TUNNEL, "eu-1", 1);
+    const ac = new AbortController();
+    const token = await tenantToken({ tenant: "tenant-leave", scope: "sandbox:exec" });
+    const pending = SELF.fetch(`${BASE}/v1/exec`, {
+      method: "POST",
+      headers: auth(token, { "Content-Type": "application/json" }),
+      body: JSON.stringify({ command: "sleep 100" }),
+      signal: ac.signal,
+    }).catch((e: unknown) => e);
+    for (let i = 0; i < 200 && a.received.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    ac.abort();
+    await pending;
+    for (let i = 0; i < 200 && a.cancelled.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(a.cancelled).toEqual([a.received[0]!.frame.id]);
+  });
+
+  it("a 20 MiB streamed output crosses intact, in frames far below the message limit", async () => {
+    const size = 20 * 1024 * 1024;
+    const pattern = (i: number) => (i * 31 + (i >> 12)) & 0xff;
+    const a = await agent("eu-1", async (r, ag) => {
+      ag.send({
+        type: "response",
+        id: r.frame.id,
+        status: 200,
+        headers: [["content-type", "application/octet-stream"]],
+      });
+      const chunk = 128 * 1024;
+      let seq = 0;
+      for (let off = 0; off < size; off += chunk) {
+        const part = new Uint8Array(chunk);
+        for (let i = 0; i < chunk; i++) part[i] = pattern(off + i);
+        let bin = "";
+        for (let i = 0; i < part.length; i += 0x8000)
+          bin += String.fromCharCode(...part.subarray(i, i + 0x8000));
+        ag.ws.send(JSON.stringify({ type: "chunk", id: r.frame.id, seq: seq++, data: btoa(bin) }));
+      }
+      ag.send({ type: "end", id: r.frame.id, chunks: seq });
+    });
+    await waitForAgents(TUNNEL, "eu-1", 1);
+    const res = await exec(
+      "tenant-big",
+      { command: "head -c 20M /dev/urandom" },
+      { Accept: "text/event-stream" },
+    );
+    expect(res.status).toBe(200);
+    const reader = res.body!.getReader();
+    let n = 0;
+    let bad = -1;
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      for (let i = 0; i < value.length; i++) {
+        if (bad < 0 && value[i] !== pattern(n + i)) bad = n + i;
+      }
+      n += value.length;
+    }
+    expect(bad).toBe(-1);
+    expect(n).toBe(size);
+    expect(a.maxFrameBytes).toBeLessThanOrEqual(TUNNEL_MAX_FRAME_BYTES);
+  });
+
+  it("a large request body is sent in chunk frames and arrives intact", async () => {
+    const a = await agent("eu-1", async (r, ag) => {
+      const claims = await ag.verifier.verifyRequest(r.request);
+      await ag.respond(r.frame.id, Response.json({ ...execResult(String(r.body.length)), ok: claims.ok }));
+    });
+    await waitForAgents(TUNNEL, "eu-1", 1);
+    const stdin = "y".repeat(900 * 1024);
+    const res = await exec("tenant-stdin", { command: "wc -c", stdin });
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as { ok: boolean };
+    expect(body.ok).toBe(true);
+    expect(a.received[0]!.frame.bodyFollows).toBe(true);
+    expect(JSON.parse(new TextDecoder().decode(a.received[0]!.body)).stdin).toBe(stdin);
+    expect(a.maxFrameBytes).toBeLessThanOrEqual(TUNNEL_MAX_FRAME_BYTES);
+  });
+
+  it("spreads requests over several agents, preferring those with free capacity", async () => {
+    const handler = async (r: Parameters<Parameters<typeof connectAgent>[1]>[0], ag: TestAgent) => {
+      await ag.respond(r.frame.id, Response.json(execResult(ag.agentId)));
+    };
+    const a1 = await agent("eu-1", handler, "agent-1");
+    const a2 = await agent("eu-1", handler, "agent-2");
+    await waitForAgents(TUNNEL, "eu-1", 2);
+    for (let i = 0; i < 6; i++) {
+      const r = await exec("tenant-spread", { command: "true" });
+      expect(r.status, await r.clone().text()).toBe(200);
+    }
+    expect(a1.received.length).toBe(3);
+    expect(a2.received.length).toBe(3);
+
+    a1.heartbeat({ ready: 0, leased: 8, queued: 2, poolSize: 8 });
+    a2.heartbeat({ ready: 5, leased: 3, queued: 0, poolSize: 8 });
+    await new Promise((r) => setTimeout(r, 50));
+    for (let i = 0; i < 4; i++) expect((await exec("tenant-spread", { command: "true" })).status).toBe(200);
+    expect(a1.received.length).toBe(3);
+    expect(a2.received.length).toBe(7);
+  });
+
+  it("two regions: header picks the region, failover when it has no agent, region reported", async () => {
+    const eu = await agent("eu-1", async (r, ag) => {
+      const c = await ag.verifier.verifyRequest(r.request);
+      await ag.respond(r.frame.id, Response.json(execResult(`eu ${c.ok}`)));
+    });
+    await waitForAgents(TUNNEL, "eu-1", 1);
+    // us-1 has no agent: the request fails over to eu-1, signed for eu-1's audience.
+    const res = await exec("tenant-region", { command: "true" }, { "X-Sandbox-Region": "us-1" });
+    expect(res.status).toBe(200);
+    expect(res.headers.get("X-Sandbox-Region")).toBe("eu-1");
+    expect(((await res.json()) as { stdout: string; region: string }).stdout).toBe("eu true");
+
+    const us = await agent("us-1", async (r, ag) => {
+      const c = await ag.verifier.verifyRequest(r.request);
+      await ag.respond(r.frame.id, Response.json(execResult(`us ${c.ok}`)));
+    });
+    await waitForAgents(TUNNEL, "us-1", 1);
+    const res2 = await exec("tenant-region", { command: "true" }, { "X-Sandbox-Region": "us-1" });
+    expect(res2.headers.get("X-Sandbox-Region")).toBe("us-1");
+    expect((await res2.json()) as object).toMatchObject({ stdout: "us true", region: "us-1" });
+
+    // A region pinned by the tenant's claim wins over the header.
+    const pinned = await tenantToken({ tenant: "tenant-region", region: "eu-1", scope: "sandbox:exec" });
+    const res3 = await SELF.fetch(`${BASE}/v1/exec`, {
+      method: "POST",
+      headers: auth(pinned, { "Content-Type": "application/json", "X-Sandbox-Region": "us-1" }),
+      body: JSON.stringify({ command: "true" }),
+    });
+    expect(res3.headers.get("X-Sandbox-Region")).toBe("eu-1");
+    await res3.body?.cancel();
+    expect(eu.received.length).toBe(2);
+    expect(us.received.length).toBe(1);
+  });
+
+  it("GET /v1/pool collects every region; a region without agents reports no_agent", async () => {
+    await agent("eu-1", async (r, ag) => {
+      await ag.respond(
+        r.frame.id,
+        Response.json({
+          region: "eu-1",
+          agentId: ag.agentId,
+          at: new Date().toISOString(),
+          poolSize: 8,
+          recycle: "replace",
+          pods: [],
+          queue: { depth: 0, waiters: [] },
+          totals: { acquisitions: 0, conflicts: 0, queueTimeouts: 0, acquireP50Ms: null, acquireP99Ms: null },
+        }),
+      );
+    });
+    await waitForAgents(TUNNEL, "eu-1", 1);
+    const token = await tenantToken({ tenant: "tenant-admin", scope: "sandbox:admin" });
+    const res = await SELF.fetch(`${BASE}/v1/pool`, { headers: auth(token) });
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as {
+      regions: Array<{ region: string; pool?: { poolSize: number }; error?: { code: string } }>;
+    };
+    expect(body.regions.find((r) => r.region === "eu-1")?.pool?.poolSize).toBe(8);
+    expect(body.regions.find((r) => r.region === "us-1")?.error?.code).toBe("no_agent");
+  });
+});
