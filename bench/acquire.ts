@@ -172,6 +172,30 @@ export async function runAcquireBench(
           floorP99Ms: floorP99,
           extra: { poolSize: size, pods: "lease-only fakes", putsPerOp: 2 },
         });
+        if (size === sizes[sizes.length - 1]) {
+          // A burst on one replica: the manager serves its queue one CAS at a time.
+          const burst = 64;
+          const lat: number[] = [];
+          const handles = await Promise.all(
+            Array.from({ length: burst }, async (_, k) => {
+              const t0 = performance.now();
+              const r = await pool.manager.acquire({ tenant: "bench", requestId: `burst${k}` });
+              lat.push(performance.now() - t0);
+              return r;
+            }),
+          );
+          await Promise.all(handles.map((h) => (h.ok ? h.value.release() : undefined)));
+          rows.push({
+            name: `burst of ${burst} acquisitions on one replica, free pool of ${size}`,
+            n: lat.length,
+            p50Ms: p(lat, 50),
+            p99Ms: p(lat, 99),
+            floorName: "one Lease PUT",
+            floorP50Ms: floorP50,
+            floorP99Ms: floorP99,
+            extra: { poolSize: size, note: "CAS attempts are serialized per replica" },
+          });
+        }
       } finally {
         await pool.close();
       }

@@ -13,8 +13,12 @@ import {
  * request id. Bodies travel base64 in chunks so every frame stays far below the 32 MiB Workers
  * message limit (a larger frame closes the socket with 1009).
  *
- * edge → agent: request, chunk*, end (request body), cancel
+ * edge → agent: request, chunk*, end (request body), cancel, credit
  * agent → edge: response, chunk*, end | error, heartbeat
+ *
+ * Flow control: the agent may have at most TUNNEL_INITIAL_WINDOW_BYTES of a response body in
+ * flight beyond what the edge has credited back; the edge credits bytes as its client reads them,
+ * so a slow client slows the agent instead of filling the Durable Object's memory.
  */
 
 export const TUNNEL_PATH = "/v1/tunnel";
@@ -22,6 +26,10 @@ export const TUNNEL_PATH = "/v1/tunnel";
 export const TUNNEL_CHUNK_BYTES = 128 * 1024;
 /** No frame we send is larger than this (checked by tests); well under 32 MiB. */
 export const TUNNEL_MAX_FRAME_BYTES = 256 * 1024;
+/** Response-body bytes an agent may send before the edge credits any back. */
+export const TUNNEL_INITIAL_WINDOW_BYTES = 4 * 1024 * 1024;
+/** The edge sends a credit frame once this many bytes were read by its client. */
+export const TUNNEL_CREDIT_BATCH_BYTES = 1024 * 1024;
 /** Request bodies up to this size travel inline in the request frame. */
 export const TUNNEL_INLINE_BODY_BYTES = 96 * 1024;
 
@@ -69,6 +77,11 @@ export const ErrorFrameSchema = z.object({
   message: z.string(),
 });
 export const CancelFrameSchema = z.object({ type: z.literal("cancel"), id: Id });
+export const CreditFrameSchema = z.object({
+  type: z.literal("credit"),
+  id: Id,
+  bytes: z.number().int().positive(),
+});
 export const CapacitySchema = z.object({
   ready: z.number().int().nonnegative(),
   leased: z.number().int().nonnegative(),
@@ -90,6 +103,7 @@ export const TunnelFrameSchema = z.discriminatedUnion("type", [
   EndFrameSchema,
   ErrorFrameSchema,
   CancelFrameSchema,
+  CreditFrameSchema,
   HeartbeatFrameSchema,
 ]);
 export type TunnelFrame = z.infer<typeof TunnelFrameSchema>;

@@ -7,7 +7,6 @@ import { microNow, toMicroTime } from "../k8s/microtime.ts";
 import { withTimeout } from "../k8s/with-timeout.ts";
 import type { PoolCaches } from "../pool/caches.ts";
 import { REQUEST_ID_ANNOTATION, TENANT_ANNOTATION } from "../pool/labels.ts";
-import { isPodReady } from "../pool/pod-state.ts";
 import { freePodNames, rotate } from "./candidates.ts";
 import { holderOf, parseHolder, tenantOf, transitionsOf } from "./lease-record.ts";
 import { LeaseStats } from "./stats.ts";
@@ -28,6 +27,8 @@ export interface LeaseManagerOptions {
   scrubber?: Scrubber | undefined;
   /** Per API call. */
   requestTimeoutMs?: number;
+  /** Compare-and-swaps in flight at once from this replica (default 16). */
+  maxParallelAcquires?: number;
   /** How long to leave a pod freed by another replica to that replica's own waiters (default 50 ms). */
   handoffGraceMs?: number;
   random?: () => number;
@@ -81,8 +82,10 @@ export class LeaseManager {
   private readonly freedElsewhere = new Map<string, number>();
   private readonly handoffGraceMs: number;
   private graceTimer: NodeJS.Timeout | undefined;
-  private pumping = false;
-  private pumpAgain = false;
+  private dispatchScheduled = false;
+  /** Waiters with a CAS in flight. */
+  private readonly serving = new Set<Waiter>();
+  private readonly maxParallel: number;
   private closed = false;
   private rotation: number;
   private readonly unsubscribe: Array<() => void> = [];
@@ -95,6 +98,7 @@ export class LeaseManager {
     this.rotation = Math.floor(this.random() * 1_000_000);
     this.timeoutMs = o.requestTimeoutMs ?? 5_000;
     this.handoffGraceMs = o.handoffGraceMs ?? 50;
+    this.maxParallel = o.maxParallelAcquires ?? 16;
     // Any change can free a pod (release, lease freed or deleted, pod turning Ready): wake the queue.
     this.unsubscribe.push(
       o.caches.leases.onChange((c) => {
@@ -221,49 +225,52 @@ export class LeaseManager {
     return n;
   }
 
+  /** Coalesced: cache listeners fire in the middle of our own bookkeeping, so dispatch runs after it. */
   private wake(): void {
-    if (this.pumping) {
-      this.pumpAgain = true;
-      return;
-    }
-    if (this.queue.length === 0) return;
-    void this.pump();
+    if (this.dispatchScheduled || this.closed) return;
+    this.dispatchScheduled = true;
+    queueMicrotask(() => {
+      this.dispatchScheduled = false;
+      this.dispatch();
+    });
   }
 
-  /** Serve waiters in FIFO order (skipping tenants at their cap) while free pods exist. */
-  private async pump(): Promise<void> {
-    this.pumping = true;
-    try {
-      do {
-        this.pumpAgain = false;
-        const capped = new Set<string>();
-        for (const w of this.queue.entries()) {
-          if (w.settled || this.closed) continue;
-          if (capped.has(w.tenant)) continue;
-          if (this.heldByTenant(w.tenant) >= this.o.tenantMaxLeases) {
-            capped.add(w.tenant);
-            continue;
-          }
-          const served = await this.serve(w);
-          if (!served && !w.settled) break; // no free pod for anyone behind it either
-        }
-        for (const w of this.queue.entries()) {
-          if (w.settled || w.queuedEmitted) continue;
-          w.queuedEmitted = true;
-          this.o.bus.emit({
-            type: "queue.entered",
-            requestId: w.requestId,
-            tenant: w.tenant,
-            data: {
-              position: this.queue.position(w),
-              depth: this.queue.length,
-              tenantAtCap: capped.has(w.tenant),
-            },
-          });
-        }
-      } while (this.pumpAgain && !this.closed);
-    } finally {
-      this.pumping = false;
+  /**
+   * Give free pods to waiters in FIFO order, skipping tenants at their cap, each waiter its own
+   * candidate, up to maxParallel compare-and-swaps in flight. A waiter whose CAS loses goes back to
+   * waiting at its place in the queue and the dispatch runs again.
+   */
+  private dispatch(): void {
+    if (this.closed) return;
+    const capped = new Set<string>();
+    let candidates: string[] | undefined;
+    let next = 0;
+    for (const w of this.queue.entries()) {
+      if (w.settled || this.serving.has(w)) continue;
+      if (this.serving.size >= this.maxParallel) break;
+      if (capped.has(w.tenant)) continue;
+      if (this.heldByTenant(w.tenant) >= this.o.tenantMaxLeases) {
+        capped.add(w.tenant);
+        continue;
+      }
+      candidates ??= this.candidates();
+      const name = candidates[next++];
+      if (name === undefined) break; // no free pod for this waiter, nor for anyone behind it
+      this.startServe(w, name);
+    }
+    for (const w of this.queue.entries()) {
+      if (w.settled || w.queuedEmitted || this.serving.has(w)) continue;
+      w.queuedEmitted = true;
+      this.o.bus.emit({
+        type: "queue.entered",
+        requestId: w.requestId,
+        tenant: w.tenant,
+        data: {
+          position: this.queue.position(w),
+          depth: this.queue.length,
+          tenantAtCap: capped.has(w.tenant),
+        },
+      });
     }
   }
 
@@ -302,46 +309,40 @@ export class LeaseManager {
     }, Math.ceil(ms) + 1);
   }
 
-  /** Try candidates for one waiter; true when it was handed a lease. */
-  private async serve(w: Waiter): Promise<boolean> {
-    for (const name of this.candidates()) {
-      if (w.settled || this.closed) return false;
-      const lease = this.o.caches.leases.get(name);
-      const pod = this.o.caches.pods.get(name);
-      if (!lease || !pod || holderOf(lease) || !isPodReady(pod)) continue;
-      this.reserved.add(name);
-      this.inFlightByTenant.set(w.tenant, (this.inFlightByTenant.get(w.tenant) ?? 0) + 1);
-      let result: Result<V1Lease, { code: number; reason: string | undefined; message: string }>;
-      try {
-        result = await this.casAcquire(lease, w);
-      } finally {
-        this.reserved.delete(name);
-        const n = (this.inFlightByTenant.get(w.tenant) ?? 1) - 1;
-        if (n <= 0) this.inFlightByTenant.delete(w.tenant);
-        else this.inFlightByTenant.set(w.tenant, n);
-      }
+  /** One CAS for one waiter on one candidate; the outcome is settled before any other dispatch runs. */
+  private startServe(w: Waiter, name: string): void {
+    const lease = this.o.caches.leases.get(name);
+    const pod = this.o.caches.pods.get(name);
+    if (!lease || !pod) return;
+    this.serving.add(w);
+    this.reserved.add(name);
+    this.inFlightByTenant.set(w.tenant, (this.inFlightByTenant.get(w.tenant) ?? 0) + 1);
+    void this.casAcquire(lease, w).then((result) => {
+      this.serving.delete(w);
+      this.reserved.delete(name);
+      const n = (this.inFlightByTenant.get(w.tenant) ?? 1) - 1;
+      if (n <= 0) this.inFlightByTenant.delete(w.tenant);
+      else this.inFlightByTenant.set(w.tenant, n);
       if (result.ok) {
         this.o.caches.leases.observe(result.value);
         this.handOut(w, pod, result.value);
-        return true;
-      }
-      const f = result.error;
-      if (isConflict(f)) {
-        this.stats.conflicts++;
+      } else {
+        const f = result.error;
+        // Skip this pod until the cache shows a newer version of its Lease (or its deletion).
         this.conflicted.set(name, lease.metadata?.resourceVersion);
-        this.o.bus.emit({
-          type: "lease.conflict",
-          requestId: w.requestId,
-          tenant: w.tenant,
-          pod: name,
-          data: { resourceVersion: lease.metadata?.resourceVersion },
-        });
-      } else if (!isNotFound(f)) {
-        // Server or network trouble: skip this pod for now; the next cache change wakes us again.
-        this.conflicted.set(name, lease.metadata?.resourceVersion);
+        if (isConflict(f)) {
+          this.stats.conflicts++;
+          this.o.bus.emit({
+            type: "lease.conflict",
+            requestId: w.requestId,
+            tenant: w.tenant,
+            pod: name,
+            data: { resourceVersion: lease.metadata?.resourceVersion },
+          });
+        }
       }
-    }
-    return false;
+      this.wake();
+    });
   }
 
   private async casAcquire(

@@ -11,6 +11,7 @@ import {
   type RequestFrame,
   signAgentToken,
   TUNNEL_CHUNK_BYTES,
+  TUNNEL_INITIAL_WINDOW_BYTES,
   TUNNEL_PATH,
   type TunnelFrame,
   toBase64,
@@ -66,6 +67,9 @@ export interface TunnelClient {
 
 interface Inflight {
   abort: AbortController;
+  /** Response-body bytes we may still send before the edge credits more. */
+  window: number;
+  windowWaiter: (() => void) | null;
   body: { frame: RequestFrame; parts: Uint8Array[]; seq: ChunkSequencer } | null;
   done: Promise<void> | null;
 }
@@ -223,7 +227,13 @@ export function startTunnelClient(opts: TunnelClientOptions): TunnelClient {
           });
           return;
         }
-        const f: Inflight = { abort: new AbortController(), body: null, done: null };
+        const f: Inflight = {
+          abort: new AbortController(),
+          window: TUNNEL_INITIAL_WINDOW_BYTES,
+          windowWaiter: null,
+          body: null,
+          done: null,
+        };
         inflight.set(frame.id, f);
         if (frame.bodyFollows) f.body = { frame, parts: [], seq: new ChunkSequencer() };
         else serve(sock, frame, frame.body ? fromBase64(frame.body) : new Uint8Array(0), f);
@@ -247,6 +257,16 @@ export function startTunnelClient(opts: TunnelClientOptions): TunnelClient {
           const { frame: req, parts } = f.body;
           f.body = null;
           serve(sock, req, Buffer.concat(parts), f);
+        }
+        return;
+      }
+      case "credit": {
+        const f = inflight.get(frame.id);
+        if (f) {
+          f.window += frame.bytes;
+          const w = f.windowWaiter;
+          f.windowWaiter = null;
+          w?.();
         }
         return;
       }
@@ -289,7 +309,10 @@ export function startTunnelClient(opts: TunnelClientOptions): TunnelClient {
         let seq = 0;
         if (response.body) {
           const reader = response.body.getReader();
-          const onAbort = () => void reader.cancel().catch(() => undefined);
+          const onAbort = () => {
+            void reader.cancel().catch(() => undefined);
+            f.windowWaiter?.();
+          };
           signal.addEventListener("abort", onAbort, { once: true });
           try {
             for (;;) {
@@ -297,7 +320,15 @@ export function startTunnelClient(opts: TunnelClientOptions): TunnelClient {
               if (done || signal.aborted) break;
               for (let i = 0; i < value.byteLength; i += TUNNEL_CHUNK_BYTES) {
                 const part = value.subarray(i, i + TUNNEL_CHUNK_BYTES);
-                // Awaiting the write is the backpressure: a slow edge slows the handler's stream.
+                // Backpressure twice over: the edge's credit window (its client's reading pace)
+                // and the socket write itself.
+                while (f.window < part.byteLength && !signal.aborted) {
+                  await new Promise<void>((resolve) => {
+                    f.windowWaiter = resolve;
+                  });
+                }
+                if (signal.aborted) break;
+                f.window -= part.byteLength;
                 await sendAsync(sock, { type: "chunk", id, seq: seq++, data: toBase64(part) });
               }
             }

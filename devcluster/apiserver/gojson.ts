@@ -140,12 +140,12 @@ export function goJsonSyntaxError(text: string): string {
         fail(`invalid character ${quote(at())} after array element`);
       }
     }
-    if (c === '"') return string();
-    if (c === "t") return literal("true");
-    if (c === "f") return literal("false");
-    if (c === "n") return literal("null");
-    if (c === "-" || /[0-9]/.test(c)) return number();
-    fail(`invalid character ${quote(c)} ${ctx}`);
+    if (c === '"') string();
+    else if (c === "t") literal("true");
+    else if (c === "f") literal("false");
+    else if (c === "n") literal("null");
+    else if (c === "-" || /[0-9]/.test(c)) number();
+    else fail(`invalid character ${quote(c)} ${ctx}`);
   };
   try {
     value("looking for beginning of value");

@@ -131,7 +131,9 @@ export class PodWorker {
 
     let env: Record<string, string> | undefined;
     for (let attempt = 0; !this.stopped; attempt++) {
-      const r = await resolveEnv(this.pod, c, this.podIP, this.ctx.hostIP, this.ctx.readSecret);
+      const r = await resolveEnv(this.pod, c, this.podIP, this.ctx.hostIP, this.ctx.readSecret).catch(
+        (err: unknown) => ({ ok: false as const, message: `cannot resolve env: ${(err as Error).message}` }),
+      );
       if (r.ok) {
         env = r.env;
         break;

@@ -11,7 +11,8 @@ export class BodyQueue {
   bufferedBytes = 0;
   readonly stream: ReadableStream<Uint8Array>;
 
-  constructor(onCancel: () => void) {
+  /** `onConsumed(bytes)` runs each time the client has taken a chunk (flow-control credit). */
+  constructor(onCancel: () => void, onConsumed: (bytes: number) => void = () => {}) {
     this.stream = new ReadableStream<Uint8Array>(
       {
         pull: async (controller) => {
@@ -24,6 +25,7 @@ export class BodyQueue {
           if (next) {
             this.bufferedBytes -= next.byteLength;
             controller.enqueue(next);
+            onConsumed(next.byteLength);
           } else if (this.failure !== null) controller.error(this.failure);
           else controller.close();
         },

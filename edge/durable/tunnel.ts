@@ -9,6 +9,7 @@ import {
   fromBase64,
   headersToPairs,
   pairsToHeaders,
+  TUNNEL_CREDIT_BATCH_BYTES,
   TUNNEL_INLINE_BODY_BYTES,
   type TunnelFrame,
   toBase64,
@@ -60,6 +61,8 @@ interface Pending {
   /** Reorders chunk frames; chunks (and the end) that beat the head wait in `early`. */
   seq: ChunkSequencer;
   early: Uint8Array[];
+  /** Bytes the client consumed that the agent has not been credited for yet. */
+  uncredited: number;
   timer: ReturnType<typeof setTimeout> | null;
   idleMs: number;
 }
@@ -140,7 +143,7 @@ export class TunnelDO extends DurableObject<Env> {
       case "error":
         return this.fail(frame.id, new AppError(frame.code, frame.message));
       default:
-        return; // request/cancel frames only travel edge → agent
+        return; // request/cancel/credit frames only travel edge → agent
     }
   }
 
@@ -223,6 +226,7 @@ export class TunnelDO extends DurableObject<Env> {
         body: null,
         seq: new ChunkSequencer(),
         early: [],
+        uncredited: 0,
         timer: null,
         idleMs,
       };
@@ -276,11 +280,20 @@ export class TunnelDO extends DurableObject<Env> {
     p.headDone = true;
     const noBody = status === 204 || status === 304;
     // Cancelled by the reader = the client went away: tell the agent to stop, forget the request.
-    p.body = new BodyQueue(() => {
-      if (this.pending.get(id) !== p) return;
-      this.send(p.ws, { type: "cancel", id });
-      this.finish(id);
-    });
+    p.body = new BodyQueue(
+      () => {
+        if (this.pending.get(id) !== p) return;
+        this.send(p.ws, { type: "cancel", id });
+        this.finish(id);
+      },
+      (bytes) => {
+        p.uncredited += bytes;
+        if (p.uncredited >= TUNNEL_CREDIT_BATCH_BYTES && this.pending.get(id) === p) {
+          this.send(p.ws, { type: "credit", id, bytes: p.uncredited });
+          p.uncredited = 0;
+        }
+      },
+    );
     this.armIdle(p);
     p.resolveHead(new Response(noBody ? null : p.body.stream, { status, headers }));
     for (const b of p.early.splice(0)) p.body.push(b);

@@ -9,7 +9,8 @@ import { type EdgeHarness, startEdge, testAgentKeys, testTenantToken } from "../
 let edge: EdgeHarness;
 let client: TunnelClient | null = null;
 const seen: Array<{ claims: RelayClaims; aborted: () => boolean }> = [];
-let mode: "echo" | "stream" | "hang" | "never" = "echo";
+let mode: "echo" | "stream" | "hang" | "never" | "flood" = "echo";
+let produced = 0;
 const STREAM_BYTES = 20 * 1024 * 1024;
 const pattern = (i: number) => (i * 7 + (i >> 16)) & 0xff;
 
@@ -50,6 +51,19 @@ async function handler(req: Request): Promise<Response> {
         async pull(c) {
           await new Promise((r) => setTimeout(r, 50));
           c.enqueue(new TextEncoder().encode("data: tick\n\n"));
+        },
+      }),
+      { headers: { "content-type": "text/event-stream" } },
+    );
+  }
+  if (mode === "flood") {
+    produced = 0;
+    return new Response(
+      new ReadableStream<Uint8Array>({
+        pull(c) {
+          if (produced >= 48 * 1024 * 1024) return c.close();
+          produced += 256 * 1024;
+          c.enqueue(new Uint8Array(256 * 1024));
         },
       }),
       { headers: { "content-type": "text/event-stream" } },
@@ -133,6 +147,22 @@ describe("tunnel client ↔ edge in workerd", () => {
     }
     expect(bad).toBe(-1);
     expect(n).toBe(STREAM_BYTES);
+  });
+
+  it("a slow reader slows the agent (credit window), then everything arrives", async () => {
+    mode = "flood";
+    const res = await exec({ command: "yes" }, { headers: { Accept: "text/event-stream" } });
+    const reader = res.body!.getReader();
+    let n = (await reader.read()).value?.length ?? 0;
+    await new Promise((r) => setTimeout(r, 700));
+    // 48 MiB are available; without flow control the agent would have produced all of them.
+    expect(produced).toBeLessThan(24 * 1024 * 1024);
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      n += value.length;
+    }
+    expect(n).toBe(48 * 1024 * 1024);
   });
 
   it("a client that goes away cancels the agent's request (its signal aborts)", async () => {

@@ -91,6 +91,24 @@ describe("bad input gets what a real apiserver gives", () => {
     }
   });
 
+  it("malformed JSON: Go's encoding/json messages and apimachinery's body summary", async () => {
+    const cases: Array<[string, string]> = [
+      ['{"metadata": {"name": ', 'unexpected end of JSON input ({"metadata": {"name": )'],
+      ["{bad}", "invalid character 'b' looking for beginning of object key string ({bad})"],
+      ['{"a" 1}', `invalid character '1' after object key ({"a" 1})`],
+      ['{"a": tru}', `invalid character '}' in literal true (expecting 'e') ({"a": tru})`],
+      ["", "unexpected end of JSON input (<empty>)"],
+      ["nope", "invalid character 'o' in literal null (expecting 'u') (6e6f7065)"],
+    ];
+    for (const [body, tail] of cases) {
+      const r = await s.raw("POST", LEASES, body);
+      expect(r.status).toBe(400);
+      expect(r.json.message).toBe(
+        `the object provided is unrecognized (must be of type Lease): couldn't get version/kind; json parse error: ${tail}`,
+      );
+    }
+  });
+
   it("malformed JSON in a patch → 400", async () => {
     await s.raw("POST", LEASES, { metadata: { name: "mal" } });
     const r = await s.raw("PATCH", `${LEASES}/mal`, "{oops", "application/merge-patch+json");

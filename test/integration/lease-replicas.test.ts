@@ -245,9 +245,9 @@ describe("three replicas, one pool", () => {
     console.log(
       `expiry recycle after ${expiredAfter} ms (TTL ${ttl} s); leader takeover ${takeoverAt - leaderKilledAt} ms after the kill, ${takeoverAt - lastRenew} ms after the dead leader's last renewal (lease ${leaderTtl} s)`,
     );
-    // Never before a full duration after the last renewal; then within two follower polls (duration/6 each) plus slack.
+    // Never before a full duration after the last renewal; then within two follower polls (duration/6 each) plus 1.5 s of slack for a loaded CI machine.
     expect(takeoverAt - lastRenew).toBeGreaterThanOrEqual(leaderTtl * 1000 - 50);
-    expect(takeoverAt - lastRenew).toBeLessThanOrEqual(leaderTtl * 1000 + (2 * leaderTtl * 1000) / 6 + 1_000);
+    expect(takeoverAt - lastRenew).toBeLessThanOrEqual(leaderTtl * 1000 + (2 * leaderTtl * 1000) / 6 + 1_500);
     const leaderLease = await cluster.clients.coordination.readNamespacedLease({
       name: "pi-sandbox-pool-leader",
       namespace: cluster.namespace,

@@ -1,3 +1,4 @@
+import { rmSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -16,9 +17,8 @@ let imageDir: Promise<string> | undefined;
 /** The sandbox "image", built once per test process into a temp dir (removed at exit). */
 export function sandboxImages(): Promise<Record<string, ImageSpec>> {
   imageDir ??= mkdtemp(join(tmpdir(), "sandbox-image-")).then(async (dir) => {
-    process.once("exit", () => {
-      import("node:fs").then((fs) => fs.rmSync(dir, { recursive: true, force: true }));
-    });
+    // "exit" handlers run synchronously: remove the image dir with the sync API.
+    process.once("exit", () => rmSync(dir, { recursive: true, force: true }));
     return buildSandboxImage(dir);
   });
   return imageDir.then((dir) => ({

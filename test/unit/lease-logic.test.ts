@@ -162,3 +162,17 @@ describe("helpers", () => {
     ).toBe(99);
   });
 });
+
+describe("pod states for the snapshot", () => {
+  it("maps pod + lease to starting / ready / leased / recycling / failed", async () => {
+    const { podState } = await import("../../cluster-agent/pool/agent-pool.ts");
+    expect(podState(readyPod("a"), lease("a"))).toBe("ready");
+    expect(podState(readyPod("a"), lease("a", "x/y"))).toBe("leased");
+    expect(podState(readyPod("a"), undefined)).toBe("starting");
+    expect(podState(readyPod("a", { conditions: [] }), lease("a"))).toBe("starting");
+    expect(
+      podState({ ...readyPod("a"), metadata: { name: "a", deletionTimestamp: new Date() } }, lease("a")),
+    ).toBe("recycling");
+    expect(podState(readyPod("a", { phase: "Failed" }), lease("a"))).toBe("failed");
+  });
+});

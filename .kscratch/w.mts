@@ -1,3 +1,0 @@
-import { Sandbox } from "../devcluster/kubelet/sandbox.ts";
-const sb = new Sandbox({ hostname: "x", uid: 1000, gid: 1000, readOnlyRoot: true, workingDir: "/workspace", binds: [], tmpfs: [{ path: "/workspace", sizeBytes: 1 << 20 }, { path: "/tmp" }], argv: ["sh", "-c", "find / -xdev -maxdepth 0 >/dev/null; for d in / /dev /dev/shm /dev/pts /dev/mqueue /proc /proc/sys /run /var /etc /usr /workspace /tmp /sys; do touch $d/.w 2>/dev/null && echo WRITABLE $d; done; mount 2>/dev/null | head -30; cat /proc/mounts; ls -la /dev"] }, {}, "/tmp/kscratch/w.log");
-await sb.exited; console.log(sb.outputTail);

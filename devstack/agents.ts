@@ -1,0 +1,78 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { createWriteStream, mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { build } from "esbuild";
+
+const REPO = fileURLToPath(new URL("../", import.meta.url));
+
+let bundled: Promise<string> | undefined;
+/**
+ * cluster-agent/main.ts bundled once (node_modules external), the way the agent image ships it:
+ * starting replicas through a TypeScript loader would cost seconds each on a 2-core machine.
+ */
+export function agentEntry(): Promise<string> {
+  bundled ??= (async () => {
+    const outfile = join(REPO, "dist", "agent", "main.mjs");
+    await build({
+      entryPoints: [join(REPO, "cluster-agent", "main.ts")],
+      outfile,
+      bundle: true,
+      platform: "node",
+      format: "esm",
+      target: "node20",
+      packages: "external",
+      sourcemap: "inline",
+      logLevel: "silent",
+    });
+    return outfile;
+  })();
+  return bundled;
+}
+
+export interface AgentReplica {
+  agentId: string;
+  child: ChildProcess;
+  logFile: string;
+  exited: Promise<number | null>;
+  /** SIGTERM, then SIGKILL after `graceMs`. */
+  stop(graceMs?: number): Promise<void>;
+  /** As a crash would: no cleanup at all. */
+  kill(): void;
+}
+
+export async function startAgentReplica(opts: {
+  agentId: string;
+  env: Record<string, string>;
+  logDir: string;
+}): Promise<AgentReplica> {
+  const entry = await agentEntry();
+  mkdirSync(opts.logDir, { recursive: true });
+  const logFile = join(opts.logDir, `${opts.agentId}.log`);
+  const log = createWriteStream(logFile, { flags: "a" });
+  const child = spawn(process.execPath, ["--enable-source-maps", entry], {
+    cwd: REPO,
+    env: { PATH: process.env.PATH ?? "/usr/bin:/bin", ...opts.env, AGENT_ID: opts.agentId },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  child.stdout?.pipe(log, { end: false });
+  child.stderr?.pipe(log, { end: false });
+  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+  exited.finally(() => log.end());
+  return {
+    agentId: opts.agentId,
+    child,
+    logFile,
+    exited,
+    async stop(graceMs = 10_000) {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill("SIGTERM");
+      const timer = setTimeout(() => child.kill("SIGKILL"), graceMs);
+      await exited;
+      clearTimeout(timer);
+    },
+    kill() {
+      child.kill("SIGKILL");
+    },
+  };
+}

@@ -1,0 +1,14 @@
+import { demoResponder, startScriptedOpenAI } from "../test/support/scripted-openai.ts";
+
+/**
+ * The offline stand-in for a model: the scripted OpenAI-compatible server from test/support,
+ * answering every chat by running the command in backticks. It is NOT a language model, and says
+ * so in its model name.
+ */
+export async function startScriptedModel(): Promise<{ env: Record<string, string>; close(): Promise<void> }> {
+  const server = await startScriptedOpenAI({ respond: demoResponder });
+  return {
+    env: { OPENAI_BASE_URL: server.baseURL, OPENAI_API_KEY: "not-needed", OPENAI_MODEL: server.model },
+    close: () => server.close(),
+  };
+}

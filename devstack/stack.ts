@@ -1,0 +1,213 @@
+import { randomBytes } from "node:crypto";
+import { mkdirSync, rmSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { type PoolSnapshot, PoolSnapshotSchema } from "../shared/api.ts";
+import { buildSandboxImage } from "../cluster-agent/sandbox-server/build.ts";
+import { makeClients } from "../cluster-agent/k8s/client.ts";
+import { POOL_TOKEN_SECRET } from "../cluster-agent/pool/labels.ts";
+import { type DevCluster, startDevCluster } from "../devcluster/devcluster.ts";
+import { type AgentReplica, startAgentReplica } from "./agents.ts";
+import { type EdgeHarness, startEdge } from "./edge.ts";
+import { createDevIssuer, type DevIssuer, devTokens } from "./issuer.ts";
+import { edgeKeyVars, generateRegionKeys, type RegionKeys } from "./keys.ts";
+
+export const SANDBOX_REPO = "pi-sandbox-runtime/sandbox";
+const REPO = fileURLToPath(new URL("../", import.meta.url));
+
+export interface StackOptions {
+  /** Where state, logs and the kubeconfig go (default .devstack in the repository). */
+  dir?: string;
+  regions?: string[];
+  agentsPerRegion?: number;
+  poolSize?: number;
+  execMode?: "http" | "api";
+  recycle?: "replace" | "scrub";
+  leaseTtlSeconds?: number;
+  queueTimeoutSeconds?: number;
+  /** Edge port (0 = any free port). */
+  edgePort?: number;
+  /** Keep Durable Object storage (chat sessions) in `dir` across restarts of the edge. */
+  persistEdge?: boolean;
+  /** Passed to every agent (OPENAI_*, CHAT_*, LOG_LEVEL...). */
+  agentEnv?: Record<string, string>;
+  /** Edge vars on top of the generated ones (quotas in tests, say). */
+  edgeVars?: Record<string, string>;
+  readyTimeoutMs?: number;
+  log?: (msg: string) => void;
+}
+
+export interface Stack {
+  edgeUrl: string;
+  dashboardUrl: string;
+  tokens: { tenantA: string; tenantB: string; admin: string };
+  kubeconfig: string;
+  dir: string;
+  regions: string[];
+  cluster: DevCluster;
+  edge: EdgeHarness;
+  issuer: DevIssuer;
+  keys: Record<string, RegionKeys>;
+  agents: AgentReplica[];
+  /** The sandbox namespace of a region. */
+  namespaceOf(region: string): string;
+  /** Env an extra agent replica of `region` needs (for fault tests that add or restart replicas). */
+  agentEnvFor(region: string, agentId: string): Record<string, string>;
+  /** Restart the edge on the same port (Durable Object storage kept when persistEdge). */
+  restartEdge(): Promise<void>;
+  /** Every region's pool as the edge reports it (admin token). */
+  pools(): Promise<PoolSnapshot[]>;
+  close(): Promise<void>;
+}
+
+export async function startStack(opts: StackOptions = {}): Promise<Stack> {
+  const log = opts.log ?? (() => {});
+  const dir = resolve(opts.dir ?? join(REPO, ".devstack"));
+  const regions = opts.regions ?? ["local"];
+  const namespaceOf = (region: string) => (regions.length === 1 ? "pi-sandbox" : `pi-sandbox-${region}`);
+  const poolSize = opts.poolSize ?? 8;
+  mkdirSync(dir, { recursive: true });
+  const cleanups: Array<() => Promise<void>> = [];
+  const close = async () => {
+    for (const c of cleanups.reverse()) await c().catch(() => {});
+  };
+  try {
+    log("building the sandbox image");
+    const image = await buildSandboxImage(join(dir, "sandbox-image"));
+    log("starting devcluster");
+    const clusterDir = join(dir, "cluster");
+    rmSync(clusterDir, { recursive: true, force: true });
+    const cluster = await startDevCluster({
+      dir: clusterDir,
+      images: { [SANDBOX_REPO]: { binds: [{ host: image, container: "/opt/sandbox-server" }] } },
+      namespaces: regions.map(namespaceOf),
+    });
+    cleanups.push(() => cluster.close());
+    const clients = makeClients(cluster.kubeConfig());
+    const poolToken = randomBytes(24).toString("hex");
+    for (const region of regions) {
+      await clients.core.createNamespacedSecret({
+        namespace: namespaceOf(region),
+        body: {
+          apiVersion: "v1",
+          kind: "Secret",
+          metadata: { name: POOL_TOKEN_SECRET },
+          stringData: { token: poolToken },
+        },
+      });
+    }
+
+    const keys = await generateRegionKeys(regions);
+    const issuer = await createDevIssuer();
+    log("starting the edge (workerd)");
+    const edgeVars = {
+      ENVIRONMENT: "dev",
+      REGIONS: regions.join(","),
+      JWT_ISSUER: issuer.issuer,
+      JWT_AUDIENCE: issuer.audience,
+      JWT_JWKS: JSON.stringify(issuer.jwks),
+      JWT_ALGORITHMS: "EdDSA",
+      ...edgeKeyVars(keys),
+      ...opts.edgeVars,
+    };
+    const persistDir = opts.persistEdge ? join(dir, "edge-state") : undefined;
+    let edge = await startEdge({
+      vars: edgeVars,
+      port: opts.edgePort ?? 0,
+      ...(persistDir ? { persistDir } : {}),
+    });
+    cleanups.push(() => edge.close());
+
+    const agentEnvFor = (region: string, agentId: string): Record<string, string> => {
+      const k = keys[region];
+      if (!k) throw new Error(`no such region ${region}`);
+      return {
+        KUBECONFIG: cluster.kubeconfigPath,
+        SANDBOX_NAMESPACE: namespaceOf(region),
+        POOL_TOKEN: poolToken,
+        POOL_SIZE: String(poolSize),
+        REGION: region,
+        AGENT_ID: agentId,
+        AGENT_PORT: "0",
+        EXEC_MODE: opts.execMode ?? "http",
+        RECYCLE: opts.recycle ?? "replace",
+        LEASE_TTL_SECONDS: String(opts.leaseTtlSeconds ?? 45),
+        QUEUE_TIMEOUT_SECONDS: String(opts.queueTimeoutSeconds ?? 15),
+        RELAY_PUBLIC_KEYS: JSON.stringify(k.relayPublic),
+        EDGE_URL: edge.url,
+        AGENT_KEY: JSON.stringify(k.agentPrivate),
+        ...opts.agentEnv,
+      };
+    };
+    const agents: AgentReplica[] = [];
+    cleanups.push(async () => {
+      await Promise.all(agents.map((a) => a.stop()));
+    });
+    for (const region of regions) {
+      for (let i = 1; i <= (opts.agentsPerRegion ?? 2); i++) {
+        const agentId = `agent-${region}-${i}`;
+        log(`starting ${agentId}`);
+        agents.push(await startAgentReplica({ agentId, env: agentEnvFor(region, agentId), logDir: join(dir, "logs") }));
+      }
+    }
+    const tokens = await devTokens(issuer);
+
+    const pools = async (): Promise<PoolSnapshot[]> => {
+      const res = await fetch(`${edge.url}/v1/pool`, {
+        headers: { authorization: `Bearer ${tokens.admin}` },
+        signal: AbortSignal.timeout(5_000),
+      });
+      if (!res.ok) throw new Error(`GET /v1/pool: ${res.status} ${await res.text()}`);
+      const body = (await res.json()) as { regions?: Array<{ region: string; pool?: unknown }> };
+      return (body.regions ?? []).flatMap((r) => {
+        const parsed = PoolSnapshotSchema.safeParse(r.pool);
+        return parsed.success ? [parsed.data] : [];
+      });
+    };
+
+    log(`waiting for ${regions.length} region(s) with ${poolSize} ready pods`);
+    const deadline = Date.now() + (opts.readyTimeoutMs ?? 120_000);
+    let last = "";
+    for (;;) {
+      try {
+        const snaps = await pools();
+        const readyRegions = regions.filter((region) => {
+          const s = snaps.find((p) => p.region === region);
+          return s !== undefined && s.pods.filter((p) => p.state === "ready").length >= poolSize;
+        });
+        last = `${readyRegions.length}/${regions.length} regions ready`;
+        if (readyRegions.length === regions.length) break;
+      } catch (e) {
+        last = e instanceof Error ? e.message : String(e);
+      }
+      if (Date.now() > deadline) throw new Error(`the stack did not become ready: ${last}`);
+      await new Promise((r) => setTimeout(r, 250));
+    }
+
+    const edgePort = new URL(edge.url).port;
+    return {
+      edgeUrl: edge.url,
+      dashboardUrl: `${edge.url}/dashboard`,
+      tokens,
+      kubeconfig: cluster.kubeconfigPath,
+      dir,
+      regions,
+      cluster,
+      edge,
+      issuer,
+      keys,
+      agents,
+      namespaceOf,
+      agentEnvFor,
+      pools,
+      async restartEdge() {
+        await edge.close();
+        edge = await startEdge({ vars: edgeVars, port: Number(edgePort), ...(persistDir ? { persistDir } : {}) });
+      },
+      close,
+    };
+  } catch (e) {
+    await close();
+    throw e;
+  }
+}
