@@ -1,9 +1,8 @@
 import { Hono, type MiddlewareHandler } from "hono";
-import { AppError } from "../shared/errors.ts";
+import { AppError, errorResponse, toAppError } from "../shared/errors.ts";
 import type { AppEnv, RouteDef } from "./app-env.ts";
 import type { EdgeDeps } from "./deps.ts";
 import type { Env } from "./env.ts";
-import { errorResponse, toAppError } from "./http/errors.ts";
 import { requireScope, tenantAuth } from "./middleware/auth.ts";
 import { bodyLimit } from "./middleware/body-limit.ts";
 import { floodGuard } from "./middleware/flood-guard.ts";

@@ -62,16 +62,24 @@ export class AppError extends Error {
   readonly code: ErrorCode;
   readonly retryAfterSeconds: number | undefined;
   readonly details: ErrorBody["details"];
+  /** Response headers that belong with this error (e.g. RateLimit-* on a 429). */
+  readonly headers: Readonly<Record<string, string>> | undefined;
   constructor(
     code: ErrorCode,
     message: string,
-    opts: { retryAfterSeconds?: number; details?: ErrorBody["details"]; cause?: unknown } = {},
+    opts: {
+      retryAfterSeconds?: number;
+      details?: ErrorBody["details"];
+      headers?: Record<string, string>;
+      cause?: unknown;
+    } = {},
   ) {
     super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
     this.name = "AppError";
     this.code = code;
     this.retryAfterSeconds = opts.retryAfterSeconds;
     this.details = opts.details;
+    this.headers = opts.headers;
   }
   get status(): number {
     return ERROR_STATUS[this.code];
@@ -110,6 +118,7 @@ export function parseOrError<S extends z.ZodType>(
 /** The shared error envelope as a Response: every failure either side returns over HTTP goes through here. */
 export function errorResponse(error: AppError, requestId: string, headers?: HeadersInit): Response {
   const h = new Headers(headers);
+  for (const [k, v] of Object.entries(error.headers ?? {})) h.set(k, v);
   h.set("Content-Type", "application/json; charset=utf-8");
   h.set("X-Request-Id", requestId);
   if (error.retryAfterSeconds !== undefined) h.set("Retry-After", String(error.retryAfterSeconds));

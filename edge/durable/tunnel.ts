@@ -1,5 +1,5 @@
 import { DurableObject } from "cloudflare:workers";
-import { AppError, type ErrorCode } from "../../shared/errors.ts";
+import { AppError, type ErrorCode, errorResponse } from "../../shared/errors.ts";
 import {
   type Capacity,
   ChunkSequencer,
@@ -17,7 +17,6 @@ import {
 } from "../../shared/tunnel.ts";
 import { loadConfig } from "../config.ts";
 import type { Env } from "../env.ts";
-import { errorResponse } from "../http/errors.ts";
 import { BodyQueue } from "./body-queue.ts";
 
 /**

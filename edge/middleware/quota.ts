@@ -2,7 +2,6 @@ import type { MiddlewareHandler } from "hono";
 import { AppError } from "../../shared/errors.ts";
 import type { AppEnv } from "../app-env.ts";
 import type { QuotaDecision } from "../durable/tenant-quota.ts";
-import { withHeaders } from "../http/errors.ts";
 
 /** RateLimit-* headers (draft-ietf-httpapi-ratelimit-headers) for a decision. */
 export function rateLimitHeaders(d: QuotaDecision): Record<string, string> {
@@ -20,12 +19,10 @@ export function tenantQuota(): MiddlewareHandler<AppEnv> {
     const decision = await c.get("deps").quota.take(c.get("principal").tenant);
     const headers = rateLimitHeaders(decision);
     if (!decision.allowed) {
-      throw withHeaders(
-        new AppError("rate_limited", "tenant request quota exhausted", {
-          retryAfterSeconds: decision.retryAfterSeconds,
-        }),
+      throw new AppError("rate_limited", "tenant request quota exhausted", {
+        retryAfterSeconds: decision.retryAfterSeconds,
         headers,
-      );
+      });
     }
     await next();
     for (const [k, v] of Object.entries(headers)) {

@@ -1,4 +1,4 @@
-import { AppError } from "../../shared/errors.ts";
+import { AppError, errorResponse } from "../../shared/errors.ts";
 import {
   createRelaySigner,
   RELAY_HEADER,
@@ -8,7 +8,6 @@ import {
 import type { Principal } from "../auth/tenant-jwt.ts";
 import type { EdgeConfig } from "../config.ts";
 import { TUNNEL_HEADERS } from "../durable/tunnel.ts";
-import { errorResponse } from "../http/errors.ts";
 
 /** How the Worker reaches the TunnelDO of a region (a DO stub's fetch in production). */
 export interface TunnelDirectory {

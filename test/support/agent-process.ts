@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { rmSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { existsSync, mkdirSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
@@ -16,18 +17,29 @@ let bundled: Promise<string> | undefined;
  */
 function harnessEntry(): Promise<string> {
   bundled ??= (async () => {
-    const outfile = join(REPO, "dist", "agent-harness", `harness-${process.pid}.mjs`);
-    await build({
+    const out = await build({
       entryPoints: [HARNESS],
-      outfile,
       bundle: true,
       platform: "node",
       format: "esm",
       target: "node20",
       packages: "external",
+      write: false,
+      outfile: "harness.mjs",
       logLevel: "silent",
     });
-    process.once("exit", () => rmSync(outfile, { force: true }));
+    const code = out.outputFiles[0]?.contents;
+    if (!code) throw new Error("esbuild produced no harness bundle");
+    // Named by content: concurrent test processes share one file and old versions do not pile up.
+    const hash = createHash("sha256").update(code).digest("hex").slice(0, 16);
+    const dir = join(REPO, "dist", "agent-harness");
+    const outfile = join(dir, `harness-${hash}.mjs`);
+    if (!existsSync(outfile)) {
+      mkdirSync(dir, { recursive: true });
+      const tmp = `${outfile}.${process.pid}.tmp`;
+      writeFileSync(tmp, code);
+      renameSync(tmp, outfile);
+    }
     return outfile;
   })();
   return bundled;
