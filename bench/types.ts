@@ -8,6 +8,8 @@ export interface BenchRow {
   floorName?: string;
   floorP50Ms?: number;
   floorP99Ms?: number;
+  /** A published figure of another system (bench/anchors.ts); different machines, so only a rough guide. */
+  compare?: string;
   /** Anything else worth keeping (throughput, conflicts per acquisition, pool size...). */
   extra?: Record<string, number | string>;
 }
@@ -15,4 +17,24 @@ export interface BenchRow {
 export interface BenchSuite {
   name: string;
   run(): Promise<BenchRow[]>;
+}
+
+/** Where and under what load the numbers were taken. */
+export interface MachineInfo {
+  node: string;
+  platform: string;
+  cpus: number;
+  cpuModel: string;
+  memGiB: number;
+  at: string;
+  /** os.loadavg() when the run started and ended (1, 5, 15 minutes). */
+  loadAtStart: number[];
+  loadAtEnd: number[];
+}
+
+export interface BenchReport {
+  machine: MachineInfo;
+  results: BenchRow[];
+  /** Suites that failed, with the reason (their rows are missing). */
+  failures?: string[];
 }

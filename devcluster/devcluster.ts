@@ -29,8 +29,14 @@ export interface DevCluster {
   token: string;
   kubeconfigPath: string;
   kubeConfig(): KubeConfig;
-  api: ApiServer;
+  /** The current API server (a new object after `restartApi`). */
+  readonly api: ApiServer;
   kubelet: Kubelet;
+  /**
+   * Stop the API server (clients see refused connections, watches end), run `whileDown`, then
+   * start it again on the same port with the same tokens; with `stateFile` its objects survive.
+   */
+  restartApi(opts?: { whileDown?: () => Promise<void> }): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -62,13 +68,14 @@ export async function startDevCluster(opts: DevClusterOptions): Promise<DevClust
   const nodeToken = token();
   const kubeletToken = token();
   const nodeName = opts.nodeName ?? NODE_NAME;
-  const api = await startApiServer({
+  const apiOptions = {
     tokens: { ...opts.tokens, [adminToken]: ADMIN_USER, [nodeToken]: `system:node:${nodeName}` },
     kubeletToken,
     audit: opts.audit,
     port: opts.port,
     stateFile: opts.stateFile,
-  });
+  };
+  let api = await startApiServer(apiOptions);
   let kubelet: Kubelet | undefined;
   try {
     for (const ns of new Set(["default", ...(opts.namespaces ?? [])]))
@@ -85,13 +92,21 @@ export async function startDevCluster(opts: DevClusterOptions): Promise<DevClust
     });
     const kl = kubelet;
     let closing: Promise<void> | undefined;
+    const apiUrl = api.url;
     return {
-      apiUrl: api.url,
+      apiUrl,
       token: adminToken,
       kubeconfigPath,
-      kubeConfig: () => makeKubeConfig({ server: api.url, token: adminToken, user: ADMIN_USER }),
-      api,
+      kubeConfig: () => makeKubeConfig({ server: apiUrl, token: adminToken, user: ADMIN_USER }),
+      get api() {
+        return api;
+      },
       kubelet: kl,
+      async restartApi(r = {}) {
+        await api.close();
+        await r.whileDown?.();
+        api = await startApiServer({ ...apiOptions, port: Number(new URL(apiUrl).port) });
+      },
       close() {
         // The kubelet first: it kills the sandboxes; the API server last, so it can still talk to it.
         closing ??= kl.close().finally(() => api.close());

@@ -34,6 +34,11 @@ export interface StackOptions {
   /** Edge vars on top of the generated ones (quotas in tests, say). */
   edgeVars?: Record<string, string>;
   readyTimeoutMs?: number;
+  /**
+   * Persist the devcluster API store in this file, so `cluster.restartApi()` (same port, same
+   * tokens) brings back every object: the fault suite's API-server restart.
+   */
+  apiStateFile?: string;
   log?: (msg: string) => void;
 }
 
@@ -81,6 +86,7 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
       dir: clusterDir,
       images: { [SANDBOX_REPO]: { binds: [{ host: image, container: "/opt/sandbox-server" }] } },
       namespaces: regions.map(namespaceOf),
+      ...(opts.apiStateFile ? { stateFile: resolve(opts.apiStateFile) } : {}),
     });
     cleanups.push(() => cluster.close());
     const clients = makeClients(cluster.kubeConfig());

@@ -1,0 +1,103 @@
+import { readFileSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+// Small helpers shared by the cross-process suites against the whole local stack (devstack).
+
+export interface SseMessage {
+  event: string;
+  data: string;
+}
+
+/**
+ * Read an SSE response to its end (or until `stop` returns true), calling `onMessage` per event.
+ * Comments (": ping") are skipped. Bounded by the fetch's own signal.
+ */
+export async function readSse(
+  res: Response,
+  onMessage?: (m: SseMessage) => boolean | undefined | void,
+): Promise<SseMessage[]> {
+  const out: SseMessage[] = [];
+  const reader = res.body!.getReader();
+  const decoder = new TextDecoder();
+  let buf = "";
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (value) buf += decoder.decode(value, { stream: true });
+      let cut = buf.indexOf("\n\n");
+      while (cut >= 0) {
+        const block = buf.slice(0, cut);
+        buf = buf.slice(cut + 2);
+        cut = buf.indexOf("\n\n");
+        const lines = block.split("\n");
+        const event = lines.find((l) => l.startsWith("event:"))?.slice(6).trim() ?? "message";
+        const dataLines = lines.filter((l) => l.startsWith("data:")).map((l) => l.slice(5).replace(/^ /, ""));
+        if (dataLines.length === 0) continue;
+        const m = { event, data: dataLines.join("\n") };
+        out.push(m);
+        if (onMessage?.(m) === true) {
+          await reader.cancel().catch(() => {});
+          return out;
+        }
+      }
+      if (done) return out;
+    }
+  } finally {
+    reader.releaseLock();
+  }
+}
+
+/** Poll `probe` until it returns a value other than undefined/false, or fail after `timeoutMs`. */
+export async function waitFor<T>(
+  what: string,
+  probe: () => Promise<T | undefined | false> | T | undefined | false,
+  timeoutMs = 10_000,
+  intervalMs = 100,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let lastError: unknown;
+  for (;;) {
+    try {
+      const v = await probe();
+      if (v !== undefined && v !== false) return v;
+    } catch (e) {
+      lastError = e;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastError ? `: ${lastError}` : ""}`);
+    }
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+}
+
+/** The agent's own URL, from the `agent started` line of its JSON log. */
+export function agentUrlFromLog(logFile: string): string | undefined {
+  let text: string;
+  try {
+    text = readFileSync(logFile, "utf8");
+  } catch {
+    return undefined;
+  }
+  for (const line of text.split("\n").reverse()) {
+    if (!line.includes('"agent started"')) continue;
+    try {
+      const o = JSON.parse(line) as { url?: unknown };
+      if (typeof o.url === "string") return o.url;
+    } catch {
+      // a partial line
+    }
+  }
+  return undefined;
+}
+
+/** A fresh temporary directory and its removal. */
+export function tempDir(prefix: string): { dir: string; remove(): void } {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+export function bearer(token: string, extra: Record<string, string> = {}): Record<string, string> {
+  return { authorization: `Bearer ${token}`, "content-type": "application/json", ...extra };
+}
