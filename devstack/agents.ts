@@ -2,31 +2,18 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { createWriteStream, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { build } from "esbuild";
+import { buildAgentBundle } from "../cluster-agent/build.ts";
 
 const REPO = fileURLToPath(new URL("../", import.meta.url));
 
 let bundled: Promise<string> | undefined;
 /**
- * cluster-agent/main.ts bundled once (node_modules external), the way the agent image ships it:
- * starting replicas through a TypeScript loader would cost seconds each on a 2-core machine.
+ * cluster-agent/main.ts bundled once (node_modules external), the way the agent image ships it
+ * (the same cluster-agent/build.ts): starting replicas through a TypeScript loader would cost
+ * seconds each on a 2-core machine.
  */
 export function agentEntry(): Promise<string> {
-  bundled ??= (async () => {
-    const outfile = join(REPO, "dist", "agent", "main.mjs");
-    await build({
-      entryPoints: [join(REPO, "cluster-agent", "main.ts")],
-      outfile,
-      bundle: true,
-      platform: "node",
-      format: "esm",
-      target: "node20",
-      packages: "external",
-      sourcemap: "inline",
-      logLevel: "silent",
-    });
-    return outfile;
-  })();
+  bundled ??= buildAgentBundle(join(REPO, "dist", "agent", "main.mjs")).then((b) => b.outfile);
   return bundled;
 }
 

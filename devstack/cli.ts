@@ -17,11 +17,18 @@ const args = new Set(process.argv.slice(2));
 if (!ensureSystemDeps()) process.exit(1);
 
 const modelEnv: Record<string, string> = {};
-for (const k of ["OPENAI_BASE_URL", "OPENAI_API_KEY", "OPENAI_MODEL", "CHAT_MAX_TOOL_ROUNDS", "CHAT_STREAM"]) {
+for (const k of [
+  "OPENAI_BASE_URL",
+  "OPENAI_API_KEY",
+  "OPENAI_MODEL",
+  "CHAT_MAX_TOOL_ROUNDS",
+  "CHAT_STREAM",
+]) {
   const v = process.env[k];
   if (v) modelEnv[k] = v;
 }
-const scripted = args.has("--scripted-model") && !modelEnv.OPENAI_MODEL ? await startScriptedModel() : undefined;
+const scripted =
+  args.has("--scripted-model") && !modelEnv.OPENAI_MODEL ? await startScriptedModel() : undefined;
 if (scripted) Object.assign(modelEnv, scripted.env);
 
 const t0 = Date.now();

@@ -37,25 +37,39 @@ if (existsSync(stateFile)) {
 } else {
   console.log("no running stack (npm start); starting one for the demo…");
   const model = process.env.OPENAI_MODEL ? undefined : await startScriptedModel();
-  if (model) console.log("chat uses the SCRIPTED STAND-IN: it is not a language model; set OPENAI_* for a real one");
+  if (model)
+    console.log("chat uses the SCRIPTED STAND-IN: it is not a language model; set OPENAI_* for a real one");
   const stack = await startStack({
     dir: join(fileURLToPath(new URL("../", import.meta.url)), ".devstack-demo"),
     poolSize: 4,
     agentEnv: { LOG_LEVEL: "warn", ...(model?.env ?? {}) },
   });
-  own = { stack, close: async () => (await stack.close(), await model?.close()) };
-  state = { edgeUrl: stack.edgeUrl, dashboardUrl: stack.dashboardUrl, tokens: stack.tokens, kubeconfig: stack.kubeconfig };
+  own = {
+    stack,
+    close: async () => {
+      await stack.close();
+      await model?.close();
+    },
+  };
+  state = {
+    edgeUrl: stack.edgeUrl,
+    dashboardUrl: stack.dashboardUrl,
+    tokens: stack.tokens,
+    kubeconfig: stack.kubeconfig,
+  };
 }
 
 const auth = { authorization: `Bearer ${state.tokens.tenantA}`, "content-type": "application/json" };
 try {
-  console.log("\n$ POST /v1/exec {\"command\":\"uname -a; id; pwd; ls -la\"}");
+  console.log('\n$ POST /v1/exec {"command":"uname -a; id; pwd; ls -la"}');
   const exec = await fetch(`${state.edgeUrl}/v1/exec`, {
     method: "POST",
     headers: auth,
     body: JSON.stringify({ command: "uname -a; id; pwd; ls -la" }),
   });
-  console.log(`${exec.status} region=${exec.headers.get("x-sandbox-region")} request=${exec.headers.get("x-request-id")}`);
+  console.log(
+    `${exec.status} region=${exec.headers.get("x-sandbox-region")} request=${exec.headers.get("x-request-id")}`,
+  );
   console.log(JSON.stringify(await exec.json(), null, 2));
 
   console.log('\n$ POST /chat {"message":"Run pwd and ls in the sandbox"}  (streamed)');

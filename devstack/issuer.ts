@@ -47,7 +47,9 @@ export async function createDevIssuer(): Promise<DevIssuer> {
 }
 
 /** The three ready-made tokens `npm start` prints. */
-export async function devTokens(issuer: DevIssuer): Promise<{ tenantA: string; tenantB: string; admin: string }> {
+export async function devTokens(
+  issuer: DevIssuer,
+): Promise<{ tenantA: string; tenantB: string; admin: string }> {
   const user = [SCOPES.exec, SCOPES.chat];
   return {
     tenantA: await issuer.mint({ tenant: "tenant-a", subject: "alice", scopes: user }),

@@ -2,11 +2,12 @@ import { randomBytes } from "node:crypto";
 import { mkdirSync, rmSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { type PoolSnapshot, PoolSnapshotSchema } from "../shared/api.ts";
-import { buildSandboxImage } from "../cluster-agent/sandbox-server/build.ts";
 import { makeClients } from "../cluster-agent/k8s/client.ts";
 import { POOL_TOKEN_SECRET } from "../cluster-agent/pool/labels.ts";
+import { buildSandboxImage } from "../cluster-agent/sandbox-server/build.ts";
+import type { AuditEntry } from "../devcluster/apiserver/index.ts";
 import { type DevCluster, startDevCluster } from "../devcluster/devcluster.ts";
+import { type PoolSnapshot, PoolSnapshotSchema } from "../shared/api.ts";
 import { type AgentReplica, startAgentReplica } from "./agents.ts";
 import { type EdgeHarness, startEdge } from "./edge.ts";
 import { createDevIssuer, type DevIssuer, devTokens } from "./issuer.ts";
@@ -39,6 +40,8 @@ export interface StackOptions {
    * tokens) brings back every object: the fault suite's API-server restart.
    */
   apiStateFile?: string;
+  /** Every API request the devcluster serves (verb, resource, user, code), for fault tests. */
+  apiAudit?: (e: AuditEntry) => void;
   log?: (msg: string) => void;
 }
 
@@ -87,6 +90,7 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
       images: { [SANDBOX_REPO]: { binds: [{ host: image, container: "/opt/sandbox-server" }] } },
       namespaces: regions.map(namespaceOf),
       ...(opts.apiStateFile ? { stateFile: resolve(opts.apiStateFile) } : {}),
+      ...(opts.apiAudit ? { audit: opts.apiAudit } : {}),
     });
     cleanups.push(() => cluster.close());
     const clients = makeClients(cluster.kubeConfig());
@@ -153,7 +157,9 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
       for (let i = 1; i <= (opts.agentsPerRegion ?? 2); i++) {
         const agentId = `agent-${region}-${i}`;
         log(`starting ${agentId}`);
-        agents.push(await startAgentReplica({ agentId, env: agentEnvFor(region, agentId), logDir: join(dir, "logs") }));
+        agents.push(
+          await startAgentReplica({ agentId, env: agentEnvFor(region, agentId), logDir: join(dir, "logs") }),
+        );
       }
     }
     const tokens = await devTokens(issuer);
@@ -208,7 +214,11 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
       pools,
       async restartEdge() {
         await edge.close();
-        edge = await startEdge({ vars: edgeVars, port: Number(edgePort), ...(persistDir ? { persistDir } : {}) });
+        edge = await startEdge({
+          vars: edgeVars,
+          port: Number(edgePort),
+          ...(persistDir ? { persistDir } : {}),
+        });
       },
       close,
     };

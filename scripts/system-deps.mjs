@@ -24,10 +24,14 @@ export function ensureSystemDeps({ quiet = false } = {}) {
     return false;
   }
   if (!quiet) console.log(`installing system packages: ${pkgs.join(", ")}`);
-  execFileSync("sh", ["-c", `(${cmd}) >/tmp/pi-sandbox-apt.log 2>&1 || (tail -20 /tmp/pi-sandbox-apt.log; exit 1)`], {
-    stdio: "inherit",
-    env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" },
-  });
+  execFileSync(
+    "sh",
+    ["-c", `(${cmd}) >/tmp/pi-sandbox-apt.log 2>&1 || (tail -20 /tmp/pi-sandbox-apt.log; exit 1)`],
+    {
+      stdio: "inherit",
+      env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" },
+    },
+  );
   return SYSTEM_DEPS.every((d) => existsSync(d.bin));
 }
 

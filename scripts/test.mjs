@@ -11,7 +11,9 @@ const bin = (name) => join("node_modules", ".bin", name);
 const run = (label, cmd, args) => {
   const t0 = Date.now();
   const r = spawnSync(cmd, args, { stdio: "inherit" });
-  console.log(`── ${label}: ${r.status === 0 ? "ok" : "FAILED"} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+  console.log(
+    `── ${label}: ${r.status === 0 ? "ok" : "FAILED"} (${((Date.now() - t0) / 1000).toFixed(1)} s)`,
+  );
   return r.status === 0;
 };
 
