@@ -52,6 +52,13 @@ interface Vars {
 }
 
 const EVENTS_PING_MS = 15_000;
+/**
+ * Keep-alive comments on exec and chat streams. Besides keeping proxies from closing a quiet
+ * stream, they are how a client's disconnect is noticed: workerd (the edge) learns that its
+ * client left only when it next writes to it, so without them a command that prints nothing
+ * (`sleep 60`) ran on, holding its lease, after the caller had gone.
+ */
+const STREAM_PING_MS = 2_000;
 
 export function createAgentApp(deps: AgentAppDeps): Hono<{ Variables: Vars }> {
   const app = new Hono<{ Variables: Vars }>();
@@ -142,7 +149,7 @@ export function createAgentApp(deps: AgentAppDeps): Hono<{ Variables: Vars }> {
           if (result.ok) w.send("result", { type: "result", result: result.value });
           else w.send("error", { type: "error", error: result.error.toBody(requestId) });
         },
-        { headers: { "X-Request-Id": requestId } },
+        { pingMs: STREAM_PING_MS, headers: { "X-Request-Id": requestId } },
       );
     }
     const result = await deps.exec(parsed.value, base);
@@ -173,7 +180,7 @@ export function createAgentApp(deps: AgentAppDeps): Hono<{ Variables: Vars }> {
             emit: (e) => w.send(e.type, e),
           });
         },
-        { headers: { "X-Request-Id": requestId } },
+        { pingMs: STREAM_PING_MS, headers: { "X-Request-Id": requestId } },
       );
     }
     const result = await chat(parsed.value, { tenant: claims.tenant, requestId, signal, emit: () => {} });

@@ -78,7 +78,8 @@ describe("sandbox pod template", () => {
       seccompProfile: { type: "RuntimeDefault" },
     });
     expect(c?.image).toBe("img:1");
-    expect(c?.command).toEqual(["node", "/opt/sandbox-server/server.mjs"]);
+    // `args`, not `command`: the sandbox image's ENTRYPOINT (tini) stays pid 1 and reaps orphans.
+    expect([...(c?.command ?? []), ...(c?.args ?? [])]).toEqual(["node", "/opt/sandbox-server/server.mjs"]);
     expect(c?.securityContext).toMatchObject({
       allowPrivilegeEscalation: false,
       readOnlyRootFilesystem: true,

@@ -133,26 +133,3 @@ describe("tunnel client helpers", () => {
     expect(spread.size).toBeGreaterThan(10);
   });
 });
-
-describe("tunnel settings from env", () => {
-  it("is off without EDGE_URL, complete with keys, and names what is wrong", async () => {
-    const { loadTunnelSettings } = await import("../../cluster-agent/tunnel/settings.ts");
-    expect(loadTunnelSettings({})).toEqual({ ok: true, value: null });
-    const kp = await generateSigningKeyPair("a");
-    const relay = await generateSigningKeyPair("r");
-    const good = loadTunnelSettings({
-      EDGE_URL: "https://edge.test",
-      AGENT_PRIVATE_KEY: JSON.stringify(kp.privateJwk),
-      RELAY_PUBLIC_KEYS: JSON.stringify(relay.publicJwk),
-    });
-    expect(good.ok && good.value?.relayPublicKeys.keys[0]?.kid).toBe("r");
-    const noKey = loadTunnelSettings({ EDGE_URL: "https://edge.test" });
-    expect(noKey.ok || noKey.error.message).toContain("AGENT_PRIVATE_KEY");
-    const publicOnly = loadTunnelSettings({
-      EDGE_URL: "https://edge.test",
-      AGENT_PRIVATE_KEY: JSON.stringify(kp.publicJwk),
-      RELAY_PUBLIC_KEYS: JSON.stringify(relay.publicJwk),
-    });
-    expect(publicOnly.ok || publicOnly.error.message).toContain("private JWK");
-  });
-});

@@ -1,0 +1,44 @@
+import { describe, expect, it } from "vitest";
+import { loadConfig } from "../../cluster-agent/config.ts";
+import { generateSigningKeyPair } from "../../shared/jwt-keys.ts";
+
+// The agent's process settings beyond the pool: relay keys, the tunnel, the model.
+describe("agent config: relay, tunnel and model settings", () => {
+  it("has no tunnel without EDGE_URL and reads both keys when it is set", async () => {
+    const off = loadConfig({});
+    expect(off.ok && off.value.edgeUrl).toBeUndefined();
+    const agent = await generateSigningKeyPair("a");
+    const relay = await generateSigningKeyPair("r");
+    const on = loadConfig({
+      EDGE_URL: "https://edge.test",
+      AGENT_KEY: JSON.stringify(agent.privateJwk),
+      RELAY_PUBLIC_KEYS: JSON.stringify({ keys: [relay.publicJwk] }),
+    });
+    expect(on.ok).toBe(true);
+    if (!on.ok) return;
+    expect(on.value.agentKey?.kid).toBe("a");
+    expect(on.value.relayPublicKeys?.keys[0]?.kid).toBe("r");
+  });
+
+  it("names what is wrong: EDGE_URL without AGENT_KEY, a public key as AGENT_KEY, bad JSON", async () => {
+    const noKey = loadConfig({ EDGE_URL: "https://edge.test" });
+    expect(noKey.ok || noKey.error.message).toContain("AGENT_KEY");
+    const kp = await generateSigningKeyPair("a");
+    const publicOnly = loadConfig({ EDGE_URL: "https://edge.test", AGENT_KEY: JSON.stringify(kp.publicJwk) });
+    expect(publicOnly.ok || publicOnly.error.message).toContain("AGENT_KEY has the wrong shape");
+    const badJson = loadConfig({ RELAY_PUBLIC_KEYS: "{nope" });
+    expect(badJson.ok || badJson.error.message).toContain("RELAY_PUBLIC_KEYS is not valid JSON");
+    const emptySet = loadConfig({ RELAY_PUBLIC_KEYS: '{"keys":[]}' });
+    expect(emptySet.ok).toBe(false);
+  });
+
+  it("keeps a missing model as a reason for chat, not a startup failure", () => {
+    const cfg = loadConfig({});
+    expect(cfg.ok).toBe(true);
+    if (!cfg.ok) return;
+    expect(cfg.value.model.ok).toBe(false);
+    if (!cfg.value.model.ok) expect(cfg.value.model.error.code).toBe("model_not_configured");
+    const bad = loadConfig({ CHAT_MAX_TOOL_ROUNDS: "many" });
+    expect(bad.ok).toBe(false);
+  });
+});
