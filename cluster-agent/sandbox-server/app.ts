@@ -42,6 +42,7 @@ export function createSandboxServer(config: ServerConfig): SandboxServer {
   const tokenOk = makeTokenCheck(config.poolToken);
   const fence = new FenceMark();
   const running = new Map<RunningCommand, number>(); // command → the fence it ran under
+  const killedByShutdown = new Set<RunningCommand>();
 
   /** A new holder's fence makes every command of older holders illegitimate. */
   const killOlderThan = (mark: number) => {
@@ -146,6 +147,14 @@ export function createSandboxServer(config: ServerConfig): SandboxServer {
     const result = await cmd.done;
     running.delete(cmd);
     if (clientGone) return;
+    if (killedByShutdown.has(cmd)) {
+      // The pod is going away under the command: that is a sandbox failure, not the command's
+      // own outcome, so end the stream without a result (the agent answers sandbox_failed)
+      // instead of reporting an ordinary "killed by SIGKILL".
+      killedByShutdown.delete(cmd);
+      res.destroy();
+      return;
+    }
     res.end(`${JSON.stringify({ type: "result", ...result })}\n`);
   }
 
@@ -213,7 +222,10 @@ export function createSandboxServer(config: ServerConfig): SandboxServer {
     server,
     shutdown: () =>
       new Promise<void>((resolve) => {
-        for (const cmd of running.keys()) cmd.kill();
+        for (const cmd of running.keys()) {
+          killedByShutdown.add(cmd);
+          cmd.kill();
+        }
         server.close(() => resolve());
         server.closeIdleConnections();
         setTimeout(() => {

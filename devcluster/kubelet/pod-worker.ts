@@ -29,6 +29,8 @@ const DEFAULT_UID = 1000;
 const MAX_RESTART_BACKOFF_MS = 30_000;
 const CONFIG_RETRY_MS = 2_000;
 
+/** ~16 s of retries (200 ms doubling, capped at 5 s) for a status patch the API server refused. */
+const STATUS_PATCH_ATTEMPTS = 8;
 /**
  * Runs one pod's (first) container from creation to termination and reports its status through
  * the status subresource. Everything it creates (sandbox, pod IP, state dir) is released by stop().
@@ -47,6 +49,7 @@ export class PodWorker {
   private restartCount = 0;
   private lastState: Json | undefined;
   private statusChain: Promise<unknown> = Promise.resolve();
+  private statusSeq = 0;
   private wake: (() => void) | undefined;
   private readonly done: Promise<void>;
 
@@ -319,11 +322,22 @@ export class PodWorker {
       status.podIP = this.podIP;
       status.podIPs = [{ ip: this.podIP }];
     }
+    const seq = ++this.statusSeq;
     const next = this.statusChain.then(async () => {
-      if (this.stopped && phase !== "Succeeded" && phase !== "Failed") return;
-      await this.ctx.patchStatus(this.namespace, this.name, status).catch((err: unknown) => {
-        this.ctx.log(`pod ${this.key}: status patch failed: ${(err as Error).message}`);
-      });
+      // A failed patch (API server down, say) is retried until it lands or a newer status
+      // supersedes it, as the real kubelet's status manager resyncs: the readiness probe reports
+      // only transitions, so a dropped "Ready" would leave the pod unready for good.
+      for (let attempt = 0; attempt < STATUS_PATCH_ATTEMPTS; attempt++) {
+        if (this.stopped && phase !== "Succeeded" && phase !== "Failed") return;
+        if (attempt > 0 && (seq !== this.statusSeq || this.stopped)) return;
+        try {
+          await this.ctx.patchStatus(this.namespace, this.name, status);
+          return;
+        } catch (err) {
+          this.ctx.log(`pod ${this.key}: status patch failed (retrying): ${(err as Error).message}`);
+        }
+        await new Promise((r) => setTimeout(r, Math.min(5_000, 200 * 2 ** attempt)));
+      }
     });
     this.statusChain = next;
     return next;
