@@ -33,6 +33,8 @@ export const TUNNEL_HEADERS = {
   noAgent: "X-Tunnel-No-Agent",
   /** Set on relayed responses: which agent served it. */
   agent: "X-Tunnel-Agent",
+  /** Set by the Worker to send a request to one given connection (`connId`), e.g. to reach every agent. */
+  pinConnection: "X-Tunnel-Connection",
 } as const;
 
 /** What survives hibernation for each accepted agent socket. */
@@ -190,9 +192,18 @@ export class TunnelDO extends DurableObject<Env> {
     return { ws: chosen.ws, a: chosen.a };
   }
 
+  private connection(connId: string): { ws: WebSocket; a: AgentAttachment } | null {
+    for (const ws of this.ctx.getWebSockets()) {
+      const a = attachmentOf(ws);
+      if (a?.connId === connId && ws.readyState === WebSocket.OPEN) return { ws, a };
+    }
+    return null;
+  }
+
   private async relay(request: Request): Promise<Response> {
     const requestId = request.headers.get("X-Request-Id") ?? crypto.randomUUID();
-    const picked = this.pickAgent();
+    const pin = request.headers.get(TUNNEL_HEADERS.pinConnection);
+    const picked = pin === null ? this.pickAgent() : this.connection(pin);
     if (!picked) {
       return errorResponse(
         new AppError("no_agent", "no agent connected for this region", { retryAfterSeconds: 5 }),

@@ -27,6 +27,8 @@ export interface RelayInput {
   timeoutMs: number;
   /** Max silence between body chunks once streaming; 0 = none (event streams). */
   idleMs?: number;
+  /** Send to this one agent connection (TunnelDO `connId`) instead of letting the DO pick. */
+  connection?: string;
 }
 
 export interface RelayOutcome {
@@ -84,6 +86,7 @@ export async function relayToRegions(
     headers.set(TUNNEL_HEADERS.region, region);
     headers.set(TUNNEL_HEADERS.timeoutMs, String(input.timeoutMs));
     headers.set(TUNNEL_HEADERS.idleMs, String(input.idleMs ?? input.timeoutMs));
+    if (input.connection !== undefined) headers.set(TUNNEL_HEADERS.pinConnection, input.connection);
     const hasBody = input.body !== null && input.method !== "GET" && input.method !== "HEAD";
     const req = new Request(`https://tunnel.internal${input.path}`, {
       method: input.method,
@@ -102,6 +105,25 @@ export async function relayToRegions(
     ),
     region: last?.region ?? input.regions[0] ?? "",
   };
+}
+
+/** The agents connected to a region's TunnelDO now (empty if none, or if the DO cannot say). */
+export async function connectedAgents(
+  tunnels: TunnelDirectory,
+  region: string,
+): Promise<Array<{ connId: string; agentId: string }>> {
+  try {
+    const res = await tunnels.fetch(region, new Request("https://tunnel.internal/__tunnel/agents"));
+    if (!res.ok) return [];
+    const list: unknown = await res.json();
+    if (!Array.isArray(list)) return [];
+    return list.filter(
+      (a): a is { connId: string; agentId: string } =>
+        typeof a === "object" && a !== null && typeof a.connId === "string" && typeof a.agentId === "string",
+    );
+  } catch {
+    return [];
+  }
 }
 
 /** TunnelDOs by region name. */

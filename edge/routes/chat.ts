@@ -45,13 +45,15 @@ async function chat(c: AppContext): Promise<Response> {
 
   if (!out.response.ok || !out.response.body) return finishRelay(c, out);
   if (sse) {
-    // Tee the stream: the client gets it as is; the copy is scanned for the final `done` event.
-    const [toClient, toScan] = out.response.body.tee();
-    const saving = scanForDone(toScan).then((reply) =>
-      reply === null ? undefined : sessions.append(tenant, sessionId, requestId, turn(reply)),
+    // Scan the stream as it passes to the client for the final `done` event. Not a tee: a tee
+    // keeps reading the agent's stream after the client left, so the cancel never reached the
+    // agent and the chat (and its lease) ran on; through a pipe, the client's cancel propagates.
+    const { stream, reply } = scanForDone(out.response.body);
+    const saving = reply.then((r) =>
+      r === null ? undefined : sessions.append(tenant, sessionId, requestId, turn(r)),
     );
     waitUntil(c, saving);
-    return finishRelay(c, { ...out, response: new Response(toClient, out.response) });
+    return finishRelay(c, { ...out, response: new Response(stream, out.response) });
   }
   const body: unknown = await out.response
     .clone()
@@ -71,14 +73,18 @@ function waitUntil(c: AppContext, p: Promise<unknown>): void {
   }
 }
 
-/** The reply of the SSE `done` event, or null if the stream ended without one. */
-async function scanForDone(stream: ReadableStream<Uint8Array>): Promise<string | null> {
-  const reader = stream.pipeThrough(new TextDecoderStream()).getReader();
+/**
+ * Pass an SSE stream through unchanged while looking for its `done` event: `reply` settles with
+ * that event's reply once the stream has ended (null if it ended, failed or was cancelled without one).
+ */
+function scanForDone(source: ReadableStream<Uint8Array>): {
+  stream: ReadableStream<Uint8Array>;
+  reply: Promise<string | null>;
+} {
+  const decoder = new TextDecoder();
   let buf = "";
-  let reply: string | null = null;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (value) buf += value;
+  let found: string | null = null;
+  const scanBlocks = () => {
     let cut = buf.indexOf("\n\n");
     while (cut >= 0) {
       const block = buf.slice(0, cut);
@@ -91,14 +97,29 @@ async function scanForDone(stream: ReadableStream<Uint8Array>): Promise<string |
       try {
         const ev = JSON.parse(data) as { type?: unknown; response?: unknown };
         const res = ChatResponseSchema.safeParse(ev.response);
-        if (ev.type === "done" && res.success) reply = res.data.reply;
+        if (ev.type === "done" && res.success) found = res.data.reply;
       } catch {
         // not JSON: not ours
       }
       cut = buf.indexOf("\n\n");
     }
-    if (done) return reply;
-  }
+  };
+  const scan = new TransformStream<Uint8Array, Uint8Array>({
+    transform(chunk, controller) {
+      controller.enqueue(chunk);
+      buf += decoder.decode(chunk, { stream: true });
+      scanBlocks();
+    },
+    flush() {
+      buf += `${decoder.decode()}\n\n`;
+      scanBlocks();
+    },
+  });
+  const reply = source.pipeTo(scan.writable).then(
+    () => found,
+    () => found,
+  );
+  return { stream: scan.readable, reply };
 }
 
 const doc: RouteDef["doc"] = {

@@ -1,5 +1,4 @@
-import { readFileSync } from "node:fs";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -11,13 +10,10 @@ export interface SseMessage {
 }
 
 /**
- * Read an SSE response to its end (or until `stop` returns true), calling `onMessage` per event.
+ * Read an SSE response to its end (or until `onMessage` returns true), calling `onMessage` per event.
  * Comments (": ping") are skipped. Bounded by the fetch's own signal.
  */
-export async function readSse(
-  res: Response,
-  onMessage?: (m: SseMessage) => boolean | undefined | void,
-): Promise<SseMessage[]> {
+export async function readSse(res: Response, onMessage?: (m: SseMessage) => unknown): Promise<SseMessage[]> {
   const out: SseMessage[] = [];
   const reader = res.body!.getReader();
   const decoder = new TextDecoder();
@@ -32,7 +28,11 @@ export async function readSse(
         buf = buf.slice(cut + 2);
         cut = buf.indexOf("\n\n");
         const lines = block.split("\n");
-        const event = lines.find((l) => l.startsWith("event:"))?.slice(6).trim() ?? "message";
+        const event =
+          lines
+            .find((l) => l.startsWith("event:"))
+            ?.slice(6)
+            .trim() ?? "message";
         const dataLines = lines.filter((l) => l.startsWith("data:")).map((l) => l.slice(5).replace(/^ /, ""));
         if (dataLines.length === 0) continue;
         const m = { event, data: dataLines.join("\n") };
@@ -66,7 +66,9 @@ export async function waitFor<T>(
       lastError = e;
     }
     if (Date.now() > deadline) {
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastError ? `: ${lastError}` : ""}`);
+      throw new Error(
+        `timed out after ${timeoutMs} ms waiting for ${what}${lastError ? `: ${lastError}` : ""}`,
+      );
     }
     await new Promise((r) => setTimeout(r, intervalMs));
   }

@@ -1,0 +1,50 @@
+/**
+ * One SSE stream made of several (the event streams of every agent of a region): events are
+ * passed on whole, never interleaved mid-event. The first source to end or fail ends the merged
+ * stream (and cancels the rest), so the client reconnects and subscribes to the agents connected
+ * then; cancelling the merged stream cancels every source.
+ */
+export function mergeSseStreams(sources: ReadableStream<Uint8Array>[]): ReadableStream<Uint8Array> {
+  const readers = sources.map((s) => s.getReader());
+  const encoder = new TextEncoder();
+  let closed = false;
+  const stopAll = (reason?: unknown) => {
+    for (const r of readers) r.cancel(reason).catch(() => undefined);
+  };
+  return new ReadableStream<Uint8Array>({
+    start(controller) {
+      const pumps = readers.map(async (reader) => {
+        const decoder = new TextDecoder();
+        let buf = "";
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done || closed) return;
+          buf += decoder.decode(value, { stream: true });
+          const cut = buf.lastIndexOf("\n\n");
+          if (cut >= 0) {
+            controller.enqueue(encoder.encode(buf.slice(0, cut + 2)));
+            buf = buf.slice(cut + 2);
+          }
+        }
+      });
+      Promise.race(pumps).then(
+        () => {
+          if (closed) return;
+          closed = true;
+          controller.close();
+          stopAll();
+        },
+        (e: unknown) => {
+          if (closed) return;
+          closed = true;
+          controller.error(e);
+          stopAll(e);
+        },
+      );
+    },
+    cancel(reason) {
+      closed = true;
+      stopAll(reason);
+    },
+  });
+}
