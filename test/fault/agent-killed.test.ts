@@ -75,7 +75,9 @@ describe("fault: an agent replica killed mid-exec", () => {
     await waitFor(
       "the restarted replica's tunnel login",
       async () =>
-        readFileSync(restarted.logFile, "utf8").split("\n").filter((l) => l.includes("tunnel: connected")).length >= 2
+        readFileSync(restarted.logFile, "utf8")
+          .split("\n")
+          .filter((l) => l.includes("tunnel: connected")).length >= 2
           ? true
           : undefined,
       20_000,
