@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
+import type { RegionKeys } from "../devstack/keys.ts";
 import { type ExecResult, ExecResultSchema, SCOPES } from "../shared/api.ts";
 import { createRelaySigner, RELAY_HEADER, type RelaySigner, relayAudience } from "../shared/relay-signing.ts";
-import type { RegionKeys } from "../devstack/keys.ts";
 
 /** One timed request: wall time from sending to the parsed result. */
 export interface Timed {

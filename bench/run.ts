@@ -1,10 +1,17 @@
-// `npm run bench [-- name ...]`: runs the benchmark suites, prints one table, writes
-// bench/results/latest.json as {machine, results}. Every figure is shown next to its floor.
-import { mkdirSync, writeFileSync } from "node:fs";
-import { cpus, totalmem } from "node:os";
+// `npm run bench [-- suite ...]`: runs the benchmark suites, prints one table, writes
+// bench/results/latest.json as {machine, results} (and latest.md, the same table). Every figure
+// is shown next to its floor (the raw operation underneath) and, where one exists, a published
+// figure of another system.
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { cpus, loadavg, platform, release, totalmem } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import type { BenchRow, BenchSuite } from "./types.ts";
+import { anchorFor } from "./anchors.ts";
+import { canonicalRow } from "./names.ts";
+import { roundMs } from "./stats.ts";
+import { renderReport, replaceLatestTable } from "./table.ts";
+import type { BenchReport, BenchRow, BenchSuite, MachineInfo } from "./types.ts";
+import { killAllStacksNow } from "./with-stack.ts";
 
 const here = dirname(fileURLToPath(import.meta.url));
 
@@ -12,65 +19,94 @@ const here = dirname(fileURLToPath(import.meta.url));
 const SUITES: Record<string, () => Promise<BenchSuite>> = {
   acquire: async () => (await import("./acquire.ts")).suite,
   exec: async () => (await import("./exec.ts")).suite,
+  edge: async () => (await import("./edge.ts")).suite,
+  load: async () => (await import("./load.ts")).suite,
 };
 
-function fmt(ms: number | undefined): string {
-  return ms === undefined ? "" : ms < 10 ? ms.toFixed(2) : ms.toFixed(1);
-}
+const load = () => loadavg().map((x) => Number(x.toFixed(2)));
 
-export function renderTable(rows: BenchRow[]): string {
-  const header = ["benchmark", "n", "p50 ms", "p99 ms", "floor", "floor p50", "× floor", "notes"];
-  const body = rows.map((r) => [
-    r.name,
-    String(r.n),
-    fmt(r.p50Ms),
-    fmt(r.p99Ms),
-    r.floorName ?? "",
-    fmt(r.floorP50Ms),
-    r.floorP50Ms ? (r.p50Ms / r.floorP50Ms).toFixed(1) : "",
-    Object.entries(r.extra ?? {})
-      .map(([k, v]) => `${k}=${v}`)
-      .join(" "),
-  ]);
-  const widths = header.map((h, i) => Math.max(h.length, ...body.map((b) => (b[i] ?? "").length)));
-  const line = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join(" | ")} |`;
-  return [line(header), `|${widths.map((w) => "-".repeat(w + 2)).join("|")}|`, ...body.map(line)].join("\n");
+/** Stable names, the anchor to compare with, and the 1-minute load when the suite started. */
+export function finishRows(rows: readonly BenchRow[], load1AtStart: number): BenchRow[] {
+  return rows.map((raw) => {
+    const row = canonicalRow(raw);
+    const compare = row.compare ?? anchorFor(row.name);
+    const r = (ms: number | undefined) => (ms === undefined ? undefined : roundMs(ms));
+    return {
+      ...row,
+      p50Ms: roundMs(row.p50Ms),
+      p99Ms: roundMs(row.p99Ms),
+      ...(row.floorP50Ms !== undefined ? { floorP50Ms: r(row.floorP50Ms) } : {}),
+      ...(row.floorP99Ms !== undefined ? { floorP99Ms: r(row.floorP99Ms) } : {}),
+      ...(compare ? { compare } : {}),
+      extra: { ...row.extra, load1: load1AtStart },
+    };
+  });
 }
 
 async function main() {
-  const wanted = process.argv.slice(2);
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    // Prepended: Miniflare's exit hook (registered later) exits the process as soon as it runs.
+    process.prependOnceListener(signal, () => {
+      process.stderr.write(`bench: ${signal}, stopping the stacks\n`);
+      killAllStacksNow();
+      process.exit(130);
+    });
+  }
+  const wanted = process.argv.slice(2).filter((a) => a !== "--");
   const names = wanted.length ? wanted : Object.keys(SUITES);
+  const loadAtStart = load();
+  const at = new Date().toISOString();
   const results: BenchRow[] = [];
   const failures: string[] = [];
   for (const name of names) {
-    const load = SUITES[name];
-    if (!load) {
+    const loadSuite = SUITES[name];
+    if (!loadSuite) {
       failures.push(`${name}: no such suite (have: ${Object.keys(SUITES).join(", ")})`);
       continue;
     }
     const t0 = Date.now();
+    const load1 = load()[0] ?? 0;
+    process.stderr.write(`bench ${name}: starting (load1 ${load1})\n`);
     try {
-      const suite = await load();
-      const rows = await suite.run();
+      const suite = await loadSuite();
+      const rows = finishRows(await suite.run(), load1);
       results.push(...rows);
-      console.error(`bench ${name}: ${rows.length} rows in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+      process.stderr.write(
+        `bench ${name}: ${rows.length} rows in ${((Date.now() - t0) / 1000).toFixed(1)} s\n`,
+      );
     } catch (e) {
-      failures.push(`${name}: ${e instanceof Error ? e.message : String(e)}`);
+      const msg = e instanceof Error ? e.message : String(e);
+      failures.push(`${name}: ${msg}`);
+      process.stderr.write(
+        `bench ${name}: FAILED after ${((Date.now() - t0) / 1000).toFixed(1)} s: ${msg}\n`,
+      );
     }
   }
-  const machine = {
+  const machine: MachineInfo = {
     node: process.version,
+    platform: `${platform()} ${release()}`,
     cpus: cpus().length,
     cpuModel: cpus()[0]?.model ?? "unknown",
     memGiB: Math.round(totalmem() / 2 ** 30),
-    at: new Date().toISOString(),
+    at,
+    loadAtStart,
+    loadAtEnd: load(),
   };
-  console.log(renderTable(results));
-  const out = join(here, "results", "latest.json");
-  mkdirSync(dirname(out), { recursive: true });
-  writeFileSync(out, `${JSON.stringify({ machine, results }, null, 2)}\n`);
-  console.log(`\nwrote ${out}`);
-  for (const f of failures) console.error(`FAILED ${f}`);
+  const report: BenchReport = { machine, results, ...(failures.length ? { failures } : {}) };
+  const text = renderReport(report);
+  console.log(text);
+  const outDir = join(here, "results");
+  mkdirSync(outDir, { recursive: true });
+  // A partial run (some suites only) must not overwrite the full table.
+  const base = wanted.length ? `partial-${names.join("-")}` : "latest";
+  writeFileSync(join(outDir, `${base}.json`), `${JSON.stringify(report, null, 2)}\n`);
+  writeFileSync(join(outDir, `${base}.md`), `${text}\n`);
+  console.log(`\nwrote ${join(outDir, `${base}.json`)}`);
+  const readme = join(here, "README.md");
+  if (!wanted.length && existsSync(readme)) {
+    writeFileSync(readme, replaceLatestTable(readFileSync(readme, "utf8"), text));
+    console.log(`updated the table in ${readme}`);
+  }
   process.exit(failures.length ? 1 : 0);
 }
 

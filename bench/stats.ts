@@ -21,7 +21,8 @@ export interface Summary {
 export const roundMs = (ms: number): number => Math.round(ms * 1000) / 1000;
 
 export function summarize(samples: readonly number[]): Summary {
-  if (samples.length === 0) return { n: 0, p50: Number.NaN, p99: Number.NaN, mean: Number.NaN, min: Number.NaN, max: Number.NaN };
+  if (samples.length === 0)
+    return { n: 0, p50: Number.NaN, p99: Number.NaN, mean: Number.NaN, min: Number.NaN, max: Number.NaN };
   let sum = 0;
   let min = Number.POSITIVE_INFINITY;
   let max = Number.NEGATIVE_INFINITY;

@@ -8,6 +8,7 @@ export function fmtMs(ms: number | undefined): string {
 
 /** p50 as a multiple of the floor's p50 ("" when there is no positive floor). */
 export function timesFloor(row: BenchRow): string {
+  if (row.floorKind === "cost") return "-";
   if (row.floorP50Ms === undefined || !(row.floorP50Ms > 0) || !Number.isFinite(row.p50Ms)) return "";
   return `${(row.p50Ms / row.floorP50Ms).toFixed(1)}x`;
 }
@@ -69,4 +70,15 @@ export function renderReport(report: BenchReport): string {
   ];
   for (const f of report.failures ?? []) lines.push(`FAILED ${f}`);
   return lines.join("\n");
+}
+
+export const README_START = "<!-- bench:latest:start -->";
+export const README_END = "<!-- bench:latest:end -->";
+
+/** `doc` with the text between the two markers replaced by `table` (unchanged if a marker is missing). */
+export function replaceLatestTable(doc: string, table: string): string {
+  const a = doc.indexOf(README_START);
+  const b = doc.indexOf(README_END);
+  if (a < 0 || b < a) return doc;
+  return `${doc.slice(0, a + README_START.length)}\n${table.trim()}\n${doc.slice(b)}`;
 }

@@ -8,6 +8,12 @@ export interface BenchRow {
   floorName?: string;
   floorP50Ms?: number;
   floorP99Ms?: number;
+  /**
+   * "bound" (default): the floor is a lower bound of this figure, so "x floor" is meaningful.
+   * "cost": the floor is a cost the figure pays in part or in the background (a recycle, the
+   * command itself); shown, but not divided.
+   */
+  floorKind?: "bound" | "cost";
   /** A published figure of another system (bench/anchors.ts); different machines, so only a rough guide. */
   compare?: string;
   /** Anything else worth keeping (throughput, conflicts per acquisition, pool size...). */
