@@ -37,11 +37,16 @@ export async function startAgentReplica(opts: {
   mkdirSync(opts.logDir, { recursive: true });
   const logFile = join(opts.logDir, `${opts.agentId}.log`);
   const log = createWriteStream(logFile, { flags: "a" });
-  const child = spawn(process.execPath, ["--enable-source-maps", entry], {
-    cwd: REPO,
-    env: { PATH: process.env.PATH ?? "/usr/bin:/bin", ...opts.env, AGENT_ID: opts.agentId },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
+  // setpriv --pdeathsig: a replica never outlives the stack that started it (Ctrl-C, crash, SIGKILL).
+  const child = spawn(
+    "setpriv",
+    ["--pdeathsig", "SIGTERM", "--", process.execPath, "--enable-source-maps", entry],
+    {
+      cwd: REPO,
+      env: { PATH: process.env.PATH ?? "/usr/bin:/bin", ...opts.env, AGENT_ID: opts.agentId },
+      stdio: ["ignore", "pipe", "pipe"],
+    },
+  );
   child.stdout?.pipe(log, { end: false });
   child.stderr?.pipe(log, { end: false });
   const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));

@@ -94,5 +94,9 @@ const stop = async () => {
   console.log("stopped");
   process.exit(0);
 };
-process.on("SIGINT", () => void stop());
-process.on("SIGTERM", () => void stop());
+// Miniflare installs SIGINT/SIGTERM handlers that exit at once; this CLI owns the process and
+// stops everything in order instead (stack.close() disposes Miniflare itself).
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  process.removeAllListeners(signal);
+  process.on(signal, () => void stop());
+}

@@ -8,6 +8,7 @@ export const SYSTEM_DEPS = [
   { bin: "/usr/bin/bwrap", pkg: "bubblewrap", why: "devcluster runs each pod in a bubblewrap sandbox" },
   { bin: "/usr/bin/chromium", pkg: "chromium", why: "the dashboard's browser tests drive headless Chromium" },
   { bin: "/usr/bin/nsenter", pkg: "util-linux", why: "pods/exec enters the pod's namespaces" },
+  { bin: "/usr/bin/setpriv", pkg: "util-linux", why: "sandboxes and local agents die with their parent" },
 ];
 
 export function ensureSystemDeps({ quiet = false } = {}) {
