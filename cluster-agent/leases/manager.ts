@@ -578,44 +578,31 @@ export class LeaseManager {
           });
           return;
         }
-        this.o.caches.attributeDeletion(h.pod, {
-          requestId: h.requestId,
-          tenant: h.tenant,
-          reason: "scrub failed",
-        });
-        await this.deletePodAndLease(h.pod);
-        this.o.bus.emit({
-          type: "lease.released",
-          requestId: h.requestId,
-          tenant: h.tenant,
-          pod: h.pod,
-          data: {
-            heldMs,
-            usedUntil,
-            recycle: "replace",
-            fence: h.fence,
-            scrubFailed: scrubbed.ok ? "free failed" : scrubbed.error.message,
-          },
+        await this.replaceReleased(h, "scrub failed", {
+          heldMs,
+          usedUntil,
+          scrubFailed: scrubbed.ok ? "free failed" : scrubbed.error.message,
         });
         return;
       }
-      this.o.caches.attributeDeletion(h.pod, {
-        requestId: h.requestId,
-        tenant: h.tenant,
-        reason: "recycle replace",
-      });
-      await this.deletePodAndLease(h.pod);
-      this.o.bus.emit({
-        type: "lease.released",
-        requestId: h.requestId,
-        tenant: h.tenant,
-        pod: h.pod,
-        data: { heldMs, usedUntil, recycle: "replace", fence: h.fence },
-      });
+      await this.replaceReleased(h, "recycle replace", { heldMs, usedUntil });
     } finally {
       this.held.delete(h.pod);
       this.wake();
     }
+  }
+
+  /** Recycle a released pod by replacement: delete it and its Lease (the controller brings a fresh one). */
+  private async replaceReleased(h: Held, reason: string, data: Record<string, unknown>): Promise<void> {
+    this.o.caches.attributeDeletion(h.pod, { requestId: h.requestId, tenant: h.tenant, reason });
+    await this.deletePodAndLease(h.pod);
+    this.o.bus.emit({
+      type: "lease.released",
+      requestId: h.requestId,
+      tenant: h.tenant,
+      pod: h.pod,
+      data: { ...data, recycle: "replace", fence: h.fence },
+    });
   }
 
   /** The caller left before using the pod: free the Lease without recycling (nothing ran in it). */

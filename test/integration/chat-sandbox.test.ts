@@ -8,16 +8,15 @@ import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createChatHandler } from "../../cluster-agent/chat/chat-handler.ts";
 import { readModelConfig } from "../../cluster-agent/chat/model-config.ts";
-import { loadConfig } from "../../cluster-agent/config.ts";
 import { HttpExecutor } from "../../cluster-agent/exec/http-executor.ts";
-import { makeClients } from "../../cluster-agent/k8s/client.ts";
 import { microNow } from "../../cluster-agent/k8s/microtime.ts";
-import { AgentPool } from "../../cluster-agent/pool/agent-pool.ts";
+import type { AgentPool } from "../../cluster-agent/pool/agent-pool.ts";
 import type { ChatEvent, PoolEvent, RelayChatRequest } from "../../shared/api.ts";
 import {
   type LeaseCluster,
   poolView,
   startLeaseCluster,
+  startPool,
   waitFor,
   waitForSettledPool,
 } from "../support/lease-cluster.ts";
@@ -37,22 +36,13 @@ const servers: ScriptedOpenAI[] = [];
 
 beforeAll(async () => {
   cluster = await startLeaseCluster("chat-sandbox");
-  const cfg = loadConfig(
-    cluster.agentEnv({
-      AGENT_ID: "chat-agent",
-      POOL_SIZE: "2",
-      QUEUE_TIMEOUT_SECONDS: "10",
-      LEASE_TTL_SECONDS: "15",
-    }),
-  );
-  if (!cfg.ok) throw cfg.error;
-  const started = await AgentPool.start({
-    config: cfg.value,
-    clients: makeClients(cluster.dc.kubeConfig()),
-    orphanGraceMs: 2_000,
+  const started = await startPool(cluster, {
+    AGENT_ID: "chat-agent",
+    POOL_SIZE: "2",
+    QUEUE_TIMEOUT_SECONDS: "10",
+    LEASE_TTL_SECONDS: "15",
   });
-  if (!started.ok) throw started.error;
-  pool = started.value;
+  pool = started.pool;
   pool.bus.on((e) => poolEvents.push(e));
   executor = new HttpExecutor({ poolToken: cluster.poolToken });
   await waitForSettledPool(cluster, 2, 40_000);

@@ -1,14 +1,12 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { loadConfig } from "../../cluster-agent/config.ts";
 import { HttpExecutor } from "../../cluster-agent/exec/http-executor.ts";
-import { HttpScrubber } from "../../cluster-agent/exec/scrubber.ts";
-import { makeClients } from "../../cluster-agent/k8s/client.ts";
 import { microNow } from "../../cluster-agent/k8s/microtime.ts";
 import type { LeaseHandle } from "../../cluster-agent/leases/types.ts";
-import { AgentPool } from "../../cluster-agent/pool/agent-pool.ts";
+import type { AgentPool } from "../../cluster-agent/pool/agent-pool.ts";
 import type { PoolEvent } from "../../shared/api.ts";
 import {
   type LeaseCluster,
+  startPool as startClusterPool,
   startLeaseCluster,
   waitFor,
   waitForSettledPool,
@@ -20,17 +18,9 @@ let cluster: LeaseCluster;
 const pools: AgentPool[] = [];
 
 async function startPool(extra: Record<string, string>): Promise<{ pool: AgentPool; events: PoolEvent[] }> {
-  const cfg = loadConfig(cluster.agentEnv({ AGENT_ID: `q-${pools.length}`, ...extra }));
-  if (!cfg.ok) throw cfg.error;
-  const clients = makeClients(cluster.dc.kubeConfig());
-  const scrubber =
-    cfg.value.recycle === "scrub" ? new HttpScrubber({ poolToken: cluster.poolToken }) : undefined;
-  const r = await AgentPool.start({ config: cfg.value, clients, scrubber, orphanGraceMs: 2_000 });
-  if (!r.ok) throw r.error;
-  pools.push(r.value);
-  const events: PoolEvent[] = [];
-  r.value.bus.on((e) => events.push(e));
-  return { pool: r.value, events };
+  const started = await startClusterPool(cluster, { AGENT_ID: `q-${pools.length}`, ...extra });
+  pools.push(started.pool);
+  return started;
 }
 
 async function must(p: Promise<import("../../shared/errors.ts").Result<LeaseHandle>>): Promise<LeaseHandle> {

@@ -1,13 +1,12 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { loadConfig } from "../../cluster-agent/config.ts";
-import { makeClients } from "../../cluster-agent/k8s/client.ts";
 import { microNow } from "../../cluster-agent/k8s/microtime.ts";
-import { AgentPool } from "../../cluster-agent/pool/agent-pool.ts";
+import type { AgentPool } from "../../cluster-agent/pool/agent-pool.ts";
 import { POOL_LABELS } from "../../cluster-agent/pool/labels.ts";
 import type { PoolEvent } from "../../shared/api.ts";
 import {
   type LeaseCluster,
   poolView,
+  startPool as startClusterPool,
   startLeaseCluster,
   waitFor,
   waitForSettledPool,
@@ -17,18 +16,13 @@ let cluster: LeaseCluster;
 const pools: AgentPool[] = [];
 
 async function startPool(extra: Record<string, string>): Promise<{ pool: AgentPool; events: PoolEvent[] }> {
-  const cfg = loadConfig(cluster.agentEnv({ AGENT_ID: `pc-${pools.length}`, ...extra }));
-  if (!cfg.ok) throw cfg.error;
-  const r = await AgentPool.start({
-    config: cfg.value,
-    clients: makeClients(cluster.dc.kubeConfig()),
-    orphanGraceMs: 1_500,
-  });
-  if (!r.ok) throw r.error;
-  pools.push(r.value);
-  const events: PoolEvent[] = [];
-  r.value.bus.on((e) => events.push(e));
-  return { pool: r.value, events };
+  const started = await startClusterPool(
+    cluster,
+    { AGENT_ID: `pc-${pools.length}`, ...extra },
+    { orphanGraceMs: 1_500 },
+  );
+  pools.push(started.pool);
+  return started;
 }
 
 beforeAll(async () => {

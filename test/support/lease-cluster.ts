@@ -1,8 +1,12 @@
 import { randomBytes } from "node:crypto";
 import type { V1Lease, V1Pod } from "@kubernetes/client-node";
+import { loadConfig } from "../../cluster-agent/config.ts";
+import { HttpScrubber } from "../../cluster-agent/exec/scrubber.ts";
 import { type KubeClients, makeClients } from "../../cluster-agent/k8s/client.ts";
+import { AgentPool } from "../../cluster-agent/pool/agent-pool.ts";
 import { POOL_LABEL_SELECTOR, POOL_TOKEN_SECRET } from "../../cluster-agent/pool/labels.ts";
 import { isPodReady } from "../../cluster-agent/pool/pod-state.ts";
+import type { PoolEvent } from "../../shared/api.ts";
 import { startTestCluster, type TestCluster } from "./devcluster.ts";
 
 /** A devcluster with the real sandbox image, a sandbox namespace and the pool token Secret, for the lease/pool suites. */
@@ -44,6 +48,30 @@ export async function startLeaseCluster(namespace = "pi-sandbox"): Promise<Lease
     }),
     close: () => dc.close(),
   };
+}
+
+/**
+ * One agent's pool (caches, lease manager, leader election, controller) against this cluster,
+ * configured through the real config module, with every bus event collected. The caller closes it.
+ */
+export async function startPool(
+  c: LeaseCluster,
+  env: Record<string, string>,
+  opts: { orphanGraceMs?: number } = {},
+): Promise<{ pool: AgentPool; events: PoolEvent[] }> {
+  const cfg = loadConfig(c.agentEnv(env));
+  if (!cfg.ok) throw cfg.error;
+  const scrubber = cfg.value.recycle === "scrub" ? new HttpScrubber({ poolToken: c.poolToken }) : undefined;
+  const r = await AgentPool.start({
+    config: cfg.value,
+    clients: makeClients(c.dc.kubeConfig()),
+    ...(scrubber ? { scrubber } : {}),
+    orphanGraceMs: opts.orphanGraceMs ?? 2_000,
+  });
+  if (!r.ok) throw r.error;
+  const events: PoolEvent[] = [];
+  r.value.bus.on((e) => events.push(e));
+  return { pool: r.value, events };
 }
 
 export async function waitFor<T>(
