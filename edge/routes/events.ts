@@ -11,6 +11,9 @@ import { requestedRegions } from "./pool.ts";
  * the region's connected agents and merges their streams: one agent's stream alone would miss
  * what its sibling replicas do.
  */
+/** `?region=all`: one stream of every connected agent of every configured region (events carry `region`). */
+export const ALL_REGIONS = "all";
+
 export const eventsRoute: RouteDef = {
   method: "GET",
   path: "/v1/events",
@@ -18,16 +21,21 @@ export const eventsRoute: RouteDef = {
   scope: "sandbox:admin",
   doc: {
     summary:
-      "Live pool events of one region, merged from all its agents (SSE: one `snapshot` per agent, then PoolEvent messages)",
+      "Live pool events of one region (or `?region=all`), merged from all its agents (SSE: one `snapshot` per agent, then PoolEvent messages)",
     tags: ["admin"],
     responseContentType: "text/event-stream",
     parameters: [
-      { name: "region", in: "query", description: "region to watch (default: nearest, with failover)" },
+      {
+        name: "region",
+        in: "query",
+        description: "region to watch, or `all` for every region merged (default: nearest, with failover)",
+      },
     ],
   },
   async handler(c) {
     const { config, tunnels } = c.get("deps");
-    const asked = c.req.query("region") !== undefined ? requestedRegions(c) : null;
+    const all = c.req.query("region") === ALL_REGIONS;
+    const asked = all ? config.regions : c.req.query("region") !== undefined ? requestedRegions(c) : null;
     const regions = asked ?? regionOrder(c);
     const base = (): RelayInput => ({
       method: "GET",
@@ -41,19 +49,24 @@ export const eventsRoute: RouteDef = {
       // An event stream may be quiet for long; the agent's keep-alives are not required.
       idleMs: 0,
     });
-    for (const region of regions) {
-      const agents = await connectedAgents(tunnels, region);
-      if (agents.length === 0) continue;
-      // Each relay is signed on its own (its own jti), pinned to one agent connection.
+    // One region: the first (in preference order) with an agent. `all`: every agent of every region.
+    for (const group of all ? [regions] : regions.map((r) => [r])) {
+      const targets = (
+        await Promise.all(
+          group.map(async (region) => (await connectedAgents(tunnels, region)).map((a) => ({ region, a }))),
+        )
+      ).flat();
+      if (targets.length === 0) continue;
+      // Each relay is signed on its own (its own jti, its region's audience), pinned to one agent connection.
       const outs = await Promise.all(
-        agents.map((a) =>
+        targets.map(({ region, a }) =>
           relayToRegions(config, tunnels, { ...base(), regions: [region], connection: a.connId }),
         ),
       );
       const live = outs.filter((o) => o.response.ok && o.response.body);
       if (live.length === 0) return finishRelay(c, outs[0]!);
       for (const o of outs) if (!live.includes(o)) await o.response.body?.cancel();
-      return finishRelay(c, merged(live, region));
+      return finishRelay(c, merged(live, all ? ALL_REGIONS : live[0]!.region));
     }
     // No region lists an agent: the ordinary relay answers (no_agent with Retry-After).
     return finishRelay(c, await relayToRegions(config, tunnels, base()));

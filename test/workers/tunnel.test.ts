@@ -312,6 +312,33 @@ describe("relay through the tunnel", () => {
     expect(us.received.length).toBe(1);
   });
 
+  it("GET /v1/events?region=all merges the streams of every region's agents", async () => {
+    for (const region of ["eu-1", "us-1"]) {
+      await agent(region, async (r, ag) => {
+        expect(r.frame.path).toBe("/v1/events");
+        const at = new Date().toISOString();
+        const sse =
+          `event: snapshot\ndata: ${JSON.stringify({ region, agentId: ag.agentId })}\n\n` +
+          `event: pool\ndata: ${JSON.stringify({ type: "pod.ready", at, agentId: ag.agentId, region, pod: `pod-${region}` })}\n\n`;
+        await ag.respond(r.frame.id, new Response(sse, { headers: { "content-type": "text/event-stream" } }));
+      });
+      await waitForAgents(TUNNEL, region, 1);
+    }
+    const token = await tenantToken({ tenant: "tenant-admin", scope: "sandbox:admin" });
+    const res = await SELF.fetch(`${BASE}/v1/events?region=all`, { headers: auth(token) });
+    expect(res.status).toBe(200);
+    const text = await res.text();
+    expect(text).toContain('"pod":"pod-eu-1"');
+    expect(text).toContain('"pod":"pod-us-1"');
+    expect(text.match(/event: snapshot/g)?.length).toBe(2);
+
+    // Without `all`, one region only (the nearest with an agent).
+    const one = await SELF.fetch(`${BASE}/v1/events?region=us-1`, { headers: auth(token) });
+    const oneText = await one.text();
+    expect(oneText).toContain('"pod":"pod-us-1"');
+    expect(oneText).not.toContain('"pod":"pod-eu-1"');
+  });
+
   it("GET /v1/pool collects every region; a region without agents reports no_agent", async () => {
     await agent("eu-1", async (r, ag) => {
       await ag.respond(
