@@ -40,6 +40,7 @@ function poolConfig(namespace: string, agentId: string): PoolConfig {
     agentId,
     region: "bench",
     podReadyTimeoutSeconds: 60,
+    poolToken: undefined,
   };
 }
 

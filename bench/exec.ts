@@ -1,6 +1,7 @@
 import { spawn } from "node:child_process";
 import type { ExecTarget, Executor } from "../cluster-agent/exec/executor.ts";
 import { HttpExecutor } from "../cluster-agent/exec/http-executor.ts";
+import { podExecToken } from "../cluster-agent/exec/pod-token.ts";
 import { startSandboxServer } from "../test/support/sandbox-server.ts";
 import type { BenchSuite } from "./types.ts";
 
@@ -106,11 +107,11 @@ export async function benchExec(opts: {
 export async function benchExecStandalone(
   opts: { n?: number; deadlineMs?: number; extraTargets?: ExecBenchTarget[] } = {},
 ): Promise<ExecBenchRow[]> {
-  const server = await startSandboxServer({ token: "bench-token" });
+  const server = await startSandboxServer({ token: podExecToken("bench-token", "bench", "bench") });
   try {
     const http: ExecBenchTarget = {
       name: "http executor (exec server in bwrap)",
-      executor: new HttpExecutor({ poolToken: server.token, port: server.port }),
+      executor: new HttpExecutor({ poolToken: "bench-token", port: server.port }),
       target: { namespace: "bench", pod: "bench", podIP: server.host, fence: 1 },
     };
     return await benchExec({

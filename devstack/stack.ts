@@ -2,8 +2,6 @@ import { randomBytes } from "node:crypto";
 import { mkdirSync, rmSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { makeClients } from "../cluster-agent/k8s/client.ts";
-import { POOL_TOKEN_SECRET } from "../cluster-agent/pool/labels.ts";
 import { buildSandboxImage } from "../cluster-agent/sandbox-server/build.ts";
 import type { AuditEntry } from "../devcluster/apiserver/index.ts";
 import { type DevCluster, startDevCluster } from "../devcluster/devcluster.ts";
@@ -93,19 +91,8 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
       ...(opts.apiAudit ? { audit: opts.apiAudit } : {}),
     });
     cleanups.push(() => cluster.close());
-    const clients = makeClients(cluster.kubeConfig());
+    // Only the agents hold it: each sandbox pod gets its own token derived from it.
     const poolToken = randomBytes(24).toString("hex");
-    for (const region of regions) {
-      await clients.core.createNamespacedSecret({
-        namespace: namespaceOf(region),
-        body: {
-          apiVersion: "v1",
-          kind: "Secret",
-          metadata: { name: POOL_TOKEN_SECRET },
-          stringData: { token: poolToken },
-        },
-      });
-    }
 
     const keys = await generateRegionKeys(regions);
     const issuer = await createDevIssuer();

@@ -3,8 +3,10 @@ import { type ExecOutcome, LIMITS } from "../../shared/api.ts";
 import { AppError, type ErrorCode, err, ok, type Result } from "../../shared/errors.ts";
 import { abortError, type ExecCall, type ExecTarget, type Executor, RESULT_GRACE_MS } from "./executor.ts";
 import { OutputCapture } from "./output-capture.ts";
+import { podExecToken } from "./pod-token.ts";
 
 export interface HttpExecutorOptions {
+  /** The agent's pool token: each pod's exec token is derived from it (pod-token.ts). */
   poolToken: string;
   /** The exec server's port in every sandbox pod. */
   port?: number;
@@ -109,7 +111,7 @@ export class HttpExecutor implements Executor {
           method: "POST",
           agent: o.agent,
           headers: {
-            authorization: `Bearer ${o.poolToken}`,
+            authorization: `Bearer ${podExecToken(o.poolToken, target.namespace, target.pod)}`,
             "x-fence-token": String(target.fence),
             "content-type": "application/json",
             "content-length": Buffer.byteLength(body),

@@ -1,8 +1,10 @@
 import { Agent, request } from "node:http";
 import { AppError, err, ok, type Result } from "../../shared/errors.ts";
 import type { ExecTarget, Scrubber } from "./executor.ts";
+import { podExecToken } from "./pod-token.ts";
 
 export interface HttpScrubberOptions {
+  /** The agent's pool token: each pod's exec token is derived from it (pod-token.ts). */
   poolToken: string;
   port?: number;
   /** Per request; /reset of a fork bomb may take a few seconds. */
@@ -72,7 +74,10 @@ export class HttpScrubber implements Scrubber {
         path,
         method,
         agent: this.#o.agent,
-        headers: { authorization: `Bearer ${this.#o.poolToken}`, "x-fence-token": String(target.fence) },
+        headers: {
+          authorization: `Bearer ${podExecToken(this.#o.poolToken, target.namespace, target.pod)}`,
+          "x-fence-token": String(target.fence),
+        },
       });
       const timer = setTimeout(
         () => settle(err(new AppError("sandbox_failed", `${method} ${path} on ${target.pod} timed out`))),

@@ -1,8 +1,10 @@
+import { randomBytes } from "node:crypto";
 import type { V1Lease, V1Pod } from "@kubernetes/client-node";
 import type { PodSnapshot, PodState, PoolSnapshot } from "../../shared/api.ts";
 import { AppError, err, ok, type Result } from "../../shared/errors.ts";
 import type { AgentConfig } from "../config.ts";
 import { EventBus } from "../events/bus.ts";
+import { podExecToken } from "../exec/pod-token.ts";
 import type { KubeClients } from "../k8s/client.ts";
 import { microTimeString } from "../k8s/microtime.ts";
 import { holderOf, parseHolder, tenantOf } from "../leases/lease-record.ts";
@@ -12,7 +14,7 @@ import { PoolCaches } from "./caches.ts";
 import { PoolController } from "./controller.ts";
 import { LeaderElector } from "./leader.ts";
 import { isFinished, isPodReady, isTerminating } from "./pod-state.ts";
-import { buildSandboxPod, loadPodTemplate } from "./pod-template.ts";
+import { buildSandboxPod, loadPodTemplate, podName } from "./pod-template.ts";
 
 export type PoolConfig = Pick<
   AgentConfig,
@@ -29,6 +31,7 @@ export type PoolConfig = Pick<
   | "agentId"
   | "region"
   | "podReadyTimeoutSeconds"
+  | "poolToken"
 >;
 
 export interface AgentPoolOptions {
@@ -82,9 +85,16 @@ export class AgentPool {
       leaseTtlSeconds: config.leaseTtlSeconds,
       podReadyTimeoutSeconds: config.podReadyTimeoutSeconds,
       orphanGraceMs: opts.orphanGraceMs,
-      podTemplate: () =>
+      podName: () => podName(template),
+      podTemplate: (name) =>
         buildSandboxPod(template, {
           namespace: config.namespace,
+          name,
+          // Without a pool token (api exec, replace recycling) nobody calls the exec server: a
+          // random token keeps it closed (it refuses to start without one).
+          execToken: config.poolToken
+            ? podExecToken(config.poolToken, config.namespace, name)
+            : randomBytes(32).toString("base64url"),
           image: config.sandboxImage,
           runtimeClassName: config.runtimeClassName,
         }),

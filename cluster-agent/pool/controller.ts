@@ -18,8 +18,10 @@ export interface PoolControllerOptions {
   poolSize: number;
   leaseTtlSeconds: number;
   podReadyTimeoutSeconds: number;
-  /** Builds a fresh sandbox Pod (generateName) from the template. */
-  podTemplate: () => V1Pod;
+  /** A fresh, random pod name (`sandbox-xxxxx`). */
+  podName: () => string;
+  /** Builds the sandbox Pod of that name (its exec token is bound to the name). */
+  podTemplate: (name: string) => V1Pod;
   /** How long a pod may live without its Lease (or a Lease without its pod) before it is an orphan. */
   orphanGraceMs?: number;
   resyncMs?: number;
@@ -226,14 +228,23 @@ export class PoolController {
 
   private async createPod(): Promise<void> {
     this.pendingCreates++;
-    let pod: V1Pod;
-    try {
-      pod = await withTimeout(
-        this.o.clients.core.createNamespacedPod({ namespace: this.o.namespace, body: this.o.podTemplate() }),
-        this.timeoutMs,
-        "create pod",
-      );
-    } catch {
+    let pod: V1Pod | undefined;
+    // We name the pod ourselves (its exec token is bound to the name): a taken name is a 409, so try another.
+    for (let attempt = 0; attempt < 5 && !pod; attempt++) {
+      try {
+        pod = await withTimeout(
+          this.o.clients.core.createNamespacedPod({
+            namespace: this.o.namespace,
+            body: this.o.podTemplate(this.o.podName()),
+          }),
+          this.timeoutMs,
+          "create pod",
+        );
+      } catch (e) {
+        if (k8sFailure(e).code !== 409) break;
+      }
+    }
+    if (!pod) {
       this.pendingCreates--;
       return;
     }

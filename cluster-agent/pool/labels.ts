@@ -11,4 +11,3 @@ export const POOL_LABEL_SELECTOR = Object.entries(POOL_LABELS)
 export const LEADER_LEASE_NAME = "pi-sandbox-pool-leader";
 export const TENANT_ANNOTATION = "pi-sandbox-runtime/tenant";
 export const REQUEST_ID_ANNOTATION = "pi-sandbox-runtime/request-id";
-export const POOL_TOKEN_SECRET = "pi-sandbox-pool-token";

@@ -1,3 +1,4 @@
+import { randomInt } from "node:crypto";
 import { readFileSync } from "node:fs";
 import type { V1Pod } from "@kubernetes/client-node";
 import { z } from "zod";
@@ -5,8 +6,15 @@ import baseTemplate from "../../k8s/base/sandbox-pod-template.json" with { type:
 import { AppError, err, ok, type Result } from "../../shared/errors.ts";
 import { POOL_LABELS } from "./labels.ts";
 
+/** The env var the exec server reads its token from: this pod's own token, never the pool token. */
+export const EXEC_TOKEN_ENV = "POOL_TOKEN";
+
 export interface PodTemplateOptions {
   namespace: string;
+  /** The pod's name, chosen by the controller (`podName`) because its exec token is bound to it. */
+  name: string;
+  /** This pod's exec token (cluster-agent/exec/pod-token.ts), put into the container env as a plain value. */
+  execToken: string;
   image: string;
   runtimeClassName?: string | undefined;
   /** Path of a JSON Pod to use instead of k8s/base/sandbox-pod-template.json (SANDBOX_POD_TEMPLATE). */
@@ -36,25 +44,43 @@ export function loadPodTemplate(path: string | undefined): Result<V1Pod> {
   return ok(structuredClone(parsed.data) as V1Pod);
 }
 
+// What Kubernetes' generateName uses (k8s.io/apimachinery/pkg/util/rand): no vowels, no 0/1/3.
+const NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789";
+
+/** A fresh name like generateName would give: the template's prefix (default `sandbox-`) + 5 random chars. */
+export function podName(template: V1Pod): string {
+  let suffix = "";
+  for (let i = 0; i < 5; i++) suffix += NAME_ALPHABET[randomInt(NAME_ALPHABET.length)];
+  return `${template.metadata?.generateName ?? "sandbox-"}${suffix}`;
+}
+
 /**
- * The Pod the controller creates: the template with namespace, image (first container) and pool
- * labels filled in; always `generateName` so replicas never fight over names.
+ * The Pod the controller creates: the template with name, namespace, image (first container), pool
+ * labels and the pod's own exec token filled in. The name is set here, not by generateName: the
+ * token is bound to it, so it must be known before the pod exists (a 409 means pick another).
+ * Any `POOL_TOKEN` entry in the template (e.g. an old secretKeyRef) is replaced.
  */
 export function buildSandboxPod(template: V1Pod, opts: PodTemplateOptions): V1Pod {
   const pod = structuredClone(template);
   const meta = pod.metadata ?? {};
   pod.apiVersion = "v1";
   pod.kind = "Pod";
+  const { generateName: _unused, ...rest } = meta;
   pod.metadata = {
-    ...meta,
-    name: undefined,
-    generateName: meta.generateName ?? "sandbox-",
+    ...rest,
+    name: opts.name,
     namespace: opts.namespace,
     labels: { ...(meta.labels ?? {}), ...POOL_LABELS },
   };
   if (!pod.spec) throw new Error("sandbox pod template has no spec");
   const first = pod.spec.containers[0];
-  if (first) first.image = opts.image;
+  if (first) {
+    first.image = opts.image;
+    first.env = [
+      { name: EXEC_TOKEN_ENV, value: opts.execToken },
+      ...(first.env ?? []).filter((e) => e.name !== EXEC_TOKEN_ENV),
+    ];
+  }
   if (opts.runtimeClassName) pod.spec.runtimeClassName = opts.runtimeClassName;
   return pod;
 }

@@ -3,9 +3,7 @@
 // recycle modes (replace: a fresh pod; scrub: the same pod, reset and verified) and both exec
 // modes (http: the in-pod exec server; api: pods/exec).
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { makeClients } from "../../cluster-agent/k8s/client.ts";
 import { type RunningAgent, startAgent } from "../../cluster-agent/main.ts";
-import { POOL_TOKEN_SECRET } from "../../cluster-agent/pool/labels.ts";
 import { type ExecResult, ExecResultSchema, SCOPES } from "../../shared/api.ts";
 import { generateSigningKeyPair } from "../../shared/jwt-keys.ts";
 import { createRelaySigner, type RelaySigner, relayAudience } from "../../shared/relay-signing.ts";
@@ -28,18 +26,6 @@ let seq = 0;
 
 beforeAll(async () => {
   cluster = await startTestCluster({ namespaces: COMBOS.map((c) => `rc-${c.recycle}-${c.execMode}`) });
-  const clients = makeClients(cluster.kubeConfig());
-  for (const c of COMBOS) {
-    await clients.core.createNamespacedSecret({
-      namespace: `rc-${c.recycle}-${c.execMode}`,
-      body: {
-        apiVersion: "v1",
-        kind: "Secret",
-        metadata: { name: POOL_TOKEN_SECRET },
-        stringData: { token: poolToken },
-      },
-    });
-  }
   const keys = await generateSigningKeyPair();
   relayPublic = JSON.stringify({ keys: [keys.publicJwk] });
   signer = await createRelaySigner({ privateJwk: keys.privateJwk, audience: relayAudience(REGION) });

@@ -5,6 +5,7 @@ import { WebSocketServer } from "ws";
 import { ApiExecutor } from "../../cluster-agent/exec/api-executor.ts";
 import type { ExecCall, ExecTarget, Executor } from "../../cluster-agent/exec/executor.ts";
 import { HttpExecutor } from "../../cluster-agent/exec/http-executor.ts";
+import { podExecToken } from "../../cluster-agent/exec/pod-token.ts";
 import { type ExecOutcome, ExecOutcomeSchema } from "../../shared/api.ts";
 import { AppError, type Result } from "../../shared/errors.ts";
 import { type SandboxPodCluster, startSandboxPodCluster } from "../support/sandbox-pod.ts";
@@ -35,7 +36,9 @@ describe("api executor vs http executor on a devcluster sandbox pod", () => {
   ];
   const inspect = async () => {
     const res = await fetch(`http://${target.podIP}:8080/inspect`, {
-      headers: { authorization: `Bearer ${cluster.poolToken}` },
+      headers: {
+        authorization: `Bearer ${podExecToken(cluster.poolToken, target.namespace, target.pod)}`,
+      },
       signal: AbortSignal.timeout(5000),
     });
     return (await res.json()) as { processes: number; workspaceEntries: number; tmpEntries: number };
@@ -81,6 +84,7 @@ describe("api executor vs http executor on a devcluster sandbox pod", () => {
     }
     const env = value(await api.exec(target, call({ command: "env" }))).stdout;
     expect(env).not.toContain(cluster.poolToken);
+    expect(env).not.toContain(podExecToken(cluster.poolToken, target.namespace, target.pod));
     expect(env).not.toContain("POOL_TOKEN");
   });
 

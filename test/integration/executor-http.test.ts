@@ -3,10 +3,13 @@ import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ExecCall, ExecTarget } from "../../cluster-agent/exec/executor.ts";
 import { HttpExecutor } from "../../cluster-agent/exec/http-executor.ts";
+import { podExecToken } from "../../cluster-agent/exec/pod-token.ts";
 import { HttpScrubber } from "../../cluster-agent/exec/scrubber.ts";
 import { ExecOutcomeSchema } from "../../shared/api.ts";
 import { AppError } from "../../shared/errors.ts";
 import { type SandboxServerHandle, sandboxClient, startSandboxServer } from "../support/sandbox-server.ts";
+
+const POOL_TOKEN = "http-exec-pool-token";
 
 // HttpExecutor and HttpScrubber against the real exec server in bubblewrap.
 describe("http executor", () => {
@@ -30,9 +33,10 @@ describe("http executor", () => {
   };
 
   beforeAll(async () => {
-    h = await startSandboxServer({ token: "http-exec-token" });
-    executor = new HttpExecutor({ poolToken: h.token, port: h.port });
-    scrubber = new HttpScrubber({ poolToken: h.token, port: h.port });
+    // The server holds only this pod's token; the executor and scrubber derive it from the pool token.
+    h = await startSandboxServer({ token: podExecToken(POOL_TOKEN, "default", "sandbox-test") });
+    executor = new HttpExecutor({ poolToken: POOL_TOKEN, port: h.port });
+    scrubber = new HttpScrubber({ poolToken: POOL_TOKEN, port: h.port });
     target = { namespace: "default", pod: "sandbox-test", podIP: h.host, fence: 2 };
   });
   afterAll(async () => {
@@ -67,7 +71,7 @@ describe("http executor", () => {
   });
 
   it("streams capped output to onOutput and reports true byte counts", async () => {
-    const small = new HttpExecutor({ poolToken: h.token, port: h.port, outputCapBytes: 1000 });
+    const small = new HttpExecutor({ poolToken: POOL_TOKEN, port: h.port, outputCapBytes: 1000 });
     let streamed = 0;
     const r = await small.exec(
       target,

@@ -4,7 +4,8 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { buildSandboxPod } from "../../cluster-agent/pool/pod-template.ts";
+import { podExecToken } from "../../cluster-agent/exec/pod-token.ts";
+import { buildSandboxPod, podName } from "../../cluster-agent/pool/pod-template.ts";
 import { KINDS } from "../../devcluster/apiserver/kinds/index.ts";
 import { K8S_DIR, type KObject, renderKustomization } from "../../k8s/render.ts";
 import { startTestCluster, type TestCluster } from "../support/devcluster.ts";
@@ -83,14 +84,6 @@ describe("the base applied to devcluster", () => {
       "pool-token",
     ]);
     expect((await call("POST", collection(agentSecret), agentSecret)).status).toBe(201);
-    const pool: KObject = {
-      apiVersion: "v1",
-      kind: "Secret",
-      metadata: { name: "pi-sandbox-pool-token", namespace: "pi-sandbox" },
-      type: "Opaque",
-      data: { token: Buffer.from("0123456789abcdef").toString("base64") },
-    };
-    expect((await call("POST", collection(pool), pool)).status).toBe(201);
   });
 
   it("runs a sandbox pod built from the rendered ConfigMap's template, as the agent builds it", async () => {
@@ -102,8 +95,13 @@ describe("the base applied to devcluster", () => {
     )?.data as Record<string, string>;
     const files = (cm?.data ?? {}) as Record<string, string>;
     const template = JSON.parse(files["sandbox-pod-template.json"] ?? "null");
+    const namespace = config.SANDBOX_NAMESPACE ?? "?";
+    const podNameChosen = podName(template);
     const pod = buildSandboxPod(template, {
-      namespace: config.SANDBOX_NAMESPACE ?? "?",
+      namespace,
+      name: podNameChosen,
+      // No Secret in the sandbox namespace: the pod's exec token is a plain env value.
+      execToken: podExecToken("0123456789abcdef", namespace, podNameChosen),
       image: config.SANDBOX_IMAGE ?? "?",
     });
     const created = await call("POST", `/api/v1/namespaces/${config.SANDBOX_NAMESPACE}/pods`, pod);

@@ -10,7 +10,6 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { makeClients } from "../../cluster-agent/k8s/client.ts";
 import { type RunningAgent, startAgent } from "../../cluster-agent/main.ts";
-import { POOL_TOKEN_SECRET } from "../../cluster-agent/pool/labels.ts";
 import type { AuditEntry } from "../../devcluster/apiserver/index.ts";
 import { writeKubeconfig } from "../../devcluster/kubeconfig.ts";
 import { type KObject, overlayDir, renderKustomization } from "../../k8s/render.ts";
@@ -132,17 +131,8 @@ beforeAll(async () => {
   await writeKubeconfig(kubeconfigPath, { server: cluster.apiUrl, token: agentToken, user: SA_USER });
   templatePath = join(cluster.dir, "sandbox-pod-template.json");
   writeFileSync(templatePath, templateCm["sandbox-pod-template.json"] ?? "");
-  // The Secret as k8s/README.md creates it (the admin does this, not the agent).
+  // Only the agent holds the pool token (its own Secret); the sandbox namespace has none.
   poolToken = randomBytes(16).toString("hex");
-  await makeClients(cluster.kubeConfig()).core.createNamespacedSecret({
-    namespace: NS,
-    body: {
-      apiVersion: "v1",
-      kind: "Secret",
-      metadata: { name: POOL_TOKEN_SECRET, namespace: NS },
-      stringData: { token: poolToken },
-    },
-  });
   const keys = await generateSigningKeyPair();
   signer = await createRelaySigner({ privateJwk: keys.privateJwk, audience: relayAudience(REGION) });
   publicKeys = JSON.stringify({ keys: [keys.publicJwk] });

@@ -47,7 +47,7 @@ describe("pool controller (leader-elected, against devcluster)", () => {
     await waitFor("leadership", () => pool.isLeader, 5_000, 20);
     const v = await waitForSettledPool(cluster, 3, 25_000);
 
-    // What was created: the restricted template, generateName, pool labels, one Lease per pod.
+    // What was created: the restricted template, a controller-chosen name, pool labels, one Lease per pod.
     for (const p of v.live) {
       const name = p.metadata?.name ?? "";
       expect(name).toMatch(/^sandbox-/);

@@ -4,12 +4,15 @@ import { loadConfig } from "../../cluster-agent/config.ts";
 import { HttpScrubber } from "../../cluster-agent/exec/scrubber.ts";
 import { type KubeClients, makeClients } from "../../cluster-agent/k8s/client.ts";
 import { AgentPool } from "../../cluster-agent/pool/agent-pool.ts";
-import { POOL_LABEL_SELECTOR, POOL_TOKEN_SECRET } from "../../cluster-agent/pool/labels.ts";
+import { POOL_LABEL_SELECTOR } from "../../cluster-agent/pool/labels.ts";
 import { isPodReady } from "../../cluster-agent/pool/pod-state.ts";
 import type { PoolEvent } from "../../shared/api.ts";
 import { startTestCluster, type TestCluster } from "./devcluster.ts";
 
-/** A devcluster with the real sandbox image, a sandbox namespace and the pool token Secret, for the lease/pool suites. */
+/**
+ * A devcluster with the real sandbox image and a sandbox namespace, for the lease/pool suites. The
+ * pool token exists only here and in the agent's env: each pod gets its own derived token.
+ */
 export interface LeaseCluster {
   dc: TestCluster;
   namespace: string;
@@ -25,15 +28,6 @@ export async function startLeaseCluster(namespace = "pi-sandbox"): Promise<Lease
   const dc = await startTestCluster({ namespaces: [namespace] });
   const clients = makeClients(dc.kubeConfig());
   const poolToken = randomBytes(16).toString("hex");
-  await clients.core.createNamespacedSecret({
-    namespace,
-    body: {
-      apiVersion: "v1",
-      kind: "Secret",
-      metadata: { name: POOL_TOKEN_SECRET, namespace },
-      stringData: { token: poolToken },
-    },
-  });
   return {
     dc,
     namespace,

@@ -1,11 +1,13 @@
 import { randomBytes } from "node:crypto";
-import { readFileSync } from "node:fs";
-import { CoreV1Api, type KubeConfig, type V1Pod } from "@kubernetes/client-node";
+import { CoreV1Api, type KubeConfig } from "@kubernetes/client-node";
+import { podExecToken } from "../../cluster-agent/exec/pod-token.ts";
+import { buildSandboxPod, loadPodTemplate } from "../../cluster-agent/pool/pod-template.ts";
 import { startTestCluster } from "./devcluster.ts";
 
 /**
  * A devcluster running real sandbox pods (the repository's pod template, the bundled exec server
- * as the image, the pool token from a Secret): what both executors are tested and measured against.
+ * as the image, each pod with its own exec token derived from `poolToken`, as the pool controller
+ * builds it): what both executors are tested and measured against.
  */
 export interface SandboxPodCluster {
   kubeConfig: KubeConfig;
@@ -17,32 +19,27 @@ export interface SandboxPodCluster {
   close(): Promise<void>;
 }
 
-const TEMPLATE = new URL("../../k8s/base/sandbox-pod-template.json", import.meta.url);
-
 export async function startSandboxPodCluster(namespace = "sandbox-exec"): Promise<SandboxPodCluster> {
   // The real sandbox image, built once per process by the devcluster fixture.
   const dc = await startTestCluster({ namespaces: [namespace] });
   const kubeConfig = dc.kubeConfig();
   const core = kubeConfig.makeApiClient(CoreV1Api);
   const poolToken = randomBytes(16).toString("hex");
-  await core.createNamespacedSecret({
-    namespace,
-    body: {
-      apiVersion: "v1",
-      kind: "Secret",
-      metadata: { name: "pi-sandbox-pool-token", namespace },
-      stringData: { token: poolToken },
-    },
-  });
-  const template = JSON.parse(readFileSync(TEMPLATE, "utf8")) as V1Pod;
+  const loaded = loadPodTemplate(undefined);
+  if (!loaded.ok) throw loaded.error;
+  const template = loaded.value;
 
   return {
     kubeConfig,
     namespace,
     poolToken,
     async createPod(name) {
-      const body = structuredClone(template);
-      body.metadata = { ...(body.metadata ?? {}), name, namespace, generateName: undefined };
+      const body = buildSandboxPod(template, {
+        namespace,
+        name,
+        execToken: podExecToken(poolToken, namespace, name),
+        image: template.spec?.containers[0]?.image ?? "pi-sandbox-runtime/sandbox:dev",
+      });
       await core.createNamespacedPod({ namespace, body });
       const deadline = Date.now() + 30_000;
       for (;;) {

@@ -8,7 +8,6 @@ import type { V1PodSpec } from "@kubernetes/client-node";
 import { describe, expect, it } from "vitest";
 import { parseAllDocuments } from "yaml";
 import { loadConfig } from "../../cluster-agent/config.ts";
-import { POOL_TOKEN_SECRET } from "../../cluster-agent/pool/labels.ts";
 import {
   configMapHash,
   K8S_DIR,
@@ -198,9 +197,10 @@ describe.each(OVERLAYS)("%s overlay", (overlay) => {
       expect(r.name).toBe("pi-sandbox-agent");
       expect(exampleKeys.has(r.key)).toBe(true);
     }
-    const sandboxRef = template.spec.containers[0]?.env?.find((e) => e.name === "POOL_TOKEN")?.valueFrom
-      ?.secretKeyRef;
-    expect(sandboxRef).toEqual({ name: POOL_TOKEN_SECRET, key: "token" });
+    // The sandbox pod template references no Secret and carries no token: the controller puts
+    // each pod's own derived token in as a plain value (cluster-agent/exec/pod-token.ts).
+    expect(JSON.stringify(template)).not.toContain("secretKeyRef");
+    expect(template.spec.containers[0]?.env?.some((e) => e.name === "POOL_TOKEN")).toBe(false);
   });
 
   it("the agent Deployment: non-root, read-only root, resources, PDB, service account", () => {

@@ -16,7 +16,13 @@ afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 function agentPod(runtimeClassName?: string): V1Pod {
   const t = loadPodTemplate(undefined);
   if (!t.ok) throw t.error;
-  return buildSandboxPod(t.value, { namespace: "pi-sandbox", image: "img:1", runtimeClassName });
+  return buildSandboxPod(t.value, {
+    namespace: "pi-sandbox",
+    name: "sandbox-abcde",
+    execToken: "t",
+    image: "img:1",
+    runtimeClassName,
+  });
 }
 
 /** The template as a cluster agent reads it: from the rendered ConfigMap, via SANDBOX_POD_TEMPLATE. */
@@ -30,7 +36,12 @@ function podFromOverlay(overlay: string): V1Pod {
   writeFileSync(file, data["sandbox-pod-template.json"] ?? "");
   const t = loadPodTemplate(file);
   if (!t.ok) throw t.error;
-  return buildSandboxPod(t.value, { namespace: "pi-sandbox", image: "img:1" });
+  return buildSandboxPod(t.value, {
+    namespace: "pi-sandbox",
+    name: "sandbox-abcde",
+    execToken: "t",
+    image: "img:1",
+  });
 }
 
 describe("Pod Security restricted: the sandbox pod the agent creates", () => {

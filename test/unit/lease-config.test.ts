@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { loadConfig } from "../../cluster-agent/config.ts";
-import { buildSandboxPod, loadPodTemplate } from "../../cluster-agent/pool/pod-template.ts";
+import { buildSandboxPod, loadPodTemplate, podName } from "../../cluster-agent/pool/pod-template.ts";
 
 describe("agent config", () => {
   it("applies the documented defaults", () => {
@@ -58,10 +58,18 @@ describe("sandbox pod template", () => {
   it("is Pod Security restricted and filled in by the builder", () => {
     const t = loadPodTemplate(undefined);
     if (!t.ok) throw t.error;
-    const pod = buildSandboxPod(t.value, { namespace: "ns1", image: "img:1", runtimeClassName: "gvisor" });
+    const pod = buildSandboxPod(t.value, {
+      namespace: "ns1",
+      name: "sandbox-x7k2q",
+      execToken: "pod-token-1",
+      image: "img:1",
+      runtimeClassName: "gvisor",
+    });
     const spec = pod.spec;
     const c = spec?.containers[0];
-    expect(pod.metadata?.generateName).toBe("sandbox-");
+    // Named by the controller (the exec token is bound to the name), never by generateName.
+    expect(pod.metadata?.name).toBe("sandbox-x7k2q");
+    expect(pod.metadata?.generateName).toBeUndefined();
     expect(pod.metadata?.namespace).toBe("ns1");
     expect(pod.metadata?.labels).toMatchObject({
       "app.kubernetes.io/name": "pi-sandbox",
@@ -94,13 +102,41 @@ describe("sandbox pod template", () => {
     expect(c?.volumeMounts?.map((m) => m.mountPath).sort()).toEqual(["/tmp", "/workspace"]);
     for (const v of spec?.volumes ?? []) expect(v.emptyDir?.sizeLimit).toBeTruthy();
     const env = Object.fromEntries((c?.env ?? []).map((e) => [e.name, e]));
-    expect(env.POOL_TOKEN?.valueFrom?.secretKeyRef).toEqual({ name: "pi-sandbox-pool-token", key: "token" });
+    // The pod's own token as a plain value; no Secret is referenced anywhere in the pod.
+    expect(env.POOL_TOKEN).toEqual({ name: "POOL_TOKEN", value: "pod-token-1" });
+    expect(JSON.stringify(pod)).not.toContain("secretKeyRef");
     expect(env.LISTEN_HOST?.valueFrom?.fieldRef?.fieldPath).toBe("status.podIP");
     expect(spec?.terminationGracePeriodSeconds).toBeLessThanOrEqual(5);
     // The builder must not mutate the template it was given.
-    const again = buildSandboxPod(t.value, { namespace: "ns2", image: "img:2" });
+    const again = buildSandboxPod(t.value, {
+      namespace: "ns2",
+      name: "sandbox-b",
+      execToken: "t2",
+      image: "img:2",
+    });
     expect(again.spec?.runtimeClassName).toBeUndefined();
     expect(again.spec?.containers[0]?.image).toBe("img:2");
+  });
+
+  it("names pods like generateName does: the prefix and 5 characters of Kubernetes' alphabet", () => {
+    const t = loadPodTemplate(undefined);
+    if (!t.ok) throw t.error;
+    const names = new Set(Array.from({ length: 50 }, () => podName(t.value)));
+    for (const n of names) expect(n).toMatch(/^sandbox-[bcdfghjklmnpqrstvwxz2456789]{5}$/);
+    expect(names.size).toBeGreaterThan(40);
+  });
+
+  it("replaces a template's own POOL_TOKEN entry (e.g. an old secretKeyRef) with the pod's token", () => {
+    const t = loadPodTemplate(undefined);
+    if (!t.ok) throw t.error;
+    const old = structuredClone(t.value);
+    old.spec?.containers[0]?.env?.push({
+      name: "POOL_TOKEN",
+      valueFrom: { secretKeyRef: { name: "pi-sandbox-pool-token", key: "token" } },
+    });
+    const pod = buildSandboxPod(old, { namespace: "ns", name: "sandbox-q", execToken: "own", image: "i" });
+    const tokens = pod.spec?.containers[0]?.env?.filter((e) => e.name === "POOL_TOKEN");
+    expect(tokens).toEqual([{ name: "POOL_TOKEN", value: "own" }]);
   });
 
   it("reports an unreadable override", () => {

@@ -1,7 +1,7 @@
 import { env, SELF } from "cloudflare:test";
 import { afterEach, describe, expect, it } from "vitest";
 import { RELAY_HEADER } from "../../shared/relay-signing.ts";
-import { signAgentToken } from "../../shared/tunnel.ts";
+import { signAgentToken, toBase64 } from "../../shared/tunnel.ts";
 import { AGENT_PRIVATE_JWKS } from "./fixtures/test-keys.ts";
 import {
   auth,
@@ -313,28 +313,50 @@ describe("relay through the tunnel", () => {
   });
 
   it("GET /v1/events?region=all merges the streams of every region's agents", async () => {
+    // Like real agents, each keeps its event stream open (a response head and a chunk, no `end`):
+    // the merged stream ends when any source ends, so finite streams would race each other.
     for (const region of ["eu-1", "us-1"]) {
-      await agent(region, async (r, ag) => {
+      await agent(region, (r, ag) => {
         expect(r.frame.path).toBe("/v1/events");
         const at = new Date().toISOString();
         const sse =
           `event: snapshot\ndata: ${JSON.stringify({ region, agentId: ag.agentId })}\n\n` +
           `event: pool\ndata: ${JSON.stringify({ type: "pod.ready", at, agentId: ag.agentId, region, pod: `pod-${region}` })}\n\n`;
-        await ag.respond(r.frame.id, new Response(sse, { headers: { "content-type": "text/event-stream" } }));
+        ag.send({
+          type: "response",
+          id: r.frame.id,
+          status: 200,
+          headers: [["content-type", "text/event-stream"]],
+        });
+        ag.send({ type: "chunk", id: r.frame.id, seq: 0, data: toBase64(new TextEncoder().encode(sse)) });
       });
       await waitForAgents(TUNNEL, region, 1);
     }
     const token = await tenantToken({ tenant: "tenant-admin", scope: "sandbox:admin" });
+    const readUntil = async (res: Response, done: (text: string) => boolean): Promise<string> => {
+      const reader = res.body!.getReader();
+      const decoder = new TextDecoder();
+      let text = "";
+      const deadline = Date.now() + 5_000;
+      while (!done(text) && Date.now() < deadline) {
+        const { value, done: ended } = await reader.read();
+        if (ended) break;
+        text += decoder.decode(value, { stream: true });
+      }
+      await reader.cancel();
+      return text;
+    };
+
     const res = await SELF.fetch(`${BASE}/v1/events?region=all`, { headers: auth(token) });
     expect(res.status).toBe(200);
-    const text = await res.text();
+    const text = await readUntil(res, (t) => t.includes("pod-eu-1") && t.includes("pod-us-1"));
     expect(text).toContain('"pod":"pod-eu-1"');
     expect(text).toContain('"pod":"pod-us-1"');
     expect(text.match(/event: snapshot/g)?.length).toBe(2);
 
-    // Without `all`, one region only (the nearest with an agent).
+    // With one region named, only that region's agents are subscribed.
     const one = await SELF.fetch(`${BASE}/v1/events?region=us-1`, { headers: auth(token) });
-    const oneText = await one.text();
+    const oneText = await readUntil(one, (t) => t.includes("pod-us-1"));
     expect(oneText).toContain('"pod":"pod-us-1"');
     expect(oneText).not.toContain('"pod":"pod-eu-1"');
   });
