@@ -195,7 +195,9 @@ describe("devcluster kubelet: running pods", () => {
   it("restarts a container whose liveness probe fails (restartPolicy Always)", async () => {
     const body = healthPod("liveness", {
       restartPolicy: "Always",
-      env: [{ name: "UNHEALTHY_AFTER_MS", value: "1500" }],
+      // Every start is unhealthy after this long; 4 s leaves the restarted container a running
+      // window that the 100 ms poll cannot miss on a loaded machine (1.5 s once could).
+      env: [{ name: "UNHEALTHY_AFTER_MS", value: "4000" }],
     });
     body.spec!.containers[0]!.livenessProbe = {
       httpGet: { path: "/health", port: 8080 },
