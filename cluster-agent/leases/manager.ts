@@ -324,7 +324,6 @@ export class LeaseManager {
       if (n <= 0) this.inFlightByTenant.delete(w.tenant);
       else this.inFlightByTenant.set(w.tenant, n);
       if (result.ok) {
-        this.o.caches.leases.observe(result.value);
         this.handOut(w, pod, result.value);
       } else {
         const f = result.error;
@@ -350,7 +349,7 @@ export class LeaseManager {
     w: Waiter,
   ): Promise<Result<V1Lease, { code: number; reason: string | undefined; message: string }>> {
     const now = microNow();
-    const name = lease.metadata?.name ?? "";
+    const _name = lease.metadata?.name ?? "";
     const body: V1Lease = {
       apiVersion: "coordination.k8s.io/v1",
       kind: "Lease",
@@ -372,12 +371,7 @@ export class LeaseManager {
       },
     };
     try {
-      const updated = await withTimeout(
-        this.o.clients.coordination.replaceNamespacedLease({ name, namespace: this.o.namespace, body }),
-        this.timeoutMs,
-        `acquire lease ${name}`,
-      );
-      return ok(updated);
+      return ok(await this.o.caches.replaceLease(body, this.timeoutMs, "acquire lease"));
     } catch (e) {
       return err(k8sFailure(e));
     }
@@ -475,19 +469,10 @@ export class LeaseManager {
         },
       };
       try {
-        const updated = await withTimeout(
-          this.o.clients.coordination.replaceNamespacedLease({
-            name: h.pod,
-            namespace: this.o.namespace,
-            body,
-          }),
-          this.timeoutMs,
-          `renew lease ${h.pod}`,
-        );
+        const updated = await this.o.caches.replaceLease(body, this.timeoutMs, "renew lease");
         if (h.releasing) return; // release took over meanwhile; it re-reads what it needs
         h.lease = updated;
         h.lastRenewOk = performance.now();
-        this.o.caches.leases.observe(updated);
         this.o.bus.emit({
           type: "lease.renewed",
           requestId: h.requestId,
@@ -646,16 +631,7 @@ export class LeaseManager {
         },
       };
       try {
-        const updated = await withTimeout(
-          this.o.clients.coordination.replaceNamespacedLease({
-            name: h.pod,
-            namespace: this.o.namespace,
-            body,
-          }),
-          this.timeoutMs,
-          `free lease ${h.pod}`,
-        );
-        this.o.caches.leases.observe(updated);
+        await this.o.caches.replaceLease(body, this.timeoutMs, "free lease");
         return true;
       } catch (e) {
         const f = k8sFailure(e);

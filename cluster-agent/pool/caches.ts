@@ -2,6 +2,7 @@ import type { V1Lease, V1Pod } from "@kubernetes/client-node";
 import type { EventBus } from "../events/bus.ts";
 import type { KubeClients } from "../k8s/client.ts";
 import { WatchedCache } from "../k8s/watched-cache.ts";
+import { withTimeout } from "../k8s/with-timeout.ts";
 import { POOL_LABEL_SELECTOR } from "./labels.ts";
 import { isPodReady } from "./pod-state.ts";
 
@@ -20,7 +21,7 @@ export class PoolCaches {
   >();
 
   constructor(
-    clients: KubeClients,
+    private readonly clients: KubeClients,
     readonly namespace: string,
     bus: EventBus,
     onError?: (what: string, e: unknown, retryInMs: number) => void,
@@ -69,6 +70,22 @@ export class PoolCaches {
       const oldest = this.causes.keys().next().value;
       if (oldest !== undefined) this.causes.delete(oldest);
     }
+  }
+
+  /**
+   * Every write of a pool Lease goes through here: a compare-and-swap PUT (the body carries the
+   * resourceVersion it was read at) bounded by `timeoutMs`, whose result is fed into the cache at
+   * once so the next decision sees our own write, not the older watched copy. Throws like client-node.
+   */
+  async replaceLease(body: V1Lease, timeoutMs: number, what: string): Promise<V1Lease> {
+    const name = body.metadata?.name ?? "";
+    const updated = await withTimeout(
+      this.clients.coordination.replaceNamespacedLease({ name, namespace: this.namespace, body }),
+      timeoutMs,
+      `${what} ${name}`,
+    );
+    this.leases.observe(updated);
+    return updated;
   }
 
   async start(timeoutMs = 10_000): Promise<boolean> {

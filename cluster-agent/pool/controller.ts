@@ -287,25 +287,20 @@ export class PoolController {
     if (!lease) return this.recycle(name, "scale down");
     const now = microNow();
     try {
-      const claimed = await withTimeout(
-        this.o.clients.coordination.replaceNamespacedLease({
-          name,
-          namespace: this.o.namespace,
-          body: {
-            ...lease,
-            spec: {
-              ...lease.spec,
-              holderIdentity: "pool-controller/scale-down",
-              acquireTime: now,
-              renewTime: now,
-              leaseTransitions: (lease.spec?.leaseTransitions ?? 0) + 1,
-            },
+      const claimed = await this.o.caches.replaceLease(
+        {
+          ...lease,
+          spec: {
+            ...lease.spec,
+            holderIdentity: "pool-controller/scale-down",
+            acquireTime: now,
+            renewTime: now,
+            leaseTransitions: (lease.spec?.leaseTransitions ?? 0) + 1,
           },
-        }),
+        },
         this.timeoutMs,
-        `claim lease ${name}`,
+        "claim lease",
       );
-      this.o.caches.leases.observe(claimed);
       await this.recycle(name, "scale down", claimed);
     } catch {
       // Taken by a replica (409) or unreachable: it stays; the next reconcile looks again.
