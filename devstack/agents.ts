@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { createWriteStream, mkdirSync } from "node:fs";
+import { createWriteStream, mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { buildAgentBundle } from "../cluster-agent/build.ts";
@@ -67,4 +67,24 @@ export async function startAgentReplica(opts: {
       child.kill("SIGKILL");
     },
   };
+}
+
+/** A replica's own URL (health, readiness, direct relays), from the "agent started" line of its log. */
+export function agentUrlFromLog(logFile: string): string | undefined {
+  let text: string;
+  try {
+    text = readFileSync(logFile, "utf8");
+  } catch {
+    return undefined;
+  }
+  for (const line of text.split("\n").reverse()) {
+    if (!line.includes('"agent started"')) continue;
+    try {
+      const o = JSON.parse(line) as { url?: unknown };
+      if (typeof o.url === "string") return o.url;
+    } catch {
+      // a partial line
+    }
+  }
+  return undefined;
 }

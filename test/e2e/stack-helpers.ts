@@ -1,6 +1,9 @@
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { waitFor as poll } from "../support/wait-for.ts";
+
+export { agentUrlFromLog } from "../../devstack/agents.ts";
 
 // Small helpers shared by the cross-process suites against the whole local stack (devstack).
 
@@ -50,48 +53,15 @@ export async function readSse(res: Response, onMessage?: (m: SseMessage) => unkn
 }
 
 /** Poll `probe` until it returns a value other than undefined/false, or fail after `timeoutMs`. */
-export async function waitFor<T>(
+/** The agent's own URL, from the `agent started` line of its JSON log. */
+/** Polls until `probe` returns something other than undefined/false (10 s unless told). */
+export function waitFor<T>(
   what: string,
   probe: () => Promise<T | undefined | false> | T | undefined | false,
   timeoutMs = 10_000,
   intervalMs = 100,
 ): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let lastError: unknown;
-  for (;;) {
-    try {
-      const v = await probe();
-      if (v !== undefined && v !== false) return v;
-    } catch (e) {
-      lastError = e;
-    }
-    if (Date.now() > deadline) {
-      throw new Error(
-        `timed out after ${timeoutMs} ms waiting for ${what}${lastError ? `: ${lastError}` : ""}`,
-      );
-    }
-    await new Promise((r) => setTimeout(r, intervalMs));
-  }
-}
-
-/** The agent's own URL, from the `agent started` line of its JSON log. */
-export function agentUrlFromLog(logFile: string): string | undefined {
-  let text: string;
-  try {
-    text = readFileSync(logFile, "utf8");
-  } catch {
-    return undefined;
-  }
-  for (const line of text.split("\n").reverse()) {
-    if (!line.includes('"agent started"')) continue;
-    try {
-      const o = JSON.parse(line) as { url?: unknown };
-      if (typeof o.url === "string") return o.url;
-    } catch {
-      // a partial line
-    }
-  }
-  return undefined;
+  return poll(what, probe, timeoutMs, intervalMs);
 }
 
 /** A fresh temporary directory and its removal. */

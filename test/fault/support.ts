@@ -17,6 +17,11 @@ import { fileURLToPath } from "node:url";
 import { CoordinationV1Api, CoreV1Api, KubeConfig } from "@kubernetes/client-node";
 import { type Stack, type StackOptions, startStack } from "../../devstack/stack.ts";
 import { ErrorEnvelopeSchema } from "../../shared/errors.ts";
+import { waitFor } from "../support/wait-for.ts";
+
+export { agentUrlFromLog } from "../../devstack/agents.ts";
+
+export { waitFor };
 
 const REPO = fileURLToPath(new URL("../../", import.meta.url));
 const RESULTS = join(REPO, "test-results");
@@ -156,27 +161,6 @@ export function outcome(o: CallerOutcome): CallerOutcome {
     ...(transportError ? { transportError } : {}),
     ms,
   };
-}
-
-export async function waitFor<T>(
-  what: string,
-  probe: () => Promise<T | undefined>,
-  timeoutMs: number,
-  everyMs = 100,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let lastErr = "";
-  for (;;) {
-    try {
-      const v = await probe();
-      if (v !== undefined) return v;
-    } catch (e) {
-      lastErr = e instanceof Error ? e.message : String(e);
-    }
-    if (Date.now() > deadline)
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what} ${lastErr}`);
-    await sleep(everyMs);
-  }
 }
 
 /** The pod a request holds right now, read from the API (holderIdentity = `${agentId}/${requestId}`). */
@@ -344,25 +328,4 @@ export function recordCase(name: string, data: Record<string, unknown>): void {
     closeSync(fd);
     rmSync(lock, { force: true });
   }
-}
-
-/** The agent's own URL from its log ("agent started"), for /readyz. */
-export function agentUrlFromLog(logFile: string): string | undefined {
-  let text = "";
-  try {
-    text = readFileSync(logFile, "utf8");
-  } catch {
-    return undefined;
-  }
-  let url: string | undefined;
-  for (const line of text.split("\n")) {
-    if (!line.includes('"agent started"')) continue;
-    try {
-      const o = JSON.parse(line) as { url?: string };
-      if (o.url) url = o.url;
-    } catch {
-      // not a JSON line
-    }
-  }
-  return url;
 }

@@ -7,6 +7,7 @@ import { pathToFileURL } from "node:url";
 import { CoreV1Api, KubeConfig } from "@kubernetes/client-node";
 import { afterAll, describe, expect, it } from "vitest";
 import { startTestCluster } from "../support/devcluster.ts";
+import { waitFor } from "../support/wait-for.ts";
 
 const REPO = resolve(import.meta.dirname, "../..");
 const CLI = join(REPO, "devcluster/cli.ts");
@@ -24,25 +25,6 @@ function processesMentioning(needle: string): number[] {
     }
   }
   return pids;
-}
-
-async function waitFor<T>(
-  what: string,
-  fn: () => Promise<T | undefined> | T | undefined,
-  ms = 20_000,
-): Promise<T> {
-  const deadline = Date.now() + ms;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const v = await fn();
-      if (v !== undefined) return v;
-    } catch (e) {
-      last = e;
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out waiting for ${what}: ${String(last)}`);
 }
 
 describe("startDevCluster (API server + kubelet)", () => {

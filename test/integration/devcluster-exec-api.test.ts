@@ -7,6 +7,7 @@ import { CoreV1Api, Exec, type V1Pod, type V1Status } from "@kubernetes/client-n
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startDevCluster } from "../../devcluster/devcluster.ts";
 import { healthPod, TEST_IMAGE_REPO, writeHealthServerImage } from "../support/kubelet-fixtures.ts";
+import { waitFor } from "../support/wait-for.ts";
 
 // pods/exec through the devcluster API server (which proxies to the process kubelet), driven
 // with client-node's Exec, which picks v5.channel.k8s.io.
@@ -18,16 +19,6 @@ let core: CoreV1Api;
 let exec: Exec;
 let imageDir: string;
 let dir: string;
-
-async function waitFor<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const v = await fn().catch(() => undefined);
-    if (v !== undefined) return v;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 function waitReady(name: string): Promise<V1Pod> {
   return waitFor(`${name} Ready`, async () => {

@@ -7,6 +7,7 @@ import { CoreV1Api, type V1Pod } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startDevCluster } from "../../devcluster/devcluster.ts";
 import { healthPod, TEST_IMAGE_REPO, writeHealthServerImage } from "../support/kubelet-fixtures.ts";
+import { waitFor } from "../support/wait-for.ts";
 
 // Pod lifecycle through the devcluster API server and the process kubelet, seen only through the
 // Kubernetes API (client-node) and the host: binding, env, pod IPs, readiness, exit, deletion.
@@ -36,21 +37,6 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
   await rm(imageDir, { recursive: true, force: true });
 });
-
-async function waitFor<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const v = await fn();
-      if (v !== undefined) return v;
-    } catch (err) {
-      last = err;
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ""}`);
-}
 
 const readPod = (name: string) => core.readNamespacedPod({ name, namespace: NS });
 const condition = (pod: V1Pod, type: string) => pod.status?.conditions?.find((c) => c.type === type)?.status;

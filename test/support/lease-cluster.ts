@@ -8,6 +8,9 @@ import { POOL_LABEL_SELECTOR } from "../../cluster-agent/pool/labels.ts";
 import { isPodReady } from "../../cluster-agent/pool/pod-state.ts";
 import type { PoolEvent } from "../../shared/api.ts";
 import { startTestCluster, type TestCluster } from "./devcluster.ts";
+import { waitFor } from "./wait-for.ts";
+
+export { waitFor };
 
 /**
  * A devcluster with the real sandbox image and a sandbox namespace, for the lease/pool suites. The
@@ -66,29 +69,6 @@ export async function startPool(
   const events: PoolEvent[] = [];
   r.value.bus.on((e) => events.push(e));
   return { pool: r.value, events };
-}
-
-export async function waitFor<T>(
-  what: string,
-  probe: () => Promise<T | undefined | false> | T | undefined | false,
-  timeoutMs: number,
-  intervalMs = 100,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await probe();
-      if (v !== undefined && v !== false) return v;
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() > deadline)
-      throw new Error(
-        `timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ""}`,
-      );
-    await new Promise((r) => setTimeout(r, intervalMs));
-  }
 }
 
 export interface PoolView {
