@@ -431,6 +431,22 @@ export class LeaseManager {
     this.settle(w, ok(handle), "served");
   }
 
+  /**
+   * Stop managing a held lease without releasing it, for a new holder that takes the Lease over by
+   * CAS (a sandbox: cluster-agent/sandboxes). Renewal stops; the handle's release becomes a no-op.
+   * Returns the Lease as last written by us, or undefined if it is not held here (or being lost).
+   */
+  async detach(pod: string): Promise<V1Lease | undefined> {
+    const h = this.held.get(pod);
+    if (!h || h.releasing || h.lost.signal.aborted) return undefined;
+    if (h.renewTimer) clearTimeout(h.renewTimer);
+    h.releasing = Promise.resolve();
+    await h.renewing?.catch(() => undefined);
+    this.held.delete(pod);
+    this.wake();
+    return h.lease;
+  }
+
   // ---------- renewal ----------
 
   private scheduleRenew(h: Held): void {

@@ -27,6 +27,24 @@ export function commandPreview(command: string, max = 120): string {
 }
 
 /**
+ * Output chunks as stream events: utf8 text (a character split across chunks is held until it is
+ * whole), or base64 of each chunk's exact bytes.
+ */
+export function streamEvents(
+  onEvent: (e: ExecStreamEvent) => void,
+  encoding: "utf8" | "base64" = "utf8",
+): (stream: "stdout" | "stderr", chunk: Uint8Array) => void {
+  const decoders = { stdout: new TextDecoder(), stderr: new TextDecoder() };
+  return (stream, chunk) => {
+    const data =
+      encoding === "base64"
+        ? Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength).toString("base64")
+        : decoders[stream].decode(chunk, { stream: true });
+    if (data) onEvent({ type: stream, data });
+  };
+}
+
+/**
  * One exec request from start to end: take a lease (queueing if needed), run the command on that
  * pod, release the lease on every path. The lease's `lost` signal and the caller's signal both
  * kill the command.
@@ -68,7 +86,6 @@ export async function runExecRequest(
       data: { commandPreview: preview, queueMs: handle.queueMs, mode: deps.executor.mode },
     });
     const killed = AbortSignal.any([signal, handle.lost]);
-    const decoders = { stdout: new TextDecoder(), stderr: new TextDecoder() };
     const outcome = await deps.executor.exec(
       { namespace: handle.namespace, pod: handle.pod, podIP: handle.podIP, fence: handle.fence },
       {
@@ -77,15 +94,9 @@ export async function runExecRequest(
         ...(req.stdin !== undefined ? { stdin: req.stdin } : {}),
         ...(req.cwd !== undefined ? { cwd: req.cwd } : {}),
         ...(req.env !== undefined ? { env: req.env } : {}),
+        ...(req.outputEncoding !== undefined ? { outputEncoding: req.outputEncoding } : {}),
         signal: killed,
-        ...(onEvent
-          ? {
-              onOutput: (stream: "stdout" | "stderr", chunk: Uint8Array) => {
-                const data = decoders[stream].decode(chunk, { stream: true });
-                if (data) onEvent({ type: stream, data });
-              },
-            }
-          : {}),
+        ...(onEvent ? { onOutput: streamEvents(onEvent, req.outputEncoding) } : {}),
       },
     );
     if (handle.lost.aborted && !signal.aborted) {

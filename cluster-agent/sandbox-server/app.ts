@@ -2,6 +2,7 @@ import { realpath, stat } from "node:fs/promises";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { FenceMark, makeTokenCheck } from "./auth.ts";
 import type { ServerConfig } from "./config.ts";
+import { handleFiles } from "./file-routes.ts";
 import { killEveryoneElse, otherProcesses, ownsPidNamespace } from "./processes.ts";
 import { isInside, parseExecBody, readBody } from "./request.ts";
 import { type RunningCommand, startCommand } from "./run-command.ts";
@@ -14,6 +15,8 @@ type ErrorCode =
   | "payload_too_large"
   | "not_found"
   | "reset_refused"
+  | "invalid_path"
+  | "file_not_found"
   | "internal";
 
 function sendJson(res: ServerResponse, status: number, body: unknown): void {
@@ -193,6 +196,18 @@ export function createSandboxServer(config: ServerConfig): SandboxServer {
     });
   }
 
+  async function handleFileRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    if (!authorize(req, res)) return;
+    // A holder whose lease was taken over must not touch the new holder's files.
+    if (checkFence(req, res) === undefined) {
+      req.resume();
+      return;
+    }
+    await handleFiles(req, res, config.workspace, (r, status, code, message) =>
+      sendError(r, status, code as ErrorCode, message),
+    );
+  }
+
   const route = async (req: IncomingMessage, res: ServerResponse) => {
     const path = (req.url ?? "/").split("?")[0];
     if (path === "/health" && (req.method === "GET" || req.method === "HEAD")) {
@@ -201,6 +216,7 @@ export function createSandboxServer(config: ServerConfig): SandboxServer {
     } else if (path === "/exec" && req.method === "POST") await handleExec(req, res);
     else if (path === "/reset" && req.method === "POST") await handleReset(req, res);
     else if (path === "/inspect" && req.method === "GET") await handleInspect(req, res);
+    else if (path === "/files") await handleFileRequest(req, res);
     else {
       req.resume();
       sendError(res, 404, "not_found", `no route ${req.method} ${path}`);
