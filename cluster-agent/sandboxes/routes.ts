@@ -36,6 +36,7 @@ export interface SandboxVars {
 }
 
 const STREAM_PING_MS = 2_000;
+export const FILE_SIZE_HEADER = "x-sandbox-file-size";
 
 /** Requests whose body may be as large as MAX_FILE_BYTES instead of the usual request limit. */
 export const isFileUpload = (method: string, path: string) =>
@@ -198,6 +199,9 @@ export function sandboxRoutes(deps: SandboxRoutesDeps): Hono<{ Variables: Sandbo
             headers: {
               "content-type": "application/octet-stream",
               "content-length": String(r.value.size),
+              // Survives the tunnel and the Durable Object, which re-frame the body; the edge
+              // turns it back into Content-Length.
+              [FILE_SIZE_HEADER]: String(r.value.size),
               "x-request-id": requestId,
             },
           }),

@@ -299,9 +299,9 @@ export class SandboxService {
         lease = await this.readLease(pod);
       }
     }
-    return err(
-      new AppError("sandbox_failed", `sandbox ${id} is being written by too many callers at once; retry`),
-    );
+    // Every attempt lost to a concurrent use's renewal: the Lease was renewed just now either way.
+    if (lease && holderOf(lease) === holder) return ok(lease);
+    return err(notFound(id));
   }
 
   private async readLease(name: string): Promise<V1Lease | undefined> {
@@ -324,18 +324,19 @@ export class SandboxService {
   ): Promise<void> {
     const ns = this.o.namespace;
     this.o.caches.attributeDeletion(name, cause);
-    // Pod first: while the Lease still names the sandbox, no replica can hand the pod out.
-    await withTimeout(
-      this.o.clients.core.deleteNamespacedPod({ name, namespace: ns }),
-      this.timeoutMs,
-      `delete pod ${name}`,
-    ).catch(() => undefined);
+    // Lease first: every replica using the sandbox sees it go (watch) and ends its commands with
+    // sandbox_not_found rather than a broken stream. A pod without a Lease is never handed out.
     await withTimeout(
       this.o.clients.coordination.deleteNamespacedLease({ name, namespace: ns }),
       this.timeoutMs,
       `delete lease ${name}`,
     ).catch(() => undefined);
     this.o.caches.leases.forget(name);
+    await withTimeout(
+      this.o.clients.core.deleteNamespacedPod({ name, namespace: ns }),
+      this.timeoutMs,
+      `delete pod ${name}`,
+    ).catch(() => undefined);
   }
 }
 

@@ -254,9 +254,9 @@ export const putFileRoute: RouteDef = {
   },
   async handler(c) {
     const body = c.get("body");
-    // fetch() sends a body-less PUT as Content-Length: 0 with no type: refuse it rather than
-    // truncating a file by accident; an empty file is written when the type says octet-stream.
-    if (body.byteLength === 0 && !c.req.header("Content-Type")) {
+    // fetch() sends a body-less PUT as Content-Length: 0: refuse it rather than truncating a file
+    // by accident; an empty file is written when the type says application/octet-stream.
+    if (body.byteLength === 0 && !/^application\/octet-stream\b/i.test(c.req.header("Content-Type") ?? "")) {
       throw new AppError("invalid_request", "PUT needs a body (Content-Type: application/octet-stream)");
     }
     const out = await relayToSandbox(c, {
@@ -284,9 +284,23 @@ export const getFileRoute: RouteDef = {
   },
   async handler(c) {
     const out = await relayToSandbox(c, { method: "GET", path: agentPath(c), body: null, accept: "*/*" });
-    return finishRelay(c, out);
+    return withContentLength(await finishRelay(c, out));
   },
 };
+
+/** The agent's own file size (x-sandbox-file-size) as a real Content-Length on the streamed body. */
+function withContentLength(res: Response): Response {
+  const size = res.headers.get("x-sandbox-file-size");
+  const headers = new Headers(res.headers);
+  headers.delete("x-sandbox-file-size");
+  if (size === null || !res.body || !/^\d+$/.test(size))
+    return new Response(res.body, { status: res.status, headers });
+  // A FixedLengthStream makes workerd send Content-Length (and fail the body if the agent sent a different length).
+  const fixed = new FixedLengthStream(Number(size));
+  res.body.pipeTo(fixed.writable).catch(() => {});
+  headers.set("Content-Length", size);
+  return new Response(fixed.readable, { status: res.status, headers });
+}
 
 /** GET /v1/sandboxes/:id/files — the listing of /workspace itself. */
 export const listWorkspaceRoute: RouteDef = {
