@@ -119,7 +119,19 @@ export async function startAgent(
     chat: config.model.ok
       ? createChatHandler({ model: config.model, acquire, executor, options: config.chat, log: logger })
       : config.model.error,
-    snapshot: () => pool.snapshot(),
+    snapshot: () => ({
+      ...pool.snapshot(),
+      sandboxes: sandboxes.all().map((b) => ({
+        id: b.id,
+        pod: b.pod,
+        tenant: b.tenant,
+        name: b.name ?? null,
+        idleTimeoutSeconds: b.idleTimeoutSeconds,
+        lastActivityAt: b.lastActivityAt,
+        expiresAt: b.expiresAt,
+        lastCommand: b.lastCommand ?? null,
+      })),
+    }),
     bus,
     ready: () => !shuttingDown,
     metrics: () => metricsText(metrics),

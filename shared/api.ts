@@ -267,6 +267,19 @@ export const PodSnapshotSchema = z.object({
 });
 export type PodSnapshot = z.infer<typeof PodSnapshotSchema>;
 
+/** A sandbox as the dashboard shows it (the pool snapshot carries every live one of the cluster). */
+export const SandboxSnapshotSchema = z.object({
+  id: z.string(),
+  pod: z.string(),
+  tenant: z.string(),
+  name: z.string().nullable(),
+  idleTimeoutSeconds: z.number().int().positive(),
+  lastActivityAt: z.string(),
+  expiresAt: z.string(),
+  lastCommand: z.string().nullable(),
+});
+export type SandboxSnapshot = z.infer<typeof SandboxSnapshotSchema>;
+
 export const PoolSnapshotSchema = z.object({
   region: z.string(),
   agentId: z.string(),
@@ -287,6 +300,8 @@ export const PoolSnapshotSchema = z.object({
     acquireP50Ms: z.number().nonnegative().nullable(),
     acquireP99Ms: z.number().nonnegative().nullable(),
   }),
+  /** Sandboxes that live across requests (absent from agents that predate them). */
+  sandboxes: z.array(SandboxSnapshotSchema).optional(),
 });
 export type PoolSnapshot = z.infer<typeof PoolSnapshotSchema>;
 

@@ -23,6 +23,9 @@ import type { PodState, PoolEvent, PoolSnapshot } from "../../shared/api.ts";
  *   pool.leader     data.leader? (agent id; defaults to the event's agentId)
  *   exec.started    data.commandPreview (one line, already shortened by the agent), data.queueMs?, data.execId?
  *   exec.finished   data.exitCode (number|null), data.durationMs, data.queueMs, data.timedOut?, data.execId?
+ *   sandbox.created data.sandboxId, data.name?, data.idleTimeoutSeconds, data.expiresAt?
+ *   sandbox.used    data.sandboxId, data.what (the command or file operation): activity now
+ *   sandbox.deleted / sandbox.expired   data.sandboxId: gone
  */
 
 export interface HolderView {
@@ -68,6 +71,27 @@ export interface ExecutionRecord {
   startSeen: boolean;
 }
 
+export interface SandboxRecord {
+  id: string;
+  pod: string;
+  tenant: string;
+  name: string | null;
+  idleTimeoutSeconds: number;
+  /** Local-clock ms. */
+  lastActivityMs: number;
+  lastCommand: string | null;
+}
+
+export interface SandboxTileView {
+  id: string;
+  pod: string;
+  tenant: string;
+  name: string | null;
+  /** Until the idle timeout deletes it (≤ 0: due now). */
+  idleLeftMs: number;
+  lastCommand: string | null;
+}
+
 export interface AgentTotals {
   acquisitions: number;
   conflicts: number;
@@ -84,6 +108,8 @@ export interface RegionState {
   /** The lease duration last seen in this region: events may omit it. */
   leaseSeconds: number | null;
   pods: Record<string, PodRecord>;
+  /** Sandboxes that live across requests, by id. */
+  sandboxes: Record<string, SandboxRecord>;
   /** Deleted pods and when (local ms): late events for them must not bring a tile back. */
   tombstones: Record<string, number>;
   queue: WaiterRecord[];
@@ -132,6 +158,7 @@ export interface RegionView {
   pods: PodTileView[];
   queue: { depth: number; waiters: Array<{ requestId: string; tenant: string; waitedMs: number }> };
   executions: Array<ExecutionRecord & { status: "running" | "finished" }>;
+  sandboxes: SandboxTileView[];
   totals: AgentTotals;
 }
 
@@ -204,6 +231,7 @@ export function dashboardCore(): DashboardCore {
       leader: null,
       leaseSeconds: null,
       pods: {},
+      sandboxes: {},
       tombstones: {},
       queue: [],
       executions: [],
@@ -220,6 +248,7 @@ export function dashboardCore(): DashboardCore {
     return {
       ...r,
       pods: { ...r.pods },
+      sandboxes: { ...r.sandboxes },
       tombstones: { ...r.tombstones },
       queue: [...r.queue],
       executions: [...r.executions],
@@ -273,6 +302,20 @@ export function dashboardCore(): DashboardCore {
         lastChangeMs: nowMs,
       };
       delete r.tombstones[p.name];
+    }
+    if (s.sandboxes) {
+      r.sandboxes = {};
+      for (const b of s.sandboxes) {
+        r.sandboxes[b.id] = {
+          id: b.id,
+          pod: b.pod,
+          tenant: b.tenant,
+          name: b.name,
+          idleTimeoutSeconds: b.idleTimeoutSeconds,
+          lastActivityMs: local(b.lastActivityAt) ?? nowMs,
+          lastCommand: b.lastCommand,
+        };
+      }
     }
     // The queue and the counters belong to the agent that sent the snapshot.
     r.queue = r.queue.filter((w) => w.agentId !== s.agentId);
@@ -461,6 +504,34 @@ export function dashboardCore(): DashboardCore {
         break;
       case "pool.leader":
         r.leader = str(data.leader) ?? e.agentId;
+        break;
+      case "sandbox.created": {
+        const id = str(data.sandboxId);
+        if (id)
+          r.sandboxes[id] = {
+            id,
+            pod: e.pod ?? "",
+            tenant: e.tenant ?? "",
+            name: str(data.name),
+            idleTimeoutSeconds: num(data.idleTimeoutSeconds) ?? 0,
+            lastActivityMs: atMs,
+            lastCommand: null,
+          };
+        break;
+      }
+      case "sandbox.used": {
+        const known = r.sandboxes[str(data.sandboxId) ?? ""];
+        if (known && atMs >= known.lastActivityMs)
+          r.sandboxes[known.id] = {
+            ...known,
+            lastActivityMs: atMs,
+            lastCommand: str(data.what) ?? known.lastCommand,
+          };
+        break;
+      }
+      case "sandbox.deleted":
+      case "sandbox.expired":
+        delete r.sandboxes[str(data.sandboxId) ?? ""];
         break;
     }
     return r;
@@ -662,6 +733,16 @@ export function dashboardCore(): DashboardCore {
             ...x,
             status: x.finishedAtMs === null ? "running" : "finished",
           })),
+          sandboxes: Object.values(r.sandboxes ?? {})
+            .map((b) => ({
+              id: b.id,
+              pod: b.pod,
+              tenant: b.tenant,
+              name: b.name,
+              idleLeftMs: b.lastActivityMs + b.idleTimeoutSeconds * 1000 - nowMs,
+              lastCommand: b.lastCommand,
+            }))
+            .sort((a, b) => a.idleLeftMs - b.idleLeftMs),
           totals: {
             acquisitions: all.reduce((n, t) => n + t.acquisitions, 0),
             conflicts: all.reduce((n, t) => n + t.conflicts, 0),
