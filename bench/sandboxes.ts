@@ -43,12 +43,17 @@ export async function runSandboxBench(opts: { n?: number } = {}): Promise<BenchR
           signal: AbortSignal.timeout(120_000),
         });
         const bytes = new Uint8Array(await res.arrayBuffer());
-        if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${new TextDecoder().decode(bytes).slice(0, 200)}`);
+        if (!res.ok)
+          throw new Error(
+            `${method} ${path}: ${res.status} ${new TextDecoder().decode(bytes).slice(0, 200)}`,
+          );
         return bytes;
       };
       const json = <T>(b: Uint8Array) => JSON.parse(new TextDecoder().decode(b)) as T;
       const execTrue = async (id: string) => {
-        const r = json<{ exitCode: number }>(await call("POST", `/v1/sandboxes/${id}/exec`, '{"command":"true"}'));
+        const r = json<{ exitCode: number }>(
+          await call("POST", `/v1/sandboxes/${id}/exec`, '{"command":"true"}'),
+        );
         if (r.exitCode !== 0) throw new Error(`\`true\` exited ${r.exitCode}`);
       };
 
@@ -66,7 +71,9 @@ export async function runSandboxBench(opts: { n?: number } = {}): Promise<BenchR
       }
       progress("sandboxes: create → first exec measured");
 
-      const sb = json<{ id: string; pod: string }>(await call("POST", "/v1/sandboxes", '{"idleTimeoutSeconds":3600}'));
+      const sb = json<{ id: string; pod: string }>(
+        await call("POST", "/v1/sandboxes", '{"idleTimeoutSeconds":3600}'),
+      );
       for (let i = 0; i < 5; i++) await execTrue(sb.id);
       const execSamples: number[] = [];
       for (let i = 0; i < n; i++) {
@@ -81,12 +88,21 @@ export async function runSandboxBench(opts: { n?: number } = {}): Promise<BenchR
       const pod = pool?.pods.find((p) => p.name === sb.pod);
       if (!pod?.podIP) throw new Error("the sandbox's pod is not in the pool snapshot");
       const poolToken = stack.agentEnvFor(REGION, "bench").POOL_TOKEN ?? "";
-      const target = { namespace: stack.namespaceOf(REGION), pod: pod.name, podIP: pod.podIP, fence: pod.transitions };
+      const target = {
+        namespace: stack.namespaceOf(REGION),
+        pod: pod.name,
+        podIP: pod.podIP,
+        fence: pod.transitions,
+      };
       const executor = new HttpExecutor({ poolToken });
       const floorExec: number[] = [];
       for (let i = 0; i < n + 5; i++) {
         const t0 = performance.now();
-        const r = await executor.exec(target, { command: "true", timeoutMs: 10_000, signal: AbortSignal.timeout(20_000) });
+        const r = await executor.exec(target, {
+          command: "true",
+          timeoutMs: 10_000,
+          signal: AbortSignal.timeout(20_000),
+        });
         if (!r.ok) throw new Error(`exec floor: ${r.error.code}`);
         if (i >= 5) floorExec.push(performance.now() - t0);
       }
@@ -104,7 +120,12 @@ export async function runSandboxBench(opts: { n?: number } = {}): Promise<BenchR
         const fr: number[] = [];
         for (let i = 0; i < count + 1; i++) {
           let t0 = performance.now();
-          await call("PUT", `/v1/sandboxes/${sb.id}/files/bench/${label}.bin`, data, "application/octet-stream");
+          await call(
+            "PUT",
+            `/v1/sandboxes/${sb.id}/files/bench/${label}.bin`,
+            data,
+            "application/octet-stream",
+          );
           const wMs = performance.now() - t0;
           t0 = performance.now();
           const back = await call("GET", `/v1/sandboxes/${sb.id}/files/bench/${label}.bin`);
@@ -118,7 +139,9 @@ export async function runSandboxBench(opts: { n?: number } = {}): Promise<BenchR
           if (!fwr.ok) throw new Error(`file floor: ${fwr.error.code}`);
           const fwMs = performance.now() - t0;
           t0 = performance.now();
-          const frr = await files.read(target, `floor/${label}.bin`, { signal: AbortSignal.timeout(120_000) });
+          const frr = await files.read(target, `floor/${label}.bin`, {
+            signal: AbortSignal.timeout(120_000),
+          });
           if (!frr.ok || frr.value.kind !== "file") throw new Error("file floor read failed");
           await new Response(frr.value.body).arrayBuffer();
           const frMs = performance.now() - t0;
