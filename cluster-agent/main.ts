@@ -14,7 +14,7 @@ import { HttpScrubber } from "./exec/scrubber.ts";
 import { createAgentApp } from "./http/app.ts";
 import { createRelayAuth } from "./http/relay-auth.ts";
 import { loadKubeConfig, makeClients } from "./k8s/client.ts";
-import { AgentPool } from "./pool/agent-pool.ts";
+import { AgentPool } from "./agent-pool.ts";
 import { runExecRequest } from "./requests/exec-request.ts";
 import { createLogger } from "./telemetry/logger.ts";
 import { createMetrics, metricsText, subscribeMetrics } from "./telemetry/metrics.ts";

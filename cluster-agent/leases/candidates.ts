@@ -1,6 +1,6 @@
 import type { V1Lease, V1Pod } from "@kubernetes/client-node";
-import { isPodReady } from "../pool/pod-state.ts";
-import { isLeaseFree } from "./lease-record.ts";
+import { isPodReady } from "../pool-state/pod-state.ts";
+import { isLeaseFree } from "../pool-state/lease-record.ts";
 
 /** Pods that may be handed out: Ready, not terminating, with a free Lease, and not excluded. */
 export function freePodNames(

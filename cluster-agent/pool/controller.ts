@@ -4,11 +4,11 @@ import type { KubeClients } from "../k8s/client.ts";
 import { isNotFound, k8sFailure } from "../k8s/errors.ts";
 import { microNow } from "../k8s/microtime.ts";
 import { withTimeout } from "../k8s/with-timeout.ts";
-import { holderOf, parseHolder, recordKey, requestIdOf, tenantOf } from "../leases/lease-record.ts";
-import { ObservedExpiry } from "../leases/observed-expiry.ts";
-import type { PoolCaches } from "./caches.ts";
-import { POOL_LABELS } from "./labels.ts";
-import { isFinished, isPodReady, isPoolMember } from "./pod-state.ts";
+import { holderOf, parseHolder, recordKey, requestIdOf, tenantOf } from "../pool-state/lease-record.ts";
+import { ObservedExpiry } from "../pool-state/observed-expiry.ts";
+import type { PoolCaches } from "../pool-state/caches.ts";
+import { POOL_LABELS } from "../pool-state/labels.ts";
+import { isFinished, isPodReady, isPoolMember } from "../pool-state/pod-state.ts";
 
 export interface PoolControllerOptions {
   clients: KubeClients;

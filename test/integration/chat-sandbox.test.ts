@@ -10,7 +10,7 @@ import { createChatHandler } from "../../cluster-agent/chat/chat-handler.ts";
 import { readModelConfig } from "../../cluster-agent/chat/model-config.ts";
 import { HttpExecutor } from "../../cluster-agent/exec/http-executor.ts";
 import { microNow } from "../../cluster-agent/k8s/microtime.ts";
-import type { AgentPool } from "../../cluster-agent/pool/agent-pool.ts";
+import type { AgentPool } from "../../cluster-agent/agent-pool.ts";
 import type { ChatEvent, PoolEvent, RelayChatRequest } from "../../shared/api.ts";
 import {
   type LeaseCluster,

@@ -9,8 +9,8 @@ import { EventBus } from "../../cluster-agent/events/bus.ts";
 import type { ExecCall, ExecTarget } from "../../cluster-agent/exec/executor.ts";
 import { HttpExecutor } from "../../cluster-agent/exec/http-executor.ts";
 import { podExecToken } from "../../cluster-agent/exec/pod-token.ts";
-import type { AgentPool } from "../../cluster-agent/pool/agent-pool.ts";
-import { PoolCaches } from "../../cluster-agent/pool/caches.ts";
+import type { AgentPool } from "../../cluster-agent/agent-pool.ts";
+import { PoolCaches } from "../../cluster-agent/pool-state/caches.ts";
 import { PoolController } from "../../cluster-agent/pool/controller.ts";
 import { buildSandboxPod, loadPodTemplate } from "../../cluster-agent/pool/pod-template.ts";
 import {

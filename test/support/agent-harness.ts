@@ -15,7 +15,7 @@ import { HttpExecutor } from "../../cluster-agent/exec/http-executor.ts";
 import { HttpScrubber } from "../../cluster-agent/exec/scrubber.ts";
 import { loadKubeConfig, makeClients } from "../../cluster-agent/k8s/client.ts";
 import type { LeaseHandle } from "../../cluster-agent/leases/types.ts";
-import { AgentPool } from "../../cluster-agent/pool/agent-pool.ts";
+import { AgentPool } from "../../cluster-agent/agent-pool.ts";
 
 type Command =
   | {

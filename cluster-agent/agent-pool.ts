@@ -1,20 +1,20 @@
 import { randomBytes } from "node:crypto";
 import type { V1Lease, V1Pod } from "@kubernetes/client-node";
-import type { PodSnapshot, PodState, PoolSnapshot } from "../../shared/api.ts";
-import { AppError, err, ok, type Result } from "../../shared/errors.ts";
-import type { AgentConfig } from "../config.ts";
-import { EventBus } from "../events/bus.ts";
-import { podExecToken } from "../exec/pod-token.ts";
-import type { KubeClients } from "../k8s/client.ts";
-import { microTimeString } from "../k8s/microtime.ts";
-import { holderOf, parseHolder, tenantOf } from "../leases/lease-record.ts";
-import { LeaseManager } from "../leases/manager.ts";
-import type { Scrubber } from "../leases/types.ts";
-import { PoolCaches } from "./caches.ts";
-import { PoolController } from "./controller.ts";
-import { LeaderElector } from "./leader.ts";
-import { isFinished, isPodReady, isTerminating } from "./pod-state.ts";
-import { buildSandboxPod, loadPodTemplate, podName } from "./pod-template.ts";
+import type { PodSnapshot, PodState, PoolSnapshot } from "../shared/api.ts";
+import { AppError, err, ok, type Result } from "../shared/errors.ts";
+import type { AgentConfig } from "./config.ts";
+import { EventBus } from "./events/bus.ts";
+import { podExecToken } from "./exec/pod-token.ts";
+import type { KubeClients } from "./k8s/client.ts";
+import { microTimeString } from "./k8s/microtime.ts";
+import { holderOf, parseHolder, tenantOf } from "./pool-state/lease-record.ts";
+import { LeaseManager } from "./leases/manager.ts";
+import type { Scrubber } from "./leases/types.ts";
+import { PoolCaches } from "./pool-state/caches.ts";
+import { PoolController } from "./pool/controller.ts";
+import { LeaderElector } from "./pool/leader.ts";
+import { isFinished, isPodReady, isTerminating } from "./pool-state/pod-state.ts";
+import { buildSandboxPod, loadPodTemplate, podName } from "./pool/pod-template.ts";
 
 export type PoolConfig = Pick<
   AgentConfig,

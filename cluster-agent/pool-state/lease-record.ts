@@ -1,6 +1,6 @@
 import type { V1Lease } from "@kubernetes/client-node";
 import { microTimeString } from "../k8s/microtime.ts";
-import { REQUEST_ID_ANNOTATION, TENANT_ANNOTATION } from "../pool/labels.ts";
+import { REQUEST_ID_ANNOTATION, TENANT_ANNOTATION } from "./labels.ts";
 
 export interface HolderIdentity {
   agentId: string;
