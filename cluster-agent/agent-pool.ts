@@ -4,17 +4,19 @@ import type { PodSnapshot, PodState, PoolSnapshot } from "../shared/api.ts";
 import { AppError, err, ok, type Result } from "../shared/errors.ts";
 import type { AgentConfig } from "./config.ts";
 import { EventBus } from "./events/bus.ts";
+import type { Scrubber } from "./exec/executor.ts";
 import { podExecToken } from "./exec/pod-token.ts";
 import type { KubeClients } from "./k8s/client.ts";
 import { microTimeString } from "./k8s/microtime.ts";
-import { holderOf, parseHolder, tenantOf } from "./pool-state/lease-record.ts";
 import { LeaseManager } from "./leases/manager.ts";
-import type { Scrubber } from "./leases/types.ts";
-import { PoolCaches } from "./pool-state/caches.ts";
 import { PoolController } from "./pool/controller.ts";
 import { LeaderElector } from "./pool/leader.ts";
-import { isFinished, isPodReady, isTerminating } from "./pool-state/pod-state.ts";
 import { buildSandboxPod, loadPodTemplate, podName } from "./pool/pod-template.ts";
+import { PoolCaches } from "./pool-state/caches.ts";
+import type { FailureLog } from "./pool-state/failure-log.ts";
+import { holderOf, parseHolder, tenantOf } from "./pool-state/lease-record.ts";
+import { isFinished, isPodReady, isTerminating } from "./pool-state/pod-state.ts";
+import { createLogger } from "./telemetry/logger.ts";
 
 export type PoolConfig = Pick<
   AgentConfig,
@@ -44,6 +46,8 @@ export interface AgentPoolOptions {
   /** Controller knobs for tests. */
   orphanGraceMs?: number;
   onCacheError?: (what: string, e: unknown, retryInMs: number) => void;
+  /** Where caught errors of the lease core and the controller go (default: a warn-level logger). */
+  log?: FailureLog;
 }
 
 /**
@@ -56,6 +60,7 @@ export class AgentPool {
   readonly manager: LeaseManager;
   readonly controller: PoolController;
   readonly elector: LeaderElector | undefined;
+  private readonly log: FailureLog;
 
   private constructor(
     readonly config: PoolConfig,
@@ -63,11 +68,12 @@ export class AgentPool {
     template: V1Pod,
   ) {
     this.bus = opts.bus ?? new EventBus(config.agentId, config.region);
+    this.log = opts.log ?? createLogger({ level: "warn", base: { agentId: config.agentId } });
     this.caches = new PoolCaches(opts.clients, config.namespace, this.bus, opts.onCacheError);
     this.manager = new LeaseManager({
-      clients: opts.clients,
-      caches: this.caches,
+      store: this.caches,
       bus: this.bus,
+      log: this.log,
       namespace: config.namespace,
       agentId: config.agentId,
       leaseTtlSeconds: config.leaseTtlSeconds,
@@ -80,6 +86,7 @@ export class AgentPool {
       clients: opts.clients,
       caches: this.caches,
       bus: this.bus,
+      log: this.log,
       namespace: config.namespace,
       poolSize: config.poolSize,
       leaseTtlSeconds: config.leaseTtlSeconds,

@@ -4,6 +4,7 @@ import { type ServerType, serve } from "@hono/node-server";
 import type { Logger } from "pino";
 import { AppError, err, ok, type Result } from "../shared/errors.ts";
 import type { Capacity } from "../shared/tunnel.ts";
+import { AgentPool } from "./agent-pool.ts";
 import { createChatHandler } from "./chat/index.ts";
 import { type AgentConfig, loadConfig } from "./config.ts";
 import { EventBus } from "./events/bus.ts";
@@ -14,7 +15,6 @@ import { HttpScrubber } from "./exec/scrubber.ts";
 import { createAgentApp } from "./http/app.ts";
 import { createRelayAuth } from "./http/relay-auth.ts";
 import { loadKubeConfig, makeClients } from "./k8s/client.ts";
-import { AgentPool } from "./agent-pool.ts";
 import { runExecRequest } from "./requests/exec-request.ts";
 import { createLogger } from "./telemetry/logger.ts";
 import { createMetrics, metricsText, subscribeMetrics } from "./telemetry/metrics.ts";
@@ -77,6 +77,7 @@ export async function startAgent(
     config,
     clients,
     bus,
+    log: logger,
     ...(config.recycle === "scrub" ? { scrubber: new HttpScrubber({ poolToken }) } : {}),
     onCacheError: (what, e, retryInMs) =>
       logger.warn({ what, err: e, retryInMs }, "watch failed; restarting"),

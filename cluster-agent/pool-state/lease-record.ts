@@ -1,5 +1,5 @@
 import type { V1Lease } from "@kubernetes/client-node";
-import { microTimeString } from "../k8s/microtime.ts";
+import { microNow, microTimeString, toMicroTime } from "../k8s/microtime.ts";
 import { REQUEST_ID_ANNOTATION, TENANT_ANNOTATION } from "./labels.ts";
 
 export interface HolderIdentity {
@@ -33,4 +33,49 @@ export function recordKey(l: V1Lease): string {
     s.leaseTransitions ?? 0,
     s.leaseDurationSeconds ?? 0,
   ].join("|");
+}
+
+/**
+ * The body of a compare-and-swap that takes `lease` for `holder`: a new acquisition (the fence,
+ * leaseTransitions, goes up by one), with who it is for in the annotations when that is a request.
+ */
+export function claimedLease(
+  lease: V1Lease,
+  claim: { holder: string; durationSeconds?: number | undefined; tenant?: string; requestId?: string },
+): V1Lease {
+  const now = microNow();
+  const annotations = { ...(lease.metadata?.annotations ?? {}) };
+  if (claim.tenant !== undefined) annotations[TENANT_ANNOTATION] = claim.tenant;
+  if (claim.requestId !== undefined) annotations[REQUEST_ID_ANNOTATION] = claim.requestId;
+  return {
+    ...lease,
+    apiVersion: "coordination.k8s.io/v1",
+    kind: "Lease",
+    metadata: { ...lease.metadata, annotations },
+    spec: {
+      ...lease.spec,
+      holderIdentity: claim.holder,
+      acquireTime: now,
+      renewTime: now,
+      ...(claim.durationSeconds !== undefined ? { leaseDurationSeconds: claim.durationSeconds } : {}),
+      leaseTransitions: transitionsOf(lease) + 1,
+    },
+  };
+}
+
+/** The body of a compare-and-swap that frees `lease`, keeping leaseTransitions (the fence) monotonic. */
+export function freedLease(lease: V1Lease): V1Lease {
+  const annotations = { ...(lease.metadata?.annotations ?? {}) };
+  delete annotations[TENANT_ANNOTATION];
+  delete annotations[REQUEST_ID_ANNOTATION];
+  return {
+    ...lease,
+    metadata: { ...lease.metadata, annotations },
+    spec: {
+      ...lease.spec,
+      holderIdentity: undefined,
+      acquireTime: toMicroTime(lease.spec?.acquireTime),
+      renewTime: microNow(),
+    },
+  };
 }

@@ -4,9 +4,9 @@ import type { KubeClients } from "../k8s/client.ts";
 import { isConflict, isNotFound, k8sFailure } from "../k8s/errors.ts";
 import { microNow, toMicroTime } from "../k8s/microtime.ts";
 import { withTimeout } from "../k8s/with-timeout.ts";
+import { LEADER_LEASE_NAME } from "../pool-state/labels.ts";
 import { recordKey } from "../pool-state/lease-record.ts";
 import { ObservedExpiry } from "../pool-state/observed-expiry.ts";
-import { LEADER_LEASE_NAME } from "../pool-state/labels.ts";
 
 export interface LeaderElectorOptions {
   clients: KubeClients;

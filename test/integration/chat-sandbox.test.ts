@@ -6,11 +6,11 @@
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { AgentPool } from "../../cluster-agent/agent-pool.ts";
 import { createChatHandler } from "../../cluster-agent/chat/chat-handler.ts";
 import { readModelConfig } from "../../cluster-agent/chat/model-config.ts";
 import { HttpExecutor } from "../../cluster-agent/exec/http-executor.ts";
 import { microNow } from "../../cluster-agent/k8s/microtime.ts";
-import type { AgentPool } from "../../cluster-agent/agent-pool.ts";
 import type { ChatEvent, PoolEvent, RelayChatRequest } from "../../shared/api.ts";
 import {
   type LeaseCluster,

@@ -1,8 +1,8 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import type { AgentPool } from "../../cluster-agent/agent-pool.ts";
 import { HttpExecutor } from "../../cluster-agent/exec/http-executor.ts";
 import { microNow } from "../../cluster-agent/k8s/microtime.ts";
 import type { LeaseHandle } from "../../cluster-agent/leases/types.ts";
-import type { AgentPool } from "../../cluster-agent/agent-pool.ts";
 import type { PoolEvent } from "../../shared/api.ts";
 import {
   type LeaseCluster,

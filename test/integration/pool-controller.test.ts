@@ -1,6 +1,6 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { microNow } from "../../cluster-agent/k8s/microtime.ts";
 import type { AgentPool } from "../../cluster-agent/agent-pool.ts";
+import { microNow } from "../../cluster-agent/k8s/microtime.ts";
 import { POOL_LABELS } from "../../cluster-agent/pool-state/labels.ts";
 import type { PoolEvent } from "../../shared/api.ts";
 import {

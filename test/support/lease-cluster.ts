@@ -1,9 +1,9 @@
 import { randomBytes } from "node:crypto";
 import type { V1Lease, V1Pod } from "@kubernetes/client-node";
+import { AgentPool } from "../../cluster-agent/agent-pool.ts";
 import { loadConfig } from "../../cluster-agent/config.ts";
 import { HttpScrubber } from "../../cluster-agent/exec/scrubber.ts";
 import { type KubeClients, makeClients } from "../../cluster-agent/k8s/client.ts";
-import { AgentPool } from "../../cluster-agent/agent-pool.ts";
 import { POOL_LABEL_SELECTOR } from "../../cluster-agent/pool-state/labels.ts";
 import { isPodReady } from "../../cluster-agent/pool-state/pod-state.ts";
 import type { PoolEvent } from "../../shared/api.ts";

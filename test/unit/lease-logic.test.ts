@@ -10,9 +10,9 @@ import {
 } from "../../cluster-agent/k8s/microtime.ts";
 import { isOlderVersion, jitteredBackoff } from "../../cluster-agent/k8s/watched-cache.ts";
 import { freePodNames, rotate } from "../../cluster-agent/leases/candidates.ts";
+import { percentile } from "../../cluster-agent/leases/stats.ts";
 import { isLeaseFree, parseHolder, recordKey } from "../../cluster-agent/pool-state/lease-record.ts";
 import { ObservedExpiry } from "../../cluster-agent/pool-state/observed-expiry.ts";
-import { percentile } from "../../cluster-agent/leases/stats.ts";
 
 const readyPod = (name: string, extra: Partial<V1Pod["status"]> = {}): V1Pod => ({
   metadata: { name },
