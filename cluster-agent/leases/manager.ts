@@ -347,6 +347,7 @@ export class LeaseManager {
         acquireMs: Math.round(queueMs * 1000) / 1000,
         queueMs: Math.round(queueMs * 1000) / 1000,
         queued: w.queuedEmitted,
+        leaseDurationSeconds: h.ttlSeconds,
         resourceVersion: lease.metadata?.resourceVersion,
       },
     });

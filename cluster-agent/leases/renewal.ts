@@ -85,7 +85,7 @@ export class LeaseRenewal {
           requestId: h.requestId,
           tenant: h.tenant,
           pod: h.pod,
-          data: { fence: h.fence },
+          data: { fence: h.fence, leaseDurationSeconds: h.ttlSeconds },
         });
         return;
       } catch (e) {

@@ -68,6 +68,7 @@ async function chat(
     model: readModelConfig({ OPENAI_BASE_URL: server.baseURL, OPENAI_MODEL: "scripted" }),
     acquire: (req) => pool.manager.acquire(req),
     executor,
+    bus: pool.bus,
   });
   const events: ChatEvent[] = [];
   const request: RelayChatRequest = { message, sessionId: "sess", history: [] };

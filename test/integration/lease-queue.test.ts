@@ -235,7 +235,7 @@ describe("lease queue, cap, renewal and fencing (one agent)", () => {
       10,
     );
     const released = events.find((e) => e.type === "lease.released" && e.requestId === "racer");
-    expect(released?.data?.unused).toBe(true);
+    expect(released?.type === "lease.released" && released.data.unused).toBe(true);
     // Nothing ran in it, so it is not recycled: same pod, free, servable.
     const after = await waitForSettledPool(cluster, 1, 5_000);
     expect(after.live[0]?.metadata?.name).toBe(pod);
