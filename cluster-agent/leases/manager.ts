@@ -13,7 +13,7 @@ import { LeaseRelease } from "./release.ts";
 import { LeaseRenewal } from "./renewal.ts";
 import { LeaseStats } from "./stats.ts";
 import type { AcquireRequest, LeaseHandle } from "./types.ts";
-import { WaitQueue } from "./wait-queue.ts";
+import { type Waiter, WaitQueue } from "./wait-queue.ts";
 
 export interface LeaseManagerOptions {
   store: PoolStore;
@@ -36,19 +36,6 @@ export interface LeaseManagerOptions {
   handoffGraceMs?: number;
   random?: () => number;
   clock?: Clock;
-}
-
-interface Waiter {
-  tenant: string;
-  requestId: string;
-  holder: string;
-  ttlSeconds: number;
-  enqueuedAt: number;
-  signal: AbortSignal | undefined;
-  settled: boolean;
-  queuedEmitted: boolean;
-  resolve: (r: Result<LeaseHandle>) => void;
-  cleanup: () => void;
 }
 
 /**
@@ -113,10 +100,6 @@ export class LeaseManager {
 
   get queueDepth(): number {
     return this.queue.length;
-  }
-
-  get heldCount(): number {
-    return this.held.size;
   }
 
   queueWaiters(): Array<{ requestId: string; tenant: string; waitedMs: number }> {
@@ -184,15 +167,8 @@ export class LeaseManager {
       data: { waitedMs: Math.round(waited) },
     });
     const retryAfterSeconds = Math.max(1, Math.ceil(this.o.leaseTtlSeconds / 3));
-    this.settle(
-      w,
-      err(
-        new AppError("queue_timeout", `no sandbox became free within ${this.o.queueTimeoutSeconds} s`, {
-          retryAfterSeconds,
-        }),
-      ),
-      "timeout",
-    );
+    const message = `no sandbox became free within ${this.o.queueTimeoutSeconds} s`;
+    this.settle(w, err(new AppError("queue_timeout", message, { retryAfterSeconds })), "timeout");
   }
 
   /** Resolve a waiter once and take it out of the queue at once. */
