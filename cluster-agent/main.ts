@@ -2,7 +2,7 @@
 // file wires together; nothing here decides policy.
 import { type ServerType, serve } from "@hono/node-server";
 import type { Logger } from "pino";
-import { AppError, err, ok, type Result } from "../shared/errors.ts";
+import { ok, type Result } from "../shared/errors.ts";
 import type { Capacity } from "../shared/tunnel.ts";
 import { AgentPool } from "./agent-pool.ts";
 import { createChatHandler } from "./chat/index.ts";
@@ -52,21 +52,8 @@ export async function startAgent(
   });
 
   const relayPublicKeys = config.relayPublicKeys;
-  if (!relayPublicKeys) {
-    return err(
-      new AppError(
-        "invalid_request",
-        "RELAY_PUBLIC_KEYS is required: the agent serves only relays the edge signed",
-      ),
-    );
-  }
   const kubeConfig = loadKubeConfig(config.kubeconfig);
   const clients = makeClients(kubeConfig);
-  if ((config.execMode === "http" || config.recycle === "scrub") && !config.poolToken) {
-    return err(
-      new AppError("invalid_request", "POOL_TOKEN is required with EXEC_MODE=http or RECYCLE=scrub"),
-    );
-  }
   const poolToken = config.poolToken ?? "";
   const executor: Executor =
     config.execMode === "http" ? new HttpExecutor({ poolToken }) : new ApiExecutor({ kubeConfig });
