@@ -110,6 +110,7 @@ export class AgentPool {
       this.elector = new LeaderElector({
         clients: opts.clients,
         bus: this.bus,
+        log: this.log,
         namespace: config.namespace,
         identity: config.agentId,
         leaseDurationSeconds: config.leaderLeaseSeconds,

@@ -77,6 +77,11 @@ export class LeaseRelease {
           this.emitReleased(h, { heldMs, recycle: "scrub", ...scrubbed.value });
           return;
         }
+        if (!scrubbed.ok)
+          logFailure(this.o.log, "scrub failed; replacing the pod", scrubbed.error, {
+            requestId: h.requestId,
+            pod: h.pod,
+          });
         await this.replace(h, "scrub failed");
         this.emitReleased(h, {
           heldMs,

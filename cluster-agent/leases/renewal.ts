@@ -41,7 +41,7 @@ export class LeaseRenewal {
   /** Stop renewing (release took over) and wait for a renewal in flight. */
   async stop(h: Held): Promise<void> {
     this.o.clock.clearTimeout(h.renewTimer);
-    await h.renewing?.catch(() => undefined);
+    await h.renewing; // renew() handles its own errors
   }
 
   markLost(h: Held, reason: string, data: Record<string, unknown> = {}): void {
