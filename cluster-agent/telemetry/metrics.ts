@@ -8,13 +8,10 @@ import type { PoolEvent, PoolEventOf } from "../../shared/events.ts";
  * never touch metrics. The one exception is the tunnel gauge: tunnel state is not a pool event,
  * so the tunnel client calls `metrics.setTunnelConnected()`.
  *
- * Event fields read (beyond type/pod/requestId):
- *   lease.acquired  data.acquireMs (acquire latency, queue included), data.queueMs (0 if none)
- *   lease.released / lease.expired   data.recycle === "replace" (or data.recycling === true): the
- *                   pod counts as recycling until pod.ready/pod.deleted
- *   queue.timeout   data.waitedMs;  queue.left  data.reason ("aborted" | "shutdown" observed; a
- *                   served waiter is observed through lease.acquired, a timed-out one through queue.timeout)
- *   exec.finished   data.durationMs, data.exitCode, data.timedOut?, data.error? (a code string)
+ * Events are the typed union of shared/events.ts, so every field read here is one the agent sends.
+ * A replaced pod (lease.released/expired with recycle "replace") counts as recycling until
+ * pod.ready/pod.deleted. queue.left observes "aborted" and "shutdown" waits only: a served waiter
+ * is observed through lease.acquired, a timed-out one through queue.timeout.
  */
 
 export const POD_STATES: readonly PodState[] = ["starting", "ready", "leased", "recycling", "failed"];
