@@ -13,7 +13,7 @@ import { PoolController } from "./pool/controller.ts";
 import { LeaderElector } from "./pool/leader.ts";
 import { buildSandboxPod, loadPodTemplate, podName } from "./pool/pod-template.ts";
 import { PoolCaches } from "./pool-state/caches.ts";
-import type { FailureLog } from "./pool-state/failure-log.ts";
+import { type FailureLog, logFailure } from "./pool-state/failure-log.ts";
 import { holderOf, parseHolder, tenantOf } from "./pool-state/lease-record.ts";
 import { isFinished, isPodReady, isTerminating } from "./pool-state/pod-state.ts";
 import { createLogger } from "./telemetry/logger.ts";
@@ -69,7 +69,12 @@ export class AgentPool {
   ) {
     this.bus = opts.bus ?? new EventBus(config.agentId, config.region);
     this.log = opts.log ?? createLogger({ level: "warn", base: { agentId: config.agentId } });
-    this.caches = new PoolCaches(opts.clients, config.namespace, this.bus, opts.onCacheError);
+    const log = this.log;
+    const onCacheError =
+      opts.onCacheError ??
+      ((what: string, e: unknown, retryInMs: number) =>
+        logFailure(log, `${what} watch failed; restarting in ${retryInMs} ms`, e));
+    this.caches = new PoolCaches(opts.clients, config.namespace, this.bus, onCacheError);
     this.manager = new LeaseManager({
       store: this.caches,
       bus: this.bus,

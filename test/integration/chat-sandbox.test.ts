@@ -113,6 +113,13 @@ describe("chat on the real sandbox stack", () => {
     expect(events).toContainEqual({ type: "sandbox.released", pod });
     // One lease for the whole request, released at its end; both commands ran on that pod.
     expect(leaseEventsOf(requestId, "lease.acquired").map((e) => e.pod)).toEqual([pod]);
+    // Each command of the chat shows on the pool stream like a /v1/exec command (the dashboard timeline, exec metrics).
+    const finished = leaseEventsOf(requestId, "exec.finished");
+    expect(leaseEventsOf(requestId, "exec.started").map((e) => e.pod)).toEqual([pod, pod]);
+    expect(finished.map((e) => (e.type === "exec.finished" ? [e.pod, e.data.exitCode] : null))).toEqual([
+      [pod, 0],
+      [pod, 0],
+    ]);
     await waitFor("lease released", () => leaseEventsOf(requestId, "lease.released").length === 1, 5_000, 50);
     const view = await poolView(cluster);
     expect(view.held.filter((l) => l.spec?.holderIdentity?.endsWith(`/${requestId}`))).toHaveLength(0);
