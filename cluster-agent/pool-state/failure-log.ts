@@ -1,10 +1,11 @@
-import type { Logger } from "pino";
-
 /**
  * Where the lease core and the pool controller report an error they catch and do not rethrow
  * (a failed delete, a watch that dropped): one warn line with the request id when there is one.
  */
-export type FailureLog = Pick<Logger, "warn">;
+export interface FailureLog {
+  /** A pino logger fits. */
+  warn(obj: object, msg: string): void;
+}
 
 export function logFailure(
   log: FailureLog | undefined,

@@ -436,6 +436,28 @@ describe("runChat with the scripted server", () => {
   });
 });
 
+describe("runChat on the shared pipeline", () => {
+  it("every command of a chat emits exec.started and exec.finished on the agent's bus, like /v1/exec", async () => {
+    const bus = new EventBus("agent-test");
+    const seen: Array<[string, string | undefined, string | undefined, string | undefined]> = [];
+    bus.on((e) => seen.push([e.type, e.requestId, e.tenant, e.pod]));
+    const { result } = await chat(
+      [
+        { type: "tool_calls", calls: [toolCall("echo one"), toolCall("echo two")] },
+        { type: "text", text: "done" },
+      ],
+      { bus },
+    );
+    expect(result.ok).toBe(true);
+    expect(seen).toEqual([
+      ["exec.started", "req-1", "tenant-1", "sandbox-0"],
+      ["exec.finished", "req-1", "tenant-1", "sandbox-0"],
+      ["exec.started", "req-1", "tenant-1", "sandbox-0"],
+      ["exec.finished", "req-1", "tenant-1", "sandbox-0"],
+    ]);
+  });
+});
+
 describe("runChat failures", () => {
   it("answers model_not_configured before taking any lease", async () => {
     let acquireCalls = 0;
