@@ -22,6 +22,7 @@ export const ERROR_STATUS = {
   sandbox_not_found: 404,
   file_not_found: 404,
   method_not_allowed: 405,
+  /** The exec server's fence refusal; internal: callers get lease_lost (requests/leased-sandbox.ts). */
   stale_lease: 409,
   payload_too_large: 413,
   unsupported_media_type: 415,

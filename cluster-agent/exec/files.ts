@@ -3,6 +3,13 @@ import { Readable } from "node:stream";
 import { z } from "zod";
 import { DirListingSchema, FileWriteResultSchema } from "../../shared/api.ts";
 import { AppError, type ErrorCode, err, ok, type Result } from "../../shared/errors.ts";
+import {
+  EXEC_SERVER_PATHS,
+  EXEC_SERVER_PORT,
+  FENCE_HEADER,
+  FILE_KIND_HEADER,
+  MAX_BYTES_HEADER,
+} from "../sandbox-server/protocol.ts";
 import type { ExecTarget } from "./executor.ts";
 import { podExecToken } from "./pod-token.ts";
 
@@ -93,7 +100,7 @@ export class HttpFiles implements SandboxFiles {
   constructor(o: HttpFilesOptions) {
     this.#o = {
       poolToken: o.poolToken,
-      port: o.port ?? 8080,
+      port: o.port ?? EXEC_SERVER_PORT,
       timeoutMs: o.timeoutMs ?? 120_000,
       agent: o.agent ?? new Agent({ keepAlive: true, maxSockets: 64 }),
     };
@@ -122,12 +129,12 @@ export class HttpFiles implements SandboxFiles {
       const req = request({
         host: target.podIP,
         port: this.#o.port,
-        path: `/files?${qs}`,
+        path: `${EXEC_SERVER_PATHS.files}?${qs}`,
         method,
         agent: this.#o.agent,
         headers: {
           authorization: `Bearer ${podExecToken(this.#o.poolToken, target.namespace, target.pod)}`,
-          "x-fence-token": String(target.fence),
+          [FENCE_HEADER]: String(target.fence),
           ...(body instanceof Uint8Array ? { "content-length": String(body.byteLength) } : {}),
           ...(body && !(body instanceof Uint8Array) ? { "transfer-encoding": "chunked" } : {}),
           ...extraHeaders,
@@ -163,7 +170,7 @@ export class HttpFiles implements SandboxFiles {
     opts: { signal: AbortSignal; maxBytes: number },
   ): Promise<Result<{ path: string; size: number }>> {
     const r = await this.#call(target, "PUT", { path }, opts.signal, body, {
-      "x-max-bytes": String(opts.maxBytes),
+      [MAX_BYTES_HEADER]: String(opts.maxBytes),
     });
     if (!r.ok) return r;
     const text = await readAll(r.value);
@@ -179,7 +186,7 @@ export class HttpFiles implements SandboxFiles {
     if (!r.ok) return r;
     const res = r.value;
     if (res.statusCode !== 200) return err(serverError(res.statusCode ?? 0, await readAll(res)));
-    if (res.headers["x-file-kind"] === "dir") {
+    if (res.headers[FILE_KIND_HEADER] === "dir") {
       const parsed = DirListingSchema.safeParse(safeJson(await readAll(res)));
       return parsed.success
         ? ok({ kind: "dir", entries: parsed.data.entries })
@@ -203,7 +210,7 @@ export class HttpFiles implements SandboxFiles {
     if (!r.ok) return r;
     const res = r.value;
     if (res.statusCode !== 200) return err(serverError(res.statusCode ?? 0, await readAll(res)));
-    if (res.headers["x-file-kind"] !== "dir") {
+    if (res.headers[FILE_KIND_HEADER] !== "dir") {
       res.destroy();
       return err(new AppError("invalid_path", `${path}: not a directory`));
     }

@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { type FileResult, readPath, removePath, writePath } from "./files.ts";
+import { FILE_KIND_HEADER, MAX_BYTES_HEADER } from "./protocol.ts";
 
 /** Default and ceiling of one file write (the agent asks for less with `x-max-bytes`). */
 export const MAX_FILE_BYTES = 64 * 1024 * 1024;
@@ -22,7 +23,7 @@ export async function handleFiles(
   const failed = (r: Extract<FileResult<unknown>, { ok: false }>) =>
     sendError(res, r.status, r.code, r.message);
   if (req.method === "PUT") {
-    const asked = Number(req.headers["x-max-bytes"] ?? MAX_FILE_BYTES);
+    const asked = Number(req.headers[MAX_BYTES_HEADER] ?? MAX_FILE_BYTES);
     const max = Number.isInteger(asked) && asked >= 0 ? Math.min(asked, MAX_FILE_BYTES) : MAX_FILE_BYTES;
     const r = await writePath(workspace, path, req, max);
     if (!r.ok) return failed(r);
@@ -44,13 +45,13 @@ export async function handleFiles(
   if (!r.ok) return failed(r);
   const v = r.value;
   if (v.kind === "dir") {
-    res.setHeader("x-file-kind", "dir");
+    res.setHeader(FILE_KIND_HEADER, "dir");
     return sendJsonBody(res, 200, { entries: v.entries, truncated: v.truncated });
   }
   res.writeHead(200, {
     "content-type": "application/octet-stream",
     "content-length": v.size,
-    "x-file-kind": "file",
+    [FILE_KIND_HEADER]: "file",
     "cache-control": "no-store",
   });
   v.stream.on("error", () => res.destroy());

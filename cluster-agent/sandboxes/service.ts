@@ -7,10 +7,10 @@ import type { KubeClients } from "../k8s/client.ts";
 import { isConflict, isNotFound, k8sFailure } from "../k8s/errors.ts";
 import { microNow, toMicroTime } from "../k8s/microtime.ts";
 import { withTimeout } from "../k8s/with-timeout.ts";
-import { holderOf, transitionsOf } from "../leases/lease-record.ts";
 import type { AcquireRequest, LeaseHandle } from "../leases/types.ts";
-import type { PoolCaches } from "../pool/caches.ts";
-import { REQUEST_ID_ANNOTATION, TENANT_ANNOTATION } from "../pool/labels.ts";
+import type { PoolCaches } from "../pool-state/caches.ts";
+import { REQUEST_ID_ANNOTATION, TENANT_ANNOTATION } from "../pool-state/labels.ts";
+import { holderOf, transitionsOf } from "../pool-state/lease-record.ts";
 import {
   isSandboxLease,
   mintSandboxId,
