@@ -140,4 +140,27 @@ describe("sandbox routing by cluster", () => {
       "invalid_request",
     );
   });
+
+  it("/openapi.json documents every sandbox route with its status codes and raw-byte bodies", async () => {
+    const doc = (await (await SELF.fetch(`${BASE}/openapi.json`)).json()) as {
+      paths: Record<
+        string,
+        Record<
+          string,
+          { responses: Record<string, unknown>; requestBody?: { content: Record<string, unknown> } }
+        >
+      >;
+    };
+    const p = doc.paths;
+    expect(Object.keys(p["/v1/sandboxes"] ?? {}).sort()).toEqual(["get", "post"]);
+    expect(Object.keys(p["/v1/sandboxes"]?.post?.responses ?? {})).toEqual(
+      expect.arrayContaining(["201", "200", "404", "429", "503"]),
+    );
+    expect(Object.keys(p["/v1/sandboxes/{id}"] ?? {}).sort()).toEqual(["delete", "get"]);
+    expect(Object.keys(p["/v1/sandboxes/{id}"]?.delete?.responses ?? {})).toContain("204");
+    expect(Object.keys(p["/v1/sandboxes/{id}/exec"] ?? {})).toEqual(["post"]);
+    const files = p["/v1/sandboxes/{id}/files/{path}"] ?? {};
+    expect(Object.keys(files).sort()).toEqual(["delete", "get", "put"]);
+    expect(Object.keys(files.put?.requestBody?.content ?? {})).toEqual(["application/octet-stream"]);
+  });
 });
