@@ -156,7 +156,7 @@ export class ApiExecutor implements Executor {
           settle({ ok: false, error: code, remote: "completed" });
           return;
         }
-        const out = capture.finish();
+        const out = capture.finish(undefined, call.outputEncoding);
         if (code === CWD_REFUSED_EXIT && out.stderr.startsWith(CWD_REFUSED_PREFIX) && out.stdoutBytes === 0) {
           const message = out.stderr.slice("pi-sandbox: ".length).trim();
           settle({ ok: false, error: new AppError("invalid_request", message), remote: "completed" });
