@@ -8,6 +8,7 @@ import { type ApiServer, type AuditEntry, startApiServer } from "../../devcluste
 import { type DevCluster, type DevClusterOptions, startDevCluster } from "../../devcluster/devcluster.ts";
 import { makeKubeConfig } from "../../devcluster/kubeconfig.ts";
 import type { ImageSpec } from "../../devcluster/kubelet/index.ts";
+import { type KubeletPki, makeKubeletPki } from "../../devcluster/pki.ts";
 
 export const SANDBOX_REPO = "pi-sandbox-runtime/sandbox";
 export const SANDBOX_IMAGE = `${SANDBOX_REPO}:dev`;
@@ -24,6 +25,29 @@ export function sandboxImages(): Promise<Record<string, ImageSpec>> {
   return imageDir.then((dir) => ({
     [SANDBOX_REPO]: { binds: [{ host: dir, container: "/opt/sandbox-server" }] },
   }));
+}
+
+let pki: Promise<KubeletPki> | undefined;
+
+/** One throw-away kubelet PKI per test process (CA, kubelet serving cert, API server client cert). */
+export function testPki(nodeName = "test-node"): Promise<KubeletPki> {
+  pki ??= mkdtemp(join(tmpdir(), "devcluster-pki-")).then((dir) => {
+    process.once("exit", () => rmSync(dir, { recursive: true, force: true }));
+    return makeKubeletPki(dir, nodeName);
+  });
+  return pki;
+}
+
+/** The API server side of `testPki()`: how it dials kubelets. */
+export async function testKubeletClient(): Promise<{ cert: string; key: string; ca: string }> {
+  const p = await testPki();
+  return { cert: p.apiClientCert, key: p.apiClientKey, ca: p.ca };
+}
+
+/** The kubelet side of `testPki()`: its serving certificate and the CA of API server client certs. */
+export async function testKubeletTls(): Promise<{ cert: string; key: string; clientCA: string }> {
+  const p = await testPki();
+  return { cert: p.kubeletCert, key: p.kubeletKey, clientCA: p.ca };
 }
 
 export type TestCluster = DevCluster & { dir: string };
@@ -82,7 +106,7 @@ export async function startTestApiServer(
     historySize?: number;
     stateFile?: string;
     port?: number;
-    kubeletToken?: string;
+    kubeletClient?: { cert: string; key: string; ca: string };
     bookmarkIntervalMs?: number;
     defaultWatchTimeoutMs?: number;
   } = {},
@@ -91,7 +115,7 @@ export async function startTestApiServer(
   const audit: AuditEntry[] = [];
   const api = await startApiServer({
     tokens: { [token]: "admin" },
-    kubeletToken: opts.kubeletToken ?? "kubelet-secret",
+    kubeletClient: opts.kubeletClient ?? (await testKubeletClient()),
     audit: (e) => audit.push(e),
     historySize: opts.historySize,
     bookmarkIntervalMs: opts.bookmarkIntervalMs,
