@@ -1,7 +1,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { createWriteStream, readFileSync, type WriteStream } from "node:fs";
-import { chown, mkdir, readFile, rm, symlink, writeFile } from "node:fs/promises";
-import { constants, release } from "node:os";
+import { chmod, chown, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from "node:fs/promises";
+import { constants, release, tmpdir } from "node:os";
 import { join } from "node:path";
 import { type ContainerSpec, type IdRange, ociSpec, USR_SYMLINKS } from "./oci-spec.ts";
 import { runtimeDefaultSeccomp } from "./seccomp.ts";
@@ -268,3 +268,19 @@ function safeKill(pid: number | undefined, sig: NodeJS.Signals): void {
 function signalNumber(sig: NodeJS.Signals): number {
   return constants.signals[sig] ?? 0;
 }
+
+/**
+ * The runtime's own directory in the host's temp dir: runc's state (0700) and the bundles, on a
+ * path every container's host root id can traverse (0711) — runc sets up the root file system
+ * as that id, so a bundle below a 0700 directory (a test's mkdtemp) could not be mounted.
+ */
+export async function makeRuntimeDirs(): Promise<RuntimeDirs & { root: string; images: string }> {
+  const root = await mkdtemp(join(tmpdir(), "devcluster-runc-"));
+  await chmod(root, 0o711);
+  const dirs = { root, state: join(root, "state"), bundles: join(root, "bundles"), images: join(root, "images") };
+  await mkdir(dirs.state, { mode: 0o700 });
+  await mkdir(dirs.bundles, { mode: 0o711 });
+  await mkdir(dirs.images, { mode: 0o711 });
+  return dirs;
+}
+

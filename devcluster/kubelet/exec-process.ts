@@ -20,9 +20,10 @@ export function startExec(container: Container, argv: string[], scratchDir: stri
 
 /**
  * SIGKILLs the exec'd process and everything it started (its caller went away): `runc exec`
- * forwards signals but cannot forward SIGKILL, so the tree is killed by host PID.
+ * forwards signals but cannot forward SIGKILL, so the tree is killed by host PID. runc writes the
+ * pid file only after the process started (its first output may come earlier): wait for it.
  */
-export function killExec(p: ExecProcess): void {
+export function killExec(p: ExecProcess, attempts = 100): void {
   const { child } = p;
   if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
   let pid: number | undefined;
@@ -30,6 +31,10 @@ export function killExec(p: ExecProcess): void {
     pid = Number(readFileSync(p.pidFile, "utf8").trim()) || undefined;
   } catch {
     pid = undefined;
+  }
+  if (pid === undefined && attempts > 0) {
+    setTimeout(() => killExec(p, attempts - 1), 20).unref();
+    return;
   }
   if (pid !== undefined) for (const x of [pid, ...descendantsOf(pid)]) safeKill(x);
   safeKill(child.pid);

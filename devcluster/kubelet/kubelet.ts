@@ -1,5 +1,4 @@
-import { chmod, cp, mkdir, mkdtemp, readdir, rm, stat } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { chmod, cp, mkdir, readdir, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import {
   ApiException,
@@ -10,7 +9,7 @@ import {
   type V1Pod,
 } from "@kubernetes/client-node";
 import { checkCgroups } from "./cgroups.ts";
-import type { RuntimeDirs } from "./container.ts";
+import { makeRuntimeDirs } from "./container.ts";
 import type { SecretReader } from "./env.ts";
 import { startExecServer } from "./exec-server.ts";
 import { IdRangeAllocator } from "./id-ranges.ts";
@@ -308,21 +307,6 @@ function withTimeout<T>(p: Promise<T>, ms = API_TIMEOUT_MS): Promise<T> {
     timer = setTimeout(() => reject(new Error(`API call timed out after ${ms} ms`)), ms);
   });
   return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
-}
-
-/**
- * The runtime's own directory in the host's temp dir: runc's state (0700) and the bundles, on a
- * path every container's host root id can traverse (0711) — runc sets up the root file system
- * as that id, so a bundle below a 0700 directory (a test's mkdtemp) could not be mounted.
- */
-async function makeRuntimeDirs(): Promise<RuntimeDirs & { root: string; images: string }> {
-  const root = await mkdtemp(join(tmpdir(), "devcluster-runc-"));
-  await chmod(root, 0o711);
-  const dirs = { root, state: join(root, "state"), bundles: join(root, "bundles"), images: join(root, "images") };
-  await mkdir(dirs.state, { mode: 0o700 });
-  await mkdir(dirs.bundles, { mode: 0o711 });
-  await mkdir(dirs.images, { mode: 0o711 });
-  return dirs;
 }
 
 /**

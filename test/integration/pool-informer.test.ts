@@ -7,6 +7,7 @@ import { WatchedCache } from "../../cluster-agent/k8s/watched-cache.ts";
 import { type ApiServer, startApiServer } from "../../devcluster/apiserver/index.ts";
 import { makeKubeConfig } from "../../devcluster/kubeconfig.ts";
 import { waitFor } from "../support/lease-cluster.ts";
+import { testKubeletClient } from "../support/devcluster.ts";
 
 // The informer wrapper against a real (devcluster) API server that goes away and comes back on the
 // same port with the same state: client-node's informer fires `error` and stops; ours restarts it
@@ -18,7 +19,7 @@ const token = "informer-test-token";
 async function startApi(port = 0): Promise<ApiServer> {
   return await startApiServer({
     tokens: { [token]: "admin" },
-    kubeletToken: "unused",
+    kubeletClient: await testKubeletClient(),
     port,
     stateFile: join(dir, "state.json"),
   });
