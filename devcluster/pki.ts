@@ -25,14 +25,26 @@ async function openssl(args: string[], cwd: string): Promise<void> {
 
 async function issue(dir: string, name: string, subject: string, ext: string): Promise<void> {
   await openssl(
-    ["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-      .concat(["-keyout", `${name}.key`, "-out", `${name}.csr`, "-subj", subject]),
+    ["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"].concat([
+      "-keyout",
+      `${name}.key`,
+      "-out",
+      `${name}.csr`,
+      "-subj",
+      subject,
+    ]),
     dir,
   );
   await writeFile(join(dir, `${name}.ext`), ext);
   await openssl(
-    ["x509", "-req", "-in", `${name}.csr`, "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial"]
-      .concat(["-days", DAYS, "-extfile", `${name}.ext`, "-out", `${name}.crt`]),
+    ["x509", "-req", "-in", `${name}.csr`, "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial"].concat([
+      "-days",
+      DAYS,
+      "-extfile",
+      `${name}.ext`,
+      "-out",
+      `${name}.crt`,
+    ]),
     dir,
   );
 }
@@ -44,8 +56,16 @@ async function issue(dir: string, name: string, subject: string, ext: string): P
 export async function makeKubeletPki(dir: string, nodeName: string): Promise<KubeletPki> {
   await mkdir(dir, { recursive: true, mode: 0o700 });
   await openssl(
-    ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-      .concat(["-keyout", "ca.key", "-out", "ca.crt", "-days", DAYS, "-subj", "/CN=devcluster-ca"]),
+    ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"].concat([
+      "-keyout",
+      "ca.key",
+      "-out",
+      "ca.crt",
+      "-days",
+      DAYS,
+      "-subj",
+      "/CN=devcluster-ca",
+    ]),
     dir,
   );
   await issue(

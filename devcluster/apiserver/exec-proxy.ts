@@ -24,7 +24,12 @@ export interface KubeletClientTls {
 }
 
 /** Client-facing stream flags → the names a kubelet reads (as kube-apiserver's ExecLocation maps them). */
-const KUBELET_PARAMS: Record<string, string> = { stdin: "input", stdout: "output", stderr: "error", tty: "tty" };
+const KUBELET_PARAMS: Record<string, string> = {
+  stdin: "input",
+  stdout: "output",
+  stderr: "error",
+  tty: "tty",
+};
 
 function kubeletQuery(query: URLSearchParams): string {
   const out = new URLSearchParams();

@@ -26,6 +26,17 @@ const LOG_CAP_BYTES = 16 * 1024 * 1024;
 const TAIL_CHARS = 2048;
 const OOM_POLL_MS = 500;
 const PID_WAIT_MS = 10_000;
+/**
+ * The container's PID 1, wrapped in `setpriv --pdeathsig` so it dies with runc (which dies with
+ * the kubelet): nothing outlives a killed kubelet. It runs the command as its child, passes
+ * SIGTERM on, exits with the command's status, and — as `docker --init` does — reaps orphans
+ * that exec'd commands leave behind (a Node PID 1 would keep them as zombies).
+ */
+const INIT = [
+  `"$@" & c=$!`,
+  `trap 'kill -TERM $c 2>/dev/null' TERM INT`,
+  `while :; do wait $c; s=$?; kill -0 $c 2>/dev/null || exit $s; done`,
+].join("\n");
 export const BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /**
@@ -123,8 +134,16 @@ export class Container {
     // runc creates mount points as the container's root, which must own the (read-only) root.
     await chown(rootfs, this.ids.hostId, this.ids.hostId);
     const seccomp = runtimeDefaultSeccomp(this.spec.capabilities, release());
-    // The init dies with runc (which dies with the kubelet): nothing outlives a killed kubelet.
-    const argv = ["/usr/bin/setpriv", "--pdeathsig=SIGKILL", "--", ...this.spec.argv];
+    const argv = [
+      "/usr/bin/setpriv",
+      "--pdeathsig=SIGKILL",
+      "--",
+      "/bin/sh",
+      "-c",
+      INIT,
+      "init",
+      ...this.spec.argv,
+    ];
     const spec = ociSpec({ ...this.spec, argv }, this.ids, seccomp, `devcluster/${this.id}`);
     await writeFile(join(this.bundle, "config.json"), JSON.stringify(spec));
   }
@@ -193,12 +212,15 @@ export class Container {
   }
 
   /**
-   * True when the container's process never ran: runc refused the spec, or the init wrapper
-   * could not exec the command (its last words, with exit code 126/127).
+   * True when the container's process never ran: runc refused the spec, or the init could not
+   * start the command (the shell's last words: "init: 1: CMD: not found" / "Permission denied").
    */
   get failedToStart(): boolean {
     if (!this.done) return false;
-    return this.initPid === undefined || /(^|\n)setpriv: failed to execute [^\n]*\n?$/.test(this.tail);
+    return (
+      this.initPid === undefined ||
+      /(^|\n)init: \d+: [^\n]*: (not found|Permission denied)\n?$/.test(this.tail)
+    );
   }
 
   get outputTail(): string {
@@ -216,7 +238,17 @@ export class Container {
   exec(argv: string[], pidFile: string): ChildProcess {
     return spawn(
       "runc",
-      ["--root", this.dirs.state, "exec", "--pid-file", pidFile, "--cwd", this.spec.workingDir, this.id, ...argv],
+      [
+        "--root",
+        this.dirs.state,
+        "exec",
+        "--pid-file",
+        pidFile,
+        "--cwd",
+        this.spec.workingDir,
+        this.id,
+        ...argv,
+      ],
       { env: { PATH: BASE_PATH }, stdio: ["pipe", "pipe", "pipe"] },
     );
   }
@@ -277,10 +309,14 @@ function signalNumber(sig: NodeJS.Signals): number {
 export async function makeRuntimeDirs(): Promise<RuntimeDirs & { root: string; images: string }> {
   const root = await mkdtemp(join(tmpdir(), "devcluster-runc-"));
   await chmod(root, 0o711);
-  const dirs = { root, state: join(root, "state"), bundles: join(root, "bundles"), images: join(root, "images") };
+  const dirs = {
+    root,
+    state: join(root, "state"),
+    bundles: join(root, "bundles"),
+    images: join(root, "images"),
+  };
   await mkdir(dirs.state, { mode: 0o700 });
   await mkdir(dirs.bundles, { mode: 0o711 });
   await mkdir(dirs.images, { mode: 0o711 });
   return dirs;
 }
-

@@ -296,7 +296,6 @@ function internalError(message: string): object {
   };
 }
 
-
 function signalNumber(sig: NodeJS.Signals): number {
   return constants.signals[sig] ?? 0;
 }

@@ -24,7 +24,8 @@ function hostRanges(): Array<[number, number]> {
   }
   for (const line of `${read("/etc/subuid")}\n${read("/etc/subgid")}`.split("\n")) {
     const [, start, count] = line.split(":").map(Number);
-    if (Number.isInteger(start) && Number.isInteger(count)) out.push([start ?? 0, (start ?? 0) + (count ?? 0)]);
+    if (Number.isInteger(start) && Number.isInteger(count))
+      out.push([start ?? 0, (start ?? 0) + (count ?? 0)]);
   }
   return out;
 }

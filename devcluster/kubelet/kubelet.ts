@@ -313,7 +313,10 @@ function withTimeout<T>(p: Promise<T>, ms = API_TIMEOUT_MS): Promise<T> {
  * Copies every image directory into the runtime's directory once (as a snapshotter unpacks a
  * layer): the containers' host ids can read it there, and the host cannot change it under them.
  */
-async function snapshotImages(images: Record<string, ImageSpec>, dir: string): Promise<Record<string, ImageSpec>> {
+async function snapshotImages(
+  images: Record<string, ImageSpec>,
+  dir: string,
+): Promise<Record<string, ImageSpec>> {
   const out: Record<string, ImageSpec> = {};
   let n = 0;
   for (const [repo, image] of Object.entries(images)) {

@@ -1,14 +1,14 @@
 import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { V1Container, V1Pod } from "@kubernetes/client-node";
-import { resolveEnv, type SecretReader } from "./env.ts";
 import { BASE_PATH, Container, type ContainerExit, type RuntimeDirs } from "./container.ts";
+import { resolveEnv, type SecretReader } from "./env.ts";
 import type { IdRangeAllocator } from "./id-ranges.ts";
 import { imageRepository } from "./image-ref.ts";
 import { type ContainerSpec, DEFAULT_CAPABILITIES, type IdRange } from "./oci-spec.ts";
 import type { PodIPAllocator } from "./pod-ips.ts";
-import { PortForward } from "./port-forward.ts";
 import { type Json, now, PodConditions, waitingStatus } from "./pod-status.ts";
+import { PortForward } from "./port-forward.ts";
 import { probePort, runProbe } from "./probes.ts";
 import { quantityBytes, quantityMillis } from "./quantity.ts";
 import type { ImageSpec } from "./types.ts";
@@ -35,7 +35,8 @@ const DEFAULT_UID = 1000;
 
 /** containerd's default set, then the securityContext's drop (ALL clears it) and add. */
 function capabilities(c: V1Container): string[] {
-  const norm = (x: string) => (x.toUpperCase().startsWith("CAP_") ? x.toUpperCase() : `CAP_${x.toUpperCase()}`);
+  const norm = (x: string) =>
+    x.toUpperCase().startsWith("CAP_") ? x.toUpperCase() : `CAP_${x.toUpperCase()}`;
   const drop = (c.securityContext?.capabilities?.drop ?? []).map(norm);
   const add = (c.securityContext?.capabilities?.add ?? []).map(norm);
   const base = drop.includes("CAP_ALL") ? [] : DEFAULT_CAPABILITIES.filter((x) => !drop.includes(x));
@@ -235,11 +236,7 @@ export class PodWorker {
 
   private exitAt: { startedAt: string; finishedAt: string } = { startedAt: "", finishedAt: "" };
 
-  private async runOnce(
-    c: V1Container,
-    spec: ContainerSpec,
-    ids: IdRange,
-  ): Promise<ContainerExit> {
+  private async runOnce(c: V1Container, spec: ContainerSpec, ids: IdRange): Promise<ContainerExit> {
     const id = `${this.uid}-${c.name}-${this.restartCount}`;
     const sandbox = new Container(id, spec, ids, this.ctx.runtime, join(this.stateDir, `${c.name}.log`));
     this.sandbox = sandbox;

@@ -1,4 +1,11 @@
-import { ApiException, CoreV1Api, type KubeConfig, makeInformer, type V1Node, type V1Pod } from "@kubernetes/client-node";
+import {
+  ApiException,
+  CoreV1Api,
+  type KubeConfig,
+  makeInformer,
+  type V1Node,
+  type V1Pod,
+} from "@kubernetes/client-node";
 
 const API_TIMEOUT_MS = 10_000;
 const RESYNC_MS = 2_000;
@@ -45,7 +52,9 @@ export async function startScheduler(opts: SchedulerOptions): Promise<Scheduler>
     if ((pod.spec?.schedulerName ?? "default-scheduler") !== name) return;
     const candidates = nodes.list().filter(ready);
     if (candidates.length === 0) return; // retried on the next resync, once a node is Ready
-    candidates.sort((a, b) => (load.get(a.metadata?.name ?? "") ?? 0) - (load.get(b.metadata?.name ?? "") ?? 0));
+    candidates.sort(
+      (a, b) => (load.get(a.metadata?.name ?? "") ?? 0) - (load.get(b.metadata?.name ?? "") ?? 0),
+    );
     const target = candidates[0]?.metadata?.name ?? "";
     inFlight.add(uid);
     try {
@@ -73,14 +82,19 @@ export async function startScheduler(opts: SchedulerOptions): Promise<Scheduler>
     }
   };
 
-  const restartOnError = (inf: { start(): Promise<void>; on(e: "error" | "connect", f: (e?: unknown) => void): void }, what: string) => {
+  const restartOnError = (
+    inf: { start(): Promise<void>; on(e: "error" | "connect", f: (e?: unknown) => void): void },
+    what: string,
+  ) => {
     let backoffMs = 500;
     inf.on("connect", () => {
       backoffMs = 500;
     });
     inf.on("error", (err: unknown) => {
       if (closed) return;
-      log(`${what} watch failed (${(err as Error | undefined)?.message ?? String(err)}); restarting in ${backoffMs} ms`);
+      log(
+        `${what} watch failed (${(err as Error | undefined)?.message ?? String(err)}); restarting in ${backoffMs} ms`,
+      );
       setTimeout(() => {
         if (!closed) void inf.start().catch(() => {});
       }, backoffMs).unref();

@@ -3,8 +3,8 @@ import { createServer as createHttpsServer } from "node:https";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { TLSSocket } from "node:tls";
 import { Writable } from "node:stream";
+import type { TLSSocket } from "node:tls";
 import { Exec, type V1Status } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type RawData, WebSocket, WebSocketServer } from "ws";
@@ -48,7 +48,11 @@ async function startFakeKubelet(): Promise<{ port: number; seen: Seen[]; close()
   });
   wss.on("connection", (ws, req) => {
     const peer = (req.socket as TLSSocket).getPeerCertificate();
-    const entry: Seen = { url: req.url ?? "", clientCN: String(peer?.subject?.CN ?? ""), protocol: ws.protocol };
+    const entry: Seen = {
+      url: req.url ?? "",
+      clientCN: String(peer?.subject?.CN ?? ""),
+      protocol: ws.protocol,
+    };
     seen.push(entry);
     const q = new URL(req.url ?? "/", "http://x").searchParams;
     const cmd = q.getAll("command").join(" ");

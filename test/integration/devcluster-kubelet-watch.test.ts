@@ -5,9 +5,9 @@ import { CoreV1Api, type V1Pod } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type ApiServer, startApiServer } from "../../devcluster/apiserver/index.ts";
 import { makeKubeConfig } from "../../devcluster/kubeconfig.ts";
+import { type Kubelet, startKubelet } from "../../devcluster/kubelet/index.ts";
 import { type Scheduler, startScheduler } from "../../devcluster/scheduler/scheduler.ts";
 import { testKubeletClient, testKubeletTls } from "../support/devcluster.ts";
-import { type Kubelet, startKubelet } from "../../devcluster/kubelet/index.ts";
 import { healthPod, TEST_IMAGE_REPO, writeHealthServerImage } from "../support/kubelet-fixtures.ts";
 
 // The kubelet keeps working across an API server outage: its informer fails with a network

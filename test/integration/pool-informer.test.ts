@@ -6,8 +6,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { WatchedCache } from "../../cluster-agent/k8s/watched-cache.ts";
 import { type ApiServer, startApiServer } from "../../devcluster/apiserver/index.ts";
 import { makeKubeConfig } from "../../devcluster/kubeconfig.ts";
-import { waitFor } from "../support/lease-cluster.ts";
 import { testKubeletClient } from "../support/devcluster.ts";
+import { waitFor } from "../support/lease-cluster.ts";
 
 // The informer wrapper against a real (devcluster) API server that goes away and comes back on the
 // same port with the same state: client-node's informer fires `error` and stops; ours restarts it

@@ -1,12 +1,12 @@
 import type { V1Container, V1Pod } from "@kubernetes/client-node";
 import { describe, expect, it } from "vitest";
-import { type ContainerSpec, ociSpec } from "../../devcluster/kubelet/oci-spec.ts";
-import { runtimeDefaultSeccomp } from "../../devcluster/kubelet/seccomp.ts";
 import { resolveEnv } from "../../devcluster/kubelet/env.ts";
 import { imageRepository } from "../../devcluster/kubelet/image-ref.ts";
+import { type ContainerSpec, ociSpec } from "../../devcluster/kubelet/oci-spec.ts";
 import { PodConditions } from "../../devcluster/kubelet/pod-status.ts";
 import { probePort } from "../../devcluster/kubelet/probes.ts";
 import { quantityBytes } from "../../devcluster/kubelet/quantity.ts";
+import { runtimeDefaultSeccomp } from "../../devcluster/kubelet/seccomp.ts";
 
 describe("imageRepository", () => {
   it.each([
@@ -132,9 +132,15 @@ describe("ociSpec", () => {
   });
 
   it("isolates: all seven namespaces, its own id range, no capabilities, no_new_privs", () => {
-    expect(oci.linux.namespaces.map((n: { type: string }) => n.type).sort()).toEqual(
-      ["cgroup", "ipc", "mount", "network", "pid", "user", "uts"],
-    );
+    expect(oci.linux.namespaces.map((n: { type: string }) => n.type).sort()).toEqual([
+      "cgroup",
+      "ipc",
+      "mount",
+      "network",
+      "pid",
+      "user",
+      "uts",
+    ]);
     expect(oci.linux.uidMappings).toEqual([{ containerID: 0, hostID: 1_000_065_536, size: 65_536 }]);
     expect(oci.process.user).toMatchObject({ uid: 1000, gid: 1000 });
     expect(oci.process.capabilities.bounding).toEqual([]);
