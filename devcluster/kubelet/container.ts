@@ -32,6 +32,8 @@ const PID_WAIT_MS = 10_000;
  * SIGTERM on, exits with the command's status, and — as `docker --init` does — reaps orphans
  * that exec'd commands leave behind (a Node PID 1 would keep them as zombies).
  */
+/** The init's $0: the exec server recognises it as the PID namespace's init, as it does bwrap's. */
+const INIT_NAME = "devcluster-init";
 const INIT = [
   `"$@" & c=$!`,
   `trap 'kill -TERM $c 2>/dev/null' TERM INT`,
@@ -141,7 +143,7 @@ export class Container {
       "/bin/sh",
       "-c",
       INIT,
-      "init",
+      INIT_NAME,
       ...this.spec.argv,
     ];
     const spec = ociSpec({ ...this.spec, argv }, this.ids, seccomp, `devcluster/${this.id}`);
@@ -213,13 +215,14 @@ export class Container {
 
   /**
    * True when the container's process never ran: runc refused the spec, or the init could not
-   * start the command (the shell's last words: "init: 1: CMD: not found" / "Permission denied").
+   * start the command (the shell's last words: "devcluster-init: 1: CMD: not found" / "Permission denied").
    */
   get failedToStart(): boolean {
     if (!this.done) return false;
     return (
-      this.initPid === undefined ||
-      /(^|\n)init: \d+: [^\n]*: (not found|Permission denied)\n?$/.test(this.tail)
+      // A command that exits at once may be gone before its pid file was read: runc's own error decides.
+      (this.initPid === undefined && /level=error msg=|kubelet: /.test(this.tail)) ||
+      /(^|\n)devcluster-init: \d+: [^\n]*: (not found|Permission denied)\n?$/.test(this.tail)
     );
   }
 
