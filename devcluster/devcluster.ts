@@ -22,6 +22,8 @@ export interface DevClusterOptions {
   /** Persist the API store here (survives an API server restart on the same port). */
   stateFile?: string;
   nodeName?: string;
+  /** pids limit of every container (kubelet --pod-max-pids). Default 1024. */
+  podPidsLimit?: number;
   log?: (msg: string) => void;
 }
 
@@ -98,6 +100,7 @@ export async function startDevCluster(opts: DevClusterOptions): Promise<DevClust
       images: opts.images,
       stateDir: join(dir, "kubelet"),
       tls: { cert: pki.kubeletCert, key: pki.kubeletKey, clientCA: pki.ca },
+      podPidsLimit: opts.podPidsLimit,
       log: opts.log,
     });
     scheduler = await startScheduler({

@@ -248,8 +248,9 @@ function runExec(
     if (state.closing) return;
     unblock();
     let exitCode = code ?? 128 + (signal ? signalNumber(signal) : 0);
-    if (exitCode === 137 && container.checkOom()) {
-      // The allocation took the container down with it (the kubelet kills an OOM-ing container).
+    if (container.checkOom()) {
+      // An OOM kill anywhere in the container takes all of it down (as memory.oom.group does), so
+      // this command is a casualty too, whatever its own exit status.
       sendStatus(
         ws,
         internalError(
