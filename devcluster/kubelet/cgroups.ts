@@ -1,7 +1,8 @@
-import { existsSync, mkdirSync, readFileSync, rmdirSync, statfsSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, statfsSync, statSync } from "node:fs";
 import { join } from "node:path";
 
 const CGROUP2_MAGIC = 0x63677270;
+const STALE_AFTER_MS = 120_000;
 
 /** Which cgroup hierarchy runc will use here, and the directory container cgroups go under. */
 export interface CgroupSetup {
@@ -60,4 +61,45 @@ export function checkCgroups(): CgroupSetup {
     return { mode: "v2", warning: `cgroup v2 controllers ${missing.join(", ")} not delegated to ${dir}` };
   }
   return { mode: "v2" };
+}
+
+/**
+ * Removes container cgroups a killed kubelet left behind (runc removes them when it exits
+ * normally). rmdir only succeeds on a cgroup with no processes, so live containers of other
+ * kubelets on this host are never touched.
+ */
+export function sweepStaleCgroups(mode: "v1" | "v2"): number {
+  const roots =
+    mode === "v2"
+      ? [join("/sys/fs/cgroup", ownCgroup("") ?? "/", "devcluster")]
+      : readdirSync("/sys/fs/cgroup").map((ctrl) =>
+          join(
+            "/sys/fs/cgroup",
+            ctrl,
+            ownCgroup(ctrl === "systemd" ? "name=systemd" : ctrl) ?? "/",
+            "devcluster",
+          ),
+        );
+  let removed = 0;
+  for (const root of new Set(roots)) {
+    let children: string[];
+    try {
+      children = readdirSync(root, { withFileTypes: true })
+        .filter((d) => d.isDirectory())
+        .map((d) => d.name);
+    } catch {
+      continue;
+    }
+    for (const name of children) {
+      try {
+        // A cgroup runc has just created may not hold its process yet: only old ones go.
+        if (Date.now() - statSync(join(root, name)).mtimeMs < STALE_AFTER_MS) continue;
+        rmdirSync(join(root, name));
+        removed++;
+      } catch {
+        // busy: a running container
+      }
+    }
+  }
+  return removed;
 }

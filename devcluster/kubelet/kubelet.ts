@@ -8,7 +8,7 @@ import {
   setHeaderOptions,
   type V1Pod,
 } from "@kubernetes/client-node";
-import { checkCgroups } from "./cgroups.ts";
+import { checkCgroups, sweepStaleCgroups } from "./cgroups.ts";
 import { makeRuntimeDirs } from "./container.ts";
 import type { SecretReader } from "./env.ts";
 import { startExecServer } from "./exec-server.ts";
@@ -48,6 +48,8 @@ export async function startKubelet(opts: KubeletOptions): Promise<Kubelet> {
   if (cgroups.warning) {
     log(`WARNING: resource limits are NOT enforced on this machine: ${cgroups.warning}`);
   }
+  const swept = sweepStaleCgroups(cgroups.mode);
+  if (swept > 0) log(`removed ${swept} container cgroups left by an earlier kubelet`);
   const runtime = await makeRuntimeDirs();
   const images = await snapshotImages(opts.images, runtime.images);
 
