@@ -131,7 +131,7 @@ export class Container {
   /** The bundle: config.json, and an empty root (owned by the container's root) with the /usr symlinks. */
   private async writeBundle(): Promise<void> {
     const rootfs = join(this.bundle, "rootfs");
-    await mkdir(rootfs, { recursive: true, mode: 0o711 });
+    await mkdir(rootfs, { recursive: true, mode: 0o755 });
     for (const d of USR_SYMLINKS) await symlink(`usr/${d}`, join(rootfs, d));
     // runc creates mount points as the container's root, which must own the (read-only) root.
     await chown(rootfs, this.ids.hostId, this.ids.hostId);
