@@ -22,6 +22,7 @@ const SUITES: Record<string, () => Promise<BenchSuite>> = {
   edge: async () => (await import("./edge.ts")).suite,
   load: async () => (await import("./load.ts")).suite,
   sandboxes: async () => (await import("./sandboxes.ts")).suite,
+  "pod-start": async () => (await import("./pod-start.ts")).suite,
 };
 
 const load = () => loadavg().map((x) => Number(x.toFixed(2)));
