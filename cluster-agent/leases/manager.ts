@@ -2,9 +2,9 @@ import type { V1Lease, V1Pod } from "@kubernetes/client-node";
 import { AppError, err, ok, type Result } from "../../shared/errors.ts";
 import type { EventBus } from "../events/bus.ts";
 import type { KubeClients } from "../k8s/client.ts";
+import { deadline } from "../k8s/deadline.ts";
 import { isConflict, isNotFound, k8sFailure } from "../k8s/errors.ts";
 import { microNow, toMicroTime } from "../k8s/microtime.ts";
-import { withTimeout } from "../k8s/with-timeout.ts";
 import type { PoolCaches } from "../pool/caches.ts";
 import { REQUEST_ID_ANNOTATION, TENANT_ANNOTATION } from "../pool/labels.ts";
 import { freePodNames, rotate } from "./candidates.ts";
@@ -371,7 +371,7 @@ export class LeaseManager {
       },
     };
     try {
-      return ok(await this.o.caches.replaceLease(body, this.timeoutMs, "acquire lease"));
+      return ok(await this.o.caches.replaceLease(body, this.timeoutMs));
     } catch (e) {
       return err(k8sFailure(e));
     }
@@ -469,7 +469,7 @@ export class LeaseManager {
         },
       };
       try {
-        const updated = await this.o.caches.replaceLease(body, this.timeoutMs, "renew lease");
+        const updated = await this.o.caches.replaceLease(body, this.timeoutMs);
         if (h.releasing) return; // release took over meanwhile; it re-reads what it needs
         h.lease = updated;
         h.lastRenewOk = performance.now();
@@ -509,10 +509,9 @@ export class LeaseManager {
 
   private async readLease(name: string): Promise<V1Lease | undefined> {
     try {
-      const l = await withTimeout(
-        this.o.clients.coordination.readNamespacedLease({ name, namespace: this.o.namespace }),
-        this.timeoutMs,
-        `read lease ${name}`,
+      const l = await this.o.clients.coordination.readNamespacedLease(
+        { name, namespace: this.o.namespace },
+        deadline(this.timeoutMs),
       );
       this.o.caches.leases.observe(l);
       return l;
@@ -631,7 +630,7 @@ export class LeaseManager {
         },
       };
       try {
-        await this.o.caches.replaceLease(body, this.timeoutMs, "free lease");
+        await this.o.caches.replaceLease(body, this.timeoutMs);
         return true;
       } catch (e) {
         const f = k8sFailure(e);
@@ -645,16 +644,12 @@ export class LeaseManager {
   private async deletePodAndLease(name: string): Promise<void> {
     const ns = this.o.namespace;
     // Pod first: the Lease (still held by us) keeps other replicas off it until the pod is Terminating.
-    await withTimeout(
-      this.o.clients.core.deleteNamespacedPod({ name, namespace: ns }),
-      this.timeoutMs,
-      `delete pod ${name}`,
-    ).catch(() => undefined);
-    await withTimeout(
-      this.o.clients.coordination.deleteNamespacedLease({ name, namespace: ns }),
-      this.timeoutMs,
-      `delete lease ${name}`,
-    ).catch(() => undefined);
+    await this.o.clients.core
+      .deleteNamespacedPod({ name, namespace: ns }, deadline(this.timeoutMs))
+      .catch(() => undefined);
+    await this.o.clients.coordination
+      .deleteNamespacedLease({ name, namespace: ns }, deadline(this.timeoutMs))
+      .catch(() => undefined);
     this.o.caches.leases.forget(name);
   }
 }

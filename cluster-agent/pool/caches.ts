@@ -1,10 +1,13 @@
 import type { V1Lease, V1Pod } from "@kubernetes/client-node";
 import type { EventBus } from "../events/bus.ts";
 import type { KubeClients } from "../k8s/client.ts";
+import { deadline } from "../k8s/deadline.ts";
 import { WatchedCache } from "../k8s/watched-cache.ts";
-import { withTimeout } from "../k8s/with-timeout.ts";
 import { POOL_LABEL_SELECTOR } from "./labels.ts";
 import { isPodReady } from "./pod-state.ts";
+
+/** A full list of the pool namespace: larger than one object, so a wider budget than a single call. */
+const LIST_TIMEOUT_MS = 10_000;
 
 /**
  * The watch-fed view of the pool shared by the lease manager and the pool controller: sandbox pods
@@ -29,14 +32,22 @@ export class PoolCaches {
     this.pods = new WatchedCache<V1Pod>({
       kubeConfig: clients.kubeConfig,
       path: `/api/v1/namespaces/${namespace}/pods`,
-      list: () => clients.core.listNamespacedPod({ namespace, labelSelector: POOL_LABEL_SELECTOR }),
+      list: () =>
+        clients.core.listNamespacedPod(
+          { namespace, labelSelector: POOL_LABEL_SELECTOR },
+          deadline(LIST_TIMEOUT_MS),
+        ),
       labelSelector: POOL_LABEL_SELECTOR,
       onError: (e, ms) => onError?.("pods", e, ms),
     });
     this.leases = new WatchedCache<V1Lease>({
       kubeConfig: clients.kubeConfig,
       path: `/apis/coordination.k8s.io/v1/namespaces/${namespace}/leases`,
-      list: () => clients.coordination.listNamespacedLease({ namespace, labelSelector: POOL_LABEL_SELECTOR }),
+      list: () =>
+        clients.coordination.listNamespacedLease(
+          { namespace, labelSelector: POOL_LABEL_SELECTOR },
+          deadline(LIST_TIMEOUT_MS),
+        ),
       labelSelector: POOL_LABEL_SELECTOR,
       onError: (e, ms) => onError?.("leases", e, ms),
     });
@@ -77,12 +88,11 @@ export class PoolCaches {
    * resourceVersion it was read at) bounded by `timeoutMs`, whose result is fed into the cache at
    * once so the next decision sees our own write, not the older watched copy. Throws like client-node.
    */
-  async replaceLease(body: V1Lease, timeoutMs: number, what: string): Promise<V1Lease> {
+  async replaceLease(body: V1Lease, timeoutMs: number): Promise<V1Lease> {
     const name = body.metadata?.name ?? "";
-    const updated = await withTimeout(
-      this.clients.coordination.replaceNamespacedLease({ name, namespace: this.namespace, body }),
-      timeoutMs,
-      `${what} ${name}`,
+    const updated = await this.clients.coordination.replaceNamespacedLease(
+      { name, namespace: this.namespace, body },
+      deadline(timeoutMs),
     );
     this.leases.observe(updated);
     return updated;

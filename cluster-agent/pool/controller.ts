@@ -1,9 +1,9 @@
 import type { V1Lease, V1Pod } from "@kubernetes/client-node";
 import type { EventBus } from "../events/bus.ts";
 import type { KubeClients } from "../k8s/client.ts";
+import { deadline } from "../k8s/deadline.ts";
 import { isNotFound, k8sFailure } from "../k8s/errors.ts";
 import { microNow } from "../k8s/microtime.ts";
-import { withTimeout } from "../k8s/with-timeout.ts";
 import { holderOf, parseHolder, recordKey, requestIdOf, tenantOf } from "../leases/lease-record.ts";
 import { ObservedExpiry } from "../leases/observed-expiry.ts";
 import type { PoolCaches } from "./caches.ts";
@@ -232,13 +232,12 @@ export class PoolController {
     // We name the pod ourselves (its exec token is bound to the name): a taken name is a 409, so try another.
     for (let attempt = 0; attempt < 5 && !pod; attempt++) {
       try {
-        pod = await withTimeout(
-          this.o.clients.core.createNamespacedPod({
+        pod = await this.o.clients.core.createNamespacedPod(
+          {
             namespace: this.o.namespace,
             body: this.o.podTemplate(this.o.podName()),
-          }),
-          this.timeoutMs,
-          "create pod",
+          },
+          deadline(this.timeoutMs),
         );
       } catch (e) {
         if (k8sFailure(e).code !== 409) break;
@@ -267,10 +266,9 @@ export class PoolController {
       spec: { leaseDurationSeconds: this.o.leaseTtlSeconds, leaseTransitions: 0 },
     };
     try {
-      const created = await withTimeout(
-        this.o.clients.coordination.createNamespacedLease({ namespace: this.o.namespace, body: lease }),
-        this.timeoutMs,
-        "create lease",
+      const created = await this.o.clients.coordination.createNamespacedLease(
+        { namespace: this.o.namespace, body: lease },
+        deadline(this.timeoutMs),
       );
       this.o.caches.leases.observe(created);
     } catch {
@@ -299,7 +297,6 @@ export class PoolController {
           },
         },
         this.timeoutMs,
-        "claim lease",
       );
       await this.recycle(name, "scale down", claimed);
     } catch {
@@ -316,14 +313,13 @@ export class PoolController {
       if (lease) {
         // Conditional on what we judged expired: a renewal that lands meanwhile makes this a 409.
         try {
-          await withTimeout(
-            this.o.clients.coordination.deleteNamespacedLease({
+          await this.o.clients.coordination.deleteNamespacedLease(
+            {
               name,
               namespace: ns,
               body: { preconditions: { resourceVersion: lease.metadata?.resourceVersion } },
-            }),
-            this.timeoutMs,
-            `delete lease ${name}`,
+            },
+            deadline(this.timeoutMs),
           );
         } catch (e) {
           const f = k8sFailure(e);
@@ -332,11 +328,7 @@ export class PoolController {
         this.o.caches.leases.forget(name);
       }
       try {
-        await withTimeout(
-          this.o.clients.core.deleteNamespacedPod({ name, namespace: ns }),
-          this.timeoutMs,
-          `delete pod ${name}`,
-        );
+        await this.o.clients.core.deleteNamespacedPod({ name, namespace: ns }, deadline(this.timeoutMs));
       } catch (e) {
         if (!isNotFound(k8sFailure(e))) return;
       }
@@ -351,10 +343,9 @@ export class PoolController {
 
   private async deleteLease(name: string): Promise<void> {
     try {
-      await withTimeout(
-        this.o.clients.coordination.deleteNamespacedLease({ name, namespace: this.o.namespace }),
-        this.timeoutMs,
-        `delete lease ${name}`,
+      await this.o.clients.coordination.deleteNamespacedLease(
+        { name, namespace: this.o.namespace },
+        deadline(this.timeoutMs),
       );
     } catch {
       // 404: already gone; anything else: the next reconcile retries.

@@ -1,9 +1,9 @@
 import type { V1Lease } from "@kubernetes/client-node";
 import type { EventBus } from "../events/bus.ts";
 import type { KubeClients } from "../k8s/client.ts";
+import { deadline } from "../k8s/deadline.ts";
 import { isConflict, isNotFound, k8sFailure } from "../k8s/errors.ts";
 import { microNow, toMicroTime } from "../k8s/microtime.ts";
-import { withTimeout } from "../k8s/with-timeout.ts";
 import { recordKey } from "../leases/lease-record.ts";
 import { ObservedExpiry } from "../leases/observed-expiry.ts";
 import { LEADER_LEASE_NAME } from "./labels.ts";
@@ -91,18 +91,17 @@ export class LeaderElector {
     const timeoutMs = Math.max(1000, this.durationMs / 3);
     let current: V1Lease | undefined;
     try {
-      current = await withTimeout(
-        api.readNamespacedLease({ name: LEADER_LEASE_NAME, namespace: ns }),
-        timeoutMs,
-        "read leader lease",
+      current = await api.readNamespacedLease(
+        { name: LEADER_LEASE_NAME, namespace: ns },
+        deadline(timeoutMs),
       );
     } catch (e) {
       const f = k8sFailure(e);
       if (!isNotFound(f)) return this.renewFailed();
       const now = microNow();
       try {
-        await withTimeout(
-          api.createNamespacedLease({
+        await api.createNamespacedLease(
+          {
             namespace: ns,
             body: {
               apiVersion: "coordination.k8s.io/v1",
@@ -116,9 +115,8 @@ export class LeaderElector {
                 leaseTransitions: 0,
               },
             },
-          }),
-          timeoutMs,
-          "create leader lease",
+          },
+          deadline(timeoutMs),
         );
         this.lastRenew = this.now();
         this.setLeading(true);
@@ -153,10 +151,9 @@ export class LeaderElector {
       },
     };
     try {
-      const updated = await withTimeout(
-        api.replaceNamespacedLease({ name: LEADER_LEASE_NAME, namespace: ns, body }),
-        timeoutMs,
-        "renew leader lease",
+      const updated = await api.replaceNamespacedLease(
+        { name: LEADER_LEASE_NAME, namespace: ns, body },
+        deadline(timeoutMs),
       );
       this.expiry.observe(LEADER_LEASE_NAME, recordKey(updated));
       this.lastRenew = this.now();
@@ -179,21 +176,28 @@ export class LeaderElector {
 
   private async giveUp(): Promise<void> {
     const api = this.o.clients.coordination;
-    const current = await api.readNamespacedLease({ name: LEADER_LEASE_NAME, namespace: this.o.namespace });
+    const budget = deadline(Math.max(1000, this.durationMs / 3));
+    const current = await api.readNamespacedLease(
+      { name: LEADER_LEASE_NAME, namespace: this.o.namespace },
+      budget,
+    );
     if (current.spec?.holderIdentity !== this.o.identity) return;
-    await api.replaceNamespacedLease({
-      name: LEADER_LEASE_NAME,
-      namespace: this.o.namespace,
-      body: {
-        ...current,
-        spec: {
-          ...current.spec,
-          holderIdentity: undefined,
-          acquireTime: toMicroTime(current.spec?.acquireTime),
-          renewTime: microNow(),
-          leaseDurationSeconds: 1,
+    await api.replaceNamespacedLease(
+      {
+        name: LEADER_LEASE_NAME,
+        namespace: this.o.namespace,
+        body: {
+          ...current,
+          spec: {
+            ...current.spec,
+            holderIdentity: undefined,
+            acquireTime: toMicroTime(current.spec?.acquireTime),
+            renewTime: microNow(),
+            leaseDurationSeconds: 1,
+          },
         },
       },
-    });
+      budget,
+    );
   }
 }
