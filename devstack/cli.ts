@@ -14,7 +14,8 @@ export interface StackState {
 }
 
 const args = new Set(process.argv.slice(2));
-if (!ensureSystemDeps()) process.exit(1);
+// Only what the stack runs on: chromium is for the browser tests, never for `npm start`.
+if (!ensureSystemDeps({ purposes: ["stack"], entry: "npm start" })) process.exit(1);
 
 const modelEnv: Record<string, string> = {};
 for (const k of [
