@@ -29,6 +29,12 @@ export interface RelayInput {
   idleMs?: number;
   /** Send to this one agent connection (TunnelDO `connId`) instead of letting the DO pick. */
   connection?: string;
+  /**
+   * The client's request signal (enable_request_signal): workerd aborts it when the client leaves
+   * but does not cancel the Worker's subrequests, so it travels into the TunnelDO request, whose
+   * abort sends the agent a cancel frame.
+   */
+  signal?: AbortSignal;
 }
 
 export interface RelayOutcome {
@@ -92,6 +98,7 @@ export async function relayToRegions(
       method: input.method,
       headers,
       body: hasBody ? (input.body as Uint8Array<ArrayBuffer>) : null,
+      ...(input.signal ? { signal: input.signal } : {}),
     });
     const response = await tunnels.fetch(region, req);
     last = { response, region };
