@@ -133,7 +133,7 @@ describe("tenant JWT", () => {
 });
 
 describe("per-tenant quota", () => {
-  const burst = Number(env.TENANT_QUOTA_BURST); // wrangler.toml's dev default
+  const burst = Number(env.TENANT_QUOTA_BURST); // vitest.config.ts sets it for the workers tests
 
   it("is exact under a concurrent burst, with Retry-After and RateLimit-* on 429", async () => {
     const token = await tenantToken({ tenant: "burst-a", scope: "sandbox:chat" });
