@@ -20,7 +20,14 @@ export default defineConfig({
         },
       },
       {
-        plugins: [cloudflareTest({ wrangler: { configPath: "./wrangler.toml" }, miniflare: { cf: false } })],
+        plugins: [
+          cloudflareTest({
+            wrangler: { configPath: "./wrangler.toml" },
+            // The quota tests drain a bucket exactly: they need one small enough to drain quickly and
+            // slow enough not to refill mid-test. wrangler.toml's dev defaults (200, 1,200/min) are for people.
+            miniflare: { cf: false, bindings: { TENANT_QUOTA_BURST: "20", TENANT_QUOTA_PER_MINUTE: "12" } },
+          }),
+        ],
         test: {
           name: "workers",
           include: ["test/workers/**/*.test.ts"],

@@ -6,6 +6,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, platform, release, totalmem } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { ensureSystemDeps } from "../scripts/system-deps.mjs";
 import { anchorFor } from "./anchors.ts";
 import { canonicalRow } from "./names.ts";
 import { roundMs } from "./stats.ts";
@@ -46,6 +47,7 @@ export function finishRows(rows: readonly BenchRow[], load1AtStart: number): Ben
 }
 
 async function main() {
+  if (!ensureSystemDeps({ purposes: ["stack"], entry: "npm run bench" })) process.exit(1);
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
     // Prepended: Miniflare's exit hook (registered later) exits the process as soon as it runs.
     process.prependOnceListener(signal, () => {

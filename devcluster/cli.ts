@@ -3,6 +3,7 @@ import { mkdtemp, rm, rmdir } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { buildSandboxImage } from "../cluster-agent/sandbox-server/build.ts";
+import { ensureSystemDeps } from "../scripts/system-deps.mjs";
 import { startDevCluster } from "./devcluster.ts";
 import { writeKubeconfig } from "./kubeconfig.ts";
 
@@ -31,6 +32,7 @@ function parseArgs(argv: string[]): { kubeconfig: string; port: number } {
 }
 
 async function main(): Promise<void> {
+  if (!ensureSystemDeps({ purposes: ["stack"], entry: "npm run devcluster" })) process.exit(1);
   const args = parseArgs(process.argv.slice(2));
   const state = await mkdtemp(join(tmpdir(), "devcluster-"));
   const kubeconfigDirExisted = existsSync(dirname(args.kubeconfig));

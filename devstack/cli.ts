@@ -14,7 +14,8 @@ export interface StackState {
 }
 
 const args = new Set(process.argv.slice(2));
-if (!ensureSystemDeps()) process.exit(1);
+// Only what the stack runs on: chromium is for the browser tests, never for `npm start`.
+if (!ensureSystemDeps({ purposes: ["stack"], entry: "npm start" })) process.exit(1);
 
 const modelEnv: Record<string, string> = {};
 for (const k of [
@@ -31,7 +32,6 @@ const scripted =
   args.has("--scripted-model") && !modelEnv.OPENAI_MODEL ? await startScriptedModel() : undefined;
 if (scripted) Object.assign(modelEnv, scripted.env);
 
-const t0 = Date.now();
 const stack = await startStack({
   edgePort: Number(process.env.EDGE_PORT ?? 8787),
   persistEdge: true,
@@ -57,9 +57,10 @@ const chatLine = modelEnv.OPENAI_MODEL
   ? scripted
     ? "chat       SCRIPTED STAND-IN — not a language model (it runs the command you put in backticks)"
     : `chat       model ${modelEnv.OPENAI_MODEL} at ${modelEnv.OPENAI_BASE_URL ?? "OpenAI"}`
-  : "chat       not configured: set OPENAI_BASE_URL, OPENAI_API_KEY, OPENAI_MODEL (or `npm start -- --scripted-model`)";
+  : "chat       not configured: restart with OPENAI_MODEL and OPENAI_BASE_URL and/or OPENAI_API_KEY set,\n" +
+    "             or with `npm start -- --scripted-model` (a scripted stand-in, not a language model)";
 console.log(`
-pi-sandbox-runtime is up (${((Date.now() - t0) / 1000).toFixed(1)} s): devcluster, ${stack.agents.length} agents, edge, dashboard
+pi-sandbox-runtime is up (${process.uptime().toFixed(1)} s since npm start): devcluster, ${stack.agents.length} agents, edge, dashboard
 
   edge       ${stack.edgeUrl}
   dashboard  ${stack.dashboardUrl}#token=${stack.tokens.admin}
@@ -74,8 +75,9 @@ pi-sandbox-runtime is up (${((Date.now() - t0) / 1000).toFixed(1)} s): devcluste
     ADMIN=${stack.tokens.admin}
 
   try:
-    curl -s ${stack.edgeUrl}/v1/exec -H "authorization: Bearer $TENANT_A" \\
-      -H 'content-type: application/json' -d '{"command":"pwd && ls -la"}'
+    export TENANT_A=${stack.tokens.tenantA}
+    curl -s -X POST ${stack.edgeUrl}/v1/exec -H "authorization: Bearer $TENANT_A" -d '{"command":"pwd && ls -la"}'
+    curl -s -X POST ${stack.edgeUrl}/chat -H "authorization: Bearer $TENANT_A" -d '{"message":"Run pwd and ls in the sandbox"}'
     npm run demo
 
 Ctrl-C stops everything.`);

@@ -1,11 +1,11 @@
 import { randomBytes } from "node:crypto";
-import { mkdirSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, rmSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { buildSandboxImage } from "../cluster-agent/sandbox-server/build.ts";
 import type { AuditEntry } from "../devcluster/apiserver/index.ts";
 import { type DevCluster, startDevCluster } from "../devcluster/devcluster.ts";
-import { type PoolSnapshot, PoolSnapshotSchema } from "../shared/api.ts";
+import { type PoolSnapshot, PoolSnapshotSchema, SCOPES } from "../shared/api.ts";
 import { type AgentReplica, startAgentReplica } from "./agents.ts";
 import { type EdgeHarness, startEdge } from "./edge.ts";
 import { createDevIssuer, type DevIssuer, devTokens } from "./issuer.ts";
@@ -108,6 +108,9 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
       ...opts.edgeVars,
     };
     const persistDir = opts.persistEdge ? join(dir, "edge-state") : undefined;
+    // Sessions survive a restart of the stack; quota buckets do not: a bucket drained in the last run
+    // must not greet the next `npm start` with 429s.
+    if (persistDir) dropQuotaState(persistDir);
     let edge = await startEdge({
       vars: edgeVars,
       port: opts.edgePort ?? 0,
@@ -150,10 +153,17 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
       }
     }
     const tokens = await devTokens(issuer);
+    // The stack's own readiness poll has an identity (and so a quota bucket) of its own: it spends
+    // nothing of the tenants' or the admin's budget.
+    const healthToken = await issuer.mint({
+      tenant: "devstack-health",
+      subject: "health",
+      scopes: [SCOPES.admin],
+    });
 
     const pools = async (): Promise<PoolSnapshot[]> => {
       const res = await fetch(`${edge.url}/v1/pool`, {
-        headers: { authorization: `Bearer ${tokens.admin}` },
+        headers: { authorization: `Bearer ${healthToken}` },
         signal: AbortSignal.timeout(5_000),
       });
       if (!res.ok) throw new Error(`GET /v1/pool: ${res.status} ${await res.text()}`);
@@ -212,5 +222,13 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
   } catch (e) {
     await close();
     throw e;
+  }
+}
+
+/** Miniflare keeps each Durable Object class in its own directory (`<worker>-<Class>`). */
+function dropQuotaState(persistDir: string): void {
+  if (!existsSync(persistDir)) return;
+  for (const entry of readdirSync(persistDir)) {
+    if (entry.endsWith("TenantQuotaDO")) rmSync(join(persistDir, entry), { recursive: true, force: true });
   }
 }

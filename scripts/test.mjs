@@ -17,7 +17,7 @@ const run = (label, cmd, args) => {
   return r.status === 0;
 };
 
-if (!ensureSystemDeps()) process.exit(1);
+if (!ensureSystemDeps({ purposes: ["stack", "test", "browser"], entry: "npm test" })) process.exit(1);
 
 const extra = process.argv.slice(2);
 if (extra.length === 0) {

@@ -38,7 +38,11 @@ export function readModelConfig(env: Record<string, string | undefined> = proces
   }
   if (missing.length > 0) {
     return err(
-      new AppError("model_not_configured", `no language model is configured: set ${missing.join(" and ")}`),
+      new AppError(
+        "model_not_configured",
+        `no language model is configured: set ${missing.join(" and ")} on the agent, ` +
+          "or run the local stack with `npm start -- --scripted-model` (a scripted stand-in, not a model)",
+      ),
     );
   }
   if (baseURL !== undefined) {

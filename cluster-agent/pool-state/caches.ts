@@ -1,11 +1,14 @@
 import type { V1Lease, V1Pod } from "@kubernetes/client-node";
 import type { EventBus } from "../events/bus.ts";
 import type { KubeClients } from "../k8s/client.ts";
+import { deadline } from "../k8s/deadline.ts";
 import { WatchedCache } from "../k8s/watched-cache.ts";
-import { withTimeout } from "../k8s/with-timeout.ts";
 import { POOL_LABEL_SELECTOR } from "./labels.ts";
 import { isPodReady } from "./pod-state.ts";
 import type { DeletionCause, PoolStore } from "./pool-store.ts";
+
+/** A full list of the pool namespace: larger than one object, so a wider budget than a single call. */
+const LIST_TIMEOUT_MS = 10_000;
 
 /**
  * The watch-fed view of the pool shared by the lease manager and the pool controller: sandbox pods
@@ -27,14 +30,22 @@ export class PoolCaches implements PoolStore {
     this.pods = new WatchedCache<V1Pod>({
       kubeConfig: clients.kubeConfig,
       path: `/api/v1/namespaces/${namespace}/pods`,
-      list: () => clients.core.listNamespacedPod({ namespace, labelSelector: POOL_LABEL_SELECTOR }),
+      list: () =>
+        clients.core.listNamespacedPod(
+          { namespace, labelSelector: POOL_LABEL_SELECTOR },
+          deadline(LIST_TIMEOUT_MS),
+        ),
       labelSelector: POOL_LABEL_SELECTOR,
       onError: (e, ms) => onError?.("pods", e, ms),
     });
     this.leases = new WatchedCache<V1Lease>({
       kubeConfig: clients.kubeConfig,
       path: `/apis/coordination.k8s.io/v1/namespaces/${namespace}/leases`,
-      list: () => clients.coordination.listNamespacedLease({ namespace, labelSelector: POOL_LABEL_SELECTOR }),
+      list: () =>
+        clients.coordination.listNamespacedLease(
+          { namespace, labelSelector: POOL_LABEL_SELECTOR },
+          deadline(LIST_TIMEOUT_MS),
+        ),
       labelSelector: POOL_LABEL_SELECTOR,
       onError: (e, ms) => onError?.("leases", e, ms),
     });
@@ -72,12 +83,11 @@ export class PoolCaches implements PoolStore {
    * resourceVersion it was read at) bounded by `timeoutMs`, whose result is fed into the cache at
    * once so the next decision sees our own write, not the older watched copy. Throws like client-node.
    */
-  async replaceLease(body: V1Lease, timeoutMs: number, what: string): Promise<V1Lease> {
+  async replaceLease(body: V1Lease, timeoutMs: number, _what: string): Promise<V1Lease> {
     const name = body.metadata?.name ?? "";
-    const updated = await withTimeout(
-      this.clients.coordination.replaceNamespacedLease({ name, namespace: this.namespace, body }),
-      timeoutMs,
-      `${what} ${name}`,
+    const updated = await this.clients.coordination.replaceNamespacedLease(
+      { name, namespace: this.namespace, body },
+      deadline(timeoutMs),
     );
     this.leases.observe(updated);
     return updated;
@@ -85,10 +95,9 @@ export class PoolCaches implements PoolStore {
 
   /** Read one pool Lease from the server (not the cache) and feed it into the cache. */
   async readLease(name: string, timeoutMs: number): Promise<V1Lease> {
-    const l = await withTimeout(
-      this.clients.coordination.readNamespacedLease({ name, namespace: this.namespace }),
-      timeoutMs,
-      `read lease ${name}`,
+    const l = await this.clients.coordination.readNamespacedLease(
+      { name, namespace: this.namespace },
+      deadline(timeoutMs),
     );
     this.leases.observe(l);
     return l;
@@ -96,24 +105,19 @@ export class PoolCaches implements PoolStore {
 
   /** Delete a pool Lease, conditional on `resourceVersion` when given; the cache forgets it once gone. */
   async deleteLease(name: string, timeoutMs: number, resourceVersion?: string): Promise<void> {
-    await withTimeout(
-      this.clients.coordination.deleteNamespacedLease({
+    await this.clients.coordination.deleteNamespacedLease(
+      {
         name,
         namespace: this.namespace,
         ...(resourceVersion !== undefined ? { body: { preconditions: { resourceVersion } } } : {}),
-      }),
-      timeoutMs,
-      `delete lease ${name}`,
+      },
+      deadline(timeoutMs),
     );
     this.leases.forget(name);
   }
 
   async deletePod(name: string, timeoutMs: number): Promise<void> {
-    await withTimeout(
-      this.clients.core.deleteNamespacedPod({ name, namespace: this.namespace }),
-      timeoutMs,
-      `delete pod ${name}`,
-    );
+    await this.clients.core.deleteNamespacedPod({ name, namespace: this.namespace }, deadline(timeoutMs));
   }
 
   async start(timeoutMs = 10_000): Promise<boolean> {

@@ -1,8 +1,8 @@
 import type { V1Lease, V1Pod } from "@kubernetes/client-node";
 import type { EventBus } from "../events/bus.ts";
 import type { KubeClients } from "../k8s/client.ts";
+import { deadline } from "../k8s/deadline.ts";
 import { isConflict, isNotFound, k8sFailure } from "../k8s/errors.ts";
-import { withTimeout } from "../k8s/with-timeout.ts";
 import type { PoolCaches } from "../pool-state/caches.ts";
 import { deletePodAndLease } from "../pool-state/delete-pod-and-lease.ts";
 import { type FailureLog, logFailure } from "../pool-state/failure-log.ts";
@@ -253,13 +253,12 @@ export class PoolController {
     // We name the pod ourselves (its exec token is bound to the name): a taken name is a 409, so try another.
     for (let attempt = 0; attempt < 5 && !pod; attempt++) {
       try {
-        pod = await withTimeout(
-          this.o.clients.core.createNamespacedPod({
+        pod = await this.o.clients.core.createNamespacedPod(
+          {
             namespace: this.o.namespace,
             body: this.o.podTemplate(this.o.podName()),
-          }),
-          this.timeoutMs,
-          "create pod",
+          },
+          deadline(this.timeoutMs),
         );
       } catch (e) {
         if (k8sFailure(e).code !== 409) {
@@ -291,10 +290,9 @@ export class PoolController {
       spec: { leaseDurationSeconds: this.o.leaseTtlSeconds, leaseTransitions: 0 },
     };
     try {
-      const created = await withTimeout(
-        this.o.clients.coordination.createNamespacedLease({ namespace: this.o.namespace, body: lease }),
-        this.timeoutMs,
-        "create lease",
+      const created = await this.o.clients.coordination.createNamespacedLease(
+        { namespace: this.o.namespace, body: lease },
+        deadline(this.timeoutMs),
       );
       this.o.caches.leases.observe(created);
     } catch (e) {

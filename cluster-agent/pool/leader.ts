@@ -1,9 +1,9 @@
 import type { V1Lease } from "@kubernetes/client-node";
 import type { EventBus } from "../events/bus.ts";
 import type { KubeClients } from "../k8s/client.ts";
+import { deadline } from "../k8s/deadline.ts";
 import { isConflict, isNotFound, k8sFailure } from "../k8s/errors.ts";
 import { microNow, toMicroTime } from "../k8s/microtime.ts";
-import { withTimeout } from "../k8s/with-timeout.ts";
 import { type FailureLog, logFailure } from "../pool-state/failure-log.ts";
 import { LEADER_LEASE_NAME } from "../pool-state/labels.ts";
 import { recordKey } from "../pool-state/lease-record.ts";
@@ -96,18 +96,17 @@ export class LeaderElector {
     const timeoutMs = Math.max(1000, this.durationMs / 3);
     let current: V1Lease | undefined;
     try {
-      current = await withTimeout(
-        api.readNamespacedLease({ name: LEADER_LEASE_NAME, namespace: ns }),
-        timeoutMs,
-        "read leader lease",
+      current = await api.readNamespacedLease(
+        { name: LEADER_LEASE_NAME, namespace: ns },
+        deadline(timeoutMs),
       );
     } catch (e) {
       const f = k8sFailure(e);
       if (!isNotFound(f)) return this.renewFailed("read leader lease", e);
       const now = microNow();
       try {
-        await withTimeout(
-          api.createNamespacedLease({
+        await api.createNamespacedLease(
+          {
             namespace: ns,
             body: {
               apiVersion: "coordination.k8s.io/v1",
@@ -121,9 +120,8 @@ export class LeaderElector {
                 leaseTransitions: 0,
               },
             },
-          }),
-          timeoutMs,
-          "create leader lease",
+          },
+          deadline(timeoutMs),
         );
         this.lastRenew = this.now();
         this.setLeading(true);
@@ -158,10 +156,9 @@ export class LeaderElector {
       },
     };
     try {
-      const updated = await withTimeout(
-        api.replaceNamespacedLease({ name: LEADER_LEASE_NAME, namespace: ns, body }),
-        timeoutMs,
-        "renew leader lease",
+      const updated = await api.replaceNamespacedLease(
+        { name: LEADER_LEASE_NAME, namespace: ns, body },
+        deadline(timeoutMs),
       );
       this.expiry.observe(LEADER_LEASE_NAME, recordKey(updated));
       this.lastRenew = this.now();
@@ -185,27 +182,28 @@ export class LeaderElector {
 
   private async giveUp(): Promise<void> {
     const api = this.o.clients.coordination;
-    const timeoutMs = Math.max(1000, this.durationMs / 3);
-    const current = await withTimeout(
-      api.readNamespacedLease({ name: LEADER_LEASE_NAME, namespace: this.o.namespace }),
-      timeoutMs,
-      "read leader lease",
+    const budget = deadline(Math.max(1000, this.durationMs / 3));
+    const current = await api.readNamespacedLease(
+      { name: LEADER_LEASE_NAME, namespace: this.o.namespace },
+      budget,
     );
     if (current.spec?.holderIdentity !== this.o.identity) return;
-    const release = api.replaceNamespacedLease({
-      name: LEADER_LEASE_NAME,
-      namespace: this.o.namespace,
-      body: {
-        ...current,
-        spec: {
-          ...current.spec,
-          holderIdentity: undefined,
-          acquireTime: toMicroTime(current.spec?.acquireTime),
-          renewTime: microNow(),
-          leaseDurationSeconds: 1,
+    await api.replaceNamespacedLease(
+      {
+        name: LEADER_LEASE_NAME,
+        namespace: this.o.namespace,
+        body: {
+          ...current,
+          spec: {
+            ...current.spec,
+            holderIdentity: undefined,
+            acquireTime: toMicroTime(current.spec?.acquireTime),
+            renewTime: microNow(),
+            leaseDurationSeconds: 1,
+          },
         },
       },
-    });
-    await withTimeout(release, timeoutMs, "give up leader lease");
+      budget,
+    );
   }
 }

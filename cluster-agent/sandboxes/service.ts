@@ -4,9 +4,9 @@ import { AppError, err, ok, type Result } from "../../shared/errors.ts";
 import type { EventBus } from "../events/bus.ts";
 import type { ExecTarget } from "../exec/executor.ts";
 import type { KubeClients } from "../k8s/client.ts";
+import { deadline } from "../k8s/deadline.ts";
 import { isConflict, isNotFound, k8sFailure } from "../k8s/errors.ts";
 import { microNow, toMicroTime } from "../k8s/microtime.ts";
-import { withTimeout } from "../k8s/with-timeout.ts";
 import type { AcquireRequest, LeaseHandle } from "../leases/types.ts";
 import type { PoolCaches } from "../pool-state/caches.ts";
 import { REQUEST_ID_ANNOTATION, TENANT_ANNOTATION } from "../pool-state/labels.ts";
@@ -306,10 +306,9 @@ export class SandboxService {
 
   private async readLease(name: string): Promise<V1Lease | undefined> {
     try {
-      const l = await withTimeout(
-        this.o.clients.coordination.readNamespacedLease({ name, namespace: this.o.namespace }),
-        this.timeoutMs,
-        `read lease ${name}`,
+      const l = await this.o.clients.coordination.readNamespacedLease(
+        { name, namespace: this.o.namespace },
+        deadline(this.timeoutMs),
       );
       this.o.caches.leases.observe(l);
       return l;
@@ -326,17 +325,13 @@ export class SandboxService {
     this.o.caches.attributeDeletion(name, cause);
     // Lease first: every replica using the sandbox sees it go (watch) and ends its commands with
     // sandbox_not_found rather than a broken stream. A pod without a Lease is never handed out.
-    await withTimeout(
-      this.o.clients.coordination.deleteNamespacedLease({ name, namespace: ns }),
-      this.timeoutMs,
-      `delete lease ${name}`,
-    ).catch(() => undefined);
+    await this.o.clients.coordination
+      .deleteNamespacedLease({ name, namespace: ns }, deadline(this.timeoutMs))
+      .catch(() => undefined);
     this.o.caches.leases.forget(name);
-    await withTimeout(
-      this.o.clients.core.deleteNamespacedPod({ name, namespace: ns }),
-      this.timeoutMs,
-      `delete pod ${name}`,
-    ).catch(() => undefined);
+    await this.o.clients.core
+      .deleteNamespacedPod({ name, namespace: ns }, deadline(this.timeoutMs))
+      .catch(() => undefined);
   }
 }
 

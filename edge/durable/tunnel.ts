@@ -265,13 +265,15 @@ export class TunnelDO extends DurableObject<Env> {
       );
     });
 
-    // The caller went away before the answer (needs the enable_request_signal flag): stop the agent.
+    // The caller went away (needs the enable_request_signal flag; the relay passes the client's
+    // signal in), before the answer or while it streams: stop the agent either way. Current workerd
+    // does not cancel a Worker's subrequests when its client leaves, so the body reader's cancel
+    // alone no longer covers the streamed case.
     request.signal?.addEventListener("abort", () => {
       const p = this.pending.get(id);
-      if (p && !p.headDone) {
-        this.send(p.ws, { type: "cancel", id });
-        this.fail(id, new AppError("request_cancelled", "the client went away"));
-      }
+      if (!p) return;
+      this.send(p.ws, { type: "cancel", id });
+      this.fail(id, new AppError("request_cancelled", "the client went away"));
     });
     try {
       const inline = body.length <= TUNNEL_INLINE_BODY_BYTES;

@@ -31,6 +31,12 @@ export interface RelayInput {
   connection?: string;
   /** Only an agent of this cluster may serve it (a sandbox's requests). */
   cluster?: string;
+  /**
+   * The client's request signal (enable_request_signal): workerd aborts it when the client leaves
+   * but does not cancel the Worker's subrequests, so it travels into the TunnelDO request, whose
+   * abort sends the agent a cancel frame.
+   */
+  signal?: AbortSignal;
 }
 
 export interface RelayOutcome {
@@ -95,6 +101,7 @@ export async function relayToRegions(
       method: input.method,
       headers,
       body: hasBody ? (input.body as Uint8Array<ArrayBuffer>) : null,
+      ...(input.signal ? { signal: input.signal } : {}),
     });
     const response = await tunnels.fetch(region, req);
     last = { response, region };

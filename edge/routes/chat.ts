@@ -37,6 +37,7 @@ async function chat(c: AppContext): Promise<Response> {
     requestId,
     regions: regionOrder(c),
     timeoutMs: config.relayTimeoutMs * CHAT_TIMEOUT_FACTOR,
+    signal: c.req.raw.signal,
   });
   const turn = (reply: string): ChatHistoryMessage[] => [
     { role: "user", content: parsed.value.message },

@@ -48,6 +48,7 @@ export const eventsRoute: RouteDef = {
       timeoutMs: Math.min(config.relayTimeoutMs, 15_000),
       // An event stream may be quiet for long; the agent's keep-alives are not required.
       idleMs: 0,
+      signal: c.req.raw.signal,
     });
     // One region: the first (in preference order) with an agent. `all`: every agent of every region.
     for (const group of all ? [regions] : regions.map((r) => [r])) {

@@ -35,6 +35,7 @@ export const execRoute: RouteDef = {
       requestId: c.get("requestId"),
       regions: regionOrder(c),
       timeoutMs: parsed.value.timeoutSeconds * 1000 + config.relayTimeoutMs,
+      signal: c.req.raw.signal,
     });
     return finishRelay(c, out, { addRegion: !sse });
   },

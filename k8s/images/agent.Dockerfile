@@ -3,11 +3,11 @@
 #   docker build -f k8s/images/agent.Dockerfile -t <registry>/pi-sandbox-runtime/agent:<tag> .
 # Stage 1 bundles cluster-agent/main.ts with cluster-agent/build.ts (the same build devstack
 # runs); stage 2 installs only the production dependencies the bundle leaves external; the
-# runtime stage is node:20-slim with the bundle, those node_modules and nothing else, as a
+# runtime stage is node:24-slim with the bundle, those node_modules and nothing else, as a
 # non-root user. It writes nothing to its root filesystem (readOnlyRootFilesystem: true in the
 # Deployment; /tmp is an emptyDir).
 
-FROM node:20-slim AS build
+FROM node:24-slim AS build
 WORKDIR /src
 COPY package.json package-lock.json ./
 RUN npm ci --ignore-scripts --no-audit --no-fund
@@ -17,12 +17,12 @@ COPY cluster-agent ./cluster-agent
 COPY k8s/base/sandbox-pod-template.json ./k8s/base/sandbox-pod-template.json
 RUN npx tsx cluster-agent/build.ts dist/agent/main.mjs
 
-FROM node:20-slim AS deps
+FROM node:24-slim AS deps
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean --force
 
-FROM node:20-slim
+FROM node:24-slim
 ENV NODE_ENV=production
 WORKDIR /app
 COPY --from=deps /app/node_modules ./node_modules

@@ -9,14 +9,14 @@
 # (sandbox-server/processes.ts: "pid 2 under a non-host init") accepts exactly that.
 # coreutils `timeout` and `env` are required by EXEC_MODE=api (cluster-agent/exec/remote-wrapper.ts).
 
-FROM node:20-slim AS build
+FROM node:24-slim AS build
 WORKDIR /src
 COPY package.json package-lock.json ./
 RUN npm ci --ignore-scripts --no-audit --no-fund
 COPY cluster-agent/sandbox-server ./cluster-agent/sandbox-server
 RUN npx tsx cluster-agent/sandbox-server/build.ts dist/sandbox-image
 
-FROM node:20-slim
+FROM node:24-slim
 RUN apt-get update \
  && apt-get install -y --no-install-recommends tini coreutils python3 git ca-certificates procps \
  && rm -rf /var/lib/apt/lists/* \

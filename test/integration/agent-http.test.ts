@@ -246,5 +246,6 @@ describe("agent HTTP app", () => {
     const body = ErrorEnvelopeSchema.parse(await res.json());
     expect(body.error.code).toBe("model_not_configured");
     expect(body.error.message).toContain("OPENAI_MODEL");
+    expect(body.error.message).toContain("--scripted-model");
   });
 });

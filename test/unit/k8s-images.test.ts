@@ -33,9 +33,9 @@ const template = JSON.parse(readFileSync(join(K8S_DIR, "base", "sandbox-pod-temp
 
 describe.each(["agent.Dockerfile", "sandbox.Dockerfile"])("%s", (file) => {
   const s = stages(file);
-  it("is multi-stage on a pinned node:20-slim and copies only files that exist", () => {
+  it("is multi-stage on a pinned node:24-slim and copies only files that exist", () => {
     expect(s.length).toBeGreaterThanOrEqual(2);
-    for (const st of s) expect(st.from).toMatch(/^node:20-slim( AS \w+)?$/);
+    for (const st of s) expect(st.from).toMatch(/^node:24-slim( AS \w+)?$/);
     for (const st of s) {
       for (const c of instr(st, "COPY").filter((c) => !c.startsWith("--from"))) {
         const sources = c.split(/\s+/).slice(0, -1);

@@ -1,4 +1,4 @@
-import { SELF } from "cloudflare:test";
+import { env, SELF } from "cloudflare:test";
 import { base64url, exportSPKI, generateKeyPair, importJWK, SignJWT } from "jose";
 import { describe, expect, it } from "vitest";
 import { TENANT_ISSUER_PUBLIC_JWK, TEST_AUDIENCE, TEST_ISSUER } from "./fixtures/test-keys.ts";
@@ -133,7 +133,7 @@ describe("tenant JWT", () => {
 });
 
 describe("per-tenant quota", () => {
-  const burst = 20; // TENANT_QUOTA_BURST in wrangler.toml
+  const burst = Number(env.TENANT_QUOTA_BURST); // vitest.config.ts sets it for the workers tests
 
   it("is exact under a concurrent burst, with Retry-After and RateLimit-* on 429", async () => {
     const token = await tenantToken({ tenant: "burst-a", scope: "sandbox:chat" });

@@ -57,6 +57,19 @@ describe("edge basics", () => {
     await expectError(await post('{"command":""}'), 400, "invalid_request");
     await expectError(await post('{"command":"ls","extra":1}'), 400, "invalid_request");
     await expectError(await post("command=ls", "text/plain"), 415, "unsupported_media_type");
+    // curl's default for -d: a real form body is not JSON.
+    await expectError(await post("command=ls", "application/x-www-form-urlencoded"), 400, "invalid_json");
+  });
+
+  it("a JSON body sent with curl's default content type (-d without -H) is read as JSON", async () => {
+    const token = await tenantToken({ tenant: "t-curl" });
+    const res = await SELF.fetch(`${BASE}/v1/exec`, {
+      method: "POST",
+      headers: auth(token, { "Content-Type": "application/x-www-form-urlencoded" }),
+      body: '{"command":""}',
+    });
+    // Parsed as JSON and validated: the empty command is refused by the schema, not by the type.
+    await expectError(res, 400, "invalid_request");
   });
 
   it("an invalid X-Sandbox-Region is refused", async () => {
