@@ -19,6 +19,10 @@ export const ERROR_STATUS = {
   method_not_allowed: 405,
   stale_lease: 409,
   payload_too_large: 413,
+  /** edit_file: old_string is not in the file / occurs more than once without replace_all / equals new_string. */
+  edit_not_found: 422,
+  edit_not_unique: 422,
+  edit_no_change: 422,
   unsupported_media_type: 415,
   rate_limited: 429,
   internal: 500,

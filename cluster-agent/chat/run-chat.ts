@@ -2,6 +2,7 @@ import OpenAI from "openai";
 import type { ChatCompletionMessageParam } from "openai/resources/chat/completions";
 import type { ChatEvent, ChatResponse, RelayChatRequest, ToolCallRecord } from "../../shared/api.ts";
 import { AppError, err, ok, type Result } from "../../shared/errors.ts";
+import { toolResultText } from "../../shared/tools/exec-text.ts";
 import { type ChatOptions, type ChatOptionsInput, resolveChatOptions } from "./chat-options.ts";
 import type { ModelConfig } from "./model-config.ts";
 import { withModelRetry } from "./model-retry.ts";
@@ -15,7 +16,6 @@ import {
 import type { AcquireLease, ChatExecutor } from "./sandbox-ports.ts";
 import { SandboxSession } from "./sandbox-session.ts";
 import { systemPrompt } from "./system-prompt.ts";
-import { toolResultText } from "./tool-result-text.ts";
 
 /** A pino logger fits this shape. */
 export interface ChatLog {
