@@ -20,7 +20,7 @@ const SNIFF_BYTES = 8192;
 export function isBinary(bytes: Uint8Array): boolean {
   if (bytes.subarray(0, SNIFF_BYTES).includes(0)) return true;
   try {
-    new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+    new TextDecoder("utf-8", { fatal: true, ignoreBOM: false }).decode(bytes);
     return false;
   } catch {
     return true;

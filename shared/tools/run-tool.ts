@@ -37,18 +37,33 @@ export interface ListedFile {
  * /workspace ("" is the workspace); the backend (the pod, in the end) confines them.
  */
 export interface ToolBackend {
-  exec(call: { command: string; timeoutSeconds: number }, signal: AbortSignal): Promise<Result<ExecOutcome>>;
+  exec(
+    call: { command: string; timeoutSeconds: number },
+    signal: AbortSignal,
+  ): Promise<ToolResult<ExecOutcome>>;
   /** `bytes` is absent when the file is larger than `maxBytes` (its size is still known). */
   read(
     path: string,
     opts: { maxBytes: number; signal: AbortSignal },
-  ): Promise<Result<{ kind: "file"; size: number; bytes?: Uint8Array } | { kind: "dir" }>>;
-  write(path: string, bytes: Uint8Array, signal: AbortSignal): Promise<Result<{ size: number }>>;
+  ): Promise<ToolResult<{ kind: "file"; size: number; bytes?: Uint8Array } | { kind: "dir" }>>;
+  write(path: string, bytes: Uint8Array, signal: AbortSignal): Promise<ToolResult<{ size: number }>>;
   list(
     path: string,
     opts: { recursive: boolean; limit: number; signal: AbortSignal },
-  ): Promise<Result<{ entries: ListedFile[]; truncated: boolean }>>;
+  ): Promise<ToolResult<{ entries: ListedFile[]; truncated: boolean }>>;
 }
+
+/**
+ * Why a tool call failed. `code` is a stable code of the error table (AppError satisfies this);
+ * a string rather than ErrorCode because a backend passes on whatever code its route answered.
+ */
+export interface ToolFailure {
+  code: string;
+  message: string;
+  requestId?: string | undefined;
+}
+
+export type ToolResult<T> = Result<T, ToolFailure>;
 
 /** A tool's successful answer: structured (MCP structuredContent) and as text for the model. */
 export interface ToolAnswer<O = unknown> {
@@ -95,7 +110,7 @@ export async function runReadFile(
   args: z.infer<typeof readFile.input>,
   backend: ToolBackend,
   signal: AbortSignal,
-): Promise<Result<ToolAnswer<z.infer<typeof ReadFileOutput>>>> {
+): Promise<ToolResult<ToolAnswer<z.infer<typeof ReadFileOutput>>>> {
   const path = workspaceAbsolute(args.path);
   const got = await backend.read(workspaceRelative(args.path), { maxBytes: READ_MAX_BYTES, signal });
   if (!got.ok) return got;
@@ -149,7 +164,7 @@ export async function runWriteFile(
   args: z.infer<typeof writeFile.input>,
   backend: ToolBackend,
   signal: AbortSignal,
-): Promise<Result<ToolAnswer<z.infer<typeof WriteFileOutput>>>> {
+): Promise<ToolResult<ToolAnswer<z.infer<typeof WriteFileOutput>>>> {
   const wrote = await backend.write(
     workspaceRelative(args.path),
     new TextEncoder().encode(args.content),
@@ -163,7 +178,7 @@ export async function runEditFile(
   args: z.infer<typeof editFile.input>,
   backend: ToolBackend,
   signal: AbortSignal,
-): Promise<Result<ToolAnswer<z.infer<typeof EditFileOutput>>>> {
+): Promise<ToolResult<ToolAnswer<z.infer<typeof EditFileOutput>>>> {
   const path = workspaceAbsolute(args.path);
   const rel = workspaceRelative(args.path);
   const got = await backend.read(rel, { maxBytes: FILE_CAPS.editBytes, signal });
@@ -197,7 +212,7 @@ export async function runListFiles(
   args: z.infer<typeof listFiles.input>,
   backend: ToolBackend,
   signal: AbortSignal,
-): Promise<Result<ToolAnswer<z.infer<typeof ListFilesOutput>>>> {
+): Promise<ToolResult<ToolAnswer<z.infer<typeof ListFilesOutput>>>> {
   const listed = await backend.list(workspaceRelative(args.path ?? ""), {
     recursive: args.recursive ?? false,
     limit: FILE_CAPS.listEntries,
@@ -221,7 +236,7 @@ export async function runSandboxTool(
   args: Record<string, unknown>,
   backend: ToolBackend,
   opts: { defaultTimeoutSeconds: number; signal: AbortSignal },
-): Promise<Result<ToolAnswer>> {
+): Promise<ToolResult<ToolAnswer>> {
   const { signal } = opts;
   switch (name) {
     case runInSandbox.name: {
