@@ -1,6 +1,7 @@
 import type { ChatEvent, ChatResponse, RelayChatRequest } from "../../shared/api.ts";
 import { err, type Result } from "../../shared/errors.ts";
 import type { ChatOptionsInput } from "./chat-options.ts";
+import type { ChatFiles } from "./files-port.ts";
 import type { ModelConfig } from "./model-config.ts";
 import { type ChatLog, runChat } from "./run-chat.ts";
 import type { ChatExecutor, ChatLease } from "./sandbox-ports.ts";
@@ -19,6 +20,8 @@ export interface ChatHandlerDeps {
   /** The lease manager's acquire (LeaseManager.acquire fits). */
   acquire(req: { tenant: string; requestId: string; signal?: AbortSignal }): Promise<Result<ChatLease>>;
   executor: ChatExecutor;
+  /** The agent's sandbox files (cluster-agent/exec/files.ts); without them chat offers only run_in_sandbox. */
+  files?: ChatFiles;
   options?: ChatOptionsInput;
   log?: ChatLog;
 }
@@ -44,6 +47,7 @@ export function createChatHandler(
         model,
         acquire: (signal) => deps.acquire({ tenant: ctx.tenant, requestId: ctx.requestId, signal }),
         executor: deps.executor,
+        ...(deps.files ? { files: deps.files } : {}),
         ...(deps.options ? { options: deps.options } : {}),
         ...(deps.log ? { log: deps.log } : {}),
       },
