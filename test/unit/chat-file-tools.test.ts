@@ -28,7 +28,11 @@ class FilesDouble implements ChatFiles {
   async read(t: ChatExecTarget, path: string) {
     const bytes = this.ws(t).get(path);
     if (!bytes) return err(new AppError("not_found", `${path} does not exist`));
-    return ok({ kind: "file" as const, size: bytes.length, body: new Blob([new Uint8Array(bytes)]).stream() });
+    return ok({
+      kind: "file" as const,
+      size: bytes.length,
+      body: new Blob([new Uint8Array(bytes)]).stream(),
+    });
   }
   async list(t: ChatExecTarget) {
     const entries: ChatFileEntry[] = [...this.ws(t)].map(([p, b]) => ({
