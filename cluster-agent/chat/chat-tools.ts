@@ -77,7 +77,8 @@ async function readCapped(
 /** The file operations of the shared tools on the chat request's pod, through the agent's files. */
 function leaseFilesBackend(files: ChatFiles, lease: ChatLease, maxWriteBytes: number): ToolBackend {
   const target = { namespace: lease.namespace, pod: lease.pod, podIP: lease.podIP, fence: lease.fence };
-  const abs = (rel: string) => workspaceAbsolute(rel);
+  // Relative to the workspace ("." is the workspace): the pod's workspace need not be mounted at /workspace.
+  const abs = (rel: string) => (rel === "" ? "." : rel);
   return {
     exec: async () => ({
       ok: false,

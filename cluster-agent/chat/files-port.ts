@@ -4,7 +4,7 @@ import type { ChatExecTarget } from "./sandbox-ports.ts";
 /*
  * The part of the agent's sandbox files (cluster-agent/exec/files.ts, SandboxFiles) the chat
  * tools use, declared structurally like sandbox-ports.ts: that module's SandboxFiles satisfies it.
- * Paths are absolute under /workspace; the pod confines them (symlinks included).
+ * Paths are relative to the workspace ("." is the workspace); the pod confines them (symlinks included).
  */
 
 export interface ChatFileEntry {

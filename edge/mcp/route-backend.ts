@@ -1,9 +1,9 @@
 import { z } from "zod";
 import { ok } from "../../shared/errors.ts";
-import type { ListedFile, ToolBackend, ToolResult } from "../../shared/tools/run-tool.ts";
+import type { ToolBackend, ToolResult } from "../../shared/tools/run-tool.ts";
 import type { RouteClient } from "./route-client.ts";
 
-// The files routes (issue 19) answer a directory with this body; a file with its raw bytes.
+// The files routes answer a directory with this body (recursive: names are relative paths); a file with its raw bytes.
 const DirectorySchema = z.object({
   entries: z.array(
     z.object({
@@ -12,10 +12,8 @@ const DirectorySchema = z.object({
       size: z.number().int().nonnegative(),
     }),
   ),
+  truncated: z.boolean().optional(),
 });
-
-/** At most this many directory reads per recursive list_files (each is one counted route call). */
-const MAX_DIRS_PER_LIST = 32;
 
 const encodePath = (rel: string) => rel.split("/").map(encodeURIComponent).join("/");
 
@@ -34,17 +32,16 @@ export function routeBackend(client: RouteClient, sandboxId: string | undefined)
 
   async function readDir(
     rel: string,
+    recursive: boolean,
     signal: AbortSignal,
   ): Promise<ToolResult<z.infer<typeof DirectorySchema>>> {
-    // A trailing slash names the directory itself (the workspace is "files/").
-    const got = await client.json("GET", rel === "" ? `${base}/files/` : `${filesPath(rel)}/`, { signal });
+    const q = recursive ? "?recursive=1" : "";
+    const got = await client.json("GET", `${rel === "" ? `${base}/files` : filesPath(rel)}${q}`, { signal });
     if (!got.ok) return got;
     const parsed = DirectorySchema.safeParse(got.value.body);
-    if (!parsed.success)
-      return {
-        ok: false,
-        error: { code: "invalid_request", message: `${rel || "/workspace"} is not a directory` },
-      };
+    if (!parsed.success) {
+      return { ok: false, error: { code: "invalid_path", message: `/workspace/${rel}: not a directory` } };
+    }
     return ok(parsed.data);
   }
 
@@ -92,33 +89,12 @@ export function routeBackend(client: RouteClient, sandboxId: string | undefined)
     },
     async list(rel, { recursive, limit, signal }) {
       if (!base) return noSandbox();
-      const entries: ListedFile[] = [];
-      const queue = [rel];
-      let dirsRead = 0;
-      let truncated = false;
-      while (queue.length > 0) {
-        if (dirsRead >= MAX_DIRS_PER_LIST || entries.length >= limit) {
-          truncated = true;
-          break;
-        }
-        const dir = queue.shift()!;
-        const got = await readDir(dir, signal);
-        dirsRead++;
-        if (!got.ok) {
-          if (dir === rel) return got;
-          continue;
-        }
-        const prefix = dir === rel ? "" : `${dir.slice(rel === "" ? 0 : rel.length + 1)}/`;
-        for (const e of got.value.entries) {
-          if (entries.length >= limit) {
-            truncated = true;
-            break;
-          }
-          entries.push({ path: `${prefix}${e.name}`, type: e.type, size: e.size });
-          if (recursive && e.type === "dir") queue.push(dir === "" ? e.name : `${dir}/${e.name}`);
-        }
-      }
-      return ok({ entries, truncated });
+      const got = await readDir(rel, recursive, signal);
+      if (!got.ok) return got;
+      const entries = got.value.entries
+        .slice(0, limit)
+        .map((e) => ({ path: e.name, type: e.type, size: e.size }));
+      return ok({ entries, truncated: got.value.truncated === true || got.value.entries.length > limit });
     },
   };
 }

@@ -11,7 +11,7 @@ import { type ChatEvent, ChatEventSchema } from "../../shared/api.ts";
 import { AppError, err, ok } from "../../shared/errors.ts";
 import { type ScriptedOpenAI, type ScriptTurn, startScriptedOpenAI } from "../support/scripted-openai.ts";
 
-/** Test double of the files port: one in-memory workspace per pod, keyed by absolute path. */
+/** Test double of the files port: one in-memory workspace per pod, keyed by workspace-relative path. */
 class FilesDouble implements ChatFiles {
   readonly pods = new Map<string, Map<string, Uint8Array>>();
   writes: string[] = [];
@@ -36,7 +36,7 @@ class FilesDouble implements ChatFiles {
   }
   async list(t: ChatExecTarget) {
     const entries: ChatFileEntry[] = [...this.ws(t)].map(([p, b]) => ({
-      name: p.replace("/workspace/", ""),
+      name: p,
       type: "file",
       size: b.length,
       mtime: new Date(0).toISOString(),
@@ -136,7 +136,7 @@ describe("chat file tools", () => {
     expect(answers[1]).toBe('     1\tprint("hi")\n     2\tprint("hi")');
     expect(answers[2]).toMatch(/^error edit_not_unique: .*occurs 2 times/);
     expect(answers[3]).toMatch(/2 replacement\(s\)/);
-    expect(new TextDecoder().decode(files.pods.get("pod-0")?.get("/workspace/hello.py"))).toBe(
+    expect(new TextDecoder().decode(files.pods.get("pod-0")?.get("hello.py"))).toBe(
       'print("yo")\nprint("yo")\n',
     );
     expect(leases()).toBe(1);
