@@ -1,5 +1,5 @@
 /**
- * Published figures of the systems in shared/notes/anchors.md, by row-name prefix. They were
+ * Published figures of the systems in docs/architecture.md §13, by row-name prefix. They were
  * measured on other machines and setups: a rough guide to the order of magnitude, not a race.
  */
 const ANCHORS: Array<[prefix: string, text: string]> = [

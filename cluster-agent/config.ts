@@ -90,7 +90,8 @@ export interface AgentConfig {
   podReadyTimeoutSeconds: number;
   agentHost: string;
   logLevel: string;
-  relayPublicKeys: JSONWebKeySet | undefined;
+  /** Required: the agent serves only relays the edge signed. */
+  relayPublicKeys: JSONWebKeySet;
   edgeUrl: string | undefined;
   agentKey: JWK | undefined;
   /** The model, or why there is none (chat then answers model_not_configured, naming what to set). */
@@ -126,6 +127,20 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   }
   const relayPublicKeys = jsonOf(e.RELAY_PUBLIC_KEYS, "RELAY_PUBLIC_KEYS", isJwks);
   if (!relayPublicKeys.ok) return relayPublicKeys;
+  if (relayPublicKeys.value === undefined) {
+    return err(
+      new AppError(
+        "invalid_request",
+        "RELAY_PUBLIC_KEYS is required: the agent serves only relays the edge signed",
+      ),
+    );
+  }
+  // Each pod's exec token is derived from the pool token: without it nobody can call the exec server.
+  if ((e.EXEC_MODE === "http" || e.RECYCLE === "scrub") && !e.POOL_TOKEN) {
+    return err(
+      new AppError("invalid_request", "POOL_TOKEN is required with EXEC_MODE=http or RECYCLE=scrub"),
+    );
+  }
   const agentKey = jsonOf(e.AGENT_KEY, "AGENT_KEY", isPrivateJwk);
   if (!agentKey.ok) return agentKey;
   if (e.EDGE_URL !== undefined && agentKey.value === undefined) {

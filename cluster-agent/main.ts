@@ -2,8 +2,9 @@
 // file wires together; nothing here decides policy.
 import { type ServerType, serve } from "@hono/node-server";
 import type { Logger } from "pino";
-import { AppError, err, ok, type Result } from "../shared/errors.ts";
+import { ok, type Result } from "../shared/errors.ts";
 import type { Capacity } from "../shared/tunnel.ts";
+import { AgentPool } from "./agent-pool.ts";
 import { createChatHandler } from "./chat/index.ts";
 import { type AgentConfig, loadConfig } from "./config.ts";
 import { EventBus } from "./events/bus.ts";
@@ -14,7 +15,6 @@ import { HttpScrubber } from "./exec/scrubber.ts";
 import { createAgentApp } from "./http/app.ts";
 import { createRelayAuth } from "./http/relay-auth.ts";
 import { loadKubeConfig, makeClients } from "./k8s/client.ts";
-import { AgentPool } from "./pool/agent-pool.ts";
 import { runExecRequest } from "./requests/exec-request.ts";
 import { createLogger } from "./telemetry/logger.ts";
 import { createMetrics, metricsText, subscribeMetrics } from "./telemetry/metrics.ts";
@@ -52,21 +52,8 @@ export async function startAgent(
   });
 
   const relayPublicKeys = config.relayPublicKeys;
-  if (!relayPublicKeys) {
-    return err(
-      new AppError(
-        "invalid_request",
-        "RELAY_PUBLIC_KEYS is required: the agent serves only relays the edge signed",
-      ),
-    );
-  }
   const kubeConfig = loadKubeConfig(config.kubeconfig);
   const clients = makeClients(kubeConfig);
-  if ((config.execMode === "http" || config.recycle === "scrub") && !config.poolToken) {
-    return err(
-      new AppError("invalid_request", "POOL_TOKEN is required with EXEC_MODE=http or RECYCLE=scrub"),
-    );
-  }
   const poolToken = config.poolToken ?? "";
   const executor: Executor =
     config.execMode === "http" ? new HttpExecutor({ poolToken }) : new ApiExecutor({ kubeConfig });
@@ -77,6 +64,7 @@ export async function startAgent(
     config,
     clients,
     bus,
+    log: logger,
     ...(config.recycle === "scrub" ? { scrubber: new HttpScrubber({ poolToken }) } : {}),
     onCacheError: (what, e, retryInMs) =>
       logger.warn({ what, err: e, retryInMs }, "watch failed; restarting"),
@@ -93,7 +81,7 @@ export async function startAgent(
     relay: createRelayAuth({ region: config.region, publicKeys: relayPublicKeys }),
     exec: (req, ctx) => runExecRequest({ acquire, executor, bus }, req, ctx),
     chat: config.model.ok
-      ? createChatHandler({ model: config.model, acquire, executor, options: config.chat, log: logger })
+      ? createChatHandler({ model: config.model, acquire, executor, bus, options: config.chat, log: logger })
       : config.model.error,
     snapshot: () => pool.snapshot(),
     bus,

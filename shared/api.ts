@@ -204,36 +204,10 @@ export const PoolSnapshotSchema = z.object({
 });
 export type PoolSnapshot = z.infer<typeof PoolSnapshotSchema>;
 
-export const POOL_EVENT_TYPES = [
-  "pod.created",
-  "pod.ready",
-  "pod.deleted",
-  "lease.acquired",
-  "lease.renewed",
-  "lease.released",
-  "lease.expired",
-  "lease.conflict",
-  "lease.lost",
-  "queue.entered",
-  "queue.left",
-  "queue.timeout",
-  "exec.started",
-  "exec.finished",
-  "pool.leader",
-] as const;
-export const PoolEventTypeSchema = z.enum(POOL_EVENT_TYPES);
-export type PoolEventType = z.infer<typeof PoolEventTypeSchema>;
-
-/** One telemetry event; `requestId` is present on everything caused by a request. */
-export const PoolEventSchema = z.object({
-  type: PoolEventTypeSchema,
-  at: z.string(),
-  agentId: z.string(),
-  region: z.string().optional(),
-  requestId: z.string().optional(),
-  tenant: z.string().optional(),
-  pod: z.string().optional(),
-  /** Event-specific fields (queue position, exit code, durations, command preview...). */
-  data: z.record(z.string(), z.unknown()).optional(),
-});
-export type PoolEvent = z.infer<typeof PoolEventSchema>;
+// The pool event stream's schema lives in shared/events.ts (one discriminated union of every event).
+export {
+  POOL_EVENT_TYPES,
+  type PoolEvent,
+  PoolEventSchema,
+  type PoolEventType,
+} from "./events.ts";

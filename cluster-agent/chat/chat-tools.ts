@@ -14,9 +14,9 @@ import {
   type ToolBackend,
   type ToolResult,
 } from "../../shared/tools/run-tool.ts";
+import type { SandboxLease as ChatLease } from "../exec/executor.ts";
 import type { ChatFiles } from "./files-port.ts";
 import { runInSandboxTool } from "./run-in-sandbox-tool.ts";
-import type { ChatLease } from "./sandbox-ports.ts";
 
 /** The file tools a chat model gets when the agent has sandbox files (everything but run_in_sandbox). */
 // Widened to the common shape: each call site parses with the definition it looked up by name.

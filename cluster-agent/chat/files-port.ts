@@ -1,9 +1,9 @@
 import type { Result } from "../../shared/errors.ts";
-import type { ChatExecTarget } from "./sandbox-ports.ts";
+import type { ExecTarget as ChatExecTarget } from "../exec/executor.ts";
 
 /*
  * The part of the agent's sandbox files (cluster-agent/exec/files.ts, SandboxFiles) the chat
- * tools use, declared structurally like sandbox-ports.ts: that module's SandboxFiles satisfies it.
+ * tools use, declared structurally: that module's SandboxFiles satisfies it.
  * Paths are relative to the workspace ("." is the workspace); the pod confines them (symlinks included).
  */
 

@@ -4,6 +4,7 @@ import type { ChatEvent, ChatResponse, RelayChatRequest, ToolCallRecord } from "
 import { AppError, err, ok, type Result } from "../../shared/errors.ts";
 import { toolResultText } from "../../shared/tools/exec-text.ts";
 import { MODEL_FIXABLE_CODES } from "../../shared/tools/run-tool.ts";
+import type { LeasedSandboxDeps } from "../requests/leased-sandbox.ts";
 import { type ChatOptions, type ChatOptionsInput, resolveChatOptions } from "./chat-options.ts";
 import { chatToolSpecs, FILE_TOOL_NAMES, runFileTool } from "./chat-tools.ts";
 import type { ChatFiles } from "./files-port.ts";
@@ -11,7 +12,6 @@ import type { ModelConfig } from "./model-config.ts";
 import { withModelRetry } from "./model-retry.ts";
 import { type AssistantTurn, type RequestedToolCall, requestAssistantTurn } from "./model-turn.ts";
 import { parseRunInSandboxArgs, RUN_IN_SANDBOX, toolArgumentError } from "./run-in-sandbox-tool.ts";
-import type { AcquireLease, ChatExecutor } from "./sandbox-ports.ts";
 import { SandboxSession } from "./sandbox-session.ts";
 import { systemPrompt } from "./system-prompt.ts";
 
@@ -22,12 +22,15 @@ export interface ChatLog {
 }
 
 export interface ChatDeps {
+  tenant: string;
   requestId: string;
   /** From readModelConfig(); check it before calling, so an unconfigured model never costs a lease. */
   model: ModelConfig;
   /** Takes the request's lease (tenant and request id bound by the caller). */
-  acquire: AcquireLease;
-  executor: ChatExecutor;
+  acquire: LeasedSandboxDeps["acquire"];
+  executor: LeasedSandboxDeps["executor"];
+  /** The agent's event bus: every command of a chat emits exec.started / exec.finished like /v1/exec. */
+  bus: LeasedSandboxDeps["bus"];
   /** The agent's sandbox files: with them the model also gets read_file, write_file, edit_file, list_files. */
   files?: ChatFiles;
   options?: ChatOptionsInput;
@@ -68,7 +71,11 @@ export async function runChat(
       deps.log?.warn({ requestId: deps.requestId, err: cause }, "chat event listener threw");
     }
   };
-  const sandbox = new SandboxSession(deps.acquire, deps.executor, out, signal);
+  const sandbox = new SandboxSession(
+    { acquire: deps.acquire, executor: deps.executor, bus: deps.bus },
+    { tenant: deps.tenant, requestId: deps.requestId, signal },
+    out,
+  );
   try {
     const result = await converse(request, deps, opts, sandbox, out, signal);
     if (signal.aborted) {
@@ -290,11 +297,10 @@ async function runFileToolCall(
     files,
     lease: async (label) => {
       const leased = await sandbox.ensureLease();
-      if (leased.ok) {
-        announced = true;
-        out({ type: "tool.call", id: call.id, command: label });
-      }
-      return leased;
+      if (!leased.ok) return leased;
+      announced = true;
+      out({ type: "tool.call", id: call.id, command: label });
+      return ok(leased.value.lease);
     },
     maxWriteBytes: CHAT_MAX_WRITE_BYTES,
     signal,

@@ -1,12 +1,26 @@
 import type { ExecOutcome } from "../../shared/api.ts";
 import { AppError, type Result } from "../../shared/errors.ts";
 
+/*
+ * The one contract between the lease core, the request pipeline, chat and the executors: what a
+ * leased sandbox is, how a command is run on it, and how a pod is scrubbed. Type-only, so leases/
+ * and chat/ depend on this file and on no executor.
+ */
+
 export interface ExecTarget {
   namespace: string;
   pod: string;
   podIP: string;
   /** The lease's `leaseTransitions` when it was acquired: the exec server refuses lower ones. */
   fence: number;
+}
+
+/** A held lease on a sandbox pod, as its users see it. */
+export interface SandboxLease extends ExecTarget {
+  /** Fires when a renewal fails or the lease is taken over: the running command must stop. */
+  lost: AbortSignal;
+  /** Idempotent, never throws. */
+  release(): Promise<void>;
 }
 
 export interface ExecCall {

@@ -14,6 +14,7 @@ import {
   type Scope,
 } from "../../shared/api.ts";
 import { AppError, errorResponse, parseOrError, type Result, toAppError } from "../../shared/errors.ts";
+import { POOL_SSE_EVENTS } from "../../shared/events.ts";
 import type { RelayClaims, RelayVerifier } from "../../shared/relay-signing.ts";
 import type { EventBus } from "../events/bus.ts";
 import type { ExecRequestContext } from "../requests/exec-request.ts";
@@ -201,8 +202,8 @@ export function createAgentApp(deps: AgentAppDeps): Hono<{ Variables: Vars }> {
       signal,
       (w) =>
         new Promise<void>((resolve) => {
-          w.send("snapshot", deps.snapshot());
-          const off = deps.bus.on((e) => w.send("pool", e));
+          w.send(POOL_SSE_EVENTS.snapshot, deps.snapshot());
+          const off = deps.bus.on((e) => w.send(POOL_SSE_EVENTS.event, e));
           signal.addEventListener(
             "abort",
             () => {

@@ -1,5 +1,5 @@
 import { DurableObject } from "cloudflare:workers";
-import { AppError, type ErrorCode, errorResponse } from "../../shared/errors.ts";
+import { AppError, errorResponse } from "../../shared/errors.ts";
 import {
   type Capacity,
   ChunkSequencer,
@@ -395,6 +395,3 @@ function attachmentOf(ws: WebSocket): AgentAttachment | null {
     return null;
   }
 }
-
-/** Error codes a DO reply can carry that mean "try another region". */
-export const FAILOVER_CODES: ReadonlySet<ErrorCode> = new Set(["no_agent"]);

@@ -5,14 +5,15 @@
 // host loopback (127.0.1.x:8080), so the network path between pods exists and the token is the
 // only barrier.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { AgentPool } from "../../cluster-agent/agent-pool.ts";
 import { EventBus } from "../../cluster-agent/events/bus.ts";
 import type { ExecCall, ExecTarget } from "../../cluster-agent/exec/executor.ts";
 import { HttpExecutor } from "../../cluster-agent/exec/http-executor.ts";
 import { podExecToken } from "../../cluster-agent/exec/pod-token.ts";
-import type { AgentPool } from "../../cluster-agent/pool/agent-pool.ts";
-import { PoolCaches } from "../../cluster-agent/pool/caches.ts";
 import { PoolController } from "../../cluster-agent/pool/controller.ts";
 import { buildSandboxPod, loadPodTemplate } from "../../cluster-agent/pool/pod-template.ts";
+import { PoolCaches } from "../../cluster-agent/pool-state/caches.ts";
+import { createLogger } from "../../cluster-agent/telemetry/logger.ts";
 import {
   type LeaseCluster,
   poolView,
@@ -154,6 +155,7 @@ describe("per-pod exec tokens", () => {
       clients: cluster.clients,
       caches,
       bus,
+      log: createLogger({ level: "warn" }),
       namespace: cluster.namespace,
       poolSize: 3,
       leaseTtlSeconds: 30,

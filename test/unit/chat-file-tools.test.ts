@@ -6,7 +6,11 @@
 import { afterEach, describe, expect, it } from "vitest";
 import type { ChatFileEntry, ChatFiles } from "../../cluster-agent/chat/files-port.ts";
 import { runChat } from "../../cluster-agent/chat/run-chat.ts";
-import type { ChatExecTarget, ChatLease } from "../../cluster-agent/chat/sandbox-ports.ts";
+import { EventBus } from "../../cluster-agent/events/bus.ts";
+import type {
+  ExecTarget as ChatExecTarget,
+  SandboxLease as ChatLease,
+} from "../../cluster-agent/exec/executor.ts";
 import { type ChatEvent, ChatEventSchema } from "../../shared/api.ts";
 import { AppError, err, ok } from "../../shared/errors.ts";
 import { type ScriptedOpenAI, type ScriptTurn, startScriptedOpenAI } from "../support/scripted-openai.ts";
@@ -67,10 +71,12 @@ async function chat(script: ScriptTurn[], files: ChatFiles | undefined) {
   const result = await runChat(
     { message: "make hello.py", sessionId: "s-1", history: [] },
     {
+      tenant: "tenant-a",
       requestId: "req-1",
       model: { baseURL: server.baseURL, apiKey: "sk-test", model: "test-model" },
       acquire: async () => ok(lease(`pod-${leases++}`)),
-      executor: { exec: async () => err(new AppError("internal", "no commands in this test")) },
+      executor: { mode: "http", exec: async () => err(new AppError("internal", "no commands in this test")) },
+      bus: new EventBus("agent-test"),
       ...(files ? { files } : {}),
       options: { retry: { baseDelayMs: 10, maxDelayMs: 50 } },
     },
