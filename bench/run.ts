@@ -21,6 +21,7 @@ const SUITES: Record<string, () => Promise<BenchSuite>> = {
   exec: async () => (await import("./exec.ts")).suite,
   edge: async () => (await import("./edge.ts")).suite,
   load: async () => (await import("./load.ts")).suite,
+  mcp: async () => (await import("./mcp.ts")).suite,
 };
 
 const load = () => loadavg().map((x) => Number(x.toFixed(2)));
