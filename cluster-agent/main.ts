@@ -9,13 +9,17 @@ import { createChatHandler } from "./chat/index.ts";
 import { type AgentConfig, loadConfig } from "./config.ts";
 import { EventBus } from "./events/bus.ts";
 import { ApiExecutor } from "./exec/api-executor.ts";
+import { ApiFiles } from "./exec/api-files.ts";
 import type { Executor } from "./exec/executor.ts";
+import { HttpFiles, type SandboxFiles } from "./exec/files.ts";
 import { HttpExecutor } from "./exec/http-executor.ts";
 import { HttpScrubber } from "./exec/scrubber.ts";
 import { createAgentApp } from "./http/app.ts";
 import { createRelayAuth } from "./http/relay-auth.ts";
 import { loadKubeConfig, makeClients } from "./k8s/client.ts";
 import { runExecRequest } from "./requests/exec-request.ts";
+import { sandboxRoutes } from "./sandboxes/routes.ts";
+import { SandboxService } from "./sandboxes/service.ts";
 import { createLogger } from "./telemetry/logger.ts";
 import { createMetrics, metricsText, subscribeMetrics } from "./telemetry/metrics.ts";
 import { startTunnelClient, type TunnelClient } from "./tunnel/client.ts";
@@ -73,6 +77,26 @@ export async function startAgent(
   const pool = started.value;
   const stopMetrics = subscribeMetrics(bus, metrics, { snapshot: () => pool.snapshot() });
   const acquire = pool.manager.acquire.bind(pool.manager);
+  const files: SandboxFiles =
+    config.execMode === "http" ? new HttpFiles({ poolToken }) : new ApiFiles({ kubeConfig });
+  const sandboxes = new SandboxService({
+    clients,
+    caches: pool.caches,
+    bus,
+    namespace: config.namespace,
+    region: config.region,
+    cluster: config.clusterId,
+    agentId: config.agentId,
+    tenantMaxSandboxes: config.tenantMaxSandboxes,
+    acquire,
+    detach: (pod) => pool.manager.detach(pod),
+  });
+
+  const poolCollect = metrics.beforeCollect;
+  metrics.beforeCollect = () => {
+    poolCollect?.();
+    metrics.sandboxes.set({ state: "ready" }, sandboxes.all().length);
+  };
 
   let shuttingDown = false;
   const app = createAgentApp({
@@ -81,13 +105,46 @@ export async function startAgent(
     relay: createRelayAuth({ region: config.region, publicKeys: relayPublicKeys }),
     exec: (req, ctx) => runExecRequest({ acquire, executor, bus }, req, ctx),
     chat: config.model.ok
-      ? createChatHandler({ model: config.model, acquire, executor, bus, options: config.chat, log: logger })
+      ? createChatHandler({
+          model: config.model,
+          acquire,
+          executor,
+          bus,
+          files,
+          options: config.chat,
+          log: logger,
+        })
       : config.model.error,
-    snapshot: () => pool.snapshot(),
+    snapshot: () => ({
+      ...pool.snapshot(),
+      sandboxes: sandboxes.all().map((b) => ({
+        id: b.id,
+        pod: b.pod,
+        tenant: b.tenant,
+        name: b.name ?? null,
+        idleTimeoutSeconds: b.idleTimeoutSeconds,
+        lastActivityAt: b.lastActivityAt,
+        expiresAt: b.expiresAt,
+        lastCommand: b.lastCommand ?? null,
+      })),
+    }),
     bus,
     ready: () => !shuttingDown,
     metrics: () => metricsText(metrics),
     logger,
+    sandboxes: {
+      maxFileBytes: config.maxFileBytes,
+      routes: sandboxRoutes({
+        sandboxes,
+        executor,
+        files,
+        bus,
+        region: config.region,
+        cluster: config.clusterId,
+        maxFileBytes: config.maxFileBytes,
+        onFileBytes: (direction, bytes) => metrics.addFileBytes(direction, bytes),
+      }),
+    },
   });
 
   const server = await new Promise<ServerType>((resolve) => {
@@ -104,6 +161,7 @@ export async function startAgent(
         edgeUrl: config.edgeUrl,
         region: config.region,
         agentId: config.agentId,
+        cluster: config.clusterId,
         privateJwk: config.agentKey!,
         handler: async (req) => app.fetch(req),
         capacity: () => capacityOf(pool),

@@ -84,6 +84,8 @@ const execCommon = {
   /** The command's first line, bounded (the agent shortens it). */
   commandPreview: z.string(),
   queueMs: ms,
+  /** Set when the command ran in a sandbox that lives across requests (POST /v1/sandboxes/:id/exec). */
+  sandboxId: z.string().optional(),
 };
 const execStarted = z.object({
   type: z.literal("exec.started"),
@@ -105,6 +107,28 @@ const poolLeader = z.object({
   /** leader: whether `identity` (the emitting agent) leads now; false when it stepped down. */
   data: z.object({ leader: z.boolean(), identity: z.string() }),
 });
+const sandboxCreated = z.object({
+  type: z.literal("sandbox.created"),
+  data: z.object({
+    sandboxId: z.string(),
+    name: z.string().nullable(),
+    idleTimeoutSeconds: z.number().int().positive(),
+    expiresAt: z.string(),
+  }),
+});
+const sandboxUsed = z.object({
+  type: z.literal("sandbox.used"),
+  /** what: the command's preview or the file operation (`write <path>`, `read <path>`, `delete <path>`). */
+  data: z.object({ sandboxId: z.string(), what: z.string() }),
+});
+const sandboxDeleted = z.object({
+  type: z.literal("sandbox.deleted"),
+  data: z.object({ sandboxId: z.string() }),
+});
+const sandboxExpired = z.object({
+  type: z.literal("sandbox.expired"),
+  data: z.object({ sandboxId: z.string(), reason: z.enum(["idle", "max lifetime"]) }),
+});
 
 /** The type-specific part of every event: `type` and its `data`. */
 export const PoolEventBodySchema = z.discriminatedUnion("type", [
@@ -123,6 +147,10 @@ export const PoolEventBodySchema = z.discriminatedUnion("type", [
   execStarted,
   execFinished,
   poolLeader,
+  sandboxCreated,
+  sandboxUsed,
+  sandboxDeleted,
+  sandboxExpired,
 ]);
 export type PoolEventBody = z.infer<typeof PoolEventBodySchema>;
 export type PoolEventType = PoolEventBody["type"];

@@ -29,6 +29,8 @@ export interface ExecCall {
   stdin?: string;
   cwd?: string;
   env?: Record<string, string>;
+  /** How the outcome's stdout/stderr are encoded (default utf8; base64 = the exact bytes). */
+  outputEncoding?: "utf8" | "base64";
   /** Abort = kill the command now (client gone, lease lost). */
   signal: AbortSignal;
   /** Output as it arrives, already capped (the same bytes the outcome keeps). */

@@ -190,7 +190,7 @@ export class HttpExecutor implements Executor {
         });
         const complete = (): boolean => {
           if (!result) return false;
-          const out = capture.finish(result);
+          const out = capture.finish(result, call.outputEncoding);
           settle(
             ok({
               exitCode: result.exitCode,

@@ -149,6 +149,21 @@ export class LeaseManager {
     await Promise.all([...this.held.values()].map((h) => this.releaser.release(h)));
   }
 
+  /**
+   * Stop managing a held lease without releasing it, for a new holder that takes the Lease over by
+   * CAS (a sandbox: cluster-agent/sandboxes). Renewal stops; the handle's release becomes a no-op.
+   * Returns the Lease as last written by us, or undefined if it is not held here (or being lost).
+   */
+  async detach(pod: string): Promise<V1Lease | undefined> {
+    const h = this.held.get(pod);
+    if (!h || h.releasing || h.lost.signal.aborted) return undefined;
+    h.releasing = Promise.resolve();
+    await this.renewal.stop(h);
+    this.held.delete(pod);
+    this.wake();
+    return h.lease;
+  }
+
   /** Names of pods this replica holds right now (for the snapshot and tests). */
   heldPods(): string[] {
     return [...this.held.keys()];

@@ -17,6 +17,7 @@ import {
 } from "../pool-state/lease-record.ts";
 import { ObservedExpiry } from "../pool-state/observed-expiry.ts";
 import { isFinished, isPodReady, isPoolMember } from "../pool-state/pod-state.ts";
+import { isSandboxLease, sandboxIdOf, sandboxLifetimeOver } from "../sandboxes/record.ts";
 
 export interface PoolControllerOptions {
   clients: KubeClients;
@@ -179,7 +180,16 @@ export class PoolController {
       this.creating.delete(name);
       if (holderOf(lease)) {
         const durationMs = (lease.spec?.leaseDurationSeconds ?? this.o.leaseTtlSeconds) * 1000;
-        if (this.expiry.isExpired(name, recordKey(lease), durationMs)) {
+        const expired = this.expiry.isExpired(name, recordKey(lease), durationMs);
+        // A sandbox's Lease expires when idle (duration = idle timeout) or past its max lifetime.
+        if (expired || sandboxLifetimeOver(lease, Date.now())) {
+          if (isSandboxLease(lease))
+            this.o.bus.emit({
+              type: "sandbox.expired",
+              pod: name,
+              tenant: tenantOf(lease),
+              data: { sandboxId: sandboxIdOf(lease) ?? "", reason: expired ? "idle" : "max lifetime" },
+            });
           const holder = parseHolder(holderOf(lease));
           this.o.bus.emit({
             type: "lease.expired",
@@ -219,12 +229,14 @@ export class PoolController {
       else if (!key.startsWith("lease:") && !podByName.has(key)) this.orphanSince.delete(key);
     }
 
-    const count = members.length + this.pendingCreates;
+    // Pods held by sandboxes live outside the warm pool: taking one never shrinks it below target.
+    const pooled = members.filter((p) => !isSandboxLease(leaseByName.get(p.metadata?.name ?? "")));
+    const count = pooled.length + this.pendingCreates;
     if (count < this.poolSize) {
       for (let i = count; i < this.poolSize; i++) work.push(this.createPod());
-    } else if (members.length > this.poolSize) {
+    } else if (pooled.length > this.poolSize) {
       // Scale down: pods that are not Ready first, then free ones; never a held one.
-      const excess = members.length - this.poolSize;
+      const excess = pooled.length - this.poolSize;
       const free = members.filter((p) => !holderOf(leaseByName.get(p.metadata?.name ?? "") ?? {}));
       free.sort((a, b) => Number(isPodReady(a)) - Number(isPodReady(b)));
       for (const p of free.slice(0, excess)) {

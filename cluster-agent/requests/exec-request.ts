@@ -3,7 +3,7 @@ import { ok, type Result } from "../../shared/errors.ts";
 import type { EventBus } from "../events/bus.ts";
 import type { Executor } from "../exec/executor.ts";
 import type { Acquire } from "../leases/types.ts";
-import { withLeasedSandbox } from "./leased-sandbox.ts";
+import { type SandboxCommand, withLeasedSandbox } from "./leased-sandbox.ts";
 
 export interface ExecRequestDeps {
   acquire: Acquire;
@@ -18,6 +18,42 @@ export interface ExecRequestContext {
   signal: AbortSignal;
   /** Streamed progress, for SSE callers. */
   onEvent?: (e: ExecStreamEvent) => void;
+}
+
+/**
+ * Output chunks as stream events: utf8 text (a character split across chunks is held until it is
+ * whole), or base64 of each chunk's exact bytes.
+ */
+export function streamEvents(
+  onEvent: (e: ExecStreamEvent) => void,
+  encoding: "utf8" | "base64" = "utf8",
+): (stream: "stdout" | "stderr", chunk: Uint8Array) => void {
+  const decoders = { stdout: new TextDecoder(), stderr: new TextDecoder() };
+  return (stream, chunk) => {
+    const data =
+      encoding === "base64"
+        ? Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength).toString("base64")
+        : decoders[stream].decode(chunk, { stream: true });
+    if (data) onEvent({ type: stream, data });
+  };
+}
+
+/** An exec request as the pipeline's command (shared by /v1/exec and /v1/sandboxes/:id/exec). */
+export function commandOf(
+  req: ExecRequest,
+  onEvent: ((e: ExecStreamEvent) => void) | undefined,
+  baseEnv?: Record<string, string>,
+): SandboxCommand {
+  const env = baseEnv || req.env ? { ...(baseEnv ?? {}), ...(req.env ?? {}) } : undefined;
+  return {
+    command: req.command,
+    timeoutMs: req.timeoutSeconds * 1000,
+    ...(req.stdin !== undefined ? { stdin: req.stdin } : {}),
+    ...(req.cwd !== undefined ? { cwd: req.cwd } : {}),
+    ...(env !== undefined ? { env } : {}),
+    ...(req.outputEncoding !== undefined ? { outputEncoding: req.outputEncoding } : {}),
+    ...(onEvent ? { onOutput: streamEvents(onEvent, req.outputEncoding) } : {}),
+  };
 }
 
 /** `POST /v1/exec`: one command through the leased-sandbox pipeline. */
@@ -38,22 +74,7 @@ export async function runExecRequest(
     { tenant, requestId, signal, ...(onQueued ? { onQueued } : {}) },
     async (sb) => {
       onEvent?.({ type: "acquired", pod: sb.pod, queueMs: sb.queueMs });
-      const decoders = { stdout: new TextDecoder(), stderr: new TextDecoder() };
-      const outcome = await sb.run({
-        command: req.command,
-        timeoutMs: req.timeoutSeconds * 1000,
-        ...(req.stdin !== undefined ? { stdin: req.stdin } : {}),
-        ...(req.cwd !== undefined ? { cwd: req.cwd } : {}),
-        ...(req.env !== undefined ? { env: req.env } : {}),
-        ...(onEvent
-          ? {
-              onOutput: (stream: "stdout" | "stderr", chunk: Uint8Array) => {
-                const data = decoders[stream].decode(chunk, { stream: true });
-                if (data) onEvent({ type: stream, data });
-              },
-            }
-          : {}),
-      });
+      const outcome = await sb.run(commandOf(req, onEvent));
       if (!outcome.ok) return outcome;
       return ok({ ...outcome.value, requestId, pod: sb.pod, queueMs: sb.queueMs });
     },

@@ -2,6 +2,7 @@ import { realpath, stat } from "node:fs/promises";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { FenceMark, makeTokenCheck } from "./auth.ts";
 import type { ServerConfig } from "./config.ts";
+import { handleFiles } from "./file-routes.ts";
 import { killEveryoneElse, otherProcesses, ownsPidNamespace } from "./processes.ts";
 import {
   type ExecServerErrorBody,
@@ -199,6 +200,18 @@ export function createSandboxServer(config: ServerConfig): SandboxServer {
     sendJson(res, 200, inspect);
   }
 
+  async function handleFileRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    if (!authorize(req, res)) return;
+    // A holder whose lease was taken over must not touch the new holder's files.
+    if (checkFence(req, res) === undefined) {
+      req.resume();
+      return;
+    }
+    await handleFiles(req, res, config.workspace, (r, status, code, message) =>
+      sendError(r, status, code as ErrorCode, message),
+    );
+  }
+
   const route = async (req: IncomingMessage, res: ServerResponse) => {
     const path = (req.url ?? "/").split("?")[0];
     if (path === PATHS.health && (req.method === "GET" || req.method === "HEAD")) {
@@ -207,6 +220,7 @@ export function createSandboxServer(config: ServerConfig): SandboxServer {
     } else if (path === PATHS.exec && req.method === "POST") await handleExec(req, res);
     else if (path === PATHS.reset && req.method === "POST") await handleReset(req, res);
     else if (path === PATHS.inspect && req.method === "GET") await handleInspect(req, res);
+    else if (path === PATHS.files) await handleFileRequest(req, res);
     else {
       req.resume();
       sendError(res, 404, "not_found", `no route ${req.method} ${path}`);

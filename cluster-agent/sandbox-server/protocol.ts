@@ -12,7 +12,14 @@ export const EXEC_SERVER_PATHS = {
   exec: "/exec",
   reset: "/reset",
   inspect: "/inspect",
+  /** GET / PUT / DELETE `?path=<relative to the workspace, or absolute under it>` (file-routes.ts). */
+  files: "/files",
 } as const;
+
+/** PUT /files: the most bytes the agent allows this write (the server's own ceiling still applies). */
+export const MAX_BYTES_HEADER = "x-max-bytes";
+/** GET /files answers `file` (raw bytes, Content-Length) or `dir` (JSON `{entries, truncated}`). */
+export const FILE_KIND_HEADER = "x-file-kind";
 
 /** Every call but /health: `Authorization: Bearer <this pod's exec token>`; plus the lease's fence. */
 export const FENCE_HEADER = "x-fence-token";
@@ -77,6 +84,8 @@ export type ExecServerErrorCode =
   | "payload_too_large"
   | "not_found"
   | "reset_refused"
+  | "invalid_path"
+  | "file_not_found"
   | "internal";
 
 export interface ExecServerErrorBody {

@@ -31,6 +31,11 @@ export interface AgentMetrics {
   readonly tunnelConnected: Gauge;
   readonly events: Counter<"type">;
   setTunnelConnected(connected: boolean): void;
+  /** Sandboxes (cluster-agent/sandboxes) by state, read from the Lease cache at each scrape. */
+  readonly sandboxes: Gauge<"state">;
+  readonly sandboxEvents: Counter<"event">;
+  readonly fileBytes: Counter<"direction">;
+  addFileBytes(direction: "in" | "out", bytes: number): void;
   /** Run at every scrape before the pool gauges are read (set by subscribeMetrics). */
   beforeCollect: (() => void) | null;
 }
@@ -131,6 +136,27 @@ export function createMetrics(opts: MetricsOptions = {}): AgentMetrics {
     }),
     setTunnelConnected(connected: boolean) {
       tunnelConnected.set(connected ? 1 : 0);
+    },
+    sandboxes: new Gauge({
+      name: "pi_sandbox_sandboxes",
+      help: "Sandboxes that live across requests, by state (this cluster, from the Lease cache).",
+      labelNames: ["state"] as const,
+      registers,
+    }),
+    sandboxEvents: new Counter({
+      name: "pi_sandbox_sandbox_events_total",
+      help: "Sandbox creations, deletions and expirations seen by this agent.",
+      labelNames: ["event"] as const,
+      registers,
+    }),
+    fileBytes: new Counter({
+      name: "pi_sandbox_file_bytes_total",
+      help: "Bytes moved by the sandbox files API, by direction (in = written to a sandbox).",
+      labelNames: ["direction"] as const,
+      registers,
+    }),
+    addFileBytes(direction: "in" | "out", bytes: number) {
+      if (bytes > 0) this.fileBytes.inc({ direction }, bytes);
     },
   };
   return metrics;
@@ -262,9 +288,15 @@ export function subscribeMetrics(
         if (d !== null) metrics.execDuration.observe({ result: execResult(e.data) }, d);
         break;
       }
+      case "sandbox.created":
+      case "sandbox.deleted":
+      case "sandbox.expired":
+        metrics.sandboxEvents.inc({ event: e.type.slice("sandbox.".length) });
+        break;
       case "exec.started":
       case "lease.renewed":
       case "pool.leader":
+      case "sandbox.used":
         break;
     }
     if (e.type.startsWith("pod.") || e.type.startsWith("lease.")) publishPods();

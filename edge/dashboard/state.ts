@@ -15,6 +15,7 @@ import type { PoolEvent } from "../../shared/events.ts";
  * Events are the typed union of shared/events.ts: every field read here is one the agent sends
  * (the type checker proves it). The page has no zod, so `toMessage` only checks the envelope and
  * each read of a data field still tolerates a missing or mistyped value.
+ * Sandbox events (sandbox.created/used/deleted/expired) keep the sandboxes panel.
  */
 
 export interface HolderView {
@@ -60,6 +61,27 @@ export interface ExecutionRecord {
   startSeen: boolean;
 }
 
+export interface SandboxRecord {
+  id: string;
+  pod: string;
+  tenant: string;
+  name: string | null;
+  idleTimeoutSeconds: number;
+  /** Local-clock ms. */
+  lastActivityMs: number;
+  lastCommand: string | null;
+}
+
+export interface SandboxTileView {
+  id: string;
+  pod: string;
+  tenant: string;
+  name: string | null;
+  /** Until the idle timeout deletes it (≤ 0: due now). */
+  idleLeftMs: number;
+  lastCommand: string | null;
+}
+
 export interface AgentTotals {
   acquisitions: number;
   conflicts: number;
@@ -76,6 +98,8 @@ export interface RegionState {
   /** The lease duration last seen in this region: events may omit it. */
   leaseSeconds: number | null;
   pods: Record<string, PodRecord>;
+  /** Sandboxes that live across requests, by id. */
+  sandboxes: Record<string, SandboxRecord>;
   /** Deleted pods and when (local ms): late events for them must not bring a tile back. */
   tombstones: Record<string, number>;
   queue: WaiterRecord[];
@@ -124,6 +148,7 @@ export interface RegionView {
   pods: PodTileView[];
   queue: { depth: number; waiters: Array<{ requestId: string; tenant: string; waitedMs: number }> };
   executions: Array<ExecutionRecord & { status: "running" | "finished" }>;
+  sandboxes: SandboxTileView[];
   totals: AgentTotals;
 }
 
@@ -196,6 +221,7 @@ export function dashboardCore(): DashboardCore {
       leader: null,
       leaseSeconds: null,
       pods: {},
+      sandboxes: {},
       tombstones: {},
       queue: [],
       executions: [],
@@ -212,6 +238,7 @@ export function dashboardCore(): DashboardCore {
     return {
       ...r,
       pods: { ...r.pods },
+      sandboxes: { ...r.sandboxes },
       tombstones: { ...r.tombstones },
       queue: [...r.queue],
       executions: [...r.executions],
@@ -265,6 +292,20 @@ export function dashboardCore(): DashboardCore {
         lastChangeMs: nowMs,
       };
       delete r.tombstones[p.name];
+    }
+    if (s.sandboxes) {
+      r.sandboxes = {};
+      for (const b of s.sandboxes) {
+        r.sandboxes[b.id] = {
+          id: b.id,
+          pod: b.pod,
+          tenant: b.tenant,
+          name: b.name,
+          idleTimeoutSeconds: b.idleTimeoutSeconds,
+          lastActivityMs: local(b.lastActivityAt) ?? nowMs,
+          lastCommand: b.lastCommand,
+        };
+      }
     }
     // The queue and the counters belong to the agent that sent the snapshot.
     r.queue = r.queue.filter((w) => w.agentId !== s.agentId);
@@ -463,6 +504,34 @@ export function dashboardCore(): DashboardCore {
         else if (r.leader === identity) r.leader = null;
         break;
       }
+      case "sandbox.created": {
+        const id = str(e.data.sandboxId);
+        if (id)
+          r.sandboxes[id] = {
+            id,
+            pod: e.pod ?? "",
+            tenant: e.tenant ?? "",
+            name: str(e.data.name),
+            idleTimeoutSeconds: num(e.data.idleTimeoutSeconds) ?? 0,
+            lastActivityMs: atMs,
+            lastCommand: null,
+          };
+        break;
+      }
+      case "sandbox.used": {
+        const known = r.sandboxes[str(e.data.sandboxId) ?? ""];
+        if (known && atMs >= known.lastActivityMs)
+          r.sandboxes[known.id] = {
+            ...known,
+            lastActivityMs: atMs,
+            lastCommand: str(e.data.what) ?? known.lastCommand,
+          };
+        break;
+      }
+      case "sandbox.deleted":
+      case "sandbox.expired":
+        delete r.sandboxes[str(e.data.sandboxId) ?? ""];
+        break;
     }
     return r;
   }
@@ -669,6 +738,16 @@ export function dashboardCore(): DashboardCore {
             ...x,
             status: x.finishedAtMs === null ? "running" : "finished",
           })),
+          sandboxes: Object.values(r.sandboxes ?? {})
+            .map((b) => ({
+              id: b.id,
+              pod: b.pod,
+              tenant: b.tenant,
+              name: b.name,
+              idleLeftMs: b.lastActivityMs + b.idleTimeoutSeconds * 1000 - nowMs,
+              lastCommand: b.lastCommand,
+            }))
+            .sort((a, b) => a.idleLeftMs - b.idleLeftMs),
           totals: {
             acquisitions: all.reduce((n, t) => n + t.acquisitions, 0),
             conflicts: all.reduce((n, t) => n + t.conflicts, 0),

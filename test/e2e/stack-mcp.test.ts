@@ -196,3 +196,83 @@ describe("MCP at the edge", () => {
     expect(del.status).toBe(401);
   });
 });
+
+describe("MCP tools on sandboxes (issue 19's routes)", () => {
+  const call = async (client: Client, name: string, args: Record<string, unknown>) =>
+    (await client.callTool({ name, arguments: args })) as CallToolResult;
+
+  it("a sandbox used across calls: create, write, edit, read, list, run, delete", async () => {
+    const a = await connect(stack.tokens.tenantA);
+    const made = await call(a, "create_sandbox", { idle_timeout_seconds: 120 });
+    expect(made.isError, text(made)).toBeFalsy();
+    const id = (made.structuredContent as { sandbox_id: string }).sandbox_id;
+    expect(id).toBeTruthy();
+    const w = await call(a, "write_file", {
+      sandbox_id: id,
+      path: "src/hello.py",
+      content: "x = 1\nx = 1\n",
+    });
+    expect(w.structuredContent).toEqual({ path: "/workspace/src/hello.py", bytes_written: 12 });
+    const amb = await call(a, "edit_file", {
+      sandbox_id: id,
+      path: "src/hello.py",
+      old_string: "x = 1",
+      new_string: "y = 2",
+    });
+    expect(amb.isError).toBe(true);
+    expect(text(amb)).toMatch(/^error edit_not_unique: /);
+    const e = await call(a, "edit_file", {
+      sandbox_id: id,
+      path: "/workspace/src/hello.py",
+      old_string: "x = 1\nx",
+      new_string: "y = 2\nx",
+    });
+    expect(e.structuredContent).toMatchObject({ replacements: 1 });
+    const r = await call(a, "read_file", { sandbox_id: id, path: "src/hello.py", offset: 2 });
+    expect(r.structuredContent).toMatchObject({ content: "     2\tx = 1", total_lines: 2, binary: false });
+    const ran = await call(a, "run_in_sandbox", {
+      sandbox_id: id,
+      command: "cat src/hello.py && printf '\\0\\1' > b.bin",
+    });
+    expect(ran.structuredContent).toMatchObject({ exit_code: 0, stdout: "y = 2\nx = 1\n" });
+    const bin = await call(a, "read_file", { sandbox_id: id, path: "b.bin" });
+    expect(text(bin)).toBe("/workspace/b.bin: binary file, 2 bytes (not shown)");
+    const l = await call(a, "list_files", { sandbox_id: id, recursive: true });
+    const paths = (l.structuredContent as { entries: Array<{ path: string; type: string }> }).entries.map(
+      (x) => x.path,
+    );
+    expect(paths).toEqual(expect.arrayContaining(["b.bin", "src", "src/hello.py"]));
+    const missing = await call(a, "read_file", { sandbox_id: id, path: "nope.txt" });
+    expect(text(missing)).toMatch(/^error file_not_found: /);
+
+    // Tenant B cannot reach A's sandbox through MCP either.
+    const b = await connect(stack.tokens.tenantB);
+    const stolen = await call(b, "read_file", { sandbox_id: id, path: "src/hello.py" });
+    expect(stolen.isError).toBe(true);
+    expect(text(stolen)).toMatch(/^error sandbox_not_found: /);
+    const stolenRun = await call(b, "run_in_sandbox", { sandbox_id: id, command: "cat src/hello.py" });
+    expect(text(stolenRun)).toMatch(/^error sandbox_not_found: /);
+
+    const del = await call(a, "delete_sandbox", { sandbox_id: id });
+    expect(del.structuredContent).toEqual({ sandbox_id: id, deleted: true });
+    const after = await call(a, "run_in_sandbox", { sandbox_id: id, command: "true" });
+    expect(text(after)).toMatch(/^error sandbox_not_found: /);
+  }, 60_000);
+
+  it("a file tool without sandbox_id runs in a one-shot sandbox that is deleted after", async () => {
+    const token = await stack.issuer.mint({
+      tenant: "tenant-oneshot",
+      subject: "dora",
+      scopes: ["sandbox:exec"],
+    });
+    const c = await connect(token);
+    const w = await call(c, "write_file", { path: "a.txt", content: "hello" });
+    expect(w.structuredContent).toEqual({ path: "/workspace/a.txt", bytes_written: 5 });
+    const l = await call(c, "list_files", {});
+    expect(l.structuredContent).toMatchObject({ path: "/workspace", truncated: false });
+    const res = await fetch(`${stack.edgeUrl}/v1/sandboxes`, {
+      headers: { authorization: `Bearer ${token}` },
+    });
+    expect(((await res.json()) as { sandboxes: unknown[] }).sandboxes).toEqual([]);
+  }, 60_000);
+});

@@ -59,6 +59,15 @@ const DEFAULT_DATA: { [T in PoolEventType]: (PoolEventBody & { type: T })["data"
   "exec.started": { commandPreview: "", queueMs: 0, mode: "http" },
   "exec.finished": { commandPreview: "", queueMs: 0, exitCode: 0, durationMs: 0, timedOut: false },
   "pool.leader": { leader: true, identity: "agent-a" },
+  "sandbox.created": {
+    sandboxId: "sb.local.default.aaaaaaaaaaaaaaaaaaaa",
+    name: null,
+    idleTimeoutSeconds: 300,
+    expiresAt: "",
+  },
+  "sandbox.used": { sandboxId: "sb.local.default.aaaaaaaaaaaaaaaaaaaa", what: "true" },
+  "sandbox.deleted": { sandboxId: "sb.local.default.aaaaaaaaaaaaaaaaaaaa" },
+  "sandbox.expired": { sandboxId: "sb.local.default.aaaaaaaaaaaaaaaaaaaa", reason: "idle" },
 };
 
 /**
