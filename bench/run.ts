@@ -22,6 +22,7 @@ const SUITES: Record<string, () => Promise<BenchSuite>> = {
   exec: async () => (await import("./exec.ts")).suite,
   edge: async () => (await import("./edge.ts")).suite,
   load: async () => (await import("./load.ts")).suite,
+  mcp: async () => (await import("./mcp.ts")).suite,
   sandboxes: async () => (await import("./sandboxes.ts")).suite,
   "pod-start": async () => (await import("./pod-start.ts")).suite,
 };

@@ -105,7 +105,15 @@ export async function startAgent(
     relay: createRelayAuth({ region: config.region, publicKeys: relayPublicKeys }),
     exec: (req, ctx) => runExecRequest({ acquire, executor, bus }, req, ctx),
     chat: config.model.ok
-      ? createChatHandler({ model: config.model, acquire, executor, bus, options: config.chat, log: logger })
+      ? createChatHandler({
+          model: config.model,
+          acquire,
+          executor,
+          bus,
+          files,
+          options: config.chat,
+          log: logger,
+        })
       : config.model.error,
     snapshot: () => ({
       ...pool.snapshot(),

@@ -9,6 +9,7 @@ import { floodGuard } from "./middleware/flood-guard.ts";
 import { tenantQuota } from "./middleware/quota.ts";
 import { requestId } from "./middleware/request-id.ts";
 import { ROUTES } from "./routes/index.ts";
+import { mcpRoutes } from "./routes/mcp.ts";
 import { openApiRoute } from "./routes/openapi.ts";
 
 export interface CreateAppOptions {
@@ -22,8 +23,9 @@ export interface CreateAppOptions {
  */
 export function createApp(getDeps: (env: Env) => EdgeDeps, opts: CreateAppOptions = {}): Hono<AppEnv> {
   const base = opts.routes ?? ROUTES;
-  const routes: RouteDef[] = [...base, openApiRoute(() => routes)];
   const app = new Hono<AppEnv>();
+  // MCP tool calls are dispatched through this same app, so they pass every check a route call does.
+  const routes: RouteDef[] = [...base, ...mcpRoutes(() => app), openApiRoute(() => routes)];
 
   app.use("*", requestId());
   app.use("*", async (c, next) => {

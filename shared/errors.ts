@@ -25,6 +25,10 @@ export const ERROR_STATUS = {
   /** The exec server's fence refusal; internal: callers get lease_lost (requests/leased-sandbox.ts). */
   stale_lease: 409,
   payload_too_large: 413,
+  /** edit_file: old_string is not in the file / occurs more than once without replace_all / equals new_string. */
+  edit_not_found: 422,
+  edit_not_unique: 422,
+  edit_no_change: 422,
   unsupported_media_type: 415,
   rate_limited: 429,
   /** The tenant already has TENANT_MAX_SANDBOXES live sandboxes. */

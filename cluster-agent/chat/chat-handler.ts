@@ -3,6 +3,7 @@ import { err, type Result } from "../../shared/errors.ts";
 import type { AcquireRequest } from "../leases/types.ts";
 import type { AcquiredSandbox, LeasedSandboxDeps } from "../requests/leased-sandbox.ts";
 import type { ChatOptionsInput } from "./chat-options.ts";
+import type { ChatFiles } from "./files-port.ts";
 import type { ModelConfig } from "./model-config.ts";
 import { type ChatLog, runChat } from "./run-chat.ts";
 
@@ -21,6 +22,8 @@ export interface ChatHandlerDeps {
   acquire(req: AcquireRequest): Promise<Result<AcquiredSandbox>>;
   executor: LeasedSandboxDeps["executor"];
   bus: LeasedSandboxDeps["bus"];
+  /** The agent's sandbox files (cluster-agent/exec/files.ts); without them chat offers only run_in_sandbox. */
+  files?: ChatFiles;
   options?: ChatOptionsInput;
   log?: ChatLog;
 }
@@ -48,6 +51,7 @@ export function createChatHandler(
         acquire: (signal) => deps.acquire({ tenant: ctx.tenant, requestId: ctx.requestId, signal }),
         executor: deps.executor,
         bus: deps.bus,
+        ...(deps.files ? { files: deps.files } : {}),
         ...(deps.options ? { options: deps.options } : {}),
         ...(deps.log ? { log: deps.log } : {}),
       },

@@ -2,20 +2,18 @@ import OpenAI from "openai";
 import type { ChatCompletionMessageParam } from "openai/resources/chat/completions";
 import type { ChatEvent, ChatResponse, RelayChatRequest, ToolCallRecord } from "../../shared/api.ts";
 import { AppError, err, ok, type Result } from "../../shared/errors.ts";
+import { toolResultText } from "../../shared/tools/exec-text.ts";
+import { MODEL_FIXABLE_CODES } from "../../shared/tools/run-tool.ts";
 import type { LeasedSandboxDeps } from "../requests/leased-sandbox.ts";
 import { type ChatOptions, type ChatOptionsInput, resolveChatOptions } from "./chat-options.ts";
+import { chatToolSpecs, FILE_TOOL_NAMES, runFileTool } from "./chat-tools.ts";
+import type { ChatFiles } from "./files-port.ts";
 import type { ModelConfig } from "./model-config.ts";
 import { withModelRetry } from "./model-retry.ts";
 import { type AssistantTurn, type RequestedToolCall, requestAssistantTurn } from "./model-turn.ts";
-import {
-  parseRunInSandboxArgs,
-  RUN_IN_SANDBOX,
-  runInSandboxTool,
-  toolArgumentError,
-} from "./run-in-sandbox-tool.ts";
+import { parseRunInSandboxArgs, RUN_IN_SANDBOX, toolArgumentError } from "./run-in-sandbox-tool.ts";
 import { SandboxSession } from "./sandbox-session.ts";
 import { systemPrompt } from "./system-prompt.ts";
-import { toolResultText } from "./tool-result-text.ts";
 
 /** A pino logger fits this shape. */
 export interface ChatLog {
@@ -33,9 +31,14 @@ export interface ChatDeps {
   executor: LeasedSandboxDeps["executor"];
   /** The agent's event bus: every command of a chat emits exec.started / exec.finished like /v1/exec. */
   bus: LeasedSandboxDeps["bus"];
+  /** The agent's sandbox files: with them the model also gets read_file, write_file, edit_file, list_files. */
+  files?: ChatFiles;
   options?: ChatOptionsInput;
   log?: ChatLog;
 }
+
+/** Largest file write_file/edit_file may write from a chat (the model's text, not an upload). */
+const CHAT_MAX_WRITE_BYTES = 8 * 1024 * 1024;
 
 /**
  * One chat request: a fresh agent with its own model client, message list and sandbox session.
@@ -135,6 +138,7 @@ async function converse(
         defaultTimeoutSeconds: opts.defaultCommandTimeoutSeconds,
         maxTimeoutSeconds: opts.maxCommandTimeoutSeconds,
         outputBytes: opts.toolOutputHeadBytes + opts.toolOutputTailBytes,
+        fileTools: deps.files !== undefined,
       }),
     },
     ...request.history.map((m): ChatCompletionMessageParam => ({ role: m.role, content: m.content })),
@@ -164,7 +168,7 @@ async function converse(
       })),
     });
     for (const call of requested) {
-      const answered = await runToolCall(call, opts, sandbox, out, signal);
+      const answered = await runToolCall(call, deps, opts, sandbox, out, signal);
       if (!answered.ok) return answered;
       messages.push({ role: "tool", tool_call_id: call.id, content: answered.value.text });
       if (answered.value.record) toolCalls.push(answered.value.record);
@@ -189,7 +193,7 @@ async function nextTurn(
         {
           model: deps.model.model,
           messages,
-          tools: [runInSandboxTool(opts.maxCommandTimeoutSeconds)],
+          tools: chatToolSpecs(opts.maxCommandTimeoutSeconds, deps.files !== undefined),
           stream: opts.stream,
           idleTimeoutMs: opts.modelIdleTimeoutMs,
           fallbackIdPrefix: `call_r${round}_`,
@@ -212,14 +216,19 @@ async function nextTurn(
 /** Answers one tool call: the tool message for the model, plus the record if a command ran. */
 async function runToolCall(
   call: RequestedToolCall,
+  deps: ChatDeps,
   opts: ChatOptions,
   sandbox: SandboxSession,
   out: (e: ChatEvent) => void,
   signal: AbortSignal,
 ): Promise<Result<{ text: string; record?: ToolCallRecord }>> {
+  if (deps.files && FILE_TOOL_NAMES.has(call.name)) {
+    return runFileToolCall(call, deps.files, sandbox, out, signal);
+  }
   if (call.name !== RUN_IN_SANDBOX) {
+    const names = [RUN_IN_SANDBOX, ...(deps.files ? FILE_TOOL_NAMES : [])].join(", ");
     return ok({
-      text: `error: there is no tool named "${call.name}"; the only tool is ${RUN_IN_SANDBOX}. Nothing was run.`,
+      text: `error: there is no tool named "${call.name}"; the tools are ${names}. Nothing was run.`,
     });
   }
   const args = parseRunInSandboxArgs(call.arguments, {
@@ -267,6 +276,56 @@ async function runToolCall(
   };
   out(toolResultEvent(record));
   return ok({ text: result.text, record });
+}
+
+/**
+ * A file tool call on the request's pod. It shows in events and records like a command, labelled
+ * `<tool> <path>`; exitCode 0 when it succeeded, null when it failed. Failures the model can fix
+ * (bad path, missing file, ambiguous edit...) go back to it as the tool's answer and the loop
+ * goes on; anything else (lease lost, sandbox gone) ends the request like a failed command does.
+ */
+async function runFileToolCall(
+  call: RequestedToolCall,
+  files: ChatFiles,
+  sandbox: SandboxSession,
+  out: (e: ChatEvent) => void,
+  signal: AbortSignal,
+): Promise<Result<{ text: string; record?: ToolCallRecord }>> {
+  const started = performance.now();
+  let announced = false;
+  const ran = await runFileTool(call.name, call.arguments, {
+    files,
+    lease: async (label) => {
+      const leased = await sandbox.ensureLease();
+      if (!leased.ok) return leased;
+      announced = true;
+      out({ type: "tool.call", id: call.id, command: label });
+      return ok(leased.value.lease);
+    },
+    maxWriteBytes: CHAT_MAX_WRITE_BYTES,
+    signal,
+  });
+  if (signal.aborted) return err(abortError(signal));
+  if (ran.kind === "bad_args") return ok({ text: ran.text });
+  if (!ran.result.ok && (!announced || !MODEL_FIXABLE_CODES.has(ran.result.error.code))) {
+    const e = ran.result.error;
+    return err(
+      e instanceof AppError ? e : new AppError("sandbox_failed", `${ran.label}: ${e.code}: ${e.message}`),
+    );
+  }
+  const record: ToolCallRecord = {
+    id: call.id,
+    command: ran.label,
+    exitCode: ran.result.ok ? 0 : null,
+    durationMs: performance.now() - started,
+    truncated: ran.result.ok && (ran.result.value.structured as { truncated?: boolean }).truncated === true,
+    timedOut: false,
+  };
+  out(toolResultEvent(record));
+  const text = ran.result.ok
+    ? ran.result.value.text
+    : `error ${ran.result.error.code}: ${ran.result.error.message}. Nothing was changed.`;
+  return ok({ text, record });
 }
 
 function toolResultEvent(r: ToolCallRecord): ChatEvent {

@@ -8,6 +8,8 @@ export function systemPrompt(opts: {
   defaultTimeoutSeconds: number;
   maxTimeoutSeconds: number;
   outputBytes: number;
+  /** The file tools are offered too. */
+  fileTools?: boolean;
 }) {
   return [
     "You are an assistant that can run shell commands in an isolated Linux sandbox with the tool `run_in_sandbox`.",
@@ -23,6 +25,12 @@ export function systemPrompt(opts: {
     "  A command that times out is killed together with its child processes.",
     `- Long output is shortened to its beginning and end (about ${opts.outputBytes} bytes per stream), with a notice`,
     "  giving the true size; use head, tail, grep or wc to look at large output.",
+    ...(opts.fileTools
+      ? [
+          "- Use read_file, write_file, edit_file and list_files for files (paths relative to /workspace): no shell",
+          "  quoting, and edit_file changes exactly the text you name. Use run_in_sandbox to run programs.",
+        ]
+      : []),
     "",
     "Run commands when they help answer the user; report what the commands actually printed, and say so when a command failed.",
     `Commands longer than ${LIMITS.commandBytes} bytes are refused.`,

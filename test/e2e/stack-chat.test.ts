@@ -164,9 +164,15 @@ describe("chat through the edge", () => {
     const message = events.find((e) => e.type === "assistant.message");
     expect(message && "text" in message && message.text).toBe(response.reply);
     expect(deltas).toBe(response.reply);
-    // The model really was called over HTTP with the tool and got the real output.
+    // The model really was called over HTTP with the tools (the agent has sandbox files) and got the real output.
     const last = model.completions().at(-1)!;
-    expect(last.body?.tools?.map((t) => t.function.name)).toEqual(["run_in_sandbox"]);
+    expect(last.body?.tools?.map((t) => t.function.name)).toEqual([
+      "run_in_sandbox",
+      "read_file",
+      "write_file",
+      "edit_file",
+      "list_files",
+    ]);
     expect(lastToolOutput(last)).toContain("/workspace");
   });
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { toolResultText } from "../../cluster-agent/chat/tool-result-text.ts";
-import { truncateForModel } from "../../cluster-agent/chat/truncate-for-model.ts";
+import { toolResultText } from "../../shared/tools/exec-text.ts";
+import { truncateForModel } from "../../shared/tools/truncate.ts";
 
 const bytes = (s: string) => Buffer.byteLength(s, "utf8");
 

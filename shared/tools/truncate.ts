@@ -1,3 +1,6 @@
+// Portable (TextEncoder, not Buffer): the chat loop in Node and the MCP server in workerd both cap with it.
+const utf8 = new TextDecoder();
+
 /**
  * Shortens one output stream for the model: the first `headBytes` and last `tailBytes`, joined by a
  * notice with the true byte counts. `totalBytes` is what the command really wrote, which can exceed
@@ -8,7 +11,7 @@ export function truncateForModel(
   text: string,
   opts: { totalBytes: number; headBytes: number; tailBytes: number },
 ): { text: string; truncated: boolean } {
-  const bytes = Buffer.from(text, "utf8");
+  const bytes = new TextEncoder().encode(text);
   const captured = bytes.length;
   const total = Math.max(opts.totalBytes, captured);
   if (captured <= opts.headBytes + opts.tailBytes) {
@@ -20,8 +23,8 @@ export function truncateForModel(
   }
   const headEnd = charBoundaryAtOrBefore(bytes, opts.headBytes);
   const tailStart = charBoundaryAtOrAfter(bytes, captured - opts.tailBytes);
-  const head = bytes.subarray(0, headEnd).toString("utf8");
-  const tail = bytes.subarray(tailStart).toString("utf8");
+  const head = utf8.decode(bytes.subarray(0, headEnd));
+  const tail = utf8.decode(bytes.subarray(tailStart));
   const omitted = tailStart - headEnd;
   const capturedNote =
     captured < total
@@ -36,13 +39,13 @@ export function truncateForModel(
 // UTF-8 continuation bytes are 0b10xxxxxx: never cut in front of one, or a character is split in two.
 const isContinuation = (b: number | undefined) => b !== undefined && (b & 0xc0) === 0x80;
 
-function charBoundaryAtOrBefore(bytes: Buffer, i: number): number {
+function charBoundaryAtOrBefore(bytes: Uint8Array, i: number): number {
   let j = Math.min(i, bytes.length);
   while (j > 0 && isContinuation(bytes[j])) j--;
   return j;
 }
 
-function charBoundaryAtOrAfter(bytes: Buffer, i: number): number {
+function charBoundaryAtOrAfter(bytes: Uint8Array, i: number): number {
   let j = Math.max(i, 0);
   while (j < bytes.length && isContinuation(bytes[j])) j++;
   return j;

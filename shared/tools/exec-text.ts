@@ -1,5 +1,5 @@
-import type { ExecOutcome } from "../../shared/api.ts";
-import { truncateForModel } from "./truncate-for-model.ts";
+import type { ExecOutcome } from "../api.ts";
+import { truncateForModel } from "./truncate.ts";
 
 /** The tool message the model reads for one command, each stream shortened by `truncateForModel`. */
 export function toolResultText(

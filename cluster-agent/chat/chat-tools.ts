@@ -1,0 +1,156 @@
+import type { ChatCompletionFunctionTool } from "openai/resources/chat/completions";
+import { ok } from "../../shared/errors.ts";
+import {
+  CHAT_TOOLS,
+  inputJsonSchema,
+  parseToolArgs,
+  runInSandbox,
+  type ToolDefinition,
+} from "../../shared/tools/definitions.ts";
+import { workspaceAbsolute } from "../../shared/tools/paths.ts";
+import {
+  runSandboxTool,
+  type ToolAnswer,
+  type ToolBackend,
+  type ToolResult,
+} from "../../shared/tools/run-tool.ts";
+import type { SandboxLease as ChatLease } from "../exec/executor.ts";
+import type { ChatFiles } from "./files-port.ts";
+import { runInSandboxTool } from "./run-in-sandbox-tool.ts";
+
+/** The file tools a chat model gets when the agent has sandbox files (everything but run_in_sandbox). */
+// Widened to the common shape: each call site parses with the definition it looked up by name.
+const FILE_TOOLS = CHAT_TOOLS.filter(
+  (t) => t.name !== runInSandbox.name,
+) as unknown as readonly ToolDefinition[];
+export const FILE_TOOL_NAMES: ReadonlySet<string> = new Set(FILE_TOOLS.map((t) => t.name));
+
+/**
+ * The tools offered to the model, from the shared definitions. run_in_sandbox keeps its chat
+ * form (its timeout bound is this agent's configured maximum); file tools only with a files port.
+ */
+export function chatToolSpecs(maxTimeoutSeconds: number, withFiles: boolean): ChatCompletionFunctionTool[] {
+  const specs = [runInSandboxTool(maxTimeoutSeconds)];
+  if (!withFiles) return specs;
+  for (const t of FILE_TOOLS) {
+    specs.push({
+      type: "function",
+      function: { name: t.name, description: t.description, parameters: inputJsonSchema(t.input) },
+    });
+  }
+  return specs;
+}
+
+/** How a file tool call appears in events and records (the dashboard timeline shows it as a command). */
+export function fileToolLabel(name: string, args: Record<string, unknown>): string {
+  const path = typeof args.path === "string" ? workspaceAbsolute(args.path) : "/workspace";
+  return `${name} ${path}`;
+}
+
+/** Bytes of a stream, stopping (and cancelling it) once more than `maxBytes` arrived. */
+async function readCapped(
+  body: ReadableStream<Uint8Array>,
+  maxBytes: number,
+): Promise<Uint8Array | undefined> {
+  const reader = body.getReader();
+  const parts: Uint8Array[] = [];
+  let total = 0;
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    total += value.length;
+    if (total > maxBytes) {
+      await reader.cancel().catch(() => undefined);
+      return undefined;
+    }
+    parts.push(value);
+  }
+  const out = new Uint8Array(total);
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+/** The file operations of the shared tools on the chat request's pod, through the agent's files. */
+function leaseFilesBackend(files: ChatFiles, lease: ChatLease, maxWriteBytes: number): ToolBackend {
+  const target = { namespace: lease.namespace, pod: lease.pod, podIP: lease.podIP, fence: lease.fence };
+  // Relative to the workspace ("." is the workspace): the pod's workspace need not be mounted at /workspace.
+  const abs = (rel: string) => (rel === "" ? "." : rel);
+  return {
+    exec: async () => ({
+      ok: false,
+      error: { code: "internal", message: "run_in_sandbox is run by the chat loop" },
+    }),
+    async read(rel, { maxBytes, signal }) {
+      const got = await files.read(target, abs(rel), { signal: AbortSignal.any([signal, lease.lost]) });
+      if (!got.ok) return got;
+      if (got.value.kind === "dir") return ok({ kind: "dir" as const });
+      const { size, body } = got.value;
+      if (size > maxBytes) {
+        await body.cancel().catch(() => undefined);
+        return ok({ kind: "file" as const, size });
+      }
+      const bytes = await readCapped(body, maxBytes);
+      return ok(
+        bytes ? { kind: "file" as const, size: bytes.length, bytes } : { kind: "file" as const, size },
+      );
+    },
+    async write(rel, bytes, signal) {
+      const wrote = await files.write(target, abs(rel), bytes, {
+        signal: AbortSignal.any([signal, lease.lost]),
+        maxBytes: maxWriteBytes,
+      });
+      return wrote.ok ? ok({ size: wrote.value.size }) : wrote;
+    },
+    async list(rel, { recursive, limit, signal }) {
+      const got = await files.list(target, abs(rel), {
+        signal: AbortSignal.any([signal, lease.lost]),
+        recursive,
+        limit,
+      });
+      if (!got.ok) return got;
+      return ok({
+        entries: got.value.entries.map((e) => ({ path: e.name, type: e.type, size: e.size })),
+        truncated: got.value.truncated,
+      });
+    },
+  };
+}
+
+export type FileToolOutcome =
+  | { kind: "bad_args"; text: string }
+  | { kind: "ran"; label: string; result: ToolResult<ToolAnswer> };
+
+/** Runs one file tool call of the model on the request's leased pod (`lease` takes it on first use). */
+export async function runFileTool(
+  name: string,
+  rawArgs: string,
+  deps: {
+    files: ChatFiles;
+    lease: (label: string) => Promise<ToolResult<ChatLease>>;
+    maxWriteBytes: number;
+    signal: AbortSignal;
+  },
+): Promise<FileToolOutcome> {
+  const tool = FILE_TOOLS.find((t) => t.name === name)!;
+  const args = parseToolArgs(tool, rawArgs);
+  if (!args.ok) {
+    return {
+      kind: "bad_args",
+      text: `error: invalid arguments for ${name}: ${args.error}. Nothing was done.`,
+    };
+  }
+  const values = args.value as Record<string, unknown>;
+  const label = fileToolLabel(name, values);
+  const lease = await deps.lease(label);
+  if (!lease.ok) return { kind: "ran", label, result: lease };
+  const backend = leaseFilesBackend(deps.files, lease.value, deps.maxWriteBytes);
+  const result = await runSandboxTool(name, values, backend, {
+    defaultTimeoutSeconds: 0,
+    signal: deps.signal,
+  });
+  return { kind: "ran", label, result };
+}

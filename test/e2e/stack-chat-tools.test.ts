@@ -1,0 +1,96 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type Stack, startStack } from "../../devstack/stack.ts";
+import type { ChatResponse } from "../../shared/api.ts";
+import {
+  type RecordedRequest,
+  type ScriptedOpenAI,
+  type ScriptTurn,
+  startScriptedOpenAI,
+} from "../support/scripted-openai.ts";
+import { bearer, tempDir } from "./stack-helpers.ts";
+
+// Issue 14's chat file tools across processes: the real `openai` client in real agent processes,
+// the scripted OpenAI-compatible server (not a model), the edge in workerd, devcluster pods, and
+// the agent's own SandboxFiles behind write_file / read_file / edit_file / list_files.
+
+/** Plays a fixed sequence of tool calls, one per round, then replies with every tool answer. */
+const PLAN: Array<{ name: string; arguments: Record<string, unknown> }> = [
+  { name: "write_file", arguments: { path: "hello.py", content: 'print("hi")\nprint("hi")\n' } },
+  { name: "read_file", arguments: { path: "/workspace/hello.py" } },
+  { name: "edit_file", arguments: { path: "hello.py", old_string: "hi", new_string: "yo" } },
+  {
+    name: "edit_file",
+    arguments: { path: "hello.py", old_string: 'print("hi")\nprint', new_string: 'print("yo")\nprint' },
+  },
+  { name: "run_in_sandbox", arguments: { command: "cat hello.py" } },
+  { name: "list_files", arguments: {} },
+];
+
+function responder(req: RecordedRequest): ScriptTurn {
+  const messages = req.body?.messages ?? [];
+  const lastUser = messages.map((m) => m.role).lastIndexOf("user");
+  const answers = messages.slice(lastUser + 1).filter((m) => m.role === "tool");
+  const next = PLAN[answers.length];
+  if (next) return { type: "tool_calls", calls: [{ id: `t${answers.length}`, ...next }] };
+  return { type: "text", text: answers.map((m) => String(m.content ?? "")).join("\n---\n") };
+}
+
+const tmp = tempDir("stack-chat-tools-");
+let stack: Stack;
+let model: ScriptedOpenAI;
+
+beforeAll(async () => {
+  model = await startScriptedOpenAI({ respond: responder });
+  stack = await startStack({
+    dir: tmp.dir,
+    agentsPerRegion: 1,
+    poolSize: 2,
+    agentEnv: {
+      LOG_LEVEL: "info",
+      OPENAI_BASE_URL: model.baseURL,
+      OPENAI_API_KEY: "x",
+      OPENAI_MODEL: model.model,
+    },
+    edgeVars: { TENANT_QUOTA_BURST: "100", TENANT_QUOTA_PER_MINUTE: "600" },
+  });
+}, 90_000);
+
+afterAll(async () => {
+  await stack?.close();
+  await model?.close();
+  tmp.remove();
+});
+
+describe("chat file tools through the edge", () => {
+  it("write_file then read_file; an ambiguous edit_file is a tool error and the loop goes on", async () => {
+    const res = await fetch(`${stack.edgeUrl}/v1/chat`, {
+      method: "POST",
+      headers: bearer(stack.tokens.tenantA),
+      body: JSON.stringify({ message: "make hello.py" }),
+      signal: AbortSignal.timeout(60_000),
+    });
+    const text = await res.text();
+    expect(res.status, text).toBe(200);
+    const body = JSON.parse(text) as ChatResponse;
+    const parts = body.reply.split("\n---\n");
+    expect(parts[0]).toBe("wrote 24 bytes to /workspace/hello.py");
+    expect(parts[1]).toBe('     1\tprint("hi")\n     2\tprint("hi")');
+    expect(parts[2]).toMatch(/^error edit_not_unique: .*occurs 2 times/);
+    expect(parts[3]).toMatch(/1 replacement/);
+    expect(parts[4]).toContain('stdout:\nprint("yo")\nprint("hi")\n');
+    expect(parts[5]).toContain("hello.py\tfile\t24");
+    expect(body.toolCalls.map((c) => [c.command, c.exitCode])).toEqual([
+      ["write_file /workspace/hello.py", 0],
+      ["read_file /workspace/hello.py", 0],
+      ["edit_file /workspace/hello.py", null],
+      ["edit_file /workspace/hello.py", 0],
+      ["cat hello.py", 0],
+      ["list_files /workspace", 0],
+    ]);
+    const offered = model
+      .completions()
+      .at(-1)
+      ?.body?.tools?.map((t) => t.function.name);
+    expect(offered).toEqual(["run_in_sandbox", "read_file", "write_file", "edit_file", "list_files"]);
+  }, 90_000);
+});
