@@ -19,7 +19,8 @@ export function abortAfter(ms: number): ObservableMiddleware {
   return {
     pre(ctx: RequestContext): Observable<RequestContext> {
       // A fresh signal per request: a retry or a second call gets its own full budget.
-      ctx.setSignal(AbortSignal.timeout(ms));
+      // AbortSignal.timeout takes whole milliseconds only (a budget such as TTL/3 is not one).
+      ctx.setSignal(AbortSignal.timeout(Math.max(1, Math.ceil(ms))));
       return new Observable(Promise.resolve(ctx));
     },
     post(res: ResponseContext): Observable<ResponseContext> {

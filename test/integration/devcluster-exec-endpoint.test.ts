@@ -132,7 +132,7 @@ describe("kubelet exec endpoint", () => {
     const r = await rawExec(
       sh(
         "cat /workspace/marker; id -u; id -g; grep -E '^Cap(Eff|Prm|Inh|Amb)' /proc/self/status; " +
-          "grep NoNewPrivs /proc/self/status; cat /proc/[0-9]*/cmdline | tr '\\0' ' '; echo; hostname; echo $POD_VAR; pwd",
+          "grep NoNewPrivs /proc/self/status; cat /proc/[0-9]*/cmdline | tr '\\0\\n' '  '; echo; hostname; echo $POD_VAR; pwd",
       ),
       { tls: TLS },
     );
@@ -154,7 +154,7 @@ describe("kubelet exec endpoint", () => {
     // Start a long exec with a unique argv, then look for it from a second exec via the pod's /proc.
     const first = rawExec(sh("exec sleep 31.5"), { tls: TLS, timeoutMs: 10_000 }).catch(() => undefined);
     await new Promise((r) => setTimeout(r, 500));
-    const seen = await rawExec(sh("cat /proc/[0-9]*/cmdline | tr '\\0' ' '"), { tls: TLS });
+    const seen = await rawExec(sh("cat /proc/[0-9]*/cmdline | tr '\\0\\n' '  '"), { tls: TLS });
     expect(seen.stdout.toString()).toContain("sleep 31.5");
     await rawExec(`${base}?${execQuery(["pkill", "-x", "-f", "sleep 31.5"])}`, { tls: TLS });
     await first;
@@ -240,7 +240,7 @@ describe("kubelet exec endpoint", () => {
     while (!paused) await new Promise((r) => setTimeout(r, 50));
     await new Promise((r) => setTimeout(r, 1500));
     // While the client reads nothing, the producer must still be blocked on its pipe.
-    const ps = await rawExec(sh("cat /proc/[0-9]*/cmdline | tr '\\0' ' '"), { tls: TLS });
+    const ps = await rawExec(sh("cat /proc/[0-9]*/cmdline | tr '\\0\\n' '  '"), { tls: TLS });
     expect(ps.stdout.toString()).toContain(`head -c ${size}`);
     const pausedAt = received;
     expect(pausedAt).toBeLessThan(size / 2);
@@ -267,7 +267,7 @@ describe("kubelet exec endpoint", () => {
     const deadline = Date.now() + 5000;
     let listing = "";
     while (Date.now() < deadline) {
-      const r = await rawExec(sh("cat /proc/[0-9]*/cmdline | tr '\\0' ' '"), { tls: TLS });
+      const r = await rawExec(sh("cat /proc/[0-9]*/cmdline | tr '\\0\\n' '  '"), { tls: TLS });
       listing = r.stdout.toString();
       if (!listing.includes("sleep 77.25")) break;
       await new Promise((r2) => setTimeout(r2, 200));

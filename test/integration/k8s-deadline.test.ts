@@ -51,4 +51,19 @@ describe("client-node 2.x per-call deadline", () => {
       .poll(() => closedRequests.some((u) => u.includes("/leases/p-1")), { timeout: 2000 })
       .toBe(true);
   });
+
+  it("takes a fractional budget (e.g. a lease duration / 3) as a deadline, not as an error", async () => {
+    // AbortSignal.timeout throws on a non-integer delay: the call must still reach the server.
+    const e = await clients()
+      .coordination.readNamespacedLease({ name: "p-2", namespace: "ns" }, deadline(1000 / 3))
+      .then(
+        () => undefined,
+        (x: unknown) => x,
+      );
+    expect(k8sFailure(e).code).toBe(0);
+    expect(String((e as Error).message)).not.toMatch(/out of range/);
+    await expect
+      .poll(() => closedRequests.some((u) => u.includes("/leases/p-2")), { timeout: 2000 })
+      .toBe(true);
+  });
 });
