@@ -1,0 +1,223 @@
+import { SandboxApiError } from "./errors.ts";
+import { type ExecOptions, execBody, execTimeoutMs } from "./exec-spec.ts";
+import { typedEvents } from "./streams.ts";
+import { type CallOptions, callOptions, type Transport } from "./transport.ts";
+import type {
+  ExecEvent,
+  ExecResult,
+  ExecStreamEvent,
+  FileEntry,
+  SandboxInfo,
+  WriteFileResult,
+} from "./types.ts";
+
+/** Large files move slowly on a loaded link: the files calls get more than the default minute. */
+const FILE_TIMEOUT_MS = 300_000;
+
+/**
+ * `/workspace/a/b` and `a/b` name the same file; each segment is percent-encoded. Any other
+ * absolute path is passed on unchanged so the server (which resolves symlinks inside the pod)
+ * refuses it with `invalid_path` — the client never rewrites it into a workspace path.
+ */
+export function filePath(path: string): string {
+  let p = path;
+  if (p === "/workspace" || p === "/workspace/") p = "";
+  else if (p.startsWith("/workspace/")) p = p.slice("/workspace/".length);
+  return p
+    .split("/")
+    .map((s) => encodeURIComponent(s))
+    .join("/");
+}
+
+export type FileData = string | Uint8Array | ArrayBuffer | ReadableStream<Uint8Array>;
+
+export class SandboxFiles {
+  constructor(
+    private readonly transport: Transport,
+    private readonly base: string,
+  ) {}
+
+  /** Raw bytes in, atomically (temp file + rename); parent directories are created. */
+  write(path: string, data: FileData, opts: CallOptions = {}): Promise<WriteFileResult> {
+    const body =
+      typeof data === "string"
+        ? new TextEncoder().encode(data)
+        : data instanceof ArrayBuffer
+          ? new Uint8Array(data)
+          : data;
+    return this.transport.json<WriteFileResult>({
+      method: "PUT",
+      path: `${this.base}/files/${filePath(path)}`,
+      body,
+      contentType: "application/octet-stream",
+      timeoutMs: FILE_TIMEOUT_MS,
+      ...callOptions(opts),
+    });
+  }
+
+  /** The file's bytes, exact; `as: "text"` decodes UTF-8; `as: "stream"` hands over the body. */
+  read(path: string, opts?: CallOptions & { as?: "bytes" }): Promise<Uint8Array>;
+  read(path: string, opts: CallOptions & { as: "text" }): Promise<string>;
+  read(path: string, opts: CallOptions & { as: "stream" }): Promise<ReadableStream<Uint8Array>>;
+  async read(
+    path: string,
+    opts: CallOptions & { as?: "bytes" | "text" | "stream" } = {},
+  ): Promise<Uint8Array | string | ReadableStream<Uint8Array>> {
+    const { res, done } = await this.transport.open({
+      method: "GET",
+      path: `${this.base}/files/${filePath(path)}`,
+      accept: "application/octet-stream",
+      timeoutMs: FILE_TIMEOUT_MS,
+      ...callOptions(opts),
+    });
+    const requestId = res.headers.get("x-request-id") ?? undefined;
+    if (isListing(res)) {
+      done();
+      await res.body?.cancel();
+      throw new SandboxApiError({
+        code: "is_a_directory",
+        message: `${path} is a directory`,
+        status: 200,
+        requestId,
+      });
+    }
+    if (opts.as === "stream") {
+      if (!res.body) {
+        done();
+        return new ReadableStream({ start: (c) => c.close() });
+      }
+      // The timeout keeps running while the caller reads; it is cleared when the body ends.
+      return res.body.pipeThrough(
+        new TransformStream<Uint8Array, Uint8Array>({
+          flush: () => done(),
+        }),
+      );
+    }
+    try {
+      const bytes = new Uint8Array(await res.arrayBuffer());
+      return opts.as === "text" ? new TextDecoder().decode(bytes) : bytes;
+    } finally {
+      done();
+    }
+  }
+
+  /** A directory's entries (the workspace root by default). */
+  async list(dir = "", opts: CallOptions = {}): Promise<FileEntry[]> {
+    const p = filePath(dir);
+    const { res, done } = await this.transport.open({
+      method: "GET",
+      path: `${this.base}/files/${p === "" || p.endsWith("/") ? p : `${p}/`}`,
+      accept: "application/json",
+      ...callOptions(opts),
+    });
+    try {
+      if (!isListing(res)) {
+        await res.body?.cancel();
+        throw new SandboxApiError({
+          code: "not_a_directory",
+          message: `${dir} is a file`,
+          status: res.status,
+          requestId: res.headers.get("x-request-id") ?? undefined,
+        });
+      }
+      const body = (await res.json()) as { entries?: FileEntry[] };
+      if (!Array.isArray(body.entries)) {
+        throw new SandboxApiError({
+          code: "invalid_response",
+          message: "no entries[] in the listing",
+          status: 200,
+        });
+      }
+      return body.entries;
+    } finally {
+      done();
+    }
+  }
+
+  async remove(path: string, opts: CallOptions = {}): Promise<void> {
+    await this.transport.json<void>({
+      method: "DELETE",
+      path: `${this.base}/files/${filePath(path)}`,
+      ...callOptions(opts),
+    });
+  }
+}
+
+/** A file comes back as raw bytes; only a directory is answered with JSON. */
+function isListing(res: Response): boolean {
+  return (res.headers.get("content-type") ?? "").toLowerCase().startsWith("application/json");
+}
+
+/** A sandbox that lives across requests. `await using sb = await client.sandboxes.create()` deletes it at scope end. */
+export class Sandbox {
+  readonly files: SandboxFiles;
+  private current: SandboxInfo;
+
+  constructor(
+    private readonly transport: Transport,
+    info: SandboxInfo,
+  ) {
+    this.current = info;
+    this.files = new SandboxFiles(transport, this.base);
+  }
+
+  get id(): string {
+    return this.current.id;
+  }
+  /** As last seen (create, get, list or refresh). */
+  get info(): SandboxInfo {
+    return this.current;
+  }
+  private get base(): string {
+    return `/v1/sandboxes/${encodeURIComponent(this.current.id)}`;
+  }
+
+  exec(command: string, opts: ExecOptions = {}): Promise<ExecResult> {
+    return this.transport.json<ExecResult>({
+      method: "POST",
+      path: `${this.base}/exec`,
+      json: execBody(command, opts),
+      ...callOptions(opts),
+      timeoutMs: execTimeoutMs(this.transport, opts),
+    });
+  }
+
+  execStream(command: string, opts: ExecOptions = {}): AsyncGenerator<ExecEvent> {
+    return typedEvents<ExecStreamEvent>(
+      this.transport,
+      {
+        method: "POST",
+        path: `${this.base}/exec`,
+        json: execBody(command, opts),
+        ...callOptions(opts),
+        timeoutMs: execTimeoutMs(this.transport, opts),
+      },
+      "result",
+    );
+  }
+
+  /** Re-read its state (activity, expiry); a deleted or expired sandbox throws `sandbox_not_found`. */
+  async refresh(opts: CallOptions = {}): Promise<SandboxInfo> {
+    this.current = await this.transport.json<SandboxInfo>({
+      method: "GET",
+      path: this.base,
+      ...callOptions(opts),
+    });
+    return this.current;
+  }
+
+  /** Delete it (pod and workspace). Closing one that is already gone is not an error. */
+  async close(opts: CallOptions = {}): Promise<void> {
+    try {
+      await this.transport.json<void>({ method: "DELETE", path: this.base, ...callOptions(opts) });
+    } catch (e) {
+      if (e instanceof SandboxApiError && (e.code === "sandbox_not_found" || e.code === "sandbox_expired"))
+        return;
+      throw e;
+    }
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+}
