@@ -1,0 +1,352 @@
+import { createHash, randomBytes } from "node:crypto";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  type ChatStreamEvent,
+  type ExecEvent,
+  SandboxApiError,
+  SandboxClient,
+} from "../../sdk/typescript/src/index.ts";
+import { SCOPES } from "../../shared/api.ts";
+import { SDK_QUOTA_BURST, type SdkStack, sandboxRoutesAvailable, startSdkStack } from "./sdk-stack.ts";
+import { waitFor } from "./stack-helpers.ts";
+
+// The TypeScript client against the running local stack: the edge in workerd, a real agent process,
+// devcluster pods, the scripted OpenAI-compatible server behind chat. Nothing of the project is mocked.
+
+const MiB = 1024 * 1024;
+// Top-level: the sandbox suite is skipped only when the running edge really lacks the routes.
+const sdk: SdkStack = await startSdkStack("sdk-ts-");
+const hasSandboxes = await sandboxRoutesAvailable(sdk.stack);
+const { stack } = sdk;
+let client: SandboxClient;
+
+beforeAll(() => {
+  client = new SandboxClient({ baseUrl: stack.edgeUrl, token: stack.tokens.tenantA });
+});
+afterAll(() => sdk.close());
+
+/** The API error a promise rejects with; fails the test if it resolves. */
+async function apiError(p: Promise<unknown>): Promise<SandboxApiError> {
+  try {
+    await p;
+  } catch (e) {
+    if (e instanceof SandboxApiError) return e;
+    throw e;
+  }
+  throw new Error("expected a SandboxApiError, the call succeeded");
+}
+
+async function collect<T>(it: AsyncIterable<T>): Promise<T[]> {
+  const out: T[] = [];
+  for await (const e of it) out.push(e);
+  return out;
+}
+
+const sha256 = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
+
+describe("exec", () => {
+  it("runs a command in a pod and returns the result; a failing command is a result, not an error", async () => {
+    const r = await client.exec("echo out; echo err >&2; pwd; exit 3", { timeoutSeconds: 10 });
+    expect(r).toMatchObject({ exitCode: 3, stdout: "out\n/workspace\n", stderr: "err\n", timedOut: false });
+    expect(r.pod).toMatch(/^sandbox-/);
+    expect(r.requestId).toMatch(/^[0-9a-f-]{36}$/);
+
+    const env = await client.exec("echo $GREETING; cat", { env: { GREETING: "hi" }, stdin: "from stdin" });
+    expect(env.stdout).toBe("hi\nfrom stdin");
+  });
+
+  it("a command past its own timeout comes back timedOut, killed", async () => {
+    const r = await client.exec("sleep 30", { timeoutSeconds: 1 });
+    expect(r.timedOut).toBe(true);
+    expect(r.exitCode).toBeNull();
+  });
+
+  it("streams typed events: acquired, output in order, then the result", async () => {
+    const events = await collect(
+      client.execStream("for i in 1 2 3; do echo line$i; sleep 0.2; done; echo oops >&2"),
+    );
+    const types = events.map((e) => e.type);
+    expect(types[0]).toBe("acquired");
+    expect(types.at(-1)).toBe("result");
+    const stdout = events.flatMap((e) => (e.type === "stdout" ? [e.data] : [])).join("");
+    const stderr = events.flatMap((e) => (e.type === "stderr" ? [e.data] : [])).join("");
+    expect(stdout).toBe("line1\nline2\nline3\n");
+    expect(stderr).toBe("oops\n");
+    // The lines arrived as the command printed them, not all at the end.
+    expect(events.filter((e) => e.type === "stdout").length).toBeGreaterThanOrEqual(2);
+    const last = events.at(-1) as Extract<ExecEvent, { type: "result" }>;
+    expect(last.result).toMatchObject({ exitCode: 0, stdout: "line1\nline2\nline3\n" });
+  });
+
+  it("leaving a stream early cancels the command and frees its pod", async () => {
+    let pod = "";
+    for await (const e of client.execStream("echo started; sleep 60", { timeoutSeconds: 120 })) {
+      if (e.type === "acquired") pod = e.pod;
+      if (e.type === "stdout") break;
+    }
+    expect(pod).toMatch(/^sandbox-/);
+    await waitFor(
+      "the pod to be released",
+      async () => {
+        const [snap] = await stack.pools();
+        return (
+          snap?.pods.find((p) => p.name === pod)?.holder === null || !snap?.pods.some((p) => p.name === pod)
+        );
+      },
+      15_000,
+      100,
+    );
+  });
+});
+
+describe("chat", () => {
+  it("returns the reply with the real command output and its tool calls", async () => {
+    const r = await client.chat("list it: `echo chat-marker-$((6*7)) && pwd`");
+    expect(r.reply).toContain("chat-marker-42");
+    expect(r.reply).toContain("/workspace");
+    expect(r.toolCalls).toHaveLength(1);
+    expect(r.toolCalls[0]).toMatchObject({ command: "echo chat-marker-$((6*7)) && pwd", exitCode: 0 });
+    // The session continues.
+    const again = await client.chat("again: `true`", { sessionId: r.sessionId });
+    expect(again.sessionId).toBe(r.sessionId);
+  });
+
+  it("streams the tool call, its result and the reply, ending in done", async () => {
+    const events: ChatStreamEvent[] = await collect(
+      client.chat("run `echo streamed-chat`", { stream: true }),
+    );
+    const types = events.map((e) => e.type).filter((t) => t !== "assistant.delta");
+    expect(types).toEqual([
+      "sandbox.waiting",
+      "sandbox.acquired",
+      "tool.call",
+      "tool.result",
+      "assistant.message",
+      "sandbox.released",
+      "done",
+    ]);
+    const deltas = events.flatMap((e) => (e.type === "assistant.delta" ? [e.text] : [])).join("");
+    const done = events.at(-1) as Extract<ChatStreamEvent, { type: "done" }>;
+    expect(deltas).toBe(done.response.reply);
+    expect(done.response.reply).toContain("streamed-chat");
+  });
+
+  it("a model failure inside the stream is thrown as the API error", async () => {
+    sdk.model.push({ type: "error", status: 400, message: "scripted refusal" });
+    const e = await apiError(collect(client.chat("this fails", { stream: true })));
+    expect(e.code).toBe("model_unavailable");
+    expect(e.requestId).toMatch(/^[0-9a-f-]{36}$/);
+  });
+});
+
+describe("pool", () => {
+  it("an admin token sees every region's pool; a tenant token is refused with 403", async () => {
+    const admin = new SandboxClient({ baseUrl: stack.edgeUrl, token: stack.tokens.admin });
+    const overview = await admin.pool();
+    expect(overview.regions.map((r) => r.region)).toEqual(["local"]);
+    expect(overview.regions[0]!.pool!.pods.length).toBeGreaterThanOrEqual(3);
+    expect((await admin.pool({ region: "local" })).regions).toHaveLength(1);
+    const e = await apiError(client.pool());
+    expect(e).toMatchObject({ code: "insufficient_scope", status: 403 });
+  });
+});
+
+describe("errors: one class, a stable code per failure", () => {
+  it("invalid input → 400 invalid_request with details; an oversized body → 413", async () => {
+    const bad = await apiError(client.exec("true", { timeoutSeconds: 0 }));
+    expect(bad).toMatchObject({ code: "invalid_request", status: 400 });
+    expect(bad.details?.some((d) => d.path === "timeoutSeconds")).toBe(true);
+    expect(bad.requestId).toMatch(/^[0-9a-f-]{36}$/);
+    const big = await apiError(client.exec("true", { stdin: "x".repeat(3 * MiB) }));
+    expect(big).toMatchObject({ code: "payload_too_large", status: 413 });
+  });
+
+  it("a bad token → 401 invalid_token; an expired one → token_expired", async () => {
+    const forged = new SandboxClient({
+      baseUrl: stack.edgeUrl,
+      token: `${stack.tokens.tenantA.slice(0, -4)}AAAA`,
+    });
+    expect(await apiError(forged.exec("true"))).toMatchObject({ code: "invalid_token", status: 401 });
+    const old = await stack.issuer.mint({
+      tenant: "t-old",
+      subject: "o",
+      scopes: [SCOPES.exec],
+      ttlSeconds: -120,
+    });
+    const expired = new SandboxClient({ baseUrl: stack.edgeUrl, token: old });
+    expect(await apiError(expired.exec("true"))).toMatchObject({ code: "token_expired", status: 401 });
+  });
+
+  it("client-side failures: nothing listening, a timeout, an abort — an aborted stream frees its pod", async () => {
+    const nowhere = new SandboxClient({ baseUrl: "http://127.0.0.1:9", token: "t", retries: 0 });
+    expect(await apiError(nowhere.exec("true"))).toMatchObject({ code: "network_error", status: 0 });
+
+    expect(await apiError(client.exec("sleep 3", { timeoutSeconds: 10, timeoutMs: 500 }))).toMatchObject({
+      code: "client_timeout",
+      status: 0,
+    });
+
+    const ac = new AbortController();
+    let pod = "";
+    const reading = collect(
+      (async function* () {
+        for await (const e of client.execStream("sleep 60", { timeoutSeconds: 120, signal: ac.signal })) {
+          if (e.type === "acquired") {
+            pod = e.pod;
+            ac.abort();
+          }
+          yield e;
+        }
+      })(),
+    );
+    expect(await apiError(reading)).toMatchObject({ code: "request_cancelled" });
+    expect(pod).toMatch(/^sandbox-/);
+    await waitFor(
+      "the aborted command's pod released",
+      async () => {
+        const [snap] = await stack.pools();
+        const p = snap?.pods.find((x) => x.name === pod);
+        return snap !== undefined && (p === undefined || p.holder === null);
+      },
+      15_000,
+      100,
+    );
+  });
+
+  it("429: retries honour Retry-After by default, and retries: 0 hands the error over", async () => {
+    const token = await stack.issuer.mint({
+      tenant: "tenant-sdk-quota",
+      subject: "q",
+      scopes: [SCOPES.admin],
+    });
+    const noRetry = new SandboxClient({ baseUrl: stack.edgeUrl, token, retries: 0 });
+    const drained = await Promise.allSettled(
+      Array.from({ length: SDK_QUOTA_BURST + 10 }, () => noRetry.pool()),
+    );
+    const limited = drained.flatMap((r) => (r.status === "rejected" ? [r.reason as SandboxApiError] : []));
+    expect(limited.length).toBeGreaterThan(0);
+    expect(limited[0]).toMatchObject({ code: "rate_limited", status: 429 });
+    expect(limited[0]!.retryAfterSeconds).toBeGreaterThanOrEqual(1);
+
+    // A flood keeps the bucket empty until the retrying client has been refused once; then it stops,
+    // so the retry after Retry-After finds tokens. Refills can still let a first attempt through:
+    // then the round is run again (at most 3 rounds).
+    let attempts: Array<{ at: number; status: number; retryAfter: string | null }> = [];
+    for (let round = 0; round < 3 && attempts[0]?.status !== 429; round++) {
+      attempts = [];
+      let flooding = true;
+      const flood = Promise.all(
+        Array.from({ length: 8 }, async () => {
+          while (flooding) await noRetry.pool().catch(() => {});
+        }),
+      );
+      // A pass-through fetch that records each real attempt.
+      const recording: typeof fetch = async (input, init) => {
+        const res = await fetch(input, init);
+        attempts.push({ at: Date.now(), status: res.status, retryAfter: res.headers.get("retry-after") });
+        if (res.status === 429) flooding = false;
+        return res;
+      };
+      await new Promise((r) => setTimeout(r, 200));
+      const retrying = new SandboxClient({ baseUrl: stack.edgeUrl, token, fetch: recording });
+      const overview = await retrying.pool().finally(() => {
+        flooding = false;
+      });
+      await flood;
+      expect(overview.regions).toHaveLength(1);
+    }
+    expect(attempts[0]!.status).toBe(429);
+    expect(attempts.at(-1)!.status).toBe(200);
+    expect(attempts.length).toBeLessThanOrEqual(3); // 1 + the default 2 retries
+    for (let i = 1; i < attempts.length; i++) {
+      const waitS = Number(attempts[i - 1]!.retryAfter);
+      expect(waitS).toBeGreaterThanOrEqual(1);
+      expect(attempts[i]!.at - attempts[i - 1]!.at).toBeGreaterThanOrEqual(waitS * 1000 - 50);
+    }
+  });
+});
+
+describe.skipIf(!hasSandboxes)("sandboxes (the issue-19 routes)", () => {
+  it("create, exec across calls, refresh, get, list, get-or-create by name, close", async () => {
+    const sb = await client.sandboxes.create({ idleTimeoutSeconds: 120 });
+    try {
+      expect(sb.id).toBeTruthy();
+      expect(sb.info).toMatchObject({ state: "ready", idleTimeoutSeconds: 120 });
+      expect((await sb.exec("echo kept > state.txt")).exitCode).toBe(0);
+      expect((await sb.exec("cat state.txt")).stdout).toBe("kept\n");
+      const streamed = await collect(sb.execStream("cat state.txt"));
+      expect(streamed.flatMap((e) => (e.type === "stdout" ? [e.data] : [])).join("")).toBe("kept\n");
+      const info = await sb.refresh();
+      expect(info.id).toBe(sb.id);
+      expect((await client.sandboxes.get(sb.id)).info.pod).toBe(sb.info.pod);
+      expect((await client.sandboxes.list()).map((s) => s.id)).toContain(sb.id);
+    } finally {
+      await sb.close();
+    }
+    expect(await apiError(client.sandboxes.get(sb.id))).toMatchObject({
+      code: "sandbox_not_found",
+      status: 404,
+    });
+
+    const name = `sdk-named-${Date.now() % 100000}`;
+    const a = await client.sandboxes.create({ name });
+    try {
+      const b = await client.sandboxes.create({ name });
+      expect(b.id).toBe(a.id);
+      expect((await client.sandboxes.list({ name })).map((s) => s.id)).toEqual([a.id]);
+    } finally {
+      await a.close();
+    }
+  });
+
+  it("files: a 5 MiB random binary round trip byte-exact, streams in and out, text, list, remove", async () => {
+    await using sb = await client.sandboxes.create();
+    const data = new Uint8Array(randomBytes(5 * MiB));
+    expect(await sb.files.write("bin/data.bin", data)).toMatchObject({ size: 5 * MiB });
+    const back = await sb.files.read("bin/data.bin");
+    expect(back.byteLength).toBe(5 * MiB);
+    expect(sha256(back)).toBe(sha256(data));
+    // The pod sees the same bytes.
+    expect((await sb.exec("sha256sum /workspace/bin/data.bin")).stdout.split(" ")[0]).toBe(sha256(data));
+
+    // A ReadableStream in, a stream out.
+    const chunks = [new TextEncoder().encode("streamed "), new TextEncoder().encode("in")];
+    const body = new ReadableStream<Uint8Array>({
+      start(c) {
+        for (const ch of chunks) c.enqueue(ch);
+        c.close();
+      },
+    });
+    await sb.files.write("/workspace/s.txt", body);
+    expect(await sb.files.read("s.txt", { as: "text" })).toBe("streamed in");
+    const stream = await sb.files.read("bin/data.bin", { as: "stream" });
+    expect(sha256(new Uint8Array(await new Response(stream).arrayBuffer()))).toBe(sha256(data));
+
+    const names = (await sb.files.list()).map((e) => `${e.type}:${e.name}`).sort();
+    expect(names).toEqual(["dir:bin", "file:s.txt"]);
+    expect((await sb.files.list("bin"))[0]).toMatchObject({ name: "data.bin", type: "file", size: 5 * MiB });
+    await sb.files.remove("s.txt");
+    expect(await apiError(sb.files.read("s.txt"))).toMatchObject({ code: "file_not_found", status: 404 });
+    expect(await apiError(sb.files.read("../etc/passwd"))).toMatchObject({
+      code: "invalid_path",
+      status: 400,
+    });
+    expect(await apiError(sb.files.read("bin"))).toMatchObject({ code: "is_a_directory" });
+  });
+
+  it("`await using` deletes the sandbox at scope end; another tenant sees none of it", async () => {
+    let id = "";
+    {
+      await using sb = await client.sandboxes.create();
+      id = sb.id;
+      await sb.files.write("secret.txt", "tenant A only");
+      const other = new SandboxClient({ baseUrl: stack.edgeUrl, token: stack.tokens.tenantB });
+      expect(await apiError(other.sandboxes.get(id))).toMatchObject({
+        code: "sandbox_not_found",
+        status: 404,
+      });
+      expect((await other.sandboxes.list()).map((s) => s.id)).not.toContain(id);
+    }
+    expect(await apiError(client.sandboxes.get(id))).toMatchObject({ code: "sandbox_not_found" });
+  });
+});
