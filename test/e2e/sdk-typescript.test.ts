@@ -1,4 +1,8 @@
+import { spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   type ChatStreamEvent,
@@ -8,7 +12,7 @@ import {
 } from "../../sdk/typescript/src/index.ts";
 import { SCOPES } from "../../shared/api.ts";
 import { SDK_QUOTA_BURST, type SdkStack, sandboxRoutesAvailable, startSdkStack } from "./sdk-stack.ts";
-import { waitFor } from "./stack-helpers.ts";
+import { tempDir, waitFor } from "./stack-helpers.ts";
 
 // The TypeScript client against the running local stack: the edge in workerd, a real agent process,
 // devcluster pods, the scripted OpenAI-compatible server behind chat. Nothing of the project is mocked.
@@ -348,5 +352,137 @@ describe.skipIf(!hasSandboxes)("sandboxes (the issue-19 routes)", () => {
       expect((await other.sandboxes.list()).map((s) => s.id)).not.toContain(id);
     }
     expect(await apiError(client.sandboxes.get(id))).toMatchObject({ code: "sandbox_not_found" });
+  });
+});
+
+// ---- the CLI, as a separate process (its bin, exactly what `npx pi-sandbox` runs) ----
+
+const BIN = fileURLToPath(new URL("../../sdk/typescript/bin/pi-sandbox.mjs", import.meta.url));
+
+interface CliRun {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function cli(args: string[], env: Record<string, string> = {}, cwd = tmpCwd.dir): Promise<CliRun> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [BIN, ...args], {
+      cwd,
+      // Only what the CLI is given: no PI_SANDBOX_* of the developer's shell leaks in.
+      env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "", ...env },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => child.kill("SIGKILL"), 60_000);
+    child.on("error", reject);
+    child.on("close", (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+const tmpCwd = tempDir("sdk-cli-");
+afterAll(() => tmpCwd.remove());
+const asTenant = () => ({ PI_SANDBOX_URL: stack.edgeUrl, PI_SANDBOX_TOKEN: stack.tokens.tenantA });
+
+describe("pi-sandbox CLI", () => {
+  it("exec streams the output and exits with the command's exit code", async () => {
+    const r = await cli(["exec", "--", "sh", "-c", "echo to-out; echo to-err >&2; exit 7"], asTenant());
+    expect(r.code).toBe(7);
+    expect(r.stdout).toBe("to-out\n");
+    expect(r.stderr).toBe("to-err\n");
+    const ok = await cli(["exec", "--", "printf", "%s|", "a b", "c"], asTenant());
+    expect(ok).toMatchObject({ code: 0, stdout: "a b|c|" });
+  });
+
+  it("exec --json prints the result and still exits with the command's code; a timeout exits 124", async () => {
+    const r = await cli(["exec", "--json", "--", "echo json-out; exit 4"], asTenant());
+    expect(r.code).toBe(4);
+    expect(JSON.parse(r.stdout)).toMatchObject({ exitCode: 4, stdout: "json-out\n" });
+    const slow = await cli(["exec", "--timeout", "1", "--", "sleep 20"], asTenant());
+    expect(slow.code).toBe(124);
+    expect(slow.stderr).toContain("timed out");
+  });
+
+  it("chat streams each tool call and the reply", async () => {
+    const r = await cli(["chat", "run `echo from-cli-chat`"], asTenant());
+    expect(r.code).toBe(0);
+    expect(r.stderr).toContain("$ echo from-cli-chat");
+    expect(r.stderr).toMatch(/→ exit 0 in \d+ ms/);
+    expect(r.stdout).toContain("from-cli-chat");
+  });
+
+  it("pool takes the admin token from the local stack's state file; a tenant token exits 77", async () => {
+    const stateDir = tempDir("sdk-cli-state-");
+    try {
+      mkdirSync(join(stateDir.dir, ".devstack"));
+      writeFileSync(
+        join(stateDir.dir, ".devstack", "state.json"),
+        JSON.stringify({ edgeUrl: stack.edgeUrl, tokens: stack.tokens, kubeconfig: stack.kubeconfig }),
+      );
+      const nested = join(stateDir.dir, "a", "b");
+      mkdirSync(nested, { recursive: true });
+      const r = await cli(["pool", "--json"], {}, nested);
+      expect(r.code).toBe(0);
+      expect(JSON.parse(r.stdout).regions[0].region).toBe("local");
+      const text = await cli(["pool"], {}, nested);
+      expect(text.stdout).toMatch(/^local: \d+ pods \(/);
+    } finally {
+      stateDir.remove();
+    }
+    const refused = await cli(["pool"], asTenant());
+    expect(refused.code).toBe(77);
+    expect(refused.stderr).toContain("insufficient_scope");
+  });
+
+  it("clear messages and documented exit codes for its own failures", async () => {
+    const none = await cli(["exec", "--", "true"]);
+    expect(none.code).toBe(78);
+    expect(none.stderr).toContain("PI_SANDBOX_URL");
+    const usage = await cli(["exec", "--bogus"], asTenant());
+    expect(usage.code).toBe(64);
+    const badToken = await cli(["exec", "--", "true"], { ...asTenant(), PI_SANDBOX_TOKEN: "not-a-jwt" });
+    expect(badToken.code).toBe(77);
+    expect(badToken.stderr).toMatch(/^pi-sandbox: invalid_token: /);
+    const invalid = await cli(["exec", "--json", "--timeout", "5000", "--", "true"], asTenant());
+    expect(invalid.code).toBe(65);
+    expect(JSON.parse(invalid.stdout).error.code).toBe("invalid_request");
+    const down = await cli(["exec", "--retries", "0", "--", "true"], {
+      ...asTenant(),
+      PI_SANDBOX_URL: "http://127.0.0.1:9",
+    });
+    expect(down.code).toBe(69);
+    expect(down.stderr).toContain("network_error");
+  });
+
+  it.skipIf(!hasSandboxes)("sandbox create|list|rm, cp both ways byte-exact, exec --sandbox", async () => {
+    const created = await cli(["sandbox", "create", "--json"], asTenant());
+    expect(created.code, created.stderr).toBe(0);
+    const id = (JSON.parse(created.stdout) as { id: string }).id;
+    try {
+      const local = join(tmpCwd.dir, "up.bin");
+      const data = randomBytes(MiB + 7);
+      writeFileSync(local, data);
+      expect((await cli(["cp", local, `${id}:in/up.bin`], asTenant())).code).toBe(0);
+      const ran = await cli(["exec", "--sandbox", id, "--", "sha256sum in/up.bin"], asTenant());
+      expect(ran.stdout.split(" ")[0]).toBe(sha256(data));
+      const down = join(tmpCwd.dir, "down.bin");
+      expect((await cli(["cp", `${id}:in/up.bin`, down], asTenant())).code).toBe(0);
+      expect(sha256(readFileSync(down))).toBe(sha256(data));
+      const listed = await cli(["sandbox", "list"], asTenant());
+      expect(listed.stdout).toContain(id);
+      const ls = await cli(["ls", `${id}:in`], asTenant());
+      expect(ls.stdout).toContain("up.bin");
+    } finally {
+      expect((await cli(["sandbox", "rm", id], asTenant())).code).toBe(0);
+    }
+    const gone = await cli(["exec", "--sandbox", id, "--", "true"], asTenant());
+    expect(gone.code).toBe(66);
+    expect(gone.stderr).toContain("sandbox_not_found");
   });
 });
