@@ -1,5 +1,5 @@
 import { SandboxApiError } from "./errors.ts";
-import { type ExecOptions, execBody, execTimeoutMs } from "./exec-spec.ts";
+import { type ExecOptions, execEvents, execJson } from "./exec-spec.ts";
 import { Sandbox } from "./sandbox.ts";
 import { typedEvents } from "./streams.ts";
 import { type CallOptions, type ClientOptions, callOptions, Transport } from "./transport.ts";
@@ -10,7 +10,6 @@ import type {
   CreateSandboxBody,
   ExecEvent,
   ExecResult,
-  ExecStreamEvent,
   PoolOverview,
   SandboxInfo,
 } from "./types.ts";
@@ -34,28 +33,11 @@ export class SandboxClient {
 
   /** One command in a disposable pod (`POST /v1/exec`). A command's own timeout is a result (`timedOut`), not an error. */
   exec(command: string, opts: ExecOptions = {}): Promise<ExecResult> {
-    return this.transport.json<ExecResult>({
-      method: "POST",
-      path: "/v1/exec",
-      json: execBody(command, opts),
-      ...callOptions(opts),
-      timeoutMs: execTimeoutMs(this.transport, opts),
-    });
+    return execJson(this.transport, "/v1/exec", command, opts);
   }
 
-  /** The same, as events while it runs: `queued`, `acquired`, `stdout`, `stderr`, then `result`. */
   execStream(command: string, opts: ExecOptions = {}): AsyncGenerator<ExecEvent> {
-    return typedEvents<ExecStreamEvent>(
-      this.transport,
-      {
-        method: "POST",
-        path: "/v1/exec",
-        json: execBody(command, opts),
-        ...callOptions(opts),
-        timeoutMs: execTimeoutMs(this.transport, opts),
-      },
-      "result",
-    );
+    return execEvents(this.transport, "/v1/exec", command, opts);
   }
 
   /** A chat turn: the reply with its tool calls, or (`stream: true`) its events ending in `done`. */

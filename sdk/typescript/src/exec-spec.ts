@@ -1,5 +1,6 @@
-import type { CallOptions, Transport } from "./transport.ts";
-import type { ExecBody } from "./types.ts";
+import { typedEvents } from "./streams.ts";
+import { type CallOptions, callOptions, type Transport } from "./transport.ts";
+import type { ExecBody, ExecEvent, ExecResult, ExecStreamEvent } from "./types.ts";
 
 export type ExecOptions = ExecBody & CallOptions;
 
@@ -18,4 +19,40 @@ export function execTimeoutMs(transport: Transport, opts: ExecOptions): number {
 export function execBody(command: string, opts: ExecOptions): Record<string, unknown> {
   const { signal: _s, timeoutMs: _t, retries: _r, ...body } = opts;
   return { command, ...body };
+}
+
+/** `POST <path>` as one JSON result: /v1/exec and a sandbox's exec share it. */
+export function execJson(
+  transport: Transport,
+  path: string,
+  command: string,
+  opts: ExecOptions,
+): Promise<ExecResult> {
+  return transport.json<ExecResult>({
+    method: "POST",
+    path,
+    json: execBody(command, opts),
+    ...callOptions(opts),
+    timeoutMs: execTimeoutMs(transport, opts),
+  });
+}
+
+/** `POST <path>` as its events, ending in `result`. */
+export function execEvents(
+  transport: Transport,
+  path: string,
+  command: string,
+  opts: ExecOptions,
+): AsyncGenerator<ExecEvent> {
+  return typedEvents<ExecStreamEvent>(
+    transport,
+    {
+      method: "POST",
+      path,
+      json: execBody(command, opts),
+      ...callOptions(opts),
+      timeoutMs: execTimeoutMs(transport, opts),
+    },
+    "result",
+  );
 }

@@ -1,15 +1,7 @@
 import { SandboxApiError } from "./errors.ts";
-import { type ExecOptions, execBody, execTimeoutMs } from "./exec-spec.ts";
-import { typedEvents } from "./streams.ts";
+import { type ExecOptions, execEvents, execJson } from "./exec-spec.ts";
 import { type CallOptions, callOptions, type Transport } from "./transport.ts";
-import type {
-  ExecEvent,
-  ExecResult,
-  ExecStreamEvent,
-  FileEntry,
-  SandboxInfo,
-  WriteFileResult,
-} from "./types.ts";
+import type { ExecEvent, ExecResult, FileEntry, SandboxInfo, WriteFileResult } from "./types.ts";
 
 /** Large files move slowly on a loaded link: the files calls get more than the default minute. */
 const FILE_TIMEOUT_MS = 300_000;
@@ -173,27 +165,11 @@ export class Sandbox {
   }
 
   exec(command: string, opts: ExecOptions = {}): Promise<ExecResult> {
-    return this.transport.json<ExecResult>({
-      method: "POST",
-      path: `${this.base}/exec`,
-      json: execBody(command, opts),
-      ...callOptions(opts),
-      timeoutMs: execTimeoutMs(this.transport, opts),
-    });
+    return execJson(this.transport, `${this.base}/exec`, command, opts);
   }
 
   execStream(command: string, opts: ExecOptions = {}): AsyncGenerator<ExecEvent> {
-    return typedEvents<ExecStreamEvent>(
-      this.transport,
-      {
-        method: "POST",
-        path: `${this.base}/exec`,
-        json: execBody(command, opts),
-        ...callOptions(opts),
-        timeoutMs: execTimeoutMs(this.transport, opts),
-      },
-      "result",
-    );
+    return execEvents(this.transport, `${this.base}/exec`, command, opts);
   }
 
   /** Re-read its state (activity, expiry); a deleted or expired sandbox throws `sandbox_not_found`. */
