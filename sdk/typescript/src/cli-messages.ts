@@ -44,6 +44,7 @@ const HINTS: Record<string, string> = {
   sandbox_not_found: "no such sandbox (deleted, expired, or not yours)",
   sandbox_expired: "the sandbox expired",
   sandbox_limit: "the tenant has as many sandboxes as it may: delete one first",
+  sandbox_cluster_unavailable: "no agent of the cluster that holds this sandbox is connected",
   file_not_found: "no such file in the sandbox",
   invalid_path: "the path leads outside /workspace",
   client_timeout: "no answer in time (--timeout raises the limit)",

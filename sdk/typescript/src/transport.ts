@@ -37,10 +37,11 @@ export interface RequestSpec extends CallOptions {
 }
 
 /**
- * 503s that guarantee the request was not served (no pod, no agent, agent stopping), so a retry
- * cannot run a command twice. `lease_lost` and the 502s are not retried: the command may have run.
+ * 503s that guarantee the request was not served (no pod, no agent — of the region or of the
+ * sandbox's cluster —, agent stopping), so a retry cannot run a command twice. `lease_lost` and
+ * the 502s are not retried: the command may have run.
  */
-const RETRYABLE_503 = new Set(["queue_timeout", "no_agent", "shutting_down"]);
+const RETRYABLE_503 = new Set(["queue_timeout", "no_agent", "sandbox_cluster_unavailable", "shutting_down"]);
 
 export function isRetryable(e: SandboxApiError): boolean {
   return e.status === 429 || (e.status === 503 && RETRYABLE_503.has(e.code));
