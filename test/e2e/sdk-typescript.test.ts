@@ -336,10 +336,14 @@ describe.skipIf(!hasSandboxes)("sandboxes (the issue-19 routes)", () => {
     expect((await sb.files.list("bin"))[0]).toMatchObject({ name: "data.bin", type: "file", size: 5 * MiB });
     await sb.files.remove("s.txt");
     expect(await apiError(sb.files.read("s.txt"))).toMatchObject({ code: "file_not_found", status: 404 });
-    expect(await apiError(sb.files.read("../etc/passwd"))).toMatchObject({
-      code: "invalid_path",
-      status: 400,
-    });
+    // The server refuses what resolves outside the workspace; a `..` that climbs above it never
+    // leaves the client (fetch would resolve it into another route: `remove("..")` is not a DELETE
+    // of the sandbox itself).
+    expect(await apiError(sb.files.read("/etc/passwd"))).toMatchObject({ code: "invalid_path", status: 400 });
+    expect(await apiError(sb.files.read("../etc/passwd"))).toMatchObject({ code: "invalid_path", status: 0 });
+    expect(await apiError(sb.files.remove(".."))).toMatchObject({ code: "invalid_path" });
+    expect((await sb.refresh()).id).toBe(sb.id);
+    expect(await sb.files.read("bin/../bin/data.bin")).toHaveLength(5 * MiB);
     expect(await apiError(sb.files.read("bin"))).toMatchObject({ code: "is_a_directory" });
   });
 

@@ -11,12 +11,17 @@ import { isRetryable } from "../../sdk/typescript/src/transport.ts";
 const apiError = (code: string, status: number) => new SandboxApiError({ code, status, message: code });
 
 describe("sdk: pure pieces", () => {
-  it("file paths: /workspace prefix dropped, segments encoded, other absolute paths left for the server to refuse", () => {
+  it("file paths: /workspace prefix dropped, segments encoded, dot segments resolved, other absolute paths left for the server to refuse", () => {
     expect(filePath("/workspace/a b/c#d.txt")).toBe("a%20b/c%23d.txt");
     expect(filePath("/workspace")).toBe("");
     expect(filePath("rel/x")).toBe("rel/x");
     expect(filePath("/etc/passwd")).toBe("/etc/passwd");
-    expect(filePath("../x")).toBe("../x");
+    // Dot segments are resolved by the client: a URL cannot carry them to the server.
+    expect(filePath("a/./b/../c")).toBe("a/c");
+    expect(filePath("/workspace/../etc/passwd")).toBe("/etc/passwd");
+    for (const p of ["..", "../x", "a/../../x", "/.."]) {
+      expect(() => filePath(p), p).toThrow(expect.objectContaining({ code: "invalid_path", status: 0 }));
+    }
   });
 
   it("only 429 and the 503s that mean nothing ran are retried", () => {

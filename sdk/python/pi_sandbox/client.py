@@ -32,13 +32,37 @@ def _exec_body(command: str, timeout_seconds: Optional[int], stdin: Optional[str
 
 
 def _file_path(path: str) -> str:
-    """``/workspace/a`` and ``a`` are the same file; any other absolute path goes to the server as is
-    (it refuses it with ``invalid_path``): the client never rewrites it into a workspace path."""
-    if path in ("/workspace", "/workspace/"):
-        path = ""
-    elif path.startswith("/workspace/"):
-        path = path[len("/workspace/"):]
-    return "/".join(urllib.parse.quote(s, safe="") for s in path.split("/"))
+    """The URL path of a sandbox file. ``/workspace/a`` and ``a`` are the same file; dot segments are
+    resolved here (a URL cannot carry them: ``files/../..`` would reach another route), and one that
+    climbs above the workspace raises ``invalid_path`` before anything is sent. Any other absolute
+    path goes to the server as is (it refuses it): the client never rewrites it into the workspace."""
+    segments: List[str] = []
+    for s in path.split("/"):
+        if s in ("", "."):
+            continue
+        if s == "..":
+            if not segments:
+                raise SandboxApiError("invalid_path", f"{path} leads outside /workspace", 0)
+            segments.pop()
+            continue
+        segments.append(s)
+
+    def encoded(segs: List[str]) -> str:
+        return "/".join(urllib.parse.quote(s, safe="") for s in segs)
+
+    if not path.startswith("/"):
+        return encoded(segments)
+    if segments[:1] == ["workspace"]:
+        return encoded(segments[1:])
+    return "/" + encoded(segments)
+
+
+def _files_url(base: str, path: str, as_dir: bool = False) -> str:
+    """The workspace itself is ``…/files`` (no trailing slash); the rest ``…/files/<path>``."""
+    p = _file_path(path)
+    if p == "":
+        return base + "/files"
+    return f"{base}/files/{p}/" if as_dir and not p.endswith("/") else f"{base}/files/{p}"
 
 
 class _Exec:
@@ -101,14 +125,14 @@ class Sandbox(_Exec):
                 data.seek(pos)
             except (AttributeError, OSError):
                 length = None
-        res = self._transport.json("PUT", f"{self._base}/files/{_file_path(path)}", body=data,
+        res = self._transport.json("PUT", _files_url(self._base, path), body=data,
                                    content_type="application/octet-stream", content_length=length,
                                    timeout=_FILE_TIMEOUT_SECONDS)
         return dict(res or {})
 
     def read(self, path: str) -> bytes:
         """The file's bytes, exact. A directory raises ``is_a_directory`` (use ``ls``)."""
-        status, headers, data = self._transport.request("GET", f"{self._base}/files/{_file_path(path)}",
+        status, headers, data = self._transport.request("GET", _files_url(self._base, path),
                                                         accept="application/octet-stream",
                                                         timeout=_FILE_TIMEOUT_SECONDS)
         if (headers.get("content-type") or "").lower().startswith("application/json"):
@@ -116,10 +140,7 @@ class Sandbox(_Exec):
         return data
 
     def ls(self, path: str = "") -> List[FileEntry]:
-        p = _file_path(path)
-        if p and not p.endswith("/"):
-            p += "/"
-        status, headers, data = self._transport.request("GET", f"{self._base}/files/{p}")
+        status, headers, data = self._transport.request("GET", _files_url(self._base, path, as_dir=True))
         if not (headers.get("content-type") or "").lower().startswith("application/json"):
             raise SandboxApiError("not_a_directory", f"{path} is a file", status, headers.get("x-request-id"))
         import json
@@ -127,7 +148,7 @@ class Sandbox(_Exec):
         return [FileEntry.from_json(e) for e in json.loads(data.decode("utf-8")).get("entries", [])]
 
     def remove(self, path: str) -> None:
-        self._transport.json("DELETE", f"{self._base}/files/{_file_path(path)}")
+        self._transport.json("DELETE", _files_url(self._base, path))
 
     def refresh(self) -> SandboxInfo:
         self.info = SandboxInfo.from_json(self._transport.json("GET", self._base))

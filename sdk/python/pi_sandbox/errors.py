@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any, Dict, List, Optional
 
 #: Failures the client detects itself (``status`` is 0 for them); the rest are the server's codes.
+#: ``invalid_path`` (a server code) also comes from the client, with status 0, for a path whose
+#: ``..`` climbs above /workspace: a URL cannot carry it.
 CLIENT_ERROR_CODES = ("client_timeout", "network_error", "invalid_response", "not_a_directory", "is_a_directory")
 
 

@@ -222,8 +222,14 @@ class Sandboxes(unittest.TestCase):
                 sb.read("s.txt")
             self.assertEqual((cm.exception.code, cm.exception.status), ("file_not_found", 404))
             with self.assertRaises(SandboxApiError) as cm:
+                sb.read("/etc/passwd")
+            self.assertEqual((cm.exception.code, cm.exception.status), ("invalid_path", 400))
+            with self.assertRaises(SandboxApiError) as cm:  # refused by the client: a URL cannot carry it
                 sb.read("../../etc/passwd")
-            self.assertEqual(cm.exception.code, "invalid_path")
+            self.assertEqual((cm.exception.code, cm.exception.status), ("invalid_path", 0))
+            with self.assertRaises(SandboxApiError):
+                sb.remove("..")
+            self.assertEqual(sb.refresh().id, sandbox_id)
             self.assertEqual(sb.refresh().id, sandbox_id)
             self.assertIn(sandbox_id, [s.id for s in self.client.list_sandboxes()])
             other = SandboxClient(URL, os.environ["PI_SANDBOX_TOKEN_B"])

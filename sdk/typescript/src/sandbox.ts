@@ -7,18 +7,41 @@ import type { ExecEvent, ExecResult, FileEntry, SandboxInfo, WriteFileResult } f
 const FILE_TIMEOUT_MS = 300_000;
 
 /**
- * `/workspace/a/b` and `a/b` name the same file; each segment is percent-encoded. Any other
- * absolute path is passed on unchanged so the server (which resolves symlinks inside the pod)
- * refuses it with `invalid_path` — the client never rewrites it into a workspace path.
+ * The URL path of a sandbox file. `/workspace/a/b` and `a/b` name the same file; each segment is
+ * percent-encoded. Dot segments are resolved here, because a URL cannot carry them (fetch's URL
+ * parser resolves `..` and even `%2E%2E`, so `files/../..` would reach another route): one that
+ * climbs above the workspace is refused as `invalid_path` before anything is sent. Any other
+ * absolute path goes out unchanged and the server (which resolves symlinks inside the pod)
+ * refuses it — the client never rewrites it into a workspace path.
  */
 export function filePath(path: string): string {
-  let p = path;
-  if (p === "/workspace" || p === "/workspace/") p = "";
-  else if (p.startsWith("/workspace/")) p = p.slice("/workspace/".length);
-  return p
-    .split("/")
-    .map((s) => encodeURIComponent(s))
-    .join("/");
+  const segments: string[] = [];
+  for (const s of path.split("/")) {
+    if (s === "" || s === ".") continue;
+    if (s === "..") {
+      if (segments.length === 0) {
+        throw new SandboxApiError({
+          code: "invalid_path",
+          message: `${path} leads outside /workspace`,
+          status: 0,
+        });
+      }
+      segments.pop();
+      continue;
+    }
+    segments.push(s);
+  }
+  const encoded = (segs: string[]) => segs.map((s) => encodeURIComponent(s)).join("/");
+  if (!path.startsWith("/")) return encoded(segments);
+  if (segments[0] === "workspace") return encoded(segments.slice(1));
+  return `/${encoded(segments)}`;
+}
+
+/** The files route of a path: the workspace itself is `…/files` (no trailing slash), the rest `…/files/<path>`. */
+export function filesUrl(base: string, path: string, asDir = false): string {
+  const p = filePath(path);
+  if (p === "") return `${base}/files`;
+  return `${base}/files/${asDir && !p.endsWith("/") ? `${p}/` : p}`;
 }
 
 export type FileData = string | Uint8Array | ArrayBuffer | ReadableStream<Uint8Array>;
@@ -39,7 +62,7 @@ export class SandboxFiles {
           : data;
     return this.transport.json<WriteFileResult>({
       method: "PUT",
-      path: `${this.base}/files/${filePath(path)}`,
+      path: filesUrl(this.base, path),
       body,
       contentType: "application/octet-stream",
       timeoutMs: FILE_TIMEOUT_MS,
@@ -57,7 +80,7 @@ export class SandboxFiles {
   ): Promise<Uint8Array | string | ReadableStream<Uint8Array>> {
     const { res, done } = await this.transport.open({
       method: "GET",
-      path: `${this.base}/files/${filePath(path)}`,
+      path: filesUrl(this.base, path),
       accept: "application/octet-stream",
       timeoutMs: FILE_TIMEOUT_MS,
       ...callOptions(opts),
@@ -95,10 +118,9 @@ export class SandboxFiles {
 
   /** A directory's entries (the workspace root by default). */
   async list(dir = "", opts: CallOptions = {}): Promise<FileEntry[]> {
-    const p = filePath(dir);
     const { res, done } = await this.transport.open({
       method: "GET",
-      path: `${this.base}/files/${p === "" || p.endsWith("/") ? p : `${p}/`}`,
+      path: filesUrl(this.base, dir, true),
       accept: "application/json",
       ...callOptions(opts),
     });
@@ -129,7 +151,7 @@ export class SandboxFiles {
   async remove(path: string, opts: CallOptions = {}): Promise<void> {
     await this.transport.json<void>({
       method: "DELETE",
-      path: `${this.base}/files/${filePath(path)}`,
+      path: filesUrl(this.base, path),
       ...callOptions(opts),
     });
   }
