@@ -1,5 +1,5 @@
 /**
- * Published figures of the systems in shared/notes/anchors.md, by row-name prefix. They were
+ * Published figures of the systems in docs/architecture.md §13, by row-name prefix. They were
  * measured on other machines and setups: a rough guide to the order of magnitude, not a race.
  */
 const ANCHORS: Array<[prefix: string, text: string]> = [
@@ -16,6 +16,11 @@ const ANCHORS: Array<[prefix: string, text: string]> = [
   ["throughput/replace", "ordinary pod create -> Ready 0.8-0.9 s on a warm node"],
   ["throughput/scrub", "no published throughput figure among the anchors"],
   ["queue_wait", "agent-sandbox: ~1.4 s cold claim once the warm pool drains"],
+  [
+    "sandbox_create_first_exec",
+    "create -> first exec: E2B p50 ~450 ms, Daytona p50 ~663 ms (vendor benchmark)",
+  ],
+  ["sandbox_exec_true", "warm exec in a sandbox: Daytona ~111 ms, E2B ~200 ms (vendor benchmark)"],
 ];
 
 export function anchorFor(name: string): string | undefined {

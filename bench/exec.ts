@@ -2,7 +2,7 @@ import { spawn } from "node:child_process";
 import type { ExecTarget, Executor } from "../cluster-agent/exec/executor.ts";
 import { HttpExecutor } from "../cluster-agent/exec/http-executor.ts";
 import { podExecToken } from "../cluster-agent/exec/pod-token.ts";
-import { startSandboxServer } from "../test/support/sandbox-server.ts";
+import { startSandboxServer } from "../devstack/fixtures/sandbox-server.ts";
 import type { BenchSuite } from "./types.ts";
 
 /** One line of the exec-overhead table: an executor's latency for `true` next to a raw spawn. */
@@ -131,7 +131,7 @@ export async function benchExecStandalone(
 export async function benchExecDevcluster(
   opts: { n?: number; deadlineMs?: number } = {},
 ): Promise<ExecBenchRow[]> {
-  const { startSandboxPodCluster } = await import("../test/support/sandbox-pod.ts");
+  const { startSandboxPodCluster } = await import("../devstack/fixtures/sandbox-pod.ts");
   const { ApiExecutor } = await import("../cluster-agent/exec/api-executor.ts");
   const cluster = await startSandboxPodCluster("bench-exec");
   try {

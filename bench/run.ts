@@ -21,6 +21,8 @@ const SUITES: Record<string, () => Promise<BenchSuite>> = {
   exec: async () => (await import("./exec.ts")).suite,
   edge: async () => (await import("./edge.ts")).suite,
   load: async () => (await import("./load.ts")).suite,
+  sandboxes: async () => (await import("./sandboxes.ts")).suite,
+  "pod-start": async () => (await import("./pod-start.ts")).suite,
 };
 
 const load = () => loadavg().map((x) => Number(x.toFixed(2)));

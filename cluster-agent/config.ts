@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import type { JSONWebKeySet, JWK } from "jose";
 import { z } from "zod";
+import { SANDBOX_LIMITS } from "../shared/api.ts";
 import { AppError, err, ok, type Result, zodDetails } from "../shared/errors.ts";
 import { type ChatOptionsInput, readChatOptions } from "./chat/chat-options.ts";
 import { type ModelConfig, readModelConfig } from "./chat/model-config.ts";
@@ -46,6 +47,15 @@ const EnvConfigSchema = z.object({
   EDGE_URL: optionalString,
   /** The region's agent private key (Ed25519 JWK JSON) the tunnel logs in with. */
   AGENT_KEY: optionalString,
+  /** Which cluster of the region this agent serves: sandbox ids name it, the edge routes by it. */
+  CLUSTER_ID: z
+    .string()
+    .regex(/^[a-z0-9-]{1,32}$/, "must be 1-32 of [a-z0-9-]")
+    .default("default"),
+  /** Live sandboxes (POST /v1/sandboxes) per tenant in this cluster. */
+  TENANT_MAX_SANDBOXES: intVar(8, 0, 100_000),
+  /** Largest file one PUT /v1/sandboxes/:id/files/... may write. */
+  MAX_FILE_BYTES: intVar(SANDBOX_LIMITS.defaultMaxFileBytes, 0, SANDBOX_LIMITS.defaultMaxFileBytes),
 });
 
 const jsonOf = <T>(
@@ -90,9 +100,13 @@ export interface AgentConfig {
   podReadyTimeoutSeconds: number;
   agentHost: string;
   logLevel: string;
-  relayPublicKeys: JSONWebKeySet | undefined;
+  /** Required: the agent serves only relays the edge signed. */
+  relayPublicKeys: JSONWebKeySet;
   edgeUrl: string | undefined;
   agentKey: JWK | undefined;
+  clusterId: string;
+  tenantMaxSandboxes: number;
+  maxFileBytes: number;
   /** The model, or why there is none (chat then answers model_not_configured, naming what to set). */
   model: Result<ModelConfig>;
   chat: ChatOptionsInput;
@@ -126,6 +140,20 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   }
   const relayPublicKeys = jsonOf(e.RELAY_PUBLIC_KEYS, "RELAY_PUBLIC_KEYS", isJwks);
   if (!relayPublicKeys.ok) return relayPublicKeys;
+  if (relayPublicKeys.value === undefined) {
+    return err(
+      new AppError(
+        "invalid_request",
+        "RELAY_PUBLIC_KEYS is required: the agent serves only relays the edge signed",
+      ),
+    );
+  }
+  // Each pod's exec token is derived from the pool token: without it nobody can call the exec server.
+  if ((e.EXEC_MODE === "http" || e.RECYCLE === "scrub") && !e.POOL_TOKEN) {
+    return err(
+      new AppError("invalid_request", "POOL_TOKEN is required with EXEC_MODE=http or RECYCLE=scrub"),
+    );
+  }
   const agentKey = jsonOf(e.AGENT_KEY, "AGENT_KEY", isPrivateJwk);
   if (!agentKey.ok) return agentKey;
   if (e.EDGE_URL !== undefined && agentKey.value === undefined) {
@@ -158,6 +186,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     relayPublicKeys: relayPublicKeys.value,
     edgeUrl: e.EDGE_URL,
     agentKey: agentKey.value,
+    clusterId: e.CLUSTER_ID,
+    tenantMaxSandboxes: e.TENANT_MAX_SANDBOXES,
+    maxFileBytes: e.MAX_FILE_BYTES,
     model: readModelConfig(env),
     chat: chat.value,
   });

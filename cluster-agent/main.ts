@@ -2,20 +2,24 @@
 // file wires together; nothing here decides policy.
 import { type ServerType, serve } from "@hono/node-server";
 import type { Logger } from "pino";
-import { AppError, err, ok, type Result } from "../shared/errors.ts";
+import { ok, type Result } from "../shared/errors.ts";
 import type { Capacity } from "../shared/tunnel.ts";
+import { AgentPool } from "./agent-pool.ts";
 import { createChatHandler } from "./chat/index.ts";
 import { type AgentConfig, loadConfig } from "./config.ts";
 import { EventBus } from "./events/bus.ts";
 import { ApiExecutor } from "./exec/api-executor.ts";
+import { ApiFiles } from "./exec/api-files.ts";
 import type { Executor } from "./exec/executor.ts";
+import { HttpFiles, type SandboxFiles } from "./exec/files.ts";
 import { HttpExecutor } from "./exec/http-executor.ts";
 import { HttpScrubber } from "./exec/scrubber.ts";
 import { createAgentApp } from "./http/app.ts";
 import { createRelayAuth } from "./http/relay-auth.ts";
 import { loadKubeConfig, makeClients } from "./k8s/client.ts";
-import { AgentPool } from "./pool/agent-pool.ts";
 import { runExecRequest } from "./requests/exec-request.ts";
+import { sandboxRoutes } from "./sandboxes/routes.ts";
+import { SandboxService } from "./sandboxes/service.ts";
 import { createLogger } from "./telemetry/logger.ts";
 import { createMetrics, metricsText, subscribeMetrics } from "./telemetry/metrics.ts";
 import { startTunnelClient, type TunnelClient } from "./tunnel/client.ts";
@@ -52,21 +56,8 @@ export async function startAgent(
   });
 
   const relayPublicKeys = config.relayPublicKeys;
-  if (!relayPublicKeys) {
-    return err(
-      new AppError(
-        "invalid_request",
-        "RELAY_PUBLIC_KEYS is required: the agent serves only relays the edge signed",
-      ),
-    );
-  }
   const kubeConfig = loadKubeConfig(config.kubeconfig);
   const clients = makeClients(kubeConfig);
-  if ((config.execMode === "http" || config.recycle === "scrub") && !config.poolToken) {
-    return err(
-      new AppError("invalid_request", "POOL_TOKEN is required with EXEC_MODE=http or RECYCLE=scrub"),
-    );
-  }
   const poolToken = config.poolToken ?? "";
   const executor: Executor =
     config.execMode === "http" ? new HttpExecutor({ poolToken }) : new ApiExecutor({ kubeConfig });
@@ -77,6 +68,7 @@ export async function startAgent(
     config,
     clients,
     bus,
+    log: logger,
     ...(config.recycle === "scrub" ? { scrubber: new HttpScrubber({ poolToken }) } : {}),
     onCacheError: (what, e, retryInMs) =>
       logger.warn({ what, err: e, retryInMs }, "watch failed; restarting"),
@@ -85,6 +77,26 @@ export async function startAgent(
   const pool = started.value;
   const stopMetrics = subscribeMetrics(bus, metrics, { snapshot: () => pool.snapshot() });
   const acquire = pool.manager.acquire.bind(pool.manager);
+  const files: SandboxFiles =
+    config.execMode === "http" ? new HttpFiles({ poolToken }) : new ApiFiles({ kubeConfig });
+  const sandboxes = new SandboxService({
+    clients,
+    caches: pool.caches,
+    bus,
+    namespace: config.namespace,
+    region: config.region,
+    cluster: config.clusterId,
+    agentId: config.agentId,
+    tenantMaxSandboxes: config.tenantMaxSandboxes,
+    acquire,
+    detach: (pod) => pool.manager.detach(pod),
+  });
+
+  const poolCollect = metrics.beforeCollect;
+  metrics.beforeCollect = () => {
+    poolCollect?.();
+    metrics.sandboxes.set({ state: "ready" }, sandboxes.all().length);
+  };
 
   let shuttingDown = false;
   const app = createAgentApp({
@@ -93,13 +105,38 @@ export async function startAgent(
     relay: createRelayAuth({ region: config.region, publicKeys: relayPublicKeys }),
     exec: (req, ctx) => runExecRequest({ acquire, executor, bus }, req, ctx),
     chat: config.model.ok
-      ? createChatHandler({ model: config.model, acquire, executor, options: config.chat, log: logger })
+      ? createChatHandler({ model: config.model, acquire, executor, bus, options: config.chat, log: logger })
       : config.model.error,
-    snapshot: () => pool.snapshot(),
+    snapshot: () => ({
+      ...pool.snapshot(),
+      sandboxes: sandboxes.all().map((b) => ({
+        id: b.id,
+        pod: b.pod,
+        tenant: b.tenant,
+        name: b.name ?? null,
+        idleTimeoutSeconds: b.idleTimeoutSeconds,
+        lastActivityAt: b.lastActivityAt,
+        expiresAt: b.expiresAt,
+        lastCommand: b.lastCommand ?? null,
+      })),
+    }),
     bus,
     ready: () => !shuttingDown,
     metrics: () => metricsText(metrics),
     logger,
+    sandboxes: {
+      maxFileBytes: config.maxFileBytes,
+      routes: sandboxRoutes({
+        sandboxes,
+        executor,
+        files,
+        bus,
+        region: config.region,
+        cluster: config.clusterId,
+        maxFileBytes: config.maxFileBytes,
+        onFileBytes: (direction, bytes) => metrics.addFileBytes(direction, bytes),
+      }),
+    },
   });
 
   const server = await new Promise<ServerType>((resolve) => {
@@ -116,6 +153,7 @@ export async function startAgent(
         edgeUrl: config.edgeUrl,
         region: config.region,
         agentId: config.agentId,
+        cluster: config.clusterId,
         privateJwk: config.agentKey!,
         handler: async (req) => app.fetch(req),
         capacity: () => capacityOf(pool),

@@ -5,6 +5,8 @@ import type { KubeConfig } from "@kubernetes/client-node";
 import { type ApiServer, type AuditEntry, startApiServer } from "./apiserver/index.ts";
 import { makeKubeConfig, writeKubeconfig } from "./kubeconfig.ts";
 import { type ImageSpec, type Kubelet, startKubelet } from "./kubelet/index.ts";
+import { makeKubeletPki } from "./pki.ts";
+import { type Scheduler, startScheduler } from "./scheduler/scheduler.ts";
 
 export interface DevClusterOptions {
   /** State (kubelet pods, optional API snapshot) and the kubeconfig live here. */
@@ -20,6 +22,8 @@ export interface DevClusterOptions {
   /** Persist the API store here (survives an API server restart on the same port). */
   stateFile?: string;
   nodeName?: string;
+  /** pids limit of every container (kubelet --pod-max-pids). Default 1024. */
+  podPidsLimit?: number;
   log?: (msg: string) => void;
 }
 
@@ -42,6 +46,7 @@ export interface DevCluster {
 
 export const ADMIN_USER = "devcluster-admin";
 export const NODE_NAME = "devcluster-node";
+export const SCHEDULER_USER = "system:kube-scheduler";
 
 function token(): string {
   return randomBytes(24).toString("hex");
@@ -66,17 +71,24 @@ export async function startDevCluster(opts: DevClusterOptions): Promise<DevClust
   await mkdir(dir, { recursive: true });
   const adminToken = token();
   const nodeToken = token();
-  const kubeletToken = token();
+  const schedulerToken = token();
   const nodeName = opts.nodeName ?? NODE_NAME;
+  const pki = await makeKubeletPki(join(dir, "pki"), nodeName);
   const apiOptions = {
-    tokens: { ...opts.tokens, [adminToken]: ADMIN_USER, [nodeToken]: `system:node:${nodeName}` },
-    kubeletToken,
+    tokens: {
+      ...opts.tokens,
+      [adminToken]: ADMIN_USER,
+      [nodeToken]: `system:node:${nodeName}`,
+      [schedulerToken]: SCHEDULER_USER,
+    },
+    kubeletClient: { cert: pki.apiClientCert, key: pki.apiClientKey, ca: pki.ca },
     audit: opts.audit,
     port: opts.port,
     stateFile: opts.stateFile,
   };
   let api = await startApiServer(apiOptions);
   let kubelet: Kubelet | undefined;
+  let scheduler: Scheduler | undefined;
   try {
     for (const ns of new Set(["default", ...(opts.namespaces ?? [])]))
       await createNamespace(api.url, adminToken, ns);
@@ -87,10 +99,16 @@ export async function startDevCluster(opts: DevClusterOptions): Promise<DevClust
       nodeName,
       images: opts.images,
       stateDir: join(dir, "kubelet"),
-      kubeletToken,
+      tls: { cert: pki.kubeletCert, key: pki.kubeletKey, clientCA: pki.ca },
+      podPidsLimit: opts.podPidsLimit,
+      log: opts.log,
+    });
+    scheduler = await startScheduler({
+      kubeConfig: makeKubeConfig({ server: api.url, token: schedulerToken, user: SCHEDULER_USER }),
       log: opts.log,
     });
     const kl = kubelet;
+    const sched = scheduler;
     let closing: Promise<void> | undefined;
     const apiUrl = api.url;
     return {
@@ -109,11 +127,15 @@ export async function startDevCluster(opts: DevClusterOptions): Promise<DevClust
       },
       close() {
         // The kubelet first: it kills the sandboxes; the API server last, so it can still talk to it.
-        closing ??= kl.close().finally(() => api.close());
+        closing ??= sched
+          .close()
+          .then(() => kl.close())
+          .finally(() => api.close());
         return closing;
       },
     };
   } catch (err) {
+    await scheduler?.close().catch(() => {});
     await kubelet?.close().catch(() => {});
     await api.close();
     throw err;

@@ -1,7 +1,7 @@
-import { demoResponder, startScriptedOpenAI } from "../test/support/scripted-openai.ts";
+import { demoResponder, startScriptedOpenAI } from "./fixtures/scripted-openai.ts";
 
 /**
- * The offline stand-in for a model: the scripted OpenAI-compatible server from test/support,
+ * The offline stand-in for a model: the scripted OpenAI-compatible server from devstack/fixtures,
  * answering every chat by running the command in backticks. It is NOT a language model, and says
  * so in its model name.
  */

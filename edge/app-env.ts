@@ -19,13 +19,15 @@ export type AppContext = Context<AppEnv>;
 
 /** One public route: registered explicitly by the app factory and described in /openapi.json. */
 export interface RouteDef {
-  method: "GET" | "POST" | "DELETE";
+  method: "GET" | "POST" | "PUT" | "DELETE";
   path: string;
   /** `tenant`: JWT + quota; `none`: public (the tunnel authenticates agents itself). */
   auth: "tenant" | "none";
   scope?: string;
   /** Buffer the request body under the size limit before the handler runs. */
   body?: boolean;
+  /** The body limit: MAX_BODY_BYTES unless `file` (MAX_FILE_BYTES, raw file uploads). */
+  bodyLimit?: "request" | "file";
   doc: {
     summary: string;
     tags?: string[];
@@ -40,6 +42,10 @@ export interface RouteDef {
       description: string;
     }>;
     responseContentType?: string;
+    /** A raw (non-JSON) request body of this type. */
+    requestContentType?: string;
+    /** Success status when not 200. */
+    successStatus?: "201" | "204";
   };
   handler: (c: AppContext) => Response | Promise<Response>;
 }

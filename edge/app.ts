@@ -39,7 +39,7 @@ export function createApp(getDeps: (env: Env) => EdgeDeps, opts: CreateAppOption
       if (r.scope) chain.push(requireScope(r.scope));
       chain.push(tenantQuota());
     }
-    if (r.body) chain.push(bodyLimit());
+    if (r.body) chain.push(bodyLimit(r.bodyLimit));
     const handler: MiddlewareHandler<AppEnv> = async (c) => r.handler(c);
     app.on(r.method, r.path, ...(chain as []), handler);
   }

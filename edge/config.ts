@@ -1,6 +1,6 @@
 import type { JSONWebKeySet, JWK } from "jose";
 import { z } from "zod";
-import { LIMITS } from "../shared/api.ts";
+import { LIMITS, SANDBOX_LIMITS } from "../shared/api.ts";
 
 /**
  * The Worker's configuration, validated in one place. Everything comes from `env` (wrangler vars
@@ -47,6 +47,7 @@ const RawConfigSchema = z.object({
   TENANT_QUOTA_BURST: pos(60),
   TENANT_QUOTA_PER_MINUTE: pos(60),
   MAX_BODY_BYTES: int(LIMITS.requestBodyBytes),
+  MAX_FILE_BYTES: int(SANDBOX_LIMITS.defaultMaxFileBytes),
   RELAY_TIMEOUT_SECONDS: pos(60),
   AGENT_PUBLIC_KEYS: jsonOf(z.record(z.string(), JwksSchema)),
   RELAY_PRIVATE_KEYS: jsonOf(z.record(z.string(), JwkSchema)),
@@ -67,6 +68,8 @@ export interface EdgeConfig {
   };
   quota: { burst: number; refillPerSecond: number };
   maxBodyBytes: number;
+  /** Largest file one PUT /v1/sandboxes/:id/files/... may carry. */
+  maxFileBytes: number;
   relayTimeoutMs: number;
   agentPublicKeys: Record<string, JSONWebKeySet>;
   relayPrivateKeys: Record<string, JWK>;
@@ -128,6 +131,7 @@ function parse(env: object): ConfigResult {
       },
       quota: { burst: r.TENANT_QUOTA_BURST, refillPerSecond: r.TENANT_QUOTA_PER_MINUTE / 60 },
       maxBodyBytes: r.MAX_BODY_BYTES,
+      maxFileBytes: r.MAX_FILE_BYTES,
       relayTimeoutMs: r.RELAY_TIMEOUT_SECONDS * 1000,
       agentPublicKeys: r.AGENT_PUBLIC_KEYS,
       relayPrivateKeys: r.RELAY_PRIVATE_KEYS,

@@ -5,7 +5,13 @@ import { existsSync } from "node:fs";
 
 /** binary that must exist → Debian package that provides it */
 export const SYSTEM_DEPS = [
-  { bin: "/usr/bin/bwrap", pkg: "bubblewrap", why: "devcluster runs each pod in a bubblewrap sandbox" },
+  {
+    bin: "/usr/bin/bwrap",
+    pkg: "bubblewrap",
+    why: "the exec server's own tests run it in a bubblewrap sandbox",
+  },
+  { bin: "/usr/sbin/runc", pkg: "runc", why: "devcluster runs each pod as a runc container" },
+  { bin: "/usr/bin/openssl", pkg: "openssl", why: "devcluster makes the kubelet's TLS certificates" },
   { bin: "/usr/bin/chromium", pkg: "chromium", why: "the dashboard's browser tests drive headless Chromium" },
   { bin: "/usr/bin/nsenter", pkg: "util-linux", why: "pods/exec enters the pod's namespaces" },
   { bin: "/usr/bin/setpriv", pkg: "util-linux", why: "sandboxes and local agents die with their parent" },

@@ -51,6 +51,8 @@ export const ExecRequestSchema = z.strictObject({
     .optional(),
   cwd: WorkspacePathSchema.optional(),
   env: EnvSchema.optional(),
+  /** `base64`: stdout/stderr (result and stream events) are base64 of the exact bytes. */
+  outputEncoding: z.enum(["utf8", "base64"]).optional(),
 });
 export type ExecRequest = z.infer<typeof ExecRequestSchema>;
 export type ExecRequestInput = z.input<typeof ExecRequestSchema>;
@@ -88,6 +90,90 @@ export const ExecStreamEventSchema = z.discriminatedUnion("type", [
   z.object({ type: z.literal("error"), error: ErrorBodySchema }),
 ]);
 export type ExecStreamEvent = z.infer<typeof ExecStreamEventSchema>;
+
+// ---------- sandboxes that live across requests ----------
+
+export const SANDBOX_LIMITS = {
+  defaultIdleTimeoutSeconds: 300,
+  minIdleTimeoutSeconds: 10,
+  maxIdleTimeoutSeconds: 3600,
+  defaultMaxLifetimeSeconds: 3600,
+  minMaxLifetimeSeconds: 60,
+  maxMaxLifetimeSeconds: 86_400,
+  /** Default of MAX_FILE_BYTES (edge and agent). */
+  defaultMaxFileBytes: 64 * 1024 * 1024,
+  /** Entries a directory listing returns at most (the rest is `truncated`). */
+  maxListEntries: 10_000,
+} as const;
+
+const ID_PART = "[a-z0-9-]{1,32}";
+/**
+ * `sb.<region>.<cluster>.<20 random [a-z0-9]>`: the edge routes by the region and cluster it names
+ * without any edge-side record; the random part makes it unguessable. Clients treat it as opaque.
+ */
+export const SANDBOX_ID_PATTERN = new RegExp(`^sb\\.(${ID_PART})\\.(${ID_PART})\\.([a-z0-9]{20})$`);
+export const SandboxIdSchema = z.string().regex(SANDBOX_ID_PATTERN, "not a sandbox id");
+export const ClusterIdSchema = z
+  .string()
+  .regex(new RegExp(`^${ID_PART}$`), "cluster ids are 1-32 of [a-z0-9-]");
+
+export function parseSandboxId(id: string): { region: string; cluster: string } | null {
+  const m = SANDBOX_ID_PATTERN.exec(id);
+  return m ? { region: m[1]!, cluster: m[2]! } : null;
+}
+
+export const SandboxNameSchema = z.string().regex(/^[a-z0-9-]{1,63}$/, "name is 1-63 of [a-z0-9-]");
+
+export const SandboxCreateRequestSchema = z.strictObject({
+  name: SandboxNameSchema.optional(),
+  idleTimeoutSeconds: z
+    .number()
+    .int()
+    .min(SANDBOX_LIMITS.minIdleTimeoutSeconds)
+    .max(SANDBOX_LIMITS.maxIdleTimeoutSeconds)
+    .default(SANDBOX_LIMITS.defaultIdleTimeoutSeconds),
+  maxLifetimeSeconds: z
+    .number()
+    .int()
+    .min(SANDBOX_LIMITS.minMaxLifetimeSeconds)
+    .max(SANDBOX_LIMITS.maxMaxLifetimeSeconds)
+    .default(SANDBOX_LIMITS.defaultMaxLifetimeSeconds),
+  /** Default environment of every command run in the sandbox (a command's own env wins). */
+  env: EnvSchema.optional(),
+});
+export type SandboxCreateRequest = z.infer<typeof SandboxCreateRequestSchema>;
+export type SandboxCreateRequestInput = z.input<typeof SandboxCreateRequestSchema>;
+
+export const SandboxSchema = z.object({
+  id: SandboxIdSchema,
+  name: SandboxNameSchema.optional(),
+  region: z.string(),
+  pod: z.string(),
+  state: z.literal("ready"),
+  createdAt: z.string(),
+  lastActivityAt: z.string(),
+  /** When it will be deleted if nothing uses it: min(last activity + idle timeout, creation + max lifetime). */
+  expiresAt: z.string(),
+  idleTimeoutSeconds: z.number().int().positive(),
+  maxLifetimeSeconds: z.number().int().positive(),
+});
+export type Sandbox = z.infer<typeof SandboxSchema>;
+
+export const SandboxListSchema = z.object({ sandboxes: z.array(SandboxSchema) });
+export type SandboxList = z.infer<typeof SandboxListSchema>;
+
+export const FileEntrySchema = z.object({
+  name: z.string(),
+  type: z.enum(["file", "dir", "symlink"]),
+  size: z.number().int().nonnegative(),
+  mtime: z.string(),
+});
+export const DirListingSchema = z.object({
+  entries: z.array(FileEntrySchema),
+  truncated: z.boolean().optional(),
+});
+export const FileWriteResultSchema = z.object({ path: z.string(), size: z.number().int().nonnegative() });
+export type FileWriteResult = z.infer<typeof FileWriteResultSchema>;
 
 // ---------- chat ----------
 
@@ -181,6 +267,19 @@ export const PodSnapshotSchema = z.object({
 });
 export type PodSnapshot = z.infer<typeof PodSnapshotSchema>;
 
+/** A sandbox as the dashboard shows it (the pool snapshot carries every live one of the cluster). */
+export const SandboxSnapshotSchema = z.object({
+  id: z.string(),
+  pod: z.string(),
+  tenant: z.string(),
+  name: z.string().nullable(),
+  idleTimeoutSeconds: z.number().int().positive(),
+  lastActivityAt: z.string(),
+  expiresAt: z.string(),
+  lastCommand: z.string().nullable(),
+});
+export type SandboxSnapshot = z.infer<typeof SandboxSnapshotSchema>;
+
 export const PoolSnapshotSchema = z.object({
   region: z.string(),
   agentId: z.string(),
@@ -201,39 +300,15 @@ export const PoolSnapshotSchema = z.object({
     acquireP50Ms: z.number().nonnegative().nullable(),
     acquireP99Ms: z.number().nonnegative().nullable(),
   }),
+  /** Sandboxes that live across requests (absent from agents that predate them). */
+  sandboxes: z.array(SandboxSnapshotSchema).optional(),
 });
 export type PoolSnapshot = z.infer<typeof PoolSnapshotSchema>;
 
-export const POOL_EVENT_TYPES = [
-  "pod.created",
-  "pod.ready",
-  "pod.deleted",
-  "lease.acquired",
-  "lease.renewed",
-  "lease.released",
-  "lease.expired",
-  "lease.conflict",
-  "lease.lost",
-  "queue.entered",
-  "queue.left",
-  "queue.timeout",
-  "exec.started",
-  "exec.finished",
-  "pool.leader",
-] as const;
-export const PoolEventTypeSchema = z.enum(POOL_EVENT_TYPES);
-export type PoolEventType = z.infer<typeof PoolEventTypeSchema>;
-
-/** One telemetry event; `requestId` is present on everything caused by a request. */
-export const PoolEventSchema = z.object({
-  type: PoolEventTypeSchema,
-  at: z.string(),
-  agentId: z.string(),
-  region: z.string().optional(),
-  requestId: z.string().optional(),
-  tenant: z.string().optional(),
-  pod: z.string().optional(),
-  /** Event-specific fields (queue position, exit code, durations, command preview...). */
-  data: z.record(z.string(), z.unknown()).optional(),
-});
-export type PoolEvent = z.infer<typeof PoolEventSchema>;
+// The pool event stream's schema lives in shared/events.ts (one discriminated union of every event).
+export {
+  POOL_EVENT_TYPES,
+  type PoolEvent,
+  PoolEventSchema,
+  type PoolEventType,
+} from "./events.ts";

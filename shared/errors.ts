@@ -7,6 +7,8 @@ import { z } from "zod";
 export const ERROR_STATUS = {
   invalid_request: 400,
   invalid_json: 400,
+  /** A sandbox file path that resolves outside /workspace (`..`, a symlink, an absolute path elsewhere). */
+  invalid_path: 400,
   unauthenticated: 401,
   invalid_token: 401,
   token_expired: 401,
@@ -16,17 +18,25 @@ export const ERROR_STATUS = {
   relay_replayed: 401,
   insufficient_scope: 403,
   not_found: 404,
+  /** Unknown, malformed, deleted or expired sandbox id, or another tenant's: never a 403. */
+  sandbox_not_found: 404,
+  file_not_found: 404,
   method_not_allowed: 405,
+  /** The exec server's fence refusal; internal: callers get lease_lost (requests/leased-sandbox.ts). */
   stale_lease: 409,
   payload_too_large: 413,
   unsupported_media_type: 415,
   rate_limited: 429,
+  /** The tenant already has TENANT_MAX_SANDBOXES live sandboxes. */
+  sandbox_limit: 429,
   internal: 500,
   agent_unavailable: 502,
   tunnel_closed: 502,
   sandbox_failed: 502,
   model_unavailable: 502,
   no_agent: 503,
+  /** No agent of the cluster that holds the sandbox is connected; never sent to another cluster. */
+  sandbox_cluster_unavailable: 503,
   queue_timeout: 503,
   lease_lost: 503,
   shutting_down: 503,

@@ -78,15 +78,3 @@ export function publicKeyResolver(keys: JSONWebKeySet | readonly JWK[]): JWTVeri
   if (usable.length === 0) throw new TypeError("no Ed25519 public keys in the key set");
   return createLocalJWKSet({ keys: usable });
 }
-
-/** Parse a JWKS or a single JWK from JSON text (env vars hold keys as JSON). */
-export function parseJwks(text: string): JSONWebKeySet {
-  const parsed: unknown = JSON.parse(text);
-  if (parsed && typeof parsed === "object" && Array.isArray((parsed as { keys?: unknown }).keys)) {
-    return parsed as JSONWebKeySet;
-  }
-  if (parsed && typeof parsed === "object" && typeof (parsed as { kty?: unknown }).kty === "string") {
-    return { keys: [parsed as JWK] };
-  }
-  throw new TypeError("expected a JWK or a JWKS ({keys:[...]})");
-}

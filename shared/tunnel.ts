@@ -235,13 +235,19 @@ export const tunnelAudience = (region: string): string => `pi-sandbox-edge:tunne
 export interface AgentIdentity {
   agentId: string;
   region: string;
+  /** The cluster of the region the agent serves (sandbox ids name it); "default" when not claimed. */
+  cluster: string;
 }
+
+export const DEFAULT_CLUSTER = "default";
+const CLUSTER_RE = /^[a-z0-9-]{1,32}$/;
 
 /** The short JWT an agent presents (Authorization: Bearer) when it dials the tunnel. */
 export async function signAgentToken(opts: {
   privateJwk: JWK;
   agentId: string;
   region: string;
+  cluster?: string;
   ttlSeconds?: number;
 }): Promise<string> {
   const { key, kid } = await importPrivateSigningKey(opts.privateJwk);
@@ -250,7 +256,7 @@ export async function signAgentToken(opts: {
   const header = kid
     ? { alg: SIGNING_ALG, typ: AGENT_TOKEN_TYPE, kid }
     : { alg: SIGNING_ALG, typ: AGENT_TOKEN_TYPE };
-  return new SignJWT({ region: opts.region })
+  return new SignJWT({ region: opts.region, cluster: opts.cluster ?? DEFAULT_CLUSTER })
     .setProtectedHeader(header)
     .setIssuer(AGENT_TOKEN_ISSUER)
     .setAudience(tunnelAudience(opts.region))
@@ -280,7 +286,11 @@ export async function verifyAgentToken(
     if (payload.region !== opts.region || typeof payload.sub !== "string") {
       return err(new AppError("invalid_token", "agent token is for another region"));
     }
-    return ok({ agentId: payload.sub, region: opts.region });
+    const cluster = payload.cluster ?? DEFAULT_CLUSTER;
+    if (typeof cluster !== "string" || !CLUSTER_RE.test(cluster)) {
+      return err(new AppError("invalid_token", "agent token names a malformed cluster"));
+    }
+    return ok({ agentId: payload.sub, region: opts.region, cluster });
   } catch (e) {
     if (e instanceof joseErrors.JWTExpired) return err(new AppError("token_expired", "agent token expired"));
     const reason = e instanceof joseErrors.JOSEError ? e.code : "malformed";

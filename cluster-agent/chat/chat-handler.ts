@@ -1,9 +1,10 @@
 import type { ChatEvent, ChatResponse, RelayChatRequest } from "../../shared/api.ts";
 import { err, type Result } from "../../shared/errors.ts";
+import type { AcquireRequest } from "../leases/types.ts";
+import type { AcquiredSandbox, LeasedSandboxDeps } from "../requests/leased-sandbox.ts";
 import type { ChatOptionsInput } from "./chat-options.ts";
 import type { ModelConfig } from "./model-config.ts";
 import { type ChatLog, runChat } from "./run-chat.ts";
-import type { ChatExecutor, ChatLease } from "./sandbox-ports.ts";
 
 /** The per-request context the agent's HTTP route hands over (cluster-agent/http ChatContext). */
 export interface ChatRequestContext {
@@ -17,8 +18,9 @@ export interface ChatHandlerDeps {
   /** readModelConfig(env): an error here answers every chat with it, before any lease is taken. */
   model: Result<ModelConfig>;
   /** The lease manager's acquire (LeaseManager.acquire fits). */
-  acquire(req: { tenant: string; requestId: string; signal?: AbortSignal }): Promise<Result<ChatLease>>;
-  executor: ChatExecutor;
+  acquire(req: AcquireRequest): Promise<Result<AcquiredSandbox>>;
+  executor: LeasedSandboxDeps["executor"];
+  bus: LeasedSandboxDeps["bus"];
   options?: ChatOptionsInput;
   log?: ChatLog;
 }
@@ -40,10 +42,12 @@ export function createChatHandler(
     return runChat(
       req,
       {
+        tenant: ctx.tenant,
         requestId: ctx.requestId,
         model,
         acquire: (signal) => deps.acquire({ tenant: ctx.tenant, requestId: ctx.requestId, signal }),
         executor: deps.executor,
+        bus: deps.bus,
         ...(deps.options ? { options: deps.options } : {}),
         ...(deps.log ? { log: deps.log } : {}),
       },

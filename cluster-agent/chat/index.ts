@@ -7,4 +7,3 @@ export {
 } from "./chat-options.ts";
 export { type ModelConfig, readModelConfig } from "./model-config.ts";
 export { type ChatDeps, type ChatLog, runChat } from "./run-chat.ts";
-export type { AcquireLease, ChatExecutor, ChatLease } from "./sandbox-ports.ts";

@@ -2,6 +2,7 @@ import OpenAI from "openai";
 import type { ChatCompletionMessageParam } from "openai/resources/chat/completions";
 import type { ChatEvent, ChatResponse, RelayChatRequest, ToolCallRecord } from "../../shared/api.ts";
 import { AppError, err, ok, type Result } from "../../shared/errors.ts";
+import type { LeasedSandboxDeps } from "../requests/leased-sandbox.ts";
 import { type ChatOptions, type ChatOptionsInput, resolveChatOptions } from "./chat-options.ts";
 import type { ModelConfig } from "./model-config.ts";
 import { withModelRetry } from "./model-retry.ts";
@@ -12,7 +13,6 @@ import {
   runInSandboxTool,
   toolArgumentError,
 } from "./run-in-sandbox-tool.ts";
-import type { AcquireLease, ChatExecutor } from "./sandbox-ports.ts";
 import { SandboxSession } from "./sandbox-session.ts";
 import { systemPrompt } from "./system-prompt.ts";
 import { toolResultText } from "./tool-result-text.ts";
@@ -24,12 +24,15 @@ export interface ChatLog {
 }
 
 export interface ChatDeps {
+  tenant: string;
   requestId: string;
   /** From readModelConfig(); check it before calling, so an unconfigured model never costs a lease. */
   model: ModelConfig;
   /** Takes the request's lease (tenant and request id bound by the caller). */
-  acquire: AcquireLease;
-  executor: ChatExecutor;
+  acquire: LeasedSandboxDeps["acquire"];
+  executor: LeasedSandboxDeps["executor"];
+  /** The agent's event bus: every command of a chat emits exec.started / exec.finished like /v1/exec. */
+  bus: LeasedSandboxDeps["bus"];
   options?: ChatOptionsInput;
   log?: ChatLog;
 }
@@ -65,7 +68,11 @@ export async function runChat(
       deps.log?.warn({ requestId: deps.requestId, err: cause }, "chat event listener threw");
     }
   };
-  const sandbox = new SandboxSession(deps.acquire, deps.executor, out, signal);
+  const sandbox = new SandboxSession(
+    { acquire: deps.acquire, executor: deps.executor, bus: deps.bus },
+    { tenant: deps.tenant, requestId: deps.requestId, signal },
+    out,
+  );
   try {
     const result = await converse(request, deps, opts, sandbox, out, signal);
     if (signal.aborted) {

@@ -1,76 +1,62 @@
 import type { ChatEvent, ExecOutcome } from "../../shared/api.ts";
 import { AppError, err, ok, type Result } from "../../shared/errors.ts";
-import type { AcquireLease, ChatExecutor, ChatLease } from "./sandbox-ports.ts";
+import {
+  LeasedSandbox,
+  type LeasedSandboxContext,
+  type LeasedSandboxDeps,
+} from "../requests/leased-sandbox.ts";
 
 /**
  * The one sandbox of one chat request: leased at the first command, kept for every later command
  * (so files written by one call are there for the next), released once when the request ends.
+ * Commands go through the same leased-sandbox pipeline as `/v1/exec` (same events, same codes).
  */
 export class SandboxSession {
-  private lease: ChatLease | undefined;
+  private sandbox: LeasedSandbox | undefined;
   private released = false;
 
   constructor(
-    private readonly acquire: AcquireLease,
-    private readonly executor: ChatExecutor,
+    private readonly deps: LeasedSandboxDeps,
+    /** Tenant, request id, and the request's signal (the client went away). */
+    private readonly ctx: LeasedSandboxContext,
     private readonly emit: (e: ChatEvent) => void,
-    /** The request's signal: the client went away. */
-    private readonly signal: AbortSignal,
   ) {}
 
   get pod(): string | undefined {
-    return this.lease?.pod;
+    return this.sandbox?.pod;
   }
 
   /** Runs one command on the request's pod, taking the lease first if this is the first command. */
   async run(command: string, timeoutMs: number): Promise<Result<ExecOutcome>> {
     const leased = await this.ensureLease();
     if (!leased.ok) return leased;
-    const lease = leased.value;
-    if (lease.lost.aborted) return err(leaseLost(lease));
-    const result = await this.executor.exec(
-      { namespace: lease.namespace, pod: lease.pod, podIP: lease.podIP, fence: lease.fence },
-      { command, timeoutMs, signal: AbortSignal.any([this.signal, lease.lost]) },
-    );
-    if (this.signal.aborted) return result;
-    // A renewal failure kills the command; a higher fence seen by the pod means the same thing.
-    if (lease.lost.aborted || (!result.ok && result.error.code === "stale_lease"))
-      return err(leaseLost(lease));
-    return result;
+    return leased.value.run({ command, timeoutMs });
   }
 
   /** Idempotent. Emits sandbox.released only if a pod was ever held. */
   async release(): Promise<void> {
-    const lease = this.lease;
-    if (!lease || this.released) return;
+    const sandbox = this.sandbox;
+    if (!sandbox || this.released) return;
     this.released = true;
-    // The contract says release never throws; a broken one must still not turn a reply into a crash.
-    await lease.release().catch(() => undefined);
-    this.emit({ type: "sandbox.released", pod: lease.pod });
+    await sandbox.release();
+    this.emit({ type: "sandbox.released", pod: sandbox.pod });
   }
 
   /** The request's lease, taken on first use (emits sandbox.waiting, then sandbox.acquired). */
-  async ensureLease(): Promise<Result<ChatLease>> {
+  async ensureLease(): Promise<Result<LeasedSandbox>> {
     if (this.released)
       return err(new AppError("internal", "the sandbox of this request was already released"));
-    if (this.lease) return ok(this.lease);
+    if (this.sandbox) return ok(this.sandbox);
     this.emit({ type: "sandbox.waiting" });
-    const acquired = await this.acquire(this.signal);
-    if (!acquired.ok) return acquired;
-    this.lease = acquired.value;
-    if (this.signal.aborted) {
+    const taken = await LeasedSandbox.take(this.deps, this.ctx);
+    if (!taken.ok) return taken;
+    this.sandbox = taken.value;
+    if (this.ctx.signal.aborted) {
       // Won a pod just as the client left: give it back now rather than at the end of the request.
       await this.release();
       return err(new AppError("request_cancelled", "the chat request was aborted"));
     }
-    this.emit({ type: "sandbox.acquired", pod: acquired.value.pod });
-    return acquired;
+    this.emit({ type: "sandbox.acquired", pod: taken.value.pod });
+    return taken;
   }
-}
-
-function leaseLost(lease: ChatLease): AppError {
-  return new AppError(
-    "lease_lost",
-    `the lease on sandbox ${lease.pod} was lost (renewal failed or it was taken over); the command was stopped`,
-  );
 }

@@ -1,8 +1,8 @@
 import { LIMITS } from "../../shared/api.ts";
 
 /**
- * What the model is told about the sandbox. It states only what the runtime guarantees (see DESIGN
- * §5-§7), so the model does not plan around persistence or network access it will not get.
+ * What the model is told about the sandbox. It states only what the runtime guarantees (see docs/architecture.md
+ * §4-§6), so the model does not plan around persistence or network access it will not get.
  */
 export function systemPrompt(opts: {
   defaultTimeoutSeconds: number;

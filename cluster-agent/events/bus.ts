@@ -1,18 +1,18 @@
-import type { PoolEvent, PoolEventType } from "../../shared/api.ts";
+import type {
+  PoolEvent,
+  PoolEventBody,
+  PoolEventEnvelope,
+  PoolEventOf,
+  PoolEventType,
+} from "../../shared/events.ts";
 
-/** What emitters supply; the bus stamps time, agent and region. */
-export interface PoolEventInput {
-  type: PoolEventType;
-  requestId?: string;
-  tenant?: string;
-  pod?: string;
-  data?: Record<string, unknown>;
-}
+/** What emitters supply: the typed body and who it concerns; the bus stamps time, agent and region. */
+export type PoolEventInput = PoolEventBody & Partial<Pick<PoolEventEnvelope, "requestId" | "tenant" | "pod">>;
 
 export type PoolEventListener = (e: PoolEvent) => void;
 
 /**
- * The in-process event bus: every pool/lease/queue event goes through here to telemetry, the
+ * The in-process event bus: every pool/lease/queue/exec event goes through here to telemetry, the
  * dashboard stream and tests. Listeners run synchronously; one throwing never stops the others.
  */
 export class EventBus {
@@ -24,17 +24,18 @@ export class EventBus {
   ) {}
 
   emit(input: PoolEventInput): PoolEvent {
-    const event: PoolEvent = { type: input.type, at: new Date().toISOString(), agentId: this.agentId };
-    if (this.region !== undefined) event.region = this.region;
-    if (input.requestId !== undefined) event.requestId = input.requestId;
-    if (input.tenant !== undefined) event.tenant = input.tenant;
-    if (input.pod !== undefined) event.pod = input.pod;
-    if (input.data !== undefined) event.data = input.data;
+    const { requestId, tenant, pod, ...body } = input;
+    const envelope: PoolEventEnvelope = { at: new Date().toISOString(), agentId: this.agentId };
+    if (this.region !== undefined) envelope.region = this.region;
+    if (requestId !== undefined) envelope.requestId = requestId;
+    if (tenant !== undefined) envelope.tenant = tenant;
+    if (pod !== undefined) envelope.pod = pod;
+    const event = { ...envelope, ...(body as PoolEventBody) } as PoolEvent;
     for (const l of this.listeners) {
       try {
         l(event);
       } catch {
-        // telemetry must never break the lease path
+        // telemetry must never break the lease path (a listener logs its own failures)
       }
     }
     return event;
@@ -45,11 +46,11 @@ export class EventBus {
     return () => this.listeners.delete(listener);
   }
 
-  /** Listen to some event types only. */
-  onType(types: readonly PoolEventType[], listener: PoolEventListener): () => void {
-    const set = new Set(types);
+  /** Listen to some event types only; the listener sees them with their typed data. */
+  onType<T extends PoolEventType>(types: readonly T[], listener: (e: PoolEventOf<T>) => void): () => void {
+    const set = new Set<PoolEventType>(types);
     return this.on((e) => {
-      if (set.has(e.type)) listener(e);
+      if (set.has(e.type)) listener(e as PoolEventOf<T>);
     });
   }
 }

@@ -1,7 +1,9 @@
 import { randomBytes } from "node:crypto";
 import { Readable, Writable } from "node:stream";
 import { Exec, type KubeConfig, type V1Status } from "@kubernetes/client-node";
-import type WebSocket from "ws";
+// Not re-exported by the package index; its constructor is the documented way to pass a socket factory.
+import { WebSocketHandler } from "@kubernetes/client-node/dist/web-socket-handler.js";
+import WebSocket from "ws";
 import { EnvSchema, type ExecOutcome, LIMITS, WorkspacePathSchema } from "../../shared/api.ts";
 import { AppError, err, ok, parseOrError, type Result } from "../../shared/errors.ts";
 import { abortError, type ExecCall, type ExecTarget, type Executor, RESULT_GRACE_MS } from "./executor.ts";
@@ -47,7 +49,7 @@ export class ApiExecutor implements Executor {
   readonly #o: Required<Omit<ApiExecutorOptions, "kubeConfig">>;
 
   constructor(opts: ApiExecutorOptions) {
-    this.#exec = new Exec(opts.kubeConfig);
+    this.#exec = new Exec(opts.kubeConfig, new WebSocketHandler(opts.kubeConfig, statusSocket));
     this.#o = {
       container: opts.container ?? "sandbox",
       outputCapBytes: opts.outputCapBytes ?? LIMITS.outputCapBytes,
@@ -156,7 +158,7 @@ export class ApiExecutor implements Executor {
           settle({ ok: false, error: code, remote: "completed" });
           return;
         }
-        const out = capture.finish();
+        const out = capture.finish(undefined, call.outputEncoding);
         if (code === CWD_REFUSED_EXIT && out.stderr.startsWith(CWD_REFUSED_PREFIX) && out.stdoutBytes === 0) {
           const message = out.stderr.slice("pi-sandbox: ".length).trim();
           settle({ ok: false, error: new AppError("invalid_request", message), remote: "completed" });
@@ -253,6 +255,42 @@ function discard(): Writable {
       done();
     },
   });
+}
+
+const STATUS_BODY_MAX = 64 * 1024;
+const STATUS_BODY_TIMEOUT_MS = 5_000;
+
+/**
+ * A WebSocket whose refused handshake reports the API server's Status message (e.g. "error
+ * dialing backend: …") instead of ws's bare "Unexpected server response: 500".
+ */
+function statusSocket(uri: string, protocols: string[], opts: WebSocket.ClientOptions): WebSocket {
+  const ws = new WebSocket(uri, protocols, opts);
+  ws.on("unexpected-response", (req, res) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const finish = () => {
+      clearTimeout(timer);
+      const body = Buffer.concat(chunks).toString("utf8");
+      let message = body.trim();
+      try {
+        const parsed = JSON.parse(body) as { message?: unknown };
+        if (typeof parsed.message === "string") message = parsed.message;
+      } catch {
+        // not a Status body: keep the text
+      }
+      req.destroy();
+      ws.emit("error", new Error(`${res.statusCode ?? 0}${message === "" ? "" : `: ${message}`}`));
+    };
+    const timer = setTimeout(finish, STATUS_BODY_TIMEOUT_MS);
+    res.on("data", (c: Buffer) => {
+      if (size < STATUS_BODY_MAX) chunks.push(c);
+      size += c.length;
+    });
+    res.once("end", finish);
+    res.once("error", finish);
+  });
+  return ws;
 }
 
 function describeWsError(e: unknown): string {

@@ -1,6 +1,12 @@
 import type { ExecOutcome } from "../../shared/api.ts";
 import { AppError, type Result } from "../../shared/errors.ts";
 
+/*
+ * The one contract between the lease core, the request pipeline, chat and the executors: what a
+ * leased sandbox is, how a command is run on it, and how a pod is scrubbed. Type-only, so leases/
+ * and chat/ depend on this file and on no executor.
+ */
+
 export interface ExecTarget {
   namespace: string;
   pod: string;
@@ -9,12 +15,22 @@ export interface ExecTarget {
   fence: number;
 }
 
+/** A held lease on a sandbox pod, as its users see it. */
+export interface SandboxLease extends ExecTarget {
+  /** Fires when a renewal fails or the lease is taken over: the running command must stop. */
+  lost: AbortSignal;
+  /** Idempotent, never throws. */
+  release(): Promise<void>;
+}
+
 export interface ExecCall {
   command: string;
   timeoutMs: number;
   stdin?: string;
   cwd?: string;
   env?: Record<string, string>;
+  /** How the outcome's stdout/stderr are encoded (default utf8; base64 = the exact bytes). */
+  outputEncoding?: "utf8" | "base64";
   /** Abort = kill the command now (client gone, lease lost). */
   signal: AbortSignal;
   /** Output as it arrives, already capped (the same bytes the outcome keeps). */

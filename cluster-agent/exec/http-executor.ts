@@ -1,6 +1,15 @@
 import { Agent, type ClientRequest, type IncomingMessage, request } from "node:http";
 import { type ExecOutcome, LIMITS } from "../../shared/api.ts";
 import { AppError, type ErrorCode, err, ok, type Result } from "../../shared/errors.ts";
+import {
+  EXEC_SERVER_PATHS,
+  EXEC_SERVER_PORT,
+  type ExecRequestBody,
+  FENCE_HEADER,
+  isOutputFrame,
+  isResultFrame,
+  type ResultFrame,
+} from "../sandbox-server/protocol.ts";
 import { abortError, type ExecCall, type ExecTarget, type Executor, RESULT_GRACE_MS } from "./executor.ts";
 import { OutputCapture } from "./output-capture.ts";
 import { podExecToken } from "./pod-token.ts";
@@ -16,30 +25,6 @@ export interface HttpExecutorOptions {
   /** Until the response headers arrive (the server sends them as soon as the shell has started). */
   startTimeoutMs?: number;
   agent?: Agent;
-}
-
-interface ResultFrame {
-  type: "result";
-  exitCode: number | null;
-  signal: string | null;
-  timedOut: boolean;
-  truncated: boolean;
-  stdoutBytes: number;
-  stderrBytes: number;
-  durationMs: number;
-}
-
-function isResultFrame(f: Record<string, unknown>): f is Record<string, unknown> & ResultFrame {
-  return (
-    f.type === "result" &&
-    (f.exitCode === null || Number.isInteger(f.exitCode)) &&
-    (f.signal === null || typeof f.signal === "string") &&
-    typeof f.timedOut === "boolean" &&
-    typeof f.truncated === "boolean" &&
-    Number.isInteger(f.stdoutBytes) &&
-    Number.isInteger(f.stderrBytes) &&
-    typeof f.durationMs === "number"
-  );
 }
 
 /** The exec server's own error codes, as the agent's callers should see them. */
@@ -66,7 +51,7 @@ export class HttpExecutor implements Executor {
   constructor(opts: HttpExecutorOptions) {
     this.#opts = {
       poolToken: opts.poolToken,
-      port: opts.port ?? 8080,
+      port: opts.port ?? EXEC_SERVER_PORT,
       outputCapBytes: opts.outputCapBytes ?? LIMITS.outputCapBytes,
       resultGraceMs: opts.resultGraceMs ?? RESULT_GRACE_MS,
       startTimeoutMs: opts.startTimeoutMs ?? 15_000,
@@ -77,13 +62,14 @@ export class HttpExecutor implements Executor {
   exec(target: ExecTarget, call: ExecCall): Promise<Result<ExecOutcome>> {
     if (call.signal.aborted) return Promise.resolve(err(abortError(call.signal)));
     const o = this.#opts;
-    const body = JSON.stringify({
+    const payload: ExecRequestBody = {
       command: call.command,
       timeoutMs: call.timeoutMs,
       ...(call.stdin !== undefined ? { stdin: call.stdin } : {}),
       ...(call.cwd !== undefined ? { cwd: call.cwd } : {}),
       ...(call.env !== undefined ? { env: call.env } : {}),
-    });
+    };
+    const body = JSON.stringify(payload);
     const capture = new OutputCapture(o.outputCapBytes);
 
     return new Promise((resolve) => {
@@ -107,12 +93,12 @@ export class HttpExecutor implements Executor {
         req = request({
           host: target.podIP,
           port: o.port,
-          path: "/exec",
+          path: EXEC_SERVER_PATHS.exec,
           method: "POST",
           agent: o.agent,
           headers: {
             authorization: `Bearer ${podExecToken(o.poolToken, target.namespace, target.pod)}`,
-            "x-fence-token": String(target.fence),
+            [FENCE_HEADER]: String(target.fence),
             "content-type": "application/json",
             "content-length": Buffer.byteLength(body),
           },
@@ -184,7 +170,7 @@ export class HttpExecutor implements Executor {
             fail(`exec server on ${target.pod} sent a malformed frame`);
             return;
           }
-          if ((frame.type === "stdout" || frame.type === "stderr") && typeof frame.data === "string") {
+          if (isOutputFrame(frame)) {
             const kept = capture.push(frame.type, Buffer.from(frame.data, "base64"));
             if (kept.byteLength > 0) call.onOutput?.(frame.type, kept);
           } else if (isResultFrame(frame)) {
@@ -204,7 +190,7 @@ export class HttpExecutor implements Executor {
         });
         const complete = (): boolean => {
           if (!result) return false;
-          const out = capture.finish(result);
+          const out = capture.finish(result, call.outputEncoding);
           settle(
             ok({
               exitCode: result.exitCode,

@@ -32,7 +32,10 @@ export class OutputCapture {
    * The outcome's output fields. `reported` carries byte counts (and a truncation flag) measured
    * upstream — the exec server counts bytes it never sent — and wins over what arrived here.
    */
-  finish(reported?: { stdoutBytes: number; stderrBytes: number; truncated: boolean }): {
+  finish(
+    reported?: { stdoutBytes: number; stderrBytes: number; truncated: boolean },
+    encoding: "utf8" | "base64" = "utf8",
+  ): {
     stdout: string;
     stderr: string;
     stdoutBytes: number;
@@ -44,8 +47,8 @@ export class OutputCapture {
     const truncated =
       (reported?.truncated ?? false) || stdoutBytes > this.capBytes || stderrBytes > this.capBytes;
     return {
-      stdout: decode(this.#kept.stdout, stdoutBytes > this.#keptBytes.stdout),
-      stderr: decode(this.#kept.stderr, stderrBytes > this.#keptBytes.stderr),
+      stdout: decode(this.#kept.stdout, stdoutBytes > this.#keptBytes.stdout, encoding),
+      stderr: decode(this.#kept.stderr, stderrBytes > this.#keptBytes.stderr, encoding),
       stdoutBytes,
       stderrBytes,
       truncated,
@@ -54,7 +57,7 @@ export class OutputCapture {
 }
 
 /** UTF-8 text of the kept bytes; a character cut in half by the cap is dropped, not turned into U+FFFD. */
-function decode(parts: Uint8Array[], cut: boolean): string {
+function decode(parts: Uint8Array[], cut: boolean, encoding: "utf8" | "base64"): string {
   const total = parts.reduce((n, p) => n + p.byteLength, 0);
   const all = new Uint8Array(total);
   let at = 0;
@@ -62,6 +65,9 @@ function decode(parts: Uint8Array[], cut: boolean): string {
     all.set(p, at);
     at += p.byteLength;
   }
+  // base64 keeps every byte exactly (binary output); utf8 text drops a character cut by the cap.
+  if (encoding === "base64")
+    return Buffer.from(all.buffer, all.byteOffset, all.byteLength).toString("base64");
   return new TextDecoder().decode(cut ? all.subarray(0, completeUtf8Length(all)) : all);
 }
 

@@ -1,5 +1,12 @@
 import { Agent, request } from "node:http";
 import { AppError, err, ok, type Result } from "../../shared/errors.ts";
+import {
+  EXEC_SERVER_PATHS,
+  EXEC_SERVER_PORT,
+  FENCE_HEADER,
+  type InspectResult,
+  type ResetResult,
+} from "../sandbox-server/protocol.ts";
 import type { ExecTarget, Scrubber } from "./executor.ts";
 import { podExecToken } from "./pod-token.ts";
 
@@ -24,26 +31,23 @@ export class HttpScrubber implements Scrubber {
   constructor(opts: HttpScrubberOptions) {
     this.#o = {
       poolToken: opts.poolToken,
-      port: opts.port ?? 8080,
+      port: opts.port ?? EXEC_SERVER_PORT,
       timeoutMs: opts.timeoutMs ?? 15_000,
       agent: opts.agent ?? new Agent({ keepAlive: true }),
     };
   }
 
   async scrub(target: ExecTarget): Promise<Result<{ killed: number; removed: number }>> {
-    const reset = await this.#call(target, "POST", "/reset");
+    const reset = await this.#call(target, "POST", EXEC_SERVER_PATHS.reset);
     if (!reset.ok) return reset;
-    const r = reset.value.json as { killed?: unknown; removed?: unknown } | null;
+    // Checked field by field below: a broken or foreign server must not pass for a clean one.
+    const r = reset.value.json as Partial<ResetResult> | null;
     if (reset.value.status !== 200 || typeof r?.killed !== "number" || typeof r.removed !== "number") {
       return err(failure(target, "/reset", reset.value));
     }
-    const inspect = await this.#call(target, "GET", "/inspect");
+    const inspect = await this.#call(target, "GET", EXEC_SERVER_PATHS.inspect);
     if (!inspect.ok) return inspect;
-    const i = inspect.value.json as {
-      processes?: unknown;
-      workspaceEntries?: unknown;
-      tmpEntries?: unknown;
-    } | null;
+    const i = inspect.value.json as Partial<InspectResult> | null;
     if (inspect.value.status !== 200 || i === null || typeof i !== "object") {
       return err(failure(target, "/inspect", inspect.value));
     }
@@ -76,7 +80,7 @@ export class HttpScrubber implements Scrubber {
         agent: this.#o.agent,
         headers: {
           authorization: `Bearer ${podExecToken(this.#o.poolToken, target.namespace, target.pod)}`,
-          "x-fence-token": String(target.fence),
+          [FENCE_HEADER]: String(target.fence),
         },
       });
       const timer = setTimeout(

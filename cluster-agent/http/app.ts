@@ -14,9 +14,11 @@ import {
   type Scope,
 } from "../../shared/api.ts";
 import { AppError, errorResponse, parseOrError, type Result, toAppError } from "../../shared/errors.ts";
+import { POOL_SSE_EVENTS } from "../../shared/events.ts";
 import type { RelayClaims, RelayVerifier } from "../../shared/relay-signing.ts";
 import type { EventBus } from "../events/bus.ts";
 import type { ExecRequestContext } from "../requests/exec-request.ts";
+import { isFileUpload, type SandboxVars } from "../sandboxes/routes.ts";
 import { sseResponse, wantsEventStream } from "./sse.ts";
 
 export interface ChatContext {
@@ -43,13 +45,11 @@ export interface AgentAppDeps {
   ready(): boolean;
   metrics?(): Promise<{ contentType: string; body: string }>;
   logger?: Logger;
+  /** The /v1/sandboxes routes (cluster-agent/sandboxes) and the larger body limit of file uploads. */
+  sandboxes?: { routes: Hono<{ Variables: SandboxVars }>; maxFileBytes: number };
 }
 
-interface Vars {
-  claims: RelayClaims;
-  body: Uint8Array;
-  requestId: string;
-}
+type Vars = SandboxVars;
 
 const EVENTS_PING_MS = 15_000;
 /**
@@ -85,19 +85,17 @@ export function createAgentApp(deps: AgentAppDeps): Hono<{ Variables: Vars }> {
 
   // Every /v1 route is served only for a relay the edge signed for this very request.
   app.use("/v1/*", async (c, next) => {
+    const limit =
+      deps.sandboxes && isFileUpload(c.req.method, c.req.path)
+        ? deps.sandboxes.maxFileBytes
+        : LIMITS.requestBodyBytes;
     const declared = Number(c.req.header("content-length") ?? "0");
-    if (declared > LIMITS.requestBodyBytes) {
-      return errorResponse(
-        new AppError("payload_too_large", `body exceeds ${LIMITS.requestBodyBytes} bytes`),
-        "",
-      );
+    if (declared > limit) {
+      return errorResponse(new AppError("payload_too_large", `body exceeds ${limit} bytes`), "");
     }
     const body = new Uint8Array(await c.req.arrayBuffer());
-    if (body.byteLength > LIMITS.requestBodyBytes) {
-      return errorResponse(
-        new AppError("payload_too_large", `body exceeds ${LIMITS.requestBodyBytes} bytes`),
-        "",
-      );
+    if (body.byteLength > limit) {
+      return errorResponse(new AppError("payload_too_large", `body exceeds ${limit} bytes`), "");
     }
     const url = new URL(c.req.url);
     const verified = await deps.relay.verify({
@@ -187,6 +185,8 @@ export function createAgentApp(deps: AgentAppDeps): Hono<{ Variables: Vars }> {
     return result.ok ? c.json(result.value) : errorResponse(result.error, requestId);
   });
 
+  if (deps.sandboxes) app.route("/", deps.sandboxes.routes);
+
   app.get("/v1/pool", (c) => {
     const denied = requireScope(c.get("claims"), SCOPES.admin);
     if (denied) return errorResponse(denied, c.get("requestId"));
@@ -201,8 +201,8 @@ export function createAgentApp(deps: AgentAppDeps): Hono<{ Variables: Vars }> {
       signal,
       (w) =>
         new Promise<void>((resolve) => {
-          w.send("snapshot", deps.snapshot());
-          const off = deps.bus.on((e) => w.send("pool", e));
+          w.send(POOL_SSE_EVENTS.snapshot, deps.snapshot());
+          const off = deps.bus.on((e) => w.send(POOL_SSE_EVENTS.event, e));
           signal.addEventListener(
             "abort",
             () => {

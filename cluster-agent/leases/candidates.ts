@@ -1,6 +1,9 @@
 import type { V1Lease, V1Pod } from "@kubernetes/client-node";
-import { isPodReady } from "../pool/pod-state.ts";
-import { isLeaseFree } from "./lease-record.ts";
+import type { CacheChange } from "../k8s/watched-cache.ts";
+import type { Clock } from "../pool-state/clock.ts";
+import { holderOf, isLeaseFree, parseHolder } from "../pool-state/lease-record.ts";
+import { isPodReady } from "../pool-state/pod-state.ts";
+import type { PoolStore } from "../pool-state/pool-store.ts";
 
 /** Pods that may be handed out: Ready, not terminating, with a free Lease, and not excluded. */
 export function freePodNames(
@@ -28,4 +31,99 @@ export function rotate<T>(items: readonly T[], start: number): T[] {
   if (n === 0) return [];
   const s = ((start % n) + n) % n;
   return [...items.slice(s), ...items.slice(0, s)];
+}
+
+export interface CandidateChooserOptions {
+  store: PoolStore;
+  agentId: string;
+  clock: Clock;
+  /** How long to leave a pod freed by another replica to that replica's own waiters. */
+  handoffGraceMs: number;
+  random: () => number;
+  /** Pods this replica holds right now. */
+  isHeld: (name: string) => boolean;
+  /** Run the dispatch again (a hand-off grace ran out). */
+  wake: () => void;
+}
+
+/**
+ * Which free pods this replica tries next, and which it leaves alone for now: pods with our own
+ * CAS in flight, pods we just lost a CAS on (until the cache shows a newer Lease), and pods
+ * another replica just freed (that replica serves its own queue first — it knows before anyone
+ * else — so the others hold back for a moment instead of racing it into a 409).
+ */
+export class CandidateChooser {
+  private readonly reserved = new Set<string>();
+  private readonly conflicted = new Map<string, string | undefined>();
+  private readonly freedElsewhere = new Map<string, number>();
+  private rotation: number;
+  private graceTimer: unknown;
+
+  constructor(private readonly o: CandidateChooserOptions) {
+    this.rotation = Math.floor(o.random() * 1_000_000);
+  }
+
+  /** Feed every Lease cache change through here before dispatching. */
+  onLeaseChange(c: CacheChange<V1Lease>): void {
+    const name = c.obj.metadata?.name ?? "";
+    if (c.type === "delete") {
+      this.freedElsewhere.delete(name);
+      this.conflicted.delete(name);
+    } else if (c.type === "update" && holderOf(c.old) && !holderOf(c.obj)) {
+      const prev = parseHolder(holderOf(c.old));
+      if (prev && prev.agentId !== this.o.agentId) this.freedElsewhere.set(name, this.o.clock.now());
+    }
+  }
+
+  reserve(name: string): void {
+    this.reserved.add(name);
+  }
+
+  /** Our CAS on `name` ended; on a loss, skip it until its Lease moves past `lostAt`. */
+  settled(name: string, lostAt?: { resourceVersion: string | undefined }): void {
+    this.reserved.delete(name);
+    if (lostAt) this.conflicted.set(name, lostAt.resourceVersion);
+  }
+
+  /** Free pods to try now, in this replica's rotated order. */
+  next(): string[] {
+    const leases = this.o.store.leases;
+    const names = freePodNames(
+      this.o.store.pods.list(),
+      (n) => leases.get(n),
+      (n) => this.excluded(n, leases.get(n)?.metadata?.resourceVersion),
+    );
+    return rotate(names, this.rotation++);
+  }
+
+  stop(): void {
+    this.o.clock.clearTimeout(this.graceTimer);
+  }
+
+  private excluded(n: string, resourceVersion: string | undefined): boolean {
+    if (this.reserved.has(n) || this.o.isHeld(n)) return true;
+    const freedAt = this.freedElsewhere.get(n);
+    if (freedAt !== undefined) {
+      const left = freedAt + this.o.handoffGraceMs - this.o.clock.now();
+      if (left > 0) {
+        this.wakeIn(left);
+        return true;
+      }
+      this.freedElsewhere.delete(n);
+    }
+    if (!this.conflicted.has(n)) return false;
+    if (this.conflicted.get(n) !== resourceVersion) {
+      this.conflicted.delete(n);
+      return false;
+    }
+    return true;
+  }
+
+  private wakeIn(ms: number): void {
+    if (this.graceTimer !== undefined) return;
+    this.graceTimer = this.o.clock.setTimeout(() => {
+      this.graceTimer = undefined;
+      this.o.wake();
+    }, Math.ceil(ms) + 1);
+  }
 }

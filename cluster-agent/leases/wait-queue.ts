@@ -1,6 +1,23 @@
+import type { Result } from "../../shared/errors.ts";
+import type { LeaseHandle } from "./types.ts";
+
+/** One caller waiting for a pod, from acquire() until it is served, times out, aborts or is shut out. */
+export interface Waiter {
+  tenant: string;
+  requestId: string;
+  holder: string;
+  ttlSeconds: number;
+  enqueuedAt: number;
+  signal: AbortSignal | undefined;
+  settled: boolean;
+  queuedEmitted: boolean;
+  resolve: (r: Result<LeaseHandle>) => void;
+  cleanup: () => void;
+}
+
 /**
  * The per-replica FIFO of callers waiting for a pod. Order is arrival order; a waiter whose
- * tenant is at its cap is skipped (not reordered), so FIFO holds among the eligible ones.
+ * tenant is at its cap is skipped by the dispatch (not reordered), so FIFO holds among the eligible ones.
  */
 export class WaitQueue<W extends { tenant: string }> {
   private items: W[] = [];
@@ -17,10 +34,6 @@ export class WaitQueue<W extends { tenant: string }> {
     return true;
   }
 
-  has(w: W): boolean {
-    return this.items.includes(w);
-  }
-
   position(w: W): number {
     return this.items.indexOf(w);
   }
@@ -32,16 +45,5 @@ export class WaitQueue<W extends { tenant: string }> {
   /** A copy in FIFO order. */
   entries(): W[] {
     return [...this.items];
-  }
-
-  /** The oldest waiter whose tenant may take another lease now. */
-  firstEligible(eligible: (tenant: string) => boolean): W | undefined {
-    return this.items.find((w) => eligible(w.tenant));
-  }
-
-  drain(): W[] {
-    const all = this.items;
-    this.items = [];
-    return all;
   }
 }

@@ -1,19 +1,29 @@
 import type { V1Lease, V1Pod } from "@kubernetes/client-node";
 import type { EventBus } from "../events/bus.ts";
 import type { KubeClients } from "../k8s/client.ts";
-import { isNotFound, k8sFailure } from "../k8s/errors.ts";
-import { microNow } from "../k8s/microtime.ts";
+import { isConflict, isNotFound, k8sFailure } from "../k8s/errors.ts";
 import { withTimeout } from "../k8s/with-timeout.ts";
-import { holderOf, parseHolder, recordKey, requestIdOf, tenantOf } from "../leases/lease-record.ts";
-import { ObservedExpiry } from "../leases/observed-expiry.ts";
-import type { PoolCaches } from "./caches.ts";
-import { POOL_LABELS } from "./labels.ts";
-import { isFinished, isPodReady, isPoolMember } from "./pod-state.ts";
+import type { PoolCaches } from "../pool-state/caches.ts";
+import { deletePodAndLease } from "../pool-state/delete-pod-and-lease.ts";
+import { type FailureLog, logFailure } from "../pool-state/failure-log.ts";
+import { POOL_LABELS } from "../pool-state/labels.ts";
+import {
+  claimedLease,
+  holderOf,
+  parseHolder,
+  recordKey,
+  requestIdOf,
+  tenantOf,
+} from "../pool-state/lease-record.ts";
+import { ObservedExpiry } from "../pool-state/observed-expiry.ts";
+import { isFinished, isPodReady, isPoolMember } from "../pool-state/pod-state.ts";
+import { isSandboxLease, sandboxIdOf, sandboxLifetimeOver } from "../sandboxes/record.ts";
 
 export interface PoolControllerOptions {
   clients: KubeClients;
   caches: PoolCaches;
   bus: EventBus;
+  log: FailureLog;
   namespace: string;
   poolSize: number;
   leaseTtlSeconds: number;
@@ -116,8 +126,8 @@ export class PoolController {
           this.again = false;
           await this.reconcile();
         } while (this.again && this.active);
-      } catch {
-        // The next tick retries.
+      } catch (e) {
+        logFailure(this.o.log, "pool reconcile failed; the next tick retries", e);
       } finally {
         this.running = false;
       }
@@ -170,7 +180,16 @@ export class PoolController {
       this.creating.delete(name);
       if (holderOf(lease)) {
         const durationMs = (lease.spec?.leaseDurationSeconds ?? this.o.leaseTtlSeconds) * 1000;
-        if (this.expiry.isExpired(name, recordKey(lease), durationMs)) {
+        const expired = this.expiry.isExpired(name, recordKey(lease), durationMs);
+        // A sandbox's Lease expires when idle (duration = idle timeout) or past its max lifetime.
+        if (expired || sandboxLifetimeOver(lease, Date.now())) {
+          if (isSandboxLease(lease))
+            this.o.bus.emit({
+              type: "sandbox.expired",
+              pod: name,
+              tenant: tenantOf(lease),
+              data: { sandboxId: sandboxIdOf(lease) ?? "", reason: expired ? "idle" : "max lifetime" },
+            });
           const holder = parseHolder(holderOf(lease));
           this.o.bus.emit({
             type: "lease.expired",
@@ -210,12 +229,14 @@ export class PoolController {
       else if (!key.startsWith("lease:") && !podByName.has(key)) this.orphanSince.delete(key);
     }
 
-    const count = members.length + this.pendingCreates;
+    // Pods held by sandboxes live outside the warm pool: taking one never shrinks it below target.
+    const pooled = members.filter((p) => !isSandboxLease(leaseByName.get(p.metadata?.name ?? "")));
+    const count = pooled.length + this.pendingCreates;
     if (count < this.poolSize) {
       for (let i = count; i < this.poolSize; i++) work.push(this.createPod());
-    } else if (members.length > this.poolSize) {
+    } else if (pooled.length > this.poolSize) {
       // Scale down: pods that are not Ready first, then free ones; never a held one.
-      const excess = members.length - this.poolSize;
+      const excess = pooled.length - this.poolSize;
       const free = members.filter((p) => !holderOf(leaseByName.get(p.metadata?.name ?? "") ?? {}));
       free.sort((a, b) => Number(isPodReady(a)) - Number(isPodReady(b)));
       for (const p of free.slice(0, excess)) {
@@ -241,7 +262,10 @@ export class PoolController {
           "create pod",
         );
       } catch (e) {
-        if (k8sFailure(e).code !== 409) break;
+        if (k8sFailure(e).code !== 409) {
+          logFailure(this.o.log, "create pod failed", e);
+          break;
+        }
       }
     }
     if (!pod) {
@@ -273,8 +297,8 @@ export class PoolController {
         "create lease",
       );
       this.o.caches.leases.observe(created);
-    } catch {
-      // Left for the orphan rule: the pod without its Lease is deleted after the grace.
+    } catch (e) {
+      logFailure(this.o.log, "create lease failed; the pod is left for the orphan rule", e, { pod: name });
       this.creating.delete(name);
     }
   }
@@ -285,62 +309,35 @@ export class PoolController {
    */
   private async scaleDown(name: string, lease: V1Lease | undefined): Promise<void> {
     if (!lease) return this.recycle(name, "scale down");
-    const now = microNow();
+    let claimed: V1Lease;
     try {
-      const claimed = await this.o.caches.replaceLease(
-        {
-          ...lease,
-          spec: {
-            ...lease.spec,
-            holderIdentity: "pool-controller/scale-down",
-            acquireTime: now,
-            renewTime: now,
-            leaseTransitions: (lease.spec?.leaseTransitions ?? 0) + 1,
-          },
-        },
+      claimed = await this.o.caches.replaceLease(
+        claimedLease(lease, { holder: "pool-controller/scale-down" }),
         this.timeoutMs,
         "claim lease",
       );
-      await this.recycle(name, "scale down", claimed);
-    } catch {
+    } catch (e) {
       // Taken by a replica (409) or unreachable: it stays; the next reconcile looks again.
+      if (!isConflict(k8sFailure(e))) logFailure(this.o.log, "scale-down claim failed", e, { pod: name });
+      return;
     }
+    await this.recycle(name, "scale down", claimed);
   }
 
-  /** Delete pod and Lease (replace): the next reconcile brings a fresh pod. */
+  /**
+   * Delete pod and Lease (replace): the next reconcile brings a fresh pod. With `lease`, the Lease
+   * delete is conditional on what we judged (expired, claimed): a renewal that lands meanwhile wins.
+   */
   private async recycle(name: string, reason: string, lease?: V1Lease): Promise<void> {
     if (this.deleting.has(name)) return;
     this.deleting.add(name);
     try {
-      const ns = this.o.namespace;
-      if (lease) {
-        // Conditional on what we judged expired: a renewal that lands meanwhile makes this a 409.
-        try {
-          await withTimeout(
-            this.o.clients.coordination.deleteNamespacedLease({
-              name,
-              namespace: ns,
-              body: { preconditions: { resourceVersion: lease.metadata?.resourceVersion } },
-            }),
-            this.timeoutMs,
-            `delete lease ${name}`,
-          );
-        } catch (e) {
-          const f = k8sFailure(e);
-          if (!isNotFound(f)) return;
-        }
-        this.o.caches.leases.forget(name);
-      }
-      try {
-        await withTimeout(
-          this.o.clients.core.deleteNamespacedPod({ name, namespace: ns }),
-          this.timeoutMs,
-          `delete pod ${name}`,
-        );
-      } catch (e) {
-        if (!isNotFound(k8sFailure(e))) return;
-      }
-      if (!lease) await this.deleteLease(name);
+      const done = await deletePodAndLease(this.o.caches, name, {
+        timeoutMs: this.timeoutMs,
+        log: this.o.log,
+        leaseResourceVersion: lease?.metadata?.resourceVersion,
+      });
+      if (!done) return;
       // pod.deleted itself comes from the cache once the kubelet has really removed the pod.
       this.recycled.push({ name, reason });
       if (this.recycled.length > 100) this.recycled.shift();
@@ -351,14 +348,12 @@ export class PoolController {
 
   private async deleteLease(name: string): Promise<void> {
     try {
-      await withTimeout(
-        this.o.clients.coordination.deleteNamespacedLease({ name, namespace: this.o.namespace }),
-        this.timeoutMs,
-        `delete lease ${name}`,
-      );
-    } catch {
+      await this.o.caches.deleteLease(name, this.timeoutMs);
+    } catch (e) {
       // 404: already gone; anything else: the next reconcile retries.
+      if (!isNotFound(k8sFailure(e)))
+        logFailure(this.o.log, "delete of an orphan lease failed", e, { pod: name });
+      this.o.caches.leases.forget(name);
     }
-    this.o.caches.leases.forget(name);
   }
 }

@@ -4,13 +4,15 @@ import type { KubeClients } from "../k8s/client.ts";
 import { isConflict, isNotFound, k8sFailure } from "../k8s/errors.ts";
 import { microNow, toMicroTime } from "../k8s/microtime.ts";
 import { withTimeout } from "../k8s/with-timeout.ts";
-import { recordKey } from "../leases/lease-record.ts";
-import { ObservedExpiry } from "../leases/observed-expiry.ts";
-import { LEADER_LEASE_NAME } from "./labels.ts";
+import { type FailureLog, logFailure } from "../pool-state/failure-log.ts";
+import { LEADER_LEASE_NAME } from "../pool-state/labels.ts";
+import { recordKey } from "../pool-state/lease-record.ts";
+import { ObservedExpiry } from "../pool-state/observed-expiry.ts";
 
 export interface LeaderElectorOptions {
   clients: KubeClients;
   bus: EventBus;
+  log: FailureLog;
   namespace: string;
   identity: string;
   leaseDurationSeconds: number;
@@ -57,17 +59,20 @@ export class LeaderElector {
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
-    await this.running?.catch(() => undefined);
+    await this.running; // tryAcquireOrRenew handles its own errors
     if (this.leading) {
       this.setLeading(false);
-      await this.giveUp().catch(() => undefined);
+      // Best effort: without it a successor waits one lease duration instead.
+      await this.giveUp().catch((e: unknown) =>
+        logFailure(this.o.log, "giving up the leader lease failed", e),
+      );
     }
   }
 
   private loop(): void {
     if (this.stopped) return;
     this.running = this.tryAcquireOrRenew()
-      .catch(() => undefined)
+      .catch((e: unknown) => logFailure(this.o.log, "leader election round failed", e))
       .finally(() => {
         this.running = undefined;
         if (this.stopped) return;
@@ -98,7 +103,7 @@ export class LeaderElector {
       );
     } catch (e) {
       const f = k8sFailure(e);
-      if (!isNotFound(f)) return this.renewFailed();
+      if (!isNotFound(f)) return this.renewFailed("read leader lease", e);
       const now = microNow();
       try {
         await withTimeout(
@@ -122,8 +127,8 @@ export class LeaderElector {
         );
         this.lastRenew = this.now();
         this.setLeading(true);
-      } catch {
-        this.renewFailed();
+      } catch (e) {
+        this.renewFailed("create leader lease", e);
       }
       return;
     }
@@ -165,23 +170,29 @@ export class LeaderElector {
       if (isConflict(k8sFailure(e))) {
         // Another replica wrote first; only a leader that is sure it lost steps down at once.
         if (!mine) this.setLeading(false);
-        else this.renewFailed();
+        else this.renewFailed("renew leader lease", e);
         return;
       }
-      this.renewFailed();
+      this.renewFailed("renew leader lease", e);
     }
   }
 
   /** client-go's renew deadline: a leader that could not renew for 2/3 of the duration stops acting as one. */
-  private renewFailed(): void {
+  private renewFailed(what: string, e: unknown): void {
+    logFailure(this.o.log, `${what} failed`, e);
     if (this.leading && this.now() - this.lastRenew >= (this.durationMs * 2) / 3) this.setLeading(false);
   }
 
   private async giveUp(): Promise<void> {
     const api = this.o.clients.coordination;
-    const current = await api.readNamespacedLease({ name: LEADER_LEASE_NAME, namespace: this.o.namespace });
+    const timeoutMs = Math.max(1000, this.durationMs / 3);
+    const current = await withTimeout(
+      api.readNamespacedLease({ name: LEADER_LEASE_NAME, namespace: this.o.namespace }),
+      timeoutMs,
+      "read leader lease",
+    );
     if (current.spec?.holderIdentity !== this.o.identity) return;
-    await api.replaceNamespacedLease({
+    const release = api.replaceNamespacedLease({
       name: LEADER_LEASE_NAME,
       namespace: this.o.namespace,
       body: {
@@ -195,5 +206,6 @@ export class LeaderElector {
         },
       },
     });
+    await withTimeout(release, timeoutMs, "give up leader lease");
   }
 }

@@ -4,7 +4,7 @@ import type { V1Pod } from "@kubernetes/client-node";
 import { z } from "zod";
 import baseTemplate from "../../k8s/base/sandbox-pod-template.json" with { type: "json" };
 import { AppError, err, ok, type Result } from "../../shared/errors.ts";
-import { POOL_LABELS } from "./labels.ts";
+import { POOL_LABELS } from "../pool-state/labels.ts";
 
 /** The env var the exec server reads its token from: this pod's own token, never the pool token. */
 export const EXEC_TOKEN_ENV = "POOL_TOKEN";

@@ -2,19 +2,23 @@ import { realpath, stat } from "node:fs/promises";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { FenceMark, makeTokenCheck } from "./auth.ts";
 import type { ServerConfig } from "./config.ts";
+import { handleFiles } from "./file-routes.ts";
 import { killEveryoneElse, otherProcesses, ownsPidNamespace } from "./processes.ts";
+import {
+  type ExecServerErrorBody,
+  type ExecServerErrorCode,
+  encodeFrame,
+  FENCE_HEADER,
+  type InspectResult,
+  type OutputFrame,
+  EXEC_SERVER_PATHS as PATHS,
+  type ResetResult,
+} from "./protocol.ts";
 import { isInside, parseExecBody, readBody } from "./request.ts";
 import { type RunningCommand, startCommand } from "./run-command.ts";
 import { countEntries, emptyDir } from "./workspace.ts";
 
-type ErrorCode =
-  | "invalid_request"
-  | "unauthenticated"
-  | "stale_lease"
-  | "payload_too_large"
-  | "not_found"
-  | "reset_refused"
-  | "internal";
+type ErrorCode = ExecServerErrorCode;
 
 function sendJson(res: ServerResponse, status: number, body: unknown): void {
   const text = JSON.stringify(body);
@@ -27,7 +31,8 @@ function sendJson(res: ServerResponse, status: number, body: unknown): void {
 }
 
 function sendError(res: ServerResponse, status: number, code: ErrorCode, message: string): void {
-  sendJson(res, status, { error: { code, message } });
+  const body: ExecServerErrorBody = { error: { code, message } };
+  sendJson(res, status, body);
 }
 
 const SAFE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -56,7 +61,7 @@ export function createSandboxServer(config: ServerConfig): SandboxServer {
   };
 
   const checkFence = (req: IncomingMessage, res: ServerResponse): number | undefined => {
-    const verdict = fence.check(req.headers["x-fence-token"]);
+    const verdict = fence.check(req.headers[FENCE_HEADER]);
     if (!verdict.ok) {
       sendError(
         res,
@@ -108,10 +113,10 @@ export function createSandboxServer(config: ServerConfig): SandboxServer {
     let clientGone = false;
     let paused = false;
     let cmd: RunningCommand | undefined;
-    const write = (line: string) => {
+    const write = (frame: OutputFrame) => {
       if (clientGone || res.writableEnded) return;
       // A slow reader pauses the pipes (bounded memory); the command then blocks on write.
-      if (!res.write(`${line}\n`) && cmd && !paused) {
+      if (!res.write(encodeFrame(frame)) && cmd && !paused) {
         paused = true;
         cmd.pause();
         res.once("drain", () => {
@@ -127,7 +132,7 @@ export function createSandboxServer(config: ServerConfig): SandboxServer {
       env,
       stdin: body.value.stdin,
       outputCapBytes: config.outputCapBytes,
-      onChunk: (stream, chunk) => write(JSON.stringify({ type: stream, data: chunk.toString("base64") })),
+      onChunk: (stream, chunk) => write({ type: stream, data: chunk.toString("base64") }),
     });
     if (!started.ok) {
       sendError(res, 500, "internal", started.message);
@@ -155,7 +160,7 @@ export function createSandboxServer(config: ServerConfig): SandboxServer {
       res.destroy();
       return;
     }
-    res.end(`${JSON.stringify({ type: "result", ...result })}\n`);
+    res.end(encodeFrame({ type: "result", ...result }));
   }
 
   async function handleReset(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -179,28 +184,43 @@ export function createSandboxServer(config: ServerConfig): SandboxServer {
       sendError(res, 500, "internal", `${remaining} processes survived the reset`);
       return;
     }
-    sendJson(res, 200, { killed, removed });
+    const reset: ResetResult = { killed, removed };
+    sendJson(res, 200, reset);
   }
 
   async function handleInspect(req: IncomingMessage, res: ServerResponse): Promise<void> {
     if (!authorize(req, res)) return;
     req.resume();
-    sendJson(res, 200, {
+    const inspect: InspectResult = {
       processes: otherProcesses().length,
       workspaceEntries: await countEntries(config.workspace),
       tmpEntries: await countEntries(config.tmpDir),
       fence: fence.highest,
-    });
+    };
+    sendJson(res, 200, inspect);
+  }
+
+  async function handleFileRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    if (!authorize(req, res)) return;
+    // A holder whose lease was taken over must not touch the new holder's files.
+    if (checkFence(req, res) === undefined) {
+      req.resume();
+      return;
+    }
+    await handleFiles(req, res, config.workspace, (r, status, code, message) =>
+      sendError(r, status, code as ErrorCode, message),
+    );
   }
 
   const route = async (req: IncomingMessage, res: ServerResponse) => {
     const path = (req.url ?? "/").split("?")[0];
-    if (path === "/health" && (req.method === "GET" || req.method === "HEAD")) {
+    if (path === PATHS.health && (req.method === "GET" || req.method === "HEAD")) {
       req.resume();
       sendJson(res, 200, { ok: true });
-    } else if (path === "/exec" && req.method === "POST") await handleExec(req, res);
-    else if (path === "/reset" && req.method === "POST") await handleReset(req, res);
-    else if (path === "/inspect" && req.method === "GET") await handleInspect(req, res);
+    } else if (path === PATHS.exec && req.method === "POST") await handleExec(req, res);
+    else if (path === PATHS.reset && req.method === "POST") await handleReset(req, res);
+    else if (path === PATHS.inspect && req.method === "GET") await handleInspect(req, res);
+    else if (path === PATHS.files) await handleFileRequest(req, res);
     else {
       req.resume();
       sendError(res, 404, "not_found", `no route ${req.method} ${path}`);

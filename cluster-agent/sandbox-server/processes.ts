@@ -3,7 +3,8 @@ import { basename } from "node:path";
 
 /**
  * True only when this server runs in a PID namespace of its own (a pod, or a bubblewrap sandbox):
- * it is the namespace's init (pid 1), or its pid is 2 under a bubblewrap init. On a host, pid 1 is
+ * it is the namespace's init (pid 1), it runs under a bubblewrap or devcluster container init, or
+ * its pid is 2 under another non-host init. On a host, pid 1 is
  * the system init and pid 2 is kthreadd, so a developer or test running the server there can never
  * have /reset kill anything else on the machine.
  */
@@ -13,6 +14,8 @@ export function ownsPidNamespace(procDir = "/proc"): boolean {
   if (init === undefined) return false;
   const initName = basename(init[0] ?? "");
   if (initName === "bwrap") return true;
+  // devcluster's container init (`sh -c SCRIPT devcluster-init CMD…`): runc itself uses the first pids.
+  if (init[3] === "devcluster-init") return true;
   // pid 2 under an init that is not the host's (a minimal container init such as tini/dumb-init).
   return process.pid === 2 && initName !== "init" && initName !== "systemd";
 }

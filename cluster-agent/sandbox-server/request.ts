@@ -1,5 +1,6 @@
 import type { IncomingMessage } from "node:http";
 import { posix } from "node:path";
+import type { ExecRequestBody } from "./protocol.ts";
 
 /** Mirrors shared/api.ts LIMITS; duplicated because this program imports nothing outside its folder. */
 export const MAX_BODY_BYTES = 2 * 1024 * 1024;
@@ -10,13 +11,7 @@ const MAX_ENV_ENTRIES = 64;
 const MAX_ENV_VALUE_BYTES = 32 * 1024;
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/;
 
-export interface ExecBody {
-  command: string;
-  timeoutMs: number;
-  stdin?: string;
-  cwd?: string;
-  env?: Record<string, string>;
-}
+export type ExecBody = ExecRequestBody;
 
 export type Parsed<T> = { ok: true; value: T } | { ok: false; status: 400 | 413; message: string };
 

@@ -1,5 +1,6 @@
 import { spawn } from "node:child_process";
 import type { Readable } from "node:stream";
+import type { ExecResultFields } from "./protocol.ts";
 
 export interface RunOptions {
   command: string;
@@ -12,15 +13,7 @@ export interface RunOptions {
   onChunk(stream: "stdout" | "stderr", chunk: Buffer): void;
 }
 
-export interface RunResult {
-  exitCode: number | null;
-  signal: string | null;
-  timedOut: boolean;
-  truncated: boolean;
-  stdoutBytes: number;
-  stderrBytes: number;
-  durationMs: number;
-}
+export type RunResult = ExecResultFields;
 
 export interface RunningCommand {
   /** Settles once the shell has exited and its output has been drained (or given up on). */

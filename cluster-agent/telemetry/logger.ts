@@ -96,10 +96,6 @@ export function withRequestContext<T>(ctx: RequestContext, fn: () => T): T {
   return requestContext.run(ctx, fn);
 }
 
-export function currentRequestContext(): RequestContext | undefined {
-  return requestContext.getStore();
-}
-
 export interface LoggerOptions {
   level?: string;
   /** Where lines go (default stdout). Tests pass a stream that collects lines. */

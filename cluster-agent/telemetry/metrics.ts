@@ -1,5 +1,6 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
-import type { PodState, PoolEvent, PoolSnapshot } from "../../shared/api.ts";
+import type { PodState, PoolSnapshot } from "../../shared/api.ts";
+import type { PoolEvent, PoolEventOf } from "../../shared/events.ts";
 
 /*
  * Prometheus metrics for the agent. They are derived from bus events in ONE place
@@ -7,13 +8,10 @@ import type { PodState, PoolEvent, PoolSnapshot } from "../../shared/api.ts";
  * never touch metrics. The one exception is the tunnel gauge: tunnel state is not a pool event,
  * so the tunnel client calls `metrics.setTunnelConnected()`.
  *
- * Event fields read (beyond type/pod/requestId):
- *   lease.acquired  data.acquireMs (acquire latency, queue included), data.queueMs (0 if none)
- *   lease.released / lease.expired   data.recycle === "replace" (or data.recycling === true): the
- *                   pod counts as recycling until pod.ready/pod.deleted
- *   queue.timeout   data.waitedMs;  queue.left  data.reason ("aborted" | "shutdown" observed; a
- *                   served waiter is observed through lease.acquired, a timed-out one through queue.timeout)
- *   exec.finished   data.durationMs, data.exitCode, data.timedOut?, data.error? (a code string)
+ * Events are the typed union of shared/events.ts, so every field read here is one the agent sends.
+ * A replaced pod (lease.released/expired with recycle "replace") counts as recycling until
+ * pod.ready/pod.deleted. queue.left observes "aborted" and "shutdown" waits only: a served waiter
+ * is observed through lease.acquired, a timed-out one through queue.timeout.
  */
 
 export const POD_STATES: readonly PodState[] = ["starting", "ready", "leased", "recycling", "failed"];
@@ -33,6 +31,11 @@ export interface AgentMetrics {
   readonly tunnelConnected: Gauge;
   readonly events: Counter<"type">;
   setTunnelConnected(connected: boolean): void;
+  /** Sandboxes (cluster-agent/sandboxes) by state, read from the Lease cache at each scrape. */
+  readonly sandboxes: Gauge<"state">;
+  readonly sandboxEvents: Counter<"event">;
+  readonly fileBytes: Counter<"direction">;
+  addFileBytes(direction: "in" | "out", bytes: number): void;
   /** Run at every scrape before the pool gauges are read (set by subscribeMetrics). */
   beforeCollect: (() => void) | null;
 }
@@ -134,6 +137,27 @@ export function createMetrics(opts: MetricsOptions = {}): AgentMetrics {
     setTunnelConnected(connected: boolean) {
       tunnelConnected.set(connected ? 1 : 0);
     },
+    sandboxes: new Gauge({
+      name: "pi_sandbox_sandboxes",
+      help: "Sandboxes that live across requests, by state (this cluster, from the Lease cache).",
+      labelNames: ["state"] as const,
+      registers,
+    }),
+    sandboxEvents: new Counter({
+      name: "pi_sandbox_sandbox_events_total",
+      help: "Sandbox creations, deletions and expirations seen by this agent.",
+      labelNames: ["event"] as const,
+      registers,
+    }),
+    fileBytes: new Counter({
+      name: "pi_sandbox_file_bytes_total",
+      help: "Bytes moved by the sandbox files API, by direction (in = written to a sandbox).",
+      labelNames: ["direction"] as const,
+      registers,
+    }),
+    addFileBytes(direction: "in" | "out", bytes: number) {
+      if (bytes > 0) this.fileBytes.inc({ direction }, bytes);
+    },
   };
   return metrics;
 }
@@ -143,13 +167,14 @@ export interface EventSource {
   on(listener: (e: PoolEvent) => void): () => void;
 }
 
-const seconds = (ms: unknown): number | null =>
-  typeof ms === "number" && Number.isFinite(ms) && ms >= 0 ? ms / 1000 : null;
+const seconds = (ms: number): number | null => (Number.isFinite(ms) && ms >= 0 ? ms / 1000 : null);
 
-function execResult(data: Record<string, unknown>): "ok" | "nonzero" | "timeout" | "killed" | "error" {
-  if (data.timedOut === true) return "timeout";
-  if (typeof data.error === "string") return "error";
-  if (typeof data.exitCode !== "number") return "killed"; // no exit code: ended by a signal
+function execResult(
+  data: PoolEventOf<"exec.finished">["data"],
+): "ok" | "nonzero" | "timeout" | "killed" | "error" {
+  if (data.timedOut) return "timeout";
+  if (data.error !== undefined) return "error";
+  if (data.exitCode === null) return "killed"; // no exit code: ended by a signal
   return data.exitCode === 0 ? "ok" : "nonzero";
 }
 
@@ -202,7 +227,6 @@ export function subscribeMetrics(
   publishQueue();
 
   const off = bus.on((e) => {
-    const data = e.data ?? {};
     metrics.events.inc({ type: e.type });
     switch (e.type) {
       case "pod.created":
@@ -216,9 +240,9 @@ export function subscribeMetrics(
         break;
       case "lease.acquired": {
         metrics.acquisitions.inc();
-        const acquire = seconds(data.acquireMs);
+        const acquire = seconds(e.data.acquireMs);
         if (acquire !== null) metrics.acquireDuration.observe(acquire);
-        const queued = seconds(data.queueMs);
+        const queued = seconds(e.data.queueMs);
         if (queued !== null) metrics.queueWait.observe({ outcome: "acquired" }, queued);
         unqueue(e.requestId);
         setPod(e.pod, "leased", e.requestId ?? null);
@@ -232,7 +256,8 @@ export function subscribeMetrics(
         const p = e.pod ? pods.get(e.pod) : undefined;
         // A stale release (the pod already went to another request) must not free the pod.
         if (p && p.state === "leased" && (!e.requestId || !p.requestId || p.requestId === e.requestId)) {
-          setPod(e.pod, data.recycling === true || data.recycle === "replace" ? "recycling" : "ready");
+          const replaced = e.type !== "lease.lost" && e.data.recycle === "replace";
+          setPod(e.pod, replaced ? "recycling" : "ready");
         }
         break;
       }
@@ -244,8 +269,8 @@ export function subscribeMetrics(
         break;
       case "queue.left": {
         unqueue(e.requestId);
-        const waited = seconds(data.waitedMs);
-        const reason = data.reason;
+        const waited = seconds(e.data.waitedMs);
+        const reason = e.data.reason;
         if ((reason === "aborted" || reason === "shutdown") && waited !== null) {
           metrics.queueWait.observe({ outcome: reason }, waited);
         }
@@ -254,18 +279,24 @@ export function subscribeMetrics(
       case "queue.timeout": {
         unqueue(e.requestId);
         metrics.queueTimeouts.inc();
-        const waited = seconds(data.waitedMs);
+        const waited = seconds(e.data.waitedMs);
         if (waited !== null) metrics.queueWait.observe({ outcome: "timeout" }, waited);
         break;
       }
       case "exec.finished": {
-        const d = seconds(data.durationMs);
-        if (d !== null) metrics.execDuration.observe({ result: execResult(data) }, d);
+        const d = seconds(e.data.durationMs);
+        if (d !== null) metrics.execDuration.observe({ result: execResult(e.data) }, d);
         break;
       }
+      case "sandbox.created":
+      case "sandbox.deleted":
+      case "sandbox.expired":
+        metrics.sandboxEvents.inc({ event: e.type.slice("sandbox.".length) });
+        break;
       case "exec.started":
       case "lease.renewed":
       case "pool.leader":
+      case "sandbox.used":
         break;
     }
     if (e.type.startsWith("pod.") || e.type.startsWith("lease.")) publishPods();

@@ -35,6 +35,8 @@ export interface TunnelClientOptions {
   edgeUrl: string;
   region: string;
   agentId: string;
+  /** The cluster this agent serves (announced in its login token; default "default"). */
+  cluster?: string;
   /** The region's agent private key (Ed25519 JWK). */
   privateJwk: JWK;
   handler: (request: Request) => Promise<Response>;
@@ -127,6 +129,7 @@ export function startTunnelClient(opts: TunnelClientOptions): TunnelClient {
         privateJwk: opts.privateJwk,
         agentId: opts.agentId,
         region: opts.region,
+        ...(opts.cluster !== undefined ? { cluster: opts.cluster } : {}),
       });
     } catch (e) {
       log.warn({ err: String(e) }, "tunnel: cannot sign agent token");

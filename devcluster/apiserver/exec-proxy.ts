@@ -16,6 +16,31 @@ export interface ExecTarget {
   url: string;
 }
 
+/** What the API server presents to kubelets and the CA their serving certificates chain to. */
+export interface KubeletClientTls {
+  cert: string;
+  key: string;
+  ca: string;
+}
+
+/** Client-facing stream flags → the names a kubelet reads (as kube-apiserver's ExecLocation maps them). */
+const KUBELET_PARAMS: Record<string, string> = {
+  stdin: "input",
+  stdout: "output",
+  stderr: "error",
+  tty: "tty",
+};
+
+function kubeletQuery(query: URLSearchParams): string {
+  const out = new URLSearchParams();
+  for (const c of query.getAll("command")) out.append("command", c);
+  for (const [from, to] of Object.entries(KUBELET_PARAMS)) {
+    const v = query.get(from);
+    if (v !== null) out.set(to, ["1", "true"].includes(v) ? "1" : "0");
+  }
+  return out.toString();
+}
+
 /**
  * Resolves pod → node → kubelet endpoint for `pods/exec`, with the real server's errors:
  * 404 for a missing pod, 400 when it has no node, is completed, or the container is unknown.
@@ -55,8 +80,8 @@ export function resolveExec(
   }
   const host = ip.includes(":") ? `[${ip}]` : ip;
   const path = `/exec/${encodeURIComponent(namespace)}/${encodeURIComponent(pod)}/${encodeURIComponent(container)}`;
-  const qs = query.toString();
-  return { url: `ws://${host}:${port}${path}${qs === "" ? "" : `?${qs}`}` };
+  const qs = kubeletQuery(query);
+  return { url: `wss://${host}:${port}${path}${qs === "" ? "" : `?${qs}`}` };
 }
 
 export function writeHttpError(socket: Duplex, e: StatusError): void {
@@ -100,7 +125,7 @@ export function proxyExec(
   socket: Duplex,
   head: Buffer,
   target: ExecTarget,
-  kubeletToken: string,
+  tls: KubeletClientTls,
   track: (ws: WebSocket) => void,
   onDone: (code: number) => void,
 ): void {
@@ -108,8 +133,11 @@ export function proxyExec(
     .split(",")
     .map((p) => p.trim())
     .filter((p) => p !== "");
+  // As kube-apiserver dials a kubelet: TLS, verified against the kubelet CA, with a client certificate.
   const upstream = new WebSocket(target.url, offered, {
-    headers: { Authorization: `Bearer ${kubeletToken}` },
+    cert: tls.cert,
+    key: tls.key,
+    ca: tls.ca,
     handshakeTimeout: DIAL_TIMEOUT_MS,
     perMessageDeflate: false,
   });

@@ -281,7 +281,7 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
         socket,
         head,
         target,
-        opts.kubeletToken,
+        opts.kubeletClient,
         (ws) => {
           sockets.add(ws);
           ws.on("close", () => sockets.delete(ws));

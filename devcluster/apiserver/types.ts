@@ -1,3 +1,4 @@
+import type { KubeletClientTls } from "./exec-proxy.ts";
 /** A JSON object as it travels on the wire and sits in the store. */
 export type Json = string | number | boolean | null | Json[] | { [key: string]: Json };
 export type JsonObject = { [key: string]: Json };
@@ -18,8 +19,8 @@ export interface AuditEntry {
 export interface ApiServerOptions {
   /** token → username; any other bearer token (or none) gets 401. */
   tokens: Record<string, string>;
-  /** Sent as `Authorization: Bearer <kubeletToken>` when proxying exec to a kubelet. */
-  kubeletToken: string;
+  /** `--kubelet-client-certificate/-key` and `--kubelet-certificate-authority`: how exec dials kubelets. */
+  kubeletClient: KubeletClientTls;
   audit?: (e: AuditEntry) => void;
   /** 0 (default) picks a free port. */
   port?: number;

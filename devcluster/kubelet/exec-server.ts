@@ -1,11 +1,12 @@
 import type { ChildProcess } from "node:child_process";
-import { timingSafeEqual } from "node:crypto";
-import { createServer, type IncomingMessage, type Server } from "node:http";
+import type { IncomingMessage } from "node:http";
+import { createServer, type Server } from "node:https";
 import { constants } from "node:os";
 import type { Duplex } from "node:stream";
+import type { TLSSocket } from "node:tls";
 import { type WebSocket, WebSocketServer } from "ws";
-import { spawnInSandbox } from "./exec-process.ts";
-import type { Sandbox } from "./sandbox.ts";
+import type { Container } from "./container.ts";
+import { type ExecProcess, killExec, startExec } from "./exec-process.ts";
 
 /** Subprotocols whose channel 3 carries a JSON Status (v4 and v5), best first. */
 const PROTOCOLS = ["v5.channel.k8s.io", "v4.channel.k8s.io"];
@@ -23,19 +24,30 @@ export type SandboxLookup = (
   namespace: string,
   pod: string,
   container: string,
-) => { ok: true; sandbox: Sandbox } | { ok: false; message: string };
+) => { ok: true; sandbox: Container } | { ok: false; message: string };
 
 export interface ExecServer {
   port: number;
   close(): Promise<void>;
 }
 
+/** The kubelet's serving certificate and the CA its clients' certificates must chain to. */
+export interface ExecServerTls {
+  cert: string;
+  key: string;
+  clientCA: string;
+}
+
 /**
- * The kubelet's exec endpoint: `/exec/{ns}/{pod}/{container}?command=…&stdin=&stdout=&stderr=`
- * over WebSocket with the Kubernetes channel protocol, authenticated with the kubelet token.
+ * The kubelet's exec endpoint as a real kubelet serves it: HTTPS, clients authenticated by a
+ * certificate from `clientCA` (the API server's `--kubelet-client-certificate`; a connection
+ * without one fails the TLS handshake), `/exec/{ns}/{pod}/{container}?command=…&input=&output=&error=&tty=`
+ * over WebSocket with the v5/v4 channel protocols. Commands run with `runc exec`.
  */
 export async function startExecServer(opts: {
-  token: string;
+  tls: ExecServerTls;
+  /** Where `runc exec` writes each process's host PID (to kill it when its caller goes). */
+  scratchDir: string;
   lookup: SandboxLookup;
   log: (msg: string) => void;
 }): Promise<ExecServer> {
@@ -44,30 +56,44 @@ export async function startExecServer(opts: {
     perMessageDeflate: false,
     handleProtocols: (offered) => PROTOCOLS.find((p) => offered.has(p)) ?? false,
   });
-  const children = new Set<ChildProcess>();
+  const children = new Set<ExecProcess>();
   // Shutting down: sockets are dropped without a status frame, as when a real kubelet goes away.
   const state = { closing: false };
-  const server: Server = createServer((_req, res) => {
-    res.writeHead(404, { "content-type": "text/plain" }).end("404 page not found\n");
-  });
+  const server: Server = createServer(
+    {
+      cert: opts.tls.cert,
+      key: opts.tls.key,
+      ca: opts.tls.clientCA,
+      requestCert: true,
+      rejectUnauthorized: true,
+      minVersion: "TLSv1.2",
+    },
+    (_req, res) => {
+      res.writeHead(404, { "content-type": "text/plain" }).end("404 page not found\n");
+    },
+  );
+  server.on("tlsClientError", () => {});
   server.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     const reject = (code: number, text: string) => {
       socket.end(
         `HTTP/1.1 ${code} ${text}\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n${text}\n`,
       );
     };
-    if (!authorized(req.headers.authorization, opts.token)) return reject(401, "Unauthorized");
-    const url = new URL(req.url ?? "/", "http://kubelet");
+    // rejectUnauthorized already refused handshakes without a valid client certificate.
+    if (!(req.socket as TLSSocket).authorized) return reject(401, "Unauthorized");
+    const url = new URL(req.url ?? "/", "https://kubelet");
     const m = /^\/exec\/([^/]+)\/([^/]+)\/([^/]+)$/.exec(url.pathname);
     if (!m) return reject(404, "Not Found");
     const [, ns = "", pod = "", container = ""] = m.map((s) => decodeURIComponent(s));
     const command = url.searchParams.getAll("command");
     const flag = (k: string) => ["1", "true"].includes(url.searchParams.get(k) ?? "");
-    const streams = { stdin: flag("stdin"), stdout: flag("stdout"), stderr: flag("stderr") };
+    // The names the API server uses toward a kubelet (its own clients say stdin/stdout/stderr).
+    const streams = { stdin: flag("input"), stdout: flag("output"), stderr: flag("error") };
     if (command.length === 0) return reject(400, "Bad Request: no command specified");
     if (!streams.stdin && !streams.stdout && !streams.stderr) {
       return reject(400, "Bad Request: you must specify at least 1 of stdin, stdout, stderr");
     }
+    if (flag("tty")) return reject(400, "Bad Request: devcluster does not support tty exec");
     const offered = (req.headers["sec-websocket-protocol"] ?? "").split(",").map((s) => s.trim());
     if (!PROTOCOLS.some((p) => offered.includes(p))) {
       return reject(
@@ -90,7 +116,7 @@ export async function startExecServer(opts: {
     close: async () => {
       state.closing = true;
       for (const ws of wss.clients) ws.terminate();
-      for (const c of children) killGroup(c);
+      for (const c of children) killExec(c);
       wss.close();
       server.closeAllConnections();
       await new Promise<void>((r) => server.close(() => r()));
@@ -111,8 +137,8 @@ interface ExecRequest {
 function runExec(
   ws: WebSocket,
   req: ExecRequest,
-  opts: { lookup: SandboxLookup; log: (msg: string) => void },
-  children: Set<ChildProcess>,
+  opts: { lookup: SandboxLookup; log: (msg: string) => void; scratchDir: string },
+  children: Set<ExecProcess>,
   state: { closing: boolean },
 ): void {
   const v5 = ws.protocol === "v5.channel.k8s.io";
@@ -122,15 +148,22 @@ function runExec(
     ws.close(1000);
     return;
   }
-  let child: ChildProcess;
+  const container = found.sandbox;
+  let proc: ExecProcess;
   try {
-    child = spawnInSandbox(found.sandbox, req.command);
+    proc = startExec(container, req.command, opts.scratchDir);
   } catch (err) {
     sendStatus(ws, internalError(`cannot exec in container: ${(err as Error).message}`));
     ws.close(1000);
     return;
   }
-  children.add(child);
+  const child: ChildProcess = proc.child;
+  children.add(proc);
+  // runc's own last words when it could not start the process (kept to map them to 126/127).
+  let errTail = "";
+  child.stderr?.on("data", (d: Buffer) => {
+    errTail = (errTail + d.toString("utf8")).slice(-1024);
+  });
   let finished = false;
 
   let inFlight = 0;
@@ -196,14 +229,14 @@ function runExec(
 
   ws.on("close", () => {
     // Client gone (or proxy closed): the command must not outlive its caller.
-    if (!finished) killGroup(child);
+    if (!finished) killExec(proc);
   });
   ws.on("error", () => {});
 
   child.on("error", (err) => {
     if (finished) return;
     finished = true;
-    children.delete(child);
+    children.delete(proc);
     unblock();
     sendStatus(ws, internalError(`cannot exec in container: ${err.message}`));
     ws.close(1000);
@@ -211,10 +244,26 @@ function runExec(
   child.on("close", (code, signal) => {
     if (finished) return;
     finished = true;
-    children.delete(child);
+    children.delete(proc);
     if (state.closing) return;
     unblock();
-    const exitCode = code ?? 128 + (signal ? signalNumber(signal) : 0);
+    let exitCode = code ?? 128 + (signal ? signalNumber(signal) : 0);
+    if (container.checkOom()) {
+      // An OOM kill anywhere in the container takes all of it down (as memory.oom.group does), so
+      // this command is a casualty too, whatever its own exit status.
+      sendStatus(
+        ws,
+        internalError(
+          `container "${req.container}" in pod ${req.ns}/${req.pod} was OOMKilled: the command exceeded the container's memory limit`,
+        ),
+      );
+      ws.close(1000);
+      return;
+    }
+    // runc could not start the process: shell semantics (127 not found, 126 not executable).
+    if (exitCode === 255 && /level=error msg="exec failed/.test(errTail)) {
+      exitCode = /executable file not found|no such file or directory/.test(errTail) ? 127 : 126;
+    }
     opts.log(`exec ${req.ns}/${req.pod}/${req.container} ${JSON.stringify(req.command)} → ${exitCode}`);
     sendStatus(ws, exitCode === 0 ? { metadata: {}, status: "Success" } : nonZeroExit(exitCode));
     ws.close(1000);
@@ -246,23 +295,6 @@ function internalError(message: string): object {
     details: { causes: [{ message }] },
     code: 500,
   };
-}
-
-function killGroup(child: ChildProcess): void {
-  if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
-  try {
-    process.kill(-child.pid, "SIGKILL");
-  } catch {
-    // group already gone
-  }
-}
-
-function authorized(header: string | undefined, token: string): boolean {
-  const m = /^Bearer (.+)$/.exec(header ?? "");
-  if (!m?.[1]) return false;
-  const a = Buffer.from(m[1]);
-  const b = Buffer.from(token);
-  return a.length === b.length && timingSafeEqual(a, b);
 }
 
 function signalNumber(sig: NodeJS.Signals): number {

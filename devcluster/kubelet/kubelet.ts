@@ -1,4 +1,4 @@
-import { mkdir, rm } from "node:fs/promises";
+import { chmod, cp, mkdir, readdir, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import {
   ApiException,
@@ -8,13 +8,16 @@ import {
   setHeaderOptions,
   type V1Pod,
 } from "@kubernetes/client-node";
+import { checkCgroups, sweepStaleCgroups } from "./cgroups.ts";
+import { makeRuntimeDirs } from "./container.ts";
 import type { SecretReader } from "./env.ts";
 import { startExecServer } from "./exec-server.ts";
+import { IdRangeAllocator } from "./id-ranges.ts";
 import { PodIPAllocator } from "./pod-ips.ts";
 import type { Json } from "./pod-status.ts";
 import { now } from "./pod-status.ts";
 import { PodWorker } from "./pod-worker.ts";
-import type { Kubelet, KubeletOptions } from "./types.ts";
+import type { ImageSpec, Kubelet, KubeletOptions } from "./types.ts";
 
 const HOST_IP = "127.0.0.1";
 const RESYNC_MS = 5_000;
@@ -24,10 +27,13 @@ const API_TIMEOUT_MS = 10_000;
 
 const mergePatch = setHeaderOptions("Content-Type", PatchStrategy.MergePatch);
 
+const DEFAULT_POD_PIDS_LIMIT = 1024;
+
 /**
- * A process "kubelet": registers a Node, binds unscheduled pods to it, and runs every pod bound
- * to it as a bubblewrap sandbox, reporting status through the status subresource. Only the public
- * Kubernetes API is used (through client-node), so it runs against any apiserver.
+ * A process "kubelet": registers a Node and runs every pod bound to it (by a scheduler: the
+ * kubelet never binds, as a node identity may not) as a runc container, reporting status through
+ * the status subresource. Only the public Kubernetes API is used (through client-node), so it
+ * runs against any apiserver.
  */
 export async function startKubelet(opts: KubeletOptions): Promise<Kubelet> {
   const log = opts.log ?? (() => {});
@@ -37,10 +43,18 @@ export async function startKubelet(opts: KubeletOptions): Promise<Kubelet> {
   const podsDir = join(opts.stateDir, "pods");
   await mkdir(podsDir, { recursive: true });
   const ips = new PodIPAllocator(opts.podIPBase ?? "127.0.1");
+  const idRanges = new IdRangeAllocator();
+  const cgroups = checkCgroups();
+  if (cgroups.warning) {
+    log(`WARNING: resource limits are NOT enforced on this machine: ${cgroups.warning}`);
+  }
+  const swept = sweepStaleCgroups(cgroups.mode);
+  if (swept > 0) log(`removed ${swept} container cgroups left by an earlier kubelet`);
+  const runtime = await makeRuntimeDirs();
+  const images = await snapshotImages(opts.images, runtime.images);
 
   const workers = new Map<string, PodWorker>();
   const finalizing = new Set<string>();
-  const binding = new Set<string>();
   let closed = false;
 
   const readSecret: SecretReader = async (namespace, name) => {
@@ -66,7 +80,8 @@ export async function startKubelet(opts: KubeletOptions): Promise<Kubelet> {
   };
 
   const exec = await startExecServer({
-    token: opts.kubeletToken,
+    tls: opts.tls,
+    scratchDir: runtime.root,
     log,
     lookup: (namespace, pod, container) => {
       // A pod being replaced under the same name may briefly have two workers: prefer the live one.
@@ -82,7 +97,7 @@ export async function startKubelet(opts: KubeletOptions): Promise<Kubelet> {
       return { ok: true, sandbox: sb };
     },
   });
-  const endpoint = `http://${HOST_IP}:${exec.port}`;
+  const endpoint = `https://${HOST_IP}:${exec.port}`;
 
   const readySince = now();
   await registerNode(core, nodeName, exec.port, readySince, log);
@@ -96,9 +111,12 @@ export async function startKubelet(opts: KubeletOptions): Promise<Kubelet> {
   const ctx = {
     nodeName,
     hostIP: HOST_IP,
-    images: opts.images,
+    images,
     podsDir,
     ips,
+    idRanges,
+    runtime,
+    podPidsLimit: opts.podPidsLimit ?? DEFAULT_POD_PIDS_LIMIT,
     readSecret,
     patchStatus,
     log,
@@ -137,44 +155,12 @@ export async function startKubelet(opts: KubeletOptions): Promise<Kubelet> {
     }
   };
 
-  const bind = async (pod: V1Pod): Promise<void> => {
-    const uid = pod.metadata?.uid ?? "";
-    const { name = "", namespace = "default" } = pod.metadata ?? {};
-    if (binding.has(uid)) return;
-    binding.add(uid);
-    try {
-      await withTimeout(
-        core.createNamespacedPodBinding({
-          name,
-          namespace,
-          body: {
-            apiVersion: "v1",
-            kind: "Binding",
-            metadata: { name },
-            target: { kind: "Node", name: nodeName },
-          },
-        }),
-      );
-      log(`bound ${namespace}/${name} to ${nodeName}`);
-    } catch (err) {
-      // 409: bound elsewhere already. Anything else is retried by the resync.
-      if (!(err instanceof ApiException && err.code === 409)) {
-        log(`bind ${namespace}/${name} failed: ${(err as Error).message}`);
-        binding.delete(uid);
-      }
-    }
-  };
-
   const onPod = (pod: V1Pod): void => {
     if (closed) return;
     const uid = pod.metadata?.uid;
     if (!uid) return;
-    const assigned = pod.spec?.nodeName;
-    if (!assigned) {
-      if (!pod.metadata?.deletionTimestamp) void bind(pod);
-      return;
-    }
-    if (assigned !== nodeName) return;
+    // Unscheduled pods are the scheduler's; pods of other nodes are theirs.
+    if (pod.spec?.nodeName !== nodeName) return;
     if (pod.metadata?.deletionTimestamp) {
       void finalize(pod);
       return;
@@ -194,7 +180,6 @@ export async function startKubelet(opts: KubeletOptions): Promise<Kubelet> {
   const onGone = (pod: V1Pod): void => {
     const uid = pod.metadata?.uid;
     if (!uid) return;
-    binding.delete(uid);
     const w = workers.get(uid);
     workers.delete(uid);
     if (!w) {
@@ -225,7 +210,7 @@ export async function startKubelet(opts: KubeletOptions): Promise<Kubelet> {
   });
   await informer.start();
 
-  // Level-triggered safety net: retries failed bindings/deletes and catches anything missed.
+  // Level-triggered safety net: retries failed deletes and catches anything missed.
   const resync = setInterval(() => {
     for (const pod of informer.list()) onPod(pod);
   }, RESYNC_MS);
@@ -245,7 +230,9 @@ export async function startKubelet(opts: KubeletOptions): Promise<Kubelet> {
       await Promise.all([...workers.values()].map((w) => w.stop(0)));
       workers.clear();
       ips.releaseAll();
+      idRanges.releaseAll();
       await rm(podsDir, { recursive: true, force: true });
+      await rm(runtime.root, { recursive: true, force: true });
     },
   };
 }
@@ -309,7 +296,7 @@ function nodeStatus(port: number, readySince: string): Json {
     ],
     nodeInfo: {
       kubeletVersion: "v1.26.0-devcluster",
-      containerRuntimeVersion: "bubblewrap://0.8",
+      containerRuntimeVersion: "runc://1.1",
       operatingSystem: "linux",
       architecture: process.arch === "x64" ? "amd64" : process.arch,
     },
@@ -322,4 +309,38 @@ function withTimeout<T>(p: Promise<T>, ms = API_TIMEOUT_MS): Promise<T> {
     timer = setTimeout(() => reject(new Error(`API call timed out after ${ms} ms`)), ms);
   });
   return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * Copies every image directory into the runtime's directory once (as a snapshotter unpacks a
+ * layer): the containers' host ids can read it there, and the host cannot change it under them.
+ */
+async function snapshotImages(
+  images: Record<string, ImageSpec>,
+  dir: string,
+): Promise<Record<string, ImageSpec>> {
+  const out: Record<string, ImageSpec> = {};
+  let n = 0;
+  for (const [repo, image] of Object.entries(images)) {
+    const binds: ImageSpec["binds"] = [];
+    for (const b of image.binds) {
+      const snap = join(dir, String(n++));
+      await cp(b.host, snap, { recursive: true, dereference: true });
+      await chmodTree(snap);
+      binds.push({ host: snap, container: b.container });
+    }
+    out[repo] = { binds };
+  }
+  return out;
+}
+
+/** Readable by everyone (files keep their execute bits): an image is public inside its containers. */
+async function chmodTree(path: string): Promise<void> {
+  const st = await stat(path);
+  if (st.isDirectory()) {
+    await chmod(path, 0o755);
+    for (const e of await readdir(path)) await chmodTree(join(path, e));
+  } else {
+    await chmod(path, st.mode & 0o111 ? 0o755 : 0o644);
+  }
 }

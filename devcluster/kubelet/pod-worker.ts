@@ -1,14 +1,16 @@
 import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { V1Container, V1Pod } from "@kubernetes/client-node";
-import type { SandboxSpec } from "./bwrap-args.ts";
+import { BASE_PATH, Container, type ContainerExit, type RuntimeDirs } from "./container.ts";
 import { resolveEnv, type SecretReader } from "./env.ts";
+import type { IdRangeAllocator } from "./id-ranges.ts";
 import { imageRepository } from "./image-ref.ts";
+import { type ContainerSpec, DEFAULT_CAPABILITIES, type IdRange } from "./oci-spec.ts";
 import type { PodIPAllocator } from "./pod-ips.ts";
 import { type Json, now, PodConditions, waitingStatus } from "./pod-status.ts";
+import { PortForward } from "./port-forward.ts";
 import { probePort, runProbe } from "./probes.ts";
-import { quantityBytes } from "./quantity.ts";
-import { Sandbox, type SandboxExit } from "./sandbox.ts";
+import { quantityBytes, quantityMillis } from "./quantity.ts";
 import type { ImageSpec } from "./types.ts";
 
 export interface WorkerContext {
@@ -17,6 +19,10 @@ export interface WorkerContext {
   images: Record<string, ImageSpec>;
   podsDir: string;
   ips: PodIPAllocator;
+  idRanges: IdRangeAllocator;
+  runtime: RuntimeDirs;
+  /** pids limit of every container (the kubelet's podPidsLimit). */
+  podPidsLimit: number;
   readSecret: SecretReader;
   /** Merge-patches pods/NAME/status; resolves false if the pod is gone. */
   patchStatus: (namespace: string, name: string, status: Json) => Promise<boolean>;
@@ -26,6 +32,16 @@ export interface WorkerContext {
 }
 
 const DEFAULT_UID = 1000;
+
+/** containerd's default set, then the securityContext's drop (ALL clears it) and add. */
+function capabilities(c: V1Container): string[] {
+  const norm = (x: string) =>
+    x.toUpperCase().startsWith("CAP_") ? x.toUpperCase() : `CAP_${x.toUpperCase()}`;
+  const drop = (c.securityContext?.capabilities?.drop ?? []).map(norm);
+  const add = (c.securityContext?.capabilities?.add ?? []).map(norm);
+  const base = drop.includes("CAP_ALL") ? [] : DEFAULT_CAPABILITIES.filter((x) => !drop.includes(x));
+  return [...new Set([...base, ...add.filter((x) => x !== "CAP_ALL")])];
+}
 const MAX_RESTART_BACKOFF_MS = 30_000;
 const CONFIG_RETRY_MS = 2_000;
 
@@ -39,11 +55,13 @@ export class PodWorker {
   readonly uid: string;
   readonly namespace: string;
   readonly name: string;
-  sandbox: Sandbox | undefined;
+  sandbox: Container | undefined;
   private readonly conditions = new PodConditions();
   private readonly startTime = now();
   private readonly stateDir: string;
   private podIP: string | undefined;
+  private forward: PortForward | undefined;
+  private ids: IdRange | undefined;
   private stopped = false;
   private stopProbe: (() => void) | undefined;
   private restartCount = 0;
@@ -88,8 +106,9 @@ export class PodWorker {
     this.stopProbe?.();
     if (this.sandbox) await this.sandbox.stop(graceMs);
     await this.done;
-    if (this.podIP) this.ctx.ips.release(this.podIP);
-    this.podIP = undefined;
+    this.releaseAddress();
+    if (this.ids) this.ctx.idRanges.release(this.ids);
+    this.ids = undefined;
     await rm(this.stateDir, { recursive: true, force: true });
   }
 
@@ -125,7 +144,13 @@ export class PodWorker {
       return;
     }
 
-    this.podIP = await this.ctx.ips.allocate(this.ports(c));
+    const ports = this.ports(c);
+    this.podIP = await this.ctx.ips.allocate(async (ip) => {
+      const fwd = new PortForward(ip, this.ctx.log);
+      if (!(await fwd.listen(ports))) return false;
+      this.forward = fwd;
+      return true;
+    });
     if (!this.podIP) {
       const message = "no free pod IP on this node";
       await this.report("Pending", [waitingStatus(c.name, c.image ?? "", "ContainerCreating", message, 0)]);
@@ -150,21 +175,38 @@ export class PodWorker {
     }
     if (!env || this.stopped) return;
 
-    const spec: SandboxSpec = {
-      hostname: this.name.slice(0, 63),
+    const limits = c.resources?.limits ?? {};
+    const hostname = this.name.slice(0, 63);
+    const spec: ContainerSpec = {
+      hostname,
       uid: creds.uid,
       gid: creds.gid,
+      supplementalGids: this.supplementalGids(creds.gid),
       readOnlyRoot: c.securityContext?.readOnlyRootFilesystem === true,
       workingDir: c.workingDir || "/",
       binds: image.binds,
       tmpfs: this.tmpfsMounts(c),
       argv,
+      // The container sees only the pod's environment, never the kubelet's.
+      env: { PATH: BASE_PATH, HOSTNAME: hostname, HOME: "/", ...env },
+      capabilities: capabilities(c),
+      limits: {
+        memoryBytes: quantityBytes(limits.memory as string | number | undefined),
+        cpuMillis: quantityMillis(limits.cpu as string | number | undefined),
+        pids: this.ctx.podPidsLimit,
+      },
     };
+    this.ids = this.ctx.idRanges.allocate();
+    if (!this.ids) {
+      const message = "no free user-namespace id range on this node";
+      await this.report("Pending", [waitingStatus(c.name, c.image ?? "", "ContainerCreating", message, 0)]);
+      return;
+    }
     await mkdir(this.stateDir, { recursive: true });
 
     for (;;) {
       if (this.stopped) return;
-      const exit = await this.runOnce(c, spec, env);
+      const exit = await this.runOnce(c, spec, this.ids);
       if (this.stopped) return;
       const policy = this.pod.spec?.restartPolicy ?? "Always";
       const restart = policy === "Always" || (policy === "OnFailure" && exit.exitCode !== 0);
@@ -172,8 +214,7 @@ export class PodWorker {
         await this.report(exit.exitCode === 0 ? "Succeeded" : "Failed", [
           this.terminatedStatus(c, exit, false),
         ]);
-        if (this.podIP) this.ctx.ips.release(this.podIP);
-        this.podIP = undefined;
+        this.releaseAddress();
         return;
       }
       // CrashLoopBackOff, with a short cap: devcluster favours quick tests over politeness.
@@ -195,17 +236,15 @@ export class PodWorker {
 
   private exitAt: { startedAt: string; finishedAt: string } = { startedAt: "", finishedAt: "" };
 
-  private async runOnce(
-    c: V1Container,
-    spec: SandboxSpec,
-    env: Record<string, string>,
-  ): Promise<SandboxExit> {
-    const sandbox = new Sandbox(spec, env, join(this.stateDir, `${c.name}.log`));
+  private async runOnce(c: V1Container, spec: ContainerSpec, ids: IdRange): Promise<ContainerExit> {
+    const id = `${this.uid}-${c.name}-${this.restartCount}`;
+    const sandbox = new Container(id, spec, ids, this.ctx.runtime, join(this.stateDir, `${c.name}.log`));
     this.sandbox = sandbox;
     const startedAt = now();
     this.exitAt = { startedAt, finishedAt: startedAt };
     const pid = await sandbox.started();
     if (pid !== undefined && !this.stopped) {
+      void this.forward?.attach(pid);
       const probe = c.readinessProbe;
       this.setReady(!probe);
       await this.report("Running", [this.runningStatus(c, startedAt, !probe)]);
@@ -243,6 +282,7 @@ export class PodWorker {
       };
     }
     const exit = await sandbox.exited;
+    this.forward?.detach();
     this.stopProbe?.();
     this.stopProbe = undefined;
     this.exitAt = { startedAt, finishedAt: now() };
@@ -272,7 +312,7 @@ export class PodWorker {
     return s;
   }
 
-  private terminatedState(exit: SandboxExit): Json {
+  private terminatedState(exit: ContainerExit): Json {
     if (this.sandbox?.failedToStart) {
       // As a runtime reports a container whose process could not be started.
       return {
@@ -285,14 +325,14 @@ export class PodWorker {
     }
     return {
       exitCode: exit.exitCode,
-      reason: exit.exitCode === 0 ? "Completed" : "Error",
+      reason: exit.oomKilled ? "OOMKilled" : exit.exitCode === 0 ? "Completed" : "Error",
       startedAt: this.exitAt.startedAt,
       finishedAt: this.exitAt.finishedAt,
       containerID: `devcluster://${this.uid}/${this.container?.name ?? ""}`,
     };
   }
 
-  private terminatedStatus(c: V1Container, exit: SandboxExit, ready: boolean): Json {
+  private terminatedStatus(c: V1Container, exit: ContainerExit, ready: boolean): Json {
     const s: Json = {
       name: c.name,
       image: c.image ?? "",
@@ -343,6 +383,23 @@ export class PodWorker {
     return next;
   }
 
+  /** Unbinds the pod's ports and returns its address to the allocator. */
+  private releaseAddress(): void {
+    void this.forward?.close();
+    this.forward = undefined;
+    if (this.podIP) this.ctx.ips.release(this.podIP);
+    this.podIP = undefined;
+  }
+
+  /** fsGroup and supplementalGroups, as the runtime adds them to the process. */
+  private supplementalGids(gid: number): number[] {
+    const sc = this.pod.spec?.securityContext;
+    const out = new Set<number>([gid]);
+    if (sc?.fsGroup !== undefined) out.add(sc.fsGroup);
+    for (const g of sc?.supplementalGroups ?? []) out.add(g);
+    return [...out];
+  }
+
   /** uid/gid per securityContext (container over pod); the runAsNonRoot check a real kubelet does. */
   private credentials(c: V1Container): { uid: number; gid: number } | string {
     const pod = this.pod.spec?.securityContext;
@@ -367,8 +424,8 @@ export class PodWorker {
   }
 
   /** emptyDir volumes become private tmpfs mounts; other volume types are skipped (see README). */
-  private tmpfsMounts(c: V1Container): SandboxSpec["tmpfs"] {
-    const out: SandboxSpec["tmpfs"] = [];
+  private tmpfsMounts(c: V1Container): ContainerSpec["tmpfs"] {
+    const out: ContainerSpec["tmpfs"] = [];
     for (const m of c.volumeMounts ?? []) {
       const vol = this.pod.spec?.volumes?.find((v) => v.name === m.name);
       if (!vol?.emptyDir) {

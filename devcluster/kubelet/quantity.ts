@@ -19,3 +19,12 @@ export function quantityBytes(q: string | number | undefined): number | undefine
   const mult = SUFFIX[m[2] ?? ""];
   return mult === undefined ? undefined : Math.floor(Number(m[1]) * mult);
 }
+
+/** Millicores in a CPU quantity (`500m`, `1`, `0.25`); undefined if unparseable. */
+export function quantityMillis(q: string | number | undefined): number | undefined {
+  if (q === undefined) return undefined;
+  if (typeof q === "number") return Math.round(q * 1000);
+  const m = /^(\d+(?:\.\d+)?)(m?)$/.exec(q.trim());
+  if (!m) return undefined;
+  return m[2] === "m" ? Math.round(Number(m[1])) : Math.round(Number(m[1]) * 1000);
+}

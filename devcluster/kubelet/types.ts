@@ -1,6 +1,6 @@
 import type { KubeConfig } from "@kubernetes/client-node";
 
-/** What an "image" is in devcluster: host directories bound read-only into the sandbox. */
+/** What an "image" is in devcluster: host directories bound read-only into the container. */
 export interface ImageSpec {
   binds: Array<{ host: string; container: string }>;
 }
@@ -14,15 +14,17 @@ export interface KubeletOptions {
   stateDir: string;
   /** First three octets of pod IPs; pods get `.2` … `.254`. Default "127.0.1". */
   podIPBase?: string;
-  /** Bearer token the API server must present on exec. */
-  kubeletToken: string;
+  /** Serving certificate of the exec endpoint and the CA the API server's client certificate chains to. */
+  tls: { cert: string; key: string; clientCA: string };
+  /** pids cgroup limit of every container (kubelet --pod-max-pids). Default 1024. */
+  podPidsLimit?: number;
   /** Upper bound on a pod's termination grace period (seconds). Default 5. */
   maxGraceSeconds?: number;
   log?: (msg: string) => void;
 }
 
 export interface Kubelet {
-  /** `http://127.0.0.1:PORT`: the exec endpoint the API server proxies to. */
+  /** `https://127.0.0.1:PORT`: the exec endpoint the API server proxies to. */
   endpoint: string;
   close(): Promise<void>;
 }

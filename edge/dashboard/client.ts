@@ -488,6 +488,27 @@ export function dashboardClient(core: DashboardCore, opts: DashboardClientOption
     );
   }
 
+  function sandboxesHtml(r, id) {
+    const list = r.sandboxes ?? [];
+    const rows = list.length
+      ? list
+          .map(
+            (b) =>
+              `<tr data-testid="sandbox-row" data-sandbox-id="${esc(b.id)}">` +
+              `<td><code title="${esc(b.id)}">${esc(short(b.id, 28))}</code>${b.name ? ` <span class="muted">${esc(b.name)}</span>` : ""}</td>` +
+              `<td>${esc(b.tenant || "—")}</td><td class="pod">${esc(b.pod || "—")}</td>` +
+              `<td class="num" data-testid="sandbox-idle">${esc(core.formatMs(Math.max(0, b.idleLeftMs)))}</td>` +
+              `<td class="cmd"><code title="${esc(b.lastCommand ?? "")}">${esc(b.lastCommand ?? "—")}</code></td></tr>`,
+          )
+          .join("")
+      : `<tr class="empty-row"><td colspan="5">No sandboxes: POST /v1/sandboxes creates one.</td></tr>`;
+    return (
+      `<div class="panel-head"><h3 id="${id}-sb">Sandboxes</h3><span class="depth"><span data-testid="sandbox-count">${list.length}</span> live</span></div>` +
+      `<div class="table-wrap"><table data-testid="sandboxes" aria-labelledby="${id}-sb"><thead><tr><th scope="col">Sandbox</th><th scope="col">Tenant</th><th scope="col">Pod</th>` +
+      `<th scope="col" class="num">Idle timeout in</th><th scope="col">Last command</th></tr></thead><tbody>${rows}</tbody></table></div>`
+    );
+  }
+
   /** One region's DOM: built once, then each part is redrawn only when its HTML changes. */
   function regionSlot(r) {
     const id = `region-${r.region.replace(/[^A-Za-z0-9_-]/g, "_")}`;
@@ -500,12 +521,19 @@ export function dashboardClient(core: DashboardCore, opts: DashboardClientOption
       `<div data-part="head"></div><div class="cols">` +
       `<section class="panel pods" data-part="pods" aria-labelledby="${id}-pods"></section>` +
       `<section class="panel queue" data-part="queue" data-testid="queue" aria-labelledby="${id}-queue"></section></div>` +
+      `<section class="panel sandboxes" data-part="sandboxes" aria-labelledby="${id}-sb"></section>` +
       `<section class="panel timeline" data-part="timeline" aria-labelledby="${id}-tl"></section>`;
     const part = (name) => ({ el: section.querySelector(`[data-part="${name}"]`), html: "" });
     return {
       id,
       el: section,
-      parts: { head: part("head"), pods: part("pods"), queue: part("queue"), timeline: part("timeline") },
+      parts: {
+        head: part("head"),
+        pods: part("pods"),
+        queue: part("queue"),
+        sandboxes: part("sandboxes"),
+        timeline: part("timeline"),
+      },
       seenExec: new Set(),
       timelinePlain: "",
     };
@@ -533,6 +561,7 @@ export function dashboardClient(core: DashboardCore, opts: DashboardClientOption
       draw(slot.parts.head, headHtml(r, slot.id));
       draw(slot.parts.pods, podsHtml(r, slot.id));
       draw(slot.parts.queue, queueHtml(r, slot.id));
+      draw(slot.parts.sandboxes, sandboxesHtml(r, slot.id));
       // Rows not drawn before flash once; the first draw after connecting flashes nothing.
       const first = slot.seenExec.size === 0 && slot.parts.timeline.html === "";
       const fresh = (key) => !first && !slot.seenExec.has(key);

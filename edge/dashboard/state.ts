@@ -1,4 +1,5 @@
-import type { PodState, PoolEvent, PoolSnapshot } from "../../shared/api.ts";
+import type { PodState, PoolSnapshot } from "../../shared/api.ts";
+import type { PoolEvent } from "../../shared/events.ts";
 
 /*
  * The dashboard's view model: folds PoolSnapshot + PoolEvent messages into per-region state and
@@ -11,18 +12,10 @@ import type { PodState, PoolEvent, PoolSnapshot } from "../../shared/api.ts";
  * learned from its snapshot (`localNow - snapshot.at`), and every stored time is local ms, so
  * countdowns tick with `Date.now()` in the page without trusting the two clocks to agree.
  *
- * Event fields relied on (beyond type/at/agentId/region/requestId/tenant/pod):
- *   lease.acquired  data.leaseDurationSeconds? (else the duration last seen in this region),
- *                   data.acquireMs? (acquire latency), data.fence? / data.transitions?
- *   lease.renewed   data.leaseDurationSeconds?
- *   lease.released / lease.expired / lease.lost   clear the holder (only if it is still that
- *                   request's lease); data.recycle === "replace" (or data.recycling === true) shows
- *                   the pod as "recycling" until pod.ready/pod.deleted
- *   pod.ready       data.podIP?
- *   pod.created / pod.deleted / lease.conflict / queue.entered / queue.left / queue.timeout: no data needed
- *   pool.leader     data.leader? (agent id; defaults to the event's agentId)
- *   exec.started    data.commandPreview (one line, already shortened by the agent), data.queueMs?, data.execId?
- *   exec.finished   data.exitCode (number|null), data.durationMs, data.queueMs, data.timedOut?, data.execId?
+ * Events are the typed union of shared/events.ts: every field read here is one the agent sends
+ * (the type checker proves it). The page has no zod, so `toMessage` only checks the envelope and
+ * each read of a data field still tolerates a missing or mistyped value.
+ * Sandbox events (sandbox.created/used/deleted/expired) keep the sandboxes panel.
  */
 
 export interface HolderView {
@@ -68,6 +61,27 @@ export interface ExecutionRecord {
   startSeen: boolean;
 }
 
+export interface SandboxRecord {
+  id: string;
+  pod: string;
+  tenant: string;
+  name: string | null;
+  idleTimeoutSeconds: number;
+  /** Local-clock ms. */
+  lastActivityMs: number;
+  lastCommand: string | null;
+}
+
+export interface SandboxTileView {
+  id: string;
+  pod: string;
+  tenant: string;
+  name: string | null;
+  /** Until the idle timeout deletes it (≤ 0: due now). */
+  idleLeftMs: number;
+  lastCommand: string | null;
+}
+
 export interface AgentTotals {
   acquisitions: number;
   conflicts: number;
@@ -84,6 +98,8 @@ export interface RegionState {
   /** The lease duration last seen in this region: events may omit it. */
   leaseSeconds: number | null;
   pods: Record<string, PodRecord>;
+  /** Sandboxes that live across requests, by id. */
+  sandboxes: Record<string, SandboxRecord>;
   /** Deleted pods and when (local ms): late events for them must not bring a tile back. */
   tombstones: Record<string, number>;
   queue: WaiterRecord[];
@@ -132,6 +148,7 @@ export interface RegionView {
   pods: PodTileView[];
   queue: { depth: number; waiters: Array<{ requestId: string; tenant: string; waitedMs: number }> };
   executions: Array<ExecutionRecord & { status: "running" | "finished" }>;
+  sandboxes: SandboxTileView[];
   totals: AgentTotals;
 }
 
@@ -204,6 +221,7 @@ export function dashboardCore(): DashboardCore {
       leader: null,
       leaseSeconds: null,
       pods: {},
+      sandboxes: {},
       tombstones: {},
       queue: [],
       executions: [],
@@ -220,6 +238,7 @@ export function dashboardCore(): DashboardCore {
     return {
       ...r,
       pods: { ...r.pods },
+      sandboxes: { ...r.sandboxes },
       tombstones: { ...r.tombstones },
       queue: [...r.queue],
       executions: [...r.executions],
@@ -273,6 +292,20 @@ export function dashboardCore(): DashboardCore {
         lastChangeMs: nowMs,
       };
       delete r.tombstones[p.name];
+    }
+    if (s.sandboxes) {
+      r.sandboxes = {};
+      for (const b of s.sandboxes) {
+        r.sandboxes[b.id] = {
+          id: b.id,
+          pod: b.pod,
+          tenant: b.tenant,
+          name: b.name,
+          idleTimeoutSeconds: b.idleTimeoutSeconds,
+          lastActivityMs: local(b.lastActivityAt) ?? nowMs,
+          lastCommand: b.lastCommand,
+        };
+      }
     }
     // The queue and the counters belong to the agent that sent the snapshot.
     r.queue = r.queue.filter((w) => w.agentId !== s.agentId);
@@ -357,8 +390,6 @@ export function dashboardCore(): DashboardCore {
     const r = copyRegion(base);
     r.seen.push(key);
     if (r.seen.length > MAX_SEEN) r.seen.splice(0, r.seen.length - MAX_SEEN);
-    const data = isObj(e.data) ? e.data : {};
-
     const updatePod = (fn: (p: PodRecord) => boolean | undefined): void => {
       if (!e.pod) return;
       const p = podFor(r, e.pod, atMs);
@@ -379,7 +410,7 @@ export function dashboardCore(): DashboardCore {
       case "pod.ready":
         updatePod((p) => {
           clearLease(p, "ready");
-          const ip = str(data.podIP);
+          const ip = str(e.data.podIP);
           if (ip) p.podIP = ip;
           return true;
         });
@@ -399,7 +430,9 @@ export function dashboardCore(): DashboardCore {
       case "lease.acquired": {
         const t = agentTotals(r, e.agentId);
         t.acquisitions += 1;
-        const acquireMs = num(data.acquireMs);
+        const acquireMs = num(e.data.acquireMs);
+        const leaseSeconds = num(e.data.leaseDurationSeconds);
+        const fence = num(e.data.fence);
         if (acquireMs !== null) {
           r.acquireSamples.push(acquireMs);
           if (r.acquireSamples.length > MAX_SAMPLES)
@@ -411,34 +444,39 @@ export function dashboardCore(): DashboardCore {
           p.holder = { agentId: e.agentId, requestId: e.requestId ?? "", tenant: e.tenant ?? "" };
           p.acquiredAtMs = atMs;
           p.renewedAtMs = atMs;
-          r.leaseSeconds = num(data.leaseDurationSeconds) ?? r.leaseSeconds;
-          p.leaseDurationSeconds = num(data.leaseDurationSeconds) ?? p.leaseDurationSeconds ?? r.leaseSeconds;
-          p.transitions = num(data.transitions) ?? num(data.fence) ?? p.transitions + 1;
+          r.leaseSeconds = leaseSeconds ?? r.leaseSeconds;
+          p.leaseDurationSeconds = leaseSeconds ?? p.leaseDurationSeconds ?? r.leaseSeconds;
+          p.transitions = fence ?? p.transitions + 1;
           return true;
         });
         break;
       }
-      case "lease.renewed":
+      case "lease.renewed": {
+        const leaseSeconds = num(e.data.leaseDurationSeconds);
         updatePod((p) => {
           if (!p.holder || (e.requestId && p.holder.requestId !== e.requestId)) return false;
           p.renewedAtMs = atMs;
-          p.leaseDurationSeconds = num(data.leaseDurationSeconds) ?? p.leaseDurationSeconds;
+          p.leaseDurationSeconds = leaseSeconds ?? p.leaseDurationSeconds;
           return true;
         });
         break;
+      }
       case "lease.released":
       case "lease.expired":
-      case "lease.lost":
+      case "lease.lost": {
+        // Replaced pods show as recycling until pod.ready/pod.deleted; a lost lease is the new holder's.
+        const replaced = e.type !== "lease.lost" && e.data.recycle === "replace";
         updatePod((p) => {
           // A late release of an earlier lease must not free the pod from its current holder.
           if (p.holder && e.requestId && p.holder.requestId !== e.requestId) return false;
           // Not held: nothing to clear, but remember the time, so a reordered older acquire of
           // this lease cannot re-lease the tile afterwards.
           if (!p.holder && p.state !== "leased") return true;
-          clearLease(p, data.recycling === true || data.recycle === "replace" ? "recycling" : "ready");
+          clearLease(p, replaced ? "recycling" : "ready");
           return true;
         });
         break;
+      }
       case "lease.conflict":
         agentTotals(r, e.agentId).conflicts += 1;
         break;
@@ -457,24 +495,59 @@ export function dashboardCore(): DashboardCore {
         break;
       case "exec.started":
       case "exec.finished":
-        applyExec(r, e, data, atMs);
+        applyExec(r, e, atMs);
         break;
-      case "pool.leader":
-        r.leader = str(data.leader) ?? e.agentId;
+      case "pool.leader": {
+        // leader is whether the emitting agent leads now: a step-down clears it (if it was that agent).
+        const identity = str(e.data.identity) ?? e.agentId;
+        if (e.data.leader === true) r.leader = identity;
+        else if (r.leader === identity) r.leader = null;
+        break;
+      }
+      case "sandbox.created": {
+        const id = str(e.data.sandboxId);
+        if (id)
+          r.sandboxes[id] = {
+            id,
+            pod: e.pod ?? "",
+            tenant: e.tenant ?? "",
+            name: str(e.data.name),
+            idleTimeoutSeconds: num(e.data.idleTimeoutSeconds) ?? 0,
+            lastActivityMs: atMs,
+            lastCommand: null,
+          };
+        break;
+      }
+      case "sandbox.used": {
+        const known = r.sandboxes[str(e.data.sandboxId) ?? ""];
+        if (known && atMs >= known.lastActivityMs)
+          r.sandboxes[known.id] = {
+            ...known,
+            lastActivityMs: atMs,
+            lastCommand: str(e.data.what) ?? known.lastCommand,
+          };
+        break;
+      }
+      case "sandbox.deleted":
+      case "sandbox.expired":
+        delete r.sandboxes[str(e.data.sandboxId) ?? ""];
         break;
     }
     return r;
   }
 
-  function applyExec(r: RegionState, e: PoolEvent, data: Record<string, unknown>, atMs: number): void {
+  function applyExec(
+    r: RegionState,
+    e: PoolEvent & { type: "exec.started" | "exec.finished" },
+    atMs: number,
+  ): void {
+    const data = e.data;
     const requestId = e.requestId ?? "";
-    const execId = str(data.execId);
     const pod = e.pod ?? "";
+    // One request runs its commands one after another on one pod: request + pod + agent finds the open one.
     const matches = (x: ExecutionRecord) =>
-      execId !== null
-        ? x.key === `${e.agentId}/${execId}`
-        : x.requestId === requestId && x.pod === pod && x.agentId === e.agentId;
-    const key = execId !== null ? `${e.agentId}/${execId}` : `${e.agentId}/${requestId}/${pod}/${atMs}`;
+      x.requestId === requestId && x.pod === pod && x.agentId === e.agentId;
+    const key = `${e.agentId}/${requestId}/${pod}/${atMs}`;
     if (e.type === "exec.started") {
       // A finished record without a start: the two arrived out of order; complete it.
       const idx = r.executions.findIndex(
@@ -506,12 +579,13 @@ export function dashboardCore(): DashboardCore {
         startSeen: true,
       });
     } else {
+      const done = e.data;
       const idx = r.executions.findIndex((x) => matches(x) && x.finishedAtMs === null);
-      const durationMs = num(data.durationMs);
+      const durationMs = num(done.durationMs);
       const finished = {
         finishedAtMs: atMs,
-        exitCode: num(data.exitCode),
-        timedOut: data.timedOut === true,
+        exitCode: num(done.exitCode),
+        timedOut: done.timedOut === true,
         durationMs,
       };
       const existing = idx >= 0 ? r.executions[idx] : undefined;
@@ -592,7 +666,9 @@ export function dashboardCore(): DashboardCore {
       ) {
         return null;
       }
-      return { kind: "event", event: parsed as unknown as PoolEvent };
+      // Every event has its data object; a malformed one becomes empty (each read tolerates that).
+      const data = isObj(parsed.data) ? parsed.data : {};
+      return { kind: "event", event: { ...parsed, data } as unknown as PoolEvent };
     }
     return null;
   }
@@ -662,6 +738,16 @@ export function dashboardCore(): DashboardCore {
             ...x,
             status: x.finishedAtMs === null ? "running" : "finished",
           })),
+          sandboxes: Object.values(r.sandboxes ?? {})
+            .map((b) => ({
+              id: b.id,
+              pod: b.pod,
+              tenant: b.tenant,
+              name: b.name,
+              idleLeftMs: b.lastActivityMs + b.idleTimeoutSeconds * 1000 - nowMs,
+              lastCommand: b.lastCommand,
+            }))
+            .sort((a, b) => a.idleLeftMs - b.idleLeftMs),
           totals: {
             acquisitions: all.reduce((n, t) => n + t.acquisitions, 0),
             conflicts: all.reduce((n, t) => n + t.conflicts, 0),

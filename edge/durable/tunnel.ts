@@ -1,9 +1,10 @@
 import { DurableObject } from "cloudflare:workers";
-import { AppError, type ErrorCode, errorResponse } from "../../shared/errors.ts";
+import { AppError, errorResponse } from "../../shared/errors.ts";
 import {
   type Capacity,
   ChunkSequencer,
   chunkBytes,
+  DEFAULT_CLUSTER,
   decodeFrame,
   encodeFrame,
   fromBase64,
@@ -35,6 +36,8 @@ export const TUNNEL_HEADERS = {
   agent: "X-Tunnel-Agent",
   /** Set by the Worker to send a request to one given connection (`connId`), e.g. to reach every agent. */
   pinConnection: "X-Tunnel-Connection",
+  /** Set by the Worker for a sandbox's request: only agents of this cluster may serve it. */
+  cluster: "X-Tunnel-Cluster",
 } as const;
 
 /** What survives hibernation for each accepted agent socket. */
@@ -42,6 +45,8 @@ export interface AgentAttachment {
   connId: string;
   agentId: string;
   region: string;
+  /** The cluster the agent's login token names (sandbox routing). */
+  cluster: string;
   connectedAt: number;
   capacity: Capacity | null;
   heartbeatAt: number | null;
@@ -117,6 +122,7 @@ export class TunnelDO extends DurableObject<Env> {
       connId: crypto.randomUUID(),
       agentId: who.value.agentId,
       region,
+      cluster: who.value.cluster,
       connectedAt: Date.now(),
       capacity: null,
       heartbeatAt: null,
@@ -173,11 +179,12 @@ export class TunnelDO extends DurableObject<Env> {
 
   // ---------- relaying ----------
 
-  private pickAgent(): { ws: WebSocket; a: AgentAttachment } | null {
+  private pickAgent(cluster: string | null = null): { ws: WebSocket; a: AgentAttachment } | null {
     const open: Array<{ ws: WebSocket; a: AgentAttachment; tier: number; load: number }> = [];
     for (const ws of this.ctx.getWebSockets()) {
       const a = attachmentOf(ws);
       if (!a || ws.readyState !== WebSocket.OPEN) continue;
+      if (cluster !== null && (a.cluster ?? DEFAULT_CLUSTER) !== cluster) continue;
       const load = this.inflight.get(a.connId) ?? 0;
       // Prefer agents whose last heartbeat shows free sandboxes beyond what we already sent them;
       // then agents that have not reported yet; agents known to be full queue the request.
@@ -203,7 +210,17 @@ export class TunnelDO extends DurableObject<Env> {
   private async relay(request: Request): Promise<Response> {
     const requestId = request.headers.get("X-Request-Id") ?? crypto.randomUUID();
     const pin = request.headers.get(TUNNEL_HEADERS.pinConnection);
-    const picked = pin === null ? this.pickAgent() : this.connection(pin);
+    const cluster = request.headers.get(TUNNEL_HEADERS.cluster);
+    const picked = pin === null ? this.pickAgent(cluster) : this.connection(pin);
+    if (!picked && cluster !== null) {
+      // Only that cluster holds the sandbox: no failover to another cluster or region.
+      return errorResponse(
+        new AppError("sandbox_cluster_unavailable", `no agent of cluster ${cluster} is connected`, {
+          retryAfterSeconds: 5,
+        }),
+        requestId,
+      );
+    }
     if (!picked) {
       return errorResponse(
         new AppError("no_agent", "no agent connected for this region", { retryAfterSeconds: 5 }),
@@ -395,6 +412,3 @@ function attachmentOf(ws: WebSocket): AgentAttachment | null {
     return null;
   }
 }
-
-/** Error codes a DO reply can carry that mean "try another region". */
-export const FAILOVER_CODES: ReadonlySet<ErrorCode> = new Set(["no_agent"]);

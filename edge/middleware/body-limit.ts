@@ -6,9 +6,10 @@ import type { AppEnv } from "../app-env.ts";
  * Buffer the body, refusing more than MAX_BODY_BYTES with 413: by Content-Length up front, and by
  * counting while reading (a chunked body has no length to trust).
  */
-export function bodyLimit(): MiddlewareHandler<AppEnv> {
+export function bodyLimit(kind: "request" | "file" = "request"): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
-    const max = c.get("deps").config.maxBodyBytes;
+    const config = c.get("deps").config;
+    const max = kind === "file" ? config.maxFileBytes : config.maxBodyBytes;
     const tooLarge = () => new AppError("payload_too_large", `request body is larger than ${max} bytes`);
     const declared = c.req.header("Content-Length");
     if (declared !== undefined && Number(declared) > max) throw tooLarge();

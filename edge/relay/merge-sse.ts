@@ -1,6 +1,8 @@
 /**
  * One SSE stream made of several (the event streams of every agent of a region): events are
- * passed on whole, never interleaved mid-event. The first source to end or fail ends the merged
+ * passed on whole, never interleaved mid-event. The messages are the agents' `snapshot` and
+ * `pool` events (shared/events.ts, POOL_SSE_EVENTS); they are relayed as the agents framed them,
+ * unparsed — nothing at the edge reads their fields, and the dashboard checks each one it folds. The first source to end or fail ends the merged
  * stream (and cancels the rest), so the client reconnects and subscribes to the agents connected
  * then; cancelling the merged stream cancels every source.
  */

@@ -29,6 +29,8 @@ export interface RelayInput {
   idleMs?: number;
   /** Send to this one agent connection (TunnelDO `connId`) instead of letting the DO pick. */
   connection?: string;
+  /** Only an agent of this cluster may serve it (a sandbox's requests). */
+  cluster?: string;
 }
 
 export interface RelayOutcome {
@@ -87,6 +89,7 @@ export async function relayToRegions(
     headers.set(TUNNEL_HEADERS.timeoutMs, String(input.timeoutMs));
     headers.set(TUNNEL_HEADERS.idleMs, String(input.idleMs ?? input.timeoutMs));
     if (input.connection !== undefined) headers.set(TUNNEL_HEADERS.pinConnection, input.connection);
+    if (input.cluster !== undefined) headers.set(TUNNEL_HEADERS.cluster, input.cluster);
     const hasBody = input.body !== null && input.method !== "GET" && input.method !== "HEAD";
     const req = new Request(`https://tunnel.internal${input.path}`, {
       method: input.method,
@@ -111,14 +114,14 @@ export async function relayToRegions(
 export async function connectedAgents(
   tunnels: TunnelDirectory,
   region: string,
-): Promise<Array<{ connId: string; agentId: string }>> {
+): Promise<Array<{ connId: string; agentId: string; cluster?: string }>> {
   try {
     const res = await tunnels.fetch(region, new Request("https://tunnel.internal/__tunnel/agents"));
     if (!res.ok) return [];
     const list: unknown = await res.json();
     if (!Array.isArray(list)) return [];
     return list.filter(
-      (a): a is { connId: string; agentId: string } =>
+      (a): a is { connId: string; agentId: string; cluster?: string } =>
         typeof a === "object" && a !== null && typeof a.connId === "string" && typeof a.agentId === "string",
     );
   } catch {

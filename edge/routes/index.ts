@@ -5,6 +5,7 @@ import { eventsRoute } from "./events.ts";
 import { execRoute } from "./exec.ts";
 import { healthRoute } from "./health.ts";
 import { poolRoute } from "./pool.ts";
+import { SANDBOX_ROUTES } from "./sandboxes.ts";
 import { deleteSessionRoute, getSessionRoute } from "./sessions.ts";
 import { tunnelRoute } from "./tunnel.ts";
 
@@ -12,6 +13,7 @@ import { tunnelRoute } from "./tunnel.ts";
 export const ROUTES: readonly RouteDef[] = [
   healthRoute,
   execRoute,
+  ...SANDBOX_ROUTES,
   chatRoute,
   chatAliasRoute,
   getSessionRoute,

@@ -11,10 +11,11 @@ const ERRORS: Record<string, string> = {
   "400": "invalid input",
   "401": "missing or invalid token",
   "403": "missing scope",
+  "404": "not found (sandbox_not_found, file_not_found, not_found)",
   "413": "body too large",
   "429": "rate limited (Retry-After)",
   "502": "agent or tunnel failure",
-  "503": "no agent in any region, or queue wait exceeded (Retry-After)",
+  "503": "no agent in any region (or of the sandbox's cluster), or queue wait exceeded (Retry-After)",
   "504": "command or relay timeout",
 };
 
@@ -22,13 +23,19 @@ const ERRORS: Record<string, string> = {
 export function openApiDocument(routes: readonly RouteDef[]): Json {
   const paths: Record<string, Json> = {};
   for (const r of routes) {
-    const path = r.path.replace(/:(\w+)/g, "{$1}");
+    const path = r.path.replace(/:(\w+)(\{[^}]*\})?/g, "{$1}");
     const op: Json = {
       summary: r.doc.summary,
       tags: r.doc.tags ?? [],
       operationId: `${r.method.toLowerCase()}${path}`,
     };
     if (r.doc.parameters) op.parameters = r.doc.parameters.map((p) => ({ ...p, schema: { type: "string" } }));
+    if (r.doc.requestContentType) {
+      op.requestBody = {
+        required: true,
+        content: { [r.doc.requestContentType]: { schema: { type: "string", format: "binary" } } },
+      };
+    }
     if (r.doc.request) {
       op.requestBody = {
         required: true,
@@ -42,7 +49,13 @@ export function openApiDocument(routes: readonly RouteDef[]): Json {
     } else if (r.doc.responseContentType) {
       ok[r.doc.responseContentType] = { schema: { type: "string" } };
     }
-    const responses: Json = { "200": { description: "success", content: ok } };
+    const success = r.doc.successStatus ?? "200";
+    const responses: Json =
+      success === "204"
+        ? { "204": { description: "done, no body" } }
+        : { [success]: { description: "success", content: ok } };
+    if (success === "201")
+      responses["200"] = { description: "an existing one (get-or-create by name)", content: ok };
     const errorContent = { "application/json": { schema: { $ref: "#/components/schemas/ErrorEnvelope" } } };
     const codes = r.auth === "tenant" ? Object.keys(ERRORS) : ["400", "429"];
     for (const code of codes) responses[code] = { description: ERRORS[code], content: errorContent };

@@ -78,7 +78,7 @@ describe("exec through the edge", () => {
     expect(badRegion.status).toBe(400);
   });
 
-  // DESIGN §6: output is capped at 1 MiB per stream at the exec server, streamed or not; the result
+  // docs/architecture.md §5: output is capped at 1 MiB per stream at the exec server, streamed or not; the result
   // reports the truncation and the true byte counts.
   it("streams real command output as SSE up to the 1 MiB cap, with the true byte counts", async () => {
     const command = `head -c ${5 * MiB} /dev/zero | tr '\\0' 'a'; echo done >&2`;

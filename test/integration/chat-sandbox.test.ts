@@ -6,11 +6,11 @@
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { AgentPool } from "../../cluster-agent/agent-pool.ts";
 import { createChatHandler } from "../../cluster-agent/chat/chat-handler.ts";
 import { readModelConfig } from "../../cluster-agent/chat/model-config.ts";
 import { HttpExecutor } from "../../cluster-agent/exec/http-executor.ts";
 import { microNow } from "../../cluster-agent/k8s/microtime.ts";
-import type { AgentPool } from "../../cluster-agent/pool/agent-pool.ts";
 import type { ChatEvent, PoolEvent, RelayChatRequest } from "../../shared/api.ts";
 import {
   type LeaseCluster,
@@ -68,6 +68,7 @@ async function chat(
     model: readModelConfig({ OPENAI_BASE_URL: server.baseURL, OPENAI_MODEL: "scripted" }),
     acquire: (req) => pool.manager.acquire(req),
     executor,
+    bus: pool.bus,
   });
   const events: ChatEvent[] = [];
   const request: RelayChatRequest = { message, sessionId: "sess", history: [] };
@@ -112,6 +113,13 @@ describe("chat on the real sandbox stack", () => {
     expect(events).toContainEqual({ type: "sandbox.released", pod });
     // One lease for the whole request, released at its end; both commands ran on that pod.
     expect(leaseEventsOf(requestId, "lease.acquired").map((e) => e.pod)).toEqual([pod]);
+    // Each command of the chat shows on the pool stream like a /v1/exec command (the dashboard timeline, exec metrics).
+    const finished = leaseEventsOf(requestId, "exec.finished");
+    expect(leaseEventsOf(requestId, "exec.started").map((e) => e.pod)).toEqual([pod, pod]);
+    expect(finished.map((e) => (e.type === "exec.finished" ? [e.pod, e.data.exitCode] : null))).toEqual([
+      [pod, 0],
+      [pod, 0],
+    ]);
     await waitFor("lease released", () => leaseEventsOf(requestId, "lease.released").length === 1, 5_000, 50);
     const view = await poolView(cluster);
     expect(view.held.filter((l) => l.spec?.holderIdentity?.endsWith(`/${requestId}`))).toHaveLength(0);

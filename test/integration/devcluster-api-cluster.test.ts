@@ -13,7 +13,7 @@ const REPO = resolve(import.meta.dirname, "../..");
 const CLI = join(REPO, "devcluster/cli.ts");
 const TSX_LOADER = pathToFileURL(join(REPO, "node_modules/tsx/dist/loader.mjs")).href;
 
-/** PIDs whose command line mentions `needle` (the CLI's state dir shows up in every sandbox's bwrap args). */
+/** PIDs whose command line mentions `needle` (the CLI's state dir, or a pod's marker argument). */
 function processesMentioning(needle: string): number[] {
   const pids: number[] = [];
   for (const d of readdirSync("/proc")) {
@@ -108,7 +108,14 @@ describe("npm run devcluster (the CLI)", () => {
       body: {
         metadata: { name: "cli-pod" },
         spec: {
-          containers: [{ name: "c", image: "pi-sandbox-runtime/sandbox:dev", command: ["sleep", "60"] }],
+          // The marker shows up in the container's init and sleep command lines.
+          containers: [
+            {
+              name: "c",
+              image: "pi-sandbox-runtime/sandbox:dev",
+              command: ["sh", "-c", "sleep 60", podMarker(state)],
+            },
+          ],
         },
       },
     });
@@ -116,7 +123,12 @@ describe("npm run devcluster (the CLI)", () => {
       const p = await core.readNamespacedPod({ name: "cli-pod", namespace: "default" });
       return p.status?.phase === "Running" ? p : undefined;
     });
-    expect(processesMentioning(state).length).toBeGreaterThan(0);
+    expect(processesMentioning(podMarker(state)).length).toBeGreaterThan(0);
+  }
+
+  /** A string unique to this CLI run (its state dir's name), passed as the pod's $0. */
+  function podMarker(state: string): string {
+    return `cli-pod-${state.split("/").pop() ?? ""}`;
   }
 
   it("default path .devcluster/kubeconfig; SIGINT leaves no process or file behind", async () => {
@@ -131,6 +143,7 @@ describe("npm run devcluster (the CLI)", () => {
     expect(existsSync(join(cwd, ".devcluster"))).toBe(false);
     expect(existsSync(run.state)).toBe(false);
     expect(processesMentioning(run.state)).toEqual([]);
+    expect(processesMentioning(podMarker(run.state))).toEqual([]);
   });
 
   it("--kubeconfig PATH; SIGTERM stops it the same way", async () => {
@@ -145,5 +158,6 @@ describe("npm run devcluster (the CLI)", () => {
     expect(existsSync(path)).toBe(false);
     expect(existsSync(run.state)).toBe(false);
     expect(processesMentioning(run.state)).toEqual([]);
+    expect(processesMentioning(podMarker(run.state))).toEqual([]);
   });
 });

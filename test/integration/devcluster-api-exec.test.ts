@@ -1,44 +1,58 @@
-import type { IncomingMessage } from "node:http";
+import { mkdtemp, rm } from "node:fs/promises";
+import { createServer as createHttpsServer } from "node:https";
 import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { Writable } from "node:stream";
+import type { TLSSocket } from "node:tls";
 import { Exec, type V1Status } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type RawData, WebSocket, WebSocketServer } from "ws";
-import { startTestApiServer, type TestApiServer } from "../support/devcluster.ts";
+import { makeKubeletPki } from "../../devcluster/pki.ts";
+import { startTestApiServer, type TestApiServer, testKubeletTls } from "../support/devcluster.ts";
 
 const NS = "exec-test";
-const KUBELET_TOKEN = "kubelet-token-for-exec";
 
 interface Seen {
   url: string;
-  auth: string | undefined;
+  /** The subject of the client certificate the API server presented. */
+  clientCN: string | undefined;
   protocol: string;
   closeCode?: number;
 }
 
-/** A stand-in for the kubelet's exec endpoint: enough protocol to check the proxy, nothing more. */
+/**
+ * A stand-in for the kubelet's exec endpoint: HTTPS with the test PKI's kubelet certificate,
+ * client certificates required (as a real kubelet does); enough protocol to check the proxy.
+ */
 async function startFakeKubelet(): Promise<{ port: number; seen: Seen[]; close(): Promise<void> }> {
   const seen: Seen[] = [];
+  const tls = await testKubeletTls();
+  const https = createHttpsServer({
+    cert: tls.cert,
+    key: tls.key,
+    ca: tls.clientCA,
+    requestCert: true,
+    rejectUnauthorized: true,
+  });
+  https.on("tlsClientError", () => {});
+  await new Promise<void>((r) => https.listen(0, "127.0.0.1", () => r()));
   const wss = new WebSocketServer({
-    host: "127.0.0.1",
-    port: 0,
+    server: https,
     handleProtocols: (protocols) =>
       protocols.has("v5.channel.k8s.io")
         ? "v5.channel.k8s.io"
         : protocols.has("v4.channel.k8s.io")
           ? "v4.channel.k8s.io"
           : false,
-    verifyClient: (
-      info: { req: IncomingMessage },
-      cb: (ok: boolean, code?: number, msg?: string) => void,
-    ) => {
-      if (info.req.headers.authorization !== `Bearer ${KUBELET_TOKEN}`) cb(false, 401, "Unauthorized");
-      else cb(true);
-    },
   });
-  await new Promise<void>((r) => wss.once("listening", () => r()));
   wss.on("connection", (ws, req) => {
-    const entry: Seen = { url: req.url ?? "", auth: req.headers.authorization, protocol: ws.protocol };
+    const peer = (req.socket as TLSSocket).getPeerCertificate();
+    const entry: Seen = {
+      url: req.url ?? "",
+      clientCN: String(peer?.subject?.CN ?? ""),
+      protocol: ws.protocol,
+    };
     seen.push(entry);
     const q = new URL(req.url ?? "/", "http://x").searchParams;
     const cmd = q.getAll("command").join(" ");
@@ -75,12 +89,14 @@ async function startFakeKubelet(): Promise<{ port: number; seen: Seen[]; close()
     });
   });
   return {
-    port: (wss.address() as AddressInfo).port,
+    port: (https.address() as AddressInfo).port,
     seen,
     close: () =>
       new Promise<void>((r) => {
         for (const c of wss.clients) c.terminate();
-        wss.close(() => r());
+        wss.close();
+        https.closeAllConnections();
+        https.close(() => r());
       }),
   };
 }
@@ -90,7 +106,7 @@ let kubelet: Awaited<ReturnType<typeof startFakeKubelet>>;
 
 beforeAll(async () => {
   kubelet = await startFakeKubelet();
-  s = await startTestApiServer({ namespaces: [NS], kubeletToken: KUBELET_TOKEN });
+  s = await startTestApiServer({ namespaces: [NS] });
   await s.raw("POST", "/api/v1/nodes", {
     metadata: { name: "fake-node" },
     status: {
@@ -162,7 +178,7 @@ function dial(
 }
 
 describe("pods/exec WebSocket proxy", () => {
-  it("client-node Exec: proxied to the kubelet with the kubelet token, v5 chosen, frames both ways", async () => {
+  it("client-node Exec: proxied to the kubelet over TLS with a client certificate, v5 chosen, frames both ways", async () => {
     const exec = new Exec(s.kubeConfig());
     let out = "";
     let err = "";
@@ -198,11 +214,15 @@ describe("pods/exec WebSocket proxy", () => {
     expect(out).toContain("echo-me");
     expect(err).toBe("to stderr\n");
     const seen = kubelet.seen.at(-1);
-    expect(seen?.auth).toBe(`Bearer ${KUBELET_TOKEN}`);
+    // Dialled as kube-apiserver dials a kubelet: TLS with its kubelet-client certificate, and the
+    // stream flags under the names a kubelet reads.
+    expect(seen?.clientCN).toBe("kube-apiserver-kubelet-client");
     expect(seen?.protocol).toBe("v5.channel.k8s.io");
     expect(seen?.url.startsWith(`/exec/${NS}/bound/second?`)).toBe(true);
     const q = new URL(seen?.url ?? "", "http://x").searchParams;
     expect(q.getAll("command")).toEqual(["sh", "-c", "echo hi"]);
+    expect([q.get("input"), q.get("output"), q.get("error")]).toEqual(["1", "1", "1"]);
+    expect(q.has("stdin") || q.has("stdout") || q.has("stderr")).toBe(false);
   });
 
   it("container omitted → the pod's first container; the subprotocol the kubelet picked is used", async () => {
@@ -262,8 +282,15 @@ describe("pods/exec WebSocket proxy", () => {
     expect(noauth.status).toBe(401);
   });
 
-  it("a kubelet refusing the handshake is passed through", async () => {
-    const other = await startTestApiServer({ namespaces: [NS], kubeletToken: "wrong-token" });
+  it("an API server whose client certificate the kubelet does not trust cannot exec (TLS refused)", async () => {
+    const pkiDir = await mkdtemp(join(tmpdir(), "foreign-pki-"));
+    const foreign = await makeKubeletPki(pkiDir, "fake-node");
+    // Trusts the kubelet, but presents a client certificate of another CA.
+    const real = await testKubeletTls();
+    const other = await startTestApiServer({
+      namespaces: [NS],
+      kubeletClient: { cert: foreign.apiClientCert, key: foreign.apiClientKey, ca: real.clientCA },
+    });
     try {
       await other.raw("POST", "/api/v1/nodes", {
         metadata: { name: "fake-node" },
@@ -278,9 +305,11 @@ describe("pods/exec WebSocket proxy", () => {
       });
       const url = `${other.url.replace("http", "ws")}/api/v1/namespaces/${NS}/pods/p/exec?command=true`;
       const d = await dial(url, other.token);
-      expect(d.status).toBe(401);
+      expect(d.status).toBe(500);
+      expect(JSON.parse(d.body ?? "{}").message).toMatch(/error dialing backend: /);
     } finally {
       await other.close();
+      await rm(pkiDir, { recursive: true, force: true });
     }
   });
 

@@ -7,29 +7,34 @@ import { CoreV1Api } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type ApiServer, startApiServer } from "../../devcluster/apiserver/index.ts";
 import { makeKubeConfig } from "../../devcluster/kubeconfig.ts";
+import { type Scheduler, startScheduler } from "../../devcluster/scheduler/scheduler.ts";
+import { testKubeletClient } from "../support/devcluster.ts";
 import { healthPod, TEST_IMAGE_REPO, writeHealthServerImage } from "../support/kubelet-fixtures.ts";
 
-// A kubelet that is SIGKILLed (no chance to clean up) must take its sandboxes with it:
-// bwrap --die-with-parent. The kubelet runs in its own process for this.
+// A kubelet that is SIGKILLed (no chance to clean up) must take its containers with it: runc and
+// the container's init die with their parent. The kubelet runs in its own process for this.
 const ADMIN = "crash-admin";
 const NODE = "crash-node-token";
 let dir: string;
 let imageDir: string;
 let api: ApiServer;
 let child: ChildProcess | undefined;
+let scheduler: Scheduler;
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "devcluster-kcrash-"));
   imageDir = await writeHealthServerImage();
   api = await startApiServer({
     tokens: { [ADMIN]: "admin", [NODE]: "system:node:crash-node" },
-    kubeletToken: "crash-exec",
+    kubeletClient: await testKubeletClient(),
   });
   await core().createNamespace({ body: { metadata: { name: "default" } } });
+  scheduler = await startScheduler({ kubeConfig: makeKubeConfig({ server: api.url, token: ADMIN }) });
 });
 
 afterAll(async () => {
   if (child?.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+  await scheduler?.close();
   await api?.close();
   await rm(dir, { recursive: true, force: true });
   await rm(imageDir, { recursive: true, force: true });
@@ -58,7 +63,6 @@ function startKubeletProcess(): Promise<ChildProcess> {
         ...process.env,
         KUBELET_API: api.url,
         KUBELET_TOKEN: NODE,
-        KUBELET_EXEC_TOKEN: "crash-exec",
         KUBELET_NODE: "crash-node",
         KUBELET_STATE: join(dir, "kubelet"),
         KUBELET_IMAGES: JSON.stringify({

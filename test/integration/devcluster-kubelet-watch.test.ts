@@ -6,22 +6,24 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type ApiServer, startApiServer } from "../../devcluster/apiserver/index.ts";
 import { makeKubeConfig } from "../../devcluster/kubeconfig.ts";
 import { type Kubelet, startKubelet } from "../../devcluster/kubelet/index.ts";
+import { type Scheduler, startScheduler } from "../../devcluster/scheduler/scheduler.ts";
+import { testKubeletClient, testKubeletTls } from "../support/devcluster.ts";
 import { healthPod, TEST_IMAGE_REPO, writeHealthServerImage } from "../support/kubelet-fixtures.ts";
 
 // The kubelet keeps working across an API server outage: its informer fails with a network
 // error (which client-node does not retry by itself), and the kubelet restarts it with backoff.
 const ADMIN = "admin-token";
 const NODE = "node-token";
-const KUBELET = "kubelet-token";
 let dir: string;
 let imageDir: string;
 let api: ApiServer;
 let kubelet: Kubelet;
 let port: number;
 
-const apiOpts = () => ({
+let scheduler: Scheduler;
+const apiOpts = async () => ({
   tokens: { [ADMIN]: "admin", [NODE]: "system:node:watch-node" },
-  kubeletToken: KUBELET,
+  kubeletClient: await testKubeletClient(),
   port,
   stateFile: join(dir, "api-state.json"),
 });
@@ -30,7 +32,7 @@ beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "devcluster-kwatch-"));
   imageDir = await writeHealthServerImage();
   port = 0;
-  api = await startApiServer(apiOpts());
+  api = await startApiServer(await apiOpts());
   port = Number(new URL(api.url).port);
   const core = admin();
   await core.createNamespace({ body: { metadata: { name: "default" } } });
@@ -39,11 +41,13 @@ beforeAll(async () => {
     nodeName: "watch-node",
     images: { [TEST_IMAGE_REPO]: { binds: [{ host: imageDir, container: "/app" }] } },
     stateDir: join(dir, "kubelet"),
-    kubeletToken: KUBELET,
+    tls: await testKubeletTls(),
   });
+  scheduler = await startScheduler({ kubeConfig: makeKubeConfig({ server: api.url, token: ADMIN }) });
 });
 
 afterAll(async () => {
+  await scheduler?.close();
   await kubelet?.close();
   await api?.close();
   await rm(dir, { recursive: true, force: true });
@@ -73,7 +77,7 @@ describe("kubelet pod watch", () => {
 
     await api.close();
     await new Promise((r) => setTimeout(r, 1000));
-    api = await startApiServer(apiOpts());
+    api = await startApiServer(await apiOpts());
 
     await admin().createNamespacedPod({ namespace: "default", body: healthPod("after") });
     const after = await waitReady("after");

@@ -1,8 +1,8 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import type { AgentPool } from "../../cluster-agent/agent-pool.ts";
 import { HttpExecutor } from "../../cluster-agent/exec/http-executor.ts";
 import { microNow } from "../../cluster-agent/k8s/microtime.ts";
 import type { LeaseHandle } from "../../cluster-agent/leases/types.ts";
-import type { AgentPool } from "../../cluster-agent/pool/agent-pool.ts";
 import type { PoolEvent } from "../../shared/api.ts";
 import {
   type LeaseCluster,
@@ -235,7 +235,7 @@ describe("lease queue, cap, renewal and fencing (one agent)", () => {
       10,
     );
     const released = events.find((e) => e.type === "lease.released" && e.requestId === "racer");
-    expect(released?.data?.unused).toBe(true);
+    expect(released?.type === "lease.released" && released.data.unused).toBe(true);
     // Nothing ran in it, so it is not recycled: same pod, free, servable.
     const after = await waitForSettledPool(cluster, 1, 5_000);
     expect(after.live[0]?.metadata?.name).toBe(pod);

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { PoolEvent } from "../../shared/api.ts";
+import type { PoolEvent, PoolEventOf } from "../../shared/events.ts";
 import { AgentProcess, type HarnessMessage } from "../support/agent-process.ts";
 import {
   type LeaseCluster,
@@ -122,12 +122,14 @@ describe("three replicas, one pool", () => {
     // Check from the events of all replicas: each acquisition of a pod comes after the previous holder
     // had stopped using it (lease.released carries the time its holder stopped), fences strictly increase.
     const events: PoolEvent[] = replicas.flatMap((a) => a.events);
-    const acquired = events.filter((e) => e.type === "lease.acquired");
+    const acquired = events.filter((e): e is PoolEventOf<"lease.acquired"> => e.type === "lease.acquired");
     const released = new Map(
-      events.filter((e) => e.type === "lease.released").map((e) => [`${e.pod}#${String(e.data?.fence)}`, e]),
+      events
+        .filter((e): e is PoolEventOf<"lease.released"> => e.type === "lease.released")
+        .map((e) => [`${e.pod}#${String(e.data?.fence)}`, e]),
     );
     expect(acquired.length).toBe(served.length);
-    const acqByPod = new Map<string, PoolEvent[]>();
+    const acqByPod = new Map<string, PoolEventOf<"lease.acquired">[]>();
     for (const e of acquired) {
       expect(e.requestId).toBeTruthy();
       const list = acqByPod.get(e.pod ?? "") ?? [];
@@ -138,8 +140,8 @@ describe("three replicas, one pool", () => {
     for (const [pod, list] of acqByPod) {
       list.sort((a, b) => Number(a.data?.fence) - Number(b.data?.fence));
       for (let i = 1; i < list.length; i++) {
-        const prev = list[i - 1] as PoolEvent;
-        const cur = list[i] as PoolEvent;
+        const prev = list[i - 1] as PoolEventOf<"lease.acquired">;
+        const cur = list[i] as PoolEventOf<"lease.acquired">;
         const rel = released.get(`${pod}#${String(prev.data?.fence)}`);
         expect(rel, `release of ${pod} fence ${String(prev.data?.fence)}`).toBeDefined();
         if (rel && Date.parse(String(rel.data?.usedUntil)) > Date.parse(cur.at)) overlaps++;

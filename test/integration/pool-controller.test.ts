@@ -1,7 +1,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import type { AgentPool } from "../../cluster-agent/agent-pool.ts";
 import { microNow } from "../../cluster-agent/k8s/microtime.ts";
-import type { AgentPool } from "../../cluster-agent/pool/agent-pool.ts";
-import { POOL_LABELS } from "../../cluster-agent/pool/labels.ts";
+import { POOL_LABELS } from "../../cluster-agent/pool-state/labels.ts";
 import type { PoolEvent } from "../../shared/api.ts";
 import {
   type LeaseCluster,

@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { WatchedCache } from "../../cluster-agent/k8s/watched-cache.ts";
 import { type ApiServer, startApiServer } from "../../devcluster/apiserver/index.ts";
 import { makeKubeConfig } from "../../devcluster/kubeconfig.ts";
+import { testKubeletClient } from "../support/devcluster.ts";
 import { waitFor } from "../support/lease-cluster.ts";
 
 // The informer wrapper against a real (devcluster) API server that goes away and comes back on the
@@ -18,7 +19,7 @@ const token = "informer-test-token";
 async function startApi(port = 0): Promise<ApiServer> {
   return await startApiServer({
     tokens: { [token]: "admin" },
-    kubeletToken: "unused",
+    kubeletClient: await testKubeletClient(),
     port,
     stateFile: join(dir, "state.json"),
   });

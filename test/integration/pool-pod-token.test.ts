@@ -5,14 +5,15 @@
 // host loopback (127.0.1.x:8080), so the network path between pods exists and the token is the
 // only barrier.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { AgentPool } from "../../cluster-agent/agent-pool.ts";
 import { EventBus } from "../../cluster-agent/events/bus.ts";
 import type { ExecCall, ExecTarget } from "../../cluster-agent/exec/executor.ts";
 import { HttpExecutor } from "../../cluster-agent/exec/http-executor.ts";
 import { podExecToken } from "../../cluster-agent/exec/pod-token.ts";
-import type { AgentPool } from "../../cluster-agent/pool/agent-pool.ts";
-import { PoolCaches } from "../../cluster-agent/pool/caches.ts";
 import { PoolController } from "../../cluster-agent/pool/controller.ts";
 import { buildSandboxPod, loadPodTemplate } from "../../cluster-agent/pool/pod-template.ts";
+import { PoolCaches } from "../../cluster-agent/pool-state/caches.ts";
+import { createLogger } from "../../cluster-agent/telemetry/logger.ts";
 import {
   type LeaseCluster,
   poolView,
@@ -54,6 +55,7 @@ for (const pid of fs.readdirSync("/proc").filter((d) => /^\d+$/.test(d))) {
   for (const kv of env.split("\0")) if (kv.startsWith("POOL_TOKEN=")) found.add(kv.slice(11));
 }
 console.log("found " + found.size);
+for (const token of found) console.log("token " + token);
 (async () => {
   for (const ip of process.argv.slice(1)) {
     for (const token of found) {
@@ -126,9 +128,23 @@ describe("per-pod exec tokens", () => {
     if (!attack.ok) throw attack.error;
     const out = attack.value.stdout;
     expect(out, attack.value.stderr).toContain("found 1");
-    expect(out).toContain(`${tb.podIP} 401`);
+    // devcluster pods have their own network namespace: from inside A, B is not even reachable.
+    expect(out).toContain(`${tb.podIP} error:`);
     expect(out).not.toContain(`${tb.podIP} 200`);
     expect(out).toContain(`${ta.podIP} 200 pwned`);
+    // The stolen token, used where B is reachable (the host, through the kubelet), opens nothing.
+    const stolen = /^token (.+)$/m.exec(out)?.[1] ?? "";
+    const res = await fetch(`http://${tb.podIP}:8080/exec`, {
+      method: "POST",
+      headers: {
+        authorization: `Bearer ${stolen}`,
+        "x-fence-token": "1",
+        "content-type": "application/json",
+      },
+      body: JSON.stringify({ command: "echo pwned", timeoutMs: 5000 }),
+      signal: AbortSignal.timeout(5000),
+    });
+    expect(res.status).toBe(401);
 
     // And B still serves the agent afterwards.
     const after = await agent.exec(tb, call("echo still-mine"));
@@ -154,6 +170,7 @@ describe("per-pod exec tokens", () => {
       clients: cluster.clients,
       caches,
       bus,
+      log: createLogger({ level: "warn" }),
       namespace: cluster.namespace,
       poolSize: 3,
       leaseTtlSeconds: 30,

@@ -133,11 +133,17 @@ export function exitCodeOf(status: RawExecResult["status"]): number | undefined 
  */
 export function rawExec(
   url: string,
-  opts: { token?: string; protocols?: string[]; timeoutMs?: number; onOpen?: (ws: WebSocket) => void } = {},
+  opts: {
+    /** Client certificate, key and the CA of the kubelet's serving certificate. */
+    tls?: { cert?: string; key?: string; ca: string };
+    protocols?: string[];
+    timeoutMs?: number;
+    onOpen?: (ws: WebSocket) => void;
+  } = {},
 ): Promise<RawExecResult> {
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(url, opts.protocols ?? ["v5.channel.k8s.io", "v4.channel.k8s.io"], {
-      headers: opts.token === undefined ? {} : { authorization: `Bearer ${opts.token}` },
+      ...(opts.tls ?? {}),
     });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
@@ -183,9 +189,10 @@ export function rawExec(
 export function execQuery(command: string[], opts: { stdin?: boolean } = {}): string {
   const q = new URLSearchParams();
   for (const c of command) q.append("command", c);
-  q.set("stdin", String(opts.stdin ?? false));
-  q.set("stdout", "true");
-  q.set("stderr", "true");
-  q.set("tty", "false");
+  // The names the API server uses toward a kubelet.
+  q.set("input", opts.stdin ? "1" : "0");
+  q.set("output", "1");
+  q.set("error", "1");
+  q.set("tty", "0");
   return q.toString();
 }

@@ -1,12 +1,13 @@
 import { randomBytes } from "node:crypto";
 import type { V1Lease, V1Pod } from "@kubernetes/client-node";
+import { AgentPool } from "../../cluster-agent/agent-pool.ts";
 import { loadConfig } from "../../cluster-agent/config.ts";
 import { HttpScrubber } from "../../cluster-agent/exec/scrubber.ts";
 import { type KubeClients, makeClients } from "../../cluster-agent/k8s/client.ts";
-import { AgentPool } from "../../cluster-agent/pool/agent-pool.ts";
-import { POOL_LABEL_SELECTOR } from "../../cluster-agent/pool/labels.ts";
-import { isPodReady } from "../../cluster-agent/pool/pod-state.ts";
+import { POOL_LABEL_SELECTOR } from "../../cluster-agent/pool-state/labels.ts";
+import { isPodReady } from "../../cluster-agent/pool-state/pod-state.ts";
 import type { PoolEvent } from "../../shared/api.ts";
+import { TEST_RELAY_PUBLIC_KEYS } from "./agent-env.ts";
 import { startTestCluster, type TestCluster } from "./devcluster.ts";
 import { waitFor } from "./wait-for.ts";
 
@@ -41,6 +42,7 @@ export async function startLeaseCluster(namespace = "pi-sandbox"): Promise<Lease
       KUBECONFIG: dc.kubeconfigPath,
       SANDBOX_NAMESPACE: namespace,
       POOL_TOKEN: poolToken,
+      RELAY_PUBLIC_KEYS: TEST_RELAY_PUBLIC_KEYS,
       ...extra,
     }),
     close: () => dc.close(),

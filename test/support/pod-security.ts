@@ -127,7 +127,7 @@ export function restrictedViolations(spec: V1PodSpec, annotations: Record<string
   return v;
 }
 
-/** What this project asks beyond "restricted" of a sandbox pod (DESIGN §5). */
+/** What this project asks beyond "restricted" of a sandbox pod (docs/architecture.md §4). */
 export function sandboxExtrasViolations(spec: V1PodSpec): string[] {
   const v: string[] = [];
   if (spec.automountServiceAccountToken !== false) v.push("automountServiceAccountToken is not false");

@@ -1,11 +1,12 @@
+import type { PoolEventInput } from "../../cluster-agent/events/bus.ts";
+import { type PodSnapshot, type PoolSnapshot, PoolSnapshotSchema } from "../../shared/api.ts";
 import {
-  type PodSnapshot,
   type PoolEvent,
+  type PoolEventBody,
+  PoolEventBodySchema,
   PoolEventSchema,
   type PoolEventType,
-  type PoolSnapshot,
-  PoolSnapshotSchema,
-} from "../../shared/api.ts";
+} from "../../shared/events.ts";
 
 /**
  * Real PoolSnapshot / PoolEvent objects for dashboard and telemetry tests, validated with the
@@ -41,15 +42,65 @@ export function poolSnapshot(over: Partial<PoolSnapshot> & { podCount?: number }
   return PoolSnapshotSchema.parse(snapshot);
 }
 
+/** What the agent sends for each event type when a test does not care: a fixture gives only what it tests. */
+const DEFAULT_DATA: { [T in PoolEventType]: (PoolEventBody & { type: T })["data"] } = {
+  "pod.created": {},
+  "pod.ready": {},
+  "pod.deleted": { phase: null, reason: "external" },
+  "lease.acquired": { fence: 1, acquireMs: 1, queueMs: 0, queued: false, leaseDurationSeconds: 45 },
+  "lease.renewed": { fence: 1, leaseDurationSeconds: 45 },
+  "lease.released": { heldMs: 0, recycle: "none", fence: 1 },
+  "lease.expired": { holder: null, fence: 1, recycle: "replace" },
+  "lease.conflict": {},
+  "lease.lost": { reason: "lease taken over", fence: 1 },
+  "queue.entered": { position: 0, depth: 1, tenantAtCap: false },
+  "queue.left": { reason: "served", waitedMs: 0, depth: 0 },
+  "queue.timeout": { waitedMs: 15_000 },
+  "exec.started": { commandPreview: "", queueMs: 0, mode: "http" },
+  "exec.finished": { commandPreview: "", queueMs: 0, exitCode: 0, durationMs: 0, timedOut: false },
+  "pool.leader": { leader: true, identity: "agent-a" },
+  "sandbox.created": {
+    sandboxId: "sb.local.default.aaaaaaaaaaaaaaaaaaaa",
+    name: null,
+    idleTimeoutSeconds: 300,
+    expiresAt: "",
+  },
+  "sandbox.used": { sandboxId: "sb.local.default.aaaaaaaaaaaaaaaaaaaa", what: "true" },
+  "sandbox.deleted": { sandboxId: "sb.local.default.aaaaaaaaaaaaaaaaaaaa" },
+  "sandbox.expired": { sandboxId: "sb.local.default.aaaaaaaaaaaaaaaaaaaa", reason: "idle" },
+};
+
+/**
+ * A real PoolEvent of `type`: `data` overrides the agent's usual fields for that type, and the
+ * result is validated with the shared schema, so a fixture can only send what the agent sends.
+ */
 export function poolEvent(
   type: PoolEventType,
-  fields: Omit<Partial<PoolEvent>, "type"> = {},
-  data?: Record<string, unknown>,
+  fields: Partial<Omit<PoolEvent, "type" | "data">> = {},
+  data: Record<string, unknown> = {},
 ): PoolEvent {
-  const e: PoolEvent = { type, at: new Date().toISOString(), agentId: "agent-a", region: "local", ...fields };
-  if (data !== undefined) e.data = data;
+  const e = {
+    type,
+    at: new Date().toISOString(),
+    agentId: "agent-a",
+    region: "local",
+    ...fields,
+    data: { ...DEFAULT_DATA[type], ...data },
+  };
   return PoolEventSchema.parse(e);
 }
 
 /** ISO time `ms` after `base` (agent clock). */
 export const isoAfter = (base: string, ms: number) => new Date(Date.parse(base) + ms).toISOString();
+
+/** What a test emits on a real EventBus: the agent's usual fields for the type, overridden by `data`. */
+export function eventInput(input: {
+  type: PoolEventType;
+  data?: Record<string, unknown>;
+  requestId?: string;
+  tenant?: string;
+  pod?: string;
+}): PoolEventInput {
+  const { type, data = {}, ...who } = input;
+  return { ...who, ...PoolEventBodySchema.parse({ type, data: { ...DEFAULT_DATA[type], ...data } }) };
+}

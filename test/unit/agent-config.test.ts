@@ -1,15 +1,17 @@
 import { describe, expect, it } from "vitest";
 import { loadConfig } from "../../cluster-agent/config.ts";
 import { generateSigningKeyPair } from "../../shared/jwt-keys.ts";
+import { MIN_AGENT_ENV } from "../support/agent-env.ts";
 
 // The agent's process settings beyond the pool: relay keys, the tunnel, the model.
 describe("agent config: relay, tunnel and model settings", () => {
   it("has no tunnel without EDGE_URL and reads both keys when it is set", async () => {
-    const off = loadConfig({});
+    const off = loadConfig({ ...MIN_AGENT_ENV });
     expect(off.ok && off.value.edgeUrl).toBeUndefined();
     const agent = await generateSigningKeyPair("a");
     const relay = await generateSigningKeyPair("r");
     const on = loadConfig({
+      ...MIN_AGENT_ENV,
       EDGE_URL: "https://edge.test",
       AGENT_KEY: JSON.stringify(agent.privateJwk),
       RELAY_PUBLIC_KEYS: JSON.stringify({ keys: [relay.publicJwk] }),
@@ -21,24 +23,40 @@ describe("agent config: relay, tunnel and model settings", () => {
   });
 
   it("names what is wrong: EDGE_URL without AGENT_KEY, a public key as AGENT_KEY, bad JSON", async () => {
-    const noKey = loadConfig({ EDGE_URL: "https://edge.test" });
+    const noKey = loadConfig({ ...MIN_AGENT_ENV, EDGE_URL: "https://edge.test" });
     expect(noKey.ok || noKey.error.message).toContain("AGENT_KEY");
     const kp = await generateSigningKeyPair("a");
-    const publicOnly = loadConfig({ EDGE_URL: "https://edge.test", AGENT_KEY: JSON.stringify(kp.publicJwk) });
+    const publicOnly = loadConfig({
+      ...MIN_AGENT_ENV,
+      EDGE_URL: "https://edge.test",
+      AGENT_KEY: JSON.stringify(kp.publicJwk),
+    });
     expect(publicOnly.ok || publicOnly.error.message).toContain("AGENT_KEY has the wrong shape");
-    const badJson = loadConfig({ RELAY_PUBLIC_KEYS: "{nope" });
+    const badJson = loadConfig({ ...MIN_AGENT_ENV, RELAY_PUBLIC_KEYS: "{nope" });
     expect(badJson.ok || badJson.error.message).toContain("RELAY_PUBLIC_KEYS is not valid JSON");
-    const emptySet = loadConfig({ RELAY_PUBLIC_KEYS: '{"keys":[]}' });
+    const emptySet = loadConfig({ ...MIN_AGENT_ENV, RELAY_PUBLIC_KEYS: '{"keys":[]}' });
     expect(emptySet.ok).toBe(false);
   });
 
   it("keeps a missing model as a reason for chat, not a startup failure", () => {
-    const cfg = loadConfig({});
+    const cfg = loadConfig({ ...MIN_AGENT_ENV });
     expect(cfg.ok).toBe(true);
     if (!cfg.ok) return;
     expect(cfg.value.model.ok).toBe(false);
     if (!cfg.value.model.ok) expect(cfg.value.model.error.code).toBe("model_not_configured");
-    const bad = loadConfig({ CHAT_MAX_TOOL_ROUNDS: "many" });
+    const bad = loadConfig({ ...MIN_AGENT_ENV, CHAT_MAX_TOOL_ROUNDS: "many" });
     expect(bad.ok).toBe(false);
+  });
+
+  it("refuses to start without relay keys, and without a pool token when the exec server is used", () => {
+    const noKeys = loadConfig({ POOL_TOKEN: "t" });
+    expect(!noKeys.ok && noKeys.error.message).toContain("RELAY_PUBLIC_KEYS is required");
+    const { POOL_TOKEN: _, ...keysOnly } = MIN_AGENT_ENV;
+    for (const env of [{}, { RECYCLE: "scrub", EXEC_MODE: "api" }]) {
+      const noToken = loadConfig({ ...keysOnly, ...env });
+      expect(!noToken.ok && noToken.error.message).toContain("POOL_TOKEN is required");
+    }
+    // api exec with replace recycling never calls the exec server: no token needed.
+    expect(loadConfig({ ...keysOnly, EXEC_MODE: "api" }).ok).toBe(true);
   });
 });

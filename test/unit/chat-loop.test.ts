@@ -1,7 +1,7 @@
 /**
  * The chat loop (runChat) against the scripted OpenAI-compatible server over real HTTP with the
- * real `openai` client. The sandbox side uses small in-memory TEST DOUBLES of the LeaseHandle and
- * Executor interfaces (INTERFACES.md), defined below; the chat module itself is never stubbed.
+ * real `openai` client. The sandbox side uses small in-memory TEST DOUBLES of the SandboxLease and
+ * Executor contracts (cluster-agent/exec/executor.ts), defined below; the chat module itself is never stubbed.
  * The same flows against the real lease manager + executor + devcluster are in
  * test/integration/chat-sandbox.test.ts.
  */
@@ -10,7 +10,12 @@ import { createChatHandler } from "../../cluster-agent/chat/chat-handler.ts";
 import { readModelConfig } from "../../cluster-agent/chat/model-config.ts";
 import type { ChatDeps } from "../../cluster-agent/chat/run-chat.ts";
 import { runChat } from "../../cluster-agent/chat/run-chat.ts";
-import type { ChatExecCall, ChatExecTarget, ChatLease } from "../../cluster-agent/chat/sandbox-ports.ts";
+import { EventBus } from "../../cluster-agent/events/bus.ts";
+import type {
+  ExecCall as ChatExecCall,
+  ExecTarget as ChatExecTarget,
+  SandboxLease as ChatLease,
+} from "../../cluster-agent/exec/executor.ts";
 import {
   type ChatEvent,
   ChatEventSchema,
@@ -57,6 +62,7 @@ type ExecBehaviour = (call: ChatExecCall) => Promise<Result<ExecOutcome>> | Resu
 
 /** Test double of an Executor: records every call; by default "runs" a command by echoing it. */
 class ExecutorDouble {
+  readonly mode = "http" as const;
   calls: Array<{ target: ChatExecTarget; call: ChatExecCall; at: number }> = [];
   constructor(private readonly behaviour: ExecBehaviour = (c) => ok(outcome(`ran: ${c.command}\n`))) {}
   exec = async (target: ChatExecTarget, call: ChatExecCall): Promise<Result<ExecOutcome>> => {
@@ -104,6 +110,7 @@ async function chat(
     options?: ChatDeps["options"];
     signal?: AbortSignal;
     onEvent?: (e: ChatEvent) => void;
+    bus?: EventBus;
   } = {},
 ) {
   server = await startScriptedOpenAI({ script, apiKey: "sk-test" });
@@ -113,7 +120,9 @@ async function chat(
   const result = await runChat(
     request(opts.message ?? "hello", opts.history),
     {
+      tenant: "tenant-1",
       requestId: "req-1",
+      bus: opts.bus ?? new EventBus("agent-test"),
       model: { baseURL: server.baseURL, apiKey: "sk-test", model: "test-model" },
       acquire: acquire.acquire,
       executor,
@@ -400,7 +409,14 @@ describe("runChat with the scripted server", () => {
       const events: ChatEvent[] = [];
       return runChat(
         { message, sessionId: message, history: [{ role: "user", content: `history of ${message}` }] },
-        { requestId: `r-${message}`, model, acquire: acquire.acquire, executor },
+        {
+          tenant: "t",
+          requestId: `r-${message}`,
+          model,
+          acquire: acquire.acquire,
+          executor,
+          bus: new EventBus("a"),
+        },
         (e) => events.push(e),
         new AbortController().signal,
       ).then((result) => ({ result, events }));
@@ -420,6 +436,28 @@ describe("runChat with the scripted server", () => {
   });
 });
 
+describe("runChat on the shared pipeline", () => {
+  it("every command of a chat emits exec.started and exec.finished on the agent's bus, like /v1/exec", async () => {
+    const bus = new EventBus("agent-test");
+    const seen: Array<[string, string | undefined, string | undefined, string | undefined]> = [];
+    bus.on((e) => seen.push([e.type, e.requestId, e.tenant, e.pod]));
+    const { result } = await chat(
+      [
+        { type: "tool_calls", calls: [toolCall("echo one"), toolCall("echo two")] },
+        { type: "text", text: "done" },
+      ],
+      { bus },
+    );
+    expect(result.ok).toBe(true);
+    expect(seen).toEqual([
+      ["exec.started", "req-1", "tenant-1", "sandbox-0"],
+      ["exec.finished", "req-1", "tenant-1", "sandbox-0"],
+      ["exec.started", "req-1", "tenant-1", "sandbox-0"],
+      ["exec.finished", "req-1", "tenant-1", "sandbox-0"],
+    ]);
+  });
+});
+
 describe("runChat failures", () => {
   it("answers model_not_configured before taking any lease", async () => {
     let acquireCalls = 0;
@@ -430,6 +468,7 @@ describe("runChat failures", () => {
         return err(new AppError("internal", "must not be called"));
       },
       executor: new ExecutorDouble(),
+      bus: new EventBus("agent-test"),
     });
     const events: ChatEvent[] = [];
     const result = await handler(request("run ls"), {
@@ -462,6 +501,7 @@ describe("runChat failures", () => {
         return leases.acquire(req.signal ?? new AbortController().signal);
       },
       executor: new ExecutorDouble(),
+      bus: new EventBus("agent-test"),
     });
     const result = await handler(request("x"), {
       tenant: "tenant-7",
@@ -532,10 +572,12 @@ describe("runChat failures", () => {
     const result = await runChat(
       request("hi"),
       {
+        tenant: "t",
         requestId: "r",
         model: { baseURL: server.baseURL, apiKey: "wrong", model: "m" },
         acquire: new AcquireDouble().acquire,
         executor: new ExecutorDouble(),
+        bus: new EventBus("agent-test"),
       },
       (e) => events.push(e),
       new AbortController().signal,

@@ -81,7 +81,7 @@ describe("dashboard reducer", () => {
     let s = fold([
       snap(),
       acquired("pi-sandbox-1", "r1", 0),
-      released("pi-sandbox-1", "r1", 500, { recycling: true }),
+      released("pi-sandbox-1", "r1", 500, { recycle: "replace" }),
     ]);
     expect(region(s).pods.find((p) => p.name === "pi-sandbox-1")!.state).toBe("recycling");
     s = fold([poolEvent("pod.deleted", { pod: "pi-sandbox-1", at: at(900) })], T0MS, s);
@@ -432,9 +432,29 @@ describe("dashboard reducer", () => {
   it("pool.leader names the leader", () => {
     const s = fold([
       snap(),
-      poolEvent("pool.leader", { at: at(1), agentId: "agent-b" }, { leader: "agent-b" }),
+      poolEvent("pool.leader", { at: at(1), agentId: "agent-b" }, { leader: true, identity: "agent-b" }),
     ]);
     expect(region(s).leader).toBe("agent-b");
+  });
+
+  it("an agent that steps down is no longer shown as leader (the agent sends leader: false)", () => {
+    const led = fold([
+      snap(),
+      poolEvent("pool.leader", { at: at(1), agentId: "agent-b" }, { leader: true, identity: "agent-b" }),
+    ]);
+    const down = fold(
+      [poolEvent("pool.leader", { at: at(2), agentId: "agent-b" }, { leader: false, identity: "agent-b" })],
+      T0MS,
+      led,
+    );
+    expect(region(down).leader).toBeNull();
+    // Another agent's step-down does not clear the current leader.
+    const other = fold(
+      [poolEvent("pool.leader", { at: at(3), agentId: "agent-c" }, { leader: false, identity: "agent-c" })],
+      T0MS,
+      led,
+    );
+    expect(region(other).leader).toBe("agent-b");
   });
 });
 

@@ -1,11 +1,12 @@
 import type { V1Container, V1Pod } from "@kubernetes/client-node";
 import { describe, expect, it } from "vitest";
-import { bwrapArgs, type SandboxSpec } from "../../devcluster/kubelet/bwrap-args.ts";
 import { resolveEnv } from "../../devcluster/kubelet/env.ts";
 import { imageRepository } from "../../devcluster/kubelet/image-ref.ts";
+import { type ContainerSpec, ociSpec } from "../../devcluster/kubelet/oci-spec.ts";
 import { PodConditions } from "../../devcluster/kubelet/pod-status.ts";
 import { probePort } from "../../devcluster/kubelet/probes.ts";
 import { quantityBytes } from "../../devcluster/kubelet/quantity.ts";
+import { runtimeDefaultSeccomp } from "../../devcluster/kubelet/seccomp.ts";
 
 describe("imageRepository", () => {
   it.each([
@@ -97,52 +98,93 @@ describe("resolveEnv", () => {
   });
 });
 
-describe("bwrapArgs", () => {
-  const spec: SandboxSpec = {
+describe("ociSpec", () => {
+  const spec: ContainerSpec = {
     hostname: "pod-1",
     uid: 1000,
     gid: 1000,
+    supplementalGids: [1000],
     readOnlyRoot: true,
     workingDir: "/workspace",
     binds: [{ host: "/srv/image", container: "/opt/app" }],
     tmpfs: [{ path: "/workspace", sizeBytes: 1024 }, { path: "/tmp" }],
     argv: ["node", "/opt/app/server.mjs"],
+    env: { A: "1" },
+    capabilities: [],
+    limits: { memoryBytes: 512 * 1024 * 1024, cpuMillis: 500, pids: 256 },
   };
-  const args = bwrapArgs(spec);
-  const joined = args.join(" ");
+  const seccomp = runtimeDefaultSeccomp([], "6.1.0", "x64");
+  // biome-ignore lint/suspicious/noExplicitAny: the OCI config is inspected ad hoc
+  const oci = ociSpec(spec, { hostId: 1_000_065_536, size: 65_536 }, seccomp, "devcluster/x") as any;
+  const dest = (d: string) => oci.mounts.find((m: { destination: string }) => m.destination === d);
 
   it("never binds all of /etc, and binds the image read-only", () => {
-    expect(joined).not.toMatch(/--ro-bind(-try)? \/etc \/etc/);
-    expect(joined).not.toContain("/etc/shadow");
-    expect(joined).toContain("--ro-bind /srv/image /opt/app");
+    expect(dest("/etc")).toBeUndefined();
+    expect(dest("/etc/shadow")).toBeUndefined();
+    expect(dest("/opt/app")).toMatchObject({ type: "bind", source: "/srv/image" });
+    expect(dest("/opt/app").options).toContain("ro");
+    expect(dest("/usr").options).toContain("ro");
   });
 
   it("sizes emptyDir tmpfs mounts and leaves unsized ones unsized", () => {
-    expect(joined).toContain("--size 1024 --tmpfs /workspace");
-    expect(joined).toMatch(/--perms 1777 --tmpfs \/tmp/);
+    expect(dest("/workspace").options).toContain("size=1024");
+    expect(dest("/tmp").options.some((o: string) => o.startsWith("size="))).toBe(false);
   });
 
-  it("isolates: new user/pid/ipc/uts namespaces, uid/gid, no capabilities, dies with the kubelet", () => {
-    for (const flag of [
-      "--unshare-user",
-      "--unshare-pid",
-      "--unshare-ipc",
-      "--unshare-uts",
-      "--die-with-parent",
-    ]) {
-      expect(args).toContain(flag);
+  it("isolates: all seven namespaces, its own id range, no capabilities, no_new_privs", () => {
+    expect(oci.linux.namespaces.map((n: { type: string }) => n.type).sort()).toEqual([
+      "cgroup",
+      "ipc",
+      "mount",
+      "network",
+      "pid",
+      "user",
+      "uts",
+    ]);
+    expect(oci.linux.uidMappings).toEqual([{ containerID: 0, hostID: 1_000_065_536, size: 65_536 }]);
+    expect(oci.process.user).toMatchObject({ uid: 1000, gid: 1000 });
+    expect(oci.process.capabilities.bounding).toEqual([]);
+    expect(oci.process.noNewPrivileges).toBe(true);
+    expect(oci.linux.readonlyPaths).toContain("/proc/sys");
+    expect(oci.linux.maskedPaths).toContain("/proc/kcore");
+    expect(oci.root).toEqual({ path: "rootfs", readonly: true });
+  });
+
+  it("limits: memory without extra swap, cpu quota per 100 ms period, pids", () => {
+    expect(oci.linux.resources.memory).toEqual({ limit: 536870912, swap: 536870912 });
+    expect(oci.linux.resources.cpu).toEqual({ quota: 50_000, period: 100_000 });
+    expect(oci.linux.resources.pids).toEqual({ limit: 256 });
+    expect(oci.linux.cgroupsPath).toBe("devcluster/x");
+  });
+});
+
+describe("runtimeDefaultSeccomp (moby's default profile)", () => {
+  const names = (p: ReturnType<typeof runtimeDefaultSeccomp>) =>
+    new Set(p.syscalls.filter((r) => r.action === "SCMP_ACT_ALLOW" && !r.args).flatMap((r) => r.names));
+
+  it("denies by default with EPERM and covers x86_64 with its 32-bit sub-architectures", () => {
+    const p = runtimeDefaultSeccomp([], "6.1.0", "x64");
+    expect(p.defaultAction).toBe("SCMP_ACT_ERRNO");
+    expect(p.architectures).toEqual(["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"]);
+  });
+
+  it("without CAP_SYS_ADMIN: no unshare, mount, setns, bpf; clone only with a flag filter", () => {
+    const allowed = names(runtimeDefaultSeccomp([], "6.1.0", "x64"));
+    for (const s of ["unshare", "mount", "setns", "bpf", "keyctl", "init_module", "clock_settime"]) {
+      expect(allowed.has(s)).toBe(false);
     }
-    expect(joined).toContain("--uid 1000 --gid 1000");
-    expect(joined).toContain("--cap-drop ALL");
-    expect(args).not.toContain("--unshare-net"); // pods listen on 127.0.1.x of the host
+    expect(allowed.has("read")).toBe(true);
+    expect(allowed.has("arch_prctl")).toBe(true);
+    expect(allowed.has("clone")).toBe(false);
   });
 
-  it("remounts / read-only only for readOnlyRootFilesystem, after the mounts, and ends with the argv", () => {
-    const remountRoot = (a: string[]) => a.findIndex((x, i) => x === "--remount-ro" && a[i + 1] === "/");
-    expect(remountRoot(args)).toBeGreaterThan(args.indexOf("/workspace"));
-    expect(remountRoot(args)).toBeGreaterThan(args.indexOf("/opt/app"));
-    expect(remountRoot(bwrapArgs({ ...spec, readOnlyRoot: false }))).toBe(-1);
-    expect(args.slice(-3)).toEqual(["--", "node", "/opt/app/server.mjs"]);
+  it("rules follow the capabilities a container holds (as moby and containerd compute them)", () => {
+    expect(names(runtimeDefaultSeccomp(["CAP_SYS_ADMIN"], "6.1.0", "x64")).has("unshare")).toBe(true);
+    expect(names(runtimeDefaultSeccomp(["CAP_SYS_TIME"], "6.1.0", "x64")).has("clock_settime")).toBe(true);
+  });
+
+  it("refuses an architecture it has no profile for rather than running unfiltered", () => {
+    expect(() => runtimeDefaultSeccomp([], "6.1.0", "riscv64")).toThrow(/no RuntimeDefault/);
   });
 });
 

@@ -16,6 +16,7 @@ import {
   overlayDir,
   renderKustomization,
 } from "../../k8s/render.ts";
+import { MIN_AGENT_ENV } from "../support/agent-env.ts";
 import { schemaErrors, unknownFields } from "../support/k8s-schema.ts";
 
 const AGENT_NS = "pi-sandbox-system";
@@ -272,7 +273,7 @@ describe.each(OVERLAYS)("%s overlay", (overlay) => {
   });
 
   it("quota and limits fit the pod template and the pool size", () => {
-    const c = loadConfig({ ...cfg, RELAY_PUBLIC_KEYS: undefined, EDGE_URL: undefined });
+    const c = loadConfig({ ...cfg, ...MIN_AGENT_ENV, EDGE_URL: undefined });
     if (!c.ok) throw c.error;
     const hard = spec(find(objs, "ResourceQuota", "pi-sandbox-pool")).hard as Record<string, string>;
     const pods = quantity(hard.pods);

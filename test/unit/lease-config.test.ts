@@ -1,10 +1,11 @@
 import { describe, expect, it } from "vitest";
 import { loadConfig } from "../../cluster-agent/config.ts";
 import { buildSandboxPod, loadPodTemplate, podName } from "../../cluster-agent/pool/pod-template.ts";
+import { MIN_AGENT_ENV } from "../support/agent-env.ts";
 
 describe("agent config", () => {
   it("applies the documented defaults", () => {
-    const r = loadConfig({});
+    const r = loadConfig({ ...MIN_AGENT_ENV });
     if (!r.ok) throw r.error;
     expect(r.value).toMatchObject({
       namespace: "pi-sandbox",
@@ -24,14 +25,20 @@ describe("agent config", () => {
   });
 
   it("takes AGENT_ID, else POD_NAME", () => {
-    const a = loadConfig({ AGENT_ID: "a1", POD_NAME: "p1" });
-    const b = loadConfig({ POD_NAME: "p1" });
+    const a = loadConfig({ ...MIN_AGENT_ENV, AGENT_ID: "a1", POD_NAME: "p1" });
+    const b = loadConfig({ ...MIN_AGENT_ENV, POD_NAME: "p1" });
     expect(a.ok && a.value.agentId).toBe("a1");
     expect(b.ok && b.value.agentId).toBe("p1");
   });
 
   it("parses numbers and enums from strings and refuses bad values with a named field", () => {
-    const r = loadConfig({ POOL_SIZE: "3", RECYCLE: "scrub", LEASE_TTL_SECONDS: "4", EXEC_MODE: "api" });
+    const r = loadConfig({
+      ...MIN_AGENT_ENV,
+      POOL_SIZE: "3",
+      RECYCLE: "scrub",
+      LEASE_TTL_SECONDS: "4",
+      EXEC_MODE: "api",
+    });
     expect(r.ok && [r.value.poolSize, r.value.recycle, r.value.leaseTtlSeconds, r.value.execMode]).toEqual([
       3,
       "scrub",
@@ -45,11 +52,11 @@ describe("agent config", () => {
       { SANDBOX_NAMESPACE: "Bad_NS" },
       { AGENT_ID: "a/b" },
     ]) {
-      const bad = loadConfig(env);
+      const bad = loadConfig({ ...MIN_AGENT_ENV, ...env });
       expect(bad.ok).toBe(false);
       if (!bad.ok) expect(bad.error.code).toBe("invalid_request");
     }
-    const bad = loadConfig({ POOL_SIZE: "-1" });
+    const bad = loadConfig({ ...MIN_AGENT_ENV, POOL_SIZE: "-1" });
     expect(!bad.ok && bad.error.details?.[0]?.path).toBe("POOL_SIZE");
   });
 });

@@ -10,9 +10,9 @@ import {
 } from "../../cluster-agent/k8s/microtime.ts";
 import { isOlderVersion, jitteredBackoff } from "../../cluster-agent/k8s/watched-cache.ts";
 import { freePodNames, rotate } from "../../cluster-agent/leases/candidates.ts";
-import { isLeaseFree, parseHolder, recordKey } from "../../cluster-agent/leases/lease-record.ts";
-import { ObservedExpiry } from "../../cluster-agent/leases/observed-expiry.ts";
 import { percentile } from "../../cluster-agent/leases/stats.ts";
+import { isLeaseFree, parseHolder, recordKey } from "../../cluster-agent/pool-state/lease-record.ts";
+import { ObservedExpiry } from "../../cluster-agent/pool-state/observed-expiry.ts";
 
 const readyPod = (name: string, extra: Partial<V1Pod["status"]> = {}): V1Pod => ({
   metadata: { name },
@@ -165,7 +165,7 @@ describe("helpers", () => {
 
 describe("pod states for the snapshot", () => {
   it("maps pod + lease to starting / ready / leased / recycling / failed", async () => {
-    const { podState } = await import("../../cluster-agent/pool/agent-pool.ts");
+    const { podState } = await import("../../cluster-agent/agent-pool.ts");
     expect(podState(readyPod("a"), lease("a"))).toBe("ready");
     expect(podState(readyPod("a"), lease("a", "x/y"))).toBe("leased");
     expect(podState(readyPod("a"), undefined)).toBe("starting");

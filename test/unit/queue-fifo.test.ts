@@ -3,6 +3,7 @@ import { WaitQueue } from "../../cluster-agent/leases/wait-queue.ts";
 
 const w = (tenant: string, id: string) => ({ tenant, id });
 
+// The tenant-cap rule (skip a capped tenant, FIFO among the others) is the dispatch's: see lease-manager.test.ts.
 describe("WaitQueue", () => {
   it("keeps arrival order and removes from the middle", () => {
     const q = new WaitQueue<ReturnType<typeof w>>();
@@ -18,26 +19,5 @@ describe("WaitQueue", () => {
     expect(q.entries().map((x) => x.id)).toEqual(["a", "c"]);
     expect(q.position(c)).toBe(1);
     expect(q.length).toBe(2);
-  });
-
-  it("skips a capped tenant without reordering the others (FIFO among eligible)", () => {
-    const q = new WaitQueue<ReturnType<typeof w>>();
-    for (const [t, id] of [
-      ["hog", "1"],
-      ["hog", "2"],
-      ["small", "3"],
-      ["other", "4"],
-    ] as const)
-      q.push(w(t, id));
-    expect(q.firstEligible((t) => t !== "hog")?.id).toBe("3");
-    expect(q.firstEligible(() => true)?.id).toBe("1");
-    expect(q.firstEligible(() => false)).toBeUndefined();
-  });
-
-  it("drain empties the queue", () => {
-    const q = new WaitQueue<ReturnType<typeof w>>();
-    q.push(w("a", "1"));
-    expect(q.drain()).toHaveLength(1);
-    expect(q.length).toBe(0);
   });
 });

@@ -6,7 +6,7 @@ import {
   metricsText,
   subscribeMetrics,
 } from "../../cluster-agent/telemetry/metrics.ts";
-import { poolSnapshot } from "../support/pool-fixtures.ts";
+import { eventInput, poolSnapshot } from "../support/pool-fixtures.ts";
 
 /** The value of one series line in Prometheus text, e.g. `pi_sandbox_pool_pods{state="ready"}`. */
 function series(text: string, name: string): number | undefined {
@@ -42,20 +42,24 @@ describe("metrics derived from bus events", () => {
 
   it("lease lifecycle: pods by state, acquisitions, acquire latency and queue wait histograms", async () => {
     const { bus, text } = setup();
-    bus.emit({
-      type: "lease.acquired",
-      pod: "pi-sandbox-0",
-      requestId: "r1",
-      tenant: "a",
-      data: { acquireMs: 3, queueMs: 0 },
-    });
-    bus.emit({
-      type: "lease.acquired",
-      pod: "pi-sandbox-1",
-      requestId: "r2",
-      tenant: "a",
-      data: { acquireMs: 40, queueMs: 30 },
-    });
+    bus.emit(
+      eventInput({
+        type: "lease.acquired",
+        pod: "pi-sandbox-0",
+        requestId: "r1",
+        tenant: "a",
+        data: { acquireMs: 3, queueMs: 0 },
+      }),
+    );
+    bus.emit(
+      eventInput({
+        type: "lease.acquired",
+        pod: "pi-sandbox-1",
+        requestId: "r2",
+        tenant: "a",
+        data: { acquireMs: 40, queueMs: 30 },
+      }),
+    );
     let t = await text();
     expect(series(t, 'pi_sandbox_pool_pods{state="ready"}')).toBe(6);
     expect(series(t, 'pi_sandbox_pool_pods{state="leased"}')).toBe(2);
@@ -68,23 +72,25 @@ describe("metrics derived from bus events", () => {
     expect(series(t, 'pi_sandbox_queue_wait_seconds_bucket{le="0.025",outcome="acquired"}')).toBe(1);
 
     // A stale release from an older lease of pod 0 must not free it.
-    bus.emit({ type: "lease.released", pod: "pi-sandbox-0", requestId: "older" });
-    bus.emit({
-      type: "lease.released",
-      pod: "pi-sandbox-1",
-      requestId: "r2",
-      data: { recycle: "replace", fence: 2 },
-    });
+    bus.emit(eventInput({ type: "lease.released", pod: "pi-sandbox-0", requestId: "older" }));
+    bus.emit(
+      eventInput({
+        type: "lease.released",
+        pod: "pi-sandbox-1",
+        requestId: "r2",
+        data: { recycle: "replace", fence: 2 },
+      }),
+    );
     t = await text();
     expect(series(t, 'pi_sandbox_pool_pods{state="leased"}')).toBe(1);
     expect(series(t, 'pi_sandbox_pool_pods{state="recycling"}')).toBe(1);
 
-    bus.emit({ type: "pod.deleted", pod: "pi-sandbox-1" });
-    bus.emit({ type: "pod.created", pod: "pi-sandbox-8" });
+    bus.emit(eventInput({ type: "pod.deleted", pod: "pi-sandbox-1" }));
+    bus.emit(eventInput({ type: "pod.created", pod: "pi-sandbox-8" }));
     t = await text();
     expect(series(t, 'pi_sandbox_pool_pods{state="recycling"}')).toBe(0);
     expect(series(t, 'pi_sandbox_pool_pods{state="starting"}')).toBe(1);
-    bus.emit({ type: "pod.ready", pod: "pi-sandbox-8" });
+    bus.emit(eventInput({ type: "pod.ready", pod: "pi-sandbox-8" }));
     t = await text();
     expect(series(t, 'pi_sandbox_pool_pods{state="starting"}')).toBe(0);
     expect(series(t, 'pi_sandbox_pool_pods{state="ready"}')).toBe(7);
@@ -92,24 +98,26 @@ describe("metrics derived from bus events", () => {
 
   it("conflicts, queue depth, queue timeouts, lost and expired leases", async () => {
     const { bus, text } = setup();
-    bus.emit({ type: "lease.conflict", pod: "pi-sandbox-2", requestId: "r" });
-    bus.emit({ type: "lease.conflict", pod: "pi-sandbox-3", requestId: "r" });
-    bus.emit({ type: "queue.entered", requestId: "q1" });
-    bus.emit({ type: "queue.entered", requestId: "q2" });
-    bus.emit({ type: "queue.entered", requestId: "q3" });
+    bus.emit(eventInput({ type: "lease.conflict", pod: "pi-sandbox-2", requestId: "r" }));
+    bus.emit(eventInput({ type: "lease.conflict", pod: "pi-sandbox-3", requestId: "r" }));
+    bus.emit(eventInput({ type: "queue.entered", requestId: "q1" }));
+    bus.emit(eventInput({ type: "queue.entered", requestId: "q2" }));
+    bus.emit(eventInput({ type: "queue.entered", requestId: "q3" }));
     let t = await text();
     expect(series(t, "pi_sandbox_lease_conflicts_total")).toBe(2);
     expect(series(t, "pi_sandbox_queue_depth")).toBe(3);
-    bus.emit({ type: "queue.timeout", requestId: "q1", data: { waitedMs: 15_000 } });
-    bus.emit({ type: "queue.left", requestId: "q2", data: { reason: "aborted", waitedMs: 200 } });
-    bus.emit({
-      type: "lease.acquired",
-      pod: "pi-sandbox-4",
-      requestId: "q3",
-      data: { acquireMs: 900, queueMs: 880 },
-    });
-    bus.emit({ type: "lease.lost", pod: "pi-sandbox-4", requestId: "q3" });
-    bus.emit({ type: "lease.expired", pod: "pi-sandbox-5" });
+    bus.emit(eventInput({ type: "queue.timeout", requestId: "q1", data: { waitedMs: 15_000 } }));
+    bus.emit(eventInput({ type: "queue.left", requestId: "q2", data: { reason: "aborted", waitedMs: 200 } }));
+    bus.emit(
+      eventInput({
+        type: "lease.acquired",
+        pod: "pi-sandbox-4",
+        requestId: "q3",
+        data: { acquireMs: 900, queueMs: 880 },
+      }),
+    );
+    bus.emit(eventInput({ type: "lease.lost", pod: "pi-sandbox-4", requestId: "q3" }));
+    bus.emit(eventInput({ type: "lease.expired", pod: "pi-sandbox-5" }));
     t = await text();
     expect(series(t, "pi_sandbox_queue_depth")).toBe(0);
     expect(series(t, "pi_sandbox_queue_timeouts_total")).toBe(1);
@@ -149,19 +157,23 @@ describe("metrics derived from bus events", () => {
 
   it("queue wait of waiters that gave up or were shut down; served ones count once", async () => {
     const { bus, text } = setup();
-    bus.emit({ type: "queue.entered", requestId: "a" });
-    bus.emit({ type: "queue.entered", requestId: "b" });
-    bus.emit({ type: "queue.entered", requestId: "c" });
-    bus.emit({ type: "queue.left", requestId: "a", data: { reason: "shutdown", waitedMs: 100 } });
-    bus.emit({
-      type: "lease.acquired",
-      pod: "pi-sandbox-0",
-      requestId: "b",
-      data: { acquireMs: 50, queueMs: 49 },
-    });
-    bus.emit({ type: "queue.left", requestId: "b", data: { reason: "served", waitedMs: 49 } });
-    bus.emit({ type: "queue.timeout", requestId: "c", data: { waitedMs: 15_000 } });
-    bus.emit({ type: "queue.left", requestId: "c", data: { reason: "timeout", waitedMs: 15_000 } });
+    bus.emit(eventInput({ type: "queue.entered", requestId: "a" }));
+    bus.emit(eventInput({ type: "queue.entered", requestId: "b" }));
+    bus.emit(eventInput({ type: "queue.entered", requestId: "c" }));
+    bus.emit(eventInput({ type: "queue.left", requestId: "a", data: { reason: "shutdown", waitedMs: 100 } }));
+    bus.emit(
+      eventInput({
+        type: "lease.acquired",
+        pod: "pi-sandbox-0",
+        requestId: "b",
+        data: { acquireMs: 50, queueMs: 49 },
+      }),
+    );
+    bus.emit(eventInput({ type: "queue.left", requestId: "b", data: { reason: "served", waitedMs: 49 } }));
+    bus.emit(eventInput({ type: "queue.timeout", requestId: "c", data: { waitedMs: 15_000 } }));
+    bus.emit(
+      eventInput({ type: "queue.left", requestId: "c", data: { reason: "timeout", waitedMs: 15_000 } }),
+    );
     const t = await text();
     expect(series(t, 'pi_sandbox_queue_wait_seconds_count{outcome="shutdown"}')).toBe(1);
     expect(series(t, 'pi_sandbox_queue_wait_seconds_count{outcome="acquired"}')).toBe(1);
@@ -171,14 +183,16 @@ describe("metrics derived from bus events", () => {
 
   it("exec duration by result", async () => {
     const { bus, text } = setup();
-    bus.emit({ type: "exec.finished", requestId: "a", data: { exitCode: 0, durationMs: 20 } });
-    bus.emit({ type: "exec.finished", requestId: "b", data: { exitCode: 1, durationMs: 30 } });
-    bus.emit({
-      type: "exec.finished",
-      requestId: "c",
-      data: { exitCode: null, timedOut: true, durationMs: 5000 },
-    });
-    bus.emit({ type: "exec.finished", requestId: "d", data: { exitCode: null, durationMs: 7 } });
+    bus.emit(eventInput({ type: "exec.finished", requestId: "a", data: { exitCode: 0, durationMs: 20 } }));
+    bus.emit(eventInput({ type: "exec.finished", requestId: "b", data: { exitCode: 1, durationMs: 30 } }));
+    bus.emit(
+      eventInput({
+        type: "exec.finished",
+        requestId: "c",
+        data: { exitCode: null, timedOut: true, durationMs: 5000 },
+      }),
+    );
+    bus.emit(eventInput({ type: "exec.finished", requestId: "d", data: { exitCode: null, durationMs: 7 } }));
     const t = await text();
     expect(series(t, 'pi_sandbox_exec_duration_seconds_count{result="ok"}')).toBe(1);
     expect(series(t, 'pi_sandbox_exec_duration_seconds_count{result="nonzero"}')).toBe(1);
@@ -192,7 +206,7 @@ describe("metrics derived from bus events", () => {
     metrics.setTunnelConnected(true);
     expect(series(await text(), "pi_sandbox_tunnel_connected")).toBe(1);
     off();
-    bus.emit({ type: "lease.conflict" });
+    bus.emit(eventInput({ type: "lease.conflict" }));
     expect(series(await text(), "pi_sandbox_lease_conflicts_total")).toBe(0);
     const res = await metricsResponse(metrics);
     expect(res.status).toBe(200);

@@ -106,7 +106,8 @@ describe("agent login token", () => {
     const us = await generateSigningKeyPair("us");
     const token = await signAgentToken({ privateJwk: eu.privateJwk, agentId: "agent-7", region: "eu-1" });
     const good = await verifyAgentToken(token, { publicKeys: [eu.publicJwk], region: "eu-1" });
-    expect(good).toEqual({ ok: true, value: { agentId: "agent-7", region: "eu-1" } });
+    // An agent that names no cluster serves the region's "default" cluster (sandbox routing).
+    expect(good).toEqual({ ok: true, value: { agentId: "agent-7", region: "eu-1", cluster: "default" } });
     const otherRegion = await verifyAgentToken(token, { publicKeys: [eu.publicJwk], region: "us-1" });
     expect(otherRegion.ok || otherRegion.error.code).toBe("invalid_token");
     const otherKey = await verifyAgentToken(token, { publicKeys: [us.publicJwk], region: "eu-1" });
@@ -114,6 +115,28 @@ describe("agent login token", () => {
     expect((await verifyAgentToken(undefined, { publicKeys: [eu.publicJwk], region: "eu-1" })).ok).toBe(
       false,
     );
+  });
+});
+
+describe("agent login token: cluster", () => {
+  it("carries the agent's cluster; a malformed cluster is refused", async () => {
+    const eu = await generateSigningKeyPair("eu");
+    const named = await signAgentToken({
+      privateJwk: eu.privateJwk,
+      agentId: "a",
+      region: "eu-1",
+      cluster: "c-2",
+    });
+    const ok = await verifyAgentToken(named, { publicKeys: [eu.publicJwk], region: "eu-1" });
+    expect(ok.ok && ok.value.cluster).toBe("c-2");
+    const bad = await signAgentToken({
+      privateJwk: eu.privateJwk,
+      agentId: "a",
+      region: "eu-1",
+      cluster: "Bad.Cluster",
+    });
+    const refused = await verifyAgentToken(bad, { publicKeys: [eu.publicJwk], region: "eu-1" });
+    expect(refused.ok || refused.error.code).toBe("invalid_token");
   });
 });
 

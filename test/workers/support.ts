@@ -169,8 +169,18 @@ function concat(parts: Uint8Array[]): Uint8Array {
 }
 
 /** Dial the tunnel as an agent of `region` and serve relayed requests with `handler`. */
-export async function connectAgent(region: string, handler: AgentHandler, agentId = `agent-${region}`) {
-  const token = await signAgentToken({ privateJwk: AGENT_PRIVATE_JWKS[region]!, agentId, region });
+export async function connectAgent(
+  region: string,
+  handler: AgentHandler,
+  agentId = `agent-${region}`,
+  cluster?: string,
+) {
+  const token = await signAgentToken({
+    privateJwk: AGENT_PRIVATE_JWKS[region]!,
+    agentId,
+    region,
+    ...(cluster !== undefined ? { cluster } : {}),
+  });
   const res = await SELF.fetch(`${BASE}/v1/tunnel?region=${region}`, {
     headers: { Upgrade: "websocket", Authorization: `Bearer ${token}` },
   });

@@ -5,20 +5,18 @@ import { WatchedCache } from "../k8s/watched-cache.ts";
 import { withTimeout } from "../k8s/with-timeout.ts";
 import { POOL_LABEL_SELECTOR } from "./labels.ts";
 import { isPodReady } from "./pod-state.ts";
+import type { DeletionCause, PoolStore } from "./pool-store.ts";
 
 /**
  * The watch-fed view of the pool shared by the lease manager and the pool controller: sandbox pods
  * and their Leases (both selected by the pool labels, so the leader Lease is not in here).
  * Emits pod.ready when a pod turns Ready and pod.deleted when it is really gone.
  */
-export class PoolCaches {
+export class PoolCaches implements PoolStore {
   readonly pods: WatchedCache<V1Pod>;
   readonly leases: WatchedCache<V1Lease>;
   /** Which request caused a pod's deletion (release with replace, expiry), for its pod.deleted event. */
-  private readonly causes = new Map<
-    string,
-    { requestId?: string | undefined; tenant?: string | undefined; reason: string }
-  >();
+  private readonly causes = new Map<string, DeletionCause>();
 
   constructor(
     private readonly clients: KubeClients,
@@ -61,10 +59,7 @@ export class PoolCaches {
   }
 
   /** Remember why `pod` is being deleted, so its pod.deleted event names the request behind it. */
-  attributeDeletion(
-    pod: string,
-    cause: { requestId?: string | undefined; tenant?: string | undefined; reason: string },
-  ): void {
+  attributeDeletion(pod: string, cause: DeletionCause): void {
     this.causes.set(pod, cause);
     if (this.causes.size > 10_000) {
       const oldest = this.causes.keys().next().value;
@@ -86,6 +81,39 @@ export class PoolCaches {
     );
     this.leases.observe(updated);
     return updated;
+  }
+
+  /** Read one pool Lease from the server (not the cache) and feed it into the cache. */
+  async readLease(name: string, timeoutMs: number): Promise<V1Lease> {
+    const l = await withTimeout(
+      this.clients.coordination.readNamespacedLease({ name, namespace: this.namespace }),
+      timeoutMs,
+      `read lease ${name}`,
+    );
+    this.leases.observe(l);
+    return l;
+  }
+
+  /** Delete a pool Lease, conditional on `resourceVersion` when given; the cache forgets it once gone. */
+  async deleteLease(name: string, timeoutMs: number, resourceVersion?: string): Promise<void> {
+    await withTimeout(
+      this.clients.coordination.deleteNamespacedLease({
+        name,
+        namespace: this.namespace,
+        ...(resourceVersion !== undefined ? { body: { preconditions: { resourceVersion } } } : {}),
+      }),
+      timeoutMs,
+      `delete lease ${name}`,
+    );
+    this.leases.forget(name);
+  }
+
+  async deletePod(name: string, timeoutMs: number): Promise<void> {
+    await withTimeout(
+      this.clients.core.deleteNamespacedPod({ name, namespace: this.namespace }),
+      timeoutMs,
+      `delete pod ${name}`,
+    );
   }
 
   async start(timeoutMs = 10_000): Promise<boolean> {

@@ -1,20 +1,22 @@
 import { randomBytes } from "node:crypto";
 import type { V1Lease, V1Pod } from "@kubernetes/client-node";
-import type { PodSnapshot, PodState, PoolSnapshot } from "../../shared/api.ts";
-import { AppError, err, ok, type Result } from "../../shared/errors.ts";
-import type { AgentConfig } from "../config.ts";
-import { EventBus } from "../events/bus.ts";
-import { podExecToken } from "../exec/pod-token.ts";
-import type { KubeClients } from "../k8s/client.ts";
-import { microTimeString } from "../k8s/microtime.ts";
-import { holderOf, parseHolder, tenantOf } from "../leases/lease-record.ts";
-import { LeaseManager } from "../leases/manager.ts";
-import type { Scrubber } from "../leases/types.ts";
-import { PoolCaches } from "./caches.ts";
-import { PoolController } from "./controller.ts";
-import { LeaderElector } from "./leader.ts";
-import { isFinished, isPodReady, isTerminating } from "./pod-state.ts";
-import { buildSandboxPod, loadPodTemplate, podName } from "./pod-template.ts";
+import type { PodSnapshot, PodState, PoolSnapshot } from "../shared/api.ts";
+import { AppError, err, ok, type Result } from "../shared/errors.ts";
+import type { AgentConfig } from "./config.ts";
+import { EventBus } from "./events/bus.ts";
+import type { Scrubber } from "./exec/executor.ts";
+import { podExecToken } from "./exec/pod-token.ts";
+import type { KubeClients } from "./k8s/client.ts";
+import { microTimeString } from "./k8s/microtime.ts";
+import { LeaseManager } from "./leases/manager.ts";
+import { PoolController } from "./pool/controller.ts";
+import { LeaderElector } from "./pool/leader.ts";
+import { buildSandboxPod, loadPodTemplate, podName } from "./pool/pod-template.ts";
+import { PoolCaches } from "./pool-state/caches.ts";
+import { type FailureLog, logFailure } from "./pool-state/failure-log.ts";
+import { holderOf, parseHolder, tenantOf } from "./pool-state/lease-record.ts";
+import { isFinished, isPodReady, isTerminating } from "./pool-state/pod-state.ts";
+import { createLogger } from "./telemetry/logger.ts";
 
 export type PoolConfig = Pick<
   AgentConfig,
@@ -44,6 +46,8 @@ export interface AgentPoolOptions {
   /** Controller knobs for tests. */
   orphanGraceMs?: number;
   onCacheError?: (what: string, e: unknown, retryInMs: number) => void;
+  /** Where caught errors of the lease core and the controller go (default: a warn-level logger). */
+  log?: FailureLog;
 }
 
 /**
@@ -56,6 +60,7 @@ export class AgentPool {
   readonly manager: LeaseManager;
   readonly controller: PoolController;
   readonly elector: LeaderElector | undefined;
+  private readonly log: FailureLog;
 
   private constructor(
     readonly config: PoolConfig,
@@ -63,11 +68,17 @@ export class AgentPool {
     template: V1Pod,
   ) {
     this.bus = opts.bus ?? new EventBus(config.agentId, config.region);
-    this.caches = new PoolCaches(opts.clients, config.namespace, this.bus, opts.onCacheError);
+    this.log = opts.log ?? createLogger({ level: "warn", base: { agentId: config.agentId } });
+    const log = this.log;
+    const onCacheError =
+      opts.onCacheError ??
+      ((what: string, e: unknown, retryInMs: number) =>
+        logFailure(log, `${what} watch failed; restarting in ${retryInMs} ms`, e));
+    this.caches = new PoolCaches(opts.clients, config.namespace, this.bus, onCacheError);
     this.manager = new LeaseManager({
-      clients: opts.clients,
-      caches: this.caches,
+      store: this.caches,
       bus: this.bus,
+      log: this.log,
       namespace: config.namespace,
       agentId: config.agentId,
       leaseTtlSeconds: config.leaseTtlSeconds,
@@ -80,6 +91,7 @@ export class AgentPool {
       clients: opts.clients,
       caches: this.caches,
       bus: this.bus,
+      log: this.log,
       namespace: config.namespace,
       poolSize: config.poolSize,
       leaseTtlSeconds: config.leaseTtlSeconds,
@@ -103,6 +115,7 @@ export class AgentPool {
       this.elector = new LeaderElector({
         clients: opts.clients,
         bus: this.bus,
+        log: this.log,
         namespace: config.namespace,
         identity: config.agentId,
         leaseDurationSeconds: config.leaderLeaseSeconds,

@@ -1,0 +1,93 @@
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Container, makeRuntimeDirs } from "../devcluster/kubelet/container.ts";
+import { IdRangeAllocator } from "../devcluster/kubelet/id-ranges.ts";
+import { startSandboxPodCluster } from "../devstack/fixtures/sandbox-pod.ts";
+import { summarize } from "./stats.ts";
+import type { BenchRow, BenchSuite } from "./types.ts";
+
+const PODS = 15;
+const FLOOR_RUNS = 15;
+
+/**
+ * `pod_start`: a sandbox pod (the repository's template, the real exec server) from create to
+ * Ready through devcluster — API server, scheduler bind, kubelet, runc, port forwarder, readiness
+ * probe — one at a time (the cost replace mode pays per command). Floor: one `runc run` of
+ * `/bin/true` with the same kind of OCI spec (namespaces, id mapping, seccomp, cgroups), started
+ * and exited.
+ */
+export const suite: BenchSuite = {
+  name: "pod-start",
+  async run(): Promise<BenchRow[]> {
+    const floor = await runcFloor();
+    const c = await startSandboxPodCluster("bench-pod-start");
+    const samples: number[] = [];
+    try {
+      for (let i = 0; i < PODS; i++) {
+        const t0 = performance.now();
+        await c.createPod(`start-${i}`);
+        samples.push(performance.now() - t0);
+        await c.deletePod(`start-${i}`);
+      }
+    } finally {
+      await c.close();
+    }
+    const s = summarize(samples);
+    const f = summarize(floor);
+    return [
+      {
+        name: "pod_start",
+        n: samples.length,
+        p50Ms: s.p50 ?? 0,
+        p99Ms: s.p99 ?? 0,
+        floorName: "runc run of /bin/true (same OCI spec)",
+        floorP50Ms: f.p50,
+        floorP99Ms: f.p99,
+      },
+    ];
+  },
+};
+
+async function runcFloor(): Promise<number[]> {
+  const runtime = await makeRuntimeDirs();
+  const ids = new IdRangeAllocator();
+  const logDir = await mkdtemp(join(tmpdir(), "bench-runc-"));
+  const out: number[] = [];
+  try {
+    for (let i = 0; i < FLOOR_RUNS; i++) {
+      const range = ids.allocate();
+      if (!range) throw new Error("no id range");
+      const t0 = performance.now();
+      const c = new Container(
+        `bench-floor-${process.pid}-${i}`,
+        {
+          hostname: "floor",
+          uid: 1000,
+          gid: 1000,
+          supplementalGids: [],
+          readOnlyRoot: true,
+          workingDir: "/",
+          binds: [],
+          tmpfs: [],
+          argv: ["/bin/true"],
+          env: { PATH: "/usr/bin:/bin" },
+          capabilities: [],
+          limits: { memoryBytes: 512 * 1024 * 1024, cpuMillis: 1000, pids: 1024 },
+        },
+        range,
+        runtime,
+        join(logDir, `${i}.log`),
+      );
+      const exit = await c.exited;
+      out.push(performance.now() - t0);
+      ids.release(range);
+      if (exit.exitCode !== 0) throw new Error(`runc floor run exited ${exit.exitCode}: ${c.outputTail}`);
+    }
+  } finally {
+    ids.releaseAll();
+    await rm(logDir, { recursive: true, force: true });
+    await rm(runtime.root, { recursive: true, force: true });
+  }
+  return out;
+}

@@ -1,0 +1,298 @@
+import { posix } from "node:path";
+import { Readable, Writable } from "node:stream";
+import { Exec, type KubeConfig, type V1Status } from "@kubernetes/client-node";
+import { AppError, type ErrorCode, err, ok, type Result } from "../../shared/errors.ts";
+import { exitCodeOf } from "./api-executor.ts";
+import type { ExecTarget } from "./executor.ts";
+import type { FileEntry, ReadResult, SandboxFiles } from "./files.ts";
+
+/**
+ * `api` mode of the files contract: each operation is one pods/exec of a small POSIX shell program
+ * (the path and limits travel as positional arguments, never spliced into the script; a write's
+ * bytes travel on stdin). It resolves the path inside the pod with `realpath`, like the exec
+ * server, and answers with the same error codes. Reads are buffered here (at most the file limit).
+ */
+
+const EXIT: Record<number, ErrorCode> = { 65: "invalid_path", 66: "file_not_found", 67: "payload_too_large" };
+
+/** Sets `full` (lexical) and `ws` (real workspace); refuses `..` and anything lexically outside. */
+const PRELUDE = [
+  "p=$1; ws=$(realpath /workspace)",
+  'case "/$p/" in */../*) echo "$p: .. is not allowed" >&2; exit 65;; esac',
+  'case "$p" in /*) full=$p;; *) full=/workspace/$p;; esac',
+  'case "$full" in /workspace|/workspace/*) ;; *) echo "$p: outside /workspace" >&2; exit 65;; esac',
+  'inside() { case "$1" in "$ws"|"$ws"/*) return 0;; *) return 1;; esac; }',
+].join("\n");
+
+const READ_SCRIPT = [
+  PRELUDE,
+  'r=$(realpath -e -- "$full" 2>/dev/null) || { echo "$p: no such file or directory" >&2; exit 66; }',
+  'inside "$r" || { echo "$p: leads outside /workspace" >&2; exit 65; }',
+  'if [ -d "$r" ]; then',
+  '  printf "D\\n"',
+  '  if [ "$2" = 1 ]; then find "$r" -mindepth 1 -printf "%y %s %T@ %P\\0"; else find "$r" -mindepth 1 -maxdepth 1 -printf "%y %s %T@ %P\\0"; fi',
+  'elif [ -f "$r" ]; then printf "F\\n"; exec cat -- "$r"',
+  'else echo "$p: not a regular file" >&2; exit 65; fi',
+].join("\n");
+
+const WRITE_SCRIPT = [
+  PRELUDE,
+  "max=$2",
+  '[ "$full" = /workspace ] && { echo "$p: is the workspace itself" >&2; exit 65; }',
+  'parent=$(dirname -- "$full"); base=$(basename -- "$full")',
+  'a=$parent; while [ ! -e "$a" ] && [ ! -L "$a" ]; do a=$(dirname -- "$a"); done',
+  'ra=$(realpath -e -- "$a" 2>/dev/null) && inside "$ra" || { echo "$p: leads outside /workspace" >&2; exit 65; }',
+  'mkdir -p -- "$parent" 2>/dev/null || { echo "$p: a parent is not a directory" >&2; exit 65; }',
+  'rp=$(realpath -e -- "$parent") && inside "$rp" || { echo "$p: leads outside /workspace" >&2; exit 65; }',
+  'if [ -d "$rp/$base" ] && [ ! -L "$rp/$base" ]; then echo "$p: is a directory" >&2; exit 65; fi',
+  'tmp="$rp/.$base.tmp-$$"',
+  'head -c "$((max + 1))" > "$tmp" || { rm -f -- "$tmp"; echo "$p: cannot write" >&2; exit 65; }',
+  'size=$(wc -c < "$tmp")',
+  'if [ "$size" -gt "$max" ]; then rm -f -- "$tmp"; echo "file is larger than $max bytes" >&2; exit 67; fi',
+  // -T: a target that is a symlink (even to a directory) is replaced, never written through.
+  'mv -fT -- "$tmp" "$rp/$base" || { rm -f -- "$tmp"; exit 65; }',
+  'echo "$size"',
+].join("\n");
+
+const REMOVE_SCRIPT = [
+  PRELUDE,
+  '[ "$full" = /workspace ] && { echo "$p: is the workspace itself" >&2; exit 65; }',
+  'rp=$(realpath -e -- "$(dirname -- "$full")" 2>/dev/null) || { echo "$p: no such file or directory" >&2; exit 66; }',
+  'inside "$rp" || { echo "$p: leads outside /workspace" >&2; exit 65; }',
+  't="$rp/$(basename -- "$full")"',
+  '[ -e "$t" ] || [ -L "$t" ] || { echo "$p: no such file or directory" >&2; exit 66; }',
+  'rm -rf -- "$t"',
+].join("\n");
+
+export interface ApiFilesOptions {
+  kubeConfig: KubeConfig;
+  container?: string;
+  /** For the whole operation (a 64 MiB transfer over pods/exec takes a while). */
+  timeoutMs?: number;
+  /** Largest read kept in memory. */
+  maxReadBytes?: number;
+}
+
+interface Run {
+  code: number;
+  stdout: Buffer;
+  stderr: string;
+}
+
+export class ApiFiles implements SandboxFiles {
+  readonly #exec: Exec;
+  readonly #o: Required<Omit<ApiFilesOptions, "kubeConfig">>;
+
+  constructor(o: ApiFilesOptions) {
+    this.#exec = new Exec(o.kubeConfig);
+    this.#o = {
+      container: o.container ?? "sandbox",
+      timeoutMs: o.timeoutMs ?? 120_000,
+      maxReadBytes: o.maxReadBytes ?? 64 * 1024 * 1024,
+    };
+  }
+
+  #run(
+    target: ExecTarget,
+    script: string,
+    args: string[],
+    signal: AbortSignal,
+    stdin?: Uint8Array,
+  ): Promise<Result<Run>> {
+    if (signal.aborted)
+      return Promise.resolve(err(new AppError("request_cancelled", "file operation aborted")));
+    const out: Buffer[] = [];
+    const errOut: Buffer[] = [];
+    let outBytes = 0;
+    const max = this.#o.maxReadBytes + 1024;
+    const sink = (into: Buffer[], counted: boolean) =>
+      new Writable({
+        write(chunk: Buffer, _e, done) {
+          if (counted) outBytes += chunk.length;
+          if (!counted || outBytes <= max) into.push(chunk);
+          done();
+        },
+      });
+    const stdout = sink(out, true);
+    const stderr = sink(errOut, false);
+    const input =
+      stdin === undefined
+        ? null
+        : Readable.from([Buffer.from(stdin.buffer, stdin.byteOffset, stdin.byteLength)]);
+    return new Promise((resolve) => {
+      let settled = false;
+      let socket: { terminate(): void } | undefined;
+      const settle = (r: Result<Run>) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        signal.removeEventListener("abort", onAbort);
+        socket?.terminate();
+        resolve(r);
+      };
+      const fail = (m: string) => settle(err(new AppError("sandbox_failed", m)));
+      const onAbort = () => settle(err(new AppError("request_cancelled", "file operation aborted")));
+      signal.addEventListener("abort", onAbort, { once: true });
+      const timer = setTimeout(
+        () => fail(`file operation on ${target.pod} took over ${this.#o.timeoutMs} ms`),
+        this.#o.timeoutMs,
+      );
+      this.#exec
+        .exec(
+          target.namespace,
+          target.pod,
+          this.#o.container,
+          ["/bin/sh", "-c", script, "pi-files", ...args],
+          stdout,
+          stderr,
+          input,
+          false,
+          (s: V1Status) => {
+            let pending = 2;
+            const one = () => {
+              pending -= 1;
+              if (pending > 0) return;
+              const code = exitCodeOf(s);
+              if (code instanceof AppError) return settle(err(code));
+              if (outBytes > max)
+                return settle(
+                  err(new AppError("payload_too_large", `file is larger than ${this.#o.maxReadBytes} bytes`)),
+                );
+              settle(
+                ok({
+                  code,
+                  stdout: Buffer.concat(out),
+                  stderr: Buffer.concat(errOut).toString("utf8").trim(),
+                }),
+              );
+            };
+            for (const w of [stdout, stderr]) {
+              if (w.writableFinished) one();
+              else w.once("finish", one);
+            }
+          },
+        )
+        .then(
+          (ws) => {
+            if (settled) return ws.terminate();
+            socket = ws;
+            ws.on("error", () => {});
+          },
+          (e: unknown) =>
+            fail(
+              `pods/exec to ${target.pod} could not connect: ${e instanceof Error ? e.message : String(e)}`,
+            ),
+        );
+    });
+  }
+
+  #check(r: Result<Run>): Result<Run> {
+    if (!r.ok || r.value.code === 0) return r;
+    const code = EXIT[r.value.code];
+    return err(
+      code
+        ? new AppError(code, r.value.stderr || code)
+        : new AppError(
+            "sandbox_failed",
+            `file operation exited ${r.value.code}: ${r.value.stderr.slice(0, 200)}`,
+          ),
+    );
+  }
+
+  async write(
+    target: ExecTarget,
+    path: string,
+    body: ReadableStream<Uint8Array> | Uint8Array,
+    opts: { signal: AbortSignal; maxBytes: number },
+  ): Promise<Result<{ path: string; size: number }>> {
+    const bytes = body instanceof Uint8Array ? body : await collect(body, opts.maxBytes);
+    if (bytes === null)
+      return err(new AppError("payload_too_large", `file is larger than ${opts.maxBytes} bytes`));
+    const r = this.#check(
+      await this.#run(target, WRITE_SCRIPT, [path, String(opts.maxBytes)], opts.signal, bytes),
+    );
+    if (!r.ok) return r;
+    const size = Number(r.value.stdout.toString("utf8").trim());
+    return ok({ path: posix.resolve("/workspace", path), size });
+  }
+
+  async read(target: ExecTarget, path: string, opts: { signal: AbortSignal }): Promise<Result<ReadResult>> {
+    const r = this.#check(await this.#run(target, READ_SCRIPT, [path, "0"], opts.signal));
+    if (!r.ok) return r;
+    const out = r.value.stdout;
+    if (out.subarray(0, 2).toString() === "D\n")
+      return ok({ kind: "dir", entries: parseListing(out.subarray(2)).entries });
+    const bytes = out.subarray(2);
+    const body = new ReadableStream<Uint8Array>({
+      start(c) {
+        if (bytes.byteLength > 0) c.enqueue(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+        c.close();
+      },
+    });
+    return ok({ kind: "file", size: bytes.byteLength, body });
+  }
+
+  async list(
+    target: ExecTarget,
+    path: string,
+    opts: { signal: AbortSignal; recursive?: boolean; limit?: number },
+  ): Promise<Result<{ entries: FileEntry[]; truncated: boolean }>> {
+    const r = this.#check(
+      await this.#run(target, READ_SCRIPT, [path, opts.recursive ? "1" : "0"], opts.signal),
+    );
+    if (!r.ok) return r;
+    if (r.value.stdout.subarray(0, 2).toString() !== "D\n")
+      return err(new AppError("invalid_path", `${path}: not a directory`));
+    const all = parseListing(r.value.stdout.subarray(2)).entries;
+    const limit = opts.limit ?? 10_000;
+    return ok({ entries: all.slice(0, limit), truncated: all.length > limit });
+  }
+
+  async remove(target: ExecTarget, path: string, opts: { signal: AbortSignal }): Promise<Result<void>> {
+    const r = this.#check(await this.#run(target, REMOVE_SCRIPT, [path], opts.signal));
+    return r.ok ? ok(undefined) : r;
+  }
+}
+
+/** `find -printf "%y %s %T@ %P\0"` records, sorted like the exec server's listing (breadth-first, by name). */
+function parseListing(buf: Buffer): { entries: FileEntry[] } {
+  const entries: FileEntry[] = [];
+  for (const rec of buf.toString("utf8").split("\0")) {
+    const m = /^(\S) (\d+) ([\d.]+) (.+)$/s.exec(rec);
+    if (!m) continue;
+    const type = m[1] === "d" ? "dir" : m[1] === "l" ? "symlink" : "file";
+    entries.push({
+      name: m[4] as string,
+      type,
+      size: type === "file" ? Number(m[2]) : 0,
+      mtime: new Date(Math.floor(Number(m[3]) * 1000)).toISOString(),
+    });
+  }
+  const depth = (n: string) => n.split("/").length;
+  entries.sort((a, b) => {
+    const da = depth(a.name);
+    const db = depth(b.name);
+    if (da !== db) return da - db;
+    const pa = posix.dirname(a.name);
+    const pb = posix.dirname(b.name);
+    return pa === pb ? (a.name < b.name ? -1 : 1) : pa < pb ? -1 : 1;
+  });
+  return { entries };
+}
+
+async function collect(body: ReadableStream<Uint8Array>, max: number): Promise<Uint8Array | null> {
+  const parts: Uint8Array[] = [];
+  let n = 0;
+  for await (const c of body as unknown as AsyncIterable<Uint8Array>) {
+    n += c.byteLength;
+    if (n > max) return null;
+    parts.push(c);
+  }
+  const out = new Uint8Array(n);
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.byteLength;
+  }
+  return out;
+}

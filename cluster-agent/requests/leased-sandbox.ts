@@ -1,0 +1,144 @@
+import type { ExecOutcome } from "../../shared/api.ts";
+import { AppError, err, ok, type Result } from "../../shared/errors.ts";
+import type { EventBus } from "../events/bus.ts";
+import type { ExecCall, Executor, SandboxLease } from "../exec/executor.ts";
+
+/** A lease as the pipeline needs it; the lease manager's LeaseHandle fits. */
+export type AcquiredSandbox = SandboxLease & { queueMs?: number };
+
+export interface LeasedSandboxDeps {
+  /** Takes one lease for this request (tenant and request id bound by the caller). */
+  acquire(signal: AbortSignal): Promise<Result<AcquiredSandbox>>;
+  executor: Executor;
+  bus: EventBus;
+}
+
+export interface LeasedSandboxContext {
+  tenant: string;
+  requestId: string;
+  /** Aborts when the caller goes away: the running command is killed. */
+  signal: AbortSignal;
+  /** This request entered the wait queue at `position` (for streamed progress). */
+  onQueued?: (position: number) => void;
+}
+
+/** One command as callers give it; the pipeline adds the kill signal. */
+export type SandboxCommand = Omit<ExecCall, "signal">;
+
+/** What the dashboard's timeline shows of a command: its first line, bounded. */
+export function commandPreview(command: string, max = 120): string {
+  const first = command.split("\n", 1)[0] ?? "";
+  const more = first.length < command.length;
+  return first.length > max ? `${first.slice(0, max - 1)}…` : more ? `${first} …` : first;
+}
+
+/**
+ * The one "lease → run → release" pipeline that `/v1/exec` (one command) and chat (every command
+ * of one request on one pod) share: every command emits `exec.started` / `exec.finished`, a lost
+ * lease and a fence refusal are both `lease_lost`, and release is idempotent and never throws.
+ */
+export class LeasedSandbox {
+  private released: Promise<void> | undefined;
+
+  private constructor(
+    private readonly deps: LeasedSandboxDeps,
+    private readonly ctx: LeasedSandboxContext,
+    readonly lease: AcquiredSandbox,
+  ) {}
+
+  /** Take a lease (queueing if needed). Errors: queue_timeout, shutting_down, request_cancelled. */
+  static async take(deps: LeasedSandboxDeps, ctx: LeasedSandboxContext): Promise<Result<LeasedSandbox>> {
+    const onQueued = ctx.onQueued;
+    const stopQueueWatch = onQueued
+      ? deps.bus.onType(["queue.entered"], (e) => {
+          if (e.type === "queue.entered" && e.requestId === ctx.requestId) onQueued(e.data.position);
+        })
+      : () => {};
+    try {
+      const lease = await deps.acquire(ctx.signal);
+      return lease.ok ? ok(new LeasedSandbox(deps, ctx, lease.value)) : lease;
+    } finally {
+      stopQueueWatch();
+    }
+  }
+
+  get pod(): string {
+    return this.lease.pod;
+  }
+
+  get queueMs(): number {
+    return this.lease.queueMs ?? 0;
+  }
+
+  /** Run one command on the leased pod. The caller's signal and the lease's `lost` both kill it. */
+  async run(call: SandboxCommand): Promise<Result<ExecOutcome>> {
+    const { requestId, tenant, signal } = this.ctx;
+    const pod = this.lease.pod;
+    const preview = commandPreview(call.command);
+    const common = { commandPreview: preview, queueMs: this.queueMs };
+    this.deps.bus.emit({
+      type: "exec.started",
+      requestId,
+      tenant,
+      pod,
+      data: { ...common, mode: this.deps.executor.mode },
+    });
+    let result: Result<ExecOutcome> = err(new AppError("internal", "the executor did not answer"));
+    try {
+      if (this.released) return (result = err(new AppError("internal", "the sandbox was already released")));
+      if (this.lease.lost.aborted) return (result = err(leaseLost(pod)));
+      const outcome = await this.deps.executor.exec(this.lease, {
+        ...call,
+        signal: AbortSignal.any([signal, this.lease.lost]),
+      });
+      // A renewal failure kills the command; a higher fence seen by the pod means the same thing.
+      const fenced = !outcome.ok && outcome.error.code === "stale_lease";
+      result = !signal.aborted && (this.lease.lost.aborted || fenced) ? err(leaseLost(pod)) : outcome;
+      return result;
+    } finally {
+      this.deps.bus.emit({
+        type: "exec.finished",
+        requestId,
+        tenant,
+        pod,
+        data: result.ok
+          ? {
+              ...common,
+              exitCode: result.value.exitCode,
+              durationMs: result.value.durationMs,
+              timedOut: result.value.timedOut,
+            }
+          : { ...common, exitCode: null, durationMs: 0, timedOut: false, error: result.error.code },
+      });
+    }
+  }
+
+  /** Idempotent; never throws. */
+  release(): Promise<void> {
+    // The contract says release never throws; a broken one must still not turn a reply into a crash.
+    this.released ??= this.lease.release().catch(() => undefined);
+    return this.released;
+  }
+}
+
+/** Take a lease, use it, release it on every path. */
+export async function withLeasedSandbox<T>(
+  deps: LeasedSandboxDeps,
+  ctx: LeasedSandboxContext,
+  use: (sandbox: LeasedSandbox) => Promise<Result<T>>,
+): Promise<Result<T>> {
+  const taken = await LeasedSandbox.take(deps, ctx);
+  if (!taken.ok) return taken;
+  try {
+    return await use(taken.value);
+  } finally {
+    await taken.value.release();
+  }
+}
+
+export function leaseLost(pod: string): AppError {
+  return new AppError(
+    "lease_lost",
+    `the lease on sandbox ${pod} was lost (renewal failed or it was taken over); the command was stopped`,
+  );
+}

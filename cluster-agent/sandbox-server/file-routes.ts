@@ -1,0 +1,70 @@
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { type FileResult, readPath, removePath, writePath } from "./files.ts";
+import { FILE_KIND_HEADER, MAX_BYTES_HEADER } from "./protocol.ts";
+
+/** Default and ceiling of one file write (the agent asks for less with `x-max-bytes`). */
+export const MAX_FILE_BYTES = 64 * 1024 * 1024;
+const DEFAULT_LIST_LIMIT = 10_000;
+
+type Send = (res: ServerResponse, status: number, code: string, message: string) => void;
+
+/**
+ * `/files?path=P` — GET (bytes, or a JSON listing for a directory; `recursive=1`, `limit=N`),
+ * PUT (raw body, atomic), DELETE. The caller has already passed the token and fence checks.
+ */
+export async function handleFiles(
+  req: IncomingMessage,
+  res: ServerResponse,
+  workspace: string,
+  sendError: Send,
+): Promise<void> {
+  const url = new URL(req.url ?? "/", "http://sandbox");
+  const path = url.searchParams.get("path") ?? "";
+  const failed = (r: Extract<FileResult<unknown>, { ok: false }>) =>
+    sendError(res, r.status, r.code, r.message);
+  if (req.method === "PUT") {
+    const asked = Number(req.headers[MAX_BYTES_HEADER] ?? MAX_FILE_BYTES);
+    const max = Number.isInteger(asked) && asked >= 0 ? Math.min(asked, MAX_FILE_BYTES) : MAX_FILE_BYTES;
+    const r = await writePath(workspace, path, req, max);
+    if (!r.ok) return failed(r);
+    return sendJsonBody(res, 200, r.value);
+  }
+  req.resume();
+  if (req.method === "DELETE") {
+    const r = await removePath(workspace, path);
+    if (!r.ok) return failed(r);
+    res.writeHead(204).end();
+    return;
+  }
+  if (req.method !== "GET")
+    return sendError(res, 405, "invalid_request", `${req.method} not allowed on /files`);
+  const limitRaw = Number(url.searchParams.get("limit") ?? DEFAULT_LIST_LIMIT);
+  const limit =
+    Number.isInteger(limitRaw) && limitRaw > 0 ? Math.min(limitRaw, DEFAULT_LIST_LIMIT) : DEFAULT_LIST_LIMIT;
+  const r = await readPath(workspace, path, { recursive: url.searchParams.get("recursive") === "1", limit });
+  if (!r.ok) return failed(r);
+  const v = r.value;
+  if (v.kind === "dir") {
+    res.setHeader(FILE_KIND_HEADER, "dir");
+    return sendJsonBody(res, 200, { entries: v.entries, truncated: v.truncated });
+  }
+  res.writeHead(200, {
+    "content-type": "application/octet-stream",
+    "content-length": v.size,
+    [FILE_KIND_HEADER]: "file",
+    "cache-control": "no-store",
+  });
+  v.stream.on("error", () => res.destroy());
+  v.stream.pipe(res);
+  res.on("close", () => v.stream.destroy());
+}
+
+function sendJsonBody(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, {
+    "content-type": "application/json",
+    "content-length": Buffer.byteLength(text),
+    "cache-control": "no-store",
+  });
+  res.end(text);
+}

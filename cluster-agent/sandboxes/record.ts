@@ -1,0 +1,95 @@
+import { randomBytes } from "node:crypto";
+import type { V1Lease } from "@kubernetes/client-node";
+import type { Sandbox } from "../../shared/api.ts";
+import { microTimeString } from "../k8s/microtime.ts";
+import { TENANT_ANNOTATION } from "../pool-state/labels.ts";
+
+/**
+ * A sandbox lives entirely on its pod's Lease, so any replica can serve it and none owns it:
+ * - `spec.holderIdentity` = `sandbox:<tenant>/<id>` (never an agent's id: no replica releases it);
+ * - `spec.leaseDurationSeconds` = the idle timeout, `spec.renewTime` = the last activity (every use
+ *   renews it by CAS): the leader's controller recycles it like any expired Lease;
+ * - annotations carry the rest: id, name, creation time, absolute end of its max lifetime (the
+ *   controller deletes it then, whatever its activity), last command, default env.
+ */
+export const SANDBOX_ANNOTATIONS = {
+  id: "pi-sandbox-runtime/sandbox-id",
+  name: "pi-sandbox-runtime/sandbox-name",
+  createdAt: "pi-sandbox-runtime/sandbox-created-at",
+  lifetimeEndsAt: "pi-sandbox-runtime/sandbox-lifetime-ends-at",
+  maxLifetimeSeconds: "pi-sandbox-runtime/sandbox-max-lifetime-seconds",
+  lastCommand: "pi-sandbox-runtime/sandbox-last-command",
+  env: "pi-sandbox-runtime/sandbox-env",
+} as const;
+
+const HOLDER_PREFIX = "sandbox:";
+
+export const sandboxHolder = (tenant: string, id: string) => `${HOLDER_PREFIX}${tenant}/${id}`;
+
+export function isSandboxLease(lease: V1Lease | undefined): boolean {
+  return (lease?.spec?.holderIdentity ?? "").startsWith(HOLDER_PREFIX) && sandboxIdOf(lease) !== undefined;
+}
+
+export const sandboxIdOf = (lease: V1Lease | undefined): string | undefined =>
+  lease?.metadata?.annotations?.[SANDBOX_ANNOTATIONS.id];
+
+/** A new id naming where the sandbox lives (see shared/api.ts SANDBOX_ID_PATTERN). */
+export function mintSandboxId(region: string, cluster: string): string {
+  const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789";
+  const bytes = randomBytes(20);
+  let rand = "";
+  for (const b of bytes) rand += alphabet[b % alphabet.length];
+  return `sb.${region}.${cluster}.${rand}`;
+}
+
+/** True once the sandbox outlived `maxLifetimeSeconds` (read by the leader's controller). */
+export function sandboxLifetimeOver(lease: V1Lease, nowMs: number): boolean {
+  if (!isSandboxLease(lease)) return false;
+  const ends = Date.parse(lease.metadata?.annotations?.[SANDBOX_ANNOTATIONS.lifetimeEndsAt] ?? "");
+  return Number.isFinite(ends) && nowMs >= ends;
+}
+
+export function sandboxEnvOf(lease: V1Lease): Record<string, string> | undefined {
+  const raw = lease.metadata?.annotations?.[SANDBOX_ANNOTATIONS.env];
+  if (!raw) return undefined;
+  try {
+    const v: unknown = JSON.parse(raw);
+    if (typeof v !== "object" || v === null || Array.isArray(v)) return undefined;
+    return Object.fromEntries(
+      Object.entries(v).filter((e): e is [string, string] => typeof e[1] === "string"),
+    );
+  } catch {
+    return undefined;
+  }
+}
+
+/** The public view of a sandbox Lease; undefined when the Lease is not (or no longer) a sandbox. */
+export function sandboxView(
+  lease: V1Lease,
+  region: string,
+): (Sandbox & { tenant: string; lastCommand?: string }) | undefined {
+  if (!isSandboxLease(lease)) return undefined;
+  const a = lease.metadata?.annotations ?? {};
+  const id = a[SANDBOX_ANNOTATIONS.id] as string;
+  const idle = lease.spec?.leaseDurationSeconds ?? 1;
+  const createdAt = a[SANDBOX_ANNOTATIONS.createdAt] ?? new Date(0).toISOString();
+  const last = microTimeString(lease.spec?.renewTime as Date | string | undefined) ?? createdAt;
+  const lifetimeEnds = Date.parse(a[SANDBOX_ANNOTATIONS.lifetimeEndsAt] ?? "") || Number.POSITIVE_INFINITY;
+  const idleEnds = Date.parse(last) + idle * 1000;
+  const name = a[SANDBOX_ANNOTATIONS.name];
+  const lastCommand = a[SANDBOX_ANNOTATIONS.lastCommand];
+  return {
+    id,
+    ...(name ? { name } : {}),
+    region,
+    pod: lease.metadata?.name ?? "",
+    state: "ready",
+    createdAt,
+    lastActivityAt: new Date(Date.parse(last)).toISOString(),
+    expiresAt: new Date(Math.min(idleEnds, lifetimeEnds)).toISOString(),
+    idleTimeoutSeconds: idle,
+    maxLifetimeSeconds: Number(a[SANDBOX_ANNOTATIONS.maxLifetimeSeconds] ?? "0") || 1,
+    tenant: a[TENANT_ANNOTATION] ?? "",
+    ...(lastCommand ? { lastCommand } : {}),
+  };
+}

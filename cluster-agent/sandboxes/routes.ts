@@ -1,0 +1,215 @@
+import { Hono } from "hono";
+import {
+  type ExecRequest,
+  ExecRequestSchema,
+  parseSandboxId,
+  SANDBOX_LIMITS,
+  SandboxCreateRequestSchema,
+  SandboxNameSchema,
+  SCOPES,
+} from "../../shared/api.ts";
+import { AppError, errorResponse, parseOrError, type Result } from "../../shared/errors.ts";
+import type { RelayClaims } from "../../shared/relay-signing.ts";
+import type { EventBus } from "../events/bus.ts";
+import type { Executor } from "../exec/executor.ts";
+import type { SandboxFiles } from "../exec/files.ts";
+import { sseResponse, wantsEventStream } from "../http/sse.ts";
+import { runSandboxExec } from "./exec.ts";
+import type { SandboxService } from "./service.ts";
+
+export interface SandboxRoutesDeps {
+  sandboxes: SandboxService;
+  executor: Executor;
+  files: SandboxFiles;
+  bus: EventBus;
+  region: string;
+  cluster: string;
+  maxFileBytes: number;
+  /** Counts file bytes moved (metrics). */
+  onFileBytes?: (direction: "in" | "out", bytes: number) => void;
+}
+
+export interface SandboxVars {
+  claims: RelayClaims;
+  body: Uint8Array;
+  requestId: string;
+}
+
+const STREAM_PING_MS = 2_000;
+export const FILE_SIZE_HEADER = "x-sandbox-file-size";
+
+/** Requests whose body may be as large as MAX_FILE_BYTES instead of the usual request limit. */
+export const isFileUpload = (method: string, path: string) =>
+  method === "PUT" && /^\/v1\/sandboxes\/[^/]+\/files(\/|$)/.test(path);
+
+/**
+ * The agent's /v1/sandboxes routes, behind the relay check of the parent app. A malformed id, an id
+ * of another cluster and another tenant's sandbox are all `sandbox_not_found`.
+ */
+export function sandboxRoutes(deps: SandboxRoutesDeps): Hono<{ Variables: SandboxVars }> {
+  const app = new Hono<{ Variables: SandboxVars }>();
+  const { sandboxes } = deps;
+
+  app.use("/v1/sandboxes/*", async (c, next) => {
+    if (!c.get("claims").scopes.includes(SCOPES.exec)) {
+      return errorResponse(
+        new AppError("insufficient_scope", `this route needs the ${SCOPES.exec} scope`),
+        c.get("requestId"),
+      );
+    }
+    await next();
+  });
+  app.use("/v1/sandboxes", async (c, next) => {
+    if (!c.get("claims").scopes.includes(SCOPES.exec)) {
+      return errorResponse(
+        new AppError("insufficient_scope", `this route needs the ${SCOPES.exec} scope`),
+        c.get("requestId"),
+      );
+    }
+    await next();
+  });
+
+  const fail = (e: AppError, requestId: string) => errorResponse(e, requestId);
+  const json = (body: Uint8Array): Result<unknown> => {
+    try {
+      return { ok: true, value: body.byteLength === 0 ? {} : JSON.parse(new TextDecoder().decode(body)) };
+    } catch {
+      return { ok: false, error: new AppError("invalid_json", "the body is not valid JSON") };
+    }
+  };
+  /** The id, if it is well-formed and names this region and cluster. */
+  const ownId = (id: string): boolean => {
+    const where = parseSandboxId(id);
+    return where !== null && where.region === deps.region && where.cluster === deps.cluster;
+  };
+  const missing = (id: string) => new AppError("sandbox_not_found", `no sandbox ${id}`);
+
+  app.post("/v1/sandboxes", async (c) => {
+    const requestId = c.get("requestId");
+    const body = json(c.get("body"));
+    if (!body.ok) return fail(body.error, requestId);
+    const parsed = parseOrError(SandboxCreateRequestSchema, body.value, "sandbox request");
+    if (!parsed.ok) return fail(parsed.error, requestId);
+    const r = await sandboxes.create(c.get("claims").tenant, requestId, parsed.value, c.req.raw.signal);
+    if (!r.ok) return fail(r.error, requestId);
+    return c.json(r.value.sandbox, r.value.created ? 201 : 200);
+  });
+
+  app.get("/v1/sandboxes", (c) => {
+    const name = c.req.query("name");
+    if (name !== undefined) {
+      const n = parseOrError(SandboxNameSchema, name, "name");
+      if (!n.ok) return fail(n.error, c.get("requestId"));
+    }
+    return c.json({ sandboxes: sandboxes.list(c.get("claims").tenant, name) });
+  });
+
+  app.get("/v1/sandboxes/:id", (c) => {
+    const id = c.req.param("id");
+    if (!ownId(id)) return fail(missing(id), c.get("requestId"));
+    const r = sandboxes.get(c.get("claims").tenant, id);
+    return r.ok ? c.json(r.value) : fail(r.error, c.get("requestId"));
+  });
+
+  app.delete("/v1/sandboxes/:id", async (c) => {
+    const id = c.req.param("id");
+    const requestId = c.get("requestId");
+    if (!ownId(id)) return fail(missing(id), requestId);
+    const r = await sandboxes.delete(c.get("claims").tenant, id, requestId);
+    return r.ok ? c.body(null, 204) : fail(r.error, requestId);
+  });
+
+  app.post("/v1/sandboxes/:id/exec", async (c) => {
+    const id = c.req.param("id");
+    const requestId = c.get("requestId");
+    if (!ownId(id)) return fail(missing(id), requestId);
+    const body = json(c.get("body"));
+    if (!body.ok) return fail(body.error, requestId);
+    const parsed = parseOrError(ExecRequestSchema, body.value, "exec request");
+    if (!parsed.ok) return fail(parsed.error, requestId);
+    const req: ExecRequest = parsed.value;
+    const signal = c.req.raw.signal;
+    const base = { tenant: c.get("claims").tenant, requestId, signal };
+    if (wantsEventStream(c.req.header("accept"))) {
+      return sseResponse(
+        signal,
+        async (w) => {
+          const result = await runSandboxExec(deps, id, req, { ...base, onEvent: (e) => w.send(e.type, e) });
+          if (result.ok) w.send("result", { type: "result", result: result.value });
+          else w.send("error", { type: "error", error: result.error.toBody(requestId) });
+        },
+        { pingMs: STREAM_PING_MS, headers: { "X-Request-Id": requestId } },
+      );
+    }
+    const result = await runSandboxExec(deps, id, req, base);
+    return result.ok ? c.json(result.value) : fail(result.error, requestId);
+  });
+
+  const filePath = (pathname: string): string => {
+    const at = pathname.indexOf("/files");
+    const rest = pathname.slice(at + "/files".length).replace(/^\//, "");
+    try {
+      return decodeURIComponent(rest) || ".";
+    } catch {
+      return "\0";
+    }
+  };
+
+  const files = async (c: import("hono").Context<{ Variables: SandboxVars }>) => {
+    const id = c.req.param("id") ?? "";
+    const requestId = c.get("requestId");
+    if (!ownId(id)) return fail(missing(id), requestId);
+    const url = new URL(c.req.url);
+    const path = filePath(url.pathname);
+    const tenant = c.get("claims").tenant;
+    const signal = c.req.raw.signal;
+    const method = c.req.method;
+    const what = `${method === "PUT" ? "write" : method === "DELETE" ? "delete" : "read"} ${path}`;
+    return sandboxes
+      .use(tenant, id, { requestId, signal, what }, async (use) => {
+        const opts = { signal: use.signal };
+        if (method === "PUT") {
+          const body = c.get("body");
+          const w = await deps.files.write(use.target, path, body, { ...opts, maxBytes: deps.maxFileBytes });
+          if (w.ok) deps.onFileBytes?.("in", w.value.size);
+          return w.ok ? { ok: true as const, value: c.json(w.value) } : w;
+        }
+        if (method === "DELETE") {
+          const d = await deps.files.remove(use.target, path, opts);
+          return d.ok ? { ok: true as const, value: c.body(null, 204) } : d;
+        }
+        const recursive = url.searchParams.get("recursive") === "1";
+        if (recursive) {
+          const limit = Number(url.searchParams.get("limit") ?? SANDBOX_LIMITS.maxListEntries);
+          const l = await deps.files.list(use.target, path, {
+            ...opts,
+            recursive: true,
+            limit: Number.isInteger(limit) && limit > 0 ? limit : SANDBOX_LIMITS.maxListEntries,
+          });
+          return l.ok ? { ok: true as const, value: c.json(l.value) } : l;
+        }
+        const r = await deps.files.read(use.target, path, opts);
+        if (!r.ok) return r;
+        if (r.value.kind === "dir") return { ok: true as const, value: c.json({ entries: r.value.entries }) };
+        deps.onFileBytes?.("out", r.value.size);
+        return {
+          ok: true as const,
+          value: new Response(r.value.body, {
+            status: 200,
+            headers: {
+              "content-type": "application/octet-stream",
+              "content-length": String(r.value.size),
+              // Survives the tunnel and the Durable Object, which re-frame the body; the edge
+              // turns it back into Content-Length.
+              [FILE_SIZE_HEADER]: String(r.value.size),
+              "x-request-id": requestId,
+            },
+          }),
+        };
+      })
+      .then((r) => (r.ok ? r.value : fail(r.error, requestId)));
+  };
+  app.on(["GET", "PUT", "DELETE"], "/v1/sandboxes/:id/files", files);
+  app.on(["GET", "PUT", "DELETE"], "/v1/sandboxes/:id/files/*", files);
+  return app;
+}

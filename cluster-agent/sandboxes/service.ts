@@ -1,0 +1,346 @@
+import type { V1Lease } from "@kubernetes/client-node";
+import type { Sandbox, SandboxCreateRequest } from "../../shared/api.ts";
+import { AppError, err, ok, type Result } from "../../shared/errors.ts";
+import type { EventBus } from "../events/bus.ts";
+import type { ExecTarget } from "../exec/executor.ts";
+import type { KubeClients } from "../k8s/client.ts";
+import { isConflict, isNotFound, k8sFailure } from "../k8s/errors.ts";
+import { microNow, toMicroTime } from "../k8s/microtime.ts";
+import { withTimeout } from "../k8s/with-timeout.ts";
+import type { AcquireRequest, LeaseHandle } from "../leases/types.ts";
+import type { PoolCaches } from "../pool-state/caches.ts";
+import { REQUEST_ID_ANNOTATION, TENANT_ANNOTATION } from "../pool-state/labels.ts";
+import { holderOf, transitionsOf } from "../pool-state/lease-record.ts";
+import {
+  isSandboxLease,
+  mintSandboxId,
+  SANDBOX_ANNOTATIONS,
+  sandboxEnvOf,
+  sandboxHolder,
+  sandboxIdOf,
+  sandboxView,
+} from "./record.ts";
+
+export interface SandboxServiceOptions {
+  clients: KubeClients;
+  caches: PoolCaches;
+  bus: EventBus;
+  namespace: string;
+  region: string;
+  cluster: string;
+  agentId: string;
+  tenantMaxSandboxes: number;
+  acquire(req: AcquireRequest): Promise<Result<LeaseHandle>>;
+  /** The lease manager's detach: stop renewing a lease we are about to hand to a sandbox. */
+  detach(pod: string): Promise<V1Lease | undefined>;
+  requestTimeoutMs?: number;
+}
+
+export type SandboxInfo = NonNullable<ReturnType<typeof sandboxView>>;
+
+/** What a use of a sandbox gets: where to run, and the sandbox's default env. */
+export interface SandboxUse {
+  target: ExecTarget;
+  sandbox: SandboxInfo;
+  env: Record<string, string> | undefined;
+  /** Aborts when the sandbox is deleted (or expires) while the use runs. */
+  signal: AbortSignal;
+}
+
+const notFound = (id: string) => new AppError("sandbox_not_found", `no sandbox ${id}`);
+/** Longest command preview kept on the Lease (annotations share a 256 KiB budget). */
+const LAST_COMMAND_CHARS = 200;
+/** Serialized default env kept on the Lease at most. */
+const MAX_ENV_JSON_BYTES = 64 * 1024;
+
+/**
+ * Sandboxes that live across requests (see record.ts for how a sandbox lives on its Lease).
+ * Stateless per replica: every answer comes from the watch-fed Lease cache and every change is a
+ * compare-and-swap on the Lease, so any replica serves any sandbox and a replica's loss loses none.
+ */
+export class SandboxService {
+  private readonly timeoutMs: number;
+
+  constructor(private readonly o: SandboxServiceOptions) {
+    this.timeoutMs = o.requestTimeoutMs ?? 5_000;
+  }
+
+  list(tenant: string, name?: string): Sandbox[] {
+    return this.live(tenant)
+      .filter((s) => name === undefined || s.name === name)
+      .map(publicView);
+  }
+
+  /** Every live sandbox of the pool, with its tenant and last command (dashboard). */
+  all(): SandboxInfo[] {
+    const out: SandboxInfo[] = [];
+    for (const l of this.o.caches.leases.list()) {
+      const v = sandboxView(l, this.o.region);
+      if (v) out.push(v);
+    }
+    return out;
+  }
+
+  get(tenant: string, id: string): Result<Sandbox> {
+    const found = this.find(tenant, id);
+    return found ? ok(publicView(found.view)) : err(notFound(id));
+  }
+
+  async create(
+    tenant: string,
+    requestId: string,
+    req: SandboxCreateRequest,
+    signal: AbortSignal,
+  ): Promise<Result<{ sandbox: Sandbox; created: boolean }>> {
+    if (req.name !== undefined) {
+      const existing = this.byName(tenant, req.name);
+      if (existing) return ok({ sandbox: publicView(existing), created: false });
+    }
+    const envJson = req.env ? JSON.stringify(req.env) : undefined;
+    if (envJson !== undefined && new TextEncoder().encode(envJson).length > MAX_ENV_JSON_BYTES) {
+      return err(new AppError("invalid_request", `env: at most ${MAX_ENV_JSON_BYTES} bytes as JSON`));
+    }
+    if (this.live(tenant).length >= this.o.tenantMaxSandboxes) {
+      return err(
+        new AppError(
+          "sandbox_limit",
+          `tenant already has ${this.o.tenantMaxSandboxes} sandboxes (TENANT_MAX_SANDBOXES)`,
+        ),
+      );
+    }
+    const lease = await this.o.acquire({ tenant, requestId, signal });
+    if (!lease.ok) return lease;
+    const handle = lease.value;
+    const detached = await this.o.detach(handle.pod);
+    if (!detached) {
+      await handle.release();
+      return err(
+        new AppError("lease_lost", `the lease on ${handle.pod} was lost before the sandbox took it`),
+      );
+    }
+    const id = mintSandboxId(this.o.region, this.o.cluster);
+    const now = new Date();
+    const annotations: Record<string, string> = {
+      [TENANT_ANNOTATION]: tenant,
+      [REQUEST_ID_ANNOTATION]: requestId,
+      [SANDBOX_ANNOTATIONS.id]: id,
+      [SANDBOX_ANNOTATIONS.createdAt]: now.toISOString(),
+      [SANDBOX_ANNOTATIONS.lifetimeEndsAt]: new Date(
+        now.getTime() + req.maxLifetimeSeconds * 1000,
+      ).toISOString(),
+      [SANDBOX_ANNOTATIONS.maxLifetimeSeconds]: String(req.maxLifetimeSeconds),
+      ...(req.name !== undefined ? { [SANDBOX_ANNOTATIONS.name]: req.name } : {}),
+      ...(envJson !== undefined ? { [SANDBOX_ANNOTATIONS.env]: envJson } : {}),
+    };
+    const body: V1Lease = {
+      ...detached,
+      metadata: {
+        ...detached.metadata,
+        annotations: { ...(detached.metadata?.annotations ?? {}), ...annotations },
+      },
+      spec: {
+        ...detached.spec,
+        holderIdentity: sandboxHolder(tenant, id),
+        acquireTime: microNow(now),
+        renewTime: microNow(now),
+        leaseDurationSeconds: req.idleTimeoutSeconds,
+        // A new holder: the fence moves on, so nothing fenced by the creating request can touch it.
+        leaseTransitions: transitionsOf(detached) + 1,
+      },
+    };
+    let adopted: V1Lease;
+    try {
+      adopted = await this.o.caches.replaceLease(body, this.timeoutMs, "adopt lease for sandbox");
+    } catch (e) {
+      // Nobody else may have written it (we held it); whatever happened, the pod is not usable now.
+      await this.deletePodAndLease(handle.pod, { requestId, tenant, reason: "sandbox adoption failed" });
+      return err(
+        new AppError(
+          "sandbox_failed",
+          `could not hand ${handle.pod} to the sandbox: ${k8sFailure(e).message}`,
+        ),
+      );
+    }
+    const view = sandboxView(adopted, this.o.region) as SandboxInfo;
+    this.o.bus.emit({
+      type: "sandbox.created",
+      requestId,
+      tenant,
+      pod: handle.pod,
+      data: {
+        sandboxId: id,
+        name: req.name ?? null,
+        idleTimeoutSeconds: req.idleTimeoutSeconds,
+        expiresAt: view.expiresAt,
+      },
+    });
+    if (req.name !== undefined) {
+      // Two replicas may have raced on one name: the oldest sandbox wins, the others are deleted.
+      const winner = this.byName(tenant, req.name);
+      if (winner && winner.id !== id) {
+        await this.deletePodAndLease(handle.pod, { requestId, tenant, reason: "lost a get-or-create race" });
+        return ok({ sandbox: publicView(winner), created: false });
+      }
+    }
+    return ok({ sandbox: publicView(view), created: true });
+  }
+
+  async delete(tenant: string, id: string, requestId: string): Promise<Result<void>> {
+    const found = this.find(tenant, id);
+    if (!found) return err(notFound(id));
+    await this.deletePodAndLease(found.view.pod, { requestId, tenant, reason: "sandbox deleted" });
+    this.o.bus.emit({
+      type: "sandbox.deleted",
+      requestId,
+      tenant,
+      pod: found.view.pod,
+      data: { sandboxId: id },
+    });
+    return ok(undefined);
+  }
+
+  /**
+   * Run `fn` in the sandbox: renew its Lease (activity) before, every third of the idle timeout
+   * while it runs (a long command keeps its sandbox), and after. `signal` of the use aborts when
+   * the sandbox's Lease goes away or changes holder — deleted or expired, on any replica.
+   */
+  async use<T>(
+    tenant: string,
+    id: string,
+    ctx: { requestId: string; signal: AbortSignal; what: string },
+    fn: (use: SandboxUse) => Promise<Result<T>>,
+  ): Promise<Result<T>> {
+    const found = this.find(tenant, id);
+    if (!found) return err(notFound(id));
+    const podName = found.view.pod;
+    const touched = await this.touch(tenant, id, podName, ctx.what);
+    if (!touched.ok) return touched;
+    const pod = this.o.caches.pods.get(podName);
+    const podIP = pod?.status?.podIP ?? "";
+    const gone = new AbortController();
+    const holder = sandboxHolder(tenant, id);
+    const stopWatch = this.o.caches.leases.onChange((c) => {
+      if (c.obj.metadata?.name !== podName) return;
+      if (c.type === "delete" || holderOf(c.obj) !== holder)
+        gone.abort(
+          new AppError(
+            "sandbox_not_found",
+            `sandbox ${id} was deleted while in use; its commands were killed`,
+          ),
+        );
+    });
+    const period = Math.max(1000, (touched.value.spec?.leaseDurationSeconds ?? 30) * 333);
+    const keepAlive = setInterval(() => void this.touch(tenant, id, podName), period);
+    this.o.bus.emit({
+      type: "sandbox.used",
+      requestId: ctx.requestId,
+      tenant,
+      pod: podName,
+      data: { sandboxId: id, what: ctx.what },
+    });
+    try {
+      return await fn({
+        target: { namespace: this.o.namespace, pod: podName, podIP, fence: transitionsOf(touched.value) },
+        sandbox: sandboxView(touched.value, this.o.region) as SandboxInfo,
+        env: sandboxEnvOf(touched.value),
+        signal: AbortSignal.any([ctx.signal, gone.signal]),
+      });
+    } finally {
+      clearInterval(keepAlive);
+      stopWatch();
+      if (!gone.signal.aborted) await this.touch(tenant, id, podName);
+    }
+  }
+
+  // ---------- internals ----------
+
+  private live(tenant: string): SandboxInfo[] {
+    return this.all().filter((s) => s.tenant === tenant);
+  }
+
+  private byName(tenant: string, name: string): SandboxInfo | undefined {
+    const same = this.live(tenant).filter((s) => s.name === name);
+    same.sort((a, b) => a.createdAt.localeCompare(b.createdAt) || a.id.localeCompare(b.id));
+    return same[0];
+  }
+
+  private find(tenant: string, id: string): { view: SandboxInfo; lease: V1Lease } | undefined {
+    for (const l of this.o.caches.leases.list()) {
+      if (sandboxIdOf(l) !== id) continue;
+      const view = sandboxView(l, this.o.region);
+      // Another tenant's sandbox does not exist for this caller.
+      if (!view || view.tenant !== tenant || holderOf(l) !== sandboxHolder(tenant, id)) return undefined;
+      return { view, lease: l };
+    }
+    return undefined;
+  }
+
+  /** Renew the sandbox's Lease by CAS (retrying on a concurrent use's write); records the command. */
+  private async touch(tenant: string, id: string, pod: string, what?: string): Promise<Result<V1Lease>> {
+    const holder = sandboxHolder(tenant, id);
+    let lease = this.o.caches.leases.get(pod);
+    for (let attempt = 0; attempt < 5; attempt++) {
+      if (!lease || holderOf(lease) !== holder || !isSandboxLease(lease)) return err(notFound(id));
+      const annotations = { ...(lease.metadata?.annotations ?? {}) };
+      if (what !== undefined)
+        annotations[SANDBOX_ANNOTATIONS.lastCommand] = what.slice(0, LAST_COMMAND_CHARS);
+      const body: V1Lease = {
+        ...lease,
+        metadata: { ...lease.metadata, annotations },
+        spec: { ...lease.spec, acquireTime: toMicroTime(lease.spec?.acquireTime), renewTime: microNow() },
+      };
+      try {
+        return ok(await this.o.caches.replaceLease(body, this.timeoutMs, "renew sandbox lease"));
+      } catch (e) {
+        const f = k8sFailure(e);
+        if (isNotFound(f)) return err(notFound(id));
+        if (!isConflict(f))
+          return err(new AppError("sandbox_failed", `could not renew sandbox ${id}: ${f.message}`));
+        lease = await this.readLease(pod);
+      }
+    }
+    // Every attempt lost to a concurrent use's renewal: the Lease was renewed just now either way.
+    if (lease && holderOf(lease) === holder) return ok(lease);
+    return err(notFound(id));
+  }
+
+  private async readLease(name: string): Promise<V1Lease | undefined> {
+    try {
+      const l = await withTimeout(
+        this.o.clients.coordination.readNamespacedLease({ name, namespace: this.o.namespace }),
+        this.timeoutMs,
+        `read lease ${name}`,
+      );
+      this.o.caches.leases.observe(l);
+      return l;
+    } catch {
+      return undefined;
+    }
+  }
+
+  private async deletePodAndLease(
+    name: string,
+    cause: { requestId: string; tenant: string; reason: string },
+  ): Promise<void> {
+    const ns = this.o.namespace;
+    this.o.caches.attributeDeletion(name, cause);
+    // Lease first: every replica using the sandbox sees it go (watch) and ends its commands with
+    // sandbox_not_found rather than a broken stream. A pod without a Lease is never handed out.
+    await withTimeout(
+      this.o.clients.coordination.deleteNamespacedLease({ name, namespace: ns }),
+      this.timeoutMs,
+      `delete lease ${name}`,
+    ).catch(() => undefined);
+    this.o.caches.leases.forget(name);
+    await withTimeout(
+      this.o.clients.core.deleteNamespacedPod({ name, namespace: ns }),
+      this.timeoutMs,
+      `delete pod ${name}`,
+    ).catch(() => undefined);
+  }
+}
+
+function publicView(s: SandboxInfo): Sandbox {
+  const { tenant: _t, lastCommand: _c, ...rest } = s;
+  return rest;
+}

@@ -1,0 +1,157 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { createServer, type Server, type Socket } from "node:net";
+
+const FORWARDER = new URL("./netns-forwarder.mjs", import.meta.url).pathname;
+const START_TIMEOUT_MS = 10_000;
+const CONNECT_TIMEOUT_MS = 6_000;
+/** The forwarder holds no privilege: it only connects to the pod's own address. */
+const FORWARDER_UID = 65534;
+
+interface Pending {
+  resolve: (s: Socket | undefined) => void;
+  timer: NodeJS.Timeout;
+}
+
+/**
+ * A pod's address on the host: the kubelet binds the pod's declared ports on its pod IP (before
+ * the container starts, exclusively, so no other process can take them) and splices every
+ * connection to a socket the netns forwarder opened inside the pod's network namespace.
+ */
+export class PortForward {
+  private readonly servers: Server[] = [];
+  private readonly sockets = new Set<Socket>();
+  private forwarder: ChildProcess | undefined;
+  private started: Promise<boolean> | undefined;
+  private readonly pending = new Map<number, Pending>();
+  private nextId = 1;
+  private closed = false;
+
+  constructor(
+    readonly ip: string,
+    private readonly log: (m: string) => void,
+  ) {}
+
+  /** Binds every port on the pod IP; false (and nothing left bound) if one is taken. */
+  async listen(ports: number[]): Promise<boolean> {
+    for (const port of ports) {
+      const srv = createServer({ pauseOnConnect: true }, (s) => this.accept(s, port));
+      const ok = await new Promise<boolean>((resolve) => {
+        srv.once("error", () => resolve(false));
+        srv.listen({ host: this.ip, port, exclusive: true }, () => resolve(true));
+      });
+      if (!ok) {
+        await this.close();
+        this.closed = false;
+        return false;
+      }
+      this.servers.push(srv);
+    }
+    return true;
+  }
+
+  /** Starts the forwarder in the network namespace of `pid` (the container's init). */
+  attach(pid: number): Promise<boolean> {
+    if (this.closed) return Promise.resolve(false);
+    const child = spawn(
+      "nsenter",
+      [
+        `--net=/proc/${pid}/ns/net`,
+        "--",
+        "setpriv",
+        `--reuid=${FORWARDER_UID}`,
+        `--regid=${FORWARDER_UID}`,
+        "--clear-groups",
+        "--no-new-privs",
+        "--pdeathsig=SIGKILL",
+        "--",
+        process.execPath,
+        FORWARDER,
+      ],
+      { stdio: ["ignore", "ignore", "pipe", "ipc"], env: { PATH: process.env.PATH ?? "/usr/bin:/bin" } },
+    );
+    this.forwarder = child;
+    child.stderr?.on("data", (d: Buffer) => this.log(`port forwarder ${this.ip}: ${d.toString().trim()}`));
+    child.on("message", (msg: unknown, handle: unknown) => this.onMessage(msg, handle));
+    child.on("error", () => {});
+    this.started = new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => resolve(false), START_TIMEOUT_MS);
+      child.on("message", (m: unknown) => {
+        if ((m as { ready?: boolean })?.ready) {
+          clearTimeout(timer);
+          resolve(true);
+        }
+      });
+      child.once("exit", () => {
+        clearTimeout(timer);
+        resolve(false);
+        for (const [, p] of this.pending) p.resolve(undefined);
+        this.pending.clear();
+      });
+    });
+    return this.started;
+  }
+
+  private onMessage(msg: unknown, handle: unknown): void {
+    const m = msg as { id?: number; ok?: boolean };
+    if (typeof m?.id !== "number") return;
+    const p = this.pending.get(m.id);
+    if (!p) {
+      (handle as Socket | undefined)?.destroy();
+      return;
+    }
+    this.pending.delete(m.id);
+    clearTimeout(p.timer);
+    p.resolve(m.ok ? (handle as Socket) : undefined);
+  }
+
+  private async accept(client: Socket, port: number): Promise<void> {
+    this.sockets.add(client);
+    client.once("close", () => this.sockets.delete(client));
+    client.on("error", () => {});
+    const upstream = await this.open(port);
+    if (!upstream || client.destroyed) {
+      // Nothing listens in the pod (yet): the caller sees a reset, as for a closed port.
+      upstream?.destroy();
+      client.resetAndDestroy();
+      return;
+    }
+    this.sockets.add(upstream);
+    upstream.once("close", () => this.sockets.delete(upstream));
+    upstream.on("error", () => client.destroy());
+    client.on("error", () => upstream.destroy());
+    client.pipe(upstream);
+    upstream.pipe(client);
+    client.resume();
+  }
+
+  private async open(port: number): Promise<Socket | undefined> {
+    const child = this.forwarder;
+    if (!child || !(await this.started) || !child.connected) return undefined;
+    const id = this.nextId++;
+    return new Promise<Socket | undefined>((resolve) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(id);
+        resolve(undefined);
+      }, CONNECT_TIMEOUT_MS);
+      this.pending.set(id, { resolve, timer });
+      child.send({ id, host: this.ip, port });
+    });
+  }
+
+  /** Stops the forwarder (the container is gone or restarting); the ports stay bound. */
+  detach(): void {
+    const f = this.forwarder;
+    this.forwarder = undefined;
+    this.started = undefined;
+    if (f && f.exitCode === null) f.kill("SIGKILL");
+  }
+
+  /** Unbinds the ports and drops every connection. */
+  async close(): Promise<void> {
+    this.closed = true;
+    this.detach();
+    for (const s of this.sockets) s.destroy();
+    await Promise.all(this.servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
+    this.servers.length = 0;
+  }
+}

@@ -1,0 +1,344 @@
+import {
+  DirListingSchema,
+  ExecRequestSchema,
+  ExecResultSchema,
+  FileWriteResultSchema,
+  parseSandboxId,
+  type Sandbox,
+  SandboxCreateRequestSchema,
+  SandboxListSchema,
+  SandboxNameSchema,
+  SandboxSchema,
+} from "../../shared/api.ts";
+import { AppError, parseOrError } from "../../shared/errors.ts";
+import type { AppContext, RouteDef } from "../app-env.ts";
+import { encodeJson, readJson, wantsEventStream } from "../http/json.ts";
+import { finishRelay } from "../http/relay-response.ts";
+import { clientHeaders, regionOrder } from "../relay/from-context.ts";
+import { connectedAgents, relayToRegions } from "../relay/relay.ts";
+
+/**
+ * /v1/sandboxes: sandboxes that live across requests. A sandbox id names its region and cluster
+ * (shared/api.ts), so every request about one goes to an agent of exactly that cluster — none
+ * connected is `503 sandbox_cluster_unavailable`, never another cluster. A malformed id, or one of
+ * a region this edge does not serve, is `404 sandbox_not_found`, like another tenant's.
+ */
+
+const idParam = { name: "id", in: "path" as const, required: true, description: "sandbox id (opaque)" };
+const pathParam = {
+  name: "path",
+  in: "path" as const,
+  required: true,
+  description:
+    "file or directory, relative to /workspace (or absolute under it); a directory answers a JSON listing",
+};
+
+/** Where the sandbox of this request's `:id` lives; throws sandbox_not_found when it cannot be ours. */
+function sandboxHome(c: AppContext): { id: string; region: string; cluster: string } {
+  const id = c.req.param("id") ?? "";
+  const where = parseSandboxId(id);
+  if (!where || !c.get("deps").config.regions.includes(where.region)) {
+    throw new AppError("sandbox_not_found", `no sandbox ${id.slice(0, 100)}`);
+  }
+  return { id, ...where };
+}
+
+/** Relay this request to the sandbox's own cluster; `path` is the agent-side path with query. */
+function relayToSandbox(
+  c: AppContext,
+  opts: {
+    method: string;
+    path: string;
+    body: Uint8Array | null;
+    accept: string;
+    contentType?: string;
+    timeoutMs?: number;
+  },
+) {
+  const { config, tunnels } = c.get("deps");
+  const home = sandboxHome(c);
+  const headers = clientHeaders(c, opts.accept);
+  if (opts.contentType) headers["content-type"] = opts.contentType;
+  return relayToRegions(config, tunnels, {
+    method: opts.method,
+    path: opts.path,
+    body: opts.body,
+    headers,
+    principal: c.get("principal"),
+    requestId: c.get("requestId"),
+    regions: [home.region],
+    cluster: home.cluster,
+    timeoutMs: opts.timeoutMs ?? config.relayTimeoutMs,
+  });
+}
+
+/** The path as the agent sees it: the request's own (still percent-encoded) path and query. */
+function agentPath(c: AppContext): string {
+  const url = new URL(c.req.url);
+  return `${url.pathname}${url.search}`;
+}
+
+export const createSandboxRoute: RouteDef = {
+  method: "POST",
+  path: "/v1/sandboxes",
+  auth: "tenant",
+  scope: "sandbox:exec",
+  body: true,
+  doc: {
+    summary: "Create a sandbox (201), or with `name` return the tenant's live one of that name (200)",
+    tags: ["sandboxes"],
+    request: SandboxCreateRequestSchema,
+    response: SandboxSchema,
+    successStatus: "201",
+  },
+  async handler(c) {
+    const parsed = parseOrError(SandboxCreateRequestSchema, readJson(c), "sandbox request");
+    if (!parsed.ok) throw parsed.error;
+    const { config, tunnels } = c.get("deps");
+    const out = await relayToRegions(config, tunnels, {
+      method: "POST",
+      path: "/v1/sandboxes",
+      body: encodeJson(parsed.value),
+      headers: clientHeaders(c, "application/json"),
+      principal: c.get("principal"),
+      requestId: c.get("requestId"),
+      regions: regionOrder(c),
+      timeoutMs: config.relayTimeoutMs,
+    });
+    return finishRelay(c, out);
+  },
+};
+
+export const listSandboxesRoute: RouteDef = {
+  method: "GET",
+  path: "/v1/sandboxes",
+  auth: "tenant",
+  scope: "sandbox:exec",
+  doc: {
+    summary: "Your live sandboxes in every region and cluster (`?name=` filters)",
+    tags: ["sandboxes"],
+    response: SandboxListSchema,
+    parameters: [{ name: "name", in: "query", description: "only the sandbox of this name" }],
+  },
+  async handler(c) {
+    const name = c.req.query("name");
+    if (name !== undefined) {
+      const n = parseOrError(SandboxNameSchema, name, "name");
+      if (!n.ok) throw n.error;
+    }
+    const { config, tunnels } = c.get("deps");
+    const path = name === undefined ? "/v1/sandboxes" : `/v1/sandboxes?name=${encodeURIComponent(name)}`;
+    // One agent per cluster of each region: each cluster knows only its own sandboxes.
+    const targets = (
+      await Promise.all(
+        config.regions.map(async (region) => {
+          const byCluster = new Map<string, string>();
+          for (const a of await connectedAgents(tunnels, region)) {
+            const cluster = a.cluster ?? "default";
+            if (!byCluster.has(cluster)) byCluster.set(cluster, a.connId);
+          }
+          return [...byCluster.values()].map((connection) => ({ region, connection }));
+        }),
+      )
+    ).flat();
+    const lists = await Promise.all(
+      targets.map(async (t) => {
+        const out = await relayToRegions(config, tunnels, {
+          method: "GET",
+          path,
+          body: null,
+          headers: clientHeaders(c, "application/json"),
+          principal: c.get("principal"),
+          requestId: c.get("requestId"),
+          regions: [t.region],
+          connection: t.connection,
+          timeoutMs: Math.min(config.relayTimeoutMs, 15_000),
+        });
+        const parsed = SandboxListSchema.safeParse(await out.response.json().catch(() => null));
+        return parsed.success ? parsed.data.sandboxes : [];
+      }),
+    );
+    const sandboxes: Sandbox[] = lists.flat().sort((a, b) => a.createdAt.localeCompare(b.createdAt));
+    return c.json({ sandboxes });
+  },
+};
+
+export const getSandboxRoute: RouteDef = {
+  method: "GET",
+  path: "/v1/sandboxes/:id",
+  auth: "tenant",
+  scope: "sandbox:exec",
+  doc: {
+    summary: "One of your sandboxes",
+    tags: ["sandboxes"],
+    response: SandboxSchema,
+    parameters: [idParam],
+  },
+  async handler(c) {
+    const out = await relayToSandbox(c, {
+      method: "GET",
+      path: agentPath(c),
+      body: null,
+      accept: "application/json",
+    });
+    return finishRelay(c, out);
+  },
+};
+
+export const deleteSandboxRoute: RouteDef = {
+  method: "DELETE",
+  path: "/v1/sandboxes/:id",
+  auth: "tenant",
+  scope: "sandbox:exec",
+  doc: {
+    summary: "Delete a sandbox (204): its pod, workspace and Lease are gone; its running commands are killed",
+    tags: ["sandboxes"],
+    parameters: [idParam],
+    successStatus: "204",
+  },
+  async handler(c) {
+    const out = await relayToSandbox(c, {
+      method: "DELETE",
+      path: agentPath(c),
+      body: null,
+      accept: "application/json",
+    });
+    return finishRelay(c, out);
+  },
+};
+
+export const sandboxExecRoute: RouteDef = {
+  method: "POST",
+  path: "/v1/sandboxes/:id/exec",
+  auth: "tenant",
+  scope: "sandbox:exec",
+  body: true,
+  doc: {
+    summary: "Run a command in the sandbox (same body, result and events as /v1/exec)",
+    tags: ["sandboxes"],
+    request: ExecRequestSchema,
+    response: ExecResultSchema,
+    sse: true,
+    parameters: [idParam],
+  },
+  async handler(c) {
+    const parsed = parseOrError(ExecRequestSchema, readJson(c), "exec request");
+    if (!parsed.ok) throw parsed.error;
+    const sse = wantsEventStream(c);
+    const out = await relayToSandbox(c, {
+      method: "POST",
+      path: agentPath(c),
+      body: encodeJson(parsed.value),
+      accept: sse ? "text/event-stream" : "application/json",
+      timeoutMs: parsed.value.timeoutSeconds * 1000 + c.get("deps").config.relayTimeoutMs,
+    });
+    return finishRelay(c, out, { addRegion: !sse });
+  },
+};
+
+const FILES_PATH = "/v1/sandboxes/:id/files/:path{.+}";
+
+export const putFileRoute: RouteDef = {
+  method: "PUT",
+  path: FILES_PATH,
+  auth: "tenant",
+  scope: "sandbox:exec",
+  body: true,
+  bodyLimit: "file",
+  doc: {
+    summary: "Write a file (raw bytes, up to MAX_FILE_BYTES): atomic, parent directories created",
+    tags: ["sandboxes"],
+    response: FileWriteResultSchema,
+    requestContentType: "application/octet-stream",
+    parameters: [idParam, pathParam],
+  },
+  async handler(c) {
+    const body = c.get("body");
+    // fetch() sends a body-less PUT as Content-Length: 0: refuse it rather than truncating a file
+    // by accident; an empty file is written when the type says application/octet-stream.
+    if (body.byteLength === 0 && !/^application\/octet-stream\b/i.test(c.req.header("Content-Type") ?? "")) {
+      throw new AppError("invalid_request", "PUT needs a body (Content-Type: application/octet-stream)");
+    }
+    const out = await relayToSandbox(c, {
+      method: "PUT",
+      path: agentPath(c),
+      body,
+      accept: "application/json",
+      contentType: "application/octet-stream",
+    });
+    return finishRelay(c, out);
+  },
+};
+
+export const getFileRoute: RouteDef = {
+  method: "GET",
+  path: FILES_PATH,
+  auth: "tenant",
+  scope: "sandbox:exec",
+  doc: {
+    summary: "Read a file (the exact bytes, with Content-Length) or list a directory (JSON; `?recursive=1`)",
+    tags: ["sandboxes"],
+    response: DirListingSchema,
+    responseContentType: "application/octet-stream",
+    parameters: [idParam, pathParam],
+  },
+  async handler(c) {
+    const out = await relayToSandbox(c, { method: "GET", path: agentPath(c), body: null, accept: "*/*" });
+    return withContentLength(await finishRelay(c, out));
+  },
+};
+
+/** The agent's own file size (x-sandbox-file-size) as a real Content-Length on the streamed body. */
+function withContentLength(res: Response): Response {
+  const size = res.headers.get("x-sandbox-file-size");
+  const headers = new Headers(res.headers);
+  headers.delete("x-sandbox-file-size");
+  if (size === null || !res.body || !/^\d+$/.test(size))
+    return new Response(res.body, { status: res.status, headers });
+  // A FixedLengthStream makes workerd send Content-Length (and fail the body if the agent sent a different length).
+  const fixed = new FixedLengthStream(Number(size));
+  res.body.pipeTo(fixed.writable).catch(() => {});
+  headers.set("Content-Length", size);
+  return new Response(fixed.readable, { status: res.status, headers });
+}
+
+/** GET /v1/sandboxes/:id/files — the listing of /workspace itself. */
+export const listWorkspaceRoute: RouteDef = {
+  ...getFileRoute,
+  path: "/v1/sandboxes/:id/files",
+  doc: { ...getFileRoute.doc, summary: "List /workspace (JSON; `?recursive=1`)", parameters: [idParam] },
+};
+
+export const deleteFileRoute: RouteDef = {
+  method: "DELETE",
+  path: FILES_PATH,
+  auth: "tenant",
+  scope: "sandbox:exec",
+  doc: {
+    summary: "Delete a file or directory (204)",
+    tags: ["sandboxes"],
+    parameters: [idParam, pathParam],
+    successStatus: "204",
+  },
+  async handler(c) {
+    const out = await relayToSandbox(c, {
+      method: "DELETE",
+      path: agentPath(c),
+      body: null,
+      accept: "application/json",
+    });
+    return finishRelay(c, out);
+  },
+};
+
+export const SANDBOX_ROUTES: readonly RouteDef[] = [
+  createSandboxRoute,
+  listSandboxesRoute,
+  getSandboxRoute,
+  deleteSandboxRoute,
+  sandboxExecRoute,
+  putFileRoute,
+  getFileRoute,
+  listWorkspaceRoute,
+  deleteFileRoute,
+];

@@ -1,0 +1,176 @@
+import { z } from "zod";
+
+/*
+ * The pool's event stream, one schema for its one writer (the agent's EventBus) and every reader
+ * (the agent's metrics, its SSE stream, the edge's merge of agents' streams, the dashboard
+ * reducer). Each event type names exactly the fields of its `data`; a reader can use only what the
+ * writer sends, and the type checker proves it. To add an event: add its schema to the union below.
+ */
+
+const fence = z.number().int().nonnegative();
+const ms = z.number().nonnegative();
+
+const podCreated = z.object({
+  type: z.literal("pod.created"),
+  data: z.object({ uid: z.string().optional() }),
+});
+const podReady = z.object({ type: z.literal("pod.ready"), data: z.object({ podIP: z.string().optional() }) });
+const podDeleted = z.object({
+  type: z.literal("pod.deleted"),
+  /** reason: why the agent deleted it ("recycle replace", "lease expired", …) or "external". */
+  data: z.object({ phase: z.string().nullable(), reason: z.string() }),
+});
+const leaseAcquired = z.object({
+  type: z.literal("lease.acquired"),
+  data: z.object({
+    fence,
+    /** From the acquire call to the won compare-and-swap (includes queueing). */
+    acquireMs: ms,
+    queueMs: ms,
+    /** The request waited in the queue first. */
+    queued: z.boolean(),
+    leaseDurationSeconds: z.number().int().positive(),
+    resourceVersion: z.string().optional(),
+  }),
+});
+const leaseRenewed = z.object({
+  type: z.literal("lease.renewed"),
+  data: z.object({ fence, leaseDurationSeconds: z.number().int().positive() }),
+});
+export const RecycleSchema = z.enum(["none", "scrub", "replace"]);
+const leaseReleased = z.object({
+  type: z.literal("lease.released"),
+  data: z.object({
+    heldMs: ms,
+    /** When the holder stopped using the pod: every later holder's acquisition comes after it. */
+    usedUntil: z.string().optional(),
+    /** none: freed untouched (unused) or not ours any more (lost); scrub: reset and freed; replace: deleted. */
+    recycle: RecycleSchema,
+    fence,
+    lost: z.literal(true).optional(),
+    unused: z.literal(true).optional(),
+    killed: z.number().int().nonnegative().optional(),
+    removed: z.number().int().nonnegative().optional(),
+    scrubFailed: z.string().optional(),
+  }),
+});
+const leaseExpired = z.object({
+  type: z.literal("lease.expired"),
+  data: z.object({ holder: z.string().nullable(), fence, recycle: z.literal("replace") }),
+});
+const leaseConflict = z.object({
+  type: z.literal("lease.conflict"),
+  data: z.object({ resourceVersion: z.string().optional() }),
+});
+const leaseLost = z.object({
+  type: z.literal("lease.lost"),
+  data: z.object({ reason: z.string(), fence, holder: z.string().nullable().optional() }),
+});
+const queueEntered = z.object({
+  type: z.literal("queue.entered"),
+  data: z.object({
+    position: z.number().int().nonnegative(),
+    depth: z.number().int().nonnegative(),
+    tenantAtCap: z.boolean(),
+  }),
+});
+export const QueueLeftReasonSchema = z.enum(["served", "aborted", "timeout", "shutdown"]);
+const queueLeft = z.object({
+  type: z.literal("queue.left"),
+  data: z.object({ reason: QueueLeftReasonSchema, waitedMs: ms, depth: z.number().int().nonnegative() }),
+});
+const queueTimeout = z.object({ type: z.literal("queue.timeout"), data: z.object({ waitedMs: ms }) });
+const execCommon = {
+  /** The command's first line, bounded (the agent shortens it). */
+  commandPreview: z.string(),
+  queueMs: ms,
+  /** Set when the command ran in a sandbox that lives across requests (POST /v1/sandboxes/:id/exec). */
+  sandboxId: z.string().optional(),
+};
+const execStarted = z.object({
+  type: z.literal("exec.started"),
+  data: z.object({ ...execCommon, mode: z.enum(["http", "api"]) }),
+});
+const execFinished = z.object({
+  type: z.literal("exec.finished"),
+  data: z.object({
+    ...execCommon,
+    exitCode: z.number().int().nullable(),
+    durationMs: ms,
+    timedOut: z.boolean(),
+    /** The error code when the command did not produce a result. */
+    error: z.string().optional(),
+  }),
+});
+const poolLeader = z.object({
+  type: z.literal("pool.leader"),
+  /** leader: whether `identity` (the emitting agent) leads now; false when it stepped down. */
+  data: z.object({ leader: z.boolean(), identity: z.string() }),
+});
+const sandboxCreated = z.object({
+  type: z.literal("sandbox.created"),
+  data: z.object({
+    sandboxId: z.string(),
+    name: z.string().nullable(),
+    idleTimeoutSeconds: z.number().int().positive(),
+    expiresAt: z.string(),
+  }),
+});
+const sandboxUsed = z.object({
+  type: z.literal("sandbox.used"),
+  /** what: the command's preview or the file operation (`write <path>`, `read <path>`, `delete <path>`). */
+  data: z.object({ sandboxId: z.string(), what: z.string() }),
+});
+const sandboxDeleted = z.object({
+  type: z.literal("sandbox.deleted"),
+  data: z.object({ sandboxId: z.string() }),
+});
+const sandboxExpired = z.object({
+  type: z.literal("sandbox.expired"),
+  data: z.object({ sandboxId: z.string(), reason: z.enum(["idle", "max lifetime"]) }),
+});
+
+/** The type-specific part of every event: `type` and its `data`. */
+export const PoolEventBodySchema = z.discriminatedUnion("type", [
+  podCreated,
+  podReady,
+  podDeleted,
+  leaseAcquired,
+  leaseRenewed,
+  leaseReleased,
+  leaseExpired,
+  leaseConflict,
+  leaseLost,
+  queueEntered,
+  queueLeft,
+  queueTimeout,
+  execStarted,
+  execFinished,
+  poolLeader,
+  sandboxCreated,
+  sandboxUsed,
+  sandboxDeleted,
+  sandboxExpired,
+]);
+export type PoolEventBody = z.infer<typeof PoolEventBodySchema>;
+export type PoolEventType = PoolEventBody["type"];
+export const POOL_EVENT_TYPES = PoolEventBodySchema.options.map((o) => o.shape.type.value) as PoolEventType[];
+
+/** What every event carries besides its body; `requestId` is present on everything caused by a request. */
+export const PoolEventEnvelopeSchema = z.object({
+  at: z.string(),
+  agentId: z.string(),
+  region: z.string().optional(),
+  requestId: z.string().optional(),
+  tenant: z.string().optional(),
+  pod: z.string().optional(),
+});
+export type PoolEventEnvelope = z.infer<typeof PoolEventEnvelopeSchema>;
+
+export const PoolEventSchema = z.intersection(PoolEventEnvelopeSchema, PoolEventBodySchema);
+export type PoolEvent = PoolEventEnvelope & PoolEventBody;
+/** One event of type T. */
+export type PoolEventOf<T extends PoolEventType> = PoolEvent & { type: T };
+
+/** The SSE event names of the pool stream (agent `/v1/events`, edge `GET /v1/events`). */
+export const POOL_SSE_EVENTS = { snapshot: "snapshot", event: "pool" } as const;

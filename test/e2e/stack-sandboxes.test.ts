@@ -1,0 +1,306 @@
+import { createHash, randomBytes } from "node:crypto";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { loadKubeConfig, makeClients } from "../../cluster-agent/k8s/client.ts";
+import { type AgentReplica, startAgentReplica } from "../../devstack/agents.ts";
+import { type Stack, startStack } from "../../devstack/stack.ts";
+import type { ExecResult, Sandbox, SandboxList } from "../../shared/api.ts";
+import { bearer, tempDir, waitFor } from "./stack-helpers.ts";
+
+// Issue 19 through the whole stack: the edge in workerd, real agent processes on the tunnel,
+// devcluster pods running the exec server. One region; the agents start one at a time so the test
+// knows which replica created a sandbox.
+
+const tmp = tempDir("stack-sandboxes-");
+let stack: Stack;
+const extra: AgentReplica[] = [];
+const MiB = 1024 * 1024;
+const REGION = "eu-1";
+
+beforeAll(async () => {
+  stack = await startStack({
+    dir: tmp.dir,
+    regions: [REGION],
+    agentsPerRegion: 1,
+    poolSize: 2,
+    leaseTtlSeconds: 10,
+    agentEnv: { LOG_LEVEL: "info", TENANT_MAX_SANDBOXES: "2", LEADER_LEASE_SECONDS: "3" },
+    edgeVars: {
+      TENANT_QUOTA_BURST: "400",
+      TENANT_QUOTA_PER_MINUTE: "6000",
+      MAX_FILE_BYTES: String(16 * MiB),
+    },
+  });
+}, 120_000);
+
+afterAll(async () => {
+  await Promise.all(extra.map((a) => a.stop()));
+  await stack?.close();
+  tmp.remove();
+});
+
+const api = (path: string, init: RequestInit & { token?: string } = {}) => {
+  const { token = stack.tokens.tenantA, headers, ...rest } = init;
+  return fetch(`${stack.edgeUrl}${path}`, {
+    ...rest,
+    headers: { ...bearer(token), ...(headers as Record<string, string> | undefined) },
+    signal: rest.signal ?? AbortSignal.timeout(60_000),
+  });
+};
+
+async function create(body: object = {}, token?: string): Promise<{ status: number; sandbox: Sandbox }> {
+  const res = await api("/v1/sandboxes", {
+    method: "POST",
+    body: JSON.stringify(body),
+    ...(token ? { token } : {}),
+  });
+  const json = (await res.json()) as Sandbox;
+  return { status: res.status, sandbox: json };
+}
+
+async function exec(id: string, body: object, token?: string): Promise<Response> {
+  return api(`/v1/sandboxes/${id}/exec`, {
+    method: "POST",
+    body: JSON.stringify(body),
+    ...(token ? { token } : {}),
+  });
+}
+
+const put = (id: string, path: string, bytes: Uint8Array<ArrayBuffer>, token?: string) =>
+  api(`/v1/sandboxes/${id}/files/${path}`, {
+    method: "PUT",
+    body: bytes,
+    headers: { "content-type": "application/octet-stream" },
+    ...(token ? { token } : {}),
+  });
+const get = (id: string, path: string, token?: string) =>
+  api(`/v1/sandboxes/${id}/files/${path}`, token ? { token } : {});
+
+const sha = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
+
+function k8s() {
+  return makeClients(loadKubeConfig(stack.kubeconfig));
+}
+
+async function codeOf(res: Response): Promise<string> {
+  const body = (await res.json()) as { error?: { code?: string } };
+  return body.error?.code ?? `(status ${res.status})`;
+}
+
+describe("sandboxes through the edge", () => {
+  let sb: Sandbox;
+
+  it("creates a sandbox in a warm pod and runs commands in it across requests", async () => {
+    const made = await create({ idleTimeoutSeconds: 120 });
+    expect(made.status).toBe(201);
+    sb = made.sandbox;
+    expect(sb.id).toMatch(/^sb\.eu-1\.default\.[a-z0-9]{20}$/);
+    expect(sb.state).toBe("ready");
+    expect(sb.region).toBe(REGION);
+    expect(sb.idleTimeoutSeconds).toBe(120);
+    // Three separate requests: state made by one is seen by the next.
+    const one = (await (await exec(sb.id, { command: "echo one > a.txt && pwd" })).json()) as ExecResult;
+    expect(one.stdout).toBe("/workspace\n");
+    expect(one.pod).toBe(sb.pod);
+    const two = (await (await exec(sb.id, { command: "echo two >> a.txt" })).json()) as ExecResult;
+    expect(two.exitCode).toBe(0);
+    const three = (await (await exec(sb.id, { command: "cat a.txt" })).json()) as ExecResult;
+    expect(three.stdout).toBe("one\ntwo\n");
+    const got = (await (await api(`/v1/sandboxes/${sb.id}`)).json()) as Sandbox;
+    expect(got.id).toBe(sb.id);
+    expect(Date.parse(got.lastActivityAt)).toBeGreaterThan(Date.parse(sb.lastActivityAt));
+  });
+
+  it("round-trips a 10 MiB random binary file byte-exact", async () => {
+    const bytes = new Uint8Array(randomBytes(10 * MiB));
+    const w = await put(sb.id, "data/blob.bin", bytes);
+    expect(w.status).toBe(200);
+    expect(await w.json()).toEqual({ path: "/workspace/data/blob.bin", size: 10 * MiB });
+    const r = await get(sb.id, "data/blob.bin");
+    expect(r.status).toBe(200);
+    expect(r.headers.get("content-length")).toBe(String(10 * MiB));
+    const back = new Uint8Array(await r.arrayBuffer());
+    expect(back.byteLength).toBe(10 * MiB);
+    expect(sha(back)).toBe(sha(bytes));
+    const sum = (await (
+      await exec(sb.id, { command: "sha256sum data/blob.bin | cut -d' ' -f1" })
+    ).json()) as ExecResult;
+    expect(sum.stdout.trim()).toBe(sha(bytes));
+  }, 60_000);
+
+  it("files written by the API are seen by exec and the reverse", async () => {
+    expect((await put(sb.id, "/workspace/hello.txt", new TextEncoder().encode("from files\n"))).status).toBe(
+      200,
+    );
+    const cat = (await (await exec(sb.id, { command: "cat hello.txt" })).json()) as ExecResult;
+    expect(cat.stdout).toBe("from files\n");
+    await exec(sb.id, { command: "mkdir -p out && printf '\\377\\000\\001' > out/bin" });
+    const r = await get(sb.id, "out/bin");
+    expect([...new Uint8Array(await r.arrayBuffer())]).toEqual([255, 0, 1]);
+  });
+
+  it("outputEncoding base64 returns binary stdout byte-exact", async () => {
+    const res = await exec(sb.id, { command: "printf '\\377\\000\\001'", outputEncoding: "base64" });
+    const body = (await res.json()) as ExecResult;
+    expect(body.stdout).toBe(Buffer.from([255, 0, 1]).toString("base64"));
+    expect(body.stdoutBytes).toBe(3);
+  });
+
+  it("lists a directory with or without a trailing slash; deletes files", async () => {
+    for (const p of ["data", "data/"]) {
+      const res = await get(sb.id, p);
+      expect(res.status).toBe(200);
+      const body = (await res.json()) as { entries: Array<{ name: string; type: string; size: number }> };
+      expect(body.entries).toEqual([
+        expect.objectContaining({ name: "blob.bin", type: "file", size: 10 * MiB }),
+      ]);
+    }
+    const del = await api(`/v1/sandboxes/${sb.id}/files/hello.txt`, { method: "DELETE" });
+    expect(del.status).toBe(204);
+    const again = await get(sb.id, "hello.txt");
+    expect(again.status).toBe(404);
+    expect(await codeOf(again)).toBe("file_not_found");
+  });
+
+  it("refuses every path that leads outside /workspace, symlinks included", async () => {
+    await exec(sb.id, { command: "ln -s /etc etc-link && ln -s / root-link" });
+    const bad = [
+      "..%2Fescape",
+      "a/..%2F..%2Fetc%2Fpasswd",
+      "%2Fetc%2Fpasswd",
+      "etc-link/passwd",
+      "root-link",
+    ];
+    for (const p of bad) {
+      const r = await get(sb.id, p);
+      expect([p, r.status, await codeOf(r)]).toEqual([p, 400, "invalid_path"]);
+    }
+    const w = await put(sb.id, "etc-link/evil", new Uint8Array([1]));
+    expect([w.status, await codeOf(w)]).toEqual([400, "invalid_path"]);
+  });
+
+  it("refuses a file over MAX_FILE_BYTES with 413 and a PUT without a body with 400", async () => {
+    const big = await put(sb.id, "big.bin", new Uint8Array(16 * MiB + 1));
+    expect([big.status, await codeOf(big)]).toEqual([413, "payload_too_large"]);
+    const none = await api(`/v1/sandboxes/${sb.id}/files/x`, { method: "PUT" });
+    expect([none.status, await codeOf(none)]).toEqual([400, "invalid_request"]);
+  });
+
+  it("concurrent writes to one path: the last rename wins, never a torn file", async () => {
+    const versions = Array.from({ length: 4 }, (_, i) => new Uint8Array(MiB).fill(i + 1));
+    const results = await Promise.all(versions.map((v) => put(sb.id, "race.bin", v)));
+    expect(results.map((r) => r.status)).toEqual([200, 200, 200, 200]);
+    const back = new Uint8Array(await (await get(sb.id, "race.bin")).arrayBuffer());
+    expect(back.byteLength).toBe(MiB);
+    expect(versions.some((v) => sha(v) === sha(back))).toBe(true);
+  });
+
+  it("another tenant gets 404 sandbox_not_found on every route of it", async () => {
+    const b = stack.tokens.tenantB;
+    const calls = [
+      api(`/v1/sandboxes/${sb.id}`, { token: b }),
+      api(`/v1/sandboxes/${sb.id}`, { method: "DELETE", token: b }),
+      exec(sb.id, { command: "true" }, b),
+      get(sb.id, "a.txt", b),
+      put(sb.id, "x", new Uint8Array([1]), b),
+      api(`/v1/sandboxes/${sb.id}/files/a.txt`, { method: "DELETE", token: b }),
+    ];
+    for (const res of await Promise.all(calls))
+      expect([res.status, await codeOf(res)]).toEqual([404, "sandbox_not_found"]);
+    const list = (await (await api("/v1/sandboxes", { token: b })).json()) as SandboxList;
+    expect(list.sandboxes.map((s) => s.id)).not.toContain(sb.id);
+    const mine = (await (await api("/v1/sandboxes")).json()) as SandboxList;
+    expect(mine.sandboxes.map((s) => s.id)).toContain(sb.id);
+    // Malformed, and well-formed for a cluster nobody serves.
+    const malformed = await api("/v1/sandboxes/not-an-id");
+    expect([malformed.status, await codeOf(malformed)]).toEqual([404, "sandbox_not_found"]);
+    const elsewhere = await api(`/v1/sandboxes/sb.eu-1.other.${"a".repeat(20)}`);
+    expect([elsewhere.status, await codeOf(elsewhere)]).toEqual([503, "sandbox_cluster_unavailable"]);
+  });
+
+  it("get-or-create by name returns the same sandbox with 200", async () => {
+    const first = await create({ name: "work-1" });
+    expect(first.status).toBe(201);
+    const second = await create({ name: "work-1" });
+    expect(second.status).toBe(200);
+    expect(second.sandbox.id).toBe(first.sandbox.id);
+    const byName = (await (await api("/v1/sandboxes?name=work-1")).json()) as SandboxList;
+    expect(byName.sandboxes.map((s) => s.id)).toEqual([first.sandbox.id]);
+    expect((await api(`/v1/sandboxes/${first.sandbox.id}`, { method: "DELETE" })).status).toBe(204);
+  });
+
+  it("an idle sandbox is deleted after its idle timeout; the warm pool stays at target", async () => {
+    const { sandbox } = await create({ idleTimeoutSeconds: 10 });
+    // Two sandboxes hold pods now, yet the controller keeps POOL_SIZE (2) free pods ready.
+    await waitFor(
+      "the warm pool back at its target",
+      async () => (await stack.pools())[0]!.pods.filter((p) => p.state === "ready").length === 2,
+      20_000,
+    );
+    await waitFor(
+      "the idle sandbox is gone",
+      async () => (await api(`/v1/sandboxes/${sandbox.id}`)).status === 404,
+      40_000,
+      500,
+    );
+    const ns = stack.namespaceOf(REGION);
+    await waitFor("its lease is gone", async () => {
+      const leases = await k8s().coordination.listNamespacedLease({ namespace: ns });
+      return !leases.items.some((l) => l.metadata?.name === sandbox.pod);
+    });
+  }, 60_000);
+
+  it("a tenant at TENANT_MAX_SANDBOXES gets 429 sandbox_limit", async () => {
+    const b = stack.tokens.tenantB;
+    const made: string[] = [];
+    for (let i = 0; i < 2; i++) {
+      const r = await create({}, b);
+      expect(r.status).toBe(201);
+      made.push(r.sandbox.id);
+    }
+    const over = await api("/v1/sandboxes", { method: "POST", body: "{}", token: b });
+    expect([over.status, await codeOf(over)]).toEqual([429, "sandbox_limit"]);
+    for (const id of made) await api(`/v1/sandboxes/${id}`, { method: "DELETE", token: b });
+  }, 90_000);
+  it("killing the replica that created a sandbox loses nothing: another replica serves it", async () => {
+    const creator = stack.agents[0]!;
+    const other = await startAgentReplica({
+      agentId: "agent-eu-1-late",
+      env: stack.agentEnvFor(REGION, "agent-eu-1-late"),
+      logDir: tmp.dir,
+    });
+    extra.push(other);
+    creator.kill();
+    await creator.exited;
+    const res = await waitFor(
+      "the other replica serves the sandbox",
+      async () => {
+        const r = await exec(sb.id, { command: "cat a.txt" });
+        return r.status === 200 ? ((await r.json()) as ExecResult) : undefined;
+      },
+      30_000,
+      250,
+    );
+    expect(res.stdout).toBe("one\ntwo\n");
+  }, 60_000);
+
+  it("deleting a sandbox kills its running command with a clear error; pod and Lease are gone", async () => {
+    const running = exec(sb.id, { command: "sleep 30", timeoutSeconds: 60 });
+    await new Promise((r) => setTimeout(r, 1000));
+    const del = await api(`/v1/sandboxes/${sb.id}`, { method: "DELETE" });
+    expect(del.status).toBe(204);
+    const res = await running;
+    expect([res.status, await codeOf(res)]).toEqual([404, "sandbox_not_found"]);
+    const later = await exec(sb.id, { command: "true" });
+    expect([later.status, await codeOf(later)]).toEqual([404, "sandbox_not_found"]);
+    const ns = stack.namespaceOf(REGION);
+    const { core, coordination } = k8s();
+    await waitFor("pod and lease gone", async () => {
+      const pods = await core.listNamespacedPod({ namespace: ns });
+      const leases = await coordination.listNamespacedLease({ namespace: ns });
+      return (
+        !pods.items.some((p) => p.metadata?.name === sb.pod && !p.metadata?.deletionTimestamp) &&
+        !leases.items.some((l) => l.metadata?.name === sb.pod)
+      );
+    });
+  }, 30_000);
+});

@@ -1,0 +1,66 @@
+import { describe, expect, it } from "vitest";
+import { type DashboardState, dashboardCore } from "../../edge/dashboard/state.ts";
+import type { PoolEvent, PoolSnapshot } from "../../shared/api.ts";
+import { isoAfter, poolEvent, poolSnapshot } from "../support/pool-fixtures.ts";
+
+const core = dashboardCore();
+const T0 = "2026-11-22T02:00:00.000Z";
+const T0MS = Date.parse(T0);
+const ID = "sb.local.default.abcdefghij0123456789";
+
+function fold(msgs: Array<PoolSnapshot | PoolEvent>, nowMs = T0MS): DashboardState {
+  return msgs.reduce<DashboardState>(
+    (s, m) =>
+      core.reduce(s, "type" in m ? { kind: "event", event: m } : { kind: "snapshot", snapshot: m }, nowMs),
+    core.initialState(),
+  );
+}
+const sandboxesAt = (s: DashboardState, nowMs: number) => core.view(s, nowMs).regions[0]?.sandboxes ?? [];
+
+describe("dashboard sandboxes panel", () => {
+  it("shows a snapshot's sandboxes with pod, tenant, idle countdown and last command", () => {
+    const s = fold([
+      poolSnapshot({
+        at: T0,
+        podCount: 2,
+        sandboxes: [
+          {
+            id: ID,
+            pod: "sandbox-1",
+            tenant: "acme",
+            name: "work",
+            idleTimeoutSeconds: 60,
+            lastActivityAt: isoAfter(T0, -10_000),
+            expiresAt: isoAfter(T0, 50_000),
+            lastCommand: "npm test",
+          },
+        ],
+      }),
+    ]);
+    expect(sandboxesAt(s, T0MS + 5_000)).toEqual([
+      { id: ID, pod: "sandbox-1", tenant: "acme", name: "work", idleLeftMs: 45_000, lastCommand: "npm test" },
+    ]);
+  });
+
+  it("follows sandbox events: created, used (activity resets the countdown), expired", () => {
+    const ev = (type: PoolEvent["type"], ms: number, data: Record<string, unknown>) =>
+      poolEvent(type, { pod: "sandbox-2", tenant: "t1", at: isoAfter(T0, ms) }, data);
+    const created = fold([
+      poolSnapshot({ at: T0, podCount: 1 }),
+      ev("sandbox.created", 1_000, { sandboxId: ID, idleTimeoutSeconds: 30 }),
+    ]);
+    expect(sandboxesAt(created, T0MS + 11_000)[0]).toMatchObject({ idleLeftMs: 20_000, lastCommand: null });
+    const used = core.reduce(
+      created,
+      { kind: "event", event: ev("sandbox.used", 20_000, { sandboxId: ID, what: "ls -la" }) },
+      T0MS,
+    );
+    expect(sandboxesAt(used, T0MS + 25_000)[0]).toMatchObject({ idleLeftMs: 25_000, lastCommand: "ls -la" });
+    const gone = core.reduce(
+      used,
+      { kind: "event", event: ev("sandbox.expired", 60_000, { sandboxId: ID }) },
+      T0MS,
+    );
+    expect(sandboxesAt(gone, T0MS + 61_000)).toEqual([]);
+  });
+});

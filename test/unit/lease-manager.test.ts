@@ -1,0 +1,169 @@
+/**
+ * The lease manager's dispatch rules as fast specifications: the real LeaseManager on an
+ * in-memory PoolStore (the API's CAS semantics) with a fake clock, so queue deadlines, hand-off
+ * grace and renewal periods run in microseconds. The same rules against devcluster are in
+ * test/integration/lease-queue.test.ts and lease-replicas.test.ts.
+ */
+import { describe, expect, it } from "vitest";
+import { EventBus } from "../../cluster-agent/events/bus.ts";
+import type { Scrubber } from "../../cluster-agent/exec/executor.ts";
+import { LeaseManager, type LeaseManagerOptions } from "../../cluster-agent/leases/manager.ts";
+import type { LeaseHandle } from "../../cluster-agent/leases/types.ts";
+import { createLogger } from "../../cluster-agent/telemetry/logger.ts";
+import { ok, type Result } from "../../shared/errors.ts";
+import type { PoolEvent } from "../../shared/events.ts";
+import { FakeClock, flush, MemoryPoolStore } from "../support/memory-pool-store.ts";
+
+const cleanScrubber: Scrubber = { scrub: async () => ok({ killed: 0, removed: 0 }) };
+
+function setup(pods: string[], over: Partial<LeaseManagerOptions> = {}) {
+  const clock = new FakeClock();
+  const store = new MemoryPoolStore();
+  for (const p of pods) store.addPod(p);
+  const bus = new EventBus("agent-a", "local");
+  const events: PoolEvent[] = [];
+  bus.on((e) => events.push(e));
+  const manager = new LeaseManager({
+    store,
+    bus,
+    log: createLogger({ level: "silent" }),
+    namespace: "pi-sandbox",
+    agentId: "agent-a",
+    leaseTtlSeconds: 45,
+    queueTimeoutSeconds: 15,
+    tenantMaxLeases: 4,
+    recycle: "scrub",
+    scrubber: cleanScrubber,
+    random: () => 0,
+    clock,
+    ...over,
+  });
+  const acquire = (requestId: string, tenant = "t1", signal?: AbortSignal) => {
+    const p = manager.acquire({ tenant, requestId, ...(signal ? { signal } : {}) });
+    const state: { result?: Result<LeaseHandle> } = {};
+    void p.then((r) => {
+      state.result = r;
+    });
+    return state;
+  };
+  const held = (s: { result?: Result<LeaseHandle> }): LeaseHandle => {
+    if (!s.result?.ok) throw new Error(`not served: ${JSON.stringify(s.result)}`);
+    return s.result.value;
+  };
+  const types = (requestId: string) => events.filter((e) => e.requestId === requestId).map((e) => e.type);
+  return { clock, store, manager, events, acquire, held, types };
+}
+
+describe("LeaseManager dispatch (fake clock)", () => {
+  it("serves waiters in arrival order as pods are released", async () => {
+    const { manager, acquire, held, clock } = setup(["p0"]);
+    const a = acquire("a");
+    const b = acquire("b");
+    const c = acquire("c");
+    await flush();
+    expect(held(a).pod).toBe("p0");
+    expect(b.result).toBeUndefined();
+    await held(a).release();
+    await flush();
+    expect(held(b).pod).toBe("p0");
+    expect(held(b).fence).toBe(2);
+    expect(c.result).toBeUndefined();
+    await held(b).release();
+    await flush();
+    expect(held(c).fence).toBe(3);
+    await clock.advance(1);
+    await manager.shutdown();
+  });
+
+  it("after QUEUE_TIMEOUT_SECONDS a waiter gets queue_timeout with Retry-After = TTL/3, and leaves the queue", async () => {
+    const { acquire, held, clock, types, manager } = setup(["p0"]);
+    held((await flushThen(acquire("a"))) as { result?: Result<LeaseHandle> });
+    const b = acquire("b");
+    await clock.advance(14_999);
+    expect(b.result).toBeUndefined();
+    expect(manager.queueDepth).toBe(1);
+    await clock.advance(1);
+    expect(b.result?.ok).toBe(false);
+    if (b.result && !b.result.ok) {
+      expect(b.result.error.code).toBe("queue_timeout");
+      expect(b.result.error.retryAfterSeconds).toBe(15);
+    }
+    expect(types("b")).toEqual(["queue.entered", "queue.timeout", "queue.left"]);
+    expect(manager.queueDepth).toBe(0);
+    await manager.shutdown();
+  });
+
+  it("skips a tenant at its cap without reordering the others (FIFO among the eligible)", async () => {
+    const { acquire, held, manager } = setup(["p0", "p1"], { tenantMaxLeases: 1 });
+    const hog1 = await flushThen(acquire("hog-1", "hog"));
+    const hog2 = acquire("hog-2", "hog");
+    const small = acquire("small-1", "small");
+    await flush();
+    expect(held(hog1).pod).toBeDefined();
+    expect(hog2.result).toBeUndefined();
+    expect(held(small).pod).not.toBe(held(hog1).pod);
+    await held(hog1).release();
+    await flush();
+    expect(held(hog2).tenant).toBe("hog");
+    await manager.shutdown();
+  });
+
+  it("a pod freed by another replica is left to that replica for the hand-off grace, then taken", async () => {
+    const { store, acquire, held, clock, manager } = setup(["p0"], { handoffGraceMs: 50 });
+    store.rivalWrite("p0", { holderIdentity: "agent-b/r9", leaseTransitions: 1 });
+    const a = acquire("a");
+    await flush();
+    expect(a.result).toBeUndefined();
+    store.rivalWrite("p0", { holderIdentity: undefined });
+    await clock.advance(49);
+    expect(a.result).toBeUndefined();
+    await clock.advance(2);
+    expect(held(a).fence).toBe(2);
+    await manager.shutdown();
+  });
+
+  it("a lost compare-and-swap emits lease.conflict, skips that pod and serves the waiter from the next", async () => {
+    const { store, acquire, held, events, manager } = setup(["p0", "p1"]);
+    store.failNext.set("p0", 409);
+    const a = acquire("a");
+    await flush();
+    expect(held(a).pod).toBe("p1");
+    expect(events.filter((e) => e.type === "lease.conflict").map((e) => e.pod)).toEqual(["p0"]);
+    expect(manager.stats.conflicts).toBe(1);
+    await manager.shutdown();
+  });
+
+  it("renews every TTL/3 and marks the lease lost when renewals fail until it would expire", async () => {
+    const { store, acquire, held, clock, types, manager } = setup(["p0"], { leaseTtlSeconds: 3 });
+    const h = held(await flushThen(acquire("a")));
+    await clock.advance(1_000);
+    expect(types("a")).toContain("lease.renewed");
+    store.failNext.set("p0", 500);
+    await clock.advance(1_000);
+    expect(h.lost.aborted).toBe(false); // one failed renewal: still within the TTL
+    store.failNext.set("p0", 500);
+    await clock.advance(1_000);
+    expect(h.lost.aborted).toBe(true);
+    expect(types("a")).toContain("lease.lost");
+    await manager.shutdown();
+  });
+
+  it("a caller that aborts while queued gets request_cancelled and leaves the queue", async () => {
+    const { acquire, held, types, manager } = setup(["p0"]);
+    held(await flushThen(acquire("a")));
+    const ac = new AbortController();
+    const b = acquire("b", "t1", ac.signal);
+    await flush();
+    ac.abort();
+    await flush();
+    expect(b.result?.ok === false && b.result.error.code).toBe("request_cancelled");
+    expect(types("b")).toEqual(["queue.entered", "queue.left"]);
+    expect(manager.queueDepth).toBe(0);
+    await manager.shutdown();
+  });
+});
+
+async function flushThen<T>(s: T): Promise<T> {
+  await flush();
+  return s;
+}

@@ -1,0 +1,118 @@
+/**
+ * The leased-sandbox pipeline that /v1/exec and chat share: the real module with small doubles of
+ * the SandboxLease / Executor contracts (cluster-agent/exec/executor.ts). The same paths against
+ * devcluster are in test/integration/agent-http.test.ts and chat-sandbox.test.ts.
+ */
+import { describe, expect, it } from "vitest";
+import { EventBus } from "../../cluster-agent/events/bus.ts";
+import type { ExecCall, ExecTarget, Executor, SandboxLease } from "../../cluster-agent/exec/executor.ts";
+import { LeasedSandbox, withLeasedSandbox } from "../../cluster-agent/requests/leased-sandbox.ts";
+import type { ExecOutcome } from "../../shared/api.ts";
+import { AppError, err, ok, type Result } from "../../shared/errors.ts";
+import type { PoolEvent } from "../../shared/events.ts";
+
+const outcome: ExecOutcome = {
+  exitCode: 0,
+  signal: null,
+  timedOut: false,
+  truncated: false,
+  stdout: "hi\n",
+  stderr: "",
+  stdoutBytes: 3,
+  stderrBytes: 0,
+  durationMs: 5,
+};
+
+function setup(run: (t: ExecTarget, c: ExecCall) => Promise<Result<ExecOutcome>> = async () => ok(outcome)) {
+  const lost = new AbortController();
+  let releases = 0;
+  const lease: SandboxLease & { queueMs: number } = {
+    namespace: "ns",
+    pod: "p0",
+    podIP: "127.0.1.2",
+    fence: 4,
+    queueMs: 12,
+    lost: lost.signal,
+    release: async () => {
+      releases++;
+    },
+  };
+  const executor: Executor = { mode: "http", exec: run };
+  const bus = new EventBus("agent-a");
+  const events: PoolEvent[] = [];
+  bus.on((e) => events.push(e));
+  const deps = { acquire: async () => ok(lease), executor, bus };
+  const ctx = { tenant: "t1", requestId: "r1", signal: new AbortController().signal };
+  return { deps, ctx, lost, events, releases: () => releases };
+}
+
+describe("leased-sandbox pipeline", () => {
+  it("every command emits exec.started and exec.finished with its outcome; release once", async () => {
+    const { deps, ctx, events, releases } = setup();
+    const r = await withLeasedSandbox(deps, ctx, async (sb) => {
+      await sb.run({ command: "echo one", timeoutMs: 1000 });
+      return sb.run({ command: "echo two\nmore", timeoutMs: 1000 });
+    });
+    expect(r.ok).toBe(true);
+    expect(events.map((e) => [e.type, e.requestId, e.tenant, e.pod])).toEqual([
+      ["exec.started", "r1", "t1", "p0"],
+      ["exec.finished", "r1", "t1", "p0"],
+      ["exec.started", "r1", "t1", "p0"],
+      ["exec.finished", "r1", "t1", "p0"],
+    ]);
+    const last = events[3];
+    expect(last?.type === "exec.finished" && last.data).toEqual({
+      commandPreview: "echo two …",
+      queueMs: 12,
+      exitCode: 0,
+      durationMs: 5,
+      timedOut: false,
+    });
+    expect(events[0]?.type === "exec.started" && events[0].data.mode).toBe("http");
+    expect(releases()).toBe(1);
+  });
+
+  it("a fence refusal from the pod (stale_lease) is lease_lost, like a lost lease", async () => {
+    const { deps, ctx, events } = setup(async () => err(new AppError("stale_lease", "fence 4 < 5")));
+    const r = await withLeasedSandbox(deps, ctx, (sb) => sb.run({ command: "ls", timeoutMs: 1000 }));
+    expect(!r.ok && r.error.code).toBe("lease_lost");
+    const fin = events.find((e) => e.type === "exec.finished");
+    expect(fin?.type === "exec.finished" && fin.data.error).toBe("lease_lost");
+  });
+
+  it("a lease lost mid-command kills it (its signal aborts) and answers lease_lost", async () => {
+    const { deps, ctx, lost } = setup(
+      (_t, c) =>
+        new Promise((resolve) => {
+          c.signal.addEventListener("abort", () => resolve(err(new AppError("sandbox_failed", "killed"))));
+          setTimeout(() => lost.abort(new Error("renewal failed")), 5);
+        }),
+    );
+    const r = await withLeasedSandbox(deps, ctx, (sb) => sb.run({ command: "sleep 9", timeoutMs: 10_000 }));
+    expect(!r.ok && r.error.code).toBe("lease_lost");
+  });
+
+  it("releases on every path, also when the user throws", async () => {
+    const { deps, ctx, releases } = setup();
+    await expect(
+      withLeasedSandbox(deps, ctx, async () => {
+        throw new Error("boom");
+      }),
+    ).rejects.toThrow("boom");
+    expect(releases()).toBe(1);
+  });
+
+  it("reports the queue position of its own request only", async () => {
+    const { deps, ctx } = setup();
+    const seen: number[] = [];
+    const acquire = async () => {
+      const data = { position: 2, depth: 3, tenantAtCap: false };
+      deps.bus.emit({ type: "queue.entered", requestId: "other", data });
+      deps.bus.emit({ type: "queue.entered", requestId: "r1", data });
+      return deps.acquire();
+    };
+    const taken = await LeasedSandbox.take({ ...deps, acquire }, { ...ctx, onQueued: (p) => seen.push(p) });
+    expect(taken.ok).toBe(true);
+    expect(seen).toEqual([2]);
+  });
+});

@@ -1,0 +1,166 @@
+import { env, SELF } from "cloudflare:test";
+import { afterEach, describe, expect, it } from "vitest";
+import {
+  auth,
+  BASE,
+  connectAgent,
+  expectError,
+  type TestAgent,
+  tenantToken,
+  waitForAgents,
+} from "./support.ts";
+
+// The edge side of /v1/sandboxes in workerd: the id names region and cluster, and the TunnelDO
+// sends a sandbox's requests only to agents of that cluster.
+
+const TUNNEL = env.TUNNEL as unknown as DurableObjectNamespace;
+const agents: TestAgent[] = [];
+afterEach(async () => {
+  for (const a of agents.splice(0)) {
+    try {
+      a.close();
+    } catch {
+      // already closed
+    }
+  }
+  await waitForAgents(TUNNEL, "eu-1", 0);
+});
+
+const RAND = "abcdefghij0123456789";
+const sandbox = (id: string) => ({
+  id,
+  region: "eu-1",
+  pod: "sandbox-x",
+  state: "ready",
+  createdAt: "2026-12-01T00:00:00.000Z",
+  lastActivityAt: "2026-12-01T00:00:00.000Z",
+  expiresAt: "2026-12-01T00:05:00.000Z",
+  idleTimeoutSeconds: 300,
+  maxLifetimeSeconds: 3600,
+});
+
+async function clusterAgent(cluster: string): Promise<TestAgent> {
+  const a = await connectAgent(
+    "eu-1",
+    async (r, ag) => {
+      const url = new URL(r.request.url);
+      if (url.pathname.endsWith("/files/data/x.bin")) {
+        await ag.respond(
+          r.frame.id,
+          new Response(
+            r.body.byteLength > 0
+              ? JSON.stringify({ path: "/workspace/data/x.bin", size: r.body.byteLength })
+              : new Uint8Array([7, 8, 9]),
+            {
+              headers:
+                r.body.byteLength > 0
+                  ? { "content-type": "application/json" }
+                  : { "x-sandbox-file-size": "3" },
+            },
+          ),
+        );
+        return;
+      }
+      await ag.respond(
+        r.frame.id,
+        Response.json({ ...sandbox(`sb.eu-1.${cluster}.${RAND}`), served: ag.agentId }),
+      );
+    },
+    `agent-${cluster}`,
+    cluster,
+  );
+  agents.push(a);
+  return a;
+}
+
+const call = async (path: string, init: RequestInit = {}) => {
+  const token = await tenantToken({ tenant: "t1", scope: "sandbox:exec" });
+  return SELF.fetch(`${BASE}${path}`, {
+    ...init,
+    headers: auth(token, (init.headers as Record<string, string>) ?? {}),
+  });
+};
+
+describe("sandbox routing by cluster", () => {
+  it("sends a sandbox's request only to an agent of the cluster its id names", async () => {
+    const c1 = await clusterAgent("c1");
+    const c2 = await clusterAgent("c2");
+    await waitForAgents(TUNNEL, "eu-1", 2);
+    for (let i = 0; i < 4; i++) {
+      const res = await call(`/v1/sandboxes/sb.eu-1.c2.${RAND}`);
+      expect(res.status).toBe(200);
+      expect(((await res.json()) as { served: string }).served).toBe("agent-c2");
+    }
+    expect(c1.received.length).toBe(0);
+    expect(c2.received.length).toBe(4);
+  });
+
+  it("503 sandbox_cluster_unavailable when no agent of that cluster is connected, never another cluster", async () => {
+    const c1 = await clusterAgent("c1");
+    await waitForAgents(TUNNEL, "eu-1", 1);
+    await expectError(
+      await call(`/v1/sandboxes/sb.eu-1.c9.${RAND}/exec`, {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ command: "true" }),
+      }),
+      503,
+      "sandbox_cluster_unavailable",
+    );
+    expect(c1.received.length).toBe(0);
+  });
+
+  it("a malformed id or one of an unknown region is 404 sandbox_not_found without a relay", async () => {
+    const c1 = await clusterAgent("default");
+    await waitForAgents(TUNNEL, "eu-1", 1);
+    await expectError(await call("/v1/sandboxes/nope"), 404, "sandbox_not_found");
+    await expectError(await call(`/v1/sandboxes/sb.mars-1.default.${RAND}`), 404, "sandbox_not_found");
+    await expectError(await call(`/v1/sandboxes/sb.eu-1.default.${RAND}x`), 404, "sandbox_not_found");
+    expect(c1.received.length).toBe(0);
+  });
+
+  it("file PUT relays the raw bytes; GET restores Content-Length; a body-less PUT is refused", async () => {
+    const c1 = await clusterAgent("c1");
+    await waitForAgents(TUNNEL, "eu-1", 1);
+    const bytes = new Uint8Array([0, 255, 1, 2]);
+    const put = await call(`/v1/sandboxes/sb.eu-1.c1.${RAND}/files/data/x.bin`, {
+      method: "PUT",
+      headers: { "Content-Type": "application/octet-stream" },
+      body: bytes,
+    });
+    expect(await put.json()).toEqual({ path: "/workspace/data/x.bin", size: 4 });
+    expect([...c1.received[0]!.body]).toEqual([0, 255, 1, 2]);
+    const get = await call(`/v1/sandboxes/sb.eu-1.c1.${RAND}/files/data/x.bin`);
+    expect(get.headers.get("content-length")).toBe("3");
+    expect(get.headers.get("x-sandbox-file-size")).toBeNull();
+    expect([...new Uint8Array(await get.arrayBuffer())]).toEqual([7, 8, 9]);
+    await expectError(
+      await call(`/v1/sandboxes/sb.eu-1.c1.${RAND}/files/data/x.bin`, { method: "PUT" }),
+      400,
+      "invalid_request",
+    );
+  });
+
+  it("/openapi.json documents every sandbox route with its status codes and raw-byte bodies", async () => {
+    const doc = (await (await SELF.fetch(`${BASE}/openapi.json`)).json()) as {
+      paths: Record<
+        string,
+        Record<
+          string,
+          { responses: Record<string, unknown>; requestBody?: { content: Record<string, unknown> } }
+        >
+      >;
+    };
+    const p = doc.paths;
+    expect(Object.keys(p["/v1/sandboxes"] ?? {}).sort()).toEqual(["get", "post"]);
+    expect(Object.keys(p["/v1/sandboxes"]?.post?.responses ?? {})).toEqual(
+      expect.arrayContaining(["201", "200", "404", "429", "503"]),
+    );
+    expect(Object.keys(p["/v1/sandboxes/{id}"] ?? {}).sort()).toEqual(["delete", "get"]);
+    expect(Object.keys(p["/v1/sandboxes/{id}"]?.delete?.responses ?? {})).toContain("204");
+    expect(Object.keys(p["/v1/sandboxes/{id}/exec"] ?? {})).toEqual(["post"]);
+    const files = p["/v1/sandboxes/{id}/files/{path}"] ?? {};
+    expect(Object.keys(files).sort()).toEqual(["delete", "get", "put"]);
+    expect(Object.keys(files.put?.requestBody?.content ?? {})).toEqual(["application/octet-stream"]);
+  });
+});
