@@ -45,16 +45,3 @@ export async function startSdkStack(prefix: string): Promise<SdkStack> {
     throw e;
   }
 }
-
-/**
- * Whether the running edge serves the sandboxes routes: a real request, not a flag. An edge
- * without them answers `404 not_found` (no such route); with them, the tenant's list (200).
- */
-export async function sandboxRoutesAvailable(stack: Stack): Promise<boolean> {
-  const res = await fetch(`${stack.edgeUrl}/v1/sandboxes`, {
-    headers: { authorization: `Bearer ${stack.tokens.tenantA}` },
-    signal: AbortSignal.timeout(10_000),
-  });
-  await res.body?.cancel();
-  return res.status === 200;
-}

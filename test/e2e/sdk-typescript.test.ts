@@ -15,16 +15,14 @@ import {
 } from "../../sdk/typescript/src/index.ts";
 import { SCOPES } from "../../shared/api.ts";
 import { lastToolOutput, startScriptedOpenAI } from "../support/scripted-openai.ts";
-import { SDK_QUOTA_BURST, type SdkStack, sandboxRoutesAvailable, startSdkStack } from "./sdk-stack.ts";
+import { SDK_QUOTA_BURST, type SdkStack, startSdkStack } from "./sdk-stack.ts";
 import { tempDir, waitFor } from "./stack-helpers.ts";
 
 // The TypeScript client against the running local stack: the edge in workerd, a real agent process,
 // devcluster pods, the scripted OpenAI-compatible server behind chat. Nothing of the project is mocked.
 
 const MiB = 1024 * 1024;
-// Top-level: the sandbox suite is skipped only when the running edge really lacks the routes.
 const sdk: SdkStack = await startSdkStack("sdk-ts-");
-const hasSandboxes = await sandboxRoutesAvailable(sdk.stack);
 const { stack } = sdk;
 let client: SandboxClient;
 
@@ -275,7 +273,7 @@ describe("errors: one class, a stable code per failure", () => {
   });
 });
 
-describe.skipIf(!hasSandboxes)("sandboxes (the issue-19 routes)", () => {
+describe("sandboxes", () => {
   it("create, exec across calls, refresh, get, list, get-or-create by name, close", async () => {
     const sb = await client.sandboxes.create({ idleTimeoutSeconds: 120 });
     try {
@@ -469,7 +467,7 @@ describe("pi-sandbox CLI", () => {
     expect(down.stderr).toContain("network_error");
   });
 
-  it.skipIf(!hasSandboxes)("sandbox create|list|rm, cp both ways byte-exact, exec --sandbox", async () => {
+  it("sandbox create|list|rm, cp both ways byte-exact, exec --sandbox", async () => {
     const created = await cli(["sandbox", "create", "--json"], asTenant());
     expect(created.code, created.stderr).toBe(0);
     const id = (JSON.parse(created.stdout) as { id: string }).id;
@@ -498,7 +496,7 @@ describe("pi-sandbox CLI", () => {
 
 // ---- the OpenAI Agents SDK sandbox client: the real @openai/agents runtime, a scripted model ----
 
-describe.skipIf(!hasSandboxes)("OpenAI Agents SDK sandbox client (@openai/agents 0.20.0)", () => {
+describe("OpenAI Agents SDK sandbox client (@openai/agents 0.20.0)", () => {
   it("a Sandbox Agent's exec_command and file reads run in one of our sandboxes, deleted after the run", async () => {
     // The scripted OpenAI-compatible server (NOT a model): first the shell tool, then the output verbatim.
     const scripted = await startScriptedOpenAI({
