@@ -1,0 +1,241 @@
+"""The Python client against the running local stack (real edge, agent and pods).
+
+Configuration from the environment (the vitest runner test/e2e/sdk-python.test.ts sets it):
+PI_SANDBOX_URL, PI_SANDBOX_TOKEN (tenant A), PI_SANDBOX_TOKEN_B (tenant B), PI_SANDBOX_ADMIN_TOKEN,
+PI_SANDBOX_QUOTA_TOKEN (an admin-scoped token of a tenant no other test uses, for the 429 test),
+PI_SANDBOX_QUOTA_BURST (the edge's TENANT_QUOTA_BURST).
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import io
+import os
+import pathlib
+import threading
+import time
+import unittest
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+from pi_sandbox import ExecuteResponse, SandboxApiError, SandboxClient
+
+URL = os.environ.get("PI_SANDBOX_URL", "")
+TOKEN = os.environ.get("PI_SANDBOX_TOKEN", "")
+MiB = 1024 * 1024
+
+
+def setUpModule() -> None:
+    if not URL or not TOKEN:
+        raise RuntimeError("PI_SANDBOX_URL and PI_SANDBOX_TOKEN must name the running stack")
+
+
+class Source(unittest.TestCase):
+    def test_parses_as_python_3_9(self) -> None:
+        root = pathlib.Path(__file__).resolve().parent.parent / "pi_sandbox"
+        for f in sorted(root.glob("*.py")):
+            ast.parse(f.read_text(), filename=str(f), feature_version=(3, 9))
+        self.assertTrue((root / "py.typed").exists())
+
+
+class Exec(unittest.TestCase):
+    def setUp(self) -> None:
+        self.client = SandboxClient(URL, TOKEN)
+
+    def test_exec_result_and_a_failing_command(self) -> None:
+        r = self.client.exec("echo out; echo err >&2; pwd; exit 3", timeout_seconds=10)
+        self.assertEqual(r.exit_code, 3)
+        self.assertEqual(r.stdout, "out\n/workspace\n")
+        self.assertEqual(r.stderr, "err\n")
+        self.assertFalse(r.timed_out)
+        self.assertTrue(r.pod.startswith("sandbox-"))
+        env = self.client.exec("echo $X; cat", env={"X": "y"}, stdin="in")
+        self.assertEqual(env.stdout, "y\nin")
+
+    def test_timeout_is_a_result(self) -> None:
+        r = self.client.exec("sleep 30", timeout_seconds=1)
+        self.assertTrue(r.timed_out)
+        self.assertIsNone(r.exit_code)
+
+    def test_exec_stream(self) -> None:
+        events = list(self.client.exec_stream("for i in 1 2 3; do echo l$i; sleep 0.2; done"))
+        # `queued` comes first only when every pod is busy.
+        self.assertEqual([e["type"] for e in events if e["type"] != "queued"][0], "acquired")
+        self.assertEqual(events[-1]["type"], "result")
+        out = "".join(e["data"] for e in events if e["type"] == "stdout")
+        self.assertEqual(out, "l1\nl2\nl3\n")
+        self.assertGreaterEqual(sum(1 for e in events if e["type"] == "stdout"), 2)
+
+    def test_chat(self) -> None:
+        r = self.client.chat("run `echo py-chat-$((6*7))`")
+        self.assertIn("py-chat-42", r.reply)
+        self.assertEqual([t.exit_code for t in r.tool_calls], [0])
+        again = self.client.chat("again `true`", session_id=r.session_id)
+        self.assertEqual(again.session_id, r.session_id)
+        types = [e["type"] for e in self.client.chat_stream("stream `echo s`")]
+        self.assertEqual(types[-1], "done")
+        self.assertIn("tool.call", types)
+
+    def test_pool(self) -> None:
+        admin = SandboxClient(URL, os.environ["PI_SANDBOX_ADMIN_TOKEN"])
+        regions = admin.pool()["regions"]
+        self.assertEqual([r["region"] for r in regions], ["local"])
+        with self.assertRaises(SandboxApiError) as cm:
+            self.client.pool()
+        self.assertEqual((cm.exception.code, cm.exception.status), ("insufficient_scope", 403))
+
+
+class Errors(unittest.TestCase):
+    def test_server_errors(self) -> None:
+        client = SandboxClient(URL, TOKEN)
+        with self.assertRaises(SandboxApiError) as cm:
+            client.exec("true", timeout_seconds=0)
+        e = cm.exception
+        self.assertEqual((e.code, e.status), ("invalid_request", 400))
+        self.assertTrue(any(d["path"] == "timeoutSeconds" for d in e.details))
+        self.assertTrue(e.request_id)
+        with self.assertRaises(SandboxApiError) as cm:
+            client.exec("true", stdin="x" * (3 * MiB))
+        self.assertEqual(cm.exception.code, "payload_too_large")
+        with self.assertRaises(SandboxApiError) as cm:
+            SandboxClient(URL, "not-a-jwt").exec("true")
+        self.assertEqual((cm.exception.code, cm.exception.status), ("invalid_token", 401))
+
+    def test_client_errors(self) -> None:
+        with self.assertRaises(SandboxApiError) as cm:
+            SandboxClient("http://127.0.0.1:9", "t", retries=0).exec("true")
+        self.assertEqual((cm.exception.code, cm.exception.status), ("network_error", 0))
+        with self.assertRaises(SandboxApiError) as cm:
+            SandboxClient(URL, TOKEN).exec("sleep 3", timeout_seconds=10, timeout=0.5)
+        self.assertEqual(cm.exception.code, "client_timeout")
+
+    def test_429_retry_honours_retry_after(self) -> None:
+        token = os.environ["PI_SANDBOX_QUOTA_TOKEN"]
+        burst = int(os.environ.get("PI_SANDBOX_QUOTA_BURST", "40"))
+        no_retry = SandboxClient(URL, token, retries=0)
+
+        def one(_: int) -> object:
+            try:
+                return no_retry.pool()
+            except SandboxApiError as e:
+                return e
+
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            results = list(pool.map(one, range(burst + 16)))
+        limited = [r for r in results if isinstance(r, SandboxApiError)]
+        self.assertTrue(limited, "the burst was not rate limited")
+        self.assertEqual((limited[0].code, limited[0].status), ("rate_limited", 429))
+        self.assertGreaterEqual(limited[0].retry_after_seconds or 0, 1)
+
+        # A flood keeps the bucket empty while the retrying call starts; it stops once the retrying
+        # call has been refused, so the retry after Retry-After finds tokens (a refill may let the
+        # first attempt through: then the round is repeated, at most 3 times).
+        import pi_sandbox._transport as transport
+
+        for _ in range(3):
+            attempts: list = []
+            flooding = threading.Event()
+            flooding.set()
+            real_urlopen = urllib.request.urlopen
+
+            def recording(req, timeout=None):  # type: ignore[no-untyped-def]
+                # Record the retrying client's own attempts (it has the marker header).
+                mine = req.get_header("X-sandbox-region") == "local"
+                try:
+                    res = real_urlopen(req, timeout=timeout)
+                    if mine:
+                        attempts.append((time.monotonic(), res.status, None))
+                    return res
+                except urllib.error.HTTPError as e:
+                    if mine:
+                        attempts.append((time.monotonic(), e.code, e.headers.get("retry-after")))
+                        flooding.clear()
+                    raise
+
+            def flood() -> None:
+                while flooding.is_set():
+                    one(0)
+
+            threads = [threading.Thread(target=flood) for _ in range(6)]
+            for t in threads:
+                t.start()
+            time.sleep(0.2)
+            transport.urllib.request.urlopen = recording  # type: ignore[assignment]
+            try:
+                SandboxClient(URL, token, region="local").pool()
+            finally:
+                transport.urllib.request.urlopen = real_urlopen  # type: ignore[assignment]
+                flooding.clear()
+                for t in threads:
+                    t.join()
+            if attempts and attempts[0][1] == 429:
+                break
+        self.assertEqual(attempts[0][1], 429)
+        self.assertEqual(attempts[-1][1], 200)
+        self.assertLessEqual(len(attempts), 3)
+        for prev, cur in zip(attempts, attempts[1:]):
+            wait = int(prev[2])
+            self.assertGreaterEqual(wait, 1)
+            self.assertGreaterEqual(cur[0] - prev[0], wait - 0.05)
+
+
+class Sandboxes(unittest.TestCase):
+    def setUp(self) -> None:
+        self.client = SandboxClient(URL, TOKEN)
+
+    def test_with_block_execute_read_write_ls(self) -> None:
+        with self.client.create_sandbox() as sb:
+            sandbox_id = sb.id
+            self.assertEqual(sb.info.state, "ready")
+            r = sb.execute("echo hi > a.txt; echo warn >&2; cat a.txt")
+            self.assertIsInstance(r, ExecuteResponse)
+            self.assertEqual((r.output, r.exit_code, r.truncated), ("hi\nwarn\n", 0, False))
+            data = os.urandom(5 * MiB)
+            self.assertEqual(sb.write("d/data.bin", data)["size"], 5 * MiB)
+            back = sb.read("d/data.bin")
+            self.assertEqual(hashlib.sha256(back).hexdigest(), hashlib.sha256(data).hexdigest())
+            self.assertEqual(sb.execute("sha256sum d/data.bin").output.split()[0], hashlib.sha256(data).hexdigest())
+            sb.write("/workspace/s.txt", io.BytesIO(b"from a file object"))
+            self.assertEqual(sb.read("s.txt"), b"from a file object")
+            self.assertEqual(sorted((e.type, e.name) for e in sb.ls()), [("dir", "d"), ("file", "a.txt"), ("file", "s.txt")])
+            self.assertEqual([(e.name, e.size) for e in sb.ls("d")], [("data.bin", 5 * MiB)])
+            sb.remove("s.txt")
+            with self.assertRaises(SandboxApiError) as cm:
+                sb.read("s.txt")
+            self.assertEqual((cm.exception.code, cm.exception.status), ("file_not_found", 404))
+            with self.assertRaises(SandboxApiError) as cm:
+                sb.read("/etc/passwd")
+            self.assertEqual((cm.exception.code, cm.exception.status), ("invalid_path", 400))
+            with self.assertRaises(SandboxApiError) as cm:  # refused by the client: a URL cannot carry it
+                sb.read("../../etc/passwd")
+            self.assertEqual((cm.exception.code, cm.exception.status), ("invalid_path", 0))
+            with self.assertRaises(SandboxApiError):
+                sb.remove("..")
+            self.assertEqual(sb.refresh().id, sandbox_id)
+            self.assertEqual(sb.refresh().id, sandbox_id)
+            self.assertIn(sandbox_id, [s.id for s in self.client.list_sandboxes()])
+            other = SandboxClient(URL, os.environ["PI_SANDBOX_TOKEN_B"])
+            with self.assertRaises(SandboxApiError) as cm:
+                other.get_sandbox(sandbox_id)
+            self.assertEqual((cm.exception.code, cm.exception.status), ("sandbox_not_found", 404))
+        with self.assertRaises(SandboxApiError) as cm:
+            self.client.get_sandbox(sandbox_id)
+        self.assertEqual(cm.exception.code, "sandbox_not_found")
+
+    def test_get_or_create_by_name(self) -> None:
+        name = f"py-{int(time.time() * 1000) % 10**8}"
+        a = self.client.get_or_create_sandbox(name)
+        try:
+            a.execute("echo persisted > p.txt")
+            b = self.client.get_or_create_sandbox(name)
+            self.assertEqual(b.id, a.id)
+            self.assertEqual(b.read("p.txt"), b"persisted\n")
+            self.assertEqual([s.id for s in self.client.list_sandboxes(name=name)], [a.id])
+        finally:
+            self.client.delete_sandbox(a.id)
+
+
+if __name__ == "__main__":
+    unittest.main()

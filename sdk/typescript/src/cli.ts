@@ -1,0 +1,308 @@
+// `pi-sandbox`: the command line over the client. Node-only (files, process); the client is not.
+import { createReadStream, createWriteStream, statSync } from "node:fs";
+import { constants } from "node:os";
+import { Readable, Writable } from "node:stream";
+import { parseArgs } from "node:util";
+import { resolveTarget } from "./cli-config.ts";
+import { describeError, EXIT, exitCodeOf } from "./cli-messages.ts";
+import { SandboxClient } from "./client.ts";
+import { SandboxApiError } from "./errors.ts";
+import type { ExecResult, SandboxInfo } from "./types.ts";
+
+const USAGE = `usage: pi-sandbox <command> [flags]
+
+  exec [--sandbox ID] [--timeout S] [--cwd DIR] -- CMD [ARG…]
+                              run a command, stream its output, exit with its exit code
+  sandbox create [--name N] [--idle S] [--max-lifetime S]
+  sandbox list [--name N]     sandbox get ID      sandbox rm ID…
+  cp LOCAL ID:PATH            upload a file          cp ID:PATH LOCAL   download one
+  ls ID[:DIR]                 list a sandbox directory
+  chat [--session ID] MESSAGE stream a chat reply and each tool call
+  pool [--region R]           the pool of every region (needs sandbox:admin)
+
+  --url URL --token JWT       or PI_SANDBOX_URL / PI_SANDBOX_TOKEN, or .devstack/state.json
+  --region R                  X-Sandbox-Region
+  --json                      machine-readable output on stdout
+  --retries N                 retries of 429/503 (default 2; 0 = off)
+
+exit codes: exec → the command's own (124 timed out, 128+N killed by signal N);
+  64 usage, 65 invalid request, 66 not found, 69 unavailable, 70 unexpected answer,
+  75 try again later (rate limited, no free pod), 77 not allowed (401/403), 78 no URL/token`;
+
+export interface CliIo {
+  stdout: NodeJS.WritableStream;
+  stderr: NodeJS.WritableStream;
+  env: Record<string, string | undefined>;
+  cwd: string;
+}
+
+const defaultIo = (): CliIo => ({
+  stdout: process.stdout,
+  stderr: process.stderr,
+  env: process.env,
+  cwd: process.cwd(),
+});
+
+class UsageError extends Error {}
+
+/** Quote for /bin/sh so `exec -- ls "a b"` reaches the pod as two words, not three. */
+export function shellJoin(args: string[]): string {
+  if (args.length === 1) return args[0]!;
+  return args
+    .map((a) => (/^[A-Za-z0-9_@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`))
+    .join(" ");
+}
+
+/** The exit status a shell would report for this result. */
+export function exitStatusOf(r: Pick<ExecResult, "exitCode" | "signal" | "timedOut">): number {
+  if (r.timedOut) return EXIT.commandTimedOut;
+  if (r.exitCode !== null) return r.exitCode;
+  const n = r.signal ? (constants.signals as Record<string, number | undefined>)[r.signal] : undefined;
+  return n !== undefined ? 128 + n : 1;
+}
+
+const intFlag = (v: string | undefined, name: string): number | undefined => {
+  if (v === undefined) return undefined;
+  if (!/^\d+$/.test(v)) throw new UsageError(`--${name} takes a whole number, got ${v}`);
+  return Number(v);
+};
+
+/** `ID:PATH` → its parts; anything else is a local path. */
+function remote(spec: string): { id: string; path: string } | undefined {
+  const m = /^([A-Za-z0-9_.-]+):(.*)$/.exec(spec);
+  return m ? { id: m[1]!, path: m[2]! } : undefined;
+}
+
+export async function main(argv: string[], io: CliIo = defaultIo()): Promise<number> {
+  const out = (s: string) => io.stdout.write(s);
+  const json = (v: unknown) => out(`${JSON.stringify(v, null, 2)}\n`);
+  let parsed: ReturnType<typeof parse>;
+  try {
+    parsed = parse(argv);
+  } catch (e) {
+    io.stderr.write(`pi-sandbox: ${e instanceof Error ? e.message : String(e)}\n\n${USAGE}\n`);
+    return EXIT.usage;
+  }
+  const { values: f, positionals: pos } = parsed;
+  const [command, ...rest] = pos;
+  if (f.help || !command) {
+    (f.help ? io.stdout : io.stderr).write(`${USAGE}\n`);
+    return f.help ? EXIT.ok : EXIT.usage;
+  }
+  const target = resolveTarget(f, io.env, io.cwd, command === "pool");
+  if ("error" in target) {
+    io.stderr.write(`pi-sandbox: ${target.error}\n`);
+    return EXIT.config;
+  }
+  try {
+    const client = new SandboxClient({
+      baseUrl: target.url,
+      token: target.token,
+      ...(f.region ? { region: f.region } : {}),
+      ...(f.retries !== undefined ? { retries: intFlag(f.retries, "retries")! } : {}),
+    });
+    const timeoutSeconds = intFlag(f.timeout, "timeout");
+    switch (command) {
+      case "exec": {
+        if (rest.length === 0) throw new UsageError("exec needs a command after --");
+        const opts = {
+          ...(timeoutSeconds !== undefined ? { timeoutSeconds } : {}),
+          ...(f.cwd ? { cwd: f.cwd } : {}),
+        };
+        const sandbox = f.sandbox ? await client.sandboxes.get(f.sandbox) : undefined;
+        const cmd = shellJoin(rest);
+        if (f.json) {
+          const r = await (sandbox ? sandbox.exec(cmd, opts) : client.exec(cmd, opts));
+          json(r);
+          return exitStatusOf(r);
+        }
+        const events = sandbox ? sandbox.execStream(cmd, opts) : client.execStream(cmd, opts);
+        for await (const e of events) {
+          if (e.type === "stdout") io.stdout.write(e.data);
+          else if (e.type === "stderr") io.stderr.write(e.data);
+          else if (e.type === "result") {
+            if (e.result.truncated) {
+              io.stderr.write(
+                `pi-sandbox: output truncated (stdout ${e.result.stdoutBytes} B, stderr ${e.result.stderrBytes} B in all)\n`,
+              );
+            }
+            if (e.result.timedOut) io.stderr.write("pi-sandbox: the command timed out and was killed\n");
+            return exitStatusOf(e.result);
+          }
+        }
+        return EXIT.software; // unreachable: the stream throws if it ends without a result
+      }
+      case "sandbox": {
+        const [sub, ...ids] = rest;
+        if (sub === "create") {
+          const sb = await client.sandboxes.create({
+            ...(f.name ? { name: f.name } : {}),
+            ...(f.idle !== undefined ? { idleTimeoutSeconds: intFlag(f.idle, "idle")! } : {}),
+            ...(f["max-lifetime"] !== undefined
+              ? { maxLifetimeSeconds: intFlag(f["max-lifetime"], "max-lifetime")! }
+              : {}),
+          });
+          if (f.json) json(sb.info);
+          else out(`${sb.id}\n`);
+          return EXIT.ok;
+        }
+        if (sub === "list") {
+          const list = await client.sandboxes.list(f.name ? { name: f.name } : {});
+          if (f.json) json({ sandboxes: list.map((s) => s.info) });
+          else for (const s of list) out(`${sandboxLine(s.info)}\n`);
+          return EXIT.ok;
+        }
+        if (sub === "get") {
+          if (ids.length !== 1) throw new UsageError("sandbox get takes one id");
+          const sb = await client.sandboxes.get(ids[0]!);
+          if (f.json) json(sb.info);
+          else out(`${sandboxLine(sb.info)}\n`);
+          return EXIT.ok;
+        }
+        if (sub === "rm") {
+          if (ids.length === 0) throw new UsageError("sandbox rm takes one or more ids");
+          for (const id of ids) await client.sandboxes.remove(id);
+          if (f.json) json({ removed: ids });
+          return EXIT.ok;
+        }
+        throw new UsageError("sandbox takes create, list, get or rm");
+      }
+      case "cp": {
+        if (rest.length !== 2) throw new UsageError("cp takes a source and a destination");
+        const [from, to] = [rest[0]!, rest[1]!];
+        const src = remote(from);
+        const dst = remote(to);
+        if (src && dst)
+          throw new UsageError("cp copies between this machine and a sandbox, not between sandboxes");
+        if (!src && !dst) throw new UsageError("one side of cp must be ID:PATH");
+        if (dst) {
+          let size: number;
+          try {
+            size = statSync(from).size;
+          } catch {
+            io.stderr.write(`pi-sandbox: no such local file: ${from}\n`);
+            return EXIT.notFound;
+          }
+          const sb = await client.sandboxes.get(dst.id);
+          const body = Readable.toWeb(createReadStream(from)) as ReadableStream<Uint8Array>;
+          const r = await sb.files.write(dst.path, size === 0 ? new Uint8Array() : body);
+          if (f.json) json(r);
+          return EXIT.ok;
+        }
+        const sb = await client.sandboxes.get(src!.id);
+        const stream = await sb.files.read(src!.path, { as: "stream" });
+        await stream.pipeTo(Writable.toWeb(createWriteStream(to)) as WritableStream<Uint8Array>);
+        if (f.json) json({ path: to, size: statSync(to).size });
+        return EXIT.ok;
+      }
+      case "ls": {
+        const r = rest.length === 1 ? remote(rest[0]!.includes(":") ? rest[0]! : `${rest[0]!}:`) : undefined;
+        if (!r) throw new UsageError("ls takes ID or ID:DIR");
+        const sb = await client.sandboxes.get(r.id);
+        const entries = await sb.files.list(r.path);
+        if (f.json) json({ entries });
+        else
+          for (const e of entries)
+            out(
+              `${e.type === "dir" ? "d" : e.type === "symlink" ? "l" : "-"} ${String(e.size).padStart(10)} ${e.name}\n`,
+            );
+        return EXIT.ok;
+      }
+      case "chat": {
+        if (rest.length === 0) throw new UsageError('chat takes a message: pi-sandbox chat "…"');
+        const message = rest.join(" ");
+        const base = {
+          ...(f.session ? { sessionId: f.session } : {}),
+          ...(f.sandbox ? { sandbox: f.sandbox } : {}),
+        };
+        if (f.json) {
+          json(await client.chat(message, base));
+          return EXIT.ok;
+        }
+        let streamedText = false;
+        for await (const e of client.chat(message, { ...base, stream: true })) {
+          if (e.type === "tool.call") io.stderr.write(`$ ${e.command}\n`);
+          else if (e.type === "tool.result") {
+            io.stderr.write(
+              `→ exit ${e.exitCode ?? "none"} in ${Math.round(e.durationMs)} ms${e.timedOut ? ", timed out" : ""}${e.truncated ? ", truncated" : ""}\n`,
+            );
+          } else if (e.type === "assistant.delta") {
+            io.stdout.write(e.text);
+            streamedText = true;
+          } else if (e.type === "assistant.message" && !streamedText) io.stdout.write(e.text);
+          else if (e.type === "done") {
+            io.stdout.write("\n");
+            io.stderr.write(`session ${e.response.sessionId}\n`);
+          }
+        }
+        return EXIT.ok;
+      }
+      case "pool": {
+        const overview = await client.pool(f.region ? { region: f.region } : {});
+        if (f.json) json(overview);
+        else {
+          for (const r of overview.regions) {
+            if (!r.pool) {
+              out(`${r.region}: ${r.error?.code ?? "no answer"}: ${r.error?.message ?? ""}\n`);
+              continue;
+            }
+            const by: Record<string, number> = {};
+            for (const p of r.pool.pods) by[p.state] = (by[p.state] ?? 0) + 1;
+            const states = Object.entries(by)
+              .map(([k, v]) => `${v} ${k}`)
+              .join(", ");
+            out(
+              `${r.region}: ${r.pool.pods.length} pods (${states || "none"}), queue ${r.pool.queue.depth}, agent ${r.pool.agentId}\n`,
+            );
+            for (const p of r.pool.pods)
+              out(`  ${p.name}  ${p.state}${p.holder ? `  ${p.holder.tenant}` : ""}\n`);
+          }
+        }
+        return overview.regions.every((r) => r.pool) ? EXIT.ok : EXIT.unavailable;
+      }
+      default:
+        throw new UsageError(`unknown command ${command}`);
+    }
+  } catch (e) {
+    if (e instanceof UsageError) {
+      io.stderr.write(`pi-sandbox: ${e.message}\n\n${USAGE}\n`);
+      return EXIT.usage;
+    }
+    if (e instanceof SandboxApiError) {
+      io.stderr.write(`${describeError(e)}\n`);
+      if (f.json)
+        json({ error: { code: e.code, message: e.message, status: e.status, requestId: e.requestId } });
+      return exitCodeOf(e);
+    }
+    io.stderr.write(`pi-sandbox: ${e instanceof Error ? e.message : String(e)}\n`);
+    return EXIT.software;
+  }
+}
+
+function sandboxLine(s: SandboxInfo): string {
+  return `${s.id}  ${s.name ?? "-"}  ${s.state}  ${s.region}/${s.pod}  idle ${s.idleTimeoutSeconds}s  expires ${s.expiresAt}`;
+}
+
+function parse(argv: string[]) {
+  return parseArgs({
+    args: argv,
+    allowPositionals: true,
+    strict: true,
+    options: {
+      url: { type: "string" },
+      token: { type: "string" },
+      state: { type: "string" },
+      region: { type: "string" },
+      json: { type: "boolean" },
+      retries: { type: "string" },
+      sandbox: { type: "string" },
+      timeout: { type: "string" },
+      cwd: { type: "string" },
+      name: { type: "string" },
+      idle: { type: "string" },
+      "max-lifetime": { type: "string" },
+      session: { type: "string" },
+      help: { type: "boolean", short: "h" },
+    },
+  });
+}

@@ -1,0 +1,11 @@
+export { type ChatOptions, SandboxClient, Sandboxes } from "./client.ts";
+export {
+  CLIENT_ERROR_CODES,
+  type ClientErrorCode,
+  SandboxApiError,
+  type SandboxErrorCode,
+} from "./errors.ts";
+export type { ExecOptions } from "./exec-spec.ts";
+export { type FileData, Sandbox, SandboxFiles } from "./sandbox.ts";
+export type { CallOptions, ClientOptions } from "./transport.ts";
+export type * from "./types.ts";

@@ -1,0 +1,39 @@
+// The wire types, derived from the zod schemas in shared/ with type-only imports: the client has
+// no runtime dependency on zod, and a change to a schema breaks this package's typecheck.
+
+// Type-only as well: z.infer is erased, zod is never loaded by the client.
+import type { z } from "zod";
+import type {
+  ChatEvent,
+  ChatResponse,
+  ExecRequestInput,
+  ExecResult,
+  ExecStreamEvent,
+  FileEntrySchema,
+  FileWriteResult,
+  PoolSnapshot,
+  SandboxCreateRequestInput,
+  Sandbox as SandboxWire,
+} from "../../../shared/api.ts";
+import type { ErrorBody, ErrorCode } from "../../../shared/errors.ts";
+
+export type { ChatEvent, ChatResponse, ErrorBody, ErrorCode, ExecResult, ExecStreamEvent, PoolSnapshot };
+
+/** Every stream event but `error`: the iterators throw a SandboxApiError for that one. */
+export type ExecEvent = Exclude<ExecStreamEvent, { type: "error" }>;
+export type ChatStreamEvent = Exclude<ChatEvent, { type: "error" }>;
+
+/** The exec body without the command. */
+export type ExecBody = Omit<ExecRequestInput, "command">;
+
+export interface PoolOverview {
+  requestId: string;
+  regions: Array<{ region: string; pool?: PoolSnapshot; error?: ErrorBody }>;
+}
+
+// ---- sandboxes (POST/GET/DELETE /v1/sandboxes, files under /files/<path>) ----
+
+export type SandboxInfo = SandboxWire;
+export type CreateSandboxBody = SandboxCreateRequestInput;
+export type FileEntry = z.infer<typeof FileEntrySchema>;
+export type WriteFileResult = FileWriteResult;

@@ -1,0 +1,47 @@
+import { type Stack, startStack } from "../../devstack/stack.ts";
+import { demoResponder, type ScriptedOpenAI, startScriptedOpenAI } from "../support/scripted-openai.ts";
+import { tempDir } from "./stack-helpers.ts";
+
+// The local stack the client suites (TypeScript, CLI, Python) run against: one region, one agent,
+// three warm pods, the scripted OpenAI-compatible server (NOT a model) behind chat, and a quota
+// generous enough for the suites' own traffic (the 429 tests burst past it with their own tenant).
+
+export const SDK_QUOTA_BURST = 40;
+
+export interface SdkStack {
+  stack: Stack;
+  model: ScriptedOpenAI;
+  close(): Promise<void>;
+}
+
+export async function startSdkStack(prefix: string): Promise<SdkStack> {
+  const tmp = tempDir(prefix);
+  const model = await startScriptedOpenAI({ respond: demoResponder });
+  try {
+    const stack = await startStack({
+      dir: tmp.dir,
+      agentsPerRegion: 1,
+      poolSize: 3,
+      agentEnv: {
+        LOG_LEVEL: "info",
+        OPENAI_BASE_URL: model.baseURL,
+        OPENAI_API_KEY: "not-needed",
+        OPENAI_MODEL: model.model,
+      },
+      edgeVars: { TENANT_QUOTA_BURST: String(SDK_QUOTA_BURST), TENANT_QUOTA_PER_MINUTE: "600" },
+    });
+    return {
+      stack,
+      model,
+      async close() {
+        await stack.close();
+        await model.close();
+        tmp.remove();
+      },
+    };
+  } catch (e) {
+    await model.close();
+    tmp.remove();
+    throw e;
+  }
+}

@@ -1,0 +1,555 @@
+import { spawn } from "node:child_process";
+import { createHash, randomBytes } from "node:crypto";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { OpenAIProvider, Runner, setTracingDisabled } from "@openai/agents";
+import { SandboxAgent, shell } from "@openai/agents/sandbox";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { PiSandboxAgentsClient } from "../../sdk/typescript/src/agents.ts";
+import {
+  type ChatStreamEvent,
+  type ExecEvent,
+  SandboxApiError,
+  SandboxClient,
+} from "../../sdk/typescript/src/index.ts";
+import { SCOPES } from "../../shared/api.ts";
+import { lastToolOutput, startScriptedOpenAI } from "../support/scripted-openai.ts";
+import { SDK_QUOTA_BURST, type SdkStack, startSdkStack } from "./sdk-stack.ts";
+import { tempDir, waitFor } from "./stack-helpers.ts";
+
+// The TypeScript client against the running local stack: the edge in workerd, a real agent process,
+// devcluster pods, the scripted OpenAI-compatible server behind chat. Nothing of the project is mocked.
+
+const MiB = 1024 * 1024;
+const sdk: SdkStack = await startSdkStack("sdk-ts-");
+const { stack } = sdk;
+let client: SandboxClient;
+
+beforeAll(() => {
+  client = new SandboxClient({ baseUrl: stack.edgeUrl, token: stack.tokens.tenantA });
+});
+afterAll(() => sdk.close());
+
+/** The API error a promise rejects with; fails the test if it resolves. */
+async function apiError(p: Promise<unknown>): Promise<SandboxApiError> {
+  try {
+    await p;
+  } catch (e) {
+    if (e instanceof SandboxApiError) return e;
+    throw e;
+  }
+  throw new Error("expected a SandboxApiError, the call succeeded");
+}
+
+async function collect<T>(it: AsyncIterable<T>): Promise<T[]> {
+  const out: T[] = [];
+  for await (const e of it) out.push(e);
+  return out;
+}
+
+const sha256 = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
+
+describe("exec", () => {
+  it("runs a command in a pod and returns the result; a failing command is a result, not an error", async () => {
+    const r = await client.exec("echo out; echo err >&2; pwd; exit 3", { timeoutSeconds: 10 });
+    expect(r).toMatchObject({ exitCode: 3, stdout: "out\n/workspace\n", stderr: "err\n", timedOut: false });
+    expect(r.pod).toMatch(/^sandbox-/);
+    expect(r.requestId).toMatch(/^[0-9a-f-]{36}$/);
+
+    const env = await client.exec("echo $GREETING; cat", { env: { GREETING: "hi" }, stdin: "from stdin" });
+    expect(env.stdout).toBe("hi\nfrom stdin");
+  });
+
+  it("a command past its own timeout comes back timedOut, killed", async () => {
+    const r = await client.exec("sleep 30", { timeoutSeconds: 1 });
+    expect(r.timedOut).toBe(true);
+    expect(r.exitCode).toBeNull();
+  });
+
+  it("streams typed events: acquired, output in order, then the result", async () => {
+    const events = await collect(
+      client.execStream("for i in 1 2 3; do echo line$i; sleep 0.2; done; echo oops >&2"),
+    );
+    // `queued` comes first only when every pod is busy.
+    const types = events.map((e) => e.type).filter((t) => t !== "queued");
+    expect(types[0]).toBe("acquired");
+    expect(types.at(-1)).toBe("result");
+    const stdout = events.flatMap((e) => (e.type === "stdout" ? [e.data] : [])).join("");
+    const stderr = events.flatMap((e) => (e.type === "stderr" ? [e.data] : [])).join("");
+    expect(stdout).toBe("line1\nline2\nline3\n");
+    expect(stderr).toBe("oops\n");
+    // The lines arrived as the command printed them, not all at the end.
+    expect(events.filter((e) => e.type === "stdout").length).toBeGreaterThanOrEqual(2);
+    const last = events.at(-1) as Extract<ExecEvent, { type: "result" }>;
+    expect(last.result).toMatchObject({ exitCode: 0, stdout: "line1\nline2\nline3\n" });
+  });
+
+  it("leaving a stream early cancels the command and frees its pod", async () => {
+    let pod = "";
+    for await (const e of client.execStream("echo started; sleep 60", { timeoutSeconds: 120 })) {
+      if (e.type === "acquired") pod = e.pod;
+      if (e.type === "stdout") break;
+    }
+    expect(pod).toMatch(/^sandbox-/);
+    await waitFor(
+      "the pod to be released",
+      async () => {
+        const [snap] = await stack.pools();
+        return (
+          snap?.pods.find((p) => p.name === pod)?.holder === null || !snap?.pods.some((p) => p.name === pod)
+        );
+      },
+      15_000,
+      100,
+    );
+  });
+});
+
+describe("chat", () => {
+  it("returns the reply with the real command output and its tool calls", async () => {
+    const r = await client.chat("list it: `echo chat-marker-$((6*7)) && pwd`");
+    expect(r.reply).toContain("chat-marker-42");
+    expect(r.reply).toContain("/workspace");
+    expect(r.toolCalls).toHaveLength(1);
+    expect(r.toolCalls[0]).toMatchObject({ command: "echo chat-marker-$((6*7)) && pwd", exitCode: 0 });
+    // The session continues.
+    const again = await client.chat("again: `true`", { sessionId: r.sessionId });
+    expect(again.sessionId).toBe(r.sessionId);
+  });
+
+  it("streams the tool call, its result and the reply, ending in done", async () => {
+    const events: ChatStreamEvent[] = await collect(
+      client.chat("run `echo streamed-chat`", { stream: true }),
+    );
+    const types = events.map((e) => e.type).filter((t) => t !== "assistant.delta");
+    expect(types).toEqual([
+      "sandbox.waiting",
+      "sandbox.acquired",
+      "tool.call",
+      "tool.result",
+      "assistant.message",
+      "sandbox.released",
+      "done",
+    ]);
+    const deltas = events.flatMap((e) => (e.type === "assistant.delta" ? [e.text] : [])).join("");
+    const done = events.at(-1) as Extract<ChatStreamEvent, { type: "done" }>;
+    expect(deltas).toBe(done.response.reply);
+    expect(done.response.reply).toContain("streamed-chat");
+  });
+
+  it("a model failure inside the stream is thrown as the API error", async () => {
+    sdk.model.push({ type: "error", status: 400, message: "scripted refusal" });
+    const e = await apiError(collect(client.chat("this fails", { stream: true })));
+    expect(e.code).toBe("model_unavailable");
+    expect(e.requestId).toMatch(/^[0-9a-f-]{36}$/);
+  });
+});
+
+describe("pool", () => {
+  it("an admin token sees every region's pool; a tenant token is refused with 403", async () => {
+    const admin = new SandboxClient({ baseUrl: stack.edgeUrl, token: stack.tokens.admin });
+    const overview = await admin.pool();
+    expect(overview.regions.map((r) => r.region)).toEqual(["local"]);
+    expect(overview.regions[0]!.pool!.pods.length).toBeGreaterThanOrEqual(3);
+    expect((await admin.pool({ region: "local" })).regions).toHaveLength(1);
+    const e = await apiError(client.pool());
+    expect(e).toMatchObject({ code: "insufficient_scope", status: 403 });
+  });
+});
+
+describe("errors: one class, a stable code per failure", () => {
+  it("invalid input → 400 invalid_request with details; an oversized body → 413", async () => {
+    const bad = await apiError(client.exec("true", { timeoutSeconds: 0 }));
+    expect(bad).toMatchObject({ code: "invalid_request", status: 400 });
+    expect(bad.details?.some((d) => d.path === "timeoutSeconds")).toBe(true);
+    expect(bad.requestId).toMatch(/^[0-9a-f-]{36}$/);
+    const big = await apiError(client.exec("true", { stdin: "x".repeat(3 * MiB) }));
+    expect(big).toMatchObject({ code: "payload_too_large", status: 413 });
+  });
+
+  it("a bad token → 401 invalid_token; an expired one → token_expired", async () => {
+    const forged = new SandboxClient({
+      baseUrl: stack.edgeUrl,
+      token: `${stack.tokens.tenantA.slice(0, -4)}AAAA`,
+    });
+    expect(await apiError(forged.exec("true"))).toMatchObject({ code: "invalid_token", status: 401 });
+    const old = await stack.issuer.mint({
+      tenant: "t-old",
+      subject: "o",
+      scopes: [SCOPES.exec],
+      ttlSeconds: -120,
+    });
+    const expired = new SandboxClient({ baseUrl: stack.edgeUrl, token: old });
+    expect(await apiError(expired.exec("true"))).toMatchObject({ code: "token_expired", status: 401 });
+  });
+
+  it("client-side failures: nothing listening, a timeout, an abort — an aborted stream frees its pod", async () => {
+    const nowhere = new SandboxClient({ baseUrl: "http://127.0.0.1:9", token: "t", retries: 0 });
+    expect(await apiError(nowhere.exec("true"))).toMatchObject({ code: "network_error", status: 0 });
+
+    expect(await apiError(client.exec("sleep 3", { timeoutSeconds: 10, timeoutMs: 500 }))).toMatchObject({
+      code: "client_timeout",
+      status: 0,
+    });
+
+    const ac = new AbortController();
+    let pod = "";
+    const reading = collect(
+      (async function* () {
+        for await (const e of client.execStream("sleep 60", { timeoutSeconds: 120, signal: ac.signal })) {
+          if (e.type === "acquired") {
+            pod = e.pod;
+            ac.abort();
+          }
+          yield e;
+        }
+      })(),
+    );
+    expect(await apiError(reading)).toMatchObject({ code: "request_cancelled" });
+    expect(pod).toMatch(/^sandbox-/);
+    await waitFor(
+      "the aborted command's pod released",
+      async () => {
+        const [snap] = await stack.pools();
+        const p = snap?.pods.find((x) => x.name === pod);
+        return snap !== undefined && (p === undefined || p.holder === null);
+      },
+      15_000,
+      100,
+    );
+  });
+
+  it("429: retries honour Retry-After by default, and retries: 0 hands the error over", async () => {
+    const token = await stack.issuer.mint({
+      tenant: "tenant-sdk-quota",
+      subject: "q",
+      scopes: [SCOPES.admin],
+    });
+    const noRetry = new SandboxClient({ baseUrl: stack.edgeUrl, token, retries: 0 });
+    const drained = await Promise.allSettled(
+      Array.from({ length: SDK_QUOTA_BURST + 10 }, () => noRetry.pool()),
+    );
+    const limited = drained.flatMap((r) => (r.status === "rejected" ? [r.reason as SandboxApiError] : []));
+    expect(limited.length).toBeGreaterThan(0);
+    expect(limited[0]).toMatchObject({ code: "rate_limited", status: 429 });
+    expect(limited[0]!.retryAfterSeconds).toBeGreaterThanOrEqual(1);
+
+    // A flood keeps the bucket empty until the retrying client has been refused once; then it stops,
+    // so the retry after Retry-After finds tokens. Refills can still let a first attempt through:
+    // then the round is run again (at most 3 rounds).
+    let attempts: Array<{ at: number; status: number; retryAfter: string | null }> = [];
+    for (let round = 0; round < 3 && attempts[0]?.status !== 429; round++) {
+      attempts = [];
+      let flooding = true;
+      const flood = Promise.all(
+        Array.from({ length: 8 }, async () => {
+          while (flooding) await noRetry.pool().catch(() => {});
+        }),
+      );
+      // A pass-through fetch that records each real attempt.
+      const recording: typeof fetch = async (input, init) => {
+        const res = await fetch(input, init);
+        attempts.push({ at: Date.now(), status: res.status, retryAfter: res.headers.get("retry-after") });
+        if (res.status === 429) flooding = false;
+        return res;
+      };
+      await new Promise((r) => setTimeout(r, 200));
+      const retrying = new SandboxClient({ baseUrl: stack.edgeUrl, token, fetch: recording });
+      const overview = await retrying.pool().finally(() => {
+        flooding = false;
+      });
+      await flood;
+      expect(overview.regions).toHaveLength(1);
+    }
+    expect(attempts[0]!.status).toBe(429);
+    expect(attempts.at(-1)!.status).toBe(200);
+    expect(attempts.length).toBeLessThanOrEqual(3); // 1 + the default 2 retries
+    for (let i = 1; i < attempts.length; i++) {
+      const waitS = Number(attempts[i - 1]!.retryAfter);
+      expect(waitS).toBeGreaterThanOrEqual(1);
+      expect(attempts[i]!.at - attempts[i - 1]!.at).toBeGreaterThanOrEqual(waitS * 1000 - 50);
+    }
+  });
+});
+
+describe("sandboxes", () => {
+  it("create, exec across calls, refresh, get, list, get-or-create by name, close", async () => {
+    const sb = await client.sandboxes.create({ idleTimeoutSeconds: 120 });
+    try {
+      expect(sb.id).toBeTruthy();
+      expect(sb.info).toMatchObject({ state: "ready", idleTimeoutSeconds: 120 });
+      expect((await sb.exec("echo kept > state.txt")).exitCode).toBe(0);
+      expect((await sb.exec("cat state.txt")).stdout).toBe("kept\n");
+      const streamed = await collect(sb.execStream("cat state.txt"));
+      expect(streamed.flatMap((e) => (e.type === "stdout" ? [e.data] : [])).join("")).toBe("kept\n");
+      const info = await sb.refresh();
+      expect(info.id).toBe(sb.id);
+      expect((await client.sandboxes.get(sb.id)).info.pod).toBe(sb.info.pod);
+      expect((await client.sandboxes.list()).map((s) => s.id)).toContain(sb.id);
+    } finally {
+      await sb.close();
+    }
+    expect(await apiError(client.sandboxes.get(sb.id))).toMatchObject({
+      code: "sandbox_not_found",
+      status: 404,
+    });
+
+    const name = `sdk-named-${Date.now() % 100000}`;
+    const a = await client.sandboxes.create({ name });
+    try {
+      const b = await client.sandboxes.create({ name });
+      expect(b.id).toBe(a.id);
+      expect((await client.sandboxes.list({ name })).map((s) => s.id)).toEqual([a.id]);
+    } finally {
+      await a.close();
+    }
+  });
+
+  it("files: a 5 MiB random binary round trip byte-exact, streams in and out, text, list, remove", async () => {
+    await using sb = await client.sandboxes.create();
+    const data = new Uint8Array(randomBytes(5 * MiB));
+    expect(await sb.files.write("bin/data.bin", data)).toMatchObject({ size: 5 * MiB });
+    const back = await sb.files.read("bin/data.bin");
+    expect(back.byteLength).toBe(5 * MiB);
+    expect(sha256(back)).toBe(sha256(data));
+    // The pod sees the same bytes.
+    expect((await sb.exec("sha256sum /workspace/bin/data.bin")).stdout.split(" ")[0]).toBe(sha256(data));
+
+    // A ReadableStream in, a stream out.
+    const chunks = [new TextEncoder().encode("streamed "), new TextEncoder().encode("in")];
+    const body = new ReadableStream<Uint8Array>({
+      start(c) {
+        for (const ch of chunks) c.enqueue(ch);
+        c.close();
+      },
+    });
+    await sb.files.write("/workspace/s.txt", body);
+    expect(await sb.files.read("s.txt", { as: "text" })).toBe("streamed in");
+    const stream = await sb.files.read("bin/data.bin", { as: "stream" });
+    expect(sha256(new Uint8Array(await new Response(stream).arrayBuffer()))).toBe(sha256(data));
+
+    const names = (await sb.files.list()).map((e) => `${e.type}:${e.name}`).sort();
+    expect(names).toEqual(["dir:bin", "file:s.txt"]);
+    expect((await sb.files.list("bin"))[0]).toMatchObject({ name: "data.bin", type: "file", size: 5 * MiB });
+    await sb.files.remove("s.txt");
+    expect(await apiError(sb.files.read("s.txt"))).toMatchObject({ code: "file_not_found", status: 404 });
+    // The server refuses what resolves outside the workspace; a `..` that climbs above it never
+    // leaves the client (fetch would resolve it into another route: `remove("..")` is not a DELETE
+    // of the sandbox itself).
+    expect(await apiError(sb.files.read("/etc/passwd"))).toMatchObject({ code: "invalid_path", status: 400 });
+    expect(await apiError(sb.files.read("../etc/passwd"))).toMatchObject({ code: "invalid_path", status: 0 });
+    expect(await apiError(sb.files.remove(".."))).toMatchObject({ code: "invalid_path" });
+    expect((await sb.refresh()).id).toBe(sb.id);
+    expect(await sb.files.read("bin/../bin/data.bin")).toHaveLength(5 * MiB);
+    expect(await apiError(sb.files.read("bin"))).toMatchObject({ code: "is_a_directory" });
+  });
+
+  it("`await using` deletes the sandbox at scope end; another tenant sees none of it", async () => {
+    let id = "";
+    {
+      await using sb = await client.sandboxes.create();
+      id = sb.id;
+      await sb.files.write("secret.txt", "tenant A only");
+      const other = new SandboxClient({ baseUrl: stack.edgeUrl, token: stack.tokens.tenantB });
+      expect(await apiError(other.sandboxes.get(id))).toMatchObject({
+        code: "sandbox_not_found",
+        status: 404,
+      });
+      expect((await other.sandboxes.list()).map((s) => s.id)).not.toContain(id);
+    }
+    expect(await apiError(client.sandboxes.get(id))).toMatchObject({ code: "sandbox_not_found" });
+  });
+});
+
+// ---- the CLI, as a separate process (its bin, exactly what `npx pi-sandbox` runs) ----
+
+const BIN = fileURLToPath(new URL("../../sdk/typescript/bin/pi-sandbox.mjs", import.meta.url));
+
+interface CliRun {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function cli(args: string[], env: Record<string, string> = {}, cwd = tmpCwd.dir): Promise<CliRun> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [BIN, ...args], {
+      cwd,
+      // Only what the CLI is given: no PI_SANDBOX_* of the developer's shell leaks in.
+      env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "", ...env },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => child.kill("SIGKILL"), 60_000);
+    child.on("error", reject);
+    child.on("close", (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+const tmpCwd = tempDir("sdk-cli-");
+afterAll(() => tmpCwd.remove());
+const asTenant = () => ({ PI_SANDBOX_URL: stack.edgeUrl, PI_SANDBOX_TOKEN: stack.tokens.tenantA });
+
+describe("pi-sandbox CLI", () => {
+  it("exec streams the output and exits with the command's exit code", async () => {
+    const r = await cli(["exec", "--", "sh", "-c", "echo to-out; echo to-err >&2; exit 7"], asTenant());
+    expect(r.code).toBe(7);
+    expect(r.stdout).toBe("to-out\n");
+    expect(r.stderr).toBe("to-err\n");
+    const ok = await cli(["exec", "--", "printf", "%s|", "a b", "c"], asTenant());
+    expect(ok).toMatchObject({ code: 0, stdout: "a b|c|" });
+  });
+
+  it("exec --json prints the result and still exits with the command's code; a timeout exits 124", async () => {
+    const r = await cli(["exec", "--json", "--", "echo json-out; exit 4"], asTenant());
+    expect(r.code).toBe(4);
+    expect(JSON.parse(r.stdout)).toMatchObject({ exitCode: 4, stdout: "json-out\n" });
+    const slow = await cli(["exec", "--timeout", "1", "--", "sleep 20"], asTenant());
+    expect(slow.code).toBe(124);
+    expect(slow.stderr).toContain("timed out");
+  });
+
+  it("chat streams each tool call and the reply", async () => {
+    const r = await cli(["chat", "run `echo from-cli-chat`"], asTenant());
+    expect(r.code).toBe(0);
+    expect(r.stderr).toContain("$ echo from-cli-chat");
+    expect(r.stderr).toMatch(/→ exit 0 in \d+ ms/);
+    expect(r.stdout).toContain("from-cli-chat");
+  });
+
+  it("pool takes the admin token from the local stack's state file; a tenant token exits 77", async () => {
+    const stateDir = tempDir("sdk-cli-state-");
+    try {
+      mkdirSync(join(stateDir.dir, ".devstack"));
+      writeFileSync(
+        join(stateDir.dir, ".devstack", "state.json"),
+        JSON.stringify({ edgeUrl: stack.edgeUrl, tokens: stack.tokens, kubeconfig: stack.kubeconfig }),
+      );
+      const nested = join(stateDir.dir, "a", "b");
+      mkdirSync(nested, { recursive: true });
+      const r = await cli(["pool", "--json"], {}, nested);
+      expect(r.code).toBe(0);
+      expect(JSON.parse(r.stdout).regions[0].region).toBe("local");
+      const text = await cli(["pool"], {}, nested);
+      expect(text.stdout).toMatch(/^local: \d+ pods \(/);
+    } finally {
+      stateDir.remove();
+    }
+    const refused = await cli(["pool"], asTenant());
+    expect(refused.code).toBe(77);
+    expect(refused.stderr).toContain("insufficient_scope");
+  });
+
+  it("clear messages and documented exit codes for its own failures", async () => {
+    const none = await cli(["exec", "--", "true"]);
+    expect(none.code).toBe(78);
+    expect(none.stderr).toContain("PI_SANDBOX_URL");
+    const usage = await cli(["exec", "--bogus"], asTenant());
+    expect(usage.code).toBe(64);
+    const badToken = await cli(["exec", "--", "true"], { ...asTenant(), PI_SANDBOX_TOKEN: "not-a-jwt" });
+    expect(badToken.code).toBe(77);
+    expect(badToken.stderr).toMatch(/^pi-sandbox: invalid_token: /);
+    const invalid = await cli(["exec", "--json", "--timeout", "5000", "--", "true"], asTenant());
+    expect(invalid.code).toBe(65);
+    expect(JSON.parse(invalid.stdout).error.code).toBe("invalid_request");
+    const down = await cli(["exec", "--retries", "0", "--", "true"], {
+      ...asTenant(),
+      PI_SANDBOX_URL: "http://127.0.0.1:9",
+    });
+    expect(down.code).toBe(69);
+    expect(down.stderr).toContain("network_error");
+  });
+
+  it("sandbox create|list|rm, cp both ways byte-exact, exec --sandbox", async () => {
+    const created = await cli(["sandbox", "create", "--json"], asTenant());
+    expect(created.code, created.stderr).toBe(0);
+    const id = (JSON.parse(created.stdout) as { id: string }).id;
+    try {
+      const local = join(tmpCwd.dir, "up.bin");
+      const data = randomBytes(MiB + 7);
+      writeFileSync(local, data);
+      expect((await cli(["cp", local, `${id}:in/up.bin`], asTenant())).code).toBe(0);
+      const ran = await cli(["exec", "--sandbox", id, "--", "sha256sum in/up.bin"], asTenant());
+      expect(ran.stdout.split(" ")[0]).toBe(sha256(data));
+      const down = join(tmpCwd.dir, "down.bin");
+      expect((await cli(["cp", `${id}:in/up.bin`, down], asTenant())).code).toBe(0);
+      expect(sha256(readFileSync(down))).toBe(sha256(data));
+      const listed = await cli(["sandbox", "list"], asTenant());
+      expect(listed.stdout).toContain(id);
+      const ls = await cli(["ls", `${id}:in`], asTenant());
+      expect(ls.stdout).toContain("up.bin");
+    } finally {
+      expect((await cli(["sandbox", "rm", id], asTenant())).code).toBe(0);
+    }
+    const gone = await cli(["exec", "--sandbox", id, "--", "true"], asTenant());
+    expect(gone.code).toBe(66);
+    expect(gone.stderr).toContain("sandbox_not_found");
+  });
+});
+
+// ---- the OpenAI Agents SDK sandbox client: the real @openai/agents runtime, a scripted model ----
+
+describe("OpenAI Agents SDK sandbox client (@openai/agents 0.20.0)", () => {
+  it("a Sandbox Agent's exec_command and file reads run in one of our sandboxes, deleted after the run", async () => {
+    // The scripted OpenAI-compatible server (NOT a model): first the shell tool, then the output verbatim.
+    const scripted = await startScriptedOpenAI({
+      respond: (req) =>
+        req.body?.messages.at(-1)?.role === "tool"
+          ? { type: "text", text: `agent saw:\n${lastToolOutput(req)}` }
+          : {
+              type: "tool_calls",
+              calls: [
+                {
+                  name: "exec_command",
+                  arguments: { cmd: "echo agents-sdk > note.txt && cat note.txt && pwd" },
+                },
+              ],
+            },
+    });
+    try {
+      setTracingDisabled(true);
+      const runner = new Runner({
+        modelProvider: new OpenAIProvider({
+          baseURL: scripted.baseURL,
+          apiKey: "not-needed",
+          useResponses: false,
+        }),
+        model: scripted.model,
+      });
+      const agent = new SandboxAgent({ name: "pi", instructions: "Use the shell.", capabilities: [shell()] });
+      // A pass-through fetch that records which routes the adapter called.
+      const calls: string[] = [];
+      const recorded = new SandboxClient({
+        baseUrl: stack.edgeUrl,
+        token: stack.tokens.tenantA,
+        fetch: async (input, init) => {
+          const res = await fetch(input, init);
+          calls.push(`${init?.method ?? "GET"} ${new URL(String(input)).pathname} ${res.status}`);
+          return res;
+        },
+      });
+      const piClient = new PiSandboxAgentsClient(recorded, { idleTimeoutSeconds: 60 });
+      const result = await runner.run(agent, "write a note", { sandbox: { client: piClient } });
+      expect(String(result.finalOutput)).toContain("agents-sdk\n/workspace");
+      expect(scripted.completions()[0]!.body?.tools?.map((t) => t.function.name)).toContain("exec_command");
+      const created = calls.find((c) => c.startsWith("POST /v1/sandboxes "));
+      expect(created, calls.join("\n")).toMatch(/ 201$/);
+      const id = /^POST \/v1\/sandboxes\/([^/]+)\/exec 200$/m.exec(calls.join("\n"))?.[1];
+      expect(id, calls.join("\n")).toBeTruthy();
+      // The run owned the session, so the Agents SDK shut it down: our sandbox is gone.
+      expect(calls).toContain(`DELETE /v1/sandboxes/${id} 204`);
+      expect(await apiError(client.sandboxes.get(decodeURIComponent(id!)))).toMatchObject({
+        code: "sandbox_not_found",
+      });
+    } finally {
+      await scripted.close();
+    }
+  });
+});

@@ -1,0 +1,74 @@
+import { describe, expect, it } from "vitest";
+import { exitStatusOf, shellJoin } from "../../sdk/typescript/src/cli.ts";
+import { resolveTarget } from "../../sdk/typescript/src/cli-config.ts";
+import { exitCodeOf } from "../../sdk/typescript/src/cli-messages.ts";
+import { retryAfterOf, SandboxApiError } from "../../sdk/typescript/src/errors.ts";
+import { filePath } from "../../sdk/typescript/src/sandbox.ts";
+import { isRetryable } from "../../sdk/typescript/src/transport.ts";
+
+// The client's pure pieces; everything that talks HTTP is tested against the stack (test/e2e/sdk-*).
+
+const apiError = (code: string, status: number) => new SandboxApiError({ code, status, message: code });
+
+describe("sdk: pure pieces", () => {
+  it("file paths: /workspace prefix dropped, segments encoded, dot segments resolved, other absolute paths left for the server to refuse", () => {
+    expect(filePath("/workspace/a b/c#d.txt")).toBe("a%20b/c%23d.txt");
+    expect(filePath("/workspace")).toBe("");
+    expect(filePath("rel/x")).toBe("rel/x");
+    expect(filePath("/etc/passwd")).toBe("/etc/passwd");
+    // Dot segments are resolved by the client: a URL cannot carry them to the server.
+    expect(filePath("a/./b/../c")).toBe("a/c");
+    expect(filePath("/workspace/../etc/passwd")).toBe("/etc/passwd");
+    for (const p of ["..", "../x", "a/../../x", "/.."]) {
+      expect(() => filePath(p), p).toThrow(expect.objectContaining({ code: "invalid_path", status: 0 }));
+    }
+  });
+
+  it("only 429 and the 503s that mean nothing ran are retried", () => {
+    expect(isRetryable(apiError("rate_limited", 429))).toBe(true);
+    expect(isRetryable(apiError("sandbox_limit", 429))).toBe(true);
+    expect(isRetryable(apiError("queue_timeout", 503))).toBe(true);
+    expect(isRetryable(apiError("no_agent", 503))).toBe(true);
+    expect(isRetryable(apiError("lease_lost", 503))).toBe(false);
+    expect(isRetryable(apiError("model_not_configured", 503))).toBe(false);
+    expect(isRetryable(apiError("agent_unavailable", 502))).toBe(false);
+  });
+
+  it("Retry-After: seconds or an HTTP date, else the body's retryAfterSeconds", () => {
+    expect(retryAfterOf(new Headers({ "retry-after": "7" }))).toBe(7);
+    const at = new Date(Date.now() + 5_000).toUTCString();
+    expect(retryAfterOf(new Headers({ "retry-after": at }))).toBeGreaterThanOrEqual(4);
+    expect(
+      retryAfterOf(new Headers(), {
+        code: "rate_limited",
+        message: "",
+        requestId: "r",
+        retryAfterSeconds: 3,
+      }),
+    ).toBe(3);
+    expect(retryAfterOf(new Headers())).toBeUndefined();
+  });
+
+  it("the CLI's exit status: the command's, 124 on timeout, 128+N on a signal", () => {
+    expect(exitStatusOf({ exitCode: 3, signal: null, timedOut: false })).toBe(3);
+    expect(exitStatusOf({ exitCode: null, signal: null, timedOut: true })).toBe(124);
+    expect(exitStatusOf({ exitCode: null, signal: "SIGKILL", timedOut: false })).toBe(137);
+    expect(exitCodeOf(apiError("sandbox_not_found", 404))).toBe(66);
+    expect(exitCodeOf(apiError("queue_timeout", 503))).toBe(75);
+    expect(exitCodeOf(apiError("network_error", 0))).toBe(69);
+  });
+
+  it("shellJoin keeps words: one argument is a shell command, several are quoted", () => {
+    expect(shellJoin(["echo $HOME | wc"])).toBe("echo $HOME | wc");
+    expect(shellJoin(["printf", "%s", "a b", "it's"])).toBe("printf %s 'a b' 'it'\\''s'");
+  });
+
+  it("target: flags, then env, each on its own; nothing configured is an error that says what to set", () => {
+    expect(resolveTarget({ url: "http://u" }, { PI_SANDBOX_TOKEN: "t" }, "/", false)).toMatchObject({
+      url: "http://u",
+      token: "t",
+    });
+    const none = resolveTarget({}, {}, "/", false);
+    expect("error" in none && none.error).toContain("PI_SANDBOX_URL");
+  });
+});
