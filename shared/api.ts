@@ -191,7 +191,12 @@ export const ChatRequestSchema = z.strictObject({
     ),
   sessionId: SessionIdSchema.optional(),
   /** "request": a fresh pod per request; "session": the session's sandbox, kept across turns. */
-  sandbox: z.enum(["request", "session"]).optional(),
+  sandbox: z
+    .enum(["request", "session"])
+    .optional()
+    .describe(
+      '"request" (default): one pod per request; "session": the session\'s sandbox, created at the first tool call and kept across turns',
+    ),
 });
 export type ChatRequest = z.infer<typeof ChatRequestSchema>;
 

@@ -1,5 +1,5 @@
 import { type Sandbox, type SandboxCreateRequest, SandboxCreateRequestSchema } from "../../shared/api.ts";
-import { ok, type Result } from "../../shared/errors.ts";
+import { AppError, err, ok, type Result } from "../../shared/errors.ts";
 import type { AcquiredSandbox } from "../requests/leased-sandbox.ts";
 import type { SandboxUse } from "../sandboxes/service.ts";
 
@@ -85,9 +85,15 @@ export class SessionSandbox {
         },
       );
       // A use that failed before it began (sandbox gone, Lease write refused): the acquire's answer.
-      void using.then((r) => {
-        if (!r.ok) resolve(r);
-      });
+      void using.then(
+        (r) => {
+          if (!r.ok) resolve(r);
+        },
+        (cause: unknown) =>
+          resolve(
+            err(new AppError("sandbox_failed", `could not use sandbox ${id}: ${String(cause)}`, { cause })),
+          ),
+      );
     });
   }
 }

@@ -143,7 +143,8 @@ function scanForDone(source: ReadableStream<Uint8Array>): {
 }
 
 const doc: RouteDef["doc"] = {
-  summary: "One chat turn with the sandbox agent; `Accept: text/event-stream` streams ChatEvents",
+  summary:
+    'One chat turn with the sandbox agent (`sandbox: "session"` keeps a sandbox across the session\'s turns); `Accept: text/event-stream` streams ChatEvents',
   tags: ["chat"],
   request: ChatRequestSchema,
   response: ChatResponseSchema,
