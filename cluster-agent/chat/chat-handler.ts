@@ -53,7 +53,7 @@ export function createChatHandler(
             req.sessionSandbox.id,
           )
         : undefined;
-    return runChat(
+    const result = await runChat(
       req,
       {
         tenant: ctx.tenant,
@@ -77,6 +77,8 @@ export function createChatHandler(
       ctx.emit,
       ctx.signal,
     );
+    if (!result.ok) await session?.discardCreated();
+    return result;
   };
 }
 

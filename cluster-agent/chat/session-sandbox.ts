@@ -12,6 +12,7 @@ export interface SessionSandboxes {
     req: SandboxCreateRequest,
     signal: AbortSignal,
   ): Promise<Result<{ sandbox: Sandbox; created: boolean }>>;
+  delete(tenant: string, id: string, requestId: string): Promise<Result<void>>;
   use<T>(
     tenant: string,
     id: string,
@@ -28,6 +29,8 @@ export interface SessionSandboxes {
  */
 export class SessionSandbox {
   private id: string | undefined;
+  /** Created by this turn: deleted if the turn fails, since the edge binds only finished turns. */
+  private created: string | undefined;
   /** The sandbox named by the edge no longer exists (idle-expired or deleted): the model is told. */
   readonly expired: string | undefined;
 
@@ -46,6 +49,13 @@ export class SessionSandbox {
     return this.id;
   }
 
+  /** The turn failed: a sandbox it created would never be bound to the session, so delete it now. */
+  async discardCreated(): Promise<void> {
+    const id = this.created;
+    this.created = undefined;
+    if (id !== undefined) await this.sandboxes.delete(this.ctx.tenant, id, this.ctx.requestId);
+  }
+
   async acquire(signal: AbortSignal): Promise<Result<AcquiredSandbox>> {
     const { tenant, requestId } = this.ctx;
     if (this.id === undefined || !this.sandboxes.get(tenant, this.id).ok) {
@@ -57,6 +67,7 @@ export class SessionSandbox {
       );
       if (!made.ok) return made;
       this.id = made.value.sandbox.id;
+      this.created = this.id;
     }
     const id = this.id;
     return new Promise<Result<AcquiredSandbox>>((resolve) => {

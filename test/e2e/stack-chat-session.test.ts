@@ -23,9 +23,11 @@ function responder(req: RecordedRequest): ScriptTurn {
   const lastUser = messages.map((m) => m.role).lastIndexOf("user");
   const asked = String(messages[lastUser]?.content ?? "");
   const answers = messages.slice(lastUser + 1).filter((m) => m.role === "tool");
+  // "fail": write a file (so the turn creates its sandbox), then the model server refuses.
+  if (asked === "fail" && answers.length > 0) return { type: "error", status: 400, message: "refused" };
   if (answers.length === 0) {
     const call =
-      asked === "write"
+      asked === "write" || asked === "fail"
         ? { name: "write_file", arguments: { path: NOTE, content: "written in turn 1\n" } }
         : { name: "read_file", arguments: { path: NOTE } };
     return { type: "tool_calls", calls: [{ id: "c0", ...call }] };
@@ -127,6 +129,20 @@ describe('chat with sandbox: "session" through the edge', () => {
       ?.body?.messages?.filter((m) => m.role === "system")
       .map((m) => String(m.content ?? ""));
     expect(told?.some((t) => t.includes(`sandbox (${first.sandboxId}) expired or was deleted`))).toBe(true);
+  }, 90_000);
+
+  it("a turn that fails after creating its sandbox deletes it (it could never be bound)", async () => {
+    const ids = async () => {
+      const res = await api("/v1/sandboxes");
+      return ((await res.json()) as { sandboxes: Sandbox[] }).sandboxes.map((s) => s.id).sort();
+    };
+    const before = await ids();
+    const res = await api("/v1/chat", {
+      method: "POST",
+      body: JSON.stringify({ message: "fail", sessionId: "sess-fail", sandbox: "session" }),
+    });
+    expect(res.status).toBeGreaterThanOrEqual(400);
+    expect(await ids()).toEqual(before);
   }, 90_000);
 
   it("deleting the session deletes its sandbox: pod and Lease are gone", async () => {
