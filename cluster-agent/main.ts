@@ -113,6 +113,7 @@ export async function startAgent(
           files,
           options: config.chat,
           log: logger,
+          sandboxes,
         })
       : config.model.error,
     snapshot: () => ({

@@ -28,7 +28,11 @@ export interface SessionStore {
     sessionId: string,
     requestId: string,
     messages: ChatHistoryMessage[],
+    /** Session mode: the session's sandbox after the turn (null: none); undefined leaves it. */
+    sandboxId?: string | null,
   ): Promise<boolean>;
+  /** The sandbox bound to the session by `sandbox: "session"`, or null. */
+  sandboxOf(tenant: string, sessionId: string): Promise<string | null>;
   remove(tenant: string, sessionId: string): Promise<boolean>;
 }
 
@@ -69,7 +73,8 @@ export function depsFromEnv(env: Env): EdgeDeps {
     sessions: {
       read: (t, id) => session(t, id).read(t, id),
       history: (t, id, limit) => session(t, id).history(t, id, limit),
-      append: (t, id, rid, messages) => session(t, id).append(t, id, rid, messages),
+      append: (t, id, rid, messages, sandboxId) => session(t, id).append(t, id, rid, messages, sandboxId),
+      sandboxOf: (t, id) => session(t, id).sandboxOf(t, id),
       remove: (t, id) => session(t, id).remove(t, id),
     },
   };

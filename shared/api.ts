@@ -190,6 +190,13 @@ export const ChatRequestSchema = z.strictObject({
       `message is longer than ${LIMITS.messageBytes} bytes`,
     ),
   sessionId: SessionIdSchema.optional(),
+  /** "request": a fresh pod per request; "session": the session's sandbox, kept across turns. */
+  sandbox: z
+    .enum(["request", "session"])
+    .optional()
+    .describe(
+      '"request" (default): one pod per request; "session": the session\'s sandbox, created at the first tool call and kept across turns',
+    ),
 });
 export type ChatRequest = z.infer<typeof ChatRequestSchema>;
 
@@ -204,6 +211,8 @@ export const RelayChatRequestSchema = z.strictObject({
   message: ChatRequestSchema.shape.message,
   sessionId: SessionIdSchema,
   history: z.array(ChatHistoryMessageSchema).max(200),
+  /** Present in session mode: the session's sandbox so far (absent before its first tool call). */
+  sessionSandbox: z.strictObject({ id: SandboxIdSchema.optional() }).optional(),
 });
 export type RelayChatRequest = z.infer<typeof RelayChatRequestSchema>;
 
@@ -223,12 +232,14 @@ export const ChatResponseSchema = z.object({
   region: z.string().optional(),
   reply: z.string(),
   toolCalls: z.array(ToolCallRecordSchema),
+  /** Session mode: the session's sandbox after this turn (the edge stores it with the session). */
+  sandboxId: SandboxIdSchema.optional(),
 });
 export type ChatResponse = z.infer<typeof ChatResponseSchema>;
 
 export const ChatEventSchema = z.discriminatedUnion("type", [
   z.object({ type: z.literal("sandbox.waiting") }),
-  z.object({ type: z.literal("sandbox.acquired"), pod: z.string() }),
+  z.object({ type: z.literal("sandbox.acquired"), pod: z.string(), sandboxId: SandboxIdSchema.optional() }),
   z.object({ type: z.literal("tool.call"), id: z.string(), command: z.string() }),
   z.object({
     type: z.literal("tool.result"),

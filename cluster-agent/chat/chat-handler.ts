@@ -6,6 +6,7 @@ import type { ChatOptionsInput } from "./chat-options.ts";
 import type { ChatFiles } from "./files-port.ts";
 import type { ModelConfig } from "./model-config.ts";
 import { type ChatLog, runChat } from "./run-chat.ts";
+import { SessionSandbox, type SessionSandboxes } from "./session-sandbox.ts";
 
 /** The per-request context the agent's HTTP route hands over (cluster-agent/http ChatContext). */
 export interface ChatRequestContext {
@@ -26,6 +27,8 @@ export interface ChatHandlerDeps {
   files?: ChatFiles;
   options?: ChatOptionsInput;
   log?: ChatLog;
+  /** The agent's sandbox service: chat with `sandbox: "session"` runs on the session's sandbox. */
+  sandboxes?: SessionSandboxes;
 }
 
 /**
@@ -42,13 +45,29 @@ export function createChatHandler(
       return err(deps.model.error);
     }
     const model = deps.model.value;
-    return runChat(
+    const session =
+      req.sessionSandbox && deps.sandboxes
+        ? new SessionSandbox(
+            deps.sandboxes,
+            { tenant: ctx.tenant, requestId: ctx.requestId },
+            req.sessionSandbox.id,
+          )
+        : undefined;
+    const result = await runChat(
       req,
       {
         tenant: ctx.tenant,
         requestId: ctx.requestId,
         model,
-        acquire: (signal) => deps.acquire({ tenant: ctx.tenant, requestId: ctx.requestId, signal }),
+        acquire: session
+          ? (signal) => session.acquire(signal)
+          : (signal) => deps.acquire({ tenant: ctx.tenant, requestId: ctx.requestId, signal }),
+        ...(session
+          ? {
+              sandboxId: () => session.sandboxId,
+              ...(session.expired ? { sessionNote: expiredNote(session.expired) } : {}),
+            }
+          : {}),
         executor: deps.executor,
         bus: deps.bus,
         ...(deps.files ? { files: deps.files } : {}),
@@ -58,5 +77,15 @@ export function createChatHandler(
       ctx.emit,
       ctx.signal,
     );
+    if (!result.ok) await session?.discardCreated();
+    return result;
   };
+}
+
+/** What the model is told when the session's sandbox is gone: earlier turns' files are lost. */
+function expiredNote(id: string): string {
+  return (
+    `Note: this chat session's sandbox (${id}) expired or was deleted since the last turn; ` +
+    "a fresh, empty sandbox is used from now on, so files and processes from earlier turns are gone."
+  );
 }

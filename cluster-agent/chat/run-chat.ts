@@ -35,6 +35,10 @@ export interface ChatDeps {
   files?: ChatFiles;
   options?: ChatOptionsInput;
   log?: ChatLog;
+  /** Session mode: a note for the model before the user's message (e.g. its sandbox expired). */
+  sessionNote?: string;
+  /** Session mode: the session's sandbox id, reported in the response. */
+  sandboxId?: () => string | undefined;
 }
 
 /** Largest file write_file/edit_file may write from a chat (the model's text, not an upload). */
@@ -93,6 +97,8 @@ export async function runChat(
       reply: result.value.reply,
       toolCalls: result.value.toolCalls,
     };
+    const sandboxId = deps.sandboxId?.();
+    if (sandboxId !== undefined) response.sandboxId = sandboxId;
     // Order: assistant.message, sandbox.released, done — done is always the last event.
     out({ type: "assistant.message", text: response.reply });
     await sandbox.release();
@@ -142,6 +148,7 @@ async function converse(
       }),
     },
     ...request.history.map((m): ChatCompletionMessageParam => ({ role: m.role, content: m.content })),
+    ...(deps.sessionNote ? [{ role: "system" as const, content: deps.sessionNote }] : []),
     { role: "user", content: request.message },
   ];
   const toolCalls: ToolCallRecord[] = [];

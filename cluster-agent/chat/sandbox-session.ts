@@ -56,7 +56,8 @@ export class SandboxSession {
       await this.release();
       return err(new AppError("request_cancelled", "the chat request was aborted"));
     }
-    this.emit({ type: "sandbox.acquired", pod: taken.value.pod });
+    const sandboxId = taken.value.lease.sandboxId;
+    this.emit({ type: "sandbox.acquired", pod: taken.value.pod, ...(sandboxId ? { sandboxId } : {}) });
     return taken;
   }
 }

@@ -4,7 +4,7 @@ import type { EventBus } from "../events/bus.ts";
 import type { ExecCall, Executor, SandboxLease } from "../exec/executor.ts";
 
 /** A lease as the pipeline needs it; the lease manager's LeaseHandle fits. */
-export type AcquiredSandbox = SandboxLease & { queueMs?: number };
+export type AcquiredSandbox = SandboxLease & { queueMs?: number; sandboxId?: string };
 
 export interface LeasedSandboxDeps {
   /** Takes one lease for this request (tenant and request id bound by the caller). */

@@ -38,6 +38,8 @@ export class SessionDO extends DurableObject<Env> {
     this.sql.exec(`CREATE TABLE IF NOT EXISTS messages (
       seq INTEGER PRIMARY KEY AUTOINCREMENT, role TEXT NOT NULL, content TEXT NOT NULL,
       at TEXT NOT NULL, request_id TEXT NOT NULL)`);
+    this.sql.exec(`CREATE TABLE IF NOT EXISTS sandbox (
+      id INTEGER PRIMARY KEY CHECK (id = 1), sandbox_id TEXT NOT NULL)`);
   }
 
   private owner(): { tenant: string; sessionId: string; createdAt: string; updatedAt: string } | null {
@@ -80,8 +82,27 @@ export class SessionDO extends DurableObject<Env> {
     return view ? view.messages.slice(-limit).map(({ role, content }) => ({ role, content })) : [];
   }
 
-  /** Append messages, creating the session for `tenant`; refuses a session owned by another tenant. */
-  append(tenant: string, sessionId: string, requestId: string, messages: ChatHistoryMessage[]): boolean {
+  /** The sandbox bound to the session (`sandbox: "session"`), or null. */
+  sandboxOf(tenant: string, sessionId: string): string | null {
+    const o = this.owner();
+    if (!o || o.tenant !== tenant || o.sessionId !== sessionId) return null;
+    const row = this.sql
+      .exec<{ sandbox_id: string }>("SELECT sandbox_id FROM sandbox WHERE id = 1")
+      .toArray()[0];
+    return row?.sandbox_id ?? null;
+  }
+
+  /**
+   * Append messages, creating the session for `tenant`; refuses a session owned by another tenant.
+   * `sandboxId` (session mode) rebinds the session's sandbox: null unbinds, undefined leaves it.
+   */
+  append(
+    tenant: string,
+    sessionId: string,
+    requestId: string,
+    messages: ChatHistoryMessage[],
+    sandboxId?: string | null,
+  ): boolean {
     const now = new Date().toISOString();
     const o = this.owner();
     if (o && (o.tenant !== tenant || o.sessionId !== sessionId)) return false;
@@ -106,6 +127,9 @@ export class SessionDO extends DurableObject<Env> {
       );
     }
     this.sql.exec("DELETE FROM messages WHERE seq <= (SELECT MAX(seq) FROM messages) - ?", MAX_MESSAGES);
+    if (sandboxId === null) this.sql.exec("DELETE FROM sandbox");
+    else if (sandboxId !== undefined)
+      this.sql.exec("INSERT OR REPLACE INTO sandbox (id, sandbox_id) VALUES (1, ?)", sandboxId);
     return true;
   }
 

@@ -1,6 +1,7 @@
 import {
   type ChatHistoryMessage,
   ChatRequestSchema,
+  type ChatResponse,
   ChatResponseSchema,
   type RelayChatRequest,
 } from "../../shared/api.ts";
@@ -10,6 +11,7 @@ import { encodeJson, readJson, wantsEventStream } from "../http/json.ts";
 import { finishRelay } from "../http/relay-response.ts";
 import { clientHeaders, regionOrder } from "../relay/from-context.ts";
 import { relayToRegions } from "../relay/relay.ts";
+import { sandboxWhere } from "./sandboxes.ts";
 
 /** A chat turn may run several commands; it gets this many relay timeouts. */
 const CHAT_TIMEOUT_FACTOR = 5;
@@ -26,7 +28,18 @@ async function chat(c: AppContext): Promise<Response> {
   const requestId = c.get("requestId");
   const sessionId = parsed.value.sessionId ?? crypto.randomUUID();
   const history = await sessions.history(tenant, sessionId, 200);
-  const relayBody: RelayChatRequest = { message: parsed.value.message, sessionId, history };
+  const sessionMode = parsed.value.sandbox === "session";
+  const bound = sessionMode ? await sessions.sandboxOf(tenant, sessionId) : null;
+  const relayBody: RelayChatRequest = {
+    message: parsed.value.message,
+    sessionId,
+    history,
+    ...(sessionMode ? { sessionSandbox: bound ? { id: bound } : {} } : {}),
+  };
+  // A session's sandbox lives in one cluster: its turns go there (none connected is 503, never
+  // another cluster, which would silently lose the workspace). A bound id of a region no longer
+  // served goes anywhere; the agent then finds it gone and starts a fresh one.
+  const home = bound ? sandboxWhere(config.regions, bound) : null;
   const sse = wantsEventStream(c);
   const out = await relayToRegions(config, tunnels, {
     method: "POST",
@@ -35,24 +48,30 @@ async function chat(c: AppContext): Promise<Response> {
     headers: clientHeaders(c, sse ? "text/event-stream" : "application/json"),
     principal: c.get("principal"),
     requestId,
-    regions: regionOrder(c),
+    regions: home ? [home.region] : regionOrder(c),
+    ...(home ? { cluster: home.cluster } : {}),
     timeoutMs: config.relayTimeoutMs * CHAT_TIMEOUT_FACTOR,
     signal: c.req.raw.signal,
   });
-  const turn = (reply: string): ChatHistoryMessage[] => [
-    { role: "user", content: parsed.value.message },
-    { role: "assistant", content: reply },
-  ];
+  const save = (r: ChatResponse) =>
+    sessions.append(
+      tenant,
+      sessionId,
+      requestId,
+      [
+        { role: "user", content: parsed.value.message },
+        { role: "assistant", content: r.reply },
+      ] satisfies ChatHistoryMessage[],
+      sessionMode ? (r.sandboxId ?? null) : undefined,
+    );
 
   if (!out.response.ok || !out.response.body) return finishRelay(c, out);
   if (sse) {
     // Scan the stream as it passes to the client for the final `done` event. Not a tee: a tee
     // keeps reading the agent's stream after the client left, so the cancel never reached the
     // agent and the chat (and its lease) ran on; through a pipe, the client's cancel propagates.
-    const { stream, reply } = scanForDone(out.response.body);
-    const saving = reply.then((r) =>
-      r === null ? undefined : sessions.append(tenant, sessionId, requestId, turn(r)),
-    );
+    const { stream, done } = scanForDone(out.response.body);
+    const saving = done.then((r) => (r === null ? undefined : save(r)));
     waitUntil(c, saving);
     return finishRelay(c, { ...out, response: new Response(stream, out.response) });
   }
@@ -61,7 +80,7 @@ async function chat(c: AppContext): Promise<Response> {
     .json()
     .catch(() => null);
   const result = ChatResponseSchema.safeParse(body);
-  if (result.success) await sessions.append(tenant, sessionId, requestId, turn(result.data.reply));
+  if (result.success) await save(result.data);
   return finishRelay(c, out, { addRegion: true, extra: { sessionId } });
 }
 
@@ -75,16 +94,16 @@ function waitUntil(c: AppContext, p: Promise<unknown>): void {
 }
 
 /**
- * Pass an SSE stream through unchanged while looking for its `done` event: `reply` settles with
- * that event's reply once the stream has ended (null if it ended, failed or was cancelled without one).
+ * Pass an SSE stream through unchanged while looking for its `done` event: `done` settles with
+ * that event's response once the stream has ended (null if it ended, failed or was cancelled without one).
  */
 function scanForDone(source: ReadableStream<Uint8Array>): {
   stream: ReadableStream<Uint8Array>;
-  reply: Promise<string | null>;
+  done: Promise<ChatResponse | null>;
 } {
   const decoder = new TextDecoder();
   let buf = "";
-  let found: string | null = null;
+  let found: ChatResponse | null = null;
   const scanBlocks = () => {
     let cut = buf.indexOf("\n\n");
     while (cut >= 0) {
@@ -98,7 +117,7 @@ function scanForDone(source: ReadableStream<Uint8Array>): {
       try {
         const ev = JSON.parse(data) as { type?: unknown; response?: unknown };
         const res = ChatResponseSchema.safeParse(ev.response);
-        if (ev.type === "done" && res.success) found = res.data.reply;
+        if (ev.type === "done" && res.success) found = res.data;
       } catch {
         // not JSON: not ours
       }
@@ -116,15 +135,16 @@ function scanForDone(source: ReadableStream<Uint8Array>): {
       scanBlocks();
     },
   });
-  const reply = source.pipeTo(scan.writable).then(
+  const done = source.pipeTo(scan.writable).then(
     () => found,
     () => found,
   );
-  return { stream: scan.readable, reply };
+  return { stream: scan.readable, done };
 }
 
 const doc: RouteDef["doc"] = {
-  summary: "One chat turn with the sandbox agent; `Accept: text/event-stream` streams ChatEvents",
+  summary:
+    'One chat turn with the sandbox agent (`sandbox: "session"` keeps a sandbox across the session\'s turns); `Accept: text/event-stream` streams ChatEvents',
   tags: ["chat"],
   request: ChatRequestSchema,
   response: ChatResponseSchema,

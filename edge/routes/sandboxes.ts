@@ -33,13 +33,20 @@ const pathParam = {
     "file or directory, relative to /workspace (or absolute under it); a directory answers a JSON listing",
 };
 
+/** The region and cluster a sandbox id names, or null when it is malformed or of a region not served here. */
+export function sandboxWhere(
+  regions: readonly string[],
+  id: string,
+): { region: string; cluster: string } | null {
+  const where = parseSandboxId(id);
+  return where && regions.includes(where.region) ? where : null;
+}
+
 /** Where the sandbox of this request's `:id` lives; throws sandbox_not_found when it cannot be ours. */
 function sandboxHome(c: AppContext): { id: string; region: string; cluster: string } {
   const id = c.req.param("id") ?? "";
-  const where = parseSandboxId(id);
-  if (!where || !c.get("deps").config.regions.includes(where.region)) {
-    throw new AppError("sandbox_not_found", `no sandbox ${id.slice(0, 100)}`);
-  }
+  const where = sandboxWhere(c.get("deps").config.regions, id);
+  if (!where) throw new AppError("sandbox_not_found", `no sandbox ${id.slice(0, 100)}`);
   return { id, ...where };
 }
 

@@ -2,6 +2,10 @@ import { z } from "zod";
 import { ChatHistoryMessageSchema, SessionIdSchema } from "../../shared/api.ts";
 import { AppError, parseOrError } from "../../shared/errors.ts";
 import type { AppContext, RouteDef } from "../app-env.ts";
+import { finishRelay } from "../http/relay-response.ts";
+import { clientHeaders } from "../relay/from-context.ts";
+import { relayToRegions } from "../relay/relay.ts";
+import { sandboxWhere } from "./sandboxes.ts";
 
 export const SessionViewSchema = z.object({
   requestId: z.string(),
@@ -45,14 +49,36 @@ export const deleteSessionRoute: RouteDef = {
   auth: "tenant",
   scope: "sandbox:chat",
   doc: {
-    summary: "Delete one of your chat sessions",
+    summary:
+      'Delete one of your chat sessions, and its sandbox (`sandbox: "session"`): pod, workspace and Lease',
     tags: ["chat"],
     response: z.object({ requestId: z.string(), sessionId: SessionIdSchema, deleted: z.literal(true) }),
     parameters: idParam,
   },
   async handler(c) {
     const id = sessionId(c);
-    const removed = await c.get("deps").sessions.remove(c.get("principal").tenant, id);
+    const { sessions, config, tunnels } = c.get("deps");
+    const tenant = c.get("principal").tenant;
+    const bound = await sessions.sandboxOf(tenant, id);
+    const where = bound ? sandboxWhere(config.regions, bound) : null;
+    if (bound && where) {
+      // The sandbox first: if its cluster cannot be reached the session stays, so a retry can
+      // still find the sandbox to delete (it idle-expires in any case). Already gone is fine.
+      const out = await relayToRegions(config, tunnels, {
+        method: "DELETE",
+        path: `/v1/sandboxes/${encodeURIComponent(bound)}`,
+        body: null,
+        headers: clientHeaders(c, "application/json"),
+        principal: c.get("principal"),
+        requestId: c.get("requestId"),
+        regions: [where.region],
+        cluster: where.cluster,
+        timeoutMs: config.relayTimeoutMs,
+      });
+      if (!out.response.ok && out.response.status !== 404) return finishRelay(c, out);
+      await out.response.body?.cancel();
+    }
+    const removed = await sessions.remove(tenant, id);
     if (!removed) throw new AppError("not_found", "no such session");
     return c.json({ requestId: c.get("requestId"), sessionId: id, deleted: true });
   },

@@ -124,5 +124,14 @@ describe("edge basics", () => {
       requestBody: { content: Record<string, { schema: { properties: object } }> };
     };
     expect(Object.keys(exec.requestBody.content["application/json"]!.schema.properties)).toContain("command");
+    const chat = doc.paths["/v1/chat"]!.post as {
+      requestBody: {
+        content: Record<string, { schema: { properties: Record<string, { enum?: string[] }> } }>;
+      };
+    };
+    expect(chat.requestBody.content["application/json"]!.schema.properties.sandbox?.enum).toEqual([
+      "request",
+      "session",
+    ]);
   });
 });

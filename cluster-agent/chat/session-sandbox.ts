@@ -1,0 +1,110 @@
+import { type Sandbox, type SandboxCreateRequest, SandboxCreateRequestSchema } from "../../shared/api.ts";
+import { AppError, err, ok, type Result } from "../../shared/errors.ts";
+import type { AcquiredSandbox } from "../requests/leased-sandbox.ts";
+import type { SandboxUse } from "../sandboxes/service.ts";
+
+/** The part of the agent's SandboxService a chat session uses; SandboxService satisfies it. */
+export interface SessionSandboxes {
+  get(tenant: string, id: string): Result<Sandbox>;
+  create(
+    tenant: string,
+    requestId: string,
+    req: SandboxCreateRequest,
+    signal: AbortSignal,
+  ): Promise<Result<{ sandbox: Sandbox; created: boolean }>>;
+  delete(tenant: string, id: string, requestId: string): Promise<Result<void>>;
+  use<T>(
+    tenant: string,
+    id: string,
+    ctx: { requestId: string; signal: AbortSignal; what: string },
+    fn: (use: SandboxUse) => Promise<Result<T>>,
+  ): Promise<Result<T>>;
+}
+
+/**
+ * The sandbox of a chat session (`sandbox: "session"`): the one the edge remembered, or one created
+ * at this turn's first tool call. In place of a fresh lease, `acquire` opens a use of the sandbox
+ * that lasts until the request releases it, so the sandbox's Lease is renewed for the whole turn
+ * and idle-expires only between turns; releasing ends the use and keeps the sandbox.
+ */
+export class SessionSandbox {
+  private id: string | undefined;
+  /** Created by this turn: deleted if the turn fails, since the edge binds only finished turns. */
+  private created: string | undefined;
+  /** The sandbox named by the edge no longer exists (idle-expired or deleted): the model is told. */
+  readonly expired: string | undefined;
+
+  constructor(
+    private readonly sandboxes: SessionSandboxes,
+    private readonly ctx: { tenant: string; requestId: string },
+    earlierId: string | undefined,
+  ) {
+    const live = earlierId !== undefined && sandboxes.get(ctx.tenant, earlierId).ok;
+    this.id = live ? earlierId : undefined;
+    this.expired = earlierId !== undefined && !live ? earlierId : undefined;
+  }
+
+  /** The session's sandbox after this turn (undefined while none was ever created). */
+  get sandboxId(): string | undefined {
+    return this.id;
+  }
+
+  /** The turn failed: a sandbox it created would never be bound to the session, so delete it now. */
+  async discardCreated(): Promise<void> {
+    const id = this.created;
+    this.created = undefined;
+    if (id !== undefined) await this.sandboxes.delete(this.ctx.tenant, id, this.ctx.requestId);
+  }
+
+  async acquire(signal: AbortSignal): Promise<Result<AcquiredSandbox>> {
+    const { tenant, requestId } = this.ctx;
+    if (this.id === undefined || !this.sandboxes.get(tenant, this.id).ok) {
+      const made = await this.sandboxes.create(
+        tenant,
+        requestId,
+        SandboxCreateRequestSchema.parse({}),
+        signal,
+      );
+      if (!made.ok) return made;
+      this.id = made.value.sandbox.id;
+      this.created = this.id;
+    }
+    const id = this.id;
+    return new Promise<Result<AcquiredSandbox>>((resolve) => {
+      let endUse = () => {};
+      const ended = new Promise<Result<void>>((r) => {
+        endUse = () => r(ok(undefined));
+      });
+      const using = this.sandboxes.use(
+        tenant,
+        id,
+        { requestId, signal, what: "chat session" },
+        async (use) => {
+          resolve(
+            ok({
+              ...use.target,
+              lost: use.signal,
+              queueMs: 0,
+              sandboxId: id,
+              release: async () => {
+                endUse();
+                await using;
+              },
+            }),
+          );
+          return ended;
+        },
+      );
+      // A use that failed before it began (sandbox gone, Lease write refused): the acquire's answer.
+      void using.then(
+        (r) => {
+          if (!r.ok) resolve(r);
+        },
+        (cause: unknown) =>
+          resolve(
+            err(new AppError("sandbox_failed", `could not use sandbox ${id}: ${String(cause)}`, { cause })),
+          ),
+      );
+    });
+  }
+}
