@@ -8,6 +8,8 @@ export type AppEnv = {
   Bindings: Env;
   Variables: {
     requestId: string;
+    /** The caller's own X-Request-Id when it is well formed (ClientRequestIdSchema). */
+    clientRequestId: string | undefined;
     deps: EdgeDeps;
     principal: Principal;
     /** The buffered request body (routes that take one), within MAX_BODY_BYTES. */

@@ -122,6 +122,21 @@ export function parseSandboxId(id: string): { region: string; cluster: string } 
   return m ? { region: m[1]!, cluster: m[2]! } : null;
 }
 
+/**
+ * A caller's own request id (sent as `X-Request-Id`): echoed as `X-Client-Request-Id`, forwarded to
+ * agents, and the handle `POST /v1/requests/{id}/cancel` stops the request by.
+ */
+export const ClientRequestIdSchema = z
+  .string()
+  .regex(/^[\x21-\x7e]{1,128}$/, "a request id is 1-128 printable ASCII characters, no spaces");
+
+export const CancelResultSchema = z.object({
+  requestId: z.string(),
+  /** How many in-flight requests with this id (of this tenant) were stopped. */
+  cancelled: z.number().int().positive(),
+});
+export type CancelResult = z.infer<typeof CancelResultSchema>;
+
 export const SandboxNameSchema = z.string().regex(/^[a-z0-9-]{1,63}$/, "name is 1-63 of [a-z0-9-]");
 
 export const SandboxCreateRequestSchema = z.strictObject({

@@ -21,6 +21,8 @@ export const ERROR_STATUS = {
   /** Unknown, malformed, deleted or expired sandbox id, or another tenant's: never a 403. */
   sandbox_not_found: 404,
   file_not_found: 404,
+  /** POST /v1/requests/{id}/cancel found no in-flight request of this tenant with that id. */
+  request_not_found: 404,
   method_not_allowed: 405,
   /** The exec server's fence refusal; internal: callers get lease_lost (requests/leased-sandbox.ts). */
   stale_lease: 409,

@@ -38,7 +38,20 @@ export const TUNNEL_HEADERS = {
   pinConnection: "X-Tunnel-Connection",
   /** Set by the Worker for a sandbox's request: only agents of this cluster may serve it. */
   cluster: "X-Tunnel-Cluster",
+  /** Set by the Worker when the caller named its request (X-Request-Id): see cancelKey. */
+  cancelKey: "X-Tunnel-Cancel-Key",
 } as const;
+
+/**
+ * What a caller cancels its in-flight request by: its tenant and its own request id. The tenant is
+ * part of the key, so one tenant can never stop another's request, whatever id it guesses.
+ */
+export function cancelKey(tenant: string, clientRequestId: string): string {
+  return `${encodeURIComponent(tenant)} ${clientRequestId}`;
+}
+
+/** The TunnelDO's internal cancel endpoint (answers `{ cancelled: n }`). */
+export const TUNNEL_CANCEL_PATH = "/__tunnel/cancel";
 
 /** What survives hibernation for each accepted agent socket. */
 export interface AgentAttachment {
@@ -71,6 +84,7 @@ interface Pending {
   uncredited: number;
   timer: ReturnType<typeof setTimeout> | null;
   idleMs: number;
+  cancelKey: string | null;
 }
 
 const MIN_TIMEOUT_MS = 1000;
@@ -84,11 +98,15 @@ const MIN_TIMEOUT_MS = 1000;
 export class TunnelDO extends DurableObject<Env> {
   private readonly pending = new Map<string, Pending>();
   private readonly inflight = new Map<string, number>();
+  /** Pending tunnel ids by cancel key (a caller may reuse its id for concurrent requests). */
+  private readonly byCancelKey = new Map<string, Set<string>>();
   private rotation = 0;
 
   override async fetch(request: Request): Promise<Response> {
     if (request.headers.get("Upgrade")?.toLowerCase() === "websocket") return this.acceptAgent(request);
-    if (new URL(request.url).pathname === "/__tunnel/agents") return Response.json(this.agents());
+    const path = new URL(request.url).pathname;
+    if (path === "/__tunnel/agents") return Response.json(this.agents());
+    if (path === TUNNEL_CANCEL_PATH) return Response.json({ cancelled: this.cancel(request) });
     return this.relay(request);
   }
 
@@ -177,6 +195,27 @@ export class TunnelDO extends DurableObject<Env> {
     if (a) this.inflight.delete(a.connId);
   }
 
+  /**
+   * A caller asked to stop its request (POST /v1/requests/{id}/cancel). workerd notices a client
+   * that left only when a write to it fails, which a request still waiting for its response head
+   * never does; so a caller that gives up on a non-streamed request says so, and this is where it
+   * lands: the agent gets the same cancel frame as for a streamed client that went away.
+   */
+  private cancel(request: Request): number {
+    const key = request.headers.get(TUNNEL_HEADERS.cancelKey);
+    const ids = key === null ? undefined : this.byCancelKey.get(key);
+    if (!ids) return 0;
+    let n = 0;
+    for (const id of [...ids]) {
+      const p = this.pending.get(id);
+      if (!p) continue;
+      this.send(p.ws, { type: "cancel", id });
+      this.fail(id, new AppError("request_cancelled", "cancelled by the caller"));
+      n++;
+    }
+    return n;
+  }
+
   // ---------- relaying ----------
 
   private pickAgent(cluster: string | null = null): { ws: WebSocket; a: AgentAttachment } | null {
@@ -211,6 +250,7 @@ export class TunnelDO extends DurableObject<Env> {
     const requestId = request.headers.get("X-Request-Id") ?? crypto.randomUUID();
     const pin = request.headers.get(TUNNEL_HEADERS.pinConnection);
     const cluster = request.headers.get(TUNNEL_HEADERS.cluster);
+    const cancelBy = request.headers.get(TUNNEL_HEADERS.cancelKey);
     const picked = pin === null ? this.pickAgent(cluster) : this.connection(pin);
     if (!picked && cluster !== null) {
       // Only that cluster holds the sandbox: no failover to another cluster or region.
@@ -256,8 +296,14 @@ export class TunnelDO extends DurableObject<Env> {
         uncredited: 0,
         timer: null,
         idleMs,
+        cancelKey: cancelBy,
       };
       this.pending.set(id, p);
+      if (cancelBy !== null) {
+        const ids = this.byCancelKey.get(cancelBy) ?? new Set<string>();
+        ids.add(id);
+        this.byCancelKey.set(cancelBy, ids);
+      }
       this.inflight.set(a.connId, (this.inflight.get(a.connId) ?? 0) + 1);
       p.timer = setTimeout(
         () => this.fail(id, new AppError("relay_timeout", `agent did not answer within ${timeoutMs} ms`)),
@@ -393,6 +439,11 @@ export class TunnelDO extends DurableObject<Env> {
     if (!p) return;
     if (p.timer) clearTimeout(p.timer);
     this.pending.delete(id);
+    if (p.cancelKey !== null) {
+      const ids = this.byCancelKey.get(p.cancelKey);
+      ids?.delete(id);
+      if (ids?.size === 0) this.byCancelKey.delete(p.cancelKey);
+    }
     const n = (this.inflight.get(p.connId) ?? 1) - 1;
     if (n > 0) this.inflight.set(p.connId, n);
     else this.inflight.delete(p.connId);

@@ -17,7 +17,7 @@ export function regionOrder(c: AppContext): string[] {
 /** Headers every relay carries from the client. */
 export function clientHeaders(c: AppContext, accept: string): Record<string, string> {
   const h: Record<string, string> = { "content-type": "application/json", accept };
-  const clientId = c.req.header("X-Request-Id");
-  if (clientId && /^[\x21-\x7e]{1,128}$/.test(clientId)) h["x-client-request-id"] = clientId;
+  const clientId = c.get("clientRequestId");
+  if (clientId) h["x-client-request-id"] = clientId;
   return h;
 }

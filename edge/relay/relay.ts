@@ -7,7 +7,7 @@ import {
 } from "../../shared/relay-signing.ts";
 import type { Principal } from "../auth/tenant-jwt.ts";
 import type { EdgeConfig } from "../config.ts";
-import { TUNNEL_HEADERS } from "../durable/tunnel.ts";
+import { cancelKey, TUNNEL_CANCEL_PATH, TUNNEL_HEADERS } from "../durable/tunnel.ts";
 
 /** How the Worker reaches the TunnelDO of a region (a DO stub's fetch in production). */
 export interface TunnelDirectory {
@@ -96,6 +96,8 @@ export async function relayToRegions(
     headers.set(TUNNEL_HEADERS.idleMs, String(input.idleMs ?? input.timeoutMs));
     if (input.connection !== undefined) headers.set(TUNNEL_HEADERS.pinConnection, input.connection);
     if (input.cluster !== undefined) headers.set(TUNNEL_HEADERS.cluster, input.cluster);
+    const clientId = headers.get("x-client-request-id");
+    if (clientId !== null) headers.set(TUNNEL_HEADERS.cancelKey, cancelKey(input.principal.tenant, clientId));
     const hasBody = input.body !== null && input.method !== "GET" && input.method !== "HEAD";
     const req = new Request(`https://tunnel.internal${input.path}`, {
       method: input.method,
@@ -115,6 +117,34 @@ export async function relayToRegions(
     ),
     region: last?.region ?? input.regions[0] ?? "",
   };
+}
+
+/**
+ * Stop every in-flight request this tenant sent with this X-Request-Id, in whichever region it
+ * went to (a request lives in exactly one TunnelDO, so each region is asked). Returns how many.
+ */
+export async function cancelInRegions(
+  tunnels: TunnelDirectory,
+  regions: readonly string[],
+  tenant: string,
+  clientRequestId: string,
+): Promise<number> {
+  const key = cancelKey(tenant, clientRequestId);
+  const counts = await Promise.all(
+    regions.map(async (region) => {
+      const res = await tunnels.fetch(
+        region,
+        new Request(`https://tunnel.internal${TUNNEL_CANCEL_PATH}`, {
+          method: "POST",
+          headers: { [TUNNEL_HEADERS.cancelKey]: key },
+        }),
+      );
+      const body: unknown = res.ok ? await res.json() : null;
+      const n = (body as { cancelled?: unknown } | null)?.cancelled;
+      return typeof n === "number" ? n : 0;
+    }),
+  );
+  return counts.reduce((a, b) => a + b, 0);
 }
 
 /** The agents connected to a region's TunnelDO now (empty if none, or if the DO cannot say). */

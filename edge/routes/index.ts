@@ -5,6 +5,7 @@ import { eventsRoute } from "./events.ts";
 import { execRoute } from "./exec.ts";
 import { healthRoute } from "./health.ts";
 import { poolRoute } from "./pool.ts";
+import { cancelRequestRoute } from "./requests.ts";
 import { SANDBOX_ROUTES } from "./sandboxes.ts";
 import { deleteSessionRoute, getSessionRoute } from "./sessions.ts";
 import { tunnelRoute } from "./tunnel.ts";
@@ -13,6 +14,7 @@ import { tunnelRoute } from "./tunnel.ts";
 export const ROUTES: readonly RouteDef[] = [
   healthRoute,
   execRoute,
+  cancelRequestRoute,
   ...SANDBOX_ROUTES,
   chatRoute,
   chatAliasRoute,

@@ -220,6 +220,31 @@ describe("errors: one class, a stable code per failure", () => {
     );
   });
 
+  it("an aborted non-streamed exec is cancelled at the edge by its request id: its pod is freed at once", async () => {
+    const holders = async () => {
+      const [snap] = await stack.pools();
+      return new Set((snap?.pods ?? []).flatMap((p) => (p.holder ? [p.holder.requestId] : [])));
+    };
+    const before = await holders();
+    const ac = new AbortController();
+    const call = apiError(client.exec("sleep 60", { timeoutSeconds: 120, signal: ac.signal }));
+    const held = await waitFor(
+      "the command's lease",
+      async () => [...(await holders())].find((id) => !before.has(id)),
+      15_000,
+      50,
+    );
+    ac.abort();
+    expect(await call).toMatchObject({ code: "request_cancelled" });
+    // Without the cancel call the pod stays held for the whole `sleep 60`.
+    await waitFor(
+      "the aborted command's lease released",
+      async () => !(await holders()).has(held),
+      10_000,
+      50,
+    );
+  });
+
   it("429: retries honour Retry-After by default, and retries: 0 hands the error over", async () => {
     const token = await stack.issuer.mint({
       tenant: "tenant-sdk-quota",

@@ -142,6 +142,56 @@ describe("exec through the edge", () => {
     expect(Date.now() - t0).toBeLessThan(15_000);
   });
 
+  it("a non-streamed caller that gives up cancels by its own request id: command killed, lease freed; another tenant cannot", async () => {
+    // workerd never learns that a client waiting for a response head left, so the caller says so.
+    const clientId = `cancel-me-${Date.now()}`;
+    const ac = new AbortController();
+    const pending = fetch(`${stack.edgeUrl}/v1/exec`, {
+      method: "POST",
+      headers: bearer(stack.tokens.tenantA, { "X-Sandbox-Region": "us-1", "X-Request-Id": clientId }),
+      body: JSON.stringify({ command: "sleep 58", timeoutSeconds: 120 }),
+      signal: ac.signal,
+    }).catch((e: unknown) => e);
+    const holderOf = async () => {
+      const us = (await stack.pools()).find((s) => s.region === "us-1");
+      return us?.pods.find((p) => p.holder?.tenant === "tenant-a")?.holder ?? undefined;
+    };
+    const held = await waitFor("the command's lease", holderOf, 15_000, 50);
+    ac.abort();
+    expect(await pending).toBeInstanceOf(Error);
+
+    const cancel = (id: string, token: string) =>
+      fetch(`${stack.edgeUrl}/v1/requests/${encodeURIComponent(id)}/cancel`, {
+        method: "POST",
+        headers: bearer(token),
+        signal: AbortSignal.timeout(10_000),
+      });
+    // Tenant B guessing A's id stops nothing.
+    const other = await cancel(clientId, stack.tokens.tenantB);
+    expect(other.status).toBe(404);
+    expect(((await other.json()) as { error: { code: string } }).error.code).toBe("request_not_found");
+    expect((await holderOf())?.requestId).toBe(held.requestId);
+
+    const t0 = Date.now();
+    const res = await cancel(clientId, stack.tokens.tenantA);
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({ requestId: clientId, cancelled: 1 });
+    await waitFor(
+      "the lease freed",
+      async () => ((await holderOf())?.requestId === held.requestId ? undefined : true),
+      10_000,
+      50,
+    );
+    const freedMs = Date.now() - t0;
+    console.log(`cancel → lease freed in ${freedMs} ms`);
+    // Measured well under the issue's 2 s (see the note); the bound here only guards "not at TTL".
+    expect(freedMs).toBeLessThan(10_000);
+
+    // Nothing left to cancel; a malformed id is a 400.
+    expect((await cancel(clientId, stack.tokens.tenantA)).status).toBe(404);
+    expect((await cancel("has space", stack.tokens.tenantA)).status).toBe(400);
+  });
+
   it("refuses an oversized body with 413", async () => {
     const res = await exec({ command: "true", stdin: "x".repeat(3 * MiB) });
     expect(res.status).toBe(413);

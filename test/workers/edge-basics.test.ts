@@ -109,6 +109,7 @@ describe("edge basics", () => {
     expect(doc.openapi).toBe("3.1.0");
     for (const [path, method] of [
       ["/v1/exec", "post"],
+      ["/v1/requests/{id}/cancel", "post"],
       ["/v1/chat", "post"],
       ["/chat", "post"],
       ["/v1/sessions/{id}", "get"],

@@ -195,6 +195,55 @@ describe("relay through the tunnel", () => {
     expect(a.cancelled).toEqual([a.received[0]!.frame.id]);
   });
 
+  it("POST /v1/requests/:id/cancel stops only the caller's own request with that id", async () => {
+    const a = await agent("eu-1", () => {
+      // never answers
+    });
+    await waitForAgents(TUNNEL, "eu-1", 1);
+    const tokens = {
+      a: await tenantToken({ tenant: "tenant-cancel-a", scope: "sandbox:exec" }),
+      b: await tenantToken({ tenant: "tenant-cancel-b", scope: "sandbox:exec" }),
+    };
+    const send = (token: string) =>
+      SELF.fetch(`${BASE}/v1/exec`, {
+        method: "POST",
+        headers: auth(token, { "Content-Type": "application/json", "X-Request-Id": "same-id" }),
+        body: JSON.stringify({ command: "sleep 100" }),
+      });
+    const cancel = (token: string, id = "same-id") =>
+      SELF.fetch(`${BASE}/v1/requests/${encodeURIComponent(id)}/cancel`, {
+        method: "POST",
+        headers: auth(token),
+      });
+    const ofB = send(tokens.b);
+    for (let i = 0; i < 200 && a.received.length < 1; i++) await new Promise((r) => setTimeout(r, 10));
+    const ofA = send(tokens.a);
+    for (let i = 0; i < 200 && a.received.length < 2; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(a.received).toHaveLength(2);
+    for (const r of a.received) {
+      expect(r.request.headers.get("x-client-request-id")).toBe("same-id");
+      expect(r.request.headers.get("x-tunnel-cancel-key")).toBeNull();
+    }
+    const idOfB = a.received[0]!.frame.id;
+
+    const byB = await cancel(tokens.b);
+    expect(byB.status).toBe(200);
+    expect(await byB.json()).toEqual({ requestId: "same-id", cancelled: 1 });
+    expect(a.cancelled).toEqual([idOfB]);
+    await expectError(await ofB, 499, "request_cancelled");
+    // A's request is untouched until A cancels it; then there is nothing left.
+    expect((await cancel(tokens.a)).status).toBe(200);
+    await expectError(await ofA, 499, "request_cancelled");
+    expect(a.cancelled).toHaveLength(2);
+    await expectError(await cancel(tokens.a), 404, "request_not_found");
+    await expectError(await cancel(tokens.a, "has space"), 400, "invalid_request");
+    await expectError(
+      await SELF.fetch(`${BASE}/v1/requests/x/cancel`, { method: "POST" }),
+      401,
+      "unauthenticated",
+    );
+  });
+
   it("a 20 MiB streamed output crosses intact, in frames far below the message limit", async () => {
     const size = 20 * 1024 * 1024;
     const pattern = (i: number) => (i * 31 + (i >> 12)) & 0xff;

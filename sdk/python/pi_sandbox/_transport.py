@@ -8,6 +8,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import uuid
 from typing import IO, Any, Dict, Iterator, Mapping, Optional, Tuple, Union
 
 from .errors import SandboxApiError, error_from_body
@@ -66,7 +67,14 @@ class Transport:
         params = {k: v for k, v in (query or {}).items() if v is not None}
         if params:
             url += "?" + urllib.parse.urlencode(params)
-        headers: Dict[str, str] = {"Authorization": f"Bearer {self.token}", "Accept": accept}
+        # The call's own id: if it times out or is interrupted before the answer, the edge is told
+        # to cancel it by this id (nothing else tells a server that a waiting client left).
+        client_id = str(uuid.uuid4())
+        headers: Dict[str, str] = {
+            "Authorization": f"Bearer {self.token}",
+            "Accept": accept,
+            "X-Request-Id": client_id,
+        }
         if self.region:
             headers["X-Sandbox-Region"] = self.region
         data: Body = None
@@ -92,10 +100,15 @@ class Transport:
             except urllib.error.HTTPError as e:
                 error = error_from_body(e.code, e.read(), e.headers)
                 e.close()
+            except KeyboardInterrupt:
+                self.cancel(client_id)
+                raise
             except (socket.timeout, TimeoutError) as e:
+                self.cancel(client_id)
                 raise SandboxApiError("client_timeout", f"no answer in time ({e})", 0) from e
             except urllib.error.URLError as e:
                 if isinstance(e.reason, (socket.timeout, TimeoutError)):
+                    self.cancel(client_id)
                     raise SandboxApiError("client_timeout", f"no answer in time ({e.reason})", 0) from e
                 raise SandboxApiError("network_error", str(e.reason), 0) from e
             except OSError as e:
@@ -107,6 +120,15 @@ class Transport:
                 raise error
             attempts_left -= 1
             time.sleep(wait)
+
+    def cancel(self, client_id: str) -> None:
+        """Best effort: ask the edge to stop the call sent with this X-Request-Id (404 = already over)."""
+        url = f"{self.base_url}/v1/requests/{urllib.parse.quote(client_id, safe='')}/cancel"
+        req = urllib.request.Request(url, data=b"", method="POST", headers={"Authorization": f"Bearer {self.token}"})
+        try:
+            urllib.request.urlopen(req, timeout=5).close()
+        except (OSError, urllib.error.URLError):
+            pass
 
     def request(self, method: str, path: str, **kw: Any) -> Tuple[int, Any, bytes]:
         """The whole answer: status, headers and body bytes."""

@@ -111,6 +111,29 @@ class Errors(unittest.TestCase):
             SandboxClient(URL, TOKEN).exec("sleep 3", timeout_seconds=10, timeout=0.5)
         self.assertEqual(cm.exception.code, "client_timeout")
 
+    def test_a_timed_out_call_is_cancelled_at_the_edge(self) -> None:
+        admin = SandboxClient(URL, os.environ["PI_SANDBOX_ADMIN_TOKEN"])
+
+        def holders() -> set:
+            pods = [p for r in admin.pool()["regions"] for p in (r.get("pool") or {}).get("pods", [])]
+            return {p["holder"]["requestId"] for p in pods if p.get("holder")}
+
+        before = holders()
+        with ThreadPoolExecutor(1) as pool:
+            call = pool.submit(SandboxClient(URL, TOKEN).exec, "sleep 60", timeout_seconds=120, timeout=3.0)
+            started = time.monotonic()
+            while not holders() - before:
+                self.assertLess(time.monotonic() - started, 3, "the command never held a pod")
+                time.sleep(0.05)
+            with self.assertRaises(SandboxApiError) as cm:
+                call.result()
+        self.assertEqual(cm.exception.code, "client_timeout")
+        # Without the cancel the pod stays held for the whole `sleep 60`.
+        timed_out = time.monotonic()
+        while holders() - before:
+            self.assertLess(time.monotonic() - timed_out, 10, "the timed-out call's lease was not freed")
+            time.sleep(0.1)
+
     def test_429_retry_honours_retry_after(self) -> None:
         token = os.environ["PI_SANDBOX_QUOTA_TOKEN"]
         burst = int(os.environ.get("PI_SANDBOX_QUOTA_BURST", "40"))

@@ -112,9 +112,25 @@ export async function main(argv: string[], io: CliIo = defaultIo()): Promise<num
         const sandbox = f.sandbox ? await client.sandboxes.get(f.sandbox) : undefined;
         const cmd = shellJoin(rest);
         if (f.json) {
-          const r = await (sandbox ? sandbox.exec(cmd, opts) : client.exec(cmd, opts));
-          json(r);
-          return exitStatusOf(r);
+          // Ctrl-C while waiting for the answer: the client cancels the request at the edge (its
+          // command is killed, its pod freed) before this process exits 130.
+          const interrupted = new AbortController();
+          const onSigint = () => interrupted.abort();
+          process.once("SIGINT", onSigint);
+          try {
+            const call = { ...opts, signal: interrupted.signal };
+            const r = await (sandbox ? sandbox.exec(cmd, call) : client.exec(cmd, call));
+            json(r);
+            return exitStatusOf(r);
+          } catch (e) {
+            if (interrupted.signal.aborted) {
+              await new Promise((r) => setTimeout(r, 500));
+              return 130;
+            }
+            throw e;
+          } finally {
+            process.off("SIGINT", onSigint);
+          }
         }
         const events = sandbox ? sandbox.execStream(cmd, opts) : client.execStream(cmd, opts);
         for await (const e of events) {

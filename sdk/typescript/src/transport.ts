@@ -75,10 +75,20 @@ export class Transport {
     this.fetchImpl = opts.fetch ?? ((input, init) => fetch(input, init));
   }
 
-  /** Send, retrying what may be retried; a non-2xx answer is thrown as SandboxApiError. */
+  /**
+   * Send, retrying what may be retried; a non-2xx answer is thrown as SandboxApiError. Every call
+   * carries its own X-Request-Id: if it is aborted or times out before the answer's head arrived,
+   * the edge is told to cancel it by that id (nothing else tells a server that a client waiting for
+   * a response left), so its command is killed and its lease freed now, not at its timeout.
+   */
   async open(spec: RequestSpec): Promise<OpenResponse> {
     const timeoutMs = spec.timeoutMs ?? this.defaultTimeoutMs;
+    const clientId = crypto.randomUUID();
+    let answered = false;
     const ac = new AbortController();
+    ac.signal.addEventListener("abort", () => {
+      if (!answered) this.cancel(clientId);
+    });
     const timer = setTimeout(
       () =>
         ac.abort(
@@ -109,8 +119,11 @@ export class Transport {
     const retries = spec.body instanceof ReadableStream ? 0 : Math.max(0, spec.retries ?? this.retries);
     try {
       for (let attempt = 0; ; attempt++) {
-        const res = await this.send(spec, ac.signal);
-        if (res.ok) return { res, signal: ac.signal, done };
+        const res = await this.send(spec, ac.signal, clientId);
+        if (res.ok) {
+          answered = true;
+          return { res, signal: ac.signal, done };
+        }
         const error = await errorFromResponse(res);
         const wait = error.retryAfterSeconds ?? 1;
         if (attempt >= retries || !isRetryable(error) || wait > this.maxRetryAfterSeconds) throw error;
@@ -146,10 +159,21 @@ export class Transport {
     }
   }
 
-  private send(spec: RequestSpec, signal: AbortSignal): Promise<Response> {
+  /** Best effort, never awaited by the caller: a 404 means it had already finished (or never started). */
+  private cancel(clientId: string): void {
+    this.fetchImpl(`${this.baseUrl}/v1/requests/${encodeURIComponent(clientId)}/cancel`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${this.token}` },
+      signal: AbortSignal.timeout(5_000),
+    })
+      .then((res) => res.body?.cancel())
+      .catch(() => {});
+  }
+
+  private send(spec: RequestSpec, signal: AbortSignal, clientId: string): Promise<Response> {
     const url = new URL(`${this.baseUrl}${spec.path}`);
     for (const [k, v] of Object.entries(spec.query ?? {})) if (v !== undefined) url.searchParams.set(k, v);
-    const headers = new Headers({ authorization: `Bearer ${this.token}` });
+    const headers = new Headers({ authorization: `Bearer ${this.token}`, "x-request-id": clientId });
     if (spec.accept) headers.set("accept", spec.accept);
     if (this.region) headers.set("x-sandbox-region", this.region);
     let body: BodyInit | undefined;
