@@ -1,5 +1,6 @@
 import type { Context } from "hono";
 import type { z } from "zod";
+import type { Spans } from "../shared/spans.ts";
 import type { Principal } from "./auth/tenant-jwt.ts";
 import type { EdgeDeps } from "./deps.ts";
 import type { Env } from "./env.ts";
@@ -11,6 +12,8 @@ export type AppEnv = {
     /** The caller's own X-Request-Id when it is well formed (ClientRequestIdSchema). */
     clientRequestId: string | undefined;
     deps: EdgeDeps;
+    /** This request's timing spans (middleware/server-timing.ts). */
+    spans: Spans;
     principal: Principal;
     /** The buffered request body (routes that take one), within MAX_BODY_BYTES. */
     body: Uint8Array;

@@ -8,6 +8,7 @@ import { bodyLimit } from "./middleware/body-limit.ts";
 import { floodGuard } from "./middleware/flood-guard.ts";
 import { tenantQuota } from "./middleware/quota.ts";
 import { requestId } from "./middleware/request-id.ts";
+import { serverTiming } from "./middleware/server-timing.ts";
 import { ROUTES } from "./routes/index.ts";
 import { mcpRoutes } from "./routes/mcp.ts";
 import { openApiRoute } from "./routes/openapi.ts";
@@ -17,7 +18,7 @@ export interface CreateAppOptions {
 }
 
 /**
- * The edge app. Order per request: request id → flood guard (per IP) → [tenant routes: JWT →
+ * The edge app. Order per request: request id → timing spans → flood guard (per IP) → [tenant routes: JWT →
  * scope → per-tenant quota → body limit] → route. Every failure, 404 and 405 included, is the
  * shared error envelope with the request id.
  */
@@ -28,6 +29,7 @@ export function createApp(getDeps: (env: Env) => EdgeDeps, opts: CreateAppOption
   const routes: RouteDef[] = [...base, ...mcpRoutes(() => app), openApiRoute(() => routes)];
 
   app.use("*", requestId());
+  app.use("*", serverTiming());
   app.use("*", async (c, next) => {
     c.set("deps", getDeps(c.env));
     await next();

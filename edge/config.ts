@@ -51,6 +51,7 @@ const RawConfigSchema = z.object({
   RELAY_TIMEOUT_SECONDS: pos(60),
   AGENT_PUBLIC_KEYS: jsonOf(z.record(z.string(), JwksSchema)),
   RELAY_PRIVATE_KEYS: jsonOf(z.record(z.string(), JwkSchema)),
+  LOG_REQUEST_TIMING: z.enum(["true", "false"]).default("false"),
 });
 
 export interface EdgeConfig {
@@ -73,6 +74,8 @@ export interface EdgeConfig {
   relayTimeoutMs: number;
   agentPublicKeys: Record<string, JSONWebKeySet>;
   relayPrivateKeys: Record<string, JWK>;
+  /** Log each request's timing spans (one line per request). */
+  logRequestTiming: boolean;
 }
 
 export type ConfigResult = { ok: true; config: EdgeConfig } | { ok: false; message: string };
@@ -135,6 +138,7 @@ function parse(env: object): ConfigResult {
       relayTimeoutMs: r.RELAY_TIMEOUT_SECONDS * 1000,
       agentPublicKeys: r.AGENT_PUBLIC_KEYS,
       relayPrivateKeys: r.RELAY_PRIVATE_KEYS,
+      logRequestTiming: r.LOG_REQUEST_TIMING === "true",
     },
   };
 }

@@ -16,6 +16,7 @@ import {
 import { AppError, errorResponse, parseOrError, type Result, toAppError } from "../../shared/errors.ts";
 import { POOL_SSE_EVENTS } from "../../shared/events.ts";
 import type { RelayClaims, RelayVerifier } from "../../shared/relay-signing.ts";
+import { AGENT_TIMING_HEADER, formatServerTiming, Spans, spansForLog } from "../../shared/spans.ts";
 import type { EventBus } from "../events/bus.ts";
 import type { ExecRequestContext } from "../requests/exec-request.ts";
 import { isFileUpload, type SandboxVars } from "../sandboxes/routes.ts";
@@ -85,6 +86,8 @@ export function createAgentApp(deps: AgentAppDeps): Hono<{ Variables: Vars }> {
 
   // Every /v1 route is served only for a relay the edge signed for this very request.
   app.use("/v1/*", async (c, next) => {
+    const spans = new Spans();
+    const endVerify = spans.start("verify", "relay signature + replay");
     const limit =
       deps.sandboxes && isFileUpload(c.req.method, c.req.path)
         ? deps.sandboxes.maxFileBytes
@@ -108,11 +111,20 @@ export function createAgentApp(deps: AgentAppDeps): Hono<{ Variables: Vars }> {
       deps.logger?.warn({ code: verified.error.code, path: url.pathname }, "relay refused");
       return errorResponse(verified.error, "");
     }
+    endVerify();
     c.set("claims", verified.value);
     c.set("body", body);
     c.set("requestId", verified.value.requestId);
+    c.set("spans", spans);
     await next();
     c.res.headers.set("X-Request-Id", verified.value.requestId);
+    // Before the body for a stream: then only what happened before its head.
+    spans.add("total", spans.elapsed());
+    c.res.headers.set(AGENT_TIMING_HEADER, formatServerTiming(spans.all));
+    deps.logger?.debug(
+      { requestId: verified.value.requestId, path: url.pathname, spans: spansForLog(spans.all) },
+      "request timing",
+    );
   });
 
   const requireScope = (claims: RelayClaims, scope: Scope): AppError | null =>
@@ -138,7 +150,8 @@ export function createAgentApp(deps: AgentAppDeps): Hono<{ Variables: Vars }> {
     const parsed = parseOrError(ExecRequestSchema, json.value, "exec request");
     if (!parsed.ok) return errorResponse(parsed.error, requestId);
     const signal = c.req.raw.signal;
-    const base = { tenant: claims.tenant, requestId, signal };
+    const spans = c.get("spans");
+    const base = { tenant: claims.tenant, requestId, signal, spans };
     if (wantsEventStream(c.req.header("accept"))) {
       return sseResponse(
         signal,
@@ -151,7 +164,10 @@ export function createAgentApp(deps: AgentAppDeps): Hono<{ Variables: Vars }> {
       );
     }
     const result = await deps.exec(parsed.value, base);
-    return result.ok ? c.json(result.value) : errorResponse(result.error, requestId);
+    const endEncode = spans.start("encode", "result JSON");
+    const res = result.ok ? c.json(result.value) : errorResponse(result.error, requestId);
+    endEncode();
+    return res;
   });
 
   app.post("/v1/chat", async (c) => {

@@ -270,6 +270,7 @@ export class LeaseManager {
     this.serving.add(w);
     this.chooser.reserve(name);
     this.inFlightByTenant.set(w.tenant, (this.inFlightByTenant.get(w.tenant) ?? 0) + 1);
+    const casStartedAt = this.clock.now();
     void this.casAcquire(lease, w).then((result) => {
       this.serving.delete(w);
       const n = (this.inFlightByTenant.get(w.tenant) ?? 1) - 1;
@@ -277,7 +278,7 @@ export class LeaseManager {
       else this.inFlightByTenant.set(w.tenant, n);
       if (result.ok) {
         this.chooser.settled(name);
-        this.handOut(w, pod, result.value);
+        this.handOut(w, pod, result.value, this.clock.now() - casStartedAt);
       } else {
         const f = result.error;
         // Skip this pod until the cache shows a newer version of its Lease (or its deletion).
@@ -316,7 +317,7 @@ export class LeaseManager {
     }
   }
 
-  private handOut(w: Waiter, pod: V1Pod, lease: V1Lease): void {
+  private handOut(w: Waiter, pod: V1Pod, lease: V1Lease, casMs: number): void {
     const name = pod.metadata?.name ?? "";
     const now = this.clock.now();
     const h = newHeld({ ...w, pod: name, podIP: pod.status?.podIP ?? "", lease, now });
@@ -351,6 +352,7 @@ export class LeaseManager {
       requestId: w.requestId,
       tenant: w.tenant,
       queueMs,
+      casMs,
       lost: h.lost.signal,
       release: () => this.releaser.release(h),
     };

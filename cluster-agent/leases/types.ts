@@ -6,6 +6,8 @@ export interface LeaseHandle extends SandboxLease {
   requestId: string;
   tenant: string;
   queueMs: number;
+  /** The part of `queueMs` that was the winning compare-and-swap PUT of the Lease. */
+  casMs?: number;
 }
 
 export interface AcquireRequest {

@@ -1,5 +1,6 @@
 import type { ExecRequest, ExecResult, ExecStreamEvent } from "../../shared/api.ts";
 import { ok, type Result } from "../../shared/errors.ts";
+import type { Spans } from "../../shared/spans.ts";
 import type { EventBus } from "../events/bus.ts";
 import type { Executor } from "../exec/executor.ts";
 import type { Acquire } from "../leases/types.ts";
@@ -18,6 +19,8 @@ export interface ExecRequestContext {
   signal: AbortSignal;
   /** Streamed progress, for SSE callers. */
   onEvent?: (e: ExecStreamEvent) => void;
+  /** The request's timing spans (reported to the edge in `server-timing`). */
+  spans?: Spans;
 }
 
 /**
@@ -62,7 +65,7 @@ export async function runExecRequest(
   req: ExecRequest,
   ctx: ExecRequestContext,
 ): Promise<Result<ExecResult>> {
-  const { requestId, tenant, signal, onEvent } = ctx;
+  const { requestId, tenant, signal, onEvent, spans } = ctx;
   const pipeline = {
     acquire: (s: AbortSignal) => deps.acquire({ tenant, requestId, signal: s }),
     executor: deps.executor,
@@ -71,7 +74,7 @@ export async function runExecRequest(
   const onQueued = onEvent ? (position: number) => onEvent({ type: "queued", position }) : undefined;
   return withLeasedSandbox(
     pipeline,
-    { tenant, requestId, signal, ...(onQueued ? { onQueued } : {}) },
+    { tenant, requestId, signal, ...(onQueued ? { onQueued } : {}), ...(spans ? { spans } : {}) },
     async (sb) => {
       onEvent?.({ type: "acquired", pod: sb.pod, queueMs: sb.queueMs });
       const outcome = await sb.run(commandOf(req, onEvent));

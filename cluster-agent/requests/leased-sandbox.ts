@@ -1,10 +1,11 @@
 import type { ExecOutcome } from "../../shared/api.ts";
 import { AppError, err, ok, type Result } from "../../shared/errors.ts";
+import type { Spans } from "../../shared/spans.ts";
 import type { EventBus } from "../events/bus.ts";
 import type { ExecCall, Executor, SandboxLease } from "../exec/executor.ts";
 
 /** A lease as the pipeline needs it; the lease manager's LeaseHandle fits. */
-export type AcquiredSandbox = SandboxLease & { queueMs?: number; sandboxId?: string };
+export type AcquiredSandbox = SandboxLease & { queueMs?: number; casMs?: number; sandboxId?: string };
 
 export interface LeasedSandboxDeps {
   /** Takes one lease for this request (tenant and request id bound by the caller). */
@@ -20,6 +21,8 @@ export interface LeasedSandboxContext {
   signal: AbortSignal;
   /** This request entered the wait queue at `position` (for streamed progress). */
   onQueued?: (position: number) => void;
+  /** The request's timing spans: queue, acquire (the CAS), exec, release. */
+  spans?: Spans;
 }
 
 /** One command as callers give it; the pipeline adds the kill signal. */
@@ -56,6 +59,11 @@ export class LeasedSandbox {
       : () => {};
     try {
       const lease = await deps.acquire(ctx.signal);
+      if (lease.ok && ctx.spans) {
+        const cas = lease.value.casMs ?? 0;
+        ctx.spans.add("queue", Math.max(0, (lease.value.queueMs ?? 0) - cas));
+        ctx.spans.add("acquire", cas, "Lease CAS");
+      }
       return lease.ok ? ok(new LeasedSandbox(deps, ctx, lease.value)) : lease;
     } finally {
       stopQueueWatch();
@@ -87,10 +95,12 @@ export class LeasedSandbox {
     try {
       if (this.released) return (result = err(new AppError("internal", "the sandbox was already released")));
       if (this.lease.lost.aborted) return (result = err(leaseLost(pod)));
+      const endExec = this.ctx.spans?.start("exec");
       const outcome = await this.deps.executor.exec(this.lease, {
         ...call,
         signal: AbortSignal.any([signal, this.lease.lost]),
       });
+      endExec?.();
       // A renewal failure kills the command; a higher fence seen by the pod means the same thing.
       const fenced = !outcome.ok && outcome.error.code === "stale_lease";
       result = !signal.aborted && (this.lease.lost.aborted || fenced) ? err(leaseLost(pod)) : outcome;
@@ -132,7 +142,9 @@ export async function withLeasedSandbox<T>(
   try {
     return await use(taken.value);
   } finally {
+    const endRelease = ctx.spans?.start("release");
     await taken.value.release();
+    endRelease?.();
   }
 }
 

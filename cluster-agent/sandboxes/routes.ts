@@ -10,6 +10,7 @@ import {
 } from "../../shared/api.ts";
 import { AppError, errorResponse, parseOrError, type Result } from "../../shared/errors.ts";
 import type { RelayClaims } from "../../shared/relay-signing.ts";
+import type { Spans } from "../../shared/spans.ts";
 import type { EventBus } from "../events/bus.ts";
 import type { Executor } from "../exec/executor.ts";
 import type { SandboxFiles } from "../exec/files.ts";
@@ -33,6 +34,8 @@ export interface SandboxVars {
   claims: RelayClaims;
   body: Uint8Array;
   requestId: string;
+  /** This request's timing spans, reported to the edge in `server-timing`. */
+  spans: Spans;
 }
 
 const STREAM_PING_MS = 2_000;

@@ -8,7 +8,7 @@ export function tenantAuth(): MiddlewareHandler<AppEnv> {
     const header = c.req.header("Authorization");
     const token = header ? /^Bearer\s+(\S+)$/i.exec(header)?.[1] : undefined;
     if (header && !token) throw new AppError("unauthenticated", "Authorization must be 'Bearer <token>'");
-    const who = await c.get("deps").tokens.verify(token);
+    const who = await c.get("spans").time("edge-auth", () => c.get("deps").tokens.verify(token));
     if (!who.ok) throw who.error;
     c.set("principal", who.value);
     await next();

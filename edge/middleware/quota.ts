@@ -2,6 +2,7 @@ import type { MiddlewareHandler } from "hono";
 import { AppError } from "../../shared/errors.ts";
 import type { AppEnv } from "../app-env.ts";
 import type { QuotaDecision } from "../durable/tenant-quota.ts";
+import { setResponseHeader } from "../http/set-header.ts";
 
 /** RateLimit-* headers (draft-ietf-httpapi-ratelimit-headers) for a decision. */
 export function rateLimitHeaders(d: QuotaDecision): Record<string, string> {
@@ -16,7 +17,9 @@ export function rateLimitHeaders(d: QuotaDecision): Record<string, string> {
 /** Per-tenant token bucket (exact, in a Durable Object); 429 with Retry-After when empty. */
 export function tenantQuota(): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
-    const decision = await c.get("deps").quota.take(c.get("principal").tenant);
+    const decision = await c
+      .get("spans")
+      .time("edge-quota", () => c.get("deps").quota.take(c.get("principal").tenant));
     const headers = rateLimitHeaders(decision);
     if (!decision.allowed) {
       throw new AppError("rate_limited", "tenant request quota exhausted", {
@@ -25,13 +28,6 @@ export function tenantQuota(): MiddlewareHandler<AppEnv> {
       });
     }
     await next();
-    for (const [k, v] of Object.entries(headers)) {
-      try {
-        c.res.headers.set(k, v);
-      } catch {
-        c.res = new Response(c.res.body, c.res);
-        c.res.headers.set(k, v);
-      }
-    }
+    for (const [k, v] of Object.entries(headers)) setResponseHeader(c, k, v);
   };
 }

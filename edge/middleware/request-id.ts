@@ -1,6 +1,7 @@
 import type { MiddlewareHandler } from "hono";
 import { ClientRequestIdSchema } from "../../shared/api.ts";
 import type { AppEnv } from "../app-env.ts";
+import { setResponseHeader } from "../http/set-header.ts";
 
 /**
  * Mint the request id here, never take it from the client (it keys logs, relays and replay
@@ -17,19 +18,7 @@ export function requestId(): MiddlewareHandler<AppEnv> {
     await next();
     // A WebSocket upgrade's 101 cannot be rebuilt (it carries the socket); leave it as is.
     if (c.res.status === 101) return;
-    setHeader(c, "X-Request-Id", id);
-    if (client) setHeader(c, "X-Client-Request-Id", client);
+    setResponseHeader(c, "X-Request-Id", id);
+    if (client) setResponseHeader(c, "X-Client-Request-Id", client);
   };
-}
-
-function setHeader(c: Parameters<MiddlewareHandler<AppEnv>>[0], name: string, value: string): void {
-  try {
-    c.res.headers.set(name, value);
-  } catch {
-    // Immutable headers (a fetched response passed through): copy once.
-    const res = c.res;
-    c.res = undefined;
-    c.res = new Response(res.body, { status: res.status, statusText: res.statusText, headers: res.headers });
-    c.res.headers.set(name, value);
-  }
 }

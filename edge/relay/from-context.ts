@@ -3,6 +3,15 @@ import { chooseRegions, REGION_HEADER } from "./regions.ts";
 
 /** Regions to try for this request, in order (claim, header, nearest; then the others). */
 export function regionOrder(c: AppContext): string[] {
+  const end = c.get("spans").start("edge-region");
+  try {
+    return pickRegions(c);
+  } finally {
+    end();
+  }
+}
+
+function pickRegions(c: AppContext): string[] {
   const cf = (c.req.raw as Request & { cf?: { continent?: unknown } }).cf;
   const choice = chooseRegions({
     regions: c.get("deps").config.regions,

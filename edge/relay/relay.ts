@@ -5,6 +5,7 @@ import {
   type RelaySigner,
   relayAudience,
 } from "../../shared/relay-signing.ts";
+import { AGENT_TIMING_HEADER, parseServerTiming, type Spans } from "../../shared/spans.ts";
 import type { Principal } from "../auth/tenant-jwt.ts";
 import type { EdgeConfig } from "../config.ts";
 import { cancelKey, TUNNEL_CANCEL_PATH, TUNNEL_HEADERS } from "../durable/tunnel.ts";
@@ -37,6 +38,8 @@ export interface RelayInput {
    * abort sends the agent a cancel frame.
    */
   signal?: AbortSignal;
+  /** The request's spans: signing and the tunnel round trip are timed, the agent's spans merged. */
+  spans?: Spans;
 }
 
 export interface RelayOutcome {
@@ -73,6 +76,7 @@ export async function relayToRegions(
 ): Promise<RelayOutcome> {
   let last: RelayOutcome | null = null;
   for (const region of input.regions) {
+    const endSign = input.spans?.start("edge-sign");
     const signer = await signerFor(config, region);
     const token = await signer.sign({
       method: input.method,
@@ -83,6 +87,7 @@ export async function relayToRegions(
       scopes: input.principal.scopes,
       requestId: input.requestId,
     });
+    endSign?.();
     const src = new Headers(input.headers);
     const headers = new Headers();
     for (const name of FORWARD) {
@@ -105,7 +110,11 @@ export async function relayToRegions(
       body: hasBody ? (input.body as Uint8Array<ArrayBuffer>) : null,
       ...(input.signal ? { signal: input.signal } : {}),
     });
+    const endTunnel = input.spans?.start("edge-tunnel");
     const response = await tunnels.fetch(region, req);
+    endTunnel?.();
+    // The agent's own figures; a malformed header is dropped whole, never trusted in part.
+    input.spans?.merge("agent-", parseServerTiming(response.headers.get(AGENT_TIMING_HEADER)));
     last = { response, region };
     if (response.headers.get(TUNNEL_HEADERS.noAgent) !== "1") return last;
     await response.body?.cancel();

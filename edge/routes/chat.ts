@@ -52,6 +52,7 @@ async function chat(c: AppContext): Promise<Response> {
     ...(home ? { cluster: home.cluster } : {}),
     timeoutMs: config.relayTimeoutMs * CHAT_TIMEOUT_FACTOR,
     signal: c.req.raw.signal,
+    spans: c.get("spans"),
   });
   const save = (r: ChatResponse) =>
     sessions.append(

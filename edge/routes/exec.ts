@@ -36,6 +36,7 @@ export const execRoute: RouteDef = {
       regions: regionOrder(c),
       timeoutMs: parsed.value.timeoutSeconds * 1000 + config.relayTimeoutMs,
       signal: c.req.raw.signal,
+      spans: c.get("spans"),
     });
     return finishRelay(c, out, { addRegion: !sse });
   },

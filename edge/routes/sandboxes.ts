@@ -76,6 +76,7 @@ function relayToSandbox(
     regions: [home.region],
     cluster: home.cluster,
     timeoutMs: opts.timeoutMs ?? config.relayTimeoutMs,
+    spans: c.get("spans"),
   });
 }
 
@@ -111,6 +112,7 @@ export const createSandboxRoute: RouteDef = {
       requestId: c.get("requestId"),
       regions: regionOrder(c),
       timeoutMs: config.relayTimeoutMs,
+      spans: c.get("spans"),
     });
     return finishRelay(c, out);
   },

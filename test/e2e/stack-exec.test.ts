@@ -5,6 +5,7 @@ import { type Stack, startStack } from "../../devstack/stack.ts";
 import { type ExecResult, type ExecStreamEvent, SCOPES } from "../../shared/api.ts";
 import { generateSigningKeyPair } from "../../shared/jwt-keys.ts";
 import { createRelaySigner, RELAY_HEADER, relayAudience } from "../../shared/relay-signing.ts";
+import { parseServerTiming } from "../../shared/spans.ts";
 import { agentUrlFromLog, bearer, readSse, tempDir, waitFor } from "./stack-helpers.ts";
 
 // Issue 5 across processes: the edge in workerd, real agent processes dialling in over the tunnel,
@@ -226,6 +227,36 @@ describe("exec through the edge", () => {
     // Another tenant is unaffected.
     const other = await exec({ command: "true" }, {}, stack.tokens.tenantB);
     expect(other.status).toBe(200);
+  });
+});
+
+describe("Server-Timing through the real stack", () => {
+  it("/v1/exec reports the edge's and the agent's spans, each side's parts within its total", async () => {
+    const res = await exec({ command: "true" });
+    expect(res.status).toBe(200);
+    await res.json();
+    const header = res.headers.get("server-timing");
+    const spans = parseServerTiming(header);
+    const t = new Map(spans.map((s) => [s.name, s.dur]));
+    const edgeParts = ["edge-auth", "edge-quota", "edge-region", "edge-sign", "edge-tunnel"];
+    const agentParts = [
+      "agent-verify",
+      "agent-queue",
+      "agent-acquire",
+      "agent-exec",
+      "agent-release",
+      "agent-encode",
+    ];
+    for (const name of [...edgeParts, "edge-total", ...agentParts, "agent-total"]) {
+      expect(t.has(name), `${name} in ${header}`).toBe(true);
+    }
+    const sum = (names: string[]) => names.reduce((n, k) => n + (t.get(k) ?? 0), 0);
+    // Each side times with its own clock; parts are disjoint intervals inside that side's total.
+    expect(sum(edgeParts)).toBeLessThanOrEqual(t.get("edge-total")!);
+    expect(sum(agentParts)).toBeLessThanOrEqual(t.get("agent-total")! + 0.01);
+    // The agent's whole stay fits in the edge's tunnel round trip (workerd's clock ticks in ms).
+    expect(t.get("agent-total")!).toBeLessThanOrEqual(t.get("edge-tunnel")! + 1);
+    expect(t.get("agent-exec")!).toBeGreaterThan(0);
   });
 });
 
