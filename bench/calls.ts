@@ -7,6 +7,8 @@ import { createRelaySigner, RELAY_HEADER, type RelaySigner, relayAudience } from
 export interface Timed {
   ms: number;
   result: ExecResult;
+  /** The response's Server-Timing header (edge) or server-timing (agent), if any. */
+  serverTiming: string | null;
 }
 
 const REQUEST_TIMEOUT_MS = 30_000;
@@ -30,7 +32,7 @@ export async function edgeExec(edgeUrl: string, token: string, command: string):
     signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
   });
   const result = await parseExec(res, "edge /v1/exec");
-  return { ms: performance.now() - t0, result };
+  return { ms: performance.now() - t0, result, serverTiming: res.headers.get("server-timing") };
 }
 
 /**
@@ -74,7 +76,7 @@ export async function directAgent(opts: {
         signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
       });
       const result = await parseExec(res, "agent /v1/exec");
-      return { ms: performance.now() - t0, result };
+      return { ms: performance.now() - t0, result, serverTiming: res.headers.get("server-timing") };
     },
   };
 }

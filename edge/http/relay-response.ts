@@ -19,7 +19,8 @@ export async function finishRelay(
   headers.set("X-Request-Id", c.get("requestId"));
   const isJson = (headers.get("Content-Type") ?? "").includes("application/json");
   if (isJson && src.ok && (opts.addRegion || opts.extra)) {
-    const body: unknown = await src.json();
+    // The head came with edge-tunnel; the body's frames follow it.
+    const body: unknown = await c.get("spans").time("edge-body", () => src.json());
     if (body && typeof body === "object" && !Array.isArray(body)) {
       const merged = { ...(body as Record<string, unknown>), ...opts.extra, region: out.region };
       headers.delete("Content-Length");
