@@ -30,7 +30,7 @@ export const TUNNEL_MAX_FRAME_BYTES = 256 * 1024;
 export const TUNNEL_INITIAL_WINDOW_BYTES = 4 * 1024 * 1024;
 /** The edge sends a credit frame once this many bytes were read by its client. */
 export const TUNNEL_CREDIT_BATCH_BYTES = 1024 * 1024;
-/** Request bodies up to this size travel inline in the request frame. */
+/** Request bodies, and complete JSON response bodies, up to this size travel inline in their first frame. */
 export const TUNNEL_INLINE_BODY_BYTES = 96 * 1024;
 
 const Id = z.string().min(1).max(128);
@@ -53,6 +53,14 @@ export const ResponseFrameSchema = z.object({
   id: Id,
   status: z.number().int().min(100).max(599),
   headers: HeadersSchema,
+  /**
+   * The whole body (base64) of a small, already complete response: then no chunk or end frame
+   * follows. Saves a JSON answer two more frames and the DO a body stream.
+   */
+  body: z
+    .string()
+    .max(Math.ceil((TUNNEL_INLINE_BODY_BYTES * 4) / 3) + 4)
+    .optional(),
 });
 /**
  * Body chunks carry a per-request sequence number from 0, and `end` carries how many chunks were

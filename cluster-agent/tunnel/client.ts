@@ -3,6 +3,7 @@ import WebSocket from "ws";
 import {
   type Capacity,
   ChunkSequencer,
+  chunkBytes,
   decodeFrame,
   encodeFrame,
   fromBase64,
@@ -12,6 +13,7 @@ import {
   signAgentToken,
   TUNNEL_CHUNK_BYTES,
   TUNNEL_INITIAL_WINDOW_BYTES,
+  TUNNEL_INLINE_BODY_BYTES,
   TUNNEL_PATH,
   type TunnelFrame,
   toBase64,
@@ -303,12 +305,37 @@ export function startTunnelClient(opts: TunnelClientOptions): TunnelClient {
           await response.body?.cancel().catch(() => undefined);
           return;
         }
-        await sendAsync(sock, {
+        const head = {
           type: "response",
           id,
           status: response.status,
           headers: headersToPairs(response.headers),
-        });
+        } as const;
+        // A JSON answer is complete in memory already: a small one goes whole in the head frame.
+        if (response.body && isJson(response.headers)) {
+          const bytes = new Uint8Array(await response.arrayBuffer());
+          if (signal.aborted) return;
+          if (bytes.byteLength <= TUNNEL_INLINE_BODY_BYTES) {
+            f.window -= bytes.byteLength;
+            await sendAsync(sock, { ...head, body: toBase64(bytes) });
+            return;
+          }
+          await sendAsync(sock, head);
+          let seq = 0;
+          for (const part of chunkBytes(bytes)) {
+            while (f.window < part.byteLength && !signal.aborted) {
+              await new Promise<void>((resolve) => {
+                f.windowWaiter = resolve;
+              });
+            }
+            if (signal.aborted) return;
+            f.window -= part.byteLength;
+            await sendAsync(sock, { type: "chunk", id, seq: seq++, data: toBase64(part) });
+          }
+          await sendAsync(sock, { type: "end", id, chunks: seq });
+          return;
+        }
+        await sendAsync(sock, head);
         let seq = 0;
         if (response.body) {
           const reader = response.body.getReader();
@@ -425,4 +452,8 @@ export function startTunnelClient(opts: TunnelClientOptions): TunnelClient {
 function toBuffers(data: WebSocket.RawData): Buffer[] {
   if (Array.isArray(data)) return data;
   return [Buffer.isBuffer(data) ? data : Buffer.from(data as ArrayBuffer)];
+}
+
+function isJson(headers: Headers): boolean {
+  return (headers.get("content-type") ?? "").toLowerCase().startsWith("application/json");
 }

@@ -160,7 +160,7 @@ export class TunnelDO extends DurableObject<Env> {
         return;
       }
       case "response":
-        return this.onHead(frame.id, frame.status, pairsToHeaders(frame.headers));
+        return this.onHead(frame.id, frame.status, pairsToHeaders(frame.headers), frame.body);
       case "chunk":
         return this.onChunk(frame.id, frame.seq, frame.data);
       case "end":
@@ -349,10 +349,18 @@ export class TunnelDO extends DurableObject<Env> {
     return res;
   }
 
-  private onHead(id: string, status: number, headers: Headers): void {
+  private onHead(id: string, status: number, headers: Headers, inline?: string): void {
     const p = this.pending.get(id);
     if (!p || p.headDone) return;
     p.headDone = true;
+    if (inline !== undefined) {
+      // Complete in this frame: nothing follows, nothing to stream or credit.
+      this.finish(id);
+      p.resolveHead(
+        new Response(status === 204 || status === 304 ? null : fromBase64(inline), { status, headers }),
+      );
+      return;
+    }
     const noBody = status === 204 || status === 304;
     // Cancelled by the reader = the client went away: tell the agent to stop, forget the request.
     p.body = new BodyQueue(

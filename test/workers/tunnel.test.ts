@@ -305,6 +305,28 @@ describe("relay through the tunnel", () => {
     expect(a.maxFrameBytes).toBeLessThanOrEqual(TUNNEL_MAX_FRAME_BYTES);
   });
 
+  it("a small answer whose body travels inline in the response frame arrives whole", async () => {
+    const a = await agent("eu-1", async (r, ag) => {
+      const json = JSON.stringify(execResult("inline"));
+      ag.send({
+        type: "response",
+        id: r.frame.id,
+        status: 200,
+        headers: [["content-type", "application/json"]],
+        body: toBase64(new TextEncoder().encode(json)),
+      });
+    });
+    await waitForAgents(TUNNEL, "eu-1", 1);
+    const res = await exec("tenant-inline", { command: "true" });
+    expect(res.status).toBe(200);
+    expect(((await res.json()) as { stdout: string }).stdout).toBe("inline");
+    // Nothing is left pending in the DO: the next request on the same agent is served too.
+    const again = await exec("tenant-inline", { command: "true" });
+    expect(again.status).toBe(200);
+    await again.json();
+    expect(a.received.length).toBe(2);
+  });
+
   it("spreads requests over several agents, preferring those with free capacity", async () => {
     const handler = async (r: Parameters<Parameters<typeof connectAgent>[1]>[0], ag: TestAgent) => {
       await ag.respond(r.frame.id, Response.json(execResult(ag.agentId)));
