@@ -26,7 +26,15 @@ import { podExecSamples, progress, waitForFullPool, withStack } from "./with-sta
 const REGION = "local";
 const POOL = 8;
 const PACE_MS = 250;
-const EDGE_PARTS = ["edge-auth", "edge-quota", "edge-region", "edge-sign", "edge-tunnel", "edge-body"];
+const EDGE_PARTS = [
+  "edge-flood",
+  "edge-auth",
+  "edge-quota",
+  "edge-region",
+  "edge-sign",
+  "edge-tunnel",
+  "edge-body",
+];
 /** Floors are sampled in blocks between blocks of calls, so drift in the machine's load hits both. */
 const BLOCK = 20;
 const SPAN_ROWS = [

@@ -119,6 +119,10 @@ export class PortForward {
     upstream.once("close", () => this.sockets.delete(upstream));
     upstream.on("error", () => client.destroy());
     client.on("error", () => upstream.destroy());
+    // A splice must not hold back a small write until the previous one is ACKed (Nagle): with the
+    // peer's delayed ACK that stalled the exec server's answer ~40 ms on kept-alive connections.
+    client.setNoDelay(true);
+    upstream.setNoDelay(true);
     client.pipe(upstream);
     upstream.pipe(client);
     client.resume();

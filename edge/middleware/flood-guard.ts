@@ -9,7 +9,8 @@ import type { AppEnv } from "../app-env.ts";
 export function floodGuard(): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
     const ip = c.req.header("CF-Connecting-IP") ?? "unknown";
-    if (!(await c.get("deps").floodGuard.allow(ip))) {
+    const allowed = await c.get("spans").time("edge-flood", () => c.get("deps").floodGuard.allow(ip));
+    if (!allowed) {
       throw new AppError("rate_limited", "too many requests from this address", { retryAfterSeconds: 60 });
     }
     await next();

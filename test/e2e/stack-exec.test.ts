@@ -238,7 +238,7 @@ describe("Server-Timing through the real stack", () => {
     const header = res.headers.get("server-timing");
     const spans = parseServerTiming(header);
     const t = new Map(spans.map((s) => [s.name, s.dur]));
-    const edgeParts = ["edge-auth", "edge-quota", "edge-region", "edge-sign", "edge-tunnel"];
+    const edgeParts = ["edge-flood", "edge-auth", "edge-quota", "edge-region", "edge-sign", "edge-tunnel"];
     const agentParts = [
       "agent-verify",
       "agent-queue",

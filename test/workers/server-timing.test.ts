@@ -63,7 +63,15 @@ describe("Server-Timing", () => {
     expect(res.status).toBe(200);
     await res.json();
     const t = timing(res);
-    for (const name of ["edge-auth", "edge-quota", "edge-region", "edge-sign", "edge-tunnel", "edge-total"]) {
+    for (const name of [
+      "edge-flood",
+      "edge-auth",
+      "edge-quota",
+      "edge-region",
+      "edge-sign",
+      "edge-tunnel",
+      "edge-total",
+    ]) {
       expect(t.has(name), `${name} in ${[...t.keys()]}`).toBe(true);
     }
     expect(t.get("agent-verify")).toBe(0.5);
