@@ -1,5 +1,6 @@
 import { readFileSync } from "node:fs";
 import type { RegionKeys } from "../devstack/keys.ts";
+import type { Stack } from "../devstack/stack.ts";
 import { type ExecResult, ExecResultSchema, SCOPES } from "../shared/api.ts";
 import { createRelaySigner, RELAY_HEADER, type RelaySigner, relayAudience } from "../shared/relay-signing.ts";
 
@@ -79,6 +80,14 @@ export async function directAgent(opts: {
       return { ms: performance.now() - t0, result, serverTiming: res.headers.get("server-timing") };
     },
   };
+}
+
+/** A direct caller of the stack's first agent of `region` (the edge benches' baseline). */
+export async function firstAgentDirect(stack: Stack, region: string, tenant: string): Promise<DirectAgent> {
+  const agent0 = stack.agents[0];
+  const keys = stack.keys[region];
+  if (!agent0 || !keys) throw new Error(`stack has no agent or no keys for region ${region}`);
+  return directAgent({ agentUrl: await agentUrlFromLog(agent0.logFile), region, keys, tenant });
 }
 
 /** The agent's own URL, from its "agent started" log line (agents listen on port 0). */

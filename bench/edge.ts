@@ -10,7 +10,7 @@
  *   executor, no lease) measured in the same run; the raw spawn is in the notes.
  */
 import { SCOPES } from "../shared/api.ts";
-import { agentUrlFromLog, directAgent, edgeExec } from "./calls.ts";
+import { edgeExec, firstAgentDirect } from "./calls.ts";
 import { rawSpawnSamples } from "./exec.ts";
 import { summarize } from "./stats.ts";
 import type { BenchRow, BenchSuite } from "./types.ts";
@@ -24,15 +24,7 @@ export async function runEdgeBench(opts: { n?: number; deadlineMs?: number } = {
   return withStack({ recycle: "scrub", execMode: "http", poolSize: 8, agentsPerRegion: 2 }, async (stack) => {
     progress("edge: stack up");
     const token = await stack.issuer.mint({ tenant: "bench", subject: "bench", scopes: [SCOPES.exec] });
-    const agent0 = stack.agents[0];
-    const keys = stack.keys[REGION];
-    if (!agent0 || !keys) throw new Error("stack has no agent or no keys for region local");
-    const direct = await directAgent({
-      agentUrl: await agentUrlFromLog(agent0.logFile),
-      region: REGION,
-      keys,
-      tenant: "bench",
-    });
+    const direct = await firstAgentDirect(stack, REGION, "bench");
     const check = (what: string, exitCode: number | null) => {
       if (exitCode !== 0) throw new Error(`${what}: \`true\` exited ${exitCode}`);
     };

@@ -18,7 +18,7 @@ import { microNow } from "../cluster-agent/k8s/microtime.ts";
 import { SCOPES } from "../shared/api.ts";
 import { parseServerTiming } from "../shared/spans.ts";
 import { bareRelaySamples } from "./bare-relay.ts";
-import { agentUrlFromLog, directAgent, edgeExec, type Timed } from "./calls.ts";
+import { edgeExec, firstAgentDirect, type Timed } from "./calls.ts";
 import { type Summary, summarize } from "./stats.ts";
 import type { BenchRow, BenchSuite } from "./types.ts";
 import { podExecSamples, progress, waitForFullPool, withStack } from "./with-stack.ts";
@@ -89,15 +89,7 @@ async function runMode(mode: "scrub" | "replace", n: number, bareRelay: Summary)
   return withStack({ recycle: mode, execMode: "http", poolSize: POOL, agentsPerRegion: 1 }, async (stack) => {
     progress(`latency/${mode}: stack up`);
     const token = await stack.issuer.mint({ tenant: "bench", subject: "bench", scopes: [SCOPES.exec] });
-    const agent0 = stack.agents[0];
-    const keys = stack.keys[REGION];
-    if (!agent0 || !keys) throw new Error("stack has no agent or no keys for region local");
-    const direct = await directAgent({
-      agentUrl: await agentUrlFromLog(agent0.logFile),
-      region: REGION,
-      keys,
-      tenant: "bench",
-    });
+    const direct = await firstAgentDirect(stack, REGION, "bench");
     const check = (what: string, t: Timed) => {
       if (t.result.exitCode !== 0) throw new Error(`${what}: \`true\` exited ${t.result.exitCode}`);
       return t;

@@ -3,7 +3,6 @@ import WebSocket from "ws";
 import {
   type Capacity,
   ChunkSequencer,
-  chunkBytes,
   decodeFrame,
   encodeFrame,
   fromBase64,
@@ -311,8 +310,10 @@ export function startTunnelClient(opts: TunnelClientOptions): TunnelClient {
           status: response.status,
           headers: headersToPairs(response.headers),
         } as const;
-        // A JSON answer is complete in memory already: a small one goes whole in the head frame.
-        if (response.body && isJson(response.headers)) {
+        // A JSON answer is complete in memory already: a small one goes whole in the head frame,
+        // a larger one is chunked like any body.
+        let out = response.body;
+        if (out && isJson(response.headers)) {
           const bytes = new Uint8Array(await response.arrayBuffer());
           if (signal.aborted) return;
           if (bytes.byteLength <= TUNNEL_INLINE_BODY_BYTES) {
@@ -320,25 +321,12 @@ export function startTunnelClient(opts: TunnelClientOptions): TunnelClient {
             await sendAsync(sock, { ...head, body: toBase64(bytes) });
             return;
           }
-          await sendAsync(sock, head);
-          let seq = 0;
-          for (const part of chunkBytes(bytes)) {
-            while (f.window < part.byteLength && !signal.aborted) {
-              await new Promise<void>((resolve) => {
-                f.windowWaiter = resolve;
-              });
-            }
-            if (signal.aborted) return;
-            f.window -= part.byteLength;
-            await sendAsync(sock, { type: "chunk", id, seq: seq++, data: toBase64(part) });
-          }
-          await sendAsync(sock, { type: "end", id, chunks: seq });
-          return;
+          out = new Response(bytes).body;
         }
         await sendAsync(sock, head);
         let seq = 0;
-        if (response.body) {
-          const reader = response.body.getReader();
+        if (out) {
+          const reader = out.getReader();
           const onAbort = () => {
             void reader.cancel().catch(() => undefined);
             f.windowWaiter?.();
