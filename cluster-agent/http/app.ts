@@ -121,10 +121,12 @@ export function createAgentApp(deps: AgentAppDeps): Hono<{ Variables: Vars }> {
     // Before the body for a stream: then only what happened before its head.
     spans.add("total", spans.elapsed());
     c.res.headers.set(AGENT_TIMING_HEADER, formatServerTiming(spans.all));
-    deps.logger?.debug(
-      { requestId: verified.value.requestId, path: url.pathname, spans: spansForLog(spans.all) },
-      "request timing",
-    );
+    if (deps.logger?.isLevelEnabled("debug")) {
+      deps.logger.debug(
+        { requestId: verified.value.requestId, path: url.pathname, spans: spansForLog(spans.all) },
+        "request timing",
+      );
+    }
   });
 
   const requireScope = (claims: RelayClaims, scope: Scope): AppError | null =>
