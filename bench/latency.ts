@@ -16,7 +16,7 @@
 import { CoordinationV1Api, type KubeConfig, type V1Lease } from "@kubernetes/client-node";
 import { microNow } from "../cluster-agent/k8s/microtime.ts";
 import { SCOPES } from "../shared/api.ts";
-import { parseServerTiming } from "../shared/spans.ts";
+import { AGENT_EXEC_PARTS, EDGE_EXEC_PARTS, parseServerTiming } from "../shared/spans.ts";
 import { bareRelaySamples } from "./bare-relay.ts";
 import { edgeExec, firstAgentDirect, type Timed } from "./calls.ts";
 import { type Summary, summarize } from "./stats.ts";
@@ -26,28 +26,10 @@ import { podExecSamples, progress, waitForFullPool, withStack } from "./with-sta
 const REGION = "local";
 const POOL = 8;
 const PACE_MS = 250;
-const EDGE_PARTS = [
-  "edge-flood",
-  "edge-auth",
-  "edge-quota",
-  "edge-region",
-  "edge-sign",
-  "edge-tunnel",
-  "edge-body",
-];
+const EDGE_PARTS: readonly string[] = EDGE_EXEC_PARTS;
 /** Floors are sampled in blocks between blocks of calls, so drift in the machine's load hits both. */
 const BLOCK = 20;
-const SPAN_ROWS = [
-  ...EDGE_PARTS,
-  "edge-total",
-  "agent-verify",
-  "agent-queue",
-  "agent-acquire",
-  "agent-exec",
-  "agent-release",
-  "agent-encode",
-  "agent-total",
-];
+const SPAN_ROWS = [...EDGE_PARTS, "edge-total", ...AGENT_EXEC_PARTS, "agent-total"];
 
 export interface LatencyOptions {
   /** Sequential pairs (edge + direct) in scrub mode. */

@@ -9,6 +9,28 @@ import { z } from "zod";
 /** The header in which an agent reports its own spans to the edge (Server-Timing syntax, unprefixed names). */
 export const AGENT_TIMING_HEADER = "server-timing";
 
+/**
+ * The disjoint parts of a relayed `/v1/exec` on each side (each side's `*-total` spans them and
+ * more); the README's Server-Timing table describes each.
+ */
+export const EDGE_EXEC_PARTS = [
+  "edge-flood",
+  "edge-auth",
+  "edge-quota",
+  "edge-region",
+  "edge-sign",
+  "edge-tunnel",
+  "edge-body",
+] as const;
+export const AGENT_EXEC_PARTS = [
+  "agent-verify",
+  "agent-queue",
+  "agent-acquire",
+  "agent-exec",
+  "agent-release",
+  "agent-encode",
+] as const;
+
 export interface Span {
   name: string;
   /** Milliseconds. */

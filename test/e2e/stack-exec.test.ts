@@ -5,7 +5,7 @@ import { type Stack, startStack } from "../../devstack/stack.ts";
 import { type ExecResult, type ExecStreamEvent, SCOPES } from "../../shared/api.ts";
 import { generateSigningKeyPair } from "../../shared/jwt-keys.ts";
 import { createRelaySigner, RELAY_HEADER, relayAudience } from "../../shared/relay-signing.ts";
-import { parseServerTiming } from "../../shared/spans.ts";
+import { AGENT_EXEC_PARTS, EDGE_EXEC_PARTS, parseServerTiming } from "../../shared/spans.ts";
 import { agentUrlFromLog, bearer, readSse, tempDir, waitFor } from "./stack-helpers.ts";
 
 // Issue 5 across processes: the edge in workerd, real agent processes dialling in over the tunnel,
@@ -238,15 +238,8 @@ describe("Server-Timing through the real stack", () => {
     const header = res.headers.get("server-timing");
     const spans = parseServerTiming(header);
     const t = new Map(spans.map((s) => [s.name, s.dur]));
-    const edgeParts = ["edge-flood", "edge-auth", "edge-quota", "edge-region", "edge-sign", "edge-tunnel"];
-    const agentParts = [
-      "agent-verify",
-      "agent-queue",
-      "agent-acquire",
-      "agent-exec",
-      "agent-release",
-      "agent-encode",
-    ];
+    const edgeParts: string[] = [...EDGE_EXEC_PARTS];
+    const agentParts: string[] = [...AGENT_EXEC_PARTS];
     for (const name of [...edgeParts, "edge-total", ...agentParts, "agent-total"]) {
       expect(t.has(name), `${name} in ${header}`).toBe(true);
     }

@@ -3,6 +3,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import {
   auth,
   BASE,
+  closeAgents,
   connectAgent,
   expectError,
   type TestAgent,
@@ -15,16 +16,7 @@ import {
 
 const TUNNEL = env.TUNNEL as unknown as DurableObjectNamespace;
 const agents: TestAgent[] = [];
-afterEach(async () => {
-  for (const a of agents.splice(0)) {
-    try {
-      a.close();
-    } catch {
-      // already closed
-    }
-  }
-  await waitForAgents(TUNNEL, "eu-1", 0);
-});
+afterEach(() => closeAgents(agents, TUNNEL, ["eu-1"]));
 
 const RAND = "abcdefghij0123456789";
 const sandbox = (id: string) => ({

@@ -1,20 +1,19 @@
 import { env, SELF } from "cloudflare:test";
 import { afterEach, describe, expect, it } from "vitest";
 import { parseServerTiming } from "../../shared/spans.ts";
-import { auth, BASE, connectAgent, type TestAgent, tenantToken, waitForAgents } from "./support.ts";
+import {
+  auth,
+  BASE,
+  closeAgents,
+  connectAgent,
+  type TestAgent,
+  tenantToken,
+  waitForAgents,
+} from "./support.ts";
 
 const TUNNEL = env.TUNNEL as unknown as DurableObjectNamespace;
 const agents: TestAgent[] = [];
-afterEach(async () => {
-  for (const a of agents.splice(0)) {
-    try {
-      a.close();
-    } catch {
-      // already closed
-    }
-  }
-  await waitForAgents(TUNNEL, "eu-1", 0);
-});
+afterEach(() => closeAgents(agents, TUNNEL, ["eu-1"]));
 
 const result = {
   requestId: "set-by-agent",

@@ -208,3 +208,19 @@ export async function waitForAgents(
 }
 
 export { TUNNEL_MAX_FRAME_BYTES };
+
+/** Close every agent in `list` (emptying it) and wait until `regions` show none connected. */
+export async function closeAgents(
+  list: TestAgent[],
+  ns: DurableObjectNamespace,
+  regions: string[],
+): Promise<void> {
+  for (const a of list.splice(0)) {
+    try {
+      a.close();
+    } catch {
+      // already closed
+    }
+  }
+  for (const r of regions) await waitForAgents(ns, r, 0);
+}

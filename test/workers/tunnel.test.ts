@@ -6,6 +6,7 @@ import { AGENT_PRIVATE_JWKS } from "./fixtures/test-keys.ts";
 import {
   auth,
   BASE,
+  closeAgents,
   connectAgent,
   expectError,
   type TestAgent,
@@ -16,16 +17,7 @@ import {
 
 const TUNNEL = env.TUNNEL as unknown as DurableObjectNamespace;
 const agents: TestAgent[] = [];
-afterEach(async () => {
-  for (const a of agents.splice(0)) {
-    try {
-      a.close();
-    } catch {
-      // already closed
-    }
-  }
-  for (const r of ["eu-1", "us-1"]) await waitForAgents(TUNNEL, r, 0);
-});
+afterEach(() => closeAgents(agents, TUNNEL, ["eu-1", "us-1"]));
 async function agent(...args: Parameters<typeof connectAgent>): Promise<TestAgent> {
   const a = await connectAgent(...args);
   agents.push(a);
