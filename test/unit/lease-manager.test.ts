@@ -161,6 +161,33 @@ describe("LeaseManager dispatch (fake clock)", () => {
     expect(manager.queueDepth).toBe(0);
     await manager.shutdown();
   });
+
+  it("a pod is not handed out again before its scrub finished (release returns before it)", async () => {
+    let finishScrub = () => {};
+    const scrubbed = new Promise<void>((resolve) => {
+      finishScrub = resolve;
+    });
+    let scrubs = 0;
+    const slowScrubber: Scrubber = {
+      scrub: async () => {
+        scrubs++;
+        await scrubbed;
+        return ok({ killed: 0, removed: 0 });
+      },
+    };
+    const { acquire, held, manager } = setup(["p0"], { scrubber: slowScrubber });
+    const a = held(await flushThen(acquire("a")));
+    const b = acquire("b");
+    const released = a.release();
+    await flush();
+    expect(scrubs).toBe(1);
+    expect(b.result).toBeUndefined();
+    finishScrub();
+    await released;
+    await flush();
+    expect(held(b).pod).toBe("p0");
+    await manager.shutdown();
+  });
 });
 
 async function flushThen<T>(s: T): Promise<T> {
