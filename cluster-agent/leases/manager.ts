@@ -111,8 +111,9 @@ export class LeaseManager {
   }
 
   /**
-   * What this replica needs from the pool: waiters that a new pod would serve (not those held back
-   * by their tenant's cap, not those with a CAS in flight), per tenant, and the served-after-waiting rate.
+   * What this replica needs from the pool: waiters that found no free pod at all (not those held
+   * back by their tenant's cap, nor those slowed by a failing API while pods are free), per tenant
+   * all waiters, and the rate of such waiters served.
    */
   demand(): { queued: number; arrivalsPerSecond: number; tenants: Record<string, number> } {
     const tenants: Record<string, number> = {};
@@ -120,7 +121,7 @@ export class LeaseManager {
     for (const w of this.queue.entries()) {
       if (w.settled) continue;
       tenants[w.tenant] = (tenants[w.tenant] ?? 0) + 1;
-      if (this.serving.has(w) || this.cappedTenants.has(w.tenant)) continue;
+      if (!w.starved || this.serving.has(w) || this.cappedTenants.has(w.tenant)) continue;
       queued++;
     }
     return { queued, arrivalsPerSecond: this.arrivals.perSecond(), tenants };
@@ -147,6 +148,7 @@ export class LeaseManager {
         signal: req.signal,
         settled: false,
         queuedEmitted: false,
+        starved: false,
         resolve,
         cleanup: () => undefined,
       };
@@ -304,7 +306,14 @@ export class LeaseManager {
       if (!pick) break;
       candidates ??= this.chooser.next();
       const name = candidates[next++];
-      if (name === undefined) break; // no free pod for this waiter, nor for anyone else
+      if (name === undefined) {
+        // No free pod for this waiter, nor for anyone else. If the cache has none either, the
+        // remaining eligible waiters are demand the pool must grow for.
+        if (this.chooser.freeInCache() === 0)
+          for (const [tenant, list] of byTenant)
+            if (!this.atCap(held.get(tenant) ?? 0)) for (const w of list) w.starved = true;
+        break;
+      }
       byTenant.get(pick.tenant)?.shift();
       if (this.startServe(pick, name)) held.set(pick.tenant, pickHeld + 1);
     }
@@ -394,8 +403,9 @@ export class LeaseManager {
     }
     const queueMs = now - w.enqueuedAt;
     this.stats.recordAcquire(queueMs);
-    // Only callers that had to wait and got a pod: requests failing in an outage never inflate the pool.
-    if (w.queuedEmitted) this.arrivals.record();
+    // Only callers that had to wait for a pod to exist: requests slowed or failed by an API outage
+    // (pods free in the cache, CAS failing) never inflate the pool.
+    if (w.starved) this.arrivals.record();
     this.o.bus.emit({
       type: "lease.acquired",
       requestId: w.requestId,

@@ -347,10 +347,12 @@ export class PoolController {
         );
       } catch (e) {
         const f = k8sFailure(e);
-        if (f.code !== 409) {
-          this.createFailed(f.code, f.message);
-          break;
-        }
+        if (f.code === 409) continue;
+        // A refusal (quota, forbidden, invalid) will not pass by retrying at once: back off. An API
+        // that does not answer is an outage: the next tick retries, and growth resumes at once after it.
+        if (f.code === 403 || f.code === 422 || f.code === 429) this.createFailed(f.code, f.message);
+        else logFailure(this.o.log, "create pod failed", e);
+        break;
       }
     }
     if (!pod) {
@@ -390,12 +392,13 @@ export class PoolController {
   }
 
   /**
-   * Quota exceeded (403), invalid (422) or an API that does not answer: stop growing and back off
+   * Quota exceeded or forbidden (403), invalid (422), throttled (429): stop growing and back off
    * (1 s doubling to 30 s, reset by the next create that goes through); say why once per backoff step.
    */
   private createFailed(code: number, message: string): void {
     const refusal = `${code === 0 ? "no answer" : code}: ${message}`.slice(0, 300);
-    const backoffMs = this.policy.refused(this.now(), refusal);
+    const { backoffMs, fresh } = this.policy.refused(this.now(), refusal);
+    if (!fresh) return;
     this.o.log.warn(
       { code, error: message, backoffMs },
       "create pod refused; the pool stops growing and retries",

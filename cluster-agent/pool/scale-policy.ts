@@ -141,16 +141,18 @@ export class ScalePolicy {
     return { create: 0, remove: 0, wanted, reason: "steady" };
   }
 
-  /** The API refused a create (quota, 403, 422): stop growing for 1 s, doubling to 30 s. */
-  refused(now: number, why: string): number {
+  /**
+   * The API refused a create (quota, 403, 422): stop growing for 1 s, doubling to 30 s. `fresh` is
+   * false for creates that were in flight together and failed together: one step for them all.
+   */
+  refused(now: number, why: string): { backoffMs: number; fresh: boolean } {
     this.refusal = why;
-    // Creates in flight together fail together: one backoff step for them, not one each.
-    if (now < this.backoffUntil) return this.backoffMs;
+    if (now < this.backoffUntil) return { backoffMs: this.backoffMs, fresh: false };
     const min = this.o.backoffMinMs ?? 1_000;
     const max = this.o.backoffMaxMs ?? 30_000;
     this.backoffMs = this.backoffMs === 0 ? min : Math.min(max, this.backoffMs * 2);
     this.backoffUntil = now + this.backoffMs;
-    return this.backoffMs;
+    return { backoffMs: this.backoffMs, fresh: true };
   }
 
   /** A create went through: the backoff starts over. */

@@ -54,6 +54,8 @@ describe("three replicas, one pool", () => {
       LEADER_LEASE_SECONDS: "3",
       QUEUE_TIMEOUT_SECONDS: "25",
       TENANT_MAX_LEASES: "1000",
+      // A fixed pool of 8 (POOL_SIZE counts free pods; the cap keeps held ones from adding more).
+      POOL_MAX_PODS: "8",
     });
     const tStart = Date.now();
     await waitForSettledPool(cluster, 8, 30_000);
@@ -169,6 +171,8 @@ describe("three replicas, one pool", () => {
       LEADER_LEASE_SECONDS: String(leaderTtl),
       QUEUE_TIMEOUT_SECONDS: "10",
       TENANT_MAX_LEASES: "1000",
+      // A fixed pool of 8 (POOL_SIZE counts free pods; the cap keeps held ones from adding more).
+      POOL_MAX_PODS: "8",
     });
     await waitForSettledPool(cluster, 8, 30_000);
     const snaps = await Promise.all(replicas.map((a) => a.snapshot()));

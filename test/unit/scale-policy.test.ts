@@ -87,9 +87,9 @@ describe("scale policy", () => {
   it("after a refused create it stops growing and backs off 1 s doubling to 30 s; a create resets it", () => {
     const p = new ScalePolicy(base);
     const short = { free: 0, starting: 0, total: 0 };
-    expect(p.refused(0, "403: exceeded quota")).toBe(1_000);
+    expect(p.refused(0, "403: exceeded quota")).toEqual({ backoffMs: 1_000, fresh: true });
     // Creates in flight together fail together: one step.
-    expect(p.refused(10, "403: exceeded quota")).toBe(1_000);
+    expect(p.refused(10, "403: exceeded quota")).toEqual({ backoffMs: 1_000, fresh: false });
     expect(p.decide(500, short, none)).toMatchObject({
       create: 0,
       reason: "backoff",
@@ -100,11 +100,11 @@ describe("scale policy", () => {
     const steps = [2_000, 4_000, 8_000, 16_000, 30_000, 30_000];
     let t = 1_000;
     for (const want of steps) {
-      expect(p.refused(t, "422: invalid")).toBe(want);
+      expect(p.refused(t, "422: invalid").backoffMs).toBe(want);
       t += want;
     }
     p.created();
-    expect(p.refused(t, "403")).toBe(1_000);
+    expect(p.refused(t, "403").backoffMs).toBe(1_000);
   });
 
   it("learns the start-up time from observed pods", () => {
