@@ -25,6 +25,7 @@ const SUITES: Record<string, () => Promise<BenchSuite>> = {
   mcp: async () => (await import("./mcp.ts")).suite,
   sandboxes: async () => (await import("./sandboxes.ts")).suite,
   "pod-start": async () => (await import("./pod-start.ts")).suite,
+  elastic: async () => (await import("./elastic.ts")).suite,
 };
 
 const load = () => loadavg().map((x) => Number(x.toFixed(2)));

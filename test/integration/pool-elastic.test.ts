@@ -143,7 +143,9 @@ describe("elastic pool, three replicas", () => {
       for (let i = 1; i < uses.length; i++) {
         const prev = uses[i - 1] as Use;
         const cur = uses[i] as Use;
-        expect(cur.start, `${pod}: ${cur.id} started before ${prev.id} ended`).toBeGreaterThanOrEqual(prev.end);
+        expect(cur.start, `${pod}: ${cur.id} started before ${prev.id} ended`).toBeGreaterThanOrEqual(
+          prev.end,
+        );
       }
     }
 
@@ -186,7 +188,10 @@ describe("elastic pool, three replicas", () => {
     const template = JSON.parse(
       readFileSync(new URL("../../k8s/base/sandbox-pod-template.json", import.meta.url), "utf8"),
     ) as { metadata: { labels?: Record<string, string> } };
-    template.metadata.labels = { ...(template.metadata.labels ?? {}), "pi-sandbox-runtime/broken": "not a valid value!" };
+    template.metadata.labels = {
+      ...(template.metadata.labels ?? {}),
+      "pi-sandbox-runtime/broken": "not a valid value!",
+    };
     const path = join(cluster.dc.dir, "refused-template.json");
     writeFileSync(path, JSON.stringify(template));
     const { pool, events } = await startPool(cluster, {
