@@ -51,8 +51,26 @@ function rounded(d: ReplicaDemand): ReplicaDemand {
   return { ...d, arrivalsPerSecond: Math.round(d.arrivalsPerSecond * 2) / 2 };
 }
 
+/** Runs `fn` now and then `intervalMs` after each run ends (never two at once) until stopped. */
+function repeat(intervalMs: number, fn: () => Promise<void>): { stop(): void } {
+  let timer: NodeJS.Timeout | undefined;
+  let on = true;
+  const tick = () => {
+    void fn().finally(() => {
+      if (on) timer = setTimeout(tick, intervalMs);
+    });
+  };
+  timer = setTimeout(tick, 0);
+  return {
+    stop() {
+      on = false;
+      clearTimeout(timer);
+    },
+  };
+}
+
 export class DemandPublisher {
-  private timer: NodeJS.Timeout | undefined;
+  private loop: { stop(): void } | undefined;
   private lease: V1Lease | undefined;
   private lastText = "";
   private lastWrite = Number.NEGATIVE_INFINITY;
@@ -69,18 +87,12 @@ export class DemandPublisher {
   }
 
   start(): void {
-    if (this.timer) return;
-    const tick = () => {
-      void this.publish().finally(() => {
-        if (this.timer) this.timer = setTimeout(tick, this.o.intervalMs ?? 1_000);
-      });
-    };
-    this.timer = setTimeout(tick, 0);
+    this.loop ??= repeat(this.o.intervalMs ?? 1_000, () => this.publish());
   }
 
   stop(): void {
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = undefined;
+    this.loop?.stop();
+    this.loop = undefined;
   }
 
   /** One look; writes when the numbers changed or the heartbeat is due. Never throws. */
@@ -165,7 +177,7 @@ export interface ClusterDemand {
 
 /** The leader's view of the other replicas' demand, refreshed by one list per interval. */
 export class DemandReader {
-  private timer: NodeJS.Timeout | undefined;
+  private loop: { stop(): void } | undefined;
   private readonly expiry: ObservedExpiry;
   private latest: Array<{ name: string; key: string; agentId: string; demand: ReplicaDemand }> = [];
 
@@ -174,20 +186,15 @@ export class DemandReader {
   }
 
   start(): void {
-    if (this.timer) return;
+    if (this.loop) return;
     // A new leader has observed nothing yet: every record starts its staleness clock now.
     for (const n of this.expiry.names()) this.expiry.forget(n);
-    const tick = () => {
-      void this.refresh().finally(() => {
-        if (this.timer) this.timer = setTimeout(tick, this.o.intervalMs ?? 1_000);
-      });
-    };
-    this.timer = setTimeout(tick, 0);
+    this.loop = repeat(this.o.intervalMs ?? 1_000, () => this.refresh());
   }
 
   stop(): void {
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = undefined;
+    this.loop?.stop();
+    this.loop = undefined;
     this.latest = [];
   }
 

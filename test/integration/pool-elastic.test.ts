@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { PoolEvent, PoolEventOf } from "../../shared/events.ts";
 import { AgentProcess, type HarnessMessage } from "../support/agent-process.ts";
+import { expectExclusiveUses } from "../support/exclusive-uses.ts";
 import {
   type LeaseCluster,
   poolView,
@@ -34,15 +35,6 @@ afterEach(async () => {
 afterAll(async () => {
   await cluster?.close();
 });
-
-interface Use {
-  id: string;
-  pod: string;
-  fence: number;
-  start: number;
-  end: number;
-  probe?: { exitCode: number | null; stdout: string; error?: string };
-}
 
 function scaleEvents(events: PoolEvent[]): Array<PoolEventOf<"pool.scale">> {
   return events.filter((e): e is PoolEventOf<"pool.scale"> => e.type === "pool.scale");
@@ -124,30 +116,7 @@ describe("elastic pool, three replicas", () => {
     expect(failed.map((r) => r.code)).toEqual([]);
     expect(served.length).toBe(300);
 
-    // The probe inside each pod never found another holder, nor its marker overwritten.
-    for (const r of served) {
-      const probe = r.probe as Use["probe"];
-      expect(probe?.error, `probe of ${r.id}`).toBeUndefined();
-      expect(probe?.exitCode, `probe of ${r.id}: ${probe?.stdout}`).toBe(0);
-      expect(probe?.stdout).toBe(`held:${r.id}`);
-    }
-    // Per pod: unique fences, use windows that never overlap.
-    const byPod = new Map<string, Use[]>();
-    for (const r of served) {
-      const u = r as unknown as Use;
-      byPod.set(u.pod, [...(byPod.get(u.pod) ?? []), u]);
-    }
-    for (const [pod, uses] of byPod) {
-      uses.sort((a, b) => a.fence - b.fence);
-      expect(new Set(uses.map((u) => u.fence)).size, `fences on ${pod}`).toBe(uses.length);
-      for (let i = 1; i < uses.length; i++) {
-        const prev = uses[i - 1] as Use;
-        const cur = uses[i] as Use;
-        expect(cur.start, `${pod}: ${cur.id} started before ${prev.id} ended`).toBeGreaterThanOrEqual(
-          prev.end,
-        );
-      }
-    }
+    expectExclusiveUses(served);
 
     // It scaled: more pods than the warm target, never more than POOL_MAX_PODS.
     const allScale = agents.flatMap((a) => scaleEvents(a.events));
