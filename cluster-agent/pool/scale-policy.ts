@@ -102,20 +102,22 @@ export class ScalePolicy {
   decide(now: number, counts: PoolCounts, demand: Demand): ScaleDecision {
     this.refill(now);
     const queued = Math.max(0, demand.queued);
-    // Little's law: callers arriving while a new pod starts. A decayed rate never reaches 0 exactly:
-    // below a tenth of a pod it is none, so it cannot keep one extra pod forever.
+    // Little's law: callers arriving while a new pod starts. The warm pods are there to serve them,
+    // so the warm target is the larger of POOL_SIZE and that (a sum would count the same callers
+    // twice and leave a surplus after every small queue). A decayed rate never reaches 0 exactly:
+    // below a tenth of a pod it is none.
     const inFlight = Math.max(
       0,
       Math.ceil(Math.max(0, demand.arrivalsPerSecond) * (this.startupMs / 1000) - 0.1),
     );
-    const wanted = this.poolSize + queued + inFlight;
+    const wanted = Math.max(this.poolSize, inFlight) + queued;
     const have = counts.free + counts.starting;
     const shortBy = wanted - have;
     const highDemand = queued > 0 || shortBy > 0;
     if (highDemand || this.lowSince === undefined) this.lowSince = highDemand ? undefined : now;
 
     if (shortBy > 0) {
-      const reason: ScaleReason = queued + inFlight > 0 ? "demand" : "warm target";
+      const reason: ScaleReason = queued > 0 || inFlight > this.poolSize ? "demand" : "warm target";
       if (now < this.backoffUntil)
         return this.withRefusal({
           create: 0,
