@@ -29,6 +29,9 @@ function poolConfig(namespace: string, agentId: string): PoolConfig {
   return {
     namespace,
     poolSize: 0,
+    poolMaxPods: 10_000,
+    poolMaxCreatePerSecond: 32,
+    poolScaleDownAfterSeconds: 60,
     leaseTtlSeconds: 30,
     leaderLeaseSeconds: 15,
     queueTimeoutSeconds: 30,

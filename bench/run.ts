@@ -26,6 +26,7 @@ const SUITES: Record<string, () => Promise<BenchSuite>> = {
   sandboxes: async () => (await import("./sandboxes.ts")).suite,
   "pod-start": async () => (await import("./pod-start.ts")).suite,
   latency: async () => (await import("./latency.ts")).suite,
+  elastic: async () => (await import("./elastic.ts")).suite,
 };
 
 const load = () => loadavg().map((x) => Number(x.toFixed(2)));

@@ -10,6 +10,7 @@ import type { KubeClients } from "./k8s/client.ts";
 import { microTimeString } from "./k8s/microtime.ts";
 import { LeaseManager } from "./leases/manager.ts";
 import { PoolController } from "./pool/controller.ts";
+import { DemandPublisher, DemandReader } from "./pool/demand.ts";
 import { LeaderElector } from "./pool/leader.ts";
 import { buildSandboxPod, loadPodTemplate, podName } from "./pool/pod-template.ts";
 import { PoolCaches } from "./pool-state/caches.ts";
@@ -22,6 +23,9 @@ export type PoolConfig = Pick<
   AgentConfig,
   | "namespace"
   | "poolSize"
+  | "poolMaxPods"
+  | "poolMaxCreatePerSecond"
+  | "poolScaleDownAfterSeconds"
   | "leaseTtlSeconds"
   | "leaderLeaseSeconds"
   | "queueTimeoutSeconds"
@@ -45,6 +49,8 @@ export interface AgentPoolOptions {
   runController?: boolean;
   /** Controller knobs for tests. */
   orphanGraceMs?: number;
+  /** How often each replica publishes its queue demand and the leader reads it (default 1 s). */
+  demandIntervalMs?: number;
   onCacheError?: (what: string, e: unknown, retryInMs: number) => void;
   /** Where caught errors of the lease core and the controller go (default: a warn-level logger). */
   log?: FailureLog;
@@ -60,6 +66,8 @@ export class AgentPool {
   readonly manager: LeaseManager;
   readonly controller: PoolController;
   readonly elector: LeaderElector | undefined;
+  readonly demandPublisher: DemandPublisher;
+  readonly demandReader: DemandReader;
   private readonly log: FailureLog;
 
   private constructor(
@@ -87,6 +95,16 @@ export class AgentPool {
       recycle: config.recycle,
       scrubber: opts.scrubber,
     });
+    const demandOptions = {
+      clients: opts.clients,
+      namespace: config.namespace,
+      agentId: config.agentId,
+      log: this.log,
+      intervalMs: opts.demandIntervalMs ?? 1_000,
+      heartbeatMs: 3 * (opts.demandIntervalMs ?? 1_000),
+    };
+    this.demandPublisher = new DemandPublisher(demandOptions, () => this.manager.demand());
+    this.demandReader = new DemandReader(demandOptions);
     this.controller = new PoolController({
       clients: opts.clients,
       caches: this.caches,
@@ -94,6 +112,18 @@ export class AgentPool {
       log: this.log,
       namespace: config.namespace,
       poolSize: config.poolSize,
+      maxPods: config.poolMaxPods,
+      maxCreatePerSecond: config.poolMaxCreatePerSecond,
+      scaleDownAfterSeconds: config.poolScaleDownAfterSeconds,
+      // The leader's own queue first-hand, the other replicas' as they published it.
+      demand: () => {
+        const own = this.manager.demand();
+        const others = this.demandReader.others();
+        return {
+          queued: own.queued + others.queued,
+          arrivalsPerSecond: own.arrivalsPerSecond + others.arrivalsPerSecond,
+        };
+      },
       leaseTtlSeconds: config.leaseTtlSeconds,
       podReadyTimeoutSeconds: config.podReadyTimeoutSeconds,
       orphanGraceMs: opts.orphanGraceMs,
@@ -119,8 +149,14 @@ export class AgentPool {
         namespace: config.namespace,
         identity: config.agentId,
         leaseDurationSeconds: config.leaderLeaseSeconds,
-        onStartedLeading: () => this.controller.start(),
-        onStoppedLeading: () => void this.controller.stop(),
+        onStartedLeading: () => {
+          this.demandReader.start();
+          this.controller.start();
+        },
+        onStoppedLeading: () => {
+          this.demandReader.stop();
+          void this.controller.stop();
+        },
       });
     }
   }
@@ -140,6 +176,7 @@ export class AgentPool {
       return err(new AppError("agent_unavailable", "pod/lease caches did not sync from the API server"));
     }
     pool.elector?.start();
+    pool.demandPublisher.start();
     return ok(pool);
   }
 
@@ -148,6 +185,8 @@ export class AgentPool {
   }
 
   async close(): Promise<void> {
+    this.demandPublisher.stop();
+    this.demandReader.stop();
     await this.manager.shutdown();
     await this.elector?.stop();
     await this.controller.stop();

@@ -22,12 +22,17 @@ const EnvConfigSchema = z.object({
     .max(63)
     .default("pi-sandbox"),
   POOL_SIZE: intVar(8, 0, 10_000),
+  /** Every sandbox pod (free, held, starting) counts; the kustomize ResourceQuota agrees with it. */
+  POOL_MAX_PODS: intVar(64, 0, 10_000),
+  POOL_MAX_CREATE_PER_SECOND: intVar(32, 1, 1_000),
+  POOL_SCALE_DOWN_AFTER_SECONDS: intVar(60, 0, 86_400),
   LEASE_TTL_SECONDS: intVar(45, 1, 3600),
   /** Lease duration of the pool-leader election (client-go's default is 15 s). */
   LEADER_LEASE_SECONDS: intVar(15, 1, 3600),
   QUEUE_TIMEOUT_SECONDS: intVar(15, 0, 3600),
   RECYCLE: z.enum(["replace", "scrub"]).default("replace"),
-  TENANT_MAX_LEASES: intVar(4, 1, 100_000),
+  /** Optional hard cap per tenant; 0 (the default) is no cap: fair dispatch shares the pool. */
+  TENANT_MAX_LEASES: intVar(0, 0, 100_000),
   SANDBOX_IMAGE: z.string().min(1).default("pi-sandbox-runtime/sandbox:dev"),
   SANDBOX_POD_TEMPLATE: optionalString,
   SANDBOX_RUNTIME_CLASS: optionalString,
@@ -84,10 +89,14 @@ export interface AgentConfig {
   kubeconfig: string | undefined;
   namespace: string;
   poolSize: number;
+  poolMaxPods: number;
+  poolMaxCreatePerSecond: number;
+  poolScaleDownAfterSeconds: number;
   leaseTtlSeconds: number;
   leaderLeaseSeconds: number;
   queueTimeoutSeconds: number;
   recycle: "replace" | "scrub";
+  /** 0 = no per-tenant cap. */
   tenantMaxLeases: number;
   sandboxImage: string;
   podTemplatePath: string | undefined;
@@ -133,6 +142,14 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     );
   }
   const e = parsed.data;
+  if (e.POOL_MAX_PODS < e.POOL_SIZE) {
+    return err(
+      new AppError(
+        "invalid_request",
+        `invalid agent configuration: POOL_MAX_PODS (${e.POOL_MAX_PODS}) must be at least POOL_SIZE (${e.POOL_SIZE}): the cap counts every sandbox pod, the warm free ones included`,
+      ),
+    );
+  }
   const agentId = agentIdFrom(e.AGENT_ID, e.POD_NAME);
   // The holder identity is `${agentId}/${requestId}`: a slash in the agent id would make it ambiguous.
   if (agentId.includes("/")) {
@@ -167,6 +184,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     kubeconfig: e.KUBECONFIG,
     namespace: e.SANDBOX_NAMESPACE,
     poolSize: e.POOL_SIZE,
+    poolMaxPods: e.POOL_MAX_PODS,
+    poolMaxCreatePerSecond: e.POOL_MAX_CREATE_PER_SECOND,
+    poolScaleDownAfterSeconds: e.POOL_SCALE_DOWN_AFTER_SECONDS,
     leaseTtlSeconds: e.LEASE_TTL_SECONDS,
     leaderLeaseSeconds: e.LEADER_LEASE_SECONDS,
     queueTimeoutSeconds: e.QUEUE_TIMEOUT_SECONDS,

@@ -35,6 +35,8 @@ export const ERROR_STATUS = {
   rate_limited: 429,
   /** The tenant already has TENANT_MAX_SANDBOXES live sandboxes. */
   sandbox_limit: 429,
+  /** The caller's own tenant held TENANT_MAX_LEASES pods for its whole wait (only when that cap is set). */
+  tenant_lease_limit: 429,
   internal: 500,
   agent_unavailable: 502,
   tunnel_closed: 502,

@@ -107,6 +107,38 @@ const poolLeader = z.object({
   /** leader: whether `identity` (the emitting agent) leads now; false when it stepped down. */
   data: z.object({ leader: z.boolean(), identity: z.string() }),
 });
+const poolScale = z.object({
+  type: z.literal("pool.scale"),
+  /**
+   * A scale decision of the leader's controller (emitted when it creates or removes pods, or its
+   * reason changes): counts as it saw them, and why. `refusal` is the API's answer to a refused
+   * create (quota exceeded, 403, 422) while it backs off for `backoffMs`.
+   */
+  data: z.object({
+    reason: z.enum([
+      "steady",
+      "warm target",
+      "demand",
+      "max pods",
+      "create rate",
+      "backoff",
+      "scale down",
+      "low demand",
+      "create refused",
+    ]),
+    create: z.number().int().nonnegative(),
+    remove: z.number().int().nonnegative(),
+    free: z.number().int().nonnegative(),
+    held: z.number().int().nonnegative(),
+    starting: z.number().int().nonnegative(),
+    total: z.number().int().nonnegative(),
+    wanted: z.number().int().nonnegative(),
+    queued: z.number().int().nonnegative(),
+    arrivalsPerSecond: z.number().nonnegative(),
+    backoffMs: ms.optional(),
+    refusal: z.string().optional(),
+  }),
+});
 const sandboxCreated = z.object({
   type: z.literal("sandbox.created"),
   data: z.object({
@@ -147,6 +179,7 @@ export const PoolEventBodySchema = z.discriminatedUnion("type", [
   execStarted,
   execFinished,
   poolLeader,
+  poolScale,
   sandboxCreated,
   sandboxUsed,
   sandboxDeleted,

@@ -27,7 +27,6 @@ export const AGENT_EXEC_PARTS = [
   "agent-queue",
   "agent-acquire",
   "agent-exec",
-  "agent-release",
   "agent-encode",
 ] as const;
 

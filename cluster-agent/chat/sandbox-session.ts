@@ -33,13 +33,21 @@ export class SandboxSession {
     return leased.value.run({ command, timeoutMs });
   }
 
-  /** Idempotent. Emits sandbox.released only if a pod was ever held. */
+  /**
+   * Idempotent. Emits sandbox.released only if a pod was ever held. Does not wait for the recycle
+   * (the reply goes out first; the pod stays held until it is recycled): see `recycled`.
+   */
   async release(): Promise<void> {
     const sandbox = this.sandbox;
     if (!sandbox || this.released) return;
     this.released = true;
-    await sandbox.release();
+    void sandbox.release();
     this.emit({ type: "sandbox.released", pod: sandbox.pod });
+  }
+
+  /** Settles when the request's pod is recycled (at once if it never held one). */
+  get recycled(): Promise<void> {
+    return this.sandbox?.recycled ?? Promise.resolve();
   }
 
   /** The request's lease, taken on first use (emits sandbox.waiting, then sandbox.acquired). */

@@ -96,6 +96,19 @@ export class CandidateChooser {
     return rotate(names, this.rotation++);
   }
 
+  /**
+   * Free, Ready pods in the cache that nobody here holds or is taking, whatever this replica's own
+   * skip rules say: > 0 means pods exist (a waiter is slowed by the API or a race, not by a lack of pods).
+   */
+  freeInCache(): number {
+    const leases = this.o.store.leases;
+    return freePodNames(
+      this.o.store.pods.list(),
+      (n) => leases.get(n),
+      (n) => this.reserved.has(n) || this.o.isHeld(n),
+    ).length;
+  }
+
   stop(): void {
     this.o.clock.clearTimeout(this.graceTimer);
   }

@@ -3,6 +3,7 @@ import { AppError, err, ok, type Result } from "../../shared/errors.ts";
 import type { EventBus } from "../events/bus.ts";
 import type { Scrubber } from "../exec/executor.ts";
 import { isConflict, type K8sFailure, k8sFailure } from "../k8s/errors.ts";
+import { ArrivalRate } from "../pool-state/arrival-rate.ts";
 import { type Clock, systemClock } from "../pool-state/clock.ts";
 import { type FailureLog, logFailure } from "../pool-state/failure-log.ts";
 import { claimedLease, holderOf, tenantOf } from "../pool-state/lease-record.ts";
@@ -24,6 +25,7 @@ export interface LeaseManagerOptions {
   agentId: string;
   leaseTtlSeconds: number;
   queueTimeoutSeconds: number;
+  /** Optional hard cap on a tenant's concurrent leases; 0 = none. */
   tenantMaxLeases: number;
   recycle: "replace" | "scrub";
   /** Required when recycle is "scrub". */
@@ -40,8 +42,9 @@ export interface LeaseManagerOptions {
 
 /**
  * Hands out sandbox pods with Lease compare-and-swap. Candidates come from the watch-fed caches
- * only; waiting callers sit in a per-replica FIFO woken by cache changes. This module is the
- * queue and its dispatch rules; renewal (renewal.ts) keeps held leases alive and release
+ * only; waiting callers sit in a per-replica queue woken by cache changes. A free pod goes to the
+ * waiting tenant that holds the fewest leases (counted from every replica's Leases in the cache),
+ * FIFO within a tenant, ties to the oldest waiter. This module is the queue and its dispatch rules; renewal (renewal.ts) keeps held leases alive and release
  * (release.ts) recycles the pod (replace or scrub) and always completes.
  */
 export class LeaseManager {
@@ -60,11 +63,16 @@ export class LeaseManager {
   private readonly clock: Clock;
   private readonly renewal: LeaseRenewal;
   private readonly releaser: LeaseRelease;
+  /** Acquisitions that waited in the queue and were served: the demand the pool should grow for. */
+  private readonly arrivals: ArrivalRate;
+  /** Tenants skipped at their cap by the last dispatch: their waiters need no new pod. */
+  private cappedTenants = new Set<string>();
 
   constructor(private readonly o: LeaseManagerOptions) {
     if (o.recycle === "scrub" && !o.scrubber) throw new Error("RECYCLE=scrub needs a Scrubber");
     this.clock = o.clock ?? systemClock;
     this.timeoutMs = o.requestTimeoutMs ?? 5_000;
+    this.arrivals = new ArrivalRate(5_000, () => this.clock.now());
     this.chooser = new CandidateChooser({
       store: o.store,
       agentId: o.agentId,
@@ -102,6 +110,23 @@ export class LeaseManager {
     return this.queue.length;
   }
 
+  /**
+   * What this replica needs from the pool: waiters that found no free pod at all (not those held
+   * back by their tenant's cap, nor those slowed by a failing API while pods are free), per tenant
+   * all waiters, and the rate of such waiters served.
+   */
+  demand(): { queued: number; arrivalsPerSecond: number; tenants: Record<string, number> } {
+    const tenants: Record<string, number> = {};
+    let queued = 0;
+    for (const w of this.queue.entries()) {
+      if (w.settled) continue;
+      tenants[w.tenant] = (tenants[w.tenant] ?? 0) + 1;
+      if (!w.starved || this.serving.has(w) || this.cappedTenants.has(w.tenant)) continue;
+      queued++;
+    }
+    return { queued, arrivalsPerSecond: this.arrivals.perSecond(), tenants };
+  }
+
   queueWaiters(): Array<{ requestId: string; tenant: string; waitedMs: number }> {
     const now = this.clock.now();
     return this.queue
@@ -123,6 +148,7 @@ export class LeaseManager {
         signal: req.signal,
         settled: false,
         queuedEmitted: false,
+        starved: false,
         resolve,
         cleanup: () => undefined,
       };
@@ -182,6 +208,12 @@ export class LeaseManager {
       data: { waitedMs: Math.round(waited) },
     });
     const retryAfterSeconds = Math.max(1, Math.ceil(this.o.leaseTtlSeconds / 3));
+    if (this.atCap(this.heldByTenant(w.tenant))) {
+      // Pods may have been free: what kept this caller waiting was its own tenant's cap.
+      const message = `tenant ${w.tenant} held ${this.o.tenantMaxLeases} leases (TENANT_MAX_LEASES) for ${this.o.queueTimeoutSeconds} s`;
+      this.settle(w, err(new AppError("tenant_lease_limit", message, { retryAfterSeconds })), "timeout");
+      return;
+    }
     const message = `no sandbox became free within ${this.o.queueTimeoutSeconds} s`;
     this.settle(w, err(new AppError("queue_timeout", message, { retryAfterSeconds })), "timeout");
   }
@@ -208,9 +240,21 @@ export class LeaseManager {
   }
 
   private heldByTenant(tenant: string): number {
-    let n = this.inFlightByTenant.get(tenant) ?? 0;
-    for (const l of this.o.store.leases.list()) if (holderOf(l) && tenantOf(l) === tenant) n++;
+    return this.heldByTenants().get(tenant) ?? 0;
+  }
+
+  /** Leases held per tenant across every replica (the cache), plus our CASes in flight. */
+  private heldByTenants(): Map<string, number> {
+    const n = new Map(this.inFlightByTenant);
+    for (const l of this.o.store.leases.list()) {
+      const t = holderOf(l) ? tenantOf(l) : undefined;
+      if (t !== undefined) n.set(t, (n.get(t) ?? 0) + 1);
+    }
     return n;
+  }
+
+  private atCap(held: number): boolean {
+    return this.o.tenantMaxLeases > 0 && held >= this.o.tenantMaxLeases;
   }
 
   /** Coalesced: cache listeners fire in the middle of our own bookkeeping, so dispatch runs after it. */
@@ -224,28 +268,58 @@ export class LeaseManager {
   }
 
   /**
-   * Give free pods to waiters in FIFO order, skipping tenants at their cap, each waiter its own
-   * candidate, up to maxParallel compare-and-swaps in flight. A waiter whose CAS loses goes back to
-   * waiting at its place in the queue and the dispatch runs again.
+   * Give free pods to waiters, fewest-held tenant first (FIFO within a tenant, ties to the oldest
+   * waiter), skipping tenants at their cap, each waiter its own candidate, up to maxParallel
+   * compare-and-swaps in flight. A waiter whose CAS loses goes back to waiting at its place and
+   * the dispatch runs again.
    */
   private dispatch(): void {
     if (this.closed) return;
     const capped = new Set<string>();
-    let candidates: string[] | undefined;
-    let next = 0;
+    const held = this.heldByTenants();
+    // Per tenant, its waiters in arrival order (the queue is FIFO).
+    const byTenant = new Map<string, Waiter[]>();
     for (const w of this.queue.entries()) {
       if (w.settled || this.serving.has(w)) continue;
-      if (this.serving.size >= this.maxParallel) break;
-      if (capped.has(w.tenant)) continue;
-      if (this.heldByTenant(w.tenant) >= this.o.tenantMaxLeases) {
-        capped.add(w.tenant);
-        continue;
+      const list = byTenant.get(w.tenant);
+      if (list) list.push(w);
+      else byTenant.set(w.tenant, [w]);
+    }
+    let candidates: string[] | undefined;
+    let next = 0;
+    while (this.serving.size < this.maxParallel) {
+      let pick: Waiter | undefined;
+      let pickHeld = 0;
+      for (const [tenant, list] of byTenant) {
+        const first = list[0];
+        if (!first) continue;
+        const h = held.get(tenant) ?? 0;
+        if (this.atCap(h)) {
+          capped.add(tenant);
+          continue;
+        }
+        if (!pick || h < pickHeld || (h === pickHeld && first.enqueuedAt < pick.enqueuedAt)) {
+          pick = first;
+          pickHeld = h;
+        }
       }
+      if (!pick) break;
       candidates ??= this.chooser.next();
       const name = candidates[next++];
-      if (name === undefined) break; // no free pod for this waiter, nor for anyone behind it
-      this.startServe(w, name);
+      if (name === undefined) {
+        // No free pod for this waiter, nor for anyone else. If the cache has none either, the
+        // remaining eligible waiters are demand the pool must grow for.
+        if (this.chooser.freeInCache() === 0)
+          for (const [tenant, list] of byTenant)
+            if (!this.atCap(held.get(tenant) ?? 0)) for (const w of list) w.starved = true;
+        break;
+      }
+      byTenant.get(pick.tenant)?.shift();
+      if (this.startServe(pick, name)) held.set(pick.tenant, pickHeld + 1);
     }
+    for (const [tenant, list] of byTenant)
+      if (list.length > 0 && this.atCap(held.get(tenant) ?? 0)) capped.add(tenant);
+    this.cappedTenants = capped;
     for (const w of this.queue.entries()) {
       if (w.settled || w.queuedEmitted || this.serving.has(w)) continue;
       w.queuedEmitted = true;
@@ -263,10 +337,10 @@ export class LeaseManager {
   }
 
   /** One CAS for one waiter on one candidate; the outcome is settled before any other dispatch runs. */
-  private startServe(w: Waiter, name: string): void {
+  private startServe(w: Waiter, name: string): boolean {
     const lease = this.o.store.leases.get(name);
     const pod = this.o.store.pods.get(name);
-    if (!lease || !pod) return;
+    if (!lease || !pod) return false;
     this.serving.add(w);
     this.chooser.reserve(name);
     this.inFlightByTenant.set(w.tenant, (this.inFlightByTenant.get(w.tenant) ?? 0) + 1);
@@ -301,6 +375,7 @@ export class LeaseManager {
       }
       this.wake();
     });
+    return true;
   }
 
   private async casAcquire(lease: V1Lease, w: Waiter): Promise<Result<V1Lease, K8sFailure>> {
@@ -329,6 +404,9 @@ export class LeaseManager {
     }
     const queueMs = now - w.enqueuedAt;
     this.stats.recordAcquire(queueMs);
+    // Only callers that had to wait for a pod to exist: requests slowed or failed by an API outage
+    // (pods free in the cache, CAS failing) never inflate the pool.
+    if (w.starved) this.arrivals.record();
     this.o.bus.emit({
       type: "lease.acquired",
       requestId: w.requestId,

@@ -11,6 +11,8 @@ export interface Waiter {
   signal: AbortSignal | undefined;
   settled: boolean;
   queuedEmitted: boolean;
+  /** The dispatch found no free pod at all for it: a caller the pool should grow for. */
+  starved: boolean;
   resolve: (r: Result<LeaseHandle>) => void;
   cleanup: () => void;
 }

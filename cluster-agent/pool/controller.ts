@@ -18,6 +18,7 @@ import {
 import { ObservedExpiry } from "../pool-state/observed-expiry.ts";
 import { isFinished, isPodReady, isPoolMember } from "../pool-state/pod-state.ts";
 import { isSandboxLease, sandboxIdOf, sandboxLifetimeOver } from "../sandboxes/record.ts";
+import { type Demand, type PoolCounts, type ScaleDecision, ScalePolicy } from "./scale-policy.ts";
 
 export interface PoolControllerOptions {
   clients: KubeClients;
@@ -25,7 +26,14 @@ export interface PoolControllerOptions {
   bus: EventBus;
   log: FailureLog;
   namespace: string;
+  /** Free, Ready pods kept warm. */
   poolSize: number;
+  /** Cap on every sandbox pod (free, held, starting); default: no cap beyond poolSize + demand. */
+  maxPods?: number;
+  maxCreatePerSecond?: number;
+  scaleDownAfterSeconds?: number;
+  /** Queue demand summed over the replicas (default: none, the warm target alone). */
+  demand?: () => Demand;
   leaseTtlSeconds: number;
   podReadyTimeoutSeconds: number;
   /** A fresh, random pod name (`sandbox-xxxxx`). */
@@ -40,7 +48,8 @@ export interface PoolControllerOptions {
 }
 
 /**
- * Keeps the pool at POOL_SIZE pods, each with its Lease. Runs on the leader only. Everything is
+ * Keeps POOL_SIZE free, Ready pods warm, each with its Lease, and grows the pool with demand up to
+ * POOL_MAX_PODS (scale-policy.ts decides; this applies it). Runs on the leader only. Everything is
  * judged from the watch-fed caches and from *our* observation times (no clock comparison with the
  * server): a pod not Ready for the deadline, a held Lease unchanged for its duration (its holder's
  * agent died), a pod without Lease or a Lease without pod for the orphan grace.
@@ -66,12 +75,29 @@ export class PoolController {
   private readonly unsubscribe: Array<() => void> = [];
   private readonly now: () => number;
   private readonly timeoutMs: number;
+  private readonly policy: ScalePolicy;
+  /** When each pod we created was created (our clock), until it is first seen Ready. */
+  private readonly createdAt = new Map<string, number>();
+  private lastScale: { reason: string; refusal?: string | undefined } | undefined;
+  /** The last counts, for the snapshot and metrics. */
+  private counts: PoolCounts & { held: number } = { free: 0, starting: 0, total: 0, held: 0 };
 
   constructor(private readonly o: PoolControllerOptions) {
     this.poolSize = o.poolSize;
     this.now = o.now ?? (() => performance.now());
     this.expiry = new ObservedExpiry(this.now);
     this.timeoutMs = o.requestTimeoutMs ?? 5_000;
+    this.policy = new ScalePolicy({
+      poolSize: o.poolSize,
+      maxPods: o.maxPods ?? Number.MAX_SAFE_INTEGER,
+      maxCreatePerSecond: o.maxCreatePerSecond ?? 32,
+      scaleDownAfterMs: (o.scaleDownAfterSeconds ?? 60) * 1000,
+    });
+  }
+
+  /** Free / held / starting / total sandbox pods as the last reconcile counted them. */
+  get podCounts(): PoolCounts & { held: number } {
+    return { ...this.counts };
   }
 
   get isActive(): boolean {
@@ -84,6 +110,7 @@ export class PoolController {
 
   setPoolSize(n: number): void {
     this.poolSize = Math.max(0, Math.floor(n));
+    this.policy.setPoolSize(this.poolSize, this.now());
     this.kick();
   }
 
@@ -94,6 +121,8 @@ export class PoolController {
     this.firstSeen.clear();
     this.orphanSince.clear();
     for (const n of this.expiry.names()) this.expiry.forget(n);
+    this.policy.reset(this.now());
+    this.lastScale = undefined;
     this.unsubscribe.push(this.o.caches.pods.onChange(() => this.kick()));
     this.unsubscribe.push(this.o.caches.leases.onChange(() => this.kick()));
     this.tick();
@@ -143,6 +172,8 @@ export class PoolController {
     const work: Array<Promise<unknown>> = [];
 
     for (const name of [...this.firstSeen.keys()]) if (!podByName.has(name)) this.firstSeen.delete(name);
+    for (const name of [...this.createdAt.keys()])
+      if (!podByName.has(name) && !this.creating.has(name)) this.createdAt.delete(name);
     for (const name of [...this.everReady]) if (!podByName.has(name)) this.everReady.delete(name);
     for (const name of this.expiry.names()) if (!leaseByName.has(name)) this.expiry.forget(name);
 
@@ -229,28 +260,82 @@ export class PoolController {
       else if (!key.startsWith("lease:") && !podByName.has(key)) this.orphanSince.delete(key);
     }
 
-    // Pods held by sandboxes live outside the warm pool: taking one never shrinks it below target.
-    const pooled = members.filter((p) => !isSandboxLease(leaseByName.get(p.metadata?.name ?? "")));
-    const count = pooled.length + this.pendingCreates;
-    if (count < this.poolSize) {
-      for (let i = count; i < this.poolSize; i++) work.push(this.createPod());
-    } else if (pooled.length > this.poolSize) {
-      // Scale down: pods that are not Ready first, then free ones; never a held one.
-      const excess = pooled.length - this.poolSize;
-      const free = members.filter((p) => !holderOf(leaseByName.get(p.metadata?.name ?? "") ?? {}));
-      free.sort((a, b) => Number(isPodReady(a)) - Number(isPodReady(b)));
-      for (const p of free.slice(0, excess)) {
-        const lease = leaseByName.get(p.metadata?.name ?? "");
-        work.push(this.scaleDown(p.metadata?.name ?? "", lease));
+    this.scale(now, members, leaseByName, work);
+    await Promise.all(work);
+  }
+
+  /**
+   * Free = Ready with a free Lease; held = any holder (a request or a long-lived sandbox); the rest
+   * is starting. Held pods do not count toward the warm target, all of them toward POOL_MAX_PODS.
+   */
+  private scale(
+    now: number,
+    members: V1Pod[],
+    leaseByName: Map<string, V1Lease>,
+    work: Array<Promise<unknown>>,
+  ): void {
+    const free: V1Pod[] = [];
+    let held = 0;
+    let starting = this.pendingCreates;
+    for (const p of members) {
+      const name = p.metadata?.name ?? "";
+      const lease = leaseByName.get(name);
+      const ready = isPodReady(p);
+      if (ready) this.observeStartup(name, now);
+      if (lease && holderOf(lease)) held++;
+      else if (lease && ready) free.push(p);
+      else starting++;
+    }
+    const counts = { free: free.length, starting, total: members.length + this.pendingCreates };
+    this.counts = { ...counts, held };
+    const demand = this.o.demand?.() ?? { queued: 0, arrivalsPerSecond: 0 };
+    const d = this.policy.decide(now, counts, demand);
+    this.report(d, counts, held, demand);
+    for (let i = 0; i < d.create; i++) work.push(this.createPod());
+    if (d.remove > 0) {
+      for (const p of free.slice(0, d.remove)) {
+        const name = p.metadata?.name ?? "";
+        work.push(this.scaleDown(name, leaseByName.get(name)));
       }
     }
-    await Promise.all(work);
+  }
+
+  /** One pool.scale event per decision that changes something (or a new reason), not one per tick. */
+  private report(d: ScaleDecision, counts: PoolCounts, held: number, demand: Demand): void {
+    const changed = d.reason !== this.lastScale?.reason || d.refusal !== this.lastScale?.refusal;
+    if (d.create === 0 && d.remove === 0 && !changed) return;
+    this.lastScale = { reason: d.reason, refusal: d.refusal };
+    this.o.bus.emit({
+      type: "pool.scale",
+      data: {
+        reason: d.reason,
+        create: d.create,
+        remove: d.remove,
+        free: counts.free,
+        held,
+        starting: counts.starting,
+        total: counts.total,
+        wanted: d.wanted,
+        queued: demand.queued,
+        arrivalsPerSecond: Math.round(demand.arrivalsPerSecond * 100) / 100,
+        ...(d.backoffMs !== undefined ? { backoffMs: d.backoffMs } : {}),
+        ...(d.refusal !== undefined ? { refusal: d.refusal } : {}),
+      },
+    });
+  }
+
+  private observeStartup(name: string, now: number): void {
+    const at = this.createdAt.get(name);
+    if (at === undefined) return;
+    this.createdAt.delete(name);
+    this.policy.observeStartup(now - at);
   }
 
   private async createPod(): Promise<void> {
     this.pendingCreates++;
     let pod: V1Pod | undefined;
     // We name the pod ourselves (its exec token is bound to the name): a taken name is a 409, so try another.
+    const startedAt = this.now();
     for (let attempt = 0; attempt < 5 && !pod; attempt++) {
       try {
         pod = await this.o.clients.core.createNamespacedPod(
@@ -261,17 +346,22 @@ export class PoolController {
           deadline(this.timeoutMs),
         );
       } catch (e) {
-        if (k8sFailure(e).code !== 409) {
-          logFailure(this.o.log, "create pod failed", e);
-          break;
-        }
+        const f = k8sFailure(e);
+        if (f.code === 409) continue;
+        // A refusal (quota, forbidden, invalid) will not pass by retrying at once: back off. An API
+        // that does not answer is an outage: the next tick retries, and growth resumes at once after it.
+        if (f.code === 403 || f.code === 422 || f.code === 429) this.createFailed(f.code, f.message);
+        else logFailure(this.o.log, "create pod failed", e);
+        break;
       }
     }
     if (!pod) {
       this.pendingCreates--;
       return;
     }
+    this.policy.created();
     const name = pod.metadata?.name ?? "";
+    this.createdAt.set(name, startedAt);
     this.creating.add(name);
     this.o.caches.pods.observe(pod);
     this.pendingCreates--;
@@ -299,6 +389,38 @@ export class PoolController {
       logFailure(this.o.log, "create lease failed; the pod is left for the orphan rule", e, { pod: name });
       this.creating.delete(name);
     }
+  }
+
+  /**
+   * Quota exceeded or forbidden (403), invalid (422), throttled (429): stop growing and back off
+   * (1 s doubling to 30 s, reset by the next create that goes through); say why once per backoff step.
+   */
+  private createFailed(code: number, message: string): void {
+    const refusal = `${code === 0 ? "no answer" : code}: ${message}`.slice(0, 300);
+    const { backoffMs, fresh } = this.policy.refused(this.now(), refusal);
+    if (!fresh) return;
+    this.o.log.warn(
+      { code, error: message, backoffMs },
+      "create pod refused; the pool stops growing and retries",
+    );
+    const c = this.counts;
+    this.o.bus.emit({
+      type: "pool.scale",
+      data: {
+        reason: "create refused",
+        create: 0,
+        remove: 0,
+        free: c.free,
+        held: c.held,
+        starting: c.starting,
+        total: c.total,
+        wanted: 0,
+        queued: 0,
+        arrivalsPerSecond: 0,
+        backoffMs,
+        refusal,
+      },
+    });
   }
 
   /**

@@ -39,6 +39,8 @@ export function commandPreview(command: string, max = 120): string {
  * The one "lease → run → release" pipeline that `/v1/exec` (one command) and chat (every command
  * of one request on one pod) share: every command emits `exec.started` / `exec.finished`, a lost
  * lease and a fence refusal are both `lease_lost`, and release is idempotent and never throws.
+ * The caller's answer does not wait for the recycle: release starts it and `recycled` settles when
+ * it is done. The pod stays held (its Lease is not freed) until then, so nobody gets it earlier.
  */
 export class LeasedSandbox {
   private released: Promise<void> | undefined;
@@ -123,18 +125,26 @@ export class LeasedSandbox {
     }
   }
 
-  /** Idempotent; never throws. */
+  /** Starts release and recycle; idempotent; never throws. The promise is `recycled`. */
   release(): Promise<void> {
     // The contract says release never throws; a broken one must still not turn a reply into a crash.
     this.released ??= this.lease.release().catch(() => undefined);
     return this.released;
   }
+
+  /** Settles when release and recycle are done (at once if release was never started). */
+  get recycled(): Promise<void> {
+    return this.released ?? Promise.resolve();
+  }
 }
 
-/** Take a lease, use it, release it on every path. */
+/**
+ * Take a lease, use it, release it on every path. The result is returned as soon as `use` ends;
+ * the recycle runs on (`onReleased` gets the sandbox whose `recycled` tells when it is done).
+ */
 export async function withLeasedSandbox<T>(
   deps: LeasedSandboxDeps,
-  ctx: LeasedSandboxContext,
+  ctx: LeasedSandboxContext & { onReleased?: (sandbox: LeasedSandbox) => void },
   use: (sandbox: LeasedSandbox) => Promise<Result<T>>,
 ): Promise<Result<T>> {
   const taken = await LeasedSandbox.take(deps, ctx);
@@ -142,9 +152,8 @@ export async function withLeasedSandbox<T>(
   try {
     return await use(taken.value);
   } finally {
-    const endRelease = ctx.spans?.start("release");
-    await taken.value.release();
-    endRelease?.();
+    void taken.value.release();
+    ctx.onReleased?.(taken.value);
   }
 }
 

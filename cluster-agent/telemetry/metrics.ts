@@ -23,6 +23,10 @@ export interface AgentMetrics {
   readonly execDuration: Histogram<"result">;
   readonly poolPods: Gauge<"state">;
   readonly queueDepth: Gauge;
+  readonly queueDepthByTenant: Gauge<"tenant">;
+  /** The leader's scale decisions by reason, and the pods (free + starting) it last wanted. */
+  readonly scaleDecisions: Counter<"reason">;
+  readonly poolWanted: Gauge;
   readonly acquisitions: Counter;
   readonly leaseConflicts: Counter;
   readonly leasesLost: Counter;
@@ -102,6 +106,23 @@ export function createMetrics(opts: MetricsOptions = {}): AgentMetrics {
     }),
     poolPods,
     queueDepth: new Gauge({ name: "pi_sandbox_queue_depth", help: "Callers waiting for a pod.", registers }),
+    queueDepthByTenant: new Gauge({
+      name: "pi_sandbox_queue_depth_by_tenant",
+      help: "Callers waiting for a pod on this agent, by tenant.",
+      labelNames: ["tenant"] as const,
+      registers,
+    }),
+    scaleDecisions: new Counter({
+      name: "pi_sandbox_pool_scale_decisions_total",
+      help: "Pool scale decisions of the leader (creates, removals, backoffs), by reason.",
+      labelNames: ["reason"] as const,
+      registers,
+    }),
+    poolWanted: new Gauge({
+      name: "pi_sandbox_pool_wanted_pods",
+      help: "Free plus starting pods the leader last wanted: POOL_SIZE + queued + arrivals x start-up.",
+      registers,
+    }),
     acquisitions: new Counter({
       name: "pi_sandbox_lease_acquisitions_total",
       help: "Leases acquired.",
@@ -194,17 +215,29 @@ export function subscribeMetrics(
   opts: { initial?: PoolView; snapshot?: () => PoolView } = {},
 ): () => void {
   const pods = new Map<string, { state: PodState; requestId: string | null }>();
-  const waiting = new Set<string>();
+  /** requestId → tenant. */
+  const waiting = new Map<string, string>();
   for (const p of opts.initial?.pods ?? [])
     pods.set(p.name, { state: p.state, requestId: p.holder?.requestId ?? null });
-  for (const w of opts.initial?.queue.waiters ?? []) waiting.add(w.requestId);
+  for (const w of opts.initial?.queue.waiters ?? []) waiting.set(w.requestId, w.tenant);
 
   const publishPods = () => {
     const counts: Record<PodState, number> = { starting: 0, ready: 0, leased: 0, recycling: 0, failed: 0 };
     for (const p of pods.values()) counts[p.state] += 1;
     for (const s of POD_STATES) metrics.poolPods.set({ state: s }, counts[s]);
   };
-  const publishQueue = () => metrics.queueDepth.set(waiting.size);
+  const tenantsShown = new Set<string>();
+  const publishQueue = () => {
+    metrics.queueDepth.set(waiting.size);
+    const byTenant = new Map<string, number>();
+    for (const t of waiting.values()) byTenant.set(t, (byTenant.get(t) ?? 0) + 1);
+    // A tenant whose queue emptied reads 0 (not its last value).
+    for (const t of tenantsShown) if (!byTenant.has(t)) metrics.queueDepthByTenant.set({ tenant: t }, 0);
+    for (const [t, n] of byTenant) {
+      tenantsShown.add(t);
+      metrics.queueDepthByTenant.set({ tenant: t }, n);
+    }
+  };
   const setPod = (name: string | undefined, state: PodState, requestId: string | null = null) => {
     if (name) pods.set(name, { state, requestId });
   };
@@ -218,7 +251,7 @@ export function subscribeMetrics(
       pods.clear();
       for (const p of s.pods) pods.set(p.name, { state: p.state, requestId: p.holder?.requestId ?? null });
       waiting.clear();
-      for (const w of s.queue.waiters) waiting.add(w.requestId);
+      for (const w of s.queue.waiters) waiting.set(w.requestId, w.tenant);
       publishPods();
       publishQueue();
     };
@@ -265,7 +298,7 @@ export function subscribeMetrics(
         metrics.leaseConflicts.inc();
         break;
       case "queue.entered":
-        if (e.requestId) waiting.add(e.requestId);
+        if (e.requestId) waiting.set(e.requestId, e.tenant ?? "");
         break;
       case "queue.left": {
         unqueue(e.requestId);
@@ -292,6 +325,11 @@ export function subscribeMetrics(
       case "sandbox.deleted":
       case "sandbox.expired":
         metrics.sandboxEvents.inc({ event: e.type.slice("sandbox.".length) });
+        break;
+      case "pool.scale":
+        if (e.data.create > 0 || e.data.remove > 0 || e.data.reason === "create refused")
+          metrics.scaleDecisions.inc({ reason: e.data.reason });
+        if (e.data.reason !== "create refused") metrics.poolWanted.set(e.data.wanted);
         break;
       case "exec.started":
       case "lease.renewed":

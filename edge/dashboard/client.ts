@@ -435,7 +435,28 @@ export function dashboardClient(core: DashboardCore, opts: DashboardClientOption
       .join("");
     return (
       `<div class="panel-head"><h3 id="${id}-pods">Pods</h3><div class="counts">${counts}</div></div>` +
+      scaleHtml(r) +
       `<ul class="tiles" role="list" data-testid="pods">${r.pods.map(tileHtml).join("") || `<li class="muted">No pods reported.</li>`}</ul>`
+    );
+  }
+
+  /** The leader's last scale decision and the pool's size over its recent decisions (a sparkline). */
+  function scaleHtml(r) {
+    const d = r.scale;
+    if (!d) return "";
+    const h = r.scaleHistory;
+    const max = Math.max(1, ...h.map((x) => x.total));
+    const pts = h.map(
+      (x, i) => `${h.length > 1 ? (i * 100) / (h.length - 1) : 0},${20 - (x.total * 20) / max}`,
+    );
+    const line = `<svg class="spark" viewBox="0 0 100 20" width="120" height="20" aria-hidden="true"><polyline fill="none" stroke="currentColor" points="${pts.join(" ")}"/></svg>`;
+    const what = d.create ? ` +${d.create}` : d.remove ? ` −${d.remove}` : "";
+    const refusal = d.refusal
+      ? ` <span class="pill bad" data-testid="scale-refusal">${esc(short(d.refusal, 80))}</span>`
+      : "";
+    return (
+      `<p class="scale" data-testid="pool-scale">${line} <span data-testid="scale-reason">${esc(d.reason)}${esc(what)}</span>` +
+      ` · ${d.free} free · ${d.held} held · ${d.starting} starting · ${d.total} pods (wanted ${d.wanted})${refusal}</p>`
     );
   }
 
@@ -450,9 +471,12 @@ export function dashboardClient(core: DashboardCore, opts: DashboardClientOption
           )
           .join("")}</ol>`
       : `<p class="muted">Nobody is waiting.</p>`;
+    const tenants = r.queueByTenant.length
+      ? `<p class="muted" data-testid="queue-by-tenant">${r.queueByTenant.map((t) => `${esc(t.tenant || "—")}: ${t.depth}`).join(" · ")}</p>`
+      : "";
     return (
       `<div class="panel-head"><h3 id="${id}-queue">Queue</h3>` +
-      `<span class="depth" aria-label="Queue depth"><span data-testid="queue-depth">${r.queue.depth}</span> waiting</span></div>${waiters}`
+      `<span class="depth" aria-label="Queue depth"><span data-testid="queue-depth">${r.queue.depth}</span> waiting</span></div>${tenants}${waiters}`
     );
   }
 

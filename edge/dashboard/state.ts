@@ -90,6 +90,20 @@ export interface AgentTotals {
   acquireP99Ms: number | null;
 }
 
+/** One pool.scale decision of the leader, local ms. */
+export interface ScaleRecord {
+  atMs: number;
+  reason: string;
+  free: number;
+  held: number;
+  starting: number;
+  total: number;
+  wanted: number;
+  create: number;
+  remove: number;
+  refusal: string | null;
+}
+
 export interface RegionState {
   region: string;
   poolSize: number | null;
@@ -114,6 +128,8 @@ export interface RegionState {
   acquireSamples: number[];
   /** Recently applied event keys, to drop duplicates (bounded). */
   seen: string[];
+  /** The leader's scale decisions, oldest first (bounded): pool size over time and why. */
+  scale: ScaleRecord[];
 }
 
 export interface DashboardState {
@@ -150,6 +166,11 @@ export interface RegionView {
   executions: Array<ExecutionRecord & { status: "running" | "finished" }>;
   sandboxes: SandboxTileView[];
   totals: AgentTotals;
+  /** Waiting callers per tenant, most first. */
+  queueByTenant: Array<{ tenant: string; depth: number }>;
+  /** The leader's last scale decision, and the recent ones (pool size over time). */
+  scale: ScaleRecord | null;
+  scaleHistory: ScaleRecord[];
 }
 
 export interface DashboardView {
@@ -179,6 +200,7 @@ export function dashboardCore(): DashboardCore {
   const MAX_SAMPLES = 500;
   const MAX_SEEN = 1000;
   const MAX_TOMBSTONES = 200;
+  const MAX_SCALE = 120;
   const POD_STATES: readonly PodState[] = ["starting", "ready", "leased", "recycling", "failed"];
 
   const isObj = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null;
@@ -230,6 +252,7 @@ export function dashboardCore(): DashboardCore {
       snapshotAt: {},
       acquireSamples: [],
       seen: [],
+      scale: [],
     };
   }
 
@@ -247,6 +270,7 @@ export function dashboardCore(): DashboardCore {
       snapshotAt: { ...r.snapshotAt },
       acquireSamples: [...r.acquireSamples],
       seen: [...r.seen],
+      scale: [...(r.scale ?? [])],
     };
   }
 
@@ -497,6 +521,25 @@ export function dashboardCore(): DashboardCore {
       case "exec.finished":
         applyExec(r, e, atMs);
         break;
+      case "pool.scale": {
+        const d = e.data;
+        r.scale = [
+          ...(r.scale ?? []),
+          {
+            atMs,
+            reason: str(d.reason) ?? "",
+            free: num(d.free) ?? 0,
+            held: num(d.held) ?? 0,
+            starting: num(d.starting) ?? 0,
+            total: num(d.total) ?? 0,
+            wanted: num(d.wanted) ?? 0,
+            create: num(d.create) ?? 0,
+            remove: num(d.remove) ?? 0,
+            refusal: str(d.refusal),
+          },
+        ].slice(-MAX_SCALE);
+        break;
+      }
       case "pool.leader": {
         // leader is whether the emitting agent leads now: a step-down clears it (if it was that agent).
         const identity = str(e.data.identity) ?? e.agentId;
@@ -748,6 +791,16 @@ export function dashboardCore(): DashboardCore {
               lastCommand: b.lastCommand,
             }))
             .sort((a, b) => a.idleLeftMs - b.idleLeftMs),
+          queueByTenant: Object.entries(
+            r.queue.reduce<Record<string, number>>((m, w) => {
+              m[w.tenant] = (m[w.tenant] ?? 0) + 1;
+              return m;
+            }, {}),
+          )
+            .map(([tenant, depth]) => ({ tenant, depth }))
+            .sort((a, b) => b.depth - a.depth || a.tenant.localeCompare(b.tenant)),
+          scale: r.scale?.[r.scale.length - 1] ?? null,
+          scaleHistory: [...(r.scale ?? [])],
           totals: {
             acquisitions: all.reduce((n, t) => n + t.acquisitions, 0),
             conflicts: all.reduce((n, t) => n + t.conflicts, 0),

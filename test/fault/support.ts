@@ -49,6 +49,10 @@ export async function startFaultStack(
   const stack = await startStack({
     readyTimeoutMs: 60_000,
     ...rest,
+    // The elastic pool keeps what a queue on a follower made it create for the scale-down wait
+    // (60 s by default; the follower's published demand lags up to ~2 s behind its queue). The leak
+    // check asks for exactly POOL_SIZE free pods within its 40 s: shorten the wait, not the check.
+    agentEnv: { POOL_SCALE_DOWN_AFTER_SECONDS: "5", ...rest.agentEnv },
     ...extraSetup?.(dir),
     dir,
   });

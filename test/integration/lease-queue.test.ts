@@ -45,6 +45,7 @@ describe("lease queue, cap, renewal and fencing (one agent)", () => {
   it("serves waiters in FIFO order, times out with queue_timeout, and drops an aborted waiter at once", async () => {
     const { pool, events } = await startPool({
       POOL_SIZE: "2",
+      POOL_MAX_PODS: "2", // a fixed pool: these cases are about the queue, not scaling
       QUEUE_TIMEOUT_SECONDS: "3",
       LEASE_TTL_SECONDS: "6",
       TENANT_MAX_LEASES: "10",
@@ -107,6 +108,7 @@ describe("lease queue, cap, renewal and fencing (one agent)", () => {
   it("queues a tenant at its cap while another tenant is still served", async () => {
     const { pool } = await startPool({
       POOL_SIZE: "3",
+      POOL_MAX_PODS: "3", // a fixed pool: these cases are about the queue, not scaling
       TENANT_MAX_LEASES: "1",
       QUEUE_TIMEOUT_SECONDS: "10",
       LEASE_TTL_SECONDS: "6",
@@ -136,6 +138,7 @@ describe("lease queue, cap, renewal and fencing (one agent)", () => {
   it("renewal keeps a lease through a hold longer than the TTL; a stolen lease is reported lost", async () => {
     const { pool, events } = await startPool({
       POOL_SIZE: "1",
+      POOL_MAX_PODS: "1", // a fixed pool: these cases are about the queue, not scaling
       LEASE_TTL_SECONDS: "3",
       TENANT_MAX_LEASES: "10",
     });
@@ -186,6 +189,7 @@ describe("lease queue, cap, renewal and fencing (one agent)", () => {
   it("refuses a stale holder's fencing token once the pod is re-leased (scrub recycling)", async () => {
     const { pool } = await startPool({
       POOL_SIZE: "1",
+      POOL_MAX_PODS: "1", // a fixed pool: these cases are about the queue, not scaling
       RECYCLE: "scrub",
       LEASE_TTL_SECONDS: "6",
       TENANT_MAX_LEASES: "10",
@@ -215,6 +219,7 @@ describe("lease queue, cap, renewal and fencing (one agent)", () => {
   it("an abort that races a successful compare-and-swap gives the lease straight back", async () => {
     const { pool, events } = await startPool({
       POOL_SIZE: "1",
+      POOL_MAX_PODS: "1", // a fixed pool: these cases are about the queue, not scaling
       LEASE_TTL_SECONDS: "6",
       TENANT_MAX_LEASES: "10",
     });

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { PoolEvent, PoolEventOf } from "../../shared/events.ts";
 import { AgentProcess, type HarnessMessage } from "../support/agent-process.ts";
+import { expectExclusiveUses } from "../support/exclusive-uses.ts";
 import {
   type LeaseCluster,
   poolView,
@@ -36,15 +37,6 @@ afterAll(async () => {
   await cluster?.close();
 });
 
-interface Use {
-  id: string;
-  pod: string;
-  fence: number;
-  start: number;
-  end: number;
-  probe?: { exitCode: number | null; stdout: string; error?: string };
-}
-
 describe("three replicas, one pool", () => {
   it("300 concurrent acquisitions over 8 pods: never two holders on one pod", async () => {
     const replicas = await startReplicas({
@@ -54,6 +46,8 @@ describe("three replicas, one pool", () => {
       LEADER_LEASE_SECONDS: "3",
       QUEUE_TIMEOUT_SECONDS: "25",
       TENANT_MAX_LEASES: "1000",
+      // A fixed pool of 8 (POOL_SIZE counts free pods; the cap keeps held ones from adding more).
+      POOL_MAX_PODS: "8",
     });
     const tStart = Date.now();
     await waitForSettledPool(cluster, 8, 30_000);
@@ -88,36 +82,7 @@ describe("three replicas, one pool", () => {
     expect(served.length + timedOut.length).toBe(total);
     expect(served.length).toBeGreaterThan(0);
 
-    // Independent check from inside the pods: the holder's mkdir lock never found another holder,
-    // and its id marker was never overwritten during its hold.
-    for (const r of served) {
-      const probe = r.probe as Use["probe"];
-      expect(probe?.error, `probe of ${r.id}`).toBeUndefined();
-      expect(probe?.exitCode, `probe of ${r.id}: ${probe?.stdout}`).toBe(0);
-      expect(probe?.stdout).toBe(`held:${r.id}`);
-    }
-
-    // Check from the use windows: per pod, the fences are unique and the windows do not overlap.
-    const byPod = new Map<string, Use[]>();
-    for (const r of served) {
-      const u = r as unknown as Use;
-      const list = byPod.get(u.pod) ?? [];
-      list.push(u);
-      byPod.set(u.pod, list);
-    }
-    for (const [pod, uses] of byPod) {
-      uses.sort((a, b) => a.fence - b.fence);
-      const fences = uses.map((u) => u.fence);
-      expect(new Set(fences).size, `fences on ${pod}`).toBe(fences.length);
-      for (let i = 1; i < uses.length; i++) {
-        const prev = uses[i - 1] as Use;
-        const cur = uses[i] as Use;
-        expect(
-          cur.start,
-          `${pod}: ${cur.id} (fence ${cur.fence}) started before ${prev.id} (fence ${prev.fence}) ended`,
-        ).toBeGreaterThanOrEqual(prev.end);
-      }
-    }
+    expectExclusiveUses(served);
 
     // Check from the events of all replicas: each acquisition of a pod comes after the previous holder
     // had stopped using it (lease.released carries the time its holder stopped), fences strictly increase.
@@ -169,6 +134,8 @@ describe("three replicas, one pool", () => {
       LEADER_LEASE_SECONDS: String(leaderTtl),
       QUEUE_TIMEOUT_SECONDS: "10",
       TENANT_MAX_LEASES: "1000",
+      // A fixed pool of 8 (POOL_SIZE counts free pods; the cap keeps held ones from adding more).
+      POOL_MAX_PODS: "8",
     });
     await waitForSettledPool(cluster, 8, 30_000);
     const snaps = await Promise.all(replicas.map((a) => a.snapshot()));

@@ -96,12 +96,11 @@ describe("pool controller (leader-elected, against devcluster)", () => {
     expect(after.leases.map((l) => l.metadata?.name).sort()).toEqual([...names].sort());
   }, 60_000);
 
-  it("follows POOL_SIZE changes; scaling down never removes a held pod", async () => {
+  it("follows POOL_SIZE changes (free pods); scaling down never removes a held pod", async () => {
     const { pool } = await startPool({
       POOL_SIZE: "2",
       LEASE_TTL_SECONDS: "5",
       LEADER_LEASE_SECONDS: "3",
-      TENANT_MAX_LEASES: "10",
     });
     await waitFor("leadership", () => pool.isLeader, 5_000, 20);
     await waitForSettledPool(cluster, 2, 25_000);
@@ -109,7 +108,8 @@ describe("pool controller (leader-elected, against devcluster)", () => {
     await waitForSettledPool(cluster, 4, 25_000);
     const held = await pool.manager.acquire({ tenant: "t", requestId: "keep-me" });
     if (!held.ok) throw held.error;
-    pool.controller.setPoolSize(1);
+    // POOL_SIZE counts free pods: at 0 only the held pod is left, and it stays.
+    pool.controller.setPoolSize(0);
     await waitFor(
       "scaled down to the held pod",
       async () => {
@@ -122,7 +122,19 @@ describe("pool controller (leader-elected, against devcluster)", () => {
     const v = await poolView(cluster);
     expect(v.live.map((p) => p.metadata?.name)).toEqual([held.value.pod]);
     expect(held.value.lost.aborted).toBe(false);
-    await held.value.release(); // replace: the pod goes, a fresh one comes
+    // Back to one free pod while the held one is still held: one more pod, the held one untouched.
+    pool.controller.setPoolSize(1);
+    const grown = await waitFor(
+      "one free pod next to the held one",
+      async () => {
+        const w = await poolView(cluster);
+        return w.live.length === 2 && w.readyFree.length === 1 ? w : undefined;
+      },
+      20_000,
+      100,
+    );
+    expect(grown.live.map((p) => p.metadata?.name)).toContain(held.value.pod);
+    await held.value.release(); // replace: the pod goes; one free pod is already warm
     const end = await waitForSettledPool(cluster, 1, 20_000);
     expect(end.live[0]?.metadata?.name).not.toBe(held.value.pod);
   }, 60_000);

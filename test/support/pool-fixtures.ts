@@ -59,6 +59,18 @@ const DEFAULT_DATA: { [T in PoolEventType]: (PoolEventBody & { type: T })["data"
   "exec.started": { commandPreview: "", queueMs: 0, mode: "http" },
   "exec.finished": { commandPreview: "", queueMs: 0, exitCode: 0, durationMs: 0, timedOut: false },
   "pool.leader": { leader: true, identity: "agent-a" },
+  "pool.scale": {
+    reason: "demand",
+    create: 1,
+    remove: 0,
+    free: 0,
+    held: 1,
+    starting: 0,
+    total: 1,
+    wanted: 2,
+    queued: 1,
+    arrivalsPerSecond: 0,
+  },
   "sandbox.created": {
     sandboxId: "sb.local.default.aaaaaaaaaaaaaaaaaaaa",
     name: null,

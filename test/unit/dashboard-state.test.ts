@@ -37,6 +37,31 @@ const released = (pod: string, requestId: string, ms: number, data?: Record<stri
   poolEvent("lease.released", { pod, requestId, tenant: "acme", at: at(ms) }, data);
 
 describe("dashboard reducer", () => {
+  it("keeps the leader's scale decisions (pool size over time, reason, refusal) and queue depth per tenant", () => {
+    const s = fold([
+      snap(),
+      poolEvent("pool.scale", { at: at(1_000) }, { reason: "demand", create: 20, total: 28, wanted: 40 }),
+      poolEvent(
+        "pool.scale",
+        { at: at(2_000) },
+        { reason: "create refused", create: 0, total: 30, refusal: "403: exceeded quota", backoffMs: 1000 },
+      ),
+      poolEvent("queue.entered", { requestId: "q1", tenant: "a", at: at(2_100) }),
+      poolEvent("queue.entered", { requestId: "q2", tenant: "b", at: at(2_200) }),
+      poolEvent("queue.entered", { requestId: "q3", tenant: "a", at: at(2_300) }),
+    ]);
+    const r = region(s);
+    expect(r.scaleHistory.map((x) => [x.reason, x.total])).toEqual([
+      ["demand", 28],
+      ["create refused", 30],
+    ]);
+    expect(r.scale).toMatchObject({ reason: "create refused", refusal: "403: exceeded quota" });
+    expect(r.queueByTenant).toEqual([
+      { tenant: "a", depth: 2 },
+      { tenant: "b", depth: 1 },
+    ]);
+  });
+
   it("a snapshot gives one tile per pod with its state", () => {
     const r = region(fold([snap()]));
     expect(r.pods).toHaveLength(8);

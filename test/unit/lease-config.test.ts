@@ -13,7 +13,10 @@ describe("agent config", () => {
       leaseTtlSeconds: 45,
       queueTimeoutSeconds: 15,
       recycle: "replace",
-      tenantMaxLeases: 4,
+      tenantMaxLeases: 0,
+      poolMaxPods: 64,
+      poolMaxCreatePerSecond: 32,
+      poolScaleDownAfterSeconds: 60,
       sandboxImage: "pi-sandbox-runtime/sandbox:dev",
       region: "local",
       execMode: "http",
@@ -22,6 +25,17 @@ describe("agent config", () => {
       kubeconfig: undefined,
     });
     expect(r.value.agentId).toMatch(/^agent-[0-9a-f]{8}$/);
+  });
+
+  it("refuses POOL_MAX_PODS below POOL_SIZE and non-numeric pool settings, naming them", () => {
+    const below = loadConfig({ ...MIN_AGENT_ENV, POOL_SIZE: "10", POOL_MAX_PODS: "9" });
+    expect(below.ok || below.error.message).toMatch(/POOL_MAX_PODS \(9\) must be at least POOL_SIZE \(10\)/);
+    const equal = loadConfig({ ...MIN_AGENT_ENV, POOL_SIZE: "10", POOL_MAX_PODS: "10" });
+    expect(equal.ok).toBe(true);
+    for (const name of ["POOL_MAX_PODS", "POOL_MAX_CREATE_PER_SECOND", "POOL_SCALE_DOWN_AFTER_SECONDS"]) {
+      const r = loadConfig({ ...MIN_AGENT_ENV, [name]: "lots" });
+      expect(r.ok || r.error.message, name).toContain(name);
+    }
   });
 
   it("takes AGENT_ID, else POD_NAME", () => {

@@ -31,7 +31,7 @@ function setup(pods: string[], over: Partial<LeaseManagerOptions> = {}) {
     agentId: "agent-a",
     leaseTtlSeconds: 45,
     queueTimeoutSeconds: 15,
-    tenantMaxLeases: 4,
+    tenantMaxLeases: 0,
     recycle: "scrub",
     scrubber: cleanScrubber,
     random: () => 0,
@@ -108,6 +108,45 @@ describe("LeaseManager dispatch (fake clock)", () => {
     await manager.shutdown();
   });
 
+  it("a freed pod goes to the waiting tenant holding the fewest leases, FIFO within a tenant", async () => {
+    const { acquire, held, manager } = setup(["p0", "p1", "p2"]);
+    const a1 = await flushThen(acquire("a-1", "a"));
+    const a2 = await flushThen(acquire("a-2", "a"));
+    const b1 = await flushThen(acquire("b-1", "b"));
+    // Queue: a-3, a-4 (tenant a holds 2), then b-2 (tenant b holds 1), c-1 (tenant c holds none).
+    const a3 = acquire("a-3", "a");
+    const a4 = acquire("a-4", "a");
+    const b2 = acquire("b-2", "b");
+    const c1 = acquire("c-1", "c");
+    await flush();
+    expect(manager.demand()).toMatchObject({ queued: 4, tenants: { a: 2, b: 1, c: 1 } });
+    await held(a1).release();
+    await flush();
+    expect(held(c1).pod).toBe(held(a1).pod); // the newest waiter, but its tenant holds nothing
+    await held(a2).release();
+    await flush();
+    expect(held(a3).pod).toBe(held(a2).pod); // a now holds 0, b 1: a's oldest waiter (FIFO within a)
+    expect(b2.result).toBeUndefined();
+    await held(b1).release();
+    await flush();
+    expect(held(b2).pod).toBe(held(b1).pod); // b holds 0, a and c 1 each: b before a-4 although a-4 came first
+    expect(a4.result).toBeUndefined();
+    await manager.shutdown();
+  });
+
+  it("with TENANT_MAX_LEASES set, a caller kept waiting by its own tenant's cap gets tenant_lease_limit", async () => {
+    const { acquire, held, clock, manager } = setup(["p0", "p1"], { tenantMaxLeases: 1 });
+    held(await flushThen(acquire("hog-1", "hog")));
+    const hog2 = acquire("hog-2", "hog");
+    await flush();
+    expect(manager.demand().queued).toBe(0); // a capped waiter needs no new pod
+    await clock.advance(15_000);
+    await flush();
+    expect(hog2.result?.ok === false && hog2.result.error.code).toBe("tenant_lease_limit");
+    expect(hog2.result?.ok === false && hog2.result.error.retryAfterSeconds).toBe(15);
+    await manager.shutdown();
+  });
+
   it("a pod freed by another replica is left to that replica for the hand-off grace, then taken", async () => {
     const { store, acquire, held, clock, manager } = setup(["p0"], { handoffGraceMs: 50 });
     store.rivalWrite("p0", { holderIdentity: "agent-b/r9", leaseTransitions: 1 });
@@ -159,6 +198,33 @@ describe("LeaseManager dispatch (fake clock)", () => {
     expect(b.result?.ok === false && b.result.error.code).toBe("request_cancelled");
     expect(types("b")).toEqual(["queue.entered", "queue.left"]);
     expect(manager.queueDepth).toBe(0);
+    await manager.shutdown();
+  });
+
+  it("a pod is not handed out again before its scrub finished (release returns before it)", async () => {
+    let finishScrub = () => {};
+    const scrubbed = new Promise<void>((resolve) => {
+      finishScrub = resolve;
+    });
+    let scrubs = 0;
+    const slowScrubber: Scrubber = {
+      scrub: async () => {
+        scrubs++;
+        await scrubbed;
+        return ok({ killed: 0, removed: 0 });
+      },
+    };
+    const { acquire, held, manager } = setup(["p0"], { scrubber: slowScrubber });
+    const a = held(await flushThen(acquire("a")));
+    const b = acquire("b");
+    const released = a.release();
+    await flush();
+    expect(scrubs).toBe(1);
+    expect(b.result).toBeUndefined();
+    finishScrub();
+    await released;
+    await flush();
+    expect(held(b).pod).toBe("p0");
     await manager.shutdown();
   });
 });

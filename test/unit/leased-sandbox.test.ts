@@ -102,6 +102,29 @@ describe("leased-sandbox pipeline", () => {
     expect(releases()).toBe(1);
   });
 
+  it("returns the result before the recycle ends; recycled settles when it has", async () => {
+    const { deps, ctx } = setup();
+    let finishRecycle = () => {};
+    const recycling = new Promise<void>((r) => {
+      finishRecycle = r;
+    });
+    const lease = await deps.acquire();
+    if (!lease.ok) throw new Error("setup lease");
+    const slow = { ...deps, acquire: async () => ok({ ...lease.value, release: () => recycling }) };
+    let sandbox: LeasedSandbox | undefined;
+    const r = await withLeasedSandbox(slow, { ...ctx, onReleased: (sb) => (sandbox = sb) }, (sb) =>
+      sb.run({ command: "true", timeoutMs: 1000 }),
+    );
+    expect(r.ok).toBe(true);
+    let recycled = false;
+    void sandbox?.recycled.then(() => (recycled = true));
+    await new Promise((r) => setTimeout(r, 10));
+    expect(recycled).toBe(false);
+    finishRecycle();
+    await sandbox?.recycled;
+    expect(recycled).toBe(true);
+  });
+
   it("reports the queue position of its own request only", async () => {
     const { deps, ctx } = setup();
     const seen: number[] = [];

@@ -1,0 +1,223 @@
+/**
+ * The elastic pool through the edge of a local stack with `npm start`'s defaults (POOL_SIZE 8,
+ * POOL_MAX_PODS 64, 2 agent replicas, http exec, QUEUE_TIMEOUT_SECONDS 15):
+ *
+ * - burst/1-tenant: 120 concurrent `sleep 0.3` from one tenant: served, queue_timeouts, latency
+ *   p50/p99, peak pods. Floor: what pod start-up allows — the pods beyond the warm 8 have to be
+ *   created, and devcluster's kubelet starts them about one at a time per core, so the last caller
+ *   waits ≈ (120 − 8) × start-up / cores.
+ * - burst/6-tenants: the same split over 6 tenants: per-tenant median wait, max/min.
+ * - scale-down: time from the end of the burst until the pool is back to POOL_SIZE pods (all free).
+ *   Floor: POOL_SCALE_DOWN_AFTER_SECONDS.
+ * - throughput/<mode>-elastic vs throughput/replace-fixed: a closed loop of 32 clients sending
+ *   `true`, at the default POOL_MAX_PODS and with POOL_MAX_PODS = POOL_SIZE (the old fixed pool).
+ */
+
+import type { Stack } from "../devstack/stack.ts";
+import { SCOPES } from "../shared/api.ts";
+import { closedLoop, edgeExec } from "./calls.ts";
+import { summarize } from "./stats.ts";
+import type { BenchRow, BenchSuite } from "./types.ts";
+import { progress, waitForFullPool, withStack } from "./with-stack.ts";
+
+const POOL = 8;
+const BURST = 120;
+/** Create → Ready of one devcluster pod on this machine (the pod-start suite's p50, ~1.1 s). */
+const POD_STARTUP_MS = 1_100;
+const CORES = 2;
+
+interface Outcome {
+  status: number;
+  code: string | null;
+  ms: number;
+  queueMs: number | null;
+  tenant: string;
+}
+
+async function rawExec(stack: Stack, token: string, tenant: string, command: string): Promise<Outcome> {
+  const t0 = performance.now();
+  try {
+    const res = await fetch(`${stack.edgeUrl}/v1/exec`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+      body: JSON.stringify({ command }),
+      signal: AbortSignal.timeout(60_000),
+    });
+    const body = (await res.json().catch(() => ({}))) as { queueMs?: number; error?: { code?: string } };
+    return {
+      status: res.status,
+      code: body.error?.code ?? null,
+      ms: performance.now() - t0,
+      queueMs: typeof body.queueMs === "number" ? body.queueMs : null,
+      tenant,
+    };
+  } catch (e) {
+    return { status: 0, code: (e as Error).name, ms: performance.now() - t0, queueMs: null, tenant };
+  }
+}
+
+/** Pods of the first region as the agents see them, sampled until stopped. */
+function samplePods(stack: Stack): { stop(): Promise<number> } {
+  let peak = 0;
+  let on = true;
+  const loop = (async () => {
+    while (on) {
+      const [snap] = await stack.pools().catch(() => []);
+      if (snap) peak = Math.max(peak, snap.pods.filter((p) => p.state !== "recycling").length);
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  })();
+  return {
+    async stop() {
+      on = false;
+      await loop;
+      return peak;
+    },
+  };
+}
+
+async function burst(
+  stack: Stack,
+  tenants: number,
+): Promise<{ outs: Outcome[]; peakPods: number; wallMs: number }> {
+  const tokens = await Promise.all(
+    Array.from({ length: tenants }, (_, i) =>
+      stack.issuer.mint({ tenant: `burst-${i}`, subject: "bench", scopes: [SCOPES.exec] }),
+    ),
+  );
+  const sampler = samplePods(stack);
+  const t0 = performance.now();
+  const outs = await Promise.all(
+    Array.from({ length: BURST }, (_, i) =>
+      rawExec(stack, tokens[i % tenants] as string, `burst-${i % tenants}`, "sleep 0.3"),
+    ),
+  );
+  const wallMs = performance.now() - t0;
+  return { outs, peakPods: await sampler.stop(), wallMs };
+}
+
+/** Until the region's pods are POOL_SIZE, all free and Ready; ms since `from`. */
+async function backToPoolSize(stack: Stack, from: number, timeoutMs: number): Promise<number> {
+  for (;;) {
+    const [snap] = await stack.pools().catch(() => []);
+    const pods = snap?.pods ?? [];
+    if (pods.length === POOL && pods.every((p) => p.state === "ready")) return Date.now() - from;
+    if (Date.now() - from > timeoutMs) return Number.NaN;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+async function throughput(
+  stack: Stack,
+  name: string,
+  extra: Record<string, string | number>,
+): Promise<BenchRow> {
+  const token = await stack.issuer.mint({ tenant: "tp", subject: "bench", scopes: [SCOPES.exec] });
+  const load = await closedLoop({
+    concurrency: 32,
+    perClient: 10,
+    deadlineMs: 60_000,
+    call: () => edgeExec(stack.edgeUrl, token, "true"),
+  });
+  const s = summarize(load.samples.map((x) => x.ms));
+  const reqPerSec = (load.samples.length / load.wallMs) * 1000;
+  progress(`elastic: ${name} ${reqPerSec.toFixed(1)} req/s (${load.errors.length} errors)`);
+  return {
+    name,
+    n: s.n,
+    p50Ms: s.p50,
+    p99Ms: s.p99,
+    floorName: "one pod start-up per request (replace) / one scrub (scrub), spread over the pods",
+    floorKind: "cost",
+    extra: { reqPerSec: Number(reqPerSec.toFixed(2)), errors: load.errors.length, clients: 32, ...extra },
+  };
+}
+
+export async function runElasticBench(): Promise<BenchRow[]> {
+  const rows: BenchRow[] = [];
+  await withStack(
+    { recycle: "replace", execMode: "http", poolSize: POOL, agentsPerRegion: 2 },
+    async (stack) => {
+      await waitForFullPool(stack, POOL, 120_000);
+      for (const tenants of [1, 6]) {
+        const b = await burst(stack, tenants);
+        const burstEnd = Date.now();
+        const served = b.outs.filter((o) => o.status === 200);
+        const timeouts = b.outs.filter((o) => o.code === "queue_timeout").length;
+        const lat = summarize(served.map((o) => o.ms));
+        progress(
+          `elastic: burst ${tenants} tenant(s): ${served.length} served, ${timeouts} queue_timeout, p99 ${Math.round(lat.p99)} ms, peak ${b.peakPods} pods`,
+        );
+        const extra: Record<string, string | number> = {
+          served: served.length,
+          queueTimeouts: timeouts,
+          otherErrors: BURST - served.length - timeouts,
+          peakPods: b.peakPods,
+          wallMs: Math.round(b.wallMs),
+        };
+        if (tenants > 1) {
+          const medians = Array.from({ length: tenants }, (_, i) => {
+            const waits = served.filter((o) => o.tenant === `burst-${i}`).map((o) => o.queueMs ?? 0);
+            return summarize(waits).p50;
+          });
+          extra.perTenantMedianWaitMs = medians.map((m) => Math.round(m)).join("/");
+          extra.fairnessMaxMin = Number(
+            (Math.max(...medians) / Math.max(1, Math.min(...medians))).toFixed(2),
+          );
+        }
+        const floorMs = ((BURST - POOL) * POD_STARTUP_MS) / CORES;
+        rows.push({
+          name: `burst/${tenants === 1 ? "1-tenant" : "6-tenants"}`,
+          n: served.length,
+          p50Ms: lat.p50,
+          p99Ms: lat.p99,
+          floorName: "(120 − 8) pod start-ups over 2 cores (≈1.1 s each on devcluster)",
+          floorP50Ms: floorMs / 2,
+          floorP99Ms: floorMs,
+          extra,
+        });
+        const backMs = await backToPoolSize(stack, burstEnd, 180_000);
+        progress(`elastic: back to POOL_SIZE in ${backMs} ms`);
+        if (tenants === 1)
+          rows.push({
+            name: "scale-down/back-to-pool-size",
+            n: 1,
+            p50Ms: backMs,
+            p99Ms: backMs,
+            floorName: "POOL_SCALE_DOWN_AFTER_SECONDS (60 s)",
+            floorP50Ms: 60_000,
+            floorP99Ms: 60_000,
+            extra: { poolSize: POOL },
+          });
+      }
+      rows.push(
+        await throughput(stack, "throughput/replace-elastic", { recycle: "replace", poolMaxPods: 64 }),
+      );
+    },
+  );
+  await withStack(
+    {
+      recycle: "replace",
+      execMode: "http",
+      poolSize: POOL,
+      agentsPerRegion: 2,
+      agentEnv: { POOL_MAX_PODS: String(POOL) },
+    },
+    async (stack) => {
+      await waitForFullPool(stack, POOL, 120_000);
+      rows.push(
+        await throughput(stack, "throughput/replace-fixed", { recycle: "replace", poolMaxPods: POOL }),
+      );
+    },
+  );
+  await withStack(
+    { recycle: "scrub", execMode: "http", poolSize: POOL, agentsPerRegion: 2 },
+    async (stack) => {
+      await waitForFullPool(stack, POOL, 120_000);
+      rows.push(await throughput(stack, "throughput/scrub-elastic", { recycle: "scrub", poolMaxPods: 64 }));
+    },
+  );
+  return rows;
+}
+
+export const suite: BenchSuite = { name: "elastic", run: runElasticBench };

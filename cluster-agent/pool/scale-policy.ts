@@ -1,0 +1,184 @@
+/**
+ * How many sandbox pods the leader creates or removes, as a pure function of what it counted, the
+ * demand the replicas published and time. No I/O: the controller applies the decision and reports
+ * back (created, refused, observed start-up). Unit-tested with a fake clock.
+ */
+
+export interface ScalePolicyOptions {
+  /** Free, Ready pods kept warm (POOL_SIZE). */
+  poolSize: number;
+  /** Cap on every sandbox pod: free, held (incl. long-lived sandboxes) and starting (POOL_MAX_PODS). */
+  maxPods: number;
+  /** Create budget (POOL_MAX_CREATE_PER_SECOND), a token bucket of one second's worth. */
+  maxCreatePerSecond: number;
+  /** Free pods above POOL_SIZE are removed only after this long without demand. */
+  scaleDownAfterMs: number;
+  /** First guess of create → Ready until one is observed (ms). */
+  initialStartupMs?: number;
+  /** Backoff after a refused create: first and largest wait (ms). */
+  backoffMinMs?: number;
+  backoffMaxMs?: number;
+}
+
+/** What the controller counted this round. */
+export interface PoolCounts {
+  /** Ready pods with a free Lease. */
+  free: number;
+  /** Created but not Ready (or without their Lease yet), plus creates in flight. */
+  starting: number;
+  /** Every sandbox pod that counts against POOL_MAX_PODS (free + held + starting). */
+  total: number;
+}
+
+/** Demand summed over the replicas. */
+export interface Demand {
+  /** Callers waiting for a pod (not those held back by their tenant's cap). */
+  queued: number;
+  /** Acquisitions that had to wait, per second (decaying; see demand.ts). */
+  arrivalsPerSecond: number;
+}
+
+export type ScaleReason =
+  | "steady"
+  | "warm target"
+  | "demand"
+  | "max pods"
+  | "create rate"
+  | "backoff"
+  | "scale down"
+  | "low demand";
+
+export interface ScaleDecision {
+  create: number;
+  /** Free pods to remove (never a held one: the controller claims each by CAS first). */
+  remove: number;
+  /** Pods wanted (free + starting) for the warm target plus demand, before the caps. */
+  wanted: number;
+  reason: ScaleReason;
+  /** Set while creates are held back after a refusal. */
+  backoffMs?: number;
+  refusal?: string;
+}
+
+const DEFAULT_STARTUP_MS = 1_500;
+
+export class ScalePolicy {
+  private poolSize: number;
+  private tokens: number;
+  private tokensAt: number | undefined;
+  private lowSince: number | undefined;
+  private backoffMs = 0;
+  private backoffUntil = 0;
+  private refusal: string | undefined;
+  private startupMs: number;
+
+  constructor(private readonly o: ScalePolicyOptions) {
+    this.poolSize = o.poolSize;
+    this.tokens = o.maxCreatePerSecond;
+    this.startupMs = o.initialStartupMs ?? DEFAULT_STARTUP_MS;
+  }
+
+  get size(): number {
+    return this.poolSize;
+  }
+
+  get expectedStartupMs(): number {
+    return this.startupMs;
+  }
+
+  /** An operator's change: free pods above the new target go at the next decision, without the wait. */
+  setPoolSize(n: number, now: number): void {
+    this.poolSize = Math.max(0, Math.floor(n));
+    this.lowSince = now - this.o.scaleDownAfterMs;
+  }
+
+  /** A new leader has seen no demand yet: what it inherits above POOL_SIZE may go once it has looked. */
+  reset(now: number): void {
+    this.lowSince = now - this.o.scaleDownAfterMs;
+    this.tokens = this.o.maxCreatePerSecond;
+    this.tokensAt = now;
+  }
+
+  decide(now: number, counts: PoolCounts, demand: Demand): ScaleDecision {
+    this.refill(now);
+    const queued = Math.max(0, demand.queued);
+    // Little's law: callers arriving while a new pod starts. The warm pods are there to serve them,
+    // so the warm target is the larger of POOL_SIZE and that (a sum would count the same callers
+    // twice and leave a surplus after every small queue). A decayed rate never reaches 0 exactly:
+    // below a tenth of a pod it is none.
+    const inFlight = Math.max(
+      0,
+      Math.ceil(Math.max(0, demand.arrivalsPerSecond) * (this.startupMs / 1000) - 0.1),
+    );
+    const wanted = Math.max(this.poolSize, inFlight) + queued;
+    const have = counts.free + counts.starting;
+    const shortBy = wanted - have;
+    const highDemand = queued > 0 || shortBy > 0;
+    if (highDemand || this.lowSince === undefined) this.lowSince = highDemand ? undefined : now;
+
+    if (shortBy > 0) {
+      const reason: ScaleReason = queued > 0 || inFlight > this.poolSize ? "demand" : "warm target";
+      if (now < this.backoffUntil)
+        return this.withRefusal({
+          create: 0,
+          remove: 0,
+          wanted,
+          reason: "backoff",
+          backoffMs: this.backoffMs,
+        });
+      const room = Math.max(0, this.o.maxPods - counts.total);
+      const budget = Math.floor(this.tokens);
+      const create = Math.min(shortBy, room, budget);
+      this.tokens -= create;
+      const capped: ScaleReason = create === room && room < shortBy ? "max pods" : "create rate";
+      return { create, remove: 0, wanted, reason: create < shortBy ? capped : reason };
+    }
+
+    const excess = Math.min(counts.free - this.poolSize, have - wanted);
+    if (excess > 0 && this.lowSince !== undefined) {
+      if (now - this.lowSince >= this.o.scaleDownAfterMs)
+        return { create: 0, remove: excess, wanted, reason: "scale down" };
+      return { create: 0, remove: 0, wanted, reason: "low demand" };
+    }
+    return { create: 0, remove: 0, wanted, reason: "steady" };
+  }
+
+  /**
+   * The API refused a create (quota, 403, 422): stop growing for 1 s, doubling to 30 s. `fresh` is
+   * false for creates that were in flight together and failed together: one step for them all.
+   */
+  refused(now: number, why: string): { backoffMs: number; fresh: boolean } {
+    this.refusal = why;
+    if (now < this.backoffUntil) return { backoffMs: this.backoffMs, fresh: false };
+    const min = this.o.backoffMinMs ?? 1_000;
+    const max = this.o.backoffMaxMs ?? 30_000;
+    this.backoffMs = this.backoffMs === 0 ? min : Math.min(max, this.backoffMs * 2);
+    this.backoffUntil = now + this.backoffMs;
+    return { backoffMs: this.backoffMs, fresh: true };
+  }
+
+  /** A create went through: the backoff starts over. */
+  created(): void {
+    this.backoffMs = 0;
+    this.backoffUntil = 0;
+    this.refusal = undefined;
+  }
+
+  /** One pod's create → Ready time: a moving average (a burst's pods start slower than one alone). */
+  observeStartup(ms: number): void {
+    if (!(ms > 0) || !Number.isFinite(ms)) return;
+    this.startupMs = 0.8 * this.startupMs + 0.2 * ms;
+  }
+
+  private withRefusal(d: ScaleDecision): ScaleDecision {
+    return this.refusal === undefined ? d : { ...d, refusal: this.refusal };
+  }
+
+  private refill(now: number): void {
+    if (this.tokensAt !== undefined) {
+      const dt = Math.max(0, now - this.tokensAt) / 1000;
+      this.tokens = Math.min(this.o.maxCreatePerSecond, this.tokens + dt * this.o.maxCreatePerSecond);
+    }
+    this.tokensAt = now;
+  }
+}
