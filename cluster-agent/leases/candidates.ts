@@ -39,6 +39,8 @@ export interface CandidateChooserOptions {
   clock: Clock;
   /** How long to leave a pod freed by another replica to that replica's own waiters. */
   handoffGraceMs: number;
+  /** How long to leave a pod alone after a CAS on it failed without an answer (default 250 ms). */
+  failedCasRetryMs?: number;
   random: () => number;
   /** Pods this replica holds right now. */
   isHeld: (name: string) => boolean;
@@ -55,7 +57,8 @@ export interface CandidateChooserOptions {
 export class CandidateChooser {
   private readonly reserved = new Set<string>();
   private readonly conflicted = new Map<string, string | undefined>();
-  private readonly freedElsewhere = new Map<string, number>();
+  /** Pods left alone until a time: freed by another replica (hand-off grace), or a failed CAS. */
+  private readonly skipUntil = new Map<string, number>();
   private rotation: number;
   private graceTimer: unknown;
 
@@ -67,11 +70,12 @@ export class CandidateChooser {
   onLeaseChange(c: CacheChange<V1Lease>): void {
     const name = c.obj.metadata?.name ?? "";
     if (c.type === "delete") {
-      this.freedElsewhere.delete(name);
+      this.skipUntil.delete(name);
       this.conflicted.delete(name);
     } else if (c.type === "update" && holderOf(c.old) && !holderOf(c.obj)) {
       const prev = parseHolder(holderOf(c.old));
-      if (prev && prev.agentId !== this.o.agentId) this.freedElsewhere.set(name, this.o.clock.now());
+      if (prev && prev.agentId !== this.o.agentId)
+        this.skipUntil.set(name, this.o.clock.now() + this.o.handoffGraceMs);
     }
   }
 
@@ -83,6 +87,16 @@ export class CandidateChooser {
   settled(name: string, lostAt?: { resourceVersion: string | undefined }): void {
     this.reserved.delete(name);
     if (lostAt) this.conflicted.set(name, lostAt.resourceVersion);
+  }
+
+  /**
+   * Our CAS on `name` failed without a verdict (no answer, 5xx): nothing says another holder has
+   * it, and nothing may change its Lease to tell us so — skipping it until its Lease moves (as for
+   * a lost CAS) would shun a free pod for good after an API outage. Try it again shortly instead.
+   */
+  failed(name: string): void {
+    this.reserved.delete(name);
+    this.skipUntil.set(name, this.o.clock.now() + (this.o.failedCasRetryMs ?? 250));
   }
 
   /** Free pods to try now, in this replica's rotated order. */
@@ -115,14 +129,14 @@ export class CandidateChooser {
 
   private excluded(n: string, resourceVersion: string | undefined): boolean {
     if (this.reserved.has(n) || this.o.isHeld(n)) return true;
-    const freedAt = this.freedElsewhere.get(n);
-    if (freedAt !== undefined) {
-      const left = freedAt + this.o.handoffGraceMs - this.o.clock.now();
+    const until = this.skipUntil.get(n);
+    if (until !== undefined) {
+      const left = until - this.o.clock.now();
       if (left > 0) {
         this.wakeIn(left);
         return true;
       }
-      this.freedElsewhere.delete(n);
+      this.skipUntil.delete(n);
     }
     if (!this.conflicted.has(n)) return false;
     if (this.conflicted.get(n) !== resourceVersion) {

@@ -355,8 +355,10 @@ export class LeaseManager {
         this.handOut(w, pod, result.value, this.clock.now() - casStartedAt);
       } else {
         const f = result.error;
-        // Skip this pod until the cache shows a newer version of its Lease (or its deletion).
-        this.chooser.settled(name, { resourceVersion: lease.metadata?.resourceVersion });
+        // Lost: skip this pod until the cache shows a newer version of its Lease (or its deletion).
+        // No verdict (outage, 5xx): try it again shortly.
+        if (isConflict(f)) this.chooser.settled(name, { resourceVersion: lease.metadata?.resourceVersion });
+        else this.chooser.failed(name);
         if (!isConflict(f)) {
           logFailure(this.o.log, "acquire failed", new Error(f.message), {
             requestId: w.requestId,

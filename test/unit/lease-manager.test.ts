@@ -172,6 +172,18 @@ describe("LeaseManager dispatch (fake clock)", () => {
     await manager.shutdown();
   });
 
+  it("a CAS that fails without a verdict (outage, 5xx) is retried shortly, not shunned until the Lease changes", async () => {
+    const { store, acquire, held, clock, manager } = setup(["p0"]);
+    store.failNext.set("p0", 500);
+    const a = acquire("a");
+    await flush();
+    expect(a.result).toBeUndefined();
+    // Nothing touches p0's Lease after the failure; the waiter still gets it.
+    await clock.advance(300);
+    expect(held(a).pod).toBe("p0");
+    await manager.shutdown();
+  });
+
   it("renews every TTL/3 and marks the lease lost when renewals fail until it would expire", async () => {
     const { store, acquire, held, clock, types, manager } = setup(["p0"], { leaseTtlSeconds: 3 });
     const h = held(await flushThen(acquire("a")));
