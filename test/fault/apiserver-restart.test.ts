@@ -88,14 +88,25 @@ describe("fault: the devcluster API server restarted", () => {
     // The informers' relists: LISTs of the pool's pods and Leases by the agents (the admin
     // identity; the test itself lists nothing between the restart and here). Resuming a watch
     // from a pre-restart resourceVersion gets 410 Gone (the history is not persisted), and
-    // client-node answers that with a fresh LIST instead of an error.
-    await sleep(1_000);
-    const relists = audit.filter(
-      (e) =>
-        e.at >= upAt && e.verb === "list" && e.namespace === f.namespace && e.user === "devcluster-admin",
-    );
+    // client-node answers that with a fresh LIST instead of an error. A watch that failed through
+    // the whole outage is in its restart backoff (200 ms doubling, jittered: up to ~3.2 s after a
+    // 3 s outage), so wait for the relists (reading only the audit log) rather than a fixed second.
     const relistsOf = (resource: string) =>
-      relists.filter((e) => e.resource === resource && e.code === 200).length;
+      audit.filter(
+        (e) =>
+          e.at >= upAt &&
+          e.verb === "list" &&
+          e.namespace === f.namespace &&
+          e.user === "devcluster-admin" &&
+          e.resource === resource &&
+          e.code === 200,
+      ).length;
+    await waitFor(
+      "both agents to relist pods and Leases",
+      () => relistsOf("pods") >= 2 && relistsOf("leases") >= 2,
+      15_000,
+      50,
+    ).catch(() => undefined); // the expectations below say which one is missing
     const relistCounts = { pods: relistsOf("pods"), leases: relistsOf("leases") };
     // The pool's own pods may all be used up and replaced across the outage (replace mode; the
     // elastic pool keeps POOL_SIZE *free* pods, so the in-outage callers can take every old one):
