@@ -80,6 +80,11 @@ function relayToSandbox(
   });
 }
 
+/** A request without a body, relayed to the sandbox's cluster at the agent's same path. */
+async function relayAsIs(c: AppContext, method: "GET" | "DELETE", accept = "application/json") {
+  return finishRelay(c, await relayToSandbox(c, { method, path: agentPath(c), body: null, accept }));
+}
+
 /** The path as the agent sees it: the request's own (still percent-encoded) path and query. */
 function agentPath(c: AppContext): string {
   const url = new URL(c.req.url);
@@ -183,15 +188,7 @@ export const getSandboxRoute: RouteDef = {
     response: SandboxSchema,
     parameters: [idParam],
   },
-  async handler(c) {
-    const out = await relayToSandbox(c, {
-      method: "GET",
-      path: agentPath(c),
-      body: null,
-      accept: "application/json",
-    });
-    return finishRelay(c, out);
-  },
+  handler: (c) => relayAsIs(c, "GET"),
 };
 
 export const deleteSandboxRoute: RouteDef = {
@@ -205,15 +202,7 @@ export const deleteSandboxRoute: RouteDef = {
     parameters: [idParam],
     successStatus: "204",
   },
-  async handler(c) {
-    const out = await relayToSandbox(c, {
-      method: "DELETE",
-      path: agentPath(c),
-      body: null,
-      accept: "application/json",
-    });
-    return finishRelay(c, out);
-  },
+  handler: (c) => relayAsIs(c, "DELETE"),
 };
 
 export const sandboxExecRoute: RouteDef = {
@@ -292,8 +281,7 @@ export const getFileRoute: RouteDef = {
     parameters: [idParam, pathParam],
   },
   async handler(c) {
-    const out = await relayToSandbox(c, { method: "GET", path: agentPath(c), body: null, accept: "*/*" });
-    return withContentLength(await finishRelay(c, out));
+    return withContentLength(await relayAsIs(c, "GET", "*/*"));
   },
 };
 
@@ -329,15 +317,7 @@ export const deleteFileRoute: RouteDef = {
     parameters: [idParam, pathParam],
     successStatus: "204",
   },
-  async handler(c) {
-    const out = await relayToSandbox(c, {
-      method: "DELETE",
-      path: agentPath(c),
-      body: null,
-      accept: "application/json",
-    });
-    return finishRelay(c, out);
-  },
+  handler: (c) => relayAsIs(c, "DELETE"),
 };
 
 export const SANDBOX_ROUTES: readonly RouteDef[] = [
