@@ -1,7 +1,15 @@
 import { type ChildProcess, spawn } from "node:child_process";
+import { closeSync, openSync, readFileSync } from "node:fs";
 import { createServer, type Server, type Socket } from "node:net";
 
-const FORWARDER = new URL("./netns-forwarder.mjs", import.meta.url).pathname;
+/**
+ * The forwarder runs as an unprivileged uid that may not be able to reach the checkout (a clone
+ * under a 0700 directory such as /root or a mkdtemp): its source goes in as `-e`, and the Node
+ * binary is executed through a descriptor the kubelet opened (/proc/self/fd/N), not by path.
+ */
+const FORWARDER_SOURCE = readFileSync(new URL("./netns-forwarder.mjs", import.meta.url), "utf8");
+/** The binary's descriptor in the forwarder's process (0-2 stdio, 3 the IPC channel). */
+const NODE_FD = 4;
 const START_TIMEOUT_MS = 10_000;
 const CONNECT_TIMEOUT_MS = 6_000;
 /** The forwarder holds no privilege: it only connects to the pod's own address. */
@@ -52,6 +60,7 @@ export class PortForward {
   /** Starts the forwarder in the network namespace of `pid` (the container's init). */
   attach(pid: number): Promise<boolean> {
     if (this.closed) return Promise.resolve(false);
+    const nodeFd = openSync(process.execPath, "r");
     const child = spawn(
       "nsenter",
       [
@@ -64,11 +73,17 @@ export class PortForward {
         "--no-new-privs",
         "--pdeathsig=SIGKILL",
         "--",
-        process.execPath,
-        FORWARDER,
+        `/proc/self/fd/${NODE_FD}`,
+        "--input-type=module",
+        "-e",
+        FORWARDER_SOURCE,
       ],
-      { stdio: ["ignore", "ignore", "pipe", "ipc"], env: { PATH: process.env.PATH ?? "/usr/bin:/bin" } },
+      {
+        stdio: ["ignore", "ignore", "pipe", "ipc", nodeFd],
+        env: { PATH: process.env.PATH ?? "/usr/bin:/bin" },
+      },
     );
+    closeSync(nodeFd);
     this.forwarder = child;
     child.stderr?.on("data", (d: Buffer) => this.log(`port forwarder ${this.ip}: ${d.toString().trim()}`));
     child.on("message", (msg: unknown, handle: unknown) => this.onMessage(msg, handle));
