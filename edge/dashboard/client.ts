@@ -326,6 +326,9 @@ export function dashboardClient(core: DashboardCore, opts: DashboardClientOption
         st.state = "live";
         if (st.key) regionErrors.delete(st.key);
         updateStatus();
+        // Draw now, not on the next frame: the status line must never say "Live" over tiles that
+        // are not there yet (a busy or hidden tab can hold a frame back for a long time).
+        render();
       }
     };
     armIdle();

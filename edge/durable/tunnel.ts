@@ -319,7 +319,14 @@ export class TunnelDO extends DurableObject<Env> {
       const p = this.pending.get(id);
       if (!p) return;
       this.send(p.ws, { type: "cancel", id });
-      this.fail(id, new AppError("request_cancelled", "the client went away"));
+      if (!p.headDone) {
+        this.fail(id, new AppError("request_cancelled", "the client went away"));
+        return;
+      }
+      // Mid-stream there is nobody left to tell: end the body rather than error it, which the
+      // runtime would only report as an uncaught rejection of a stream no one reads.
+      this.finish(id);
+      p.body?.end();
     });
     try {
       const inline = body.length <= TUNNEL_INLINE_BODY_BYTES;
