@@ -76,6 +76,10 @@ export async function startAgent(
   if (!started.ok) return started;
   const pool = started.value;
   const stopMetrics = subscribeMetrics(bus, metrics, { snapshot: () => pool.snapshot() });
+  // Any replica may be handed a new pod; each opens its own connection to it while it waits.
+  const stopWarming = bus.on((e) => {
+    if (e.type === "pod.ready" && e.data.podIP) executor.warm?.(e.data.podIP);
+  });
   const acquire = pool.manager.acquire.bind(pool.manager);
   const files: SandboxFiles =
     config.execMode === "http" ? new HttpFiles({ poolToken }) : new ApiFiles({ kubeConfig });
@@ -190,6 +194,7 @@ export async function startAgent(
       await tunnel?.close();
       await pool.close();
       stopMetrics();
+      stopWarming();
       await new Promise<void>((resolve) => server.close(() => resolve()));
       logger.info("agent stopped");
     })();

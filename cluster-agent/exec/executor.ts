@@ -40,6 +40,12 @@ export interface ExecCall {
 export interface Executor {
   readonly mode: "http" | "api";
   exec(target: ExecTarget, call: ExecCall): Promise<Result<ExecOutcome>>;
+  /**
+   * A pod just turned Ready: open the connection its first command will use, so that command does
+   * not pay connection setup (and the server's first request) on the response path. Best effort,
+   * never throws; an executor without per-pod connections leaves it out.
+   */
+  warm?(podIP: string): void;
 }
 
 export interface Scrubber {

@@ -27,6 +27,9 @@ export interface HttpExecutorOptions {
   agent?: Agent;
 }
 
+/** A warm-up that takes longer than this is not worth keeping: the first exec connects itself. */
+const WARM_TIMEOUT_MS = 2_000;
+
 /** The exec server's own error codes, as the agent's callers should see them. */
 function mapServerError(status: number, code: string | undefined, message: string): AppError {
   const known: Record<string, ErrorCode> = {
@@ -57,6 +60,19 @@ export class HttpExecutor implements Executor {
       startTimeoutMs: opts.startTimeoutMs ?? 15_000,
       agent: opts.agent ?? new Agent({ keepAlive: true, maxSockets: 256 }),
     };
+  }
+
+  /** GET /health through the kept-alive agent: the socket stays in the pool for the first exec. */
+  warm(podIP: string): void {
+    const o = this.#opts;
+    const req = request(
+      { host: podIP, port: o.port, path: EXEC_SERVER_PATHS.health, method: "GET", agent: o.agent },
+      (res) => res.resume(),
+    );
+    req.setTimeout(WARM_TIMEOUT_MS, () => req.destroy());
+    // A pod that is not reachable yet is simply not warmed; its first command connects itself.
+    req.on("error", () => {});
+    req.end();
   }
 
   exec(target: ExecTarget, call: ExecCall): Promise<Result<ExecOutcome>> {

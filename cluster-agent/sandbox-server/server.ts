@@ -1,5 +1,6 @@
 import { createSandboxServer } from "./app.ts";
 import { configFromEnv } from "./config.ts";
+import { startCommand } from "./run-command.ts";
 
 // Entry point of the sandbox image: `node /opt/sandbox-server/server.mjs`.
 const parsed = configFromEnv(process.env);
@@ -16,6 +17,16 @@ sandbox.server.on("error", (e) => {
   process.stderr.write(`sandbox-server: ${e.message}\n`);
   process.exit(1);
 });
+// One throwaway command before the port opens: the first real command on a fresh pod then finds
+// the spawn path loaded and compiled instead of paying for it on its caller's response path.
+await startCommand({
+  command: "true",
+  timeoutMs: 2_000,
+  cwd: config.workspace,
+  env: {},
+  outputCapBytes: 0,
+  onChunk: () => {},
+}).then((r) => (r.ok ? r.running.done : undefined));
 sandbox.server.listen(config.port, config.listenHost, () => {
   const addr = sandbox.server.address();
   const port = typeof addr === "object" && addr ? addr.port : config.port;

@@ -1,4 +1,4 @@
-import { createServer, type Server } from "node:http";
+import { Agent, createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ExecCall, ExecTarget } from "../../cluster-agent/exec/executor.ts";
@@ -165,6 +165,33 @@ describe("http executor", () => {
       flaky.closeAllConnections();
       await new Promise((r) => flaky.close(r));
     }
+  });
+
+  it("warm() opens the connection the first command then uses; an unreachable pod is ignored", async () => {
+    const agent = new Agent({ keepAlive: true });
+    const warmed = new HttpExecutor({ poolToken: POOL_TOKEN, port: h.port, agent });
+    const free = () => Object.values(agent.freeSockets).flat();
+    warmed.warm(h.host);
+    await expect.poll(() => free().length, { timeout: 5_000, interval: 10 }).toBe(1);
+    const socket = free()[0];
+    const r = await warmed.exec(target, call({ command: "true" }));
+    expect(r.ok && r.value.exitCode).toBe(0);
+    // The same socket went out and came back: no second connection was opened.
+    await expect.poll(() => free().length, { timeout: 5_000, interval: 10 }).toBe(1);
+    expect(free()[0]).toBe(socket);
+    // Nothing listens on this port: the warm-up fails silently and leaves no socket behind.
+    const closed = await new Promise<number>((resolve) => {
+      const probe = createServer();
+      probe.listen(0, "127.0.0.1", () => {
+        const { port } = probe.address() as AddressInfo;
+        probe.close(() => resolve(port));
+      });
+    });
+    const nowhere = new HttpExecutor({ poolToken: POOL_TOKEN, port: closed, agent });
+    nowhere.warm("127.0.0.1");
+    await new Promise((r2) => setTimeout(r2, 200));
+    expect(free()).toEqual([socket]);
+    agent.destroy();
   });
 
   it("fails with sandbox_failed, not a hang, when the server dies mid-stream or is unreachable", async () => {
