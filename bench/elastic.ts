@@ -15,7 +15,7 @@
 
 import type { Stack } from "../devstack/stack.ts";
 import { SCOPES } from "../shared/api.ts";
-import { closedLoop, edgeExec } from "./calls.ts";
+import { closedLoop } from "./calls.ts";
 import { summarize } from "./stats.ts";
 import type { BenchRow, BenchSuite } from "./types.ts";
 import { progress, waitForFullPool, withStack } from "./with-stack.ts";
@@ -117,8 +117,16 @@ async function throughput(
     concurrency: 32,
     perClient: 10,
     deadlineMs: 60_000,
-    call: () => edgeExec(stack.edgeUrl, token, "true"),
+    call: async () => {
+      const out = await rawExec(stack, token, "tp", "true");
+      if (out.status !== 200) throw new Error(`${out.status} ${out.code ?? "?"}`);
+      return out;
+    },
   });
+  // Which failures, not just how many: "503 queue_timeout×4 0 TimeoutError×2".
+  const byKind = new Map<string, number>();
+  for (const e of load.errors) byKind.set(e, (byKind.get(e) ?? 0) + 1);
+  const errorKinds = [...byKind].map(([k, n]) => `${k.replace(" ", "_")}x${n}`).join(",") || "none";
   const s = summarize(load.samples.map((x) => x.ms));
   const reqPerSec = (load.samples.length / load.wallMs) * 1000;
   progress(`elastic: ${name} ${reqPerSec.toFixed(1)} req/s (${load.errors.length} errors)`);
@@ -129,7 +137,13 @@ async function throughput(
     p99Ms: s.p99,
     floorName: "one pod start-up per request (replace) / one scrub (scrub), spread over the pods",
     floorKind: "cost",
-    extra: { reqPerSec: Number(reqPerSec.toFixed(2)), errors: load.errors.length, clients: 32, ...extra },
+    extra: {
+      reqPerSec: Number(reqPerSec.toFixed(2)),
+      errors: load.errors.length,
+      errorKinds,
+      clients: 32,
+      ...extra,
+    },
   };
 }
 
