@@ -1,5 +1,6 @@
 import * as k8s from "@kubernetes/client-node";
 import { abortAfter } from "./deadline.ts";
+import { reuseConnections } from "./reuse-connections.ts";
 
 export interface KubeClients {
   kubeConfig: k8s.KubeConfig;
@@ -19,6 +20,7 @@ export function loadKubeConfig(kubeconfigPath: string | undefined): k8s.KubeConf
 }
 
 export function makeClients(kubeConfig: k8s.KubeConfig): KubeClients {
+  reuseConnections(kubeConfig);
   return {
     kubeConfig,
     core: new k8s.CoreV1Api(configuration(kubeConfig)),
