@@ -185,8 +185,8 @@ export class AgentPool {
   }
 
   async close(): Promise<void> {
-    this.demandPublisher.stop();
     this.demandReader.stop();
+    await this.demandPublisher.withdraw();
     await this.manager.shutdown();
     await this.elector?.stop();
     await this.controller.stop();

@@ -43,6 +43,11 @@ export interface DemandOptions {
   intervalMs?: number;
   /** Longest gap between writes (default 3 s). */
   heartbeatMs?: number;
+  /**
+   * The leader deletes another replica's Lease it has seen unchanged this long (default 10 min,
+   * 200 heartbeats): what a replica that was killed without its shutdown leaves behind.
+   */
+  removeAfterMs?: number;
   now?: () => number;
 }
 
@@ -74,7 +79,7 @@ export class DemandPublisher {
   private lease: V1Lease | undefined;
   private lastText = "";
   private lastWrite = Number.NEGATIVE_INFINITY;
-  private writing = false;
+  private writing: Promise<void> | undefined;
   private readonly name: string;
   private readonly now: () => number;
 
@@ -95,22 +100,42 @@ export class DemandPublisher {
     this.loop = undefined;
   }
 
+  /** Stops and deletes our Lease (a clean shutdown leaves nothing for the leader to clear). Never throws. */
+  async withdraw(): Promise<void> {
+    this.stop();
+    // A write still in flight would create the Lease again after the delete.
+    await this.writing;
+    try {
+      await this.o.clients.coordination.deleteNamespacedLease(
+        { name: this.name, namespace: this.o.namespace },
+        deadline(2_000),
+      );
+    } catch (e) {
+      if (!isNotFound(k8sFailure(e))) logFailure(this.o.log, "deleting our demand Lease failed", e);
+    }
+    this.lease = undefined;
+  }
+
   /** One look; writes when the numbers changed or the heartbeat is due. Never throws. */
   async publish(): Promise<void> {
     if (this.writing) return;
     const text = JSON.stringify(rounded(this.read()));
     if (text === this.lastText && this.now() - this.lastWrite < (this.o.heartbeatMs ?? 3_000)) return;
-    this.writing = true;
+    this.writing = (async () => {
+      try {
+        await this.write(text);
+        this.lastText = text;
+        this.lastWrite = this.now();
+      } catch (e) {
+        // The leader then ignores our numbers once they are stale; the next tick retries.
+        this.lease = undefined;
+        logFailure(this.o.log, "publishing queue demand failed", e);
+      }
+    })();
     try {
-      await this.write(text);
-      this.lastText = text;
-      this.lastWrite = this.now();
-    } catch (e) {
-      // The leader then ignores our numbers once they are stale; the next tick retries.
-      this.lease = undefined;
-      logFailure(this.o.log, "publishing queue demand failed", e);
+      await this.writing;
     } finally {
-      this.writing = false;
+      this.writing = undefined;
     }
   }
 
@@ -230,8 +255,35 @@ export class DemandReader {
       }
       for (const n of this.expiry.names()) if (!next.some((r) => r.name === n)) this.expiry.forget(n);
       this.latest = next;
+      await this.removeAbandoned(next);
     } catch (e) {
       logFailure(this.o.log, "reading queue demand failed", e);
+    }
+  }
+
+  /**
+   * Conditional on the version we saw unchanged: a replica that comes back and writes in between
+   * keeps its Lease (409), and one that deleted its own is already gone (404). Both are fine.
+   */
+  private async removeAbandoned(records: typeof this.latest): Promise<void> {
+    const after = this.o.removeAfterMs ?? 10 * 60_000;
+    for (const r of records) {
+      if (r.agentId === this.o.agentId || !this.expiry.isExpired(r.name, r.key, after)) continue;
+      try {
+        await this.o.clients.coordination.deleteNamespacedLease(
+          { name: r.name, namespace: this.o.namespace, body: { preconditions: { resourceVersion: r.key } } },
+          deadline(2_000),
+        );
+        this.expiry.forget(r.name);
+        this.o.log.warn(
+          { lease: r.name, agentId: r.agentId },
+          "removed the demand Lease of a replica gone for good",
+        );
+      } catch (e) {
+        const f = k8sFailure(e);
+        if (!isNotFound(f) && !isConflict(f))
+          logFailure(this.o.log, "removing an abandoned demand Lease failed", e);
+      }
     }
   }
 }

@@ -76,6 +76,59 @@ describe("published queue demand", () => {
     }
   }, 30_000);
 
+  it("the leader deletes a Lease left unchanged for removeAfterMs, and only that one", async () => {
+    const gone = new DemandPublisher(opts("agent-gone"), () => ({
+      queued: 1,
+      arrivalsPerSecond: 0,
+      tenants: {},
+    }));
+    const live = new DemandPublisher(opts("agent-live"), () => ({
+      queued: 2,
+      arrivalsPerSecond: 0,
+      tenants: {},
+    }));
+    const reader = new DemandReader({ ...opts("leader-2"), removeAfterMs: 1_500 });
+    const exists = (agentId: string) =>
+      cluster.clients.coordination
+        .readNamespacedLease({ name: demandLeaseName(agentId), namespace: cluster.namespace })
+        .then(
+          () => true,
+          () => false,
+        );
+    gone.start();
+    live.start();
+    reader.start();
+    try {
+      await waitFor(
+        "both Leases written",
+        async () => (await exists("agent-gone")) && (await exists("agent-live")),
+        10_000,
+        50,
+      );
+      // Killed without its shutdown: the Lease stays behind, unchanged.
+      gone.stop();
+      await waitFor("the abandoned Lease removed", async () => !(await exists("agent-gone")), 10_000, 100);
+      // A clean shutdown deletes its own at once.
+      const quitter = new DemandPublisher(opts("agent-quits"), () => ({
+        queued: 0,
+        arrivalsPerSecond: 0,
+        tenants: {},
+      }));
+      quitter.start();
+      await waitFor("the quitter's Lease written", () => exists("agent-quits"), 10_000, 50);
+      await quitter.withdraw();
+      expect(await exists("agent-quits")).toBe(false);
+      // The replica that keeps publishing (its heartbeat is 300 ms) is never a candidate.
+      expect(await exists("agent-live")).toBe(true);
+      await new Promise((r) => setTimeout(r, 2_000));
+      expect(await exists("agent-live")).toBe(true);
+    } finally {
+      gone.stop();
+      live.stop();
+      reader.stop();
+    }
+  }, 30_000);
+
   it("reads only well-formed annotations; lease names are DNS-safe", () => {
     expect(parseDemand('{"queued":2,"arrivalsPerSecond":0.5,"tenants":{"t":2,"u":0}}')).toEqual({
       queued: 2,
