@@ -250,6 +250,9 @@ async function streamLagSamples(
   const command = `for i in $(seq ${lines}); do date +%s%N; sleep 0.02; done`;
   const out: number[] = [];
   for (let r = 0; r < runs; r++) {
+    // The pod prints wall-clock time; performance.now() is monotonic and drifts from the wall clock
+    // when it is slewed or stepped (-0.6 s was seen after an hour), so re-anchor before each run.
+    const wallOffset = wallClockOffsetMs();
     const res = await fetch(`${edgeUrl}/v1/exec`, {
       method: "POST",
       headers: {
@@ -265,7 +268,7 @@ async function streamLagSamples(
     let buf = "";
     let partial = "";
     for await (const chunk of res.body) {
-      const nowMs = performance.timeOrigin + performance.now();
+      const nowMs = wallOffset + performance.now();
       buf += decoder.decode(chunk, { stream: true });
       for (let i = buf.indexOf("\n\n"); i >= 0; i = buf.indexOf("\n\n")) {
         const event = buf.slice(0, i);
@@ -285,6 +288,17 @@ async function streamLagSamples(
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Wall clock minus performance.now(), to a few microseconds: Date.now() ticks in whole ms, so spin
+ * until it ticks over and take the offset at that instant.
+ */
+function wallClockOffsetMs(): number {
+  const start = Date.now();
+  let now = start;
+  while (now === start) now = Date.now();
+  return now - performance.now();
+}
 
 export const suite: BenchSuite = {
   name: "latency",
