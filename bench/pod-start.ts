@@ -1,10 +1,10 @@
-import { readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
 import { Container, makeRuntimeDirs } from "../devcluster/kubelet/container.ts";
 import { IdRangeAllocator } from "../devcluster/kubelet/id-ranges.ts";
 import { startSandboxPodCluster } from "../devstack/fixtures/sandbox-pod.ts";
+import { machineCpuMs } from "./machine-cpu.ts";
 import { summarize } from "./stats.ts";
 import type { BenchRow, BenchSuite } from "./types.ts";
 
@@ -69,19 +69,6 @@ export const suite: BenchSuite = {
     ];
   },
 };
-
-/**
- * CPU time the whole machine spent (user, nice, system, irq, softirq) in ms: the pods' processes
- * (runc, the exec server, the port forwarder) exit or are reaped, so per-process counters miss them.
- */
-function machineCpuMs(): number {
-  const first = readFileSync("/proc/stat", "utf8").split("\n", 1)[0] ?? "";
-  const f = first.trim().split(/\s+/).slice(1).map(Number);
-  const ticks = (f[0] ?? 0) + (f[1] ?? 0) + (f[2] ?? 0) + (f[5] ?? 0) + (f[6] ?? 0);
-  return (ticks * 1000) / CLOCK_TICKS_PER_SEC;
-}
-/** USER_HZ: 100 on every Linux ABI Node runs on. */
-const CLOCK_TICKS_PER_SEC = 100;
 
 async function runcFloor(): Promise<number[]> {
   const runtime = await makeRuntimeDirs();
