@@ -1,8 +1,8 @@
-import { cloudflareTest } from "@cloudflare/vitest-pool-workers";
+import { cloudflareTest } from "@cloudflare/vitest-plugin";
 import { defineConfig } from "vitest/config";
 
 // Two projects: Node-side suites (shared, devcluster, cluster-agent, cross-process e2e, browser)
-// and in-runtime suites for the Worker, which run inside workerd via the pool-workers plugin.
+// and in-runtime suites for the Worker, which run inside workerd via @cloudflare/vitest-plugin.
 export default defineConfig({
   test: {
     projects: [
