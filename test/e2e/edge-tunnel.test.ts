@@ -182,6 +182,28 @@ describe("tunnel client ↔ edge in workerd", () => {
     await waitUntil(() => client!.inflight === 0);
   });
 
+  it("a body over the limit gets its 413, not a reset, while the client is still sending it", async () => {
+    // MAX_BODY_BYTES is 2 MiB. Answering at the first chunk and closing reset the connection under
+    // the client's writes now and then (about 1 in 30 here), and the 413 was lost with it.
+    const auth = await token("tenant-e2e");
+    const outcomes: string[] = [];
+    for (let i = 0; i < 40; i++) {
+      try {
+        const res = await fetch(`${edge.url}/v1/exec`, {
+          method: "POST",
+          headers: { authorization: `Bearer ${auth}`, "content-type": "application/json" },
+          body: new Uint8Array(16 * 1024 * 1024 + 1),
+          signal: AbortSignal.timeout(20_000),
+        });
+        const body = (await res.json()) as { error?: { code?: string } };
+        outcomes.push(`${res.status} ${body.error?.code}`);
+      } catch (e) {
+        outcomes.push(String((e as Error).cause ?? e));
+      }
+    }
+    expect(new Set(outcomes)).toEqual(new Set(["413 payload_too_large"]));
+  }, 90_000);
+
   it("a dropped tunnel fails the request fast with 502, then the client reconnects and serves", async () => {
     mode = "never";
     const before = client!.connections;
