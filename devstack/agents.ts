@@ -69,6 +69,15 @@ export async function startAgentReplica(opts: {
   };
 }
 
+/** Whether the replica's log says its tunnel to the edge is up (its "tunnel: connected" line). */
+export function tunnelConnectedInLog(logFile: string): boolean {
+  try {
+    return readFileSync(logFile, "utf8").includes('"tunnel: connected"');
+  } catch {
+    return false;
+  }
+}
+
 /** A replica's own URL (health, readiness, direct relays), from the "agent started" line of its log. */
 export function agentUrlFromLog(logFile: string): string | undefined {
   let text: string;

@@ -6,7 +6,7 @@ import { buildSandboxImage } from "../cluster-agent/sandbox-server/build.ts";
 import type { AuditEntry } from "../devcluster/apiserver/index.ts";
 import { type DevCluster, startDevCluster } from "../devcluster/devcluster.ts";
 import { type PoolSnapshot, PoolSnapshotSchema, SCOPES } from "../shared/api.ts";
-import { type AgentReplica, startAgentReplica } from "./agents.ts";
+import { type AgentReplica, startAgentReplica, tunnelConnectedInLog } from "./agents.ts";
 import { type EdgeHarness, startEdge } from "./edge.ts";
 import { createDevIssuer, type DevIssuer, devTokens } from "./issuer.ts";
 import { edgeKeyVars, generateRegionKeys, type RegionKeys } from "./keys.ts";
@@ -191,6 +191,16 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
       }
       if (Date.now() > deadline) throw new Error(`the stack did not become ready: ${last}`);
       await new Promise((r) => setTimeout(r, 250));
+    }
+    // The pools answer through the first agent that connected; the stack is ready when every
+    // replica can serve, or a request right after start may find only one (and lose it to a kill).
+    log(`waiting for ${agents.length} agent tunnel(s)`);
+    for (;;) {
+      const missing = agents.filter((a) => !tunnelConnectedInLog(a.logFile)).map((a) => a.agentId);
+      if (missing.length === 0) break;
+      if (Date.now() > deadline)
+        throw new Error(`the stack did not become ready: no tunnel from ${missing.join(", ")}`);
+      await new Promise((r) => setTimeout(r, 100));
     }
 
     const edgePort = new URL(edge.url).port;
