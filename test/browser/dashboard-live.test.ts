@@ -24,7 +24,10 @@ beforeAll(async () => {
       dir: tmp.dir,
       agentsPerRegion: 2,
       poolSize: POOL,
-      agentEnv: { LOG_LEVEL: "info" }, // info: the agents log their own URL
+      // info: the agents log their own URL. POOL_MAX_PODS = POOL: "the pool is exhausted" must
+      // mean it; the elastic pool would otherwise replace the two held pods at once, and a third
+      // caller that arrives after they are Ready never waits.
+      agentEnv: { LOG_LEVEL: "info", POOL_MAX_PODS: String(POOL) },
       edgeVars: { TENANT_QUOTA_BURST: "100", TENANT_QUOTA_PER_MINUTE: "600" },
     }),
     launchChromium(),
