@@ -1,4 +1,4 @@
-import { readFileSync } from "node:fs";
+import { agentUrlFromLog } from "../devstack/agents.ts";
 import type { RegionKeys } from "../devstack/keys.ts";
 import type { Stack } from "../devstack/stack.ts";
 import { type ExecResult, ExecResultSchema, SCOPES } from "../shared/api.ts";
@@ -87,24 +87,15 @@ export async function firstAgentDirect(stack: Stack, region: string, tenant: str
   const agent0 = stack.agents[0];
   const keys = stack.keys[region];
   if (!agent0 || !keys) throw new Error(`stack has no agent or no keys for region ${region}`);
-  return directAgent({ agentUrl: await agentUrlFromLog(agent0.logFile), region, keys, tenant });
+  return directAgent({ agentUrl: await agentUrlWhenLogged(agent0.logFile), region, keys, tenant });
 }
 
-/** The agent's own URL, from its "agent started" log line (agents listen on port 0). */
-export async function agentUrlFromLog(logFile: string, timeoutMs = 15_000): Promise<string> {
+/** The agent's own URL (agents listen on port 0), waiting for the log line that names it. */
+async function agentUrlWhenLogged(logFile: string, timeoutMs = 15_000): Promise<string> {
   const until = Date.now() + timeoutMs;
   for (;;) {
-    let text = "";
-    try {
-      text = readFileSync(logFile, "utf8");
-    } catch {}
-    for (const line of text.split("\n")) {
-      if (!line.includes("agent started")) continue;
-      try {
-        const url = (JSON.parse(line) as { url?: unknown }).url;
-        if (typeof url === "string") return url;
-      } catch {}
-    }
+    const url = agentUrlFromLog(logFile);
+    if (url) return url;
     if (Date.now() > until) throw new Error(`no "agent started" line with a url in ${logFile}`);
     await new Promise((r) => setTimeout(r, 100));
   }
