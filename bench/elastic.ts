@@ -130,7 +130,7 @@ async function throughput(
       return out;
     },
   });
-  // Which failures, not just how many: "503 queue_timeout×4 0 TimeoutError×2".
+  // Which failures, not just how many, e.g. "503_queue_timeoutx4,0_TimeoutErrorx2".
   const byKind = new Map<string, number>();
   for (const e of load.errors) byKind.set(e, (byKind.get(e) ?? 0) + 1);
   const errorKinds = [...byKind].map(([k, n]) => `${k.replace(" ", "_")}x${n}`).join(",") || "none";
