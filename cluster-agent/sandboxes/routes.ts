@@ -3,6 +3,7 @@ import {
   type ExecRequest,
   ExecRequestSchema,
   parseSandboxId,
+  SANDBOX_FILE_SIZE_HEADER,
   SANDBOX_LIMITS,
   SandboxCreateRequestSchema,
   SandboxNameSchema,
@@ -14,7 +15,7 @@ import type { Spans } from "../../shared/spans.ts";
 import type { EventBus } from "../events/bus.ts";
 import type { Executor } from "../exec/executor.ts";
 import type { SandboxFiles } from "../exec/files.ts";
-import { sseResponse, wantsEventStream } from "../http/sse.ts";
+import { answerExec } from "../http/answers.ts";
 import { runSandboxExec } from "./exec.ts";
 import type { SandboxService } from "./service.ts";
 
@@ -38,8 +39,7 @@ export interface SandboxVars {
   spans: Spans;
 }
 
-const STREAM_PING_MS = 2_000;
-export const FILE_SIZE_HEADER = "x-sandbox-file-size";
+export const FILE_SIZE_HEADER = SANDBOX_FILE_SIZE_HEADER;
 
 /** Requests whose body may be as large as MAX_FILE_BYTES instead of the usual request limit. */
 export const isFileUpload = (method: string, path: string) =>
@@ -133,19 +133,10 @@ export function sandboxRoutes(deps: SandboxRoutesDeps): Hono<{ Variables: Sandbo
     const req: ExecRequest = parsed.value;
     const signal = c.req.raw.signal;
     const base = { tenant: c.get("claims").tenant, requestId, signal };
-    if (wantsEventStream(c.req.header("accept"))) {
-      return sseResponse(
-        signal,
-        async (w) => {
-          const result = await runSandboxExec(deps, id, req, { ...base, onEvent: (e) => w.send(e.type, e) });
-          if (result.ok) w.send("result", { type: "result", result: result.value });
-          else w.send("error", { type: "error", error: result.error.toBody(requestId) });
-        },
-        { pingMs: STREAM_PING_MS, headers: { "X-Request-Id": requestId } },
-      );
-    }
-    const result = await runSandboxExec(deps, id, req, base);
-    return result.ok ? c.json(result.value) : fail(result.error, requestId);
+    return answerExec(
+      { accept: c.req.header("accept"), signal, requestId, region: deps.region, spans: c.get("spans") },
+      (onEvent) => runSandboxExec(deps, id, req, onEvent ? { ...base, onEvent } : base),
+    );
   });
 
   const filePath = (pathname: string): string => {

@@ -30,6 +30,25 @@ async function exec(body: object, init: RequestInit = {}): Promise<Response> {
   });
 }
 
+/** A POST of JSON to any route, ended by `signal` (or a 20 s timeout). */
+async function call(
+  path: string,
+  body: object,
+  headers: Record<string, string>,
+  signal: AbortSignal,
+): Promise<Response> {
+  return fetch(`${edge.url}${path}`, {
+    method: "POST",
+    headers: {
+      Authorization: `Bearer ${await token("tenant-e2e")}`,
+      "Content-Type": "application/json",
+      ...headers,
+    },
+    body: JSON.stringify(body),
+    signal: AbortSignal.any([signal, AbortSignal.timeout(20_000)]),
+  });
+}
+
 const keys = testAgentKeys("eu-1");
 const relayAuth = createRelayAuth({ region: "eu-1", publicKeys: keys.relayPublicKeys });
 
@@ -165,22 +184,40 @@ describe("tunnel client ↔ edge in workerd", () => {
     expect(n).toBe(48 * 1024 * 1024);
   });
 
-  it("a client that goes away cancels the agent's request (its signal aborts)", async () => {
-    mode = "hang";
-    const ac = new AbortController();
-    const res = await exec(
-      { command: "tail -f" },
-      { headers: { Accept: "text/event-stream" }, signal: ac.signal },
-    );
-    const reader = res.body!.getReader();
-    await reader.read();
-    const entry = seen.at(-1)!;
-    ac.abort();
-    const deadline = Date.now() + 5000;
-    while (!entry.aborted() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-    expect(entry.aborted()).toBe(true);
-    await waitUntil(() => client!.inflight === 0);
-  });
+  // Every relaying route passes the client's signal (edge/relay/from-context.ts relayFrom): current
+  // workerd does not cancel a Worker's subrequests when its client leaves, so without it a client
+  // that left a sandbox exec or POST /v1/sandboxes never cancelled the agent's work.
+  const SB = "sb.eu-1.default.abcdefghij0123456789";
+  for (const path of ["/v1/exec", `/v1/sandboxes/${SB}/exec`]) {
+    it(`a client that leaves the stream of POST ${path} cancels the agent's request (its signal aborts)`, async () => {
+      mode = "hang";
+      const ac = new AbortController();
+      const res = await call(path, { command: "tail -f" }, { Accept: "text/event-stream" }, ac.signal);
+      const reader = res.body!.getReader();
+      await reader.read();
+      const entry = seen.at(-1)!;
+      expect(entry.claims.requestId).toBe(res.headers.get("X-Request-Id"));
+      ac.abort();
+      await waitUntil(() => entry.aborted());
+      await waitUntil(() => client!.inflight === 0);
+    });
+  }
+
+  for (const path of ["/v1/sandboxes", `/v1/sandboxes/${SB}/exec`]) {
+    it(`a client that leaves POST ${path} before its answer cancels the agent's request`, async () => {
+      mode = "never";
+      const ac = new AbortController();
+      const before = seen.length;
+      const pending = call(path, { command: "sleep 100" }, {}, ac.signal).catch((e: unknown) => e);
+      await waitUntil(() => seen.length === before + 1);
+      const entry = seen.at(-1)!;
+      expect(entry.aborted()).toBe(false);
+      ac.abort();
+      await pending;
+      await waitUntil(() => entry.aborted());
+      await waitUntil(() => client!.inflight === 0);
+    });
+  }
 
   it("a body over the limit gets its 413, not a reset, while the client is still sending it", async () => {
     // MAX_BODY_BYTES is 2 MiB. Answering at the first chunk and closing reset the connection under

@@ -19,7 +19,7 @@ afterEach(async () => {
   await waitForAgents(TUNNEL, "eu-1", 0);
 });
 
-/** A stand-in chat agent: replies with how much history it was given. */
+/** A stand-in chat agent: replies with how much history it was given (and, as agents do, its region). */
 async function chatAgent(): Promise<TestAgent> {
   agent = await connectAgent("eu-1", async (r, ag) => {
     const claims = await ag.verifier.verifyRequest(r.request);
@@ -32,6 +32,7 @@ async function chatAgent(): Promise<TestAgent> {
         sessionId: body.sessionId,
         reply: `reply ${body.history.length / 2 + 1} for ${claims.value.tenant}`,
         toolCalls: [],
+        region: ag.region,
       }),
     );
   });

@@ -1,7 +1,8 @@
 import { env, SELF } from "cloudflare:test";
 import { afterEach, describe, expect, it } from "vitest";
 import { RELAY_HEADER } from "../../shared/relay-signing.ts";
-import { signAgentToken, toBase64 } from "../../shared/tunnel.ts";
+import { headersToPairs, signAgentToken, toBase64 } from "../../shared/tunnel.ts";
+import { waitFor } from "../support/wait-for.ts";
 import { AGENT_PRIVATE_JWKS } from "./fixtures/test-keys.ts";
 import {
   auth,
@@ -84,15 +85,15 @@ describe("relay through the tunnel", () => {
       const claims = await ag.verifier.verifyRequest(r.request);
       if (!claims.ok) throw new Error(claims.error.code);
       const cmd = (JSON.parse(new TextDecoder().decode(r.body)) as { command: string }).command;
-      await ag.respond(r.frame.id, Response.json(execResult(`ran ${cmd} for ${claims.value.tenant}`)));
+      // Real agents put their region in their answers; the edge passes them on unread.
+      const result = { ...execResult(`ran ${cmd} for ${claims.value.tenant}`), region: ag.region };
+      await ag.respond(r.frame.id, Response.json(result));
     });
     await waitForAgents(TUNNEL, "eu-1", 1);
     const res = await exec("tenant-rt", { command: "echo hi" }, { "X-Request-Id": "mine" });
     expect(res.status).toBe(200);
     expect(res.headers.get("X-Sandbox-Region")).toBe("eu-1");
-    const body = (await res.json()) as { stdout: string; region: string };
-    expect(body.stdout).toBe("ran echo hi for tenant-rt");
-    expect(body.region).toBe("eu-1");
+    expect(await res.json()).toEqual({ ...execResult("ran echo hi for tenant-rt"), region: "eu-1" });
 
     const got = a.received[0]!;
     expect(got.frame.path).toBe("/v1/exec");
@@ -167,25 +168,94 @@ describe("relay through the tunnel", () => {
     expect(a.cancelled).toEqual([a.received[0]!.frame.id]);
   });
 
-  it("a client that leaves before the answer gets the agent a cancel frame", async () => {
-    const a = await agent("eu-1", () => {
-      // never answers
+  // Every route that relays must carry the client's signal (edge/relay/from-context.ts relayFrom):
+  // before it did, a client leaving a sandbox exec, a file PUT or POST /v1/sandboxes never
+  // cancelled the agent's work.
+  const SB = "sb.eu-1.default.abcdefghij0123456789";
+  const json = { "Content-Type": "application/json" };
+  const leaving: Array<[string, string, RequestInit]> = [
+    ["/v1/exec", "/v1/exec", { method: "POST", headers: json, body: '{"command":"sleep 100"}' }],
+    [
+      "/v1/exec (stream)",
+      "/v1/exec",
+      {
+        method: "POST",
+        headers: { ...json, Accept: "text/event-stream" },
+        body: '{"command":"sleep 100"}',
+      },
+    ],
+    ["POST /v1/sandboxes", "/v1/sandboxes", { method: "POST", headers: json, body: "{}" }],
+    [
+      "a sandbox exec",
+      `/v1/sandboxes/${SB}/exec`,
+      { method: "POST", headers: json, body: '{"command":"sleep 100"}' },
+    ],
+    [
+      "a file PUT",
+      `/v1/sandboxes/${SB}/files/big.bin`,
+      { method: "PUT", headers: { "Content-Type": "application/octet-stream" }, body: "x" },
+    ],
+    ["a file GET", `/v1/sandboxes/${SB}/files/big.bin`, { method: "GET" }],
+    ["DELETE a sandbox", `/v1/sandboxes/${SB}`, { method: "DELETE" }],
+    ["/v1/chat", "/v1/chat", { method: "POST", headers: json, body: '{"message":"hi"}' }],
+  ];
+  for (const [name, path, init] of leaving) {
+    it(`a client that leaves ${name} before the answer gets the agent a cancel frame`, async () => {
+      const a = await agent("eu-1", () => {
+        // never answers
+      });
+      await waitForAgents(TUNNEL, "eu-1", 1);
+      const ac = new AbortController();
+      const token = await tenantToken({ tenant: "tenant-leave", scope: "sandbox:exec sandbox:chat" });
+      const pending = SELF.fetch(`${BASE}${path}`, {
+        ...init,
+        headers: auth(token, init.headers as Record<string, string> | undefined),
+        signal: ac.signal,
+      }).catch((e: unknown) => e);
+      await waitFor("the agent got the request", () => a.received.length === 1, 5_000, 10);
+      expect(a.cancelled).toEqual([]);
+      ac.abort();
+      await pending;
+      await waitFor("a cancel frame", () => a.cancelled.length > 0, 5_000, 10);
+      expect(a.cancelled).toEqual([a.received[0]!.frame.id]);
     });
-    await waitForAgents(TUNNEL, "eu-1", 1);
-    const ac = new AbortController();
-    const token = await tenantToken({ tenant: "tenant-leave", scope: "sandbox:exec" });
-    const pending = SELF.fetch(`${BASE}/v1/exec`, {
-      method: "POST",
-      headers: auth(token, { "Content-Type": "application/json" }),
-      body: JSON.stringify({ command: "sleep 100" }),
-      signal: ac.signal,
-    }).catch((e: unknown) => e);
-    for (let i = 0; i < 200 && a.received.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
-    ac.abort();
-    await pending;
-    for (let i = 0; i < 200 && a.cancelled.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
-    expect(a.cancelled).toEqual([a.received[0]!.frame.id]);
-  });
+  }
+
+  // After the head, only the client's signal tells the DO (workerd does not cancel a Worker's
+  // subrequests when its client leaves): a stream the client stops reading must cancel too.
+  const streamed: Array<[string, string]> = [
+    ["/v1/exec", "/v1/exec"],
+    ["a sandbox exec", `/v1/sandboxes/${SB}/exec`],
+    ["/v1/chat", "/v1/chat"],
+  ];
+  for (const [name, path] of streamed) {
+    it(`a client that leaves the stream of ${name} gets the agent a cancel frame`, async () => {
+      const a = await agent("eu-1", (r, ag) => {
+        // A head and one event, then silence: the stream stays open, as a quiet command's does.
+        const headers = headersToPairs(new Headers({ "content-type": "text/event-stream" }));
+        ag.send({ type: "response", id: r.frame.id, status: 200, headers });
+        ag.send({
+          type: "chunk",
+          id: r.frame.id,
+          seq: 0,
+          data: toBase64(new TextEncoder().encode(": ping\n\n")),
+        });
+      });
+      await waitForAgents(TUNNEL, "eu-1", 1);
+      const token = await tenantToken({ tenant: "tenant-leave", scope: "sandbox:exec sandbox:chat" });
+      const res = await SELF.fetch(`${BASE}${path}`, {
+        method: "POST",
+        headers: auth(token, { "Content-Type": "application/json", Accept: "text/event-stream" }),
+        body: path === "/v1/chat" ? '{"message":"hi"}' : '{"command":"sleep 100"}',
+      });
+      const reader = res.body!.getReader();
+      expect(new TextDecoder().decode((await reader.read()).value)).toBe(": ping\n\n");
+      expect(a.cancelled).toEqual([]);
+      await reader.cancel();
+      await waitFor("a cancel frame", () => a.cancelled.length > 0, 5_000, 10);
+      expect(a.cancelled).toEqual([a.received[0]!.frame.id]);
+    });
+  }
 
   it("POST /v1/requests/:id/cancel stops only the caller's own request with that id", async () => {
     const a = await agent("eu-1", () => {
@@ -344,7 +414,7 @@ describe("relay through the tunnel", () => {
   it("two regions: header picks the region, failover when it has no agent, region reported", async () => {
     const eu = await agent("eu-1", async (r, ag) => {
       const c = await ag.verifier.verifyRequest(r.request);
-      await ag.respond(r.frame.id, Response.json(execResult(`eu ${c.ok}`)));
+      await ag.respond(r.frame.id, Response.json({ ...execResult(`eu ${c.ok}`), region: ag.region }));
     });
     await waitForAgents(TUNNEL, "eu-1", 1);
     // us-1 has no agent: the request fails over to eu-1, signed for eu-1's audience.
@@ -355,7 +425,7 @@ describe("relay through the tunnel", () => {
 
     const us = await agent("us-1", async (r, ag) => {
       const c = await ag.verifier.verifyRequest(r.request);
-      await ag.respond(r.frame.id, Response.json(execResult(`us ${c.ok}`)));
+      await ag.respond(r.frame.id, Response.json({ ...execResult(`us ${c.ok}`), region: ag.region }));
     });
     await waitForAgents(TUNNEL, "us-1", 1);
     const res2 = await exec("tenant-region", { command: "true" }, { "X-Sandbox-Region": "us-1" });
