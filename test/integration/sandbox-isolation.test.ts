@@ -203,6 +203,17 @@ describe("a local sandbox (runc)", () => {
     expect(await res.json()).toMatchObject({ serverExposed: false });
   });
 
+  it("can write only where /reset clears: /workspace, /tmp, /dev/shm, /dev/mqueue", async () => {
+    // Every mount point and every directory of the (read-only) root, tried with a real create.
+    const r = await run(
+      "iso-b",
+      `for d in $(cut -d' ' -f5 /proc/self/mountinfo | sort -u) $(find / -xdev -type d 2>/dev/null); do
+         f="$d/.w$$"; if ( : > "$f" ) 2>/dev/null; then rm -f "$f"; echo "$d"; fi
+       done | sort -u`,
+    );
+    expect(r.stdout.trim().split("\n")).toEqual(["/dev/mqueue", "/dev/shm", "/tmp", "/workspace"]);
+  });
+
   it("runs in a cgroup below the kubelet's own, with the pod's cpu quota", async () => {
     const r = await run(
       "iso-a",
