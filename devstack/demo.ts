@@ -3,30 +3,15 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { readSse } from "../shared/sse.ts";
 import type { StackState } from "./cli.ts";
 import { startScriptedModel } from "./scripted-model.ts";
 import { type Stack, startStack } from "./stack.ts";
 
 const stateFile = join(fileURLToPath(new URL("../", import.meta.url)), ".devstack", "state.json");
 
-async function readSse(res: Response, onEvent: (event: string, data: unknown) => void): Promise<void> {
-  const reader = res.body!.getReader();
-  const decoder = new TextDecoder();
-  let buf = "";
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    buf += decoder.decode(value, { stream: true });
-    let cut = buf.indexOf("\n\n");
-    while (cut >= 0) {
-      const block = buf.slice(0, cut);
-      buf = buf.slice(cut + 2);
-      const event = /^event: (.*)$/m.exec(block)?.[1];
-      const data = /^data: (.*)$/m.exec(block)?.[1];
-      if (event && data) onEvent(event, JSON.parse(data));
-      cut = buf.indexOf("\n\n");
-    }
-  }
+async function readEvents(res: Response, onEvent: (event: string, data: unknown) => void): Promise<void> {
+  for await (const m of readSse(res.body!)) onEvent(m.event, JSON.parse(m.data));
 }
 
 let own: { stack: Stack; close(): Promise<void> } | undefined;
@@ -81,7 +66,7 @@ try {
   if (!chat.ok || !chat.headers.get("content-type")?.includes("text/event-stream")) {
     console.log(`${chat.status} ${await chat.text()}`);
   } else {
-    await readSse(chat, (event, data) => {
+    await readEvents(chat, (event, data) => {
       if (event === "assistant.delta") return;
       console.log(`  ${event.padEnd(18)} ${JSON.stringify(data).slice(0, 300)}`);
     });

@@ -6,6 +6,7 @@ import {
   type RelayChatRequest,
 } from "../../shared/api.ts";
 import { parseOrError } from "../../shared/errors.ts";
+import { type SseMessage, SseParser } from "../../shared/sse.ts";
 import type { AppContext, RouteDef } from "../app-env.ts";
 import { encodeJson, readJson, wantsEventStream } from "../http/json.ts";
 import { finishRelay } from "../http/relay-response.ts";
@@ -97,37 +98,27 @@ function scanForDone(source: ReadableStream<Uint8Array>): {
   done: Promise<ChatResponse | null>;
 } {
   const decoder = new TextDecoder();
-  let buf = "";
+  const parser = new SseParser();
   let found: ChatResponse | null = null;
-  const scanBlocks = () => {
-    let cut = buf.indexOf("\n\n");
-    while (cut >= 0) {
-      const block = buf.slice(0, cut);
-      buf = buf.slice(cut + 2);
-      const data = block
-        .split("\n")
-        .filter((l) => l.startsWith("data:"))
-        .map((l) => l.slice(5).trimStart())
-        .join("\n");
+  const look = (messages: SseMessage[]) => {
+    for (const m of messages) {
+      if (m.event !== "done") continue;
       try {
-        const ev = JSON.parse(data) as { type?: unknown; response?: unknown };
-        const res = ChatResponseSchema.safeParse(ev.response);
-        if (ev.type === "done" && res.success) found = res.data;
+        const res = ChatResponseSchema.safeParse((JSON.parse(m.data) as { response?: unknown }).response);
+        if (res.success) found = res.data;
       } catch {
         // not JSON: not ours
       }
-      cut = buf.indexOf("\n\n");
     }
   };
   const scan = new TransformStream<Uint8Array, Uint8Array>({
     transform(chunk, controller) {
       controller.enqueue(chunk);
-      buf += decoder.decode(chunk, { stream: true });
-      scanBlocks();
+      look(parser.push(decoder.decode(chunk, { stream: true })));
     },
     flush() {
-      buf += `${decoder.decode()}\n\n`;
-      scanBlocks();
+      look(parser.push(decoder.decode()));
+      look(parser.end());
     },
   });
   const done = source.pipeTo(scan.writable).then(

@@ -7,6 +7,7 @@ import { ExecResultSchema, ExecStreamEventSchema, PoolSnapshotSchema, SCOPES } f
 import { ErrorEnvelopeSchema } from "../../shared/errors.ts";
 import { generateSigningKeyPair, type SigningKeyPair } from "../../shared/jwt-keys.ts";
 import { createRelaySigner, type RelaySigner, relayAudience } from "../../shared/relay-signing.ts";
+import { parseSse } from "../../shared/sse.ts";
 import { type LeaseCluster, startLeaseCluster, waitFor } from "../support/lease-cluster.ts";
 
 const REGION = "test-1";
@@ -53,16 +54,9 @@ async function errorCode(res: Response): Promise<string> {
   return ErrorEnvelopeSchema.parse(await res.json()).error.code;
 }
 
-function parseSse(text: string): Array<{ event: string; data: unknown }> {
-  return text
-    .split("\n\n")
-    .filter((b) => b.includes("data:"))
-    .map((block) => {
-      const lines = block.split("\n");
-      const event = lines.find((l) => l.startsWith("event: "))?.slice(7) ?? "message";
-      const data = JSON.parse(lines.find((l) => l.startsWith("data: "))?.slice(6) ?? "null");
-      return { event, data };
-    });
+/** A captured SSE body's events, their data as JSON (through the shared codec). */
+function sseEvents(text: string): Array<{ event: string; data: unknown }> {
+  return parseSse(text).map((m) => ({ event: m.event, data: JSON.parse(m.data) as unknown }));
 }
 
 const heldLeases = async () => {
@@ -120,7 +114,7 @@ describe("agent HTTP app", () => {
       { accept: "text/event-stream" },
     );
     expect(res.headers.get("content-type")).toContain("text/event-stream");
-    const events = parseSse(await res.text()).map((e) => ExecStreamEventSchema.parse(e.data));
+    const events = sseEvents(await res.text()).map((e) => ExecStreamEventSchema.parse(e.data));
     expect(events[0]?.type).toBe("acquired");
     const out = events.filter((e) => e.type === "stdout").map((e) => (e.type === "stdout" ? e.data : ""));
     expect(out.join("")).toBe("one\n");
