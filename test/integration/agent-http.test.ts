@@ -8,6 +8,7 @@ import { ErrorEnvelopeSchema } from "../../shared/errors.ts";
 import { generateSigningKeyPair, type SigningKeyPair } from "../../shared/jwt-keys.ts";
 import { createRelaySigner, type RelaySigner, relayAudience } from "../../shared/relay-signing.ts";
 import { parseSse } from "../../shared/sse.ts";
+import { type AgentCall, signedAgentCall } from "../support/agent-call.ts";
 import { type LeaseCluster, startLeaseCluster, waitFor } from "../support/lease-cluster.ts";
 
 const REGION = "test-1";
@@ -15,39 +16,12 @@ let cluster: LeaseCluster;
 let agent: RunningAgent;
 let signer: RelaySigner;
 let keys: SigningKeyPair;
-let seq = 0;
 
-interface CallOpts {
-  tenant?: string;
-  scopes?: string[];
-  accept?: string;
-  signal?: AbortSignal;
-  tamperBody?: string;
-  noSignature?: boolean;
-  sign?: RelaySigner;
-}
+type CallOpts = Omit<AgentCall, "method" | "path" | "body"> & { sign?: RelaySigner };
 
-async function call(method: string, path: string, body?: unknown, o: CallOpts = {}): Promise<Response> {
-  const text = body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body);
-  const requestId = `req-${++seq}-${Date.now()}`;
-  const token = await (o.sign ?? signer).sign({
-    method,
-    path,
-    body: text,
-    tenant: o.tenant ?? "tenant-a",
-    subject: "user-1",
-    scopes: o.scopes ?? [SCOPES.exec, SCOPES.chat, SCOPES.admin],
-    requestId,
-  });
-  const headers: Record<string, string> = { "content-type": "application/json" };
-  if (!o.noSignature) headers["x-relay-signature"] = token;
-  if (o.accept) headers.accept = o.accept;
-  return fetch(`${agent.url}${path}`, {
-    method,
-    headers,
-    ...(text !== undefined ? { body: o.tamperBody ?? text } : {}),
-    ...(o.signal ? { signal: o.signal } : {}),
-  });
+function call(method: string, path: string, body?: unknown, o: CallOpts = {}): Promise<Response> {
+  const { sign, ...rest } = o;
+  return signedAgentCall(sign ?? signer, agent.url, { ...rest, method, path, body });
 }
 
 async function errorCode(res: Response): Promise<string> {
