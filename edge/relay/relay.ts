@@ -117,7 +117,12 @@ export async function relayToRegions(
       ...(input.signal ? { signal: input.signal } : {}),
     });
     const endTunnel = input.spans?.start("edge-tunnel");
-    const response = await tunnels.fetch(region, req);
+    const response = await tunnels.fetch(region, req).catch((e: unknown) => {
+      // The client left while its request waited (its signal aborted the DO request): that is a
+      // cancelled request, answered and logged as one, not an internal error.
+      if (input.signal?.aborted) throw new AppError("request_cancelled", "the client went away");
+      throw e;
+    });
     endTunnel?.();
     // The agent's own figures; a malformed header is dropped whole, never trusted in part.
     input.spans?.merge("agent-", parseServerTiming(response.headers.get(AGENT_TIMING_HEADER)));

@@ -1,6 +1,7 @@
 import { env, SELF } from "cloudflare:test";
 import { afterEach, describe, expect, it } from "vitest";
 import { RelayChatRequestSchema } from "../../shared/api.ts";
+import { waitFor } from "../support/wait-for.ts";
 import {
   auth,
   BASE,
@@ -125,16 +126,18 @@ describe("chat relay and sessions", () => {
     });
     expect(res.headers.get("content-type")).toContain("text/event-stream");
     expect(await res.text()).toContain("event: done");
-    let messages: string[] = [];
-    for (let i = 0; i < 100 && messages.length < 2; i++) {
-      const view = await session("tenant-sse", "sse-1");
-      if (view.status === 200)
-        messages = ((await view.json()) as { messages: Array<{ content: string }> }).messages.map(
-          (m) => m.content,
-        );
-      else await view.body?.cancel();
-      await new Promise((r) => setTimeout(r, 20));
-    }
+    // The turn is saved once the stream has ended (waitUntil): wait for it to show.
+    const messages = await waitFor(
+      "the streamed turn saved",
+      async () => {
+        const view = await session("tenant-sse", "sse-1");
+        if (view.status !== 200) return void (await view.body?.cancel());
+        const list = ((await view.json()) as { messages: Array<{ content: string }> }).messages;
+        return list.length >= 2 ? list.map((m) => m.content) : undefined;
+      },
+      5_000,
+      20,
+    );
     expect(messages).toEqual(["stream please", "streamed reply"]);
   });
 

@@ -1,5 +1,8 @@
-import { env, SELF } from "cloudflare:test";
+import { createExecutionContext, env, SELF } from "cloudflare:test";
 import { afterEach, describe, expect, it } from "vitest";
+import { createApp } from "../../edge/app.ts";
+import { depsFromEnv } from "../../edge/deps.ts";
+import { TUNNEL_AGENTS_PATH, TUNNEL_ORIGIN } from "../../edge/relay/protocol.ts";
 import { RELAY_HEADER } from "../../shared/relay-signing.ts";
 import { headersToPairs, signAgentToken, toBase64 } from "../../shared/tunnel.ts";
 import { waitFor } from "../support/wait-for.ts";
@@ -146,8 +149,7 @@ describe("relay through the tunnel", () => {
     });
     await waitForAgents(TUNNEL, "eu-1", 1);
     const pending = Array.from({ length: 3 }, () => exec("tenant-many", { command: "sleep 100" }));
-    for (let i = 0; i < 200 && seen.length < 3; i++) await new Promise((r) => setTimeout(r, 10));
-    expect(seen.length).toBe(3);
+    await waitFor("the agent got all three", () => seen.length === 3, 5_000, 10);
     a.close(1001);
     for (const res of await Promise.all(pending)) await expectError(res, 502, "tunnel_closed");
   });
@@ -164,13 +166,16 @@ describe("relay through the tunnel", () => {
     });
     expect(Date.now() - t0).toBeGreaterThanOrEqual(900);
     await expectError(res, 504, "relay_timeout");
-    for (let i = 0; i < 100 && a.cancelled.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    await waitFor("a cancel frame", () => a.cancelled.length > 0, 5_000, 10);
     expect(a.cancelled).toEqual([a.received[0]!.frame.id]);
   });
 
   // Every route that relays must carry the client's signal (edge/relay/from-context.ts relayFrom):
   // before it did, a client leaving a sandbox exec, a file PUT or POST /v1/sandboxes never
-  // cancelled the agent's work.
+  // cancelled the agent's work. The Worker is called with a request whose signal the test owns,
+  // standing in for workerd aborting it when the client leaves (enable_request_signal): a
+  // SELF.fetch abort, or a real socket's, is also seen by other paths (the subrequest's own
+  // cancel, the body pipe), so only this shows that the route passes the signal on.
   const SB = "sb.eu-1.default.abcdefghij0123456789";
   const json = { "Content-Type": "application/json" };
   const leaving: Array<[string, string, RequestInit]> = [
@@ -207,11 +212,15 @@ describe("relay through the tunnel", () => {
       await waitForAgents(TUNNEL, "eu-1", 1);
       const ac = new AbortController();
       const token = await tenantToken({ tenant: "tenant-leave", scope: "sandbox:exec sandbox:chat" });
-      const pending = SELF.fetch(`${BASE}${path}`, {
+      const req = new Request(`${BASE}${path}`, {
         ...init,
         headers: auth(token, init.headers as Record<string, string> | undefined),
         signal: ac.signal,
-      }).catch((e: unknown) => e);
+      });
+      const worker = createApp(depsFromEnv);
+      const pending = Promise.resolve(worker.fetch(req, env, createExecutionContext())).catch(
+        (e: unknown) => e,
+      );
       await waitFor("the agent got the request", () => a.received.length === 1, 5_000, 10);
       expect(a.cancelled).toEqual([]);
       ac.abort();
@@ -221,8 +230,8 @@ describe("relay through the tunnel", () => {
     });
   }
 
-  // After the head, only the client's signal tells the DO (workerd does not cancel a Worker's
-  // subrequests when its client leaves): a stream the client stops reading must cancel too.
+  // After the head: a client that stops reading a quiet stream (a command that prints nothing yet)
+  // cancels the agent's request too, on every streaming route.
   const streamed: Array<[string, string]> = [
     ["/v1/exec", "/v1/exec"],
     ["a sandbox exec", `/v1/sandboxes/${SB}/exec`],
@@ -278,10 +287,9 @@ describe("relay through the tunnel", () => {
         headers: auth(token),
       });
     const ofB = send(tokens.b);
-    for (let i = 0; i < 200 && a.received.length < 1; i++) await new Promise((r) => setTimeout(r, 10));
+    await waitFor("B's request at the agent", () => a.received.length === 1, 5_000, 10);
     const ofA = send(tokens.a);
-    for (let i = 0; i < 200 && a.received.length < 2; i++) await new Promise((r) => setTimeout(r, 10));
-    expect(a.received).toHaveLength(2);
+    await waitFor("A's request at the agent", () => a.received.length === 2, 5_000, 10);
     for (const r of a.received) {
       expect(r.request.headers.get("x-client-request-id")).toBe("same-id");
       expect(r.request.headers.get("x-tunnel-cancel-key")).toBeNull();
@@ -407,16 +415,19 @@ describe("relay through the tunnel", () => {
     a2.heartbeat({ ready: 5, leased: 3, queued: 0, poolSize: 8 });
     // Route only once the DO has taken in both heartbeats (it reports them on its agents list).
     const stub = TUNNEL.get(TUNNEL.idFromName("eu-1"));
-    for (const deadline = Date.now() + 10_000; ; ) {
-      const agents = (await (await stub.fetch("https://tunnel.internal/__tunnel/agents")).json()) as Array<{
-        agentId: string;
-        capacity: { ready: number } | null;
-      }>;
-      const ready = (id: string) => agents.find((a) => a.agentId === id)?.capacity?.ready;
-      if (ready("agent-1") === 0 && ready("agent-2") === 5) break;
-      expect(Date.now(), "the DO never showed both heartbeats").toBeLessThan(deadline);
-      await new Promise((r) => setTimeout(r, 10));
-    }
+    await waitFor(
+      "the DO to show both heartbeats",
+      async () => {
+        const agents = (await (await stub.fetch(`${TUNNEL_ORIGIN}${TUNNEL_AGENTS_PATH}`)).json()) as Array<{
+          agentId: string;
+          capacity: { ready: number } | null;
+        }>;
+        const ready = (id: string) => agents.find((a) => a.agentId === id)?.capacity?.ready;
+        return ready("agent-1") === 0 && ready("agent-2") === 5;
+      },
+      10_000,
+      10,
+    );
     for (let i = 0; i < 4; i++) expect((await exec("tenant-spread", { command: "true" })).status).toBe(200);
     expect(a1.received.length).toBe(3);
     expect(a2.received.length).toBe(7);
