@@ -76,6 +76,8 @@ describe("agent HTTP app", () => {
     expect(result.stdout).toBe("out\n/workspace\n");
     expect(result.stderr).toBe("err\n");
     expect(result.pod).toMatch(/^sandbox-/);
+    // The agent names its region itself: the edge passes answers on unread.
+    expect(result.region).toBe(REGION);
     expect(res.headers.get("x-request-id")).toBe(result.requestId);
     expect(await heldLeases()).toEqual([]);
   });
@@ -94,7 +96,11 @@ describe("agent HTTP app", () => {
     expect(out.join("")).toBe("one\n");
     const last = events.at(-1);
     expect(last?.type).toBe("result");
-    if (last?.type === "result") expect(last.result.stderr).toBe("two\n");
+    if (last?.type === "result") {
+      expect(last.result.stderr).toBe("two\n");
+      // A streamed result carries the region exactly like a JSON one.
+      expect(last.result.region).toBe(REGION);
+    }
   });
 
   it("refuses a request without a relay signature, with a tampered body, or replayed", async () => {
