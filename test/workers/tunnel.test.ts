@@ -2,7 +2,7 @@ import { createExecutionContext, env, SELF } from "cloudflare:test";
 import { afterEach, describe, expect, it } from "vitest";
 import { createApp } from "../../edge/app.ts";
 import { depsFromEnv } from "../../edge/deps.ts";
-import { TUNNEL_AGENTS_PATH, TUNNEL_ORIGIN } from "../../edge/relay/protocol.ts";
+import { TUNNEL_AGENTS_PATH, TUNNEL_HEADERS, TUNNEL_ORIGIN } from "../../edge/relay/protocol.ts";
 import { RELAY_HEADER } from "../../shared/relay-signing.ts";
 import { headersToPairs, signAgentToken, toBase64 } from "../../shared/tunnel.ts";
 import { waitFor } from "../support/wait-for.ts";
@@ -161,8 +161,8 @@ describe("relay through the tunnel", () => {
     await waitForAgents(TUNNEL, "eu-1", 1);
     const stub = TUNNEL.get(TUNNEL.idFromName("eu-1"));
     const t0 = Date.now();
-    const res = await stub.fetch("https://tunnel.internal/v1/pool", {
-      headers: { "X-Tunnel-Timeout-Ms": "1000", "X-Request-Id": "timeout-test" },
+    const res = await stub.fetch(`${TUNNEL_ORIGIN}/v1/pool`, {
+      headers: { [TUNNEL_HEADERS.timeoutMs]: "1000", "X-Request-Id": "timeout-test" },
     });
     expect(Date.now() - t0).toBeGreaterThanOrEqual(900);
     await expectError(res, 504, "relay_timeout");
@@ -292,7 +292,7 @@ describe("relay through the tunnel", () => {
     await waitFor("A's request at the agent", () => a.received.length === 2, 5_000, 10);
     for (const r of a.received) {
       expect(r.request.headers.get("x-client-request-id")).toBe("same-id");
-      expect(r.request.headers.get("x-tunnel-cancel-key")).toBeNull();
+      expect(r.request.headers.get(TUNNEL_HEADERS.cancelKey)).toBeNull();
     }
     const idOfB = a.received[0]!.frame.id;
 
