@@ -53,7 +53,11 @@ describe("security table: every tenant route", () => {
     it(`${name}: no token → 401; without its scope → 403`, async () => {
       await expectError(await call(r, {}), 401, "unauthenticated");
       const others = ALL_SCOPES.filter((s) => !needs(r).includes(s)).join(" ");
-      const wrong = await tenantToken({ tenant: `table-${name.replace(/[^A-Za-z0-9.-]+/g, "-")}`, sub: TEST_ADMIN_SUBJECT, scope: others });
+      const wrong = await tenantToken({
+        tenant: `table-${name.replace(/[^A-Za-z0-9.-]+/g, "-")}`,
+        sub: TEST_ADMIN_SUBJECT,
+        scope: others,
+      });
       await expectError(await call(r, auth(wrong)), 403, "insufficient_scope");
     });
   }
