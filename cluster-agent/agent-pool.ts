@@ -32,6 +32,7 @@ export type PoolConfig = Pick<
   | "queueTimeoutSeconds"
   | "recycle"
   | "tenantMaxLeases"
+  | "tenantShareLeases"
   | "sandboxImage"
   | "podTemplatePath"
   | "runtimeClassName"
@@ -96,6 +97,7 @@ export class AgentPool {
       leaseTtlSeconds: config.leaseTtlSeconds,
       queueTimeoutSeconds: config.queueTimeoutSeconds,
       tenantMaxLeases: config.tenantMaxLeases,
+      tenantShareLeases: config.tenantShareLeases,
       recycle: config.recycle,
       scrubber: opts.scrubber,
     });
