@@ -10,11 +10,14 @@ export const GENERATED = resolve(here, "../script.gen.ts");
 /**
  * Bundles the page's modules (main.ts and what it imports: the reducer, view, decoder, connection,
  * renderer and shared/sse.ts) into one classic script for the page's one inline `<script>`.
- * Deterministic for one esbuild version, so a test can compare it with the checked-in module.
+ * Deterministic for one esbuild version and any working directory, so a test can compare it with
+ * the checked-in module.
  */
 export async function bundleDashboardScript(): Promise<string> {
   const out = await build({
     entryPoints: [resolve(here, "main.ts")],
+    // The bundle's path comments are relative to this: the repository root, whatever the cwd.
+    absWorkingDir: resolve(here, "../../.."),
     bundle: true,
     write: false,
     format: "iife",
