@@ -39,8 +39,6 @@ export interface SandboxVars {
   spans: Spans;
 }
 
-export const FILE_SIZE_HEADER = SANDBOX_FILE_SIZE_HEADER;
-
 /** Requests whose body may be as large as MAX_FILE_BYTES instead of the usual request limit. */
 export const isFileUpload = (method: string, path: string) =>
   method === "PUT" && /^\/v1\/sandboxes\/[^/]+\/files(\/|$)/.test(path);
@@ -195,7 +193,7 @@ export function sandboxRoutes(deps: SandboxRoutesDeps): Hono<{ Variables: Sandbo
               "content-length": String(r.value.size),
               // Survives the tunnel and the Durable Object, which re-frame the body; the edge
               // turns it back into Content-Length.
-              [FILE_SIZE_HEADER]: String(r.value.size),
+              [SANDBOX_FILE_SIZE_HEADER]: String(r.value.size),
               "x-request-id": requestId,
             },
           }),
