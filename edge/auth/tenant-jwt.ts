@@ -3,10 +3,10 @@ import {
   createRemoteJWKSet,
   type JWTPayload,
   type JWTVerifyGetKey,
-  errors as joseErrors,
   jwtVerify,
 } from "jose";
 import { AppError, err, ok, type Result } from "../../shared/errors.ts";
+import { tokenError } from "../../shared/token-errors.ts";
 import type { EdgeConfig } from "../config.ts";
 
 /** Who is calling, as established by a verified tenant JWT. */
@@ -97,19 +97,4 @@ export function createTokenVerifier(cfg: EdgeConfig["jwt"]): TokenVerifier {
       });
     },
   };
-}
-
-function tokenError(e: unknown): AppError {
-  if (e instanceof joseErrors.JWTExpired) return new AppError("token_expired", "token expired");
-  if (e instanceof joseErrors.JWKSNoMatchingKey)
-    return new AppError("invalid_token", "no key matches the token's kid/alg");
-  if (e instanceof joseErrors.JWKSTimeout)
-    return new AppError("invalid_token", "key set unavailable (timeout)");
-  if (e instanceof joseErrors.JWTClaimValidationFailed) {
-    return new AppError("invalid_token", `token claim "${e.claim}" rejected (${e.reason})`);
-  }
-  if (e instanceof joseErrors.JOSEAlgNotAllowed)
-    return new AppError("invalid_token", "token algorithm not allowed");
-  if (e instanceof joseErrors.JOSEError) return new AppError("invalid_token", `token rejected (${e.code})`);
-  return new AppError("invalid_token", "malformed token");
 }
