@@ -18,14 +18,14 @@ describe("sandbox-server in a bubblewrap sandbox", () => {
     return parseFrames(r.text);
   };
   const inspect = async () => JSON.parse((await call("/inspect")).text) as Record<string, number>;
-  /** Processes may take a moment to be reaped after a SIGKILL. */
+  /** Processes are reaped soon after a SIGKILL, but "soon" on a loaded machine can be seconds. */
   const processesSettle = async (want: number) => {
-    for (let i = 0; i < 50; i++) {
+    const deadline = Date.now() + 30_000;
+    for (;;) {
       const n = (await inspect()).processes;
-      if (n === want) return n;
+      if (n === want || Date.now() > deadline) return n;
       await new Promise((r) => setTimeout(r, 50));
     }
-    return (await inspect()).processes;
   };
 
   beforeAll(async () => {
@@ -87,7 +87,8 @@ describe("sandbox-server in a bubblewrap sandbox", () => {
   it("kills `sleep 100` after a 1 s timeout with its whole group, leaving no process", async () => {
     const t0 = Date.now();
     const r = await exec({ command: "sleep 100 & sleep 100", timeoutMs: 1000 });
-    expect(Date.now() - t0).toBeLessThan(5000);
+    // The claim is "killed at the timeout, not after the 100 s sleep"; 30 s leaves a loaded machine room.
+    expect(Date.now() - t0).toBeLessThan(30_000);
     expect(r.result).toMatchObject({ timedOut: true, exitCode: null, signal: "SIGKILL" });
     expect(await processesSettle(0)).toBe(0);
   });
@@ -123,13 +124,20 @@ describe("sandbox-server in a bubblewrap sandbox", () => {
   });
 
   it("cleans up a fork of 500 processes on timeout, and /reset cleans up what escapes", async () => {
-    const r = await exec({
-      command: "i=0; while [ $i -lt 500 ]; do sleep 1000 & i=$((i+1)); done; echo forked; sleep 1000",
-      timeoutMs: 4000,
-    });
-    expect(r.stdout.toString()).toBe("forked\n");
-    expect(r.result?.timedOut).toBe(true);
-    expect(await processesSettle(0)).toBe(0);
+    // The timeout must fire after all 500 are forked, and forking takes as long as this machine and
+    // its load make it: start at 4 s and double until a run printed "forked" before it was killed.
+    // Every attempt must time out and leave no process.
+    for (let timeoutMs = 4000; ; timeoutMs *= 2) {
+      const r = await exec({
+        command: "i=0; while [ $i -lt 500 ]; do sleep 1000 & i=$((i+1)); done; echo forked; sleep 1000",
+        timeoutMs,
+      });
+      expect(r.result?.timedOut, `timeout ${timeoutMs} ms`).toBe(true);
+      expect(await processesSettle(0), `timeout ${timeoutMs} ms`).toBe(0);
+      if (r.stdout.toString() === "forked\n") break;
+      expect(r.stdout.toString(), `timeout ${timeoutMs} ms`).toBe("");
+      expect(timeoutMs, "500 forks did not finish within 64 s").toBeLessThan(64_000);
+    }
 
     // Escapees in their own sessions survive the exec, not the reset.
     const esc = await exec({
@@ -143,7 +151,7 @@ describe("sandbox-server in a bubblewrap sandbox", () => {
     expect(reset.status, reset.text).toBe(200);
     expect(JSON.parse(reset.text).killed).toBeGreaterThanOrEqual(400);
     expect(await processesSettle(0)).toBe(0);
-  }, 60_000);
+  }, 240_000);
 
   it("kills the command when the client disconnects mid-command", async () => {
     const body = JSON.stringify({ command: "echo started; sleep 1000", timeoutMs: 60_000 });
