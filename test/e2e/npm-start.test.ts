@@ -4,7 +4,7 @@ import { connect } from "node:net";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterEach, describe, expect, it } from "vitest";
-import { tempDir, waitFor } from "./stack-helpers.ts";
+import { runProcess, tempDir, waitFor } from "./stack-helpers.ts";
 
 // `npm start` as a user (or a script) runs it: through npm, in the background, stopped by a signal
 // sent to npm's own pid. npm forwards SIGINT/SIGTERM only to its direct child, so the stack must
@@ -146,20 +146,10 @@ describe("npm start", () => {
     expect(body).toContain("not a language model");
     expect(body).toContain("/workspace");
 
-    const demo = await new Promise<{ code: number | null; out: string }>((resolve) => {
-      const p = spawn("npm", ["run", "demo"], {
-        cwd: REPO,
-        env: { ...process.env, DEVSTACK_DIR: s.dir },
-        stdio: ["ignore", "pipe", "pipe"],
-      });
-      let out = "";
-      p.stdout.on("data", (d: Buffer) => (out += d.toString()));
-      p.stderr.on("data", (d: Buffer) => (out += d.toString()));
-      const timer = setTimeout(() => p.kill("SIGKILL"), 120_000);
-      p.on("close", (code) => {
-        clearTimeout(timer);
-        resolve({ code, out });
-      });
+    const demo = await runProcess("npm", ["run", "demo"], {
+      cwd: REPO,
+      env: { DEVSTACK_DIR: s.dir },
+      timeoutMs: 120_000,
     });
     expect(demo.out).toContain(`using the running stack at ${edgeUrl}`);
     expect(demo.code, demo.out).toBe(0);

@@ -1,9 +1,9 @@
-import { spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type SdkStack, startSdkStack } from "./sdk-stack.ts";
+import { runProcess } from "./stack-helpers.ts";
 
 // Every code snippet in README.md runs as printed against a running local stack, the way a reader
 // would run it from a fresh clone:
@@ -75,24 +75,8 @@ afterAll(async () => {
   if (scratch) rmSync(scratch, { recursive: true, force: true });
 });
 
-function bash(script: string, timeoutMs = 180_000) {
-  return new Promise<{ code: number | null; out: string }>((resolve, reject) => {
-    const child = spawn("bash", ["-e", "-o", "pipefail", "-c", script], {
-      cwd: scratch,
-      env: { ...process.env, ...env },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let out = "";
-    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
-    child.stderr.on("data", (d: Buffer) => (out += d.toString()));
-    const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
-    child.on("error", reject);
-    child.on("close", (code) => {
-      clearTimeout(timer);
-      resolve({ code, out });
-    });
-  });
-}
+const bash = (script: string) =>
+  runProcess("bash", ["-e", "-o", "pipefail", "-c", script], { cwd: scratch, env, timeoutMs: 180_000 });
 
 const onTestEdge = (code: string) =>
   code.replaceAll(/(?:localhost|127\.0\.0\.1):8787/g, new URL(sdk.stack.edgeUrl).host);

@@ -32,7 +32,13 @@ describe("npm test's count reporter", () => {
     const r = await new Promise<{ code: number | null; out: string }>((resolve) => {
       const p = spawn(
         join(REPO, "node_modules", ".bin", "vitest"),
-        ["run", "--root", dir, "--reporter=default", `--reporter=${join(REPO, "scripts", "count-reporter.mjs")}`],
+        [
+          "run",
+          "--root",
+          dir,
+          "--reporter=default",
+          `--reporter=${join(REPO, "scripts", "count-reporter.mjs")}`,
+        ],
         { cwd: dir, env: { ...process.env, PI_TEST_COUNTS: counts }, stdio: ["ignore", "pipe", "pipe"] },
       );
       let out = "";
