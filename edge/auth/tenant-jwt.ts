@@ -118,4 +118,3 @@ export function isAdmin(payload: JWTPayload, cfg: EdgeConfig["jwt"]): boolean {
   const aud = typeof payload.aud === "string" ? [payload.aud] : (payload.aud ?? []);
   return cfg.adminAudience !== undefined && aud.includes(cfg.adminAudience);
 }
-
