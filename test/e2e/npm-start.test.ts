@@ -33,10 +33,11 @@ afterEach(() => {
   }
 });
 
-function startNpm(): Started {
+function startNpm(extraEnv: Record<string, string> = {}): Started {
   const tmp = tempDir("npm-start-");
   const env: Record<string, string | undefined> = { ...process.env, DEVSTACK_DIR: tmp.dir, EDGE_PORT: "0" };
   for (const k of ["OPENAI_MODEL", "OPENAI_BASE_URL", "OPENAI_API_KEY"]) delete env[k];
+  Object.assign(env, extraEnv);
   // detached: its own process group, so the signal below reaches npm alone, as `kill <pid>` does.
   const npm = spawn("npm", ["start"], { cwd: REPO, env, detached: true, stdio: ["ignore", "pipe", "pipe"] });
   let out = "";
@@ -158,6 +159,22 @@ describe("npm start", () => {
 
     await stopsWholeStack(s, "SIGTERM", port);
   }, 420_000);
+
+  it("with a model half-configured, the banner says so and suggests no chat; `npm run demo` exits 1 with the fix", async () => {
+    const s = startNpm({ OPENAI_MODEL: "some-model" }); // no OPENAI_BASE_URL, no OPENAI_API_KEY
+    const { edgeUrl, port } = await upAndRunning(s);
+    expect(s.out()).toMatch(/chat\s+NOT CONFIGURED: .*OPENAI_BASE_URL/);
+    expect(s.out()).not.toContain(`${edgeUrl}/chat`);
+    expect(s.out()).not.toContain("npm run demo");
+    const demo = await runProcess("npm", ["run", "demo"], {
+      cwd: REPO,
+      env: { DEVSTACK_DIR: s.dir },
+      timeoutMs: 120_000,
+    });
+    expect(demo.code, demo.out).toBe(1);
+    expect(demo.out).toMatch(/demo FAILED: chat failed \(503\): chat has no model .*`npm start`/);
+    await stopsWholeStack(s, "SIGTERM", port);
+  }, 300_000);
 
   it("SIGINT to npm's pid (a backgrounded `npm start`) stops it all", async () => {
     const s = startNpm();
