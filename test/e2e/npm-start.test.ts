@@ -102,11 +102,17 @@ async function upAndRunning(s: Started) {
   return { edgeUrl: edgeUrl!, token: token!, port: Number(new URL(edgeUrl!).port) };
 }
 
-async function stopsWholeStack(s: Started, signal: "SIGINT" | "SIGTERM", port: number) {
+/** `to: "group"` is Ctrl-C in a terminal: the signal reaches every process of the foreground group. */
+async function stopsWholeStack(
+  s: Started,
+  signal: "SIGINT" | "SIGTERM",
+  port: number,
+  to: "npm" | "group" = "npm",
+) {
   const tree = descendants(s.npm.pid!);
   // npm → sh (exec'd into node) → agents, devcluster's kubelet → runc → containers, workerd.
   expect(tree.length, "the stack's processes").toBeGreaterThan(4);
-  process.kill(s.npm.pid!, signal);
+  process.kill(to === "group" ? -s.npm.pid! : s.npm.pid!, signal);
   // Generous: the stack stops its pods one by one; the bound only keeps a hang from eating the suite.
   await waitFor(
     `npm to exit after ${signal}`,
@@ -180,5 +186,11 @@ describe("npm start", () => {
     const s = startNpm();
     const { port } = await upAndRunning(s);
     await stopsWholeStack(s, "SIGINT", port);
+  }, 300_000);
+
+  it("Ctrl-C in the foreground (SIGINT to the whole process group) stops it all", async () => {
+    const s = startNpm();
+    const { port } = await upAndRunning(s);
+    await stopsWholeStack(s, "SIGINT", port, "group");
   }, 300_000);
 });
