@@ -48,6 +48,8 @@ export class MemoryPoolStore implements PoolStore {
   readonly writes: Array<{ what: string; name: string }> = [];
   /** Make the next replaceLease of `name` fail with this status (a rival replica's write, an outage). */
   readonly failNext = new Map<string, number>();
+  /** Make the next deleteLease of `name` fail with this status (an outage). */
+  readonly failNextDelete = new Map<string, number>();
   private version = 1;
 
   /** A Ready pool pod with its free Lease. */
@@ -101,6 +103,12 @@ export class MemoryPoolStore implements PoolStore {
 
   async deleteLease(name: string, _timeoutMs: number, resourceVersion?: string): Promise<void> {
     this.writes.push({ what: "delete lease", name });
+    await Promise.resolve();
+    const code = this.failNextDelete.get(name);
+    if (code !== undefined) {
+      this.failNextDelete.delete(name);
+      throw status(code, "InternalError");
+    }
     const l = this.leases.get(name);
     if (!l) throw status(404, "NotFound");
     if (resourceVersion !== undefined && l.metadata?.resourceVersion !== resourceVersion)
