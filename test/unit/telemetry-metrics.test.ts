@@ -1,10 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { EventBus } from "../../cluster-agent/events/bus.ts";
-import {
-  createMetrics,
-  metricsText,
-  subscribeMetrics,
-} from "../../cluster-agent/telemetry/metrics.ts";
+import { createMetrics, metricsText, subscribeMetrics } from "../../cluster-agent/telemetry/metrics.ts";
 import { eventInput, poolSnapshot } from "../support/pool-fixtures.ts";
 
 /** The value of one series line in Prometheus text, e.g. `pi_sandbox_pool_pods{state="ready"}`. */
