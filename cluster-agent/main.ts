@@ -10,8 +10,8 @@ import { type AgentConfig, loadConfig } from "./config.ts";
 import { EventBus } from "./events/bus.ts";
 import { ApiExecutor } from "./exec/api-executor.ts";
 import { ApiFiles } from "./exec/api-files.ts";
-import type { Executor } from "./exec/executor.ts";
-import { HttpFiles, type SandboxFiles } from "./exec/files.ts";
+import type { Executor, SandboxFiles } from "./exec/executor.ts";
+import { HttpFiles } from "./exec/files.ts";
 import { HttpExecutor } from "./exec/http-executor.ts";
 import { HttpScrubber } from "./exec/scrubber.ts";
 import { createAgentApp } from "./http/app.ts";
@@ -84,9 +84,9 @@ export async function startAgent(
   const files: SandboxFiles =
     config.execMode === "http" ? new HttpFiles({ poolToken }) : new ApiFiles({ kubeConfig });
   const sandboxes = new SandboxService({
-    clients,
-    caches: pool.caches,
+    store: pool.caches,
     bus,
+    log: logger,
     namespace: config.namespace,
     region: config.region,
     cluster: config.clusterId,

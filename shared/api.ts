@@ -183,6 +183,8 @@ export const FileEntrySchema = z.object({
   size: z.number().int().nonnegative(),
   mtime: z.string(),
 });
+/** One entry of a directory listing: the one declaration (the exec server's protocol.ts mirrors it). */
+export type FileEntry = z.infer<typeof FileEntrySchema>;
 export const DirListingSchema = z.object({
   entries: z.array(FileEntrySchema),
   truncated: z.boolean().optional(),

@@ -10,41 +10,14 @@ import {
   FILE_KIND_HEADER,
   MAX_BYTES_HEADER,
 } from "../sandbox-server/protocol.ts";
-import type { ExecTarget } from "./executor.ts";
+import {
+  abortError,
+  type ExecTarget,
+  type FileListing,
+  type ReadResult,
+  type SandboxFiles,
+} from "./executor.ts";
 import { podExecToken } from "./pod-token.ts";
-
-/**
- * The agent-side file operations on one sandbox pod, the same in both exec modes: `http` talks to
- * the exec server's /files endpoint, `api` runs the same operations over pods/exec
- * (api-files.ts). Paths are relative to /workspace or absolute under it; the pod resolves them.
- */
-export interface FileEntry {
-  name: string;
-  type: "file" | "dir" | "symlink";
-  size: number;
-  mtime: string;
-}
-
-export type ReadResult =
-  | { kind: "file"; size: number; body: ReadableStream<Uint8Array> }
-  | { kind: "dir"; entries: FileEntry[] };
-
-export interface SandboxFiles {
-  write(
-    target: ExecTarget,
-    path: string,
-    body: ReadableStream<Uint8Array> | Uint8Array,
-    opts: { signal: AbortSignal; maxBytes: number },
-  ): Promise<Result<{ path: string; size: number }>>;
-  read(target: ExecTarget, path: string, opts: { signal: AbortSignal }): Promise<Result<ReadResult>>;
-  /** Recursive names are relative paths. */
-  list(
-    target: ExecTarget,
-    path: string,
-    opts: { signal: AbortSignal; recursive?: boolean; limit?: number },
-  ): Promise<Result<{ entries: FileEntry[]; truncated: boolean }>>;
-  remove(target: ExecTarget, path: string, opts: { signal: AbortSignal }): Promise<Result<void>>;
-}
 
 const KNOWN: Record<string, ErrorCode> = {
   invalid_path: "invalid_path",
@@ -114,7 +87,7 @@ export class HttpFiles implements SandboxFiles {
     body?: ReadableStream<Uint8Array> | Uint8Array,
     extraHeaders: Record<string, string> = {},
   ): Promise<Result<IncomingMessage>> {
-    if (signal.aborted) return Promise.resolve(err(abortedError(signal)));
+    if (signal.aborted) return Promise.resolve(err(abortError(signal)));
     const qs = new URLSearchParams(query).toString();
     return new Promise((resolve) => {
       let settled = false;
@@ -147,7 +120,7 @@ export class HttpFiles implements SandboxFiles {
           ),
         this.#o.timeoutMs,
       );
-      const onAbort = () => settle(err(abortedError(signal)));
+      const onAbort = () => settle(err(abortError(signal)));
       signal.addEventListener("abort", onAbort, { once: true });
       req.on("error", (e) =>
         settle(err(new AppError("sandbox_failed", `exec server unreachable: ${e.message}`))),
@@ -202,7 +175,7 @@ export class HttpFiles implements SandboxFiles {
     target: ExecTarget,
     path: string,
     opts: { signal: AbortSignal; recursive?: boolean; limit?: number },
-  ): Promise<Result<{ entries: FileEntry[]; truncated: boolean }>> {
+  ): Promise<Result<FileListing>> {
     const q: Record<string, string> = { path };
     if (opts.recursive) q.recursive = "1";
     if (opts.limit !== undefined) q.limit = String(opts.limit);
@@ -226,10 +199,4 @@ export class HttpFiles implements SandboxFiles {
     const text = await readAll(r.value);
     return r.value.statusCode === 204 ? ok(undefined) : err(serverError(r.value.statusCode ?? 0, text));
   }
-}
-
-function abortedError(signal: AbortSignal): AppError {
-  const reason: unknown = signal.reason;
-  if (reason instanceof AppError) return reason;
-  return new AppError("request_cancelled", "file operation aborted by the caller");
 }

@@ -17,7 +17,7 @@ import {
 import { ObservedExpiry } from "../pool-state/observed-expiry.ts";
 import { isFinished, isPodReady, isPoolMember } from "../pool-state/pod-state.ts";
 import type { PoolStore } from "../pool-state/pool-store.ts";
-import { isSandboxLease, sandboxIdOf, sandboxLifetimeOver } from "../sandboxes/record.ts";
+import { isSandboxLease, sandboxIdOf, sandboxLifetimeOver } from "../pool-state/sandbox-record.ts";
 import { type Demand, type PoolCounts, type ScaleDecision, ScalePolicy } from "./scale-policy.ts";
 
 export interface PoolControllerOptions {
