@@ -154,8 +154,14 @@ describe("tunnel client ↔ edge in workerd", () => {
     const res = await exec({ command: "yes" }, { headers: { Accept: "text/event-stream" } });
     const reader = res.body!.getReader();
     let n = (await reader.read()).value?.length ?? 0;
-    await new Promise((r) => setTimeout(r, 700));
-    // 48 MiB are available; without flow control the agent would have produced all of them.
+    // With the reader paused, production must come to a stop. Wait until it has not moved for
+    // 500 ms (or produced everything): without flow control it would stop only at all 48 MiB.
+    let last = -1;
+    for (const deadline = Date.now() + 30_000; produced !== last && produced < 48 * 1024 * 1024; ) {
+      expect(Date.now(), "production never stopped").toBeLessThan(deadline);
+      last = produced;
+      await new Promise((r) => setTimeout(r, 500));
+    }
     expect(produced).toBeLessThan(24 * 1024 * 1024);
     for (;;) {
       const { done, value } = await reader.read();
@@ -176,9 +182,7 @@ describe("tunnel client ↔ edge in workerd", () => {
     await reader.read();
     const entry = seen.at(-1)!;
     ac.abort();
-    const deadline = Date.now() + 5000;
-    while (!entry.aborted() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-    expect(entry.aborted()).toBe(true);
+    await waitUntil(() => entry.aborted(), 30_000);
     await waitUntil(() => client!.inflight === 0);
   });
 
@@ -209,10 +213,10 @@ describe("tunnel client ↔ edge in workerd", () => {
     const before = client!.connections;
     const p1 = exec({ command: "sleep" });
     await waitUntil(() => client!.inflight === 1);
-    const t0 = Date.now();
     client!.dropConnection();
+    // "Fast" means the drop itself fails the request: the agent never answers ("never" mode), so
+    // the only other end is the relay timeout (minutes), which the test's own timeout is far below.
     const failed = await p1;
-    expect(Date.now() - t0).toBeLessThan(3000);
     expect(failed.status).toBe(502);
     expect(((await failed.json()) as { error: { code: string } }).error.code).toBe("tunnel_closed");
 

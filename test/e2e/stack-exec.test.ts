@@ -366,8 +366,7 @@ describe("the agent refuses relays the edge did not sign for this request", () =
 
 describe("tunnel failures and regions", () => {
   it("a tunnel dropped mid-request gives a fast 502, and the next request succeeds", async () => {
-    const started = Date.now();
-    const pending = exec({ command: "sleep 8; echo finished", timeoutSeconds: 20 }).then(async (res) => ({
+    const pending = exec({ command: "sleep 60; echo finished", timeoutSeconds: 90 }).then(async (res) => ({
       res,
       body: (await res.json()) as { error?: { code: string } },
       at: Date.now(),
@@ -380,7 +379,7 @@ describe("tunnel failures and regions", () => {
         const eu = snaps.find((s) => s.region === "eu-1");
         return eu?.pods.find((p) => p.state === "leased" && p.holder)?.holder?.agentId;
       },
-      5_000,
+      30_000,
       50,
     );
     const victim = stack.agents.find((a) => a.agentId === holder)!;
@@ -390,9 +389,9 @@ describe("tunnel failures and regions", () => {
     const { res, body, at } = await pending;
     expect(res.status).toBe(502);
     expect(body.error?.code).toBe("tunnel_closed");
-    // Fast: well before the command would have finished (8 s) or the relay timed out (20 + 60 s).
-    expect(at - killedAt).toBeLessThan(3_000);
-    expect(at - started).toBeLessThan(8_000);
+    // Fast: the drop ends the call, well before the command would have finished (60 s) or the relay
+    // timed out (90 + 60 s); 30 s leaves a loaded machine room and still tells the two apart.
+    expect(at - killedAt).toBeLessThan(30_000);
 
     // The other eu-1 replica serves the next request (the dead agent's pod stays leased until its TTL).
     const next = await exec({ command: "echo again" });
@@ -421,10 +420,10 @@ describe("tunnel failures and regions", () => {
         }>;
         return agents.some((a) => a.agentId === victim.agentId);
       },
-      15_000,
+      60_000,
       200,
     );
-  });
+  }, 180_000);
 
   it("fails over to the other region when one has no agent, and reports the region", async () => {
     await Promise.all([...agentsOf("eu-1"), ...extra].map((a) => a.stop()));
@@ -435,7 +434,7 @@ describe("tunnel failures and regions", () => {
         const body = (await res.json()) as ExecResult;
         return res.status === 200 && body.region === "us-1" ? { res, body } : undefined;
       },
-      10_000,
+      30_000,
       200,
     );
     expect(viaHeader.body.stdout).toBe("failover\n");
@@ -465,5 +464,5 @@ describe("tunnel failures and regions", () => {
     );
     expect(((await none.json()) as { error: { code: string } }).error.code).toBe("no_agent");
     expect(none.headers.get("retry-after")).not.toBeNull();
-  });
+  }, 90_000);
 });

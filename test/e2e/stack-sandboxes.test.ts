@@ -284,12 +284,16 @@ describe("sandboxes through the edge", () => {
   }, 60_000);
 
   it("deleting a sandbox kills its running command with a clear error; pod and Lease are gone", async () => {
-    const running = exec(sb.id, { command: "sleep 30", timeoutSeconds: 60 });
-    await new Promise((r) => setTimeout(r, 1000));
+    // The delete comes only once the command runs (its marker file is readable through the API):
+    // a command that had not started would get the same 404, but not the "while in use" message.
+    const running = exec(sb.id, { command: "touch .running; sleep 30", timeoutSeconds: 60 });
+    await waitFor("the command runs", async () => (await get(sb.id, ".running")).status === 200, 30_000, 100);
     const del = await api(`/v1/sandboxes/${sb.id}`, { method: "DELETE" });
     expect(del.status).toBe(204);
     const res = await running;
-    expect([res.status, await codeOf(res)]).toEqual([404, "sandbox_not_found"]);
+    const body = (await res.json()) as { error?: { code?: string; message?: string } };
+    expect([res.status, body.error?.code]).toEqual([404, "sandbox_not_found"]);
+    expect(body.error?.message).toMatch(/deleted while in use/);
     const later = await exec(sb.id, { command: "true" });
     expect([later.status, await codeOf(later)]).toEqual([404, "sandbox_not_found"]);
     const ns = stack.namespaceOf(REGION);

@@ -15,6 +15,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { CoordinationV1Api, CoreV1Api, KubeConfig } from "@kubernetes/client-node";
+import { ApiExecutor } from "../../cluster-agent/exec/api-executor.ts";
 import { type Stack, type StackOptions, startStack } from "../../devstack/stack.ts";
 import { ErrorEnvelopeSchema } from "../../shared/errors.ts";
 import { waitFor } from "../support/wait-for.ts";
@@ -36,6 +37,7 @@ export interface FaultStack {
   dir: string;
   namespace: string;
   poolSize: number;
+  kubeConfig: KubeConfig;
   core: CoreV1Api;
   coordination: CoordinationV1Api;
   close(): Promise<void>;
@@ -63,6 +65,7 @@ export async function startFaultStack(
     dir,
     namespace: stack.namespaceOf(stack.regions[0] ?? "local"),
     poolSize: opts.poolSize,
+    kubeConfig: kc,
     core: kc.makeApiClient(CoreV1Api),
     coordination: kc.makeApiClient(CoordinationV1Api),
     async close() {
@@ -165,6 +168,31 @@ export function outcome(o: CallerOutcome): CallerOutcome {
     ...(transportError ? { transportError } : {}),
     ms,
   };
+}
+
+/**
+ * Resolves once `path` exists in `pod`, looked at through the Kubernetes API's pods/exec (not
+ * through the agent, which is busy with the pod): how a test knows a command it started through the
+ * edge is running, instead of sleeping and hoping.
+ */
+export async function fileAppears(
+  f: FaultStack,
+  pod: string,
+  path: string,
+  timeoutMs = 30_000,
+): Promise<void> {
+  const api = new ApiExecutor({ kubeConfig: f.kubeConfig });
+  await waitFor(
+    `${path} in ${pod}`,
+    async () => {
+      const r = await api.exec(
+        { namespace: f.namespace, pod, podIP: "", fence: 0 },
+        { command: `test -e '${path}'`, timeoutMs: 10_000, signal: AbortSignal.timeout(15_000) },
+      );
+      return r.ok && r.value.exitCode === 0 ? true : undefined;
+    },
+    timeoutMs,
+  );
 }
 
 /** The pod a request holds right now, read from the API (holderIdentity = `${agentId}/${requestId}`). */

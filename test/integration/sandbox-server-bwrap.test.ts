@@ -6,6 +6,14 @@ import {
   sandboxClient,
   startSandboxServer,
 } from "../support/sandbox-server.ts";
+import {
+  ATTACK_SERVER,
+  ATTACKS_FAIL,
+  LEAVE_BEHIND,
+  LOOK_FOR_RESIDUE,
+  RESIDUE_ALL,
+  RESIDUE_NONE,
+} from "../support/tenant-residue.ts";
 
 // The exec server inside bubblewrap (own PID namespace, uid 1000, tmpfs /workspace and /tmp),
 // the way devcluster runs a sandbox pod: commands, caps, timeouts, kills and /reset for real.
@@ -18,14 +26,14 @@ describe("sandbox-server in a bubblewrap sandbox", () => {
     return parseFrames(r.text);
   };
   const inspect = async () => JSON.parse((await call("/inspect")).text) as Record<string, number>;
-  /** Processes may take a moment to be reaped after a SIGKILL. */
+  /** Processes are reaped soon after a SIGKILL, but "soon" on a loaded machine can be seconds. */
   const processesSettle = async (want: number) => {
-    for (let i = 0; i < 50; i++) {
+    const deadline = Date.now() + 30_000;
+    for (;;) {
       const n = (await inspect()).processes;
-      if (n === want) return n;
+      if (n === want || Date.now() > deadline) return n;
       await new Promise((r) => setTimeout(r, 50));
     }
-    return (await inspect()).processes;
   };
 
   beforeAll(async () => {
@@ -87,7 +95,8 @@ describe("sandbox-server in a bubblewrap sandbox", () => {
   it("kills `sleep 100` after a 1 s timeout with its whole group, leaving no process", async () => {
     const t0 = Date.now();
     const r = await exec({ command: "sleep 100 & sleep 100", timeoutMs: 1000 });
-    expect(Date.now() - t0).toBeLessThan(5000);
+    // The claim is "killed at the timeout, not after the 100 s sleep"; 30 s leaves a loaded machine room.
+    expect(Date.now() - t0).toBeLessThan(30_000);
     expect(r.result).toMatchObject({ timedOut: true, exitCode: null, signal: "SIGKILL" });
     expect(await processesSettle(0)).toBe(0);
   });
@@ -122,14 +131,48 @@ describe("sandbox-server in a bubblewrap sandbox", () => {
     expect(read.stderr.toString()).toMatch(/No such file/);
   });
 
-  it("cleans up a fork of 500 processes on timeout, and /reset cleans up what escapes", async () => {
-    const r = await exec({
-      command: "i=0; while [ $i -lt 500 ]; do sleep 1000 & i=$((i+1)); done; echo forked; sleep 1000",
-      timeoutMs: 4000,
+  it("/reset removes what tenant A left in /dev/shm, SysV IPC and POSIX queues: tenant B sees none of it", async () => {
+    const a = await exec({ command: `${LEAVE_BEHIND}\n${LOOK_FOR_RESIDUE}` });
+    expect(a.stderr.toString()).toBe("");
+    expect(a.stdout.toString()).toBe(`left\n${RESIDUE_ALL}`);
+    expect(await inspect()).toMatchObject({ shmEntries: 1, sysvIpcObjects: 3, mqueues: 1 });
+    const reset = await call("/reset", { method: "POST" });
+    expect(reset.status, reset.text).toBe(200);
+    expect(JSON.parse(reset.text)).toMatchObject({ killed: 1, ipcRemoved: 5 });
+    expect(await inspect()).toMatchObject({
+      processes: 0,
+      shmEntries: 0,
+      sysvIpcObjects: 0,
+      mqueues: 0,
+      serverExposed: false,
     });
-    expect(r.stdout.toString()).toBe("forked\n");
-    expect(r.result?.timedOut).toBe(true);
-    expect(await processesSettle(0)).toBe(0);
+    const b = await exec({ command: LOOK_FOR_RESIDUE });
+    expect(b.stdout.toString()).toBe(RESIDUE_NONE);
+  });
+
+  it("a command cannot read, ptrace or open the inspector of the exec server; /inspect says so", async () => {
+    const r = await exec({ command: ATTACK_SERVER });
+    expect(r.stderr.toString()).toBe("");
+    expect(r.stdout.toString()).toMatch(ATTACKS_FAIL);
+    expect(h.logs()).not.toContain("Debugger listening");
+    expect((await inspect()).serverExposed).toBe(false);
+  });
+
+  it("cleans up a fork of 500 processes on timeout, and /reset cleans up what escapes", async () => {
+    // The timeout must fire after all 500 are forked, and forking takes as long as this machine and
+    // its load make it: start at 4 s and double until a run printed "forked" before it was killed.
+    // Every attempt must time out and leave no process.
+    for (let timeoutMs = 4000; ; timeoutMs *= 2) {
+      const r = await exec({
+        command: "i=0; while [ $i -lt 500 ]; do sleep 1000 & i=$((i+1)); done; echo forked; sleep 1000",
+        timeoutMs,
+      });
+      expect(r.result?.timedOut, `timeout ${timeoutMs} ms`).toBe(true);
+      expect(await processesSettle(0), `timeout ${timeoutMs} ms`).toBe(0);
+      if (r.stdout.toString() === "forked\n") break;
+      expect(r.stdout.toString(), `timeout ${timeoutMs} ms`).toBe("");
+      expect(timeoutMs, "500 forks did not finish within 64 s").toBeLessThan(64_000);
+    }
 
     // Escapees in their own sessions survive the exec, not the reset.
     const esc = await exec({
@@ -143,7 +186,7 @@ describe("sandbox-server in a bubblewrap sandbox", () => {
     expect(reset.status, reset.text).toBe(200);
     expect(JSON.parse(reset.text).killed).toBeGreaterThanOrEqual(400);
     expect(await processesSettle(0)).toBe(0);
-  }, 60_000);
+  }, 240_000);
 
   it("kills the command when the client disconnects mid-command", async () => {
     const body = JSON.stringify({ command: "echo started; sleep 1000", timeoutMs: 60_000 });

@@ -335,7 +335,18 @@ describe("relay through the tunnel", () => {
 
     a1.heartbeat({ ready: 0, leased: 8, queued: 2, poolSize: 8 });
     a2.heartbeat({ ready: 5, leased: 3, queued: 0, poolSize: 8 });
-    await new Promise((r) => setTimeout(r, 50));
+    // Route only once the DO has taken in both heartbeats (it reports them on its agents list).
+    const stub = TUNNEL.get(TUNNEL.idFromName("eu-1"));
+    for (const deadline = Date.now() + 10_000; ; ) {
+      const agents = (await (await stub.fetch("https://tunnel.internal/__tunnel/agents")).json()) as Array<{
+        agentId: string;
+        capacity: { ready: number } | null;
+      }>;
+      const ready = (id: string) => agents.find((a) => a.agentId === id)?.capacity?.ready;
+      if (ready("agent-1") === 0 && ready("agent-2") === 5) break;
+      expect(Date.now(), "the DO never showed both heartbeats").toBeLessThan(deadline);
+      await new Promise((r) => setTimeout(r, 10));
+    }
     for (let i = 0; i < 4; i++) expect((await exec("tenant-spread", { command: "true" })).status).toBe(200);
     expect(a1.received.length).toBe(3);
     expect(a2.received.length).toBe(7);
