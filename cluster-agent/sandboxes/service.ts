@@ -252,10 +252,11 @@ export class SandboxService {
     const keepAlive = () => {
       timer = this.clock.setTimeout(async () => {
         const renewed = await this.touch(tenant, id, podName);
-        if (!renewed.ok) {
+        // Not found: it was deleted (the watch says so too); anything else is our renewal failing.
+        if (!renewed.ok && renewed.error.code !== "sandbox_not_found") {
           renewFailure = renewed.error;
           logFailure(this.o.log, "sandbox keep-alive failed", renewed.error, log);
-        } else renewFailure = undefined;
+        } else if (renewed.ok) renewFailure = undefined;
         if (using && !gone.signal.aborted) keepAlive();
       }, periodMs);
     };
@@ -329,7 +330,9 @@ export class SandboxService {
         if (isNotFound(f)) return err(notFound(id));
         if (!isConflict(f))
           return err(new AppError("sandbox_failed", `could not renew sandbox ${id}: ${f.message}`));
-        lease = await this.readLease(pod);
+        const now = await this.reread(pod, id);
+        if (!now.ok) return now;
+        lease = now.value;
       }
     }
     // Every attempt lost to a concurrent use's renewal: the Lease was renewed just now either way.
@@ -337,13 +340,14 @@ export class SandboxService {
     return err(notFound(id));
   }
 
-  /** The Lease as the server has it now (after a lost CAS), or undefined when it cannot be read. */
-  private async readLease(name: string): Promise<V1Lease | undefined> {
+  /** The sandbox's Lease as the server has it now (after a lost CAS): gone is sandbox_not_found. */
+  private async reread(pod: string, id: string): Promise<Result<V1Lease>> {
     try {
-      return await this.o.store.readLease(name, this.timeoutMs);
-    } catch {
-      // Gone (404) or unreachable: touch() then answers sandbox_not_found for this attempt.
-      return undefined;
+      return ok(await this.o.store.readLease(pod, this.timeoutMs));
+    } catch (e) {
+      const f = k8sFailure(e);
+      if (isNotFound(f)) return err(notFound(id));
+      return err(new AppError("sandbox_failed", `could not read the Lease of sandbox ${id}: ${f.message}`));
     }
   }
 

@@ -50,6 +50,8 @@ export class MemoryPoolStore implements PoolStore {
   readonly failNext = new Map<string, number>();
   /** Make the next deleteLease of `name` fail with this status (an outage). */
   readonly failNextDelete = new Map<string, number>();
+  /** Make the next readLease of `name` fail with this status (an outage). */
+  readonly failNextRead = new Map<string, number>();
   private version = 1;
 
   /** A Ready pool pod with its free Lease. */
@@ -96,6 +98,11 @@ export class MemoryPoolStore implements PoolStore {
   }
 
   async readLease(name: string): Promise<V1Lease> {
+    const code = this.failNextRead.get(name);
+    if (code !== undefined) {
+      this.failNextRead.delete(name);
+      throw status(code, "InternalError");
+    }
     const l = this.leases.get(name);
     if (!l) throw status(404, "NotFound");
     return l;

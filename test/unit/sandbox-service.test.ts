@@ -97,6 +97,27 @@ describe("SandboxService.use", () => {
     expect((reason as AppError).code).toBe("sandbox_not_found");
   });
 
+  it("a renewal that loses its CAS and cannot re-read the Lease is sandbox_failed, not a gone sandbox", async () => {
+    const { store, service } = setup();
+    store.failNext.set("p0", 409);
+    store.failNextRead.set("p0", 500);
+    let ran = false;
+    const r = await service.use(
+      "t1",
+      ID,
+      { requestId: "req-11", signal: new AbortController().signal, what: "true" },
+      async () => {
+        ran = true;
+        return ok(undefined);
+      },
+    );
+    expect(ran).toBe(false);
+    expect(!r.ok && [r.error.code, r.error.message]).toEqual([
+      "sandbox_failed",
+      expect.stringMatching(/could not read the Lease/),
+    ]);
+  });
+
   it("delete goes through the one delete path: Lease, then pod, attributed to the request", async () => {
     const { store, service } = setup();
     expect((await service.delete("t1", ID, "req-9")).ok).toBe(true);
