@@ -6,7 +6,9 @@
 import type { V1Lease } from "@kubernetes/client-node";
 import { describe, expect, it } from "vitest";
 import { EventBus } from "../../cluster-agent/events/bus.ts";
+import { abortError, type SandboxFiles } from "../../cluster-agent/exec/executor.ts";
 import { SANDBOX_ANNOTATIONS, sandboxHolder } from "../../cluster-agent/pool-state/sandbox-record.ts";
+import { withSandbox } from "../../cluster-agent/sandboxes/exec.ts";
 import { SandboxService } from "../../cluster-agent/sandboxes/service.ts";
 import { AppError, err, ok, type Result } from "../../shared/errors.ts";
 import { FakeClock, flush, MemoryPoolStore } from "../support/memory-pool-store.ts";
@@ -47,22 +49,28 @@ function setup() {
   return { store, service, clock, warnings };
 }
 
+/** A use that runs until its signal aborts (the sandbox went away); `reason` is why. */
+function useUntilGone(service: SandboxService, requestId: string) {
+  let why: AppError | undefined;
+  const using = service.use(
+    "t1",
+    ID,
+    { requestId, signal: new AbortController().signal, what: "sleep 60" },
+    (use) =>
+      new Promise<Result<void>>((resolve) => {
+        use.signal.addEventListener("abort", () => {
+          why = use.signal.reason instanceof AppError ? use.signal.reason : undefined;
+          resolve(ok(undefined));
+        });
+      }),
+  );
+  return { using, reason: () => why };
+}
+
 describe("SandboxService.use", () => {
   it("a failed keep-alive is logged with the request id and, when the Lease then goes, reported as lease_lost", async () => {
     const { store, service, clock, warnings } = setup();
-    let reason: unknown;
-    const using = service.use(
-      "t1",
-      ID,
-      { requestId: "req-7", signal: new AbortController().signal, what: "sleep 60" },
-      (use) =>
-        new Promise<Result<void>>((resolve) => {
-          use.signal.addEventListener("abort", () => {
-            reason = use.signal.reason;
-            resolve(ok(undefined));
-          });
-        }),
-    );
+    const { using, reason } = useUntilGone(service, "req-7");
     await flush();
     // The keep-alive (every idle/3 = 10 s) fails: the API server refuses the write.
     store.failNext.set("p0", 500);
@@ -71,30 +79,18 @@ describe("SandboxService.use", () => {
     // Not renewed, the Lease idle-expires and the controller deletes it.
     store.leases.forget("p0");
     await using;
-    expect(reason).toBeInstanceOf(AppError);
-    expect((reason as AppError).code).toBe("lease_lost");
-    expect((reason as AppError).message).toMatch(/renewing its Lease failed/);
+    expect(reason()).toBeInstanceOf(AppError);
+    expect(reason()?.code).toBe("lease_lost");
+    expect(reason()?.message).toMatch(/renewing its Lease failed/);
   });
 
   it("a Lease deleted while in use (no failed keep-alive) is sandbox_not_found, as before", async () => {
     const { store, service } = setup();
-    let reason: unknown;
-    const using = service.use(
-      "t1",
-      ID,
-      { requestId: "req-8", signal: new AbortController().signal, what: "sleep 60" },
-      (use) =>
-        new Promise<Result<void>>((resolve) => {
-          use.signal.addEventListener("abort", () => {
-            reason = use.signal.reason;
-            resolve(ok(undefined));
-          });
-        }),
-    );
+    const { using, reason } = useUntilGone(service, "req-8");
     await flush();
     store.leases.forget("p0");
     await using;
-    expect((reason as AppError).code).toBe("sandbox_not_found");
+    expect(reason()?.code).toBe("sandbox_not_found");
   });
 
   it("a renewal that loses its CAS and cannot re-read the Lease is sandbox_failed, not a gone sandbox", async () => {
@@ -132,5 +128,56 @@ describe("SandboxService.use", () => {
     expect(!r.ok && r.error.code).toBe("sandbox_failed");
     expect(warnings).toMatchObject([{ msg: "delete lease failed; pod kept", requestId: "req-10" }]);
     expect(service.get("t1", ID).ok).toBe(true);
+  });
+});
+
+describe("a sandbox's file calls through the pipeline (the /v1/sandboxes/:id/files path)", () => {
+  const ctx = { tenant: "t1", requestId: "req-20", signal: new AbortController().signal, what: "read a" };
+  const noExecutor = { mode: "http" as const, exec: async () => err(new AppError("internal", "unused")) };
+  const files = (read: SandboxFiles["read"]): SandboxFiles => ({
+    read,
+    write: async () => ok({ path: "", size: 0 }),
+    list: async () => ok({ entries: [], truncated: false }),
+    remove: async () => ok(undefined),
+  });
+
+  it("a fence refusal from the pod is lease_lost, never stale_lease", async () => {
+    const { service } = setup();
+    const deps = {
+      sandboxes: service,
+      executor: noExecutor,
+      bus: new EventBus("agent-a"),
+      files: files(async () => err(new AppError("stale_lease", "fence 4 < 5"))),
+    };
+    const r = await withSandbox(deps, ID, ctx, (sb) => sb.readFile("a"));
+    expect(!r.ok && r.error.code).toBe("lease_lost");
+  });
+
+  it("a file call running when the failed keep-alive lets the sandbox expire answers lease_lost", async () => {
+    const { store, service, clock } = setup();
+    let started: () => void = () => {};
+    const running = new Promise<void>((r) => (started = r));
+    const deps = {
+      sandboxes: service,
+      executor: noExecutor,
+      bus: new EventBus("agent-a"),
+      files: files(
+        (_t, _p, o) =>
+          new Promise((resolve) => {
+            o.signal.addEventListener("abort", () => resolve(err(abortError(o.signal))));
+            started();
+          }),
+      ),
+    };
+    const answer = withSandbox(deps, ID, ctx, (sb) => sb.readFile("big"));
+    await running;
+    store.failNext.set("p0", 500);
+    await clock.advance(10_000);
+    store.leases.forget("p0");
+    const r = await answer;
+    expect(!r.ok && [r.error.code, r.error.message]).toEqual([
+      "lease_lost",
+      expect.stringMatching(/renewing its Lease failed/),
+    ]);
   });
 });
