@@ -4,7 +4,7 @@ import type { ChatEvent, ChatResponse, RelayChatRequest, ToolCallRecord } from "
 import { AppError, err, ok, type Result } from "../../shared/errors.ts";
 import { toolResultText } from "../../shared/tools/exec-text.ts";
 import { MODEL_FIXABLE_CODES } from "../../shared/tools/run-tool.ts";
-import type { SandboxFiles } from "../exec/executor.ts";
+import { abortError, type SandboxFiles } from "../exec/executor.ts";
 import type { LeasedSandboxDeps } from "../requests/leased-sandbox.ts";
 import { type ChatOptions, type ChatOptionsInput, resolveChatOptions } from "./chat-options.ts";
 import { chatToolSpecs, FILE_TOOL_NAMES, runFileTool } from "./chat-tools.ts";
@@ -347,9 +347,4 @@ function toolResultEvent(r: ToolCallRecord): ChatEvent {
     truncated: r.truncated,
     timedOut: r.timedOut,
   };
-}
-
-function abortError(signal: AbortSignal): AppError {
-  if (signal.reason instanceof AppError) return signal.reason;
-  return new AppError("request_cancelled", "the chat request was aborted (the client disconnected)");
 }

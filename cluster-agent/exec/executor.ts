@@ -97,5 +97,8 @@ export function abortError(signal: AbortSignal): AppError {
   const reason: unknown = signal.reason;
   if (reason instanceof AppError) return reason;
   const why = reason instanceof Error ? reason.message : reason === undefined ? "aborted" : String(reason);
-  return new AppError("request_cancelled", `aborted by the caller (${why}); the sandbox call was stopped`);
+  return new AppError(
+    "request_cancelled",
+    `the request was aborted by its caller (${why}); its work was stopped`,
+  );
 }
