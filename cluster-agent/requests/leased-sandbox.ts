@@ -181,11 +181,13 @@ export class LeasedSandbox {
     return !this.ctx.signal.aborted && (this.lease.lost.aborted || fenced) ? err(this.lostError()) : r;
   }
 
-  /** Why the lease was lost: the reason it was aborted with when that says more (the sandbox is gone). */
+  /**
+   * Why the lease was lost: the AppError it was aborted with (lease_lost from renewal, or
+   * sandbox_not_found for a sandbox deleted meanwhile), else — a fence refusal — lease_lost.
+   */
   private lostError(): AppError {
     const reason: unknown = this.lease.lost.reason;
-    if (reason instanceof AppError && reason.code !== "lease_lost") return reason;
-    return leaseLost(this.pod, reason instanceof AppError ? reason.message : undefined);
+    return reason instanceof AppError ? reason : leaseLost(this.pod);
   }
 
   /** Starts release and recycle; idempotent; never throws. The promise is `recycled`. */
@@ -220,6 +222,9 @@ export async function withLeasedSandbox<T>(
   }
 }
 
-export function leaseLost(pod: string, why = "renewal failed or it was taken over"): AppError {
-  return new AppError("lease_lost", `the lease on sandbox ${pod} was lost (${why}); the command was stopped`);
+function leaseLost(pod: string): AppError {
+  return new AppError(
+    "lease_lost",
+    `the lease on sandbox ${pod} was lost (renewal failed or it was taken over); the command was stopped`,
+  );
 }

@@ -41,7 +41,7 @@ export interface SandboxServiceOptions {
   requestTimeoutMs?: number;
 }
 
-export type SandboxInfo = NonNullable<ReturnType<typeof sandboxView>>;
+type SandboxInfo = NonNullable<ReturnType<typeof sandboxView>>;
 
 const notFound = (id: string) => new AppError("sandbox_not_found", `no sandbox ${id}`);
 /** Longest command preview kept on the Lease (annotations share a 256 KiB budget). */
