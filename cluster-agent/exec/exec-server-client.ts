@@ -160,7 +160,7 @@ const ServerErrorSchema = z.object({ error: z.object({ code: z.string(), message
  * The one error map of the exec server's answers. Anything it does not name (401: the agent and
  * the pool disagree on the token) makes the sandbox unusable, not the caller wrong: sandbox_failed.
  */
-export function serverError(status: number, text: string): AppError {
+function serverError(status: number, text: string): AppError {
   const parsed = ServerErrorSchema.safeParse(safeJson(text));
   if (!parsed.success) {
     return new AppError("sandbox_failed", `exec server answered ${status}: ${text.slice(0, 500)}`);
@@ -172,7 +172,7 @@ export function serverError(status: number, text: string): AppError {
     : new AppError("sandbox_failed", `exec server answered ${status} ${code}: ${message}`);
 }
 
-export function safeJson(text: string): unknown {
+function safeJson(text: string): unknown {
   try {
     return JSON.parse(text);
   } catch {
@@ -181,7 +181,7 @@ export function safeJson(text: string): unknown {
 }
 
 /** A whole (small) answer body, bounded in size and time; more than `limit` bytes is an error. */
-export function readText(
+function readText(
   res: IncomingMessage,
   timeoutMs: number,
   limit = TEXT_LIMIT_BYTES,
@@ -210,4 +210,24 @@ export function readText(
       if (!res.complete) broke("broke before its end");
     });
   });
+}
+
+/** A successful answer's JSON (undefined when it is not JSON); any other status through the one error map. */
+export async function readAnswer(
+  res: IncomingMessage,
+  timeoutMs: number,
+  limit = TEXT_LIMIT_BYTES,
+): Promise<Result<unknown>> {
+  const text = await readText(res, timeoutMs, limit);
+  if (!text.ok) return text;
+  const status = res.statusCode ?? 0;
+  return status >= 200 && status < 300 ? ok(safeJson(text.value)) : err(serverError(status, text.value));
+}
+
+/** The error a non-success answer stands for (the caller already knows it is not the one it wanted). */
+export async function answerError(res: IncomingMessage, timeoutMs: number): Promise<AppError> {
+  const a = await readAnswer(res, timeoutMs);
+  return a.ok
+    ? new AppError("sandbox_failed", `exec server answered ${res.statusCode ?? 0} unexpectedly`)
+    : a.error;
 }

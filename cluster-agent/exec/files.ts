@@ -4,13 +4,12 @@ import { DirListingSchema, FileWriteResultSchema } from "../../shared/api.ts";
 import { AppError, err, ok, type Result } from "../../shared/errors.ts";
 import { EXEC_SERVER_PATHS, FILE_KIND_HEADER, MAX_BYTES_HEADER } from "../sandbox-server/protocol.ts";
 import {
+  answerError,
   type ExecServerAccess,
   type ExecServerCall,
   type ExecServerClient,
   execServerClient,
-  readText,
-  safeJson,
-  serverError,
+  readAnswer,
 } from "./exec-server-client.ts";
 import type { ExecTarget, FileListing, ReadResult, SandboxFiles } from "./executor.ts";
 
@@ -52,8 +51,8 @@ export class HttpFiles implements SandboxFiles {
   }
 
   /** The whole JSON (or error) answer, bounded in size and time. */
-  #text(res: IncomingMessage): Promise<Result<string>> {
-    return readText(res, this.#timeoutMs, JSON_LIMIT_BYTES);
+  #json(res: IncomingMessage): Promise<Result<unknown>> {
+    return readAnswer(res, this.#timeoutMs, JSON_LIMIT_BYTES);
   }
 
   async write(
@@ -66,10 +65,9 @@ export class HttpFiles implements SandboxFiles {
       [MAX_BYTES_HEADER]: String(opts.maxBytes),
     });
     if (!r.ok) return r;
-    const text = await this.#text(r.value);
-    if (!text.ok) return text;
-    if (r.value.statusCode !== 200) return err(serverError(r.value.statusCode ?? 0, text.value));
-    const parsed = FileWriteResultSchema.safeParse(safeJson(text.value));
+    const json = await this.#json(r.value);
+    if (!json.ok) return json;
+    const parsed = FileWriteResultSchema.safeParse(json.value);
     return parsed.success
       ? ok(parsed.data)
       : err(new AppError("sandbox_failed", "exec server sent a bad write result"));
@@ -81,9 +79,9 @@ export class HttpFiles implements SandboxFiles {
     const res = r.value;
     if (res.statusCode !== 200) return this.#failed(res);
     if (res.headers[FILE_KIND_HEADER] === "dir") {
-      const text = await this.#text(res);
-      if (!text.ok) return text;
-      const parsed = DirListingSchema.safeParse(safeJson(text.value));
+      const json = await this.#json(res);
+      if (!json.ok) return json;
+      const parsed = DirListingSchema.safeParse(json.value);
       return parsed.success
         ? ok({ kind: "dir", entries: parsed.data.entries })
         : err(new AppError("sandbox_failed", "exec server sent a bad listing"));
@@ -110,9 +108,9 @@ export class HttpFiles implements SandboxFiles {
       res.destroy();
       return err(new AppError("invalid_path", `${path}: not a directory`));
     }
-    const text = await this.#text(res);
-    if (!text.ok) return text;
-    const parsed = DirListingSchema.safeParse(safeJson(text.value));
+    const json = await this.#json(res);
+    if (!json.ok) return json;
+    const parsed = DirListingSchema.safeParse(json.value);
     return parsed.success
       ? ok({ entries: parsed.data.entries, truncated: parsed.data.truncated ?? false })
       : err(new AppError("sandbox_failed", "exec server sent a bad listing"));
@@ -130,7 +128,6 @@ export class HttpFiles implements SandboxFiles {
 
   /** A non-success answer as the one error map reads it. */
   async #failed(res: IncomingMessage): Promise<Result<never>> {
-    const text = await this.#text(res);
-    return err(text.ok ? serverError(res.statusCode ?? 0, text.value) : text.error);
+    return err(await answerError(res, this.#timeoutMs));
   }
 }

@@ -9,11 +9,10 @@ import {
   type ResultFrame,
 } from "../sandbox-server/protocol.ts";
 import {
+  answerError,
   type ExecServerAccess,
   type ExecServerClient,
   execServerClient,
-  readText,
-  serverError,
 } from "./exec-server-client.ts";
 import { abortError, type ExecCall, type ExecTarget, type Executor, RESULT_GRACE_MS } from "./executor.ts";
 import { OutputCapture } from "./output-capture.ts";
@@ -99,10 +98,7 @@ export class HttpExecutor implements Executor {
           response = r.value;
           if (settled) return void r.value.destroy();
           if (r.value.statusCode === 200) return readFrames(r.value);
-          const status = r.value.statusCode ?? 0;
-          return readText(r.value, ERROR_BODY_TIMEOUT_MS).then((t) =>
-            settle(err(t.ok ? serverError(status, t.value) : t.error)),
-          );
+          return answerError(r.value, ERROR_BODY_TIMEOUT_MS).then((e) => settle(err(e)));
         });
 
       const readFrames = (res: IncomingMessage) => {

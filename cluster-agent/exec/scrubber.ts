@@ -4,9 +4,7 @@ import {
   type ExecServerAccess,
   type ExecServerClient,
   execServerClient,
-  readText,
-  safeJson,
-  serverError,
+  readAnswer,
 } from "./exec-server-client.ts";
 import type { ExecTarget, Scrubber } from "./executor.ts";
 
@@ -52,10 +50,7 @@ export class HttpScrubber implements Scrubber {
   async #call(target: ExecTarget, method: "GET" | "POST", path: string): Promise<Result<unknown>> {
     const r = await this.#client.call(target, { method, path, headTimeoutMs: this.#timeoutMs });
     if (!r.ok) return r;
-    const text = await readText(r.value, this.#timeoutMs);
-    if (!text.ok) return text;
-    const status = r.value.statusCode ?? 0;
-    return status === 200 ? ok(safeJson(text.value)) : err(serverError(status, text.value));
+    return readAnswer(r.value, this.#timeoutMs);
   }
 }
 
