@@ -189,6 +189,12 @@ export const FileEntrySchema = z.object({
   size: z.number().int().nonnegative(),
   mtime: z.string(),
 });
+/**
+ * One entry of a directory listing: the one declaration. The exec server (a separate program that
+ * imports nothing outside its folder) mirrors it in sandbox-server/files.ts; test/unit/file-entry.test.ts
+ * holds the two equal.
+ */
+export type FileEntry = z.infer<typeof FileEntrySchema>;
 export const DirListingSchema = z.object({
   entries: z.array(FileEntrySchema),
   truncated: z.boolean().optional(),
