@@ -310,6 +310,7 @@ export function createEgressProxy(opts: EgressProxyOptions): EgressProxy {
         clearTimeout(timer);
         socket.off("data", onData);
         socket.off("close", onClose);
+        socket.off("end", onClose);
         socket.pause();
         if (err) reject(err);
         else resolveHello(buf);
@@ -330,6 +331,8 @@ export function createEgressProxy(opts: EgressProxyOptions): EgressProxy {
       );
       socket.on("data", onData);
       socket.on("close", onClose);
+      // http.Server sockets are half-open: a client's FIN alone does not close them.
+      socket.on("end", onClose);
       socket.resume();
       check();
     });

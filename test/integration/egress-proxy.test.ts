@@ -1,0 +1,423 @@
+import { execFile } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { request } from "node:http";
+import type { Socket } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { type TLSSocket, connect as tlsConnect } from "node:tls";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { createEgressProxy, type EgressProxy } from "../../cluster-agent/egress/proxy.ts";
+import { newPlaceholder, SecretValue } from "../../cluster-agent/egress/secrets.ts";
+import type { EgressEvent, SandboxEgress } from "../../cluster-agent/egress/types.ts";
+import { generateCa } from "../../cluster-agent/egress/x509.ts";
+import { type EgressPolicy, parseEgressPolicy } from "../../shared/egress-policy.ts";
+import {
+  type FakeInternet,
+  startFakeInternet,
+  TEST_FORBIDDEN,
+  testResolver,
+} from "../support/fake-internet.ts";
+import { waitFor } from "../support/wait-for.ts";
+
+// Each "sandbox" is a loopback source address: the proxy knows callers only by where they connect from.
+const A = "127.0.0.10";
+const B = "127.0.0.11";
+const STRANGER = "127.0.0.12";
+const SECRET_VALUE = "sk-live-the-real-value-0123456789";
+
+let net: FakeInternet;
+let proxy: EgressProxy;
+let proxyPort: number;
+let clusterCaFile: string;
+let dir: string;
+const events: EgressEvent[] = [];
+const logLines: string[] = [];
+const sandboxes = new Map<string, SandboxEgress>();
+const placeholder = newPlaceholder();
+
+function policy(input: unknown): EgressPolicy {
+  const r = parseEgressPolicy(input);
+  if (!r.ok) throw new Error(r.issues.join("; "));
+  return r.policy;
+}
+
+function setPolicy(source: string, name: string, input: unknown) {
+  sandboxes.set(source, {
+    tenant: source === B ? "tenant-b" : "tenant-a",
+    sandbox: name,
+    policy: policy(input),
+    secrets: new Map([["API_KEY", { placeholder, value: new SecretValue(SECRET_VALUE) }]]),
+  });
+}
+
+interface CurlResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+function curl(source: string, args: string[], port = proxyPort): Promise<CurlResult> {
+  return new Promise((resolve) => {
+    execFile(
+      "curl",
+      [
+        "-sS",
+        "-v",
+        "--max-time",
+        "10",
+        "--proxy",
+        `http://127.0.0.1:${port}`,
+        "--interface",
+        source,
+        ...args,
+      ],
+      { env: { PATH: process.env.PATH ?? "/usr/bin:/bin" }, timeout: 15_000 },
+      (err, stdout, stderr) => {
+        const code = err ? (typeof err.code === "number" ? err.code : -1) : 0;
+        resolve({ code, stdout, stderr });
+      },
+    );
+  });
+}
+
+/** A CONNECT from `source`; the proxy's status, headers and (for a refusal) body, and the socket. */
+function connectVia(source: string, authority: string) {
+  return new Promise<{ status: number; refused?: string; body: string; socket: Socket }>(
+    (resolve, reject) => {
+      const req = request({
+        host: "127.0.0.1",
+        port: proxyPort,
+        method: "CONNECT",
+        path: authority,
+        localAddress: source,
+      });
+      req.setTimeout(10_000, () => req.destroy(new Error("CONNECT timed out")));
+      req.on("error", reject);
+      req.on("connect", (res, socket, head) => {
+        const status = res.statusCode ?? 0;
+        const refused = res.headers["x-egress-refused"] as string | undefined;
+        if (status === 200) return resolve({ status, body: "", socket });
+        let body = head.toString();
+        socket.on("data", (d) => (body += d.toString()));
+        socket.on("close", () => resolve({ status, body, socket, ...(refused ? { refused } : {}) }));
+      });
+      req.end();
+    },
+  );
+}
+
+function tlsOver(socket: Socket, servername: string, caPem: string): Promise<TLSSocket> {
+  return new Promise((resolve, reject) => {
+    const t = tlsConnect({ socket, servername, ca: caPem });
+    t.once("secureConnect", () => resolve(t));
+    t.once("error", reject);
+  });
+}
+
+/** One HTTP/1.1 request on an open (TLS) stream; resolves to the response head+body text once complete. */
+function get(stream: TLSSocket, host: string, path: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let text = "";
+    const onData = (d: Buffer) => {
+      text += d.toString();
+      const m = /content-length: (\d+)/i.exec(text);
+      const bodyAt = text.indexOf("\r\n\r\n");
+      if (m && bodyAt >= 0 && Buffer.byteLength(text.slice(bodyAt + 4)) >= Number(m[1])) {
+        stream.off("data", onData);
+        resolve(text);
+      }
+    };
+    stream.on("data", onData);
+    stream.once("error", reject);
+    stream.write(`GET ${path} HTTP/1.1\r\nHost: ${host}\r\n\r\n`);
+  });
+}
+
+const closed = (s: Socket) => new Promise<void>((r) => (s.destroyed ? r() : s.once("close", () => r())));
+
+beforeAll(async () => {
+  net = await startFakeInternet();
+  const clusterCa = generateCa("test cluster egress CA");
+  dir = mkdtempSync(join(tmpdir(), "egress-test-"));
+  clusterCaFile = join(dir, "cluster-ca.pem");
+  writeFileSync(clusterCaFile, clusterCa.certPem);
+  proxy = createEgressProxy({
+    lookup: (source) => sandboxes.get(source),
+    resolve: testResolver,
+    forbidden: TEST_FORBIDDEN,
+    maxConnectionsPerSandbox: 3,
+    ca: clusterCa,
+    upstreamCa: net.ca.certPem,
+    onEvent: (e) => {
+      events.push(e);
+      logLines.push(JSON.stringify(e));
+    },
+  });
+  proxyPort = (await proxy.listen(0, "127.0.0.1")).port;
+});
+
+afterAll(async () => {
+  await proxy?.close();
+  await net?.close();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+beforeEach(() => {
+  sandboxes.clear();
+  events.length = 0;
+});
+
+describe("egress proxy: policy", () => {
+  it("with no policy, nothing is reachable", async () => {
+    setPolicy(A, "sbx-a", {});
+    const r = await curl(A, ["--cacert", net.caFile, `https://pkgs.test:${net.httpsPort}/hello`]);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/< HTTP\/1\.1 403/);
+    expect(r.stderr).toMatch(/x-egress-refused: egress_not_allowed/);
+  });
+
+  it("an allowed host works over HTTPS (spliced) and HTTP; another host gets a clear refusal", async () => {
+    setPolicy(A, "sbx-a", {
+      network: { allow: [`pkgs.test:${net.httpsPort}`, `pkgs.test:${net.httpPort}`] },
+    });
+    const ok = await curl(A, ["--cacert", net.caFile, `https://pkgs.test:${net.httpsPort}/hello`]);
+    expect(ok.stdout).toBe(`hello from pkgs.test:${net.httpsPort} over https\n`);
+    const plain = await curl(A, [`http://pkgs.test:${net.httpPort}/hello`]);
+    expect(plain.stdout).toBe(`hello from pkgs.test:${net.httpPort} over http\n`);
+
+    const other = await curl(A, ["--cacert", net.caFile, `https://other.test:${net.httpsPort}/hello`]);
+    expect(other.code).toBe(56); // curl: CONNECT tunnel failed
+    expect(other.stderr).toMatch(/x-egress-refused: egress_not_allowed/);
+    const otherPlain = await curl(A, [`http://other.test:${net.httpPort}/hello`]);
+    expect(otherPlain.stdout).toBe(
+      `egress_not_allowed: other.test:${net.httpPort} is not in this sandbox's allow list\n`,
+    );
+    expect(otherPlain.stderr).toMatch(/< HTTP\/1\.1 403/);
+
+    await waitFor("four events", () => events.length >= 4);
+    const allowed = events
+      .filter((e) => e.decision === "allowed")
+      .sort((x, y) => x.mode.localeCompare(y.mode));
+    expect(allowed.map((e) => [e.mode, e.host, e.tenant, e.sandbox])).toEqual([
+      ["http", "pkgs.test", "tenant-a", "sbx-a"],
+      ["tunnel", "pkgs.test", "tenant-a", "sbx-a"],
+    ]);
+    expect(allowed[1]?.bytesDown).toBeGreaterThan(0);
+    expect(allowed[1]?.bytesUp).toBeGreaterThan(0);
+    expect(events.filter((e) => e.decision === "denied").map((e) => [e.host, e.reason])).toEqual([
+      ["other.test", "egress_not_allowed"],
+      ["other.test", "egress_not_allowed"],
+    ]);
+  });
+
+  it("identifies the sandbox by source address only: B gets nothing A is allowed, an unknown source nothing at all", async () => {
+    setPolicy(A, "sbx-a", { network: { allow: [`pkgs.test:${net.httpPort}`] } });
+    setPolicy(B, "sbx-b", {});
+    const forged = await curl(B, [
+      "-H",
+      "x-sandbox: sbx-a",
+      "-H",
+      "x-tenant: tenant-a",
+      `http://pkgs.test:${net.httpPort}/`,
+    ]);
+    expect(forged.stdout).toMatch(/^egress_not_allowed/);
+    const stranger = await curl(STRANGER, [`http://pkgs.test:${net.httpPort}/`]);
+    expect(stranger.stdout).toBe(`egress_unknown_source: ${STRANGER} is not a sandbox this proxy serves\n`);
+    expect(events.map((e) => [e.tenant, e.reason])).toEqual([
+      ["tenant-b", "egress_not_allowed"],
+      [undefined, "egress_unknown_source"],
+    ]);
+  });
+
+  it("refuses names that resolve to forbidden ranges, whatever the policy says, and connects only to the checked address", async () => {
+    const port = net.httpsPort;
+    setPolicy(A, "sbx-a", {
+      network: {
+        allow: [`rebind.test:${port}`, `loop.test:${port}`, `ninety-nine.test:${port}`, `mixed.test:${port}`],
+      },
+    });
+    for (const [name, address] of [
+      ["rebind.test", "169.254.169.254"],
+      ["loop.test", "127.0.0.1"],
+      ["ninety-nine.test", "127.0.0.99"],
+    ]) {
+      const r = await connectVia(A, `${name}:${port}`);
+      expect(r.status).toBe(403);
+      expect(r.refused).toBe("egress_forbidden_address");
+      expect(r.body).toBe(
+        `egress_forbidden_address: ${name} resolves to ${address}, which sandboxes may not reach\n`,
+      );
+    }
+    // A literal address in a policy does not help either.
+    setPolicy(A, "sbx-a", { network: { allow: ["169.254.169.254:80"] } });
+    expect((await curl(A, ["http://169.254.169.254/latest/meta-data/"])).stdout).toMatch(
+      /^egress_forbidden_address/,
+    );
+
+    setPolicy(A, "sbx-a", { network: { allow: [`mixed.test:${port}`] } });
+    const mixed = await connectVia(A, `mixed.test:${port}`);
+    expect(mixed.status).toBe(200);
+    const tls = await tlsOver(mixed.socket, "mixed.test", net.ca.certPem);
+    tls.destroy();
+    await waitFor("the mixed.test tunnel's event", () => events.find((e) => e.host === "mixed.test"));
+    expect(events.find((e) => e.host === "mixed.test")).toMatchObject({
+      decision: "allowed",
+      address: "127.0.0.2",
+    });
+  });
+
+  it("refuses a TLS server name other than the CONNECT host, and non-TLS bytes in a tunnel", async () => {
+    setPolicy(A, "sbx-a", { network: { allow: [`pkgs.test:${net.httpsPort}`] } });
+    const t = await connectVia(A, `pkgs.test:${net.httpsPort}`);
+    expect(t.status).toBe(200);
+    await expect(tlsOver(t.socket, "other.test", net.ca.certPem)).rejects.toThrow();
+    await waitFor("the SNI refusal", () => events.find((e) => e.reason === "egress_sni_mismatch"));
+    expect(net.seen.filter((s) => s.host.startsWith("other.test"))).toEqual([]);
+
+    const plain = await connectVia(A, `pkgs.test:${net.httpsPort}`);
+    plain.socket.write(`GET / HTTP/1.1\r\nHost: other.test\r\n\r\n`);
+    await closed(plain.socket);
+    expect(events.find((e) => e.reason === "egress_not_tls")).toMatchObject({
+      decision: "denied",
+      host: "pkgs.test",
+    });
+  });
+
+  it("a runtime policy replace closes the open tunnels the new policy forbids, and only those", async () => {
+    setPolicy(A, "sbx-a", {
+      network: { allow: [`pkgs.test:${net.httpsPort}`, `other.test:${net.httpsPort}`] },
+    });
+    const a = await connectVia(A, `pkgs.test:${net.httpsPort}`);
+    const tlsA = await tlsOver(a.socket, "pkgs.test", net.ca.certPem);
+    expect(await get(tlsA, `pkgs.test:${net.httpsPort}`, "/hello")).toMatch(/hello from pkgs\.test/);
+    const b = await connectVia(A, `other.test:${net.httpsPort}`);
+    const tlsB = await tlsOver(b.socket, "other.test", net.ca.certPem);
+    expect(proxy.openConnections()).toHaveLength(2);
+
+    setPolicy(A, "sbx-a", { network: { allow: [`other.test:${net.httpsPort}`] } });
+    expect(await proxy.revalidate()).toBe(1);
+    await closed(tlsA);
+    expect(tlsB.destroyed).toBe(false);
+    expect(await get(tlsB, `other.test:${net.httpsPort}`, "/hello")).toMatch(/hello from other\.test/);
+    expect(
+      await waitFor("the cut tunnel's event", () => events.find((e) => e.host === "pkgs.test")),
+    ).toMatchObject({
+      decision: "allowed",
+      closedBy: "policy",
+    });
+    // New connections follow the new policy at once.
+    expect((await connectVia(A, `pkgs.test:${net.httpsPort}`)).refused).toBe("egress_not_allowed");
+    tlsB.destroy();
+    await waitFor("no open connections", () => proxy.openConnections().length === 0);
+  });
+
+  it("caps open connections per sandbox", async () => {
+    setPolicy(A, "sbx-a", { network: { allow: [`pkgs.test:${net.httpsPort}`] } });
+    setPolicy(B, "sbx-b", { network: { allow: [`pkgs.test:${net.httpsPort}`] } });
+    const held = await Promise.all([1, 2, 3].map(() => connectVia(A, `pkgs.test:${net.httpsPort}`)));
+    expect(held.map((h) => h.status)).toEqual([200, 200, 200]);
+    const over = await connectVia(A, `pkgs.test:${net.httpsPort}`);
+    expect([over.status, over.refused]).toEqual([429, "egress_connection_limit"]);
+    // Another sandbox has its own budget.
+    const other = await connectVia(B, `pkgs.test:${net.httpsPort}`);
+    expect(other.status).toBe(200);
+    for (const h of [...held, other]) h.socket.destroy();
+    await waitFor("no open connections", () => proxy.openConnections().length === 0);
+  });
+
+  it("counts the bytes each way", async () => {
+    setPolicy(A, "sbx-a", { network: { allow: [`pkgs.test:${net.httpsPort}`] } });
+    const n = 3 * 1024 * 1024;
+    const r = await curl(A, [
+      "-o",
+      "/dev/null",
+      "--cacert",
+      net.caFile,
+      `https://pkgs.test:${net.httpsPort}/bytes?n=${n}`,
+    ]);
+    expect(r.code).toBe(0);
+    const e = await waitFor("the tunnel's event", () => events.find((x) => x.decision === "allowed"));
+    expect(e.bytesDown).toBeGreaterThan(n);
+    expect(e.bytesUp).toBeGreaterThan(100);
+    expect(e.bytesUp).toBeLessThan(10_000);
+  });
+});
+
+describe("egress proxy: secrets", () => {
+  const bound = () => ({
+    network: { allow: [`api.test:${net.httpsPort}`, `other.test:${net.httpsPort}`] },
+    secrets: [{ name: "API_KEY", hosts: [`api.test:${net.httpsPort}`] }],
+  });
+
+  it("adds the value only for the bound host; the placeholder goes anywhere else as it is", async () => {
+    setPolicy(A, "sbx-a", bound());
+    net.seen.length = 0;
+    const auth = ["-H", `Authorization: Bearer ${placeholder}`, "-H", `X-Other: ${placeholder}`];
+    // The bound host is intercepted: the sandbox trusts the cluster CA, the proxy verifies the real server.
+    const api = await curl(A, [
+      "--cacert",
+      clusterCaFile,
+      ...auth,
+      `https://api.test:${net.httpsPort}/hello`,
+    ]);
+    expect(api.stdout).toBe(`hello from api.test:${net.httpsPort} over https\n`);
+    const other = await curl(A, [
+      "--cacert",
+      net.caFile,
+      ...auth,
+      `https://other.test:${net.httpsPort}/hello`,
+    ]);
+    expect(other.stdout).toBe(`hello from other.test:${net.httpsPort} over https\n`);
+
+    expect(net.seen.map((s) => [s.host, s.headers.authorization, s.headers["x-other"]])).toEqual([
+      [`api.test:${net.httpsPort}`, `Bearer ${SECRET_VALUE}`, placeholder],
+      [`other.test:${net.httpsPort}`, `Bearer ${placeholder}`, placeholder],
+    ]);
+    // An event is emitted when the proxy sees the connection close, which may be after curl exits.
+    await waitFor("both connections' events", () => events.length >= 2);
+    expect(events.map((e) => [e.host, e.mode, e.decision]).sort()).toEqual([
+      ["api.test", "intercept", "allowed"],
+      ["other.test", "tunnel", "allowed"],
+    ]);
+    // The value is in no event, no log line, and nothing the sandbox's client saw.
+    for (const text of [...logLines, api.stderr, api.stdout, other.stderr])
+      expect(text.includes(SECRET_VALUE)).toBe(false);
+  });
+
+  it("an intercepted tunnel serves its own host only, and refuses an upstream it cannot verify", async () => {
+    setPolicy(A, "sbx-a", bound());
+    const misdirected = await curl(A, [
+      "--cacert",
+      clusterCaFile,
+      "-H",
+      `Host: other.test:${net.httpsPort}`,
+      "-H",
+      `Authorization: Bearer ${placeholder}`,
+      `https://api.test:${net.httpsPort}/hello`,
+    ]);
+    expect(misdirected.stdout).toBe(
+      `egress_misdirected: this tunnel is for api.test:${net.httpsPort} only\n`,
+    );
+
+    const untrusting = createEgressProxy({
+      lookup: (source) => sandboxes.get(source),
+      resolve: testResolver,
+      forbidden: TEST_FORBIDDEN,
+      ca: generateCa("another cluster CA"),
+      upstreamCa: generateCa("not the fake internet's CA").certPem,
+      onEvent: (e) => logLines.push(JSON.stringify(e)),
+    });
+    const port = (await untrusting.listen(0, "127.0.0.1")).port;
+    try {
+      const r = await curl(
+        A,
+        ["-k", "-H", `Authorization: Bearer ${placeholder}`, `https://api.test:${net.httpsPort}/`],
+        port,
+      );
+      expect(r.stdout).toBe("egress_upstream_tls: api.test did not present a certificate the proxy trusts\n");
+    } finally {
+      await untrusting.close();
+    }
+    for (const text of logLines) expect(text.includes(SECRET_VALUE)).toBe(false);
+  });
+});
