@@ -174,6 +174,7 @@ export function createEgressProxy(opts: EgressProxyOptions): EgressProxy {
   const leafCache = new Map<string, { ctx: SecureContext; notAfter: Date }>();
   const upstreamCa = opts.upstreamCa ? [opts.upstreamCa].flat() : undefined;
   const open = new Set<Conn>();
+  let generation = 0;
   const intercepted = new WeakMap<Socket, Conn>();
 
   const countOf = (key: string) => [...open].filter((c) => c.key === key).length;
@@ -191,7 +192,8 @@ export function createEgressProxy(opts: EgressProxyOptions): EgressProxy {
     source: string,
     host: string,
     port: number,
-  ): Promise<{ egress: SandboxEgress; address: string }> {
+  ): Promise<{ egress: SandboxEgress; address: string; generation: number }> {
+    const seenGeneration = generation;
     const egress = await opts.lookup(source);
     if (!egress) throw new Refused("egress_unknown_source", `${source} is not a sandbox this proxy serves`);
     const d = decide(egress.policy, host, port);
@@ -230,7 +232,7 @@ export function createEgressProxy(opts: EgressProxyOptions): EgressProxy {
         ),
         { egress },
       );
-    return { egress, address };
+    return { egress, address, generation: seenGeneration };
   }
 
   function refusalOf(err: unknown): Refused & { egress?: SandboxEgress } {
@@ -356,8 +358,9 @@ export function createEgressProxy(opts: EgressProxyOptions): EgressProxy {
     if (!target) return refuse(new Refused("egress_bad_request", "CONNECT needs host:port"));
     let egress: SandboxEgress;
     let address: string;
+    let admittedAt: number;
     try {
-      ({ egress, address } = await admit(source, host, port));
+      ({ egress, address, generation: admittedAt } = await admit(source, host, port));
     } catch (err) {
       return refuse(refusalOf(err));
     }
@@ -368,21 +371,24 @@ export function createEgressProxy(opts: EgressProxyOptions): EgressProxy {
     let upstream: Socket | undefined;
     // Counted from before the upstream connect, so a sandbox cannot exceed its cap with slow connects.
     let closedBy: EgressCut | undefined;
-    const conn = track({
-      tenant: egress.tenant,
-      sandbox: egress.sandbox,
-      host,
-      port,
-      address,
-      mode: intercept ? "intercept" : "tunnel",
-      source,
-      egress,
-      close: (by) => {
-        closedBy ??= by;
-        socket.destroy();
-        upstream?.destroy();
+    const conn = trackChecked(
+      {
+        tenant: egress.tenant,
+        sandbox: egress.sandbox,
+        host,
+        port,
+        address,
+        mode: intercept ? "intercept" : "tunnel",
+        source,
+        egress,
+        close: (by) => {
+          closedBy ??= by;
+          socket.destroy();
+          upstream?.destroy();
+        },
       },
-    });
+      admittedAt,
+    );
     if (!intercept) {
       try {
         upstream = await connectUpstream(address, port);
@@ -564,8 +570,9 @@ export function createEgressProxy(opts: EgressProxyOptions): EgressProxy {
       );
     let egress: SandboxEgress;
     let address: string;
+    let admittedAt: number;
     try {
-      ({ egress, address } = await admit(source, target, port));
+      ({ egress, address, generation: admittedAt } = await admit(source, target, port));
     } catch (err) {
       return refuse(refusalOf(err));
     }
@@ -582,21 +589,24 @@ export function createEgressProxy(opts: EgressProxyOptions): EgressProxy {
       setHost: false,
       timeout: t.connectMs,
     });
-    const conn = track({
-      tenant: egress.tenant,
-      sandbox: egress.sandbox,
-      host: target,
-      port,
-      address,
-      mode: "http",
-      source,
-      egress,
-      close: (by) => {
-        closedBy ??= by;
-        up.destroy();
-        res.destroy();
+    const conn = trackChecked(
+      {
+        tenant: egress.tenant,
+        sandbox: egress.sandbox,
+        host: target,
+        port,
+        address,
+        mode: "http",
+        source,
+        egress,
+        close: (by) => {
+          closedBy ??= by;
+          up.destroy();
+          res.destroy();
+        },
       },
-    });
+      admittedAt,
+    );
     let upSocket: Socket | undefined;
     up.on("socket", (s) => {
       upSocket = s;
@@ -654,18 +664,31 @@ export function createEgressProxy(opts: EgressProxyOptions): EgressProxy {
   server.on("request", (req, res) => void onRequest(req, res));
   server.on("clientError", (_err, socket) => socket.destroy());
 
+  /** Closes `conn` if its source's current sandbox or policy no longer allows it; true if closed. */
+  async function recheck(conn: Conn): Promise<boolean> {
+    const now = await opts.lookup(conn.source);
+    let by: EgressCut | undefined;
+    if (!now || now.tenant !== conn.tenant || now.sandbox !== conn.sandbox) by = "identity";
+    else if (!stillAllowed(now.policy, conn)) by = "policy";
+    if (by) conn.close(by);
+    else if (now) conn.egress = now;
+    return by !== undefined;
+  }
+
+  /**
+   * A connection admitted before a revalidate began but tracked after it ended would escape it:
+   * `generation` counts revalidations, and such a connection is checked again as it is tracked.
+   */
+  function trackChecked(c: Omit<Conn, "key" | "started">, admittedAt: number): Conn {
+    const conn = track(c);
+    if (admittedAt !== generation) void recheck(conn);
+    return conn;
+  }
+
   async function revalidate(): Promise<number> {
+    generation++;
     let closed = 0;
-    for (const conn of [...open]) {
-      const now = await opts.lookup(conn.source);
-      let by: EgressCut | undefined;
-      if (!now || now.tenant !== conn.tenant || now.sandbox !== conn.sandbox) by = "identity";
-      else if (!stillAllowed(now.policy, conn)) by = "policy";
-      if (by) {
-        conn.close(by);
-        closed++;
-      } else if (now) conn.egress = now;
-    }
+    for (const conn of [...open]) if (await recheck(conn)) closed++;
     return closed;
   }
 
