@@ -235,6 +235,14 @@ export function createEgressProxy(opts: EgressProxyOptions): EgressProxy {
     return { egress, address, generation: seenGeneration };
   }
 
+  async function admitted(source: string, host: string, port: number) {
+    try {
+      return await admit(source, host, port);
+    } catch (err) {
+      return refusalOf(err);
+    }
+  }
+
   function refusalOf(err: unknown): Refused & { egress?: SandboxEgress } {
     if (err instanceof Refused) return err;
     return new Refused("egress_connect_failed", "the proxy could not open the connection");
@@ -263,6 +271,16 @@ export function createEgressProxy(opts: EgressProxyOptions): EgressProxy {
   }
 
   const refusalBody = (r: Refused) => `${r.code}: ${r.message}\n`;
+
+  /** The one refusal answer on an HTTP response: status, `x-egress-refused`, `<code>: <why>`. */
+  function answerRefusal(res: ServerResponse, r: Refused) {
+    if (res.headersSent) return void res.destroy();
+    res.writeHead(STATUS[r.code], {
+      "x-egress-refused": r.code,
+      "content-type": "text/plain; charset=utf-8",
+    });
+    res.end(refusalBody(r));
+  }
 
   function track(c: Omit<Conn, "key" | "started">): Conn {
     const conn: Conn = { ...c, key: `${c.tenant}/${c.sandbox}`, started: performance.now() };
@@ -356,14 +374,9 @@ export function createEgressProxy(opts: EgressProxyOptions): EgressProxy {
       );
     };
     if (!target) return refuse(new Refused("egress_bad_request", "CONNECT needs host:port"));
-    let egress: SandboxEgress;
-    let address: string;
-    let admittedAt: number;
-    try {
-      ({ egress, address, generation: admittedAt } = await admit(source, host, port));
-    } catch (err) {
-      return refuse(refusalOf(err));
-    }
+    const admission = await admitted(source, host, port);
+    if (admission instanceof Refused) return refuse(admission);
+    const { egress, address, generation: admittedAt } = admission;
     const bindings = isIP(host)
       ? []
       : secretsFor(egress.policy, host, port).filter((b) => egress.secrets?.has(b.name));
@@ -389,22 +402,9 @@ export function createEgressProxy(opts: EgressProxyOptions): EgressProxy {
       },
       admittedAt,
     );
-    if (!intercept) {
-      try {
-        upstream = await connectUpstream(address, port);
-      } catch (err) {
-        open.delete(conn);
-        return refuse(Object.assign(refusalOf(err), { egress }));
-      }
-      if (socket.destroyed) {
-        upstream.destroy();
-        open.delete(conn);
-        return;
-      }
-    }
-    socket.write("HTTP/1.1 200 Connection Established\r\n\r\n");
-    const baseRead = socket.bytesRead - head.length;
-    const baseWritten = socket.bytesWritten;
+    // Bytes are counted from the tunnel's 200; a connection cut before it moved none.
+    let baseRead: number | undefined;
+    let baseWritten = 0;
     let finished = false;
     const finish = (reason?: Refused) => {
       if (finished) return;
@@ -423,12 +423,29 @@ export function createEgressProxy(opts: EgressProxyOptions): EgressProxy {
         mode: conn.mode,
         ...(reason ? { reason: reason.code, message: reason.message } : {}),
         ...(closedBy ? { closedBy } : {}),
-        bytesUp: Math.max(0, socket.bytesRead - baseRead),
-        bytesDown: Math.max(0, socket.bytesWritten - baseWritten),
+        bytesUp: baseRead === undefined ? 0 : Math.max(0, socket.bytesRead - baseRead),
+        bytesDown: baseRead === undefined ? 0 : Math.max(0, socket.bytesWritten - baseWritten),
         durationMs: Math.round(performance.now() - conn.started),
       });
     };
     socket.once("close", () => finish());
+    if (!intercept) {
+      try {
+        upstream = await connectUpstream(address, port);
+      } catch (err) {
+        if (finished) return;
+        finished = true;
+        open.delete(conn);
+        return refuse(Object.assign(refusalOf(err), { egress }));
+      }
+      if (finished || socket.destroyed) {
+        upstream.destroy();
+        return finish();
+      }
+    }
+    socket.write("HTTP/1.1 200 Connection Established\r\n\r\n");
+    baseRead = socket.bytesRead - head.length;
+    baseWritten = socket.bytesWritten;
     socket.setTimeout(t.idleMs, () => {
       closedBy ??= "idle";
       finish();
@@ -489,14 +506,7 @@ export function createEgressProxy(opts: EgressProxyOptions): EgressProxy {
   function onInterceptedRequest(req: IncomingMessage, res: ServerResponse) {
     const conn = intercepted.get(req.socket as Socket);
     if (!conn) return res.destroy();
-    const refuse = (r: Refused) => {
-      if (res.headersSent) return res.destroy();
-      res.writeHead(STATUS[r.code], {
-        "x-egress-refused": r.code,
-        "content-type": "text/plain; charset=utf-8",
-      });
-      res.end(refusalBody(r));
-    };
+    const refuse = (r: Refused) => answerRefusal(res, r);
     const hostHeader = parseAuthority(
       /:[0-9]+$/.test(req.headers.host ?? "")
         ? String(req.headers.host)
@@ -556,26 +566,15 @@ export function createEgressProxy(opts: EgressProxyOptions): EgressProxy {
     const port = url?.port ? Number(url.port) : 80;
     const refuse = (r: Refused & { egress?: SandboxEgress }) => {
       refusedEvent(source, host, port, "http", r);
-      if (res.headersSent) return res.destroy();
-      res.writeHead(STATUS[r.code], {
-        "x-egress-refused": r.code,
-        "content-type": "text/plain; charset=utf-8",
-        connection: "close",
-      });
-      res.end(refusalBody(r));
+      answerRefusal(res, r);
     };
     if (!url || !target)
       return refuse(
         new Refused("egress_bad_request", "send http:// requests by absolute URI, https:// through CONNECT"),
       );
-    let egress: SandboxEgress;
-    let address: string;
-    let admittedAt: number;
-    try {
-      ({ egress, address, generation: admittedAt } = await admit(source, target, port));
-    } catch (err) {
-      return refuse(refusalOf(err));
-    }
+    const admission = await admitted(source, target, port);
+    if (admission instanceof Refused) return refuse(admission);
+    const { egress, address, generation: admittedAt } = admission;
     let closedBy: EgressCut | undefined;
     const headers = endToEnd(req.headers);
     headers.host = url.host;
@@ -648,12 +647,7 @@ export function createEgressProxy(opts: EgressProxyOptions): EgressProxy {
         err instanceof Refused
           ? err
           : new Refused("egress_connect_failed", `${target}:${port} refused or reset the connection`);
-      if (res.headersSent) return res.destroy();
-      res.writeHead(STATUS[failure.code], {
-        "x-egress-refused": failure.code,
-        "content-type": "text/plain; charset=utf-8",
-      });
-      res.end(refusalBody(failure));
+      answerRefusal(res, failure);
     });
     req.pipe(up);
   }

@@ -34,6 +34,8 @@ const events: EgressEvent[] = [];
 const logLines: string[] = [];
 const sandboxes = new Map<string, SandboxEgress>();
 const placeholder = newPlaceholder();
+let gate: Promise<void> | undefined;
+let lookups = 0;
 
 function policy(input: unknown): EgressPolicy {
   const r = parseEgressPolicy(input);
@@ -142,7 +144,13 @@ beforeAll(async () => {
   clusterCaFile = join(dir, "cluster-ca.pem");
   writeFileSync(clusterCaFile, clusterCa.certPem);
   proxy = createEgressProxy({
-    lookup: (source) => sandboxes.get(source),
+    lookup: async (source) => {
+      // Read now, answered when the test opens the gate: a lookup that is slow with a stale answer.
+      const answer = sandboxes.get(source);
+      lookups++;
+      if (gate) await gate;
+      return answer;
+    },
     resolve: testResolver,
     forbidden: TEST_FORBIDDEN,
     maxConnectionsPerSandbox: 3,
@@ -311,6 +319,41 @@ describe("egress proxy: policy", () => {
     await waitFor("no open connections", () => proxy.openConnections().length === 0);
   });
 
+  it("closes a tunnel whose source address now belongs to another sandbox", async () => {
+    setPolicy(A, "sbx-a", { network: { allow: [`pkgs.test:${net.httpsPort}`] } });
+    const t = await connectVia(A, `pkgs.test:${net.httpsPort}`);
+    const tls = await tlsOver(t.socket, "pkgs.test", net.ca.certPem);
+    // The pod IP was reused for another sandbox with the same policy: its tunnels are not inherited.
+    setPolicy(A, "sbx-new", { network: { allow: [`pkgs.test:${net.httpsPort}`] } });
+    expect(await proxy.revalidate()).toBe(1);
+    await closed(tls);
+    expect(await waitFor("the event", () => events.find((e) => e.host === "pkgs.test"))).toMatchObject({
+      sandbox: "sbx-a",
+      closedBy: "identity",
+    });
+  });
+
+  it("a connection admitted on the old policy while a replace ran is closed as it is tracked", async () => {
+    setPolicy(A, "sbx-a", { network: { allow: [`pkgs.test:${net.httpsPort}`] } });
+    let open: () => void = () => {};
+    gate = new Promise<void>((r) => (open = r));
+    const before = lookups;
+    const pending = connectVia(A, `pkgs.test:${net.httpsPort}`);
+    await waitFor("the CONNECT's lookup", () => lookups > before);
+    setPolicy(A, "sbx-a", {});
+    expect(await proxy.revalidate()).toBe(0); // nothing tracked yet
+    gate = undefined;
+    open();
+    // Closed before or just after its 200, depending on timing; either way it carries nothing.
+    const r = await pending.catch(() => undefined);
+    if (r) await closed(r.socket);
+    expect(await waitFor("the event", () => events.find((e) => e.host === "pkgs.test"))).toMatchObject({
+      decision: "allowed",
+      closedBy: "policy",
+    });
+    expect(proxy.openConnections()).toEqual([]);
+  });
+
   it("caps open connections per sandbox", async () => {
     setPolicy(A, "sbx-a", { network: { allow: [`pkgs.test:${net.httpsPort}`] } });
     setPolicy(B, "sbx-b", { network: { allow: [`pkgs.test:${net.httpsPort}`] } });
@@ -382,6 +425,25 @@ describe("egress proxy: secrets", () => {
     // The value is in no event, no log line, and nothing the sandbox's client saw.
     for (const text of [...logLines, api.stderr, api.stdout, other.stderr])
       expect(text.includes(SECRET_VALUE)).toBe(false);
+  });
+
+  it("request bodies pass through intercepted tunnels and plain HTTP", async () => {
+    setPolicy(A, "sbx-a", {
+      ...bound(),
+      network: { allow: [`api.test:${net.httpsPort}`, `api.test:${net.httpPort}`] },
+    });
+    const file = join(dir, "body.bin");
+    writeFileSync(file, Buffer.alloc(200_000, 0x78));
+    const viaTls = await curl(A, [
+      "--cacert",
+      clusterCaFile,
+      "--data-binary",
+      `@${file}`,
+      `https://api.test:${net.httpsPort}/echo`,
+    ]);
+    expect(viaTls.stdout).toBe("received 200000 bytes\n");
+    const plain = await curl(A, ["--data-binary", `@${file}`, `http://api.test:${net.httpPort}/echo`]);
+    expect(plain.stdout).toBe("received 200000 bytes\n");
   });
 
   it("an intercepted tunnel serves its own host only, and refuses an upstream it cannot verify", async () => {

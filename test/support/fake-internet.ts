@@ -70,6 +70,16 @@ function handler(scheme: "http" | "https", seen: SeenRequest[]) {
   return (req: IncomingMessage, res: ServerResponse) => {
     const url = new URL(req.url ?? "/", "http://x");
     seen.push({ scheme, host: String(req.headers.host), path: url.pathname, headers: { ...req.headers } });
+    if (url.pathname === "/echo") {
+      let n = 0;
+      req.on("data", (d: Buffer) => (n += d.length));
+      req.on("end", () => {
+        const text = `received ${n} bytes\n`;
+        res.writeHead(200, { "content-type": "text/plain", "content-length": String(text.length) });
+        res.end(text);
+      });
+      return;
+    }
     if (url.pathname === "/bytes") {
       // /bytes?n=N: N bytes, streamed in 64 KiB chunks.
       let left = Number(url.searchParams.get("n") ?? "0");
