@@ -1,5 +1,6 @@
 import { lookup as dnsLookup } from "node:dns/promises";
 import {
+  type ClientRequest,
   createServer,
   request as httpRequest,
   type IncomingHttpHeaders,
@@ -205,11 +206,6 @@ export function createEgressProxy(opts: EgressProxyOptions): EgressProxy {
         ),
         { egress },
       );
-    if (countOf(`${egress.tenant}/${egress.sandbox}`) >= maxPerSandbox)
-      throw Object.assign(
-        new Refused("egress_connection_limit", `this sandbox already has ${maxPerSandbox} open connections`),
-        { egress },
-      );
     let addresses: string[];
     if (isIP(host)) addresses = [host];
     else {
@@ -402,6 +398,7 @@ export function createEgressProxy(opts: EgressProxyOptions): EgressProxy {
       },
       admittedAt,
     );
+    if (conn instanceof Refused) return refuse(conn);
     // Bytes are counted from the tunnel's 200; a connection cut before it moved none.
     let baseRead: number | undefined;
     let baseWritten = 0;
@@ -576,18 +573,7 @@ export function createEgressProxy(opts: EgressProxyOptions): EgressProxy {
     if (admission instanceof Refused) return refuse(admission);
     const { egress, address, generation: admittedAt } = admission;
     let closedBy: EgressCut | undefined;
-    const headers = endToEnd(req.headers);
-    headers.host = url.host;
-    const up = httpRequest({
-      host: address,
-      port,
-      method: req.method,
-      path: `${url.pathname}${url.search}`,
-      headers,
-      agent: false,
-      setHost: false,
-      timeout: t.connectMs,
-    });
+    let up: ClientRequest | undefined;
     const conn = trackChecked(
       {
         tenant: egress.tenant,
@@ -600,12 +586,25 @@ export function createEgressProxy(opts: EgressProxyOptions): EgressProxy {
         egress,
         close: (by) => {
           closedBy ??= by;
-          up.destroy();
+          up?.destroy();
           res.destroy();
         },
       },
       admittedAt,
     );
+    if (conn instanceof Refused) return refuse(conn);
+    const headers = endToEnd(req.headers);
+    headers.host = url.host;
+    up = httpRequest({
+      host: address,
+      port,
+      method: req.method,
+      path: `${url.pathname}${url.search}`,
+      headers,
+      agent: false,
+      setHost: false,
+      timeout: t.connectMs,
+    });
     let upSocket: Socket | undefined;
     up.on("socket", (s) => {
       upSocket = s;
@@ -673,7 +672,14 @@ export function createEgressProxy(opts: EgressProxyOptions): EgressProxy {
    * A connection admitted before a revalidate began but tracked after it ended would escape it:
    * `generation` counts revalidations, and such a connection is checked again as it is tracked.
    */
-  function trackChecked(c: Omit<Conn, "key" | "started">, admittedAt: number): Conn {
+  function trackChecked(c: Omit<Conn, "key" | "started">, admittedAt: number): Conn | Refused {
+    // The cap is checked here, with no await before the connection is counted: concurrent
+    // connections of one sandbox cannot all pass it while they resolve.
+    if (countOf(`${c.tenant}/${c.sandbox}`) >= maxPerSandbox)
+      return Object.assign(
+        new Refused("egress_connection_limit", `this sandbox already has ${maxPerSandbox} open connections`),
+        { egress: c.egress },
+      );
     const conn = track(c);
     if (admittedAt !== generation) void recheck(conn);
     return conn;

@@ -36,6 +36,8 @@ const sandboxes = new Map<string, SandboxEgress>();
 const placeholder = newPlaceholder();
 let gate: Promise<void> | undefined;
 let lookups = 0;
+let resolveGate: Promise<void> | undefined;
+let resolving = 0;
 
 function policy(input: unknown): EgressPolicy {
   const r = parseEgressPolicy(input);
@@ -151,7 +153,11 @@ beforeAll(async () => {
       if (gate) await gate;
       return answer;
     },
-    resolve: testResolver,
+    resolve: async (host) => {
+      resolving++;
+      if (resolveGate) await resolveGate;
+      return testResolver(host);
+    },
     forbidden: TEST_FORBIDDEN,
     maxConnectionsPerSandbox: 3,
     ca: clusterCa,
@@ -357,10 +363,21 @@ describe("egress proxy: policy", () => {
   it("caps open connections per sandbox", async () => {
     setPolicy(A, "sbx-a", { network: { allow: [`pkgs.test:${net.httpsPort}`] } });
     setPolicy(B, "sbx-b", { network: { allow: [`pkgs.test:${net.httpsPort}`] } });
-    const held = await Promise.all([1, 2, 3].map(() => connectVia(A, `pkgs.test:${net.httpsPort}`)));
-    expect(held.map((h) => h.status)).toEqual([200, 200, 200]);
-    const over = await connectVia(A, `pkgs.test:${net.httpsPort}`);
-    expect([over.status, over.refused]).toEqual([429, "egress_connection_limit"]);
+    // Five at once against a cap of 3, all held in name resolution together: the cap still holds.
+    let release: () => void = () => {};
+    resolveGate = new Promise<void>((r) => (release = r));
+    const before = resolving;
+    const pending = [1, 2, 3, 4, 5].map(() => connectVia(A, `pkgs.test:${net.httpsPort}`));
+    await waitFor("five CONNECTs resolving at once", () => resolving - before === 5);
+    resolveGate = undefined;
+    release();
+    const tries = await Promise.all(pending);
+    expect(tries.map((h) => h.status).sort()).toEqual([200, 200, 200, 429, 429]);
+    expect(tries.filter((h) => h.status === 429).map((h) => h.refused)).toEqual([
+      "egress_connection_limit",
+      "egress_connection_limit",
+    ]);
+    const held = tries.filter((h) => h.status === 200);
     // Another sandbox has its own budget.
     const other = await connectVia(B, `pkgs.test:${net.httpsPort}`);
     expect(other.status).toBe(200);
