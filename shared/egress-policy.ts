@@ -107,10 +107,9 @@ function parsePort(s: string): number | string {
 function parseCidrOrIp(s: string): HostMatcher | string {
   const [addr, bitsText, extra] = s.split("/");
   if (extra !== undefined || addr === undefined) return "is not an address or CIDR";
-  const ip = parseIpv4(addr) !== undefined ? { family: 4 as const, value: parseIpv4(addr)! } : undefined;
-  const v6 = ip ? undefined : parseIpv6(addr);
-  const family: 4 | 6 = ip ? 4 : 6;
-  const value = ip ? ip.value : v6;
+  const v4 = parseIpv4(addr);
+  const family: 4 | 6 = v4 !== undefined ? 4 : 6;
+  const value = v4 ?? parseIpv6(addr);
   if (value === undefined) return "is not an address or CIDR";
   const width = family === 4 ? 32 : 128;
   let bits = width;
@@ -121,6 +120,9 @@ function parseCidrOrIp(s: string): HostMatcher | string {
   }
   const hostBits = BigInt(width - bits);
   if ((value & ((1n << hostBits) - 1n)) !== 0n) return `has bits set beyond the /${bits} prefix`;
+  // IPv4-mapped IPv6 (::ffff:a.b.c.d) is matched as IPv4, as parseIp reads destinations.
+  if (family === 6 && bits >= 96 && value >> 32n === 0xffffn)
+    return { kind: "cidr", family: 4, base: value & 0xffffffffn, bits: bits - 96 };
   return { kind: "cidr", family, base: value, bits };
 }
 

@@ -224,6 +224,28 @@ describe("egress proxy: policy", () => {
     ]);
   });
 
+  it("does not pass proxy or hop-by-hop headers upstream on plain HTTP", async () => {
+    setPolicy(A, "sbx-a", { network: { allow: [`pkgs.test:${net.httpPort}`] } });
+    net.seen.length = 0;
+    const r = await curl(A, [
+      "-H",
+      "Proxy-Authorization: Basic c2VjcmV0",
+      "-H",
+      "Connection: keep-alive, X-Drop-Me",
+      "-H",
+      "X-Drop-Me: 1",
+      "-H",
+      "X-Keep-Me: 1",
+      `http://pkgs.test:${net.httpPort}/hello`,
+    ]);
+    expect(r.code).toBe(0);
+    const headers = net.seen[0]?.headers ?? {};
+    expect(headers["proxy-authorization"]).toBeUndefined();
+    expect(headers["x-drop-me"]).toBeUndefined();
+    expect(headers["x-keep-me"]).toBe("1");
+    expect(headers.host).toBe(`pkgs.test:${net.httpPort}`);
+  });
+
   it("identifies the sandbox by source address only: B gets nothing A is allowed, an unknown source nothing at all", async () => {
     setPolicy(A, "sbx-a", { network: { allow: [`pkgs.test:${net.httpPort}`] } });
     setPolicy(B, "sbx-b", {});
@@ -267,6 +289,9 @@ describe("egress proxy: policy", () => {
     expect((await curl(A, ["http://169.254.169.254/latest/meta-data/"])).stdout).toMatch(
       /^egress_forbidden_address/,
     );
+    setPolicy(A, "sbx-a", { network: { allow: ["[::1]:443", "[fe80::1]:443", "[::ffff:127.0.0.1]:443"] } });
+    for (const target of ["[::1]:443", "[fe80::1]:443", "[::ffff:127.0.0.1]:443"])
+      expect((await connectVia(A, target)).refused).toBe("egress_forbidden_address");
 
     setPolicy(A, "sbx-a", { network: { allow: [`mixed.test:${port}`] } });
     const mixed = await connectVia(A, `mixed.test:${port}`);

@@ -158,6 +158,9 @@ describe("egress policy: decide", () => {
     expect(decide(p, "10.9.0.1", 5432)).toMatchObject({ allowed: false, reason: "denied_by_rule" });
     expect(decide(p, "[2001:db8::5]", 443)).toMatchObject({ allowed: true });
     expect(decide(p, "2001:db9::5", 443)).toMatchObject({ allowed: false });
+    const mapped = policy({ network: { allow: ["[::ffff:10.0.0.0/104]:443"] } });
+    expect(decide(mapped, "10.2.3.4", 443)).toMatchObject({ allowed: true });
+    expect(decide(mapped, "::ffff:10.2.3.4", 443)).toMatchObject({ allowed: true });
     expect(decideAddress(p, "10.9.3.3", 443)).toMatchObject({ allowed: false, reason: "denied_by_rule" });
     expect(decideAddress(p, "10.8.3.3", 443)).toMatchObject({ allowed: true });
   });
