@@ -43,6 +43,13 @@ export interface EgressProxyOptions {
   forbidden?: readonly string[];
   /** Open connections (tunnels + in-flight plain requests) per sandbox. Default 64. */
   maxConnectionsPerSandbox?: number;
+  /**
+   * Bytes (both ways, all connections) a sandbox may move through this proxy; then its connections
+   * are closed and new ones refused. Checked every `byteCheckMs` (default 1000), so a sandbox may
+   * overshoot by what it moves in that time. Default: no cap. `forget()` a deleted sandbox.
+   */
+  maxBytesPerSandbox?: number;
+  byteCheckMs?: number;
   /** The per-cluster CA the proxy signs intercepted hosts' certificates with; without it no secret is added. */
   ca?: CertificateAuthority;
   /** Trusted roots for upstreams of intercepted hosts (default: Node's bundled roots). */
@@ -67,6 +74,7 @@ const STATUS: Record<EgressRefusal, number> = {
   egress_forbidden_address: 403,
   egress_bad_request: 400,
   egress_connection_limit: 429,
+  egress_byte_limit: 429,
   egress_resolve_failed: 502,
   egress_connect_failed: 502,
   egress_timeout: 504,
@@ -101,6 +109,8 @@ interface Conn extends OpenConnection {
   key: string;
   egress: SandboxEgress;
   started: number;
+  /** Bytes moved so far, both ways (live socket counters). */
+  bytes(): number;
   close(by: EgressCut): void;
 }
 
@@ -114,6 +124,8 @@ export interface EgressProxy {
    */
   revalidate(): Promise<number>;
   openConnections(): OpenConnection[];
+  /** Drops a sandbox's byte count (call when the sandbox is deleted). */
+  forget(tenant: string, sandbox: string): void;
   close(): Promise<void>;
 }
 
@@ -175,10 +187,29 @@ export function createEgressProxy(opts: EgressProxyOptions): EgressProxy {
   const leafCache = new Map<string, { ctx: SecureContext; notAfter: Date }>();
   const upstreamCa = opts.upstreamCa ? [opts.upstreamCa].flat() : undefined;
   const open = new Set<Conn>();
+  /** Bytes of closed connections per sandbox key; open ones are read live. */
+  const spent = new Map<string, number>();
   let generation = 0;
   const intercepted = new WeakMap<Socket, Conn>();
 
   const countOf = (key: string) => [...open].filter((c) => c.key === key).length;
+  const bytesOf = (key: string) =>
+    [...open].reduce((n, c) => (c.key === key ? n + c.bytes() : n), spent.get(key) ?? 0);
+
+  function untrack(conn: Conn) {
+    if (!open.delete(conn)) return;
+    spent.set(conn.key, (spent.get(conn.key) ?? 0) + conn.bytes());
+  }
+
+  const maxBytes = opts.maxBytesPerSandbox;
+  const overBudget = (key: string) => maxBytes !== undefined && bytesOf(key) >= maxBytes;
+  const sweep =
+    maxBytes === undefined
+      ? undefined
+      : setInterval(() => {
+          for (const conn of [...open]) if (overBudget(conn.key)) conn.close("byte_limit");
+        }, opts.byteCheckMs ?? 1000);
+  sweep?.unref();
 
   const emit = (e: Omit<EgressEvent, "type">) => {
     try {
@@ -380,6 +411,9 @@ export function createEgressProxy(opts: EgressProxyOptions): EgressProxy {
     let upstream: Socket | undefined;
     // Counted from before the upstream connect, so a sandbox cannot exceed its cap with slow connects.
     let closedBy: EgressCut | undefined;
+    // Bytes are counted from the tunnel's 200; a connection cut before it moved none.
+    let baseRead: number | undefined;
+    let baseWritten = 0;
     const conn = trackChecked(
       {
         tenant: egress.tenant,
@@ -390,6 +424,10 @@ export function createEgressProxy(opts: EgressProxyOptions): EgressProxy {
         mode: intercept ? "intercept" : "tunnel",
         source,
         egress,
+        bytes: () =>
+          baseRead === undefined
+            ? 0
+            : Math.max(0, socket.bytesRead - baseRead) + Math.max(0, socket.bytesWritten - baseWritten),
         close: (by) => {
           closedBy ??= by;
           socket.destroy();
@@ -399,14 +437,11 @@ export function createEgressProxy(opts: EgressProxyOptions): EgressProxy {
       admittedAt,
     );
     if (conn instanceof Refused) return refuse(conn);
-    // Bytes are counted from the tunnel's 200; a connection cut before it moved none.
-    let baseRead: number | undefined;
-    let baseWritten = 0;
     let finished = false;
     const finish = (reason?: Refused) => {
       if (finished) return;
       finished = true;
-      open.delete(conn);
+      untrack(conn);
       socket.destroy();
       upstream?.destroy();
       emit({
@@ -432,7 +467,7 @@ export function createEgressProxy(opts: EgressProxyOptions): EgressProxy {
       } catch (err) {
         if (finished) return;
         finished = true;
-        open.delete(conn);
+        untrack(conn);
         return refuse(Object.assign(refusalOf(err), { egress }));
       }
       if (finished || socket.destroyed) {
@@ -574,6 +609,7 @@ export function createEgressProxy(opts: EgressProxyOptions): EgressProxy {
     const { egress, address, generation: admittedAt } = admission;
     let closedBy: EgressCut | undefined;
     let up: ClientRequest | undefined;
+    let upSocket: Socket | undefined;
     const conn = trackChecked(
       {
         tenant: egress.tenant,
@@ -584,6 +620,7 @@ export function createEgressProxy(opts: EgressProxyOptions): EgressProxy {
         mode: "http",
         source,
         egress,
+        bytes: () => (upSocket ? upSocket.bytesRead + upSocket.bytesWritten : 0),
         close: (by) => {
           closedBy ??= by;
           up?.destroy();
@@ -605,7 +642,6 @@ export function createEgressProxy(opts: EgressProxyOptions): EgressProxy {
       setHost: false,
       timeout: t.connectMs,
     });
-    let upSocket: Socket | undefined;
     up.on("socket", (s) => {
       upSocket = s;
       s.setTimeout(t.idleMs, () => {
@@ -615,7 +651,7 @@ export function createEgressProxy(opts: EgressProxyOptions): EgressProxy {
     });
     let failure: Refused | undefined;
     res.once("close", () => {
-      open.delete(conn);
+      untrack(conn);
       up.destroy();
       emit({
         decision: failure ? "denied" : "allowed",
@@ -653,13 +689,17 @@ export function createEgressProxy(opts: EgressProxyOptions): EgressProxy {
 
   const server = createServer();
   const interceptServer = createServer(onInterceptedRequest);
-  server.on("connect", (req, socket, head) => void onConnect(req, socket as Socket, head));
-  server.on("request", (req, res) => void onRequest(req, res));
+  // A bug in a handler costs that connection, never the process.
+  server.on("connect", (req, socket, head) =>
+    onConnect(req, socket as Socket, head).catch(() => socket.destroy()),
+  );
+  server.on("request", (req, res) => onRequest(req, res).catch(() => res.destroy()));
   server.on("clientError", (_err, socket) => socket.destroy());
 
   /** Closes `conn` if its source's current sandbox or policy no longer allows it; true if closed. */
   async function recheck(conn: Conn): Promise<boolean> {
-    const now = await opts.lookup(conn.source);
+    // A lookup that fails closes the connection: an unknown source has no policy.
+    const now = await Promise.resolve(opts.lookup(conn.source)).catch(() => undefined);
     let by: EgressCut | undefined;
     if (!now || now.tenant !== conn.tenant || now.sandbox !== conn.sandbox) by = "identity";
     else if (!stillAllowed(now.policy, conn)) by = "policy";
@@ -678,6 +718,11 @@ export function createEgressProxy(opts: EgressProxyOptions): EgressProxy {
     if (countOf(`${c.tenant}/${c.sandbox}`) >= maxPerSandbox)
       return Object.assign(
         new Refused("egress_connection_limit", `this sandbox already has ${maxPerSandbox} open connections`),
+        { egress: c.egress },
+      );
+    if (overBudget(`${c.tenant}/${c.sandbox}`))
+      return Object.assign(
+        new Refused("egress_byte_limit", `this sandbox has used its ${maxBytes} bytes of egress`),
         { egress: c.egress },
       );
     const conn = track(c);
@@ -715,7 +760,9 @@ export function createEgressProxy(opts: EgressProxyOptions): EgressProxy {
         address,
         mode,
       })),
+    forget: (tenant, sandbox) => void spent.delete(`${tenant}/${sandbox}`),
     close: async () => {
+      clearInterval(sweep);
       for (const c of [...open]) c.close("shutdown");
       server.closeAllConnections();
       await new Promise<void>((r) => server.close(() => r()));

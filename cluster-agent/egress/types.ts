@@ -29,6 +29,7 @@ export type EgressRefusal =
   | "egress_forbidden_address"
   | "egress_bad_request"
   | "egress_connection_limit"
+  | "egress_byte_limit"
   | "egress_resolve_failed"
   | "egress_connect_failed"
   | "egress_timeout"
@@ -38,7 +39,7 @@ export type EgressRefusal =
   | "egress_not_tls";
 
 /** Why an allowed connection was closed by the proxy rather than by either end. */
-export type EgressCut = "policy" | "identity" | "idle" | "shutdown";
+export type EgressCut = "policy" | "identity" | "idle" | "shutdown" | "byte_limit";
 
 /** One per connection (per proxied request for plain HTTP), emitted when it ends. No header or value ever. */
 export interface EgressEvent {

@@ -85,12 +85,12 @@ function curl(source: string, args: string[], port = proxyPort): Promise<CurlRes
 }
 
 /** A CONNECT from `source`; the proxy's status, headers and (for a refusal) body, and the socket. */
-function connectVia(source: string, authority: string) {
+function connectVia(source: string, authority: string, port = proxyPort) {
   return new Promise<{ status: number; refused?: string; body: string; socket: Socket }>(
     (resolve, reject) => {
       const req = request({
         host: "127.0.0.1",
-        port: proxyPort,
+        port,
         method: "CONNECT",
         path: authority,
         localAddress: source,
@@ -408,6 +408,44 @@ describe("egress proxy: policy", () => {
     expect(other.status).toBe(200);
     for (const h of [...held, other]) h.socket.destroy();
     await waitFor("no open connections", () => proxy.openConnections().length === 0);
+  });
+
+  it("caps a sandbox's bytes: over its budget, its open tunnels are cut and new ones refused", async () => {
+    const capEvents: EgressEvent[] = [];
+    const capped = createEgressProxy({
+      lookup: (source) => sandboxes.get(source),
+      resolve: testResolver,
+      forbidden: TEST_FORBIDDEN,
+      maxBytesPerSandbox: 1024 * 1024,
+      byteCheckMs: 20,
+      onEvent: (e) => capEvents.push(e),
+    });
+    const port = (await capped.listen(0, "127.0.0.1")).port;
+    try {
+      setPolicy(A, "sbx-a", { network: { allow: [`pkgs.test:${net.httpsPort}`] } });
+      const target = `pkgs.test:${net.httpsPort}`;
+      const t = await connectVia(A, target, port);
+      const tls = await tlsOver(t.socket, "pkgs.test", net.ca.certPem);
+      // Asks for 8 MiB over a 1 MiB budget: cut mid-download, or after it while the tunnel stays open
+      // (keep-alive); either way the proxy closes it.
+      tls.resume(); // read (and drop) the body, so the download is not held back by backpressure
+      tls.write(`GET /bytes?n=${8 * 1024 * 1024} HTTP/1.1\r\nHost: ${target}\r\n\r\n`);
+      await closed(tls);
+      expect(
+        await waitFor("the cut", () => capEvents.find((e) => e.closedBy === "byte_limit")),
+      ).toMatchObject({
+        sandbox: "sbx-a",
+        decision: "allowed",
+      });
+      const again = await connectVia(A, target, port);
+      expect([again.status, again.refused]).toEqual([429, "egress_byte_limit"]);
+      capped.forget("tenant-a", "sbx-a");
+      const fresh = await connectVia(A, target, port);
+      expect(fresh.status).toBe(200);
+      fresh.socket.destroy();
+    } finally {
+      await capped.close();
+    }
   });
 
   it("counts the bytes each way", async () => {
