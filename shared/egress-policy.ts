@@ -176,6 +176,27 @@ export function parseEntry(raw: string, opts: ParseOptions = {}): PolicyEntry | 
 // ---------- schema ----------
 
 export const SECRET_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/;
+/**
+ * Variables the sandbox's network depends on (proxy, CA bundle): a secret's placeholder is put in
+ * the sandbox's environment under the secret's name, so a secret may not be named like these.
+ */
+export const RESERVED_ENV_NAMES: readonly string[] = [
+  "HTTP_PROXY",
+  "HTTPS_PROXY",
+  "NO_PROXY",
+  "ALL_PROXY",
+  "NODE_USE_ENV_PROXY",
+  "SSL_CERT_FILE",
+  "SSL_CERT_DIR",
+  "NODE_EXTRA_CA_CERTS",
+  "REQUESTS_CA_BUNDLE",
+  "PIP_CERT",
+  "CURL_CA_BUNDLE",
+  "GIT_SSL_CAINFO",
+  "NODE_OPTIONS",
+  "LD_PRELOAD",
+  "PATH",
+];
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}$/;
 
 function entryList(opts: ParseOptions, namesOnly: boolean, min = 0, max: number = POLICY_LIMITS.entries) {
@@ -205,7 +226,13 @@ export function egressPolicySchema(opts: ParseOptions = {}) {
     secrets: z
       .array(
         z.strictObject({
-          name: z.string().regex(SECRET_NAME, "secret names are [A-Za-z_][A-Za-z0-9_]{0,63}"),
+          name: z
+            .string()
+            .regex(SECRET_NAME, "secret names are [A-Za-z_][A-Za-z0-9_]{0,63}")
+            .refine(
+              (n) => !RESERVED_ENV_NAMES.includes(n.toUpperCase()),
+              "this name is a variable the sandbox's network needs (proxy, CA bundle)",
+            ),
           hosts: entryList(opts, true, 1, POLICY_LIMITS.hostsPerSecret),
           /** The request header the value goes into; default Authorization. */
           header: z.string().regex(HEADER_NAME, "not an HTTP header name").optional(),

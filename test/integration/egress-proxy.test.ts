@@ -1,5 +1,5 @@
 import { execFile } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { request } from "node:http";
 import type { Socket } from "node:net";
 import { tmpdir } from "node:os";
@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { type TLSSocket, connect as tlsConnect } from "node:tls";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { createEgressProxy, type EgressProxy } from "../../cluster-agent/egress/proxy.ts";
+import { sandboxProxyEnv } from "../../cluster-agent/egress/sandbox-env.ts";
 import { newPlaceholder, SecretValue } from "../../cluster-agent/egress/secrets.ts";
 import type { EgressEvent, SandboxEgress } from "../../cluster-agent/egress/types.ts";
 import { generateCa } from "../../cluster-agent/egress/x509.ts";
@@ -524,6 +525,54 @@ describe("egress proxy: secrets", () => {
     expect(viaTls.stdout).toBe("received 200000 bytes\n");
     const plain = await curl(A, ["--data-binary", `@${file}`, `http://api.test:${net.httpPort}/echo`]);
     expect(plain.stdout).toBe("received 200000 bytes\n");
+  });
+
+  it("tools use it from the environment alone: curl and Node's fetch, the secret only as its placeholder", async () => {
+    const bundle = join(dir, "bundle.pem");
+    // The fake internet's CA stands for the public roots a real bundle holds.
+    writeFileSync(bundle, `${net.ca.certPem}${readFileSync(clusterCaFile, "utf8")}`);
+    const env = {
+      PATH: process.env.PATH ?? "/usr/bin:/bin",
+      ...sandboxProxyEnv({
+        proxyUrl: `http://127.0.0.1:${proxyPort}`,
+        caBundleFile: bundle,
+        placeholders: new Map([["API_KEY", placeholder]]),
+      }),
+    };
+    setPolicy(A, "sbx-a", bound());
+    net.seen.length = 0;
+    const script = [
+      'echo "key=$API_KEY"',
+      `curl -sS --max-time 10 --interface ${A} -H "Authorization: Bearer $API_KEY" https://api.test:${net.httpsPort}/hello`,
+      `curl -sS --max-time 10 --interface ${A} -H "Authorization: Bearer $API_KEY" https://other.test:${net.httpsPort}/hello`,
+    ].join(" && ");
+    const sh = await new Promise<string>((resolve, reject) =>
+      execFile("sh", ["-c", script], { env, timeout: 20_000 }, (err, stdout, stderr) =>
+        err ? reject(new Error(`${err.message}: ${stderr}`)) : resolve(stdout),
+      ),
+    );
+    expect(sh).toBe(
+      `key=${placeholder}\nhello from api.test:${net.httpsPort} over https\nhello from other.test:${net.httpsPort} over https\n`,
+    );
+    expect(net.seen.map((r) => r.headers.authorization)).toEqual([
+      `Bearer ${SECRET_VALUE}`,
+      `Bearer ${placeholder}`,
+    ]);
+
+    // Node's fetch cannot pick its source address: this "sandbox" is 127.0.0.1.
+    setPolicy("127.0.0.1", "sbx-node", bound());
+    const node = await new Promise<string>((resolve, reject) =>
+      execFile(
+        process.execPath,
+        [
+          "-e",
+          `fetch("https://api.test:${net.httpsPort}/hello").then((r) => r.text()).then((t) => process.stdout.write(t))`,
+        ],
+        { env, timeout: 20_000 },
+        (err, stdout, stderr) => (err ? reject(new Error(`${err.message}: ${stderr}`)) : resolve(stdout)),
+      ),
+    );
+    expect(node).toBe(`hello from api.test:${net.httpsPort} over https\n`);
   });
 
   it("an intercepted tunnel serves its own host only, and refuses an upstream it cannot verify", async () => {

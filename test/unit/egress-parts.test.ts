@@ -4,6 +4,7 @@ import { connect as tlsConnect } from "node:tls";
 import { inspect } from "node:util";
 import { describe, expect, it } from "vitest";
 import { DEFAULT_FORBIDDEN, forbiddenRanges } from "../../cluster-agent/egress/addresses.ts";
+import { sandboxProxyEnv } from "../../cluster-agent/egress/sandbox-env.ts";
 import { newPlaceholder, SecretValue, withSecrets } from "../../cluster-agent/egress/secrets.ts";
 import { readClientHello } from "../../cluster-agent/egress/sni.ts";
 import { certIssuer, generateCa } from "../../cluster-agent/egress/x509.ts";
@@ -119,5 +120,21 @@ describe("egress: certificates from node:crypto", () => {
     expect(() => certIssuer({ certPem: ca.certPem, keyPem: generateCa("x").keyPem })).toThrow(
       /does not match/,
     );
+  });
+});
+
+describe("egress: sandbox environment", () => {
+  it("points every tool at the proxy and the bundle, and refuses a secret named like one of those", () => {
+    const env = sandboxProxyEnv({ proxyUrl: "http://10.0.0.7:3128", caBundleFile: "/etc/pi/ca.pem" });
+    expect(env).toMatchObject({
+      HTTPS_PROXY: "http://10.0.0.7:3128",
+      http_proxy: "http://10.0.0.7:3128",
+      NODE_USE_ENV_PROXY: "1",
+      SSL_CERT_FILE: "/etc/pi/ca.pem",
+      PIP_CERT: "/etc/pi/ca.pem",
+    });
+    expect(() =>
+      sandboxProxyEnv({ proxyUrl: "http://p:1", placeholders: new Map([["https_proxy", "pi-secret-x"]]) }),
+    ).toThrow(/reserved/);
   });
 });

@@ -95,6 +95,7 @@ describe("egress policy: parsing", () => {
         { name: "L", hosts: [] },
         { name: "M", hosts: ["a.test"], format: "Bearer x" },
         { name: "N", hosts: ["a.test"], header: "bad header" },
+        { name: "https_proxy", hosts: ["a.test"] },
       ],
     });
     expect(bad.ok ? [] : bad.issues).toEqual([
@@ -103,6 +104,7 @@ describe("egress policy: parsing", () => {
       "secrets[2].hosts Too small: expected array to have >=1 items",
       "secrets[3].format format must contain {value}",
       "secrets[4].header not an HTTP header name",
+      "secrets[5].name this name is a variable the sandbox's network needs (proxy, CA bundle)",
     ]);
     expect(EgressPolicySchema.safeParse({ network: { allow: [] }, extra: 1 }).success).toBe(false);
   });
