@@ -309,6 +309,30 @@ export function createEgressProxy(opts: EgressProxyOptions): EgressProxy {
     res.end(refusalBody(r));
   }
 
+  /** The one event of a connection that was let through (and may have failed or been cut since). */
+  function ended(
+    conn: Conn,
+    failure: Refused | undefined,
+    closedBy: EgressCut | undefined,
+    bytes: { up: number; down: number },
+  ) {
+    emit({
+      decision: failure ? "denied" : "allowed",
+      source: conn.source,
+      tenant: conn.tenant,
+      sandbox: conn.sandbox,
+      host: conn.host,
+      port: conn.port,
+      address: conn.address,
+      mode: conn.mode,
+      ...(failure ? { reason: failure.code, message: failure.message } : {}),
+      ...(closedBy ? { closedBy } : {}),
+      bytesUp: bytes.up,
+      bytesDown: bytes.down,
+      durationMs: Math.round(performance.now() - conn.started),
+    });
+  }
+
   function track(c: Omit<Conn, "key" | "started">): Conn {
     const conn: Conn = { ...c, key: `${c.tenant}/${c.sandbox}`, started: performance.now() };
     open.add(conn);
@@ -444,20 +468,9 @@ export function createEgressProxy(opts: EgressProxyOptions): EgressProxy {
       untrack(conn);
       socket.destroy();
       upstream?.destroy();
-      emit({
-        decision: reason ? "denied" : "allowed",
-        source,
-        tenant: egress.tenant,
-        sandbox: egress.sandbox,
-        host,
-        port,
-        address,
-        mode: conn.mode,
-        ...(reason ? { reason: reason.code, message: reason.message } : {}),
-        ...(closedBy ? { closedBy } : {}),
-        bytesUp: baseRead === undefined ? 0 : Math.max(0, socket.bytesRead - baseRead),
-        bytesDown: baseRead === undefined ? 0 : Math.max(0, socket.bytesWritten - baseWritten),
-        durationMs: Math.round(performance.now() - conn.started),
+      ended(conn, reason, closedBy, {
+        up: baseRead === undefined ? 0 : Math.max(0, socket.bytesRead - baseRead),
+        down: baseRead === undefined ? 0 : Math.max(0, socket.bytesWritten - baseWritten),
       });
     };
     socket.once("close", () => finish());
@@ -653,21 +666,7 @@ export function createEgressProxy(opts: EgressProxyOptions): EgressProxy {
     res.once("close", () => {
       untrack(conn);
       up.destroy();
-      emit({
-        decision: failure ? "denied" : "allowed",
-        source,
-        tenant: egress.tenant,
-        sandbox: egress.sandbox,
-        host: target,
-        port,
-        address,
-        mode: "http",
-        ...(failure ? { reason: failure.code, message: failure.message } : {}),
-        ...(closedBy ? { closedBy } : {}),
-        bytesUp: upSocket?.bytesWritten ?? 0,
-        bytesDown: upSocket?.bytesRead ?? 0,
-        durationMs: Math.round(performance.now() - conn.started),
-      });
+      ended(conn, failure, closedBy, { up: upSocket?.bytesWritten ?? 0, down: upSocket?.bytesRead ?? 0 });
     });
     up.on("timeout", () =>
       up.destroy(new Refused("egress_timeout", `${target}:${port} did not answer in time`)),
