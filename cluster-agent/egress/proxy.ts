@@ -433,11 +433,11 @@ export function createEgressProxy(opts: EgressProxyOptions): EgressProxy {
       : secretsFor(egress.policy, host, port).filter((b) => egress.secrets?.has(b.name));
     const intercept = bindings.length > 0 && issue !== undefined;
     let upstream: Socket | undefined;
-    // Counted from before the upstream connect, so a sandbox cannot exceed its cap with slow connects.
     let closedBy: EgressCut | undefined;
     // Bytes are counted from the tunnel's 200; a connection cut before it moved none.
     let baseRead: number | undefined;
     let baseWritten = 0;
+    // Counted from before the upstream connect, so a sandbox cannot exceed its cap with slow connects.
     const conn = trackChecked(
       {
         tenant: egress.tenant,
@@ -543,6 +543,12 @@ export function createEgressProxy(opts: EgressProxyOptions): EgressProxy {
     }
     const tls = new TLSSocket(socket, { isServer: true, secureContext: ctx, ALPNProtocols: ["http/1.1"] });
     tls.on("error", () => finish());
+    // The TLS socket now reads the raw one's handle, so activity is seen (and the idle timer reset) there.
+    socket.setTimeout(0);
+    tls.setTimeout(t.idleMs, () => {
+      closedBy ??= "idle";
+      finish();
+    });
     intercepted.set(tls, conn);
     interceptServer.emit("connection", tls);
   }

@@ -449,21 +449,64 @@ describe("egress proxy: policy", () => {
     }
   });
 
-  it("counts the bytes each way", async () => {
-    setPolicy(A, "sbx-a", { network: { allow: [`pkgs.test:${net.httpsPort}`] } });
+  it("closes idle tunnels, spliced and intercepted", async () => {
+    const idleEvents: EgressEvent[] = [];
+    const idleCa = generateCa("idle test cluster CA");
+    const idle = createEgressProxy({
+      lookup: (source) => sandboxes.get(source),
+      resolve: testResolver,
+      forbidden: TEST_FORBIDDEN,
+      ca: idleCa,
+      upstreamCa: net.ca.certPem,
+      timeouts: { idleMs: 200 },
+      onEvent: (e) => idleEvents.push(e),
+    });
+    const port = (await idle.listen(0, "127.0.0.1")).port;
+    try {
+      setPolicy(A, "sbx-a", {
+        network: { allow: [`pkgs.test:${net.httpsPort}`, `api.test:${net.httpsPort}`] },
+        secrets: [{ name: "API_KEY", hosts: [`api.test:${net.httpsPort}`] }],
+      });
+      const spliced = await connectVia(A, `pkgs.test:${net.httpsPort}`, port);
+      const tlsS = await tlsOver(spliced.socket, "pkgs.test", net.ca.certPem);
+      const intercepted = await connectVia(A, `api.test:${net.httpsPort}`, port);
+      const tlsI = await tlsOver(intercepted.socket, "api.test", idleCa.certPem);
+      expect(await get(tlsI, `api.test:${net.httpsPort}`, "/hello")).toMatch(/hello from api\.test/);
+      await Promise.all([closed(tlsS), closed(tlsI)]);
+      await waitFor("both idle events", () => idleEvents.length >= 2);
+      expect(idleEvents.map((e) => [e.mode, e.closedBy]).sort()).toEqual([
+        ["intercept", "idle"],
+        ["tunnel", "idle"],
+      ]);
+    } finally {
+      await idle.close();
+    }
+  });
+
+  it("counts the bytes each way, spliced and intercepted", async () => {
+    setPolicy(A, "sbx-a", {
+      network: { allow: [`pkgs.test:${net.httpsPort}`, `api.test:${net.httpsPort}`] },
+      secrets: [{ name: "API_KEY", hosts: [`api.test:${net.httpsPort}`] }],
+    });
     const n = 3 * 1024 * 1024;
-    const r = await curl(A, [
-      "-o",
-      "/dev/null",
-      "--cacert",
-      net.caFile,
-      `https://pkgs.test:${net.httpsPort}/bytes?n=${n}`,
-    ]);
-    expect(r.code).toBe(0);
-    const e = await waitFor("the tunnel's event", () => events.find((x) => x.decision === "allowed"));
-    expect(e.bytesDown).toBeGreaterThan(n);
-    expect(e.bytesUp).toBeGreaterThan(100);
-    expect(e.bytesUp).toBeLessThan(10_000);
+    for (const [host, ca, mode] of [
+      ["pkgs.test", net.caFile, "tunnel"],
+      ["api.test", clusterCaFile, "intercept"],
+    ] as const) {
+      const r = await curl(A, [
+        "-o",
+        "/dev/null",
+        "--cacert",
+        ca,
+        `https://${host}:${net.httpsPort}/bytes?n=${n}`,
+      ]);
+      expect(r.code).toBe(0);
+      const e = await waitFor(`the ${mode} event`, () => events.find((x) => x.host === host));
+      expect(e.mode).toBe(mode);
+      expect(e.bytesDown).toBeGreaterThan(n);
+      expect(e.bytesUp).toBeGreaterThan(100);
+      expect(e.bytesUp).toBeLessThan(10_000);
+    }
   });
 });
 
