@@ -9,9 +9,9 @@ import {
   type Server,
   type ServerResponse,
 } from "node:http";
-import { request as httpsRequest } from "node:https";
+import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
 import { type AddressInfo, connect, isIP, type Socket } from "node:net";
-import { checkServerIdentity, createSecureContext, type SecureContext, TLSSocket } from "node:tls";
+import { createSecureContext, type SecureContext, TLSSocket } from "node:tls";
 import {
   decide,
   decideAddress,
@@ -190,7 +190,8 @@ export function createEgressProxy(opts: EgressProxyOptions): EgressProxy {
   /** Bytes of closed connections per sandbox key; open ones are read live. */
   const spent = new Map<string, number>();
   let generation = 0;
-  const intercepted = new WeakMap<Socket, Conn>();
+  /** An intercepted tunnel's TLS socket → its connection and its one kept-alive upstream connection. */
+  const intercepted = new WeakMap<Socket, { conn: Conn; upstreamAgent: HttpsAgent }>();
 
   const countOf = (key: string) => [...open].filter((c) => c.key === key).length;
   const bytesOf = (key: string) =>
@@ -433,6 +434,7 @@ export function createEgressProxy(opts: EgressProxyOptions): EgressProxy {
       : secretsFor(egress.policy, host, port).filter((b) => egress.secrets?.has(b.name));
     const intercept = bindings.length > 0 && issue !== undefined;
     let upstream: Socket | undefined;
+    let upstreamAgent: HttpsAgent | undefined;
     let closedBy: EgressCut | undefined;
     // Bytes are counted from the tunnel's 200; a connection cut before it moved none.
     let baseRead: number | undefined;
@@ -468,6 +470,7 @@ export function createEgressProxy(opts: EgressProxyOptions): EgressProxy {
       untrack(conn);
       socket.destroy();
       upstream?.destroy();
+      upstreamAgent?.destroy();
       ended(conn, reason, closedBy, {
         up: baseRead === undefined ? 0 : Math.max(0, socket.bytesRead - baseRead),
         down: baseRead === undefined ? 0 : Math.max(0, socket.bytesWritten - baseWritten),
@@ -549,14 +552,17 @@ export function createEgressProxy(opts: EgressProxyOptions): EgressProxy {
       closedBy ??= "idle";
       finish();
     });
-    intercepted.set(tls, conn);
+    // Requests of one tunnel reuse one verified upstream connection (HTTP/1.1 sends them in turn).
+    upstreamAgent = new HttpsAgent({ keepAlive: true, maxSockets: 1 });
+    intercepted.set(tls, { conn, upstreamAgent });
     interceptServer.emit("connection", tls);
   }
 
   /** A request inside an intercepted tunnel: same host only, secrets added, upstream verified. */
   function onInterceptedRequest(req: IncomingMessage, res: ServerResponse) {
-    const conn = intercepted.get(req.socket as Socket);
-    if (!conn) return res.destroy();
+    const tunnel = intercepted.get(req.socket as Socket);
+    if (!tunnel) return res.destroy();
+    const { conn, upstreamAgent } = tunnel;
     const refuse = (r: Refused) => answerRefusal(res, r);
     const hostHeader = parseAuthority(
       /:[0-9]+$/.test(req.headers.host ?? "")
@@ -571,13 +577,14 @@ export function createEgressProxy(opts: EgressProxyOptions): EgressProxy {
     const up = httpsRequest({
       host: conn.address,
       port: conn.port,
+      // The certificate is checked against servername (not the address in host): Node's default
+      // checkServerIdentity; a custom one would also stop the agent from reusing the connection.
       servername: conn.host,
       method: req.method,
       path: req.url,
       headers: headers as OutgoingHttpHeaders,
-      agent: false,
+      agent: upstreamAgent,
       ...(upstreamCa ? { ca: upstreamCa as string[] } : {}),
-      checkServerIdentity: (_name, cert) => checkServerIdentity(conn.host, cert),
       timeout: t.idleMs,
     });
     up.on("response", (upRes) => {

@@ -551,6 +551,18 @@ describe("egress proxy: secrets", () => {
       expect(text.includes(SECRET_VALUE)).toBe(false);
   });
 
+  it("requests of one intercepted tunnel share one upstream connection", async () => {
+    setPolicy(A, "sbx-a", bound());
+    net.seen.length = 0;
+    const t = await connectVia(A, `api.test:${net.httpsPort}`);
+    const tls = await tlsOver(t.socket, "api.test", readFileSync(clusterCaFile, "utf8"));
+    for (let i = 0; i < 3; i++)
+      expect(await get(tls, `api.test:${net.httpsPort}`, "/hello")).toMatch(/200 OK/);
+    tls.destroy();
+    expect(net.seen).toHaveLength(3);
+    expect(new Set(net.seen.map((r) => r.clientPort)).size).toBe(1);
+  });
+
   it("request bodies pass through intercepted tunnels and plain HTTP", async () => {
     setPolicy(A, "sbx-a", {
       ...bound(),
@@ -632,6 +644,23 @@ describe("egress proxy: secrets", () => {
     expect(misdirected.stdout).toBe(
       `egress_misdirected: this tunnel is for api.test:${net.httpsPort} only\n`,
     );
+
+    // A certificate from the right CA for another name is refused too.
+    setPolicy(A, "sbx-a", {
+      network: { allow: [`wrongcert.test:${net.httpsPort}`] },
+      secrets: [{ name: "API_KEY", hosts: [`wrongcert.test:${net.httpsPort}`] }],
+    });
+    const wrongName = await curl(A, [
+      "--cacert",
+      clusterCaFile,
+      "-H",
+      `Authorization: Bearer ${placeholder}`,
+      `https://wrongcert.test:${net.httpsPort}/`,
+    ]);
+    expect(wrongName.stdout).toBe(
+      "egress_upstream_tls: wrongcert.test did not present a certificate the proxy trusts\n",
+    );
+    setPolicy(A, "sbx-a", bound());
 
     const untrusting = createEgressProxy({
       lookup: (source) => sandboxes.get(source),

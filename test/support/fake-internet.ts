@@ -40,6 +40,8 @@ export const TEST_NAMES: Record<string, string[]> = {
   "ninety-nine.test": ["127.0.0.99"],
   // A forbidden answer first: the proxy must skip it and connect to the allowed one it checked.
   "mixed.test": ["127.0.0.99", SERVER_ADDRESS],
+  // Served by the same server, whose certificate does not name it.
+  "wrongcert.test": [SERVER_ADDRESS],
 };
 
 export const testResolver: Resolver = async (host) => {
@@ -53,6 +55,8 @@ export interface SeenRequest {
   host: string;
   path: string;
   headers: Record<string, string | string[] | undefined>;
+  /** The client's port: requests on one connection share it. */
+  clientPort: number;
 }
 
 export interface FakeInternet {
@@ -69,7 +73,13 @@ export interface FakeInternet {
 function handler(scheme: "http" | "https", seen: SeenRequest[]) {
   return (req: IncomingMessage, res: ServerResponse) => {
     const url = new URL(req.url ?? "/", "http://x");
-    seen.push({ scheme, host: String(req.headers.host), path: url.pathname, headers: { ...req.headers } });
+    seen.push({
+      scheme,
+      host: String(req.headers.host),
+      path: url.pathname,
+      headers: { ...req.headers },
+      clientPort: req.socket.remotePort ?? 0,
+    });
     if (url.pathname === "/echo") {
       let n = 0;
       req.on("data", (d: Buffer) => (n += d.length));
@@ -110,7 +120,7 @@ const listen = (s: Server) =>
 
 export async function startFakeInternet(): Promise<FakeInternet> {
   const ca = generateCa("fake internet test CA");
-  const leaf = certIssuer(ca)(Object.keys(TEST_NAMES));
+  const leaf = certIssuer(ca)(Object.keys(TEST_NAMES).filter((n) => n !== "wrongcert.test"));
   const seen: SeenRequest[] = [];
   const http = createHttpServer(handler("http", seen));
   const https = createHttpsServer(
