@@ -306,6 +306,24 @@ describe("egress proxy: policy", () => {
     });
   });
 
+  it("with the production forbidden list, the fake internet itself (on loopback) is out of reach", async () => {
+    const production = createEgressProxy({
+      lookup: (source) => sandboxes.get(source),
+      resolve: testResolver,
+      onEvent: () => {},
+    });
+    const port = (await production.listen(0, "127.0.0.1")).port;
+    try {
+      setPolicy(A, "sbx-a", { network: { allow: [`pkgs.test:${net.httpsPort}`, "127.0.0.2:443"] } });
+      const byName = await connectVia(A, `pkgs.test:${net.httpsPort}`, port);
+      expect([byName.status, byName.refused]).toEqual([403, "egress_forbidden_address"]);
+      const byAddress = await connectVia(A, "127.0.0.2:443", port);
+      expect([byAddress.status, byAddress.refused]).toEqual([403, "egress_forbidden_address"]);
+    } finally {
+      await production.close();
+    }
+  });
+
   it("refuses a TLS server name other than the CONNECT host, and non-TLS bytes in a tunnel", async () => {
     setPolicy(A, "sbx-a", { network: { allow: [`pkgs.test:${net.httpsPort}`] } });
     const t = await connectVia(A, `pkgs.test:${net.httpsPort}`);
