@@ -1,4 +1,3 @@
-import { realpath, stat } from "node:fs/promises";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { FenceMark, makeTokenCheck } from "./auth.ts";
 import type { ServerConfig } from "./config.ts";
@@ -15,8 +14,8 @@ import {
   EXEC_SERVER_PATHS as PATHS,
   type ResetResult,
 } from "./protocol.ts";
-import { isInside, parseExecBody, readBody } from "./request.ts";
-import { type RunningCommand, startCommand } from "./run-command.ts";
+import { parseExecBody, readBody, resolveCwd } from "./request.ts";
+import { commandEnv, type RunningCommand, startCommand } from "./run-command.ts";
 import { probeCommandAccess } from "./self-protection.ts";
 import { countEntries, emptyDir } from "./workspace.ts";
 
@@ -36,8 +35,6 @@ function sendError(res: ServerResponse, status: number, code: ErrorCode, message
   const body: ExecServerErrorBody = { error: { code, message } };
   sendJson(res, status, body);
 }
-
-const SAFE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 export interface SandboxServer {
   server: Server;
@@ -93,15 +90,9 @@ export function createSandboxServer(config: ServerConfig): SandboxServer {
       sendError(res, body.status, "invalid_request", body.message);
       return;
     }
-    const cwd = body.value.cwd ?? config.workspace;
-    const resolved = await realpath(cwd).catch(() => undefined);
-    const isDir = resolved !== undefined && (await stat(resolved).catch(() => undefined))?.isDirectory();
-    if (resolved === undefined || !isDir) {
-      sendError(res, 400, "invalid_request", `cwd: ${cwd} is not an existing directory`);
-      return;
-    }
-    if (!isInside(resolved, (await realpath(config.workspace).catch(() => config.workspace)) as string)) {
-      sendError(res, 400, "invalid_request", `cwd: ${cwd} leads outside ${config.workspace}`);
+    const cwd = await resolveCwd(body.value.cwd, config.workspace);
+    if (!cwd.ok) {
+      sendError(res, cwd.status, "invalid_request", cwd.message);
       return;
     }
     // Fence check happened before the body was read; a newer holder may have arrived meanwhile.
@@ -109,10 +100,6 @@ export function createSandboxServer(config: ServerConfig): SandboxServer {
       sendError(res, 409, "stale_lease", `fencing token ${myFence} was superseded by ${fence.highest}`);
       return;
     }
-
-    // The command sees a minimal environment: never the server's own (POOL_TOKEN lives there).
-    const env: Record<string, string> = { PATH: SAFE_PATH, HOME: config.workspace, LANG: "C.UTF-8" };
-    Object.assign(env, body.value.env ?? {});
 
     let clientGone = false;
     let paused = false;
@@ -130,10 +117,10 @@ export function createSandboxServer(config: ServerConfig): SandboxServer {
       }
     };
     const started = await startCommand({
-      command: body.value.command,
+      program: { command: body.value.command },
       timeoutMs: body.value.timeoutMs,
-      cwd: resolved,
-      env,
+      cwd: cwd.value,
+      env: commandEnv(config.workspace, body.value.env),
       stdin: body.value.stdin,
       outputCapBytes: config.outputCapBytes,
       onChunk: (stream, chunk) => write({ type: stream, data: chunk.toString("base64") }),
