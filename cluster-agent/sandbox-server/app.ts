@@ -3,9 +3,10 @@ import { FenceMark, makeTokenCheck } from "./auth.ts";
 import type { ServerConfig } from "./config.ts";
 import { handleFiles } from "./file-routes.ts";
 import { clearIpc, describeResidue, ipcResidue } from "./ipc.ts";
+import { handleProcesses } from "./process-routes.ts";
+import { ProcessTable } from "./process-table.ts";
 import { killEveryoneElse, otherProcesses, ownsPidNamespace } from "./processes.ts";
 import {
-  type ExecServerErrorBody,
   type ExecServerErrorCode,
   encodeFrame,
   FENCE_HEADER,
@@ -15,26 +16,12 @@ import {
   type ResetResult,
 } from "./protocol.ts";
 import { parseExecBody, readBody, resolveCwd } from "./request.ts";
+import { sendError, sendJson } from "./respond.ts";
 import { commandEnv, type RunningCommand, startCommand } from "./run-command.ts";
 import { probeCommandAccess } from "./self-protection.ts";
 import { countEntries, emptyDir } from "./workspace.ts";
 
 type ErrorCode = ExecServerErrorCode;
-
-function sendJson(res: ServerResponse, status: number, body: unknown): void {
-  const text = JSON.stringify(body);
-  res.writeHead(status, {
-    "content-type": "application/json",
-    "content-length": Buffer.byteLength(text),
-    "cache-control": "no-store",
-  });
-  res.end(text);
-}
-
-function sendError(res: ServerResponse, status: number, code: ErrorCode, message: string): void {
-  const body: ExecServerErrorBody = { error: { code, message } };
-  sendJson(res, status, body);
-}
 
 export interface SandboxServer {
   server: Server;
@@ -47,12 +34,14 @@ export function createSandboxServer(config: ServerConfig): SandboxServer {
   const fence = new FenceMark();
   const running = new Map<RunningCommand, number>(); // command → the fence it ran under
   const killedByShutdown = new Set<RunningCommand>();
+  const processes = new ProcessTable(config.processes);
   // Why commands could tamper with this server (undefined: they cannot); /reset refuses if they can.
   const exposure = probeCommandAccess();
 
   /** A new holder's fence makes every command of older holders illegitimate. */
   const killOlderThan = (mark: number) => {
     for (const [cmd, f] of running) if (f < mark) cmd.kill();
+    processes.killOlderThan(mark);
   };
 
   const authorize = (req: IncomingMessage, res: ServerResponse): boolean => {
@@ -175,6 +164,7 @@ export function createSandboxServer(config: ServerConfig): SandboxServer {
       return;
     }
     for (const cmd of running.keys()) cmd.kill();
+    processes.killAll();
     const { killed, remaining } = await killEveryoneElse();
     const removed = (await emptyDir(config.workspace)) + (await emptyDir(config.tmpDir));
     // After the kill: no process is left to re-create or hold them.
@@ -221,8 +211,22 @@ export function createSandboxServer(config: ServerConfig): SandboxServer {
     );
   }
 
+  async function handleProcessRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const myFence = authorize(req, res) ? checkFence(req, res) : undefined;
+    if (myFence === undefined) {
+      req.resume();
+      return;
+    }
+    await handleProcesses(req, res, {
+      table: processes,
+      config,
+      fence: myFence,
+      superseded: () => myFence < fence.highest,
+    });
+  }
+
   const route = async (req: IncomingMessage, res: ServerResponse) => {
-    const path = (req.url ?? "/").split("?")[0];
+    const path = (req.url ?? "/").split("?")[0] ?? "/";
     if (path === PATHS.health && (req.method === "GET" || req.method === "HEAD")) {
       req.resume();
       sendJson(res, 200, { ok: true });
@@ -230,6 +234,8 @@ export function createSandboxServer(config: ServerConfig): SandboxServer {
     else if (path === PATHS.reset && req.method === "POST") await handleReset(req, res);
     else if (path === PATHS.inspect && req.method === "GET") await handleInspect(req, res);
     else if (path === PATHS.files) await handleFileRequest(req, res);
+    else if (path === PATHS.processes || path.startsWith(`${PATHS.processes}/`))
+      await handleProcessRequest(req, res);
     else {
       req.resume();
       sendError(res, 404, "not_found", `no route ${req.method} ${path}`);
@@ -255,6 +261,7 @@ export function createSandboxServer(config: ServerConfig): SandboxServer {
           killedByShutdown.add(cmd);
           cmd.kill();
         }
+        processes.killAll();
         server.close(() => resolve());
         server.closeIdleConnections();
         setTimeout(() => {

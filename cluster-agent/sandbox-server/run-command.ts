@@ -51,7 +51,10 @@ export function killGroup(pgid: number | undefined, signal: NodeJS.Signals = "SI
 }
 
 /** Commands see a minimal environment, never the server's own (POOL_TOKEN lived there). */
-export function commandEnv(workspace: string, extra: Record<string, string> | undefined): Record<string, string> {
+export function commandEnv(
+  workspace: string,
+  extra: Record<string, string> | undefined,
+): Record<string, string> {
   return { PATH: SAFE_PATH, HOME: workspace, LANG: "C.UTF-8", ...(extra ?? {}) };
 }
 
