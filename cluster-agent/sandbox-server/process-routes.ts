@@ -184,6 +184,10 @@ export async function handleProcesses(
   return output(req, res, ctx, found.value, url);
 }
 
+function bodyFailed(res: ServerResponse, raw: { status: 400 | 413; message: string }): void {
+  sendError(res, raw.status, raw.status === 413 ? "payload_too_large" : "invalid_request", raw.message);
+}
+
 function parseJson(raw: Buffer): unknown {
   try {
     return JSON.parse(raw.toString("utf8"));
@@ -194,14 +198,7 @@ function parseJson(raw: Buffer): unknown {
 
 async function start(req: IncomingMessage, res: ServerResponse, ctx: ProcessRouteContext): Promise<void> {
   const raw = await readBody(req);
-  if (!raw.ok) {
-    return sendError(
-      res,
-      raw.status,
-      raw.status === 413 ? "payload_too_large" : "invalid_request",
-      raw.message,
-    );
-  }
+  if (!raw.ok) return bodyFailed(res, raw);
   const json = parseJson(raw.value);
   if (json === undefined) return sendError(res, 400, "invalid_request", "body: not valid JSON");
   const limits = ctx.config.processes;
@@ -242,14 +239,7 @@ async function stdin(
     return sendError(res, 400, "invalid_request", zodMessage(query.error));
   }
   const raw = await readBody(req, MAX_STDIN_BYTES);
-  if (!raw.ok) {
-    return sendError(
-      res,
-      raw.status,
-      raw.status === 413 ? "payload_too_large" : "invalid_request",
-      raw.message,
-    );
-  }
+  if (!raw.ok) return bodyFailed(res, raw);
   const wrote = await ctx.table.writeStdin(e, raw.value, query.data.eof === "1");
   if (!wrote.ok) return fail(res, wrote);
   const result: StdinResult = { ...wrote.value, stdinOpen: e.stdinOpen };
@@ -257,26 +247,36 @@ async function stdin(
 }
 
 /**
- * Waits for `news`, `ms`, or `signal` (the client went away), whichever comes first, leaving no
- * timer or listener behind: a stream loops through this once per output event.
+ * Waits until `subscribe`'s wake fires, `ms` pass, or `signal` aborts (the client went away),
+ * leaving no timer or listener behind: a stream loops through this once per output event.
  */
-function waitFor(news: Promise<unknown>, ms: number, signal: AbortSignal): Promise<"news" | "timeout"> {
+function waitFor(
+  subscribe: (wake: () => void) => () => void,
+  ms: number,
+  signal: AbortSignal,
+): Promise<"news" | "timeout"> {
   return new Promise((resolve) => {
-    let settled = false;
+    let unsubscribe = () => {};
     const finish = (how: "news" | "timeout") => {
-      if (settled) return;
-      settled = true;
       clearTimeout(timer);
       signal.removeEventListener("abort", onAbort);
+      unsubscribe();
       resolve(how);
     };
     const onAbort = () => finish("timeout");
     const timer = setTimeout(() => finish("timeout"), ms);
     signal.addEventListener("abort", onAbort, { once: true });
+    unsubscribe = subscribe(() => finish("news"));
     if (signal.aborted) finish("timeout");
-    void news.then(() => finish("news"));
   });
 }
+
+const onDrain = (res: ServerResponse) => (wake: () => void) => {
+  res.once("drain", wake);
+  return () => {
+    res.off("drain", wake);
+  };
+};
 
 async function output(
   req: IncomingMessage,
@@ -304,7 +304,7 @@ async function output(
     const max = query.data.maxBytes ?? MAX_READ_BYTES;
     const wait = query.data.waitMs ?? 0;
     if (e.ring.end === (since ?? 0) && e.result === undefined && wait > 0) {
-      await waitFor(e.changed(), wait, gone.signal);
+      await waitFor((wake) => e.subscribe(wake), wait, gone.signal);
     }
     const r = ctx.table.read(e, since ?? 0, max);
     if (!r.ok) return fail(res, r);
@@ -337,7 +337,7 @@ async function output(
       // A slow reader waits for the socket here while the ring moves on: its next read counts the drop.
       res.write(encodeSse({ event: "output", id: String(r.next), data: JSON.stringify(event) }));
       while (res.writableNeedDrain && !gone.signal.aborted) {
-        await waitFor(new Promise((ok) => res.once("drain", ok)), SSE_PING_MS, gone.signal);
+        await waitFor(onDrain(res), SSE_PING_MS, gone.signal);
       }
       continue;
     }
@@ -345,7 +345,7 @@ async function output(
       res.end(encodeSse({ event: "exit", id: String(at), data: JSON.stringify(exitEvent(e)) }));
       return;
     }
-    const how = await waitFor(e.changed(), SSE_PING_MS, gone.signal);
+    const how = await waitFor((wake) => e.subscribe(wake), SSE_PING_MS, gone.signal);
     if (how === "timeout" && !gone.signal.aborted) res.write(encodeSseComment("ping"));
   }
 }

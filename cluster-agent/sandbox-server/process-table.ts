@@ -40,16 +40,15 @@ export interface ProcessEntry {
   result: RunResult | undefined;
   stdinOpen: boolean;
   command: RunningCommand;
-  /** Resolves when the ring grows or the process exits (readers waiting for news). */
-  changed(): Promise<void>;
+  /** Calls `wake` whenever the ring grows or the process exits, until the returned function is called. */
+  subscribe(wake: () => void): () => void;
 }
 
 class Entry implements ProcessEntry {
   endedAt: Date | undefined;
   result: RunResult | undefined;
   stdinOpen = true;
-  #wake: (() => void) | undefined;
-  #news: Promise<void> | undefined;
+  readonly #listeners = new Set<() => void>();
   constructor(
     readonly pid: number,
     readonly ring: OutputRing,
@@ -59,17 +58,12 @@ class Entry implements ProcessEntry {
     readonly startedAt: Date,
     public command: RunningCommand,
   ) {}
-  changed(): Promise<void> {
-    this.#news ??= new Promise<void>((r) => {
-      this.#wake = r;
-    });
-    return this.#news;
+  subscribe(wake: () => void): () => void {
+    this.#listeners.add(wake);
+    return () => this.#listeners.delete(wake);
   }
   notify(): void {
-    const wake = this.#wake;
-    this.#news = undefined;
-    this.#wake = undefined;
-    wake?.();
+    for (const wake of [...this.#listeners]) wake();
   }
 }
 

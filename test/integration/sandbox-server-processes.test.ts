@@ -6,7 +6,12 @@ import type {
   ProcessOutputEvent,
 } from "../../cluster-agent/sandbox-server/protocol.ts";
 import { readSse } from "../../shared/sse.ts";
-import { type SandboxServerHandle, startSandboxServer } from "../support/sandbox-server.ts";
+import {
+  type SandboxServerHandle,
+  sandboxClient,
+  processesSettle as settle,
+  startSandboxServer,
+} from "../support/sandbox-server.ts";
 
 // Long-lived processes in the real exec server inside bubblewrap (own PID namespace, uid 1000):
 // output at an offset, an SSE stream cut and reattached, stdin, signals to the group, the ring's
@@ -115,16 +120,7 @@ function client(h: SandboxServerHandle, fence = 1) {
 describe("long-lived processes in the exec server (bubblewrap)", () => {
   let h: SandboxServerHandle;
   let c: ReturnType<typeof client>;
-  const inspect = async () => (await c.call("/inspect")).json() as Record<string, number>;
-  /** Processes are reaped soon after a SIGKILL, but "soon" on a loaded machine can be seconds. */
-  const processesSettle = async (want: number) => {
-    const deadline = Date.now() + 30_000;
-    for (;;) {
-      const n = (await inspect()).processes;
-      if (n === want || Date.now() > deadline) return n;
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  };
+  const processesSettle = (want: number) => settle(sandboxClient(h, 1), want);
 
   beforeAll(async () => {
     h = await startSandboxServer();
