@@ -123,6 +123,15 @@ export interface ProcessRouteContext {
   superseded(): boolean;
 }
 
+/** A request about one process of the table. */
+interface PidCall {
+  req: IncomingMessage;
+  res: ServerResponse;
+  ctx: ProcessRouteContext;
+  e: ProcessEntry;
+  url: URL;
+}
+
 const fail = (res: ServerResponse, e: TableError) =>
   sendError(
     res,
@@ -162,7 +171,7 @@ export async function handleProcesses(
       req.resume();
       return fail(res, found);
     }
-    return stdin(req, res, ctx, found.value, url);
+    return stdin({ req, res, ctx, e: found.value, url });
   }
   if (route === "POST signal") {
     const raw = await readBody(req, 4096);
@@ -181,7 +190,7 @@ export async function handleProcesses(
   if (!found.ok) return fail(res, found);
   if (route === "GET ") return sendJson(res, 200, processInfo(found.value));
   if (route === "DELETE ") return sendJson(res, 200, processInfo(await ctx.table.remove(found.value)));
-  return output(req, res, ctx, found.value, url);
+  return output({ req, res, ctx, e: found.value, url });
 }
 
 function bodyFailed(res: ServerResponse, raw: { status: 400 | 413; message: string }): void {
@@ -226,13 +235,7 @@ async function start(req: IncomingMessage, res: ServerResponse, ctx: ProcessRout
   sendJson(res, 201, processInfo(started.value));
 }
 
-async function stdin(
-  req: IncomingMessage,
-  res: ServerResponse,
-  ctx: ProcessRouteContext,
-  e: ProcessEntry,
-  url: URL,
-): Promise<void> {
+async function stdin({ req, res, ctx, e, url }: PidCall): Promise<void> {
   const query = stdinQuery.safeParse(Object.fromEntries(url.searchParams));
   if (!query.success) {
     req.resume();
@@ -278,13 +281,7 @@ const onDrain = (res: ServerResponse) => (wake: () => void) => {
   };
 };
 
-async function output(
-  req: IncomingMessage,
-  res: ServerResponse,
-  ctx: ProcessRouteContext,
-  e: ProcessEntry,
-  url: URL,
-): Promise<void> {
+async function output({ req, res, ctx, e, url }: PidCall): Promise<void> {
   const query = outputQuery.safeParse(Object.fromEntries(url.searchParams));
   if (!query.success) return sendError(res, 400, "invalid_request", zodMessage(query.error));
   const sse = (req.headers.accept ?? "").includes("text/event-stream");
