@@ -8,6 +8,7 @@ import {
   type ProcessTable,
   processInfo,
   type TableError,
+  type TableResult,
 } from "./process-table.ts";
 import {
   PROCESS_SIGNALS,
@@ -32,6 +33,7 @@ import { commandEnv } from "./run-command.ts";
 /** The longest `timeoutSeconds`: a week (a sandbox rarely lives that long; setTimeout's limit is ~24 days). */
 const MAX_TIMEOUT_SECONDS = 7 * 24 * 3600;
 const MIN_RING_BYTES = 4096;
+const MAX_TERM_SIDE = 1000;
 const MAX_READ_BYTES = 1024 * 1024;
 const MAX_WAIT_MS = 30_000;
 /** An SSE event carries at most this many output bytes (base64 in JSON). */
@@ -87,11 +89,18 @@ function startSchema(maxRing: number) {
       env: z.optional(envSchema),
       timeoutSeconds: z.optional(int(0, MAX_TIMEOUT_SECONDS)),
       ringBytes: z.optional(int(MIN_RING_BYTES, maxRing)),
+      tty: z.optional(z.boolean()),
+      cols: z.optional(int(1, MAX_TERM_SIDE)),
+      rows: z.optional(int(1, MAX_TERM_SIDE)),
     })
     .check(
       z.refine((b) => (b.command === undefined) !== (b.argv === undefined), {
         message: "exactly one of command or argv is required",
         path: ["command"],
+      }),
+      z.refine((b) => b.tty === true || (b.cols === undefined && b.rows === undefined), {
+        message: "cols and rows need tty: true",
+        path: ["cols"],
       }),
     );
 }
@@ -104,6 +113,7 @@ const outputQuery = z.strictObject({
 });
 const stdinQuery = z.strictObject({ eof: z.optional(z.enum(["0", "1"])) });
 const signalBody = z.strictObject({ signal: z.enum(PROCESS_SIGNALS) });
+const resizeBody = z.strictObject({ cols: int(1, MAX_TERM_SIDE), rows: int(1, MAX_TERM_SIDE) });
 const pidSegment = queryInt(1, 2 ** 22);
 
 /** "field: problem" from the first zod issue. */
@@ -173,15 +183,23 @@ export async function handleProcesses(
     }
     return stdin({ req, res, ctx, e: found.value, url });
   }
-  if (route === "POST signal") {
+  if (route === "POST signal" || route === "POST resize") {
     const raw = await readBody(req, 4096);
-    if (!raw.ok) return sendError(res, raw.status, "invalid_request", raw.message);
+    if (!raw.ok) return bodyFailed(res, raw);
     if (!found.ok) return fail(res, found);
-    const body = signalBody.safeParse(parseJson(raw.value));
-    if (!body.success) return sendError(res, 400, "invalid_request", zodMessage(body.error));
-    const sent = ctx.table.signal(found.value, body.data.signal);
-    if (!sent.ok) return fail(res, sent);
-    return sendJson(res, 200, processInfo(sent.value));
+    const json = parseJson(raw.value);
+    let done: TableResult<ProcessEntry>;
+    if (action === "signal") {
+      const body = signalBody.safeParse(json);
+      if (!body.success) return sendError(res, 400, "invalid_request", zodMessage(body.error));
+      done = ctx.table.signal(found.value, body.data.signal);
+    } else {
+      const body = resizeBody.safeParse(json);
+      if (!body.success) return sendError(res, 400, "invalid_request", zodMessage(body.error));
+      done = await ctx.table.resize(found.value, body.data);
+    }
+    if (!done.ok) return fail(res, done);
+    return sendJson(res, 200, processInfo(done.value));
   }
   req.resume();
   if (route !== "GET " && route !== "DELETE " && route !== "GET output") {
@@ -230,6 +248,7 @@ async function start(req: IncomingMessage, res: ServerResponse, ctx: ProcessRout
     timeoutMs: (body.data.timeoutSeconds ?? 0) * 1000,
     ringBytes: body.data.ringBytes ?? limits.ringBytes,
     fence: ctx.fence,
+    ...(body.data.tty ? { tty: { cols: body.data.cols ?? 80, rows: body.data.rows ?? 24 } } : {}),
   });
   if (!started.ok) return fail(res, started);
   sendJson(res, 201, processInfo(started.value));

@@ -1,6 +1,7 @@
 import type { ProcessLimits } from "./config.ts";
 import { OutputRing, type RingRead } from "./output-ring.ts";
 import type { ExecServerErrorCode, ProcessExitEvent, ProcessInfo, ProcessSignal } from "./protocol.ts";
+import { ptyProgram, resizePty, type TermSize } from "./pty.ts";
 import { type Program, type RunningCommand, type RunResult, startCommand } from "./run-command.ts";
 
 export type TableError = {
@@ -21,6 +22,8 @@ export interface StartSpec {
   ringBytes: number;
   /** The lease fence the start came with: a newer holder's fence kills the process. */
   fence: number;
+  /** Run on a pty of this size (pty.ts). */
+  tty?: TermSize;
 }
 
 /** Queued stdin bytes a process has not read yet beyond which writes answer 503 `stdin_busy`. */
@@ -34,6 +37,7 @@ export interface ProcessEntry {
   readonly ring: OutputRing;
   readonly fence: number;
   readonly program: Program;
+  readonly tty: boolean;
   readonly cwd: string;
   readonly startedAt: Date;
   endedAt: Date | undefined;
@@ -54,6 +58,7 @@ class Entry implements ProcessEntry {
     readonly ring: OutputRing,
     readonly fence: number,
     readonly program: Program,
+    readonly tty: boolean,
     readonly cwd: string,
     readonly startedAt: Date,
     public command: RunningCommand,
@@ -115,7 +120,7 @@ export class ProcessTable {
     const ring = new OutputRing(spec.ringBytes);
     let entry: Entry | undefined;
     const started = await startCommand({
-      program: spec.program,
+      program: spec.tty ? ptyProgram(spec.program, spec.tty) : spec.program,
       timeoutMs: spec.timeoutMs,
       cwd: spec.cwd,
       env: spec.env,
@@ -128,7 +133,16 @@ export class ProcessTable {
     });
     if (!started.ok) return err(400, "spawn_failed", started.message);
     const cmd = started.running;
-    entry = new Entry(cmd.pid, ring, spec.fence, spec.program, spec.cwd, new Date(), cmd);
+    entry = new Entry(
+      cmd.pid,
+      ring,
+      spec.fence,
+      spec.program,
+      spec.tty !== undefined,
+      spec.cwd,
+      new Date(),
+      cmd,
+    );
     // A pid the kernel reused after an exited process: the new process takes the number.
     this.#entries.delete(cmd.pid);
     this.#entries.set(cmd.pid, entry);
@@ -213,6 +227,18 @@ export class ProcessTable {
     return { ok: true, value: e };
   }
 
+  /** Sets the window size of a tty process (its foreground group gets SIGWINCH). */
+  async resize(e: ProcessEntry, size: TermSize): Promise<TableResult<ProcessEntry>> {
+    if (e.result !== undefined) return exitedError(e, "not resized");
+    if (!e.tty) return err(409, "not_a_tty", `process ${e.pid} was not started with tty: true`);
+    const failed = await resizePty(e.pid, size);
+    if (failed !== undefined) {
+      if (e.result !== undefined) return exitedError(e, "not resized");
+      return err(409, "not_a_tty", `process ${e.pid}: ${failed}`);
+    }
+    return { ok: true, value: e };
+  }
+
   /** Kills the process group, waits for the exit, and forgets the process. */
   async remove(e: ProcessEntry): Promise<ProcessEntry> {
     if (e.result === undefined) {
@@ -255,6 +281,7 @@ export function processInfo(e: ProcessEntry): ProcessInfo {
     pid: e.pid,
     command: "command" in e.program ? e.program.command : null,
     argv: "argv" in e.program ? e.program.argv : null,
+    tty: e.tty,
     cwd: e.cwd,
     startedAt: e.startedAt.toISOString(),
     running: e.result === undefined,

@@ -17,7 +17,7 @@ export const EXEC_SERVER_PATHS = {
   /**
    * Long-lived processes (process-routes.ts): `POST /processes` starts one, `GET /processes` lists,
    * `GET|DELETE /processes/<pid>`, `GET /processes/<pid>/output?since=`, `POST …/stdin[?eof=1]`,
-   * `POST …/signal`.
+   * `POST …/signal`, `POST …/resize` (tty processes).
    */
   processes: "/processes",
 } as const;
@@ -99,6 +99,8 @@ export type ExecServerErrorCode =
   | "ring_limit"
   /** 400: the program could not be started (argv[0] not found, not executable). */
   | "spawn_failed"
+  /** 409: a resize for a process without a terminal (started without `tty: true`, or its pty is gone). */
+  | "not_a_tty"
   | "unauthenticated"
   | "stale_lease"
   | "payload_too_large"
@@ -132,6 +134,13 @@ export interface ProcessStartBody {
   timeoutSeconds?: number;
   /** This process's output ring; defaults to the server's PROCESS_RING_BYTES. */
   ringBytes?: number;
+  /**
+   * Run on a pseudo-terminal (default false): stdin and output then go through the pty (echo,
+   * line editing, CRLF), `cols`×`rows` (default 80×24) is its size, changed by POST …/resize.
+   */
+  tty?: boolean;
+  cols?: number;
+  rows?: number;
 }
 
 /** One process, running or recently exited. POST /processes answers 201 with it. */
@@ -139,6 +148,7 @@ export interface ProcessInfo {
   pid: number;
   command: string | null;
   argv: string[] | null;
+  tty: boolean;
   cwd: string;
   startedAt: string;
   running: boolean;
@@ -209,6 +219,12 @@ export const PROCESS_SIGNALS = [
   "SIGWINCH",
 ] as const;
 export type ProcessSignal = (typeof PROCESS_SIGNALS)[number];
+
+/** POST /processes/<pid>/resize body (tty processes): answers the ProcessInfo. */
+export interface ProcessResizeBody {
+  cols: number;
+  rows: number;
+}
 
 /**
  * POST /processes/<pid>/stdin[?eof=1] (raw bytes, at most 1 MiB) answers this once the pipe took

@@ -55,7 +55,7 @@ function client(h: SandboxServerHandle, fence = 1) {
     const body = r.json() as unknown as ProcessOutput;
     return { ...body, bytes: Buffer.from(body.data, "base64") };
   };
-  /** Long-polls the output from 0 until `done(text)` holds (or the process ended); no fixed sleeps. */
+  /** Long-polls the output from 0 until `done(text)` holds (throws if the process ends first); no fixed sleeps. */
   const waitForOutput = async (pid: number, done: (text: string) => boolean) => {
     let text = "";
     let at = 0;
@@ -65,8 +65,9 @@ function client(h: SandboxServerHandle, fence = 1) {
       expect(r.dropped).toBe(0);
       text += r.bytes.toString();
       at = r.next;
-      if (done(text) || r.eof) return { text, next: at, eof: r.eof };
-      if (Date.now() > deadline) throw new Error(`output never matched; got ${JSON.stringify(text)}`);
+      if (done(text)) return { text, next: at, eof: r.eof };
+      if (r.eof || Date.now() > deadline)
+        throw new Error(`output never matched; got ${JSON.stringify(text)}`);
     }
   };
   /** Reads the SSE output from `since` until `enough(bytes)` (then cuts the stream) or the exit event. */
@@ -254,7 +255,8 @@ describe("long-lived processes in the exec server (bubblewrap)", () => {
     const cases: Array<[string, Record<string, unknown>, number, string]> = [
       ["both command and argv", { command: "true", argv: ["true"] }, 400, "invalid_request"],
       ["neither", { cwd: "/workspace" }, 400, "invalid_request"],
-      ["an unknown field", { command: "true", tty: true }, 400, "invalid_request"],
+      ["an unknown field", { command: "true", pty: true }, 400, "invalid_request"],
+      ["a size without a tty", { command: "true", cols: 80 }, 400, "invalid_request"],
       ["a cwd outside the workspace", { command: "true", cwd: "/tmp" }, 400, "invalid_request"],
       ["a bad env name", { command: "true", env: { "A-B": "x" } }, 400, "invalid_request"],
       ["a negative timeout", { command: "true", timeoutSeconds: -1 }, 400, "invalid_request"],
@@ -276,6 +278,35 @@ describe("long-lived processes in the exec server (bubblewrap)", () => {
     const timeout = await c.start({ command: "sleep 1000", timeoutSeconds: 1 });
     const ended = await c.stream(timeout.pid, { query: 0 }, () => false);
     expect(ended.exit).toMatchObject({ timedOut: true, exitCode: null, signal: "SIGKILL" });
+  });
+
+  it("a tty process is an interactive shell on a pty; resize changes `stty size`", async () => {
+    const sh = await c.start({ argv: ["sh"], tty: true, cols: 100, rows: 30 });
+    expect(sh.tty).toBe(true);
+    const type = async (line: string) => {
+      const w = await c.call(`/processes/${sh.pid}/stdin`, { bytes: line });
+      expect(w.status, w.text).toBe(200);
+    };
+    await type("stty size\n");
+    await c.waitForOutput(sh.pid, (t) => t.includes("30 100\r\n"));
+    await type("echo hi\n");
+    // The pty echoes the typed line, then the shell's answer, with the terminal's CRLF.
+    await c.waitForOutput(sh.pid, (t) => t.includes("echo hi\r\nhi\r\n"));
+    const resized = await c.call(`/processes/${sh.pid}/resize`, { json: { cols: 120, rows: 40 } });
+    expect(resized.status, resized.text).toBe(200);
+    await type("stty size\n");
+    await c.waitForOutput(sh.pid, (t) => t.includes("40 120\r\n"));
+    await type("exit 5\n");
+    const end = await c.stream(sh.pid, { query: 0 }, () => false);
+    expect(end.exit).toMatchObject({ exitCode: 5 });
+
+    const plain = await c.start({ command: "sleep 1000" });
+    const refused = await c.call(`/processes/${plain.pid}/resize`, { json: { cols: 80, rows: 24 } });
+    expect(refused.status).toBe(409);
+    expect(refused.json().error).toMatchObject({ code: "not_a_tty" });
+    const bad = await c.call(`/processes/${plain.pid}/resize`, { json: { cols: 0, rows: 24 } });
+    expect(bad.status).toBe(400);
+    await c.call(`/processes/${plain.pid}`, { method: "DELETE" });
   });
 
   it("/reset kills every process, ends their streams and empties the table", async () => {
