@@ -192,7 +192,7 @@ export async function handleProcesses(
     if (action === "signal") {
       const body = signalBody.safeParse(json);
       if (!body.success) return sendError(res, 400, "invalid_request", zodMessage(body.error));
-      done = ctx.table.signal(found.value, body.data.signal);
+      done = await ctx.table.signal(found.value, body.data.signal);
     } else {
       const body = resizeBody.safeParse(json);
       if (!body.success) return sendError(res, 400, "invalid_request", zodMessage(body.error));

@@ -1,7 +1,7 @@
 import type { ProcessLimits } from "./config.ts";
 import { OutputRing, type RingRead } from "./output-ring.ts";
 import type { ExecServerErrorCode, ProcessExitEvent, ProcessInfo, ProcessSignal } from "./protocol.ts";
-import { ptyProgram, resizePty, type TermSize } from "./pty.ts";
+import { ptyProgram, ptySession, resizePty, signalSession, type TermSize } from "./pty.ts";
 import { type Program, type RunningCommand, type RunResult, startCommand } from "./run-command.ts";
 
 export type TableError = {
@@ -44,6 +44,8 @@ export interface ProcessEntry {
   result: RunResult | undefined;
   stdinOpen: boolean;
   command: RunningCommand;
+  /** Signals the process group and, for a tty process, its pty session (pty.ts). */
+  signalAll(name: NodeJS.Signals): Promise<void>;
   /** Calls `wake` whenever the ring grows or the process exits, until the returned function is called. */
   subscribe(wake: () => void): () => void;
 }
@@ -53,6 +55,8 @@ class Entry implements ProcessEntry {
   result: RunResult | undefined;
   stdinOpen = true;
   readonly #listeners = new Set<() => void>();
+  /** A tty process's session id, looked up once after the start (undefined: none or not a tty). */
+  session: Promise<number | undefined> = Promise.resolve(undefined);
   constructor(
     readonly pid: number,
     readonly ring: OutputRing,
@@ -63,6 +67,11 @@ class Entry implements ProcessEntry {
     readonly startedAt: Date,
     public command: RunningCommand,
   ) {}
+  async signalAll(name: NodeJS.Signals): Promise<void> {
+    this.command.signal(name);
+    const sid = await this.session;
+    if (sid !== undefined) await signalSession(sid, name);
+  }
   subscribe(wake: () => void): () => void {
     this.#listeners.add(wake);
     return () => this.#listeners.delete(wake);
@@ -143,6 +152,7 @@ export class ProcessTable {
       new Date(),
       cmd,
     );
+    if (spec.tty) entry.session = ptySession(cmd.pid).then((s) => s?.sid);
     // A pid the kernel reused after an exited process: the new process takes the number.
     this.#entries.delete(cmd.pid);
     this.#entries.set(cmd.pid, entry);
@@ -150,10 +160,13 @@ export class ProcessTable {
     cmd.stdin.on("close", () => {
       e.stdinOpen = false;
     });
-    void cmd.done.then((result) => {
+    void cmd.done.then(async (result) => {
       e.result = result;
       e.endedAt = new Date();
       e.stdinOpen = false;
+      // Like the rest of a group when its leader exits: what is left of a tty's session is killed.
+      const sid = await e.session;
+      if (sid !== undefined) await signalSession(sid, "SIGKILL");
       e.notify();
       this.#forgetOldExited();
     });
@@ -221,9 +234,9 @@ export class ProcessTable {
     return { ok: true, value: { written: bytes.length, pending: stdin.writableLength } };
   }
 
-  signal(e: ProcessEntry, name: ProcessSignal): TableResult<ProcessEntry> {
+  async signal(e: ProcessEntry, name: ProcessSignal): Promise<TableResult<ProcessEntry>> {
     if (e.result !== undefined) return exitedError(e, `${name} not sent`);
-    e.command.signal(name);
+    await e.signalAll(name);
     return { ok: true, value: e };
   }
 
@@ -242,7 +255,7 @@ export class ProcessTable {
   /** Kills the process group, waits for the exit, and forgets the process. */
   async remove(e: ProcessEntry): Promise<ProcessEntry> {
     if (e.result === undefined) {
-      e.command.kill();
+      await e.signalAll("SIGKILL");
       await e.command.done;
     }
     if (this.#entries.get(e.pid) === e) this.#entries.delete(e.pid);
@@ -251,7 +264,9 @@ export class ProcessTable {
 
   /** A newer lease holder arrived: processes started under older fences must not run next to it. */
   killOlderThan(fence: number): void {
-    for (const e of this.#entries.values()) if (e.result === undefined && e.fence < fence) e.command.kill();
+    for (const e of this.#entries.values()) {
+      if (e.result === undefined && e.fence < fence) void e.signalAll("SIGKILL");
+    }
   }
 
   /** /reset and shutdown: every group killed, the table emptied (readers see their streams end). */

@@ -25,34 +25,61 @@ export function ptyProgram(program: Program, size: TermSize): Program {
   return { argv: ["script", "-q", "-f", "-e", "-c", line, "/dev/null"] };
 }
 
-/** The pty of the session `script` (pid `leader`) started: its child's stdin. */
-async function ptyOf(leader: number, procDir = "/proc"): Promise<string | undefined> {
-  for (const name of await readdir(procDir).catch(() => [] as string[])) {
-    if (!/^\d+$/.test(name)) continue;
-    const stat = await readFile(`${procDir}/${name}/stat`, "utf8").catch(() => "");
-    // Fields after the parenthesised name: state, ppid, …
-    const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-    if (ppid !== leader) continue;
-    const tty = await readlink(`${procDir}/${name}/fd/0`).catch(() => "");
-    if (/^\/dev\/pts\/\d+$/.test(tty)) return tty;
+/** The fields of /proc/<pid>/stat after the parenthesised name: state, ppid, pgrp, session, … */
+async function statFields(procDir: string, pid: string): Promise<string[]> {
+  const stat = await readFile(`${procDir}/${pid}/stat`, "utf8").catch(() => "");
+  return stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+}
+
+async function pids(procDir: string): Promise<string[]> {
+  return (await readdir(procDir).catch(() => [] as string[])).filter((n) => /^\d+$/.test(n));
+}
+
+/**
+ * The session `script` (pid `leader`) started for the program: its child, the session's leader,
+ * and the pty that is the child's stdin. `script` forks right after it starts, so this retries a
+ * little; undefined when there is none (yet, or any more).
+ */
+export async function ptySession(
+  leader: number,
+  procDir = "/proc",
+): Promise<{ sid: number; tty: string } | undefined> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    for (const name of await pids(procDir)) {
+      if (Number((await statFields(procDir, name))[1]) !== leader) continue;
+      const tty = await readlink(`${procDir}/${name}/fd/0`).catch(() => "");
+      if (/^\/dev\/pts\/\d+$/.test(tty)) return { sid: Number(name), tty };
+    }
+    await new Promise((r) => setTimeout(r, 20));
   }
   return undefined;
 }
 
+/**
+ * Signals every process of a pty session. The program under `script` is not in the process
+ * group the table started (it leads a session of its own, and an interactive shell puts each job
+ * in yet another group), so signals and kills go to the whole session as well.
+ */
+export async function signalSession(sid: number, signal: NodeJS.Signals, procDir = "/proc"): Promise<void> {
+  if (sid <= 1) return;
+  for (const name of await pids(procDir)) {
+    if (Number((await statFields(procDir, name))[3]) !== sid) continue;
+    try {
+      process.kill(Number(name), signal);
+    } catch {
+      // ESRCH: gone meanwhile.
+    }
+  }
+}
+
 /** Sets the window size of the pty under `leader`; a message when it cannot. */
 export async function resizePty(leader: number, size: TermSize): Promise<string | undefined> {
-  // `script` forks its child right after it starts: a resize sent at once may need a few tries.
-  let tty: string | undefined;
-  for (let i = 0; i < 50 && tty === undefined; i++) {
-    tty = await ptyOf(leader);
-    if (tty === undefined) await new Promise((r) => setTimeout(r, 20));
-  }
-  if (tty === undefined) return "the process has no terminal (yet, or any more)";
-  const pty = tty;
+  const session = await ptySession(leader);
+  if (session === undefined) return "the process has no terminal (yet, or any more)";
   return new Promise((resolve) => {
     execFile(
       "stty",
-      ["-F", pty, "rows", String(size.rows), "cols", String(size.cols)],
+      ["-F", session.tty, "rows", String(size.rows), "cols", String(size.cols)],
       { timeout: 5_000, env: { PATH: "/usr/bin:/bin" } },
       (error, _out, stderr) => resolve(error ? `stty failed: ${stderr.trim() || error.message}` : undefined),
     );

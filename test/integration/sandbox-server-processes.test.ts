@@ -300,6 +300,18 @@ describe("long-lived processes in the exec server (bubblewrap)", () => {
     const end = await c.stream(sh.pid, { query: 0 }, () => false);
     expect(end.exit).toMatchObject({ exitCode: 5 });
 
+    // The program under the pty leads a session of its own: delete must reach it and its children
+    // even when they ignore the hangup that closing the pty sends.
+    const stubborn = await c.start({
+      command: "trap '' HUP TERM; sleep 1000 & echo started; wait",
+      tty: true,
+    });
+    await c.waitForOutput(stubborn.pid, (t) => t.includes("started"));
+    expect(await processesSettle(3)).toBe(3); // script, sh, sleep
+    const del = await c.call(`/processes/${stubborn.pid}`, { method: "DELETE" });
+    expect(del.json()).toMatchObject({ running: false });
+    expect(await processesSettle(0)).toBe(0);
+
     const plain = await c.start({ command: "sleep 1000" });
     const refused = await c.call(`/processes/${plain.pid}/resize`, { json: { cols: 80, rows: 24 } });
     expect(refused.status).toBe(409);
