@@ -52,6 +52,8 @@ export interface ProcessEntry {
 
 class Entry implements ProcessEntry {
   endedAt: Date | undefined;
+  /** Order of exit (clock time can tie within a millisecond). */
+  exitSeq = 0;
   result: RunResult | undefined;
   stdinOpen = true;
   readonly #listeners = new Set<() => void>();
@@ -68,8 +70,9 @@ class Entry implements ProcessEntry {
     public command: RunningCommand,
   ) {}
   async signalAll(name: NodeJS.Signals): Promise<void> {
-    this.command.signal(name);
+    // The session first: once `script` is gone its child is reparented and cannot be found by it.
     const sid = await this.session;
+    this.command.signal(name);
     if (sid !== undefined) await signalSession(sid, name);
   }
   subscribe(wake: () => void): () => void {
@@ -108,6 +111,7 @@ function exitedError(e: ProcessEntry, what: string): TableError {
  */
 export class ProcessTable {
   readonly #entries = new Map<number, Entry>();
+  #exits = 0;
   constructor(readonly limits: ProcessLimits) {}
 
   async start(spec: StartSpec): Promise<TableResult<ProcessEntry>> {
@@ -163,6 +167,7 @@ export class ProcessTable {
     void cmd.done.then(async (result) => {
       e.result = result;
       e.endedAt = new Date();
+      e.exitSeq = ++this.#exits;
       e.stdinOpen = false;
       // Like the rest of a group when its leader exits: what is left of a tty's session is killed.
       const sid = await e.session;
@@ -182,9 +187,7 @@ export class ProcessTable {
   list(): ProcessEntry[] {
     const all = [...this.#entries.values()];
     const running = all.filter((e) => e.result === undefined);
-    const exited = all
-      .filter((e) => e.result !== undefined)
-      .sort((a, b) => (b.endedAt?.getTime() ?? 0) - (a.endedAt?.getTime() ?? 0));
+    const exited = all.filter((e) => e.result !== undefined).sort((a, b) => b.exitSeq - a.exitSeq);
     return [...running, ...exited];
   }
 

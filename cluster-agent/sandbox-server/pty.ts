@@ -37,14 +37,16 @@ async function pids(procDir: string): Promise<string[]> {
 
 /**
  * The session `script` (pid `leader`) started for the program: its child, the session's leader,
- * and the pty that is the child's stdin. `script` forks right after it starts, so this retries a
- * little; undefined when there is none (yet, or any more).
+ * and the pty that is the child's stdin. `script` forks and sets the pty up right after it starts,
+ * so this retries while `script` lives (up to 10 s on a loaded machine); undefined when there is
+ * no such session.
  */
 export async function ptySession(
   leader: number,
   procDir = "/proc",
 ): Promise<{ sid: number; tty: string } | undefined> {
-  for (let attempt = 0; attempt < 50; attempt++) {
+  for (let attempt = 0; attempt < 500; attempt++) {
+    if ((await statFields(procDir, String(leader))).length < 2) return undefined; // script is gone
     for (const name of await pids(procDir)) {
       if (Number((await statFields(procDir, name))[1]) !== leader) continue;
       const tty = await readlink(`${procDir}/${name}/fd/0`).catch(() => "");

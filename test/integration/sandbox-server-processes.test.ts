@@ -191,6 +191,8 @@ describe("long-lived processes in the exec server (bubblewrap)", () => {
     expect(end.exit).toEqual({ exitCode: 0, signal: null, timedOut: false, outputBytes: 9 });
     const info = (await c.call(`/processes/${p.pid}`)).json();
     expect(info).toMatchObject({ running: false, exitCode: 0, stdinOpen: false });
+    const listed = (await c.call("/processes")).json().processes as ProcessInfo[];
+    expect(listed.find((x) => x.pid === p.pid)).toMatchObject({ running: false, exitCode: 0 });
     const late = await c.call(`/processes/${p.pid}/stdin`, { bytes: "more" });
     expect(late.status).toBe(409);
     expect(late.json().error).toMatchObject({ code: "process_exited", exitCode: 0 });
@@ -289,9 +291,11 @@ describe("long-lived processes in the exec server (bubblewrap)", () => {
     };
     await type("stty size\n");
     await c.waitForOutput(sh.pid, (t) => t.includes("30 100\r\n"));
-    await type("echo hi\n");
-    // The pty echoes the typed line, then the shell's answer, with the terminal's CRLF.
-    await c.waitForOutput(sh.pid, (t) => t.includes("echo hi\r\nhi\r\n"));
+    // The pty echoes the typed line (`echo h""i`, maybe before the prompt), then the shell answers
+    // `hi` with the terminal's CRLF: only the answer contains "hi\r\n".
+    await type('echo h""i\n');
+    const typed = await c.waitForOutput(sh.pid, (t) => t.includes("hi\r\n"));
+    expect(typed.text).toContain('echo h""i\r\n');
     const resized = await c.call(`/processes/${sh.pid}/resize`, { json: { cols: 120, rows: 40 } });
     expect(resized.status, resized.text).toBe(200);
     await type("stty size\n");
@@ -349,7 +353,12 @@ describe("per-sandbox process limits", () => {
   let c: ReturnType<typeof client>;
   beforeAll(async () => {
     h = await startSandboxServer({
-      env: { PROCESS_LIMIT: "2", PROCESS_RING_BYTES: "16384", PROCESS_RING_TOTAL_BYTES: "65536" },
+      env: {
+        PROCESS_LIMIT: "2",
+        PROCESS_KEEP_EXITED: "2",
+        PROCESS_RING_BYTES: "16384",
+        PROCESS_RING_TOTAL_BYTES: "65536",
+      },
     });
     c = client(h);
   });
@@ -376,5 +385,17 @@ describe("per-sandbox process limits", () => {
     const again = await c.call("/processes", { json: { command: "true", ringBytes: 49152 } });
     expect(again.status, again.text).toBe(201);
     expect((await c.call(`/processes/${okPid}`)).status).toBe(404);
+  });
+
+  it("keeps only the most recent exited processes, with their exit codes", async () => {
+    for (const p of (await c.call("/processes")).json().processes as ProcessInfo[]) {
+      if (p.running) await c.call(`/processes/${p.pid}`, { method: "DELETE" });
+    }
+    for (const code of [3, 4, 5]) {
+      const p = await c.start({ command: `exit ${code}`, ringBytes: 4096 });
+      expect((await c.stream(p.pid, { query: 0 }, () => false)).exit).toMatchObject({ exitCode: code });
+    }
+    const exited = ((await c.call("/processes")).json().processes as ProcessInfo[]).filter((p) => !p.running);
+    expect(exited.map((p) => p.exitCode)).toEqual([5, 4]);
   });
 });
