@@ -11,7 +11,7 @@ import {
   SandboxClient,
 } from "../../sdk/typescript/src/index.ts";
 import { SCOPES } from "../../shared/api.ts";
-import { runProcess } from "../support/run-process.ts";
+import { buildTsClient } from "../support/sdk-build.ts";
 import { SDK_QUOTA_BURST, type SdkStack, startSdkStack } from "./sdk-stack.ts";
 import { tempDir, waitFor } from "./stack-helpers.ts";
 
@@ -394,14 +394,7 @@ describe("sandboxes", () => {
 const BIN = fileURLToPath(new URL("../../sdk/typescript/bin/pi-sandbox.mjs", import.meta.url));
 
 // The bin runs the compiled package: build dist/ as `npm run build -w @pi-sandbox/client` does.
-beforeAll(async () => {
-  const tsc = fileURLToPath(new URL("../../node_modules/typescript/bin/tsc", import.meta.url));
-  const r = await runProcess(process.execPath, [tsc, "-p", "tsconfig.build.json"], {
-    cwd: fileURLToPath(new URL("../../sdk/typescript/", import.meta.url)),
-    timeoutMs: 120_000,
-  });
-  expect(r.code, r.stdout + r.stderr).toBe(0);
-}, 180_000);
+beforeAll(buildTsClient, 180_000);
 
 interface CliRun {
   code: number | null;
