@@ -13,14 +13,14 @@ import {
 } from "@openai/agents/sandbox";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PiSandboxAgentsClient, type PiSandboxSession } from "../../sdk/typescript/src/agents.ts";
-import { SandboxApiError, SandboxClient } from "../../sdk/typescript/src/index.ts";
+import { SandboxClient } from "../../sdk/typescript/src/index.ts";
 import {
   lastToolOutput,
   lastUserMessage,
   type ScriptedOpenAI,
   startScriptedOpenAI,
 } from "../support/scripted-openai.ts";
-import { type SdkStack, startSdkStack } from "./sdk-stack.ts";
+import { apiError, type SdkStack, startSdkStack } from "./sdk-stack.ts";
 
 // The OpenAI Agents SDK sandbox client against the running local stack: the real @openai/agents
 // runtime (Runner, SandboxAgent) and the scripted OpenAI-compatible server (NOT a model), whose
@@ -57,16 +57,6 @@ afterAll(async () => {
 
 const agent = () => new SandboxAgent({ name: "pi", instructions: "Use the shell.", capabilities: [shell()] });
 const sha256 = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
-
-async function apiError(p: Promise<unknown>): Promise<SandboxApiError> {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof SandboxApiError) return e;
-    throw e;
-  }
-  throw new Error("expected a SandboxApiError, the call succeeded");
-}
 
 /** Every path's kind, mode, link target and content hash: equal listings mean equal workspaces. */
 const FINGERPRINT =

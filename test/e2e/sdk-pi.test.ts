@@ -106,15 +106,12 @@ describe("Pi with the pi-sandbox extension", () => {
     try {
       const h = piHome("turn", model.baseURL);
       const name = "pi-e2e-turn";
-      const r = await pi(
-        h,
-        {
-          PI_SANDBOX_URL: sdk.stack.edgeUrl,
-          PI_SANDBOX_TOKEN: sdk.stack.tokens.tenantA,
-          PI_SANDBOX_NAME: name,
-        },
-        "build the greeting script",
-      );
+      const asTenantA = {
+        PI_SANDBOX_URL: sdk.stack.edgeUrl,
+        PI_SANDBOX_TOKEN: sdk.stack.tokens.tenantA,
+        PI_SANDBOX_NAME: name,
+      };
+      const r = await pi(h, asTenantA, "build the greeting script");
       expect(r.code, r.stderr).toBe(0);
       expect(r.stdout).toContain("all done");
       expect(model.remaining()).toBe(0);
@@ -140,15 +137,7 @@ describe("Pi with the pi-sandbox extension", () => {
 
       // A restarted Pi finds the same sandbox by its name.
       model.push(call("bash", { command: "cat app/hello.sh" }), { type: "text", text: "again" });
-      const again = await pi(
-        h,
-        {
-          PI_SANDBOX_URL: sdk.stack.edgeUrl,
-          PI_SANDBOX_TOKEN: sdk.stack.tokens.tenantA,
-          PI_SANDBOX_NAME: name,
-        },
-        "show it",
-      );
+      const again = await pi(h, asTenantA, "show it");
       expect(again.code, again.stderr).toBe(0);
       expect(toolResults(model.completions()).at(-1)).toContain("greeting=edited");
       expect((await client.sandboxes.list({ name })).map((s) => s.id)).toEqual([sb!.id]);

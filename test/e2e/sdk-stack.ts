@@ -1,4 +1,5 @@
 import { type Stack, startStack } from "../../devstack/stack.ts";
+import { SandboxApiError } from "../../sdk/typescript/src/index.ts";
 import { demoResponder, type ScriptedOpenAI, startScriptedOpenAI } from "../support/scripted-openai.ts";
 import { tempDir } from "./stack-helpers.ts";
 
@@ -44,4 +45,15 @@ export async function startSdkStack(prefix: string): Promise<SdkStack> {
     tmp.remove();
     throw e;
   }
+}
+
+/** The API error a promise rejects with; fails the test if it resolves. */
+export async function apiError(p: Promise<unknown>): Promise<SandboxApiError> {
+  try {
+    await p;
+  } catch (e) {
+    if (e instanceof SandboxApiError) return e;
+    throw e;
+  }
+  throw new Error("expected a SandboxApiError, the call succeeded");
 }

@@ -7,12 +7,12 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   type ChatStreamEvent,
   type ExecEvent,
-  SandboxApiError,
+  type SandboxApiError,
   SandboxClient,
 } from "../../sdk/typescript/src/index.ts";
 import { SCOPES } from "../../shared/api.ts";
 import { buildTsClient } from "../support/sdk-build.ts";
-import { SDK_QUOTA_BURST, type SdkStack, startSdkStack } from "./sdk-stack.ts";
+import { apiError, SDK_QUOTA_BURST, type SdkStack, startSdkStack } from "./sdk-stack.ts";
 import { tempDir, waitFor } from "./stack-helpers.ts";
 
 // The TypeScript client against the running local stack: the edge in workerd, a real agent process,
@@ -27,17 +27,6 @@ beforeAll(() => {
   client = new SandboxClient({ baseUrl: stack.edgeUrl, token: stack.tokens.tenantA });
 });
 afterAll(() => sdk.close());
-
-/** The API error a promise rejects with; fails the test if it resolves. */
-async function apiError(p: Promise<unknown>): Promise<SandboxApiError> {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof SandboxApiError) return e;
-    throw e;
-  }
-  throw new Error("expected a SandboxApiError, the call succeeded");
-}
 
 async function collect<T>(it: AsyncIterable<T>): Promise<T[]> {
   const out: T[] = [];
