@@ -10,8 +10,9 @@ import { type AgentConfig, loadConfig } from "./config.ts";
 import { EventBus } from "./events/bus.ts";
 import { ApiExecutor } from "./exec/api-executor.ts";
 import { ApiFiles } from "./exec/api-files.ts";
-import type { Executor } from "./exec/executor.ts";
-import { HttpFiles, type SandboxFiles } from "./exec/files.ts";
+import { ExecServerClient } from "./exec/exec-server-client.ts";
+import type { Executor, SandboxFiles } from "./exec/executor.ts";
+import { HttpFiles } from "./exec/files.ts";
 import { HttpExecutor } from "./exec/http-executor.ts";
 import { HttpScrubber } from "./exec/scrubber.ts";
 import { createAgentApp } from "./http/app.ts";
@@ -58,9 +59,10 @@ export async function startAgent(
   const relayPublicKeys = config.relayPublicKeys;
   const kubeConfig = loadKubeConfig(config.kubeconfig);
   const clients = makeClients(kubeConfig);
-  const poolToken = config.poolToken ?? "";
+  // One client of the pods' exec servers: commands, files and scrub share its connection pool.
+  const execServer = new ExecServerClient({ poolToken: config.poolToken ?? "" });
   const executor: Executor =
-    config.execMode === "http" ? new HttpExecutor({ poolToken }) : new ApiExecutor({ kubeConfig });
+    config.execMode === "http" ? new HttpExecutor({ client: execServer }) : new ApiExecutor({ kubeConfig });
   const bus = new EventBus(config.agentId, config.region);
   const metrics = createMetrics({ defaultMetrics: true, defaultLabels: { region: config.region } });
 
@@ -69,7 +71,7 @@ export async function startAgent(
     clients,
     bus,
     log: logger,
-    ...(config.recycle === "scrub" ? { scrubber: new HttpScrubber({ poolToken }) } : {}),
+    ...(config.recycle === "scrub" ? { scrubber: new HttpScrubber({ client: execServer }) } : {}),
     onCacheError: (what, e, retryInMs) =>
       logger.warn({ what, err: e, retryInMs }, "watch failed; restarting"),
   });
@@ -82,11 +84,11 @@ export async function startAgent(
   });
   const acquire = pool.manager.acquire.bind(pool.manager);
   const files: SandboxFiles =
-    config.execMode === "http" ? new HttpFiles({ poolToken }) : new ApiFiles({ kubeConfig });
+    config.execMode === "http" ? new HttpFiles({ client: execServer }) : new ApiFiles({ kubeConfig });
   const sandboxes = new SandboxService({
-    clients,
-    caches: pool.caches,
+    store: pool.caches,
     bus,
+    log: logger,
     namespace: config.namespace,
     region: config.region,
     cluster: config.clusterId,

@@ -4,7 +4,7 @@ import { join, resolve } from "node:path";
 import type { KubeConfig } from "@kubernetes/client-node";
 import { type ApiServer, type AuditEntry, startApiServer } from "./apiserver/index.ts";
 import { makeKubeConfig, writeKubeconfig } from "./kubeconfig.ts";
-import { type ImageSpec, type Kubelet, startKubelet } from "./kubelet/index.ts";
+import { type ExecProtocol, type ImageSpec, type Kubelet, startKubelet } from "./kubelet/index.ts";
 import { makeKubeletPki } from "./pki.ts";
 import { type Scheduler, startScheduler } from "./scheduler/scheduler.ts";
 
@@ -24,6 +24,8 @@ export interface DevClusterOptions {
   nodeName?: string;
   /** pids limit of every container (kubelet --pod-max-pids). Default 1024. */
   podPidsLimit?: number;
+  /** Exec subprotocols the kubelet offers (default v5, v4; `["v4.channel.k8s.io"]` = a pre-1.29 kubelet). */
+  execProtocols?: ExecProtocol[];
   log?: (msg: string) => void;
 }
 
@@ -101,6 +103,7 @@ export async function startDevCluster(opts: DevClusterOptions): Promise<DevClust
       stateDir: join(dir, "kubelet"),
       tls: { cert: pki.kubeletCert, key: pki.kubeletKey, clientCA: pki.ca },
       podPidsLimit: opts.podPidsLimit,
+      ...(opts.execProtocols ? { execProtocols: opts.execProtocols } : {}),
       log: opts.log,
     });
     scheduler = await startScheduler({

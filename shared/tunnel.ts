@@ -1,4 +1,4 @@
-import { type JSONWebKeySet, type JWK, errors as joseErrors, jwtVerify, SignJWT } from "jose";
+import { type JSONWebKeySet, type JWK, jwtVerify, SignJWT } from "jose";
 import { z } from "zod";
 import { AppError, ErrorCodeSchema, err, ok, type Result } from "./errors.ts";
 import {
@@ -7,6 +7,7 @@ import {
   publicKeyResolver,
   SIGNING_ALG,
 } from "./jwt-keys.ts";
+import { tokenError } from "./token-errors.ts";
 
 /**
  * The agent↔edge tunnel: one WebSocket dialled out by the agent, text JSON frames multiplexed by
@@ -116,9 +117,6 @@ export const TunnelFrameSchema = z.discriminatedUnion("type", [
 ]);
 export type TunnelFrame = z.infer<typeof TunnelFrameSchema>;
 export type RequestFrame = z.infer<typeof RequestFrameSchema>;
-export type ResponseFrame = z.infer<typeof ResponseFrameSchema>;
-export type ChunkFrame = z.infer<typeof ChunkFrameSchema>;
-export type ErrorFrame = z.infer<typeof ErrorFrameSchema>;
 export type HeartbeatFrame = z.infer<typeof HeartbeatFrameSchema>;
 
 export function encodeFrame(frame: TunnelFrame): string {
@@ -245,6 +243,10 @@ export interface AgentIdentity {
   region: string;
   /** The cluster of the region the agent serves (sandbox ids name it); "default" when not claimed. */
   cluster: string;
+  /** The login token's id: the edge accepts each at most once (replay). */
+  jti: string;
+  /** The token's `exp` (Unix seconds): after it (plus clock tolerance) the jti need not be remembered. */
+  expiresAt: number;
 }
 
 export const DEFAULT_CLUSTER = "default";
@@ -289,7 +291,7 @@ export async function verifyAgentToken(
       typ: AGENT_TOKEN_TYPE,
       clockTolerance: opts.clockToleranceSeconds ?? 5,
       maxTokenAge: 300,
-      requiredClaims: ["sub", "iat", "exp", "region"],
+      requiredClaims: ["sub", "iat", "exp", "region", "jti"],
     });
     if (payload.region !== opts.region || typeof payload.sub !== "string") {
       return err(new AppError("invalid_token", "agent token is for another region"));
@@ -298,10 +300,17 @@ export async function verifyAgentToken(
     if (typeof cluster !== "string" || !CLUSTER_RE.test(cluster)) {
       return err(new AppError("invalid_token", "agent token names a malformed cluster"));
     }
-    return ok({ agentId: payload.sub, region: opts.region, cluster });
+    if (typeof payload.jti !== "string" || payload.jti.length < 16 || payload.jti.length > 128) {
+      return err(new AppError("invalid_token", "agent token has no usable jti"));
+    }
+    return ok({
+      agentId: payload.sub,
+      region: opts.region,
+      cluster,
+      jti: payload.jti,
+      expiresAt: payload.exp!,
+    });
   } catch (e) {
-    if (e instanceof joseErrors.JWTExpired) return err(new AppError("token_expired", "agent token expired"));
-    const reason = e instanceof joseErrors.JOSEError ? e.code : "malformed";
-    return err(new AppError("invalid_token", `agent token rejected (${reason})`));
+    return err(tokenError(e, "agent token"));
   }
 }

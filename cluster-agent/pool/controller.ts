@@ -3,7 +3,6 @@ import type { EventBus } from "../events/bus.ts";
 import type { KubeClients } from "../k8s/client.ts";
 import { deadline } from "../k8s/deadline.ts";
 import { isConflict, isNotFound, k8sFailure } from "../k8s/errors.ts";
-import type { PoolCaches } from "../pool-state/caches.ts";
 import { deletePodAndLease } from "../pool-state/delete-pod-and-lease.ts";
 import { type FailureLog, logFailure } from "../pool-state/failure-log.ts";
 import { POOL_LABELS } from "../pool-state/labels.ts";
@@ -17,12 +16,13 @@ import {
 } from "../pool-state/lease-record.ts";
 import { ObservedExpiry } from "../pool-state/observed-expiry.ts";
 import { isFinished, isPodReady, isPoolMember } from "../pool-state/pod-state.ts";
-import { isSandboxLease, sandboxIdOf, sandboxLifetimeOver } from "../sandboxes/record.ts";
+import type { PoolStore } from "../pool-state/pool-store.ts";
+import { isSandboxLease, sandboxIdOf, sandboxLifetimeOver } from "../pool-state/sandbox-record.ts";
 import { type Demand, type PoolCounts, type ScaleDecision, ScalePolicy } from "./scale-policy.ts";
 
 export interface PoolControllerOptions {
   clients: KubeClients;
-  caches: PoolCaches;
+  caches: PoolStore;
   bus: EventBus;
   log: FailureLog;
   namespace: string;
@@ -250,10 +250,9 @@ export class PoolController {
       const key = `lease:${name}`;
       const since = this.orphanSince.get(key) ?? now;
       this.orphanSince.set(key, since);
-      if (now - since >= (this.o.orphanGraceMs ?? 3_000)) {
-        this.orphanSince.delete(key);
-        work.push(this.deleteLease(name));
-      }
+      // Its `since` stays until the Lease is gone from the cache: a delete that failed is retried
+      // by the next reconcile.
+      if (now - since >= (this.o.orphanGraceMs ?? 3_000)) work.push(this.deleteOrphanLease(name));
     }
     for (const key of [...this.orphanSince.keys()]) {
       if (key.startsWith("lease:") && !leaseByName.has(key.slice(6))) this.orphanSince.delete(key);
@@ -328,33 +327,13 @@ export class PoolController {
     const at = this.createdAt.get(name);
     if (at === undefined) return;
     this.createdAt.delete(name);
-    this.policy.observeStartup(now - at);
+    this.policy.observeStartup(now - at, now);
   }
 
   private async createPod(): Promise<void> {
     this.pendingCreates++;
-    let pod: V1Pod | undefined;
-    // We name the pod ourselves (its exec token is bound to the name): a taken name is a 409, so try another.
     const startedAt = this.now();
-    for (let attempt = 0; attempt < 5 && !pod; attempt++) {
-      try {
-        pod = await this.o.clients.core.createNamespacedPod(
-          {
-            namespace: this.o.namespace,
-            body: this.o.podTemplate(this.o.podName()),
-          },
-          deadline(this.timeoutMs),
-        );
-      } catch (e) {
-        const f = k8sFailure(e);
-        if (f.code === 409) continue;
-        // A refusal (quota, forbidden, invalid) will not pass by retrying at once: back off. An API
-        // that does not answer is an outage: the next tick retries, and growth resumes at once after it.
-        if (f.code === 403 || f.code === 422 || f.code === 429) this.createFailed(f.code, f.message);
-        else logFailure(this.o.log, "create pod failed", e);
-        break;
-      }
-    }
+    const pod = await this.createNamedPod();
     if (!pod) {
       this.pendingCreates--;
       return;
@@ -388,6 +367,76 @@ export class PoolController {
     } catch (e) {
       logFailure(this.o.log, "create lease failed; the pod is left for the orphan rule", e, { pod: name });
       this.creating.delete(name);
+    }
+  }
+
+  /**
+   * Creates one sandbox pod under a name of ours (its exec token is bound to the name). A taken name
+   * (409 on the first try) gets another name. A create without an answer (timeout, reset, 5xx) may
+   * still have happened, so it is retried under the SAME name: a 409 then means our earlier attempt
+   * landed and the pod is read back and adopted — never left for the orphan rule, never counted as a
+   * refusal. A refusal (403 quota, 422, 429) backs growth off (createFailed).
+   */
+  private async createNamedPod(): Promise<V1Pod | undefined> {
+    let name = this.o.podName();
+    let unanswered = false;
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const sent = this.now();
+      try {
+        const pod = await this.o.clients.core.createNamespacedPod(
+          { namespace: this.o.namespace, body: this.o.podTemplate(name) },
+          deadline(this.timeoutMs),
+        );
+        this.policy.createAnswered(this.now() - sent, this.now());
+        return pod;
+      } catch (e) {
+        const f = k8sFailure(e);
+        this.policy.createAnswered(this.now() - sent, this.now());
+        if (f.code === 409 && unanswered) return this.adopt(name);
+        if (f.code === 409) {
+          name = this.o.podName();
+          continue;
+        }
+        if (f.code === 403 || f.code === 422 || f.code === 429) {
+          this.createFailed(f.code, f.message);
+          return undefined;
+        }
+        unanswered = true;
+        logFailure(this.o.log, "create pod got no answer; retrying under the same name", e, { pod: name });
+        if (!this.active) return undefined;
+        await new Promise((r) => setTimeout(r, 250 * 2 ** attempt));
+      }
+    }
+    return undefined;
+  }
+
+  /**
+   * Our pod, created by an attempt whose answer was lost: taken from the watch (no extra verb in the
+   * Role), which delivers it within the call budget or not at all (then the orphan rule removes it).
+   */
+  private async adopt(name: string): Promise<V1Pod | undefined> {
+    const until = this.now() + this.timeoutMs;
+    for (;;) {
+      const pod = this.o.caches.pods.get(name);
+      if (pod) return pod;
+      if (this.now() >= until || !this.active) {
+        this.o.log.warn(
+          { pod: name },
+          "a pod whose create answer was lost is not in the watch; left for the orphan rule",
+        );
+        return undefined;
+      }
+      await new Promise<void>((resolve) => {
+        const off = this.o.caches.pods.onChange(() => {
+          off();
+          clearTimeout(t);
+          resolve();
+        });
+        const t = setTimeout(() => {
+          off();
+          resolve();
+        }, 100);
+      });
     }
   }
 
@@ -466,14 +515,19 @@ export class PoolController {
     }
   }
 
-  private async deleteLease(name: string): Promise<void> {
+  private async deleteOrphanLease(name: string): Promise<void> {
+    this.deleting.add(name);
     try {
       await this.o.caches.deleteLease(name, this.timeoutMs);
     } catch (e) {
-      // 404: already gone; anything else: the next reconcile retries.
-      if (!isNotFound(k8sFailure(e)))
-        logFailure(this.o.log, "delete of an orphan lease failed", e, { pod: name });
-      this.o.caches.leases.forget(name);
+      // 404: already gone. Anything else: the Lease stays in the cache, so a later reconcile retries.
+      if (isNotFound(k8sFailure(e))) this.o.caches.leases.forget(name);
+      else
+        logFailure(this.o.log, "delete of an orphan lease failed; the next reconcile retries", e, {
+          pod: name,
+        });
+    } finally {
+      this.deleting.delete(name);
     }
   }
 }

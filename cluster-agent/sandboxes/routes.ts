@@ -12,10 +12,9 @@ import { AppError, errorResponse, parseOrError, type Result } from "../../shared
 import type { RelayClaims } from "../../shared/relay-signing.ts";
 import type { Spans } from "../../shared/spans.ts";
 import type { EventBus } from "../events/bus.ts";
-import type { Executor } from "../exec/executor.ts";
-import type { SandboxFiles } from "../exec/files.ts";
+import type { Executor, SandboxFiles } from "../exec/executor.ts";
 import { sseResponse, wantsEventStream } from "../http/sse.ts";
-import { runSandboxExec } from "./exec.ts";
+import { runSandboxExec, withSandbox } from "./exec.ts";
 import type { SandboxService } from "./service.ts";
 
 export interface SandboxRoutesDeps {
@@ -168,49 +167,44 @@ export function sandboxRoutes(deps: SandboxRoutesDeps): Hono<{ Variables: Sandbo
     const signal = c.req.raw.signal;
     const method = c.req.method;
     const what = `${method === "PUT" ? "write" : method === "DELETE" ? "delete" : "read"} ${path}`;
-    return sandboxes
-      .use(tenant, id, { requestId, signal, what }, async (use) => {
-        const opts = { signal: use.signal };
-        if (method === "PUT") {
-          const body = c.get("body");
-          const w = await deps.files.write(use.target, path, body, { ...opts, maxBytes: deps.maxFileBytes });
-          if (w.ok) deps.onFileBytes?.("in", w.value.size);
-          return w.ok ? { ok: true as const, value: c.json(w.value) } : w;
-        }
-        if (method === "DELETE") {
-          const d = await deps.files.remove(use.target, path, opts);
-          return d.ok ? { ok: true as const, value: c.body(null, 204) } : d;
-        }
-        const recursive = url.searchParams.get("recursive") === "1";
-        if (recursive) {
-          const limit = Number(url.searchParams.get("limit") ?? SANDBOX_LIMITS.maxListEntries);
-          const l = await deps.files.list(use.target, path, {
-            ...opts,
-            recursive: true,
-            limit: Number.isInteger(limit) && limit > 0 ? limit : SANDBOX_LIMITS.maxListEntries,
-          });
-          return l.ok ? { ok: true as const, value: c.json(l.value) } : l;
-        }
-        const r = await deps.files.read(use.target, path, opts);
-        if (!r.ok) return r;
-        if (r.value.kind === "dir") return { ok: true as const, value: c.json({ entries: r.value.entries }) };
-        deps.onFileBytes?.("out", r.value.size);
-        return {
-          ok: true as const,
-          value: new Response(r.value.body, {
-            status: 200,
-            headers: {
-              "content-type": "application/octet-stream",
-              "content-length": String(r.value.size),
-              // Survives the tunnel and the Durable Object, which re-frame the body; the edge
-              // turns it back into Content-Length.
-              [FILE_SIZE_HEADER]: String(r.value.size),
-              "x-request-id": requestId,
-            },
-          }),
-        };
-      })
-      .then((r) => (r.ok ? r.value : fail(r.error, requestId)));
+    return withSandbox(deps, id, { tenant, requestId, signal, what }, async (sb) => {
+      if (method === "PUT") {
+        const w = await sb.writeFile(path, c.get("body"), { maxBytes: deps.maxFileBytes });
+        if (w.ok) deps.onFileBytes?.("in", w.value.size);
+        return w.ok ? { ok: true as const, value: c.json(w.value) } : w;
+      }
+      if (method === "DELETE") {
+        const d = await sb.removeFile(path);
+        return d.ok ? { ok: true as const, value: c.body(null, 204) } : d;
+      }
+      const recursive = url.searchParams.get("recursive") === "1";
+      if (recursive) {
+        const limit = Number(url.searchParams.get("limit") ?? SANDBOX_LIMITS.maxListEntries);
+        const l = await sb.listFiles(path, {
+          recursive: true,
+          limit: Number.isInteger(limit) && limit > 0 ? limit : SANDBOX_LIMITS.maxListEntries,
+        });
+        return l.ok ? { ok: true as const, value: c.json(l.value) } : l;
+      }
+      const r = await sb.readFile(path);
+      if (!r.ok) return r;
+      if (r.value.kind === "dir") return { ok: true as const, value: c.json({ entries: r.value.entries }) };
+      deps.onFileBytes?.("out", r.value.size);
+      return {
+        ok: true as const,
+        value: new Response(r.value.body, {
+          status: 200,
+          headers: {
+            "content-type": "application/octet-stream",
+            "content-length": String(r.value.size),
+            // Survives the tunnel and the Durable Object, which re-frame the body; the edge
+            // turns it back into Content-Length.
+            [FILE_SIZE_HEADER]: String(r.value.size),
+            "x-request-id": requestId,
+          },
+        }),
+      };
+    }).then((r) => (r.ok ? r.value : fail(r.error, requestId)));
   };
   app.on(["GET", "PUT", "DELETE"], "/v1/sandboxes/:id/files", files);
   app.on(["GET", "PUT", "DELETE"], "/v1/sandboxes/:id/files/*", files);

@@ -3,9 +3,8 @@ import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { runProcess } from "../support/run-process.ts";
 import { type SdkStack, startSdkStack } from "./sdk-stack.ts";
-import { tempDir } from "./stack-helpers.ts";
+import { runProcess, tempDir } from "./stack-helpers.ts";
 
 // Both clients as a user gets them: the TypeScript package packed (`npm pack`) and installed into an
 // empty project outside the repository, the Python package built (wheel + sdist) and pip-installed
@@ -110,6 +109,7 @@ console.log(JSON.stringify({ stdout: r.stdout, same: Buffer.compare(Buffer.from(
     const r = await runProcess(process.execPath, ["use.mjs"], {
       cwd: project,
       env: userEnv(),
+      cleanEnv: true,
       timeoutMs: 90_000,
     });
     expect(r.code, r.stderr).toBe(0);
@@ -167,7 +167,7 @@ export const code: ErrorCode = "sandbox_not_found";
   it("the installed bin (node_modules/.bin/pi-sandbox) runs exec, cp both ways and sandbox rm", async () => {
     const bin = join(project, "node_modules/.bin/pi-sandbox");
     const cli = (args: string[]) =>
-      runProcess(bin, args, { cwd: project, env: userEnv(), timeoutMs: 60_000 });
+      runProcess(bin, args, { cwd: project, env: userEnv(), cleanEnv: true, timeoutMs: 60_000 });
     const ex = await cli(["exec", "--", "sh", "-c", "echo cli-out; exit 5"]);
     expect(ex).toMatchObject({ code: 5, stdout: "cli-out\n" });
     const created = await cli(["sandbox", "create"]);
@@ -183,6 +183,7 @@ export const code: ErrorCode = "sandbox_not_found";
     const none = await runProcess(bin, ["exec", "--", "true"], {
       cwd: project,
       env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "" },
+      cleanEnv: true,
       timeoutMs: 30_000,
     });
     expect(none.code).toBe(78);
@@ -265,6 +266,7 @@ print(json.dumps(out))
     const r = await runProcess(py, ["use.py"], {
       cwd: work.dir,
       env: { ...userEnv(), PYTHONDONTWRITEBYTECODE: "1" },
+      cleanEnv: true,
       timeoutMs: 90_000,
     });
     expect(r.code, r.stderr).toBe(0);

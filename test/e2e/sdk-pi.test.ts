@@ -3,11 +3,9 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SandboxClient } from "../../sdk/typescript/src/index.ts";
-import { runProcess } from "../support/run-process.ts";
 import { type RecordedRequest, type ScriptTurn, startScriptedOpenAI } from "../support/scripted-openai.ts";
-import { buildTsClient } from "../support/sdk-build.ts";
-import { type SdkStack, startSdkStack } from "./sdk-stack.ts";
-import { tempDir } from "./stack-helpers.ts";
+import { buildTsClient, type SdkStack, startSdkStack } from "./sdk-stack.ts";
+import { runProcess, tempDir } from "./stack-helpers.ts";
 
 // The real Pi (@mariozechner/pi-coding-agent, its own CLI in print mode) with our extension
 // (`pi -e sdk/pi`), driven by the scripted OpenAI-compatible server (NOT a model) on loopback,
@@ -71,6 +69,7 @@ function pi(h: ReturnType<typeof piHome>, env: Record<string, string>, prompt: s
     {
       cwd: h.project,
       env: { PATH: process.env.PATH ?? "", HOME: h.home, PI_CODING_AGENT_DIR: h.agentDir, ...env },
+      cleanEnv: true,
       timeoutMs: 180_000,
     },
   );

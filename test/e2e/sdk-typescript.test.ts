@@ -4,6 +4,7 @@ import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { DEV_ADMIN_SUBJECT } from "../../devstack/issuer.ts";
 import {
   type ChatStreamEvent,
   type ExecEvent,
@@ -11,8 +12,7 @@ import {
   SandboxClient,
 } from "../../sdk/typescript/src/index.ts";
 import { SCOPES } from "../../shared/api.ts";
-import { buildTsClient } from "../support/sdk-build.ts";
-import { apiError, SDK_QUOTA_BURST, type SdkStack, startSdkStack } from "./sdk-stack.ts";
+import { apiError, buildTsClient, SDK_QUOTA_BURST, type SdkStack, startSdkStack } from "./sdk-stack.ts";
 import { tempDir, waitFor } from "./stack-helpers.ts";
 
 // The TypeScript client against the running local stack: the edge in workerd, a real agent process,
@@ -234,7 +234,8 @@ describe("errors: one class, a stable code per failure", () => {
   it("429: retries honour Retry-After by default, and retries: 0 hands the error over", async () => {
     const token = await stack.issuer.mint({
       tenant: "tenant-sdk-quota",
-      subject: "q",
+      // The pool (cheapest admin route) needs an admin: the devstack edge's ADMIN_SUBJECTS.
+      subject: DEV_ADMIN_SUBJECT,
       scopes: [SCOPES.admin],
     });
     const noRetry = new SandboxClient({ baseUrl: stack.edgeUrl, token, retries: 0 });

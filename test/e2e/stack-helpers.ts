@@ -1,3 +1,4 @@
+import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -72,4 +73,44 @@ export function tempDir(prefix: string): { dir: string; remove(): void } {
 
 export function bearer(token: string, extra: Record<string, string> = {}): Record<string, string> {
   return { authorization: `Bearer ${token}`, "content-type": "application/json", ...extra };
+}
+
+/**
+ * Runs a program to its end with stdout and stderr collected as one string (the order a terminal
+ * shows them, `out`) and apart; killed after `timeoutMs` so a hang fails the test instead of
+ * stalling the suite.
+ */
+export function runProcess(
+  cmd: string,
+  args: string[],
+  opts: { cwd: string; env?: Record<string, string>; timeoutMs: number; cleanEnv?: boolean },
+): Promise<{ code: number | null; out: string; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, {
+      cwd: opts.cwd,
+      // cleanEnv: only what is given (no PI_SANDBOX_* of the developer's shell leaks in).
+      env: opts.cleanEnv ? opts.env : { ...process.env, ...opts.env },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let out = "";
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d: Buffer) => {
+      out += d.toString();
+      stdout += d.toString();
+    });
+    child.stderr.on("data", (d: Buffer) => {
+      out += d.toString();
+      stderr += d.toString();
+    });
+    const timer = setTimeout(() => child.kill("SIGKILL"), opts.timeoutMs);
+    child.on("error", (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+    child.on("close", (code) => {
+      clearTimeout(timer);
+      resolve({ code, out, stdout, stderr });
+    });
+  });
 }

@@ -1,5 +1,4 @@
 import { describe, expect, it } from "vitest";
-import type { z } from "zod";
 import type * as Sdk from "../../sdk/typescript/src/types.ts";
 import type * as Api from "../../shared/api.ts";
 import type * as Errors from "../../shared/errors.ts";
@@ -8,26 +7,25 @@ import type * as Errors from "../../shared/errors.ts";
 // these lines make the typecheck (`tsc --noEmit`, which covers test/) fail the moment a schema and
 // the client's copy differ in either direction.
 
+/** Exactly equal (an added optional field counts): mutual assignability would not notice one. */
 type Equals<A, B> = (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ? 1 : 2 ? true : false;
-/** Mutual assignability: zod's inferred object types carry optional keys as `?: T | undefined`. */
-type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
 
 const checks = {
   errorCode: true satisfies Equals<Sdk.ErrorCode, Errors.ErrorCode>,
-  errorBody: true satisfies Same<Sdk.ErrorBody, Errors.ErrorBody>,
-  execRequest: true satisfies Same<Sdk.ExecRequestInput, Api.ExecRequestInput>,
-  execResult: true satisfies Same<Sdk.ExecResult, Api.ExecResult>,
-  execStreamEvent: true satisfies Same<Sdk.ExecStreamEvent, Api.ExecStreamEvent>,
-  sandboxCreate: true satisfies Same<Sdk.SandboxCreateRequestInput, Api.SandboxCreateRequestInput>,
-  sandbox: true satisfies Same<Sdk.SandboxWire, Api.Sandbox>,
-  fileEntry: true satisfies Same<Sdk.FileEntry, z.infer<typeof Api.FileEntrySchema>>,
-  fileWrite: true satisfies Same<Sdk.FileWriteResult, Api.FileWriteResult>,
-  toolCall: true satisfies Same<Sdk.ToolCallRecord, Api.ToolCallRecord>,
-  chatResponse: true satisfies Same<Sdk.ChatResponse, Api.ChatResponse>,
-  chatEvent: true satisfies Same<Sdk.ChatEvent, Api.ChatEvent>,
-  podSnapshot: true satisfies Same<Sdk.PodSnapshot, Api.PodSnapshot>,
-  sandboxSnapshot: true satisfies Same<Sdk.SandboxSnapshot, Api.SandboxSnapshot>,
-  poolSnapshot: true satisfies Same<Sdk.PoolSnapshot, Api.PoolSnapshot>,
+  errorBody: true satisfies Equals<Sdk.ErrorBody, Errors.ErrorBody>,
+  execRequest: true satisfies Equals<Sdk.ExecRequestInput, Api.ExecRequestInput>,
+  execResult: true satisfies Equals<Sdk.ExecResult, Api.ExecResult>,
+  execStreamEvent: true satisfies Equals<Sdk.ExecStreamEvent, Api.ExecStreamEvent>,
+  sandboxCreate: true satisfies Equals<Sdk.SandboxCreateRequestInput, Api.SandboxCreateRequestInput>,
+  sandbox: true satisfies Equals<Sdk.SandboxWire, Api.Sandbox>,
+  fileEntry: true satisfies Equals<Sdk.FileEntry, Api.FileEntry>,
+  fileWrite: true satisfies Equals<Sdk.FileWriteResult, Api.FileWriteResult>,
+  toolCall: true satisfies Equals<Sdk.ToolCallRecord, Api.ToolCallRecord>,
+  chatResponse: true satisfies Equals<Sdk.ChatResponse, Api.ChatResponse>,
+  chatEvent: true satisfies Equals<Sdk.ChatEvent, Api.ChatEvent>,
+  podSnapshot: true satisfies Equals<Sdk.PodSnapshot, Api.PodSnapshot>,
+  sandboxSnapshot: true satisfies Equals<Sdk.SandboxSnapshot, Api.SandboxSnapshot>,
+  poolSnapshot: true satisfies Equals<Sdk.PoolSnapshot, Api.PoolSnapshot>,
 };
 
 describe("the TypeScript client's wire types", () => {

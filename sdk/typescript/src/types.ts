@@ -16,12 +16,14 @@ export type ErrorCode =
   | "relay_signature_invalid"
   | "relay_expired"
   | "relay_replayed"
+  | "token_replayed"
   | "insufficient_scope"
   | "not_found"
   | "sandbox_not_found"
   | "file_not_found"
   | "request_not_found"
   | "method_not_allowed"
+  | "host_not_allowed"
   | "stale_lease"
   | "payload_too_large"
   | "edit_not_found"
@@ -193,6 +195,21 @@ export interface SandboxSnapshot {
   lastCommand: string | null;
 }
 
+/** One of the agent's recent executions (newest first, bounded). */
+export interface ExecutionSnapshot {
+  requestId: string;
+  tenant: string;
+  pod: string;
+  commandPreview: string;
+  startedAt: string;
+  /** null while the command runs. */
+  finishedAt: string | null;
+  exitCode: number | null;
+  timedOut: boolean;
+  durationMs: number | null;
+  queueMs: number | null;
+}
+
 export interface PoolSnapshot {
   region: string;
   agentId: string;
@@ -212,6 +229,8 @@ export interface PoolSnapshot {
     acquireP99Ms: number | null;
   };
   sandboxes?: SandboxSnapshot[] | undefined;
+  /** This agent's recent executions (absent from agents that predate them). */
+  executions?: ExecutionSnapshot[] | undefined;
 }
 
 // ---- the client's own names ----
