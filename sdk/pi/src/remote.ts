@@ -1,7 +1,7 @@
 // Pi's tool operations, carried out in one of our sandboxes: the local working directory stands for
 // /workspace; commands stream through exec, files go through the files API, and searches (grep,
 // find) run inside the pod.
-import { isAbsolute, matchesGlob, relative, resolve } from "node:path";
+import { matchesGlob } from "node:path";
 import type {
   BashOperations,
   EditOperations,
@@ -11,25 +11,7 @@ import type {
   WriteOperations,
 } from "@mariozechner/pi-coding-agent";
 import { type Sandbox, SandboxApiError } from "@pi-sandbox/client";
-
-export const WORKSPACE = "/workspace";
-/** Pi's bash tool has no default timeout; ours is the API's longest. */
-export const MAX_COMMAND_SECONDS = 900;
-
-export const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
-
-/** A local path (under Pi's cwd) or a /workspace path as the sandbox's path; anything else is refused. */
-export function toRemote(localCwd: string, path: string): string {
-  if (path === WORKSPACE || path.startsWith(`${WORKSPACE}/`)) {
-    const rel = relative(WORKSPACE, resolve(path));
-    if (!rel.startsWith("..")) return rel === "" ? WORKSPACE : `${WORKSPACE}/${rel}`;
-  }
-  const rel = relative(localCwd, resolve(localCwd, path));
-  if (rel.startsWith("..") || isAbsolute(rel)) {
-    throw new Error(`Path is outside the sandbox workspace: ${path}`);
-  }
-  return rel === "" ? WORKSPACE : `${WORKSPACE}/${rel}`;
-}
+import { MAX_COMMAND_SECONDS, quote, toRemote, WORKSPACE } from "./paths.ts";
 
 type Kind = "dir" | "file" | "missing";
 
