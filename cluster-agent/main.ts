@@ -21,6 +21,7 @@ import { loadKubeConfig, makeClients } from "./k8s/client.ts";
 import { runExecRequest } from "./requests/exec-request.ts";
 import { sandboxRoutes } from "./sandboxes/routes.ts";
 import { SandboxService } from "./sandboxes/service.ts";
+import { TenantReservations } from "./sandboxes/tenant-reservations.ts";
 import { createLogger } from "./telemetry/logger.ts";
 import { createMetrics, metricsText, subscribeMetrics } from "./telemetry/metrics.ts";
 import { startTunnelClient, type TunnelClient } from "./tunnel/client.ts";
@@ -85,7 +86,14 @@ export async function startAgent(
   const acquire = pool.manager.acquire.bind(pool.manager);
   const files: SandboxFiles =
     config.execMode === "http" ? new HttpFiles({ client: execServer }) : new ApiFiles({ kubeConfig });
-  const sandboxes = new SandboxService({
+  const reservations = new TenantReservations({
+    clients,
+    namespace: config.namespace,
+    limit: config.tenantMaxSandboxes,
+    // Read at reservation time, after `sandboxes` exists.
+    isLive: (tenant, id) => sandboxes.has(tenant, id),
+  });
+  const sandboxes: SandboxService = new SandboxService({
     store: pool.caches,
     bus,
     log: logger,
@@ -94,6 +102,7 @@ export async function startAgent(
     cluster: config.clusterId,
     agentId: config.agentId,
     tenantMaxSandboxes: config.tenantMaxSandboxes,
+    reservations,
     acquire,
     detach: (pod) => pool.manager.detach(pod),
   });

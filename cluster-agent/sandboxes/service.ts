@@ -21,6 +21,7 @@ import {
   sandboxView,
 } from "../pool-state/sandbox-record.ts";
 import type { SandboxUse } from "../requests/sandbox-lease.ts";
+import type { SandboxReservations } from "./tenant-reservations.ts";
 
 export interface SandboxServiceOptions {
   /** The pool's Leases and pods (the watch-fed caches in production). */
@@ -35,6 +36,12 @@ export interface SandboxServiceOptions {
   cluster: string;
   agentId: string;
   tenantMaxSandboxes: number;
+  /**
+   * The authoritative per-tenant count across replicas (tenant-reservations.ts): a create reserves
+   * its id before it takes a pod. Without it only this replica's cache is counted, which creates in
+   * flight escape.
+   */
+  reservations?: SandboxReservations;
   acquire(req: AcquireRequest): Promise<Result<LeaseHandle>>;
   /** The lease manager's detach: stop renewing a lease we are about to hand to a sandbox. */
   detach(pod: string): Promise<V1Lease | undefined>;
@@ -106,6 +113,23 @@ export class SandboxService {
         ),
       );
     }
+    const id = mintSandboxId(this.o.region, this.o.cluster);
+    const reserved = await this.o.reservations?.reserve(tenant, id);
+    if (reserved && !reserved.ok) return reserved;
+    const made = await this.createReserved(tenant, requestId, req, signal, id, envJson);
+    // Every path that made no sandbox gives its place back (a missed release heals after a grace).
+    if (!made.ok || !made.value.created) await this.release(tenant, id, requestId);
+    return made;
+  }
+
+  private async createReserved(
+    tenant: string,
+    requestId: string,
+    req: SandboxCreateRequest,
+    signal: AbortSignal,
+    id: string,
+    envJson: string | undefined,
+  ): Promise<Result<{ sandbox: Sandbox; created: boolean }>> {
     const lease = await this.o.acquire({ tenant, requestId, signal });
     if (!lease.ok) return lease;
     const handle = lease.value;
@@ -116,7 +140,6 @@ export class SandboxService {
         new AppError("lease_lost", `the lease on ${handle.pod} was lost before the sandbox took it`),
       );
     }
-    const id = mintSandboxId(this.o.region, this.o.cluster);
     const now = new Date();
     const annotations: Record<string, string> = {
       [TENANT_ANNOTATION]: tenant,
@@ -204,7 +227,21 @@ export class SandboxService {
       pod: found.view.pod,
       data: { sandboxId: id },
     });
+    await this.release(tenant, id, requestId);
     return ok(undefined);
+  }
+
+  /** Whether the tenant's sandbox exists in the Lease cache (the reservations' staleness test). */
+  has(tenant: string, id: string): boolean {
+    return this.find(tenant, id) !== undefined;
+  }
+
+  private async release(tenant: string, id: string, requestId: string): Promise<void> {
+    const r = await this.o.reservations?.release(tenant, id);
+    if (r && !r.ok)
+      logFailure(this.o.log, "releasing a sandbox reservation failed; it heals after its grace", r.error, {
+        requestId,
+      });
   }
 
   /**
