@@ -177,6 +177,25 @@ describe("OpenAI Agents SDK sandbox client (@openai/agents 0.20.0)", () => {
     }
   }, 120_000);
 
+  it("persistWorkspace leaves the manifest's ephemeral entries out of the archive", async () => {
+    const piClient = new PiSandboxAgentsClient(client);
+    const manifest = new Manifest({
+      entries: {
+        "kept.txt": file({ content: "kept" }),
+        "scratch.txt": file({ content: "not persisted", ephemeral: true }),
+      },
+    });
+    const session = (await piClient.create({ manifest })) as PiSandboxSession;
+    try {
+      const sb = await client.sandboxes.get(session.state.sandboxId);
+      expect(await sb.files.read("scratch.txt", { as: "text" })).toBe("not persisted");
+      await session.hydrateWorkspace(await session.persistWorkspace());
+      expect((await sb.files.list()).map((e) => e.name)).toEqual(["kept.txt"]);
+    } finally {
+      await session.shutdown();
+    }
+  }, 120_000);
+
   it("the Runner with a remote snapshot: the workspace is saved when the run ends, its sandbox deleted, and the next run's new sandbox is hydrated from it", async () => {
     const store = new InMemoryRemoteSnapshotStore();
     const snapshot = { type: "remote" as const, id: "pi-workspace-1", store };
