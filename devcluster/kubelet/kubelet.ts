@@ -1,4 +1,5 @@
 import { chmod, cp, mkdir, readdir, rm, stat } from "node:fs/promises";
+import { availableParallelism, totalmem } from "node:os";
 import { join } from "node:path";
 import {
   ApiException,
@@ -17,6 +18,7 @@ import { PodIPAllocator } from "./pod-ips.ts";
 import type { Json } from "./pod-status.ts";
 import { now } from "./pod-status.ts";
 import { PodWorker } from "./pod-worker.ts";
+import { quantityBytes, quantityMillis } from "./quantity.ts";
 import type { ImageSpec, Kubelet, KubeletOptions } from "./types.ts";
 
 const HOST_IP = "127.0.0.1";
@@ -28,6 +30,30 @@ const API_TIMEOUT_MS = 10_000;
 const mergePatch = setHeaderOptions("Content-Type", PatchStrategy.MergePatch);
 
 const DEFAULT_POD_PIDS_LIMIT = 1024;
+/** A real kubelet's default `--max-pods`. */
+const MAX_PODS = "110";
+
+type Resources = Record<string, string>;
+
+/** Capacity is the machine; allocatable what `opts.allocatable` leaves of it (the scheduler fits into it). */
+function nodeResources(allocatable: KubeletOptions["allocatable"]): {
+  capacity: Resources;
+  allocatable: Resources;
+} {
+  const capacity = {
+    cpu: String(availableParallelism()),
+    memory: `${Math.floor(totalmem() / 1024)}Ki`,
+    pods: MAX_PODS,
+  };
+  return {
+    capacity,
+    allocatable: {
+      ...capacity,
+      ...(allocatable?.cpu === undefined ? {} : { cpu: allocatable.cpu }),
+      ...(allocatable?.memory === undefined ? {} : { memory: allocatable.memory }),
+    },
+  };
+}
 
 /**
  * A process "kubelet": registers a Node and runs every pod bound to it (by a scheduler: the
@@ -99,10 +125,19 @@ export async function startKubelet(opts: KubeletOptions): Promise<Kubelet> {
   });
   const endpoint = `https://${HOST_IP}:${exec.port}`;
 
-  const readySince = now();
-  await registerNode(core, nodeName, exec.port, readySince, log);
+  if (opts.allocatable?.cpu !== undefined && quantityMillis(opts.allocatable.cpu) === undefined)
+    throw new Error(`allocatable cpu: not a CPU quantity: ${opts.allocatable.cpu}`);
+  if (opts.allocatable?.memory !== undefined && quantityBytes(opts.allocatable.memory) === undefined)
+    throw new Error(`allocatable memory: not a memory quantity: ${opts.allocatable.memory}`);
+  const node: NodeFacts = {
+    name: nodeName,
+    port: exec.port,
+    readySince: now(),
+    ...nodeResources(opts.allocatable),
+  };
+  await registerNode(core, node, log);
   const heartbeat = setInterval(() => {
-    void patchNodeStatus(core, nodeName, exec.port, readySince).catch((err: unknown) => {
+    void patchNodeStatus(core, node).catch((err: unknown) => {
       log(`node heartbeat failed: ${(err as Error).message}`);
     });
   }, HEARTBEAT_MS);
@@ -237,14 +272,17 @@ export async function startKubelet(opts: KubeletOptions): Promise<Kubelet> {
   };
 }
 
-async function registerNode(
-  core: CoreV1Api,
-  nodeName: string,
-  port: number,
-  readySince: string,
-  log: (m: string) => void,
-) {
-  const status = nodeStatus(port, readySince);
+interface NodeFacts {
+  name: string;
+  port: number;
+  readySince: string;
+  capacity: Resources;
+  allocatable: Resources;
+}
+
+async function registerNode(core: CoreV1Api, node: NodeFacts, log: (m: string) => void) {
+  const nodeName = node.name;
+  const status = nodeStatus(node);
   try {
     await withTimeout(
       core.createNode({
@@ -264,21 +302,18 @@ async function registerNode(
     log(`node ${nodeName} exists; updating its status`);
   }
   // A real apiserver may drop status on create: always set it through the status subresource.
-  await patchNodeStatus(core, nodeName, port, readySince);
+  await patchNodeStatus(core, node);
 }
 
-function patchNodeStatus(
-  core: CoreV1Api,
-  nodeName: string,
-  port: number,
-  readySince: string,
-): Promise<unknown> {
-  const body = { status: nodeStatus(port, readySince) };
-  return withTimeout(core.patchNodeStatus({ name: nodeName, body }, mergePatch));
+function patchNodeStatus(core: CoreV1Api, node: NodeFacts): Promise<unknown> {
+  const body = { status: nodeStatus(node) };
+  return withTimeout(core.patchNodeStatus({ name: node.name, body }, mergePatch));
 }
 
-function nodeStatus(port: number, readySince: string): Json {
+function nodeStatus({ port, readySince, capacity, allocatable }: NodeFacts): Json {
   return {
+    capacity,
+    allocatable,
     addresses: [
       { type: "InternalIP", address: HOST_IP },
       { type: "Hostname", address: "localhost" },

@@ -18,6 +18,11 @@ export interface KubeletOptions {
   tls: { cert: string; key: string; clientCA: string };
   /** pids cgroup limit of every container (kubelet --pod-max-pids). Default 1024. */
   podPidsLimit?: number;
+  /**
+   * The node's allocatable CPU and memory as quantities ("2", "1500m", "4Gi"), what the scheduler
+   * fits pod requests into. Default: this machine's CPUs and memory (a kubelet with no reservations).
+   */
+  allocatable?: { cpu?: string; memory?: string };
   /** Upper bound on a pod's termination grace period (seconds). Default 5. */
   maxGraceSeconds?: number;
   log?: (msg: string) => void;
