@@ -1,4 +1,5 @@
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import { createServer as createHttpsServer } from "node:https";
 import type { AddressInfo } from "node:net";
 import type { Duplex } from "node:stream";
 import type { WebSocket } from "ws";
@@ -295,11 +296,14 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
     }
   }
 
-  const server = createServer((req, res) => {
+  const onRequest = (req: IncomingMessage, res: ServerResponse) => {
     handle(req, res).catch((e: unknown) => {
       if (!res.headersSent) sendJson(res, 500, internal(String(e)).toStatus());
     });
-  });
+  };
+  const server = opts.tls
+    ? createHttpsServer({ cert: opts.tls.cert, key: opts.tls.key }, onRequest)
+    : createServer(onRequest);
   server.on("upgrade", upgrade);
   server.keepAliveTimeout = 5_000;
   await new Promise<void>((resolve, reject) => {
@@ -313,7 +317,7 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
   hostPort = `${host}:${port}`;
   let closed: Promise<void> | undefined;
   return {
-    url: `http://${hostPort}`,
+    url: `${opts.tls ? "https" : "http"}://${hostPort}`,
     close() {
       closed ??= new Promise<void>((resolve) => {
         for (const stop of [...watches]) stop();

@@ -21,6 +21,8 @@ export interface ApiServerOptions {
   tokens: Record<string, string>;
   /** `--kubelet-client-certificate/-key` and `--kubelet-certificate-authority`: how exec dials kubelets. */
   kubeletClient: KubeletClientTls;
+  /** Serve HTTPS with this certificate (kubectl never sends a token over plain HTTP); plain HTTP without. */
+  tls?: { cert: string; key: string };
   audit?: (e: AuditEntry) => void;
   /** 0 (default) picks a free port. */
   port?: number;
@@ -36,6 +38,7 @@ export interface ApiServerOptions {
 }
 
 export interface ApiServer {
+  /** `https://127.0.0.1:PORT` (or `http://` without `tls`). */
   url: string;
   close(): Promise<void>;
 }
