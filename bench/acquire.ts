@@ -37,6 +37,7 @@ function poolConfig(namespace: string, agentId: string): PoolConfig {
     queueTimeoutSeconds: 30,
     recycle: "scrub",
     tenantMaxLeases: 100_000,
+    tenantShareLeases: 0,
     sandboxImage: "pi-sandbox-runtime/sandbox:dev",
     podTemplatePath: undefined,
     runtimeClassName: undefined,

@@ -31,6 +31,7 @@ export type PoolConfig = Pick<
   | "queueTimeoutSeconds"
   | "recycle"
   | "tenantMaxLeases"
+  | "tenantShareLeases"
   | "sandboxImage"
   | "podTemplatePath"
   | "runtimeClassName"
@@ -92,6 +93,7 @@ export class AgentPool {
       leaseTtlSeconds: config.leaseTtlSeconds,
       queueTimeoutSeconds: config.queueTimeoutSeconds,
       tenantMaxLeases: config.tenantMaxLeases,
+      tenantShareLeases: config.tenantShareLeases,
       recycle: config.recycle,
       scrubber: opts.scrubber,
     });

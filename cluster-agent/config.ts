@@ -33,6 +33,11 @@ const EnvConfigSchema = z.object({
   RECYCLE: z.enum(["replace", "scrub"]).default("replace"),
   /** Optional hard cap per tenant; 0 (the default) is no cap: fair dispatch shares the pool. */
   TENANT_MAX_LEASES: intVar(0, 0, 100_000),
+  /**
+   * A tenant holds at most max(POOL_SIZE, this % of POOL_MAX_PODS) pods: the rest stays for other
+   * tenants, since a pod held by a long command cannot be taken back. 100 = no share rule.
+   */
+  TENANT_POOL_SHARE_PERCENT: intVar(75, 1, 100),
   SANDBOX_IMAGE: z.string().min(1).default("pi-sandbox-runtime/sandbox:dev"),
   SANDBOX_POD_TEMPLATE: optionalString,
   SANDBOX_RUNTIME_CLASS: optionalString,
@@ -98,6 +103,8 @@ export interface AgentConfig {
   recycle: "replace" | "scrub";
   /** 0 = no per-tenant cap. */
   tenantMaxLeases: number;
+  /** A tenant's share of the pool in leases (0 = no share rule); see TENANT_POOL_SHARE_PERCENT. */
+  tenantShareLeases: number;
   sandboxImage: string;
   podTemplatePath: string | undefined;
   runtimeClassName: string | undefined;
@@ -192,6 +199,10 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     queueTimeoutSeconds: e.QUEUE_TIMEOUT_SECONDS,
     recycle: e.RECYCLE,
     tenantMaxLeases: e.TENANT_MAX_LEASES,
+    tenantShareLeases:
+      e.TENANT_POOL_SHARE_PERCENT >= 100
+        ? 0
+        : Math.max(e.POOL_SIZE, Math.ceil((e.POOL_MAX_PODS * e.TENANT_POOL_SHARE_PERCENT) / 100)),
     sandboxImage: e.SANDBOX_IMAGE,
     podTemplatePath: e.SANDBOX_POD_TEMPLATE,
     runtimeClassName: e.SANDBOX_RUNTIME_CLASS,

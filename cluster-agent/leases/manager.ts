@@ -27,6 +27,11 @@ export interface LeaseManagerOptions {
   queueTimeoutSeconds: number;
   /** Optional hard cap on a tenant's concurrent leases; 0 = none. */
   tenantMaxLeases: number;
+  /**
+   * A tenant's share of the pool: the most leases one tenant holds, so that the rest of the pool is
+   * always there for other tenants (pods held for long cannot be taken back). 0 = no share rule.
+   */
+  tenantShareLeases?: number;
   recycle: "replace" | "scrub";
   /** Required when recycle is "scrub". */
   scrubber?: Scrubber | undefined;
@@ -209,8 +214,8 @@ export class LeaseManager {
     });
     const retryAfterSeconds = Math.max(1, Math.ceil(this.o.leaseTtlSeconds / 3));
     if (this.atCap(this.heldByTenant(w.tenant))) {
-      // Pods may have been free: what kept this caller waiting was its own tenant's cap.
-      const message = `tenant ${w.tenant} held ${this.o.tenantMaxLeases} leases (TENANT_MAX_LEASES) for ${this.o.queueTimeoutSeconds} s`;
+      // Pods may have been free: what kept this caller waiting was its own tenant's cap or share.
+      const message = `tenant ${w.tenant} held ${this.tenantCap} leases (${this.capName}) for ${this.o.queueTimeoutSeconds} s`;
       this.settle(w, err(new AppError("tenant_lease_limit", message, { retryAfterSeconds })), "timeout");
       return;
     }
@@ -253,8 +258,22 @@ export class LeaseManager {
     return n;
   }
 
+  /** The most leases one tenant may hold: the smaller of TENANT_MAX_LEASES and its pool share. */
+  private get tenantCap(): number {
+    const caps = [this.o.tenantMaxLeases, this.o.tenantShareLeases ?? 0].filter((n) => n > 0);
+    return caps.length === 0 ? 0 : Math.min(...caps);
+  }
+
+  private get capName(): string {
+    const share = this.o.tenantShareLeases ?? 0;
+    return share > 0 && (this.o.tenantMaxLeases === 0 || share < this.o.tenantMaxLeases)
+      ? "its share of the pool, TENANT_POOL_SHARE_PERCENT"
+      : "TENANT_MAX_LEASES";
+  }
+
   private atCap(held: number): boolean {
-    return this.o.tenantMaxLeases > 0 && held >= this.o.tenantMaxLeases;
+    const cap = this.tenantCap;
+    return cap > 0 && held >= cap;
   }
 
   /** Coalesced: cache listeners fire in the middle of our own bookkeeping, so dispatch runs after it. */

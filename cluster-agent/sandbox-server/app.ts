@@ -3,6 +3,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { FenceMark, makeTokenCheck } from "./auth.ts";
 import type { ServerConfig } from "./config.ts";
 import { handleFiles } from "./file-routes.ts";
+import { clearIpc, describeResidue, ipcResidue } from "./ipc.ts";
 import { killEveryoneElse, otherProcesses, ownsPidNamespace } from "./processes.ts";
 import {
   type ExecServerErrorBody,
@@ -16,6 +17,7 @@ import {
 } from "./protocol.ts";
 import { isInside, parseExecBody, readBody } from "./request.ts";
 import { type RunningCommand, startCommand } from "./run-command.ts";
+import { probeCommandAccess } from "./self-protection.ts";
 import { countEntries, emptyDir } from "./workspace.ts";
 
 type ErrorCode = ExecServerErrorCode;
@@ -48,6 +50,8 @@ export function createSandboxServer(config: ServerConfig): SandboxServer {
   const fence = new FenceMark();
   const running = new Map<RunningCommand, number>(); // command → the fence it ran under
   const killedByShutdown = new Set<RunningCommand>();
+  // Why commands could tamper with this server (undefined: they cannot); /reset refuses if they can.
+  const exposure = probeCommandAccess();
 
   /** A new holder's fence makes every command of older holders illegitimate. */
   const killOlderThan = (mark: number) => {
@@ -177,24 +181,42 @@ export function createSandboxServer(config: ServerConfig): SandboxServer {
       );
       return;
     }
+    const exposed = await exposure;
+    if (exposed !== undefined) {
+      // A command of the previous holder could have rewritten this server: its "clean" proves nothing.
+      sendError(res, 403, "reset_refused", `refusing to reset: commands can alter this server: ${exposed}`);
+      return;
+    }
     for (const cmd of running.keys()) cmd.kill();
     const { killed, remaining } = await killEveryoneElse();
     const removed = (await emptyDir(config.workspace)) + (await emptyDir(config.tmpDir));
+    // After the kill: no process is left to re-create or hold them.
+    const ipcRemoved = await clearIpc();
     if (remaining > 0) {
       sendError(res, 500, "internal", `${remaining} processes survived the reset`);
       return;
     }
-    const reset: ResetResult = { killed, removed };
+    const left = describeResidue(await ipcResidue());
+    if (left !== undefined) {
+      sendError(res, 500, "internal", `left after the reset: ${left}`);
+      return;
+    }
+    const reset: ResetResult = { killed, removed, ipcRemoved };
     sendJson(res, 200, reset);
   }
 
   async function handleInspect(req: IncomingMessage, res: ServerResponse): Promise<void> {
     if (!authorize(req, res)) return;
     req.resume();
+    const ipc = await ipcResidue();
     const inspect: InspectResult = {
       processes: otherProcesses().length,
       workspaceEntries: await countEntries(config.workspace),
       tmpEntries: await countEntries(config.tmpDir),
+      shmEntries: ipc.shmEntries,
+      sysvIpcObjects: ipc.sysvObjects,
+      mqueues: ipc.mqueues,
+      serverExposed: (await exposure) !== undefined,
       fence: fence.highest,
     };
     sendJson(res, 200, inspect);

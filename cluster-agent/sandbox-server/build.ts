@@ -1,4 +1,5 @@
-import { mkdir } from "node:fs/promises";
+import { existsSync } from "node:fs";
+import { chmod, copyFile, link, mkdir, rename, rm, stat } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { build } from "esbuild";
@@ -6,14 +7,49 @@ import { build } from "esbuild";
 const here = dirname(fileURLToPath(import.meta.url));
 const repoRoot = resolve(here, "../..");
 
+/** The node a container resolves from PATH (devcluster's image /usr is the host's), else this one. */
+function imageNode(): string {
+  return ["/usr/local/bin/node", "/usr/bin/node"].find((p) => existsSync(p)) ?? process.execPath;
+}
+
 /**
- * Bundles the exec server into one dependency-free `server.mjs` (the whole sandbox "image" for
- * devcluster, bind-mounted at /opt/sandbox-server). Idempotent: rebuilding overwrites the file.
- * Relative `outDir` is taken from the repository root, so callers in any cwd get the same place.
+ * `<out>/node`: an execute-only (0111) copy of node. The kernel makes a process that execs an
+ * unreadable binary non-dumpable, so commands (same uid) cannot ptrace the exec server or open its
+ * /proc/<pid>/mem (self-protection.ts). ~100 MB, so it is copied once per node version into
+ * dist/sandbox-node and hard-linked into each image directory (copied when on another file system).
+ */
+async function placeExecOnlyNode(out: string): Promise<void> {
+  const src = imageNode();
+  const st = await stat(src);
+  const cacheDir = resolve(repoRoot, "dist/sandbox-node");
+  const cached = resolve(cacheDir, `node-${st.size}-${Math.trunc(st.mtimeMs)}`);
+  if (!existsSync(cached)) {
+    await mkdir(cacheDir, { recursive: true });
+    const tmp = `${cached}.${process.pid}.tmp`;
+    await copyFile(src, tmp);
+    await chmod(tmp, 0o111);
+    await rename(tmp, cached); // atomic: parallel builders never see half a binary
+  }
+  const target = resolve(out, "node");
+  await rm(target, { force: true });
+  try {
+    await link(cached, target);
+  } catch {
+    await copyFile(cached, target);
+    await chmod(target, 0o111);
+  }
+}
+
+/**
+ * Bundles the exec server into one dependency-free `server.mjs` and places the execute-only `node`
+ * that runs it: the whole sandbox "image" for devcluster, bind-mounted at /opt/sandbox-server.
+ * Idempotent: rebuilding overwrites both. Relative `outDir` is taken from the repository root, so
+ * callers in any cwd get the same place.
  */
 export async function buildSandboxImage(outDir = "dist/sandbox-image"): Promise<string> {
   const out = resolve(repoRoot, outDir);
   await mkdir(out, { recursive: true });
+  await placeExecOnlyNode(out);
   await build({
     entryPoints: [resolve(here, "server.ts")],
     outfile: resolve(out, "server.mjs"),

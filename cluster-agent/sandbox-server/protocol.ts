@@ -92,16 +92,29 @@ export interface ExecServerErrorBody {
   error: { code: ExecServerErrorCode; message: string };
 }
 
-/** POST /reset (scrub): every other process killed, /workspace and /tmp emptied. */
+/**
+ * POST /reset (scrub): every other process killed, /workspace, /tmp and /dev/shm emptied, SysV IPC
+ * and POSIX message queues removed — and verified: anything left answers 500. Refused (403
+ * `reset_refused`) outside a PID namespace of its own and when commands could alter the server.
+ */
 export interface ResetResult {
   killed: number;
+  /** Top-level entries removed from /workspace and /tmp. */
   removed: number;
+  /** /dev/shm entries, SysV objects and POSIX queues removed. */
+  ipcRemoved: number;
 }
 
-/** GET /inspect: what is left; all three are 0 on a clean pod. */
+/** GET /inspect: what is left; on a clean, trustworthy pod every count is 0 and `serverExposed` false. */
 export interface InspectResult {
   processes: number;
   workspaceEntries: number;
   tmpEntries: number;
+  shmEntries: number;
+  sysvIpcObjects: number;
+  /** null when /dev/mqueue is not mounted (queues cannot be listed; /reset then answers 500). */
+  mqueues: number | null;
+  /** True when a command could ptrace or rewrite this server (it is dumpable, or SIGUSR1 is unguarded). */
+  serverExposed: boolean;
   fence: number;
 }

@@ -1,8 +1,12 @@
 import { createSandboxServer } from "./app.ts";
 import { configFromEnv } from "./config.ts";
 import { startCommand } from "./run-command.ts";
+import { guardInspectorSignal } from "./self-protection.ts";
 
-// Entry point of the sandbox image: `node /opt/sandbox-server/server.mjs`.
+// Entry point of the sandbox image: `/opt/sandbox-server/node /opt/sandbox-server/server.mjs`
+// (an execute-only node: self-protection.ts). Before anything else: a command must never be able
+// to open the inspector in here.
+guardInspectorSignal();
 const parsed = configFromEnv(process.env);
 if (!parsed.ok) {
   process.stderr.write(`sandbox-server: ${parsed.message}\n`);

@@ -369,12 +369,18 @@ async function snapshotImages(
   return out;
 }
 
-/** Readable by everyone (files keep their execute bits): an image is public inside its containers. */
+/**
+ * Readable by everyone (files keep their execute bits): an image is public inside its containers.
+ * An execute-only file (executable, not readable by others) stays 0111, as an image layer keeps
+ * it: exec'ing it leaves the process non-dumpable (the exec server's node relies on this).
+ */
 async function chmodTree(path: string): Promise<void> {
   const st = await stat(path);
   if (st.isDirectory()) {
     await chmod(path, 0o755);
     for (const e of await readdir(path)) await chmodTree(join(path, e));
+  } else if ((st.mode & 0o005) === 0o001) {
+    await chmod(path, 0o111);
   } else {
     await chmod(path, st.mode & 0o111 ? 0o755 : 0o644);
   }

@@ -8,6 +8,10 @@
 # replace this ENTRYPOINT), tini starts the server as pid 2, and the server's /reset safety check
 # (sandbox-server/processes.ts: "pid 2 under a non-host init") accepts exactly that.
 # coreutils `timeout` and `env` are required by EXEC_MODE=api (cluster-agent/exec/remote-wrapper.ts).
+# The server runs from /opt/sandbox-server/node, an execute-only (0111, root-owned) copy of node:
+# the kernel makes a process that execs an unreadable binary non-dumpable, so commands (same uid)
+# cannot ptrace it or open its /proc/<pid>/mem. util-linux's `ipcrm` (Essential in Debian) is what
+# /reset removes SysV IPC objects with.
 
 FROM node:24-slim AS build
 WORKDIR /src
@@ -21,7 +25,8 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends tini coreutils python3 git ca-certificates procps \
  && rm -rf /var/lib/apt/lists/* \
  && mkdir -p /workspace /opt/sandbox-server \
- && chown 1000:1000 /workspace
+ && chown 1000:1000 /workspace \
+ && install -o root -g root -m 0111 /usr/local/bin/node /opt/sandbox-server/node
 COPY --from=build /src/dist/sandbox-image/server.mjs /opt/sandbox-server/server.mjs
 # uid/gid 1000 is the image's `node` user; the pod template runs as 1000:1000 too.
 USER 1000:1000
@@ -29,4 +34,4 @@ ENV HOME=/workspace
 WORKDIR /workspace
 EXPOSE 8080
 ENTRYPOINT ["/usr/bin/tini", "--"]
-CMD ["node", "/opt/sandbox-server/server.mjs"]
+CMD ["/opt/sandbox-server/node", "/opt/sandbox-server/server.mjs"]

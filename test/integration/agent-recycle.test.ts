@@ -1,5 +1,6 @@
 // "Nothing is left behind for the next caller", through the real agent: with a pool of one pod,
-// caller 1 leaves a file and a background process; caller 2 must see neither. Checked for both
+// caller 1 (one tenant) leaves files, an escaped background process, a /dev/shm file, SysV IPC
+// objects and a POSIX message queue; caller 2 (another tenant) must see none of it. Checked for both
 // recycle modes (replace: a fresh pod; scrub: the same pod, reset and verified) and both exec
 // modes (http: the in-pod exec server; api: pods/exec).
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -9,6 +10,7 @@ import { generateSigningKeyPair } from "../../shared/jwt-keys.ts";
 import { createRelaySigner, type RelaySigner, relayAudience } from "../../shared/relay-signing.ts";
 import { startTestCluster, type TestCluster } from "../support/devcluster.ts";
 import { waitFor } from "../support/lease-cluster.ts";
+import { LEAVE_BEHIND, LOOK_FOR_RESIDUE, RESIDUE_ALL, RESIDUE_NONE } from "../support/tenant-residue.ts";
 
 const REGION = "recycle";
 const COMBOS = [
@@ -65,6 +67,8 @@ describe.each(COMBOS)("recycle=$recycle exec=$execMode", ({ recycle, execMode })
       SANDBOX_NAMESPACE: `rc-${recycle}-${execMode}`,
       POOL_TOKEN: poolToken,
       POOL_SIZE: "1",
+      // One pod at most: no warm spare can be handed to the second caller while the first pod is scrubbed.
+      POOL_MAX_PODS: "1",
       RECYCLE: recycle,
       EXEC_MODE: execMode,
       REGION,
@@ -83,21 +87,19 @@ describe.each(COMBOS)("recycle=$recycle exec=$execMode", ({ recycle, execMode })
     await agent?.close();
   }, 30_000);
 
-  it("gives the next caller no file and no process of the previous one", async () => {
+  it("gives the next tenant no file, process, shared memory or message queue of the previous one", async () => {
     const first = await exec(
       agent,
-      "echo secret > /workspace/left-behind; echo tmp > /tmp/left-behind; (sleep 1000 &) ; echo started",
+      `echo secret > /workspace/left-behind; echo tmp > /tmp/left-behind\n${LEAVE_BEHIND}\n${LOOK_FOR_RESIDUE}`,
     );
+    expect(first.stderr).toBe("");
     expect(first.exitCode).toBe(0);
-    expect(first.stdout).toBe("started\n");
+    expect(first.stdout).toBe(`left\n${RESIDUE_ALL}`);
 
     // With a pool of one, the next caller waits for that very pod to be recycled.
-    const second = await exec(
-      agent,
-      "ls -A /workspace /tmp | grep -c left-behind; ps -eo comm | grep -c '^sleep$'; true",
-    );
+    const second = await exec(agent, `ls -A /workspace /tmp | grep -c left-behind\n${LOOK_FOR_RESIDUE}`);
     expect(second.exitCode).toBe(0);
-    expect(second.stdout).toBe("0\n0\n");
+    expect(second.stdout).toBe(`0\n${RESIDUE_NONE}`);
     if (recycle === "scrub") expect(second.pod).toBe(first.pod);
     else expect(second.pod).not.toBe(first.pod);
   }, 90_000);

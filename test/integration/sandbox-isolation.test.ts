@@ -1,7 +1,8 @@
 // What a command inside a local sandbox can do, tried as an attacker would, through the real path
 // (client-node → devcluster API server → TLS + client cert → kubelet → runc exec). Each check
 // names the guard it depends on; removing that guard (in devcluster/kubelet/oci-spec.ts,
-// seccomp.ts, port-forward.ts, container.ts) makes it fail.
+// seccomp.ts, port-forward.ts, container.ts; the exec server's execute-only node and SIGUSR1
+// listener) makes it fail.
 import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { createServer, type Server } from "node:net";
@@ -11,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { podExecToken } from "../../cluster-agent/exec/pod-token.ts";
 import { buildSandboxPod, loadPodTemplate } from "../../cluster-agent/pool/pod-template.ts";
 import { startTestCluster, type TestCluster } from "../support/devcluster.ts";
+import { ATTACK_SERVER, ATTACKS_FAIL } from "../support/tenant-residue.ts";
 import { waitFor } from "../support/wait-for.ts";
 
 const NS = "isolation";
@@ -186,6 +188,30 @@ describe("a local sandbox (runc)", () => {
     expect(sleepers).toBeLessThan(PIDS_LIMIT);
     // The pod still works once they are gone.
     expect((await run("iso-a", "echo ok")).stdout).toBe("ok\n");
+  });
+
+  it("cannot read, ptrace or open the inspector of the pod's exec server (same uid, not dumpable)", async () => {
+    // The server runs from the image's execute-only node, so the kernel made it non-dumpable; its
+    // SIGUSR1 listener keeps Node's inspector shut.
+    const r = await run("iso-b", ATTACK_SERVER);
+    expect(r.stderr).toBe("");
+    expect(r.stdout).toMatch(ATTACKS_FAIL);
+    const res = await fetch(`http://${b.status?.podIP}:8080/inspect`, {
+      headers: { authorization: `Bearer ${podExecToken(poolToken, NS, "iso-b")}` },
+      signal: AbortSignal.timeout(5000),
+    });
+    expect(await res.json()).toMatchObject({ serverExposed: false });
+  });
+
+  it("can write only where /reset clears: /workspace, /tmp, /dev/shm, /dev/mqueue", async () => {
+    // Every mount point and every directory of the (read-only) root, tried with a real create.
+    const r = await run(
+      "iso-b",
+      `for d in $(cut -d' ' -f5 /proc/self/mountinfo | sort -u) $(find / -xdev -type d 2>/dev/null); do
+         f="$d/.w$$"; if ( : > "$f" ) 2>/dev/null; then rm -f "$f"; echo "$d"; fi
+       done | sort -u`,
+    );
+    expect(r.stdout.trim().split("\n")).toEqual(["/dev/mqueue", "/dev/shm", "/tmp", "/workspace"]);
   });
 
   it("runs in a cgroup below the kubelet's own, with the pod's cpu quota", async () => {

@@ -6,6 +6,14 @@ import {
   sandboxClient,
   startSandboxServer,
 } from "../support/sandbox-server.ts";
+import {
+  ATTACK_SERVER,
+  ATTACKS_FAIL,
+  LEAVE_BEHIND,
+  LOOK_FOR_RESIDUE,
+  RESIDUE_ALL,
+  RESIDUE_NONE,
+} from "../support/tenant-residue.ts";
 
 // The exec server inside bubblewrap (own PID namespace, uid 1000, tmpfs /workspace and /tmp),
 // the way devcluster runs a sandbox pod: commands, caps, timeouts, kills and /reset for real.
@@ -121,6 +129,33 @@ describe("sandbox-server in a bubblewrap sandbox", () => {
     const read = await exec({ command: "cat /workspace/file; ls -A /workspace /tmp" });
     expect(read.stdout.toString()).toBe("/tmp:\n\n/workspace:\n");
     expect(read.stderr.toString()).toMatch(/No such file/);
+  });
+
+  it("/reset removes what tenant A left in /dev/shm, SysV IPC and POSIX queues: tenant B sees none of it", async () => {
+    const a = await exec({ command: `${LEAVE_BEHIND}\n${LOOK_FOR_RESIDUE}` });
+    expect(a.stderr.toString()).toBe("");
+    expect(a.stdout.toString()).toBe(`left\n${RESIDUE_ALL}`);
+    expect(await inspect()).toMatchObject({ shmEntries: 1, sysvIpcObjects: 3, mqueues: 1 });
+    const reset = await call("/reset", { method: "POST" });
+    expect(reset.status, reset.text).toBe(200);
+    expect(JSON.parse(reset.text)).toMatchObject({ killed: 1, ipcRemoved: 5 });
+    expect(await inspect()).toMatchObject({
+      processes: 0,
+      shmEntries: 0,
+      sysvIpcObjects: 0,
+      mqueues: 0,
+      serverExposed: false,
+    });
+    const b = await exec({ command: LOOK_FOR_RESIDUE });
+    expect(b.stdout.toString()).toBe(RESIDUE_NONE);
+  });
+
+  it("a command cannot read, ptrace or open the inspector of the exec server; /inspect says so", async () => {
+    const r = await exec({ command: ATTACK_SERVER });
+    expect(r.stderr.toString()).toBe("");
+    expect(r.stdout.toString()).toMatch(ATTACKS_FAIL);
+    expect(h.logs()).not.toContain("Debugger listening");
+    expect((await inspect()).serverExposed).toBe(false);
   });
 
   it("cleans up a fork of 500 processes on timeout, and /reset cleans up what escapes", async () => {

@@ -45,11 +45,13 @@ export function parseImportRules(markdown: string): ImportRule[] {
   return rules;
 }
 
-const covers = (prefix: string, path: string) => (prefix.endsWith("/") ? path.startsWith(prefix) : path === prefix);
+const covers = (prefix: string, path: string) =>
+  prefix.endsWith("/") ? path.startsWith(prefix) : path === prefix;
 
 export function ruleFor(rules: ImportRule[], file: string): ImportRule | undefined {
   let best: ImportRule | undefined;
-  for (const r of rules) if (covers(r.folder, file) && (!best || r.folder.length > best.folder.length)) best = r;
+  for (const r of rules)
+    if (covers(r.folder, file) && (!best || r.folder.length > best.folder.length)) best = r;
   return best;
 }
 
@@ -103,7 +105,8 @@ export function violationsOf(rules: ImportRule[], file: string, imports: FoundIm
       );
     } else {
       const pkg = packageOf(imp.spec);
-      if (rule.packages.includes(pkg) || (imp.typeOnly && rule.packages.includes(`${pkg} (types only)`))) continue;
+      if (rule.packages.includes(pkg) || (imp.typeOnly && rule.packages.includes(`${pkg} (types only)`)))
+        continue;
       out.push(`${file} imports package ${pkg}: ${allowedText()}`);
     }
   }

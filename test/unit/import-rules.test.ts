@@ -7,7 +7,17 @@ import { importsOf, parseImportRules, ruleFor, violationsOf } from "../support/i
 // The folder rules of docs/architecture.md §2 ("Import rules"), checked against the real imports of
 // every product file. The table in the document is the rule: change it there, with the reason.
 const ROOT = normalize(join(dirname(fileURLToPath(import.meta.url)), "../.."));
-const CHECKED = ["shared", "edge", "cluster-agent", "sdk", "devcluster", "devstack", "bench", "k8s", "scripts"];
+const CHECKED = [
+  "shared",
+  "edge",
+  "cluster-agent",
+  "sdk",
+  "devcluster",
+  "devstack",
+  "bench",
+  "k8s",
+  "scripts",
+];
 const SKIP_DIRS = new Set(["node_modules", "dist", "results", ".wrangler", "__pycache__"]);
 
 function productFiles(): string[] {
@@ -54,10 +64,12 @@ describe("import rules (docs/architecture.md §2)", () => {
     expect(check("sdk/typescript/src/x.ts", 'import { LIMITS } from "../../../shared/api.ts";')[0]).toMatch(
       /types only/,
     );
-    expect(check("sdk/typescript/src/x.ts", 'import type { Sandbox } from "../../../shared/api.ts";')).toEqual([]);
-    expect(check("cluster-agent/chat/x.ts", 'const m = await import("../sandboxes/service.ts");')).toHaveLength(
-      1,
-    );
+    expect(
+      check("sdk/typescript/src/x.ts", 'import type { Sandbox } from "../../../shared/api.ts";'),
+    ).toEqual([]);
+    expect(
+      check("cluster-agent/chat/x.ts", 'const m = await import("../sandboxes/service.ts");'),
+    ).toHaveLength(1);
     expect(check("cluster-agent/pool-state/x.ts", 'import { z } from "openai";')).toHaveLength(1);
   });
 

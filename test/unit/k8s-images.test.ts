@@ -92,9 +92,16 @@ describe("sandbox image", () => {
   const final = s.at(-1) as Stage;
   it("ships the bundled exec server where the pod template starts it", () => {
     const c = template.spec.containers[0];
-    expect([...(c.command ?? []), ...(c.args ?? [])]).toEqual(["node", "/opt/sandbox-server/server.mjs"]);
+    expect([...(c.command ?? []), ...(c.args ?? [])]).toEqual(["/opt/sandbox-server/node", "/opt/sandbox-server/server.mjs"]);
     expect(instr(final, "COPY").join("\n")).toContain("/opt/sandbox-server/server.mjs");
     expect(s[0]?.lines.join("\n")).toContain("cluster-agent/sandbox-server/build.ts");
+  });
+  it("runs the server from an execute-only, root-owned node (non-dumpable) and ships ipcrm", () => {
+    const run = instr(final, "RUN").join("\n");
+    expect(run).toContain("install -o root -g root -m 0111 /usr/local/bin/node /opt/sandbox-server/node");
+    expect(instr(final, "CMD")).toEqual(['["/opt/sandbox-server/node", "/opt/sandbox-server/server.mjs"]']);
+    // util-linux (ipcrm) is Essential in the Debian base: /reset needs it for SysV IPC.
+    expect(final.from).toMatch(/^node:\d+-slim$/);
   });
   it("runs tini as pid 1: the template sets args, not command, so the ENTRYPOINT stays", () => {
     expect(instr(final, "ENTRYPOINT")).toEqual(['["/usr/bin/tini", "--"]']);

@@ -108,7 +108,7 @@ describe("sandbox pod template", () => {
     });
     expect(c?.image).toBe("img:1");
     // `args`, not `command`: the sandbox image's ENTRYPOINT (tini) stays pid 1 and reaps orphans.
-    expect([...(c?.command ?? []), ...(c?.args ?? [])]).toEqual(["node", "/opt/sandbox-server/server.mjs"]);
+    expect([...(c?.command ?? []), ...(c?.args ?? [])]).toEqual(["/opt/sandbox-server/node", "/opt/sandbox-server/server.mjs"]);
     expect(c?.securityContext).toMatchObject({
       allowPrivilegeEscalation: false,
       readOnlyRootFilesystem: true,

@@ -147,6 +147,45 @@ describe("LeaseManager dispatch (fake clock)", () => {
     await manager.shutdown();
   });
 
+  it("a tenant holds at most its share of the pool: the rest serves another tenant at once", async () => {
+    // 8 pods, share 6 (what max(POOL_SIZE, 75% of POOL_MAX_PODS) gives for POOL_MAX_PODS 8).
+    const pods = Array.from({ length: 8 }, (_, i) => `p${i}`);
+    const { acquire, held, clock, manager } = setup(pods, { tenantShareLeases: 6 });
+    // A lone tenant's burst of 10 long commands: 6 run, 4 wait, and need no new pod.
+    const hog = Array.from({ length: 10 }, (_, i) => acquire(`hog-${i}`, "hog"));
+    await flush();
+    expect(hog.filter((h) => h.result?.ok).length).toBe(6);
+    expect(manager.demand()).toMatchObject({ queued: 0, tenants: { hog: 4 } });
+    // Another tenant arriving later is served from what the share left, without waiting.
+    const other = acquire("other-1", "other");
+    await flush();
+    expect(held(other).tenant).toBe("other");
+    // The hog's waiters time out with its own limit, not with the pool's.
+    await clock.advance(15_000);
+    await flush();
+    const refused = hog.filter((h) => h.result && !h.result.ok);
+    expect(refused.length).toBe(4);
+    for (const r of refused) {
+      expect(r.result?.ok === false && r.result.error.code).toBe("tenant_lease_limit");
+      expect(r.result?.ok === false && r.result.error.message).toMatch(/TENANT_POOL_SHARE_PERCENT/);
+    }
+    await manager.shutdown();
+  });
+
+  it("TENANT_MAX_LEASES below the share is the cap that holds (and is named)", async () => {
+    const { acquire, clock, manager } = setup(["p0", "p1", "p2"], {
+      tenantShareLeases: 2,
+      tenantMaxLeases: 1,
+    });
+    const a = [acquire("a-0", "a"), acquire("a-1", "a")];
+    await flush();
+    expect(a[0]!.result?.ok).toBe(true);
+    await clock.advance(15_000);
+    await flush();
+    expect(a[1]!.result?.ok === false && a[1]!.result.error.message).toMatch(/TENANT_MAX_LEASES/);
+    await manager.shutdown();
+  });
+
   it("a pod freed by another replica is left to that replica for the hand-off grace, then taken", async () => {
     const { store, acquire, held, clock, manager } = setup(["p0"], { handoffGraceMs: 50 });
     store.rivalWrite("p0", { holderIdentity: "agent-b/r9", leaseTransitions: 1 });
