@@ -1,0 +1,83 @@
+// kubectl sends its bearer token only over TLS: it works against devcluster's HTTPS API server
+// with the kubeconfig devcluster writes (the cluster CA in it, verification on) and nothing else.
+import { execFile } from "node:child_process";
+import { rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startTestCluster, type TestCluster } from "../support/devcluster.ts";
+import { healthPod, TEST_IMAGE_REPO, writeHealthServerImage } from "../support/kubelet-fixtures.ts";
+import { waitFor } from "../support/wait-for.ts";
+
+const run = promisify(execFile);
+
+let cluster: TestCluster;
+let imageDir: string;
+
+beforeAll(async () => {
+  imageDir = await writeHealthServerImage();
+  cluster = await startTestCluster({
+    images: { [TEST_IMAGE_REPO]: { binds: [{ host: imageDir, container: "/app" }] } },
+    allocatable: { cpu: "100m" },
+  });
+});
+
+afterAll(async () => {
+  await cluster?.close();
+  if (imageDir) await rm(imageDir, { recursive: true, force: true });
+});
+
+async function kubectl(...args: string[]): Promise<string> {
+  const { stdout } = await run("kubectl", args, {
+    env: { ...process.env, KUBECONFIG: cluster.kubeconfigPath, HOME: cluster.dir },
+    timeout: 30_000,
+  });
+  return stdout;
+}
+
+describe("kubectl against devcluster", () => {
+  it("reads over HTTPS with the shipped kubeconfig", async () => {
+    expect(await kubectl("get", "namespaces", "-o", "name")).toContain("namespace/default");
+    const node = JSON.parse(await kubectl("get", "nodes", "-o", "json")) as {
+      items: Array<{ status: { allocatable: Record<string, string> } }>;
+    };
+    expect(node.items[0]?.status.allocatable.cpu).toBe("100m");
+    expect(await kubectl("describe", "nodes")).toMatch(/Allocatable:\s+cpu:\s+100m/);
+  });
+
+  it("applies a manifest twice: created, then unchanged", async () => {
+    const file = join(cluster.dir, "ns.yaml");
+    await writeFile(file, "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: kubectl-apply\n");
+    // --validate=false: devcluster serves no OpenAPI document yet (see devcluster/README.md).
+    expect(await kubectl("apply", "--validate=false", "-f", file)).toContain(
+      "namespace/kubectl-apply created",
+    );
+    expect(await kubectl("apply", "--validate=false", "-f", file)).toContain(
+      "namespace/kubectl-apply unchanged",
+    );
+  });
+
+  it("shows why a pod is Pending in its events", async () => {
+    const pod = healthPod("too-big", { probe: false });
+    const main = pod.spec?.containers[0];
+    if (main) main.resources = { requests: { cpu: "200m" } };
+    const file = join(cluster.dir, "pod.json");
+    await writeFile(file, JSON.stringify(pod));
+    await kubectl("create", "--validate=false", "-f", file);
+    const events = await waitFor("FailedScheduling in kubectl get events", async () => {
+      const out = await kubectl(
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=too-big",
+        "-o",
+        "json",
+      );
+      const list = JSON.parse(out) as { items: Array<{ reason: string; message: string }> };
+      return list.items.find((e) => e.reason === "FailedScheduling");
+    });
+    expect(events.message).toMatch(/^0\/1 nodes are available: 1 Insufficient cpu\./);
+    const phase = await kubectl("get", "pod", "too-big", "-o", "jsonpath={.status.phase}");
+    expect(phase).toBe("Pending");
+  });
+});
