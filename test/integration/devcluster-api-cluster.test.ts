@@ -59,11 +59,13 @@ describe("startDevCluster (API server + kubelet)", () => {
       });
       expect(running.spec?.nodeName).toBe(node.metadata?.name);
       expect(running.status?.podIP).toMatch(/^127\.0\.1\.\d+$/);
+      expect((await cluster.request("GET", "/healthz")).status).toBe(200);
     } finally {
       await cluster.close();
     }
     expect(existsSync(cluster.dir)).toBe(false);
-    const dead = await fetch(`${cluster.apiUrl}/healthz`).then(
+    // With the cluster's own CA, so only a closed server (not an untrusted certificate) fails it.
+    const dead = await cluster.request("GET", "/healthz").then(
       () => false,
       () => true,
     );
