@@ -9,7 +9,7 @@ import { type ContainerSpec, DEFAULT_CAPABILITIES, type IdRange } from "./oci-sp
 import type { PodIPAllocator } from "./pod-ips.ts";
 import { type Json, now, PodConditions, waitingStatus } from "./pod-status.ts";
 import { PortForward } from "./port-forward.ts";
-import { probePort, runProbe } from "./probes.ts";
+import { probePort, runProbe, runStartupProbe } from "./probes.ts";
 import { quantityBytes, quantityMillis } from "./quantity.ts";
 import type { ImageSpec } from "./types.ts";
 
@@ -246,36 +246,66 @@ export class PodWorker {
     if (pid !== undefined && !this.stopped) {
       void this.forward?.attach(pid);
       const probe = c.readinessProbe;
-      this.setReady(!probe);
-      await this.report("Running", [this.runningStatus(c, startedAt, !probe)]);
+      const startup = c.startupProbe?.httpGet ? c.startupProbe : undefined;
       const stops: Array<() => void> = [];
-      if (probe && this.podIP) {
-        stops.push(
-          runProbe(probe, c, this.podIP, (ready) => {
-            if (this.stopped || !sandbox.running) return;
-            this.setReady(ready);
-            void this.report("Running", [this.runningStatus(c, startedAt, ready)]);
-          }),
+      const graceMs = (p?: { terminationGracePeriodSeconds?: number }) =>
+        Math.min(
+          (p?.terminationGracePeriodSeconds ?? this.pod.spec?.terminationGracePeriodSeconds ?? 30) * 1000,
+          this.ctx.maxGraceMs,
         );
-      }
-      const liveness = c.livenessProbe;
-      if (liveness?.httpGet && this.podIP) {
-        const graceMs =
-          (liveness.terminationGracePeriodSeconds ?? this.pod.spec?.terminationGracePeriodSeconds ?? 30) *
-          1000;
+      // Readiness and liveness probes, from the moment the container counts as started.
+      const afterStart = () => {
+        if (probe && this.podIP) {
+          stops.push(
+            runProbe(probe, c, this.podIP, (ready) => {
+              if (this.stopped || !sandbox.running) return;
+              this.setReady(ready);
+              void this.report("Running", [this.runningStatus(c, startedAt, ready)]);
+            }),
+          );
+        }
+        const liveness = c.livenessProbe;
+        if (liveness?.httpGet && this.podIP) {
+          stops.push(
+            runProbe(
+              liveness,
+              c,
+              this.podIP,
+              (alive) => {
+                if (alive || this.stopped || !sandbox.running) return;
+                this.ctx.log(`pod ${this.key}: liveness probe failed; killing the container`);
+                void sandbox.stop(graceMs(liveness));
+              },
+              true,
+            ),
+          );
+        }
+      };
+      if (startup && this.podIP) {
+        this.setReady(false);
+        await this.report("Running", [this.runningStatus(c, startedAt, false, false)]);
         stops.push(
-          runProbe(
-            liveness,
+          runStartupProbe(
+            startup,
             c,
             this.podIP,
-            (alive) => {
-              if (alive || this.stopped || !sandbox.running) return;
-              this.ctx.log(`pod ${this.key}: liveness probe failed; killing the container`);
-              void sandbox.stop(Math.min(graceMs, this.ctx.maxGraceMs));
+            () => {
+              if (this.stopped || !sandbox.running) return;
+              this.setReady(!probe);
+              void this.report("Running", [this.runningStatus(c, startedAt, !probe)]);
+              afterStart();
             },
-            true,
+            () => {
+              if (this.stopped || !sandbox.running) return;
+              this.ctx.log(`pod ${this.key}: startup probe failed; killing the container`);
+              void sandbox.stop(graceMs(startup));
+            },
           ),
         );
+      } else {
+        this.setReady(!probe);
+        await this.report("Running", [this.runningStatus(c, startedAt, !probe)]);
+        afterStart();
       }
       this.stopProbe = () => {
         for (const stop of stops) stop();
@@ -297,14 +327,14 @@ export class PodWorker {
     this.conditions.set("Ready", ready, reason);
   }
 
-  private runningStatus(c: V1Container, startedAt: string, ready: boolean): Json {
+  private runningStatus(c: V1Container, startedAt: string, ready: boolean, started = true): Json {
     const s: Json = {
       name: c.name,
       image: c.image ?? "",
       imageID: "",
       containerID: `devcluster://${this.uid}/${c.name}`,
       ready,
-      started: true,
+      started,
       restartCount: this.restartCount,
       state: { running: { startedAt } },
     };
@@ -416,7 +446,7 @@ export class PodWorker {
   private ports(c: V1Container): number[] {
     const ports = new Set<number>();
     for (const p of c.ports ?? []) ports.add(p.containerPort);
-    for (const probe of [c.readinessProbe, c.livenessProbe]) {
+    for (const probe of [c.readinessProbe, c.livenessProbe, c.startupProbe]) {
       const p = probe ? probePort(probe, c) : undefined;
       if (p !== undefined) ports.add(p);
     }

@@ -80,3 +80,46 @@ export function runProbe(
     if (timer) clearTimeout(timer);
   };
 }
+
+/**
+ * A startup probe: polls until it passes once (`onStarted`, then stops for good) or fails
+ * failureThreshold times in a row (`onFailed`: the kubelet kills the container). A real kubelet
+ * runs neither readiness nor liveness probes before it has passed, and never again after.
+ */
+export function runStartupProbe(
+  probe: V1Probe,
+  container: V1Container,
+  host: string,
+  onStarted: () => void,
+  onFailed: () => void,
+): () => void {
+  const port = probePort(probe, container);
+  const path = probe.httpGet?.path ?? "/";
+  const periodMs = (probe.periodSeconds ?? 10) * 1000;
+  const timeoutMs = (probe.timeoutSeconds ?? 1) * 1000;
+  const failureThreshold = probe.failureThreshold ?? 3;
+  let failures = 0;
+  let stopped = false;
+  let timer: NodeJS.Timeout | undefined;
+  const tick = async () => {
+    if (stopped) return;
+    const ok = port === undefined ? false : await httpGetOnce(host, port, path, timeoutMs);
+    if (stopped) return;
+    if (ok) {
+      stopped = true;
+      onStarted();
+      return;
+    }
+    if (++failures >= failureThreshold) {
+      stopped = true;
+      onFailed();
+      return;
+    }
+    timer = setTimeout(tick, periodMs);
+  };
+  timer = setTimeout(tick, (probe.initialDelaySeconds ?? 0) * 1000);
+  return () => {
+    stopped = true;
+    if (timer) clearTimeout(timer);
+  };
+}
