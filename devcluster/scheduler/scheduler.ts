@@ -9,7 +9,7 @@ import {
   type V1Pod,
   type V1PodCondition,
 } from "@kubernetes/client-node";
-import { eventRecorder } from "../kubelet/events.ts";
+import { eventRecorder } from "../events.ts";
 import { allocatable, misfits, podRequests, requested, unschedulableMessage } from "./fit.ts";
 
 const API_TIMEOUT_MS = 10_000;

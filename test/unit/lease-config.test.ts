@@ -108,7 +108,10 @@ describe("sandbox pod template", () => {
     });
     expect(c?.image).toBe("img:1");
     // `args`, not `command`: the sandbox image's ENTRYPOINT (tini) stays pid 1 and reaps orphans.
-    expect([...(c?.command ?? []), ...(c?.args ?? [])]).toEqual(["/opt/sandbox-server/node", "/opt/sandbox-server/server.mjs"]);
+    expect([...(c?.command ?? []), ...(c?.args ?? [])]).toEqual([
+      "/opt/sandbox-server/node",
+      "/opt/sandbox-server/server.mjs",
+    ]);
     expect(c?.securityContext).toMatchObject({
       allowPrivilegeEscalation: false,
       readOnlyRootFilesystem: true,
@@ -119,7 +122,7 @@ describe("sandbox pod template", () => {
     expect(c?.resources?.limits).toHaveProperty("cpu");
     expect(c?.resources?.limits).toHaveProperty("memory");
     expect(c?.resources?.requests).toHaveProperty("cpu");
-    expect(c?.readinessProbe?.httpGet).toMatchObject({ path: "/health", port: 8080 });
+    expect(c?.startupProbe?.httpGet).toMatchObject({ path: "/health", port: 8080 });
     expect(c?.volumeMounts?.map((m) => m.mountPath).sort()).toEqual(["/tmp", "/workspace"]);
     for (const v of spec?.volumes ?? []) expect(v.emptyDir?.sizeLimit).toBeTruthy();
     const env = Object.fromEntries((c?.env ?? []).map((e) => [e.name, e]));
