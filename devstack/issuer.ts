@@ -4,6 +4,11 @@ import { generateSigningKeyPair, importPrivateSigningKey, type SigningKeyPair } 
 
 export const DEV_ISSUER = "https://dev-issuer.pi-sandbox.local";
 export const DEV_AUDIENCE = "pi-sandbox-api";
+/**
+ * The one subject the local edge honours `sandbox:admin` for (its ADMIN_SUBJECTS): a tenant token
+ * that merely carries the scope is refused on the admin routes, locally as in production.
+ */
+export const DEV_ADMIN_SUBJECT = "admin";
 
 export interface DevTokenClaims {
   tenant: string;
@@ -54,6 +59,6 @@ export async function devTokens(
   return {
     tenantA: await issuer.mint({ tenant: "tenant-a", subject: "alice", scopes: user }),
     tenantB: await issuer.mint({ tenant: "tenant-b", subject: "bob", scopes: user }),
-    admin: await issuer.mint({ tenant: "ops", subject: "admin", scopes: [...user, SCOPES.admin] }),
+    admin: await issuer.mint({ tenant: "ops", subject: DEV_ADMIN_SUBJECT, scopes: [...user, SCOPES.admin] }),
   };
 }

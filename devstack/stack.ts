@@ -8,7 +8,7 @@ import { type DevCluster, startDevCluster } from "../devcluster/devcluster.ts";
 import { type PoolSnapshot, PoolSnapshotSchema, SCOPES } from "../shared/api.ts";
 import { type AgentReplica, startAgentReplica, tunnelConnectedInLog } from "./agents.ts";
 import { type EdgeHarness, startEdge } from "./edge.ts";
-import { createDevIssuer, type DevIssuer, devTokens } from "./issuer.ts";
+import { createDevIssuer, DEV_ADMIN_SUBJECT, type DevIssuer, devTokens } from "./issuer.ts";
 import { edgeKeyVars, generateRegionKeys, type RegionKeys } from "./keys.ts";
 
 export const SANDBOX_REPO = "pi-sandbox-runtime/sandbox";
@@ -104,6 +104,7 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
       JWT_AUDIENCE: issuer.audience,
       JWT_JWKS: JSON.stringify(issuer.jwks),
       JWT_ALGORITHMS: "EdDSA",
+      ADMIN_SUBJECTS: DEV_ADMIN_SUBJECT,
       ...edgeKeyVars(keys),
       ...opts.edgeVars,
     };
@@ -157,7 +158,7 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
     // nothing of the tenants' or the admin's budget.
     const healthToken = await issuer.mint({
       tenant: "devstack-health",
-      subject: "health",
+      subject: DEV_ADMIN_SUBJECT,
       scopes: [SCOPES.admin],
     });
 

@@ -28,7 +28,8 @@ export interface RouteDef {
   path: string;
   /** `tenant`: JWT + quota; `none`: public (the tunnel authenticates agents itself). */
   auth: "tenant" | "none";
-  scope?: string;
+  /** The scope the route needs; a list means any one of them. */
+  scope?: string | readonly string[];
   /** Buffer the request body under the size limit before the handler runs. */
   body?: boolean;
   /** The body limit: MAX_BODY_BYTES unless `file` (MAX_FILE_BYTES, raw file uploads). */

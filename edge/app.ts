@@ -6,6 +6,7 @@ import type { Env } from "./env.ts";
 import { requireScope, tenantAuth } from "./middleware/auth.ts";
 import { bodyLimit } from "./middleware/body-limit.ts";
 import { floodGuard } from "./middleware/flood-guard.ts";
+import { localOnlyInDev } from "./middleware/local-only.ts";
 import { tenantQuota } from "./middleware/quota.ts";
 import { requestId } from "./middleware/request-id.ts";
 import { serverTiming } from "./middleware/server-timing.ts";
@@ -18,7 +19,8 @@ export interface CreateAppOptions {
 }
 
 /**
- * The edge app. Order per request: request id → timing spans → flood guard (per IP) → [tenant routes: JWT →
+ * The edge app. Order per request: request id → timing spans → local hostnames only (dev/test
+ * environments) → flood guard (per IP) → [tenant routes: JWT →
  * scope → per-tenant quota → body limit] → route. Every failure, 404 and 405 included, is the
  * shared error envelope with the request id.
  */
@@ -34,13 +36,14 @@ export function createApp(getDeps: (env: Env) => EdgeDeps, opts: CreateAppOption
     c.set("deps", getDeps(c.env));
     await next();
   });
+  app.use("*", localOnlyInDev());
   app.use("*", floodGuard());
 
   for (const r of routes) {
     const chain: MiddlewareHandler<AppEnv>[] = [];
     if (r.auth === "tenant") {
       chain.push(tenantAuth());
-      if (r.scope) chain.push(requireScope(r.scope));
+      if (r.scope) chain.push(requireScope(...[r.scope].flat()));
       chain.push(tenantQuota());
     }
     if (r.body) chain.push(bodyLimit(r.bodyLimit));

@@ -52,6 +52,13 @@ const RawConfigSchema = z.object({
   AGENT_PUBLIC_KEYS: jsonOf(z.record(z.string(), JwksSchema)),
   RELAY_PRIVATE_KEYS: jsonOf(z.record(z.string(), JwkSchema)),
   LOG_REQUEST_TIMING: z.enum(["true", "false"]).default("false"),
+  // Admin is granted by who the token is, not by the scope alone (the issuer lets tenants ask for
+  // scopes): a `sub` in this list, or a token for ADMIN_AUDIENCE. Both empty (the default): no admin.
+  ADMIN_SUBJECTS: csv.pipe(z.array(z.string().min(1).max(256))).default([]),
+  ADMIN_AUDIENCE: z.string().min(1).optional(),
+  // Hostnames a dev/test edge answers on besides loopback and *.localhost/*.test (e.g. the kind
+  // network's gateway address an in-cluster agent dials).
+  LOCAL_HOSTS: csv.pipe(z.array(z.string().regex(/^[a-z0-9.:[\]-]{1,253}$/i))).default([]),
 });
 
 export interface EdgeConfig {
@@ -66,6 +73,10 @@ export interface EdgeConfig {
     clockToleranceSeconds: number;
     tenantClaim: string;
     regionClaim: string;
+    /** `sub` values whose `sandbox:admin` scope is honoured (ADMIN_SUBJECTS). */
+    adminSubjects: string[];
+    /** Tokens for this audience (also accepted) have their `sandbox:admin` honoured (ADMIN_AUDIENCE). */
+    adminAudience: string | undefined;
   };
   quota: { burst: number; refillPerSecond: number };
   maxBodyBytes: number;
@@ -76,6 +87,8 @@ export interface EdgeConfig {
   relayPrivateKeys: Record<string, JWK>;
   /** Log each request's timing spans (one line per request). */
   logRequestTiming: boolean;
+  /** Extra hostnames a dev/test edge answers on (LOCAL_HOSTS); see isLocalHost. */
+  localHosts: string[];
 }
 
 export type ConfigResult = { ok: true; config: EdgeConfig } | { ok: false; message: string };
@@ -106,15 +119,20 @@ function parse(env: object): ConfigResult {
     if (!r.RELAY_PRIVATE_KEYS[region])
       return { ok: false, message: `edge misconfigured: no relay key for ${region}` };
   }
-  if (r.ENVIRONMENT === "production" || r.ENVIRONMENT === "staging") {
-    // The committed dev/test keys all carry a `test-` kid; they must never guard a real deployment.
+  if (r.ENVIRONMENT !== "test") {
+    // The committed test keys (test/workers/fixtures/test-keys.ts) all carry a `test-` kid: their
+    // private halves are public, so only the test projects may run with them — not even dev, which
+    // generates its own keys (devstack) or reads them from .dev.vars.
     const all = [
       ...Object.values(r.RELAY_PRIVATE_KEYS),
       ...Object.values(r.AGENT_PUBLIC_KEYS).flatMap((s) => s.keys),
       ...(r.JWT_JWKS?.keys ?? []),
     ];
     if (all.some((k) => typeof k.kid === "string" && k.kid.startsWith("test-"))) {
-      return { ok: false, message: "edge misconfigured: test keys in a production environment" };
+      return {
+        ok: false,
+        message: `edge misconfigured: test keys (kid test-…) with ENVIRONMENT=${r.ENVIRONMENT}`,
+      };
     }
   }
   return {
@@ -131,6 +149,8 @@ function parse(env: object): ConfigResult {
         clockToleranceSeconds: r.JWT_CLOCK_TOLERANCE_SECONDS,
         tenantClaim: r.TENANT_CLAIM,
         regionClaim: r.REGION_CLAIM,
+        adminSubjects: r.ADMIN_SUBJECTS,
+        adminAudience: r.ADMIN_AUDIENCE,
       },
       quota: { burst: r.TENANT_QUOTA_BURST, refillPerSecond: r.TENANT_QUOTA_PER_MINUTE / 60 },
       maxBodyBytes: r.MAX_BODY_BYTES,
@@ -139,6 +159,19 @@ function parse(env: object): ConfigResult {
       agentPublicKeys: r.AGENT_PUBLIC_KEYS,
       relayPrivateKeys: r.RELAY_PRIVATE_KEYS,
       logRequestTiming: r.LOG_REQUEST_TIMING === "true",
+      localHosts: r.LOCAL_HOSTS.map((h) => h.toLowerCase()),
     },
   };
+}
+
+/**
+ * Whether a dev/test edge may answer a request for `hostname` (URL hostname: IPv6 in brackets).
+ * Such an edge trusts local or test keys, so it must not be reachable under a public name: loopback,
+ * `*.localhost` and `*.test` (RFC 6761 names that never route to a deployed Worker), plus LOCAL_HOSTS.
+ */
+export function isLocalHost(hostname: string, extra: readonly string[]): boolean {
+  const h = hostname.toLowerCase().replace(/\.$/, "");
+  if (h === "localhost" || h.endsWith(".localhost") || h.endsWith(".test")) return true;
+  if (h === "[::1]" || /^127(?:\.\d{1,3}){3}$/.test(h)) return true;
+  return extra.includes(h);
 }

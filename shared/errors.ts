@@ -16,6 +16,8 @@ export const ERROR_STATUS = {
   relay_signature_invalid: 401,
   relay_expired: 401,
   relay_replayed: 401,
+  /** An agent's tunnel login token (its jti) was already used. */
+  token_replayed: 401,
   insufficient_scope: 403,
   not_found: 404,
   /** Unknown, malformed, deleted or expired sandbox id, or another tenant's: never a 403. */
@@ -24,6 +26,8 @@ export const ERROR_STATUS = {
   /** POST /v1/requests/{id}/cancel found no in-flight request of this tenant with that id. */
   request_not_found: 404,
   method_not_allowed: 405,
+  /** A dev/test edge (local or committed keys) asked under a non-local hostname: it answers nothing. */
+  host_not_allowed: 421,
   /** The exec server's fence refusal; internal: callers get lease_lost (requests/leased-sandbox.ts). */
   stale_lease: 409,
   payload_too_large: 413,

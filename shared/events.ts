@@ -121,6 +121,7 @@ const poolScale = z.object({
       "demand",
       "max pods",
       "create rate",
+      "start limit",
       "backoff",
       "scale down",
       "low demand",

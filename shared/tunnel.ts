@@ -245,6 +245,10 @@ export interface AgentIdentity {
   region: string;
   /** The cluster of the region the agent serves (sandbox ids name it); "default" when not claimed. */
   cluster: string;
+  /** The login token's id: the edge accepts each at most once (replay). */
+  jti: string;
+  /** The token's `exp` (Unix seconds): after it (plus clock tolerance) the jti need not be remembered. */
+  expiresAt: number;
 }
 
 export const DEFAULT_CLUSTER = "default";
@@ -289,7 +293,7 @@ export async function verifyAgentToken(
       typ: AGENT_TOKEN_TYPE,
       clockTolerance: opts.clockToleranceSeconds ?? 5,
       maxTokenAge: 300,
-      requiredClaims: ["sub", "iat", "exp", "region"],
+      requiredClaims: ["sub", "iat", "exp", "region", "jti"],
     });
     if (payload.region !== opts.region || typeof payload.sub !== "string") {
       return err(new AppError("invalid_token", "agent token is for another region"));
@@ -298,7 +302,16 @@ export async function verifyAgentToken(
     if (typeof cluster !== "string" || !CLUSTER_RE.test(cluster)) {
       return err(new AppError("invalid_token", "agent token names a malformed cluster"));
     }
-    return ok({ agentId: payload.sub, region: opts.region, cluster });
+    if (typeof payload.jti !== "string" || payload.jti.length < 16 || payload.jti.length > 128) {
+      return err(new AppError("invalid_token", "agent token has no usable jti"));
+    }
+    return ok({
+      agentId: payload.sub,
+      region: opts.region,
+      cluster,
+      jti: payload.jti,
+      expiresAt: payload.exp!,
+    });
   } catch (e) {
     if (e instanceof joseErrors.JWTExpired) return err(new AppError("token_expired", "agent token expired"));
     const reason = e instanceof joseErrors.JOSEError ? e.code : "malformed";

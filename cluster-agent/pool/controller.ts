@@ -340,33 +340,13 @@ export class PoolController {
     const at = this.createdAt.get(name);
     if (at === undefined) return;
     this.createdAt.delete(name);
-    this.policy.observeStartup(now - at);
+    this.policy.observeStartup(now - at, now);
   }
 
   private async createPod(): Promise<void> {
     this.pendingCreates++;
-    let pod: V1Pod | undefined;
-    // We name the pod ourselves (its exec token is bound to the name): a taken name is a 409, so try another.
     const startedAt = this.now();
-    for (let attempt = 0; attempt < 5 && !pod; attempt++) {
-      try {
-        pod = await this.o.clients.core.createNamespacedPod(
-          {
-            namespace: this.o.namespace,
-            body: this.o.podTemplate(this.o.podName()),
-          },
-          deadline(this.timeoutMs),
-        );
-      } catch (e) {
-        const f = k8sFailure(e);
-        if (f.code === 409) continue;
-        // A refusal (quota, forbidden, invalid) will not pass by retrying at once: back off. An API
-        // that does not answer is an outage: the next tick retries, and growth resumes at once after it.
-        if (f.code === 403 || f.code === 422 || f.code === 429) this.createFailed(f.code, f.message);
-        else logFailure(this.o.log, "create pod failed", e);
-        break;
-      }
-    }
+    const pod = await this.createNamedPod();
     if (!pod) {
       this.pendingCreates--;
       return;
@@ -400,6 +380,76 @@ export class PoolController {
     } catch (e) {
       logFailure(this.o.log, "create lease failed; the pod is left for the orphan rule", e, { pod: name });
       this.creating.delete(name);
+    }
+  }
+
+  /**
+   * Creates one sandbox pod under a name of ours (its exec token is bound to the name). A taken name
+   * (409 on the first try) gets another name. A create without an answer (timeout, reset, 5xx) may
+   * still have happened, so it is retried under the SAME name: a 409 then means our earlier attempt
+   * landed and the pod is read back and adopted — never left for the orphan rule, never counted as a
+   * refusal. A refusal (403 quota, 422, 429) backs growth off (createFailed).
+   */
+  private async createNamedPod(): Promise<V1Pod | undefined> {
+    let name = this.o.podName();
+    let unanswered = false;
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const sent = this.now();
+      try {
+        const pod = await this.o.clients.core.createNamespacedPod(
+          { namespace: this.o.namespace, body: this.o.podTemplate(name) },
+          deadline(this.timeoutMs),
+        );
+        this.policy.createAnswered(this.now() - sent, this.now());
+        return pod;
+      } catch (e) {
+        const f = k8sFailure(e);
+        this.policy.createAnswered(this.now() - sent, this.now());
+        if (f.code === 409 && unanswered) return this.adopt(name);
+        if (f.code === 409) {
+          name = this.o.podName();
+          continue;
+        }
+        if (f.code === 403 || f.code === 422 || f.code === 429) {
+          this.createFailed(f.code, f.message);
+          return undefined;
+        }
+        unanswered = true;
+        logFailure(this.o.log, "create pod got no answer; retrying under the same name", e, { pod: name });
+        if (!this.active) return undefined;
+        await new Promise((r) => setTimeout(r, 250 * 2 ** attempt));
+      }
+    }
+    return undefined;
+  }
+
+  /**
+   * Our pod, created by an attempt whose answer was lost: taken from the watch (no extra verb in the
+   * Role), which delivers it within the call budget or not at all (then the orphan rule removes it).
+   */
+  private async adopt(name: string): Promise<V1Pod | undefined> {
+    const until = this.now() + this.timeoutMs;
+    for (;;) {
+      const pod = this.o.caches.pods.get(name);
+      if (pod) return pod;
+      if (this.now() >= until || !this.active) {
+        this.o.log.warn(
+          { pod: name },
+          "a pod whose create answer was lost is not in the watch; left for the orphan rule",
+        );
+        return undefined;
+      }
+      await new Promise<void>((resolve) => {
+        const off = this.o.caches.pods.onChange(() => {
+          off();
+          clearTimeout(t);
+          resolve();
+        });
+        const t = setTimeout(() => {
+          off();
+          resolve();
+        }, 100);
+      });
     }
   }
 

@@ -15,6 +15,16 @@ export interface ScalePolicyOptions {
   scaleDownAfterMs: number;
   /** First guess of create → Ready until one is observed (ms). */
   initialStartupMs?: number;
+  /**
+   * Pods starting at once, at first (default 4) and at most (default maxCreatePerSecond). Between
+   * the two the limit adapts (startedIn, createAnswered): starting everything at once on a busy
+   * node makes the first pod as late as the last, so the pool starts a few, serves each waiter as
+   * its pod turns Ready, and starts more as long as start-up stays fast.
+   */
+  initialStartLimit?: number;
+  maxStartLimit?: number;
+  /** An API answer slower than this (ms) means the control plane is loaded: start fewer (default 1000). */
+  slowApiMs?: number;
   /** Backoff after a refused create: first and largest wait (ms). */
   backoffMinMs?: number;
   backoffMaxMs?: number;
@@ -49,6 +59,7 @@ export type ScaleReason =
   | "demand"
   | "max pods"
   | "create rate"
+  | "start limit"
   | "backoff"
   | "scale down"
   | "low demand"
@@ -77,11 +88,23 @@ export class ScalePolicy {
   private backoffUntil = 0;
   private refusal: string | undefined;
   private startupMs: number;
+  private startLimit: number;
+  private readonly maxStartLimit: number;
+  /** The fastest recent start-up: what a pod takes when it does not compete with other starts. */
+  private fastestMs: number | undefined;
+  private lastCut = Number.NEGATIVE_INFINITY;
 
   constructor(private readonly o: ScalePolicyOptions) {
     this.poolSize = o.poolSize;
     this.tokens = o.maxCreatePerSecond;
     this.startupMs = o.initialStartupMs ?? DEFAULT_STARTUP_MS;
+    this.maxStartLimit = Math.max(1, Math.floor(o.maxStartLimit ?? o.maxCreatePerSecond));
+    this.startLimit = Math.min(this.maxStartLimit, Math.max(1, Math.floor(o.initialStartLimit ?? 4)));
+  }
+
+  /** Pods the policy lets start at once now. */
+  get startConcurrency(): number {
+    return this.startLimit;
   }
 
   get size(): number {
@@ -136,9 +159,15 @@ export class ScalePolicy {
         });
       const room = Math.max(0, this.o.maxPods - counts.total);
       const budget = Math.floor(this.tokens);
-      const create = Math.min(shortBy, room, budget);
+      const startRoom = Math.max(0, this.startLimit - counts.starting);
+      const create = Math.min(shortBy, room, budget, startRoom);
       this.tokens -= create;
-      const capped: ScaleReason = create === room && room < shortBy ? "max pods" : "create rate";
+      const capped: ScaleReason =
+        create === room && room < shortBy
+          ? "max pods"
+          : create === startRoom && startRoom < budget
+            ? "start limit"
+            : "create rate";
       return { create, remove: 0, wanted, reason: create < shortBy ? capped : reason };
     }
 
@@ -172,10 +201,33 @@ export class ScalePolicy {
     this.refusal = undefined;
   }
 
-  /** One pod's create → Ready time: a moving average (a burst's pods start slower than one alone). */
-  observeStartup(ms: number): void {
+  /**
+   * One pod's create → Ready time. Feeds the moving average Little's law uses, and the start limit:
+   * a start within twice the fastest recent one means the node keeps up, so one more may start at
+   * once (additive increase); a slower one means starts compete (for CPU, the API server, image
+   * pulls), so the limit halves — at most once per fastest start-up, because the pods of one wave
+   * all report slow together.
+   */
+  observeStartup(ms: number, now: number): void {
     if (!(ms > 0) || !Number.isFinite(ms)) return;
     this.startupMs = 0.8 * this.startupMs + 0.2 * ms;
+    // The reference drifts up slowly when every start is slower (a busier node for good), so one
+    // lucky start long ago does not hold the limit at 1.
+    if (this.fastestMs === undefined || ms < this.fastestMs) this.fastestMs = ms;
+    else this.fastestMs += 0.02 * (ms - this.fastestMs);
+    if (ms <= 2 * this.fastestMs) this.startLimit = Math.min(this.maxStartLimit, this.startLimit + 1);
+    else this.cut(now, this.fastestMs);
+  }
+
+  /** How long the API server took to answer a create: a slow answer means it is loaded, start fewer. */
+  createAnswered(ms: number, now: number): void {
+    if (ms > (this.o.slowApiMs ?? 1_000)) this.cut(now, ms);
+  }
+
+  private cut(now: number, cooldownMs: number): void {
+    if (now - this.lastCut < cooldownMs) return;
+    this.lastCut = now;
+    this.startLimit = Math.max(1, Math.floor(this.startLimit / 2));
   }
 
   private withRefusal(d: ScaleDecision): ScaleDecision {

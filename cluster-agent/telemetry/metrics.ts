@@ -23,7 +23,12 @@ export interface AgentMetrics {
   readonly execDuration: Histogram<"result">;
   readonly poolPods: Gauge<"state">;
   readonly queueDepth: Gauge;
-  readonly queueDepthByTenant: Gauge<"tenant">;
+  /**
+   * Fairness without tenant names (a label would publish every tenant's name, and one series per
+   * tenant, to whoever scrapes the agent): how many tenants wait, and the longest one tenant's queue.
+   */
+  readonly queueTenants: Gauge;
+  readonly queueDepthLargestTenant: Gauge;
   /** The leader's scale decisions by reason, and the pods (free + starting) it last wanted. */
   readonly scaleDecisions: Counter<"reason">;
   readonly poolWanted: Gauge;
@@ -108,10 +113,14 @@ export function createMetrics(opts: MetricsOptions = {}): AgentMetrics {
     }),
     poolPods,
     queueDepth: new Gauge({ name: "pi_sandbox_queue_depth", help: "Callers waiting for a pod.", registers }),
-    queueDepthByTenant: new Gauge({
-      name: "pi_sandbox_queue_depth_by_tenant",
-      help: "Callers waiting for a pod on this agent, by tenant.",
-      labelNames: ["tenant"] as const,
+    queueTenants: new Gauge({
+      name: "pi_sandbox_queue_tenants",
+      help: "Tenants with at least one caller waiting for a pod on this agent.",
+      registers,
+    }),
+    queueDepthLargestTenant: new Gauge({
+      name: "pi_sandbox_queue_depth_largest_tenant",
+      help: "Callers of the tenant with the most callers waiting for a pod on this agent.",
       registers,
     }),
     scaleDecisions: new Counter({
@@ -233,17 +242,12 @@ export function subscribeMetrics(
     for (const p of pods.values()) counts[p.state] += 1;
     for (const s of POD_STATES) metrics.poolPods.set({ state: s }, counts[s]);
   };
-  const tenantsShown = new Set<string>();
   const publishQueue = () => {
     metrics.queueDepth.set(waiting.size);
     const byTenant = new Map<string, number>();
     for (const t of waiting.values()) byTenant.set(t, (byTenant.get(t) ?? 0) + 1);
-    // A tenant whose queue emptied reads 0 (not its last value).
-    for (const t of tenantsShown) if (!byTenant.has(t)) metrics.queueDepthByTenant.set({ tenant: t }, 0);
-    for (const [t, n] of byTenant) {
-      tenantsShown.add(t);
-      metrics.queueDepthByTenant.set({ tenant: t }, n);
-    }
+    metrics.queueTenants.set(byTenant.size);
+    metrics.queueDepthLargestTenant.set(Math.max(0, ...byTenant.values()));
   };
   const setPod = (name: string | undefined, state: PodState, requestId: string | null = null) => {
     if (name) pods.set(name, { state, requestId });

@@ -6,6 +6,7 @@ import {
   errors as joseErrors,
   jwtVerify,
 } from "jose";
+import { SCOPES } from "../../shared/api.ts";
 import { AppError, err, ok, type Result } from "../../shared/errors.ts";
 import type { EdgeConfig } from "../config.ts";
 
@@ -13,6 +14,7 @@ import type { EdgeConfig } from "../config.ts";
 export interface Principal {
   tenant: string;
   subject: string;
+  /** The scopes the token carries and the edge grants: `sandbox:admin` only for an admin (isAdmin). */
   scopes: string[];
   /** The region the token pins the tenant to, if it says so. */
   region: string | undefined;
@@ -77,7 +79,7 @@ export function createTokenVerifier(cfg: EdgeConfig["jwt"]): TokenVerifier {
         ({ payload } = await jwtVerify(token, keySet(cfg), {
           algorithms: cfg.algorithms,
           issuer: cfg.issuer,
-          audience: cfg.audience,
+          audience: cfg.adminAudience ? [cfg.audience, cfg.adminAudience] : cfg.audience,
           clockTolerance: cfg.clockToleranceSeconds,
           requiredClaims: ["exp", "sub"],
         }));
@@ -92,11 +94,29 @@ export function createTokenVerifier(cfg: EdgeConfig["jwt"]): TokenVerifier {
       return ok({
         tenant,
         subject: payload.sub!,
-        scopes: scopesOf(payload),
+        scopes: grantedScopes(payload, cfg),
         region: typeof region === "string" ? region : undefined,
       });
     },
   };
+}
+
+/**
+ * The token's scopes, less `sandbox:admin` unless the token is an admin's: the issuer mints
+ * whatever scopes a tenant's client asks for, so the scope alone proves nothing. Dropping it here
+ * means every later check — the edge's routes and the agent's, which sees only these scopes in the
+ * signed relay — refuses it the same way.
+ */
+function grantedScopes(payload: JWTPayload, cfg: EdgeConfig["jwt"]): string[] {
+  const scopes = scopesOf(payload);
+  return isAdmin(payload, cfg) ? scopes : scopes.filter((s) => s !== SCOPES.admin);
+}
+
+/** ADMIN_SUBJECTS names the token's `sub`, or the token is for ADMIN_AUDIENCE. Neither set: nobody. */
+export function isAdmin(payload: JWTPayload, cfg: EdgeConfig["jwt"]): boolean {
+  if (typeof payload.sub === "string" && cfg.adminSubjects.includes(payload.sub)) return true;
+  const aud = typeof payload.aud === "string" ? [payload.aud] : (payload.aud ?? []);
+  return cfg.adminAudience !== undefined && aud.includes(cfg.adminAudience);
 }
 
 function tokenError(e: unknown): AppError {

@@ -88,6 +88,8 @@ interface Pending {
 }
 
 const MIN_TIMEOUT_MS = 1000;
+/** Clock skew allowed on an agent's login token; its jti is remembered this long past `exp`. */
+const AGENT_CLOCK_TOLERANCE_SECONDS = 5;
 
 /**
  * One per region. Agents dial in (`/v1/tunnel`) and stay connected through hibernation; each
@@ -130,8 +132,18 @@ export class TunnelDO extends DurableObject<Env> {
     if (!keys) return errorResponse(new AppError("invalid_request", `unknown region "${region}"`), requestId);
     const auth = request.headers.get("Authorization") ?? "";
     const token = /^Bearer\s+(.+)$/i.exec(auth)?.[1];
-    const who = await verifyAgentToken(token, { publicKeys: keys, region });
+    const who = await verifyAgentToken(token, {
+      publicKeys: keys,
+      region,
+      clockToleranceSeconds: AGENT_CLOCK_TOLERANCE_SECONDS,
+    });
     if (!who.ok) return errorResponse(who.error, requestId);
+    if (!this.firstUseOf(who.value.jti, (who.value.expiresAt + AGENT_CLOCK_TOLERANCE_SECONDS) * 1000)) {
+      return errorResponse(
+        new AppError("token_replayed", "agent token already used (jti replayed)"),
+        requestId,
+      );
+    }
 
     const pair = new WebSocketPair();
     const [client, server] = [pair[0], pair[1]];
@@ -149,6 +161,20 @@ export class TunnelDO extends DurableObject<Env> {
     return new Response(null, { status: 101, webSocket: client });
   }
 
+  /**
+   * Whether an agent login's jti is new (and remember it until `forgetAtMs`). In the DO's SQLite,
+   * not in memory: a hibernated or restarted DO must still refuse a login captured a minute ago.
+   * No await between the check and the insert, so two concurrent logins cannot both pass.
+   */
+  private firstUseOf(jti: string, forgetAtMs: number): boolean {
+    const sql = this.ctx.storage.sql;
+    sql.exec("CREATE TABLE IF NOT EXISTS agent_login_jti (jti TEXT PRIMARY KEY, forget_at INTEGER NOT NULL)");
+    sql.exec("DELETE FROM agent_login_jti WHERE forget_at < ?", Date.now());
+    if (sql.exec("SELECT 1 FROM agent_login_jti WHERE jti = ?", jti).toArray().length > 0) return false;
+    sql.exec("INSERT INTO agent_login_jti (jti, forget_at) VALUES (?, ?)", jti, forgetAtMs);
+    return true;
+  }
+
   override async webSocketMessage(ws: WebSocket, message: string | ArrayBuffer): Promise<void> {
     const decoded = decodeFrame(message);
     if (!decoded.ok) return;
@@ -159,13 +185,19 @@ export class TunnelDO extends DurableObject<Env> {
         if (a) ws.serializeAttachment({ ...a, capacity: frame.capacity, heartbeatAt: Date.now() });
         return;
       }
+      // Replies count only from the socket the request was sent on: another agent of the region
+      // that guesses (or sees) a tunnel id cannot answer, or break, someone else's request.
       case "response":
+        if (!this.heldBy(ws, frame.id)) return;
         return this.onHead(frame.id, frame.status, pairsToHeaders(frame.headers), frame.body);
       case "chunk":
+        if (!this.heldBy(ws, frame.id)) return;
         return this.onChunk(frame.id, frame.seq, frame.data);
       case "end":
+        if (!this.heldBy(ws, frame.id)) return;
         return this.onEnd(frame.id, frame.chunks);
       case "error":
+        if (!this.heldBy(ws, frame.id)) return;
         return this.fail(frame.id, new AppError(frame.code, frame.message));
       default:
         return; // request/cancel/credit frames only travel edge → agent
@@ -183,6 +215,13 @@ export class TunnelDO extends DurableObject<Env> {
 
   override async webSocketError(ws: WebSocket, error: unknown): Promise<void> {
     this.dropSocket(ws, `agent tunnel failed (${error instanceof Error ? error.message : "error"})`);
+  }
+
+  /** Whether request `id` is pending on this very socket (by object, or by connection id after a wake-up). */
+  private heldBy(ws: WebSocket, id: string): boolean {
+    const p = this.pending.get(id);
+    if (!p) return false;
+    return p.ws === ws || attachmentOf(ws)?.connId === p.connId;
   }
 
   /** Every request pending on this socket fails now, not at its timeout. */

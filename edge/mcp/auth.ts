@@ -14,7 +14,9 @@ export function resourceMetadata(origin: string, issuer: string): Record<string,
     resource: `${origin}${MCP_PATH}`,
     authorization_servers: [issuer],
     bearer_methods_supported: ["header"],
-    scopes_supported: Object.values(SCOPES),
+    // Never sandbox:admin: OAuth clients ask for every advertised scope, and admin is not a tenant's
+    // to ask for (it is granted by ADMIN_SUBJECTS / ADMIN_AUDIENCE, tenant-jwt.ts).
+    scopes_supported: [SCOPES.exec, SCOPES.chat],
     resource_name: "pi-sandbox-runtime MCP",
   };
 }

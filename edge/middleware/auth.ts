@@ -1,4 +1,5 @@
 import type { MiddlewareHandler } from "hono";
+import { SCOPES } from "../../shared/api.ts";
 import { AppError } from "../../shared/errors.ts";
 import type { AppEnv } from "../app-env.ts";
 
@@ -15,12 +16,24 @@ export function tenantAuth(): MiddlewareHandler<AppEnv> {
   };
 }
 
-/** 403 unless the principal holds `scope`. */
-export function requireScope(scope: string): MiddlewareHandler<AppEnv> {
+/** 403 unless the principal holds one of `scopes` (as granted: tenant-jwt.ts drops a non-admin's admin scope). */
+export function requireScope(...scopes: string[]): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
-    if (!c.get("principal").scopes.includes(scope)) {
-      throw new AppError("insufficient_scope", `this route needs the "${scope}" scope`);
-    }
+    assertScope(c.get("principal").scopes, scopes);
     await next();
   };
+}
+
+export function assertScope(held: readonly string[], needed: readonly string[]): void {
+  if (needed.some((s) => held.includes(s))) return;
+  if (needed.includes(SCOPES.admin)) {
+    throw new AppError(
+      "insufficient_scope",
+      `this route needs an admin token: the "${SCOPES.admin}" scope, from a subject in ADMIN_SUBJECTS or for ADMIN_AUDIENCE`,
+    );
+  }
+  throw new AppError(
+    "insufficient_scope",
+    `this route needs the ${needed.map((s) => `"${s}"`).join(" or ")} scope`,
+  );
 }

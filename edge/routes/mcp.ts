@@ -5,6 +5,7 @@ import { readJson } from "../http/json.ts";
 import { authenticateMcp, MCP_PATH, RESOURCE_METADATA_PATH, resourceMetadata } from "../mcp/auth.ts";
 import { RouteClient } from "../mcp/route-client.ts";
 import { handleMcpPost } from "../mcp/server.ts";
+import { bodyLimit } from "../middleware/body-limit.ts";
 
 /** The headers an inner route call carries: the caller's own token and address, nothing else. */
 function forwardedHeaders(c: AppContext): Record<string, string> {
@@ -33,9 +34,9 @@ export function mcpRoutes(getApp: () => Hono<AppEnv>): RouteDef[] {
   const post: RouteDef = {
     method: "POST",
     path: MCP_PATH,
-    // Authenticated in the handler: an MCP 401 carries a WWW-Authenticate challenge.
+    // Authenticated in the handler (an MCP 401 carries a WWW-Authenticate challenge), and the body
+    // read only after that: an unauthenticated caller never gets MAX_BODY_BYTES buffered.
     auth: "none",
-    body: true,
     doc: {
       summary:
         "MCP (Streamable HTTP, protocol 2025-06-18+, stateless, JSON responses): the sandbox tools for any MCP client; tenant JWT as Bearer",
@@ -43,6 +44,7 @@ export function mcpRoutes(getApp: () => Hono<AppEnv>): RouteDef[] {
     },
     async handler(c) {
       const who = await authenticateMcp(c);
+      await bodyLimit("request")(c, async () => {});
       const parsedBody = readJson(c);
       const origin = new URL(c.req.url).origin;
       const ctx = executionContext(c);

@@ -1,4 +1,4 @@
-import { CancelResultSchema, ClientRequestIdSchema } from "../../shared/api.ts";
+import { CancelResultSchema, ClientRequestIdSchema, SCOPES } from "../../shared/api.ts";
 import { AppError, parseOrError } from "../../shared/errors.ts";
 import type { RouteDef } from "../app-env.ts";
 import { cancelInRegions } from "../relay/relay.ts";
@@ -14,6 +14,8 @@ export const cancelRequestRoute: RouteDef = {
   method: "POST",
   path: "/v1/requests/:id/cancel",
   auth: "tenant",
+  // The requests it stops are exec or chat requests: a token that may send neither may stop neither.
+  scope: [SCOPES.exec, SCOPES.chat],
   doc: {
     summary:
       "Cancel your in-flight request that you sent with `X-Request-Id: {id}` (its command is killed, its lease freed)",

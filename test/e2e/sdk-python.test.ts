@@ -3,6 +3,7 @@ import { cpSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { DEV_ADMIN_SUBJECT } from "../../devstack/issuer.ts";
 import { SCOPES } from "../../shared/api.ts";
 import { SDK_QUOTA_BURST, type SdkStack, startSdkStack } from "./sdk-stack.ts";
 import { tempDir } from "./stack-helpers.ts";
@@ -52,7 +53,8 @@ describe("Python client (pi_sandbox)", () => {
     const { stack } = sdk;
     const quota = await stack.issuer.mint({
       tenant: "tenant-py-quota",
-      subject: "q",
+      // The pool (cheapest admin route) needs an admin: the devstack edge's ADMIN_SUBJECTS.
+      subject: DEV_ADMIN_SUBJECT,
       scopes: [SCOPES.admin],
     });
     const r = await run(

@@ -6,6 +6,7 @@ import { fileURLToPath } from "node:url";
 import { OpenAIProvider, Runner, setTracingDisabled } from "@openai/agents";
 import { SandboxAgent, shell } from "@openai/agents/sandbox";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { DEV_ADMIN_SUBJECT } from "../../devstack/issuer.ts";
 import { PiSandboxAgentsClient } from "../../sdk/typescript/src/agents.ts";
 import {
   type ChatStreamEvent,
@@ -248,7 +249,8 @@ describe("errors: one class, a stable code per failure", () => {
   it("429: retries honour Retry-After by default, and retries: 0 hands the error over", async () => {
     const token = await stack.issuer.mint({
       tenant: "tenant-sdk-quota",
-      subject: "q",
+      // The pool (cheapest admin route) needs an admin: the devstack edge's ADMIN_SUBJECTS.
+      subject: DEV_ADMIN_SUBJECT,
       scopes: [SCOPES.admin],
     });
     const noRetry = new SandboxClient({ baseUrl: stack.edgeUrl, token, retries: 0 });

@@ -1,5 +1,6 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { AgentPool } from "../../cluster-agent/agent-pool.ts";
+import type { KubeClients } from "../../cluster-agent/k8s/client.ts";
 import { microNow } from "../../cluster-agent/k8s/microtime.ts";
 import { POOL_LABELS } from "../../cluster-agent/pool-state/labels.ts";
 import type { PoolEvent } from "../../shared/api.ts";
@@ -15,11 +16,14 @@ import {
 let cluster: LeaseCluster;
 const pools: AgentPool[] = [];
 
-async function startPool(extra: Record<string, string>): Promise<{ pool: AgentPool; events: PoolEvent[] }> {
+async function startPool(
+  extra: Record<string, string>,
+  wrapClients?: (k: KubeClients) => KubeClients,
+): Promise<{ pool: AgentPool; events: PoolEvent[] }> {
   const started = await startClusterPool(
     cluster,
     { AGENT_ID: `pc-${pools.length}`, ...extra },
-    { orphanGraceMs: 1_500 },
+    { orphanGraceMs: 1_500, ...(wrapClients ? { wrapClients } : {}) },
   );
   pools.push(started.pool);
   return started;
@@ -94,6 +98,38 @@ describe("pool controller (leader-elected, against devcluster)", () => {
     expect(after.leases.map((l) => l.metadata?.name)).not.toContain("sandbox-orphan");
     // Each Lease belongs to a live pod, none is left over.
     expect(after.leases.map((l) => l.metadata?.name).sort()).toEqual([...names].sort());
+  }, 60_000);
+
+  it("a create whose answer is lost is retried under the same name and the pod adopted, not orphaned", async () => {
+    // The API server creates the first two pods, but their answers never reach the agent (what a
+    // client-side timeout on a loaded API server looks like).
+    const lost: string[] = [];
+    // Pods an earlier case left stay; three more must be created.
+    const size = (await poolView(cluster)).live.length + 3;
+    const { pool, events } = await startPool({ POOL_SIZE: String(size), LEADER_LEASE_SECONDS: "3" }, (k) => {
+      const create = k.core.createNamespacedPod.bind(k.core);
+      k.core.createNamespacedPod = (async (...args: Parameters<typeof create>) => {
+        const pod = await create(...args);
+        if (lost.length < 2) {
+          lost.push(pod.metadata?.name ?? "");
+          throw new DOMException("The operation was aborted due to timeout", "TimeoutError");
+        }
+        return pod;
+      }) as typeof create;
+      return k;
+    });
+    await waitFor("leadership", () => pool.isLeader, 5_000, 20);
+    const v = await waitForSettledPool(cluster, size, 25_000);
+    expect(lost).toHaveLength(2);
+    // Both pods whose answer was lost are pool members with their Leases: adopted, not orphans.
+    const live = v.live.map((p) => p.metadata?.name);
+    for (const name of lost) {
+      expect(live).toContain(name);
+      expect(v.leases.map((l) => l.metadata?.name)).toContain(name);
+    }
+    expect(pool.controller.recycled.filter((r) => lost.includes(r.name))).toEqual([]);
+    // A lost answer is not a refusal: growth never backed off.
+    expect(events.filter((e) => e.type === "pool.scale" && e.data.reason === "create refused")).toEqual([]);
   }, 60_000);
 
   it("follows POOL_SIZE changes (free pods); scaling down never removes a held pod", async () => {

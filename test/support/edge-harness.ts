@@ -1,13 +1,20 @@
 import { importJWK, type JWK, SignJWT } from "jose";
+import { type EdgeHarness, type EdgeOptions, startEdge as startDevEdge } from "../../devstack/edge.ts";
 import {
   AGENT_PRIVATE_JWKS,
   RELAY_PUBLIC_JWKS,
   TENANT_ISSUER_PRIVATE_JWK,
   TEST_AUDIENCE,
+  TEST_EDGE_VARS,
   TEST_ISSUER,
 } from "../workers/fixtures/test-keys.ts";
 
-export { type EdgeHarness, startEdge } from "../../devstack/edge.ts";
+export type { EdgeHarness };
+
+/** The edge in workerd with the test keys (wrangler.toml has none); `opts.vars` override them. */
+export function startEdge(opts: EdgeOptions = {}): Promise<EdgeHarness> {
+  return startDevEdge({ ...opts, vars: { ...TEST_EDGE_VARS, ...opts.vars } });
+}
 
 /** A tenant JWT the harnessed edge accepts (test issuer key); `claims` override the defaults. */
 export async function testTenantToken(claims: Record<string, unknown> = {}): Promise<string> {

@@ -59,14 +59,18 @@ export async function startLeaseCluster(
 export async function startPool(
   c: LeaseCluster,
   env: Record<string, string>,
-  opts: { orphanGraceMs?: number } = {},
+  opts: {
+    orphanGraceMs?: number;
+    /** Fault injection between the agent and the API server (e.g. a create whose answer is lost). */
+    wrapClients?: (clients: KubeClients) => KubeClients;
+  } = {},
 ): Promise<{ pool: AgentPool; events: PoolEvent[] }> {
   const cfg = loadConfig(c.agentEnv(env));
   if (!cfg.ok) throw cfg.error;
   const scrubber = cfg.value.recycle === "scrub" ? new HttpScrubber({ poolToken: c.poolToken }) : undefined;
   const r = await AgentPool.start({
     config: cfg.value,
-    clients: makeClients(c.dc.kubeConfig()),
+    clients: (opts.wrapClients ?? ((k) => k))(makeClients(c.dc.kubeConfig())),
     ...(scrubber ? { scrubber } : {}),
     orphanGraceMs: opts.orphanGraceMs ?? 2_000,
   });

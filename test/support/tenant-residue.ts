@@ -76,4 +76,5 @@ while time.time() < deadline and state == "closed":
 print("inspector:" + state)
 PY`;
 
-export const ATTACKS_FAIL = /^server=\d+\nenviron:denied\nmem:denied\nptrace:Operation not permitted\ninspector:closed\n$/;
+export const ATTACKS_FAIL =
+  /^server=\d+\nenviron:denied\nmem:denied\nptrace:Operation not permitted\ninspector:closed\n$/;

@@ -92,7 +92,10 @@ describe("sandbox image", () => {
   const final = s.at(-1) as Stage;
   it("ships the bundled exec server where the pod template starts it", () => {
     const c = template.spec.containers[0];
-    expect([...(c.command ?? []), ...(c.args ?? [])]).toEqual(["/opt/sandbox-server/node", "/opt/sandbox-server/server.mjs"]);
+    expect([...(c.command ?? []), ...(c.args ?? [])]).toEqual([
+      "/opt/sandbox-server/node",
+      "/opt/sandbox-server/server.mjs",
+    ]);
     expect(instr(final, "COPY").join("\n")).toContain("/opt/sandbox-server/server.mjs");
     expect(s[0]?.lines.join("\n")).toContain("cluster-agent/sandbox-server/build.ts");
   });

@@ -13,6 +13,9 @@ const base: ScalePolicyOptions = {
   maxCreatePerSecond: 32,
   scaleDownAfterMs: 60_000,
   initialStartupMs: 1_000,
+  // The cases below are about the other caps: the start limit gets its own.
+  initialStartLimit: 64,
+  maxStartLimit: 64,
 };
 const none = { queued: 0, arrivalsPerSecond: 0 };
 
@@ -144,10 +147,66 @@ describe("scale policy", () => {
 
   it("learns the start-up time from observed pods", () => {
     const p = new ScalePolicy({ ...base, initialStartupMs: 1_000 });
-    for (let i = 0; i < 30; i++) p.observeStartup(3_000);
+    for (let i = 0; i < 30; i++) p.observeStartup(3_000, i * 1_000);
     expect(p.expectedStartupMs).toBeGreaterThan(2_900);
-    p.observeStartup(Number.NaN);
+    p.observeStartup(Number.NaN, 31_000);
     expect(p.expectedStartupMs).toBeGreaterThan(2_900);
+  });
+});
+
+describe("start limit", () => {
+  const burst = { queued: 40, arrivalsPerSecond: 0 };
+
+  it("starts a few pods at once, one more per fast start-up, half as many when start-ups slow down", () => {
+    const p = new ScalePolicy({ ...base, initialStartLimit: undefined, maxStartLimit: undefined });
+    expect(p.startConcurrency).toBe(4);
+    expect(p.decide(0, { free: 0, starting: 0, total: 0 }, burst)).toMatchObject({
+      create: 4,
+      reason: "start limit",
+    });
+    // Nothing more while four are starting.
+    expect(p.decide(100, { free: 0, starting: 4, total: 4 }, burst)).toMatchObject({ create: 0 });
+    // Two turn Ready fast (the first one sets the reference): two more may start, plus one each.
+    p.observeStartup(500, 600);
+    p.observeStartup(600, 700);
+    expect(p.startConcurrency).toBe(6);
+    expect(p.decide(700, { free: 0, starting: 2, total: 4 }, burst)).toMatchObject({ create: 4 });
+    // A start-up over twice the fastest: starts compete, the limit halves — once per wave.
+    p.observeStartup(1_500, 2_000);
+    expect(p.startConcurrency).toBe(3);
+    p.observeStartup(1_600, 2_100);
+    expect(p.startConcurrency).toBe(3);
+    // A fastest start-up later (the cool-down is one fastest start-up), and still slow: halves again.
+    p.observeStartup(1_700, 2_700);
+    expect(p.startConcurrency).toBe(1);
+    for (let i = 0; i < 5; i++) p.observeStartup(1_800, 3_000 + i * 1_000);
+    expect(p.startConcurrency).toBe(1);
+    // Never below one, never above its maximum (maxCreatePerSecond by default).
+    for (let i = 0; i < 100; i++) p.observeStartup(400, 10_000 + i);
+    expect(p.startConcurrency).toBe(32);
+  });
+
+  it("a slow API answer to a create halves it too", () => {
+    const p = new ScalePolicy({ ...base, initialStartLimit: 8 });
+    p.createAnswered(200, 0);
+    expect(p.startConcurrency).toBe(8);
+    p.createAnswered(2_500, 1_000);
+    expect(p.startConcurrency).toBe(4);
+    // The same overload seen by creates in flight together: one cut.
+    p.createAnswered(2_500, 1_100);
+    expect(p.startConcurrency).toBe(4);
+  });
+
+  it("a node that became slower for good is the new reference: the limit grows again", () => {
+    const p = new ScalePolicy({ ...base, initialStartLimit: 4, maxStartLimit: 16 });
+    p.observeStartup(300, 0);
+    let t = 1_000;
+    // Every start-up now takes 2 s (a busier node): at first each halves the limit...
+    for (let i = 0; i < 3; i++, t += 5_000) p.observeStartup(2_000, t);
+    expect(p.startConcurrency).toBe(1);
+    // ...then the reference has drifted up to them, and the limit climbs again.
+    for (let i = 0; i < 60; i++, t += 5_000) p.observeStartup(2_000, t);
+    expect(p.startConcurrency).toBeGreaterThan(4);
   });
 });
 

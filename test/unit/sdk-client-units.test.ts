@@ -1,3 +1,6 @@
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { exitStatusOf, shellJoin } from "../../sdk/typescript/src/cli.ts";
 import { resolveTarget } from "../../sdk/typescript/src/cli-config.ts";
@@ -70,5 +73,36 @@ describe("sdk: pure pieces", () => {
     });
     const none = resolveTarget({}, {}, "/", false);
     expect("error" in none && none.error).toContain("PI_SANDBOX_URL");
+  });
+
+  it("target: a state file's token goes only to that file's URL, and the file's URL only gets its own token", () => {
+    const dir = mkdtempSync(join(tmpdir(), "cli-state-"));
+    try {
+      const state = join(dir, ".devstack", "state.json");
+      mkdirSync(dirname(state));
+      writeFileSync(
+        state,
+        JSON.stringify({ edgeUrl: "http://planted", tokens: { tenantA: "ta", admin: "adm" } }),
+      );
+      const nested = join(dir, "a", "b");
+      mkdirSync(nested, { recursive: true });
+      expect(resolveTarget({}, {}, nested, false)).toEqual({
+        url: "http://planted",
+        token: "ta",
+        source: state,
+      });
+      expect(resolveTarget({}, {}, nested, true)).toMatchObject({ url: "http://planted", token: "adm" });
+      // My token never goes to the state file's URL; its token never goes to my URL.
+      const mine = resolveTarget({}, { PI_SANDBOX_TOKEN: "my-real-token" }, nested, false);
+      expect(mine).toEqual({ error: expect.stringContaining("a token but no URL") });
+      const myUrl = resolveTarget({ url: "https://edge.example" }, {}, nested, false);
+      expect(myUrl).toEqual({ error: expect.stringContaining("a URL but no token") });
+      writeFileSync(state, JSON.stringify({ tokens: { tenantA: "ta" } }));
+      expect(resolveTarget({}, {}, nested, false)).toEqual({
+        error: expect.stringContaining("names no edge URL"),
+      });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -100,12 +100,17 @@ describe("metrics derived from bus events", () => {
     const { bus, text } = setup();
     bus.emit(eventInput({ type: "lease.conflict", pod: "pi-sandbox-2", requestId: "r" }));
     bus.emit(eventInput({ type: "lease.conflict", pod: "pi-sandbox-3", requestId: "r" }));
-    bus.emit(eventInput({ type: "queue.entered", requestId: "q1" }));
-    bus.emit(eventInput({ type: "queue.entered", requestId: "q2" }));
-    bus.emit(eventInput({ type: "queue.entered", requestId: "q3" }));
+    bus.emit(eventInput({ type: "queue.entered", requestId: "q1", tenant: "acme-secret-name" }));
+    bus.emit(eventInput({ type: "queue.entered", requestId: "q2", tenant: "acme-secret-name" }));
+    bus.emit(eventInput({ type: "queue.entered", requestId: "q3", tenant: "globex" }));
     let t = await text();
     expect(series(t, "pi_sandbox_lease_conflicts_total")).toBe(2);
     expect(series(t, "pi_sandbox_queue_depth")).toBe(3);
+    // Fairness is visible, tenants' names are not.
+    expect(series(t, "pi_sandbox_queue_tenants")).toBe(2);
+    expect(series(t, "pi_sandbox_queue_depth_largest_tenant")).toBe(2);
+    expect(t).not.toContain("acme-secret-name");
+    expect(t).not.toContain("globex");
     bus.emit(eventInput({ type: "queue.timeout", requestId: "q1", data: { waitedMs: 15_000 } }));
     bus.emit(eventInput({ type: "queue.left", requestId: "q2", data: { reason: "aborted", waitedMs: 200 } }));
     bus.emit(
@@ -120,6 +125,8 @@ describe("metrics derived from bus events", () => {
     bus.emit(eventInput({ type: "lease.expired", pod: "pi-sandbox-5" }));
     t = await text();
     expect(series(t, "pi_sandbox_queue_depth")).toBe(0);
+    expect(series(t, "pi_sandbox_queue_tenants")).toBe(0);
+    expect(series(t, "pi_sandbox_queue_depth_largest_tenant")).toBe(0);
     expect(series(t, "pi_sandbox_queue_timeouts_total")).toBe(1);
     expect(series(t, 'pi_sandbox_queue_wait_seconds_count{outcome="timeout"}')).toBe(1);
     expect(series(t, 'pi_sandbox_queue_wait_seconds_sum{outcome="timeout"}')).toBe(15);

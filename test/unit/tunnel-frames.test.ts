@@ -107,7 +107,17 @@ describe("agent login token", () => {
     const token = await signAgentToken({ privateJwk: eu.privateJwk, agentId: "agent-7", region: "eu-1" });
     const good = await verifyAgentToken(token, { publicKeys: [eu.publicJwk], region: "eu-1" });
     // An agent that names no cluster serves the region's "default" cluster (sandbox routing).
-    expect(good).toEqual({ ok: true, value: { agentId: "agent-7", region: "eu-1", cluster: "default" } });
+    expect(good).toEqual({
+      ok: true,
+      value: {
+        agentId: "agent-7",
+        region: "eu-1",
+        cluster: "default",
+        // The edge remembers the jti until exp, so a captured login cannot dial again.
+        jti: expect.stringMatching(/^[0-9a-f-]{36}$/),
+        expiresAt: expect.any(Number),
+      },
+    });
     const otherRegion = await verifyAgentToken(token, { publicKeys: [eu.publicJwk], region: "us-1" });
     expect(otherRegion.ok || otherRegion.error.code).toBe("invalid_token");
     const otherKey = await verifyAgentToken(token, { publicKeys: [us.publicJwk], region: "eu-1" });

@@ -24,6 +24,8 @@ describe("tenant JWT against a JWKS URL (createRemoteJWKSet)", () => {
       clockToleranceSeconds: 5,
       tenantClaim: "org.id",
       regionClaim: "region",
+      adminSubjects: [],
+      adminAudience: undefined,
     });
     const res = await verifier.verify(await tenantToken({ tenant: undefined, org: { id: "nested-tenant" } }));
     expect(res.ok && res.value.tenant).toBe("nested-tenant");

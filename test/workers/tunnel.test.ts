@@ -2,7 +2,7 @@ import { env, SELF } from "cloudflare:test";
 import { afterEach, describe, expect, it } from "vitest";
 import { RELAY_HEADER } from "../../shared/relay-signing.ts";
 import { signAgentToken, toBase64 } from "../../shared/tunnel.ts";
-import { AGENT_PRIVATE_JWKS } from "./fixtures/test-keys.ts";
+import { AGENT_PRIVATE_JWKS, TEST_ADMIN_SUBJECT } from "./fixtures/test-keys.ts";
 import {
   auth,
   BASE,
@@ -406,7 +406,11 @@ describe("relay through the tunnel", () => {
       });
       await waitForAgents(TUNNEL, region, 1);
     }
-    const token = await tenantToken({ tenant: "tenant-admin", scope: "sandbox:admin" });
+    const token = await tenantToken({
+      tenant: "tenant-admin",
+      sub: TEST_ADMIN_SUBJECT,
+      scope: "sandbox:admin",
+    });
     const readUntil = async (res: Response, done: (text: string) => boolean): Promise<string> => {
       const reader = res.body!.getReader();
       const decoder = new TextDecoder();
@@ -452,7 +456,11 @@ describe("relay through the tunnel", () => {
       );
     });
     await waitForAgents(TUNNEL, "eu-1", 1);
-    const token = await tenantToken({ tenant: "tenant-admin", scope: "sandbox:admin" });
+    const token = await tenantToken({
+      tenant: "tenant-admin",
+      sub: TEST_ADMIN_SUBJECT,
+      scope: "sandbox:admin",
+    });
     const res = await SELF.fetch(`${BASE}/v1/pool`, { headers: auth(token) });
     expect(res.status).toBe(200);
     const body = (await res.json()) as {

@@ -21,6 +21,30 @@ RETRYABLE_503 = frozenset({"queue_timeout", "no_agent", "sandbox_cluster_unavail
 Body = Union[bytes, IO[bytes], None]
 
 
+def _origin(url: str) -> Tuple[str, str, Optional[int]]:
+    u = urllib.parse.urlsplit(url)
+    scheme = u.scheme.lower()
+    return scheme, (u.hostname or "").lower(), u.port or {"http": 80, "https": 443}.get(scheme)
+
+
+class _SameOriginAuthRedirect(urllib.request.HTTPRedirectHandler):
+    """Follows redirects, but the bearer token goes to the edge's own origin only.
+
+    urllib copies every header to the redirect target, so a redirect (a misconfigured proxy, or
+    anyone who can answer for the edge's URL) to another host, port or scheme would receive the
+    tenant's token.
+    """
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is not None and _origin(new.full_url) != _origin(req.full_url):
+            new.remove_header("Authorization")
+        return new
+
+
+_opener = urllib.request.build_opener(_SameOriginAuthRedirect())
+
+
 def is_retryable(e: SandboxApiError) -> bool:
     return e.status == 429 or (e.status == 503 and e.code in RETRYABLE_503)
 
@@ -96,7 +120,7 @@ class Transport:
                 raise SandboxApiError("client_timeout", "no complete answer in time", 0)
             req = urllib.request.Request(url, data=data, method=method, headers=headers)
             try:
-                return urllib.request.urlopen(req, timeout=remaining), deadline
+                return _opener.open(req, timeout=remaining), deadline
             except urllib.error.HTTPError as e:
                 error = error_from_body(e.code, e.read(), e.headers)
                 e.close()
@@ -126,7 +150,7 @@ class Transport:
         url = f"{self.base_url}/v1/requests/{urllib.parse.quote(client_id, safe='')}/cancel"
         req = urllib.request.Request(url, data=b"", method="POST", headers={"Authorization": f"Bearer {self.token}"})
         try:
-            urllib.request.urlopen(req, timeout=5).close()
+            _opener.open(req, timeout=5).close()
         except (OSError, urllib.error.URLError):
             pass
 
