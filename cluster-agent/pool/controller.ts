@@ -189,9 +189,12 @@ export class PoolController {
       const lease = leaseByName.get(name);
       const age = now - (this.firstSeen.get(name) ?? now);
       if (isPodReady(pod)) this.everReady.add(name);
-      // Waiting for room is not failing to start: the readiness deadline runs from being scheduled.
-      else if (isUnschedulable(pod)) this.firstSeen.set(name, now);
-      else if (!this.everReady.has(name) && age >= this.o.podReadyTimeoutSeconds * 1000) {
+      // Waiting for room is not failing (nor slow) to start: the readiness deadline and the start-up
+      // time the policy learns from run from being scheduled.
+      else if (isUnschedulable(pod)) {
+        this.firstSeen.set(name, now);
+        if (this.createdAt.has(name)) this.createdAt.set(name, now);
+      } else if (!this.everReady.has(name) && age >= this.o.podReadyTimeoutSeconds * 1000) {
         work.push(this.recycle(name, "not ready in time"));
         continue;
       }
