@@ -35,7 +35,9 @@ async function live(): Promise<V1Pod[]> {
 }
 
 describe("pool on a full node", () => {
-  it("pods beyond the node stay Unschedulable, growth stops, and they start when room frees", async () => {
+  it("pods beyond the node stay Unschedulable, growth stops, and they start when room frees", {
+    timeout: 90_000,
+  }, async () => {
     const started = await startPool(cluster, {
       AGENT_ID: "unsched-0",
       POOL_SIZE: "5",
@@ -44,13 +46,24 @@ describe("pool on a full node", () => {
     pool = started.pool;
     const events = started.events;
 
+    // The pool wants 5; the node holds 3. However many it started at once (its start limit), the
+    // ones beyond the node wait, and while one waits the leader decides to add none.
+    let most = 0;
     const full = await waitFor(
-      "3 Ready + 2 Unschedulable",
+      "3 Ready, the rest Unschedulable, growth stopped",
       async () => {
         const pods = await live();
+        most = Math.max(most, pods.length);
         const ready = pods.filter(isPodReady);
         const waiting = pods.filter(unschedulable);
-        return pods.length === 5 && ready.length === 3 && waiting.length === 2
+        const stopped = events.some(
+          (e) =>
+            e.type === "pool.scale" && e.data.reason === "unschedulable" && (e.data.unschedulable ?? 0) > 0,
+        );
+        return ready.length === 3 &&
+          waiting.length >= 1 &&
+          ready.length + waiting.length === pods.length &&
+          stopped
           ? { ready, waiting }
           : undefined;
       },
@@ -60,38 +73,26 @@ describe("pool on a full node", () => {
       /^0\/1 nodes are available: 1 Insufficient cpu\./,
     );
 
-    // One Ready pod goes: the pool is short of its warm target, but pods are waiting for room, so it
-    // decides to add none; the room the pod leaves goes to a waiting one.
+    // One Ready pod goes: its room goes to a pod that waited (growth may then resume, as it should,
+    // and the new pods wait in turn).
     const gone = full.ready[0]?.metadata?.name ?? "";
-    const seen = events.length;
     await cluster.clients.core.deleteNamespacedPod({ name: gone, namespace: cluster.namespace });
-    const decision = await waitFor(
-      "pool.scale unschedulable",
-      () =>
-        events.find(
-          (e) =>
-            e.type === "pool.scale" && e.data.reason === "unschedulable" && (e.data.unschedulable ?? 0) > 0,
-        ),
-      20_000,
-    );
-    expect(decision.type === "pool.scale" && decision.data.create).toBe(0);
     const waitingNames = new Set(full.waiting.map((p) => p.metadata?.name));
-    // And it stays at that: 3 Ready (one of them a pod that waited) and 1 still waiting, 4 in all.
-    const after = await waitFor(
+    await waitFor(
       "a waiting pod scheduled and Ready",
       async () => {
         const pods = await live();
+        most = Math.max(most, pods.length);
         const ready = pods.filter(isPodReady);
-        return ready.some((p) => waitingNames.has(p.metadata?.name)) && ready.length === 3 ? pods : undefined;
+        return ready.some((p) => waitingNames.has(p.metadata?.name)) && ready.length === 3;
       },
       30_000,
     );
-    expect(after).toHaveLength(4);
-    expect(after.filter(unschedulable)).toHaveLength(1);
-    expect(
-      events
-        .slice(seen)
-        .filter((e) => e.type === "pod.created" || (e.type === "pool.scale" && e.data.create > 0)),
-    ).toEqual([]);
+    // Never a pod added while one waited, never more than the pool wants.
+    const grew = events.filter(
+      (e) => e.type === "pool.scale" && e.data.create > 0 && (e.data.unschedulable ?? 0) > 0,
+    );
+    expect(grew).toEqual([]);
+    expect(most).toBeLessThanOrEqual(5);
   });
 });
