@@ -4,6 +4,7 @@ import type { PodSnapshot, PodState, PoolSnapshot } from "../shared/api.ts";
 import { AppError, err, ok, type Result } from "../shared/errors.ts";
 import type { AgentConfig } from "./config.ts";
 import { EventBus } from "./events/bus.ts";
+import { RecentExecutions } from "./events/recent-executions.ts";
 import type { Scrubber } from "./exec/executor.ts";
 import { podExecToken } from "./exec/pod-token.ts";
 import type { KubeClients } from "./k8s/client.ts";
@@ -69,6 +70,8 @@ export class AgentPool {
   readonly elector: LeaderElector | undefined;
   readonly demandPublisher: DemandPublisher;
   readonly demandReader: DemandReader;
+  /** What the snapshot lists as this agent's recent executions. */
+  readonly recentExecutions: RecentExecutions;
   private readonly log: FailureLog;
 
   private constructor(
@@ -77,6 +80,7 @@ export class AgentPool {
     template: V1Pod,
   ) {
     this.bus = opts.bus ?? new EventBus(config.agentId, config.region);
+    this.recentExecutions = new RecentExecutions(this.bus);
     this.log = opts.log ?? createLogger({ level: "warn", base: { agentId: config.agentId } });
     const log = this.log;
     const onCacheError =
@@ -187,6 +191,7 @@ export class AgentPool {
   }
 
   async close(): Promise<void> {
+    this.recentExecutions.stop();
     this.demandReader.stop();
     await this.demandPublisher.withdraw();
     await this.manager.shutdown();
@@ -218,6 +223,7 @@ export class AgentPool {
         acquireP50Ms: s.percentile(50),
         acquireP99Ms: s.percentile(99),
       },
+      executions: this.recentExecutions.list(),
     };
   }
 }

@@ -199,10 +199,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     queueTimeoutSeconds: e.QUEUE_TIMEOUT_SECONDS,
     recycle: e.RECYCLE,
     tenantMaxLeases: e.TENANT_MAX_LEASES,
-    tenantShareLeases:
-      e.TENANT_POOL_SHARE_PERCENT >= 100
-        ? 0
-        : Math.max(e.POOL_SIZE, Math.ceil((e.POOL_MAX_PODS * e.TENANT_POOL_SHARE_PERCENT) / 100)),
+    tenantShareLeases: tenantShare(e.POOL_SIZE, e.POOL_MAX_PODS, e.TENANT_POOL_SHARE_PERCENT),
     sandboxImage: e.SANDBOX_IMAGE,
     podTemplatePath: e.SANDBOX_POD_TEMPLATE,
     runtimeClassName: e.SANDBOX_RUNTIME_CLASS,
@@ -223,4 +220,15 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     model: readModelConfig(env),
     chat: chat.value,
   });
+}
+
+/**
+ * A tenant's share of the pool in leases: max(POOL_SIZE, pct % of POOL_MAX_PODS), or 0 (no rule) at
+ * 100 % or when the share is the whole pool anyway (POOL_SIZE = POOL_MAX_PODS) — then a caller who
+ * waits is waiting for the pool, and is told queue_timeout, not that its tenant held too much.
+ */
+export function tenantShare(poolSize: number, maxPods: number, percent: number): number {
+  if (percent >= 100) return 0;
+  const share = Math.max(poolSize, Math.ceil((maxPods * percent) / 100));
+  return share >= maxPods ? 0 : share;
 }

@@ -5,7 +5,7 @@ import type { KubeConfig } from "@kubernetes/client-node";
 import { type ApiServer, type AuditEntry, startApiServer } from "./apiserver/index.ts";
 import { type HttpsReply, httpsRequest } from "./https-request.ts";
 import { makeKubeConfig, writeKubeconfig } from "./kubeconfig.ts";
-import { type ImageSpec, type Kubelet, startKubelet } from "./kubelet/index.ts";
+import { type ExecProtocol, type ImageSpec, type Kubelet, startKubelet } from "./kubelet/index.ts";
 import { makeKubeletPki } from "./pki.ts";
 import { type Scheduler, startScheduler } from "./scheduler/scheduler.ts";
 
@@ -27,6 +27,8 @@ export interface DevClusterOptions {
   podPidsLimit?: number;
   /** The node's allocatable CPU and memory (quantities, e.g. "2", "500m", "4Gi"). Default: this machine's. */
   allocatable?: { cpu?: string; memory?: string };
+  /** Exec subprotocols the kubelet offers (default v5, v4; `["v4.channel.k8s.io"]` = a pre-1.29 kubelet). */
+  execProtocols?: ExecProtocol[];
   log?: (msg: string) => void;
 }
 
@@ -126,6 +128,7 @@ export async function startDevCluster(opts: DevClusterOptions): Promise<DevClust
       tls: { cert: pki.kubeletCert, key: pki.kubeletKey, clientCA: pki.ca },
       podPidsLimit: opts.podPidsLimit,
       allocatable: opts.allocatable,
+      ...(opts.execProtocols ? { execProtocols: opts.execProtocols } : {}),
       log: opts.log,
     });
     scheduler = await startScheduler({

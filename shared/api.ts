@@ -306,6 +306,25 @@ export const SandboxSnapshotSchema = z.object({
 });
 export type SandboxSnapshot = z.infer<typeof SandboxSnapshotSchema>;
 
+/**
+ * One of the agent's recent executions, as the snapshot carries them (newest first, bounded), so
+ * a dashboard opened after they ran still lists them. Times are the agent's ISO times.
+ */
+export const ExecutionSnapshotSchema = z.object({
+  requestId: z.string(),
+  tenant: z.string(),
+  pod: z.string(),
+  commandPreview: z.string(),
+  startedAt: z.string(),
+  /** null while the command runs. */
+  finishedAt: z.string().nullable(),
+  exitCode: z.number().int().nullable(),
+  timedOut: z.boolean(),
+  durationMs: z.number().nonnegative().nullable(),
+  queueMs: z.number().nonnegative().nullable(),
+});
+export type ExecutionSnapshot = z.infer<typeof ExecutionSnapshotSchema>;
+
 export const PoolSnapshotSchema = z.object({
   region: z.string(),
   agentId: z.string(),
@@ -328,6 +347,8 @@ export const PoolSnapshotSchema = z.object({
   }),
   /** Sandboxes that live across requests (absent from agents that predate them). */
   sandboxes: z.array(SandboxSnapshotSchema).optional(),
+  /** This agent's recent executions, newest first (bounded; absent from agents that predate it). */
+  executions: z.array(ExecutionSnapshotSchema).optional(),
 });
 export type PoolSnapshot = z.infer<typeof PoolSnapshotSchema>;
 

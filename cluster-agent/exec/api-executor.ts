@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { Readable, Writable } from "node:stream";
+import { Writable } from "node:stream";
 import { Exec, type KubeConfig, type V1Status } from "@kubernetes/client-node";
 // Not re-exported by the package index; its constructor is the documented way to pass a socket factory.
 import { WebSocketHandler } from "@kubernetes/client-node/dist/web-socket-handler.js";
@@ -8,7 +8,7 @@ import { EnvSchema, type ExecOutcome, LIMITS, WorkspacePathSchema } from "../../
 import { AppError, err, ok, parseOrError, type Result } from "../../shared/errors.ts";
 import { abortError, type ExecCall, type ExecTarget, type Executor, RESULT_GRACE_MS } from "./executor.ts";
 import { OutputCapture } from "./output-capture.ts";
-import { CWD_REFUSED_EXIT, CWD_REFUSED_PREFIX, killArgv, wrapperArgv } from "./remote-wrapper.ts";
+import { CWD_REFUSED_EXIT, CWD_REFUSED_PREFIX, killArgv, sizedStdin, wrapperArgv } from "./remote-wrapper.ts";
 
 export interface ApiExecutorOptions {
   kubeConfig: KubeConfig;
@@ -38,7 +38,8 @@ export function exitCodeOf(status: V1Status): number | AppError {
 }
 
 /**
- * `api` mode: the pods/exec subresource (v5 channel protocol) through client-node, for images
+ * `api` mode: the pods/exec subresource (v5 or v4 channel protocol, whichever the kubelet offers;
+ * stdin never needs v5's half-close, see remote-wrapper.ts) through client-node, for images
  * without the exec server. Fencing: there is no exec server to refuse a stale fencing token, so
  * this mode relies on the lease alone (the caller checks it is still held before calling, and
  * aborts the call when it is lost).
@@ -86,6 +87,7 @@ export class ApiExecutor implements Executor {
       cwd: cwd.value,
       env: env.value,
       id,
+      stdinBytes: call.stdin === undefined ? undefined : Buffer.byteLength(call.stdin),
     });
     const result = await this.#run(target, argv, call);
     if (!result.ok) {
@@ -116,8 +118,7 @@ export class ApiExecutor implements Executor {
       });
     const stdout = sink("stdout");
     const stderr = sink("stderr");
-    const stdin =
-      call.stdin === undefined ? null : Readable.from(call.stdin ? [Buffer.from(call.stdin)] : []);
+    const stdin = call.stdin === undefined ? null : sizedStdin(Buffer.from(call.stdin));
 
     return new Promise((resolve) => {
       let settled = false;
@@ -131,6 +132,7 @@ export class ApiExecutor implements Executor {
         settled = true;
         for (const t of timers) clearTimeout(t);
         call.signal.removeEventListener("abort", onAbort);
+        stdin?.destroy();
         if (socket && socket.readyState !== socket.CLOSED) socket.terminate();
         resolve(r);
       };

@@ -1,10 +1,11 @@
 import { posix } from "node:path";
-import { Readable, Writable } from "node:stream";
+import { Writable } from "node:stream";
 import { Exec, type KubeConfig, type V1Status } from "@kubernetes/client-node";
 import { AppError, type ErrorCode, err, ok, type Result } from "../../shared/errors.ts";
 import { exitCodeOf } from "./api-executor.ts";
 import type { ExecTarget } from "./executor.ts";
 import type { FileEntry, ReadResult, SandboxFiles } from "./files.ts";
+import { sizedStdin } from "./remote-wrapper.ts";
 
 /**
  * `api` mode of the files contract: each operation is one pods/exec of a small POSIX shell program
@@ -13,7 +14,7 @@ import type { FileEntry, ReadResult, SandboxFiles } from "./files.ts";
  * server, and answers with the same error codes. Reads are buffered here (at most the file limit).
  */
 
-const EXIT: Record<number, ErrorCode> = { 65: "invalid_path", 66: "file_not_found", 67: "payload_too_large" };
+const EXIT: Record<number, ErrorCode> = { 65: "invalid_path", 66: "file_not_found" };
 
 /** Sets `full` (lexical) and `ws` (real workspace); refuses `..` and anything lexically outside. */
 const PRELUDE = [
@@ -37,7 +38,8 @@ const READ_SCRIPT = [
 
 const WRITE_SCRIPT = [
   PRELUDE,
-  "max=$2",
+  // Exactly $2 bytes: the script never waits for end-of-file, which a v4 exec stream cannot send.
+  "n=$2",
   '[ "$full" = /workspace ] && { echo "$p: is the workspace itself" >&2; exit 65; }',
   'parent=$(dirname -- "$full"); base=$(basename -- "$full")',
   'a=$parent; while [ ! -e "$a" ] && [ ! -L "$a" ]; do a=$(dirname -- "$a"); done',
@@ -46,9 +48,9 @@ const WRITE_SCRIPT = [
   'rp=$(realpath -e -- "$parent") && inside "$rp" || { echo "$p: leads outside /workspace" >&2; exit 65; }',
   'if [ -d "$rp/$base" ] && [ ! -L "$rp/$base" ]; then echo "$p: is a directory" >&2; exit 65; fi',
   'tmp="$rp/.$base.tmp-$$"',
-  'head -c "$((max + 1))" > "$tmp" || { rm -f -- "$tmp"; echo "$p: cannot write" >&2; exit 65; }',
+  'head -c "$n" > "$tmp" || { rm -f -- "$tmp"; echo "$p: cannot write" >&2; exit 65; }',
   'size=$(wc -c < "$tmp")',
-  'if [ "$size" -gt "$max" ]; then rm -f -- "$tmp"; echo "file is larger than $max bytes" >&2; exit 67; fi',
+  'if [ "$size" -ne "$n" ]; then rm -f -- "$tmp"; echo "$p: stdin ended after $size of $n bytes" >&2; exit 68; fi',
   // -T: a target that is a symlink (even to a directory) is replaced, never written through.
   'mv -fT -- "$tmp" "$rp/$base" || { rm -f -- "$tmp"; exit 65; }',
   'echo "$size"',
@@ -115,18 +117,17 @@ export class ApiFiles implements SandboxFiles {
       });
     const stdout = sink(out, true);
     const stderr = sink(errOut, false);
-    const input =
-      stdin === undefined
-        ? null
-        : Readable.from([Buffer.from(stdin.buffer, stdin.byteOffset, stdin.byteLength)]);
+    const input = stdin === undefined ? null : sizedStdin(stdin);
     return new Promise((resolve) => {
       let settled = false;
+      let gotStatus = false;
       let socket: { terminate(): void } | undefined;
       const settle = (r: Result<Run>) => {
         if (settled) return;
         settled = true;
         clearTimeout(timer);
         signal.removeEventListener("abort", onAbort);
+        input?.destroy();
         socket?.terminate();
         resolve(r);
       };
@@ -148,6 +149,7 @@ export class ApiFiles implements SandboxFiles {
           input,
           false,
           (s: V1Status) => {
+            gotStatus = true;
             let pending = 2;
             const one = () => {
               pending -= 1;
@@ -177,6 +179,14 @@ export class ApiFiles implements SandboxFiles {
             if (settled) return ws.terminate();
             socket = ws;
             ws.on("error", () => {});
+            // The status frame precedes the close; a close without one is a failure, not a wait
+            // for the operation's whole timeout.
+            ws.on("close", (code: number) =>
+              setImmediate(() => {
+                if (!gotStatus)
+                  fail(`pods/exec socket to ${target.pod} closed (code ${code}) without an exit status`);
+              }),
+            );
           },
           (e: unknown) =>
             fail(
@@ -206,10 +216,10 @@ export class ApiFiles implements SandboxFiles {
     opts: { signal: AbortSignal; maxBytes: number },
   ): Promise<Result<{ path: string; size: number }>> {
     const bytes = body instanceof Uint8Array ? body : await collect(body, opts.maxBytes);
-    if (bytes === null)
+    if (bytes === null || bytes.byteLength > opts.maxBytes)
       return err(new AppError("payload_too_large", `file is larger than ${opts.maxBytes} bytes`));
     const r = this.#check(
-      await this.#run(target, WRITE_SCRIPT, [path, String(opts.maxBytes)], opts.signal, bytes),
+      await this.#run(target, WRITE_SCRIPT, [path, String(bytes.byteLength)], opts.signal, bytes),
     );
     if (!r.ok) return r;
     const size = Number(r.value.stdout.toString("utf8").trim());

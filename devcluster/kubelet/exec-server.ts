@@ -7,9 +7,10 @@ import type { TLSSocket } from "node:tls";
 import { type WebSocket, WebSocketServer } from "ws";
 import type { Container } from "./container.ts";
 import { type ExecProcess, killExec, startExec } from "./exec-process.ts";
+import type { ExecProtocol } from "./types.ts";
 
 /** Subprotocols whose channel 3 carries a JSON Status (v4 and v5), best first. */
-const PROTOCOLS = ["v5.channel.k8s.io", "v4.channel.k8s.io"];
+const PROTOCOLS: ExecProtocol[] = ["v5.channel.k8s.io", "v4.channel.k8s.io"];
 const CH_STDIN = 0;
 const CH_STDOUT = 1;
 const CH_STDERR = 2;
@@ -50,11 +51,14 @@ export async function startExecServer(opts: {
   scratchDir: string;
   lookup: SandboxLookup;
   log: (msg: string) => void;
+  /** Offered subprotocols, best first (default v5, v4). */
+  protocols?: ExecProtocol[];
 }): Promise<ExecServer> {
+  const protocols = opts.protocols ?? PROTOCOLS;
   const wss = new WebSocketServer({
     noServer: true,
     perMessageDeflate: false,
-    handleProtocols: (offered) => PROTOCOLS.find((p) => offered.has(p)) ?? false,
+    handleProtocols: (offered) => protocols.find((p) => offered.has(p)) ?? false,
   });
   const children = new Set<ExecProcess>();
   // Shutting down: sockets are dropped without a status frame, as when a real kubelet goes away.
@@ -95,10 +99,10 @@ export async function startExecServer(opts: {
     }
     if (flag("tty")) return reject(400, "Bad Request: devcluster does not support tty exec");
     const offered = (req.headers["sec-websocket-protocol"] ?? "").split(",").map((s) => s.trim());
-    if (!PROTOCOLS.some((p) => offered.includes(p))) {
+    if (!protocols.some((p) => offered.includes(p))) {
       return reject(
         400,
-        `Bad Request: none of the offered subprotocols is supported (${PROTOCOLS.join(", ")})`,
+        `Bad Request: none of the offered subprotocols is supported (${protocols.join(", ")})`,
       );
     }
     wss.handleUpgrade(req, socket, head, (ws) => {

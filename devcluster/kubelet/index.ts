@@ -1,2 +1,2 @@
 export { startKubelet } from "./kubelet.ts";
-export type { ImageSpec, Kubelet, KubeletOptions } from "./types.ts";
+export type { ExecProtocol, ImageSpec, Kubelet, KubeletOptions } from "./types.ts";

@@ -107,6 +107,7 @@ export async function startKubelet(opts: KubeletOptions): Promise<Kubelet> {
 
   const exec = await startExecServer({
     tls: opts.tls,
+    ...(opts.execProtocols ? { protocols: opts.execProtocols } : {}),
     scratchDir: runtime.root,
     log,
     lookup: (namespace, pod, container) => {

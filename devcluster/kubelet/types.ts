@@ -1,5 +1,8 @@
 import type { KubeConfig } from "@kubernetes/client-node";
 
+/** The pods/exec WebSocket subprotocols devcluster's kubelet speaks (channel 3 carries a Status). */
+export type ExecProtocol = "v5.channel.k8s.io" | "v4.channel.k8s.io";
+
 /** What an "image" is in devcluster: host directories bound read-only into the container. */
 export interface ImageSpec {
   binds: Array<{ host: string; container: string }>;
@@ -23,6 +26,11 @@ export interface KubeletOptions {
    * fits pod requests into. Default: this machine's CPUs and memory (a kubelet with no reservations).
    */
   allocatable?: { cpu?: string; memory?: string };
+  /**
+   * Exec subprotocols the kubelet offers, best first (default v5 then v4). `["v4.channel.k8s.io"]`
+   * is a kubelet before 1.29 (no stdin half-close), to test clients against one.
+   */
+  execProtocols?: ExecProtocol[];
   /** Upper bound on a pod's termination grace period (seconds). Default 5. */
   maxGraceSeconds?: number;
   log?: (msg: string) => void;

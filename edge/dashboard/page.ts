@@ -1,11 +1,21 @@
-import { type DashboardClientOptions, dashboardClient } from "./client.ts";
-import { dashboardCore } from "./state.ts";
+import { DASHBOARD_SCRIPT } from "./script.gen.ts";
 
 /*
- * The dashboard is one HTML document with inline CSS and JS: no build step, no external requests.
- * The script is the reducer from state.ts and the client from client.ts, inlined by
- * Function.prototype.toString, so the page runs exactly the code the unit tests run.
+ * The dashboard is one HTML document with inline CSS and JS and no external requests. The script
+ * is the bundle of client/main.ts and the modules it imports (reducer, view, decoder, connection,
+ * renderer, shared/sse.ts), generated into script.gen.ts by client/build.ts: a plain string
+ * constant, so the Worker needs no build step of its own (README.md says why). The page's options
+ * travel as JSON in a non-executable `<script type="application/json">`, so the script, and so its
+ * CSP hash, is the same for every page.
  */
+
+/** What the page's script reads from `#dashboard-config` (client/main.ts). */
+export interface DashboardClientOptions {
+  /** Same-origin path of the SSE stream (`?region=` is appended per region). */
+  eventsPath: string;
+  /** Same-origin path of the per-region pool overview that names the regions. */
+  poolPath: string;
+}
 
 export interface DashboardPageOptions {
   /** Same-origin path of the admin event stream (default `/v1/events`). */
@@ -114,41 +124,14 @@ const BODY = `
 </main>
 `;
 
-/**
- * Bundlers that keep function names (esbuild `keepNames`: wrangler, tsx) wrap inner functions in
- * a module-level helper, `__name(fn, "name")`, which minifiers rename (`a(fn, "name")`). Inlined
- * source must find that helper, so this probe's own text reveals the name in use, and the page
- * defines it as a no-op.
- */
-const namingProbe = () => {
-  const probeInner = () => 0;
-  return probeInner;
-};
-
-function nameHelpers(): string[] {
-  const names = new Set(["__name"]);
-  const m = /([A-Za-z_$][\w$]*)\((?:[^()]|\([^()]*\))*,\s*["']probeInner["']\s*\)/.exec(
-    namingProbe.toString(),
-  );
-  if (m?.[1]) names.add(m[1]);
-  return [...names];
+function configJson(opts: DashboardClientOptions): string {
+  // `<` escaped: the JSON sits inside a <script> element and must not be able to close it.
+  return JSON.stringify(opts).replace(/</g, "\\u003c");
 }
 
-function pageScript(opts: DashboardClientOptions): string {
-  const config = JSON.stringify(opts).replace(/</g, "\\u003c");
-  const shims = nameHelpers()
-    .map((n) => `const ${n} = (f) => f;\n`)
-    .join("");
-  const js =
-    `"use strict";\n${shims}` +
-    `(${dashboardClient.toString()})((${dashboardCore.toString()})(), ${config});\n`;
-  if (/<\/script/i.test(js)) throw new Error("dashboard script must not contain a closing script tag");
-  return js;
-}
+const built = new Map<string, string>();
 
-const built = new Map<string, { html: string; script: string }>();
-
-function build(opts: DashboardPageOptions): { html: string; script: string } {
+function build(opts: DashboardPageOptions): string {
   const client: DashboardClientOptions = {
     eventsPath: opts.eventsPath ?? "/v1/events",
     poolPath: opts.poolPath ?? "/v1/pool",
@@ -156,20 +139,20 @@ function build(opts: DashboardPageOptions): { html: string; script: string } {
   const key = JSON.stringify(client);
   const hit = built.get(key);
   if (hit) return hit;
-  const script = pageScript(client);
   const html =
     `<!doctype html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n` +
     `<meta name="viewport" content="width=device-width, initial-scale=1">\n` +
     `<meta name="referrer" content="no-referrer">\n<title>Sandbox pool · pi-sandbox-runtime</title>\n` +
-    `<style>${STYLE}</style>\n</head>\n<body data-conn="idle">${BODY}<script>${script}</script>\n</body>\n</html>\n`;
-  const page = { html, script };
-  built.set(key, page);
-  return page;
+    `<style>${STYLE}</style>\n</head>\n<body data-conn="idle">${BODY}` +
+    `<script type="application/json" id="dashboard-config">${configJson(client)}</script>\n` +
+    `<script>${DASHBOARD_SCRIPT}</script>\n</body>\n</html>\n`;
+  built.set(key, html);
+  return html;
 }
 
 /** The whole page as one string (the same string for the same options). */
 export function dashboardHtml(opts: DashboardPageOptions = {}): string {
-  return build(opts).html;
+  return build(opts);
 }
 
 async function sha256Base64(text: string): Promise<string> {
@@ -183,9 +166,8 @@ async function sha256Base64(text: string): Promise<string> {
  * Response headers for the page: a CSP that allows exactly the inline script and style (by hash)
  * and same-origin fetches, no framing, no referrer, no caching of a page that holds a token.
  */
-export async function dashboardHeaders(opts: DashboardPageOptions = {}): Promise<Record<string, string>> {
-  const page = build(opts);
-  const [scriptHash, styleHash] = await Promise.all([sha256Base64(page.script), sha256Base64(STYLE)]);
+export async function dashboardHeaders(): Promise<Record<string, string>> {
+  const [scriptHash, styleHash] = await Promise.all([sha256Base64(DASHBOARD_SCRIPT), sha256Base64(STYLE)]);
   return {
     "content-type": "text/html; charset=utf-8",
     "cache-control": "no-store",
@@ -207,5 +189,5 @@ export async function dashboardHeaders(opts: DashboardPageOptions = {}): Promise
 
 /** `GET /dashboard` in one call: `app.get("/dashboard", () => dashboardResponse())`. */
 export async function dashboardResponse(opts: DashboardPageOptions = {}): Promise<Response> {
-  return new Response(dashboardHtml(opts), { status: 200, headers: await dashboardHeaders(opts) });
+  return new Response(dashboardHtml(opts), { status: 200, headers: await dashboardHeaders() });
 }

@@ -170,6 +170,29 @@ describe("the live dashboard on the real stack", () => {
     }
   });
 
+  it("a page opened after executions lists them at once: each agent's history is in its snapshot", async () => {
+    // Run first, on each replica (and once through the edge), with no page open to see them live.
+    const ran: Array<{ requestId: string | null; command: string }> = [];
+    const viaEdge = await sleepExec(0);
+    expect(viaEdge.status).toBe(200);
+    ran.push({ requestId: viaEdge.requestId, command: "sleep 0; echo slept" });
+    for (const agent of stack.agents) {
+      const url = await waitFor("the agent's URL", () => agentUrlFromLog(agent.logFile));
+      const command = `echo before the page on ${agent.agentId}`;
+      const r = await directExec(url, command, `history-${agent.agentId}-${Date.now()}`);
+      expect(r.status).toBe(200);
+      ran.push({ requestId: r.requestId, command });
+    }
+    const page = await openLive();
+    for (const r of ran) {
+      const row = page.locator(`[data-testid="timeline-row"][data-request-id="${r.requestId}"]`);
+      await expect.poll(() => row.getAttribute("data-status"), WAIT).toBe("finished");
+      expect(await row.textContent()).toContain(r.command);
+      expect(await row.getByTestId("timeline-exit").textContent()).toBe("0");
+    }
+    expect(await page.getByText("No executions yet").count()).toBe(0);
+  });
+
   it("a bad token shows a clear message", async () => {
     const page = await open("not-a-real-token");
     const msg = page.getByTestId("auth-message");

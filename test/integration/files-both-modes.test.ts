@@ -4,11 +4,14 @@ import { ApiFiles } from "../../cluster-agent/exec/api-files.ts";
 import type { ExecTarget } from "../../cluster-agent/exec/executor.ts";
 import { HttpFiles, type SandboxFiles } from "../../cluster-agent/exec/files.ts";
 import { HttpExecutor } from "../../cluster-agent/exec/http-executor.ts";
+import type { ExecProtocol } from "../../devcluster/kubelet/index.ts";
 import type { Result } from "../../shared/errors.ts";
 import { type SandboxPodCluster, startSandboxPodCluster } from "../support/sandbox-pod.ts";
 
 // The files contract in both modes against one devcluster sandbox pod: the exec server's /files
-// (http) and pods/exec shell programs (api) must give the same answers, errors included.
+// (http) and pods/exec shell programs (api) must give the same answers, errors included — with a
+// kubelet that offers the v5 exec protocol and with one that offers only v4 (before Kubernetes
+// 1.29: no stdin half-close, so a write must never wait for end-of-file).
 
 const value = <T>(r: Result<T>): T => {
   if (!r.ok) throw new Error(`${r.error.code}: ${r.error.message}`);
@@ -22,126 +25,134 @@ async function bytesOf(body: ReadableStream<Uint8Array>): Promise<Uint8Array> {
   return new Uint8Array(await new Response(body).arrayBuffer());
 }
 
-describe("sandbox files: http mode and api mode give identical results", () => {
-  let cluster: SandboxPodCluster;
-  let target: ExecTarget;
-  let both: Array<[string, SandboxFiles]>;
-  let shell: HttpExecutor;
+const KUBELETS: Array<[string, ExecProtocol[] | undefined]> = [
+  ["kubelet offers v5", undefined],
+  ["kubelet offers only v4", ["v4.channel.k8s.io"]],
+];
 
-  const run = async (command: string) =>
-    value(await shell.exec(target, { command, timeoutMs: 10_000, signal: signal() }));
+describe.each(KUBELETS)(
+  "sandbox files: http mode and api mode give identical results (%s)",
+  (_, protocols) => {
+    let cluster: SandboxPodCluster;
+    let target: ExecTarget;
+    let both: Array<[string, SandboxFiles]>;
+    let shell: HttpExecutor;
 
-  beforeAll(async () => {
-    cluster = await startSandboxPodCluster();
-    const { pod, podIP } = await cluster.createPod("files-parity");
-    target = { namespace: cluster.namespace, pod, podIP, fence: 1 };
-    shell = new HttpExecutor({ poolToken: cluster.poolToken });
-    both = [
-      ["http", new HttpFiles({ poolToken: cluster.poolToken })],
-      ["api", new ApiFiles({ kubeConfig: cluster.kubeConfig })],
-    ];
-  }, 60_000);
-  afterAll(async () => {
-    await cluster?.close();
-  });
+    const run = async (command: string) =>
+      value(await shell.exec(target, { command, timeoutMs: 10_000, signal: signal() }));
 
-  it("writes 1 MiB of random bytes atomically and reads them back exactly", async () => {
-    for (const [mode, files] of both) {
-      const bytes = new Uint8Array(randomBytes(1024 * 1024));
-      const w = value(
-        await files.write(target, `${mode}/deep/dir/f.bin`, bytes, { signal: signal(), maxBytes: 2 << 20 }),
-      );
-      expect(w, mode).toEqual({ path: `/workspace/${mode}/deep/dir/f.bin`, size: bytes.byteLength });
-      const r = value(await files.read(target, `/workspace/${mode}/deep/dir/f.bin`, { signal: signal() }));
-      if (r.kind !== "file") throw new Error(`${mode}: expected a file`);
-      expect(r.size, mode).toBe(bytes.byteLength);
-      expect(sha(await bytesOf(r.body)), mode).toBe(sha(bytes));
-      // No temporary file is left beside it.
-      const names = (await run(`ls -A ${mode}/deep/dir`)).stdout;
-      expect(names, mode).toBe("f.bin\n");
-    }
-  });
-
-  it("lists directories the same way (flat and recursive, symlinks not followed)", async () => {
-    await run("mkdir -p tree/a/b && echo x > tree/a/one && echo yy > tree/a/b/two && ln -s /etc tree/link");
-    const views: unknown[] = [];
-    for (const [mode, files] of both) {
-      const flat = value(await files.read(target, "tree", { signal: signal() }));
-      if (flat.kind !== "dir") throw new Error(`${mode}: expected a dir`);
-      const rec = value(await files.list(target, "tree/", { signal: signal(), recursive: true }));
-      const strip = (es: Array<{ name: string; type: string; size: number }>) =>
-        es.map(({ name, type, size }) => ({ name, type, size }));
-      views.push({ flat: strip(flat.entries), rec: strip(rec.entries), truncated: rec.truncated });
-    }
-    expect(views[0]).toEqual({
-      flat: [
-        { name: "a", type: "dir", size: 0 },
-        { name: "link", type: "symlink", size: 0 },
-      ],
-      rec: [
-        { name: "a", type: "dir", size: 0 },
-        { name: "link", type: "symlink", size: 0 },
-        { name: "a/b", type: "dir", size: 0 },
-        { name: "a/one", type: "file", size: 2 },
-        { name: "a/b/two", type: "file", size: 3 },
-      ],
-      truncated: false,
+    beforeAll(async () => {
+      cluster = await startSandboxPodCluster("sandbox-exec", protocols ? { execProtocols: protocols } : {});
+      const { pod, podIP } = await cluster.createPod("files-parity");
+      target = { namespace: cluster.namespace, pod, podIP, fence: 1 };
+      shell = new HttpExecutor({ poolToken: cluster.poolToken });
+      both = [
+        ["http", new HttpFiles({ poolToken: cluster.poolToken })],
+        ["api", new ApiFiles({ kubeConfig: cluster.kubeConfig })],
+      ];
+    }, 60_000);
+    afterAll(async () => {
+      await cluster?.close();
     });
-    expect(views[1]).toEqual(views[0]);
-  });
 
-  it("refuses path escapes with invalid_path in both modes, symlinks resolved inside the pod", async () => {
-    await run("ln -sfn / root-link && ln -sfn /etc/passwd pw-link");
-    const escapes = [
-      "../etc/passwd",
-      "a/../../etc",
-      "/etc/passwd",
-      "/workspacex/y",
-      "root-link/etc",
-      "pw-link",
-    ];
-    for (const [mode, files] of both) {
-      for (const p of escapes) {
-        expect(codeOf(await files.read(target, p, { signal: signal() })), `${mode} read ${p}`).toBe(
+    it("writes 1 MiB of random bytes atomically and reads them back exactly", async () => {
+      for (const [mode, files] of both) {
+        const bytes = new Uint8Array(randomBytes(1024 * 1024));
+        const w = value(
+          await files.write(target, `${mode}/deep/dir/f.bin`, bytes, { signal: signal(), maxBytes: 2 << 20 }),
+        );
+        expect(w, mode).toEqual({ path: `/workspace/${mode}/deep/dir/f.bin`, size: bytes.byteLength });
+        const r = value(await files.read(target, `/workspace/${mode}/deep/dir/f.bin`, { signal: signal() }));
+        if (r.kind !== "file") throw new Error(`${mode}: expected a file`);
+        expect(r.size, mode).toBe(bytes.byteLength);
+        expect(sha(await bytesOf(r.body)), mode).toBe(sha(bytes));
+        // No temporary file is left beside it.
+        const names = (await run(`ls -A ${mode}/deep/dir`)).stdout;
+        expect(names, mode).toBe("f.bin\n");
+      }
+    });
+
+    it("lists directories the same way (flat and recursive, symlinks not followed)", async () => {
+      await run("mkdir -p tree/a/b && echo x > tree/a/one && echo yy > tree/a/b/two && ln -s /etc tree/link");
+      const views: unknown[] = [];
+      for (const [mode, files] of both) {
+        const flat = value(await files.read(target, "tree", { signal: signal() }));
+        if (flat.kind !== "dir") throw new Error(`${mode}: expected a dir`);
+        const rec = value(await files.list(target, "tree/", { signal: signal(), recursive: true }));
+        const strip = (es: Array<{ name: string; type: string; size: number }>) =>
+          es.map(({ name, type, size }) => ({ name, type, size }));
+        views.push({ flat: strip(flat.entries), rec: strip(rec.entries), truncated: rec.truncated });
+      }
+      expect(views[0]).toEqual({
+        flat: [
+          { name: "a", type: "dir", size: 0 },
+          { name: "link", type: "symlink", size: 0 },
+        ],
+        rec: [
+          { name: "a", type: "dir", size: 0 },
+          { name: "link", type: "symlink", size: 0 },
+          { name: "a/b", type: "dir", size: 0 },
+          { name: "a/one", type: "file", size: 2 },
+          { name: "a/b/two", type: "file", size: 3 },
+        ],
+        truncated: false,
+      });
+      expect(views[1]).toEqual(views[0]);
+    });
+
+    it("refuses path escapes with invalid_path in both modes, symlinks resolved inside the pod", async () => {
+      await run("ln -sfn / root-link && ln -sfn /etc/passwd pw-link");
+      const escapes = [
+        "../etc/passwd",
+        "a/../../etc",
+        "/etc/passwd",
+        "/workspacex/y",
+        "root-link/etc",
+        "pw-link",
+      ];
+      for (const [mode, files] of both) {
+        for (const p of escapes) {
+          expect(codeOf(await files.read(target, p, { signal: signal() })), `${mode} read ${p}`).toBe(
+            "invalid_path",
+          );
+        }
+        for (const p of ["../x", "/tmp/x", "root-link/tmp/x", "/workspace"]) {
+          const w = await files.write(target, p, new Uint8Array([1]), { signal: signal(), maxBytes: 10 });
+          expect(codeOf(w), `${mode} write ${p}`).toBe("invalid_path");
+        }
+        expect(codeOf(await files.remove(target, "root-link/tmp", { signal: signal() })), mode).toBe(
           "invalid_path",
         );
       }
-      for (const p of ["../x", "/tmp/x", "root-link/tmp/x", "/workspace"]) {
-        const w = await files.write(target, p, new Uint8Array([1]), { signal: signal(), maxBytes: 10 });
-        expect(codeOf(w), `${mode} write ${p}`).toBe("invalid_path");
-      }
-      expect(codeOf(await files.remove(target, "root-link/tmp", { signal: signal() })), mode).toBe(
-        "invalid_path",
-      );
-    }
-    // Nothing was written outside.
-    expect((await run("ls /tmp/x 2>&1; true")).stdout).toMatch(/No such file/);
-  });
+      // Nothing was written outside.
+      expect((await run("ls /tmp/x 2>&1; true")).stdout).toMatch(/No such file/);
+    });
 
-  it("answers file_not_found, payload_too_large and deletes the same way", async () => {
-    for (const [mode, files] of both) {
-      expect(codeOf(await files.read(target, "missing.txt", { signal: signal() })), mode).toBe(
-        "file_not_found",
-      );
-      expect(codeOf(await files.remove(target, "missing.txt", { signal: signal() })), mode).toBe(
-        "file_not_found",
-      );
-      const big = await files.write(target, "big.bin", new Uint8Array(11), {
-        signal: signal(),
-        maxBytes: 10,
-      });
-      expect(codeOf(big), mode).toBe("payload_too_large");
-      value(
-        await files.write(target, `${mode}-gone/x.txt`, new Uint8Array([1]), {
+    it("answers file_not_found, payload_too_large and deletes the same way", async () => {
+      for (const [mode, files] of both) {
+        expect(codeOf(await files.read(target, "missing.txt", { signal: signal() })), mode).toBe(
+          "file_not_found",
+        );
+        expect(codeOf(await files.remove(target, "missing.txt", { signal: signal() })), mode).toBe(
+          "file_not_found",
+        );
+        const big = await files.write(target, "big.bin", new Uint8Array(11), {
           signal: signal(),
           maxBytes: 10,
-        }),
-      );
-      value(await files.remove(target, `${mode}-gone`, { signal: signal() }));
-      expect(codeOf(await files.read(target, `${mode}-gone/x.txt`, { signal: signal() })), mode).toBe(
-        "file_not_found",
-      );
-    }
-    expect((await run("ls -A | grep -c tmp-; true")).stdout.trim()).toBe("0");
-  });
-});
+        });
+        expect(codeOf(big), mode).toBe("payload_too_large");
+        value(
+          await files.write(target, `${mode}-gone/x.txt`, new Uint8Array([1]), {
+            signal: signal(),
+            maxBytes: 10,
+          }),
+        );
+        value(await files.remove(target, `${mode}-gone`, { signal: signal() }));
+        expect(codeOf(await files.read(target, `${mode}-gone/x.txt`, { signal: signal() })), mode).toBe(
+          "file_not_found",
+        );
+      }
+      expect((await run("ls -A | grep -c tmp-; true")).stdout.trim()).toBe("0");
+    });
+  },
+);

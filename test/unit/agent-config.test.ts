@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { loadConfig } from "../../cluster-agent/config.ts";
+import { loadConfig, tenantShare } from "../../cluster-agent/config.ts";
 import { generateSigningKeyPair } from "../../shared/jwt-keys.ts";
 import { MIN_AGENT_ENV } from "../support/agent-env.ts";
 
@@ -58,5 +58,18 @@ describe("agent config: relay, tunnel and model settings", () => {
     }
     // api exec with replace recycling never calls the exec server: no token needed.
     expect(loadConfig({ ...keysOnly, EXEC_MODE: "api" }).ok).toBe(true);
+  });
+});
+
+describe("agent config: a tenant's share of the pool", () => {
+  it("is max(POOL_SIZE, pct % of POOL_MAX_PODS), off at 100 % and when it would be the whole pool", () => {
+    expect(tenantShare(8, 64, 75)).toBe(48);
+    expect(tenantShare(40, 64, 50)).toBe(40);
+    expect(tenantShare(8, 64, 100)).toBe(0);
+    // POOL_SIZE = POOL_MAX_PODS: a tenant's share would be every pod, so there is no share rule and
+    // a waiter gets queue_timeout (waiting for the pool), not tenant_lease_limit.
+    expect(tenantShare(2, 2, 75)).toBe(0);
+    const env = loadConfig({ ...MIN_AGENT_ENV, POOL_SIZE: "4", POOL_MAX_PODS: "10" });
+    expect(env.ok && env.value.tenantShareLeases).toBe(8);
   });
 });

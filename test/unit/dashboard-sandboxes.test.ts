@@ -1,21 +1,20 @@
 import { describe, expect, it } from "vitest";
-import { type DashboardState, dashboardCore } from "../../edge/dashboard/state.ts";
+import { type DashboardState, initialState, reduce } from "../../edge/dashboard/reducer.ts";
+import { view } from "../../edge/dashboard/view.ts";
 import type { PoolEvent, PoolSnapshot } from "../../shared/api.ts";
 import { isoAfter, poolEvent, poolSnapshot } from "../support/pool-fixtures.ts";
 
-const core = dashboardCore();
 const T0 = "2026-11-22T02:00:00.000Z";
 const T0MS = Date.parse(T0);
 const ID = "sb.local.default.abcdefghij0123456789";
 
 function fold(msgs: Array<PoolSnapshot | PoolEvent>, nowMs = T0MS): DashboardState {
   return msgs.reduce<DashboardState>(
-    (s, m) =>
-      core.reduce(s, "type" in m ? { kind: "event", event: m } : { kind: "snapshot", snapshot: m }, nowMs),
-    core.initialState(),
+    (s, m) => reduce(s, "type" in m ? { kind: "event", event: m } : { kind: "snapshot", snapshot: m }, nowMs),
+    initialState(),
   );
 }
-const sandboxesAt = (s: DashboardState, nowMs: number) => core.view(s, nowMs).regions[0]?.sandboxes ?? [];
+const sandboxesAt = (s: DashboardState, nowMs: number) => view(s, nowMs).regions[0]?.sandboxes ?? [];
 
 describe("dashboard sandboxes panel", () => {
   it("shows a snapshot's sandboxes with pod, tenant, idle countdown and last command", () => {
@@ -50,13 +49,13 @@ describe("dashboard sandboxes panel", () => {
       ev("sandbox.created", 1_000, { sandboxId: ID, idleTimeoutSeconds: 30 }),
     ]);
     expect(sandboxesAt(created, T0MS + 11_000)[0]).toMatchObject({ idleLeftMs: 20_000, lastCommand: null });
-    const used = core.reduce(
+    const used = reduce(
       created,
       { kind: "event", event: ev("sandbox.used", 20_000, { sandboxId: ID, what: "ls -la" }) },
       T0MS,
     );
     expect(sandboxesAt(used, T0MS + 25_000)[0]).toMatchObject({ idleLeftMs: 25_000, lastCommand: "ls -la" });
-    const gone = core.reduce(
+    const gone = reduce(
       used,
       { kind: "event", event: ev("sandbox.expired", 60_000, { sandboxId: ID }) },
       T0MS,

@@ -1,26 +1,26 @@
 import { describe, expect, it } from "vitest";
-import { type DashboardState, dashboardCore, type RegionView } from "../../edge/dashboard/state.ts";
-import type { PoolEvent, PoolSnapshot } from "../../shared/api.ts";
+import { toMessage } from "../../edge/dashboard/decode.ts";
+import { type DashboardState, initialState, MAX_EXECUTIONS, reduce } from "../../edge/dashboard/reducer.ts";
+import { formatMs, percentile, type RegionView, view } from "../../edge/dashboard/view.ts";
+import type { ExecutionSnapshot, PoolEvent, PoolSnapshot } from "../../shared/api.ts";
 import { isoAfter, poolEvent, poolSnapshot } from "../support/pool-fixtures.ts";
 
-const core = dashboardCore();
 const T0 = "2026-11-22T02:00:00.000Z";
 const T0MS = Date.parse(T0);
 
 function fold(
   msgs: Array<PoolSnapshot | PoolEvent>,
   nowMs = T0MS,
-  start: DashboardState = core.initialState(),
+  start: DashboardState = initialState(),
 ): DashboardState {
   return msgs.reduce<DashboardState>(
-    (s, m) =>
-      core.reduce(s, "type" in m ? { kind: "event", event: m } : { kind: "snapshot", snapshot: m }, nowMs),
+    (s, m) => reduce(s, "type" in m ? { kind: "event", event: m } : { kind: "snapshot", snapshot: m }, nowMs),
     start,
   );
 }
 
 function region(state: DashboardState, nowMs = T0MS, name = "local"): RegionView {
-  const r = core.view(state, nowMs).regions.find((x) => x.region === name);
+  const r = view(state, nowMs).regions.find((x) => x.region === name);
   if (!r) throw new Error(`no region ${name}`);
   return r;
 }
@@ -367,7 +367,7 @@ describe("dashboard reducer", () => {
       );
     }
     const rows = region(fold([snap(), ...msgs])).executions;
-    expect(rows).toHaveLength(core.MAX_EXECUTIONS);
+    expect(rows).toHaveLength(MAX_EXECUTIONS);
     expect(rows[0]!.commandPreview).toBe("c59");
     expect(rows.every((r) => r.status === "finished")).toBe(true);
   });
@@ -392,12 +392,12 @@ describe("dashboard reducer", () => {
       snap({ region: "us", podCount: 3, agentId: "agent-us" }),
       poolEvent("lease.acquired", { region: "eu", pod: "pi-sandbox-0", requestId: "r", at: at(5) }),
     ]);
-    const v = core.view(s, T0MS);
+    const v = view(s, T0MS);
     expect(v.regions.map((r) => r.region)).toEqual(["eu", "us"]);
     expect(region(s, T0MS, "eu").counts.leased).toBe(1);
     expect(region(s, T0MS, "us").counts.leased).toBe(0);
     const { region: _omit, ...noRegion } = poolEvent("lease.conflict", { at: at(6) });
-    const s2 = core.reduce(s, { kind: "event", event: noRegion }, T0MS);
+    const s2 = reduce(s, { kind: "event", event: noRegion }, T0MS);
     expect(region(s2, T0MS, "local").totals.conflicts).toBe(1);
   });
 
@@ -490,49 +490,163 @@ describe("dashboard reducer", () => {
   });
 });
 
+describe("executions the agent already knows (the snapshot's history)", () => {
+  const ran = (
+    requestId: string,
+    startMs: number,
+    over: Partial<ExecutionSnapshot> = {},
+  ): ExecutionSnapshot => ({
+    requestId,
+    tenant: "acme",
+    pod: "pi-sandbox-1",
+    commandPreview: `run ${requestId}`,
+    startedAt: at(startMs),
+    finishedAt: at(startMs + 40),
+    exitCode: 0,
+    timedOut: false,
+    durationMs: 40,
+    queueMs: 2,
+    ...over,
+  });
+
+  it("a page opened after executions lists them at once, newest first, on the local clock", () => {
+    // The page's clock is 5 s ahead of the agent's: every time shifts by the learned offset.
+    const now = T0MS + 5_000;
+    const s = fold(
+      [
+        snap({
+          executions: [
+            ran("late", -1_000, { finishedAt: null, exitCode: null, durationMs: null }),
+            ran("early", -9_000, { exitCode: 3, durationMs: 80 }),
+          ],
+        }),
+      ],
+      now,
+    );
+    const rows = region(s, now).executions;
+    expect(rows.map((x) => [x.requestId, x.status])).toEqual([
+      ["late", "running"],
+      ["early", "finished"],
+    ]);
+    expect(rows[0]!.startedAtMs).toBe(T0MS - 1_000 + 5_000);
+    expect(rows[1]).toMatchObject({
+      tenant: "acme",
+      pod: "pi-sandbox-1",
+      commandPreview: "run early",
+      exitCode: 3,
+      durationMs: 80,
+      queueMs: 2,
+      finishedAtMs: T0MS - 9_000 + 40 + 5_000,
+    });
+  });
+
+  it("a running execution of the snapshot is finished by the later exec.finished: one row", () => {
+    const s = fold([
+      snap({ executions: [ran("r1", -500, { finishedAt: null, exitCode: null, durationMs: null })] }),
+      poolEvent(
+        "exec.finished",
+        { requestId: "r1", tenant: "acme", pod: "pi-sandbox-1", at: at(200) },
+        { exitCode: 0, durationMs: 700 },
+      ),
+    ]);
+    const rows = region(s).executions;
+    expect(rows).toHaveLength(1);
+    expect(rows[0]).toMatchObject({
+      requestId: "r1",
+      status: "finished",
+      durationMs: 700,
+      commandPreview: "run r1",
+    });
+  });
+
+  it("a reconnect's snapshot replaces that agent's rows without duplicating what was seen live", () => {
+    const live = fold([
+      snap(),
+      poolEvent(
+        "exec.started",
+        { requestId: "r2", tenant: "acme", pod: "pi-sandbox-1", at: at(100) },
+        { commandPreview: "run r2" },
+      ),
+    ]);
+    const liveKey = region(live).executions[0]!.key;
+    // The reconnect's snapshot comes from the same agent, later, with a slightly different transit time.
+    const again = fold(
+      [snap({ at: at(1_000), executions: [ran("r2", 100, { finishedAt: at(900), durationMs: 800 })] })],
+      T0MS + 1_020,
+      live,
+    );
+    const rows = region(again, T0MS + 1_020).executions;
+    expect(rows).toHaveLength(1);
+    expect(rows[0]).toMatchObject({ requestId: "r2", status: "finished", durationMs: 800 });
+    // The same execution keeps its key, so the page does not flash it as new.
+    expect(rows[0]!.key).toBe(liveKey);
+  });
+
+  it("keeps other agents' rows, and an agent that sends no history keeps what was seen", () => {
+    const s = fold([
+      snap({ agentId: "a1", executions: [ran("from-a1", -100)] }),
+      snap({ agentId: "a2", executions: [ran("from-a2", -200)] }),
+      snap({ agentId: "a1", executions: [ran("from-a1", -100), ran("newer-a1", -50)] }),
+      snap({ agentId: "old-agent" }),
+    ]);
+    expect(
+      region(s)
+        .executions.map((x) => x.requestId)
+        .sort(),
+    ).toEqual(["from-a1", "from-a2", "newer-a1"]);
+  });
+
+  it("is bounded like the live timeline", () => {
+    const many = Array.from({ length: MAX_EXECUTIONS + 10 }, (_, i) => ran(`r${i}`, -i * 100));
+    const rows = region(fold([snap({ executions: many })])).executions;
+    expect(rows).toHaveLength(MAX_EXECUTIONS);
+    expect(rows[0]!.requestId).toBe("r0");
+  });
+});
+
 describe("toMessage", () => {
   it("accepts well-formed snapshot and pool messages and rejects junk", () => {
     const s = poolSnapshot();
-    expect(core.toMessage({ event: "snapshot", data: JSON.stringify(s), id: null })).toEqual({
+    expect(toMessage({ event: "snapshot", data: JSON.stringify(s) })).toEqual({
       kind: "snapshot",
       snapshot: s,
     });
     const e = poolEvent("pod.ready", { pod: "x" });
-    expect(core.toMessage({ event: "pool", data: JSON.stringify(e), id: null })).toEqual({
+    expect(toMessage({ event: "pool", data: JSON.stringify(e) })).toEqual({
       kind: "event",
       event: e,
     });
-    expect(core.toMessage({ event: "pool", data: "{not json", id: null })).toBeNull();
-    expect(core.toMessage({ event: "pool", data: JSON.stringify({ type: 1 }), id: null })).toBeNull();
-    expect(core.toMessage({ event: "snapshot", data: JSON.stringify({ region: "x" }), id: null })).toBeNull();
-    expect(core.toMessage({ event: "message", data: JSON.stringify(e), id: null })).toBeNull();
+    expect(toMessage({ event: "pool", data: "{not json" })).toBeNull();
+    expect(toMessage({ event: "pool", data: JSON.stringify({ type: 1 }) })).toBeNull();
+    expect(toMessage({ event: "snapshot", data: JSON.stringify({ region: "x" }) })).toBeNull();
+    expect(toMessage({ event: "message", data: JSON.stringify(e) })).toBeNull();
   });
 
   it("a snapshot with a malformed pod keeps the good pods", () => {
     const s = poolSnapshot({ podCount: 2 });
     const bad = { ...s, pods: [...s.pods, { name: "x", state: "exploded" }] };
-    const m = core.toMessage({ event: "snapshot", data: JSON.stringify(bad), id: null });
+    const m = toMessage({ event: "snapshot", data: JSON.stringify(bad) });
     expect(m?.kind === "snapshot" && m.snapshot.pods).toHaveLength(2);
   });
 });
 
 describe("helpers", () => {
   it("percentile is nearest-rank", () => {
-    expect(core.percentile([], 50)).toBeNull();
-    expect(core.percentile([5], 99)).toBe(5);
-    expect(core.percentile([4, 1, 3, 2], 50)).toBe(2);
+    expect(percentile([], 50)).toBeNull();
+    expect(percentile([5], 99)).toBe(5);
+    expect(percentile([4, 1, 3, 2], 50)).toBe(2);
     expect(
-      core.percentile(
+      percentile(
         Array.from({ length: 100 }, (_, i) => i + 1),
         99,
       ),
     ).toBe(99);
   });
   it("formatMs", () => {
-    expect(core.formatMs(null)).toBe("—");
-    expect(core.formatMs(12.4)).toBe("12 ms");
-    expect(core.formatMs(1530)).toBe("1.5 s");
-    expect(core.formatMs(42_000)).toBe("42 s");
-    expect(core.formatMs(125_000)).toBe("2m 05s");
+    expect(formatMs(null)).toBe("—");
+    expect(formatMs(12.4)).toBe("12 ms");
+    expect(formatMs(1530)).toBe("1.5 s");
+    expect(formatMs(42_000)).toBe("42 s");
+    expect(formatMs(125_000)).toBe("2m 05s");
   });
 });

@@ -17,7 +17,6 @@ import threading
 import time
 import unittest
 import urllib.error
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 from pi_sandbox import ExecuteResponse, SandboxApiError, SandboxClient
@@ -168,13 +167,15 @@ class Errors(unittest.TestCase):
             attempts: list = []
             flooding = threading.Event()
             flooding.set()
-            real_urlopen = urllib.request.urlopen
+            # Every request of the client goes through the transport's opener (it drops the token on
+            # a cross-origin redirect): record there.
+            real_urlopen = transport._opener.open
 
-            def recording(req, timeout=None):  # type: ignore[no-untyped-def]
+            def recording(req, data=None, timeout=None):  # type: ignore[no-untyped-def]
                 # Record the retrying client's own attempts (it has the marker header).
                 mine = req.get_header("X-sandbox-region") == "local"
                 try:
-                    res = real_urlopen(req, timeout=timeout)
+                    res = real_urlopen(req, data, timeout)
                     if mine:
                         attempts.append((time.monotonic(), res.status, None))
                     return res
@@ -192,11 +193,11 @@ class Errors(unittest.TestCase):
             for t in threads:
                 t.start()
             time.sleep(0.2)
-            transport.urllib.request.urlopen = recording  # type: ignore[assignment]
+            transport._opener.open = recording  # type: ignore[method-assign]
             try:
                 SandboxClient(URL, token, region="local").pool()
             finally:
-                transport.urllib.request.urlopen = real_urlopen  # type: ignore[assignment]
+                transport._opener.open = real_urlopen  # type: ignore[method-assign]
                 flooding.clear()
                 for t in threads:
                     t.join()
