@@ -7,7 +7,6 @@ import {
   setHeaderOptions,
   type V1Node,
   type V1Pod,
-  type V1PodCondition,
 } from "@kubernetes/client-node";
 import { eventRecorder } from "../events.ts";
 import { allocatable, misfits, podRequests, requested, unschedulableMessage } from "./fit.ts";
@@ -87,12 +86,13 @@ export async function startScheduler(opts: SchedulerOptions): Promise<Scheduler>
     const conditions = pod.status?.conditions ?? [];
     const was = conditions.find((c) => c.type === "PodScheduled");
     if (was?.status === "False" && was.reason === "Unschedulable" && was.message === message) return;
-    const condition: V1PodCondition = {
+    // As kube-scheduler writes it: lastProbeTime null (client-node's type has no null).
+    const condition = {
       type: "PodScheduled",
       status: "False",
       reason: "Unschedulable",
       message,
-      lastProbeTime: null as never,
+      lastProbeTime: null,
       lastTransitionTime: was?.status === "False" ? was.lastTransitionTime : new Date(),
     };
     const body = {
