@@ -81,3 +81,26 @@ describe("kubectl against devcluster", () => {
     expect(phase).toBe("Pending");
   });
 });
+
+describe("kubectl exec against devcluster", () => {
+  it("exec -i passes stdin through and returns the command's output", async () => {
+    const file = join(cluster.dir, "exec-pod.json");
+    await writeFile(file, JSON.stringify(healthPod("exec-me", { probe: false })));
+    await kubectl("create", "--validate=false", "-f", file);
+    await waitFor("exec-me Running", async () => {
+      const phase = await kubectl("get", "pod", "exec-me", "-o", "jsonpath={.status.phase}");
+      return phase === "Running";
+    });
+    const { stdout } = await new Promise<{ stdout: string }>((resolve, reject) => {
+      const child = execFile(
+        "kubectl",
+        ["exec", "-i", "exec-me", "--", "sh", "-c", "tr a-z A-Z"],
+        { env: { ...process.env, KUBECONFIG: cluster.kubeconfigPath, HOME: cluster.dir }, timeout: 30_000 },
+        (err, out, errOut) =>
+          err ? reject(new Error(`${err.message}: ${errOut}`)) : resolve({ stdout: out }),
+      );
+      child.stdin?.end("hello from stdin\n");
+    });
+    expect(stdout).toBe("HELLO FROM STDIN\n");
+  });
+});
