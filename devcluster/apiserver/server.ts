@@ -3,6 +3,7 @@ import { createServer as createHttpsServer } from "node:https";
 import type { AddressInfo } from "node:net";
 import type { Duplex } from "node:stream";
 import type { WebSocket } from "ws";
+import { ACCESS_REVIEW_PATH, selfSubjectAccessReview } from "./access-review.ts";
 import { readBody } from "./body.ts";
 import { proxyExec, resolveExec, writeHttpError } from "./exec-proxy.ts";
 import * as h from "./handlers.ts";
@@ -125,6 +126,21 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
     if (user === undefined) {
       req.resume();
       sendJson(res, 401, unauthorized().toStatus());
+      return;
+    }
+    if (url.pathname === ACCESS_REVIEW_PATH) {
+      if (method !== "POST") {
+        req.resume();
+        sendJson(
+          res,
+          405,
+          methodNotAllowed({ kind: "SelfSubjectAccessReview", group: "authorization.k8s.io" }).toStatus(),
+        );
+        return;
+      }
+      const review = selfSubjectAccessReview(await readBody(req), String(req.headers["content-type"] ?? ""));
+      if (review.ok) sendJson(res, 201, review.body);
+      else sendJson(res, review.error.code, review.error.toStatus());
       return;
     }
     const r = route(url.pathname, hostPort);

@@ -45,6 +45,28 @@ describe("kubectl against devcluster", () => {
     expect(await kubectl("describe", "nodes")).toMatch(/Allocatable:\s+cpu:\s+100m/);
   });
 
+  it("auth can-i: yes (devcluster does not enforce RBAC, and says so in the review)", async () => {
+    expect((await kubectl("auth", "can-i", "create", "pods")).trim()).toBe("yes");
+    const review = await cluster.request("POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", {
+      apiVersion: "authorization.k8s.io/v1",
+      kind: "SelfSubjectAccessReview",
+      spec: { resourceAttributes: { namespace: "default", verb: "delete", resource: "pods" } },
+    });
+    expect(review.status).toBe(201);
+    const body = JSON.parse(review.text) as { status: { allowed: boolean; reason: string }; spec: unknown };
+    expect(body.status.allowed).toBe(true);
+    expect(body.status.reason).toMatch(/no RBAC/);
+    expect(body.spec).toEqual({
+      resourceAttributes: { namespace: "default", verb: "delete", resource: "pods" },
+    });
+    const bad = await cluster.request("POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", {
+      kind: "SelfSubjectAccessReview",
+      spec: {},
+    });
+    expect(bad.status).toBe(400);
+    expect(JSON.parse(bad.text)).toMatchObject({ kind: "Status", reason: "BadRequest" });
+  });
+
   it("applies a manifest twice: created, then unchanged", async () => {
     const file = join(cluster.dir, "ns.yaml");
     await writeFile(file, "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: kubectl-apply\n");
