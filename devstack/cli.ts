@@ -2,6 +2,7 @@
 // them to .devstack/state.json, and stops everything on Ctrl-C.
 import { rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { readModelConfig } from "../cluster-agent/chat/model-config.ts";
 import { ensureSystemDeps } from "../scripts/system-deps.mjs";
 import { startScriptedModel } from "./scripted-model.ts";
 import { startStack } from "./stack.ts";
@@ -28,11 +29,15 @@ for (const k of [
   const v = process.env[k];
   if (v) modelEnv[k] = v;
 }
+// Without OPENAI_MODEL the first chat still works: the scripted stand-in (labelled as such in the
+// banner and in every reply) answers it. `--scripted-model` uses it whatever OPENAI_* say.
 const scripted =
-  args.has("--scripted-model") && !modelEnv.OPENAI_MODEL ? await startScriptedModel() : undefined;
+  args.has("--scripted-model") || !modelEnv.OPENAI_MODEL ? await startScriptedModel() : undefined;
 if (scripted) Object.assign(modelEnv, scripted.env);
 
 const stack = await startStack({
+  // DEVSTACK_DIR: a second stack beside the one in .devstack (the npm-start test runs one).
+  dir: process.env.DEVSTACK_DIR,
   edgePort: Number(process.env.EDGE_PORT ?? 8787),
   persistEdge: true,
   agentEnv: { LOG_LEVEL: process.env.LOG_LEVEL ?? "info", ...modelEnv },
@@ -53,12 +58,17 @@ const state: StackState = {
 const stateFile = join(stack.dir, "state.json");
 writeFileSync(stateFile, `${JSON.stringify(state, null, 2)}\n`, { mode: 0o600 });
 
-const chatLine = modelEnv.OPENAI_MODEL
-  ? scripted
-    ? "chat       SCRIPTED STAND-IN — not a language model (it runs the command you put in backticks)"
-    : `chat       model ${modelEnv.OPENAI_MODEL} at ${modelEnv.OPENAI_BASE_URL ?? "OpenAI"}`
-  : "chat       not configured: restart with OPENAI_MODEL and OPENAI_BASE_URL and/or OPENAI_API_KEY set,\n" +
-    "             or with `npm start -- --scripted-model` (a scripted stand-in, not a language model)";
+// The agent reads the same variables the same way: a banner that says chat works means it does.
+const model = readModelConfig(modelEnv);
+const chatLine = !model.ok
+  ? `chat       NOT CONFIGURED: ${model.error.message}`
+  : scripted
+    ? "chat       SCRIPTED STAND-IN, not a language model: it runs the command you put in backticks.\n" +
+      "             For a real model restart with OPENAI_MODEL and OPENAI_API_KEY and/or OPENAI_BASE_URL set."
+    : `chat       model ${model.value.model} at ${model.value.baseURL ?? "OpenAI"}`;
+const chatTry = model.ok
+  ? `\n    curl -s -X POST ${stack.edgeUrl}/chat -H "authorization: Bearer $TENANT_A" -d '{"message":"Run pwd and ls in the sandbox"}'\n    npm run demo`
+  : "";
 console.log(`
 pi-sandbox-runtime is up (${process.uptime().toFixed(1)} s since npm start): devcluster, ${stack.agents.length} agents, edge, dashboard
 
@@ -76,11 +86,9 @@ pi-sandbox-runtime is up (${process.uptime().toFixed(1)} s since npm start): dev
 
   try:
     export TENANT_A=${stack.tokens.tenantA}
-    curl -s -X POST ${stack.edgeUrl}/v1/exec -H "authorization: Bearer $TENANT_A" -d '{"command":"pwd && ls -la"}'
-    curl -s -X POST ${stack.edgeUrl}/chat -H "authorization: Bearer $TENANT_A" -d '{"message":"Run pwd and ls in the sandbox"}'
-    npm run demo
+    curl -s -X POST ${stack.edgeUrl}/v1/exec -H "authorization: Bearer $TENANT_A" -d '{"command":"pwd && ls -la"}'${chatTry}
 
-Ctrl-C stops everything.`);
+Ctrl-C (or SIGTERM/SIGINT to npm start's pid) stops everything.`);
 
 let stopping = false;
 const stop = async () => {

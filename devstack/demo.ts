@@ -1,33 +1,16 @@
 // `npm run demo`: the seed's flow through the edge — one exec, then one chat — against the stack
-// `npm start` is running (.devstack/state.json), or a stack of its own when none is.
+// `npm start` is running (.devstack/state.json), or a stack of its own when none is. Exits 0 only
+// when both worked; otherwise non-zero with the command that fixes it.
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { readSse } from "../shared/sse.ts";
 import type { StackState } from "./cli.ts";
 import { startScriptedModel } from "./scripted-model.ts";
 import { type Stack, startStack } from "./stack.ts";
 
-const stateFile = join(fileURLToPath(new URL("../", import.meta.url)), ".devstack", "state.json");
-
-async function readSse(res: Response, onEvent: (event: string, data: unknown) => void): Promise<void> {
-  const reader = res.body!.getReader();
-  const decoder = new TextDecoder();
-  let buf = "";
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    buf += decoder.decode(value, { stream: true });
-    let cut = buf.indexOf("\n\n");
-    while (cut >= 0) {
-      const block = buf.slice(0, cut);
-      buf = buf.slice(cut + 2);
-      const event = /^event: (.*)$/m.exec(block)?.[1];
-      const data = /^data: (.*)$/m.exec(block)?.[1];
-      if (event && data) onEvent(event, JSON.parse(data));
-      cut = buf.indexOf("\n\n");
-    }
-  }
-}
+const REPO = fileURLToPath(new URL("../", import.meta.url));
+const stateFile = join(process.env.DEVSTACK_DIR ?? join(REPO, ".devstack"), "state.json");
 
 let own: { stack: Stack; close(): Promise<void> } | undefined;
 let state: StackState;
@@ -40,7 +23,7 @@ if (existsSync(stateFile)) {
   if (model)
     console.log("chat uses the SCRIPTED STAND-IN: it is not a language model; set OPENAI_* for a real one");
   const stack = await startStack({
-    dir: join(fileURLToPath(new URL("../", import.meta.url)), ".devstack-demo"),
+    dir: join(REPO, ".devstack-demo"),
     poolSize: 4,
     agentEnv: { LOG_LEVEL: "warn", ...(model?.env ?? {}) },
   });
@@ -59,33 +42,61 @@ if (existsSync(stateFile)) {
   };
 }
 
+/** What to do when a step failed: the one command that fixes the common causes. */
+function fixFor(status: number, body: string): string {
+  if (body.includes("model_not_configured")) {
+    return (
+      "chat has no model on the running stack: stop it and run `npm start` without OPENAI_MODEL " +
+      "(the scripted stand-in), or `OPENAI_MODEL=<model> OPENAI_API_KEY=<key> npm start` for a real one"
+    );
+  }
+  if (status === 401)
+    return "the stack's tokens were rejected: stop it and run `npm start` again (fresh tokens)";
+  return `see the agent logs in ${join(REPO, ".devstack", "logs")}`;
+}
+
 const auth = { authorization: `Bearer ${state.tokens.tenantA}`, "content-type": "application/json" };
+let failure: string | undefined;
 try {
   console.log('\n$ POST /v1/exec {"command":"uname -a; id; pwd; ls -la"}');
   const exec = await fetch(`${state.edgeUrl}/v1/exec`, {
     method: "POST",
     headers: auth,
     body: JSON.stringify({ command: "uname -a; id; pwd; ls -la" }),
+    signal: AbortSignal.timeout(60_000),
   });
+  const execBody = await exec.text();
   console.log(
     `${exec.status} region=${exec.headers.get("x-sandbox-region")} request=${exec.headers.get("x-request-id")}`,
   );
-  console.log(JSON.stringify(await exec.json(), null, 2));
+  console.log(execBody);
+  if (!exec.ok) failure = `exec failed (${exec.status}): ${fixFor(exec.status, execBody)}`;
 
-  console.log('\n$ POST /chat {"message":"Run pwd and ls in the sandbox"}  (streamed)');
+  console.log('\n$ POST /chat {"message":"Run `pwd && ls -la` in the sandbox"}  (streamed)');
   const chat = await fetch(`${state.edgeUrl}/chat`, {
     method: "POST",
     headers: { ...auth, accept: "text/event-stream" },
     body: JSON.stringify({ message: "Run `pwd && ls -la` in the sandbox" }),
+    signal: AbortSignal.timeout(120_000),
   });
-  if (!chat.ok || !chat.headers.get("content-type")?.includes("text/event-stream")) {
-    console.log(`${chat.status} ${await chat.text()}`);
+  if (!chat.ok || !chat.body || !chat.headers.get("content-type")?.includes("text/event-stream")) {
+    const body = await chat.text();
+    console.log(`${chat.status} ${body}`);
+    failure ??= `chat failed (${chat.status}): ${fixFor(chat.status, body)}`;
   } else {
-    await readSse(chat, (event, data) => {
-      if (event === "assistant.delta") return;
-      console.log(`  ${event.padEnd(18)} ${JSON.stringify(data).slice(0, 300)}`);
-    });
+    for await (const m of readSse(chat.body)) {
+      if (m.event === "assistant.delta") continue;
+      console.log(`  ${m.event.padEnd(18)} ${m.data.slice(0, 300)}`);
+      if (m.event === "error") failure ??= `chat failed: ${fixFor(0, m.data)}`;
+    }
   }
+} catch (e) {
+  failure ??= `the demo could not reach ${state.edgeUrl}: ${e instanceof Error ? e.message : String(e)}`;
 } finally {
   await own?.close();
 }
+if (failure) {
+  console.error(`\ndemo FAILED: ${failure}`);
+  process.exit(1);
+}
+console.log("\ndemo OK: exec and chat both ran in a sandbox");

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { fieldIssues } from "./field-hints.ts";
 
 /**
  * Every failure the public API can return, with its HTTP status. Callers branch on `code`;
@@ -118,9 +119,20 @@ export type Result<T, E = AppError> = { ok: true; value: T } | { ok: false; erro
 export const ok = <T>(value: T): Result<T, never> => ({ ok: true, value });
 export const err = <E>(error: E): Result<never, E> => ({ ok: false, error });
 
-/** Turn a zod failure into the `details` list of an `invalid_request` error. */
-export function zodDetails(error: z.ZodError): NonNullable<ErrorBody["details"]> {
-  return error.issues.map((i) => ({ path: i.path.map(String).join(".") || "(root)", message: i.message }));
+/**
+ * Turn a zod failure into the `details` list of an `invalid_request` error: unknown keys first,
+ * each with the closest known key of `schema` when one is near.
+ */
+export function zodDetails(error: z.ZodError, schema?: z.ZodType): NonNullable<ErrorBody["details"]> {
+  return fieldIssues(schema, error);
+}
+
+/** The message of a validation failure: the offending field first, then what was being parsed. */
+export function validationMessage(what: string, details: NonNullable<ErrorBody["details"]>): string {
+  const first = details[0];
+  if (!first) return `invalid ${what}`;
+  if (first.path === "(root)") return `invalid ${what}: ${first.message}`;
+  return `${first.path}: ${first.message} (invalid ${what})`;
 }
 
 /** Parse `input` with `schema`; a failure becomes an `invalid_request` AppError naming every bad field. */
@@ -131,10 +143,8 @@ export function parseOrError<S extends z.ZodType>(
 ): Result<z.infer<S>> {
   const parsed = schema.safeParse(input);
   if (parsed.success) return ok(parsed.data);
-  const details = zodDetails(parsed.error);
-  const first = details[0];
-  const summary = first ? `${first.path}: ${first.message}` : "invalid";
-  return err(new AppError("invalid_request", `invalid ${what}: ${summary}`, { details }));
+  const details = zodDetails(parsed.error, schema);
+  return err(new AppError("invalid_request", validationMessage(what, details), { details }));
 }
 
 /** The shared error envelope as a Response: every failure either side returns over HTTP goes through here. */

@@ -1,4 +1,4 @@
-import { type JSONWebKeySet, type JWK, errors as joseErrors, jwtVerify, SignJWT } from "jose";
+import { type JSONWebKeySet, type JWK, jwtVerify, SignJWT } from "jose";
 import { z } from "zod";
 import { AppError, ErrorCodeSchema, err, ok, type Result } from "./errors.ts";
 import {
@@ -7,6 +7,7 @@ import {
   publicKeyResolver,
   SIGNING_ALG,
 } from "./jwt-keys.ts";
+import { tokenError } from "./token-errors.ts";
 
 /**
  * The agent↔edge tunnel: one WebSocket dialled out by the agent, text JSON frames multiplexed by
@@ -313,8 +314,6 @@ export async function verifyAgentToken(
       expiresAt: payload.exp!,
     });
   } catch (e) {
-    if (e instanceof joseErrors.JWTExpired) return err(new AppError("token_expired", "agent token expired"));
-    const reason = e instanceof joseErrors.JOSEError ? e.code : "malformed";
-    return err(new AppError("invalid_token", `agent token rejected (${reason})`));
+    return err(tokenError(e, "agent token"));
   }
 }

@@ -3,7 +3,7 @@ import { createWriteStream, readFileSync, type WriteStream } from "node:fs";
 import { chmod, chown, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from "node:fs/promises";
 import { constants, release, tmpdir } from "node:os";
 import { join } from "node:path";
-import { type ContainerSpec, type IdRange, ociSpec, USR_SYMLINKS } from "./oci-spec.ts";
+import { type ContainerSpec, containerUsers, type IdRange, ociSpec, USR_SYMLINKS } from "./oci-spec.ts";
 import { runtimeDefaultSeccomp } from "./seccomp.ts";
 
 export interface ContainerExit {
@@ -133,8 +133,16 @@ export class Container {
     const rootfs = join(this.bundle, "rootfs");
     await mkdir(rootfs, { recursive: true, mode: 0o755 });
     for (const d of USR_SYMLINKS) await symlink(`usr/${d}`, join(rootfs, d));
-    // runc creates mount points as the container's root, which must own the (read-only) root.
-    await chown(rootfs, this.ids.hostId, this.ids.hostId);
+    const etc = join(rootfs, "etc");
+    await mkdir(etc, { mode: 0o755 });
+    const users = containerUsers(this.spec);
+    await writeFile(join(etc, "passwd"), users.passwd, { mode: 0o644 });
+    await writeFile(join(etc, "group"), users.group, { mode: 0o644 });
+    // runc creates mount points as the container's root, which must own the (read-only) root and
+    // /etc (the other /etc files are bound onto points it makes there).
+    for (const p of [rootfs, etc, join(etc, "passwd"), join(etc, "group")]) {
+      await chown(p, this.ids.hostId, this.ids.hostId);
+    }
     const seccomp = runtimeDefaultSeccomp(this.spec.capabilities, release());
     const argv = [
       "/usr/bin/setpriv",

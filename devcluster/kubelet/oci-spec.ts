@@ -60,12 +60,11 @@ export const MASKED_PATHS = [
 export const READONLY_PATHS = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
 
 /**
- * Only the /etc files a process needs to resolve users, hosts, TLS roots and time; binding
- * all of /etc would expose e.g. /etc/shadow to the sandbox.
+ * Only the /etc files a process needs to resolve hosts, TLS roots and time; binding all of /etc
+ * would expose e.g. /etc/shadow to the sandbox. Users and groups are the container's own
+ * (`containerUsers`): the host's passwd database names the host's accounts.
  */
 export const ETC_FILES = [
-  "/etc/passwd",
-  "/etc/group",
   "/etc/hosts",
   "/etc/nsswitch.conf",
   "/etc/resolv.conf",
@@ -73,6 +72,28 @@ export const ETC_FILES = [
   "/etc/ssl/certs",
   "/etc/ca-certificates",
 ];
+
+/** The user name of the container's own uid (the real image names its uid 1000 `node`). */
+export const CONTAINER_USER = "sandbox";
+
+/**
+ * The container's own /etc/passwd and /etc/group: root, the process's uid/gid as `sandbox` (home
+ * its working directory), and nobody/nogroup — nothing of the host's accounts.
+ */
+export function containerUsers(c: Pick<ContainerSpec, "uid" | "gid" | "workingDir">): {
+  passwd: string;
+  group: string;
+} {
+  const passwd = ["root:x:0:0:root:/root:/usr/sbin/nologin"];
+  if (c.uid !== 0 && c.uid !== 65534) {
+    passwd.push(`${CONTAINER_USER}:x:${c.uid}:${c.gid}:${CONTAINER_USER}:${c.workingDir}:/bin/sh`);
+  }
+  passwd.push("nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin");
+  const group = ["root:x:0:"];
+  if (c.gid !== 0 && c.gid !== 65534) group.push(`${CONTAINER_USER}:x:${c.gid}:`);
+  group.push("nogroup:x:65534:");
+  return { passwd: `${passwd.join("\n")}\n`, group: `${group.join("\n")}\n` };
+}
 
 /** Directories of the image's root that are symlinks into /usr (a merged-/usr system). */
 export const USR_SYMLINKS = ["bin", "lib", "lib64", "sbin"];
@@ -88,7 +109,7 @@ type Mount = { destination: string; type: string; source: string; options: strin
  * new pid/net/ipc/uts/mount/user/cgroup namespaces, the masked and read-only paths, the
  * capabilities left after drop/add, no_new_privs, the RuntimeDefault seccomp profile and cgroup
  * limits from `resources.limits`. The image model is devcluster's: the host's /usr and a few /etc
- * files bound read-only into an empty root. The network namespace is new and has only loopback;
+ * files bound read-only into an empty root that holds the container's own passwd and group. The network namespace is new and has only loopback;
  * the kubelet's port forwarder is the pod's only way in.
  */
 export function ociSpec(

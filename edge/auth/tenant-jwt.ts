@@ -3,11 +3,11 @@ import {
   createRemoteJWKSet,
   type JWTPayload,
   type JWTVerifyGetKey,
-  errors as joseErrors,
   jwtVerify,
 } from "jose";
 import { SCOPES } from "../../shared/api.ts";
 import { AppError, err, ok, type Result } from "../../shared/errors.ts";
+import { tokenError } from "../../shared/token-errors.ts";
 import type { EdgeConfig } from "../config.ts";
 
 /** Who is calling, as established by a verified tenant JWT. */
@@ -117,19 +117,4 @@ export function isAdmin(payload: JWTPayload, cfg: EdgeConfig["jwt"]): boolean {
   if (typeof payload.sub === "string" && cfg.adminSubjects.includes(payload.sub)) return true;
   const aud = typeof payload.aud === "string" ? [payload.aud] : (payload.aud ?? []);
   return cfg.adminAudience !== undefined && aud.includes(cfg.adminAudience);
-}
-
-function tokenError(e: unknown): AppError {
-  if (e instanceof joseErrors.JWTExpired) return new AppError("token_expired", "token expired");
-  if (e instanceof joseErrors.JWKSNoMatchingKey)
-    return new AppError("invalid_token", "no key matches the token's kid/alg");
-  if (e instanceof joseErrors.JWKSTimeout)
-    return new AppError("invalid_token", "key set unavailable (timeout)");
-  if (e instanceof joseErrors.JWTClaimValidationFailed) {
-    return new AppError("invalid_token", `token claim "${e.claim}" rejected (${e.reason})`);
-  }
-  if (e instanceof joseErrors.JOSEAlgNotAllowed)
-    return new AppError("invalid_token", "token algorithm not allowed");
-  if (e instanceof joseErrors.JOSEError) return new AppError("invalid_token", `token rejected (${e.code})`);
-  return new AppError("invalid_token", "malformed token");
 }

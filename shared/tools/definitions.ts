@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { LIMITS } from "../api.ts";
+import { fieldIssues } from "../field-hints.ts";
 import { ToolPathSchema } from "./paths.ts";
 
 /*
@@ -262,8 +263,8 @@ export function parseToolArgs<I extends z.ZodObject>(
   }
   const parsed = tool.input.safeParse(json);
   if (!parsed.success) {
-    const why = parsed.error.issues
-      .map((i) => (i.path.length > 0 ? `${i.path.join(".")}: ${i.message}` : i.message))
+    const why = fieldIssues(tool.input, parsed.error)
+      .map((i) => (i.path === "(root)" ? i.message : `${i.path}: ${i.message}`))
       .join("; ");
     return { ok: false, error: why };
   }

@@ -1,4 +1,4 @@
-import { spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { cpSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DEV_ADMIN_SUBJECT } from "../../devstack/issuer.ts";
 import { SCOPES } from "../../shared/api.ts";
 import { SDK_QUOTA_BURST, type SdkStack, startSdkStack } from "./sdk-stack.ts";
-import { tempDir } from "./stack-helpers.ts";
+import { runProcess, tempDir } from "./stack-helpers.ts";
 
 // The Python client's own unittest suite (sdk/python/tests), run by `python3 -m unittest` against
 // the running local stack, from inside `npm test`. python3 is on every machine of ours: if it is
@@ -21,22 +21,7 @@ beforeAll(async () => {
 afterAll(() => sdk?.close());
 
 function run(cmd: string, args: string[], env: Record<string, string>, cwd: string, timeoutMs: number) {
-  return new Promise<{ code: number | null; out: string }>((resolve, reject) => {
-    const child = spawn(cmd, args, {
-      cwd,
-      env: { ...process.env, ...env },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let out = "";
-    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
-    child.stderr.on("data", (d: Buffer) => (out += d.toString()));
-    const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
-    child.on("error", reject);
-    child.on("close", (code) => {
-      clearTimeout(timer);
-      resolve({ code, out });
-    });
-  });
+  return runProcess(cmd, args, { cwd, env, timeoutMs });
 }
 
 describe("Python client (pi_sandbox)", () => {

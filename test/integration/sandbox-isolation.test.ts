@@ -123,6 +123,26 @@ describe("a local sandbox (runc)", () => {
     expect(other.stdout.trim().split(/\s+/)[1]).not.toBe(String(host));
   });
 
+  it("sees its own passwd and group (uid 1000 = sandbox), none of the host's accounts", async () => {
+    const r = await run("iso-a", "id; getent passwd 1000; cat /etc/passwd /etc/group");
+    const [id, entry, ...files] = r.stdout.trim().split("\n");
+    expect(id).toMatch(/^uid=1000\(sandbox\) gid=1000\(sandbox\)/);
+    expect(entry).toMatch(/^sandbox:x:1000:1000:/);
+    // Every host account but root and nobody is invisible: no host user or group name appears.
+    const hostNames = ["/etc/passwd", "/etc/group"].flatMap((f) =>
+      readFileSync(f, "utf8")
+        .split("\n")
+        .map((l) => l.split(":")[0] ?? "")
+        .filter((n) => n !== "" && !["root", "nobody", "nogroup", "sandbox"].includes(n)),
+    );
+    const inside = files.map((l) => l.split(":")[0]);
+    expect(hostNames.filter((n) => inside.includes(n))).toEqual([]);
+    // The files are the container's, read-only like its root.
+    const w = await run("iso-a", "echo x >> /etc/passwd; echo rc=$?");
+    expect(w.stdout).toContain("rc=");
+    expect(w.stdout).not.toContain("rc=0");
+  });
+
   it("cannot write host kernel settings: /proc/sys is read-only (readonlyPaths)", async () => {
     const r = await run(
       "iso-a",

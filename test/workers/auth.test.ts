@@ -104,11 +104,27 @@ describe("tenant JWT", () => {
     const [h, p, s] = token.split(".") as [string, string, string];
     const payload = JSON.parse(new TextDecoder().decode(base64url.decode(p)));
     payload.tenant = "someone-else";
-    await expectError(await get(auth(`${h}.${part(payload)}.${s}`)), 401, "invalid_token");
+    const e = await expectError(await get(auth(`${h}.${part(payload)}.${s}`)), 401, "invalid_token");
+    expect(e.message).toBe("the token's signature does not verify");
   });
 
-  it("garbage → 401 invalid_token", async () => {
-    await expectError(await get(auth("not.a.jwt")), 401, "invalid_token");
+  it("garbage → 401 invalid_token in our words, never a library's error code", async () => {
+    for (const garbage of ["not.a.jwt", "garbage", "a.b.c.d.e"]) {
+      const e = await expectError(await get(auth(garbage)), 401, "invalid_token");
+      expect(e.message).toBe("the token is not a valid JWT");
+    }
+    const wrongIssuer = await expectError(
+      await get(auth(await tenantToken({ iss: "https://evil.test" }))),
+      401,
+      "invalid_token",
+    );
+    expect(wrongIssuer.message).toBe(`the token's "iss" claim is not accepted here`);
+    const expired = await expectError(
+      await get(auth(await tenantToken({ exp: now() - 3600, iat: now() - 7200 }))),
+      401,
+      "token_expired",
+    );
+    for (const m of [wrongIssuer.message, expired.message]) expect(m).not.toMatch(/ERR_|JOSE|JWS/);
   });
 
   it("missing scope → 403 insufficient_scope; scp arrays count as scopes", async () => {

@@ -57,6 +57,15 @@ describe("edge basics", () => {
     await expectError(await post('{"command":""}'), 400, "invalid_request");
     await expectError(await post('{"command":"ls","extra":1}'), 400, "invalid_request");
     await expectError(await post("command=ls", "text/plain"), 415, "unsupported_media_type");
+    // The unknown key is the cause: it comes first, with the known key it is closest to.
+    const typo = await expectError(await post('{"comand":"ls"}'), 400, "invalid_request");
+    expect(typo.message).toBe('comand: unknown field; did you mean "command"? (invalid exec request)');
+    expect(typo.details?.[0]).toEqual({ path: "comand", message: 'unknown field; did you mean "command"?' });
+    expect(typo.details).toContainEqual({ path: "command", message: "required (string)" });
+    const other = await expectError(await post('{"command":"ls","timeout":5}'), 400, "invalid_request");
+    expect(other.message).toMatch(/^timeout: unknown field; did you mean "timeoutSeconds"\?/);
+    const far = await expectError(await post('{"command":"ls","zzzzzz":5}'), 400, "invalid_request");
+    expect(far.message).toBe("zzzzzz: unknown field (invalid exec request)");
     // curl's default for -d: a real form body is not JSON.
     await expectError(await post("command=ls", "application/x-www-form-urlencoded"), 400, "invalid_json");
   });

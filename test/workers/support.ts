@@ -1,7 +1,7 @@
 import { SELF } from "cloudflare:test";
 import { importJWK, type JWTPayload, SignJWT } from "jose";
 import { expect } from "vitest";
-import { ErrorEnvelopeSchema } from "../../shared/errors.ts";
+import { type ErrorBody, ErrorEnvelopeSchema } from "../../shared/errors.ts";
 import { createRelayVerifier, type RelayVerifier, relayAudience } from "../../shared/relay-signing.ts";
 import {
   ChunkSequencer,
@@ -56,12 +56,14 @@ export const auth = (token: string, extra: Record<string, string> = {}) => ({
   ...extra,
 });
 
-export async function expectError(res: Response, status: number, code: string): Promise<void> {
+/** Asserts the envelope, status and code; returns the error body for checks of its message and details. */
+export async function expectError(res: Response, status: number, code: string): Promise<ErrorBody> {
   const text = await res.text();
   expect(res.status, text).toBe(status);
   const body = ErrorEnvelopeSchema.parse(JSON.parse(text));
   expect(body.error.code).toBe(code);
   expect(body.error.requestId).toBe(res.headers.get("X-Request-Id"));
+  return body.error;
 }
 
 /** A relayed request as the test agent receives it, already verified against the relay key. */
