@@ -5,7 +5,7 @@ import type { Duplex } from "node:stream";
 import type { WebSocket } from "ws";
 import { ACCESS_REVIEW_PATH, selfSubjectAccessReview } from "./access-review.ts";
 import { readBody } from "./body.ts";
-import { proxyExec, resolveExec, writeHttpError } from "./exec-proxy.ts";
+import { proxyExec, proxyLogs, resolveContainerLogs, resolveExec, writeHttpError } from "./exec-proxy.ts";
 import * as h from "./handlers.ts";
 import { type Route, route } from "./routes.ts";
 import {
@@ -202,6 +202,12 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
           },
         );
         if (!res.writableEnded) watches.add(stop);
+        return;
+      }
+      if (r.subresource === "log") {
+        if (method !== "GET") throw methodNotAllowed({ kind: "pods", group: "" });
+        const target = resolveContainerLogs(store, r.namespace ?? "default", r.name ?? "", url.searchParams);
+        code = await proxyLogs(target.url, opts.kubeletClient, res);
         return;
       }
       if ((method === "POST" || method === "PUT") && r.subresource !== "exec") checkBodyType(ctx.contentType);

@@ -110,6 +110,14 @@ export async function startKubelet(opts: KubeletOptions): Promise<Kubelet> {
     ...(opts.execProtocols ? { protocols: opts.execProtocols } : {}),
     scratchDir: runtime.root,
     log,
+    logs: (namespace, pod, container) => {
+      const matches = [...workers.values()].filter((w) => w.namespace === namespace && w.name === pod);
+      const w = matches.find((m) => m.sandbox?.running) ?? matches[0];
+      if (!w) return { ok: false, message: `pod ${namespace}/${pod} is not on node ${nodeName}` };
+      if (w.container?.name !== container || !w.logPath)
+        return { ok: false, message: `container not found ("${container}")` };
+      return { ok: true, path: w.logPath };
+    },
     lookup: (namespace, pod, container) => {
       // A pod being replaced under the same name may briefly have two workers: prefer the live one.
       const matches = [...workers.values()].filter((w) => w.namespace === namespace && w.name === pod);

@@ -88,6 +88,12 @@ export class PodWorker {
     return `${this.namespace}/${this.name}`;
   }
 
+  /** The container's output (stdout and stderr, every restart appended), what `pods/log` serves. */
+  get logPath(): string | undefined {
+    const c = this.container;
+    return c ? join(this.stateDir, `${c.name}.log`) : undefined;
+  }
+
   get container(): V1Container | undefined {
     return this.pod.spec?.containers?.[0];
   }

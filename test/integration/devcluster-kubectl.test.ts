@@ -104,6 +104,34 @@ describe("kubectl against devcluster", () => {
   });
 });
 
+describe("kubectl logs against devcluster", () => {
+  it("logs shows the container's output, stdout and stderr (pods/log through the kubelet)", async () => {
+    const file = join(cluster.dir, "talks-pod.json");
+    const pod = healthPod("talks", {
+      probe: false,
+      command: ["sh", "-c", "echo hello from the pod; echo and from stderr >&2; exec sleep 600"],
+    });
+    await writeFile(file, JSON.stringify(pod));
+    await kubectl("create", "--validate=false", "-f", file);
+    const out = await waitFor("both lines in kubectl logs", async () => {
+      const text = await kubectl("logs", "talks");
+      return text.includes("hello from the pod") && text.includes("and from stderr") ? text : undefined;
+    });
+    // Two pipes: the order between stdout and stderr is not defined, as on a real node.
+    expect(
+      out
+        .split("\n")
+        .filter((l) => l !== "")
+        .sort(),
+    ).toEqual(["and from stderr", "hello from the pod"]);
+    // Through the API as client-node calls it, too; a pod that is not there is a 404.
+    const direct = await cluster.request("GET", "/api/v1/namespaces/default/pods/talks/log");
+    expect(direct.status).toBe(200);
+    expect(direct.headers["content-type"]).toBe("text/plain");
+    expect((await cluster.request("GET", "/api/v1/namespaces/default/pods/nobody/log")).status).toBe(404);
+  });
+});
+
 describe("kubectl exec against devcluster", () => {
   it("exec -i passes stdin through and returns the command's output", async () => {
     const file = join(cluster.dir, "exec-pod.json");
