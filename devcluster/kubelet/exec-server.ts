@@ -90,7 +90,8 @@ export async function startExecServer(opts: {
       const m = /^\/containerLogs\/([^/]+)\/([^/]+)\/([^/]+)$/.exec(
         new URL(req.url ?? "/", "https://kubelet").pathname,
       );
-      const found = m && req.method === "GET" && opts.logs ? opts.logs(...names(m)) : undefined;
+      const target = m && req.method === "GET" ? names(m) : undefined;
+      const found = target && opts.logs ? opts.logs(...target) : undefined;
       if (!found) {
         res.writeHead(404, { "content-type": "text/plain" }).end("404 page not found\n");
         return;
@@ -100,9 +101,13 @@ export async function startExecServer(opts: {
         return;
       }
       const file = createReadStream(found.path);
-      file.on("error", (err) => {
-        if (!res.headersSent) res.writeHead(500, { "content-type": "text/plain" }).end(`${err.message}\n`);
-        else res.destroy();
+      file.on("error", (err: NodeJS.ErrnoException) => {
+        if (res.headersSent) res.destroy();
+        else if (err.code === "ENOENT")
+          res
+            .writeHead(404, { "content-type": "text/plain" })
+            .end(`container "${target?.[2] ?? ""}" has not started yet\n`);
+        else res.writeHead(500, { "content-type": "text/plain" }).end(`${err.message}\n`);
       });
       file.once("open", () => res.writeHead(200, { "content-type": "text/plain" }));
       file.pipe(res);
