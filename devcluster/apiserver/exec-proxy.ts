@@ -43,37 +43,17 @@ function kubeletQuery(query: URLSearchParams): string {
 }
 
 /**
- * Resolves pod → node → kubelet endpoint for `pods/exec`, with the real server's errors:
- * 404 for a missing pod, 400 when it has no node, is completed, or the container is unknown.
+ * Resolves pod → node → kubelet endpoint for `pods/exec` (`wss://…/exec/…`) or `pods/log`
+ * (`https://…/containerLogs/…`), with the real server's errors: 404 for a missing pod, 400 when it
+ * has no node, is completed, or the container is unknown.
  */
 export function resolveExec(
   store: Store,
   namespace: string,
   pod: string,
   query: URLSearchParams,
+  endpoint: "exec" | "containerLogs" = "exec",
 ): ExecTarget {
-  const { base, path } = resolveKubelet(store, namespace, pod, query);
-  const qs = kubeletQuery(query);
-  return { url: `wss://${base}/exec/${path}${qs === "" ? "" : `?${qs}`}` };
-}
-
-/** `pods/log`: the kubelet's `/containerLogs/{ns}/{pod}/{container}`, with the same errors as exec. */
-export function resolveContainerLogs(
-  store: Store,
-  namespace: string,
-  pod: string,
-  query: URLSearchParams,
-): ExecTarget {
-  const { base, path } = resolveKubelet(store, namespace, pod, query);
-  return { url: `https://${base}/containerLogs/${path}` };
-}
-
-function resolveKubelet(
-  store: Store,
-  namespace: string,
-  pod: string,
-  query: URLSearchParams,
-): { base: string; path: string } {
   const obj = store.get(resourceId(podKind), keyOf(namespace, pod));
   if (!obj) throw notFound({ name: pod, group: "", kind: "pods" });
   const spec = (obj.spec ?? {}) as JsonObject;
@@ -103,7 +83,9 @@ function resolveKubelet(
   }
   const host = ip.includes(":") ? `[${ip}]` : ip;
   const path = `${encodeURIComponent(namespace)}/${encodeURIComponent(pod)}/${encodeURIComponent(container)}`;
-  return { base: `${host}:${port}`, path };
+  if (endpoint === "containerLogs") return { url: `https://${host}:${port}/containerLogs/${path}` };
+  const qs = kubeletQuery(query);
+  return { url: `wss://${host}:${port}/exec/${path}${qs === "" ? "" : `?${qs}`}` };
 }
 
 /**

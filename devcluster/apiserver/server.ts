@@ -5,7 +5,7 @@ import type { Duplex } from "node:stream";
 import type { WebSocket } from "ws";
 import { ACCESS_REVIEW_PATH, selfSubjectAccessReview } from "./access-review.ts";
 import { readBody } from "./body.ts";
-import { proxyExec, proxyLogs, resolveContainerLogs, resolveExec, writeHttpError } from "./exec-proxy.ts";
+import { proxyExec, proxyLogs, resolveExec, writeHttpError } from "./exec-proxy.ts";
 import * as h from "./handlers.ts";
 import { type Route, route } from "./routes.ts";
 import {
@@ -206,7 +206,13 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
       }
       if (r.subresource === "log") {
         if (method !== "GET") throw methodNotAllowed({ kind: "pods", group: "" });
-        const target = resolveContainerLogs(store, r.namespace ?? "default", r.name ?? "", url.searchParams);
+        const target = resolveExec(
+          store,
+          r.namespace ?? "default",
+          r.name ?? "",
+          url.searchParams,
+          "containerLogs",
+        );
         code = await proxyLogs(target.url, opts.kubeletClient, res);
         return;
       }
