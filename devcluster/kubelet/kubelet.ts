@@ -9,6 +9,7 @@ import {
   setHeaderOptions,
   type V1Pod,
 } from "@kubernetes/client-node";
+import { eventRecorder } from "../events.ts";
 import { checkCgroups, sweepStaleCgroups } from "./cgroups.ts";
 import { makeRuntimeDirs } from "./container.ts";
 import type { SecretReader } from "./env.ts";
@@ -163,6 +164,7 @@ export async function startKubelet(opts: KubeletOptions): Promise<Kubelet> {
     podPidsLimit: opts.podPidsLimit ?? DEFAULT_POD_PIDS_LIMIT,
     readSecret,
     patchStatus,
+    record: eventRecorder(core, { component: "kubelet", host: nodeName }, log),
     log,
     maxGraceMs,
   };

@@ -1,6 +1,7 @@
 import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { V1Container, V1Pod } from "@kubernetes/client-node";
+import type { PodEvent } from "../events.ts";
 import { BASE_PATH, Container, type ContainerExit, type RuntimeDirs } from "./container.ts";
 import { resolveEnv, type SecretReader } from "./env.ts";
 import type { IdRangeAllocator } from "./id-ranges.ts";
@@ -26,6 +27,8 @@ export interface WorkerContext {
   readSecret: SecretReader;
   /** Merge-patches pods/NAME/status; resolves false if the pod is gone. */
   patchStatus: (namespace: string, name: string, status: Json) => Promise<boolean>;
+  /** Writes a core/v1 Event about the pod (Started, Killing, Unhealthy), as a real kubelet does. */
+  record: (pod: V1Pod, e: PodEvent) => void;
   log: (msg: string) => void;
   /** Cap on termination grace periods (ms). */
   maxGraceMs: number;
@@ -107,6 +110,12 @@ export class PodWorker {
    * Safe to call more than once.
    */
   async stop(graceMs: number): Promise<void> {
+    if (!this.stopped && this.sandbox?.running)
+      this.ctx.record(this.pod, {
+        type: "Normal",
+        reason: "Killing",
+        message: `Stopping container ${this.container?.name ?? ""}`,
+      });
     this.stopped = true;
     this.wake?.();
     this.stopProbe?.();
@@ -251,6 +260,11 @@ export class PodWorker {
     const pid = await sandbox.started();
     if (pid !== undefined && !this.stopped) {
       void this.forward?.attach(pid);
+      this.ctx.record(this.pod, {
+        type: "Normal",
+        reason: "Started",
+        message: `Started container ${c.name}`,
+      });
       const probe = c.readinessProbe;
       const startup = c.startupProbe?.httpGet ? c.startupProbe : undefined;
       const stops: Array<() => void> = [];
@@ -280,6 +294,7 @@ export class PodWorker {
               (alive) => {
                 if (alive || this.stopped || !sandbox.running) return;
                 this.ctx.log(`pod ${this.key}: liveness probe failed; killing the container`);
+                this.unhealthy(c, "liveness");
                 void sandbox.stop(graceMs(liveness));
               },
               true,
@@ -304,6 +319,7 @@ export class PodWorker {
             () => {
               if (this.stopped || !sandbox.running) return;
               this.ctx.log(`pod ${this.key}: startup probe failed; killing the container`);
+              this.unhealthy(c, "startup");
               void sandbox.stop(graceMs(startup));
             },
           ),
@@ -325,6 +341,20 @@ export class PodWorker {
     this.setReady(false);
     this.ctx.log(`pod ${this.key}: container exited ${exit.exitCode}`);
     return exit;
+  }
+
+  /** A probe that failed its threshold: the Warning a real kubelet writes, then the Killing. */
+  private unhealthy(c: V1Container, probe: "liveness" | "startup"): void {
+    this.ctx.record(this.pod, {
+      type: "Warning",
+      reason: "Unhealthy",
+      message: `${probe === "liveness" ? "Liveness" : "Startup"} probe failed`,
+    });
+    this.ctx.record(this.pod, {
+      type: "Normal",
+      reason: "Killing",
+      message: `Container ${c.name} failed ${probe} probe, will be restarted`,
+    });
   }
 
   private setReady(ready: boolean): void {

@@ -133,7 +133,7 @@ describe("kubectl logs against devcluster", () => {
 });
 
 describe("kubectl exec against devcluster", () => {
-  it("exec -i passes stdin through and returns the command's output", async () => {
+  it("exec -i passes stdin through and returns the output; the pod's events show the scheduler and the kubelet", async () => {
     const file = join(cluster.dir, "exec-pod.json");
     await writeFile(file, JSON.stringify(healthPod("exec-me", { probe: false })));
     await kubectl("create", "--validate=false", "-f", file);
@@ -152,5 +152,29 @@ describe("kubectl exec against devcluster", () => {
       child.stdin?.end("hello from stdin\n");
     });
     expect(stdout).toBe("HELLO FROM STDIN\n");
+    // What the scheduler and the kubelet did, as `kubectl describe` and `get events` show it.
+    const reasons = async () => {
+      const out = await kubectl(
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=exec-me",
+        "-o",
+        "json",
+      );
+      const list = JSON.parse(out) as { items: Array<{ reason: string; source: { component: string } }> };
+      return list.items.map((e) => `${e.source.component}:${e.reason}`);
+    };
+    expect(
+      await waitFor("Scheduled and Started", async () => {
+        const r = await reasons();
+        return r.includes("default-scheduler:Scheduled") && r.includes("kubelet:Started") ? r : undefined;
+      }),
+    ).toBeDefined();
+    await kubectl("delete", "pod", "exec-me", "--wait=false");
+    await waitFor("Killing", async () => (await reasons()).includes("kubelet:Killing"));
+    expect(await kubectl("describe", "pod", "talks")).toMatch(
+      /Started\s+\S+\s+kubelet\s+Started container main/,
+    );
   });
 });
