@@ -7,6 +7,9 @@ import { ACCESS_REVIEW_PATH, selfSubjectAccessReview } from "./access-review.ts"
 import { readBody } from "./body.ts";
 import { proxyExec, proxyLogs, resolveExec, writeHttpError } from "./exec-proxy.ts";
 import * as h from "./handlers.ts";
+import { eventKind } from "./kinds/index.ts";
+import { resourceId } from "./kinds/kind.ts";
+import { keyOf } from "./objects.ts";
 import { type Route, route } from "./routes.ts";
 import {
   badRequest,
@@ -18,7 +21,13 @@ import {
   unsupportedMediaType,
 } from "./status.ts";
 import { Store } from "./store.ts";
-import type { ApiServer, ApiServerOptions, AuditEntry, JsonObject } from "./types.ts";
+import {
+  type ApiServer,
+  type ApiServerOptions,
+  type AuditEntry,
+  isObject,
+  type JsonObject,
+} from "./types.ts";
 import { serveWatch } from "./watch.ts";
 
 type Verb = AuditEntry["verb"];
@@ -84,6 +93,9 @@ function checkBodyType(contentType: string): void {
 /** Starts the devcluster API server on 127.0.0.1 (port 0 = any free port). */
 export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer> {
   const store = new Store(opts.historySize ?? 1000, opts.stateFile);
+  // kube-apiserver's --event-ttl (default 1 h): Events are not kept forever.
+  const eventTtl = setInterval(() => expireEvents(store, opts.eventTtlMs ?? 3_600_000), 60_000);
+  eventTtl.unref();
   const watches = new Set<() => void>();
   const sockets = new Set<WebSocket>();
   const host = opts.host ?? "127.0.0.1";
@@ -348,6 +360,7 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
     url: `${opts.tls ? "https" : "http"}://${hostPort}`,
     close() {
       closed ??= new Promise<void>((resolve) => {
+        clearInterval(eventTtl);
         for (const stop of [...watches]) stop();
         for (const ws of sockets) ws.terminate();
         server.close(() => resolve());
@@ -356,4 +369,15 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
       return closed;
     },
   };
+}
+
+/** Removes Events last seen more than `ttlMs` ago. */
+export function expireEvents(store: Store, ttlMs: number, now = Date.now()): void {
+  const resource = resourceId(eventKind);
+  for (const e of store.list(resource)) {
+    const meta = isObject(e.metadata) ? e.metadata : {};
+    const last = [e.lastTimestamp, e.eventTime, meta.creationTimestamp].find((t) => typeof t === "string");
+    if (typeof last === "string" && now - Date.parse(last) > ttlMs)
+      store.remove(resource, keyOf(String(meta.namespace ?? ""), String(meta.name ?? "")));
+  }
 }

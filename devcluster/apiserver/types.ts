@@ -29,6 +29,8 @@ export interface ApiServerOptions {
   host?: string;
   /** How many past events a watch can resume from; older resourceVersions get 410 Expired. */
   historySize?: number;
+  /** Events older than this are removed (kube-apiserver's --event-ttl). Default 1 h. */
+  eventTtlMs?: number;
   /** Interval of BOOKMARK events on watches that ask for them (allowWatchBookmarks=true). */
   bookmarkIntervalMs?: number;
   /** Lifetime of a watch without timeoutSeconds (default 30 min, like the real server's minimum). */
