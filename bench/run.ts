@@ -27,6 +27,7 @@ const SUITES: Record<string, () => Promise<BenchSuite>> = {
   "pod-start": async () => (await import("./pod-start.ts")).suite,
   latency: async () => (await import("./latency.ts")).suite,
   elastic: async () => (await import("./elastic.ts")).suite,
+  egress: async () => (await import("./egress.ts")).suite,
 };
 
 const load = () => loadavg().map((x) => Number(x.toFixed(2)));

@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import type { JSONWebKeySet, JWK } from "jose";
 import { z } from "zod";
-import { SANDBOX_LIMITS } from "../shared/api.ts";
+import { ClusterIdSchema, SANDBOX_LIMITS } from "../shared/api.ts";
 import { AppError, err, ok, type Result, zodDetails } from "../shared/errors.ts";
 import { type ChatOptionsInput, readChatOptions } from "./chat/chat-options.ts";
 import { type ModelConfig, readModelConfig } from "./chat/model-config.ts";
@@ -58,74 +58,37 @@ const EnvConfigSchema = z.object({
   /** The region's agent private key (Ed25519 JWK JSON) the tunnel logs in with. */
   AGENT_KEY: optionalString,
   /** Which cluster of the region this agent serves: sandbox ids name it, the edge routes by it. */
-  CLUSTER_ID: z
-    .string()
-    .regex(/^[a-z0-9-]{1,32}$/, "must be 1-32 of [a-z0-9-]")
-    .default("default"),
+  CLUSTER_ID: ClusterIdSchema.default("default"),
   /** Live sandboxes (POST /v1/sandboxes) per tenant in this cluster. */
   TENANT_MAX_SANDBOXES: intVar(8, 0, 100_000),
   /** Largest file one PUT /v1/sandboxes/:id/files/... may write. */
   MAX_FILE_BYTES: intVar(SANDBOX_LIMITS.defaultMaxFileBytes, 0, SANDBOX_LIMITS.defaultMaxFileBytes),
 });
 
-const jsonOf = <T>(
-  text: string | undefined,
-  name: string,
-  check: (v: unknown) => v is T,
-): Result<T | undefined> => {
-  if (text === undefined) return ok(undefined);
-  let v: unknown;
-  try {
-    v = JSON.parse(text);
-  } catch {
-    return err(new AppError("invalid_request", `invalid agent configuration: ${name} is not valid JSON`));
-  }
-  return check(v)
-    ? ok(v)
-    : err(new AppError("invalid_request", `invalid agent configuration: ${name} has the wrong shape`));
-};
 const isObject = (v: unknown): v is Record<string, unknown> =>
   typeof v === "object" && v !== null && !Array.isArray(v);
 const isJwks = (v: unknown): v is JSONWebKeySet => isObject(v) && Array.isArray(v.keys) && v.keys.length > 0;
 const isPrivateJwk = (v: unknown): v is JWK =>
   isObject(v) && typeof v.kty === "string" && typeof v.d === "string";
 
-export interface AgentConfig {
-  kubeconfig: string | undefined;
-  namespace: string;
-  poolSize: number;
-  poolMaxPods: number;
-  poolMaxCreatePerSecond: number;
-  poolScaleDownAfterSeconds: number;
-  leaseTtlSeconds: number;
-  leaderLeaseSeconds: number;
-  queueTimeoutSeconds: number;
-  recycle: "replace" | "scrub";
-  /** 0 = no per-tenant cap. */
-  tenantMaxLeases: number;
-  /** A tenant's share of the pool in leases (0 = no share rule); see TENANT_POOL_SHARE_PERCENT. */
-  tenantShareLeases: number;
-  sandboxImage: string;
-  podTemplatePath: string | undefined;
-  runtimeClassName: string | undefined;
-  agentId: string;
-  region: string;
-  execMode: "http" | "api";
-  poolToken: string | undefined;
-  agentPort: number;
-  podReadyTimeoutSeconds: number;
-  agentHost: string;
-  logLevel: string;
-  /** Required: the agent serves only relays the edge signed. */
-  relayPublicKeys: JSONWebKeySet;
-  edgeUrl: string | undefined;
-  agentKey: JWK | undefined;
-  clusterId: string;
-  tenantMaxSandboxes: number;
-  maxFileBytes: number;
-  /** The model, or why there is none (chat then answers model_not_configured, naming what to set). */
-  model: Result<ModelConfig>;
-  chat: ChatOptionsInput;
+/** A JSON setting of the right shape, or an issue on it naming what is wrong. */
+function jsonSetting<T>(
+  text: string | undefined,
+  name: string,
+  check: (v: unknown) => v is T,
+  ctx: z.RefinementCtx,
+): T | undefined {
+  if (text === undefined) return undefined;
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch {
+    ctx.addIssue({ code: "custom", path: [name], message: `${name} is not valid JSON` });
+    return undefined;
+  }
+  if (check(v)) return v;
+  ctx.addIssue({ code: "custom", path: [name], message: `${name} has the wrong shape` });
+  return undefined;
 }
 
 /** AGENT_ID wins, then the pod name (Downward API), then a random id unique per process. */
@@ -133,61 +96,58 @@ function agentIdFrom(agentId: string | undefined, podName: string | undefined): 
   return agentId ?? podName ?? `agent-${randomBytes(4).toString("hex")}`;
 }
 
-export function loadConfig(env: Record<string, string | undefined> = process.env): Result<AgentConfig> {
-  const parsed = EnvConfigSchema.safeParse(env);
-  if (!parsed.success) {
-    const details = zodDetails(parsed.error);
-    const first = details[0];
-    return err(
-      new AppError(
-        "invalid_request",
-        `invalid agent configuration: ${first ? `${first.path}: ${first.message}` : "?"}`,
-        {
-          details,
-        },
-      ),
-    );
-  }
-  const e = parsed.data;
+/**
+ * Leader election gives up leading when it has not renewed for 2/3 of the lease, and each renewal
+ * gets at least this much time (pool/leader.ts): a lease shorter than 1.5 × it would drop
+ * leadership while a renewal is still allowed to be in flight.
+ */
+const LEADER_MIN_REQUEST_MS = 1_000;
+
+/**
+ * The environment, each setting checked on its own and then the relations between them; the
+ * output is the agent's configuration (model and chat options are read by their own modules).
+ */
+const AgentSettingsSchema = EnvConfigSchema.transform((e, ctx) => {
   if (e.POOL_MAX_PODS < e.POOL_SIZE) {
-    return err(
-      new AppError(
-        "invalid_request",
-        `invalid agent configuration: POOL_MAX_PODS (${e.POOL_MAX_PODS}) must be at least POOL_SIZE (${e.POOL_SIZE}): the cap counts every sandbox pod, the warm free ones included`,
-      ),
-    );
+    ctx.addIssue({
+      code: "custom",
+      path: ["POOL_MAX_PODS"],
+      message: `POOL_MAX_PODS (${e.POOL_MAX_PODS}) must be at least POOL_SIZE (${e.POOL_SIZE}): the cap counts every sandbox pod, the warm free ones included`,
+    });
+  }
+  if ((e.LEADER_LEASE_SECONDS * 1000 * 2) / 3 <= LEADER_MIN_REQUEST_MS) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["LEADER_LEASE_SECONDS"],
+      message: `LEADER_LEASE_SECONDS (${e.LEADER_LEASE_SECONDS}) must be at least 2: the leader steps down after 2/3 of it without a renewal, and a renewal may take ${LEADER_MIN_REQUEST_MS} ms`,
+    });
   }
   const agentId = agentIdFrom(e.AGENT_ID, e.POD_NAME);
   // The holder identity is `${agentId}/${requestId}`: a slash in the agent id would make it ambiguous.
   if (agentId.includes("/")) {
-    return err(new AppError("invalid_request", "invalid agent configuration: AGENT_ID must not contain '/'"));
+    ctx.addIssue({ code: "custom", path: ["AGENT_ID"], message: "AGENT_ID must not contain '/'" });
   }
-  const relayPublicKeys = jsonOf(e.RELAY_PUBLIC_KEYS, "RELAY_PUBLIC_KEYS", isJwks);
-  if (!relayPublicKeys.ok) return relayPublicKeys;
-  if (relayPublicKeys.value === undefined) {
-    return err(
-      new AppError(
-        "invalid_request",
-        "RELAY_PUBLIC_KEYS is required: the agent serves only relays the edge signed",
-      ),
-    );
+  const relayPublicKeys = jsonSetting(e.RELAY_PUBLIC_KEYS, "RELAY_PUBLIC_KEYS", isJwks, ctx);
+  if (e.RELAY_PUBLIC_KEYS === undefined) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["RELAY_PUBLIC_KEYS"],
+      message: "RELAY_PUBLIC_KEYS is required: the agent serves only relays the edge signed",
+    });
   }
   // Each pod's exec token is derived from the pool token: without it nobody can call the exec server.
   if ((e.EXEC_MODE === "http" || e.RECYCLE === "scrub") && !e.POOL_TOKEN) {
-    return err(
-      new AppError("invalid_request", "POOL_TOKEN is required with EXEC_MODE=http or RECYCLE=scrub"),
-    );
+    ctx.addIssue({
+      code: "custom",
+      path: ["POOL_TOKEN"],
+      message: "POOL_TOKEN is required with EXEC_MODE=http or RECYCLE=scrub",
+    });
   }
-  const agentKey = jsonOf(e.AGENT_KEY, "AGENT_KEY", isPrivateJwk);
-  if (!agentKey.ok) return agentKey;
-  if (e.EDGE_URL !== undefined && agentKey.value === undefined) {
-    return err(
-      new AppError("invalid_request", "invalid agent configuration: EDGE_URL needs AGENT_KEY to log in"),
-    );
+  const agentKey = jsonSetting(e.AGENT_KEY, "AGENT_KEY", isPrivateJwk, ctx);
+  if (e.EDGE_URL !== undefined && e.AGENT_KEY === undefined) {
+    ctx.addIssue({ code: "custom", path: ["EDGE_URL"], message: "EDGE_URL needs AGENT_KEY to log in" });
   }
-  const chat = readChatOptions(env);
-  if (!chat.ok) return chat;
-  return ok({
+  return {
     kubeconfig: e.KUBECONFIG,
     namespace: e.SANDBOX_NAMESPACE,
     poolSize: e.POOL_SIZE,
@@ -198,7 +158,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     leaderLeaseSeconds: e.LEADER_LEASE_SECONDS,
     queueTimeoutSeconds: e.QUEUE_TIMEOUT_SECONDS,
     recycle: e.RECYCLE,
+    /** 0 = no per-tenant cap. */
     tenantMaxLeases: e.TENANT_MAX_LEASES,
+    /** A tenant's share of the pool in leases (0 = no share rule); see TENANT_POOL_SHARE_PERCENT. */
     tenantShareLeases: tenantShare(e.POOL_SIZE, e.POOL_MAX_PODS, e.TENANT_POOL_SHARE_PERCENT),
     sandboxImage: e.SANDBOX_IMAGE,
     podTemplatePath: e.SANDBOX_POD_TEMPLATE,
@@ -211,15 +173,38 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     podReadyTimeoutSeconds: e.POD_READY_TIMEOUT_SECONDS,
     agentHost: e.AGENT_HOST,
     logLevel: e.LOG_LEVEL,
-    relayPublicKeys: relayPublicKeys.value,
+    /** Required: the agent serves only relays the edge signed (an issue above when missing). */
+    relayPublicKeys: relayPublicKeys as JSONWebKeySet,
     edgeUrl: e.EDGE_URL,
-    agentKey: agentKey.value,
+    agentKey,
     clusterId: e.CLUSTER_ID,
     tenantMaxSandboxes: e.TENANT_MAX_SANDBOXES,
     maxFileBytes: e.MAX_FILE_BYTES,
-    model: readModelConfig(env),
-    chat: chat.value,
-  });
+  };
+});
+
+export type AgentConfig = z.output<typeof AgentSettingsSchema> & {
+  /** The model, or why there is none (chat then answers model_not_configured, naming what to set). */
+  model: Result<ModelConfig>;
+  chat: ChatOptionsInput;
+};
+
+export function loadConfig(env: Record<string, string | undefined> = process.env): Result<AgentConfig> {
+  const parsed = AgentSettingsSchema.safeParse(env);
+  if (!parsed.success) {
+    const details = zodDetails(parsed.error);
+    const first = details[0];
+    // A relation's message names its settings itself; a single field's is prefixed with its name.
+    const what = !first
+      ? "?"
+      : first.message.startsWith(first.path)
+        ? first.message
+        : `${first.path}: ${first.message}`;
+    return err(new AppError("invalid_request", `invalid agent configuration: ${what}`, { details }));
+  }
+  const chat = readChatOptions(env);
+  if (!chat.ok) return chat;
+  return ok({ ...parsed.data, model: readModelConfig(env), chat: chat.value });
 }
 
 /**

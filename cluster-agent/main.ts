@@ -10,8 +10,9 @@ import { type AgentConfig, loadConfig } from "./config.ts";
 import { EventBus } from "./events/bus.ts";
 import { ApiExecutor } from "./exec/api-executor.ts";
 import { ApiFiles } from "./exec/api-files.ts";
-import type { Executor } from "./exec/executor.ts";
-import { HttpFiles, type SandboxFiles } from "./exec/files.ts";
+import { ExecServerClient } from "./exec/exec-server-client.ts";
+import type { Executor, SandboxFiles } from "./exec/executor.ts";
+import { HttpFiles } from "./exec/files.ts";
 import { HttpExecutor } from "./exec/http-executor.ts";
 import { HttpScrubber } from "./exec/scrubber.ts";
 import { createAgentApp } from "./http/app.ts";
@@ -20,6 +21,7 @@ import { loadKubeConfig, makeClients } from "./k8s/client.ts";
 import { runExecRequest } from "./requests/exec-request.ts";
 import { sandboxRoutes } from "./sandboxes/routes.ts";
 import { SandboxService } from "./sandboxes/service.ts";
+import { TenantReservations } from "./sandboxes/tenant-reservations.ts";
 import { createLogger } from "./telemetry/logger.ts";
 import { createMetrics, metricsText, subscribeMetrics } from "./telemetry/metrics.ts";
 import { startTunnelClient, type TunnelClient } from "./tunnel/client.ts";
@@ -58,9 +60,10 @@ export async function startAgent(
   const relayPublicKeys = config.relayPublicKeys;
   const kubeConfig = loadKubeConfig(config.kubeconfig);
   const clients = makeClients(kubeConfig);
-  const poolToken = config.poolToken ?? "";
+  // One client of the pods' exec servers: commands, files and scrub share its connection pool.
+  const execServer = new ExecServerClient({ poolToken: config.poolToken ?? "" });
   const executor: Executor =
-    config.execMode === "http" ? new HttpExecutor({ poolToken }) : new ApiExecutor({ kubeConfig });
+    config.execMode === "http" ? new HttpExecutor({ client: execServer }) : new ApiExecutor({ kubeConfig });
   const bus = new EventBus(config.agentId, config.region);
   const metrics = createMetrics({ defaultMetrics: true, defaultLabels: { region: config.region } });
 
@@ -69,7 +72,7 @@ export async function startAgent(
     clients,
     bus,
     log: logger,
-    ...(config.recycle === "scrub" ? { scrubber: new HttpScrubber({ poolToken }) } : {}),
+    ...(config.recycle === "scrub" ? { scrubber: new HttpScrubber({ client: execServer }) } : {}),
     onCacheError: (what, e, retryInMs) =>
       logger.warn({ what, err: e, retryInMs }, "watch failed; restarting"),
   });
@@ -82,16 +85,24 @@ export async function startAgent(
   });
   const acquire = pool.manager.acquire.bind(pool.manager);
   const files: SandboxFiles =
-    config.execMode === "http" ? new HttpFiles({ poolToken }) : new ApiFiles({ kubeConfig });
-  const sandboxes = new SandboxService({
+    config.execMode === "http" ? new HttpFiles({ client: execServer }) : new ApiFiles({ kubeConfig });
+  const reservations = new TenantReservations({
     clients,
-    caches: pool.caches,
+    namespace: config.namespace,
+    limit: config.tenantMaxSandboxes,
+    // Read at reservation time, after `sandboxes` exists.
+    isLive: (tenant, id) => sandboxes.has(tenant, id),
+  });
+  const sandboxes: SandboxService = new SandboxService({
+    store: pool.caches,
     bus,
+    log: logger,
     namespace: config.namespace,
     region: config.region,
     cluster: config.clusterId,
     agentId: config.agentId,
     tenantMaxSandboxes: config.tenantMaxSandboxes,
+    reservations,
     acquire,
     detach: (pod) => pool.manager.detach(pod),
   });

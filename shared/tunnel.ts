@@ -117,9 +117,6 @@ export const TunnelFrameSchema = z.discriminatedUnion("type", [
 ]);
 export type TunnelFrame = z.infer<typeof TunnelFrameSchema>;
 export type RequestFrame = z.infer<typeof RequestFrameSchema>;
-export type ResponseFrame = z.infer<typeof ResponseFrameSchema>;
-export type ChunkFrame = z.infer<typeof ChunkFrameSchema>;
-export type ErrorFrame = z.infer<typeof ErrorFrameSchema>;
 export type HeartbeatFrame = z.infer<typeof HeartbeatFrameSchema>;
 
 export function encodeFrame(frame: TunnelFrame): string {

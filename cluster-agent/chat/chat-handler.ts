@@ -1,9 +1,9 @@
 import type { ChatEvent, ChatResponse, RelayChatRequest } from "../../shared/api.ts";
 import { err, type Result } from "../../shared/errors.ts";
+import type { SandboxFiles } from "../exec/executor.ts";
 import type { AcquireRequest } from "../leases/types.ts";
 import type { AcquiredSandbox, LeasedSandboxDeps } from "../requests/leased-sandbox.ts";
 import type { ChatOptionsInput } from "./chat-options.ts";
-import type { ChatFiles } from "./files-port.ts";
 import type { ModelConfig } from "./model-config.ts";
 import { type ChatLog, runChat } from "./run-chat.ts";
 import { SessionSandbox, type SessionSandboxes } from "./session-sandbox.ts";
@@ -24,7 +24,7 @@ export interface ChatHandlerDeps {
   executor: LeasedSandboxDeps["executor"];
   bus: LeasedSandboxDeps["bus"];
   /** The agent's sandbox files (cluster-agent/exec/files.ts); without them chat offers only run_in_sandbox. */
-  files?: ChatFiles;
+  files?: SandboxFiles;
   options?: ChatOptionsInput;
   log?: ChatLog;
   /** The agent's sandbox service: chat with `sandbox: "session"` runs on the session's sandbox. */

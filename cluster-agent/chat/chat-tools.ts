@@ -14,8 +14,7 @@ import {
   type ToolBackend,
   type ToolResult,
 } from "../../shared/tools/run-tool.ts";
-import type { SandboxLease as ChatLease } from "../exec/executor.ts";
-import type { ChatFiles } from "./files-port.ts";
+import type { LeasedSandbox } from "../requests/leased-sandbox.ts";
 import { runInSandboxTool } from "./run-in-sandbox-tool.ts";
 
 /** The file tools a chat model gets when the agent has sandbox files (everything but run_in_sandbox). */
@@ -74,9 +73,11 @@ async function readCapped(
   return out;
 }
 
-/** The file operations of the shared tools on the chat request's pod, through the agent's files. */
-function leaseFilesBackend(files: ChatFiles, lease: ChatLease, maxWriteBytes: number): ToolBackend {
-  const target = { namespace: lease.namespace, pod: lease.pod, podIP: lease.podIP, fence: lease.fence };
+/**
+ * The file operations of the shared tools on the chat request's pod, through the pipeline (the
+ * lease's signal and fence handling apply to them as to commands).
+ */
+function leaseFilesBackend(sandbox: LeasedSandbox, maxWriteBytes: number): ToolBackend {
   // Relative to the workspace ("." is the workspace): the pod's workspace need not be mounted at /workspace.
   const abs = (rel: string) => (rel === "" ? "." : rel);
   return {
@@ -85,7 +86,7 @@ function leaseFilesBackend(files: ChatFiles, lease: ChatLease, maxWriteBytes: nu
       error: { code: "internal", message: "run_in_sandbox is run by the chat loop" },
     }),
     async read(rel, { maxBytes, signal }) {
-      const got = await files.read(target, abs(rel), { signal: AbortSignal.any([signal, lease.lost]) });
+      const got = await sandbox.readFile(abs(rel), { signal });
       if (!got.ok) return got;
       if (got.value.kind === "dir") return ok({ kind: "dir" as const });
       const { size, body } = got.value;
@@ -99,18 +100,11 @@ function leaseFilesBackend(files: ChatFiles, lease: ChatLease, maxWriteBytes: nu
       );
     },
     async write(rel, bytes, signal) {
-      const wrote = await files.write(target, abs(rel), bytes, {
-        signal: AbortSignal.any([signal, lease.lost]),
-        maxBytes: maxWriteBytes,
-      });
+      const wrote = await sandbox.writeFile(abs(rel), bytes, { signal, maxBytes: maxWriteBytes });
       return wrote.ok ? ok({ size: wrote.value.size }) : wrote;
     },
     async list(rel, { recursive, limit, signal }) {
-      const got = await files.list(target, abs(rel), {
-        signal: AbortSignal.any([signal, lease.lost]),
-        recursive,
-        limit,
-      });
+      const got = await sandbox.listFiles(abs(rel), { signal, recursive, limit });
       if (!got.ok) return got;
       return ok({
         entries: got.value.entries.map((e) => ({ path: e.name, type: e.type, size: e.size })),
@@ -124,13 +118,12 @@ export type FileToolOutcome =
   | { kind: "bad_args"; text: string }
   | { kind: "ran"; label: string; result: ToolResult<ToolAnswer> };
 
-/** Runs one file tool call of the model on the request's leased pod (`lease` takes it on first use). */
+/** Runs one file tool call of the model on the request's leased pod (`sandbox` takes it on first use). */
 export async function runFileTool(
   name: string,
   rawArgs: string,
   deps: {
-    files: ChatFiles;
-    lease: (label: string) => Promise<ToolResult<ChatLease>>;
+    sandbox: (label: string) => Promise<ToolResult<LeasedSandbox>>;
     maxWriteBytes: number;
     signal: AbortSignal;
   },
@@ -145,9 +138,9 @@ export async function runFileTool(
   }
   const values = args.value as Record<string, unknown>;
   const label = fileToolLabel(name, values);
-  const lease = await deps.lease(label);
-  if (!lease.ok) return { kind: "ran", label, result: lease };
-  const backend = leaseFilesBackend(deps.files, lease.value, deps.maxWriteBytes);
+  const sandbox = await deps.sandbox(label);
+  if (!sandbox.ok) return { kind: "ran", label, result: sandbox };
+  const backend = leaseFilesBackend(sandbox.value, deps.maxWriteBytes);
   const result = await runSandboxTool(name, values, backend, {
     defaultTimeoutSeconds: 0,
     signal: deps.signal,

@@ -4,10 +4,10 @@ import type { ChatEvent, ChatResponse, RelayChatRequest, ToolCallRecord } from "
 import { AppError, err, ok, type Result } from "../../shared/errors.ts";
 import { toolResultText } from "../../shared/tools/exec-text.ts";
 import { MODEL_FIXABLE_CODES } from "../../shared/tools/run-tool.ts";
+import { abortError, type SandboxFiles } from "../exec/executor.ts";
 import type { LeasedSandboxDeps } from "../requests/leased-sandbox.ts";
 import { type ChatOptions, type ChatOptionsInput, resolveChatOptions } from "./chat-options.ts";
 import { chatToolSpecs, FILE_TOOL_NAMES, runFileTool } from "./chat-tools.ts";
-import type { ChatFiles } from "./files-port.ts";
 import type { ModelConfig } from "./model-config.ts";
 import { withModelRetry } from "./model-retry.ts";
 import { type AssistantTurn, type RequestedToolCall, requestAssistantTurn } from "./model-turn.ts";
@@ -32,7 +32,7 @@ export interface ChatDeps {
   /** The agent's event bus: every command of a chat emits exec.started / exec.finished like /v1/exec. */
   bus: LeasedSandboxDeps["bus"];
   /** The agent's sandbox files: with them the model also gets read_file, write_file, edit_file, list_files. */
-  files?: ChatFiles;
+  files?: SandboxFiles;
   options?: ChatOptionsInput;
   log?: ChatLog;
   /** Session mode: a note for the model before the user's message (e.g. its sandbox expired). */
@@ -76,7 +76,12 @@ export async function runChat(
     }
   };
   const sandbox = new SandboxSession(
-    { acquire: deps.acquire, executor: deps.executor, bus: deps.bus },
+    {
+      acquire: deps.acquire,
+      executor: deps.executor,
+      bus: deps.bus,
+      ...(deps.files ? { files: deps.files } : {}),
+    },
     { tenant: deps.tenant, requestId: deps.requestId, signal },
     out,
   );
@@ -230,7 +235,7 @@ async function runToolCall(
   signal: AbortSignal,
 ): Promise<Result<{ text: string; record?: ToolCallRecord }>> {
   if (deps.files && FILE_TOOL_NAMES.has(call.name)) {
-    return runFileToolCall(call, deps.files, sandbox, out, signal);
+    return runFileToolCall(call, sandbox, out, signal);
   }
   if (call.name !== RUN_IN_SANDBOX) {
     const names = [RUN_IN_SANDBOX, ...(deps.files ? FILE_TOOL_NAMES : [])].join(", ");
@@ -293,7 +298,6 @@ async function runToolCall(
  */
 async function runFileToolCall(
   call: RequestedToolCall,
-  files: ChatFiles,
   sandbox: SandboxSession,
   out: (e: ChatEvent) => void,
   signal: AbortSignal,
@@ -301,13 +305,12 @@ async function runFileToolCall(
   const started = performance.now();
   let announced = false;
   const ran = await runFileTool(call.name, call.arguments, {
-    files,
-    lease: async (label) => {
+    sandbox: async (label) => {
       const leased = await sandbox.ensureLease();
       if (!leased.ok) return leased;
       announced = true;
       out({ type: "tool.call", id: call.id, command: label });
-      return ok(leased.value.lease);
+      return leased;
     },
     maxWriteBytes: CHAT_MAX_WRITE_BYTES,
     signal,
@@ -344,9 +347,4 @@ function toolResultEvent(r: ToolCallRecord): ChatEvent {
     truncated: r.truncated,
     timedOut: r.timedOut,
   };
-}
-
-function abortError(signal: AbortSignal): AppError {
-  if (signal.reason instanceof AppError) return signal.reason;
-  return new AppError("request_cancelled", "the chat request was aborted (the client disconnected)");
 }

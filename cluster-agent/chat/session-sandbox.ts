@@ -1,7 +1,7 @@
 import { type Sandbox, type SandboxCreateRequest, SandboxCreateRequestSchema } from "../../shared/api.ts";
 import { AppError, err, ok, type Result } from "../../shared/errors.ts";
 import type { AcquiredSandbox } from "../requests/leased-sandbox.ts";
-import type { SandboxUse } from "../sandboxes/service.ts";
+import { leaseOfSandbox, type SandboxUse } from "../requests/sandbox-lease.ts";
 
 /** The part of the agent's SandboxService a chat session uses; SandboxService satisfies it. */
 export interface SessionSandboxes {
@@ -81,16 +81,12 @@ export class SessionSandbox {
         { requestId, signal, what: "chat session" },
         async (use) => {
           resolve(
-            ok({
-              ...use.target,
-              lost: use.signal,
-              queueMs: 0,
-              sandboxId: id,
-              release: async () => {
+            ok(
+              leaseOfSandbox(use, async () => {
                 endUse();
                 await using;
-              },
-            }),
+              }),
+            ),
           );
           return ended;
         },

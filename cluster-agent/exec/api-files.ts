@@ -1,10 +1,16 @@
 import { posix } from "node:path";
 import { Writable } from "node:stream";
 import { Exec, type KubeConfig, type V1Status } from "@kubernetes/client-node";
+import type { FileEntry } from "../../shared/api.ts";
 import { AppError, type ErrorCode, err, ok, type Result } from "../../shared/errors.ts";
 import { exitCodeOf } from "./api-executor.ts";
-import type { ExecTarget } from "./executor.ts";
-import type { FileEntry, ReadResult, SandboxFiles } from "./files.ts";
+import {
+  abortError,
+  type ExecTarget,
+  type FileListing,
+  type ReadResult,
+  type SandboxFiles,
+} from "./executor.ts";
 import { sizedStdin } from "./remote-wrapper.ts";
 
 /**
@@ -101,8 +107,7 @@ export class ApiFiles implements SandboxFiles {
     signal: AbortSignal,
     stdin?: Uint8Array,
   ): Promise<Result<Run>> {
-    if (signal.aborted)
-      return Promise.resolve(err(new AppError("request_cancelled", "file operation aborted")));
+    if (signal.aborted) return Promise.resolve(err(abortError(signal)));
     const out: Buffer[] = [];
     const errOut: Buffer[] = [];
     let outBytes = 0;
@@ -132,7 +137,7 @@ export class ApiFiles implements SandboxFiles {
         resolve(r);
       };
       const fail = (m: string) => settle(err(new AppError("sandbox_failed", m)));
-      const onAbort = () => settle(err(new AppError("request_cancelled", "file operation aborted")));
+      const onAbort = () => settle(err(abortError(signal)));
       signal.addEventListener("abort", onAbort, { once: true });
       const timer = setTimeout(
         () => fail(`file operation on ${target.pod} took over ${this.#o.timeoutMs} ms`),
@@ -246,7 +251,7 @@ export class ApiFiles implements SandboxFiles {
     target: ExecTarget,
     path: string,
     opts: { signal: AbortSignal; recursive?: boolean; limit?: number },
-  ): Promise<Result<{ entries: FileEntry[]; truncated: boolean }>> {
+  ): Promise<Result<FileListing>> {
     const r = this.#check(
       await this.#run(target, READ_SCRIPT, [path, opts.recursive ? "1" : "0"], opts.signal),
     );

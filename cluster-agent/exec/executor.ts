@@ -1,4 +1,4 @@
-import type { ExecOutcome } from "../../shared/api.ts";
+import type { ExecOutcome, FileEntry } from "../../shared/api.ts";
 import { AppError, type Result } from "../../shared/errors.ts";
 
 /*
@@ -48,6 +48,39 @@ export interface Executor {
   warm?(podIP: string): void;
 }
 
+export type ReadResult =
+  | { kind: "file"; size: number; body: ReadableStream<Uint8Array> }
+  | { kind: "dir"; entries: FileEntry[] };
+
+export interface FileListing {
+  entries: FileEntry[];
+  truncated: boolean;
+}
+
+/**
+ * File operations on one sandbox pod, the same in both exec modes: `http` (exec/files.ts) talks to
+ * the exec server's /files, `api` (exec/api-files.ts) runs the same operations over pods/exec.
+ * Paths are relative to the workspace ("." is the workspace) or absolute under it; the pod
+ * resolves them (symlinks included). Callers go through the pipeline (LeasedSandbox), which adds
+ * the lease's signal and turns a fence refusal into lease_lost.
+ */
+export interface SandboxFiles {
+  write(
+    target: ExecTarget,
+    path: string,
+    body: ReadableStream<Uint8Array> | Uint8Array,
+    opts: { signal: AbortSignal; maxBytes: number },
+  ): Promise<Result<{ path: string; size: number }>>;
+  read(target: ExecTarget, path: string, opts: { signal: AbortSignal }): Promise<Result<ReadResult>>;
+  /** Recursive names are relative paths. */
+  list(
+    target: ExecTarget,
+    path: string,
+    opts: { signal: AbortSignal; recursive?: boolean; limit?: number },
+  ): Promise<Result<FileListing>>;
+  remove(target: ExecTarget, path: string, opts: { signal: AbortSignal }): Promise<Result<void>>;
+}
+
 export interface Scrubber {
   /** /reset, then /inspect to verify nothing is left: no process, no file in /workspace or /tmp. */
   scrub(target: ExecTarget): Promise<Result<{ killed: number; removed: number }>>;
@@ -56,10 +89,16 @@ export interface Scrubber {
 /** How long past the command's own timeout an executor waits for the sandbox's answer. */
 export const RESULT_GRACE_MS = 10_000;
 
-/** The error an aborted call returns: the abort reason when it is an AppError, else a generic one. */
+/**
+ * The error every aborted call on a sandbox returns (command or file, either mode): the abort
+ * reason when it is an AppError (lease lost, sandbox gone, shutting down), else request_cancelled.
+ */
 export function abortError(signal: AbortSignal): AppError {
   const reason: unknown = signal.reason;
   if (reason instanceof AppError) return reason;
   const why = reason instanceof Error ? reason.message : reason === undefined ? "aborted" : String(reason);
-  return new AppError("sandbox_failed", `command aborted by the caller (${why}); it was killed`);
+  return new AppError(
+    "request_cancelled",
+    `the request was aborted by its caller (${why}); its work was stopped`,
+  );
 }

@@ -3,7 +3,6 @@ import type { EventBus } from "../events/bus.ts";
 import type { KubeClients } from "../k8s/client.ts";
 import { deadline } from "../k8s/deadline.ts";
 import { isConflict, isNotFound, k8sFailure } from "../k8s/errors.ts";
-import type { PoolCaches } from "../pool-state/caches.ts";
 import { deletePodAndLease } from "../pool-state/delete-pod-and-lease.ts";
 import { type FailureLog, logFailure } from "../pool-state/failure-log.ts";
 import { POOL_LABELS } from "../pool-state/labels.ts";
@@ -17,12 +16,13 @@ import {
 } from "../pool-state/lease-record.ts";
 import { ObservedExpiry } from "../pool-state/observed-expiry.ts";
 import { isFinished, isPodReady, isPoolMember } from "../pool-state/pod-state.ts";
-import { isSandboxLease, sandboxIdOf, sandboxLifetimeOver } from "../sandboxes/record.ts";
+import type { PoolStore } from "../pool-state/pool-store.ts";
+import { isSandboxLease, sandboxIdOf, sandboxLifetimeOver } from "../pool-state/sandbox-record.ts";
 import { type Demand, type PoolCounts, type ScaleDecision, ScalePolicy } from "./scale-policy.ts";
 
 export interface PoolControllerOptions {
   clients: KubeClients;
-  caches: PoolCaches;
+  caches: PoolStore;
   bus: EventBus;
   log: FailureLog;
   namespace: string;
@@ -255,10 +255,9 @@ export class PoolController {
       const key = `lease:${name}`;
       const since = this.orphanSince.get(key) ?? now;
       this.orphanSince.set(key, since);
-      if (now - since >= (this.o.orphanGraceMs ?? 3_000)) {
-        this.orphanSince.delete(key);
-        work.push(this.deleteLease(name));
-      }
+      // Its `since` stays until the Lease is gone from the cache: a delete that failed is retried
+      // by the next reconcile.
+      if (now - since >= (this.o.orphanGraceMs ?? 3_000)) work.push(this.deleteOrphanLease(name));
     }
     for (const key of [...this.orphanSince.keys()]) {
       if (key.startsWith("lease:") && !leaseByName.has(key.slice(6))) this.orphanSince.delete(key);
@@ -532,14 +531,19 @@ export class PoolController {
     }
   }
 
-  private async deleteLease(name: string): Promise<void> {
+  private async deleteOrphanLease(name: string): Promise<void> {
+    this.deleting.add(name);
     try {
       await this.o.caches.deleteLease(name, this.timeoutMs);
     } catch (e) {
-      // 404: already gone; anything else: the next reconcile retries.
-      if (!isNotFound(k8sFailure(e)))
-        logFailure(this.o.log, "delete of an orphan lease failed", e, { pod: name });
-      this.o.caches.leases.forget(name);
+      // 404: already gone. Anything else: the Lease stays in the cache, so a later reconcile retries.
+      if (isNotFound(k8sFailure(e))) this.o.caches.leases.forget(name);
+      else
+        logFailure(this.o.log, "delete of an orphan lease failed; the next reconcile retries", e, {
+          pod: name,
+        });
+    } finally {
+      this.deleting.delete(name);
     }
   }
 }

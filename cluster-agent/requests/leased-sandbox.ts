@@ -2,7 +2,14 @@ import type { ExecOutcome } from "../../shared/api.ts";
 import { AppError, err, ok, type Result } from "../../shared/errors.ts";
 import type { Spans } from "../../shared/spans.ts";
 import type { EventBus } from "../events/bus.ts";
-import type { ExecCall, Executor, SandboxLease } from "../exec/executor.ts";
+import type {
+  ExecCall,
+  Executor,
+  FileListing,
+  ReadResult,
+  SandboxFiles,
+  SandboxLease,
+} from "../exec/executor.ts";
 
 /** A lease as the pipeline needs it; the lease manager's LeaseHandle fits. */
 export type AcquiredSandbox = SandboxLease & { queueMs?: number; casMs?: number; sandboxId?: string };
@@ -12,6 +19,8 @@ export interface LeasedSandboxDeps {
   acquire(signal: AbortSignal): Promise<Result<AcquiredSandbox>>;
   executor: Executor;
   bus: EventBus;
+  /** The agent's sandbox files; without them every file call answers `internal`. */
+  files?: SandboxFiles;
 }
 
 export interface LeasedSandboxContext {
@@ -36,9 +45,12 @@ export function commandPreview(command: string, max = 120): string {
 }
 
 /**
- * The one "lease → run → release" pipeline that `/v1/exec` (one command) and chat (every command
- * of one request on one pod) share: every command emits `exec.started` / `exec.finished`, a lost
- * lease and a fence refusal are both `lease_lost`, and release is idempotent and never throws.
+ * The one "lease → run → release" pipeline that `/v1/exec` (one command), sandboxes (a use of a
+ * sandbox) and chat (every command and file call of one request on one pod) share: every command
+ * emits `exec.started` / `exec.finished`; commands and file calls alike run under the caller's
+ * signal and the lease's `lost`, and a lost lease and a fence refusal are both `lease_lost` (or
+ * the AppError the lease was lost with, e.g. `sandbox_not_found`); release is idempotent and
+ * never throws.
  * The caller's answer does not wait for the recycle: release starts it and `recycled` settles when
  * it is done. The pod stays held (its Lease is not freed) until then, so nobody gets it earlier.
  */
@@ -96,16 +108,14 @@ export class LeasedSandbox {
     let result: Result<ExecOutcome> = err(new AppError("internal", "the executor did not answer"));
     try {
       if (this.released) return (result = err(new AppError("internal", "the sandbox was already released")));
-      if (this.lease.lost.aborted) return (result = err(leaseLost(pod)));
+      if (this.lease.lost.aborted) return (result = err(this.lostError()));
       const endExec = this.ctx.spans?.start("exec");
       const outcome = await this.deps.executor.exec(this.lease, {
         ...call,
         signal: AbortSignal.any([signal, this.lease.lost]),
       });
       endExec?.();
-      // A renewal failure kills the command; a higher fence seen by the pod means the same thing.
-      const fenced = !outcome.ok && outcome.error.code === "stale_lease";
-      result = !signal.aborted && (this.lease.lost.aborted || fenced) ? err(leaseLost(pod)) : outcome;
+      result = this.fenced(outcome);
       return result;
     } finally {
       this.deps.bus.emit({
@@ -123,6 +133,61 @@ export class LeasedSandbox {
           : { ...common, exitCode: null, durationMs: 0, timedOut: false, error: result.error.code },
       });
     }
+  }
+
+  /** A file, or a directory's entries (one level). */
+  readFile(path: string, opts: { signal?: AbortSignal } = {}): Promise<Result<ReadResult>> {
+    return this.onFiles(opts.signal, (files, signal) => files.read(this.lease, path, { signal }));
+  }
+
+  writeFile(
+    path: string,
+    body: ReadableStream<Uint8Array> | Uint8Array,
+    opts: { maxBytes: number; signal?: AbortSignal },
+  ): Promise<Result<{ path: string; size: number }>> {
+    return this.onFiles(opts.signal, (files, signal) =>
+      files.write(this.lease, path, body, { signal, maxBytes: opts.maxBytes }),
+    );
+  }
+
+  listFiles(
+    path: string,
+    opts: { recursive?: boolean; limit?: number; signal?: AbortSignal } = {},
+  ): Promise<Result<FileListing>> {
+    const { signal: _s, ...rest } = opts;
+    return this.onFiles(opts.signal, (files, signal) => files.list(this.lease, path, { ...rest, signal }));
+  }
+
+  removeFile(path: string, opts: { signal?: AbortSignal } = {}): Promise<Result<void>> {
+    return this.onFiles(opts.signal, (files, signal) => files.remove(this.lease, path, { signal }));
+  }
+
+  /** One file call on the leased pod: the same signals and the same fence handling as `run`. */
+  private async onFiles<T>(
+    own: AbortSignal | undefined,
+    op: (files: SandboxFiles, signal: AbortSignal) => Promise<Result<T>>,
+  ): Promise<Result<T>> {
+    const files = this.deps.files;
+    if (!files) return err(new AppError("internal", "this agent has no sandbox files"));
+    if (this.released) return err(new AppError("internal", "the sandbox was already released"));
+    if (this.lease.lost.aborted) return err(this.lostError());
+    const signals = [this.ctx.signal, this.lease.lost, ...(own ? [own] : [])];
+    return this.fenced(await op(files, AbortSignal.any(signals)));
+  }
+
+  /** A renewal failure kills the call; a higher fence seen by the pod (stale_lease) means the same. */
+  private fenced<T>(r: Result<T>): Result<T> {
+    const fenced = !r.ok && r.error.code === "stale_lease";
+    return !this.ctx.signal.aborted && (this.lease.lost.aborted || fenced) ? err(this.lostError()) : r;
+  }
+
+  /**
+   * Why the lease was lost: the AppError it was aborted with (lease_lost from renewal, or
+   * sandbox_not_found for a sandbox deleted meanwhile), else — a fence refusal — lease_lost.
+   */
+  private lostError(): AppError {
+    const reason: unknown = this.lease.lost.reason;
+    return reason instanceof AppError ? reason : leaseLost(this.pod);
   }
 
   /** Starts release and recycle; idempotent; never throws. The promise is `recycled`. */
@@ -157,7 +222,7 @@ export async function withLeasedSandbox<T>(
   }
 }
 
-export function leaseLost(pod: string): AppError {
+function leaseLost(pod: string): AppError {
   return new AppError(
     "lease_lost",
     `the lease on sandbox ${pod} was lost (renewal failed or it was taken over); the command was stopped`,

@@ -17,6 +17,7 @@ export type FileResult<T> =
   | { ok: true; value: T }
   | { ok: false; status: number; code: FileErrorCode; message: string };
 
+/** The wire shape of shared/api.ts FileEntry, mirrored: this program imports nothing outside its folder. */
 export interface FileEntry {
   name: string;
   type: "file" | "dir" | "symlink";

@@ -3,6 +3,7 @@ import {
   type ExecRequest,
   ExecRequestSchema,
   parseSandboxId,
+  SANDBOX_FILE_SIZE_HEADER,
   SANDBOX_LIMITS,
   SandboxCreateRequestSchema,
   SandboxNameSchema,
@@ -12,10 +13,9 @@ import { AppError, errorResponse, parseOrError, type Result } from "../../shared
 import type { RelayClaims } from "../../shared/relay-signing.ts";
 import type { Spans } from "../../shared/spans.ts";
 import type { EventBus } from "../events/bus.ts";
-import type { Executor } from "../exec/executor.ts";
-import type { SandboxFiles } from "../exec/files.ts";
-import { sseResponse, wantsEventStream } from "../http/sse.ts";
-import { runSandboxExec } from "./exec.ts";
+import type { Executor, SandboxFiles } from "../exec/executor.ts";
+import { answerExec } from "../http/answers.ts";
+import { runSandboxExec, withSandbox } from "./exec.ts";
 import type { SandboxService } from "./service.ts";
 
 export interface SandboxRoutesDeps {
@@ -37,9 +37,6 @@ export interface SandboxVars {
   /** This request's timing spans, reported to the edge in `server-timing`. */
   spans: Spans;
 }
-
-const STREAM_PING_MS = 2_000;
-export const FILE_SIZE_HEADER = "x-sandbox-file-size";
 
 /** Requests whose body may be as large as MAX_FILE_BYTES instead of the usual request limit. */
 export const isFileUpload = (method: string, path: string) =>
@@ -133,19 +130,10 @@ export function sandboxRoutes(deps: SandboxRoutesDeps): Hono<{ Variables: Sandbo
     const req: ExecRequest = parsed.value;
     const signal = c.req.raw.signal;
     const base = { tenant: c.get("claims").tenant, requestId, signal };
-    if (wantsEventStream(c.req.header("accept"))) {
-      return sseResponse(
-        signal,
-        async (w) => {
-          const result = await runSandboxExec(deps, id, req, { ...base, onEvent: (e) => w.send(e.type, e) });
-          if (result.ok) w.send("result", { type: "result", result: result.value });
-          else w.send("error", { type: "error", error: result.error.toBody(requestId) });
-        },
-        { pingMs: STREAM_PING_MS, headers: { "X-Request-Id": requestId } },
-      );
-    }
-    const result = await runSandboxExec(deps, id, req, base);
-    return result.ok ? c.json(result.value) : fail(result.error, requestId);
+    return answerExec(
+      { accept: c.req.header("accept"), signal, requestId, region: deps.region, spans: c.get("spans") },
+      (onEvent) => runSandboxExec(deps, id, req, onEvent ? { ...base, onEvent } : base),
+    );
   });
 
   const filePath = (pathname: string): string => {
@@ -168,49 +156,44 @@ export function sandboxRoutes(deps: SandboxRoutesDeps): Hono<{ Variables: Sandbo
     const signal = c.req.raw.signal;
     const method = c.req.method;
     const what = `${method === "PUT" ? "write" : method === "DELETE" ? "delete" : "read"} ${path}`;
-    return sandboxes
-      .use(tenant, id, { requestId, signal, what }, async (use) => {
-        const opts = { signal: use.signal };
-        if (method === "PUT") {
-          const body = c.get("body");
-          const w = await deps.files.write(use.target, path, body, { ...opts, maxBytes: deps.maxFileBytes });
-          if (w.ok) deps.onFileBytes?.("in", w.value.size);
-          return w.ok ? { ok: true as const, value: c.json(w.value) } : w;
-        }
-        if (method === "DELETE") {
-          const d = await deps.files.remove(use.target, path, opts);
-          return d.ok ? { ok: true as const, value: c.body(null, 204) } : d;
-        }
-        const recursive = url.searchParams.get("recursive") === "1";
-        if (recursive) {
-          const limit = Number(url.searchParams.get("limit") ?? SANDBOX_LIMITS.maxListEntries);
-          const l = await deps.files.list(use.target, path, {
-            ...opts,
-            recursive: true,
-            limit: Number.isInteger(limit) && limit > 0 ? limit : SANDBOX_LIMITS.maxListEntries,
-          });
-          return l.ok ? { ok: true as const, value: c.json(l.value) } : l;
-        }
-        const r = await deps.files.read(use.target, path, opts);
-        if (!r.ok) return r;
-        if (r.value.kind === "dir") return { ok: true as const, value: c.json({ entries: r.value.entries }) };
-        deps.onFileBytes?.("out", r.value.size);
-        return {
-          ok: true as const,
-          value: new Response(r.value.body, {
-            status: 200,
-            headers: {
-              "content-type": "application/octet-stream",
-              "content-length": String(r.value.size),
-              // Survives the tunnel and the Durable Object, which re-frame the body; the edge
-              // turns it back into Content-Length.
-              [FILE_SIZE_HEADER]: String(r.value.size),
-              "x-request-id": requestId,
-            },
-          }),
-        };
-      })
-      .then((r) => (r.ok ? r.value : fail(r.error, requestId)));
+    return withSandbox(deps, id, { tenant, requestId, signal, what }, async (sb) => {
+      if (method === "PUT") {
+        const w = await sb.writeFile(path, c.get("body"), { maxBytes: deps.maxFileBytes });
+        if (w.ok) deps.onFileBytes?.("in", w.value.size);
+        return w.ok ? { ok: true as const, value: c.json(w.value) } : w;
+      }
+      if (method === "DELETE") {
+        const d = await sb.removeFile(path);
+        return d.ok ? { ok: true as const, value: c.body(null, 204) } : d;
+      }
+      const recursive = url.searchParams.get("recursive") === "1";
+      if (recursive) {
+        const limit = Number(url.searchParams.get("limit") ?? SANDBOX_LIMITS.maxListEntries);
+        const l = await sb.listFiles(path, {
+          recursive: true,
+          limit: Number.isInteger(limit) && limit > 0 ? limit : SANDBOX_LIMITS.maxListEntries,
+        });
+        return l.ok ? { ok: true as const, value: c.json(l.value) } : l;
+      }
+      const r = await sb.readFile(path);
+      if (!r.ok) return r;
+      if (r.value.kind === "dir") return { ok: true as const, value: c.json({ entries: r.value.entries }) };
+      deps.onFileBytes?.("out", r.value.size);
+      return {
+        ok: true as const,
+        value: new Response(r.value.body, {
+          status: 200,
+          headers: {
+            "content-type": "application/octet-stream",
+            "content-length": String(r.value.size),
+            // Survives the tunnel and the Durable Object, which re-frame the body; the edge
+            // turns it back into Content-Length.
+            [SANDBOX_FILE_SIZE_HEADER]: String(r.value.size),
+            "x-request-id": requestId,
+          },
+        }),
+      };
+    }).then((r) => (r.ok ? r.value : fail(r.error, requestId)));
   };
   app.on(["GET", "PUT", "DELETE"], "/v1/sandboxes/:id/files", files);
   app.on(["GET", "PUT", "DELETE"], "/v1/sandboxes/:id/files/*", files);

@@ -2,15 +2,15 @@ import type { V1Lease } from "@kubernetes/client-node";
 import type { Sandbox, SandboxCreateRequest } from "../../shared/api.ts";
 import { AppError, err, ok, type Result } from "../../shared/errors.ts";
 import type { EventBus } from "../events/bus.ts";
-import type { ExecTarget } from "../exec/executor.ts";
-import type { KubeClients } from "../k8s/client.ts";
-import { deadline } from "../k8s/deadline.ts";
 import { isConflict, isNotFound, k8sFailure } from "../k8s/errors.ts";
 import { microNow, toMicroTime } from "../k8s/microtime.ts";
 import type { AcquireRequest, LeaseHandle } from "../leases/types.ts";
-import type { PoolCaches } from "../pool-state/caches.ts";
+import { type Clock, systemClock } from "../pool-state/clock.ts";
+import { deletePodAndLease } from "../pool-state/delete-pod-and-lease.ts";
+import { type FailureLog, logFailure } from "../pool-state/failure-log.ts";
 import { REQUEST_ID_ANNOTATION, TENANT_ANNOTATION } from "../pool-state/labels.ts";
 import { holderOf, transitionsOf } from "../pool-state/lease-record.ts";
+import type { PoolStore } from "../pool-state/pool-store.ts";
 import {
   isSandboxLease,
   mintSandboxId,
@@ -19,33 +19,36 @@ import {
   sandboxHolder,
   sandboxIdOf,
   sandboxView,
-} from "./record.ts";
+} from "../pool-state/sandbox-record.ts";
+import type { SandboxUse } from "../requests/sandbox-lease.ts";
+import type { SandboxReservations } from "./tenant-reservations.ts";
 
 export interface SandboxServiceOptions {
-  clients: KubeClients;
-  caches: PoolCaches;
+  /** The pool's Leases and pods (the watch-fed caches in production). */
+  store: PoolStore;
   bus: EventBus;
+  /** Where every error caught here and not returned is reported, with its request id. */
+  log: FailureLog;
+  /** Timers of the keep-alive (default: the real clock). */
+  clock?: Clock;
   namespace: string;
   region: string;
   cluster: string;
   agentId: string;
   tenantMaxSandboxes: number;
+  /**
+   * The authoritative per-tenant count across replicas (tenant-reservations.ts): a create reserves
+   * its id before it takes a pod. Without it only this replica's cache is counted, which creates in
+   * flight escape.
+   */
+  reservations?: SandboxReservations;
   acquire(req: AcquireRequest): Promise<Result<LeaseHandle>>;
   /** The lease manager's detach: stop renewing a lease we are about to hand to a sandbox. */
   detach(pod: string): Promise<V1Lease | undefined>;
   requestTimeoutMs?: number;
 }
 
-export type SandboxInfo = NonNullable<ReturnType<typeof sandboxView>>;
-
-/** What a use of a sandbox gets: where to run, and the sandbox's default env. */
-export interface SandboxUse {
-  target: ExecTarget;
-  sandbox: SandboxInfo;
-  env: Record<string, string> | undefined;
-  /** Aborts when the sandbox is deleted (or expires) while the use runs. */
-  signal: AbortSignal;
-}
+type SandboxInfo = NonNullable<ReturnType<typeof sandboxView>>;
 
 const notFound = (id: string) => new AppError("sandbox_not_found", `no sandbox ${id}`);
 /** Longest command preview kept on the Lease (annotations share a 256 KiB budget). */
@@ -60,9 +63,11 @@ const MAX_ENV_JSON_BYTES = 64 * 1024;
  */
 export class SandboxService {
   private readonly timeoutMs: number;
+  private readonly clock: Clock;
 
   constructor(private readonly o: SandboxServiceOptions) {
     this.timeoutMs = o.requestTimeoutMs ?? 5_000;
+    this.clock = o.clock ?? systemClock;
   }
 
   list(tenant: string, name?: string): Sandbox[] {
@@ -74,7 +79,7 @@ export class SandboxService {
   /** Every live sandbox of the pool, with its tenant and last command (dashboard). */
   all(): SandboxInfo[] {
     const out: SandboxInfo[] = [];
-    for (const l of this.o.caches.leases.list()) {
+    for (const l of this.o.store.leases.list()) {
       const v = sandboxView(l, this.o.region);
       if (v) out.push(v);
     }
@@ -108,6 +113,23 @@ export class SandboxService {
         ),
       );
     }
+    const id = mintSandboxId(this.o.region, this.o.cluster);
+    const reserved = await this.o.reservations?.reserve(tenant, id);
+    if (reserved && !reserved.ok) return reserved;
+    const made = await this.createReserved(tenant, requestId, req, signal, id, envJson);
+    // Every path that made no sandbox gives its place back (a missed release heals after a grace).
+    if (!made.ok || !made.value.created) await this.release(tenant, id, requestId);
+    return made;
+  }
+
+  private async createReserved(
+    tenant: string,
+    requestId: string,
+    req: SandboxCreateRequest,
+    signal: AbortSignal,
+    id: string,
+    envJson: string | undefined,
+  ): Promise<Result<{ sandbox: Sandbox; created: boolean }>> {
     const lease = await this.o.acquire({ tenant, requestId, signal });
     if (!lease.ok) return lease;
     const handle = lease.value;
@@ -118,7 +140,6 @@ export class SandboxService {
         new AppError("lease_lost", `the lease on ${handle.pod} was lost before the sandbox took it`),
       );
     }
-    const id = mintSandboxId(this.o.region, this.o.cluster);
     const now = new Date();
     const annotations: Record<string, string> = {
       [TENANT_ANNOTATION]: tenant,
@@ -150,9 +171,10 @@ export class SandboxService {
     };
     let adopted: V1Lease;
     try {
-      adopted = await this.o.caches.replaceLease(body, this.timeoutMs, "adopt lease for sandbox");
+      adopted = await this.o.store.replaceLease(body, this.timeoutMs, "adopt lease for sandbox");
     } catch (e) {
       // Nobody else may have written it (we held it); whatever happened, the pod is not usable now.
+      logFailure(this.o.log, "sandbox adoption failed; deleting its pod", e, { requestId, pod: handle.pod });
       await this.deletePodAndLease(handle.pod, { requestId, tenant, reason: "sandbox adoption failed" });
       return err(
         new AppError(
@@ -188,7 +210,16 @@ export class SandboxService {
   async delete(tenant: string, id: string, requestId: string): Promise<Result<void>> {
     const found = this.find(tenant, id);
     if (!found) return err(notFound(id));
-    await this.deletePodAndLease(found.view.pod, { requestId, tenant, reason: "sandbox deleted" });
+    const done = await this.deletePodAndLease(found.view.pod, {
+      requestId,
+      tenant,
+      reason: "sandbox deleted",
+    });
+    // Its Lease still there: the sandbox still exists. (A pod left behind without it is the
+    // controller's orphan; the sandbox is gone.)
+    if (!done && this.find(tenant, id)) {
+      return err(new AppError("sandbox_failed", `could not delete sandbox ${id}; try again`));
+    }
     this.o.bus.emit({
       type: "sandbox.deleted",
       requestId,
@@ -196,13 +227,28 @@ export class SandboxService {
       pod: found.view.pod,
       data: { sandboxId: id },
     });
+    await this.release(tenant, id, requestId);
     return ok(undefined);
+  }
+
+  /** Whether the tenant's sandbox exists in the Lease cache (the reservations' staleness test). */
+  has(tenant: string, id: string): boolean {
+    return this.find(tenant, id) !== undefined;
+  }
+
+  private async release(tenant: string, id: string, requestId: string): Promise<void> {
+    const r = await this.o.reservations?.release(tenant, id);
+    if (r && !r.ok)
+      logFailure(this.o.log, "releasing a sandbox reservation failed; it heals after its grace", r.error, {
+        requestId,
+      });
   }
 
   /**
    * Run `fn` in the sandbox: renew its Lease (activity) before, every third of the idle timeout
    * while it runs (a long command keeps its sandbox), and after. `signal` of the use aborts when
-   * the sandbox's Lease goes away or changes holder — deleted or expired, on any replica.
+   * the sandbox's Lease goes away or changes holder — deleted or expired, on any replica — with
+   * the reason: `sandbox_not_found`, or `lease_lost` when our own keep-alive failed before it went.
    */
   async use<T>(
     tenant: string,
@@ -213,24 +259,45 @@ export class SandboxService {
     const found = this.find(tenant, id);
     if (!found) return err(notFound(id));
     const podName = found.view.pod;
+    const log = { requestId: ctx.requestId, pod: podName };
     const touched = await this.touch(tenant, id, podName, ctx.what);
     if (!touched.ok) return touched;
-    const pod = this.o.caches.pods.get(podName);
+    const pod = this.o.store.pods.get(podName);
     const podIP = pod?.status?.podIP ?? "";
     const gone = new AbortController();
+    /** The last keep-alive that failed: if the Lease then goes, that is why (not a delete). */
+    let renewFailure: AppError | undefined;
     const holder = sandboxHolder(tenant, id);
-    const stopWatch = this.o.caches.leases.onChange((c) => {
+    const stopWatch = this.o.store.leases.onChange((c) => {
       if (c.obj.metadata?.name !== podName) return;
       if (c.type === "delete" || holderOf(c.obj) !== holder)
         gone.abort(
-          new AppError(
-            "sandbox_not_found",
-            `sandbox ${id} was deleted while in use; its commands were killed`,
-          ),
+          renewFailure
+            ? new AppError(
+                "lease_lost",
+                `sandbox ${id} expired while in use because renewing its Lease failed (${renewFailure.message}); its commands were killed`,
+              )
+            : new AppError(
+                "sandbox_not_found",
+                `sandbox ${id} was deleted while in use; its commands were killed`,
+              ),
         );
     });
-    const period = Math.max(1000, (touched.value.spec?.leaseDurationSeconds ?? 30) * 333);
-    const keepAlive = setInterval(() => void this.touch(tenant, id, podName), period);
+    const periodMs = Math.max(1000, (touched.value.spec?.leaseDurationSeconds ?? 30) * 333);
+    let timer: unknown;
+    let using = true;
+    const keepAlive = () => {
+      timer = this.clock.setTimeout(async () => {
+        const renewed = await this.touch(tenant, id, podName);
+        // Not found: it was deleted (the watch says so too); anything else is our renewal failing.
+        if (!renewed.ok && renewed.error.code !== "sandbox_not_found") {
+          renewFailure = renewed.error;
+          logFailure(this.o.log, "sandbox keep-alive failed", renewed.error, log);
+        } else if (renewed.ok) renewFailure = undefined;
+        if (using && !gone.signal.aborted) keepAlive();
+      }, periodMs);
+    };
+    keepAlive();
     this.o.bus.emit({
       type: "sandbox.used",
       requestId: ctx.requestId,
@@ -241,14 +308,18 @@ export class SandboxService {
     try {
       return await fn({
         target: { namespace: this.o.namespace, pod: podName, podIP, fence: transitionsOf(touched.value) },
-        sandbox: sandboxView(touched.value, this.o.region) as SandboxInfo,
+        sandboxId: id,
         env: sandboxEnvOf(touched.value),
         signal: AbortSignal.any([ctx.signal, gone.signal]),
       });
     } finally {
-      clearInterval(keepAlive);
+      using = false;
+      this.clock.clearTimeout(timer);
       stopWatch();
-      if (!gone.signal.aborted) await this.touch(tenant, id, podName);
+      if (!gone.signal.aborted) {
+        const after = await this.touch(tenant, id, podName);
+        if (!after.ok) logFailure(this.o.log, "sandbox renewal after a use failed", after.error, log);
+      }
     }
   }
 
@@ -265,7 +336,7 @@ export class SandboxService {
   }
 
   private find(tenant: string, id: string): { view: SandboxInfo; lease: V1Lease } | undefined {
-    for (const l of this.o.caches.leases.list()) {
+    for (const l of this.o.store.leases.list()) {
       if (sandboxIdOf(l) !== id) continue;
       const view = sandboxView(l, this.o.region);
       // Another tenant's sandbox does not exist for this caller.
@@ -278,7 +349,7 @@ export class SandboxService {
   /** Renew the sandbox's Lease by CAS (retrying on a concurrent use's write); records the command. */
   private async touch(tenant: string, id: string, pod: string, what?: string): Promise<Result<V1Lease>> {
     const holder = sandboxHolder(tenant, id);
-    let lease = this.o.caches.leases.get(pod);
+    let lease = this.o.store.leases.get(pod);
     for (let attempt = 0; attempt < 5; attempt++) {
       if (!lease || holderOf(lease) !== holder || !isSandboxLease(lease)) return err(notFound(id));
       const annotations = { ...(lease.metadata?.annotations ?? {}) };
@@ -290,13 +361,15 @@ export class SandboxService {
         spec: { ...lease.spec, acquireTime: toMicroTime(lease.spec?.acquireTime), renewTime: microNow() },
       };
       try {
-        return ok(await this.o.caches.replaceLease(body, this.timeoutMs, "renew sandbox lease"));
+        return ok(await this.o.store.replaceLease(body, this.timeoutMs, "renew sandbox lease"));
       } catch (e) {
         const f = k8sFailure(e);
         if (isNotFound(f)) return err(notFound(id));
         if (!isConflict(f))
           return err(new AppError("sandbox_failed", `could not renew sandbox ${id}: ${f.message}`));
-        lease = await this.readLease(pod);
+        const now = await this.reread(pod, id);
+        if (!now.ok) return now;
+        lease = now.value;
       }
     }
     // Every attempt lost to a concurrent use's renewal: the Lease was renewed just now either way.
@@ -304,34 +377,28 @@ export class SandboxService {
     return err(notFound(id));
   }
 
-  private async readLease(name: string): Promise<V1Lease | undefined> {
+  /** The sandbox's Lease as the server has it now (after a lost CAS): gone is sandbox_not_found. */
+  private async reread(pod: string, id: string): Promise<Result<V1Lease>> {
     try {
-      const l = await this.o.clients.coordination.readNamespacedLease(
-        { name, namespace: this.o.namespace },
-        deadline(this.timeoutMs),
-      );
-      this.o.caches.leases.observe(l);
-      return l;
-    } catch {
-      return undefined;
+      return ok(await this.o.store.readLease(pod, this.timeoutMs));
+    } catch (e) {
+      const f = k8sFailure(e);
+      if (isNotFound(f)) return err(notFound(id));
+      return err(new AppError("sandbox_failed", `could not read the Lease of sandbox ${id}: ${f.message}`));
     }
   }
 
+  /** The one delete path (pool-state), attributed to the request; failures are logged there. */
   private async deletePodAndLease(
     name: string,
     cause: { requestId: string; tenant: string; reason: string },
-  ): Promise<void> {
-    const ns = this.o.namespace;
-    this.o.caches.attributeDeletion(name, cause);
-    // Lease first: every replica using the sandbox sees it go (watch) and ends its commands with
-    // sandbox_not_found rather than a broken stream. A pod without a Lease is never handed out.
-    await this.o.clients.coordination
-      .deleteNamespacedLease({ name, namespace: ns }, deadline(this.timeoutMs))
-      .catch(() => undefined);
-    this.o.caches.leases.forget(name);
-    await this.o.clients.core
-      .deleteNamespacedPod({ name, namespace: ns }, deadline(this.timeoutMs))
-      .catch(() => undefined);
+  ): Promise<boolean> {
+    this.o.store.attributeDeletion(name, cause);
+    return deletePodAndLease(this.o.store, name, {
+      timeoutMs: this.timeoutMs,
+      log: this.o.log,
+      requestId: cause.requestId,
+    });
   }
 }
 

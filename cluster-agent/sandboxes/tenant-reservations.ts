@@ -62,7 +62,13 @@ function entriesOf(lease: V1Lease | undefined): Entries {
   }
 }
 
-export class TenantReservations {
+/** What the sandbox service needs of the count (an in-memory one in unit tests). */
+export interface SandboxReservations {
+  reserve(tenant: string, sandboxId: string): Promise<Result<void>>;
+  release(tenant: string, sandboxId: string): Promise<Result<void>>;
+}
+
+export class TenantReservations implements SandboxReservations {
   private readonly timeoutMs: number;
   private readonly graceMs: number;
   private readonly now: () => number;

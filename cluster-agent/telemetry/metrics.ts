@@ -369,12 +369,3 @@ export async function metricsText(
 ): Promise<{ contentType: string; body: string }> {
   return { contentType: metrics.registry.contentType, body: await metrics.registry.metrics() };
 }
-
-/** `GET /metrics` as a web Response. */
-export async function metricsResponse(metrics: Pick<AgentMetrics, "registry">): Promise<Response> {
-  const { contentType, body } = await metricsText(metrics);
-  return new Response(body, {
-    status: 200,
-    headers: { "content-type": contentType, "cache-control": "no-store" },
-  });
-}

@@ -1,4 +1,4 @@
-import { isObject, type Json, type JsonObject } from "./types.ts";
+import type { Json } from "./types.ts";
 
 /** A decode failure: the real server reports these as 400 "cannot be handled as a <Kind>". */
 export class DecodeError extends Error {}
@@ -59,42 +59,6 @@ export function nowTime(): string {
 
 export function timeAfterSeconds(seconds: number): string {
   return utcSeconds(Date.now() + seconds * 1000);
-}
-
-export function nowMicroTime(): string {
-  const iso = new Date().toISOString();
-  return `${iso.slice(0, 23)}000Z`;
-}
-
-/**
- * Normalises the time fields named by `paths` (dot paths, `*` = every array element) in place.
- * A null or empty value is dropped (Go's zero time is omitted on output).
- */
-export function normalizeTimes(obj: JsonObject, paths: string[], parse: (v: string) => string): void {
-  for (const path of paths) visit(obj, path.split("."), parse);
-}
-
-function visit(node: Json | undefined, segs: string[], parse: (v: string) => string): void {
-  if (segs.length === 0) return;
-  const [seg, ...rest] = segs as [string, ...string[]];
-  if (seg === "*") {
-    if (Array.isArray(node)) for (const el of node) visit(el, rest, parse);
-    return;
-  }
-  if (!isObject(node)) return;
-  if (rest.length === 0) {
-    const v = node[seg];
-    if (v === undefined) return;
-    if (v === null || v === "") {
-      delete node[seg];
-      return;
-    }
-    if (typeof v !== "string")
-      throw new DecodeError(`json: cannot unmarshal ${jsonType(v)} into Go value of type string`);
-    node[seg] = parse(v);
-    return;
-  }
-  visit(node[seg], rest, parse);
 }
 
 export function jsonType(v: Json): string {

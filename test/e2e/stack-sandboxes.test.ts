@@ -249,18 +249,39 @@ describe("sandboxes through the edge", () => {
     });
   }, 60_000);
 
-  it("a tenant at TENANT_MAX_SANDBOXES gets 429 sandbox_limit", async () => {
-    const b = stack.tokens.tenantB;
-    const made: string[] = [];
-    for (let i = 0; i < 2; i++) {
-      const r = await create({}, b);
-      expect(r.status).toBe(201);
-      made.push(r.sandbox.id);
+  it("10 concurrent creates over two replicas leave exactly TENANT_MAX_SANDBOXES live; the rest get 429 sandbox_limit", async () => {
+    // A second replica: the count must hold across replicas, not only within one cache.
+    const second = await startAgentReplica({
+      agentId: "agent-eu-1-second",
+      env: stack.agentEnvFor(REGION, "agent-eu-1-second"),
+      logDir: tmp.dir,
+    });
+    try {
+      const b = stack.tokens.tenantB;
+      const results = await Promise.all(
+        Array.from({ length: 10 }, async () => {
+          const res = await api("/v1/sandboxes", { method: "POST", body: "{}", token: b });
+          return { status: res.status, body: (await res.json()) as Sandbox & { error?: { code: string } } };
+        }),
+      );
+      const made = results.filter((r) => r.status === 201).map((r) => r.body.id);
+      expect(made).toHaveLength(2);
+      expect(results.filter((r) => r.status !== 201).map((r) => [r.status, r.body.error?.code])).toEqual(
+        Array.from({ length: 8 }, () => [429, "sandbox_limit"]),
+      );
+      const listed = (await (await api("/v1/sandboxes", { token: b })).json()) as { sandboxes: Sandbox[] };
+      expect(listed.sandboxes.map((x) => x.id).sort()).toEqual([...made].sort());
+      // A delete gives the place back at once.
+      await api(`/v1/sandboxes/${made[0]}`, { method: "DELETE", token: b });
+      const again = await create({}, b);
+      expect(again.status).toBe(201);
+      for (const id of [made[1], again.sandbox.id])
+        await api(`/v1/sandboxes/${id}`, { method: "DELETE", token: b });
+    } finally {
+      await second.stop();
     }
-    const over = await api("/v1/sandboxes", { method: "POST", body: "{}", token: b });
-    expect([over.status, await codeOf(over)]).toEqual([429, "sandbox_limit"]);
-    for (const id of made) await api(`/v1/sandboxes/${id}`, { method: "DELETE", token: b });
-  }, 90_000);
+  }, 120_000);
+
   it("killing the replica that created a sandbox loses nothing: another replica serves it", async () => {
     const creator = stack.agents[0]!;
     const other = await startAgentReplica({

@@ -1,7 +1,9 @@
 import { Agent, createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ExecServerClient } from "../../cluster-agent/exec/exec-server-client.ts";
 import type { ExecCall, ExecTarget } from "../../cluster-agent/exec/executor.ts";
+import { HttpFiles } from "../../cluster-agent/exec/files.ts";
 import { HttpExecutor } from "../../cluster-agent/exec/http-executor.ts";
 import { podExecToken } from "../../cluster-agent/exec/pod-token.ts";
 import { HttpScrubber } from "../../cluster-agent/exec/scrubber.ts";
@@ -165,6 +167,47 @@ describe("http executor", () => {
       flaky.closeAllConnections();
       await new Promise((r) => flaky.close(r));
     }
+  });
+
+  it("one exec-server client: warm() serves the first file call; one error map and one abort code for commands, files and scrub", async () => {
+    const agent = new Agent({ keepAlive: true });
+    const client = new ExecServerClient({ poolToken: POOL_TOKEN, port: h.port, agent });
+    const [commands, files, scrub] = [
+      new HttpExecutor({ client }),
+      new HttpFiles({ client }),
+      new HttpScrubber({ client }),
+    ];
+    const free = () => Object.values(agent.freeSockets).flat();
+    commands.warm(h.host);
+    await expect.poll(() => free().length, { timeout: 5_000, interval: 10 }).toBe(1);
+    const socket = free()[0];
+    const listed = await files.list(target, ".", { signal: new AbortController().signal });
+    expect(listed.ok).toBe(true);
+    // The file call went out on the warmed socket and brought it back: no second connection.
+    await expect.poll(() => free().length, { timeout: 5_000, interval: 10 }).toBe(1);
+    expect(free()[0]).toBe(socket);
+
+    // A fence below the one the pod has seen is refused the same way on every endpoint.
+    const stale = { ...target, fence: target.fence - 1 };
+    const live = () => new AbortController().signal;
+    const refused = [
+      await commands.exec(stale, call({ command: "true" })),
+      await files.read(stale, "a", { signal: live() }),
+      await files.write(stale, "a", new Uint8Array([1]), { signal: live(), maxBytes: 10 }),
+      await files.remove(stale, "a", { signal: live() }),
+      await scrub.scrub(stale),
+    ];
+    expect(refused.map((r) => !r.ok && r.error.code)).toEqual(Array(5).fill("stale_lease"));
+
+    // An abort that is not an AppError is one code for every kind of call.
+    const aborted = AbortSignal.abort(new Error("client left"));
+    const cancelled = [
+      await commands.exec(target, call({ command: "true", signal: aborted })),
+      await files.read(target, ".", { signal: aborted }),
+      await files.list(target, ".", { signal: aborted }),
+    ];
+    expect(cancelled.map((r) => !r.ok && r.error.code)).toEqual(Array(3).fill("request_cancelled"));
+    agent.destroy();
   });
 
   it("warm() opens the connection the first command then uses; an unreachable pod is ignored", async () => {

@@ -1,8 +1,8 @@
 import { createHash, randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ApiFiles } from "../../cluster-agent/exec/api-files.ts";
-import type { ExecTarget } from "../../cluster-agent/exec/executor.ts";
-import { HttpFiles, type SandboxFiles } from "../../cluster-agent/exec/files.ts";
+import type { ExecTarget, SandboxFiles } from "../../cluster-agent/exec/executor.ts";
+import { HttpFiles } from "../../cluster-agent/exec/files.ts";
 import { HttpExecutor } from "../../cluster-agent/exec/http-executor.ts";
 import type { ExecProtocol } from "../../devcluster/kubelet/index.ts";
 import type { Result } from "../../shared/errors.ts";

@@ -48,6 +48,10 @@ export class MemoryPoolStore implements PoolStore {
   readonly writes: Array<{ what: string; name: string }> = [];
   /** Make the next replaceLease of `name` fail with this status (a rival replica's write, an outage). */
   readonly failNext = new Map<string, number>();
+  /** Make the next deleteLease of `name` fail with this status (an outage). */
+  readonly failNextDelete = new Map<string, number>();
+  /** Make the next readLease of `name` fail with this status (an outage). */
+  readonly failNextRead = new Map<string, number>();
   private version = 1;
 
   /** A Ready pool pod with its free Lease. */
@@ -94,6 +98,11 @@ export class MemoryPoolStore implements PoolStore {
   }
 
   async readLease(name: string): Promise<V1Lease> {
+    const code = this.failNextRead.get(name);
+    if (code !== undefined) {
+      this.failNextRead.delete(name);
+      throw status(code, "InternalError");
+    }
     const l = this.leases.get(name);
     if (!l) throw status(404, "NotFound");
     return l;
@@ -101,6 +110,12 @@ export class MemoryPoolStore implements PoolStore {
 
   async deleteLease(name: string, _timeoutMs: number, resourceVersion?: string): Promise<void> {
     this.writes.push({ what: "delete lease", name });
+    await Promise.resolve();
+    const code = this.failNextDelete.get(name);
+    if (code !== undefined) {
+      this.failNextDelete.delete(name);
+      throw status(code, "InternalError");
+    }
     const l = this.leases.get(name);
     if (!l) throw status(404, "NotFound");
     if (resourceVersion !== undefined && l.metadata?.resourceVersion !== resourceVersion)

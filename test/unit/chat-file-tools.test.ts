@@ -4,14 +4,14 @@
  * ports (the agent's real SandboxFiles are tested through the edge). The chat module is not stubbed.
  */
 import { afterEach, describe, expect, it } from "vitest";
-import type { ChatFileEntry, ChatFiles } from "../../cluster-agent/chat/files-port.ts";
 import { runChat } from "../../cluster-agent/chat/run-chat.ts";
 import { EventBus } from "../../cluster-agent/events/bus.ts";
 import type {
   ExecTarget as ChatExecTarget,
+  SandboxFiles as ChatFiles,
   SandboxLease as ChatLease,
 } from "../../cluster-agent/exec/executor.ts";
-import { type ChatEvent, ChatEventSchema } from "../../shared/api.ts";
+import { type ChatEvent, ChatEventSchema, type FileEntry as ChatFileEntry } from "../../shared/api.ts";
 import { AppError, err, ok } from "../../shared/errors.ts";
 import { type ScriptedOpenAI, type ScriptTurn, startScriptedOpenAI } from "../support/scripted-openai.ts";
 
@@ -46,6 +46,10 @@ class FilesDouble implements ChatFiles {
       mtime: new Date(0).toISOString(),
     }));
     return ok({ entries, truncated: false });
+  }
+  async remove(t: ChatExecTarget, path: string) {
+    this.ws(t).delete(path);
+    return ok(undefined);
   }
 }
 

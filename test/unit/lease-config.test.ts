@@ -38,6 +38,20 @@ describe("agent config", () => {
     }
   });
 
+  it("checks the relations between settings in loadConfig, naming each broken one", () => {
+    const leader = loadConfig({ ...MIN_AGENT_ENV, LEADER_LEASE_SECONDS: "1" });
+    expect(leader.ok || leader.error.message).toMatch(/LEADER_LEASE_SECONDS \(1\) must be at least 2/);
+    expect(loadConfig({ ...MIN_AGENT_ENV, LEADER_LEASE_SECONDS: "2" }).ok).toBe(true);
+    // Every broken relation is reported at once, each on the setting that must change.
+    const { POOL_TOKEN: _, ...noToken } = MIN_AGENT_ENV;
+    const many = loadConfig({ ...noToken, POOL_SIZE: "5", POOL_MAX_PODS: "4", EDGE_URL: "https://e.test" });
+    expect(!many.ok && many.error.details?.map((d) => d.path)).toEqual([
+      "POOL_MAX_PODS",
+      "POOL_TOKEN",
+      "EDGE_URL",
+    ]);
+  });
+
   it("takes AGENT_ID, else POD_NAME", () => {
     const a = loadConfig({ ...MIN_AGENT_ENV, AGENT_ID: "a1", POD_NAME: "p1" });
     const b = loadConfig({ ...MIN_AGENT_ENV, POD_NAME: "p1" });

@@ -5,7 +5,13 @@
  */
 import { describe, expect, it } from "vitest";
 import { EventBus } from "../../cluster-agent/events/bus.ts";
-import type { ExecCall, ExecTarget, Executor, SandboxLease } from "../../cluster-agent/exec/executor.ts";
+import type {
+  ExecCall,
+  ExecTarget,
+  Executor,
+  SandboxFiles,
+  SandboxLease,
+} from "../../cluster-agent/exec/executor.ts";
 import { LeasedSandbox, withLeasedSandbox } from "../../cluster-agent/requests/leased-sandbox.ts";
 import type { ExecOutcome } from "../../shared/api.ts";
 import { AppError, err, ok, type Result } from "../../shared/errors.ts";
@@ -78,6 +84,71 @@ describe("leased-sandbox pipeline", () => {
     expect(!r.ok && r.error.code).toBe("lease_lost");
     const fin = events.find((e) => e.type === "exec.finished");
     expect(fin?.type === "exec.finished" && fin.data.error).toBe("lease_lost");
+  });
+
+  it("a fence refusal on a file call (stale_lease) is lease_lost too, for every file operation", async () => {
+    const { deps, ctx } = setup();
+    const refused = async () => err(new AppError("stale_lease", "fence 4 < 5"));
+    const seen: AbortSignal[] = [];
+    const files: SandboxFiles = {
+      read: async (_t, _p, o) => {
+        seen.push(o.signal);
+        return refused();
+      },
+      write: async (_t, _p, _b, o) => {
+        seen.push(o.signal);
+        return refused();
+      },
+      list: async (_t, _p, o) => {
+        seen.push(o.signal);
+        return refused();
+      },
+      remove: async (_t, _p, o) => {
+        seen.push(o.signal);
+        return refused();
+      },
+    };
+    const codes = await withLeasedSandbox({ ...deps, files }, ctx, async (sb) =>
+      ok([
+        await sb.readFile("a.txt"),
+        await sb.writeFile("a.txt", new Uint8Array([1]), { maxBytes: 10 }),
+        await sb.listFiles("."),
+        await sb.removeFile("a.txt"),
+      ]),
+    );
+    expect(codes.ok && codes.value.map((r) => !r.ok && r.error.code)).toEqual([
+      "lease_lost",
+      "lease_lost",
+      "lease_lost",
+      "lease_lost",
+    ]);
+    // Each call ran under a combined signal, not the caller's own alone.
+    expect(seen).toHaveLength(4);
+    expect(seen.every((s) => s !== ctx.signal)).toBe(true);
+  });
+
+  it("a lease lost during a file call aborts it and answers the lease's own AppError reason", async () => {
+    const { deps, ctx, lost } = setup();
+    const files: SandboxFiles = {
+      read: (_t, _p, o) =>
+        new Promise((resolve) => {
+          o.signal.addEventListener("abort", () =>
+            resolve(err(new AppError("request_cancelled", "stopped"))),
+          );
+          setTimeout(
+            () => lost.abort(new AppError("sandbox_not_found", "sandbox sb was deleted while in use")),
+            5,
+          );
+        }),
+      write: async () => ok({ path: "", size: 0 }),
+      list: async () => ok({ entries: [], truncated: false }),
+      remove: async () => ok(undefined),
+    };
+    const r = await withLeasedSandbox({ ...deps, files }, ctx, (sb) => sb.readFile("big"));
+    expect(!r.ok && [r.error.code, r.error.message]).toEqual([
+      "sandbox_not_found",
+      "sandbox sb was deleted while in use",
+    ]);
   });
 
   it("a lease lost mid-command kills it (its signal aborts) and answers lease_lost", async () => {

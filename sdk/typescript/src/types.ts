@@ -1,15 +1,13 @@
 // The wire types, derived from the zod schemas in shared/ with type-only imports: the client has
 // no runtime dependency on zod, and a change to a schema breaks this package's typecheck.
 
-// Type-only as well: z.infer is erased, zod is never loaded by the client.
-import type { z } from "zod";
 import type {
   ChatEvent,
   ChatResponse,
   ExecRequestInput,
   ExecResult,
   ExecStreamEvent,
-  FileEntrySchema,
+  FileEntry,
   FileWriteResult,
   PoolSnapshot,
   SandboxCreateRequestInput,
@@ -35,5 +33,5 @@ export interface PoolOverview {
 
 export type SandboxInfo = SandboxWire;
 export type CreateSandboxBody = SandboxCreateRequestInput;
-export type FileEntry = z.infer<typeof FileEntrySchema>;
+export type { FileEntry };
 export type WriteFileResult = FileWriteResult;

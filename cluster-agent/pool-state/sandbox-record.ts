@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import type { V1Lease } from "@kubernetes/client-node";
 import type { Sandbox } from "../../shared/api.ts";
 import { microTimeString } from "../k8s/microtime.ts";
-import { TENANT_ANNOTATION } from "../pool-state/labels.ts";
+import { TENANT_ANNOTATION } from "./labels.ts";
 
 /**
  * A sandbox lives entirely on its pod's Lease, so any replica can serve it and none owns it:

@@ -1,0 +1,233 @@
+import { Agent, type ClientRequest, type IncomingMessage, request } from "node:http";
+import { Readable } from "node:stream";
+import type { ReadableStream as WebReadableStream } from "node:stream/web";
+import { z } from "zod";
+import { AppError, type ErrorCode, err, ok, type Result } from "../../shared/errors.ts";
+import { EXEC_SERVER_PATHS, EXEC_SERVER_PORT, FENCE_HEADER } from "../sandbox-server/protocol.ts";
+import { abortError, type ExecTarget } from "./executor.ts";
+import { podExecToken } from "./pod-token.ts";
+
+export interface ExecServerClientOptions {
+  /** The agent's pool token: each pod's exec token is derived from it (pod-token.ts). */
+  poolToken: string;
+  /** The exec server's port in every sandbox pod. */
+  port?: number;
+  /** The keep-alive pool (Node pools per host:port, so one pool per pod). */
+  agent?: Agent;
+}
+
+/** A caller of the exec server either shares the agent's client or has one made from options. */
+export type ExecServerAccess = { client: ExecServerClient } | ExecServerClientOptions;
+
+export function execServerClient(o: ExecServerAccess): ExecServerClient {
+  return "client" in o ? o.client : new ExecServerClient(o);
+}
+
+export interface ExecServerCall {
+  method: "GET" | "POST" | "PUT" | "DELETE";
+  /** One of EXEC_SERVER_PATHS. */
+  path: string;
+  query?: Record<string, string>;
+  headers?: Record<string, string>;
+  body?: string | Uint8Array | ReadableStream<Uint8Array>;
+  /** Aborts the call; after the head arrived it destroys the response (the server sees the close). */
+  signal?: AbortSignal;
+  /** Until the response head arrives. */
+  headTimeoutMs: number;
+}
+
+/** A warm-up that takes longer than this is not worth keeping: the first call connects itself. */
+const WARM_TIMEOUT_MS = 2_000;
+/** Error bodies and small JSON answers; larger is not an answer of this server. */
+const TEXT_LIMIT_BYTES = 64 * 1024;
+
+/**
+ * The one client of the sandbox pod's exec server: commands (http-executor.ts), files (files.ts)
+ * and scrub (scrubber.ts) all go through `call()`, so they share one keep-alive pool per pod (a
+ * `warm()` serves the first call of any kind), one error map (`serverError`) and one abort error.
+ */
+export class ExecServerClient {
+  readonly #token: string;
+  readonly #port: number;
+  readonly #agent: Agent;
+
+  constructor(o: ExecServerClientOptions) {
+    this.#token = o.poolToken;
+    this.#port = o.port ?? EXEC_SERVER_PORT;
+    this.#agent = o.agent ?? new Agent({ keepAlive: true, maxSockets: 256 });
+  }
+
+  /** GET /health through the pool: the socket stays there for the pod's first call. */
+  warm(podIP: string): void {
+    const req = request(
+      { host: podIP, port: this.#port, path: EXEC_SERVER_PATHS.health, method: "GET", agent: this.#agent },
+      (res) => res.resume(),
+    );
+    req.setTimeout(WARM_TIMEOUT_MS, () => req.destroy());
+    // A pod that is not reachable yet is simply not warmed; its first call connects itself.
+    req.on("error", () => {});
+    req.end();
+  }
+
+  /** One request to the pod's exec server, authenticated and fenced; resolves at the response head. */
+  call(target: ExecTarget, c: ExecServerCall): Promise<Result<IncomingMessage>> {
+    const signal = c.signal;
+    if (signal?.aborted) return Promise.resolve(err(abortError(signal)));
+    const what = `${c.method} ${c.path} on ${target.pod}`;
+    const qs = c.query ? `?${new URLSearchParams(c.query).toString()}` : "";
+    const body = typeof c.body === "string" ? Buffer.from(c.body) : c.body;
+    const streamed = body !== undefined && !(body instanceof Uint8Array);
+    return new Promise((resolve) => {
+      let settled = false;
+      let req: ClientRequest | undefined;
+      const settle = (r: Result<IncomingMessage>) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        if (!r.ok) {
+          signal?.removeEventListener("abort", onAbort);
+          req?.destroy();
+        }
+        resolve(r);
+      };
+      const onAbort = () => {
+        // Before the head: the call fails with the abort reason. After: the caller is reading
+        // the body; closing the connection ends it (and tells the server to stop the work).
+        if (!settled) settle(err(abortError(signal as AbortSignal)));
+        else req?.destroy();
+      };
+      const send = (firstTry: boolean) => {
+        const r = request({
+          host: target.podIP,
+          port: this.#port,
+          path: `${c.path}${qs}`,
+          method: c.method,
+          agent: this.#agent,
+          headers: {
+            authorization: `Bearer ${podExecToken(this.#token, target.namespace, target.pod)}`,
+            [FENCE_HEADER]: String(target.fence),
+            ...(body instanceof Uint8Array ? { "content-length": String(body.byteLength) } : {}),
+            ...(streamed ? { "transfer-encoding": "chunked" } : {}),
+            ...c.headers,
+          },
+        });
+        req = r;
+        let answered = false;
+        r.on("error", (e: NodeJS.ErrnoException) => {
+          // A kept-alive socket the server closed while idle: the request never reached it, so
+          // sending it again cannot run anything twice (Node's documented retry case). A streamed
+          // body cannot be sent twice.
+          if (firstTry && !answered && !settled && !streamed && r.reusedSocket && e.code === "ECONNRESET")
+            send(false);
+          else settle(err(new AppError("sandbox_failed", `${what} failed: ${e.message}`)));
+        });
+        r.on("response", (res) => {
+          answered = true;
+          res.on("close", () => signal?.removeEventListener("abort", onAbort));
+          settle(ok(res));
+        });
+        if (body === undefined) r.end();
+        else if (body instanceof Uint8Array) r.end(body);
+        else {
+          const src = Readable.fromWeb(body as WebReadableStream<Uint8Array>);
+          src.on("error", () => r.destroy());
+          src.pipe(r);
+        }
+      };
+      const timer = setTimeout(
+        () => settle(err(new AppError("sandbox_failed", `${what}: no answer within ${c.headTimeoutMs} ms`))),
+        c.headTimeoutMs,
+      );
+      signal?.addEventListener("abort", onAbort, { once: true });
+      send(true);
+    });
+  }
+}
+
+/** The exec server's error codes that mean something to the agent's callers, as they see them. */
+const KNOWN: Record<string, ErrorCode> = {
+  // The pipeline (requests/leased-sandbox.ts) turns this into lease_lost before any caller sees it.
+  stale_lease: "stale_lease",
+  invalid_request: "invalid_request",
+  payload_too_large: "payload_too_large",
+  invalid_path: "invalid_path",
+  file_not_found: "file_not_found",
+};
+
+const ServerErrorSchema = z.object({ error: z.object({ code: z.string(), message: z.string() }) });
+
+/**
+ * The one error map of the exec server's answers. Anything it does not name (401: the agent and
+ * the pool disagree on the token) makes the sandbox unusable, not the caller wrong: sandbox_failed.
+ */
+function serverError(status: number, text: string): AppError {
+  const parsed = ServerErrorSchema.safeParse(safeJson(text));
+  if (!parsed.success) {
+    return new AppError("sandbox_failed", `exec server answered ${status}: ${text.slice(0, 500)}`);
+  }
+  const { code, message } = parsed.data.error;
+  const mapped = KNOWN[code];
+  return mapped
+    ? new AppError(mapped, message)
+    : new AppError("sandbox_failed", `exec server answered ${status} ${code}: ${message}`);
+}
+
+function safeJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
+/** A whole (small) answer body, bounded in size and time; more than `limit` bytes is an error. */
+function readText(
+  res: IncomingMessage,
+  timeoutMs: number,
+  limit = TEXT_LIMIT_BYTES,
+): Promise<Result<string>> {
+  return new Promise((resolve) => {
+    const parts: Buffer[] = [];
+    let n = 0;
+    let done = false;
+    const finish = (r: Result<string>) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      if (!r.ok) res.destroy();
+      resolve(r);
+    };
+    const broke = (why: string) => finish(err(new AppError("sandbox_failed", `exec server answer ${why}`)));
+    const timer = setTimeout(() => broke(`not read within ${timeoutMs} ms`), timeoutMs);
+    res.on("data", (c: Buffer) => {
+      n += c.length;
+      if (n > limit) broke(`over ${limit} bytes`);
+      else parts.push(c);
+    });
+    res.on("end", () => finish(ok(Buffer.concat(parts).toString("utf8"))));
+    res.on("error", (e) => broke(`broke: ${e.message}`));
+    res.on("close", () => {
+      if (!res.complete) broke("broke before its end");
+    });
+  });
+}
+
+/** A successful answer's JSON (undefined when it is not JSON); any other status through the one error map. */
+export async function readAnswer(
+  res: IncomingMessage,
+  timeoutMs: number,
+  limit = TEXT_LIMIT_BYTES,
+): Promise<Result<unknown>> {
+  const text = await readText(res, timeoutMs, limit);
+  if (!text.ok) return text;
+  const status = res.statusCode ?? 0;
+  return status >= 200 && status < 300 ? ok(safeJson(text.value)) : err(serverError(status, text.value));
+}
+
+/** The error a non-success answer stands for (the caller already knows it is not the one it wanted). */
+export async function answerError(res: IncomingMessage, timeoutMs: number): Promise<AppError> {
+  const a = await readAnswer(res, timeoutMs);
+  return a.ok
+    ? new AppError("sandbox_failed", `exec server answered ${res.statusCode ?? 0} unexpectedly`)
+    : a.error;
+}

@@ -1,0 +1,46 @@
+/**
+ * The pool controller's orphan rule on the in-memory store (the same rule against devcluster is in
+ * test/integration/pool-controller.test.ts): a Lease without a pod is deleted after the grace,
+ * and a delete that failed is retried by a later reconcile, never forgotten.
+ */
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { EventBus } from "../../cluster-agent/events/bus.ts";
+import type { KubeClients } from "../../cluster-agent/k8s/client.ts";
+import { PoolController } from "../../cluster-agent/pool/controller.ts";
+import { MemoryPoolStore } from "../support/memory-pool-store.ts";
+
+let controller: PoolController | undefined;
+afterEach(async () => {
+  await controller?.stop();
+  controller = undefined;
+});
+
+describe("pool controller: orphan Leases", () => {
+  it("retries the delete of an orphan Lease that failed, on a later reconcile", async () => {
+    const store = new MemoryPoolStore();
+    store.leases.observe({ metadata: { name: "sandbox-orphan", resourceVersion: "1" }, spec: {} });
+    store.failNextDelete.set("sandbox-orphan", 500);
+    const warnings: string[] = [];
+    controller = new PoolController({
+      // No pod is created (pool size and cap 0): the API clients are never called.
+      clients: {} as KubeClients,
+      caches: store,
+      bus: new EventBus("agent-a"),
+      log: { warn: (_o, msg) => void warnings.push(msg) },
+      namespace: "ns",
+      poolSize: 0,
+      maxPods: 0,
+      leaseTtlSeconds: 45,
+      podReadyTimeoutSeconds: 60,
+      podName: () => "unused",
+      podTemplate: () => ({}),
+      orphanGraceMs: 0,
+      resyncMs: 5,
+    });
+    controller.start();
+    await vi.waitFor(() => expect(store.leases.get("sandbox-orphan")).toBeUndefined(), { timeout: 5_000 });
+    const deletes = store.writes.filter((w) => w.what === "delete lease" && w.name === "sandbox-orphan");
+    expect(deletes.length).toBe(2);
+    expect(warnings).toEqual(["delete of an orphan lease failed; the next reconcile retries"]);
+  });
+});
