@@ -262,8 +262,12 @@ export class SandboxService {
     const log = { requestId: ctx.requestId, pod: podName };
     const touched = await this.touch(tenant, id, podName, ctx.what);
     if (!touched.ok) return touched;
-    const pod = this.o.store.pods.get(podName);
-    const podIP = pod?.status?.podIP ?? "";
+    const podIP = this.o.store.pods.get(podName)?.status?.podIP;
+    // Gone from the cache or not running (yet, again): there is no address to send anything to.
+    if (!podIP) {
+      this.o.log.warn({ ...log, sandboxId: id }, "sandbox pod has no IP");
+      return err(new AppError("sandbox_failed", `sandbox ${id} is not reachable: its pod is not running`));
+    }
     const gone = new AbortController();
     /** The last keep-alive that failed: if the Lease then goes, that is why (not a delete). */
     let renewFailure: AppError | undefined;

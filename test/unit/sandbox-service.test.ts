@@ -114,6 +114,24 @@ describe("SandboxService.use", () => {
     ]);
   });
 
+  it("a sandbox whose pod has no IP is sandbox_failed: nothing is run, nothing is sent to localhost", async () => {
+    const { store, service, warnings } = setup();
+    store.pods.observe({ metadata: { name: "p0" }, status: { phase: "Pending" } });
+    let ran = false;
+    const r = await service.use(
+      "t1",
+      ID,
+      { requestId: "req-ip", signal: new AbortController().signal, what: "true" },
+      async () => {
+        ran = true;
+        return ok(undefined);
+      },
+    );
+    expect(ran).toBe(false);
+    expect(r.ok ? undefined : r.error.code).toBe("sandbox_failed");
+    expect(warnings).toMatchObject([{ msg: "sandbox pod has no IP", requestId: "req-ip", pod: "p0" }]);
+  });
+
   it("delete goes through the one delete path: Lease, then pod, attributed to the request", async () => {
     const { store, service } = setup();
     expect((await service.delete("t1", ID, "req-9")).ok).toBe(true);
