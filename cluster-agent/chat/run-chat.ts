@@ -220,7 +220,11 @@ async function nextTurn(
   if (!result.ok) {
     const cause = result.error.cause;
     deps.log?.warn(
-      { requestId: deps.requestId, code: result.error.code, error: cause instanceof Error ? cause.message : cause },
+      {
+        requestId: deps.requestId,
+        code: result.error.code,
+        error: cause instanceof Error ? cause.message : cause,
+      },
       "model call failed",
     );
   }

@@ -115,7 +115,11 @@ export class SandboxService {
     }
     const id = mintSandboxId(this.o.region, this.o.cluster);
     const reserved = await this.o.reservations?.reserve(tenant, id);
-    if (reserved && !reserved.ok) return reserved;
+    if (reserved && !reserved.ok) {
+      if (reserved.error.code !== "sandbox_limit")
+        logFailure(this.o.log, "reserving a sandbox place failed", reserved.error, { requestId });
+      return reserved;
+    }
     const made = await this.createReserved(tenant, requestId, req, signal, id, envJson);
     // Every path that made no sandbox gives its place back (a missed release heals after a grace).
     if (!made.ok || !made.value.created) await this.release(tenant, id, requestId);
@@ -176,12 +180,8 @@ export class SandboxService {
       // Nobody else may have written it (we held it); whatever happened, the pod is not usable now.
       logFailure(this.o.log, "sandbox adoption failed; deleting its pod", e, { requestId, pod: handle.pod });
       await this.deletePodAndLease(handle.pod, { requestId, tenant, reason: "sandbox adoption failed" });
-      return err(
-        new AppError(
-          "sandbox_failed",
-          `could not hand ${handle.pod} to the sandbox: ${k8sFailure(e).message}`,
-        ),
-      );
+      // What the API server said is in the log line above, not in the answer.
+      return err(new AppError("sandbox_failed", `could not hand ${handle.pod} to the sandbox`));
     }
     const view = sandboxView(adopted, this.o.region) as SandboxInfo;
     this.o.bus.emit({
@@ -261,7 +261,11 @@ export class SandboxService {
     const podName = found.view.pod;
     const log = { requestId: ctx.requestId, pod: podName };
     const touched = await this.touch(tenant, id, podName, ctx.what);
-    if (!touched.ok) return touched;
+    if (!touched.ok) {
+      if (touched.error.code !== "sandbox_not_found")
+        logFailure(this.o.log, "sandbox renewal before a use failed", touched.error, log);
+      return touched;
+    }
     const podIP = this.o.store.pods.get(podName)?.status?.podIP;
     // Gone from the cache or not running (yet, again): there is no address to send anything to.
     if (!podIP) {
@@ -279,7 +283,7 @@ export class SandboxService {
           renewFailure
             ? new AppError(
                 "lease_lost",
-                `sandbox ${id} expired while in use because renewing its Lease failed (${renewFailure.message}); its commands were killed`,
+                `sandbox ${id} expired while in use because renewing its Lease failed; its commands were killed`,
               )
             : new AppError(
                 "sandbox_not_found",
@@ -370,7 +374,7 @@ export class SandboxService {
         const f = k8sFailure(e);
         if (isNotFound(f)) return err(notFound(id));
         if (!isConflict(f))
-          return err(new AppError("sandbox_failed", `could not renew sandbox ${id}: ${f.message}`));
+          return err(new AppError("sandbox_failed", `could not renew sandbox ${id}`, { cause: e }));
         const now = await this.reread(pod, id);
         if (!now.ok) return now;
         lease = now.value;
@@ -388,7 +392,7 @@ export class SandboxService {
     } catch (e) {
       const f = k8sFailure(e);
       if (isNotFound(f)) return err(notFound(id));
-      return err(new AppError("sandbox_failed", `could not read the Lease of sandbox ${id}: ${f.message}`));
+      return err(new AppError("sandbox_failed", `could not read the Lease of sandbox ${id}`, { cause: e }));
     }
   }
 

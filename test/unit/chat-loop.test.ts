@@ -570,7 +570,11 @@ describe("runChat failures", () => {
     expect(events).toEqual([
       {
         type: "error",
-        error: { code: "model_unavailable", message: "the model server is unavailable (1 attempt)", requestId: "req-1" },
+        error: {
+          code: "model_unavailable",
+          message: "the model server is unavailable (1 attempt)",
+          requestId: "req-1",
+        },
       },
     ]);
     expect(logged).toContainEqual(

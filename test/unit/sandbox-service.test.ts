@@ -15,7 +15,7 @@ import { FakeClock, flush, MemoryPoolStore } from "../support/memory-pool-store.
 
 const ID = "sb.local.default.aaaaaaaaaaaaaaaaaaaa";
 
-function setup() {
+function setup(over: Partial<ConstructorParameters<typeof SandboxService>[0]> = {}) {
   const store = new MemoryPoolStore();
   store.addPod("p0");
   const lease = store.leases.get("p0") as V1Lease;
@@ -31,7 +31,7 @@ function setup() {
     },
     spec: { ...lease.spec, holderIdentity: sandboxHolder("t1", ID), leaseDurationSeconds: 30 },
   });
-  const warnings: Array<{ msg: string; requestId?: string; error?: string }> = [];
+  const warnings: Array<{ msg: string; requestId?: string; error?: string; cause?: string }> = [];
   const clock = new FakeClock();
   const service = new SandboxService({
     store,
@@ -45,6 +45,7 @@ function setup() {
     tenantMaxSandboxes: 8,
     acquire: async () => err(new AppError("internal", "not in this test")),
     detach: async () => undefined,
+    ...over,
   });
   return { store, service, clock, warnings };
 }
@@ -130,6 +131,53 @@ describe("SandboxService.use", () => {
     expect(ran).toBe(false);
     expect(r.ok ? undefined : r.error.code).toBe("sandbox_failed");
     expect(warnings).toMatchObject([{ msg: "sandbox pod has no IP", requestId: "req-ip", pod: "p0" }]);
+  });
+
+  it("the API server's words never reach the caller: they are logged with the request id", async () => {
+    const { store, service, warnings } = setup();
+    const words = 'admission webhook "quota.corp-7.internal" denied the request: budget exceeded';
+    store.failMessage = words;
+    store.failNext.set("p0", 500);
+    const r = await service.use(
+      "t1",
+      ID,
+      { requestId: "req-k8s", signal: new AbortController().signal, what: "true" },
+      async () => ok(undefined),
+    );
+    expect(r.ok ? undefined : r.error.code).toBe("sandbox_failed");
+    expect(r.ok ? "" : JSON.stringify(r.error.toBody("req-k8s"))).not.toContain("corp-7");
+    expect(warnings).toMatchObject([
+      {
+        msg: "sandbox renewal before a use failed",
+        requestId: "req-k8s",
+        cause: expect.stringContaining(words),
+      },
+    ]);
+  });
+
+  it("a reservation that fails on the API is logged with its cause and the request id", async () => {
+    const words = 'namespaces "tenant-ns-9k" not found';
+    const { service, warnings } = setup({
+      reservations: {
+        reserve: async () =>
+          err(
+            new AppError("sandbox_failed", "could not count the tenant's sandboxes", {
+              cause: new Error(words),
+            }),
+          ),
+        release: async () => ok(undefined),
+      },
+    });
+    const r = await service.create(
+      "t1",
+      "req-res",
+      { idleTimeoutSeconds: 300, maxLifetimeSeconds: 3600 },
+      new AbortController().signal,
+    );
+    expect(r.ok ? "" : JSON.stringify(r.error.toBody("req-res"))).not.toContain("tenant-ns-9k");
+    expect(warnings).toMatchObject([
+      { msg: "reserving a sandbox place failed", requestId: "req-res", cause: words },
+    ]);
   });
 
   it("delete goes through the one delete path: Lease, then pod, attributed to the request", async () => {
