@@ -19,6 +19,7 @@ import { createAgentApp } from "./http/app.ts";
 import { createRelayAuth } from "./http/relay-auth.ts";
 import { loadKubeConfig, makeClients } from "./k8s/client.ts";
 import { runExecRequest } from "./requests/exec-request.ts";
+import { SandboxEnvSeal } from "./sandboxes/env-seal.ts";
 import { sandboxRoutes } from "./sandboxes/routes.ts";
 import { SandboxService } from "./sandboxes/service.ts";
 import { TenantReservations } from "./sandboxes/tenant-reservations.ts";
@@ -103,6 +104,7 @@ export async function startAgent(
     agentId: config.agentId,
     tenantMaxSandboxes: config.tenantMaxSandboxes,
     reservations,
+    ...(config.poolToken ? { envSeal: new SandboxEnvSeal(config.poolToken) } : {}),
     acquire,
     detach: (pod) => pool.manager.detach(pod),
   });

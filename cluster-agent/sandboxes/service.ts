@@ -15,12 +15,13 @@ import {
   isSandboxLease,
   mintSandboxId,
   SANDBOX_ANNOTATIONS,
-  sandboxEnvOf,
   sandboxHolder,
   sandboxIdOf,
   sandboxView,
+  sealedEnvOf,
 } from "../pool-state/sandbox-record.ts";
 import type { SandboxUse } from "../requests/sandbox-lease.ts";
+import type { SandboxEnvSeal } from "./env-seal.ts";
 import type { SandboxReservations } from "./tenant-reservations.ts";
 
 export interface SandboxServiceOptions {
@@ -42,6 +43,8 @@ export interface SandboxServiceOptions {
    * flight escape.
    */
   reservations?: SandboxReservations;
+  /** Seals each sandbox's default env for its Lease (from POOL_TOKEN); without it `env` is refused. */
+  envSeal?: SandboxEnvSeal;
   acquire(req: AcquireRequest): Promise<Result<LeaseHandle>>;
   /** The lease manager's detach: stop renewing a lease we are about to hand to a sandbox. */
   detach(pod: string): Promise<V1Lease | undefined>;
@@ -105,6 +108,12 @@ export class SandboxService {
     if (envJson !== undefined && new TextEncoder().encode(envJson).length > MAX_ENV_JSON_BYTES) {
       return err(new AppError("invalid_request", `env: at most ${MAX_ENV_JSON_BYTES} bytes as JSON`));
     }
+    if (req.env && !this.o.envSeal) {
+      // Never stored in plain text: without the key there is nowhere safe to keep it.
+      return err(
+        new AppError("invalid_request", "env: this agent cannot store a sandbox env (it has no POOL_TOKEN)"),
+      );
+    }
     if (this.live(tenant).length >= this.o.tenantMaxSandboxes) {
       return err(
         new AppError(
@@ -120,7 +129,8 @@ export class SandboxService {
         logFailure(this.o.log, "reserving a sandbox place failed", reserved.error, { requestId });
       return reserved;
     }
-    const made = await this.createReserved(tenant, requestId, req, signal, id, envJson);
+    const sealedEnv = req.env ? this.o.envSeal?.seal(req.env, id) : undefined;
+    const made = await this.createReserved(tenant, requestId, req, signal, id, sealedEnv);
     // Every path that made no sandbox gives its place back (a missed release heals after a grace).
     if (!made.ok || !made.value.created) await this.release(tenant, id, requestId);
     return made;
@@ -132,7 +142,7 @@ export class SandboxService {
     req: SandboxCreateRequest,
     signal: AbortSignal,
     id: string,
-    envJson: string | undefined,
+    sealedEnv: string | undefined,
   ): Promise<Result<{ sandbox: Sandbox; created: boolean }>> {
     const lease = await this.o.acquire({ tenant, requestId, signal });
     if (!lease.ok) return lease;
@@ -155,7 +165,7 @@ export class SandboxService {
       ).toISOString(),
       [SANDBOX_ANNOTATIONS.maxLifetimeSeconds]: String(req.maxLifetimeSeconds),
       ...(req.name !== undefined ? { [SANDBOX_ANNOTATIONS.name]: req.name } : {}),
-      ...(envJson !== undefined ? { [SANDBOX_ANNOTATIONS.env]: envJson } : {}),
+      ...(sealedEnv !== undefined ? { [SANDBOX_ANNOTATIONS.env]: sealedEnv } : {}),
     };
     const body: V1Lease = {
       ...detached,
@@ -272,6 +282,11 @@ export class SandboxService {
       this.o.log.warn({ ...log, sandboxId: id }, "sandbox pod has no IP");
       return err(new AppError("sandbox_failed", `sandbox ${id} is not reachable: its pod is not running`));
     }
+    const env = this.envOf(touched.value, id);
+    if (!env.ok) {
+      logFailure(this.o.log, "sandbox env could not be opened", env.error, log);
+      return env;
+    }
     const gone = new AbortController();
     /** The last keep-alive that failed: if the Lease then goes, that is why (not a delete). */
     let renewFailure: AppError | undefined;
@@ -317,7 +332,7 @@ export class SandboxService {
       return await fn({
         target: { namespace: this.o.namespace, pod: podName, podIP, fence: transitionsOf(touched.value) },
         sandboxId: id,
-        env: sandboxEnvOf(touched.value),
+        env: env.value,
         signal: AbortSignal.any([ctx.signal, gone.signal]),
       });
     } finally {
@@ -332,6 +347,14 @@ export class SandboxService {
   }
 
   // ---------- internals ----------
+
+  private envOf(lease: V1Lease, id: string): Result<Record<string, string> | undefined> {
+    const sealed = sealedEnvOf(lease);
+    if (sealed === undefined) return ok(undefined);
+    if (!this.o.envSeal)
+      return err(new AppError("sandbox_failed", "the sandbox's env cannot be read (no POOL_TOKEN)"));
+    return this.o.envSeal.open(sealed, id);
+  }
 
   private live(tenant: string): SandboxInfo[] {
     return this.all().filter((s) => s.tenant === tenant);

@@ -7,7 +7,9 @@ import type { V1Lease } from "@kubernetes/client-node";
 import { describe, expect, it } from "vitest";
 import { EventBus } from "../../cluster-agent/events/bus.ts";
 import { abortError, type SandboxFiles } from "../../cluster-agent/exec/executor.ts";
+import type { LeaseHandle } from "../../cluster-agent/leases/types.ts";
 import { SANDBOX_ANNOTATIONS, sandboxHolder } from "../../cluster-agent/pool-state/sandbox-record.ts";
+import { SandboxEnvSeal } from "../../cluster-agent/sandboxes/env-seal.ts";
 import { withSandbox } from "../../cluster-agent/sandboxes/exec.ts";
 import { SandboxService } from "../../cluster-agent/sandboxes/service.ts";
 import { AppError, err, ok, type Result } from "../../shared/errors.ts";
@@ -245,5 +247,64 @@ describe("a sandbox's file calls through the pipeline (the /v1/sandboxes/:id/fil
       "lease_lost",
       expect.stringMatching(/renewing its Lease failed/),
     ]);
+  });
+});
+
+describe("a sandbox's env on its Lease", () => {
+  const ENV = { API_KEY: "sk-live-7Hq2", DB_URL: "postgres://app:hunter2@db/prod" };
+
+  /** The service with a free pool pod p1 that `acquire` hands out (the lease manager's part, minimal). */
+  function withFreePod(envSeal?: SandboxEnvSeal) {
+    const t = setup({
+      ...(envSeal ? { envSeal } : {}),
+      acquire: async (req) => {
+        const handle: LeaseHandle = {
+          pod: "p1",
+          podIP: "127.0.1.3",
+          namespace: "ns",
+          fence: 0,
+          requestId: req.requestId,
+          tenant: req.tenant,
+          queueMs: 0,
+          lost: new AbortController().signal,
+          release: async () => undefined,
+        };
+        return ok(handle);
+      },
+      detach: async (pod) => t.store.leases.get(pod),
+    });
+    t.store.addPod("p1");
+    return t;
+  }
+  const create = (service: SandboxService, env?: Record<string, string>) =>
+    service.create(
+      "t1",
+      "req-env",
+      { idleTimeoutSeconds: 300, maxLifetimeSeconds: 3600, ...(env ? { env } : {}) },
+      new AbortController().signal,
+    );
+
+  it("is sealed: the annotation holds none of the values, and a use gets them back", async () => {
+    const { service, store } = withFreePod(new SandboxEnvSeal("pool-token"));
+    const made = await create(service, ENV);
+    if (!made.ok) throw made.error;
+    const stored = JSON.stringify(store.leases.get("p1")?.metadata?.annotations ?? {});
+    expect(stored).toContain(SANDBOX_ANNOTATIONS.env);
+    for (const v of Object.values(ENV)) expect(stored).not.toContain(v);
+    const seen = await service.use(
+      "t1",
+      made.value.sandbox.id,
+      { requestId: "req-use", signal: new AbortController().signal, what: "env" },
+      async (use) => ok(use.env),
+    );
+    expect(seen).toEqual({ ok: true, value: ENV });
+  });
+
+  it("without the pool token's key a create with env is refused, never stored in plain text", async () => {
+    const { service, store } = withFreePod();
+    const made = await create(service, ENV);
+    expect(made.ok ? "created" : made.error.code).toBe("invalid_request");
+    expect(JSON.stringify(store.leases.get("p1"))).not.toContain("hunter2");
+    expect((await create(service)).ok).toBe(true);
   });
 });
