@@ -15,7 +15,7 @@ import type { Executor, SandboxFiles } from "./exec/executor.ts";
 import { HttpFiles } from "./exec/files.ts";
 import { HttpExecutor } from "./exec/http-executor.ts";
 import { HttpScrubber } from "./exec/scrubber.ts";
-import { createAgentApp } from "./http/app.ts";
+import { createAgentApp, createMetricsApp } from "./http/app.ts";
 import { createRelayAuth } from "./http/relay-auth.ts";
 import { loadKubeConfig, makeClients } from "./k8s/client.ts";
 import { runExecRequest } from "./requests/exec-request.ts";
@@ -30,8 +30,10 @@ import { startTunnelClient, type TunnelClient } from "./tunnel/client.ts";
 export interface RunningAgent {
   config: AgentConfig;
   pool: AgentPool;
-  /** The agent's own HTTP port (health, metrics, and direct relays in tests). */
+  /** The agent's own HTTP port (health, readiness, and direct relays in tests). */
   url: string;
+  /** Where `GET /metrics` is served (METRICS_PORT, on AGENT_HOST): nothing else is. */
+  metricsUrl: string;
   tunnel: TunnelClient | undefined;
   logger: Logger;
   close(): Promise<void>;
@@ -148,7 +150,6 @@ export async function startAgent(
     }),
     bus,
     ready: () => !shuttingDown,
-    metrics: () => metricsText(metrics),
     logger,
     sandboxes: {
       maxFileBytes: config.maxFileBytes,
@@ -165,14 +166,11 @@ export async function startAgent(
     },
   });
 
-  const server = await new Promise<ServerType>((resolve) => {
-    const s = serve({ fetch: app.fetch, hostname: config.agentHost, port: config.agentPort }, () =>
-      resolve(s),
-    );
-  });
-  const address = server.address();
-  const port = typeof address === "object" && address ? address.port : config.agentPort;
-  const url = `http://${config.agentHost}:${port}`;
+  const server = await listen(app.fetch, config.agentHost, config.agentPort);
+  const url = urlOf(server, config.agentHost, config.agentPort);
+  const metricsApp = createMetricsApp(() => metricsText(metrics));
+  const metricsServer = await listen(metricsApp.fetch, config.agentHost, config.metricsPort);
+  const metricsUrl = urlOf(metricsServer, config.agentHost, config.metricsPort);
 
   const tunnel = config.edgeUrl
     ? startTunnelClient({
@@ -196,7 +194,7 @@ export async function startAgent(
       })
     : undefined;
   logger.info(
-    { url, edge: config.edgeUrl ?? null, execMode: config.execMode, recycle: config.recycle },
+    { url, metricsUrl, edge: config.edgeUrl ?? null, execMode: config.execMode, recycle: config.recycle },
     "agent started",
   );
 
@@ -208,12 +206,27 @@ export async function startAgent(
       await pool.close();
       stopMetrics();
       stopWarming();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await Promise.all(
+        [server, metricsServer].map((s) => new Promise<void>((resolve) => s.close(() => resolve()))),
+      );
       logger.info("agent stopped");
     })();
     return closing;
   };
-  return ok({ config, pool, url, tunnel, logger, close });
+  return ok({ config, pool, url, metricsUrl, tunnel, logger, close });
+}
+
+function listen(fetch: (req: Request) => Response | Promise<Response>, hostname: string, port: number) {
+  // A port in use fails the start (thrown, like any other start failure) instead of hanging it.
+  return new Promise<ServerType>((resolve, reject) => {
+    const s = serve({ fetch, hostname, port }, () => resolve(s));
+    s.once("error", reject);
+  });
+}
+
+function urlOf(server: ServerType, host: string, configured: number): string {
+  const address = server.address();
+  return `http://${host}:${typeof address === "object" && address ? address.port : configured}`;
 }
 
 if (process.argv[1] && import.meta.url === `file://${process.argv[1]}`) {
