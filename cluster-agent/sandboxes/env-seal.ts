@@ -1,5 +1,4 @@
 import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from "node:crypto";
-import { z } from "zod";
 import { AppError, err, ok, type Result } from "../../shared/errors.ts";
 
 /**
@@ -18,7 +17,11 @@ import { AppError, err, ok, type Result } from "../../shared/errors.ts";
 const VERSION = "v1";
 const INFO = "pi-sandbox-runtime/sandbox-env/v1";
 
-const EnvSchema = z.record(z.string(), z.string());
+const isEnv = (v: unknown): v is Record<string, string> =>
+  typeof v === "object" &&
+  v !== null &&
+  !Array.isArray(v) &&
+  Object.values(v).every((x) => typeof x === "string");
 
 export class SandboxEnvSeal {
   readonly #key: Buffer;
@@ -50,8 +53,8 @@ export class SandboxEnvSeal {
       d.setAAD(Buffer.from(sandboxId));
       d.setAuthTag(body.subarray(body.length - 16));
       const text = Buffer.concat([d.update(body.subarray(0, body.length - 16)), d.final()]).toString("utf8");
-      const parsed = EnvSchema.safeParse(JSON.parse(text));
-      return parsed.success ? ok(parsed.data) : bad();
+      const parsed: unknown = JSON.parse(text);
+      return isEnv(parsed) ? ok(parsed) : bad();
     } catch {
       return bad();
     }
