@@ -70,6 +70,21 @@ function useUntilGone(service: SandboxService, requestId: string) {
   return { using, reason: () => why };
 }
 
+/** One short use of the sandbox: its result, and whether the use's body ran at all. */
+async function useOnce(service: SandboxService, requestId: string) {
+  let ran = false;
+  const r = await service.use(
+    "t1",
+    ID,
+    { requestId, signal: new AbortController().signal, what: "true" },
+    async () => {
+      ran = true;
+      return ok(undefined);
+    },
+  );
+  return { r, ran };
+}
+
 describe("SandboxService.use", () => {
   it("a failed keep-alive is logged with the request id and, when the Lease then goes, reported as lease_lost", async () => {
     const { store, service, clock, warnings } = setup();
@@ -100,16 +115,7 @@ describe("SandboxService.use", () => {
     const { store, service } = setup();
     store.failNext.set("p0", 409);
     store.failNextRead.set("p0", 500);
-    let ran = false;
-    const r = await service.use(
-      "t1",
-      ID,
-      { requestId: "req-11", signal: new AbortController().signal, what: "true" },
-      async () => {
-        ran = true;
-        return ok(undefined);
-      },
-    );
+    const { r, ran } = await useOnce(service, "req-11");
     expect(ran).toBe(false);
     expect(!r.ok && [r.error.code, r.error.message]).toEqual([
       "sandbox_failed",
@@ -120,16 +126,7 @@ describe("SandboxService.use", () => {
   it("a sandbox whose pod has no IP is sandbox_failed: nothing is run, nothing is sent to localhost", async () => {
     const { store, service, warnings } = setup();
     store.pods.observe({ metadata: { name: "p0" }, status: { phase: "Pending" } });
-    let ran = false;
-    const r = await service.use(
-      "t1",
-      ID,
-      { requestId: "req-ip", signal: new AbortController().signal, what: "true" },
-      async () => {
-        ran = true;
-        return ok(undefined);
-      },
-    );
+    const { r, ran } = await useOnce(service, "req-ip");
     expect(ran).toBe(false);
     expect(r.ok ? undefined : r.error.code).toBe("sandbox_failed");
     expect(warnings).toMatchObject([{ msg: "sandbox pod has no IP", requestId: "req-ip", pod: "p0" }]);
@@ -140,12 +137,7 @@ describe("SandboxService.use", () => {
     const words = 'admission webhook "quota.corp-7.internal" denied the request: budget exceeded';
     store.failMessage = words;
     store.failNext.set("p0", 500);
-    const r = await service.use(
-      "t1",
-      ID,
-      { requestId: "req-k8s", signal: new AbortController().signal, what: "true" },
-      async () => ok(undefined),
-    );
+    const { r } = await useOnce(service, "req-k8s");
     expect(r.ok ? undefined : r.error.code).toBe("sandbox_failed");
     expect(r.ok ? "" : JSON.stringify(r.error.toBody("req-k8s"))).not.toContain("corp-7");
     expect(warnings).toMatchObject([
