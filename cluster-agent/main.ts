@@ -122,7 +122,7 @@ export async function startAgent(
     agentId: config.agentId,
     region: config.region,
     relay: createRelayAuth({ region: config.region, publicKeys: relayPublicKeys }),
-    exec: (req, ctx) => runExecRequest({ acquire, executor, bus }, req, ctx),
+    exec: (req, ctx) => runExecRequest({ acquire, executor, bus, log: logger }, req, ctx),
     chat: config.model.ok
       ? createChatHandler({
           model: config.model,
@@ -162,6 +162,7 @@ export async function startAgent(
         cluster: config.clusterId,
         maxFileBytes: config.maxFileBytes,
         onFileBytes: (direction, bytes) => metrics.addFileBytes(direction, bytes),
+        log: logger,
       }),
     },
   });

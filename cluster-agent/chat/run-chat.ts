@@ -81,6 +81,7 @@ export async function runChat(
       executor: deps.executor,
       bus: deps.bus,
       ...(deps.files ? { files: deps.files } : {}),
+      ...(deps.log ? { log: deps.log } : {}),
     },
     { tenant: deps.tenant, requestId: deps.requestId, signal },
     out,

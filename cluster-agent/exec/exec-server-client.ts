@@ -123,7 +123,8 @@ export class ExecServerClient {
           // body cannot be sent twice.
           if (firstTry && !answered && !settled && !streamed && r.reusedSocket && e.code === "ECONNRESET")
             send(false);
-          else settle(err(new AppError("sandbox_failed", `${what} failed: ${e.message}`)));
+          // The socket error names the pod's address: the cause (logged by the pipeline), not the answer.
+          else settle(err(new AppError("sandbox_failed", `${what} failed`, { cause: e })));
         });
         r.on("response", (res) => {
           answered = true;

@@ -4,6 +4,7 @@
  */
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
+import { createServer as createTcpServer } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ExecServerClient } from "../../cluster-agent/exec/exec-server-client.ts";
 import { EXEC_SERVER_PATHS } from "../../cluster-agent/sandbox-server/protocol.ts";
@@ -31,5 +32,25 @@ describe("ExecServerClient with an empty pod IP", () => {
       expect(r.error.message).toMatch(/no IP/);
     }
     expect(reached).toEqual([]);
+  });
+});
+
+describe("ExecServerClient when the pod cannot be reached", () => {
+  it("answers in our words; the socket error (the pod's address) is only the cause", async () => {
+    // A port that was just free: nothing listens there.
+    const probe = createTcpServer();
+    await new Promise<void>((resolve) => probe.listen(0, "127.0.0.1", resolve));
+    const port = (probe.address() as AddressInfo).port;
+    await new Promise<void>((resolve) => probe.close(() => resolve()));
+    const client = new ExecServerClient({ poolToken: "t", port });
+    const r = await client.call(
+      { namespace: "ns", pod: "p0", podIP: "127.0.0.1", fence: 1 },
+      { method: "GET", path: EXEC_SERVER_PATHS.health, headTimeoutMs: 5_000 },
+    );
+    expect(r.ok).toBe(false);
+    if (r.ok) return;
+    expect(r.error.code).toBe("sandbox_failed");
+    expect(r.error.message).not.toContain(String(port));
+    expect(String((r.error.cause as Error).message)).toContain(`127.0.0.1:${port}`);
   });
 });
