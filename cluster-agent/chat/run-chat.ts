@@ -81,6 +81,7 @@ export async function runChat(
       executor: deps.executor,
       bus: deps.bus,
       ...(deps.files ? { files: deps.files } : {}),
+      ...(deps.log ? { log: deps.log } : {}),
     },
     { tenant: deps.tenant, requestId: deps.requestId, signal },
     out,
@@ -113,13 +114,8 @@ export async function runChat(
     // A bug, not a branchable failure: still end the stream with an error event.
     await sandbox.release();
     if (signal.aborted) return err(abortError(signal));
-    const error = new AppError(
-      "internal",
-      `the chat loop failed: ${(cause as Error)?.message ?? String(cause)}`,
-      {
-        cause,
-      },
-    );
+    // Its text is for the log (below), not for the tenant.
+    const error = new AppError("internal", "the chat loop failed", { cause });
     deps.log?.warn({ requestId: deps.requestId, err: cause }, "chat loop failed");
     out({ type: "error", error: error.toBody(deps.requestId) });
     return err(error);
@@ -222,6 +218,17 @@ async function nextTurn(
     (info) => deps.log?.warn({ requestId: deps.requestId, ...info }, "model call failed; retrying"),
   );
   if ("aborted" in result) return err(abortError(signal));
+  if (!result.ok) {
+    const cause = result.error.cause;
+    deps.log?.warn(
+      {
+        requestId: deps.requestId,
+        code: result.error.code,
+        error: cause instanceof Error ? cause.message : cause,
+      },
+      "model call failed",
+    );
+  }
   return result;
 }
 

@@ -21,6 +21,12 @@ export interface LeasedSandboxDeps {
   bus: EventBus;
   /** The agent's sandbox files; without them every file call answers `internal`. */
   files?: SandboxFiles;
+  /**
+   * Where a failure's upstream words go (a pino logger fits): an executor or files call answers
+   * in our words and keeps what the pod, the exec server or the API server said as the error's
+   * `cause`; it is logged here with the request id, never sent to the caller.
+   */
+  log?: { warn(obj: object, msg: string): void };
 }
 
 export interface LeasedSandboxContext {
@@ -177,6 +183,19 @@ export class LeasedSandbox {
 
   /** A renewal failure kills the call; a higher fence seen by the pod (stale_lease) means the same. */
   private fenced<T>(r: Result<T>): Result<T> {
+    if (!r.ok && r.error.cause !== undefined) {
+      const cause = r.error.cause instanceof Error ? r.error.cause.message : String(r.error.cause);
+      this.deps.log?.warn(
+        {
+          requestId: this.ctx.requestId,
+          pod: this.lease.pod,
+          code: r.error.code,
+          error: r.error.message,
+          cause,
+        },
+        "sandbox call failed",
+      );
+    }
     const fenced = !r.ok && r.error.code === "stale_lease";
     return !this.ctx.signal.aborted && (this.lease.lost.aborted || fenced) ? err(this.lostError()) : r;
   }

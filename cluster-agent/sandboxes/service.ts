@@ -15,12 +15,13 @@ import {
   isSandboxLease,
   mintSandboxId,
   SANDBOX_ANNOTATIONS,
-  sandboxEnvOf,
   sandboxHolder,
   sandboxIdOf,
   sandboxView,
+  sealedEnvOf,
 } from "../pool-state/sandbox-record.ts";
 import type { SandboxUse } from "../requests/sandbox-lease.ts";
+import type { SandboxEnvSeal } from "./env-seal.ts";
 import type { SandboxReservations } from "./tenant-reservations.ts";
 
 export interface SandboxServiceOptions {
@@ -42,6 +43,8 @@ export interface SandboxServiceOptions {
    * flight escape.
    */
   reservations?: SandboxReservations;
+  /** Seals each sandbox's default env for its Lease (from POOL_TOKEN); without it `env` is refused. */
+  envSeal?: SandboxEnvSeal;
   acquire(req: AcquireRequest): Promise<Result<LeaseHandle>>;
   /** The lease manager's detach: stop renewing a lease we are about to hand to a sandbox. */
   detach(pod: string): Promise<V1Lease | undefined>;
@@ -105,6 +108,12 @@ export class SandboxService {
     if (envJson !== undefined && new TextEncoder().encode(envJson).length > MAX_ENV_JSON_BYTES) {
       return err(new AppError("invalid_request", `env: at most ${MAX_ENV_JSON_BYTES} bytes as JSON`));
     }
+    if (req.env && !this.o.envSeal) {
+      // Never stored in plain text: without the key there is nowhere safe to keep it.
+      return err(
+        new AppError("invalid_request", "env: this agent cannot store a sandbox env (it has no POOL_TOKEN)"),
+      );
+    }
     if (this.live(tenant).length >= this.o.tenantMaxSandboxes) {
       return err(
         new AppError(
@@ -115,8 +124,13 @@ export class SandboxService {
     }
     const id = mintSandboxId(this.o.region, this.o.cluster);
     const reserved = await this.o.reservations?.reserve(tenant, id);
-    if (reserved && !reserved.ok) return reserved;
-    const made = await this.createReserved(tenant, requestId, req, signal, id, envJson);
+    if (reserved && !reserved.ok) {
+      if (reserved.error.code !== "sandbox_limit")
+        logFailure(this.o.log, "reserving a sandbox place failed", reserved.error, { requestId });
+      return reserved;
+    }
+    const sealedEnv = req.env ? this.o.envSeal?.seal(req.env, id) : undefined;
+    const made = await this.createReserved(tenant, requestId, req, signal, id, sealedEnv);
     // Every path that made no sandbox gives its place back (a missed release heals after a grace).
     if (!made.ok || !made.value.created) await this.release(tenant, id, requestId);
     return made;
@@ -128,7 +142,7 @@ export class SandboxService {
     req: SandboxCreateRequest,
     signal: AbortSignal,
     id: string,
-    envJson: string | undefined,
+    sealedEnv: string | undefined,
   ): Promise<Result<{ sandbox: Sandbox; created: boolean }>> {
     const lease = await this.o.acquire({ tenant, requestId, signal });
     if (!lease.ok) return lease;
@@ -151,7 +165,7 @@ export class SandboxService {
       ).toISOString(),
       [SANDBOX_ANNOTATIONS.maxLifetimeSeconds]: String(req.maxLifetimeSeconds),
       ...(req.name !== undefined ? { [SANDBOX_ANNOTATIONS.name]: req.name } : {}),
-      ...(envJson !== undefined ? { [SANDBOX_ANNOTATIONS.env]: envJson } : {}),
+      ...(sealedEnv !== undefined ? { [SANDBOX_ANNOTATIONS.env]: sealedEnv } : {}),
     };
     const body: V1Lease = {
       ...detached,
@@ -176,12 +190,8 @@ export class SandboxService {
       // Nobody else may have written it (we held it); whatever happened, the pod is not usable now.
       logFailure(this.o.log, "sandbox adoption failed; deleting its pod", e, { requestId, pod: handle.pod });
       await this.deletePodAndLease(handle.pod, { requestId, tenant, reason: "sandbox adoption failed" });
-      return err(
-        new AppError(
-          "sandbox_failed",
-          `could not hand ${handle.pod} to the sandbox: ${k8sFailure(e).message}`,
-        ),
-      );
+      // What the API server said is in the log line above, not in the answer.
+      return err(new AppError("sandbox_failed", `could not hand ${handle.pod} to the sandbox`));
     }
     const view = sandboxView(adopted, this.o.region) as SandboxInfo;
     this.o.bus.emit({
@@ -261,9 +271,22 @@ export class SandboxService {
     const podName = found.view.pod;
     const log = { requestId: ctx.requestId, pod: podName };
     const touched = await this.touch(tenant, id, podName, ctx.what);
-    if (!touched.ok) return touched;
-    const pod = this.o.store.pods.get(podName);
-    const podIP = pod?.status?.podIP ?? "";
+    if (!touched.ok) {
+      if (touched.error.code !== "sandbox_not_found")
+        logFailure(this.o.log, "sandbox renewal before a use failed", touched.error, log);
+      return touched;
+    }
+    const podIP = this.o.store.pods.get(podName)?.status?.podIP;
+    // Gone from the cache or not running (yet, again): there is no address to send anything to.
+    if (!podIP) {
+      this.o.log.warn({ ...log, sandboxId: id }, "sandbox pod has no IP");
+      return err(new AppError("sandbox_failed", `sandbox ${id} is not reachable: its pod is not running`));
+    }
+    const env = this.envOf(touched.value, id);
+    if (!env.ok) {
+      logFailure(this.o.log, "sandbox env could not be opened", env.error, log);
+      return env;
+    }
     const gone = new AbortController();
     /** The last keep-alive that failed: if the Lease then goes, that is why (not a delete). */
     let renewFailure: AppError | undefined;
@@ -275,7 +298,7 @@ export class SandboxService {
           renewFailure
             ? new AppError(
                 "lease_lost",
-                `sandbox ${id} expired while in use because renewing its Lease failed (${renewFailure.message}); its commands were killed`,
+                `sandbox ${id} expired while in use because renewing its Lease failed; its commands were killed`,
               )
             : new AppError(
                 "sandbox_not_found",
@@ -309,7 +332,7 @@ export class SandboxService {
       return await fn({
         target: { namespace: this.o.namespace, pod: podName, podIP, fence: transitionsOf(touched.value) },
         sandboxId: id,
-        env: sandboxEnvOf(touched.value),
+        env: env.value,
         signal: AbortSignal.any([ctx.signal, gone.signal]),
       });
     } finally {
@@ -324,6 +347,14 @@ export class SandboxService {
   }
 
   // ---------- internals ----------
+
+  private envOf(lease: V1Lease, id: string): Result<Record<string, string> | undefined> {
+    const sealed = sealedEnvOf(lease);
+    if (sealed === undefined) return ok(undefined);
+    if (!this.o.envSeal)
+      return err(new AppError("sandbox_failed", "the sandbox's env cannot be read (no POOL_TOKEN)"));
+    return this.o.envSeal.open(sealed, id);
+  }
 
   private live(tenant: string): SandboxInfo[] {
     return this.all().filter((s) => s.tenant === tenant);
@@ -366,7 +397,7 @@ export class SandboxService {
         const f = k8sFailure(e);
         if (isNotFound(f)) return err(notFound(id));
         if (!isConflict(f))
-          return err(new AppError("sandbox_failed", `could not renew sandbox ${id}: ${f.message}`));
+          return err(new AppError("sandbox_failed", `could not renew sandbox ${id}`, { cause: e }));
         const now = await this.reread(pod, id);
         if (!now.ok) return now;
         lease = now.value;
@@ -384,7 +415,7 @@ export class SandboxService {
     } catch (e) {
       const f = k8sFailure(e);
       if (isNotFound(f)) return err(notFound(id));
-      return err(new AppError("sandbox_failed", `could not read the Lease of sandbox ${id}: ${f.message}`));
+      return err(new AppError("sandbox_failed", `could not read the Lease of sandbox ${id}`, { cause: e }));
     }
   }
 

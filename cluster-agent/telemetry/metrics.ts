@@ -363,7 +363,7 @@ export function subscribeMetrics(
   };
 }
 
-/** `GET /metrics` content (Prometheus text format); fits AgentAppDeps.metrics in cluster-agent/http/app.ts. */
+/** `GET /metrics` content (Prometheus text format), served by createMetricsApp (cluster-agent/http/app.ts) on METRICS_PORT. */
 export async function metricsText(
   metrics: Pick<AgentMetrics, "registry">,
 ): Promise<{ contentType: string; body: string }> {

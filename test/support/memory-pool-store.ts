@@ -39,8 +39,8 @@ class MemoryCache<T extends KubernetesObject> implements CacheView<T> {
   }
 }
 
-const status = (code: number, reason: string) =>
-  new ApiException(code, reason, JSON.stringify({ kind: "Status", code, reason, message: reason }), {});
+const status = (code: number, reason: string, message = reason) =>
+  new ApiException(code, reason, JSON.stringify({ kind: "Status", code, reason, message }), {});
 
 export class MemoryPoolStore implements PoolStore {
   readonly pods = new MemoryCache<V1Pod>();
@@ -48,6 +48,8 @@ export class MemoryPoolStore implements PoolStore {
   readonly writes: Array<{ what: string; name: string }> = [];
   /** Make the next replaceLease of `name` fail with this status (a rival replica's write, an outage). */
   readonly failNext = new Map<string, number>();
+  /** The Status message of those failures (default: the reason), e.g. an admission webhook's words. */
+  failMessage: string | undefined;
   /** Make the next deleteLease of `name` fail with this status (an outage). */
   readonly failNextDelete = new Map<string, number>();
   /** Make the next readLease of `name` fail with this status (an outage). */
@@ -84,7 +86,7 @@ export class MemoryPoolStore implements PoolStore {
     const code = this.failNext.get(name);
     if (code !== undefined) {
       this.failNext.delete(name);
-      throw status(code, code === 409 ? "Conflict" : "InternalError");
+      throw status(code, code === 409 ? "Conflict" : "InternalError", this.failMessage);
     }
     const current = this.leases.get(name);
     if (!current) throw status(404, "NotFound");
