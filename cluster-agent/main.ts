@@ -105,6 +105,7 @@ export async function startAgent(
     reservations,
     acquire,
     detach: (pod) => pool.manager.detach(pod),
+    endings: pool.endings,
   });
 
   const poolCollect = metrics.beforeCollect;

@@ -43,6 +43,8 @@ export interface AgentMetrics {
   /** Sandboxes (cluster-agent/sandboxes) by state, read from the Lease cache at each scrape. */
   readonly sandboxes: Gauge<"state">;
   readonly sandboxEvents: Counter<"event">;
+  /** Pods that failed (evicted, OOM-killed, …) by the kubelet's reason, as the leader recycled them. */
+  readonly podFailures: Counter<"reason">;
   readonly fileBytes: Counter<"direction">;
   addFileBytes(direction: "in" | "out", bytes: number): void;
   /** Run at every scrape before the pool gauges are read (set by subscribeMetrics). */
@@ -179,6 +181,12 @@ export function createMetrics(opts: MetricsOptions = {}): AgentMetrics {
       labelNames: ["event"] as const,
       registers,
     }),
+    podFailures: new Counter({
+      name: "pi_sandbox_pod_failures_total",
+      help: "Sandbox pods that failed (Evicted, OOMKilled, …), by the kubelet's reason; counted by the pool leader.",
+      labelNames: ["reason"] as const,
+      registers,
+    }),
     fileBytes: new Counter({
       name: "pi_sandbox_file_bytes_total",
       help: "Bytes moved by the sandbox files API, by direction (in = written to a sandbox).",
@@ -274,6 +282,11 @@ export function subscribeMetrics(
         break;
       case "pod.deleted":
         if (e.pod) pods.delete(e.pod);
+        break;
+      case "pod.failed":
+        // The kubelet's reasons are a short CamelCase vocabulary; anything else must not mint series.
+        metrics.podFailures.inc({ reason: /^[A-Za-z]{1,40}$/.test(e.data.reason) ? e.data.reason : "other" });
+        setPod(e.pod, "failed");
         break;
       case "lease.acquired": {
         metrics.acquisitions.inc();
