@@ -121,7 +121,7 @@ export class LeasedSandbox {
         signal: AbortSignal.any([signal, this.lease.lost]),
       });
       endExec?.();
-      result = await this.explained(this.fenced(outcome));
+      result = await this.explained(this.fenced(await this.oomChecked(outcome)));
       return result;
     } finally {
       this.deps.bus.emit({
@@ -187,6 +187,17 @@ export class LeasedSandbox {
    * after, so a broken call waits a little for it; a lost lease or a gone sandbox was caused by the
    * recycle of a pod already seen failed, so they only look.
    */
+  /**
+   * A command killed by SIGKILL that nobody asked to kill is, most often, the kernel's OOM killer:
+   * the exec server may answer before the kubelet kills the container and reports `OOMKilled`, so
+   * the pod gets a moment to say so. A pod that stays healthy leaves the result as it is.
+   */
+  private async oomChecked(r: Result<ExecOutcome>): Promise<Result<ExecOutcome>> {
+    if (!r.ok || r.value.signal !== "SIGKILL" || r.value.timedOut || this.ctx.signal.aborted) return r;
+    const why = await this.lease.ended?.(POD_STATUS_WAIT_MS);
+    return why ? err(why) : r;
+  }
+
   private async explained<T>(r: Result<T>): Promise<Result<T>> {
     if (r.ok || this.ctx.signal.aborted || !this.lease.ended) return r;
     const code = r.error.code;

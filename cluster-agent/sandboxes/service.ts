@@ -219,7 +219,10 @@ export class SandboxService {
   async delete(tenant: string, id: string, requestId: string): Promise<Result<void>> {
     const found = this.find(tenant, id);
     // Its pod failed and the controller recycled it: what the caller wants is already so.
-    if (!found && this.ended(tenant, id)) return ok(undefined);
+    if (!found && this.ended(tenant, id)) {
+      await this.release(tenant, id, requestId);
+      return ok(undefined);
+    }
     if (!found) return err(notFound(id));
     const done = await this.deletePodAndLease(found.view.pod, {
       requestId,
