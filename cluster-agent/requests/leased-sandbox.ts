@@ -188,12 +188,14 @@ export class LeasedSandbox {
    * recycle of a pod already seen failed, so they only look.
    */
   /**
-   * A command killed by SIGKILL that nobody asked to kill is, most often, the kernel's OOM killer:
-   * the exec server may answer before the kubelet kills the container and reports `OOMKilled`, so
-   * the pod gets a moment to say so. A pod that stays healthy leaves the result as it is.
+   * A command killed by SIGKILL that nobody asked to kill (or a shell reporting a child's as 137) is,
+   * most often, the kernel's OOM killer: the exec server may answer before the kubelet kills the
+   * container and reports `OOMKilled`, so the pod gets a moment to say so. A pod that stays healthy
+   * leaves the result as it is (after that wait: a rare cost, for commands killed with -9).
    */
   private async oomChecked(r: Result<ExecOutcome>): Promise<Result<ExecOutcome>> {
-    if (!r.ok || r.value.signal !== "SIGKILL" || r.value.timedOut || this.ctx.signal.aborted) return r;
+    if (!r.ok || r.value.timedOut || this.ctx.signal.aborted) return r;
+    if (r.value.signal !== "SIGKILL" && r.value.exitCode !== 137) return r;
     const why = await this.lease.ended?.(POD_STATUS_WAIT_MS);
     return why ? err(why) : r;
   }

@@ -142,8 +142,10 @@ describe("a sandbox whose pod failed explains itself", () => {
   it("a one-shot /v1/exec whose pod is OOM-killed gets 410 sandbox_evicted naming it", async () => {
     const res = await api("/v1/exec", {
       method: "POST",
+      // No `sleep` after it: the exec server may answer (killed by SIGKILL) before the kubelet
+      // kills the container, so the agent waits for the pod's status to name the OOM kill.
       body: JSON.stringify({
-        command: `node -e 'const a=[]; for (let i = 0; i < 1024; i++) a.push(Buffer.alloc(1 << 20, 1))'; sleep 5`,
+        command: `node -e 'const a=[]; for (let i = 0; i < 1024; i++) a.push(Buffer.alloc(1 << 20, 1))'`,
         timeoutSeconds: 60,
       }),
     });

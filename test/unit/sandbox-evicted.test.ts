@@ -16,7 +16,7 @@ import { withLeasedSandbox } from "../../cluster-agent/requests/leased-sandbox.t
 import { withSandbox } from "../../cluster-agent/sandboxes/exec.ts";
 import { SandboxService } from "../../cluster-agent/sandboxes/service.ts";
 import type { ExecOutcome } from "../../shared/api.ts";
-import { AppError, err, type Result } from "../../shared/errors.ts";
+import { AppError, err, ok, type Result } from "../../shared/errors.ts";
 import { FakeClock, flush, MemoryPoolStore } from "../support/memory-pool-store.ts";
 
 const ID = "sb.local.default.bbbbbbbbbbbbbbbbbbbb";
@@ -96,9 +96,10 @@ function recycle(store: MemoryPoolStore, name: string): void {
   store.pods.forget(name);
 }
 
-/** An executor whose command runs until its signal aborts, or fails when `fail` is called. */
+/** An executor whose command runs until its signal aborts, or ends when `fail`/`finish` is called. */
 function hangingExecutor() {
   let fail: (e: AppError) => void = () => {};
+  let finish: (o: ExecOutcome) => void = () => {};
   const executor: Executor = {
     mode: "http",
     exec: (_lease, call) =>
@@ -107,9 +108,10 @@ function hangingExecutor() {
           resolve(err(new AppError("sandbox_failed", "the command was aborted"))),
         );
         fail = (e) => resolve(err(e));
+        finish = (o) => resolve(ok(o));
       }),
   };
-  return { executor, fail: (e: AppError) => fail(e) };
+  return { executor, fail: (e: AppError) => fail(e), finish: (o: ExecOutcome) => finish(o) };
 }
 
 const ctx = () => ({
@@ -260,6 +262,41 @@ describe("an OOM kill", () => {
       "sandbox_evicted",
       expect.stringMatching(/failed \(OOMKilled\): container "sandbox" was killed for using more memory/),
     ]);
+  });
+
+  it("a command the OOM killer SIGKILLed, answered before the container died, answers sandbox_evicted once the pod says so; a kill -9 on a healthy pod stays a result", async () => {
+    const { store, service, clock } = setup();
+    const killed: ExecOutcome = {
+      exitCode: null,
+      signal: "SIGKILL",
+      stdout: "",
+      stderr: "",
+      stdoutBytes: 0,
+      stderrBytes: 0,
+      truncated: false,
+      timedOut: false,
+      durationMs: 10,
+    };
+    const deps = (executor: Executor) => ({ sandboxes: service, executor, bus: new EventBus("a") });
+    const healthy = hangingExecutor();
+    const plain = withSandbox(deps(healthy.executor), ID, ctx(), (sb) =>
+      sb.run({ command: "kill -9 $$", timeoutMs: 1000 }),
+    );
+    await flush();
+    healthy.finish(killed);
+    await clock.advance(5_000);
+    const r1 = await plain;
+    expect(r1.ok && r1.value.signal).toBe("SIGKILL");
+    const oom = hangingExecutor();
+    const running = withSandbox(deps(oom.executor), ID, ctx(), (sb) =>
+      sb.run({ command: "node big.js", timeoutMs: 1000 }),
+    );
+    await flush();
+    oom.finish({ ...killed, signal: null, exitCode: 137 });
+    await flush();
+    oomKill(store, "p0");
+    const r2 = await running;
+    expect(!r2.ok && r2.error.code).toBe("sandbox_evicted");
   });
 
   it("a broken call on a pod that stays healthy keeps its own error once the wait is over", async () => {
