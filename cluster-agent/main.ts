@@ -18,6 +18,7 @@ import { HttpScrubber } from "./exec/scrubber.ts";
 import { createAgentApp } from "./http/app.ts";
 import { createRelayAuth } from "./http/relay-auth.ts";
 import { loadKubeConfig, makeClients } from "./k8s/client.ts";
+import { PidsLimitCheck } from "./pids-check.ts";
 import { runExecRequest } from "./requests/exec-request.ts";
 import { sandboxRoutes } from "./sandboxes/routes.ts";
 import { SandboxService } from "./sandboxes/service.ts";
@@ -83,6 +84,14 @@ export async function startAgent(
   const stopWarming = bus.on((e) => {
     if (e.type === "pod.ready" && e.data.podIP) executor.warm?.(e.data.podIP);
   });
+  // Once per agent: do sandbox pods have a process limit? (warns, metric, /v1/pool)
+  const pids = new PidsLimitCheck({
+    executor,
+    store: pool.caches,
+    bus,
+    log: logger,
+    namespace: config.namespace,
+  });
   const acquire = pool.manager.acquire.bind(pool.manager);
   const files: SandboxFiles =
     config.execMode === "http" ? new HttpFiles({ client: execServer }) : new ApiFiles({ kubeConfig });
@@ -134,6 +143,7 @@ export async function startAgent(
       : config.model.error,
     snapshot: () => ({
       ...pool.snapshot(),
+      ...(pids.result ? { sandboxPids: pids.result } : {}),
       sandboxes: sandboxes.all().map((b) => ({
         id: b.id,
         pod: b.pod,
@@ -207,6 +217,7 @@ export async function startAgent(
       await pool.close();
       stopMetrics();
       stopWarming();
+      pids.stop();
       await new Promise<void>((resolve) => server.close(() => resolve()));
       logger.info("agent stopped");
     })();

@@ -28,6 +28,16 @@ const podFailed = z.object({
   type: z.literal("pod.failed"),
   data: z.object({ reason: z.string(), message: z.string(), sandboxId: z.string().nullable() }),
 });
+/**
+ * The pids limit a sandbox pod sees in its own cgroup (`pids.max`: a number, or "max" = none; null
+ * when the pod has no pids controller file), read once per agent from the first pod that turns
+ * Ready. Unlimited means one sandbox can fork without bound unless the node's kubelet sets
+ * `podPidsLimit`.
+ */
+const podPids = z.object({
+  type: z.literal("pod.pids"),
+  data: z.object({ pidsMax: z.string().nullable(), unlimited: z.boolean() }),
+});
 const leaseAcquired = z.object({
   type: z.literal("lease.acquired"),
   data: z.object({
@@ -178,6 +188,7 @@ export const PoolEventBodySchema = z.discriminatedUnion("type", [
   podReady,
   podDeleted,
   podFailed,
+  podPids,
   leaseAcquired,
   leaseRenewed,
   leaseReleased,

@@ -75,6 +75,18 @@ async function recycled(pod: string): Promise<void> {
   );
 }
 
+describe("the sandbox pids limit (issue 25 item 4)", () => {
+  it("/v1/pool reports what the first Ready pod's cgroup says: devcluster's podPidsLimit 1024, not unlimited", async () => {
+    const snap = await waitFor(
+      "the agent checked a pod",
+      async () => (await stack.pools()).find((p) => p.sandboxPids !== undefined),
+      30_000,
+      200,
+    );
+    expect(snap.sandboxPids).toMatchObject({ pidsMax: "1024", unlimited: false });
+  });
+});
+
 describe("a sandbox whose pod failed explains itself", () => {
   it("evicted (status written as a kubelet writes it): the call in flight and every later call get 410 sandbox_evicted with the message", async () => {
     const sb = await create();

@@ -28,8 +28,12 @@ export interface LeaseCluster {
   close(): Promise<void>;
 }
 
-export async function startLeaseCluster(namespace = "pi-sandbox"): Promise<LeaseCluster> {
-  const dc = await startTestCluster({ namespaces: [namespace] });
+export async function startLeaseCluster(
+  namespace = "pi-sandbox",
+  /** The kubelet's podPidsLimit (devcluster's default 1024; -1: none, a real kubelet's default). */
+  kubelet: { podPidsLimit?: number } = {},
+): Promise<LeaseCluster> {
+  const dc = await startTestCluster({ namespaces: [namespace], ...kubelet });
   const clients = makeClients(dc.kubeConfig());
   const poolToken = randomBytes(16).toString("hex");
   return {
