@@ -16,9 +16,13 @@ const MAX_ATTEMPTS = 5;
 /**
  * Checks once per agent whether sandbox pods have a process limit: the first pod that turns Ready
  * runs `cat pids.max` through the executor (either mode; before anyone holds it, under the fence its
- * Lease has now). "max" — no limit in the pod's own cgroup — is one warn line, `pod.pids` (metric
- * `pi_sandbox_pod_pids_unlimited` 1) and `sandboxPids` in the pool snapshot. Without the kubelet's
- * `podPidsLimit` one sandbox can fork until the node runs out of pids.
+ * Lease has now). "max" — no limit in the container's own cgroup — is one warn line, `pod.pids`
+ * (metric `pi_sandbox_pod_pids_unlimited` 1) and `sandboxPids` in the pool snapshot. Without the
+ * kubelet's `podPidsLimit` one sandbox can fork until the node runs out of pids.
+ * What it cannot see: a container reads only its own cgroup (its cgroup namespace hides the
+ * ancestors), and a kubelet applies `podPidsLimit` to the pod's cgroup one level up, while
+ * containerd sets no container-level limit — so on such a node it reads "max" even with the limit
+ * set. It is exact where the runtime limits the container (devcluster, CRI-O's `pids_limit`).
  */
 export class PidsLimitCheck {
   private checked: SandboxPids | undefined;
@@ -76,7 +80,7 @@ export class PidsLimitCheck {
       if (unlimited)
         this.o.log.warn(
           { pod, pidsMax },
-          "sandbox pods have no process limit (pids.max = max): one sandbox can fork until the node runs out of pids; set the kubelet's podPidsLimit on sandbox nodes (k8s/README.md)",
+          "sandbox pods have no process limit in their own cgroup (pids.max = max): unless the kubelet's podPidsLimit limits the pod's cgroup (a level the container cannot see), one sandbox can fork until the node runs out of pids; set podPidsLimit on sandbox nodes (k8s/README.md)",
         );
     } finally {
       this.running = false;

@@ -185,7 +185,7 @@ export function createMetrics(opts: MetricsOptions = {}): AgentMetrics {
     }),
     sandboxPidsUnlimited: new Gauge({
       name: "pi_sandbox_pod_pids_unlimited",
-      help: "1 when a sandbox pod's own cgroup has no pids limit (pids.max = max: set the kubelet's podPidsLimit), 0 when it has one, -1 until checked.",
+      help: "1 when a sandbox container's own cgroup has no pids limit (pids.max = max; a kubelet's podPidsLimit on the pod cgroup is not visible there), 0 when it has one, -1 until checked.",
       registers,
     }),
     podFailures: new Counter({
