@@ -4,14 +4,13 @@
  * calls (not `sandbox_not_found`). On the pool-state seam: the in-memory PoolStore and a fake clock.
  * Through the real stack: test/e2e/stack-sandboxes.test.ts.
  */
-import type { V1Lease, V1Pod } from "@kubernetes/client-node";
+import type { V1Pod } from "@kubernetes/client-node";
 import { describe, expect, it } from "vitest";
 import { EventBus } from "../../cluster-agent/events/bus.ts";
 import type { Executor } from "../../cluster-agent/exec/executor.ts";
 import { LeaseManager } from "../../cluster-agent/leases/manager.ts";
 import { PodEndings } from "../../cluster-agent/pool-state/pod-endings.ts";
 import { podFailure } from "../../cluster-agent/pool-state/pod-failure.ts";
-import { SANDBOX_ANNOTATIONS, sandboxHolder } from "../../cluster-agent/pool-state/sandbox-record.ts";
 import { withLeasedSandbox } from "../../cluster-agent/requests/leased-sandbox.ts";
 import { withSandbox } from "../../cluster-agent/sandboxes/exec.ts";
 import { SandboxService } from "../../cluster-agent/sandboxes/service.ts";
@@ -24,20 +23,7 @@ const EVICTION = 'Usage of EmptyDir volume "workspace" exceeds the limit "256Mi"
 
 function setup(opts: { endings?: boolean } = {}) {
   const store = new MemoryPoolStore();
-  store.addPod("p0");
-  const lease = store.leases.get("p0") as V1Lease;
-  store.leases.observe({
-    ...lease,
-    metadata: {
-      ...lease.metadata,
-      annotations: {
-        "pi-sandbox-runtime/tenant": "t1",
-        [SANDBOX_ANNOTATIONS.id]: ID,
-        [SANDBOX_ANNOTATIONS.createdAt]: new Date().toISOString(),
-      },
-    },
-    spec: { ...lease.spec, holderIdentity: sandboxHolder("t1", ID), leaseDurationSeconds: 300 },
-  });
+  store.addSandbox("p0", "t1", ID, 300);
   const clock = new FakeClock();
   const endings = opts.endings === false ? undefined : new PodEndings(store, { clock });
   const bus = new EventBus("agent-a");
@@ -114,6 +100,12 @@ function hangingExecutor() {
   return { executor, fail: (e: AppError) => fail(e), finish: (o: ExecOutcome) => finish(o) };
 }
 
+/** One command in the sandbox, through the pipeline (the /v1/sandboxes/:id/exec path). */
+const runIn = (service: SandboxService, executor: Executor, command: string) =>
+  withSandbox({ sandboxes: service, executor, bus: new EventBus("a") }, ID, ctx(), (sb) =>
+    sb.run({ command, timeoutMs: 60_000 }),
+  );
+
 const ctx = () => ({
   tenant: "t1",
   requestId: "req-1",
@@ -175,9 +167,7 @@ describe("a sandbox whose pod was evicted", () => {
   it("the call in flight gets sandbox_evicted with the kubelet's message", async () => {
     const { store, service } = setup();
     const { executor } = hangingExecutor();
-    const running = withSandbox({ sandboxes: service, executor, bus: new EventBus("a") }, ID, ctx(), (sb) =>
-      sb.run({ command: "sleep 60", timeoutMs: 60_000 }),
-    );
+    const running = runIn(service, executor, "sleep 60");
     await flush();
     evict(store, "p0");
     const r = await running;
@@ -248,9 +238,7 @@ describe("an OOM kill", () => {
   it("a sandbox call that broke before the kubelet's status arrived waits for it and answers sandbox_evicted (OOMKilled)", async () => {
     const { store, service } = setup();
     const { executor, fail } = hangingExecutor();
-    const running = withSandbox({ sandboxes: service, executor, bus: new EventBus("a") }, ID, ctx(), (sb) =>
-      sb.run({ command: "python3 -c 'x = bytearray(1 << 30)'", timeoutMs: 60_000 }),
-    );
+    const running = runIn(service, executor, "python3 -c 'x = bytearray(1 << 30)'");
     await flush();
     // The container dies with the command: the exec server's connection breaks first...
     fail(new AppError("sandbox_failed", "exec server connection reset"));
@@ -277,20 +265,15 @@ describe("an OOM kill", () => {
       timedOut: false,
       durationMs: 10,
     };
-    const deps = (executor: Executor) => ({ sandboxes: service, executor, bus: new EventBus("a") });
     const healthy = hangingExecutor();
-    const plain = withSandbox(deps(healthy.executor), ID, ctx(), (sb) =>
-      sb.run({ command: "kill -9 $$", timeoutMs: 1000 }),
-    );
+    const plain = runIn(service, healthy.executor, "kill -9 $$");
     await flush();
     healthy.finish(killed);
     await clock.advance(5_000);
     const r1 = await plain;
     expect(r1.ok && r1.value.signal).toBe("SIGKILL");
     const oom = hangingExecutor();
-    const running = withSandbox(deps(oom.executor), ID, ctx(), (sb) =>
-      sb.run({ command: "node big.js", timeoutMs: 1000 }),
-    );
+    const running = runIn(service, oom.executor, "node big.js");
     await flush();
     oom.finish({ ...killed, signal: null, exitCode: 137 });
     await flush();
@@ -302,9 +285,7 @@ describe("an OOM kill", () => {
   it("a broken call on a pod that stays healthy keeps its own error once the wait is over", async () => {
     const { service, clock } = setup();
     const { executor, fail } = hangingExecutor();
-    const running = withSandbox({ sandboxes: service, executor, bus: new EventBus("a") }, ID, ctx(), (sb) =>
-      sb.run({ command: "true", timeoutMs: 60_000 }),
-    );
+    const running = runIn(service, executor, "true");
     await flush();
     fail(new AppError("sandbox_failed", "exec server connection reset"));
     await clock.advance(5_000);
