@@ -89,7 +89,10 @@ export class PodEndings {
    */
   waitFor(pod: string, ms: number, signal?: AbortSignal): Promise<PodEnding | undefined> {
     const now = this.ofPod(pod);
-    if (now || ms <= 0 || signal?.aborted) return Promise.resolve(now);
+    // Gone or being deleted without a failure: someone deleted it; its status will not say more.
+    const cached = this.store.pods.get(pod);
+    if (now || ms <= 0 || signal?.aborted || !cached || cached.metadata?.deletionTimestamp)
+      return Promise.resolve(now);
     return new Promise((resolve) => {
       const done = (e: PodEnding | undefined) => {
         off();
