@@ -1,9 +1,10 @@
+import { readFileSync } from "node:fs";
 import { PatchStrategy, setHeaderOptions } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadKubeConfig, makeClients } from "../../cluster-agent/k8s/client.ts";
 import { type Stack, startStack } from "../../devstack/stack.ts";
 import type { Sandbox } from "../../shared/api.ts";
-import { bearer, tempDir, waitFor } from "./stack-helpers.ts";
+import { agentUrlFromLog, bearer, tempDir, waitFor } from "./stack-helpers.ts";
 
 // Issue 25 item 3 through the whole stack (edge in workerd, agent process, devcluster runc pods): a
 // sandbox whose pod is evicted or OOM-killed answers 410 sandbox_evicted with the kubelet's reason
@@ -167,4 +168,29 @@ describe("a sandbox whose pod failed explains itself", () => {
       expect.stringMatching(/^the pod sandbox-[a-z0-9]+ running this request failed \(OOMKilled\)/),
     ]);
   }, 120_000);
+
+  it("the leader counts them by the kubelet's reason and logs each with its message", async () => {
+    const agent = stack.agents[0]!;
+    const url = agentUrlFromLog(agent.logFile);
+    expect(url).toBeDefined();
+    const count = (text: string, reason: string) =>
+      Number(
+        new RegExp(`^pi_sandbox_pod_failures_total\\{[^}]*reason="${reason}"[^}]*\\} (\\d+)`, "m").exec(
+          text,
+        )?.[1] ?? 0,
+      );
+    const text = await waitFor(
+      "the failures counted",
+      async () => {
+        const t = await (await fetch(`${url}/metrics`, { signal: AbortSignal.timeout(5_000) })).text();
+        return count(t, "Evicted") >= 1 && count(t, "OOMKilled") >= 2 ? t : undefined;
+      },
+      20_000,
+      200,
+    );
+    expect([count(text, "Evicted"), count(text, "OOMKilled")]).toEqual([1, 2]);
+    const log = readFileSync(agent.logFile, "utf8");
+    expect(log).toMatch(/"reason":"Evicted".*"pod failed"|"pod failed".*"reason":"Evicted"/);
+    expect(log).toContain("exceeds the limit");
+  });
 });
