@@ -7,6 +7,8 @@ import { isSandboxLease, sandboxIdOf } from "./sandbox-record.ts";
 
 export interface PodEnding extends PodFailure {
   pod: string;
+  /** The failed pod's uid: a later pod of the same name is another pod. */
+  uid?: string | undefined;
   /** The sandbox that lived on the pod, if one did. */
   sandbox?: { tenant: string; id: string } | undefined;
   /** When this replica saw it (its clock). */
@@ -48,7 +50,7 @@ export class PodEndings {
     this.off.push(
       store.pods.onChange((c) => {
         const failure = podFailure(c.obj);
-        if (failure) this.record(c.obj.metadata?.name ?? "", failure);
+        if (failure) this.record(c.obj.metadata?.name ?? "", failure, c.obj.metadata?.uid);
       }),
       store.leases.onChange((c) => {
         if (c.type !== "delete" || !isSandboxLease(c.obj)) return;
@@ -70,10 +72,13 @@ export class PodEndings {
 
   /** Why `pod` failed: its cached status, else what was seen of it within the window. */
   ofPod(pod: string): PodEnding | undefined {
-    const failure = podFailure(this.store.pods.get(pod));
-    if (failure) return this.record(pod, failure);
+    const cached = this.store.pods.get(pod);
+    const failure = podFailure(cached);
+    if (failure) return this.record(pod, failure, cached?.metadata?.uid);
     this.prune();
-    return this.byPod.get(pod);
+    const seen = this.byPod.get(pod);
+    // Names are random but may come again: a new pod under a failed one's name has not failed.
+    return seen && (!cached || cached.metadata?.uid === seen.uid) ? seen : undefined;
   }
 
   /** Why the tenant's sandbox ended, if its pod failed within the window (another tenant's: never). */
@@ -104,14 +109,14 @@ export class PodEndings {
       const off = this.store.pods.onChange((c) => {
         if (c.obj.metadata?.name !== pod) return;
         const failure = podFailure(c.obj);
-        if (failure) done(this.record(pod, failure));
+        if (failure) done(this.record(pod, failure, c.obj.metadata?.uid));
       });
       const timer = this.clock.setTimeout(() => done(this.byPod.get(pod)), ms);
       signal?.addEventListener("abort", onAbort, { once: true });
     });
   }
 
-  private record(pod: string, failure: PodFailure): PodEnding {
+  private record(pod: string, failure: PodFailure, uid?: string): PodEnding {
     const known = this.byPod.get(pod);
     if (known && known.reason === failure.reason && known.message === failure.message) return known;
     const lease = this.store.leases.get(pod);
@@ -121,7 +126,13 @@ export class PodEndings {
       : gone
         ? { tenant: gone.tenant, id: gone.id }
         : known?.sandbox;
-    const ending: PodEnding = { ...failure, pod, sandbox, at: known?.at ?? this.clock.now() };
+    const ending: PodEnding = {
+      ...failure,
+      pod,
+      uid: uid ?? this.store.pods.get(pod)?.metadata?.uid ?? known?.uid,
+      sandbox,
+      at: known?.at ?? this.clock.now(),
+    };
     this.remember(ending);
     this.prune();
     return ending;

@@ -182,12 +182,6 @@ export class LeasedSandbox {
   }
 
   /**
-   * A call that broke because its pod failed (evicted, OOM-killed) answers with why. The call
-   * usually breaks first (the connection dies with the container) and the kubelet's status arrives
-   * after, so a broken call waits a little for it; a lost lease or a gone sandbox was caused by the
-   * recycle of a pod already seen failed, so they only look.
-   */
-  /**
    * A command killed by SIGKILL that nobody asked to kill (or a shell reporting a child's as 137) is,
    * most often, the kernel's OOM killer: the exec server may answer before the kubelet kills the
    * container and reports `OOMKilled`, so the pod gets a moment to say so. A pod that stays healthy
@@ -200,6 +194,12 @@ export class LeasedSandbox {
     return why ? err(why) : r;
   }
 
+  /**
+   * A call that broke because its pod failed (evicted, OOM-killed) answers with why. The call
+   * usually breaks first (the connection dies with the container) and the kubelet's status arrives
+   * after, so a broken call waits a little for it; a lost lease or a gone sandbox was caused by the
+   * recycle of a pod already seen failed, so they only look.
+   */
   private async explained<T>(r: Result<T>): Promise<Result<T>> {
     if (r.ok || this.ctx.signal.aborted || !this.lease.ended) return r;
     const code = r.error.code;

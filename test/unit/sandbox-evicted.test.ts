@@ -225,6 +225,19 @@ describe("a sandbox whose pod was evicted", () => {
     expect(!got.ok && got.error.code).toBe("sandbox_evicted");
   });
 
+  it("a new pod that comes under a failed pod's name is not taken for the failed one", () => {
+    const store = new MemoryPoolStore();
+    const endings = new PodEndings(store, { clock: new FakeClock() });
+    store.pods.observe({
+      metadata: { name: "p9", uid: "u1" },
+      status: { phase: "Failed", reason: "Evicted", message: "x" },
+    });
+    store.pods.forget("p9");
+    expect(endings.ofPod("p9")?.reason).toBe("Evicted");
+    store.pods.observe({ metadata: { name: "p9", uid: "u2" }, status: { phase: "Running" } });
+    expect(endings.ofPod("p9")).toBeUndefined();
+  });
+
   it("without the memory (the fix) the next call is a bare sandbox_not_found", async () => {
     const { store, service } = setup({ endings: false });
     evict(store, "p0");
