@@ -462,7 +462,8 @@ export class LeaseManager {
     if (endings)
       handle.ended = async (waitMs) => {
         const e = await endings.waitFor(name, waitMs);
-        return e && podEndedError(e);
+        // This request's pod: never name a sandbox (whatever the memory holds under that name).
+        return e && podEndedError({ ...e, sandbox: undefined });
       };
     this.settle(w, ok(handle), "served");
   }

@@ -34,7 +34,10 @@ export class PodEndings {
   private readonly byPod = new Map<string, PodEnding>();
   private readonly bySandbox = new Map<string, PodEnding>();
   /** The sandbox each recently deleted Lease named. */
-  private readonly goneSandboxLeases = new Map<string, { tenant: string; id: string; at: number }>();
+  private readonly goneSandboxLeases = new Map<
+    string,
+    { tenant: string; id: string; podUid: string | undefined; at: number }
+  >();
   private readonly windowMs: number;
   private readonly maxEntries: number;
   private readonly clock: Clock;
@@ -56,10 +59,12 @@ export class PodEndings {
         if (c.type !== "delete" || !isSandboxLease(c.obj)) return;
         const pod = c.obj.metadata?.name ?? "";
         const id = sandboxIdOf(c.obj) ?? "";
-        this.goneSandboxLeases.set(pod, { tenant: tenantOf(c.obj) ?? "", id, at: this.clock.now() });
+        // The Lease's owner reference names its pod's uid (the controller sets it).
+        const podUid = c.obj.metadata?.ownerReferences?.find((r) => r.kind === "Pod")?.uid;
+        this.goneSandboxLeases.set(pod, { tenant: tenantOf(c.obj) ?? "", id, podUid, at: this.clock.now() });
         // The pod's failure came first: now we know whose sandbox it ended.
         const ending = this.byPod.get(pod);
-        if (ending && !ending.sandbox)
+        if (ending && !ending.sandbox && (!podUid || !ending.uid || ending.uid === podUid))
           this.remember({ ...ending, sandbox: { tenant: tenantOf(c.obj) ?? "", id } });
         this.prune();
       }),
@@ -121,15 +126,16 @@ export class PodEndings {
     if (known && known.reason === failure.reason && known.message === failure.message) return known;
     const lease = this.store.leases.get(pod);
     const gone = this.goneSandboxLeases.get(pod);
+    const podUid = uid ?? this.store.pods.get(pod)?.metadata?.uid;
     const sandbox = isSandboxLease(lease)
       ? { tenant: (lease && tenantOf(lease)) ?? "", id: sandboxIdOf(lease) ?? "" }
-      : gone
+      : gone && (!gone.podUid || !podUid || gone.podUid === podUid)
         ? { tenant: gone.tenant, id: gone.id }
         : known?.sandbox;
     const ending: PodEnding = {
       ...failure,
       pod,
-      uid: uid ?? this.store.pods.get(pod)?.metadata?.uid ?? known?.uid,
+      uid: podUid ?? known?.uid,
       sandbox,
       at: known?.at ?? this.clock.now(),
     };
