@@ -13,10 +13,11 @@ import { PodEndings } from "../../cluster-agent/pool-state/pod-endings.ts";
 import { podFailure } from "../../cluster-agent/pool-state/pod-failure.ts";
 import { withLeasedSandbox } from "../../cluster-agent/requests/leased-sandbox.ts";
 import { withSandbox } from "../../cluster-agent/sandboxes/exec.ts";
-import { SandboxService } from "../../cluster-agent/sandboxes/service.ts";
+import type { SandboxService } from "../../cluster-agent/sandboxes/service.ts";
 import type { ExecOutcome } from "../../shared/api.ts";
 import { AppError, err, ok, type Result } from "../../shared/errors.ts";
 import { FakeClock, flush, MemoryPoolStore } from "../support/memory-pool-store.ts";
+import { sandboxServiceOn } from "../support/sandbox-service.ts";
 
 const ID = "sb.local.default.bbbbbbbbbbbbbbbbbbbb";
 const EVICTION = 'Usage of EmptyDir volume "workspace" exceeds the limit "256Mi". ';
@@ -26,22 +27,8 @@ function setup(opts: { endings?: boolean } = {}) {
   store.addSandbox("p0", "t1", ID, 300);
   const clock = new FakeClock();
   const endings = opts.endings === false ? undefined : new PodEndings(store, { clock });
-  const bus = new EventBus("agent-a");
-  const service = new SandboxService({
-    store,
-    bus,
-    log: { warn: () => {} },
-    clock,
-    namespace: "ns",
-    region: "local",
-    cluster: "default",
-    agentId: "agent-a",
-    tenantMaxSandboxes: 8,
-    acquire: async () => err(new AppError("internal", "not in this test")),
-    detach: async () => undefined,
-    ...(endings ? { endings } : {}),
-  });
-  return { store, service, clock, bus };
+  const service = sandboxServiceOn(store, clock, endings ? { endings } : {});
+  return { store, service, clock };
 }
 
 /** What a kubelet writes when it evicts a pod (phase Failed, reason Evicted, its message). */

@@ -2,9 +2,10 @@ import { describe, expect, it } from "vitest";
 import { EventBus } from "../../cluster-agent/events/bus.ts";
 import { abortError, type SandboxFiles } from "../../cluster-agent/exec/executor.ts";
 import { withSandbox } from "../../cluster-agent/sandboxes/exec.ts";
-import { SandboxService } from "../../cluster-agent/sandboxes/service.ts";
+import type { SandboxService } from "../../cluster-agent/sandboxes/service.ts";
 import { AppError, err, ok, type Result } from "../../shared/errors.ts";
 import { FakeClock, flush, MemoryPoolStore } from "../support/memory-pool-store.ts";
+import { sandboxServiceOn } from "../support/sandbox-service.ts";
 
 const ID = "sb.local.default.aaaaaaaaaaaaaaaaaaaa";
 
@@ -13,18 +14,8 @@ function setup() {
   store.addSandbox("p0", "t1", ID, 30);
   const warnings: Array<{ msg: string; requestId?: string; error?: string }> = [];
   const clock = new FakeClock();
-  const service = new SandboxService({
-    store,
-    bus: new EventBus("agent-a"),
+  const service = sandboxServiceOn(store, clock, {
     log: { warn: (obj, msg) => void warnings.push({ msg, ...(obj as object) }) },
-    clock,
-    namespace: "ns",
-    region: "local",
-    cluster: "default",
-    agentId: "agent-a",
-    tenantMaxSandboxes: 8,
-    acquire: async () => err(new AppError("internal", "not in this test")),
-    detach: async () => undefined,
   });
   return { store, service, clock, warnings };
 }
