@@ -30,10 +30,13 @@ export interface LeaseCluster {
 
 export async function startLeaseCluster(
   namespace = "pi-sandbox",
-  /** The kubelet's podPidsLimit (devcluster's default 1024; -1: none, a real kubelet's default). */
-  kubelet: { podPidsLimit?: number } = {},
+  opts: {
+    allocatable?: { cpu?: string; memory?: string };
+    /** The kubelet's podPidsLimit (devcluster's default 1024; -1: none, a real kubelet's default). */
+    podPidsLimit?: number;
+  } = {},
 ): Promise<LeaseCluster> {
-  const dc = await startTestCluster({ namespaces: [namespace], ...kubelet });
+  const dc = await startTestCluster({ namespaces: [namespace], ...opts });
   const clients = makeClients(dc.kubeConfig());
   const poolToken = randomBytes(16).toString("hex");
   return {
