@@ -18,6 +18,7 @@ import { HttpScrubber } from "./exec/scrubber.ts";
 import { createAgentApp, createMetricsApp } from "./http/app.ts";
 import { createRelayAuth } from "./http/relay-auth.ts";
 import { loadKubeConfig, makeClients } from "./k8s/client.ts";
+import { PidsLimitCheck } from "./pids-check.ts";
 import { runExecRequest } from "./requests/exec-request.ts";
 import { SandboxEnvSeal } from "./sandboxes/env-seal.ts";
 import { sandboxRoutes } from "./sandboxes/routes.ts";
@@ -86,6 +87,14 @@ export async function startAgent(
   const stopWarming = bus.on((e) => {
     if (e.type === "pod.ready" && e.data.podIP) executor.warm?.(e.data.podIP);
   });
+  // Once per agent: do sandbox pods have a process limit? (warns, metric, /v1/pool)
+  const pids = new PidsLimitCheck({
+    executor,
+    store: pool.caches,
+    bus,
+    log: logger,
+    namespace: config.namespace,
+  });
   const acquire = pool.manager.acquire.bind(pool.manager);
   const files: SandboxFiles =
     config.execMode === "http" ? new HttpFiles({ client: execServer }) : new ApiFiles({ kubeConfig });
@@ -109,6 +118,7 @@ export async function startAgent(
     ...(config.poolToken ? { envSeal: new SandboxEnvSeal(config.poolToken) } : {}),
     acquire,
     detach: (pod) => pool.manager.detach(pod),
+    endings: pool.endings,
   });
 
   const poolCollect = metrics.beforeCollect;
@@ -137,6 +147,7 @@ export async function startAgent(
       : config.model.error,
     snapshot: () => ({
       ...pool.snapshot(),
+      ...(pids.result ? { sandboxPids: pids.result } : {}),
       sandboxes: sandboxes.all().map((b) => ({
         id: b.id,
         pod: b.pod,
@@ -207,6 +218,7 @@ export async function startAgent(
       await pool.close();
       stopMetrics();
       stopWarming();
+      pids.stop();
       await Promise.all(
         [server, metricsServer].map((s) => new Promise<void>((resolve) => s.close(() => resolve()))),
       );

@@ -361,6 +361,18 @@ export const PoolSnapshotSchema = z.object({
   sandboxes: z.array(SandboxSnapshotSchema).optional(),
   /** This agent's recent executions, newest first (bounded; absent from agents that predate it). */
   executions: z.array(ExecutionSnapshotSchema).optional(),
+  /**
+   * The pids limit of a sandbox pod as it sees it in its own cgroup (`pids.max`), checked once per
+   * agent: `unlimited` is true for "max". Absent until checked (or from agents that predate it).
+   */
+  sandboxPids: z
+    .object({
+      pidsMax: z.string().nullable(),
+      unlimited: z.boolean(),
+      pod: z.string(),
+      checkedAt: z.string(),
+    })
+    .optional(),
 });
 export type PoolSnapshot = z.infer<typeof PoolSnapshotSchema>;
 

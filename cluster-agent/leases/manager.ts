@@ -7,6 +7,7 @@ import { ArrivalRate } from "../pool-state/arrival-rate.ts";
 import { type Clock, systemClock } from "../pool-state/clock.ts";
 import { type FailureLog, logFailure } from "../pool-state/failure-log.ts";
 import { claimedLease, holderOf, tenantOf } from "../pool-state/lease-record.ts";
+import { type PodEndings, podEndedError } from "../pool-state/pod-endings.ts";
 import type { PoolStore } from "../pool-state/pool-store.ts";
 import { CandidateChooser } from "./candidates.ts";
 import { type Held, holderIdentity, newHeld } from "./held.ts";
@@ -43,6 +44,8 @@ export interface LeaseManagerOptions {
   handoffGraceMs?: number;
   random?: () => number;
   clock?: Clock;
+  /** Pods that failed (evicted, OOM-killed): a handle's `ended` tells a broken call why. */
+  endings?: PodEndings;
 }
 
 /**
@@ -455,6 +458,13 @@ export class LeaseManager {
       lost: h.lost.signal,
       release: () => this.releaser.release(h),
     };
+    const endings = this.o.endings;
+    if (endings)
+      handle.ended = async (waitMs) => {
+        const e = await endings.waitFor(name, waitMs);
+        // This request's pod: never name a sandbox (whatever the memory holds under that name).
+        return e && podEndedError({ ...e, sandbox: undefined });
+      };
     this.settle(w, ok(handle), "served");
   }
 }

@@ -10,6 +10,8 @@ import { deletePodAndLease } from "../pool-state/delete-pod-and-lease.ts";
 import { type FailureLog, logFailure } from "../pool-state/failure-log.ts";
 import { REQUEST_ID_ANNOTATION, TENANT_ANNOTATION } from "../pool-state/labels.ts";
 import { holderOf, transitionsOf } from "../pool-state/lease-record.ts";
+import { type PodEndings, podEndedError } from "../pool-state/pod-endings.ts";
+import { podFailure } from "../pool-state/pod-failure.ts";
 import type { PoolStore } from "../pool-state/pool-store.ts";
 import {
   isSandboxLease,
@@ -48,6 +50,11 @@ export interface SandboxServiceOptions {
   acquire(req: AcquireRequest): Promise<Result<LeaseHandle>>;
   /** The lease manager's detach: stop renewing a lease we are about to hand to a sandbox. */
   detach(pod: string): Promise<V1Lease | undefined>;
+  /**
+   * Pods that failed (evicted, OOM-killed) and whose sandboxes they held, remembered for a while:
+   * a call on such a sandbox gets `sandbox_evicted` with the kubelet's reason, not `sandbox_not_found`.
+   */
+  endings?: PodEndings;
   requestTimeoutMs?: number;
 }
 
@@ -91,6 +98,8 @@ export class SandboxService {
 
   get(tenant: string, id: string): Result<Sandbox> {
     const found = this.find(tenant, id);
+    const ended = this.ended(tenant, id, found?.view.pod);
+    if (ended) return err(ended);
     return found ? ok(publicView(found.view)) : err(notFound(id));
   }
 
@@ -219,6 +228,11 @@ export class SandboxService {
 
   async delete(tenant: string, id: string, requestId: string): Promise<Result<void>> {
     const found = this.find(tenant, id);
+    // Its pod failed and the controller recycled it: what the caller wants is already so.
+    if (!found && this.ended(tenant, id)) {
+      await this.release(tenant, id, requestId);
+      return ok(undefined);
+    }
     if (!found) return err(notFound(id));
     const done = await this.deletePodAndLease(found.view.pod, {
       requestId,
@@ -267,6 +281,8 @@ export class SandboxService {
     fn: (use: SandboxUse) => Promise<Result<T>>,
   ): Promise<Result<T>> {
     const found = this.find(tenant, id);
+    const ended = this.ended(tenant, id, found?.view.pod);
+    if (ended) return err(ended);
     if (!found) return err(notFound(id));
     const podName = found.view.pod;
     const log = { requestId: ctx.requestId, pod: podName };
@@ -291,19 +307,25 @@ export class SandboxService {
     /** The last keep-alive that failed: if the Lease then goes, that is why (not a delete). */
     let renewFailure: AppError | undefined;
     const holder = sandboxHolder(tenant, id);
+    const stopPodWatch = this.o.store.pods.onChange((c) => {
+      if (c.obj.metadata?.name !== podName || !podFailure(c.obj)) return;
+      const ended = this.ended(tenant, id, podName);
+      if (ended) gone.abort(ended);
+    });
     const stopWatch = this.o.store.leases.onChange((c) => {
       if (c.obj.metadata?.name !== podName) return;
       if (c.type === "delete" || holderOf(c.obj) !== holder)
         gone.abort(
-          renewFailure
-            ? new AppError(
-                "lease_lost",
-                `sandbox ${id} expired while in use because renewing its Lease failed; its commands were killed`,
-              )
-            : new AppError(
-                "sandbox_not_found",
-                `sandbox ${id} was deleted while in use; its commands were killed`,
-              ),
+          this.ended(tenant, id, podName) ??
+            (renewFailure
+              ? new AppError(
+                  "lease_lost",
+                  `sandbox ${id} expired while in use because renewing its Lease failed; its commands were killed`,
+                )
+              : new AppError(
+                  "sandbox_not_found",
+                  `sandbox ${id} was deleted while in use; its commands were killed`,
+                )),
         );
     });
     const periodMs = Math.max(1000, (touched.value.spec?.leaseDurationSeconds ?? 30) * 333);
@@ -334,11 +356,16 @@ export class SandboxService {
         sandboxId: id,
         env: env.value,
         signal: AbortSignal.any([ctx.signal, gone.signal]),
+        ended: async (waitMs) => {
+          const e = await this.o.endings?.waitFor(podName, waitMs, ctx.signal);
+          return e && podEndedError({ ...e, sandbox: e.sandbox ?? { tenant, id } });
+        },
       });
     } finally {
       using = false;
       this.clock.clearTimeout(timer);
       stopWatch();
+      stopPodWatch();
       if (!gone.signal.aborted) {
         const after = await this.touch(tenant, id, podName);
         if (!after.ok) logFailure(this.o.log, "sandbox renewal after a use failed", after.error, log);
@@ -354,6 +381,14 @@ export class SandboxService {
     if (!this.o.envSeal)
       return err(new AppError("sandbox_failed", "the sandbox's env cannot be read (no POOL_TOKEN)"));
     return this.o.envSeal.open(sealed, id);
+  }
+
+  /** `sandbox_evicted` when the sandbox's pod failed (still cached, or remembered after its recycle). */
+  private ended(tenant: string, id: string, pod?: string): AppError | undefined {
+    const endings = this.o.endings;
+    if (!endings) return undefined;
+    const e = (pod !== undefined ? endings.ofPod(pod) : undefined) ?? endings.ofSandbox(tenant, id);
+    return e && podEndedError({ ...e, sandbox: { tenant, id } });
   }
 
   private live(tenant: string): SandboxInfo[] {

@@ -30,7 +30,11 @@ export interface LeaseCluster {
 
 export async function startLeaseCluster(
   namespace = "pi-sandbox",
-  opts: { allocatable?: { cpu?: string; memory?: string } } = {},
+  opts: {
+    allocatable?: { cpu?: string; memory?: string };
+    /** The kubelet's podPidsLimit (devcluster's default 1024; -1: none, a real kubelet's default). */
+    podPidsLimit?: number;
+  } = {},
 ): Promise<LeaseCluster> {
   const dc = await startTestCluster({ namespaces: [namespace], ...opts });
   const clients = makeClients(dc.kubeConfig());

@@ -1,7 +1,9 @@
 import { ApiException, type KubernetesObject, type V1Lease, type V1Pod } from "@kubernetes/client-node";
 import type { CacheChange } from "../../cluster-agent/k8s/watched-cache.ts";
 import type { Clock } from "../../cluster-agent/pool-state/clock.ts";
+import { TENANT_ANNOTATION } from "../../cluster-agent/pool-state/labels.ts";
 import type { CacheView, DeletionCause, PoolStore } from "../../cluster-agent/pool-state/pool-store.ts";
+import { SANDBOX_ANNOTATIONS, sandboxHolder } from "../../cluster-agent/pool-state/sandbox-record.ts";
 
 /**
  * An in-memory PoolStore with the API server's Lease semantics that the lease core relies on
@@ -65,6 +67,28 @@ export class MemoryPoolStore implements PoolStore {
     this.leases.observe({
       metadata: { name, resourceVersion: String(this.version++) },
       spec: { leaseDurationSeconds: 45, leaseTransitions: 0 },
+    });
+  }
+
+  /** A Ready pod whose Lease a sandbox holds, as SandboxService.create leaves it. */
+  addSandbox(name: string, tenant: string, id: string, idleTimeoutSeconds: number): void {
+    this.addPod(name);
+    const lease = this.leases.get(name) as V1Lease;
+    this.leases.observe({
+      ...lease,
+      metadata: {
+        ...lease.metadata,
+        annotations: {
+          [TENANT_ANNOTATION]: tenant,
+          [SANDBOX_ANNOTATIONS.id]: id,
+          [SANDBOX_ANNOTATIONS.createdAt]: new Date().toISOString(),
+        },
+      },
+      spec: {
+        ...lease.spec,
+        holderIdentity: sandboxHolder(tenant, id),
+        leaseDurationSeconds: idleTimeoutSeconds,
+      },
     });
   }
 

@@ -1,52 +1,24 @@
-/**
- * SandboxService on the pool-state seam: the in-memory PoolStore (API semantics of CAS, 404,
- * 409) and a fake clock for its keep-alive. The same service against devcluster is covered by
- * test/e2e/stack-sandboxes.test.ts.
- */
-import type { V1Lease } from "@kubernetes/client-node";
 import { describe, expect, it } from "vitest";
 import { EventBus } from "../../cluster-agent/events/bus.ts";
 import { abortError, type SandboxFiles } from "../../cluster-agent/exec/executor.ts";
 import type { LeaseHandle } from "../../cluster-agent/leases/types.ts";
-import { SANDBOX_ANNOTATIONS, sandboxHolder } from "../../cluster-agent/pool-state/sandbox-record.ts";
+import { SANDBOX_ANNOTATIONS } from "../../cluster-agent/pool-state/sandbox-record.ts";
 import { SandboxEnvSeal } from "../../cluster-agent/sandboxes/env-seal.ts";
 import { withSandbox } from "../../cluster-agent/sandboxes/exec.ts";
-import { SandboxService } from "../../cluster-agent/sandboxes/service.ts";
+import type { SandboxService, SandboxServiceOptions } from "../../cluster-agent/sandboxes/service.ts";
 import { AppError, err, ok, type Result } from "../../shared/errors.ts";
 import { FakeClock, flush, MemoryPoolStore } from "../support/memory-pool-store.ts";
+import { sandboxServiceOn } from "../support/sandbox-service.ts";
 
 const ID = "sb.local.default.aaaaaaaaaaaaaaaaaaaa";
 
-function setup(over: Partial<ConstructorParameters<typeof SandboxService>[0]> = {}) {
+function setup(over: Partial<SandboxServiceOptions> = {}) {
   const store = new MemoryPoolStore();
-  store.addPod("p0");
-  const lease = store.leases.get("p0") as V1Lease;
-  store.leases.observe({
-    ...lease,
-    metadata: {
-      ...lease.metadata,
-      annotations: {
-        "pi-sandbox-runtime/tenant": "t1",
-        [SANDBOX_ANNOTATIONS.id]: ID,
-        [SANDBOX_ANNOTATIONS.createdAt]: new Date().toISOString(),
-      },
-    },
-    spec: { ...lease.spec, holderIdentity: sandboxHolder("t1", ID), leaseDurationSeconds: 30 },
-  });
+  store.addSandbox("p0", "t1", ID, 30);
   const warnings: Array<{ msg: string; requestId?: string; error?: string; cause?: string }> = [];
   const clock = new FakeClock();
-  const service = new SandboxService({
-    store,
-    bus: new EventBus("agent-a"),
+  const service = sandboxServiceOn(store, clock, {
     log: { warn: (obj, msg) => void warnings.push({ msg, ...(obj as object) }) },
-    clock,
-    namespace: "ns",
-    region: "local",
-    cluster: "default",
-    agentId: "agent-a",
-    tenantMaxSandboxes: 8,
-    acquire: async () => err(new AppError("internal", "not in this test")),
-    detach: async () => undefined,
     ...over,
   });
   return { store, service, clock, warnings };

@@ -23,6 +23,7 @@ export type ErrorCode =
   | "file_not_found"
   | "request_not_found"
   | "method_not_allowed"
+  | "sandbox_evicted"
   | "host_not_allowed"
   | "stale_lease"
   | "payload_too_large"
@@ -231,6 +232,8 @@ export interface PoolSnapshot {
   sandboxes?: SandboxSnapshot[] | undefined;
   /** This agent's recent executions (absent from agents that predate them). */
   executions?: ExecutionSnapshot[] | undefined;
+  /** A sandbox pod's own cgroup pids limit as the agent read it once ("max": unlimited). */
+  sandboxPids?: { pidsMax: string | null; unlimited: boolean; pod: string; checkedAt: string } | undefined;
 }
 
 // ---- the client's own names ----
