@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadKubeConfig, makeClients } from "../../cluster-agent/k8s/client.ts";
 import { type Stack, startStack } from "../../devstack/stack.ts";
 import type { Sandbox } from "../../shared/api.ts";
-import { agentUrlFromLog, bearer, tempDir, waitFor } from "./stack-helpers.ts";
+import { bearer, metricsUrlFromLog, tempDir, waitFor } from "./stack-helpers.ts";
 
 // Issue 25 item 3 through the whole stack (edge in workerd, agent process, devcluster runc pods): a
 // sandbox whose pod is evicted or OOM-killed answers 410 sandbox_evicted with the kubelet's reason
@@ -178,7 +178,7 @@ describe.each(["http", "api"] as const)("exec mode %s", (mode) => {
 
     it("the leader counts them by the kubelet's reason and logs each with its message", async () => {
       const agent = stack.agents[0]!;
-      const url = agentUrlFromLog(agent.logFile);
+      const url = metricsUrlFromLog(agent.logFile);
       expect(url).toBeDefined();
       const count = (text: string, reason: string) =>
         Number(
