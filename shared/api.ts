@@ -259,6 +259,8 @@ export const ChatResponseSchema = z.object({
   region: z.string().optional(),
   reply: z.string(),
   toolCalls: z.array(ToolCallRecordSchema),
+  /** Model calls the turn made (the edge charges the tenant's quota one token per call). */
+  modelCalls: z.number().int().positive().optional(),
   /** Session mode: the session's sandbox after this turn (the edge stores it with the session). */
   sandboxId: SandboxIdSchema.optional(),
 });

@@ -102,6 +102,7 @@ export async function runChat(
       sessionId: request.sessionId,
       reply: result.value.reply,
       toolCalls: result.value.toolCalls,
+      modelCalls: result.value.modelCalls,
     };
     const sandboxId = deps.sandboxId?.();
     if (sandboxId !== undefined) response.sandboxId = sandboxId;
@@ -131,7 +132,7 @@ async function converse(
   sandbox: SandboxSession,
   out: (e: ChatEvent) => void,
   signal: AbortSignal,
-): Promise<Result<{ reply: string; toolCalls: ToolCallRecord[] }>> {
+): Promise<Result<{ reply: string; toolCalls: ToolCallRecord[]; modelCalls: number }>> {
   const client = new OpenAI({
     apiKey: deps.model.apiKey,
     baseURL: deps.model.baseURL,
@@ -158,13 +159,13 @@ async function converse(
     const turn = await nextTurn(client, deps, opts, messages, round, out, signal);
     if (!turn.ok) return turn;
     const { text, toolCalls: requested } = turn.value;
-    if (requested.length === 0) return ok({ reply: text, toolCalls });
+    if (requested.length === 0) return ok({ reply: text, toolCalls, modelCalls: round + 1 });
     if (round >= opts.maxToolRounds) {
       const notice =
         `[Stopped: the model asked to run more commands, but this request reached its limit of ` +
         `${opts.maxToolRounds} tool rounds. The commands of that last request were not run.]`;
       deps.log?.info({ requestId: deps.requestId, rounds: round }, "chat stopped at max tool rounds");
-      return ok({ reply: text === "" ? notice : `${text}\n\n${notice}`, toolCalls });
+      return ok({ reply: text === "" ? notice : `${text}\n\n${notice}`, toolCalls, modelCalls: round + 1 });
     }
     messages.push({
       role: "assistant",

@@ -151,6 +151,8 @@ export interface ChatResponse {
   region?: string | undefined;
   reply: string;
   toolCalls: ToolCallRecord[];
+  /** Model calls the turn made (each one costs a quota token). */
+  modelCalls?: number | undefined;
   sandboxId?: string | undefined;
 }
 
