@@ -447,6 +447,31 @@ describe("RECYCLE=reuse-same-tenant (fake clock)", () => {
     await manager.shutdown();
   });
 
+  it("a waiter that leaves during the hand-off CAS: the kept pod is replaced, not freed for another tenant", async () => {
+    const { scrubber } = scrubberOf();
+    const { store, acquire, held, manager } = setup(["p0"], { recycle: "reuse-same-tenant", scrubber });
+    refill(store);
+    const a1 = held(await flushThen(acquire("a-1", "A")));
+    const ac = new AbortController();
+    acquire("a-2", "A", ac.signal);
+    await flush();
+    // The caller goes away while the Lease is being moved to it (the CAS then wins all the same).
+    const replaceLease = store.replaceLease.bind(store);
+    store.replaceLease = (body, timeoutMs, what) => {
+      if (what === "hand lease over") ac.abort();
+      return replaceLease(body, timeoutMs, what);
+    };
+    const b1 = acquire("b-1", "B");
+    await a1.release();
+    await flush();
+    await flush();
+    expect(store.writes.map((w) => w.what)).toContain("hand lease over");
+    expect(store.writes.map((w) => w.what)).not.toContain("free lease");
+    expect(deleted(store)).toEqual(["p0"]);
+    expect(held(b1).pod).toMatch(/^fresh-/);
+    await manager.shutdown();
+  });
+
   it("a free pod kept for a tenant is no candidate for anyone: it is only ever handed on directly", async () => {
     const { store, acquire, manager } = setup(["p0"], { recycle: "reuse-same-tenant" });
     const l = store.leases.get("p0");
