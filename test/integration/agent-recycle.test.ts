@@ -10,6 +10,7 @@ import { type RunningAgent, startAgent } from "../../cluster-agent/main.ts";
 import { type ExecResult, ExecResultSchema, SCOPES } from "../../shared/api.ts";
 import { generateSigningKeyPair } from "../../shared/jwt-keys.ts";
 import { createRelaySigner, type RelaySigner, relayAudience } from "../../shared/relay-signing.ts";
+import { signedAgentCall } from "../support/agent-call.ts";
 import { startTestCluster, type TestCluster } from "../support/devcluster.ts";
 import { waitFor } from "../support/lease-cluster.ts";
 import { LEAVE_BEHIND, LOOK_FOR_RESIDUE, RESIDUE_ALL, RESIDUE_NONE } from "../support/tenant-residue.ts";
@@ -43,23 +44,18 @@ afterAll(async () => {
   await cluster?.close();
 }, 60_000);
 
-/** One signed /v1/exec straight to the agent; a fresh tenant per call unless one is given. */
+/**
+ * One signed /v1/exec straight to the agent; a fresh tenant per call unless one is given. The
+ * bursts below queue behind pod replacements, so a call may wait longer than the default 30 s.
+ */
 async function exec(agent: RunningAgent, command: string, tenant?: string): Promise<ExecResult> {
-  const body = JSON.stringify({ command, timeoutSeconds: 20 });
-  const n = ++seq;
-  const token = await signer.sign({
+  const res = await signedAgentCall(signer, agent.url, {
     method: "POST",
     path: "/v1/exec",
-    body,
-    tenant: tenant ?? `tenant-${n}`,
-    subject: "s",
+    body: { command, timeoutSeconds: 20 },
+    tenant: tenant ?? `tenant-${++seq}`,
     scopes: [SCOPES.exec],
-    requestId: `recycle-${n}-${Date.now()}`,
-  });
-  const res = await fetch(`${agent.url}/v1/exec`, {
-    method: "POST",
-    body,
-    headers: { "content-type": "application/json", "x-relay-signature": token },
+    signal: AbortSignal.timeout(170_000),
   });
   const json: unknown = await res.json();
   if (res.status !== 200) throw new Error(`exec ${res.status}: ${JSON.stringify(json)}`);
