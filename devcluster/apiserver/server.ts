@@ -21,6 +21,7 @@ import {
   unsupportedMediaType,
 } from "./status.ts";
 import { Store } from "./store.ts";
+import { tableVersion, toTable } from "./table.ts";
 import {
   type ApiServer,
   type ApiServerOptions,
@@ -230,6 +231,9 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
       }
       if ((method === "POST" || method === "PUT") && r.subresource !== "exec") checkBodyType(ctx.contentType);
       const reply = dispatch(ctx, method, verb, r.subresource);
+      const table = tableVersion(String(req.headers.accept ?? ""));
+      if (table && (verb === "get" || verb === "list") && r.subresource === undefined)
+        reply.body = toTable(r.kind, reply.body, table, url.searchParams);
       code = reply.code;
       sendJson(res, reply.code, reply.body, reply.warnings);
     } catch (e) {
