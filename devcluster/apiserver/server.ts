@@ -209,6 +209,7 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
           {
             bookmarkIntervalMs: opts.bookmarkIntervalMs ?? 60_000,
             defaultTimeoutMs: opts.defaultWatchTimeoutMs ?? 1_800_000,
+            table: tableVersion(String(req.headers.accept ?? "")),
           },
           () => {
             if (stop) watches.delete(stop);
