@@ -10,6 +10,7 @@ import * as h from "./handlers.ts";
 import { eventKind } from "./kinds/index.ts";
 import { resourceId } from "./kinds/kind.ts";
 import { keyOf } from "./objects.ts";
+import { openApiV3 } from "./openapi.ts";
 import { type Route, route } from "./routes.ts";
 import {
   badRequest,
@@ -139,6 +140,14 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
     if (user === undefined) {
       req.resume();
       sendJson(res, 401, unauthorized().toStatus());
+      return;
+    }
+    if (url.pathname === "/openapi/v3" || url.pathname.startsWith("/openapi/v3/")) {
+      req.resume();
+      const doc = openApiV3(url.pathname);
+      if (method !== "GET") sendJson(res, 405, methodNotAllowed({ kind: "", group: "" }).toStatus());
+      else if (doc) sendJson(res, 200, doc);
+      else sendJson(res, 404, pathNotFound().toStatus());
       return;
     }
     if (url.pathname === ACCESS_REVIEW_PATH) {
