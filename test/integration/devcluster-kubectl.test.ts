@@ -105,6 +105,8 @@ describe("kubectl against devcluster", () => {
     await expect(kubectl("create", "-f", bad)).rejects.toThrow(
       /strict decoding error: unknown field "spec.holderIdentitty"/,
     );
+    // The same documents serve `kubectl explain`.
+    expect(await kubectl("explain", "lease.spec")).toMatch(/holderIdentity\s+<string>/);
     // `kubectl get leases`: the server's Table, with the HOLDER column.
     expect(lines(await kubectl("get", "leases", "-n", "kubectl-apply"))).toEqual([
       ["NAME", "HOLDER", "AGE"],
