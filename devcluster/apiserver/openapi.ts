@@ -16,7 +16,11 @@ import type { JsonObject } from "./types.ts";
  * compiled-in types (what it does for a server without OpenAPI) rather than from these schemas.
  */
 
-const PATCH_TYPES = ["application/json-patch+json", "application/merge-patch+json"];
+const PATCH_TYPES = [
+  "application/json-patch+json",
+  "application/merge-patch+json",
+  "application/apply-patch+yaml",
+];
 
 function gvPath(group: string, version: string): string {
   return group === "" ? `api/${version}` : `apis/${group}/${version}`;
