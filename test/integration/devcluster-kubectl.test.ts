@@ -114,6 +114,49 @@ describe("kubectl against devcluster", () => {
     ]);
   });
 
+  it("apply --server-side: kubectl's field manager owns what it applied; another manager conflicts until it forces", async () => {
+    const lease = (labels: string, spec: string) =>
+      `apiVersion: coordination.k8s.io/v1\nkind: Lease\nmetadata:\n  name: ssa\n  labels: {${labels}}\nspec: {${spec}}\n`;
+    const mine = join(cluster.dir, "ssa.yaml");
+    await writeFile(mine, lease('app: "x"', "holderIdentity: agent-1, leaseDurationSeconds: 30"));
+    expect(await kubectl("apply", "--server-side", "-f", mine)).toContain(
+      "lease.coordination.k8s.io/ssa serverside-applied",
+    );
+    const rv = await kubectl("get", "lease", "ssa", "-o", "jsonpath={.metadata.resourceVersion}");
+    await kubectl("apply", "--server-side", "-f", mine);
+    // Applying the same configuration again writes nothing.
+    expect(await kubectl("get", "lease", "ssa", "-o", "jsonpath={.metadata.resourceVersion}")).toBe(rv);
+    const managed = async () =>
+      (
+        JSON.parse(await kubectl("get", "lease", "ssa", "-o", "json", "--show-managed-fields")) as {
+          metadata: { managedFields: Array<{ manager: string; operation: string; fieldsV1: unknown }> };
+        }
+      ).metadata.managedFields;
+    expect(await managed()).toMatchObject([
+      {
+        manager: "kubectl",
+        operation: "Apply",
+        fieldsV1: {
+          "f:metadata": { "f:labels": { "f:app": {} } },
+          "f:spec": { "f:holderIdentity": {}, "f:leaseDurationSeconds": {} },
+        },
+      },
+    ]);
+    const theirs = join(cluster.dir, "ssa-agent.yaml");
+    await writeFile(theirs, lease("", "holderIdentity: agent-2"));
+    await expect(kubectl("apply", "--server-side", "--field-manager=agent", "-f", theirs)).rejects.toThrow(
+      /Apply failed with 1 conflict: conflict with "kubectl": \.spec\.holderIdentity/,
+    );
+    await kubectl("apply", "--server-side", "--field-manager=agent", "--force-conflicts", "-f", theirs);
+    expect(await kubectl("get", "lease", "ssa", "-o", "jsonpath={.spec.holderIdentity}")).toBe("agent-2");
+    // kubectl stops applying leaseDurationSeconds: it goes; holderIdentity is the agent's now and stays.
+    await writeFile(mine, lease('app: "x"', ""));
+    await kubectl("apply", "--server-side", "-f", mine);
+    const spec = JSON.parse(await kubectl("get", "lease", "ssa", "-o", "jsonpath={.spec}")) as unknown;
+    expect(spec).toEqual({ holderIdentity: "agent-2" });
+    expect((await managed()).map((m) => m.manager)).toEqual(["kubectl", "agent"]);
+  });
+
   it("get nodes prints STATUS, ROLES and VERSION from the server's Table", async () => {
     expect(lines(await kubectl("get", "nodes"))).toEqual([
       ["NAME", "STATUS", "ROLES", "AGE", "VERSION"],
