@@ -106,34 +106,39 @@ function kindPaths(k: Kind): JsonObject {
   const scope = k.namespaced
     ? [param("namespace", "object name and auth scope, such as for teams and projects", true)]
     : [];
-  const op = (verb: string) => `${verb}${k.kind}`;
+  // readCoreV1NamespacedPod, patchCoordinationV1NamespacedLeaseStatus: the real operation ids.
+  const cap = (w: string) => w.charAt(0).toUpperCase() + w.slice(1);
+  const gv = `${cap(k.group === "" ? "core" : (k.group.split(".")[0] ?? ""))}${cap(k.version)}`;
+  const op = (verb: string, suffix = "") =>
+    `${verb}${gv}${k.namespaced ? "Namespaced" : ""}${k.kind}${suffix}`;
   const writes = (types: string[]) => ({
     ...body(k, types),
     parameters: [DRY_RUN, FIELD_MANAGER, FIELD_VALIDATION],
   });
-  const item = {
-    get: operation(k, "get", op("read"), k.kind),
-    put: operation(k, "put", op("replace"), k.kind, writes(["application/json"])),
-    patch: operation(k, "patch", op("patch"), k.kind, {
+  const itemOps = (suffix: string) => ({
+    get: operation(k, "get", op("read", suffix), k.kind),
+    put: operation(k, "put", op("replace", suffix), k.kind, writes(["application/json"])),
+    patch: operation(k, "patch", op("patch", suffix), k.kind, {
       ...body(k, PATCH_TYPES),
       parameters: [DRY_RUN, FIELD_MANAGER, FIELD_VALIDATION, FORCE],
     }),
-    delete: operation(k, "delete", op("delete"), k.kind),
-  };
+  });
   const named = [...scope, param("name", `name of the ${k.kind}`, true)];
   const paths: JsonObject = {
     [base]: {
       get: operation(k, "list", op("list"), k.listKind),
       post: operation(k, "post", op("create"), k.kind, writes(["application/json"])),
-      delete: operation(k, "deletecollection", `deletecollection${k.kind}`, k.kind),
+      delete: operation(k, "deletecollection", op("deleteCollection"), k.kind),
       parameters: scope,
     },
-    [`${base}/{name}`]: { ...item, parameters: named },
+    [`${base}/{name}`]: {
+      ...itemOps(""),
+      delete: operation(k, "delete", op("delete"), k.kind),
+      parameters: named,
+    },
   };
-  if (k.subresources.includes("status")) {
-    const { delete: _d, ...status } = item;
-    paths[`${base}/{name}/status`] = { ...status, parameters: named };
-  }
+  if (k.subresources.includes("status"))
+    paths[`${base}/{name}/status`] = { ...itemOps("Status"), parameters: named };
   return paths;
 }
 
