@@ -203,3 +203,43 @@ export function openApiV3(pathname: string): JsonObject | undefined {
   if (!pathname.startsWith("/openapi/v3/")) return undefined;
   return documents.byPath.get(pathname.slice("/openapi/v3/".length));
 }
+
+/** Every kind's schema for `/openapi/v2` (`openapi-v2.ts`), references pointing at `#/definitions/`. */
+export function definitionsV2(): JsonObject {
+  const all: JsonObject = {};
+  for (const k of KINDS) Object.assign(all, schemas(k));
+  return JSON.parse(
+    JSON.stringify(all).replaceAll('"#/components/schemas/', '"#/definitions/'),
+  ) as JsonObject;
+}
+
+/**
+ * Each kind's PATCH for `/openapi/v2`, with its GVK and query parameters (Swagger 2.0 style):
+ * kubectl 1.25–1.26 look there, not in v3, for `fieldValidation`.
+ */
+export function patchPathsV2(): JsonObject {
+  documents ??= build();
+  const out: JsonObject = {};
+  for (const doc of documents.byPath.values()) {
+    for (const [path, item] of Object.entries(doc.paths as Record<string, JsonObject>)) {
+      const patch = item.patch as JsonObject | undefined;
+      if (!patch) continue;
+      const parameters = (patch.parameters as JsonObject[]).map((p) => ({
+        name: p.name ?? null,
+        in: p.in ?? null,
+        type: p.name === "force" ? "boolean" : "string",
+        uniqueItems: true,
+      }));
+      out[path] = {
+        patch: {
+          operationId: patch.operationId ?? null,
+          parameters,
+          responses: { "200": { description: "OK" } },
+          "x-kubernetes-action": "patch",
+          "x-kubernetes-group-version-kind": patch["x-kubernetes-group-version-kind"] ?? null,
+        },
+      };
+    }
+  }
+  return out;
+}

@@ -11,6 +11,12 @@ import { eventKind } from "./kinds/index.ts";
 import { resourceId } from "./kinds/kind.ts";
 import { keyOf } from "./objects.ts";
 import { openApiV3 } from "./openapi.ts";
+import {
+  OPENAPI_V2_PROTOBUF,
+  OPENAPI_V2_PROTOBUF_RESPONSE,
+  openApiV2Json,
+  openApiV2Protobuf,
+} from "./openapi-v2.ts";
 import { type Route, route } from "./routes.ts";
 import {
   badRequest,
@@ -140,6 +146,19 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
     if (user === undefined) {
       req.resume();
       sendJson(res, 401, unauthorized().toStatus());
+      return;
+    }
+    if (url.pathname === "/openapi/v2") {
+      req.resume();
+      if (method !== "GET") sendJson(res, 405, methodNotAllowed({ kind: "", group: "" }).toStatus());
+      else if (String(req.headers.accept ?? "").includes(OPENAPI_V2_PROTOBUF)) {
+        const doc = openApiV2Protobuf();
+        res.writeHead(200, {
+          "Content-Type": OPENAPI_V2_PROTOBUF_RESPONSE,
+          "Content-Length": String(doc.length),
+        });
+        res.end(doc);
+      } else sendJson(res, 200, openApiV2Json());
       return;
     }
     if (url.pathname === "/openapi/v3" || url.pathname.startsWith("/openapi/v3/")) {
