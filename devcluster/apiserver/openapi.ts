@@ -204,10 +204,31 @@ export function openApiV3(pathname: string): JsonObject | undefined {
   return documents.byPath.get(pathname.slice("/openapi/v3/".length));
 }
 
-/** Every kind's schema for `/openapi/v2` (`openapi-v2.ts`), references pointing at `#/definitions/`. */
+/** True when the schema leaves a subtree open (`any`) outside metadata, e.g. a Pod's spec. */
+function openBeyondMetadata(s: Schema, top = true): boolean {
+  if (s === "any") return true;
+  if (typeof s === "string") return false;
+  if ("items" in s) return openBeyondMetadata(s.items, false);
+  return Object.entries(s.fields).some(
+    ([name, sub]) => !(top && name === "metadata") && openBeyondMetadata(sub, false),
+  );
+}
+
+/**
+ * Every kind's schema for `/openapi/v2` (`openapi-v2.ts`), references pointing at `#/definitions/`.
+ * A kind with an open subtree is listed without its GVK: kubectl computes client-side apply's
+ * strategic merge patch from the v2 schema of a GVK it finds there, and an open schema has no
+ * `x-kubernetes-patch-merge-key` (a Pod's containers would be replaced as a whole and every apply
+ * would report `configured`); without it kubectl uses its compiled-in types, as a real schema would.
+ */
 export function definitionsV2(): JsonObject {
   const all: JsonObject = {};
-  for (const k of KINDS) Object.assign(all, schemas(k));
+  for (const k of KINDS) {
+    const defs = schemas(k);
+    if (openBeyondMetadata(k.schema))
+      delete (defs[definitionName(k, k.kind)] as JsonObject)["x-kubernetes-group-version-kind"];
+    Object.assign(all, defs);
+  }
   return JSON.parse(
     JSON.stringify(all).replaceAll('"#/components/schemas/', '"#/definitions/'),
   ) as JsonObject;
