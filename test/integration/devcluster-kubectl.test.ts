@@ -107,6 +107,10 @@ describe("kubectl against devcluster", () => {
     );
     // The same documents serve `kubectl explain`.
     expect(await kubectl("explain", "lease.spec")).toMatch(/holderIdentity\s+<string>/);
+    // …and /openapi/v2 in the protobuf kubectl asks for (what kubectl before 1.27 validates with).
+    expect(await kubectl("explain", "lease.spec", "--output=plaintext-openapiv2")).toMatch(
+      /holderIdentity\s+<string>/,
+    );
     // `kubectl get leases`: the server's Table, with the HOLDER column.
     expect(lines(await kubectl("get", "leases", "-n", "kubectl-apply"))).toEqual([
       ["NAME", "HOLDER", "AGE"],

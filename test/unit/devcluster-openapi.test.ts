@@ -5,6 +5,7 @@ import { describe, expect, it } from "vitest";
 import { KINDS } from "../../devcluster/apiserver/kinds/index.ts";
 import { groupVersion } from "../../devcluster/apiserver/kinds/kind.ts";
 import { openApiV3 } from "../../devcluster/apiserver/openapi.ts";
+import { openApiV2Json, openApiV2Protobuf } from "../../devcluster/apiserver/openapi-v2.ts";
 import { isObject, type Json, type JsonObject } from "../../devcluster/apiserver/types.ts";
 
 function refs(v: Json, out: string[] = []): string[] {
@@ -71,5 +72,32 @@ describe("devcluster OpenAPI v3", () => {
       const content = ((patch?.requestBody ?? { content: {} }) as { content: JsonObject }).content;
       expect(Object.keys(content)).not.toContain("application/strategic-merge-patch+json");
     }
+  });
+});
+
+describe("devcluster OpenAPI v2", () => {
+  it("lists every kind's definition and PATCH; Pod (open spec) without its GVK so kubectl patches it from compiled-in types", () => {
+    const doc = openApiV2Json() as {
+      definitions: Record<string, JsonObject>;
+      paths: Record<string, { patch: JsonObject }>;
+    };
+    const gvkOf = (name: string) => doc.definitions[name]?.["x-kubernetes-group-version-kind"];
+    expect(gvkOf("io.k8s.api.coordination.v1.Lease")).toEqual([
+      { group: "coordination.k8s.io", kind: "Lease", version: "v1" },
+    ]);
+    expect(doc.definitions["io.k8s.api.core.v1.Pod"]).toBeDefined();
+    expect(gvkOf("io.k8s.api.core.v1.Pod")).toBeUndefined();
+    for (const ref of refs(doc as unknown as Json))
+      expect(doc.definitions[ref.replace("#/definitions/", "")], ref).toBeDefined();
+    const patches = Object.values(doc.paths).map((p) => p.patch);
+    expect(patches).toHaveLength(
+      KINDS.length + KINDS.filter((k) => k.subresources.includes("status")).length,
+    );
+    for (const p of patches)
+      expect((p.parameters as JsonObject[]).find((x) => x.name === "fieldValidation")).toMatchObject({
+        in: "query",
+      });
+    // The protobuf starts with Document.swagger (field 1): "2.0".
+    expect([...openApiV2Protobuf().subarray(0, 5)]).toEqual([0x0a, 3, ...Buffer.from("2.0")]);
   });
 });
