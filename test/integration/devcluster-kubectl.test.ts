@@ -161,6 +161,35 @@ describe("kubectl against devcluster", () => {
     expect((await managed()).map((m) => m.manager)).toEqual(["kubectl", "agent"]);
   });
 
+  it("get -w: the watch carries Table rows too, one line per change", async () => {
+    const file = join(cluster.dir, "watched.yaml");
+    const lease = (holder: string) =>
+      `apiVersion: coordination.k8s.io/v1\nkind: Lease\nmetadata:\n  name: watched\nspec:\n  holderIdentity: ${holder}\n`;
+    await writeFile(file, lease("first"));
+    await kubectl("apply", "-f", file);
+    const child = execFile("kubectl", ["get", "lease", "watched", "-w"], {
+      env: { ...process.env, KUBECONFIG: cluster.kubeconfigPath, HOME: cluster.dir },
+      timeout: 30_000,
+    });
+    let out = "";
+    child.stdout?.on("data", (d: Buffer) => {
+      out += d.toString();
+    });
+    try {
+      await waitFor("the first row", () => out.includes("first"));
+      await writeFile(file, lease("second"));
+      await kubectl("apply", "-f", file);
+      await waitFor("the row of the change", () => out.includes("second"));
+      expect(lines(out)).toEqual([
+        ["NAME", "HOLDER", "AGE"],
+        ["watched", "first", expect.stringMatching(AGE)],
+        ["watched", "second", expect.stringMatching(AGE)],
+      ]);
+    } finally {
+      child.kill();
+    }
+  });
+
   it("get nodes prints STATUS, ROLES and VERSION from the server's Table", async () => {
     expect(lines(await kubectl("get", "nodes"))).toEqual([
       ["NAME", "STATUS", "ROLES", "AGE", "VERSION"],
