@@ -1,4 +1,5 @@
 import type { Kind } from "./kinds/index.ts";
+import { withType } from "./objects.ts";
 import { printerFor } from "./printers.ts";
 import { badRequest } from "./status.ts";
 import { isObject, type Json, type JsonObject } from "./types.ts";
@@ -21,9 +22,10 @@ export function tableVersion(accept: string): "v1" | "v1beta1" | undefined {
 }
 
 /** `includeObject`: None, Metadata (default: a PartialObjectMetadata per row) or Object. */
-function rowObject(item: JsonObject, include: string, tableApi: string): JsonObject | undefined {
+function rowObject(kind: Kind, item: JsonObject, include: string, tableApi: string): JsonObject | undefined {
   if (include === "None") return undefined;
-  if (include === "Object") return item;
+  // The whole object, typed (list items are served without kind/apiVersion): kubectl decodes it for --sort-by.
+  if (include === "Object") return withType(kind, item);
   return {
     kind: "PartialObjectMetadata",
     apiVersion: tableApi,
@@ -53,7 +55,7 @@ export function toTable(
     const row: JsonObject = { cells: printer.cells(item, now) };
     const conditions = printer.conditions?.(item);
     if (conditions) row.conditions = conditions;
-    const o = rowObject(item, include, tableApi);
+    const o = rowObject(kind, item, include, tableApi);
     if (o) row.object = o;
     return row;
   });

@@ -223,6 +223,14 @@ describe("kubectl against devcluster", () => {
       ["NAME", "READY", "STATUS", "RESTARTS", "AGE"],
       ["too-big", "0/1", "Pending", "0", expect.stringMatching(AGE)],
     ]);
+    // --sort-by asks for whole objects in the rows (includeObject=Object).
+    expect(lines(await kubectl("get", "pods", "--sort-by=.metadata.name"))).toContainEqual([
+      "too-big",
+      "0/1",
+      "Pending",
+      "0",
+      expect.stringMatching(AGE),
+    ]);
     const table = await kubectl("get", "events", "--field-selector", "involvedObject.name=too-big");
     expect(table.split("\n")[0]).toMatch(/^LAST SEEN\s+TYPE\s+REASON\s+OBJECT\s+MESSAGE$/);
     expect(table).toMatch(

@@ -67,6 +67,9 @@ describe("Table negotiation", () => {
       apiVersion: "meta.k8s.io/v1",
       metadata: { name: "p" },
     });
+    // includeObject=Object (kubectl --sort-by): the whole object, typed, though list items are not.
+    const full = toTable(podKind, list, "v1", new URLSearchParams("includeObject=Object"), NOW);
+    expect((full.rows as JsonObject[])[0]?.object).toMatchObject({ kind: "Pod", apiVersion: "v1", spec: {} });
     const none = toTable(podKind, list, "v1", new URLSearchParams("includeObject=None"), NOW);
     expect((none.rows as JsonObject[])[0]?.object).toBeUndefined();
     expect(() => toTable(podKind, list, "v1", new URLSearchParams("includeObject=All"), NOW)).toThrow(
