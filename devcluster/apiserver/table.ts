@@ -33,6 +33,17 @@ function rowObject(kind: Kind, item: JsonObject, include: string, tableApi: stri
   };
 }
 
+/** `includeObject`, checked: a watch checks it before its first event (a throw later would reach the store's writer). */
+export function includeObjectOf(query: URLSearchParams): string {
+  const include = query.get("includeObject") ?? "Metadata";
+  if (!["None", "Metadata", "Object"].includes(include)) {
+    throw badRequest(
+      `includeObject: Unsupported value: "${include}": supported values: "Metadata", "None", "Object"`,
+    );
+  }
+  return include;
+}
+
 /** A get/list reply (one object or a `…List`) as a meta.k8s.io Table, as the real server's TableConvertor makes it. */
 export function toTable(
   kind: Kind,
@@ -41,12 +52,7 @@ export function toTable(
   query: URLSearchParams,
   now = Date.now(),
 ): JsonObject {
-  const include = query.get("includeObject") ?? "Metadata";
-  if (!["None", "Metadata", "Object"].includes(include)) {
-    throw badRequest(
-      `includeObject: Unsupported value: "${include}": supported values: "Metadata", "None", "Object"`,
-    );
-  }
+  const include = includeObjectOf(query);
   const tableApi = `meta.k8s.io/${version}`;
   const printer = printerFor(kind);
   const isList = Array.isArray(body.items);

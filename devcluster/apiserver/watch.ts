@@ -4,7 +4,7 @@ import { groupVersion, resourceId } from "./kinds/kind.ts";
 import { metaOf, withType } from "./objects.ts";
 import { badRequest, expired } from "./status.ts";
 import type { StoreEvent } from "./store.ts";
-import { toTable } from "./table.ts";
+import { includeObjectOf, toTable } from "./table.ts";
 import type { JsonObject } from "./types.ts";
 
 export interface WatchOptions {
@@ -28,6 +28,7 @@ export function serveWatch(ctx: Ctx, res: ServerResponse, opts: WatchOptions, on
   const timeoutRaw = query.get("timeoutSeconds");
   if (timeoutRaw !== null && !/^\d+$/.test(timeoutRaw))
     throw badRequest(`timeoutSeconds: Invalid value: "${timeoutRaw}"`);
+  if (opts.table) includeObjectOf(query);
   const res_id = resourceId(kind);
   const ns = kind.namespaced ? ctx.namespace : undefined;
   const inScope = (o: JsonObject) => ns === undefined || metaOf(o).namespace === ns;
