@@ -1,5 +1,8 @@
 import { DurableObject } from "cloudflare:workers";
+import { decodeJwt } from "jose";
+import { BodyQueue } from "../../shared/body-queue.ts";
 import { AppError, errorResponse } from "../../shared/errors.ts";
+import { digestToBase64url, RELAY_HEADER } from "../../shared/relay-signing.ts";
 import {
   type Capacity,
   ChunkSequencer,
@@ -11,6 +14,7 @@ import {
   headersToPairs,
   pairsToHeaders,
   TUNNEL_CREDIT_BATCH_BYTES,
+  TUNNEL_INITIAL_WINDOW_BYTES,
   TUNNEL_INLINE_BODY_BYTES,
   type TunnelFrame,
   toBase64,
@@ -18,8 +22,13 @@ import {
 } from "../../shared/tunnel.ts";
 import { loadConfig } from "../config.ts";
 import type { Env } from "../env.ts";
-import { TUNNEL_AGENTS_PATH, TUNNEL_CANCEL_PATH, TUNNEL_HEADERS } from "../relay/protocol.ts";
-import { BodyQueue } from "./body-queue.ts";
+import {
+  TUNNEL_AGENTS_PATH,
+  TUNNEL_BUFFER_BUDGET_BYTES,
+  TUNNEL_CANCEL_PATH,
+  TUNNEL_HEADERS,
+} from "../relay/protocol.ts";
+import { signerFor } from "../relay/relay.ts";
 
 /** What survives hibernation for each accepted agent socket. */
 export interface AgentAttachment {
@@ -53,6 +62,14 @@ interface Pending {
   timer: ReturnType<typeof setTimeout> | null;
   idleMs: number;
   cancelKey: string | null;
+  /** A streamed request body on its way to the agent (null when it went inline). */
+  upload: Upload | null;
+}
+
+/** The sending side of a streamed request body: the agent's credit window, and who waits on it. */
+interface Upload {
+  window: number;
+  waiter: (() => void) | null;
 }
 
 const MIN_TIMEOUT_MS = 1000;
@@ -71,6 +88,8 @@ export class TunnelDO extends DurableObject<Env> {
   /** Pending tunnel ids by cancel key (a caller may reuse its id for concurrent requests). */
   private readonly byCancelKey = new Map<string, Set<string>>();
   private rotation = 0;
+  /** Credit windows reserved by the streamed uploads in flight (see TUNNEL_BUFFER_BUDGET_BYTES). */
+  private reservedBytes = 0;
 
   override async fetch(request: Request): Promise<Response> {
     if (request.headers.get("Upgrade")?.toLowerCase() === "websocket") return this.acceptAgent(request);
@@ -167,8 +186,17 @@ export class TunnelDO extends DurableObject<Env> {
       case "error":
         if (!this.heldBy(ws, frame.id)) return;
         return this.fail(frame.id, new AppError(frame.code, frame.message));
+      case "credit": {
+        // The agent consumed this much of a streamed upload: the pump may send as much again.
+        if (!this.heldBy(ws, frame.id)) return;
+        const up = this.pending.get(frame.id)?.upload;
+        if (!up) return;
+        up.window += frame.bytes;
+        wakeUpload(up);
+        return;
+      }
       default:
-        return; // request/cancel/credit frames only travel edge → agent
+        return; // request/cancel frames only travel edge → agent
     }
   }
 
@@ -285,7 +313,17 @@ export class TunnelDO extends DurableObject<Env> {
     const headers = new Headers(request.headers);
     for (const h of Object.values(TUNNEL_HEADERS)) headers.delete(h);
     const url = new URL(request.url);
-    const body = request.body ? new Uint8Array(await request.arrayBuffer()) : new Uint8Array(0);
+    const streamed = request.headers.get(TUNNEL_HEADERS.bodyTrailer) === "1" && request.body !== null;
+    if (streamed && this.bufferedBytes() + TUNNEL_INITIAL_WINDOW_BYTES > TUNNEL_BUFFER_BUDGET_BYTES) {
+      await request.body?.cancel().catch(() => {});
+      return errorResponse(
+        new AppError("tunnel_busy", "the region's tunnel is at its buffered-bytes budget; retry", {
+          retryAfterSeconds: 1,
+        }),
+        requestId,
+      );
+    }
+    const body = request.body && !streamed ? new Uint8Array(await request.arrayBuffer()) : new Uint8Array(0);
     const id = crypto.randomUUID();
     const { ws, a } = picked;
 
@@ -304,7 +342,9 @@ export class TunnelDO extends DurableObject<Env> {
         timer: null,
         idleMs,
         cancelKey: cancelBy,
+        upload: streamed ? { window: TUNNEL_INITIAL_WINDOW_BYTES, waiter: null } : null,
       };
+      if (streamed) this.reservedBytes += TUNNEL_INITIAL_WINDOW_BYTES;
       this.pending.set(id, p);
       if (cancelBy !== null) {
         const ids = this.byCancelKey.get(cancelBy) ?? new Set<string>();
@@ -336,7 +376,7 @@ export class TunnelDO extends DurableObject<Env> {
       p.body?.end();
     });
     try {
-      const inline = body.length <= TUNNEL_INLINE_BODY_BYTES;
+      const inline = !streamed && body.length <= TUNNEL_INLINE_BODY_BYTES;
       const frame: TunnelFrame = {
         type: "request",
         id,
@@ -346,7 +386,15 @@ export class TunnelDO extends DurableObject<Env> {
         ...(inline ? (body.length > 0 ? { body: toBase64(body) } : {}) : { bodyFollows: true }),
       };
       ws.send(encodeFrame(frame));
-      if (!inline) {
+      if (streamed) {
+        const region = request.headers.get(TUNNEL_HEADERS.region) ?? "";
+        void this.pumpUpload(
+          id,
+          request.body as ReadableStream<Uint8Array>,
+          region,
+          headers.get(RELAY_HEADER),
+        );
+      } else if (!inline) {
         let seq = 0;
         for (const part of chunkBytes(body))
           ws.send(encodeFrame({ type: "chunk", id, seq: seq++, data: toBase64(part) }));
@@ -361,6 +409,82 @@ export class TunnelDO extends DurableObject<Env> {
     const res = await head;
     res.headers.set(TUNNEL_HEADERS.agent, a.agentId);
     return res;
+  }
+
+  /**
+   * Send a streamed request body as it arrives from the Worker, never more than the agent's credit
+   * window ahead of what it consumed (so the DO holds about one chunk of it), hashing as it goes;
+   * the end frame carries the trailer that binds the hash and length to the head's relay token.
+   */
+  private async pumpUpload(
+    id: string,
+    body: ReadableStream<Uint8Array>,
+    region: string,
+    headToken: string | null,
+  ): Promise<void> {
+    const reader = body.getReader();
+    const digest = new crypto.DigestStream("SHA-256");
+    const hashing = digest.getWriter();
+    const live = (): Pending | null => {
+      const p = this.pending.get(id);
+      return p?.upload ? p : null;
+    };
+    let seq = 0;
+    let size = 0;
+    try {
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        for (const part of chunkBytes(value)) {
+          let p = live();
+          while (p?.upload && p.upload.window < part.byteLength) {
+            const up = p.upload;
+            await new Promise<void>((resolve) => {
+              up.waiter = resolve;
+            });
+            p = live();
+          }
+          if (!p?.upload) {
+            await reader.cancel().catch(() => {});
+            return;
+          }
+          p.upload.window -= part.byteLength;
+          size += part.byteLength;
+          p.ws.send(encodeFrame({ type: "chunk", id, seq: seq++, data: toBase64(part) }));
+          await hashing.write(part);
+        }
+      }
+      await hashing.close();
+      const sha = digestToBase64url(await digest.digest);
+      const cfg = loadConfig(this.env);
+      if (!cfg.ok) throw new AppError("internal", cfg.message);
+      const headJti = headToken ? decodeJwt(headToken).jti : undefined;
+      if (!headJti) throw new AppError("internal", "streamed relay has no head token");
+      const trailer = await (await signerFor(cfg.config, region)).signTrailer({
+        headJti,
+        bodySha256: sha,
+        size,
+      });
+      const p = live();
+      if (p) p.ws.send(encodeFrame({ type: "end", id, chunks: seq, trailer }));
+    } catch (e) {
+      // The client's upload broke off (or the Worker refused it past the size limit, which it
+      // answers itself): the agent drops what it wrote, nothing is committed.
+      const p = this.pending.get(id);
+      if (!p) return;
+      this.send(p.ws, { type: "cancel", id });
+      this.fail(
+        id,
+        e instanceof AppError ? e : new AppError("request_cancelled", "the upload ended before its end"),
+      );
+    }
+  }
+
+  /** Body bytes this DO holds or has promised room for: reserved upload windows, queued response bytes. */
+  private bufferedBytes(): number {
+    let n = this.reservedBytes;
+    for (const p of this.pending.values()) n += p.body?.bufferedBytes ?? 0;
+    return n;
   }
 
   private onHead(id: string, status: number, headers: Headers, inline?: string): void {
@@ -461,6 +585,12 @@ export class TunnelDO extends DurableObject<Env> {
     if (!p) return;
     if (p.timer) clearTimeout(p.timer);
     this.pending.delete(id);
+    if (p.upload) {
+      // The agent answered (or the request failed): the pump stops at its next chunk.
+      this.reservedBytes -= TUNNEL_INITIAL_WINDOW_BYTES;
+      wakeUpload(p.upload);
+      p.upload = null;
+    }
     if (p.cancelKey !== null) {
       const ids = this.byCancelKey.get(p.cancelKey);
       ids?.delete(id);
@@ -478,6 +608,12 @@ export class TunnelDO extends DurableObject<Env> {
       // socket gone; its close handler fails what is pending
     }
   }
+}
+
+function wakeUpload(up: Upload): void {
+  const w = up.waiter;
+  up.waiter = null;
+  w?.();
 }
 
 function attachmentOf(ws: WebSocket): AgentAttachment | null {

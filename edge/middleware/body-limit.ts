@@ -3,8 +3,11 @@ import { AppError } from "../../shared/errors.ts";
 import type { AppEnv } from "../app-env.ts";
 
 /**
- * Buffer the body, refusing more than MAX_BODY_BYTES with 413: by Content-Length up front, and by
- * counting while reading (a chunked body has no length to trust).
+ * Refuse more than the limit with 413: by Content-Length up front, and by counting while reading
+ * (a chunked body has no length to trust). A request body (MAX_BODY_BYTES) is buffered for the
+ * handler; a file upload (MAX_FILE_BYTES) is only counted as it streams through to the agent, so
+ * the Worker never holds it: past the limit its stream errors (the relay stops, the agent commits
+ * nothing) and the answer is 413.
  *
  * A refusal sent while the client is still uploading, followed by closing the connection, can
  * reset it: the client's write fails and the 413 it was sent is lost with the connection (seen
@@ -28,7 +31,30 @@ export function bodyLimit(kind: "request" | "file" = "request"): MiddlewareHandl
     }
     if (!stream) {
       c.set("body", new Uint8Array(0));
+      if (kind === "file")
+        c.set("bodyStream", new Response(new Uint8Array(0)).body as ReadableStream<Uint8Array>);
       return next();
+    }
+    if (kind === "file") {
+      let size = 0;
+      let over = false;
+      c.set(
+        "bodyStream",
+        stream.pipeThrough(
+          new TransformStream<Uint8Array, Uint8Array>({
+            transform(chunk, out) {
+              size += chunk.byteLength;
+              if (size > max) {
+                over = true;
+                out.error(tooLarge());
+              } else out.enqueue(chunk);
+            },
+          }),
+        ),
+      );
+      await next();
+      if (over) throw tooLarge();
+      return;
     }
     const reader = stream.getReader();
     const parts: Uint8Array[] = [];

@@ -29,8 +29,8 @@ export interface RelaySpec {
   method: "GET" | "POST" | "PUT" | "DELETE";
   /** Path with query, as the agent will see it. */
   path: string;
-  /** The body to sign and send (a validated, re-encoded JSON body or raw file bytes). */
-  body?: Uint8Array | null;
+  /** The body to sign and send: a validated, re-encoded JSON body, or a file upload's stream. */
+  body?: Uint8Array | ReadableStream<Uint8Array> | null;
   /** `application/json` unless told (`text/event-stream` for a stream, `*\/*` for a file read). */
   accept?: string;
   /** `application/json` unless told (`application/octet-stream` for a file write). */

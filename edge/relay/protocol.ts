@@ -28,7 +28,19 @@ export const TUNNEL_HEADERS = {
   cluster: "X-Tunnel-Cluster",
   /** Set by the Worker when the caller named its request (X-Request-Id): see cancelKey. */
   cancelKey: "X-Tunnel-Cancel-Key",
+  /**
+   * Set by the Worker when the body streams (a file upload): the relay token binds no body hash,
+   * the DO hashes the body as it passes and sends the agent a signed trailer with the end frame.
+   */
+  bodyTrailer: "X-Tunnel-Body-Trailer",
 } as const;
+
+/**
+ * Body bytes one TunnelDO may hold at once, all requests together: each streamed upload reserves
+ * its credit window for its whole life, response bodies count what they hold. A request that
+ * would cross it is answered 503 tunnel_busy; a Durable Object has 128 MB in all.
+ */
+export const TUNNEL_BUFFER_BUDGET_BYTES = 48 * 1024 * 1024;
 
 /** The DO's list of connected agents (JSON array of `{connId, agentId, cluster, …}`). */
 export const TUNNEL_AGENTS_PATH = "/__tunnel/agents";
