@@ -23,10 +23,12 @@ import {
 import { loadConfig } from "../config.ts";
 import type { Env } from "../env.ts";
 import {
+  BODY_END_MARK_BYTES,
   TUNNEL_AGENTS_PATH,
   TUNNEL_BUFFER_BUDGET_BYTES,
   TUNNEL_CANCEL_PATH,
   TUNNEL_HEADERS,
+  toHex,
 } from "../relay/protocol.ts";
 import { signerFor } from "../relay/relay.ts";
 
@@ -388,12 +390,11 @@ export class TunnelDO extends DurableObject<Env> {
       ws.send(encodeFrame(frame));
       if (streamed) {
         const region = request.headers.get(TUNNEL_HEADERS.region) ?? "";
-        void this.pumpUpload(
-          id,
-          request.body as ReadableStream<Uint8Array>,
+        void this.pumpUpload(id, request.body as ReadableStream<Uint8Array>, {
           region,
-          headers.get(RELAY_HEADER),
-        );
+          headToken: headers.get(RELAY_HEADER),
+          endMark: request.headers.get(TUNNEL_HEADERS.bodyEndMark) ?? "",
+        });
       } else if (!inline) {
         let seq = 0;
         for (const part of chunkBytes(body))
@@ -419,9 +420,9 @@ export class TunnelDO extends DurableObject<Env> {
   private async pumpUpload(
     id: string,
     body: ReadableStream<Uint8Array>,
-    region: string,
-    headToken: string | null,
+    opts: { region: string; headToken: string | null; endMark: string },
   ): Promise<void> {
+    const { region, headToken } = opts;
     const reader = body.getReader();
     const digest = new crypto.DigestStream("SHA-256");
     const hashing = digest.getWriter();
@@ -431,11 +432,16 @@ export class TunnelDO extends DurableObject<Env> {
     };
     let seq = 0;
     let size = 0;
+    let tail = new Uint8Array(0);
     try {
       for (;;) {
         const { done, value } = await reader.read();
         if (done) break;
-        for (const part of chunkBytes(value)) {
+        // The last BODY_END_MARK_BYTES seen are held back: at the end they must be the mark.
+        const joined = tail.byteLength === 0 ? value : concatBytes(tail, value);
+        const cut = Math.max(0, joined.byteLength - BODY_END_MARK_BYTES);
+        tail = joined.slice(cut);
+        for (const part of chunkBytes(joined.subarray(0, cut))) {
           let p = live();
           while (p?.upload && p.upload.window < part.byteLength) {
             const up = p.upload;
@@ -454,6 +460,8 @@ export class TunnelDO extends DurableObject<Env> {
           await hashing.write(part);
         }
       }
+      if (toHex(tail) !== opts.endMark || opts.endMark.length !== BODY_END_MARK_BYTES * 2)
+        throw new AppError("request_cancelled", "the upload ended before its end");
       await hashing.close();
       const sha = digestToBase64url(await digest.digest);
       const cfg = loadConfig(this.env);
@@ -466,10 +474,12 @@ export class TunnelDO extends DurableObject<Env> {
         size,
       });
       const p = live();
-      if (p) p.ws.send(encodeFrame({ type: "end", id, chunks: seq, trailer }));
+      if (!p) return;
+      p.ws.send(encodeFrame({ type: "end", id, chunks: seq, trailer }));
+      this.releaseUpload(p);
     } catch (e) {
-      // The client's upload broke off (or the Worker refused it past the size limit, which it
-      // answers itself): the agent drops what it wrote, nothing is committed.
+      // The client's upload broke off or ran past the limit: the agent is told to stop and drops
+      // what it wrote (no trailer, nothing committed).
       const p = this.pending.get(id);
       if (!p) return;
       this.send(p.ws, { type: "cancel", id });
@@ -478,6 +488,14 @@ export class TunnelDO extends DurableObject<Env> {
         e instanceof AppError ? e : new AppError("request_cancelled", "the upload ended before its end"),
       );
     }
+  }
+
+  /** An upload's window leaves the budget once its end was sent, or its request ended first. */
+  private releaseUpload(p: Pending): void {
+    if (!p.upload) return;
+    this.reservedBytes -= TUNNEL_INITIAL_WINDOW_BYTES;
+    wakeUpload(p.upload);
+    p.upload = null;
   }
 
   /** Body bytes this DO holds or has promised room for: reserved upload windows, queued response bytes. */
@@ -585,12 +603,8 @@ export class TunnelDO extends DurableObject<Env> {
     if (!p) return;
     if (p.timer) clearTimeout(p.timer);
     this.pending.delete(id);
-    if (p.upload) {
-      // The agent answered (or the request failed): the pump stops at its next chunk.
-      this.reservedBytes -= TUNNEL_INITIAL_WINDOW_BYTES;
-      wakeUpload(p.upload);
-      p.upload = null;
-    }
+    // The agent answered (or the request failed): the pump stops at its next chunk.
+    this.releaseUpload(p);
     if (p.cancelKey !== null) {
       const ids = this.byCancelKey.get(p.cancelKey);
       ids?.delete(id);
@@ -608,6 +622,13 @@ export class TunnelDO extends DurableObject<Env> {
       // socket gone; its close handler fails what is pending
     }
   }
+}
+
+function concatBytes(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.byteLength + b.byteLength);
+  out.set(a);
+  out.set(b, a.byteLength);
+  return out;
 }
 
 function wakeUpload(up: Upload): void {

@@ -6,8 +6,8 @@ import type { AppEnv } from "../app-env.ts";
  * Refuse more than the limit with 413: by Content-Length up front, and by counting while reading
  * (a chunked body has no length to trust). A request body (MAX_BODY_BYTES) is buffered for the
  * handler; a file upload (MAX_FILE_BYTES) is only counted as it streams through to the agent, so
- * the Worker never holds it: past the limit its stream errors (the relay stops, the agent commits
- * nothing) and the answer is 413.
+ * the Worker never holds it: past the limit its stream errors before the relay's end mark (the DO
+ * refuses it, the agent commits nothing) and the answer is 413.
  *
  * A refusal sent while the client is still uploading, followed by closing the connection, can
  * reset it: the client's write fails and the 413 it was sent is lost with the connection (seen
@@ -44,10 +44,11 @@ export function bodyLimit(kind: "request" | "file" = "request"): MiddlewareHandl
           new TransformStream<Uint8Array, Uint8Array>({
             transform(chunk, out) {
               size += chunk.byteLength;
-              if (size > max) {
-                over = true;
-                out.error(tooLarge());
-              } else out.enqueue(chunk);
+              if (size <= max) return out.enqueue(chunk);
+              // Errored, so the relay adds no end mark after it: the DO signs no trailer and the
+              // agent commits nothing; the answer is the 413 below.
+              over = true;
+              out.error(tooLarge());
             },
           }),
         ),

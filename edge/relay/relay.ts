@@ -10,11 +10,13 @@ import { AGENT_TIMING_HEADER, parseServerTiming, type Spans } from "../../shared
 import type { Principal } from "../auth/tenant-jwt.ts";
 import type { EdgeConfig } from "../config.ts";
 import {
+  BODY_END_MARK_BYTES,
   cancelKey,
   TUNNEL_AGENTS_PATH,
   TUNNEL_CANCEL_PATH,
   TUNNEL_HEADERS,
   TUNNEL_ORIGIN,
+  toHex,
 } from "./protocol.ts";
 
 /** How the Worker reaches the TunnelDO of a region (a DO stub's fetch in production). */
@@ -116,12 +118,20 @@ export async function relayToRegions(
     if (input.cluster !== undefined) headers.set(TUNNEL_HEADERS.cluster, input.cluster);
     const clientId = headers.get("x-client-request-id");
     if (clientId !== null) headers.set(TUNNEL_HEADERS.cancelKey, cancelKey(input.principal.tenant, clientId));
-    if (streamed) headers.set(TUNNEL_HEADERS.bodyTrailer, "1");
+    let body = input.body;
+    if (body instanceof ReadableStream) {
+      headers.set(TUNNEL_HEADERS.bodyTrailer, "1");
+      const mark = crypto.getRandomValues(new Uint8Array(BODY_END_MARK_BYTES));
+      headers.set(TUNNEL_HEADERS.bodyEndMark, toHex(mark));
+      body = body.pipeThrough(
+        new TransformStream<Uint8Array, Uint8Array>({ flush: (out) => out.enqueue(mark) }),
+      );
+    }
     const hasBody = input.body !== null && input.method !== "GET" && input.method !== "HEAD";
     const req = new Request(`${TUNNEL_ORIGIN}${input.path}`, {
       method: input.method,
       headers,
-      body: hasBody ? (input.body as Uint8Array<ArrayBuffer> | ReadableStream<Uint8Array>) : null,
+      body: hasBody ? (body as Uint8Array<ArrayBuffer> | ReadableStream<Uint8Array>) : null,
       ...(input.signal ? { signal: input.signal } : {}),
     });
     const endTunnel = input.spans?.start("edge-tunnel");
