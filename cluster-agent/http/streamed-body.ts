@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { AppError, type Result } from "../../shared/errors.ts";
+import { AppError, err, type Result } from "../../shared/errors.ts";
 import { digestToBase64url } from "../../shared/relay-signing.ts";
 
 export interface StreamedBodyCheck {
@@ -39,10 +39,11 @@ export function verifiedBody(
         out.enqueue(chunk);
       },
       async flush(out) {
-        const ok = await check.verify(await check.trailer, {
-          sha256: digestToBase64url(hash.digest()),
-          size,
-        });
+        const passed = { sha256: digestToBase64url(hash.digest()), size };
+        // A check that throws refuses the body too: it must never complete unverified.
+        const ok = await check
+          .verify(await check.trailer, passed)
+          .catch((e: unknown) => err(new AppError("internal", `trailer check failed: ${String(e)}`)));
         if (!ok.ok) refuse(out, ok.error);
       },
     }),
