@@ -38,21 +38,26 @@ export function bodyLimit(kind: "request" | "file" = "request"): MiddlewareHandl
     if (kind === "file") {
       let size = 0;
       let over = false;
-      c.set(
-        "bodyStream",
-        stream.pipeThrough(
-          new TransformStream<Uint8Array, Uint8Array>({
-            transform(chunk, out) {
-              size += chunk.byteLength;
-              if (size <= max) return out.enqueue(chunk);
-              // Errored, so the relay adds no end mark after it: the DO signs no trailer and the
-              // agent commits nothing; the answer is the 413 below.
-              over = true;
-              out.error(tooLarge());
-            },
-          }),
-        ),
+      const source = stream.getReader();
+      // A pull stream rather than a pipe: a refusal errors it without an unhandled pipe rejection.
+      const counted = new ReadableStream<Uint8Array>(
+        {
+          async pull(out) {
+            const { done, value } = await source.read();
+            if (done) return out.close();
+            size += value.byteLength;
+            if (size <= max) return out.enqueue(value);
+            // Errored, so the relay adds no end mark after it: the DO signs no trailer and the
+            // agent commits nothing; the answer is the 413 below.
+            over = true;
+            out.error(tooLarge());
+            await source.cancel().catch(() => {});
+          },
+          cancel: (why) => source.cancel(why),
+        },
+        { highWaterMark: 0 },
       );
+      c.set("bodyStream", counted);
       await next();
       if (over) throw tooLarge();
       return;

@@ -123,8 +123,18 @@ export async function relayToRegions(
       headers.set(TUNNEL_HEADERS.bodyTrailer, "1");
       const mark = crypto.getRandomValues(new Uint8Array(BODY_END_MARK_BYTES));
       headers.set(TUNNEL_HEADERS.bodyEndMark, toHex(mark));
-      body = body.pipeThrough(
-        new TransformStream<Uint8Array, Uint8Array>({ flush: (out) => out.enqueue(mark) }),
+      const source = body.getReader();
+      body = new ReadableStream<Uint8Array>(
+        {
+          async pull(out) {
+            const { done, value } = await source.read();
+            if (!done) return out.enqueue(value);
+            out.enqueue(mark);
+            out.close();
+          },
+          cancel: (why) => source.cancel(why),
+        },
+        { highWaterMark: 0 },
       );
     }
     const hasBody = input.body !== null && input.method !== "GET" && input.method !== "HEAD";
