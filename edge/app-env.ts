@@ -4,6 +4,7 @@ import type { Spans } from "../shared/spans.ts";
 import type { Principal } from "./auth/tenant-jwt.ts";
 import type { EdgeDeps } from "./deps.ts";
 import type { Env } from "./env.ts";
+import type { StreamedBody } from "./relay/protocol.ts";
 
 export type AppEnv = {
   Bindings: Env;
@@ -18,7 +19,7 @@ export type AppEnv = {
     /** The buffered request body (routes that take one), within MAX_BODY_BYTES. */
     body: Uint8Array;
     /** A file upload's body, counted as it streams (never buffered), within MAX_FILE_BYTES. */
-    bodyStream: ReadableStream<Uint8Array>;
+    bodyStream: StreamedBody;
   };
 };
 

@@ -52,6 +52,16 @@ export const TUNNEL_BUFFER_BUDGET_BYTES = 48 * 1024 * 1024;
 /** Bytes of a streamed body's end mark (TUNNEL_HEADERS.bodyEndMark). */
 export const BODY_END_MARK_BYTES = 16;
 
+/**
+ * A request body that streams to the agent (a file upload): its bytes, followed by `endMark`'s
+ * bytes only if the client's body ended cleanly within the limit (middleware/body-limit.ts).
+ */
+export interface StreamedBody {
+  stream: ReadableStream<Uint8Array>;
+  /** Hex of the mark's bytes; the DO checks the stream ends with them. */
+  endMark: string;
+}
+
 /** Hex of a byte string (the end mark travels as a header). */
 export function toHex(bytes: Uint8Array): string {
   return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");

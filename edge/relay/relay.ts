@@ -10,14 +10,16 @@ import { AGENT_TIMING_HEADER, parseServerTiming, type Spans } from "../../shared
 import type { Principal } from "../auth/tenant-jwt.ts";
 import type { EdgeConfig } from "../config.ts";
 import {
-  BODY_END_MARK_BYTES,
   cancelKey,
+  type StreamedBody,
   TUNNEL_AGENTS_PATH,
   TUNNEL_CANCEL_PATH,
   TUNNEL_HEADERS,
   TUNNEL_ORIGIN,
-  toHex,
 } from "./protocol.ts";
+
+const isStreamed = (body: RelayInput["body"]): body is StreamedBody =>
+  body !== null && !(body instanceof Uint8Array);
 
 /** How the Worker reaches the TunnelDO of a region (a DO stub's fetch in production). */
 export interface TunnelDirectory {
@@ -32,7 +34,7 @@ export interface RelayInput {
    * Bytes are signed in the relay token; a stream (a file upload) is signed in a trailer the
    * TunnelDO sends once the body has passed, and goes to the first region only (it cannot be re-sent).
    */
-  body: Uint8Array | ReadableStream<Uint8Array> | null;
+  body: Uint8Array | StreamedBody | null;
   headers?: HeadersInit;
   principal: Principal;
   requestId: string;
@@ -89,14 +91,14 @@ export async function relayToRegions(
   input: RelayInput,
 ): Promise<RelayOutcome> {
   let last: RelayOutcome | null = null;
-  const streamed = input.body instanceof ReadableStream;
+  const streamed = isStreamed(input.body);
   for (const region of streamed ? input.regions.slice(0, 1) : input.regions) {
     const endSign = input.spans?.start("edge-sign");
     const signer = await signerFor(config, region);
     const token = await signer.sign({
       method: input.method,
       path: input.path,
-      body: streamed ? STREAMED_BODY : (input.body as Uint8Array | null),
+      body: isStreamed(input.body) ? STREAMED_BODY : input.body,
       tenant: input.principal.tenant,
       subject: input.principal.subject,
       scopes: input.principal.scopes,
@@ -118,24 +120,10 @@ export async function relayToRegions(
     if (input.cluster !== undefined) headers.set(TUNNEL_HEADERS.cluster, input.cluster);
     const clientId = headers.get("x-client-request-id");
     if (clientId !== null) headers.set(TUNNEL_HEADERS.cancelKey, cancelKey(input.principal.tenant, clientId));
-    let body = input.body;
-    if (body instanceof ReadableStream) {
+    const body = isStreamed(input.body) ? input.body.stream : input.body;
+    if (isStreamed(input.body)) {
       headers.set(TUNNEL_HEADERS.bodyTrailer, "1");
-      const mark = crypto.getRandomValues(new Uint8Array(BODY_END_MARK_BYTES));
-      headers.set(TUNNEL_HEADERS.bodyEndMark, toHex(mark));
-      const source = body.getReader();
-      body = new ReadableStream<Uint8Array>(
-        {
-          async pull(out) {
-            const { done, value } = await source.read();
-            if (!done) return out.enqueue(value);
-            out.enqueue(mark);
-            out.close();
-          },
-          cancel: (why) => source.cancel(why),
-        },
-        { highWaterMark: 0 },
-      );
+      headers.set(TUNNEL_HEADERS.bodyEndMark, input.body.endMark);
     }
     const hasBody = input.body !== null && input.method !== "GET" && input.method !== "HEAD";
     const req = new Request(`${TUNNEL_ORIGIN}${input.path}`, {
