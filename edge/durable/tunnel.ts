@@ -354,10 +354,7 @@ export class TunnelDO extends DurableObject<Env> {
         this.byCancelKey.set(cancelBy, ids);
       }
       this.inflight.set(a.connId, (this.inflight.get(a.connId) ?? 0) + 1);
-      p.timer = setTimeout(
-        () => this.fail(id, new AppError("relay_timeout", `agent did not answer within ${timeoutMs} ms`)),
-        timeoutMs,
-      );
+      this.armHead(p, timeoutMs);
     });
 
     // The caller went away (needs the enable_request_signal flag; the relay passes the client's
@@ -394,6 +391,7 @@ export class TunnelDO extends DurableObject<Env> {
           region,
           headToken: headers.get(RELAY_HEADER),
           endMark: request.headers.get(TUNNEL_HEADERS.bodyEndMark) ?? "",
+          timeoutMs,
         });
       } else if (!inline) {
         let seq = 0;
@@ -420,7 +418,7 @@ export class TunnelDO extends DurableObject<Env> {
   private async pumpUpload(
     id: string,
     body: ReadableStream<Uint8Array>,
-    opts: { region: string; headToken: string | null; endMark: string },
+    opts: { region: string; headToken: string | null; endMark: string; timeoutMs: number },
   ): Promise<void> {
     const { region, headToken } = opts;
     const reader = body.getReader();
@@ -457,6 +455,7 @@ export class TunnelDO extends DurableObject<Env> {
           p.upload.window -= part.byteLength;
           size += part.byteLength;
           p.ws.send(encodeFrame({ type: "chunk", id, seq: seq++, data: toBase64(part) }));
+          if (!p.headDone) this.armHead(p, opts.timeoutMs);
           await hashing.write(part);
         }
       }
@@ -585,6 +584,18 @@ export class TunnelDO extends DurableObject<Env> {
       return;
     }
     this.finish(id);
+  }
+
+  /**
+   * The wait for the answer's head. A streamed upload re-arms it with each chunk it sends: the
+   * agent answers only after the whole body, which a slow client may take longer than this to send.
+   */
+  private armHead(p: Pending, timeoutMs: number): void {
+    if (p.timer) clearTimeout(p.timer);
+    p.timer = setTimeout(
+      () => this.fail(p.id, new AppError("relay_timeout", `agent did not answer within ${timeoutMs} ms`)),
+      timeoutMs,
+    );
   }
 
   private armIdle(p: Pending): void {

@@ -130,10 +130,10 @@ describe("sandboxes through the edge", () => {
 
   it("streams a 48 MiB upload through edge, TunnelDO and agent byte-exact", async () => {
     const bytes = new Uint8Array(randomBytes(48 * MiB));
-    const w = await put(sb.id, "data/big48.bin", bytes);
+    const w = await put(sb.id, "up/big48.bin", bytes);
     expect(w.status).toBe(200);
-    expect(await w.json()).toEqual({ path: "/workspace/data/big48.bin", size: 48 * MiB });
-    const back = new Uint8Array(await (await get(sb.id, "data/big48.bin")).arrayBuffer());
+    expect(await w.json()).toEqual({ path: "/workspace/up/big48.bin", size: 48 * MiB });
+    const back = new Uint8Array(await (await get(sb.id, "up/big48.bin")).arrayBuffer());
     expect(sha(back)).toBe(sha(bytes));
   }, 180_000);
 
@@ -144,7 +144,7 @@ describe("sandboxes through the edge", () => {
     const procs = { workerd: workerd[0]!, agent };
     const before = Object.fromEntries(Object.entries(procs).map(([k, pid]) => [k, resetPeakRss(pid)]));
     const bodies = Array.from({ length: 4 }, () => new Uint8Array(randomBytes(48 * MiB)));
-    const results = await Promise.all(bodies.map((b, i) => put(sb.id, `data/c${i}.bin`, b)));
+    const results = await Promise.all(bodies.map((b, i) => put(sb.id, `up/c${i}.bin`, b)));
     expect(results.map((r) => r.status)).toEqual([200, 200, 200, 200]);
     const grew = Object.fromEntries(
       Object.entries(procs).map(([k, pid]) => [k, peakRssKiB(pid) - (before[k] as number)]),
@@ -158,7 +158,7 @@ describe("sandboxes through the edge", () => {
     expect(grew.agent).toBeLessThan(64 * 1024);
     for (const [i, b] of bodies.entries()) {
       const sum = (await (
-        await exec(sb.id, { command: `sha256sum data/c${i}.bin | cut -d' ' -f1` })
+        await exec(sb.id, { command: `sha256sum up/c${i}.bin | cut -d' ' -f1` })
       ).json()) as ExecResult;
       expect(sum.stdout.trim()).toBe(sha(b));
     }
