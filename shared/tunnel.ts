@@ -49,6 +49,11 @@ export const RequestFrameSchema = z.object({
   body: z.string().optional(),
   /** True when the body follows as chunk frames ending with an end frame. */
   bodyFollows: z.boolean().optional(),
+  /**
+   * The body streams and its relay signature comes in the end frame's trailer (a file upload);
+   * otherwise the head's relay token binds the body's hash as usual.
+   */
+  bodyInTrailer: z.boolean().optional(),
 });
 export const ResponseFrameSchema = z.object({
   type: z.literal("response"),

@@ -361,7 +361,7 @@ export function startTunnelClient(opts: TunnelClientOptions): TunnelClient {
           signal,
           ...(body instanceof ReadableStream ? { duplex: "half" } : {}),
         } as RequestInit);
-        if (upload) attachBodyTrailer(request, upload.trailer);
+        if (upload && frame.bodyInTrailer) attachBodyTrailer(request, upload.trailer);
         const response = await opts.handler(request);
         if (signal.aborted) {
           await response.body?.cancel().catch(() => undefined);

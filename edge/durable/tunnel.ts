@@ -383,6 +383,7 @@ export class TunnelDO extends DurableObject<Env> {
         path: `${url.pathname}${url.search}`,
         headers: headersToPairs(headers),
         ...(inline ? (body.length > 0 ? { body: toBase64(body) } : {}) : { bodyFollows: true }),
+        ...(streamed ? { bodyInTrailer: true } : {}),
       };
       ws.send(encodeFrame(frame));
       if (streamed) {

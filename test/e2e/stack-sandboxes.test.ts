@@ -164,6 +164,12 @@ describe("sandboxes through the edge", () => {
     }
   }, 300_000);
 
+  it("a JSON body over the tunnel's inline size (chunk frames, hash in the head token) is served", async () => {
+    const res = await exec(sb.id, { command: "wc -c", stdin: "y".repeat(200 * 1024) });
+    expect(res.status).toBe(200);
+    expect(((await res.json()) as ExecResult).stdout.trim()).toBe(String(200 * 1024));
+  });
+
   it("files written by the API are seen by exec and the reverse", async () => {
     expect((await put(sb.id, "/workspace/hello.txt", new TextEncoder().encode("from files\n"))).status).toBe(
       200,

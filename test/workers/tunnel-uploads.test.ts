@@ -120,6 +120,7 @@ describe("streamed uploads", () => {
     expect(await res.json()).toEqual({ path: "/workspace/up/big.bin", size: 48 * MiB });
     const got = a.received[0]!;
     expect(got.frame.bodyFollows).toBe(true);
+    expect(got.frame.bodyInTrailer).toBe(true);
     expect(got.body.byteLength).toBe(bytes.byteLength);
     expect(await bodySha256(got.body)).toBe(await bodySha256(bytes));
     expect(a.maxFrameBytes).toBeLessThanOrEqual(TUNNEL_MAX_FRAME_BYTES);
