@@ -57,6 +57,8 @@ export const ERROR_STATUS = {
   /** No agent of the cluster that holds the sandbox is connected; never sent to another cluster. */
   sandbox_cluster_unavailable: 503,
   queue_timeout: 503,
+  /** The region's TunnelDO is at its budget for buffered body bytes: retry after Retry-After. */
+  tunnel_busy: 503,
   lease_lost: 503,
   shutting_down: 503,
   model_not_configured: 503,

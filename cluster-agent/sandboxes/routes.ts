@@ -35,6 +35,8 @@ export interface SandboxRoutesDeps {
 export interface SandboxVars {
   claims: RelayClaims;
   body: Uint8Array;
+  /** A file upload's body as it streams from the edge, verified against its trailer as it ends. */
+  bodyStream?: ReadableStream<Uint8Array>;
   requestId: string;
   /** This request's timing spans, reported to the edge in `server-timing`. */
   spans: Spans;
@@ -160,7 +162,9 @@ export function sandboxRoutes(deps: SandboxRoutesDeps): Hono<{ Variables: Sandbo
     const what = `${method === "PUT" ? "write" : method === "DELETE" ? "delete" : "read"} ${path}`;
     return withSandbox(deps, id, { tenant, requestId, signal, what }, async (sb) => {
       if (method === "PUT") {
-        const w = await sb.writeFile(path, c.get("body"), { maxBytes: deps.maxFileBytes });
+        const w = await sb.writeFile(path, c.get("bodyStream") ?? c.get("body"), {
+          maxBytes: deps.maxFileBytes,
+        });
         if (w.ok) deps.onFileBytes?.("in", w.value.size);
         return w.ok ? { ok: true as const, value: c.json(w.value) } : w;
       }

@@ -212,10 +212,11 @@ export const putFileRoute: RouteDef = {
     parameters: [idParam, pathParam],
   },
   async handler(c) {
-    const body = c.get("body");
+    const body = c.get("bodyStream");
     // fetch() sends a body-less PUT as Content-Length: 0: refuse it rather than truncating a file
     // by accident; an empty file is written when the type says application/octet-stream.
-    if (body.byteLength === 0 && !/^application\/octet-stream\b/i.test(c.req.header("Content-Type") ?? "")) {
+    const empty = c.req.raw.body === null || c.req.header("Content-Length") === "0";
+    if (empty && !/^application\/octet-stream\b/i.test(c.req.header("Content-Type") ?? "")) {
       throw new AppError("invalid_request", "PUT needs a body (Content-Type: application/octet-stream)");
     }
     const out = await relayToSandbox(c, { method: "PUT", body, contentType: "application/octet-stream" });

@@ -42,6 +42,7 @@ export type ErrorCode =
   | "no_agent"
   | "sandbox_cluster_unavailable"
   | "queue_timeout"
+  | "tunnel_busy"
   | "lease_lost"
   | "shutting_down"
   | "model_not_configured"
