@@ -7,9 +7,9 @@ import { describe, expect, expectTypeOf, it } from "vitest";
 import {
   PROCESS_SIGNALS as SERVER_SIGNALS,
   type ProcessExitEvent as ServerExitEvent,
+  type ProcessOutputEvent as ServerOutputEvent,
   type ProcessInfo as ServerProcessInfo,
   type ProcessOutput as ServerProcessOutput,
-  type ProcessOutputEvent as ServerOutputEvent,
   type StdinResult as ServerStdinResult,
 } from "../../cluster-agent/sandbox-server/protocol.ts";
 import {
