@@ -10,7 +10,7 @@ import {
 } from "../../shared/api.ts";
 import { AppError, errorResponse, ok, parseOrError, type Result } from "../../shared/errors.ts";
 import type { ExecTarget, SandboxProcesses } from "../exec/executor.ts";
-import { wantsEventStream } from "../http/sse.ts";
+import { relayedSseResponse, wantsEventStream } from "../http/answers.ts";
 import { commandPreview } from "../requests/leased-sandbox.ts";
 import { type SandboxExecDeps, withSandbox } from "./exec.ts";
 import type { SandboxVars } from "./routes.ts";
@@ -186,36 +186,7 @@ export function processRoutes(
         const done = new Promise<void>((resolve) => {
           ended = resolve;
         });
-        const reader = s.value.getReader();
-        const body = new ReadableStream<Uint8Array>({
-          async pull(ctrl) {
-            try {
-              const next = await reader.read();
-              if (next.done) {
-                ctrl.close();
-                ended();
-              } else ctrl.enqueue(next.value);
-            } catch (e) {
-              ctrl.error(e);
-              ended();
-            }
-          },
-          cancel(reason) {
-            ended();
-            return reader.cancel(reason);
-          },
-        });
-        answer(
-          new Response(body, {
-            status: 200,
-            headers: {
-              "content-type": "text/event-stream; charset=utf-8",
-              "cache-control": "no-store",
-              "x-accel-buffering": "no",
-              "x-request-id": c.get("requestId"),
-            },
-          }),
-        );
+        answer(relayedSseResponse(s.value, { requestId: c.get("requestId"), onEnd: () => ended() }));
         await done;
         return ok(undefined);
       }).then((r) => {
