@@ -1,7 +1,7 @@
 import type { ChatEvent, ExecResult, ExecStreamEvent } from "../../shared/api.ts";
 import { errorResponse, type Result } from "../../shared/errors.ts";
 import type { Spans } from "../../shared/spans.ts";
-import { encodeSseComment } from "../../shared/sse.ts";
+import { encodeSseComment, SseBlockSplitter } from "../../shared/sse.ts";
 import { sseResponse, wantsEventStream } from "./sse.ts";
 
 /**
@@ -68,13 +68,14 @@ export function answerExec(
 
 export { wantsEventStream };
 
-const PING = new TextEncoder().encode(encodeSseComment("ping"));
+const encoder = new TextEncoder();
+const PING = encoder.encode(encodeSseComment("ping"));
 
 /**
  * An SSE stream someone else framed (the exec server's process output, whose ids are byte offsets)
- * passed on byte for byte, with this agent's keep-alive comments slipped in between events — only
- * where the bytes so far end an event, so no event is cut — for the reason STREAM_PING_MS says.
- * Pulled, not pushed: a slow client slows the source (the exec server then counts its drops).
+ * passed on event for event, unread, with this agent's keep-alive comments slipped in between
+ * whole events (shared/sse.ts's block splitter, so no event is cut) for the reason STREAM_PING_MS
+ * says. Pulled, not pushed: a slow client slows the source (the exec server then counts its drops).
  * `onEnd` runs once when the stream ends, breaks or is cancelled.
  */
 export function relayedSseResponse(
@@ -82,7 +83,8 @@ export function relayedSseResponse(
   opts: { requestId: string; onEnd: () => void },
 ): Response {
   const reader = source.getReader();
-  let last = [10, 10];
+  const decoder = new TextDecoder();
+  const blocks = new SseBlockSplitter();
   let ping: ReturnType<typeof setInterval> | undefined;
   let ended = false;
   const end = () => {
@@ -94,22 +96,25 @@ export function relayedSseResponse(
   const body = new ReadableStream<Uint8Array>({
     start(ctrl) {
       ping = setInterval(() => {
-        if (last[0] === 10 && last[1] === 10 && (ctrl.desiredSize ?? 0) > 0) ctrl.enqueue(PING);
+        if ((ctrl.desiredSize ?? 0) > 0) ctrl.enqueue(PING);
       }, STREAM_PING_MS);
       ping.unref?.();
     },
     async pull(ctrl) {
       try {
-        const next = await reader.read();
-        if (next.done) {
-          end();
-          ctrl.close();
-          return;
+        for (;;) {
+          const next = await reader.read();
+          if (next.done) {
+            end();
+            ctrl.close();
+            return;
+          }
+          const whole = blocks.push(decoder.decode(next.value, { stream: true }));
+          if (whole.length > 0) {
+            ctrl.enqueue(encoder.encode(whole.join("")));
+            return;
+          }
         }
-        const v = next.value;
-        if (v.length >= 2) last = [v[v.length - 2] as number, v[v.length - 1] as number];
-        else if (v.length === 1) last = [last[1] as number, v[0] as number];
-        ctrl.enqueue(v);
       } catch (e) {
         end();
         ctrl.error(e);

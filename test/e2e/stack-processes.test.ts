@@ -1,0 +1,349 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type Stack, startStack } from "../../devstack/stack.ts";
+import type {
+  ExecResult,
+  ProcessExitEvent,
+  ProcessInfo,
+  ProcessOutput,
+  ProcessOutputEvent,
+  Sandbox,
+  StdinResult,
+} from "../../shared/api.ts";
+import { readSse, type SseMessage } from "../../shared/sse.ts";
+import { bearer, tempDir, waitFor } from "./stack-helpers.ts";
+
+// Issue 27 item 1 through the whole stack: the edge in workerd, a real agent on the tunnel, devcluster
+// pods running the exec server. Long-lived processes in a sandbox: output by offset, an SSE stream
+// cut and reattached with bytes exact, stdin, signals, delete, and tenant isolation.
+
+const tmp = tempDir("stack-processes-");
+let stack: Stack;
+
+beforeAll(async () => {
+  stack = await startStack({
+    dir: tmp.dir,
+    regions: ["eu-1"],
+    agentsPerRegion: 1,
+    poolSize: 2,
+    agentEnv: { LOG_LEVEL: "info" },
+    edgeVars: { TENANT_QUOTA_BURST: "400", TENANT_QUOTA_PER_MINUTE: "6000" },
+  });
+}, 120_000);
+
+afterAll(async () => {
+  await stack?.close();
+  tmp.remove();
+});
+
+const api = (path: string, init: RequestInit & { token?: string } = {}) => {
+  const { token = stack.tokens.tenantA, headers, ...rest } = init;
+  return fetch(`${stack.edgeUrl}${path}`, {
+    ...rest,
+    headers: { ...bearer(token), ...(headers as Record<string, string> | undefined) },
+    signal: rest.signal ?? AbortSignal.timeout(60_000),
+  });
+};
+
+async function json<T>(res: Response, status = 200): Promise<T> {
+  const text = await res.text();
+  expect(`${res.status} ${text}`.slice(0, 400)).toMatch(new RegExp(`^${status} `));
+  return JSON.parse(text) as T;
+}
+
+async function codeOf(res: Response): Promise<string> {
+  const body = (await res.json()) as { error?: { code?: string } };
+  return body.error?.code ?? `(status ${res.status})`;
+}
+
+async function createSandbox(): Promise<Sandbox> {
+  return json<Sandbox>(await api("/v1/sandboxes", { method: "POST", body: "{}" }), 201);
+}
+
+const start = async (id: string, body: object): Promise<ProcessInfo> =>
+  json<ProcessInfo>(
+    await api(`/v1/sandboxes/${id}/processes`, { method: "POST", body: JSON.stringify(body) }),
+    201,
+  );
+
+const info = async (id: string, pid: number): Promise<ProcessInfo> =>
+  json<ProcessInfo>(await api(`/v1/sandboxes/${id}/processes/${pid}`));
+
+const readAt = async (id: string, pid: number, query: string): Promise<ProcessOutput> =>
+  json<ProcessOutput>(await api(`/v1/sandboxes/${id}/processes/${pid}/output?${query}`));
+
+const decode = (b64: string) => Buffer.from(b64, "base64").toString("latin1");
+
+/** The counter's whole output, as it must be: line0\nline1\n… at least `n` bytes of it. */
+function counterText(n: number): string {
+  let s = "";
+  for (let i = 0; s.length < n; i++) s += `line${i}\n`;
+  return s;
+}
+
+const COUNTER = "i=0; while :; do echo line$i; i=$((i+1)); sleep 0.05; done";
+
+/** Output events of one SSE stream until `enough` bytes came (then the stream is cut) or it ends. */
+async function streamUntil(
+  res: Response,
+  enough: number,
+): Promise<{ events: SseMessage[]; bytes: string; lastId: string | undefined }> {
+  expect(res.status).toBe(200);
+  expect(res.headers.get("content-type")).toContain("text/event-stream");
+  const events: SseMessage[] = [];
+  let bytes = "";
+  // Breaking out of the loop cancels the body: the cut the client makes.
+  for await (const m of readSse(res.body!)) {
+    events.push(m);
+    if (m.event === "output") bytes += decode((JSON.parse(m.data) as ProcessOutputEvent).data);
+    if (bytes.length >= enough || m.event === "exit") break;
+  }
+  return { events, bytes, lastId: events.at(-1)?.id };
+}
+
+describe("processes in a sandbox through the edge", () => {
+  let sb: Sandbox;
+  let counter: ProcessInfo;
+
+  it("starts a process that keeps running after the request (201 with its pid)", async () => {
+    sb = await createSandbox();
+    counter = await start(sb.id, { command: COUNTER });
+    expect(counter).toMatchObject({
+      command: COUNTER,
+      running: true,
+      exitCode: null,
+      tty: false,
+      cwd: "/workspace",
+    });
+    expect(counter.pid).toBeGreaterThan(1);
+    const list = await json<{ processes: ProcessInfo[] }>(await api(`/v1/sandboxes/${sb.id}/processes`));
+    expect(list.processes.map((p) => p.pid)).toContain(counter.pid);
+  });
+
+  it("reads the output from an offset, bytes exact", async () => {
+    await waitFor(
+      "200 bytes of output",
+      async () => (await info(sb.id, counter.pid)).outputBytes >= 200,
+      30_000,
+    );
+    const all = await readAt(sb.id, counter.pid, "since=0");
+    const text = decode(all.data);
+    expect(all).toMatchObject({ offset: 0, dropped: 0, eof: false });
+    expect(all.next).toBe(text.length);
+    expect(text).toBe(counterText(text.length).slice(0, text.length));
+    const mid = await readAt(sb.id, counter.pid, "since=37&maxBytes=50");
+    expect([mid.offset, mid.next]).toEqual([37, 87]);
+    expect(decode(mid.data)).toBe(counterText(87).slice(37, 87));
+  });
+
+  it("an SSE stream cut and reattached from its last id (Last-Event-ID, then since=) loses and repeats no byte", async () => {
+    const sse = { headers: { accept: "text/event-stream" } };
+    const first = await streamUntil(
+      await api(`/v1/sandboxes/${sb.id}/processes/${counter.pid}/output?since=0`, sse),
+      300,
+    );
+    expect(first.lastId).toBe(String(first.bytes.length));
+    // Every event's id is the offset after its bytes.
+    let at = 0;
+    for (const e of first.events.filter((m) => m.event === "output")) {
+      const ev = JSON.parse(e.data) as ProcessOutputEvent;
+      expect(ev.offset).toBe(at);
+      at += Buffer.from(ev.data, "base64").length;
+      expect(e.id).toBe(String(at));
+    }
+    const second = await streamUntil(
+      await api(`/v1/sandboxes/${sb.id}/processes/${counter.pid}/output`, {
+        headers: { accept: "text/event-stream", "last-event-id": first.lastId ?? "" },
+      }),
+      100,
+    );
+    const firstOfSecond = JSON.parse(second.events[0]!.data) as ProcessOutputEvent;
+    expect(firstOfSecond).toMatchObject({ offset: first.bytes.length, dropped: 0 });
+    const third = await streamUntil(
+      await api(`/v1/sandboxes/${sb.id}/processes/${counter.pid}/output?since=${second.lastId}`, sse),
+      100,
+    );
+    const joined = first.bytes + second.bytes + third.bytes;
+    expect(joined).toBe(counterText(joined.length).slice(0, joined.length));
+  });
+
+  it("stdin reaches cat and comes back; eof ends it; stdin after that is 409 process_exited with its exit code", async () => {
+    const cat = await start(sb.id, { argv: ["cat"] });
+    const wrote = await json<StdinResult>(
+      await api(`/v1/sandboxes/${sb.id}/processes/${cat.pid}/stdin`, {
+        method: "POST",
+        headers: { "content-type": "application/octet-stream" },
+        body: "hello\nworld\n",
+      }),
+    );
+    expect(wrote).toEqual({ written: 12, pending: 0, stdinOpen: true });
+    const echoed = await waitFor(
+      "cat's echo",
+      async () => {
+        const r = await readAt(sb.id, cat.pid, "since=0&waitMs=2000");
+        return decode(r.data) === "hello\nworld\n" ? r : undefined;
+      },
+      30_000,
+    );
+    expect(echoed.next).toBe(12);
+    await json<StdinResult>(
+      await api(`/v1/sandboxes/${sb.id}/processes/${cat.pid}/stdin?eof=1`, {
+        method: "POST",
+        headers: { "content-type": "application/octet-stream" },
+        body: "",
+      }),
+    );
+    const ended = await waitFor(
+      "cat's exit",
+      async () => {
+        const p = await info(sb.id, cat.pid);
+        return p.running ? undefined : p;
+      },
+      30_000,
+    );
+    expect([ended.exitCode, ended.signal]).toEqual([0, null]);
+    // The stream of an exited process replays its bytes and ends with the exit event.
+    const replay = await streamUntil(
+      await api(`/v1/sandboxes/${sb.id}/processes/${cat.pid}/output`, {
+        headers: { accept: "text/event-stream" },
+      }),
+      Number.MAX_SAFE_INTEGER,
+    );
+    expect(replay.bytes).toBe("hello\nworld\n");
+    const exit = replay.events.at(-1)!;
+    expect(exit.event).toBe("exit");
+    expect(JSON.parse(exit.data) as ProcessExitEvent).toMatchObject({
+      exitCode: 0,
+      signal: null,
+      outputBytes: 12,
+    });
+    const late = await api(`/v1/sandboxes/${sb.id}/processes/${cat.pid}/stdin`, {
+      method: "POST",
+      headers: { "content-type": "application/octet-stream" },
+      body: "more",
+    });
+    expect(late.status).toBe(409);
+    const body = (await late.json()) as {
+      error: { code: string; exitCode: number | null; signal: string | null };
+    };
+    expect(body.error).toMatchObject({ code: "process_exited", exitCode: 0, signal: null });
+  });
+
+  it("a signal goes to the process group; an unknown signal is refused", async () => {
+    const sleeper = await start(sb.id, { command: "sleep 600 & wait" });
+    const bad = await api(`/v1/sandboxes/${sb.id}/processes/${sleeper.pid}/signal`, {
+      method: "POST",
+      body: JSON.stringify({ signal: "SIGSEGV" }),
+    });
+    expect([bad.status, await codeOf(bad)]).toEqual([400, "invalid_request"]);
+    await json<ProcessInfo>(
+      await api(`/v1/sandboxes/${sb.id}/processes/${sleeper.pid}/signal`, {
+        method: "POST",
+        body: JSON.stringify({ signal: "SIGTERM" }),
+      }),
+    );
+    const ended = await waitFor(
+      "the signalled group to end",
+      async () => {
+        const p = await info(sb.id, sleeper.pid);
+        return p.running ? undefined : p;
+      },
+      30_000,
+    );
+    expect(ended.signal).toBe("SIGTERM");
+    // Its child `sleep` got the signal too: nothing of the group is left.
+    const left = await json<ExecResult>(
+      await api(`/v1/sandboxes/${sb.id}/exec`, {
+        method: "POST",
+        body: JSON.stringify({
+          command:
+            "for p in /proc/[0-9]*; do cat $p/cmdline 2>/dev/null | tr '\\0' ' '; echo; done | grep -c '^sleep 600' || true",
+        }),
+      }),
+    );
+    expect(left.stdout.trim()).toBe("0");
+  });
+
+  it("DELETE kills the process group and forgets it (then 404 process_not_found)", async () => {
+    const killed = await json<ProcessInfo>(
+      await api(`/v1/sandboxes/${sb.id}/processes/${counter.pid}`, { method: "DELETE" }),
+    );
+    expect([killed.running, killed.signal]).toEqual([false, "SIGKILL"]);
+    const gone = await api(`/v1/sandboxes/${sb.id}/processes/${counter.pid}`);
+    expect([gone.status, await codeOf(gone)]).toEqual([404, "process_not_found"]);
+    const alive = await json<ExecResult>(
+      await api(`/v1/sandboxes/${sb.id}/exec`, {
+        method: "POST",
+        body: JSON.stringify({ command: `kill -0 ${counter.pid} 2>/dev/null && echo alive || echo dead` }),
+      }),
+    );
+    expect(alive.stdout).toBe("dead\n");
+  });
+
+  it("bad input: an unknown or malformed pid is 404 process_not_found; a bad start body 400", async () => {
+    for (const pid of ["999999", "abc", "0"]) {
+      const res = await api(`/v1/sandboxes/${sb.id}/processes/${pid}`);
+      expect([pid, res.status, await codeOf(res)]).toEqual([pid, 404, "process_not_found"]);
+    }
+    const both = await api(`/v1/sandboxes/${sb.id}/processes`, {
+      method: "POST",
+      body: JSON.stringify({ command: "cat", argv: ["cat"] }),
+    });
+    expect([both.status, await codeOf(both)]).toEqual([400, "invalid_request"]);
+    const missing = await api(`/v1/sandboxes/${sb.id}/processes`, {
+      method: "POST",
+      body: JSON.stringify({ argv: ["/no/such/program"] }),
+    });
+    expect([missing.status, await codeOf(missing)]).toEqual([400, "spawn_failed"]);
+  });
+
+  it("a pid of another sandbox is 404 process_not_found there (the table is the pod's)", async () => {
+    const cat = await start(sb.id, { argv: ["cat"] });
+    const other = await createSandbox();
+    try {
+      const res = await api(`/v1/sandboxes/${other.id}/processes/${cat.pid}`);
+      expect([res.status, await codeOf(res)]).toEqual([404, "process_not_found"]);
+      const out = await api(`/v1/sandboxes/${other.id}/processes/${cat.pid}/output`);
+      expect([out.status, await codeOf(out)]).toEqual([404, "process_not_found"]);
+    } finally {
+      await api(`/v1/sandboxes/${other.id}`, { method: "DELETE" });
+    }
+  });
+
+  it("tenant B gets 404 sandbox_not_found for every process route of A's sandbox", async () => {
+    const cat = await start(sb.id, { argv: ["cat"] });
+    const b = stack.tokens.tenantB;
+    const base = `/v1/sandboxes/${sb.id}/processes`;
+    const calls: Array<[string, RequestInit]> = [
+      [base, { method: "POST", body: JSON.stringify({ command: "id" }) }],
+      [base, {}],
+      [`${base}/${cat.pid}`, {}],
+      [`${base}/${cat.pid}/output?since=0`, {}],
+      [`${base}/${cat.pid}/output`, { headers: { accept: "text/event-stream" } }],
+      [
+        `${base}/${cat.pid}/stdin`,
+        { method: "POST", headers: { "content-type": "application/octet-stream" }, body: "x" },
+      ],
+      [`${base}/${cat.pid}/signal`, { method: "POST", body: JSON.stringify({ signal: "SIGKILL" }) }],
+      [`${base}/${cat.pid}/resize`, { method: "POST", body: JSON.stringify({ cols: 10, rows: 10 }) }],
+      [`${base}/${cat.pid}`, { method: "DELETE" }],
+    ];
+    for (const [path, init] of calls) {
+      const res = await api(path, { ...init, token: b });
+      expect([init.method ?? "GET", path, res.status, await codeOf(res)]).toEqual([
+        init.method ?? "GET",
+        path,
+        404,
+        "sandbox_not_found",
+      ]);
+    }
+    // Nothing B did reached A's process.
+    expect(await info(sb.id, cat.pid)).toMatchObject({ running: true, outputBytes: 0, stdinOpen: true });
+  });
+
+  it("a deleted sandbox's processes are gone with it (404 sandbox_not_found)", async () => {
+    const res = await api(`/v1/sandboxes/${sb.id}`, { method: "DELETE" });
+    expect(res.status).toBe(204);
+    const after = await api(`/v1/sandboxes/${sb.id}/processes`);
+    expect([after.status, await codeOf(after)]).toEqual([404, "sandbox_not_found"]);
+  });
+});
