@@ -273,6 +273,7 @@ export const ProcessStartRequestSchema = z
     path: ["cols"],
   });
 export type ProcessStartRequest = z.infer<typeof ProcessStartRequestSchema>;
+export type ProcessStartRequestInput = z.input<typeof ProcessStartRequestSchema>;
 
 /** One process, running or recently exited (the exec server's ProcessInfo). */
 export const ProcessInfoSchema = z.object({

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Stack, startStack } from "../../devstack/stack.ts";
+import { SandboxApiError, SandboxClient } from "../../sdk/typescript/src/index.ts";
 import type {
   ExecResult,
   ProcessExitEvent,
@@ -345,5 +346,86 @@ describe("processes in a sandbox through the edge", () => {
     expect(res.status).toBe(204);
     const after = await api(`/v1/sandboxes/${sb.id}/processes`);
     expect([after.status, await codeOf(after)]).toEqual([404, "sandbox_not_found"]);
+  });
+});
+
+describe("the TypeScript client's processes (sdk/typescript) against the stack", () => {
+  /** Every output stream the client opens is cut after two chunks, as a flaky connection would. */
+  const sinces: Array<string | null> = [];
+  const cutting: typeof fetch = async (input, init) => {
+    const res = await fetch(input, init);
+    const url = new URL(input instanceof Request ? input.url : String(input));
+    const streamed = (res.headers.get("content-type") ?? "").includes("text/event-stream");
+    if (!url.pathname.endsWith("/output") || !streamed || !res.body) return res;
+    sinces.push(url.searchParams.get("since"));
+    const reader = res.body.getReader();
+    let chunks = 0;
+    const body = new ReadableStream<Uint8Array>({
+      async pull(c) {
+        if (chunks++ >= 2) {
+          await reader.cancel().catch(() => {});
+          c.error(new TypeError("connection reset (cut by the test)"));
+          return;
+        }
+        const next = await reader.read();
+        if (next.done) c.close();
+        else c.enqueue(next.value);
+      },
+      cancel: (why) => reader.cancel(why),
+    });
+    return new Response(body, { status: res.status, headers: res.headers });
+  };
+
+  it("output() reattaches on its own after every cut: the bytes are exact and complete, then it ends with the exit", async () => {
+    const client = new SandboxClient({ baseUrl: stack.edgeUrl, token: stack.tokens.tenantA, fetch: cutting });
+    await using sb = await client.sandboxes.create();
+    const p = await sb.processes.start(
+      "i=0; while [ $i -lt 120 ]; do echo line$i; i=$((i+1)); sleep 0.02; done",
+    );
+    let text = "";
+    let next = 0;
+    for await (const chunk of p.output()) {
+      expect([chunk.offset, chunk.dropped]).toEqual([next, 0]);
+      next = chunk.offset + chunk.bytes.length;
+      text += new TextDecoder().decode(chunk.bytes);
+    }
+    expect(text).toBe([...Array(120).keys()].map((i) => `line${i}\n`).join(""));
+    expect(p.exit).toMatchObject({ exitCode: 0, signal: null, outputBytes: text.length });
+    // It was cut and reattached, each time from the offset after the last whole event it had.
+    expect(sinces.length).toBeGreaterThan(1);
+    expect(sinces[0]).toBe("0");
+    expect(new Set(sinces).size).toBeGreaterThan(1);
+    for (const s of sinces) expect(Number(s)).toBeLessThanOrEqual(text.length);
+  });
+
+  it("write() reaches cat's stdin, closeStdin() ends it, wait() says how; kill() kills; errors are SandboxApiErrors", async () => {
+    const client = new SandboxClient({ baseUrl: stack.edgeUrl, token: stack.tokens.tenantA });
+    await using sb = await client.sandboxes.create();
+    const cat = await sb.processes.start({ argv: ["cat"] });
+    expect(await cat.write("hi there\n")).toMatchObject({ written: 9, stdinOpen: true });
+    const echoed = await waitFor(
+      "cat's echo",
+      async () => {
+        const r = await cat.read({ waitMs: 2000 });
+        return r.next === 9 ? r : undefined;
+      },
+      30_000,
+    );
+    expect(new TextDecoder().decode(echoed.bytes)).toBe("hi there\n");
+    await cat.closeStdin();
+    expect(await cat.wait()).toMatchObject({ exitCode: 0, signal: null });
+    const late = await cat.write("more").catch((e: unknown) => e);
+    expect(late).toBeInstanceOf(SandboxApiError);
+    expect([(late as SandboxApiError).code, (late as SandboxApiError).status]).toEqual([
+      "process_exited",
+      409,
+    ]);
+    const sleeper = await sb.processes.start("sleep 600");
+    expect((await sb.processes.list()).map((h) => h.pid)).toEqual(
+      expect.arrayContaining([cat.pid, sleeper.pid]),
+    );
+    expect(await sleeper.kill()).toMatchObject({ running: false, signal: "SIGKILL" });
+    const gone = await sb.processes.get(sleeper.pid).catch((e: unknown) => e);
+    expect((gone as SandboxApiError).code).toBe("process_not_found");
   });
 });

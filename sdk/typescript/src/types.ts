@@ -10,8 +10,15 @@ import type {
   FileEntry,
   FileWriteResult,
   PoolSnapshot,
+  PROCESS_SIGNALS,
+  ProcessExitEvent,
+  ProcessInfo,
+  ProcessOutput,
+  ProcessOutputEvent,
+  ProcessStartRequestInput,
   SandboxCreateRequestInput,
   Sandbox as SandboxWire,
+  StdinResult,
 } from "../../../shared/api.ts";
 import type { ErrorBody, ErrorCode } from "../../../shared/errors.ts";
 
@@ -35,3 +42,13 @@ export type SandboxInfo = SandboxWire;
 export type CreateSandboxBody = SandboxCreateRequestInput;
 export type { FileEntry };
 export type WriteFileResult = FileWriteResult;
+
+// ---- processes (POST/GET/DELETE /v1/sandboxes/:id/processes…) ----
+
+export type { ProcessInfo, ProcessOutputEvent, StdinResult };
+export type ProcessStartBody = ProcessStartRequestInput;
+/** A JSON output read as the API sends it (`data` is base64). */
+export type ProcessOutputRead = ProcessOutput;
+/** How a process ended (the output stream's `exit` event). */
+export type ProcessExit = ProcessExitEvent;
+export type ProcessSignal = (typeof PROCESS_SIGNALS)[number];
