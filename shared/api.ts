@@ -1,5 +1,8 @@
 import { z } from "zod";
 import { ErrorBodySchema } from "./errors.ts";
+import { PROCESS_SIGNALS } from "./process-signals.ts";
+
+export { PROCESS_SIGNALS };
 
 /** Limits that both sides enforce, so a request the edge accepts is one the agent accepts. */
 export const LIMITS = {
@@ -36,14 +39,14 @@ export const WorkspacePathSchema = z
 
 // ---------- exec ----------
 
+/** A shell command line (run by `/bin/sh -c`): commands and processes alike. */
+const CommandSchema = z
+  .string()
+  .min(1, "command must not be empty")
+  .refine((c) => utf8Bytes(c) <= LIMITS.commandBytes, `command is longer than ${LIMITS.commandBytes} bytes`);
+
 export const ExecRequestSchema = z.strictObject({
-  command: z
-    .string()
-    .min(1, "command must not be empty")
-    .refine(
-      (c) => utf8Bytes(c) <= LIMITS.commandBytes,
-      `command is longer than ${LIMITS.commandBytes} bytes`,
-    ),
+  command: CommandSchema,
   timeoutSeconds: z.number().int().min(1).max(LIMITS.maxTimeoutSeconds).default(LIMITS.defaultTimeoutSeconds),
   stdin: z
     .string()
@@ -217,34 +220,12 @@ export const PROCESS_LIMITS = {
   stdinBytes: 1024 * 1024,
 } as const;
 
-/** The signals a process group may be sent; the exec server's PROCESS_SIGNALS (held equal by a unit test). */
-export const PROCESS_SIGNALS = [
-  "SIGHUP",
-  "SIGINT",
-  "SIGQUIT",
-  "SIGTERM",
-  "SIGKILL",
-  "SIGUSR1",
-  "SIGUSR2",
-  "SIGSTOP",
-  "SIGCONT",
-  "SIGTSTP",
-  "SIGWINCH",
-] as const;
-
 const terminalSide = z.number().int().min(1).max(PROCESS_LIMITS.maxTerminalSide);
 
 export const ProcessStartRequestSchema = z
   .strictObject({
     /** Run by `/bin/sh -c`. Exactly one of `command` and `argv`. */
-    command: z
-      .string()
-      .min(1, "command must not be empty")
-      .refine(
-        (c) => utf8Bytes(c) <= LIMITS.commandBytes,
-        `command is longer than ${LIMITS.commandBytes} bytes`,
-      )
-      .optional(),
+    command: CommandSchema.optional(),
     /** Run directly (argv[0] looked up on PATH). */
     argv: z
       .array(z.string())

@@ -61,23 +61,28 @@ export class HttpProcesses implements SandboxProcesses {
       : err(new AppError("sandbox_failed", `exec server sent a bad answer to ${call.method} ${call.path}`));
   }
 
+  /** A JSON body POSTed, a ProcessInfo back. */
+  #post(target: ExecTarget, path: string, body: unknown, signal: AbortSignal): Promise<Result<ProcessInfo>> {
+    return this.#json(
+      target,
+      {
+        method: "POST",
+        path,
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify(body),
+        signal,
+      },
+      ProcessInfoSchema,
+    );
+  }
+
   start(
     target: ExecTarget,
     req: ProcessStartRequest,
     opts: { signal: AbortSignal },
   ): Promise<Result<ProcessInfo>> {
     const body: ProcessStartBody = req;
-    return this.#json(
-      target,
-      {
-        method: "POST",
-        path: EXEC_SERVER_PATHS.processes,
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify(body),
-        signal: opts.signal,
-      },
-      ProcessInfoSchema,
-    );
+    return this.#post(target, EXEC_SERVER_PATHS.processes, body, opts.signal);
   }
 
   async list(target: ExecTarget, opts: { signal: AbortSignal }): Promise<Result<ProcessInfo[]>> {
@@ -160,17 +165,7 @@ export class HttpProcesses implements SandboxProcesses {
     signal: string,
     opts: { signal: AbortSignal },
   ): Promise<Result<ProcessInfo>> {
-    return this.#json(
-      target,
-      {
-        method: "POST",
-        path: `${pidPath(pid)}/signal`,
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify({ signal }),
-        signal: opts.signal,
-      },
-      ProcessInfoSchema,
-    );
+    return this.#post(target, `${pidPath(pid)}/signal`, { signal }, opts.signal);
   }
 
   resize(
@@ -179,17 +174,7 @@ export class HttpProcesses implements SandboxProcesses {
     size: { cols: number; rows: number },
     opts: { signal: AbortSignal },
   ): Promise<Result<ProcessInfo>> {
-    return this.#json(
-      target,
-      {
-        method: "POST",
-        path: `${pidPath(pid)}/resize`,
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify(size),
-        signal: opts.signal,
-      },
-      ProcessInfoSchema,
-    );
+    return this.#post(target, `${pidPath(pid)}/resize`, size, opts.signal);
   }
 
   remove(target: ExecTarget, pid: number, opts: { signal: AbortSignal }): Promise<Result<ProcessInfo>> {

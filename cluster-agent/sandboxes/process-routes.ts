@@ -127,29 +127,35 @@ export function processRoutes(
     );
   });
 
-  app.post(`${base}/:pid/signal`, (c) => {
-    const pid = pidOf(c);
-    if (!pid.ok) return fail(c, pid.error);
-    const body = h.json(c.get("body"));
-    if (!body.ok) return fail(c, body.error);
-    const parsed = parseOrError(ProcessSignalRequestSchema, body.value, "signal request");
-    if (!parsed.ok) return fail(c, parsed.error);
-    const name = parsed.value.signal;
-    return call(c, `${name} to process ${pid.value}`, (p, t, signal) =>
-      p.signal(t, pid.value, name, { signal }),
-    );
-  });
+  /** A pid route whose JSON body `parse` validates; `run` gets the pid and the body. */
+  const withBody =
+    <T>(parse: (body: unknown) => Result<T>, run: (c: Ctx, pid: number, body: T) => Promise<Response>) =>
+    (c: Ctx) => {
+      const pid = pidOf(c);
+      if (!pid.ok) return fail(c, pid.error);
+      const body = h.json(c.get("body"));
+      if (!body.ok) return fail(c, body.error);
+      const parsed = parse(body.value);
+      return parsed.ok ? run(c, pid.value, parsed.value) : fail(c, parsed.error);
+    };
 
-  app.post(`${base}/:pid/resize`, (c) => {
-    const pid = pidOf(c);
-    if (!pid.ok) return fail(c, pid.error);
-    const body = h.json(c.get("body"));
-    if (!body.ok) return fail(c, body.error);
-    const parsed = parseOrError(ProcessResizeRequestSchema, body.value, "resize request");
-    if (!parsed.ok) return fail(c, parsed.error);
-    const size = parsed.value;
-    return call(c, `resize process ${pid.value}`, (p, t, signal) => p.resize(t, pid.value, size, { signal }));
-  });
+  app.post(
+    `${base}/:pid/signal`,
+    withBody(
+      (b) => parseOrError(ProcessSignalRequestSchema, b, "signal request"),
+      (c, pid, { signal: name }) =>
+        call(c, `${name} to process ${pid}`, (p, t, signal) => p.signal(t, pid, name, { signal })),
+    ),
+  );
+
+  app.post(
+    `${base}/:pid/resize`,
+    withBody(
+      (b) => parseOrError(ProcessResizeRequestSchema, b, "resize request"),
+      (c, pid, size) =>
+        call(c, `resize process ${pid}`, (p, t, signal) => p.resize(t, pid, size, { signal })),
+    ),
+  );
 
   app.get(`${base}/:pid/output`, (c) => {
     const pid = pidOf(c);

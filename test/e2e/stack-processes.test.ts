@@ -11,7 +11,7 @@ import type {
   StdinResult,
 } from "../../shared/api.ts";
 import { readSse, type SseMessage } from "../../shared/sse.ts";
-import { bearer, tempDir, waitFor } from "./stack-helpers.ts";
+import { edgeApi, tempDir, waitFor } from "./stack-helpers.ts";
 
 // Issue 27 item 1 through the whole stack: the edge in workerd, a real agent on the tunnel, devcluster
 // pods running the exec server. Long-lived processes in a sandbox: output by offset, an SSE stream
@@ -36,14 +36,7 @@ afterAll(async () => {
   tmp.remove();
 });
 
-const api = (path: string, init: RequestInit & { token?: string } = {}) => {
-  const { token = stack.tokens.tenantA, headers, ...rest } = init;
-  return fetch(`${stack.edgeUrl}${path}`, {
-    ...rest,
-    headers: { ...bearer(token), ...(headers as Record<string, string> | undefined) },
-    signal: rest.signal ?? AbortSignal.timeout(60_000),
-  });
-};
+const api = edgeApi(() => stack);
 
 async function json<T>(res: Response, status = 200): Promise<T> {
   const text = await res.text();
@@ -71,6 +64,17 @@ const info = async (id: string, pid: number): Promise<ProcessInfo> =>
 
 const readAt = async (id: string, pid: number, query: string): Promise<ProcessOutput> =>
   json<ProcessOutput>(await api(`/v1/sandboxes/${id}/processes/${pid}/output?${query}`));
+
+/** The process once it has exited (polled: its info says so). */
+const ended = (id: string, pid: number): Promise<ProcessInfo> =>
+  waitFor(
+    `process ${pid} to exit`,
+    async () => {
+      const p = await info(id, pid);
+      return p.running ? undefined : p;
+    },
+    30_000,
+  );
 
 const decode = (b64: string) => Buffer.from(b64, "base64").toString("latin1");
 
@@ -193,15 +197,8 @@ describe("processes in a sandbox through the edge", () => {
         body: "",
       }),
     );
-    const ended = await waitFor(
-      "cat's exit",
-      async () => {
-        const p = await info(sb.id, cat.pid);
-        return p.running ? undefined : p;
-      },
-      30_000,
-    );
-    expect([ended.exitCode, ended.signal]).toEqual([0, null]);
+    const exited = await ended(sb.id, cat.pid);
+    expect([exited.exitCode, exited.signal]).toEqual([0, null]);
     // The stream of an exited process replays its bytes and ends with the exit event.
     const replay = await streamUntil(
       await api(`/v1/sandboxes/${sb.id}/processes/${cat.pid}/output`, {
@@ -242,15 +239,8 @@ describe("processes in a sandbox through the edge", () => {
         body: JSON.stringify({ signal: "SIGTERM" }),
       }),
     );
-    const ended = await waitFor(
-      "the signalled group to end",
-      async () => {
-        const p = await info(sb.id, sleeper.pid);
-        return p.running ? undefined : p;
-      },
-      30_000,
-    );
-    expect(ended.signal).toBe("SIGTERM");
+    const exited = await ended(sb.id, sleeper.pid);
+    expect(exited.signal).toBe("SIGTERM");
     // Its child `sleep` got the signal too: nothing of the group is left.
     const left = await json<ExecResult>(
       await api(`/v1/sandboxes/${sb.id}/exec`, {
