@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Stack, startStack } from "../../devstack/stack.ts";
 import { SandboxApiError, SandboxClient } from "../../sdk/typescript/src/index.ts";
@@ -24,9 +25,10 @@ beforeAll(async () => {
   stack = await startStack({
     dir: tmp.dir,
     regions: ["eu-1"],
-    agentsPerRegion: 1,
+    agentsPerRegion: 2,
     poolSize: 2,
-    agentEnv: { LOG_LEVEL: "info" },
+    // debug: each agent logs the request ids it served, so the test knows which replica to kill.
+    agentEnv: { LOG_LEVEL: "debug" },
     edgeVars: { TENANT_QUOTA_BURST: "400", TENANT_QUOTA_PER_MINUTE: "6000" },
   });
 }, 120_000);
@@ -108,10 +110,16 @@ async function streamUntil(
 describe("processes in a sandbox through the edge", () => {
   let sb: Sandbox;
   let counter: ProcessInfo;
+  let startedBy: string;
 
   it("starts a process that keeps running after the request (201 with its pid)", async () => {
     sb = await createSandbox();
-    counter = await start(sb.id, { command: COUNTER });
+    const res = await api(`/v1/sandboxes/${sb.id}/processes`, {
+      method: "POST",
+      body: JSON.stringify({ command: COUNTER }),
+    });
+    startedBy = res.headers.get("x-request-id") ?? "";
+    counter = await json<ProcessInfo>(res, 201);
     expect(counter).toMatchObject({
       command: COUNTER,
       running: true,
@@ -252,6 +260,30 @@ describe("processes in a sandbox through the edge", () => {
       }),
     );
     expect(left.stdout.trim()).toBe("0");
+  });
+
+  it("the agent replica that started it is killed: the other serves its output on, from the same offsets", async () => {
+    const starter = stack.agents.find((a) => readFileSync(a.logFile, "utf8").includes(startedBy));
+    expect(starter, "the replica that served the start").toBeDefined();
+    const before = await readAt(sb.id, counter.pid, "since=0");
+    starter!.kill();
+    await starter!.exited;
+    // The edge learns the socket is gone; then every request is the other replica's.
+    const after = await waitFor(
+      "a read through the surviving replica",
+      async () => {
+        const res = await api(`/v1/sandboxes/${sb.id}/processes/${counter.pid}/output?since=0`);
+        if (res.status !== 200) return undefined;
+        const r = (await res.json()) as ProcessOutput;
+        return r.next > before.next ? r : undefined;
+      },
+      30_000,
+    );
+    const text = decode(after.data);
+    expect(text.startsWith(decode(before.data))).toBe(true);
+    expect(text).toBe(counterText(text.length).slice(0, text.length));
+    const p = await info(sb.id, counter.pid);
+    expect(p.running).toBe(true);
   });
 
   it("DELETE kills the process group and forgets it (then 404 process_not_found)", async () => {
