@@ -54,27 +54,40 @@ export function edgeApi(stack: () => { edgeUrl: string; tokens: { tenantA: strin
 
 /**
  * Runs a program to its end with stdout and stderr collected as one string (the order a terminal
- * shows them); killed after `timeoutMs` so a hang fails the test instead of stalling the suite.
+ * shows them, `out`) and apart; killed after `timeoutMs` so a hang fails the test instead of
+ * stalling the suite.
  */
 export function runProcess(
   cmd: string,
   args: string[],
-  opts: { cwd: string; env?: Record<string, string>; timeoutMs: number },
-): Promise<{ code: number | null; out: string }> {
+  opts: { cwd: string; env?: Record<string, string>; timeoutMs: number; cleanEnv?: boolean },
+): Promise<{ code: number | null; out: string; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, args, {
       cwd: opts.cwd,
-      env: { ...process.env, ...opts.env },
+      // cleanEnv: only what is given (no PI_SANDBOX_* of the developer's shell leaks in).
+      env: opts.cleanEnv ? opts.env : { ...process.env, ...opts.env },
       stdio: ["ignore", "pipe", "pipe"],
     });
     let out = "";
-    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
-    child.stderr.on("data", (d: Buffer) => (out += d.toString()));
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d: Buffer) => {
+      out += d.toString();
+      stdout += d.toString();
+    });
+    child.stderr.on("data", (d: Buffer) => {
+      out += d.toString();
+      stderr += d.toString();
+    });
     const timer = setTimeout(() => child.kill("SIGKILL"), opts.timeoutMs);
-    child.on("error", reject);
+    child.on("error", (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
     child.on("close", (code) => {
       clearTimeout(timer);
-      resolve({ code, out });
+      resolve({ code, out, stdout, stderr });
     });
   });
 }

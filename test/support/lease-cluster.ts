@@ -28,8 +28,11 @@ export interface LeaseCluster {
   close(): Promise<void>;
 }
 
-export async function startLeaseCluster(namespace = "pi-sandbox"): Promise<LeaseCluster> {
-  const dc = await startTestCluster({ namespaces: [namespace] });
+export async function startLeaseCluster(
+  namespace = "pi-sandbox",
+  opts: { allocatable?: { cpu?: string; memory?: string } } = {},
+): Promise<LeaseCluster> {
+  const dc = await startTestCluster({ namespaces: [namespace], ...opts });
   const clients = makeClients(dc.kubeConfig());
   const poolToken = randomBytes(16).toString("hex");
   return {
