@@ -76,11 +76,12 @@ const PING = encoder.encode(encodeSseComment("ping"));
  * passed on event for event, unread, with this agent's keep-alive comments slipped in between
  * whole events (shared/sse.ts's block splitter, so no event is cut) for the reason STREAM_PING_MS
  * says. Pulled, not pushed: a slow client slows the source (the exec server then counts its drops).
- * `onEnd` runs once when the stream ends, breaks or is cancelled.
+ * `onEnd` runs once when the stream ends, breaks, is cancelled or `signal` aborts (the caller left,
+ * even if nobody reads or cancels the body any more).
  */
 export function relayedSseResponse(
   source: ReadableStream<Uint8Array>,
-  opts: { requestId: string; onEnd: () => void },
+  opts: { requestId: string; signal: AbortSignal; onEnd: () => void },
 ): Response {
   const reader = source.getReader();
   const decoder = new TextDecoder();
@@ -91,8 +92,15 @@ export function relayedSseResponse(
     if (ended) return;
     ended = true;
     clearInterval(ping);
+    opts.signal.removeEventListener("abort", onAbort);
     opts.onEnd();
   };
+  const onAbort = () => {
+    end();
+    void reader.cancel(opts.signal.reason).catch(() => undefined);
+  };
+  if (opts.signal.aborted) onAbort();
+  else opts.signal.addEventListener("abort", onAbort, { once: true });
   const body = new ReadableStream<Uint8Array>({
     start(ctrl) {
       ping = setInterval(() => {

@@ -192,7 +192,14 @@ export function processRoutes(
         const done = new Promise<void>((resolve) => {
           ended = resolve;
         });
-        answer(relayedSseResponse(s.value, { requestId: c.get("requestId"), onEnd: () => ended() }));
+        answer(
+          relayedSseResponse(s.value, {
+            requestId: c.get("requestId"),
+            // The caller left, or the sandbox went (deleted, lease lost): the use ends either way.
+            signal: AbortSignal.any([c.req.raw.signal, sb.lease.lost]),
+            onEnd: () => ended(),
+          }),
+        );
         await done;
         return ok(undefined);
       }).then((r) => {

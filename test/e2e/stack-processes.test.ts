@@ -363,9 +363,26 @@ describe("processes in a sandbox through the edge", () => {
     expect(await info(sb.id, cat.pid)).toMatchObject({ running: true, outputBytes: 0, stdinOpen: true });
   });
 
-  it("a deleted sandbox's processes are gone with it (404 sandbox_not_found)", async () => {
+  it("deleting the sandbox ends an open output stream and its processes (404 sandbox_not_found)", async () => {
+    const quiet = await start(sb.id, { argv: ["cat"] });
+    const stream = await api(`/v1/sandboxes/${sb.id}/processes/${quiet.pid}/output`, {
+      headers: { accept: "text/event-stream" },
+      signal: AbortSignal.timeout(60_000),
+    });
+    expect(stream.status).toBe(200);
+    const drained = (async () => {
+      try {
+        for await (const _ of readSse(stream.body!)) {
+          // a quiet process: nothing but the end is expected
+        }
+        return "ended";
+      } catch (e) {
+        return e instanceof Error && e.name === "TimeoutError" ? "hung" : "broke";
+      }
+    })();
     const res = await api(`/v1/sandboxes/${sb.id}`, { method: "DELETE" });
     expect(res.status).toBe(204);
+    expect(["ended", "broke"]).toContain(await drained);
     const after = await api(`/v1/sandboxes/${sb.id}/processes`);
     expect([after.status, await codeOf(after)]).toEqual([404, "sandbox_not_found"]);
   });
