@@ -30,7 +30,8 @@ const EnvConfigSchema = z.object({
   /** Lease duration of the pool-leader election (client-go's default is 15 s). */
   LEADER_LEASE_SECONDS: intVar(15, 1, 3600),
   QUEUE_TIMEOUT_SECONDS: intVar(15, 0, 3600),
-  RECYCLE: z.enum(["replace", "scrub"]).default("replace"),
+  /** See RecycleMode (leases/types.ts); the default and why are in README.md. */
+  RECYCLE: z.enum(["replace", "scrub", "reuse-same-tenant"]).default("replace"),
   /** Optional hard cap per tenant; 0 (the default) is no cap: fair dispatch shares the pool. */
   TENANT_MAX_LEASES: intVar(0, 0, 100_000),
   /**
@@ -47,6 +48,8 @@ const EnvConfigSchema = z.object({
   EXEC_MODE: z.enum(["http", "api"]).default("http"),
   POOL_TOKEN: optionalString,
   AGENT_PORT: intVar(8081, 0, 65535),
+  /** Prometheus metrics, on AGENT_HOST but never on AGENT_PORT (0 = any free port, for tests). */
+  METRICS_PORT: intVar(9464, 0, 65535),
   POD_READY_TIMEOUT_SECONDS: intVar(60, 1, 3600),
   /** 127.0.0.1 locally; 0.0.0.0 in a pod (probes and metrics scrapes come from outside). */
   AGENT_HOST: z.string().min(1).default("127.0.0.1"),
@@ -136,11 +139,18 @@ const AgentSettingsSchema = EnvConfigSchema.transform((e, ctx) => {
     });
   }
   // Each pod's exec token is derived from the pool token: without it nobody can call the exec server.
-  if ((e.EXEC_MODE === "http" || e.RECYCLE === "scrub") && !e.POOL_TOKEN) {
+  if ((e.EXEC_MODE === "http" || e.RECYCLE !== "replace") && !e.POOL_TOKEN) {
     ctx.addIssue({
       code: "custom",
       path: ["POOL_TOKEN"],
-      message: "POOL_TOKEN is required with EXEC_MODE=http or RECYCLE=scrub",
+      message: "POOL_TOKEN is required with EXEC_MODE=http or RECYCLE=scrub|reuse-same-tenant",
+    });
+  }
+  if (e.METRICS_PORT !== 0 && e.METRICS_PORT === e.AGENT_PORT) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["METRICS_PORT"],
+      message: `METRICS_PORT must differ from AGENT_PORT (${e.AGENT_PORT}): metrics have a port of their own`,
     });
   }
   const agentKey = jsonSetting(e.AGENT_KEY, "AGENT_KEY", isPrivateJwk, ctx);
@@ -170,6 +180,7 @@ const AgentSettingsSchema = EnvConfigSchema.transform((e, ctx) => {
     execMode: e.EXEC_MODE,
     poolToken: e.POOL_TOKEN,
     agentPort: e.AGENT_PORT,
+    metricsPort: e.METRICS_PORT,
     podReadyTimeoutSeconds: e.POD_READY_TIMEOUT_SECONDS,
     agentHost: e.AGENT_HOST,
     logLevel: e.LOG_LEVEL,

@@ -21,7 +21,7 @@ export interface StackOptions {
   agentsPerRegion?: number;
   poolSize?: number;
   execMode?: "http" | "api";
-  recycle?: "replace" | "scrub";
+  recycle?: "replace" | "scrub" | "reuse-same-tenant";
   leaseTtlSeconds?: number;
   queueTimeoutSeconds?: number;
   /** Edge port (0 = any free port). */
@@ -130,6 +130,7 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
         REGION: region,
         AGENT_ID: agentId,
         AGENT_PORT: "0",
+        METRICS_PORT: "0",
         EXEC_MODE: opts.execMode ?? "http",
         RECYCLE: opts.recycle ?? "replace",
         LEASE_TTL_SECONDS: String(opts.leaseTtlSeconds ?? 45),

@@ -1,4 +1,4 @@
-import type { V1Lease, V1Pod } from "@kubernetes/client-node";
+import type { V1Lease } from "@kubernetes/client-node";
 import { AppError, err, ok, type Result } from "../../shared/errors.ts";
 import type { EventBus } from "../events/bus.ts";
 import type { Scrubber } from "../exec/executor.ts";
@@ -7,13 +7,14 @@ import { ArrivalRate } from "../pool-state/arrival-rate.ts";
 import { type Clock, systemClock } from "../pool-state/clock.ts";
 import { type FailureLog, logFailure } from "../pool-state/failure-log.ts";
 import { claimedLease, holderOf, tenantOf } from "../pool-state/lease-record.ts";
+import { type PodEndings, podEndedError } from "../pool-state/pod-endings.ts";
 import type { PoolStore } from "../pool-state/pool-store.ts";
 import { CandidateChooser } from "./candidates.ts";
 import { type Held, holderIdentity, newHeld } from "./held.ts";
 import { LeaseRelease } from "./release.ts";
 import { LeaseRenewal } from "./renewal.ts";
 import { LeaseStats } from "./stats.ts";
-import type { AcquireRequest, LeaseHandle } from "./types.ts";
+import type { AcquireRequest, LeaseHandle, RecycleMode } from "./types.ts";
 import { type Waiter, WaitQueue } from "./wait-queue.ts";
 
 export interface LeaseManagerOptions {
@@ -32,8 +33,8 @@ export interface LeaseManagerOptions {
    * always there for other tenants (pods held for long cannot be taken back). 0 = no share rule.
    */
   tenantShareLeases?: number;
-  recycle: "replace" | "scrub";
-  /** Required when recycle is "scrub". */
+  recycle: RecycleMode;
+  /** Required unless recycle is "replace". */
   scrubber?: Scrubber | undefined;
   /** Per API call. */
   requestTimeoutMs?: number;
@@ -43,6 +44,8 @@ export interface LeaseManagerOptions {
   handoffGraceMs?: number;
   random?: () => number;
   clock?: Clock;
+  /** Pods that failed (evicted, OOM-killed): a handle's `ended` tells a broken call why. */
+  endings?: PodEndings;
 }
 
 /**
@@ -74,7 +77,7 @@ export class LeaseManager {
   private cappedTenants = new Set<string>();
 
   constructor(private readonly o: LeaseManagerOptions) {
-    if (o.recycle === "scrub" && !o.scrubber) throw new Error("RECYCLE=scrub needs a Scrubber");
+    if (o.recycle !== "replace" && !o.scrubber) throw new Error(`RECYCLE=${o.recycle} needs a Scrubber`);
     this.clock = o.clock ?? systemClock;
     this.timeoutMs = o.requestTimeoutMs ?? 5_000;
     this.arrivals = new ArrivalRate(5_000, () => this.clock.now());
@@ -96,8 +99,30 @@ export class LeaseManager {
       recycle: o.recycle,
       scrubber: o.scrubber,
       renewal: this.renewal,
+      sameTenant: {
+        wantsNext: (tenant) => this.nextWaiter(tenant)?.tenant === tenant,
+        takeNext: (tenant) => {
+          const w = this.nextWaiter(tenant);
+          if (w?.tenant !== tenant) return undefined;
+          this.serving.add(w);
+          return w;
+        },
+        serve: (w, h, lease, casMs) => {
+          this.serving.delete(w);
+          const pod = this.o.store.pods.get(h.pod) ?? {
+            metadata: { name: h.pod },
+            status: { podIP: h.podIP },
+          };
+          this.handOut(w, pod, lease, casMs);
+        },
+        giveBack: (w) => {
+          this.serving.delete(w);
+          this.wake();
+        },
+      },
       onDone: (h) => {
-        this.held.delete(h.pod);
+        // A pod handed straight to the next holder is already that holder's entry.
+        if (this.held.get(h.pod) === h) this.held.delete(h.pod);
         this.wake();
       },
     });
@@ -296,32 +321,11 @@ export class LeaseManager {
     if (this.closed) return;
     const capped = new Set<string>();
     const held = this.heldByTenants();
-    // Per tenant, its waiters in arrival order (the queue is FIFO).
-    const byTenant = new Map<string, Waiter[]>();
-    for (const w of this.queue.entries()) {
-      if (w.settled || this.serving.has(w)) continue;
-      const list = byTenant.get(w.tenant);
-      if (list) list.push(w);
-      else byTenant.set(w.tenant, [w]);
-    }
+    const byTenant = this.waitingByTenant();
     let candidates: string[] | undefined;
     let next = 0;
     while (this.serving.size < this.maxParallel) {
-      let pick: Waiter | undefined;
-      let pickHeld = 0;
-      for (const [tenant, list] of byTenant) {
-        const first = list[0];
-        if (!first) continue;
-        const h = held.get(tenant) ?? 0;
-        if (this.atCap(h)) {
-          capped.add(tenant);
-          continue;
-        }
-        if (!pick || h < pickHeld || (h === pickHeld && first.enqueuedAt < pick.enqueuedAt)) {
-          pick = first;
-          pickHeld = h;
-        }
-      }
+      const { pick, pickHeld } = this.fairPick(byTenant, held, capped);
       if (!pick) break;
       candidates ??= this.chooser.next();
       const name = candidates[next++];
@@ -355,11 +359,59 @@ export class LeaseManager {
     }
   }
 
+  /** Per tenant, its waiters not being served, in arrival order (the queue is FIFO). */
+  private waitingByTenant(): Map<string, Waiter[]> {
+    const byTenant = new Map<string, Waiter[]>();
+    for (const w of this.queue.entries()) {
+      if (w.settled || this.serving.has(w)) continue;
+      const list = byTenant.get(w.tenant);
+      if (list) list.push(w);
+      else byTenant.set(w.tenant, [w]);
+    }
+    return byTenant;
+  }
+
+  /** The waiter served next: fewest-held tenant not at its cap, ties to the oldest; capped tenants are added to `capped`. */
+  private fairPick(
+    byTenant: Map<string, Waiter[]>,
+    held: Map<string, number>,
+    capped: Set<string>,
+  ): { pick: Waiter | undefined; pickHeld: number } {
+    let pick: Waiter | undefined;
+    let pickHeld = 0;
+    for (const [tenant, list] of byTenant) {
+      const first = list[0];
+      if (!first) continue;
+      const h = held.get(tenant) ?? 0;
+      if (this.atCap(h)) {
+        capped.add(tenant);
+        continue;
+      }
+      if (!pick || h < pickHeld || (h === pickHeld && first.enqueuedAt < pick.enqueuedAt)) {
+        pick = first;
+        pickHeld = h;
+      }
+    }
+    return { pick, pickHeld };
+  }
+
+  /**
+   * Who the fair queue serves next once a pod of `releasing` is released (that pod still counts
+   * in its tenant's leases until then): the same-tenant reuse asks this before and after a scrub.
+   */
+  private nextWaiter(releasing: string): Waiter | undefined {
+    if (this.closed) return undefined;
+    const held = this.heldByTenants();
+    held.set(releasing, Math.max(0, (held.get(releasing) ?? 0) - 1));
+    return this.fairPick(this.waitingByTenant(), held, new Set()).pick;
+  }
+
   /** One CAS for one waiter on one candidate; the outcome is settled before any other dispatch runs. */
   private startServe(w: Waiter, name: string): boolean {
     const lease = this.o.store.leases.get(name);
-    const pod = this.o.store.pods.get(name);
-    if (!lease || !pod) return false;
+    // A candidate is Ready, so it has an IP; checked again here because the pipeline sends to it.
+    const podIP = this.o.store.pods.get(name)?.status?.podIP;
+    if (!lease || !podIP) return false;
     this.serving.add(w);
     this.chooser.reserve(name);
     this.inFlightByTenant.set(w.tenant, (this.inFlightByTenant.get(w.tenant) ?? 0) + 1);
@@ -371,7 +423,7 @@ export class LeaseManager {
       else this.inFlightByTenant.set(w.tenant, n);
       if (result.ok) {
         this.chooser.settled(name);
-        this.handOut(w, pod, result.value, this.clock.now() - casStartedAt);
+        this.handOut(w, name, podIP, result.value, this.clock.now() - casStartedAt);
       } else {
         const f = result.error;
         // Lost: skip this pod until the cache shows a newer version of its Lease (or its deletion).
@@ -413,10 +465,9 @@ export class LeaseManager {
     }
   }
 
-  private handOut(w: Waiter, pod: V1Pod, lease: V1Lease, casMs: number): void {
-    const name = pod.metadata?.name ?? "";
+  private handOut(w: Waiter, name: string, podIP: string, lease: V1Lease, casMs: number): void {
     const now = this.clock.now();
-    const h = newHeld({ ...w, pod: name, podIP: pod.status?.podIP ?? "", lease, now });
+    const h = newHeld({ ...w, pod: name, podIP, lease, now });
     this.held.set(name, h);
     if (w.settled) {
       // The caller left (abort / timeout) while our CAS was in flight: give the pod straight back.
@@ -455,6 +506,13 @@ export class LeaseManager {
       lost: h.lost.signal,
       release: () => this.releaser.release(h),
     };
+    const endings = this.o.endings;
+    if (endings)
+      handle.ended = async (waitMs) => {
+        const e = await endings.waitFor(name, waitMs);
+        // This request's pod: never name a sandbox (whatever the memory holds under that name).
+        return e && podEndedError({ ...e, sandbox: undefined });
+      };
     this.settle(w, ok(handle), "served");
   }
 }

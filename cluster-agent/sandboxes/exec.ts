@@ -3,7 +3,12 @@ import { ok, type Result } from "../../shared/errors.ts";
 import type { EventBus } from "../events/bus.ts";
 import type { Executor, SandboxFiles, SandboxProcesses } from "../exec/executor.ts";
 import { commandOf } from "../requests/exec-request.ts";
-import { commandPreview, type LeasedSandbox, withLeasedSandbox } from "../requests/leased-sandbox.ts";
+import {
+  commandPreview,
+  type LeasedSandbox,
+  type LeasedSandboxDeps,
+  withLeasedSandbox,
+} from "../requests/leased-sandbox.ts";
 import { leaseOfSandbox } from "../requests/sandbox-lease.ts";
 import type { SandboxService } from "./service.ts";
 
@@ -14,6 +19,7 @@ export interface SandboxExecDeps {
   /** http mode only: without them a process call is `not_supported_in_api_mode`. */
   processes?: SandboxProcesses;
   bus: EventBus;
+  log?: LeasedSandboxDeps["log"];
 }
 
 /**
@@ -37,6 +43,7 @@ export function withSandbox<T>(
       bus: deps.bus,
       ...(deps.files ? { files: deps.files } : {}),
       ...(deps.processes ? { processes: deps.processes } : {}),
+      ...(deps.log ? { log: deps.log } : {}),
     };
     return withLeasedSandbox(pipeline, { tenant, requestId, signal }, (sb) => fn(sb, use.env));
   });

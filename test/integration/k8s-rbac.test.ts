@@ -69,6 +69,7 @@ async function runAgent(
     SANDBOX_POD_TEMPLATE: templatePath,
     AGENT_HOST: "127.0.0.1",
     AGENT_PORT: "0",
+    METRICS_PORT: "0",
     LOG_LEVEL: "silent",
     REGION,
     AGENT_ID: `rbac-${name}`,

@@ -30,7 +30,11 @@ export interface LeaseCluster {
 
 export async function startLeaseCluster(
   namespace = "pi-sandbox",
-  opts: { allocatable?: { cpu?: string; memory?: string } } = {},
+  opts: {
+    allocatable?: { cpu?: string; memory?: string };
+    /** The kubelet's podPidsLimit (devcluster's default 1024; -1: none, a real kubelet's default). */
+    podPidsLimit?: number;
+  } = {},
 ): Promise<LeaseCluster> {
   const dc = await startTestCluster({ namespaces: [namespace], ...opts });
   const clients = makeClients(dc.kubeConfig());
@@ -67,7 +71,7 @@ export async function startPool(
 ): Promise<{ pool: AgentPool; events: PoolEvent[] }> {
   const cfg = loadConfig(c.agentEnv(env));
   if (!cfg.ok) throw cfg.error;
-  const scrubber = cfg.value.recycle === "scrub" ? new HttpScrubber({ poolToken: c.poolToken }) : undefined;
+  const scrubber = cfg.value.recycle !== "replace" ? new HttpScrubber({ poolToken: c.poolToken }) : undefined;
   const r = await AgentPool.start({
     config: cfg.value,
     clients: (opts.wrapClients ?? ((k) => k))(makeClients(c.dc.kubeConfig())),

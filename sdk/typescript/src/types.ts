@@ -24,6 +24,7 @@ export type ErrorCode =
   | "request_not_found"
   | "process_not_found"
   | "method_not_allowed"
+  | "sandbox_evicted"
   | "host_not_allowed"
   | "stale_lease"
   | "process_exited"
@@ -162,6 +163,8 @@ export interface ChatResponse {
   region?: string | undefined;
   reply: string;
   toolCalls: ToolCallRecord[];
+  /** Model calls the turn made (each one costs a quota token). */
+  modelCalls?: number | undefined;
   sandboxId?: string | undefined;
 }
 
@@ -227,7 +230,7 @@ export interface PoolSnapshot {
   agentId: string;
   at: string;
   poolSize: number;
-  recycle: "replace" | "scrub";
+  recycle: "replace" | "scrub" | "reuse-same-tenant";
   pods: PodSnapshot[];
   queue: {
     depth: number;
@@ -243,6 +246,8 @@ export interface PoolSnapshot {
   sandboxes?: SandboxSnapshot[] | undefined;
   /** This agent's recent executions (absent from agents that predate them). */
   executions?: ExecutionSnapshot[] | undefined;
+  /** A sandbox pod's own cgroup pids limit as the agent read it once ("max": unlimited). */
+  sandboxPids?: { pidsMax: string | null; unlimited: boolean; pod: string; checkedAt: string } | undefined;
 }
 
 // ---- processes (POST/GET/DELETE /v1/sandboxes/:id/processes…) ----
