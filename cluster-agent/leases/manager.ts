@@ -109,11 +109,8 @@ export class LeaseManager {
         },
         serve: (w, h, lease, casMs) => {
           this.serving.delete(w);
-          const pod = this.o.store.pods.get(h.pod) ?? {
-            metadata: { name: h.pod },
-            status: { podIP: h.podIP },
-          };
-          this.handOut(w, pod, lease, casMs);
+          // The same pod, same address: it was held until this hand-off.
+          this.handOut(w, h.pod, h.podIP, lease, casMs);
         },
         giveBack: (w) => {
           this.serving.delete(w);
