@@ -13,15 +13,18 @@ import { AppError, errorResponse, parseOrError, type Result } from "../../shared
 import type { RelayClaims } from "../../shared/relay-signing.ts";
 import type { Spans } from "../../shared/spans.ts";
 import type { EventBus } from "../events/bus.ts";
-import type { Executor, SandboxFiles } from "../exec/executor.ts";
+import type { Executor, SandboxFiles, SandboxProcesses } from "../exec/executor.ts";
 import { answerExec } from "../http/answers.ts";
 import { runSandboxExec, type SandboxExecDeps, withSandbox } from "./exec.ts";
+import { processRoutes } from "./process-routes.ts";
 import type { SandboxService } from "./service.ts";
 
 export interface SandboxRoutesDeps {
   sandboxes: SandboxService;
   executor: Executor;
   files: SandboxFiles;
+  /** Long-lived processes: http exec mode only (api mode answers `not_supported_in_api_mode`). */
+  processes?: SandboxProcesses;
   bus: EventBus;
   region: string;
   cluster: string;
@@ -203,5 +206,6 @@ export function sandboxRoutes(deps: SandboxRoutesDeps): Hono<{ Variables: Sandbo
   };
   app.on(["GET", "PUT", "DELETE"], "/v1/sandboxes/:id/files", files);
   app.on(["GET", "PUT", "DELETE"], "/v1/sandboxes/:id/files/*", files);
+  processRoutes(app, deps, { ownId, json });
   return app;
 }

@@ -5,7 +5,7 @@ import { type AgentReplica, startAgentReplica } from "../../devstack/agents.ts";
 import { childPids, peakRssKiB, resetPeakRss } from "../../devstack/proc-memory.ts";
 import { type Stack, startStack } from "../../devstack/stack.ts";
 import type { ExecResult, Sandbox, SandboxList } from "../../shared/api.ts";
-import { bearer, tempDir, waitFor } from "./stack-helpers.ts";
+import { edgeApi, tempDir, waitFor } from "./stack-helpers.ts";
 
 // Issue 19 through the whole stack: the edge in workerd, real agent processes on the tunnel,
 // devcluster pods running the exec server. One region; the agents start one at a time so the test
@@ -39,14 +39,7 @@ afterAll(async () => {
   tmp.remove();
 });
 
-const api = (path: string, init: RequestInit & { token?: string } = {}) => {
-  const { token = stack.tokens.tenantA, headers, ...rest } = init;
-  return fetch(`${stack.edgeUrl}${path}`, {
-    ...rest,
-    headers: { ...bearer(token), ...(headers as Record<string, string> | undefined) },
-    signal: rest.signal ?? AbortSignal.timeout(60_000),
-  });
-};
+const api = edgeApi(() => stack);
 
 async function create(body: object = {}, token?: string): Promise<{ status: number; sandbox: Sandbox }> {
   const res = await api("/v1/sandboxes", {
