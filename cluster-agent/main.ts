@@ -2,11 +2,13 @@
 // file wires together; nothing here decides policy.
 import { type ServerType, serve } from "@hono/node-server";
 import type { Logger } from "pino";
-import { ok, type Result } from "../shared/errors.ts";
+import { AppError, err, ok, type Result } from "../shared/errors.ts";
 import type { Capacity } from "../shared/tunnel.ts";
 import { AgentPool } from "./agent-pool.ts";
 import { createChatHandler } from "./chat/index.ts";
 import { type AgentConfig, loadConfig } from "./config.ts";
+import type { Resolver } from "./egress/types.ts";
+import { type EgressService, startEgressService } from "./egress-service.ts";
 import { EventBus } from "./events/bus.ts";
 import { ApiExecutor } from "./exec/api-executor.ts";
 import { ApiFiles } from "./exec/api-files.ts";
@@ -32,6 +34,8 @@ export interface RunningAgent {
   /** The agent's own HTTP port (health, metrics, and direct relays in tests). */
   url: string;
   tunnel: TunnelClient | undefined;
+  /** The egress proxy (EGRESS=on), or undefined. */
+  egress: EgressService | undefined;
   logger: Logger;
   close(): Promise<void>;
 }
@@ -46,8 +50,14 @@ function capacityOf(pool: AgentPool): Capacity {
   };
 }
 
+/** What only tests hand the agent: the egress proxy's resolver and forbidden ranges for a fake internet. */
+export interface AgentTestHooks {
+  egress?: { resolve?: Resolver; forbidden?: readonly string[] };
+}
+
 export async function startAgent(
   env: Record<string, string | undefined> = process.env,
+  hooks: AgentTestHooks = {},
 ): Promise<Result<RunningAgent>> {
   const loaded = loadConfig(env);
   if (!loaded.ok) return loaded;
@@ -93,6 +103,24 @@ export async function startAgent(
     // Read at reservation time, after `sandboxes` exists.
     isLive: (tenant, id) => sandboxes.has(tenant, id),
   });
+  let egress: EgressService | undefined;
+  try {
+    egress = config.egress
+      ? await startEgressService({
+          settings: config.egress,
+          store: pool.caches,
+          region: config.region,
+          host: config.agentHost,
+          logger,
+          ...hooks.egress,
+        })
+      : undefined;
+  } catch (e) {
+    stopMetrics();
+    stopWarming();
+    await pool.close();
+    return err(new AppError("internal", `the egress proxy could not listen: ${(e as Error).message}`));
+  }
   const sandboxes: SandboxService = new SandboxService({
     store: pool.caches,
     bus,
@@ -105,6 +133,7 @@ export async function startAgent(
     reservations,
     acquire,
     detach: (pod) => pool.manager.detach(pod),
+    ...(egress ? { egressEnv: egress.env } : {}),
   });
 
   const poolCollect = metrics.beforeCollect;
@@ -194,7 +223,13 @@ export async function startAgent(
       })
     : undefined;
   logger.info(
-    { url, edge: config.edgeUrl ?? null, execMode: config.execMode, recycle: config.recycle },
+    {
+      url,
+      edge: config.edgeUrl ?? null,
+      execMode: config.execMode,
+      recycle: config.recycle,
+      egressPort: egress?.port ?? null,
+    },
     "agent started",
   );
 
@@ -203,6 +238,7 @@ export async function startAgent(
     closing ??= (async () => {
       shuttingDown = true;
       await tunnel?.close();
+      await egress?.close();
       await pool.close();
       stopMetrics();
       stopWarming();
@@ -211,7 +247,7 @@ export async function startAgent(
     })();
     return closing;
   };
-  return ok({ config, pool, url, tunnel, logger, close });
+  return ok({ config, pool, url, tunnel, egress, logger, close });
 }
 
 if (process.argv[1] && import.meta.url === `file://${process.argv[1]}`) {
