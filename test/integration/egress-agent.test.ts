@@ -1,0 +1,200 @@
+// The egress proxy as the agent runs it (EGRESS=on): real devcluster pods, the agent's real pod and
+// Lease caches as the proxy's only notion of who is calling, policies set through the agent's
+// signed /v1/sandboxes routes. Devcluster pod IPs are loopback addresses (127.0.1.x), so a client
+// bound to a pod's IP is, to the proxy, that pod; the fake internet stands in for the outside.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type RunningAgent, startAgent } from "../../cluster-agent/main.ts";
+import {
+  ExecResultSchema,
+  type Sandbox,
+  SandboxNetworkSchema,
+  SandboxSchema,
+  SCOPES,
+} from "../../shared/api.ts";
+import { ErrorEnvelopeSchema } from "../../shared/errors.ts";
+import { generateSigningKeyPair } from "../../shared/jwt-keys.ts";
+import { createRelaySigner, type RelaySigner, relayAudience } from "../../shared/relay-signing.ts";
+import { closed, connectThrough, get, tlsOver } from "../support/egress-client.ts";
+import {
+  type FakeInternet,
+  startFakeInternet,
+  TEST_FORBIDDEN,
+  testResolver,
+} from "../support/fake-internet.ts";
+import { type LeaseCluster, startLeaseCluster, waitFor } from "../support/lease-cluster.ts";
+
+const REGION = "egress-1";
+const PROXY_URL = "http://127.0.0.1:3128";
+let cluster: LeaseCluster;
+let agent: RunningAgent;
+let signer: RelaySigner;
+let net: FakeInternet;
+let seq = 0;
+
+async function call(method: string, path: string, body?: unknown, tenant = "tenant-a"): Promise<Response> {
+  const text = body === undefined ? undefined : JSON.stringify(body);
+  const token = await signer.sign({
+    method,
+    path,
+    body: text,
+    tenant,
+    subject: "user-1",
+    scopes: [SCOPES.exec],
+    requestId: `egress-${++seq}-${Date.now()}`,
+  });
+  return fetch(`${agent.url}${path}`, {
+    method,
+    headers: { "content-type": "application/json", "x-relay-signature": token },
+    ...(text !== undefined ? { body: text } : {}),
+  });
+}
+
+async function createSandbox(body: unknown, tenant?: string): Promise<Sandbox> {
+  const res = await call("POST", "/v1/sandboxes", body, tenant);
+  expect(res.status, await res.clone().text()).toBe(201);
+  return SandboxSchema.parse(await res.json());
+}
+
+const podIpOf = (pod: string) => {
+  const ip = agent.pool.caches.pods.get(pod)?.status?.podIP;
+  if (!ip) throw new Error(`${pod} has no IP`);
+  return ip;
+};
+const connect = (source: string, authority: string) =>
+  connectThrough(agent.egress?.port ?? 0, source, authority);
+const https = (host: string) => `${host}:${net.httpsPort}`;
+
+let a: Sandbox;
+let b: Sandbox;
+
+beforeAll(async () => {
+  net = await startFakeInternet();
+  cluster = await startLeaseCluster("egress-agent");
+  const keys = await generateSigningKeyPair();
+  signer = await createRelaySigner({ privateJwk: keys.privateJwk, audience: relayAudience(REGION) });
+  const started = await startAgent(
+    cluster.agentEnv({
+      POOL_SIZE: "3",
+      REGION,
+      AGENT_ID: "egress-agent-test",
+      AGENT_PORT: "0",
+      LOG_LEVEL: "silent",
+      RELAY_PUBLIC_KEYS: JSON.stringify({ keys: [keys.publicJwk] }),
+      EGRESS: "on",
+      EGRESS_PORT: "0",
+      EGRESS_PROXY_URL: PROXY_URL,
+    }),
+    { egress: { resolve: testResolver, forbidden: TEST_FORBIDDEN } },
+  );
+  if (!started.ok) throw started.error;
+  agent = started.value;
+  await waitFor(
+    "3 ready pods",
+    () => agent.pool.snapshot().pods.filter((p) => p.state === "ready").length === 3,
+    60_000,
+  );
+  a = await createSandbox({ network: { allow: [https("pkgs.test")] } });
+  b = await createSandbox({ network: { allow: [https("other.test")] } }, "tenant-b");
+}, 120_000);
+
+afterAll(async () => {
+  await agent?.close();
+  await cluster?.close();
+  await net?.close();
+}, 60_000);
+
+describe("egress through the agent's pod cache", () => {
+  it("a sandbox's pod IP gets that sandbox's policy, another sandbox's pod IP that one's", async () => {
+    const fromA = await connect(podIpOf(a.pod), https("pkgs.test"));
+    expect(fromA.status).toBe(200);
+    const tls = await tlsOver(fromA.socket, "pkgs.test", net.ca.certPem);
+    expect(await get(tls, https("pkgs.test"), "/hello")).toMatch(/hello from pkgs\.test/);
+    tls.destroy();
+    expect((await connect(podIpOf(a.pod), https("other.test"))).refused).toBe("egress_not_allowed");
+
+    expect((await connect(podIpOf(b.pod), https("other.test"))).status).toBe(200);
+    expect((await connect(podIpOf(b.pod), https("pkgs.test"))).refused).toBe("egress_not_allowed");
+  });
+
+  it("refuses a pool pod that is no sandbox and an address no pod has", async () => {
+    const free = agent.pool
+      .snapshot()
+      .pods.find((p) => p.state === "ready" && p.name !== a.pod && p.name !== b.pod);
+    expect(free?.podIP).toBeTruthy();
+    expect((await connect(free?.podIP as string, https("pkgs.test"))).refused).toBe("egress_unknown_source");
+    expect((await connect("127.0.0.12", https("pkgs.test"))).refused).toBe("egress_unknown_source");
+  });
+
+  it("a sandbox created without a policy reaches nothing", async () => {
+    const none = await createSandbox({});
+    expect(
+      SandboxNetworkSchema.parse(await (await call("GET", `/v1/sandboxes/${none.id}/network`)).json()),
+    ).toEqual({
+      allow: [],
+      deny: [],
+    });
+    expect((await connect(podIpOf(none.pod), https("pkgs.test"))).refused).toBe("egress_not_allowed");
+    expect((await call("DELETE", `/v1/sandboxes/${none.id}`)).status).toBe(204);
+  });
+
+  it("refuses a bad entry with 400 invalid_request naming it", async () => {
+    const res = await call("POST", "/v1/sandboxes", { network: { allow: ["pkgs.test", "*"] } });
+    expect(res.status).toBe(400);
+    const e = ErrorEnvelopeSchema.parse(await res.json()).error;
+    expect(e.code).toBe("invalid_request");
+    expect(e.message).toMatch(/network\.allow\.1: "\*"/);
+    const put = await call("PUT", `/v1/sandboxes/${a.id}/network`, { allow: ["exa mple.com"] });
+    expect(put.status).toBe(400);
+    expect(ErrorEnvelopeSchema.parse(await put.json()).error.message).toMatch(/allow\.0: "exa mple\.com"/);
+  });
+
+  it("GET/PUT network: another tenant's sandbox does not exist", async () => {
+    expect((await call("GET", `/v1/sandboxes/${a.id}/network`, undefined, "tenant-b")).status).toBe(404);
+    const put = await call("PUT", `/v1/sandboxes/${a.id}/network`, { allow: ["evil.test"] }, "tenant-b");
+    expect(put.status).toBe(404);
+    expect(ErrorEnvelopeSchema.parse(await put.json()).error.code).toBe("sandbox_not_found");
+  });
+
+  it("a PUT replaces the policy: open tunnels it forbids are closed, new ones follow it", async () => {
+    const ip = podIpOf(a.pod);
+    const t = await connect(ip, https("pkgs.test"));
+    const tls = await tlsOver(t.socket, "pkgs.test", net.ca.certPem);
+    expect(await get(tls, https("pkgs.test"), "/hello")).toMatch(/hello from pkgs\.test/);
+
+    const put = await call("PUT", `/v1/sandboxes/${a.id}/network`, { allow: [https("other.test")] });
+    expect(put.status).toBe(200);
+    expect(SandboxNetworkSchema.parse(await put.json())).toEqual({ allow: [https("other.test")], deny: [] });
+    await closed(tls);
+    expect((await connect(ip, https("pkgs.test"))).refused).toBe("egress_not_allowed");
+    expect((await connect(ip, https("other.test"))).status).toBe(200);
+    expect(
+      SandboxNetworkSchema.parse(await (await call("GET", `/v1/sandboxes/${a.id}/network`)).json()),
+    ).toEqual({
+      allow: [https("other.test")],
+      deny: [],
+    });
+    // The other sandbox is untouched.
+    expect((await connect(podIpOf(b.pod), https("other.test"))).status).toBe(200);
+  });
+
+  it("a deleted sandbox's open tunnels are closed and its pod IP is nobody", async () => {
+    const c = await createSandbox({ network: { allow: [https("pkgs.test")] } });
+    const ip = podIpOf(c.pod);
+    const t = await connect(ip, https("pkgs.test"));
+    const tls = await tlsOver(t.socket, "pkgs.test", net.ca.certPem);
+    expect((await call("DELETE", `/v1/sandboxes/${c.id}`)).status).toBe(204);
+    await closed(tls);
+    await waitFor("the pod gone from the cache", () => !agent.pool.caches.pods.get(c.pod), 30_000);
+    const again = await connect(ip, https("pkgs.test"));
+    expect(again.refused).toBe("egress_unknown_source");
+  });
+
+  it("each command in a sandbox gets the proxy variables under the sandbox's env", async () => {
+    const res = await call("POST", `/v1/sandboxes/${a.id}/exec`, {
+      command: 'echo "$HTTP_PROXY $https_proxy $NO_PROXY $NODE_USE_ENV_PROXY"',
+    });
+    expect(res.status).toBe(200);
+    const r = ExecResultSchema.parse(await res.json());
+    expect(r.stdout.trim()).toBe(`${PROXY_URL} ${PROXY_URL} localhost,127.0.0.1,::1 1`);
+  });
+});
