@@ -1,6 +1,6 @@
 import type { V1Lease, V1Pod } from "@kubernetes/client-node";
 import { DENY_ALL, type EgressPolicy, parseEgressPolicy } from "../../shared/egress-policy.ts";
-import type { SandboxEgress, SandboxLookup } from "../egress/types.ts";
+import type { SandboxEgress } from "../egress/types.ts";
 import { holderOf } from "../pool-state/lease-record.ts";
 import { isFinished } from "../pool-state/pod-state.ts";
 import type { PoolStore } from "../pool-state/pool-store.ts";
@@ -36,7 +36,7 @@ const addressesOf = (pod: V1Pod): string[] =>
 export function sandboxEgressLookup(
   store: Pick<PoolStore, "pods" | "leases">,
   region: string,
-): SandboxLookup {
+): (source: string) => SandboxEgress | undefined {
   return (source: string): SandboxEgress | undefined => {
     const pods = store.pods.list().filter((p) => !isFinished(p) && addressesOf(p).includes(source));
     if (pods.length !== 1) return undefined;
