@@ -27,6 +27,8 @@ const REGION = "egress-1";
 const PROXY_URL = "http://127.0.0.1:3128";
 let cluster: LeaseCluster;
 let agent: RunningAgent;
+/** A second replica: its own caches and proxy, the same pods and Leases. */
+let replica: RunningAgent;
 let signer: RelaySigner;
 let net: FakeInternet;
 let seq = 0;
@@ -72,22 +74,26 @@ beforeAll(async () => {
   cluster = await startLeaseCluster("egress-agent");
   const keys = await generateSigningKeyPair();
   signer = await createRelaySigner({ privateJwk: keys.privateJwk, audience: relayAudience(REGION) });
-  const started = await startAgent(
-    cluster.agentEnv({
-      POOL_SIZE: "3",
-      REGION,
-      AGENT_ID: "egress-agent-test",
-      AGENT_PORT: "0",
-      LOG_LEVEL: "silent",
-      RELAY_PUBLIC_KEYS: JSON.stringify({ keys: [keys.publicJwk] }),
-      EGRESS: "on",
-      EGRESS_PORT: "0",
-      EGRESS_PROXY_URL: PROXY_URL,
-    }),
-    { egress: { resolve: testResolver, forbidden: TEST_FORBIDDEN } },
-  );
-  if (!started.ok) throw started.error;
-  agent = started.value;
+  const start = async (id: string) => {
+    const started = await startAgent(
+      cluster.agentEnv({
+        POOL_SIZE: "3",
+        REGION,
+        AGENT_ID: id,
+        AGENT_PORT: "0",
+        LOG_LEVEL: "silent",
+        RELAY_PUBLIC_KEYS: JSON.stringify({ keys: [keys.publicJwk] }),
+        EGRESS: "on",
+        EGRESS_PORT: "0",
+        EGRESS_PROXY_URL: PROXY_URL,
+      }),
+      { egress: { resolve: testResolver, forbidden: TEST_FORBIDDEN } },
+    );
+    if (!started.ok) throw started.error;
+    return started.value;
+  };
+  agent = await start("egress-agent-test");
+  replica = await start("egress-agent-replica");
   await waitFor(
     "3 ready pods",
     () => agent.pool.snapshot().pods.filter((p) => p.state === "ready").length === 3,
@@ -98,6 +104,7 @@ beforeAll(async () => {
 }, 120_000);
 
 afterAll(async () => {
+  await replica?.close();
   await agent?.close();
   await cluster?.close();
   await net?.close();
@@ -175,6 +182,20 @@ describe("egress through the agent's pod cache", () => {
     });
     // The other sandbox is untouched.
     expect((await connect(podIpOf(b.pod), https("other.test"))).status).toBe(200);
+  });
+
+  it("a PUT taken by one replica cuts a tunnel through another replica's proxy", async () => {
+    const ip = podIpOf(b.pod);
+    const t = await connectThrough(replica.egress?.port ?? 0, ip, https("other.test"));
+    expect(t.status).toBe(200);
+    const tls = await tlsOver(t.socket, "other.test", net.ca.certPem);
+    expect(await get(tls, https("other.test"), "/hello")).toMatch(/hello from other\.test/);
+    const put = await call("PUT", `/v1/sandboxes/${b.id}/network`, { deny: ["other.test"] }, "tenant-b");
+    expect(put.status).toBe(200);
+    await closed(tls);
+    expect((await connectThrough(replica.egress?.port ?? 0, ip, https("other.test"))).refused).toBe(
+      "egress_denied_by_rule",
+    );
   });
 
   it("a deleted sandbox's open tunnels are closed and its pod IP is nobody", async () => {
