@@ -17,6 +17,7 @@ import { CoordinationV1Api, type KubeConfig, type V1Lease } from "@kubernetes/cl
 import { microNow } from "../cluster-agent/k8s/microtime.ts";
 import { SCOPES } from "../shared/api.ts";
 import { AGENT_EXEC_PARTS, EDGE_EXEC_PARTS, parseServerTiming } from "../shared/spans.ts";
+import { readSse } from "../shared/sse.ts";
 import { bareRelaySamples } from "./bare-relay.ts";
 import { edgeExec, firstAgentDirect, type Timed } from "./calls.ts";
 import { type Summary, summarize } from "./stats.ts";
@@ -264,23 +265,15 @@ async function streamLagSamples(
       signal: AbortSignal.timeout(30_000),
     });
     if (res.status !== 200 || !res.body) throw new Error(`stream: HTTP ${res.status}`);
-    const decoder = new TextDecoder();
-    let buf = "";
     let partial = "";
-    for await (const chunk of res.body) {
+    for await (const m of readSse(res.body)) {
       const nowMs = wallOffset + performance.now();
-      buf += decoder.decode(chunk, { stream: true });
-      for (let i = buf.indexOf("\n\n"); i >= 0; i = buf.indexOf("\n\n")) {
-        const event = buf.slice(0, i);
-        buf = buf.slice(i + 2);
-        const data = /^data: (.*)$/m.exec(event)?.[1];
-        if (!event.includes("event: stdout") || !data) continue;
-        partial += (JSON.parse(data) as { data: string }).data;
-        const complete = partial.split("\n");
-        partial = complete.pop() ?? "";
-        for (const line of complete) {
-          if (/^\d{19}$/.test(line)) out.push(nowMs - Number(BigInt(line) / 1000n) / 1000);
-        }
+      if (m.event !== "stdout") continue;
+      partial += (JSON.parse(m.data) as { data: string }).data;
+      const complete = partial.split("\n");
+      partial = complete.pop() ?? "";
+      for (const line of complete) {
+        if (/^\d{19}$/.test(line)) out.push(nowMs - Number(BigInt(line) / 1000n) / 1000);
       }
     }
   }

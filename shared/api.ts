@@ -74,7 +74,7 @@ export type ExecOutcome = z.infer<typeof ExecOutcomeSchema>;
 
 export const ExecResultSchema = ExecOutcomeSchema.extend({
   requestId: z.string(),
-  /** Set by the edge: the region that served the request. */
+  /** Set by the agent that served the request: its region. */
   region: z.string().optional(),
   pod: z.string(),
   queueMs: z.number().nonnegative(),
@@ -106,6 +106,12 @@ export const SANDBOX_LIMITS = {
   /** Entries a directory listing returns at most (the rest is `truncated`). */
   maxListEntries: 10_000,
 } as const;
+
+/**
+ * A file read's size, set by the agent: the tunnel and the Durable Object re-frame the body and
+ * lose its Content-Length, so the edge restores it from this header (and drops the header).
+ */
+export const SANDBOX_FILE_SIZE_HEADER = "x-sandbox-file-size";
 
 const ID_PART = "[a-z0-9-]{1,32}";
 /**

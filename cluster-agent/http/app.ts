@@ -20,6 +20,7 @@ import { AGENT_TIMING_HEADER, formatServerTiming, Spans, spansForLog } from "../
 import type { EventBus } from "../events/bus.ts";
 import type { ExecRequestContext } from "../requests/exec-request.ts";
 import { isFileUpload, type SandboxVars } from "../sandboxes/routes.ts";
+import { answerExec, chatEventWithRegion, STREAM_PING_MS, withRegion } from "./answers.ts";
 import { sseResponse, wantsEventStream } from "./sse.ts";
 
 export interface ChatContext {
@@ -53,13 +54,6 @@ export interface AgentAppDeps {
 type Vars = SandboxVars;
 
 const EVENTS_PING_MS = 15_000;
-/**
- * Keep-alive comments on exec and chat streams. Besides keeping proxies from closing a quiet
- * stream, they are how a client's disconnect is noticed: workerd (the edge) learns that its
- * client left only when it next writes to it, so without them a command that prints nothing
- * (`sleep 60`) ran on, holding its lease, after the caller had gone.
- */
-const STREAM_PING_MS = 2_000;
 
 export function createAgentApp(deps: AgentAppDeps): Hono<{ Variables: Vars }> {
   const app = new Hono<{ Variables: Vars }>();
@@ -154,22 +148,10 @@ export function createAgentApp(deps: AgentAppDeps): Hono<{ Variables: Vars }> {
     const signal = c.req.raw.signal;
     const spans = c.get("spans");
     const base = { tenant: claims.tenant, requestId, signal, spans };
-    if (wantsEventStream(c.req.header("accept"))) {
-      return sseResponse(
-        signal,
-        async (w) => {
-          const result = await deps.exec(parsed.value, { ...base, onEvent: (e) => w.send(e.type, e) });
-          if (result.ok) w.send("result", { type: "result", result: result.value });
-          else w.send("error", { type: "error", error: result.error.toBody(requestId) });
-        },
-        { pingMs: STREAM_PING_MS, headers: { "X-Request-Id": requestId } },
-      );
-    }
-    const result = await deps.exec(parsed.value, base);
-    const endEncode = spans.start("encode", "result JSON");
-    const res = result.ok ? c.json(result.value) : errorResponse(result.error, requestId);
-    endEncode();
-    return res;
+    return answerExec(
+      { accept: c.req.header("accept"), signal, requestId, region: deps.region, spans },
+      (onEvent) => deps.exec(parsed.value, onEvent ? { ...base, onEvent } : base),
+    );
   });
 
   app.post("/v1/chat", async (c) => {
@@ -193,14 +175,14 @@ export function createAgentApp(deps: AgentAppDeps): Hono<{ Variables: Vars }> {
             tenant: claims.tenant,
             requestId,
             signal,
-            emit: (e) => w.send(e.type, e),
+            emit: (e) => w.send(e.type, chatEventWithRegion(e, deps.region)),
           });
         },
         { pingMs: STREAM_PING_MS, headers: { "X-Request-Id": requestId } },
       );
     }
     const result = await chat(parsed.value, { tenant: claims.tenant, requestId, signal, emit: () => {} });
-    return result.ok ? c.json(result.value) : errorResponse(result.error, requestId);
+    return result.ok ? c.json(withRegion(result.value, deps.region)) : errorResponse(result.error, requestId);
   });
 
   if (deps.sandboxes) app.route("/", deps.sandboxes.routes);

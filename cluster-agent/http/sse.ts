@@ -1,6 +1,8 @@
+import { encodeSse, encodeSseComment } from "../../shared/sse.ts";
+
 /**
  * Server-sent events as a web `Response`, used for every streamed route (exec, chat, events)
- * so framing, keep-alive and shutdown work one way.
+ * so keep-alive and shutdown work one way; the framing is the shared codec's (`shared/sse.ts`).
  */
 export interface SseWriter {
   /** Queue one event; a no-op once the stream is closed. */
@@ -10,10 +12,7 @@ export interface SseWriter {
 
 const encoder = new TextEncoder();
 
-export function frameSse(event: string, data: unknown): Uint8Array {
-  // JSON never contains a raw newline, so one `data:` line per event is enough.
-  return encoder.encode(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
-}
+const PING = encoder.encode(encodeSseComment("ping"));
 
 /**
  * `run` writes events and resolves when the stream is complete. The stream also ends when the
@@ -40,7 +39,7 @@ export function sseResponse(
   const writer: SseWriter = {
     send(event, data) {
       if (closed) return;
-      controller.enqueue(frameSse(event, data));
+      controller.enqueue(encoder.encode(encodeSse({ event, data: JSON.stringify(data) })));
     },
     get closed() {
       return closed;
@@ -51,7 +50,7 @@ export function sseResponse(
       controller = c;
       if (opts.pingMs) {
         ping = setInterval(() => {
-          if (!closed) controller.enqueue(encoder.encode(": ping\n\n"));
+          if (!closed) controller.enqueue(PING);
         }, opts.pingMs);
         ping.unref?.();
       }

@@ -1,12 +1,12 @@
-import { realpath, stat } from "node:fs/promises";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { FenceMark, makeTokenCheck } from "./auth.ts";
 import type { ServerConfig } from "./config.ts";
 import { handleFiles } from "./file-routes.ts";
 import { clearIpc, describeResidue, ipcResidue } from "./ipc.ts";
+import { handleProcesses } from "./process-routes.ts";
+import { ProcessTable } from "./process-table.ts";
 import { killEveryoneElse, otherProcesses, ownsPidNamespace } from "./processes.ts";
 import {
-  type ExecServerErrorBody,
   type ExecServerErrorCode,
   encodeFrame,
   FENCE_HEADER,
@@ -15,29 +15,13 @@ import {
   EXEC_SERVER_PATHS as PATHS,
   type ResetResult,
 } from "./protocol.ts";
-import { isInside, parseExecBody, readBody } from "./request.ts";
-import { type RunningCommand, startCommand } from "./run-command.ts";
+import { parseExecBody, readBody, resolveCwd } from "./request.ts";
+import { sendError, sendJson } from "./respond.ts";
+import { commandEnv, type RunningCommand, startCommand } from "./run-command.ts";
 import { probeCommandAccess } from "./self-protection.ts";
 import { countEntries, emptyDir } from "./workspace.ts";
 
 type ErrorCode = ExecServerErrorCode;
-
-function sendJson(res: ServerResponse, status: number, body: unknown): void {
-  const text = JSON.stringify(body);
-  res.writeHead(status, {
-    "content-type": "application/json",
-    "content-length": Buffer.byteLength(text),
-    "cache-control": "no-store",
-  });
-  res.end(text);
-}
-
-function sendError(res: ServerResponse, status: number, code: ErrorCode, message: string): void {
-  const body: ExecServerErrorBody = { error: { code, message } };
-  sendJson(res, status, body);
-}
-
-const SAFE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 export interface SandboxServer {
   server: Server;
@@ -50,12 +34,14 @@ export function createSandboxServer(config: ServerConfig): SandboxServer {
   const fence = new FenceMark();
   const running = new Map<RunningCommand, number>(); // command → the fence it ran under
   const killedByShutdown = new Set<RunningCommand>();
+  const processes = new ProcessTable(config.processes);
   // Why commands could tamper with this server (undefined: they cannot); /reset refuses if they can.
   const exposure = probeCommandAccess();
 
   /** A new holder's fence makes every command of older holders illegitimate. */
   const killOlderThan = (mark: number) => {
     for (const [cmd, f] of running) if (f < mark) cmd.kill();
+    processes.killOlderThan(mark);
   };
 
   const authorize = (req: IncomingMessage, res: ServerResponse): boolean => {
@@ -93,15 +79,9 @@ export function createSandboxServer(config: ServerConfig): SandboxServer {
       sendError(res, body.status, "invalid_request", body.message);
       return;
     }
-    const cwd = body.value.cwd ?? config.workspace;
-    const resolved = await realpath(cwd).catch(() => undefined);
-    const isDir = resolved !== undefined && (await stat(resolved).catch(() => undefined))?.isDirectory();
-    if (resolved === undefined || !isDir) {
-      sendError(res, 400, "invalid_request", `cwd: ${cwd} is not an existing directory`);
-      return;
-    }
-    if (!isInside(resolved, (await realpath(config.workspace).catch(() => config.workspace)) as string)) {
-      sendError(res, 400, "invalid_request", `cwd: ${cwd} leads outside ${config.workspace}`);
+    const cwd = await resolveCwd(body.value.cwd, config.workspace);
+    if (!cwd.ok) {
+      sendError(res, cwd.status, "invalid_request", cwd.message);
       return;
     }
     // Fence check happened before the body was read; a newer holder may have arrived meanwhile.
@@ -109,10 +89,6 @@ export function createSandboxServer(config: ServerConfig): SandboxServer {
       sendError(res, 409, "stale_lease", `fencing token ${myFence} was superseded by ${fence.highest}`);
       return;
     }
-
-    // The command sees a minimal environment: never the server's own (POOL_TOKEN lives there).
-    const env: Record<string, string> = { PATH: SAFE_PATH, HOME: config.workspace, LANG: "C.UTF-8" };
-    Object.assign(env, body.value.env ?? {});
 
     let clientGone = false;
     let paused = false;
@@ -130,10 +106,10 @@ export function createSandboxServer(config: ServerConfig): SandboxServer {
       }
     };
     const started = await startCommand({
-      command: body.value.command,
+      program: { command: body.value.command },
       timeoutMs: body.value.timeoutMs,
-      cwd: resolved,
-      env,
+      cwd: cwd.value,
+      env: commandEnv(config.workspace, body.value.env),
       stdin: body.value.stdin,
       outputCapBytes: config.outputCapBytes,
       onChunk: (stream, chunk) => write({ type: stream, data: chunk.toString("base64") }),
@@ -188,6 +164,7 @@ export function createSandboxServer(config: ServerConfig): SandboxServer {
       return;
     }
     for (const cmd of running.keys()) cmd.kill();
+    processes.killAll();
     const { killed, remaining } = await killEveryoneElse();
     const removed = (await emptyDir(config.workspace)) + (await emptyDir(config.tmpDir));
     // After the kill: no process is left to re-create or hold them.
@@ -234,8 +211,22 @@ export function createSandboxServer(config: ServerConfig): SandboxServer {
     );
   }
 
+  async function handleProcessRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const myFence = authorize(req, res) ? checkFence(req, res) : undefined;
+    if (myFence === undefined) {
+      req.resume();
+      return;
+    }
+    await handleProcesses(req, res, {
+      table: processes,
+      config,
+      fence: myFence,
+      superseded: () => myFence < fence.highest,
+    });
+  }
+
   const route = async (req: IncomingMessage, res: ServerResponse) => {
-    const path = (req.url ?? "/").split("?")[0];
+    const path = (req.url ?? "/").split("?")[0] ?? "/";
     if (path === PATHS.health && (req.method === "GET" || req.method === "HEAD")) {
       req.resume();
       sendJson(res, 200, { ok: true });
@@ -243,6 +234,8 @@ export function createSandboxServer(config: ServerConfig): SandboxServer {
     else if (path === PATHS.reset && req.method === "POST") await handleReset(req, res);
     else if (path === PATHS.inspect && req.method === "GET") await handleInspect(req, res);
     else if (path === PATHS.files) await handleFileRequest(req, res);
+    else if (path === PATHS.processes || path.startsWith(`${PATHS.processes}/`))
+      await handleProcessRequest(req, res);
     else {
       req.resume();
       sendError(res, 404, "not_found", `no route ${req.method} ${path}`);
@@ -268,6 +261,7 @@ export function createSandboxServer(config: ServerConfig): SandboxServer {
           killedByShutdown.add(cmd);
           cmd.kill();
         }
+        processes.killAll();
         server.close(() => resolve());
         server.closeIdleConnections();
         setTimeout(() => {

@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { type FileResult, readPath, removePath, writePath } from "./files.ts";
 import { FILE_KIND_HEADER, MAX_BYTES_HEADER } from "./protocol.ts";
+import { sendJson } from "./respond.ts";
 
 /** Default and ceiling of one file write (the agent asks for less with `x-max-bytes`). */
 export const MAX_FILE_BYTES = 64 * 1024 * 1024;
@@ -27,7 +28,7 @@ export async function handleFiles(
     const max = Number.isInteger(asked) && asked >= 0 ? Math.min(asked, MAX_FILE_BYTES) : MAX_FILE_BYTES;
     const r = await writePath(workspace, path, req, max);
     if (!r.ok) return failed(r);
-    return sendJsonBody(res, 200, r.value);
+    return sendJson(res, 200, r.value);
   }
   req.resume();
   if (req.method === "DELETE") {
@@ -46,7 +47,7 @@ export async function handleFiles(
   const v = r.value;
   if (v.kind === "dir") {
     res.setHeader(FILE_KIND_HEADER, "dir");
-    return sendJsonBody(res, 200, { entries: v.entries, truncated: v.truncated });
+    return sendJson(res, 200, { entries: v.entries, truncated: v.truncated });
   }
   res.writeHead(200, {
     "content-type": "application/octet-stream",
@@ -57,14 +58,4 @@ export async function handleFiles(
   v.stream.on("error", () => res.destroy());
   v.stream.pipe(res);
   res.on("close", () => v.stream.destroy());
-}
-
-function sendJsonBody(res: ServerResponse, status: number, body: unknown): void {
-  const text = JSON.stringify(body);
-  res.writeHead(status, {
-    "content-type": "application/json",
-    "content-length": Buffer.byteLength(text),
-    "cache-control": "no-store",
-  });
-  res.end(text);
 }

@@ -14,6 +14,12 @@ export const EXEC_SERVER_PATHS = {
   inspect: "/inspect",
   /** GET / PUT / DELETE `?path=<relative to the workspace, or absolute under it>` (file-routes.ts). */
   files: "/files",
+  /**
+   * Long-lived processes (process-routes.ts): `POST /processes` starts one, `GET /processes` lists,
+   * `GET|DELETE /processes/<pid>`, `GET /processes/<pid>/output?since=`, `POST …/stdin[?eof=1]`,
+   * `POST …/signal`, `POST …/resize` (tty processes).
+   */
+  processes: "/processes",
 } as const;
 
 /** PUT /files: the most bytes the agent allows this write (the server's own ceiling still applies). */
@@ -76,9 +82,25 @@ export function isResultFrame(f: Record<string, unknown>): f is Record<string, u
   );
 }
 
-/** Errors: `{"error":{"code","message"}}` with 400/401/403/404/409/413/500. */
+/** Errors: `{"error":{"code","message"}}` with 400/401/403/404/409/413/429/500/503. */
 export type ExecServerErrorCode =
   | "invalid_request"
+  /** 404: no process with that pid in this pod's table (never started, deleted, or cleared by /reset). */
+  | "process_not_found"
+  /** 409: stdin or a signal to a process that has exited; the body carries its `exitCode`/`signal`. */
+  | "process_exited"
+  /** 409: stdin after `eof=1` closed it. */
+  | "stdin_closed"
+  /** 503 (retryable): the process is not reading its stdin and the bytes already queued reached the limit. */
+  | "stdin_busy"
+  /** 429: as many processes are running as the pod allows. */
+  | "process_limit"
+  /** 429: the pod's output rings would exceed their total byte budget (even after forgetting exited ones). */
+  | "ring_limit"
+  /** 400: the program could not be started (argv[0] not found, not executable). */
+  | "spawn_failed"
+  /** 409: a resize for a process without a terminal (started without `tty: true`, or its pty is gone). */
+  | "not_a_tty"
   | "unauthenticated"
   | "stale_lease"
   | "payload_too_large"
@@ -89,7 +111,130 @@ export type ExecServerErrorCode =
   | "internal";
 
 export interface ExecServerErrorBody {
-  error: { code: ExecServerErrorCode; message: string };
+  error: {
+    code: ExecServerErrorCode;
+    message: string;
+    /** `process_exited` only: how the process ended. */
+    exitCode?: number | null;
+    signal?: string | null;
+  };
+}
+
+/**
+ * POST /processes body. Exactly one of `command` (run by `/bin/sh -c`) or `argv` (run directly).
+ * The process leads its own process group; when it exits, whatever it left in its group is killed.
+ * stdout and stderr go, interleaved in arrival order, into one output stream per process.
+ */
+export interface ProcessStartBody {
+  command?: string;
+  argv?: string[];
+  cwd?: string;
+  env?: Record<string, string>;
+  /** 0 (default): runs until signalled, deleted, or /reset; otherwise the group is SIGKILLed then. */
+  timeoutSeconds?: number;
+  /** This process's output ring; defaults to the server's PROCESS_RING_BYTES. */
+  ringBytes?: number;
+  /**
+   * Run on a pseudo-terminal (default false): stdin and output then go through the pty (echo,
+   * line editing, CRLF), `cols`×`rows` (default 80×24) is its size, changed by POST …/resize.
+   */
+  tty?: boolean;
+  cols?: number;
+  rows?: number;
+}
+
+/** One process, running or recently exited. POST /processes answers 201 with it. */
+export interface ProcessInfo {
+  pid: number;
+  command: string | null;
+  argv: string[] | null;
+  tty: boolean;
+  cwd: string;
+  startedAt: string;
+  running: boolean;
+  /** Null while running, and when killed by a signal or the timeout. */
+  exitCode: number | null;
+  signal: string | null;
+  timedOut: boolean;
+  endedAt: string | null;
+  /** Offset one past the newest output byte (total bytes the process wrote). */
+  outputBytes: number;
+  /** Oldest offset still readable. */
+  outputStart: number;
+  ringBytes: number;
+  stdinOpen: boolean;
+}
+
+/** GET /processes: running processes first, then recently exited ones, newest first (bounded). */
+export interface ProcessList {
+  processes: ProcessInfo[];
+}
+
+/**
+ * GET /processes/<pid>/output?since=N[&maxBytes=M][&waitMs=W] as JSON: the bytes from `since`.
+ * `dropped` > 0 when `since` had already left the ring (the data starts at `offset`, later than
+ * `since`). Read on with `since = next`. `eof`: the process has exited and `next` is its last byte.
+ * `waitMs` (≤ 30 000) waits for bytes or the exit when there are none yet.
+ */
+export interface ProcessOutput {
+  offset: number;
+  next: number;
+  dropped: number;
+  /** base64 */
+  data: string;
+  eof: boolean;
+}
+
+/**
+ * The same with `Accept: text/event-stream`: `output` events whose `id` is the offset after them
+ * (reattach with `?since=<id>` or `Last-Event-ID`), data JSON `ProcessOutputEvent`; then, once the
+ * process has exited and everything was sent, one `exit` event (`ProcessExitEvent`) and the end.
+ */
+export interface ProcessOutputEvent {
+  offset: number;
+  dropped: number;
+  /** base64 */
+  data: string;
+}
+
+export interface ProcessExitEvent {
+  exitCode: number | null;
+  signal: string | null;
+  timedOut: boolean;
+  outputBytes: number;
+}
+
+/** POST /processes/<pid>/signal body: one of these names, sent to the process group. */
+export const PROCESS_SIGNALS = [
+  "SIGHUP",
+  "SIGINT",
+  "SIGQUIT",
+  "SIGTERM",
+  "SIGKILL",
+  "SIGUSR1",
+  "SIGUSR2",
+  "SIGSTOP",
+  "SIGCONT",
+  "SIGTSTP",
+  "SIGWINCH",
+] as const;
+export type ProcessSignal = (typeof PROCESS_SIGNALS)[number];
+
+/** POST /processes/<pid>/resize body (tty processes): answers the ProcessInfo. */
+export interface ProcessResizeBody {
+  cols: number;
+  rows: number;
+}
+
+/**
+ * POST /processes/<pid>/stdin[?eof=1] (raw bytes, at most 1 MiB) answers this once the pipe took
+ * them, or after 5 s with some still `pending`.
+ */
+export interface StdinResult {
+  written: number;
+  /** Bytes accepted but not yet read by the process (it is slow); they are delivered in order. */
+  pending: number;
+  stdinOpen: boolean;
 }
 
 /**

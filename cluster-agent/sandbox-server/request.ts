@@ -1,15 +1,16 @@
+import { realpath, stat } from "node:fs/promises";
 import type { IncomingMessage } from "node:http";
 import { posix } from "node:path";
 import type { ExecRequestBody } from "./protocol.ts";
 
 /** Mirrors shared/api.ts LIMITS; duplicated because this program imports nothing outside its folder. */
 export const MAX_BODY_BYTES = 2 * 1024 * 1024;
-const MAX_COMMAND_BYTES = 64 * 1024;
-const MAX_STDIN_BYTES = 1024 * 1024;
+export const MAX_COMMAND_BYTES = 64 * 1024;
+export const MAX_STDIN_BYTES = 1024 * 1024;
 const MAX_TIMEOUT_MS = 900_000;
-const MAX_ENV_ENTRIES = 64;
-const MAX_ENV_VALUE_BYTES = 32 * 1024;
-const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/;
+export const MAX_ENV_ENTRIES = 64;
+export const MAX_ENV_VALUE_BYTES = 32 * 1024;
+export const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/;
 
 export type ExecBody = ExecRequestBody;
 
@@ -117,6 +118,21 @@ export function checkCwd(cwd: unknown, workspace: string): string | Parsed<never
   const normal = posix.normalize(cwd).replace(/(.)\/+$/, "$1");
   if (!isInside(normal, workspace)) return bad(`cwd: must be ${workspace} or below it`);
   return normal;
+}
+
+/**
+ * The cwd a command may run in: `cwd` (already lexically checked) or the workspace, resolved through
+ * symlinks, an existing directory, and still inside the workspace after resolution.
+ */
+export async function resolveCwd(cwd: string | undefined, workspace: string): Promise<Parsed<string>> {
+  const wanted = cwd ?? workspace;
+  const resolved = await realpath(wanted).catch(() => undefined);
+  const isDir = resolved !== undefined && (await stat(resolved).catch(() => undefined))?.isDirectory();
+  if (resolved === undefined || !isDir) return bad(`cwd: ${wanted} is not an existing directory`);
+  if (!isInside(resolved, await realpath(workspace).catch(() => workspace))) {
+    return bad(`cwd: ${wanted} leads outside ${workspace}`);
+  }
+  return { ok: true, value: resolved };
 }
 
 export function isInside(path: string, dir: string): boolean {

@@ -24,7 +24,7 @@ sandbox.server.on("error", (e) => {
 // One throwaway command before the port opens: the first real command on a fresh pod then finds
 // the spawn path loaded and compiled instead of paying for it on its caller's response path.
 await startCommand({
-  command: "true",
+  program: { command: "true" },
   timeoutMs: 2_000,
   cwd: config.workspace,
   env: {},

@@ -3,6 +3,7 @@ import {
   type ExecRequest,
   ExecRequestSchema,
   parseSandboxId,
+  SANDBOX_FILE_SIZE_HEADER,
   SANDBOX_LIMITS,
   SandboxCreateRequestSchema,
   SandboxNameSchema,
@@ -14,7 +15,7 @@ import type { RelayClaims } from "../../shared/relay-signing.ts";
 import type { Spans } from "../../shared/spans.ts";
 import type { EventBus } from "../events/bus.ts";
 import type { Executor, SandboxFiles } from "../exec/executor.ts";
-import { sseResponse, wantsEventStream } from "../http/sse.ts";
+import { answerExec } from "../http/answers.ts";
 import { runSandboxExec, withSandbox } from "./exec.ts";
 import type { SandboxService } from "./service.ts";
 
@@ -37,9 +38,6 @@ export interface SandboxVars {
   /** This request's timing spans, reported to the edge in `server-timing`. */
   spans: Spans;
 }
-
-const STREAM_PING_MS = 2_000;
-export const FILE_SIZE_HEADER = "x-sandbox-file-size";
 
 /** Requests whose body may be as large as MAX_FILE_BYTES instead of the usual request limit. */
 export const isFileUpload = (method: string, path: string) =>
@@ -153,19 +151,10 @@ export function sandboxRoutes(deps: SandboxRoutesDeps): Hono<{ Variables: Sandbo
     const req: ExecRequest = parsed.value;
     const signal = c.req.raw.signal;
     const base = { tenant: c.get("claims").tenant, requestId, signal };
-    if (wantsEventStream(c.req.header("accept"))) {
-      return sseResponse(
-        signal,
-        async (w) => {
-          const result = await runSandboxExec(deps, id, req, { ...base, onEvent: (e) => w.send(e.type, e) });
-          if (result.ok) w.send("result", { type: "result", result: result.value });
-          else w.send("error", { type: "error", error: result.error.toBody(requestId) });
-        },
-        { pingMs: STREAM_PING_MS, headers: { "X-Request-Id": requestId } },
-      );
-    }
-    const result = await runSandboxExec(deps, id, req, base);
-    return result.ok ? c.json(result.value) : fail(result.error, requestId);
+    return answerExec(
+      { accept: c.req.header("accept"), signal, requestId, region: deps.region, spans: c.get("spans") },
+      (onEvent) => runSandboxExec(deps, id, req, onEvent ? { ...base, onEvent } : base),
+    );
   });
 
   const filePath = (pathname: string): string => {
@@ -220,7 +209,7 @@ export function sandboxRoutes(deps: SandboxRoutesDeps): Hono<{ Variables: Sandbo
             "content-length": String(r.value.size),
             // Survives the tunnel and the Durable Object, which re-frame the body; the edge
             // turns it back into Content-Length.
-            [FILE_SIZE_HEADER]: String(r.value.size),
+            [SANDBOX_FILE_SIZE_HEADER]: String(r.value.size),
             "x-request-id": requestId,
           },
         }),

@@ -18,40 +18,8 @@ import {
 } from "../../shared/tunnel.ts";
 import { loadConfig } from "../config.ts";
 import type { Env } from "../env.ts";
+import { TUNNEL_AGENTS_PATH, TUNNEL_CANCEL_PATH, TUNNEL_HEADERS } from "../relay/protocol.ts";
 import { BodyQueue } from "./body-queue.ts";
-
-/**
- * Internal headers between the Worker and this DO. The DO is reachable only through the Worker,
- * which sets them; they are stripped before anything reaches an agent.
- */
-export const TUNNEL_HEADERS = {
-  region: "X-Tunnel-Region",
-  /** Milliseconds to wait for the response head. */
-  timeoutMs: "X-Tunnel-Timeout-Ms",
-  /** Milliseconds allowed between body chunks once streaming (0 = no limit, e.g. event streams). */
-  idleMs: "X-Tunnel-Idle-Ms",
-  /** Set on a DO response meaning "this region has no agent": the Worker fails over. */
-  noAgent: "X-Tunnel-No-Agent",
-  /** Set on relayed responses: which agent served it. */
-  agent: "X-Tunnel-Agent",
-  /** Set by the Worker to send a request to one given connection (`connId`), e.g. to reach every agent. */
-  pinConnection: "X-Tunnel-Connection",
-  /** Set by the Worker for a sandbox's request: only agents of this cluster may serve it. */
-  cluster: "X-Tunnel-Cluster",
-  /** Set by the Worker when the caller named its request (X-Request-Id): see cancelKey. */
-  cancelKey: "X-Tunnel-Cancel-Key",
-} as const;
-
-/**
- * What a caller cancels its in-flight request by: its tenant and its own request id. The tenant is
- * part of the key, so one tenant can never stop another's request, whatever id it guesses.
- */
-export function cancelKey(tenant: string, clientRequestId: string): string {
-  return `${encodeURIComponent(tenant)} ${clientRequestId}`;
-}
-
-/** The TunnelDO's internal cancel endpoint (answers `{ cancelled: n }`). */
-export const TUNNEL_CANCEL_PATH = "/__tunnel/cancel";
 
 /** What survives hibernation for each accepted agent socket. */
 export interface AgentAttachment {
@@ -107,7 +75,7 @@ export class TunnelDO extends DurableObject<Env> {
   override async fetch(request: Request): Promise<Response> {
     if (request.headers.get("Upgrade")?.toLowerCase() === "websocket") return this.acceptAgent(request);
     const path = new URL(request.url).pathname;
-    if (path === "/__tunnel/agents") return Response.json(this.agents());
+    if (path === TUNNEL_AGENTS_PATH) return Response.json(this.agents());
     if (path === TUNNEL_CANCEL_PATH) return Response.json({ cancelled: this.cancel(request) });
     return this.relay(request);
   }

@@ -1,5 +1,6 @@
 import type { AppContext } from "../app-env.ts";
 import { chooseRegions, REGION_HEADER } from "./regions.ts";
+import { type RelayOutcome, relayToRegions } from "./relay.ts";
 
 /** Regions to try for this request, in order (claim, header, nearest; then the others). */
 export function regionOrder(c: AppContext): string[] {
@@ -23,10 +24,58 @@ function pickRegions(c: AppContext): string[] {
   return choice.value.order;
 }
 
-/** Headers every relay carries from the client. */
-export function clientHeaders(c: AppContext, accept: string): Record<string, string> {
-  const h: Record<string, string> = { "content-type": "application/json", accept };
+/** What a route decides about one relay; everything else comes from the request's context. */
+export interface RelaySpec {
+  method: "GET" | "POST" | "PUT" | "DELETE";
+  /** Path with query, as the agent will see it. */
+  path: string;
+  /** The body to sign and send (a validated, re-encoded JSON body or raw file bytes). */
+  body?: Uint8Array | null;
+  /** `application/json` unless told (`text/event-stream` for a stream, `*\/*` for a file read). */
+  accept?: string;
+  /** `application/json` unless told (`application/octet-stream` for a file write). */
+  contentType?: string;
+  /** Regions to try in order; `regionOrder(c)` unless told (a sandbox's own region, one region of a fan-out). */
+  regions?: readonly string[];
+  /** Only an agent of this cluster may serve it (a sandbox's requests). */
+  cluster?: string;
+  /** Send to this one agent connection (a fan-out to every agent). */
+  connection?: string;
+  /** Wait for the answer's head this long; the configured relay timeout unless told. */
+  timeoutMs?: number;
+  /** Max silence between body chunks once streaming; 0 = none (event streams). */
+  idleMs?: number;
+}
+
+/**
+ * The one way a route relays to an agent. The caller's principal and request id (signed), the
+ * headers an agent may see (content type, accept, the caller's own request id for cancelling),
+ * the request's spans and the client's abort signal are filled in here, so no route can forget
+ * one: a client that leaves cancels the agent's work on every route.
+ */
+export function relayFrom(c: AppContext, spec: RelaySpec): Promise<RelayOutcome> {
+  const { config, tunnels } = c.get("deps");
+  const headers: Record<string, string> = {
+    "content-type": spec.contentType ?? "application/json",
+    accept: spec.accept ?? "application/json",
+  };
   const clientId = c.get("clientRequestId");
-  if (clientId) h["x-client-request-id"] = clientId;
-  return h;
+  if (clientId) headers["x-client-request-id"] = clientId;
+  return relayToRegions(config, tunnels, {
+    method: spec.method,
+    path: spec.path,
+    body: spec.body ?? null,
+    headers,
+    principal: c.get("principal"),
+    requestId: c.get("requestId"),
+    regions: spec.regions ?? regionOrder(c),
+    timeoutMs: spec.timeoutMs ?? config.relayTimeoutMs,
+    ...(spec.idleMs !== undefined ? { idleMs: spec.idleMs } : {}),
+    ...(spec.cluster !== undefined ? { cluster: spec.cluster } : {}),
+    ...(spec.connection !== undefined ? { connection: spec.connection } : {}),
+    // workerd aborts the request's signal when the client leaves; the relay carries it into the
+    // TunnelDO request, whose abort sends the agent a cancel frame.
+    signal: c.req.raw.signal,
+    spans: c.get("spans"),
+  });
 }

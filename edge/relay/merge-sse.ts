@@ -1,8 +1,12 @@
+import { SseBlockSplitter } from "../../shared/sse.ts";
+
 /**
  * One SSE stream made of several (the event streams of every agent of a region): events are
  * passed on whole, never interleaved mid-event. The messages are the agents' `snapshot` and
  * `pool` events (shared/events.ts, POOL_SSE_EVENTS); they are relayed as the agents framed them,
- * unparsed — nothing at the edge reads their fields, and the dashboard checks each one it folds. The first source to end or fail ends the merged
+ * unparsed (split into whole blocks by the shared codec, `shared/sse.ts`, so CRLF-framed events
+ * are cut right too) — nothing at the edge reads their fields, and the dashboard checks each one it
+ * folds. The first source to end or fail ends the merged
  * stream (and cancels the rest), so the client reconnects and subscribes to the agents connected
  * then; cancelling the merged stream cancels every source.
  */
@@ -17,16 +21,12 @@ export function mergeSseStreams(sources: ReadableStream<Uint8Array>[]): Readable
     start(controller) {
       const pumps = readers.map(async (reader) => {
         const decoder = new TextDecoder();
-        let buf = "";
+        const blocks = new SseBlockSplitter();
         for (;;) {
           const { value, done } = await reader.read();
           if (done || closed) return;
-          buf += decoder.decode(value, { stream: true });
-          const cut = buf.lastIndexOf("\n\n");
-          if (cut >= 0) {
-            controller.enqueue(encoder.encode(buf.slice(0, cut + 2)));
-            buf = buf.slice(cut + 2);
-          }
+          for (const b of blocks.push(decoder.decode(value, { stream: true })))
+            controller.enqueue(encoder.encode(b));
         }
       });
       Promise.race(pumps).then(

@@ -8,7 +8,13 @@ import {
 import { AGENT_TIMING_HEADER, parseServerTiming, type Spans } from "../../shared/spans.ts";
 import type { Principal } from "../auth/tenant-jwt.ts";
 import type { EdgeConfig } from "../config.ts";
-import { cancelKey, TUNNEL_CANCEL_PATH, TUNNEL_HEADERS } from "../durable/tunnel.ts";
+import {
+  cancelKey,
+  TUNNEL_AGENTS_PATH,
+  TUNNEL_CANCEL_PATH,
+  TUNNEL_HEADERS,
+  TUNNEL_ORIGIN,
+} from "./protocol.ts";
 
 /** How the Worker reaches the TunnelDO of a region (a DO stub's fetch in production). */
 export interface TunnelDirectory {
@@ -104,14 +110,19 @@ export async function relayToRegions(
     const clientId = headers.get("x-client-request-id");
     if (clientId !== null) headers.set(TUNNEL_HEADERS.cancelKey, cancelKey(input.principal.tenant, clientId));
     const hasBody = input.body !== null && input.method !== "GET" && input.method !== "HEAD";
-    const req = new Request(`https://tunnel.internal${input.path}`, {
+    const req = new Request(`${TUNNEL_ORIGIN}${input.path}`, {
       method: input.method,
       headers,
       body: hasBody ? (input.body as Uint8Array<ArrayBuffer>) : null,
       ...(input.signal ? { signal: input.signal } : {}),
     });
     const endTunnel = input.spans?.start("edge-tunnel");
-    const response = await tunnels.fetch(region, req);
+    const response = await tunnels.fetch(region, req).catch((e: unknown) => {
+      // The client left while its request waited (its signal aborted the DO request): that is a
+      // cancelled request, answered and logged as one, not an internal error.
+      if (input.signal?.aborted) throw new AppError("request_cancelled", "the client went away");
+      throw e;
+    });
     endTunnel?.();
     // The agent's own figures; a malformed header is dropped whole, never trusted in part.
     input.spans?.merge("agent-", parseServerTiming(response.headers.get(AGENT_TIMING_HEADER)));
@@ -143,7 +154,7 @@ export async function cancelInRegions(
     regions.map(async (region) => {
       const res = await tunnels.fetch(
         region,
-        new Request(`https://tunnel.internal${TUNNEL_CANCEL_PATH}`, {
+        new Request(`${TUNNEL_ORIGIN}${TUNNEL_CANCEL_PATH}`, {
           method: "POST",
           headers: { [TUNNEL_HEADERS.cancelKey]: key },
         }),
@@ -162,7 +173,7 @@ export async function connectedAgents(
   region: string,
 ): Promise<Array<{ connId: string; agentId: string; cluster?: string }>> {
   try {
-    const res = await tunnels.fetch(region, new Request("https://tunnel.internal/__tunnel/agents"));
+    const res = await tunnels.fetch(region, new Request(`${TUNNEL_ORIGIN}${TUNNEL_AGENTS_PATH}`));
     if (!res.ok) return [];
     const list: unknown = await res.json();
     if (!Array.isArray(list)) return [];

@@ -6,11 +6,11 @@ import {
   type RelayChatRequest,
 } from "../../shared/api.ts";
 import { parseOrError } from "../../shared/errors.ts";
+import { type SseMessage, SseParser } from "../../shared/sse.ts";
 import type { AppContext, RouteDef } from "../app-env.ts";
 import { encodeJson, readJson, wantsEventStream } from "../http/json.ts";
 import { finishRelay } from "../http/relay-response.ts";
-import { clientHeaders, regionOrder } from "../relay/from-context.ts";
-import { relayToRegions } from "../relay/relay.ts";
+import { relayFrom } from "../relay/from-context.ts";
 import { sandboxWhere } from "./sandboxes.ts";
 
 /** A chat turn may run several commands; it gets this many relay timeouts. */
@@ -23,7 +23,7 @@ const CHAT_TIMEOUT_FACTOR = 5;
 async function chat(c: AppContext): Promise<Response> {
   const parsed = parseOrError(ChatRequestSchema, readJson(c), "chat request");
   if (!parsed.ok) throw parsed.error;
-  const { config, tunnels, sessions } = c.get("deps");
+  const { config, sessions } = c.get("deps");
   const { tenant } = c.get("principal");
   const requestId = c.get("requestId");
   const sessionId = parsed.value.sessionId ?? crypto.randomUUID();
@@ -41,18 +41,13 @@ async function chat(c: AppContext): Promise<Response> {
   // served goes anywhere; the agent then finds it gone and starts a fresh one.
   const home = bound ? sandboxWhere(config.regions, bound) : null;
   const sse = wantsEventStream(c);
-  const out = await relayToRegions(config, tunnels, {
+  const out = await relayFrom(c, {
     method: "POST",
     path: "/v1/chat",
     body: encodeJson(relayBody),
-    headers: clientHeaders(c, sse ? "text/event-stream" : "application/json"),
-    principal: c.get("principal"),
-    requestId,
-    regions: home ? [home.region] : regionOrder(c),
-    ...(home ? { cluster: home.cluster } : {}),
+    accept: sse ? "text/event-stream" : "application/json",
+    ...(home ? { regions: [home.region], cluster: home.cluster } : {}),
     timeoutMs: config.relayTimeoutMs * CHAT_TIMEOUT_FACTOR,
-    signal: c.req.raw.signal,
-    spans: c.get("spans"),
   });
   const save = (r: ChatResponse) =>
     sessions.append(
@@ -82,7 +77,7 @@ async function chat(c: AppContext): Promise<Response> {
     .catch(() => null);
   const result = ChatResponseSchema.safeParse(body);
   if (result.success) await save(result.data);
-  return finishRelay(c, out, { addRegion: true, extra: { sessionId } });
+  return finishRelay(c, out);
 }
 
 function waitUntil(c: AppContext, p: Promise<unknown>): void {
@@ -103,37 +98,27 @@ function scanForDone(source: ReadableStream<Uint8Array>): {
   done: Promise<ChatResponse | null>;
 } {
   const decoder = new TextDecoder();
-  let buf = "";
+  const parser = new SseParser();
   let found: ChatResponse | null = null;
-  const scanBlocks = () => {
-    let cut = buf.indexOf("\n\n");
-    while (cut >= 0) {
-      const block = buf.slice(0, cut);
-      buf = buf.slice(cut + 2);
-      const data = block
-        .split("\n")
-        .filter((l) => l.startsWith("data:"))
-        .map((l) => l.slice(5).trimStart())
-        .join("\n");
+  const look = (messages: SseMessage[]) => {
+    for (const m of messages) {
+      if (m.event !== "done") continue;
       try {
-        const ev = JSON.parse(data) as { type?: unknown; response?: unknown };
-        const res = ChatResponseSchema.safeParse(ev.response);
-        if (ev.type === "done" && res.success) found = res.data;
+        const res = ChatResponseSchema.safeParse((JSON.parse(m.data) as { response?: unknown }).response);
+        if (res.success) found = res.data;
       } catch {
         // not JSON: not ours
       }
-      cut = buf.indexOf("\n\n");
     }
   };
   const scan = new TransformStream<Uint8Array, Uint8Array>({
     transform(chunk, controller) {
       controller.enqueue(chunk);
-      buf += decoder.decode(chunk, { stream: true });
-      scanBlocks();
+      look(parser.push(decoder.decode(chunk, { stream: true })));
     },
     flush() {
-      buf += `${decoder.decode()}\n\n`;
-      scanBlocks();
+      look(parser.push(decoder.decode()));
+      look(parser.end());
     },
   });
   const done = source.pipeTo(scan.writable).then(

@@ -1,8 +1,8 @@
 import type { RouteDef } from "../app-env.ts";
 import { finishRelay } from "../http/relay-response.ts";
-import { clientHeaders, regionOrder } from "../relay/from-context.ts";
+import { type RelaySpec, regionOrder, relayFrom } from "../relay/from-context.ts";
 import { mergeSseStreams } from "../relay/merge-sse.ts";
-import { connectedAgents, type RelayInput, type RelayOutcome, relayToRegions } from "../relay/relay.ts";
+import { connectedAgents, type RelayOutcome } from "../relay/relay.ts";
 import { requestedRegions } from "./pool.ts";
 
 /**
@@ -37,19 +37,15 @@ export const eventsRoute: RouteDef = {
     const all = c.req.query("region") === ALL_REGIONS;
     const asked = all ? config.regions : c.req.query("region") !== undefined ? requestedRegions(c) : null;
     const regions = asked ?? regionOrder(c);
-    const base = (): RelayInput => ({
+    const base: RelaySpec = {
       method: "GET",
       path: "/v1/events",
-      body: null,
-      headers: clientHeaders(c, "text/event-stream"),
-      principal: c.get("principal"),
-      requestId: c.get("requestId"),
+      accept: "text/event-stream",
       regions,
       timeoutMs: Math.min(config.relayTimeoutMs, 15_000),
       // An event stream may be quiet for long; the agent's keep-alives are not required.
       idleMs: 0,
-      signal: c.req.raw.signal,
-    });
+    };
     // One region: the first (in preference order) with an agent. `all`: every agent of every region.
     for (const group of all ? [regions] : regions.map((r) => [r])) {
       const targets = (
@@ -60,9 +56,7 @@ export const eventsRoute: RouteDef = {
       if (targets.length === 0) continue;
       // Each relay is signed on its own (its own jti, its region's audience), pinned to one agent connection.
       const outs = await Promise.all(
-        targets.map(({ region, a }) =>
-          relayToRegions(config, tunnels, { ...base(), regions: [region], connection: a.connId }),
-        ),
+        targets.map(({ region, a }) => relayFrom(c, { ...base, regions: [region], connection: a.connId })),
       );
       const live = outs.filter((o) => o.response.ok && o.response.body);
       if (live.length === 0) return finishRelay(c, outs[0]!);
@@ -70,7 +64,7 @@ export const eventsRoute: RouteDef = {
       return finishRelay(c, merged(live, all ? ALL_REGIONS : live[0]!.region));
     }
     // No region lists an agent: the ordinary relay answers (no_agent with Retry-After).
-    return finishRelay(c, await relayToRegions(config, tunnels, base()));
+    return finishRelay(c, await relayFrom(c, base));
   },
 };
 

@@ -2,9 +2,8 @@ import { z } from "zod";
 import { PoolSnapshotSchema } from "../../shared/api.ts";
 import { AppError, ErrorBodySchema, ErrorEnvelopeSchema } from "../../shared/errors.ts";
 import type { AppContext, RouteDef } from "../app-env.ts";
-import { clientHeaders } from "../relay/from-context.ts";
+import { relayFrom } from "../relay/from-context.ts";
 import { REGION_HEADER } from "../relay/regions.ts";
-import { relayToRegions } from "../relay/relay.ts";
 
 export const PoolOverviewSchema = z.object({
   requestId: z.string(),
@@ -36,17 +35,13 @@ export const poolRoute: RouteDef = {
     parameters: [{ name: "region", in: "query", description: "only this region" }],
   },
   async handler(c) {
-    const { config, tunnels } = c.get("deps");
+    const { config } = c.get("deps");
     const requestId = c.get("requestId");
     const regions = await Promise.all(
       requestedRegions(c).map(async (region) => {
-        const out = await relayToRegions(config, tunnels, {
+        const out = await relayFrom(c, {
           method: "GET",
           path: "/v1/pool",
-          body: null,
-          headers: clientHeaders(c, "application/json"),
-          principal: c.get("principal"),
-          requestId,
           regions: [region],
           timeoutMs: Math.min(config.relayTimeoutMs, 15_000),
         });

@@ -4,6 +4,7 @@ import {
   ExecResultSchema,
   FileWriteResultSchema,
   parseSandboxId,
+  SANDBOX_FILE_SIZE_HEADER,
   type Sandbox,
   SandboxCreateRequestSchema,
   SandboxListSchema,
@@ -14,8 +15,8 @@ import { AppError, parseOrError } from "../../shared/errors.ts";
 import type { AppContext, RouteDef } from "../app-env.ts";
 import { encodeJson, readJson, wantsEventStream } from "../http/json.ts";
 import { finishRelay } from "../http/relay-response.ts";
-import { clientHeaders, regionOrder } from "../relay/from-context.ts";
-import { connectedAgents, relayToRegions } from "../relay/relay.ts";
+import { type RelaySpec, relayFrom } from "../relay/from-context.ts";
+import { connectedAgents } from "../relay/relay.ts";
 
 /**
  * /v1/sandboxes: sandboxes that live across requests. A sandbox id names its region and cluster
@@ -50,39 +51,15 @@ function sandboxHome(c: AppContext): { id: string; region: string; cluster: stri
   return { id, ...where };
 }
 
-/** Relay this request to the sandbox's own cluster; `path` is the agent-side path with query. */
-function relayToSandbox(
-  c: AppContext,
-  opts: {
-    method: string;
-    path: string;
-    body: Uint8Array | null;
-    accept: string;
-    contentType?: string;
-    timeoutMs?: number;
-  },
-) {
-  const { config, tunnels } = c.get("deps");
+/** Relay this request to the sandbox's own cluster, at the agent's same path. */
+function relayToSandbox(c: AppContext, spec: Omit<RelaySpec, "path" | "regions" | "cluster" | "connection">) {
   const home = sandboxHome(c);
-  const headers = clientHeaders(c, opts.accept);
-  if (opts.contentType) headers["content-type"] = opts.contentType;
-  return relayToRegions(config, tunnels, {
-    method: opts.method,
-    path: opts.path,
-    body: opts.body,
-    headers,
-    principal: c.get("principal"),
-    requestId: c.get("requestId"),
-    regions: [home.region],
-    cluster: home.cluster,
-    timeoutMs: opts.timeoutMs ?? config.relayTimeoutMs,
-    spans: c.get("spans"),
-  });
+  return relayFrom(c, { ...spec, path: agentPath(c), regions: [home.region], cluster: home.cluster });
 }
 
 /** A request without a body, relayed to the sandbox's cluster at the agent's same path. */
 async function relayAsIs(c: AppContext, method: "GET" | "DELETE", accept = "application/json") {
-  return finishRelay(c, await relayToSandbox(c, { method, path: agentPath(c), body: null, accept }));
+  return finishRelay(c, await relayToSandbox(c, { method, accept }));
 }
 
 /** The path as the agent sees it: the request's own (still percent-encoded) path and query. */
@@ -107,18 +84,7 @@ export const createSandboxRoute: RouteDef = {
   async handler(c) {
     const parsed = parseOrError(SandboxCreateRequestSchema, readJson(c), "sandbox request");
     if (!parsed.ok) throw parsed.error;
-    const { config, tunnels } = c.get("deps");
-    const out = await relayToRegions(config, tunnels, {
-      method: "POST",
-      path: "/v1/sandboxes",
-      body: encodeJson(parsed.value),
-      headers: clientHeaders(c, "application/json"),
-      principal: c.get("principal"),
-      requestId: c.get("requestId"),
-      regions: regionOrder(c),
-      timeoutMs: config.relayTimeoutMs,
-      spans: c.get("spans"),
-    });
+    const out = await relayFrom(c, { method: "POST", path: "/v1/sandboxes", body: encodeJson(parsed.value) });
     return finishRelay(c, out);
   },
 };
@@ -157,13 +123,9 @@ export const listSandboxesRoute: RouteDef = {
     ).flat();
     const lists = await Promise.all(
       targets.map(async (t) => {
-        const out = await relayToRegions(config, tunnels, {
+        const out = await relayFrom(c, {
           method: "GET",
           path,
-          body: null,
-          headers: clientHeaders(c, "application/json"),
-          principal: c.get("principal"),
-          requestId: c.get("requestId"),
           regions: [t.region],
           connection: t.connection,
           timeoutMs: Math.min(config.relayTimeoutMs, 15_000),
@@ -225,12 +187,11 @@ export const sandboxExecRoute: RouteDef = {
     const sse = wantsEventStream(c);
     const out = await relayToSandbox(c, {
       method: "POST",
-      path: agentPath(c),
       body: encodeJson(parsed.value),
       accept: sse ? "text/event-stream" : "application/json",
       timeoutMs: parsed.value.timeoutSeconds * 1000 + c.get("deps").config.relayTimeoutMs,
     });
-    return finishRelay(c, out, { addRegion: !sse });
+    return finishRelay(c, out);
   },
 };
 
@@ -257,13 +218,7 @@ export const putFileRoute: RouteDef = {
     if (body.byteLength === 0 && !/^application\/octet-stream\b/i.test(c.req.header("Content-Type") ?? "")) {
       throw new AppError("invalid_request", "PUT needs a body (Content-Type: application/octet-stream)");
     }
-    const out = await relayToSandbox(c, {
-      method: "PUT",
-      path: agentPath(c),
-      body,
-      accept: "application/json",
-      contentType: "application/octet-stream",
-    });
+    const out = await relayToSandbox(c, { method: "PUT", body, contentType: "application/octet-stream" });
     return finishRelay(c, out);
   },
 };
@@ -285,11 +240,11 @@ export const getFileRoute: RouteDef = {
   },
 };
 
-/** The agent's own file size (x-sandbox-file-size) as a real Content-Length on the streamed body. */
+/** The agent's own file size (SANDBOX_FILE_SIZE_HEADER) as a real Content-Length on the streamed body. */
 function withContentLength(res: Response): Response {
-  const size = res.headers.get("x-sandbox-file-size");
+  const size = res.headers.get(SANDBOX_FILE_SIZE_HEADER);
   const headers = new Headers(res.headers);
-  headers.delete("x-sandbox-file-size");
+  headers.delete(SANDBOX_FILE_SIZE_HEADER);
   if (size === null || !res.body || !/^\d+$/.test(size))
     return new Response(res.body, { status: res.status, headers });
   // A FixedLengthStream makes workerd send Content-Length (and fail the body if the agent sent a different length).

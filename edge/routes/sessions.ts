@@ -3,8 +3,7 @@ import { ChatHistoryMessageSchema, SessionIdSchema } from "../../shared/api.ts";
 import { AppError, parseOrError } from "../../shared/errors.ts";
 import type { AppContext, RouteDef } from "../app-env.ts";
 import { finishRelay } from "../http/relay-response.ts";
-import { clientHeaders } from "../relay/from-context.ts";
-import { relayToRegions } from "../relay/relay.ts";
+import { relayFrom } from "../relay/from-context.ts";
 import { sandboxWhere } from "./sandboxes.ts";
 
 export const SessionViewSchema = z.object({
@@ -57,23 +56,18 @@ export const deleteSessionRoute: RouteDef = {
   },
   async handler(c) {
     const id = sessionId(c);
-    const { sessions, config, tunnels } = c.get("deps");
+    const { sessions, config } = c.get("deps");
     const tenant = c.get("principal").tenant;
     const bound = await sessions.sandboxOf(tenant, id);
     const where = bound ? sandboxWhere(config.regions, bound) : null;
     if (bound && where) {
       // The sandbox first: if its cluster cannot be reached the session stays, so a retry can
       // still find the sandbox to delete (it idle-expires in any case). Already gone is fine.
-      const out = await relayToRegions(config, tunnels, {
+      const out = await relayFrom(c, {
         method: "DELETE",
         path: `/v1/sandboxes/${encodeURIComponent(bound)}`,
-        body: null,
-        headers: clientHeaders(c, "application/json"),
-        principal: c.get("principal"),
-        requestId: c.get("requestId"),
         regions: [where.region],
         cluster: where.cluster,
-        timeoutMs: config.relayTimeoutMs,
       });
       if (!out.response.ok && out.response.status !== 404) return finishRelay(c, out);
       await out.response.body?.cancel();

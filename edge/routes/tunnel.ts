@@ -1,7 +1,7 @@
 import { AppError } from "../../shared/errors.ts";
 import { TUNNEL_PATH } from "../../shared/tunnel.ts";
 import type { RouteDef } from "../app-env.ts";
-import { TUNNEL_HEADERS } from "../durable/tunnel.ts";
+import { TUNNEL_HEADERS, TUNNEL_ORIGIN } from "../relay/protocol.ts";
 
 /**
  * GET /v1/tunnel?region=R — an agent's WebSocket. No tenant JWT: the region's TunnelDO verifies
@@ -29,6 +29,6 @@ export const tunnelRoute: RouteDef = {
     headers.set(TUNNEL_HEADERS.region, region);
     const auth = c.req.header("Authorization");
     if (auth) headers.set("Authorization", auth);
-    return tunnels.fetch(region, new Request(`https://tunnel.internal${TUNNEL_PATH}`, { headers }));
+    return tunnels.fetch(region, new Request(`${TUNNEL_ORIGIN}${TUNNEL_PATH}`, { headers }));
   },
 };

@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
-# The sandbox image: the exec server (cluster-agent/sandbox-server, bundled into one
-# dependency-free server.mjs) plus the tools commands run with. Build from the repository root:
+# The sandbox image: the exec server (cluster-agent/sandbox-server, bundled with shared/sse.ts and
+# zod/mini into one dependency-free server.mjs) plus the tools commands run with. Build from the repository root:
 #   docker build -f k8s/images/sandbox.Dockerfile -t <registry>/pi-sandbox-runtime/sandbox:<tag> .
 #
 # PID 1 is tini: orphans of a command (`sleep 100 &` after setsid, killed process trees) are
@@ -11,13 +11,16 @@
 # The server runs from /opt/sandbox-server/node, an execute-only (0111, root-owned) copy of node:
 # the kernel makes a process that execs an unreadable binary non-dumpable, so commands (same uid)
 # cannot ptrace it or open its /proc/<pid>/mem. util-linux's `ipcrm` (Essential in Debian) is what
-# /reset removes SysV IPC objects with.
+# /reset removes SysV IPC objects with; `script` (bsdutils, Essential) and `stty` (coreutils) give
+# `tty: true` processes their pty (sandbox-server/pty.ts).
 
 FROM node:24-slim AS build
 WORKDIR /src
 COPY package.json package-lock.json ./
 RUN npm ci --ignore-scripts --no-audit --no-fund
 COPY cluster-agent/sandbox-server ./cluster-agent/sandbox-server
+# The one SSE codec, bundled into server.mjs with zod/mini (the output streams of /processes).
+COPY shared/sse.ts ./shared/sse.ts
 RUN npx tsx cluster-agent/sandbox-server/build.ts dist/sandbox-image
 
 FROM node:24-slim

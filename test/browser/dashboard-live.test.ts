@@ -3,8 +3,9 @@ import type { Browser, BrowserContext, Page } from "playwright-core";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { type Stack, startStack } from "../../devstack/stack.ts";
 import { SCOPES } from "../../shared/api.ts";
-import { createRelaySigner, RELAY_HEADER, relayAudience } from "../../shared/relay-signing.ts";
+import { createRelaySigner, relayAudience } from "../../shared/relay-signing.ts";
 import { agentUrlFromLog, bearer, tempDir, waitFor } from "../e2e/stack-helpers.ts";
+import { signedAgentCall } from "../support/agent-call.ts";
 import { launchChromium } from "../support/browser.ts";
 
 // Issue 7 against the REAL stack: the dashboard page served by the edge in workerd, fed by the
@@ -83,25 +84,17 @@ async function directExec(
   command: string,
   requestId: string,
 ): Promise<{ status: number; requestId: string | null }> {
-  const body = JSON.stringify({ command, timeoutSeconds: 30 });
   const signer = await createRelaySigner({
     privateJwk: stack.keys.local!.relayPrivate,
     audience: relayAudience("local"),
   });
-  const token = await signer.sign({
+  const res = await signedAgentCall(signer, agentUrl, {
     method: "POST",
     path: "/v1/exec",
-    body,
-    tenant: "tenant-a",
+    body: { command, timeoutSeconds: 30 },
     subject: "alice",
     scopes: [SCOPES.exec],
     requestId,
-  });
-  const res = await fetch(`${agentUrl}/v1/exec`, {
-    method: "POST",
-    headers: { "content-type": "application/json", [RELAY_HEADER]: token },
-    body,
-    signal: AbortSignal.timeout(30_000),
   });
   await res.text();
   return { status: res.status, requestId: res.headers.get("x-request-id") };

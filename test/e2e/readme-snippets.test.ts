@@ -2,7 +2,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSyn
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type SdkStack, startSdkStack } from "./sdk-stack.ts";
+import { buildTsClient, type SdkStack, startSdkStack } from "./sdk-stack.ts";
 import { runProcess } from "./stack-helpers.ts";
 
 // Every code snippet in README.md runs as printed against a running local stack, the way a reader
@@ -54,6 +54,8 @@ let scratch: string;
 let env: Record<string, string>;
 
 beforeAll(async () => {
+  // `npx pi-sandbox` and `import "@pi-sandbox/client"` load the built package, as after `npm run build`.
+  await buildTsClient();
   sdk = await startSdkStack("readme-");
   // A scratch directory inside the repository stands in for its root: node resolves packages
   // (tsx, @pi-sandbox/client, the MCP SDK) from the repository's node_modules, npx finds the

@@ -1,12 +1,10 @@
 import { spawnSync } from "node:child_process";
-import { cpSync, readdirSync } from "node:fs";
-import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DEV_ADMIN_SUBJECT } from "../../devstack/issuer.ts";
 import { SCOPES } from "../../shared/api.ts";
 import { SDK_QUOTA_BURST, type SdkStack, startSdkStack } from "./sdk-stack.ts";
-import { runProcess, tempDir } from "./stack-helpers.ts";
+import { runProcess } from "./stack-helpers.ts";
 
 // The Python client's own unittest suite (sdk/python/tests), run by `python3 -m unittest` against
 // the running local stack, from inside `npm test`. python3 is on every machine of ours: if it is
@@ -63,49 +61,4 @@ describe("Python client (pi_sandbox)", () => {
     expect(ran, r.out).toBeGreaterThanOrEqual(11);
     expect(r.out, "no test may be skipped").not.toMatch(/skipped/);
   }, 300_000);
-
-  it("builds a wheel with the standard build backend (PEP 517 hook), carrying py.typed", async () => {
-    // The first python3 with setuptools and wheel (Debian's python3-setuptools/python3-wheel);
-    // the backend's own hook, as `pip wheel` or `python -m build` would call it, in a copy of the
-    // package so no build/ or egg-info lands in the repository.
-    const python = ["python3", "/usr/bin/python3"].find(
-      (py) => spawnSync(py, ["-c", "import setuptools.build_meta, wheel"]).status === 0,
-    );
-    expect(
-      python,
-      "no python3 with setuptools and wheel (apt-get install python3-setuptools python3-wheel)",
-    ).toBeDefined();
-    const work = tempDir("sdk-py-wheel-");
-    try {
-      cpSync(PY_ROOT, join(work.dir, "src"), { recursive: true, filter: (f) => !f.includes("__pycache__") });
-      const r = await run(
-        python!,
-        [
-          "-c",
-          "import sys, setuptools.build_meta as b; print(b.build_wheel(sys.argv[1]))",
-          join(work.dir, "dist"),
-        ],
-        {},
-        join(work.dir, "src"),
-        120_000,
-      );
-      expect(r.code, r.out).toBe(0);
-      const wheel = readdirSync(join(work.dir, "dist")).find((f) => f.endsWith(".whl"));
-      expect(wheel).toMatch(/^pi_sandbox-0\.1\.0-py3-none-any\.whl$/);
-      const list = spawnSync(
-        python!,
-        [
-          "-c",
-          "import sys, zipfile; print('\\n'.join(zipfile.ZipFile(sys.argv[1]).namelist()))",
-          join(work.dir, "dist", wheel!),
-        ],
-        { encoding: "utf8" },
-      );
-      expect(list.stdout).toContain("pi_sandbox/py.typed");
-      expect(list.stdout).toContain("pi_sandbox/client.py");
-      expect(list.stdout).not.toContain("tests/");
-    } finally {
-      work.remove();
-    }
-  }, 180_000);
 });

@@ -3,20 +3,16 @@ import { createHash, randomBytes } from "node:crypto";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { OpenAIProvider, Runner, setTracingDisabled } from "@openai/agents";
-import { SandboxAgent, shell } from "@openai/agents/sandbox";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DEV_ADMIN_SUBJECT } from "../../devstack/issuer.ts";
-import { PiSandboxAgentsClient } from "../../sdk/typescript/src/agents.ts";
 import {
   type ChatStreamEvent,
   type ExecEvent,
-  SandboxApiError,
+  type SandboxApiError,
   SandboxClient,
 } from "../../sdk/typescript/src/index.ts";
 import { SCOPES } from "../../shared/api.ts";
-import { lastToolOutput, startScriptedOpenAI } from "../support/scripted-openai.ts";
-import { SDK_QUOTA_BURST, type SdkStack, startSdkStack } from "./sdk-stack.ts";
+import { apiError, buildTsClient, SDK_QUOTA_BURST, type SdkStack, startSdkStack } from "./sdk-stack.ts";
 import { tempDir, waitFor } from "./stack-helpers.ts";
 
 // The TypeScript client against the running local stack: the edge in workerd, a real agent process,
@@ -31,17 +27,6 @@ beforeAll(() => {
   client = new SandboxClient({ baseUrl: stack.edgeUrl, token: stack.tokens.tenantA });
 });
 afterAll(() => sdk.close());
-
-/** The API error a promise rejects with; fails the test if it resolves. */
-async function apiError(p: Promise<unknown>): Promise<SandboxApiError> {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof SandboxApiError) return e;
-    throw e;
-  }
-  throw new Error("expected a SandboxApiError, the call succeeded");
-}
 
 async function collect<T>(it: AsyncIterable<T>): Promise<T[]> {
   const out: T[] = [];
@@ -398,6 +383,9 @@ describe("sandboxes", () => {
 
 const BIN = fileURLToPath(new URL("../../sdk/typescript/bin/pi-sandbox.mjs", import.meta.url));
 
+// The bin runs the compiled package: build dist/ as `npm run build -w @pi-sandbox/client` does.
+beforeAll(buildTsClient, 180_000);
+
 interface CliRun {
   code: number | null;
   stdout: string;
@@ -523,65 +511,5 @@ describe("pi-sandbox CLI", () => {
     const gone = await cli(["exec", "--sandbox", id, "--", "true"], asTenant());
     expect(gone.code).toBe(66);
     expect(gone.stderr).toContain("sandbox_not_found");
-  });
-});
-
-// ---- the OpenAI Agents SDK sandbox client: the real @openai/agents runtime, a scripted model ----
-
-describe("OpenAI Agents SDK sandbox client (@openai/agents 0.20.0)", () => {
-  it("a Sandbox Agent's exec_command and file reads run in one of our sandboxes, deleted after the run", async () => {
-    // The scripted OpenAI-compatible server (NOT a model): first the shell tool, then the output verbatim.
-    const scripted = await startScriptedOpenAI({
-      respond: (req) =>
-        req.body?.messages.at(-1)?.role === "tool"
-          ? { type: "text", text: `agent saw:\n${lastToolOutput(req)}` }
-          : {
-              type: "tool_calls",
-              calls: [
-                {
-                  name: "exec_command",
-                  arguments: { cmd: "echo agents-sdk > note.txt && cat note.txt && pwd" },
-                },
-              ],
-            },
-    });
-    try {
-      setTracingDisabled(true);
-      const runner = new Runner({
-        modelProvider: new OpenAIProvider({
-          baseURL: scripted.baseURL,
-          apiKey: "not-needed",
-          useResponses: false,
-        }),
-        model: scripted.model,
-      });
-      const agent = new SandboxAgent({ name: "pi", instructions: "Use the shell.", capabilities: [shell()] });
-      // A pass-through fetch that records which routes the adapter called.
-      const calls: string[] = [];
-      const recorded = new SandboxClient({
-        baseUrl: stack.edgeUrl,
-        token: stack.tokens.tenantA,
-        fetch: async (input, init) => {
-          const res = await fetch(input, init);
-          calls.push(`${init?.method ?? "GET"} ${new URL(String(input)).pathname} ${res.status}`);
-          return res;
-        },
-      });
-      const piClient = new PiSandboxAgentsClient(recorded, { idleTimeoutSeconds: 60 });
-      const result = await runner.run(agent, "write a note", { sandbox: { client: piClient } });
-      expect(String(result.finalOutput)).toContain("agents-sdk\n/workspace");
-      expect(scripted.completions()[0]!.body?.tools?.map((t) => t.function.name)).toContain("exec_command");
-      const created = calls.find((c) => c.startsWith("POST /v1/sandboxes "));
-      expect(created, calls.join("\n")).toMatch(/ 201$/);
-      const id = /^POST \/v1\/sandboxes\/([^/]+)\/exec 200$/m.exec(calls.join("\n"))?.[1];
-      expect(id, calls.join("\n")).toBeTruthy();
-      // The run owned the session, so the Agents SDK shut it down: our sandbox is gone.
-      expect(calls).toContain(`DELETE /v1/sandboxes/${id} 204`);
-      expect(await apiError(client.sandboxes.get(decodeURIComponent(id!)))).toMatchObject({
-        code: "sandbox_not_found",
-      });
-    } finally {
-      await scripted.close();
-    }
   });
 });

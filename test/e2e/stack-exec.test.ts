@@ -2,6 +2,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type AgentReplica, startAgentReplica } from "../../devstack/agents.ts";
 import { type Stack, startStack } from "../../devstack/stack.ts";
+import { TUNNEL_AGENTS_PATH, TUNNEL_ORIGIN } from "../../edge/relay/protocol.ts";
 import { type ExecResult, type ExecStreamEvent, SCOPES } from "../../shared/api.ts";
 import { generateSigningKeyPair } from "../../shared/jwt-keys.ts";
 import { createRelaySigner, RELAY_HEADER, relayAudience } from "../../shared/relay-signing.ts";
@@ -414,7 +415,7 @@ describe("tunnel failures and regions", () => {
           get(id: unknown): { fetch(u: string): Promise<Response> };
         };
         const agents = (await (
-          await ns.get(ns.idFromName("eu-1")).fetch("https://t/__tunnel/agents")
+          await ns.get(ns.idFromName("eu-1")).fetch(`${TUNNEL_ORIGIN}${TUNNEL_AGENTS_PATH}`)
         ).json()) as Array<{
           agentId: string;
         }>;

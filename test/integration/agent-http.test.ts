@@ -7,6 +7,8 @@ import { ExecResultSchema, ExecStreamEventSchema, PoolSnapshotSchema, SCOPES } f
 import { ErrorEnvelopeSchema } from "../../shared/errors.ts";
 import { generateSigningKeyPair, type SigningKeyPair } from "../../shared/jwt-keys.ts";
 import { createRelaySigner, type RelaySigner, relayAudience } from "../../shared/relay-signing.ts";
+import { parseSse } from "../../shared/sse.ts";
+import { type AgentCall, signedAgentCall } from "../support/agent-call.ts";
 import { type LeaseCluster, startLeaseCluster, waitFor } from "../support/lease-cluster.ts";
 
 const REGION = "test-1";
@@ -14,55 +16,21 @@ let cluster: LeaseCluster;
 let agent: RunningAgent;
 let signer: RelaySigner;
 let keys: SigningKeyPair;
-let seq = 0;
 
-interface CallOpts {
-  tenant?: string;
-  scopes?: string[];
-  accept?: string;
-  signal?: AbortSignal;
-  tamperBody?: string;
-  noSignature?: boolean;
-  sign?: RelaySigner;
-}
+type CallOpts = Omit<AgentCall, "method" | "path" | "body"> & { sign?: RelaySigner };
 
-async function call(method: string, path: string, body?: unknown, o: CallOpts = {}): Promise<Response> {
-  const text = body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body);
-  const requestId = `req-${++seq}-${Date.now()}`;
-  const token = await (o.sign ?? signer).sign({
-    method,
-    path,
-    body: text,
-    tenant: o.tenant ?? "tenant-a",
-    subject: "user-1",
-    scopes: o.scopes ?? [SCOPES.exec, SCOPES.chat, SCOPES.admin],
-    requestId,
-  });
-  const headers: Record<string, string> = { "content-type": "application/json" };
-  if (!o.noSignature) headers["x-relay-signature"] = token;
-  if (o.accept) headers.accept = o.accept;
-  return fetch(`${agent.url}${path}`, {
-    method,
-    headers,
-    ...(text !== undefined ? { body: o.tamperBody ?? text } : {}),
-    ...(o.signal ? { signal: o.signal } : {}),
-  });
+function call(method: string, path: string, body?: unknown, o: CallOpts = {}): Promise<Response> {
+  const { sign, ...rest } = o;
+  return signedAgentCall(sign ?? signer, agent.url, { ...rest, method, path, body });
 }
 
 async function errorCode(res: Response): Promise<string> {
   return ErrorEnvelopeSchema.parse(await res.json()).error.code;
 }
 
-function parseSse(text: string): Array<{ event: string; data: unknown }> {
-  return text
-    .split("\n\n")
-    .filter((b) => b.includes("data:"))
-    .map((block) => {
-      const lines = block.split("\n");
-      const event = lines.find((l) => l.startsWith("event: "))?.slice(7) ?? "message";
-      const data = JSON.parse(lines.find((l) => l.startsWith("data: "))?.slice(6) ?? "null");
-      return { event, data };
-    });
+/** A captured SSE body's events, their data as JSON (through the shared codec). */
+function sseEvents(text: string): Array<{ event: string; data: unknown }> {
+  return parseSse(text).map((m) => ({ event: m.event, data: JSON.parse(m.data) as unknown }));
 }
 
 const heldLeases = async () => {
@@ -108,6 +76,8 @@ describe("agent HTTP app", () => {
     expect(result.stdout).toBe("out\n/workspace\n");
     expect(result.stderr).toBe("err\n");
     expect(result.pod).toMatch(/^sandbox-/);
+    // The agent names its region itself: the edge passes answers on unread.
+    expect(result.region).toBe(REGION);
     expect(res.headers.get("x-request-id")).toBe(result.requestId);
     expect(await heldLeases()).toEqual([]);
   });
@@ -120,13 +90,17 @@ describe("agent HTTP app", () => {
       { accept: "text/event-stream" },
     );
     expect(res.headers.get("content-type")).toContain("text/event-stream");
-    const events = parseSse(await res.text()).map((e) => ExecStreamEventSchema.parse(e.data));
+    const events = sseEvents(await res.text()).map((e) => ExecStreamEventSchema.parse(e.data));
     expect(events[0]?.type).toBe("acquired");
     const out = events.filter((e) => e.type === "stdout").map((e) => (e.type === "stdout" ? e.data : ""));
     expect(out.join("")).toBe("one\n");
     const last = events.at(-1);
     expect(last?.type).toBe("result");
-    if (last?.type === "result") expect(last.result.stderr).toBe("two\n");
+    if (last?.type === "result") {
+      expect(last.result.stderr).toBe("two\n");
+      // A streamed result carries the region exactly like a JSON one.
+      expect(last.result.region).toBe(REGION);
+    }
   });
 
   it("refuses a request without a relay signature, with a tampered body, or replayed", async () => {

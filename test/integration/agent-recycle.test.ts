@@ -8,6 +8,7 @@ import { type RunningAgent, startAgent } from "../../cluster-agent/main.ts";
 import { type ExecResult, ExecResultSchema, SCOPES } from "../../shared/api.ts";
 import { generateSigningKeyPair } from "../../shared/jwt-keys.ts";
 import { createRelaySigner, type RelaySigner, relayAudience } from "../../shared/relay-signing.ts";
+import { signedAgentCall } from "../support/agent-call.ts";
 import { startTestCluster, type TestCluster } from "../support/devcluster.ts";
 import { waitFor } from "../support/lease-cluster.ts";
 import { LEAVE_BEHIND, LOOK_FOR_RESIDUE, RESIDUE_ALL, RESIDUE_NONE } from "../support/tenant-residue.ts";
@@ -38,20 +39,12 @@ afterAll(async () => {
 }, 60_000);
 
 async function exec(agent: RunningAgent, command: string): Promise<ExecResult> {
-  const body = JSON.stringify({ command, timeoutSeconds: 20 });
-  const token = await signer.sign({
+  const res = await signedAgentCall(signer, agent.url, {
     method: "POST",
     path: "/v1/exec",
-    body,
+    body: { command, timeoutSeconds: 20 },
     tenant: `tenant-${++seq}`,
-    subject: "s",
     scopes: [SCOPES.exec],
-    requestId: `recycle-${seq}-${Date.now()}`,
-  });
-  const res = await fetch(`${agent.url}/v1/exec`, {
-    method: "POST",
-    body,
-    headers: { "content-type": "application/json", "x-relay-signature": token },
   });
   const json: unknown = await res.json();
   if (res.status !== 200) throw new Error(`exec ${res.status}: ${JSON.stringify(json)}`);

@@ -14,6 +14,7 @@ import {
 import { ErrorEnvelopeSchema } from "../../shared/errors.ts";
 import { generateSigningKeyPair } from "../../shared/jwt-keys.ts";
 import { createRelaySigner, type RelaySigner, relayAudience } from "../../shared/relay-signing.ts";
+import { signedAgentCall } from "../support/agent-call.ts";
 import { closed, connectThrough, get, tlsOver } from "../support/egress-client.ts";
 import {
   type FakeInternet,
@@ -31,25 +32,9 @@ let agent: RunningAgent;
 let replica: RunningAgent;
 let signer: RelaySigner;
 let net: FakeInternet;
-let seq = 0;
 
-async function call(method: string, path: string, body?: unknown, tenant = "tenant-a"): Promise<Response> {
-  const text = body === undefined ? undefined : JSON.stringify(body);
-  const token = await signer.sign({
-    method,
-    path,
-    body: text,
-    tenant,
-    subject: "user-1",
-    scopes: [SCOPES.exec],
-    requestId: `egress-${++seq}-${Date.now()}`,
-  });
-  return fetch(`${agent.url}${path}`, {
-    method,
-    headers: { "content-type": "application/json", "x-relay-signature": token },
-    ...(text !== undefined ? { body: text } : {}),
-  });
-}
+const call = (method: string, path: string, body?: unknown, tenant = "tenant-a") =>
+  signedAgentCall(signer, agent.url, { method, path, body, tenant, scopes: [SCOPES.exec] });
 
 async function createSandbox(body: unknown, tenant?: string): Promise<Sandbox> {
   const res = await call("POST", "/v1/sandboxes", body, tenant);

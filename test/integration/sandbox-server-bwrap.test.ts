@@ -4,6 +4,7 @@ import {
   parseFrames,
   type SandboxServerHandle,
   sandboxClient,
+  processesSettle as settle,
   startSandboxServer,
 } from "../support/sandbox-server.ts";
 import {
@@ -26,15 +27,7 @@ describe("sandbox-server in a bubblewrap sandbox", () => {
     return parseFrames(r.text);
   };
   const inspect = async () => JSON.parse((await call("/inspect")).text) as Record<string, number>;
-  /** Processes are reaped soon after a SIGKILL, but "soon" on a loaded machine can be seconds. */
-  const processesSettle = async (want: number) => {
-    const deadline = Date.now() + 30_000;
-    for (;;) {
-      const n = (await inspect()).processes;
-      if (n === want || Date.now() > deadline) return n;
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  };
+  const processesSettle = (want: number) => settle(call, want);
 
   beforeAll(async () => {
     h = await startSandboxServer({ outputCapBytes: 1024 * 1024 });

@@ -61,12 +61,14 @@ describe("import rules (docs/architecture.md §2)", () => {
     expect(check("edge/routes/x.ts", 'import { a } from "../../cluster-agent/config.ts";')).toHaveLength(1);
     expect(check("shared/x.ts", 'import { readFileSync } from "node:fs";')).toHaveLength(1);
     expect(check("shared/x.ts", 'export * from "../edge/app.ts";')).toHaveLength(1);
-    expect(check("sdk/typescript/src/x.ts", 'import { LIMITS } from "../../../shared/api.ts";')[0]).toMatch(
-      /types only/,
+    // The installable client reaches nothing outside its package, not even types.
+    expect(check("sdk/typescript/src/x.ts", 'import { LIMITS } from "../../../shared/api.ts";')).toHaveLength(
+      1,
     );
     expect(
       check("sdk/typescript/src/x.ts", 'import type { Sandbox } from "../../../shared/api.ts";'),
-    ).toEqual([]);
+    ).toHaveLength(1);
+    expect(check("sdk/typescript/bin/x.mjs", 'await import("../dist/cli.js");')).toEqual([]);
     expect(
       check("cluster-agent/chat/x.ts", 'const m = await import("../sandboxes/service.ts");'),
     ).toHaveLength(1);

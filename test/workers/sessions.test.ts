@@ -1,6 +1,8 @@
 import { env, SELF } from "cloudflare:test";
 import { afterEach, describe, expect, it } from "vitest";
 import { RelayChatRequestSchema } from "../../shared/api.ts";
+import { encodeSse, parseSse } from "../../shared/sse.ts";
+import { waitFor } from "../support/wait-for.ts";
 import {
   auth,
   BASE,
@@ -19,7 +21,7 @@ afterEach(async () => {
   await waitForAgents(TUNNEL, "eu-1", 0);
 });
 
-/** A stand-in chat agent: replies with how much history it was given. */
+/** A stand-in chat agent: replies with how much history it was given (and, as agents do, its region). */
 async function chatAgent(): Promise<TestAgent> {
   agent = await connectAgent("eu-1", async (r, ag) => {
     const claims = await ag.verifier.verifyRequest(r.request);
@@ -32,6 +34,7 @@ async function chatAgent(): Promise<TestAgent> {
         sessionId: body.sessionId,
         reply: `reply ${body.history.length / 2 + 1} for ${claims.value.tenant}`,
         toolCalls: [],
+        region: ag.region,
       }),
     );
   });
@@ -106,36 +109,47 @@ describe("chat relay and sessions", () => {
     await expectError(await session("tenant-new", "bad%20id"), 400, "invalid_request");
   });
 
-  it("a streamed chat (SSE) passes through and its final reply is saved to the session", async () => {
-    agent = await connectAgent("eu-1", async (r, ag) => {
-      const body = RelayChatRequestSchema.parse(JSON.parse(new TextDecoder().decode(r.body)));
-      const done = { requestId: "r", sessionId: body.sessionId, reply: "streamed reply", toolCalls: [] };
-      const sse =
-        `event: assistant.delta\ndata: ${JSON.stringify({ type: "assistant.delta", text: "streamed" })}\n\n` +
-        `event: done\ndata: ${JSON.stringify({ type: "done", response: done })}\n\n`;
-      await ag.respond(r.frame.id, new Response(sse, { headers: { "content-type": "text/event-stream" } }));
+  // CRLF as well as LF: the edge scans the stream with the shared codec, and a proxy may re-frame it.
+  for (const [eol, sessionId] of [
+    ["\n", "sse-lf"],
+    ["\r\n", "sse-crlf"],
+  ] as const) {
+    it(`a streamed chat (SSE, ${JSON.stringify(eol)} line ends) passes through and its final reply is saved to the session`, async () => {
+      agent = await connectAgent("eu-1", async (r, ag) => {
+        const body = RelayChatRequestSchema.parse(JSON.parse(new TextDecoder().decode(r.body)));
+        const done = { requestId: "r", sessionId: body.sessionId, reply: "streamed reply", toolCalls: [] };
+        const sse = (
+          encodeSse({
+            event: "assistant.delta",
+            data: JSON.stringify({ type: "assistant.delta", text: "streamed" }),
+          }) + encodeSse({ event: "done", data: JSON.stringify({ type: "done", response: done }) })
+        ).replace(/\n/g, eol);
+        await ag.respond(r.frame.id, new Response(sse, { headers: { "content-type": "text/event-stream" } }));
+      });
+      await waitForAgents(TUNNEL, "eu-1", 1);
+      const token = await tenantToken({ tenant: "tenant-sse", scope: "sandbox:chat" });
+      const res = await SELF.fetch(`${BASE}/v1/chat`, {
+        method: "POST",
+        headers: auth(token, { "Content-Type": "application/json", Accept: "text/event-stream" }),
+        body: JSON.stringify({ message: "stream please", sessionId }),
+      });
+      expect(res.headers.get("content-type")).toContain("text/event-stream");
+      expect(parseSse(await res.text()).map((m) => m.event)).toEqual(["assistant.delta", "done"]);
+      // The turn is saved once the stream has ended (waitUntil): wait for it to show.
+      const messages = await waitFor(
+        "the streamed turn saved",
+        async () => {
+          const view = await session("tenant-sse", sessionId);
+          if (view.status !== 200) return void (await view.body?.cancel());
+          const list = ((await view.json()) as { messages: Array<{ content: string }> }).messages;
+          return list.length >= 2 ? list.map((m) => m.content) : undefined;
+        },
+        5_000,
+        20,
+      );
+      expect(messages).toEqual(["stream please", "streamed reply"]);
     });
-    await waitForAgents(TUNNEL, "eu-1", 1);
-    const token = await tenantToken({ tenant: "tenant-sse", scope: "sandbox:chat" });
-    const res = await SELF.fetch(`${BASE}/v1/chat`, {
-      method: "POST",
-      headers: auth(token, { "Content-Type": "application/json", Accept: "text/event-stream" }),
-      body: JSON.stringify({ message: "stream please", sessionId: "sse-1" }),
-    });
-    expect(res.headers.get("content-type")).toContain("text/event-stream");
-    expect(await res.text()).toContain("event: done");
-    let messages: string[] = [];
-    for (let i = 0; i < 100 && messages.length < 2; i++) {
-      const view = await session("tenant-sse", "sse-1");
-      if (view.status === 200)
-        messages = ((await view.json()) as { messages: Array<{ content: string }> }).messages.map(
-          (m) => m.content,
-        );
-      else await view.body?.cancel();
-      await new Promise((r) => setTimeout(r, 20));
-    }
-    expect(messages).toEqual(["stream please", "streamed reply"]);
-  });
+  }
 
   it("SessionDO refuses to hand a session to another tenant even if addressed directly", async () => {
     const ns = env.SESSIONS;

@@ -1,6 +1,7 @@
 import { SELF } from "cloudflare:test";
 import { importJWK, type JWTPayload, SignJWT } from "jose";
 import { expect } from "vitest";
+import { TUNNEL_AGENTS_PATH, TUNNEL_ORIGIN } from "../../edge/relay/protocol.ts";
 import { type ErrorBody, ErrorEnvelopeSchema } from "../../shared/errors.ts";
 import { createRelayVerifier, type RelayVerifier, relayAudience } from "../../shared/relay-signing.ts";
 import {
@@ -17,6 +18,7 @@ import {
   TUNNEL_MAX_FRAME_BYTES,
   toBase64,
 } from "../../shared/tunnel.ts";
+import { waitFor } from "../support/wait-for.ts";
 import {
   AGENT_PRIVATE_JWKS,
   RELAY_PUBLIC_JWKS,
@@ -200,13 +202,9 @@ export async function waitForAgents(
   timeoutMs = 5000,
 ): Promise<void> {
   const stub = ns.get(ns.idFromName(region));
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const agents = (await (await stub.fetch("https://tunnel.internal/__tunnel/agents")).json()) as unknown[];
-    if (agents.length === n) return;
-    if (Date.now() > deadline) throw new Error(`expected ${n} agents in ${region}, have ${agents.length}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
+  const count = async () =>
+    ((await (await stub.fetch(`${TUNNEL_ORIGIN}${TUNNEL_AGENTS_PATH}`)).json()) as unknown[]).length;
+  await waitFor(`${n} agents in ${region}`, async () => (await count()) === n, timeoutMs, 20);
 }
 
 export { TUNNEL_MAX_FRAME_BYTES };

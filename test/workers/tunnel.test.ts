@@ -1,7 +1,11 @@
-import { env, SELF } from "cloudflare:test";
+import { createExecutionContext, env, SELF } from "cloudflare:test";
 import { afterEach, describe, expect, it } from "vitest";
+import { createApp } from "../../edge/app.ts";
+import { depsFromEnv } from "../../edge/deps.ts";
+import { TUNNEL_AGENTS_PATH, TUNNEL_HEADERS, TUNNEL_ORIGIN } from "../../edge/relay/protocol.ts";
 import { RELAY_HEADER } from "../../shared/relay-signing.ts";
-import { signAgentToken, toBase64 } from "../../shared/tunnel.ts";
+import { headersToPairs, signAgentToken, toBase64 } from "../../shared/tunnel.ts";
+import { waitFor } from "../support/wait-for.ts";
 import { AGENT_PRIVATE_JWKS, TEST_ADMIN_SUBJECT } from "./fixtures/test-keys.ts";
 import {
   auth,
@@ -84,15 +88,15 @@ describe("relay through the tunnel", () => {
       const claims = await ag.verifier.verifyRequest(r.request);
       if (!claims.ok) throw new Error(claims.error.code);
       const cmd = (JSON.parse(new TextDecoder().decode(r.body)) as { command: string }).command;
-      await ag.respond(r.frame.id, Response.json(execResult(`ran ${cmd} for ${claims.value.tenant}`)));
+      // Real agents put their region in their answers; the edge passes them on unread.
+      const result = { ...execResult(`ran ${cmd} for ${claims.value.tenant}`), region: ag.region };
+      await ag.respond(r.frame.id, Response.json(result));
     });
     await waitForAgents(TUNNEL, "eu-1", 1);
     const res = await exec("tenant-rt", { command: "echo hi" }, { "X-Request-Id": "mine" });
     expect(res.status).toBe(200);
     expect(res.headers.get("X-Sandbox-Region")).toBe("eu-1");
-    const body = (await res.json()) as { stdout: string; region: string };
-    expect(body.stdout).toBe("ran echo hi for tenant-rt");
-    expect(body.region).toBe("eu-1");
+    expect(await res.json()).toEqual({ ...execResult("ran echo hi for tenant-rt"), region: "eu-1" });
 
     const got = a.received[0]!;
     expect(got.frame.path).toBe("/v1/exec");
@@ -145,8 +149,7 @@ describe("relay through the tunnel", () => {
     });
     await waitForAgents(TUNNEL, "eu-1", 1);
     const pending = Array.from({ length: 3 }, () => exec("tenant-many", { command: "sleep 100" }));
-    for (let i = 0; i < 200 && seen.length < 3; i++) await new Promise((r) => setTimeout(r, 10));
-    expect(seen.length).toBe(3);
+    await waitFor("the agent got all three", () => seen.length === 3, 5_000, 10);
     a.close(1001);
     for (const res of await Promise.all(pending)) await expectError(res, 502, "tunnel_closed");
   });
@@ -158,34 +161,110 @@ describe("relay through the tunnel", () => {
     await waitForAgents(TUNNEL, "eu-1", 1);
     const stub = TUNNEL.get(TUNNEL.idFromName("eu-1"));
     const t0 = Date.now();
-    const res = await stub.fetch("https://tunnel.internal/v1/pool", {
-      headers: { "X-Tunnel-Timeout-Ms": "1000", "X-Request-Id": "timeout-test" },
+    const res = await stub.fetch(`${TUNNEL_ORIGIN}/v1/pool`, {
+      headers: { [TUNNEL_HEADERS.timeoutMs]: "1000", "X-Request-Id": "timeout-test" },
     });
     expect(Date.now() - t0).toBeGreaterThanOrEqual(900);
     await expectError(res, 504, "relay_timeout");
-    for (let i = 0; i < 100 && a.cancelled.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    await waitFor("a cancel frame", () => a.cancelled.length > 0, 5_000, 10);
     expect(a.cancelled).toEqual([a.received[0]!.frame.id]);
   });
 
-  it("a client that leaves before the answer gets the agent a cancel frame", async () => {
-    const a = await agent("eu-1", () => {
-      // never answers
+  // Every route that relays must carry the client's signal (edge/relay/from-context.ts relayFrom):
+  // before it did, a client leaving a sandbox exec, a file PUT or POST /v1/sandboxes never
+  // cancelled the agent's work. The Worker is called with a request whose signal the test owns,
+  // standing in for workerd aborting it when the client leaves (enable_request_signal): a
+  // SELF.fetch abort, or a real socket's, is also seen by other paths (the subrequest's own
+  // cancel, the body pipe), so only this shows that the route passes the signal on.
+  const SB = "sb.eu-1.default.abcdefghij0123456789";
+  const json = { "Content-Type": "application/json" };
+  const leaving: Array<[string, string, RequestInit]> = [
+    ["/v1/exec", "/v1/exec", { method: "POST", headers: json, body: '{"command":"sleep 100"}' }],
+    [
+      "/v1/exec (stream)",
+      "/v1/exec",
+      {
+        method: "POST",
+        headers: { ...json, Accept: "text/event-stream" },
+        body: '{"command":"sleep 100"}',
+      },
+    ],
+    ["POST /v1/sandboxes", "/v1/sandboxes", { method: "POST", headers: json, body: "{}" }],
+    [
+      "a sandbox exec",
+      `/v1/sandboxes/${SB}/exec`,
+      { method: "POST", headers: json, body: '{"command":"sleep 100"}' },
+    ],
+    [
+      "a file PUT",
+      `/v1/sandboxes/${SB}/files/big.bin`,
+      { method: "PUT", headers: { "Content-Type": "application/octet-stream" }, body: "x" },
+    ],
+    ["a file GET", `/v1/sandboxes/${SB}/files/big.bin`, { method: "GET" }],
+    ["DELETE a sandbox", `/v1/sandboxes/${SB}`, { method: "DELETE" }],
+    ["/v1/chat", "/v1/chat", { method: "POST", headers: json, body: '{"message":"hi"}' }],
+  ];
+  for (const [name, path, init] of leaving) {
+    it(`a client that leaves ${name} before the answer gets the agent a cancel frame`, async () => {
+      const a = await agent("eu-1", () => {
+        // never answers
+      });
+      await waitForAgents(TUNNEL, "eu-1", 1);
+      const ac = new AbortController();
+      const token = await tenantToken({ tenant: "tenant-leave", scope: "sandbox:exec sandbox:chat" });
+      const req = new Request(`${BASE}${path}`, {
+        ...init,
+        headers: auth(token, init.headers as Record<string, string> | undefined),
+        signal: ac.signal,
+      });
+      const worker = createApp(depsFromEnv);
+      const pending = Promise.resolve(worker.fetch(req, env, createExecutionContext())).catch(
+        (e: unknown) => e,
+      );
+      await waitFor("the agent got the request", () => a.received.length === 1, 5_000, 10);
+      expect(a.cancelled).toEqual([]);
+      ac.abort();
+      await pending;
+      await waitFor("a cancel frame", () => a.cancelled.length > 0, 5_000, 10);
+      expect(a.cancelled).toEqual([a.received[0]!.frame.id]);
     });
-    await waitForAgents(TUNNEL, "eu-1", 1);
-    const ac = new AbortController();
-    const token = await tenantToken({ tenant: "tenant-leave", scope: "sandbox:exec" });
-    const pending = SELF.fetch(`${BASE}/v1/exec`, {
-      method: "POST",
-      headers: auth(token, { "Content-Type": "application/json" }),
-      body: JSON.stringify({ command: "sleep 100" }),
-      signal: ac.signal,
-    }).catch((e: unknown) => e);
-    for (let i = 0; i < 200 && a.received.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
-    ac.abort();
-    await pending;
-    for (let i = 0; i < 200 && a.cancelled.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
-    expect(a.cancelled).toEqual([a.received[0]!.frame.id]);
-  });
+  }
+
+  // After the head: a client that stops reading a quiet stream (a command that prints nothing yet)
+  // cancels the agent's request too, on every streaming route.
+  const streamed: Array<[string, string]> = [
+    ["/v1/exec", "/v1/exec"],
+    ["a sandbox exec", `/v1/sandboxes/${SB}/exec`],
+    ["/v1/chat", "/v1/chat"],
+  ];
+  for (const [name, path] of streamed) {
+    it(`a client that leaves the stream of ${name} gets the agent a cancel frame`, async () => {
+      const a = await agent("eu-1", (r, ag) => {
+        // A head and one event, then silence: the stream stays open, as a quiet command's does.
+        const headers = headersToPairs(new Headers({ "content-type": "text/event-stream" }));
+        ag.send({ type: "response", id: r.frame.id, status: 200, headers });
+        ag.send({
+          type: "chunk",
+          id: r.frame.id,
+          seq: 0,
+          data: toBase64(new TextEncoder().encode(": ping\n\n")),
+        });
+      });
+      await waitForAgents(TUNNEL, "eu-1", 1);
+      const token = await tenantToken({ tenant: "tenant-leave", scope: "sandbox:exec sandbox:chat" });
+      const res = await SELF.fetch(`${BASE}${path}`, {
+        method: "POST",
+        headers: auth(token, { "Content-Type": "application/json", Accept: "text/event-stream" }),
+        body: path === "/v1/chat" ? '{"message":"hi"}' : '{"command":"sleep 100"}',
+      });
+      const reader = res.body!.getReader();
+      expect(new TextDecoder().decode((await reader.read()).value)).toBe(": ping\n\n");
+      expect(a.cancelled).toEqual([]);
+      await reader.cancel();
+      await waitFor("a cancel frame", () => a.cancelled.length > 0, 5_000, 10);
+      expect(a.cancelled).toEqual([a.received[0]!.frame.id]);
+    });
+  }
 
   it("POST /v1/requests/:id/cancel stops only the caller's own request with that id", async () => {
     const a = await agent("eu-1", () => {
@@ -208,13 +287,12 @@ describe("relay through the tunnel", () => {
         headers: auth(token),
       });
     const ofB = send(tokens.b);
-    for (let i = 0; i < 200 && a.received.length < 1; i++) await new Promise((r) => setTimeout(r, 10));
+    await waitFor("B's request at the agent", () => a.received.length === 1, 5_000, 10);
     const ofA = send(tokens.a);
-    for (let i = 0; i < 200 && a.received.length < 2; i++) await new Promise((r) => setTimeout(r, 10));
-    expect(a.received).toHaveLength(2);
+    await waitFor("A's request at the agent", () => a.received.length === 2, 5_000, 10);
     for (const r of a.received) {
       expect(r.request.headers.get("x-client-request-id")).toBe("same-id");
-      expect(r.request.headers.get("x-tunnel-cancel-key")).toBeNull();
+      expect(r.request.headers.get(TUNNEL_HEADERS.cancelKey)).toBeNull();
     }
     const idOfB = a.received[0]!.frame.id;
 
@@ -337,16 +415,19 @@ describe("relay through the tunnel", () => {
     a2.heartbeat({ ready: 5, leased: 3, queued: 0, poolSize: 8 });
     // Route only once the DO has taken in both heartbeats (it reports them on its agents list).
     const stub = TUNNEL.get(TUNNEL.idFromName("eu-1"));
-    for (const deadline = Date.now() + 10_000; ; ) {
-      const agents = (await (await stub.fetch("https://tunnel.internal/__tunnel/agents")).json()) as Array<{
-        agentId: string;
-        capacity: { ready: number } | null;
-      }>;
-      const ready = (id: string) => agents.find((a) => a.agentId === id)?.capacity?.ready;
-      if (ready("agent-1") === 0 && ready("agent-2") === 5) break;
-      expect(Date.now(), "the DO never showed both heartbeats").toBeLessThan(deadline);
-      await new Promise((r) => setTimeout(r, 10));
-    }
+    await waitFor(
+      "the DO to show both heartbeats",
+      async () => {
+        const agents = (await (await stub.fetch(`${TUNNEL_ORIGIN}${TUNNEL_AGENTS_PATH}`)).json()) as Array<{
+          agentId: string;
+          capacity: { ready: number } | null;
+        }>;
+        const ready = (id: string) => agents.find((a) => a.agentId === id)?.capacity?.ready;
+        return ready("agent-1") === 0 && ready("agent-2") === 5;
+      },
+      10_000,
+      10,
+    );
     for (let i = 0; i < 4; i++) expect((await exec("tenant-spread", { command: "true" })).status).toBe(200);
     expect(a1.received.length).toBe(3);
     expect(a2.received.length).toBe(7);
@@ -355,7 +436,7 @@ describe("relay through the tunnel", () => {
   it("two regions: header picks the region, failover when it has no agent, region reported", async () => {
     const eu = await agent("eu-1", async (r, ag) => {
       const c = await ag.verifier.verifyRequest(r.request);
-      await ag.respond(r.frame.id, Response.json(execResult(`eu ${c.ok}`)));
+      await ag.respond(r.frame.id, Response.json({ ...execResult(`eu ${c.ok}`), region: ag.region }));
     });
     await waitForAgents(TUNNEL, "eu-1", 1);
     // us-1 has no agent: the request fails over to eu-1, signed for eu-1's audience.
@@ -366,7 +447,7 @@ describe("relay through the tunnel", () => {
 
     const us = await agent("us-1", async (r, ag) => {
       const c = await ag.verifier.verifyRequest(r.request);
-      await ag.respond(r.frame.id, Response.json(execResult(`us ${c.ok}`)));
+      await ag.respond(r.frame.id, Response.json({ ...execResult(`us ${c.ok}`), region: ag.region }));
     });
     await waitForAgents(TUNNEL, "us-1", 1);
     const res2 = await exec("tenant-region", { command: "true" }, { "X-Sandbox-Region": "us-1" });

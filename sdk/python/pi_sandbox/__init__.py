@@ -11,6 +11,7 @@
 
 from .client import Sandbox, SandboxClient
 from .errors import CLIENT_ERROR_CODES, SandboxApiError
+from .sessions import SessionManager, sandbox_name
 from .types import ChatResponse, ExecResult, ExecuteResponse, FileEntry, SandboxInfo, ToolCall
 
 __all__ = [
@@ -23,6 +24,8 @@ __all__ = [
     "SandboxApiError",
     "SandboxClient",
     "SandboxInfo",
+    "SessionManager",
     "ToolCall",
+    "sandbox_name",
 ]
-__version__ = "0.1.0"
+__version__ = "0.2.0"

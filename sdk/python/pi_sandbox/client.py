@@ -162,6 +162,23 @@ class Sandbox(_Exec):
             if e.code not in ("sandbox_not_found", "sandbox_expired"):
                 raise
 
+    # The lifecycle pydantic-ai-backends' SessionManager drives (start, stop, is_alive): the
+    # sandbox already runs once created, so start only checks it is there.
+    def start(self) -> None:
+        self.refresh()
+
+    def stop(self) -> None:
+        self.close()
+
+    def is_alive(self) -> bool:
+        try:
+            self.refresh()
+            return True
+        except SandboxApiError as e:
+            if e.code in ("sandbox_not_found", "sandbox_expired"):
+                return False
+            raise
+
     def __enter__(self) -> "Sandbox":
         return self
 

@@ -9,6 +9,7 @@ PI_SANDBOX_QUOTA_BURST (the edge's TENANT_QUOTA_BURST).
 from __future__ import annotations
 
 import ast
+import asyncio
 import hashlib
 import io
 import os
@@ -19,7 +20,7 @@ import unittest
 import urllib.error
 from concurrent.futures import ThreadPoolExecutor
 
-from pi_sandbox import ExecuteResponse, SandboxApiError, SandboxClient
+from pi_sandbox import ExecuteResponse, SandboxApiError, SandboxClient, SessionManager, sandbox_name
 
 URL = os.environ.get("PI_SANDBOX_URL", "")
 TOKEN = os.environ.get("PI_SANDBOX_TOKEN", "")
@@ -270,3 +271,45 @@ class Sandboxes(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class Sessions(unittest.IsolatedAsyncioTestCase):
+    """pydantic-ai-backends' SessionManager shape, backed by named sandboxes."""
+
+    def setUp(self) -> None:
+        self.client = SandboxClient(URL, TOKEN)
+
+    def test_session_ids_map_to_valid_distinct_names(self) -> None:
+        self.assertEqual(sandbox_name("user-123"), "user-123")
+        odd = sandbox_name("User@Example.com")
+        self.assertRegex(odd, r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+        self.assertNotEqual(odd, sandbox_name("user-example-com"))
+        self.assertNotEqual(odd, sandbox_name("user@example.com"))
+        self.assertLessEqual(len(sandbox_name("x" * 300)), 63)
+
+    async def test_get_or_create_reuses_releases_and_survives_a_restart(self) -> None:
+        manager = SessionManager(self.client, idle_timeout_seconds=120)
+        session = "py-session-" + os.urandom(4).hex()
+        # Two concurrent first calls: one sandbox.
+        first, second = await asyncio.gather(manager.get_or_create(session), manager.get_or_create(session))
+        self.assertEqual(first.id, second.id)
+        self.assertEqual([s.id for s in self.client.list_sandboxes(name=session)], [first.id])
+        first.write("notes.txt", "kept")
+        out = first.execute("cat notes.txt; exit 3")
+        self.assertEqual((out.output, out.exit_code, out.truncated), ("kept", 3, False))
+        self.assertTrue(first.is_alive())
+
+        # A restarted process with the same session id is back in the same workspace.
+        restarted = SessionManager(self.client)
+        again = await restarted.get_or_create(session)
+        self.assertEqual(again.id, first.id)
+        self.assertEqual(again.read("notes.txt"), b"kept")
+
+        self.assertTrue(await manager.release(session))
+        self.assertFalse(await manager.release(session))
+        self.assertFalse(first.is_alive())
+        # The other manager's handle notices and makes a fresh sandbox.
+        fresh = await restarted.get_or_create(session)
+        self.assertNotEqual(fresh.id, first.id)
+        await restarted.shutdown()
+        self.assertEqual(self.client.list_sandboxes(name=session), [])

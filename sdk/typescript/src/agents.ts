@@ -1,22 +1,37 @@
 // A sandbox client for the OpenAI Agents SDK's Sandbox Agents (`@openai/agents/sandbox`, tested
 // with 0.20.0): each Agents SDK sandbox session is one of our sandboxes (POST /v1/sandboxes), and
-// `exec_command`, file reads and directory listings go to it through SandboxClient. Import it as
-// `@pi-sandbox/client/agents`; @openai/agents is an optional peer dependency of the package.
+// `exec_command`, file reads and directory listings go to it through SandboxClient; the workspace
+// moves as a tar archive (persistWorkspace/hydrateWorkspace, and a `remote` snapshot spec on
+// create/stop). Import it as `@pi-sandbox/client/agents`; @openai/agents is an optional peer
+// dependency of the package.
 import {
   type SandboxClient as AgentsSandboxClient,
+  type Entry,
   type ExecCommandArgs,
   type ListDirectoryArgs,
-  type Manifest,
+  Manifest,
+  type MaterializeEntryArgs,
   normalizeSandboxClientCreateArgs,
   type ReadFileArgs,
+  type RemoteSnapshotSpec,
+  resolveSandboxArchiveLimits,
+  SandboxArchiveError,
+  type SandboxArchiveLimits,
   type SandboxClientCreateArgs,
+  type SandboxClientResumeOptions,
   type SandboxDirectoryEntry,
   type SandboxExecResult,
   type SandboxSession,
   type SandboxSessionState,
+  SandboxSnapshotError,
+  SandboxUnsupportedFeatureError,
+  type SnapshotSpec,
+  type WorkspaceArchiveData,
+  type WorkspaceArchiveOptions,
 } from "@openai/agents/sandbox";
 import type { SandboxClient } from "./client.ts";
 import type { Sandbox } from "./sandbox.ts";
+import { tarCensus } from "./tar-limits.ts";
 
 /** Tested with these Agents SDK versions: the sandbox interface still changes between releases. */
 export const TESTED_AGENTS_SDK_VERSIONS = ["0.20.0"] as const;
@@ -33,17 +48,30 @@ export interface PiSandboxSessionState extends SandboxSessionState {
 }
 
 const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+const joinPath = (dir: string, rel: string) => `${dir.replace(/\/$/, "")}/${rel.replace(/^\.?\//, "")}`;
+
+function isRemoteSnapshot(spec: SnapshotSpec | undefined): spec is RemoteSnapshotSpec {
+  return spec?.type === "remote" && typeof (spec as RemoteSnapshotSpec).store?.save === "function";
+}
 
 export class PiSandboxSession implements SandboxSession<PiSandboxSessionState> {
   state: PiSandboxSessionState;
   private closing: Promise<void> | undefined;
+  private stopping: Promise<void> | undefined;
+  private archiveLimits: SandboxArchiveLimits | null | undefined;
 
   constructor(
     private readonly sandbox: Sandbox,
     manifest: Manifest,
     private readonly commandTimeoutSeconds: number,
+    /** A `remote` snapshot spec: the workspace is saved to its store when the session stops. */
+    private readonly snapshotSpec?: RemoteSnapshotSpec,
   ) {
     this.state = { manifest, sandboxId: sandbox.id };
+  }
+
+  setArchiveLimits(limits?: SandboxArchiveLimits | null): void {
+    this.archiveLimits = limits;
   }
 
   /** A workdir relative to the manifest root (the workspace), or absolute under it. */
@@ -55,9 +83,12 @@ export class PiSandboxSession implements SandboxSession<PiSandboxSessionState> {
 
   async exec(args: ExecCommandArgs): Promise<SandboxExecResult> {
     if (args.tty) throw new Error("pi-sandbox sessions have no PTY: run the command without tty");
+    const env = this.state.environment;
     const r = await this.sandbox.exec(args.cmd, {
       cwd: this.cwdOf(args.workdir),
       timeoutSeconds: this.commandTimeoutSeconds,
+      // Manifest environment applied after creation (the sandbox's own default env has the rest).
+      ...(env && Object.keys(env).length > 0 ? { env } : {}),
     });
     const notes = [
       r.timedOut ? `[timed out after ${this.commandTimeoutSeconds} s and killed]` : "",
@@ -117,6 +148,134 @@ export class PiSandboxSession implements SandboxSession<PiSandboxSessionState> {
     }
   }
 
+  // ---- the workspace as a tar archive (byte-exact: tar of the files, moved by the files API) ----
+
+  /** The workspace (the manifest root, its ephemeral paths left out) as a tar archive. */
+  async persistWorkspace(): Promise<Uint8Array> {
+    const root = this.state.manifest.root;
+    const name = `.pi-sandbox-archive-${crypto.randomUUID()}.tar`;
+    const archive = joinPath(root, name);
+    const leaveOut = [...this.state.manifest.ephemeralPersistencePaths()]
+      .map((p) => `--exclude=${quote(`./${p.replace(/^\.?\//, "")}`)}`)
+      .join(" ");
+    // The root's entries, not `.` itself: the root directory belongs to the pod, not to the archive.
+    const tar = `find . -mindepth 1 -maxdepth 1 ! -name ${quote(name)} -print0 | tar ${leaveOut} --null -T - -cf ${quote(name)}`;
+    try {
+      const r = await this.sandbox.exec(`cd ${quote(root)} && ${tar} && wc -c < ${quote(name)}`, {
+        timeoutSeconds: this.commandTimeoutSeconds,
+      });
+      if (r.exitCode !== 0) {
+        throw new SandboxArchiveError(`persistWorkspace: tar exited ${r.exitCode}: ${r.stderr.trim()}`);
+      }
+      const limits = resolveSandboxArchiveLimits(this.archiveLimits);
+      const size = Number(r.stdout.trim());
+      if (limits?.maxInputBytes != null && size > limits.maxInputBytes) {
+        throw new SandboxArchiveError(
+          `persistWorkspace: the archive is ${size} bytes, above the limit of ${limits.maxInputBytes}`,
+        );
+      }
+      return await this.sandbox.files.read(archive);
+    } finally {
+      await this.sandbox.files.remove(archive).catch(() => undefined);
+    }
+  }
+
+  /** Replaces the workspace with a tar archive's contents, after checking it against the limits. */
+  async hydrateWorkspace(data: WorkspaceArchiveData, options: WorkspaceArchiveOptions = {}): Promise<void> {
+    const bytes =
+      typeof data === "string"
+        ? new TextEncoder().encode(data)
+        : data instanceof Uint8Array
+          ? data
+          : new Uint8Array(data);
+    const limits = resolveSandboxArchiveLimits(
+      options.archiveLimits === undefined ? this.archiveLimits : options.archiveLimits,
+    );
+    if (limits?.maxInputBytes != null && bytes.length > limits.maxInputBytes) {
+      throw new SandboxArchiveError(
+        `hydrateWorkspace: the archive is ${bytes.length} bytes, above the limit of ${limits.maxInputBytes}`,
+      );
+    }
+    let census: ReturnType<typeof tarCensus>;
+    try {
+      census = tarCensus(bytes);
+    } catch (e) {
+      throw new SandboxArchiveError(`hydrateWorkspace: ${(e as Error).message}`);
+    }
+    if (limits?.maxMembers != null && census.members > limits.maxMembers) {
+      throw new SandboxArchiveError(
+        `hydrateWorkspace: ${census.members} archive members, above the limit of ${limits.maxMembers}`,
+      );
+    }
+    if (limits?.maxExtractedBytes != null && census.bytes > limits.maxExtractedBytes) {
+      throw new SandboxArchiveError(
+        `hydrateWorkspace: ${census.bytes} bytes extracted, above the limit of ${limits.maxExtractedBytes}`,
+      );
+    }
+    const root = this.state.manifest.root;
+    const name = `.pi-sandbox-archive-${crypto.randomUUID()}.tar`;
+    await this.sandbox.files.write(joinPath(root, name), bytes);
+    // The workspace becomes the archive: what was there before goes first.
+    const r = await this.sandbox.exec(
+      `cd ${quote(root)} && find . -mindepth 1 -maxdepth 1 ! -name ${quote(name)} -exec rm -rf {} + && tar -xf ${quote(name)}; rc=$?; rm -f ${quote(name)}; exit $rc`,
+      { timeoutSeconds: this.commandTimeoutSeconds },
+    );
+    if (r.exitCode !== 0) {
+      throw new SandboxArchiveError(`hydrateWorkspace: tar exited ${r.exitCode}: ${r.stderr.trim()}`);
+    }
+  }
+
+  // ---- manifest entries: files and directories (other kinds need the host or credentials) ----
+
+  async materializeEntry(args: MaterializeEntryArgs): Promise<void> {
+    await this.writeEntry(joinPath(this.state.manifest.root, args.path), args.entry);
+    this.state.manifest = withEntries(this.state.manifest, { [args.path]: args.entry });
+  }
+
+  async applyManifest(manifest: Manifest): Promise<void> {
+    for (const [path, entry] of Object.entries(manifest.entries)) {
+      await this.writeEntry(joinPath(this.state.manifest.root, path), entry);
+    }
+    this.state.environment = { ...this.state.environment, ...(await manifest.resolveEnvironment()) };
+    this.state.manifest = withEntries(this.state.manifest, manifest.entries);
+  }
+
+  private async writeEntry(path: string, entry: Entry): Promise<void> {
+    if (entry.type === "file") {
+      await this.sandbox.files.write(path, entry.content);
+    } else if (entry.type === "dir") {
+      const r = await this.sandbox.exec(`mkdir -p ${quote(path)}`);
+      if (r.exitCode !== 0) throw new SandboxArchiveError(`mkdir ${path}: ${r.stderr.trim()}`);
+      for (const [name, child] of Object.entries(entry.children ?? {})) {
+        await this.writeEntry(joinPath(path, name), child);
+      }
+    } else {
+      throw new SandboxUnsupportedFeatureError(
+        `pi-sandbox materializes file and dir manifest entries only, not ${entry.type} (${path})`,
+      );
+    }
+  }
+
+  /** With a `remote` snapshot spec, the workspace is saved to its store (once) before the sandbox goes. */
+  stop(): Promise<void> {
+    const spec = this.snapshotSpec;
+    if (!spec) return Promise.resolve();
+    this.stopping ??= (async () => {
+      const data = await this.persistWorkspace();
+      try {
+        const saved = await spec.store.save({
+          data,
+          ...(spec.id !== undefined ? { id: spec.id } : {}),
+          ...(spec.metadata ? { metadata: spec.metadata } : {}),
+        });
+        this.state.snapshot = { type: "remote", id: saved.id };
+      } catch (e) {
+        throw new SandboxSnapshotError(`saving the workspace snapshot failed: ${(e as Error).message}`);
+      }
+    })();
+    return this.stopping;
+  }
+
   /** The sandbox is deleted once, whichever of the Agents SDK's clean-up hooks comes first. */
   shutdown(): Promise<void> {
     this.closing ??= this.sandbox.close();
@@ -128,6 +287,20 @@ export class PiSandboxSession implements SandboxSession<PiSandboxSessionState> {
   close(): Promise<void> {
     return this.shutdown();
   }
+}
+
+/** The manifest with entries added (the SDK's Manifest is immutable). */
+function withEntries(m: Manifest, entries: Record<string, Entry>): Manifest {
+  return new Manifest({
+    version: m.version,
+    root: m.root,
+    entries: { ...m.entries, ...entries },
+    environment: m.environment,
+    users: m.users,
+    groups: m.groups,
+    extraPathGrants: m.extraPathGrants,
+    remoteMountCommandAllowlist: m.remoteMountCommandAllowlist,
+  });
 }
 
 export class PiSandboxAgentsClient implements AgentsSandboxClient<PiSandboxOptions, PiSandboxSessionState> {
@@ -153,7 +326,55 @@ export class PiSandboxAgentsClient implements AgentsSandboxClient<PiSandboxOptio
       ...(opts.maxLifetimeSeconds !== undefined ? { maxLifetimeSeconds: opts.maxLifetimeSeconds } : {}),
       ...(Object.keys(environment).length > 0 ? { env: environment } : {}),
     });
-    return new PiSandboxSession(sandbox, args.manifest, opts.commandTimeoutSeconds ?? 120);
+    const spec = isRemoteSnapshot(args.snapshot) ? args.snapshot : undefined;
+    const session = new PiSandboxSession(sandbox, args.manifest, opts.commandTimeoutSeconds ?? 120, spec);
+    if (args.archiveLimits !== undefined) session.setArchiveLimits(args.archiveLimits);
+    try {
+      // A saved snapshot is the workspace; without one, the manifest's entries are.
+      if (spec?.id !== undefined && (await (spec.store.exists?.({ id: spec.id }) ?? true))) {
+        const { data } = await spec.store.load({ id: spec.id });
+        await session.hydrateWorkspace(data);
+        session.state.snapshot = { type: "remote", id: spec.id };
+      } else if (Object.keys(args.manifest.entries).length > 0) {
+        await session.applyManifest(args.manifest);
+      }
+    } catch (e) {
+      await session.shutdown().catch(() => undefined);
+      throw e;
+    }
+    return session;
+  }
+
+  /** The session of a sandbox that still exists (by the id in the state): its workspace is as it was. */
+  async resume(
+    state: PiSandboxSessionState,
+    options?: SandboxClientResumeOptions<PiSandboxOptions>,
+  ): Promise<PiSandboxSession> {
+    const sandbox = await this.client.sandboxes.get(state.sandboxId);
+    const opts = { ...this.defaults, ...options?.clientOptions };
+    const session = new PiSandboxSession(sandbox, state.manifest, opts.commandTimeoutSeconds ?? 120);
+    session.state = { ...state, sandboxId: sandbox.id };
+    if (options?.archiveLimits !== undefined) session.setArchiveLimits(options.archiveLimits);
+    return session;
+  }
+
+  /** What a RunState keeps of a session: the sandbox's id (the SDK keeps the manifest itself). */
+  async serializeSessionState(state: PiSandboxSessionState): Promise<Record<string, unknown>> {
+    return {
+      sandboxId: state.sandboxId,
+      ...(state.environment ? { environment: state.environment } : {}),
+    };
+  }
+
+  async deserializeSessionState(state: Record<string, unknown>): Promise<PiSandboxSessionState> {
+    const { sandboxId, manifest } = state;
+    if (typeof sandboxId !== "string" || sandboxId === "") {
+      throw new SandboxSnapshotError("pi-sandbox session state without a sandboxId");
+    }
+    if (!(manifest instanceof Manifest)) {
+      throw new SandboxSnapshotError("pi-sandbox session state without a deserialized manifest");
+    }
+    return { ...state, sandboxId, manifest };
   }
 
   async delete(state: PiSandboxSessionState): Promise<void> {

@@ -1,3 +1,9 @@
+/**
+ * The SDK's own SSE reader, the one copy outside `shared/sse.ts`: the package may import `shared/`
+ * for types only (docs/architecture.md §2), since it is published on its own and must not load
+ * the repository's modules at run time. Keep it equivalent to the shared codec's `readSse`
+ * (LF/CRLF/CR line ends, multi-line data, comments skipped).
+ */
 export interface SseMessage {
   event: string;
   data: string;

@@ -1,21 +1,244 @@
-// The wire types, derived from the zod schemas in shared/ with type-only imports: the client has
-// no runtime dependency on zod, and a change to a schema breaks this package's typecheck.
+// The wire types of the public API, written out so the package is self-contained (its .d.ts imports
+// nothing outside it, and zod is never needed). They are the zod schemas of shared/api.ts and
+// shared/errors.ts in plain TypeScript: test/unit/sdk-wire-types.test.ts checks, at typecheck time,
+// that each one equals the type the schema infers, so a schema change breaks the typecheck until
+// this file follows it.
 
-import type {
-  ChatEvent,
-  ChatResponse,
-  ExecRequestInput,
-  ExecResult,
-  ExecStreamEvent,
-  FileEntry,
-  FileWriteResult,
-  PoolSnapshot,
-  SandboxCreateRequestInput,
-  Sandbox as SandboxWire,
-} from "../../../shared/api.ts";
-import type { ErrorBody, ErrorCode } from "../../../shared/errors.ts";
+/** The server's stable error codes (README error table). */
+export type ErrorCode =
+  | "invalid_request"
+  | "invalid_json"
+  | "invalid_path"
+  | "unauthenticated"
+  | "invalid_token"
+  | "token_expired"
+  | "missing_tenant"
+  | "relay_signature_invalid"
+  | "relay_expired"
+  | "relay_replayed"
+  | "token_replayed"
+  | "insufficient_scope"
+  | "not_found"
+  | "sandbox_not_found"
+  | "file_not_found"
+  | "request_not_found"
+  | "method_not_allowed"
+  | "host_not_allowed"
+  | "stale_lease"
+  | "payload_too_large"
+  | "edit_not_found"
+  | "edit_not_unique"
+  | "edit_no_change"
+  | "unsupported_media_type"
+  | "rate_limited"
+  | "sandbox_limit"
+  | "tenant_lease_limit"
+  | "internal"
+  | "agent_unavailable"
+  | "tunnel_closed"
+  | "sandbox_failed"
+  | "model_unavailable"
+  | "no_agent"
+  | "sandbox_cluster_unavailable"
+  | "queue_timeout"
+  | "lease_lost"
+  | "shutting_down"
+  | "model_not_configured"
+  | "relay_timeout"
+  | "request_cancelled";
 
-export type { ChatEvent, ChatResponse, ErrorBody, ErrorCode, ExecResult, ExecStreamEvent, PoolSnapshot };
+export interface ErrorBody {
+  code: ErrorCode;
+  message: string;
+  requestId: string;
+  /** Seconds, for 429/503: mirrors the Retry-After header. */
+  retryAfterSeconds?: number | undefined;
+  /** Validation details (paths and messages). */
+  details?: Array<{ path: string; message: string }> | undefined;
+}
+
+// ---- exec ----
+
+/** The exec request body (`POST /v1/exec`, `POST /v1/sandboxes/:id/exec`). */
+export interface ExecRequestInput {
+  command: string;
+  /** 1..900, default 30. */
+  timeoutSeconds?: number | undefined;
+  stdin?: string | undefined;
+  /** `/workspace` or below it. */
+  cwd?: string | undefined;
+  env?: Record<string, string> | undefined;
+  /** `base64`: stdout/stderr (result and stream events) are base64 of the exact bytes. */
+  outputEncoding?: "utf8" | "base64" | undefined;
+}
+
+export interface ExecResult {
+  exitCode: number | null;
+  signal: string | null;
+  timedOut: boolean;
+  truncated: boolean;
+  stdout: string;
+  stderr: string;
+  stdoutBytes: number;
+  stderrBytes: number;
+  durationMs: number;
+  requestId: string;
+  region?: string | undefined;
+  pod: string;
+  queueMs: number;
+}
+
+export type ExecStreamEvent =
+  | { type: "queued"; position: number }
+  | { type: "acquired"; pod: string; queueMs: number }
+  | { type: "stdout"; data: string }
+  | { type: "stderr"; data: string }
+  | { type: "result"; result: ExecResult }
+  | { type: "error"; error: ErrorBody };
+
+// ---- sandboxes ----
+
+export interface SandboxCreateRequestInput {
+  /** Get-or-create by name: 1-63 of [a-z0-9-]. */
+  name?: string | undefined;
+  idleTimeoutSeconds?: number | undefined;
+  maxLifetimeSeconds?: number | undefined;
+  /** Default environment of every command run in the sandbox (a command's own env wins). */
+  env?: Record<string, string> | undefined;
+  /**
+   * Where the sandbox may connect through the egress proxy: host names, `*.name`, IPs or CIDRs,
+   * each with an optional `:port` (default 80 and 443). Absent: nowhere.
+   */
+  network?: { allow?: string[] | undefined; deny?: string[] | undefined } | undefined;
+}
+
+export interface SandboxWire {
+  id: string;
+  name?: string | undefined;
+  region: string;
+  pod: string;
+  state: "ready";
+  createdAt: string;
+  lastActivityAt: string;
+  /** min(last activity + idle timeout, creation + max lifetime). */
+  expiresAt: string;
+  idleTimeoutSeconds: number;
+  maxLifetimeSeconds: number;
+}
+
+export interface FileEntry {
+  name: string;
+  type: "file" | "dir" | "symlink";
+  size: number;
+  mtime: string;
+}
+
+export interface FileWriteResult {
+  path: string;
+  size: number;
+}
+
+// ---- chat ----
+
+export interface ToolCallRecord {
+  id: string;
+  command: string;
+  exitCode: number | null;
+  durationMs: number;
+  truncated: boolean;
+  timedOut: boolean;
+}
+
+export interface ChatResponse {
+  requestId: string;
+  sessionId: string;
+  region?: string | undefined;
+  reply: string;
+  toolCalls: ToolCallRecord[];
+  sandboxId?: string | undefined;
+}
+
+export type ChatEvent =
+  | { type: "sandbox.waiting" }
+  | { type: "sandbox.acquired"; pod: string; sandboxId?: string | undefined }
+  | { type: "tool.call"; id: string; command: string }
+  | {
+      type: "tool.result";
+      id: string;
+      exitCode: number | null;
+      durationMs: number;
+      truncated: boolean;
+      timedOut: boolean;
+    }
+  | { type: "assistant.delta"; text: string }
+  | { type: "assistant.message"; text: string }
+  | { type: "sandbox.released"; pod: string }
+  | { type: "done"; response: ChatResponse }
+  | { type: "error"; error: ErrorBody };
+
+// ---- pool ----
+
+export interface PodSnapshot {
+  name: string;
+  state: "starting" | "ready" | "leased" | "recycling" | "failed";
+  podIP: string | null;
+  holder: { agentId: string; requestId: string; tenant: string } | null;
+  acquiredAt: string | null;
+  renewedAt: string | null;
+  leaseDurationSeconds: number | null;
+  transitions: number;
+}
+
+export interface SandboxSnapshot {
+  id: string;
+  pod: string;
+  tenant: string;
+  name: string | null;
+  idleTimeoutSeconds: number;
+  lastActivityAt: string;
+  expiresAt: string;
+  lastCommand: string | null;
+}
+
+/** One of the agent's recent executions (newest first, bounded). */
+export interface ExecutionSnapshot {
+  requestId: string;
+  tenant: string;
+  pod: string;
+  commandPreview: string;
+  startedAt: string;
+  /** null while the command runs. */
+  finishedAt: string | null;
+  exitCode: number | null;
+  timedOut: boolean;
+  durationMs: number | null;
+  queueMs: number | null;
+}
+
+export interface PoolSnapshot {
+  region: string;
+  agentId: string;
+  at: string;
+  poolSize: number;
+  recycle: "replace" | "scrub";
+  pods: PodSnapshot[];
+  queue: {
+    depth: number;
+    waiters: Array<{ requestId: string; tenant: string; waitedMs: number }>;
+  };
+  totals: {
+    acquisitions: number;
+    conflicts: number;
+    queueTimeouts: number;
+    acquireP50Ms: number | null;
+    acquireP99Ms: number | null;
+  };
+  sandboxes?: SandboxSnapshot[] | undefined;
+  /** This agent's recent executions (absent from agents that predate them). */
+  executions?: ExecutionSnapshot[] | undefined;
+}
+
+// ---- the client's own names ----
 
 /** Every stream event but `error`: the iterators throw a SandboxApiError for that one. */
 export type ExecEvent = Exclude<ExecStreamEvent, { type: "error" }>;
@@ -29,9 +252,6 @@ export interface PoolOverview {
   regions: Array<{ region: string; pool?: PoolSnapshot; error?: ErrorBody }>;
 }
 
-// ---- sandboxes (POST/GET/DELETE /v1/sandboxes, files under /files/<path>) ----
-
 export type SandboxInfo = SandboxWire;
 export type CreateSandboxBody = SandboxCreateRequestInput;
-export type { FileEntry };
 export type WriteFileResult = FileWriteResult;

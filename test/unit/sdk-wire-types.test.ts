@@ -1,0 +1,36 @@
+import { describe, expect, it } from "vitest";
+import type * as Sdk from "../../sdk/typescript/src/types.ts";
+import type * as Api from "../../shared/api.ts";
+import type * as Errors from "../../shared/errors.ts";
+
+// The TypeScript client writes the wire types out (its published .d.ts must not reach into shared/);
+// these lines make the typecheck (`tsc --noEmit`, which covers test/) fail the moment a schema and
+// the client's copy differ in either direction.
+
+/** Exactly equal (an added optional field counts): mutual assignability would not notice one. */
+type Equals<A, B> = (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ? 1 : 2 ? true : false;
+
+const checks = {
+  errorCode: true satisfies Equals<Sdk.ErrorCode, Errors.ErrorCode>,
+  errorBody: true satisfies Equals<Sdk.ErrorBody, Errors.ErrorBody>,
+  execRequest: true satisfies Equals<Sdk.ExecRequestInput, Api.ExecRequestInput>,
+  execResult: true satisfies Equals<Sdk.ExecResult, Api.ExecResult>,
+  execStreamEvent: true satisfies Equals<Sdk.ExecStreamEvent, Api.ExecStreamEvent>,
+  sandboxCreate: true satisfies Equals<Sdk.SandboxCreateRequestInput, Api.SandboxCreateRequestInput>,
+  sandbox: true satisfies Equals<Sdk.SandboxWire, Api.Sandbox>,
+  fileEntry: true satisfies Equals<Sdk.FileEntry, Api.FileEntry>,
+  fileWrite: true satisfies Equals<Sdk.FileWriteResult, Api.FileWriteResult>,
+  toolCall: true satisfies Equals<Sdk.ToolCallRecord, Api.ToolCallRecord>,
+  chatResponse: true satisfies Equals<Sdk.ChatResponse, Api.ChatResponse>,
+  chatEvent: true satisfies Equals<Sdk.ChatEvent, Api.ChatEvent>,
+  podSnapshot: true satisfies Equals<Sdk.PodSnapshot, Api.PodSnapshot>,
+  sandboxSnapshot: true satisfies Equals<Sdk.SandboxSnapshot, Api.SandboxSnapshot>,
+  poolSnapshot: true satisfies Equals<Sdk.PoolSnapshot, Api.PoolSnapshot>,
+};
+
+describe("the TypeScript client's wire types", () => {
+  it("equal the shared zod schemas' types (checked by the typecheck; this names each pair)", () => {
+    expect(Object.values(checks).every((v) => v)).toBe(true);
+    expect(Object.keys(checks)).toHaveLength(15);
+  });
+});
