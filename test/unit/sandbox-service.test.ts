@@ -9,13 +9,13 @@ import { EventBus } from "../../cluster-agent/events/bus.ts";
 import { abortError, type SandboxFiles } from "../../cluster-agent/exec/executor.ts";
 import { SANDBOX_ANNOTATIONS, sandboxHolder } from "../../cluster-agent/pool-state/sandbox-record.ts";
 import { withSandbox } from "../../cluster-agent/sandboxes/exec.ts";
-import { SandboxService } from "../../cluster-agent/sandboxes/service.ts";
+import { SandboxService, type SandboxServiceOptions } from "../../cluster-agent/sandboxes/service.ts";
 import { AppError, err, ok, type Result } from "../../shared/errors.ts";
 import { FakeClock, flush, MemoryPoolStore } from "../support/memory-pool-store.ts";
 
 const ID = "sb.local.default.aaaaaaaaaaaaaaaaaaaa";
 
-function setup() {
+function setup(extra: Partial<SandboxServiceOptions> = {}) {
   const store = new MemoryPoolStore();
   store.addPod("p0");
   const lease = store.leases.get("p0") as V1Lease;
@@ -45,6 +45,7 @@ function setup() {
     tenantMaxSandboxes: 8,
     acquire: async () => err(new AppError("internal", "not in this test")),
     detach: async () => undefined,
+    ...extra,
   });
   return { store, service, clock, warnings };
 }
@@ -185,24 +186,7 @@ describe("a sandbox's file calls through the pipeline (the /v1/sandboxes/:id/fil
 describe("a sandbox's network policy on its Lease", () => {
   const PROXY_ENV = { HTTPS_PROXY: "http://10.0.0.7:3128", NODE_USE_ENV_PROXY: "1" };
 
-  function withEgress(egressEnv?: Record<string, string>) {
-    const s = setup();
-    const service = new SandboxService({
-      store: s.store,
-      bus: new EventBus("agent-a"),
-      log: { warn: () => {} },
-      clock: s.clock,
-      namespace: "ns",
-      region: "local",
-      cluster: "default",
-      agentId: "agent-a",
-      tenantMaxSandboxes: 8,
-      acquire: async () => err(new AppError("internal", "not in this test")),
-      detach: async () => undefined,
-      ...(egressEnv ? { egressEnv } : {}),
-    });
-    return { ...s, service };
-  }
+  const withEgress = (egressEnv?: Record<string, string>) => setup(egressEnv ? { egressEnv } : {});
 
   it("is deny-all until set; a PUT writes it on the Lease and reads back", async () => {
     const { service, store } = withEgress(PROXY_ENV);
