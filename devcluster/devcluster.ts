@@ -4,7 +4,13 @@ import { join, resolve } from "node:path";
 import type { KubeConfig } from "@kubernetes/client-node";
 import { type ApiServer, type AuditEntry, startApiServer } from "./apiserver/index.ts";
 import { makeKubeConfig, writeKubeconfig } from "./kubeconfig.ts";
-import { type ExecProtocol, type ImageSpec, type Kubelet, startKubelet } from "./kubelet/index.ts";
+import {
+  type EgressProxyRoute,
+  type ExecProtocol,
+  type ImageSpec,
+  type Kubelet,
+  startKubelet,
+} from "./kubelet/index.ts";
 import { makeKubeletPki } from "./pki.ts";
 import { type Scheduler, startScheduler } from "./scheduler/scheduler.ts";
 
@@ -26,6 +32,8 @@ export interface DevClusterOptions {
   podPidsLimit?: number;
   /** Exec subprotocols the kubelet offers (default v5, v4; `["v4.channel.k8s.io"]` = a pre-1.29 kubelet). */
   execProtocols?: ExecProtocol[];
+  /** The egress proxy on the host that pods reach at 127.0.0.1:podPort (kubelet `egressProxy`). */
+  egressProxy?: EgressProxyRoute;
   log?: (msg: string) => void;
 }
 
@@ -104,6 +112,7 @@ export async function startDevCluster(opts: DevClusterOptions): Promise<DevClust
       tls: { cert: pki.kubeletCert, key: pki.kubeletKey, clientCA: pki.ca },
       podPidsLimit: opts.podPidsLimit,
       ...(opts.execProtocols ? { execProtocols: opts.execProtocols } : {}),
+      ...(opts.egressProxy ? { egressProxy: opts.egressProxy } : {}),
       log: opts.log,
     });
     scheduler = await startScheduler({

@@ -2,6 +2,7 @@
 // Lease caches as the proxy's only notion of who is calling, policies set through the agent's
 // signed /v1/sandboxes routes. Devcluster pod IPs are loopback addresses (127.0.1.x), so a client
 // bound to a pod's IP is, to the proxy, that pod; the fake internet stands in for the outside.
+import { type AddressInfo, createServer } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type RunningAgent, startAgent } from "../../cluster-agent/main.ts";
 import {
@@ -25,6 +26,7 @@ import {
 import { type LeaseCluster, startLeaseCluster, waitFor } from "../support/lease-cluster.ts";
 
 const REGION = "egress-1";
+/** Inside a devcluster pod, the kubelet's listener that leads to the agent's proxy (and nowhere else). */
 const PROXY_URL = "http://127.0.0.1:3128";
 let cluster: LeaseCluster;
 let agent: RunningAgent;
@@ -42,6 +44,15 @@ async function createSandbox(body: unknown, tenant?: string): Promise<Sandbox> {
   return SandboxSchema.parse(await res.json());
 }
 
+/** A port nothing listens on now (the kubelet must know the proxy's port before the agent starts). */
+async function freePort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
+  const { port } = s.address() as AddressInfo;
+  await new Promise((r) => s.close(r));
+  return port;
+}
+
 const podIpOf = (pod: string) => {
   const ip = agent.pool.caches.pods.get(pod)?.status?.podIP;
   if (!ip) throw new Error(`${pod} has no IP`);
@@ -56,10 +67,11 @@ let b: Sandbox;
 
 beforeAll(async () => {
   net = await startFakeInternet();
-  cluster = await startLeaseCluster("egress-agent");
+  const proxyPort = await freePort();
+  cluster = await startLeaseCluster("egress-agent", { egressProxy: { port: proxyPort, podPort: 3128 } });
   const keys = await generateSigningKeyPair();
   signer = await createRelaySigner({ privateJwk: keys.privateJwk, audience: relayAudience(REGION) });
-  const start = async (id: string) => {
+  const start = async (id: string, egressPort = "0") => {
     const started = await startAgent(
       cluster.agentEnv({
         POOL_SIZE: "3",
@@ -69,7 +81,7 @@ beforeAll(async () => {
         LOG_LEVEL: "silent",
         RELAY_PUBLIC_KEYS: JSON.stringify({ keys: [keys.publicJwk] }),
         EGRESS: "on",
-        EGRESS_PORT: "0",
+        EGRESS_PORT: egressPort,
         EGRESS_PROXY_URL: PROXY_URL,
       }),
       { egress: { resolve: testResolver, forbidden: TEST_FORBIDDEN } },
@@ -77,7 +89,7 @@ beforeAll(async () => {
     if (!started.ok) throw started.error;
     return started.value;
   };
-  agent = await start("egress-agent-test");
+  agent = await start("egress-agent-test", String(proxyPort));
   replica = await start("egress-agent-replica");
   await waitFor(
     "3 ready pods",
@@ -202,5 +214,50 @@ describe("egress through the agent's pod cache", () => {
     expect(res.status).toBe(200);
     const r = ExecResultSchema.parse(await res.json());
     expect(r.stdout.trim()).toBe(`${PROXY_URL} ${PROXY_URL} localhost,127.0.0.1,::1 1`);
+  });
+});
+
+describe("egress from inside a sandbox (devcluster's pod network, the agent's proxy)", () => {
+  async function sh(id: string, command: string) {
+    const res = await call("POST", `/v1/sandboxes/${id}/exec`, { command, timeoutSeconds: 20 });
+    expect(res.status, await res.clone().text()).toBe(200);
+    return ExecResultSchema.parse(await res.json());
+  }
+
+  it("curl fails without a policy, succeeds once the host is allowed, and reaches nothing else", async () => {
+    const s = await createSandbox({});
+    const put = await signedAgentCall(signer, agent.url, {
+      method: "PUT",
+      path: `/v1/sandboxes/${s.id}/files/ca.pem`,
+      body: net.ca.certPem,
+    });
+    expect(put.status).toBe(200);
+    const url = `https://pkgs.test:${net.httpsPort}/hello`;
+    const curl = `curl -sS --max-time 10 --cacert /workspace/ca.pem ${url}; echo "exit=$?"`;
+
+    const denied = await sh(s.id, curl);
+    expect(denied.stdout).not.toMatch(/hello from/);
+    expect(denied.stdout).toMatch(/exit=56/); // the proxy refused the CONNECT
+    expect(denied.stderr).toMatch(/403/);
+
+    expect((await call("PUT", `/v1/sandboxes/${s.id}/network`, { allow: [https("pkgs.test")] })).status).toBe(
+      200,
+    );
+    const allowed = await sh(s.id, curl);
+    expect(allowed.stdout).toMatch(/hello from pkgs\.test/);
+    expect(allowed.stdout).toMatch(/exit=0/);
+
+    // Past the proxy there is no network: the same host directly, and another host through it.
+    const direct = await sh(
+      s.id,
+      `curl -sS --max-time 5 --noproxy '*' --cacert /workspace/ca.pem ${url}; echo "exit=$?"`,
+    );
+    expect(direct.stdout).not.toMatch(/hello from|exit=0/);
+    const other = await sh(
+      s.id,
+      `curl -sS --max-time 10 --cacert /workspace/ca.pem https://other.test:${net.httpsPort}/; echo "exit=$?"`,
+    );
+    expect(other.stdout).toMatch(/exit=56/);
+    expect((await call("DELETE", `/v1/sandboxes/${s.id}`)).status).toBe(204);
   });
 });

@@ -6,6 +6,7 @@ import { HttpScrubber } from "../../cluster-agent/exec/scrubber.ts";
 import { type KubeClients, makeClients } from "../../cluster-agent/k8s/client.ts";
 import { POOL_LABEL_SELECTOR } from "../../cluster-agent/pool-state/labels.ts";
 import { isPodReady } from "../../cluster-agent/pool-state/pod-state.ts";
+import type { DevClusterOptions } from "../../devcluster/devcluster.ts";
 import type { PoolEvent } from "../../shared/api.ts";
 import { TEST_RELAY_PUBLIC_KEYS } from "./agent-env.ts";
 import { startTestCluster, type TestCluster } from "./devcluster.ts";
@@ -28,8 +29,11 @@ export interface LeaseCluster {
   close(): Promise<void>;
 }
 
-export async function startLeaseCluster(namespace = "pi-sandbox"): Promise<LeaseCluster> {
-  const dc = await startTestCluster({ namespaces: [namespace] });
+export async function startLeaseCluster(
+  namespace = "pi-sandbox",
+  opts: Pick<DevClusterOptions, "egressProxy"> = {},
+): Promise<LeaseCluster> {
+  const dc = await startTestCluster({ ...opts, namespaces: [namespace] });
   const clients = makeClients(dc.kubeConfig());
   const poolToken = randomBytes(16).toString("hex");
   return {
