@@ -2,7 +2,6 @@
 // Lease caches as the proxy's only notion of who is calling, policies set through the agent's
 // signed /v1/sandboxes routes. Devcluster pod IPs are loopback addresses (127.0.1.x), so a client
 // bound to a pod's IP is, to the proxy, that pod; the fake internet stands in for the outside.
-import { type AddressInfo, createServer } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type RunningAgent, startAgent } from "../../cluster-agent/main.ts";
 import {
@@ -23,6 +22,7 @@ import {
   TEST_FORBIDDEN,
   testResolver,
 } from "../support/fake-internet.ts";
+import { freePort } from "../support/free-port.ts";
 import { type LeaseCluster, startLeaseCluster, waitFor } from "../support/lease-cluster.ts";
 
 const REGION = "egress-1";
@@ -42,15 +42,6 @@ async function createSandbox(body: unknown, tenant?: string): Promise<Sandbox> {
   const res = await call("POST", "/v1/sandboxes", body, tenant);
   expect(res.status, await res.clone().text()).toBe(201);
   return SandboxSchema.parse(await res.json());
-}
-
-/** A port nothing listens on now (the kubelet must know the proxy's port before the agent starts). */
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
-  const { port } = s.address() as AddressInfo;
-  await new Promise((r) => s.close(r));
-  return port;
 }
 
 const podIpOf = (pod: string) => {
