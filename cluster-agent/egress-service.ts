@@ -84,8 +84,13 @@ export async function startEgressService(o: EgressServiceOptions): Promise<Egres
     )
       revalidate();
   });
+  // A pod gone, readdressed, or a new one claiming an address in use (which makes it nobody's).
   const stopPods = o.store.pods.onChange((c) => {
-    if (c.type === "delete" || (c.type === "update" && c.old.status?.podIP !== c.obj.status?.podIP))
+    if (
+      c.type === "delete" ||
+      (c.type === "add" && c.obj.status?.podIP) ||
+      (c.type === "update" && c.old.status?.podIP !== c.obj.status?.podIP)
+    )
       revalidate();
   });
   o.logger.info({ port: bound.port, proxyUrl }, "egress proxy listening");
