@@ -30,7 +30,7 @@ const REGION = "egress-1";
 const PROXY_URL = "http://127.0.0.1:3128";
 let cluster: LeaseCluster;
 let agent: RunningAgent;
-/** A second replica: its own caches and proxy, the same pods and Leases. */
+/** A second replica (api exec mode: commands through pods/exec): its own caches and proxy, the same pods and Leases. */
 let replica: RunningAgent;
 let signer: RelaySigner;
 let net: FakeInternet;
@@ -62,7 +62,7 @@ beforeAll(async () => {
   cluster = await startLeaseCluster("egress-agent", { egressProxy: { port: proxyPort, podPort: 3128 } });
   const keys = await generateSigningKeyPair();
   signer = await createRelaySigner({ privateJwk: keys.privateJwk, audience: relayAudience(REGION) });
-  const start = async (id: string, egressPort = "0") => {
+  const start = async (id: string, egressPort = "0", execMode = "http") => {
     const started = await startAgent(
       cluster.agentEnv({
         POOL_SIZE: "3",
@@ -73,6 +73,7 @@ beforeAll(async () => {
         RELAY_PUBLIC_KEYS: JSON.stringify({ keys: [keys.publicJwk] }),
         EGRESS: "on",
         EGRESS_PORT: egressPort,
+        EXEC_MODE: execMode,
         EGRESS_PROXY_URL: PROXY_URL,
       }),
       { egress: { resolve: testResolver, forbidden: TEST_FORBIDDEN } },
@@ -81,7 +82,7 @@ beforeAll(async () => {
     return started.value;
   };
   agent = await start("egress-agent-test", String(proxyPort));
-  replica = await start("egress-agent-replica");
+  replica = await start("egress-agent-replica", "0", "api");
   await waitFor(
     "3 ready pods",
     () => agent.pool.snapshot().pods.filter((p) => p.state === "ready").length === 3,
@@ -209,8 +210,12 @@ describe("egress through the agent's pod cache", () => {
 });
 
 describe("egress from inside a sandbox (devcluster's pod network, the agent's proxy)", () => {
-  async function sh(id: string, command: string) {
-    const res = await call("POST", `/v1/sandboxes/${id}/exec`, { command, timeoutSeconds: 20 });
+  async function sh(id: string, command: string, through: RunningAgent = agent) {
+    const res = await signedAgentCall(signer, through.url, {
+      method: "POST",
+      path: `/v1/sandboxes/${id}/exec`,
+      body: { command, timeoutSeconds: 20 },
+    });
     expect(res.status, await res.clone().text()).toBe(200);
     return ExecResultSchema.parse(await res.json());
   }
@@ -237,6 +242,9 @@ describe("egress from inside a sandbox (devcluster's pod network, the agent's pr
     const allowed = await sh(s.id, curl);
     expect(allowed.stdout).toMatch(/hello from pkgs\.test/);
     expect(allowed.stdout).toMatch(/exit=0/);
+    // The other exec mode (pods/exec, through the api-mode replica) gets the same variables.
+    const viaApi = await sh(s.id, curl, replica);
+    expect(viaApi.stdout).toMatch(/hello from pkgs\.test[^]*exit=0/);
 
     // Past the proxy there is no network: the same host directly, and another host through it.
     const direct = await sh(
