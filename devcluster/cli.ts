@@ -10,9 +10,16 @@ import { writeKubeconfig } from "./kubeconfig.ts";
 const DEFAULT_KUBECONFIG = ".devcluster/kubeconfig";
 const SANDBOX_REPO = "pi-sandbox-runtime/sandbox";
 
-function parseArgs(argv: string[]): { kubeconfig: string; port: number } {
+interface Args {
+  kubeconfig: string;
+  port: number;
+  allocatable: { cpu?: string; memory?: string };
+}
+
+function parseArgs(argv: string[]): Args {
   let kubeconfig = DEFAULT_KUBECONFIG;
   let port = 0;
+  const allocatable: Args["allocatable"] = {};
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const next = () => {
@@ -23,12 +30,17 @@ function parseArgs(argv: string[]): { kubeconfig: string; port: number } {
     if (a === "--kubeconfig") kubeconfig = next();
     else if (a?.startsWith("--kubeconfig=")) kubeconfig = a.slice("--kubeconfig=".length);
     else if (a === "--port") port = Number(next());
+    else if (a === "--cpu") allocatable.cpu = next();
+    else if (a === "--memory") allocatable.memory = next();
     else if (a === "--help" || a === "-h") {
-      process.stdout.write("usage: npm run devcluster [-- --kubeconfig PATH] [--port N]\n");
+      process.stdout.write(
+        "usage: npm run devcluster [-- --kubeconfig PATH] [--port N] [--cpu QUANTITY] [--memory QUANTITY]\n" +
+          "  --cpu, --memory: the node's allocatable (default: this machine's CPUs and memory)\n",
+      );
       process.exit(0);
     } else throw new Error(`unknown argument: ${a}`);
   }
-  return { kubeconfig: resolve(kubeconfig), port };
+  return { kubeconfig: resolve(kubeconfig), port, allocatable };
 }
 
 async function main(): Promise<void> {
@@ -77,10 +89,11 @@ async function main(): Promise<void> {
       dir: join(state, "cluster"),
       images: { [SANDBOX_REPO]: { binds: [{ host: image, container: "/opt/sandbox-server" }] } },
       port: args.port,
+      allocatable: args.allocatable,
       log: (m) => process.stderr.write(`kubelet: ${m}\n`),
     });
     wroteKubeconfig = true;
-    await writeKubeconfig(args.kubeconfig, { server: cluster.apiUrl, token: cluster.token });
+    await writeKubeconfig(args.kubeconfig, { server: cluster.apiUrl, token: cluster.token, ca: cluster.ca });
     return cluster;
   })();
   try {

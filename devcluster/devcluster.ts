@@ -3,6 +3,7 @@ import { mkdir } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import type { KubeConfig } from "@kubernetes/client-node";
 import { type ApiServer, type AuditEntry, startApiServer } from "./apiserver/index.ts";
+import { type HttpsReply, httpsRequest } from "./https-request.ts";
 import { makeKubeConfig, writeKubeconfig } from "./kubeconfig.ts";
 import {
   type EgressProxyRoute,
@@ -30,6 +31,8 @@ export interface DevClusterOptions {
   nodeName?: string;
   /** pids limit of every container (kubelet --pod-max-pids). Default 1024. */
   podPidsLimit?: number;
+  /** The node's allocatable CPU and memory (quantities, e.g. "2", "500m", "4Gi"). Default: this machine's. */
+  allocatable?: { cpu?: string; memory?: string };
   /** Exec subprotocols the kubelet offers (default v5, v4; `["v4.channel.k8s.io"]` = a pre-1.29 kubelet). */
   execProtocols?: ExecProtocol[];
   /** The egress proxy on the host that pods reach at 127.0.0.1:podPort (kubelet `egressProxy`). */
@@ -38,9 +41,14 @@ export interface DevClusterOptions {
 }
 
 export interface DevCluster {
+  /** `https://127.0.0.1:PORT`, served with a certificate from `ca`. */
   apiUrl: string;
+  /** PEM of the cluster CA (also in the kubeconfig as `certificate-authority-data`). */
+  ca: string;
   /** The admin bearer token (also in the kubeconfig). */
   token: string;
+  /** One raw API request with the admin token (JSON body unless `contentType` says otherwise). */
+  request(method: string, path: string, body?: unknown, contentType?: string): Promise<HttpsReply>;
   kubeconfigPath: string;
   kubeConfig(): KubeConfig;
   /** The current API server (a new object after `restartApi`). */
@@ -62,20 +70,34 @@ function token(): string {
   return randomBytes(24).toString("hex");
 }
 
-async function createNamespace(apiUrl: string, adminToken: string, name: string): Promise<void> {
-  const res = await fetch(`${apiUrl}/api/v1/namespaces`, {
-    method: "POST",
-    headers: { Authorization: `Bearer ${adminToken}`, "Content-Type": "application/json" },
-    body: JSON.stringify({ apiVersion: "v1", kind: "Namespace", metadata: { name } }),
-    signal: AbortSignal.timeout(10_000),
+type Request = DevCluster["request"];
+
+function requester(apiUrl: string, ca: string, adminToken: string): Request {
+  return (method, path, body, contentType = "application/json") =>
+    httpsRequest(apiUrl + path, {
+      ca,
+      method,
+      headers: {
+        Authorization: `Bearer ${adminToken}`,
+        ...(body === undefined ? {} : { "Content-Type": contentType }),
+      },
+      body: body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body),
+    });
+}
+
+async function createNamespace(request: Request, name: string): Promise<void> {
+  const res = await request("POST", "/api/v1/namespaces", {
+    apiVersion: "v1",
+    kind: "Namespace",
+    metadata: { name },
   });
   // 409: already there (a restarted API server with a stateFile).
   if (res.status !== 201 && res.status !== 409) {
-    throw new Error(`creating namespace ${name}: HTTP ${res.status} ${await res.text()}`);
+    throw new Error(`creating namespace ${name}: HTTP ${res.status} ${res.text}`);
   }
 }
 
-/** API server + process kubelet on 127.0.0.1, a kubeconfig in `dir`, namespaces created. */
+/** HTTPS API server + scheduler + process kubelet on 127.0.0.1, a kubeconfig in `dir`, namespaces created. */
 export async function startDevCluster(opts: DevClusterOptions): Promise<DevCluster> {
   const dir = resolve(opts.dir);
   await mkdir(dir, { recursive: true });
@@ -91,32 +113,35 @@ export async function startDevCluster(opts: DevClusterOptions): Promise<DevClust
       [nodeToken]: `system:node:${nodeName}`,
       [schedulerToken]: SCHEDULER_USER,
     },
+    tls: { cert: pki.apiServerCert, key: pki.apiServerKey },
     kubeletClient: { cert: pki.apiClientCert, key: pki.apiClientKey, ca: pki.ca },
     audit: opts.audit,
     port: opts.port,
     stateFile: opts.stateFile,
   };
   let api = await startApiServer(apiOptions);
+  const ca = pki.ca;
+  const request = requester(api.url, ca, adminToken);
   let kubelet: Kubelet | undefined;
   let scheduler: Scheduler | undefined;
   try {
-    for (const ns of new Set(["default", ...(opts.namespaces ?? [])]))
-      await createNamespace(api.url, adminToken, ns);
+    for (const ns of new Set(["default", ...(opts.namespaces ?? [])])) await createNamespace(request, ns);
     const kubeconfigPath = join(dir, "kubeconfig");
-    await writeKubeconfig(kubeconfigPath, { server: api.url, token: adminToken, user: ADMIN_USER });
+    await writeKubeconfig(kubeconfigPath, { server: api.url, token: adminToken, user: ADMIN_USER, ca });
     kubelet = await startKubelet({
-      kubeConfig: makeKubeConfig({ server: api.url, token: nodeToken, user: `system:node:${nodeName}` }),
+      kubeConfig: makeKubeConfig({ server: api.url, token: nodeToken, user: `system:node:${nodeName}`, ca }),
       nodeName,
       images: opts.images,
       stateDir: join(dir, "kubelet"),
       tls: { cert: pki.kubeletCert, key: pki.kubeletKey, clientCA: pki.ca },
       podPidsLimit: opts.podPidsLimit,
+      allocatable: opts.allocatable,
       ...(opts.execProtocols ? { execProtocols: opts.execProtocols } : {}),
       ...(opts.egressProxy ? { egressProxy: opts.egressProxy } : {}),
       log: opts.log,
     });
     scheduler = await startScheduler({
-      kubeConfig: makeKubeConfig({ server: api.url, token: schedulerToken, user: SCHEDULER_USER }),
+      kubeConfig: makeKubeConfig({ server: api.url, token: schedulerToken, user: SCHEDULER_USER, ca }),
       log: opts.log,
     });
     const kl = kubelet;
@@ -125,9 +150,11 @@ export async function startDevCluster(opts: DevClusterOptions): Promise<DevClust
     const apiUrl = api.url;
     return {
       apiUrl,
+      ca,
       token: adminToken,
+      request,
       kubeconfigPath,
-      kubeConfig: () => makeKubeConfig({ server: apiUrl, token: adminToken, user: ADMIN_USER }),
+      kubeConfig: () => makeKubeConfig({ server: apiUrl, token: adminToken, user: ADMIN_USER, ca }),
       get api() {
         return api;
       },

@@ -6,9 +6,14 @@ export interface KubeconfigSpec {
   server: string;
   token: string;
   user?: string;
+  /** PEM CA of an `https://` server; without it (a plain-HTTP test API server) TLS checks are off. */
+  ca?: string;
 }
 
-/** A kubeconfig for the devcluster: plain http needs `insecure-skip-tls-verify` for client-node. */
+/**
+ * A kubeconfig for the devcluster. With `ca` the server is verified as on a real cluster (kubectl
+ * sends its token only over TLS); client-node also needs `insecure-skip-tls-verify` for plain http.
+ */
 export function kubeconfigYaml(spec: KubeconfigSpec): string {
   const user = spec.user ?? "devcluster-admin";
   return [
@@ -18,7 +23,9 @@ export function kubeconfigYaml(spec: KubeconfigSpec): string {
     "- name: devcluster",
     "  cluster:",
     `    server: ${spec.server}`,
-    "    insecure-skip-tls-verify: true",
+    spec.ca === undefined
+      ? "    insecure-skip-tls-verify: true"
+      : `    certificate-authority-data: ${Buffer.from(spec.ca).toString("base64")}`,
     "users:",
     `- name: ${user}`,
     "  user:",
@@ -41,8 +48,12 @@ export async function writeKubeconfig(path: string, spec: KubeconfigSpec): Promi
 export function makeKubeConfig(spec: KubeconfigSpec): KubeConfig {
   const user = spec.user ?? "devcluster-admin";
   const kc = new KubeConfig();
+  const tls =
+    spec.ca === undefined
+      ? { skipTLSVerify: true }
+      : { skipTLSVerify: false, caData: Buffer.from(spec.ca).toString("base64") };
   kc.loadFromOptions({
-    clusters: [{ name: "devcluster", server: spec.server, skipTLSVerify: true }],
+    clusters: [{ name: "devcluster", server: spec.server, ...tls }],
     users: [{ name: user, token: spec.token }],
     contexts: [{ name: "devcluster", cluster: "devcluster", user }],
     currentContext: "devcluster",

@@ -5,10 +5,13 @@ import { promisify } from "node:util";
 
 const run = promisify(execFile);
 
-/** PEM material for the API server → kubelet connection, as a kubeadm cluster has it. */
+/** PEM material for devcluster's TLS hops (client → API server → kubelet), as a kubeadm cluster has it. */
 export interface KubeletPki {
-  /** The CA both sides trust (kubelet serving cert and API server client cert are signed by it). */
+  /** The CA every side trusts (API server and kubelet serving certs, the API server's client cert). */
   ca: string;
+  /** The API server's serving certificate (SAN 127.0.0.1, localhost) and key: the kubeconfig trusts `ca`. */
+  apiServerCert: string;
+  apiServerKey: string;
   /** The kubelet's serving certificate (SAN 127.0.0.1, localhost) and key. */
   kubeletCert: string;
   kubeletKey: string;
@@ -50,7 +53,7 @@ async function issue(dir: string, name: string, subject: string, ext: string): P
 }
 
 /**
- * A throw-away CA and the two certificates of the API server → kubelet hop, made with the
+ * A throw-away CA and the certificates of the client → API server → kubelet hops, made with the
  * `openssl` CLI (Node has no X.509 writer) into `dir` (0700), valid for two days.
  */
 export async function makeKubeletPki(dir: string, nodeName: string): Promise<KubeletPki> {
@@ -76,6 +79,12 @@ export async function makeKubeletPki(dir: string, nodeName: string): Promise<Kub
   );
   await issue(
     dir,
+    "apiserver",
+    "/CN=kube-apiserver",
+    "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default\nextendedKeyUsage=serverAuth\nkeyUsage=digitalSignature\n",
+  );
+  await issue(
+    dir,
     "apiserver-kubelet-client",
     "/O=system:masters/CN=kube-apiserver-kubelet-client",
     "extendedKeyUsage=clientAuth\nkeyUsage=digitalSignature\n",
@@ -83,6 +92,8 @@ export async function makeKubeletPki(dir: string, nodeName: string): Promise<Kub
   const r = (f: string) => readFile(join(dir, f), "utf8");
   return {
     ca: await r("ca.crt"),
+    apiServerCert: await r("apiserver.crt"),
+    apiServerKey: await r("apiserver.key"),
     kubeletCert: await r("kubelet.crt"),
     kubeletKey: await r("kubelet.key"),
     apiClientCert: await r("apiserver-kubelet-client.crt"),

@@ -125,6 +125,7 @@ const poolScale = z.object({
       "backoff",
       "scale down",
       "low demand",
+      "unschedulable",
       "create refused",
     ]),
     create: z.number().int().nonnegative(),
@@ -132,6 +133,8 @@ const poolScale = z.object({
     free: z.number().int().nonnegative(),
     held: z.number().int().nonnegative(),
     starting: z.number().int().nonnegative(),
+    /** Of `starting`: pods no node has room for (`PodScheduled=False/Unschedulable`); growth waits for them. */
+    unschedulable: z.number().int().nonnegative().optional(),
     total: z.number().int().nonnegative(),
     wanted: z.number().int().nonnegative(),
     queued: z.number().int().nonnegative(),

@@ -189,7 +189,12 @@ export class PoolController {
       const lease = leaseByName.get(name);
       const age = now - (this.firstSeen.get(name) ?? now);
       if (isPodReady(pod)) this.everReady.add(name);
-      else if (!this.everReady.has(name) && age >= this.o.podReadyTimeoutSeconds * 1000) {
+      // Waiting for room is not failing (nor slow) to start: the readiness deadline and the start-up
+      // time the policy learns from run from being scheduled.
+      else if (isUnschedulable(pod)) {
+        this.firstSeen.set(name, now);
+        if (this.createdAt.has(name)) this.createdAt.set(name, now);
+      } else if (!this.everReady.has(name) && age >= this.o.podReadyTimeoutSeconds * 1000) {
         work.push(this.recycle(name, "not ready in time"));
         continue;
       }
@@ -276,6 +281,7 @@ export class PoolController {
     const free: V1Pod[] = [];
     let held = 0;
     let starting = this.pendingCreates;
+    let unschedulable = 0;
     for (const p of members) {
       const name = p.metadata?.name ?? "";
       const lease = leaseByName.get(name);
@@ -283,9 +289,17 @@ export class PoolController {
       if (ready) this.observeStartup(name, now);
       if (lease && holderOf(lease)) held++;
       else if (lease && ready) free.push(p);
-      else starting++;
+      else {
+        starting++;
+        if (isUnschedulable(p)) unschedulable++;
+      }
     }
-    const counts = { free: free.length, starting, total: members.length + this.pendingCreates };
+    const counts = {
+      free: free.length,
+      starting,
+      unschedulable,
+      total: members.length + this.pendingCreates,
+    };
     this.counts = { ...counts, held };
     const demand = this.o.demand?.() ?? { queued: 0, arrivalsPerSecond: 0 };
     const d = this.policy.decide(now, counts, demand);
@@ -313,6 +327,7 @@ export class PoolController {
         free: counts.free,
         held,
         starting: counts.starting,
+        unschedulable: counts.unschedulable ?? 0,
         total: counts.total,
         wanted: d.wanted,
         queued: demand.queued,
@@ -462,6 +477,7 @@ export class PoolController {
         free: c.free,
         held: c.held,
         starting: c.starting,
+        unschedulable: c.unschedulable ?? 0,
         total: c.total,
         wanted: 0,
         queued: 0,
@@ -530,4 +546,12 @@ export class PoolController {
       this.deleting.delete(name);
     }
   }
+}
+
+/** Pending because the scheduler found no node with room, as kube-scheduler marks it. */
+function isUnschedulable(p: V1Pod): boolean {
+  if (p.spec?.nodeName) return false;
+  return (p.status?.conditions ?? []).some(
+    (c) => c.type === "PodScheduled" && c.status === "False" && c.reason === "Unschedulable",
+  );
 }

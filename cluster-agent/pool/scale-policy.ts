@@ -38,6 +38,11 @@ export interface PoolCounts {
   starting: number;
   /** Every sandbox pod that counts against POOL_MAX_PODS (free + held + starting). */
   total: number;
+  /**
+   * Of `starting`: pods the scheduler found no room for (`PodScheduled=False/Unschedulable`). They
+   * start when room frees, so they count as wanted pods, but while any exists no pod is added.
+   */
+  unschedulable?: number;
 }
 
 /** Demand summed over the replicas. */
@@ -57,7 +62,8 @@ export type ScaleReason =
   | "start limit"
   | "backoff"
   | "scale down"
-  | "low demand";
+  | "low demand"
+  | "unschedulable";
 
 export interface ScaleDecision {
   create: number;
@@ -140,6 +146,8 @@ export class ScalePolicy {
     if (highDemand || this.lowSince === undefined) this.lowSince = highDemand ? undefined : now;
 
     if (shortBy > 0) {
+      // The nodes are full: another pod would only wait beside the ones already waiting.
+      if ((counts.unschedulable ?? 0) > 0) return { create: 0, remove: 0, wanted, reason: "unschedulable" };
       const reason: ScaleReason = queued > 0 || inFlight > this.poolSize ? "demand" : "warm target";
       if (now < this.backoffUntil)
         return this.withRefusal({

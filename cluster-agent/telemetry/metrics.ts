@@ -32,6 +32,8 @@ export interface AgentMetrics {
   /** The leader's scale decisions by reason, and the pods (free + starting) it last wanted. */
   readonly scaleDecisions: Counter<"reason">;
   readonly poolWanted: Gauge;
+  /** Pods no node has room for (PodScheduled=False/Unschedulable) at the leader's last decision. */
+  readonly poolUnschedulable: Gauge;
   readonly acquisitions: Counter;
   readonly leaseConflicts: Counter;
   readonly leasesLost: Counter;
@@ -130,6 +132,11 @@ export function createMetrics(opts: MetricsOptions = {}): AgentMetrics {
     poolWanted: new Gauge({
       name: "pi_sandbox_pool_wanted_pods",
       help: "Free plus starting pods the leader last wanted: POOL_SIZE + queued + arrivals x start-up.",
+      registers,
+    }),
+    poolUnschedulable: new Gauge({
+      name: "pi_sandbox_pool_unschedulable_pods",
+      help: "Sandbox pods Pending because no node has room for their requests (PodScheduled=False/Unschedulable); the pool adds none while any exists.",
       registers,
     }),
     acquisitions: new Counter({
@@ -331,9 +338,15 @@ export function subscribeMetrics(
         metrics.sandboxEvents.inc({ event: e.type.slice("sandbox.".length) });
         break;
       case "pool.scale":
-        if (e.data.create > 0 || e.data.remove > 0 || e.data.reason === "create refused")
+        if (
+          e.data.create > 0 ||
+          e.data.remove > 0 ||
+          e.data.reason === "create refused" ||
+          e.data.reason === "unschedulable"
+        )
           metrics.scaleDecisions.inc({ reason: e.data.reason });
         if (e.data.reason !== "create refused") metrics.poolWanted.set(e.data.wanted);
+        if (e.data.unschedulable !== undefined) metrics.poolUnschedulable.set(e.data.unschedulable);
         break;
       case "exec.started":
       case "lease.renewed":

@@ -1,4 +1,5 @@
-import type { IncomingMessage } from "node:http";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { request as httpsRequest } from "node:https";
 import type { Duplex } from "node:stream";
 import { type RawData, WebSocket, WebSocketServer } from "ws";
 import { nodeKind, podKind } from "./kinds/index.ts";
@@ -42,14 +43,16 @@ function kubeletQuery(query: URLSearchParams): string {
 }
 
 /**
- * Resolves pod → node → kubelet endpoint for `pods/exec`, with the real server's errors:
- * 404 for a missing pod, 400 when it has no node, is completed, or the container is unknown.
+ * Resolves pod → node → kubelet endpoint for `pods/exec` (`wss://…/exec/…`) or `pods/log`
+ * (`https://…/containerLogs/…`), with the real server's errors: 404 for a missing pod, 400 when it
+ * has no node, is completed, or the container is unknown.
  */
 export function resolveExec(
   store: Store,
   namespace: string,
   pod: string,
   query: URLSearchParams,
+  endpoint: "exec" | "containerLogs" = "exec",
 ): ExecTarget {
   const obj = store.get(resourceId(podKind), keyOf(namespace, pod));
   if (!obj) throw notFound({ name: pod, group: "", kind: "pods" });
@@ -79,9 +82,41 @@ export function resolveExec(
     throw internal(`node ${nodeName} has no InternalIP address or kubelet port`);
   }
   const host = ip.includes(":") ? `[${ip}]` : ip;
-  const path = `/exec/${encodeURIComponent(namespace)}/${encodeURIComponent(pod)}/${encodeURIComponent(container)}`;
+  const path = `${encodeURIComponent(namespace)}/${encodeURIComponent(pod)}/${encodeURIComponent(container)}`;
+  if (endpoint === "containerLogs") return { url: `https://${host}:${port}/containerLogs/${path}` };
   const qs = kubeletQuery(query);
-  return { url: `wss://${host}:${port}${path}${qs === "" ? "" : `?${qs}`}` };
+  return { url: `wss://${host}:${port}/exec/${path}${qs === "" ? "" : `?${qs}`}` };
+}
+
+/**
+ * Streams a container's log from its kubelet (HTTPS with the API server's client certificate) as
+ * `text/plain`; a kubelet's refusal becomes a 400 Status with its message, as kube-apiserver relays it.
+ */
+export function proxyLogs(url: string, tls: KubeletClientTls, res: ServerResponse): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest(
+      url,
+      { method: "GET", cert: tls.cert, key: tls.key, ca: tls.ca, timeout: DIAL_TIMEOUT_MS },
+      (kres) => {
+        if (kres.statusCode !== 200) {
+          const chunks: Buffer[] = [];
+          kres.on("data", (c: Buffer) => chunks.push(c));
+          kres.on("end", () => reject(badRequest(Buffer.concat(chunks).toString("utf8").trim())));
+          return;
+        }
+        res.writeHead(200, { "content-type": "text/plain" });
+        kres.pipe(res);
+        kres.on("end", () => resolve(200));
+        kres.on("error", () => {
+          res.destroy();
+          resolve(200);
+        });
+      },
+    );
+    req.on("timeout", () => req.destroy(new Error(`kubelet did not answer within ${DIAL_TIMEOUT_MS} ms`)));
+    req.on("error", (err) => reject(internal(`error dialing kubelet: ${err.message}`)));
+    req.end();
+  });
 }
 
 export function writeHttpError(socket: Duplex, e: StatusError): void {

@@ -524,8 +524,11 @@ export function bind(ctx: Ctx): Reply {
   const conditions = Array.isArray(status.conditions) ? status.conditions.filter(isObject) : [];
   const scheduled = conditions.find((c) => c.type === "PodScheduled");
   if (scheduled) {
+    // The binding replaces the condition: an earlier Unschedulable reason and message go.
     if (scheduled.status !== "True") scheduled.lastTransitionTime = nowTime();
     scheduled.status = "True";
+    delete scheduled.reason;
+    delete scheduled.message;
   } else
     conditions.push({
       type: "PodScheduled",

@@ -27,7 +27,13 @@ function resourceList(group: string, version: string): JsonObject | undefined {
     resources.push(r);
     for (const sub of k.subresources) {
       const verbs =
-        sub === "status" ? ["get", "patch", "update"] : sub === "binding" ? ["create"] : ["create", "get"];
+        sub === "status"
+          ? ["get", "patch", "update"]
+          : sub === "binding"
+            ? ["create"]
+            : sub === "log"
+              ? ["get"]
+              : ["create", "get"];
       const kind = sub === "binding" ? "Binding" : sub === "exec" ? "PodExecOptions" : k.kind;
       resources.push({
         name: `${k.resource}/${sub}`,

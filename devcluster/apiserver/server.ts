@@ -1,10 +1,15 @@
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import { createServer as createHttpsServer } from "node:https";
 import type { AddressInfo } from "node:net";
 import type { Duplex } from "node:stream";
 import type { WebSocket } from "ws";
+import { ACCESS_REVIEW_PATH, selfSubjectAccessReview } from "./access-review.ts";
 import { readBody } from "./body.ts";
-import { proxyExec, resolveExec, writeHttpError } from "./exec-proxy.ts";
+import { proxyExec, proxyLogs, resolveExec, writeHttpError } from "./exec-proxy.ts";
 import * as h from "./handlers.ts";
+import { eventKind } from "./kinds/index.ts";
+import { resourceId } from "./kinds/kind.ts";
+import { keyOf } from "./objects.ts";
 import { type Route, route } from "./routes.ts";
 import {
   badRequest,
@@ -16,7 +21,13 @@ import {
   unsupportedMediaType,
 } from "./status.ts";
 import { Store } from "./store.ts";
-import type { ApiServer, ApiServerOptions, AuditEntry, JsonObject } from "./types.ts";
+import {
+  type ApiServer,
+  type ApiServerOptions,
+  type AuditEntry,
+  isObject,
+  type JsonObject,
+} from "./types.ts";
 import { serveWatch } from "./watch.ts";
 
 type Verb = AuditEntry["verb"];
@@ -82,6 +93,9 @@ function checkBodyType(contentType: string): void {
 /** Starts the devcluster API server on 127.0.0.1 (port 0 = any free port). */
 export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer> {
   const store = new Store(opts.historySize ?? 1000, opts.stateFile);
+  // kube-apiserver's --event-ttl (default 1 h): Events are not kept forever.
+  const eventTtl = setInterval(() => expireEvents(store, opts.eventTtlMs ?? 3_600_000), 60_000);
+  eventTtl.unref();
   const watches = new Set<() => void>();
   const sockets = new Set<WebSocket>();
   const host = opts.host ?? "127.0.0.1";
@@ -124,6 +138,21 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
     if (user === undefined) {
       req.resume();
       sendJson(res, 401, unauthorized().toStatus());
+      return;
+    }
+    if (url.pathname === ACCESS_REVIEW_PATH) {
+      if (method !== "POST") {
+        req.resume();
+        sendJson(
+          res,
+          405,
+          methodNotAllowed({ kind: "SelfSubjectAccessReview", group: "authorization.k8s.io" }).toStatus(),
+        );
+        return;
+      }
+      const review = selfSubjectAccessReview(await readBody(req), String(req.headers["content-type"] ?? ""));
+      if (review.ok) sendJson(res, 201, review.body);
+      else sendJson(res, review.error.code, review.error.toStatus());
       return;
     }
     const r = route(url.pathname, hostPort);
@@ -185,6 +214,18 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
           },
         );
         if (!res.writableEnded) watches.add(stop);
+        return;
+      }
+      if (r.subresource === "log") {
+        if (method !== "GET") throw methodNotAllowed({ kind: "pods", group: "" });
+        const target = resolveExec(
+          store,
+          r.namespace ?? "default",
+          r.name ?? "",
+          url.searchParams,
+          "containerLogs",
+        );
+        code = await proxyLogs(target.url, opts.kubeletClient, res);
         return;
       }
       if ((method === "POST" || method === "PUT") && r.subresource !== "exec") checkBodyType(ctx.contentType);
@@ -295,11 +336,14 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
     }
   }
 
-  const server = createServer((req, res) => {
+  const onRequest = (req: IncomingMessage, res: ServerResponse) => {
     handle(req, res).catch((e: unknown) => {
       if (!res.headersSent) sendJson(res, 500, internal(String(e)).toStatus());
     });
-  });
+  };
+  const server = opts.tls
+    ? createHttpsServer({ cert: opts.tls.cert, key: opts.tls.key }, onRequest)
+    : createServer(onRequest);
   server.on("upgrade", upgrade);
   server.keepAliveTimeout = 5_000;
   await new Promise<void>((resolve, reject) => {
@@ -313,9 +357,10 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
   hostPort = `${host}:${port}`;
   let closed: Promise<void> | undefined;
   return {
-    url: `http://${hostPort}`,
+    url: `${opts.tls ? "https" : "http"}://${hostPort}`,
     close() {
       closed ??= new Promise<void>((resolve) => {
+        clearInterval(eventTtl);
         for (const stop of [...watches]) stop();
         for (const ws of sockets) ws.terminate();
         server.close(() => resolve());
@@ -324,4 +369,15 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
       return closed;
     },
   };
+}
+
+/** Removes Events last seen more than `ttlMs` ago. */
+export function expireEvents(store: Store, ttlMs: number, now = Date.now()): void {
+  const resource = resourceId(eventKind);
+  for (const e of store.list(resource)) {
+    const meta = isObject(e.metadata) ? e.metadata : {};
+    const last = [e.lastTimestamp, e.eventTime, meta.creationTimestamp].find((t) => typeof t === "string");
+    if (typeof last === "string" && now - Date.parse(last) > ttlMs)
+      store.remove(resource, keyOf(String(meta.namespace ?? ""), String(meta.name ?? "")));
+  }
 }

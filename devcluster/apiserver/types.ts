@@ -21,12 +21,16 @@ export interface ApiServerOptions {
   tokens: Record<string, string>;
   /** `--kubelet-client-certificate/-key` and `--kubelet-certificate-authority`: how exec dials kubelets. */
   kubeletClient: KubeletClientTls;
+  /** Serve HTTPS with this certificate (kubectl never sends a token over plain HTTP); plain HTTP without. */
+  tls?: { cert: string; key: string };
   audit?: (e: AuditEntry) => void;
   /** 0 (default) picks a free port. */
   port?: number;
   host?: string;
   /** How many past events a watch can resume from; older resourceVersions get 410 Expired. */
   historySize?: number;
+  /** Events older than this are removed (kube-apiserver's --event-ttl). Default 1 h. */
+  eventTtlMs?: number;
   /** Interval of BOOKMARK events on watches that ask for them (allowWatchBookmarks=true). */
   bookmarkIntervalMs?: number;
   /** Lifetime of a watch without timeoutSeconds (default 30 min, like the real server's minimum). */
@@ -36,6 +40,7 @@ export interface ApiServerOptions {
 }
 
 export interface ApiServer {
+  /** `https://127.0.0.1:PORT` (or `http://` without `tls`). */
   url: string;
   close(): Promise<void>;
 }

@@ -1,4 +1,5 @@
 import type { ChildProcess } from "node:child_process";
+import { createReadStream } from "node:fs";
 import type { IncomingMessage } from "node:http";
 import { createServer, type Server } from "node:https";
 import { constants } from "node:os";
@@ -27,6 +28,17 @@ export type SandboxLookup = (
   container: string,
 ) => { ok: true; sandbox: Container } | { ok: false; message: string };
 
+export type LogLookup = (
+  namespace: string,
+  pod: string,
+  container: string,
+) => { ok: true; path: string } | { ok: false; message: string };
+
+function names(m: RegExpExecArray): [string, string, string] {
+  const [, ns = "", pod = "", container = ""] = m.map((s) => decodeURIComponent(s));
+  return [ns, pod, container];
+}
+
 export interface ExecServer {
   port: number;
   close(): Promise<void>;
@@ -53,6 +65,8 @@ export async function startExecServer(opts: {
   log: (msg: string) => void;
   /** Offered subprotocols, best first (default v5, v4). */
   protocols?: ExecProtocol[];
+  /** The log file of a container (`GET /containerLogs/{ns}/{pod}/{container}`, what `pods/log` reads). */
+  logs?: LogLookup;
 }): Promise<ExecServer> {
   const protocols = opts.protocols ?? PROTOCOLS;
   const wss = new WebSocketServer({
@@ -72,8 +86,31 @@ export async function startExecServer(opts: {
       rejectUnauthorized: true,
       minVersion: "TLSv1.2",
     },
-    (_req, res) => {
-      res.writeHead(404, { "content-type": "text/plain" }).end("404 page not found\n");
+    (req, res) => {
+      const m = /^\/containerLogs\/([^/]+)\/([^/]+)\/([^/]+)$/.exec(
+        new URL(req.url ?? "/", "https://kubelet").pathname,
+      );
+      const target = m && req.method === "GET" ? names(m) : undefined;
+      const found = target && opts.logs ? opts.logs(...target) : undefined;
+      if (!found) {
+        res.writeHead(404, { "content-type": "text/plain" }).end("404 page not found\n");
+        return;
+      }
+      if (!found.ok) {
+        res.writeHead(404, { "content-type": "text/plain" }).end(`${found.message}\n`);
+        return;
+      }
+      const file = createReadStream(found.path);
+      file.on("error", (err: NodeJS.ErrnoException) => {
+        if (res.headersSent) res.destroy();
+        else if (err.code === "ENOENT")
+          res
+            .writeHead(404, { "content-type": "text/plain" })
+            .end(`container "${target?.[2] ?? ""}" has not started yet\n`);
+        else res.writeHead(500, { "content-type": "text/plain" }).end(`${err.message}\n`);
+      });
+      file.once("open", () => res.writeHead(200, { "content-type": "text/plain" }));
+      file.pipe(res);
     },
   );
   server.on("tlsClientError", () => {});

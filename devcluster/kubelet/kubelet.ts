@@ -1,4 +1,5 @@
 import { chmod, cp, mkdir, readdir, rm, stat } from "node:fs/promises";
+import { availableParallelism, totalmem } from "node:os";
 import { join } from "node:path";
 import {
   ApiException,
@@ -8,6 +9,7 @@ import {
   setHeaderOptions,
   type V1Pod,
 } from "@kubernetes/client-node";
+import { eventRecorder } from "../events.ts";
 import { checkCgroups, sweepStaleCgroups } from "./cgroups.ts";
 import { makeRuntimeDirs } from "./container.ts";
 import type { SecretReader } from "./env.ts";
@@ -17,6 +19,7 @@ import { PodIPAllocator } from "./pod-ips.ts";
 import type { Json } from "./pod-status.ts";
 import { now } from "./pod-status.ts";
 import { PodWorker } from "./pod-worker.ts";
+import { quantityBytes, quantityMillis } from "./quantity.ts";
 import type { ImageSpec, Kubelet, KubeletOptions } from "./types.ts";
 
 const HOST_IP = "127.0.0.1";
@@ -28,6 +31,30 @@ const API_TIMEOUT_MS = 10_000;
 const mergePatch = setHeaderOptions("Content-Type", PatchStrategy.MergePatch);
 
 const DEFAULT_POD_PIDS_LIMIT = 1024;
+/** A real kubelet's default `--max-pods`. */
+const MAX_PODS = "110";
+
+type Resources = Record<string, string>;
+
+/** Capacity is the machine; allocatable what `opts.allocatable` leaves of it (the scheduler fits into it). */
+function nodeResources(allocatable: KubeletOptions["allocatable"]): {
+  capacity: Resources;
+  allocatable: Resources;
+} {
+  const capacity = {
+    cpu: String(availableParallelism()),
+    memory: `${Math.floor(totalmem() / 1024)}Ki`,
+    pods: MAX_PODS,
+  };
+  return {
+    capacity,
+    allocatable: {
+      ...capacity,
+      ...(allocatable?.cpu === undefined ? {} : { cpu: allocatable.cpu }),
+      ...(allocatable?.memory === undefined ? {} : { memory: allocatable.memory }),
+    },
+  };
+}
 
 /**
  * A process "kubelet": registers a Node and runs every pod bound to it (by a scheduler: the
@@ -84,6 +111,14 @@ export async function startKubelet(opts: KubeletOptions): Promise<Kubelet> {
     ...(opts.execProtocols ? { protocols: opts.execProtocols } : {}),
     scratchDir: runtime.root,
     log,
+    logs: (namespace, pod, container) => {
+      const matches = [...workers.values()].filter((w) => w.namespace === namespace && w.name === pod);
+      const w = matches.find((m) => m.sandbox?.running) ?? matches[0];
+      if (!w) return { ok: false, message: `pod ${namespace}/${pod} is not on node ${nodeName}` };
+      if (w.container?.name !== container || !w.logPath)
+        return { ok: false, message: `container not found ("${container}")` };
+      return { ok: true, path: w.logPath };
+    },
     lookup: (namespace, pod, container) => {
       // A pod being replaced under the same name may briefly have two workers: prefer the live one.
       const matches = [...workers.values()].filter((w) => w.namespace === namespace && w.name === pod);
@@ -100,10 +135,19 @@ export async function startKubelet(opts: KubeletOptions): Promise<Kubelet> {
   });
   const endpoint = `https://${HOST_IP}:${exec.port}`;
 
-  const readySince = now();
-  await registerNode(core, nodeName, exec.port, readySince, log);
+  if (opts.allocatable?.cpu !== undefined && quantityMillis(opts.allocatable.cpu) === undefined)
+    throw new Error(`allocatable cpu: not a CPU quantity: ${opts.allocatable.cpu}`);
+  if (opts.allocatable?.memory !== undefined && quantityBytes(opts.allocatable.memory) === undefined)
+    throw new Error(`allocatable memory: not a memory quantity: ${opts.allocatable.memory}`);
+  const node: NodeFacts = {
+    name: nodeName,
+    port: exec.port,
+    readySince: now(),
+    ...nodeResources(opts.allocatable),
+  };
+  await registerNode(core, node, log);
   const heartbeat = setInterval(() => {
-    void patchNodeStatus(core, nodeName, exec.port, readySince).catch((err: unknown) => {
+    void patchNodeStatus(core, node).catch((err: unknown) => {
       log(`node heartbeat failed: ${(err as Error).message}`);
     });
   }, HEARTBEAT_MS);
@@ -121,6 +165,7 @@ export async function startKubelet(opts: KubeletOptions): Promise<Kubelet> {
     egressProxy: opts.egressProxy,
     readSecret,
     patchStatus,
+    record: eventRecorder(core, { component: "kubelet", host: nodeName }, log),
     log,
     maxGraceMs,
   };
@@ -239,14 +284,17 @@ export async function startKubelet(opts: KubeletOptions): Promise<Kubelet> {
   };
 }
 
-async function registerNode(
-  core: CoreV1Api,
-  nodeName: string,
-  port: number,
-  readySince: string,
-  log: (m: string) => void,
-) {
-  const status = nodeStatus(port, readySince);
+interface NodeFacts {
+  name: string;
+  port: number;
+  readySince: string;
+  capacity: Resources;
+  allocatable: Resources;
+}
+
+async function registerNode(core: CoreV1Api, node: NodeFacts, log: (m: string) => void) {
+  const nodeName = node.name;
+  const status = nodeStatus(node);
   try {
     await withTimeout(
       core.createNode({
@@ -266,21 +314,18 @@ async function registerNode(
     log(`node ${nodeName} exists; updating its status`);
   }
   // A real apiserver may drop status on create: always set it through the status subresource.
-  await patchNodeStatus(core, nodeName, port, readySince);
+  await patchNodeStatus(core, node);
 }
 
-function patchNodeStatus(
-  core: CoreV1Api,
-  nodeName: string,
-  port: number,
-  readySince: string,
-): Promise<unknown> {
-  const body = { status: nodeStatus(port, readySince) };
-  return withTimeout(core.patchNodeStatus({ name: nodeName, body }, mergePatch));
+function patchNodeStatus(core: CoreV1Api, node: NodeFacts): Promise<unknown> {
+  const body = { status: nodeStatus(node) };
+  return withTimeout(core.patchNodeStatus({ name: node.name, body }, mergePatch));
 }
 
-function nodeStatus(port: number, readySince: string): Json {
+function nodeStatus({ port, readySince, capacity, allocatable }: NodeFacts): Json {
   return {
+    capacity,
+    allocatable,
     addresses: [
       { type: "InternalIP", address: HOST_IP },
       { type: "Hostname", address: "localhost" },

@@ -1,6 +1,7 @@
 import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { V1Container, V1Pod } from "@kubernetes/client-node";
+import type { PodEvent } from "../events.ts";
 import { BASE_PATH, Container, type ContainerExit, type RuntimeDirs } from "./container.ts";
 import { resolveEnv, type SecretReader } from "./env.ts";
 import type { IdRangeAllocator } from "./id-ranges.ts";
@@ -9,7 +10,7 @@ import { type ContainerSpec, DEFAULT_CAPABILITIES, type IdRange } from "./oci-sp
 import type { PodIPAllocator } from "./pod-ips.ts";
 import { type Json, now, PodConditions, waitingStatus } from "./pod-status.ts";
 import { PortForward } from "./port-forward.ts";
-import { probePort, runProbe } from "./probes.ts";
+import { probePort, runProbe, runStartupProbe } from "./probes.ts";
 import { quantityBytes, quantityMillis } from "./quantity.ts";
 import type { EgressProxyRoute, ImageSpec } from "./types.ts";
 
@@ -28,6 +29,8 @@ export interface WorkerContext {
   readSecret: SecretReader;
   /** Merge-patches pods/NAME/status; resolves false if the pod is gone. */
   patchStatus: (namespace: string, name: string, status: Json) => Promise<boolean>;
+  /** Writes a core/v1 Event about the pod (Started, Killing, Unhealthy), as a real kubelet does. */
+  record: (pod: V1Pod, e: PodEvent) => void;
   log: (msg: string) => void;
   /** Cap on termination grace periods (ms). */
   maxGraceMs: number;
@@ -90,6 +93,12 @@ export class PodWorker {
     return `${this.namespace}/${this.name}`;
   }
 
+  /** The container's output (stdout and stderr, every restart appended), what `pods/log` serves. */
+  get logPath(): string | undefined {
+    const c = this.container;
+    return c ? join(this.stateDir, `${c.name}.log`) : undefined;
+  }
+
   get container(): V1Container | undefined {
     return this.pod.spec?.containers?.[0];
   }
@@ -103,6 +112,12 @@ export class PodWorker {
    * Safe to call more than once.
    */
   async stop(graceMs: number): Promise<void> {
+    if (!this.stopped && this.sandbox?.running)
+      this.ctx.record(this.pod, {
+        type: "Normal",
+        reason: "Killing",
+        message: `Stopping container ${this.container?.name ?? ""}`,
+      });
     this.stopped = true;
     this.wake?.();
     this.stopProbe?.();
@@ -247,37 +262,74 @@ export class PodWorker {
     const pid = await sandbox.started();
     if (pid !== undefined && !this.stopped) {
       void this.forward?.attach(pid);
+      this.ctx.record(this.pod, {
+        type: "Normal",
+        reason: "Started",
+        message: `Started container ${c.name}`,
+      });
       const probe = c.readinessProbe;
-      this.setReady(!probe);
-      await this.report("Running", [this.runningStatus(c, startedAt, !probe)]);
+      const startup = c.startupProbe?.httpGet ? c.startupProbe : undefined;
       const stops: Array<() => void> = [];
-      if (probe && this.podIP) {
-        stops.push(
-          runProbe(probe, c, this.podIP, (ready) => {
-            if (this.stopped || !sandbox.running) return;
-            this.setReady(ready);
-            void this.report("Running", [this.runningStatus(c, startedAt, ready)]);
-          }),
+      const graceMs = (p?: { terminationGracePeriodSeconds?: number }) =>
+        Math.min(
+          (p?.terminationGracePeriodSeconds ?? this.pod.spec?.terminationGracePeriodSeconds ?? 30) * 1000,
+          this.ctx.maxGraceMs,
         );
-      }
-      const liveness = c.livenessProbe;
-      if (liveness?.httpGet && this.podIP) {
-        const graceMs =
-          (liveness.terminationGracePeriodSeconds ?? this.pod.spec?.terminationGracePeriodSeconds ?? 30) *
-          1000;
+      // Readiness and liveness probes, from the moment the container counts as started.
+      const afterStart = () => {
+        if (probe && this.podIP) {
+          stops.push(
+            runProbe(probe, c, this.podIP, (ready) => {
+              if (this.stopped || !sandbox.running) return;
+              this.setReady(ready);
+              void this.report("Running", [this.runningStatus(c, startedAt, ready)]);
+            }),
+          );
+        }
+        const liveness = c.livenessProbe;
+        if (liveness?.httpGet && this.podIP) {
+          stops.push(
+            runProbe(
+              liveness,
+              c,
+              this.podIP,
+              (alive) => {
+                if (alive || this.stopped || !sandbox.running) return;
+                this.ctx.log(`pod ${this.key}: liveness probe failed; killing the container`);
+                this.unhealthy(c, "liveness");
+                void sandbox.stop(graceMs(liveness));
+              },
+              true,
+            ),
+          );
+        }
+      };
+      if (startup && this.podIP) {
+        this.setReady(false);
+        await this.report("Running", [this.runningStatus(c, startedAt, false, false)]);
         stops.push(
-          runProbe(
-            liveness,
+          runStartupProbe(
+            startup,
             c,
             this.podIP,
-            (alive) => {
-              if (alive || this.stopped || !sandbox.running) return;
-              this.ctx.log(`pod ${this.key}: liveness probe failed; killing the container`);
-              void sandbox.stop(Math.min(graceMs, this.ctx.maxGraceMs));
+            () => {
+              if (this.stopped || !sandbox.running) return;
+              this.setReady(!probe);
+              void this.report("Running", [this.runningStatus(c, startedAt, !probe)]);
+              afterStart();
             },
-            true,
+            () => {
+              if (this.stopped || !sandbox.running) return;
+              this.ctx.log(`pod ${this.key}: startup probe failed; killing the container`);
+              this.unhealthy(c, "startup");
+              void sandbox.stop(graceMs(startup));
+            },
           ),
         );
+      } else {
+        this.setReady(!probe);
+        await this.report("Running", [this.runningStatus(c, startedAt, !probe)]);
+        afterStart();
       }
       this.stopProbe = () => {
         for (const stop of stops) stop();
@@ -293,20 +345,34 @@ export class PodWorker {
     return exit;
   }
 
+  /** A probe that failed its threshold: the Warning a real kubelet writes, then the Killing. */
+  private unhealthy(c: V1Container, probe: "liveness" | "startup"): void {
+    this.ctx.record(this.pod, {
+      type: "Warning",
+      reason: "Unhealthy",
+      message: `${probe === "liveness" ? "Liveness" : "Startup"} probe failed`,
+    });
+    this.ctx.record(this.pod, {
+      type: "Normal",
+      reason: "Killing",
+      message: `Container ${c.name} failed ${probe} probe, will be restarted`,
+    });
+  }
+
   private setReady(ready: boolean): void {
     const reason = ready ? undefined : "ContainersNotReady";
     this.conditions.set("ContainersReady", ready, reason);
     this.conditions.set("Ready", ready, reason);
   }
 
-  private runningStatus(c: V1Container, startedAt: string, ready: boolean): Json {
+  private runningStatus(c: V1Container, startedAt: string, ready: boolean, started = true): Json {
     const s: Json = {
       name: c.name,
       image: c.image ?? "",
       imageID: "",
       containerID: `devcluster://${this.uid}/${c.name}`,
       ready,
-      started: true,
+      started,
       restartCount: this.restartCount,
       state: { running: { startedAt } },
     };
@@ -418,7 +484,7 @@ export class PodWorker {
   private ports(c: V1Container): number[] {
     const ports = new Set<number>();
     for (const p of c.ports ?? []) ports.add(p.containerPort);
-    for (const probe of [c.readinessProbe, c.livenessProbe]) {
+    for (const probe of [c.readinessProbe, c.livenessProbe, c.startupProbe]) {
       const p = probe ? probePort(probe, c) : undefined;
       if (p !== undefined) ports.add(p);
     }

@@ -30,9 +30,43 @@ export function probePort(probe: V1Probe, container: V1Container): number | unde
 }
 
 /**
+ * Runs a probe's httpGet on its schedule (initialDelaySeconds, then every periodSeconds, each try
+ * bounded by timeoutSeconds; Kubernetes defaults 0, 10, 1), handing each result to `onResult`,
+ * until that returns false or the returned function is called.
+ */
+function poll(
+  probe: V1Probe,
+  container: V1Container,
+  host: string,
+  onResult: (ok: boolean) => boolean,
+): () => void {
+  const port = probePort(probe, container);
+  const path = probe.httpGet?.path ?? "/";
+  const periodMs = (probe.periodSeconds ?? 10) * 1000;
+  const timeoutMs = (probe.timeoutSeconds ?? 1) * 1000;
+  let stopped = false;
+  let timer: NodeJS.Timeout | undefined;
+  const tick = async () => {
+    if (stopped) return;
+    const ok = port === undefined ? false : await httpGetOnce(host, port, path, timeoutMs);
+    if (stopped) return;
+    if (!onResult(ok)) {
+      stopped = true;
+      return;
+    }
+    timer = setTimeout(tick, periodMs);
+  };
+  timer = setTimeout(tick, (probe.initialDelaySeconds ?? 0) * 1000);
+  return () => {
+    stopped = true;
+    if (timer) clearTimeout(timer);
+  };
+}
+
+/**
  * Runs a probe until stopped, calling `onChange` when the result flips. A readiness probe starts
- * from failing (`initial` false), a liveness probe from passing (true). Honours initialDelaySeconds, periodSeconds, timeoutSeconds, successThreshold and
- * failureThreshold with the Kubernetes defaults (0, 10, 1, 1, 3).
+ * from failing (`initial` false), a liveness probe from passing (true). Honours successThreshold
+ * and failureThreshold with the Kubernetes defaults (1, 3).
  */
 export function runProbe(
   probe: V1Probe,
@@ -41,22 +75,12 @@ export function runProbe(
   onChange: (ready: boolean) => void,
   initial = false,
 ): () => void {
-  const port = probePort(probe, container);
-  const path = probe.httpGet?.path ?? "/";
-  const periodMs = (probe.periodSeconds ?? 10) * 1000;
-  const timeoutMs = (probe.timeoutSeconds ?? 1) * 1000;
   const successThreshold = probe.successThreshold ?? 1;
   const failureThreshold = probe.failureThreshold ?? 3;
   let ready = initial;
   let successes = 0;
   let failures = 0;
-  let stopped = false;
-  let timer: NodeJS.Timeout | undefined;
-
-  const tick = async () => {
-    if (stopped) return;
-    const ok = port === undefined ? false : await httpGetOnce(host, port, path, timeoutMs);
-    if (stopped) return;
+  return poll(probe, container, host, (ok) => {
     if (ok) {
       failures = 0;
       successes++;
@@ -72,11 +96,28 @@ export function runProbe(
         onChange(false);
       }
     }
-    timer = setTimeout(tick, periodMs);
-  };
-  timer = setTimeout(tick, (probe.initialDelaySeconds ?? 0) * 1000);
-  return () => {
-    stopped = true;
-    if (timer) clearTimeout(timer);
-  };
+    return true;
+  });
+}
+
+/**
+ * A startup probe: polls until it passes once (`onStarted`, then stops for good) or fails
+ * failureThreshold times in a row (`onFailed`: the kubelet kills the container). A real kubelet
+ * runs neither readiness nor liveness probes before it has passed, and never again after.
+ */
+export function runStartupProbe(
+  probe: V1Probe,
+  container: V1Container,
+  host: string,
+  onStarted: () => void,
+  onFailed: () => void,
+): () => void {
+  const failureThreshold = probe.failureThreshold ?? 3;
+  let failures = 0;
+  return poll(probe, container, host, (ok) => {
+    if (ok) onStarted();
+    else if (++failures >= failureThreshold) onFailed();
+    else return true;
+    return false;
+  });
 }

@@ -22,6 +22,11 @@ export interface KubeletOptions {
   /** pids cgroup limit of every container (kubelet --pod-max-pids). Default 1024. */
   podPidsLimit?: number;
   /**
+   * The node's allocatable CPU and memory as quantities ("2", "1500m", "4Gi"), what the scheduler
+   * fits pod requests into. Default: this machine's CPUs and memory (a kubelet with no reservations).
+   */
+  allocatable?: { cpu?: string; memory?: string };
+  /**
    * Exec subprotocols the kubelet offers, best first (default v5 then v4). `["v4.channel.k8s.io"]`
    * is a kubelet before 1.29 (no stdin half-close), to test clients against one.
    */

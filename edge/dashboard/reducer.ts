@@ -85,6 +85,8 @@ export interface ScaleRecord {
   free: number;
   held: number;
   starting: number;
+  /** Of `starting`: pods no node has room for (the pool adds none while any exists). */
+  unschedulable: number;
   total: number;
   wanted: number;
   create: number;
@@ -475,6 +477,7 @@ function applyEvent(prev: RegionState | undefined, e: PoolEvent, region: string,
           free: num(d.free) ?? 0,
           held: num(d.held) ?? 0,
           starting: num(d.starting) ?? 0,
+          unschedulable: num(d.unschedulable) ?? 0,
           total: num(d.total) ?? 0,
           wanted: num(d.wanted) ?? 0,
           create: num(d.create) ?? 0,

@@ -34,7 +34,10 @@ describe("startDevCluster (API server + kubelet)", () => {
       const kc = new KubeConfig();
       kc.loadFromFile(cluster.kubeconfigPath);
       expect(kc.getCurrentCluster()?.server).toBe(cluster.apiUrl);
-      expect(kc.getCurrentCluster()?.skipTLSVerify).toBe(true);
+      // HTTPS verified against the devcluster CA, as kubectl requires before it sends a token.
+      expect(cluster.apiUrl).toMatch(/^https:\/\/127\.0\.0\.1:\d+$/);
+      expect(kc.getCurrentCluster()?.skipTLSVerify).toBeFalsy();
+      expect(Buffer.from(kc.getCurrentCluster()?.caData ?? "", "base64").toString()).toBe(cluster.ca);
       const core = kc.makeApiClient(CoreV1Api);
       const ns = (await core.listNamespace()).items.map((n) => n.metadata?.name);
       expect(ns).toEqual(expect.arrayContaining(["default", "extra"]));
@@ -56,11 +59,13 @@ describe("startDevCluster (API server + kubelet)", () => {
       });
       expect(running.spec?.nodeName).toBe(node.metadata?.name);
       expect(running.status?.podIP).toMatch(/^127\.0\.1\.\d+$/);
+      expect((await cluster.request("GET", "/healthz")).status).toBe(200);
     } finally {
       await cluster.close();
     }
     expect(existsSync(cluster.dir)).toBe(false);
-    const dead = await fetch(`${cluster.apiUrl}/healthz`).then(
+    // With the cluster's own CA, so only a closed server (not an untrusted certificate) fails it.
+    const dead = await cluster.request("GET", "/healthz").then(
       () => false,
       () => true,
     );

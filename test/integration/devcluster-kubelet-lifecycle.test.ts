@@ -178,6 +178,46 @@ describe("devcluster kubelet: running pods", () => {
     await waitGone("late-ready");
   });
 
+  it("a startup probe keeps the container not started and not Ready until it passes", async () => {
+    const body = healthPod("starts-late", { probe: false, env: [{ name: "READY_AFTER_MS", value: "2500" }] });
+    body.spec!.containers[0]!.startupProbe = {
+      httpGet: { path: "/health", port: 8080 },
+      periodSeconds: 1,
+      failureThreshold: 30,
+    };
+    await core.createNamespacedPod({ namespace: NS, body });
+    const running = await waitFor("starts-late Running", async () => {
+      const p = await readPod("starts-late");
+      return p.status?.phase === "Running" ? p : undefined;
+    });
+    expect(running.status?.containerStatuses?.[0]?.started).toBe(false);
+    expect(condition(running, "Ready")).toBe("False");
+    const ready = await waitReady("starts-late");
+    expect(ready.status?.containerStatuses?.[0]?.started).toBe(true);
+    await core.deleteNamespacedPod({ name: "starts-late", namespace: NS });
+    await waitGone("starts-late");
+  });
+
+  it("kills a container whose startup probe never passes", async () => {
+    const body = healthPod("never-starts", { probe: false });
+    body.spec!.containers[0]!.startupProbe = {
+      httpGet: { path: "/no-such-path", port: 8080 },
+      periodSeconds: 1,
+      failureThreshold: 2,
+    };
+    await core.createNamespacedPod({ namespace: NS, body });
+    // Stopped with SIGTERM, which the server handles: it exits 0, so the phase is Succeeded, as on a real node.
+    const failed = await waitFor("never-starts stopped", async () => {
+      const p = await readPod("never-starts");
+      return p.status?.containerStatuses?.[0]?.state?.terminated ? p : undefined;
+    });
+    expect(["Succeeded", "Failed"]).toContain(failed.status?.phase);
+    expect(failed.status?.containerStatuses?.[0]?.started).toBe(false);
+    expect(condition(failed, "Ready")).toBe("False");
+    await core.deleteNamespacedPod({ name: "never-starts", namespace: NS });
+    await waitGone("never-starts");
+  });
+
   it("restarts a container whose liveness probe fails (restartPolicy Always)", async () => {
     const body = healthPod("liveness", {
       restartPolicy: "Always",

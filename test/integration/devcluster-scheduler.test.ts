@@ -74,12 +74,17 @@ describe("scheduling", () => {
     const bindings = audit.filter((e) => e.subresource === "binding");
     expect(bindings.length).toBeGreaterThan(0);
     expect(new Set(bindings.map((e) => e.user))).toEqual(new Set(["system:kube-scheduler"]));
-    // The node identity only reads and writes what a Node-authorized kubelet may.
+    // The node identity only reads and writes what a Node-authorized kubelet may (its node, pod
+    // status, and Events, which the system:node role grants).
     const nodeWrites = audit.filter(
       (e) => e.user === "system:node:sched-node" && ["create", "update", "patch"].includes(e.verb),
     );
     for (const e of nodeWrites) {
-      expect(e.resource === "nodes" || (e.resource === "pods" && e.subresource === "status")).toBe(true);
+      expect(
+        e.resource === "nodes" ||
+          (e.resource === "pods" && e.subresource === "status") ||
+          (e.resource === "events" && e.verb === "create"),
+      ).toBe(true);
     }
   });
 });

@@ -27,13 +27,8 @@ const collection = (o: KObject) => {
 
 let cluster: TestCluster;
 async function call(method: string, path: string, body?: unknown) {
-  const res = await fetch(cluster.apiUrl + path, {
-    method,
-    headers: { Authorization: `Bearer ${cluster.token}`, "Content-Type": "application/json" },
-    body: body === undefined ? undefined : JSON.stringify(body),
-    signal: AbortSignal.timeout(10_000),
-  });
-  return { status: res.status, json: (await res.json()) as Record<string, unknown> };
+  const res = await cluster.request(method, path, body);
+  return { status: res.status, json: JSON.parse(res.text) as Record<string, unknown> };
 }
 
 /** `kubectl create secret generic NAME --from-env-file=FILE`: one key per KEY=VALUE line. */

@@ -131,7 +131,12 @@ beforeAll(async () => {
     audit: (e) => audit.push(e),
   });
   kubeconfigPath = join(cluster.dir, "agent-kubeconfig");
-  await writeKubeconfig(kubeconfigPath, { server: cluster.apiUrl, token: agentToken, user: SA_USER });
+  await writeKubeconfig(kubeconfigPath, {
+    server: cluster.apiUrl,
+    token: agentToken,
+    user: SA_USER,
+    ca: cluster.ca,
+  });
   templatePath = join(cluster.dir, "sandbox-pod-template.json");
   writeFileSync(templatePath, templateCm["sandbox-pod-template.json"] ?? "");
   // Only the agent holds the pool token (its own Secret); the sandbox namespace has none.

@@ -94,6 +94,42 @@ describe("lease queue, cap, renewal and fencing (one agent)", () => {
     for (const r of [r1, r3]) if (r?.ok) await r.value.release();
   }, 180_000);
 
+  it("the pool share: while tenant A holds its share and has a waiter queued, tenant B is served from the rest", async () => {
+    // POOL_SIZE 2, POOL_MAX_PODS 3, 50 %: a tenant holds at most max(2, ceil(1.5)) = 2 pods.
+    const { pool } = await startPool({
+      POOL_SIZE: "2",
+      POOL_MAX_PODS: "3",
+      TENANT_POOL_SHARE_PERCENT: "50",
+      QUEUE_TIMEOUT_SECONDS: "120",
+      LEASE_TTL_SECONDS: "6",
+    });
+    await waitForSettledPool(cluster, 2, 60_000);
+    const m = pool.manager;
+    const a = [
+      await must(m.acquire({ tenant: "a", requestId: "a-1" })),
+      await must(m.acquire({ tenant: "a", requestId: "a-2" })),
+    ];
+    // A's third waits for its own tenant, not for the pool: the pool grows to its third pod and
+    // that pod stays free while a-3 waits (without the share a-3 would take it, and B would find
+    // the whole pool held by A).
+    const ac = new AbortController();
+    const a3 = m.acquire({ tenant: "a", requestId: "a-3", signal: ac.signal });
+    await waitFor(
+      "a free pod while a-3 still waits",
+      () => m.queueDepth === 1 && pool.snapshot().pods.some((p) => p.state === "ready"),
+      60_000,
+      50,
+    );
+    // B arrives after A's waiter and is served first, from the pod beyond A's share.
+    const b = await must(m.acquire({ tenant: "b", requestId: "b-1" }));
+    expect(a.map((h) => h.pod)).not.toContain(b.pod);
+    expect(m.queueDepth).toBe(1);
+    ac.abort();
+    const gone = await a3;
+    expect(gone.ok).toBe(false);
+    for (const h of [...a, b]) await h.release();
+  }, 120_000);
+
   it("times out a waiter with queue_timeout and a retry hint after QUEUE_TIMEOUT_SECONDS", async () => {
     const { pool, events } = await startPool({
       POOL_SIZE: "2",

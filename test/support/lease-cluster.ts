@@ -31,9 +31,9 @@ export interface LeaseCluster {
 
 export async function startLeaseCluster(
   namespace = "pi-sandbox",
-  opts: Pick<DevClusterOptions, "egressProxy"> = {},
+  opts: Pick<DevClusterOptions, "egressProxy" | "allocatable"> = {},
 ): Promise<LeaseCluster> {
-  const dc = await startTestCluster({ ...opts, namespaces: [namespace] });
+  const dc = await startTestCluster({ namespaces: [namespace], ...opts });
   const clients = makeClients(dc.kubeConfig());
   const poolToken = randomBytes(16).toString("hex");
   return {

@@ -46,6 +46,11 @@ describe("dashboard reducer", () => {
         { at: at(2_000) },
         { reason: "create refused", create: 0, total: 30, refusal: "403: exceeded quota", backoffMs: 1000 },
       ),
+      poolEvent(
+        "pool.scale",
+        { at: at(2_050) },
+        { reason: "unschedulable", create: 0, total: 30, unschedulable: 4 },
+      ),
       poolEvent("queue.entered", { requestId: "q1", tenant: "a", at: at(2_100) }),
       poolEvent("queue.entered", { requestId: "q2", tenant: "b", at: at(2_200) }),
       poolEvent("queue.entered", { requestId: "q3", tenant: "a", at: at(2_300) }),
@@ -54,8 +59,10 @@ describe("dashboard reducer", () => {
     expect(r.scaleHistory.map((x) => [x.reason, x.total])).toEqual([
       ["demand", 28],
       ["create refused", 30],
+      ["unschedulable", 30],
     ]);
-    expect(r.scale).toMatchObject({ reason: "create refused", refusal: "403: exceeded quota" });
+    expect(r.scaleHistory[1]?.refusal).toBe("403: exceeded quota");
+    expect(r.scale).toMatchObject({ reason: "unschedulable", unschedulable: 4 });
     expect(r.queueByTenant).toEqual([
       { tenant: "a", depth: 2 },
       { tenant: "b", depth: 1 },

@@ -58,6 +58,16 @@ function quantity(q: string | number | undefined): number {
   return Number(m[1]) * (m[2] ? unit[m[2] as keyof typeof unit] : 1);
 }
 
+/** Paths of empty lists and nulls in `v`. ConfigMap data are strings, so JSON inside them is not walked. */
+function droppedFields(v: unknown, path = ""): string[] {
+  if (v === null) return [path];
+  if (Array.isArray(v))
+    return v.length === 0 ? [path] : v.flatMap((x, i) => droppedFields(x, `${path}[${i}]`));
+  if (typeof v === "object")
+    return Object.entries(v as Record<string, unknown>).flatMap(([k, x]) => droppedFields(x, `${path}.${k}`));
+  return [];
+}
+
 describe("rendering", () => {
   it.each(OVERLAYS)("%s: every object validates against the OpenAPI schema and has no unknown field", (o) => {
     const objs = rendered[o] ?? [];
@@ -66,6 +76,15 @@ describe("rendering", () => {
       expect(schemaErrors(obj), `${obj.kind}/${obj.metadata.name}`).toBeUndefined();
       expect(unknownFields(obj)).toEqual([]);
     }
+  });
+
+  // The API server stores neither empty lists (omitempty) nor nulls: a manifest holding one differs
+  // from the stored object forever, so every `kubectl apply` reports "configured" and GitOps tools
+  // never settle (seen with `egress: []` on a real 1.28 API server).
+  it.each(OVERLAYS)("%s: no field the API server drops (empty list, null), so apply does not churn", (o) => {
+    for (const obj of rendered[o] ?? [])
+      expect(droppedFields(obj), `${obj.kind}/${obj.metadata.name}`).toEqual([]);
+    expect(droppedFields(template)).toEqual([]);
   });
 
   it("the sandbox pod template validates too", () => {
@@ -155,6 +174,15 @@ describe.each(OVERLAYS)("%s overlay", (overlay) => {
     expect(port?.containerPort).toBe(c.agentPort);
     expect(agent.livenessProbe?.httpGet).toMatchObject({ path: "/healthz", port: "http" });
     expect(agent.readinessProbe?.httpGet).toMatchObject({ path: "/readyz", port: "http" });
+    // Sandboxes: a startup probe, not a readiness probe polling every second for the pod's whole
+    // life (a warning event per failure); it gives up no earlier than the agent's own deadline.
+    const sandbox = template.spec.containers[0];
+    expect(sandbox?.readinessProbe).toBeUndefined();
+    expect(sandbox?.startupProbe?.httpGet).toMatchObject({ path: "/health", port: 8080 });
+    const startup = sandbox?.startupProbe;
+    expect((startup?.periodSeconds ?? 10) * (startup?.failureThreshold ?? 3)).toBeGreaterThanOrEqual(
+      c.podReadyTimeoutSeconds,
+    );
     // SANDBOX_POD_TEMPLATE is the generated ConfigMap's file, where the Deployment mounts it.
     const tplCm = find(objs, "ConfigMap", "pi-sandbox-pod-template");
     const vol = pod.volumes?.find((v) => v.configMap?.name === tplCm.metadata.name);

@@ -136,7 +136,7 @@ describe("sandbox pod template", () => {
     expect(c?.resources?.limits).toHaveProperty("cpu");
     expect(c?.resources?.limits).toHaveProperty("memory");
     expect(c?.resources?.requests).toHaveProperty("cpu");
-    expect(c?.readinessProbe?.httpGet).toMatchObject({ path: "/health", port: 8080 });
+    expect(c?.startupProbe?.httpGet).toMatchObject({ path: "/health", port: 8080 });
     expect(c?.volumeMounts?.map((m) => m.mountPath).sort()).toEqual(["/tmp", "/workspace"]);
     for (const v of spec?.volumes ?? []) expect(v.emptyDir?.sizeLimit).toBeTruthy();
     const env = Object.fromEntries((c?.env ?? []).map((e) => [e.name, e]));

@@ -34,6 +34,31 @@ describe("scale policy", () => {
     });
   });
 
+  it("adds no pod while pods wait for room (Unschedulable), and grows again once they are scheduled", () => {
+    const p = new ScalePolicy(base);
+    // 10 queued, 4 free, 6 starting of which 3 no node has room for: the queue would want more, but
+    // another pod would only wait beside them.
+    const full = p.decide(
+      0,
+      { free: 4, starting: 6, unschedulable: 3, total: 10 },
+      { queued: 10, arrivalsPerSecond: 0 },
+    );
+    expect(full).toMatchObject({ create: 0, remove: 0, reason: "unschedulable" });
+    // Scheduled now (starting, no longer unschedulable): growth resumes for the same demand.
+    const room = p.decide(
+      1_000,
+      { free: 4, starting: 6, unschedulable: 0, total: 10 },
+      { queued: 10, arrivalsPerSecond: 0 },
+    );
+    expect(room).toMatchObject({ create: 8, reason: "demand" });
+    // Not short of pods: waiting pods change nothing (no removal of free pods on their account).
+    expect(p.decide(2_000, { free: 8, starting: 1, unschedulable: 1, total: 9 }, none)).toMatchObject({
+      create: 0,
+      remove: 0,
+      reason: "steady",
+    });
+  });
+
   it("grows for queued callers and for arrivals × start-up time, up to POOL_MAX_PODS", () => {
     const p = new ScalePolicy(base);
     // 10 queued, 12 arrivals/s × 1 s start-up → warm target max(8, 12) + 10 queued = 22, have 0.

@@ -183,6 +183,37 @@ describe("metrics derived from bus events", () => {
     expect(series(t, "pi_sandbox_queue_depth")).toBe(0);
   });
 
+  it("pods no node has room for: a gauge, and the decision not to grow counted by its reason", async () => {
+    const { bus, text } = setup();
+    const scale = (reason: "unschedulable" | "demand", unschedulable: number, create: number) =>
+      bus.emit(
+        eventInput({
+          type: "pool.scale",
+          data: {
+            reason,
+            create,
+            remove: 0,
+            free: 2,
+            held: 3,
+            starting: 2,
+            unschedulable,
+            total: 7,
+            wanted: 8,
+            queued: 4,
+            arrivalsPerSecond: 0,
+          },
+        }),
+      );
+    scale("unschedulable", 2, 0);
+    let t = await text();
+    expect(series(t, "pi_sandbox_pool_unschedulable_pods")).toBe(2);
+    expect(series(t, 'pi_sandbox_pool_scale_decisions_total{reason="unschedulable"}')).toBe(1);
+    scale("demand", 0, 3);
+    t = await text();
+    expect(series(t, "pi_sandbox_pool_unschedulable_pods")).toBe(0);
+    expect(series(t, 'pi_sandbox_pool_scale_decisions_total{reason="demand"}')).toBe(1);
+  });
+
   it("exec duration by result", async () => {
     const { bus, text } = setup();
     bus.emit(eventInput({ type: "exec.finished", requestId: "a", data: { exitCode: 0, durationMs: 20 } }));

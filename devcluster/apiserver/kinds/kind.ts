@@ -17,7 +17,7 @@ export interface Kind {
   nameRule: NameRule;
   schema: Schema;
   /** Subresources beyond the object itself. */
-  subresources: Array<"status" | "binding" | "exec">;
+  subresources: Array<"status" | "binding" | "exec" | "log">;
   /** Field selector labels the real server supports for this resource. */
   fieldLabels: readonly string[];
   fields(obj: JsonObject): Record<string, string | undefined>;

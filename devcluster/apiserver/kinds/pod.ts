@@ -304,7 +304,7 @@ export const podKind: Kind = {
   namespaced: true,
   nameRule: "subdomain",
   schema: POD_SCHEMA,
-  subresources: ["status", "binding", "exec"],
+  subresources: ["status", "binding", "exec", "log"],
   fieldLabels: [
     "metadata.name",
     "metadata.namespace",

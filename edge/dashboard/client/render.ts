@@ -116,7 +116,11 @@ export function scaleHtml(r: RegionView): string {
     : "";
   return (
     `<p class="scale" data-testid="pool-scale">${line} <span data-testid="scale-reason">${esc(d.reason)}${esc(what)}</span>` +
-    ` · ${d.free} free · ${d.held} held · ${d.starting} starting · ${d.total} pods (wanted ${d.wanted})${refusal}</p>`
+    ` · ${d.free} free · ${d.held} held · ${d.starting} starting` +
+    (d.unschedulable
+      ? ` <span class="pill bad" data-testid="scale-unschedulable">${d.unschedulable} unschedulable</span>`
+      : "") +
+    ` · ${d.total} pods (wanted ${d.wanted})${refusal}</p>`
   );
 }
 
