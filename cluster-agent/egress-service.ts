@@ -3,7 +3,7 @@ import type { Logger } from "pino";
 import type { EgressSettings } from "./config.ts";
 import { createEgressProxy, type EgressProxy } from "./egress/proxy.ts";
 import { sandboxProxyEnv } from "./egress/sandbox-env.ts";
-import type { Resolver } from "./egress/types.ts";
+import type { EgressEvent, Resolver } from "./egress/types.ts";
 import { TENANT_ANNOTATION } from "./pool-state/labels.ts";
 import type { PoolStore } from "./pool-state/pool-store.ts";
 import { isSandboxLease, SANDBOX_ANNOTATIONS, sandboxIdOf } from "./pool-state/sandbox-record.ts";
@@ -16,6 +16,8 @@ export interface EgressServiceOptions {
   /** Where the proxy listens (AGENT_HOST). */
   host: string;
   logger: Logger;
+  /** Each ended connection, after it is logged (metrics). */
+  onEvent?: (e: EgressEvent) => void;
   /** Tests map their fake internet's names; production uses the system resolver. */
   resolve?: Resolver;
   /** Tests replace the forbidden ranges to reach a fake internet on loopback; never a setting. */
@@ -42,7 +44,10 @@ const networkOf = (l: V1Lease | undefined) => l?.metadata?.annotations?.[SANDBOX
 export async function startEgressService(o: EgressServiceOptions): Promise<EgressService> {
   const proxy = createEgressProxy({
     lookup: sandboxEgressLookup(o.store, o.region),
-    onEvent: (e) => o.logger.info({ egress: e }, `egress ${e.decision} ${e.host}:${e.port}`),
+    onEvent: (e) => {
+      o.logger.info({ egress: e }, `egress ${e.decision} ${e.host}:${e.port}`);
+      o.onEvent?.(e);
+    },
     forbidden: o.forbidden ?? o.settings.forbidden,
     maxConnectionsPerSandbox: o.settings.maxConnectionsPerSandbox,
     ...(o.resolve ? { resolve: o.resolve } : {}),

@@ -112,6 +112,7 @@ export async function startAgent(
           region: config.region,
           host: config.agentHost,
           logger,
+          onEvent: (e) => metrics.countEgress(e),
           ...hooks.egress,
         })
       : undefined;

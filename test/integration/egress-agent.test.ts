@@ -199,6 +199,19 @@ describe("egress through the agent's pod cache", () => {
     expect(again.refused).toBe("egress_unknown_source");
   });
 
+  it("the agent counts its proxy's connections by decision and refusal code", async () => {
+    const text = await (await fetch(`${agent.url}/metrics`)).text();
+    const count = (labels: string) =>
+      Number(
+        new RegExp(`^pi_sandbox_egress_connections_total\\{${labels}[^}]*\\} (\\d+)`, "m").exec(text)?.[1] ??
+          0,
+      );
+    expect(count('decision="allowed",reason=""')).toBeGreaterThan(0);
+    expect(count('decision="denied",reason="egress_not_allowed"')).toBeGreaterThan(0);
+    expect(count('decision="denied",reason="egress_unknown_source"')).toBeGreaterThan(0);
+    expect(text).toMatch(/^pi_sandbox_egress_bytes_total\{direction="down"[^}]*\} [1-9]/m);
+  });
+
   it("each command in a sandbox gets the proxy variables under the sandbox's env", async () => {
     const res = await call("POST", `/v1/sandboxes/${a.id}/exec`, {
       command: 'echo "$HTTP_PROXY $https_proxy $NO_PROXY $NODE_USE_ENV_PROXY"',
