@@ -83,6 +83,8 @@ const EnvConfigSchema = z.object({
   EGRESS_FORBIDDEN_CIDRS: optionalString,
   /** Open connections through the proxy per sandbox. */
   EGRESS_MAX_CONNECTIONS_PER_SANDBOX: intVar(64, 1, 100_000),
+  /** Bytes (both ways) one sandbox may move through one replica's proxy; 0 = no cap. */
+  EGRESS_MAX_BYTES_PER_SANDBOX: intVar(0, 0, Number.MAX_SAFE_INTEGER),
 });
 
 const isObject = (v: unknown): v is Record<string, unknown> =>
@@ -214,6 +216,8 @@ export interface EgressSettings {
   /** The built-in forbidden ranges plus EGRESS_FORBIDDEN_CIDRS. */
   forbidden: string[];
   maxConnectionsPerSandbox: number;
+  /** undefined = no cap. */
+  maxBytesPerSandbox: number | undefined;
 }
 
 function egressSettings(
@@ -250,6 +254,7 @@ function egressSettings(
     podIp: e.POD_IP,
     forbidden,
     maxConnectionsPerSandbox: e.EGRESS_MAX_CONNECTIONS_PER_SANDBOX,
+    maxBytesPerSandbox: e.EGRESS_MAX_BYTES_PER_SANDBOX || undefined,
   };
 }
 

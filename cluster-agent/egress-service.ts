@@ -50,6 +50,7 @@ export async function startEgressService(o: EgressServiceOptions): Promise<Egres
     },
     forbidden: o.forbidden ?? o.settings.forbidden,
     maxConnectionsPerSandbox: o.settings.maxConnectionsPerSandbox,
+    ...(o.settings.maxBytesPerSandbox ? { maxBytesPerSandbox: o.settings.maxBytesPerSandbox } : {}),
     ...(o.resolve ? { resolve: o.resolve } : {}),
   });
   const bound = await proxy.listen(o.settings.port, o.host);

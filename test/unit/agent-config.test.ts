@@ -89,7 +89,20 @@ describe("agent config: the egress proxy", () => {
     });
     expect(c.ok).toBe(true);
     if (!c.ok) return;
-    expect(c.value.egress).toMatchObject({ port: 3128, podIp: "10.2.0.5", proxyUrl: undefined });
+    expect(c.value.egress).toMatchObject({
+      port: 3128,
+      podIp: "10.2.0.5",
+      proxyUrl: undefined,
+      maxConnectionsPerSandbox: 64,
+      maxBytesPerSandbox: undefined,
+    });
+    const capped = loadConfig({
+      ...MIN_AGENT_ENV,
+      EGRESS: "on",
+      POD_IP: "10.2.0.5",
+      EGRESS_MAX_BYTES_PER_SANDBOX: "1048576",
+    });
+    expect(capped.ok && capped.value.egress?.maxBytesPerSandbox).toBe(1048576);
     expect(c.value.egress?.forbidden).toEqual(
       expect.arrayContaining(["169.254.0.0/16", "127.0.0.0/8", "203.0.113.0/24", "2001:db8::/32"]),
     );
