@@ -5,6 +5,7 @@
 // ranges, so that 127.0.0.2 stands in for the outside). Never a real outside address.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type RunningAgent, startAgent } from "../../cluster-agent/main.ts";
+import { SandboxClient } from "../../sdk/typescript/src/index.ts";
 import { ExecResultSchema, type Sandbox, SandboxNetworkSchema, SandboxSchema } from "../../shared/api.ts";
 import { ErrorEnvelopeSchema } from "../../shared/errors.ts";
 import { type EdgeHarness, startEdge, testAgentKeys, testTenantToken } from "../support/edge-harness.ts";
@@ -135,5 +136,22 @@ describe("egress through the edge, the tunnel, the agent's proxy and devcluster'
     // Another tenant cannot read or change it.
     expect((await api("GET", `/v1/sandboxes/${s.id}/network`, undefined, "tenant-other")).status).toBe(404);
     expect((await api("DELETE", `/v1/sandboxes/${s.id}`)).status).toBe(204);
+  });
+
+  it("the TypeScript client sets and reads the policy, and the sandbox's curl follows it", async () => {
+    const client = new SandboxClient({
+      baseUrl: edge.url,
+      token: await testTenantToken({ tenant: "tenant-sdk", scope: "sandbox:exec" }),
+    });
+    await using sb = await client.sandboxes.create({ network: { allow: [`other.test:${net.httpsPort}`] } });
+    expect(await sb.network()).toEqual({ allow: [`other.test:${net.httpsPort}`], deny: [] });
+    await sb.files.write("ca.pem", net.ca.certPem);
+    const curl = `curl -sS --max-time 10 --cacert /workspace/ca.pem https://pkgs.test:${net.httpsPort}/; echo "exit=$?"`;
+    expect((await sb.exec(curl)).stdout).toMatch(/exit=56/);
+    expect(await sb.setNetwork({ allow: [`pkgs.test:${net.httpsPort}`] })).toEqual({
+      allow: [`pkgs.test:${net.httpsPort}`],
+      deny: [],
+    });
+    expect((await sb.exec(curl)).stdout).toMatch(/hello from pkgs\.test[^]*exit=0/);
   });
 });

@@ -112,6 +112,12 @@ export interface SandboxCreateRequestInput {
   network?: { allow?: string[] | undefined; deny?: string[] | undefined } | undefined;
 }
 
+/** A sandbox's network policy as answered (both lists always present; empty allow = no network). */
+export interface SandboxNetwork {
+  allow: string[];
+  deny: string[];
+}
+
 export interface SandboxWire {
   id: string;
   name?: string | undefined;
