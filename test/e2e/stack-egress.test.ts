@@ -152,6 +152,6 @@ describe("egress through the edge, the tunnel, the agent's proxy and devcluster'
       allow: [`pkgs.test:${net.httpsPort}`],
       deny: [],
     });
-    expect((await sb.exec(curl)).stdout).toMatch(/hello from pkgs\.test[^]*exit=0/);
+    expect((await sb.exec(curl)).stdout).toMatch(/hello from pkgs\.test.*exit=0/s);
   });
 });
