@@ -16,7 +16,7 @@ import {
   testResolver,
 } from "../support/fake-internet.ts";
 import { freePort } from "../support/free-port.ts";
-import { type LeaseCluster, startLeaseCluster, waitFor } from "../support/lease-cluster.ts";
+import { type LeaseCluster, startLeaseCluster, waitFor, waitForReadyPods } from "../support/lease-cluster.ts";
 
 const REGION = "eu-1";
 let edge: EdgeHarness;
@@ -73,11 +73,7 @@ beforeAll(async () => {
   if (!started.ok) throw started.error;
   agent = started.value;
   await waitFor("the tunnel", () => agent.tunnel?.state === "open", 30_000);
-  await waitFor(
-    "2 ready pods",
-    () => agent.pool.snapshot().pods.filter((p) => p.state === "ready").length === 2,
-    60_000,
-  );
+  await waitForReadyPods(agent.pool, 2);
 }, 120_000);
 
 afterAll(async () => {

@@ -23,7 +23,7 @@ import {
   testResolver,
 } from "../support/fake-internet.ts";
 import { freePort } from "../support/free-port.ts";
-import { type LeaseCluster, startLeaseCluster, waitFor } from "../support/lease-cluster.ts";
+import { type LeaseCluster, startLeaseCluster, waitFor, waitForReadyPods } from "../support/lease-cluster.ts";
 
 const REGION = "egress-1";
 /** Inside a devcluster pod, the kubelet's listener that leads to the agent's proxy (and nowhere else). */
@@ -83,11 +83,7 @@ beforeAll(async () => {
   };
   agent = await start("egress-agent-test", String(proxyPort));
   replica = await start("egress-agent-replica", "0", "api");
-  await waitFor(
-    "3 ready pods",
-    () => agent.pool.snapshot().pods.filter((p) => p.state === "ready").length === 3,
-    60_000,
-  );
+  await waitForReadyPods(agent.pool, 3);
   a = await createSandbox({ network: { allow: [https("pkgs.test")] } });
   b = await createSandbox({ network: { allow: [https("other.test")] } }, "tenant-b");
 }, 120_000);

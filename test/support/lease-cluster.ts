@@ -132,3 +132,12 @@ export async function waitForSettledPool(c: LeaseCluster, n: number, timeoutMs: 
     200,
   );
 }
+
+/** Until `pool` (one agent's view) has `n` Ready pods free to hand out. */
+export function waitForReadyPods(pool: AgentPool, n: number, timeoutMs = 60_000): Promise<unknown> {
+  return waitFor(
+    `${n} ready pods`,
+    () => pool.snapshot().pods.filter((p) => p.state === "ready").length === n,
+    timeoutMs,
+  );
+}

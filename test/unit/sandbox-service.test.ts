@@ -187,6 +187,18 @@ describe("a sandbox's network policy on its Lease", () => {
   const PROXY_ENV = { HTTPS_PROXY: "http://10.0.0.7:3128", NODE_USE_ENV_PROXY: "1" };
 
   const withEgress = (egressEnv?: Record<string, string>) => setup(egressEnv ? { egressEnv } : {});
+  /** The sandbox's Lease as the watch would deliver it with these annotations added. */
+  const annotate = (store: MemoryPoolStore, extra: Record<string, string>) => {
+    const lease = store.leases.get("p0") as V1Lease;
+    store.leases.observe({
+      ...lease,
+      metadata: {
+        ...lease.metadata,
+        resourceVersion: "999",
+        annotations: { ...lease.metadata?.annotations, ...extra },
+      },
+    });
+  };
 
   it("is deny-all until set; a PUT writes it on the Lease and reads back", async () => {
     const { service, store } = withEgress(PROXY_ENV);
@@ -211,32 +223,13 @@ describe("a sandbox's network policy on its Lease", () => {
 
   it("an unreadable stored policy reads as no network", () => {
     const { service, store } = withEgress(PROXY_ENV);
-    const lease = store.leases.get("p0") as V1Lease;
-    store.leases.observe({
-      ...lease,
-      metadata: {
-        ...lease.metadata,
-        resourceVersion: "999",
-        annotations: { ...lease.metadata?.annotations, [SANDBOX_ANNOTATIONS.network]: '{"allow":"x"}' },
-      },
-    });
+    annotate(store, { [SANDBOX_ANNOTATIONS.network]: '{"allow":"x"}' });
     expect(service.network("t1", ID)).toEqual(ok({ allow: [], deny: [] }));
   });
 
   it("every use gets the proxy variables under the sandbox's own env", async () => {
     const { service, store } = withEgress(PROXY_ENV);
-    const lease = store.leases.get("p0") as V1Lease;
-    store.leases.observe({
-      ...lease,
-      metadata: {
-        ...lease.metadata,
-        resourceVersion: "999",
-        annotations: {
-          ...lease.metadata?.annotations,
-          [SANDBOX_ANNOTATIONS.env]: JSON.stringify({ HTTPS_PROXY: "mine", FOO: "bar" }),
-        },
-      },
-    });
+    annotate(store, { [SANDBOX_ANNOTATIONS.env]: JSON.stringify({ HTTPS_PROXY: "mine", FOO: "bar" }) });
     const env = await service.use(
       "t1",
       ID,
