@@ -17,6 +17,7 @@ import { buildSandboxPod, loadPodTemplate, podName } from "./pool/pod-template.t
 import { PoolCaches } from "./pool-state/caches.ts";
 import { type FailureLog, logFailure } from "./pool-state/failure-log.ts";
 import { holderOf, parseHolder, tenantOf } from "./pool-state/lease-record.ts";
+import { PodEndings } from "./pool-state/pod-endings.ts";
 import { isFinished, isPodReady, isTerminating } from "./pool-state/pod-state.ts";
 import { createLogger } from "./telemetry/logger.ts";
 
@@ -65,6 +66,8 @@ export interface AgentPoolOptions {
 export class AgentPool {
   readonly bus: EventBus;
   readonly caches: PoolCaches;
+  /** Pods that failed (evicted, OOM-killed), remembered for a while: callers are told why. */
+  readonly endings: PodEndings;
   readonly manager: LeaseManager;
   readonly controller: PoolController;
   readonly elector: LeaderElector | undefined;
@@ -88,8 +91,10 @@ export class AgentPool {
       ((what: string, e: unknown, retryInMs: number) =>
         logFailure(log, `${what} watch failed; restarting in ${retryInMs} ms`, e));
     this.caches = new PoolCaches(opts.clients, config.namespace, this.bus, onCacheError);
+    this.endings = new PodEndings(this.caches);
     this.manager = new LeaseManager({
       store: this.caches,
+      endings: this.endings,
       bus: this.bus,
       log: this.log,
       namespace: config.namespace,
@@ -198,6 +203,7 @@ export class AgentPool {
     await this.elector?.stop();
     await this.controller.stop();
     await this.caches.stop();
+    this.endings.stop();
   }
 
   snapshot(): PoolSnapshot {

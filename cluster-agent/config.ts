@@ -48,6 +48,8 @@ const EnvConfigSchema = z.object({
   EXEC_MODE: z.enum(["http", "api"]).default("http"),
   POOL_TOKEN: optionalString,
   AGENT_PORT: intVar(8081, 0, 65535),
+  /** Prometheus metrics, on AGENT_HOST but never on AGENT_PORT (0 = any free port, for tests). */
+  METRICS_PORT: intVar(9464, 0, 65535),
   POD_READY_TIMEOUT_SECONDS: intVar(60, 1, 3600),
   /** 127.0.0.1 locally; 0.0.0.0 in a pod (probes and metrics scrapes come from outside). */
   AGENT_HOST: z.string().min(1).default("127.0.0.1"),
@@ -165,6 +167,13 @@ const AgentSettingsSchema = EnvConfigSchema.transform((e, ctx) => {
       message: "POOL_TOKEN is required with EXEC_MODE=http or RECYCLE=scrub",
     });
   }
+  if (e.METRICS_PORT !== 0 && e.METRICS_PORT === e.AGENT_PORT) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["METRICS_PORT"],
+      message: `METRICS_PORT must differ from AGENT_PORT (${e.AGENT_PORT}): metrics have a port of their own`,
+    });
+  }
   const egress = egressSettings(e, ctx);
   const agentKey = jsonSetting(e.AGENT_KEY, "AGENT_KEY", isPrivateJwk, ctx);
   if (e.EDGE_URL !== undefined && e.AGENT_KEY === undefined) {
@@ -193,6 +202,7 @@ const AgentSettingsSchema = EnvConfigSchema.transform((e, ctx) => {
     execMode: e.EXEC_MODE,
     poolToken: e.POOL_TOKEN,
     agentPort: e.AGENT_PORT,
+    metricsPort: e.METRICS_PORT,
     podReadyTimeoutSeconds: e.POD_READY_TIMEOUT_SECONDS,
     agentHost: e.AGENT_HOST,
     logLevel: e.LOG_LEVEL,

@@ -17,10 +17,12 @@ import type { Executor, SandboxFiles } from "./exec/executor.ts";
 import { HttpFiles } from "./exec/files.ts";
 import { HttpExecutor } from "./exec/http-executor.ts";
 import { HttpScrubber } from "./exec/scrubber.ts";
-import { createAgentApp } from "./http/app.ts";
+import { createAgentApp, createMetricsApp } from "./http/app.ts";
 import { createRelayAuth } from "./http/relay-auth.ts";
 import { loadKubeConfig, makeClients } from "./k8s/client.ts";
+import { PidsLimitCheck } from "./pids-check.ts";
 import { runExecRequest } from "./requests/exec-request.ts";
+import { SandboxEnvSeal } from "./sandboxes/env-seal.ts";
 import { sandboxRoutes } from "./sandboxes/routes.ts";
 import { SandboxService } from "./sandboxes/service.ts";
 import { TenantReservations } from "./sandboxes/tenant-reservations.ts";
@@ -31,8 +33,10 @@ import { startTunnelClient, type TunnelClient } from "./tunnel/client.ts";
 export interface RunningAgent {
   config: AgentConfig;
   pool: AgentPool;
-  /** The agent's own HTTP port (health, metrics, and direct relays in tests). */
+  /** The agent's own HTTP port (health, readiness, and direct relays in tests). */
   url: string;
+  /** Where `GET /metrics` is served (METRICS_PORT, on AGENT_HOST): nothing else is. */
+  metricsUrl: string;
   tunnel: TunnelClient | undefined;
   /** The egress proxy (EGRESS=on), or undefined. */
   egress: EgressService | undefined;
@@ -93,6 +97,14 @@ export async function startAgent(
   const stopWarming = bus.on((e) => {
     if (e.type === "pod.ready" && e.data.podIP) executor.warm?.(e.data.podIP);
   });
+  // Once per agent: do sandbox pods have a process limit? (warns, metric, /v1/pool)
+  const pids = new PidsLimitCheck({
+    executor,
+    store: pool.caches,
+    bus,
+    log: logger,
+    namespace: config.namespace,
+  });
   const acquire = pool.manager.acquire.bind(pool.manager);
   const files: SandboxFiles =
     config.execMode === "http" ? new HttpFiles({ client: execServer }) : new ApiFiles({ kubeConfig });
@@ -132,9 +144,11 @@ export async function startAgent(
     agentId: config.agentId,
     tenantMaxSandboxes: config.tenantMaxSandboxes,
     reservations,
+    ...(config.poolToken ? { envSeal: new SandboxEnvSeal(config.poolToken) } : {}),
     acquire,
     detach: (pod) => pool.manager.detach(pod),
     ...(egress ? { egressEnv: egress.env } : {}),
+    endings: pool.endings,
   });
 
   const poolCollect = metrics.beforeCollect;
@@ -148,7 +162,7 @@ export async function startAgent(
     agentId: config.agentId,
     region: config.region,
     relay: createRelayAuth({ region: config.region, publicKeys: relayPublicKeys }),
-    exec: (req, ctx) => runExecRequest({ acquire, executor, bus }, req, ctx),
+    exec: (req, ctx) => runExecRequest({ acquire, executor, bus, log: logger }, req, ctx),
     chat: config.model.ok
       ? createChatHandler({
           model: config.model,
@@ -163,6 +177,7 @@ export async function startAgent(
       : config.model.error,
     snapshot: () => ({
       ...pool.snapshot(),
+      ...(pids.result ? { sandboxPids: pids.result } : {}),
       sandboxes: sandboxes.all().map((b) => ({
         id: b.id,
         pod: b.pod,
@@ -176,7 +191,6 @@ export async function startAgent(
     }),
     bus,
     ready: () => !shuttingDown,
-    metrics: () => metricsText(metrics),
     logger,
     sandboxes: {
       maxFileBytes: config.maxFileBytes,
@@ -189,18 +203,16 @@ export async function startAgent(
         cluster: config.clusterId,
         maxFileBytes: config.maxFileBytes,
         onFileBytes: (direction, bytes) => metrics.addFileBytes(direction, bytes),
+        log: logger,
       }),
     },
   });
 
-  const server = await new Promise<ServerType>((resolve) => {
-    const s = serve({ fetch: app.fetch, hostname: config.agentHost, port: config.agentPort }, () =>
-      resolve(s),
-    );
-  });
-  const address = server.address();
-  const port = typeof address === "object" && address ? address.port : config.agentPort;
-  const url = `http://${config.agentHost}:${port}`;
+  const server = await listen(app.fetch, config.agentHost, config.agentPort);
+  const url = urlOf(server, config.agentHost, config.agentPort);
+  const metricsApp = createMetricsApp(() => metricsText(metrics));
+  const metricsServer = await listen(metricsApp.fetch, config.agentHost, config.metricsPort);
+  const metricsUrl = urlOf(metricsServer, config.agentHost, config.metricsPort);
 
   const tunnel = config.edgeUrl
     ? startTunnelClient({
@@ -226,6 +238,7 @@ export async function startAgent(
   logger.info(
     {
       url,
+      metricsUrl,
       edge: config.edgeUrl ?? null,
       execMode: config.execMode,
       recycle: config.recycle,
@@ -243,12 +256,28 @@ export async function startAgent(
       await pool.close();
       stopMetrics();
       stopWarming();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
+      pids.stop();
+      await Promise.all(
+        [server, metricsServer].map((s) => new Promise<void>((resolve) => s.close(() => resolve()))),
+      );
       logger.info("agent stopped");
     })();
     return closing;
   };
-  return ok({ config, pool, url, tunnel, egress, logger, close });
+  return ok({ config, pool, url, metricsUrl, tunnel, egress, logger, close });
+}
+
+function listen(fetch: (req: Request) => Response | Promise<Response>, hostname: string, port: number) {
+  // A port in use fails the start (thrown, like any other start failure) instead of hanging it.
+  return new Promise<ServerType>((resolve, reject) => {
+    const s = serve({ fetch, hostname, port }, () => resolve(s));
+    s.once("error", reject);
+  });
+}
+
+function urlOf(server: ServerType, host: string, configured: number): string {
+  const address = server.address();
+  return `http://${host}:${typeof address === "object" && address ? address.port : configured}`;
 }
 
 if (process.argv[1] && import.meta.url === `file://${process.argv[1]}`) {

@@ -80,6 +80,15 @@ export function tunnelConnectedInLog(logFile: string): boolean {
 
 /** A replica's own URL (health, readiness, direct relays), from the "agent started" line of its log. */
 export function agentUrlFromLog(logFile: string): string | undefined {
+  return startedField(logFile, "url");
+}
+
+/** Where a replica serves `GET /metrics` (METRICS_PORT), from the same line. */
+export function metricsUrlFromLog(logFile: string): string | undefined {
+  return startedField(logFile, "metricsUrl");
+}
+
+function startedField(logFile: string, field: "url" | "metricsUrl"): string | undefined {
   let text: string;
   try {
     text = readFileSync(logFile, "utf8");
@@ -89,8 +98,8 @@ export function agentUrlFromLog(logFile: string): string | undefined {
   for (const line of text.split("\n").reverse()) {
     if (!line.includes('"agent started"')) continue;
     try {
-      const o = JSON.parse(line) as { url?: unknown };
-      if (typeof o.url === "string") return o.url;
+      const v = (JSON.parse(line) as Record<string, unknown>)[field];
+      if (typeof v === "string") return v;
     } catch {
       // a partial line
     }

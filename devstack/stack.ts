@@ -145,6 +145,7 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
         REGION: region,
         AGENT_ID: agentId,
         AGENT_PORT: "0",
+        METRICS_PORT: "0",
         EXEC_MODE: opts.execMode ?? "http",
         RECYCLE: opts.recycle ?? "replace",
         LEASE_TTL_SECONDS: String(opts.leaseTtlSeconds ?? 45),

@@ -18,6 +18,8 @@ export interface FloodGuard {
 
 export interface TenantQuota {
   take(tenant: string): Promise<QuotaDecision>;
+  /** Work a request did beyond its one token (a chat turn's further model calls): may go into debt. */
+  charge(tenant: string, tokens: number): Promise<void>;
 }
 
 export interface SessionStore {
@@ -68,6 +70,12 @@ export function depsFromEnv(env: Env): EdgeDeps {
     quota: {
       take: (tenant) =>
         env.QUOTA.get(env.QUOTA.idFromName(tenant)).take(config.quota.burst, config.quota.refillPerSecond),
+      charge: (tenant, tokens) =>
+        env.QUOTA.get(env.QUOTA.idFromName(tenant)).charge(
+          tokens,
+          config.quota.burst,
+          config.quota.refillPerSecond,
+        ),
     },
     tunnels: durableTunnels(env.TUNNEL as unknown as DurableObjectNamespace),
     sessions: {

@@ -275,6 +275,8 @@ export const ChatResponseSchema = z.object({
   region: z.string().optional(),
   reply: z.string(),
   toolCalls: z.array(ToolCallRecordSchema),
+  /** Model calls the turn made (the edge charges the tenant's quota one token per call). */
+  modelCalls: z.number().int().positive().optional(),
   /** Session mode: the session's sandbox after this turn (the edge stores it with the session). */
   sandboxId: SandboxIdSchema.optional(),
 });
@@ -377,6 +379,18 @@ export const PoolSnapshotSchema = z.object({
   sandboxes: z.array(SandboxSnapshotSchema).optional(),
   /** This agent's recent executions, newest first (bounded; absent from agents that predate it). */
   executions: z.array(ExecutionSnapshotSchema).optional(),
+  /**
+   * The pids limit of a sandbox pod as it sees it in its own cgroup (`pids.max`), checked once per
+   * agent: `unlimited` is true for "max". Absent until checked (or from agents that predate it).
+   */
+  sandboxPids: z
+    .object({
+      pidsMax: z.string().nullable(),
+      unlimited: z.boolean(),
+      pod: z.string(),
+      checkedAt: z.string(),
+    })
+    .optional(),
 });
 export type PoolSnapshot = z.infer<typeof PoolSnapshotSchema>;
 

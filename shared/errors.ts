@@ -27,6 +27,12 @@ export const ERROR_STATUS = {
   /** POST /v1/requests/{id}/cancel found no in-flight request of this tenant with that id. */
   request_not_found: 404,
   method_not_allowed: 405,
+  /**
+   * The sandbox's pod (or a one-shot exec's) was evicted, OOM-killed or failed: the message carries
+   * the kubelet's reason and message. Answered to the call in flight and, for a while after, instead
+   * of sandbox_not_found. Gone for good: retrying the same sandbox cannot succeed.
+   */
+  sandbox_evicted: 410,
   /** A dev/test edge (local or committed keys) asked under a non-local hostname: it answers nothing. */
   host_not_allowed: 421,
   /** The exec server's fence refusal; internal: callers get lease_lost (requests/leased-sandbox.ts). */

@@ -20,6 +20,24 @@ const podDeleted = z.object({
   /** reason: why the agent deleted it ("recycle replace", "lease expired", …) or "external". */
   data: z.object({ phase: z.string().nullable(), reason: z.string() }),
 });
+/**
+ * A pod failed (evicted, OOM-killed, …), as its status says; emitted by the pool leader when it
+ * recycles the pod. reason/message: the kubelet's; sandboxId: the sandbox that lived on it.
+ */
+const podFailed = z.object({
+  type: z.literal("pod.failed"),
+  data: z.object({ reason: z.string(), message: z.string(), sandboxId: z.string().nullable() }),
+});
+/**
+ * The pids limit a sandbox pod sees in its own cgroup (`pids.max`: a number, or "max" = none; null
+ * when the pod has no pids controller file), read once per agent from the first pod that turns
+ * Ready. Unlimited means one sandbox can fork without bound unless the node's kubelet sets
+ * `podPidsLimit`.
+ */
+const podPids = z.object({
+  type: z.literal("pod.pids"),
+  data: z.object({ pidsMax: z.string().nullable(), unlimited: z.boolean() }),
+});
 const leaseAcquired = z.object({
   type: z.literal("lease.acquired"),
   data: z.object({
@@ -163,7 +181,8 @@ const sandboxDeleted = z.object({
 });
 const sandboxExpired = z.object({
   type: z.literal("sandbox.expired"),
-  data: z.object({ sandboxId: z.string(), reason: z.enum(["idle", "max lifetime"]) }),
+  /** "pod failed": its pod was evicted or OOM-killed (the pod.failed event says how). */
+  data: z.object({ sandboxId: z.string(), reason: z.enum(["idle", "max lifetime", "pod failed"]) }),
 });
 
 /** The type-specific part of every event: `type` and its `data`. */
@@ -171,6 +190,8 @@ export const PoolEventBodySchema = z.discriminatedUnion("type", [
   podCreated,
   podReady,
   podDeleted,
+  podFailed,
+  podPids,
   leaseAcquired,
   leaseRenewed,
   leaseReleased,

@@ -24,6 +24,13 @@ export const DEFAULT_RETRY_POLICY: RetryPolicy = {
   maxRetryAfterMs: 10_000,
 };
 
+/**
+ * What a caller is told when the model fails. The provider's own words (its error body, its
+ * status, a connection error naming its address) may carry account, quota or deployment details:
+ * they are the `cause`, for the log under the request id (run-chat.ts), never the message.
+ */
+const UNAVAILABLE = "the model server is unavailable";
+
 /** Why an attempt failed, as far as retrying is concerned. */
 export type AttemptFailure =
   | { kind: "aborted" }
@@ -107,14 +114,12 @@ export async function withModelRetry<T>(
       if (failure.kind === "fatal" || deliveredOutput()) break;
       if (n === policy.maxAttempts) break;
       if (failure.retryAfterMs !== undefined && failure.retryAfterMs > policy.maxRetryAfterMs) {
+        const retryAfterSeconds = Math.ceil(failure.retryAfterMs / 1000);
         return err(
-          new AppError(
-            "model_unavailable",
-            `the model server is unavailable: ${last} (asked to wait too long)`,
-            {
-              retryAfterSeconds: Math.ceil(failure.retryAfterMs / 1000),
-            },
-          ),
+          new AppError("model_unavailable", `${UNAVAILABLE}; retry after ${retryAfterSeconds} s`, {
+            retryAfterSeconds,
+            cause: new Error(`${last} (asked to wait ${retryAfterSeconds} s)`),
+          }),
         );
       }
       const delayMs = failure.retryAfterMs ?? backoffMs(n, policy);
@@ -123,7 +128,7 @@ export async function withModelRetry<T>(
     }
   }
   const tries = attempts === 1 ? "1 attempt" : `${attempts} attempts`;
-  return err(new AppError("model_unavailable", `the model server is unavailable (${tries}): ${last}`));
+  return err(new AppError("model_unavailable", `${UNAVAILABLE} (${tries})`, { cause: new Error(last) }));
 }
 
 /** Resolves true after `ms`, or false as soon as `signal` aborts. */

@@ -81,6 +81,7 @@ export async function runChat(
       executor: deps.executor,
       bus: deps.bus,
       ...(deps.files ? { files: deps.files } : {}),
+      ...(deps.log ? { log: deps.log } : {}),
     },
     { tenant: deps.tenant, requestId: deps.requestId, signal },
     out,
@@ -101,6 +102,7 @@ export async function runChat(
       sessionId: request.sessionId,
       reply: result.value.reply,
       toolCalls: result.value.toolCalls,
+      modelCalls: result.value.modelCalls,
     };
     const sandboxId = deps.sandboxId?.();
     if (sandboxId !== undefined) response.sandboxId = sandboxId;
@@ -113,13 +115,8 @@ export async function runChat(
     // A bug, not a branchable failure: still end the stream with an error event.
     await sandbox.release();
     if (signal.aborted) return err(abortError(signal));
-    const error = new AppError(
-      "internal",
-      `the chat loop failed: ${(cause as Error)?.message ?? String(cause)}`,
-      {
-        cause,
-      },
-    );
+    // Its text is for the log (below), not for the tenant.
+    const error = new AppError("internal", "the chat loop failed", { cause });
     deps.log?.warn({ requestId: deps.requestId, err: cause }, "chat loop failed");
     out({ type: "error", error: error.toBody(deps.requestId) });
     return err(error);
@@ -135,7 +132,7 @@ async function converse(
   sandbox: SandboxSession,
   out: (e: ChatEvent) => void,
   signal: AbortSignal,
-): Promise<Result<{ reply: string; toolCalls: ToolCallRecord[] }>> {
+): Promise<Result<{ reply: string; toolCalls: ToolCallRecord[]; modelCalls: number }>> {
   const client = new OpenAI({
     apiKey: deps.model.apiKey,
     baseURL: deps.model.baseURL,
@@ -162,13 +159,13 @@ async function converse(
     const turn = await nextTurn(client, deps, opts, messages, round, out, signal);
     if (!turn.ok) return turn;
     const { text, toolCalls: requested } = turn.value;
-    if (requested.length === 0) return ok({ reply: text, toolCalls });
+    if (requested.length === 0) return ok({ reply: text, toolCalls, modelCalls: round + 1 });
     if (round >= opts.maxToolRounds) {
       const notice =
         `[Stopped: the model asked to run more commands, but this request reached its limit of ` +
         `${opts.maxToolRounds} tool rounds. The commands of that last request were not run.]`;
       deps.log?.info({ requestId: deps.requestId, rounds: round }, "chat stopped at max tool rounds");
-      return ok({ reply: text === "" ? notice : `${text}\n\n${notice}`, toolCalls });
+      return ok({ reply: text === "" ? notice : `${text}\n\n${notice}`, toolCalls, modelCalls: round + 1 });
     }
     messages.push({
       role: "assistant",
@@ -222,6 +219,17 @@ async function nextTurn(
     (info) => deps.log?.warn({ requestId: deps.requestId, ...info }, "model call failed; retrying"),
   );
   if ("aborted" in result) return err(abortError(signal));
+  if (!result.ok) {
+    const cause = result.error.cause;
+    deps.log?.warn(
+      {
+        requestId: deps.requestId,
+        code: result.error.code,
+        error: cause instanceof Error ? cause.message : cause,
+      },
+      "model call failed",
+    );
+  }
   return result;
 }
 

@@ -136,8 +136,12 @@ export class ApiExecutor implements Executor {
         if (socket && socket.readyState !== socket.CLOSED) socket.terminate();
         resolve(r);
       };
-      const fail = (message: string) =>
-        settle({ ok: false, error: new AppError("sandbox_failed", message), remote: "unknown" });
+      const fail = (message: string, cause?: Error) =>
+        settle({
+          ok: false,
+          error: new AppError("sandbox_failed", message, cause ? { cause } : {}),
+          remote: "unknown",
+        });
       const onAbort = () => settle({ ok: false, error: abortError(call.signal), remote: "unknown" });
       call.signal.addEventListener("abort", onAbort, { once: true });
 
@@ -213,10 +217,8 @@ export class ApiExecutor implements Executor {
               });
             });
           },
-          (e: unknown) => {
-            const message = e instanceof Error ? e.message : describeWsError(e);
-            fail(`pods/exec to ${target.pod} could not connect: ${message}`);
-          },
+          // client-node's words (the API server's address, its answer) are the cause: logged, not answered.
+          (e: unknown) => fail(`pods/exec to ${target.pod} could not connect`, connectFailure(e)),
         );
     });
   }
@@ -293,6 +295,11 @@ function statusSocket(uri: string, protocols: string[], opts: WebSocket.ClientOp
     res.once("error", finish);
   });
   return ws;
+}
+
+/** What client-node rejected a pods/exec connection with (an Error, or a ws ErrorEvent), as an Error. */
+export function connectFailure(e: unknown): Error {
+  return e instanceof Error ? e : new Error(describeWsError(e));
 }
 
 function describeWsError(e: unknown): string {

@@ -3,7 +3,7 @@ import { Writable } from "node:stream";
 import { Exec, type KubeConfig, type V1Status } from "@kubernetes/client-node";
 import type { FileEntry } from "../../shared/api.ts";
 import { AppError, type ErrorCode, err, ok, type Result } from "../../shared/errors.ts";
-import { exitCodeOf } from "./api-executor.ts";
+import { connectFailure, exitCodeOf } from "./api-executor.ts";
 import {
   abortError,
   type ExecTarget,
@@ -136,7 +136,8 @@ export class ApiFiles implements SandboxFiles {
         socket?.terminate();
         resolve(r);
       };
-      const fail = (m: string) => settle(err(new AppError("sandbox_failed", m)));
+      const fail = (m: string, cause?: Error) =>
+        settle(err(new AppError("sandbox_failed", m, cause ? { cause } : {})));
       const onAbort = () => settle(err(abortError(signal)));
       signal.addEventListener("abort", onAbort, { once: true });
       const timer = setTimeout(
@@ -193,10 +194,8 @@ export class ApiFiles implements SandboxFiles {
               }),
             );
           },
-          (e: unknown) =>
-            fail(
-              `pods/exec to ${target.pod} could not connect: ${e instanceof Error ? e.message : String(e)}`,
-            ),
+          // client-node's words (the API server's address, its answer) are the cause: logged, not answered.
+          (e: unknown) => fail(`pods/exec to ${target.pod} could not connect`, connectFailure(e)),
         );
     });
   }

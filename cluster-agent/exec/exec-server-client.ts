@@ -59,6 +59,7 @@ export class ExecServerClient {
 
   /** GET /health through the pool: the socket stays there for the pod's first call. */
   warm(podIP: string): void {
+    if (!podIP) return;
     const req = request(
       { host: podIP, port: this.#port, path: EXEC_SERVER_PATHS.health, method: "GET", agent: this.#agent },
       (res) => res.resume(),
@@ -74,6 +75,9 @@ export class ExecServerClient {
     const signal = c.signal;
     if (signal?.aborted) return Promise.resolve(err(abortError(signal)));
     const what = `${c.method} ${c.path} on ${target.pod}`;
+    // Node's http.request sends a request with host "" to localhost: never guess an address.
+    if (!target.podIP)
+      return Promise.resolve(err(new AppError("sandbox_failed", `${what}: the pod has no IP`)));
     const qs = c.query ? `?${new URLSearchParams(c.query).toString()}` : "";
     const body = typeof c.body === "string" ? Buffer.from(c.body) : c.body;
     const streamed = body !== undefined && !(body instanceof Uint8Array);
@@ -119,7 +123,8 @@ export class ExecServerClient {
           // body cannot be sent twice.
           if (firstTry && !answered && !settled && !streamed && r.reusedSocket && e.code === "ECONNRESET")
             send(false);
-          else settle(err(new AppError("sandbox_failed", `${what} failed: ${e.message}`)));
+          // The socket error names the pod's address: the cause (logged by the pipeline), not the answer.
+          else settle(err(new AppError("sandbox_failed", `${what} failed`, { cause: e })));
         });
         r.on("response", (res) => {
           answered = true;

@@ -21,6 +21,11 @@ export interface SandboxLease extends ExecTarget {
   lost: AbortSignal;
   /** Idempotent, never throws. */
   release(): Promise<void>;
+  /**
+   * Why the pod failed, if it did (evicted, OOM-killed: a `sandbox_evicted` error with the kubelet's
+   * reason), waiting up to `waitMs` for its status to say so; undefined for a healthy pod.
+   */
+  ended?(waitMs: number): Promise<AppError | undefined>;
 }
 
 export interface ExecCall {

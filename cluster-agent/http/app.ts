@@ -45,7 +45,6 @@ export interface AgentAppDeps {
   bus: EventBus;
   /** Informers synced and able to hand out pods. */
   ready(): boolean;
-  metrics?(): Promise<{ contentType: string; body: string }>;
   logger?: Logger;
   /** The /v1/sandboxes routes (cluster-agent/sandboxes) and the larger body limit of file uploads. */
   sandboxes?: { routes: Hono<{ Variables: SandboxVars }>; maxFileBytes: number };
@@ -72,11 +71,6 @@ export function createAgentApp(deps: AgentAppDeps): Hono<{ Variables: Vars }> {
       ? c.json({ ready: true })
       : errorResponse(new AppError("shutting_down", "not ready: caches not synced or shutting down"), ""),
   );
-  app.get("/metrics", async () => {
-    if (!deps.metrics) return errorResponse(new AppError("not_found", "metrics are not enabled"), "");
-    const m = await deps.metrics();
-    return new Response(m.body, { headers: { "content-type": m.contentType } });
-  });
 
   // Every /v1 route is served only for a relay the edge signed for this very request.
   app.use("/v1/*", async (c, next) => {
@@ -216,5 +210,20 @@ export function createAgentApp(deps: AgentAppDeps): Hono<{ Variables: Vars }> {
     );
   });
 
+  return app;
+}
+
+/**
+ * The agent's Prometheus metrics, served on a port of their own (METRICS_PORT), never by the app
+ * above: what reaches the relay port (the tunnel's handler, direct relays) cannot read them, and
+ * a NetworkPolicy can open this port to the monitoring namespace alone (k8s/base).
+ */
+export function createMetricsApp(metrics: () => Promise<{ contentType: string; body: string }>): Hono {
+  const app = new Hono();
+  app.get("/metrics", async () => {
+    const m = await metrics();
+    return new Response(m.body, { headers: { "content-type": m.contentType } });
+  });
+  app.notFound((c) => errorResponse(new AppError("not_found", `no route ${c.req.method} ${c.req.path}`), ""));
   return app;
 }

@@ -1,4 +1,4 @@
-import type { V1Lease, V1Pod } from "@kubernetes/client-node";
+import type { V1Lease } from "@kubernetes/client-node";
 import { AppError, err, ok, type Result } from "../../shared/errors.ts";
 import type { EventBus } from "../events/bus.ts";
 import type { Scrubber } from "../exec/executor.ts";
@@ -7,6 +7,7 @@ import { ArrivalRate } from "../pool-state/arrival-rate.ts";
 import { type Clock, systemClock } from "../pool-state/clock.ts";
 import { type FailureLog, logFailure } from "../pool-state/failure-log.ts";
 import { claimedLease, holderOf, tenantOf } from "../pool-state/lease-record.ts";
+import { type PodEndings, podEndedError } from "../pool-state/pod-endings.ts";
 import type { PoolStore } from "../pool-state/pool-store.ts";
 import { CandidateChooser } from "./candidates.ts";
 import { type Held, holderIdentity, newHeld } from "./held.ts";
@@ -43,6 +44,8 @@ export interface LeaseManagerOptions {
   handoffGraceMs?: number;
   random?: () => number;
   clock?: Clock;
+  /** Pods that failed (evicted, OOM-killed): a handle's `ended` tells a broken call why. */
+  endings?: PodEndings;
 }
 
 /**
@@ -358,8 +361,9 @@ export class LeaseManager {
   /** One CAS for one waiter on one candidate; the outcome is settled before any other dispatch runs. */
   private startServe(w: Waiter, name: string): boolean {
     const lease = this.o.store.leases.get(name);
-    const pod = this.o.store.pods.get(name);
-    if (!lease || !pod) return false;
+    // A candidate is Ready, so it has an IP; checked again here because the pipeline sends to it.
+    const podIP = this.o.store.pods.get(name)?.status?.podIP;
+    if (!lease || !podIP) return false;
     this.serving.add(w);
     this.chooser.reserve(name);
     this.inFlightByTenant.set(w.tenant, (this.inFlightByTenant.get(w.tenant) ?? 0) + 1);
@@ -371,7 +375,7 @@ export class LeaseManager {
       else this.inFlightByTenant.set(w.tenant, n);
       if (result.ok) {
         this.chooser.settled(name);
-        this.handOut(w, pod, result.value, this.clock.now() - casStartedAt);
+        this.handOut(w, name, podIP, result.value, this.clock.now() - casStartedAt);
       } else {
         const f = result.error;
         // Lost: skip this pod until the cache shows a newer version of its Lease (or its deletion).
@@ -413,10 +417,9 @@ export class LeaseManager {
     }
   }
 
-  private handOut(w: Waiter, pod: V1Pod, lease: V1Lease, casMs: number): void {
-    const name = pod.metadata?.name ?? "";
+  private handOut(w: Waiter, name: string, podIP: string, lease: V1Lease, casMs: number): void {
     const now = this.clock.now();
-    const h = newHeld({ ...w, pod: name, podIP: pod.status?.podIP ?? "", lease, now });
+    const h = newHeld({ ...w, pod: name, podIP, lease, now });
     this.held.set(name, h);
     if (w.settled) {
       // The caller left (abort / timeout) while our CAS was in flight: give the pod straight back.
@@ -455,6 +458,13 @@ export class LeaseManager {
       lost: h.lost.signal,
       release: () => this.releaser.release(h),
     };
+    const endings = this.o.endings;
+    if (endings)
+      handle.ended = async (waitMs) => {
+        const e = await endings.waitFor(name, waitMs);
+        // This request's pod: never name a sandbox (whatever the memory holds under that name).
+        return e && podEndedError({ ...e, sandbox: undefined });
+      };
     this.settle(w, ok(handle), "served");
   }
 }

@@ -108,7 +108,8 @@ export class LeaseRenewal {
         // Transient error: keep trying at the next period unless the lease would have expired by then.
         const ttlMs = h.ttlSeconds * 1000;
         if (this.o.clock.now() - h.lastRenewOk + ttlMs / 3 >= ttlMs) {
-          return this.markLost(h, `renewal failing: ${f.message}`);
+          // The API server's words are in the log line above; the reason reaches the caller.
+          return this.markLost(h, "renewal failing");
         }
         return;
       }

@@ -10,7 +10,8 @@ import { TENANT_ANNOTATION } from "./labels.ts";
  * - `spec.leaseDurationSeconds` = the idle timeout, `spec.renewTime` = the last activity (every use
  *   renews it by CAS): the leader's controller recycles it like any expired Lease;
  * - annotations carry the rest: id, name, creation time, absolute end of its max lifetime (the
- *   controller deletes it then, whatever its activity), last command, default env, network policy.
+ *   controller deletes it then, whatever its activity), last command, default env (sealed),
+ *   network policy (plain: it names destinations, nothing secret).
  */
 export const SANDBOX_ANNOTATIONS = {
   id: "pi-sandbox-runtime/sandbox-id",
@@ -51,19 +52,9 @@ export function sandboxLifetimeOver(lease: V1Lease, nowMs: number): boolean {
   return Number.isFinite(ends) && nowMs >= ends;
 }
 
-export function sandboxEnvOf(lease: V1Lease): Record<string, string> | undefined {
-  const raw = lease.metadata?.annotations?.[SANDBOX_ANNOTATIONS.env];
-  if (!raw) return undefined;
-  try {
-    const v: unknown = JSON.parse(raw);
-    if (typeof v !== "object" || v === null || Array.isArray(v)) return undefined;
-    return Object.fromEntries(
-      Object.entries(v).filter((e): e is [string, string] => typeof e[1] === "string"),
-    );
-  } catch {
-    return undefined;
-  }
-}
+/** The sandbox's default env as stored: sealed (cluster-agent/sandboxes/env-seal.ts), never plain. */
+export const sealedEnvOf = (lease: V1Lease): string | undefined =>
+  lease.metadata?.annotations?.[SANDBOX_ANNOTATIONS.env] || undefined;
 
 /**
  * The sandbox's network policy as stored: both lists (empty when the annotation is absent: no

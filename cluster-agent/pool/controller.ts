@@ -15,6 +15,7 @@ import {
   tenantOf,
 } from "../pool-state/lease-record.ts";
 import { ObservedExpiry } from "../pool-state/observed-expiry.ts";
+import { podFailure } from "../pool-state/pod-failure.ts";
 import { isFinished, isPodReady, isPoolMember } from "../pool-state/pod-state.ts";
 import type { PoolStore } from "../pool-state/pool-store.ts";
 import { isSandboxLease, sandboxIdOf, sandboxLifetimeOver } from "../pool-state/sandbox-record.ts";
@@ -66,6 +67,8 @@ export class PoolController {
   /** Creates in flight (their names are not known until the server answers). */
   private pendingCreates = 0;
   private readonly deleting = new Set<string>();
+  /** Failed pods already reported (a recycle that fails is retried; its failure is told once). */
+  private readonly failedReported = new Set<string>();
   /** Recent recycles with their reason (for diagnostics). */
   readonly recycled: Array<{ name: string; reason: string }> = [];
   private timer: NodeJS.Timeout | undefined;
@@ -175,6 +178,7 @@ export class PoolController {
     for (const name of [...this.createdAt.keys()])
       if (!podByName.has(name) && !this.creating.has(name)) this.createdAt.delete(name);
     for (const name of [...this.everReady]) if (!podByName.has(name)) this.everReady.delete(name);
+    for (const name of [...this.failedReported]) if (!podByName.has(name)) this.failedReported.delete(name);
     for (const name of this.expiry.names()) if (!leaseByName.has(name)) this.expiry.forget(name);
 
     const members: V1Pod[] = [];
@@ -183,7 +187,10 @@ export class PoolController {
       if (!this.firstSeen.has(name)) this.firstSeen.set(name, now);
       if (this.deleting.has(name)) continue;
       if (!isPoolMember(pod)) {
-        if (isFinished(pod) && !pod.metadata?.deletionTimestamp) work.push(this.recycle(name, "finished"));
+        if (isFinished(pod) && !pod.metadata?.deletionTimestamp) {
+          this.reportFailure(pod, leaseByName.get(name));
+          work.push(this.recycle(name, "finished"));
+        }
         continue;
       }
       const lease = leaseByName.get(name);
@@ -266,6 +273,34 @@ export class PoolController {
 
     this.scale(now, members, leaseByName, work);
     await Promise.all(work);
+  }
+
+  /**
+   * A finished pod that failed (evicted, OOM-killed, …): one pod.failed event with the kubelet's
+   * reason and message, and sandbox.expired for the sandbox that lived on it, so the dashboard and
+   * metrics say why it went. (Its callers learn it from their own replica's PodEndings.)
+   */
+  private reportFailure(pod: V1Pod, lease: V1Lease | undefined): void {
+    const name = pod.metadata?.name ?? "";
+    const failure = podFailure(pod);
+    if (!failure || this.failedReported.has(name)) return;
+    this.failedReported.add(name);
+    const sandboxId = isSandboxLease(lease) ? (sandboxIdOf(lease) ?? null) : null;
+    const tenant = lease ? tenantOf(lease) : undefined;
+    const requestId = lease ? requestIdOf(lease) : undefined;
+    this.o.log.warn(
+      { pod: name, requestId, reason: failure.reason, error: failure.message, sandboxId },
+      "pod failed",
+    );
+    this.o.bus.emit({ type: "pod.failed", pod: name, tenant, requestId, data: { ...failure, sandboxId } });
+    if (sandboxId !== null)
+      this.o.bus.emit({
+        type: "sandbox.expired",
+        pod: name,
+        tenant,
+        data: { sandboxId, reason: "pod failed" },
+      });
+    this.o.caches.attributeDeletion(name, { requestId, tenant, reason: `pod failed (${failure.reason})` });
   }
 
   /**

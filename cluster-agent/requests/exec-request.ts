@@ -4,12 +4,13 @@ import type { Spans } from "../../shared/spans.ts";
 import type { EventBus } from "../events/bus.ts";
 import type { Executor } from "../exec/executor.ts";
 import type { Acquire } from "../leases/types.ts";
-import { type SandboxCommand, withLeasedSandbox } from "./leased-sandbox.ts";
+import { type LeasedSandboxDeps, type SandboxCommand, withLeasedSandbox } from "./leased-sandbox.ts";
 
 export interface ExecRequestDeps {
   acquire: Acquire;
   executor: Executor;
   bus: EventBus;
+  log?: LeasedSandboxDeps["log"];
 }
 
 export interface ExecRequestContext {
@@ -70,6 +71,7 @@ export async function runExecRequest(
     acquire: (s: AbortSignal) => deps.acquire({ tenant, requestId, signal: s }),
     executor: deps.executor,
     bus: deps.bus,
+    ...(deps.log ? { log: deps.log } : {}),
   };
   const onQueued = onEvent ? (position: number) => onEvent({ type: "queued", position }) : undefined;
   return withLeasedSandbox(

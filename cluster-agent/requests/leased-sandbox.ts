@@ -11,6 +11,12 @@ import type {
   SandboxLease,
 } from "../exec/executor.ts";
 
+/**
+ * How long a call that broke waits for its pod's status to explain it: a kubelet writes the
+ * eviction or OOM kill within about a second of the kill (its status sync and PLEG relist).
+ */
+const POD_STATUS_WAIT_MS = 5_000;
+
 /** A lease as the pipeline needs it; the lease manager's LeaseHandle fits. */
 export type AcquiredSandbox = SandboxLease & { queueMs?: number; casMs?: number; sandboxId?: string };
 
@@ -21,6 +27,12 @@ export interface LeasedSandboxDeps {
   bus: EventBus;
   /** The agent's sandbox files; without them every file call answers `internal`. */
   files?: SandboxFiles;
+  /**
+   * Where a failure's upstream words go (a pino logger fits): an executor or files call answers
+   * in our words and keeps what the pod, the exec server or the API server said as the error's
+   * `cause`; it is logged here with the request id, never sent to the caller.
+   */
+  log?: { warn(obj: object, msg: string): void };
 }
 
 export interface LeasedSandboxContext {
@@ -115,7 +127,7 @@ export class LeasedSandbox {
         signal: AbortSignal.any([signal, this.lease.lost]),
       });
       endExec?.();
-      result = this.fenced(outcome);
+      result = await this.explained(this.fenced(await this.oomChecked(outcome)));
       return result;
     } finally {
       this.deps.bus.emit({
@@ -172,11 +184,51 @@ export class LeasedSandbox {
     if (this.released) return err(new AppError("internal", "the sandbox was already released"));
     if (this.lease.lost.aborted) return err(this.lostError());
     const signals = [this.ctx.signal, this.lease.lost, ...(own ? [own] : [])];
-    return this.fenced(await op(files, AbortSignal.any(signals)));
+    return this.explained(this.fenced(await op(files, AbortSignal.any(signals))));
+  }
+
+  /**
+   * A command killed by SIGKILL that nobody asked to kill (or a shell reporting a child's as 137) is,
+   * most often, the kernel's OOM killer: the exec server may answer before the kubelet kills the
+   * container and reports `OOMKilled`, so the pod gets a moment to say so. A pod that stays healthy
+   * leaves the result as it is (after that wait: a rare cost, for commands killed with -9).
+   */
+  private async oomChecked(r: Result<ExecOutcome>): Promise<Result<ExecOutcome>> {
+    if (!r.ok || r.value.timedOut || this.ctx.signal.aborted) return r;
+    if (r.value.signal !== "SIGKILL" && r.value.exitCode !== 137) return r;
+    const why = await this.lease.ended?.(POD_STATUS_WAIT_MS);
+    return why ? err(why) : r;
+  }
+
+  /**
+   * A call that broke because its pod failed (evicted, OOM-killed) answers with why. The call
+   * usually breaks first (the connection dies with the container) and the kubelet's status arrives
+   * after, so a broken call waits a little for it; a lost lease or a gone sandbox was caused by the
+   * recycle of a pod already seen failed, so they only look.
+   */
+  private async explained<T>(r: Result<T>): Promise<Result<T>> {
+    if (r.ok || this.ctx.signal.aborted || !this.lease.ended) return r;
+    const code = r.error.code;
+    if (code !== "sandbox_failed" && code !== "lease_lost" && code !== "sandbox_not_found") return r;
+    const why = await this.lease.ended(code === "sandbox_failed" ? POD_STATUS_WAIT_MS : 0);
+    return why ? err(why) : r;
   }
 
   /** A renewal failure kills the call; a higher fence seen by the pod (stale_lease) means the same. */
   private fenced<T>(r: Result<T>): Result<T> {
+    if (!r.ok && r.error.cause !== undefined) {
+      const cause = r.error.cause instanceof Error ? r.error.cause.message : String(r.error.cause);
+      this.deps.log?.warn(
+        {
+          requestId: this.ctx.requestId,
+          pod: this.lease.pod,
+          code: r.error.code,
+          error: r.error.message,
+          cause,
+        },
+        "sandbox call failed",
+      );
+    }
     const fenced = !r.ok && r.error.code === "stale_lease";
     return !this.ctx.signal.aborted && (this.lease.lost.aborted || fenced) ? err(this.lostError()) : r;
   }

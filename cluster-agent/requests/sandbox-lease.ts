@@ -1,3 +1,4 @@
+import type { AppError } from "../../shared/errors.ts";
 import type { ExecTarget } from "../exec/executor.ts";
 import type { AcquiredSandbox } from "./leased-sandbox.ts";
 
@@ -12,6 +13,8 @@ export interface SandboxUse {
    * with an AppError saying which; the pipeline returns that reason.
    */
   signal: AbortSignal;
+  /** Why the sandbox's pod failed, if it did (see SandboxLease.ended). */
+  ended?(waitMs: number): Promise<AppError | undefined>;
 }
 
 /**
@@ -22,5 +25,12 @@ export function leaseOfSandbox(
   use: SandboxUse,
   release: () => Promise<void> = async () => {},
 ): AcquiredSandbox {
-  return { ...use.target, lost: use.signal, queueMs: 0, sandboxId: use.sandboxId, release };
+  return {
+    ...use.target,
+    lost: use.signal,
+    queueMs: 0,
+    sandboxId: use.sandboxId,
+    release,
+    ...(use.ended ? { ended: use.ended } : {}),
+  };
 }

@@ -3,7 +3,12 @@ import { ok, type Result } from "../../shared/errors.ts";
 import type { EventBus } from "../events/bus.ts";
 import type { Executor, SandboxFiles } from "../exec/executor.ts";
 import { commandOf } from "../requests/exec-request.ts";
-import { commandPreview, type LeasedSandbox, withLeasedSandbox } from "../requests/leased-sandbox.ts";
+import {
+  commandPreview,
+  type LeasedSandbox,
+  type LeasedSandboxDeps,
+  withLeasedSandbox,
+} from "../requests/leased-sandbox.ts";
 import { leaseOfSandbox } from "../requests/sandbox-lease.ts";
 import type { SandboxService } from "./service.ts";
 
@@ -12,6 +17,7 @@ export interface SandboxExecDeps {
   executor: Executor;
   files?: SandboxFiles;
   bus: EventBus;
+  log?: LeasedSandboxDeps["log"];
 }
 
 /**
@@ -34,6 +40,7 @@ export function withSandbox<T>(
       executor: deps.executor,
       bus: deps.bus,
       ...(deps.files ? { files: deps.files } : {}),
+      ...(deps.log ? { log: deps.log } : {}),
     };
     return withLeasedSandbox(pipeline, { tenant, requestId, signal }, (sb) => fn(sb, use.env));
   });

@@ -16,7 +16,7 @@ import type { Spans } from "../../shared/spans.ts";
 import type { EventBus } from "../events/bus.ts";
 import type { Executor, SandboxFiles } from "../exec/executor.ts";
 import { answerExec } from "../http/answers.ts";
-import { runSandboxExec, withSandbox } from "./exec.ts";
+import { runSandboxExec, type SandboxExecDeps, withSandbox } from "./exec.ts";
 import type { SandboxService } from "./service.ts";
 
 export interface SandboxRoutesDeps {
@@ -29,6 +29,8 @@ export interface SandboxRoutesDeps {
   maxFileBytes: number;
   /** Counts file bytes moved (metrics). */
   onFileBytes?: (direction: "in" | "out", bytes: number) => void;
+  /** Upstream words of a failed command or file call, with the request id (see requests/leased-sandbox.ts). */
+  log?: SandboxExecDeps["log"];
 }
 
 export interface SandboxVars {

@@ -10,19 +10,22 @@ import { deletePodAndLease } from "../pool-state/delete-pod-and-lease.ts";
 import { type FailureLog, logFailure } from "../pool-state/failure-log.ts";
 import { REQUEST_ID_ANNOTATION, TENANT_ANNOTATION } from "../pool-state/labels.ts";
 import { holderOf, transitionsOf } from "../pool-state/lease-record.ts";
+import { type PodEndings, podEndedError } from "../pool-state/pod-endings.ts";
+import { podFailure } from "../pool-state/pod-failure.ts";
 import type { PoolStore } from "../pool-state/pool-store.ts";
 import {
   isSandboxLease,
   mintSandboxId,
   networkAnnotation,
   SANDBOX_ANNOTATIONS,
-  sandboxEnvOf,
   sandboxHolder,
   sandboxIdOf,
   sandboxNetworkOf,
   sandboxView,
+  sealedEnvOf,
 } from "../pool-state/sandbox-record.ts";
 import type { SandboxUse } from "../requests/sandbox-lease.ts";
+import type { SandboxEnvSeal } from "./env-seal.ts";
 import type { SandboxReservations } from "./tenant-reservations.ts";
 
 export interface SandboxServiceOptions {
@@ -44,9 +47,16 @@ export interface SandboxServiceOptions {
    * flight escape.
    */
   reservations?: SandboxReservations;
+  /** Seals each sandbox's default env for its Lease (from POOL_TOKEN); without it `env` is refused. */
+  envSeal?: SandboxEnvSeal;
   acquire(req: AcquireRequest): Promise<Result<LeaseHandle>>;
   /** The lease manager's detach: stop renewing a lease we are about to hand to a sandbox. */
   detach(pod: string): Promise<V1Lease | undefined>;
+  /**
+   * Pods that failed (evicted, OOM-killed) and whose sandboxes they held, remembered for a while:
+   * a call on such a sandbox gets `sandbox_evicted` with the kubelet's reason, not `sandbox_not_found`.
+   */
+  endings?: PodEndings;
   requestTimeoutMs?: number;
   /**
    * The environment that points a sandbox's tools at the egress proxy (egress/sandbox-env.ts),
@@ -96,6 +106,8 @@ export class SandboxService {
 
   get(tenant: string, id: string): Result<Sandbox> {
     const found = this.find(tenant, id);
+    const ended = this.ended(tenant, id, found?.view.pod);
+    if (ended) return err(ended);
     return found ? ok(publicView(found.view)) : err(notFound(id));
   }
 
@@ -115,6 +127,12 @@ export class SandboxService {
     }
     const unenforceable = this.unenforceable(req.network);
     if (unenforceable) return err(unenforceable);
+    if (req.env && !this.o.envSeal) {
+      // Never stored in plain text: without the key there is nowhere safe to keep it.
+      return err(
+        new AppError("invalid_request", "env: this agent cannot store a sandbox env (it has no POOL_TOKEN)"),
+      );
+    }
     if (this.live(tenant).length >= this.o.tenantMaxSandboxes) {
       return err(
         new AppError(
@@ -125,8 +143,13 @@ export class SandboxService {
     }
     const id = mintSandboxId(this.o.region, this.o.cluster);
     const reserved = await this.o.reservations?.reserve(tenant, id);
-    if (reserved && !reserved.ok) return reserved;
-    const made = await this.createReserved(tenant, requestId, req, signal, id, envJson);
+    if (reserved && !reserved.ok) {
+      if (reserved.error.code !== "sandbox_limit")
+        logFailure(this.o.log, "reserving a sandbox place failed", reserved.error, { requestId });
+      return reserved;
+    }
+    const sealedEnv = req.env ? this.o.envSeal?.seal(req.env, id) : undefined;
+    const made = await this.createReserved(tenant, requestId, req, signal, id, sealedEnv);
     // Every path that made no sandbox gives its place back (a missed release heals after a grace).
     if (!made.ok || !made.value.created) await this.release(tenant, id, requestId);
     return made;
@@ -138,7 +161,7 @@ export class SandboxService {
     req: SandboxCreateRequest,
     signal: AbortSignal,
     id: string,
-    envJson: string | undefined,
+    sealedEnv: string | undefined,
   ): Promise<Result<{ sandbox: Sandbox; created: boolean }>> {
     const lease = await this.o.acquire({ tenant, requestId, signal });
     if (!lease.ok) return lease;
@@ -161,7 +184,7 @@ export class SandboxService {
       ).toISOString(),
       [SANDBOX_ANNOTATIONS.maxLifetimeSeconds]: String(req.maxLifetimeSeconds),
       ...(req.name !== undefined ? { [SANDBOX_ANNOTATIONS.name]: req.name } : {}),
-      ...(envJson !== undefined ? { [SANDBOX_ANNOTATIONS.env]: envJson } : {}),
+      ...(sealedEnv !== undefined ? { [SANDBOX_ANNOTATIONS.env]: sealedEnv } : {}),
       ...(req.network !== undefined ? { [SANDBOX_ANNOTATIONS.network]: networkAnnotation(req.network) } : {}),
     };
     const body: V1Lease = {
@@ -187,12 +210,8 @@ export class SandboxService {
       // Nobody else may have written it (we held it); whatever happened, the pod is not usable now.
       logFailure(this.o.log, "sandbox adoption failed; deleting its pod", e, { requestId, pod: handle.pod });
       await this.deletePodAndLease(handle.pod, { requestId, tenant, reason: "sandbox adoption failed" });
-      return err(
-        new AppError(
-          "sandbox_failed",
-          `could not hand ${handle.pod} to the sandbox: ${k8sFailure(e).message}`,
-        ),
-      );
+      // What the API server said is in the log line above, not in the answer.
+      return err(new AppError("sandbox_failed", `could not hand ${handle.pod} to the sandbox`));
     }
     const view = sandboxView(adopted, this.o.region) as SandboxInfo;
     this.o.bus.emit({
@@ -220,6 +239,11 @@ export class SandboxService {
 
   async delete(tenant: string, id: string, requestId: string): Promise<Result<void>> {
     const found = this.find(tenant, id);
+    // Its pod failed and the controller recycled it: what the caller wants is already so.
+    if (!found && this.ended(tenant, id)) {
+      await this.release(tenant, id, requestId);
+      return ok(undefined);
+    }
     if (!found) return err(notFound(id));
     const done = await this.deletePodAndLease(found.view.pod, {
       requestId,
@@ -317,32 +341,53 @@ export class SandboxService {
     fn: (use: SandboxUse) => Promise<Result<T>>,
   ): Promise<Result<T>> {
     const found = this.find(tenant, id);
+    const ended = this.ended(tenant, id, found?.view.pod);
+    if (ended) return err(ended);
     if (!found) return err(notFound(id));
     const podName = found.view.pod;
     const log = { requestId: ctx.requestId, pod: podName };
     const touched = await this.touch(tenant, id, podName, {
       [SANDBOX_ANNOTATIONS.lastCommand]: ctx.what.slice(0, LAST_COMMAND_CHARS),
     });
-    if (!touched.ok) return touched;
-    const pod = this.o.store.pods.get(podName);
-    const podIP = pod?.status?.podIP ?? "";
+    if (!touched.ok) {
+      if (touched.error.code !== "sandbox_not_found")
+        logFailure(this.o.log, "sandbox renewal before a use failed", touched.error, log);
+      return touched;
+    }
+    const podIP = this.o.store.pods.get(podName)?.status?.podIP;
+    // Gone from the cache or not running (yet, again): there is no address to send anything to.
+    if (!podIP) {
+      this.o.log.warn({ ...log, sandboxId: id }, "sandbox pod has no IP");
+      return err(new AppError("sandbox_failed", `sandbox ${id} is not reachable: its pod is not running`));
+    }
+    const env = this.envOf(touched.value, id);
+    if (!env.ok) {
+      logFailure(this.o.log, "sandbox env could not be opened", env.error, log);
+      return env;
+    }
     const gone = new AbortController();
     /** The last keep-alive that failed: if the Lease then goes, that is why (not a delete). */
     let renewFailure: AppError | undefined;
     const holder = sandboxHolder(tenant, id);
+    const stopPodWatch = this.o.store.pods.onChange((c) => {
+      if (c.obj.metadata?.name !== podName || !podFailure(c.obj)) return;
+      const ended = this.ended(tenant, id, podName);
+      if (ended) gone.abort(ended);
+    });
     const stopWatch = this.o.store.leases.onChange((c) => {
       if (c.obj.metadata?.name !== podName) return;
       if (c.type === "delete" || holderOf(c.obj) !== holder)
         gone.abort(
-          renewFailure
-            ? new AppError(
-                "lease_lost",
-                `sandbox ${id} expired while in use because renewing its Lease failed (${renewFailure.message}); its commands were killed`,
-              )
-            : new AppError(
-                "sandbox_not_found",
-                `sandbox ${id} was deleted while in use; its commands were killed`,
-              ),
+          this.ended(tenant, id, podName) ??
+            (renewFailure
+              ? new AppError(
+                  "lease_lost",
+                  `sandbox ${id} expired while in use because renewing its Lease failed; its commands were killed`,
+                )
+              : new AppError(
+                  "sandbox_not_found",
+                  `sandbox ${id} was deleted while in use; its commands were killed`,
+                )),
         );
     });
     const periodMs = Math.max(1000, (touched.value.spec?.leaseDurationSeconds ?? 30) * 333);
@@ -371,13 +416,18 @@ export class SandboxService {
       return await fn({
         target: { namespace: this.o.namespace, pod: podName, podIP, fence: transitionsOf(touched.value) },
         sandboxId: id,
-        env: this.envOf(touched.value),
+        env: env.value,
         signal: AbortSignal.any([ctx.signal, gone.signal]),
+        ended: async (waitMs) => {
+          const e = await this.o.endings?.waitFor(podName, waitMs, ctx.signal);
+          return e && podEndedError({ ...e, sandbox: e.sandbox ?? { tenant, id } });
+        },
       });
     } finally {
       using = false;
       this.clock.clearTimeout(timer);
       stopWatch();
+      stopPodWatch();
       if (!gone.signal.aborted) {
         const after = await this.touch(tenant, id, podName);
         if (!after.ok) logFailure(this.o.log, "sandbox renewal after a use failed", after.error, log);
@@ -387,11 +437,30 @@ export class SandboxService {
 
   // ---------- internals ----------
 
-  /** The proxy's variables under the sandbox's default env (pool pods are made before they are a sandbox's). */
-  private envOf(lease: V1Lease): Record<string, string> | undefined {
-    const own = sandboxEnvOf(lease);
-    if (!this.o.egressEnv) return own;
-    return { ...this.o.egressEnv, ...(own ?? {}) };
+  /**
+   * The sandbox's own env (sealed on its Lease), with the egress proxy's variables under it: pool
+   * pods are made before they are a sandbox's, so the proxy reaches commands this way.
+   */
+  private envOf(lease: V1Lease, id: string): Result<Record<string, string> | undefined> {
+    const own = this.ownEnvOf(lease, id);
+    if (!own.ok || !this.o.egressEnv) return own;
+    return ok({ ...this.o.egressEnv, ...(own.value ?? {}) });
+  }
+
+  private ownEnvOf(lease: V1Lease, id: string): Result<Record<string, string> | undefined> {
+    const sealed = sealedEnvOf(lease);
+    if (sealed === undefined) return ok(undefined);
+    if (!this.o.envSeal)
+      return err(new AppError("sandbox_failed", "the sandbox's env cannot be read (no POOL_TOKEN)"));
+    return this.o.envSeal.open(sealed, id);
+  }
+
+  /** `sandbox_evicted` when the sandbox's pod failed (still cached, or remembered after its recycle). */
+  private ended(tenant: string, id: string, pod?: string): AppError | undefined {
+    const endings = this.o.endings;
+    if (!endings) return undefined;
+    const e = (pod !== undefined ? endings.ofPod(pod) : undefined) ?? endings.ofSandbox(tenant, id);
+    return e && podEndedError({ ...e, sandbox: { tenant, id } });
   }
 
   private live(tenant: string): SandboxInfo[] {
@@ -440,7 +509,7 @@ export class SandboxService {
         const f = k8sFailure(e);
         if (isNotFound(f)) return err(notFound(id));
         if (!isConflict(f))
-          return err(new AppError("sandbox_failed", `could not renew sandbox ${id}: ${f.message}`));
+          return err(new AppError("sandbox_failed", `could not renew sandbox ${id}`, { cause: e }));
         const now = await this.reread(pod, id);
         if (!now.ok) return now;
         lease = now.value;
@@ -469,7 +538,7 @@ export class SandboxService {
     } catch (e) {
       const f = k8sFailure(e);
       if (isNotFound(f)) return err(notFound(id));
-      return err(new AppError("sandbox_failed", `could not read the Lease of sandbox ${id}: ${f.message}`));
+      return err(new AppError("sandbox_failed", `could not read the Lease of sandbox ${id}`, { cause: e }));
     }
   }
 

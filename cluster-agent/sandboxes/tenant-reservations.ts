@@ -181,6 +181,7 @@ function sameKeys(a: Entries, b: Entries): boolean {
   return ka.length === Object.keys(b).length && ka.every((k) => k in b);
 }
 
+/** The API server's words are the cause, for the caller's log line (with its request id), not the answer. */
 function unavailable(e: unknown): AppError {
-  return new AppError("sandbox_failed", `could not count the tenant's sandboxes: ${k8sFailure(e).message}`);
+  return new AppError("sandbox_failed", "could not count the tenant's sandboxes", { cause: e });
 }

@@ -45,6 +45,10 @@ export interface AgentMetrics {
   /** Sandboxes (cluster-agent/sandboxes) by state, read from the Lease cache at each scrape. */
   readonly sandboxes: Gauge<"state">;
   readonly sandboxEvents: Counter<"event">;
+  /** 1 when a sandbox pod's own cgroup has no pids limit (pids.max = max), 0 when it has one; -1 until checked. */
+  readonly sandboxPidsUnlimited: Gauge;
+  /** Pods that failed (evicted, OOM-killed, …) by the kubelet's reason, as the leader recycled them. */
+  readonly podFailures: Counter<"reason">;
   readonly fileBytes: Counter<"direction">;
   addFileBytes(direction: "in" | "out", bytes: number): void;
   /** Egress proxy connections by decision and refusal code (no tenant, sandbox or host label). */
@@ -196,6 +200,17 @@ export function createMetrics(opts: MetricsOptions = {}): AgentMetrics {
       labelNames: ["event"] as const,
       registers,
     }),
+    sandboxPidsUnlimited: new Gauge({
+      name: "pi_sandbox_pod_pids_unlimited",
+      help: "1 when a sandbox container's own cgroup has no pids limit (pids.max = max; a kubelet's podPidsLimit on the pod cgroup is not visible there), 0 when it has one, -1 until checked.",
+      registers,
+    }),
+    podFailures: new Counter({
+      name: "pi_sandbox_pod_failures_total",
+      help: "Sandbox pods that failed (Evicted, OOMKilled, …), by the kubelet's reason; counted by the pool leader.",
+      labelNames: ["reason"] as const,
+      registers,
+    }),
     fileBytes: new Counter({
       name: "pi_sandbox_file_bytes_total",
       help: "Bytes moved by the sandbox files API, by direction (in = written to a sandbox).",
@@ -223,6 +238,7 @@ export function createMetrics(opts: MetricsOptions = {}): AgentMetrics {
       if (e.bytesDown > 0) this.egressBytes.inc({ direction: "down" }, e.bytesDown);
     },
   };
+  metrics.sandboxPidsUnlimited.set(-1);
   return metrics;
 }
 
@@ -309,6 +325,14 @@ export function subscribeMetrics(
       case "pod.deleted":
         if (e.pod) pods.delete(e.pod);
         break;
+      case "pod.pids":
+        metrics.sandboxPidsUnlimited.set(e.data.unlimited ? 1 : 0);
+        break;
+      case "pod.failed":
+        // The kubelet's reasons are a short CamelCase vocabulary; anything else must not mint series.
+        metrics.podFailures.inc({ reason: /^[A-Za-z]{1,40}$/.test(e.data.reason) ? e.data.reason : "other" });
+        setPod(e.pod, "failed");
+        break;
       case "lease.acquired": {
         metrics.acquisitions.inc();
         const acquire = seconds(e.data.acquireMs);
@@ -390,7 +414,7 @@ export function subscribeMetrics(
   };
 }
 
-/** `GET /metrics` content (Prometheus text format); fits AgentAppDeps.metrics in cluster-agent/http/app.ts. */
+/** `GET /metrics` content (Prometheus text format), served by createMetricsApp (cluster-agent/http/app.ts) on METRICS_PORT. */
 export async function metricsText(
   metrics: Pick<AgentMetrics, "registry">,
 ): Promise<{ contentType: string; body: string }> {

@@ -33,6 +33,8 @@ export interface PodRecord {
   transitions: number;
   /** Local-clock ms of the newest change applied: older events for this pod are stale. */
   lastChangeMs: number;
+  /** Why the pod failed (pod.failed: the kubelet's reason and message). */
+  failure?: string;
 }
 
 export interface WaiterRecord {
@@ -382,6 +384,13 @@ function applyEvent(prev: RegionState | undefined, e: PoolEvent, region: string,
         clearLease(p, "ready");
         const ip = str(e.data.podIP);
         if (ip) p.podIP = ip;
+        return true;
+      });
+      break;
+    case "pod.failed":
+      updatePod((p) => {
+        clearLease(p, "failed");
+        p.failure = `${str(e.data.reason) ?? "Failed"}: ${str(e.data.message) ?? ""}`;
         return true;
       });
       break;

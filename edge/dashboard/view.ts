@@ -28,6 +28,8 @@ export interface PodTileView {
   ttlMs: number | null;
   leaseDurationSeconds: number | null;
   transitions: number;
+  /** Why a failed pod failed (the kubelet's reason and message), when an event said so. */
+  failure: string | null;
 }
 
 export interface RegionView {
@@ -105,6 +107,7 @@ export function view(state: DashboardState, nowMs: number): DashboardView {
                 : Math.min(p.leaseDurationSeconds * 1000, Math.max(0, expiresAt - nowMs)),
             leaseDurationSeconds: p.leaseDurationSeconds,
             transitions: p.transitions,
+            failure: p.state === "failed" ? (p.failure ?? null) : null,
           };
         });
       const agents = Object.keys(r.totals).sort();

@@ -35,6 +35,21 @@ export class TenantQuotaDO extends DurableObject<Env> {
     });
   }
 
+  /**
+   * Takes `tokens` for work already done (a chat turn's model calls after its first), whether or not
+   * the bucket holds them: the bucket may go into debt, down to minus one burst, so a tenant whose
+   * turns made many model calls waits for the refill before its next request. Bounded so one long
+   * turn never locks a tenant out for more than two windows.
+   */
+  charge(tokens: number, burst: number, refillPerSecond: number, nowMs: number = Date.now()): void {
+    if (!(tokens > 0)) return;
+    const prev = this.bucket ?? { tokens: burst, atMs: nowMs };
+    const elapsed = Math.max(0, nowMs - prev.atMs) / 1000;
+    const refilled = Math.min(burst, prev.tokens + elapsed * refillPerSecond);
+    this.bucket = { tokens: Math.max(-burst, refilled - Math.floor(tokens)), atMs: nowMs };
+    void this.ctx.storage.put("bucket", this.bucket);
+  }
+
   take(burst: number, refillPerSecond: number, nowMs: number = Date.now()): QuotaDecision {
     const prev = this.bucket ?? { tokens: burst, atMs: nowMs };
     const elapsed = Math.max(0, nowMs - prev.atMs) / 1000;

@@ -60,6 +60,11 @@ async function chat(c: AppContext): Promise<Response> {
       ] satisfies ChatHistoryMessage[],
       sessionMode ? (r.sandboxId ?? null) : undefined,
     );
+  // The request's own token paid for the first model call; each further one costs one more.
+  const charge = (r: ChatResponse) => {
+    const more = (r.modelCalls ?? 1) - 1;
+    return more > 0 ? c.get("deps").quota.charge(tenant, more) : Promise.resolve();
+  };
 
   if (!out.response.ok || !out.response.body) return finishRelay(c, out);
   if (sse) {
@@ -67,7 +72,7 @@ async function chat(c: AppContext): Promise<Response> {
     // keeps reading the agent's stream after the client left, so the cancel never reached the
     // agent and the chat (and its lease) ran on; through a pipe, the client's cancel propagates.
     const { stream, done } = scanForDone(out.response.body);
-    const saving = done.then((r) => (r === null ? undefined : save(r)));
+    const saving = done.then((r) => (r === null ? undefined : Promise.all([save(r), charge(r)])));
     waitUntil(c, saving);
     return finishRelay(c, { ...out, response: new Response(stream, out.response) });
   }
@@ -76,7 +81,7 @@ async function chat(c: AppContext): Promise<Response> {
     .json()
     .catch(() => null);
   const result = ChatResponseSchema.safeParse(body);
-  if (result.success) await save(result.data);
+  if (result.success) await Promise.all([save(result.data), charge(result.data)]);
   return finishRelay(c, out);
 }
 

@@ -6,6 +6,7 @@ import { authenticateMcp, MCP_PATH, RESOURCE_METADATA_PATH, resourceMetadata } f
 import { RouteClient } from "../mcp/route-client.ts";
 import { handleMcpPost } from "../mcp/server.ts";
 import { bodyLimit } from "../middleware/body-limit.ts";
+import { tenantQuota } from "../middleware/quota.ts";
 
 /** The headers an inner route call carries: the caller's own token and address, nothing else. */
 function forwardedHeaders(c: AppContext): Record<string, string> {
@@ -44,6 +45,10 @@ export function mcpRoutes(getApp: () => Hono<AppEnv>): RouteDef[] {
     },
     async handler(c) {
       const who = await authenticateMcp(c);
+      // Every MCP message costs a token like any request (initialize and tools/list included); a
+      // tools/call costs one more, as the route call it dispatches passes the quota again.
+      c.set("principal", who.principal);
+      await tenantQuota()(c, async () => {});
       await bodyLimit("request")(c, async () => {});
       const parsedBody = readJson(c);
       const origin = new URL(c.req.url).origin;

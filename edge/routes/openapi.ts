@@ -12,6 +12,8 @@ const ERRORS: Record<string, string> = {
   "401": "missing or invalid token",
   "403": "missing scope",
   "404": "not found (sandbox_not_found, file_not_found, not_found)",
+  "410":
+    "sandbox_evicted: the sandbox's pod was evicted, OOM-killed or failed (the kubelet's reason in the message)",
   "413": "body too large",
   "429": "rate limited (Retry-After)",
   "502": "agent or tunnel failure",

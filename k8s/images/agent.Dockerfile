@@ -28,5 +28,5 @@ WORKDIR /app
 COPY --from=deps /app/node_modules ./node_modules
 COPY --from=build /src/dist/agent/main.mjs ./main.mjs
 USER 10001:10001
-EXPOSE 8081
+EXPOSE 8081 9464
 ENTRYPOINT ["node", "--enable-source-maps", "/app/main.mjs"]

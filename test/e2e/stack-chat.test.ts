@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import { CoordinationV1Api, KubeConfig } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Stack, startStack } from "../../devstack/stack.ts";
@@ -314,9 +315,18 @@ describe("chat through the edge", () => {
     await waitFor("the second turn in the session", async () => (await messagesNow()).length === 4);
 
     // A turn that fails (the model refuses with a 400) appends nothing.
-    model.push({ type: "error", status: 400, message: "scripted refusal" });
+    model.push({ type: "error", status: 400, message: "scripted refusal 7Kp2" });
     const failed = await chatStream(stack.tokens.tenantA, { message: "this one fails", sessionId });
     expect(failed.events.at(-1)).toMatchObject({ type: "error", error: { code: "model_unavailable" } });
+    // The provider's words stay in the agent's log, under the request id the tenant was given.
+    expect(JSON.stringify(failed.events)).not.toContain("7Kp2");
+    const failedId = (failed.events.at(-1) as { error: { requestId: string } }).error.requestId;
+    // The log line is written before the answer, but reaches the file through a pipe: wait for it.
+    await waitFor("the provider's words in the agent log", async () =>
+      stack.agents
+        .flatMap((a) => readFileSync(a.logFile, "utf8").split("\n"))
+        .some((l) => l.includes(failedId) && l.includes("scripted refusal 7Kp2")),
+    );
     await new Promise((r) => setTimeout(r, 300)); // the edge appends after the stream ends, if at all
     expect(await messagesNow()).toHaveLength(4);
   });

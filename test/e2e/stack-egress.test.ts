@@ -60,6 +60,7 @@ beforeAll(async () => {
       REGION,
       AGENT_ID: "stack-egress-agent",
       AGENT_PORT: "0",
+      METRICS_PORT: "0",
       LOG_LEVEL: "silent",
       EDGE_URL: edge.url,
       AGENT_KEY: JSON.stringify(keys.agentPrivateJwk),

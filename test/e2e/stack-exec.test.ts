@@ -210,13 +210,18 @@ describe("exec through the edge", () => {
         body: "{}",
         signal: AbortSignal.timeout(15_000),
       });
+    // Rounds of 60 until one is refused: on a busy machine a round can take long enough for the
+    // 10/s refill to cover it, so how many rounds that takes depends on the machine, not the quota.
     const t0 = Date.now();
-    const responses = await Promise.all(Array.from({ length: 60 }, send));
+    const responses: Response[] = [];
+    for (let round = 0; round < 10 && !responses.some((r) => r.status === 429); round++) {
+      responses.push(...(await Promise.all(Array.from({ length: 60 }, send))));
+    }
     const elapsedS = (Date.now() - t0) / 1000;
     const limited = responses.filter((r) => r.status === 429);
     const passed = responses.filter((r) => r.status === 400);
-    expect(limited.length + passed.length).toBe(60);
-    // Burst 40 plus what 10/s can refill while the burst is served.
+    expect(limited.length + passed.length).toBe(responses.length);
+    // Burst 40 plus what 10/s can refill while the rounds are served.
     expect(passed.length).toBeGreaterThanOrEqual(40);
     expect(passed.length).toBeLessThanOrEqual(40 + Math.ceil(elapsedS * 10) + 1);
     expect(limited.length).toBeGreaterThan(0);

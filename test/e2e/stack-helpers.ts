@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { readSse as readSseBody, type SseMessage } from "../../shared/sse.ts";
 
-export { agentUrlFromLog } from "../../devstack/agents.ts";
+export { agentUrlFromLog, metricsUrlFromLog } from "../../devstack/agents.ts";
 export { waitFor } from "../support/wait-for.ts";
 export type { SseMessage };
 

@@ -90,7 +90,7 @@ describe("sandboxes through the edge", () => {
   let sb: Sandbox;
 
   it("creates a sandbox in a warm pod and runs commands in it across requests", async () => {
-    const made = await create({ idleTimeoutSeconds: 120 });
+    const made = await create({ idleTimeoutSeconds: 120, env: { SB_TOKEN: "tok-5Jq8wZ" } });
     expect(made.status).toBe(201);
     sb = made.sandbox;
     expect(sb.id).toMatch(/^sb\.eu-1\.default\.[a-z0-9]{20}$/);
@@ -105,6 +105,15 @@ describe("sandboxes through the edge", () => {
     expect(two.exitCode).toBe(0);
     const three = (await (await exec(sb.id, { command: "cat a.txt" })).json()) as ExecResult;
     expect(three.stdout).toBe("one\ntwo\n");
+    // The sandbox's env reaches its commands, and is sealed on its Lease (never the plain value).
+    const env = (await (await exec(sb.id, { command: 'echo "$SB_TOKEN"' })).json()) as ExecResult;
+    expect(env.stdout).toBe("tok-5Jq8wZ\n");
+    const lease = await k8s().coordination.readNamespacedLease({
+      name: sb.pod,
+      namespace: stack.namespaceOf(REGION),
+    });
+    expect(JSON.stringify(lease.metadata?.annotations)).toContain("pi-sandbox-runtime/sandbox-env");
+    expect(JSON.stringify(lease)).not.toContain("tok-5Jq8wZ");
     const got = (await (await api(`/v1/sandboxes/${sb.id}`)).json()) as Sandbox;
     expect(got.id).toBe(sb.id);
     expect(Date.parse(got.lastActivityAt)).toBeGreaterThan(Date.parse(sb.lastActivityAt));

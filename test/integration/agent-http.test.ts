@@ -48,6 +48,7 @@ beforeAll(async () => {
       REGION,
       AGENT_ID: "agent-http-test",
       AGENT_PORT: "0",
+      METRICS_PORT: "0",
       LOG_LEVEL: "silent",
       RELAY_PUBLIC_KEYS: JSON.stringify({ keys: [keys.publicJwk] }),
       QUEUE_TIMEOUT_SECONDS: "5",
@@ -206,12 +207,19 @@ describe("agent HTTP app", () => {
     expect(text).toContain('"type":"exec.finished"');
   });
 
-  it("serves health, readiness and Prometheus metrics without a relay", async () => {
+  it("serves health and readiness without a relay, and Prometheus metrics only on the metrics port", async () => {
     expect((await fetch(`${agent.url}/healthz`)).status).toBe(200);
     expect((await fetch(`${agent.url}/readyz`)).status).toBe(200);
-    const metrics = await (await fetch(`${agent.url}/metrics`)).text();
+    expect(agent.metricsUrl).not.toBe(agent.url);
+    const metrics = await (await fetch(`${agent.metricsUrl}/metrics`)).text();
     expect(metrics).toContain("pi_sandbox_acquire_duration_seconds");
     expect(metrics).toMatch(/pi_sandbox_lease_acquisitions_total\S* [1-9]/);
+    // The relay port (what the tunnel's handler serves) has no metrics; the metrics port nothing else.
+    const onRelayPort = await fetch(`${agent.url}/metrics`);
+    expect(onRelayPort.status).toBe(404);
+    expect(await onRelayPort.text()).not.toContain("pi_sandbox_");
+    expect((await fetch(`${agent.metricsUrl}/healthz`)).status).toBe(404);
+    expect((await fetch(`${agent.metricsUrl}/v1/pool`)).status).toBe(404);
   });
 
   it("answers chat with model_not_configured naming the variables when no model is set", async () => {

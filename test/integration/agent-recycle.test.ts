@@ -67,6 +67,7 @@ describe.each(COMBOS)("recycle=$recycle exec=$execMode", ({ recycle, execMode })
       REGION,
       AGENT_ID: `agent-${recycle}-${execMode}`,
       AGENT_PORT: "0",
+      METRICS_PORT: "0",
       LOG_LEVEL: process.env.DBG ? "debug" : "silent",
       RELAY_PUBLIC_KEYS: relayPublic,
       QUEUE_TIMEOUT_SECONDS: "30",

@@ -69,6 +69,7 @@ beforeAll(async () => {
         REGION,
         AGENT_ID: id,
         AGENT_PORT: "0",
+        METRICS_PORT: "0",
         LOG_LEVEL: "silent",
         RELAY_PUBLIC_KEYS: JSON.stringify({ keys: [keys.publicJwk] }),
         EGRESS: "on",
@@ -196,7 +197,7 @@ describe("egress through the agent's pod cache", () => {
   });
 
   it("the agent counts its proxy's connections by decision and refusal code", async () => {
-    const text = await (await fetch(`${agent.url}/metrics`)).text();
+    const text = await (await fetch(`${agent.metricsUrl}/metrics`)).text();
     const count = (labels: string) =>
       Number(
         new RegExp(`^pi_sandbox_egress_connections_total\\{${labels}[^}]*\\} (\\d+)`, "m").exec(text)?.[1] ??

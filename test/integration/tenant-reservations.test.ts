@@ -53,6 +53,16 @@ describe("tenant sandbox reservations", () => {
     expect(full.ok ? "granted" : full.error.code).toBe("sandbox_limit");
   }, 60_000);
 
+  it("an API server failure answers in our words; the server's own text is only the cause (for the log)", async () => {
+    // A real refusal with the API server's own text: the namespace does not exist.
+    const r = await replica({ namespace: "no-such-ns-q7x" }).reserve("t1", "sbx-1");
+    expect(r.ok).toBe(false);
+    if (r.ok) return;
+    expect(r.error.code).toBe("sandbox_failed");
+    expect(JSON.stringify(r.error.toBody("req-1"))).not.toContain("no-such-ns-q7x");
+    expect(String((r.error.cause as Error | undefined)?.message)).toContain("no-such-ns-q7x");
+  }, 30_000);
+
   it("an entry whose sandbox does not exist is dropped after the grace; a live one never is", async () => {
     let now = 1_000_000;
     const live = new Set(["kept"]);

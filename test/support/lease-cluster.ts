@@ -31,7 +31,8 @@ export interface LeaseCluster {
 
 export async function startLeaseCluster(
   namespace = "pi-sandbox",
-  opts: Pick<DevClusterOptions, "egressProxy" | "allocatable"> = {},
+  /** podPidsLimit: devcluster's default 1024; -1: none, a real kubelet's default. */
+  opts: Pick<DevClusterOptions, "egressProxy" | "allocatable" | "podPidsLimit"> = {},
 ): Promise<LeaseCluster> {
   const dc = await startTestCluster({ namespaces: [namespace], ...opts });
   const clients = makeClients(dc.kubeConfig());

@@ -1,7 +1,9 @@
 import { ApiException, type KubernetesObject, type V1Lease, type V1Pod } from "@kubernetes/client-node";
 import type { CacheChange } from "../../cluster-agent/k8s/watched-cache.ts";
 import type { Clock } from "../../cluster-agent/pool-state/clock.ts";
+import { TENANT_ANNOTATION } from "../../cluster-agent/pool-state/labels.ts";
 import type { CacheView, DeletionCause, PoolStore } from "../../cluster-agent/pool-state/pool-store.ts";
+import { SANDBOX_ANNOTATIONS, sandboxHolder } from "../../cluster-agent/pool-state/sandbox-record.ts";
 
 /**
  * An in-memory PoolStore with the API server's Lease semantics that the lease core relies on
@@ -39,8 +41,8 @@ class MemoryCache<T extends KubernetesObject> implements CacheView<T> {
   }
 }
 
-const status = (code: number, reason: string) =>
-  new ApiException(code, reason, JSON.stringify({ kind: "Status", code, reason, message: reason }), {});
+const status = (code: number, reason: string, message = reason) =>
+  new ApiException(code, reason, JSON.stringify({ kind: "Status", code, reason, message }), {});
 
 export class MemoryPoolStore implements PoolStore {
   readonly pods = new MemoryCache<V1Pod>();
@@ -48,6 +50,8 @@ export class MemoryPoolStore implements PoolStore {
   readonly writes: Array<{ what: string; name: string }> = [];
   /** Make the next replaceLease of `name` fail with this status (a rival replica's write, an outage). */
   readonly failNext = new Map<string, number>();
+  /** The Status message of those failures (default: the reason), e.g. an admission webhook's words. */
+  failMessage: string | undefined;
   /** Make the next deleteLease of `name` fail with this status (an outage). */
   readonly failNextDelete = new Map<string, number>();
   /** Make the next readLease of `name` fail with this status (an outage). */
@@ -63,6 +67,28 @@ export class MemoryPoolStore implements PoolStore {
     this.leases.observe({
       metadata: { name, resourceVersion: String(this.version++) },
       spec: { leaseDurationSeconds: 45, leaseTransitions: 0 },
+    });
+  }
+
+  /** A Ready pod whose Lease a sandbox holds, as SandboxService.create leaves it. */
+  addSandbox(name: string, tenant: string, id: string, idleTimeoutSeconds: number): void {
+    this.addPod(name);
+    const lease = this.leases.get(name) as V1Lease;
+    this.leases.observe({
+      ...lease,
+      metadata: {
+        ...lease.metadata,
+        annotations: {
+          [TENANT_ANNOTATION]: tenant,
+          [SANDBOX_ANNOTATIONS.id]: id,
+          [SANDBOX_ANNOTATIONS.createdAt]: new Date().toISOString(),
+        },
+      },
+      spec: {
+        ...lease.spec,
+        holderIdentity: sandboxHolder(tenant, id),
+        leaseDurationSeconds: idleTimeoutSeconds,
+      },
     });
   }
 
@@ -84,7 +110,7 @@ export class MemoryPoolStore implements PoolStore {
     const code = this.failNext.get(name);
     if (code !== undefined) {
       this.failNext.delete(name);
-      throw status(code, code === 409 ? "Conflict" : "InternalError");
+      throw status(code, code === 409 ? "Conflict" : "InternalError", this.failMessage);
     }
     const current = this.leases.get(name);
     if (!current) throw status(404, "NotFound");

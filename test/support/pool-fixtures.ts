@@ -47,6 +47,8 @@ const DEFAULT_DATA: { [T in PoolEventType]: (PoolEventBody & { type: T })["data"
   "pod.created": {},
   "pod.ready": {},
   "pod.deleted": { phase: null, reason: "external" },
+  "pod.failed": { reason: "Evicted", message: "", sandboxId: null },
+  "pod.pids": { pidsMax: "1024", unlimited: false },
   "lease.acquired": { fence: 1, acquireMs: 1, queueMs: 0, queued: false, leaseDurationSeconds: 45 },
   "lease.renewed": { fence: 1, leaseDurationSeconds: 45 },
   "lease.released": { heldMs: 0, recycle: "none", fence: 1 },

@@ -48,6 +48,15 @@ describe("agent config: relay, tunnel and model settings", () => {
     expect(bad.ok).toBe(false);
   });
 
+  it("serves metrics on METRICS_PORT (9464), never on AGENT_PORT", () => {
+    const def = loadConfig({ ...MIN_AGENT_ENV });
+    expect(def.ok && [def.value.agentPort, def.value.metricsPort]).toEqual([8081, 9464]);
+    const same = loadConfig({ ...MIN_AGENT_ENV, AGENT_PORT: "9000", METRICS_PORT: "9000" });
+    expect(!same.ok && same.error.message).toContain("METRICS_PORT must differ from AGENT_PORT");
+    // 0 and 0 are two free ports (tests).
+    expect(loadConfig({ ...MIN_AGENT_ENV, AGENT_PORT: "0", METRICS_PORT: "0" }).ok).toBe(true);
+  });
+
   it("refuses to start without relay keys, and without a pool token when the exec server is used", () => {
     const noKeys = loadConfig({ POOL_TOKEN: "t" });
     expect(!noKeys.ok && noKeys.error.message).toContain("RELAY_PUBLIC_KEYS is required");

@@ -69,6 +69,25 @@ describe("dashboard reducer", () => {
     ]);
   });
 
+  it("pod.failed shows the pod failed with the kubelet's reason and message; its sandbox leaves the list", () => {
+    const s = fold([
+      snap({ podCount: 2 }),
+      acquired("pi-sandbox-0", "r1", 10),
+      poolEvent(
+        "pod.failed",
+        { pod: "pi-sandbox-0", at: at(20) },
+        { reason: "Evicted", message: 'Usage of EmptyDir volume "workspace" exceeds the limit "256Mi".' },
+      ),
+    ]);
+    const tile = region(s).pods.find((p) => p.name === "pi-sandbox-0");
+    expect(tile).toMatchObject({
+      state: "failed",
+      tenant: null,
+      failure: 'Evicted: Usage of EmptyDir volume "workspace" exceeds the limit "256Mi".',
+    });
+    expect(region(s).pods.find((p) => p.name === "pi-sandbox-1")?.failure).toBeNull();
+  });
+
   it("a snapshot gives one tile per pod with its state", () => {
     const r = region(fold([snap()]));
     expect(r.pods).toHaveLength(8);

@@ -81,8 +81,8 @@ describe("agent image", () => {
     expect(run.status).toBe(1);
     expect(run.stderr).toContain("RELAY_PUBLIC_KEYS is required");
   }, 60_000);
-  it("runs as the uid the Deployment's read-only root expects and exposes AGENT_PORT", () => {
-    expect(instr(s.at(-1) as Stage, "EXPOSE")).toEqual(["8081"]);
+  it("runs as the uid the Deployment's read-only root expects and exposes AGENT_PORT and METRICS_PORT", () => {
+    expect(instr(s.at(-1) as Stage, "EXPOSE")).toEqual(["8081 9464"]);
     expect(instr(s.at(-1) as Stage, "USER")).toEqual(["10001:10001"]);
   });
 });

@@ -172,6 +172,8 @@ describe.each(OVERLAYS)("%s overlay", (overlay) => {
     // Probes and the port are the agent's port.
     const port = agent.ports?.find((p) => p.name === "http");
     expect(port?.containerPort).toBe(c.agentPort);
+    expect(agent.ports?.find((p) => p.name === "metrics")?.containerPort).toBe(c.metricsPort);
+    expect(c.metricsPort).not.toBe(c.agentPort);
     expect(agent.livenessProbe?.httpGet).toMatchObject({ path: "/healthz", port: "http" });
     expect(agent.readinessProbe?.httpGet).toMatchObject({ path: "/readyz", port: "http" });
     // Sandboxes: a startup probe, not a readiness probe polling every second for the pod's whole
@@ -330,6 +332,28 @@ describe.each(OVERLAYS)("%s overlay", (overlay) => {
     for (const rule of np.egress) expect(rule.to?.length).toBeGreaterThan(0);
     const publicRule = np.egress[3].to[0].ipBlock;
     expect(publicRule.except).toEqual(expect.arrayContaining(["10.0.0.0/8", "169.254.0.0/16"]));
+  });
+
+  it("NetworkPolicies: the agent's metrics port takes ingress only from the monitoring namespace's scraper", () => {
+    const np = spec(find(objs, "NetworkPolicy", "pi-sandbox-agent"));
+    const c = loadConfig({ ...cfg, ...MIN_AGENT_ENV, EDGE_URL: undefined });
+    if (!c.ok) throw c.error;
+    type Rule = {
+      from?: Array<Record<string, { matchLabels: Record<string, string> }>>;
+      ports: Array<{ port: number }>;
+    };
+    const rules = np.ingress as Rule[];
+    const toMetrics = rules.filter((r) => r.ports.some((p) => p.port === c.value.metricsPort));
+    expect(toMetrics).toHaveLength(1);
+    expect(toMetrics[0]?.ports).toEqual([{ protocol: "TCP", port: c.value.metricsPort }]);
+    expect(toMetrics[0]?.from).toEqual([
+      {
+        namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": "monitoring" } },
+        podSelector: { matchLabels: { "app.kubernetes.io/name": "prometheus" } },
+      },
+    ]);
+    // No other rule opens it (a rule without ports would open every port).
+    for (const r of rules) expect(r.ports.length).toBeGreaterThan(0);
   });
 
   it("quota and limits fit the pod template and the pool size", () => {

@@ -24,7 +24,7 @@ const lease = (name: string, holder?: string, transitions = 0): V1Lease => ({
 });
 
 describe("candidate choice", () => {
-  it("offers only Ready pods with a free Lease, not terminating, not excluded", () => {
+  it("offers only Ready pods with an IP and a free Lease, not terminating, not excluded", () => {
     const pods = [
       readyPod("a"),
       readyPod("b"),
@@ -33,6 +33,8 @@ describe("candidate choice", () => {
       readyPod("e", { conditions: [{ type: "Ready", status: "False" }] }),
       readyPod("f"),
       readyPod("g"),
+      // Ready by its conditions but without an address: nothing could be sent to it.
+      readyPod("h", { podIP: undefined }),
     ];
     const leases = new Map([
       ["a", lease("a")],
@@ -41,6 +43,7 @@ describe("candidate choice", () => {
       ["d", lease("d")],
       ["e", lease("e")],
       ["g", lease("g")],
+      ["h", lease("h")],
     ]);
     const names = freePodNames(
       pods,

@@ -93,6 +93,25 @@ describe("LeaseManager dispatch (fake clock)", () => {
     await manager.shutdown();
   });
 
+  it("never hands out a pod without an IP, even one that says Ready: it waits for one with an address", async () => {
+    const { acquire, held, store, clock, manager } = setup(["p0", "p1"]);
+    for (const name of ["p0", "p1"])
+      store.pods.observe({
+        metadata: { name },
+        status: { phase: "Running", conditions: [{ type: "Ready", status: "True" }] },
+      });
+    const a = acquire("a");
+    await clock.advance(1_000);
+    expect(a.result).toBeUndefined();
+    store.pods.observe({
+      metadata: { name: "p1" },
+      status: { phase: "Running", podIP: "127.0.1.3", conditions: [{ type: "Ready", status: "True" }] },
+    });
+    await flush();
+    expect(held(a)).toMatchObject({ pod: "p1", podIP: "127.0.1.3" });
+    await manager.shutdown();
+  });
+
   it("skips a tenant at its cap without reordering the others (FIFO among the eligible)", async () => {
     const { acquire, held, manager } = setup(["p0", "p1"], { tenantMaxLeases: 1 });
     const hog1 = await flushThen(acquire("hog-1", "hog"));
@@ -228,6 +247,8 @@ describe("LeaseManager dispatch (fake clock)", () => {
     const h = held(await flushThen(acquire("a")));
     await clock.advance(1_000);
     expect(types("a")).toContain("lease.renewed");
+    // The API server's own words (here an etcd error naming its host) are for the log only.
+    store.failMessage = "etcdserver: request timed out on etcd-2.corp.internal";
     store.failNext.set("p0", 500);
     await clock.advance(1_000);
     expect(h.lost.aborted).toBe(false); // one failed renewal: still within the TTL
@@ -235,6 +256,7 @@ describe("LeaseManager dispatch (fake clock)", () => {
     await clock.advance(1_000);
     expect(h.lost.aborted).toBe(true);
     expect(types("a")).toContain("lease.lost");
+    expect(h.lost.reason).toMatchObject({ code: "lease_lost", message: "lease on p0 lost: renewal failing" });
     await manager.shutdown();
   });
 

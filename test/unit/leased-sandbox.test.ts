@@ -47,9 +47,11 @@ function setup(run: (t: ExecTarget, c: ExecCall) => Promise<Result<ExecOutcome>>
   const bus = new EventBus("agent-a");
   const events: PoolEvent[] = [];
   bus.on((e) => events.push(e));
-  const deps = { acquire: async () => ok(lease), executor, bus };
+  const logged: Array<Record<string, unknown>> = [];
+  const log = { warn: (obj: object, msg: string) => void logged.push({ msg, ...obj }) };
+  const deps = { acquire: async () => ok(lease), executor, bus, log };
   const ctx = { tenant: "t1", requestId: "r1", signal: new AbortController().signal };
-  return { deps, ctx, lost, events, releases: () => releases };
+  return { deps, ctx, lost, events, logged, releases: () => releases };
 }
 
 describe("leased-sandbox pipeline", () => {
@@ -76,6 +78,28 @@ describe("leased-sandbox pipeline", () => {
     });
     expect(events[0]?.type === "exec.started" && events[0].data.mode).toBe("http");
     expect(releases()).toBe(1);
+  });
+
+  it("a failure's upstream words (its cause) are logged with the request id, not answered", async () => {
+    const { deps, ctx, logged } = setup(async () =>
+      err(
+        new AppError("sandbox_failed", "POST /exec on p0 failed", {
+          cause: new Error("connect ECONNREFUSED 10.44.3.17:8080"),
+        }),
+      ),
+    );
+    const r = await withLeasedSandbox(deps, ctx, (sb) => sb.run({ command: "true", timeoutMs: 1000 }));
+    expect(r.ok ? "" : JSON.stringify(r.error.toBody("r1"))).not.toContain("10.44.3.17");
+    expect(logged).toEqual([
+      {
+        msg: "sandbox call failed",
+        requestId: "r1",
+        pod: "p0",
+        code: "sandbox_failed",
+        error: "POST /exec on p0 failed",
+        cause: "connect ECONNREFUSED 10.44.3.17:8080",
+      },
+    ]);
   });
 
   it("a fence refusal from the pod (stale_lease) is lease_lost, like a lost lease", async () => {

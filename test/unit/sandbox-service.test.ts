@@ -1,51 +1,25 @@
-/**
- * SandboxService on the pool-state seam: the in-memory PoolStore (API semantics of CAS, 404,
- * 409) and a fake clock for its keep-alive. The same service against devcluster is covered by
- * test/e2e/stack-sandboxes.test.ts.
- */
-import type { V1Lease } from "@kubernetes/client-node";
 import { describe, expect, it } from "vitest";
 import { EventBus } from "../../cluster-agent/events/bus.ts";
 import { abortError, type SandboxFiles } from "../../cluster-agent/exec/executor.ts";
-import { SANDBOX_ANNOTATIONS, sandboxHolder } from "../../cluster-agent/pool-state/sandbox-record.ts";
+import type { LeaseHandle } from "../../cluster-agent/leases/types.ts";
+import { SANDBOX_ANNOTATIONS } from "../../cluster-agent/pool-state/sandbox-record.ts";
+import { SandboxEnvSeal } from "../../cluster-agent/sandboxes/env-seal.ts";
 import { withSandbox } from "../../cluster-agent/sandboxes/exec.ts";
-import { SandboxService, type SandboxServiceOptions } from "../../cluster-agent/sandboxes/service.ts";
+import type { SandboxService, SandboxServiceOptions } from "../../cluster-agent/sandboxes/service.ts";
 import { AppError, err, ok, type Result } from "../../shared/errors.ts";
 import { FakeClock, flush, MemoryPoolStore } from "../support/memory-pool-store.ts";
+import { sandboxServiceOn } from "../support/sandbox-service.ts";
 
 const ID = "sb.local.default.aaaaaaaaaaaaaaaaaaaa";
 
-function setup(extra: Partial<SandboxServiceOptions> = {}) {
+function setup(over: Partial<SandboxServiceOptions> = {}) {
   const store = new MemoryPoolStore();
-  store.addPod("p0");
-  const lease = store.leases.get("p0") as V1Lease;
-  store.leases.observe({
-    ...lease,
-    metadata: {
-      ...lease.metadata,
-      annotations: {
-        "pi-sandbox-runtime/tenant": "t1",
-        [SANDBOX_ANNOTATIONS.id]: ID,
-        [SANDBOX_ANNOTATIONS.createdAt]: new Date().toISOString(),
-      },
-    },
-    spec: { ...lease.spec, holderIdentity: sandboxHolder("t1", ID), leaseDurationSeconds: 30 },
-  });
-  const warnings: Array<{ msg: string; requestId?: string; error?: string }> = [];
+  store.addSandbox("p0", "t1", ID, 30);
+  const warnings: Array<{ msg: string; requestId?: string; error?: string; cause?: string }> = [];
   const clock = new FakeClock();
-  const service = new SandboxService({
-    store,
-    bus: new EventBus("agent-a"),
+  const service = sandboxServiceOn(store, clock, {
     log: { warn: (obj, msg) => void warnings.push({ msg, ...(obj as object) }) },
-    clock,
-    namespace: "ns",
-    region: "local",
-    cluster: "default",
-    agentId: "agent-a",
-    tenantMaxSandboxes: 8,
-    acquire: async () => err(new AppError("internal", "not in this test")),
-    detach: async () => undefined,
-    ...extra,
+    ...over,
   });
   return { store, service, clock, warnings };
 }
@@ -66,6 +40,21 @@ function useUntilGone(service: SandboxService, requestId: string) {
       }),
   );
   return { using, reason: () => why };
+}
+
+/** One short use of the sandbox: its result, and whether the use's body ran at all. */
+async function useOnce(service: SandboxService, requestId: string) {
+  let ran = false;
+  const r = await service.use(
+    "t1",
+    ID,
+    { requestId, signal: new AbortController().signal, what: "true" },
+    async () => {
+      ran = true;
+      return ok(undefined);
+    },
+  );
+  return { r, ran };
 }
 
 describe("SandboxService.use", () => {
@@ -98,20 +87,62 @@ describe("SandboxService.use", () => {
     const { store, service } = setup();
     store.failNext.set("p0", 409);
     store.failNextRead.set("p0", 500);
-    let ran = false;
-    const r = await service.use(
-      "t1",
-      ID,
-      { requestId: "req-11", signal: new AbortController().signal, what: "true" },
-      async () => {
-        ran = true;
-        return ok(undefined);
-      },
-    );
+    const { r, ran } = await useOnce(service, "req-11");
     expect(ran).toBe(false);
     expect(!r.ok && [r.error.code, r.error.message]).toEqual([
       "sandbox_failed",
       expect.stringMatching(/could not read the Lease/),
+    ]);
+  });
+
+  it("a sandbox whose pod has no IP is sandbox_failed: nothing is run, nothing is sent to localhost", async () => {
+    const { store, service, warnings } = setup();
+    store.pods.observe({ metadata: { name: "p0" }, status: { phase: "Pending" } });
+    const { r, ran } = await useOnce(service, "req-ip");
+    expect(ran).toBe(false);
+    expect(r.ok ? undefined : r.error.code).toBe("sandbox_failed");
+    expect(warnings).toMatchObject([{ msg: "sandbox pod has no IP", requestId: "req-ip", pod: "p0" }]);
+  });
+
+  it("the API server's words never reach the caller: they are logged with the request id", async () => {
+    const { store, service, warnings } = setup();
+    const words = 'admission webhook "quota.corp-7.internal" denied the request: budget exceeded';
+    store.failMessage = words;
+    store.failNext.set("p0", 500);
+    const { r } = await useOnce(service, "req-k8s");
+    expect(r.ok ? undefined : r.error.code).toBe("sandbox_failed");
+    expect(r.ok ? "" : JSON.stringify(r.error.toBody("req-k8s"))).not.toContain("corp-7");
+    expect(warnings).toMatchObject([
+      {
+        msg: "sandbox renewal before a use failed",
+        requestId: "req-k8s",
+        cause: expect.stringContaining(words),
+      },
+    ]);
+  });
+
+  it("a reservation that fails on the API is logged with its cause and the request id", async () => {
+    const words = 'namespaces "tenant-ns-9k" not found';
+    const { service, warnings } = setup({
+      reservations: {
+        reserve: async () =>
+          err(
+            new AppError("sandbox_failed", "could not count the tenant's sandboxes", {
+              cause: new Error(words),
+            }),
+          ),
+        release: async () => ok(undefined),
+      },
+    });
+    const r = await service.create(
+      "t1",
+      "req-res",
+      { idleTimeoutSeconds: 300, maxLifetimeSeconds: 3600 },
+      new AbortController().signal,
+    );
+    expect(r.ok ? "" : JSON.stringify(r.error.toBody("req-res"))).not.toContain("tenant-ns-9k");
+    expect(warnings).toMatchObject([
+      { msg: "reserving a sandbox place failed", requestId: "req-res", cause: words },
     ]);
   });
 
@@ -183,13 +214,75 @@ describe("a sandbox's file calls through the pipeline (the /v1/sandboxes/:id/fil
   });
 });
 
+describe("a sandbox's env on its Lease", () => {
+  const ENV = { API_KEY: "sk-live-7Hq2", DB_URL: "postgres://app:hunter2@db/prod" };
+
+  /** The service with a free pool pod p1 that `acquire` hands out (the lease manager's part, minimal). */
+  function withFreePod(envSeal?: SandboxEnvSeal) {
+    const t = setup({
+      ...(envSeal ? { envSeal } : {}),
+      acquire: async (req) => {
+        const handle: LeaseHandle = {
+          pod: "p1",
+          podIP: "127.0.1.3",
+          namespace: "ns",
+          fence: 0,
+          requestId: req.requestId,
+          tenant: req.tenant,
+          queueMs: 0,
+          lost: new AbortController().signal,
+          release: async () => undefined,
+        };
+        return ok(handle);
+      },
+      detach: async (pod) => t.store.leases.get(pod),
+    });
+    t.store.addPod("p1");
+    return t;
+  }
+  const create = (service: SandboxService, env?: Record<string, string>) =>
+    service.create(
+      "t1",
+      "req-env",
+      { idleTimeoutSeconds: 300, maxLifetimeSeconds: 3600, ...(env ? { env } : {}) },
+      new AbortController().signal,
+    );
+
+  it("is sealed: the annotation holds none of the values, and a use gets them back", async () => {
+    const { service, store } = withFreePod(new SandboxEnvSeal("pool-token"));
+    const made = await create(service, ENV);
+    if (!made.ok) throw made.error;
+    const stored = JSON.stringify(store.leases.get("p1")?.metadata?.annotations ?? {});
+    expect(stored).toContain(SANDBOX_ANNOTATIONS.env);
+    for (const v of Object.values(ENV)) expect(stored).not.toContain(v);
+    const seen = await service.use(
+      "t1",
+      made.value.sandbox.id,
+      { requestId: "req-use", signal: new AbortController().signal, what: "env" },
+      async (use) => ok(use.env),
+    );
+    expect(seen).toEqual({ ok: true, value: ENV });
+  });
+
+  it("without the pool token's key a create with env is refused, never stored in plain text", async () => {
+    const { service, store } = withFreePod();
+    const made = await create(service, ENV);
+    expect(made.ok ? "created" : made.error.code).toBe("invalid_request");
+    expect(JSON.stringify(store.leases.get("p1"))).not.toContain("hunter2");
+    expect((await create(service)).ok).toBe(true);
+  });
+});
+
 describe("a sandbox's network policy on its Lease", () => {
   const PROXY_ENV = { HTTPS_PROXY: "http://10.0.0.7:3128", NODE_USE_ENV_PROXY: "1" };
 
-  const withEgress = (egressEnv?: Record<string, string>) => setup(egressEnv ? { egressEnv } : {});
+  const seal = new SandboxEnvSeal("pool-token");
+  const withEgress = (egressEnv?: Record<string, string>) =>
+    setup({ envSeal: seal, ...(egressEnv ? { egressEnv } : {}) });
   /** The sandbox's Lease as the watch would deliver it with these annotations added. */
   const annotate = (store: MemoryPoolStore, extra: Record<string, string>) => {
-    const lease = store.leases.get("p0") as V1Lease;
+    const lease = store.leases.get("p0");
+    if (!lease) throw new Error("no Lease p0");
     store.leases.observe({
       ...lease,
       metadata: {
@@ -229,7 +322,7 @@ describe("a sandbox's network policy on its Lease", () => {
 
   it("every use gets the proxy variables under the sandbox's own env", async () => {
     const { service, store } = withEgress(PROXY_ENV);
-    annotate(store, { [SANDBOX_ANNOTATIONS.env]: JSON.stringify({ HTTPS_PROXY: "mine", FOO: "bar" }) });
+    annotate(store, { [SANDBOX_ANNOTATIONS.env]: seal.seal({ HTTPS_PROXY: "mine", FOO: "bar" }, ID) });
     const env = await service.use(
       "t1",
       ID,
@@ -237,7 +330,7 @@ describe("a sandbox's network policy on its Lease", () => {
       async (use) => ok(use.env),
     );
     expect(env).toEqual(ok({ HTTPS_PROXY: "mine", NODE_USE_ENV_PROXY: "1", FOO: "bar" }));
-    const off = withEgress();
+    const off = setup();
     const none = await off.service.use(
       "t1",
       ID,

@@ -180,3 +180,39 @@ describe("per-tenant quota", () => {
     await Promise.all([...ra, rb].map((r) => r.body?.cancel()));
   });
 });
+
+describe("quota: work beyond the request", () => {
+  const burst = Number(env.TENANT_QUOTA_BURST);
+  const remainingAfterOneMore = async (token: string) => {
+    const r = await get(auth(token));
+    await r.body?.cancel();
+    return Number(r.headers.get("RateLimit-Remaining"));
+  };
+
+  it("every MCP message costs a token, initialize and tools/list included", async () => {
+    const token = await tenantToken({ tenant: "quota-mcp", scope: "sandbox:exec" });
+    for (const method of ["initialize", "tools/list", "tools/list"]) {
+      const res = await SELF.fetch(`${BASE}/mcp`, {
+        method: "POST",
+        headers: auth(token, {
+          "Content-Type": "application/json",
+          Accept: "application/json, text/event-stream",
+          "MCP-Protocol-Version": "2025-06-18",
+        }),
+        body: JSON.stringify({
+          jsonrpc: "2.0",
+          id: 1,
+          method,
+          params:
+            method === "initialize"
+              ? { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "t", version: "1" } }
+              : {},
+        }),
+      });
+      expect(res.status).toBe(200);
+      await res.body?.cancel();
+    }
+    // Three MCP messages and this request: four tokens (the refill is 0.2/s here).
+    expect(await remainingAfterOneMore(token)).toBeLessThanOrEqual(burst - 4 + 1);
+  });
+});

@@ -22,7 +22,7 @@ afterEach(async () => {
 });
 
 /** A stand-in chat agent: replies with how much history it was given (and, as agents do, its region). */
-async function chatAgent(): Promise<TestAgent> {
+async function chatAgent(modelCalls?: number): Promise<TestAgent> {
   agent = await connectAgent("eu-1", async (r, ag) => {
     const claims = await ag.verifier.verifyRequest(r.request);
     if (!claims.ok) throw new Error(claims.error.code);
@@ -35,6 +35,7 @@ async function chatAgent(): Promise<TestAgent> {
         reply: `reply ${body.history.length / 2 + 1} for ${claims.value.tenant}`,
         toolCalls: [],
         region: ag.region,
+        ...(modelCalls ? { modelCalls } : {}),
       }),
     );
   });
@@ -58,6 +59,20 @@ const session = async (tenant: string, id: string, method = "GET") =>
   });
 
 describe("chat relay and sessions", () => {
+  it("a turn is charged one quota token per model call it made", async () => {
+    const burst = Number(env.TENANT_QUOTA_BURST);
+    await chatAgent(6);
+    const res = await chat("tenant-charged", "hello", "charged");
+    expect(res.status).toBe(200);
+    expect(Number(res.headers.get("RateLimit-Remaining"))).toBe(burst - 1);
+    await res.body?.cancel();
+    // The turn's five further model calls were charged after it: the next request sees them.
+    const next = await session("tenant-charged", "charged");
+    await next.body?.cancel();
+    // 1 (chat) + 5 (its further model calls) + 1 (this read); the refill is 0.2/s here.
+    expect(Number(next.headers.get("RateLimit-Remaining"))).toBeLessThanOrEqual(burst - 7 + 1);
+  });
+
   it("relays history, appends each turn, and keeps sessions apart between tenants", async () => {
     const a = await chatAgent();
     const r1 = await chat("tenant-x", "hello", "shared-id");

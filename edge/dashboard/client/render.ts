@@ -51,6 +51,9 @@ export function tileHtml(p: PodTileView): string {
       (total > 0
         ? `<meter class="ttl-bar" min="0" max="${total}" low="${total / 3}" high="${(total * 2) / 3}" optimum="${total}" value="${ttl}" aria-label="Lease time left"></meter>`
         : "");
+  } else if (p.failure) {
+    sub = `<span class="hint" data-testid="pod-failure" title="${esc(p.failure)}">${esc(short(p.failure, 80))}</span>`;
+    body = p.podIP ? `<p class="ip">${esc(p.podIP)}</p>` : "";
   } else {
     sub = `<span class="hint">${esc(HINT[p.state] ?? "")}</span>`;
     body = p.podIP ? `<p class="ip">${esc(p.podIP)}</p>` : "";

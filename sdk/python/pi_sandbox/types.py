@@ -40,6 +40,7 @@ class ExecResult:
             duration_ms=float(d.get("durationMs", 0)),
             queue_ms=float(d.get("queueMs", 0)),
             region=d.get("region"),
+            model_calls=d.get("modelCalls"),
         )
 
 
@@ -110,6 +111,8 @@ class ChatResponse:
     reply: str
     tool_calls: List[ToolCall]
     region: Optional[str] = None
+    #: Model calls the turn made (each one costs a quota token).
+    model_calls: Optional[int] = None
 
     @staticmethod
     def from_json(d: Dict[str, Any]) -> "ChatResponse":

@@ -43,6 +43,8 @@ const HINTS: Record<string, string> = {
   request_cancelled: "cancelled",
   sandbox_not_found: "no such sandbox (deleted, expired, or not yours)",
   sandbox_expired: "the sandbox expired",
+  sandbox_evicted:
+    "the sandbox's pod was evicted, OOM-killed or failed (the message says why): create a new one",
   tenant_lease_limit: "the tenant holds as many pods as TENANT_MAX_LEASES allows: retry later",
   sandbox_limit: "the tenant has as many sandboxes as it may: delete one first",
   sandbox_cluster_unavailable: "no agent of the cluster that holds this sandbox is connected",

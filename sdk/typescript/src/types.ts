@@ -23,6 +23,7 @@ export type ErrorCode =
   | "file_not_found"
   | "request_not_found"
   | "method_not_allowed"
+  | "sandbox_evicted"
   | "host_not_allowed"
   | "stale_lease"
   | "payload_too_large"
@@ -161,6 +162,8 @@ export interface ChatResponse {
   region?: string | undefined;
   reply: string;
   toolCalls: ToolCallRecord[];
+  /** Model calls the turn made (each one costs a quota token). */
+  modelCalls?: number | undefined;
   sandboxId?: string | undefined;
 }
 
@@ -242,6 +245,8 @@ export interface PoolSnapshot {
   sandboxes?: SandboxSnapshot[] | undefined;
   /** This agent's recent executions (absent from agents that predate them). */
   executions?: ExecutionSnapshot[] | undefined;
+  /** A sandbox pod's own cgroup pids limit as the agent read it once ("max": unlimited). */
+  sandboxPids?: { pidsMax: string | null; unlimited: boolean; pod: string; checkedAt: string } | undefined;
 }
 
 // ---- the client's own names ----
