@@ -336,7 +336,8 @@ describe.each(OVERLAYS)("%s overlay", (overlay) => {
 
   it("NetworkPolicies: the agent's metrics port takes ingress only from the monitoring namespace's scraper", () => {
     const np = spec(find(objs, "NetworkPolicy", "pi-sandbox-agent"));
-    const c = loadConfig({ ...cfg, ...MIN_AGENT_ENV, EDGE_URL: undefined });
+    // POD_IP comes from the Downward API (the base runs the egress proxy, which needs it).
+    const c = loadConfig({ ...cfg, ...MIN_AGENT_ENV, POD_IP: "10.0.0.7", EDGE_URL: undefined });
     if (!c.ok) throw c.error;
     type Rule = {
       from?: Array<Record<string, { matchLabels: Record<string, string> }>>;
