@@ -11,6 +11,10 @@
  *   Floor: POOL_SCALE_DOWN_AFTER_SECONDS.
  * - throughput/<mode>-elastic vs throughput/replace-fixed: a closed loop of 32 clients sending
  *   `true`, at the default POOL_MAX_PODS and with POOL_MAX_PODS = POOL_SIZE (the old fixed pool).
+ *
+ * BENCH_ELASTIC_RECYCLE=replace|reuse-same-tenant runs only the first stack (bursts, scale-down,
+ * elastic throughput), with that recycle mode (rows suffixed `/reuse-same-tenant` for reuse): the
+ * pair compares same-tenant reuse with replace under the same load, in half the time.
  */
 
 import { cpus } from "node:os";
@@ -30,6 +34,12 @@ const BURST = 120;
  */
 const POD_START_CPU_MS = 210;
 const CORES = cpus().length;
+
+function burstRecycle(): "replace" | "reuse-same-tenant" {
+  const v = process.env.BENCH_ELASTIC_RECYCLE ?? "replace";
+  if (v === "replace" || v === "reuse-same-tenant") return v;
+  throw new Error(`BENCH_ELASTIC_RECYCLE must be replace or reuse-same-tenant, not ${v}`);
+}
 
 interface Outcome {
   status: number;
@@ -156,70 +166,66 @@ async function throughput(
 
 export async function runElasticBench(): Promise<BenchRow[]> {
   const rows: BenchRow[] = [];
-  await withStack(
-    { recycle: "replace", execMode: "http", poolSize: POOL, agentsPerRegion: 2 },
-    async (stack) => {
-      await waitForFullPool(stack, POOL, 120_000);
-      for (const tenants of [1, 6]) {
-        const b = await burst(stack, tenants);
-        const burstEnd = Date.now();
-        const served = b.outs.filter((o) => o.status === 200);
-        const timeouts = b.outs.filter((o) => o.code === "queue_timeout").length;
-        const lat = summarize(served.map((o) => o.ms));
-        progress(
-          `elastic: burst ${tenants} tenant(s): ${served.length} served, ${timeouts} queue_timeout, p99 ${Math.round(lat.p99)} ms, peak ${b.peakPods} pods`,
-        );
-        const extra: Record<string, string | number> = {
-          served: served.length,
-          queueTimeouts: timeouts,
-          otherErrors: BURST - served.length - timeouts,
-          peakPods: b.peakPods,
-          wallMs: Math.round(b.wallMs),
-          // ~100 % means the burst was bound by this machine's CPU, not by the pool.
-          cpuBusyPct: Math.round((b.cpuMs / (b.wallMs * CORES)) * 100),
-        };
-        if (tenants > 1) {
-          const medians = Array.from({ length: tenants }, (_, i) => {
-            const waits = served.filter((o) => o.tenant === `burst-${i}`).map((o) => o.queueMs ?? 0);
-            return summarize(waits).p50;
-          });
-          extra.perTenantMedianWaitMs = medians.map((m) => Math.round(m)).join("/");
-          extra.fairnessMaxMin = Number(
-            (Math.max(...medians) / Math.max(1, Math.min(...medians))).toFixed(2),
-          );
-        }
-        // The CPU the start-ups alone need, spread over every core: no pool can serve all of the
-        // burst sooner, so it is a bound on the p99 of serving everyone (and a p50 of half of it).
-        const floorMs = ((BURST - POOL) * POD_START_CPU_MS) / CORES;
-        rows.push({
-          name: `burst/${tenants === 1 ? "1-tenant" : "6-tenants"}`,
-          n: served.length,
-          p50Ms: lat.p50,
-          p99Ms: lat.p99,
-          floorName: `CPU of (120 − 8) pod start-ups (${POD_START_CPU_MS} ms each) over ${CORES} cores`,
-          floorP50Ms: floorMs / 2,
-          floorP99Ms: floorMs,
-          extra,
-        });
-        const backMs = await backToPoolSize(stack, burstEnd, 180_000);
-        progress(`elastic: back to POOL_SIZE in ${backMs} ms`);
-        if (tenants === 1)
-          rows.push({
-            name: "scale-down/back-to-pool-size",
-            n: 1,
-            p50Ms: backMs,
-            p99Ms: backMs,
-            floorName: "POOL_SCALE_DOWN_AFTER_SECONDS (60 s)",
-            floorP50Ms: 60_000,
-            floorP99Ms: 60_000,
-            extra: { poolSize: POOL },
-          });
-      }
-      rows.push(
-        await throughput(stack, "throughput/replace-elastic", { recycle: "replace", poolMaxPods: 64 }),
+  const recycle = burstRecycle();
+  const suffix = recycle === "replace" ? "" : `/${recycle}`;
+  await withStack({ recycle, execMode: "http", poolSize: POOL, agentsPerRegion: 2 }, async (stack) => {
+    await waitForFullPool(stack, POOL, 120_000);
+    for (const tenants of [1, 6]) {
+      const b = await burst(stack, tenants);
+      const burstEnd = Date.now();
+      const served = b.outs.filter((o) => o.status === 200);
+      const timeouts = b.outs.filter((o) => o.code === "queue_timeout").length;
+      const lat = summarize(served.map((o) => o.ms));
+      progress(
+        `elastic${suffix}: burst ${tenants} tenant(s): ${served.length} served, ${timeouts} queue_timeout, p99 ${Math.round(lat.p99)} ms, peak ${b.peakPods} pods`,
       );
-    },
-  );
+      const extra: Record<string, string | number> = {
+        served: served.length,
+        queueTimeouts: timeouts,
+        otherErrors: BURST - served.length - timeouts,
+        peakPods: b.peakPods,
+        wallMs: Math.round(b.wallMs),
+        // ~100 % means the burst was bound by this machine's CPU, not by the pool.
+        cpuBusyPct: Math.round((b.cpuMs / (b.wallMs * CORES)) * 100),
+      };
+      if (tenants > 1) {
+        const medians = Array.from({ length: tenants }, (_, i) => {
+          const waits = served.filter((o) => o.tenant === `burst-${i}`).map((o) => o.queueMs ?? 0);
+          return summarize(waits).p50;
+        });
+        extra.perTenantMedianWaitMs = medians.map((m) => Math.round(m)).join("/");
+        extra.fairnessMaxMin = Number((Math.max(...medians) / Math.max(1, Math.min(...medians))).toFixed(2));
+      }
+      // The CPU the start-ups alone need, spread over every core: no pool can serve all of the
+      // burst sooner, so it is a bound on the p99 of serving everyone (and a p50 of half of it).
+      const floorMs = ((BURST - POOL) * POD_START_CPU_MS) / CORES;
+      rows.push({
+        name: `burst/${tenants === 1 ? "1-tenant" : "6-tenants"}${suffix}`,
+        n: served.length,
+        p50Ms: lat.p50,
+        p99Ms: lat.p99,
+        floorName: `CPU of (120 − 8) pod start-ups (${POD_START_CPU_MS} ms each) over ${CORES} cores`,
+        floorP50Ms: floorMs / 2,
+        floorP99Ms: floorMs,
+        extra,
+      });
+      const backMs = await backToPoolSize(stack, burstEnd, 180_000);
+      progress(`elastic: back to POOL_SIZE in ${backMs} ms`);
+      if (tenants === 1)
+        rows.push({
+          name: `scale-down/back-to-pool-size${suffix}`,
+          n: 1,
+          p50Ms: backMs,
+          p99Ms: backMs,
+          floorName: "POOL_SCALE_DOWN_AFTER_SECONDS (60 s)",
+          floorP50Ms: 60_000,
+          floorP99Ms: 60_000,
+          extra: { poolSize: POOL },
+        });
+    }
+    rows.push(await throughput(stack, `throughput/${recycle}-elastic`, { recycle, poolMaxPods: 64 }));
+  });
+  if (process.env.BENCH_ELASTIC_RECYCLE) return rows;
   await withStack(
     {
       recycle: "replace",

@@ -31,7 +31,8 @@ const EnvConfigSchema = z.object({
   /** Lease duration of the pool-leader election (client-go's default is 15 s). */
   LEADER_LEASE_SECONDS: intVar(15, 1, 3600),
   QUEUE_TIMEOUT_SECONDS: intVar(15, 0, 3600),
-  RECYCLE: z.enum(["replace", "scrub"]).default("replace"),
+  /** See RecycleMode (leases/types.ts); the default and why are in README.md. */
+  RECYCLE: z.enum(["replace", "scrub", "reuse-same-tenant"]).default("replace"),
   /** Optional hard cap per tenant; 0 (the default) is no cap: fair dispatch shares the pool. */
   TENANT_MAX_LEASES: intVar(0, 0, 100_000),
   /**
@@ -160,11 +161,11 @@ const AgentSettingsSchema = EnvConfigSchema.transform((e, ctx) => {
     });
   }
   // Each pod's exec token is derived from the pool token: without it nobody can call the exec server.
-  if ((e.EXEC_MODE === "http" || e.RECYCLE === "scrub") && !e.POOL_TOKEN) {
+  if ((e.EXEC_MODE === "http" || e.RECYCLE !== "replace") && !e.POOL_TOKEN) {
     ctx.addIssue({
       code: "custom",
       path: ["POOL_TOKEN"],
-      message: "POOL_TOKEN is required with EXEC_MODE=http or RECYCLE=scrub",
+      message: "POOL_TOKEN is required with EXEC_MODE=http or RECYCLE=scrub|reuse-same-tenant",
     });
   }
   if (e.METRICS_PORT !== 0 && e.METRICS_PORT === e.AGENT_PORT) {

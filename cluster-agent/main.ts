@@ -86,7 +86,7 @@ export async function startAgent(
     clients,
     bus,
     log: logger,
-    ...(config.recycle === "scrub" ? { scrubber: new HttpScrubber({ client: execServer }) } : {}),
+    ...(config.recycle !== "replace" ? { scrubber: new HttpScrubber({ client: execServer }) } : {}),
     onCacheError: (what, e, retryInMs) =>
       logger.warn({ what, err: e, retryInMs }, "watch failed; restarting"),
   });

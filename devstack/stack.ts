@@ -22,7 +22,7 @@ export interface StackOptions {
   agentsPerRegion?: number;
   poolSize?: number;
   execMode?: "http" | "api";
-  recycle?: "replace" | "scrub";
+  recycle?: "replace" | "scrub" | "reuse-same-tenant";
   leaseTtlSeconds?: number;
   queueTimeoutSeconds?: number;
   /** Edge port (0 = any free port). */

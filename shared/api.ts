@@ -360,7 +360,7 @@ export const PoolSnapshotSchema = z.object({
   agentId: z.string(),
   at: z.string(),
   poolSize: z.number().int().nonnegative(),
-  recycle: z.enum(["replace", "scrub"]),
+  recycle: z.enum(["replace", "scrub", "reuse-same-tenant"]),
   pods: z.array(PodSnapshotSchema),
   queue: z.object({
     depth: z.number().int().nonnegative(),

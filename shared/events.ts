@@ -70,6 +70,8 @@ const leaseReleased = z.object({
     killed: z.number().int().nonnegative().optional(),
     removed: z.number().int().nonnegative().optional(),
     scrubFailed: z.string().optional(),
+    /** RECYCLE=reuse-same-tenant: the request of the same tenant the scrubbed pod went straight to. */
+    handedTo: z.string().optional(),
   }),
 });
 const leaseExpired = z.object({

@@ -1,11 +1,15 @@
 import type { V1Lease, V1Pod } from "@kubernetes/client-node";
 import type { CacheChange } from "../k8s/watched-cache.ts";
 import type { Clock } from "../pool-state/clock.ts";
-import { holderOf, isLeaseFree, parseHolder } from "../pool-state/lease-record.ts";
+import { holderOf, isLeaseFree, keptForTenantOf, parseHolder } from "../pool-state/lease-record.ts";
 import { isPodReady } from "../pool-state/pod-state.ts";
 import type { PoolStore } from "../pool-state/pool-store.ts";
 
-/** Pods that may be handed out: Ready, not terminating, with a free Lease, and not excluded. */
+/**
+ * Pods that may be handed out: Ready, not terminating, with a free Lease, and not excluded. A
+ * free Lease kept for a tenant (same-tenant reuse) is never one: such a pod goes to its tenant only
+ * by a direct hand-off, and the controller replaces it if it is ever found free.
+ */
 export function freePodNames(
   pods: Iterable<V1Pod>,
   leaseOf: (name: string) => V1Lease | undefined,
@@ -16,7 +20,7 @@ export function freePodNames(
     const name = p.metadata?.name;
     if (!name || exclude(name) || !isPodReady(p)) continue;
     const lease = leaseOf(name);
-    if (!lease || !isLeaseFree(lease)) continue;
+    if (!lease || !isLeaseFree(lease) || keptForTenantOf(lease) !== undefined) continue;
     out.push(name);
   }
   return out.sort();

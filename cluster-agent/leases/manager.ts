@@ -14,7 +14,7 @@ import { type Held, holderIdentity, newHeld } from "./held.ts";
 import { LeaseRelease } from "./release.ts";
 import { LeaseRenewal } from "./renewal.ts";
 import { LeaseStats } from "./stats.ts";
-import type { AcquireRequest, LeaseHandle } from "./types.ts";
+import type { AcquireRequest, LeaseHandle, RecycleMode } from "./types.ts";
 import { type Waiter, WaitQueue } from "./wait-queue.ts";
 
 export interface LeaseManagerOptions {
@@ -33,8 +33,8 @@ export interface LeaseManagerOptions {
    * always there for other tenants (pods held for long cannot be taken back). 0 = no share rule.
    */
   tenantShareLeases?: number;
-  recycle: "replace" | "scrub";
-  /** Required when recycle is "scrub". */
+  recycle: RecycleMode;
+  /** Required unless recycle is "replace". */
   scrubber?: Scrubber | undefined;
   /** Per API call. */
   requestTimeoutMs?: number;
@@ -77,7 +77,7 @@ export class LeaseManager {
   private cappedTenants = new Set<string>();
 
   constructor(private readonly o: LeaseManagerOptions) {
-    if (o.recycle === "scrub" && !o.scrubber) throw new Error("RECYCLE=scrub needs a Scrubber");
+    if (o.recycle !== "replace" && !o.scrubber) throw new Error(`RECYCLE=${o.recycle} needs a Scrubber`);
     this.clock = o.clock ?? systemClock;
     this.timeoutMs = o.requestTimeoutMs ?? 5_000;
     this.arrivals = new ArrivalRate(5_000, () => this.clock.now());
@@ -99,8 +99,27 @@ export class LeaseManager {
       recycle: o.recycle,
       scrubber: o.scrubber,
       renewal: this.renewal,
+      sameTenant: {
+        wantsNext: (tenant) => this.nextWaiter(tenant)?.tenant === tenant,
+        takeNext: (tenant) => {
+          const w = this.nextWaiter(tenant);
+          if (w?.tenant !== tenant) return undefined;
+          this.serving.add(w);
+          return w;
+        },
+        serve: (w, h, lease, casMs) => {
+          this.serving.delete(w);
+          // The same pod, same address: it was held until this hand-off.
+          this.handOut(w, h.pod, h.podIP, lease, casMs);
+        },
+        giveBack: (w) => {
+          this.serving.delete(w);
+          this.wake();
+        },
+      },
       onDone: (h) => {
-        this.held.delete(h.pod);
+        // A pod handed straight to the next holder is already that holder's entry.
+        if (this.held.get(h.pod) === h) this.held.delete(h.pod);
         this.wake();
       },
     });
@@ -299,32 +318,11 @@ export class LeaseManager {
     if (this.closed) return;
     const capped = new Set<string>();
     const held = this.heldByTenants();
-    // Per tenant, its waiters in arrival order (the queue is FIFO).
-    const byTenant = new Map<string, Waiter[]>();
-    for (const w of this.queue.entries()) {
-      if (w.settled || this.serving.has(w)) continue;
-      const list = byTenant.get(w.tenant);
-      if (list) list.push(w);
-      else byTenant.set(w.tenant, [w]);
-    }
+    const byTenant = this.waitingByTenant();
     let candidates: string[] | undefined;
     let next = 0;
     while (this.serving.size < this.maxParallel) {
-      let pick: Waiter | undefined;
-      let pickHeld = 0;
-      for (const [tenant, list] of byTenant) {
-        const first = list[0];
-        if (!first) continue;
-        const h = held.get(tenant) ?? 0;
-        if (this.atCap(h)) {
-          capped.add(tenant);
-          continue;
-        }
-        if (!pick || h < pickHeld || (h === pickHeld && first.enqueuedAt < pick.enqueuedAt)) {
-          pick = first;
-          pickHeld = h;
-        }
-      }
+      const { pick, pickHeld } = this.fairPick(byTenant, held, capped);
       if (!pick) break;
       candidates ??= this.chooser.next();
       const name = candidates[next++];
@@ -356,6 +354,53 @@ export class LeaseManager {
         },
       });
     }
+  }
+
+  /** Per tenant, its waiters not being served, in arrival order (the queue is FIFO). */
+  private waitingByTenant(): Map<string, Waiter[]> {
+    const byTenant = new Map<string, Waiter[]>();
+    for (const w of this.queue.entries()) {
+      if (w.settled || this.serving.has(w)) continue;
+      const list = byTenant.get(w.tenant);
+      if (list) list.push(w);
+      else byTenant.set(w.tenant, [w]);
+    }
+    return byTenant;
+  }
+
+  /** The waiter served next: fewest-held tenant not at its cap, ties to the oldest; capped tenants are added to `capped`. */
+  private fairPick(
+    byTenant: Map<string, Waiter[]>,
+    held: Map<string, number>,
+    capped: Set<string>,
+  ): { pick: Waiter | undefined; pickHeld: number } {
+    let pick: Waiter | undefined;
+    let pickHeld = 0;
+    for (const [tenant, list] of byTenant) {
+      const first = list[0];
+      if (!first) continue;
+      const h = held.get(tenant) ?? 0;
+      if (this.atCap(h)) {
+        capped.add(tenant);
+        continue;
+      }
+      if (!pick || h < pickHeld || (h === pickHeld && first.enqueuedAt < pick.enqueuedAt)) {
+        pick = first;
+        pickHeld = h;
+      }
+    }
+    return { pick, pickHeld };
+  }
+
+  /**
+   * Who the fair queue serves next once a pod of `releasing` is released (that pod still counts
+   * in its tenant's leases until then): the same-tenant reuse asks this before and after a scrub.
+   */
+  private nextWaiter(releasing: string): Waiter | undefined {
+    if (this.closed) return undefined;
+    const held = this.heldByTenants();
+    held.set(releasing, Math.max(0, (held.get(releasing) ?? 0) - 1));
+    return this.fairPick(this.waitingByTenant(), held, new Set()).pick;
   }
 
   /** One CAS for one waiter on one candidate; the outcome is settled before any other dispatch runs. */

@@ -1,6 +1,13 @@
 import type { Result } from "../../shared/errors.ts";
 import type { SandboxLease } from "../exec/executor.ts";
 
+/**
+ * What happens to a pod after release: `replace` deletes it, `scrub` resets and verifies it and
+ * frees it for anyone, `reuse-same-tenant` scrubs it only to hand it straight to the next waiter
+ * when that waiter is of the same tenant, and replaces it otherwise.
+ */
+export type RecycleMode = "replace" | "scrub" | "reuse-same-tenant";
+
 /** A lease as the manager hands it out: the sandbox contract plus who it was taken for. */
 export interface LeaseHandle extends SandboxLease {
   requestId: string;

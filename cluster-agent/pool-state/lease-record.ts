@@ -1,6 +1,6 @@
 import type { V1Lease } from "@kubernetes/client-node";
 import { microNow, microTimeString, toMicroTime } from "../k8s/microtime.ts";
-import { REQUEST_ID_ANNOTATION, TENANT_ANNOTATION } from "./labels.ts";
+import { KEPT_FOR_TENANT_ANNOTATION, REQUEST_ID_ANNOTATION, TENANT_ANNOTATION } from "./labels.ts";
 
 export interface HolderIdentity {
   agentId: string;
@@ -18,6 +18,8 @@ export const holderOf = (l: V1Lease) => l.spec?.holderIdentity ?? null;
 /** Free = nobody holds it. A held lease that stopped being renewed is not free: the controller recycles it. */
 export const isLeaseFree = (l: V1Lease) => !l.spec?.holderIdentity;
 export const tenantOf = (l: V1Lease) => l.metadata?.annotations?.[TENANT_ANNOTATION];
+/** The tenant whose scrubbed pod this is (same-tenant reuse): it never goes to another tenant. */
+export const keptForTenantOf = (l: V1Lease) => l.metadata?.annotations?.[KEPT_FOR_TENANT_ANNOTATION];
 export const requestIdOf = (l: V1Lease) => l.metadata?.annotations?.[REQUEST_ID_ANNOTATION];
 export const transitionsOf = (l: V1Lease) => l.spec?.leaseTransitions ?? 0;
 
@@ -41,11 +43,19 @@ export function recordKey(l: V1Lease): string {
  */
 export function claimedLease(
   lease: V1Lease,
-  claim: { holder: string; durationSeconds?: number | undefined; tenant?: string; requestId?: string },
+  claim: {
+    holder: string;
+    durationSeconds?: number | undefined;
+    tenant?: string;
+    requestId?: string;
+    /** A pod handed from one holder straight to the next of the same tenant: marked as that tenant's. */
+    keptForTenant?: string;
+  },
 ): V1Lease {
   const now = microNow();
   const annotations = { ...(lease.metadata?.annotations ?? {}) };
   if (claim.tenant !== undefined) annotations[TENANT_ANNOTATION] = claim.tenant;
+  if (claim.keptForTenant !== undefined) annotations[KEPT_FOR_TENANT_ANNOTATION] = claim.keptForTenant;
   if (claim.requestId !== undefined) annotations[REQUEST_ID_ANNOTATION] = claim.requestId;
   return {
     ...lease,

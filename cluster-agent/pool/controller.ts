@@ -9,6 +9,7 @@ import { POOL_LABELS } from "../pool-state/labels.ts";
 import {
   claimedLease,
   holderOf,
+  keptForTenantOf,
   parseHolder,
   recordKey,
   requestIdOf,
@@ -249,6 +250,11 @@ export class PoolController {
           work.push(this.recycle(name, "lease expired", lease));
           continue;
         }
+      } else if (keptForTenantOf(lease) !== undefined) {
+        // A pod scrubbed for one tenant is never free for another: nothing frees it, but if
+        // something did (an older agent, a hand edit), it is replaced, not handed out.
+        work.push(this.recycle(name, "free pod kept for a tenant"));
+        continue;
       } else {
         this.expiry.observe(name, recordKey(lease));
       }

@@ -1,3 +1,4 @@
+import { applyConfig } from "./apply.ts";
 import { type Decoded, decodeBody, decodeObject, fieldValidationOf, parseJson } from "./body.ts";
 import { namespaceKind } from "./kinds/index.ts";
 import { deepEqual, groupVersion, type Kind, resourceId } from "./kinds/kind.ts";
@@ -151,7 +152,7 @@ export function list(ctx: Ctx): Reply {
   };
 }
 
-export function create(ctx: Ctx): Reply {
+export function create(ctx: Ctx, managedFields?: JsonObject[]): Reply {
   const { kind, store } = ctx;
   const { obj, warnings } = decodeBody(kind, ctx.body, fieldValidationOf(ctx.query));
   const dryRun = isDryRun(ctx.query);
@@ -198,6 +199,7 @@ export function create(ctx: Ctx): Reply {
   if (store.get(res, keyOf(kind.namespaced ? ctx.namespace : undefined, name)))
     throw alreadyExists(target(kind, name));
   delete meta.resourceVersion;
+  if (managedFields) meta.managedFields = managedFields;
   const stored = dryRun
     ? obj
     : store.put(res, keyOf(kind.namespaced ? ctx.namespace : undefined, name), withoutType(obj));
@@ -211,6 +213,7 @@ function commitUpdate(
   old: JsonObject,
   dryRun: boolean,
   warnings: string[],
+  managedFields?: JsonObject[],
 ): Reply {
   const { kind, store } = ctx;
   const name = ctx.name ?? "";
@@ -239,7 +242,10 @@ function commitUpdate(
   if (oldMeta.deletionGracePeriodSeconds !== undefined && meta.deletionGracePeriodSeconds === undefined) {
     meta.deletionGracePeriodSeconds = oldMeta.deletionGracePeriodSeconds;
   }
-  delete meta.managedFields;
+  // Only server-side apply writes managedFields; any other write keeps what appliers own.
+  if (managedFields) meta.managedFields = managedFields;
+  else if (oldMeta.managedFields !== undefined) meta.managedFields = oldMeta.managedFields;
+  else delete meta.managedFields;
   delete meta.selfLink;
   const errs: Cause[] = [];
   if (meta.uid !== oldMeta.uid) errs.push(field.immutable("metadata.uid", meta.uid));
@@ -317,9 +323,8 @@ export function patch(ctx: Ctx): Reply {
   const { kind } = ctx;
   const name = ctx.name ?? "";
   const type = ctx.contentType.split(";")[0]?.trim().toLowerCase() ?? "";
-  if (!PATCH_TYPES.includes(type) || type === "application/apply-patch+yaml") {
-    throw unsupportedMediaType(PATCH_TYPES);
-  }
+  if (!PATCH_TYPES.includes(type)) throw unsupportedMediaType(PATCH_TYPES);
+  if (type === "application/apply-patch+yaml") return serverSideApply(ctx);
   const dryRun = isDryRun(ctx.query);
   const validation = fieldValidationOf(ctx.query);
   const old = getOr404(ctx.store, kind, ctx.namespace, name);
@@ -543,4 +548,63 @@ export function bind(ctx: Ctx): Reply {
     code: 201,
     body: { kind: "Status", apiVersion: "v1", metadata: {}, status: "Success", code: 201 },
   };
+}
+
+/** PATCH application/apply-patch+yaml: creates the object or merges the manager's fields into it (`apply.ts`). */
+function serverSideApply(ctx: Ctx): Reply {
+  const { kind, store } = ctx;
+  const name = ctx.name ?? "";
+  const manager = ctx.query.get("fieldManager") ?? "";
+  if (manager === "")
+    throw invalid("PatchOptions", "meta.k8s.io", "", [
+      field.required("fieldManager", "is required for apply patch"),
+    ]);
+  const force = ctx.query.get("force");
+  if (force !== null && force !== "true" && force !== "false")
+    throw badRequest(
+      `force: Invalid value: "${force}": strconv.ParseBool: parsing "${force}": invalid syntax`,
+    );
+  const dryRun = isDryRun(ctx.query);
+  const parsed = parseJson(ctx.body);
+  // YAML is a superset of JSON; devcluster reads the JSON form, which is what kubectl and client-go send.
+  if (!parsed.ok)
+    throw badRequest(`error decoding YAML: devcluster reads apply patches as JSON: ${parsed.message}`);
+  const { obj: cfg, warnings } = decodeObject(kind, parsed.value, fieldValidationOf(ctx.query));
+  const meta = metaOf(cfg);
+  if (meta.name !== undefined && meta.name !== name)
+    throw badRequest(
+      `the name of the object (${String(meta.name)}) does not match the name on the URL (${name})`,
+    );
+  meta.name = name;
+  checkNamespace(ctx, meta);
+  const live = store.get(resourceId(kind), keyOf(kind.namespaced ? ctx.namespace : undefined, name));
+  const result = applyConfig(live ? withType(kind, live) : undefined, cfg, {
+    manager,
+    apiVersion: groupVersion(kind),
+    now: nowTime(),
+    force: force === "true",
+    ownsStatus: ctx.subresource === "status",
+  });
+  if (!result.ok) {
+    const n = result.conflicts.length;
+    const lines = result.conflicts.map((c) => `conflict with ${JSON.stringify(c.manager)}: ${c.field}`);
+    throw new StatusError(
+      409,
+      "Conflict",
+      `Apply failed with ${n} conflict${n === 1 ? "" : "s"}: ${lines.join("\n")}`,
+      {
+        causes: result.conflicts.map((c) => ({
+          reason: "FieldManagerConflict",
+          message: `conflict with ${JSON.stringify(c.manager)}`,
+          field: c.field,
+        })),
+      },
+    );
+  }
+  if (!live) {
+    if (ctx.subresource !== undefined) throw notFound(target(kind, name));
+    return create({ ...ctx, body: Buffer.from(JSON.stringify(result.obj)) }, result.managedFields);
+  }
+  checkRV(ctx, rvOf(cfg), live);
+  return commitUpdate(ctx, result.obj, live, dryRun, warnings, result.managedFields);
 }

@@ -10,6 +10,13 @@ import * as h from "./handlers.ts";
 import { eventKind } from "./kinds/index.ts";
 import { resourceId } from "./kinds/kind.ts";
 import { keyOf } from "./objects.ts";
+import { openApiV3 } from "./openapi.ts";
+import {
+  OPENAPI_V2_PROTOBUF,
+  OPENAPI_V2_PROTOBUF_RESPONSE,
+  openApiV2Json,
+  openApiV2Protobuf,
+} from "./openapi-v2.ts";
 import { type Route, route } from "./routes.ts";
 import {
   badRequest,
@@ -21,6 +28,7 @@ import {
   unsupportedMediaType,
 } from "./status.ts";
 import { Store } from "./store.ts";
+import { tableVersion, toTable } from "./table.ts";
 import {
   type ApiServer,
   type ApiServerOptions,
@@ -140,6 +148,27 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
       sendJson(res, 401, unauthorized().toStatus());
       return;
     }
+    if (url.pathname === "/openapi/v2") {
+      req.resume();
+      if (method !== "GET") sendJson(res, 405, methodNotAllowed({ kind: "", group: "" }).toStatus());
+      else if (String(req.headers.accept ?? "").includes(OPENAPI_V2_PROTOBUF)) {
+        const doc = openApiV2Protobuf();
+        res.writeHead(200, {
+          "Content-Type": OPENAPI_V2_PROTOBUF_RESPONSE,
+          "Content-Length": String(doc.length),
+        });
+        res.end(doc);
+      } else sendJson(res, 200, openApiV2Json());
+      return;
+    }
+    if (url.pathname === "/openapi/v3" || url.pathname.startsWith("/openapi/v3/")) {
+      req.resume();
+      const doc = openApiV3(url.pathname);
+      if (method !== "GET") sendJson(res, 405, methodNotAllowed({ kind: "", group: "" }).toStatus());
+      else if (doc) sendJson(res, 200, doc);
+      else sendJson(res, 404, pathNotFound().toStatus());
+      return;
+    }
     if (url.pathname === ACCESS_REVIEW_PATH) {
       if (method !== "POST") {
         req.resume();
@@ -208,6 +237,7 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
           {
             bookmarkIntervalMs: opts.bookmarkIntervalMs ?? 60_000,
             defaultTimeoutMs: opts.defaultWatchTimeoutMs ?? 1_800_000,
+            table: tableVersion(String(req.headers.accept ?? "")),
           },
           () => {
             if (stop) watches.delete(stop);
@@ -230,6 +260,9 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
       }
       if ((method === "POST" || method === "PUT") && r.subresource !== "exec") checkBodyType(ctx.contentType);
       const reply = dispatch(ctx, method, verb, r.subresource);
+      const table = tableVersion(String(req.headers.accept ?? ""));
+      if (table && (verb === "get" || verb === "list") && r.subresource === undefined)
+        reply.body = toTable(r.kind, reply.body, table, url.searchParams);
       code = reply.code;
       sendJson(res, reply.code, reply.body, reply.warnings);
     } catch (e) {

@@ -4,12 +4,15 @@ import { groupVersion, resourceId } from "./kinds/kind.ts";
 import { metaOf, withType } from "./objects.ts";
 import { badRequest, expired } from "./status.ts";
 import type { StoreEvent } from "./store.ts";
+import { includeObjectOf, toTable } from "./table.ts";
 import type { JsonObject } from "./types.ts";
 
 export interface WatchOptions {
   bookmarkIntervalMs: number;
   /** Default lifetime of a watch without timeoutSeconds (the real server: 30–60 min). */
   defaultTimeoutMs: number;
+  /** `kubectl get -w`: each event's object as a one-row meta.k8s.io Table of this version. */
+  table?: "v1" | "v1beta1";
 }
 
 /**
@@ -25,6 +28,7 @@ export function serveWatch(ctx: Ctx, res: ServerResponse, opts: WatchOptions, on
   const timeoutRaw = query.get("timeoutSeconds");
   if (timeoutRaw !== null && !/^\d+$/.test(timeoutRaw))
     throw badRequest(`timeoutSeconds: Invalid value: "${timeoutRaw}"`);
+  if (opts.table) includeObjectOf(query);
   const res_id = resourceId(kind);
   const ns = kind.namespaced ? ctx.namespace : undefined;
   const inScope = (o: JsonObject) => ns === undefined || metaOf(o).namespace === ns;
@@ -32,7 +36,9 @@ export function serveWatch(ctx: Ctx, res: ServerResponse, opts: WatchOptions, on
   res.writeHead(200, { "Content-Type": "application/json", "Cache-Control": "no-cache, private" });
   res.flushHeaders();
   let ended = false;
-  const send = (type: string, object: JsonObject) => {
+  const send = (type: string, obj: JsonObject) => {
+    const object =
+      opts.table && type !== "ERROR" && type !== "BOOKMARK" ? toTable(kind, obj, opts.table, query) : obj;
     if (!ended) res.write(`${JSON.stringify({ type, object })}\n`);
   };
   let timeout: NodeJS.Timeout | undefined;

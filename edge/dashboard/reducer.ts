@@ -99,7 +99,7 @@ export interface ScaleRecord {
 export interface RegionState {
   region: string;
   poolSize: number | null;
-  recycle: "replace" | "scrub" | null;
+  recycle: "replace" | "scrub" | "reuse-same-tenant" | null;
   leader: string | null;
   /** The lease duration last seen in this region: events may omit it. */
   leaseSeconds: number | null;

@@ -35,7 +35,7 @@ export interface PodTileView {
 export interface RegionView {
   region: string;
   poolSize: number | null;
-  recycle: "replace" | "scrub" | null;
+  recycle: "replace" | "scrub" | "reuse-same-tenant" | null;
   leader: string | null;
   agents: string[];
   counts: Record<PodState, number>;

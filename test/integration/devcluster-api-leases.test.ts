@@ -338,7 +338,7 @@ describe("leases through raw HTTP", () => {
     expect(warn.headers.get("warning")).toContain("unknown field");
   });
 
-  it("strategic-merge-patch is accepted; apply-patch and unknown types → 415", async () => {
+  it("strategic-merge-patch and apply-patch (with a fieldManager) are accepted; unknown types → 415", async () => {
     await s.raw("POST", LEASES, lease("smp", { holderIdentity: "a", leaseDurationSeconds: 3 }));
     const ok = await s.raw(
       "PATCH",
@@ -348,9 +348,23 @@ describe("leases through raw HTTP", () => {
     );
     expect(ok.status).toBe(200);
     expect(ok.json.spec).toEqual({ holderIdentity: "b", leaseDurationSeconds: 3 });
-    const apply = await s.raw("PATCH", `${LEASES}/smp`, "spec: {}", "application/apply-patch+yaml");
-    expect(apply.status).toBe(415);
-    expect(apply.json.reason).toBe("UnsupportedMediaType");
+    const applyBody = {
+      apiVersion: "coordination.k8s.io/v1",
+      kind: "Lease",
+      metadata: { name: "smp" },
+      spec: { holderIdentity: "c" },
+    };
+    const anonymous = await s.raw("PATCH", `${LEASES}/smp`, applyBody, "application/apply-patch+yaml");
+    expect(anonymous.status).toBe(422);
+    expect(anonymous.json.message).toContain("fieldManager: Required value: is required for apply patch");
+    const apply = await s.raw(
+      "PATCH",
+      `${LEASES}/smp?fieldManager=test`,
+      applyBody,
+      "application/apply-patch+yaml",
+    );
+    expect(apply.status).toBe(200);
+    expect(apply.json.spec).toEqual({ holderIdentity: "c", leaseDurationSeconds: 3 });
     const bad = await s.raw("PATCH", `${LEASES}/smp`, { spec: {} }, "application/json");
     expect(bad.status).toBe(415);
   });

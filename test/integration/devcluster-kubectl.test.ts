@@ -27,6 +27,17 @@ afterAll(async () => {
   if (imageDir) await rm(imageDir, { recursive: true, force: true });
 });
 
+/** A column of kubectl's table output: AGE as HumanDuration prints it. */
+const AGE = /^\d+(s|m|m\d+s|h|h\d+m)$/;
+
+/** kubectl's table output split into rows of cells (cells hold no spaces in these tests). */
+function lines(table: string): string[][] {
+  return table
+    .split("\n")
+    .filter((l) => l.trim() !== "")
+    .map((l) => l.trim().split(/\s+/));
+}
+
 async function kubectl(...args: string[]): Promise<string> {
   const { stdout } = await run("kubectl", args, {
     env: { ...process.env, KUBECONFIG: cluster.kubeconfigPath, HOME: cluster.dir },
@@ -67,16 +78,123 @@ describe("kubectl against devcluster", () => {
     expect(JSON.parse(bad.text)).toMatchObject({ kind: "Status", reason: "BadRequest" });
   });
 
-  it("applies a manifest twice: created, then unchanged", async () => {
-    const file = join(cluster.dir, "ns.yaml");
-    await writeFile(file, "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: kubectl-apply\n");
-    // --validate=false: devcluster serves no OpenAPI document yet (see devcluster/README.md).
-    expect(await kubectl("apply", "--validate=false", "-f", file)).toContain(
-      "namespace/kubectl-apply created",
+  it("applies manifests with kubectl's default validation: created, then unchanged; unknown fields rejected", async () => {
+    // No --validate=false: kubectl finds `fieldValidation` on each kind's PATCH in /openapi/v3 and
+    // leaves validation to the server (Strict), as on a real cluster.
+    const file = join(cluster.dir, "manifests.yaml");
+    await writeFile(
+      file,
+      [
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: kubectl-apply\n",
+        "apiVersion: coordination.k8s.io/v1\nkind: Lease\nmetadata:\n  name: held\n  namespace: kubectl-apply\nspec:\n  holderIdentity: agent-1\n",
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: s\n  namespace: kubectl-apply\nstringData:\n  k: v\n",
+      ].join("---\n"),
     );
-    expect(await kubectl("apply", "--validate=false", "-f", file)).toContain(
-      "namespace/kubectl-apply unchanged",
+    const first = await kubectl("apply", "-f", file);
+    expect(first).toContain("namespace/kubectl-apply created");
+    expect(first).toContain("lease.coordination.k8s.io/held created");
+    expect(first).toContain("secret/s created");
+    const second = await kubectl("apply", "-f", file);
+    expect(second).toContain("namespace/kubectl-apply unchanged");
+    expect(second).toContain("lease.coordination.k8s.io/held unchanged");
+    const bad = join(cluster.dir, "bad-lease.yaml");
+    await writeFile(
+      bad,
+      "apiVersion: coordination.k8s.io/v1\nkind: Lease\nmetadata:\n  name: typo\nspec:\n  holderIdentity: x\n  holderIdentitty: y\n",
     );
+    await expect(kubectl("create", "-f", bad)).rejects.toThrow(
+      /strict decoding error: unknown field "spec.holderIdentitty"/,
+    );
+    // The same documents serve `kubectl explain`.
+    expect(await kubectl("explain", "lease.spec")).toMatch(/holderIdentity\s+<string>/);
+    // …and /openapi/v2 in the protobuf kubectl asks for (what kubectl before 1.27 validates with).
+    expect(await kubectl("explain", "lease.spec", "--output=plaintext-openapiv2")).toMatch(
+      /holderIdentity\s+<string>/,
+    );
+    // `kubectl get leases`: the server's Table, with the HOLDER column.
+    expect(lines(await kubectl("get", "leases", "-n", "kubectl-apply"))).toEqual([
+      ["NAME", "HOLDER", "AGE"],
+      ["held", "agent-1", expect.stringMatching(AGE)],
+    ]);
+  });
+
+  it("apply --server-side: kubectl's field manager owns what it applied; another manager conflicts until it forces", async () => {
+    const lease = (labels: string, spec: string) =>
+      `apiVersion: coordination.k8s.io/v1\nkind: Lease\nmetadata:\n  name: ssa\n  labels: {${labels}}\nspec: {${spec}}\n`;
+    const mine = join(cluster.dir, "ssa.yaml");
+    await writeFile(mine, lease('app: "x"', "holderIdentity: agent-1, leaseDurationSeconds: 30"));
+    expect(await kubectl("apply", "--server-side", "-f", mine)).toContain(
+      "lease.coordination.k8s.io/ssa serverside-applied",
+    );
+    const rv = await kubectl("get", "lease", "ssa", "-o", "jsonpath={.metadata.resourceVersion}");
+    await kubectl("apply", "--server-side", "-f", mine);
+    // Applying the same configuration again writes nothing.
+    expect(await kubectl("get", "lease", "ssa", "-o", "jsonpath={.metadata.resourceVersion}")).toBe(rv);
+    const managed = async () =>
+      (
+        JSON.parse(await kubectl("get", "lease", "ssa", "-o", "json", "--show-managed-fields")) as {
+          metadata: { managedFields: Array<{ manager: string; operation: string; fieldsV1: unknown }> };
+        }
+      ).metadata.managedFields;
+    expect(await managed()).toMatchObject([
+      {
+        manager: "kubectl",
+        operation: "Apply",
+        fieldsV1: {
+          "f:metadata": { "f:labels": { "f:app": {} } },
+          "f:spec": { "f:holderIdentity": {}, "f:leaseDurationSeconds": {} },
+        },
+      },
+    ]);
+    const theirs = join(cluster.dir, "ssa-agent.yaml");
+    await writeFile(theirs, lease("", "holderIdentity: agent-2"));
+    await expect(kubectl("apply", "--server-side", "--field-manager=agent", "-f", theirs)).rejects.toThrow(
+      /Apply failed with 1 conflict: conflict with "kubectl": \.spec\.holderIdentity/,
+    );
+    await kubectl("apply", "--server-side", "--field-manager=agent", "--force-conflicts", "-f", theirs);
+    expect(await kubectl("get", "lease", "ssa", "-o", "jsonpath={.spec.holderIdentity}")).toBe("agent-2");
+    // kubectl stops applying leaseDurationSeconds: it goes; holderIdentity is the agent's now and stays.
+    await writeFile(mine, lease('app: "x"', ""));
+    await kubectl("apply", "--server-side", "-f", mine);
+    const spec = JSON.parse(await kubectl("get", "lease", "ssa", "-o", "jsonpath={.spec}")) as unknown;
+    expect(spec).toEqual({ holderIdentity: "agent-2" });
+    expect((await managed()).map((m) => m.manager)).toEqual(["kubectl", "agent"]);
+  });
+
+  it("get -w: the watch carries Table rows too, one line per change", async () => {
+    const file = join(cluster.dir, "watched.yaml");
+    const lease = (holder: string) =>
+      `apiVersion: coordination.k8s.io/v1\nkind: Lease\nmetadata:\n  name: watched\nspec:\n  holderIdentity: ${holder}\n`;
+    await writeFile(file, lease("first"));
+    await kubectl("apply", "-f", file);
+    const child = execFile("kubectl", ["get", "lease", "watched", "-w"], {
+      env: { ...process.env, KUBECONFIG: cluster.kubeconfigPath, HOME: cluster.dir },
+      timeout: 30_000,
+    });
+    let out = "";
+    child.stdout?.on("data", (d: Buffer) => {
+      out += d.toString();
+    });
+    try {
+      await waitFor("the first row", () => out.includes("first"));
+      await writeFile(file, lease("second"));
+      await kubectl("apply", "-f", file);
+      await waitFor("the row of the change", () => out.includes("second"));
+      expect(lines(out)).toEqual([
+        ["NAME", "HOLDER", "AGE"],
+        ["watched", "first", expect.stringMatching(AGE)],
+        ["watched", "second", expect.stringMatching(AGE)],
+      ]);
+    } finally {
+      child.kill();
+    }
+  });
+
+  it("get nodes prints STATUS, ROLES and VERSION from the server's Table", async () => {
+    expect(lines(await kubectl("get", "nodes"))).toEqual([
+      ["NAME", "STATUS", "ROLES", "AGE", "VERSION"],
+      [expect.any(String), "Ready", "<none>", expect.stringMatching(AGE), "v1.26.0-devcluster"],
+    ]);
   });
 
   it("shows why a pod is Pending in its events", async () => {
@@ -85,7 +203,7 @@ describe("kubectl against devcluster", () => {
     if (main) main.resources = { requests: { cpu: "200m" } };
     const file = join(cluster.dir, "pod.json");
     await writeFile(file, JSON.stringify(pod));
-    await kubectl("create", "--validate=false", "-f", file);
+    await kubectl("create", "-f", file);
     const events = await waitFor("FailedScheduling in kubectl get events", async () => {
       const out = await kubectl(
         "get",
@@ -101,6 +219,23 @@ describe("kubectl against devcluster", () => {
     expect(events.message).toMatch(/^0\/1 nodes are available: 1 Insufficient cpu\./);
     const phase = await kubectl("get", "pod", "too-big", "-o", "jsonpath={.status.phase}");
     expect(phase).toBe("Pending");
+    expect(lines(await kubectl("get", "pod", "too-big"))).toEqual([
+      ["NAME", "READY", "STATUS", "RESTARTS", "AGE"],
+      ["too-big", "0/1", "Pending", "0", expect.stringMatching(AGE)],
+    ]);
+    // --sort-by asks for whole objects in the rows (includeObject=Object).
+    expect(lines(await kubectl("get", "pods", "--sort-by=.metadata.name"))).toContainEqual([
+      "too-big",
+      "0/1",
+      "Pending",
+      "0",
+      expect.stringMatching(AGE),
+    ]);
+    const table = await kubectl("get", "events", "--field-selector", "involvedObject.name=too-big");
+    expect(table.split("\n")[0]).toMatch(/^LAST SEEN\s+TYPE\s+REASON\s+OBJECT\s+MESSAGE$/);
+    expect(table).toMatch(
+      /\n\S+\s+Warning\s+FailedScheduling\s+pod\/too-big\s+0\/1 nodes are available: 1 Insufficient cpu\./,
+    );
   });
 });
 
@@ -112,7 +247,7 @@ describe("kubectl logs against devcluster", () => {
       command: ["sh", "-c", "echo hello from the pod; echo and from stderr >&2; exec sleep 600"],
     });
     await writeFile(file, JSON.stringify(pod));
-    await kubectl("create", "--validate=false", "-f", file);
+    await kubectl("create", "-f", file);
     const out = await waitFor("both lines in kubectl logs", async () => {
       const text = await kubectl("logs", "talks");
       return text.includes("hello from the pod") && text.includes("and from stderr") ? text : undefined;
@@ -136,11 +271,33 @@ describe("kubectl exec against devcluster", () => {
   it("exec -i passes stdin through and returns the output; the pod's events show the scheduler and the kubelet", async () => {
     const file = join(cluster.dir, "exec-pod.json");
     await writeFile(file, JSON.stringify(healthPod("exec-me", { probe: false })));
-    await kubectl("create", "--validate=false", "-f", file);
-    await waitFor("exec-me Running", async () => {
-      const phase = await kubectl("get", "pod", "exec-me", "-o", "jsonpath={.status.phase}");
-      return phase === "Running";
+    await kubectl("create", "-f", file);
+    // `kubectl get pods`: READY and STATUS as the server's Table computes them from the pod status.
+    const row = await waitFor("exec-me 1/1 Running", async () => {
+      const [header, cells] = lines(await kubectl("get", "pod", "exec-me"));
+      return cells?.[1] === "1/1" ? { header, cells } : undefined;
     });
+    expect(row.header).toEqual(["NAME", "READY", "STATUS", "RESTARTS", "AGE"]);
+    expect(row.cells).toEqual(["exec-me", "1/1", "Running", "0", expect.stringMatching(AGE)]);
+    const [wideHeader, wide] = lines(await kubectl("get", "pod", "exec-me", "-o", "wide"));
+    expect(wideHeader).toEqual([
+      "NAME",
+      "READY",
+      "STATUS",
+      "RESTARTS",
+      "AGE",
+      "IP",
+      "NODE",
+      "NOMINATED",
+      "NODE",
+      "READINESS",
+      "GATES",
+    ]);
+    const pod = JSON.parse(await kubectl("get", "pod", "exec-me", "-o", "json")) as {
+      spec: { nodeName: string };
+      status: { podIP: string };
+    };
+    expect(wide?.slice(5)).toEqual([pod.status.podIP, pod.spec.nodeName, "<none>", "<none>"]);
     const { stdout } = await new Promise<{ stdout: string }>((resolve, reject) => {
       const child = execFile(
         "kubectl",

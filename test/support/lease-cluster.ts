@@ -69,7 +69,7 @@ export async function startPool(
 ): Promise<{ pool: AgentPool; events: PoolEvent[] }> {
   const cfg = loadConfig(c.agentEnv(env));
   if (!cfg.ok) throw cfg.error;
-  const scrubber = cfg.value.recycle === "scrub" ? new HttpScrubber({ poolToken: c.poolToken }) : undefined;
+  const scrubber = cfg.value.recycle !== "replace" ? new HttpScrubber({ poolToken: c.poolToken }) : undefined;
   const r = await AgentPool.start({
     config: cfg.value,
     clients: (opts.wrapClients ?? ((k) => k))(makeClients(c.dc.kubeConfig())),

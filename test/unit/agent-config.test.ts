@@ -61,7 +61,11 @@ describe("agent config: relay, tunnel and model settings", () => {
     const noKeys = loadConfig({ POOL_TOKEN: "t" });
     expect(!noKeys.ok && noKeys.error.message).toContain("RELAY_PUBLIC_KEYS is required");
     const { POOL_TOKEN: _, ...keysOnly } = MIN_AGENT_ENV;
-    for (const env of [{}, { RECYCLE: "scrub", EXEC_MODE: "api" }]) {
+    for (const env of [
+      {},
+      { RECYCLE: "scrub", EXEC_MODE: "api" },
+      { RECYCLE: "reuse-same-tenant", EXEC_MODE: "api" },
+    ]) {
       const noToken = loadConfig({ ...keysOnly, ...env });
       expect(!noToken.ok && noToken.error.message).toContain("POOL_TOKEN is required");
     }

@@ -10,7 +10,7 @@ import type { Scrubber } from "../../cluster-agent/exec/executor.ts";
 import { LeaseManager, type LeaseManagerOptions } from "../../cluster-agent/leases/manager.ts";
 import type { LeaseHandle } from "../../cluster-agent/leases/types.ts";
 import { createLogger } from "../../cluster-agent/telemetry/logger.ts";
-import { ok, type Result } from "../../shared/errors.ts";
+import { AppError, err, ok, type Result } from "../../shared/errors.ts";
 import type { PoolEvent } from "../../shared/events.ts";
 import { FakeClock, flush, MemoryPoolStore } from "../support/memory-pool-store.ts";
 
@@ -306,3 +306,206 @@ async function flushThen<T>(s: T): Promise<T> {
   await flush();
   return s;
 }
+
+describe("RECYCLE=reuse-same-tenant (fake clock)", () => {
+  /** A scrubber that counts, and fails when told to. */
+  function scrubberOf(fail = () => false) {
+    const scrubbed: string[] = [];
+    const scrubber: Scrubber = {
+      scrub: async (t) => {
+        scrubbed.push(t.pod);
+        return fail()
+          ? err(new AppError("sandbox_failed", `${t.pod} is not clean after reset`))
+          : ok({ killed: 1, removed: 2 });
+      },
+    };
+    return { scrubber, scrubbed };
+  }
+
+  /** Stands in for the pool controller: every pod deleted is followed by a fresh one. */
+  function refill(store: MemoryPoolStore) {
+    let n = 100;
+    store.pods.onChange((c) => {
+      if (c.type === "delete") queueMicrotask(() => store.addPod(`fresh-${n++}`));
+    });
+  }
+
+  const deleted = (store: MemoryPoolStore) =>
+    store.writes.filter((w) => w.what === "delete pod").map((w) => w.name);
+
+  it("a waiter of the same tenant gets the scrubbed pod straight away: fence + 1, kept for the tenant, never freed", async () => {
+    const { scrubber, scrubbed } = scrubberOf();
+    const { store, acquire, held, events, manager } = setup(["p0"], {
+      recycle: "reuse-same-tenant",
+      scrubber,
+    });
+    const a1 = held(await flushThen(acquire("a-1", "A")));
+    const a2 = acquire("a-2", "A");
+    await flush();
+    expect(a2.result).toBeUndefined();
+    await a1.release();
+    await flush();
+    expect(held(a2).pod).toBe("p0");
+    expect(held(a2).fence).toBe(a1.fence + 1);
+    expect(scrubbed).toEqual(["p0"]);
+    expect(deleted(store)).toEqual([]);
+    // The Lease went from a-1 to a-2 in one CAS: it was never free for anyone else to take.
+    expect(store.writes.map((w) => w.what)).not.toContain("free lease");
+    const lease = store.leases.get("p0");
+    expect(lease?.metadata?.annotations?.["pi-sandbox-runtime/kept-for-tenant"]).toBe("A");
+    expect(lease?.spec?.holderIdentity).toBe("agent-a/a-2");
+    const released = events.find((e) => e.type === "lease.released" && e.requestId === "a-1");
+    expect(released?.data).toMatchObject({ recycle: "scrub", handedTo: "a-2", killed: 1, removed: 2 });
+    // Released before the next holder acquired it (the dashboard and metrics read them in order).
+    const order = events.filter((e) => e.pod === "p0" && e.type.startsWith("lease.")).map((e) => e.type);
+    expect(order).toEqual(["lease.acquired", "lease.released", "lease.acquired"]);
+    // With nobody of A waiting, the kept pod is replaced, not freed.
+    await held(a2).release();
+    await flush();
+    expect(deleted(store)).toEqual(["p0"]);
+    await manager.shutdown();
+  });
+
+  // Over one pod the fair queue's next waiter is always the other tenant (replace every time);
+  // over two, each tenant's next waiter follows its own release (reuse within the tenant).
+  it.each([1, 2])(
+    "interleaved tenants A, B, A, B over %i pod(s): a pod last used by A never goes to B",
+    async (n) => {
+      const { scrubber, scrubbed } = scrubberOf();
+      const pods = Array.from({ length: n }, (_, i) => `p${i}`);
+      const { store, acquire, held, manager } = setup(pods, { recycle: "reuse-same-tenant", scrubber });
+      refill(store);
+      const order = ["A", "B", "A", "B", "A", "B", "A", "B"];
+      const calls = order.map((t, i) => acquire(`${t}-${i}`, t));
+      await flush();
+      const tenantsOf = new Map<string, Set<string>>();
+      const served: LeaseHandle[] = [];
+      // Release in arrival order whatever was served, until every call was served once.
+      for (let i = 0; i < order.length; i++) {
+        const h = held(calls[i] as { result?: Result<LeaseHandle> });
+        served.push(h);
+        const seen = tenantsOf.get(h.pod) ?? new Set<string>();
+        seen.add(h.tenant);
+        tenantsOf.set(h.pod, seen);
+        await h.release();
+        await flush();
+      }
+      const shared = [...tenantsOf].filter(([, tenants]) => tenants.size > 1).map(([pod]) => pod);
+      expect(shared).toEqual([]);
+      // Every reuse was a scrub: two pods served all eight calls, each within its tenant.
+      expect(tenantsOf.size).toBe(n === 1 ? order.length : 2);
+      expect(scrubbed.length).toBe(order.length - tenantsOf.size);
+      await manager.shutdown();
+    },
+  );
+
+  it("the same-tenant waiter left during the scrub and another tenant's is next: the pod is replaced, B never gets it", async () => {
+    let finishScrub = () => {};
+    const gate = new Promise<void>((resolve) => {
+      finishScrub = resolve;
+    });
+    const slow: Scrubber = {
+      scrub: async () => {
+        await gate;
+        return ok({ killed: 0, removed: 0 });
+      },
+    };
+    const { store, acquire, held, manager } = setup(["p0"], { recycle: "reuse-same-tenant", scrubber: slow });
+    refill(store);
+    const a1 = held(await flushThen(acquire("a-1", "A")));
+    const ac = new AbortController();
+    acquire("a-2", "A", ac.signal);
+    await flush();
+    const released = a1.release();
+    await flush();
+    ac.abort();
+    const b1 = acquire("b-1", "B");
+    await flush();
+    expect(b1.result).toBeUndefined();
+    finishScrub();
+    await released;
+    await flush();
+    await flush();
+    expect(deleted(store)).toEqual(["p0"]);
+    expect(held(b1).pod).not.toBe("p0");
+    expect(held(b1).pod).toMatch(/^fresh-/);
+    await manager.shutdown();
+  });
+
+  it("a failed scrub replaces the pod; the same-tenant waiter gets a fresh one", async () => {
+    const { scrubber, scrubbed } = scrubberOf(() => true);
+    const { store, acquire, held, events, manager } = setup(["p0"], {
+      recycle: "reuse-same-tenant",
+      scrubber,
+    });
+    refill(store);
+    const a1 = held(await flushThen(acquire("a-1", "A")));
+    const a2 = acquire("a-2", "A");
+    await flush();
+    await a1.release();
+    await flush();
+    await flush();
+    expect(scrubbed).toEqual(["p0"]);
+    expect(deleted(store)).toEqual(["p0"]);
+    expect(held(a2).pod).toMatch(/^fresh-/);
+    const released = events.find((e) => e.type === "lease.released" && e.requestId === "a-1");
+    expect(released?.data).toMatchObject({ recycle: "replace", scrubFailed: "p0 is not clean after reset" });
+    await manager.shutdown();
+  });
+
+  it("a hand-off CAS that fails replaces the pod and the waiter keeps its place", async () => {
+    const { scrubber } = scrubberOf();
+    const { store, acquire, held, manager } = setup(["p0"], { recycle: "reuse-same-tenant", scrubber });
+    refill(store);
+    const a1 = held(await flushThen(acquire("a-1", "A")));
+    const a2 = acquire("a-2", "A");
+    await flush();
+    store.failNext.set("p0", 500);
+    await a1.release();
+    await flush();
+    await flush();
+    expect(deleted(store)).toEqual(["p0"]);
+    expect(held(a2).pod).toMatch(/^fresh-/);
+    await manager.shutdown();
+  });
+
+  it("a waiter that leaves during the hand-off CAS: the kept pod is replaced, not freed for another tenant", async () => {
+    const { scrubber } = scrubberOf();
+    const { store, acquire, held, manager } = setup(["p0"], { recycle: "reuse-same-tenant", scrubber });
+    refill(store);
+    const a1 = held(await flushThen(acquire("a-1", "A")));
+    const ac = new AbortController();
+    acquire("a-2", "A", ac.signal);
+    await flush();
+    // The caller goes away while the Lease is being moved to it (the CAS then wins all the same).
+    const replaceLease = store.replaceLease.bind(store);
+    store.replaceLease = (body, timeoutMs, what) => {
+      if (what === "hand lease over") ac.abort();
+      return replaceLease(body, timeoutMs, what);
+    };
+    const b1 = acquire("b-1", "B");
+    await a1.release();
+    await flush();
+    await flush();
+    expect(store.writes.map((w) => w.what)).toContain("hand lease over");
+    expect(store.writes.map((w) => w.what)).not.toContain("free lease");
+    expect(deleted(store)).toEqual(["p0"]);
+    expect(held(b1).pod).toMatch(/^fresh-/);
+    await manager.shutdown();
+  });
+
+  it("a free pod kept for a tenant is no candidate for anyone: it is only ever handed on directly", async () => {
+    const { store, acquire, manager } = setup(["p0"], { recycle: "reuse-same-tenant" });
+    const l = store.leases.get("p0");
+    store.leases.observe({
+      ...l,
+      metadata: { ...l?.metadata, annotations: { "pi-sandbox-runtime/kept-for-tenant": "A" } },
+    });
+    const b = acquire("b-1", "B");
+    const a = acquire("a-1", "A");
+    await flush();
+    expect(b.result).toBeUndefined();
+    expect(a.result).toBeUndefined();
+    await manager.shutdown();
+  });
+});

@@ -1,7 +1,8 @@
 /**
  * The pool controller's orphan rule on the in-memory store (the same rule against devcluster is in
  * test/integration/pool-controller.test.ts): a Lease without a pod is deleted after the grace,
- * and a delete that failed is retried by a later reconcile, never forgotten.
+ * and a delete that failed is retried by a later reconcile, never forgotten; a free pod kept for a
+ * tenant (same-tenant reuse) is replaced.
  */
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { EventBus } from "../../cluster-agent/events/bus.ts";
@@ -42,5 +43,43 @@ describe("pool controller: orphan Leases", () => {
     const deletes = store.writes.filter((w) => w.what === "delete lease" && w.name === "sandbox-orphan");
     expect(deletes.length).toBe(2);
     expect(warnings).toEqual(["delete of an orphan lease failed; the next reconcile retries"]);
+  });
+});
+
+describe("pool controller: a free pod kept for a tenant", () => {
+  it("is replaced, never left free (same-tenant reuse never frees one; if anything did, no other tenant may get it)", async () => {
+    const store = new MemoryPoolStore();
+    store.addPod("sandbox-kept");
+    store.addPod("sandbox-plain");
+    const kept = store.leases.get("sandbox-kept");
+    store.leases.observe({
+      ...kept,
+      metadata: { ...kept?.metadata, annotations: { "pi-sandbox-runtime/kept-for-tenant": "A" } },
+    });
+    controller = new PoolController({
+      // Creates of the replacement fail: only the recycle decision is under test.
+      clients: {
+        core: { createNamespacedPod: () => Promise.reject(new Error("no API server in this test")) },
+      } as unknown as KubeClients,
+      caches: store,
+      bus: new EventBus("agent-a"),
+      log: { warn: () => undefined },
+      namespace: "ns",
+      poolSize: 2,
+      maxPods: 2,
+      leaseTtlSeconds: 45,
+      podReadyTimeoutSeconds: 60,
+      podName: () => "sandbox-new",
+      podTemplate: () => ({}),
+      orphanGraceMs: 0,
+      resyncMs: 5,
+    });
+    controller.start();
+    await vi.waitFor(() => expect(store.pods.get("sandbox-kept")).toBeUndefined(), { timeout: 5_000 });
+    expect(controller.recycled).toContainEqual({
+      name: "sandbox-kept",
+      reason: "free pod kept for a tenant",
+    });
+    expect(store.pods.get("sandbox-plain")).toBeDefined();
   });
 });

@@ -229,7 +229,7 @@ export interface PoolSnapshot {
   agentId: string;
   at: string;
   poolSize: number;
-  recycle: "replace" | "scrub";
+  recycle: "replace" | "scrub" | "reuse-same-tenant";
   pods: PodSnapshot[];
   queue: {
     depth: number;
