@@ -24,6 +24,7 @@ const SUITES: Record<string, () => Promise<BenchSuite>> = {
   load: async () => (await import("./load.ts")).suite,
   mcp: async () => (await import("./mcp.ts")).suite,
   sandboxes: async () => (await import("./sandboxes.ts")).suite,
+  processes: async () => (await import("./processes.ts")).suite,
   "pod-start": async () => (await import("./pod-start.ts")).suite,
   latency: async () => (await import("./latency.ts")).suite,
   elastic: async () => (await import("./elastic.ts")).suite,

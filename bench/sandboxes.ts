@@ -5,13 +5,15 @@
  * - sandbox_create_first_exec: POST /v1/sandboxes then POST /v1/sandboxes/:id/exec `true`, from
  *   the first byte sent to the exec result (warm pool; each sandbox deleted after, paced so the pool refills).
  * - sandbox_exec_true: `true` in one existing sandbox, sequential.
- * - sandbox_file_{write,read}/{1MiB,64MiB}: PUT / GET of random bytes through the edge.
+ * - sandbox_file_{write,read}/{1MiB,16MiB,64MiB}: PUT / GET of random bytes through the edge;
+ *   the notes carry the peak RSS growth of workerd and of the serving agent over each size's runs.
  * Floors: the agent's own http executor / file client on the sandbox's pod (no edge, no tunnel,
  * no Lease renewal), same run.
  */
 import { randomBytes } from "node:crypto";
 import { HttpFiles } from "../cluster-agent/exec/files.ts";
 import { HttpExecutor } from "../cluster-agent/exec/http-executor.ts";
+import { childPids, peakRssKiB, resetPeakRss } from "../devstack/proc-memory.ts";
 import { SCOPES } from "../shared/api.ts";
 import { summarize } from "./stats.ts";
 import type { BenchRow, BenchSuite } from "./types.ts";
@@ -111,9 +113,20 @@ export async function runSandboxBench(opts: { n?: number } = {}): Promise<BenchR
       const fileRows: BenchRow[] = [];
       for (const [label, size, count] of [
         ["1MiB", MiB, Math.min(30, n)],
+        ["16MiB", 16 * MiB, 5],
         ["64MiB", 64 * MiB, 3],
       ] as const) {
         const data = new Uint8Array(randomBytes(size));
+        const procs = {
+          workerd: childPids(process.pid, "workerd")[0],
+          agents: stack.agents.map((a) => a.child.pid),
+        };
+        const pids = [procs.workerd, ...procs.agents].filter((p): p is number => p !== undefined);
+        const rssBefore = new Map(pids.map((p) => [p, resetPeakRss(p)]));
+        const growthMiB = (pid: number | undefined) =>
+          pid === undefined
+            ? Number.NaN
+            : Number(((peakRssKiB(pid) - (rssBefore.get(pid) ?? 0)) / 1024).toFixed(1));
         const w: number[] = [];
         const r: number[] = [];
         const fw: number[] = [];
@@ -166,7 +179,12 @@ export async function runSandboxBench(opts: { n?: number } = {}): Promise<BenchR
             floorName: `the agent's own http file ${op} to the sandbox's pod (no edge, no tunnel)`,
             floorP50Ms: f.p50,
             floorP99Ms: f.p99,
-            extra: { mibPerSecP50: mbps(s.p50), floorMibPerSecP50: mbps(f.p50) },
+            extra: {
+              mibPerSecP50: mbps(s.p50),
+              floorMibPerSecP50: mbps(f.p50),
+              workerdPeakGrowthMiB: growthMiB(procs.workerd),
+              agentPeakGrowthMiB: Math.max(...procs.agents.map((p) => growthMiB(p))),
+            },
           });
         }
         progress(`sandboxes: files ${label} measured`);

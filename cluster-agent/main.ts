@@ -16,6 +16,7 @@ import { ExecServerClient } from "./exec/exec-server-client.ts";
 import type { Executor, SandboxFiles } from "./exec/executor.ts";
 import { HttpFiles } from "./exec/files.ts";
 import { HttpExecutor } from "./exec/http-executor.ts";
+import { HttpProcesses } from "./exec/processes.ts";
 import { HttpScrubber } from "./exec/scrubber.ts";
 import { createAgentApp, createMetricsApp } from "./http/app.ts";
 import { createRelayAuth } from "./http/relay-auth.ts";
@@ -198,6 +199,8 @@ export async function startAgent(
         sandboxes,
         executor,
         files,
+        // pods/exec cannot keep a process: api mode has none (not_supported_in_api_mode).
+        ...(config.execMode === "http" ? { processes: new HttpProcesses({ client: execServer }) } : {}),
         bus,
         region: config.region,
         cluster: config.clusterId,

@@ -4,6 +4,7 @@ import type { Spans } from "../shared/spans.ts";
 import type { Principal } from "./auth/tenant-jwt.ts";
 import type { EdgeDeps } from "./deps.ts";
 import type { Env } from "./env.ts";
+import type { StreamedBody } from "./relay/protocol.ts";
 
 export type AppEnv = {
   Bindings: Env;
@@ -17,6 +18,8 @@ export type AppEnv = {
     principal: Principal;
     /** The buffered request body (routes that take one), within MAX_BODY_BYTES. */
     body: Uint8Array;
+    /** A file upload's body, counted as it streams (never buffered), within MAX_FILE_BYTES. */
+    bodyStream: StreamedBody;
   };
 };
 
@@ -30,9 +33,12 @@ export interface RouteDef {
   auth: "tenant" | "none";
   /** The scope the route needs; a list means any one of them. */
   scope?: string | readonly string[];
-  /** Buffer the request body under the size limit before the handler runs. */
+  /** Take the request body under the size limit before the handler runs. */
   body?: boolean;
-  /** The body limit: MAX_BODY_BYTES unless `file` (MAX_FILE_BYTES, raw file uploads). */
+  /**
+   * The body limit: MAX_BODY_BYTES, buffered (`body`), unless `file`: MAX_FILE_BYTES, streamed
+   * (`bodyStream`, raw file uploads).
+   */
   bodyLimit?: "request" | "file";
   doc: {
     summary: string;

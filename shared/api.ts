@@ -1,6 +1,9 @@
 import { z } from "zod";
 import { NetworkPolicySchema } from "./egress-policy.ts";
 import { ErrorBodySchema } from "./errors.ts";
+import { PROCESS_SIGNALS } from "./process-signals.ts";
+
+export { PROCESS_SIGNALS };
 
 /** Limits that both sides enforce, so a request the edge accepts is one the agent accepts. */
 export const LIMITS = {
@@ -37,14 +40,14 @@ export const WorkspacePathSchema = z
 
 // ---------- exec ----------
 
+/** A shell command line (run by `/bin/sh -c`): commands and processes alike. */
+const CommandSchema = z
+  .string()
+  .min(1, "command must not be empty")
+  .refine((c) => utf8Bytes(c) <= LIMITS.commandBytes, `command is longer than ${LIMITS.commandBytes} bytes`);
+
 export const ExecRequestSchema = z.strictObject({
-  command: z
-    .string()
-    .min(1, "command must not be empty")
-    .refine(
-      (c) => utf8Bytes(c) <= LIMITS.commandBytes,
-      `command is longer than ${LIMITS.commandBytes} bytes`,
-    ),
+  command: CommandSchema,
   timeoutSeconds: z.number().int().min(1).max(LIMITS.maxTimeoutSeconds).default(LIMITS.defaultTimeoutSeconds),
   stdin: z
     .string()
@@ -217,6 +220,140 @@ export const DirListingSchema = z.object({
 });
 export const FileWriteResultSchema = z.object({ path: z.string(), size: z.number().int().nonnegative() });
 export type FileWriteResult = z.infer<typeof FileWriteResultSchema>;
+
+// ---------- long-lived processes in a sandbox (http exec mode) ----------
+
+export const PROCESS_LIMITS = {
+  /** `timeoutSeconds` at most a week; 0 (the default) = until deleted or the sandbox ends. */
+  maxTimeoutSeconds: 7 * 24 * 3600,
+  maxArgv: 4096,
+  maxTerminalSide: 1000,
+  /** A JSON output read returns at most this many bytes (`maxBytes`). */
+  maxReadBytes: 1024 * 1024,
+  /** A JSON output read with no new bytes waits at most this long for some (`waitMs`). */
+  maxWaitMs: 30_000,
+  /** One stdin write. */
+  stdinBytes: 1024 * 1024,
+} as const;
+
+const terminalSide = z.number().int().min(1).max(PROCESS_LIMITS.maxTerminalSide);
+
+export const ProcessStartRequestSchema = z
+  .strictObject({
+    /** Run by `/bin/sh -c`. Exactly one of `command` and `argv`. */
+    command: CommandSchema.optional(),
+    /** Run directly (argv[0] looked up on PATH). */
+    argv: z
+      .array(z.string())
+      .min(1)
+      .max(PROCESS_LIMITS.maxArgv)
+      .refine((a) => (a[0] ?? "").length > 0, "argv[0] must be a program name or path")
+      .refine(
+        (a) => a.reduce((n, s) => n + utf8Bytes(s), 0) <= LIMITS.commandBytes,
+        `argv is longer than ${LIMITS.commandBytes} bytes in all`,
+      )
+      .optional(),
+    cwd: WorkspacePathSchema.optional(),
+    env: EnvSchema.optional(),
+    timeoutSeconds: z.number().int().min(0).max(PROCESS_LIMITS.maxTimeoutSeconds).optional(),
+    /** Run on a pseudo-terminal: output then carries echo and CRLF; `cols`×`rows` default 80×24. */
+    tty: z.boolean().optional(),
+    cols: terminalSide.optional(),
+    rows: terminalSide.optional(),
+  })
+  .refine((b) => (b.command === undefined) !== (b.argv === undefined), {
+    message: "exactly one of command or argv is required",
+    path: ["command"],
+  })
+  .refine((b) => b.tty === true || (b.cols === undefined && b.rows === undefined), {
+    message: "cols and rows need tty: true",
+    path: ["cols"],
+  });
+export type ProcessStartRequest = z.infer<typeof ProcessStartRequestSchema>;
+export type ProcessStartRequestInput = z.input<typeof ProcessStartRequestSchema>;
+
+/** One process, running or recently exited (the exec server's ProcessInfo). */
+export const ProcessInfoSchema = z.object({
+  pid: z.number().int().positive(),
+  command: z.string().nullable(),
+  argv: z.array(z.string()).nullable(),
+  tty: z.boolean(),
+  cwd: z.string(),
+  startedAt: z.string(),
+  running: z.boolean(),
+  /** Null while running, and when it was killed by a signal or its timeout. */
+  exitCode: z.number().int().nullable(),
+  signal: z.string().nullable(),
+  timedOut: z.boolean(),
+  endedAt: z.string().nullable(),
+  /** Offset one past the newest output byte: the total bytes the process wrote. */
+  outputBytes: z.number().int().nonnegative(),
+  /** The oldest offset still readable (older bytes left the ring). */
+  outputStart: z.number().int().nonnegative(),
+  ringBytes: z.number().int().positive(),
+  stdinOpen: z.boolean(),
+});
+export type ProcessInfo = z.infer<typeof ProcessInfoSchema>;
+
+/** Running processes first, then recently exited ones, newest first (bounded). */
+export const ProcessListSchema = z.object({ processes: z.array(ProcessInfoSchema) });
+
+const offset = z.coerce.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
+/** GET …/output query. */
+export const ProcessOutputQuerySchema = z.strictObject({
+  since: offset.optional(),
+  maxBytes: z.coerce.number().int().min(1).max(PROCESS_LIMITS.maxReadBytes).optional(),
+  waitMs: z.coerce.number().int().min(0).max(PROCESS_LIMITS.maxWaitMs).optional(),
+});
+/** A `Last-Event-ID` header: the offset to go on from. */
+export const ProcessOffsetSchema = offset;
+
+/**
+ * GET …/output as JSON: the bytes from `since`. `dropped` > 0 when `since` had already left the
+ * ring (the data starts at `offset`). Read on with `since = next`; `eof`: exited and all read.
+ */
+export const ProcessOutputSchema = z.object({
+  offset: z.number().int().nonnegative(),
+  next: z.number().int().nonnegative(),
+  dropped: z.number().int().nonnegative(),
+  /** base64 of the bytes. */
+  data: z.string(),
+  eof: z.boolean(),
+});
+export type ProcessOutput = z.infer<typeof ProcessOutputSchema>;
+
+/** The SSE stream's `output` events (`id:` = the offset after them). */
+export const ProcessOutputEventSchema = z.object({
+  offset: z.number().int().nonnegative(),
+  dropped: z.number().int().nonnegative(),
+  /** base64 of the bytes. */
+  data: z.string(),
+});
+export type ProcessOutputEvent = z.infer<typeof ProcessOutputEventSchema>;
+
+/** The SSE stream's last event, once the process exited and every byte was sent. */
+export const ProcessExitEventSchema = z.object({
+  exitCode: z.number().int().nullable(),
+  signal: z.string().nullable(),
+  timedOut: z.boolean(),
+  outputBytes: z.number().int().nonnegative(),
+});
+export type ProcessExitEvent = z.infer<typeof ProcessExitEventSchema>;
+
+export const ProcessStdinQuerySchema = z.strictObject({ eof: z.enum(["0", "1"]).optional() });
+export const StdinResultSchema = z.object({
+  written: z.number().int().nonnegative(),
+  /** Accepted but not yet read by the process; delivered in order. */
+  pending: z.number().int().nonnegative(),
+  stdinOpen: z.boolean(),
+});
+export type StdinResult = z.infer<typeof StdinResultSchema>;
+
+export const ProcessSignalRequestSchema = z.strictObject({ signal: z.enum(PROCESS_SIGNALS) });
+export const ProcessResizeRequestSchema = z.strictObject({ cols: terminalSide, rows: terminalSide });
+
+/** A pid as a path segment. */
+export const PidSchema = z.string().regex(/^[1-9][0-9]{0,6}$/, "a pid is a positive integer");
 
 // ---------- chat ----------
 

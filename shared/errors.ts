@@ -26,6 +26,8 @@ export const ERROR_STATUS = {
   file_not_found: 404,
   /** POST /v1/requests/{id}/cancel found no in-flight request of this tenant with that id. */
   request_not_found: 404,
+  /** No process with that pid in this sandbox (never started, deleted, forgotten after exiting, or another sandbox's). */
+  process_not_found: 404,
   method_not_allowed: 405,
   /**
    * The sandbox's pod (or a one-shot exec's) was evicted, OOM-killed or failed: the message carries
@@ -37,6 +39,14 @@ export const ERROR_STATUS = {
   host_not_allowed: 421,
   /** The exec server's fence refusal; internal: callers get lease_lost (requests/leased-sandbox.ts). */
   stale_lease: 409,
+  /** stdin or a signal to a process that has exited; the error carries its `exitCode` and `signal`. */
+  process_exited: 409,
+  /** stdin after `?eof=1` closed it. */
+  stdin_closed: 409,
+  /** A resize of a process started without `tty: true`. */
+  not_a_tty: 409,
+  /** The process could not be started (program not found or not executable). */
+  spawn_failed: 400,
   payload_too_large: 413,
   /** edit_file: old_string is not in the file / occurs more than once without replace_all / equals new_string. */
   edit_not_found: 422,
@@ -48,7 +58,13 @@ export const ERROR_STATUS = {
   sandbox_limit: 429,
   /** The caller's own tenant held TENANT_MAX_LEASES pods for its whole wait (only when that cap is set). */
   tenant_lease_limit: 429,
+  /** As many processes run in the sandbox as its exec server allows. */
+  process_limit: 429,
+  /** The sandbox's output rings would exceed their byte budget (even after forgetting exited processes). */
+  ring_limit: 429,
   internal: 500,
+  /** The agent runs commands over pods/exec (EXEC_MODE=api), which cannot keep a process (processes). */
+  not_supported_in_api_mode: 501,
   agent_unavailable: 502,
   tunnel_closed: 502,
   sandbox_failed: 502,
@@ -57,8 +73,12 @@ export const ERROR_STATUS = {
   /** No agent of the cluster that holds the sandbox is connected; never sent to another cluster. */
   sandbox_cluster_unavailable: 503,
   queue_timeout: 503,
+  /** The region's TunnelDO is at its budget for buffered body bytes: retry after Retry-After. */
+  tunnel_busy: 503,
   lease_lost: 503,
   shutting_down: 503,
+  /** The process is not reading its stdin and the bytes already queued for it reached the limit (retry). */
+  stdin_busy: 503,
   model_not_configured: 503,
   relay_timeout: 504,
   /** The caller went away (abort signal) before it was served; nginx's 499 "client closed request". */
@@ -77,6 +97,9 @@ export const ErrorBodySchema = z.object({
   retryAfterSeconds: z.number().int().nonnegative().optional(),
   /** Validation details (zod issues flattened to path + message). */
   details: z.array(z.object({ path: z.string(), message: z.string() })).optional(),
+  /** `process_exited` only: how the process ended (null exit code: killed by `signal` or its timeout). */
+  exitCode: z.number().int().nullable().optional(),
+  signal: z.string().nullable().optional(),
 });
 export const ErrorEnvelopeSchema = z.object({ error: ErrorBodySchema });
 export type ErrorBody = z.infer<typeof ErrorBodySchema>;
@@ -93,6 +116,8 @@ export class AppError extends Error {
   readonly details: ErrorBody["details"];
   /** Response headers that belong with this error (e.g. RateLimit-* on a 429). */
   readonly headers: Readonly<Record<string, string>> | undefined;
+  /** `process_exited`: how the process ended. */
+  readonly exit: { exitCode: number | null; signal: string | null } | undefined;
   constructor(
     code: ErrorCode,
     message: string,
@@ -101,6 +126,7 @@ export class AppError extends Error {
       details?: ErrorBody["details"];
       headers?: Record<string, string>;
       cause?: unknown;
+      exit?: { exitCode: number | null; signal: string | null };
     } = {},
   ) {
     super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
@@ -109,6 +135,7 @@ export class AppError extends Error {
     this.retryAfterSeconds = opts.retryAfterSeconds;
     this.details = opts.details;
     this.headers = opts.headers;
+    this.exit = opts.exit;
   }
   get status(): number {
     return ERROR_STATUS[this.code];
@@ -117,6 +144,7 @@ export class AppError extends Error {
     const body: ErrorBody = { code: this.code, message: this.message, requestId };
     if (this.retryAfterSeconds !== undefined) body.retryAfterSeconds = this.retryAfterSeconds;
     if (this.details !== undefined) body.details = this.details;
+    if (this.exit !== undefined) Object.assign(body, this.exit);
     return body;
   }
 }

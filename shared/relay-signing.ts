@@ -37,7 +37,8 @@ export interface RelayClaims {
   method: string;
   /** Path including the query string, exactly as the agent sees it. */
   path: string;
-  bodySha256: string;
+  /** The body's hash; null for a streamed body, whose hash comes in the signed trailer (verifyTrailer). */
+  bodySha256: string | null;
   tenant: string;
   subject: string;
   scopes: string[];
@@ -58,7 +59,12 @@ const RelayPayloadSchema = z.object({
   jti: z.string().min(16),
   htm: z.string().min(1),
   htp: z.string().startsWith("/"),
-  bsh: z.string().regex(/^[A-Za-z0-9_-]{43}$/),
+  bsh: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]{43}$/)
+    .optional(),
+  /** The body streams and its hash comes in a trailer token (then there is no `bsh`). */
+  btr: z.literal(true).optional(),
   ten: z.string().min(1),
   scp: z.array(z.string()),
   rid: z.string().min(1),
@@ -99,10 +105,36 @@ function randomJti(): string {
 
 // ---------- signing ----------
 
+/** A relay whose body streams: the head binds everything but the body; the trailer binds the body. */
+export const STREAMED_BODY = "streamed" as const;
+export const RELAY_TRAILER_TOKEN_TYPE = "relay-trailer+jwt";
+
+/** What a trailer token binds: the head token's jti and the body that passed (hash and length). */
+export interface RelayTrailerInput {
+  headJti: string;
+  bodySha256: string;
+  size: number;
+}
+
+const RelayTrailerPayloadSchema = z.object({
+  iss: z.string().min(1),
+  aud: z.union([z.string().min(1), z.array(z.string().min(1)).length(1)]),
+  iat: z.number().int(),
+  rjt: z.string().min(16),
+  bsh: z.string().regex(/^[A-Za-z0-9_-]{43}$/),
+  bln: z.number().int().nonnegative(),
+});
+
+/** Incremental SHA-256 of a streamed body, as `bodySha256` would give for the whole (base64url). */
+export function digestToBase64url(digest: ArrayBuffer | Uint8Array): string {
+  return base64url(digest instanceof Uint8Array ? digest : new Uint8Array(digest));
+}
+
 export interface RelaySignInput {
   method: string;
   path: string;
-  body?: RelayBody;
+  /** The body, or `streamed`: its hash follows in a trailer token (`signTrailer`) once it has passed. */
+  body?: RelayBody | typeof STREAMED_BODY;
   tenant: string;
   subject: string;
   scopes: readonly string[];
@@ -124,6 +156,8 @@ export interface RelaySignerOptions {
 export interface RelaySigner {
   readonly audience: string;
   sign(input: RelaySignInput): Promise<string>;
+  /** The trailer of a streamed body's relay: signed once the whole body has passed. */
+  signTrailer(input: RelayTrailerInput): Promise<string>;
 }
 
 export async function createRelaySigner(opts: RelaySignerOptions): Promise<RelaySigner> {
@@ -141,10 +175,11 @@ export async function createRelaySigner(opts: RelaySignerOptions): Promise<Relay
       const header = kid
         ? { alg: SIGNING_ALG, typ: RELAY_TOKEN_TYPE, kid }
         : { alg: SIGNING_ALG, typ: RELAY_TOKEN_TYPE };
+      const streamed = input.body === STREAMED_BODY;
       return new SignJWT({
         htm: input.method.toUpperCase(),
         htp: input.path,
-        bsh: await bodySha256(input.body),
+        ...(streamed ? { btr: true } : { bsh: await bodySha256(input.body as RelayBody) }),
         ten: input.tenant,
         scp: [...input.scopes],
         rid: input.requestId,
@@ -156,6 +191,18 @@ export async function createRelaySigner(opts: RelaySignerOptions): Promise<Relay
         .setIssuedAt(iat)
         .setExpirationTime(iat + ttl)
         .setJti(randomJti())
+        .sign(key);
+    },
+    async signTrailer(input) {
+      const iat = now();
+      const header = kid
+        ? { alg: SIGNING_ALG, typ: RELAY_TRAILER_TOKEN_TYPE, kid }
+        : { alg: SIGNING_ALG, typ: RELAY_TRAILER_TOKEN_TYPE };
+      return new SignJWT({ rjt: input.headJti, bsh: input.bodySha256, bln: input.size })
+        .setProtectedHeader(header)
+        .setIssuer(issuer)
+        .setAudience(opts.audience)
+        .setIssuedAt(iat)
         .sign(key);
     },
   };
@@ -250,11 +297,21 @@ export interface RelayRequestFacts {
   token: string | null | undefined;
   method: string;
   path: string;
-  body?: RelayBody;
+  /** The body, or `streamed` when it is still to come (the token must then say so, `btr`). */
+  body?: RelayBody | typeof STREAMED_BODY;
 }
 
 export interface RelayVerifier {
   verify(facts: RelayRequestFacts): Promise<Result<RelayClaims>>;
+  /**
+   * A streamed body's trailer: signed by the same keys for the head whose claims are given, and
+   * naming exactly the bytes that arrived. Not replay-checked itself: it binds one head jti, which was.
+   */
+  verifyTrailer(
+    token: string | null | undefined,
+    head: RelayClaims,
+    body: { sha256: string; size: number },
+  ): Promise<Result<void>>;
   /** Reads the header and a clone of the body; the request stays readable. */
   verifyRequest(request: Request): Promise<Result<RelayClaims>>;
 }
@@ -300,7 +357,11 @@ export function createRelayVerifier(opts: RelayVerifierOptions): RelayVerifier {
     if (p.exp <= p.iat) return invalid("relay token expires before it is issued");
     if (p.htm !== facts.method.toUpperCase()) return invalid("relay signed for another method");
     if (p.htp !== facts.path) return invalid("relay signed for another path");
-    if (p.bsh !== (await bodySha256(facts.body))) return invalid("relay signed for another body");
+    if (facts.body === STREAMED_BODY) {
+      if (p.btr !== true || p.bsh !== undefined) return invalid("relay not signed for a streamed body");
+    } else if (p.btr === true || p.bsh !== (await bodySha256(facts.body))) {
+      return invalid("relay signed for another body");
+    }
 
     // Only a token that is valid for this very request consumes a replay-cache slot.
     const seen = cache.remember(p.jti, (p.exp + tolerance) * 1000);
@@ -309,7 +370,7 @@ export function createRelayVerifier(opts: RelayVerifierOptions): RelayVerifier {
     return ok({
       method: p.htm,
       path: p.htp,
-      bodySha256: p.bsh,
+      bodySha256: p.bsh ?? null,
       tenant: p.ten,
       subject: p.sub,
       scopes: p.scp,
@@ -322,8 +383,36 @@ export function createRelayVerifier(opts: RelayVerifierOptions): RelayVerifier {
     });
   }
 
+  async function verifyTrailer(
+    token: string | null | undefined,
+    head: RelayClaims,
+    body: { sha256: string; size: number },
+  ): Promise<Result<void>> {
+    if (!token) return invalid("streamed body has no signed trailer");
+    let payload: unknown;
+    try {
+      ({ payload } = await jwtVerify(token, keys, {
+        algorithms: [...ACCEPTED_SIGNING_ALGS],
+        issuer,
+        audience: opts.audience,
+        typ: RELAY_TRAILER_TOKEN_TYPE,
+        requiredClaims: ["iss", "aud", "iat"],
+      }));
+    } catch (e) {
+      const reason = e instanceof joseErrors.JOSEError ? e.code : "malformed";
+      return invalid(`body trailer rejected (${reason})`);
+    }
+    const parsed = RelayTrailerPayloadSchema.safeParse(payload);
+    if (!parsed.success) return invalid("body trailer claims incomplete");
+    const t = parsed.data;
+    if (t.rjt !== head.jti) return invalid("body trailer belongs to another relay");
+    if (t.bln !== body.size || t.bsh !== body.sha256) return invalid("body differs from the signed trailer");
+    return ok(undefined);
+  }
+
   return {
     verify,
+    verifyTrailer,
     async verifyRequest(request) {
       const token = request.headers.get(RELAY_HEADER);
       if (!token) return invalid(`missing ${RELAY_HEADER} header`);

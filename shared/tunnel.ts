@@ -14,12 +14,13 @@ import { tokenError } from "./token-errors.ts";
  * request id. Bodies travel base64 in chunks so every frame stays far below the 32 MiB Workers
  * message limit (a larger frame closes the socket with 1009).
  *
- * edge → agent: request, chunk*, end (request body), cancel, credit
- * agent → edge: response, chunk*, end | error, heartbeat
+ * edge → agent: request, chunk*, end (request body, with its signed trailer), cancel, credit
+ * agent → edge: response, chunk*, end | error, heartbeat, credit (request body)
  *
- * Flow control: the agent may have at most TUNNEL_INITIAL_WINDOW_BYTES of a response body in
- * flight beyond what the edge has credited back; the edge credits bytes as its client reads them,
- * so a slow client slows the agent instead of filling the Durable Object's memory.
+ * Flow control, the same both ways: a sender may have at most TUNNEL_INITIAL_WINDOW_BYTES of a
+ * body in flight beyond what the receiver has credited back; the receiver credits bytes as they
+ * are consumed (the edge: as its client reads a response; the agent: as the handler reads an
+ * upload), so a slow reader slows the sender instead of filling anyone's memory.
  */
 
 export const TUNNEL_PATH = "/v1/tunnel";
@@ -48,6 +49,11 @@ export const RequestFrameSchema = z.object({
   body: z.string().optional(),
   /** True when the body follows as chunk frames ending with an end frame. */
   bodyFollows: z.boolean().optional(),
+  /**
+   * The body streams and its relay signature comes in the end frame's trailer (a file upload);
+   * otherwise the head's relay token binds the body's hash as usual.
+   */
+  bodyInTrailer: z.boolean().optional(),
 });
 export const ResponseFrameSchema = z.object({
   type: z.literal("response"),
@@ -78,6 +84,11 @@ export const EndFrameSchema = z.object({
   type: z.literal("end"),
   id: Id,
   chunks: z.number().int().nonnegative(),
+  /**
+   * A streamed request body's signed trailer (shared/relay-signing.ts `signTrailer`): its hash and
+   * length, bound to the head's relay token. The agent commits the body only if it verifies.
+   */
+  trailer: z.string().min(1).max(4096).optional(),
 });
 export const ErrorFrameSchema = z.object({
   type: z.literal("error"),

@@ -157,9 +157,25 @@ const KNOWN: Record<string, ErrorCode> = {
   payload_too_large: "payload_too_large",
   invalid_path: "invalid_path",
   file_not_found: "file_not_found",
+  // Processes: the caller's to see, with the same statuses as the exec server's.
+  process_not_found: "process_not_found",
+  process_exited: "process_exited",
+  stdin_closed: "stdin_closed",
+  stdin_busy: "stdin_busy",
+  process_limit: "process_limit",
+  ring_limit: "ring_limit",
+  spawn_failed: "spawn_failed",
+  not_a_tty: "not_a_tty",
 };
 
-const ServerErrorSchema = z.object({ error: z.object({ code: z.string(), message: z.string() }) });
+const ServerErrorSchema = z.object({
+  error: z.object({
+    code: z.string(),
+    message: z.string(),
+    exitCode: z.number().int().nullable().optional(),
+    signal: z.string().nullable().optional(),
+  }),
+});
 
 /**
  * The one error map of the exec server's answers. Anything it does not name (401: the agent and
@@ -170,10 +186,14 @@ function serverError(status: number, text: string): AppError {
   if (!parsed.success) {
     return new AppError("sandbox_failed", `exec server answered ${status}: ${text.slice(0, 500)}`);
   }
-  const { code, message } = parsed.data.error;
+  const { code, message, exitCode, signal } = parsed.data.error;
   const mapped = KNOWN[code];
+  const exit =
+    code === "process_exited" ? { exit: { exitCode: exitCode ?? null, signal: signal ?? null } } : {};
+  // stdin_busy is the process's own backlog draining: worth a retry a second later.
+  const retry = code === "stdin_busy" ? { retryAfterSeconds: 1 } : {};
   return mapped
-    ? new AppError(mapped, message)
+    ? new AppError(mapped, message, { ...exit, ...retry })
     : new AppError("sandbox_failed", `exec server answered ${status} ${code}: ${message}`);
 }
 

@@ -1,4 +1,11 @@
-import type { ExecOutcome, FileEntry } from "../../shared/api.ts";
+import type {
+  ExecOutcome,
+  FileEntry,
+  ProcessInfo,
+  ProcessOutput,
+  ProcessStartRequest,
+  StdinResult,
+} from "../../shared/api.ts";
 import { AppError, type Result } from "../../shared/errors.ts";
 
 /*
@@ -84,6 +91,66 @@ export interface SandboxFiles {
     opts: { signal: AbortSignal; recursive?: boolean; limit?: number },
   ): Promise<Result<FileListing>>;
   remove(target: ExecTarget, path: string, opts: { signal: AbortSignal }): Promise<Result<void>>;
+}
+
+/** How a process's output is asked for: JSON from an offset, or the live SSE stream. */
+export interface ProcessOutputRequest {
+  since?: number;
+  maxBytes?: number;
+  waitMs?: number;
+}
+
+/**
+ * Long-lived processes in one sandbox pod (http mode only: exec/processes.ts over the exec
+ * server's /processes; pods/exec cannot keep a process, so api mode has none). The state is in the
+ * pod, so any replica serves any pid. Callers go through the pipeline (LeasedSandbox), which adds
+ * the lease's signal and turns a fence refusal into lease_lost.
+ */
+export interface SandboxProcesses {
+  start(
+    target: ExecTarget,
+    req: ProcessStartRequest,
+    opts: { signal: AbortSignal },
+  ): Promise<Result<ProcessInfo>>;
+  list(target: ExecTarget, opts: { signal: AbortSignal }): Promise<Result<ProcessInfo[]>>;
+  get(target: ExecTarget, pid: number, opts: { signal: AbortSignal }): Promise<Result<ProcessInfo>>;
+  output(
+    target: ExecTarget,
+    pid: number,
+    q: ProcessOutputRequest,
+    opts: { signal: AbortSignal },
+  ): Promise<Result<ProcessOutput>>;
+  /**
+   * The exec server's SSE stream from `since`, byte for byte (ids are offsets, framed by
+   * shared/sse.ts there). Resolves at the head; `signal` ends the body (the server stops).
+   */
+  stream(
+    target: ExecTarget,
+    pid: number,
+    since: number | undefined,
+    opts: { signal: AbortSignal },
+  ): Promise<Result<ReadableStream<Uint8Array>>>;
+  stdin(
+    target: ExecTarget,
+    pid: number,
+    bytes: Uint8Array,
+    eof: boolean,
+    opts: { signal: AbortSignal },
+  ): Promise<Result<StdinResult>>;
+  signal(
+    target: ExecTarget,
+    pid: number,
+    signal: string,
+    opts: { signal: AbortSignal },
+  ): Promise<Result<ProcessInfo>>;
+  resize(
+    target: ExecTarget,
+    pid: number,
+    size: { cols: number; rows: number },
+    opts: { signal: AbortSignal },
+  ): Promise<Result<ProcessInfo>>;
+  /** Kill its group (if running) and forget it; answers how it ended. */
+  remove(target: ExecTarget, pid: number, opts: { signal: AbortSignal }): Promise<Result<ProcessInfo>>;
 }
 
 export interface Scrubber {

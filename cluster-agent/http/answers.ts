@@ -1,6 +1,7 @@
 import type { ChatEvent, ExecResult, ExecStreamEvent } from "../../shared/api.ts";
 import { errorResponse, type Result } from "../../shared/errors.ts";
 import type { Spans } from "../../shared/spans.ts";
+import { encodeSseComment, SseBlockSplitter } from "../../shared/sse.ts";
 import { sseResponse, wantsEventStream } from "./sse.ts";
 
 /**
@@ -62,5 +63,83 @@ export function answerExec(
       : errorResponse(result.error, requestId);
     endEncode?.();
     return res;
+  });
+}
+
+export { wantsEventStream };
+
+const encoder = new TextEncoder();
+const PING = encoder.encode(encodeSseComment("ping"));
+
+/**
+ * An SSE stream someone else framed (the exec server's process output, whose ids are byte offsets)
+ * passed on event for event, unread, with this agent's keep-alive comments slipped in between
+ * whole events (shared/sse.ts's block splitter, so no event is cut) for the reason STREAM_PING_MS
+ * says. Pulled, not pushed: a slow client slows the source (the exec server then counts its drops).
+ * `onEnd` runs once when the stream ends, breaks, is cancelled or `signal` aborts (the caller left,
+ * even if nobody reads or cancels the body any more).
+ */
+export function relayedSseResponse(
+  source: ReadableStream<Uint8Array>,
+  opts: { requestId: string; signal: AbortSignal; onEnd: () => void },
+): Response {
+  const reader = source.getReader();
+  const decoder = new TextDecoder();
+  const blocks = new SseBlockSplitter();
+  let ping: ReturnType<typeof setInterval> | undefined;
+  let ended = false;
+  const end = () => {
+    if (ended) return;
+    ended = true;
+    clearInterval(ping);
+    opts.signal.removeEventListener("abort", onAbort);
+    opts.onEnd();
+  };
+  const onAbort = () => {
+    end();
+    void reader.cancel(opts.signal.reason).catch(() => undefined);
+  };
+  if (opts.signal.aborted) onAbort();
+  else opts.signal.addEventListener("abort", onAbort, { once: true });
+  const body = new ReadableStream<Uint8Array>({
+    start(ctrl) {
+      ping = setInterval(() => {
+        if ((ctrl.desiredSize ?? 0) > 0) ctrl.enqueue(PING);
+      }, STREAM_PING_MS);
+      ping.unref?.();
+    },
+    async pull(ctrl) {
+      try {
+        for (;;) {
+          const next = await reader.read();
+          if (next.done) {
+            end();
+            ctrl.close();
+            return;
+          }
+          const whole = blocks.push(decoder.decode(next.value, { stream: true }));
+          if (whole.length > 0) {
+            ctrl.enqueue(encoder.encode(whole.join("")));
+            return;
+          }
+        }
+      } catch (e) {
+        end();
+        ctrl.error(e);
+      }
+    },
+    cancel(reason) {
+      end();
+      return reader.cancel(reason);
+    },
+  });
+  return new Response(body, {
+    status: 200,
+    headers: {
+      "content-type": "text/event-stream; charset=utf-8",
+      "cache-control": "no-store",
+      "x-accel-buffering": "no",
+      "x-request-id": opts.requestId,
+    },
   });
 }

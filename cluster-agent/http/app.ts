@@ -15,13 +15,15 @@ import {
 } from "../../shared/api.ts";
 import { AppError, errorResponse, parseOrError, type Result, toAppError } from "../../shared/errors.ts";
 import { POOL_SSE_EVENTS } from "../../shared/events.ts";
-import type { RelayClaims, RelayVerifier } from "../../shared/relay-signing.ts";
+import { type RelayClaims, type RelayVerifier, STREAMED_BODY } from "../../shared/relay-signing.ts";
 import { AGENT_TIMING_HEADER, formatServerTiming, Spans, spansForLog } from "../../shared/spans.ts";
 import type { EventBus } from "../events/bus.ts";
 import type { ExecRequestContext } from "../requests/exec-request.ts";
 import { isFileUpload, type SandboxVars } from "../sandboxes/routes.ts";
+import { bodyTrailerOf } from "../tunnel/body-trailer.ts";
 import { answerExec, chatEventWithRegion, STREAM_PING_MS, withRegion } from "./answers.ts";
 import { sseResponse, wantsEventStream } from "./sse.ts";
+import { verifiedBody } from "./streamed-body.ts";
 
 export interface ChatContext {
   tenant: string;
@@ -76,15 +78,19 @@ export function createAgentApp(deps: AgentAppDeps): Hono<{ Variables: Vars }> {
   app.use("/v1/*", async (c, next) => {
     const spans = new Spans();
     const endVerify = spans.start("verify", "relay signature + replay");
-    const limit =
-      deps.sandboxes && isFileUpload(c.req.method, c.req.path)
-        ? deps.sandboxes.maxFileBytes
-        : LIMITS.requestBodyBytes;
+    const fileUpload = deps.sandboxes !== undefined && isFileUpload(c.req.method, c.req.path);
+    const limit = fileUpload && deps.sandboxes ? deps.sandboxes.maxFileBytes : LIMITS.requestBodyBytes;
     const declared = Number(c.req.header("content-length") ?? "0");
     if (declared > limit) {
       return errorResponse(new AppError("payload_too_large", `body exceeds ${limit} bytes`), "");
     }
-    const body = new Uint8Array(await c.req.arrayBuffer());
+    // A body that streams through the tunnel (a file upload) is signed in its trailer, checked as
+    // it ends (streamed-body.ts); any other body is read whole here and checked against the head.
+    const trailer = bodyTrailerOf(c.req.raw);
+    if (trailer && !fileUpload) {
+      return errorResponse(new AppError("invalid_request", "only a file upload may stream its body"), "");
+    }
+    const body = trailer ? new Uint8Array(0) : new Uint8Array(await c.req.arrayBuffer());
     if (body.byteLength > limit) {
       return errorResponse(new AppError("payload_too_large", `body exceeds ${limit} bytes`), "");
     }
@@ -93,18 +99,36 @@ export function createAgentApp(deps: AgentAppDeps): Hono<{ Variables: Vars }> {
       token: c.req.header("x-relay-signature"),
       method: c.req.method,
       path: url.pathname + url.search,
-      body,
+      body: trailer ? STREAMED_BODY : body,
     });
     if (!verified.ok) {
       deps.logger?.warn({ code: verified.error.code, path: url.pathname }, "relay refused");
       return errorResponse(verified.error, "");
     }
     endVerify();
-    c.set("claims", verified.value);
+    const claims = verified.value;
+    let refused: AppError | null = null;
+    if (trailer && c.req.raw.body) {
+      c.set(
+        "bodyStream",
+        verifiedBody(c.req.raw.body, {
+          limit,
+          trailer,
+          verify: (t, passed) => deps.relay.verifyTrailer(t, claims, passed),
+          onRefused: (e) => {
+            refused = e;
+            deps.logger?.warn({ code: e.code, path: url.pathname }, "streamed body refused");
+          },
+        }),
+      );
+    }
+    c.set("claims", claims);
     c.set("body", body);
-    c.set("requestId", verified.value.requestId);
+    c.set("requestId", claims.requestId);
     c.set("spans", spans);
     await next();
+    // The route saw only a broken body stream; the answer says why (nothing was committed).
+    if (refused) c.res = errorResponse(refused, claims.requestId);
     c.res.headers.set("X-Request-Id", verified.value.requestId);
     // Before the body for a stream: then only what happened before its head.
     spans.add("total", spans.elapsed());

@@ -39,5 +39,6 @@ export function createRelayAuth(opts: RelayAuthOptions): RelayAuth {
   const fn = ((request: Request) => verifier.verifyRequest(request)) as RelayAuth;
   fn.verify = verifier.verify;
   fn.verifyRequest = verifier.verifyRequest;
+  fn.verifyTrailer = verifier.verifyTrailer;
   return fn;
 }

@@ -4,11 +4,13 @@ import type { Spans } from "../../shared/spans.ts";
 import type { EventBus } from "../events/bus.ts";
 import type {
   ExecCall,
+  ExecTarget,
   Executor,
   FileListing,
   ReadResult,
   SandboxFiles,
   SandboxLease,
+  SandboxProcesses,
 } from "../exec/executor.ts";
 
 /**
@@ -27,6 +29,8 @@ export interface LeasedSandboxDeps {
   bus: EventBus;
   /** The agent's sandbox files; without them every file call answers `internal`. */
   files?: SandboxFiles;
+  /** Long-lived processes (http mode); without them every process call answers `not_supported_in_api_mode`. */
+  processes?: SandboxProcesses;
   /**
    * Where a failure's upstream words go (a pino logger fits): an executor or files call answers
    * in our words and keeps what the pod, the exec server or the API server said as the error's
@@ -175,16 +179,45 @@ export class LeasedSandbox {
   }
 
   /** One file call on the leased pod: the same signals and the same fence handling as `run`. */
-  private async onFiles<T>(
+  private onFiles<T>(
     own: AbortSignal | undefined,
     op: (files: SandboxFiles, signal: AbortSignal) => Promise<Result<T>>,
   ): Promise<Result<T>> {
     const files = this.deps.files;
-    if (!files) return err(new AppError("internal", "this agent has no sandbox files"));
+    if (!files) return Promise.resolve(err(new AppError("internal", "this agent has no sandbox files")));
+    return this.onPod(own, (signal) => op(files, signal));
+  }
+
+  /**
+   * One call on the leased pod's processes, with the same signals and fence handling as `run`. A
+   * stream's body lives under the same signal: it ends when the caller goes or the lease is lost.
+   */
+  onProcesses<T>(
+    op: (processes: SandboxProcesses, target: ExecTarget, signal: AbortSignal) => Promise<Result<T>>,
+    own?: AbortSignal,
+  ): Promise<Result<T>> {
+    const processes = this.deps.processes;
+    if (!processes) {
+      return Promise.resolve(
+        err(
+          new AppError(
+            "not_supported_in_api_mode",
+            "long-lived processes need the sandbox's exec server (EXEC_MODE=http); this agent runs commands over pods/exec",
+          ),
+        ),
+      );
+    }
+    return this.onPod(own, (signal) => op(processes, this.lease, signal));
+  }
+
+  private async onPod<T>(
+    own: AbortSignal | undefined,
+    op: (signal: AbortSignal) => Promise<Result<T>>,
+  ): Promise<Result<T>> {
     if (this.released) return err(new AppError("internal", "the sandbox was already released"));
     if (this.lease.lost.aborted) return err(this.lostError());
     const signals = [this.ctx.signal, this.lease.lost, ...(own ? [own] : [])];
-    return this.explained(this.fenced(await op(files, AbortSignal.any(signals))));
+    return this.explained(this.fenced(await op(AbortSignal.any(signals))));
   }
 
   /**

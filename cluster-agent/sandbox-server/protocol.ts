@@ -5,6 +5,8 @@
  * few constants and guards, so the agent pulls in no server code.
  */
 
+import { PROCESS_SIGNALS } from "../../shared/process-signals.ts";
+
 export const EXEC_SERVER_PORT = 8080;
 
 export const EXEC_SERVER_PATHS = {
@@ -205,19 +207,7 @@ export interface ProcessExitEvent {
 }
 
 /** POST /processes/<pid>/signal body: one of these names, sent to the process group. */
-export const PROCESS_SIGNALS = [
-  "SIGHUP",
-  "SIGINT",
-  "SIGQUIT",
-  "SIGTERM",
-  "SIGKILL",
-  "SIGUSR1",
-  "SIGUSR2",
-  "SIGSTOP",
-  "SIGCONT",
-  "SIGTSTP",
-  "SIGWINCH",
-] as const;
+export { PROCESS_SIGNALS };
 export type ProcessSignal = (typeof PROCESS_SIGNALS)[number];
 
 /** POST /processes/<pid>/resize body (tty processes): answers the ProcessInfo. */

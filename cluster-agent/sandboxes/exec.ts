@@ -1,7 +1,7 @@
 import type { ExecRequest, ExecResult, ExecStreamEvent } from "../../shared/api.ts";
 import { ok, type Result } from "../../shared/errors.ts";
 import type { EventBus } from "../events/bus.ts";
-import type { Executor, SandboxFiles } from "../exec/executor.ts";
+import type { Executor, SandboxFiles, SandboxProcesses } from "../exec/executor.ts";
 import { commandOf } from "../requests/exec-request.ts";
 import {
   commandPreview,
@@ -16,6 +16,8 @@ export interface SandboxExecDeps {
   sandboxes: SandboxService;
   executor: Executor;
   files?: SandboxFiles;
+  /** http mode only: without them a process call is `not_supported_in_api_mode`. */
+  processes?: SandboxProcesses;
   bus: EventBus;
   log?: LeasedSandboxDeps["log"];
 }
@@ -40,6 +42,7 @@ export function withSandbox<T>(
       executor: deps.executor,
       bus: deps.bus,
       ...(deps.files ? { files: deps.files } : {}),
+      ...(deps.processes ? { processes: deps.processes } : {}),
       ...(deps.log ? { log: deps.log } : {}),
     };
     return withLeasedSandbox(pipeline, { tenant, requestId, signal }, (sb) => fn(sb, use.env));

@@ -14,15 +14,18 @@ import { AppError, errorResponse, parseOrError, type Result } from "../../shared
 import type { RelayClaims } from "../../shared/relay-signing.ts";
 import type { Spans } from "../../shared/spans.ts";
 import type { EventBus } from "../events/bus.ts";
-import type { Executor, SandboxFiles } from "../exec/executor.ts";
+import type { Executor, SandboxFiles, SandboxProcesses } from "../exec/executor.ts";
 import { answerExec } from "../http/answers.ts";
 import { runSandboxExec, type SandboxExecDeps, withSandbox } from "./exec.ts";
+import { processRoutes } from "./process-routes.ts";
 import type { SandboxService } from "./service.ts";
 
 export interface SandboxRoutesDeps {
   sandboxes: SandboxService;
   executor: Executor;
   files: SandboxFiles;
+  /** Long-lived processes: http exec mode only (api mode answers `not_supported_in_api_mode`). */
+  processes?: SandboxProcesses;
   bus: EventBus;
   region: string;
   cluster: string;
@@ -36,6 +39,8 @@ export interface SandboxRoutesDeps {
 export interface SandboxVars {
   claims: RelayClaims;
   body: Uint8Array;
+  /** A file upload's body as it streams from the edge, verified against its trailer as it ends. */
+  bodyStream?: ReadableStream<Uint8Array>;
   requestId: string;
   /** This request's timing spans, reported to the edge in `server-timing`. */
   spans: Spans;
@@ -181,7 +186,9 @@ export function sandboxRoutes(deps: SandboxRoutesDeps): Hono<{ Variables: Sandbo
     const what = `${method === "PUT" ? "write" : method === "DELETE" ? "delete" : "read"} ${path}`;
     return withSandbox(deps, id, { tenant, requestId, signal, what }, async (sb) => {
       if (method === "PUT") {
-        const w = await sb.writeFile(path, c.get("body"), { maxBytes: deps.maxFileBytes });
+        const w = await sb.writeFile(path, c.get("bodyStream") ?? c.get("body"), {
+          maxBytes: deps.maxFileBytes,
+        });
         if (w.ok) deps.onFileBytes?.("in", w.value.size);
         return w.ok ? { ok: true as const, value: c.json(w.value) } : w;
       }
@@ -220,5 +227,6 @@ export function sandboxRoutes(deps: SandboxRoutesDeps): Hono<{ Variables: Sandbo
   };
   app.on(["GET", "PUT", "DELETE"], "/v1/sandboxes/:id/files", files);
   app.on(["GET", "PUT", "DELETE"], "/v1/sandboxes/:id/files/*", files);
+  processRoutes(app, deps, { ownId, json });
   return app;
 }

@@ -1,5 +1,7 @@
 import type { JWK } from "jose";
 import WebSocket from "ws";
+import { BodyQueue } from "../../shared/body-queue.ts";
+import { AppError } from "../../shared/errors.ts";
 import {
   type Capacity,
   ChunkSequencer,
@@ -11,17 +13,22 @@ import {
   type RequestFrame,
   signAgentToken,
   TUNNEL_CHUNK_BYTES,
+  TUNNEL_CREDIT_BATCH_BYTES,
   TUNNEL_INITIAL_WINDOW_BYTES,
   TUNNEL_INLINE_BODY_BYTES,
   TUNNEL_PATH,
   type TunnelFrame,
   toBase64,
 } from "../../shared/tunnel.ts";
+import { attachBodyTrailer } from "./body-trailer.ts";
 
 /**
  * The agent's end of the tunnel: dials OUT to the edge (the cluster exposes no port), logs in
  * with a short JWT signed by the region's agent key, and serves each relayed request by calling
- * `handler` (the agent app's fetch). Response bodies stream back in chunk frames; a cancel frame
+ * `handler` (the agent app's fetch). A request body that follows in chunk frames is handed to the
+ * handler as a stream at once and credited back as the handler reads it (the agent never holds a
+ * whole upload); its signed trailer is attached to the Request (body-trailer.ts). Response bodies
+ * stream back in chunk frames; a cancel frame
  * aborts the request's signal; a dropped socket aborts everything in flight and reconnects with
  * jittered exponential backoff.
  */
@@ -73,8 +80,19 @@ interface Inflight {
   /** Response-body bytes we may still send before the edge credits more. */
   window: number;
   windowWaiter: (() => void) | null;
-  body: { frame: RequestFrame; parts: Uint8Array[]; seq: ChunkSequencer } | null;
+  /** A request body arriving in chunk frames, read by the handler as it comes. */
+  upload: Upload | null;
   done: Promise<void> | null;
+}
+
+interface Upload {
+  queue: BodyQueue;
+  seq: ChunkSequencer;
+  /** From the end frame; handed over once every chunk before it was delivered. */
+  endTrailer: string | null;
+  settleTrailer: (trailer: string | null) => void;
+  /** What the handler's relay check awaits (attached to its Request). */
+  trailer: Promise<string | null>;
 }
 
 const noopLogger: TunnelLogger = { info() {}, warn() {} };
@@ -235,32 +253,35 @@ export function startTunnelClient(opts: TunnelClientOptions): TunnelClient {
           abort: new AbortController(),
           window: TUNNEL_INITIAL_WINDOW_BYTES,
           windowWaiter: null,
-          body: null,
+          upload: null,
           done: null,
         };
         inflight.set(frame.id, f);
-        if (frame.bodyFollows) f.body = { frame, parts: [], seq: new ChunkSequencer() };
-        else serve(sock, frame, frame.body ? fromBase64(frame.body) : new Uint8Array(0), f);
+        if (frame.bodyFollows) {
+          const upload = startUpload(sock, frame.id, f);
+          serve(sock, frame, upload.queue.stream, f, upload);
+        } else serve(sock, frame, frame.body ? fromBase64(frame.body) : new Uint8Array(0), f);
         return;
       }
       case "chunk":
       case "end": {
         const f = inflight.get(frame.id);
-        if (!f?.body) return;
+        const up = f?.upload;
+        if (!f || !up) return;
         const r =
-          frame.type === "chunk"
-            ? f.body.seq.push(frame.seq, fromBase64(frame.data))
-            : f.body.seq.end(frame.chunks);
+          frame.type === "chunk" ? up.seq.push(frame.seq, fromBase64(frame.data)) : up.seq.end(frame.chunks);
         if (!r.ok) {
+          f.abort.abort(new Error(r.error.message));
           inflight.delete(frame.id);
           send(sock, { type: "error", id: frame.id, code: "invalid_request", message: r.error.message });
           return;
         }
-        if (r.value) f.body.parts.push(...r.value);
-        if (f.body.seq.complete) {
-          const { frame: req, parts } = f.body;
-          f.body = null;
-          serve(sock, req, Buffer.concat(parts), f);
+        if (frame.type === "end") up.endTrailer = frame.trailer ?? null;
+        if (r.value) for (const b of r.value) up.queue.push(b);
+        if (up.seq.complete) {
+          f.upload = null;
+          up.settleTrailer(up.endTrailer);
+          up.queue.end();
         }
         return;
       }
@@ -287,7 +308,47 @@ export function startTunnelClient(opts: TunnelClientOptions): TunnelClient {
     }
   }
 
-  function serve(sock: WebSocket, frame: RequestFrame, body: Uint8Array, f: Inflight): void {
+  /**
+   * The receiving side of a streamed request body: chunks queue until the handler reads them, and
+   * what it read is credited back in batches, so the edge never has more than the window in flight.
+   */
+  function startUpload(sock: WebSocket, id: string, f: Inflight): Upload {
+    let uncredited = 0;
+    let settleTrailer: (t: string | null) => void = () => {};
+    const trailer = new Promise<string | null>((resolve) => {
+      settleTrailer = resolve;
+    });
+    const queue = new BodyQueue(
+      () => {},
+      (bytes) => {
+        uncredited += bytes;
+        if (uncredited >= TUNNEL_CREDIT_BATCH_BYTES && inflight.get(id) === f) {
+          send(sock, { type: "credit", id, bytes: uncredited });
+          uncredited = 0;
+        }
+      },
+    );
+    const up: Upload = { queue, seq: new ChunkSequencer(), endTrailer: null, settleTrailer, trailer };
+    f.upload = up;
+    // Cancelled or the tunnel dropped: the handler's read fails, the half-written file is dropped.
+    f.abort.signal.addEventListener(
+      "abort",
+      () => {
+        queue.fail(new AppError("request_cancelled", "the upload was cancelled"));
+        settleTrailer(null);
+      },
+      { once: true },
+    );
+    return up;
+  }
+
+  function serve(
+    sock: WebSocket,
+    frame: RequestFrame,
+    body: Uint8Array | ReadableStream<Uint8Array>,
+    f: Inflight,
+    upload?: Upload,
+  ): void {
     f.done = (async () => {
       const id = frame.id;
       const signal = f.abort.signal;
@@ -296,9 +357,11 @@ export function startTunnelClient(opts: TunnelClientOptions): TunnelClient {
         const request = new Request(`http://agent.tunnel${frame.path}`, {
           method: frame.method,
           headers: pairsToHeaders(frame.headers),
-          body: hasBody ? (body as Uint8Array<ArrayBuffer>) : null,
+          body: hasBody ? (body as Uint8Array<ArrayBuffer> | ReadableStream<Uint8Array>) : null,
           signal,
-        });
+          ...(body instanceof ReadableStream ? { duplex: "half" } : {}),
+        } as RequestInit);
+        if (upload && frame.bodyInTrailer) attachBodyTrailer(request, upload.trailer);
         const response = await opts.handler(request);
         if (signal.aborted) {
           await response.body?.cancel().catch(() => undefined);

@@ -1,5 +1,8 @@
 import { DurableObject } from "cloudflare:workers";
+import { decodeJwt } from "jose";
+import { BodyQueue } from "../../shared/body-queue.ts";
 import { AppError, errorResponse } from "../../shared/errors.ts";
+import { digestToBase64url, RELAY_HEADER } from "../../shared/relay-signing.ts";
 import {
   type Capacity,
   ChunkSequencer,
@@ -11,6 +14,7 @@ import {
   headersToPairs,
   pairsToHeaders,
   TUNNEL_CREDIT_BATCH_BYTES,
+  TUNNEL_INITIAL_WINDOW_BYTES,
   TUNNEL_INLINE_BODY_BYTES,
   type TunnelFrame,
   toBase64,
@@ -18,8 +22,15 @@ import {
 } from "../../shared/tunnel.ts";
 import { loadConfig } from "../config.ts";
 import type { Env } from "../env.ts";
-import { TUNNEL_AGENTS_PATH, TUNNEL_CANCEL_PATH, TUNNEL_HEADERS } from "../relay/protocol.ts";
-import { BodyQueue } from "./body-queue.ts";
+import {
+  BODY_END_MARK_BYTES,
+  TUNNEL_AGENTS_PATH,
+  TUNNEL_BUFFER_BUDGET_BYTES,
+  TUNNEL_CANCEL_PATH,
+  TUNNEL_HEADERS,
+  toHex,
+} from "../relay/protocol.ts";
+import { signerFor } from "../relay/relay.ts";
 
 /** What survives hibernation for each accepted agent socket. */
 export interface AgentAttachment {
@@ -53,6 +64,14 @@ interface Pending {
   timer: ReturnType<typeof setTimeout> | null;
   idleMs: number;
   cancelKey: string | null;
+  /** A streamed request body on its way to the agent (null when it went inline). */
+  upload: Upload | null;
+}
+
+/** The sending side of a streamed request body: the agent's credit window, and who waits on it. */
+interface Upload {
+  window: number;
+  waiter: (() => void) | null;
 }
 
 const MIN_TIMEOUT_MS = 1000;
@@ -71,6 +90,8 @@ export class TunnelDO extends DurableObject<Env> {
   /** Pending tunnel ids by cancel key (a caller may reuse its id for concurrent requests). */
   private readonly byCancelKey = new Map<string, Set<string>>();
   private rotation = 0;
+  /** Credit windows reserved by the streamed uploads in flight (see TUNNEL_BUFFER_BUDGET_BYTES). */
+  private reservedBytes = 0;
 
   override async fetch(request: Request): Promise<Response> {
     if (request.headers.get("Upgrade")?.toLowerCase() === "websocket") return this.acceptAgent(request);
@@ -167,8 +188,17 @@ export class TunnelDO extends DurableObject<Env> {
       case "error":
         if (!this.heldBy(ws, frame.id)) return;
         return this.fail(frame.id, new AppError(frame.code, frame.message));
+      case "credit": {
+        // The agent consumed this much of a streamed upload: the pump may send as much again.
+        if (!this.heldBy(ws, frame.id)) return;
+        const up = this.pending.get(frame.id)?.upload;
+        if (!up) return;
+        up.window += frame.bytes;
+        wakeUpload(up);
+        return;
+      }
       default:
-        return; // request/cancel/credit frames only travel edge → agent
+        return; // request/cancel frames only travel edge → agent
     }
   }
 
@@ -285,7 +315,17 @@ export class TunnelDO extends DurableObject<Env> {
     const headers = new Headers(request.headers);
     for (const h of Object.values(TUNNEL_HEADERS)) headers.delete(h);
     const url = new URL(request.url);
-    const body = request.body ? new Uint8Array(await request.arrayBuffer()) : new Uint8Array(0);
+    const streamed = request.headers.get(TUNNEL_HEADERS.bodyTrailer) === "1" && request.body !== null;
+    if (streamed && this.bufferedBytes() + TUNNEL_INITIAL_WINDOW_BYTES > TUNNEL_BUFFER_BUDGET_BYTES) {
+      await request.body?.cancel().catch(() => {});
+      return errorResponse(
+        new AppError("tunnel_busy", "the region's tunnel is at its buffered-bytes budget; retry", {
+          retryAfterSeconds: 1,
+        }),
+        requestId,
+      );
+    }
+    const body = request.body && !streamed ? new Uint8Array(await request.arrayBuffer()) : new Uint8Array(0);
     const id = crypto.randomUUID();
     const { ws, a } = picked;
 
@@ -304,7 +344,9 @@ export class TunnelDO extends DurableObject<Env> {
         timer: null,
         idleMs,
         cancelKey: cancelBy,
+        upload: streamed ? { window: TUNNEL_INITIAL_WINDOW_BYTES, waiter: null } : null,
       };
+      if (streamed) this.reservedBytes += TUNNEL_INITIAL_WINDOW_BYTES;
       this.pending.set(id, p);
       if (cancelBy !== null) {
         const ids = this.byCancelKey.get(cancelBy) ?? new Set<string>();
@@ -312,10 +354,7 @@ export class TunnelDO extends DurableObject<Env> {
         this.byCancelKey.set(cancelBy, ids);
       }
       this.inflight.set(a.connId, (this.inflight.get(a.connId) ?? 0) + 1);
-      p.timer = setTimeout(
-        () => this.fail(id, new AppError("relay_timeout", `agent did not answer within ${timeoutMs} ms`)),
-        timeoutMs,
-      );
+      this.armHead(p, timeoutMs);
     });
 
     // The caller went away (needs the enable_request_signal flag; the relay passes the client's
@@ -336,7 +375,7 @@ export class TunnelDO extends DurableObject<Env> {
       p.body?.end();
     });
     try {
-      const inline = body.length <= TUNNEL_INLINE_BODY_BYTES;
+      const inline = !streamed && body.length <= TUNNEL_INLINE_BODY_BYTES;
       const frame: TunnelFrame = {
         type: "request",
         id,
@@ -344,9 +383,18 @@ export class TunnelDO extends DurableObject<Env> {
         path: `${url.pathname}${url.search}`,
         headers: headersToPairs(headers),
         ...(inline ? (body.length > 0 ? { body: toBase64(body) } : {}) : { bodyFollows: true }),
+        ...(streamed ? { bodyInTrailer: true } : {}),
       };
       ws.send(encodeFrame(frame));
-      if (!inline) {
+      if (streamed) {
+        const region = request.headers.get(TUNNEL_HEADERS.region) ?? "";
+        void this.pumpUpload(id, request.body as ReadableStream<Uint8Array>, {
+          region,
+          headToken: headers.get(RELAY_HEADER),
+          endMark: request.headers.get(TUNNEL_HEADERS.bodyEndMark) ?? "",
+          timeoutMs,
+        });
+      } else if (!inline) {
         let seq = 0;
         for (const part of chunkBytes(body))
           ws.send(encodeFrame({ type: "chunk", id, seq: seq++, data: toBase64(part) }));
@@ -361,6 +409,100 @@ export class TunnelDO extends DurableObject<Env> {
     const res = await head;
     res.headers.set(TUNNEL_HEADERS.agent, a.agentId);
     return res;
+  }
+
+  /**
+   * Send a streamed request body as it arrives from the Worker, never more than the agent's credit
+   * window ahead of what it consumed (so the DO holds about one chunk of it), hashing as it goes;
+   * the end frame carries the trailer that binds the hash and length to the head's relay token.
+   */
+  private async pumpUpload(
+    id: string,
+    body: ReadableStream<Uint8Array>,
+    opts: { region: string; headToken: string | null; endMark: string; timeoutMs: number },
+  ): Promise<void> {
+    const { region, headToken } = opts;
+    const reader = body.getReader();
+    const digest = new crypto.DigestStream("SHA-256");
+    const hashing = digest.getWriter();
+    const live = (): Pending | null => {
+      const p = this.pending.get(id);
+      return p?.upload ? p : null;
+    };
+    let seq = 0;
+    let size = 0;
+    let tail = new Uint8Array(0);
+    try {
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        // The last BODY_END_MARK_BYTES seen are held back: at the end they must be the mark.
+        const joined = tail.byteLength === 0 ? value : concatBytes(tail, value);
+        const cut = Math.max(0, joined.byteLength - BODY_END_MARK_BYTES);
+        tail = joined.slice(cut);
+        for (const part of chunkBytes(joined.subarray(0, cut))) {
+          let p = live();
+          while (p?.upload && p.upload.window < part.byteLength) {
+            const up = p.upload;
+            await new Promise<void>((resolve) => {
+              up.waiter = resolve;
+            });
+            p = live();
+          }
+          if (!p?.upload) {
+            await reader.cancel().catch(() => {});
+            return;
+          }
+          p.upload.window -= part.byteLength;
+          size += part.byteLength;
+          p.ws.send(encodeFrame({ type: "chunk", id, seq: seq++, data: toBase64(part) }));
+          if (!p.headDone) this.armHead(p, opts.timeoutMs);
+          await hashing.write(part);
+        }
+      }
+      if (toHex(tail) !== opts.endMark || opts.endMark.length !== BODY_END_MARK_BYTES * 2)
+        throw new AppError("request_cancelled", "the upload ended before its end");
+      await hashing.close();
+      const sha = digestToBase64url(await digest.digest);
+      const cfg = loadConfig(this.env);
+      if (!cfg.ok) throw new AppError("internal", cfg.message);
+      const headJti = headToken ? decodeJwt(headToken).jti : undefined;
+      if (!headJti) throw new AppError("internal", "streamed relay has no head token");
+      const trailer = await (await signerFor(cfg.config, region)).signTrailer({
+        headJti,
+        bodySha256: sha,
+        size,
+      });
+      const p = live();
+      if (!p) return;
+      p.ws.send(encodeFrame({ type: "end", id, chunks: seq, trailer }));
+      this.releaseUpload(p);
+    } catch (e) {
+      // The client's upload broke off or ran past the limit: the agent is told to stop and drops
+      // what it wrote (no trailer, nothing committed).
+      const p = this.pending.get(id);
+      if (!p) return;
+      this.send(p.ws, { type: "cancel", id });
+      this.fail(
+        id,
+        e instanceof AppError ? e : new AppError("request_cancelled", "the upload ended before its end"),
+      );
+    }
+  }
+
+  /** An upload's window leaves the budget once its end was sent, or its request ended first. */
+  private releaseUpload(p: Pending): void {
+    if (!p.upload) return;
+    this.reservedBytes -= TUNNEL_INITIAL_WINDOW_BYTES;
+    wakeUpload(p.upload);
+    p.upload = null;
+  }
+
+  /** Body bytes this DO holds or has promised room for: reserved upload windows, queued response bytes. */
+  private bufferedBytes(): number {
+    let n = this.reservedBytes;
+    for (const p of this.pending.values()) n += p.body?.bufferedBytes ?? 0;
+    return n;
   }
 
   private onHead(id: string, status: number, headers: Headers, inline?: string): void {
@@ -445,6 +587,18 @@ export class TunnelDO extends DurableObject<Env> {
     this.finish(id);
   }
 
+  /**
+   * The wait for the answer's head. A streamed upload re-arms it with each chunk it sends: the
+   * agent answers only after the whole body, which a slow client may take longer than this to send.
+   */
+  private armHead(p: Pending, timeoutMs: number): void {
+    if (p.timer) clearTimeout(p.timer);
+    p.timer = setTimeout(
+      () => this.fail(p.id, new AppError("relay_timeout", `agent did not answer within ${timeoutMs} ms`)),
+      timeoutMs,
+    );
+  }
+
   private armIdle(p: Pending): void {
     if (p.timer) clearTimeout(p.timer);
     p.timer = null;
@@ -461,6 +615,8 @@ export class TunnelDO extends DurableObject<Env> {
     if (!p) return;
     if (p.timer) clearTimeout(p.timer);
     this.pending.delete(id);
+    // The agent answered (or the request failed): the pump stops at its next chunk.
+    this.releaseUpload(p);
     if (p.cancelKey !== null) {
       const ids = this.byCancelKey.get(p.cancelKey);
       ids?.delete(id);
@@ -478,6 +634,19 @@ export class TunnelDO extends DurableObject<Env> {
       // socket gone; its close handler fails what is pending
     }
   }
+}
+
+function concatBytes(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.byteLength + b.byteLength);
+  out.set(a);
+  out.set(b, a.byteLength);
+  return out;
+}
+
+function wakeUpload(up: Upload): void {
+  const w = up.waiter;
+  up.waiter = null;
+  w?.();
 }
 
 function attachmentOf(ws: WebSocket): AgentAttachment | null {

@@ -1,10 +1,14 @@
 import type { MiddlewareHandler } from "hono";
 import { AppError } from "../../shared/errors.ts";
 import type { AppEnv } from "../app-env.ts";
+import { BODY_END_MARK_BYTES, type StreamedBody, toHex } from "../relay/protocol.ts";
 
 /**
- * Buffer the body, refusing more than MAX_BODY_BYTES with 413: by Content-Length up front, and by
- * counting while reading (a chunked body has no length to trust).
+ * Refuse more than the limit with 413: by Content-Length up front, and by counting while reading
+ * (a chunked body has no length to trust). A request body (MAX_BODY_BYTES) is buffered for the
+ * handler; a file upload (MAX_FILE_BYTES) is only counted as it streams through to the agent, so
+ * the Worker never holds it: past the limit its stream ends without its end mark (the DO
+ * refuses it, the agent commits nothing) and the answer is 413.
  *
  * A refusal sent while the client is still uploading, followed by closing the connection, can
  * reset it: the client's write fails and the 413 it was sent is lost with the connection (seen
@@ -25,6 +29,18 @@ export function bodyLimit(kind: "request" | "file" = "request"): MiddlewareHandl
     if (declared !== undefined && Number(declared) > max) {
       if (stream && Number(declared) <= drainUpTo) await drain(stream.getReader(), 0, drainUpTo);
       throw tooLarge();
+    }
+    if (kind === "file") {
+      let over = false;
+      c.set(
+        "bodyStream",
+        countedUpload(stream, max, () => {
+          over = true;
+        }),
+      );
+      await next();
+      if (over) throw tooLarge();
+      return;
     }
     if (!stream) {
       c.set("body", new Uint8Array(0));
@@ -53,6 +69,40 @@ export function bodyLimit(kind: "request" | "file" = "request"): MiddlewareHandl
     c.set("body", body);
     await next();
   };
+}
+
+/**
+ * A file upload as it streams on, counted: the end mark follows only a clean end within `max`.
+ * Past `max` it just ends, without the mark (so the DO signs no trailer and the agent commits
+ * nothing) — ended, not errored: an errored subrequest body is reported by workerd as uncaught.
+ */
+function countedUpload(
+  source: ReadableStream<Uint8Array> | null,
+  max: number,
+  onOver: () => void,
+): StreamedBody {
+  const mark = crypto.getRandomValues(new Uint8Array(BODY_END_MARK_BYTES));
+  const reader = source?.getReader();
+  let size = 0;
+  const stream = new ReadableStream<Uint8Array>(
+    {
+      async pull(out) {
+        const next = reader ? await reader.read() : { done: true as const, value: undefined };
+        if (next.done) {
+          out.enqueue(mark);
+          return out.close();
+        }
+        size += next.value.byteLength;
+        if (size <= max) return out.enqueue(next.value);
+        onOver();
+        out.close();
+        await reader?.cancel().catch(() => {});
+      },
+      cancel: (why) => reader?.cancel(why),
+    },
+    { highWaterMark: 0 },
+  );
+  return { stream, endMark: toHex(mark) };
 }
 
 /** Reads and drops the rest of a refused body; past `limit` bytes in all it stops and cancels. */

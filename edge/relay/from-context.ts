@@ -1,4 +1,5 @@
 import type { AppContext } from "../app-env.ts";
+import type { StreamedBody } from "./protocol.ts";
 import { chooseRegions, REGION_HEADER } from "./regions.ts";
 import { type RelayOutcome, relayToRegions } from "./relay.ts";
 
@@ -29,8 +30,8 @@ export interface RelaySpec {
   method: "GET" | "POST" | "PUT" | "DELETE";
   /** Path with query, as the agent will see it. */
   path: string;
-  /** The body to sign and send (a validated, re-encoded JSON body or raw file bytes). */
-  body?: Uint8Array | null;
+  /** The body to sign and send: a validated, re-encoded JSON body, or a file upload's stream. */
+  body?: Uint8Array | StreamedBody | null;
   /** `application/json` unless told (`text/event-stream` for a stream, `*\/*` for a file read). */
   accept?: string;
   /** `application/json` unless told (`application/octet-stream` for a file write). */

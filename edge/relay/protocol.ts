@@ -28,7 +28,44 @@ export const TUNNEL_HEADERS = {
   cluster: "X-Tunnel-Cluster",
   /** Set by the Worker when the caller named its request (X-Request-Id): see cancelKey. */
   cancelKey: "X-Tunnel-Cancel-Key",
+  /**
+   * Set by the Worker when the body streams (a file upload): the relay token binds no body hash,
+   * the DO hashes the body as it passes and sends the agent a signed trailer with the end frame.
+   */
+  bodyTrailer: "X-Tunnel-Body-Trailer",
+  /**
+   * A streamed body's end mark (hex of random bytes): the Worker appends these bytes to the body
+   * when, and only when, the client's upload ended cleanly within the limit. A stream that broke
+   * (a client gone, a body over the limit) may reach the DO as a clean end; without its mark the
+   * DO signs no trailer, so a short body is never taken as complete.
+   */
+  bodyEndMark: "X-Tunnel-Body-End-Mark",
 } as const;
+
+/**
+ * Body bytes one TunnelDO may hold at once, all requests together: each streamed upload reserves
+ * its credit window for its whole life, response bodies count what they hold. A request that
+ * would cross it is answered 503 tunnel_busy; a Durable Object has 128 MB in all.
+ */
+export const TUNNEL_BUFFER_BUDGET_BYTES = 48 * 1024 * 1024;
+
+/** Bytes of a streamed body's end mark (TUNNEL_HEADERS.bodyEndMark). */
+export const BODY_END_MARK_BYTES = 16;
+
+/**
+ * A request body that streams to the agent (a file upload): its bytes, followed by `endMark`'s
+ * bytes only if the client's body ended cleanly within the limit (middleware/body-limit.ts).
+ */
+export interface StreamedBody {
+  stream: ReadableStream<Uint8Array>;
+  /** Hex of the mark's bytes; the DO checks the stream ends with them. */
+  endMark: string;
+}
+
+/** Hex of a byte string (the end mark travels as a header). */
+export function toHex(bytes: Uint8Array): string {
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
 
 /** The DO's list of connected agents (JSON array of `{connId, agentId, cluster, …}`). */
 export const TUNNEL_AGENTS_PATH = "/__tunnel/agents";

@@ -4,17 +4,22 @@ import {
   RELAY_HEADER,
   type RelaySigner,
   relayAudience,
+  STREAMED_BODY,
 } from "../../shared/relay-signing.ts";
 import { AGENT_TIMING_HEADER, parseServerTiming, type Spans } from "../../shared/spans.ts";
 import type { Principal } from "../auth/tenant-jwt.ts";
 import type { EdgeConfig } from "../config.ts";
 import {
   cancelKey,
+  type StreamedBody,
   TUNNEL_AGENTS_PATH,
   TUNNEL_CANCEL_PATH,
   TUNNEL_HEADERS,
   TUNNEL_ORIGIN,
 } from "./protocol.ts";
+
+const isStreamed = (body: RelayInput["body"]): body is StreamedBody =>
+  body !== null && !(body instanceof Uint8Array);
 
 /** How the Worker reaches the TunnelDO of a region (a DO stub's fetch in production). */
 export interface TunnelDirectory {
@@ -25,7 +30,11 @@ export interface RelayInput {
   method: string;
   /** Path with query, as the agent will see it. */
   path: string;
-  body: Uint8Array | null;
+  /**
+   * Bytes are signed in the relay token; a stream (a file upload) is signed in a trailer the
+   * TunnelDO sends once the body has passed, and goes to the first region only (it cannot be re-sent).
+   */
+  body: Uint8Array | StreamedBody | null;
   headers?: HeadersInit;
   principal: Principal;
   requestId: string;
@@ -56,7 +65,8 @@ export interface RelayOutcome {
 
 const signers = new Map<string, Promise<RelaySigner>>();
 
-function signerFor(config: EdgeConfig, region: string): Promise<RelaySigner> {
+/** The region's relay signer (one per key), shared by the Worker (heads) and the TunnelDO (trailers). */
+export function signerFor(config: EdgeConfig, region: string): Promise<RelaySigner> {
   const jwk = config.relayPrivateKeys[region];
   if (!jwk) return Promise.reject(new AppError("internal", `no relay key for region ${region}`));
   const key = `${region}:${jwk.kid ?? ""}:${jwk.x ?? ""}`;
@@ -81,13 +91,14 @@ export async function relayToRegions(
   input: RelayInput,
 ): Promise<RelayOutcome> {
   let last: RelayOutcome | null = null;
-  for (const region of input.regions) {
+  const streamed = isStreamed(input.body);
+  for (const region of streamed ? input.regions.slice(0, 1) : input.regions) {
     const endSign = input.spans?.start("edge-sign");
     const signer = await signerFor(config, region);
     const token = await signer.sign({
       method: input.method,
       path: input.path,
-      body: input.body,
+      body: isStreamed(input.body) ? STREAMED_BODY : input.body,
       tenant: input.principal.tenant,
       subject: input.principal.subject,
       scopes: input.principal.scopes,
@@ -109,11 +120,16 @@ export async function relayToRegions(
     if (input.cluster !== undefined) headers.set(TUNNEL_HEADERS.cluster, input.cluster);
     const clientId = headers.get("x-client-request-id");
     if (clientId !== null) headers.set(TUNNEL_HEADERS.cancelKey, cancelKey(input.principal.tenant, clientId));
+    const body = isStreamed(input.body) ? input.body.stream : input.body;
+    if (isStreamed(input.body)) {
+      headers.set(TUNNEL_HEADERS.bodyTrailer, "1");
+      headers.set(TUNNEL_HEADERS.bodyEndMark, input.body.endMark);
+    }
     const hasBody = input.body !== null && input.method !== "GET" && input.method !== "HEAD";
     const req = new Request(`${TUNNEL_ORIGIN}${input.path}`, {
       method: input.method,
       headers,
-      body: hasBody ? (input.body as Uint8Array<ArrayBuffer>) : null,
+      body: hasBody ? (body as Uint8Array<ArrayBuffer> | ReadableStream<Uint8Array>) : null,
       ...(input.signal ? { signal: input.signal } : {}),
     });
     const endTunnel = input.spans?.start("edge-tunnel");

@@ -1,8 +1,19 @@
+import type { z } from "zod";
 import {
   DirListingSchema,
   ExecRequestSchema,
   ExecResultSchema,
   FileWriteResultSchema,
+  PidSchema,
+  ProcessInfoSchema,
+  ProcessListSchema,
+  ProcessOffsetSchema,
+  ProcessOutputQuerySchema,
+  ProcessOutputSchema,
+  ProcessResizeRequestSchema,
+  ProcessSignalRequestSchema,
+  ProcessStartRequestSchema,
+  ProcessStdinQuerySchema,
   parseSandboxId,
   SANDBOX_FILE_SIZE_HEADER,
   type Sandbox,
@@ -11,6 +22,7 @@ import {
   SandboxNameSchema,
   SandboxNetworkSchema,
   SandboxSchema,
+  StdinResultSchema,
 } from "../../shared/api.ts";
 import { NetworkPolicySchema } from "../../shared/egress-policy.ts";
 import { AppError, parseOrError } from "../../shared/errors.ts";
@@ -53,15 +65,27 @@ function sandboxHome(c: AppContext): { id: string; region: string; cluster: stri
   return { id, ...where };
 }
 
+/** The relay target of a sandbox's request: its own region and cluster, nothing else. */
+function sandboxTarget(c: AppContext): { regions: string[]; cluster: string } {
+  const home = sandboxHome(c);
+  return { regions: [home.region], cluster: home.cluster };
+}
+
 /** Relay this request to the sandbox's own cluster, at the agent's same path. */
 function relayToSandbox(c: AppContext, spec: Omit<RelaySpec, "path" | "regions" | "cluster" | "connection">) {
-  const home = sandboxHome(c);
-  return relayFrom(c, { ...spec, path: agentPath(c), regions: [home.region], cluster: home.cluster });
+  return relayFrom(c, { ...spec, path: agentPath(c), ...sandboxTarget(c) });
 }
 
 /** A request without a body, relayed to the sandbox's cluster at the agent's same path. */
 async function relayAsIs(c: AppContext, method: "GET" | "DELETE", accept = "application/json") {
   return finishRelay(c, await relayToSandbox(c, { method, accept }));
+}
+
+/** A validated JSON body, re-encoded and relayed to the sandbox's cluster at the agent's same path. */
+async function relayJson(c: AppContext, schema: z.ZodType, what: string) {
+  const parsed = parseOrError(schema, readJson(c), what);
+  if (!parsed.ok) throw parsed.error;
+  return finishRelay(c, await relayToSandbox(c, { method: "POST", body: encodeJson(parsed.value) }));
 }
 
 /** The path as the agent sees it: the request's own (still percent-encoded) path and query. */
@@ -249,10 +273,11 @@ export const putFileRoute: RouteDef = {
     parameters: [idParam, pathParam],
   },
   async handler(c) {
-    const body = c.get("body");
+    const body = c.get("bodyStream");
     // fetch() sends a body-less PUT as Content-Length: 0: refuse it rather than truncating a file
     // by accident; an empty file is written when the type says application/octet-stream.
-    if (body.byteLength === 0 && !/^application\/octet-stream\b/i.test(c.req.header("Content-Type") ?? "")) {
+    const empty = c.req.raw.body === null || c.req.header("Content-Length") === "0";
+    if (empty && !/^application\/octet-stream\b/i.test(c.req.header("Content-Type") ?? "")) {
       throw new AppError("invalid_request", "PUT needs a body (Content-Type: application/octet-stream)");
     }
     const out = await relayToSandbox(c, { method: "PUT", body, contentType: "application/octet-stream" });
@@ -312,6 +337,212 @@ export const deleteFileRoute: RouteDef = {
   handler: (c) => relayAsIs(c, "DELETE"),
 };
 
+// ---------- long-lived processes (issue 27; http exec mode: api mode answers 501 not_supported_in_api_mode) ----------
+
+const PROCESSES_PATH = "/v1/sandboxes/:id/processes";
+const pidParam = {
+  name: "pid",
+  in: "path" as const,
+  required: true,
+  description: "process id in the sandbox (from POST …/processes)",
+};
+
+/** `:pid` must look like one before anything is relayed; anything else is process_not_found. */
+function checkPid(c: AppContext): void {
+  const pid = c.req.param("pid") ?? "";
+  if (!PidSchema.safeParse(pid).success) {
+    throw new AppError("process_not_found", `no process ${pid.slice(0, 20)} in this sandbox`);
+  }
+}
+
+export const startProcessRoute: RouteDef = {
+  method: "POST",
+  path: PROCESSES_PATH,
+  auth: "tenant",
+  scope: "sandbox:exec",
+  body: true,
+  doc: {
+    summary:
+      "Start a long-lived process (201): `command` (sh -c) or `argv`; it runs until it exits, its `timeoutSeconds` (0 = none) or the sandbox ends",
+    tags: ["processes"],
+    request: ProcessStartRequestSchema,
+    response: ProcessInfoSchema,
+    successStatus: "201",
+    parameters: [idParam],
+  },
+  handler: (c) => relayJson(c, ProcessStartRequestSchema, "process request"),
+};
+
+export const listProcessesRoute: RouteDef = {
+  method: "GET",
+  path: PROCESSES_PATH,
+  auth: "tenant",
+  scope: "sandbox:exec",
+  doc: {
+    summary: "The sandbox's processes: running ones, then recently exited ones with how they ended",
+    tags: ["processes"],
+    response: ProcessListSchema,
+    parameters: [idParam],
+  },
+  handler: (c) => relayAsIs(c, "GET"),
+};
+
+export const getProcessRoute: RouteDef = {
+  method: "GET",
+  path: `${PROCESSES_PATH}/:pid`,
+  auth: "tenant",
+  scope: "sandbox:exec",
+  doc: {
+    summary: "One process: running or how it ended, and its output offsets",
+    tags: ["processes"],
+    response: ProcessInfoSchema,
+    parameters: [idParam, pidParam],
+  },
+  handler(c) {
+    checkPid(c);
+    return relayAsIs(c, "GET");
+  },
+};
+
+export const deleteProcessRoute: RouteDef = {
+  method: "DELETE",
+  path: `${PROCESSES_PATH}/:pid`,
+  auth: "tenant",
+  scope: "sandbox:exec",
+  doc: {
+    summary: "Kill the process's group (SIGKILL) if it runs and forget it; answers how it ended",
+    tags: ["processes"],
+    response: ProcessInfoSchema,
+    parameters: [idParam, pidParam],
+  },
+  handler(c) {
+    checkPid(c);
+    return relayAsIs(c, "DELETE");
+  },
+};
+
+export const processOutputRoute: RouteDef = {
+  method: "GET",
+  path: `${PROCESSES_PATH}/:pid/output`,
+  auth: "tenant",
+  scope: "sandbox:exec",
+  doc: {
+    summary:
+      "The process's output (stdout and stderr interleaved) from byte offset `since`: JSON `{offset, next, dropped, data (base64), eof}`, or with Accept: text/event-stream a live stream of `output` events (id = the offset after them; reattach with `since` or Last-Event-ID) ending with one `exit` event",
+    tags: ["processes"],
+    response: ProcessOutputSchema,
+    sse: true,
+    parameters: [
+      idParam,
+      pidParam,
+      { name: "since", in: "query", description: "byte offset to read from (default 0)" },
+      { name: "maxBytes", in: "query", description: "JSON: at most this many bytes (≤ 1 MiB)" },
+      {
+        name: "waitMs",
+        in: "query",
+        description: "JSON: wait up to this long (≤ 30000) for bytes when there are none yet",
+      },
+      {
+        name: "Last-Event-ID",
+        in: "header",
+        description: "stream: reattach after this id (when `since` is absent)",
+      },
+    ],
+  },
+  async handler(c) {
+    checkPid(c);
+    const q = parseOrError(ProcessOutputQuerySchema, c.req.query(), "output query");
+    if (!q.ok) throw q.error;
+    const sse = wantsEventStream(c);
+    const url = new URL(c.req.url);
+    const lastId = c.req.header("Last-Event-ID");
+    // The agent hears only the headers the relay builder forwards: a reattach travels as `since`.
+    if (sse && q.value.since === undefined && lastId !== undefined) {
+      const since = ProcessOffsetSchema.safeParse(lastId.trim());
+      if (!since.success) throw new AppError("invalid_request", "Last-Event-ID: not an output offset");
+      url.searchParams.set("since", String(since.data));
+    }
+    const { relayTimeoutMs } = c.get("deps").config;
+    const out = await relayFrom(c, {
+      method: "GET",
+      path: `${url.pathname}${url.search}`,
+      ...sandboxTarget(c),
+      accept: sse ? "text/event-stream" : "application/json",
+      timeoutMs: (sse ? 0 : (q.value.waitMs ?? 0)) + relayTimeoutMs,
+    });
+    return finishRelay(c, out);
+  },
+};
+
+export const processStdinRoute: RouteDef = {
+  method: "POST",
+  path: `${PROCESSES_PATH}/:pid/stdin`,
+  auth: "tenant",
+  scope: "sandbox:exec",
+  body: true,
+  doc: {
+    summary:
+      "Write the body's bytes (≤ 1 MiB) to the process's stdin; `?eof=1` closes it after them. 409 process_exited (with its exitCode) once it ended",
+    tags: ["processes"],
+    response: StdinResultSchema,
+    requestContentType: "application/octet-stream",
+    parameters: [
+      idParam,
+      pidParam,
+      { name: "eof", in: "query", description: "1: close stdin after these bytes" },
+    ],
+  },
+  async handler(c) {
+    checkPid(c);
+    const q = parseOrError(ProcessStdinQuerySchema, c.req.query(), "stdin query");
+    if (!q.ok) throw q.error;
+    const out = await relayToSandbox(c, {
+      method: "POST",
+      body: c.get("body"),
+      contentType: "application/octet-stream",
+    });
+    return finishRelay(c, out);
+  },
+};
+
+export const processSignalRoute: RouteDef = {
+  method: "POST",
+  path: `${PROCESSES_PATH}/:pid/signal`,
+  auth: "tenant",
+  scope: "sandbox:exec",
+  body: true,
+  doc: {
+    summary: "Send a signal (SIGTERM, SIGINT, SIGKILL, …) to the process's group",
+    tags: ["processes"],
+    request: ProcessSignalRequestSchema,
+    response: ProcessInfoSchema,
+    parameters: [idParam, pidParam],
+  },
+  handler(c) {
+    checkPid(c);
+    return relayJson(c, ProcessSignalRequestSchema, "signal request");
+  },
+};
+
+export const processResizeRoute: RouteDef = {
+  method: "POST",
+  path: `${PROCESSES_PATH}/:pid/resize`,
+  auth: "tenant",
+  scope: "sandbox:exec",
+  body: true,
+  doc: {
+    summary: "Resize the terminal of a process started with `tty: true` (409 not_a_tty otherwise)",
+    tags: ["processes"],
+    request: ProcessResizeRequestSchema,
+    response: ProcessInfoSchema,
+    parameters: [idParam, pidParam],
+  },
+  handler(c) {
+    checkPid(c);
+    return relayJson(c, ProcessResizeRequestSchema, "resize request");
+  },
+};
+
 export const SANDBOX_ROUTES: readonly RouteDef[] = [
   createSandboxRoute,
   listSandboxesRoute,
@@ -324,4 +555,12 @@ export const SANDBOX_ROUTES: readonly RouteDef[] = [
   getFileRoute,
   listWorkspaceRoute,
   deleteFileRoute,
+  startProcessRoute,
+  listProcessesRoute,
+  getProcessRoute,
+  deleteProcessRoute,
+  processOutputRoute,
+  processStdinRoute,
+  processSignalRoute,
+  processResizeRoute,
 ];

@@ -154,6 +154,13 @@ describe("tunnel client ↔ edge in workerd", () => {
     expect(seen.at(-1)!.claims.requestId).toBe(res.headers.get("X-Request-Id"));
   });
 
+  it("a request body over the inline size (chunk frames, hash in the head token) is served whole", async () => {
+    mode = "echo";
+    const res = await exec({ command: "wc -c", stdin: "x".repeat(150 * 1024) });
+    expect(res.status).toBe(200);
+    expect(((await res.json()) as { stdout: string }).stdout).toBe("wc -c by tenant-e2e");
+  });
+
   it("streams 20 MiB back intact", async () => {
     mode = "stream";
     const res = await exec({ command: "big" }, { headers: { Accept: "text/event-stream" } });

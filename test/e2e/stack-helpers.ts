@@ -36,6 +36,23 @@ export function bearer(token: string, extra: Record<string, string> = {}): Recor
 }
 
 /**
+ * `fetch` against a stack's edge as a tenant (tenant A unless `token` says otherwise), JSON by
+ * default, bounded by 60 s unless the caller brings its own signal. `stack` is read at each call,
+ * so a suite can make the caller before its beforeAll starts the stack.
+ */
+export function edgeApi(stack: () => { edgeUrl: string; tokens: { tenantA: string } }) {
+  return (path: string, init: RequestInit & { token?: string } = {}): Promise<Response> => {
+    const { edgeUrl, tokens } = stack();
+    const { token = tokens.tenantA, headers, ...rest } = init;
+    return fetch(`${edgeUrl}${path}`, {
+      ...rest,
+      headers: { ...bearer(token), ...(headers as Record<string, string> | undefined) },
+      signal: rest.signal ?? AbortSignal.timeout(60_000),
+    });
+  };
+}
+
+/**
  * Runs a program to its end with stdout and stderr collected as one string (the order a terminal
  * shows them, `out`) and apart; killed after `timeoutMs` so a hang fails the test instead of
  * stalling the suite.

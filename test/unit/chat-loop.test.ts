@@ -163,7 +163,13 @@ describe("runChat with the scripted server", () => {
     );
     expect(result).toEqual({
       ok: true,
-      value: { requestId: "req-1", sessionId: "s-1", reply: "Hello there, no tools needed.", toolCalls: [] },
+      value: {
+        requestId: "req-1",
+        sessionId: "s-1",
+        reply: "Hello there, no tools needed.",
+        toolCalls: [],
+        modelCalls: 1,
+      },
     });
     expect(types(events).filter((t) => t === "assistant.delta").length).toBeGreaterThan(1);
     expect(deltaText(events)).toBe("Hello there, no tools needed.");

@@ -11,6 +11,7 @@ import type {
   Executor,
   SandboxFiles,
   SandboxLease,
+  SandboxProcesses,
 } from "../../cluster-agent/exec/executor.ts";
 import { LeasedSandbox, withLeasedSandbox } from "../../cluster-agent/requests/leased-sandbox.ts";
 import type { ExecOutcome } from "../../shared/api.ts";
@@ -149,6 +150,34 @@ describe("leased-sandbox pipeline", () => {
     // Each call ran under a combined signal, not the caller's own alone.
     expect(seen).toHaveLength(4);
     expect(seen.every((s) => s !== ctx.signal)).toBe(true);
+  });
+
+  it("process calls: a fence refusal is lease_lost, a lost lease answers before the pod is called, no processes is 501", async () => {
+    const { deps, ctx, lost } = setup();
+    let calls = 0;
+    const refused = (signal: AbortSignal) => {
+      calls++;
+      expect(signal).not.toBe(ctx.signal);
+      return Promise.resolve(err(new AppError("stale_lease", "fence 4 < 5")));
+    };
+    const processes = {
+      get: (_t: ExecTarget, _pid: number, o: { signal: AbortSignal }) => refused(o.signal),
+    };
+    const none = await withLeasedSandbox(deps, ctx, (sb) =>
+      sb.onProcesses((p, t, signal) => p.get(t, 7, { signal })),
+    );
+    expect(!none.ok && [none.error.code, none.error.status]).toEqual(["not_supported_in_api_mode", 501]);
+    const withProcesses = { ...deps, processes: processes as unknown as SandboxProcesses };
+    const fenced = await withLeasedSandbox(withProcesses, ctx, (sb) =>
+      sb.onProcesses((p, t, signal) => p.get(t, 7, { signal })),
+    );
+    expect(!fenced.ok && fenced.error.code).toBe("lease_lost");
+    lost.abort(new AppError("sandbox_not_found", "deleted"));
+    const gone = await withLeasedSandbox(withProcesses, ctx, (sb) =>
+      sb.onProcesses((p, t, signal) => p.get(t, 7, { signal })),
+    );
+    expect(!gone.ok && gone.error.code).toBe("sandbox_not_found");
+    expect(calls).toBe(1);
   });
 
   it("a lease lost during a file call aborts it and answers the lease's own AppError reason", async () => {

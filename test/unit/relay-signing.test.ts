@@ -15,6 +15,7 @@ import {
   type RelaySignInput,
   ReplayCache,
   relayAudience,
+  STREAMED_BODY,
 } from "../../shared/relay-signing.ts";
 
 const AUD = relayAudience("eu-1");
@@ -328,5 +329,62 @@ describe("relay signing", () => {
       await signEd(keys.privateJwk),
     );
     expect((await v.verify(facts(t2))).ok).toBe(true);
+  });
+});
+
+describe("streamed bodies: a head without the body, a trailer that binds it", () => {
+  const streamedInput: RelaySignInput = {
+    ...input,
+    method: "PUT",
+    path: "/v1/sandboxes/x/files/a",
+    body: STREAMED_BODY,
+  };
+  const headFacts = (token: string, body: RelaySignInput["body"] = STREAMED_BODY) => ({
+    token,
+    method: "PUT",
+    path: "/v1/sandboxes/x/files/a",
+    body,
+  });
+
+  it("a streamed head verifies only as streamed, and a whole-body head never as streamed", async () => {
+    const signer = await createRelaySigner({ privateJwk: keys.privateJwk, audience: AUD });
+    const head = await verifier().verify(headFacts(await signer.sign(streamedInput)));
+    expect(head.ok && head.value.bodySha256).toBeNull();
+    // The same streamed head presented with any body (even empty) is refused.
+    const asBody = await verifier().verify(headFacts(await signer.sign(streamedInput), ""));
+    expect(asBody.ok || asBody.error.code).toBe("relay_signature_invalid");
+    const whole = await signer.sign({ ...streamedInput, body: "" });
+    const asStreamed = await verifier().verify(headFacts(whole));
+    expect(asStreamed.ok || asStreamed.error.code).toBe("relay_signature_invalid");
+  });
+
+  it("the trailer must name this head's jti and exactly the bytes that passed, signed by the region's key", async () => {
+    const signer = await createRelaySigner({ privateJwk: keys.privateJwk, audience: AUD });
+    const v = verifier();
+    const head = await v.verify(headFacts(await signer.sign(streamedInput)));
+    if (!head.ok) throw head.error;
+    const body = { sha256: await bodySha256("hello"), size: 5 };
+    const trailer = await signer.signTrailer({ headJti: head.value.jti, bodySha256: body.sha256, size: 5 });
+    expect((await v.verifyTrailer(trailer, head.value, body)).ok).toBe(true);
+    const code = async (r: Promise<{ ok: boolean; error?: { code: string } }>) => {
+      const x = await r;
+      return x.ok ? "ok" : x.error?.code;
+    };
+    expect(await code(v.verifyTrailer(trailer, head.value, { ...body, size: 6 }))).toBe(
+      "relay_signature_invalid",
+    );
+    expect(
+      await code(v.verifyTrailer(trailer, head.value, { sha256: await bodySha256("hellO"), size: 5 })),
+    ).toBe("relay_signature_invalid");
+    expect(
+      await code(v.verifyTrailer(trailer, { ...head.value, jti: "another-head-jti-0123456" }, body)),
+    ).toBe("relay_signature_invalid");
+    expect(await code(v.verifyTrailer(null, head.value, body))).toBe("relay_signature_invalid");
+    const forger = await createRelaySigner({ privateJwk: other.privateJwk, audience: AUD });
+    const forged = await forger.signTrailer({ headJti: head.value.jti, bodySha256: body.sha256, size: 5 });
+    expect(await code(v.verifyTrailer(forged, head.value, body))).toBe("relay_signature_invalid");
+    // A head token is not a trailer (typ differs), whatever it carries.
+    const headAsTrailer = await signer.sign(streamedInput);
+    expect(await code(v.verifyTrailer(headAsTrailer, head.value, body))).toBe("relay_signature_invalid");
   });
 });

@@ -27,11 +27,18 @@ const checks = {
   podSnapshot: true satisfies Equals<Sdk.PodSnapshot, Api.PodSnapshot>,
   sandboxSnapshot: true satisfies Equals<Sdk.SandboxSnapshot, Api.SandboxSnapshot>,
   poolSnapshot: true satisfies Equals<Sdk.PoolSnapshot, Api.PoolSnapshot>,
+  processStart: true satisfies Equals<Sdk.ProcessStartRequestInput, Api.ProcessStartRequestInput>,
+  processInfo: true satisfies Equals<Sdk.ProcessInfo, Api.ProcessInfo>,
+  processOutput: true satisfies Equals<Sdk.ProcessOutput, Api.ProcessOutput>,
+  processOutputEvent: true satisfies Equals<Sdk.ProcessOutputEvent, Api.ProcessOutputEvent>,
+  processExitEvent: true satisfies Equals<Sdk.ProcessExitEvent, Api.ProcessExitEvent>,
+  stdinResult: true satisfies Equals<Sdk.StdinResult, Api.StdinResult>,
+  processSignal: true satisfies Equals<Sdk.ProcessSignal, (typeof Api.PROCESS_SIGNALS)[number]>,
 };
 
 describe("the TypeScript client's wire types", () => {
   it("equal the shared zod schemas' types (checked by the typecheck; this names each pair)", () => {
     expect(Object.values(checks).every((v) => v)).toBe(true);
-    expect(Object.keys(checks)).toHaveLength(16);
+    expect(Object.keys(checks)).toHaveLength(23);
   });
 });

@@ -65,8 +65,8 @@ async function clusterAgent(cluster: string): Promise<TestAgent> {
   return a;
 }
 
-const call = async (path: string, init: RequestInit = {}) => {
-  const token = await tenantToken({ tenant: "t1", scope: "sandbox:exec" });
+const call = async (path: string, init: RequestInit = {}, tenant = "t1") => {
+  const token = await tenantToken({ tenant, scope: "sandbox:exec" });
   return SELF.fetch(`${BASE}${path}`, {
     ...init,
     headers: auth(token, (init.headers as Record<string, string>) ?? {}),
@@ -183,5 +183,76 @@ describe("sandbox routing by cluster", () => {
     const files = p["/v1/sandboxes/{id}/files/{path}"] ?? {};
     expect(Object.keys(files).sort()).toEqual(["delete", "get", "put"]);
     expect(Object.keys(files.put?.requestBody?.content ?? {})).toEqual(["application/octet-stream"]);
+  });
+  it("processes: raw stdin bytes are relayed; Last-Event-ID travels as since", async () => {
+    const c1 = await clusterAgent("c1");
+    await waitForAgents(TUNNEL, "eu-1", 1);
+    const base = `/v1/sandboxes/sb.eu-1.c1.${RAND}/processes`;
+    await call(`${base}/12/stdin?eof=1`, {
+      method: "POST",
+      headers: { "Content-Type": "application/octet-stream" },
+      body: new Uint8Array([0, 10, 255]),
+    });
+    const stdin = c1.received[0]!;
+    expect(new URL(stdin.request.url).pathname + new URL(stdin.request.url).search).toBe(
+      `${base}/12/stdin?eof=1`,
+    );
+    expect([...stdin.body]).toEqual([0, 10, 255]);
+    await call(`${base}/12/output`, { headers: { Accept: "text/event-stream", "Last-Event-ID": "4096" } });
+    const stream = new URL(c1.received[1]!.request.url);
+    expect([stream.pathname, stream.searchParams.get("since")]).toEqual([`${base}/12/output`, "4096"]);
+    expect(c1.received[1]!.request.headers.get("accept")).toBe("text/event-stream");
+    // An explicit since wins over Last-Event-ID.
+    await call(`${base}/12/output?since=7`, {
+      headers: { Accept: "text/event-stream", "Last-Event-ID": "9" },
+    });
+    expect(new URL(c1.received[2]!.request.url).searchParams.get("since")).toBe("7");
+    expect(c1.received.length).toBe(3);
+  });
+
+  it("processes: bad pids, offsets, signals and bodies are refused before a relay", async () => {
+    const c1 = await clusterAgent("c1");
+    await waitForAgents(TUNNEL, "eu-1", 1);
+    const base = `/v1/sandboxes/sb.eu-1.c1.${RAND}/processes`;
+    const json = { "Content-Type": "application/json" };
+    const refused = (path: string, init: RequestInit = {}) => call(path, init, "t-refused");
+    await expectError(await refused(`${base}/abc`), 404, "process_not_found");
+    await expectError(await refused(`${base}/0/output`), 404, "process_not_found");
+    await expectError(
+      await refused(`${base}/12/output`, { headers: { Accept: "text/event-stream", "Last-Event-ID": "x" } }),
+      400,
+      "invalid_request",
+    );
+    await expectError(await refused(`${base}/12/output?since=-1`), 400, "invalid_request");
+    await expectError(
+      await refused(`${base}/12/signal`, { method: "POST", headers: json, body: '{"signal":"SIGSEGV"}' }),
+      400,
+      "invalid_request",
+    );
+    await expectError(
+      await refused(base, { method: "POST", headers: json, body: '{"command":"cat","argv":["cat"]}' }),
+      400,
+      "invalid_request",
+    );
+    await expectError(
+      await refused(`${base}/12/stdin?eof=yes`, { method: "POST", body: "x" }),
+      400,
+      "invalid_request",
+    );
+    expect(c1.received.length).toBe(0);
+  });
+
+  it("/openapi.json documents the process routes", async () => {
+    const doc = (await (await SELF.fetch(`${BASE}/openapi.json`)).json()) as {
+      paths: Record<string, Record<string, { responses: Record<string, unknown> }>>;
+    };
+    const p = doc.paths;
+    expect(Object.keys(p["/v1/sandboxes/{id}/processes"] ?? {}).sort()).toEqual(["get", "post"]);
+    expect(Object.keys(p["/v1/sandboxes/{id}/processes"]?.post?.responses ?? {})).toContain("201");
+    expect(Object.keys(p["/v1/sandboxes/{id}/processes/{pid}"] ?? {}).sort()).toEqual(["delete", "get"]);
+    for (const action of ["stdin", "signal", "resize"]) {
+      expect(Object.keys(p[`/v1/sandboxes/{id}/processes/{pid}/${action}`] ?? {})).toEqual(["post"]);
+    }
+    expect(Object.keys(p["/v1/sandboxes/{id}/processes/{pid}/output"] ?? {})).toEqual(["get"]);
   });
 });

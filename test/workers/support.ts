@@ -73,6 +73,8 @@ export interface AgentRequest {
   frame: RequestFrame;
   request: Request;
   body: Uint8Array;
+  /** A streamed body's signed trailer (from its end frame). */
+  trailer?: string;
 }
 
 export type AgentHandler = (req: AgentRequest, agent: TestAgent) => Promise<void> | void;
@@ -83,9 +85,19 @@ export class TestAgent {
   readonly cancelled: string[] = [];
   readonly verifier: RelayVerifier;
   maxFrameBytes = 0;
+  /**
+   * Credit each request-body chunk back as it arrives, as a reading agent does; false plays an
+   * agent that stops reading (the edge must then stop at the window).
+   */
+  creditUploads = true;
+  /** Request-body bytes received, all requests together (flow-control checks). */
+  uploadBytes = 0;
+  /** Request-body bytes credited back, and the most ever received beyond them (at any chunk). */
+  uploadCredited = 0;
+  maxUncredited = 0;
   private readonly bodies = new Map<
     string,
-    { frame: RequestFrame; parts: Uint8Array[]; seq: ChunkSequencer }
+    { frame: RequestFrame; parts: Uint8Array[]; seq: ChunkSequencer; trailer?: string }
   >();
 
   constructor(
@@ -110,13 +122,19 @@ export class TestAgent {
       } else if (frame.type === "chunk" || frame.type === "end") {
         const b = this.bodies.get(frame.id);
         if (!b) return;
-        const r =
-          frame.type === "chunk" ? b.seq.push(frame.seq, fromBase64(frame.data)) : b.seq.end(frame.chunks);
+        const bytes = frame.type === "chunk" ? fromBase64(frame.data) : null;
+        const r = frame.type === "chunk" ? b.seq.push(frame.seq, bytes!) : b.seq.end(frame.chunks);
         if (!r.ok) throw new Error(r.error.message);
         if (r.value) b.parts.push(...r.value);
+        if (bytes) {
+          this.uploadBytes += bytes.byteLength;
+          this.maxUncredited = Math.max(this.maxUncredited, this.uploadBytes - this.uploadCredited);
+          if (this.creditUploads) this.creditUpload(frame.id, bytes.byteLength);
+        }
+        if (frame.type === "end" && frame.trailer) b.trailer = frame.trailer;
         if (b.seq.complete) {
           this.bodies.delete(frame.id);
-          void this.dispatch(b.frame, concat(b.parts));
+          void this.dispatch(b.frame, concat(b.parts), b.trailer);
         }
       } else if (frame.type === "cancel") {
         this.cancelled.push(frame.id);
@@ -124,20 +142,30 @@ export class TestAgent {
     });
   }
 
-  private async dispatch(frame: RequestFrame, body: Uint8Array): Promise<void> {
+  private async dispatch(frame: RequestFrame, body: Uint8Array, trailer?: string): Promise<void> {
     const hasBody = frame.method !== "GET" && frame.method !== "HEAD";
     const request = new Request(`http://agent.local${frame.path}`, {
       method: frame.method,
       headers: pairsToHeaders(frame.headers),
       body: hasBody ? (body as Uint8Array<ArrayBuffer>) : null,
     });
-    const r: AgentRequest = { frame, request, body };
+    const r: AgentRequest = { frame, request, body, ...(trailer !== undefined ? { trailer } : {}) };
     this.received.push(r);
     try {
       await this.handler(r, this);
     } catch (e) {
       this.send({ type: "error", id: frame.id, code: "internal", message: String(e) });
     }
+  }
+
+  /** Ids of the requests whose body is still arriving. */
+  uploading(): string[] {
+    return [...this.bodies.keys()];
+  }
+
+  creditUpload(id: string, bytes: number): void {
+    this.uploadCredited += bytes;
+    this.send({ type: "credit", id, bytes });
   }
 
   send(frame: Parameters<typeof encodeFrame>[0]): void {

@@ -208,6 +208,39 @@ describe("relay through the tunnel", () => {
       { method: "PUT", headers: json, body: '{"allow":["pkgs.test"]}' },
     ],
     ["/v1/chat", "/v1/chat", { method: "POST", headers: json, body: '{"message":"hi"}' }],
+    [
+      "a process start",
+      `/v1/sandboxes/${SB}/processes`,
+      { method: "POST", headers: json, body: '{"command":"cat"}' },
+    ],
+    ["a process list", `/v1/sandboxes/${SB}/processes`, { method: "GET" }],
+    ["a process GET", `/v1/sandboxes/${SB}/processes/7`, { method: "GET" }],
+    ["a process DELETE", `/v1/sandboxes/${SB}/processes/7`, { method: "DELETE" }],
+    [
+      "a process output read",
+      `/v1/sandboxes/${SB}/processes/7/output?since=0&waitMs=30000`,
+      { method: "GET" },
+    ],
+    [
+      "a process output stream",
+      `/v1/sandboxes/${SB}/processes/7/output`,
+      { method: "GET", headers: { Accept: "text/event-stream", "Last-Event-ID": "12" } },
+    ],
+    [
+      "a process stdin",
+      `/v1/sandboxes/${SB}/processes/7/stdin?eof=1`,
+      { method: "POST", headers: { "Content-Type": "application/octet-stream" }, body: "hi" },
+    ],
+    [
+      "a process signal",
+      `/v1/sandboxes/${SB}/processes/7/signal`,
+      { method: "POST", headers: json, body: '{"signal":"SIGTERM"}' },
+    ],
+    [
+      "a process resize",
+      `/v1/sandboxes/${SB}/processes/7/resize`,
+      { method: "POST", headers: json, body: '{"cols":100,"rows":30}' },
+    ],
   ];
   for (const [name, path, init] of leaving) {
     it(`a client that leaves ${name} before the answer gets the agent a cancel frame`, async () => {
@@ -216,7 +249,11 @@ describe("relay through the tunnel", () => {
       });
       await waitForAgents(TUNNEL, "eu-1", 1);
       const ac = new AbortController();
-      const token = await tenantToken({ tenant: "tenant-leave", scope: "sandbox:exec sandbox:chat" });
+      // A tenant per route: together they would exhaust one tenant's quota burst.
+      const token = await tenantToken({
+        tenant: `tenant-leave-${name.replace(/[^A-Za-z0-9-]+/g, "-")}`,
+        scope: "sandbox:exec sandbox:chat",
+      });
       const req = new Request(`${BASE}${path}`, {
         ...init,
         headers: auth(token, init.headers as Record<string, string> | undefined),
@@ -237,12 +274,14 @@ describe("relay through the tunnel", () => {
 
   // After the head: a client that stops reading a quiet stream (a command that prints nothing yet)
   // cancels the agent's request too, on every streaming route.
-  const streamed: Array<[string, string]> = [
-    ["/v1/exec", "/v1/exec"],
-    ["a sandbox exec", `/v1/sandboxes/${SB}/exec`],
-    ["/v1/chat", "/v1/chat"],
+  const post = (body: string): RequestInit => ({ method: "POST", body });
+  const streamed: Array<[string, string, RequestInit]> = [
+    ["/v1/exec", "/v1/exec", post('{"command":"sleep 100"}')],
+    ["a sandbox exec", `/v1/sandboxes/${SB}/exec`, post('{"command":"sleep 100"}')],
+    ["/v1/chat", "/v1/chat", post('{"message":"hi"}')],
+    ["a process's output", `/v1/sandboxes/${SB}/processes/7/output?since=3`, { method: "GET" }],
   ];
-  for (const [name, path] of streamed) {
+  for (const [name, path, init] of streamed) {
     it(`a client that leaves the stream of ${name} gets the agent a cancel frame`, async () => {
       const a = await agent("eu-1", (r, ag) => {
         // A head and one event, then silence: the stream stays open, as a quiet command's does.
@@ -256,11 +295,14 @@ describe("relay through the tunnel", () => {
         });
       });
       await waitForAgents(TUNNEL, "eu-1", 1);
-      const token = await tenantToken({ tenant: "tenant-leave", scope: "sandbox:exec sandbox:chat" });
+      // A tenant per route: together they would exhaust one tenant's quota burst.
+      const token = await tenantToken({
+        tenant: `tenant-leave-${name.replace(/[^A-Za-z0-9-]+/g, "-")}`,
+        scope: "sandbox:exec sandbox:chat",
+      });
       const res = await SELF.fetch(`${BASE}${path}`, {
-        method: "POST",
+        ...init,
         headers: auth(token, { "Content-Type": "application/json", Accept: "text/event-stream" }),
-        body: path === "/v1/chat" ? '{"message":"hi"}' : '{"command":"sleep 100"}',
       });
       const reader = res.body!.getReader();
       expect(new TextDecoder().decode((await reader.read()).value)).toBe(": ping\n\n");

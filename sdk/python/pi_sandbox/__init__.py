@@ -11,6 +11,7 @@
 
 from .client import Sandbox, SandboxClient
 from .errors import CLIENT_ERROR_CODES, SandboxApiError
+from .processes import OutputChunk, Process, Processes
 from .sessions import SessionManager, sandbox_name
 from .types import ChatResponse, ExecResult, ExecuteResponse, FileEntry, SandboxInfo, ToolCall
 
@@ -20,6 +21,9 @@ __all__ = [
     "ExecResult",
     "ExecuteResponse",
     "FileEntry",
+    "OutputChunk",
+    "Process",
+    "Processes",
     "Sandbox",
     "SandboxApiError",
     "SandboxClient",

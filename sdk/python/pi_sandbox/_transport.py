@@ -16,7 +16,7 @@ from .errors import SandboxApiError, error_from_body
 #: 503s that guarantee the request was not served (no pod; no agent of the region or of the
 #: sandbox's cluster; agent stopping), so a retry cannot run a command twice.
 #: ``lease_lost`` and the 502s are never retried: the command may have run.
-RETRYABLE_503 = frozenset({"queue_timeout", "no_agent", "sandbox_cluster_unavailable", "shutting_down"})
+RETRYABLE_503 = frozenset({"queue_timeout", "tunnel_busy", "no_agent", "sandbox_cluster_unavailable", "shutting_down"})
 
 Body = Union[bytes, IO[bytes], None]
 

@@ -7,6 +7,7 @@ from typing import IO, Any, Dict, Iterator, List, Optional, Union
 
 from ._transport import Transport
 from .errors import SandboxApiError
+from .processes import Processes
 from .types import ChatResponse, ExecResult, ExecuteResponse, FileEntry, SandboxInfo
 
 #: Above the command's own timeout: the queue wait (at most 15 s) and the relay.
@@ -101,6 +102,8 @@ class Sandbox(_Exec):
         self.info = info
         self._base = "/v1/sandboxes/" + urllib.parse.quote(info.id, safe="")
         self._exec_path = self._base + "/exec"
+        #: Long-lived processes: ``start()`` returns a Process whose ``output()`` reattaches by itself.
+        self.processes = Processes(transport, self._base)
 
     @property
     def id(self) -> str:

@@ -40,7 +40,6 @@ class ExecResult:
             duration_ms=float(d.get("durationMs", 0)),
             queue_ms=float(d.get("queueMs", 0)),
             region=d.get("region"),
-            model_calls=d.get("modelCalls"),
         )
 
 
@@ -132,4 +131,5 @@ class ChatResponse:
                 for t in d.get("toolCalls", [])
             ],
             region=d.get("region"),
+            model_calls=d.get("modelCalls"),
         )

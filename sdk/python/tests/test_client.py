@@ -273,6 +273,42 @@ if __name__ == "__main__":
     unittest.main()
 
 
+class Processes(unittest.TestCase):
+    def setUp(self) -> None:
+        self.client = SandboxClient(URL, TOKEN)
+
+    def test_output_stdin_signal_kill(self) -> None:
+        with self.client.create_sandbox() as sb:
+            counter = sb.processes.start("i=0; while [ $i -lt 40 ]; do echo line$i; i=$((i+1)); sleep 0.02; done")
+            out = b""
+            for chunk in counter.output():
+                self.assertEqual((chunk.offset, chunk.dropped), (len(out), 0))
+                out += chunk.data
+            self.assertEqual(out, "".join(f"line{i}\n" for i in range(40)).encode())
+            self.assertEqual((counter.exit or {}).get("exitCode"), 0)
+            # Read again from an offset: the same bytes.
+            self.assertEqual(counter.read(7, max_bytes=5)["data"], out[7:12])
+            cat = sb.processes.start(argv=["cat"])
+            self.assertEqual(cat.write("hi\n")["written"], 3)
+            deadline = time.monotonic() + 30
+            while cat.read(0, wait_ms=2000)["next"] < 3 and time.monotonic() < deadline:
+                pass
+            self.assertEqual(cat.read(0)["data"], b"hi\n")
+            cat.close_stdin()
+            self.assertEqual(cat.wait().get("exitCode"), 0)
+            with self.assertRaises(SandboxApiError) as cm:
+                cat.write("more")
+            self.assertEqual((cm.exception.code, cm.exception.status), ("process_exited", 409))
+            sleeper = sb.processes.start("sleep 600")
+            self.assertIn(sleeper.pid, [p.pid for p in sb.processes.list()])
+            self.assertEqual(sleeper.signal("SIGTERM")["pid"], sleeper.pid)
+            self.assertEqual(sleeper.wait().get("signal"), "SIGTERM")
+            self.assertEqual(sleeper.kill()["running"], False)
+            with self.assertRaises(SandboxApiError) as cm:
+                sb.processes.get(sleeper.pid)
+            self.assertEqual((cm.exception.code, cm.exception.status), ("process_not_found", 404))
+
+
 class Sessions(unittest.IsolatedAsyncioTestCase):
     """pydantic-ai-backends' SessionManager shape, backed by named sandboxes."""
 

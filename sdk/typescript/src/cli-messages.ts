@@ -36,6 +36,7 @@ const HINTS: Record<string, string> = {
   model_unavailable: "the chat model failed or refused",
   no_agent: "no cluster agent is connected for the region",
   queue_timeout: "no sandbox pod became free in time",
+  tunnel_busy: "the region's tunnel is busy with other uploads; try again",
   lease_lost: "the pod's lease was lost while the command ran (it was stopped)",
   shutting_down: "the agent is shutting down",
   model_not_configured: "the cluster has no chat model configured",
@@ -68,7 +69,7 @@ export function describeError(e: SandboxApiError): string {
 export function exitCodeOf(e: SandboxApiError): number {
   if (e.status === 401 || e.status === 403) return EXIT.noPermission;
   if (e.status === 404 || e.code.endsWith("_not_found")) return EXIT.notFound;
-  if (e.status === 429 || e.code === "queue_timeout") return EXIT.tryAgain;
+  if (e.status === 429 || e.code === "queue_timeout" || e.code === "tunnel_busy") return EXIT.tryAgain;
   if (e.status === 400 || e.status === 405 || e.status === 413 || e.status === 415)
     return EXIT.invalidRequest;
   if (e.status >= 500 || e.code === "network_error" || e.code === "client_timeout") return EXIT.unavailable;

@@ -1,5 +1,6 @@
 import { SandboxApiError } from "./errors.ts";
 import { type ExecOptions, execEvents, execJson } from "./exec-spec.ts";
+import { SandboxProcesses } from "./processes.ts";
 import { type CallOptions, callOptions, type Transport } from "./transport.ts";
 import type {
   ExecEvent,
@@ -172,6 +173,8 @@ function isListing(res: Response): boolean {
 /** A sandbox that lives across requests. `await using sb = await client.sandboxes.create()` deletes it at scope end. */
 export class Sandbox {
   readonly files: SandboxFiles;
+  /** Long-lived processes: `start()` returns a handle whose `output()` reattaches on its own. */
+  readonly processes: SandboxProcesses;
   private current: SandboxInfo;
 
   constructor(
@@ -180,6 +183,7 @@ export class Sandbox {
   ) {
     this.current = info;
     this.files = new SandboxFiles(transport, this.base);
+    this.processes = new SandboxProcesses(transport, this.base);
   }
 
   get id(): string {

@@ -41,7 +41,13 @@ export interface RequestSpec extends CallOptions {
  * sandbox's cluster —, agent stopping), so a retry cannot run a command twice. `lease_lost` and
  * the 502s are not retried: the command may have run.
  */
-const RETRYABLE_503 = new Set(["queue_timeout", "no_agent", "sandbox_cluster_unavailable", "shutting_down"]);
+const RETRYABLE_503 = new Set([
+  "queue_timeout",
+  "tunnel_busy",
+  "no_agent",
+  "sandbox_cluster_unavailable",
+  "shutting_down",
+]);
 
 export function isRetryable(e: SandboxApiError): boolean {
   return e.status === 429 || (e.status === 503 && RETRYABLE_503.has(e.code));

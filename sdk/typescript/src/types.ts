@@ -22,10 +22,15 @@ export type ErrorCode =
   | "sandbox_not_found"
   | "file_not_found"
   | "request_not_found"
+  | "process_not_found"
   | "method_not_allowed"
   | "sandbox_evicted"
   | "host_not_allowed"
   | "stale_lease"
+  | "process_exited"
+  | "stdin_closed"
+  | "not_a_tty"
+  | "spawn_failed"
   | "payload_too_large"
   | "edit_not_found"
   | "edit_not_unique"
@@ -34,7 +39,10 @@ export type ErrorCode =
   | "rate_limited"
   | "sandbox_limit"
   | "tenant_lease_limit"
+  | "process_limit"
+  | "ring_limit"
   | "internal"
+  | "not_supported_in_api_mode"
   | "agent_unavailable"
   | "tunnel_closed"
   | "sandbox_failed"
@@ -42,8 +50,10 @@ export type ErrorCode =
   | "no_agent"
   | "sandbox_cluster_unavailable"
   | "queue_timeout"
+  | "tunnel_busy"
   | "lease_lost"
   | "shutting_down"
+  | "stdin_busy"
   | "model_not_configured"
   | "relay_timeout"
   | "request_cancelled";
@@ -56,6 +66,9 @@ export interface ErrorBody {
   retryAfterSeconds?: number | undefined;
   /** Validation details (paths and messages). */
   details?: Array<{ path: string; message: string }> | undefined;
+  /** `process_exited` only: how the process ended (null exit code: killed by `signal` or its timeout). */
+  exitCode?: number | null | undefined;
+  signal?: string | null | undefined;
 }
 
 // ---- exec ----
@@ -249,6 +262,86 @@ export interface PoolSnapshot {
   sandboxPids?: { pidsMax: string | null; unlimited: boolean; pod: string; checkedAt: string } | undefined;
 }
 
+// ---- processes (POST/GET/DELETE /v1/sandboxes/:id/processes…) ----
+
+/** The signals a process group may be sent. */
+export type ProcessSignal =
+  | "SIGHUP"
+  | "SIGINT"
+  | "SIGQUIT"
+  | "SIGTERM"
+  | "SIGKILL"
+  | "SIGUSR1"
+  | "SIGUSR2"
+  | "SIGSTOP"
+  | "SIGCONT"
+  | "SIGTSTP"
+  | "SIGWINCH";
+
+/** `POST …/processes`: exactly one of `command` (sh -c) and `argv`. */
+export interface ProcessStartRequestInput {
+  command?: string | undefined;
+  argv?: string[] | undefined;
+  cwd?: string | undefined;
+  env?: Record<string, string> | undefined;
+  /** 0..604800; 0 (default) = until it exits, is deleted or the sandbox ends. */
+  timeoutSeconds?: number | undefined;
+  tty?: boolean | undefined;
+  cols?: number | undefined;
+  rows?: number | undefined;
+}
+
+/** One process, running or recently exited. */
+export interface ProcessInfo {
+  pid: number;
+  command: string | null;
+  argv: string[] | null;
+  tty: boolean;
+  cwd: string;
+  startedAt: string;
+  running: boolean;
+  exitCode: number | null;
+  signal: string | null;
+  timedOut: boolean;
+  endedAt: string | null;
+  /** Offset one past the newest output byte. */
+  outputBytes: number;
+  /** The oldest offset still readable. */
+  outputStart: number;
+  ringBytes: number;
+  stdinOpen: boolean;
+}
+
+/** `GET …/output` as JSON (`data` is base64). */
+export interface ProcessOutput {
+  offset: number;
+  next: number;
+  dropped: number;
+  data: string;
+  eof: boolean;
+}
+
+/** The output stream's `output` event (`data` is base64). */
+export interface ProcessOutputEvent {
+  offset: number;
+  dropped: number;
+  data: string;
+}
+
+/** The output stream's last event: how the process ended. */
+export interface ProcessExitEvent {
+  exitCode: number | null;
+  signal: string | null;
+  timedOut: boolean;
+  outputBytes: number;
+}
+
+export interface StdinResult {
+  written: number;
+  pending: number;
+  stdinOpen: boolean;
+}
+
 // ---- the client's own names ----
 
 /** Every stream event but `error`: the iterators throw a SandboxApiError for that one. */
@@ -266,3 +359,9 @@ export interface PoolOverview {
 export type SandboxInfo = SandboxWire;
 export type CreateSandboxBody = SandboxCreateRequestInput;
 export type WriteFileResult = FileWriteResult;
+
+export type ProcessStartBody = ProcessStartRequestInput;
+/** A JSON output read as the API sends it (`data` is base64). */
+export type ProcessOutputRead = ProcessOutput;
+/** How a process ended (the output stream's `exit` event). */
+export type ProcessExit = ProcessExitEvent;

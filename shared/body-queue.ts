@@ -1,7 +1,8 @@
 /**
- * The response body of one relayed request: frames push into it as they arrive, the client's
- * stream pulls from it. Pull-based (highWaterMark 0), so nothing depends on when the runtime
- * starts the stream, and `bufferedBytes` says how far the client lags behind the agent.
+ * One relayed body as its receiver sees it (a response at the edge, an upload at the agent):
+ * chunk frames push into it as they arrive, the reader's stream pulls from it. Pull-based
+ * (highWaterMark 0), so nothing depends on when the runtime starts the stream, and
+ * `bufferedBytes` says how far the reader lags behind the sender.
  */
 export class BodyQueue {
   private readonly items: Uint8Array[] = [];
@@ -11,7 +12,7 @@ export class BodyQueue {
   bufferedBytes = 0;
   readonly stream: ReadableStream<Uint8Array>;
 
-  /** `onConsumed(bytes)` runs each time the client has taken a chunk (flow-control credit). */
+  /** `onConsumed(bytes)` runs each time the reader has taken a chunk (flow-control credit). */
   constructor(onCancel: () => void, onConsumed: (bytes: number) => void = () => {}) {
     this.stream = new ReadableStream<Uint8Array>(
       {

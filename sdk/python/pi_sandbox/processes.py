@@ -1,0 +1,172 @@
+"""Long-lived processes in a sandbox (``sb.processes``; exec mode ``http``: ``api`` answers 501)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import socket
+import time
+from dataclasses import dataclass
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
+
+from ._transport import Transport
+from .errors import SandboxApiError
+
+# Stream failures that say nothing about the process (the connection, the tunnel or an agent went
+# away): the stream is opened again from the last offset. Anything else is raised.
+_REATTACH = {
+    "network_error",
+    "invalid_response",
+    "client_timeout",
+    "tunnel_closed",
+    "agent_unavailable",
+    "relay_timeout",
+    "no_agent",
+    "sandbox_cluster_unavailable",
+    "shutting_down",
+    "lease_lost",
+}
+
+
+@dataclass
+class OutputChunk:
+    """A piece of a process's output: its bytes and where they start in the whole output."""
+
+    offset: int
+    data: bytes
+    #: Bytes lost before this chunk because they had left the sandbox's ring (a slow reader).
+    dropped: int
+
+
+class Process:
+    """A process in a sandbox, by pid; its state lives in the sandbox, so a handle can be made again."""
+
+    def __init__(self, transport: Transport, base: str, info: Dict[str, Any]) -> None:
+        self._transport = transport
+        self._base = base
+        self.info = info
+        #: How it ended (``exitCode``, ``signal``, ``timedOut``, ``outputBytes``), once known.
+        self.exit: Optional[Dict[str, Any]] = None
+        self._seen(info)
+
+    @property
+    def pid(self) -> int:
+        return int(self.info["pid"])
+
+    @property
+    def _path(self) -> str:
+        return f"{self._base}/{self.pid}"
+
+    def _seen(self, info: Dict[str, Any]) -> Dict[str, Any]:
+        self.info = info
+        if not info.get("running", True):
+            self.exit = {k: info.get(k) for k in ("exitCode", "signal", "timedOut", "outputBytes")}
+        return info
+
+    def refresh(self) -> Dict[str, Any]:
+        return self._seen(self._transport.json("GET", self._path))
+
+    def output(self, since: int = 0, *, reconnects: int = 5) -> Iterator[OutputChunk]:
+        """Its output from ``since`` as it comes, until it has exited and every byte was read. A
+        dropped stream is reattached from the offset after the last byte received (bytes exact)."""
+        at = since
+        failures = 0
+        while True:
+            progressed = False
+            try:
+                # The agent's keep-alive comments (every 2 s) keep each read well inside the socket
+                # timeout; a read that times out all the same is a dropped stream, reattached below.
+                res, _ = self._transport.open("GET", self._path + "/output", query={"since": str(at)},
+                                              accept="text/event-stream")
+                try:
+                    event, data = "message", []  # type: str, List[str]
+                    for raw in res:
+                        line = raw.decode("utf-8").rstrip("\r\n")
+                        if line.startswith("event:"):
+                            event = line[6:].strip()
+                        elif line.startswith("data:"):
+                            data.append(line[5:][1:] if line[5:].startswith(" ") else line[5:])
+                        elif line == "" and data:
+                            body = json.loads("\n".join(data))
+                            name, event, data = event, "message", []
+                            if name == "output":
+                                chunk = base64.b64decode(body["data"])
+                                at = int(body["offset"]) + len(chunk)
+                                progressed = True
+                                yield OutputChunk(int(body["offset"]), chunk, int(body["dropped"]))
+                            elif name == "exit":
+                                self.exit = body
+                                return
+                finally:
+                    res.close()
+                raise SandboxApiError("invalid_response", "the output stream ended before the exit event", 200)
+            except (socket.timeout, TimeoutError, OSError) as e:
+                error = SandboxApiError("network_error", str(e), 0)
+            except SandboxApiError as e:
+                error = e
+            if error.code not in _REATTACH:
+                raise error
+            failures = 1 if progressed else failures + 1
+            if failures > reconnects:
+                raise error
+            time.sleep(min(2.0, 0.1 * 2 ** (failures - 1)))
+
+    def read(self, since: int = 0, *, max_bytes: Optional[int] = None, wait_ms: Optional[int] = None) -> Dict[str, Any]:
+        """One read from ``since``: ``{offset, next, dropped, data (bytes), eof}``."""
+        query = {"since": str(since), "maxBytes": None if max_bytes is None else str(max_bytes),
+                 "waitMs": None if wait_ms is None else str(wait_ms)}
+        r = self._transport.json("GET", self._path + "/output", query=query,
+                                 timeout=self._transport.timeout + (wait_ms or 0) / 1000)
+        return {**r, "data": base64.b64decode(r["data"])}
+
+    def write(self, data: Union[bytes, str], *, eof: bool = False) -> Dict[str, Any]:
+        """Bytes to its stdin; ``eof=True`` closes it after them. Never retried (not idempotent)."""
+        body = data.encode("utf-8") if isinstance(data, str) else data
+        return dict(self._transport.json("POST", self._path + "/stdin", query={"eof": "1" if eof else None},
+                                         body=body, content_type="application/octet-stream", retries=0))
+
+    def close_stdin(self) -> Dict[str, Any]:
+        return self.write(b"", eof=True)
+
+    def signal(self, name: str) -> Dict[str, Any]:
+        return self._seen(self._transport.json("POST", self._path + "/signal", json_body={"signal": name}))
+
+    def kill(self) -> Dict[str, Any]:
+        """Kill its process group (if it runs) and forget it; returns how it ended."""
+        return self._seen(self._transport.json("DELETE", self._path))
+
+    def wait(self) -> Dict[str, Any]:
+        """Until it has exited: how it ended (its output from here on is read and dropped)."""
+        info = self.refresh()
+        if not info["running"] and self.exit is not None:
+            return self.exit
+        for _ in self.output(int(info["outputBytes"])):
+            pass
+        return self.exit or {}
+
+
+class Processes:
+    """``sb.processes``: start, get and list the sandbox's processes."""
+
+    def __init__(self, transport: Transport, sandbox_base: str) -> None:
+        self._transport = transport
+        self._base = sandbox_base + "/processes"
+
+    def start(self, command: Optional[str] = None, *, argv: Optional[Sequence[str]] = None,
+              cwd: Optional[str] = None, env: Optional[Dict[str, str]] = None,
+              timeout_seconds: Optional[int] = None, tty: Optional[bool] = None,
+              cols: Optional[int] = None, rows: Optional[int] = None) -> Process:
+        """A shell command line or an ``argv``; never retried (a retry could start it twice)."""
+        body: Dict[str, Any] = {"command": command, "argv": list(argv) if argv is not None else None, "cwd": cwd,
+                                "env": env, "timeoutSeconds": timeout_seconds, "tty": tty, "cols": cols, "rows": rows}
+        info = self._transport.json("POST", self._base, json_body={k: v for k, v in body.items() if v is not None},
+                                    retries=0)
+        return Process(self._transport, self._base, info)
+
+    def get(self, pid: int) -> Process:
+        return Process(self._transport, self._base, self._transport.json("GET", f"{self._base}/{int(pid)}"))
+
+    def list(self) -> List[Process]:
+        """Running ones first, then recently exited ones."""
+        body = self._transport.json("GET", self._base) or {}
+        return [Process(self._transport, self._base, p) for p in body.get("processes", [])]

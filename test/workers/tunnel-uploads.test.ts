@@ -1,0 +1,213 @@
+import { env, SELF } from "cloudflare:test";
+import { afterEach, describe, expect, it } from "vitest";
+import { BODY_END_MARK_BYTES, TUNNEL_BUFFER_BUDGET_BYTES } from "../../edge/relay/protocol.ts";
+import {
+  bodySha256,
+  createRelayVerifier,
+  RELAY_HEADER,
+  relayAudience,
+  STREAMED_BODY,
+} from "../../shared/relay-signing.ts";
+import { TUNNEL_CHUNK_BYTES, TUNNEL_INITIAL_WINDOW_BYTES } from "../../shared/tunnel.ts";
+import { waitFor } from "../support/wait-for.ts";
+import { RELAY_PUBLIC_JWKS } from "./fixtures/test-keys.ts";
+import {
+  type AgentRequest,
+  auth,
+  BASE,
+  closeAgents,
+  connectAgent,
+  expectError,
+  type TestAgent,
+  TUNNEL_MAX_FRAME_BYTES,
+  tenantToken,
+  waitForAgents,
+} from "./support.ts";
+
+// File uploads stream Worker → TunnelDO → agent under the agent's credit window, and the relay
+// binds the body through a trailer the DO signs once the body has passed (issue 24, item 2).
+
+const TUNNEL = env.TUNNEL as unknown as DurableObjectNamespace;
+const agents: TestAgent[] = [];
+afterEach(() => closeAgents(agents, TUNNEL, ["eu-1"]));
+
+const RAND = "abcdefghij0123456789";
+const FILE = `/v1/sandboxes/sb.eu-1.default.${RAND}/files/up/big.bin`;
+const MiB = 1024 * 1024;
+
+/** Deterministic, not repetitive at any chunk size: a body reordered or cut would not hash the same. */
+function pattern(size: number): Uint8Array<ArrayBuffer> {
+  const out = new Uint8Array(size);
+  let x = 2463534242;
+  for (let i = 0; i < size; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    out[i] = x & 0xff;
+  }
+  return out;
+}
+
+/**
+ * The agent's check of a streamed upload: the head binds no body, the trailer binds these bytes.
+ * A fresh verifier each time, so one relay can be checked against several bodies (no replay refusal).
+ */
+async function verifyUpload(r: AgentRequest, body = r.body) {
+  const url = new URL(r.request.url);
+  const verifier = createRelayVerifier({
+    publicKeys: RELAY_PUBLIC_JWKS["eu-1"]!,
+    audience: relayAudience("eu-1"),
+  });
+  const head = await verifier.verify({
+    token: r.request.headers.get(RELAY_HEADER),
+    method: r.frame.method,
+    path: `${url.pathname}${url.search}`,
+    body: STREAMED_BODY,
+  });
+  if (!head.ok) return head;
+  return verifier.verifyTrailer(r.trailer, head.value, {
+    sha256: await bodySha256(body),
+    size: body.byteLength,
+  });
+}
+
+async function uploader(handler?: (r: AgentRequest, ag: TestAgent) => Promise<void>): Promise<TestAgent> {
+  const a = await connectAgent(
+    "eu-1",
+    handler ??
+      (async (r, ag) => {
+        const checked = await verifyUpload(r);
+        if (!checked.ok) throw new Error(checked.error.code);
+        await ag.respond(
+          r.frame.id,
+          Response.json({ path: "/workspace/up/big.bin", size: r.body.byteLength }),
+        );
+      }),
+  );
+  agents.push(a);
+  await waitForAgents(TUNNEL, "eu-1", 1);
+  return a;
+}
+
+async function put(body: BodyInit, path = FILE): Promise<Response> {
+  const token = await tenantToken({ tenant: "t-up", scope: "sandbox:exec" });
+  return SELF.fetch(`${BASE}${path}`, {
+    method: "PUT",
+    headers: auth(token, { "Content-Type": "application/octet-stream" }),
+    body,
+  });
+}
+
+/** A request body that sends `first` and then stays open until `release()` (an upload in progress). */
+function openBody(first: Uint8Array): { stream: ReadableStream<Uint8Array>; release: () => void } {
+  let release = () => {};
+  const stream = new ReadableStream<Uint8Array>({
+    start(c) {
+      c.enqueue(first);
+      release = () => c.close();
+    },
+  });
+  return { stream, release: () => release() };
+}
+
+describe("streamed uploads", () => {
+  it("a 48 MiB upload arrives byte-exact in chunk frames, bound by a signed trailer", {
+    timeout: 180_000,
+  }, async () => {
+    const a = await uploader();
+    const bytes = pattern(48 * MiB);
+    const res = await put(bytes);
+    expect(await res.json()).toEqual({ path: "/workspace/up/big.bin", size: 48 * MiB });
+    const got = a.received[0]!;
+    expect(got.frame.bodyFollows).toBe(true);
+    expect(got.frame.bodyInTrailer).toBe(true);
+    expect(got.body.byteLength).toBe(bytes.byteLength);
+    expect(await bodySha256(got.body)).toBe(await bodySha256(bytes));
+    expect(a.maxFrameBytes).toBeLessThanOrEqual(TUNNEL_MAX_FRAME_BYTES);
+  });
+
+  it("the trailer binds exactly the bytes sent and this relay: one flipped byte, or another relay's trailer, fails", async () => {
+    const a = await uploader(async (r, ag) => {
+      await ag.respond(r.frame.id, Response.json({ path: "/workspace/up/big.bin", size: r.body.byteLength }));
+    });
+    await put(pattern(300 * 1024));
+    await put(pattern(300 * 1024));
+    const [first, second] = a.received as [AgentRequest, AgentRequest];
+    const tampered = first.body.slice();
+    tampered[1234] = (tampered[1234]! + 1) & 0xff;
+    const flipped = await verifyUpload(first, tampered);
+    expect(flipped.ok || flipped.error.code).toBe("relay_signature_invalid");
+    const swapped = await verifyUpload({ ...first, trailer: second.trailer! });
+    expect(swapped.ok || swapped.error.code).toBe("relay_signature_invalid");
+    const { trailer: _dropped, ...bare } = second;
+    const none = await verifyUpload(bare);
+    expect(none.ok || none.error.code).toBe("relay_signature_invalid");
+  });
+
+  it("the DO sends no more than the agent's credit window ahead of what the agent read", {
+    timeout: 60_000,
+  }, async () => {
+    const a = await uploader();
+    a.creditUploads = false;
+    const pending = put(pattern(12 * MiB));
+    // Without credit the upload fills the window (to within a chunk that would not fit)…
+    const nearly = (n: number) => () => a.uploadBytes > n - TUNNEL_CHUNK_BYTES;
+    await waitFor("a full window", nearly(TUNNEL_INITIAL_WINDOW_BYTES), 10_000, 5);
+    await waitFor("the upload's id", () => a.uploading().length === 1, 5000, 5);
+    const id = a.uploading()[0]!;
+    // …and a credit lets that much more through.
+    a.creditUpload(id, MiB);
+    await waitFor("one more MiB", nearly(TUNNEL_INITIAL_WINDOW_BYTES + MiB), 10_000, 5);
+    a.creditUploads = true;
+    a.creditUpload(id, a.uploadBytes - a.uploadCredited);
+    expect((await pending).status).toBe(200);
+    expect(a.uploadBytes).toBe(12 * MiB);
+    // Never more in flight than the window, at any chunk.
+    expect(a.maxUncredited).toBeLessThanOrEqual(TUNNEL_INITIAL_WINDOW_BYTES);
+  });
+
+  it("past its buffered-bytes budget the DO answers 503 tunnel_busy (retryable); a finished upload frees its share", {
+    timeout: 60_000,
+  }, async () => {
+    const a = await uploader();
+    a.creditUploads = false;
+    const slots = TUNNEL_BUFFER_BUDGET_BYTES / TUNNEL_INITIAL_WINDOW_BYTES;
+    const open = Array.from({ length: slots }, () => openBody(new Uint8Array(1024)));
+    const held = open.map((o) => put(o.stream));
+    // Each has sent its first bytes but for the held-back end-mark length: all are in flight.
+    await waitFor(
+      `${slots} uploads in flight`,
+      () => a.uploadBytes === slots * (1024 - BODY_END_MARK_BYTES),
+      10_000,
+      5,
+    );
+    const refused = await put(new Uint8Array(10));
+    expect(refused.headers.get("Retry-After")).toBe("1");
+    await expectError(refused, 503, "tunnel_busy");
+    a.creditUploads = true;
+    for (const o of open) o.release();
+    for (const r of await Promise.all(held)) expect(r.status).toBe(200);
+    expect((await put(new Uint8Array(10))).status).toBe(200);
+  });
+
+  it("over MAX_FILE_BYTES while streaming (no Content-Length): 413, and the agent's request is cancelled", {
+    timeout: 180_000,
+  }, async () => {
+    const a = await uploader();
+    const limit = 64 * MiB;
+    let sent = 0;
+    const chunk = new Uint8Array(MiB);
+    const body = new ReadableStream<Uint8Array>({
+      pull(c) {
+        if (sent > limit) return c.close();
+        sent += chunk.byteLength;
+        c.enqueue(chunk);
+      },
+    });
+    await expectError(await put(body), 413, "payload_too_large");
+    // The agent never got a complete body (no end, no trailer), and was told to stop.
+    expect(a.received.length).toBe(0);
+    await waitFor("the agent told to cancel", () => a.cancelled.length === 1, 5000, 5);
+    expect(a.uploadBytes).toBeLessThanOrEqual(limit);
+  });
+});
