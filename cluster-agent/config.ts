@@ -5,6 +5,7 @@ import { ClusterIdSchema, SANDBOX_LIMITS } from "../shared/api.ts";
 import { AppError, err, ok, type Result, zodDetails } from "../shared/errors.ts";
 import { type ChatOptionsInput, readChatOptions } from "./chat/chat-options.ts";
 import { type ModelConfig, readModelConfig } from "./chat/model-config.ts";
+import { DEFAULT_FORBIDDEN, forbiddenRanges } from "./egress/addresses.ts";
 
 /** Environment variables arrive as strings; "" means "not set" so that `FOO=` falls back to the default. */
 const optionalString = z
@@ -66,6 +67,27 @@ const EnvConfigSchema = z.object({
   TENANT_MAX_SANDBOXES: intVar(8, 0, 100_000),
   /** Largest file one PUT /v1/sandboxes/:id/files/... may write. */
   MAX_FILE_BYTES: intVar(SANDBOX_LIMITS.defaultMaxFileBytes, 0, SANDBOX_LIMITS.defaultMaxFileBytes),
+  /**
+   * The egress proxy (cluster-agent/egress/): `on` runs it in this process and points sandboxes'
+   * tools at it; `off` (the default) runs none, and sandboxes have no network at all.
+   */
+  EGRESS: z.enum(["off", "on"]).default("off"),
+  /** Where the proxy listens (on AGENT_HOST). */
+  EGRESS_PORT: intVar(3128, 0, 65535),
+  /** What sandboxes dial (HTTP_PROXY); default `http://<POD_IP>:<EGRESS_PORT>`, no DNS needed. */
+  EGRESS_PROXY_URL: optionalString,
+  /** This agent pod's IP (Downward API status.podIP). */
+  POD_IP: optionalString,
+  /**
+   * CIDRs (comma-separated) sandboxes may never reach, added to the built-in list (loopback,
+   * link-local and metadata, RFC 1918, CGNAT, IPv6 local): the cluster's pod and service ranges
+   * when they are outside those.
+   */
+  EGRESS_FORBIDDEN_CIDRS: optionalString,
+  /** Open connections through the proxy per sandbox. */
+  EGRESS_MAX_CONNECTIONS_PER_SANDBOX: intVar(64, 1, 100_000),
+  /** Bytes (both ways) one sandbox may move through one replica's proxy; 0 = no cap. */
+  EGRESS_MAX_BYTES_PER_SANDBOX: intVar(0, 0, Number.MAX_SAFE_INTEGER),
 });
 
 const isObject = (v: unknown): v is Record<string, unknown> =>
@@ -153,6 +175,7 @@ const AgentSettingsSchema = EnvConfigSchema.transform((e, ctx) => {
       message: `METRICS_PORT must differ from AGENT_PORT (${e.AGENT_PORT}): metrics have a port of their own`,
     });
   }
+  const egress = egressSettings(e, ctx);
   const agentKey = jsonSetting(e.AGENT_KEY, "AGENT_KEY", isPrivateJwk, ctx);
   if (e.EDGE_URL !== undefined && e.AGENT_KEY === undefined) {
     ctx.addIssue({ code: "custom", path: ["EDGE_URL"], message: "EDGE_URL needs AGENT_KEY to log in" });
@@ -191,8 +214,60 @@ const AgentSettingsSchema = EnvConfigSchema.transform((e, ctx) => {
     clusterId: e.CLUSTER_ID,
     tenantMaxSandboxes: e.TENANT_MAX_SANDBOXES,
     maxFileBytes: e.MAX_FILE_BYTES,
+    /** undefined = EGRESS=off: no proxy, no network for sandboxes. */
+    egress,
   };
 });
+
+export interface EgressSettings {
+  port: number;
+  /** What sandboxes dial; undefined = `http://<podIp>:<the port the proxy got>`. */
+  proxyUrl: string | undefined;
+  podIp: string | undefined;
+  /** The built-in forbidden ranges plus EGRESS_FORBIDDEN_CIDRS. */
+  forbidden: string[];
+  maxConnectionsPerSandbox: number;
+  /** undefined = no cap. */
+  maxBytesPerSandbox: number | undefined;
+}
+
+function egressSettings(
+  e: z.output<typeof EnvConfigSchema>,
+  ctx: z.RefinementCtx,
+): EgressSettings | undefined {
+  if (e.EGRESS === "off") return undefined;
+  const extra = (e.EGRESS_FORBIDDEN_CIDRS ?? "")
+    .split(",")
+    .map((c) => c.trim())
+    .filter((c) => c !== "");
+  const forbidden = [...DEFAULT_FORBIDDEN, ...extra];
+  try {
+    forbiddenRanges(forbidden);
+  } catch (err) {
+    ctx.addIssue({ code: "custom", path: ["EGRESS_FORBIDDEN_CIDRS"], message: (err as Error).message });
+  }
+  if (e.EGRESS_PROXY_URL !== undefined && !/^http:\/\/[^/]+:[0-9]+\/?$/.test(e.EGRESS_PROXY_URL))
+    ctx.addIssue({
+      code: "custom",
+      path: ["EGRESS_PROXY_URL"],
+      message: "EGRESS_PROXY_URL must be http://host:port",
+    });
+  if (e.EGRESS_PROXY_URL === undefined && e.POD_IP === undefined)
+    ctx.addIssue({
+      code: "custom",
+      path: ["EGRESS"],
+      message:
+        "EGRESS=on needs POD_IP (Downward API) or EGRESS_PROXY_URL: what sandboxes dial to reach the proxy",
+    });
+  return {
+    port: e.EGRESS_PORT,
+    proxyUrl: e.EGRESS_PROXY_URL,
+    podIp: e.POD_IP,
+    forbidden,
+    maxConnectionsPerSandbox: e.EGRESS_MAX_CONNECTIONS_PER_SANDBOX,
+    maxBytesPerSandbox: e.EGRESS_MAX_BYTES_PER_SANDBOX || undefined,
+  };
+}
 
 export type AgentConfig = z.output<typeof AgentSettingsSchema> & {
   /** The model, or why there is none (chat then answers model_not_configured, naming what to set). */

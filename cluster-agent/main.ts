@@ -2,11 +2,13 @@
 // file wires together; nothing here decides policy.
 import { type ServerType, serve } from "@hono/node-server";
 import type { Logger } from "pino";
-import { ok, type Result } from "../shared/errors.ts";
+import { AppError, err, ok, type Result } from "../shared/errors.ts";
 import type { Capacity } from "../shared/tunnel.ts";
 import { AgentPool } from "./agent-pool.ts";
 import { createChatHandler } from "./chat/index.ts";
 import { type AgentConfig, loadConfig } from "./config.ts";
+import type { Resolver } from "./egress/types.ts";
+import { type EgressService, startEgressService } from "./egress-service.ts";
 import { EventBus } from "./events/bus.ts";
 import { ApiExecutor } from "./exec/api-executor.ts";
 import { ApiFiles } from "./exec/api-files.ts";
@@ -37,6 +39,8 @@ export interface RunningAgent {
   /** Where `GET /metrics` is served (METRICS_PORT, on AGENT_HOST): nothing else is. */
   metricsUrl: string;
   tunnel: TunnelClient | undefined;
+  /** The egress proxy (EGRESS=on), or undefined. */
+  egress: EgressService | undefined;
   logger: Logger;
   close(): Promise<void>;
 }
@@ -51,8 +55,14 @@ function capacityOf(pool: AgentPool): Capacity {
   };
 }
 
+/** What only tests hand the agent: the egress proxy's resolver and forbidden ranges for a fake internet. */
+export interface AgentTestHooks {
+  egress?: { resolve?: Resolver; forbidden?: readonly string[] };
+}
+
 export async function startAgent(
   env: Record<string, string | undefined> = process.env,
+  hooks: AgentTestHooks = {},
 ): Promise<Result<RunningAgent>> {
   const loaded = loadConfig(env);
   if (!loaded.ok) return loaded;
@@ -106,6 +116,25 @@ export async function startAgent(
     // Read at reservation time, after `sandboxes` exists.
     isLive: (tenant, id) => sandboxes.has(tenant, id),
   });
+  let egress: EgressService | undefined;
+  try {
+    egress = config.egress
+      ? await startEgressService({
+          settings: config.egress,
+          store: pool.caches,
+          region: config.region,
+          host: config.agentHost,
+          logger,
+          onEvent: (e) => metrics.countEgress(e),
+          ...hooks.egress,
+        })
+      : undefined;
+  } catch (e) {
+    stopMetrics();
+    stopWarming();
+    await pool.close();
+    return err(new AppError("internal", `the egress proxy could not listen: ${(e as Error).message}`));
+  }
   const sandboxes: SandboxService = new SandboxService({
     store: pool.caches,
     bus,
@@ -119,6 +148,7 @@ export async function startAgent(
     ...(config.poolToken ? { envSeal: new SandboxEnvSeal(config.poolToken) } : {}),
     acquire,
     detach: (pod) => pool.manager.detach(pod),
+    ...(egress ? { egressEnv: egress.env } : {}),
     endings: pool.endings,
   });
 
@@ -209,7 +239,14 @@ export async function startAgent(
       })
     : undefined;
   logger.info(
-    { url, metricsUrl, edge: config.edgeUrl ?? null, execMode: config.execMode, recycle: config.recycle },
+    {
+      url,
+      metricsUrl,
+      edge: config.edgeUrl ?? null,
+      execMode: config.execMode,
+      recycle: config.recycle,
+      egressPort: egress?.port ?? null,
+    },
     "agent started",
   );
 
@@ -218,6 +255,7 @@ export async function startAgent(
     closing ??= (async () => {
       shuttingDown = true;
       await tunnel?.close();
+      await egress?.close();
       await pool.close();
       stopMetrics();
       stopWarming();
@@ -229,7 +267,7 @@ export async function startAgent(
     })();
     return closing;
   };
-  return ok({ config, pool, url, metricsUrl, tunnel, logger, close });
+  return ok({ config, pool, url, metricsUrl, tunnel, egress, logger, close });
 }
 
 function listen(fetch: (req: Request) => Response | Promise<Response>, hostname: string, port: number) {

@@ -5,7 +5,13 @@ import type { KubeConfig } from "@kubernetes/client-node";
 import { type ApiServer, type AuditEntry, startApiServer } from "./apiserver/index.ts";
 import { type HttpsReply, httpsRequest } from "./https-request.ts";
 import { makeKubeConfig, writeKubeconfig } from "./kubeconfig.ts";
-import { type ExecProtocol, type ImageSpec, type Kubelet, startKubelet } from "./kubelet/index.ts";
+import {
+  type EgressProxyRoute,
+  type ExecProtocol,
+  type ImageSpec,
+  type Kubelet,
+  startKubelet,
+} from "./kubelet/index.ts";
 import { makeKubeletPki } from "./pki.ts";
 import { type Scheduler, startScheduler } from "./scheduler/scheduler.ts";
 
@@ -29,6 +35,8 @@ export interface DevClusterOptions {
   allocatable?: { cpu?: string; memory?: string };
   /** Exec subprotocols the kubelet offers (default v5, v4; `["v4.channel.k8s.io"]` = a pre-1.29 kubelet). */
   execProtocols?: ExecProtocol[];
+  /** The egress proxy on the host that pods reach at 127.0.0.1:podPort (kubelet `egressProxy`). */
+  egressProxy?: EgressProxyRoute;
   log?: (msg: string) => void;
 }
 
@@ -129,6 +137,7 @@ export async function startDevCluster(opts: DevClusterOptions): Promise<DevClust
       podPidsLimit: opts.podPidsLimit,
       allocatable: opts.allocatable,
       ...(opts.execProtocols ? { execProtocols: opts.execProtocols } : {}),
+      ...(opts.egressProxy ? { egressProxy: opts.egressProxy } : {}),
       log: opts.log,
     });
     scheduler = await startScheduler({

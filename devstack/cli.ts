@@ -40,6 +40,8 @@ const stack = await startStack({
   dir: process.env.DEVSTACK_DIR,
   edgePort: Number(process.env.EDGE_PORT ?? 8787),
   persistEdge: true,
+  // Sandboxes reach what their network policy allows (default nothing) through the agents' proxy.
+  egress: true,
   agentEnv: { LOG_LEVEL: process.env.LOG_LEVEL ?? "info", ...modelEnv },
   log: (m) => console.log(`… ${m}`),
 }).catch(async (e: unknown) => {

@@ -10,6 +10,7 @@ import { type AgentReplica, startAgentReplica, tunnelConnectedInLog } from "./ag
 import { type EdgeHarness, startEdge } from "./edge.ts";
 import { createDevIssuer, DEV_ADMIN_SUBJECT, type DevIssuer, devTokens } from "./issuer.ts";
 import { edgeKeyVars, generateRegionKeys, type RegionKeys } from "./keys.ts";
+import { freePort } from "./ports.ts";
 
 export const SANDBOX_REPO = "pi-sandbox-runtime/sandbox";
 const REPO = fileURLToPath(new URL("../", import.meta.url));
@@ -40,6 +41,13 @@ export interface StackOptions {
   apiStateFile?: string;
   /** Every API request the devcluster serves (verb, resource, user, code), for fault tests. */
   apiAudit?: (e: AuditEntry) => void;
+  /**
+   * Sandboxes get a network (what their policy allows, default nothing): the agents run the egress
+   * proxy (EGRESS=on) and each pod reaches the first replica's proxy at 127.0.0.1:3128 through the
+   * kubelet (devcluster `egressProxy`). One region only: a kubelet has one way out, and a replica's
+   * proxy knows only its own region's pods.
+   */
+  egress?: boolean;
   log?: (msg: string) => void;
 }
 
@@ -66,6 +74,10 @@ export interface Stack {
   close(): Promise<void>;
 }
 
+/** Where a sandbox reaches the egress proxy inside its pod (the kubelet's listener). */
+const POD_PROXY_PORT = 3128;
+const firstAgentId = (region: string) => `agent-${region}-1`;
+
 export async function startStack(opts: StackOptions = {}): Promise<Stack> {
   const log = opts.log ?? (() => {});
   const dir = resolve(opts.dir ?? join(REPO, ".devstack"));
@@ -83,12 +95,15 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
     log("starting devcluster");
     const clusterDir = join(dir, "cluster");
     rmSync(clusterDir, { recursive: true, force: true });
+    if (opts.egress && regions.length !== 1) throw new Error("egress: one region only");
+    const egressPort = opts.egress ? await freePort() : undefined;
     const cluster = await startDevCluster({
       dir: clusterDir,
       images: { [SANDBOX_REPO]: { binds: [{ host: image, container: "/opt/sandbox-server" }] } },
       namespaces: regions.map(namespaceOf),
       ...(opts.apiStateFile ? { stateFile: resolve(opts.apiStateFile) } : {}),
       ...(opts.apiAudit ? { audit: opts.apiAudit } : {}),
+      ...(egressPort ? { egressProxy: { port: egressPort, podPort: POD_PROXY_PORT } } : {}),
     });
     cleanups.push(() => cluster.close());
     // Only the agents hold it: each sandbox pod gets its own token derived from it.
@@ -138,6 +153,14 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
         RELAY_PUBLIC_KEYS: JSON.stringify(k.relayPublic),
         EDGE_URL: edge.url,
         AGENT_KEY: JSON.stringify(k.agentPrivate),
+        ...(egressPort
+          ? {
+              EGRESS: "on",
+              // The pods' way out leads to the first replica's proxy; the others' serve nobody here.
+              EGRESS_PORT: agentId === firstAgentId(region) ? String(egressPort) : "0",
+              EGRESS_PROXY_URL: `http://127.0.0.1:${POD_PROXY_PORT}`,
+            }
+          : {}),
         ...opts.agentEnv,
       };
     };
@@ -147,7 +170,7 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
     });
     for (const region of regions) {
       for (let i = 1; i <= (opts.agentsPerRegion ?? 2); i++) {
-        const agentId = `agent-${region}-${i}`;
+        const agentId = i === 1 ? firstAgentId(region) : `agent-${region}-${i}`;
         log(`starting ${agentId}`);
         agents.push(
           await startAgentReplica({ agentId, env: agentEnvFor(region, agentId), logDir: join(dir, "logs") }),

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { NetworkPolicySchema } from "./egress-policy.ts";
 import { ErrorBodySchema } from "./errors.ts";
 import { PROCESS_SIGNALS } from "./process-signals.ts";
 
@@ -164,6 +165,11 @@ export const SandboxCreateRequestSchema = z.strictObject({
     .default(SANDBOX_LIMITS.defaultMaxLifetimeSeconds),
   /** Default environment of every command run in the sandbox (a command's own env wins). */
   env: EnvSchema.optional(),
+  /**
+   * Where the sandbox may connect through the egress proxy (shared/egress-policy.ts); absent =
+   * nowhere. `PUT /v1/sandboxes/:id/network` replaces it.
+   */
+  network: NetworkPolicySchema.optional(),
 });
 export type SandboxCreateRequest = z.infer<typeof SandboxCreateRequestSchema>;
 export type SandboxCreateRequestInput = z.input<typeof SandboxCreateRequestSchema>;
@@ -182,6 +188,16 @@ export const SandboxSchema = z.object({
   maxLifetimeSeconds: z.number().int().positive(),
 });
 export type Sandbox = z.infer<typeof SandboxSchema>;
+
+/**
+ * `GET`/`PUT /v1/sandboxes/:id/network`: the sandbox's network policy, both lists always present in
+ * answers (empty allow = no network). A PUT replaces the whole policy.
+ */
+export const SandboxNetworkSchema = z.object({
+  allow: z.array(z.string()),
+  deny: z.array(z.string()),
+});
+export type SandboxNetwork = z.infer<typeof SandboxNetworkSchema>;
 
 export const SandboxListSchema = z.object({ sandboxes: z.array(SandboxSchema) });
 export type SandboxList = z.infer<typeof SandboxListSchema>;

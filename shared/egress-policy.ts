@@ -215,14 +215,21 @@ function entryList(opts: ParseOptions, namesOnly: boolean, min = 0, max: number 
     });
 }
 
+/** `{allow?, deny?}`: where a sandbox may connect (the `network` of a sandbox, `PUT .../network`). */
+export function networkPolicySchema(opts: ParseOptions = {}) {
+  return z.strictObject({
+    allow: entryList(opts, false).optional(),
+    deny: entryList({ allowAnyHost: true }, false).optional(),
+  });
+}
+
+/** The network part on the wire (validated without the `*` permission). */
+export const NetworkPolicySchema = networkPolicySchema();
+export type NetworkPolicyInput = z.infer<typeof NetworkPolicySchema>;
+
 export function egressPolicySchema(opts: ParseOptions = {}) {
   return z.strictObject({
-    network: z
-      .strictObject({
-        allow: entryList(opts, false).optional(),
-        deny: entryList({ allowAnyHost: true }, false).optional(),
-      })
-      .optional(),
+    network: networkPolicySchema(opts).optional(),
     secrets: z
       .array(
         z.strictObject({

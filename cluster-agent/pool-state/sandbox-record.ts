@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import type { V1Lease } from "@kubernetes/client-node";
-import type { Sandbox } from "../../shared/api.ts";
+import type { Sandbox, SandboxNetwork } from "../../shared/api.ts";
 import { microTimeString } from "../k8s/microtime.ts";
 import { TENANT_ANNOTATION } from "./labels.ts";
 
@@ -10,7 +10,8 @@ import { TENANT_ANNOTATION } from "./labels.ts";
  * - `spec.leaseDurationSeconds` = the idle timeout, `spec.renewTime` = the last activity (every use
  *   renews it by CAS): the leader's controller recycles it like any expired Lease;
  * - annotations carry the rest: id, name, creation time, absolute end of its max lifetime (the
- *   controller deletes it then, whatever its activity), last command, default env (sealed).
+ *   controller deletes it then, whatever its activity), last command, default env (sealed),
+ *   network policy (plain: it names destinations, nothing secret).
  */
 export const SANDBOX_ANNOTATIONS = {
   id: "pi-sandbox-runtime/sandbox-id",
@@ -20,6 +21,8 @@ export const SANDBOX_ANNOTATIONS = {
   maxLifetimeSeconds: "pi-sandbox-runtime/sandbox-max-lifetime-seconds",
   lastCommand: "pi-sandbox-runtime/sandbox-last-command",
   env: "pi-sandbox-runtime/sandbox-env",
+  /** The network policy `{allow, deny}` as JSON (not secret: it names destinations only). */
+  network: "pi-sandbox-runtime/sandbox-network",
 } as const;
 
 const HOLDER_PREFIX = "sandbox:";
@@ -52,6 +55,29 @@ export function sandboxLifetimeOver(lease: V1Lease, nowMs: number): boolean {
 /** The sandbox's default env as stored: sealed (cluster-agent/sandboxes/env-seal.ts), never plain. */
 export const sealedEnvOf = (lease: V1Lease): string | undefined =>
   lease.metadata?.annotations?.[SANDBOX_ANNOTATIONS.env] || undefined;
+
+/**
+ * The sandbox's network policy as stored: both lists (empty when the annotation is absent: no
+ * network). An annotation that is not the stored shape reads as `undefined`, which callers treat
+ * as no network at all (fail closed).
+ */
+export function sandboxNetworkOf(lease: V1Lease): SandboxNetwork | undefined {
+  const raw = lease.metadata?.annotations?.[SANDBOX_ANNOTATIONS.network];
+  if (!raw) return { allow: [], deny: [] };
+  try {
+    const v: unknown = JSON.parse(raw);
+    if (typeof v !== "object" || v === null) return undefined;
+    const { allow = [], deny = [] } = v as { allow?: unknown; deny?: unknown };
+    const strings = (l: unknown): l is string[] => Array.isArray(l) && l.every((x) => typeof x === "string");
+    return strings(allow) && strings(deny) ? { allow, deny } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The annotation value for a network policy (absent lists stored as empty). */
+export const networkAnnotation = (n: { allow?: string[]; deny?: string[] }): string =>
+  JSON.stringify({ allow: n.allow ?? [], deny: n.deny ?? [] });
 
 /** The public view of a sandbox Lease; undefined when the Lease is not (or no longer) a sandbox. */
 export function sandboxView(

@@ -9,6 +9,7 @@ import {
   SandboxNameSchema,
   SCOPES,
 } from "../../shared/api.ts";
+import { NetworkPolicySchema } from "../../shared/egress-policy.ts";
 import { AppError, errorResponse, parseOrError, type Result } from "../../shared/errors.ts";
 import type { RelayClaims } from "../../shared/relay-signing.ts";
 import type { Spans } from "../../shared/spans.ts";
@@ -124,6 +125,26 @@ export function sandboxRoutes(deps: SandboxRoutesDeps): Hono<{ Variables: Sandbo
     if (!ownId(id)) return fail(missing(id), requestId);
     const r = await sandboxes.delete(c.get("claims").tenant, id, requestId);
     return r.ok ? c.body(null, 204) : fail(r.error, requestId);
+  });
+
+  app.get("/v1/sandboxes/:id/network", (c) => {
+    const id = c.req.param("id");
+    if (!ownId(id)) return fail(missing(id), c.get("requestId"));
+    const r = sandboxes.network(c.get("claims").tenant, id);
+    return r.ok ? c.json(r.value) : fail(r.error, c.get("requestId"));
+  });
+
+  // Replaces the whole policy; every replica's proxy closes open connections it no longer allows.
+  app.put("/v1/sandboxes/:id/network", async (c) => {
+    const id = c.req.param("id");
+    const requestId = c.get("requestId");
+    if (!ownId(id)) return fail(missing(id), requestId);
+    const body = json(c.get("body"));
+    if (!body.ok) return fail(body.error, requestId);
+    const parsed = parseOrError(NetworkPolicySchema, body.value, "network policy");
+    if (!parsed.ok) return fail(parsed.error, requestId);
+    const r = await sandboxes.setNetwork(c.get("claims").tenant, id, requestId, parsed.value);
+    return r.ok ? c.json(r.value) : fail(r.error, requestId);
   });
 
   app.post("/v1/sandboxes/:id/exec", async (c) => {

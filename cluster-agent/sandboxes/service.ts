@@ -1,5 +1,5 @@
 import type { V1Lease } from "@kubernetes/client-node";
-import type { Sandbox, SandboxCreateRequest } from "../../shared/api.ts";
+import type { Sandbox, SandboxCreateRequest, SandboxNetwork } from "../../shared/api.ts";
 import { AppError, err, ok, type Result } from "../../shared/errors.ts";
 import type { EventBus } from "../events/bus.ts";
 import { isConflict, isNotFound, k8sFailure } from "../k8s/errors.ts";
@@ -16,9 +16,11 @@ import type { PoolStore } from "../pool-state/pool-store.ts";
 import {
   isSandboxLease,
   mintSandboxId,
+  networkAnnotation,
   SANDBOX_ANNOTATIONS,
   sandboxHolder,
   sandboxIdOf,
+  sandboxNetworkOf,
   sandboxView,
   sealedEnvOf,
 } from "../pool-state/sandbox-record.ts";
@@ -56,6 +58,12 @@ export interface SandboxServiceOptions {
    */
   endings?: PodEndings;
   requestTimeoutMs?: number;
+  /**
+   * The environment that points a sandbox's tools at the egress proxy (egress/sandbox-env.ts),
+   * put under the sandbox's default env of every command. Absent: this deployment runs no proxy,
+   * sandboxes have no network, and a policy that allows anything is refused as unenforceable.
+   */
+  egressEnv?: Readonly<Record<string, string>>;
 }
 
 type SandboxInfo = NonNullable<ReturnType<typeof sandboxView>>;
@@ -117,6 +125,8 @@ export class SandboxService {
     if (envJson !== undefined && new TextEncoder().encode(envJson).length > MAX_ENV_JSON_BYTES) {
       return err(new AppError("invalid_request", `env: at most ${MAX_ENV_JSON_BYTES} bytes as JSON`));
     }
+    const unenforceable = this.unenforceable(req.network);
+    if (unenforceable) return err(unenforceable);
     if (req.env && !this.o.envSeal) {
       // Never stored in plain text: without the key there is nowhere safe to keep it.
       return err(
@@ -175,6 +185,7 @@ export class SandboxService {
       [SANDBOX_ANNOTATIONS.maxLifetimeSeconds]: String(req.maxLifetimeSeconds),
       ...(req.name !== undefined ? { [SANDBOX_ANNOTATIONS.name]: req.name } : {}),
       ...(sealedEnv !== undefined ? { [SANDBOX_ANNOTATIONS.env]: sealedEnv } : {}),
+      ...(req.network !== undefined ? { [SANDBOX_ANNOTATIONS.network]: networkAnnotation(req.network) } : {}),
     };
     const body: V1Lease = {
       ...detached,
@@ -255,6 +266,55 @@ export class SandboxService {
     return ok(undefined);
   }
 
+  /** The sandbox's network policy (empty allow: no network). */
+  network(tenant: string, id: string): Result<SandboxNetwork> {
+    const found = this.find(tenant, id);
+    if (!found) return err(notFound(id));
+    // An annotation the agent cannot read is enforced as no network: say so rather than guess.
+    return ok(sandboxNetworkOf(found.lease) ?? { allow: [], deny: [] });
+  }
+
+  /**
+   * Replaces the sandbox's network policy (a CAS on its Lease, like any use). Every replica's
+   * proxy sees the new Lease through its watch and closes what the policy no longer allows.
+   */
+  async setNetwork(
+    tenant: string,
+    id: string,
+    requestId: string,
+    network: { allow?: string[]; deny?: string[] },
+  ): Promise<Result<SandboxNetwork>> {
+    const unenforceable = this.unenforceable(network);
+    if (unenforceable) return err(unenforceable);
+    const found = this.find(tenant, id);
+    if (!found) return err(notFound(id));
+    const written = await this.touch(
+      tenant,
+      id,
+      found.view.pod,
+      { [SANDBOX_ANNOTATIONS.network]: networkAnnotation(network) },
+      true,
+    );
+    if (!written.ok) return written;
+    this.o.bus.emit({
+      type: "sandbox.used",
+      requestId,
+      tenant,
+      pod: found.view.pod,
+      data: { sandboxId: id, what: "set network policy" },
+    });
+    return ok(sandboxNetworkOf(written.value) ?? { allow: [], deny: [] });
+  }
+
+  /** A policy that opens something, where no proxy runs: refused rather than silently ignored. */
+  private unenforceable(network: { allow?: string[] } | undefined): AppError | undefined {
+    if (this.o.egressEnv || !network?.allow?.length) return undefined;
+    return new AppError(
+      "invalid_request",
+      "network.allow: this deployment runs no egress proxy (EGRESS=off), so sandboxes have no network to allow",
+    );
+  }
+
   /** Whether the tenant's sandbox exists in the Lease cache (the reservations' staleness test). */
   has(tenant: string, id: string): boolean {
     return this.find(tenant, id) !== undefined;
@@ -286,7 +346,9 @@ export class SandboxService {
     if (!found) return err(notFound(id));
     const podName = found.view.pod;
     const log = { requestId: ctx.requestId, pod: podName };
-    const touched = await this.touch(tenant, id, podName, ctx.what);
+    const touched = await this.touch(tenant, id, podName, {
+      [SANDBOX_ANNOTATIONS.lastCommand]: ctx.what.slice(0, LAST_COMMAND_CHARS),
+    });
     if (!touched.ok) {
       if (touched.error.code !== "sandbox_not_found")
         logFailure(this.o.log, "sandbox renewal before a use failed", touched.error, log);
@@ -375,7 +437,17 @@ export class SandboxService {
 
   // ---------- internals ----------
 
+  /**
+   * The sandbox's own env (sealed on its Lease), with the egress proxy's variables under it: pool
+   * pods are made before they are a sandbox's, so the proxy reaches commands this way.
+   */
   private envOf(lease: V1Lease, id: string): Result<Record<string, string> | undefined> {
+    const own = this.ownEnvOf(lease, id);
+    if (!own.ok || !this.o.egressEnv) return own;
+    return ok({ ...this.o.egressEnv, ...(own.value ?? {}) });
+  }
+
+  private ownEnvOf(lease: V1Lease, id: string): Result<Record<string, string> | undefined> {
     const sealed = sealedEnvOf(lease);
     if (sealed === undefined) return ok(undefined);
     if (!this.o.envSeal)
@@ -412,15 +484,20 @@ export class SandboxService {
     return undefined;
   }
 
-  /** Renew the sandbox's Lease by CAS (retrying on a concurrent use's write); records the command. */
-  private async touch(tenant: string, id: string, pod: string, what?: string): Promise<Result<V1Lease>> {
+  /** Renew the sandbox's Lease by CAS (retrying on a concurrent use's write), setting `annotate` on it. */
+  private async touch(
+    tenant: string,
+    id: string,
+    pod: string,
+    annotate: Record<string, string> = {},
+    /** The annotations must be written (a policy), not merely the Lease renewed (a command preview). */
+    required = false,
+  ): Promise<Result<V1Lease>> {
     const holder = sandboxHolder(tenant, id);
     let lease = this.o.store.leases.get(pod);
     for (let attempt = 0; attempt < 5; attempt++) {
       if (!lease || holderOf(lease) !== holder || !isSandboxLease(lease)) return err(notFound(id));
-      const annotations = { ...(lease.metadata?.annotations ?? {}) };
-      if (what !== undefined)
-        annotations[SANDBOX_ANNOTATIONS.lastCommand] = what.slice(0, LAST_COMMAND_CHARS);
+      const annotations = { ...(lease.metadata?.annotations ?? {}), ...annotate };
       const body: V1Lease = {
         ...lease,
         metadata: { ...lease.metadata, annotations },
@@ -438,8 +515,19 @@ export class SandboxService {
         lease = now.value;
       }
     }
-    // Every attempt lost to a concurrent use's renewal: the Lease was renewed just now either way.
-    if (lease && holderOf(lease) === holder) return ok(lease);
+    // Every attempt lost to a concurrent use's renewal: the Lease was renewed just now either way,
+    // which is all a renewal wants; a change it was to carry was not written.
+    const carried =
+      !required || Object.entries(annotate).every(([k, v]) => lease?.metadata?.annotations?.[k] === v);
+    if (lease && holderOf(lease) === holder)
+      return carried
+        ? ok(lease)
+        : err(
+            new AppError(
+              "sandbox_failed",
+              `sandbox ${id} is busy; its Lease could not be updated, try again`,
+            ),
+          );
     return err(notFound(id));
   }
 

@@ -51,6 +51,16 @@ export interface AgentMetrics {
   readonly podFailures: Counter<"reason">;
   readonly fileBytes: Counter<"direction">;
   addFileBytes(direction: "in" | "out", bytes: number): void;
+  /** Egress proxy connections by decision and refusal code (no tenant, sandbox or host label). */
+  readonly egressConnections: Counter<"decision" | "reason">;
+  readonly egressBytes: Counter<"direction">;
+  /** One ended proxy connection (cluster-agent/egress EgressEvent). */
+  countEgress(e: {
+    decision: "allowed" | "denied";
+    reason?: string;
+    bytesUp: number;
+    bytesDown: number;
+  }): void;
   /** Run at every scrape before the pool gauges are read (set by subscribeMetrics). */
   beforeCollect: (() => void) | null;
 }
@@ -209,6 +219,23 @@ export function createMetrics(opts: MetricsOptions = {}): AgentMetrics {
     }),
     addFileBytes(direction: "in" | "out", bytes: number) {
       if (bytes > 0) this.fileBytes.inc({ direction }, bytes);
+    },
+    egressConnections: new Counter({
+      name: "pi_sandbox_egress_connections_total",
+      help: "Connections through this agent's egress proxy by decision and refusal code (reason is empty when allowed).",
+      labelNames: ["decision", "reason"] as const,
+      registers,
+    }),
+    egressBytes: new Counter({
+      name: "pi_sandbox_egress_bytes_total",
+      help: "Bytes through this agent's egress proxy (up = from sandboxes).",
+      labelNames: ["direction"] as const,
+      registers,
+    }),
+    countEgress(e) {
+      this.egressConnections.inc({ decision: e.decision, reason: e.reason ?? "" });
+      if (e.bytesUp > 0) this.egressBytes.inc({ direction: "up" }, e.bytesUp);
+      if (e.bytesDown > 0) this.egressBytes.inc({ direction: "down" }, e.bytesDown);
     },
   };
   metrics.sandboxPidsUnlimited.set(-1);

@@ -1,2 +1,2 @@
 export { startKubelet } from "./kubelet.ts";
-export type { ExecProtocol, ImageSpec, Kubelet, KubeletOptions } from "./types.ts";
+export type { EgressProxyRoute, ExecProtocol, ImageSpec, Kubelet, KubeletOptions } from "./types.ts";

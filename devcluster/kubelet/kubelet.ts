@@ -162,6 +162,7 @@ export async function startKubelet(opts: KubeletOptions): Promise<Kubelet> {
     idRanges,
     runtime,
     podPidsLimit: opts.podPidsLimit ?? DEFAULT_POD_PIDS_LIMIT,
+    egressProxy: opts.egressProxy,
     readSecret,
     patchStatus,
     record: eventRecorder(core, { component: "kubelet", host: nodeName }, log),

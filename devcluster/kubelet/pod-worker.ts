@@ -12,7 +12,7 @@ import { type Json, now, PodConditions, waitingStatus } from "./pod-status.ts";
 import { PortForward } from "./port-forward.ts";
 import { probePort, runProbe, runStartupProbe } from "./probes.ts";
 import { quantityBytes, quantityMillis } from "./quantity.ts";
-import type { ImageSpec } from "./types.ts";
+import type { EgressProxyRoute, ImageSpec } from "./types.ts";
 
 export interface WorkerContext {
   nodeName: string;
@@ -24,6 +24,8 @@ export interface WorkerContext {
   runtime: RuntimeDirs;
   /** pids limit of every container (the kubelet's podPidsLimit). */
   podPidsLimit: number;
+  /** The host's egress proxy as pods reach it (absent: no way out). */
+  egressProxy: EgressProxyRoute | undefined;
   readSecret: SecretReader;
   /** Merge-patches pods/NAME/status; resolves false if the pod is gone. */
   patchStatus: (namespace: string, name: string, status: Json) => Promise<boolean>;
@@ -161,7 +163,7 @@ export class PodWorker {
 
     const ports = this.ports(c);
     this.podIP = await this.ctx.ips.allocate(async (ip) => {
-      const fwd = new PortForward(ip, this.ctx.log);
+      const fwd = new PortForward(ip, this.ctx.log, this.ctx.egressProxy);
       if (!(await fwd.listen(ports))) return false;
       this.forward = fwd;
       return true;

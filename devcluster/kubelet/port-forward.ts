@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { closeSync, openSync, readFileSync } from "node:fs";
-import { createServer, type Server, type Socket } from "node:net";
+import { connect, createServer, type Server, type Socket } from "node:net";
+import type { EgressProxyRoute } from "./types.ts";
 
 /**
  * The forwarder runs as an unprivileged uid that may not be able to reach the checkout (a clone
@@ -20,10 +21,15 @@ interface Pending {
   timer: NodeJS.Timeout;
 }
 
+/** Where a pod reaches the egress proxy from inside its namespace when none is named. */
+const DEFAULT_EGRESS_POD_PORT = 3128;
+
 /**
  * A pod's address on the host: the kubelet binds the pod's declared ports on its pod IP (before
  * the container starts, exclusively, so no other process can take them) and splices every
- * connection to a socket the netns forwarder opened inside the pod's network namespace.
+ * connection to a socket the netns forwarder opened inside the pod's network namespace. With an
+ * egress proxy, the other direction too, to that one destination: a connection to
+ * 127.0.0.1:podPort inside the pod is opened to the proxy from the pod IP (its identity there).
  */
 export class PortForward {
   private readonly servers: Server[] = [];
@@ -37,6 +43,7 @@ export class PortForward {
   constructor(
     readonly ip: string,
     private readonly log: (m: string) => void,
+    private readonly egress?: EgressProxyRoute,
   ) {}
 
   /** Binds every port on the pod IP; false (and nothing left bound) if one is taken. */
@@ -93,6 +100,7 @@ export class PortForward {
       child.on("message", (m: unknown) => {
         if ((m as { ready?: boolean })?.ready) {
           clearTimeout(timer);
+          if (this.egress) child.send({ egressPort: this.egress.podPort ?? DEFAULT_EGRESS_POD_PORT });
           resolve(true);
         }
       });
@@ -107,7 +115,16 @@ export class PortForward {
   }
 
   private onMessage(msg: unknown, handle: unknown): void {
-    const m = msg as { id?: number; ok?: boolean };
+    const m = msg as {
+      id?: number;
+      ok?: boolean;
+      outbound?: boolean;
+      outboundListening?: boolean;
+      message?: string;
+    };
+    if (m?.outbound) return void this.outward(handle as Socket | undefined);
+    if (m?.outboundListening === false)
+      this.log(`port forwarder ${this.ip}: no egress listener in the pod: ${m.message ?? ""}`);
     if (typeof m?.id !== "number") return;
     const p = this.pending.get(m.id);
     if (!p) {
@@ -117,6 +134,16 @@ export class PortForward {
     this.pending.delete(m.id);
     clearTimeout(p.timer);
     p.resolve(m.ok ? (handle as Socket) : undefined);
+  }
+
+  /** A connection the pod opened to its egress listener: on to the proxy, from the pod IP. */
+  private outward(inPod: Socket | undefined): void {
+    if (!inPod) return;
+    if (!this.egress || this.closed) return void inPod.destroy();
+    const proxy = connect({ host: "127.0.0.1", port: this.egress.port, localAddress: this.ip });
+    const timer = setTimeout(() => proxy.destroy(), CONNECT_TIMEOUT_MS);
+    proxy.once("connect", () => clearTimeout(timer));
+    this.splice(inPod, proxy);
   }
 
   private async accept(client: Socket, port: number): Promise<void> {
@@ -130,8 +157,15 @@ export class PortForward {
       client.resetAndDestroy();
       return;
     }
-    this.sockets.add(upstream);
-    upstream.once("close", () => this.sockets.delete(upstream));
+    this.splice(client, upstream);
+  }
+
+  /** Both ways until either end closes; `client` was accepted paused. */
+  private splice(client: Socket, upstream: Socket): void {
+    for (const s of [client, upstream]) {
+      this.sockets.add(s);
+      s.once("close", () => this.sockets.delete(s));
+    }
     upstream.on("error", () => client.destroy());
     client.on("error", () => upstream.destroy());
     // A splice must not hold back a small write until the previous one is ACKed (Nagle): with the

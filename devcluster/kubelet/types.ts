@@ -31,9 +31,21 @@ export interface KubeletOptions {
    * is a kubelet before 1.29 (no stdin half-close), to test clients against one.
    */
   execProtocols?: ExecProtocol[];
+  /**
+   * The egress proxy on the host (`127.0.0.1:port`), as pods reach it: each pod's network
+   * namespace gets a listener on `127.0.0.1:podPort` (default 3128) whose connections the kubelet
+   * opens to the proxy from the pod's own IP, so the proxy knows which pod is calling. The one
+   * way out of a pod; absent, a pod reaches nothing beyond its loopback.
+   */
+  egressProxy?: EgressProxyRoute;
   /** Upper bound on a pod's termination grace period (seconds). Default 5. */
   maxGraceSeconds?: number;
   log?: (msg: string) => void;
+}
+
+export interface EgressProxyRoute {
+  port: number;
+  podPort?: number;
 }
 
 export interface Kubelet {

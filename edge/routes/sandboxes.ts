@@ -20,9 +20,11 @@ import {
   SandboxCreateRequestSchema,
   SandboxListSchema,
   SandboxNameSchema,
+  SandboxNetworkSchema,
   SandboxSchema,
   StdinResultSchema,
 } from "../../shared/api.ts";
+import { NetworkPolicySchema } from "../../shared/egress-policy.ts";
 import { AppError, parseOrError } from "../../shared/errors.ts";
 import type { AppContext, RouteDef } from "../app-env.ts";
 import { encodeJson, readJson, wantsEventStream } from "../http/json.ts";
@@ -216,6 +218,41 @@ export const sandboxExecRoute: RouteDef = {
       timeoutMs: parsed.value.timeoutSeconds * 1000 + c.get("deps").config.relayTimeoutMs,
     });
     return finishRelay(c, out);
+  },
+};
+
+export const getNetworkRoute: RouteDef = {
+  method: "GET",
+  path: "/v1/sandboxes/:id/network",
+  auth: "tenant",
+  scope: "sandbox:exec",
+  doc: {
+    summary: "The sandbox's network policy (empty allow: no network)",
+    tags: ["sandboxes"],
+    response: SandboxNetworkSchema,
+    parameters: [idParam],
+  },
+  handler: (c) => relayAsIs(c, "GET"),
+};
+
+export const putNetworkRoute: RouteDef = {
+  method: "PUT",
+  path: "/v1/sandboxes/:id/network",
+  auth: "tenant",
+  scope: "sandbox:exec",
+  body: true,
+  doc: {
+    summary:
+      "Replace the sandbox's network policy: new connections follow it at once, open ones it forbids are closed",
+    tags: ["sandboxes"],
+    request: NetworkPolicySchema,
+    response: SandboxNetworkSchema,
+    parameters: [idParam],
+  },
+  async handler(c) {
+    const parsed = parseOrError(NetworkPolicySchema, readJson(c), "network policy");
+    if (!parsed.ok) throw parsed.error;
+    return finishRelay(c, await relayToSandbox(c, { method: "PUT", body: encodeJson(parsed.value) }));
   },
 };
 
@@ -512,6 +549,8 @@ export const SANDBOX_ROUTES: readonly RouteDef[] = [
   getSandboxRoute,
   deleteSandboxRoute,
   sandboxExecRoute,
+  getNetworkRoute,
+  putNetworkRoute,
   putFileRoute,
   getFileRoute,
   listWorkspaceRoute,

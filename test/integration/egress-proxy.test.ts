@@ -1,10 +1,7 @@
 import { execFile } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { request } from "node:http";
-import type { Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type TLSSocket, connect as tlsConnect } from "node:tls";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { createEgressProxy, type EgressProxy } from "../../cluster-agent/egress/proxy.ts";
 import { sandboxProxyEnv } from "../../cluster-agent/egress/sandbox-env.ts";
@@ -12,6 +9,7 @@ import { newPlaceholder, SecretValue } from "../../cluster-agent/egress/secrets.
 import type { EgressEvent, SandboxEgress } from "../../cluster-agent/egress/types.ts";
 import { generateCa } from "../../cluster-agent/egress/x509.ts";
 import { type EgressPolicy, parseEgressPolicy } from "../../shared/egress-policy.ts";
+import { closed, connectThrough, get, tlsOver } from "../support/egress-client.ts";
 import {
   type FakeInternet,
   startFakeInternet,
@@ -85,60 +83,8 @@ function curl(source: string, args: string[], port = proxyPort): Promise<CurlRes
   });
 }
 
-/** A CONNECT from `source`; the proxy's status, headers and (for a refusal) body, and the socket. */
-function connectVia(source: string, authority: string, port = proxyPort) {
-  return new Promise<{ status: number; refused?: string; body: string; socket: Socket }>(
-    (resolve, reject) => {
-      const req = request({
-        host: "127.0.0.1",
-        port,
-        method: "CONNECT",
-        path: authority,
-        localAddress: source,
-      });
-      req.setTimeout(10_000, () => req.destroy(new Error("CONNECT timed out")));
-      req.on("error", reject);
-      req.on("connect", (res, socket, head) => {
-        const status = res.statusCode ?? 0;
-        const refused = res.headers["x-egress-refused"] as string | undefined;
-        if (status === 200) return resolve({ status, body: "", socket });
-        let body = head.toString();
-        socket.on("data", (d) => (body += d.toString()));
-        socket.on("close", () => resolve({ status, body, socket, ...(refused ? { refused } : {}) }));
-      });
-      req.end();
-    },
-  );
-}
-
-function tlsOver(socket: Socket, servername: string, caPem: string): Promise<TLSSocket> {
-  return new Promise((resolve, reject) => {
-    const t = tlsConnect({ socket, servername, ca: caPem });
-    t.once("secureConnect", () => resolve(t));
-    t.once("error", reject);
-  });
-}
-
-/** One HTTP/1.1 request on an open (TLS) stream; resolves to the response head+body text once complete. */
-function get(stream: TLSSocket, host: string, path: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let text = "";
-    const onData = (d: Buffer) => {
-      text += d.toString();
-      const m = /content-length: (\d+)/i.exec(text);
-      const bodyAt = text.indexOf("\r\n\r\n");
-      if (m && bodyAt >= 0 && Buffer.byteLength(text.slice(bodyAt + 4)) >= Number(m[1])) {
-        stream.off("data", onData);
-        resolve(text);
-      }
-    };
-    stream.on("data", onData);
-    stream.once("error", reject);
-    stream.write(`GET ${path} HTTP/1.1\r\nHost: ${host}\r\n\r\n`);
-  });
-}
-
-const closed = (s: Socket) => new Promise<void>((r) => (s.destroyed ? r() : s.once("close", () => r())));
+const connectVia = (source: string, authority: string, port = proxyPort) =>
+  connectThrough(port, source, authority);
 
 beforeAll(async () => {
   net = await startFakeInternet();

@@ -70,6 +70,9 @@ async function runAgent(
     AGENT_HOST: "127.0.0.1",
     AGENT_PORT: "0",
     METRICS_PORT: "0",
+    // The overlay runs the egress proxy; the Downward API would give the pod IP.
+    EGRESS_PORT: "0",
+    POD_IP: "127.0.0.1",
     LOG_LEVEL: "silent",
     REGION,
     AGENT_ID: `rbac-${name}`,

@@ -6,6 +6,7 @@ import { HttpScrubber } from "../../cluster-agent/exec/scrubber.ts";
 import { type KubeClients, makeClients } from "../../cluster-agent/k8s/client.ts";
 import { POOL_LABEL_SELECTOR } from "../../cluster-agent/pool-state/labels.ts";
 import { isPodReady } from "../../cluster-agent/pool-state/pod-state.ts";
+import type { DevClusterOptions } from "../../devcluster/devcluster.ts";
 import type { PoolEvent } from "../../shared/api.ts";
 import { TEST_RELAY_PUBLIC_KEYS } from "./agent-env.ts";
 import { startTestCluster, type TestCluster } from "./devcluster.ts";
@@ -30,11 +31,8 @@ export interface LeaseCluster {
 
 export async function startLeaseCluster(
   namespace = "pi-sandbox",
-  opts: {
-    allocatable?: { cpu?: string; memory?: string };
-    /** The kubelet's podPidsLimit (devcluster's default 1024; -1: none, a real kubelet's default). */
-    podPidsLimit?: number;
-  } = {},
+  /** podPidsLimit: devcluster's default 1024; -1: none, a real kubelet's default. */
+  opts: Pick<DevClusterOptions, "egressProxy" | "allocatable" | "podPidsLimit"> = {},
 ): Promise<LeaseCluster> {
   const dc = await startTestCluster({ namespaces: [namespace], ...opts });
   const clients = makeClients(dc.kubeConfig());
@@ -133,5 +131,14 @@ export async function waitForSettledPool(c: LeaseCluster, n: number, timeoutMs: 
     },
     timeoutMs,
     200,
+  );
+}
+
+/** Until `pool` (one agent's view) has `n` Ready pods free to hand out. */
+export function waitForReadyPods(pool: AgentPool, n: number, timeoutMs = 60_000): Promise<unknown> {
+  return waitFor(
+    `${n} ready pods`,
+    () => pool.snapshot().pods.filter((p) => p.state === "ready").length === n,
+    timeoutMs,
   );
 }

@@ -86,3 +86,55 @@ describe("agent config: a tenant's share of the pool", () => {
     expect(env.ok && env.value.tenantShareLeases).toBe(8);
   });
 });
+
+describe("agent config: the egress proxy", () => {
+  it("is off by default: no proxy, no network for sandboxes", () => {
+    const c = loadConfig({ ...MIN_AGENT_ENV });
+    expect(c.ok && c.value.egress).toBeUndefined();
+  });
+
+  it("on: port 3128, the built-in forbidden ranges plus the deployment's, what sandboxes dial", () => {
+    const c = loadConfig({
+      ...MIN_AGENT_ENV,
+      EGRESS: "on",
+      POD_IP: "10.2.0.5",
+      EGRESS_FORBIDDEN_CIDRS: " 203.0.113.0/24, 2001:db8::/32 ",
+    });
+    expect(c.ok).toBe(true);
+    if (!c.ok) return;
+    expect(c.value.egress).toMatchObject({
+      port: 3128,
+      podIp: "10.2.0.5",
+      proxyUrl: undefined,
+      maxConnectionsPerSandbox: 64,
+      maxBytesPerSandbox: undefined,
+    });
+    const capped = loadConfig({
+      ...MIN_AGENT_ENV,
+      EGRESS: "on",
+      POD_IP: "10.2.0.5",
+      EGRESS_MAX_BYTES_PER_SANDBOX: "1048576",
+    });
+    expect(capped.ok && capped.value.egress?.maxBytesPerSandbox).toBe(1048576);
+    expect(c.value.egress?.forbidden).toEqual(
+      expect.arrayContaining(["169.254.0.0/16", "127.0.0.0/8", "203.0.113.0/24", "2001:db8::/32"]),
+    );
+  });
+
+  it("names what is wrong: no address for sandboxes to dial, a bad CIDR, a proxy URL that is not http://host:port", () => {
+    const noIp = loadConfig({ ...MIN_AGENT_ENV, EGRESS: "on" });
+    expect(noIp.ok || noIp.error.message).toMatch(/POD_IP.*EGRESS_PROXY_URL/);
+    const badCidr = loadConfig({
+      ...MIN_AGENT_ENV,
+      EGRESS: "on",
+      POD_IP: "10.2.0.5",
+      EGRESS_FORBIDDEN_CIDRS: "10.0.0.0",
+    });
+    expect(badCidr.ok || badCidr.error.message).toMatch(
+      /EGRESS_FORBIDDEN_CIDRS.*"10\.0\.0\.0" is not a CIDR/,
+    );
+    const badUrl = loadConfig({ ...MIN_AGENT_ENV, EGRESS: "on", EGRESS_PROXY_URL: "https://proxy.test" });
+    expect(badUrl.ok || badUrl.error.message).toMatch(/EGRESS_PROXY_URL/);
+    expect(loadConfig({ ...MIN_AGENT_ENV, EGRESS: "yes" }).ok).toBe(false);
+  });
+});

@@ -148,6 +148,7 @@ describe.each(OVERLAYS)("%s overlay", (overlay) => {
     const env: Record<string, string> = {
       ...cfg,
       POD_NAME: "pi-sandbox-agent-7d9f-abcde",
+      POD_IP: "10.0.0.7",
       POOL_TOKEN: "x",
       AGENT_KEY: JSON.stringify({ kty: "OKP", crv: "Ed25519", x: "x", d: "d" }),
       RELAY_PUBLIC_KEYS: JSON.stringify({ keys: [{ kty: "OKP", crv: "Ed25519", x: "x" }] }),
@@ -163,7 +164,7 @@ describe.each(OVERLAYS)("%s overlay", (overlay) => {
     // Every env var the Deployment sets is one the container gets from a real source.
     const names = (agent.env ?? []).map((e) => e.name);
     expect(names).toEqual(
-      expect.arrayContaining(["POD_NAME", "POOL_TOKEN", "AGENT_KEY", "RELAY_PUBLIC_KEYS"]),
+      expect.arrayContaining(["POD_NAME", "POD_IP", "POOL_TOKEN", "AGENT_KEY", "RELAY_PUBLIC_KEYS"]),
     );
     expect(agent.env?.find((e) => e.name === "POD_NAME")?.valueFrom?.fieldRef?.fieldPath).toBe(
       "metadata.name",
@@ -275,12 +276,37 @@ describe.each(OVERLAYS)("%s overlay", (overlay) => {
     }
   });
 
-  it("NetworkPolicies: sandboxes have no egress and take ingress only from agents on the exec port", () => {
+  it("NetworkPolicies: sandboxes reach only the agents' egress proxy and take ingress only from agents on the exec port", () => {
     const np = spec(find(objs, "NetworkPolicy", "pi-sandbox-isolation"));
     expect(find(objs, "NetworkPolicy", "pi-sandbox-isolation").metadata.namespace).toBe(SANDBOX_NS);
     expect(np.podSelector).toEqual({});
     expect(np.policyTypes).toEqual(["Ingress", "Egress"]);
-    expect(np.egress).toBeUndefined(); // with policyTypes Egress: no egress at all
+    const c = loadConfig({ ...cfg, ...MIN_AGENT_ENV, POD_IP: "10.0.0.7", EDGE_URL: undefined });
+    if (!c.ok) throw c.error;
+    const proxyPort = c.value.egress?.port;
+    expect(np.egress).toHaveLength(1);
+    expect(np.egress[0].ports).toEqual([{ protocol: "TCP", port: proxyPort }]);
+    expect(np.egress[0].to).toHaveLength(1);
+    const agentPodLabels = spec(find(objs, "Deployment", "pi-sandbox-agent")).template.metadata.labels;
+    expect(np.egress[0].to[0].namespaceSelector.matchLabels).toEqual({
+      "kubernetes.io/metadata.name": AGENT_NS,
+    });
+    expect(agentPodLabels).toMatchObject(np.egress[0].to[0].podSelector.matchLabels);
+    // The agents take the proxy port from sandbox pods only; the port is the container's.
+    const agentNp = spec(find(objs, "NetworkPolicy", "pi-sandbox-agent"));
+    const proxyIngress = agentNp.ingress.filter((r: { ports: Array<{ port: number }> }) =>
+      r.ports.some((p) => p.port === proxyPort),
+    );
+    expect(proxyIngress).toHaveLength(1);
+    expect(proxyIngress[0].from[0].namespaceSelector.matchLabels).toEqual({
+      "kubernetes.io/metadata.name": SANDBOX_NS,
+    });
+    expect(agentPodSpec(objs).containers[0]?.ports?.find((p) => p.name === "egress")?.containerPort).toBe(
+      proxyPort,
+    );
+    expect(
+      agentPodSpec(objs).containers[0]?.env?.find((e) => e.name === "POD_IP")?.valueFrom?.fieldRef?.fieldPath,
+    ).toBe("status.podIP");
     const execPort = template.spec.containers[0]?.ports?.[0]?.containerPort;
     expect(np.ingress).toHaveLength(1);
     expect(np.ingress[0].ports).toEqual([{ protocol: "TCP", port: execPort }]);
@@ -291,12 +317,18 @@ describe.each(OVERLAYS)("%s overlay", (overlay) => {
     expect(agentLabels).toMatchObject(from.podSelector.matchLabels);
   });
 
-  it("NetworkPolicies: the agent reaches only the API server, DNS, sandboxes and public HTTPS", () => {
+  it("NetworkPolicies: the agent reaches only the API server, DNS, sandboxes and public HTTP(S)", () => {
     const np = spec(find(objs, "NetworkPolicy", "pi-sandbox-agent"));
     expect(np.policyTypes).toEqual(["Ingress", "Egress"]);
     const ports = np.egress.map((r: { ports: Array<{ port: number }> }) => r.ports.map((p) => p.port).sort());
     // dev adds `wrangler dev` on the host (8787); everywhere else exactly these four.
-    expect(ports).toEqual([[443, 6443], [53, 53], [8080], [443], ...(overlay === "dev" ? [[8787]] : [])]);
+    expect(ports).toEqual([
+      [443, 6443],
+      [53, 53],
+      [8080],
+      [443, 80].sort(),
+      ...(overlay === "dev" ? [[8787]] : []),
+    ]);
     for (const rule of np.egress) expect(rule.to?.length).toBeGreaterThan(0);
     const publicRule = np.egress[3].to[0].ipBlock;
     expect(publicRule.except).toEqual(expect.arrayContaining(["10.0.0.0/8", "169.254.0.0/16"]));
@@ -304,7 +336,8 @@ describe.each(OVERLAYS)("%s overlay", (overlay) => {
 
   it("NetworkPolicies: the agent's metrics port takes ingress only from the monitoring namespace's scraper", () => {
     const np = spec(find(objs, "NetworkPolicy", "pi-sandbox-agent"));
-    const c = loadConfig({ ...cfg, ...MIN_AGENT_ENV, EDGE_URL: undefined });
+    // POD_IP comes from the Downward API (the base runs the egress proxy, which needs it).
+    const c = loadConfig({ ...cfg, ...MIN_AGENT_ENV, POD_IP: "10.0.0.7", EDGE_URL: undefined });
     if (!c.ok) throw c.error;
     type Rule = {
       from?: Array<Record<string, { matchLabels: Record<string, string> }>>;
@@ -325,7 +358,7 @@ describe.each(OVERLAYS)("%s overlay", (overlay) => {
   });
 
   it("quota and limits fit the pod template and the pool size", () => {
-    const c = loadConfig({ ...cfg, ...MIN_AGENT_ENV, EDGE_URL: undefined });
+    const c = loadConfig({ ...cfg, ...MIN_AGENT_ENV, POD_IP: "10.0.0.7", EDGE_URL: undefined });
     if (!c.ok) throw c.error;
     const hard = spec(find(objs, "ResourceQuota", "pi-sandbox-pool")).hard as Record<string, string>;
     const pods = quantity(hard.pods);

@@ -272,3 +272,71 @@ describe("a sandbox's env on its Lease", () => {
     expect((await create(service)).ok).toBe(true);
   });
 });
+
+describe("a sandbox's network policy on its Lease", () => {
+  const PROXY_ENV = { HTTPS_PROXY: "http://10.0.0.7:3128", NODE_USE_ENV_PROXY: "1" };
+
+  const seal = new SandboxEnvSeal("pool-token");
+  const withEgress = (egressEnv?: Record<string, string>) =>
+    setup({ envSeal: seal, ...(egressEnv ? { egressEnv } : {}) });
+  /** The sandbox's Lease as the watch would deliver it with these annotations added. */
+  const annotate = (store: MemoryPoolStore, extra: Record<string, string>) => {
+    const lease = store.leases.get("p0");
+    if (!lease) throw new Error("no Lease p0");
+    store.leases.observe({
+      ...lease,
+      metadata: {
+        ...lease.metadata,
+        resourceVersion: "999",
+        annotations: { ...lease.metadata?.annotations, ...extra },
+      },
+    });
+  };
+
+  it("is deny-all until set; a PUT writes it on the Lease and reads back", async () => {
+    const { service, store } = withEgress(PROXY_ENV);
+    expect(service.network("t1", ID)).toEqual(ok({ allow: [], deny: [] }));
+    const set = await service.setNetwork("t1", ID, "r1", { allow: ["pkgs.test"] });
+    expect(set).toEqual(ok({ allow: ["pkgs.test"], deny: [] }));
+    expect(store.leases.get("p0")?.metadata?.annotations?.[SANDBOX_ANNOTATIONS.network]).toBe(
+      '{"allow":["pkgs.test"],"deny":[]}',
+    );
+    expect(service.network("t1", ID)).toEqual(ok({ allow: ["pkgs.test"], deny: [] }));
+    expect(service.network("t2", ID).ok).toBe(false);
+    expect((await service.setNetwork("t2", ID, "r2", { allow: [] })).ok).toBe(false);
+  });
+
+  it("without a proxy (EGRESS=off) a policy that allows anything is refused, not ignored", async () => {
+    const { service } = withEgress();
+    const r = await service.setNetwork("t1", ID, "r1", { allow: ["pkgs.test"] });
+    expect(r.ok || r.error.code).toBe("invalid_request");
+    expect(r.ok || r.error.message).toMatch(/EGRESS=off/);
+    expect((await service.setNetwork("t1", ID, "r1", { deny: ["10.0.0.0/8"] })).ok).toBe(true);
+  });
+
+  it("an unreadable stored policy reads as no network", () => {
+    const { service, store } = withEgress(PROXY_ENV);
+    annotate(store, { [SANDBOX_ANNOTATIONS.network]: '{"allow":"x"}' });
+    expect(service.network("t1", ID)).toEqual(ok({ allow: [], deny: [] }));
+  });
+
+  it("every use gets the proxy variables under the sandbox's own env", async () => {
+    const { service, store } = withEgress(PROXY_ENV);
+    annotate(store, { [SANDBOX_ANNOTATIONS.env]: seal.seal({ HTTPS_PROXY: "mine", FOO: "bar" }, ID) });
+    const env = await service.use(
+      "t1",
+      ID,
+      { requestId: "r1", signal: new AbortController().signal, what: "env" },
+      async (use) => ok(use.env),
+    );
+    expect(env).toEqual(ok({ HTTPS_PROXY: "mine", NODE_USE_ENV_PROXY: "1", FOO: "bar" }));
+    const off = setup();
+    const none = await off.service.use(
+      "t1",
+      ID,
+      { requestId: "r2", signal: new AbortController().signal, what: "env" },
+      async (use) => ok(use.env),
+    );
+    expect(none).toEqual(ok(undefined));
+  });
+});

@@ -18,6 +18,7 @@ const checks = {
   execStreamEvent: true satisfies Equals<Sdk.ExecStreamEvent, Api.ExecStreamEvent>,
   sandboxCreate: true satisfies Equals<Sdk.SandboxCreateRequestInput, Api.SandboxCreateRequestInput>,
   sandbox: true satisfies Equals<Sdk.SandboxWire, Api.Sandbox>,
+  sandboxNetwork: true satisfies Equals<Sdk.SandboxNetwork, Api.SandboxNetwork>,
   fileEntry: true satisfies Equals<Sdk.FileEntry, Api.FileEntry>,
   fileWrite: true satisfies Equals<Sdk.FileWriteResult, Api.FileWriteResult>,
   toolCall: true satisfies Equals<Sdk.ToolCallRecord, Api.ToolCallRecord>,
@@ -38,6 +39,6 @@ const checks = {
 describe("the TypeScript client's wire types", () => {
   it("equal the shared zod schemas' types (checked by the typecheck; this names each pair)", () => {
     expect(Object.values(checks).every((v) => v)).toBe(true);
-    expect(Object.keys(checks)).toHaveLength(22);
+    expect(Object.keys(checks)).toHaveLength(23);
   });
 });

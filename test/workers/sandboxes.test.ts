@@ -133,6 +133,34 @@ describe("sandbox routing by cluster", () => {
     );
   });
 
+  it("network GET/PUT go to the sandbox's cluster; a bad entry is 400 naming it, without a relay", async () => {
+    const c1 = await clusterAgent("c1");
+    await waitForAgents(TUNNEL, "eu-1", 1);
+    const path = `/v1/sandboxes/sb.eu-1.c1.${RAND}/network`;
+    expect((await call(path)).status).toBe(200);
+    const put = await call(path, {
+      method: "PUT",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ allow: ["pkgs.test", "*.example.com:8443"] }),
+    });
+    expect(put.status).toBe(200);
+    expect(c1.received.map((r) => `${r.frame.method} ${new URL(r.request.url).pathname}`)).toEqual([
+      `GET ${path}`,
+      `PUT ${path}`,
+    ]);
+    expect(JSON.parse(new TextDecoder().decode(c1.received[1]!.body))).toEqual({
+      allow: ["pkgs.test", "*.example.com:8443"],
+    });
+    const bad = await call(path, {
+      method: "PUT",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ allow: ["pkgs.test", "*"] }),
+    });
+    const body = await expectError(bad, 400, "invalid_request");
+    expect(body.message).toMatch(/allow\.1: "\*": allows every destination/);
+    expect(c1.received).toHaveLength(2);
+  });
+
   it("/openapi.json documents every sandbox route with its status codes and raw-byte bodies", async () => {
     const doc = (await (await SELF.fetch(`${BASE}/openapi.json`)).json()) as {
       paths: Record<
@@ -151,6 +179,7 @@ describe("sandbox routing by cluster", () => {
     expect(Object.keys(p["/v1/sandboxes/{id}"] ?? {}).sort()).toEqual(["delete", "get"]);
     expect(Object.keys(p["/v1/sandboxes/{id}"]?.delete?.responses ?? {})).toContain("204");
     expect(Object.keys(p["/v1/sandboxes/{id}/exec"] ?? {})).toEqual(["post"]);
+    expect(Object.keys(p["/v1/sandboxes/{id}/network"] ?? {}).sort()).toEqual(["get", "put"]);
     const files = p["/v1/sandboxes/{id}/files/{path}"] ?? {};
     expect(Object.keys(files).sort()).toEqual(["delete", "get", "put"]);
     expect(Object.keys(files.put?.requestBody?.content ?? {})).toEqual(["application/octet-stream"]);

@@ -202,6 +202,11 @@ describe("relay through the tunnel", () => {
     ],
     ["a file GET", `/v1/sandboxes/${SB}/files/big.bin`, { method: "GET" }],
     ["DELETE a sandbox", `/v1/sandboxes/${SB}`, { method: "DELETE" }],
+    [
+      "a network PUT",
+      `/v1/sandboxes/${SB}/network`,
+      { method: "PUT", headers: json, body: '{"allow":["pkgs.test"]}' },
+    ],
     ["/v1/chat", "/v1/chat", { method: "POST", headers: json, body: '{"message":"hi"}' }],
     [
       "a process start",

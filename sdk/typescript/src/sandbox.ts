@@ -2,7 +2,14 @@ import { SandboxApiError } from "./errors.ts";
 import { type ExecOptions, execEvents, execJson } from "./exec-spec.ts";
 import { SandboxProcesses } from "./processes.ts";
 import { type CallOptions, callOptions, type Transport } from "./transport.ts";
-import type { ExecEvent, ExecResult, FileEntry, SandboxInfo, WriteFileResult } from "./types.ts";
+import type {
+  ExecEvent,
+  ExecResult,
+  FileEntry,
+  SandboxInfo,
+  SandboxNetwork,
+  WriteFileResult,
+} from "./types.ts";
 
 /** Large files move slowly on a loaded link: the files calls get more than the default minute. */
 const FILE_TIMEOUT_MS = 300_000;
@@ -206,6 +213,28 @@ export class Sandbox {
       ...callOptions(opts),
     });
     return this.current;
+  }
+
+  /** Its network policy: where it may connect through the egress proxy (empty allow: nowhere). */
+  network(opts: CallOptions = {}): Promise<SandboxNetwork> {
+    return this.transport.json<SandboxNetwork>({
+      method: "GET",
+      path: `${this.base}/network`,
+      ...callOptions(opts),
+    });
+  }
+
+  /**
+   * Replace its network policy whole (`{allow?, deny?}`: host names, `*.name`, IPs or CIDRs, each
+   * with an optional `:port`). New connections follow it at once; open ones it forbids are closed.
+   */
+  setNetwork(policy: { allow?: string[]; deny?: string[] }, opts: CallOptions = {}): Promise<SandboxNetwork> {
+    return this.transport.json<SandboxNetwork>({
+      method: "PUT",
+      path: `${this.base}/network`,
+      json: policy,
+      ...callOptions(opts),
+    });
   }
 
   /** Delete it (pod and workspace). Closing one that is already gone is not an error. */

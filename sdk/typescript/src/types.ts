@@ -119,6 +119,17 @@ export interface SandboxCreateRequestInput {
   maxLifetimeSeconds?: number | undefined;
   /** Default environment of every command run in the sandbox (a command's own env wins). */
   env?: Record<string, string> | undefined;
+  /**
+   * Where the sandbox may connect through the egress proxy: host names, `*.name`, IPs or CIDRs,
+   * each with an optional `:port` (default 80 and 443). Absent: nowhere.
+   */
+  network?: { allow?: string[] | undefined; deny?: string[] | undefined } | undefined;
+}
+
+/** A sandbox's network policy as answered (both lists always present; empty allow = no network). */
+export interface SandboxNetwork {
+  allow: string[];
+  deny: string[];
 }
 
 export interface SandboxWire {

@@ -1,0 +1,114 @@
+import type { V1Lease } from "@kubernetes/client-node";
+import type { Logger } from "pino";
+import type { EgressSettings } from "./config.ts";
+import { createEgressProxy, type EgressProxy } from "./egress/proxy.ts";
+import { sandboxProxyEnv } from "./egress/sandbox-env.ts";
+import type { EgressEvent, Resolver } from "./egress/types.ts";
+import { TENANT_ANNOTATION } from "./pool-state/labels.ts";
+import type { PoolStore } from "./pool-state/pool-store.ts";
+import { isSandboxLease, SANDBOX_ANNOTATIONS, sandboxIdOf } from "./pool-state/sandbox-record.ts";
+import { sandboxEgressLookup } from "./sandboxes/egress-identity.ts";
+
+export interface EgressServiceOptions {
+  settings: EgressSettings;
+  store: Pick<PoolStore, "pods" | "leases">;
+  region: string;
+  /** Where the proxy listens (AGENT_HOST). */
+  host: string;
+  logger: Logger;
+  /** Each ended connection, after it is logged (metrics). */
+  onEvent?: (e: EgressEvent) => void;
+  /** Tests map their fake internet's names; production uses the system resolver. */
+  resolve?: Resolver;
+  /** Tests replace the forbidden ranges to reach a fake internet on loopback; never a setting. */
+  forbidden?: readonly string[];
+}
+
+export interface EgressService {
+  proxy: EgressProxy;
+  /** The proxy variables every sandbox command gets. */
+  env: Readonly<Record<string, string>>;
+  /** Where the proxy listens (the port it got). */
+  port: number;
+  close(): Promise<void>;
+}
+
+const networkOf = (l: V1Lease | undefined) => l?.metadata?.annotations?.[SANDBOX_ANNOTATIONS.network];
+
+/**
+ * The egress proxy in the agent process: it identifies callers through this replica's pod and
+ * Lease caches (every replica watches every pool pod, so any replica's proxy serves any sandbox),
+ * and closes what a change forbids whichever replica made it: a sandbox's policy replaced, its
+ * Lease gone or handed on, its pod gone or given another address all re-check open connections.
+ */
+export async function startEgressService(o: EgressServiceOptions): Promise<EgressService> {
+  const proxy = createEgressProxy({
+    lookup: sandboxEgressLookup(o.store, o.region),
+    onEvent: (e) => {
+      o.logger.info({ egress: e }, `egress ${e.decision} ${e.host}:${e.port}`);
+      o.onEvent?.(e);
+    },
+    forbidden: o.forbidden ?? o.settings.forbidden,
+    maxConnectionsPerSandbox: o.settings.maxConnectionsPerSandbox,
+    ...(o.settings.maxBytesPerSandbox ? { maxBytesPerSandbox: o.settings.maxBytesPerSandbox } : {}),
+    ...(o.resolve ? { resolve: o.resolve } : {}),
+  });
+  const bound = await proxy.listen(o.settings.port, o.host);
+  const podIp = o.settings.podIp ?? "";
+  const proxyUrl =
+    o.settings.proxyUrl ?? `http://${podIp.includes(":") ? `[${podIp}]` : podIp}:${bound.port}`;
+
+  // One revalidation at a time; changes during one ask for one more after it.
+  let running: Promise<void> | undefined;
+  let again = false;
+  const revalidate = () => {
+    if (running) {
+      again = true;
+      return;
+    }
+    running = (async () => {
+      do {
+        again = false;
+        const closed = await proxy.revalidate().catch(() => 0);
+        if (closed > 0) o.logger.info({ closed }, "egress: closed connections a change no longer allows");
+      } while (again);
+      running = undefined;
+    })();
+  };
+  const stopLeases = o.store.leases.onChange((c) => {
+    const before = c.type === "update" ? c.old : undefined;
+    if (!isSandboxLease(c.obj) && !isSandboxLease(before)) return;
+    if (c.type === "delete") {
+      const tenant = c.obj.metadata?.annotations?.[TENANT_ANNOTATION];
+      const id = sandboxIdOf(c.obj);
+      if (tenant && id) proxy.forget(tenant, id);
+    }
+    if (
+      c.type === "delete" ||
+      (c.type === "update" &&
+        (networkOf(c.old) !== networkOf(c.obj) || c.old.spec?.holderIdentity !== c.obj.spec?.holderIdentity))
+    )
+      revalidate();
+  });
+  // A pod gone, readdressed, or a new one claiming an address in use (which makes it nobody's).
+  const stopPods = o.store.pods.onChange((c) => {
+    if (
+      c.type === "delete" ||
+      (c.type === "add" && c.obj.status?.podIP) ||
+      (c.type === "update" && c.old.status?.podIP !== c.obj.status?.podIP)
+    )
+      revalidate();
+  });
+  o.logger.info({ port: bound.port, proxyUrl }, "egress proxy listening");
+  return {
+    proxy,
+    env: sandboxProxyEnv({ proxyUrl }),
+    port: bound.port,
+    close: async () => {
+      stopLeases();
+      stopPods();
+      await proxy.close();
+      await running;
+    },
+  };
+}

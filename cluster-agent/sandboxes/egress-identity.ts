@@ -1,0 +1,49 @@
+import type { V1Lease, V1Pod } from "@kubernetes/client-node";
+import { DENY_ALL, type EgressPolicy, parseEgressPolicy } from "../../shared/egress-policy.ts";
+import type { SandboxEgress } from "../egress/types.ts";
+import { holderOf } from "../pool-state/lease-record.ts";
+import { isFinished } from "../pool-state/pod-state.ts";
+import type { PoolStore } from "../pool-state/pool-store.ts";
+import { sandboxHolder, sandboxNetworkOf, sandboxView } from "../pool-state/sandbox-record.ts";
+
+/** A Lease object is replaced (never mutated) on every change, so its compiled policy can hang off it. */
+const compiled = new WeakMap<V1Lease, EgressPolicy>();
+
+function policyOf(lease: V1Lease): EgressPolicy {
+  const cached = compiled.get(lease);
+  if (cached) return cached;
+  const network = sandboxNetworkOf(lease);
+  // Stored only after validation; anything unreadable is enforced as no network (fail closed).
+  const parsed = network ? parseEgressPolicy({ network }) : undefined;
+  const policy = parsed?.ok ? parsed.policy : DENY_ALL;
+  compiled.set(lease, policy);
+  return policy;
+}
+
+const addressesOf = (pod: V1Pod): string[] =>
+  [
+    ...new Set([pod.status?.podIP, ...(pod.status?.podIPs ?? []).map((p) => p.ip)].filter((a) => !!a)),
+  ] as string[];
+
+/**
+ * Who is behind a source address, for the egress proxy: the one live pool pod with that pod IP in
+ * the watch-fed cache → its Lease (same name) → the sandbox holding it → that sandbox's policy as
+ * the Lease has it now. Anything else is nobody: a pod that is no sandbox (free, or leased for
+ * one /v1/exec), an address no pod has, or one two pods claim at once (an IP reused before the
+ * old pod's deletion reached the cache) — the proxy then refuses with egress_unknown_source.
+ * Never anything the sandbox sends.
+ */
+export function sandboxEgressLookup(
+  store: Pick<PoolStore, "pods" | "leases">,
+  region: string,
+): (source: string) => SandboxEgress | undefined {
+  return (source: string): SandboxEgress | undefined => {
+    const pods = store.pods.list().filter((p) => !isFinished(p) && addressesOf(p).includes(source));
+    if (pods.length !== 1) return undefined;
+    const name = (pods[0] as V1Pod).metadata?.name;
+    const lease = name ? store.leases.get(name) : undefined;
+    const view = lease ? sandboxView(lease, region) : undefined;
+    if (!lease || !view?.tenant || holderOf(lease) !== sandboxHolder(view.tenant, view.id)) return undefined;
+    return { tenant: view.tenant, sandbox: view.id, policy: policyOf(lease) };
+  };
+}

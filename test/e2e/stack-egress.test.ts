@@ -1,0 +1,154 @@
+// Egress through the whole local path: a client calls the edge (workerd), which relays over the real
+// tunnel to the agent (EGRESS=on), whose sandbox runs curl in a devcluster pod; the pod's one way
+// out is the kubelet's listener to the agent's proxy, which identifies the sandbox by the pod IP
+// and reaches the fake internet on loopback (the only test seam: the proxy's resolver and forbidden
+// ranges, so that 127.0.0.2 stands in for the outside). Never a real outside address.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type RunningAgent, startAgent } from "../../cluster-agent/main.ts";
+import { SandboxClient } from "../../sdk/typescript/src/index.ts";
+import { ExecResultSchema, type Sandbox, SandboxNetworkSchema, SandboxSchema } from "../../shared/api.ts";
+import { ErrorEnvelopeSchema } from "../../shared/errors.ts";
+import { type EdgeHarness, startEdge, testAgentKeys, testTenantToken } from "../support/edge-harness.ts";
+import {
+  type FakeInternet,
+  startFakeInternet,
+  TEST_FORBIDDEN,
+  testResolver,
+} from "../support/fake-internet.ts";
+import { freePort } from "../support/free-port.ts";
+import { type LeaseCluster, startLeaseCluster, waitFor, waitForReadyPods } from "../support/lease-cluster.ts";
+
+const REGION = "eu-1";
+let edge: EdgeHarness;
+let cluster: LeaseCluster;
+let agent: RunningAgent;
+let net: FakeInternet;
+
+async function api(
+  method: string,
+  path: string,
+  body?: unknown,
+  tenant = "tenant-egress",
+): Promise<Response> {
+  const token = await testTenantToken({ tenant, scope: "sandbox:exec" });
+  return fetch(`${edge.url}${path}`, {
+    method,
+    headers: {
+      Authorization: `Bearer ${token}`,
+      "Content-Type": typeof body === "string" ? "application/octet-stream" : "application/json",
+    },
+    ...(body === undefined ? {} : { body: typeof body === "string" ? body : JSON.stringify(body) }),
+    signal: AbortSignal.timeout(30_000),
+  });
+}
+
+async function sh(id: string, command: string) {
+  const res = await api("POST", `/v1/sandboxes/${id}/exec`, { command, timeoutSeconds: 20 });
+  expect(res.status, await res.clone().text()).toBe(200);
+  return ExecResultSchema.parse(await res.json());
+}
+
+beforeAll(async () => {
+  net = await startFakeInternet();
+  const proxyPort = await freePort();
+  cluster = await startLeaseCluster("stack-egress", { egressProxy: { port: proxyPort } });
+  edge = await startEdge();
+  const keys = testAgentKeys(REGION);
+  const started = await startAgent(
+    cluster.agentEnv({
+      POOL_SIZE: "2",
+      REGION,
+      AGENT_ID: "stack-egress-agent",
+      AGENT_PORT: "0",
+      METRICS_PORT: "0",
+      LOG_LEVEL: "silent",
+      EDGE_URL: edge.url,
+      AGENT_KEY: JSON.stringify(keys.agentPrivateJwk),
+      RELAY_PUBLIC_KEYS: JSON.stringify(keys.relayPublicKeys),
+      EGRESS: "on",
+      EGRESS_PORT: String(proxyPort),
+      EGRESS_PROXY_URL: "http://127.0.0.1:3128",
+    }),
+    { egress: { resolve: testResolver, forbidden: TEST_FORBIDDEN } },
+  );
+  if (!started.ok) throw started.error;
+  agent = started.value;
+  await waitFor("the tunnel", () => agent.tunnel?.state === "open", 30_000);
+  await waitForReadyPods(agent.pool, 2);
+}, 120_000);
+
+afterAll(async () => {
+  await agent?.close();
+  await edge?.close();
+  await cluster?.close();
+  await net?.close();
+}, 60_000);
+
+describe("egress through the edge, the tunnel, the agent's proxy and devcluster's pod network", () => {
+  it("curl in a sandbox fails with no policy and succeeds once its host is allowed through the edge", async () => {
+    const created = await api("POST", "/v1/sandboxes", {});
+    expect(created.status).toBe(201);
+    const s: Sandbox = SandboxSchema.parse(await created.json());
+    expect((await api("PUT", `/v1/sandboxes/${s.id}/files/ca.pem`, net.ca.certPem)).status).toBe(200);
+    const curl = `curl -sS --max-time 10 --cacert /workspace/ca.pem https://pkgs.test:${net.httpsPort}/hello; echo "exit=$?"`;
+
+    const denied = await sh(s.id, curl);
+    expect(denied.stdout).toMatch(/exit=56/);
+    expect(denied.stdout).not.toMatch(/hello from/);
+    expect(net.seen.filter((r) => r.host.startsWith("pkgs.test"))).toEqual([]);
+
+    const allow = [`pkgs.test:${net.httpsPort}`];
+    const put = await api("PUT", `/v1/sandboxes/${s.id}/network`, { allow });
+    expect(put.status).toBe(200);
+    expect(SandboxNetworkSchema.parse(await put.json())).toEqual({ allow, deny: [] });
+    expect(
+      SandboxNetworkSchema.parse(await (await api("GET", `/v1/sandboxes/${s.id}/network`)).json()),
+    ).toEqual({
+      allow,
+      deny: [],
+    });
+
+    const allowed = await sh(s.id, curl);
+    expect(allowed.stdout).toMatch(/hello from pkgs\.test.*\n.*exit=0/s);
+    expect(net.seen.some((r) => r.host.startsWith("pkgs.test") && r.path === "/hello")).toBe(true);
+    expect((await api("DELETE", `/v1/sandboxes/${s.id}`)).status).toBe(204);
+  });
+
+  it("a policy given at creation applies from the first command; a bad entry is 400 at the edge", async () => {
+    const created = await api("POST", "/v1/sandboxes", {
+      network: { allow: [`other.test:${net.httpsPort}`] },
+    });
+    expect(created.status).toBe(201);
+    const s = SandboxSchema.parse(await created.json());
+    expect((await api("PUT", `/v1/sandboxes/${s.id}/files/ca.pem`, net.ca.certPem)).status).toBe(200);
+    const r = await sh(
+      s.id,
+      `curl -sS --max-time 10 --cacert /workspace/ca.pem https://other.test:${net.httpsPort}/; echo "exit=$?"`,
+    );
+    expect(r.stdout).toMatch(/hello from other\.test/);
+
+    const bad = await api("PUT", `/v1/sandboxes/${s.id}/network`, { allow: ["169.254.169.254/0"] });
+    expect(bad.status).toBe(400);
+    expect(ErrorEnvelopeSchema.parse(await bad.json()).error.code).toBe("invalid_request");
+    // Another tenant cannot read or change it.
+    expect((await api("GET", `/v1/sandboxes/${s.id}/network`, undefined, "tenant-other")).status).toBe(404);
+    expect((await api("DELETE", `/v1/sandboxes/${s.id}`)).status).toBe(204);
+  });
+
+  it("the TypeScript client sets and reads the policy, and the sandbox's curl follows it", async () => {
+    const client = new SandboxClient({
+      baseUrl: edge.url,
+      token: await testTenantToken({ tenant: "tenant-sdk", scope: "sandbox:exec" }),
+    });
+    await using sb = await client.sandboxes.create({ network: { allow: [`other.test:${net.httpsPort}`] } });
+    expect(await sb.network()).toEqual({ allow: [`other.test:${net.httpsPort}`], deny: [] });
+    await sb.files.write("ca.pem", net.ca.certPem);
+    const curl = `curl -sS --max-time 10 --cacert /workspace/ca.pem https://pkgs.test:${net.httpsPort}/; echo "exit=$?"`;
+    expect((await sb.exec(curl)).stdout).toMatch(/exit=56/);
+    expect(await sb.setNetwork({ allow: [`pkgs.test:${net.httpsPort}`] })).toEqual({
+      allow: [`pkgs.test:${net.httpsPort}`],
+      deny: [],
+    });
+    expect((await sb.exec(curl)).stdout).toMatch(/hello from pkgs\.test.*exit=0/s);
+  });
+});
