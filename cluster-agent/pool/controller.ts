@@ -431,12 +431,14 @@ export class PoolController {
    * (409 on the first try) gets another name. A create without an answer (timeout, reset, 5xx) may
    * still have happened, so it is retried under the SAME name: a 409 then means our earlier attempt
    * landed and the pod is read back and adopted — never left for the orphan rule, never counted as a
-   * refusal. A refusal (403 quota, 422, 429) backs growth off (createFailed).
+   * refusal. Once only: a second create without an answer means the API is down, and the next
+   * reconcile (every tick) tries again — a create slot held through an outage's backoff would delay
+   * the pool's recovery after it. A refusal (403 quota, 422, 429) backs growth off (createFailed).
    */
   private async createNamedPod(): Promise<V1Pod | undefined> {
     let name = this.o.podName();
-    let unanswered = false;
-    for (let attempt = 0; attempt < 5; attempt++) {
+    let unanswered = 0;
+    for (let attempt = 0; attempt < 5 && unanswered < 2; attempt++) {
       const sent = this.now();
       try {
         const pod = await this.o.clients.core.createNamespacedPod(
@@ -448,7 +450,7 @@ export class PoolController {
       } catch (e) {
         const f = k8sFailure(e);
         this.policy.createAnswered(this.now() - sent, this.now());
-        if (f.code === 409 && unanswered) return this.adopt(name);
+        if (f.code === 409 && unanswered > 0) return this.adopt(name);
         if (f.code === 409) {
           name = this.o.podName();
           continue;
@@ -457,10 +459,16 @@ export class PoolController {
           this.createFailed(f.code, f.message);
           return undefined;
         }
-        unanswered = true;
+        unanswered++;
+        if (unanswered >= 2) {
+          logFailure(this.o.log, "create pod got no answer twice; the next reconcile tries again", e, {
+            pod: name,
+          });
+          return undefined;
+        }
         logFailure(this.o.log, "create pod got no answer; retrying under the same name", e, { pod: name });
         if (!this.active) return undefined;
-        await new Promise((r) => setTimeout(r, 250 * 2 ** attempt));
+        await new Promise((r) => setTimeout(r, 250));
       }
     }
     return undefined;

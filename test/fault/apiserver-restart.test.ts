@@ -144,7 +144,9 @@ describe("fault: the devcluster API server restarted", () => {
           ? Date.now() - upAt
           : undefined;
       },
-      30_000,
+      // The claim is that the watches work again, not how fast: informers restart with backoff, and
+      // on a machine busy with other work a replacement pod takes seconds to start.
+      90_000,
     );
     const after = await Promise.all([1, 2, 3].map((i) => exec(f, `echo after-${i}`, 10, 20_000)));
     const leaks = await leakCheck(f, 40_000);
@@ -193,5 +195,5 @@ describe("fault: the devcluster API server restarted", () => {
       expect(a.exitCode).toBe(0);
     }
     expect(leaks).toMatchObject({ ok: true, leasesFree: true, readyPods: f.poolSize, leases: f.poolSize });
-  }, 120_000);
+  }, 240_000);
 });
