@@ -43,29 +43,36 @@ export class TenantQuotaDO extends DurableObject<Env> {
    */
   charge(tokens: number, burst: number, refillPerSecond: number, nowMs: number = Date.now()): void {
     if (!(tokens > 0)) return;
-    const prev = this.bucket ?? { tokens: burst, atMs: nowMs };
-    const elapsed = Math.max(0, nowMs - prev.atMs) / 1000;
-    const refilled = Math.min(burst, prev.tokens + elapsed * refillPerSecond);
-    this.bucket = { tokens: Math.max(-burst, refilled - Math.floor(tokens)), atMs: nowMs };
-    void this.ctx.storage.put("bucket", this.bucket);
+    const held = this.refilled(burst, refillPerSecond, nowMs);
+    this.store(Math.max(-burst, held - Math.floor(tokens)), nowMs);
   }
 
   take(burst: number, refillPerSecond: number, nowMs: number = Date.now()): QuotaDecision {
-    const prev = this.bucket ?? { tokens: burst, atMs: nowMs };
-    const elapsed = Math.max(0, nowMs - prev.atMs) / 1000;
-    let tokens = Math.min(burst, prev.tokens + elapsed * refillPerSecond);
+    let tokens = this.refilled(burst, refillPerSecond, nowMs);
     const allowed = tokens >= 1;
     if (allowed) tokens -= 1;
-    this.bucket = { tokens, atMs: nowMs };
-    // Not awaited: the output gate holds the reply until the write is durable.
-    void this.ctx.storage.put("bucket", this.bucket);
+    this.store(tokens, nowMs);
     return {
       allowed,
       limit: burst,
-      remaining: Math.floor(tokens),
+      // A bucket in debt (charge) has nothing left, not a negative amount.
+      remaining: Math.max(0, Math.floor(tokens)),
       resetSeconds: Math.ceil((burst - tokens) / refillPerSecond),
       retryAfterSeconds: allowed ? 0 : Math.max(1, Math.ceil((1 - tokens) / refillPerSecond)),
       windowSeconds: Math.ceil(burst / refillPerSecond),
     };
+  }
+
+  /** The bucket's tokens at `nowMs`: what it held plus the refill since, at most a burst. */
+  private refilled(burst: number, refillPerSecond: number, nowMs: number): number {
+    const prev = this.bucket ?? { tokens: burst, atMs: nowMs };
+    const elapsed = Math.max(0, nowMs - prev.atMs) / 1000;
+    return Math.min(burst, prev.tokens + elapsed * refillPerSecond);
+  }
+
+  private store(tokens: number, nowMs: number): void {
+    this.bucket = { tokens, atMs: nowMs };
+    // Not awaited: the output gate holds the reply until the write is durable.
+    void this.ctx.storage.put("bucket", this.bucket);
   }
 }

@@ -73,6 +73,21 @@ describe("chat relay and sessions", () => {
     expect(Number(next.headers.get("RateLimit-Remaining"))).toBeLessThanOrEqual(burst - 7 + 1);
   });
 
+  it("a turn with more model calls than the bucket holds puts it into debt: the next request waits", async () => {
+    const burst = Number(env.TENANT_QUOTA_BURST);
+    await chatAgent(burst * 3);
+    const res = await chat("tenant-debt", "hello", "debt");
+    expect(res.status).toBe(200);
+    await res.body?.cancel();
+    const next = await session("tenant-debt", "debt");
+    // In debt (bounded at minus one burst): refused, nothing remaining (never a negative count), and
+    // told to wait for more than one token's refill.
+    await expectError(next, 429, "rate_limited");
+    expect(next.headers.get("RateLimit-Remaining")).toBe("0");
+    const refillPerSecond = Number(env.TENANT_QUOTA_PER_MINUTE) / 60;
+    expect(Number(next.headers.get("Retry-After"))).toBeGreaterThan(1 / refillPerSecond);
+  });
+
   it("relays history, appends each turn, and keeps sessions apart between tenants", async () => {
     const a = await chatAgent();
     const r1 = await chat("tenant-x", "hello", "shared-id");
