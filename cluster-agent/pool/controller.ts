@@ -438,7 +438,7 @@ export class PoolController {
   private async createNamedPod(): Promise<V1Pod | undefined> {
     let name = this.o.podName();
     let unanswered = 0;
-    for (let attempt = 0; attempt < 5 && unanswered < 2; attempt++) {
+    for (let attempt = 0; attempt < 5; attempt++) {
       const sent = this.now();
       try {
         const pod = await this.o.clients.core.createNamespacedPod(
