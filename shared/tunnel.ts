@@ -97,13 +97,6 @@ export const ResponseFrameSchema = z.object({
  * how many were sent: the receiver reassembles in order even if frames are delivered out of order
  * (observed with workerd's hibernatable WebSockets under load), and knows when it has everything.
  */
-/** Base64 JSON body chunk: being replaced by binary data frames (DATA_KIND.chunk). */
-export const ChunkFrameSchema = z.object({
-  type: z.literal("chunk"),
-  id: Id,
-  seq: z.number().int().nonnegative(),
-  data: z.string(),
-});
 export const EndFrameSchema = z.object({
   type: z.literal("end"),
   id: Id,
@@ -154,7 +147,6 @@ export const HeartbeatFrameSchema = z.object({
 export const TunnelFrameSchema = z.discriminatedUnion("type", [
   RequestFrameSchema,
   ResponseFrameSchema,
-  ChunkFrameSchema,
   EndFrameSchema,
   WsCloseFrameSchema,
   ErrorFrameSchema,
@@ -171,10 +163,10 @@ export function encodeFrame(frame: TunnelFrame): string {
 }
 
 /** Parse one text (control) frame; a malformed frame is an error value (the peer may be newer or broken). */
-export function decodeFrame(text: string | ArrayBuffer | Uint8Array): Result<TunnelFrame> {
+export function decodeFrame(text: string): Result<TunnelFrame> {
   let raw: unknown;
   try {
-    raw = JSON.parse(typeof text === "string" ? text : new TextDecoder().decode(text));
+    raw = JSON.parse(text);
   } catch {
     return err(new AppError("invalid_request", "tunnel frame is not JSON"));
   }
@@ -306,7 +298,7 @@ export class ChunkSequencer<T = Uint8Array> {
     return ok(out);
   }
 
-  end(chunks: number): Result<void> {
+  end(chunks: number): Result<undefined> {
     if (this.total !== null || chunks < this.next)
       return err(new AppError("invalid_request", "unexpected end"));
     this.total = chunks;
