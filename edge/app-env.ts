@@ -40,6 +40,11 @@ export interface RouteDef {
    * (`bodyStream`, raw file uploads).
    */
   bodyLimit?: "request" | "file";
+  /**
+   * A WebSocket route: the tenant's JWT may also come as a `bearer.<jwt>` subprotocol (a browser
+   * cannot set Authorization on a WebSocket); see middleware/auth.ts.
+   */
+  websocket?: boolean;
   doc: {
     summary: string;
     tags?: string[];

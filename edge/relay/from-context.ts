@@ -46,6 +46,8 @@ export interface RelaySpec {
   timeoutMs?: number;
   /** Max silence between body chunks once streaming; 0 = none (event streams). */
   idleMs?: number;
+  /** The client's WebSocket upgrade: a 101 carrying the socket if the agent accepts it. */
+  websocket?: boolean;
 }
 
 /**
@@ -74,6 +76,7 @@ export function relayFrom(c: AppContext, spec: RelaySpec): Promise<RelayOutcome>
     ...(spec.idleMs !== undefined ? { idleMs: spec.idleMs } : {}),
     ...(spec.cluster !== undefined ? { cluster: spec.cluster } : {}),
     ...(spec.connection !== undefined ? { connection: spec.connection } : {}),
+    ...(spec.websocket ? { websocket: true } : {}),
     // workerd aborts the request's signal when the client leaves; the relay carries it into the
     // TunnelDO request, whose abort sends the agent a cancel frame.
     signal: c.req.raw.signal,
