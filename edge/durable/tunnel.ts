@@ -4,6 +4,7 @@ import { BodyQueue } from "../../shared/body-queue.ts";
 import { AppError, errorResponse } from "../../shared/errors.ts";
 import { digestToBase64url, RELAY_HEADER } from "../../shared/relay-signing.ts";
 import {
+  ByteQueue,
   type Capacity,
   ChunkSequencer,
   chunkBytes,
@@ -19,6 +20,7 @@ import {
   fromBase64,
   headersToPairs,
   pairsToHeaders,
+  TUNNEL_CHUNK_BYTES,
   TUNNEL_CREDIT_BATCH_BYTES,
   TUNNEL_INITIAL_WINDOW_BYTES,
   TUNNEL_INLINE_BODY_BYTES,
@@ -485,35 +487,44 @@ export class TunnelDO extends DurableObject<Env> {
     };
     let seq = 0;
     let size = 0;
-    let tail = new Uint8Array(0);
+    const queued = new ByteQueue();
+    /** Send whole chunks of what is queued, keeping the last `keep` bytes back. */
+    const sendQueued = async (keep: number, all: boolean): Promise<boolean> => {
+      while (queued.size - keep >= TUNNEL_CHUNK_BYTES || (all && queued.size > keep)) {
+        const n = Math.min(TUNNEL_CHUNK_BYTES, queued.size - keep);
+        let p = live();
+        while (p?.upload && p.upload.window < n) {
+          const up = p.upload;
+          await new Promise<void>((resolve) => {
+            up.waiter = resolve;
+          });
+          p = live();
+        }
+        if (!p?.upload) return false;
+        const parts = queued.take(n);
+        p.upload.window -= n;
+        size += n;
+        p.ws.send(encodeDataFrame(DATA_KIND.chunk, id, seq++, parts));
+        for (const part of parts) await hashing.write(part);
+      }
+      return true;
+    };
     try {
       for (;;) {
         const { done, value } = await reader.read();
         if (done) break;
+        queued.push(value);
+        // A slow client's upload is alive as long as bytes come: the head's wait restarts.
+        const p = live();
+        if (p && !p.headDone) this.armHead(p, opts.timeoutMs);
         // The last BODY_END_MARK_BYTES seen are held back: at the end they must be the mark.
-        const joined = tail.byteLength === 0 ? value : concatBytes(tail, value);
-        const cut = Math.max(0, joined.byteLength - BODY_END_MARK_BYTES);
-        tail = joined.slice(cut);
-        for (const part of chunkBytes(joined.subarray(0, cut))) {
-          let p = live();
-          while (p?.upload && p.upload.window < part.byteLength) {
-            const up = p.upload;
-            await new Promise<void>((resolve) => {
-              up.waiter = resolve;
-            });
-            p = live();
-          }
-          if (!p?.upload) {
-            await reader.cancel().catch(() => {});
-            return;
-          }
-          p.upload.window -= part.byteLength;
-          size += part.byteLength;
-          p.ws.send(encodeDataFrame(DATA_KIND.chunk, id, seq++, part));
-          if (!p.headDone) this.armHead(p, opts.timeoutMs);
-          await hashing.write(part);
+        if (!(await sendQueued(BODY_END_MARK_BYTES, false))) {
+          await reader.cancel().catch(() => {});
+          return;
         }
       }
+      if (!(await sendQueued(BODY_END_MARK_BYTES, true))) return;
+      const tail = concatParts(queued.take(BODY_END_MARK_BYTES));
       if (toHex(tail) !== opts.endMark || opts.endMark.length !== BODY_END_MARK_BYTES * 2)
         throw new AppError("request_cancelled", "the upload ended before its end");
       await hashing.close();
@@ -835,10 +846,13 @@ export class TunnelDO extends DurableObject<Env> {
   }
 }
 
-function concatBytes(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(a.byteLength + b.byteLength);
-  out.set(a);
-  out.set(b, a.byteLength);
+function concatParts(parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((t, b) => t + b.byteLength, 0));
+  let at = 0;
+  for (const b of parts) {
+    out.set(b, at);
+    at += b.byteLength;
+  }
   return out;
 }
 
