@@ -52,6 +52,8 @@ export interface RouteDef {
     response?: z.ZodType;
     /** The route can answer `text/event-stream` (Accept). */
     sse?: boolean;
+    /** A WebSocket route: its subprotocol and the JSON text messages each way (binary ones are raw bytes). */
+    websocket?: { subprotocol: string; client: z.ZodType; server: z.ZodType };
     parameters?: Array<{
       name: string;
       in: "path" | "query" | "header";

@@ -478,7 +478,8 @@ export class TunnelDO extends DurableObject<Env> {
     opts: { region: string; headToken: string | null; endMark: string; timeoutMs: number },
   ): Promise<void> {
     const { region, headToken } = opts;
-    const reader = body.getReader();
+    // Reads of a whole chunk (the stream from the Worker arrives in 4 KiB pieces otherwise).
+    const reader = body.getReader({ mode: "byob" });
     const digest = new crypto.DigestStream("SHA-256");
     const hashing = digest.getWriter();
     const live = (): Pending | null => {
@@ -511,7 +512,10 @@ export class TunnelDO extends DurableObject<Env> {
     };
     try {
       for (;;) {
-        const { done, value } = await reader.read();
+        const { done, value } = await reader.readAtLeast(
+          TUNNEL_CHUNK_BYTES,
+          new Uint8Array(TUNNEL_CHUNK_BYTES),
+        );
         if (done) break;
         queued.push(value);
         // A slow client's upload is alive as long as bytes come: the head's wait restarts.

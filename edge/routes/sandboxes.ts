@@ -24,7 +24,9 @@ import {
   SandboxSchema,
   StdinResultSchema,
   TERMINAL_SUBPROTOCOL,
+  TerminalClientMessageSchema,
   TerminalQuerySchema,
+  TerminalServerMessageSchema,
 } from "../../shared/api.ts";
 import { NetworkPolicySchema } from "../../shared/egress-policy.ts";
 import { AppError, parseOrError } from "../../shared/errors.ts";
@@ -555,6 +557,11 @@ export const processTerminalRoute: RouteDef = {
     summary:
       'The terminal of a process started with `tty: true`, as a WebSocket (101): binary messages are terminal bytes both ways (to stdin; its output from the ring, from `since`), text messages JSON: to the server `{type:"resize",cols,rows}`; from it `{type:"exit",…}` (then close 1000), `{type:"dropped",bytes}`, `{type:"error",code,message}`. A browser passes its token as the subprotocol `bearer.<jwt>` next to `pi-sandbox.terminal.v1`. Closing the socket leaves the process running. Refused before the upgrade: 404 (sandbox, pid), 409 not_a_tty, 426 websocket_required, 501 in api exec mode',
     tags: ["processes"],
+    websocket: {
+      subprotocol: TERMINAL_SUBPROTOCOL,
+      client: TerminalClientMessageSchema,
+      server: TerminalServerMessageSchema,
+    },
     parameters: [
       idParam,
       pidParam,

@@ -172,8 +172,9 @@ describe("streamed uploads", () => {
     const a = await uploader();
     a.creditUploads = false;
     const slots = TUNNEL_BUFFER_BUDGET_BYTES / TUNNEL_INITIAL_WINDOW_BYTES;
-    // A chunk and a bit: the DO coalesces reads into whole chunks, so each sends its first one.
-    const open = Array.from({ length: slots }, () => openBody(new Uint8Array(TUNNEL_CHUNK_BYTES + 1024)));
+    // Two chunks and a bit: the edge reads whole chunks and holds the end mark's length back,
+    // so each upload gets exactly its first chunk to the agent while its body stays open.
+    const open = Array.from({ length: slots }, () => openBody(new Uint8Array(2 * TUNNEL_CHUNK_BYTES + 1024)));
     const held = open.map((o) => put(o.stream));
     await waitFor(
       `${slots} uploads in flight`,
