@@ -723,6 +723,8 @@ export class TunnelDO extends DurableObject<Env> {
     const s = p.session;
     if (!s || s.clientClose || this.pending.get(p.id) !== p) return;
     s.clientClose = { code: sendableCode(code), reason: reason.slice(0, 123) };
+    // Complete the client's closing handshake now; what it sent before still goes to the agent.
+    if (s.client) closeQuietly(s.client, s.clientClose);
     this.flushToAgent(p);
   }
 

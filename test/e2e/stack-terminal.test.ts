@@ -142,7 +142,7 @@ describe("the terminal of a process through the edge", () => {
   it("the process exiting sends an exit message and closes the terminal with 1000", async () => {
     const t = await openTerm(`${tty()}?since=0`);
     t.ws.send(Buffer.from("exit 3\n"));
-    await waitFor("the close", () => t.closed, 20_000, 20);
+    await waitFor("the close", () => t.closed ?? undefined, 20_000, 20);
     expect(t.closed).toEqual({ code: 1000, reason: "exited" });
     expect(t.control.at(-1)).toMatchObject({ type: "exit", exitCode: 3 });
   }, 60_000);

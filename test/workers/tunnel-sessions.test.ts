@@ -138,6 +138,9 @@ describe("terminal sessions through the TunnelDO", () => {
     await waitFor("the agent heard the close", () => s1.closed !== null);
     expect(s1.closed).toEqual({ code: 4000, reason: "client done", messages: 5 });
     expect(s1.messages).toEqual(["m0", "m1", "m2", "m3", "m4"]);
+    // The client's closing handshake completes (the DO answers its close frame).
+    const seen1 = watch(one.ws!);
+    await waitFor("the client's close completed", () => seen1.close !== null || one.ws!.readyState === 3);
 
     const two = await open(auth(await token()));
     const seen = watch(two.ws!);
