@@ -29,8 +29,10 @@ export type WebSocketHandler = (upgrade: WebSocketUpgrade) => Promise<Result<Web
 
 /**
  * Register a WebSocket route on the agent's app (the generic hook: the terminal is one, port links
- * another). It sits behind the app's `/v1/*` relay check like every route; a plain GET to it (not
- * an upgrade through the tunnel) is 426 websocket_required.
+ * another). It sits behind the app's `/v1/*` relay check like every route. The handler runs for a
+ * plain GET too, so its refusals come in one order however it is asked; a session it returns for a
+ * request that is not an upgrade through the tunnel is closed at once and the answer is 426
+ * websocket_required.
  */
 export function webSocketRoute(
   app: Hono<{ Variables: SandboxVars }>,
@@ -39,9 +41,6 @@ export function webSocketRoute(
 ): void {
   app.get(path, async (c) => {
     const requestId = c.get("requestId");
-    if (!isWebSocketRequest(c.req.raw)) {
-      return errorResponse(new AppError("websocket_required", "this route is a WebSocket"), requestId);
-    }
     const url = new URL(c.req.url);
     const r = await handler({
       path: url.pathname + url.search,
@@ -53,6 +52,14 @@ export function webSocketRoute(
       signal: c.req.raw.signal,
       context: c,
     });
-    return r.ok ? acceptWebSocket(r.value) : errorResponse(r.error, requestId);
+    if (!r.ok) return errorResponse(r.error, requestId);
+    // The route's own refusals (404, 409, 501) come first however it is asked; only a session
+    // needs the upgrade.
+    if (!isWebSocketRequest(c.req.raw)) {
+      r.value.close({ code: 1002, reason: "not an upgrade" });
+      await r.value.outgoing.cancel().catch(() => undefined);
+      return errorResponse(new AppError("websocket_required", "this route is a WebSocket"), requestId);
+    }
+    return acceptWebSocket(r.value);
   });
 }

@@ -56,6 +56,8 @@ describe("processes in api exec mode", () => {
       ["GET", `${base}/7/output?since=0`, undefined],
       ["POST", `${base}/7/signal`, { signal: "SIGTERM" }],
       ["DELETE", `${base}/7`, undefined],
+      // The terminal refuses before any upgrade, in the same order.
+      ["GET", `${base}/7/tty`, undefined],
     ];
     for (const [method, path, body] of routes) {
       const res = await call(method, path, body);
