@@ -139,7 +139,7 @@ describe("sandboxes through the edge", () => {
     expect(sha(back)).toBe(sha(bytes));
   }, 180_000);
 
-  it("four concurrent 48 MiB uploads all succeed; the agent grows by less than 64 MiB, workerd by less than 128 MiB", async () => {
+  it("four concurrent 48 MiB uploads all succeed; the agent and workerd each grow by less than 64 MiB", async () => {
     const workerd = childPids(process.pid, "workerd");
     expect(workerd.length).toBe(1);
     const agent = stack.agents[0]!.child.pid!;
@@ -153,11 +153,11 @@ describe("sandboxes through the edge", () => {
     );
     // The figures for the note (issue 24): growth of each process's peak RSS over its RSS before.
     console.log(`four 48 MiB uploads: peak RSS growth KiB ${JSON.stringify(grew)}`);
-    // Whole bodies grew workerd by ~757 MB here (issue 24). Streamed, what is held is each upload's
-    // 4 MiB window; the rest of the peak is garbage not yet collected, so the figure depends on how
-    // fast the bytes pass (on a quiet machine it is higher): with binary frames, 57–60 MiB at load
-    // 15 and 93–113 MiB at load 8–12, where base64 frames (main) gave 190 MiB. Hence 128 MiB here.
-    expect(grew.workerd).toBeLessThan(128 * 1024);
+    // Whole bodies grew workerd by ~757 MB here (issue 24); streamed as base64 JSON frames, ~100 MiB
+    // (this file, load 2.5). With binary frames it is 18–20 MiB (load 3): what is held is each
+    // upload's 4 MiB window, the rest is garbage not yet collected. Run alone (`-t`), on a freshly
+    // started workerd, the peak is higher (57–113 MiB by machine load): the heap grows to its size.
+    expect(grew.workerd).toBeLessThan(64 * 1024);
     expect(grew.agent).toBeLessThan(64 * 1024);
     for (const [i, b] of bodies.entries()) {
       const sum = (await (
