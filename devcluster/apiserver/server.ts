@@ -35,6 +35,7 @@ import {
   type AuditEntry,
   isObject,
   type JsonObject,
+  type RequestLine,
 } from "./types.ts";
 import { serveWatch } from "./watch.ts";
 
@@ -369,10 +370,15 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
     }
   }
 
+  let latency: ((r: RequestLine) => number) | undefined;
   const onRequest = (req: IncomingMessage, res: ServerResponse) => {
-    handle(req, res).catch((e: unknown) => {
-      if (!res.headersSent) sendJson(res, 500, internal(String(e)).toStatus());
-    });
+    const run = () =>
+      handle(req, res).catch((e: unknown) => {
+        if (!res.headersSent) sendJson(res, 500, internal(String(e)).toStatus());
+      });
+    const ms = latency?.({ method: req.method ?? "GET", path: req.url ?? "/" }) ?? 0;
+    if (ms > 0) setTimeout(run, ms);
+    else void run();
   };
   const server = opts.tls
     ? createHttpsServer({ cert: opts.tls.cert, key: opts.tls.key }, onRequest)
@@ -391,6 +397,9 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
   let closed: Promise<void> | undefined;
   return {
     url: `${opts.tls ? "https" : "http"}://${hostPort}`,
+    setLatency(fn) {
+      latency = fn;
+    },
     close() {
       closed ??= new Promise<void>((resolve) => {
         clearInterval(eventTtl);
