@@ -2,7 +2,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { AgentPool } from "../../cluster-agent/agent-pool.ts";
 import type { KubeClients } from "../../cluster-agent/k8s/client.ts";
 import { microNow } from "../../cluster-agent/k8s/microtime.ts";
-import { POOL_LABELS } from "../../cluster-agent/pool-state/labels.ts";
+import { LEADER_LEASE_NAME, POOL_LABELS } from "../../cluster-agent/pool-state/labels.ts";
 import type { PoolEvent } from "../../shared/api.ts";
 import {
   type LeaseCluster,
@@ -130,6 +130,35 @@ describe("pool controller (leader-elected, against devcluster)", () => {
     expect(pool.controller.recycled.filter((r) => lost.includes(r.name))).toEqual([]);
     // A lost answer is not a refusal: growth never backed off.
     expect(events.filter((e) => e.type === "pool.scale" && e.data.reason === "create refused")).toEqual([]);
+  }, 60_000);
+
+  it("the leader keeps its lease while the API server is slow: creates take 2 s, some renewals more than a third of the lease", async () => {
+    // A 3 s lease: renewal every 0.5 s, renew deadline 2 s. Every third write of the leader Lease
+    // takes 1.3 s — more than the 1 s a call used to get (a third of the lease), within what is left
+    // of the renew deadline — and every pod create takes 2 s (a loaded API server under a burst).
+    const ns = cluster.namespace;
+    const leaderPath = `/apis/coordination.k8s.io/v1/namespaces/${ns}/leases/${LEADER_LEASE_NAME}`;
+    let leaderWrites = 0;
+    let slowWrites = 0;
+    const size = (await poolView(cluster)).live.length + 2;
+    const { pool, events } = await startPool({ POOL_SIZE: String(size), LEADER_LEASE_SECONDS: "3" });
+    await waitFor("leadership", () => pool.isLeader, 5_000, 20);
+    cluster.dc.api.setLatency(({ method, path }) => {
+      if (method === "PUT" && path.startsWith(leaderPath)) {
+        if (++leaderWrites % 3 !== 0) return 0;
+        slowWrites++;
+        return 1_300;
+      }
+      return method === "POST" && path.startsWith(`/api/v1/namespaces/${ns}/pods`) ? 2_000 : 0;
+    });
+    try {
+      await waitForSettledPool(cluster, size, 30_000);
+      await waitFor("slow renewals", () => slowWrites >= 4, 20_000, 50);
+    } finally {
+      cluster.dc.api.setLatency(undefined);
+    }
+    expect(pool.isLeader).toBe(true);
+    expect(events.filter((e) => e.type === "pool.leader" && e.data.leader === false)).toEqual([]);
   }, 60_000);
 
   it("follows POOL_SIZE changes (free pods); scaling down never removes a held pod", async () => {
