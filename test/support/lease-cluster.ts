@@ -90,6 +90,8 @@ export interface PoolView {
   /** Live, Ready pods whose Lease exists and is free. */
   readyFree: string[];
   held: V1Lease[];
+  /** The pod list's resourceVersion: a watch from here misses nothing after this view. */
+  podsResourceVersion: string;
 }
 
 /** Straight from the API (a list is fine in a test): what the pool looks like now. */
@@ -116,6 +118,7 @@ export async function poolView(c: LeaseCluster): Promise<PoolView> {
       )
       .map((p) => p.metadata?.name ?? ""),
     held: leases.items.filter((l) => l.spec?.holderIdentity),
+    podsResourceVersion: pods.metadata?.resourceVersion ?? "",
   };
 }
 
