@@ -23,12 +23,21 @@ my ($ip, $kubelet, $egress_port) = @ARGV;
 
 sub say_line { syswrite(STDOUT, "$_[0]\n") }
 
+# In the container's first seconds a refused connection is tried again for a while: its server is
+# still starting, and the kubelet's first probe (period 1 s) would otherwise fail at once and wait
+# a whole period (the Node forwarder this replaced took about as long to start as the server did).
+my $young_until = time + 2;
+
 sub tcp_to {
   my ($port) = @_;
-  socket(my $s, AF_INET, SOCK_STREAM, IPPROTO_TCP) or return;
-  setsockopt($s, IPPROTO_TCP, TCP_NODELAY, 1);
-  connect($s, pack_sockaddr_in($port, inet_aton($ip))) or return;
-  return $s;
+  for (;;) {
+    socket(my $s, AF_INET, SOCK_STREAM, IPPROTO_TCP) or return;
+    setsockopt($s, IPPROTO_TCP, TCP_NODELAY, 1);
+    return $s if connect($s, pack_sockaddr_in($port, inet_aton($ip)));
+    return unless $!{ECONNREFUSED} && time < $young_until;
+    close($s);
+    select(undef, undef, undef, 0.02);
+  }
 }
 
 sub to_kubelet {
