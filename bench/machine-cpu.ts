@@ -24,7 +24,10 @@ export function machineCpuMs(): number {
 export function processTreeCpuMs(): number {
   const stat = readFileSync("/proc/self/stat", "utf8");
   // Fields after the command name (which may hold spaces): state is field 3, utime field 14.
-  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ").map(Number);
+  const f = stat
+    .slice(stat.lastIndexOf(")") + 2)
+    .split(" ")
+    .map(Number);
   const ticks = (f[11] ?? 0) + (f[12] ?? 0) + (f[13] ?? 0) + (f[14] ?? 0);
   return (ticks * 1000) / CLOCK_TICKS_PER_SEC;
 }
