@@ -104,6 +104,8 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
       ...(opts.apiStateFile ? { stateFile: resolve(opts.apiStateFile) } : {}),
       ...(opts.apiAudit ? { audit: opts.apiAudit } : {}),
       ...(egressPort ? { egressProxy: { port: egressPort, podPort: POD_PROXY_PORT } } : {}),
+      // The kubelet's work must not hold the API server's event loop while a burst starts pods.
+      kubeletThread: true,
     });
     cleanups.push(() => cluster.close());
     // Only the agents hold it: each sandbox pod gets its own token derived from it.
