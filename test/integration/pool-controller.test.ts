@@ -1,4 +1,4 @@
-import { type V1Pod, Watch } from "@kubernetes/client-node";
+import { type V1Lease, type V1Pod, Watch } from "@kubernetes/client-node";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { AgentPool } from "../../cluster-agent/agent-pool.ts";
 import type { KubeClients } from "../../cluster-agent/k8s/client.ts";
@@ -29,6 +29,26 @@ async function startPool(
   );
   pools.push(started.pool);
   return started;
+}
+
+/** A holder from a dead agent (request r1): written directly, never renewed, expiring in 2 s. */
+async function holdByDeadAgent(lease: V1Lease): Promise<void> {
+  const now = microNow();
+  await cluster.clients.coordination.replaceNamespacedLease({
+    name: lease.metadata?.name ?? "",
+    namespace: cluster.namespace,
+    body: {
+      ...lease,
+      spec: {
+        ...lease.spec,
+        holderIdentity: "dead-agent/r1",
+        acquireTime: now,
+        renewTime: now,
+        leaseDurationSeconds: 2,
+        leaseTransitions: 1,
+      },
+    },
+  });
 }
 
 beforeAll(async () => {
@@ -196,24 +216,7 @@ describe("pool controller (leader-elected, against devcluster)", () => {
       method === "DELETE" && path.startsWith(`/api/v1/namespaces/${ns}/pods/`) ? 1_500 : 0,
     );
     try {
-      for (const lease of v.leases) {
-        const now = microNow();
-        await cluster.clients.coordination.replaceNamespacedLease({
-          name: lease.metadata?.name ?? "",
-          namespace: ns,
-          body: {
-            ...lease,
-            spec: {
-              ...lease.spec,
-              holderIdentity: "dead-agent/r1",
-              acquireTime: now,
-              renewTime: now,
-              leaseDurationSeconds: 2,
-              leaseTransitions: 1,
-            },
-          },
-        });
-      }
+      for (const lease of v.leases) await holdByDeadAgent(lease);
       await waitFor(
         "the old pods recycled",
         () => old.every((n) => events.some((e) => e.type === "lease.expired" && e.pod === n)),
@@ -285,22 +288,7 @@ describe("pool controller (leader-elected, against devcluster)", () => {
     const name = v.live[0]?.metadata?.name ?? "";
     const lease = v.leases.find((l) => l.metadata?.name === name);
     if (!lease) throw new Error("no lease");
-    const now = microNow();
-    await cluster.clients.coordination.replaceNamespacedLease({
-      name,
-      namespace: cluster.namespace,
-      body: {
-        ...lease,
-        spec: {
-          ...lease.spec,
-          holderIdentity: "dead-agent/r1",
-          acquireTime: now,
-          renewTime: now,
-          leaseDurationSeconds: 2,
-          leaseTransitions: 1,
-        },
-      },
-    });
+    await holdByDeadAgent(lease);
     await waitFor(
       "lease.expired",
       () => events.some((e) => e.type === "lease.expired" && e.pod === name),
