@@ -16,6 +16,7 @@ import { ExecServerClient } from "./exec/exec-server-client.ts";
 import type { Executor, SandboxFiles } from "./exec/executor.ts";
 import { HttpFiles } from "./exec/files.ts";
 import { HttpExecutor } from "./exec/http-executor.ts";
+import { PodsExec } from "./exec/pods-exec.ts";
 import { HttpProcesses } from "./exec/processes.ts";
 import { HttpScrubber } from "./exec/scrubber.ts";
 import { createAgentApp, createMetricsApp } from "./http/app.ts";
@@ -77,8 +78,12 @@ export async function startAgent(
   const clients = makeClients(kubeConfig);
   // One client of the pods' exec servers: commands, files and scrub share its connection pool.
   const execServer = new ExecServerClient({ poolToken: config.poolToken ?? "" });
+  // One pods/exec runner in api mode: commands and files share it.
+  const podsExec = new PodsExec(kubeConfig);
   const executor: Executor =
-    config.execMode === "http" ? new HttpExecutor({ client: execServer }) : new ApiExecutor({ kubeConfig });
+    config.execMode === "http"
+      ? new HttpExecutor({ client: execServer })
+      : new ApiExecutor({ kubeConfig, podsExec });
   const bus = new EventBus(config.agentId, config.region);
   const metrics = createMetrics({ defaultMetrics: true, defaultLabels: { region: config.region } });
 
@@ -108,7 +113,9 @@ export async function startAgent(
   });
   const acquire = pool.manager.acquire.bind(pool.manager);
   const files: SandboxFiles =
-    config.execMode === "http" ? new HttpFiles({ client: execServer }) : new ApiFiles({ kubeConfig });
+    config.execMode === "http"
+      ? new HttpFiles({ client: execServer })
+      : new ApiFiles({ kubeConfig, podsExec });
   const reservations = new TenantReservations({
     clients,
     namespace: config.namespace,

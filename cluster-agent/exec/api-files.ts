@@ -1,16 +1,15 @@
 import { posix } from "node:path";
 import { Writable } from "node:stream";
-import { Exec, type KubeConfig, type V1Status } from "@kubernetes/client-node";
+import type { KubeConfig } from "@kubernetes/client-node";
 import type { FileEntry } from "../../shared/api.ts";
 import { AppError, type ErrorCode, err, ok, type Result } from "../../shared/errors.ts";
-import { connectFailure, exitCodeOf } from "./api-executor.ts";
 import {
-  abortError,
   type ExecTarget,
   type FileListing,
   type ReadResult,
   type SandboxFiles,
 } from "./executor.ts";
+import { exitCodeOf, PodsExec } from "./pods-exec.ts";
 import { sizedStdin } from "./remote-wrapper.ts";
 
 /**
@@ -74,6 +73,8 @@ const REMOVE_SCRIPT = [
 
 export interface ApiFilesOptions {
   kubeConfig: KubeConfig;
+  /** Shared with the api-mode executor (main.ts builds one); one of its own otherwise. */
+  podsExec?: PodsExec;
   container?: string;
   /** For the whole operation (a 64 MiB transfer over pods/exec takes a while). */
   timeoutMs?: number;
@@ -88,11 +89,11 @@ interface Run {
 }
 
 export class ApiFiles implements SandboxFiles {
-  readonly #exec: Exec;
-  readonly #o: Required<Omit<ApiFilesOptions, "kubeConfig">>;
+  readonly #pods: PodsExec;
+  readonly #o: Required<Omit<ApiFilesOptions, "kubeConfig" | "podsExec">>;
 
   constructor(o: ApiFilesOptions) {
-    this.#exec = new Exec(o.kubeConfig);
+    this.#pods = o.podsExec ?? new PodsExec(o.kubeConfig);
     this.#o = {
       container: o.container ?? "sandbox",
       timeoutMs: o.timeoutMs ?? 120_000,
@@ -100,14 +101,13 @@ export class ApiFiles implements SandboxFiles {
     };
   }
 
-  #run(
+  async #run(
     target: ExecTarget,
     script: string,
     args: string[],
     signal: AbortSignal,
     stdin?: Uint8Array,
   ): Promise<Result<Run>> {
-    if (signal.aborted) return Promise.resolve(err(abortError(signal)));
     const out: Buffer[] = [];
     const errOut: Buffer[] = [];
     let outBytes = 0;
@@ -123,81 +123,23 @@ export class ApiFiles implements SandboxFiles {
     const stdout = sink(out, true);
     const stderr = sink(errOut, false);
     const input = stdin === undefined ? null : sizedStdin(stdin);
-    return new Promise((resolve) => {
-      let settled = false;
-      let gotStatus = false;
-      let socket: { terminate(): void } | undefined;
-      const settle = (r: Result<Run>) => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        signal.removeEventListener("abort", onAbort);
-        input?.destroy();
-        socket?.terminate();
-        resolve(r);
-      };
-      const fail = (m: string, cause?: Error) =>
-        settle(err(new AppError("sandbox_failed", m, cause ? { cause } : {})));
-      const onAbort = () => settle(err(abortError(signal)));
-      signal.addEventListener("abort", onAbort, { once: true });
-      const timer = setTimeout(
-        () => fail(`file operation on ${target.pod} took over ${this.#o.timeoutMs} ms`),
-        this.#o.timeoutMs,
-      );
-      this.#exec
-        .exec(
-          target.namespace,
-          target.pod,
-          this.#o.container,
-          ["/bin/sh", "-c", script, "pi-files", ...args],
-          stdout,
-          stderr,
-          input,
-          false,
-          (s: V1Status) => {
-            gotStatus = true;
-            let pending = 2;
-            const one = () => {
-              pending -= 1;
-              if (pending > 0) return;
-              const code = exitCodeOf(s);
-              if (code instanceof AppError) return settle(err(code));
-              if (outBytes > max)
-                return settle(
-                  err(new AppError("payload_too_large", `file is larger than ${this.#o.maxReadBytes} bytes`)),
-                );
-              settle(
-                ok({
-                  code,
-                  stdout: Buffer.concat(out),
-                  stderr: Buffer.concat(errOut).toString("utf8").trim(),
-                }),
-              );
-            };
-            for (const w of [stdout, stderr]) {
-              if (w.writableFinished) one();
-              else w.once("finish", one);
-            }
-          },
-        )
-        .then(
-          (ws) => {
-            if (settled) return ws.terminate();
-            socket = ws;
-            ws.on("error", () => {});
-            // The status frame precedes the close; a close without one is a failure, not a wait
-            // for the operation's whole timeout.
-            ws.on("close", (code: number) =>
-              setImmediate(() => {
-                if (!gotStatus)
-                  fail(`pods/exec socket to ${target.pod} closed (code ${code}) without an exit status`);
-              }),
-            );
-          },
-          // client-node's words (the API server's address, its answer) are the cause: logged, not answered.
-          (e: unknown) => fail(`pods/exec to ${target.pod} could not connect`, connectFailure(e)),
-        );
+    const end = await this.#pods.run({
+      target,
+      container: this.#o.container,
+      argv: ["/bin/sh", "-c", script, "pi-files", ...args],
+      stdout,
+      stderr,
+      stdin: input,
+      signal,
+      deadlineMs: this.#o.timeoutMs,
+      deadlineMessage: `file operation on ${target.pod} took over ${this.#o.timeoutMs} ms`,
     });
+    if (!end.ok) return err(end.error);
+    const code = exitCodeOf(end.status);
+    if (code instanceof AppError) return err(code);
+    if (outBytes > max)
+      return err(new AppError("payload_too_large", `file is larger than ${this.#o.maxReadBytes} bytes`));
+    return ok({ code, stdout: Buffer.concat(out), stderr: Buffer.concat(errOut).toString("utf8").trim() });
   }
 
   #check(r: Result<Run>): Result<Run> {
