@@ -3,17 +3,19 @@ import { badRequest, type StatusError } from "./status.ts";
 import { isObject, type JsonObject } from "./types.ts";
 
 export const ACCESS_REVIEW_PATH = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews";
+export const RULES_REVIEW_PATH = "/apis/authorization.k8s.io/v1/selfsubjectrulesreviews";
 
-/**
- * `POST …/selfsubjectaccessreviews` (`kubectl auth can-i`): the review echoed with its answer.
- * devcluster authorizes every authenticated request (no RBAC; the audit hook records what a real
- * cluster would check), so the answer is "allowed", with that reason — true here, and the reason
- * says it would not be on a real cluster.
- */
-export function selfSubjectAccessReview(
+const NO_RBAC = "devcluster authorizes every authenticated request (no RBAC); a real cluster checks the Role";
+
+type Review = { ok: true; body: JsonObject } | { ok: false; error: StatusError };
+
+/** A review body as JSON or as the protobuf kubectl sends; a StatusError when it is neither or not `kind`. */
+function decodeReview(
   raw: Buffer,
   contentType: string,
-): { ok: true; body: JsonObject } | { ok: false; error: StatusError } {
+  kind: string,
+  fromProtobuf: (raw: Buffer) => JsonObject | undefined,
+): { ok: true; review: JsonObject } | { ok: false; error: StatusError } {
   let review: unknown;
   if (contentType.startsWith(PROTOBUF)) {
     review = fromProtobuf(raw);
@@ -24,9 +26,21 @@ export function selfSubjectAccessReview(
     if (!parsed.ok) return { ok: false, error: badRequest(parsed.message) };
     review = parsed.value;
   }
-  if (!isObject(review) || review.kind !== "SelfSubjectAccessReview")
-    return { ok: false, error: badRequest("the body is not a SelfSubjectAccessReview") };
-  const spec = isObject(review.spec) ? review.spec : {};
+  if (!isObject(review) || review.kind !== kind)
+    return { ok: false, error: badRequest(`the body is not a ${kind}`) };
+  return { ok: true, review };
+}
+
+/**
+ * `POST …/selfsubjectaccessreviews` (`kubectl auth can-i`): the review echoed with its answer.
+ * devcluster authorizes every authenticated request (no RBAC; the audit hook records what a real
+ * cluster would check), so the answer is "allowed", with that reason — true here, and the reason
+ * says it would not be on a real cluster.
+ */
+export function selfSubjectAccessReview(raw: Buffer, contentType: string): Review {
+  const decoded = decodeReview(raw, contentType, "SelfSubjectAccessReview", accessReviewFromProtobuf);
+  if (!decoded.ok) return decoded;
+  const spec = isObject(decoded.review.spec) ? decoded.review.spec : {};
   const attributes = [spec.resourceAttributes, spec.nonResourceAttributes].filter(isObject);
   if (attributes.length !== 1)
     return {
@@ -40,9 +54,32 @@ export function selfSubjectAccessReview(
       apiVersion: "authorization.k8s.io/v1",
       metadata: { creationTimestamp: null },
       spec,
+      status: { allowed: true, reason: NO_RBAC },
+    },
+  };
+}
+
+/**
+ * `POST …/selfsubjectrulesreviews` (`kubectl auth can-i --list`): what the caller may do in
+ * `spec.namespace` — everything, on devcluster (see selfSubjectAccessReview), which the rules say
+ * as a cluster-admin's do (`*` verbs on `*.*`, and every non-resource URL).
+ */
+export function selfSubjectRulesReview(raw: Buffer, contentType: string): Review {
+  const decoded = decodeReview(raw, contentType, "SelfSubjectRulesReview", rulesReviewFromProtobuf);
+  if (!decoded.ok) return decoded;
+  const spec = isObject(decoded.review.spec) ? decoded.review.spec : {};
+  return {
+    ok: true,
+    body: {
+      kind: "SelfSubjectRulesReview",
+      apiVersion: "authorization.k8s.io/v1",
+      metadata: { creationTimestamp: null },
+      spec,
       status: {
-        allowed: true,
-        reason: "devcluster authorizes every authenticated request (no RBAC); a real cluster checks the Role",
+        resourceRules: [{ verbs: ["*"], apiGroups: ["*"], resources: ["*"] }],
+        nonResourceRules: [{ verbs: ["*"], nonResourceURLs: ["*"] }],
+        incomplete: false,
+        evaluationError: NO_RBAC,
       },
     },
   };
@@ -60,13 +97,10 @@ const NON_RESOURCE_ATTRIBUTES = ["path", "verb"];
  * resourceAttributes=1{namespace=1 … name=7}, nonResourceAttributes=2{path=1, verb=2}}}. Field
  * and label selectors (8, 9) are skipped. Undefined when the bytes are not that shape.
  */
-function fromProtobuf(buf: Buffer): JsonObject | undefined {
-  if (!buf.subarray(0, 4).equals(MAGIC)) return undefined;
-  const unknown = fields(buf.subarray(4));
-  const typeMeta = unknown?.get(1)?.[0];
-  const raw = unknown?.get(2)?.[0];
-  if (!typeMeta || !raw) return undefined;
-  const kind = fields(typeMeta)?.get(2)?.[0]?.toString("utf8");
+function accessReviewFromProtobuf(buf: Buffer): JsonObject | undefined {
+  const u = unwrapUnknown(buf);
+  if (!u) return undefined;
+  const { kind, raw } = u;
   const spec = fields(raw)?.get(2)?.[0];
   const specFields = spec ? fields(spec) : new Map<number, Buffer[]>();
   if (!specFields) return undefined;
@@ -83,12 +117,33 @@ function fromProtobuf(buf: Buffer): JsonObject | undefined {
   const resourceAttributes = strings(specFields.get(1)?.[0], RESOURCE_ATTRIBUTES);
   const nonResourceAttributes = strings(specFields.get(2)?.[0], NON_RESOURCE_ATTRIBUTES);
   return {
-    kind: kind ?? "",
+    kind,
     spec: {
       ...(resourceAttributes ? { resourceAttributes } : {}),
       ...(nonResourceAttributes ? { nonResourceAttributes } : {}),
     },
   };
+}
+
+/** A SelfSubjectRulesReview: review{spec=2{namespace=1}}. */
+function rulesReviewFromProtobuf(buf: Buffer): JsonObject | undefined {
+  const u = unwrapUnknown(buf);
+  if (!u) return undefined;
+  const specBytes = fields(u.raw)?.get(2)?.[0];
+  const spec = specBytes ? fields(specBytes) : new Map<number, Buffer[]>();
+  if (!spec) return undefined;
+  const namespace = spec.get(1)?.[0]?.toString("utf8") ?? "";
+  return { kind: u.kind, spec: namespace === "" ? {} : { namespace } };
+}
+
+/** "k8s\0" + runtime.Unknown{typeMeta=1{apiVersion=1, kind=2}, raw=2}: the kind and the object's bytes. */
+function unwrapUnknown(buf: Buffer): { kind: string; raw: Buffer } | undefined {
+  if (!buf.subarray(0, 4).equals(MAGIC)) return undefined;
+  const unknown = fields(buf.subarray(4));
+  const typeMeta = unknown?.get(1)?.[0];
+  const raw = unknown?.get(2)?.[0];
+  if (!typeMeta || !raw) return undefined;
+  return { kind: fields(typeMeta)?.get(2)?.[0]?.toString("utf8") ?? "", raw };
 }
 
 /** The length-delimited fields of one protobuf message by number (others skipped); undefined if malformed. */

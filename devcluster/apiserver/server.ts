@@ -3,7 +3,12 @@ import { createServer as createHttpsServer } from "node:https";
 import type { AddressInfo } from "node:net";
 import type { Duplex } from "node:stream";
 import type { WebSocket } from "ws";
-import { ACCESS_REVIEW_PATH, selfSubjectAccessReview } from "./access-review.ts";
+import {
+  ACCESS_REVIEW_PATH,
+  RULES_REVIEW_PATH,
+  selfSubjectAccessReview,
+  selfSubjectRulesReview,
+} from "./access-review.ts";
 import { readBody } from "./body.ts";
 import { proxyExec, proxyLogs, resolveExec, writeHttpError } from "./exec-proxy.ts";
 import * as h from "./handlers.ts";
@@ -169,17 +174,19 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
       else sendJson(res, 404, pathNotFound().toStatus());
       return;
     }
-    if (url.pathname === ACCESS_REVIEW_PATH) {
+    const reviews = {
+      [ACCESS_REVIEW_PATH]: ["SelfSubjectAccessReview", selfSubjectAccessReview],
+      [RULES_REVIEW_PATH]: ["SelfSubjectRulesReview", selfSubjectRulesReview],
+    } as const;
+    const reviewOf = reviews[url.pathname as keyof typeof reviews];
+    if (reviewOf) {
+      const [kind, answer] = reviewOf;
       if (method !== "POST") {
         req.resume();
-        sendJson(
-          res,
-          405,
-          methodNotAllowed({ kind: "SelfSubjectAccessReview", group: "authorization.k8s.io" }).toStatus(),
-        );
+        sendJson(res, 405, methodNotAllowed({ kind, group: "authorization.k8s.io" }).toStatus());
         return;
       }
-      const review = selfSubjectAccessReview(await readBody(req), String(req.headers["content-type"] ?? ""));
+      const review = answer(await readBody(req), String(req.headers["content-type"] ?? ""));
       if (review.ok) sendJson(res, 201, review.body);
       else sendJson(res, review.error.code, review.error.toStatus());
       return;
