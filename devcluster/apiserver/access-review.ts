@@ -1,4 +1,5 @@
 import { parseJson } from "./body.ts";
+import { bytesOf, fields, PROTOBUF, stringOf, unwrapUnknown } from "./protobuf.ts";
 import { badRequest, type StatusError } from "./status.ts";
 import { isObject, type JsonObject } from "./types.ts";
 
@@ -85,9 +86,6 @@ export function selfSubjectRulesReview(raw: Buffer, contentType: string): Review
   };
 }
 
-const PROTOBUF = "application/vnd.kubernetes.protobuf";
-/** "k8s\0": the prefix of every protobuf-encoded object (a runtime.Unknown follows). */
-const MAGIC = Buffer.from([0x6b, 0x38, 0x73, 0x00]);
 const RESOURCE_ATTRIBUTES = ["namespace", "verb", "group", "version", "resource", "subresource", "name"];
 const NON_RESOURCE_ATTRIBUTES = ["path", "verb"];
 
@@ -100,24 +98,22 @@ const NON_RESOURCE_ATTRIBUTES = ["path", "verb"];
 function accessReviewFromProtobuf(buf: Buffer): JsonObject | undefined {
   const u = unwrapUnknown(buf);
   if (!u) return undefined;
-  const { kind, raw } = u;
-  const spec = fields(raw)?.get(2)?.[0];
-  const specFields = spec ? fields(spec) : new Map<number, Buffer[]>();
+  const specFields = fields(bytesOf(fields(u.raw), 2) ?? Buffer.alloc(0));
   if (!specFields) return undefined;
   const strings = (b: Buffer | undefined, names: string[]): JsonObject | undefined => {
     const f = b ? fields(b) : undefined;
     if (!f) return undefined;
     const out: JsonObject = {};
     names.forEach((name, i) => {
-      const v = f.get(i + 1)?.[0];
-      if (v !== undefined && v.length > 0) out[name] = v.toString("utf8"); // omitempty, as the server echoes it
+      const v = stringOf(f, i + 1);
+      if (v !== "") out[name] = v; // omitempty, as the server echoes it
     });
     return out;
   };
-  const resourceAttributes = strings(specFields.get(1)?.[0], RESOURCE_ATTRIBUTES);
-  const nonResourceAttributes = strings(specFields.get(2)?.[0], NON_RESOURCE_ATTRIBUTES);
+  const resourceAttributes = strings(bytesOf(specFields, 1), RESOURCE_ATTRIBUTES);
+  const nonResourceAttributes = strings(bytesOf(specFields, 2), NON_RESOURCE_ATTRIBUTES);
   return {
-    kind,
+    kind: u.kind,
     spec: {
       ...(resourceAttributes ? { resourceAttributes } : {}),
       ...(nonResourceAttributes ? { nonResourceAttributes } : {}),
@@ -129,52 +125,8 @@ function accessReviewFromProtobuf(buf: Buffer): JsonObject | undefined {
 function rulesReviewFromProtobuf(buf: Buffer): JsonObject | undefined {
   const u = unwrapUnknown(buf);
   if (!u) return undefined;
-  const specBytes = fields(u.raw)?.get(2)?.[0];
-  const spec = specBytes ? fields(specBytes) : new Map<number, Buffer[]>();
+  const spec = fields(bytesOf(fields(u.raw), 2) ?? Buffer.alloc(0));
   if (!spec) return undefined;
-  const namespace = spec.get(1)?.[0]?.toString("utf8") ?? "";
+  const namespace = stringOf(spec, 1);
   return { kind: u.kind, spec: namespace === "" ? {} : { namespace } };
-}
-
-/** "k8s\0" + runtime.Unknown{typeMeta=1{apiVersion=1, kind=2}, raw=2}: the kind and the object's bytes. */
-function unwrapUnknown(buf: Buffer): { kind: string; raw: Buffer } | undefined {
-  if (!buf.subarray(0, 4).equals(MAGIC)) return undefined;
-  const unknown = fields(buf.subarray(4));
-  const typeMeta = unknown?.get(1)?.[0];
-  const raw = unknown?.get(2)?.[0];
-  if (!typeMeta || !raw) return undefined;
-  return { kind: fields(typeMeta)?.get(2)?.[0]?.toString("utf8") ?? "", raw };
-}
-
-/** The length-delimited fields of one protobuf message by number (others skipped); undefined if malformed. */
-function fields(buf: Buffer): Map<number, Buffer[]> | undefined {
-  const out = new Map<number, Buffer[]>();
-  let i = 0;
-  const varint = (): number | undefined => {
-    let v = 0;
-    for (let shift = 0; shift < 35; shift += 7) {
-      const b = buf[i++];
-      if (b === undefined) return undefined;
-      v += (b & 0x7f) * 2 ** shift;
-      if ((b & 0x80) === 0) return v;
-    }
-    return undefined;
-  };
-  while (i < buf.length) {
-    const key = varint();
-    if (key === undefined) return undefined;
-    const wire = key % 8;
-    const field = Math.floor(key / 8);
-    if (wire === 0) {
-      if (varint() === undefined) return undefined;
-    } else if (wire === 1 || wire === 5) {
-      i += wire === 1 ? 8 : 4;
-    } else if (wire === 2) {
-      const len = varint();
-      if (len === undefined || i + len > buf.length) return undefined;
-      out.set(field, [...(out.get(field) ?? []), buf.subarray(i, i + len)]);
-      i += len;
-    } else return undefined;
-  }
-  return i === buf.length ? out : undefined;
 }

@@ -22,6 +22,7 @@ import {
   openApiV2Json,
   openApiV2Protobuf,
 } from "./openapi-v2.ts";
+import { objectFromProtobuf, PROTOBUF } from "./protobuf.ts";
 import { type Route, route } from "./routes.ts";
 import {
   badRequest,
@@ -96,10 +97,22 @@ function verbOf(
 
 const BODY_TYPES = ["application/json", "application/yaml", "application/vnd.kubernetes.protobuf"];
 
-/** POST/PUT bodies: JSON only here; a missing Content-Type is taken as JSON, as the real server does. */
-function checkBodyType(contentType: string): void {
-  const t = contentType.split(";")[0]?.trim().toLowerCase() ?? "";
+/**
+ * POST/PUT bodies: JSON, or protobuf for the kinds `objectFromProtobuf` reads (what kubectl's
+ * typed `create namespace|secret` send), turned into the JSON they stand for; a missing
+ * Content-Type is taken as JSON, as the real server does.
+ */
+function jsonBody(ctx: h.Ctx): void {
+  const t = ctx.contentType.split(";")[0]?.trim().toLowerCase() ?? "";
   if (t === "" || t === "application/json" || t === "*/*") return;
+  if (t === PROTOBUF) {
+    const obj = objectFromProtobuf(ctx.body);
+    if (obj?.kind === ctx.kind.kind) {
+      ctx.body = Buffer.from(JSON.stringify(obj));
+      ctx.contentType = "application/json";
+      return;
+    }
+  }
   throw unsupportedMediaType(BODY_TYPES);
 }
 
@@ -265,7 +278,7 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
         code = await proxyLogs(target.url, opts.kubeletClient, res);
         return;
       }
-      if ((method === "POST" || method === "PUT") && r.subresource !== "exec") checkBodyType(ctx.contentType);
+      if ((method === "POST" || method === "PUT") && r.subresource !== "exec") jsonBody(ctx);
       const reply = dispatch(ctx, method, verb, r.subresource);
       const table = tableVersion(String(req.headers.accept ?? ""));
       if (table && (verb === "get" || verb === "list") && r.subresource === undefined)

@@ -137,6 +137,40 @@ describe("kubectl against devcluster", () => {
     ]);
   });
 
+  it("kubectl's typed create commands send protobuf: create namespace and create secret generic are stored as sent", async () => {
+    expect(await kubectl("create", "namespace", "typed-create")).toBe("namespace/typed-create created\n");
+    expect(
+      await kubectl(
+        "create",
+        "secret",
+        "generic",
+        "typed",
+        "-n",
+        "typed-create",
+        "--from-literal=token=s3cret",
+        "--from-literal=empty=",
+      ),
+    ).toBe("secret/typed created\n");
+    const secret = JSON.parse(
+      await kubectl("get", "secret", "typed", "-n", "typed-create", "-o", "json"),
+    ) as {
+      metadata: { name: string; namespace: string };
+      type: string;
+      data: Record<string, string>;
+    };
+    expect(secret.metadata).toMatchObject({ name: "typed", namespace: "typed-create" });
+    expect(secret.type).toBe("Opaque");
+    expect(secret.data).toEqual({ token: Buffer.from("s3cret").toString("base64"), empty: "" });
+    // Kinds devcluster cannot read as protobuf still get the real server's 415 for that body.
+    const lease = await cluster.request(
+      "POST",
+      "/apis/coordination.k8s.io/v1/namespaces/typed-create/leases",
+      "k8s\0",
+      "application/vnd.kubernetes.protobuf",
+    );
+    expect(lease.status).toBe(415);
+  });
+
   it("apply --server-side: kubectl's field manager owns what it applied; another manager conflicts until it forces", async () => {
     const lease = (labels: string, spec: string) =>
       `apiVersion: coordination.k8s.io/v1\nkind: Lease\nmetadata:\n  name: ssa\n  labels: {${labels}}\nspec: {${spec}}\n`;
