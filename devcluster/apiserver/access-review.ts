@@ -48,16 +48,7 @@ export function selfSubjectAccessReview(raw: Buffer, contentType: string): Revie
       ok: false,
       error: badRequest("exactly one of spec.resourceAttributes and spec.nonResourceAttributes must be set"),
     };
-  return {
-    ok: true,
-    body: {
-      kind: "SelfSubjectAccessReview",
-      apiVersion: "authorization.k8s.io/v1",
-      metadata: { creationTimestamp: null },
-      spec,
-      status: { allowed: true, reason: NO_RBAC },
-    },
-  };
+  return answered("SelfSubjectAccessReview", spec, { allowed: true, reason: NO_RBAC });
 }
 
 /**
@@ -69,19 +60,24 @@ export function selfSubjectRulesReview(raw: Buffer, contentType: string): Review
   const decoded = decodeReview(raw, contentType, "SelfSubjectRulesReview", rulesReviewFromProtobuf);
   if (!decoded.ok) return decoded;
   const spec = isObject(decoded.review.spec) ? decoded.review.spec : {};
+  return answered("SelfSubjectRulesReview", spec, {
+    resourceRules: [{ verbs: ["*"], apiGroups: ["*"], resources: ["*"] }],
+    nonResourceRules: [{ verbs: ["*"], nonResourceURLs: ["*"] }],
+    incomplete: false,
+    evaluationError: NO_RBAC,
+  });
+}
+
+/** A review as the server returns it: the caller's spec echoed, with the answer as its status. */
+function answered(kind: string, spec: JsonObject, status: JsonObject): Review {
   return {
     ok: true,
     body: {
-      kind: "SelfSubjectRulesReview",
+      kind,
       apiVersion: "authorization.k8s.io/v1",
       metadata: { creationTimestamp: null },
       spec,
-      status: {
-        resourceRules: [{ verbs: ["*"], apiGroups: ["*"], resources: ["*"] }],
-        nonResourceRules: [{ verbs: ["*"], nonResourceURLs: ["*"] }],
-        incomplete: false,
-        evaluationError: NO_RBAC,
-      },
+      status,
     },
   };
 }
