@@ -3,12 +3,7 @@ import { Writable } from "node:stream";
 import type { KubeConfig } from "@kubernetes/client-node";
 import type { FileEntry } from "../../shared/api.ts";
 import { AppError, type ErrorCode, err, ok, type Result } from "../../shared/errors.ts";
-import {
-  type ExecTarget,
-  type FileListing,
-  type ReadResult,
-  type SandboxFiles,
-} from "./executor.ts";
+import type { ExecTarget, FileListing, ReadResult, SandboxFiles } from "./executor.ts";
 import { exitCodeOf, PodsExec } from "./pods-exec.ts";
 import { sizedStdin } from "./remote-wrapper.ts";
 
