@@ -170,9 +170,14 @@ export async function handleProcesses(
     return sendJson(res, 200, list);
   }
   const pid = pidSegment.safeParse(parts[1]);
-  if (!pid.success || parts.length > 3 || !/^\d+$/.test(parts[1] ?? "")) {
+  if (parts.length > 3 || !/^\d+$/.test(parts[1] ?? "")) {
     req.resume();
     return sendError(res, 404, "not_found", `no route ${method} ${url.pathname}`);
+  }
+  if (!pid.success) {
+    // A number no pid of this kernel can have: no such process, like any other unknown pid.
+    req.resume();
+    return sendError(res, 404, "process_not_found", `no process ${parts[1]?.slice(0, 20)}`);
   }
   const found = ctx.table.get(pid.data);
   const action = parts[2];
