@@ -500,14 +500,8 @@ describe("pi-sandbox CLI", () => {
     const sb = await client.sandboxes.create({ idleTimeoutSeconds: 120 });
     try {
       const started = await cli(
-        [
-          "start",
-          sb.id,
-          "--",
-          "sh",
-          "-c",
-          "echo one; trap 'echo bye; exit 5' TERM; while :; do sleep 0.1; done",
-        ],
+        // One word after --: that command line as it is (no sh in front, which SIGTERM would end first).
+        ["start", sb.id, "--", "echo one; trap 'echo bye; exit 5' TERM; while :; do sleep 0.1; done"],
         asTenant(),
       );
       expect(started.code, started.stderr).toBe(0);
@@ -516,7 +510,7 @@ describe("pi-sandbox CLI", () => {
       const handle = await sb.processes.get(pid);
       await waitFor("the first line", async () => (await handle.refresh()).outputBytes >= 4, 30_000);
       const ps = await cli(["ps", sb.id], asTenant());
-      expect(ps.stdout).toMatch(new RegExp(`^\\s*${pid}\\s+running\\s+4\\s+sh -c 'echo one;`, "m"));
+      expect(ps.stdout).toMatch(new RegExp(`^\\s*${pid}\\s+running\\s+4\\s+echo one;`, "m"));
       const logs = await cli(["logs", sb.id, String(pid)], asTenant());
       expect(logs).toMatchObject({ code: 0, stdout: "one\n" });
       // Following: it ends when the process does, with the process's exit code.
