@@ -350,9 +350,11 @@ export async function main(argv: string[], io: CliIo = defaultIo()): Promise<num
       }
       case "kill": {
         const { id, pid } = sandboxAndPid(rest, "kill");
+        // A usage error before any request.
+        const sig = f.signal !== undefined ? signalName(f.signal) : undefined;
         const sb = await client.sandboxes.get(id);
         const p = await sb.processes.get(pid);
-        const info = f.signal ? await p.signal(signalName(f.signal)) : await p.kill();
+        const info = sig ? await p.signal(sig) : await p.kill();
         if (f.json) json(info);
         else out(`${info.pid}  ${processState(info)}\n`);
         return EXIT.ok;
