@@ -1,6 +1,5 @@
 import { z } from "zod";
 import {
-  LIMITS,
   PROCESS_LIMITS,
   type ProcessInfo,
   type ProcessOutput,
@@ -9,7 +8,7 @@ import {
 } from "../api.ts";
 import { ok } from "../errors.ts";
 import { PROCESS_SIGNALS } from "../process-signals.ts";
-import type { ToolDefinition } from "./definitions.ts";
+import { CommandArg, type ToolDefinition } from "./definitions.ts";
 import { ToolPathSchema, workspaceAbsolute } from "./paths.ts";
 import type { ToolAnswer, ToolResult } from "./run-tool.ts";
 import { truncateForModel } from "./truncate.ts";
@@ -94,14 +93,7 @@ export const startProcess = define({
     "read_process_output, type into it with write_process_stdin, stop it with stop_process. For a command " +
     "that simply finishes, use run_in_sandbox.",
   input: z.object({
-    command: z
-      .string()
-      .refine((c) => c.trim() !== "", "command must not be empty")
-      .refine(
-        (c) => utf8Bytes(c) <= LIMITS.commandBytes,
-        `command is longer than ${LIMITS.commandBytes} bytes`,
-      )
-      .describe("The shell command to start."),
+    command: CommandArg.describe("The shell command to start."),
     cwd: ToolPathSchema.optional().describe(
       "Working directory, relative to /workspace (default /workspace).",
     ),

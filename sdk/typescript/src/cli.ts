@@ -7,7 +7,13 @@ import { resolveTarget } from "./cli-config.ts";
 import { describeError, EXIT, exitCodeOf } from "./cli-messages.ts";
 import { SandboxClient } from "./client.ts";
 import { SandboxApiError } from "./errors.ts";
-import type { ExecResult, ProcessInfo, ProcessSignal, SandboxInfo } from "./types.ts";
+import {
+  type ExecResult,
+  PROCESS_SIGNALS,
+  type ProcessInfo,
+  type ProcessSignal,
+  type SandboxInfo,
+} from "./types.ts";
 
 const USAGE = `usage: pi-sandbox <command> [flags]
 
@@ -392,26 +398,13 @@ function sandboxAndPid(rest: string[], what: string): { id: string; pid: number 
   return { id: rest[0]!, pid: Number(rest[1]) };
 }
 
-const SIGNALS: readonly ProcessSignal[] = [
-  "SIGHUP",
-  "SIGINT",
-  "SIGQUIT",
-  "SIGTERM",
-  "SIGKILL",
-  "SIGUSR1",
-  "SIGUSR2",
-  "SIGSTOP",
-  "SIGCONT",
-  "SIGTSTP",
-  "SIGWINCH",
-];
-
 /** `TERM`, `sigterm` or `SIGTERM`; anything else is a usage error naming the allowed ones. */
 function signalName(v: string): ProcessSignal {
   const name = (
     v.toUpperCase().startsWith("SIG") ? v.toUpperCase() : `SIG${v.toUpperCase()}`
   ) as ProcessSignal;
-  if (!SIGNALS.includes(name)) throw new UsageError(`--signal takes one of ${SIGNALS.join(", ")}`);
+  if (!PROCESS_SIGNALS.includes(name))
+    throw new UsageError(`--signal takes one of ${PROCESS_SIGNALS.join(", ")}`);
   return name;
 }
 

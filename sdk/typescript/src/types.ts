@@ -278,19 +278,21 @@ export interface PoolSnapshot {
 
 // ---- processes (POST/GET/DELETE /v1/sandboxes/:id/processes…) ----
 
-/** The signals a process group may be sent. */
-export type ProcessSignal =
-  | "SIGHUP"
-  | "SIGINT"
-  | "SIGQUIT"
-  | "SIGTERM"
-  | "SIGKILL"
-  | "SIGUSR1"
-  | "SIGUSR2"
-  | "SIGSTOP"
-  | "SIGCONT"
-  | "SIGTSTP"
-  | "SIGWINCH";
+/** The signals a process group may be sent (the API's allow-list). */
+export const PROCESS_SIGNALS = [
+  "SIGHUP",
+  "SIGINT",
+  "SIGQUIT",
+  "SIGTERM",
+  "SIGKILL",
+  "SIGUSR1",
+  "SIGUSR2",
+  "SIGSTOP",
+  "SIGCONT",
+  "SIGTSTP",
+  "SIGWINCH",
+] as const;
+export type ProcessSignal = (typeof PROCESS_SIGNALS)[number];
 
 /** `POST …/processes`: exactly one of `command` (sh -c) and `argv`. */
 export interface ProcessStartRequestInput {
