@@ -216,11 +216,12 @@ export class LeasedSandbox {
    * exit watch sees it end (process-watch.ts). Every start (public route or model tool) comes here.
    */
   async startProcess(req: ProcessStartRequest, own?: AbortSignal): Promise<Result<ProcessInfo>> {
+    const processes = this.deps.processes;
     const started = await this.onProcesses((p, t, signal) => p.start(t, req, { signal }), own);
-    if (!started.ok) return started;
+    if (!started.ok || !processes) return started;
     const info = started.value;
     const { requestId, tenant } = this.ctx;
-    const pod = this.lease.pod;
+    const { namespace, pod, podIP, fence } = this.lease;
     const common = {
       sandboxId: this.lease.sandboxId ?? null,
       pid: info.pid,
@@ -234,32 +235,20 @@ export class LeasedSandbox {
       data: { ...common, tty: info.tty },
     });
     const t0 = Date.parse(info.startedAt);
-    const { namespace, podIP, fence } = this.lease;
-    const target = { namespace, pod, podIP, fence };
-    watchProcessExit(this.deps.processes!, target, info.pid, (r) => {
+    watchProcessExit(processes, { namespace, pod, podIP, fence }, info.pid, (r) => {
+      const how =
+        "info" in r
+          ? { exitCode: r.info.exitCode, signal: r.info.signal, timedOut: r.info.timedOut }
+          : { exitCode: null, signal: null, timedOut: false, error: r.error.code };
+      // The pod's own clock for both ends when it recorded the exit.
       const end = "info" in r && r.info.endedAt ? Date.parse(r.info.endedAt) : Date.now();
+      const durationMs = Number.isFinite(end - t0) ? Math.max(0, end - t0) : 0;
       this.deps.bus.emit({
         type: "process.exited",
         requestId,
         tenant,
         pod,
-        data:
-          "info" in r
-            ? {
-                ...common,
-                exitCode: r.info.exitCode,
-                signal: r.info.signal,
-                timedOut: r.info.timedOut,
-                durationMs: Math.max(0, end - t0),
-              }
-            : {
-                ...common,
-                exitCode: null,
-                signal: null,
-                timedOut: false,
-                durationMs: Math.max(0, end - t0),
-                error: r.error.code,
-              },
+        data: { ...common, ...how, durationMs },
       });
     });
     return started;
