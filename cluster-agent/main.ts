@@ -165,6 +165,8 @@ export async function startAgent(
     metrics.sandboxes.set({ state: "ready" }, sandboxes.all().length);
   };
 
+  // pods/exec cannot keep a process: api mode has none (not_supported_in_api_mode, and chat offers no process tools).
+  const processes = config.execMode === "http" ? new HttpProcesses({ client: execServer }) : undefined;
   let shuttingDown = false;
   const app = createAgentApp({
     agentId: config.agentId,
@@ -178,6 +180,7 @@ export async function startAgent(
           executor,
           bus,
           files,
+          ...(processes ? { processes } : {}),
           options: config.chat,
           log: logger,
           sandboxes,
@@ -206,8 +209,7 @@ export async function startAgent(
         sandboxes,
         executor,
         files,
-        // pods/exec cannot keep a process: api mode has none (not_supported_in_api_mode).
-        ...(config.execMode === "http" ? { processes: new HttpProcesses({ client: execServer }) } : {}),
+        ...(processes ? { processes } : {}),
         bus,
         region: config.region,
         cluster: config.clusterId,

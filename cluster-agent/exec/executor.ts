@@ -113,7 +113,12 @@ export interface SandboxProcesses {
     opts: { signal: AbortSignal },
   ): Promise<Result<ProcessInfo>>;
   list(target: ExecTarget, opts: { signal: AbortSignal }): Promise<Result<ProcessInfo[]>>;
-  get(target: ExecTarget, pid: number, opts: { signal: AbortSignal }): Promise<Result<ProcessInfo>>;
+  /** With `waitMs`: answers once it has exited or that long passed (the agent's exit watch). */
+  get(
+    target: ExecTarget,
+    pid: number,
+    opts: { signal: AbortSignal; waitMs?: number },
+  ): Promise<Result<ProcessInfo>>;
   output(
     target: ExecTarget,
     pid: number,
