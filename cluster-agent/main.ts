@@ -1,6 +1,7 @@
 // The agent process: the composition root. Everything else in cluster-agent/ is a module this
 // file wires together; nothing here decides policy.
 import { type ServerType, serve } from "@hono/node-server";
+import type { KubeConfig } from "@kubernetes/client-node";
 import type { Logger } from "pino";
 import { AppError, err, ok, type Result } from "../shared/errors.ts";
 import type { Capacity } from "../shared/tunnel.ts";
@@ -12,6 +13,8 @@ import { type EgressService, startEgressService } from "./egress-service.ts";
 import { EventBus } from "./events/bus.ts";
 import { ApiExecutor } from "./exec/api-executor.ts";
 import { ApiFiles } from "./exec/api-files.ts";
+import { ContractExecutor } from "./exec/contract-exec.ts";
+import { ContractFiles } from "./exec/contract-files.ts";
 import { ExecServerClient } from "./exec/exec-server-client.ts";
 import type { Executor, SandboxFiles } from "./exec/executor.ts";
 import { HttpFiles } from "./exec/files.ts";
@@ -76,9 +79,11 @@ export async function startAgent(
   const kubeConfig = loadKubeConfig(config.kubeconfig);
   const clients = makeClients(kubeConfig);
   // One client of the pods' exec servers: commands, files and scrub share its connection pool.
-  const execServer = new ExecServerClient({ poolToken: config.poolToken ?? "" });
-  const executor: Executor =
-    config.execMode === "http" ? new HttpExecutor({ client: execServer }) : new ApiExecutor({ kubeConfig });
+  const execServer = new ExecServerClient({
+    poolToken: config.poolToken ?? "",
+    contract: config.execMode === "pydantic-http" ? "pydantic-http" : "pi-sandbox",
+  });
+  const { executor, files } = modeParts(config.execMode, execServer, kubeConfig);
   const bus = new EventBus(config.agentId, config.region);
   const metrics = createMetrics({ defaultMetrics: true, defaultLabels: { region: config.region } });
 
@@ -107,8 +112,6 @@ export async function startAgent(
     namespace: config.namespace,
   });
   const acquire = pool.manager.acquire.bind(pool.manager);
-  const files: SandboxFiles =
-    config.execMode === "http" ? new HttpFiles({ client: execServer }) : new ApiFiles({ kubeConfig });
   const reservations = new TenantReservations({
     clients,
     namespace: config.namespace,
@@ -199,7 +202,7 @@ export async function startAgent(
         sandboxes,
         executor,
         files,
-        // pods/exec cannot keep a process: api mode has none (not_supported_in_api_mode).
+        // pods/exec cannot keep a process, nor can the pydantic-http contract: only http mode has them.
         ...(config.execMode === "http" ? { processes: new HttpProcesses({ client: execServer }) } : {}),
         bus,
         region: config.region,
@@ -268,6 +271,22 @@ export async function startAgent(
     return closing;
   };
   return ok({ config, pool, url, metricsUrl, tunnel, egress, logger, close });
+}
+
+/** How this exec mode runs commands and file operations (files always through the same server). */
+function modeParts(
+  mode: AgentConfig["execMode"],
+  client: ExecServerClient,
+  kubeConfig: KubeConfig,
+): { executor: Executor; files: SandboxFiles } {
+  switch (mode) {
+    case "http":
+      return { executor: new HttpExecutor({ client }), files: new HttpFiles({ client }) };
+    case "api":
+      return { executor: new ApiExecutor({ kubeConfig }), files: new ApiFiles({ kubeConfig }) };
+    case "pydantic-http":
+      return { executor: new ContractExecutor({ client }), files: new ContractFiles({ client }) };
+  }
 }
 
 function listen(fetch: (req: Request) => Response | Promise<Response>, hostname: string, port: number) {

@@ -14,10 +14,12 @@ import {
 import { sizedStdin } from "./remote-wrapper.ts";
 
 /**
- * `api` mode of the files contract: each operation is one pods/exec of a small POSIX shell program
- * (the path and limits travel as positional arguments, never spliced into the script; a write's
- * bytes travel on stdin). It resolves the path inside the pod with `realpath`, like the exec
- * server, and answers with the same error codes. Reads are buffered here (at most the file limit).
+ * The files contract as small POSIX shell programs, each operation one run (the path and limits
+ * travel as positional arguments, never spliced into the script; a write's bytes travel on
+ * stdin). They resolve the path inside the pod with `realpath`, like the exec server, and answer
+ * with the same error codes. Reads are buffered here (at most the file limit). `ShellFiles` holds
+ * the operations; how a program runs is its subclass's: `ApiFiles` over pods/exec (`api` mode),
+ * `ContractFiles` (contract-files.ts) through a pydantic-http exec server's `/exec`.
  */
 
 const EXIT: Record<number, ErrorCode> = { 65: "invalid_path", 66: "file_not_found" };
@@ -72,6 +74,100 @@ const REMOVE_SCRIPT = [
   'rm -rf -- "$t"',
 ].join("\n");
 
+/** What one run of a files program answered: its exit code, its stdout, its error message. */
+export interface FilesRun {
+  code: number;
+  stdout: Buffer;
+  stderr: string;
+}
+
+/** The files operations, whatever runs their programs in the pod. */
+export abstract class ShellFiles implements SandboxFiles {
+  /** Largest read kept in memory. */
+  protected abstract readonly maxReadBytes: number;
+
+  /** One program, `/bin/sh -c <script> pi-files <args…>`, in the pod; `stdin` its exact input. */
+  protected abstract run(
+    target: ExecTarget,
+    argv: string[],
+    signal: AbortSignal,
+    stdin?: Uint8Array,
+  ): Promise<Result<FilesRun>>;
+
+  async #script(
+    target: ExecTarget,
+    script: string,
+    args: string[],
+    signal: AbortSignal,
+    stdin?: Uint8Array,
+  ): Promise<Result<FilesRun>> {
+    return this.#check(await this.run(target, ["/bin/sh", "-c", script, "pi-files", ...args], signal, stdin));
+  }
+
+  #check(r: Result<FilesRun>): Result<FilesRun> {
+    if (!r.ok || r.value.code === 0) return r;
+    const code = EXIT[r.value.code];
+    return err(
+      code
+        ? new AppError(code, r.value.stderr || code)
+        : new AppError(
+            "sandbox_failed",
+            `file operation exited ${r.value.code}: ${r.value.stderr.slice(0, 200)}`,
+          ),
+    );
+  }
+
+  async write(
+    target: ExecTarget,
+    path: string,
+    body: ReadableStream<Uint8Array> | Uint8Array,
+    opts: { signal: AbortSignal; maxBytes: number },
+  ): Promise<Result<{ path: string; size: number }>> {
+    const bytes = body instanceof Uint8Array ? body : await collect(body, opts.maxBytes);
+    if (bytes === null || bytes.byteLength > opts.maxBytes)
+      return err(new AppError("payload_too_large", `file is larger than ${opts.maxBytes} bytes`));
+    const r = await this.#script(target, WRITE_SCRIPT, [path, String(bytes.byteLength)], opts.signal, bytes);
+    if (!r.ok) return r;
+    const size = Number(r.value.stdout.toString("utf8").trim());
+    return ok({ path: posix.resolve("/workspace", path), size });
+  }
+
+  async read(target: ExecTarget, path: string, opts: { signal: AbortSignal }): Promise<Result<ReadResult>> {
+    const r = await this.#script(target, READ_SCRIPT, [path, "0"], opts.signal);
+    if (!r.ok) return r;
+    const out = r.value.stdout;
+    if (out.subarray(0, 2).toString() === "D\n")
+      return ok({ kind: "dir", entries: parseListing(out.subarray(2)).entries });
+    const bytes = out.subarray(2);
+    const body = new ReadableStream<Uint8Array>({
+      start(c) {
+        if (bytes.byteLength > 0) c.enqueue(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+        c.close();
+      },
+    });
+    return ok({ kind: "file", size: bytes.byteLength, body });
+  }
+
+  async list(
+    target: ExecTarget,
+    path: string,
+    opts: { signal: AbortSignal; recursive?: boolean; limit?: number },
+  ): Promise<Result<FileListing>> {
+    const r = await this.#script(target, READ_SCRIPT, [path, opts.recursive ? "1" : "0"], opts.signal);
+    if (!r.ok) return r;
+    if (r.value.stdout.subarray(0, 2).toString() !== "D\n")
+      return err(new AppError("invalid_path", `${path}: not a directory`));
+    const all = parseListing(r.value.stdout.subarray(2)).entries;
+    const limit = opts.limit ?? 10_000;
+    return ok({ entries: all.slice(0, limit), truncated: all.length > limit });
+  }
+
+  async remove(target: ExecTarget, path: string, opts: { signal: AbortSignal }): Promise<Result<void>> {
+    const r = await this.#script(target, REMOVE_SCRIPT, [path], opts.signal);
+    return r.ok ? ok(undefined) : r;
+  }
+}
+
 export interface ApiFilesOptions {
   kubeConfig: KubeConfig;
   container?: string;
@@ -81,32 +177,28 @@ export interface ApiFilesOptions {
   maxReadBytes?: number;
 }
 
-interface Run {
-  code: number;
-  stdout: Buffer;
-  stderr: string;
-}
-
-export class ApiFiles implements SandboxFiles {
+export class ApiFiles extends ShellFiles {
   readonly #exec: Exec;
   readonly #o: Required<Omit<ApiFilesOptions, "kubeConfig">>;
+  protected readonly maxReadBytes: number;
 
   constructor(o: ApiFilesOptions) {
+    super();
     this.#exec = new Exec(o.kubeConfig);
     this.#o = {
       container: o.container ?? "sandbox",
       timeoutMs: o.timeoutMs ?? 120_000,
       maxReadBytes: o.maxReadBytes ?? 64 * 1024 * 1024,
     };
+    this.maxReadBytes = this.#o.maxReadBytes;
   }
 
-  #run(
+  protected run(
     target: ExecTarget,
-    script: string,
-    args: string[],
+    argv: string[],
     signal: AbortSignal,
     stdin?: Uint8Array,
-  ): Promise<Result<Run>> {
+  ): Promise<Result<FilesRun>> {
     if (signal.aborted) return Promise.resolve(err(abortError(signal)));
     const out: Buffer[] = [];
     const errOut: Buffer[] = [];
@@ -127,7 +219,7 @@ export class ApiFiles implements SandboxFiles {
       let settled = false;
       let gotStatus = false;
       let socket: { terminate(): void } | undefined;
-      const settle = (r: Result<Run>) => {
+      const settle = (r: Result<FilesRun>) => {
         if (settled) return;
         settled = true;
         clearTimeout(timer);
@@ -149,7 +241,7 @@ export class ApiFiles implements SandboxFiles {
           target.namespace,
           target.pod,
           this.#o.container,
-          ["/bin/sh", "-c", script, "pi-files", ...args],
+          argv,
           stdout,
           stderr,
           input,
@@ -198,73 +290,6 @@ export class ApiFiles implements SandboxFiles {
           (e: unknown) => fail(`pods/exec to ${target.pod} could not connect`, connectFailure(e)),
         );
     });
-  }
-
-  #check(r: Result<Run>): Result<Run> {
-    if (!r.ok || r.value.code === 0) return r;
-    const code = EXIT[r.value.code];
-    return err(
-      code
-        ? new AppError(code, r.value.stderr || code)
-        : new AppError(
-            "sandbox_failed",
-            `file operation exited ${r.value.code}: ${r.value.stderr.slice(0, 200)}`,
-          ),
-    );
-  }
-
-  async write(
-    target: ExecTarget,
-    path: string,
-    body: ReadableStream<Uint8Array> | Uint8Array,
-    opts: { signal: AbortSignal; maxBytes: number },
-  ): Promise<Result<{ path: string; size: number }>> {
-    const bytes = body instanceof Uint8Array ? body : await collect(body, opts.maxBytes);
-    if (bytes === null || bytes.byteLength > opts.maxBytes)
-      return err(new AppError("payload_too_large", `file is larger than ${opts.maxBytes} bytes`));
-    const r = this.#check(
-      await this.#run(target, WRITE_SCRIPT, [path, String(bytes.byteLength)], opts.signal, bytes),
-    );
-    if (!r.ok) return r;
-    const size = Number(r.value.stdout.toString("utf8").trim());
-    return ok({ path: posix.resolve("/workspace", path), size });
-  }
-
-  async read(target: ExecTarget, path: string, opts: { signal: AbortSignal }): Promise<Result<ReadResult>> {
-    const r = this.#check(await this.#run(target, READ_SCRIPT, [path, "0"], opts.signal));
-    if (!r.ok) return r;
-    const out = r.value.stdout;
-    if (out.subarray(0, 2).toString() === "D\n")
-      return ok({ kind: "dir", entries: parseListing(out.subarray(2)).entries });
-    const bytes = out.subarray(2);
-    const body = new ReadableStream<Uint8Array>({
-      start(c) {
-        if (bytes.byteLength > 0) c.enqueue(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength));
-        c.close();
-      },
-    });
-    return ok({ kind: "file", size: bytes.byteLength, body });
-  }
-
-  async list(
-    target: ExecTarget,
-    path: string,
-    opts: { signal: AbortSignal; recursive?: boolean; limit?: number },
-  ): Promise<Result<FileListing>> {
-    const r = this.#check(
-      await this.#run(target, READ_SCRIPT, [path, opts.recursive ? "1" : "0"], opts.signal),
-    );
-    if (!r.ok) return r;
-    if (r.value.stdout.subarray(0, 2).toString() !== "D\n")
-      return err(new AppError("invalid_path", `${path}: not a directory`));
-    const all = parseListing(r.value.stdout.subarray(2)).entries;
-    const limit = opts.limit ?? 10_000;
-    return ok({ entries: all.slice(0, limit), truncated: all.length > limit });
-  }
-
-  async remove(target: ExecTarget, path: string, opts: { signal: AbortSignal }): Promise<Result<void>> {
-    const r = this.#check(await this.#run(target, REMOVE_SCRIPT, [path], opts.signal));
-    return r.ok ? ok(undefined) : r;
   }
 }
 
