@@ -1,0 +1,269 @@
+// EXEC_MODE=pydantic-http against a real devcluster whose sandbox pods run a FastAPI + uvicorn
+// server written to pydantic-ai-backends' http contract (test/support/pydantic-contract/server.py,
+// the "user's image"), with the pod template of k8s/components/pydantic-http. The real agent
+// (cluster-agent/main.ts) serves /v1/exec, sandboxes, files and processes through it; requests are
+// signed as the edge signs them.
+import { createHash, randomBytes } from "node:crypto";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ContractExecutor } from "../../cluster-agent/exec/contract-exec.ts";
+import { ContractFiles } from "../../cluster-agent/exec/contract-files.ts";
+import type { ExecTarget } from "../../cluster-agent/exec/executor.ts";
+import { makeClients } from "../../cluster-agent/k8s/client.ts";
+import { type RunningAgent, startAgent } from "../../cluster-agent/main.ts";
+import { POOL_LABEL_SELECTOR } from "../../cluster-agent/pool-state/labels.ts";
+import { ExecResultSchema, SandboxSchema, SCOPES } from "../../shared/api.ts";
+import { ErrorEnvelopeSchema } from "../../shared/errors.ts";
+import { generateSigningKeyPair } from "../../shared/jwt-keys.ts";
+import { createRelaySigner, type RelaySigner, relayAudience } from "../../shared/relay-signing.ts";
+import { type AgentCall, signedAgentCall } from "../support/agent-call.ts";
+import { startTestCluster, type TestCluster } from "../support/devcluster.ts";
+import {
+  CONTRACT_IMAGE,
+  CONTRACT_OUTPUT_CAP,
+  contractImage,
+  contractPodTemplate,
+} from "../support/pydantic-contract/image.ts";
+import { waitFor } from "../support/wait-for.ts";
+
+const REGION = "test-1";
+const NAMESPACE = "pydantic-http";
+const POOL_TOKEN = randomBytes(16).toString("hex");
+let cluster: TestCluster;
+let agent: RunningAgent;
+let signer: RelaySigner;
+
+const call = (method: string, path: string, body?: unknown, o: Partial<AgentCall> = {}) =>
+  signedAgentCall(signer, agent.url, { scopes: [SCOPES.exec], ...o, method, path, body });
+
+async function exec(body: Record<string, unknown>) {
+  const res = await call("POST", "/v1/exec", body);
+  const json = (await res.json()) as unknown;
+  if (res.status !== 200) throw new Error(`${res.status} ${JSON.stringify(json)}`);
+  return ExecResultSchema.parse(json);
+}
+
+async function errorOf(res: Response): Promise<[number, string, string]> {
+  const e = ErrorEnvelopeSchema.parse(await res.json()).error;
+  return [res.status, e.code, e.message];
+}
+
+const sandboxPods = async () =>
+  (
+    await makeClients(cluster.kubeConfig()).core.listNamespacedPod({
+      namespace: NAMESPACE,
+      labelSelector: POOL_LABEL_SELECTOR,
+    })
+  ).items;
+
+/** A Ready sandbox pod nobody holds, as an executor's target (fence 0: the contract has none). */
+async function freePod(): Promise<ExecTarget> {
+  await waitFor("a ready pod", () => agent.pool.snapshot().pods.some((p) => p.state === "ready"), 60_000);
+  const name = agent.pool.snapshot().pods.find((p) => p.state === "ready")?.name;
+  const pod = (await sandboxPods()).find((p) => p.metadata?.name === name);
+  return { namespace: NAMESPACE, pod: name ?? "", podIP: pod?.status?.podIP ?? "", fence: 0 };
+}
+
+const noLeaseHeld = () => agent.pool.snapshot().pods.every((p) => p.state !== "leased");
+
+beforeAll(async () => {
+  const [images, template] = await Promise.all([contractImage(), contractPodTemplate()]);
+  cluster = await startTestCluster({ namespaces: [NAMESPACE], images });
+  const keys = await generateSigningKeyPair();
+  signer = await createRelaySigner({ privateJwk: keys.privateJwk, audience: relayAudience(REGION) });
+  const started = await startAgent({
+    KUBECONFIG: cluster.kubeconfigPath,
+    SANDBOX_NAMESPACE: NAMESPACE,
+    POOL_TOKEN,
+    EXEC_MODE: "pydantic-http",
+    SANDBOX_IMAGE: CONTRACT_IMAGE,
+    SANDBOX_POD_TEMPLATE: template,
+    POOL_SIZE: "2",
+    REGION,
+    AGENT_ID: "agent-pydantic-http",
+    AGENT_PORT: "0",
+    METRICS_PORT: "0",
+    LOG_LEVEL: "silent",
+    RELAY_PUBLIC_KEYS: JSON.stringify({ keys: [keys.publicJwk] }),
+  });
+  if (!started.ok) throw started.error;
+  agent = started.value;
+  await waitFor(
+    "2 ready pods",
+    () => agent.pool.snapshot().pods.filter((p) => p.state === "ready").length === 2,
+    120_000,
+  );
+}, 600_000);
+
+afterAll(async () => {
+  await agent?.close();
+  await cluster?.close();
+}, 60_000);
+
+describe("EXEC_MODE=pydantic-http: a pool whose pods run a FastAPI server written to the contract", () => {
+  it("gives each pod its own token as SANDBOX_EXEC_TOKEN and SANDBOX_PORT=8080, never POOL_TOKEN", async () => {
+    const pods = await sandboxPods();
+    expect(pods.length).toBeGreaterThan(0);
+    for (const p of pods) {
+      const env = new Map((p.spec?.containers[0]?.env ?? []).map((e) => [e.name, e.value]));
+      expect(env.get("SANDBOX_PORT")).toBe("8080");
+      expect(env.get("SANDBOX_EXEC_TOKEN")).toMatch(/^[A-Za-z0-9_-]{43}$/);
+      expect(env.get("SANDBOX_EXEC_TOKEN")).not.toBe(POOL_TOKEN);
+      expect(env.has("POOL_TOKEN")).toBe(false);
+    }
+  });
+
+  it("runs a command: stdout and stderr arrive combined in stdout, exit code kept", async () => {
+    const r = await exec({ command: "echo out; echo err >&2; pwd; exit 3" });
+    expect([r.exitCode, r.stdout, r.stderr, r.truncated, r.timedOut]).toEqual([
+      3,
+      "out\nerr\n/workspace\n",
+      "",
+      false,
+      false,
+    ]);
+    await waitFor("the lease released", noLeaseHeld, 10_000);
+  });
+
+  it("passes stdin, cwd and env through the wrapper, and nothing of the server's environment", async () => {
+    const r = await exec({
+      command: 'cat; pwd; echo "$FOO"; echo "token:${SANDBOX_EXEC_TOKEN:-none}"',
+      stdin: "from stdin\n",
+      cwd: "/workspace",
+      env: { FOO: 'it\'s "quoted" $HOME' },
+    });
+    expect(r.stdout).toBe('from stdin\n/workspace\nit\'s "quoted" $HOME\ntoken:none\n');
+    expect(r.exitCode).toBe(0);
+  });
+
+  it("returns the exact bytes with outputEncoding base64 (the contract's text would not keep them)", async () => {
+    const r = await exec({ command: "printf '\\377\\000\\001\\200'", outputEncoding: "base64" });
+    expect(Buffer.from(r.stdout, "base64")).toEqual(Buffer.from([0xff, 0, 1, 0x80]));
+  });
+
+  it("kills a command at its timeout (the wrapper's, before the server's)", async () => {
+    const r = await exec({ command: "echo started; sleep 30", timeoutSeconds: 1 });
+    expect([r.timedOut, r.exitCode, r.signal, r.stdout]).toEqual([true, null, "SIGKILL", "started\n"]);
+  });
+
+  it("surfaces the server's truncation: output over its cap is cut and marked truncated", async () => {
+    const r = await exec({ command: "head -c 200000 /dev/zero | tr '\\0' a" });
+    expect(r.truncated).toBe(true);
+    expect(r.exitCode).toBe(0);
+    // The cap holds base64 text: 3/4 of it in bytes.
+    expect(r.stdout).toBe("a".repeat((CONTRACT_OUTPUT_CAP / 4) * 3));
+  });
+
+  it("a cwd that is not a directory in the pod is the caller's error (the wrapper refuses it)", async () => {
+    const [status, code, message] = await errorOf(
+      await call("POST", "/v1/exec", { command: "true", cwd: "/workspace/missing" }),
+    );
+    expect([status, code, message]).toEqual([
+      400,
+      "invalid_request",
+      expect.stringMatching(/not an existing directory/),
+    ]);
+  });
+
+  it("answers every process route 501 not_supported_in_contract_mode", async () => {
+    const made = await call("POST", "/v1/sandboxes", {});
+    const sb = SandboxSchema.parse(await made.json());
+    const res = await call("POST", `/v1/sandboxes/${sb.id}/processes`, { command: "sleep 5" });
+    const [status, code, message] = await errorOf(res);
+    expect([status, code]).toEqual([501, "not_supported_in_contract_mode"]);
+    expect(message).toMatch(/pydantic-ai-backends/);
+    expect((await call("DELETE", `/v1/sandboxes/${sb.id}`)).status).toBe(204);
+  });
+
+  it("serves a sandbox's files through /exec: write, read, list, remove, and paths outside refused", async () => {
+    const made = await call("POST", "/v1/sandboxes", {});
+    expect(made.status).toBe(201);
+    const sb = SandboxSchema.parse(await made.json());
+    const base = `/v1/sandboxes/${sb.id}/files`;
+    const text = "héllo 'quoted' $(not run)\n";
+    expect((await call("PUT", `${base}/dir/a.txt`, text)).status).toBe(200);
+    const got = await call("GET", `${base}/dir/a.txt`);
+    expect([got.status, await got.text()]).toEqual([200, text]);
+    const list = await call("GET", `${base}/dir`);
+    expect(((await list.json()) as { entries: Array<{ name: string; size: number }> }).entries).toEqual([
+      expect.objectContaining({ name: "a.txt", type: "file", size: Buffer.byteLength(text) }),
+    ]);
+    expect(await errorOf(await call("GET", `${base}/../etc/passwd`))).toEqual(
+      expect.arrayContaining([400, "invalid_path"]),
+    );
+    expect((await call("DELETE", `${base}/dir/a.txt`)).status).toBe(204);
+    expect(await errorOf(await call("GET", `${base}/dir/a.txt`))).toEqual(
+      expect.arrayContaining([404, "file_not_found"]),
+    );
+    // The sandbox's commands see the same files.
+    const ls = await call("POST", `/v1/sandboxes/${sb.id}/exec`, { command: "ls -A dir | wc -l" });
+    expect(((await ls.json()) as { stdout: string }).stdout).toBe("0\n");
+    expect((await call("DELETE", `/v1/sandboxes/${sb.id}`)).status).toBe(204);
+  });
+
+  it("files are binary-safe; a write larger than one command is staged in pieces; a read over the server's cap is payload_too_large", async () => {
+    const target = await freePod();
+    const files = new ContractFiles({ poolToken: POOL_TOKEN });
+    const signal = () => AbortSignal.timeout(60_000);
+    const every = Uint8Array.from({ length: 256 }, (_, i) => i);
+    const w = await files.write(target, "bin/all.bin", every, { signal: signal(), maxBytes: 1 << 20 });
+    expect(w).toEqual({ ok: true, value: { path: "/workspace/bin/all.bin", size: 256 } });
+    const r = await files.read(target, "bin/all.bin", { signal: signal() });
+    if (!r.ok || r.value.kind !== "file") throw new Error(`read: ${JSON.stringify(r)}`);
+    expect(new Uint8Array(await new Response(r.value.body).arrayBuffer())).toEqual(every);
+
+    const big = randomBytes(200 * 1024);
+    const wb = await files.write(target, "bin/big.bin", big, { signal: signal(), maxBytes: 1 << 20 });
+    expect(wb.ok && wb.value.size).toBe(big.byteLength);
+    const sum = await new ContractExecutor({ poolToken: POOL_TOKEN }).exec(target, {
+      command: "sha256sum bin/big.bin; ls -A /tmp",
+      timeoutMs: 10_000,
+      signal: signal(),
+    });
+    // The pieces went to /tmp and are gone once the file is in place.
+    expect(sum.ok && sum.value.stdout).toBe(
+      `${createHash("sha256").update(big).digest("hex")}  bin/big.bin\n`,
+    );
+    const rb = await files.read(target, "bin/big.bin", { signal: signal() });
+    expect(!rb.ok && rb.error.code).toBe("payload_too_large");
+  });
+
+  it("a wrong token is refused by the server: sandbox_failed naming its 401", async () => {
+    const target = await freePod();
+    const wrong = new ContractExecutor({ poolToken: "not-the-pool-token" });
+    const r = await wrong.exec(target, {
+      command: "echo hi",
+      timeoutMs: 5_000,
+      signal: AbortSignal.timeout(30_000),
+    });
+    expect(!r.ok && r.error.code).toBe("sandbox_failed");
+    expect(!r.ok && r.error.message).toMatch(/401/);
+    // Straight to the server, as anyone in the cluster could try.
+    const direct = await fetch(`http://${target.podIP}:8080/exec`, {
+      method: "POST",
+      headers: { "content-type": "application/json", "x-sandbox-token": "guess" },
+      body: JSON.stringify({ command: "id", timeout_seconds: 5 }),
+      signal: AbortSignal.timeout(10_000),
+    });
+    expect(direct.status).toBe(401);
+    await direct.body?.cancel();
+  });
+
+  it("a server answering something that is not the contract's JSON: sandbox_failed saying so, lease released", async () => {
+    const [status, code, message] = await errorOf(
+      await call("POST", "/v1/exec", { command: "echo PI_TEST_MALFORMED" }),
+    );
+    expect([status, code]).toEqual([502, "sandbox_failed"]);
+    expect(message).toMatch(/not JSON/);
+    await waitFor("the lease released", noLeaseHeld, 10_000);
+    expect((await exec({ command: "echo still serving" })).stdout).toBe("still serving\n");
+  });
+
+  it("a server that never answers: sandbox_failed after the timeout and its grace, lease released", async () => {
+    const [status, code, message] = await errorOf(
+      await call("POST", "/v1/exec", { command: "echo PI_TEST_HANG", timeoutSeconds: 1 }),
+    );
+    expect([status, code]).toEqual([502, "sandbox_failed"]);
+    expect(message).toMatch(/no answer within 11000 ms/);
+    await waitFor("the lease released", noLeaseHeld, 10_000);
+  }, 60_000);
+});
