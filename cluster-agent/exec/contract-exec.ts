@@ -58,7 +58,7 @@ export function framedCommand(argv: readonly string[], stdin?: Uint8Array): stri
       : `printf '%s' ${shellQuote(Buffer.from(stdin).toString("base64"))} | base64 -d | `;
   return [
     "exec 3>&1",
-    `c=$( { { ${input}${cmd} 2>&1 3>&- 4>&-; echo "$?" >&4; } | base64 >&3 3>&- 4>&-; } 4>&1 )`,
+    `c=$( { { ${input}${cmd} 2>&1 3>&- 4>&-; echo "$?" >&4; } | base64 | tr -d '\\n' >&3 3>&- 4>&-; } 4>&1 )`,
     'exit "$c"',
   ].join("\n");
 }

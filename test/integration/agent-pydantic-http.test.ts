@@ -63,7 +63,14 @@ async function freePod(): Promise<ExecTarget> {
   return { namespace: NAMESPACE, pod: name ?? "", podIP: pod?.status?.podIP ?? "", fence: 0 };
 }
 
-const noLeaseHeld = () => agent.pool.snapshot().pods.every((p) => p.state !== "leased");
+/** No pod held by a request (sandboxes hold theirs as `sandbox:…`; the leader election its own Lease). */
+const noLeaseHeld = async () =>
+  (
+    await makeClients(cluster.kubeConfig()).coordination.listNamespacedLease({ namespace: NAMESPACE })
+  ).items.every((l) => {
+    const h = l.spec?.holderIdentity;
+    return !h || h.startsWith("sandbox:") || l.metadata?.name === "pi-sandbox-pool-leader";
+  });
 
 beforeAll(async () => {
   const [images, template] = await Promise.all([contractImage(), contractPodTemplate()]);
@@ -126,12 +133,12 @@ describe("EXEC_MODE=pydantic-http: a pool whose pods run a FastAPI server writte
 
   it("passes stdin, cwd and env through the wrapper, and nothing of the server's environment", async () => {
     const r = await exec({
-      command: 'cat; pwd; echo "$FOO"; echo "token:${SANDBOX_EXEC_TOKEN:-none}"',
+      command: 'cat; pwd; echo "$FOO"; echo "token:$SANDBOX_EXEC_TOKEN."',
       stdin: "from stdin\n",
       cwd: "/workspace",
       env: { FOO: 'it\'s "quoted" $HOME' },
     });
-    expect(r.stdout).toBe('from stdin\n/workspace\nit\'s "quoted" $HOME\ntoken:none\n');
+    expect(r.stdout).toBe('from stdin\n/workspace\nit\'s "quoted" $HOME\ntoken:.\n');
     expect(r.exitCode).toBe(0);
   });
 
@@ -187,7 +194,9 @@ describe("EXEC_MODE=pydantic-http: a pool whose pods run a FastAPI server writte
     expect(((await list.json()) as { entries: Array<{ name: string; size: number }> }).entries).toEqual([
       expect.objectContaining({ name: "a.txt", type: "file", size: Buffer.byteLength(text) }),
     ]);
-    expect(await errorOf(await call("GET", `${base}/../etc/passwd`))).toEqual(
+    // A symlink out of the workspace is resolved in the pod and refused.
+    await call("POST", `/v1/sandboxes/${sb.id}/exec`, { command: "ln -s /etc out" });
+    expect(await errorOf(await call("GET", `${base}/out/passwd`))).toEqual(
       expect.arrayContaining([400, "invalid_path"]),
     );
     expect((await call("DELETE", `${base}/dir/a.txt`)).status).toBe(204);
@@ -195,7 +204,7 @@ describe("EXEC_MODE=pydantic-http: a pool whose pods run a FastAPI server writte
       expect.arrayContaining([404, "file_not_found"]),
     );
     // The sandbox's commands see the same files.
-    const ls = await call("POST", `/v1/sandboxes/${sb.id}/exec`, { command: "ls -A dir | wc -l" });
+    const ls = await call("POST", `/v1/sandboxes/${sb.id}/exec`, { command: "ls -A dir | wc -l; rm out" });
     expect(((await ls.json()) as { stdout: string }).stdout).toBe("0\n");
     expect((await call("DELETE", `/v1/sandboxes/${sb.id}`)).status).toBe(204);
   });
@@ -215,13 +224,13 @@ describe("EXEC_MODE=pydantic-http: a pool whose pods run a FastAPI server writte
     const wb = await files.write(target, "bin/big.bin", big, { signal: signal(), maxBytes: 1 << 20 });
     expect(wb.ok && wb.value.size).toBe(big.byteLength);
     const sum = await new ContractExecutor({ poolToken: POOL_TOKEN }).exec(target, {
-      command: "sha256sum bin/big.bin; ls -A /tmp",
+      command: "sha256sum bin/big.bin; ls -A /tmp | grep -c pi-upload",
       timeoutMs: 10_000,
       signal: signal(),
     });
     // The pieces went to /tmp and are gone once the file is in place.
     expect(sum.ok && sum.value.stdout).toBe(
-      `${createHash("sha256").update(big).digest("hex")}  bin/big.bin\n`,
+      `${createHash("sha256").update(big).digest("hex")}  bin/big.bin\n0\n`,
     );
     const rb = await files.read(target, "bin/big.bin", { signal: signal() });
     expect(!rb.ok && rb.error.code).toBe("payload_too_large");
