@@ -48,26 +48,32 @@ export function shellQuote(s: string): string {
  * The command the contract server runs: `argv` with `stdin` piped in, its stdout and stderr
  * (together, as the contract has them) base64-encoded, and its exit status the shell's own.
  * POSIX sh has no pipefail: the status leaves the pipeline on fd 4 into `$(…)`, base64 writes to
- * the real stdout kept on fd 3; the command gets neither.
+ * the real stdout kept on fd 3; the command gets neither. At most `maxBytes` + 1 bytes come back
+ * (whatever cap the server has): the rest is read and dropped in the pod, so the command is never
+ * cut short by a closed pipe.
  */
-export function framedCommand(argv: readonly string[], stdin?: Uint8Array): string {
+export function framedCommand(argv: readonly string[], maxBytes: number, stdin?: Uint8Array): string {
   const cmd = argv.map(shellQuote).join(" ");
   const input =
     stdin === undefined
       ? ""
       : `printf '%s' ${shellQuote(Buffer.from(stdin).toString("base64"))} | base64 -d | `;
+  const keep = `{ head -c ${base64Chars(maxBytes + 1)}; cat >/dev/null; }`;
   return [
     "exec 3>&1",
-    `c=$( { { ${input}${cmd} 2>&1 3>&- 4>&-; echo "$?" >&4; } | base64 | tr -d '\\n' >&3 3>&- 4>&-; } 4>&1 )`,
+    `c=$( { { ${input}${cmd} 2>&1 3>&- 4>&-; echo "$?" >&4; } | base64 | tr -d '\\n' | ${keep} >&3 3>&- 4>&-; } 4>&1 )`,
     'exit "$c"',
   ].join("\n");
 }
 
+/** Characters of base64 that carry at least `bytes` bytes. */
+const base64Chars = (bytes: number) => Math.ceil(bytes / 3) * 4;
+
 export interface ContractRun {
   exitCode: number | null;
-  /** The command's output (stdout and stderr combined), exactly, up to what the server kept. */
+  /** The command's output (stdout and stderr combined), exactly: at most `maxBytes`, and what the server kept. */
   output: Uint8Array;
-  /** The server kept less than the command wrote. */
+  /** The command wrote more than `maxBytes`, or than the server kept. */
   truncated: boolean;
   durationMs: number;
 }
@@ -88,12 +94,12 @@ export async function runOnContract(
   client: ExecServerClient,
   target: ExecTarget,
   argv: readonly string[],
-  o: { timeoutMs: number; signal: AbortSignal; stdin?: Uint8Array; answerLimitBytes: number },
+  o: { timeoutMs: number; signal: AbortSignal; stdin?: Uint8Array; maxBytes: number },
 ): Promise<Result<ContractRun>> {
   const started = performance.now();
   // The server's own timeout comes after ours (the wrapper's), so ours is the one that fires.
   const body = JSON.stringify({
-    command: framedCommand(argv, o.stdin),
+    command: framedCommand(argv, o.maxBytes, o.stdin),
     timeout_seconds: Math.ceil(o.timeoutMs / 1000) + 5,
   });
   const waitMs = o.timeoutMs + RESULT_GRACE_MS;
@@ -106,7 +112,8 @@ export async function runOnContract(
     headTimeoutMs: waitMs,
   });
   if (!res.ok) return res;
-  const answer = await readAnswer(res.value, waitMs, o.answerLimitBytes);
+  // base64 needs no JSON escapes: the output's characters plus the envelope.
+  const answer = await readAnswer(res.value, waitMs, base64Chars(o.maxBytes + 1) + 64 * 1024);
   if (!answer.ok) return answer;
   const parsed = ContractAnswerSchema.safeParse(answer.value);
   if (!parsed.success) {
@@ -116,10 +123,11 @@ export async function runOnContract(
         : `is not {output, exit_code, truncated}: ${parsed.error.message}`;
     return err(new AppError("sandbox_failed", `the exec server's answer on ${target.pod} ${what}`));
   }
+  const output = decodeCut(parsed.data.output);
   return ok({
     exitCode: parsed.data.exit_code,
-    output: decodeCut(parsed.data.output),
-    truncated: parsed.data.truncated ?? false,
+    output: output.subarray(0, o.maxBytes),
+    truncated: (parsed.data.truncated ?? false) || output.byteLength > o.maxBytes,
     durationMs: Math.round((performance.now() - started) * 1000) / 1000,
   });
 }
@@ -157,8 +165,7 @@ export class ContractExecutor implements Executor {
       timeoutMs: call.timeoutMs,
       signal: call.signal,
       ...(stdin ? { stdin } : {}),
-      // base64 of the cap, JSON escapes and the envelope.
-      answerLimitBytes: Math.ceil((this.#cap * 4) / 3) + 64 * 1024,
+      maxBytes: this.#cap,
     });
     if (!run.ok) {
       // The server may keep running what it was asked to (the contract says nothing of a
@@ -169,6 +176,7 @@ export class ContractExecutor implements Executor {
     const capture = new OutputCapture(this.#cap);
     const kept = capture.push("stdout", run.value.output);
     if (kept.byteLength > 0) call.onOutput?.("stdout", kept);
+    // stdoutBytes counts what came back: the contract does not say how much more there was.
     const out = capture.finish(
       { stdoutBytes: run.value.output.byteLength, stderrBytes: 0, truncated: run.value.truncated },
       call.outputEncoding,
@@ -183,7 +191,7 @@ export class ContractExecutor implements Executor {
     await runOnContract(this.#client, target, killArgv(id), {
       timeoutMs: 5_000,
       signal: AbortSignal.timeout(5_000 + RESULT_GRACE_MS),
-      answerLimitBytes: 64 * 1024,
+      maxBytes: 1024,
     });
   }
 }

@@ -78,7 +78,8 @@ export class ContractFiles extends ShellFiles {
       timeoutMs: this.#timeoutMs,
       signal,
       ...(stdin ? { stdin } : {}),
-      answerLimitBytes: Math.ceil((this.maxReadBytes * 4) / 3) + 64 * 1024,
+      // "F\n" or "D\n" before the data.
+      maxBytes: this.maxReadBytes + 2,
     });
     if (!r.ok) return r;
     const { exitCode, output, truncated } = r.value;
@@ -86,7 +87,7 @@ export class ContractFiles extends ShellFiles {
       return err(
         new AppError(
           "payload_too_large",
-          `the answer is larger than the sandbox's exec server returns at once (${output.byteLength} bytes kept)`,
+          `the answer is larger than the sandbox's exec server returns at once, or than ${this.maxReadBytes} bytes`,
         ),
       );
     // The contract has one output: a program's data on success, its message on failure.

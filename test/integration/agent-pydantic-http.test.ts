@@ -236,6 +236,44 @@ describe("EXEC_MODE=pydantic-http: a pool whose pods run a FastAPI server writte
     expect(!rb.ok && rb.error.code).toBe("payload_too_large");
   });
 
+  it("our own cap holds below the server's: the rest is read and dropped in the pod", async () => {
+    const target = await freePod();
+    const small = new ContractExecutor({ poolToken: POOL_TOKEN, outputCapBytes: 1000 });
+    // The command writes all 50000 bytes (no SIGPIPE cut it short): it reaches its `echo`.
+    const r = await small.exec(target, {
+      command: "head -c 50000 /dev/zero | tr '\\0' b; echo done >&2; test -e /nonexistent",
+      timeoutMs: 10_000,
+      signal: AbortSignal.timeout(30_000),
+    });
+    if (!r.ok) throw r.error;
+    expect([r.value.stdout, r.value.truncated, r.value.exitCode]).toEqual(["b".repeat(1000), true, 1]);
+  });
+
+  it("an abort kills the command's whole group in the pod (a second command through the contract)", async () => {
+    const target = await freePod();
+    const executor = new ContractExecutor({ poolToken: POOL_TOKEN });
+    /** How many processes in the pod are exactly `sleep <n>` (one cmdline per line). */
+    const sleeping = async (n: string) => {
+      const r = await executor.exec(target, {
+        command: `for f in /proc/[0-9]*/cmdline; do tr '\\0' ' ' < "$f" 2>/dev/null; echo; done | grep -c '^sleep ${n} $'`,
+        timeoutMs: 5_000,
+        signal: AbortSignal.timeout(30_000),
+      });
+      return r.ok ? Number(r.value.stdout.trim()) : -1;
+    };
+    const ac = new AbortController();
+    const call = executor.exec(target, {
+      command: "sleep 301 & sleep 302 & wait",
+      timeoutMs: 60_000,
+      signal: ac.signal,
+    });
+    await waitFor("the command to start", async () => (await sleeping("302")) === 1);
+    ac.abort();
+    const r = await call;
+    expect(!r.ok && r.error.code).toBe("request_cancelled");
+    await waitFor("no sleep left", async () => (await sleeping("30[12]")) === 0);
+  });
+
   it("a wrong token is refused by the server: sandbox_failed naming its 401", async () => {
     const target = await freePod();
     const wrong = new ContractExecutor({ poolToken: "not-the-pool-token" });
