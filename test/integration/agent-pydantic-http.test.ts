@@ -11,10 +11,11 @@ import type { ExecTarget } from "../../cluster-agent/exec/executor.ts";
 import { makeClients } from "../../cluster-agent/k8s/client.ts";
 import { type RunningAgent, startAgent } from "../../cluster-agent/main.ts";
 import { POOL_LABEL_SELECTOR } from "../../cluster-agent/pool-state/labels.ts";
-import { ExecResultSchema, SandboxSchema, SCOPES } from "../../shared/api.ts";
+import { ExecResultSchema, ExecStreamEventSchema, SandboxSchema, SCOPES } from "../../shared/api.ts";
 import { ErrorEnvelopeSchema } from "../../shared/errors.ts";
 import { generateSigningKeyPair } from "../../shared/jwt-keys.ts";
 import { createRelaySigner, type RelaySigner, relayAudience } from "../../shared/relay-signing.ts";
+import { parseSse } from "../../shared/sse.ts";
 import { type AgentCall, signedAgentCall } from "../support/agent-call.ts";
 import { startTestCluster, type TestCluster } from "../support/devcluster.ts";
 import {
@@ -145,6 +146,22 @@ describe("EXEC_MODE=pydantic-http: a pool whose pods run a FastAPI server writte
   it("returns the exact bytes with outputEncoding base64 (the contract's text would not keep them)", async () => {
     const r = await exec({ command: "printf '\\377\\000\\001\\200'", outputEncoding: "base64" });
     expect(Buffer.from(r.stdout, "base64")).toEqual(Buffer.from([0xff, 0, 1, 0x80]));
+  });
+
+  it("serves a streamed exec: the output arrives in one piece, then the result", async () => {
+    const res = await call(
+      "POST",
+      "/v1/exec",
+      { command: "echo one; echo two >&2" },
+      { accept: "text/event-stream" },
+    );
+    expect(res.headers.get("content-type")).toContain("text/event-stream");
+    const events = parseSse(await res.text())
+      .map((m) => ExecStreamEventSchema.parse(JSON.parse(m.data)))
+      // A replacement pod may still be starting: the wait is not what this test is about.
+      .filter((e) => e.type !== "queued");
+    expect(events.map((e) => e.type)).toEqual(["acquired", "stdout", "result"]);
+    expect(events[1]?.type === "stdout" && events[1].data).toBe("one\ntwo\n");
   });
 
   it("kills a command at its timeout (the wrapper's, before the server's)", async () => {
