@@ -8,7 +8,6 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ContractExecutor } from "../../cluster-agent/exec/contract-exec.ts";
 import { ContractFiles } from "../../cluster-agent/exec/contract-files.ts";
 import type { ExecTarget } from "../../cluster-agent/exec/executor.ts";
-import { makeClients } from "../../cluster-agent/k8s/client.ts";
 import { type RunningAgent, startAgent } from "../../cluster-agent/main.ts";
 import { POOL_LABEL_SELECTOR } from "../../cluster-agent/pool-state/labels.ts";
 import { ExecResultSchema, ExecStreamEventSchema, SandboxSchema, SCOPES } from "../../shared/api.ts";
@@ -17,19 +16,17 @@ import { generateSigningKeyPair } from "../../shared/jwt-keys.ts";
 import { createRelaySigner, type RelaySigner, relayAudience } from "../../shared/relay-signing.ts";
 import { parseSse } from "../../shared/sse.ts";
 import { type AgentCall, signedAgentCall } from "../support/agent-call.ts";
-import { startTestCluster, type TestCluster } from "../support/devcluster.ts";
+import { type LeaseCluster, startLeaseCluster, waitFor } from "../support/lease-cluster.ts";
 import {
   CONTRACT_IMAGE,
   CONTRACT_OUTPUT_CAP,
   contractImage,
   contractPodTemplate,
 } from "../support/pydantic-contract/image.ts";
-import { waitFor } from "../support/wait-for.ts";
 
 const REGION = "test-1";
 const NAMESPACE = "pydantic-http";
-const POOL_TOKEN = randomBytes(16).toString("hex");
-let cluster: TestCluster;
+let cluster: LeaseCluster;
 let agent: RunningAgent;
 let signer: RelaySigner;
 
@@ -49,12 +46,8 @@ async function errorOf(res: Response): Promise<[number, string, string]> {
 }
 
 const sandboxPods = async () =>
-  (
-    await makeClients(cluster.kubeConfig()).core.listNamespacedPod({
-      namespace: NAMESPACE,
-      labelSelector: POOL_LABEL_SELECTOR,
-    })
-  ).items;
+  (await cluster.clients.core.listNamespacedPod({ namespace: NAMESPACE, labelSelector: POOL_LABEL_SELECTOR }))
+    .items;
 
 /** A Ready sandbox pod nobody holds, as an executor's target (fence 0: the contract has none). */
 async function freePod(): Promise<ExecTarget> {
@@ -66,33 +59,30 @@ async function freePod(): Promise<ExecTarget> {
 
 /** No pod held by a request (sandboxes hold theirs as `sandbox:…`; the leader election its own Lease). */
 const noLeaseHeld = async () =>
-  (
-    await makeClients(cluster.kubeConfig()).coordination.listNamespacedLease({ namespace: NAMESPACE })
-  ).items.every((l) => {
+  (await cluster.clients.coordination.listNamespacedLease({ namespace: NAMESPACE })).items.every((l) => {
     const h = l.spec?.holderIdentity;
     return !h || h.startsWith("sandbox:") || l.metadata?.name === "pi-sandbox-pool-leader";
   });
 
 beforeAll(async () => {
   const [images, template] = await Promise.all([contractImage(), contractPodTemplate()]);
-  cluster = await startTestCluster({ namespaces: [NAMESPACE], images });
+  cluster = await startLeaseCluster(NAMESPACE, { images });
   const keys = await generateSigningKeyPair();
   signer = await createRelaySigner({ privateJwk: keys.privateJwk, audience: relayAudience(REGION) });
-  const started = await startAgent({
-    KUBECONFIG: cluster.kubeconfigPath,
-    SANDBOX_NAMESPACE: NAMESPACE,
-    POOL_TOKEN,
-    EXEC_MODE: "pydantic-http",
-    SANDBOX_IMAGE: CONTRACT_IMAGE,
-    SANDBOX_POD_TEMPLATE: template,
-    POOL_SIZE: "2",
-    REGION,
-    AGENT_ID: "agent-pydantic-http",
-    AGENT_PORT: "0",
-    METRICS_PORT: "0",
-    LOG_LEVEL: "silent",
-    RELAY_PUBLIC_KEYS: JSON.stringify({ keys: [keys.publicJwk] }),
-  });
+  const started = await startAgent(
+    cluster.agentEnv({
+      EXEC_MODE: "pydantic-http",
+      SANDBOX_IMAGE: CONTRACT_IMAGE,
+      SANDBOX_POD_TEMPLATE: template,
+      POOL_SIZE: "2",
+      REGION,
+      AGENT_ID: "agent-pydantic-http",
+      AGENT_PORT: "0",
+      METRICS_PORT: "0",
+      LOG_LEVEL: "silent",
+      RELAY_PUBLIC_KEYS: JSON.stringify({ keys: [keys.publicJwk] }),
+    }),
+  );
   if (!started.ok) throw started.error;
   agent = started.value;
   await waitFor(
@@ -115,7 +105,7 @@ describe("EXEC_MODE=pydantic-http: a pool whose pods run a FastAPI server writte
       const env = new Map((p.spec?.containers[0]?.env ?? []).map((e) => [e.name, e.value]));
       expect(env.get("SANDBOX_PORT")).toBe("8080");
       expect(env.get("SANDBOX_EXEC_TOKEN")).toMatch(/^[A-Za-z0-9_-]{43}$/);
-      expect(env.get("SANDBOX_EXEC_TOKEN")).not.toBe(POOL_TOKEN);
+      expect(env.get("SANDBOX_EXEC_TOKEN")).not.toBe(cluster.poolToken);
       expect(env.has("POOL_TOKEN")).toBe(false);
     }
   });
@@ -228,7 +218,7 @@ describe("EXEC_MODE=pydantic-http: a pool whose pods run a FastAPI server writte
 
   it("files are binary-safe; a write larger than one command is staged in pieces; a read over the server's cap is payload_too_large", async () => {
     const target = await freePod();
-    const files = new ContractFiles({ poolToken: POOL_TOKEN });
+    const files = new ContractFiles({ poolToken: cluster.poolToken });
     const signal = () => AbortSignal.timeout(60_000);
     const every = Uint8Array.from({ length: 256 }, (_, i) => i);
     const w = await files.write(target, "bin/all.bin", every, { signal: signal(), maxBytes: 1 << 20 });
@@ -240,7 +230,7 @@ describe("EXEC_MODE=pydantic-http: a pool whose pods run a FastAPI server writte
     const big = randomBytes(200 * 1024);
     const wb = await files.write(target, "bin/big.bin", big, { signal: signal(), maxBytes: 1 << 20 });
     expect(wb.ok && wb.value.size).toBe(big.byteLength);
-    const sum = await new ContractExecutor({ poolToken: POOL_TOKEN }).exec(target, {
+    const sum = await new ContractExecutor({ poolToken: cluster.poolToken }).exec(target, {
       command: "sha256sum bin/big.bin; ls -A /tmp | grep -c pi-upload",
       timeoutMs: 10_000,
       signal: signal(),
@@ -255,7 +245,7 @@ describe("EXEC_MODE=pydantic-http: a pool whose pods run a FastAPI server writte
 
   it("our own cap holds below the server's: the rest is read and dropped in the pod", async () => {
     const target = await freePod();
-    const small = new ContractExecutor({ poolToken: POOL_TOKEN, outputCapBytes: 1000 });
+    const small = new ContractExecutor({ poolToken: cluster.poolToken, outputCapBytes: 1000 });
     // The command writes all 50000 bytes (no SIGPIPE cut it short): it reaches its `echo`.
     const r = await small.exec(target, {
       command: "head -c 50000 /dev/zero | tr '\\0' b; echo done >&2; test -e /nonexistent",
@@ -268,7 +258,7 @@ describe("EXEC_MODE=pydantic-http: a pool whose pods run a FastAPI server writte
 
   it("an abort kills the command's whole group in the pod (a second command through the contract)", async () => {
     const target = await freePod();
-    const executor = new ContractExecutor({ poolToken: POOL_TOKEN });
+    const executor = new ContractExecutor({ poolToken: cluster.poolToken });
     /** How many processes in the pod are exactly `sleep <n>` (one cmdline per line). */
     const sleeping = async (n: string) => {
       const r = await executor.exec(target, {
