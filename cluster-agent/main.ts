@@ -19,6 +19,7 @@ import { ExecServerClient } from "./exec/exec-server-client.ts";
 import type { Executor, SandboxFiles } from "./exec/executor.ts";
 import { HttpFiles } from "./exec/files.ts";
 import { HttpExecutor } from "./exec/http-executor.ts";
+import { PodsExec } from "./exec/pods-exec.ts";
 import { HttpProcesses } from "./exec/processes.ts";
 import { HttpScrubber } from "./exec/scrubber.ts";
 import { createAgentApp, createMetricsApp } from "./http/app.ts";
@@ -282,8 +283,14 @@ function modeParts(
   switch (mode) {
     case "http":
       return { executor: new HttpExecutor({ client }), files: new HttpFiles({ client }) };
-    case "api":
-      return { executor: new ApiExecutor({ kubeConfig }), files: new ApiFiles({ kubeConfig }) };
+    case "api": {
+      // One pods/exec runner in api mode: commands and files share it.
+      const podsExec = new PodsExec(kubeConfig);
+      return {
+        executor: new ApiExecutor({ kubeConfig, podsExec }),
+        files: new ApiFiles({ kubeConfig, podsExec }),
+      };
+    }
     case "pydantic-http":
       return { executor: new ContractExecutor({ client }), files: new ContractFiles({ client }) };
   }

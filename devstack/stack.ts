@@ -54,6 +54,8 @@ export interface StackOptions {
    * proxy knows only its own region's pods.
    */
   egress?: boolean;
+  /** How often devcluster's kubelet measures emptyDirs against their sizeLimit (default 10 s). */
+  evictionIntervalMs?: number;
   log?: (msg: string) => void;
 }
 
@@ -113,6 +115,7 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
       ...(opts.apiStateFile ? { stateFile: resolve(opts.apiStateFile) } : {}),
       ...(opts.apiAudit ? { audit: opts.apiAudit } : {}),
       ...(egressPort ? { egressProxy: { port: egressPort, podPort: POD_PROXY_PORT } } : {}),
+      ...(opts.evictionIntervalMs ? { evictionIntervalMs: opts.evictionIntervalMs } : {}),
     });
     cleanups.push(() => cluster.close());
     // Only the agents hold it: each sandbox pod gets its own token derived from it.

@@ -1,16 +1,10 @@
 import { posix } from "node:path";
 import { Writable } from "node:stream";
-import { Exec, type KubeConfig, type V1Status } from "@kubernetes/client-node";
+import type { KubeConfig } from "@kubernetes/client-node";
 import type { FileEntry } from "../../shared/api.ts";
 import { AppError, type ErrorCode, err, ok, type Result } from "../../shared/errors.ts";
-import { connectFailure, exitCodeOf } from "./api-executor.ts";
-import {
-  abortError,
-  type ExecTarget,
-  type FileListing,
-  type ReadResult,
-  type SandboxFiles,
-} from "./executor.ts";
+import type { ExecTarget, FileListing, ReadResult, SandboxFiles } from "./executor.ts";
+import { exitCodeOf, PodsExec } from "./pods-exec.ts";
 import { sizedStdin } from "./remote-wrapper.ts";
 
 /**
@@ -170,6 +164,8 @@ export abstract class ShellFiles implements SandboxFiles {
 
 export interface ApiFilesOptions {
   kubeConfig: KubeConfig;
+  /** Shared with the api-mode executor (main.ts builds one); one of its own otherwise. */
+  podsExec?: PodsExec;
   container?: string;
   /** For the whole operation (a 64 MiB transfer over pods/exec takes a while). */
   timeoutMs?: number;
@@ -178,13 +174,13 @@ export interface ApiFilesOptions {
 }
 
 export class ApiFiles extends ShellFiles {
-  readonly #exec: Exec;
-  readonly #o: Required<Omit<ApiFilesOptions, "kubeConfig">>;
+  readonly #pods: PodsExec;
+  readonly #o: Required<Omit<ApiFilesOptions, "kubeConfig" | "podsExec">>;
   protected readonly maxReadBytes: number;
 
   constructor(o: ApiFilesOptions) {
     super();
-    this.#exec = new Exec(o.kubeConfig);
+    this.#pods = o.podsExec ?? new PodsExec(o.kubeConfig);
     this.#o = {
       container: o.container ?? "sandbox",
       timeoutMs: o.timeoutMs ?? 120_000,
@@ -193,13 +189,12 @@ export class ApiFiles extends ShellFiles {
     this.maxReadBytes = this.#o.maxReadBytes;
   }
 
-  protected run(
+  protected async run(
     target: ExecTarget,
     argv: string[],
     signal: AbortSignal,
     stdin?: Uint8Array,
   ): Promise<Result<FilesRun>> {
-    if (signal.aborted) return Promise.resolve(err(abortError(signal)));
     const out: Buffer[] = [];
     const errOut: Buffer[] = [];
     let outBytes = 0;
@@ -215,81 +210,23 @@ export class ApiFiles extends ShellFiles {
     const stdout = sink(out, true);
     const stderr = sink(errOut, false);
     const input = stdin === undefined ? null : sizedStdin(stdin);
-    return new Promise((resolve) => {
-      let settled = false;
-      let gotStatus = false;
-      let socket: { terminate(): void } | undefined;
-      const settle = (r: Result<FilesRun>) => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        signal.removeEventListener("abort", onAbort);
-        input?.destroy();
-        socket?.terminate();
-        resolve(r);
-      };
-      const fail = (m: string, cause?: Error) =>
-        settle(err(new AppError("sandbox_failed", m, cause ? { cause } : {})));
-      const onAbort = () => settle(err(abortError(signal)));
-      signal.addEventListener("abort", onAbort, { once: true });
-      const timer = setTimeout(
-        () => fail(`file operation on ${target.pod} took over ${this.#o.timeoutMs} ms`),
-        this.#o.timeoutMs,
-      );
-      this.#exec
-        .exec(
-          target.namespace,
-          target.pod,
-          this.#o.container,
-          argv,
-          stdout,
-          stderr,
-          input,
-          false,
-          (s: V1Status) => {
-            gotStatus = true;
-            let pending = 2;
-            const one = () => {
-              pending -= 1;
-              if (pending > 0) return;
-              const code = exitCodeOf(s);
-              if (code instanceof AppError) return settle(err(code));
-              if (outBytes > max)
-                return settle(
-                  err(new AppError("payload_too_large", `file is larger than ${this.#o.maxReadBytes} bytes`)),
-                );
-              settle(
-                ok({
-                  code,
-                  stdout: Buffer.concat(out),
-                  stderr: Buffer.concat(errOut).toString("utf8").trim(),
-                }),
-              );
-            };
-            for (const w of [stdout, stderr]) {
-              if (w.writableFinished) one();
-              else w.once("finish", one);
-            }
-          },
-        )
-        .then(
-          (ws) => {
-            if (settled) return ws.terminate();
-            socket = ws;
-            ws.on("error", () => {});
-            // The status frame precedes the close; a close without one is a failure, not a wait
-            // for the operation's whole timeout.
-            ws.on("close", (code: number) =>
-              setImmediate(() => {
-                if (!gotStatus)
-                  fail(`pods/exec socket to ${target.pod} closed (code ${code}) without an exit status`);
-              }),
-            );
-          },
-          // client-node's words (the API server's address, its answer) are the cause: logged, not answered.
-          (e: unknown) => fail(`pods/exec to ${target.pod} could not connect`, connectFailure(e)),
-        );
+    const end = await this.#pods.run({
+      target,
+      container: this.#o.container,
+      argv,
+      stdout,
+      stderr,
+      stdin: input,
+      signal,
+      deadlineMs: this.#o.timeoutMs,
+      deadlineMessage: `file operation on ${target.pod} took over ${this.#o.timeoutMs} ms`,
     });
+    if (!end.ok) return err(end.error);
+    const code = exitCodeOf(end.status);
+    if (code instanceof AppError) return err(code);
+    if (outBytes > max)
+      return err(new AppError("payload_too_large", `file is larger than ${this.#o.maxReadBytes} bytes`));
+    return ok({ code, stdout: Buffer.concat(out), stderr: Buffer.concat(errOut).toString("utf8").trim() });
   }
 }
 

@@ -263,9 +263,30 @@ describe.each(OVERLAYS)("%s overlay", (overlay) => {
     for (const mode of ["enforce", "audit", "warn"]) {
       expect(labels[`pod-security.kubernetes.io/${mode}`]).toBe("restricted");
     }
-    const sa = objs.find((o) => o.kind === "ServiceAccount" && o.metadata.namespace === SANDBOX_NS);
-    expect(sa?.metadata.name).toBe("default");
-    expect(sa?.automountServiceAccountToken).toBe(false);
+    // The template's own ServiceAccount, shipped in the sandbox namespace (a pod naming a missing
+    // one is refused by the ServiceAccount admission plugin), mounting no token, bound to no Role.
+    const name = template.spec.serviceAccountName ?? "";
+    expect(name).not.toMatch(/^(default)?$/);
+    const sa = find(objs, "ServiceAccount", name);
+    expect(sa.metadata).toMatchObject({ name, namespace: SANDBOX_NS });
+    expect(sa.automountServiceAccountToken).toBe(false);
+    expect(template.spec.automountServiceAccountToken).toBe(false);
+    const subjects = objs
+      .filter((o) => o.kind === "RoleBinding")
+      .flatMap((b) => b.subjects as Array<{ name: string }>);
+    expect(subjects.map((x) => x.name)).not.toContain(name);
+  });
+
+  it("a first `kubectl apply` is clean: nothing rendered is an object the cluster creates itself", () => {
+    // kubectl apply warns "resource … is missing the kubectl.kubernetes.io/last-applied-configuration
+    // annotation" for every object that exists before the first apply and was not created by one:
+    // the ServiceAccount `default` and ConfigMap `kube-root-ca.crt` of every namespace (the
+    // controller-manager writes them), and the built-in namespaces.
+    const builtIn = (o: KObject) =>
+      (o.kind === "ServiceAccount" && o.metadata.name === "default") ||
+      (o.kind === "ConfigMap" && o.metadata.name === "kube-root-ca.crt") ||
+      (o.kind === "Namespace" && /^(default|kube-system|kube-public|kube-node-lease)$/.test(o.metadata.name));
+    expect(objs.filter(builtIn).map((o) => `${o.kind}/${o.metadata.name}`)).toEqual([]);
   });
 
   it("RBAC: namespaced to the sandboxes, bound to the agent, pods/exec only with EXEC_MODE=api", () => {
