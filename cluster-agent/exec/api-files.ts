@@ -68,6 +68,9 @@ const REMOVE_SCRIPT = [
   'rm -rf -- "$t"',
 ].join("\n");
 
+/** Defaults of every files implementation that buffers: one operation's time, the largest read. */
+export const FILES_DEFAULTS = { timeoutMs: 120_000, maxReadBytes: 64 * 1024 * 1024 } as const;
+
 /** What one run of a files program answered: its exit code, its stdout, its error message. */
 export interface FilesRun {
   code: number;
@@ -183,8 +186,8 @@ export class ApiFiles extends ShellFiles {
     this.#pods = o.podsExec ?? new PodsExec(o.kubeConfig);
     this.#o = {
       container: o.container ?? "sandbox",
-      timeoutMs: o.timeoutMs ?? 120_000,
-      maxReadBytes: o.maxReadBytes ?? 64 * 1024 * 1024,
+      timeoutMs: o.timeoutMs ?? FILES_DEFAULTS.timeoutMs,
+      maxReadBytes: o.maxReadBytes ?? FILES_DEFAULTS.maxReadBytes,
     };
     this.maxReadBytes = this.#o.maxReadBytes;
   }

@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { AppError, err, ok, type Result } from "../../shared/errors.ts";
-import { type FilesRun, ShellFiles } from "./api-files.ts";
+import { FILES_DEFAULTS, type FilesRun, ShellFiles } from "./api-files.ts";
 import { CONTRACT_MAX_STDIN_BYTES, runOnContract } from "./contract-exec.ts";
 import type { ExecServerAccess, ExecServerClient } from "./exec-server-client.ts";
 import { execServerClient } from "./exec-server-client.ts";
@@ -34,8 +34,8 @@ export class ContractFiles extends ShellFiles {
   constructor(o: ContractFilesOptions) {
     super();
     this.#client = execServerClient({ contract: "pydantic-http", ...o });
-    this.#timeoutMs = o.timeoutMs ?? 120_000;
-    this.maxReadBytes = o.maxReadBytes ?? 64 * 1024 * 1024;
+    this.#timeoutMs = o.timeoutMs ?? FILES_DEFAULTS.timeoutMs;
+    this.maxReadBytes = o.maxReadBytes ?? FILES_DEFAULTS.maxReadBytes;
   }
 
   protected async run(
