@@ -42,7 +42,9 @@ export type PoolConfig = Pick<
   | "region"
   | "podReadyTimeoutSeconds"
   | "poolToken"
->;
+> &
+  // Which env carries each pod's token (the pydantic-http contract names it its own way); default http.
+  Partial<Pick<AgentConfig, "execMode">>;
 
 export interface AgentPoolOptions {
   config: PoolConfig;
@@ -154,6 +156,7 @@ export class AgentPool {
             : randomBytes(32).toString("base64url"),
           image: config.sandboxImage,
           runtimeClassName: config.runtimeClassName,
+          execMode: config.execMode,
         }),
     });
     if (opts.runController !== false) {

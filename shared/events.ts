@@ -109,7 +109,7 @@ const execCommon = {
 };
 const execStarted = z.object({
   type: z.literal("exec.started"),
-  data: z.object({ ...execCommon, mode: z.enum(["http", "api"]) }),
+  data: z.object({ ...execCommon, mode: z.enum(["http", "api", "pydantic-http"]) }),
 });
 const execFinished = z.object({
   type: z.literal("exec.finished"),

@@ -1,12 +1,12 @@
 import { randomBytes } from "node:crypto";
 import { Writable } from "node:stream";
 import type { KubeConfig } from "@kubernetes/client-node";
-import { EnvSchema, type ExecOutcome, LIMITS, WorkspacePathSchema } from "../../shared/api.ts";
-import { AppError, err, ok, parseOrError, type Result } from "../../shared/errors.ts";
+import { type ExecOutcome, LIMITS } from "../../shared/api.ts";
+import { AppError, err, ok, type Result } from "../../shared/errors.ts";
 import { abortError, type ExecCall, type ExecTarget, type Executor, RESULT_GRACE_MS } from "./executor.ts";
 import { OutputCapture } from "./output-capture.ts";
 import { exitCodeOf, PodsExec } from "./pods-exec.ts";
-import { CWD_REFUSED_EXIT, CWD_REFUSED_PREFIX, killArgv, sizedStdin, wrapperArgv } from "./remote-wrapper.ts";
+import { checkedWrapperArgv, killArgv, sizedStdin, wrapperOutcome } from "./remote-wrapper.ts";
 
 export interface ApiExecutorOptions {
   kubeConfig: KubeConfig;
@@ -19,9 +19,6 @@ export interface ApiExecutorOptions {
   /** Until the WebSocket is open. */
   connectTimeoutMs?: number;
 }
-
-/** Exit status of a shell whose child died of SIGKILL: what the wrapper reports when `timeout` fired. */
-const KILLED_EXIT = 137;
 
 /**
  * `api` mode: the pods/exec subresource (v5 or v4 channel protocol, whichever the kubelet offers;
@@ -47,35 +44,10 @@ export class ApiExecutor implements Executor {
 
   async exec(target: ExecTarget, call: ExecCall): Promise<Result<ExecOutcome>> {
     if (call.signal.aborted) return err(abortError(call.signal));
-    // The exec server validates these in http mode; here nothing remote does, so check them here.
-    if (call.command.length === 0) return err(new AppError("invalid_request", "command: must not be empty"));
-    if (
-      !Number.isInteger(call.timeoutMs) ||
-      call.timeoutMs < 1 ||
-      call.timeoutMs > LIMITS.maxTimeoutSeconds * 1000
-    ) {
-      return err(
-        new AppError(
-          "invalid_request",
-          `timeoutMs: must be an integer from 1 to ${LIMITS.maxTimeoutSeconds * 1000}`,
-        ),
-      );
-    }
-    const cwd = parseOrError(WorkspacePathSchema, call.cwd ?? "/workspace", "cwd");
-    if (!cwd.ok) return cwd;
-    const env = parseOrError(EnvSchema, call.env ?? {}, "env");
-    if (!env.ok) return env;
-
     const id = randomBytes(8).toString("hex");
-    const argv = wrapperArgv({
-      command: call.command,
-      timeoutMs: call.timeoutMs,
-      cwd: cwd.value,
-      env: env.value,
-      id,
-      stdinBytes: call.stdin === undefined ? undefined : Buffer.byteLength(call.stdin),
-    });
-    const result = await this.#run(target, argv, call);
+    const argv = checkedWrapperArgv(call, id);
+    if (!argv.ok) return argv;
+    const result = await this.#run(target, argv.value, call);
     if (!result.ok) {
       // The socket is gone but on a real cluster the command is not: kill its group remotely.
       if (result.remote !== "completed") await this.#killRemote(target, id);
@@ -122,24 +94,15 @@ export class ApiExecutor implements Executor {
     const code = exitCodeOf(end.status);
     if (code instanceof AppError) return { ok: false, error: code, remote: "completed" };
     const out = capture.finish(undefined, call.outputEncoding);
-    if (code === CWD_REFUSED_EXIT && out.stderr.startsWith(CWD_REFUSED_PREFIX) && out.stdoutBytes === 0) {
-      const message = out.stderr.slice("pi-sandbox: ".length).trim();
-      return { ok: false, error: new AppError("invalid_request", message), remote: "completed" };
-    }
     const durationMs = Math.round((performance.now() - started) * 1000) / 1000;
-    // `timeout -s KILL` fires only once the time is up, and the clock here started earlier
-    // than the remote one: a 137 after the deadline is the timeout; before it, the command's own.
-    const timedOut = code === KILLED_EXIT && durationMs >= call.timeoutMs;
-    return {
-      ok: true,
-      value: {
-        exitCode: timedOut ? null : code,
-        signal: timedOut ? "SIGKILL" : null,
-        timedOut,
-        ...out,
-        durationMs,
-      },
-    };
+    const outcome = wrapperOutcome(
+      code,
+      out,
+      out.stdoutBytes === 0 ? out.stderr : "",
+      durationMs,
+      call.timeoutMs,
+    );
+    return outcome.ok ? outcome : { ...outcome, remote: "completed" };
   }
 
   /** Best effort, bounded: a second exec that SIGKILLs the group the wrapper recorded. */

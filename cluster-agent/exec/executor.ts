@@ -50,7 +50,7 @@ export interface ExecCall {
 }
 
 export interface Executor {
-  readonly mode: "http" | "api";
+  readonly mode: "http" | "api" | "pydantic-http";
   exec(target: ExecTarget, call: ExecCall): Promise<Result<ExecOutcome>>;
   /**
    * A pod just turned Ready: open the connection its first command will use, so that command does

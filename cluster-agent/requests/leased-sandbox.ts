@@ -30,7 +30,10 @@ export interface LeasedSandboxDeps {
   bus: EventBus;
   /** The agent's sandbox files; without them every file call answers `internal`. */
   files?: SandboxFiles;
-  /** Long-lived processes (http mode); without them every process call answers `not_supported_in_api_mode`. */
+  /**
+   * Long-lived processes (http mode); without them every process call answers
+   * `not_supported_in_api_mode`, or `not_supported_in_contract_mode` with EXEC_MODE=pydantic-http.
+   */
   processes?: SandboxProcesses;
   /**
    * Where a failure's upstream words go (a pino logger fits): an executor or files call answers
@@ -201,10 +204,15 @@ export class LeasedSandbox {
     if (!processes) {
       return Promise.resolve(
         err(
-          new AppError(
-            "not_supported_in_api_mode",
-            "long-lived processes need the sandbox's exec server (EXEC_MODE=http); this agent runs commands over pods/exec",
-          ),
+          this.deps.executor.mode === "pydantic-http"
+            ? new AppError(
+                "not_supported_in_contract_mode",
+                "long-lived processes need our exec server (EXEC_MODE=http); this agent's sandboxes run a server written to pydantic-ai-backends' http contract, which runs one command per request",
+              )
+            : new AppError(
+                "not_supported_in_api_mode",
+                "long-lived processes need the sandbox's exec server (EXEC_MODE=http); this agent runs commands over pods/exec",
+              ),
         ),
       );
     }

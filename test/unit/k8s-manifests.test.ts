@@ -22,8 +22,14 @@ import { schemaErrors, unknownFields } from "../support/k8s-schema.ts";
 const AGENT_NS = "pi-sandbox-system";
 const SANDBOX_NS = "pi-sandbox";
 const rendered = Object.fromEntries(OVERLAYS.map((o) => [o, renderKustomization(overlayDir(o))]));
-const template = JSON.parse(readFileSync(join(K8S_DIR, "base", "sandbox-pod-template.json"), "utf8")) as {
-  spec: V1PodSpec;
+const readTemplate = (...path: string[]) =>
+  JSON.parse(readFileSync(join(K8S_DIR, ...path, "sandbox-pod-template.json"), "utf8")) as {
+    spec: V1PodSpec;
+  };
+const template = readTemplate("base");
+/** The pydantic-http component ships its own template (the user's image, its own entrypoint). */
+const templates: Record<string, { spec: V1PodSpec }> = {
+  "pydantic-http": readTemplate("components", "pydantic-http"),
 };
 
 const find = (objs: KObject[], kind: string, name: string) => {
@@ -131,6 +137,7 @@ describe("rendering", () => {
 
 describe.each(OVERLAYS)("%s overlay", (overlay) => {
   const objs = rendered[overlay] ?? [];
+  const template = templates[overlay] ?? readTemplate("base");
   const cfg = configOf(objs);
   const pod = agentPodSpec(objs);
   const agent = pod.containers[0]!;
@@ -200,7 +207,9 @@ describe.each(OVERLAYS)("%s overlay", (overlay) => {
     if (overlay === "gvisor")
       expect(find(objs, "RuntimeClass", c.runtimeClassName ?? "?")).toMatchObject({ handler: "runsc" });
     else expect(c.runtimeClassName).toBeUndefined();
-    expect(c.execMode).toBe(overlay === "api-exec" ? "api" : "http");
+    expect(c.execMode).toBe(
+      overlay === "api-exec" ? "api" : overlay === "pydantic-http" ? "pydantic-http" : "http",
+    );
     if (overlay === "dev") {
       expect(spec(find(objs, "Deployment", "pi-sandbox-agent")).replicas).toBe(1);
       expect(c.poolSize).toBeLessThanOrEqual(4);

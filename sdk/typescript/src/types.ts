@@ -43,6 +43,7 @@ export type ErrorCode =
   | "ring_limit"
   | "internal"
   | "not_supported_in_api_mode"
+  | "not_supported_in_contract_mode"
   | "agent_unavailable"
   | "tunnel_closed"
   | "sandbox_failed"
