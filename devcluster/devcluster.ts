@@ -38,6 +38,8 @@ export interface DevClusterOptions {
   execProtocols?: ExecProtocol[];
   /** The egress proxy on the host that pods reach at 127.0.0.1:podPort (kubelet `egressProxy`). */
   egressProxy?: EgressProxyRoute;
+  /** How often the kubelet measures emptyDirs against their sizeLimit (default 10 s; tests use less). */
+  evictionIntervalMs?: number;
   /**
    * Run the kubelet on a worker thread of its own (kubelet-thread.ts), so its work does not hold
    * the API server's event loop during a burst of pod start-ups. Default false (one thread).
@@ -143,6 +145,7 @@ export async function startDevCluster(opts: DevClusterOptions): Promise<DevClust
       allocatable: opts.allocatable,
       ...(opts.execProtocols ? { execProtocols: opts.execProtocols } : {}),
       ...(opts.egressProxy ? { egressProxy: opts.egressProxy } : {}),
+      ...(opts.evictionIntervalMs ? { evictionIntervalMs: opts.evictionIntervalMs } : {}),
     };
     const kube = { server: api.url, token: nodeToken, user: `system:node:${nodeName}`, ca };
     kubelet = opts.kubeletThread
