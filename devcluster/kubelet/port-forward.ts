@@ -27,18 +27,27 @@ const DEFAULT_EGRESS_POD_PORT = 3128;
 
 let socketDir: string | undefined;
 let socketSeq = 0;
+let socketsInUse = 0;
 /**
  * The kubelet's Unix sockets the forwarders dial (a path is not bound to a network namespace):
  * a directory others may traverse but not list, each socket owned by the forwarder's uid, 0600.
+ * The directory exists while a socket is in use (releaseSocketPath), so a stopped devcluster
+ * leaves nothing in $TMPDIR.
  */
 function forwarderSocketPath(ip: string): string {
   if (!socketDir) {
-    const dir = mkdtempSync(join(tmpdir(), "devcluster-fwd-"));
-    chmodSync(dir, 0o711);
-    process.once("exit", () => rmSync(dir, { recursive: true, force: true }));
-    socketDir = dir;
+    socketDir = mkdtempSync(join(tmpdir(), "devcluster-fwd-"));
+    chmodSync(socketDir, 0o711);
   }
+  socketsInUse++;
   return join(socketDir, `${ip}-${++socketSeq}.sock`);
+}
+
+function releaseSocketPath(path: string): void {
+  rmSync(path, { force: true });
+  if (--socketsInUse > 0 || !socketDir) return;
+  rmSync(socketDir, { recursive: true, force: true });
+  socketDir = undefined;
 }
 
 /**
@@ -104,9 +113,9 @@ export class PortForward {
       });
       server.listen(path, () => resolve(true));
     });
-    if (!listening) return false;
-    if (this.closed || attachment !== this.attachments) {
+    if (!listening || this.closed || attachment !== this.attachments) {
       server.close();
+      releaseSocketPath(path);
       return false;
     }
     chownSync(path, FORWARDER_UID, FORWARDER_UID);
@@ -266,7 +275,7 @@ export class PortForward {
     }
     this.socketServer?.close();
     this.socketServer = undefined;
-    if (this.socketPath) rmSync(this.socketPath, { force: true });
+    if (this.socketPath) releaseSocketPath(this.socketPath);
     this.socketPath = undefined;
   }
 
