@@ -227,31 +227,36 @@ export function networkPolicySchema(opts: ParseOptions = {}) {
 export const NetworkPolicySchema = networkPolicySchema();
 export type NetworkPolicyInput = z.infer<typeof NetworkPolicySchema>;
 
+/** A secret's name: also the variable its placeholder is under in the sandbox. */
+export const SecretNameSchema = z
+  .string()
+  .regex(SECRET_NAME, "secret names are [A-Za-z_][A-Za-z0-9_]{0,63}")
+  .refine(
+    (n) => !RESERVED_ENV_NAMES.includes(n.toUpperCase()),
+    "this name is a variable the sandbox's network needs (proxy, CA bundle)",
+  );
+
+/** Where a secret may be sent and how: the hosts, the header, the header's format. */
+export function secretBindingFields(opts: ParseOptions = {}) {
+  return {
+    hosts: entryList(opts, true, 1, POLICY_LIMITS.hostsPerSecret),
+    /** The request header the value goes into; default Authorization. */
+    header: z.string().regex(HEADER_NAME, "not an HTTP header name").optional(),
+    /** What that header becomes when it carries the placeholder; `{value}` is the secret. */
+    format: z
+      .string()
+      .max(256)
+      .refine((f) => f.includes("{value}"), "format must contain {value}")
+      .refine((f) => !/[\r\n]/.test(f), "format must not contain line breaks")
+      .optional(),
+  };
+}
+
 export function egressPolicySchema(opts: ParseOptions = {}) {
   return z.strictObject({
     network: networkPolicySchema(opts).optional(),
     secrets: z
-      .array(
-        z.strictObject({
-          name: z
-            .string()
-            .regex(SECRET_NAME, "secret names are [A-Za-z_][A-Za-z0-9_]{0,63}")
-            .refine(
-              (n) => !RESERVED_ENV_NAMES.includes(n.toUpperCase()),
-              "this name is a variable the sandbox's network needs (proxy, CA bundle)",
-            ),
-          hosts: entryList(opts, true, 1, POLICY_LIMITS.hostsPerSecret),
-          /** The request header the value goes into; default Authorization. */
-          header: z.string().regex(HEADER_NAME, "not an HTTP header name").optional(),
-          /** What that header becomes when it carries the placeholder; `{value}` is the secret. */
-          format: z
-            .string()
-            .max(256)
-            .refine((f) => f.includes("{value}"), "format must contain {value}")
-            .refine((f) => !/[\r\n]/.test(f), "format must not contain line breaks")
-            .optional(),
-        }),
-      )
+      .array(z.strictObject({ name: SecretNameSchema, ...secretBindingFields(opts) }))
       .max(POLICY_LIMITS.secrets)
       .refine((s) => new Set(s.map((x) => x.name)).size === s.length, "each secret may be bound once")
       .optional(),

@@ -1,10 +1,18 @@
 import type { V1Lease, V1Pod } from "@kubernetes/client-node";
 import { DENY_ALL, type EgressPolicy, parseEgressPolicy } from "../../shared/egress-policy.ts";
-import type { SandboxEgress } from "../egress/types.ts";
+import type { SandboxEgress, SandboxLookup, StoredSecret } from "../egress/types.ts";
 import { holderOf } from "../pool-state/lease-record.ts";
 import { isFinished } from "../pool-state/pod-state.ts";
 import type { PoolStore } from "../pool-state/pool-store.ts";
-import { sandboxHolder, sandboxNetworkOf, sandboxView } from "../pool-state/sandbox-record.ts";
+import {
+  sandboxHolder,
+  sandboxNetworkOf,
+  sandboxSecretsOf,
+  sandboxView,
+} from "../pool-state/sandbox-record.ts";
+
+/** A tenant's stored secrets with their values (secrets/tenant-secrets.ts `values`). */
+export type TenantSecretReader = (tenant: string) => Promise<ReadonlyMap<string, StoredSecret>>;
 
 /** A Lease object is replaced (never mutated) on every change, so its compiled policy can hang off it. */
 const compiled = new WeakMap<V1Lease, EgressPolicy>();
@@ -36,14 +44,48 @@ const addressesOf = (pod: V1Pod): string[] =>
 export function sandboxEgressLookup(
   store: Pick<PoolStore, "pods" | "leases">,
   region: string,
-): (source: string) => SandboxEgress | undefined {
-  return (source: string): SandboxEgress | undefined => {
+  secrets?: TenantSecretReader,
+): SandboxLookup {
+  return (source: string) => {
     const pods = store.pods.list().filter((p) => !isFinished(p) && addressesOf(p).includes(source));
     if (pods.length !== 1) return undefined;
     const name = (pods[0] as V1Pod).metadata?.name;
     const lease = name ? store.leases.get(name) : undefined;
     const view = lease ? sandboxView(lease, region) : undefined;
     if (!lease || !view?.tenant || holderOf(lease) !== sandboxHolder(view.tenant, view.id)) return undefined;
-    return { tenant: view.tenant, sandbox: view.id, policy: policyOf(lease) };
+    const base: SandboxEgress = { tenant: view.tenant, sandbox: view.id, policy: policyOf(lease) };
+    const placeholders = sandboxSecretsOf(lease);
+    return secrets && placeholders.size > 0 ? withSecrets(base, placeholders, secrets(view.tenant)) : base;
+  };
+}
+
+/**
+ * The sandbox's policy with the secrets it opted in to, each bound as its tenant stored it now: a
+ * secret deleted since is simply not there (its placeholder goes out as it is), and one whose
+ * stored binding does not validate binds nothing (fail closed).
+ */
+async function withSecrets(
+  base: SandboxEgress,
+  placeholders: ReadonlyMap<string, string>,
+  stored: Promise<ReadonlyMap<string, StoredSecret>>,
+): Promise<SandboxEgress> {
+  const values = await stored;
+  const bound = [...placeholders].flatMap(([name, placeholder]) => {
+    const s = values.get(name);
+    return s ? [{ placeholder, s }] : [];
+  });
+  const parsed = parseEgressPolicy({
+    secrets: bound.map(({ s }) => ({
+      name: s.name,
+      hosts: s.hosts,
+      ...(s.header !== undefined ? { header: s.header } : {}),
+      ...(s.format !== undefined ? { format: s.format } : {}),
+    })),
+  });
+  if (!parsed.ok || bound.length === 0) return base;
+  return {
+    ...base,
+    policy: { ...base.policy, secrets: parsed.policy.secrets },
+    secrets: new Map(bound.map(({ placeholder, s }) => [s.name, { placeholder, value: s.value }])),
   };
 }

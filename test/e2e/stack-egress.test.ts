@@ -6,7 +6,14 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type RunningAgent, startAgent } from "../../cluster-agent/main.ts";
 import { SandboxClient } from "../../sdk/typescript/src/index.ts";
-import { ExecResultSchema, type Sandbox, SandboxNetworkSchema, SandboxSchema } from "../../shared/api.ts";
+import {
+  ExecResultSchema,
+  type Sandbox,
+  SandboxNetworkSchema,
+  SandboxSchema,
+  SecretInfoSchema,
+  SecretListSchema,
+} from "../../shared/api.ts";
 import { ErrorEnvelopeSchema } from "../../shared/errors.ts";
 import { type EdgeHarness, startEdge, testAgentKeys, testTenantToken } from "../support/edge-harness.ts";
 import {
@@ -30,7 +37,7 @@ async function api(
   body?: unknown,
   tenant = "tenant-egress",
 ): Promise<Response> {
-  const token = await testTenantToken({ tenant, scope: "sandbox:exec" });
+  const token = await testTenantToken({ tenant, scope: "sandbox:exec sandbox:secrets" });
   return fetch(`${edge.url}${path}`, {
     method,
     headers: {
@@ -69,7 +76,7 @@ beforeAll(async () => {
       EGRESS_PORT: String(proxyPort),
       EGRESS_PROXY_URL: "http://127.0.0.1:3128",
     }),
-    { egress: { resolve: testResolver, forbidden: TEST_FORBIDDEN } },
+    { egress: { resolve: testResolver, forbidden: TEST_FORBIDDEN, upstreamCa: net.ca.certPem } },
   );
   if (!started.ok) throw started.error;
   agent = started.value;
@@ -150,5 +157,98 @@ describe("egress through the edge, the tunnel, the agent's proxy and devcluster'
       deny: [],
     });
     expect((await sb.exec(curl)).stdout).toMatch(/hello from pkgs\.test.*exit=0/s);
+  });
+});
+
+describe("secrets that never enter the sandbox, through the edge", () => {
+  const VALUE = "sk-live-e2e-0123456789abcdef";
+
+  it("the bound host receives the value; the sandbox, other hosts and other tenants see only the placeholder", async () => {
+    const bound = `api.test:${net.httpsPort}`;
+    const put = await api("PUT", "/v1/secrets/API_KEY", { value: VALUE, hosts: [bound] });
+    expect(put.status, await put.clone().text()).toBe(200);
+    const putText = await put.text();
+    expect(putText).not.toContain(VALUE);
+    expect(SecretInfoSchema.parse(JSON.parse(putText))).toMatchObject({
+      name: "API_KEY",
+      hosts: [bound],
+      header: "Authorization",
+      format: "Bearer {value}",
+    });
+    const listed = await api("GET", "/v1/secrets");
+    const listText = await listed.text();
+    expect(listText).not.toContain(VALUE);
+    expect(SecretListSchema.parse(JSON.parse(listText)).secrets.map((x) => x.name)).toEqual(["API_KEY"]);
+
+    // Tenant B: sees none, cannot delete it, cannot opt a sandbox in to it.
+    const other = await api("GET", "/v1/secrets", undefined, "tenant-other");
+    expect(SecretListSchema.parse(await other.json()).secrets).toEqual([]);
+    const stolen = await api("DELETE", "/v1/secrets/API_KEY", undefined, "tenant-other");
+    expect(stolen.status).toBe(404);
+    expect(ErrorEnvelopeSchema.parse(await stolen.json()).error.code).toBe("secret_not_found");
+    const borrowed = await api("POST", "/v1/sandboxes", { secrets: ["API_KEY"] }, "tenant-other");
+    expect(borrowed.status).toBe(404);
+    expect(ErrorEnvelopeSchema.parse(await borrowed.json()).error.code).toBe("secret_not_found");
+
+    const created = await api("POST", "/v1/sandboxes", {
+      network: { allow: [bound, `other.test:${net.httpsPort}`] },
+      secrets: ["API_KEY"],
+    });
+    expect(created.status, await created.clone().text()).toBe(201);
+    const s = SandboxSchema.parse(await created.json());
+
+    // The sandbox sees a placeholder, never the value, anywhere in its environment.
+    const env = await sh(s.id, 'echo "key=$API_KEY"; env');
+    const placeholder = /key=(pi-secret-[A-Za-z0-9_-]+)/.exec(env.stdout)?.[1];
+    expect(placeholder).toBeDefined();
+    expect(env.stdout).not.toContain(VALUE);
+    expect(env.stdout).toMatch(/SSL_CERT_FILE=\/workspace\/\.pi-egress\/ca-bundle\.pem/);
+
+    // To the bound host (intercepted; the sandbox trusts the cluster CA through its env), the
+    // header carrying the placeholder arrives with the value.
+    const before = net.seen.length;
+    const r = await sh(
+      s.id,
+      `curl -sS --max-time 10 -H "Authorization: Bearer $API_KEY" https://${bound}/v1/models; echo "exit=$?"`,
+    );
+    expect(r.stdout).toMatch(/hello from api\.test.*exit=0/s);
+    expect(r.stdout + r.stderr).not.toContain(VALUE);
+    const atApi = net.seen.slice(before).filter((x) => x.host.startsWith("api.test"));
+    expect(atApi.map((x) => x.headers.authorization)).toEqual([`Bearer ${VALUE}`]);
+
+    // The same placeholder to an allowed host the secret is not bound to goes out as it is.
+    const mark = net.seen.length;
+    expect((await api("PUT", `/v1/sandboxes/${s.id}/files/ca.pem`, net.ca.certPem)).status).toBe(200);
+    const o = await sh(
+      s.id,
+      `curl -sS --max-time 10 --cacert /workspace/ca.pem -H "Authorization: Bearer $API_KEY" https://other.test:${net.httpsPort}/; echo "exit=$?"`,
+    );
+    expect(o.stdout).toMatch(/hello from other\.test.*exit=0/s);
+    const atOther = net.seen.slice(mark).filter((x) => x.host.startsWith("other.test"));
+    expect(atOther.map((x) => x.headers.authorization)).toEqual([`Bearer ${placeholder}`]);
+
+    // Deleted: from then on the host is spliced, not intercepted (the sandbox sees the server's own
+    // certificate), and the placeholder goes out unchanged.
+    expect((await api("DELETE", "/v1/secrets/API_KEY")).status).toBe(204);
+    const after = net.seen.length;
+    const d = await sh(
+      s.id,
+      `curl -sS --max-time 10 --cacert /workspace/ca.pem -H "Authorization: Bearer $API_KEY" https://${bound}/; echo "exit=$?"`,
+    );
+    expect(d.stdout).toMatch(/exit=0/);
+    const lastAtApi = net.seen.slice(after).filter((x) => x.host.startsWith("api.test"));
+    expect(lastAtApi.map((x) => x.headers.authorization)).toEqual([`Bearer ${placeholder}`]);
+    expect((await api("DELETE", `/v1/sandboxes/${s.id}`)).status).toBe(204);
+  });
+
+  it("bad secrets are refused by name at the edge", async () => {
+    const reserved = await api("PUT", "/v1/secrets/HTTPS_PROXY", { value: "x", hosts: ["api.test"] });
+    expect(reserved.status).toBe(400);
+    const cidr = await api("PUT", "/v1/secrets/K", { value: "x", hosts: ["10.0.0.0/8"] });
+    expect(cidr.status).toBe(400);
+    expect(ErrorEnvelopeSchema.parse(await cidr.json()).error.message).toContain('"10.0.0.0/8"');
+    const newline = await api("PUT", "/v1/secrets/K", { value: "a\nb", hosts: ["api.test"] });
+    expect(newline.status).toBe(400);
+    expect((await api("DELETE", "/v1/secrets/NEVER_STORED")).status).toBe(404);
   });
 });

@@ -38,7 +38,7 @@ function sandboxOn(store: MemoryPoolStore, pod: string, tenant: string, id: stri
 }
 
 describe("the egress proxy's caller, from the pod cache", () => {
-  it("a sandbox pod's IP is that sandbox with its stored policy; a free pod and an unknown IP are nobody", () => {
+  it("a sandbox pod's IP is that sandbox with its stored policy; a free pod and an unknown IP are nobody", async () => {
     const store = new MemoryPoolStore();
     podAt(store, "p1", "10.1.0.1");
     podAt(store, "p2", "10.1.0.2");
@@ -46,35 +46,35 @@ describe("the egress proxy's caller, from the pod cache", () => {
     sandboxOn(store, "p1", "t1", "sb-1", '{"allow":["pkgs.test"],"deny":[]}');
     sandboxOn(store, "p2", "t2", "sb-2");
     const lookup = sandboxEgressLookup(store, "local");
-    const one = lookup("10.1.0.1");
+    const one = await lookup("10.1.0.1");
     expect(one).toMatchObject({ tenant: "t1", sandbox: "sb-1" });
     expect(one && decide(one.policy, "pkgs.test", 443).allowed).toBe(true);
-    const two = lookup("10.1.0.2");
+    const two = await lookup("10.1.0.2");
     expect(two).toMatchObject({ tenant: "t2", sandbox: "sb-2" });
     expect(two && decide(two.policy, "pkgs.test", 443).allowed).toBe(false);
-    expect(lookup("10.1.0.3")).toBeUndefined();
-    expect(lookup("10.1.0.9")).toBeUndefined();
+    expect(await lookup("10.1.0.3")).toBeUndefined();
+    expect(await lookup("10.1.0.9")).toBeUndefined();
   });
 
-  it("an IP two live pods claim is nobody; a finished pod's IP is not its sandbox's", () => {
+  it("an IP two live pods claim is nobody; a finished pod's IP is not its sandbox's", async () => {
     const store = new MemoryPoolStore();
     podAt(store, "p1", "10.1.0.1");
     sandboxOn(store, "p1", "t1", "sb-1", '{"allow":["pkgs.test"]}');
     const lookup = sandboxEgressLookup(store, "local");
-    expect(lookup("10.1.0.1")).toBeDefined();
+    expect(await lookup("10.1.0.1")).toBeDefined();
     podAt(store, "p2", "10.1.0.1");
-    expect(lookup("10.1.0.1")).toBeUndefined();
+    expect(await lookup("10.1.0.1")).toBeUndefined();
     store.pods.forget("p2");
     podAt(store, "p3", "10.1.0.3", "Failed");
     sandboxOn(store, "p3", "t3", "sb-3", '{"allow":["pkgs.test"]}');
-    expect(lookup("10.1.0.3")).toBeUndefined();
+    expect(await lookup("10.1.0.3")).toBeUndefined();
   });
 
-  it("a stored policy it cannot read is enforced as no network", () => {
+  it("a stored policy it cannot read is enforced as no network", async () => {
     const store = new MemoryPoolStore();
     podAt(store, "p1", "10.1.0.1");
     sandboxOn(store, "p1", "t1", "sb-1", '{"allow":["*"]}');
-    const found = sandboxEgressLookup(store, "local")("10.1.0.1");
+    const found = await sandboxEgressLookup(store, "local")("10.1.0.1");
     expect(found?.policy.allow).toEqual([]);
   });
 });
