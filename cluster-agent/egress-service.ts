@@ -6,10 +6,13 @@ import { caBundleEnv, sandboxProxyEnv } from "./egress/sandbox-env.ts";
 import type { EgressEvent, Resolver } from "./egress/types.ts";
 import type { CertificateAuthority } from "./egress/x509.ts";
 import type { PoolEventInput } from "./events/bus.ts";
-import { TENANT_ANNOTATION } from "./pool-state/labels.ts";
 import type { PoolStore } from "./pool-state/pool-store.ts";
-import { isSandboxLease, SANDBOX_ANNOTATIONS, sandboxIdOf } from "./pool-state/sandbox-record.ts";
-import { sandboxEgressLookup, type TenantSecretReader } from "./sandboxes/egress-identity.ts";
+import { isSandboxLease, SANDBOX_ANNOTATIONS } from "./pool-state/sandbox-record.ts";
+import {
+  egressSubjectOf,
+  sandboxEgressLookup,
+  type TenantSecretReader,
+} from "./sandboxes/egress-identity.ts";
 
 export interface EgressServiceOptions {
   settings: EgressSettings;
@@ -113,18 +116,20 @@ export async function startEgressService(o: EgressServiceOptions): Promise<Egres
       running = undefined;
     })();
   };
+  // A sandbox's Lease, or a pod held for one call with a policy of its own.
+  const matters = (l: V1Lease | undefined) => isSandboxLease(l) || networkOf(l) !== undefined;
   const stopLeases = o.store.leases.onChange((c) => {
-    const before = c.type === "update" ? c.old : undefined;
-    if (!isSandboxLease(c.obj) && !isSandboxLease(before)) return;
-    if (c.type === "delete") {
-      const tenant = c.obj.metadata?.annotations?.[TENANT_ANNOTATION];
-      const id = sandboxIdOf(c.obj);
-      if (tenant && id) proxy.forget(tenant, id);
+    const before = c.type === "update" ? c.old : c.type === "delete" ? c.obj : undefined;
+    if (!matters(c.obj) && !matters(before)) return;
+    const holderChanged = c.type === "update" && c.old.spec?.holderIdentity !== c.obj.spec?.holderIdentity;
+    if (before && (c.type === "delete" || holderChanged)) {
+      const subject = egressSubjectOf(before);
+      if (subject) proxy.forget(subject.tenant, subject.sandbox);
     }
     if (
       c.type === "delete" ||
-      (c.type === "update" &&
-        (networkOf(c.old) !== networkOf(c.obj) || c.old.spec?.holderIdentity !== c.obj.spec?.holderIdentity))
+      holderChanged ||
+      (c.type === "update" && networkOf(c.old) !== networkOf(c.obj))
     )
       revalidate();
   });

@@ -188,7 +188,12 @@ export async function startAgent(
     agentId: config.agentId,
     region: config.region,
     relay: createRelayAuth({ region: config.region, publicKeys: relayPublicKeys }),
-    exec: (req, ctx) => runExecRequest({ acquire, executor, bus, log: logger }, req, ctx),
+    exec: (req, ctx) =>
+      runExecRequest(
+        { acquire, executor, bus, log: logger, ...(egress ? { egressEnv: egress.env } : {}) },
+        req,
+        ctx,
+      ),
     chat: config.model.ok
       ? createChatHandler({
           model: config.model,

@@ -68,8 +68,17 @@ export const ExecRequestSchema = z.strictObject({
   env: EnvSchema.optional(),
   /** `base64`: stdout/stderr (result and stream events) are base64 of the exact bytes. */
   outputEncoding: z.enum(["utf8", "base64"]).optional(),
+  /**
+   * `POST /v1/exec` only: where this call's pod may connect through the egress proxy, for this
+   * call alone (gone when the pod is released). Absent: nowhere. A sandbox's policy is its own
+   * (`PUT /v1/sandboxes/:id/network`): on `/v1/sandboxes/:id/exec` this is refused.
+   */
+  network: NetworkPolicySchema.optional(),
 });
 export type ExecRequest = z.infer<typeof ExecRequestSchema>;
+/** Why `network` on `/v1/sandboxes/:id/exec` is a 400: a sandbox's policy is changed by PUT only. */
+export const SANDBOX_EXEC_NETWORK_REFUSAL =
+  "network: a sandbox's policy is set with PUT /v1/sandboxes/:id/network, not per command";
 export type ExecRequestInput = z.input<typeof ExecRequestSchema>;
 
 /** What a command did, independent of where it ran (exec server, pods/exec). */

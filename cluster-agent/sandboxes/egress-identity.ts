@@ -1,11 +1,13 @@
 import type { V1Lease, V1Pod } from "@kubernetes/client-node";
 import { DENY_ALL, type EgressPolicy, parseEgressPolicy } from "../../shared/egress-policy.ts";
 import type { SandboxEgress, SandboxLookup, StoredSecret } from "../egress/types.ts";
-import { holderOf } from "../pool-state/lease-record.ts";
+import { holderOf, isLeaseFree, requestIdOf, tenantOf } from "../pool-state/lease-record.ts";
 import { isFinished } from "../pool-state/pod-state.ts";
 import type { PoolStore } from "../pool-state/pool-store.ts";
 import {
+  SANDBOX_ANNOTATIONS,
   sandboxHolder,
+  sandboxIdOf,
   sandboxNetworkOf,
   sandboxSecretsOf,
   sandboxView,
@@ -36,8 +38,8 @@ const addressesOf = (pod: V1Pod): string[] =>
 /**
  * Who is behind a source address, for the egress proxy: the one live pool pod with that pod IP in
  * the watch-fed cache → its Lease (same name) → the sandbox holding it → that sandbox's policy as
- * the Lease has it now. Anything else is nobody: a pod that is no sandbox (free, or leased for
- * one /v1/exec), an address no pod has, or one two pods claim at once (an IP reused before the
+ * the Lease has it now, or the call holding it with a `network` of its own (`oneCall`). Anything
+ * else is nobody: a free pod, one held for a call without a policy, an address no pod has, or one two pods claim at once (an IP reused before the
  * old pod's deletion reached the cache) — the proxy then refuses with egress_unknown_source.
  * Never anything the sandbox sends.
  */
@@ -51,12 +53,43 @@ export function sandboxEgressLookup(
     if (pods.length !== 1) return undefined;
     const name = (pods[0] as V1Pod).metadata?.name;
     const lease = name ? store.leases.get(name) : undefined;
-    const view = lease ? sandboxView(lease, region) : undefined;
-    if (!lease || !view?.tenant || holderOf(lease) !== sandboxHolder(view.tenant, view.id)) return undefined;
+    if (!lease) return undefined;
+    const view = sandboxView(lease, region);
+    if (!view) return oneCall(lease);
+    if (!view.tenant || holderOf(lease) !== sandboxHolder(view.tenant, view.id)) return undefined;
     const base: SandboxEgress = { tenant: view.tenant, sandbox: view.id, policy: policyOf(lease) };
     const placeholders = sandboxSecretsOf(lease);
     return secrets && placeholders.size > 0 ? withSecrets(base, placeholders, secrets(view.tenant)) : base;
   };
+}
+
+/** Who the proxy counts a Lease's connections under (its `tenant`/`sandbox`), or undefined. */
+export function egressSubjectOf(lease: V1Lease): { tenant: string; sandbox: string } | undefined {
+  const id = sandboxIdOf(lease);
+  const tenant = tenantOf(lease);
+  if (!tenant) return undefined;
+  if (id) return { tenant, sandbox: id };
+  const requestId = requestIdOf(lease);
+  return requestId ? { tenant, sandbox: `request:${requestId}` } : undefined;
+}
+
+/**
+ * A pod held for one call (`POST /v1/exec`, a chat request) that brought a `network`: that call's
+ * policy while it holds the pod. The policy is written with the claim and removed with the release
+ * or hand-over (pool-state/lease-record.ts), so it never outlives the call; a free pod, or one held
+ * without a policy, is nobody.
+ */
+function oneCall(lease: V1Lease): SandboxEgress | undefined {
+  const tenant = tenantOf(lease);
+  const requestId = requestIdOf(lease);
+  if (
+    isLeaseFree(lease) ||
+    !tenant ||
+    !requestId ||
+    !lease.metadata?.annotations?.[SANDBOX_ANNOTATIONS.network]
+  )
+    return undefined;
+  return { tenant, sandbox: `request:${requestId}`, policy: policyOf(lease) };
 }
 
 /**

@@ -3,6 +3,7 @@ import {
   type ExecRequest,
   ExecRequestSchema,
   parseSandboxId,
+  SANDBOX_EXEC_NETWORK_REFUSAL,
   SANDBOX_FILE_SIZE_HEADER,
   SANDBOX_LIMITS,
   SandboxCreateRequestSchema,
@@ -182,6 +183,8 @@ export function sandboxRoutes(deps: SandboxRoutesDeps): Hono<{ Variables: Sandbo
     if (!body.ok) return fail(body.error, requestId);
     const parsed = parseOrError(ExecRequestSchema, body.value, "exec request");
     if (!parsed.ok) return fail(parsed.error, requestId);
+    if (parsed.value.network !== undefined)
+      return fail(new AppError("invalid_request", SANDBOX_EXEC_NETWORK_REFUSAL), requestId);
     const req: ExecRequest = parsed.value;
     const signal = c.req.raw.signal;
     const base = { tenant: c.get("claims").tenant, requestId, signal };

@@ -75,6 +75,8 @@ beforeAll(async () => {
       EGRESS: "on",
       EGRESS_PORT: String(proxyPort),
       EGRESS_PROXY_URL: "http://127.0.0.1:3128",
+      // Pods of /v1/exec are scrubbed and reused, so a call's policy must not outlive it on its pod.
+      RECYCLE: "scrub",
     }),
     { egress: { resolve: testResolver, forbidden: TEST_FORBIDDEN, upstreamCa: net.ca.certPem } },
   );
@@ -250,5 +252,47 @@ describe("secrets that never enter the sandbox, through the edge", () => {
     const newline = await api("PUT", "/v1/secrets/K", { value: "a\nb", hosts: ["api.test"] });
     expect(newline.status).toBe(400);
     expect((await api("DELETE", "/v1/secrets/NEVER_STORED")).status).toBe(404);
+  });
+});
+
+describe("a policy on POST /v1/exec is that call's alone", () => {
+  const exec = async (body: Record<string, unknown>) => {
+    const res = await api("POST", "/v1/exec", { timeoutSeconds: 20, ...body });
+    expect(res.status, await res.clone().text()).toBe(200);
+    return ExecResultSchema.parse(await res.json());
+  };
+  // Through the proxy by hand, so a call without a policy is asked of the proxy too (not merely
+  // lacking the variables).
+  const curl = () =>
+    `curl -sS --max-time 10 -o /dev/null -w "code=%{http_code}" -x http://127.0.0.1:3128 http://pkgs.test:${net.httpPort}/exec-policy; echo " exit=$?"`;
+
+  it("reaches the allowed host; the next call on the same pod without it cannot", async () => {
+    const allowed = await exec({ command: curl(), network: { allow: [`pkgs.test:${net.httpPort}`] } });
+    expect(allowed.stdout).toMatch(/code=200 exit=0/);
+    const reached = () => net.seen.filter((r) => r.path === "/exec-policy").length;
+    expect(reached()).toBe(1);
+    // The pool has two pods: call until one lands on the pod the policy was on (scrubbed, reused).
+    let samePod = false;
+    for (let i = 0; i < 12 && !samePod; i++) {
+      const next = await exec({ command: curl() });
+      expect(next.stdout).toMatch(/code=403 exit=0/);
+      samePod = next.pod === allowed.pod;
+    }
+    expect(samePod).toBe(true);
+    expect(reached()).toBe(1);
+  });
+
+  it("network on a sandbox's exec is refused (its policy is PUT)", async () => {
+    const created = await api("POST", "/v1/sandboxes", {});
+    const s = SandboxSchema.parse(await created.json());
+    const res = await api("POST", `/v1/sandboxes/${s.id}/exec`, {
+      command: "true",
+      network: { allow: ["a.test"] },
+    });
+    expect(res.status).toBe(400);
+    expect(ErrorEnvelopeSchema.parse(await res.json()).error.message).toContain(
+      "PUT /v1/sandboxes/:id/network",
+    );
+    expect((await api("DELETE", `/v1/sandboxes/${s.id}`)).status).toBe(204);
   });
 });

@@ -86,6 +86,8 @@ export interface ExecRequestInput {
   env?: Record<string, string> | undefined;
   /** `base64`: stdout/stderr (result and stream events) are base64 of the exact bytes. */
   outputEncoding?: "utf8" | "base64" | undefined;
+  /** `client.exec` only: where this call's pod may connect (gone when it is released). Absent: nowhere. */
+  network?: { allow?: string[] | undefined; deny?: string[] | undefined } | undefined;
 }
 
 export interface ExecResult {
