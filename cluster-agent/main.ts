@@ -204,6 +204,7 @@ export async function startAgent(
           options: config.chat,
           log: logger,
           sandboxes,
+          ...(egress ? { egressEnv: egress.env } : {}),
         })
       : config.model.error,
     snapshot: () => ({

@@ -437,6 +437,12 @@ export const ChatRequestSchema = z.strictObject({
     .describe(
       '"request" (default): one pod per request; "session": the session\'s sandbox, created at the first tool call and kept across turns',
     ),
+  /**
+   * Where the commands' pod may connect through the egress proxy. "request": this request's pod
+   * alone, gone with it. "session": the session's sandbox's policy from this turn on (as `PUT
+   * /v1/sandboxes/:id/network`). Absent: nowhere, or the session sandbox's policy unchanged.
+   */
+  network: NetworkPolicySchema.optional(),
 });
 export type ChatRequest = z.infer<typeof ChatRequestSchema>;
 
@@ -453,6 +459,7 @@ export const RelayChatRequestSchema = z.strictObject({
   history: z.array(ChatHistoryMessageSchema).max(200),
   /** Present in session mode: the session's sandbox so far (absent before its first tool call). */
   sessionSandbox: z.strictObject({ id: SandboxIdSchema.optional() }).optional(),
+  network: ChatRequestSchema.shape.network,
 });
 export type RelayChatRequest = z.infer<typeof RelayChatRequestSchema>;
 

@@ -39,6 +39,8 @@ export interface ChatDeps {
   sessionNote?: string;
   /** Session mode: the session's sandbox id, reported in the response. */
   sandboxId?: () => string | undefined;
+  /** Under every command's env (request mode: the egress proxy's variables). */
+  env?: Readonly<Record<string, string>>;
 }
 
 /** Largest file write_file/edit_file may write from a chat (the model's text, not an upload). */
@@ -85,6 +87,7 @@ export async function runChat(
     },
     { tenant: deps.tenant, requestId: deps.requestId, signal },
     out,
+    deps.env,
   );
   try {
     const result = await converse(request, deps, opts, sandbox, out, signal);

@@ -41,6 +41,17 @@ export function useNetwork(
   return ok({ ...(network ? { network } : {}), env: egressEnv });
 }
 
+export interface ExecRequestContext {
+  tenant: string;
+  requestId: string;
+  /** Aborts when the caller goes away: the command is killed and the lease freed. */
+  signal: AbortSignal;
+  /** Streamed progress, for SSE callers. */
+  onEvent?: (e: ExecStreamEvent) => void;
+  /** The request's timing spans (reported to the edge in `server-timing`). */
+  spans?: Spans;
+}
+
 /**
  * Output chunks as stream events: utf8 text (a character split across chunks is held until it is
  * whole), or base64 of each chunk's exact bytes.

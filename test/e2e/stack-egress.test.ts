@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type RunningAgent, startAgent } from "../../cluster-agent/main.ts";
 import { SandboxClient } from "../../sdk/typescript/src/index.ts";
 import {
+  ChatResponseSchema,
   ExecResultSchema,
   type Sandbox,
   SandboxNetworkSchema,
@@ -24,12 +25,31 @@ import {
 } from "../support/fake-internet.ts";
 import { freePort } from "../support/free-port.ts";
 import { type LeaseCluster, startLeaseCluster, waitFor, waitForReadyPods } from "../support/lease-cluster.ts";
+import {
+  type RecordedRequest,
+  type ScriptedOpenAI,
+  type ScriptTurn,
+  startScriptedOpenAI,
+} from "../support/scripted-openai.ts";
 
 const REGION = "eu-1";
 let edge: EdgeHarness;
 let cluster: LeaseCluster;
 let agent: RunningAgent;
 let net: FakeInternet;
+let model: ScriptedOpenAI;
+
+/** One run_in_sandbox call with the command the user's message names, then its answer as the reply. */
+function responder(req: RecordedRequest): ScriptTurn {
+  const messages = req.body?.messages ?? [];
+  const tool = messages.find((m) => m.role === "tool");
+  if (tool) return { type: "text", text: String(tool.content ?? "") };
+  const user = [...messages].reverse().find((m) => m.role === "user");
+  return {
+    type: "tool_calls",
+    calls: [{ id: "c1", name: "run_in_sandbox", arguments: { command: String(user?.content ?? "") } }],
+  };
+}
 
 async function api(
   method: string,
@@ -37,7 +57,7 @@ async function api(
   body?: unknown,
   tenant = "tenant-egress",
 ): Promise<Response> {
-  const token = await testTenantToken({ tenant, scope: "sandbox:exec sandbox:secrets" });
+  const token = await testTenantToken({ tenant, scope: "sandbox:exec sandbox:secrets sandbox:chat" });
   return fetch(`${edge.url}${path}`, {
     method,
     headers: {
@@ -57,6 +77,7 @@ async function sh(id: string, command: string) {
 
 beforeAll(async () => {
   net = await startFakeInternet();
+  model = await startScriptedOpenAI({ respond: responder });
   const proxyPort = await freePort();
   cluster = await startLeaseCluster("stack-egress", { egressProxy: { port: proxyPort } });
   edge = await startEdge();
@@ -77,6 +98,9 @@ beforeAll(async () => {
       EGRESS_PROXY_URL: "http://127.0.0.1:3128",
       // Pods of /v1/exec are scrubbed and reused, so a call's policy must not outlive it on its pod.
       RECYCLE: "scrub",
+      OPENAI_BASE_URL: model.baseURL,
+      OPENAI_API_KEY: "x",
+      OPENAI_MODEL: model.model,
     }),
     { egress: { resolve: testResolver, forbidden: TEST_FORBIDDEN, upstreamCa: net.ca.certPem } },
   );
@@ -91,6 +115,7 @@ afterAll(async () => {
   await edge?.close();
   await cluster?.close();
   await net?.close();
+  await model?.close();
 }, 60_000);
 
 describe("egress through the edge, the tunnel, the agent's proxy and devcluster's pod network", () => {
@@ -294,5 +319,21 @@ describe("a policy on POST /v1/exec is that call's alone", () => {
       "PUT /v1/sandboxes/:id/network",
     );
     expect((await api("DELETE", `/v1/sandboxes/${s.id}`)).status).toBe(204);
+  });
+});
+
+describe("a policy on a chat request is that request's pod's alone", () => {
+  it("the model's curl reaches the allowed host with the request's network, and not without it", async () => {
+    const command = `curl -sS --max-time 10 -o /dev/null -w "code=%{http_code}" http://pkgs.test:${net.httpPort}/chat-policy; echo " exit=$?"`;
+    const chat = async (body: Record<string, unknown>) => {
+      const res = await api("POST", "/v1/chat", { message: command, ...body });
+      expect(res.status, await res.clone().text()).toBe(200);
+      return ChatResponseSchema.parse(await res.json()).reply;
+    };
+    expect(await chat({ network: { allow: [`pkgs.test:${net.httpPort}`] } })).toContain("code=200 exit=0");
+    expect(net.seen.filter((r) => r.path === "/chat-policy")).toHaveLength(1);
+    // The proxy variables are there; the proxy refuses a pod held without a policy.
+    expect(await chat({})).toContain("code=403 exit=0");
+    expect(net.seen.filter((r) => r.path === "/chat-policy")).toHaveLength(1);
   });
 });
