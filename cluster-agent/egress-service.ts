@@ -82,7 +82,9 @@ const networkOf = (l: V1Lease | undefined) => l?.metadata?.annotations?.[SANDBOX
  */
 export async function startEgressService(o: EgressServiceOptions): Promise<EgressService> {
   const proxy = createEgressProxy({
-    lookup: sandboxEgressLookup(o.store, o.region, o.secrets?.read),
+    lookup: sandboxEgressLookup(o.store, o.region, o.secrets?.read, {
+      allowAnyHost: o.settings.allowAnyHost,
+    }),
     ...(o.secrets ? { ca: o.secrets.ca } : {}),
     ...(o.upstreamCa ? { upstreamCa: o.upstreamCa } : {}),
     onEvent: (e) => {

@@ -164,7 +164,7 @@ export async function startAgent(
     ...(config.poolToken ? { envSeal: new SandboxEnvSeal(config.poolToken) } : {}),
     acquire,
     detach: (pod) => pool.manager.detach(pod),
-    ...(egress ? { egressEnv: egress.env } : {}),
+    ...(egress ? { egressEnv: egress.env, allowAnyHost: config.egress?.allowAnyHost ?? false } : {}),
     ...(egress?.secretEnv
       ? {
           secrets: {
@@ -190,7 +190,13 @@ export async function startAgent(
     relay: createRelayAuth({ region: config.region, publicKeys: relayPublicKeys }),
     exec: (req, ctx) =>
       runExecRequest(
-        { acquire, executor, bus, log: logger, ...(egress ? { egressEnv: egress.env } : {}) },
+        {
+          acquire,
+          executor,
+          bus,
+          log: logger,
+          ...(egress ? { egressEnv: egress.env, allowAnyHost: config.egress?.allowAnyHost ?? false } : {}),
+        },
         req,
         ctx,
       ),
@@ -204,7 +210,7 @@ export async function startAgent(
           options: config.chat,
           log: logger,
           sandboxes,
-          ...(egress ? { egressEnv: egress.env } : {}),
+          ...(egress ? { egressEnv: egress.env, allowAnyHost: config.egress?.allowAnyHost ?? false } : {}),
         })
       : config.model.error,
     snapshot: () => ({

@@ -223,8 +223,34 @@ export function networkPolicySchema(opts: ParseOptions = {}) {
   });
 }
 
-/** The network part on the wire (validated without the `*` permission). */
-export const NetworkPolicySchema = networkPolicySchema();
+/**
+ * The network part on the wire: its grammar. Whether an entry that opens every destination (`*`,
+ * `0.0.0.0/0`, `::/0`) is permitted is the deployment's to say (EGRESS_ALLOW_ANY_HOST, off by
+ * default), checked by the agent that enforces it: `networkRefusal`.
+ */
+export const NetworkPolicySchema = networkPolicySchema({ allowAnyHost: true });
+
+/**
+ * Why this deployment cannot take `network` (a message naming the entry, for 400
+ * invalid_request), or undefined. `proxy`: an egress proxy runs (without one, a policy that
+ * opens anything would be silently ignored); `allowAnyHost`: EGRESS_ALLOW_ANY_HOST.
+ */
+export function networkRefusal(
+  network: { allow?: string[] | undefined } | undefined,
+  deployment: { proxy: boolean; allowAnyHost: boolean },
+  path = "network.",
+): string | undefined {
+  const allow = network?.allow ?? [];
+  if (allow.length > 0 && !deployment.proxy)
+    return `${path}allow: this deployment runs no egress proxy (EGRESS=off), so there is no network to allow`;
+  if (deployment.allowAnyHost) return undefined;
+  for (const [i, raw] of allow.entries()) {
+    const e = parseEntry(raw, { allowAnyHost: true });
+    if (typeof e !== "string" && (e.host.kind === "any" || (e.host.kind === "cidr" && e.host.bits === 0)))
+      return `${path}allow.${i}: "${raw}": allows every destination, which this deployment does not permit (EGRESS_ALLOW_ANY_HOST)`;
+  }
+  return undefined;
+}
 export type NetworkPolicyInput = z.infer<typeof NetworkPolicySchema>;
 
 /** A secret's name: also the variable its placeholder is under in the sandbox. */

@@ -32,6 +32,8 @@ export interface ChatHandlerDeps {
   sandboxes?: SessionSandboxes;
   /** The egress proxy's variables for request-mode commands (absent: no proxy runs here). */
   egressEnv?: Readonly<Record<string, string>>;
+  /** EGRESS_ALLOW_ANY_HOST. */
+  allowAnyHost?: boolean;
 }
 
 /**
@@ -58,7 +60,9 @@ export function createChatHandler(
           )
         : undefined;
     // Request mode: the policy goes with the request's own pod (as POST /v1/exec's).
-    const net: ReturnType<typeof useNetwork> = session ? ok({}) : useNetwork(req.network, deps.egressEnv);
+    const net: ReturnType<typeof useNetwork> = session
+      ? ok({})
+      : useNetwork(req.network, { env: deps.egressEnv, allowAnyHost: deps.allowAnyHost });
     if (!net.ok) {
       if (!ctx.signal.aborted) ctx.emit({ type: "error", error: net.error.toBody(ctx.requestId) });
       return net;

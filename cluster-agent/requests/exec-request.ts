@@ -1,4 +1,5 @@
 import type { ExecRequest, ExecResult, ExecStreamEvent } from "../../shared/api.ts";
+import { networkRefusal } from "../../shared/egress-policy.ts";
 import { AppError, err, ok, type Result } from "../../shared/errors.ts";
 import type { Spans } from "../../shared/spans.ts";
 import type { EventBus } from "../events/bus.ts";
@@ -16,6 +17,8 @@ export interface ExecRequestDeps {
    * proxy runs here, and a `network` that allows anything is refused rather than ignored.
    */
   egressEnv?: Readonly<Record<string, string>>;
+  /** EGRESS_ALLOW_ANY_HOST. */
+  allowAnyHost?: boolean;
 }
 
 /**
@@ -24,21 +27,17 @@ export interface ExecRequestDeps {
  */
 export function useNetwork(
   network: ExecRequest["network"],
-  egressEnv: Readonly<Record<string, string>> | undefined,
+  egress: { env?: Readonly<Record<string, string>> | undefined; allowAnyHost?: boolean | undefined },
 ): Result<{ network?: NonNullable<ExecRequest["network"]>; env?: Readonly<Record<string, string>> }> {
+  const why = networkRefusal(network, {
+    proxy: egress.env !== undefined,
+    allowAnyHost: egress.allowAnyHost ?? false,
+  });
+  if (why !== undefined) return err(new AppError("invalid_request", why));
   // Every command gets the proxy variables where a proxy runs: without a policy the proxy refuses
   // it by name (egress_unknown_source), which says more than a failed DNS lookup.
-  if (!egressEnv) {
-    if (network?.allow?.length)
-      return err(
-        new AppError(
-          "invalid_request",
-          "network.allow: this deployment runs no egress proxy (EGRESS=off), so a call has no network to allow",
-        ),
-      );
-    return ok({});
-  }
-  return ok({ ...(network ? { network } : {}), env: egressEnv });
+  if (!egress.env) return ok({});
+  return ok({ ...(network ? { network } : {}), env: egress.env });
 }
 
 export interface ExecRequestContext {
@@ -95,7 +94,7 @@ export async function runExecRequest(
   ctx: ExecRequestContext,
 ): Promise<Result<ExecResult>> {
   const { requestId, tenant, signal, onEvent, spans } = ctx;
-  const net = useNetwork(req.network, deps.egressEnv);
+  const net = useNetwork(req.network, { env: deps.egressEnv, allowAnyHost: deps.allowAnyHost });
   if (!net.ok) return net;
   const { network, env } = net.value;
   const pipeline = {

@@ -16,18 +16,22 @@ import {
 /** A tenant's stored secrets with their values (secrets/tenant-secrets.ts `values`). */
 export type TenantSecretReader = (tenant: string) => Promise<ReadonlyMap<string, StoredSecret>>;
 
-/** A Lease object is replaced (never mutated) on every change, so its compiled policy can hang off it. */
-const compiled = new WeakMap<V1Lease, EgressPolicy>();
-
-function policyOf(lease: V1Lease): EgressPolicy {
-  const cached = compiled.get(lease);
-  if (cached) return cached;
-  const network = sandboxNetworkOf(lease);
-  // Stored only after validation; anything unreadable is enforced as no network (fail closed).
-  const parsed = network ? parseEgressPolicy({ network }) : undefined;
-  const policy = parsed?.ok ? parsed.policy : DENY_ALL;
-  compiled.set(lease, policy);
-  return policy;
+/**
+ * A Lease's policy, compiled once per Lease object (one is replaced, never mutated, on every
+ * change). Stored only after validation; anything unreadable, or opening every destination where
+ * the deployment does not permit it (any more), is enforced as no network (fail closed).
+ */
+function policies(opts: { allowAnyHost: boolean }): (lease: V1Lease) => EgressPolicy {
+  const compiled = new WeakMap<V1Lease, EgressPolicy>();
+  return (lease) => {
+    const cached = compiled.get(lease);
+    if (cached) return cached;
+    const network = sandboxNetworkOf(lease);
+    const parsed = network ? parseEgressPolicy({ network }, opts) : undefined;
+    const policy = parsed?.ok ? parsed.policy : DENY_ALL;
+    compiled.set(lease, policy);
+    return policy;
+  };
 }
 
 const addressesOf = (pod: V1Pod): string[] =>
@@ -47,7 +51,10 @@ export function sandboxEgressLookup(
   store: Pick<PoolStore, "pods" | "leases">,
   region: string,
   secrets?: TenantSecretReader,
+  /** EGRESS_ALLOW_ANY_HOST. */
+  opts: { allowAnyHost: boolean } = { allowAnyHost: false },
 ): SandboxLookup {
+  const policyOf = policies(opts);
   return (source: string) => {
     const pods = store.pods.list().filter((p) => !isFinished(p) && addressesOf(p).includes(source));
     if (pods.length !== 1) return undefined;
@@ -55,7 +62,7 @@ export function sandboxEgressLookup(
     const lease = name ? store.leases.get(name) : undefined;
     if (!lease) return undefined;
     const view = sandboxView(lease, region);
-    if (!view) return oneCall(lease);
+    if (!view) return oneCall(lease, policyOf);
     if (!view.tenant || holderOf(lease) !== sandboxHolder(view.tenant, view.id)) return undefined;
     const base: SandboxEgress = { tenant: view.tenant, sandbox: view.id, policy: policyOf(lease) };
     const placeholders = sandboxSecretsOf(lease);
@@ -79,7 +86,7 @@ export function egressSubjectOf(lease: V1Lease): { tenant: string; sandbox: stri
  * or hand-over (pool-state/lease-record.ts), so it never outlives the call; a free pod, or one held
  * without a policy, is nobody.
  */
-function oneCall(lease: V1Lease): SandboxEgress | undefined {
+function oneCall(lease: V1Lease, policyOf: (l: V1Lease) => EgressPolicy): SandboxEgress | undefined {
   const tenant = tenantOf(lease);
   const requestId = requestIdOf(lease);
   if (

@@ -1,5 +1,6 @@
 import type { V1Lease } from "@kubernetes/client-node";
 import type { Sandbox, SandboxCreateRequest, SandboxNetwork } from "../../shared/api.ts";
+import { networkRefusal } from "../../shared/egress-policy.ts";
 import { AppError, err, ok, type Result } from "../../shared/errors.ts";
 import type { EventBus } from "../events/bus.ts";
 import { isConflict, isNotFound, k8sFailure } from "../k8s/errors.ts";
@@ -65,6 +66,8 @@ export interface SandboxServiceOptions {
    * sandboxes have no network, and a policy that allows anything is refused as unenforceable.
    */
   egressEnv?: Readonly<Record<string, string>>;
+  /** EGRESS_ALLOW_ANY_HOST: may a policy allow every destination? Default no. */
+  allowAnyHost?: boolean;
   /**
    * Secrets a sandbox may opt in to (`secrets` on create): which names the tenant has, and the env
    * that shows the sandbox their placeholders and points its tools at the CA bundle. Absent: no
@@ -312,7 +315,7 @@ export class SandboxService {
     requestId: string,
     network: { allow?: string[]; deny?: string[] },
   ): Promise<Result<SandboxNetwork>> {
-    const unenforceable = this.unenforceable(network);
+    const unenforceable = this.unenforceable(network, "");
     if (unenforceable) return err(unenforceable);
     const found = this.find(tenant, id);
     if (!found) return err(notFound(id));
@@ -352,19 +355,17 @@ export class SandboxService {
       : undefined;
   }
 
-  /** The placeholders of the secrets the sandbox uses, name → placeholder (what its env shows). */
-  secretPlaceholders(tenant: string, id: string): ReadonlyMap<string, string> {
-    const found = this.find(tenant, id);
-    return found ? sandboxSecretsOf(found.lease) : new Map();
-  }
-
-  /** A policy that opens something, where no proxy runs: refused rather than silently ignored. */
-  private unenforceable(network: { allow?: string[] } | undefined): AppError | undefined {
-    if (this.o.egressEnv || !network?.allow?.length) return undefined;
-    return new AppError(
-      "invalid_request",
-      "network.allow: this deployment runs no egress proxy (EGRESS=off), so sandboxes have no network to allow",
+  /**
+   * A policy this deployment cannot take: one that opens something where no proxy runs (refused
+   * rather than silently ignored), or every destination unless EGRESS_ALLOW_ANY_HOST.
+   */
+  private unenforceable(network: { allow?: string[] } | undefined, path?: string): AppError | undefined {
+    const why = networkRefusal(
+      network,
+      { proxy: this.o.egressEnv !== undefined, allowAnyHost: this.o.allowAnyHost ?? false },
+      path,
     );
+    return why === undefined ? undefined : new AppError("invalid_request", why);
   }
 
   /** Whether the tenant's sandbox exists in the Lease cache (the reservations' staleness test). */
