@@ -3,8 +3,10 @@
 // out is the kubelet's listener to the agent's proxy, which identifies the sandbox by the pod IP
 // and reaches the fake internet on loopback (the only test seam: the proxy's resolver and forbidden
 // ranges, so that 127.0.0.2 stands in for the outside). Never a real outside address.
+import { Readable, Writable } from "node:stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type RunningAgent, startAgent } from "../../cluster-agent/main.ts";
+import { main as cliMain } from "../../sdk/typescript/src/cli.ts";
 import { SandboxClient } from "../../sdk/typescript/src/index.ts";
 import {
   ChatResponseSchema,
@@ -335,5 +337,83 @@ describe("a policy on a chat request is that request's pod's alone", () => {
     // The proxy variables are there; the proxy refuses a pod held without a policy.
     expect(await chat({})).toContain("code=403 exit=0");
     expect(net.seen.filter((r) => r.path === "/chat-policy")).toHaveLength(1);
+  });
+});
+
+describe("the CLI and the TypeScript client: --allow, --secret, secrets put/list/rm", () => {
+  async function cli(args: string[], stdin = "") {
+    let stdout = "";
+    let stderr = "";
+    const sink = (add: (s: string) => void) =>
+      new Writable({
+        write(chunk, _enc, done) {
+          add(String(chunk));
+          done();
+        },
+      });
+    const token = await testTenantToken({ tenant: "tenant-cli", scope: "sandbox:exec sandbox:secrets" });
+    const code = await cliMain(["--url", edge.url, "--token", token, ...args], {
+      stdout: sink((x) => (stdout += x)),
+      stderr: sink((x) => (stderr += x)),
+      stdin: Readable.from([stdin]),
+      env: {},
+      cwd: process.cwd(),
+    });
+    return { code, stdout, stderr };
+  }
+
+  it("a secret put from stdin reaches only its host; --allow opens a call's network", async () => {
+    const VALUE = "cli-secret-value-42";
+    const bound = `api.test:${net.httpsPort}`;
+    const put = await cli(["secrets", "put", "CLI_KEY", "--host", bound], `${VALUE}\n`);
+    expect(put.code, put.stderr).toBe(0);
+    expect(put.stdout).toContain("CLI_KEY");
+    expect(put.stdout).not.toContain(VALUE);
+
+    const created = await cli(["sandbox", "create", "--allow", bound, "--secret", "CLI_KEY", "--json"]);
+    expect(created.code, created.stderr).toBe(0);
+    const id = SandboxSchema.parse(JSON.parse(created.stdout)).id;
+    const before = net.seen.length;
+    const ran = await cli([
+      "exec",
+      "--sandbox",
+      id,
+      "--",
+      "sh",
+      "-c",
+      `curl -sS --max-time 10 -H "Authorization: Bearer $CLI_KEY" https://${bound}/cli; echo " exit=$?"`,
+    ]);
+    expect(ran.stdout).toMatch(/hello from api\.test.*exit=0/s);
+    expect(net.seen.slice(before).map((r) => r.headers.authorization)).toEqual([`Bearer ${VALUE}`]);
+    const shown = await cli(["sandbox", "network", id]);
+    expect(shown.stdout).toBe(`allow ${bound}\n`);
+
+    const call = await cli([
+      "exec",
+      "--allow",
+      `pkgs.test:${net.httpPort}`,
+      "--",
+      "sh",
+      "-c",
+      `curl -sS --max-time 10 http://pkgs.test:${net.httpPort}/cli-call`,
+    ]);
+    expect(call.code, call.stderr).toBe(0);
+    expect(call.stdout).toMatch(/hello from pkgs\.test/);
+
+    const client = new SandboxClient({
+      baseUrl: edge.url,
+      token: await testTenantToken({ tenant: "tenant-cli", scope: "sandbox:exec sandbox:secrets" }),
+    });
+    expect((await client.secrets.list()).map((x) => x.name)).toEqual(["CLI_KEY"]);
+    const listed = await cli(["secrets", "list", "--json"]);
+    expect(listed.stdout).not.toContain(VALUE);
+    expect((await cli(["secrets", "rm", "CLI_KEY"])).code).toBe(0);
+    expect(await client.secrets.list()).toEqual([]);
+    await client.secrets.put("TS_KEY", { value: "v", hosts: ["api.test"], header: "X-Api-Key" });
+    expect(await client.secrets.list()).toMatchObject([
+      { name: "TS_KEY", header: "X-Api-Key", format: "{value}" },
+    ]);
+    await client.secrets.remove("TS_KEY");
+    expect((await cli(["sandbox", "rm", id])).code).toBe(0);
   });
 });
