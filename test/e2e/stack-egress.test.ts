@@ -33,6 +33,7 @@ import {
   type ScriptTurn,
   startScriptedOpenAI,
 } from "../support/scripted-openai.ts";
+import { TEST_ADMIN_SUBJECT } from "../workers/fixtures/test-keys.ts";
 
 const REGION = "eu-1";
 let edge: EdgeHarness;
@@ -415,5 +416,51 @@ describe("the CLI and the TypeScript client: --allow, --secret, secrets put/list
     ]);
     await client.secrets.remove("TS_KEY");
     expect((await cli(["sandbox", "rm", id])).code).toBe(0);
+  });
+});
+
+describe("egress events on the live feed", () => {
+  it("allowed and refused connections reach GET /v1/events (admins only), with no header or value", async () => {
+    const admin = await testTenantToken({ tenant: "ops", sub: TEST_ADMIN_SUBJECT, scope: "sandbox:admin" });
+    const tenant = await testTenantToken({ tenant: "tenant-egress", scope: "sandbox:exec" });
+    expect(
+      (await fetch(`${edge.url}/v1/events`, { headers: { Authorization: `Bearer ${tenant}` } })).status,
+    ).toBe(403);
+    const ac = new AbortController();
+    const timer = setTimeout(() => ac.abort(), 60_000);
+    const res = await fetch(`${edge.url}/v1/events`, {
+      headers: { Authorization: `Bearer ${admin}`, Accept: "text/event-stream" },
+      signal: ac.signal,
+    });
+    expect(res.status).toBe(200);
+    const reader = (res.body as ReadableStream<Uint8Array>).getReader();
+    const decoder = new TextDecoder();
+    let text = "";
+    const until = async (what: RegExp) => {
+      while (!what.test(text)) {
+        const { value, done } = await reader.read();
+        if (done) throw new Error(`the event stream ended before ${what}`);
+        text += decoder.decode(value, { stream: true });
+      }
+    };
+    await until(/event: snapshot/);
+    const path = "/events-feed";
+    const curl = `curl -sS --max-time 10 -o /dev/null -w "code=%{http_code}" -x http://127.0.0.1:3128 -H "Authorization: Bearer pi-secret-not-a-value" http://pkgs.test:${net.httpPort}${path}`;
+    const go = async (network?: unknown) => {
+      const r = await api("POST", "/v1/exec", { command: curl, ...(network ? { network } : {}) });
+      expect(r.status).toBe(200);
+    };
+    await go({ allow: [`pkgs.test:${net.httpPort}`] });
+    await go();
+    await until(/"type":"egress\.allowed"[^\n]*"host":"pkgs\.test"/);
+    await until(/"type":"egress\.denied"[^\n]*"reason":"egress_unknown_source"/);
+    clearTimeout(timer);
+    ac.abort();
+    const allowedLine = text.split("\n").find((l) => l.includes('"type":"egress.allowed"')) ?? "";
+    expect(allowedLine).toContain('"tenant":"tenant-egress"');
+    // (The command line itself is in exec.started's preview: what the caller sent, not a request's header.)
+    const egressLines = text.split("\n").filter((l) => l.includes('"type":"egress.'));
+    expect(egressLines.length).toBeGreaterThanOrEqual(2);
+    for (const l of egressLines) expect(l).not.toMatch(/pi-secret-not-a-value|authorization/i);
   });
 });
