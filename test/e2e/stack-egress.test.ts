@@ -257,6 +257,13 @@ describe("secrets that never enter the sandbox, through the edge", () => {
     const atOther = net.seen.slice(mark).filter((x) => x.host.startsWith("other.test"));
     expect(atOther.map((x) => x.headers.authorization)).toEqual([`Bearer ${placeholder}`]);
 
+    // Nor is it on any Lease (the sandbox's carries its placeholder only), in either encoding.
+    const leases = await cluster.clients.coordination.listNamespacedLease({ namespace: cluster.namespace });
+    const leaseText = JSON.stringify(leases.items);
+    expect(leaseText).toContain(placeholder as string);
+    expect(leaseText).not.toContain(VALUE);
+    expect(leaseText).not.toContain(Buffer.from(VALUE).toString("base64"));
+
     // Deleted: from then on the host is spliced, not intercepted (the sandbox sees the server's own
     // certificate), and the placeholder goes out unchanged.
     expect((await api("DELETE", "/v1/secrets/API_KEY")).status).toBe(204);
