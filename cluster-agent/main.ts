@@ -1,7 +1,7 @@
 // The agent process: the composition root. Everything else in cluster-agent/ is a module this
 // file wires together; nothing here decides policy.
 import { type ServerType, serve } from "@hono/node-server";
-import type { Logger } from "pino";
+import type { DestinationStream, Logger } from "pino";
 import { AppError, err, ok, type Result } from "../shared/errors.ts";
 import type { Capacity } from "../shared/tunnel.ts";
 import { AgentPool } from "./agent-pool.ts";
@@ -62,6 +62,8 @@ function capacityOf(pool: AgentPool): Capacity {
 /** What only tests hand the agent: the egress proxy's resolver and forbidden ranges for a fake internet. */
 export interface AgentTestHooks {
   egress?: { resolve?: Resolver; forbidden?: readonly string[]; upstreamCa?: string | readonly string[] };
+  /** Where the agent's log lines go (tests grep them); default stdout. */
+  logDestination?: DestinationStream;
 }
 
 export async function startAgent(
@@ -74,6 +76,7 @@ export async function startAgent(
   const logger = createLogger({
     level: config.logLevel,
     base: { agentId: config.agentId, region: config.region },
+    ...(hooks.logDestination ? { destination: hooks.logDestination } : {}),
   });
 
   const relayPublicKeys = config.relayPublicKeys;

@@ -41,6 +41,8 @@ let cluster: LeaseCluster;
 let agent: RunningAgent;
 let net: FakeInternet;
 let model: ScriptedOpenAI;
+/** Every line the agent logged (debug and up): no secret value may be in one. */
+const agentLog: string[] = [];
 
 /** One run_in_sandbox call with the command the user's message names, then its answer as the reply. */
 function responder(req: RecordedRequest): ScriptTurn {
@@ -92,7 +94,7 @@ beforeAll(async () => {
       AGENT_ID: "stack-egress-agent",
       AGENT_PORT: "0",
       METRICS_PORT: "0",
-      LOG_LEVEL: "silent",
+      LOG_LEVEL: "debug",
       EDGE_URL: edge.url,
       AGENT_KEY: JSON.stringify(keys.agentPrivateJwk),
       RELAY_PUBLIC_KEYS: JSON.stringify(keys.relayPublicKeys),
@@ -105,7 +107,10 @@ beforeAll(async () => {
       OPENAI_API_KEY: "x",
       OPENAI_MODEL: model.model,
     }),
-    { egress: { resolve: testResolver, forbidden: TEST_FORBIDDEN, upstreamCa: net.ca.certPem } },
+    {
+      egress: { resolve: testResolver, forbidden: TEST_FORBIDDEN, upstreamCa: net.ca.certPem },
+      logDestination: { write: (line: string) => void agentLog.push(line) },
+    },
   );
   if (!started.ok) throw started.error;
   agent = started.value;
@@ -276,6 +281,10 @@ describe("secrets that never enter the sandbox, through the edge", () => {
     const lastAtApi = net.seen.slice(after).filter((x) => x.host.startsWith("api.test"));
     expect(lastAtApi.map((x) => x.headers.authorization)).toEqual([`Bearer ${placeholder}`]);
     expect((await api("DELETE", `/v1/sandboxes/${s.id}`)).status).toBe(204);
+    // The agent logged every connection (the egress lines prove it logged this one) and no value.
+    const log = agentLog.join("");
+    expect(log).toMatch(/egress allowed api\.test/);
+    expect(log).not.toContain(VALUE);
   });
 
   it("bad secrets are refused by name at the edge", async () => {
@@ -423,6 +432,7 @@ describe("the CLI and the TypeScript client: --allow, --secret, secrets put/list
     ]);
     await client.secrets.remove("TS_KEY");
     expect((await cli(["sandbox", "rm", id])).code).toBe(0);
+    expect(agentLog.join("")).not.toContain(VALUE);
   });
 });
 
