@@ -46,7 +46,12 @@ const EnvConfigSchema = z.object({
   AGENT_ID: optionalString,
   POD_NAME: optionalString,
   REGION: z.string().min(1).default("local"),
-  EXEC_MODE: z.enum(["http", "api"]).default("http"),
+  /**
+   * How commands reach a sandbox pod: `http` (default) our exec server in the image; `api` the
+   * API server's pods/exec (any image with /bin/sh); `pydantic-http` an exec server the user chose,
+   * written to pydantic-ai-backends' http contract (README "Exec modes").
+   */
+  EXEC_MODE: z.enum(["http", "api", "pydantic-http"]).default("http"),
   POOL_TOKEN: optionalString,
   AGENT_PORT: intVar(8081, 0, 65535),
   /** Prometheus metrics, on AGENT_HOST but never on AGENT_PORT (0 = any free port, for tests). */
@@ -177,11 +182,20 @@ const AgentSettingsSchema = EnvConfigSchema.transform((e, ctx) => {
     });
   }
   // Each pod's exec token is derived from the pool token: without it nobody can call the exec server.
-  if ((e.EXEC_MODE === "http" || e.RECYCLE !== "replace") && !e.POOL_TOKEN) {
+  if ((e.EXEC_MODE !== "api" || e.RECYCLE !== "replace") && !e.POOL_TOKEN) {
     ctx.addIssue({
       code: "custom",
       path: ["POOL_TOKEN"],
-      message: "POOL_TOKEN is required with EXEC_MODE=http or RECYCLE=scrub|reuse-same-tenant",
+      message: "POOL_TOKEN is required with EXEC_MODE=http|pydantic-http or RECYCLE=scrub|reuse-same-tenant",
+    });
+  }
+  // Scrubbing is our exec server's /reset and /inspect; the contract has neither, so a pod is
+  // never handed to anyone after its holder: it is replaced.
+  if (e.EXEC_MODE === "pydantic-http" && e.RECYCLE !== "replace") {
+    ctx.addIssue({
+      code: "custom",
+      path: ["RECYCLE"],
+      message: `RECYCLE=${e.RECYCLE} needs our exec server's /reset and /inspect; EXEC_MODE=pydantic-http allows only RECYCLE=replace`,
     });
   }
   if (e.METRICS_PORT !== 0 && e.METRICS_PORT === e.AGENT_PORT) {

@@ -1,6 +1,7 @@
 // The agent process: the composition root. Everything else in cluster-agent/ is a module this
 // file wires together; nothing here decides policy.
 import { type ServerType, serve } from "@hono/node-server";
+import type { KubeConfig } from "@kubernetes/client-node";
 import type { DestinationStream, Logger } from "pino";
 import { AppError, err, ok, type Result } from "../shared/errors.ts";
 import type { Capacity } from "../shared/tunnel.ts";
@@ -13,10 +14,13 @@ import { type EgressService, egressBusEvent, startEgressService } from "./egress
 import { EventBus } from "./events/bus.ts";
 import { ApiExecutor } from "./exec/api-executor.ts";
 import { ApiFiles } from "./exec/api-files.ts";
+import { ContractExecutor } from "./exec/contract-exec.ts";
+import { ContractFiles } from "./exec/contract-files.ts";
 import { ExecServerClient } from "./exec/exec-server-client.ts";
 import type { Executor, SandboxFiles } from "./exec/executor.ts";
 import { HttpFiles } from "./exec/files.ts";
 import { HttpExecutor } from "./exec/http-executor.ts";
+import { PodsExec } from "./exec/pods-exec.ts";
 import { HttpProcesses } from "./exec/processes.ts";
 import { HttpScrubber } from "./exec/scrubber.ts";
 import { createAgentApp, createMetricsApp } from "./http/app.ts";
@@ -83,9 +87,11 @@ export async function startAgent(
   const kubeConfig = loadKubeConfig(config.kubeconfig);
   const clients = makeClients(kubeConfig);
   // One client of the pods' exec servers: commands, files and scrub share its connection pool.
-  const execServer = new ExecServerClient({ poolToken: config.poolToken ?? "" });
-  const executor: Executor =
-    config.execMode === "http" ? new HttpExecutor({ client: execServer }) : new ApiExecutor({ kubeConfig });
+  const execServer = new ExecServerClient({
+    poolToken: config.poolToken ?? "",
+    contract: config.execMode === "pydantic-http" ? "pydantic-http" : "pi-sandbox",
+  });
+  const { executor, files } = modeParts(config.execMode, execServer, kubeConfig);
   const bus = new EventBus(config.agentId, config.region);
   const metrics = createMetrics({ defaultMetrics: true, defaultLabels: { region: config.region } });
 
@@ -114,8 +120,6 @@ export async function startAgent(
     namespace: config.namespace,
   });
   const acquire = pool.manager.acquire.bind(pool.manager);
-  const files: SandboxFiles =
-    config.execMode === "http" ? new HttpFiles({ client: execServer }) : new ApiFiles({ kubeConfig });
   const reservations = new TenantReservations({
     clients,
     namespace: config.namespace,
@@ -186,6 +190,9 @@ export async function startAgent(
     metrics.sandboxes.set({ state: "ready" }, sandboxes.all().length);
   };
 
+  // pods/exec cannot keep a process, nor can the pydantic-http contract: only http mode has them
+  // (the others answer 501, and chat offers no process tools).
+  const processes = config.execMode === "http" ? new HttpProcesses({ client: execServer }) : undefined;
   let shuttingDown = false;
   const app = createAgentApp({
     agentId: config.agentId,
@@ -210,6 +217,7 @@ export async function startAgent(
           executor,
           bus,
           files,
+          ...(processes ? { processes } : {}),
           options: config.chat,
           log: logger,
           sandboxes,
@@ -239,8 +247,7 @@ export async function startAgent(
         sandboxes,
         executor,
         files,
-        // pods/exec cannot keep a process: api mode has none (not_supported_in_api_mode).
-        ...(config.execMode === "http" ? { processes: new HttpProcesses({ client: execServer }) } : {}),
+        ...(processes ? { processes } : {}),
         bus,
         region: config.region,
         cluster: config.clusterId,
@@ -310,6 +317,28 @@ export async function startAgent(
     return closing;
   };
   return ok({ config, pool, url, metricsUrl, tunnel, egress, logger, close });
+}
+
+/** How this exec mode runs commands and file operations (files always through the same server). */
+function modeParts(
+  mode: AgentConfig["execMode"],
+  client: ExecServerClient,
+  kubeConfig: KubeConfig,
+): { executor: Executor; files: SandboxFiles } {
+  switch (mode) {
+    case "http":
+      return { executor: new HttpExecutor({ client }), files: new HttpFiles({ client }) };
+    case "api": {
+      // One pods/exec runner in api mode: commands and files share it.
+      const podsExec = new PodsExec(kubeConfig);
+      return {
+        executor: new ApiExecutor({ kubeConfig, podsExec }),
+        files: new ApiFiles({ kubeConfig, podsExec }),
+      };
+    }
+    case "pydantic-http":
+      return { executor: new ContractExecutor({ client }), files: new ContractFiles({ client }) };
+  }
 }
 
 function listen(fetch: (req: Request) => Response | Promise<Response>, hostname: string, port: number) {

@@ -37,6 +37,8 @@ export interface DevClusterOptions {
   execProtocols?: ExecProtocol[];
   /** The egress proxy on the host that pods reach at 127.0.0.1:podPort (kubelet `egressProxy`). */
   egressProxy?: EgressProxyRoute;
+  /** How often the kubelet measures emptyDirs against their sizeLimit (default 10 s; tests use less). */
+  evictionIntervalMs?: number;
   log?: (msg: string) => void;
 }
 
@@ -138,6 +140,7 @@ export async function startDevCluster(opts: DevClusterOptions): Promise<DevClust
       allocatable: opts.allocatable,
       ...(opts.execProtocols ? { execProtocols: opts.execProtocols } : {}),
       ...(opts.egressProxy ? { egressProxy: opts.egressProxy } : {}),
+      ...(opts.evictionIntervalMs ? { evictionIntervalMs: opts.evictionIntervalMs } : {}),
       log: opts.log,
     });
     scheduler = await startScheduler({

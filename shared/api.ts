@@ -559,6 +559,22 @@ export const ExecutionSnapshotSchema = z.object({
 });
 export type ExecutionSnapshot = z.infer<typeof ExecutionSnapshotSchema>;
 
+/**
+ * A process this agent started and whose exit it has not seen yet (its `process.started` without
+ * a `process.exited`), as the snapshot carries them, so a dashboard opened later shows what runs.
+ */
+export const ProcessSnapshotSchema = z.object({
+  /** Null for a chat request's own pod (the process ends with the request). */
+  sandboxId: z.string().nullable(),
+  pod: z.string(),
+  tenant: z.string(),
+  pid: z.number().int().positive(),
+  commandPreview: z.string(),
+  tty: z.boolean(),
+  startedAt: z.string(),
+});
+export type ProcessSnapshot = z.infer<typeof ProcessSnapshotSchema>;
+
 export const PoolSnapshotSchema = z.object({
   region: z.string(),
   agentId: z.string(),
@@ -583,6 +599,8 @@ export const PoolSnapshotSchema = z.object({
   sandboxes: z.array(SandboxSnapshotSchema).optional(),
   /** This agent's recent executions, newest first (bounded; absent from agents that predate it). */
   executions: z.array(ExecutionSnapshotSchema).optional(),
+  /** The running processes this agent started (absent from agents that predate them). */
+  processes: z.array(ProcessSnapshotSchema).optional(),
   /**
    * The pids limit of a sandbox pod as it sees it in its own cgroup (`pids.max`), checked once per
    * agent: `unlimited` is true for "max". Absent until checked (or from agents that predate it).

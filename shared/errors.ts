@@ -69,6 +69,11 @@ export const ERROR_STATUS = {
   internal: 500,
   /** The agent runs commands over pods/exec (EXEC_MODE=api), which cannot keep a process (processes). */
   not_supported_in_api_mode: 501,
+  /**
+   * The agent's pods run an exec server written to pydantic-ai-backends' http contract
+   * (EXEC_MODE=pydantic-http), which runs one command per request and keeps nothing (processes).
+   */
+  not_supported_in_contract_mode: 501,
   agent_unavailable: 502,
   tunnel_closed: 502,
   sandbox_failed: 502,

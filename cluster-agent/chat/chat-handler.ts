@@ -1,6 +1,6 @@
 import type { ChatEvent, ChatResponse, RelayChatRequest } from "../../shared/api.ts";
 import { err, ok, type Result } from "../../shared/errors.ts";
-import type { SandboxFiles } from "../exec/executor.ts";
+import type { SandboxFiles, SandboxProcesses } from "../exec/executor.ts";
 import type { AcquireRequest } from "../leases/types.ts";
 import { useNetwork } from "../requests/exec-request.ts";
 import type { AcquiredSandbox, LeasedSandboxDeps } from "../requests/leased-sandbox.ts";
@@ -26,6 +26,8 @@ export interface ChatHandlerDeps {
   bus: LeasedSandboxDeps["bus"];
   /** The agent's sandbox files (cluster-agent/exec/files.ts); without them chat offers only run_in_sandbox. */
   files?: SandboxFiles;
+  /** Long-lived processes (http exec mode): with them chat offers the process tools. */
+  processes?: SandboxProcesses;
   options?: ChatOptionsInput;
   log?: ChatLog;
   /** The agent's sandbox service: chat with `sandbox: "session"` runs on the session's sandbox. */
@@ -93,6 +95,7 @@ export function createChatHandler(
         executor: deps.executor,
         bus: deps.bus,
         ...(deps.files ? { files: deps.files } : {}),
+        ...(deps.processes ? { processes: deps.processes } : {}),
         ...(deps.options ? { options: deps.options } : {}),
         ...(deps.log ? { log: deps.log } : {}),
       },

@@ -1,23 +1,19 @@
 import { posix } from "node:path";
 import { Writable } from "node:stream";
-import { Exec, type KubeConfig, type V1Status } from "@kubernetes/client-node";
+import type { KubeConfig } from "@kubernetes/client-node";
 import type { FileEntry } from "../../shared/api.ts";
 import { AppError, type ErrorCode, err, ok, type Result } from "../../shared/errors.ts";
-import { connectFailure, exitCodeOf } from "./api-executor.ts";
-import {
-  abortError,
-  type ExecTarget,
-  type FileListing,
-  type ReadResult,
-  type SandboxFiles,
-} from "./executor.ts";
+import type { ExecTarget, FileListing, ReadResult, SandboxFiles } from "./executor.ts";
+import { exitCodeOf, PodsExec } from "./pods-exec.ts";
 import { sizedStdin } from "./remote-wrapper.ts";
 
 /**
- * `api` mode of the files contract: each operation is one pods/exec of a small POSIX shell program
- * (the path and limits travel as positional arguments, never spliced into the script; a write's
- * bytes travel on stdin). It resolves the path inside the pod with `realpath`, like the exec
- * server, and answers with the same error codes. Reads are buffered here (at most the file limit).
+ * The files contract as small POSIX shell programs, each operation one run (the path and limits
+ * travel as positional arguments, never spliced into the script; a write's bytes travel on
+ * stdin). They resolve the path inside the pod with `realpath`, like the exec server, and answer
+ * with the same error codes. Reads are buffered here (at most the file limit). `ShellFiles` holds
+ * the operations; how a program runs is its subclass's: `ApiFiles` over pods/exec (`api` mode),
+ * `ContractFiles` (contract-files.ts) through a pydantic-http exec server's `/exec`.
  */
 
 const EXIT: Record<number, ErrorCode> = { 65: "invalid_path", 66: "file_not_found" };
@@ -72,135 +68,40 @@ const REMOVE_SCRIPT = [
   'rm -rf -- "$t"',
 ].join("\n");
 
-export interface ApiFilesOptions {
-  kubeConfig: KubeConfig;
-  container?: string;
-  /** For the whole operation (a 64 MiB transfer over pods/exec takes a while). */
-  timeoutMs?: number;
-  /** Largest read kept in memory. */
-  maxReadBytes?: number;
-}
+/** Defaults of every files implementation that buffers: one operation's time, the largest read. */
+export const FILES_DEFAULTS = { timeoutMs: 120_000, maxReadBytes: 64 * 1024 * 1024 } as const;
 
-interface Run {
+/** What one run of a files program answered: its exit code, its stdout, its error message. */
+export interface FilesRun {
   code: number;
   stdout: Buffer;
   stderr: string;
 }
 
-export class ApiFiles implements SandboxFiles {
-  readonly #exec: Exec;
-  readonly #o: Required<Omit<ApiFilesOptions, "kubeConfig">>;
+/** The files operations, whatever runs their programs in the pod. */
+export abstract class ShellFiles implements SandboxFiles {
+  /** Largest read kept in memory. */
+  protected abstract readonly maxReadBytes: number;
 
-  constructor(o: ApiFilesOptions) {
-    this.#exec = new Exec(o.kubeConfig);
-    this.#o = {
-      container: o.container ?? "sandbox",
-      timeoutMs: o.timeoutMs ?? 120_000,
-      maxReadBytes: o.maxReadBytes ?? 64 * 1024 * 1024,
-    };
-  }
+  /** One program, `/bin/sh -c <script> pi-files <args…>`, in the pod; `stdin` its exact input. */
+  protected abstract run(
+    target: ExecTarget,
+    argv: string[],
+    signal: AbortSignal,
+    stdin?: Uint8Array,
+  ): Promise<Result<FilesRun>>;
 
-  #run(
+  async #script(
     target: ExecTarget,
     script: string,
     args: string[],
     signal: AbortSignal,
     stdin?: Uint8Array,
-  ): Promise<Result<Run>> {
-    if (signal.aborted) return Promise.resolve(err(abortError(signal)));
-    const out: Buffer[] = [];
-    const errOut: Buffer[] = [];
-    let outBytes = 0;
-    const max = this.#o.maxReadBytes + 1024;
-    const sink = (into: Buffer[], counted: boolean) =>
-      new Writable({
-        write(chunk: Buffer, _e, done) {
-          if (counted) outBytes += chunk.length;
-          if (!counted || outBytes <= max) into.push(chunk);
-          done();
-        },
-      });
-    const stdout = sink(out, true);
-    const stderr = sink(errOut, false);
-    const input = stdin === undefined ? null : sizedStdin(stdin);
-    return new Promise((resolve) => {
-      let settled = false;
-      let gotStatus = false;
-      let socket: { terminate(): void } | undefined;
-      const settle = (r: Result<Run>) => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        signal.removeEventListener("abort", onAbort);
-        input?.destroy();
-        socket?.terminate();
-        resolve(r);
-      };
-      const fail = (m: string, cause?: Error) =>
-        settle(err(new AppError("sandbox_failed", m, cause ? { cause } : {})));
-      const onAbort = () => settle(err(abortError(signal)));
-      signal.addEventListener("abort", onAbort, { once: true });
-      const timer = setTimeout(
-        () => fail(`file operation on ${target.pod} took over ${this.#o.timeoutMs} ms`),
-        this.#o.timeoutMs,
-      );
-      this.#exec
-        .exec(
-          target.namespace,
-          target.pod,
-          this.#o.container,
-          ["/bin/sh", "-c", script, "pi-files", ...args],
-          stdout,
-          stderr,
-          input,
-          false,
-          (s: V1Status) => {
-            gotStatus = true;
-            let pending = 2;
-            const one = () => {
-              pending -= 1;
-              if (pending > 0) return;
-              const code = exitCodeOf(s);
-              if (code instanceof AppError) return settle(err(code));
-              if (outBytes > max)
-                return settle(
-                  err(new AppError("payload_too_large", `file is larger than ${this.#o.maxReadBytes} bytes`)),
-                );
-              settle(
-                ok({
-                  code,
-                  stdout: Buffer.concat(out),
-                  stderr: Buffer.concat(errOut).toString("utf8").trim(),
-                }),
-              );
-            };
-            for (const w of [stdout, stderr]) {
-              if (w.writableFinished) one();
-              else w.once("finish", one);
-            }
-          },
-        )
-        .then(
-          (ws) => {
-            if (settled) return ws.terminate();
-            socket = ws;
-            ws.on("error", () => {});
-            // The status frame precedes the close; a close without one is a failure, not a wait
-            // for the operation's whole timeout.
-            ws.on("close", (code: number) =>
-              setImmediate(() => {
-                if (!gotStatus)
-                  fail(`pods/exec socket to ${target.pod} closed (code ${code}) without an exit status`);
-              }),
-            );
-          },
-          // client-node's words (the API server's address, its answer) are the cause: logged, not answered.
-          (e: unknown) => fail(`pods/exec to ${target.pod} could not connect`, connectFailure(e)),
-        );
-    });
+  ): Promise<Result<FilesRun>> {
+    return this.#check(await this.run(target, ["/bin/sh", "-c", script, "pi-files", ...args], signal, stdin));
   }
 
-  #check(r: Result<Run>): Result<Run> {
+  #check(r: Result<FilesRun>): Result<FilesRun> {
     if (!r.ok || r.value.code === 0) return r;
     const code = EXIT[r.value.code];
     return err(
@@ -222,16 +123,14 @@ export class ApiFiles implements SandboxFiles {
     const bytes = body instanceof Uint8Array ? body : await collect(body, opts.maxBytes);
     if (bytes === null || bytes.byteLength > opts.maxBytes)
       return err(new AppError("payload_too_large", `file is larger than ${opts.maxBytes} bytes`));
-    const r = this.#check(
-      await this.#run(target, WRITE_SCRIPT, [path, String(bytes.byteLength)], opts.signal, bytes),
-    );
+    const r = await this.#script(target, WRITE_SCRIPT, [path, String(bytes.byteLength)], opts.signal, bytes);
     if (!r.ok) return r;
     const size = Number(r.value.stdout.toString("utf8").trim());
     return ok({ path: posix.resolve("/workspace", path), size });
   }
 
   async read(target: ExecTarget, path: string, opts: { signal: AbortSignal }): Promise<Result<ReadResult>> {
-    const r = this.#check(await this.#run(target, READ_SCRIPT, [path, "0"], opts.signal));
+    const r = await this.#script(target, READ_SCRIPT, [path, "0"], opts.signal);
     if (!r.ok) return r;
     const out = r.value.stdout;
     if (out.subarray(0, 2).toString() === "D\n")
@@ -251,9 +150,7 @@ export class ApiFiles implements SandboxFiles {
     path: string,
     opts: { signal: AbortSignal; recursive?: boolean; limit?: number },
   ): Promise<Result<FileListing>> {
-    const r = this.#check(
-      await this.#run(target, READ_SCRIPT, [path, opts.recursive ? "1" : "0"], opts.signal),
-    );
+    const r = await this.#script(target, READ_SCRIPT, [path, opts.recursive ? "1" : "0"], opts.signal);
     if (!r.ok) return r;
     if (r.value.stdout.subarray(0, 2).toString() !== "D\n")
       return err(new AppError("invalid_path", `${path}: not a directory`));
@@ -263,8 +160,76 @@ export class ApiFiles implements SandboxFiles {
   }
 
   async remove(target: ExecTarget, path: string, opts: { signal: AbortSignal }): Promise<Result<void>> {
-    const r = this.#check(await this.#run(target, REMOVE_SCRIPT, [path], opts.signal));
+    const r = await this.#script(target, REMOVE_SCRIPT, [path], opts.signal);
     return r.ok ? ok(undefined) : r;
+  }
+}
+
+export interface ApiFilesOptions {
+  kubeConfig: KubeConfig;
+  /** Shared with the api-mode executor (main.ts builds one); one of its own otherwise. */
+  podsExec?: PodsExec;
+  container?: string;
+  /** For the whole operation (a 64 MiB transfer over pods/exec takes a while). */
+  timeoutMs?: number;
+  /** Largest read kept in memory. */
+  maxReadBytes?: number;
+}
+
+export class ApiFiles extends ShellFiles {
+  readonly #pods: PodsExec;
+  readonly #o: Required<Omit<ApiFilesOptions, "kubeConfig" | "podsExec">>;
+  protected readonly maxReadBytes: number;
+
+  constructor(o: ApiFilesOptions) {
+    super();
+    this.#pods = o.podsExec ?? new PodsExec(o.kubeConfig);
+    this.#o = {
+      container: o.container ?? "sandbox",
+      timeoutMs: o.timeoutMs ?? FILES_DEFAULTS.timeoutMs,
+      maxReadBytes: o.maxReadBytes ?? FILES_DEFAULTS.maxReadBytes,
+    };
+    this.maxReadBytes = this.#o.maxReadBytes;
+  }
+
+  protected async run(
+    target: ExecTarget,
+    argv: string[],
+    signal: AbortSignal,
+    stdin?: Uint8Array,
+  ): Promise<Result<FilesRun>> {
+    const out: Buffer[] = [];
+    const errOut: Buffer[] = [];
+    let outBytes = 0;
+    const max = this.#o.maxReadBytes + 1024;
+    const sink = (into: Buffer[], counted: boolean) =>
+      new Writable({
+        write(chunk: Buffer, _e, done) {
+          if (counted) outBytes += chunk.length;
+          if (!counted || outBytes <= max) into.push(chunk);
+          done();
+        },
+      });
+    const stdout = sink(out, true);
+    const stderr = sink(errOut, false);
+    const input = stdin === undefined ? null : sizedStdin(stdin);
+    const end = await this.#pods.run({
+      target,
+      container: this.#o.container,
+      argv,
+      stdout,
+      stderr,
+      stdin: input,
+      signal,
+      deadlineMs: this.#o.timeoutMs,
+      deadlineMessage: `file operation on ${target.pod} took over ${this.#o.timeoutMs} ms`,
+    });
+    if (!end.ok) return err(end.error);
+    const code = exitCodeOf(end.status);
+    if (code instanceof AppError) return err(code);
+    if (outBytes > max)
+      return err(new AppError("payload_too_large", `file is larger than ${this.#o.maxReadBytes} bytes`));
+    return ok({ code, stdout: Buffer.concat(out), stderr: Buffer.concat(errOut).toString("utf8").trim() });
   }
 }
 

@@ -1,5 +1,12 @@
 import type { PodState } from "../../shared/api.ts";
-import type { AgentTotals, DashboardState, EgressRecord, ExecutionRecord, ScaleRecord } from "./reducer.ts";
+import type {
+  AgentTotals,
+  DashboardState,
+  EgressRecord,
+  ExecutionRecord,
+  RegionState,
+  ScaleRecord,
+} from "./reducer.ts";
 
 /*
  * The view model: what the page draws, derived from the reducer's state at a given local time
@@ -15,6 +22,15 @@ export interface SandboxTileView {
   /** Until the idle timeout deletes it (≤ 0: due now). */
   idleLeftMs: number;
   lastCommand: string | null;
+  /** Its running processes, oldest first. */
+  processes: ProcessView[];
+}
+
+export interface ProcessView {
+  pid: number;
+  commandPreview: string;
+  tty: boolean;
+  runningMs: number;
 }
 
 export interface PodTileView {
@@ -55,6 +71,19 @@ export interface RegionView {
 
 export interface DashboardView {
   regions: RegionView[];
+}
+
+/** The running processes of one sandbox, oldest first. */
+function processesOf(r: RegionState, sandboxId: string, nowMs: number): ProcessView[] {
+  return Object.values(r.processes ?? {})
+    .filter((p) => p.sandboxId === sandboxId)
+    .sort((a, b) => a.startedAtMs - b.startedAtMs || a.pid - b.pid)
+    .map((p) => ({
+      pid: p.pid,
+      commandPreview: p.commandPreview,
+      tty: p.tty,
+      runningMs: Math.max(0, nowMs - p.startedAtMs),
+    }));
 }
 
 export function percentile(samples: readonly number[], p: number): number | null {
@@ -148,6 +177,7 @@ export function view(state: DashboardState, nowMs: number): DashboardView {
             name: b.name,
             idleLeftMs: b.lastActivityMs + b.idleTimeoutSeconds * 1000 - nowMs,
             lastCommand: b.lastCommand,
+            processes: processesOf(r, b.id, nowMs),
           }))
           .sort((a, b) => a.idleLeftMs - b.idleLeftMs),
         queueByTenant: Object.entries(

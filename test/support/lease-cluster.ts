@@ -31,8 +31,12 @@ export interface LeaseCluster {
 
 export async function startLeaseCluster(
   namespace = "pi-sandbox",
-  /** podPidsLimit: devcluster's default 1024; -1: none, a real kubelet's default. */
-  opts: Pick<DevClusterOptions, "egressProxy" | "allocatable" | "podPidsLimit"> = {},
+  /**
+   * podPidsLimit: devcluster's default 1024; -1: none, a real kubelet's default. images: instead
+   * of the sandbox image (e.g. a user's image for EXEC_MODE=pydantic-http).
+   */
+  opts: Pick<DevClusterOptions, "egressProxy" | "allocatable" | "podPidsLimit"> &
+    Partial<Pick<DevClusterOptions, "images">> = {},
 ): Promise<LeaseCluster> {
   // The agent's own namespace too: the tenants' secrets and the egress CA live there.
   const dc = await startTestCluster({ namespaces: [namespace, `${namespace}-system`], ...opts });

@@ -95,6 +95,21 @@ const DEFAULT_DATA: { [T in PoolEventType]: (PoolEventBody & { type: T })["data"
   "sandbox.used": { sandboxId: "sb.local.default.aaaaaaaaaaaaaaaaaaaa", what: "true" },
   "sandbox.deleted": { sandboxId: "sb.local.default.aaaaaaaaaaaaaaaaaaaa" },
   "sandbox.expired": { sandboxId: "sb.local.default.aaaaaaaaaaaaaaaaaaaa", reason: "idle" },
+  "process.started": {
+    sandboxId: "sb.local.default.aaaaaaaaaaaaaaaaaaaa",
+    pid: 42,
+    commandPreview: "sleep 60",
+    tty: false,
+  },
+  "process.exited": {
+    sandboxId: "sb.local.default.aaaaaaaaaaaaaaaaaaaa",
+    pid: 42,
+    commandPreview: "sleep 60",
+    exitCode: 0,
+    signal: null,
+    timedOut: false,
+    durationMs: 1,
+  },
 };
 
 /**

@@ -29,6 +29,7 @@ const checks = {
   podSnapshot: true satisfies Equals<Sdk.PodSnapshot, Api.PodSnapshot>,
   sandboxSnapshot: true satisfies Equals<Sdk.SandboxSnapshot, Api.SandboxSnapshot>,
   poolSnapshot: true satisfies Equals<Sdk.PoolSnapshot, Api.PoolSnapshot>,
+  processSnapshot: true satisfies Equals<Sdk.ProcessSnapshot, Api.ProcessSnapshot>,
   processStart: true satisfies Equals<Sdk.ProcessStartRequestInput, Api.ProcessStartRequestInput>,
   processInfo: true satisfies Equals<Sdk.ProcessInfo, Api.ProcessInfo>,
   processOutput: true satisfies Equals<Sdk.ProcessOutput, Api.ProcessOutput>,
@@ -41,6 +42,6 @@ const checks = {
 describe("the TypeScript client's wire types", () => {
   it("equal the shared zod schemas' types (checked by the typecheck; this names each pair)", () => {
     expect(Object.values(checks).every((v) => v)).toBe(true);
-    expect(Object.keys(checks)).toHaveLength(25);
+    expect(Object.keys(checks)).toHaveLength(26);
   });
 });

@@ -1,4 +1,4 @@
-import { formatMs, type PodTileView, type RegionView } from "../view.ts";
+import { formatMs, type PodTileView, type RegionView, type SandboxTileView } from "../view.ts";
 
 /*
  * Drawing the view model. The HTML of each part is a pure function of a RegionView (unit-tested
@@ -210,15 +210,26 @@ export function sandboxesHtml(r: RegionView, id: string): string {
             `<td><code title="${esc(b.id)}">${esc(short(b.id, 28))}</code>${b.name ? ` <span class="muted">${esc(b.name)}</span>` : ""}</td>` +
             `<td>${esc(b.tenant || "—")}</td><td class="pod">${esc(b.pod || "—")}</td>` +
             `<td class="num" data-testid="sandbox-idle">${esc(formatMs(Math.max(0, b.idleLeftMs)))}</td>` +
-            `<td class="cmd"><code title="${esc(b.lastCommand ?? "")}">${esc(b.lastCommand ?? "—")}</code></td></tr>`,
+            `<td class="cmd"><code title="${esc(b.lastCommand ?? "")}">${esc(b.lastCommand ?? "—")}</code></td>` +
+            `${processesCell(b)}</tr>`,
         )
         .join("")
-    : `<tr class="empty-row"><td colspan="5">No sandboxes: POST /v1/sandboxes creates one.</td></tr>`;
+    : `<tr class="empty-row"><td colspan="6">No sandboxes: POST /v1/sandboxes creates one.</td></tr>`;
   return (
     `<div class="panel-head"><h3 id="${id}-sb">Sandboxes</h3><span class="depth"><span data-testid="sandbox-count">${list.length}</span> live</span></div>` +
     `<div class="table-wrap"><table data-testid="sandboxes" aria-labelledby="${id}-sb"><thead><tr><th scope="col">Sandbox</th><th scope="col">Tenant</th><th scope="col">Pod</th>` +
-    `<th scope="col" class="num">Idle timeout in</th><th scope="col">Last command</th></tr></thead><tbody>${rows}</tbody></table></div>`
+    `<th scope="col" class="num">Idle timeout in</th><th scope="col">Last command</th><th scope="col">Processes</th></tr></thead><tbody>${rows}</tbody></table></div>`
   );
+}
+
+/** A sandbox's running processes: pid and command each, with how long it has run. */
+function processesCell(b: SandboxTileView): string {
+  const items = b.processes.map(
+    (p) =>
+      `<li data-testid="sandbox-process" data-pid="${p.pid}"><code title="${esc(p.commandPreview)}">${p.pid} ${esc(short(p.commandPreview, 40))}</code>` +
+      `${p.tty ? ' <span class="muted">tty</span>' : ""} <span class="muted">${esc(formatMs(p.runningMs))}</span></li>`,
+  );
+  return `<td class="cmd" data-testid="sandbox-processes">${items.length ? `<ul class="procs">${items.join("")}</ul>` : "—"}</td>`;
 }
 
 /** The regions /v1/pool could not reach (empty when all are up). */

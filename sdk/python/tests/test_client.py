@@ -309,6 +309,37 @@ class Processes(unittest.TestCase):
             self.assertEqual((cm.exception.code, cm.exception.status), ("process_not_found", 404))
 
 
+    def test_collect_a_terminal_and_resize_it(self) -> None:
+        with self.client.create_sandbox() as sb:
+            sh = sb.processes.start("sh", tty=True, cols=80, rows=24)
+            seen, at = b"", 0
+
+            def until(needle: bytes) -> None:
+                nonlocal seen, at
+                deadline = time.monotonic() + 30
+                while needle not in seen and time.monotonic() < deadline:
+                    got = sh.collect(at, wait_ms=1000)
+                    self.assertEqual(got["dropped"], 0)
+                    seen, at = seen + got["data"], got["next"]
+                self.assertIn(needle, seen)
+
+            sh.write("stty size\n")
+            until(b"24 80")
+            self.assertEqual(sh.resize(100, 40)["pid"], sh.pid)
+            sh.write("stty size\n")
+            until(b"40 100")
+            sh.write("exit 4\n")
+            deadline = time.monotonic() + 30
+            done = sh.collect(at, wait_ms=1000)
+            while not done["exited"] and time.monotonic() < deadline:
+                done = sh.collect(done["next"], wait_ms=1000)
+            self.assertTrue(done["exited"])
+            self.assertEqual((sh.exit or {}).get("exitCode"), 4)
+            with self.assertRaises(SandboxApiError) as cm:
+                sb.processes.start("true").resize(10, 10)
+            self.assertIn(cm.exception.code, ("not_a_tty", "process_exited"))
+
+
 class Sessions(unittest.IsolatedAsyncioTestCase):
     """pydantic-ai-backends' SessionManager shape, backed by named sandboxes."""
 

@@ -7,7 +7,13 @@ import { resolveTarget } from "./cli-config.ts";
 import { describeError, EXIT, exitCodeOf } from "./cli-messages.ts";
 import { SandboxClient } from "./client.ts";
 import { SandboxApiError } from "./errors.ts";
-import type { ExecResult, SandboxInfo } from "./types.ts";
+import {
+  type ExecResult,
+  PROCESS_SIGNALS,
+  type ProcessInfo,
+  type ProcessSignal,
+  type SandboxInfo,
+} from "./types.ts";
 
 const USAGE = `usage: pi-sandbox <command> [flags]
 
@@ -26,6 +32,13 @@ const USAGE = `usage: pi-sandbox <command> [flags]
   chat [--session ID] [--allow HOST…] MESSAGE
                               stream a chat reply and each tool call
   pool [--region R]           the pool of every region (needs sandbox:admin)
+  start ID [--tty] [--cwd DIR] [--timeout S] -- CMD [ARG…]
+                              start a long-lived process in a sandbox; prints its pid
+  ps ID                       the sandbox's processes (running, then recently exited)
+  logs [-f] [--since N] ID PID
+                              a process's output; -f follows it (reattaching) until it exits,
+                              then exits with its exit code
+  kill [--signal SIG] ID PID  kill its process group and forget it; --signal only sends SIG
 
   --url URL --token JWT       or PI_SANDBOX_URL / PI_SANDBOX_TOKEN, or .devstack/state.json
   --region R                  X-Sandbox-Region
@@ -355,6 +368,82 @@ export async function main(argv: string[], io: CliIo = defaultIo()): Promise<num
         }
         return overview.regions.every((r) => r.pool) ? EXIT.ok : EXIT.unavailable;
       }
+      case "start": {
+        const [id, ...cmd] = rest;
+        if (!id || cmd.length === 0) throw new UsageError("start takes a sandbox id and a command after --");
+        const sb = await client.sandboxes.get(id);
+        const p = await sb.processes.start({
+          command: shellJoin(cmd),
+          ...(f.cwd ? { cwd: f.cwd } : {}),
+          ...(timeoutSeconds !== undefined ? { timeoutSeconds } : {}),
+          ...(f.tty ? { tty: true } : {}),
+        });
+        if (f.json) json(p.info);
+        else out(`${p.pid}\n`);
+        return EXIT.ok;
+      }
+      case "ps": {
+        if (rest.length !== 1) throw new UsageError("ps takes one sandbox id");
+        const sb = await client.sandboxes.get(rest[0]!);
+        const list = await sb.processes.list();
+        if (f.json) json({ processes: list.map((p) => p.info) });
+        else {
+          out(`${"PID".padStart(7)}  ${"STATE".padEnd(12)}  ${"OUTPUT".padStart(10)}  COMMAND\n`);
+          for (const { info: p } of list) {
+            out(
+              `${String(p.pid).padStart(7)}  ${processState(p).padEnd(12)}  ${String(p.outputBytes).padStart(10)}  ${p.command ?? (p.argv ?? []).join(" ")}\n`,
+            );
+          }
+        }
+        return EXIT.ok;
+      }
+      case "logs": {
+        const { id, pid } = sandboxAndPid(rest, "logs");
+        const sb = await client.sandboxes.get(id);
+        const p = await sb.processes.get(pid);
+        let since = intFlag(f.since, "since") ?? 0;
+        const dropped = (n: number) => {
+          if (n > 0)
+            io.stderr.write(`pi-sandbox: ${n} bytes of output had already left the sandbox's buffer\n`);
+        };
+        if (!f.follow) {
+          // What is there now, in reads of at most 1 MiB.
+          for (;;) {
+            const r = await p.read({ since });
+            dropped(r.dropped);
+            io.stdout.write(r.bytes);
+            if (r.next === since || r.eof) return EXIT.ok;
+            since = r.next;
+          }
+        }
+        // Ctrl-C ends the following, not the process.
+        const stop = new AbortController();
+        const onSigint = () => stop.abort();
+        process.once("SIGINT", onSigint);
+        try {
+          for await (const chunk of p.output({ since, signal: stop.signal })) {
+            dropped(chunk.dropped);
+            io.stdout.write(chunk.bytes);
+          }
+        } catch (e) {
+          if (stop.signal.aborted) return 130;
+          throw e;
+        } finally {
+          process.off("SIGINT", onSigint);
+        }
+        return p.exit ? exitStatusOf(p.exit) : EXIT.software;
+      }
+      case "kill": {
+        const { id, pid } = sandboxAndPid(rest, "kill");
+        // A usage error before any request.
+        const sig = f.signal !== undefined ? signalName(f.signal) : undefined;
+        const sb = await client.sandboxes.get(id);
+        const p = await sb.processes.get(pid);
+        const info = sig ? await p.signal(sig) : await p.kill();
+        if (f.json) json(info);
+        else out(`${info.pid}  ${processState(info)}\n`);
+        return EXIT.ok;
+      }
       default:
         throw new UsageError(`unknown command ${command}`);
     }
@@ -372,6 +461,30 @@ export async function main(argv: string[], io: CliIo = defaultIo()): Promise<num
     io.stderr.write(`pi-sandbox: ${e instanceof Error ? e.message : String(e)}\n`);
     return EXIT.software;
   }
+}
+
+/** How a process stands, as `ps` and `kill` show it. */
+function processState(p: ProcessInfo): string {
+  if (p.running) return "running";
+  if (p.timedOut) return "timed out";
+  return p.exitCode !== null ? `exited ${p.exitCode}` : `killed ${p.signal ?? ""}`.trim();
+}
+
+function sandboxAndPid(rest: string[], what: string): { id: string; pid: number } {
+  if (rest.length !== 2 || !/^[1-9]\d*$/.test(rest[1]!)) {
+    throw new UsageError(`${what} takes a sandbox id and a pid`);
+  }
+  return { id: rest[0]!, pid: Number(rest[1]) };
+}
+
+/** `TERM`, `sigterm` or `SIGTERM`; anything else is a usage error naming the allowed ones. */
+function signalName(v: string): ProcessSignal {
+  const name = (
+    v.toUpperCase().startsWith("SIG") ? v.toUpperCase() : `SIG${v.toUpperCase()}`
+  ) as ProcessSignal;
+  if (!PROCESS_SIGNALS.includes(name))
+    throw new UsageError(`--signal takes one of ${PROCESS_SIGNALS.join(", ")}`);
+  return name;
 }
 
 function sandboxLine(s: SandboxInfo): string {
@@ -403,6 +516,10 @@ function parse(argv: string[]) {
       host: { type: "string", multiple: true },
       header: { type: "string" },
       format: { type: "string" },
+      tty: { type: "boolean" },
+      follow: { type: "boolean", short: "f" },
+      since: { type: "string" },
+      signal: { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   });

@@ -45,6 +45,7 @@ export type ErrorCode =
   | "ring_limit"
   | "internal"
   | "not_supported_in_api_mode"
+  | "not_supported_in_contract_mode"
   | "agent_unavailable"
   | "tunnel_closed"
   | "sandbox_failed"
@@ -266,6 +267,18 @@ export interface ExecutionSnapshot {
   queueMs: number | null;
 }
 
+/** A running process an agent started (its exit not seen yet). */
+export interface ProcessSnapshot {
+  /** Null for a chat request's own pod. */
+  sandboxId: string | null;
+  pod: string;
+  tenant: string;
+  pid: number;
+  commandPreview: string;
+  tty: boolean;
+  startedAt: string;
+}
+
 export interface PoolSnapshot {
   region: string;
   agentId: string;
@@ -287,25 +300,29 @@ export interface PoolSnapshot {
   sandboxes?: SandboxSnapshot[] | undefined;
   /** This agent's recent executions (absent from agents that predate them). */
   executions?: ExecutionSnapshot[] | undefined;
+  /** The running processes this agent started (absent from agents that predate them). */
+  processes?: ProcessSnapshot[] | undefined;
   /** A sandbox pod's own cgroup pids limit as the agent read it once ("max": unlimited). */
   sandboxPids?: { pidsMax: string | null; unlimited: boolean; pod: string; checkedAt: string } | undefined;
 }
 
 // ---- processes (POST/GET/DELETE /v1/sandboxes/:id/processes…) ----
 
-/** The signals a process group may be sent. */
-export type ProcessSignal =
-  | "SIGHUP"
-  | "SIGINT"
-  | "SIGQUIT"
-  | "SIGTERM"
-  | "SIGKILL"
-  | "SIGUSR1"
-  | "SIGUSR2"
-  | "SIGSTOP"
-  | "SIGCONT"
-  | "SIGTSTP"
-  | "SIGWINCH";
+/** The signals a process group may be sent (the API's allow-list). */
+export const PROCESS_SIGNALS = [
+  "SIGHUP",
+  "SIGINT",
+  "SIGQUIT",
+  "SIGTERM",
+  "SIGKILL",
+  "SIGUSR1",
+  "SIGUSR2",
+  "SIGSTOP",
+  "SIGCONT",
+  "SIGTSTP",
+  "SIGWINCH",
+] as const;
+export type ProcessSignal = (typeof PROCESS_SIGNALS)[number];
 
 /** `POST …/processes`: exactly one of `command` (sh -c) and `argv`. */
 export interface ProcessStartRequestInput {
