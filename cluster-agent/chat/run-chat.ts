@@ -345,6 +345,7 @@ async function runFileToolCall(
     },
     maxWriteBytes: CHAT_MAX_WRITE_BYTES,
     signal,
+    ...(sandbox.env ? { env: sandbox.env } : {}),
   });
   if (signal.aborted) return err(abortError(signal));
   if (ran.kind === "bad_args") return ok({ text: ran.text });

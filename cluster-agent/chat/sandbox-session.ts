@@ -20,8 +20,8 @@ export class SandboxSession {
     /** Tenant, request id, and the request's signal (the client went away). */
     private readonly ctx: LeasedSandboxContext,
     private readonly emit: (e: ChatEvent) => void,
-    /** Every command's env (the egress proxy's variables in request mode). */
-    private readonly env?: Readonly<Record<string, string>>,
+    /** Every command's and process's env (the egress proxy's variables in request mode). */
+    readonly env?: Readonly<Record<string, string>>,
   ) {}
 
   get pod(): string | undefined {
