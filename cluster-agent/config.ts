@@ -93,6 +93,22 @@ const EnvConfigSchema = z.object({
   EGRESS_MAX_CONNECTIONS_PER_SANDBOX: intVar(64, 1, 100_000),
   /** Bytes (both ways) one sandbox may move through one replica's proxy; 0 = no cap. */
   EGRESS_MAX_BYTES_PER_SANDBOX: intVar(0, 0, Number.MAX_SAFE_INTEGER),
+  /**
+   * `on` lets a policy allow every destination (`*`, `0.0.0.0/0`, `::/0`): the forbidden ranges
+   * still apply. Off by default: such a policy is refused with 400 invalid_request.
+   */
+  EGRESS_ALLOW_ANY_HOST: z.enum(["off", "on"]).default("off"),
+  /**
+   * Where the tenants' secrets (/v1/secrets, one Kubernetes Secret per tenant) and the egress CA
+   * are kept: the agent's own namespace, never the sandboxes'.
+   */
+  SECRETS_NAMESPACE: z
+    .string()
+    .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, "must be a DNS-1123 label")
+    .max(63)
+    .default("pi-sandbox-system"),
+  /** Secrets one tenant may store. */
+  MAX_SECRETS_PER_TENANT: intVar(32, 1, 256),
 });
 
 const isObject = (v: unknown): v is Record<string, unknown> =>
@@ -228,6 +244,8 @@ const AgentSettingsSchema = EnvConfigSchema.transform((e, ctx) => {
     clusterId: e.CLUSTER_ID,
     tenantMaxSandboxes: e.TENANT_MAX_SANDBOXES,
     maxFileBytes: e.MAX_FILE_BYTES,
+    secretsNamespace: e.SECRETS_NAMESPACE,
+    maxSecretsPerTenant: e.MAX_SECRETS_PER_TENANT,
     /** undefined = EGRESS=off: no proxy, no network for sandboxes. */
     egress,
   };
@@ -243,6 +261,8 @@ export interface EgressSettings {
   maxConnectionsPerSandbox: number;
   /** undefined = no cap. */
   maxBytesPerSandbox: number | undefined;
+  /** EGRESS_ALLOW_ANY_HOST: may a policy allow every destination? */
+  allowAnyHost: boolean;
 }
 
 function egressSettings(
@@ -280,6 +300,7 @@ function egressSettings(
     forbidden,
     maxConnectionsPerSandbox: e.EGRESS_MAX_CONNECTIONS_PER_SANDBOX,
     maxBytesPerSandbox: e.EGRESS_MAX_BYTES_PER_SANDBOX || undefined,
+    allowAnyHost: e.EGRESS_ALLOW_ANY_HOST === "on",
   };
 }
 

@@ -2,14 +2,15 @@
 // file wires together; nothing here decides policy.
 import { type ServerType, serve } from "@hono/node-server";
 import type { KubeConfig } from "@kubernetes/client-node";
-import type { Logger } from "pino";
+import type { DestinationStream, Logger } from "pino";
 import { AppError, err, ok, type Result } from "../shared/errors.ts";
 import type { Capacity } from "../shared/tunnel.ts";
 import { AgentPool } from "./agent-pool.ts";
 import { createChatHandler } from "./chat/index.ts";
 import { type AgentConfig, loadConfig } from "./config.ts";
+import { newPlaceholder } from "./egress/secrets.ts";
 import type { Resolver } from "./egress/types.ts";
-import { type EgressService, startEgressService } from "./egress-service.ts";
+import { type EgressService, egressBusEvent, startEgressService } from "./egress-service.ts";
 import { EventBus } from "./events/bus.ts";
 import { ApiExecutor } from "./exec/api-executor.ts";
 import { ApiFiles } from "./exec/api-files.ts";
@@ -31,6 +32,9 @@ import { SandboxEnvSeal } from "./sandboxes/env-seal.ts";
 import { sandboxRoutes } from "./sandboxes/routes.ts";
 import { SandboxService } from "./sandboxes/service.ts";
 import { TenantReservations } from "./sandboxes/tenant-reservations.ts";
+import { egressCaBundle, loadOrCreateEgressCa } from "./secrets/egress-ca.ts";
+import { secretRoutes } from "./secrets/routes.ts";
+import { TenantSecrets } from "./secrets/tenant-secrets.ts";
 import { createLogger } from "./telemetry/logger.ts";
 import { createMetrics, metricsText, subscribeMetrics } from "./telemetry/metrics.ts";
 import { startTunnelClient, type TunnelClient } from "./tunnel/client.ts";
@@ -61,7 +65,9 @@ function capacityOf(pool: AgentPool): Capacity {
 
 /** What only tests hand the agent: the egress proxy's resolver and forbidden ranges for a fake internet. */
 export interface AgentTestHooks {
-  egress?: { resolve?: Resolver; forbidden?: readonly string[] };
+  egress?: { resolve?: Resolver; forbidden?: readonly string[]; upstreamCa?: string | readonly string[] };
+  /** Where the agent's log lines go (tests grep them); default stdout. */
+  logDestination?: DestinationStream;
 }
 
 export async function startAgent(
@@ -74,6 +80,7 @@ export async function startAgent(
   const logger = createLogger({
     level: config.logLevel,
     base: { agentId: config.agentId, region: config.region },
+    ...(hooks.logDestination ? { destination: hooks.logDestination } : {}),
   });
 
   const relayPublicKeys = config.relayPublicKeys;
@@ -120,8 +127,16 @@ export async function startAgent(
     // Read at reservation time, after `sandboxes` exists.
     isLive: (tenant, id) => sandboxes.has(tenant, id),
   });
+  const tenantSecrets = new TenantSecrets({
+    clients,
+    namespace: config.secretsNamespace,
+    maxPerTenant: config.maxSecretsPerTenant,
+  });
   let egress: EgressService | undefined;
+  let caBundle: string | undefined;
   try {
+    const ca = config.egress ? await loadOrCreateEgressCa(clients, config.secretsNamespace) : undefined;
+    caBundle = ca && egressCaBundle(ca);
     egress = config.egress
       ? await startEgressService({
           settings: config.egress,
@@ -129,7 +144,11 @@ export async function startAgent(
           region: config.region,
           host: config.agentHost,
           logger,
-          onEvent: (e) => metrics.countEgress(e),
+          onEvent: (e) => {
+            metrics.countEgress(e);
+            bus.emit(egressBusEvent(e));
+          },
+          ...(ca ? { secrets: { read: (tenant: string) => tenantSecrets.values(tenant), ca } } : {}),
           ...hooks.egress,
         })
       : undefined;
@@ -137,7 +156,7 @@ export async function startAgent(
     stopMetrics();
     stopWarming();
     await pool.close();
-    return err(new AppError("internal", `the egress proxy could not listen: ${(e as Error).message}`));
+    return err(new AppError("internal", `the egress proxy could not start: ${(e as Error).message}`));
   }
   const sandboxes: SandboxService = new SandboxService({
     store: pool.caches,
@@ -152,7 +171,16 @@ export async function startAgent(
     ...(config.poolToken ? { envSeal: new SandboxEnvSeal(config.poolToken) } : {}),
     acquire,
     detach: (pod) => pool.manager.detach(pod),
-    ...(egress ? { egressEnv: egress.env } : {}),
+    ...(egress ? { egressEnv: egress.env, allowAnyHost: config.egress?.allowAnyHost ?? false } : {}),
+    ...(egress?.secretEnv
+      ? {
+          secrets: {
+            missing: (t: string, n: readonly string[]) => tenantSecrets.missing(t, n),
+            env: egress.secretEnv,
+            placeholder: newPlaceholder,
+          },
+        }
+      : {}),
     endings: pool.endings,
   });
 
@@ -170,7 +198,18 @@ export async function startAgent(
     agentId: config.agentId,
     region: config.region,
     relay: createRelayAuth({ region: config.region, publicKeys: relayPublicKeys }),
-    exec: (req, ctx) => runExecRequest({ acquire, executor, bus, log: logger }, req, ctx),
+    exec: (req, ctx) =>
+      runExecRequest(
+        {
+          acquire,
+          executor,
+          bus,
+          log: logger,
+          ...(egress ? { egressEnv: egress.env, allowAnyHost: config.egress?.allowAnyHost ?? false } : {}),
+        },
+        req,
+        ctx,
+      ),
     chat: config.model.ok
       ? createChatHandler({
           model: config.model,
@@ -182,6 +221,7 @@ export async function startAgent(
           options: config.chat,
           log: logger,
           sandboxes,
+          ...(egress ? { egressEnv: egress.env, allowAnyHost: config.egress?.allowAnyHost ?? false } : {}),
         })
       : config.model.error,
     snapshot: () => ({
@@ -214,8 +254,10 @@ export async function startAgent(
         maxFileBytes: config.maxFileBytes,
         onFileBytes: (direction, bytes) => metrics.addFileBytes(direction, bytes),
         log: logger,
+        ...(caBundle ? { egressCaBundle: caBundle } : {}),
       }),
     },
+    secrets: secretRoutes({ secrets: tenantSecrets, bus }),
   });
 
   const server = await listen(app.fetch, config.agentHost, config.agentPort);

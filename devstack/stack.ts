@@ -111,7 +111,8 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
         [SANDBOX_REPO]: { binds: [{ host: image, container: "/opt/sandbox-server" }] },
         ...opts.images,
       },
-      namespaces: regions.map(namespaceOf),
+      // Each region's agents keep their tenants' secrets and egress CA in a namespace of their own.
+      namespaces: regions.flatMap((r) => [namespaceOf(r), `${namespaceOf(r)}-system`]),
       ...(opts.apiStateFile ? { stateFile: resolve(opts.apiStateFile) } : {}),
       ...(opts.apiAudit ? { audit: opts.apiAudit } : {}),
       ...(egressPort ? { egressProxy: { port: egressPort, podPort: POD_PROXY_PORT } } : {}),
@@ -154,6 +155,7 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
       return {
         KUBECONFIG: cluster.kubeconfigPath,
         SANDBOX_NAMESPACE: namespaceOf(region),
+        SECRETS_NAMESPACE: `${namespaceOf(region)}-system`,
         POOL_TOKEN: poolToken,
         POOL_SIZE: String(poolSize),
         REGION: region,

@@ -28,6 +28,10 @@ export const ERROR_STATUS = {
   request_not_found: 404,
   /** No process with that pid in this sandbox (never started, deleted, forgotten after exiting, or another sandbox's). */
   process_not_found: 404,
+  /** No secret of that name for this tenant (never stored, deleted, or another tenant's). */
+  secret_not_found: 404,
+  /** The tenant already has the most secrets a tenant may store (MAX_SECRETS_PER_TENANT). */
+  secret_limit: 429,
   method_not_allowed: 405,
   /**
    * The sandbox's pod (or a one-shot exec's) was evicted, OOM-killed or failed: the message carries

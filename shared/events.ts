@@ -187,6 +187,32 @@ const sandboxExpired = z.object({
   data: z.object({ sandboxId: z.string(), reason: z.enum(["idle", "max lifetime", "pod failed"]) }),
 });
 
+/** A tenant secret stored or deleted (/v1/secrets): its name only, never its value or bindings. */
+const secretChanged = z.object({
+  type: z.literal("secret.changed"),
+  data: z.object({ name: z.string(), change: z.enum(["put", "delete"]) }),
+});
+const egressCommon = {
+  /** The sandbox behind the connection; null when the proxy could not tell (egress_unknown_source). */
+  sandboxId: z.string().nullable(),
+  host: z.string(),
+  port: z.number().int().nonnegative(),
+  /** tunnel: spliced CONNECT; intercept: TLS terminated to add a secret; http: plain HTTP. */
+  mode: z.enum(["tunnel", "intercept", "http"]),
+  bytesUp: z.number().nonnegative(),
+  bytesDown: z.number().nonnegative(),
+  durationMs: ms,
+};
+/** A connection through the egress proxy that was allowed, once it ended (closedBy: the proxy cut it). */
+const egressAllowed = z.object({
+  type: z.literal("egress.allowed"),
+  data: z.object({ ...egressCommon, closedBy: z.string().optional() }),
+});
+/** A connection the egress proxy refused or failed: `reason` is a code of README's egress table. */
+const egressDenied = z.object({
+  type: z.literal("egress.denied"),
+  data: z.object({ ...egressCommon, reason: z.string(), message: z.string().optional() }),
+});
 const processCommon = {
   /** The sandbox it runs in; null on a chat request's own pod (it ends with the request). */
   sandboxId: z.string().nullable(),
@@ -242,6 +268,9 @@ export const PoolEventBodySchema = z.discriminatedUnion("type", [
   sandboxUsed,
   sandboxDeleted,
   sandboxExpired,
+  secretChanged,
+  egressAllowed,
+  egressDenied,
   processStarted,
   processExited,
 ]);

@@ -135,9 +135,14 @@ function leaseFilesBackend(sandbox: LeasedSandbox, maxWriteBytes: number): ToolB
 }
 
 /** The process tools on the chat request's pod, through the pipeline (its signals and fence apply). */
-function leaseProcessesBackend(sandbox: LeasedSandbox): ProcessToolBackend {
+function leaseProcessesBackend(
+  sandbox: LeasedSandbox,
+  /** Under the process's own env (the egress proxy's variables in request mode). */
+  env?: Readonly<Record<string, string>>,
+): ProcessToolBackend {
   return {
-    start: (body, signal) => sandbox.startProcess(body, signal),
+    start: (body, signal) =>
+      sandbox.startProcess(env ? { ...body, env: { ...env, ...(body.env ?? {}) } } : body, signal),
     list: (signal) => sandbox.onProcesses((p, t, s) => p.list(t, { signal: s }), signal),
     get: (pid, signal) => sandbox.onProcesses((p, t, s) => p.get(t, pid, { signal: s }), signal),
     output: (pid, q, signal) => sandbox.onProcesses((p, t, s) => p.output(t, pid, q, { signal: s }), signal),
@@ -163,6 +168,8 @@ export async function runFileTool(
     sandbox: (label: string) => Promise<ToolResult<LeasedSandbox>>;
     maxWriteBytes: number;
     signal: AbortSignal;
+    /** Under a started process's env (request mode: the egress proxy's variables). */
+    env?: Readonly<Record<string, string>>;
   },
 ): Promise<FileToolOutcome> {
   const tool = [...FILE_TOOLS, ...CHAT_PROCESS_TOOLS].find((t) => t.name === name)!;
@@ -178,7 +185,7 @@ export async function runFileTool(
   const sandbox = await deps.sandbox(label);
   if (!sandbox.ok) return { kind: "ran", label, result: sandbox };
   const result = PROCESS_TOOL_NAMES.has(name)
-    ? await runProcessTool(name, values, leaseProcessesBackend(sandbox.value), deps.signal)
+    ? await runProcessTool(name, values, leaseProcessesBackend(sandbox.value, deps.env), deps.signal)
     : await runSandboxTool(name, values, leaseFilesBackend(sandbox.value, deps.maxWriteBytes), {
         defaultTimeoutSeconds: 0,
         signal: deps.signal,

@@ -45,6 +45,8 @@ export interface ChatDeps {
   sessionNote?: string;
   /** Session mode: the session's sandbox id, reported in the response. */
   sandboxId?: () => string | undefined;
+  /** Under every command's env (request mode: the egress proxy's variables). */
+  env?: Readonly<Record<string, string>>;
 }
 
 /** Largest file write_file/edit_file may write from a chat (the model's text, not an upload). */
@@ -92,6 +94,7 @@ export async function runChat(
     },
     { tenant: deps.tenant, requestId: deps.requestId, signal },
     out,
+    deps.env,
   );
   try {
     const result = await converse(request, deps, opts, sandbox, out, signal);
@@ -342,6 +345,7 @@ async function runFileToolCall(
     },
     maxWriteBytes: CHAT_MAX_WRITE_BYTES,
     signal,
+    ...(sandbox.env ? { env: sandbox.env } : {}),
   });
   if (signal.aborted) return err(abortError(signal));
   if (ran.kind === "bad_args") return ok({ text: ran.text });

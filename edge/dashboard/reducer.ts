@@ -111,6 +111,19 @@ export interface ScaleRecord {
   refusal: string | null;
 }
 
+/** One connection through an agent's egress proxy (egress.allowed / egress.denied), local ms. */
+export interface EgressRecord {
+  atMs: number;
+  tenant: string;
+  sandboxId: string | null;
+  host: string;
+  port: number;
+  decision: "allowed" | "denied";
+  /** Why it was refused (a README egress code), or why the proxy cut it. */
+  reason: string | null;
+  bytes: number;
+}
+
 export interface RegionState {
   region: string;
   poolSize: number | null;
@@ -139,6 +152,8 @@ export interface RegionState {
   seen: string[];
   /** The leader's scale decisions, oldest first (bounded): pool size over time and why. */
   scale: ScaleRecord[];
+  /** Recent egress connections, newest first (bounded). */
+  egress?: EgressRecord[];
 }
 
 export interface DashboardState {
@@ -155,6 +170,7 @@ const MAX_SAMPLES = 500;
 const MAX_SEEN = 1000;
 const MAX_TOMBSTONES = 200;
 const MAX_SCALE = 120;
+export const MAX_EGRESS = 50;
 
 const str = (v: unknown): string | null => (typeof v === "string" ? v : null);
 const num = (v: unknown): number | null => (typeof v === "number" && Number.isFinite(v) ? v : null);
@@ -187,6 +203,7 @@ function emptyRegion(region: string): RegionState {
     acquireSamples: [],
     seen: [],
     scale: [],
+    egress: [],
   };
 }
 
@@ -206,6 +223,7 @@ function copyRegion(r: RegionState): RegionState {
     acquireSamples: [...r.acquireSamples],
     seen: [...r.seen],
     scale: [...(r.scale ?? [])],
+    egress: [...(r.egress ?? [])],
   };
 }
 
@@ -573,6 +591,22 @@ function applyEvent(prev: RegionState | undefined, e: PoolEvent, region: string,
           refusal: str(d.refusal),
         },
       ].slice(-MAX_SCALE);
+      break;
+    }
+    case "egress.allowed":
+    case "egress.denied": {
+      const d = e.data;
+      const record: EgressRecord = {
+        atMs,
+        tenant: e.tenant ?? "",
+        sandboxId: str(d.sandboxId),
+        host: str(d.host) ?? "",
+        port: num(d.port) ?? 0,
+        decision: e.type === "egress.allowed" ? "allowed" : "denied",
+        reason: e.type === "egress.denied" ? str(e.data.reason) : (str(e.data.closedBy) ?? null),
+        bytes: (num(d.bytesUp) ?? 0) + (num(d.bytesDown) ?? 0),
+      };
+      r.egress = [record, ...(r.egress ?? [])].slice(0, MAX_EGRESS);
       break;
     }
     case "pool.leader": {

@@ -1,5 +1,12 @@
 import type { PodState } from "../../shared/api.ts";
-import type { AgentTotals, DashboardState, ExecutionRecord, RegionState, ScaleRecord } from "./reducer.ts";
+import type {
+  AgentTotals,
+  DashboardState,
+  EgressRecord,
+  ExecutionRecord,
+  RegionState,
+  ScaleRecord,
+} from "./reducer.ts";
 
 /*
  * The view model: what the page draws, derived from the reducer's state at a given local time
@@ -58,6 +65,8 @@ export interface RegionView {
   /** The leader's last scale decision, and the recent ones (pool size over time). */
   scale: ScaleRecord | null;
   scaleHistory: ScaleRecord[];
+  /** Recent egress connections, newest first. */
+  egress: EgressRecord[];
 }
 
 export interface DashboardView {
@@ -181,6 +190,7 @@ export function view(state: DashboardState, nowMs: number): DashboardView {
           .sort((a, b) => b.depth - a.depth || a.tenant.localeCompare(b.tenant)),
         scale: r.scale?.[r.scale.length - 1] ?? null,
         scaleHistory: [...(r.scale ?? [])],
+        egress: [...(r.egress ?? [])],
         totals: {
           acquisitions: all.reduce((n, t) => n + t.acquisitions, 0),
           conflicts: all.reduce((n, t) => n + t.conflicts, 0),

@@ -38,7 +38,8 @@ export async function startLeaseCluster(
   opts: Pick<DevClusterOptions, "egressProxy" | "allocatable" | "podPidsLimit"> &
     Partial<Pick<DevClusterOptions, "images">> = {},
 ): Promise<LeaseCluster> {
-  const dc = await startTestCluster({ namespaces: [namespace], ...opts });
+  // The agent's own namespace too: the tenants' secrets and the egress CA live there.
+  const dc = await startTestCluster({ namespaces: [namespace, `${namespace}-system`], ...opts });
   const clients = makeClients(dc.kubeConfig());
   const poolToken = randomBytes(16).toString("hex");
   return {
@@ -50,6 +51,7 @@ export async function startLeaseCluster(
     agentEnv: (extra = {}) => ({
       KUBECONFIG: dc.kubeconfigPath,
       SANDBOX_NAMESPACE: namespace,
+      SECRETS_NAMESPACE: `${namespace}-system`,
       POOL_TOKEN: poolToken,
       RELAY_PUBLIC_KEYS: TEST_RELAY_PUBLIC_KEYS,
       ...extra,

@@ -42,8 +42,21 @@ export function poolSnapshot(over: Partial<PoolSnapshot> & { podCount?: number }
   return PoolSnapshotSchema.parse(snapshot);
 }
 
+const EGRESS_CONNECTION = {
+  sandboxId: null,
+  host: "pkgs.test",
+  port: 443,
+  mode: "tunnel",
+  bytesUp: 0,
+  bytesDown: 0,
+  durationMs: 0,
+} as const;
+
 /** What the agent sends for each event type when a test does not care: a fixture gives only what it tests. */
 const DEFAULT_DATA: { [T in PoolEventType]: (PoolEventBody & { type: T })["data"] } = {
+  "secret.changed": { name: "API_KEY", change: "put" },
+  "egress.allowed": EGRESS_CONNECTION,
+  "egress.denied": { ...EGRESS_CONNECTION, reason: "egress_not_allowed" },
   "pod.created": {},
   "pod.ready": {},
   "pod.deleted": { phase: null, reason: "external" },

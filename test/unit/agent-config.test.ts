@@ -120,7 +120,18 @@ describe("agent config: the egress proxy", () => {
       proxyUrl: undefined,
       maxConnectionsPerSandbox: 64,
       maxBytesPerSandbox: undefined,
+      allowAnyHost: false,
     });
+    expect([c.value.secretsNamespace, c.value.maxSecretsPerTenant]).toEqual(["pi-sandbox-system", 32]);
+    const any = loadConfig({
+      ...MIN_AGENT_ENV,
+      EGRESS: "on",
+      POD_IP: "10.2.0.5",
+      EGRESS_ALLOW_ANY_HOST: "on",
+    });
+    expect(any.ok && any.value.egress?.allowAnyHost).toBe(true);
+    expect(loadConfig({ ...MIN_AGENT_ENV, EGRESS_ALLOW_ANY_HOST: "yes" }).ok).toBe(false);
+    expect(loadConfig({ ...MIN_AGENT_ENV, SECRETS_NAMESPACE: "Not_A_Label" }).ok).toBe(false);
     const capped = loadConfig({
       ...MIN_AGENT_ENV,
       EGRESS: "on",

@@ -289,20 +289,31 @@ describe.each(OVERLAYS)("%s overlay", (overlay) => {
     expect(objs.filter(builtIn).map((o) => `${o.kind}/${o.metadata.name}`)).toEqual([]);
   });
 
-  it("RBAC: namespaced to the sandboxes, bound to the agent, pods/exec only with EXEC_MODE=api", () => {
-    const roles = objs.filter((o) => o.kind === "Role");
+  it("RBAC: namespaced to the sandboxes (Secrets: to the agent's own, by name), bound to the agent, pods/exec only with EXEC_MODE=api", () => {
+    type Rule = { resources: string[]; verbs: string[] };
+    const all = objs.filter((o) => o.kind === "Role");
+    // The tenants' secrets and the egress CA: Secrets in the agent's namespace, read and written by
+    // name only (no list, watch or delete); nothing else in that Role.
+    const secretRoles = all.filter((r) => r.metadata.namespace === AGENT_NS);
+    expect(secretRoles.map((r) => r.metadata.name)).toEqual(["pi-sandbox-agent-secrets"]);
+    expect(secretRoles[0]?.rules).toEqual([
+      { apiGroups: [""], resources: ["secrets"], verbs: ["get", "create", "update"] },
+    ]);
+    const roles = all.filter((r) => r.metadata.namespace !== AGENT_NS);
     for (const r of roles) expect(r.metadata.namespace).toBe(SANDBOX_NS);
-    const rules = roles.flatMap((r) => r.rules as Array<{ resources: string[]; verbs: string[] }>);
+    const rules = roles.flatMap((r) => r.rules as Rule[]);
     const resources = rules.flatMap((r) => r.resources);
     expect(resources).not.toContain("secrets");
-    expect(rules.flatMap((r) => r.verbs)).not.toContain("*");
+    expect(all.flatMap((r) => (r.rules as Rule[]).flatMap((x) => x.verbs))).not.toContain("*");
     expect(resources.includes("pods/exec")).toBe(configOf(objs).EXEC_MODE === "api");
     for (const b of objs.filter((o) => o.kind === "RoleBinding")) {
-      expect(b.metadata.namespace).toBe(SANDBOX_NS);
+      const role = all.find((r) => r.metadata.name === (b.roleRef as { name: string }).name);
+      expect(b.metadata.namespace).toBe(role?.metadata.namespace);
+      expect([SANDBOX_NS, AGENT_NS]).toContain(b.metadata.namespace);
       expect(b.subjects).toEqual([
         { kind: "ServiceAccount", name: pod.serviceAccountName, namespace: AGENT_NS },
       ]);
-      expect(roles.map((r) => r.metadata.name)).toContain((b.roleRef as { name: string }).name);
+      expect(all.map((r) => r.metadata.name)).toContain((b.roleRef as { name: string }).name);
     }
   });
 

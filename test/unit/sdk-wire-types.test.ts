@@ -18,6 +18,8 @@ const checks = {
   execStreamEvent: true satisfies Equals<Sdk.ExecStreamEvent, Api.ExecStreamEvent>,
   sandboxCreate: true satisfies Equals<Sdk.SandboxCreateRequestInput, Api.SandboxCreateRequestInput>,
   sandbox: true satisfies Equals<Sdk.SandboxWire, Api.Sandbox>,
+  secretPut: true satisfies Equals<Sdk.SecretPutRequest, Api.SecretPutRequest>,
+  secretInfo: true satisfies Equals<Sdk.SecretInfo, Api.SecretInfo>,
   sandboxNetwork: true satisfies Equals<Sdk.SandboxNetwork, Api.SandboxNetwork>,
   fileEntry: true satisfies Equals<Sdk.FileEntry, Api.FileEntry>,
   fileWrite: true satisfies Equals<Sdk.FileWriteResult, Api.FileWriteResult>,
@@ -40,6 +42,6 @@ const checks = {
 describe("the TypeScript client's wire types", () => {
   it("equal the shared zod schemas' types (checked by the typecheck; this names each pair)", () => {
     expect(Object.values(checks).every((v) => v)).toBe(true);
-    expect(Object.keys(checks)).toHaveLength(24);
+    expect(Object.keys(checks)).toHaveLength(26);
   });
 });

@@ -180,6 +180,26 @@ export function timelineHtml(r: RegionView, id: string, fresh: (key: string) => 
   );
 }
 
+/** The egress feed: each connection through an agent's proxy as it ends, newest first. */
+export function egressHtml(r: RegionView, id: string): string {
+  if (r.egress.length === 0) return "";
+  const rows = r.egress
+    .map(
+      (x) =>
+        `<tr data-testid="egress-row" data-decision="${x.decision}">` +
+        `<td>${x.decision === "allowed" ? "allowed" : "<strong>denied</strong>"}</td>` +
+        `<td><code>${esc(x.host)}:${esc(String(x.port))}</code></td><td>${esc(x.tenant || "—")}</td>` +
+        `<td><code title="${esc(x.sandboxId ?? "")}">${esc(x.sandboxId ? short(x.sandboxId, 28) : "—")}</code></td>` +
+        `<td>${esc(x.reason ?? "")}</td><td class="num">${esc(String(x.bytes))}</td></tr>`,
+    )
+    .join("");
+  return (
+    `<div class="panel-head"><h3 id="${id}-eg">Egress</h3><span class="depth">last ${r.egress.length}</span></div>` +
+    `<div class="table-wrap"><table data-testid="egress" aria-labelledby="${id}-eg"><thead><tr><th scope="col">Decision</th><th scope="col">Destination</th>` +
+    `<th scope="col">Tenant</th><th scope="col">Sandbox / request</th><th scope="col">Why</th><th scope="col" class="num">Bytes</th></tr></thead><tbody>${rows}</tbody></table></div>`
+  );
+}
+
 export function sandboxesHtml(r: RegionView, id: string): string {
   const list = r.sandboxes;
   const rows = list.length
@@ -298,7 +318,8 @@ export function createRenderer(els: { regions: HTMLElement; regionErrors: HTMLEl
       draw(slot.parts.head, headHtml(r, slot.id));
       draw(slot.parts.pods, podsHtml(r, slot.id));
       draw(slot.parts.queue, queueHtml(r, slot.id));
-      draw(slot.parts.sandboxes, sandboxesHtml(r, slot.id));
+      // The egress feed shares the sandboxes' panel: one part, so the region's layout is unchanged.
+      draw(slot.parts.sandboxes, sandboxesHtml(r, slot.id) + egressHtml(r, slot.id));
       // Rows not drawn before flash once; the first draw (the history the page opens with) flashes nothing.
       const s = slot;
       const first = s.seenExec.size === 0 && s.parts.timeline.html === "";

@@ -380,3 +380,44 @@ class Sessions(unittest.IsolatedAsyncioTestCase):
         self.assertNotEqual(fresh.id, first.id)
         await restarted.shutdown()
         self.assertEqual(self.client.list_sandboxes(name=session), [])
+
+
+class NetworkAndSecrets(unittest.TestCase):
+    def setUp(self) -> None:
+        self.client = SandboxClient(URL, TOKEN)
+
+    def test_secrets_are_write_only_and_per_tenant(self) -> None:
+        value = "py-secret-value-7"
+        info = self.client.put_secret("PY_KEY", value, ["api.test"], header="X-Api-Key")
+        self.assertEqual((info["name"], info["hosts"], info["header"], info["format"]),
+                         ("PY_KEY", ["api.test"], "X-Api-Key", "{value}"))
+        try:
+            listed = self.client.list_secrets()
+            self.assertIn("PY_KEY", [s["name"] for s in listed])
+            self.assertNotIn(value, repr(listed))
+            other = SandboxClient(URL, os.environ["PI_SANDBOX_TOKEN_B"])
+            self.assertNotIn("PY_KEY", [s["name"] for s in other.list_secrets()])
+            with self.assertRaises(SandboxApiError) as cm:
+                other.delete_secret("PY_KEY")
+            self.assertEqual((cm.exception.code, cm.exception.status), ("secret_not_found", 404))
+            with self.assertRaises(SandboxApiError) as cm:
+                self.client.put_secret("HTTPS_PROXY", "x", ["api.test"])
+            self.assertEqual(cm.exception.code, "invalid_request")
+        finally:
+            self.client.delete_secret("PY_KEY")
+        self.assertNotIn("PY_KEY", [s["name"] for s in self.client.list_secrets()])
+
+    def test_network_policy_round_trip(self) -> None:
+        with self.client.create_sandbox(network={"deny": ["10.0.0.0/8"]}) as sb:
+            self.assertEqual(sb.network(), {"allow": [], "deny": ["10.0.0.0/8"]})
+            self.assertEqual(sb.set_network(deny=["192.168.0.0/16"]), {"allow": [], "deny": ["192.168.0.0/16"]})
+            with self.assertRaises(SandboxApiError) as cm:
+                sb.set_network(allow=["exa mple.com"])
+            self.assertEqual((cm.exception.code, cm.exception.status), ("invalid_request", 400))
+        try:
+            r = self.client.exec("true", network={"allow": ["pkgs.test"]})
+            self.assertEqual(r.exit_code, 0)
+        except SandboxApiError as e:
+            # A stack without the egress proxy refuses a policy that opens anything, and says why.
+            self.assertEqual(e.code, "invalid_request")
+            self.assertIn("EGRESS=off", str(e))

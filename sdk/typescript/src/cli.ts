@@ -17,13 +17,20 @@ import {
 
 const USAGE = `usage: pi-sandbox <command> [flags]
 
-  exec [--sandbox ID] [--timeout S] [--cwd DIR] -- CMD [ARG…]
+  exec [--sandbox ID] [--timeout S] [--cwd DIR] [--allow HOST…] [--deny HOST…] -- CMD [ARG…]
                               run a command, stream its output, exit with its exit code
-  sandbox create [--name N] [--idle S] [--max-lifetime S]
+                              (--allow/--deny: this call's network; a sandbox's: sandbox network)
+  sandbox create [--name N] [--idle S] [--max-lifetime S] [--allow HOST…] [--deny HOST…] [--secret NAME…]
   sandbox list [--name N]     sandbox get ID      sandbox rm ID…
+  sandbox network ID [--allow HOST…] [--deny HOST…]
+                              show its network policy, or replace it when given --allow/--deny
+  secrets put NAME --host HOST… [--header H] [--format F]
+                              store a secret; its value is read from stdin (never an argument)
+  secrets list                secrets rm NAME…
   cp LOCAL ID:PATH            upload a file          cp ID:PATH LOCAL   download one
   ls ID[:DIR]                 list a sandbox directory
-  chat [--session ID] MESSAGE stream a chat reply and each tool call
+  chat [--session ID] [--allow HOST…] MESSAGE
+                              stream a chat reply and each tool call
   pool [--region R]           the pool of every region (needs sandbox:admin)
   start ID [--tty] [--cwd DIR] [--timeout S] -- CMD [ARG…]
                               start a long-lived process in a sandbox; prints its pid
@@ -45,6 +52,8 @@ exit codes: exec → the command's own (124 timed out, 128+N killed by signal N)
 export interface CliIo {
   stdout: NodeJS.WritableStream;
   stderr: NodeJS.WritableStream;
+  /** Where `secrets put` reads the value. */
+  stdin?: NodeJS.ReadableStream;
   env: Record<string, string | undefined>;
   cwd: string;
 }
@@ -52,6 +61,7 @@ export interface CliIo {
 const defaultIo = (): CliIo => ({
   stdout: process.stdout,
   stderr: process.stderr,
+  stdin: process.stdin,
   env: process.env,
   cwd: process.cwd(),
 });
@@ -79,6 +89,22 @@ const intFlag = (v: string | undefined, name: string): number | undefined => {
   if (!/^\d+$/.test(v)) throw new UsageError(`--${name} takes a whole number, got ${v}`);
   return Number(v);
 };
+
+/** `--allow`/`--deny` as a network policy, or undefined when neither was given. */
+function networkFlags(f: { allow?: string[] | undefined; deny?: string[] | undefined }) {
+  if (!f.allow?.length && !f.deny?.length) return undefined;
+  return { ...(f.allow?.length ? { allow: f.allow } : {}), ...(f.deny?.length ? { deny: f.deny } : {}) };
+}
+
+/** All of stdin as text, less one trailing newline (`echo $KEY | pi-sandbox secrets put …`). */
+async function readValue(stdin: NodeJS.ReadableStream | undefined): Promise<string> {
+  if (!stdin) throw new UsageError("secrets put reads the value from stdin");
+  const chunks: Buffer[] = [];
+  for await (const c of stdin) chunks.push(typeof c === "string" ? Buffer.from(c) : (c as Buffer));
+  return Buffer.concat(chunks)
+    .toString("utf8")
+    .replace(/\r?\n$/, "");
+}
 
 /** `ID:PATH` → its parts; anything else is a local path. */
 function remote(spec: string): { id: string; path: string } | undefined {
@@ -118,9 +144,15 @@ export async function main(argv: string[], io: CliIo = defaultIo()): Promise<num
     switch (command) {
       case "exec": {
         if (rest.length === 0) throw new UsageError("exec needs a command after --");
+        const network = networkFlags(f);
+        if (network && f.sandbox)
+          throw new UsageError(
+            "--allow/--deny on a sandbox's exec: its policy is `sandbox network ID --allow …`",
+          );
         const opts = {
           ...(timeoutSeconds !== undefined ? { timeoutSeconds } : {}),
           ...(f.cwd ? { cwd: f.cwd } : {}),
+          ...(network ? { network } : {}),
         };
         const sandbox = f.sandbox ? await client.sandboxes.get(f.sandbox) : undefined;
         const cmd = shellJoin(rest);
@@ -170,6 +202,8 @@ export async function main(argv: string[], io: CliIo = defaultIo()): Promise<num
             ...(f["max-lifetime"] !== undefined
               ? { maxLifetimeSeconds: intFlag(f["max-lifetime"], "max-lifetime")! }
               : {}),
+            ...(networkFlags(f) ? { network: networkFlags(f) } : {}),
+            ...(f.secret?.length ? { secrets: f.secret } : {}),
           });
           if (f.json) json(sb.info);
           else out(`${sb.id}\n`);
@@ -194,7 +228,50 @@ export async function main(argv: string[], io: CliIo = defaultIo()): Promise<num
           if (f.json) json({ removed: ids });
           return EXIT.ok;
         }
-        throw new UsageError("sandbox takes create, list, get or rm");
+        if (sub === "network") {
+          if (ids.length !== 1) throw new UsageError("sandbox network takes one id");
+          const sb = await client.sandboxes.get(ids[0]!);
+          const wanted = networkFlags(f);
+          const policy = wanted ? await sb.setNetwork(wanted) : await sb.network();
+          if (f.json) json(policy);
+          else {
+            for (const a of policy.allow) out(`allow ${a}\n`);
+            for (const d of policy.deny) out(`deny  ${d}\n`);
+            if (policy.allow.length === 0) out("(no network)\n");
+          }
+          return EXIT.ok;
+        }
+        throw new UsageError("sandbox takes create, list, get, rm or network");
+      }
+      case "secrets": {
+        const [sub, ...names] = rest;
+        if (sub === "put") {
+          if (names.length !== 1) throw new UsageError("secrets put takes one name");
+          if (!f.host?.length) throw new UsageError("secrets put needs --host (where the value may be sent)");
+          const value = await readValue(io.stdin);
+          const info = await client.secrets.put(names[0]!, {
+            value,
+            hosts: f.host,
+            ...(f.header ? { header: f.header } : {}),
+            ...(f.format ? { format: f.format } : {}),
+          });
+          if (f.json) json(info);
+          else out(`${info.name}  ${info.hosts.join(",")}  ${info.header}: ${info.format}\n`);
+          return EXIT.ok;
+        }
+        if (sub === "list") {
+          const list = await client.secrets.list();
+          if (f.json) json({ secrets: list });
+          else for (const x of list) out(`${x.name}  ${x.hosts.join(",")}  ${x.header}  ${x.updatedAt}\n`);
+          return EXIT.ok;
+        }
+        if (sub === "rm") {
+          if (names.length === 0) throw new UsageError("secrets rm takes one or more names");
+          for (const n of names) await client.secrets.remove(n);
+          if (f.json) json({ removed: names });
+          return EXIT.ok;
+        }
+        throw new UsageError("secrets takes put, list or rm");
       }
       case "cp": {
         if (rest.length !== 2) throw new UsageError("cp takes a source and a destination");
@@ -240,9 +317,11 @@ export async function main(argv: string[], io: CliIo = defaultIo()): Promise<num
       case "chat": {
         if (rest.length === 0) throw new UsageError('chat takes a message: pi-sandbox chat "…"');
         const message = rest.join(" ");
+        const network = networkFlags(f);
         const base = {
           ...(f.session ? { sessionId: f.session } : {}),
           ...(f.sandbox ? { sandbox: f.sandbox } : {}),
+          ...(network ? { network } : {}),
         };
         if (f.json) {
           json(await client.chat(message, base));
@@ -431,6 +510,12 @@ function parse(argv: string[]) {
       idle: { type: "string" },
       "max-lifetime": { type: "string" },
       session: { type: "string" },
+      allow: { type: "string", multiple: true },
+      deny: { type: "string", multiple: true },
+      secret: { type: "string", multiple: true },
+      host: { type: "string", multiple: true },
+      header: { type: "string" },
+      format: { type: "string" },
       tty: { type: "boolean" },
       follow: { type: "boolean", short: "f" },
       since: { type: "string" },

@@ -23,6 +23,8 @@ export type ErrorCode =
   | "file_not_found"
   | "request_not_found"
   | "process_not_found"
+  | "secret_not_found"
+  | "secret_limit"
   | "method_not_allowed"
   | "sandbox_evicted"
   | "host_not_allowed"
@@ -85,6 +87,8 @@ export interface ExecRequestInput {
   env?: Record<string, string> | undefined;
   /** `base64`: stdout/stderr (result and stream events) are base64 of the exact bytes. */
   outputEncoding?: "utf8" | "base64" | undefined;
+  /** `client.exec` only: where this call's pod may connect (gone when it is released). Absent: nowhere. */
+  network?: { allow?: string[] | undefined; deny?: string[] | undefined } | undefined;
 }
 
 export interface ExecResult {
@@ -125,6 +129,31 @@ export interface SandboxCreateRequestInput {
    * each with an optional `:port` (default 80 and 443). Absent: nowhere.
    */
   network?: { allow?: string[] | undefined; deny?: string[] | undefined } | undefined;
+  /**
+   * Names of the tenant's secrets (`client.secrets.put`) the sandbox may use: each is in its env
+   * as a placeholder, which the egress proxy replaces with the value only toward the secret's hosts.
+   */
+  secrets?: string[] | undefined;
+}
+
+/** `client.secrets.put(name, …)`: the value (write-only) and where the proxy may send it. */
+export interface SecretPutRequest {
+  value: string;
+  /** Host names or `*.name`, optional `:port` (default 80 and 443). */
+  hosts: string[];
+  /** The request header the value goes into (default Authorization). */
+  header?: string | undefined;
+  /** What that header becomes; `{value}` is the secret (default `Bearer {value}` for Authorization). */
+  format?: string | undefined;
+}
+
+/** A stored secret as the API shows it: never its value. */
+export interface SecretInfo {
+  name: string;
+  hosts: string[];
+  header: string;
+  format: string;
+  updatedAt: string;
 }
 
 /** A sandbox's network policy as answered (both lists always present; empty allow = no network). */
