@@ -305,10 +305,11 @@ export async function startAgent(
       shuttingDown = true;
       await tunnel?.close();
       await egress?.close();
+      // Before the pool: the check runs a command on a pool pod, and must not outlive the agent.
+      await pids.stop();
       await pool.close();
       stopMetrics();
       stopWarming();
-      pids.stop();
       await Promise.all(
         [server, metricsServer].map((s) => new Promise<void>((resolve) => s.close(() => resolve()))),
       );
