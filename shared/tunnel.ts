@@ -1,4 +1,4 @@
-import { type JSONWebKeySet, type JWK, jwtVerify, SignJWT } from "jose";
+import { decodeJwt, decodeProtectedHeader, type JSONWebKeySet, type JWK, jwtVerify, SignJWT } from "jose";
 import { z } from "zod";
 import { AppError, ErrorCodeSchema, err, ok, type Result } from "./errors.ts";
 import {
@@ -288,14 +288,72 @@ export async function signAgentToken(opts: {
     .sign(key);
 }
 
-/** Verify an agent's tunnel login against the public keys of the region it claims. */
+/**
+ * The JWK member of an agent public key (AGENT_PUBLIC_KEYS) naming the clusters a token signed
+ * with that key may claim. Absent: only DEFAULT_CLUSTER — so a key nobody bound can never claim a
+ * named cluster and receive its sandboxes' relays.
+ */
+export const AGENT_KEY_CLUSTERS_MEMBER = "clusters";
+
+/** The clusters an agent public key may claim (see AGENT_KEY_CLUSTERS_MEMBER). */
+export function agentKeyClusters(jwk: JWK): readonly string[] {
+  const bound = (jwk as Record<string, unknown>)[AGENT_KEY_CLUSTERS_MEMBER];
+  return Array.isArray(bound) ? bound.filter((c): c is string => typeof c === "string") : [DEFAULT_CLUSTER];
+}
+
+/** Whether `cluster` is a well-formed cluster name (as agents, sandbox ids and key bindings spell it). */
+export const isClusterName = (cluster: unknown): cluster is string =>
+  typeof cluster === "string" && CLUSTER_RE.test(cluster);
+
+/**
+ * Of the region's agent keys, those that may sign a login for the cluster the token claims. The
+ * claim is read before the signature is checked only to pick the keys; the signature is then
+ * checked against those keys alone, so a key bound to cluster A cannot vouch for a claim of B.
+ */
+function keysForClaimedCluster(
+  token: string,
+  keys: readonly JWK[],
+  region: string,
+): Result<{ cluster: string; keys: JWK[] }> {
+  let claimed: unknown;
+  let kid: unknown;
+  try {
+    claimed = decodeJwt(token).cluster ?? DEFAULT_CLUSTER;
+    kid = decodeProtectedHeader(token).kid;
+  } catch {
+    return err(new AppError("invalid_token", "the agent token is not a valid JWT"));
+  }
+  if (!isClusterName(claimed))
+    return err(new AppError("invalid_token", "agent token names a malformed cluster"));
+  const bound = keys.filter((k) => agentKeyClusters(k).includes(claimed));
+  const named = typeof kid === "string" ? keys.find((k) => k.kid === kid) : undefined;
+  if (named && !bound.includes(named)) {
+    return err(new AppError("invalid_token", `agent key "${kid}" is not bound to cluster "${claimed}"`));
+  }
+  if (bound.length === 0) {
+    return err(
+      new AppError("invalid_token", `no agent key of region ${region} is bound to cluster "${claimed}"`),
+    );
+  }
+  // The binding is ours, not the key's: it does not go on to the JWK import.
+  const bare = bound.map(({ [AGENT_KEY_CLUSTERS_MEMBER]: _c, ...k }: JWK & { clusters?: unknown }) => k);
+  return ok({ cluster: claimed, keys: bare });
+}
+
+/**
+ * Verify an agent's tunnel login against the public keys of the region it claims, and only those
+ * of them bound to the cluster it claims (agentKeyClusters).
+ */
 export async function verifyAgentToken(
   token: string | null | undefined,
   opts: { publicKeys: JSONWebKeySet | readonly JWK[]; region: string; clockToleranceSeconds?: number },
 ): Promise<Result<AgentIdentity>> {
   if (!token) return err(new AppError("unauthenticated", "agent token missing"));
+  const all = Array.isArray(opts.publicKeys) ? opts.publicKeys : (opts.publicKeys as JSONWebKeySet).keys;
+  const picked = keysForClaimedCluster(token, all, opts.region);
+  if (!picked.ok) return picked;
   try {
-    const { payload } = await jwtVerify(token, publicKeyResolver(opts.publicKeys), {
+    const { payload } = await jwtVerify(token, publicKeyResolver(picked.value.keys), {
       algorithms: [...ACCEPTED_SIGNING_ALGS],
       issuer: AGENT_TOKEN_ISSUER,
       audience: tunnelAudience(opts.region),
@@ -307,17 +365,13 @@ export async function verifyAgentToken(
     if (payload.region !== opts.region || typeof payload.sub !== "string") {
       return err(new AppError("invalid_token", "agent token is for another region"));
     }
-    const cluster = payload.cluster ?? DEFAULT_CLUSTER;
-    if (typeof cluster !== "string" || !CLUSTER_RE.test(cluster)) {
-      return err(new AppError("invalid_token", "agent token names a malformed cluster"));
-    }
     if (typeof payload.jti !== "string" || payload.jti.length < 16 || payload.jti.length > 128) {
       return err(new AppError("invalid_token", "agent token has no usable jti"));
     }
     return ok({
       agentId: payload.sub,
       region: opts.region,
-      cluster,
+      cluster: picked.value.cluster,
       jti: payload.jti,
       expiresAt: payload.exp!,
     });

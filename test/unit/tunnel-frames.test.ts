@@ -137,15 +137,22 @@ describe("agent login token: cluster", () => {
       region: "eu-1",
       cluster: "c-2",
     });
-    const ok = await verifyAgentToken(named, { publicKeys: [eu.publicJwk], region: "eu-1" });
+    // A key claims a named cluster only when bound to it; unbound, it is "default" only.
+    const unbound = await verifyAgentToken(named, { publicKeys: [eu.publicJwk], region: "eu-1" });
+    expect(unbound.ok || unbound.error.message).toContain('not bound to cluster "c-2"');
+    const bound = { ...eu.publicJwk, clusters: ["c-1", "c-2"] };
+    const ok = await verifyAgentToken(named, { publicKeys: [bound], region: "eu-1" });
     expect(ok.ok && ok.value.cluster).toBe("c-2");
+    const asDefault = await signAgentToken({ privateJwk: eu.privateJwk, agentId: "a", region: "eu-1" });
+    const notDefault = await verifyAgentToken(asDefault, { publicKeys: [bound], region: "eu-1" });
+    expect(notDefault.ok || notDefault.error.code).toBe("invalid_token");
     const bad = await signAgentToken({
       privateJwk: eu.privateJwk,
       agentId: "a",
       region: "eu-1",
       cluster: "Bad.Cluster",
     });
-    const refused = await verifyAgentToken(bad, { publicKeys: [eu.publicJwk], region: "eu-1" });
+    const refused = await verifyAgentToken(bad, { publicKeys: [bound], region: "eu-1" });
     expect(refused.ok || refused.error.code).toBe("invalid_token");
   });
 });
