@@ -435,8 +435,19 @@ export const ChatEventSchema = z.discriminatedUnion("type", [
   z.object({ type: z.literal("assistant.message"), text: z.string() }),
   z.object({ type: z.literal("sandbox.released"), pod: z.string() }),
   z.object({ type: z.literal("done"), response: ChatResponseSchema }),
-  z.object({ type: z.literal("error"), error: ErrorBodySchema }),
+  /** `modelCalls`: the model calls the failed turn made (the edge charges them, as for `done`). */
+  z.object({
+    type: z.literal("error"),
+    error: ErrorBodySchema,
+    modelCalls: z.number().int().nonnegative().optional(),
+  }),
 ]);
+/**
+ * On a failed chat turn's JSON error answer (agent → edge): the model calls it made before
+ * failing, which the edge charges like a finished turn's `modelCalls`. (A streamed turn puts the
+ * count in its `error` event.)
+ */
+export const MODEL_CALLS_HEADER = "X-Model-Calls";
 export type ChatEvent = z.infer<typeof ChatEventSchema>;
 
 // ---------- pool and events ----------

@@ -1,6 +1,6 @@
 import { env, SELF } from "cloudflare:test";
 import { afterEach, describe, expect, it } from "vitest";
-import { RelayChatRequestSchema } from "../../shared/api.ts";
+import { MODEL_CALLS_HEADER, RelayChatRequestSchema } from "../../shared/api.ts";
 import { encodeSse, parseSse } from "../../shared/sse.ts";
 import { waitFor } from "../support/wait-for.ts";
 import {
@@ -86,6 +86,63 @@ describe("chat relay and sessions", () => {
     expect(next.headers.get("RateLimit-Remaining")).toBe("0");
     const refillPerSecond = Number(env.TENANT_QUOTA_PER_MINUTE) / 60;
     expect(Number(next.headers.get("Retry-After"))).toBeGreaterThan(1 / refillPerSecond);
+  });
+
+  it("a turn that fails after N model calls is charged those N (JSON: the agent's X-Model-Calls)", async () => {
+    const burst = Number(env.TENANT_QUOTA_BURST);
+    agent = await connectAgent("eu-1", (r, ag) =>
+      ag.respond(
+        r.frame.id,
+        Response.json(
+          {
+            error: { code: "model_unavailable", message: "the model server is unavailable", requestId: "r" },
+          },
+          { status: 503, headers: { [MODEL_CALLS_HEADER]: "6" } },
+        ),
+      ),
+    );
+    await waitForAgents(TUNNEL, "eu-1", 1);
+    const failed = await chat("tenant-failed", "hello", "failed");
+    expect(failed.status).toBe(503);
+    expect(((await failed.json()) as { error: { code: string } }).error.code).toBe("model_unavailable");
+    const next = await session("tenant-failed", "failed");
+    await next.body?.cancel();
+    // 1 (chat) + 5 (its further model calls) + 1 (this read); the refill is 0.2/s here. Unfixed: burst - 2.
+    expect(Number(next.headers.get("RateLimit-Remaining"))).toBeLessThanOrEqual(burst - 7 + 1);
+  });
+
+  it("a streamed turn that fails after N model calls is charged those N (its error event's modelCalls)", async () => {
+    const burst = Number(env.TENANT_QUOTA_BURST);
+    agent = await connectAgent("eu-1", (r, ag) => {
+      const error = { code: "sandbox_failed", message: "the sandbox failed", requestId: "r" };
+      const sse = encodeSse({
+        event: "error",
+        data: JSON.stringify({ type: "error", error, modelCalls: 6 }),
+      });
+      return ag.respond(r.frame.id, new Response(sse, { headers: { "content-type": "text/event-stream" } }));
+    });
+    await waitForAgents(TUNNEL, "eu-1", 1);
+    const token = await tenantToken({ tenant: "tenant-failed-sse", scope: "sandbox:chat" });
+    const res = await SELF.fetch(`${BASE}/v1/chat`, {
+      method: "POST",
+      headers: auth(token, { "Content-Type": "application/json", Accept: "text/event-stream" }),
+      body: JSON.stringify({ message: "hello", sessionId: "failed-sse" }),
+    });
+    expect(parseSse(await res.text()).map((m) => m.event)).toEqual(["error"]);
+    // Charged once the stream has ended (waitUntil). After the chat and n reads, fixed: at most
+    // burst - 6 - n (+1 refill); unfixed: burst - 1 - n (+1) — never within the bound.
+    let reads = 0;
+    await waitFor(
+      "the failed turn's model calls charged",
+      async () => {
+        reads++;
+        const view = await session("tenant-failed-sse", "failed-sse");
+        await view.body?.cancel();
+        return Number(view.headers.get("RateLimit-Remaining")) <= burst - 6 - reads + 1 || undefined;
+      },
+      5_000,
+      20,
+    );
   });
 
   it("relays history, appends each turn, and keeps sessions apart between tenants", async () => {
