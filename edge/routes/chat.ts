@@ -109,7 +109,10 @@ type TurnEnd = { failed: false; response: ChatResponse } | { failed: true; model
 
 /**
  * Pass an SSE stream through unchanged while looking for its terminal `done` or `error` event:
- * `done` settles with it once the stream has ended (null if it ended, failed or was cancelled without one).
+ * `done` settles with it once the stream has ended. A stream that ends without one (the client
+ * cancelled, the tunnel broke) is charged one model call per `tool.call` seen: every tool call
+ * was asked for by a model call (parallel calls of one round are counted each, the call after the
+ * last round not at all), so a client cannot make long turns free by leaving before their end.
  */
 function scanForDone(source: ReadableStream<Uint8Array>): {
   stream: ReadableStream<Uint8Array>;
@@ -118,8 +121,10 @@ function scanForDone(source: ReadableStream<Uint8Array>): {
   const decoder = new TextDecoder();
   const parser = new SseParser();
   let found: TurnEnd | null = null;
+  let toolCalls = 0;
   const look = (messages: SseMessage[]) => {
     for (const m of messages) {
+      if (m.event === "tool.call") toolCalls++;
       if (m.event !== "done" && m.event !== "error") continue;
       try {
         const data = JSON.parse(m.data) as { response?: unknown; modelCalls?: unknown };
@@ -145,10 +150,9 @@ function scanForDone(source: ReadableStream<Uint8Array>): {
       look(parser.end());
     },
   });
-  const done = source.pipeTo(scan.writable).then(
-    () => found,
-    () => found,
-  );
+  const ended = (): TurnEnd | null =>
+    found ?? (toolCalls > 0 ? { failed: true, modelCalls: toolCalls } : null);
+  const done = source.pipeTo(scan.writable).then(ended, ended);
   return { stream: scan.readable, done };
 }
 

@@ -145,6 +145,55 @@ describe("chat relay and sessions", () => {
     );
   });
 
+  it("a streamed turn the client leaves before its end is charged one call per tool call seen", async () => {
+    const burst = Number(env.TENANT_QUOTA_BURST);
+    agent = await connectAgent("eu-1", (r, ag) => {
+      // Five tool rounds streamed, then nothing: no `done`, no `error`, the stream stays open.
+      const events = Array.from({ length: 5 }, (_, i) =>
+        encodeSse({
+          event: "tool.call",
+          data: JSON.stringify({ type: "tool.call", id: `c${i}`, command: "ls" }),
+        }),
+      ).join("");
+      return ag
+        .respondUnfinished(
+          r.frame.id,
+          new Response(events, { headers: { "content-type": "text/event-stream" } }),
+        )
+        .then(() => {});
+    });
+    await waitForAgents(TUNNEL, "eu-1", 1);
+    const token = await tenantToken({ tenant: "tenant-left", scope: "sandbox:chat" });
+    const res = await SELF.fetch(`${BASE}/v1/chat`, {
+      method: "POST",
+      headers: auth(token, { "Content-Type": "application/json", Accept: "text/event-stream" }),
+      body: JSON.stringify({ message: "hello", sessionId: "left" }),
+    });
+    const reader = res.body!.getReader();
+    const decoder = new TextDecoder();
+    let seen = "";
+    while ((seen.match(/event: tool\.call/g) ?? []).length < 5) {
+      const { value, done } = await reader.read();
+      if (done) throw new Error("stream ended early");
+      seen += decoder.decode(value, { stream: true });
+    }
+    await reader.cancel();
+    // 5 calls: 4 beyond the request's own token. After n reads, charged: at most burst - 5 - n
+    // (+1 refill); uncharged: burst - 1 - n (+1) — never within the bound.
+    let reads = 0;
+    await waitFor(
+      "the left turn's model calls charged",
+      async () => {
+        reads++;
+        const view = await session("tenant-left", "left");
+        await view.body?.cancel();
+        return Number(view.headers.get("RateLimit-Remaining")) <= burst - 5 - reads + 1 || undefined;
+      },
+      5_000,
+      20,
+    );
+  });
+
   it("relays history, appends each turn, and keeps sessions apart between tenants", async () => {
     const a = await chatAgent();
     const r1 = await chat("tenant-x", "hello", "shared-id");
