@@ -1,13 +1,15 @@
 import { posix } from "node:path";
 import { Writable } from "node:stream";
 import { Exec, type KubeConfig, type V1Status } from "@kubernetes/client-node";
-import type { FileEntry } from "../../shared/api.ts";
+import { type FileEntry, SANDBOX_LIMITS } from "../../shared/api.ts";
 import { AppError, type ErrorCode, err, ok, type Result } from "../../shared/errors.ts";
+import { ListPage, listOrder } from "../../shared/list-page.ts";
 import { connectFailure, exitCodeOf } from "./api-executor.ts";
 import {
   abortError,
   type ExecTarget,
   type FileListing,
+  type ListOptions,
   type ReadResult,
   type SandboxFiles,
 } from "./executor.ts";
@@ -234,8 +236,7 @@ export class ApiFiles implements SandboxFiles {
     const r = this.#check(await this.#run(target, READ_SCRIPT, [path, "0"], opts.signal));
     if (!r.ok) return r;
     const out = r.value.stdout;
-    if (out.subarray(0, 2).toString() === "D\n")
-      return ok({ kind: "dir", entries: parseListing(out.subarray(2)).entries });
+    if (out.subarray(0, 2).toString() === "D\n") return ok({ kind: "dir", ...pageOf(out.subarray(2), {}) });
     const bytes = out.subarray(2);
     const body = new ReadableStream<Uint8Array>({
       start(c) {
@@ -249,7 +250,7 @@ export class ApiFiles implements SandboxFiles {
   async list(
     target: ExecTarget,
     path: string,
-    opts: { signal: AbortSignal; recursive?: boolean; limit?: number },
+    opts: ListOptions & { signal: AbortSignal },
   ): Promise<Result<FileListing>> {
     const r = this.#check(
       await this.#run(target, READ_SCRIPT, [path, opts.recursive ? "1" : "0"], opts.signal),
@@ -257,9 +258,7 @@ export class ApiFiles implements SandboxFiles {
     if (!r.ok) return r;
     if (r.value.stdout.subarray(0, 2).toString() !== "D\n")
       return err(new AppError("invalid_path", `${path}: not a directory`));
-    const all = parseListing(r.value.stdout.subarray(2)).entries;
-    const limit = opts.limit ?? 10_000;
-    return ok({ entries: all.slice(0, limit), truncated: all.length > limit });
+    return ok(pageOf(r.value.stdout.subarray(2), opts));
   }
 
   async remove(target: ExecTarget, path: string, opts: { signal: AbortSignal }): Promise<Result<void>> {
@@ -268,8 +267,23 @@ export class ApiFiles implements SandboxFiles {
   }
 }
 
-/** `find -printf "%y %s %T@ %P\0"` records, sorted like the exec server's listing (breadth-first, by name). */
-function parseListing(buf: Buffer): { entries: FileEntry[] } {
+/**
+ * One page of `find`'s listing, paged like the exec server's (shared/list-page.ts). The whole
+ * `find` output is still read (bounded by maxReadBytes): a pods/exec stream cannot be stopped early
+ * without losing its exit status.
+ */
+function pageOf(buf: Buffer, opts: ListOptions): FileListing {
+  const page = new ListPage<FileEntry>({
+    maxEntries: Math.min(opts.limit ?? SANDBOX_LIMITS.maxListEntries, SANDBOX_LIMITS.maxListEntries),
+    maxBytes: SANDBOX_LIMITS.maxListBytes,
+    after: opts.after,
+  });
+  for (const e of parseListing(buf)) if (page.wanted(e.name) && !page.add(e)) break;
+  return page.result();
+}
+
+/** `find -printf "%y %s %T@ %P\0"` records, in the listing order (breadth-first, by name). */
+function parseListing(buf: Buffer): FileEntry[] {
   const entries: FileEntry[] = [];
   for (const rec of buf.toString("utf8").split("\0")) {
     const m = /^(\S) (\d+) ([\d.]+) (.+)$/s.exec(rec);
@@ -282,16 +296,7 @@ function parseListing(buf: Buffer): { entries: FileEntry[] } {
       mtime: new Date(Math.floor(Number(m[3]) * 1000)).toISOString(),
     });
   }
-  const depth = (n: string) => n.split("/").length;
-  entries.sort((a, b) => {
-    const da = depth(a.name);
-    const db = depth(b.name);
-    if (da !== db) return da - db;
-    const pa = posix.dirname(a.name);
-    const pb = posix.dirname(b.name);
-    return pa === pb ? (a.name < b.name ? -1 : 1) : pa < pb ? -1 : 1;
-  });
-  return { entries };
+  return entries.sort((a, b) => listOrder(a.name, b.name));
 }
 
 async function collect(body: ReadableStream<Uint8Array>, max: number): Promise<Uint8Array | null> {
