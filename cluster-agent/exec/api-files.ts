@@ -3,7 +3,7 @@ import { Writable } from "node:stream";
 import { Exec, type KubeConfig, type V1Status } from "@kubernetes/client-node";
 import { type FileEntry, SANDBOX_LIMITS } from "../../shared/api.ts";
 import { AppError, type ErrorCode, err, ok, type Result } from "../../shared/errors.ts";
-import { ListPage, listOrder } from "../../shared/list-page.ts";
+import { ListSelection } from "../../shared/list-page.ts";
 import { connectFailure, exitCodeOf } from "./api-executor.ts";
 import {
   abortError,
@@ -108,6 +108,8 @@ export class ApiFiles implements SandboxFiles {
     args: string[],
     signal: AbortSignal,
     stdin?: Uint8Array,
+    /** Takes stdout as it comes instead of collecting it (then `Run.stdout` is empty). */
+    stdoutTo?: (chunk: Buffer) => void,
   ): Promise<Result<Run>> {
     if (signal.aborted) return Promise.resolve(err(abortError(signal)));
     const out: Buffer[] = [];
@@ -122,7 +124,14 @@ export class ApiFiles implements SandboxFiles {
           done();
         },
       });
-    const stdout = sink(out, true);
+    const stdout = stdoutTo
+      ? new Writable({
+          write(chunk: Buffer, _e, done) {
+            stdoutTo(chunk);
+            done();
+          },
+        })
+      : sink(out, true);
     const stderr = sink(errOut, false);
     const input = stdin === undefined ? null : sizedStdin(stdin);
     return new Promise((resolve) => {
@@ -233,11 +242,15 @@ export class ApiFiles implements SandboxFiles {
   }
 
   async read(target: ExecTarget, path: string, opts: { signal: AbortSignal }): Promise<Result<ReadResult>> {
-    const r = this.#check(await this.#run(target, READ_SCRIPT, [path, "0"], opts.signal));
+    const out = new ReadOutput({}, this.#o.maxReadBytes);
+    const r = this.#check(
+      await this.#run(target, READ_SCRIPT, [path, "0"], opts.signal, undefined, out.write),
+    );
     if (!r.ok) return r;
-    const out = r.value.stdout;
-    if (out.subarray(0, 2).toString() === "D\n") return ok({ kind: "dir", ...pageOf(out.subarray(2), {}) });
-    const bytes = out.subarray(2);
+    if (out.kind === "dir") return ok({ kind: "dir", ...out.page.result() });
+    if (out.tooLarge)
+      return err(new AppError("payload_too_large", `file is larger than ${this.#o.maxReadBytes} bytes`));
+    const bytes = Buffer.concat(out.file);
     const body = new ReadableStream<Uint8Array>({
       start(c) {
         if (bytes.byteLength > 0) c.enqueue(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength));
@@ -252,13 +265,21 @@ export class ApiFiles implements SandboxFiles {
     path: string,
     opts: ListOptions & { signal: AbortSignal },
   ): Promise<Result<FileListing>> {
+    // A file's bytes are not kept (limit 0): only whether it was one matters.
+    const out = new ReadOutput(opts, 0);
     const r = this.#check(
-      await this.#run(target, READ_SCRIPT, [path, opts.recursive ? "1" : "0"], opts.signal),
+      await this.#run(
+        target,
+        READ_SCRIPT,
+        [path, opts.recursive ? "1" : "0"],
+        opts.signal,
+        undefined,
+        out.write,
+      ),
     );
     if (!r.ok) return r;
-    if (r.value.stdout.subarray(0, 2).toString() !== "D\n")
-      return err(new AppError("invalid_path", `${path}: not a directory`));
-    return ok(pageOf(r.value.stdout.subarray(2), opts));
+    if (out.kind !== "dir") return err(new AppError("invalid_path", `${path}: not a directory`));
+    return ok(out.page.result());
   }
 
   async remove(target: ExecTarget, path: string, opts: { signal: AbortSignal }): Promise<Result<void>> {
@@ -268,35 +289,66 @@ export class ApiFiles implements SandboxFiles {
 }
 
 /**
- * One page of `find`'s listing, paged like the exec server's (shared/list-page.ts). The whole
- * `find` output is still read (bounded by maxReadBytes): a pods/exec stream cannot be stopped early
- * without losing its exit status.
+ * READ_SCRIPT's stdout as it arrives: after `D\n`, `find -printf "%y %s %T@ %P\0"` records go
+ * straight into one page (ListSelection: `find`'s order is not the listing's, and only a page is
+ * kept however long the listing); after `F\n`, the file's bytes, up to `maxFileBytes`.
  */
-function pageOf(buf: Buffer, opts: ListOptions): FileListing {
-  const page = new ListPage<FileEntry>({
-    maxEntries: Math.min(opts.limit ?? SANDBOX_LIMITS.maxListEntries, SANDBOX_LIMITS.maxListEntries),
-    maxBytes: SANDBOX_LIMITS.maxListBytes,
-    after: opts.after,
-  });
-  for (const e of parseListing(buf)) if (page.wanted(e.name) && !page.add(e)) break;
-  return page.result();
-}
+class ReadOutput {
+  kind: "dir" | "file" | null = null;
+  readonly page: ListSelection<FileEntry>;
+  readonly file: Buffer[] = [];
+  tooLarge = false;
+  #fileBytes = 0;
+  #pending: Buffer = Buffer.alloc(0);
 
-/** `find -printf "%y %s %T@ %P\0"` records, in the listing order (breadth-first, by name). */
-function parseListing(buf: Buffer): FileEntry[] {
-  const entries: FileEntry[] = [];
-  for (const rec of buf.toString("utf8").split("\0")) {
-    const m = /^(\S) (\d+) ([\d.]+) (.+)$/s.exec(rec);
-    if (!m) continue;
-    const type = m[1] === "d" ? "dir" : m[1] === "l" ? "symlink" : "file";
-    entries.push({
-      name: m[4] as string,
-      type,
-      size: type === "file" ? Number(m[2]) : 0,
-      mtime: new Date(Math.floor(Number(m[3]) * 1000)).toISOString(),
+  constructor(
+    opts: ListOptions,
+    private readonly maxFileBytes: number,
+  ) {
+    this.page = new ListSelection<FileEntry>({
+      maxEntries: Math.min(opts.limit ?? SANDBOX_LIMITS.maxListEntries, SANDBOX_LIMITS.maxListEntries),
+      maxBytes: SANDBOX_LIMITS.maxListBytes,
+      after: opts.after,
     });
   }
-  return entries.sort((a, b) => listOrder(a.name, b.name));
+
+  readonly write = (chunk: Buffer): void => {
+    let rest = chunk;
+    if (this.kind === null) {
+      this.#pending = Buffer.concat([this.#pending, chunk]);
+      if (this.#pending.length < 2) return;
+      this.kind = this.#pending.subarray(0, 2).toString() === "D\n" ? "dir" : "file";
+      rest = this.#pending.subarray(2);
+      this.#pending = Buffer.alloc(0);
+    }
+    if (this.kind === "file") {
+      this.#fileBytes += rest.length;
+      if (this.#fileBytes > this.maxFileBytes) this.tooLarge = true;
+      else this.file.push(rest);
+      return;
+    }
+    let buf = this.#pending.length > 0 ? Buffer.concat([this.#pending, rest]) : rest;
+    for (let at = buf.indexOf(0); at >= 0; at = buf.indexOf(0)) {
+      const e = recordOf(buf.subarray(0, at).toString("utf8"));
+      if (e) this.page.offer(e);
+      buf = buf.subarray(at + 1);
+    }
+    // A copy: the remainder must not keep the whole chunk alive.
+    this.#pending = Buffer.from(buf);
+  };
+}
+
+/** One `find -printf "%y %s %T@ %P"` record as an entry (null: not one). */
+function recordOf(rec: string): FileEntry | null {
+  const m = /^(\S) (\d+) ([\d.]+) (.+)$/s.exec(rec);
+  if (!m) return null;
+  const type = m[1] === "d" ? "dir" : m[1] === "l" ? "symlink" : "file";
+  return {
+    name: m[4] as string,
+    type,
+    size: type === "file" ? Number(m[2]) : 0,
+    mtime: new Date(Math.floor(Number(m[3]) * 1000)).toISOString(),
+  };
 }
 
 async function collect(body: ReadableStream<Uint8Array>, max: number): Promise<Uint8Array | null> {

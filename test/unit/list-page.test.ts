@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { ListPage, listOrder } from "../../shared/list-page.ts";
+import { ListPage, ListSelection, listOrder } from "../../shared/list-page.ts";
 
 const entry = (name: string) => ({ name, type: "file", size: 0, mtime: "2026-01-01T00:00:00.000Z" });
 
@@ -38,5 +38,28 @@ describe("ListPage", () => {
     expect(names).toEqual(["a/c", "b/a"]);
     for (const n of names) page.add(entry(n));
     expect(page.result()).toEqual({ entries: names.map(entry), truncated: false });
+  });
+});
+
+describe("ListSelection", () => {
+  it("from entries in any order, keeps exactly the page ListPage makes from them sorted", () => {
+    // A deterministic shuffle of 3,000 names at three depths, of varied lengths.
+    const names: string[] = [];
+    for (let i = 0; i < 1000; i++)
+      names.push(`d${i % 7}`, `d${i % 7}/${"n".repeat(i % 50)}${i}`, `d${i % 7}/x/${i}`);
+    const unique = [...new Set(names)];
+    const shuffled = unique.map((n, i) => ({ n, k: (i * 7919) % 3001 })).sort((a, b) => a.k - b.k);
+    for (const limits of [
+      { maxEntries: 500, maxBytes: 1 << 20 },
+      { maxEntries: 10_000, maxBytes: 20_000 },
+      { maxEntries: 10_000, maxBytes: 1 << 20, after: "d3/x/10" },
+      { maxEntries: 10_000, maxBytes: 1 << 20 },
+    ]) {
+      const sel = new ListSelection(limits);
+      for (const { n } of shuffled) sel.offer(entry(n));
+      const page = new ListPage(limits);
+      for (const n of [...unique].sort(listOrder)) if (page.wanted(n) && !page.add(entry(n))) break;
+      expect(sel.result(), JSON.stringify(limits)).toEqual(page.result());
+    }
   });
 });
