@@ -52,11 +52,42 @@ async function chat(tenant: string, message: string, sessionId?: string, path = 
   });
 }
 
+/** POST /v1/chat asking for the event stream. */
+async function streamedChat(tenant: string, message: string, sessionId: string): Promise<Response> {
+  const token = await tenantToken({ tenant, scope: "sandbox:chat" });
+  return SELF.fetch(`${BASE}/v1/chat`, {
+    method: "POST",
+    headers: auth(token, { "Content-Type": "application/json", Accept: "text/event-stream" }),
+    body: JSON.stringify({ message, sessionId }),
+  });
+}
+
 const session = async (tenant: string, id: string, method = "GET") =>
   SELF.fetch(`${BASE}/v1/sessions/${id}`, {
     method,
     headers: auth(await tenantToken({ tenant, scope: "sandbox:chat" })),
   });
+
+/**
+ * Wait until a streamed turn's `calls` model calls show in the tenant's bucket (charged once the
+ * stream has ended, in waitUntil). After the chat and n reads of the session, charged: at most
+ * burst - calls - n (+1 refill); uncharged: burst - 1 - n (+1) — never within the bound.
+ */
+async function chargedAfterStream(tenant: string, sessionId: string, calls: number): Promise<void> {
+  const burst = Number(env.TENANT_QUOTA_BURST);
+  let reads = 0;
+  await waitFor(
+    `the turn's ${calls} model calls charged`,
+    async () => {
+      reads++;
+      const view = await session(tenant, sessionId);
+      await view.body?.cancel();
+      return Number(view.headers.get("RateLimit-Remaining")) <= burst - calls - reads + 1 || undefined;
+    },
+    5_000,
+    20,
+  );
+}
 
 describe("chat relay and sessions", () => {
   it("a turn is charged one quota token per model call it made", async () => {
@@ -112,7 +143,6 @@ describe("chat relay and sessions", () => {
   });
 
   it("a streamed turn that fails after N model calls is charged those N (its error event's modelCalls)", async () => {
-    const burst = Number(env.TENANT_QUOTA_BURST);
     agent = await connectAgent("eu-1", (r, ag) => {
       const error = { code: "sandbox_failed", message: "the sandbox failed", requestId: "r" };
       const sse = encodeSse({
@@ -122,31 +152,12 @@ describe("chat relay and sessions", () => {
       return ag.respond(r.frame.id, new Response(sse, { headers: { "content-type": "text/event-stream" } }));
     });
     await waitForAgents(TUNNEL, "eu-1", 1);
-    const token = await tenantToken({ tenant: "tenant-failed-sse", scope: "sandbox:chat" });
-    const res = await SELF.fetch(`${BASE}/v1/chat`, {
-      method: "POST",
-      headers: auth(token, { "Content-Type": "application/json", Accept: "text/event-stream" }),
-      body: JSON.stringify({ message: "hello", sessionId: "failed-sse" }),
-    });
+    const res = await streamedChat("tenant-failed-sse", "hello", "failed-sse");
     expect(parseSse(await res.text()).map((m) => m.event)).toEqual(["error"]);
-    // Charged once the stream has ended (waitUntil). After the chat and n reads, fixed: at most
-    // burst - 6 - n (+1 refill); unfixed: burst - 1 - n (+1) — never within the bound.
-    let reads = 0;
-    await waitFor(
-      "the failed turn's model calls charged",
-      async () => {
-        reads++;
-        const view = await session("tenant-failed-sse", "failed-sse");
-        await view.body?.cancel();
-        return Number(view.headers.get("RateLimit-Remaining")) <= burst - 6 - reads + 1 || undefined;
-      },
-      5_000,
-      20,
-    );
+    await chargedAfterStream("tenant-failed-sse", "failed-sse", 6);
   });
 
   it("a streamed turn the client leaves before its end is charged one call per tool call seen", async () => {
-    const burst = Number(env.TENANT_QUOTA_BURST);
     agent = await connectAgent("eu-1", (r, ag) => {
       // Five tool rounds streamed, then nothing: no `done`, no `error`, the stream stays open.
       const events = Array.from({ length: 5 }, (_, i) =>
@@ -163,12 +174,7 @@ describe("chat relay and sessions", () => {
         .then(() => {});
     });
     await waitForAgents(TUNNEL, "eu-1", 1);
-    const token = await tenantToken({ tenant: "tenant-left", scope: "sandbox:chat" });
-    const res = await SELF.fetch(`${BASE}/v1/chat`, {
-      method: "POST",
-      headers: auth(token, { "Content-Type": "application/json", Accept: "text/event-stream" }),
-      body: JSON.stringify({ message: "hello", sessionId: "left" }),
-    });
+    const res = await streamedChat("tenant-left", "hello", "left");
     const reader = res.body!.getReader();
     const decoder = new TextDecoder();
     let seen = "";
@@ -178,20 +184,7 @@ describe("chat relay and sessions", () => {
       seen += decoder.decode(value, { stream: true });
     }
     await reader.cancel();
-    // 5 calls: 4 beyond the request's own token. After n reads, charged: at most burst - 5 - n
-    // (+1 refill); uncharged: burst - 1 - n (+1) — never within the bound.
-    let reads = 0;
-    await waitFor(
-      "the left turn's model calls charged",
-      async () => {
-        reads++;
-        const view = await session("tenant-left", "left");
-        await view.body?.cancel();
-        return Number(view.headers.get("RateLimit-Remaining")) <= burst - 5 - reads + 1 || undefined;
-      },
-      5_000,
-      20,
-    );
+    await chargedAfterStream("tenant-left", "left", 5);
   });
 
   it("relays history, appends each turn, and keeps sessions apart between tenants", async () => {
@@ -263,12 +256,7 @@ describe("chat relay and sessions", () => {
         await ag.respond(r.frame.id, new Response(sse, { headers: { "content-type": "text/event-stream" } }));
       });
       await waitForAgents(TUNNEL, "eu-1", 1);
-      const token = await tenantToken({ tenant: "tenant-sse", scope: "sandbox:chat" });
-      const res = await SELF.fetch(`${BASE}/v1/chat`, {
-        method: "POST",
-        headers: auth(token, { "Content-Type": "application/json", Accept: "text/event-stream" }),
-        body: JSON.stringify({ message: "stream please", sessionId }),
-      });
+      const res = await streamedChat("tenant-sse", "stream please", sessionId);
       expect(res.headers.get("content-type")).toContain("text/event-stream");
       expect(parseSse(await res.text()).map((m) => m.event)).toEqual(["assistant.delta", "done"]);
       // The turn is saved once the stream has ended (waitUntil): wait for it to show.
