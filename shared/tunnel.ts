@@ -1,4 +1,4 @@
-import { decodeJwt, decodeProtectedHeader, type JSONWebKeySet, type JWK, jwtVerify, SignJWT } from "jose";
+import { type JSONWebKeySet, type JWK, type JWTPayload, jwtVerify, SignJWT } from "jose";
 import { z } from "zod";
 import { AppError, ErrorCodeSchema, err, ok, type Result } from "./errors.ts";
 import {
@@ -305,44 +305,14 @@ export function agentKeyClusters(jwk: JWK): readonly string[] {
 export const isClusterName = (cluster: unknown): cluster is string =>
   typeof cluster === "string" && CLUSTER_RE.test(cluster);
 
-/**
- * Of the region's agent keys, those that may sign a login for the cluster the token claims. The
- * claim is read before the signature is checked only to pick the keys; the signature is then
- * checked against those keys alone, so a key bound to cluster A cannot vouch for a claim of B.
- */
-function keysForClaimedCluster(
-  token: string,
-  keys: readonly JWK[],
-  region: string,
-): Result<{ cluster: string; keys: JWK[] }> {
-  let claimed: unknown;
-  let kid: unknown;
-  try {
-    claimed = decodeJwt(token).cluster ?? DEFAULT_CLUSTER;
-    kid = decodeProtectedHeader(token).kid;
-  } catch {
-    return err(new AppError("invalid_token", "the agent token is not a valid JWT"));
-  }
-  if (!isClusterName(claimed))
-    return err(new AppError("invalid_token", "agent token names a malformed cluster"));
-  const bound = keys.filter((k) => agentKeyClusters(k).includes(claimed));
-  const named = typeof kid === "string" ? keys.find((k) => k.kid === kid) : undefined;
-  if (named && !bound.includes(named)) {
-    return err(new AppError("invalid_token", `agent key "${kid}" is not bound to cluster "${claimed}"`));
-  }
-  if (bound.length === 0) {
-    return err(
-      new AppError("invalid_token", `no agent key of region ${region} is bound to cluster "${claimed}"`),
-    );
-  }
-  // The binding is ours, not the key's: it does not go on to the JWK import.
-  const bare = bound.map(({ [AGENT_KEY_CLUSTERS_MEMBER]: _c, ...k }: JWK & { clusters?: unknown }) => k);
-  return ok({ cluster: claimed, keys: bare });
-}
+/** A key without its binding member: the binding is ours, not the key's, and goes to no JWK import. */
+const bare = ({ [AGENT_KEY_CLUSTERS_MEMBER]: _c, ...k }: JWK & { clusters?: unknown }): JWK => k;
 
 /**
- * Verify an agent's tunnel login against the public keys of the region it claims, and only those
- * of them bound to the cluster it claims (agentKeyClusters).
+ * Verify an agent's tunnel login against the public keys of the region it claims, then again
+ * against only those bound to the cluster it claims (agentKeyClusters): the first check says the
+ * token is genuine (so only a key holder learns why it is refused), the second that its key may
+ * speak for that cluster — a key of cluster A cannot log in as B and receive B's relays.
  */
 export async function verifyAgentToken(
   token: string | null | undefined,
@@ -350,32 +320,46 @@ export async function verifyAgentToken(
 ): Promise<Result<AgentIdentity>> {
   if (!token) return err(new AppError("unauthenticated", "agent token missing"));
   const all = Array.isArray(opts.publicKeys) ? opts.publicKeys : (opts.publicKeys as JSONWebKeySet).keys;
-  const picked = keysForClaimedCluster(token, all, opts.region);
-  if (!picked.ok) return picked;
+  const check = {
+    algorithms: [...ACCEPTED_SIGNING_ALGS],
+    issuer: AGENT_TOKEN_ISSUER,
+    audience: tunnelAudience(opts.region),
+    typ: AGENT_TOKEN_TYPE,
+    clockTolerance: opts.clockToleranceSeconds ?? 5,
+    maxTokenAge: 300,
+    requiredClaims: ["sub", "iat", "exp", "region", "jti"],
+  };
+  let payload: JWTPayload;
   try {
-    const { payload } = await jwtVerify(token, publicKeyResolver(picked.value.keys), {
-      algorithms: [...ACCEPTED_SIGNING_ALGS],
-      issuer: AGENT_TOKEN_ISSUER,
-      audience: tunnelAudience(opts.region),
-      typ: AGENT_TOKEN_TYPE,
-      clockTolerance: opts.clockToleranceSeconds ?? 5,
-      maxTokenAge: 300,
-      requiredClaims: ["sub", "iat", "exp", "region", "jti"],
-    });
-    if (payload.region !== opts.region || typeof payload.sub !== "string") {
-      return err(new AppError("invalid_token", "agent token is for another region"));
-    }
-    if (typeof payload.jti !== "string" || payload.jti.length < 16 || payload.jti.length > 128) {
-      return err(new AppError("invalid_token", "agent token has no usable jti"));
-    }
-    return ok({
-      agentId: payload.sub,
-      region: opts.region,
-      cluster: picked.value.cluster,
-      jti: payload.jti,
-      expiresAt: payload.exp!,
-    });
+    payload = (await jwtVerify(token, publicKeyResolver(all.map(bare)), check)).payload;
   } catch (e) {
     return err(tokenError(e, "agent token"));
   }
+  if (payload.region !== opts.region || typeof payload.sub !== "string") {
+    return err(new AppError("invalid_token", "agent token is for another region"));
+  }
+  const cluster = payload.cluster ?? DEFAULT_CLUSTER;
+  if (!isClusterName(cluster))
+    return err(new AppError("invalid_token", "agent token names a malformed cluster"));
+  if (typeof payload.jti !== "string" || payload.jti.length < 16 || payload.jti.length > 128) {
+    return err(new AppError("invalid_token", "agent token has no usable jti"));
+  }
+  const bound = all.filter((k) => agentKeyClusters(k).includes(cluster)).map(bare);
+  const notBound = new AppError(
+    "invalid_token",
+    `the agent token's key is not bound to cluster "${cluster}"`,
+  );
+  if (bound.length === 0) return err(notBound);
+  try {
+    await jwtVerify(token, publicKeyResolver(bound), check);
+  } catch {
+    return err(notBound);
+  }
+  return ok({
+    agentId: payload.sub,
+    region: opts.region,
+    cluster,
+    jti: payload.jti,
+    expiresAt: payload.exp!,
+  });
 }

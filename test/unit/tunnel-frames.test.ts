@@ -143,6 +143,16 @@ describe("agent login token: cluster", () => {
     const bound = { ...eu.publicJwk, clusters: ["c-1", "c-2"] };
     const ok = await verifyAgentToken(named, { publicKeys: [bound], region: "eu-1" });
     expect(ok.ok && ok.value.cluster).toBe("c-2");
+    // A token of a key the region does not know learns nothing about bindings: a plain bad signature.
+    const stranger = await generateSigningKeyPair("eu");
+    const forged = await signAgentToken({
+      privateJwk: stranger.privateJwk,
+      agentId: "a",
+      region: "eu-1",
+      cluster: "c-2",
+    });
+    const refusedStranger = await verifyAgentToken(forged, { publicKeys: [bound], region: "eu-1" });
+    expect(refusedStranger.ok || refusedStranger.error.message).not.toContain("bound");
     const asDefault = await signAgentToken({ privateJwk: eu.privateJwk, agentId: "a", region: "eu-1" });
     const notDefault = await verifyAgentToken(asDefault, { publicKeys: [bound], region: "eu-1" });
     expect(notDefault.ok || notDefault.error.code).toBe("invalid_token");
