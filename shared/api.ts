@@ -1,5 +1,10 @@
 import { z } from "zod";
-import { NetworkPolicySchema } from "./egress-policy.ts";
+import {
+  NetworkPolicySchema,
+  POLICY_LIMITS,
+  SecretNameSchema,
+  secretBindingFields,
+} from "./egress-policy.ts";
 import { ErrorBodySchema } from "./errors.ts";
 import { PROCESS_SIGNALS } from "./process-signals.ts";
 
@@ -19,7 +24,13 @@ export const LIMITS = {
 } as const;
 
 /** The scopes a tenant token may carry; each route needs one. */
-export const SCOPES = { exec: "sandbox:exec", chat: "sandbox:chat", admin: "sandbox:admin" } as const;
+export const SCOPES = {
+  exec: "sandbox:exec",
+  chat: "sandbox:chat",
+  admin: "sandbox:admin",
+  /** Write, list and delete the tenant's secrets (/v1/secrets): not implied by running commands. */
+  secrets: "sandbox:secrets",
+} as const;
 export type Scope = (typeof SCOPES)[keyof typeof SCOPES];
 
 const utf8Bytes = (s: string) => new TextEncoder().encode(s).length;
@@ -57,8 +68,17 @@ export const ExecRequestSchema = z.strictObject({
   env: EnvSchema.optional(),
   /** `base64`: stdout/stderr (result and stream events) are base64 of the exact bytes. */
   outputEncoding: z.enum(["utf8", "base64"]).optional(),
+  /**
+   * `POST /v1/exec` only: where this call's pod may connect through the egress proxy, for this
+   * call alone (gone when the pod is released). Absent: nowhere. A sandbox's policy is its own
+   * (`PUT /v1/sandboxes/:id/network`): on `/v1/sandboxes/:id/exec` this is refused.
+   */
+  network: NetworkPolicySchema.optional(),
 });
 export type ExecRequest = z.infer<typeof ExecRequestSchema>;
+/** Why `network` on `/v1/sandboxes/:id/exec` is a 400: a sandbox's policy is changed by PUT only. */
+export const SANDBOX_EXEC_NETWORK_REFUSAL =
+  "network: a sandbox's policy is set with PUT /v1/sandboxes/:id/network, not per command";
 export type ExecRequestInput = z.input<typeof ExecRequestSchema>;
 
 /** What a command did, independent of where it ran (exec server, pods/exec). */
@@ -174,6 +194,16 @@ export const SandboxCreateRequestSchema = z.strictObject({
    * nowhere. `PUT /v1/sandboxes/:id/network` replaces it.
    */
   network: NetworkPolicySchema.optional(),
+  /**
+   * The tenant's secrets (`PUT /v1/secrets/:name`) this sandbox may use: each appears in its env
+   * under its name as a placeholder, which the egress proxy replaces with the value only in
+   * requests to the hosts the secret is bound to. Unknown names are `404 secret_not_found`.
+   */
+  secrets: z
+    .array(SecretNameSchema)
+    .max(POLICY_LIMITS.secrets)
+    .refine((s) => new Set(s).size === s.length, "each secret may be named once")
+    .optional(),
 });
 export type SandboxCreateRequest = z.infer<typeof SandboxCreateRequestSchema>;
 export type SandboxCreateRequestInput = z.input<typeof SandboxCreateRequestSchema>;
@@ -202,6 +232,36 @@ export const SandboxNetworkSchema = z.object({
   deny: z.array(z.string()),
 });
 export type SandboxNetwork = z.infer<typeof SandboxNetworkSchema>;
+
+/** Largest secret value (bytes of UTF-8): it travels in one request header. */
+export const MAX_SECRET_VALUE_BYTES = 8 * 1024;
+
+/**
+ * `PUT /v1/secrets/:name`: a tenant secret (write-only value) and where the egress proxy may send
+ * it: only in `header` (default Authorization, as `format`, default `Bearer {value}`) of requests
+ * to `hosts` (names or `*.name`, optional `:port`), and only when that header carries the
+ * sandbox's placeholder.
+ */
+export const SecretPutRequestSchema = z.strictObject({
+  value: z
+    .string()
+    .min(1)
+    .refine((v) => utf8Bytes(v) <= MAX_SECRET_VALUE_BYTES, `at most ${MAX_SECRET_VALUE_BYTES} bytes`)
+    .refine((v) => !/[\r\n\0]/.test(v), "must not contain CR, LF or NUL (it goes into a header)"),
+  ...secretBindingFields(),
+});
+export type SecretPutRequest = z.infer<typeof SecretPutRequestSchema>;
+
+/** A secret as the API shows it: never its value. */
+export const SecretInfoSchema = z.object({
+  name: z.string(),
+  hosts: z.array(z.string()),
+  header: z.string(),
+  format: z.string(),
+  updatedAt: z.string(),
+});
+export type SecretInfo = z.infer<typeof SecretInfoSchema>;
+export const SecretListSchema = z.object({ secrets: z.array(SecretInfoSchema) });
 
 export const SandboxListSchema = z.object({ sandboxes: z.array(SandboxSchema) });
 export type SandboxList = z.infer<typeof SandboxListSchema>;
@@ -384,6 +444,12 @@ export const ChatRequestSchema = z.strictObject({
     .describe(
       '"request" (default): one pod per request; "session": the session\'s sandbox, created at the first tool call and kept across turns',
     ),
+  /**
+   * Where the commands' pod may connect through the egress proxy. "request": this request's pod
+   * alone, gone with it. "session": the session's sandbox's policy from this turn on (as `PUT
+   * /v1/sandboxes/:id/network`). Absent: nowhere, or the session sandbox's policy unchanged.
+   */
+  network: NetworkPolicySchema.optional(),
 });
 export type ChatRequest = z.infer<typeof ChatRequestSchema>;
 
@@ -400,6 +466,7 @@ export const RelayChatRequestSchema = z.strictObject({
   history: z.array(ChatHistoryMessageSchema).max(200),
   /** Present in session mode: the session's sandbox so far (absent before its first tool call). */
   sessionSandbox: z.strictObject({ id: SandboxIdSchema.optional() }).optional(),
+  network: ChatRequestSchema.shape.network,
 });
 export type RelayChatRequest = z.infer<typeof RelayChatRequestSchema>;
 
@@ -510,6 +577,22 @@ export const ExecutionSnapshotSchema = z.object({
 });
 export type ExecutionSnapshot = z.infer<typeof ExecutionSnapshotSchema>;
 
+/**
+ * A process this agent started and whose exit it has not seen yet (its `process.started` without
+ * a `process.exited`), as the snapshot carries them, so a dashboard opened later shows what runs.
+ */
+export const ProcessSnapshotSchema = z.object({
+  /** Null for a chat request's own pod (the process ends with the request). */
+  sandboxId: z.string().nullable(),
+  pod: z.string(),
+  tenant: z.string(),
+  pid: z.number().int().positive(),
+  commandPreview: z.string(),
+  tty: z.boolean(),
+  startedAt: z.string(),
+});
+export type ProcessSnapshot = z.infer<typeof ProcessSnapshotSchema>;
+
 export const PoolSnapshotSchema = z.object({
   region: z.string(),
   agentId: z.string(),
@@ -534,6 +617,8 @@ export const PoolSnapshotSchema = z.object({
   sandboxes: z.array(SandboxSnapshotSchema).optional(),
   /** This agent's recent executions, newest first (bounded; absent from agents that predate it). */
   executions: z.array(ExecutionSnapshotSchema).optional(),
+  /** The running processes this agent started (absent from agents that predate them). */
+  processes: z.array(ProcessSnapshotSchema).optional(),
   /**
    * The pids limit of a sandbox pod as it sees it in its own cgroup (`pids.max`), checked once per
    * agent: `unlimited` is true for "max". Absent until checked (or from agents that predate it).

@@ -28,6 +28,10 @@ export const ERROR_STATUS = {
   request_not_found: 404,
   /** No process with that pid in this sandbox (never started, deleted, forgotten after exiting, or another sandbox's). */
   process_not_found: 404,
+  /** No secret of that name for this tenant (never stored, deleted, or another tenant's). */
+  secret_not_found: 404,
+  /** The tenant already has the most secrets a tenant may store (MAX_SECRETS_PER_TENANT). */
+  secret_limit: 429,
   method_not_allowed: 405,
   /**
    * The sandbox's pod (or a one-shot exec's) was evicted, OOM-killed or failed: the message carries
@@ -65,6 +69,11 @@ export const ERROR_STATUS = {
   internal: 500,
   /** The agent runs commands over pods/exec (EXEC_MODE=api), which cannot keep a process (processes). */
   not_supported_in_api_mode: 501,
+  /**
+   * The agent's pods run an exec server written to pydantic-ai-backends' http contract
+   * (EXEC_MODE=pydantic-http), which runs one command per request and keeps nothing (processes).
+   */
+  not_supported_in_contract_mode: 501,
   agent_unavailable: 502,
   tunnel_closed: 502,
   sandbox_failed: 502,

@@ -9,8 +9,9 @@ import {
 } from "../../shared/api.ts";
 import { AppError, err, ok, type Result } from "../../shared/errors.ts";
 import { toolResultText } from "../../shared/tools/exec-text.ts";
+import { PROCESS_TOOL_NAMES } from "../../shared/tools/process-tools.ts";
 import { MODEL_FIXABLE_CODES } from "../../shared/tools/run-tool.ts";
-import { abortError, type SandboxFiles } from "../exec/executor.ts";
+import { abortError, type SandboxFiles, type SandboxProcesses } from "../exec/executor.ts";
 import type { LeasedSandboxDeps } from "../requests/leased-sandbox.ts";
 import { type ChatOptions, type ChatOptionsInput, resolveChatOptions } from "./chat-options.ts";
 import { chatToolSpecs, FILE_TOOL_NAMES, runFileTool } from "./chat-tools.ts";
@@ -39,12 +40,19 @@ export interface ChatDeps {
   bus: LeasedSandboxDeps["bus"];
   /** The agent's sandbox files: with them the model also gets read_file, write_file, edit_file, list_files. */
   files?: SandboxFiles;
+  /**
+   * Long-lived processes (http exec mode): with them the model also gets start_process,
+   * read_process_output, write_process_stdin, stop_process, list_processes.
+   */
+  processes?: SandboxProcesses;
   options?: ChatOptionsInput;
   log?: ChatLog;
   /** Session mode: a note for the model before the user's message (e.g. its sandbox expired). */
   sessionNote?: string;
   /** Session mode: the session's sandbox id, reported in the response. */
   sandboxId?: () => string | undefined;
+  /** Under every command's env (request mode: the egress proxy's variables). */
+  env?: Readonly<Record<string, string>>;
 }
 
 /** Largest file write_file/edit_file may write from a chat (the model's text, not an upload). */
@@ -87,10 +95,12 @@ export async function runChat(
       executor: deps.executor,
       bus: deps.bus,
       ...(deps.files ? { files: deps.files } : {}),
+      ...(deps.processes ? { processes: deps.processes } : {}),
       ...(deps.log ? { log: deps.log } : {}),
     },
     { tenant: deps.tenant, requestId: deps.requestId, signal },
     out,
+    deps.env,
   );
   // Model calls made so far: a turn that fails after some is still charged for them (the edge
   // reads the count from the error event, or the JSON error's MODEL_CALLS_HEADER).
@@ -158,6 +168,8 @@ async function converse(
         maxTimeoutSeconds: opts.maxCommandTimeoutSeconds,
         outputBytes: opts.toolOutputHeadBytes + opts.toolOutputTailBytes,
         fileTools: deps.files !== undefined,
+        processTools: deps.processes !== undefined,
+        sessionSandbox: deps.sandboxId !== undefined,
       }),
     },
     ...request.history.map((m): ChatCompletionMessageParam => ({ role: m.role, content: m.content })),
@@ -214,7 +226,11 @@ async function nextTurn(
         {
           model: deps.model.model,
           messages,
-          tools: chatToolSpecs(opts.maxCommandTimeoutSeconds, deps.files !== undefined),
+          tools: chatToolSpecs(
+            opts.maxCommandTimeoutSeconds,
+            deps.files !== undefined,
+            deps.processes !== undefined,
+          ),
           stream: opts.stream,
           idleTimeoutMs: opts.modelIdleTimeoutMs,
           fallbackIdPrefix: `call_r${round}_`,
@@ -254,11 +270,18 @@ async function runToolCall(
   out: (e: ChatEvent) => void,
   signal: AbortSignal,
 ): Promise<Result<{ text: string; record?: ToolCallRecord }>> {
-  if (deps.files && FILE_TOOL_NAMES.has(call.name)) {
+  if (
+    (deps.files && FILE_TOOL_NAMES.has(call.name)) ||
+    (deps.processes && PROCESS_TOOL_NAMES.has(call.name))
+  ) {
     return runFileToolCall(call, sandbox, out, signal);
   }
   if (call.name !== RUN_IN_SANDBOX) {
-    const names = [RUN_IN_SANDBOX, ...(deps.files ? FILE_TOOL_NAMES : [])].join(", ");
+    const names = [
+      RUN_IN_SANDBOX,
+      ...(deps.files ? FILE_TOOL_NAMES : []),
+      ...(deps.processes ? PROCESS_TOOL_NAMES : []),
+    ].join(", ");
     return ok({
       text: `error: there is no tool named "${call.name}"; the tools are ${names}. Nothing was run.`,
     });
@@ -311,8 +334,8 @@ async function runToolCall(
 }
 
 /**
- * A file tool call on the request's pod. It shows in events and records like a command, labelled
- * `<tool> <path>`; exitCode 0 when it succeeded, null when it failed. Failures the model can fix
+ * A file or process tool call on the request's pod. It shows in events and records like a command,
+ * labelled `<tool> <path>` (`start_process <command>`, `<tool> <pid>`); exitCode 0 when it succeeded, null when it failed. Failures the model can fix
  * (bad path, missing file, ambiguous edit...) go back to it as the tool's answer and the loop
  * goes on; anything else (lease lost, sandbox gone) ends the request like a failed command does.
  */
@@ -334,6 +357,7 @@ async function runFileToolCall(
     },
     maxWriteBytes: CHAT_MAX_WRITE_BYTES,
     signal,
+    ...(sandbox.env ? { env: sandbox.env } : {}),
   });
   if (signal.aborted) return err(abortError(signal));
   if (ran.kind === "bad_args") return ok({ text: ran.text });

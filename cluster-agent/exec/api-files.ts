@@ -1,25 +1,20 @@
 import { posix } from "node:path";
 import { Writable } from "node:stream";
-import { Exec, type KubeConfig, type V1Status } from "@kubernetes/client-node";
+import type { KubeConfig } from "@kubernetes/client-node";
 import { type FileEntry, SANDBOX_LIMITS } from "../../shared/api.ts";
 import { AppError, type ErrorCode, err, ok, type Result } from "../../shared/errors.ts";
 import { ListSelection } from "../../shared/list-page.ts";
-import { connectFailure, exitCodeOf } from "./api-executor.ts";
-import {
-  abortError,
-  type ExecTarget,
-  type FileListing,
-  type ListOptions,
-  type ReadResult,
-  type SandboxFiles,
-} from "./executor.ts";
+import type { ExecTarget, FileListing, ListOptions, ReadResult, SandboxFiles } from "./executor.ts";
+import { exitCodeOf, PodsExec } from "./pods-exec.ts";
 import { sizedStdin } from "./remote-wrapper.ts";
 
 /**
- * `api` mode of the files contract: each operation is one pods/exec of a small POSIX shell program
- * (the path and limits travel as positional arguments, never spliced into the script; a write's
- * bytes travel on stdin). It resolves the path inside the pod with `realpath`, like the exec
- * server, and answers with the same error codes. Reads are buffered here (at most the file limit).
+ * The files contract as small POSIX shell programs, each operation one run (the path and limits
+ * travel as positional arguments, never spliced into the script; a write's bytes travel on
+ * stdin). They resolve the path inside the pod with `realpath`, like the exec server, and answer
+ * with the same error codes. Reads are buffered here (at most the file limit). `ShellFiles` holds
+ * the operations; how a program runs is its subclass's: `ApiFiles` over pods/exec (`api` mode),
+ * `ContractFiles` (contract-files.ts) through a pydantic-http exec server's `/exec`.
  */
 
 const EXIT: Record<number, ErrorCode> = { 65: "invalid_path", 66: "file_not_found" };
@@ -74,8 +69,115 @@ const REMOVE_SCRIPT = [
   'rm -rf -- "$t"',
 ].join("\n");
 
+/** Defaults of every files implementation that buffers: one operation's time, the largest read. */
+export const FILES_DEFAULTS = { timeoutMs: 120_000, maxReadBytes: 64 * 1024 * 1024 } as const;
+
+/** What one run of a files program answered: its exit code, its stdout, its error message. */
+export interface FilesRun {
+  code: number;
+  stdout: Buffer;
+  stderr: string;
+}
+
+/** The files operations, whatever runs their programs in the pod. */
+export abstract class ShellFiles implements SandboxFiles {
+  /** Largest read kept in memory. */
+  protected abstract readonly maxReadBytes: number;
+
+  /**
+   * One program, `/bin/sh -c <script> pi-files <args…>`, in the pod; `stdin` its exact input.
+   * With `stdoutTo`, stdout goes there (as it comes, where the transport allows) and
+   * `FilesRun.stdout` is empty.
+   */
+  protected abstract run(
+    target: ExecTarget,
+    argv: string[],
+    signal: AbortSignal,
+    stdin?: Uint8Array,
+    stdoutTo?: (chunk: Buffer) => void,
+  ): Promise<Result<FilesRun>>;
+
+  async #script(
+    target: ExecTarget,
+    script: string,
+    args: string[],
+    signal: AbortSignal,
+    stdin?: Uint8Array,
+    stdoutTo?: (chunk: Buffer) => void,
+  ): Promise<Result<FilesRun>> {
+    const argv = ["/bin/sh", "-c", script, "pi-files", ...args];
+    return this.#check(await this.run(target, argv, signal, stdin, stdoutTo));
+  }
+
+  #check(r: Result<FilesRun>): Result<FilesRun> {
+    if (!r.ok || r.value.code === 0) return r;
+    const code = EXIT[r.value.code];
+    return err(
+      code
+        ? new AppError(code, r.value.stderr || code)
+        : new AppError(
+            "sandbox_failed",
+            `file operation exited ${r.value.code}: ${r.value.stderr.slice(0, 200)}`,
+          ),
+    );
+  }
+
+  async write(
+    target: ExecTarget,
+    path: string,
+    body: ReadableStream<Uint8Array> | Uint8Array,
+    opts: { signal: AbortSignal; maxBytes: number },
+  ): Promise<Result<{ path: string; size: number }>> {
+    const bytes = body instanceof Uint8Array ? body : await collect(body, opts.maxBytes);
+    if (bytes === null || bytes.byteLength > opts.maxBytes)
+      return err(new AppError("payload_too_large", `file is larger than ${opts.maxBytes} bytes`));
+    const r = await this.#script(target, WRITE_SCRIPT, [path, String(bytes.byteLength)], opts.signal, bytes);
+    if (!r.ok) return r;
+    const size = Number(r.value.stdout.toString("utf8").trim());
+    return ok({ path: posix.resolve("/workspace", path), size });
+  }
+
+  async read(target: ExecTarget, path: string, opts: { signal: AbortSignal }): Promise<Result<ReadResult>> {
+    const out = new ReadOutput({}, this.maxReadBytes);
+    const r = await this.#script(target, READ_SCRIPT, [path, "0"], opts.signal, undefined, out.write);
+    if (!r.ok) return r;
+    if (out.kind === "dir") return ok({ kind: "dir", ...out.page.result() });
+    if (out.tooLarge)
+      return err(new AppError("payload_too_large", `file is larger than ${this.maxReadBytes} bytes`));
+    const bytes = Buffer.concat(out.file);
+    const body = new ReadableStream<Uint8Array>({
+      start(c) {
+        if (bytes.byteLength > 0) c.enqueue(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+        c.close();
+      },
+    });
+    return ok({ kind: "file", size: bytes.byteLength, body });
+  }
+
+  async list(
+    target: ExecTarget,
+    path: string,
+    opts: ListOptions & { signal: AbortSignal },
+  ): Promise<Result<FileListing>> {
+    // A file's bytes are not kept (limit 0): only whether it was one matters.
+    const out = new ReadOutput(opts, 0);
+    const args = [path, opts.recursive ? "1" : "0"];
+    const r = await this.#script(target, READ_SCRIPT, args, opts.signal, undefined, out.write);
+    if (!r.ok) return r;
+    if (out.kind !== "dir") return err(new AppError("invalid_path", `${path}: not a directory`));
+    return ok(out.page.result());
+  }
+
+  async remove(target: ExecTarget, path: string, opts: { signal: AbortSignal }): Promise<Result<void>> {
+    const r = await this.#script(target, REMOVE_SCRIPT, [path], opts.signal);
+    return r.ok ? ok(undefined) : r;
+  }
+}
+
 export interface ApiFilesOptions {
   kubeConfig: KubeConfig;
+  /** Shared with the api-mode executor (main.ts builds one); one of its own otherwise. */
+  podsExec?: PodsExec;
   container?: string;
   /** For the whole operation (a 64 MiB transfer over pods/exec takes a while). */
   timeoutMs?: number;
@@ -83,35 +185,29 @@ export interface ApiFilesOptions {
   maxReadBytes?: number;
 }
 
-interface Run {
-  code: number;
-  stdout: Buffer;
-  stderr: string;
-}
-
-export class ApiFiles implements SandboxFiles {
-  readonly #exec: Exec;
-  readonly #o: Required<Omit<ApiFilesOptions, "kubeConfig">>;
+export class ApiFiles extends ShellFiles {
+  readonly #pods: PodsExec;
+  readonly #o: Required<Omit<ApiFilesOptions, "kubeConfig" | "podsExec">>;
+  protected readonly maxReadBytes: number;
 
   constructor(o: ApiFilesOptions) {
-    this.#exec = new Exec(o.kubeConfig);
+    super();
+    this.#pods = o.podsExec ?? new PodsExec(o.kubeConfig);
     this.#o = {
       container: o.container ?? "sandbox",
-      timeoutMs: o.timeoutMs ?? 120_000,
-      maxReadBytes: o.maxReadBytes ?? 64 * 1024 * 1024,
+      timeoutMs: o.timeoutMs ?? FILES_DEFAULTS.timeoutMs,
+      maxReadBytes: o.maxReadBytes ?? FILES_DEFAULTS.maxReadBytes,
     };
+    this.maxReadBytes = this.#o.maxReadBytes;
   }
 
-  #run(
+  protected async run(
     target: ExecTarget,
-    script: string,
-    args: string[],
+    argv: string[],
     signal: AbortSignal,
     stdin?: Uint8Array,
-    /** Takes stdout as it comes instead of collecting it (then `Run.stdout` is empty). */
     stdoutTo?: (chunk: Buffer) => void,
-  ): Promise<Result<Run>> {
-    if (signal.aborted) return Promise.resolve(err(abortError(signal)));
+  ): Promise<Result<FilesRun>> {
     const out: Buffer[] = [];
     const errOut: Buffer[] = [];
     let outBytes = 0;
@@ -134,157 +230,23 @@ export class ApiFiles implements SandboxFiles {
       : sink(out, true);
     const stderr = sink(errOut, false);
     const input = stdin === undefined ? null : sizedStdin(stdin);
-    return new Promise((resolve) => {
-      let settled = false;
-      let gotStatus = false;
-      let socket: { terminate(): void } | undefined;
-      const settle = (r: Result<Run>) => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        signal.removeEventListener("abort", onAbort);
-        input?.destroy();
-        socket?.terminate();
-        resolve(r);
-      };
-      const fail = (m: string, cause?: Error) =>
-        settle(err(new AppError("sandbox_failed", m, cause ? { cause } : {})));
-      const onAbort = () => settle(err(abortError(signal)));
-      signal.addEventListener("abort", onAbort, { once: true });
-      const timer = setTimeout(
-        () => fail(`file operation on ${target.pod} took over ${this.#o.timeoutMs} ms`),
-        this.#o.timeoutMs,
-      );
-      this.#exec
-        .exec(
-          target.namespace,
-          target.pod,
-          this.#o.container,
-          ["/bin/sh", "-c", script, "pi-files", ...args],
-          stdout,
-          stderr,
-          input,
-          false,
-          (s: V1Status) => {
-            gotStatus = true;
-            let pending = 2;
-            const one = () => {
-              pending -= 1;
-              if (pending > 0) return;
-              const code = exitCodeOf(s);
-              if (code instanceof AppError) return settle(err(code));
-              if (outBytes > max)
-                return settle(
-                  err(new AppError("payload_too_large", `file is larger than ${this.#o.maxReadBytes} bytes`)),
-                );
-              settle(
-                ok({
-                  code,
-                  stdout: Buffer.concat(out),
-                  stderr: Buffer.concat(errOut).toString("utf8").trim(),
-                }),
-              );
-            };
-            for (const w of [stdout, stderr]) {
-              if (w.writableFinished) one();
-              else w.once("finish", one);
-            }
-          },
-        )
-        .then(
-          (ws) => {
-            if (settled) return ws.terminate();
-            socket = ws;
-            ws.on("error", () => {});
-            // The status frame precedes the close; a close without one is a failure, not a wait
-            // for the operation's whole timeout.
-            ws.on("close", (code: number) =>
-              setImmediate(() => {
-                if (!gotStatus)
-                  fail(`pods/exec socket to ${target.pod} closed (code ${code}) without an exit status`);
-              }),
-            );
-          },
-          // client-node's words (the API server's address, its answer) are the cause: logged, not answered.
-          (e: unknown) => fail(`pods/exec to ${target.pod} could not connect`, connectFailure(e)),
-        );
+    const end = await this.#pods.run({
+      target,
+      container: this.#o.container,
+      argv,
+      stdout,
+      stderr,
+      stdin: input,
+      signal,
+      deadlineMs: this.#o.timeoutMs,
+      deadlineMessage: `file operation on ${target.pod} took over ${this.#o.timeoutMs} ms`,
     });
-  }
-
-  #check(r: Result<Run>): Result<Run> {
-    if (!r.ok || r.value.code === 0) return r;
-    const code = EXIT[r.value.code];
-    return err(
-      code
-        ? new AppError(code, r.value.stderr || code)
-        : new AppError(
-            "sandbox_failed",
-            `file operation exited ${r.value.code}: ${r.value.stderr.slice(0, 200)}`,
-          ),
-    );
-  }
-
-  async write(
-    target: ExecTarget,
-    path: string,
-    body: ReadableStream<Uint8Array> | Uint8Array,
-    opts: { signal: AbortSignal; maxBytes: number },
-  ): Promise<Result<{ path: string; size: number }>> {
-    const bytes = body instanceof Uint8Array ? body : await collect(body, opts.maxBytes);
-    if (bytes === null || bytes.byteLength > opts.maxBytes)
-      return err(new AppError("payload_too_large", `file is larger than ${opts.maxBytes} bytes`));
-    const r = this.#check(
-      await this.#run(target, WRITE_SCRIPT, [path, String(bytes.byteLength)], opts.signal, bytes),
-    );
-    if (!r.ok) return r;
-    const size = Number(r.value.stdout.toString("utf8").trim());
-    return ok({ path: posix.resolve("/workspace", path), size });
-  }
-
-  async read(target: ExecTarget, path: string, opts: { signal: AbortSignal }): Promise<Result<ReadResult>> {
-    const out = new ReadOutput({}, this.#o.maxReadBytes);
-    const r = this.#check(
-      await this.#run(target, READ_SCRIPT, [path, "0"], opts.signal, undefined, out.write),
-    );
-    if (!r.ok) return r;
-    if (out.kind === "dir") return ok({ kind: "dir", ...out.page.result() });
-    if (out.tooLarge)
+    if (!end.ok) return err(end.error);
+    const code = exitCodeOf(end.status);
+    if (code instanceof AppError) return err(code);
+    if (outBytes > max)
       return err(new AppError("payload_too_large", `file is larger than ${this.#o.maxReadBytes} bytes`));
-    const bytes = Buffer.concat(out.file);
-    const body = new ReadableStream<Uint8Array>({
-      start(c) {
-        if (bytes.byteLength > 0) c.enqueue(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength));
-        c.close();
-      },
-    });
-    return ok({ kind: "file", size: bytes.byteLength, body });
-  }
-
-  async list(
-    target: ExecTarget,
-    path: string,
-    opts: ListOptions & { signal: AbortSignal },
-  ): Promise<Result<FileListing>> {
-    // A file's bytes are not kept (limit 0): only whether it was one matters.
-    const out = new ReadOutput(opts, 0);
-    const r = this.#check(
-      await this.#run(
-        target,
-        READ_SCRIPT,
-        [path, opts.recursive ? "1" : "0"],
-        opts.signal,
-        undefined,
-        out.write,
-      ),
-    );
-    if (!r.ok) return r;
-    if (out.kind !== "dir") return err(new AppError("invalid_path", `${path}: not a directory`));
-    return ok(out.page.result());
-  }
-
-  async remove(target: ExecTarget, path: string, opts: { signal: AbortSignal }): Promise<Result<void>> {
-    const r = this.#check(await this.#run(target, REMOVE_SCRIPT, [path], opts.signal));
-    return r.ok ? ok(undefined) : r;
+    return ok({ code, stdout: Buffer.concat(out), stderr: Buffer.concat(errOut).toString("utf8").trim() });
   }
 }
 

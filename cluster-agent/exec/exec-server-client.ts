@@ -14,7 +14,17 @@ export interface ExecServerClientOptions {
   port?: number;
   /** The keep-alive pool (Node pools per host:port, so one pool per pod). */
   agent?: Agent;
+  /**
+   * Which server the pods run: ours (`Authorization: Bearer`, the fencing token) or one written to
+   * pydantic-ai-backends' http contract (`X-Sandbox-Token`; it knows no fencing). Default ours.
+   */
+  contract?: ExecServerContract;
 }
+
+export type ExecServerContract = "pi-sandbox" | "pydantic-http";
+
+/** pydantic-ai-backends' header for the pod's token (its KubernetesPodSandbox, mode="http"). */
+export const CONTRACT_TOKEN_HEADER = "x-sandbox-token";
 
 /** A caller of the exec server either shares the agent's client or has one made from options. */
 export type ExecServerAccess = { client: ExecServerClient } | ExecServerClientOptions;
@@ -50,9 +60,11 @@ export class ExecServerClient {
   readonly #token: string;
   readonly #port: number;
   readonly #agent: Agent;
+  readonly #contract: ExecServerContract;
 
   constructor(o: ExecServerClientOptions) {
     this.#token = o.poolToken;
+    this.#contract = o.contract ?? "pi-sandbox";
     this.#port = o.port ?? EXEC_SERVER_PORT;
     this.#agent = o.agent ?? new Agent({ keepAlive: true, maxSockets: 256 });
   }
@@ -108,8 +120,7 @@ export class ExecServerClient {
           method: c.method,
           agent: this.#agent,
           headers: {
-            authorization: `Bearer ${podExecToken(this.#token, target.namespace, target.pod)}`,
-            [FENCE_HEADER]: String(target.fence),
+            ...this.#auth(target),
             ...(body instanceof Uint8Array ? { "content-length": String(body.byteLength) } : {}),
             ...(streamed ? { "transfer-encoding": "chunked" } : {}),
             ...c.headers,
@@ -146,6 +157,14 @@ export class ExecServerClient {
       signal?.addEventListener("abort", onAbort, { once: true });
       send(true);
     });
+  }
+
+  /** Our server checks a bearer token and the fence; a pydantic-http server only its own header. */
+  #auth(target: ExecTarget): Record<string, string> {
+    const token = podExecToken(this.#token, target.namespace, target.pod);
+    return this.#contract === "pydantic-http"
+      ? { [CONTRACT_TOKEN_HEADER]: token }
+      : { authorization: `Bearer ${token}`, [FENCE_HEADER]: String(target.fence) };
   }
 }
 

@@ -51,7 +51,7 @@ export interface ExecCall {
 }
 
 export interface Executor {
-  readonly mode: "http" | "api";
+  readonly mode: "http" | "api" | "pydantic-http";
   exec(target: ExecTarget, call: ExecCall): Promise<Result<ExecOutcome>>;
   /**
    * A pod just turned Ready: open the connection its first command will use, so that command does
@@ -119,7 +119,12 @@ export interface SandboxProcesses {
     opts: { signal: AbortSignal },
   ): Promise<Result<ProcessInfo>>;
   list(target: ExecTarget, opts: { signal: AbortSignal }): Promise<Result<ProcessInfo[]>>;
-  get(target: ExecTarget, pid: number, opts: { signal: AbortSignal }): Promise<Result<ProcessInfo>>;
+  /** With `waitMs`: answers once it has exited or that long passed (the agent's exit watch). */
+  get(
+    target: ExecTarget,
+    pid: number,
+    opts: { signal: AbortSignal; waitMs?: number },
+  ): Promise<Result<ProcessInfo>>;
   output(
     target: ExecTarget,
     pid: number,

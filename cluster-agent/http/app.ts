@@ -50,6 +50,8 @@ export interface AgentAppDeps {
   logger?: Logger;
   /** The /v1/sandboxes routes (cluster-agent/sandboxes) and the larger body limit of file uploads. */
   sandboxes?: { routes: Hono<{ Variables: SandboxVars }>; maxFileBytes: number };
+  /** The /v1/secrets routes (cluster-agent/secrets). */
+  secrets?: Hono<{ Variables: SandboxVars }>;
 }
 
 type Vars = SandboxVars;
@@ -204,6 +206,7 @@ export function createAgentApp(deps: AgentAppDeps): Hono<{ Variables: Vars }> {
   });
 
   if (deps.sandboxes) app.route("/", deps.sandboxes.routes);
+  if (deps.secrets) app.route("/", deps.secrets);
 
   app.get("/v1/pool", (c) => {
     const denied = requireScope(c.get("claims"), SCOPES.admin);

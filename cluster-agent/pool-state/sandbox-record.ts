@@ -23,6 +23,11 @@ export const SANDBOX_ANNOTATIONS = {
   env: "pi-sandbox-runtime/sandbox-env",
   /** The network policy `{allow, deny}` as JSON (not secret: it names destinations only). */
   network: "pi-sandbox-runtime/sandbox-network",
+  /**
+   * The tenant secrets the sandbox may use, name → its placeholder, as JSON. Not secret: a
+   * placeholder is what the sandbox itself sees; the value stays in the tenant's Secret.
+   */
+  secrets: "pi-sandbox-runtime/sandbox-secrets",
 } as const;
 
 const HOLDER_PREFIX = "sandbox:";
@@ -72,6 +77,19 @@ export function sandboxNetworkOf(lease: V1Lease): SandboxNetwork | undefined {
     return strings(allow) && strings(deny) ? { allow, deny } : undefined;
   } catch {
     return undefined;
+  }
+}
+
+/** The sandbox's secrets, name → placeholder (none when absent or unreadable: nothing is substituted). */
+export function sandboxSecretsOf(lease: V1Lease): Map<string, string> {
+  const raw = lease.metadata?.annotations?.[SANDBOX_ANNOTATIONS.secrets];
+  if (!raw) return new Map();
+  try {
+    const v: unknown = JSON.parse(raw);
+    if (typeof v !== "object" || v === null) return new Map();
+    return new Map(Object.entries(v).filter((e): e is [string, string] => typeof e[1] === "string"));
+  } catch {
+    return new Map();
   }
 }
 

@@ -1,4 +1,4 @@
-import type { ExecOutcome } from "../../shared/api.ts";
+import type { ExecOutcome, ProcessInfo, ProcessStartRequest } from "../../shared/api.ts";
 import { AppError, err, ok, type Result } from "../../shared/errors.ts";
 import type { Spans } from "../../shared/spans.ts";
 import type { EventBus } from "../events/bus.ts";
@@ -13,6 +13,7 @@ import type {
   SandboxLease,
   SandboxProcesses,
 } from "../exec/executor.ts";
+import { watchProcessExit } from "./process-watch.ts";
 
 /**
  * How long a call that broke waits for its pod's status to explain it: a kubelet writes the
@@ -30,7 +31,10 @@ export interface LeasedSandboxDeps {
   bus: EventBus;
   /** The agent's sandbox files; without them every file call answers `internal`. */
   files?: SandboxFiles;
-  /** Long-lived processes (http mode); without them every process call answers `not_supported_in_api_mode`. */
+  /**
+   * Long-lived processes (http mode); without them every process call answers
+   * `not_supported_in_api_mode`, or `not_supported_in_contract_mode` with EXEC_MODE=pydantic-http.
+   */
   processes?: SandboxProcesses;
   /**
    * Where a failure's upstream words go (a pino logger fits): an executor or files call answers
@@ -198,14 +202,62 @@ export class LeasedSandbox {
     if (!processes) {
       return Promise.resolve(
         err(
-          new AppError(
-            "not_supported_in_api_mode",
-            "long-lived processes need the sandbox's exec server (EXEC_MODE=http); this agent runs commands over pods/exec",
-          ),
+          this.deps.executor.mode === "pydantic-http"
+            ? new AppError(
+                "not_supported_in_contract_mode",
+                "long-lived processes need our exec server (EXEC_MODE=http); this agent's sandboxes run a server written to pydantic-ai-backends' http contract, which runs one command per request",
+              )
+            : new AppError(
+                "not_supported_in_api_mode",
+                "long-lived processes need the sandbox's exec server (EXEC_MODE=http); this agent runs commands over pods/exec",
+              ),
         ),
       );
     }
     return this.onPod(own, (signal) => op(processes, this.lease, signal));
+  }
+
+  /**
+   * Start a long-lived process: `process.started` on the bus, and `process.exited` when this agent's
+   * exit watch sees it end (process-watch.ts). Every start (public route or model tool) comes here.
+   */
+  async startProcess(req: ProcessStartRequest, own?: AbortSignal): Promise<Result<ProcessInfo>> {
+    const processes = this.deps.processes;
+    const started = await this.onProcesses((p, t, signal) => p.start(t, req, { signal }), own);
+    if (!started.ok || !processes) return started;
+    const info = started.value;
+    const { requestId, tenant } = this.ctx;
+    const { namespace, pod, podIP, fence } = this.lease;
+    const common = {
+      sandboxId: this.lease.sandboxId ?? null,
+      pid: info.pid,
+      commandPreview: commandPreview(info.command ?? (info.argv ?? []).join(" ")),
+    };
+    this.deps.bus.emit({
+      type: "process.started",
+      requestId,
+      tenant,
+      pod,
+      data: { ...common, tty: info.tty },
+    });
+    const t0 = Date.parse(info.startedAt);
+    watchProcessExit(processes, { namespace, pod, podIP, fence }, info.pid, (r) => {
+      const how =
+        "info" in r
+          ? { exitCode: r.info.exitCode, signal: r.info.signal, timedOut: r.info.timedOut }
+          : { exitCode: null, signal: null, timedOut: false, error: r.error.code };
+      // The pod's own clock for both ends when it recorded the exit.
+      const end = "info" in r && r.info.endedAt ? Date.parse(r.info.endedAt) : Date.now();
+      const durationMs = Number.isFinite(end - t0) ? Math.max(0, end - t0) : 0;
+      this.deps.bus.emit({
+        type: "process.exited",
+        requestId,
+        tenant,
+        pod,
+        data: { ...common, ...how, durationMs },
+      });
+    });
+    return started;
   }
 
   private async onPod<T>(

@@ -3,6 +3,7 @@ import {
   type ExecRequest,
   ExecRequestSchema,
   parseSandboxId,
+  SANDBOX_EXEC_NETWORK_REFUSAL,
   SANDBOX_FILE_SIZE_HEADER,
   SANDBOX_LIMITS,
   SandboxCreateRequestSchema,
@@ -10,7 +11,7 @@ import {
   SCOPES,
 } from "../../shared/api.ts";
 import { NetworkPolicySchema } from "../../shared/egress-policy.ts";
-import { AppError, errorResponse, parseOrError, type Result } from "../../shared/errors.ts";
+import { AppError, errorResponse, ok, parseOrError, type Result } from "../../shared/errors.ts";
 import type { RelayClaims } from "../../shared/relay-signing.ts";
 import type { Spans } from "../../shared/spans.ts";
 import type { EventBus } from "../events/bus.ts";
@@ -18,7 +19,7 @@ import type { Executor, SandboxFiles, SandboxProcesses } from "../exec/executor.
 import { answerExec } from "../http/answers.ts";
 import { runSandboxExec, type SandboxExecDeps, withSandbox } from "./exec.ts";
 import { processRoutes } from "./process-routes.ts";
-import type { SandboxService } from "./service.ts";
+import { EGRESS_CA_BUNDLE_PATH, type SandboxService } from "./service.ts";
 
 export interface SandboxRoutesDeps {
   sandboxes: SandboxService;
@@ -32,6 +33,11 @@ export interface SandboxRoutesDeps {
   maxFileBytes: number;
   /** Counts file bytes moved (metrics). */
   onFileBytes?: (direction: "in" | "out", bytes: number) => void;
+  /**
+   * The CA bundle (public roots + the cluster's egress CA) written into the pod of a sandbox that
+   * uses secrets, at EGRESS_CA_BUNDLE_PATH, so its tools trust the proxy's intercepted hosts.
+   */
+  egressCaBundle?: string;
   /** Upstream words of a failed command or file call, with the request id (see requests/leased-sandbox.ts). */
   log?: SandboxExecDeps["log"];
 }
@@ -98,10 +104,32 @@ export function sandboxRoutes(deps: SandboxRoutesDeps): Hono<{ Variables: Sandbo
     if (!body.ok) return fail(body.error, requestId);
     const parsed = parseOrError(SandboxCreateRequestSchema, body.value, "sandbox request");
     if (!parsed.ok) return fail(parsed.error, requestId);
-    const r = await sandboxes.create(c.get("claims").tenant, requestId, parsed.value, c.req.raw.signal);
+    const tenant = c.get("claims").tenant;
+    const r = await sandboxes.create(tenant, requestId, parsed.value, c.req.raw.signal);
     if (!r.ok) return fail(r.error, requestId);
+    if (r.value.created && parsed.value.secrets?.length) {
+      const installed = await installCaBundle(tenant, r.value.sandbox.id, requestId, c.req.raw.signal);
+      if (!installed.ok) {
+        // A sandbox whose tools cannot trust the proxy would fail every secret's request: none at all.
+        await sandboxes.delete(tenant, r.value.sandbox.id, requestId);
+        return fail(installed.error, requestId);
+      }
+    }
     return c.json(r.value.sandbox, r.value.created ? 201 : 200);
   });
+
+  const installCaBundle = (tenant: string, id: string, requestId: string, signal: AbortSignal) => {
+    const bundle = deps.egressCaBundle;
+    if (!bundle) return Promise.resolve(ok(undefined));
+    const bytes = new TextEncoder().encode(bundle);
+    return sandboxes.use(tenant, id, { requestId, signal, what: "install egress CA bundle" }, async (use) => {
+      const w = await deps.files.write(use.target, EGRESS_CA_BUNDLE_PATH, bytes, {
+        signal: use.signal,
+        maxBytes: bytes.byteLength,
+      });
+      return w.ok ? ok(undefined) : w;
+    });
+  };
 
   app.get("/v1/sandboxes", (c) => {
     const name = c.req.query("name");
@@ -155,6 +183,8 @@ export function sandboxRoutes(deps: SandboxRoutesDeps): Hono<{ Variables: Sandbo
     if (!body.ok) return fail(body.error, requestId);
     const parsed = parseOrError(ExecRequestSchema, body.value, "exec request");
     if (!parsed.ok) return fail(parsed.error, requestId);
+    if (parsed.value.network !== undefined)
+      return fail(new AppError("invalid_request", SANDBOX_EXEC_NETWORK_REFUSAL), requestId);
     const req: ExecRequest = parsed.value;
     const signal = c.req.raw.signal;
     const base = { tenant: c.get("claims").tenant, requestId, signal };

@@ -36,6 +36,7 @@ async function chat(c: AppContext): Promise<Response> {
     sessionId,
     history,
     ...(sessionMode ? { sessionSandbox: bound ? { id: bound } : {} } : {}),
+    ...(parsed.value.network ? { network: parsed.value.network } : {}),
   };
   // A session's sandbox lives in one cluster: its turns go there (none connected is 503, never
   // another cluster, which would silently lose the workspace). A bound id of a region no longer

@@ -7,6 +7,7 @@ import { healthRoute } from "./health.ts";
 import { poolRoute } from "./pool.ts";
 import { cancelRequestRoute } from "./requests.ts";
 import { SANDBOX_ROUTES } from "./sandboxes.ts";
+import { SECRET_ROUTES } from "./secrets.ts";
 import { deleteSessionRoute, getSessionRoute } from "./sessions.ts";
 import { tunnelRoute } from "./tunnel.ts";
 
@@ -16,6 +17,7 @@ export const ROUTES: readonly RouteDef[] = [
   execRoute,
   cancelRequestRoute,
   ...SANDBOX_ROUTES,
+  ...SECRET_ROUTES,
   chatRoute,
   chatAliasRoute,
   getSessionRoute,

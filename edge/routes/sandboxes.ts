@@ -15,6 +15,7 @@ import {
   ProcessStartRequestSchema,
   ProcessStdinQuerySchema,
   parseSandboxId,
+  SANDBOX_EXEC_NETWORK_REFUSAL,
   SANDBOX_FILE_SIZE_HEADER,
   SANDBOX_LIMITS,
   type Sandbox,
@@ -237,6 +238,8 @@ export const sandboxExecRoute: RouteDef = {
   async handler(c) {
     const parsed = parseOrError(ExecRequestSchema, readJson(c), "exec request");
     if (!parsed.ok) throw parsed.error;
+    if (parsed.value.network !== undefined)
+      throw new AppError("invalid_request", SANDBOX_EXEC_NETWORK_REFUSAL);
     const sse = wantsEventStream(c);
     const out = await relayToSandbox(c, {
       method: "POST",

@@ -18,6 +18,8 @@ const checks = {
   execStreamEvent: true satisfies Equals<Sdk.ExecStreamEvent, Api.ExecStreamEvent>,
   sandboxCreate: true satisfies Equals<Sdk.SandboxCreateRequestInput, Api.SandboxCreateRequestInput>,
   sandbox: true satisfies Equals<Sdk.SandboxWire, Api.Sandbox>,
+  secretPut: true satisfies Equals<Sdk.SecretPutRequest, Api.SecretPutRequest>,
+  secretInfo: true satisfies Equals<Sdk.SecretInfo, Api.SecretInfo>,
   sandboxNetwork: true satisfies Equals<Sdk.SandboxNetwork, Api.SandboxNetwork>,
   fileEntry: true satisfies Equals<Sdk.FileEntry, Api.FileEntry>,
   fileWrite: true satisfies Equals<Sdk.FileWriteResult, Api.FileWriteResult>,
@@ -27,6 +29,7 @@ const checks = {
   podSnapshot: true satisfies Equals<Sdk.PodSnapshot, Api.PodSnapshot>,
   sandboxSnapshot: true satisfies Equals<Sdk.SandboxSnapshot, Api.SandboxSnapshot>,
   poolSnapshot: true satisfies Equals<Sdk.PoolSnapshot, Api.PoolSnapshot>,
+  processSnapshot: true satisfies Equals<Sdk.ProcessSnapshot, Api.ProcessSnapshot>,
   processStart: true satisfies Equals<Sdk.ProcessStartRequestInput, Api.ProcessStartRequestInput>,
   processInfo: true satisfies Equals<Sdk.ProcessInfo, Api.ProcessInfo>,
   processOutput: true satisfies Equals<Sdk.ProcessOutput, Api.ProcessOutput>,
@@ -39,6 +42,6 @@ const checks = {
 describe("the TypeScript client's wire types", () => {
   it("equal the shared zod schemas' types (checked by the typecheck; this names each pair)", () => {
     expect(Object.values(checks).every((v) => v)).toBe(true);
-    expect(Object.keys(checks)).toHaveLength(23);
+    expect(Object.keys(checks)).toHaveLength(26);
   });
 });

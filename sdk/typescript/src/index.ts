@@ -1,4 +1,4 @@
-export { type ChatOptions, SandboxClient, Sandboxes } from "./client.ts";
+export { type ChatOptions, SandboxClient, Sandboxes, Secrets } from "./client.ts";
 export {
   CLIENT_ERROR_CODES,
   type ClientErrorCode,
