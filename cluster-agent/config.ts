@@ -64,7 +64,7 @@ const EnvConfigSchema = z.object({
   RELAY_PUBLIC_KEYS: optionalString,
   /** Where the tunnel dials out to (http(s) or ws(s)); unset = no tunnel (direct relays only). */
   EDGE_URL: optionalString,
-  /** The region's agent private key (Ed25519 JWK JSON) the tunnel logs in with. */
+  /** The agent private key (Ed25519 JWK JSON) the tunnel logs in with; the edge binds its public half to clusters. */
   AGENT_KEY: optionalString,
   /** Which cluster of the region this agent serves: sandbox ids name it, the edge routes by it. */
   CLUSTER_ID: ClusterIdSchema.default("default"),

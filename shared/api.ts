@@ -126,8 +126,12 @@ export const SANDBOX_LIMITS = {
   maxMaxLifetimeSeconds: 86_400,
   /** Default of MAX_FILE_BYTES (edge and agent). */
   defaultMaxFileBytes: 64 * 1024 * 1024,
-  /** Entries a directory listing returns at most (the rest is `truncated`). */
+  /**
+   * One page of a directory listing holds at most this many entries and this many bytes of JSON
+   * entries (shared/list-page.ts); the rest is `truncated`, with `next` to pass as `after`.
+   */
   maxListEntries: 10_000,
+  maxListBytes: 1024 * 1024,
 } as const;
 
 /**
@@ -276,7 +280,10 @@ export const FileEntrySchema = z.object({
 export type FileEntry = z.infer<typeof FileEntrySchema>;
 export const DirListingSchema = z.object({
   entries: z.array(FileEntrySchema),
+  /** More entries follow than this page holds (SANDBOX_LIMITS.maxListEntries / maxListBytes, or `limit`). */
   truncated: z.boolean().optional(),
+  /** When truncated: the `after` query parameter that returns the next page. */
+  next: z.string().optional(),
 });
 export const FileWriteResultSchema = z.object({ path: z.string(), size: z.number().int().nonnegative() });
 export type FileWriteResult = z.infer<typeof FileWriteResultSchema>;
@@ -502,8 +509,19 @@ export const ChatEventSchema = z.discriminatedUnion("type", [
   z.object({ type: z.literal("assistant.message"), text: z.string() }),
   z.object({ type: z.literal("sandbox.released"), pod: z.string() }),
   z.object({ type: z.literal("done"), response: ChatResponseSchema }),
-  z.object({ type: z.literal("error"), error: ErrorBodySchema }),
+  /** `modelCalls`: the model calls the failed turn made (the edge charges them, as for `done`). */
+  z.object({
+    type: z.literal("error"),
+    error: ErrorBodySchema,
+    modelCalls: z.number().int().nonnegative().optional(),
+  }),
 ]);
+/**
+ * On a failed chat turn's JSON error answer (agent → edge): the model calls it made before
+ * failing, which the edge charges like a finished turn's `modelCalls`. (A streamed turn puts the
+ * count in its `error` event.)
+ */
+export const MODEL_CALLS_HEADER = "X-Model-Calls";
 export type ChatEvent = z.infer<typeof ChatEventSchema>;
 
 // ---------- pool and events ----------

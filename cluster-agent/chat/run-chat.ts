@@ -1,6 +1,12 @@
 import OpenAI from "openai";
 import type { ChatCompletionMessageParam } from "openai/resources/chat/completions";
-import type { ChatEvent, ChatResponse, RelayChatRequest, ToolCallRecord } from "../../shared/api.ts";
+import {
+  type ChatEvent,
+  type ChatResponse,
+  MODEL_CALLS_HEADER,
+  type RelayChatRequest,
+  type ToolCallRecord,
+} from "../../shared/api.ts";
 import { AppError, err, ok, type Result } from "../../shared/errors.ts";
 import { toolResultText } from "../../shared/tools/exec-text.ts";
 import { PROCESS_TOOL_NAMES } from "../../shared/tools/process-tools.ts";
@@ -96,16 +102,22 @@ export async function runChat(
     out,
     deps.env,
   );
+  // Model calls made so far: a turn that fails after some is still charged for them (the edge
+  // reads the count from the error event, or the JSON error's MODEL_CALLS_HEADER).
+  const calls = { made: 0 };
+  const failed = (error: AppError): Result<never> => {
+    out({ type: "error", error: error.toBody(deps.requestId), modelCalls: calls.made });
+    return err(withModelCalls(error, calls.made));
+  };
   try {
-    const result = await converse(request, deps, opts, sandbox, out, signal);
+    const result = await converse(request, deps, opts, sandbox, out, signal, calls);
     if (signal.aborted) {
       await sandbox.release();
       return err(abortError(signal));
     }
     if (!result.ok) {
       await sandbox.release();
-      out({ type: "error", error: result.error.toBody(deps.requestId) });
-      return result;
+      return failed(result.error);
     }
     const response: ChatResponse = {
       requestId: deps.requestId,
@@ -126,10 +138,8 @@ export async function runChat(
     await sandbox.release();
     if (signal.aborted) return err(abortError(signal));
     // Its text is for the log (below), not for the tenant.
-    const error = new AppError("internal", "the chat loop failed", { cause });
     deps.log?.warn({ requestId: deps.requestId, err: cause }, "chat loop failed");
-    out({ type: "error", error: error.toBody(deps.requestId) });
-    return err(error);
+    return failed(new AppError("internal", "the chat loop failed", { cause }));
   } finally {
     await sandbox.release();
   }
@@ -142,6 +152,7 @@ async function converse(
   sandbox: SandboxSession,
   out: (e: ChatEvent) => void,
   signal: AbortSignal,
+  calls: { made: number },
 ): Promise<Result<{ reply: string; toolCalls: ToolCallRecord[]; modelCalls: number }>> {
   const client = new OpenAI({
     apiKey: deps.model.apiKey,
@@ -168,16 +179,17 @@ async function converse(
   const toolCalls: ToolCallRecord[] = [];
 
   for (let round = 0; ; round++) {
+    calls.made = round + 1;
     const turn = await nextTurn(client, deps, opts, messages, round, out, signal);
     if (!turn.ok) return turn;
     const { text, toolCalls: requested } = turn.value;
-    if (requested.length === 0) return ok({ reply: text, toolCalls, modelCalls: round + 1 });
+    if (requested.length === 0) return ok({ reply: text, toolCalls, modelCalls: calls.made });
     if (round >= opts.maxToolRounds) {
       const notice =
         `[Stopped: the model asked to run more commands, but this request reached its limit of ` +
         `${opts.maxToolRounds} tool rounds. The commands of that last request were not run.]`;
       deps.log?.info({ requestId: deps.requestId, rounds: round }, "chat stopped at max tool rounds");
-      return ok({ reply: text === "" ? notice : `${text}\n\n${notice}`, toolCalls, modelCalls: round + 1 });
+      return ok({ reply: text === "" ? notice : `${text}\n\n${notice}`, toolCalls, modelCalls: calls.made });
     }
     messages.push({
       role: "assistant",
@@ -379,4 +391,16 @@ function toolResultEvent(r: ToolCallRecord): ChatEvent {
     truncated: r.truncated,
     timedOut: r.timedOut,
   };
+}
+
+/** `error` with the failed turn's model-call count in its answer's MODEL_CALLS_HEADER. */
+function withModelCalls(error: AppError, made: number): AppError {
+  if (made === 0) return error;
+  return new AppError(error.code, error.message, {
+    ...(error.retryAfterSeconds !== undefined ? { retryAfterSeconds: error.retryAfterSeconds } : {}),
+    ...(error.details !== undefined ? { details: error.details } : {}),
+    ...(error.exit !== undefined ? { exit: error.exit } : {}),
+    headers: { ...error.headers, [MODEL_CALLS_HEADER]: String(made) },
+    cause: error,
+  });
 }

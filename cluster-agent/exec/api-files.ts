@@ -1,9 +1,10 @@
 import { posix } from "node:path";
 import { Writable } from "node:stream";
 import type { KubeConfig } from "@kubernetes/client-node";
-import type { FileEntry } from "../../shared/api.ts";
+import { type FileEntry, SANDBOX_LIMITS } from "../../shared/api.ts";
 import { AppError, type ErrorCode, err, ok, type Result } from "../../shared/errors.ts";
-import type { ExecTarget, FileListing, ReadResult, SandboxFiles } from "./executor.ts";
+import { ListSelection } from "../../shared/list-page.ts";
+import type { ExecTarget, FileListing, ListOptions, ReadResult, SandboxFiles } from "./executor.ts";
 import { exitCodeOf, PodsExec } from "./pods-exec.ts";
 import { sizedStdin } from "./remote-wrapper.ts";
 
@@ -83,12 +84,17 @@ export abstract class ShellFiles implements SandboxFiles {
   /** Largest read kept in memory. */
   protected abstract readonly maxReadBytes: number;
 
-  /** One program, `/bin/sh -c <script> pi-files <args…>`, in the pod; `stdin` its exact input. */
+  /**
+   * One program, `/bin/sh -c <script> pi-files <args…>`, in the pod; `stdin` its exact input.
+   * With `stdoutTo`, stdout goes there (as it comes, where the transport allows) and
+   * `FilesRun.stdout` is empty.
+   */
   protected abstract run(
     target: ExecTarget,
     argv: string[],
     signal: AbortSignal,
     stdin?: Uint8Array,
+    stdoutTo?: (chunk: Buffer) => void,
   ): Promise<Result<FilesRun>>;
 
   async #script(
@@ -97,8 +103,10 @@ export abstract class ShellFiles implements SandboxFiles {
     args: string[],
     signal: AbortSignal,
     stdin?: Uint8Array,
+    stdoutTo?: (chunk: Buffer) => void,
   ): Promise<Result<FilesRun>> {
-    return this.#check(await this.run(target, ["/bin/sh", "-c", script, "pi-files", ...args], signal, stdin));
+    const argv = ["/bin/sh", "-c", script, "pi-files", ...args];
+    return this.#check(await this.run(target, argv, signal, stdin, stdoutTo));
   }
 
   #check(r: Result<FilesRun>): Result<FilesRun> {
@@ -130,12 +138,13 @@ export abstract class ShellFiles implements SandboxFiles {
   }
 
   async read(target: ExecTarget, path: string, opts: { signal: AbortSignal }): Promise<Result<ReadResult>> {
-    const r = await this.#script(target, READ_SCRIPT, [path, "0"], opts.signal);
+    const out = new ReadOutput({}, this.maxReadBytes);
+    const r = await this.#script(target, READ_SCRIPT, [path, "0"], opts.signal, undefined, out.write);
     if (!r.ok) return r;
-    const out = r.value.stdout;
-    if (out.subarray(0, 2).toString() === "D\n")
-      return ok({ kind: "dir", entries: parseListing(out.subarray(2)).entries });
-    const bytes = out.subarray(2);
+    if (out.kind === "dir") return ok({ kind: "dir", ...out.page.result() });
+    if (out.tooLarge)
+      return err(new AppError("payload_too_large", `file is larger than ${this.maxReadBytes} bytes`));
+    const bytes = Buffer.concat(out.file);
     const body = new ReadableStream<Uint8Array>({
       start(c) {
         if (bytes.byteLength > 0) c.enqueue(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength));
@@ -148,15 +157,15 @@ export abstract class ShellFiles implements SandboxFiles {
   async list(
     target: ExecTarget,
     path: string,
-    opts: { signal: AbortSignal; recursive?: boolean; limit?: number },
+    opts: ListOptions & { signal: AbortSignal },
   ): Promise<Result<FileListing>> {
-    const r = await this.#script(target, READ_SCRIPT, [path, opts.recursive ? "1" : "0"], opts.signal);
+    // A file's bytes are not kept (limit 0): only whether it was one matters.
+    const out = new ReadOutput(opts, 0);
+    const args = [path, opts.recursive ? "1" : "0"];
+    const r = await this.#script(target, READ_SCRIPT, args, opts.signal, undefined, out.write);
     if (!r.ok) return r;
-    if (r.value.stdout.subarray(0, 2).toString() !== "D\n")
-      return err(new AppError("invalid_path", `${path}: not a directory`));
-    const all = parseListing(r.value.stdout.subarray(2)).entries;
-    const limit = opts.limit ?? 10_000;
-    return ok({ entries: all.slice(0, limit), truncated: all.length > limit });
+    if (out.kind !== "dir") return err(new AppError("invalid_path", `${path}: not a directory`));
+    return ok(out.page.result());
   }
 
   async remove(target: ExecTarget, path: string, opts: { signal: AbortSignal }): Promise<Result<void>> {
@@ -197,6 +206,7 @@ export class ApiFiles extends ShellFiles {
     argv: string[],
     signal: AbortSignal,
     stdin?: Uint8Array,
+    stdoutTo?: (chunk: Buffer) => void,
   ): Promise<Result<FilesRun>> {
     const out: Buffer[] = [];
     const errOut: Buffer[] = [];
@@ -210,7 +220,14 @@ export class ApiFiles extends ShellFiles {
           done();
         },
       });
-    const stdout = sink(out, true);
+    const stdout = stdoutTo
+      ? new Writable({
+          write(chunk: Buffer, _e, done) {
+            stdoutTo(chunk);
+            done();
+          },
+        })
+      : sink(out, true);
     const stderr = sink(errOut, false);
     const input = stdin === undefined ? null : sizedStdin(stdin);
     const end = await this.#pods.run({
@@ -233,30 +250,67 @@ export class ApiFiles extends ShellFiles {
   }
 }
 
-/** `find -printf "%y %s %T@ %P\0"` records, sorted like the exec server's listing (breadth-first, by name). */
-function parseListing(buf: Buffer): { entries: FileEntry[] } {
-  const entries: FileEntry[] = [];
-  for (const rec of buf.toString("utf8").split("\0")) {
-    const m = /^(\S) (\d+) ([\d.]+) (.+)$/s.exec(rec);
-    if (!m) continue;
-    const type = m[1] === "d" ? "dir" : m[1] === "l" ? "symlink" : "file";
-    entries.push({
-      name: m[4] as string,
-      type,
-      size: type === "file" ? Number(m[2]) : 0,
-      mtime: new Date(Math.floor(Number(m[3]) * 1000)).toISOString(),
+/**
+ * READ_SCRIPT's stdout as it arrives: after `D\n`, `find -printf "%y %s %T@ %P\0"` records go
+ * straight into one page (ListSelection: `find`'s order is not the listing's, and only a page is
+ * kept however long the listing); after `F\n`, the file's bytes, up to `maxFileBytes`.
+ */
+class ReadOutput {
+  kind: "dir" | "file" | null = null;
+  readonly page: ListSelection<FileEntry>;
+  readonly file: Buffer[] = [];
+  tooLarge = false;
+  #fileBytes = 0;
+  #pending: Buffer = Buffer.alloc(0);
+
+  constructor(
+    opts: ListOptions,
+    private readonly maxFileBytes: number,
+  ) {
+    this.page = new ListSelection<FileEntry>({
+      maxEntries: Math.min(opts.limit ?? SANDBOX_LIMITS.maxListEntries, SANDBOX_LIMITS.maxListEntries),
+      maxBytes: SANDBOX_LIMITS.maxListBytes,
+      after: opts.after,
     });
   }
-  const depth = (n: string) => n.split("/").length;
-  entries.sort((a, b) => {
-    const da = depth(a.name);
-    const db = depth(b.name);
-    if (da !== db) return da - db;
-    const pa = posix.dirname(a.name);
-    const pb = posix.dirname(b.name);
-    return pa === pb ? (a.name < b.name ? -1 : 1) : pa < pb ? -1 : 1;
-  });
-  return { entries };
+
+  readonly write = (chunk: Buffer): void => {
+    let rest = chunk;
+    if (this.kind === null) {
+      this.#pending = Buffer.concat([this.#pending, chunk]);
+      if (this.#pending.length < 2) return;
+      this.kind = this.#pending.subarray(0, 2).toString() === "D\n" ? "dir" : "file";
+      rest = this.#pending.subarray(2);
+      this.#pending = Buffer.alloc(0);
+    }
+    if (this.kind === "file") {
+      this.#fileBytes += rest.length;
+      if (this.#fileBytes > this.maxFileBytes) this.tooLarge = true;
+      else this.file.push(rest);
+      return;
+    }
+    let buf = this.#pending.length > 0 ? Buffer.concat([this.#pending, rest]) : rest;
+    for (let at = buf.indexOf(0); at >= 0; at = buf.indexOf(0)) {
+      const e = recordOf(buf.subarray(0, at).toString("utf8"));
+      if (e) this.page.offer(e);
+      buf = buf.subarray(at + 1);
+    }
+    // A copy: the remainder must not keep the whole chunk alive.
+    this.#pending = Buffer.from(buf);
+  };
+}
+
+/** One `find -printf "%y %s %T@ %P"` record as an entry (null: not one). */
+function recordOf(rec: string): FileEntry | null {
+  const m = /^(\S) (\d+) ([\d.]+) (.+)$/s.exec(rec);
+  if (!m) return null;
+  const type = m[1] === "d" ? "dir" : m[1] === "l" ? "symlink" : "file";
+  return {
+    name: m[4] as string,
+    type,
+    size: type === "file" ? Number(m[2]) : 0,
+    mtime: new Date(Math.floor(Number(m[3]) * 1000)).toISOString(),
+  };
 }
 
 async function collect(body: ReadableStream<Uint8Array>, max: number): Promise<Uint8Array | null> {

@@ -43,6 +43,20 @@ export class ContractFiles extends ShellFiles {
     argv: string[],
     signal: AbortSignal,
     stdin?: Uint8Array,
+    stdoutTo?: (chunk: Buffer) => void,
+  ): Promise<Result<FilesRun>> {
+    const r = await this.#run(target, argv, signal, stdin);
+    // The contract answers a command's output whole (bounded by the server's output cap).
+    if (!r.ok || !stdoutTo) return r;
+    stdoutTo(r.value.stdout);
+    return ok({ ...r.value, stdout: Buffer.alloc(0) });
+  }
+
+  async #run(
+    target: ExecTarget,
+    argv: string[],
+    signal: AbortSignal,
+    stdin?: Uint8Array,
   ): Promise<Result<FilesRun>> {
     if (stdin === undefined || stdin.byteLength <= CONTRACT_MAX_STDIN_BYTES)
       return this.#once(target, argv, signal, stdin);

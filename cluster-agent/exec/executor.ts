@@ -7,6 +7,7 @@ import type {
   StdinResult,
 } from "../../shared/api.ts";
 import { AppError, type Result } from "../../shared/errors.ts";
+import type { ListPageResult } from "../../shared/list-page.ts";
 
 /*
  * The one contract between the lease core, the request pipeline, chat and the executors: what a
@@ -62,11 +63,16 @@ export interface Executor {
 
 export type ReadResult =
   | { kind: "file"; size: number; body: ReadableStream<Uint8Array> }
-  | { kind: "dir"; entries: FileEntry[] };
+  | ({ kind: "dir" } & FileListing);
 
-export interface FileListing {
-  entries: FileEntry[];
-  truncated: boolean;
+/** One page of a listing (shared/list-page.ts): `next` is the `after` of the following page. */
+export type FileListing = ListPageResult<FileEntry>;
+
+/** Which page of a listing: at most `limit` entries (and SANDBOX_LIMITS.maxListBytes), after `after`. */
+export interface ListOptions {
+  recursive?: boolean;
+  limit?: number;
+  after?: string;
 }
 
 /**
@@ -88,7 +94,7 @@ export interface SandboxFiles {
   list(
     target: ExecTarget,
     path: string,
-    opts: { signal: AbortSignal; recursive?: boolean; limit?: number },
+    opts: ListOptions & { signal: AbortSignal },
   ): Promise<Result<FileListing>>;
   remove(target: ExecTarget, path: string, opts: { signal: AbortSignal }): Promise<Result<void>>;
 }

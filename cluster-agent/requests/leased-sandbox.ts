@@ -7,6 +7,7 @@ import type {
   ExecTarget,
   Executor,
   FileListing,
+  ListOptions,
   ReadResult,
   SandboxFiles,
   SandboxLease,
@@ -170,10 +171,7 @@ export class LeasedSandbox {
     );
   }
 
-  listFiles(
-    path: string,
-    opts: { recursive?: boolean; limit?: number; signal?: AbortSignal } = {},
-  ): Promise<Result<FileListing>> {
+  listFiles(path: string, opts: ListOptions & { signal?: AbortSignal } = {}): Promise<Result<FileListing>> {
     const { signal: _s, ...rest } = opts;
     return this.onFiles(opts.signal, (files, signal) => files.list(this.lease, path, { ...rest, signal }));
   }

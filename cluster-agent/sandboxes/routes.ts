@@ -226,18 +226,24 @@ export function sandboxRoutes(deps: SandboxRoutesDeps): Hono<{ Variables: Sandbo
         const d = await sb.removeFile(path);
         return d.ok ? { ok: true as const, value: c.body(null, 204) } : d;
       }
-      const recursive = url.searchParams.get("recursive") === "1";
-      if (recursive) {
-        const limit = Number(url.searchParams.get("limit") ?? SANDBOX_LIMITS.maxListEntries);
+      // A listing's page: `recursive`, `limit`, `after` (a path must then be a directory).
+      const q = url.searchParams;
+      if (q.has("recursive") || q.has("limit") || q.has("after")) {
+        const limit = Number(q.get("limit") ?? SANDBOX_LIMITS.maxListEntries);
+        const after = q.get("after");
         const l = await sb.listFiles(path, {
-          recursive: true,
+          recursive: q.get("recursive") === "1",
           limit: Number.isInteger(limit) && limit > 0 ? limit : SANDBOX_LIMITS.maxListEntries,
+          ...(after !== null ? { after } : {}),
         });
         return l.ok ? { ok: true as const, value: c.json(l.value) } : l;
       }
       const r = await sb.readFile(path);
       if (!r.ok) return r;
-      if (r.value.kind === "dir") return { ok: true as const, value: c.json({ entries: r.value.entries }) };
+      if (r.value.kind === "dir") {
+        const { kind: _k, ...page } = r.value;
+        return { ok: true as const, value: c.json(page) };
+      }
       deps.onFileBytes?.("out", r.value.size);
       return {
         ok: true as const,

@@ -17,6 +17,7 @@ import {
   parseSandboxId,
   SANDBOX_EXEC_NETWORK_REFUSAL,
   SANDBOX_FILE_SIZE_HEADER,
+  SANDBOX_LIMITS,
   type Sandbox,
   SandboxCreateRequestSchema,
   SandboxListSchema,
@@ -48,6 +49,32 @@ const pathParam = {
   description:
     "file or directory, relative to /workspace (or absolute under it); a directory answers a JSON listing",
 };
+
+/**
+ * A directory answers one page of its listing: at most SANDBOX_LIMITS.maxListEntries entries and
+ * maxListBytes of JSON entries (the exec server stops walking there, so no component holds more);
+ * `truncated: true` with `next` says more follow.
+ */
+const listParams = [
+  {
+    name: "recursive",
+    in: "query" as const,
+    required: false,
+    description: "`1`: the whole tree, breadth-first",
+  },
+  {
+    name: "limit",
+    in: "query" as const,
+    required: false,
+    description: `most entries on the page (default and maximum ${SANDBOX_LIMITS.maxListEntries}; the page also stops at ${SANDBOX_LIMITS.maxListBytes / 1024 / 1024} MiB of entries)`,
+  },
+  {
+    name: "after",
+    in: "query" as const,
+    required: false,
+    description: "the previous page's `next`: the page continues after that name",
+  },
+];
 
 /** The region and cluster a sandbox id names, or null when it is malformed or of a region not served here. */
 export function sandboxWhere(
@@ -298,7 +325,7 @@ export const getFileRoute: RouteDef = {
     tags: ["sandboxes"],
     response: DirListingSchema,
     responseContentType: "application/octet-stream",
-    parameters: [idParam, pathParam],
+    parameters: [idParam, pathParam, ...listParams],
   },
   async handler(c) {
     return withContentLength(await relayAsIs(c, "GET", "*/*"));
@@ -323,7 +350,11 @@ function withContentLength(res: Response): Response {
 export const listWorkspaceRoute: RouteDef = {
   ...getFileRoute,
   path: "/v1/sandboxes/:id/files",
-  doc: { ...getFileRoute.doc, summary: "List /workspace (JSON; `?recursive=1`)", parameters: [idParam] },
+  doc: {
+    ...getFileRoute.doc,
+    summary: "List /workspace (JSON, one page; `?recursive=1`, `limit`, `after`)",
+    parameters: [idParam, ...listParams],
+  },
 };
 
 export const deleteFileRoute: RouteDef = {

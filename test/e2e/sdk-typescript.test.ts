@@ -369,6 +369,12 @@ describe("sandboxes", () => {
     expect((await sb.refresh()).id).toBe(sb.id);
     expect(await sb.files.read("bin/../bin/data.bin")).toHaveLength(5 * MiB);
     expect(await apiError(sb.files.read("bin"))).toMatchObject({ code: "is_a_directory" });
+
+    // The server answers a listing a page at a time (10,000 entries at most): list() follows `next`.
+    expect((await sb.exec("mkdir many && cd many && seq 1 10050 | xargs touch")).exitCode).toBe(0);
+    const many = await sb.files.list("many");
+    expect(many).toHaveLength(10_050);
+    expect(new Set(many.map((e) => e.name)).size).toBe(10_050);
   });
 
   it("`await using` deletes the sandbox at scope end; another tenant sees none of it", async () => {

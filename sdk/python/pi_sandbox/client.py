@@ -154,12 +154,25 @@ class Sandbox(_Exec):
         return data
 
     def ls(self, path: str = "") -> List[FileEntry]:
-        status, headers, data = self._transport.request("GET", _files_url(self._base, path, as_dir=True))
-        if not (headers.get("content-type") or "").lower().startswith("application/json"):
-            raise SandboxApiError("not_a_directory", f"{path} is a file", status, headers.get("x-request-id"))
+        """Every entry of a directory: the server answers a page at a time (``truncated``/``next``),
+        and this follows the pages (``?after=<next>``)."""
         import json
 
-        return [FileEntry.from_json(e) for e in json.loads(data.decode("utf-8")).get("entries", [])]
+        entries: List[FileEntry] = []
+        after: Optional[str] = None
+        while True:
+            url = _files_url(self._base, path, as_dir=True)
+            if after is not None:
+                url += "?after=" + urllib.parse.quote(after, safe="")
+            status, headers, data = self._transport.request("GET", url)
+            if not (headers.get("content-type") or "").lower().startswith("application/json"):
+                raise SandboxApiError("not_a_directory", f"{path} is a file", status, headers.get("x-request-id"))
+            page = json.loads(data.decode("utf-8"))
+            entries.extend(FileEntry.from_json(e) for e in page.get("entries", []))
+            nxt = page.get("next")
+            if not page.get("truncated") or not isinstance(nxt, str):
+                return entries
+            after = nxt
 
     def remove(self, path: str) -> None:
         self._transport.json("DELETE", _files_url(self._base, path))

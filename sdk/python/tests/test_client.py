@@ -233,6 +233,10 @@ class Sandboxes(unittest.TestCase):
             self.assertEqual(sb.read("s.txt"), b"from a file object")
             self.assertEqual(sorted((e.type, e.name) for e in sb.ls()), [("dir", "d"), ("file", "a.txt"), ("file", "s.txt")])
             self.assertEqual([(e.name, e.size) for e in sb.ls("d")], [("data.bin", 5 * MiB)])
+            # The server answers 10,000 entries a page; ls() follows the pages.
+            self.assertEqual(sb.execute("mkdir many && cd many && seq 1 10050 | xargs touch").exit_code, 0)
+            many = sb.ls("many")
+            self.assertEqual((len(many), len({e.name for e in many})), (10050, 10050))
             sb.remove("s.txt")
             with self.assertRaises(SandboxApiError) as cm:
                 sb.read("s.txt")

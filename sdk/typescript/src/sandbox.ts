@@ -124,11 +124,30 @@ export class SandboxFiles {
     }
   }
 
-  /** A directory's entries (the workspace root by default). */
+  /**
+   * A directory's entries (the workspace root by default), all of them: the server answers a page
+   * at a time (at most 10,000 entries or 1 MiB), and this follows each page's `next`.
+   */
   async list(dir = "", opts: CallOptions = {}): Promise<FileEntry[]> {
+    const all: FileEntry[] = [];
+    let after: string | undefined;
+    for (;;) {
+      const page = await this.listPage(dir, after, opts);
+      all.push(...page.entries);
+      if (!page.truncated || page.next === undefined) return all;
+      after = page.next;
+    }
+  }
+
+  private async listPage(
+    dir: string,
+    after: string | undefined,
+    opts: CallOptions,
+  ): Promise<{ entries: FileEntry[]; truncated?: boolean; next?: string }> {
+    const query = after === undefined ? "" : `?after=${encodeURIComponent(after)}`;
     const { res, done } = await this.transport.open({
       method: "GET",
-      path: filesUrl(this.base, dir, true),
+      path: `${filesUrl(this.base, dir, true)}${query}`,
       accept: "application/json",
       ...callOptions(opts),
     });
@@ -142,7 +161,7 @@ export class SandboxFiles {
           requestId: res.headers.get("x-request-id") ?? undefined,
         });
       }
-      const body = (await res.json()) as { entries?: FileEntry[] };
+      const body = (await res.json()) as { entries?: FileEntry[]; truncated?: boolean; next?: string };
       if (!Array.isArray(body.entries)) {
         throw new SandboxApiError({
           code: "invalid_response",
@@ -150,7 +169,11 @@ export class SandboxFiles {
           status: 200,
         });
       }
-      return body.entries;
+      return {
+        entries: body.entries,
+        truncated: body.truncated === true,
+        ...(typeof body.next === "string" ? { next: body.next } : {}),
+      };
     } finally {
       done();
     }

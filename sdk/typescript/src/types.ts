@@ -226,7 +226,8 @@ export type ChatEvent =
   | { type: "assistant.message"; text: string }
   | { type: "sandbox.released"; pod: string }
   | { type: "done"; response: ChatResponse }
-  | { type: "error"; error: ErrorBody };
+  /** `modelCalls`: the model calls the failed turn made (charged to the quota like a finished turn's). */
+  | { type: "error"; error: ErrorBody; modelCalls?: number };
 
 // ---- pool ----
 
