@@ -16,6 +16,7 @@ import { ExecServerClient } from "./exec/exec-server-client.ts";
 import type { Executor, SandboxFiles } from "./exec/executor.ts";
 import { HttpFiles } from "./exec/files.ts";
 import { HttpExecutor } from "./exec/http-executor.ts";
+import { HttpPorts } from "./exec/ports.ts";
 import { HttpProcesses } from "./exec/processes.ts";
 import { HttpScrubber } from "./exec/scrubber.ts";
 import { createAgentApp, createMetricsApp } from "./http/app.ts";
@@ -200,7 +201,14 @@ export async function startAgent(
         executor,
         files,
         // pods/exec cannot keep a process: api mode has none (not_supported_in_api_mode).
-        ...(config.execMode === "http" ? { processes: new HttpProcesses({ client: execServer }) } : {}),
+        ...(config.execMode === "http"
+          ? {
+              processes: new HttpProcesses({ client: execServer }),
+              // Port links go through the exec server too: api mode has none to proxy through.
+              ports: new HttpPorts({ client: execServer }),
+            }
+          : {}),
+        execServerPort: execServer.port,
         bus,
         region: config.region,
         cluster: config.clusterId,

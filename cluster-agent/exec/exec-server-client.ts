@@ -24,8 +24,9 @@ export function execServerClient(o: ExecServerAccess): ExecServerClient {
 }
 
 export interface ExecServerCall {
-  method: "GET" | "POST" | "PUT" | "DELETE";
-  /** One of EXEC_SERVER_PATHS. */
+  /** GET, POST, PUT, DELETE; any method for a proxied port request. */
+  method: string;
+  /** One of EXEC_SERVER_PATHS (under `ports`: the port and the app's path). */
   path: string;
   query?: Record<string, string>;
   headers?: Record<string, string>;
@@ -55,6 +56,11 @@ export class ExecServerClient {
     this.#token = o.poolToken;
     this.#port = o.port ?? EXEC_SERVER_PORT;
     this.#agent = o.agent ?? new Agent({ keepAlive: true, maxSockets: 256 });
+  }
+
+  /** The exec server's port in every pod (no port link may reach it). */
+  get port(): number {
+    return this.#port;
   }
 
   /** GET /health through the pool: the socket stays there for the pod's first call. */
@@ -166,6 +172,9 @@ const KNOWN: Record<string, ErrorCode> = {
   ring_limit: "ring_limit",
   spawn_failed: "spawn_failed",
   not_a_tty: "not_a_tty",
+  // Port links: the server's words about the linked port.
+  port_not_listening: "port_not_listening",
+  port_not_allowed: "port_not_allowed",
 };
 
 const ServerErrorSchema = z.object({
@@ -191,7 +200,8 @@ function serverError(status: number, text: string): AppError {
   const exit =
     code === "process_exited" ? { exit: { exitCode: exitCode ?? null, signal: signal ?? null } } : {};
   // stdin_busy is the process's own backlog draining: worth a retry a second later.
-  const retry = code === "stdin_busy" ? { retryAfterSeconds: 1 } : {};
+  // port_not_listening: a server that is still starting.
+  const retry = code === "stdin_busy" || code === "port_not_listening" ? { retryAfterSeconds: 1 } : {};
   return mapped
     ? new AppError(mapped, message, { ...exit, ...retry })
     : new AppError("sandbox_failed", `exec server answered ${status} ${code}: ${message}`);

@@ -153,6 +153,32 @@ export interface SandboxProcesses {
   remove(target: ExecTarget, pid: number, opts: { signal: AbortSignal }): Promise<Result<ProcessInfo>>;
 }
 
+/** One HTTP request to a port inside the sandbox (a port link's request, as the edge relayed it). */
+export interface PortRequest {
+  port: number;
+  method: string;
+  /** The app's path and query, as the client sent them. */
+  path: string;
+  headers: Array<[string, string]>;
+  body?: ReadableStream<Uint8Array> | Uint8Array;
+}
+
+/** The app's answer: its status and headers (hop-by-hop ones dropped) and its body, streaming. */
+export interface PortResponse {
+  status: number;
+  headers: Array<[string, string]>;
+  body: ReadableStream<Uint8Array> | null;
+}
+
+/**
+ * The sandbox's ports (http mode only: exec/ports.ts through the exec server's /ports; api mode has
+ * no server in the pod to proxy through). Callers go through the pipeline (LeasedSandbox.onPorts).
+ */
+export interface SandboxPorts {
+  /** Resolves at the app's response head; `signal` ends both bodies. */
+  proxy(target: ExecTarget, req: PortRequest, opts: { signal: AbortSignal }): Promise<Result<PortResponse>>;
+}
+
 export interface Scrubber {
   /** /reset, then /inspect to verify nothing is left: no process, no file in /workspace or /tmp. */
   scrub(target: ExecTarget): Promise<Result<{ killed: number; removed: number }>>;

@@ -10,6 +10,7 @@ import type {
   ReadResult,
   SandboxFiles,
   SandboxLease,
+  SandboxPorts,
   SandboxProcesses,
 } from "../exec/executor.ts";
 
@@ -31,6 +32,8 @@ export interface LeasedSandboxDeps {
   files?: SandboxFiles;
   /** Long-lived processes (http mode); without them every process call answers `not_supported_in_api_mode`. */
   processes?: SandboxProcesses;
+  /** The sandbox's ports (http mode); without them every port call answers `not_supported_in_api_mode`. */
+  ports?: SandboxPorts;
   /**
    * Where a failure's upstream words go (a pino logger fits): an executor or files call answers
    * in our words and keeps what the pod, the exec server or the API server said as the error's
@@ -197,17 +200,21 @@ export class LeasedSandbox {
     own?: AbortSignal,
   ): Promise<Result<T>> {
     const processes = this.deps.processes;
-    if (!processes) {
-      return Promise.resolve(
-        err(
-          new AppError(
-            "not_supported_in_api_mode",
-            "long-lived processes need the sandbox's exec server (EXEC_MODE=http); this agent runs commands over pods/exec",
-          ),
-        ),
-      );
-    }
+    if (!processes) return Promise.resolve(err(apiMode("long-lived processes")));
     return this.onPod(own, (signal) => op(processes, this.lease, signal));
+  }
+
+  /**
+   * One request to a port of the leased pod (a port link's), with the same signals and fence
+   * handling as `run`; the response body lives under the same signal.
+   */
+  onPorts<T>(
+    op: (ports: SandboxPorts, target: ExecTarget, signal: AbortSignal) => Promise<Result<T>>,
+    own?: AbortSignal,
+  ): Promise<Result<T>> {
+    const ports = this.deps.ports;
+    if (!ports) return Promise.resolve(err(apiMode("port links")));
+    return this.onPod(own, (signal) => op(ports, this.lease, signal));
   }
 
   private async onPod<T>(
@@ -305,6 +312,14 @@ export async function withLeasedSandbox<T>(
     void taken.value.release();
     ctx.onReleased?.(taken.value);
   }
+}
+
+/** What a call that needs the pod's exec server answers on an agent without one. */
+function apiMode(what: string): AppError {
+  return new AppError(
+    "not_supported_in_api_mode",
+    `${what} need the sandbox's exec server (EXEC_MODE=http); this agent runs commands over pods/exec`,
+  );
 }
 
 function leaseLost(pod: string): AppError {

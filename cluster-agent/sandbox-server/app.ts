@@ -3,6 +3,7 @@ import { FenceMark, makeTokenCheck } from "./auth.ts";
 import type { ServerConfig } from "./config.ts";
 import { handleFiles } from "./file-routes.ts";
 import { clearIpc, describeResidue, ipcResidue } from "./ipc.ts";
+import { handlePortProxy } from "./port-proxy.ts";
 import { handleProcesses } from "./process-routes.ts";
 import { ProcessTable } from "./process-table.ts";
 import { killEveryoneElse, otherProcesses, ownsPidNamespace } from "./processes.ts";
@@ -225,6 +226,16 @@ export function createSandboxServer(config: ServerConfig): SandboxServer {
     });
   }
 
+  function handlePortRequest(req: IncomingMessage, res: ServerResponse): void {
+    // The same pool token and fence as every other route: a holder whose lease passed on must not
+    // reach the next holder's servers.
+    if (!authorize(req, res) || checkFence(req, res) === undefined) {
+      req.resume();
+      return;
+    }
+    handlePortProxy(req, res, { ownPort: config.port });
+  }
+
   const route = async (req: IncomingMessage, res: ServerResponse) => {
     const path = (req.url ?? "/").split("?")[0] ?? "/";
     if (path === PATHS.health && (req.method === "GET" || req.method === "HEAD")) {
@@ -236,6 +247,7 @@ export function createSandboxServer(config: ServerConfig): SandboxServer {
     else if (path === PATHS.files) await handleFileRequest(req, res);
     else if (path === PATHS.processes || path.startsWith(`${PATHS.processes}/`))
       await handleProcessRequest(req, res);
+    else if (path.startsWith(`${PATHS.ports}/`)) handlePortRequest(req, res);
     else {
       req.resume();
       sendError(res, 404, "not_found", `no route ${req.method} ${path}`);

@@ -1,0 +1,134 @@
+import type { V1Lease } from "@kubernetes/client-node";
+import { z } from "zod";
+import {
+  PORT_LINK_LIMITS,
+  type PortLinkCreateRequest,
+  type PortLinkRecord,
+  PortLinkRecordSchema,
+} from "../../shared/api.ts";
+import { AppError, err, ok, type Result } from "../../shared/errors.ts";
+import { linkNotFound } from "../../shared/port-link-token.ts";
+import { randomLowerAlnum, SANDBOX_ANNOTATIONS } from "../pool-state/sandbox-record.ts";
+import type { SandboxService } from "./service.ts";
+
+/**
+ * A sandbox's open port links, kept on its Lease (SANDBOX_ANNOTATIONS.links) like its network
+ * policy: any replica lists, creates, revokes and checks them, and they end with the sandbox (its
+ * Lease passes on, the link's sandbox id names nothing). The token that grants a link is signed by
+ * the edge and never stored; a link missing here is revoked, whatever its token says.
+ */
+
+const StoredSchema = z.array(PortLinkRecordSchema);
+
+export interface PortLinksOptions {
+  sandboxes: SandboxService;
+  /** The exec server's port in the pod: never linked. */
+  execServerPort: number;
+  now?: () => number;
+}
+
+export class PortLinks {
+  readonly #o: PortLinksOptions;
+  readonly #now: () => number;
+
+  constructor(o: PortLinksOptions) {
+    this.#o = o;
+    this.#now = o.now ?? Date.now;
+  }
+
+  /** The sandbox's links that are still open (expired ones are not shown, and pruned on the next write). */
+  list(tenant: string, id: string): Result<PortLinkRecord[]> {
+    const lease = this.#o.sandboxes.leaseOf(tenant, id);
+    return lease.ok ? ok(this.#open(lease.value)) : lease;
+  }
+
+  async create(
+    tenant: string,
+    id: string,
+    requestId: string,
+    port: number,
+    req: PortLinkCreateRequest,
+  ): Promise<Result<PortLinkRecord>> {
+    const refused = this.refusedPort(port);
+    if (refused) return err(refused);
+    const now = this.#now();
+    const link: PortLinkRecord = {
+      id: mintLinkId(),
+      port,
+      public: req.public,
+      createdAt: new Date(now).toISOString(),
+      expiresAt: new Date(now + req.ttlSeconds * 1000).toISOString(),
+    };
+    const written = await this.#o.sandboxes.annotate(tenant, id, requestId, `link port ${port}`, (lease) => {
+      const open = this.#open(lease);
+      if (open.length >= PORT_LINK_LIMITS.maxOpenLinks) {
+        return err(
+          new AppError(
+            "link_limit",
+            `the sandbox has ${open.length} open links (at most ${PORT_LINK_LIMITS.maxOpenLinks}): revoke one or let it expire`,
+          ),
+        );
+      }
+      return ok({ [SANDBOX_ANNOTATIONS.links]: JSON.stringify([...open, link]) });
+    });
+    return written.ok ? ok(link) : written;
+  }
+
+  async revoke(
+    tenant: string,
+    id: string,
+    requestId: string,
+    port: number,
+    linkId: string,
+  ): Promise<Result<void>> {
+    const written = await this.#o.sandboxes.annotate(
+      tenant,
+      id,
+      requestId,
+      `revoke link ${linkId}`,
+      (lease) => {
+        const open = this.#open(lease);
+        const rest = open.filter((l) => !(l.id === linkId && l.port === port));
+        if (rest.length === open.length) return err(linkNotFound());
+        return ok({ [SANDBOX_ANNOTATIONS.links]: JSON.stringify(rest) });
+      },
+    );
+    return written.ok ? ok(undefined) : written;
+  }
+
+  /**
+   * The link a request presents, if it is still open on this tenant's sandbox for this port; every
+   * other case (sandbox gone or another tenant's, revoked, expired, another port) is link_not_found.
+   */
+  check(tenant: string, id: string, linkId: string, port: number): Result<PortLinkRecord> {
+    const lease = this.#o.sandboxes.leaseOf(tenant, id);
+    if (!lease.ok) return err(linkNotFound());
+    const link = this.#open(lease.value).find((l) => l.id === linkId && l.port === port);
+    return link ? ok(link) : err(linkNotFound());
+  }
+
+  /** A port no link may reach: the exec server's own (1–65535 is the schema's). */
+  refusedPort(port: number): AppError | undefined {
+    return port === this.#o.execServerPort
+      ? new AppError("port_not_allowed", `port ${port} is the sandbox's exec server: it cannot be linked`)
+      : undefined;
+  }
+
+  #open(lease: V1Lease): PortLinkRecord[] {
+    const raw = lease.metadata?.annotations?.[SANDBOX_ANNOTATIONS.links];
+    if (!raw) return [];
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(raw);
+    } catch {
+      return [];
+    }
+    // An annotation that is not the stored shape opens nothing (fail closed).
+    const links = StoredSchema.safeParse(parsed);
+    const now = this.#now();
+    return links.success ? links.data.filter((l) => Date.parse(l.expiresAt) > now) : [];
+  }
+}
+
+/** `pl-` + 20 of [a-z0-9] (LinkIdSchema): a DNS label of its own. */
+const mintLinkId = () => `pl-${randomLowerAlnum(20)}`;
