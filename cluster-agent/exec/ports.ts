@@ -50,10 +50,10 @@ export class HttpPorts implements SandboxPorts {
       for (const v of [value].flat()) headers.push([name, v]);
     }
     const status = res.statusCode ?? 502;
-    const body =
-      NO_BODY.has(status) || req.method === "HEAD"
-        ? (res.resume(), null)
-        : (Readable.toWeb(res) as unknown as ReadableStream<Uint8Array>);
-    return ok({ status, headers, body });
+    if (NO_BODY.has(status) || req.method === "HEAD") {
+      res.resume();
+      return ok({ status, headers, body: null });
+    }
+    return ok({ status, headers, body: Readable.toWeb(res) as unknown as ReadableStream<Uint8Array> });
   }
 }

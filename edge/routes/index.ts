@@ -5,6 +5,7 @@ import { eventsRoute } from "./events.ts";
 import { execRoute } from "./exec.ts";
 import { healthRoute } from "./health.ts";
 import { poolRoute } from "./pool.ts";
+import { PORT_LINK_ROUTES } from "./port-links.ts";
 import { cancelRequestRoute } from "./requests.ts";
 import { SANDBOX_ROUTES } from "./sandboxes.ts";
 import { deleteSessionRoute, getSessionRoute } from "./sessions.ts";
@@ -16,6 +17,7 @@ export const ROUTES: readonly RouteDef[] = [
   execRoute,
   cancelRequestRoute,
   ...SANDBOX_ROUTES,
+  ...PORT_LINK_ROUTES,
   chatRoute,
   chatAliasRoute,
   getSessionRoute,

@@ -39,7 +39,12 @@ import { connectedAgents } from "../relay/relay.ts";
  * a region this edge does not serve, is `404 sandbox_not_found`, like another tenant's.
  */
 
-const idParam = { name: "id", in: "path" as const, required: true, description: "sandbox id (opaque)" };
+export const idParam = {
+  name: "id",
+  in: "path" as const,
+  required: true,
+  description: "sandbox id (opaque)",
+};
 const pathParam = {
   name: "path",
   in: "path" as const,
@@ -58,7 +63,7 @@ export function sandboxWhere(
 }
 
 /** Where the sandbox of this request's `:id` lives; throws sandbox_not_found when it cannot be ours. */
-function sandboxHome(c: AppContext): { id: string; region: string; cluster: string } {
+export function sandboxHome(c: AppContext): { id: string; region: string; cluster: string } {
   const id = c.req.param("id") ?? "";
   const where = sandboxWhere(c.get("deps").config.regions, id);
   if (!where) throw new AppError("sandbox_not_found", `no sandbox ${id.slice(0, 100)}`);
@@ -72,7 +77,10 @@ function sandboxTarget(c: AppContext): { regions: string[]; cluster: string } {
 }
 
 /** Relay this request to the sandbox's own cluster, at the agent's same path. */
-function relayToSandbox(c: AppContext, spec: Omit<RelaySpec, "path" | "regions" | "cluster" | "connection">) {
+export function relayToSandbox(
+  c: AppContext,
+  spec: Omit<RelaySpec, "path" | "regions" | "cluster" | "connection">,
+) {
   return relayFrom(c, { ...spec, path: agentPath(c), ...sandboxTarget(c) });
 }
 
