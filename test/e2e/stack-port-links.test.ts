@@ -1,0 +1,261 @@
+import { createHash } from "node:crypto";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type Stack, startStack } from "../../devstack/stack.ts";
+import type { ExecResult, PortLink, ProcessInfo, ProcessOutput, Sandbox } from "../../shared/api.ts";
+import { linkFetch } from "../support/link-fetch.ts";
+import { edgeApi, tempDir, waitFor } from "./stack-helpers.ts";
+
+// Issue 27 item 3 through the whole stack: the edge in workerd, a real agent on the tunnel, devcluster
+// runc pods running the exec server. A python http.server started as a sandbox process is reached
+// through expiring links at <link id>.localhost: edge → tunnel → agent → the pod's exec server →
+// 127.0.0.1:8000 in the pod.
+
+const tmp = tempDir("stack-port-links-");
+let stack: Stack;
+
+beforeAll(async () => {
+  stack = await startStack({
+    dir: tmp.dir,
+    regions: ["eu-1"],
+    agentsPerRegion: 1,
+    poolSize: 3,
+    edgeVars: { TENANT_QUOTA_BURST: "400", TENANT_QUOTA_PER_MINUTE: "6000" },
+  });
+}, 120_000);
+
+afterAll(async () => {
+  await stack?.close();
+  tmp.remove();
+});
+
+const api = edgeApi(() => stack);
+
+async function json<T>(res: Response, status = 200): Promise<T> {
+  const text = await res.text();
+  expect(`${res.status} ${text}`.slice(0, 400)).toMatch(new RegExp(`^${status} `));
+  return JSON.parse(text) as T;
+}
+
+async function codeOf(res: Response): Promise<string> {
+  const text = await res.text();
+  try {
+    return (JSON.parse(text) as { error?: { code?: string } }).error?.code ?? `(status ${res.status})`;
+  } catch {
+    return `(status ${res.status}: ${text.slice(0, 100)})`;
+  }
+}
+
+const createSandbox = async (token?: string): Promise<Sandbox> =>
+  json<Sandbox>(await api("/v1/sandboxes", { method: "POST", body: "{}", ...(token ? { token } : {}) }), 201);
+
+const exec = async (id: string, command: string): Promise<ExecResult> =>
+  json<ExecResult>(await api(`/v1/sandboxes/${id}/exec`, { method: "POST", body: JSON.stringify({ command }) }));
+
+const link = async (id: string, port: number, body: object = {}): Promise<PortLink> =>
+  json<PortLink>(
+    await api(`/v1/sandboxes/${id}/ports/${port}/links`, { method: "POST", body: JSON.stringify(body) }),
+    201,
+  );
+
+/** The link's token (its URL's query) and the URL of `path` on the link's host without it. */
+function parts(l: PortLink, path = "/"): { token: string; url: string } {
+  const u = new URL(l.url);
+  return { token: u.searchParams.get("pi_link") ?? "", url: `${u.protocol}//${u.host}${path}` };
+}
+
+const sha256 = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
+
+// The app: python's http.server for files, plus an echo of a POST body's length and hash (a request
+// body streamed through the link).
+const SERVER_PY = `
+import hashlib, http.server, sys
+class H(http.server.SimpleHTTPRequestHandler):
+    def do_POST(self):
+        n = int(self.headers.get("content-length") or 0)
+        h = hashlib.sha256(); left = n
+        while left > 0:
+            chunk = self.rfile.read(min(left, 65536))
+            if not chunk: break
+            h.update(chunk); left -= len(chunk)
+        out = ("%d %s %s" % (n - left, h.hexdigest(), self.headers.get("x-app-header"))).encode()
+        self.send_response(200); self.send_header("content-length", str(len(out)))
+        self.send_header("set-cookie", "app=1; Domain=localhost; Path=/")
+        self.end_headers(); self.wfile.write(out)
+    def log_message(self, *a): pass
+http.server.ThreadingHTTPServer.allow_reuse_address = True
+s = http.server.ThreadingHTTPServer(("127.0.0.1", 8000), H)
+print("listening on 8000", flush=True)
+s.serve_forever()
+`;
+
+const PAGE = "<!doctype html><title>hello from the sandbox</title><p>ünïcödé ✓</p>\n";
+const BIG_BYTES = 12 * 1024 * 1024;
+
+describe("port links through the edge", () => {
+  let sb: Sandbox;
+  let pub: PortLink;
+  let bigSha: string;
+
+  it("a link to a port nothing listens on yet answers 502 port_not_listening (retryable), not a hang", async () => {
+    sb = await createSandbox();
+    pub = await link(sb.id, 8000, { public: true, ttlSeconds: 600 });
+    expect(pub.id).toMatch(/^pl-[a-z0-9]{20}$/);
+    expect(pub).toMatchObject({ port: 8000, public: true });
+    expect(new URL(pub.url).hostname).toBe(`${pub.id}.localhost`);
+    expect(Date.parse(pub.expiresAt) - Date.now()).toBeGreaterThan(590_000);
+    const res = await linkFetch(pub.url);
+    expect(res.status).toBe(502);
+    expect(res.headers.get("retry-after")).toBe("1");
+    expect(await codeOf(res)).toBe("port_not_listening");
+  });
+
+  it("serves the sandbox's python http.server through the link, bytes exact (a page, a streamed 12 MiB file, a POST body)", async () => {
+    const w = await api(`/v1/sandboxes/${sb.id}/files/server.py`, {
+      method: "PUT",
+      headers: { "content-type": "application/octet-stream" },
+      body: SERVER_PY,
+    });
+    expect(w.status).toBe(200);
+    await api(`/v1/sandboxes/${sb.id}/files/index.html`, {
+      method: "PUT",
+      headers: { "content-type": "application/octet-stream" },
+      body: PAGE,
+    });
+    const made = await exec(sb.id, `head -c ${BIG_BYTES} /dev/urandom > big.bin && sha256sum big.bin`);
+    bigSha = made.stdout.split(" ")[0] ?? "";
+    expect(bigSha).toMatch(/^[0-9a-f]{64}$/);
+    const server = await json<ProcessInfo>(
+      await api(`/v1/sandboxes/${sb.id}/processes`, {
+        method: "POST",
+        body: JSON.stringify({ argv: ["python3", "-u", "server.py"] }),
+      }),
+      201,
+    );
+    // Its "listening" line in its output, then the link works.
+    await waitFor(
+      "the server's listening line",
+      async () => {
+        const out = await json<ProcessOutput>(
+          await api(`/v1/sandboxes/${sb.id}/processes/${server.pid}/output?since=0&waitMs=2000`),
+        );
+        return Buffer.from(out.data, "base64").toString().includes("listening on 8000") || undefined;
+      },
+      30_000,
+    );
+    const page = await linkFetch(pub.url);
+    expect(page.status).toBe(200);
+    expect(Buffer.from(await page.arrayBuffer()).toString("utf8")).toBe(PAGE);
+    // The token from the query becomes a cookie of the link's host only, for the page's own requests.
+    const cookie = page.headers.get("set-cookie") ?? "";
+    expect(cookie).toMatch(/^pi_link=[^;]+; Path=\/; Max-Age=\d+; HttpOnly; SameSite=Lax/);
+    const { token, url } = parts(pub, "/big.bin");
+    const big = await linkFetch(url, { headers: { cookie: cookie.split(";")[0] ?? "" } });
+    expect(big.status).toBe(200);
+    const bytes = new Uint8Array(await big.arrayBuffer());
+    expect(bytes.byteLength).toBe(BIG_BYTES);
+    expect(sha256(bytes)).toBe(bigSha);
+    // A request body streams to the app (a program sends the token as a header); the app's
+    // cookie loses its Domain (it would reach the edge and every other link).
+    const upload = new Uint8Array(3 * 1024 * 1024 + 17).map((_, i) => (i * 7) % 251);
+    const posted = await linkFetch(parts(pub, "/echo").url, {
+      method: "POST",
+      headers: { "x-pi-link": token, "x-app-header": "kept", "content-length": String(upload.byteLength) },
+      body: upload,
+    });
+    expect(posted.status).toBe(200);
+    expect(await posted.text()).toBe(`${upload.byteLength} ${sha256(upload)} kept`);
+    expect(posted.headers.get("set-cookie")).toBe("app=1; Path=/");
+  });
+
+  it("a private link needs the tenant's JWT: none → 401, tenant B's → 404, A's → 200 (the JWT never reaches the app)", async () => {
+    const priv = await link(sb.id, 8000);
+    expect(priv.public).toBe(false);
+    const none = await linkFetch(priv.url);
+    expect([none.status, await codeOf(none)]).toEqual([401, "unauthenticated"]);
+    const b = await linkFetch(priv.url, { headers: { authorization: `Bearer ${stack.tokens.tenantB}` } });
+    expect([b.status, await codeOf(b)]).toEqual([404, "link_not_found"]);
+    const a = await linkFetch(priv.url, { headers: { authorization: `Bearer ${stack.tokens.tenantA}` } });
+    expect(a.status).toBe(200);
+    expect(await a.text()).toBe(PAGE);
+  });
+
+  it("forged, malformed and other-link tokens are 404 link_not_found, saying nothing about the target", async () => {
+    const other = await link(sb.id, 8000, { public: true });
+    const { token } = parts(pub);
+    const [h, p, s] = token.split(".");
+    const flipped = `${h}.${p}.${s?.startsWith("A") ? `B${s.slice(1)}` : `A${s?.slice(1)}`}`;
+    // A's token on another link's host (another origin), a forged signature, garbage, no token.
+    const cases: Array<[string, Record<string, string>]> = [
+      [parts(other).url, { "x-pi-link": token }],
+      [parts(pub).url, { "x-pi-link": flipped }],
+      [parts(pub).url, { "x-pi-link": "not-a-token" }],
+      [parts(pub).url, {}],
+    ];
+    const bodies = new Set<string>();
+    for (const [url, headers] of cases) {
+      const res = await linkFetch(url, { headers });
+      expect(res.status).toBe(404);
+      const body = (await res.json()) as { error: { code: string; message: string } };
+      expect(body.error.code).toBe("link_not_found");
+      bodies.add(body.error.message);
+    }
+    expect(bodies.size).toBe(1);
+  });
+
+  it("lists the open links with their URLs; a revoked link is 404 at once and leaves the list", async () => {
+    const l = await link(sb.id, 8000, { public: true });
+    const listed = await json<{ links: PortLink[] }>(await api(`/v1/sandboxes/${sb.id}/ports/links`));
+    const mine = listed.links.find((x) => x.id === l.id);
+    expect(mine).toEqual(l);
+    expect((await linkFetch(l.url)).status).toBe(200);
+    const del = await api(`/v1/sandboxes/${sb.id}/ports/8000/links/${l.id}`, { method: "DELETE" });
+    expect(del.status).toBe(204);
+    const after = await linkFetch(l.url);
+    expect([after.status, await codeOf(after)]).toEqual([404, "link_not_found"]);
+    const again = await api(`/v1/sandboxes/${sb.id}/ports/8000/links/${l.id}`, { method: "DELETE" });
+    expect([again.status, await codeOf(again)]).toEqual([404, "link_not_found"]);
+    const relisted = await json<{ links: PortLink[] }>(await api(`/v1/sandboxes/${sb.id}/ports/links`));
+    expect(relisted.links.map((x) => x.id)).not.toContain(l.id);
+  });
+
+  it("an expired link is 404 link_not_found", async () => {
+    const l = await link(sb.id, 8000, { public: true, ttlSeconds: 10 });
+    expect((await linkFetch(l.url)).status).toBe(200);
+    await waitFor("the link's expiry", async () => Date.now() > Date.parse(l.expiresAt) + 1000 || undefined, 20_000);
+    const res = await linkFetch(l.url);
+    expect([res.status, await codeOf(res)]).toEqual([404, "link_not_found"]);
+  });
+
+  it("refuses ports outside 1-65535 and the exec server's own port; tenant B cannot link A's sandbox", async () => {
+    for (const port of ["0", "65536", "99999", "x", "8080"]) {
+      const res = await api(`/v1/sandboxes/${sb.id}/ports/${port}/links`, { method: "POST", body: "{}" });
+      expect([port, res.status, await codeOf(res)]).toEqual([port, 400, "port_not_allowed"]);
+    }
+    const b = stack.tokens.tenantB;
+    const calls: Array<[string, RequestInit]> = [
+      [`/v1/sandboxes/${sb.id}/ports/8000/links`, { method: "POST", body: "{}" }],
+      [`/v1/sandboxes/${sb.id}/ports/links`, {}],
+      [`/v1/sandboxes/${sb.id}/ports/8000/links/${pub.id}`, { method: "DELETE" }],
+    ];
+    for (const [path, init] of calls) {
+      const res = await api(path, { ...init, token: b });
+      expect([path, res.status, await codeOf(res)]).toEqual([path, 404, "sandbox_not_found"]);
+    }
+    // B's own sandbox, with A's link id in the path: nothing of A's.
+    const mine = await createSandbox(b);
+    try {
+      const res = await api(`/v1/sandboxes/${mine.id}/ports/8000/links/${pub.id}`, { method: "DELETE", token: b });
+      expect([res.status, await codeOf(res)]).toEqual([404, "link_not_found"]);
+    } finally {
+      await api(`/v1/sandboxes/${mine.id}`, { method: "DELETE", token: b });
+    }
+  });
+
+  it("a link dies with its sandbox: after the delete it is 404 link_not_found, never another sandbox's page", async () => {
+    expect((await linkFetch(pub.url)).status).toBe(200);
+    const del = await api(`/v1/sandboxes/${sb.id}`, { method: "DELETE" });
+    expect(del.status).toBe(204);
+    const res = await linkFetch(pub.url);
+    expect([res.status, await codeOf(res)]).toEqual([404, "link_not_found"]);
+  });
+});
