@@ -140,6 +140,11 @@ function appHeaders(c: AppContext, url: URL, dropAuthorization: boolean): Array<
     if (name === "authorization" && dropAuthorization) continue;
     out.push([name, value]);
   }
+  // Iterating a request's headers in workerd leaves Content-Length out; an app that reads a body
+  // by its length (python's http.server does) needs it.
+  const length = c.req.header("content-length");
+  if (length !== undefined && !out.some(([n]) => n === "content-length"))
+    out.push(["content-length", length]);
   const cookies = (c.req.header("cookie") ?? "")
     .split(";")
     .map((s) => s.trim())

@@ -49,7 +49,9 @@ const createSandbox = async (token?: string): Promise<Sandbox> =>
   json<Sandbox>(await api("/v1/sandboxes", { method: "POST", body: "{}", ...(token ? { token } : {}) }), 201);
 
 const exec = async (id: string, command: string): Promise<ExecResult> =>
-  json<ExecResult>(await api(`/v1/sandboxes/${id}/exec`, { method: "POST", body: JSON.stringify({ command }) }));
+  json<ExecResult>(
+    await api(`/v1/sandboxes/${id}/exec`, { method: "POST", body: JSON.stringify({ command }) }),
+  );
 
 const link = async (id: string, port: number, body: object = {}): Promise<PortLink> =>
   json<PortLink>(
@@ -162,8 +164,7 @@ describe("port links through the edge", () => {
       headers: { "x-pi-link": token, "x-app-header": "kept", "content-length": String(upload.byteLength) },
       body: upload,
     });
-    expect(posted.status).toBe(200);
-    expect(await posted.text()).toBe(`${upload.byteLength} ${sha256(upload)} kept`);
+    expect(`${posted.status} ${await posted.text()}`).toBe(`200 ${upload.byteLength} ${sha256(upload)} kept`);
     expect(posted.headers.get("set-cookie")).toBe("app=1; Path=/");
   });
 
@@ -221,7 +222,11 @@ describe("port links through the edge", () => {
   it("an expired link is 404 link_not_found", async () => {
     const l = await link(sb.id, 8000, { public: true, ttlSeconds: 10 });
     expect((await linkFetch(l.url)).status).toBe(200);
-    await waitFor("the link's expiry", async () => Date.now() > Date.parse(l.expiresAt) + 1000 || undefined, 20_000);
+    await waitFor(
+      "the link's expiry",
+      async () => Date.now() > Date.parse(l.expiresAt) + 1000 || undefined,
+      20_000,
+    );
     const res = await linkFetch(l.url);
     expect([res.status, await codeOf(res)]).toEqual([404, "link_not_found"]);
   });
@@ -244,7 +249,10 @@ describe("port links through the edge", () => {
     // B's own sandbox, with A's link id in the path: nothing of A's.
     const mine = await createSandbox(b);
     try {
-      const res = await api(`/v1/sandboxes/${mine.id}/ports/8000/links/${pub.id}`, { method: "DELETE", token: b });
+      const res = await api(`/v1/sandboxes/${mine.id}/ports/8000/links/${pub.id}`, {
+        method: "DELETE",
+        token: b,
+      });
       expect([res.status, await codeOf(res)]).toEqual([404, "link_not_found"]);
     } finally {
       await api(`/v1/sandboxes/${mine.id}`, { method: "DELETE", token: b });

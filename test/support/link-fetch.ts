@@ -9,7 +9,12 @@ import { Readable } from "node:stream";
  */
 export function linkFetch(
   url: string,
-  init: { method?: string; headers?: Record<string, string>; body?: Uint8Array | string; timeoutMs?: number } = {},
+  init: {
+    method?: string;
+    headers?: Record<string, string>;
+    body?: Uint8Array | string;
+    timeoutMs?: number;
+  } = {},
 ): Promise<Response> {
   const u = new URL(url);
   if (!u.hostname.endsWith(".localhost")) throw new Error(`not a *.localhost link: ${url}`);
@@ -31,7 +36,10 @@ export function linkFetch(
         const status = res.statusCode ?? 0;
         const empty = status === 204 || status === 304 || init.method === "HEAD";
         resolve(
-          new Response(empty ? null : (Readable.toWeb(res) as ReadableStream<Uint8Array>), { status, headers }),
+          new Response(empty ? null : (Readable.toWeb(res) as ReadableStream<Uint8Array>), {
+            status,
+            headers,
+          }),
         );
       },
     );
