@@ -418,6 +418,7 @@ export const PORT_LINK_TOKEN = { query: "pi_link", cookie: "pi_link", header: "x
  * relay's headers so a client can never set one the edge or the agent reads.
  */
 export const PORT_REQUEST_HEADERS_HEADER = "x-port-request-headers";
+export const PortRequestHeadersSchema = z.array(z.tuple([z.string(), z.string()])).max(256);
 
 /**
  * The only scope a relayed link request carries (the edge sets it, public link or private): the

@@ -24,7 +24,7 @@ export const SANDBOX_ANNOTATIONS = {
   env: "pi-sandbox-runtime/sandbox-env",
   /** The network policy `{allow, deny}` as JSON (not secret: it names destinations only). */
   network: "pi-sandbox-runtime/sandbox-network",
-  /** Open port links, JSON `[{id, port, public, createdAt, expiresAt}]` (sandboxes/port-links.ts). */
+  /** Open port links, JSON `{links: [{id, port, public, createdAt, expiresAt}]}` (sandboxes/port-links.ts). */
   links: "pi-sandbox-runtime/sandbox-links",
 } as const;
 

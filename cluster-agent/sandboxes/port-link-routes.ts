@@ -1,10 +1,10 @@
 import type { Context, Hono } from "hono";
-import { z } from "zod";
 import {
   LinkIdSchema,
   PORT_REQUEST_HEADERS_HEADER,
   PortLinkCreateRequestSchema,
   PortParamSchema,
+  PortRequestHeadersSchema,
 } from "../../shared/api.ts";
 import { AppError, errorResponse, ok, parseOrError, type Result } from "../../shared/errors.ts";
 import { linkNotFound } from "../../shared/port-link-token.ts";
@@ -21,8 +21,6 @@ const PROXY_PATH = /^\/v1\/sandboxes\/([^/]+)\/ports\/([^/]+)\/proxy\/([^/?]+)(\
 
 /** A port link's request, relayed by the edge: it carries the link scope, nothing else does. */
 export const isPortProxy = (path: string) => PROXY_PATH.test(path);
-
-const HeaderPairsSchema = z.array(z.tuple([z.string(), z.string()])).max(256);
 
 /**
  * /v1/sandboxes/:id/ports…: links to a sandbox's ports (issue 27 item 3). Creating, listing and
@@ -96,7 +94,9 @@ export function portLinkRoutes(
     const link = deps.links.check(tenant, id, linkId, port.data);
     if (!link.ok) return fail(c, link.error);
     if (!deps.ports) return fail(c, apiMode());
-    const headers = HeaderPairsSchema.safeParse(safeJson(c.req.header(PORT_REQUEST_HEADERS_HEADER) ?? "[]"));
+    const headers = PortRequestHeadersSchema.safeParse(
+      safeJson(c.req.header(PORT_REQUEST_HEADERS_HEADER) ?? "[]"),
+    );
     if (!headers.success)
       return fail(c, new AppError("invalid_request", "malformed proxied request headers"));
     const method = c.req.method;

@@ -1,10 +1,9 @@
 import type { V1Lease } from "@kubernetes/client-node";
-import { z } from "zod";
 import {
   PORT_LINK_LIMITS,
   type PortLinkCreateRequest,
   type PortLinkRecord,
-  PortLinkRecordSchema,
+  PortLinkRecordListSchema,
 } from "../../shared/api.ts";
 import { AppError, err, ok, type Result } from "../../shared/errors.ts";
 import { linkNotFound } from "../../shared/port-link-token.ts";
@@ -17,8 +16,6 @@ import type { SandboxService } from "./service.ts";
  * Lease passes on, the link's sandbox id names nothing). The token that grants a link is signed by
  * the edge and never stored; a link missing here is revoked, whatever its token says.
  */
-
-const StoredSchema = z.array(PortLinkRecordSchema);
 
 export interface PortLinksOptions {
   sandboxes: SandboxService;
@@ -69,7 +66,7 @@ export class PortLinks {
           ),
         );
       }
-      return ok({ [SANDBOX_ANNOTATIONS.links]: JSON.stringify([...open, link]) });
+      return ok({ [SANDBOX_ANNOTATIONS.links]: stored([...open, link]) });
     });
     return written.ok ? ok(link) : written;
   }
@@ -90,7 +87,7 @@ export class PortLinks {
         const open = this.#open(lease);
         const rest = open.filter((l) => !(l.id === linkId && l.port === port));
         if (rest.length === open.length) return err(linkNotFound());
-        return ok({ [SANDBOX_ANNOTATIONS.links]: JSON.stringify(rest) });
+        return ok({ [SANDBOX_ANNOTATIONS.links]: stored(rest) });
       },
     );
     return written.ok ? ok(undefined) : written;
@@ -124,11 +121,14 @@ export class PortLinks {
       return [];
     }
     // An annotation that is not the stored shape opens nothing (fail closed).
-    const links = StoredSchema.safeParse(parsed);
+    const links = PortLinkRecordListSchema.safeParse(parsed);
     const now = this.#now();
-    return links.success ? links.data.filter((l) => Date.parse(l.expiresAt) > now) : [];
+    return links.success ? links.data.links.filter((l) => Date.parse(l.expiresAt) > now) : [];
   }
 }
 
 /** `pl-` + 20 of [a-z0-9] (LinkIdSchema): a DNS label of its own. */
+/** The annotation's value: the same shape as the list the agent answers. */
+const stored = (links: PortLinkRecord[]) => JSON.stringify({ links });
+
 const mintLinkId = () => `pl-${randomLowerAlnum(20)}`;
