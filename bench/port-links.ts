@@ -129,7 +129,7 @@ export async function runPortLinkBench(opts: { n?: number } = {}): Promise<Bench
         const bigRounds = Math.min(10, n);
         const big = summarize(await timeLink("/big.bin", bigRounds, 4_194_304));
         const bigFloor = summarize(await inPod("/big.bin", bigRounds));
-        return [
+        const rows: BenchRow[] = [
           {
             name: "port_link_page",
             n: page.n,
@@ -151,6 +151,7 @@ export async function runPortLinkBench(opts: { n?: number } = {}): Promise<Bench
             extra: { mibPerSecondP50: Math.round((4 / (big.p50 / 1000)) * 10) / 10 },
           },
         ];
+        return rows;
       } finally {
         await call("DELETE", `/v1/sandboxes/${sb.id}`).catch(() => undefined);
       }
