@@ -389,6 +389,7 @@ export const PortLinkCreateRequestSchema = z.strictObject({
   public: z.boolean().default(false),
 });
 export type PortLinkCreateRequest = z.infer<typeof PortLinkCreateRequestSchema>;
+export type PortLinkCreateRequestInput = z.input<typeof PortLinkCreateRequestSchema>;
 
 /** A link as the agent keeps it on the sandbox (no URL: the edge signs that). */
 export const PortLinkRecordSchema = z.object({

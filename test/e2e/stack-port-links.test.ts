@@ -1,9 +1,11 @@
 import { createHash } from "node:crypto";
+import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Stack, startStack } from "../../devstack/stack.ts";
+import { SandboxApiError, SandboxClient } from "../../sdk/typescript/src/index.ts";
 import type { ExecResult, PortLink, ProcessInfo, ProcessOutput, Sandbox } from "../../shared/api.ts";
 import { linkFetch } from "../support/link-fetch.ts";
-import { edgeApi, tempDir, waitFor } from "./stack-helpers.ts";
+import { edgeApi, runProcess, tempDir, waitFor } from "./stack-helpers.ts";
 
 // Issue 27 item 3 through the whole stack: the edge in workerd, a real agent on the tunnel, devcluster
 // runc pods running the exec server. A python http.server started as a sandbox process is reached
@@ -257,6 +259,39 @@ describe("port links through the edge", () => {
     } finally {
       await api(`/v1/sandboxes/${mine.id}`, { method: "DELETE", token: b });
     }
+  });
+
+  it("the TypeScript client: sandbox.ports.link(port, {ttlSeconds, public}), links(), revoke()", async () => {
+    const client = new SandboxClient({ baseUrl: stack.edgeUrl, token: stack.tokens.tenantA });
+    const s = await client.sandboxes.get(sb.id);
+    const l = await s.ports.link(8000, { ttlSeconds: 120, public: true });
+    expect(l).toMatchObject({ port: 8000, public: true });
+    const page = await linkFetch(l.url);
+    expect([page.status, await page.text()]).toEqual([200, PAGE]);
+    expect((await s.ports.links()).map((x) => x.id)).toContain(l.id);
+    await s.ports.revoke(l);
+    expect((await linkFetch(l.url)).status).toBe(404);
+    const refused = await s.ports.link(70000).catch((e: unknown) => e);
+    expect(refused instanceof SandboxApiError && [refused.status, refused.code]).toEqual([
+      400,
+      "port_not_allowed",
+    ]);
+  });
+
+  it("the Python client: sb.ports.link / links / revoke (its own unittest class)", async () => {
+    const root = fileURLToPath(new URL("../../sdk/python", import.meta.url));
+    const r = await runProcess("python3", ["-m", "unittest", "-v", "tests.test_client.Ports"], {
+      cwd: root,
+      env: {
+        PYTHONPATH: root,
+        PYTHONDONTWRITEBYTECODE: "1",
+        PI_SANDBOX_URL: stack.edgeUrl,
+        PI_SANDBOX_TOKEN: stack.tokens.tenantA,
+      },
+      timeoutMs: 120_000,
+    });
+    expect(r.code, r.out).toBe(0);
+    expect(r.out).toMatch(/Ran 1 test/);
   });
 
   it("a link dies with its sandbox: after the delete it is 404 link_not_found, never another sandbox's page", async () => {

@@ -33,6 +33,8 @@ const checks = {
   processOutputEvent: true satisfies Equals<Sdk.ProcessOutputEvent, Api.ProcessOutputEvent>,
   processExitEvent: true satisfies Equals<Sdk.ProcessExitEvent, Api.ProcessExitEvent>,
   stdinResult: true satisfies Equals<Sdk.StdinResult, Api.StdinResult>,
+  portLinkCreate: true satisfies Equals<Sdk.PortLinkCreateRequestInput, Api.PortLinkCreateRequestInput>,
+  portLink: true satisfies Equals<Sdk.PortLink, Api.PortLink>,
   processSignal: true satisfies Equals<Sdk.ProcessSignal, (typeof Api.PROCESS_SIGNALS)[number]>,
 };
 

@@ -309,6 +309,26 @@ class Processes(unittest.TestCase):
             self.assertEqual((cm.exception.code, cm.exception.status), ("process_not_found", 404))
 
 
+class Ports(unittest.TestCase):
+    def setUp(self) -> None:
+        self.client = SandboxClient(URL, TOKEN)
+
+    def test_link_list_revoke(self) -> None:
+        with self.client.create_sandbox() as sb:
+            link = sb.ports.link(8000, ttl_seconds=120, public=True)
+            self.assertEqual((link["port"], link["public"]), (8000, True))
+            self.assertTrue(link["url"].startswith(f"http://{link['id']}.localhost:"))
+            self.assertIn(link["id"], [x["id"] for x in sb.ports.links()])
+            sb.ports.revoke(8000, link["id"])
+            self.assertNotIn(link["id"], [x["id"] for x in sb.ports.links()])
+            with self.assertRaises(SandboxApiError) as cm:
+                sb.ports.revoke(8000, link["id"])
+            self.assertEqual((cm.exception.code, cm.exception.status), ("link_not_found", 404))
+            with self.assertRaises(SandboxApiError) as cm:
+                sb.ports.link(0)
+            self.assertEqual((cm.exception.code, cm.exception.status), ("port_not_allowed", 400))
+
+
 class Sessions(unittest.IsolatedAsyncioTestCase):
     """pydantic-ai-backends' SessionManager shape, backed by named sandboxes."""
 

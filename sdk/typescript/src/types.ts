@@ -266,6 +266,26 @@ export interface PoolSnapshot {
   sandboxPids?: { pidsMax: string | null; unlimited: boolean; pod: string; checkedAt: string } | undefined;
 }
 
+// ---- port links (POST/GET/DELETE /v1/sandboxes/:id/ports…) ----
+
+/** `POST …/ports/:port/links`. */
+export interface PortLinkCreateRequestInput {
+  /** 10..86400, default 3600. */
+  ttlSeconds?: number | undefined;
+  /** Anyone with the URL may use it; otherwise requests also need the tenant's JWT (default false). */
+  public?: boolean | undefined;
+}
+
+/** An open port link and its URL. */
+export interface PortLink {
+  id: string;
+  port: number;
+  public: boolean;
+  createdAt: string;
+  expiresAt: string;
+  url: string;
+}
+
 // ---- processes (POST/GET/DELETE /v1/sandboxes/:id/processes…) ----
 
 /** The signals a process group may be sent. */
