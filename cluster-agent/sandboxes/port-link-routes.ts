@@ -55,9 +55,12 @@ export function portLinkRoutes(
   };
 
   app.post("/v1/sandboxes/:id/ports/:port/links", async (c) => {
-    if (!deps.ports) return fail(c, apiMode());
     const t = target(c);
     if (!t.ok) return fail(c, t.error);
+    // Another tenant's sandbox is 404 first, as on every route; then the mode.
+    if (!deps.links.exists(tenantOf(c), t.value.id))
+      return fail(c, new AppError("sandbox_not_found", `no sandbox ${t.value.id}`));
+    if (!deps.ports) return fail(c, apiMode());
     const body = h.json(c.get("body"));
     if (!body.ok) return fail(c, body.error);
     const req = parseOrError(PortLinkCreateRequestSchema, body.value, "link request");

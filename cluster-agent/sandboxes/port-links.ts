@@ -33,6 +33,11 @@ export class PortLinks {
     this.#now = o.now ?? Date.now;
   }
 
+  /** Whether the tenant's sandbox is there to be linked (as the cache has it). */
+  exists(tenant: string, id: string): boolean {
+    return this.#o.sandboxes.leaseOf(tenant, id).ok;
+  }
+
   /** The sandbox's links that are still open (expired ones are not shown, and pruned on the next write). */
   list(tenant: string, id: string): Result<PortLinkRecord[]> {
     const lease = this.#o.sandboxes.leaseOf(tenant, id);
