@@ -16,8 +16,6 @@ import { summarize } from "./stats.ts";
 import type { BenchRow, BenchSuite } from "./types.ts";
 import { sandboxTarget, withSmallStack } from "./with-stack.ts";
 
-const _REGION = "local";
-
 /** Times `n` GETs of `path` on 127.0.0.1:8000 from inside the pod; prints one ms figure per line. */
 const IN_POD_CLIENT = (path: string, n: number) =>
   `python3 -c 'import time,urllib.request

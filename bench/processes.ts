@@ -15,8 +15,6 @@ import { summarize } from "./stats.ts";
 import type { BenchRow, BenchSuite } from "./types.ts";
 import { sandboxTarget, withSmallStack } from "./with-stack.ts";
 
-const _REGION = "local";
-
 export async function runProcessBench(opts: { n?: number } = {}): Promise<BenchRow[]> {
   const n = opts.n ?? 30;
   return withSmallStack("processes", async (stack, { headers, call }) => {
