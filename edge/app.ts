@@ -45,7 +45,7 @@ export function createApp(getDeps: (env: Env) => EdgeDeps, opts: CreateAppOption
   for (const r of routes) {
     const chain: MiddlewareHandler<AppEnv>[] = [];
     if (r.auth === "tenant") {
-      chain.push(tenantAuth());
+      chain.push(tenantAuth({ subprotocol: r.websocket === true }));
       if (r.scope) chain.push(requireScope(...[r.scope].flat()));
       chain.push(tenantQuota());
     }

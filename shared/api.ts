@@ -352,6 +352,33 @@ export type StdinResult = z.infer<typeof StdinResultSchema>;
 export const ProcessSignalRequestSchema = z.strictObject({ signal: z.enum(PROCESS_SIGNALS) });
 export const ProcessResizeRequestSchema = z.strictObject({ cols: terminalSide, rows: terminalSide });
 
+/**
+ * The terminal (`GET …/processes/:pid/tty`, a WebSocket). Binary messages carry terminal bytes both
+ * ways (client → the process's stdin; server → its output from the ring, from `?since=`); text
+ * messages are JSON control messages.
+ */
+export const TERMINAL_SUBPROTOCOL = "pi-sandbox.terminal.v1";
+/**
+ * A browser cannot set Authorization on a WebSocket: it offers this prefix + its JWT as a second
+ * subprotocol (`new WebSocket(url, [TERMINAL_SUBPROTOCOL, "bearer." + jwt])`); the edge answers
+ * with TERMINAL_SUBPROTOCOL only, never echoing the token.
+ */
+export const BEARER_SUBPROTOCOL_PREFIX = "bearer.";
+export const TerminalClientMessageSchema = z.discriminatedUnion("type", [
+  z.strictObject({ type: z.literal("resize"), cols: terminalSide, rows: terminalSide }),
+]);
+export type TerminalClientMessage = z.infer<typeof TerminalClientMessageSchema>;
+export const TerminalServerMessageSchema = z.discriminatedUnion("type", [
+  /** The ring dropped this many bytes before the next output (the reader was behind). */
+  z.object({ type: z.literal("dropped"), bytes: z.number().int().positive() }),
+  /** A client message was refused (stdin_busy, an invalid resize, …); the terminal stays open. */
+  z.object({ type: z.literal("error"), code: z.string(), message: z.string() }),
+  /** The process ended and every output byte was sent; the socket closes (1000) after it. */
+  ProcessExitEventSchema.extend({ type: z.literal("exit") }),
+]);
+export type TerminalServerMessage = z.infer<typeof TerminalServerMessageSchema>;
+export const TerminalQuerySchema = z.strictObject({ since: offset.optional() });
+
 /** A pid as a path segment. */
 export const PidSchema = z.string().regex(/^[1-9][0-9]{0,6}$/, "a pid is a positive integer");
 

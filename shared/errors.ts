@@ -42,6 +42,8 @@ export const ERROR_STATUS = {
   sandbox_evicted: 410,
   /** A dev/test edge (local or committed keys) asked under a non-local hostname: it answers nothing. */
   host_not_allowed: 421,
+  /** A WebSocket route (a terminal) asked without a WebSocket upgrade. */
+  websocket_required: 426,
   /** The exec server's fence refusal; internal: callers get lease_lost (requests/leased-sandbox.ts). */
   stale_lease: 409,
   /** stdin or a signal to a process that has exited; the error carries its `exitCode` and `signal`. */

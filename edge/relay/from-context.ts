@@ -50,6 +50,8 @@ export interface RelaySpec {
   idleMs?: number;
   /** A port link's request: the client's own headers for the sandbox's app (PORT_REQUEST_HEADERS_HEADER). */
   portRequestHeaders?: Array<[string, string]>;
+  /** The client's WebSocket upgrade: a 101 carrying the socket if the agent accepts it. */
+  websocket?: boolean;
 }
 
 /**
@@ -79,6 +81,7 @@ export function relayFrom(c: AppContext, spec: RelaySpec): Promise<RelayOutcome>
     ...(spec.idleMs !== undefined ? { idleMs: spec.idleMs } : {}),
     ...(spec.cluster !== undefined ? { cluster: spec.cluster } : {}),
     ...(spec.connection !== undefined ? { connection: spec.connection } : {}),
+    ...(spec.websocket ? { websocket: true } : {}),
     // workerd aborts the request's signal when the client leaves; the relay carries it into the
     // TunnelDO request, whose abort sends the agent a cancel frame.
     signal: c.req.raw.signal,

@@ -23,6 +23,10 @@ import {
   SandboxNetworkSchema,
   SandboxSchema,
   StdinResultSchema,
+  TERMINAL_SUBPROTOCOL,
+  TerminalClientMessageSchema,
+  TerminalQuerySchema,
+  TerminalServerMessageSchema,
 } from "../../shared/api.ts";
 import { NetworkPolicySchema } from "../../shared/egress-policy.ts";
 import { AppError, parseOrError } from "../../shared/errors.ts";
@@ -551,6 +555,60 @@ export const processResizeRoute: RouteDef = {
   },
 };
 
+export const processTerminalRoute: RouteDef = {
+  method: "GET",
+  path: `${PROCESSES_PATH}/:pid/tty`,
+  auth: "tenant",
+  scope: "sandbox:exec",
+  websocket: true,
+  doc: {
+    summary:
+      'The terminal of a process started with `tty: true`, as a WebSocket (101): binary messages are terminal bytes both ways (to stdin; its output from the ring, from `since`), text messages JSON: to the server `{type:"resize",cols,rows}`; from it `{type:"exit",…}` (then close 1000), `{type:"dropped",bytes}`, `{type:"error",code,message}`. A browser passes its token as the subprotocol `bearer.<jwt>` next to `pi-sandbox.terminal.v1`. Closing the socket leaves the process running. Refused before the upgrade: 404 (sandbox, pid), 409 not_a_tty, 426 websocket_required, 501 in api exec mode',
+    tags: ["processes"],
+    websocket: {
+      subprotocol: TERMINAL_SUBPROTOCOL,
+      client: TerminalClientMessageSchema,
+      server: TerminalServerMessageSchema,
+    },
+    parameters: [
+      idParam,
+      pidParam,
+      {
+        name: "since",
+        in: "query",
+        description: "output offset to attach at (default 0: what the ring holds)",
+      },
+      {
+        name: "Sec-WebSocket-Protocol",
+        in: "header",
+        description: `\`${TERMINAL_SUBPROTOCOL}\` and, from a browser, \`bearer.<jwt>\` (instead of Authorization)`,
+      },
+    ],
+  },
+  async handler(c) {
+    checkPid(c);
+    if (c.req.header("Upgrade")?.toLowerCase() !== "websocket") {
+      throw new AppError("websocket_required", "the terminal is a WebSocket: send an upgrade");
+    }
+    const q = parseOrError(TerminalQuerySchema, c.req.query(), "terminal query");
+    if (!q.ok) throw q.error;
+    // A client that offers subprotocols gets ours selected, or none fit: never the token entry.
+    const offered = (c.req.header("Sec-WebSocket-Protocol") ?? "")
+      .split(",")
+      .map((p) => p.trim())
+      .filter((p) => p !== "");
+    if (offered.length > 0 && !offered.includes(TERMINAL_SUBPROTOCOL)) {
+      throw new AppError("invalid_request", `offer the subprotocol ${TERMINAL_SUBPROTOCOL}`);
+    }
+    const out = await relayToSandbox(c, { method: "GET", websocket: true });
+    const res = out.response;
+    if (res.status !== 101 || !res.webSocket) return finishRelay(c, out);
+    const headers = new Headers({ "X-Request-Id": c.get("requestId") });
+    if (offered.length > 0) headers.set("Sec-WebSocket-Protocol", TERMINAL_SUBPROTOCOL);
+    return new Response(null, { status: 101, webSocket: res.webSocket, headers });
+  },
+};
+
 export const SANDBOX_ROUTES: readonly RouteDef[] = [
   createSandboxRoute,
   listSandboxesRoute,
@@ -571,4 +629,5 @@ export const SANDBOX_ROUTES: readonly RouteDef[] = [
   processStdinRoute,
   processSignalRoute,
   processResizeRoute,
+  processTerminalRoute,
 ];

@@ -58,6 +58,8 @@ describe("processes and port links in api exec mode", () => {
       ["DELETE", `${base}/7`, undefined],
       // Port links: no exec server in the pod to reach a port through.
       ["POST", `/v1/sandboxes/${sb.id}/ports/8000/links`, {}],
+      // The terminal refuses before any upgrade, in the same order.
+      ["GET", `${base}/7/tty`, undefined],
     ];
     for (const [method, path, body] of routes) {
       const res = await call(method, path, body);

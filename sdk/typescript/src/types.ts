@@ -27,6 +27,7 @@ export type ErrorCode =
   | "method_not_allowed"
   | "sandbox_evicted"
   | "host_not_allowed"
+  | "websocket_required"
   | "stale_lease"
   | "process_exited"
   | "stdin_closed"
