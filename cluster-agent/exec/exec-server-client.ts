@@ -1,6 +1,7 @@
 import { Agent, type ClientRequest, type IncomingMessage, request } from "node:http";
 import { Readable } from "node:stream";
 import type { ReadableStream as WebReadableStream } from "node:stream/web";
+import WebSocket from "ws";
 import { z } from "zod";
 import { AppError, type ErrorCode, err, ok, type Result } from "../../shared/errors.ts";
 import { EXEC_SERVER_PATHS, EXEC_SERVER_PORT, FENCE_HEADER } from "../sandbox-server/protocol.ts";
@@ -153,6 +154,74 @@ export class ExecServerClient {
       send(true);
     });
   }
+
+  /**
+   * A WebSocket through the pod's exec server, open once the app accepted the handshake: the
+   * server pipes the two sockets, so this client and the app speak the protocol end to end. A
+   * refusal (the server's or the app's own non-101 answer) comes through the one error map.
+   */
+  upgrade(target: ExecTarget, c: ExecServerUpgrade): Promise<Result<WebSocket>> {
+    const signal = c.signal;
+    if (signal?.aborted) return Promise.resolve(err(abortError(signal)));
+    const what = `upgrade ${c.path} on ${target.pod}`;
+    if (!target.podIP)
+      return Promise.resolve(err(new AppError("sandbox_failed", `${what}: the pod has no IP`)));
+    return new Promise((resolve) => {
+      const ws = new WebSocket(`ws://${target.podIP}:${this.#port}${c.path}`, c.protocols ?? [], {
+        headers: {
+          authorization: `Bearer ${podExecToken(this.#token, target.namespace, target.pod)}`,
+          [FENCE_HEADER]: String(target.fence),
+          ...c.headers,
+        },
+        handshakeTimeout: c.headTimeoutMs,
+        maxPayload: c.maxPayload,
+        // The app's own choice of extensions is not ours to make: frames pass as the app sends them.
+        perMessageDeflate: false,
+      });
+      let settled = false;
+      const settle = (r: Result<WebSocket>) => {
+        if (settled) return;
+        settled = true;
+        signal?.removeEventListener("abort", onAbort);
+        if (!r.ok) ws.terminate();
+        resolve(r);
+      };
+      const onAbort = () => settle(err(abortError(signal as AbortSignal)));
+      signal?.addEventListener("abort", onAbort, { once: true });
+      ws.once("open", () => settle(ok(ws)));
+      ws.once("unexpected-response", (_req, res) => {
+        void answerError(res, c.headTimeoutMs).then((e) => {
+          // The app's own non-101 answer (no error envelope of ours): it did not accept the upgrade.
+          settle(
+            err(
+              e.code === "sandbox_failed"
+                ? new AppError(
+                    "port_not_listening",
+                    `the server on the port refused the WebSocket (${res.statusCode ?? 0})`,
+                    { retryAfterSeconds: 1 },
+                  )
+                : e,
+            ),
+          );
+        });
+      });
+      ws.once("error", (e) => settle(err(new AppError("sandbox_failed", `${what} failed`, { cause: e }))));
+    });
+  }
+}
+
+/** A WebSocket upgrade to the exec server (a port link's): the same token, fence and error map as `call()`. */
+export interface ExecServerUpgrade {
+  /** Under EXEC_SERVER_PATHS.ports: the port and the app's path. */
+  path: string;
+  headers?: Record<string, string>;
+  /** Subprotocols offered to the app. */
+  protocols?: string[];
+  /** Largest message either way (a larger one closes the socket 1009). */
+  maxPayload: number;
+  signal?: AbortSignal;
+  /** Until the handshake completes. */
+  headTimeoutMs: number;
 }
 
 /** The exec server's error codes that mean something to the agent's callers, as they see them. */

@@ -177,6 +177,28 @@ export interface PortResponse {
 export interface SandboxPorts {
   /** Resolves at the app's response head; `signal` ends both bodies. */
   proxy(target: ExecTarget, req: PortRequest, opts: { signal: AbortSignal }): Promise<Result<PortResponse>>;
+  /** A WebSocket to the port, open once the app accepted it; `signal` closes it. */
+  webSocket(
+    target: ExecTarget,
+    req: Omit<PortRequest, "method" | "body"> & { protocols: string[] },
+    opts: { signal: AbortSignal },
+  ): Promise<Result<PortSocket>>;
+}
+
+/** One message of a port's WebSocket: bytes (binary) or a string (text). */
+export type PortMessage = Uint8Array | string;
+
+/** An open WebSocket to a sandbox's port (the app's end), in the shape a tunnel session needs. */
+export interface PortSocket {
+  /** The subprotocol the app chose ("" for none). */
+  protocol: string;
+  /** The app's messages in order; it ends when the app closes (then `closedWith`). */
+  messages: ReadableStream<PortMessage>;
+  /** Resolves once the message is written toward the app (the sender's backpressure). */
+  send(msg: PortMessage): Promise<void>;
+  close(code: number, reason: string): void;
+  /** How the app closed (1005 when it gave no code). */
+  closedWith(): { code: number; reason: string };
 }
 
 export interface Scrubber {

@@ -1,5 +1,7 @@
 import { Readable } from "node:stream";
+import type WebSocket from "ws";
 import { err, ok, type Result } from "../../shared/errors.ts";
+import { TUNNEL_WS_MAX_MESSAGE_BYTES } from "../../shared/tunnel.ts";
 import { EXEC_SERVER_PATHS, PORT_HEADERS_HEADER, PORT_UPSTREAM_HEADER } from "../sandbox-server/protocol.ts";
 import {
   answerError,
@@ -7,7 +9,14 @@ import {
   type ExecServerClient,
   execServerClient,
 } from "./exec-server-client.ts";
-import type { ExecTarget, PortRequest, PortResponse, SandboxPorts } from "./executor.ts";
+import type {
+  ExecTarget,
+  PortMessage,
+  PortRequest,
+  PortResponse,
+  PortSocket,
+  SandboxPorts,
+} from "./executor.ts";
 
 export type HttpPortsOptions = ExecServerAccess & {
   /** Until the app's response head arrives (a slow first page of a dev server included). */
@@ -56,4 +65,77 @@ export class HttpPorts implements SandboxPorts {
     }
     return ok({ status, headers, body: Readable.toWeb(res) as unknown as ReadableStream<Uint8Array> });
   }
+
+  async webSocket(
+    target: ExecTarget,
+    req: Omit<PortRequest, "method" | "body"> & { protocols: string[] },
+    opts: { signal: AbortSignal },
+  ): Promise<Result<PortSocket>> {
+    const r = await this.#client.upgrade(target, {
+      path: `${EXEC_SERVER_PATHS.ports}/${req.port}${req.path}`,
+      headers: { [PORT_HEADERS_HEADER]: JSON.stringify(req.headers) },
+      protocols: req.protocols,
+      // A message must fit the tunnel's: a larger one closes the socket 1009 rather than break a frame.
+      maxPayload: TUNNEL_WS_MAX_MESSAGE_BYTES,
+      signal: opts.signal,
+      headTimeoutMs: this.#timeoutMs,
+    });
+    if (!r.ok) return r;
+    const ws = r.value;
+    opts.signal.addEventListener("abort", () => ws.close(1001, "the link's session ended"), { once: true });
+    return ok(portSocket(ws));
+  }
 }
+
+/** Messages the app may have queued before the tunnel reads them; past it the socket is paused. */
+const QUEUED_MESSAGES = 16;
+
+/** A `ws` socket as a PortSocket: its messages as a stream that pauses the socket when unread. */
+function portSocket(ws: WebSocket): PortSocket {
+  let closed = { code: 1005, reason: "" };
+  const messages = new ReadableStream<PortMessage>(
+    {
+      start(c) {
+        ws.on("message", (data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean) => {
+          const bytes = Buffer.isBuffer(data)
+            ? data
+            : Array.isArray(data)
+              ? Buffer.concat(data)
+              : Buffer.from(data);
+          c.enqueue(isBinary ? new Uint8Array(bytes) : bytes.toString("utf8"));
+          if ((c.desiredSize ?? 1) <= 0) ws.pause();
+        });
+        ws.on("close", (code: number, reason: Buffer) => {
+          closed = { code, reason: reason.toString("utf8") };
+          try {
+            c.close();
+          } catch {
+            // already cancelled by the reader
+          }
+        });
+        ws.on("error", () => ws.terminate());
+      },
+      pull() {
+        ws.resume();
+      },
+      cancel() {
+        ws.close(1001, "the link's session ended");
+      },
+    },
+    { highWaterMark: QUEUED_MESSAGES },
+  );
+  return {
+    protocol: ws.protocol,
+    messages,
+    send: (msg) =>
+      new Promise<void>((resolve, reject) => {
+        ws.send(msg, { binary: typeof msg !== "string" }, (e) => (e ? reject(e) : resolve()));
+      }),
+    close: (code, reason) => ws.close(sendableClose(code) ? code : 1000, reason.slice(0, 120)),
+    closedWith: () => closed,
+  };
+}
+
+/** Codes a close frame may carry (RFC 6455 §7.4: not 1004–1006, not 1015). */
+const sendableClose = (code: number) =>
+  (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) || (code >= 3000 && code <= 4999);

@@ -1,5 +1,12 @@
 import { type IncomingHttpHeaders, type IncomingMessage, request, type ServerResponse } from "node:http";
-import { PORT_HEADERS_HEADER, PORT_UPSTREAM_HEADER } from "./protocol.ts";
+import { connect, type Socket } from "node:net";
+import type { Duplex } from "node:stream";
+import {
+  type ExecServerErrorBody,
+  type ExecServerErrorCode,
+  PORT_HEADERS_HEADER,
+  PORT_UPSTREAM_HEADER,
+} from "./protocol.ts";
 import { sendError } from "./respond.ts";
 
 /**
@@ -123,4 +130,100 @@ function appHeaders(raw: IncomingHttpHeaders[string]): Record<string, string | s
     out[name] = prev === undefined ? pair[1] : [prev, pair[1]].flat();
   }
   return out;
+}
+
+/** The WebSocket handshake's own headers: taken from the agent's upgrade, never from the app headers. */
+const HANDSHAKE = [
+  "sec-websocket-key",
+  "sec-websocket-version",
+  "sec-websocket-protocol",
+  "sec-websocket-extensions",
+];
+
+/**
+ * A WebSocket upgrade to `/ports/<port><path>` (already authenticated and fenced by the caller):
+ * the app's handshake request is written to 127.0.0.1:<port> with the app's headers and the
+ * agent's handshake headers, and from then on the two sockets are piped byte for byte — the
+ * agent's WebSocket client and the app speak the protocol end to end (the handshake's accept key
+ * included); this server never parses a frame. Nothing listening: `502 port_not_listening` as a
+ * plain answer to the upgrade.
+ */
+export function handlePortUpgrade(
+  req: IncomingMessage,
+  socket: Duplex,
+  head: Buffer,
+  o: PortProxyOptions,
+): void {
+  const parsed = parsePortsUrl(req.url ?? "");
+  const port = Number(parsed?.port);
+  if (!parsed || !/^[1-9][0-9]{0,4}$/.test(parsed.port) || port > 65_535 || port === o.ownPort) {
+    refuseUpgrade(
+      socket,
+      400,
+      "port_not_allowed",
+      `port ${parsed?.port.slice(0, 10) ?? "?"} cannot be linked`,
+    );
+    return;
+  }
+  const headers = appHeaders(req.headers[PORT_HEADERS_HEADER]);
+  if (!headers) {
+    refuseUpgrade(
+      socket,
+      400,
+      "invalid_request",
+      `${PORT_HEADERS_HEADER} must be a JSON list of [name, value]`,
+    );
+    return;
+  }
+  for (const name of HANDSHAKE) delete headers[name];
+  const lines = [
+    `GET ${parsed.path} HTTP/1.1`,
+    `host: localhost:${port}`,
+    "connection: Upgrade",
+    "upgrade: websocket",
+  ];
+  for (const name of HANDSHAKE) {
+    const v = req.headers[name];
+    if (typeof v === "string") lines.push(`${name}: ${v}`);
+  }
+  for (const [name, value] of Object.entries(headers))
+    for (const v of [value].flat()) lines.push(`${name}: ${v}`);
+  const upstream: Socket = connect({ host: "127.0.0.1", port });
+  upstream.setTimeout(CONNECT_TIMEOUT_MS, () => upstream.destroy(new Error("connect timeout")));
+  let connected = false;
+  upstream.once("connect", () => {
+    connected = true;
+    upstream.setTimeout(0);
+    upstream.write(`${lines.join("\r\n")}\r\n\r\n`);
+    if (head.length > 0) upstream.write(head);
+    upstream.pipe(socket);
+    socket.pipe(upstream);
+  });
+  upstream.on("error", () => {
+    if (!connected)
+      refuseUpgrade(
+        socket,
+        502,
+        "port_not_listening",
+        `nothing is listening on port ${port} in the sandbox (yet)`,
+      );
+    else socket.destroy();
+  });
+  upstream.on("close", () => socket.destroy());
+  socket.on("error", () => upstream.destroy());
+  socket.on("close", () => upstream.destroy());
+}
+
+/** An error answered on a raw socket (an upgrade has no ServerResponse), then closed. */
+export function refuseUpgrade(
+  socket: Duplex,
+  status: number,
+  code: ExecServerErrorCode,
+  message: string,
+): void {
+  const body: ExecServerErrorBody = { error: { code, message } };
+  const text = JSON.stringify(body);
+  socket.end(
+    `HTTP/1.1 ${status} ${code}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(text)}\r\nconnection: close\r\n\r\n${text}`,
+  );
 }

@@ -8,7 +8,8 @@ import {
 } from "../../shared/api.ts";
 import { AppError, errorResponse, ok, parseOrError, type Result } from "../../shared/errors.ts";
 import { linkNotFound } from "../../shared/port-link-token.ts";
-import type { PortResponse } from "../exec/executor.ts";
+import type { PortResponse, PortSocket } from "../exec/executor.ts";
+import { acceptWebSocket, isWebSocketRequest, type WebSocketSession } from "../tunnel/ws-session.ts";
 import { type SandboxExecDeps, withSandbox } from "./exec.ts";
 import type { PortLinks } from "./port-links.ts";
 import type { ProcessRouteHelpers } from "./process-routes.ts";
@@ -103,30 +104,111 @@ export function portLinkRoutes(
     if (!headers.success)
       return fail(c, new AppError("invalid_request", "malformed proxied request headers"));
     const method = c.req.method;
+    const ctx = {
+      tenant,
+      requestId: c.get("requestId"),
+      signal: c.req.raw.signal,
+      what: `link port ${port.data}`,
+    };
+    if (isWebSocketRequest(c.req.raw)) {
+      return linkWebSocket(c, deps, id, ctx, { port: port.data, path: m[4] ?? "/", headers: headers.data });
+    }
     const body = method === "GET" || method === "HEAD" ? undefined : (c.get("bodyStream") ?? c.get("body"));
-    const r = await withSandbox(
-      deps,
-      id,
-      { tenant, requestId: c.get("requestId"), signal: c.req.raw.signal, what: `link port ${port.data}` },
-      (sb) =>
-        sb.onPorts((ports, t, signal) =>
-          ports.proxy(
-            t,
-            {
-              port: port.data,
-              method,
-              path: m[4] ?? "/",
-              headers: headers.data,
-              ...(body !== undefined ? { body } : {}),
-            },
-            { signal },
-          ),
+    const r = await withSandbox(deps, id, ctx, (sb) =>
+      sb.onPorts((ports, t, signal) =>
+        ports.proxy(
+          t,
+          {
+            port: port.data,
+            method,
+            path: m[4] ?? "/",
+            headers: headers.data,
+            ...(body !== undefined ? { body } : {}),
+          },
+          { signal },
         ),
+      ),
     );
     // The sandbox went away or passed on between the check and the use: still the link's 404.
     if (!r.ok) return fail(c, r.error.code === "sandbox_not_found" ? linkNotFound() : r.error);
     return appResponse(r.value);
   });
+}
+
+/**
+ * A link's WebSocket: the app's socket through the pod's exec server, opened before the client's
+ * upgrade is accepted (a server that refuses or is not listening is the client's HTTP answer), and
+ * a use of the sandbox for as long as it is open. Messages pass as they are, both ways, under the
+ * tunnel's credit.
+ */
+function linkWebSocket(
+  c: Ctx,
+  deps: SandboxExecDeps,
+  id: string,
+  ctx: { tenant: string; requestId: string; signal: AbortSignal; what: string },
+  req: { port: number; path: string; headers: Array<[string, string]> },
+): Promise<Response> {
+  // The handshake's own headers are the agent's to send; the offered subprotocols go to the app.
+  const protocols = req.headers
+    .filter(([n]) => n === "sec-websocket-protocol")
+    .flatMap(([, v]) => v.split(","))
+    .map((p) => p.trim())
+    .filter((p) => p !== "");
+  const headers = req.headers.filter(([n]) => !n.startsWith("sec-websocket-") && n !== "upgrade");
+  return new Promise<Response>((answer) => {
+    withSandbox(deps, id, ctx, async (sb) => {
+      const detach = new AbortController();
+      const sock = await sb.onPorts(
+        (ports, t, signal) =>
+          ports.webSocket(t, { port: req.port, path: req.path, headers, protocols }, { signal }),
+        detach.signal,
+      );
+      if (!sock.ok) return sock;
+      let ended: () => void = () => {};
+      const done = new Promise<void>((resolve) => {
+        ended = resolve;
+      });
+      const session = linkSession(sock.value, () => {
+        detach.abort();
+        ended();
+      });
+      answer(
+        acceptWebSocket(
+          session,
+          sock.value.protocol ? { "sec-websocket-protocol": sock.value.protocol } : undefined,
+        ),
+      );
+      await done;
+      return ok(undefined);
+    }).then((r) => {
+      // Only a refusal before the session answers here; after it the session is out.
+      if (!r.ok)
+        answer(
+          errorResponse(r.error.code === "sandbox_not_found" ? linkNotFound() : r.error, c.get("requestId")),
+        );
+    });
+  });
+}
+
+/** The app's socket as a tunnel session; `end` (once, whichever side ends first) ends the sandbox use. */
+function linkSession(sock: PortSocket, end: () => void): WebSocketSession {
+  return {
+    outgoing: sock.messages.pipeThrough(
+      new TransformStream({
+        flush: () => end(),
+      }),
+    ),
+    receive: (msg) => sock.send(msg),
+    close: (why) => {
+      sock.close(why.code, why.reason);
+      end();
+    },
+    closeWith: () => {
+      const app = sock.closedWith();
+      // 1005/1006 say "no code" / "no close frame": the client is told a plain 1000.
+      return app.code === 1005 || app.code === 1006 ? { code: 1000, reason: "" } : app;
+    },
+  };
 }
 
 function appResponse(r: PortResponse): Response {

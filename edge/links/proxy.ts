@@ -8,6 +8,7 @@ import {
   verifyPortLink,
 } from "../../shared/port-link-token.ts";
 import type { AppContext, AppEnv } from "../app-env.ts";
+import { finishRelay } from "../http/relay-response.ts";
 import { assertScope } from "../middleware/auth.ts";
 import { countedUpload } from "../middleware/body-limit.ts";
 import { rateLimitHeaders } from "../middleware/quota.ts";
@@ -69,6 +70,26 @@ export function portLinkProxy(): MiddlewareHandler<AppEnv> {
     url.searchParams.delete(PORT_LINK_TOKEN.query);
     const appPath = `${url.pathname}${url.search}`;
     const method = c.req.method;
+    if (c.req.header("Upgrade")?.toLowerCase() === "websocket") {
+      // A WebSocket through the link: the agent opens the app's socket first; only its 101 opens the
+      // client's (the app's chosen subprotocol with it). One quota token per session, not per message.
+      const out = await relayFrom(c, {
+        method: "GET",
+        path: `/v1/sandboxes/${claims.sid}/ports/${claims.port}/proxy/${linkId}${appPath}`,
+        regions: [where.region],
+        cluster: where.cluster,
+        websocket: true,
+        portRequestHeaders: appHeaders(c, url, !claims.pub),
+      });
+      const res = out.response;
+      if (res.status !== 101 || !res.webSocket) return finishRelay(c, out);
+      const headers = new Headers({ "X-Request-Id": c.get("requestId") });
+      const protocol = res.headers.get("sec-websocket-protocol");
+      if (protocol) headers.set("Sec-WebSocket-Protocol", protocol);
+      if (found.from === "query")
+        headers.append("set-cookie", tokenCookie(found.token, claims, url.protocol));
+      return new Response(null, { status: 101, webSocket: res.webSocket, headers });
+    }
     const hasBody = method !== "GET" && method !== "HEAD" && c.req.raw.body !== null;
     let over = false;
     const body = hasBody

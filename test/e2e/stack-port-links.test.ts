@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import WebSocket from "ws";
 import { type Stack, startStack } from "../../devstack/stack.ts";
 import { SandboxApiError, SandboxClient } from "../../sdk/typescript/src/index.ts";
 import type { ExecResult, PortLink, ProcessInfo, ProcessOutput, Sandbox } from "../../shared/api.ts";
@@ -91,6 +92,82 @@ s = http.server.ThreadingHTTPServer(("127.0.0.1", 8000), H)
 print("listening on 8000", flush=True)
 s.serve_forever()
 `;
+
+// A WebSocket echo server by hand (python has none in its standard library): the handshake, then
+// each text or binary message back with "echo:" in front; a close is answered and ends it.
+const WS_PY = `
+import base64, hashlib, socket, struct, threading
+GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+def exact(c, n):
+    b = b""
+    while len(b) < n:
+        x = c.recv(n - len(b))
+        if not x: raise EOFError
+        b += x
+    return b
+def handle(c):
+    data = b""
+    while b"\\r\\n\\r\\n" not in data:
+        x = c.recv(4096)
+        if not x: return
+        data += x
+    hdrs = {}
+    for line in data.split(b"\\r\\n\\r\\n")[0].decode().split("\\r\\n")[1:]:
+        k, v = line.split(":", 1); hdrs[k.strip().lower()] = v.strip()
+    acc = base64.b64encode(hashlib.sha1((hdrs["sec-websocket-key"] + GUID).encode()).digest()).decode()
+    proto = hdrs.get("sec-websocket-protocol", "").split(",")[0].strip()
+    resp = "HTTP/1.1 101 Switching Protocols\\r\\nUpgrade: websocket\\r\\nConnection: Upgrade\\r\\nSec-WebSocket-Accept: %s\\r\\n" % acc
+    if proto: resp += "Sec-WebSocket-Protocol: %s\\r\\n" % proto
+    c.sendall((resp + "X-Seen-Path: " + data.split(b" ")[1].decode() + "\\r\\n\\r\\n").encode())
+    try:
+        while True:
+            b1, b2 = exact(c, 2)
+            op = b1 & 15; n = b2 & 127
+            if n == 126: n = struct.unpack(">H", exact(c, 2))[0]
+            elif n == 127: n = struct.unpack(">Q", exact(c, 8))[0]
+            mask = exact(c, 4) if b2 & 128 else b"\\0\\0\\0\\0"
+            payload = bytes(x ^ mask[i % 4] for i, x in enumerate(exact(c, n)))
+            if op == 8:
+                c.sendall(bytes([136, len(payload)]) + payload); c.close(); return
+            if op == 9: op = 10
+            if op in (1, 2): payload = b"echo:" + payload
+            L = len(payload)
+            hdr = bytes([128 | op]) + (bytes([L]) if L < 126 else bytes([126]) + struct.pack(">H", L) if L < 65536 else bytes([127]) + struct.pack(">Q", L))
+            c.sendall(hdr + payload)
+    except EOFError:
+        c.close()
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("127.0.0.1", 8001)); s.listen()
+print("ws listening on 8001", flush=True)
+while True:
+    c, _ = s.accept(); threading.Thread(target=handle, args=(c,), daemon=True).start()
+`;
+
+/** A WebSocket to a link URL from Node: `*.localhost` resolved to loopback, as curl and Chromium do. */
+function linkSocket(url: string, protocols: string[] = [], headers: Record<string, string> = {}): WebSocket {
+  return new WebSocket(url.replace(/^http/, "ws"), protocols, {
+    headers,
+    lookup: (_host: string, _o: unknown, cb: (e: null, a: string, f: number) => void) =>
+      cb(null, "127.0.0.1", 4),
+  } as WebSocket.ClientOptions);
+}
+
+/** The answer to an upgrade that was refused: its status and error code. */
+function refusal(ws: WebSocket): Promise<[number, string]> {
+  return new Promise((resolve, reject) => {
+    ws.once("open", () => reject(new Error("the upgrade was accepted")));
+    ws.once("error", () => undefined);
+    ws.once("unexpected-response", (_req, res) => {
+      let text = "";
+      res.on("data", (d: Buffer) => {
+        text += d.toString();
+      });
+      res.on("end", () => {
+        const code = (JSON.parse(text) as { error?: { code?: string } }).error?.code ?? "";
+        resolve([res.statusCode ?? 0, code]);
+      });
+    });
+  });
+}
 
 const PAGE = "<!doctype html><title>hello from the sandbox</title><p>ünïcödé ✓</p>\n";
 const BIG_BYTES = 12 * 1024 * 1024;
@@ -259,6 +336,61 @@ describe("port links through the edge", () => {
     } finally {
       await api(`/v1/sandboxes/${mine.id}`, { method: "DELETE", token: b });
     }
+  });
+
+  it("a WebSocket through a link: text and binary both ways, the app's subprotocol, refusals before the upgrade", async () => {
+    await api(`/v1/sandboxes/${sb.id}/files/ws.py`, {
+      method: "PUT",
+      headers: { "content-type": "application/octet-stream" },
+      body: WS_PY,
+    });
+    const wsLink = await link(sb.id, 8001, { public: true });
+    // Nothing listens yet: the upgrade is refused with the link's 502, no socket opens.
+    expect(await refusal(linkSocket(wsLink.url))).toEqual([502, "port_not_listening"]);
+    const server = await json<ProcessInfo>(
+      await api(`/v1/sandboxes/${sb.id}/processes`, {
+        method: "POST",
+        body: JSON.stringify({ argv: ["python3", "-u", "ws.py"] }),
+      }),
+      201,
+    );
+    await waitFor(
+      "the WebSocket server's listening line",
+      async () => {
+        const out = await json<ProcessOutput>(
+          await api(`/v1/sandboxes/${sb.id}/processes/${server.pid}/output?since=0&waitMs=2000`),
+        );
+        return Buffer.from(out.data, "base64").toString().includes("ws listening on 8001") || undefined;
+      },
+      30_000,
+    );
+    const ws = linkSocket(`${parts(wsLink, "/chat?room=1").url}&pi_link=${parts(wsLink).token}`, ["chat.v1"]);
+    const received: Array<string | Buffer> = [];
+    const next = () =>
+      new Promise<string | Buffer>((resolve) => {
+        ws.once("message", (data: Buffer, isBinary: boolean) => resolve(isBinary ? data : data.toString()));
+      });
+    await new Promise<void>((resolve, reject) => {
+      ws.once("open", () => resolve());
+      ws.once("error", reject);
+    });
+    expect(ws.protocol).toBe("chat.v1");
+    let got = next();
+    ws.send("héllo");
+    received.push(await got);
+    const bin = Buffer.from(Array.from({ length: 70_000 }, (_, i) => i % 256));
+    got = next();
+    ws.send(bin);
+    received.push(await got);
+    expect(received[0]).toBe("echo:héllo");
+    expect(Buffer.compare(received[1] as Buffer, Buffer.concat([Buffer.from("echo:"), bin]))).toBe(0);
+    const closed = new Promise<number>((resolve) => ws.once("close", (code: number) => resolve(code)));
+    ws.close(1000, "bye");
+    expect(await closed).toBe(1000);
+    // A revoked link refuses the upgrade like any request.
+    const del = await api(`/v1/sandboxes/${sb.id}/ports/8001/links/${wsLink.id}`, { method: "DELETE" });
+    expect(del.status).toBe(204);
+    expect(await refusal(linkSocket(wsLink.url))).toEqual([404, "link_not_found"]);
   });
 
   it("the TypeScript client: sandbox.ports.link(port, {ttlSeconds, public}), links(), revoke()", async () => {
