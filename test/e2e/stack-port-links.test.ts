@@ -118,7 +118,7 @@ def handle(c):
     proto = hdrs.get("sec-websocket-protocol", "").split(",")[0].strip()
     resp = "HTTP/1.1 101 Switching Protocols\\r\\nUpgrade: websocket\\r\\nConnection: Upgrade\\r\\nSec-WebSocket-Accept: %s\\r\\n" % acc
     if proto: resp += "Sec-WebSocket-Protocol: %s\\r\\n" % proto
-    c.sendall((resp + "X-Seen-Path: " + data.split(b" ")[1].decode() + "\\r\\n\\r\\n").encode())
+    c.sendall((resp + "\\r\\n").encode())
     try:
         while True:
             b1, b2 = exact(c, 2)
@@ -146,8 +146,9 @@ while True:
 function linkSocket(url: string, protocols: string[] = [], headers: Record<string, string> = {}): WebSocket {
   return new WebSocket(url.replace(/^http/, "ws"), protocols, {
     headers,
-    lookup: (_host: string, _o: unknown, cb: (e: null, a: string, f: number) => void) =>
-      cb(null, "127.0.0.1", 4),
+    // Node asks for every address (`all`, for its family selection): one answer, loopback.
+    lookup: (_host: string, o: { all?: boolean }, cb: (e: null, a: unknown, f?: number) => void) =>
+      o.all ? cb(null, [{ address: "127.0.0.1", family: 4 }]) : cb(null, "127.0.0.1", 4),
   } as WebSocket.ClientOptions);
 }
 
