@@ -1,66 +1,62 @@
 import { createHash } from "node:crypto";
 import { fileURLToPath } from "node:url";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import WebSocket from "ws";
-import { type Stack, startStack } from "../../devstack/stack.ts";
 import { SandboxApiError, SandboxClient } from "../../sdk/typescript/src/index.ts";
 import type { ExecResult, PortLink, ProcessInfo, ProcessOutput, Sandbox } from "../../shared/api.ts";
 import { linkFetch } from "../support/link-fetch.ts";
-import { edgeApi, runProcess, tempDir, waitFor } from "./stack-helpers.ts";
+import { edgeApi, errorCodeOf, jsonOf, runProcess, suiteStack, waitFor } from "./stack-helpers.ts";
 
 // Issue 27 item 3 through the whole stack: the edge in workerd, a real agent on the tunnel, devcluster
 // runc pods running the exec server. A python http.server started as a sandbox process is reached
 // through expiring links at <link id>.localhost: edge → tunnel → agent → the pod's exec server →
 // 127.0.0.1:8000 in the pod.
 
-const tmp = tempDir("stack-port-links-");
-let stack: Stack;
-
-beforeAll(async () => {
-  stack = await startStack({
-    dir: tmp.dir,
-    regions: ["eu-1"],
-    agentsPerRegion: 1,
-    poolSize: 3,
-    edgeVars: { TENANT_QUOTA_BURST: "400", TENANT_QUOTA_PER_MINUTE: "6000" },
-  });
-}, 120_000);
-
-afterAll(async () => {
-  await stack?.close();
-  tmp.remove();
+const theStack = suiteStack("stack-port-links-", {
+  regions: ["eu-1"],
+  agentsPerRegion: 1,
+  poolSize: 3,
+  edgeVars: { TENANT_QUOTA_BURST: "400", TENANT_QUOTA_PER_MINUTE: "6000" },
 });
-
-const api = edgeApi(() => stack);
-
-async function json<T>(res: Response, status = 200): Promise<T> {
-  const text = await res.text();
-  expect(`${res.status} ${text}`.slice(0, 400)).toMatch(new RegExp(`^${status} `));
-  return JSON.parse(text) as T;
-}
-
-async function codeOf(res: Response): Promise<string> {
-  const text = await res.text();
-  try {
-    return (JSON.parse(text) as { error?: { code?: string } }).error?.code ?? `(status ${res.status})`;
-  } catch {
-    return `(status ${res.status}: ${text.slice(0, 100)})`;
-  }
-}
+const api = edgeApi(theStack);
 
 const createSandbox = async (token?: string): Promise<Sandbox> =>
-  json<Sandbox>(await api("/v1/sandboxes", { method: "POST", body: "{}", ...(token ? { token } : {}) }), 201);
+  jsonOf<Sandbox>(
+    await api("/v1/sandboxes", { method: "POST", body: "{}", ...(token ? { token } : {}) }),
+    201,
+  );
 
 const exec = async (id: string, command: string): Promise<ExecResult> =>
-  json<ExecResult>(
+  jsonOf<ExecResult>(
     await api(`/v1/sandboxes/${id}/exec`, { method: "POST", body: JSON.stringify({ command }) }),
   );
 
 const link = async (id: string, port: number, body: object = {}): Promise<PortLink> =>
-  json<PortLink>(
+  jsonOf<PortLink>(
     await api(`/v1/sandboxes/${id}/ports/${port}/links`, { method: "POST", body: JSON.stringify(body) }),
     201,
   );
+
+/** Start a python script of the workspace as a sandbox process and wait for `line` in its output. */
+async function startServer(id: string, script: string, line: string): Promise<void> {
+  const server = await jsonOf<ProcessInfo>(
+    await api(`/v1/sandboxes/${id}/processes`, {
+      method: "POST",
+      body: JSON.stringify({ argv: ["python3", "-u", script] }),
+    }),
+    201,
+  );
+  await waitFor(
+    `${script}'s "${line}"`,
+    async () => {
+      const out = await jsonOf<ProcessOutput>(
+        await api(`/v1/sandboxes/${id}/processes/${server.pid}/output?since=0&waitMs=2000`),
+      );
+      return Buffer.from(out.data, "base64").toString().includes(line) || undefined;
+    },
+    30_000,
+  );
+}
 
 /** The link's token (its URL's query) and the URL of `path` on the link's host without it. */
 function parts(l: PortLink, path = "/"): { token: string; url: string } {
@@ -188,7 +184,7 @@ describe("port links through the edge", () => {
     const res = await linkFetch(pub.url);
     expect(res.status).toBe(502);
     expect(res.headers.get("retry-after")).toBe("1");
-    expect(await codeOf(res)).toBe("port_not_listening");
+    expect(await errorCodeOf(res)).toBe("port_not_listening");
   });
 
   it("serves the sandbox's python http.server through the link, bytes exact (a page, a streamed 12 MiB file, a POST body)", async () => {
@@ -206,24 +202,8 @@ describe("port links through the edge", () => {
     const made = await exec(sb.id, `head -c ${BIG_BYTES} /dev/urandom > big.bin && sha256sum big.bin`);
     bigSha = made.stdout.split(" ")[0] ?? "";
     expect(bigSha).toMatch(/^[0-9a-f]{64}$/);
-    const server = await json<ProcessInfo>(
-      await api(`/v1/sandboxes/${sb.id}/processes`, {
-        method: "POST",
-        body: JSON.stringify({ argv: ["python3", "-u", "server.py"] }),
-      }),
-      201,
-    );
     // Its "listening" line in its output, then the link works.
-    await waitFor(
-      "the server's listening line",
-      async () => {
-        const out = await json<ProcessOutput>(
-          await api(`/v1/sandboxes/${sb.id}/processes/${server.pid}/output?since=0&waitMs=2000`),
-        );
-        return Buffer.from(out.data, "base64").toString().includes("listening on 8000") || undefined;
-      },
-      30_000,
-    );
+    await startServer(sb.id, "server.py", "listening on 8000");
     const page = await linkFetch(pub.url);
     expect(page.status).toBe(200);
     expect(Buffer.from(await page.arrayBuffer()).toString("utf8")).toBe(PAGE);
@@ -252,10 +232,14 @@ describe("port links through the edge", () => {
     const priv = await link(sb.id, 8000);
     expect(priv.public).toBe(false);
     const none = await linkFetch(priv.url);
-    expect([none.status, await codeOf(none)]).toEqual([401, "unauthenticated"]);
-    const b = await linkFetch(priv.url, { headers: { authorization: `Bearer ${stack.tokens.tenantB}` } });
-    expect([b.status, await codeOf(b)]).toEqual([404, "link_not_found"]);
-    const a = await linkFetch(priv.url, { headers: { authorization: `Bearer ${stack.tokens.tenantA}` } });
+    expect([none.status, await errorCodeOf(none)]).toEqual([401, "unauthenticated"]);
+    const b = await linkFetch(priv.url, {
+      headers: { authorization: `Bearer ${theStack().tokens.tenantB}` },
+    });
+    expect([b.status, await errorCodeOf(b)]).toEqual([404, "link_not_found"]);
+    const a = await linkFetch(priv.url, {
+      headers: { authorization: `Bearer ${theStack().tokens.tenantA}` },
+    });
     expect(a.status).toBe(200);
     expect(await a.text()).toBe(PAGE);
   });
@@ -285,17 +269,17 @@ describe("port links through the edge", () => {
 
   it("lists the open links with their URLs; a revoked link is 404 at once and leaves the list", async () => {
     const l = await link(sb.id, 8000, { public: true });
-    const listed = await json<{ links: PortLink[] }>(await api(`/v1/sandboxes/${sb.id}/ports/links`));
+    const listed = await jsonOf<{ links: PortLink[] }>(await api(`/v1/sandboxes/${sb.id}/ports/links`));
     const mine = listed.links.find((x) => x.id === l.id);
     expect(mine).toEqual(l);
     expect((await linkFetch(l.url)).status).toBe(200);
     const del = await api(`/v1/sandboxes/${sb.id}/ports/8000/links/${l.id}`, { method: "DELETE" });
     expect(del.status).toBe(204);
     const after = await linkFetch(l.url);
-    expect([after.status, await codeOf(after)]).toEqual([404, "link_not_found"]);
+    expect([after.status, await errorCodeOf(after)]).toEqual([404, "link_not_found"]);
     const again = await api(`/v1/sandboxes/${sb.id}/ports/8000/links/${l.id}`, { method: "DELETE" });
-    expect([again.status, await codeOf(again)]).toEqual([404, "link_not_found"]);
-    const relisted = await json<{ links: PortLink[] }>(await api(`/v1/sandboxes/${sb.id}/ports/links`));
+    expect([again.status, await errorCodeOf(again)]).toEqual([404, "link_not_found"]);
+    const relisted = await jsonOf<{ links: PortLink[] }>(await api(`/v1/sandboxes/${sb.id}/ports/links`));
     expect(relisted.links.map((x) => x.id)).not.toContain(l.id);
   });
 
@@ -308,15 +292,15 @@ describe("port links through the edge", () => {
       20_000,
     );
     const res = await linkFetch(l.url);
-    expect([res.status, await codeOf(res)]).toEqual([404, "link_not_found"]);
+    expect([res.status, await errorCodeOf(res)]).toEqual([404, "link_not_found"]);
   });
 
   it("refuses ports outside 1-65535 and the exec server's own port; tenant B cannot link A's sandbox", async () => {
     for (const port of ["0", "65536", "99999", "x", "8080"]) {
       const res = await api(`/v1/sandboxes/${sb.id}/ports/${port}/links`, { method: "POST", body: "{}" });
-      expect([port, res.status, await codeOf(res)]).toEqual([port, 400, "port_not_allowed"]);
+      expect([port, res.status, await errorCodeOf(res)]).toEqual([port, 400, "port_not_allowed"]);
     }
-    const b = stack.tokens.tenantB;
+    const b = theStack().tokens.tenantB;
     const calls: Array<[string, RequestInit]> = [
       [`/v1/sandboxes/${sb.id}/ports/8000/links`, { method: "POST", body: "{}" }],
       [`/v1/sandboxes/${sb.id}/ports/links`, {}],
@@ -324,7 +308,7 @@ describe("port links through the edge", () => {
     ];
     for (const [path, init] of calls) {
       const res = await api(path, { ...init, token: b });
-      expect([path, res.status, await codeOf(res)]).toEqual([path, 404, "sandbox_not_found"]);
+      expect([path, res.status, await errorCodeOf(res)]).toEqual([path, 404, "sandbox_not_found"]);
     }
     // B's own sandbox, with A's link id in the path: nothing of A's.
     const mine = await createSandbox(b);
@@ -333,7 +317,7 @@ describe("port links through the edge", () => {
         method: "DELETE",
         token: b,
       });
-      expect([res.status, await codeOf(res)]).toEqual([404, "link_not_found"]);
+      expect([res.status, await errorCodeOf(res)]).toEqual([404, "link_not_found"]);
     } finally {
       await api(`/v1/sandboxes/${mine.id}`, { method: "DELETE", token: b });
     }
@@ -348,23 +332,7 @@ describe("port links through the edge", () => {
     const wsLink = await link(sb.id, 8001, { public: true });
     // Nothing listens yet: the upgrade is refused with the link's 502, no socket opens.
     expect(await refusal(linkSocket(wsLink.url))).toEqual([502, "port_not_listening"]);
-    const server = await json<ProcessInfo>(
-      await api(`/v1/sandboxes/${sb.id}/processes`, {
-        method: "POST",
-        body: JSON.stringify({ argv: ["python3", "-u", "ws.py"] }),
-      }),
-      201,
-    );
-    await waitFor(
-      "the WebSocket server's listening line",
-      async () => {
-        const out = await json<ProcessOutput>(
-          await api(`/v1/sandboxes/${sb.id}/processes/${server.pid}/output?since=0&waitMs=2000`),
-        );
-        return Buffer.from(out.data, "base64").toString().includes("ws listening on 8001") || undefined;
-      },
-      30_000,
-    );
+    await startServer(sb.id, "ws.py", "ws listening on 8001");
     const ws = linkSocket(`${parts(wsLink, "/chat?room=1").url}&pi_link=${parts(wsLink).token}`, ["chat.v1"]);
     const received: Array<string | Buffer> = [];
     const next = () =>
@@ -395,7 +363,7 @@ describe("port links through the edge", () => {
   });
 
   it("the TypeScript client: sandbox.ports.link(port, {ttlSeconds, public}), links(), revoke()", async () => {
-    const client = new SandboxClient({ baseUrl: stack.edgeUrl, token: stack.tokens.tenantA });
+    const client = new SandboxClient({ baseUrl: theStack().edgeUrl, token: theStack().tokens.tenantA });
     const s = await client.sandboxes.get(sb.id);
     const l = await s.ports.link(8000, { ttlSeconds: 120, public: true });
     expect(l).toMatchObject({ port: 8000, public: true });
@@ -418,8 +386,8 @@ describe("port links through the edge", () => {
       env: {
         PYTHONPATH: root,
         PYTHONDONTWRITEBYTECODE: "1",
-        PI_SANDBOX_URL: stack.edgeUrl,
-        PI_SANDBOX_TOKEN: stack.tokens.tenantA,
+        PI_SANDBOX_URL: theStack().edgeUrl,
+        PI_SANDBOX_TOKEN: theStack().tokens.tenantA,
       },
       timeoutMs: 120_000,
     });
@@ -432,6 +400,6 @@ describe("port links through the edge", () => {
     const del = await api(`/v1/sandboxes/${sb.id}`, { method: "DELETE" });
     expect(del.status).toBe(204);
     const res = await linkFetch(pub.url);
-    expect([res.status, await codeOf(res)]).toEqual([404, "link_not_found"]);
+    expect([res.status, await errorCodeOf(res)]).toEqual([404, "link_not_found"]);
   });
 });
