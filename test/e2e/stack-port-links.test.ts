@@ -2,6 +2,7 @@ import { createHash } from "node:crypto";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import WebSocket from "ws";
+import { main as cli } from "../../sdk/typescript/src/cli.ts";
 import { SandboxApiError, SandboxClient } from "../../sdk/typescript/src/index.ts";
 import type { ExecResult, PortLink, ProcessInfo, ProcessOutput, Sandbox } from "../../shared/api.ts";
 import { linkFetch } from "../support/link-fetch.ts";
@@ -377,6 +378,28 @@ describe("port links through the edge", () => {
       400,
       "port_not_allowed",
     ]);
+  });
+
+  it("the CLI: pi-sandbox port open | ls | rm", async () => {
+    let stdout = "";
+    let stderr = "";
+    const io = {
+      stdout: { write: (s: string) => ((stdout += s), true) } as unknown as NodeJS.WritableStream,
+      stderr: { write: (s: string) => ((stderr += s), true) } as unknown as NodeJS.WritableStream,
+      env: { PI_SANDBOX_URL: theStack().edgeUrl, PI_SANDBOX_TOKEN: theStack().tokens.tenantA },
+      cwd: process.cwd(),
+    };
+    expect(await cli(["port", "open", sb.id, "8000", "--public", "--ttl", "120"], io), stderr).toBe(0);
+    const url = stdout.trim();
+    expect(url).toMatch(/^http:\/\/pl-[a-z0-9]{20}\.localhost:\d+\/\?pi_link=/);
+    expect((await linkFetch(url)).status).toBe(200);
+    const id = new URL(url).hostname.split(".")[0] ?? "";
+    stdout = "";
+    expect(await cli(["port", "ls", sb.id], io), stderr).toBe(0);
+    expect(stdout).toContain(`${id}  8000  public`);
+    expect(await cli(["port", "rm", sb.id, "8000", id], io), stderr).toBe(0);
+    expect((await linkFetch(url)).status).toBe(404);
+    expect(await cli(["port", "open", sb.id, "0"], io)).toBe(65);
   });
 
   it("the Python client: sb.ports.link / links / revoke (its own unittest class)", async () => {
