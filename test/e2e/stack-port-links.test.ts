@@ -383,9 +383,20 @@ describe("port links through the edge", () => {
   it("the CLI: pi-sandbox port open | ls | rm", async () => {
     let stdout = "";
     let stderr = "";
+    const sink = (add: (s: string) => void) =>
+      ({
+        write: (s: string) => {
+          add(s);
+          return true;
+        },
+      }) as unknown as NodeJS.WritableStream;
     const io = {
-      stdout: { write: (s: string) => ((stdout += s), true) } as unknown as NodeJS.WritableStream,
-      stderr: { write: (s: string) => ((stderr += s), true) } as unknown as NodeJS.WritableStream,
+      stdout: sink((s) => {
+        stdout += s;
+      }),
+      stderr: sink((s) => {
+        stderr += s;
+      }),
       env: { PI_SANDBOX_URL: theStack().edgeUrl, PI_SANDBOX_TOKEN: theStack().tokens.tenantA },
       cwd: process.cwd(),
     };
