@@ -319,6 +319,22 @@ describe("port links through the edge", () => {
         token: b,
       });
       expect([res.status, await errorCodeOf(res)]).toEqual([404, "link_not_found"]);
+      // B's link to the same port number of B's sandbox: B's (empty) port, never A's page; A's
+      // token on B's link host, and B's token on A's, are 404.
+      const bLink = await jsonOf<PortLink>(
+        await api(`/v1/sandboxes/${mine.id}/ports/8000/links`, {
+          method: "POST",
+          body: '{"public":true}',
+          token: b,
+        }),
+        201,
+      );
+      const own = await linkFetch(bLink.url);
+      expect([own.status, await errorCodeOf(own)]).toEqual([502, "port_not_listening"]);
+      const aOnB = await linkFetch(parts(bLink).url, { headers: { "x-pi-link": parts(pub).token } });
+      expect([aOnB.status, await errorCodeOf(aOnB)]).toEqual([404, "link_not_found"]);
+      const bOnA = await linkFetch(parts(pub).url, { headers: { "x-pi-link": parts(bLink).token } });
+      expect([bOnA.status, await errorCodeOf(bOnA)]).toEqual([404, "link_not_found"]);
     } finally {
       await api(`/v1/sandboxes/${mine.id}`, { method: "DELETE", token: b });
     }
