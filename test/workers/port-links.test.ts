@@ -237,3 +237,46 @@ describe("port links through the edge (agent played by the test)", () => {
     expect(verified.ok).toBe(true);
   });
 });
+
+describe("a WebSocket through a link (agent played by the test)", () => {
+  it("is relayed as an upgrade with the link scope; the client's 101 carries the app's subprotocol", async () => {
+    const a = await connectAgent("eu-1", async (r, ag) => {
+      expect(r.frame.websocket).toBe(true);
+      ag.acceptSession(r.frame.id, [["sec-websocket-protocol", "chat.v1"]]);
+    });
+    agents.push(a);
+    await waitForAgents(TUNNEL, "eu-1", 1);
+    const token = await signPortLink(await regionKey(), claims());
+    const res = await SELF.fetch(`https://${LID}.edge.test/live?x=2&pi_link=${token}`, {
+      headers: { Upgrade: "websocket", "Sec-WebSocket-Protocol": "chat.v1, other" },
+    });
+    expect(res.status).toBe(101);
+    expect(res.headers.get("Sec-WebSocket-Protocol")).toBe("chat.v1");
+    res.webSocket?.accept();
+    const got = a.received.at(-1)!;
+    expect(got.frame.path).toBe(`/v1/sandboxes/${SID}/ports/8000/proxy/${LID}/live?x=2`);
+    const verified = await a.verifier.verify({
+      token: got.request.headers.get(RELAY_HEADER) ?? "",
+      method: "GET",
+      path: got.frame.path,
+      body: new Uint8Array(0),
+    });
+    expect(verified.ok && verified.value.scopes).toEqual([PORT_LINK_RELAY_SCOPE]);
+    const app = JSON.parse(got.request.headers.get(PORT_REQUEST_HEADERS_HEADER) ?? "[]") as Array<
+      [string, string]
+    >;
+    expect(app).toContainEqual(["sec-websocket-protocol", "chat.v1, other"]);
+    res.webSocket?.close(1000, "done");
+  });
+
+  it("a forged token is 404 before anything reaches an agent: no socket opens", async () => {
+    const a = await linkAgent();
+    const before = a.received.length;
+    const res = await SELF.fetch(`https://${LID}.edge.test/live`, {
+      headers: { Upgrade: "websocket", "x-pi-link": "a.b.c" },
+    });
+    await expectError(res, 404, "link_not_found");
+    expect(res.webSocket).toBeNull();
+    expect(a.received.length).toBe(before);
+  });
+});
