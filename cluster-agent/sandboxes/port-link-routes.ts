@@ -95,7 +95,7 @@ export function portLinkRoutes(
     // Nothing about the target is told apart: every miss is the same 404.
     if (!m || !port.success || !h.ownId(id)) return fail(c, linkNotFound());
     const tenant = tenantOf(c);
-    const link = deps.links.check(tenant, id, linkId, port.data);
+    const link = await deps.links.check(tenant, id, linkId, port.data);
     if (!link.ok) return fail(c, link.error);
     if (!deps.ports) return fail(c, apiMode());
     const headers = PortRequestHeadersSchema.safeParse(

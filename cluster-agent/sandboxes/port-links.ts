@@ -101,12 +101,19 @@ export class PortLinks {
   /**
    * The link a request presents, if it is still open on this tenant's sandbox for this port; every
    * other case (sandbox gone or another tenant's, revoked, expired, another port) is link_not_found.
+   * The cache answers; a link it does not hold is looked up on the API server once, since another
+   * replica may have created it a moment ago (the edge verified the token: only genuine links,
+   * fresh or revoked, get this far).
    */
-  check(tenant: string, id: string, linkId: string, port: number): Result<PortLinkRecord> {
-    const lease = this.#o.sandboxes.leaseOf(tenant, id);
-    if (!lease.ok) return err(linkNotFound());
-    const link = this.#open(lease.value).find((l) => l.id === linkId && l.port === port);
-    return link ? ok(link) : err(linkNotFound());
+  async check(tenant: string, id: string, linkId: string, port: number): Promise<Result<PortLinkRecord>> {
+    const find = (lease: V1Lease) => this.#open(lease).find((l) => l.id === linkId && l.port === port);
+    const cached = this.#o.sandboxes.leaseOf(tenant, id);
+    if (!cached.ok) return err(linkNotFound());
+    const link = find(cached.value);
+    if (link) return ok(link);
+    const now = await this.#o.sandboxes.leaseNow(tenant, id);
+    const fresh = now.ok ? find(now.value) : undefined;
+    return fresh ? ok(fresh) : err(linkNotFound());
   }
 
   /** A port no link may reach: the exec server's own (1–65535 is the schema's). */

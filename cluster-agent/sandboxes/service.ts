@@ -323,6 +323,24 @@ export class SandboxService {
   }
 
   /**
+   * The tenant's sandbox Lease as the API server has it now (not the cache): for a change another
+   * replica wrote a moment ago that this replica's watch has not delivered yet.
+   */
+  async leaseNow(tenant: string, id: string): Promise<Result<V1Lease>> {
+    const found = this.find(tenant, id);
+    if (!found) return err(this.ended(tenant, id) ?? notFound(id));
+    const now = await this.reread(found.view.pod, id);
+    if (!now.ok) return now;
+    const view = sandboxView(now.value, this.o.region);
+    return view &&
+      view.tenant === tenant &&
+      holderOf(now.value) === sandboxHolder(tenant, id) &&
+      sandboxIdOf(now.value) === id
+      ? now
+      : err(notFound(id));
+  }
+
+  /**
    * Change annotations of the tenant's sandbox by CAS: `change` is computed from the Lease as it
    * is at each attempt (a concurrent change is never lost) and may refuse with an error.
    */
