@@ -67,15 +67,14 @@ export function portLinkProxy(): MiddlewareHandler<AppEnv> {
       region: where.region,
     });
     const url = new URL(c.req.url);
-    url.searchParams.delete(PORT_LINK_TOKEN.query);
-    const appPath = `${url.pathname}${url.search}`;
+    const agentPath = `/v1/sandboxes/${claims.sid}/ports/${claims.port}/proxy/${linkId}${appPathOf(url)}`;
     const method = c.req.method;
     if (c.req.header("Upgrade")?.toLowerCase() === "websocket") {
       // A WebSocket through the link: the agent opens the app's socket first; only its 101 opens the
       // client's (the app's chosen subprotocol with it). One quota token per session, not per message.
       const out = await relayFrom(c, {
         method: "GET",
-        path: `/v1/sandboxes/${claims.sid}/ports/${claims.port}/proxy/${linkId}${appPath}`,
+        path: agentPath,
         regions: [where.region],
         cluster: where.cluster,
         websocket: true,
@@ -99,7 +98,7 @@ export function portLinkProxy(): MiddlewareHandler<AppEnv> {
       : null;
     const out = await relayFrom(c, {
       method,
-      path: `/v1/sandboxes/${claims.sid}/ports/${claims.port}/proxy/${linkId}${appPath}`,
+      path: agentPath,
       body,
       regions: [where.region],
       cluster: where.cluster,
@@ -121,6 +120,18 @@ export function portLinkProxy(): MiddlewareHandler<AppEnv> {
     headers.set("X-Request-Id", c.get("requestId"));
     return new Response(out.response.body, { status: out.response.status, headers });
   };
+}
+
+/**
+ * The app's path and query as the client sent them, without the link's token: the query is cut
+ * by hand, not re-serialized, so the app sees its parameters encoded exactly as they came.
+ */
+function appPathOf(url: URL): string {
+  const kept = url.search
+    .slice(1)
+    .split("&")
+    .filter((p) => p !== "" && p.split("=", 1)[0] !== PORT_LINK_TOKEN.query);
+  return `${url.pathname}${kept.length > 0 ? `?${kept.join("&")}` : ""}`;
 }
 
 function tokenOf(c: AppContext): { token: string; from: "query" | "header" | "cookie" } | undefined {
