@@ -198,6 +198,9 @@ describe("port links through the edge (agent played by the test)", () => {
     const pub = await signPortLink(key, claims());
     const res = await SELF.fetch(`https://${LID}.edge.test/`, { headers: { cookie: `pi_link=${pub}` } });
     expect(res.status).toBe(200);
+    // The app's query as sent: the token cut out, nothing re-encoded.
+    const q = await SELF.fetch(`https://${LID}.edge.test/s?a=b%20c&pi_link=${pub}&d=+x&e`);
+    expect(await q.text()).toBe(`app says /v1/sandboxes/${SID}/ports/8000/proxy/${LID}/s?a=b%20c&d=+x&e`);
   });
 
   it("a link host serves no API route, and a token on another link's host is 404", async () => {
