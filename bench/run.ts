@@ -25,6 +25,7 @@ const SUITES: Record<string, () => Promise<BenchSuite>> = {
   mcp: async () => (await import("./mcp.ts")).suite,
   sandboxes: async () => (await import("./sandboxes.ts")).suite,
   processes: async () => (await import("./processes.ts")).suite,
+  "port-links": async () => (await import("./port-links.ts")).suite,
   "pod-start": async () => (await import("./pod-start.ts")).suite,
   latency: async () => (await import("./latency.ts")).suite,
   elastic: async () => (await import("./elastic.ts")).suite,

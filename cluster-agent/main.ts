@@ -21,6 +21,7 @@ import type { Executor, SandboxFiles } from "./exec/executor.ts";
 import { HttpFiles } from "./exec/files.ts";
 import { HttpExecutor } from "./exec/http-executor.ts";
 import { PodsExec } from "./exec/pods-exec.ts";
+import { HttpPorts } from "./exec/ports.ts";
 import { HttpProcesses } from "./exec/processes.ts";
 import { HttpScrubber } from "./exec/scrubber.ts";
 import { createAgentApp, createMetricsApp } from "./http/app.ts";
@@ -193,6 +194,7 @@ export async function startAgent(
   // pods/exec cannot keep a process, nor can the pydantic-http contract: only http mode has them
   // (the others answer 501, and chat offers no process tools).
   const processes = config.execMode === "http" ? new HttpProcesses({ client: execServer }) : undefined;
+  const ports = config.execMode === "http" ? new HttpPorts({ client: execServer }) : undefined;
   let shuttingDown = false;
   const app = createAgentApp({
     agentId: config.agentId,
@@ -248,6 +250,9 @@ export async function startAgent(
         executor,
         files,
         ...(processes ? { processes } : {}),
+        // Port links go through the exec server too: the other modes have none to proxy through.
+        ...(ports ? { ports } : {}),
+        execServerPort: execServer.port,
         bus,
         region: config.region,
         cluster: config.clusterId,

@@ -40,6 +40,11 @@ export interface RouteDef {
    * (`bodyStream`, raw file uploads).
    */
   bodyLimit?: "request" | "file";
+  /**
+   * A WebSocket route: the tenant's JWT may also come as a `bearer.<jwt>` subprotocol (a browser
+   * cannot set Authorization on a WebSocket); see middleware/auth.ts.
+   */
+  websocket?: boolean;
   doc: {
     summary: string;
     tags?: string[];
@@ -47,6 +52,8 @@ export interface RouteDef {
     response?: z.ZodType;
     /** The route can answer `text/event-stream` (Accept). */
     sse?: boolean;
+    /** A WebSocket route: its subprotocol and the JSON text messages each way (binary ones are raw bytes). */
+    websocket?: { subprotocol: string; client: z.ZodType; server: z.ZodType };
     parameters?: Array<{
       name: string;
       in: "path" | "query" | "header";

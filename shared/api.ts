@@ -419,8 +419,107 @@ export type StdinResult = z.infer<typeof StdinResultSchema>;
 export const ProcessSignalRequestSchema = z.strictObject({ signal: z.enum(PROCESS_SIGNALS) });
 export const ProcessResizeRequestSchema = z.strictObject({ cols: terminalSide, rows: terminalSide });
 
+/**
+ * The terminal (`GET …/processes/:pid/tty`, a WebSocket). Binary messages carry terminal bytes both
+ * ways (client → the process's stdin; server → its output from the ring, from `?since=`); text
+ * messages are JSON control messages.
+ */
+export const TERMINAL_SUBPROTOCOL = "pi-sandbox.terminal.v1";
+/**
+ * A browser cannot set Authorization on a WebSocket: it offers this prefix + its JWT as a second
+ * subprotocol (`new WebSocket(url, [TERMINAL_SUBPROTOCOL, "bearer." + jwt])`); the edge answers
+ * with TERMINAL_SUBPROTOCOL only, never echoing the token.
+ */
+export const BEARER_SUBPROTOCOL_PREFIX = "bearer.";
+export const TerminalClientMessageSchema = z.discriminatedUnion("type", [
+  z.strictObject({ type: z.literal("resize"), cols: terminalSide, rows: terminalSide }),
+]);
+export type TerminalClientMessage = z.infer<typeof TerminalClientMessageSchema>;
+export const TerminalServerMessageSchema = z.discriminatedUnion("type", [
+  /** The ring dropped this many bytes before the next output (the reader was behind). */
+  z.object({ type: z.literal("dropped"), bytes: z.number().int().positive() }),
+  /** A client message was refused (stdin_busy, an invalid resize, …); the terminal stays open. */
+  z.object({ type: z.literal("error"), code: z.string(), message: z.string() }),
+  /** The process ended and every output byte was sent; the socket closes (1000) after it. */
+  ProcessExitEventSchema.extend({ type: z.literal("exit") }),
+]);
+export type TerminalServerMessage = z.infer<typeof TerminalServerMessageSchema>;
+export const TerminalQuerySchema = z.strictObject({ since: offset.optional() });
+
 /** A pid as a path segment. */
 export const PidSchema = z.string().regex(/^[1-9][0-9]{0,6}$/, "a pid is a positive integer");
+
+// ---------- port links (issue 27 item 3) ----------
+
+export const PORT_LINK_LIMITS = {
+  defaultTtlSeconds: 3600,
+  minTtlSeconds: 10,
+  maxTtlSeconds: 86_400,
+  /** Open (unexpired, unrevoked) links one sandbox may have. */
+  maxOpenLinks: 16,
+} as const;
+
+/** A `:port` path segment: 1–65535 (the exec server's own port is refused by the agent). */
+export const PortParamSchema = z
+  .string()
+  .regex(/^[1-9][0-9]{0,4}$/, "a port is 1-65535")
+  .transform(Number)
+  .pipe(z.number().int().min(1, "a port is 1-65535").max(65_535, "a port is 1-65535"));
+
+/**
+ * `pl-` + 20 of [a-z0-9]: the link's own DNS label (`<id>.<edge host>`), so each link is its own
+ * browser origin; unguessable only together with its signed token, which is what grants access.
+ */
+export const LinkIdSchema = z.string().regex(/^pl-[a-z0-9]{20}$/, "not a link id");
+
+export const PortLinkCreateRequestSchema = z.strictObject({
+  ttlSeconds: z
+    .number()
+    .int()
+    .min(PORT_LINK_LIMITS.minTtlSeconds)
+    .max(PORT_LINK_LIMITS.maxTtlSeconds)
+    .default(PORT_LINK_LIMITS.defaultTtlSeconds),
+  /** Anyone holding the URL may use it; otherwise requests also need the tenant's JWT. */
+  public: z.boolean().default(false),
+});
+export type PortLinkCreateRequest = z.infer<typeof PortLinkCreateRequestSchema>;
+export type PortLinkCreateRequestInput = z.input<typeof PortLinkCreateRequestSchema>;
+
+/** A link as the agent keeps it on the sandbox (no URL: the edge signs that). */
+export const PortLinkRecordSchema = z.object({
+  id: LinkIdSchema,
+  port: z.number().int().min(1).max(65_535),
+  public: z.boolean(),
+  createdAt: z.string(),
+  expiresAt: z.string(),
+});
+export type PortLinkRecord = z.infer<typeof PortLinkRecordSchema>;
+export const PortLinkRecordListSchema = z.object({ links: z.array(PortLinkRecordSchema) });
+
+/** A link as the caller gets it: the record and its URL (`https://<id>.<edge host>/?pi_link=<token>`). */
+export const PortLinkSchema = PortLinkRecordSchema.extend({ url: z.string() });
+export type PortLink = z.infer<typeof PortLinkSchema>;
+export const PortLinkListSchema = z.object({ links: z.array(PortLinkSchema) });
+
+/**
+ * Where a link request carries its token: the URL's query parameter (the first page load), then
+ * the cookie the edge sets from it for that link's host (the page's own subresources, absolute
+ * paths included), or this header (programs). All three are removed before the sandbox sees it.
+ */
+export const PORT_LINK_TOKEN = { query: "pi_link", cookie: "pi_link", header: "x-pi-link" } as const;
+
+/**
+ * Edge → agent: the proxied request's own headers (JSON `[[name, value], …]`), kept apart from the
+ * relay's headers so a client can never set one the edge or the agent reads.
+ */
+export const PORT_REQUEST_HEADERS_HEADER = "x-port-request-headers";
+export const PortRequestHeadersSchema = z.array(z.tuple([z.string(), z.string()])).max(256);
+
+/**
+ * The only scope a relayed link request carries (the edge sets it, public link or private): the
+ * agent opens nothing but the link proxy route to it, and that route needs no other scope.
+ */
+export const PORT_LINK_RELAY_SCOPE = "sandbox:port-link";
 
 // ---------- chat ----------
 

@@ -32,6 +32,11 @@ export const ERROR_STATUS = {
   secret_not_found: 404,
   /** The tenant already has the most secrets a tenant may store (MAX_SECRETS_PER_TENANT). */
   secret_limit: 429,
+  /**
+   * A port link that is not (or no longer) valid: forged, malformed, expired, revoked, of a deleted
+   * sandbox, or another tenant's. One code for all, so a probe learns nothing about the target.
+   */
+  link_not_found: 404,
   method_not_allowed: 405,
   /**
    * The sandbox's pod (or a one-shot exec's) was evicted, OOM-killed or failed: the message carries
@@ -41,6 +46,8 @@ export const ERROR_STATUS = {
   sandbox_evicted: 410,
   /** A dev/test edge (local or committed keys) asked under a non-local hostname: it answers nothing. */
   host_not_allowed: 421,
+  /** A WebSocket route (a terminal) asked without a WebSocket upgrade. */
+  websocket_required: 426,
   /** The exec server's fence refusal; internal: callers get lease_lost (requests/leased-sandbox.ts). */
   stale_lease: 409,
   /** stdin or a signal to a process that has exited; the error carries its `exitCode` and `signal`. */
@@ -51,6 +58,8 @@ export const ERROR_STATUS = {
   not_a_tty: 409,
   /** The process could not be started (program not found or not executable). */
   spawn_failed: 400,
+  /** A port link to a port outside 1–65535 or to the exec server's own port. */
+  port_not_allowed: 400,
   payload_too_large: 413,
   /** edit_file: old_string is not in the file / occurs more than once without replace_all / equals new_string. */
   edit_not_found: 422,
@@ -66,6 +75,8 @@ export const ERROR_STATUS = {
   process_limit: 429,
   /** The sandbox's output rings would exceed their byte budget (even after forgetting exited processes). */
   ring_limit: 429,
+  /** The sandbox already has as many open port links as allowed (revoke one or let it expire). */
+  link_limit: 429,
   internal: 500,
   /** The agent runs commands over pods/exec (EXEC_MODE=api), which cannot keep a process (processes). */
   not_supported_in_api_mode: 501,
@@ -77,6 +88,8 @@ export const ERROR_STATUS = {
   agent_unavailable: 502,
   tunnel_closed: 502,
   sandbox_failed: 502,
+  /** Nothing listens on the linked port in the sandbox (yet): retry once the server is up. */
+  port_not_listening: 502,
   model_unavailable: 502,
   no_agent: 503,
   /** No agent of the cluster that holds the sandbox is connected; never sent to another cluster. */

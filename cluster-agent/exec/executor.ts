@@ -164,6 +164,54 @@ export interface SandboxProcesses {
   remove(target: ExecTarget, pid: number, opts: { signal: AbortSignal }): Promise<Result<ProcessInfo>>;
 }
 
+/** One HTTP request to a port inside the sandbox (a port link's request, as the edge relayed it). */
+export interface PortRequest {
+  port: number;
+  method: string;
+  /** The app's path and query, as the client sent them. */
+  path: string;
+  headers: Array<[string, string]>;
+  body?: ReadableStream<Uint8Array> | Uint8Array;
+}
+
+/** The app's answer: its status and headers (hop-by-hop ones dropped) and its body, streaming. */
+export interface PortResponse {
+  status: number;
+  headers: Array<[string, string]>;
+  body: ReadableStream<Uint8Array> | null;
+}
+
+/**
+ * The sandbox's ports (http mode only: exec/ports.ts through the exec server's /ports; api mode has
+ * no server in the pod to proxy through). Callers go through the pipeline (LeasedSandbox.onPorts).
+ */
+export interface SandboxPorts {
+  /** Resolves at the app's response head; `signal` ends both bodies. */
+  proxy(target: ExecTarget, req: PortRequest, opts: { signal: AbortSignal }): Promise<Result<PortResponse>>;
+  /** A WebSocket to the port, open once the app accepted it; `signal` closes it. */
+  webSocket(
+    target: ExecTarget,
+    req: Omit<PortRequest, "method" | "body"> & { protocols: string[] },
+    opts: { signal: AbortSignal },
+  ): Promise<Result<PortSocket>>;
+}
+
+/** One message of a port's WebSocket: bytes (binary) or a string (text). */
+export type PortMessage = Uint8Array | string;
+
+/** An open WebSocket to a sandbox's port (the app's end), in the shape a tunnel session needs. */
+export interface PortSocket {
+  /** The subprotocol the app chose ("" for none). */
+  protocol: string;
+  /** The app's messages in order; it ends when the app closes (then `closedWith`). */
+  messages: ReadableStream<PortMessage>;
+  /** Resolves once the message is written toward the app (the sender's backpressure). */
+  send(msg: PortMessage): Promise<void>;
+  close(code: number, reason: string): void;
+  /** How the app closed (1005 when it gave no code). */
+  closedWith(): { code: number; reason: string };
+}
+
 export interface Scrubber {
   /** /reset, then /inspect to verify nothing is left: no process, no file in /workspace or /tmp. */
   scrub(target: ExecTarget): Promise<Result<{ killed: number; removed: number }>>;

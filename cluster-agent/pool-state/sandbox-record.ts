@@ -11,7 +11,8 @@ import { TENANT_ANNOTATION } from "./labels.ts";
  *   renews it by CAS): the leader's controller recycles it like any expired Lease;
  * - annotations carry the rest: id, name, creation time, absolute end of its max lifetime (the
  *   controller deletes it then, whatever its activity), last command, default env (sealed),
- *   network policy (plain: it names destinations, nothing secret).
+ *   network policy (plain: it names destinations, nothing secret), open port links (no tokens:
+ *   the edge signs those; a link missing here is revoked).
  */
 export const SANDBOX_ANNOTATIONS = {
   id: "pi-sandbox-runtime/sandbox-id",
@@ -28,6 +29,8 @@ export const SANDBOX_ANNOTATIONS = {
    * placeholder is what the sandbox itself sees; the value stays in the tenant's Secret.
    */
   secrets: "pi-sandbox-runtime/sandbox-secrets",
+  /** Open port links, JSON `{links: [{id, port, public, createdAt, expiresAt}]}` (sandboxes/port-links.ts). */
+  links: "pi-sandbox-runtime/sandbox-links",
 } as const;
 
 const HOLDER_PREFIX = "sandbox:";
@@ -43,11 +46,15 @@ export const sandboxIdOf = (lease: V1Lease | undefined): string | undefined =>
 
 /** A new id naming where the sandbox lives (see shared/api.ts SANDBOX_ID_PATTERN). */
 export function mintSandboxId(region: string, cluster: string): string {
+  return `sb.${region}.${cluster}.${randomLowerAlnum(20)}`;
+}
+
+/** `n` random characters of [a-z0-9] (ids that must be unguessable and fit a DNS label). */
+export function randomLowerAlnum(n: number): string {
   const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789";
-  const bytes = randomBytes(20);
   let rand = "";
-  for (const b of bytes) rand += alphabet[b % alphabet.length];
-  return `sb.${region}.${cluster}.${rand}`;
+  for (const b of randomBytes(n)) rand += alphabet[b % alphabet.length];
+  return rand;
 }
 
 /** True once the sandbox outlived `maxLifetimeSeconds` (read by the leader's controller). */

@@ -11,6 +11,7 @@ import type {
   ReadResult,
   SandboxFiles,
   SandboxLease,
+  SandboxPorts,
   SandboxProcesses,
 } from "../exec/executor.ts";
 import { watchProcessExit } from "./process-watch.ts";
@@ -36,6 +37,8 @@ export interface LeasedSandboxDeps {
    * `not_supported_in_api_mode`, or `not_supported_in_contract_mode` with EXEC_MODE=pydantic-http.
    */
   processes?: SandboxProcesses;
+  /** The sandbox's ports (http mode); without them every port call answers `not_supported_in_api_mode`. */
+  ports?: SandboxPorts;
   /**
    * Where a failure's upstream words go (a pino logger fits): an executor or files call answers
    * in our words and keeps what the pod, the exec server or the API server said as the error's
@@ -199,21 +202,8 @@ export class LeasedSandbox {
     own?: AbortSignal,
   ): Promise<Result<T>> {
     const processes = this.deps.processes;
-    if (!processes) {
-      return Promise.resolve(
-        err(
-          this.deps.executor.mode === "pydantic-http"
-            ? new AppError(
-                "not_supported_in_contract_mode",
-                "long-lived processes need our exec server (EXEC_MODE=http); this agent's sandboxes run a server written to pydantic-ai-backends' http contract, which runs one command per request",
-              )
-            : new AppError(
-                "not_supported_in_api_mode",
-                "long-lived processes need the sandbox's exec server (EXEC_MODE=http); this agent runs commands over pods/exec",
-              ),
-        ),
-      );
-    }
+    if (!processes)
+      return Promise.resolve(err(notInThisMode(this.deps.executor.mode, "long-lived processes")));
     return this.onPod(own, (signal) => op(processes, this.lease, signal));
   }
 
@@ -258,6 +248,19 @@ export class LeasedSandbox {
       });
     });
     return started;
+  }
+
+  /**
+   * One request to a port of the leased pod (a port link's), with the same signals and fence
+   * handling as `run`; the response body lives under the same signal.
+   */
+  onPorts<T>(
+    op: (ports: SandboxPorts, target: ExecTarget, signal: AbortSignal) => Promise<Result<T>>,
+    own?: AbortSignal,
+  ): Promise<Result<T>> {
+    const ports = this.deps.ports;
+    if (!ports) return Promise.resolve(err(notInThisMode(this.deps.executor.mode, "port links")));
+    return this.onPod(own, (signal) => op(ports, this.lease, signal));
   }
 
   private async onPod<T>(
@@ -355,6 +358,20 @@ export async function withLeasedSandbox<T>(
     void taken.value.release();
     ctx.onReleased?.(taken.value);
   }
+}
+
+/** What a call that needs the pod's exec server answers on an agent without one. */
+/** What needs our exec server in the pod, asked of an agent whose mode has none. */
+function notInThisMode(mode: Executor["mode"], what: string): AppError {
+  return mode === "pydantic-http"
+    ? new AppError(
+        "not_supported_in_contract_mode",
+        `${what} need our exec server (EXEC_MODE=http); this agent's sandboxes run a server written to pydantic-ai-backends' http contract, which runs one command per request`,
+      )
+    : new AppError(
+        "not_supported_in_api_mode",
+        `${what} need the sandbox's exec server (EXEC_MODE=http); this agent runs commands over pods/exec`,
+      );
 }
 
 function leaseLost(pod: string): AppError {

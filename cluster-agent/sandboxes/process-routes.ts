@@ -8,13 +8,17 @@ import {
   ProcessSignalRequestSchema,
   ProcessStartRequestSchema,
   ProcessStdinQuerySchema,
+  TerminalQuerySchema,
 } from "../../shared/api.ts";
-import { AppError, errorResponse, ok, parseOrError, type Result } from "../../shared/errors.ts";
+import { AppError, err, errorResponse, ok, parseOrError, type Result } from "../../shared/errors.ts";
 import type { ExecTarget, SandboxProcesses } from "../exec/executor.ts";
 import { relayedSseResponse, wantsEventStream } from "../http/answers.ts";
+import { type WebSocketUpgrade, webSocketRoute } from "../http/ws-route.ts";
 import { commandPreview } from "../requests/leased-sandbox.ts";
+import type { WebSocketSession } from "../tunnel/ws-session.ts";
 import { type SandboxExecDeps, withSandbox } from "./exec.ts";
 import type { SandboxVars } from "./routes.ts";
+import { terminalSession } from "./terminal.ts";
 
 type Ctx = Context<{ Variables: SandboxVars }>;
 
@@ -204,6 +208,61 @@ export function processRoutes(
         if (!r.ok) answer(fail(c, r.error));
       });
     });
+
+  /**
+   * The terminal of a tty process (issue 27 item 2), a WebSocket session: attach at `?since=`
+   * (default 0: what the ring still holds), output from the ring, stdin and resize through the one
+   * exec-server client. Refused before any upgrade: another tenant's sandbox (404), an unknown pid
+   * (404), a process without a tty (409 not_a_tty), api exec mode (501). Like an open output
+   * stream, an open terminal is a use of the sandbox; closing it never touches the process.
+   */
+  const terminal = (up: WebSocketUpgrade): Promise<Result<WebSocketSession>> => {
+    const c = up.context;
+    const pid = pidOf(c);
+    if (!pid.ok) return Promise.resolve(pid);
+    const q = parseOrError(TerminalQuerySchema, up.query, "terminal query");
+    if (!q.ok) return Promise.resolve(q);
+    const since = q.value.since ?? 0;
+    return new Promise((answer) => {
+      use(c, `terminal of process ${pid.value}`, async (sb) => {
+        const info = await sb.onProcesses((p, t, signal) => p.get(t, pid.value, { signal }));
+        if (!info.ok) return info;
+        if (!info.value.tty) {
+          return err(new AppError("not_a_tty", `process ${pid.value} was started without tty: true`));
+        }
+        const detach = new AbortController();
+        const stream = await sb.onProcesses(
+          (p, t, signal) => p.stream(t, pid.value, since, { signal }),
+          detach.signal,
+        );
+        if (!stream.ok) return stream;
+        let ended: () => void = () => {};
+        const done = new Promise<void>((resolve) => {
+          ended = resolve;
+        });
+        answer(
+          ok(
+            terminalSession({
+              output: stream.value,
+              stdin: (bytes) =>
+                sb.onProcesses((p, t, signal) => p.stdin(t, pid.value, bytes, false, { signal })),
+              resize: (size) => sb.onProcesses((p, t, signal) => p.resize(t, pid.value, size, { signal })),
+              end: () => {
+                detach.abort();
+                ended();
+              },
+            }),
+          ),
+        );
+        await done;
+        return ok(undefined);
+      }).then((r) => {
+        // Only a refusal before the session answers here; after it the session is out.
+        if (!r.ok) answer(r);
+      });
+    });
+  };
+  webSocketRoute(app, `${base}/:pid/tty`, terminal);
 }
 
 const missing = (id: string) => new AppError("sandbox_not_found", `no sandbox ${id}`);

@@ -2,6 +2,7 @@ import { Hono } from "hono";
 import {
   type ExecRequest,
   ExecRequestSchema,
+  PORT_LINK_RELAY_SCOPE,
   parseSandboxId,
   SANDBOX_EXEC_NETWORK_REFUSAL,
   SANDBOX_FILE_SIZE_HEADER,
@@ -15,9 +16,11 @@ import { AppError, errorResponse, ok, parseOrError, type Result } from "../../sh
 import type { RelayClaims } from "../../shared/relay-signing.ts";
 import type { Spans } from "../../shared/spans.ts";
 import type { EventBus } from "../events/bus.ts";
-import type { Executor, SandboxFiles, SandboxProcesses } from "../exec/executor.ts";
+import type { Executor, SandboxFiles, SandboxPorts, SandboxProcesses } from "../exec/executor.ts";
 import { answerExec } from "../http/answers.ts";
 import { runSandboxExec, type SandboxExecDeps, withSandbox } from "./exec.ts";
+import { isPortProxy, portLinkRoutes } from "./port-link-routes.ts";
+import { PortLinks } from "./port-links.ts";
 import { processRoutes } from "./process-routes.ts";
 import { EGRESS_CA_BUNDLE_PATH, type SandboxService } from "./service.ts";
 
@@ -27,6 +30,10 @@ export interface SandboxRoutesDeps {
   files: SandboxFiles;
   /** Long-lived processes: http exec mode only (api mode answers `not_supported_in_api_mode`). */
   processes?: SandboxProcesses;
+  /** A sandbox's ports, for port links: http exec mode only (api mode answers `not_supported_in_api_mode`). */
+  ports?: SandboxPorts;
+  /** The exec server's port in the pod: no link may reach it. */
+  execServerPort: number;
   bus: EventBus;
   region: string;
   cluster: string;
@@ -52,9 +59,12 @@ export interface SandboxVars {
   spans: Spans;
 }
 
-/** Requests whose body may be as large as MAX_FILE_BYTES instead of the usual request limit. */
-export const isFileUpload = (method: string, path: string) =>
-  method === "PUT" && /^\/v1\/sandboxes\/[^/]+\/files(\/|$)/.test(path);
+/**
+ * Requests whose body streams (signed in its trailer) and may be as large as MAX_FILE_BYTES instead
+ * of the usual request limit: file uploads and a port link's requests.
+ */
+export const isStreamedUpload = (method: string, path: string) =>
+  (method === "PUT" && /^\/v1\/sandboxes\/[^/]+\/files(\/|$)/.test(path)) || isPortProxy(path);
 
 /**
  * The agent's /v1/sandboxes routes, behind the relay check of the parent app. A malformed id, an id
@@ -65,9 +75,11 @@ export function sandboxRoutes(deps: SandboxRoutesDeps): Hono<{ Variables: Sandbo
   const { sandboxes } = deps;
 
   app.use("/v1/sandboxes/*", async (c, next) => {
-    if (!c.get("claims").scopes.includes(SCOPES.exec)) {
+    // A link's request carries the link scope and may reach nothing but the link proxy.
+    const needed = isPortProxy(c.req.path) ? PORT_LINK_RELAY_SCOPE : SCOPES.exec;
+    if (!c.get("claims").scopes.includes(needed)) {
       return errorResponse(
-        new AppError("insufficient_scope", `this route needs the ${SCOPES.exec} scope`),
+        new AppError("insufficient_scope", `this route needs the ${needed} scope`),
         c.get("requestId"),
       );
     }
@@ -264,5 +276,10 @@ export function sandboxRoutes(deps: SandboxRoutesDeps): Hono<{ Variables: Sandbo
   app.on(["GET", "PUT", "DELETE"], "/v1/sandboxes/:id/files", files);
   app.on(["GET", "PUT", "DELETE"], "/v1/sandboxes/:id/files/*", files);
   processRoutes(app, deps, { ownId, json });
+  portLinkRoutes(
+    app,
+    { ...deps, links: new PortLinks({ sandboxes, execServerPort: deps.execServerPort }) },
+    { ownId, json },
+  );
   return app;
 }

@@ -368,6 +368,57 @@ export class SandboxService {
     return why === undefined ? undefined : new AppError("invalid_request", why);
   }
 
+  /** The tenant's sandbox Lease as cached (sandbox_evicted / sandbox_not_found otherwise). */
+  leaseOf(tenant: string, id: string): Result<V1Lease> {
+    const found = this.find(tenant, id);
+    if (found) return ok(found.lease);
+    return err(this.ended(tenant, id) ?? notFound(id));
+  }
+
+  /**
+   * The tenant's sandbox Lease as the API server has it now (not the cache): for a change another
+   * replica wrote a moment ago that this replica's watch has not delivered yet.
+   */
+  async leaseNow(tenant: string, id: string): Promise<Result<V1Lease>> {
+    const found = this.find(tenant, id);
+    if (!found) return err(this.ended(tenant, id) ?? notFound(id));
+    const now = await this.reread(found.view.pod, id);
+    if (!now.ok) return now;
+    const view = sandboxView(now.value, this.o.region);
+    return view &&
+      view.tenant === tenant &&
+      holderOf(now.value) === sandboxHolder(tenant, id) &&
+      sandboxIdOf(now.value) === id
+      ? now
+      : err(notFound(id));
+  }
+
+  /**
+   * Change annotations of the tenant's sandbox by CAS: `change` is computed from the Lease as it
+   * is at each attempt (a concurrent change is never lost) and may refuse with an error.
+   */
+  async annotate(
+    tenant: string,
+    id: string,
+    requestId: string,
+    what: string,
+    change: (lease: V1Lease) => Result<Record<string, string>>,
+  ): Promise<Result<V1Lease>> {
+    const found = this.find(tenant, id);
+    if (!found) return err(notFound(id));
+    const written = await this.touch(tenant, id, found.view.pod, change, true);
+    if (written.ok) {
+      this.o.bus.emit({
+        type: "sandbox.used",
+        requestId,
+        tenant,
+        pod: found.view.pod,
+        data: { sandboxId: id, what },
+      });
+    }
+    return written;
+  }
+
   /** Whether the tenant's sandbox exists in the Lease cache (the reservations' staleness test). */
   has(tenant: string, id: string): boolean {
     return this.find(tenant, id) !== undefined;
@@ -545,15 +596,20 @@ export class SandboxService {
     tenant: string,
     id: string,
     pod: string,
-    annotate: Record<string, string> = {},
+    /** Annotations to set, or computed from the Lease as each attempt finds it (a list kept on it). */
+    annotate: Record<string, string> | ((lease: V1Lease) => Result<Record<string, string>>) = {},
     /** The annotations must be written (a policy), not merely the Lease renewed (a command preview). */
     required = false,
   ): Promise<Result<V1Lease>> {
     const holder = sandboxHolder(tenant, id);
     let lease = this.o.store.leases.get(pod);
+    let set: Record<string, string> = {};
     for (let attempt = 0; attempt < 5; attempt++) {
       if (!lease || holderOf(lease) !== holder || !isSandboxLease(lease)) return err(notFound(id));
-      const annotations = { ...(lease.metadata?.annotations ?? {}), ...annotate };
+      const change = typeof annotate === "function" ? annotate(lease) : ok(annotate);
+      if (!change.ok) return change;
+      set = change.value;
+      const annotations = { ...(lease.metadata?.annotations ?? {}), ...set };
       const body: V1Lease = {
         ...lease,
         metadata: { ...lease.metadata, annotations },
@@ -574,7 +630,7 @@ export class SandboxService {
     // Every attempt lost to a concurrent use's renewal: the Lease was renewed just now either way,
     // which is all a renewal wants; a change it was to carry was not written.
     const carried =
-      !required || Object.entries(annotate).every(([k, v]) => lease?.metadata?.annotations?.[k] === v);
+      !required || Object.entries(set).every(([k, v]) => lease?.metadata?.annotations?.[k] === v);
     if (lease && holderOf(lease) === holder)
       return carried
         ? ok(lease)

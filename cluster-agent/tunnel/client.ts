@@ -2,11 +2,17 @@ import type { IncomingMessage } from "node:http";
 import type { JWK } from "jose";
 import WebSocket from "ws";
 import { BodyQueue } from "../../shared/body-queue.ts";
-import { AppError, ErrorEnvelopeSchema } from "../../shared/errors.ts";
+import { AppError, ErrorEnvelopeSchema, type Result } from "../../shared/errors.ts";
 import {
   type Capacity,
   ChunkSequencer,
+  DATA_KIND,
+  type DataFrame,
+  type DataKind,
+  dataToWsMessage,
+  decodeDataFrame,
   decodeFrame,
+  encodeDataFrame,
   encodeFrame,
   fromBase64,
   headersToPairs,
@@ -18,10 +24,22 @@ import {
   TUNNEL_INITIAL_WINDOW_BYTES,
   TUNNEL_INLINE_BODY_BYTES,
   TUNNEL_PATH,
+  TUNNEL_WS_CREDIT_BATCH_BYTES,
+  TUNNEL_WS_MAX_MESSAGE_BYTES,
+  TUNNEL_WS_WINDOW_BYTES,
   type TunnelFrame,
   toBase64,
+  wsMessageCost,
+  wsMessageToData,
 } from "../../shared/tunnel.ts";
 import { attachBodyTrailer } from "./body-trailer.ts";
+import {
+  markWebSocketRequest,
+  sessionOf,
+  type WebSocketSession,
+  type WsClose,
+  type WsMessage,
+} from "./ws-session.ts";
 
 /**
  * The agent's end of the tunnel: dials OUT to the edge (the cluster exposes no port), logs in
@@ -29,7 +47,9 @@ import { attachBodyTrailer } from "./body-trailer.ts";
  * `handler` (the agent app's fetch). A request body that follows in chunk frames is handed to the
  * handler as a stream at once and credited back as the handler reads it (the agent never holds a
  * whole upload); its signed trailer is attached to the Request (body-trailer.ts). Response bodies
- * stream back in chunk frames; a cancel frame
+ * stream back in binary chunk frames. An upgrade frame becomes a marked GET (ws-session.ts): a
+ * route that accepts it returns a session, pumped here both ways under the session's credit
+ * window until either side closes; a cancel frame
  * aborts the request's signal; a dropped socket aborts everything in flight and reconnects with
  * jittered exponential backoff.
  */
@@ -83,7 +103,28 @@ interface Inflight {
   windowWaiter: (() => void) | null;
   /** A request body arriving in chunk frames, read by the handler as it comes. */
   upload: Upload | null;
+  /** An accepted WebSocket session (set once the route accepted the upgrade). */
+  session: SessionState | null;
+  /** Data frames sent to the edge for this id (a session's messages: its ws-close counts them). */
+  sentMessages: number;
   done: Promise<void> | null;
+}
+
+/** The agent's side of one WebSocket session: the client's messages in order, one at a time. */
+interface SessionState {
+  s: WebSocketSession;
+  /** The tunnel socket the session lives on (a reconnect does not carry it over). */
+  sock: WebSocket;
+  incoming: ChunkSequencer<DataFrame>;
+  /** In order, waiting for `receive` (bounded by the edge's window: it honours our credit). */
+  queue: DataFrame[];
+  queuedBytes: number;
+  delivering: boolean;
+  delivered: number;
+  uncredited: number;
+  /** The edge's ws-close, applied once every message before it was delivered. */
+  closeAfter: { close: WsClose; messages: number } | null;
+  ended: boolean;
 }
 
 interface Upload {
@@ -182,8 +223,8 @@ export function startTunnelClient(opts: TunnelClientOptions): TunnelClient {
       lastPong = Date.now();
     });
     sock.on("message", (data, isBinary) => {
-      const text = isBinary ? Buffer.concat(toBuffers(data)).toString("utf8") : data.toString();
-      onFrame(sock, text);
+      if (isBinary) onData(sock, Buffer.concat(toBuffers(data)));
+      else onFrame(sock, data.toString());
     });
     sock.on("error", (e) => log.warn({ err: e.message }, "tunnel: socket error"));
     sock.on("close", (code) => {
@@ -194,6 +235,7 @@ export function startTunnelClient(opts: TunnelClientOptions): TunnelClient {
       for (const [id, f] of inflight) {
         f.abort.abort(new Error("tunnel closed"));
         inflight.delete(id);
+        endSession(f, { code: 1001, reason: "tunnel closed" });
       }
       if (closing) {
         setState("closed");
@@ -254,38 +296,40 @@ export function startTunnelClient(opts: TunnelClientOptions): TunnelClient {
         }
         const f: Inflight = {
           abort: new AbortController(),
-          window: TUNNEL_INITIAL_WINDOW_BYTES,
+          window: frame.websocket ? TUNNEL_WS_WINDOW_BYTES : TUNNEL_INITIAL_WINDOW_BYTES,
           windowWaiter: null,
           upload: null,
+          session: null,
+          sentMessages: 0,
           done: null,
         };
         inflight.set(frame.id, f);
-        if (frame.bodyFollows) {
+        if (frame.websocket) serve(sock, frame, new Uint8Array(0), f);
+        else if (frame.bodyFollows) {
           const upload = startUpload(sock, frame.id, f);
           serve(sock, frame, upload.queue.stream, f, upload);
         } else serve(sock, frame, frame.body ? fromBase64(frame.body) : new Uint8Array(0), f);
         return;
       }
-      case "chunk":
       case "end": {
         const f = inflight.get(frame.id);
         const up = f?.upload;
         if (!f || !up) return;
-        const r =
-          frame.type === "chunk" ? up.seq.push(frame.seq, fromBase64(frame.data)) : up.seq.end(frame.chunks);
+        up.endTrailer = frame.trailer ?? null;
+        advanceUpload(sock, frame.id, f, up, up.seq.end(frame.chunks));
+        return;
+      }
+      case "ws-close": {
+        const f = inflight.get(frame.id);
+        const ss = f?.session;
+        if (!f || !ss) return;
+        ss.closeAfter = { close: { code: frame.code, reason: frame.reason }, messages: frame.messages };
+        const r = ss.incoming.end(frame.messages);
         if (!r.ok) {
-          f.abort.abort(new Error(r.error.message));
-          inflight.delete(frame.id);
-          send(sock, { type: "error", id: frame.id, code: "invalid_request", message: r.error.message });
+          endSession(f, { code: 1002, reason: "bad close" }, frame.id);
           return;
         }
-        if (frame.type === "end") up.endTrailer = frame.trailer ?? null;
-        if (r.value) for (const b of r.value) up.queue.push(b);
-        if (up.seq.complete) {
-          f.upload = null;
-          up.settleTrailer(up.endTrailer);
-          up.queue.end();
-        }
+        pumpIncoming(sock, frame.id, f);
         return;
       }
       case "credit": {
@@ -303,12 +347,163 @@ export function startTunnelClient(opts: TunnelClientOptions): TunnelClient {
         if (f) {
           f.abort.abort(new Error("cancelled by the edge"));
           inflight.delete(frame.id);
+          endSession(f, { code: 1001, reason: "cancelled" });
         }
         return;
       }
       default:
         return;
     }
+  }
+
+  /** A binary data frame: a slice of an upload, or a message of a session. */
+  function onData(sock: WebSocket, bytes: Uint8Array): void {
+    const decoded = decodeDataFrame(bytes);
+    if (!decoded.ok) {
+      log.warn({ err: decoded.error.message }, "tunnel: bad data frame");
+      return;
+    }
+    const d = decoded.value;
+    const f = inflight.get(d.id);
+    if (!f) return;
+    if (d.kind === DATA_KIND.chunk) {
+      const up = f.upload;
+      if (up) advanceUpload(sock, d.id, f, up, up.seq.push(d.seq, d.bytes));
+      return;
+    }
+    const ss = f.session;
+    if (!ss || ss.ended) return;
+    const r = ss.incoming.push(d.seq, d);
+    if (!r.ok) {
+      endSession(f, { code: 1002, reason: "bad message order" }, d.id);
+      return;
+    }
+    for (const m of r.value) {
+      ss.queue.push(m);
+      ss.queuedBytes += wsMessageCost(m.bytes.byteLength);
+    }
+    // The edge sends only what we credited: more than the window queued is a broken peer.
+    if (ss.queuedBytes > TUNNEL_WS_WINDOW_BYTES) {
+      endSession(f, { code: 1008, reason: "credit exceeded" }, d.id);
+      return;
+    }
+    pumpIncoming(sock, d.id, f);
+  }
+
+  /** Upload chunks now in order go to the handler; the end completes it once all came. */
+  function advanceUpload(
+    sock: WebSocket,
+    id: string,
+    f: Inflight,
+    up: Upload,
+    r: Result<Uint8Array[] | undefined>,
+  ): void {
+    if (!r.ok) {
+      f.abort.abort(new Error(r.error.message));
+      inflight.delete(id);
+      send(sock, { type: "error", id, code: "invalid_request", message: r.error.message });
+      return;
+    }
+    for (const b of r.value ?? []) up.queue.push(b);
+    if (up.seq.complete) {
+      f.upload = null;
+      up.settleTrailer(up.endTrailer);
+      up.queue.end();
+    }
+  }
+
+  /** Hand the session the client's messages one at a time; credit each once it was taken. */
+  function pumpIncoming(sock: WebSocket, id: string, f: Inflight): void {
+    const ss = f.session;
+    if (!ss || ss.delivering || ss.ended) return;
+    ss.delivering = true;
+    void (async () => {
+      try {
+        for (let m = ss.queue.shift(); m !== undefined && !ss.ended; m = ss.queue.shift()) {
+          const cost = wsMessageCost(m.bytes.byteLength);
+          await ss.s.receive(dataToWsMessage(m));
+          ss.queuedBytes -= cost;
+          ss.delivered++;
+          ss.uncredited += cost;
+          if (ss.uncredited >= TUNNEL_WS_CREDIT_BATCH_BYTES && inflight.get(id) === f) {
+            send(sock, { type: "credit", id, bytes: ss.uncredited });
+            ss.uncredited = 0;
+          }
+        }
+        ss.delivering = false;
+        if (ss.closeAfter && ss.delivered >= ss.closeAfter.messages) {
+          inflight.delete(id);
+          endSession(f, ss.closeAfter.close);
+        }
+      } catch (e) {
+        ss.delivering = false;
+        log.warn({ err: String(e), id }, "tunnel: session failed a message");
+        endSession(f, { code: 1011, reason: "session error" }, id);
+      }
+    })();
+  }
+
+  /**
+   * End a session once (idempotent): the session hears why, its outgoing stream is cancelled, and
+   * when `tellEdge` names the id the edge gets a ws-close (an end the edge did not start).
+   */
+  function endSession(f: Inflight, close: WsClose, tellEdge?: string): void {
+    const ss = f.session;
+    if (!ss || ss.ended) return;
+    ss.ended = true;
+    ss.queue.length = 0;
+    try {
+      ss.s.close(close);
+    } catch (e) {
+      log.warn({ err: String(e) }, "tunnel: session close failed");
+    }
+    if (!f.abort.signal.aborted) f.abort.abort(new Error(`session closed (${close.code})`));
+    if (tellEdge !== undefined) {
+      send(ss.sock, { type: "ws-close", id: tellEdge, ...close, messages: f.sentMessages });
+      inflight.delete(tellEdge);
+    }
+  }
+
+  /**
+   * The session's messages to the client: each waits for the edge's credit (the client's pace),
+   * then for the socket write. Its end is the client's close.
+   */
+  async function pumpOutgoing(sock: WebSocket, id: string, f: Inflight, ss: SessionState): Promise<void> {
+    const reader = ss.s.outgoing.getReader();
+    const signal = f.abort.signal;
+    const onAbort = () => {
+      void reader.cancel().catch(() => undefined);
+      f.windowWaiter?.();
+    };
+    signal.addEventListener("abort", onAbort, { once: true });
+    let close: WsClose = { code: 1000, reason: "" };
+    try {
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done || signal.aborted) break;
+        const { kind, bytes } = wsMessageToData(value as WsMessage);
+        if (bytes.byteLength > TUNNEL_WS_MAX_MESSAGE_BYTES) {
+          close = { code: 1009, reason: "message too big" };
+          break;
+        }
+        const cost = wsMessageCost(bytes.byteLength);
+        while (f.window < cost && !signal.aborted) {
+          await new Promise<void>((resolve) => {
+            f.windowWaiter = resolve;
+          });
+        }
+        if (signal.aborted) break;
+        f.window -= cost;
+        await sendData(sock, kind, id, f.sentMessages++, bytes);
+      }
+      if (!signal.aborted && close.code === 1000) close = ss.s.closeWith?.() ?? close;
+    } catch (e) {
+      if (!signal.aborted) log.warn({ err: String(e), id }, "tunnel: session output failed");
+      close = { code: 1011, reason: "session error" };
+    } finally {
+      signal.removeEventListener("abort", onAbort);
+    }
+    if (!ss.ended) endSession(f, close, id);
   }
 
   /**
@@ -365,9 +560,36 @@ export function startTunnelClient(opts: TunnelClientOptions): TunnelClient {
           ...(body instanceof ReadableStream ? { duplex: "half" } : {}),
         } as RequestInit);
         if (upload && frame.bodyInTrailer) attachBodyTrailer(request, upload.trailer);
+        if (frame.websocket) markWebSocketRequest(request);
         const response = await opts.handler(request);
+        const session = sessionOf(response);
         if (signal.aborted) {
           await response.body?.cancel().catch(() => undefined);
+          session?.close({ code: 1001, reason: "cancelled" });
+          return;
+        }
+        if (session) {
+          if (!frame.websocket) throw new Error("a session answered a request that is not an upgrade");
+          const ss: SessionState = {
+            s: session,
+            sock,
+            incoming: new ChunkSequencer<DataFrame>(),
+            queue: [],
+            queuedBytes: 0,
+            delivering: false,
+            delivered: 0,
+            uncredited: 0,
+            closeAfter: null,
+            ended: false,
+          };
+          f.session = ss;
+          await sendAsync(sock, {
+            type: "response",
+            id,
+            status: 101,
+            headers: headersToPairs(response.headers),
+          });
+          await pumpOutgoing(sock, id, f, ss);
           return;
         }
         const head = {
@@ -413,7 +635,7 @@ export function startTunnelClient(opts: TunnelClientOptions): TunnelClient {
                 }
                 if (signal.aborted) break;
                 f.window -= part.byteLength;
-                await sendAsync(sock, { type: "chunk", id, seq: seq++, data: toBase64(part) });
+                await sendData(sock, DATA_KIND.chunk, id, seq++, part);
               }
             }
           } finally {
@@ -422,7 +644,8 @@ export function startTunnelClient(opts: TunnelClientOptions): TunnelClient {
         }
         if (!signal.aborted) await sendAsync(sock, { type: "end", id, chunks: seq });
       } catch (e) {
-        if (!signal.aborted && sock.readyState === WebSocket.OPEN) {
+        if (f.session) endSession(f, { code: 1011, reason: "session error" }, id);
+        else if (!signal.aborted && sock.readyState === WebSocket.OPEN) {
           log.warn({ err: String(e), id }, "tunnel: handler failed");
           send(sock, { type: "error", id, code: "internal", message: "agent failed to serve the request" });
         }
@@ -440,6 +663,19 @@ export function startTunnelClient(opts: TunnelClientOptions): TunnelClient {
     return new Promise((resolve, reject) => {
       if (sock.readyState !== WebSocket.OPEN) return reject(new Error("tunnel closed"));
       sock.send(encodeFrame(frame), (e) => (e ? reject(e) : resolve()));
+    });
+  }
+
+  function sendData(
+    sock: WebSocket,
+    kind: DataKind,
+    id: string,
+    seq: number,
+    bytes: Uint8Array,
+  ): Promise<void> {
+    return new Promise((resolve, reject) => {
+      if (sock.readyState !== WebSocket.OPEN) return reject(new Error("tunnel closed"));
+      sock.send(encodeDataFrame(kind, id, seq, bytes), { binary: true }, (e) => (e ? reject(e) : resolve()));
     });
   }
 

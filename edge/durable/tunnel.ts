@@ -4,21 +4,35 @@ import { BodyQueue } from "../../shared/body-queue.ts";
 import { AppError, errorResponse } from "../../shared/errors.ts";
 import { digestToBase64url, RELAY_HEADER } from "../../shared/relay-signing.ts";
 import {
+  ByteQueue,
   type Capacity,
   ChunkSequencer,
   chunkBytes,
+  DATA_KIND,
+  type DataFrame,
+  type DataKind,
   DEFAULT_CLUSTER,
+  dataToWsMessage,
+  decodeDataFrame,
   decodeFrame,
+  encodeDataFrame,
   encodeFrame,
   fromBase64,
   headersToPairs,
   pairsToHeaders,
+  TUNNEL_CHUNK_BYTES,
   TUNNEL_CREDIT_BATCH_BYTES,
   TUNNEL_INITIAL_WINDOW_BYTES,
   TUNNEL_INLINE_BODY_BYTES,
+  TUNNEL_PATH,
+  TUNNEL_WS_CREDIT_BATCH_BYTES,
+  TUNNEL_WS_MAX_MESSAGE_BYTES,
+  TUNNEL_WS_WINDOW_BYTES,
   type TunnelFrame,
   toBase64,
   verifyAgentToken,
+  wsMessageCost,
+  wsMessageToData,
 } from "../../shared/tunnel.ts";
 import { loadConfig } from "../config.ts";
 import type { Env } from "../env.ts";
@@ -66,6 +80,30 @@ interface Pending {
   cancelKey: string | null;
   /** A streamed request body on its way to the agent (null when it went inline). */
   upload: Upload | null;
+  /** A WebSocket session (an upgrade): its client socket once the agent accepted. */
+  session: Session | null;
+}
+
+/**
+ * The DO's side of one WebSocket session. Agent → client: messages put back in order and sent
+ * to the client's socket at once, credited to the agent as they are handed over. Client → agent:
+ * sent while the agent's credit lasts; beyond it they queue here, at most one window (reserved in
+ * the DO's budget for the session's life) — a client that sends past that is closed with 1008.
+ */
+interface Session {
+  client: WebSocket | null;
+  fromAgent: ChunkSequencer<DataFrame>;
+  /** Agent messages in order, waiting for the client's socket to open. */
+  toClient: DataFrame[];
+  /** The agent's ws-close, applied once every message before it was handed to the client. */
+  agentClose: { code: number; reason: string } | null;
+  uncredited: number;
+  window: number;
+  queue: Array<{ kind: DataKind; bytes: Uint8Array }>;
+  queuedBytes: number;
+  sent: number;
+  /** The client's close, sent to the agent once the queue before it drained. */
+  clientClose: { code: number; reason: string } | null;
 }
 
 /** The sending side of a streamed request body: the agent's credit window, and who waits on it. */
@@ -96,7 +134,9 @@ export class TunnelDO extends DurableObject<Env> {
   private readonly draining = new Set<BodyQueue>();
 
   override async fetch(request: Request): Promise<Response> {
-    if (request.headers.get("Upgrade")?.toLowerCase() === "websocket") return this.acceptAgent(request);
+    const upgrade = request.headers.get("Upgrade")?.toLowerCase() === "websocket";
+    // An agent dials the tunnel path; a client's session is a relayed upgrade (the Worker marks it).
+    if (upgrade && new URL(request.url).pathname === TUNNEL_PATH) return this.acceptAgent(request);
     const path = new URL(request.url).pathname;
     if (path === TUNNEL_AGENTS_PATH) return Response.json(this.agents());
     if (path === TUNNEL_CANCEL_PATH) return Response.json({ cancelled: this.cancel(request) });
@@ -167,6 +207,7 @@ export class TunnelDO extends DurableObject<Env> {
   }
 
   override async webSocketMessage(ws: WebSocket, message: string | ArrayBuffer): Promise<void> {
+    if (typeof message !== "string") return this.onData(ws, message);
     const decoded = decodeFrame(message);
     if (!decoded.ok) return;
     const frame = decoded.value;
@@ -181,9 +222,9 @@ export class TunnelDO extends DurableObject<Env> {
       case "response":
         if (!this.heldBy(ws, frame.id)) return;
         return this.onHead(frame.id, frame.status, pairsToHeaders(frame.headers), frame.body);
-      case "chunk":
+      case "ws-close":
         if (!this.heldBy(ws, frame.id)) return;
-        return this.onChunk(frame.id, frame.seq, frame.data);
+        return this.onAgentClose(frame.id, frame.code, frame.reason, frame.messages);
       case "end":
         if (!this.heldBy(ws, frame.id)) return;
         return this.onEnd(frame.id, frame.chunks);
@@ -191,9 +232,16 @@ export class TunnelDO extends DurableObject<Env> {
         if (!this.heldBy(ws, frame.id)) return;
         return this.fail(frame.id, new AppError(frame.code, frame.message));
       case "credit": {
-        // The agent consumed this much of a streamed upload: the pump may send as much again.
+        // The agent consumed this much of a streamed upload or of a session's messages: as much
+        // again may be sent.
         if (!this.heldBy(ws, frame.id)) return;
-        const up = this.pending.get(frame.id)?.upload;
+        const p = this.pending.get(frame.id);
+        if (p?.session) {
+          p.session.window += frame.bytes;
+          this.flushToAgent(p);
+          return;
+        }
+        const up = p?.upload;
         if (!up) return;
         up.window += frame.bytes;
         wakeUpload(up);
@@ -318,7 +366,10 @@ export class TunnelDO extends DurableObject<Env> {
     for (const h of Object.values(TUNNEL_HEADERS)) headers.delete(h);
     const url = new URL(request.url);
     const streamed = request.headers.get(TUNNEL_HEADERS.bodyTrailer) === "1" && request.body !== null;
-    if (streamed && this.bufferedBytes() + TUNNEL_INITIAL_WINDOW_BYTES > TUNNEL_BUFFER_BUDGET_BYTES) {
+    const websocket = request.headers.get(TUNNEL_HEADERS.websocket) === "1";
+    // What this request reserves of the DO's budget for its whole life (see TUNNEL_BUFFER_BUDGET_BYTES).
+    const reserve = streamed ? TUNNEL_INITIAL_WINDOW_BYTES : websocket ? TUNNEL_WS_WINDOW_BYTES : 0;
+    if (reserve > 0 && this.bufferedBytes() + reserve > TUNNEL_BUFFER_BUDGET_BYTES) {
       await request.body?.cancel().catch(() => {});
       return errorResponse(
         new AppError("tunnel_busy", "the region's tunnel is at its buffered-bytes budget; retry", {
@@ -327,7 +378,10 @@ export class TunnelDO extends DurableObject<Env> {
         requestId,
       );
     }
-    const body = request.body && !streamed ? new Uint8Array(await request.arrayBuffer()) : new Uint8Array(0);
+    const body =
+      request.body && !streamed && !websocket
+        ? new Uint8Array(await request.arrayBuffer())
+        : new Uint8Array(0);
     const id = crypto.randomUUID();
     const { ws, a } = picked;
 
@@ -347,8 +401,9 @@ export class TunnelDO extends DurableObject<Env> {
         idleMs,
         cancelKey: cancelBy,
         upload: streamed ? { window: TUNNEL_INITIAL_WINDOW_BYTES, waiter: null } : null,
+        session: websocket ? newSession() : null,
       };
-      if (streamed) this.reservedBytes += TUNNEL_INITIAL_WINDOW_BYTES;
+      this.reservedBytes += reserve;
       this.pending.set(id, p);
       if (cancelBy !== null) {
         const ids = this.byCancelKey.get(cancelBy) ?? new Set<string>();
@@ -365,7 +420,8 @@ export class TunnelDO extends DurableObject<Env> {
     // alone no longer covers the streamed case.
     request.signal?.addEventListener("abort", () => {
       const p = this.pending.get(id);
-      if (!p) return;
+      // An open session outlives the Worker request that opened it: only its sockets end it.
+      if (!p || (p.session && p.headDone)) return;
       this.send(p.ws, { type: "cancel", id });
       if (!p.headDone) {
         this.fail(id, new AppError("request_cancelled", "the client went away"));
@@ -386,6 +442,7 @@ export class TunnelDO extends DurableObject<Env> {
         headers: headersToPairs(headers),
         ...(inline ? (body.length > 0 ? { body: toBase64(body) } : {}) : { bodyFollows: true }),
         ...(streamed ? { bodyInTrailer: true } : {}),
+        ...(websocket ? { websocket: true } : {}),
       };
       ws.send(encodeFrame(frame));
       if (streamed) {
@@ -398,8 +455,7 @@ export class TunnelDO extends DurableObject<Env> {
         });
       } else if (!inline) {
         let seq = 0;
-        for (const part of chunkBytes(body))
-          ws.send(encodeFrame({ type: "chunk", id, seq: seq++, data: toBase64(part) }));
+        for (const part of chunkBytes(body)) ws.send(encodeDataFrame(DATA_KIND.chunk, id, seq++, part));
         ws.send(encodeFrame({ type: "end", id, chunks: seq }));
       }
     } catch (e) {
@@ -424,7 +480,8 @@ export class TunnelDO extends DurableObject<Env> {
     opts: { region: string; headToken: string | null; endMark: string; timeoutMs: number },
   ): Promise<void> {
     const { region, headToken } = opts;
-    const reader = body.getReader();
+    // Reads of a whole chunk (the stream from the Worker arrives in 4 KiB pieces otherwise).
+    const reader = body.getReader({ mode: "byob" });
     const digest = new crypto.DigestStream("SHA-256");
     const hashing = digest.getWriter();
     const live = (): Pending | null => {
@@ -433,35 +490,47 @@ export class TunnelDO extends DurableObject<Env> {
     };
     let seq = 0;
     let size = 0;
-    let tail = new Uint8Array(0);
+    const queued = new ByteQueue();
+    /** Send whole chunks of what is queued, keeping the last `keep` bytes back. */
+    const sendQueued = async (keep: number, all: boolean): Promise<boolean> => {
+      while (queued.size - keep >= TUNNEL_CHUNK_BYTES || (all && queued.size > keep)) {
+        const n = Math.min(TUNNEL_CHUNK_BYTES, queued.size - keep);
+        let p = live();
+        while (p?.upload && p.upload.window < n) {
+          const up = p.upload;
+          await new Promise<void>((resolve) => {
+            up.waiter = resolve;
+          });
+          p = live();
+        }
+        if (!p?.upload) return false;
+        const parts = queued.take(n);
+        p.upload.window -= n;
+        size += n;
+        p.ws.send(encodeDataFrame(DATA_KIND.chunk, id, seq++, parts));
+        for (const part of parts) await hashing.write(part);
+      }
+      return true;
+    };
     try {
       for (;;) {
-        const { done, value } = await reader.read();
+        const { done, value } = await reader.readAtLeast(
+          TUNNEL_CHUNK_BYTES,
+          new Uint8Array(TUNNEL_CHUNK_BYTES),
+        );
         if (done) break;
+        queued.push(value);
+        // A slow client's upload is alive as long as bytes come: the head's wait restarts.
+        const p = live();
+        if (p && !p.headDone) this.armHead(p, opts.timeoutMs);
         // The last BODY_END_MARK_BYTES seen are held back: at the end they must be the mark.
-        const joined = tail.byteLength === 0 ? value : concatBytes(tail, value);
-        const cut = Math.max(0, joined.byteLength - BODY_END_MARK_BYTES);
-        tail = joined.slice(cut);
-        for (const part of chunkBytes(joined.subarray(0, cut))) {
-          let p = live();
-          while (p?.upload && p.upload.window < part.byteLength) {
-            const up = p.upload;
-            await new Promise<void>((resolve) => {
-              up.waiter = resolve;
-            });
-            p = live();
-          }
-          if (!p?.upload) {
-            await reader.cancel().catch(() => {});
-            return;
-          }
-          p.upload.window -= part.byteLength;
-          size += part.byteLength;
-          p.ws.send(encodeFrame({ type: "chunk", id, seq: seq++, data: toBase64(part) }));
-          if (!p.headDone) this.armHead(p, opts.timeoutMs);
-          await hashing.write(part);
+        if (!(await sendQueued(BODY_END_MARK_BYTES, false))) {
+          await reader.cancel().catch(() => {});
+          return;
         }
       }
+      if (!(await sendQueued(BODY_END_MARK_BYTES, true))) return;
+      const tail = concatParts(queued.take(BODY_END_MARK_BYTES));
       if (toHex(tail) !== opts.endMark || opts.endMark.length !== BODY_END_MARK_BYTES * 2)
         throw new AppError("request_cancelled", "the upload ended before its end");
       await hashing.close();
@@ -549,7 +618,15 @@ export class TunnelDO extends DurableObject<Env> {
   private onHead(id: string, status: number, headers: Headers, inline?: string): void {
     const p = this.pending.get(id);
     if (!p || p.headDone) return;
+    if (status === 101 && !p.session) {
+      this.fail(id, new AppError("agent_unavailable", "agent answered 101 to a plain request"));
+      return;
+    }
     p.headDone = true;
+    if (p.session && status === 101) {
+      this.openSession(p, headers);
+      return;
+    }
     if (inline !== undefined) {
       // Complete in this frame: nothing follows, nothing to stream or credit.
       this.finish(id);
@@ -580,10 +657,143 @@ export class TunnelDO extends DurableObject<Env> {
     if (noBody || p.seq.complete) this.complete(p);
   }
 
-  private onChunk(id: string, seq: number, data: string): void {
+  /** A binary data frame from an agent: a response body's chunk or a session's message. */
+  private onData(ws: WebSocket, message: ArrayBuffer): void {
+    const decoded = decodeDataFrame(message);
+    if (!decoded.ok) return;
+    const d = decoded.value;
+    if (!this.heldBy(ws, d.id)) return;
+    if (d.kind === DATA_KIND.chunk) {
+      this.onChunk(d.id, d.seq, d.bytes);
+      return;
+    }
+    const p = this.pending.get(d.id);
+    const s = p?.session;
+    if (!p || !s) return;
+    const ready = s.fromAgent.push(d.seq, d);
+    if (!ready.ok) {
+      this.endSession(p, { code: 1002, reason: "bad message order" }, true);
+      return;
+    }
+    s.toClient.push(...ready.value);
+    this.flushToClient(p);
+  }
+
+  // ---------- WebSocket sessions ----------
+
+  /** The agent accepted the upgrade: the client's socket opens, messages flow both ways. */
+  private openSession(p: Pending, headers: Headers): void {
+    const s = p.session as Session;
+    if (p.timer) clearTimeout(p.timer);
+    p.timer = null;
+    const pair = new WebSocketPair();
+    const [client, server] = [pair[0], pair[1]];
+    // Binary messages as ArrayBuffers, in order (the standard default, Blob, reads asynchronously).
+    server.binaryType = "arraybuffer";
+    server.accept();
+    s.client = server;
+    server.addEventListener("message", (ev) => this.fromClient(p, ev.data));
+    server.addEventListener("close", (ev) => this.onClientClose(p, ev.code, ev.reason));
+    server.addEventListener("error", () => this.onClientClose(p, 1006, "client socket error"));
+    p.resolveHead(new Response(null, { status: 101, webSocket: client, headers }));
+    this.flushToClient(p);
+  }
+
+  /** Agent messages now in order go to the client; each is credited back as it is handed over. */
+  private flushToClient(p: Pending): void {
+    const s = p.session;
+    if (!s?.client || this.pending.get(p.id) !== p) return;
+    for (let m = s.toClient.shift(); m !== undefined; m = s.toClient.shift()) {
+      try {
+        s.client.send(dataToWsMessage(m));
+      } catch {
+        this.endSession(p, { code: 1001, reason: "client gone" }, true);
+        return;
+      }
+      s.uncredited += wsMessageCost(m.bytes.byteLength);
+    }
+    if (s.uncredited >= TUNNEL_WS_CREDIT_BATCH_BYTES) {
+      this.send(p.ws, { type: "credit", id: p.id, bytes: s.uncredited });
+      s.uncredited = 0;
+    }
+    if (s.agentClose && s.fromAgent.complete) this.endSession(p, s.agentClose, false);
+  }
+
+  /** A client message: to the agent while its credit lasts, queued up to one window, else 1008. */
+  private fromClient(p: Pending, data: string | ArrayBuffer): void {
+    const s = p.session;
+    if (!s || s.clientClose || this.pending.get(p.id) !== p) return;
+    const m = wsMessageToData(typeof data === "string" ? data : new Uint8Array(data));
+    if (m.bytes.byteLength > TUNNEL_WS_MAX_MESSAGE_BYTES) {
+      this.endSession(p, { code: 1009, reason: "message too big" }, true);
+      return;
+    }
+    s.queue.push(m);
+    s.queuedBytes += wsMessageCost(m.bytes.byteLength);
+    if (s.queuedBytes > TUNNEL_WS_WINDOW_BYTES) {
+      this.endSession(p, { code: 1008, reason: "sending faster than the session reads" }, true);
+      return;
+    }
+    this.flushToAgent(p);
+  }
+
+  private flushToAgent(p: Pending): void {
+    const s = p.session;
+    if (!s || this.pending.get(p.id) !== p) return;
+    for (let m = s.queue[0]; m !== undefined; m = s.queue[0]) {
+      const cost = wsMessageCost(m.bytes.byteLength);
+      if (s.window < cost) return;
+      s.queue.shift();
+      s.window -= cost;
+      s.queuedBytes -= cost;
+      try {
+        p.ws.send(encodeDataFrame(m.kind, p.id, s.sent++, m.bytes));
+      } catch {
+        this.fail(p.id, new AppError("tunnel_closed", "agent socket gone"));
+        return;
+      }
+    }
+    // The client closed after these messages: now the agent hears it.
+    if (s.clientClose) {
+      this.send(p.ws, { type: "ws-close", id: p.id, ...s.clientClose, messages: s.sent });
+      this.finish(p.id);
+    }
+  }
+
+  private onClientClose(p: Pending, code: number, reason: string): void {
+    const s = p.session;
+    if (!s || s.clientClose || this.pending.get(p.id) !== p) return;
+    s.clientClose = { code: sendableCode(code), reason: reason.slice(0, 123) };
+    // Complete the client's closing handshake now; what it sent before still goes to the agent.
+    if (s.client) closeQuietly(s.client, s.clientClose);
+    this.flushToAgent(p);
+  }
+
+  private onAgentClose(id: string, code: number, reason: string, messages: number): void {
+    const p = this.pending.get(id);
+    const s = p?.session;
+    if (!p || !s) return;
+    if (!s.fromAgent.end(messages).ok) {
+      this.endSession(p, { code: 1002, reason: "bad close" }, false);
+      return;
+    }
+    s.agentClose = { code, reason };
+    this.flushToClient(p);
+  }
+
+  /** End a session now: the client's socket closes with `close`; the agent hears it if `tellAgent`. */
+  private endSession(p: Pending, close: { code: number; reason: string }, tellAgent: boolean): void {
+    if (this.pending.get(p.id) !== p) return;
+    const s = p.session;
+    if (tellAgent) this.send(p.ws, { type: "ws-close", id: p.id, ...close, messages: s?.sent ?? 0 });
+    if (s?.client) closeQuietly(s.client, close);
+    this.finish(p.id);
+  }
+
+  private onChunk(id: string, seq: number, bytes: Uint8Array): void {
     const p = this.pending.get(id);
     if (!p) return;
-    const ready = p.seq.push(seq, fromBase64(data));
+    const ready = p.seq.push(seq, bytes);
     if (!ready.ok) {
       this.fail(id, new AppError("agent_unavailable", ready.error.message));
       return;
@@ -623,6 +833,11 @@ export class TunnelDO extends DurableObject<Env> {
       p.headDone = true;
       p.resolveHead(errorResponse(error, p.requestId));
       if (error.code === "relay_timeout") this.send(p.ws, { type: "cancel", id });
+    } else if (p.session) {
+      // An open session: its client hears the failure as a close (the agent is gone or cancelled).
+      if (p.session.client) closeQuietly(p.session.client, { code: 1011, reason: error.code });
+      this.finish(id);
+      return;
     } else {
       this.finish(id);
       p.body?.fail(error);
@@ -661,6 +876,7 @@ export class TunnelDO extends DurableObject<Env> {
     this.pending.delete(id);
     // The agent answered (or the request failed): the pump stops at its next chunk.
     this.releaseUpload(p);
+    if (p.session) this.reservedBytes -= TUNNEL_WS_WINDOW_BYTES;
     if (p.cancelKey !== null) {
       const ids = this.byCancelKey.get(p.cancelKey);
       ids?.delete(id);
@@ -680,11 +896,48 @@ export class TunnelDO extends DurableObject<Env> {
   }
 }
 
-function concatBytes(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(a.byteLength + b.byteLength);
-  out.set(a);
-  out.set(b, a.byteLength);
+function concatParts(parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((t, b) => t + b.byteLength, 0));
+  let at = 0;
+  for (const b of parts) {
+    out.set(b, at);
+    at += b.byteLength;
+  }
   return out;
+}
+
+function newSession(): Session {
+  return {
+    client: null,
+    fromAgent: new ChunkSequencer<DataFrame>(),
+    toClient: [],
+    agentClose: null,
+    uncredited: 0,
+    window: TUNNEL_WS_WINDOW_BYTES,
+    queue: [],
+    queuedBytes: 0,
+    sent: 0,
+    clientClose: null,
+  };
+}
+
+/** 1005/1006/1015 say what happened but may not be sent in a close frame. */
+function sendableCode(code: number): number {
+  if (code === 1005) return 1000;
+  if (code === 1006 || code === 1015) return 1001;
+  return code >= 1000 && code <= 4999 ? code : 1000;
+}
+
+function closeQuietly(ws: WebSocket, close: { code: number; reason: string }): void {
+  try {
+    ws.close(sendableCode(close.code), close.reason);
+  } catch {
+    try {
+      ws.close(1011, close.reason);
+    } catch {
+      // already closed
+    }
+  }
 }
 
 function wakeUpload(up: Upload): void {

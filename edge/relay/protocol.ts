@@ -40,11 +40,17 @@ export const TUNNEL_HEADERS = {
    * DO signs no trailer, so a short body is never taken as complete.
    */
   bodyEndMark: "X-Tunnel-Body-End-Mark",
+  /**
+   * Set by the Worker on a client's WebSocket upgrade it relays (a terminal): the DO sends the agent
+   * an upgrade frame and, if the agent accepts, answers 101 with the client's socket.
+   */
+  websocket: "X-Tunnel-WebSocket",
 } as const;
 
 /**
  * Body bytes one TunnelDO may hold at once, all requests together: each streamed upload reserves
- * its credit window for its whole life, response bodies count what they hold. A request that
+ * its credit window for its whole life (4 MiB), each WebSocket session its window (1 MiB), response
+ * bodies count what they hold. A request that
  * would cross it is answered 503 tunnel_busy; a Durable Object has 128 MB in all.
  */
 export const TUNNEL_BUFFER_BUDGET_BYTES = 48 * 1024 * 1024;

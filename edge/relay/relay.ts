@@ -1,3 +1,4 @@
+import { PORT_REQUEST_HEADERS_HEADER } from "../../shared/api.ts";
 import { AppError, errorResponse } from "../../shared/errors.ts";
 import {
   createRelaySigner,
@@ -55,6 +56,8 @@ export interface RelayInput {
   signal?: AbortSignal;
   /** The request's spans: signing and the tunnel round trip are timed, the agent's spans merged. */
   spans?: Spans;
+  /** A client's WebSocket upgrade (a terminal): the DO answers 101 with the socket if the agent accepts. */
+  websocket?: boolean;
 }
 
 export interface RelayOutcome {
@@ -78,8 +81,17 @@ export function signerFor(config: EdgeConfig, region: string): Promise<RelaySign
   return s;
 }
 
-/** Forwarded to agents; everything else (Authorization, cookies, cf headers) stays at the edge. */
-const FORWARD = ["content-type", "accept", "x-client-request-id", "last-event-id"];
+/**
+ * Forwarded to agents; everything else (Authorization, cookies, cf headers) stays at the edge. A
+ * port link's app headers travel inside PORT_REQUEST_HEADERS_HEADER, chosen by the link route.
+ */
+const FORWARD = [
+  "content-type",
+  "accept",
+  "x-client-request-id",
+  "last-event-id",
+  PORT_REQUEST_HEADERS_HEADER,
+];
 
 /**
  * Sign the request for each candidate region (the audience is per region) and hand it to that
@@ -118,6 +130,10 @@ export async function relayToRegions(
     headers.set(TUNNEL_HEADERS.idleMs, String(input.idleMs ?? input.timeoutMs));
     if (input.connection !== undefined) headers.set(TUNNEL_HEADERS.pinConnection, input.connection);
     if (input.cluster !== undefined) headers.set(TUNNEL_HEADERS.cluster, input.cluster);
+    if (input.websocket) {
+      headers.set("Upgrade", "websocket");
+      headers.set(TUNNEL_HEADERS.websocket, "1");
+    }
     const clientId = headers.get("x-client-request-id");
     if (clientId !== null) headers.set(TUNNEL_HEADERS.cancelKey, cancelKey(input.principal.tenant, clientId));
     const body = isStreamed(input.body) ? input.body.stream : input.body;

@@ -5,6 +5,7 @@ import { eventsRoute } from "./events.ts";
 import { execRoute } from "./exec.ts";
 import { healthRoute } from "./health.ts";
 import { poolRoute } from "./pool.ts";
+import { PORT_LINK_ROUTES } from "./port-links.ts";
 import { cancelRequestRoute } from "./requests.ts";
 import { SANDBOX_ROUTES } from "./sandboxes.ts";
 import { SECRET_ROUTES } from "./secrets.ts";
@@ -18,6 +19,7 @@ export const ROUTES: readonly RouteDef[] = [
   cancelRequestRoute,
   ...SANDBOX_ROUTES,
   ...SECRET_ROUTES,
+  ...PORT_LINK_ROUTES,
   chatRoute,
   chatAliasRoute,
   getSessionRoute,

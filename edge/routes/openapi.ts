@@ -14,7 +14,9 @@ const ERRORS: Record<string, string> = {
   "404": "not found (sandbox_not_found, file_not_found, not_found)",
   "410":
     "sandbox_evicted: the sandbox's pod was evicted, OOM-killed or failed (the kubelet's reason in the message)",
+  "409": "conflict (not_a_tty, process_exited, …)",
   "413": "body too large",
+  "426": "websocket_required: send a WebSocket upgrade",
   "429": "rate limited (Retry-After)",
   "502": "agent or tunnel failure",
   "503": "no agent in any region (or of the sandbox's cluster), or queue wait exceeded (Retry-After)",
@@ -52,14 +54,28 @@ export function openApiDocument(routes: readonly RouteDef[]): Json {
       ok[r.doc.responseContentType] = { schema: { type: "string" } };
     }
     const success = r.doc.successStatus ?? "200";
-    const responses: Json =
-      success === "204"
+    const ws = r.doc.websocket;
+    const responses: Json = ws
+      ? { "101": { description: `Switching Protocols: the WebSocket (subprotocol ${ws.subprotocol})` } }
+      : success === "204"
         ? { "204": { description: "done, no body" } }
         : { [success]: { description: "success", content: ok } };
+    if (ws) {
+      op["x-websocket"] = {
+        subprotocol: ws.subprotocol,
+        binaryMessages: "raw bytes, both ways",
+        clientTextMessage: schemaOf(ws.client, "input"),
+        serverTextMessage: schemaOf(ws.server, "output"),
+      };
+    }
     if (success === "201")
       responses["200"] = { description: "an existing one (get-or-create by name)", content: ok };
     const errorContent = { "application/json": { schema: { $ref: "#/components/schemas/ErrorEnvelope" } } };
-    const codes = r.auth === "tenant" ? Object.keys(ERRORS) : ["400", "429"];
+    const wsOnly = ["409", "426"];
+    const codes =
+      r.auth === "tenant"
+        ? Object.keys(ERRORS).filter((c) => ws !== undefined || !wsOnly.includes(c))
+        : ["400", "429"];
     for (const code of codes) responses[code] = { description: ERRORS[code], content: errorContent };
     op.responses = responses;
     if (r.auth === "tenant") {

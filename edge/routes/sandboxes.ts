@@ -25,6 +25,10 @@ import {
   SandboxNetworkSchema,
   SandboxSchema,
   StdinResultSchema,
+  TERMINAL_SUBPROTOCOL,
+  TerminalClientMessageSchema,
+  TerminalQuerySchema,
+  TerminalServerMessageSchema,
 } from "../../shared/api.ts";
 import { NetworkPolicySchema } from "../../shared/egress-policy.ts";
 import { AppError, parseOrError } from "../../shared/errors.ts";
@@ -41,7 +45,12 @@ import { connectedAgents } from "../relay/relay.ts";
  * a region this edge does not serve, is `404 sandbox_not_found`, like another tenant's.
  */
 
-const idParam = { name: "id", in: "path" as const, required: true, description: "sandbox id (opaque)" };
+export const idParam = {
+  name: "id",
+  in: "path" as const,
+  required: true,
+  description: "sandbox id (opaque)",
+};
 const pathParam = {
   name: "path",
   in: "path" as const,
@@ -86,7 +95,7 @@ export function sandboxWhere(
 }
 
 /** Where the sandbox of this request's `:id` lives; throws sandbox_not_found when it cannot be ours. */
-function sandboxHome(c: AppContext): { id: string; region: string; cluster: string } {
+export function sandboxHome(c: AppContext): { id: string; region: string; cluster: string } {
   const id = c.req.param("id") ?? "";
   const where = sandboxWhere(c.get("deps").config.regions, id);
   if (!where) throw new AppError("sandbox_not_found", `no sandbox ${id.slice(0, 100)}`);
@@ -100,7 +109,10 @@ function sandboxTarget(c: AppContext): { regions: string[]; cluster: string } {
 }
 
 /** Relay this request to the sandbox's own cluster, at the agent's same path. */
-function relayToSandbox(c: AppContext, spec: Omit<RelaySpec, "path" | "regions" | "cluster" | "connection">) {
+export function relayToSandbox(
+  c: AppContext,
+  spec: Omit<RelaySpec, "path" | "regions" | "cluster" | "connection">,
+) {
   return relayFrom(c, { ...spec, path: agentPath(c), ...sandboxTarget(c) });
 }
 
@@ -577,6 +589,60 @@ export const processResizeRoute: RouteDef = {
   },
 };
 
+export const processTerminalRoute: RouteDef = {
+  method: "GET",
+  path: `${PROCESSES_PATH}/:pid/tty`,
+  auth: "tenant",
+  scope: "sandbox:exec",
+  websocket: true,
+  doc: {
+    summary:
+      'The terminal of a process started with `tty: true`, as a WebSocket (101): binary messages are terminal bytes both ways (to stdin; its output from the ring, from `since`), text messages JSON: to the server `{type:"resize",cols,rows}`; from it `{type:"exit",…}` (then close 1000), `{type:"dropped",bytes}`, `{type:"error",code,message}`. A browser passes its token as the subprotocol `bearer.<jwt>` next to `pi-sandbox.terminal.v1`. Closing the socket leaves the process running. Refused before the upgrade: 404 (sandbox, pid), 409 not_a_tty, 426 websocket_required, 501 in api exec mode',
+    tags: ["processes"],
+    websocket: {
+      subprotocol: TERMINAL_SUBPROTOCOL,
+      client: TerminalClientMessageSchema,
+      server: TerminalServerMessageSchema,
+    },
+    parameters: [
+      idParam,
+      pidParam,
+      {
+        name: "since",
+        in: "query",
+        description: "output offset to attach at (default 0: what the ring holds)",
+      },
+      {
+        name: "Sec-WebSocket-Protocol",
+        in: "header",
+        description: `\`${TERMINAL_SUBPROTOCOL}\` and, from a browser, \`bearer.<jwt>\` (instead of Authorization)`,
+      },
+    ],
+  },
+  async handler(c) {
+    checkPid(c);
+    if (c.req.header("Upgrade")?.toLowerCase() !== "websocket") {
+      throw new AppError("websocket_required", "the terminal is a WebSocket: send an upgrade");
+    }
+    const q = parseOrError(TerminalQuerySchema, c.req.query(), "terminal query");
+    if (!q.ok) throw q.error;
+    // A client that offers subprotocols gets ours selected, or none fit: never the token entry.
+    const offered = (c.req.header("Sec-WebSocket-Protocol") ?? "")
+      .split(",")
+      .map((p) => p.trim())
+      .filter((p) => p !== "");
+    if (offered.length > 0 && !offered.includes(TERMINAL_SUBPROTOCOL)) {
+      throw new AppError("invalid_request", `offer the subprotocol ${TERMINAL_SUBPROTOCOL}`);
+    }
+    const out = await relayToSandbox(c, { method: "GET", websocket: true });
+    const res = out.response;
+    if (res.status !== 101 || !res.webSocket) return finishRelay(c, out);
+    const headers = new Headers({ "X-Request-Id": c.get("requestId") });
+    if (offered.length > 0) headers.set("Sec-WebSocket-Protocol", TERMINAL_SUBPROTOCOL);
+    return new Response(null, { status: 101, webSocket: res.webSocket, headers });
+  },
+};
+
 export const SANDBOX_ROUTES: readonly RouteDef[] = [
   createSandboxRoute,
   listSandboxesRoute,
@@ -597,4 +663,5 @@ export const SANDBOX_ROUTES: readonly RouteDef[] = [
   processStdinRoute,
   processSignalRoute,
   processResizeRoute,
+  processTerminalRoute,
 ];

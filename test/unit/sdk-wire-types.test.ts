@@ -36,12 +36,14 @@ const checks = {
   processOutputEvent: true satisfies Equals<Sdk.ProcessOutputEvent, Api.ProcessOutputEvent>,
   processExitEvent: true satisfies Equals<Sdk.ProcessExitEvent, Api.ProcessExitEvent>,
   stdinResult: true satisfies Equals<Sdk.StdinResult, Api.StdinResult>,
+  portLinkCreate: true satisfies Equals<Sdk.PortLinkCreateRequestInput, Api.PortLinkCreateRequestInput>,
+  portLink: true satisfies Equals<Sdk.PortLink, Api.PortLink>,
   processSignal: true satisfies Equals<Sdk.ProcessSignal, (typeof Api.PROCESS_SIGNALS)[number]>,
 };
 
 describe("the TypeScript client's wire types", () => {
   it("equal the shared zod schemas' types (checked by the typecheck; this names each pair)", () => {
     expect(Object.values(checks).every((v) => v)).toBe(true);
-    expect(Object.keys(checks)).toHaveLength(26);
+    expect(Object.keys(checks)).toHaveLength(27);
   });
 });

@@ -4,7 +4,10 @@ import { generateSigningKeyPair } from "../../shared/jwt-keys.ts";
 import {
   ChunkSequencer,
   chunkBytes,
+  DATA_KIND,
+  decodeDataFrame,
   decodeFrame,
+  encodeDataFrame,
   encodeFrame,
   fromBase64,
   headersToPairs,
@@ -21,8 +24,9 @@ describe("tunnel frames", () => {
     const frames = [
       { type: "request", id: "1", method: "POST", path: "/v1/exec?x=1", headers: [["a", "b"]], body: "eA==" },
       { type: "response", id: "1", status: 200, headers: [["content-type", "application/json"]] },
-      { type: "chunk", id: "1", seq: 0, data: "eA==" },
       { type: "end", id: "1", chunks: 1 },
+      { type: "ws-close", id: "1", code: 1000, reason: "bye", messages: 3 },
+      { type: "request", id: "2", method: "GET", path: "/v1/x/tty", headers: [], websocket: true },
       { type: "error", id: "1", code: "tunnel_closed", message: "gone" },
       { type: "cancel", id: "1" },
       { type: "credit", id: "1", bytes: 1048576 },
@@ -40,17 +44,37 @@ describe("tunnel frames", () => {
     expect(decodeFrame("{").ok).toBe(false);
     expect(decodeFrame('{"type":"nope","id":"1"}').ok).toBe(false);
     expect(decodeFrame('{"type":"error","id":"1","code":"made_up","message":"x"}').ok).toBe(false);
-    expect(decodeFrame('{"type":"chunk","id":"1","seq":-1,"data":""}').ok).toBe(false);
+    // Body chunks are binary data frames now: a JSON chunk is an unknown shape.
+    expect(decodeFrame('{"type":"chunk","id":"1","seq":0,"data":""}').ok).toBe(false);
+    expect(decodeFrame('{"type":"ws-close","id":"1","code":999,"reason":"","messages":0}').ok).toBe(false);
   });
 
-  it("a full chunk frame stays under the frame limit", () => {
-    const frame = encodeFrame({
-      type: "chunk",
-      id: crypto.randomUUID(),
-      seq: 123456,
-      data: toBase64(new Uint8Array(TUNNEL_CHUNK_BYTES)),
-    });
-    expect(frame.length).toBeLessThanOrEqual(TUNNEL_MAX_FRAME_BYTES);
+  it("binary data frames round-trip with a 6 + id bytes header, and refuse malformed ones", () => {
+    const id = crypto.randomUUID();
+    const bytes = new Uint8Array(TUNNEL_CHUNK_BYTES).map((_, i) => i & 0xff);
+    const frame = encodeDataFrame(DATA_KIND.chunk, id, 0xfffffffe, bytes);
+    expect(frame.byteLength).toBe(6 + id.length + bytes.byteLength);
+    expect(frame.byteLength).toBeLessThanOrEqual(TUNNEL_MAX_FRAME_BYTES);
+    const d = decodeDataFrame(frame);
+    expect(d.ok).toBe(true);
+    if (!d.ok) return;
+    expect(d.value.kind).toBe(DATA_KIND.chunk);
+    expect(d.value.id).toBe(id);
+    expect(d.value.seq).toBe(0xfffffffe);
+    expect(d.value.bytes).toEqual(bytes);
+    // The payload is a view, not a copy.
+    expect(d.value.bytes.buffer).toBe(frame.buffer);
+    // An empty message (a session may send one) still decodes.
+    const empty = decodeDataFrame(encodeDataFrame(DATA_KIND.wsText, "x", 0, new Uint8Array(0)));
+    expect(empty.ok && empty.value.bytes.byteLength).toBe(0);
+    const bad = (b: number[]) => decodeDataFrame(new Uint8Array(b)).ok;
+    expect(bad([9, 1, 0x41, 0, 0, 0, 0])).toBe(false); // unknown kind
+    expect(bad([1, 0, 0, 0, 0, 0, 0])).toBe(false); // empty id
+    expect(bad([1, 200, 0x41, 0, 0, 0, 0])).toBe(false); // id longer than the frame
+    expect(bad([1, 1, 0x20, 0, 0, 0, 0])).toBe(false); // id not printable
+    expect(bad([1, 1, 0x41, 0, 0])).toBe(false); // too short
+    expect(() => encodeDataFrame(DATA_KIND.chunk, "é", 0, bytes)).toThrow();
+    expect(() => encodeDataFrame(DATA_KIND.chunk, "a", -1, bytes)).toThrow();
   });
 
   it("base64 and chunking are lossless", () => {

@@ -62,6 +62,22 @@ describe("security table: every tenant route", () => {
     });
   }
 
+  // A WebSocket route also takes the token as a `bearer.<jwt>` subprotocol (browsers): the same table.
+  for (const r of TENANT_ROUTES.filter((x) => x.websocket)) {
+    const name = `${r.method} ${r.path}`;
+    it(`${name} (WebSocket, token as a subprotocol): garbage → 401; without its scope → 403`, async () => {
+      const upgrade = (protocols: string) =>
+        SELF.fetch(urlOf(r), { headers: { Upgrade: "websocket", "Sec-WebSocket-Protocol": protocols } });
+      await expectError(await upgrade("pi-sandbox.terminal.v1, bearer.not-a-jwt"), 401, "invalid_token");
+      const wrong = await tenantToken({
+        tenant: "table-ws",
+        sub: TEST_ADMIN_SUBJECT,
+        scope: ALL_SCOPES.filter((s) => !needs(r).includes(s)).join(" "),
+      });
+      await expectError(await upgrade(`pi-sandbox.terminal.v1, bearer.${wrong}`), 403, "insufficient_scope");
+    });
+  }
+
   for (const r of TENANT_ROUTES.filter(isAdminRoute)) {
     const name = `${r.method} ${r.path}`;
     it(`${name}: a tenant token carrying sandbox:admin → 403; the configured admin passes`, async () => {

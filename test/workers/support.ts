@@ -7,7 +7,12 @@ import { createRelayVerifier, type RelayVerifier, relayAudience } from "../../sh
 import {
   ChunkSequencer,
   chunkBytes,
+  DATA_KIND,
+  type DataFrame,
+  dataToWsMessage,
+  decodeDataFrame,
   decodeFrame,
+  encodeDataFrame,
   encodeFrame,
   fromBase64,
   type HeartbeatFrame,
@@ -16,7 +21,8 @@ import {
   type RequestFrame,
   signAgentToken,
   TUNNEL_MAX_FRAME_BYTES,
-  toBase64,
+  wsMessageCost,
+  wsMessageToData,
 } from "../../shared/tunnel.ts";
 import { waitFor } from "../support/wait-for.ts";
 import {
@@ -95,6 +101,19 @@ export class TestAgent {
   /** Request-body bytes credited back, and the most ever received beyond them (at any chunk). */
   uploadCredited = 0;
   maxUncredited = 0;
+  /** Credit each session message back as it arrives; false plays a session that stops reading. */
+  creditSessions = true;
+  /** WebSocket sessions this agent accepted: the client's messages in order, and how they ended. */
+  readonly sessions = new Map<
+    string,
+    {
+      seq: ChunkSequencer<DataFrame>;
+      messages: Array<Uint8Array | string>;
+      sent: number;
+      bytes: number;
+      closed: { code: number; reason: string; messages: number } | null;
+    }
+  >();
   private readonly bodies = new Map<
     string,
     { frame: RequestFrame; parts: Uint8Array[]; seq: ChunkSequencer; trailer?: string }
@@ -111,7 +130,8 @@ export class TestAgent {
       audience: relayAudience(region),
     });
     ws.addEventListener("message", (ev) => {
-      const text = typeof ev.data === "string" ? ev.data : new TextDecoder().decode(ev.data as ArrayBuffer);
+      if (typeof ev.data !== "string") return this.onData(new Uint8Array(ev.data as ArrayBuffer));
+      const text = ev.data;
       this.maxFrameBytes = Math.max(this.maxFrameBytes, text.length);
       const f = decodeFrame(text);
       if (!f.ok) throw new Error(`bad frame from edge: ${text.slice(0, 200)}`);
@@ -119,27 +139,83 @@ export class TestAgent {
       if (frame.type === "request") {
         if (frame.bodyFollows) this.bodies.set(frame.id, { frame, parts: [], seq: new ChunkSequencer() });
         else void this.dispatch(frame, frame.body ? fromBase64(frame.body) : new Uint8Array(0));
-      } else if (frame.type === "chunk" || frame.type === "end") {
+      } else if (frame.type === "end") {
         const b = this.bodies.get(frame.id);
         if (!b) return;
-        const bytes = frame.type === "chunk" ? fromBase64(frame.data) : null;
-        const r = frame.type === "chunk" ? b.seq.push(frame.seq, bytes!) : b.seq.end(frame.chunks);
+        const r = b.seq.end(frame.chunks);
         if (!r.ok) throw new Error(r.error.message);
-        if (r.value) b.parts.push(...r.value);
-        if (bytes) {
-          this.uploadBytes += bytes.byteLength;
-          this.maxUncredited = Math.max(this.maxUncredited, this.uploadBytes - this.uploadCredited);
-          if (this.creditUploads) this.creditUpload(frame.id, bytes.byteLength);
-        }
-        if (frame.type === "end" && frame.trailer) b.trailer = frame.trailer;
-        if (b.seq.complete) {
-          this.bodies.delete(frame.id);
-          void this.dispatch(b.frame, concat(b.parts), b.trailer);
-        }
+        if (frame.trailer) b.trailer = frame.trailer;
+        this.bodyProgress(frame.id, b);
+      } else if (frame.type === "ws-close") {
+        const s = this.sessions.get(frame.id);
+        if (s) s.closed = { code: frame.code, reason: frame.reason, messages: frame.messages };
       } else if (frame.type === "cancel") {
         this.cancelled.push(frame.id);
       }
     });
+  }
+
+  private onData(raw: Uint8Array): void {
+    this.maxFrameBytes = Math.max(this.maxFrameBytes, raw.byteLength);
+    const d = decodeDataFrame(raw);
+    if (!d.ok) throw new Error(`bad data frame from edge: ${d.error.message}`);
+    const { id, seq, bytes, kind } = d.value;
+    if (kind !== DATA_KIND.chunk) {
+      const s = this.sessions.get(id);
+      if (!s) return;
+      const r = s.seq.push(seq, d.value);
+      if (!r.ok) throw new Error(r.error.message);
+      for (const m of r.value) {
+        s.messages.push(dataToWsMessage(m));
+        s.bytes += m.bytes.byteLength;
+        if (this.creditSessions) this.send({ type: "credit", id, bytes: wsMessageCost(m.bytes.byteLength) });
+      }
+      return;
+    }
+    const b = this.bodies.get(id);
+    if (!b) return;
+    const r = b.seq.push(seq, bytes.slice());
+    if (!r.ok) throw new Error(r.error.message);
+    b.parts.push(...r.value);
+    this.uploadBytes += bytes.byteLength;
+    this.maxUncredited = Math.max(this.maxUncredited, this.uploadBytes - this.uploadCredited);
+    if (this.creditUploads) this.creditUpload(id, bytes.byteLength);
+    this.bodyProgress(id, b);
+  }
+
+  private bodyProgress(
+    id: string,
+    b: { frame: RequestFrame; parts: Uint8Array[]; seq: ChunkSequencer; trailer?: string },
+  ): void {
+    if (!b.seq.complete) return;
+    this.bodies.delete(id);
+    void this.dispatch(b.frame, concat(b.parts), b.trailer);
+  }
+
+  /** One body chunk of response `id` (a binary data frame). */
+  sendChunk(id: string, seq: number, bytes: Uint8Array): void {
+    this.ws.send(encodeDataFrame(DATA_KIND.chunk, id, seq, bytes));
+  }
+
+  /** Accept an upgrade (`frame.websocket`): answer 101; the session's messages collect in `sessions`. */
+  acceptSession(id: string, headers: Array<[string, string]> = []): void {
+    this.sessions.set(id, { seq: new ChunkSequencer(), messages: [], sent: 0, bytes: 0, closed: null });
+    this.send({ type: "response", id, status: 101, headers });
+  }
+
+  /** Send the client a message of session `id` (seq in order unless told). */
+  sendWs(id: string, msg: Uint8Array | string, seq?: number): void {
+    const s = this.sessions.get(id)!;
+    const { kind, bytes } = wsMessageToData(msg);
+    const n = seq ?? s.sent;
+    s.sent = Math.max(s.sent, n + 1);
+    this.ws.send(encodeDataFrame(kind, id, n, bytes));
+  }
+
+  /** End session `id` from the agent's side (its ws-close counts the messages sent). */
+  closeWs(id: string, code = 1000, reason = ""): void {
+    const s = this.sessions.get(id)!;
+    this.send({ type: "ws-close", id, code, reason, messages: s.sent });
   }
 
   private async dispatch(frame: RequestFrame, body: Uint8Array, trailer?: string): Promise<void> {
@@ -183,7 +259,7 @@ export class TestAgent {
     this.send({ type: "response", id, status: res.status, headers: headersToPairs(res.headers) });
     const body = new Uint8Array(await res.arrayBuffer());
     let seq = 0;
-    for (const part of chunkBytes(body)) this.send({ type: "chunk", id, seq: seq++, data: toBase64(part) });
+    for (const part of chunkBytes(body)) this.sendChunk(id, seq++, part);
     return seq;
   }
 
@@ -224,6 +300,8 @@ export async function connectAgent(
   });
   expect(res.status).toBe(101);
   const ws = res.webSocket!;
+  // Data frames are binary: read them as ArrayBuffers (the standard default is Blob).
+  ws.binaryType = "arraybuffer";
   ws.accept();
   return new TestAgent(ws, region, agentId, handler);
 }

@@ -177,12 +177,13 @@ describe("streamed uploads", () => {
     const a = await uploader();
     a.creditUploads = false;
     const slots = TUNNEL_BUFFER_BUDGET_BYTES / TUNNEL_INITIAL_WINDOW_BYTES;
-    const open = Array.from({ length: slots }, () => openBody(new Uint8Array(1024)));
+    // Two chunks and a bit: the edge reads whole chunks and holds the end mark's length back,
+    // so each upload gets exactly its first chunk to the agent while its body stays open.
+    const open = Array.from({ length: slots }, () => openBody(new Uint8Array(2 * TUNNEL_CHUNK_BYTES + 1024)));
     const held = open.map((o) => put(o.stream));
-    // Each has sent its first bytes but for the held-back end-mark length: all are in flight.
     await waitFor(
       `${slots} uploads in flight`,
-      () => a.uploadBytes === slots * (1024 - BODY_END_MARK_BYTES),
+      () => a.uploadBytes === slots * TUNNEL_CHUNK_BYTES,
       10_000,
       5,
     );

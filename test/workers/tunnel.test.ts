@@ -287,12 +287,7 @@ describe("relay through the tunnel", () => {
         // A head and one event, then silence: the stream stays open, as a quiet command's does.
         const headers = headersToPairs(new Headers({ "content-type": "text/event-stream" }));
         ag.send({ type: "response", id: r.frame.id, status: 200, headers });
-        ag.send({
-          type: "chunk",
-          id: r.frame.id,
-          seq: 0,
-          data: toBase64(new TextEncoder().encode(": ping\n\n")),
-        });
+        ag.sendChunk(r.frame.id, 0, new TextEncoder().encode(": ping\n\n"));
       });
       await waitForAgents(TUNNEL, "eu-1", 1);
       // A tenant per route: together they would exhaust one tenant's quota burst.
@@ -376,10 +371,7 @@ describe("relay through the tunnel", () => {
       for (let off = 0; off < size; off += chunk) {
         const part = new Uint8Array(chunk);
         for (let i = 0; i < chunk; i++) part[i] = pattern(off + i);
-        let bin = "";
-        for (let i = 0; i < part.length; i += 0x8000)
-          bin += String.fromCharCode(...part.subarray(i, i + 0x8000));
-        ag.ws.send(JSON.stringify({ type: "chunk", id: r.frame.id, seq: seq++, data: btoa(bin) }));
+        ag.sendChunk(r.frame.id, seq++, part);
       }
       ag.send({ type: "end", id: r.frame.id, chunks: seq });
     });
@@ -530,7 +522,7 @@ describe("relay through the tunnel", () => {
           status: 200,
           headers: [["content-type", "text/event-stream"]],
         });
-        ag.send({ type: "chunk", id: r.frame.id, seq: 0, data: toBase64(new TextEncoder().encode(sse)) });
+        ag.sendChunk(r.frame.id, 0, new TextEncoder().encode(sse));
       });
       await waitForAgents(TUNNEL, region, 1);
     }

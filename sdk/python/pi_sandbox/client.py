@@ -7,6 +7,7 @@ from typing import IO, Any, Dict, Iterator, List, Optional, Union
 
 from ._transport import Transport
 from .errors import SandboxApiError
+from .ports import Ports
 from .processes import Processes
 from .types import ChatResponse, ExecResult, ExecuteResponse, FileEntry, SandboxInfo
 
@@ -115,6 +116,8 @@ class Sandbox(_Exec):
         self._exec_path = self._base + "/exec"
         #: Long-lived processes: ``start()`` returns a Process whose ``output()`` reattaches by itself.
         self.processes = Processes(transport, self._base)
+        #: Expiring links to the sandbox's ports: ``link(port, ttl_seconds=…, public=…)``.
+        self.ports = Ports(transport, self._base)
 
     @property
     def id(self) -> str:

@@ -312,7 +312,6 @@ class Processes(unittest.TestCase):
                 sb.processes.get(sleeper.pid)
             self.assertEqual((cm.exception.code, cm.exception.status), ("process_not_found", 404))
 
-
     def test_collect_a_terminal_and_resize_it(self) -> None:
         with self.client.create_sandbox() as sb:
             sh = sb.processes.start("sh", tty=True, cols=80, rows=24)
@@ -342,6 +341,26 @@ class Processes(unittest.TestCase):
             with self.assertRaises(SandboxApiError) as cm:
                 sb.processes.start("true").resize(10, 10)
             self.assertIn(cm.exception.code, ("not_a_tty", "process_exited"))
+
+
+class Ports(unittest.TestCase):
+    def setUp(self) -> None:
+        self.client = SandboxClient(URL, TOKEN)
+
+    def test_link_list_revoke(self) -> None:
+        with self.client.create_sandbox() as sb:
+            link = sb.ports.link(8000, ttl_seconds=120, public=True)
+            self.assertEqual((link["port"], link["public"]), (8000, True))
+            self.assertTrue(link["url"].startswith(f"http://{link['id']}.localhost:"))
+            self.assertIn(link["id"], [x["id"] for x in sb.ports.links()])
+            sb.ports.revoke(8000, link["id"])
+            self.assertNotIn(link["id"], [x["id"] for x in sb.ports.links()])
+            with self.assertRaises(SandboxApiError) as cm:
+                sb.ports.revoke(8000, link["id"])
+            self.assertEqual((cm.exception.code, cm.exception.status), ("link_not_found", 404))
+            with self.assertRaises(SandboxApiError) as cm:
+                sb.ports.link(0)
+            self.assertEqual((cm.exception.code, cm.exception.status), ("port_not_allowed", 400))
 
 
 class Sessions(unittest.IsolatedAsyncioTestCase):

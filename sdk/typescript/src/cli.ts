@@ -31,6 +31,9 @@ const USAGE = `usage: pi-sandbox <command> [flags]
   ls ID[:DIR]                 list a sandbox directory
   chat [--session ID] [--allow HOST…] MESSAGE
                               stream a chat reply and each tool call
+  port open ID PORT [--ttl S] [--public]
+                              an expiring link to a sandbox's port; prints its URL
+  port ls ID                  its open links      port rm ID PORT LINK_ID   revoke one
   pool [--region R]           the pool of every region (needs sandbox:admin)
   start ID [--tty] [--cwd DIR] [--timeout S] -- CMD [ARG…]
                               start a long-lived process in a sandbox; prints its pid
@@ -345,6 +348,42 @@ export async function main(argv: string[], io: CliIo = defaultIo()): Promise<num
         }
         return EXIT.ok;
       }
+      case "port": {
+        const [sub, id, port, linkId] = rest;
+        const portOf = (v: string | undefined) => {
+          const n = intFlag(v, "port");
+          if (n === undefined) throw new UsageError(`port ${sub} needs a port`);
+          return n;
+        };
+        if (!id) throw new UsageError("port takes open, ls or rm and a sandbox id");
+        const sb = await client.sandboxes.get(id);
+        if (sub === "open") {
+          const link = await sb.ports.link(portOf(port), {
+            ...(f.ttl !== undefined ? { ttlSeconds: intFlag(f.ttl, "ttl")! } : {}),
+            ...(f.public ? { public: true } : {}),
+          });
+          if (f.json) json(link);
+          else out(`${link.url}\n`);
+          return EXIT.ok;
+        }
+        if (sub === "ls") {
+          const links = await sb.ports.links();
+          if (f.json) json({ links });
+          else
+            for (const l of links)
+              out(
+                `${l.id}  ${l.port}  ${l.public ? "public " : "private"}  expires ${l.expiresAt}  ${l.url}\n`,
+              );
+          return EXIT.ok;
+        }
+        if (sub === "rm") {
+          if (!linkId) throw new UsageError("port rm takes ID PORT LINK_ID");
+          await sb.ports.revoke({ id: linkId, port: portOf(port) });
+          if (f.json) json({ revoked: linkId });
+          return EXIT.ok;
+        }
+        throw new UsageError("port takes open, ls or rm");
+      }
       case "pool": {
         const overview = await client.pool(f.region ? { region: f.region } : {});
         if (f.json) json(overview);
@@ -520,6 +559,8 @@ function parse(argv: string[]) {
       follow: { type: "boolean", short: "f" },
       since: { type: "string" },
       signal: { type: "string" },
+      ttl: { type: "string" },
+      public: { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },
   });

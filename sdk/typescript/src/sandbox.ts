@@ -1,5 +1,6 @@
 import { SandboxApiError } from "./errors.ts";
 import { type ExecOptions, execEvents, execJson } from "./exec-spec.ts";
+import { SandboxPorts } from "./ports.ts";
 import { SandboxProcesses } from "./processes.ts";
 import { type CallOptions, callOptions, type Transport } from "./transport.ts";
 import type {
@@ -198,6 +199,8 @@ export class Sandbox {
   readonly files: SandboxFiles;
   /** Long-lived processes: `start()` returns a handle whose `output()` reattaches on its own. */
   readonly processes: SandboxProcesses;
+  /** Expiring links to the sandbox's ports: `link(port, {ttlSeconds, public})`. */
+  readonly ports: SandboxPorts;
   private current: SandboxInfo;
 
   constructor(
@@ -207,6 +210,7 @@ export class Sandbox {
     this.current = info;
     this.files = new SandboxFiles(transport, this.base);
     this.processes = new SandboxProcesses(transport, this.base);
+    this.ports = new SandboxPorts(transport, this.base);
   }
 
   get id(): string {

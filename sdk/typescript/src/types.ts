@@ -25,14 +25,17 @@ export type ErrorCode =
   | "process_not_found"
   | "secret_not_found"
   | "secret_limit"
+  | "link_not_found"
   | "method_not_allowed"
   | "sandbox_evicted"
   | "host_not_allowed"
+  | "websocket_required"
   | "stale_lease"
   | "process_exited"
   | "stdin_closed"
   | "not_a_tty"
   | "spawn_failed"
+  | "port_not_allowed"
   | "payload_too_large"
   | "edit_not_found"
   | "edit_not_unique"
@@ -43,12 +46,14 @@ export type ErrorCode =
   | "tenant_lease_limit"
   | "process_limit"
   | "ring_limit"
+  | "link_limit"
   | "internal"
   | "not_supported_in_api_mode"
   | "not_supported_in_contract_mode"
   | "agent_unavailable"
   | "tunnel_closed"
   | "sandbox_failed"
+  | "port_not_listening"
   | "model_unavailable"
   | "no_agent"
   | "sandbox_cluster_unavailable"
@@ -305,6 +310,26 @@ export interface PoolSnapshot {
   processes?: ProcessSnapshot[] | undefined;
   /** A sandbox pod's own cgroup pids limit as the agent read it once ("max": unlimited). */
   sandboxPids?: { pidsMax: string | null; unlimited: boolean; pod: string; checkedAt: string } | undefined;
+}
+
+// ---- port links (POST/GET/DELETE /v1/sandboxes/:id/ports…) ----
+
+/** `POST …/ports/:port/links`. */
+export interface PortLinkCreateRequestInput {
+  /** 10..86400, default 3600. */
+  ttlSeconds?: number | undefined;
+  /** Anyone with the URL may use it; otherwise requests also need the tenant's JWT (default false). */
+  public?: boolean | undefined;
+}
+
+/** An open port link and its URL. */
+export interface PortLink {
+  id: string;
+  port: number;
+  public: boolean;
+  createdAt: string;
+  expiresAt: string;
+  url: string;
 }
 
 // ---- processes (POST/GET/DELETE /v1/sandboxes/:id/processes…) ----
