@@ -3,14 +3,19 @@
  * POOL_MAX_PODS 64, 2 agent replicas, http exec, QUEUE_TIMEOUT_SECONDS 15):
  *
  * - burst/1-tenant: 120 concurrent `sleep 0.3` from one tenant: served, queue_timeouts, latency
- *   p50/p99, peak pods, and how busy the machine's CPU was. Floor: what pod start-up allows — the
- *   pods beyond the warm 8 have to be created, a start-up is CPU-bound on devcluster, so the last
- *   caller waits at least (120 − 8) × CPU per start-up / cores.
+ *   p50/p99, pods started, peak live and peak Terminating pods, the first new pod's Ready time,
+ *   devcluster's API latency and event-loop delay during the burst, the agents' control-plane
+ *   failures, and how busy the machine's CPU was. Floor: what pod start-up allows — a start-up is
+ *   CPU-bound on devcluster, so serving everyone takes at least (pods started during the burst) ×
+ *   (CPU per start-up, measured at the start of the same run) / cores.
  * - burst/6-tenants: the same split over 6 tenants: per-tenant median wait, max/min.
  * - scale-down: time from the end of the burst until the pool is back to POOL_SIZE pods (all free).
  *   Floor: POOL_SCALE_DOWN_AFTER_SECONDS.
  * - throughput/<mode>-elastic vs throughput/replace-fixed: a closed loop of 32 clients sending
  *   `true`, at the default POOL_MAX_PODS and with POOL_MAX_PODS = POOL_SIZE (the old fixed pool).
+ *
+ * `--runs N` repeats the two bursts N times on the same stack (back to POOL_SIZE in between; rows
+ * of runs after the first end in `/run2`, `/run3`…).
  *
  * BENCH_ELASTIC_RECYCLE=replace|reuse-same-tenant runs only the first stack (bursts, scale-down,
  * elastic throughput), with that recycle mode (rows suffixed `/reuse-same-tenant` for reuse): the
@@ -20,19 +25,19 @@
 import { cpus } from "node:os";
 import type { Stack } from "../devstack/stack.ts";
 import { SCOPES } from "../shared/api.ts";
+import { type BurstObservation, observeBurst } from "./burst-observer.ts";
 import { closedLoop } from "./calls.ts";
 import { machineCpuMs } from "./machine-cpu.ts";
+import { measurePodStarts } from "./pod-start.ts";
 import { summarize } from "./stats.ts";
-import type { BenchRow, BenchSuite } from "./types.ts";
+import type { BenchRow, BenchSuite, SuiteOptions } from "./types.ts";
 import { progress, waitForFullPool, withStack } from "./with-stack.ts";
 
 const POOL = 8;
-const BURST = 120;
-/**
- * CPU one devcluster pod start-up costs on this machine: the pod-start suite's `cpuMsPerPod`
- * (198-211 ms in the runs of 2026-12-02; 347 on a slower hour of the same machine).
- */
-const POD_START_CPU_MS = 210;
+/** Commands per burst; BENCH_ELASTIC_BURST makes a short check of the suite itself (default 120). */
+const BURST = Number(process.env.BENCH_ELASTIC_BURST ?? 120);
+/** Pods started one at a time before the stacks, for the CPU one start-up costs in this run. */
+const FLOOR_PODS = 5;
 const CORES = cpus().length;
 
 function burstRecycle(): "replace" | "reuse-same-tenant" {
@@ -71,36 +76,16 @@ async function rawExec(stack: Stack, token: string, tenant: string, command: str
   }
 }
 
-/** Pods of the first region as the agents see them, sampled until stopped. */
-function samplePods(stack: Stack): { stop(): Promise<number> } {
-  let peak = 0;
-  let on = true;
-  const loop = (async () => {
-    while (on) {
-      const [snap] = await stack.pools().catch(() => []);
-      if (snap) peak = Math.max(peak, snap.pods.filter((p) => p.state !== "recycling").length);
-      await new Promise((r) => setTimeout(r, 250));
-    }
-  })();
-  return {
-    async stop() {
-      on = false;
-      await loop;
-      return peak;
-    },
-  };
-}
-
 async function burst(
   stack: Stack,
   tenants: number,
-): Promise<{ outs: Outcome[]; peakPods: number; wallMs: number; cpuMs: number }> {
+): Promise<{ outs: Outcome[]; seen: BurstObservation; wallMs: number; cpuMs: number }> {
   const tokens = await Promise.all(
     Array.from({ length: tenants }, (_, i) =>
       stack.issuer.mint({ tenant: `burst-${i}`, subject: "bench", scopes: [SCOPES.exec] }),
     ),
   );
-  const sampler = samplePods(stack);
+  const observer = await observeBurst(stack);
   const cpu0 = machineCpuMs();
   const t0 = performance.now();
   const outs = await Promise.all(
@@ -110,7 +95,7 @@ async function burst(
   );
   const wallMs = performance.now() - t0;
   const cpuMs = machineCpuMs() - cpu0;
-  return { outs, peakPods: await sampler.stop(), wallMs, cpuMs };
+  return { outs, seen: await observer.stop(), wallMs, cpuMs };
 }
 
 /** Until the region's pods are POOL_SIZE, all free and Ready; ms since `from`. */
@@ -164,64 +149,98 @@ async function throughput(
   };
 }
 
-export async function runElasticBench(): Promise<BenchRow[]> {
+function burstRow(
+  tenants: number,
+  name: string,
+  b: Awaited<ReturnType<typeof burst>>,
+  podCpuMs: number,
+): BenchRow {
+  const served = b.outs.filter((o) => o.status === 200);
+  const timeouts = b.outs.filter((o) => o.code === "queue_timeout").length;
+  const lat = summarize(served.map((o) => o.ms));
+  const s = b.seen;
+  // The CPU the start-ups alone need, spread over every core: no pool can serve all of the burst
+  // sooner, so it is a bound on the p99 of serving everyone (and a p50 of half of it).
+  const floorMs = (s.podsStarted * podCpuMs) / CORES;
+  const failures = Object.entries(s.agentFailures).map(([k, n]) => `${k.replace(/ /g, "_")}x${n}`);
+  progress(
+    `elastic: ${name}: ${served.length} served, ${timeouts} queue_timeout, p99 ${Math.round(lat.p99)} ms (floor ${Math.round(floorMs)}), ${s.podsStarted} pods started, first new Ready ${Math.round(s.firstNewReadyMs)} ms, peak ${s.peakLive} live + ${s.peakTerminating} terminating, API p99 ${Math.round(s.api.p99Ms)} ms, loop delay p99 ${Math.round(s.loopDelayP99Ms)} ms, agent failures ${failures.join(",") || "none"}`,
+  );
+  const extra: Record<string, string | number> = {
+    served: served.length,
+    queueTimeouts: timeouts,
+    otherErrors: BURST - served.length - timeouts,
+    podsStarted: s.podsStarted,
+    firstNewPodReadyMs: Math.round(s.firstNewReadyMs),
+    peakLivePods: s.peakLive,
+    peakTerminatingPods: s.peakTerminating,
+    apiGetP50Ms: Math.round(s.api.p50Ms),
+    apiGetP99Ms: Math.round(s.api.p99Ms),
+    apiGetMaxMs: Math.round(s.api.maxMs),
+    apiGetFailed: s.api.failed,
+    devclusterLoopDelayP99Ms: Math.round(s.loopDelayP99Ms),
+    devclusterLoopDelayMaxMs: Math.round(s.loopDelayMaxMs),
+    agentControlPlaneFailures: failures.join(",") || "none",
+    podStartCpuMs: Math.round(podCpuMs),
+    p99OverFloor: Number((lat.p99 / Math.max(1, floorMs)).toFixed(2)),
+    wallMs: Math.round(b.wallMs),
+    // ~100 % means the burst was bound by this machine's CPU, not by the pool.
+    cpuBusyPct: Math.round((b.cpuMs / (b.wallMs * CORES)) * 100),
+  };
+  if (tenants > 1) {
+    const medians = Array.from({ length: tenants }, (_, i) => {
+      const waits = served.filter((o) => o.tenant === `burst-${i}`).map((o) => o.queueMs ?? 0);
+      return summarize(waits).p50;
+    });
+    extra.perTenantMedianWaitMs = medians.map((m) => Math.round(m)).join("/");
+    extra.fairnessMaxMin = Number((Math.max(...medians) / Math.max(1, Math.min(...medians))).toFixed(2));
+  }
+  return {
+    name,
+    n: served.length,
+    p50Ms: lat.p50,
+    p99Ms: lat.p99,
+    floorName: `CPU of the ${s.podsStarted} pod start-ups of the burst (${Math.round(podCpuMs)} ms each, measured this run) over ${CORES} cores`,
+    floorP50Ms: floorMs / 2,
+    floorP99Ms: floorMs,
+    extra,
+  };
+}
+
+export async function runElasticBench(opts: SuiteOptions = { runs: 1 }): Promise<BenchRow[]> {
   const rows: BenchRow[] = [];
   const recycle = burstRecycle();
   const suffix = recycle === "replace" ? "" : `/${recycle}`;
+  // What one start-up costs in this run: devcluster's process and what it reaped (runc, the
+  // container, the forwarder), so another tenant of a shared machine does not inflate it.
+  const starts = await measurePodStarts("bench-elastic-pod-start", FLOOR_PODS);
+  const podCpuMs = starts.treeMsPerPod;
+  progress(
+    `elastic: one pod start-up costs ${Math.round(podCpuMs)} ms of CPU (machine: ${Math.round(starts.machineMsPerPod)})`,
+  );
   await withStack({ recycle, execMode: "http", poolSize: POOL, agentsPerRegion: 2 }, async (stack) => {
     await waitForFullPool(stack, POOL, 120_000);
-    for (const tenants of [1, 6]) {
-      const b = await burst(stack, tenants);
-      const burstEnd = Date.now();
-      const served = b.outs.filter((o) => o.status === 200);
-      const timeouts = b.outs.filter((o) => o.code === "queue_timeout").length;
-      const lat = summarize(served.map((o) => o.ms));
-      progress(
-        `elastic${suffix}: burst ${tenants} tenant(s): ${served.length} served, ${timeouts} queue_timeout, p99 ${Math.round(lat.p99)} ms, peak ${b.peakPods} pods`,
-      );
-      const extra: Record<string, string | number> = {
-        served: served.length,
-        queueTimeouts: timeouts,
-        otherErrors: BURST - served.length - timeouts,
-        peakPods: b.peakPods,
-        wallMs: Math.round(b.wallMs),
-        // ~100 % means the burst was bound by this machine's CPU, not by the pool.
-        cpuBusyPct: Math.round((b.cpuMs / (b.wallMs * CORES)) * 100),
-      };
-      if (tenants > 1) {
-        const medians = Array.from({ length: tenants }, (_, i) => {
-          const waits = served.filter((o) => o.tenant === `burst-${i}`).map((o) => o.queueMs ?? 0);
-          return summarize(waits).p50;
-        });
-        extra.perTenantMedianWaitMs = medians.map((m) => Math.round(m)).join("/");
-        extra.fairnessMaxMin = Number((Math.max(...medians) / Math.max(1, Math.min(...medians))).toFixed(2));
+    for (let run = 1; run <= opts.runs; run++) {
+      const runSuffix = run === 1 ? "" : `/run${run}`;
+      for (const tenants of [1, 6]) {
+        const b = await burst(stack, tenants);
+        const burstEnd = Date.now();
+        const name = `burst/${tenants === 1 ? "1-tenant" : "6-tenants"}${suffix}${runSuffix}`;
+        rows.push(burstRow(tenants, name, b, podCpuMs));
+        const backMs = await backToPoolSize(stack, burstEnd, 180_000);
+        progress(`elastic: back to POOL_SIZE in ${backMs} ms`);
+        if (tenants === 1)
+          rows.push({
+            name: `scale-down/back-to-pool-size${suffix}${runSuffix}`,
+            n: 1,
+            p50Ms: backMs,
+            p99Ms: backMs,
+            floorName: "POOL_SCALE_DOWN_AFTER_SECONDS (60 s)",
+            floorP50Ms: 60_000,
+            floorP99Ms: 60_000,
+            extra: { poolSize: POOL },
+          });
       }
-      // The CPU the start-ups alone need, spread over every core: no pool can serve all of the
-      // burst sooner, so it is a bound on the p99 of serving everyone (and a p50 of half of it).
-      const floorMs = ((BURST - POOL) * POD_START_CPU_MS) / CORES;
-      rows.push({
-        name: `burst/${tenants === 1 ? "1-tenant" : "6-tenants"}${suffix}`,
-        n: served.length,
-        p50Ms: lat.p50,
-        p99Ms: lat.p99,
-        floorName: `CPU of (120 − 8) pod start-ups (${POD_START_CPU_MS} ms each) over ${CORES} cores`,
-        floorP50Ms: floorMs / 2,
-        floorP99Ms: floorMs,
-        extra,
-      });
-      const backMs = await backToPoolSize(stack, burstEnd, 180_000);
-      progress(`elastic: back to POOL_SIZE in ${backMs} ms`);
-      if (tenants === 1)
-        rows.push({
-          name: `scale-down/back-to-pool-size${suffix}`,
-          n: 1,
-          p50Ms: backMs,
-          p99Ms: backMs,
-          floorName: "POOL_SCALE_DOWN_AFTER_SECONDS (60 s)",
-          floorP50Ms: 60_000,
-          floorP99Ms: 60_000,
-          extra: { poolSize: POOL },
-        });
     }
     rows.push(await throughput(stack, `throughput/${recycle}-elastic`, { recycle, poolMaxPods: 64 }));
   });
@@ -251,4 +270,4 @@ export async function runElasticBench(): Promise<BenchRow[]> {
   return rows;
 }
 
-export const suite: BenchSuite = { name: "elastic", run: runElasticBench };
+export const suite: BenchSuite = { name: "elastic", run: (opts) => runElasticBench(opts) };

@@ -14,3 +14,20 @@ export function machineCpuMs(): number {
   const ticks = (f[0] ?? 0) + (f[1] ?? 0) + (f[2] ?? 0) + (f[5] ?? 0) + (f[6] ?? 0);
   return (ticks * 1000) / CLOCK_TICKS_PER_SEC;
 }
+
+/**
+ * CPU time of this process and of its descendants it has reaped, in ms (/proc/self/stat utime,
+ * stime, cutime, cstime). When devcluster runs here, that is what its pods cost — runc, the
+ * container's processes, the port forwarder — once they have exited, and nothing of the other
+ * work on a shared machine.
+ */
+export function processTreeCpuMs(): number {
+  const stat = readFileSync("/proc/self/stat", "utf8");
+  // Fields after the command name (which may hold spaces): state is field 3, utime field 14.
+  const f = stat
+    .slice(stat.lastIndexOf(")") + 2)
+    .split(" ")
+    .map(Number);
+  const ticks = (f[11] ?? 0) + (f[12] ?? 0) + (f[13] ?? 0) + (f[14] ?? 0);
+  return (ticks * 1000) / CLOCK_TICKS_PER_SEC;
+}

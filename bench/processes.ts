@@ -9,69 +9,35 @@
  * tunnel, no Lease renewal, same run.
  */
 import { HttpProcesses } from "../cluster-agent/exec/processes.ts";
-import { type ProcessOutputEvent, SCOPES } from "../shared/api.ts";
+import type { ProcessOutputEvent } from "../shared/api.ts";
 import { readSse } from "../shared/sse.ts";
 import { summarize } from "./stats.ts";
 import type { BenchRow, BenchSuite } from "./types.ts";
-import { BENCH_AGENT_ENV, BENCH_EDGE_VARS, progress, waitForFullPool, withStack } from "./with-stack.ts";
-
-const REGION = "local";
+import { sandboxTarget, withSmallStack } from "./with-stack.ts";
 
 export async function runProcessBench(opts: { n?: number } = {}): Promise<BenchRow[]> {
   const n = opts.n ?? 30;
-  return withStack(
-    {
-      execMode: "http",
-      poolSize: 2,
-      agentsPerRegion: 1,
-      edgeVars: { ...BENCH_EDGE_VARS },
-      agentEnv: { ...BENCH_AGENT_ENV },
-    },
-    async (stack) => {
-      progress("processes: stack up");
-      await waitForFullPool(stack, 2);
-      const token = await stack.issuer.mint({ tenant: "bench", subject: "bench", scopes: [SCOPES.exec] });
-      const headers = { authorization: `Bearer ${token}`, "content-type": "application/json" };
-      const call = async <T>(method: string, path: string, body?: string): Promise<T> => {
-        const res = await fetch(`${stack.edgeUrl}${path}`, {
-          method,
-          headers,
-          ...(body !== undefined ? { body } : {}),
-          signal: AbortSignal.timeout(60_000),
-        });
-        const text = await res.text();
-        if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${text.slice(0, 200)}`);
-        return JSON.parse(text) as T;
-      };
-      const sb = await call<{ id: string; pod: string }>(
-        "POST",
-        "/v1/sandboxes",
-        '{"idleTimeoutSeconds":3600}',
-      );
-      const pod = (await stack.pools())[0]?.pods.find((p) => p.name === sb.pod);
-      if (!pod?.podIP) throw new Error("the sandbox's pod is not in the pool snapshot");
-      const target = {
-        namespace: stack.namespaceOf(REGION),
-        pod: pod.name,
-        podIP: pod.podIP,
-        fence: pod.transitions,
-      };
-      const poolToken = stack.agentEnvFor(REGION, "bench").POOL_TOKEN ?? "";
-      try {
-        return await processRows({
-          edgeUrl: stack.edgeUrl,
-          headers,
-          call,
-          sbId: sb.id,
-          target,
-          poolToken,
-          n,
-        });
-      } finally {
-        await call("DELETE", `/v1/sandboxes/${sb.id}`).catch(() => undefined);
-      }
-    },
-  );
+  return withSmallStack("processes", async (stack, { headers, call }) => {
+    const sb = await call<{ id: string; pod: string }>(
+      "POST",
+      "/v1/sandboxes",
+      '{"idleTimeoutSeconds":3600}',
+    );
+    const { target, poolToken } = await sandboxTarget(stack, sb.pod);
+    try {
+      return await processRows({
+        edgeUrl: stack.edgeUrl,
+        headers,
+        call,
+        sbId: sb.id,
+        target,
+        poolToken,
+        n,
+      });
+    } finally {
+      await call("DELETE", `/v1/sandboxes/${sb.id}`).catch(() => undefined);
+    }
+  });
 }
 
 export const suite: BenchSuite = {

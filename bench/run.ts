@@ -25,6 +25,7 @@ const SUITES: Record<string, () => Promise<BenchSuite>> = {
   mcp: async () => (await import("./mcp.ts")).suite,
   sandboxes: async () => (await import("./sandboxes.ts")).suite,
   processes: async () => (await import("./processes.ts")).suite,
+  "port-links": async () => (await import("./port-links.ts")).suite,
   "pod-start": async () => (await import("./pod-start.ts")).suite,
   latency: async () => (await import("./latency.ts")).suite,
   elastic: async () => (await import("./elastic.ts")).suite,
@@ -61,7 +62,14 @@ async function main() {
       process.exit(130);
     });
   }
-  const wanted = process.argv.slice(2).filter((a) => a !== "--");
+  const args = process.argv.slice(2).filter((a) => a !== "--");
+  const runsAt = args.indexOf("--runs");
+  const runs = runsAt >= 0 ? Number(args[runsAt + 1]) : 1;
+  if (!Number.isInteger(runs) || runs < 1) {
+    process.stderr.write(`bench: --runs needs a whole number ≥ 1, not ${args[runsAt + 1]}\n`);
+    process.exit(2);
+  }
+  const wanted = runsAt >= 0 ? args.filter((_, i) => i !== runsAt && i !== runsAt + 1) : args;
   const names = wanted.length ? wanted : Object.keys(SUITES);
   const loadAtStart = load();
   const at = new Date().toISOString();
@@ -78,7 +86,7 @@ async function main() {
     process.stderr.write(`bench ${name}: starting (load1 ${load1})\n`);
     try {
       const suite = await loadSuite();
-      const rows = finishRows(await suite.run(), load1);
+      const rows = finishRows(await suite.run({ runs }), load1);
       results.push(...rows);
       process.stderr.write(
         `bench ${name}: ${rows.length} rows in ${((Date.now() - t0) / 1000).toFixed(1)} s\n`,

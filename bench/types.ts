@@ -20,9 +20,15 @@ export interface BenchRow {
   extra?: Record<string, number | string>;
 }
 
+/** `npm run bench -- [--runs N] suite…`: what the command line asks of every suite. */
+export interface SuiteOptions {
+  /** Repetitions of a suite's main measurement (suites that support it; default 1). */
+  runs: number;
+}
+
 export interface BenchSuite {
   name: string;
-  run(): Promise<BenchRow[]>;
+  run(opts?: SuiteOptions): Promise<BenchRow[]>;
 }
 
 /** Where and under what load the numbers were taken. */

@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { HttpExecutor } from "../cluster-agent/exec/http-executor.ts";
 import { type Stack, type StackOptions, startStack } from "../devstack/stack.ts";
-import type { PodSnapshot } from "../shared/api.ts";
+import { type PodSnapshot, SCOPES } from "../shared/api.ts";
 
 /**
  * Quotas high enough that the edge's per-tenant token bucket never throttles a benchmark (the
@@ -101,4 +101,66 @@ export async function podExecSamples(stack: Stack, n: number, region = "local"):
     if (i >= 5) out.push(ms);
   }
   return out;
+}
+
+/**
+ * A bench tenant's JSON caller of the stack's edge (one sandbox:exec token): a non-2xx answer
+ * throws with its status and the start of its body.
+ */
+export async function edgeJsonCaller(stack: Stack): Promise<{
+  headers: Record<string, string>;
+  call: <T>(method: string, path: string, body?: string) => Promise<T>;
+}> {
+  const token = await stack.issuer.mint({ tenant: "bench", subject: "bench", scopes: [SCOPES.exec] });
+  const headers = { authorization: `Bearer ${token}`, "content-type": "application/json" };
+  const call = async <T>(method: string, path: string, body?: string): Promise<T> => {
+    const res = await fetch(`${stack.edgeUrl}${path}`, {
+      method,
+      headers,
+      ...(body !== undefined ? { body } : {}),
+      signal: AbortSignal.timeout(60_000),
+    });
+    const text = await res.text();
+    if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${text.slice(0, 200)}`);
+    return JSON.parse(text) as T;
+  };
+  return { headers, call };
+}
+
+/**
+ * The small stack of the per-feature suites (processes, port links): http exec mode, one agent, a
+ * pool of 2 Ready pods, and the bench tenant's JSON caller.
+ */
+export function withSmallStack<T>(
+  suite: string,
+  fn: (stack: Stack, edge: Awaited<ReturnType<typeof edgeJsonCaller>>) => Promise<T>,
+): Promise<T> {
+  return withStack(
+    {
+      execMode: "http",
+      poolSize: 2,
+      agentsPerRegion: 1,
+      edgeVars: { ...BENCH_EDGE_VARS },
+      agentEnv: { ...BENCH_AGENT_ENV },
+    },
+    async (stack) => {
+      progress(`${suite}: stack up`);
+      await waitForFullPool(stack, 2);
+      return fn(stack, await edgeJsonCaller(stack));
+    },
+  );
+}
+
+/** The exec-server target of a sandbox's pod (the floors' direct calls) and the pool token they use. */
+export async function sandboxTarget(
+  stack: Stack,
+  podName: string,
+  region = "local",
+): Promise<{ target: { namespace: string; pod: string; podIP: string; fence: number }; poolToken: string }> {
+  const pod = (await stack.pools())[0]?.pods.find((p) => p.name === podName);
+  if (!pod?.podIP) throw new Error("the sandbox's pod is not in the pool snapshot");
+  return {
+    target: { namespace: stack.namespaceOf(region), pod: pod.name, podIP: pod.podIP, fence: pod.transitions },
+    poolToken: stack.agentEnvFor(region, "bench").POOL_TOKEN ?? "",
+  };
 }

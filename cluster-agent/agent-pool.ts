@@ -5,6 +5,7 @@ import { AppError, err, ok, type Result } from "../shared/errors.ts";
 import type { AgentConfig } from "./config.ts";
 import { EventBus } from "./events/bus.ts";
 import { RecentExecutions } from "./events/recent-executions.ts";
+import { RunningProcesses } from "./events/running-processes.ts";
 import type { Scrubber } from "./exec/executor.ts";
 import { podExecToken } from "./exec/pod-token.ts";
 import type { KubeClients } from "./k8s/client.ts";
@@ -41,7 +42,9 @@ export type PoolConfig = Pick<
   | "region"
   | "podReadyTimeoutSeconds"
   | "poolToken"
->;
+> &
+  // Which env carries each pod's token (the pydantic-http contract names it its own way); default http.
+  Partial<Pick<AgentConfig, "execMode">>;
 
 export interface AgentPoolOptions {
   config: PoolConfig;
@@ -75,6 +78,8 @@ export class AgentPool {
   readonly demandReader: DemandReader;
   /** What the snapshot lists as this agent's recent executions. */
   readonly recentExecutions: RecentExecutions;
+  /** What the snapshot lists as the running processes this agent started. */
+  readonly runningProcesses: RunningProcesses;
   private readonly log: FailureLog;
 
   private constructor(
@@ -84,6 +89,7 @@ export class AgentPool {
   ) {
     this.bus = opts.bus ?? new EventBus(config.agentId, config.region);
     this.recentExecutions = new RecentExecutions(this.bus);
+    this.runningProcesses = new RunningProcesses(this.bus);
     this.log = opts.log ?? createLogger({ level: "warn", base: { agentId: config.agentId } });
     const log = this.log;
     const onCacheError =
@@ -150,6 +156,7 @@ export class AgentPool {
             : randomBytes(32).toString("base64url"),
           image: config.sandboxImage,
           runtimeClassName: config.runtimeClassName,
+          execMode: config.execMode,
         }),
     });
     if (opts.runController !== false) {
@@ -197,6 +204,7 @@ export class AgentPool {
 
   async close(): Promise<void> {
     this.recentExecutions.stop();
+    this.runningProcesses.stop();
     this.demandReader.stop();
     await this.demandPublisher.withdraw();
     await this.manager.shutdown();
@@ -230,6 +238,7 @@ export class AgentPool {
         acquireP99Ms: s.percentile(99),
       },
       executions: this.recentExecutions.list(),
+      processes: this.runningProcesses.list(),
     };
   }
 }

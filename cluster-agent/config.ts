@@ -46,7 +46,12 @@ const EnvConfigSchema = z.object({
   AGENT_ID: optionalString,
   POD_NAME: optionalString,
   REGION: z.string().min(1).default("local"),
-  EXEC_MODE: z.enum(["http", "api"]).default("http"),
+  /**
+   * How commands reach a sandbox pod: `http` (default) our exec server in the image; `api` the
+   * API server's pods/exec (any image with /bin/sh); `pydantic-http` an exec server the user chose,
+   * written to pydantic-ai-backends' http contract (README "Exec modes").
+   */
+  EXEC_MODE: z.enum(["http", "api", "pydantic-http"]).default("http"),
   POOL_TOKEN: optionalString,
   AGENT_PORT: intVar(8081, 0, 65535),
   /** Prometheus metrics, on AGENT_HOST but never on AGENT_PORT (0 = any free port, for tests). */
@@ -59,7 +64,7 @@ const EnvConfigSchema = z.object({
   RELAY_PUBLIC_KEYS: optionalString,
   /** Where the tunnel dials out to (http(s) or ws(s)); unset = no tunnel (direct relays only). */
   EDGE_URL: optionalString,
-  /** The region's agent private key (Ed25519 JWK JSON) the tunnel logs in with. */
+  /** The agent private key (Ed25519 JWK JSON) the tunnel logs in with; the edge binds its public half to clusters. */
   AGENT_KEY: optionalString,
   /** Which cluster of the region this agent serves: sandbox ids name it, the edge routes by it. */
   CLUSTER_ID: ClusterIdSchema.default("default"),
@@ -88,6 +93,22 @@ const EnvConfigSchema = z.object({
   EGRESS_MAX_CONNECTIONS_PER_SANDBOX: intVar(64, 1, 100_000),
   /** Bytes (both ways) one sandbox may move through one replica's proxy; 0 = no cap. */
   EGRESS_MAX_BYTES_PER_SANDBOX: intVar(0, 0, Number.MAX_SAFE_INTEGER),
+  /**
+   * `on` lets a policy allow every destination (`*`, `0.0.0.0/0`, `::/0`): the forbidden ranges
+   * still apply. Off by default: such a policy is refused with 400 invalid_request.
+   */
+  EGRESS_ALLOW_ANY_HOST: z.enum(["off", "on"]).default("off"),
+  /**
+   * Where the tenants' secrets (/v1/secrets, one Kubernetes Secret per tenant) and the egress CA
+   * are kept: the agent's own namespace, never the sandboxes'.
+   */
+  SECRETS_NAMESPACE: z
+    .string()
+    .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, "must be a DNS-1123 label")
+    .max(63)
+    .default("pi-sandbox-system"),
+  /** Secrets one tenant may store. */
+  MAX_SECRETS_PER_TENANT: intVar(32, 1, 256),
 });
 
 const isObject = (v: unknown): v is Record<string, unknown> =>
@@ -161,11 +182,20 @@ const AgentSettingsSchema = EnvConfigSchema.transform((e, ctx) => {
     });
   }
   // Each pod's exec token is derived from the pool token: without it nobody can call the exec server.
-  if ((e.EXEC_MODE === "http" || e.RECYCLE !== "replace") && !e.POOL_TOKEN) {
+  if ((e.EXEC_MODE !== "api" || e.RECYCLE !== "replace") && !e.POOL_TOKEN) {
     ctx.addIssue({
       code: "custom",
       path: ["POOL_TOKEN"],
-      message: "POOL_TOKEN is required with EXEC_MODE=http or RECYCLE=scrub|reuse-same-tenant",
+      message: "POOL_TOKEN is required with EXEC_MODE=http|pydantic-http or RECYCLE=scrub|reuse-same-tenant",
+    });
+  }
+  // Scrubbing is our exec server's /reset and /inspect; the contract has neither, so a pod is
+  // never handed to anyone after its holder: it is replaced.
+  if (e.EXEC_MODE === "pydantic-http" && e.RECYCLE !== "replace") {
+    ctx.addIssue({
+      code: "custom",
+      path: ["RECYCLE"],
+      message: `RECYCLE=${e.RECYCLE} needs our exec server's /reset and /inspect; EXEC_MODE=pydantic-http allows only RECYCLE=replace`,
     });
   }
   if (e.METRICS_PORT !== 0 && e.METRICS_PORT === e.AGENT_PORT) {
@@ -214,6 +244,8 @@ const AgentSettingsSchema = EnvConfigSchema.transform((e, ctx) => {
     clusterId: e.CLUSTER_ID,
     tenantMaxSandboxes: e.TENANT_MAX_SANDBOXES,
     maxFileBytes: e.MAX_FILE_BYTES,
+    secretsNamespace: e.SECRETS_NAMESPACE,
+    maxSecretsPerTenant: e.MAX_SECRETS_PER_TENANT,
     /** undefined = EGRESS=off: no proxy, no network for sandboxes. */
     egress,
   };
@@ -229,6 +261,8 @@ export interface EgressSettings {
   maxConnectionsPerSandbox: number;
   /** undefined = no cap. */
   maxBytesPerSandbox: number | undefined;
+  /** EGRESS_ALLOW_ANY_HOST: may a policy allow every destination? */
+  allowAnyHost: boolean;
 }
 
 function egressSettings(
@@ -266,6 +300,7 @@ function egressSettings(
     forbidden,
     maxConnectionsPerSandbox: e.EGRESS_MAX_CONNECTIONS_PER_SANDBOX,
     maxBytesPerSandbox: e.EGRESS_MAX_BYTES_PER_SANDBOX || undefined,
+    allowAnyHost: e.EGRESS_ALLOW_ANY_HOST === "on",
   };
 }
 

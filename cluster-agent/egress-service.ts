@@ -2,12 +2,17 @@ import type { V1Lease } from "@kubernetes/client-node";
 import type { Logger } from "pino";
 import type { EgressSettings } from "./config.ts";
 import { createEgressProxy, type EgressProxy } from "./egress/proxy.ts";
-import { sandboxProxyEnv } from "./egress/sandbox-env.ts";
+import { caBundleEnv, sandboxProxyEnv } from "./egress/sandbox-env.ts";
 import type { EgressEvent, Resolver } from "./egress/types.ts";
-import { TENANT_ANNOTATION } from "./pool-state/labels.ts";
+import type { CertificateAuthority } from "./egress/x509.ts";
+import type { PoolEventInput } from "./events/bus.ts";
 import type { PoolStore } from "./pool-state/pool-store.ts";
-import { isSandboxLease, SANDBOX_ANNOTATIONS, sandboxIdOf } from "./pool-state/sandbox-record.ts";
-import { sandboxEgressLookup } from "./sandboxes/egress-identity.ts";
+import { isSandboxLease, SANDBOX_ANNOTATIONS } from "./pool-state/sandbox-record.ts";
+import {
+  egressSubjectOf,
+  sandboxEgressLookup,
+  type TenantSecretReader,
+} from "./sandboxes/egress-identity.ts";
 
 export interface EgressServiceOptions {
   settings: EgressSettings;
@@ -22,15 +27,49 @@ export interface EgressServiceOptions {
   resolve?: Resolver;
   /** Tests replace the forbidden ranges to reach a fake internet on loopback; never a setting. */
   forbidden?: readonly string[];
+  /** Tests trust their fake internet's CA for intercepted upstreams; production uses Node's roots. */
+  upstreamCa?: string | readonly string[];
+  /** The tenants' stored secrets and the cluster CA: without both, nothing is intercepted. */
+  secrets?: { read: TenantSecretReader; ca: CertificateAuthority };
 }
 
 export interface EgressService {
   proxy: EgressProxy;
   /** The proxy variables every sandbox command gets. */
   env: Readonly<Record<string, string>>;
+  /**
+   * The env of a sandbox that uses secrets: its placeholders, and the CA variables pointing at
+   * `caBundleFile` (written into its pod when it was created). Undefined without secrets support.
+   */
+  secretEnv?: (placeholders: ReadonlyMap<string, string>, caBundleFile: string) => Record<string, string>;
   /** Where the proxy listens (the port it got). */
   port: number;
   close(): Promise<void>;
+}
+
+/** The bus event of one ended connection: destinations, decision, bytes; never a header or value. */
+export function egressBusEvent(e: EgressEvent): PoolEventInput {
+  const common = {
+    sandboxId: e.sandbox ?? null,
+    host: e.host,
+    port: e.port,
+    mode: e.mode,
+    bytesUp: e.bytesUp,
+    bytesDown: e.bytesDown,
+    durationMs: e.durationMs,
+  };
+  const who = e.tenant !== undefined ? { tenant: e.tenant } : {};
+  return e.decision === "allowed"
+    ? { type: "egress.allowed", ...who, data: { ...common, ...(e.closedBy ? { closedBy: e.closedBy } : {}) } }
+    : {
+        type: "egress.denied",
+        ...who,
+        data: {
+          ...common,
+          reason: e.reason ?? "egress_not_allowed",
+          ...(e.message !== undefined ? { message: e.message } : {}),
+        },
+      };
 }
 
 const networkOf = (l: V1Lease | undefined) => l?.metadata?.annotations?.[SANDBOX_ANNOTATIONS.network];
@@ -43,7 +82,11 @@ const networkOf = (l: V1Lease | undefined) => l?.metadata?.annotations?.[SANDBOX
  */
 export async function startEgressService(o: EgressServiceOptions): Promise<EgressService> {
   const proxy = createEgressProxy({
-    lookup: sandboxEgressLookup(o.store, o.region),
+    lookup: sandboxEgressLookup(o.store, o.region, o.secrets?.read, {
+      allowAnyHost: o.settings.allowAnyHost,
+    }),
+    ...(o.secrets ? { ca: o.secrets.ca } : {}),
+    ...(o.upstreamCa ? { upstreamCa: o.upstreamCa } : {}),
     onEvent: (e) => {
       o.logger.info({ egress: e }, `egress ${e.decision} ${e.host}:${e.port}`);
       o.onEvent?.(e);
@@ -75,18 +118,20 @@ export async function startEgressService(o: EgressServiceOptions): Promise<Egres
       running = undefined;
     })();
   };
+  // A sandbox's Lease, or a pod held for one call with a policy of its own.
+  const matters = (l: V1Lease | undefined) => isSandboxLease(l) || networkOf(l) !== undefined;
   const stopLeases = o.store.leases.onChange((c) => {
-    const before = c.type === "update" ? c.old : undefined;
-    if (!isSandboxLease(c.obj) && !isSandboxLease(before)) return;
-    if (c.type === "delete") {
-      const tenant = c.obj.metadata?.annotations?.[TENANT_ANNOTATION];
-      const id = sandboxIdOf(c.obj);
-      if (tenant && id) proxy.forget(tenant, id);
+    const before = c.type === "update" ? c.old : c.type === "delete" ? c.obj : undefined;
+    if (!matters(c.obj) && !matters(before)) return;
+    const holderChanged = c.type === "update" && c.old.spec?.holderIdentity !== c.obj.spec?.holderIdentity;
+    if (before && (c.type === "delete" || holderChanged)) {
+      const subject = egressSubjectOf(before);
+      if (subject) proxy.forget(subject.tenant, subject.sandbox);
     }
     if (
       c.type === "delete" ||
-      (c.type === "update" &&
-        (networkOf(c.old) !== networkOf(c.obj) || c.old.spec?.holderIdentity !== c.obj.spec?.holderIdentity))
+      holderChanged ||
+      (c.type === "update" && networkOf(c.old) !== networkOf(c.obj))
     )
       revalidate();
   });
@@ -103,6 +148,14 @@ export async function startEgressService(o: EgressServiceOptions): Promise<Egres
   return {
     proxy,
     env: sandboxProxyEnv({ proxyUrl }),
+    ...(o.secrets
+      ? {
+          secretEnv: (placeholders, caBundleFile) => ({
+            ...caBundleEnv(caBundleFile),
+            ...Object.fromEntries(placeholders),
+          }),
+        }
+      : {}),
     port: bound.port,
     close: async () => {
       stopLeases();

@@ -1,21 +1,27 @@
 // The agent process: the composition root. Everything else in cluster-agent/ is a module this
 // file wires together; nothing here decides policy.
 import { type ServerType, serve } from "@hono/node-server";
-import type { Logger } from "pino";
+import type { KubeConfig } from "@kubernetes/client-node";
+import type { DestinationStream, Logger } from "pino";
 import { AppError, err, ok, type Result } from "../shared/errors.ts";
 import type { Capacity } from "../shared/tunnel.ts";
 import { AgentPool } from "./agent-pool.ts";
 import { createChatHandler } from "./chat/index.ts";
 import { type AgentConfig, loadConfig } from "./config.ts";
+import { newPlaceholder } from "./egress/secrets.ts";
 import type { Resolver } from "./egress/types.ts";
-import { type EgressService, startEgressService } from "./egress-service.ts";
+import { type EgressService, egressBusEvent, startEgressService } from "./egress-service.ts";
 import { EventBus } from "./events/bus.ts";
 import { ApiExecutor } from "./exec/api-executor.ts";
 import { ApiFiles } from "./exec/api-files.ts";
+import { ContractExecutor } from "./exec/contract-exec.ts";
+import { ContractFiles } from "./exec/contract-files.ts";
 import { ExecServerClient } from "./exec/exec-server-client.ts";
 import type { Executor, SandboxFiles } from "./exec/executor.ts";
 import { HttpFiles } from "./exec/files.ts";
 import { HttpExecutor } from "./exec/http-executor.ts";
+import { PodsExec } from "./exec/pods-exec.ts";
+import { HttpPorts } from "./exec/ports.ts";
 import { HttpProcesses } from "./exec/processes.ts";
 import { HttpScrubber } from "./exec/scrubber.ts";
 import { createAgentApp, createMetricsApp } from "./http/app.ts";
@@ -27,6 +33,9 @@ import { SandboxEnvSeal } from "./sandboxes/env-seal.ts";
 import { sandboxRoutes } from "./sandboxes/routes.ts";
 import { SandboxService } from "./sandboxes/service.ts";
 import { TenantReservations } from "./sandboxes/tenant-reservations.ts";
+import { egressCaBundle, loadOrCreateEgressCa } from "./secrets/egress-ca.ts";
+import { secretRoutes } from "./secrets/routes.ts";
+import { TenantSecrets } from "./secrets/tenant-secrets.ts";
 import { createLogger } from "./telemetry/logger.ts";
 import { createMetrics, metricsText, subscribeMetrics } from "./telemetry/metrics.ts";
 import { startTunnelClient, type TunnelClient } from "./tunnel/client.ts";
@@ -57,7 +66,9 @@ function capacityOf(pool: AgentPool): Capacity {
 
 /** What only tests hand the agent: the egress proxy's resolver and forbidden ranges for a fake internet. */
 export interface AgentTestHooks {
-  egress?: { resolve?: Resolver; forbidden?: readonly string[] };
+  egress?: { resolve?: Resolver; forbidden?: readonly string[]; upstreamCa?: string | readonly string[] };
+  /** Where the agent's log lines go (tests grep them); default stdout. */
+  logDestination?: DestinationStream;
 }
 
 export async function startAgent(
@@ -70,15 +81,18 @@ export async function startAgent(
   const logger = createLogger({
     level: config.logLevel,
     base: { agentId: config.agentId, region: config.region },
+    ...(hooks.logDestination ? { destination: hooks.logDestination } : {}),
   });
 
   const relayPublicKeys = config.relayPublicKeys;
   const kubeConfig = loadKubeConfig(config.kubeconfig);
   const clients = makeClients(kubeConfig);
   // One client of the pods' exec servers: commands, files and scrub share its connection pool.
-  const execServer = new ExecServerClient({ poolToken: config.poolToken ?? "" });
-  const executor: Executor =
-    config.execMode === "http" ? new HttpExecutor({ client: execServer }) : new ApiExecutor({ kubeConfig });
+  const execServer = new ExecServerClient({
+    poolToken: config.poolToken ?? "",
+    contract: config.execMode === "pydantic-http" ? "pydantic-http" : "pi-sandbox",
+  });
+  const { executor, files } = modeParts(config.execMode, execServer, kubeConfig);
   const bus = new EventBus(config.agentId, config.region);
   const metrics = createMetrics({ defaultMetrics: true, defaultLabels: { region: config.region } });
 
@@ -107,8 +121,6 @@ export async function startAgent(
     namespace: config.namespace,
   });
   const acquire = pool.manager.acquire.bind(pool.manager);
-  const files: SandboxFiles =
-    config.execMode === "http" ? new HttpFiles({ client: execServer }) : new ApiFiles({ kubeConfig });
   const reservations = new TenantReservations({
     clients,
     namespace: config.namespace,
@@ -116,8 +128,16 @@ export async function startAgent(
     // Read at reservation time, after `sandboxes` exists.
     isLive: (tenant, id) => sandboxes.has(tenant, id),
   });
+  const tenantSecrets = new TenantSecrets({
+    clients,
+    namespace: config.secretsNamespace,
+    maxPerTenant: config.maxSecretsPerTenant,
+  });
   let egress: EgressService | undefined;
+  let caBundle: string | undefined;
   try {
+    const ca = config.egress ? await loadOrCreateEgressCa(clients, config.secretsNamespace) : undefined;
+    caBundle = ca && egressCaBundle(ca);
     egress = config.egress
       ? await startEgressService({
           settings: config.egress,
@@ -125,7 +145,11 @@ export async function startAgent(
           region: config.region,
           host: config.agentHost,
           logger,
-          onEvent: (e) => metrics.countEgress(e),
+          onEvent: (e) => {
+            metrics.countEgress(e);
+            bus.emit(egressBusEvent(e));
+          },
+          ...(ca ? { secrets: { read: (tenant: string) => tenantSecrets.values(tenant), ca } } : {}),
           ...hooks.egress,
         })
       : undefined;
@@ -133,7 +157,7 @@ export async function startAgent(
     stopMetrics();
     stopWarming();
     await pool.close();
-    return err(new AppError("internal", `the egress proxy could not listen: ${(e as Error).message}`));
+    return err(new AppError("internal", `the egress proxy could not start: ${(e as Error).message}`));
   }
   const sandboxes: SandboxService = new SandboxService({
     store: pool.caches,
@@ -148,7 +172,16 @@ export async function startAgent(
     ...(config.poolToken ? { envSeal: new SandboxEnvSeal(config.poolToken) } : {}),
     acquire,
     detach: (pod) => pool.manager.detach(pod),
-    ...(egress ? { egressEnv: egress.env } : {}),
+    ...(egress ? { egressEnv: egress.env, allowAnyHost: config.egress?.allowAnyHost ?? false } : {}),
+    ...(egress?.secretEnv
+      ? {
+          secrets: {
+            missing: (t: string, n: readonly string[]) => tenantSecrets.missing(t, n),
+            env: egress.secretEnv,
+            placeholder: newPlaceholder,
+          },
+        }
+      : {}),
     endings: pool.endings,
   });
 
@@ -158,12 +191,27 @@ export async function startAgent(
     metrics.sandboxes.set({ state: "ready" }, sandboxes.all().length);
   };
 
+  // pods/exec cannot keep a process, nor can the pydantic-http contract: only http mode has them
+  // (the others answer 501, and chat offers no process tools).
+  const processes = config.execMode === "http" ? new HttpProcesses({ client: execServer }) : undefined;
+  const ports = config.execMode === "http" ? new HttpPorts({ client: execServer }) : undefined;
   let shuttingDown = false;
   const app = createAgentApp({
     agentId: config.agentId,
     region: config.region,
     relay: createRelayAuth({ region: config.region, publicKeys: relayPublicKeys }),
-    exec: (req, ctx) => runExecRequest({ acquire, executor, bus, log: logger }, req, ctx),
+    exec: (req, ctx) =>
+      runExecRequest(
+        {
+          acquire,
+          executor,
+          bus,
+          log: logger,
+          ...(egress ? { egressEnv: egress.env, allowAnyHost: config.egress?.allowAnyHost ?? false } : {}),
+        },
+        req,
+        ctx,
+      ),
     chat: config.model.ok
       ? createChatHandler({
           model: config.model,
@@ -171,9 +219,11 @@ export async function startAgent(
           executor,
           bus,
           files,
+          ...(processes ? { processes } : {}),
           options: config.chat,
           log: logger,
           sandboxes,
+          ...(egress ? { egressEnv: egress.env, allowAnyHost: config.egress?.allowAnyHost ?? false } : {}),
         })
       : config.model.error,
     snapshot: () => ({
@@ -199,16 +249,20 @@ export async function startAgent(
         sandboxes,
         executor,
         files,
-        // pods/exec cannot keep a process: api mode has none (not_supported_in_api_mode).
-        ...(config.execMode === "http" ? { processes: new HttpProcesses({ client: execServer }) } : {}),
+        ...(processes ? { processes } : {}),
+        // Port links go through the exec server too: the other modes have none to proxy through.
+        ...(ports ? { ports } : {}),
+        execServerPort: execServer.port,
         bus,
         region: config.region,
         cluster: config.clusterId,
         maxFileBytes: config.maxFileBytes,
         onFileBytes: (direction, bytes) => metrics.addFileBytes(direction, bytes),
         log: logger,
+        ...(caBundle ? { egressCaBundle: caBundle } : {}),
       }),
     },
+    secrets: secretRoutes({ secrets: tenantSecrets, bus }),
   });
 
   const server = await listen(app.fetch, config.agentHost, config.agentPort);
@@ -256,10 +310,11 @@ export async function startAgent(
       shuttingDown = true;
       await tunnel?.close();
       await egress?.close();
+      // Before the pool: the check runs a command on a pool pod, and must not outlive the agent.
+      await pids.stop();
       await pool.close();
       stopMetrics();
       stopWarming();
-      pids.stop();
       await Promise.all(
         [server, metricsServer].map((s) => new Promise<void>((resolve) => s.close(() => resolve()))),
       );
@@ -268,6 +323,28 @@ export async function startAgent(
     return closing;
   };
   return ok({ config, pool, url, metricsUrl, tunnel, egress, logger, close });
+}
+
+/** How this exec mode runs commands and file operations (files always through the same server). */
+function modeParts(
+  mode: AgentConfig["execMode"],
+  client: ExecServerClient,
+  kubeConfig: KubeConfig,
+): { executor: Executor; files: SandboxFiles } {
+  switch (mode) {
+    case "http":
+      return { executor: new HttpExecutor({ client }), files: new HttpFiles({ client }) };
+    case "api": {
+      // One pods/exec runner in api mode: commands and files share it.
+      const podsExec = new PodsExec(kubeConfig);
+      return {
+        executor: new ApiExecutor({ kubeConfig, podsExec }),
+        files: new ApiFiles({ kubeConfig, podsExec }),
+      };
+    }
+    case "pydantic-http":
+      return { executor: new ContractExecutor({ client }), files: new ContractFiles({ client }) };
+  }
 }
 
 function listen(fetch: (req: Request) => Response | Promise<Response>, hostname: string, port: number) {

@@ -29,6 +29,9 @@ export class PidsLimitCheck {
   private running = false;
   private attempts = 0;
   private readonly off: () => void;
+  /** Stopping aborts a read in flight; `stop()` waits for it, so no API call outlives the agent. */
+  private readonly stopped = new AbortController();
+  private inFlight: Promise<void> | undefined;
 
   constructor(
     private readonly o: {
@@ -41,7 +44,13 @@ export class PidsLimitCheck {
     },
   ) {
     this.off = o.bus.onType(["pod.ready"], (e) => {
-      if (e.type === "pod.ready" && e.pod && e.data.podIP) void this.check(e.pod, e.data.podIP);
+      if (e.type === "pod.ready" && e.pod && e.data.podIP) {
+        const run = this.check(e.pod, e.data.podIP);
+        this.inFlight = run;
+        void run.finally(() => {
+          if (this.inFlight === run) this.inFlight = undefined;
+        });
+      }
     });
   }
 
@@ -50,12 +59,14 @@ export class PidsLimitCheck {
     return this.checked;
   }
 
-  stop(): void {
+  stop(): Promise<void> {
     this.off();
+    this.stopped.abort();
+    return this.inFlight ?? Promise.resolve();
   }
 
   private async check(pod: string, podIP: string): Promise<void> {
-    if (this.checked || this.running || this.attempts >= MAX_ATTEMPTS) return;
+    if (this.checked || this.running || this.attempts >= MAX_ATTEMPTS || this.stopped.signal.aborted) return;
     const lease = this.o.store.leases.get(pod);
     if (!lease) return;
     this.running = true;
@@ -63,8 +74,13 @@ export class PidsLimitCheck {
     try {
       const r = await this.o.executor.exec(
         { namespace: this.o.namespace, pod, podIP, fence: transitionsOf(lease) },
-        { command: READ_PIDS_MAX, timeoutMs: this.o.timeoutMs ?? 5_000, signal: AbortSignal.timeout(10_000) },
+        {
+          command: READ_PIDS_MAX,
+          timeoutMs: this.o.timeoutMs ?? 5_000,
+          signal: AbortSignal.any([this.stopped.signal, AbortSignal.timeout(10_000)]),
+        },
       );
+      if (this.stopped.signal.aborted) return;
       if (!r.ok || r.value.exitCode !== 0) {
         this.o.log.warn(
           { pod, error: r.ok ? `exit ${r.value.exitCode}` : r.error.message },

@@ -12,6 +12,7 @@ import {
   type Kubelet,
   startKubelet,
 } from "./kubelet/index.ts";
+import { startKubeletThread } from "./kubelet-thread.ts";
 import { makeKubeletPki } from "./pki.ts";
 import { type Scheduler, startScheduler } from "./scheduler/scheduler.ts";
 
@@ -37,6 +38,13 @@ export interface DevClusterOptions {
   execProtocols?: ExecProtocol[];
   /** The egress proxy on the host that pods reach at 127.0.0.1:podPort (kubelet `egressProxy`). */
   egressProxy?: EgressProxyRoute;
+  /** How often the kubelet measures emptyDirs against their sizeLimit (default 10 s; tests use less). */
+  evictionIntervalMs?: number;
+  /**
+   * Run the kubelet on a worker thread of its own (kubelet-thread.ts), so its work does not hold
+   * the API server's event loop during a burst of pod start-ups. Default false (one thread).
+   */
+  kubeletThread?: boolean;
   log?: (msg: string) => void;
 }
 
@@ -128,8 +136,7 @@ export async function startDevCluster(opts: DevClusterOptions): Promise<DevClust
     for (const ns of new Set(["default", ...(opts.namespaces ?? [])])) await createNamespace(request, ns);
     const kubeconfigPath = join(dir, "kubeconfig");
     await writeKubeconfig(kubeconfigPath, { server: api.url, token: adminToken, user: ADMIN_USER, ca });
-    kubelet = await startKubelet({
-      kubeConfig: makeKubeConfig({ server: api.url, token: nodeToken, user: `system:node:${nodeName}`, ca }),
+    const kubeletOptions = {
       nodeName,
       images: opts.images,
       stateDir: join(dir, "kubelet"),
@@ -138,8 +145,12 @@ export async function startDevCluster(opts: DevClusterOptions): Promise<DevClust
       allocatable: opts.allocatable,
       ...(opts.execProtocols ? { execProtocols: opts.execProtocols } : {}),
       ...(opts.egressProxy ? { egressProxy: opts.egressProxy } : {}),
-      log: opts.log,
-    });
+      ...(opts.evictionIntervalMs ? { evictionIntervalMs: opts.evictionIntervalMs } : {}),
+    };
+    const kube = { server: api.url, token: nodeToken, user: `system:node:${nodeName}`, ca };
+    kubelet = opts.kubeletThread
+      ? await startKubeletThread({ ...kubeletOptions, kube }, opts.log)
+      : await startKubelet({ ...kubeletOptions, kubeConfig: makeKubeConfig(kube), log: opts.log });
     scheduler = await startScheduler({
       kubeConfig: makeKubeConfig({ server: api.url, token: schedulerToken, user: SCHEDULER_USER, ca }),
       log: opts.log,

@@ -55,7 +55,7 @@ export async function createDevIssuer(): Promise<DevIssuer> {
 export async function devTokens(
   issuer: DevIssuer,
 ): Promise<{ tenantA: string; tenantB: string; admin: string }> {
-  const user = [SCOPES.exec, SCOPES.chat];
+  const user = [SCOPES.exec, SCOPES.chat, SCOPES.secrets];
   return {
     tenantA: await issuer.mint({ tenant: "tenant-a", subject: "alice", scopes: user }),
     tenantB: await issuer.mint({ tenant: "tenant-b", subject: "bob", scopes: user }),

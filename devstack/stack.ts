@@ -5,6 +5,7 @@ import { fileURLToPath } from "node:url";
 import { buildSandboxImage } from "../cluster-agent/sandbox-server/build.ts";
 import type { AuditEntry } from "../devcluster/apiserver/index.ts";
 import { type DevCluster, startDevCluster } from "../devcluster/devcluster.ts";
+import type { ImageSpec } from "../devcluster/kubelet/index.ts";
 import { type PoolSnapshot, PoolSnapshotSchema, SCOPES } from "../shared/api.ts";
 import { type AgentReplica, startAgentReplica, tunnelConnectedInLog } from "./agents.ts";
 import { type EdgeHarness, startEdge } from "./edge.ts";
@@ -21,7 +22,12 @@ export interface StackOptions {
   regions?: string[];
   agentsPerRegion?: number;
   poolSize?: number;
-  execMode?: "http" | "api";
+  execMode?: "http" | "api" | "pydantic-http";
+  /**
+   * More devcluster images (repository → binds), e.g. a user's image for EXEC_MODE=pydantic-http
+   * (then also set SANDBOX_IMAGE and SANDBOX_POD_TEMPLATE in `agentEnv`).
+   */
+  images?: Record<string, ImageSpec>;
   recycle?: "replace" | "scrub" | "reuse-same-tenant";
   leaseTtlSeconds?: number;
   queueTimeoutSeconds?: number;
@@ -48,6 +54,8 @@ export interface StackOptions {
    * proxy knows only its own region's pods.
    */
   egress?: boolean;
+  /** How often devcluster's kubelet measures emptyDirs against their sizeLimit (default 10 s). */
+  evictionIntervalMs?: number;
   log?: (msg: string) => void;
 }
 
@@ -99,11 +107,18 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
     const egressPort = opts.egress ? await freePort() : undefined;
     const cluster = await startDevCluster({
       dir: clusterDir,
-      images: { [SANDBOX_REPO]: { binds: [{ host: image, container: "/opt/sandbox-server" }] } },
-      namespaces: regions.map(namespaceOf),
+      images: {
+        [SANDBOX_REPO]: { binds: [{ host: image, container: "/opt/sandbox-server" }] },
+        ...opts.images,
+      },
+      // Each region's agents keep their tenants' secrets and egress CA in a namespace of their own.
+      namespaces: regions.flatMap((r) => [namespaceOf(r), `${namespaceOf(r)}-system`]),
       ...(opts.apiStateFile ? { stateFile: resolve(opts.apiStateFile) } : {}),
       ...(opts.apiAudit ? { audit: opts.apiAudit } : {}),
       ...(egressPort ? { egressProxy: { port: egressPort, podPort: POD_PROXY_PORT } } : {}),
+      ...(opts.evictionIntervalMs ? { evictionIntervalMs: opts.evictionIntervalMs } : {}),
+      // The kubelet's work must not hold the API server's event loop while a burst starts pods.
+      kubeletThread: true,
     });
     cleanups.push(() => cluster.close());
     // Only the agents hold it: each sandbox pod gets its own token derived from it.
@@ -140,6 +155,7 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
       return {
         KUBECONFIG: cluster.kubeconfigPath,
         SANDBOX_NAMESPACE: namespaceOf(region),
+        SECRETS_NAMESPACE: `${namespaceOf(region)}-system`,
         POOL_TOKEN: poolToken,
         POOL_SIZE: String(poolSize),
         REGION: region,

@@ -3,6 +3,7 @@ import { AppError, errorResponse, toAppError } from "../shared/errors.ts";
 import type { AppEnv, RouteDef } from "./app-env.ts";
 import type { EdgeDeps } from "./deps.ts";
 import type { Env } from "./env.ts";
+import { portLinkProxy } from "./links/proxy.ts";
 import { requireScope, tenantAuth } from "./middleware/auth.ts";
 import { bodyLimit } from "./middleware/body-limit.ts";
 import { floodGuard } from "./middleware/flood-guard.ts";
@@ -20,7 +21,7 @@ export interface CreateAppOptions {
 
 /**
  * The edge app. Order per request: request id → timing spans → local hostnames only (dev/test
- * environments) → flood guard (per IP) → [tenant routes: JWT →
+ * environments) → flood guard (per IP) → [a port link's host: links/proxy.ts, nothing else] → [tenant routes: JWT →
  * scope → per-tenant quota → body limit] → route. Every failure, 404 and 405 included, is the
  * shared error envelope with the request id.
  */
@@ -38,6 +39,8 @@ export function createApp(getDeps: (env: Env) => EdgeDeps, opts: CreateAppOption
   });
   app.use("*", localOnlyInDev());
   app.use("*", floodGuard());
+  // A port link's host is served by the link proxy alone, never by an API route.
+  app.use("*", portLinkProxy());
 
   for (const r of routes) {
     const chain: MiddlewareHandler<AppEnv>[] = [];

@@ -1,6 +1,7 @@
 import type { JSONWebKeySet, JWK } from "jose";
 import { z } from "zod";
 import { LIMITS, SANDBOX_LIMITS } from "../shared/api.ts";
+import { AGENT_KEY_CLUSTERS_MEMBER, isClusterName } from "../shared/tunnel.ts";
 
 /**
  * The Worker's configuration, validated in one place. Everything comes from `env` (wrangler vars
@@ -19,6 +20,23 @@ const pos = (def: number) => z.coerce.number().positive().default(def);
 
 const JwkSchema = z.looseObject({ kty: z.string() }).transform((j) => j as JWK);
 const JwksSchema = z.object({ keys: z.array(JwkSchema).min(1) }).transform((j) => j as JSONWebKeySet);
+/**
+ * An agent public key may carry `clusters`: the clusters of its region a login signed with it may
+ * claim (shared/tunnel.ts agentKeyClusters). Absent means only "default" (the single-cluster case).
+ */
+const AgentJwkSchema = z
+  .looseObject({
+    kty: z.string(),
+    [AGENT_KEY_CLUSTERS_MEMBER]: z
+      .array(z.string().refine(isClusterName, "a cluster name is [a-z0-9-]{1,32}"))
+      .min(1, 'clusters: name at least one cluster (omit it for only "default")')
+      .max(64)
+      .optional(),
+  })
+  .transform((j) => j as JWK);
+const AgentJwksSchema = z
+  .object({ keys: z.array(AgentJwkSchema).min(1) })
+  .transform((j) => j as JSONWebKeySet);
 const jsonOf = <S extends z.ZodType>(schema: S) =>
   z.string().transform((text, ctx): z.output<S> => {
     try {
@@ -49,7 +67,7 @@ const RawConfigSchema = z.object({
   MAX_BODY_BYTES: int(LIMITS.requestBodyBytes),
   MAX_FILE_BYTES: int(SANDBOX_LIMITS.defaultMaxFileBytes),
   RELAY_TIMEOUT_SECONDS: pos(60),
-  AGENT_PUBLIC_KEYS: jsonOf(z.record(z.string(), JwksSchema)),
+  AGENT_PUBLIC_KEYS: jsonOf(z.record(z.string(), AgentJwksSchema)),
   RELAY_PRIVATE_KEYS: jsonOf(z.record(z.string(), JwkSchema)),
   LOG_REQUEST_TIMING: z.enum(["true", "false"]).default("false"),
   // Admin is granted by who the token is, not by the scope alone (the issuer lets tenants ask for

@@ -249,7 +249,7 @@ export function renderKustomization(dir: string): KObject[] {
 }
 
 export const K8S_DIR = dirname(new URL(import.meta.url).pathname);
-export const OVERLAYS = ["dev", "production", "gvisor", "api-exec"] as const;
+export const OVERLAYS = ["dev", "production", "gvisor", "api-exec", "pydantic-http"] as const;
 export const overlayDir = (name: string) => join(K8S_DIR, "overlays", name);
 
 // `npx tsx k8s/render.ts k8s/overlays/dev | kubectl apply -f -` where kustomize is not at hand.

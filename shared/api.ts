@@ -1,5 +1,10 @@
 import { z } from "zod";
-import { NetworkPolicySchema } from "./egress-policy.ts";
+import {
+  NetworkPolicySchema,
+  POLICY_LIMITS,
+  SecretNameSchema,
+  secretBindingFields,
+} from "./egress-policy.ts";
 import { ErrorBodySchema } from "./errors.ts";
 import { PROCESS_SIGNALS } from "./process-signals.ts";
 
@@ -19,7 +24,13 @@ export const LIMITS = {
 } as const;
 
 /** The scopes a tenant token may carry; each route needs one. */
-export const SCOPES = { exec: "sandbox:exec", chat: "sandbox:chat", admin: "sandbox:admin" } as const;
+export const SCOPES = {
+  exec: "sandbox:exec",
+  chat: "sandbox:chat",
+  admin: "sandbox:admin",
+  /** Write, list and delete the tenant's secrets (/v1/secrets): not implied by running commands. */
+  secrets: "sandbox:secrets",
+} as const;
 export type Scope = (typeof SCOPES)[keyof typeof SCOPES];
 
 const utf8Bytes = (s: string) => new TextEncoder().encode(s).length;
@@ -57,8 +68,17 @@ export const ExecRequestSchema = z.strictObject({
   env: EnvSchema.optional(),
   /** `base64`: stdout/stderr (result and stream events) are base64 of the exact bytes. */
   outputEncoding: z.enum(["utf8", "base64"]).optional(),
+  /**
+   * `POST /v1/exec` only: where this call's pod may connect through the egress proxy, for this
+   * call alone (gone when the pod is released). Absent: nowhere. A sandbox's policy is its own
+   * (`PUT /v1/sandboxes/:id/network`): on `/v1/sandboxes/:id/exec` this is refused.
+   */
+  network: NetworkPolicySchema.optional(),
 });
 export type ExecRequest = z.infer<typeof ExecRequestSchema>;
+/** Why `network` on `/v1/sandboxes/:id/exec` is a 400: a sandbox's policy is changed by PUT only. */
+export const SANDBOX_EXEC_NETWORK_REFUSAL =
+  "network: a sandbox's policy is set with PUT /v1/sandboxes/:id/network, not per command";
 export type ExecRequestInput = z.input<typeof ExecRequestSchema>;
 
 /** What a command did, independent of where it ran (exec server, pods/exec). */
@@ -106,8 +126,12 @@ export const SANDBOX_LIMITS = {
   maxMaxLifetimeSeconds: 86_400,
   /** Default of MAX_FILE_BYTES (edge and agent). */
   defaultMaxFileBytes: 64 * 1024 * 1024,
-  /** Entries a directory listing returns at most (the rest is `truncated`). */
+  /**
+   * One page of a directory listing holds at most this many entries and this many bytes of JSON
+   * entries (shared/list-page.ts); the rest is `truncated`, with `next` to pass as `after`.
+   */
   maxListEntries: 10_000,
+  maxListBytes: 1024 * 1024,
 } as const;
 
 /**
@@ -170,6 +194,16 @@ export const SandboxCreateRequestSchema = z.strictObject({
    * nowhere. `PUT /v1/sandboxes/:id/network` replaces it.
    */
   network: NetworkPolicySchema.optional(),
+  /**
+   * The tenant's secrets (`PUT /v1/secrets/:name`) this sandbox may use: each appears in its env
+   * under its name as a placeholder, which the egress proxy replaces with the value only in
+   * requests to the hosts the secret is bound to. Unknown names are `404 secret_not_found`.
+   */
+  secrets: z
+    .array(SecretNameSchema)
+    .max(POLICY_LIMITS.secrets)
+    .refine((s) => new Set(s).size === s.length, "each secret may be named once")
+    .optional(),
 });
 export type SandboxCreateRequest = z.infer<typeof SandboxCreateRequestSchema>;
 export type SandboxCreateRequestInput = z.input<typeof SandboxCreateRequestSchema>;
@@ -199,6 +233,36 @@ export const SandboxNetworkSchema = z.object({
 });
 export type SandboxNetwork = z.infer<typeof SandboxNetworkSchema>;
 
+/** Largest secret value (bytes of UTF-8): it travels in one request header. */
+export const MAX_SECRET_VALUE_BYTES = 8 * 1024;
+
+/**
+ * `PUT /v1/secrets/:name`: a tenant secret (write-only value) and where the egress proxy may send
+ * it: only in `header` (default Authorization, as `format`, default `Bearer {value}`) of requests
+ * to `hosts` (names or `*.name`, optional `:port`), and only when that header carries the
+ * sandbox's placeholder.
+ */
+export const SecretPutRequestSchema = z.strictObject({
+  value: z
+    .string()
+    .min(1)
+    .refine((v) => utf8Bytes(v) <= MAX_SECRET_VALUE_BYTES, `at most ${MAX_SECRET_VALUE_BYTES} bytes`)
+    .refine((v) => !/[\r\n\0]/.test(v), "must not contain CR, LF or NUL (it goes into a header)"),
+  ...secretBindingFields(),
+});
+export type SecretPutRequest = z.infer<typeof SecretPutRequestSchema>;
+
+/** A secret as the API shows it: never its value. */
+export const SecretInfoSchema = z.object({
+  name: z.string(),
+  hosts: z.array(z.string()),
+  header: z.string(),
+  format: z.string(),
+  updatedAt: z.string(),
+});
+export type SecretInfo = z.infer<typeof SecretInfoSchema>;
+export const SecretListSchema = z.object({ secrets: z.array(SecretInfoSchema) });
+
 export const SandboxListSchema = z.object({ sandboxes: z.array(SandboxSchema) });
 export type SandboxList = z.infer<typeof SandboxListSchema>;
 
@@ -216,7 +280,10 @@ export const FileEntrySchema = z.object({
 export type FileEntry = z.infer<typeof FileEntrySchema>;
 export const DirListingSchema = z.object({
   entries: z.array(FileEntrySchema),
+  /** More entries follow than this page holds (SANDBOX_LIMITS.maxListEntries / maxListBytes, or `limit`). */
   truncated: z.boolean().optional(),
+  /** When truncated: the `after` query parameter that returns the next page. */
+  next: z.string().optional(),
 });
 export const FileWriteResultSchema = z.object({ path: z.string(), size: z.number().int().nonnegative() });
 export type FileWriteResult = z.infer<typeof FileWriteResultSchema>;
@@ -382,6 +449,78 @@ export const TerminalQuerySchema = z.strictObject({ since: offset.optional() });
 /** A pid as a path segment. */
 export const PidSchema = z.string().regex(/^[1-9][0-9]{0,6}$/, "a pid is a positive integer");
 
+// ---------- port links (issue 27 item 3) ----------
+
+export const PORT_LINK_LIMITS = {
+  defaultTtlSeconds: 3600,
+  minTtlSeconds: 10,
+  maxTtlSeconds: 86_400,
+  /** Open (unexpired, unrevoked) links one sandbox may have. */
+  maxOpenLinks: 16,
+} as const;
+
+/** A `:port` path segment: 1–65535 (the exec server's own port is refused by the agent). */
+export const PortParamSchema = z
+  .string()
+  .regex(/^[1-9][0-9]{0,4}$/, "a port is 1-65535")
+  .transform(Number)
+  .pipe(z.number().int().min(1, "a port is 1-65535").max(65_535, "a port is 1-65535"));
+
+/**
+ * `pl-` + 20 of [a-z0-9]: the link's own DNS label (`<id>.<edge host>`), so each link is its own
+ * browser origin; unguessable only together with its signed token, which is what grants access.
+ */
+export const LinkIdSchema = z.string().regex(/^pl-[a-z0-9]{20}$/, "not a link id");
+
+export const PortLinkCreateRequestSchema = z.strictObject({
+  ttlSeconds: z
+    .number()
+    .int()
+    .min(PORT_LINK_LIMITS.minTtlSeconds)
+    .max(PORT_LINK_LIMITS.maxTtlSeconds)
+    .default(PORT_LINK_LIMITS.defaultTtlSeconds),
+  /** Anyone holding the URL may use it; otherwise requests also need the tenant's JWT. */
+  public: z.boolean().default(false),
+});
+export type PortLinkCreateRequest = z.infer<typeof PortLinkCreateRequestSchema>;
+export type PortLinkCreateRequestInput = z.input<typeof PortLinkCreateRequestSchema>;
+
+/** A link as the agent keeps it on the sandbox (no URL: the edge signs that). */
+export const PortLinkRecordSchema = z.object({
+  id: LinkIdSchema,
+  port: z.number().int().min(1).max(65_535),
+  public: z.boolean(),
+  createdAt: z.string(),
+  expiresAt: z.string(),
+});
+export type PortLinkRecord = z.infer<typeof PortLinkRecordSchema>;
+export const PortLinkRecordListSchema = z.object({ links: z.array(PortLinkRecordSchema) });
+
+/** A link as the caller gets it: the record and its URL (`https://<id>.<edge host>/?pi_link=<token>`). */
+export const PortLinkSchema = PortLinkRecordSchema.extend({ url: z.string() });
+export type PortLink = z.infer<typeof PortLinkSchema>;
+export const PortLinkListSchema = z.object({ links: z.array(PortLinkSchema) });
+
+/**
+ * Where a link request carries its token: the URL's query parameter (the first page load), then
+ * the cookie the edge sets from it for that link's host (the page's own subresources, absolute
+ * paths included), or this header (programs). All three are removed before the sandbox sees it.
+ */
+export const PORT_LINK_TOKEN = { query: "pi_link", cookie: "pi_link", header: "x-pi-link" } as const;
+
+/**
+ * Edge → agent: the proxied request's own headers (JSON `[[name, value], …]`), kept apart from the
+ * relay's headers so a client can never set one the edge or the agent reads.
+ */
+export const PORT_REQUEST_HEADERS_HEADER = "x-port-request-headers";
+export const PortRequestHeadersSchema = z.array(z.tuple([z.string(), z.string()])).max(256);
+
+/**
+ * The only scope a relayed link request carries (the edge sets it, public link or private): the
+ * agent opens nothing but the link proxy route to it, and that route needs no other scope.
+ */
+export const PORT_LINK_RELAY_SCOPE = "sandbox:port-link";
+
 // ---------- chat ----------
 
 export const SessionIdSchema = z
@@ -404,6 +543,12 @@ export const ChatRequestSchema = z.strictObject({
     .describe(
       '"request" (default): one pod per request; "session": the session\'s sandbox, created at the first tool call and kept across turns',
     ),
+  /**
+   * Where the commands' pod may connect through the egress proxy. "request": this request's pod
+   * alone, gone with it. "session": the session's sandbox's policy from this turn on (as `PUT
+   * /v1/sandboxes/:id/network`). Absent: nowhere, or the session sandbox's policy unchanged.
+   */
+  network: NetworkPolicySchema.optional(),
 });
 export type ChatRequest = z.infer<typeof ChatRequestSchema>;
 
@@ -420,6 +565,7 @@ export const RelayChatRequestSchema = z.strictObject({
   history: z.array(ChatHistoryMessageSchema).max(200),
   /** Present in session mode: the session's sandbox so far (absent before its first tool call). */
   sessionSandbox: z.strictObject({ id: SandboxIdSchema.optional() }).optional(),
+  network: ChatRequestSchema.shape.network,
 });
 export type RelayChatRequest = z.infer<typeof RelayChatRequestSchema>;
 
@@ -462,8 +608,19 @@ export const ChatEventSchema = z.discriminatedUnion("type", [
   z.object({ type: z.literal("assistant.message"), text: z.string() }),
   z.object({ type: z.literal("sandbox.released"), pod: z.string() }),
   z.object({ type: z.literal("done"), response: ChatResponseSchema }),
-  z.object({ type: z.literal("error"), error: ErrorBodySchema }),
+  /** `modelCalls`: the model calls the failed turn made (the edge charges them, as for `done`). */
+  z.object({
+    type: z.literal("error"),
+    error: ErrorBodySchema,
+    modelCalls: z.number().int().nonnegative().optional(),
+  }),
 ]);
+/**
+ * On a failed chat turn's JSON error answer (agent → edge): the model calls it made before
+ * failing, which the edge charges like a finished turn's `modelCalls`. (A streamed turn puts the
+ * count in its `error` event.)
+ */
+export const MODEL_CALLS_HEADER = "X-Model-Calls";
 export type ChatEvent = z.infer<typeof ChatEventSchema>;
 
 // ---------- pool and events ----------
@@ -519,6 +676,22 @@ export const ExecutionSnapshotSchema = z.object({
 });
 export type ExecutionSnapshot = z.infer<typeof ExecutionSnapshotSchema>;
 
+/**
+ * A process this agent started and whose exit it has not seen yet (its `process.started` without
+ * a `process.exited`), as the snapshot carries them, so a dashboard opened later shows what runs.
+ */
+export const ProcessSnapshotSchema = z.object({
+  /** Null for a chat request's own pod (the process ends with the request). */
+  sandboxId: z.string().nullable(),
+  pod: z.string(),
+  tenant: z.string(),
+  pid: z.number().int().positive(),
+  commandPreview: z.string(),
+  tty: z.boolean(),
+  startedAt: z.string(),
+});
+export type ProcessSnapshot = z.infer<typeof ProcessSnapshotSchema>;
+
 export const PoolSnapshotSchema = z.object({
   region: z.string(),
   agentId: z.string(),
@@ -543,6 +716,8 @@ export const PoolSnapshotSchema = z.object({
   sandboxes: z.array(SandboxSnapshotSchema).optional(),
   /** This agent's recent executions, newest first (bounded; absent from agents that predate it). */
   executions: z.array(ExecutionSnapshotSchema).optional(),
+  /** The running processes this agent started (absent from agents that predate them). */
+  processes: z.array(ProcessSnapshotSchema).optional(),
   /**
    * The pids limit of a sandbox pod as it sees it in its own cgroup (`pids.max`), checked once per
    * agent: `unlimited` is true for "max". Absent until checked (or from agents that predate it).

@@ -33,6 +33,7 @@ export class BodyQueue {
         cancel: () => {
           this.ended = true;
           this.items.length = 0;
+          this.bufferedBytes = 0;
           onCancel();
         },
       },
@@ -55,6 +56,13 @@ export class BodyQueue {
   fail(error: unknown): void {
     this.failure = error;
     this.poke();
+  }
+
+  /** Fail now, dropping what is queued (freed at once, never delivered). */
+  cut(error: unknown): void {
+    this.items.length = 0;
+    this.bufferedBytes = 0;
+    this.fail(error);
   }
 
   private poke(): void {

@@ -223,35 +223,66 @@ export function networkPolicySchema(opts: ParseOptions = {}) {
   });
 }
 
-/** The network part on the wire (validated without the `*` permission). */
-export const NetworkPolicySchema = networkPolicySchema();
+/**
+ * The network part on the wire: its grammar. Whether an entry that opens every destination (`*`,
+ * `0.0.0.0/0`, `::/0`) is permitted is the deployment's to say (EGRESS_ALLOW_ANY_HOST, off by
+ * default), checked by the agent that enforces it: `networkRefusal`.
+ */
+export const NetworkPolicySchema = networkPolicySchema({ allowAnyHost: true });
+
+/**
+ * Why this deployment cannot take `network` (a message naming the entry, for 400
+ * invalid_request), or undefined. `proxy`: an egress proxy runs (without one, a policy that
+ * opens anything would be silently ignored); `allowAnyHost`: EGRESS_ALLOW_ANY_HOST.
+ */
+export function networkRefusal(
+  network: { allow?: string[] | undefined } | undefined,
+  deployment: { proxy: boolean; allowAnyHost: boolean },
+  path = "network.",
+): string | undefined {
+  const allow = network?.allow ?? [];
+  if (allow.length > 0 && !deployment.proxy)
+    return `${path}allow: this deployment runs no egress proxy (EGRESS=off), so there is no network to allow`;
+  if (deployment.allowAnyHost) return undefined;
+  for (const [i, raw] of allow.entries()) {
+    const e = parseEntry(raw, { allowAnyHost: true });
+    if (typeof e !== "string" && (e.host.kind === "any" || (e.host.kind === "cidr" && e.host.bits === 0)))
+      return `${path}allow.${i}: "${raw}": allows every destination, which this deployment does not permit (EGRESS_ALLOW_ANY_HOST)`;
+  }
+  return undefined;
+}
 export type NetworkPolicyInput = z.infer<typeof NetworkPolicySchema>;
+
+/** A secret's name: also the variable its placeholder is under in the sandbox. */
+export const SecretNameSchema = z
+  .string()
+  .regex(SECRET_NAME, "secret names are [A-Za-z_][A-Za-z0-9_]{0,63}")
+  .refine(
+    (n) => !RESERVED_ENV_NAMES.includes(n.toUpperCase()),
+    "this name is a variable the sandbox's network needs (proxy, CA bundle)",
+  );
+
+/** Where a secret may be sent and how: the hosts, the header, the header's format. */
+export function secretBindingFields(opts: ParseOptions = {}) {
+  return {
+    hosts: entryList(opts, true, 1, POLICY_LIMITS.hostsPerSecret),
+    /** The request header the value goes into; default Authorization. */
+    header: z.string().regex(HEADER_NAME, "not an HTTP header name").optional(),
+    /** What that header becomes when it carries the placeholder; `{value}` is the secret. */
+    format: z
+      .string()
+      .max(256)
+      .refine((f) => f.includes("{value}"), "format must contain {value}")
+      .refine((f) => !/[\r\n]/.test(f), "format must not contain line breaks")
+      .optional(),
+  };
+}
 
 export function egressPolicySchema(opts: ParseOptions = {}) {
   return z.strictObject({
     network: networkPolicySchema(opts).optional(),
     secrets: z
-      .array(
-        z.strictObject({
-          name: z
-            .string()
-            .regex(SECRET_NAME, "secret names are [A-Za-z_][A-Za-z0-9_]{0,63}")
-            .refine(
-              (n) => !RESERVED_ENV_NAMES.includes(n.toUpperCase()),
-              "this name is a variable the sandbox's network needs (proxy, CA bundle)",
-            ),
-          hosts: entryList(opts, true, 1, POLICY_LIMITS.hostsPerSecret),
-          /** The request header the value goes into; default Authorization. */
-          header: z.string().regex(HEADER_NAME, "not an HTTP header name").optional(),
-          /** What that header becomes when it carries the placeholder; `{value}` is the secret. */
-          format: z
-            .string()
-            .max(256)
-            .refine((f) => f.includes("{value}"), "format must contain {value}")
-            .refine((f) => !/[\r\n]/.test(f), "format must not contain line breaks")
-            .optional(),
-        }),
-      )
+      .array(z.strictObject({ name: SecretNameSchema, ...secretBindingFields(opts) }))
       .max(POLICY_LIMITS.secrets)
       .refine((s) => new Set(s.map((x) => x.name)).size === s.length, "each secret may be bound once")
       .optional(),

@@ -28,6 +28,15 @@ export const ERROR_STATUS = {
   request_not_found: 404,
   /** No process with that pid in this sandbox (never started, deleted, forgotten after exiting, or another sandbox's). */
   process_not_found: 404,
+  /** No secret of that name for this tenant (never stored, deleted, or another tenant's). */
+  secret_not_found: 404,
+  /** The tenant already has the most secrets a tenant may store (MAX_SECRETS_PER_TENANT). */
+  secret_limit: 429,
+  /**
+   * A port link that is not (or no longer) valid: forged, malformed, expired, revoked, of a deleted
+   * sandbox, or another tenant's. One code for all, so a probe learns nothing about the target.
+   */
+  link_not_found: 404,
   method_not_allowed: 405,
   /**
    * The sandbox's pod (or a one-shot exec's) was evicted, OOM-killed or failed: the message carries
@@ -49,6 +58,8 @@ export const ERROR_STATUS = {
   not_a_tty: 409,
   /** The process could not be started (program not found or not executable). */
   spawn_failed: 400,
+  /** A port link to a port outside 1–65535 or to the exec server's own port. */
+  port_not_allowed: 400,
   payload_too_large: 413,
   /** edit_file: old_string is not in the file / occurs more than once without replace_all / equals new_string. */
   edit_not_found: 422,
@@ -64,12 +75,21 @@ export const ERROR_STATUS = {
   process_limit: 429,
   /** The sandbox's output rings would exceed their byte budget (even after forgetting exited processes). */
   ring_limit: 429,
+  /** The sandbox already has as many open port links as allowed (revoke one or let it expire). */
+  link_limit: 429,
   internal: 500,
   /** The agent runs commands over pods/exec (EXEC_MODE=api), which cannot keep a process (processes). */
   not_supported_in_api_mode: 501,
+  /**
+   * The agent's pods run an exec server written to pydantic-ai-backends' http contract
+   * (EXEC_MODE=pydantic-http), which runs one command per request and keeps nothing (processes).
+   */
+  not_supported_in_contract_mode: 501,
   agent_unavailable: 502,
   tunnel_closed: 502,
   sandbox_failed: 502,
+  /** Nothing listens on the linked port in the sandbox (yet): retry once the server is up. */
+  port_not_listening: 502,
   model_unavailable: 502,
   no_agent: 503,
   /** No agent of the cluster that holds the sandbox is connected; never sent to another cluster. */

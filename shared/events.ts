@@ -109,7 +109,7 @@ const execCommon = {
 };
 const execStarted = z.object({
   type: z.literal("exec.started"),
-  data: z.object({ ...execCommon, mode: z.enum(["http", "api"]) }),
+  data: z.object({ ...execCommon, mode: z.enum(["http", "api", "pydantic-http"]) }),
 });
 const execFinished = z.object({
   type: z.literal("exec.finished"),
@@ -187,6 +187,63 @@ const sandboxExpired = z.object({
   data: z.object({ sandboxId: z.string(), reason: z.enum(["idle", "max lifetime", "pod failed"]) }),
 });
 
+/** A tenant secret stored or deleted (/v1/secrets): its name only, never its value or bindings. */
+const secretChanged = z.object({
+  type: z.literal("secret.changed"),
+  data: z.object({ name: z.string(), change: z.enum(["put", "delete"]) }),
+});
+const egressCommon = {
+  /** The sandbox behind the connection; null when the proxy could not tell (egress_unknown_source). */
+  sandboxId: z.string().nullable(),
+  host: z.string(),
+  port: z.number().int().nonnegative(),
+  /** tunnel: spliced CONNECT; intercept: TLS terminated to add a secret; http: plain HTTP. */
+  mode: z.enum(["tunnel", "intercept", "http"]),
+  bytesUp: z.number().nonnegative(),
+  bytesDown: z.number().nonnegative(),
+  durationMs: ms,
+};
+/** A connection through the egress proxy that was allowed, once it ended (closedBy: the proxy cut it). */
+const egressAllowed = z.object({
+  type: z.literal("egress.allowed"),
+  data: z.object({ ...egressCommon, closedBy: z.string().optional() }),
+});
+/** A connection the egress proxy refused or failed: `reason` is a code of README's egress table. */
+const egressDenied = z.object({
+  type: z.literal("egress.denied"),
+  data: z.object({ ...egressCommon, reason: z.string(), message: z.string().optional() }),
+});
+const processCommon = {
+  /** The sandbox it runs in; null on a chat request's own pod (it ends with the request). */
+  sandboxId: z.string().nullable(),
+  /** The process id inside the pod (the API's `pid`). */
+  pid: z.number().int().positive(),
+  /** Its command's first line, bounded, or its argv joined. */
+  commandPreview: z.string(),
+};
+/** A long-lived process was started (POST …/processes or a model's start_process). */
+const processStarted = z.object({
+  type: z.literal("process.started"),
+  data: z.object({ ...processCommon, tty: z.boolean() }),
+});
+/**
+ * A process the emitting agent started has ended, as that agent's exit watch saw it. `error`: the
+ * watch ended without seeing the exit (the sandbox was deleted or its pod recycled, which kills
+ * every process, or the pod stopped answering); then exitCode and signal are null.
+ */
+const processExited = z.object({
+  type: z.literal("process.exited"),
+  data: z.object({
+    ...processCommon,
+    exitCode: z.number().int().nullable(),
+    signal: z.string().nullable(),
+    timedOut: z.boolean(),
+    /** From its start to its end as the pod recorded them (to when the watch gave up, with `error`). */
+    durationMs: ms,
+    error: z.string().optional(),
+  }),
+});
+
 /** The type-specific part of every event: `type` and its `data`. */
 export const PoolEventBodySchema = z.discriminatedUnion("type", [
   podCreated,
@@ -211,6 +268,11 @@ export const PoolEventBodySchema = z.discriminatedUnion("type", [
   sandboxUsed,
   sandboxDeleted,
   sandboxExpired,
+  secretChanged,
+  egressAllowed,
+  egressDenied,
+  processStarted,
+  processExited,
 ]);
 export type PoolEventBody = z.infer<typeof PoolEventBodySchema>;
 export type PoolEventType = PoolEventBody["type"];

@@ -1,4 +1,4 @@
-import { type JSONWebKeySet, type JWK, jwtVerify, SignJWT } from "jose";
+import { type JSONWebKeySet, type JWK, type JWTPayload, jwtVerify, SignJWT } from "jose";
 import { z } from "zod";
 import { AppError, ErrorCodeSchema, err, ok, type Result } from "./errors.ts";
 import {
@@ -434,40 +434,78 @@ export async function signAgentToken(opts: {
     .sign(key);
 }
 
-/** Verify an agent's tunnel login against the public keys of the region it claims. */
+/**
+ * The JWK member of an agent public key (AGENT_PUBLIC_KEYS) naming the clusters a token signed
+ * with that key may claim. Absent: only DEFAULT_CLUSTER — so a key nobody bound can never claim a
+ * named cluster and receive its sandboxes' relays.
+ */
+export const AGENT_KEY_CLUSTERS_MEMBER = "clusters";
+
+/** The clusters an agent public key may claim (see AGENT_KEY_CLUSTERS_MEMBER). */
+export function agentKeyClusters(jwk: JWK): readonly string[] {
+  const bound = (jwk as Record<string, unknown>)[AGENT_KEY_CLUSTERS_MEMBER];
+  return Array.isArray(bound) ? bound.filter((c): c is string => typeof c === "string") : [DEFAULT_CLUSTER];
+}
+
+/** Whether `cluster` is a well-formed cluster name (as agents, sandbox ids and key bindings spell it). */
+export const isClusterName = (cluster: unknown): cluster is string =>
+  typeof cluster === "string" && CLUSTER_RE.test(cluster);
+
+/** A key without its binding member: the binding is ours, not the key's, and goes to no JWK import. */
+const bare = ({ [AGENT_KEY_CLUSTERS_MEMBER]: _c, ...k }: JWK & { clusters?: unknown }): JWK => k;
+
+/**
+ * Verify an agent's tunnel login against the public keys of the region it claims, then again
+ * against only those bound to the cluster it claims (agentKeyClusters): the first check says the
+ * token is genuine (so only a key holder learns why it is refused), the second that its key may
+ * speak for that cluster — a key of cluster A cannot log in as B and receive B's relays.
+ */
 export async function verifyAgentToken(
   token: string | null | undefined,
   opts: { publicKeys: JSONWebKeySet | readonly JWK[]; region: string; clockToleranceSeconds?: number },
 ): Promise<Result<AgentIdentity>> {
   if (!token) return err(new AppError("unauthenticated", "agent token missing"));
+  const all = Array.isArray(opts.publicKeys) ? opts.publicKeys : (opts.publicKeys as JSONWebKeySet).keys;
+  const check = {
+    algorithms: [...ACCEPTED_SIGNING_ALGS],
+    issuer: AGENT_TOKEN_ISSUER,
+    audience: tunnelAudience(opts.region),
+    typ: AGENT_TOKEN_TYPE,
+    clockTolerance: opts.clockToleranceSeconds ?? 5,
+    maxTokenAge: 300,
+    requiredClaims: ["sub", "iat", "exp", "region", "jti"],
+  };
+  let payload: JWTPayload;
   try {
-    const { payload } = await jwtVerify(token, publicKeyResolver(opts.publicKeys), {
-      algorithms: [...ACCEPTED_SIGNING_ALGS],
-      issuer: AGENT_TOKEN_ISSUER,
-      audience: tunnelAudience(opts.region),
-      typ: AGENT_TOKEN_TYPE,
-      clockTolerance: opts.clockToleranceSeconds ?? 5,
-      maxTokenAge: 300,
-      requiredClaims: ["sub", "iat", "exp", "region", "jti"],
-    });
-    if (payload.region !== opts.region || typeof payload.sub !== "string") {
-      return err(new AppError("invalid_token", "agent token is for another region"));
-    }
-    const cluster = payload.cluster ?? DEFAULT_CLUSTER;
-    if (typeof cluster !== "string" || !CLUSTER_RE.test(cluster)) {
-      return err(new AppError("invalid_token", "agent token names a malformed cluster"));
-    }
-    if (typeof payload.jti !== "string" || payload.jti.length < 16 || payload.jti.length > 128) {
-      return err(new AppError("invalid_token", "agent token has no usable jti"));
-    }
-    return ok({
-      agentId: payload.sub,
-      region: opts.region,
-      cluster,
-      jti: payload.jti,
-      expiresAt: payload.exp!,
-    });
+    payload = (await jwtVerify(token, publicKeyResolver(all.map(bare)), check)).payload;
   } catch (e) {
     return err(tokenError(e, "agent token"));
   }
+  if (payload.region !== opts.region || typeof payload.sub !== "string") {
+    return err(new AppError("invalid_token", "agent token is for another region"));
+  }
+  const cluster = payload.cluster ?? DEFAULT_CLUSTER;
+  if (!isClusterName(cluster))
+    return err(new AppError("invalid_token", "agent token names a malformed cluster"));
+  if (typeof payload.jti !== "string" || payload.jti.length < 16 || payload.jti.length > 128) {
+    return err(new AppError("invalid_token", "agent token has no usable jti"));
+  }
+  const bound = all.filter((k) => agentKeyClusters(k).includes(cluster)).map(bare);
+  const notBound = new AppError(
+    "invalid_token",
+    `the agent token's key is not bound to cluster "${cluster}"`,
+  );
+  if (bound.length === 0) return err(notBound);
+  try {
+    await jwtVerify(token, publicKeyResolver(bound), check);
+  } catch {
+    return err(notBound);
+  }
+  return ok({
+    agentId: payload.sub,
+    region: opts.region,
+    cluster,
+    jti: payload.jti,
+    expiresAt: payload.exp!,
+  });
 }

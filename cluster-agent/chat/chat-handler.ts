@@ -1,7 +1,8 @@
 import type { ChatEvent, ChatResponse, RelayChatRequest } from "../../shared/api.ts";
-import { err, type Result } from "../../shared/errors.ts";
-import type { SandboxFiles } from "../exec/executor.ts";
+import { err, ok, type Result } from "../../shared/errors.ts";
+import type { SandboxFiles, SandboxProcesses } from "../exec/executor.ts";
 import type { AcquireRequest } from "../leases/types.ts";
+import { useNetwork } from "../requests/exec-request.ts";
 import type { AcquiredSandbox, LeasedSandboxDeps } from "../requests/leased-sandbox.ts";
 import type { ChatOptionsInput } from "./chat-options.ts";
 import type { ModelConfig } from "./model-config.ts";
@@ -25,10 +26,16 @@ export interface ChatHandlerDeps {
   bus: LeasedSandboxDeps["bus"];
   /** The agent's sandbox files (cluster-agent/exec/files.ts); without them chat offers only run_in_sandbox. */
   files?: SandboxFiles;
+  /** Long-lived processes (http exec mode): with them chat offers the process tools. */
+  processes?: SandboxProcesses;
   options?: ChatOptionsInput;
   log?: ChatLog;
   /** The agent's sandbox service: chat with `sandbox: "session"` runs on the session's sandbox. */
   sandboxes?: SessionSandboxes;
+  /** The egress proxy's variables for request-mode commands (absent: no proxy runs here). */
+  egressEnv?: Readonly<Record<string, string>>;
+  /** EGRESS_ALLOW_ANY_HOST. */
+  allowAnyHost?: boolean;
 }
 
 /**
@@ -51,8 +58,18 @@ export function createChatHandler(
             deps.sandboxes,
             { tenant: ctx.tenant, requestId: ctx.requestId },
             req.sessionSandbox.id,
+            req.network,
           )
         : undefined;
+    // Request mode: the policy goes with the request's own pod (as POST /v1/exec's).
+    const net: ReturnType<typeof useNetwork> = session
+      ? ok({})
+      : useNetwork(req.network, { env: deps.egressEnv, allowAnyHost: deps.allowAnyHost });
+    if (!net.ok) {
+      if (!ctx.signal.aborted) ctx.emit({ type: "error", error: net.error.toBody(ctx.requestId) });
+      return net;
+    }
+    const { network, env } = net.value;
     const result = await runChat(
       req,
       {
@@ -61,7 +78,14 @@ export function createChatHandler(
         model,
         acquire: session
           ? (signal) => session.acquire(signal)
-          : (signal) => deps.acquire({ tenant: ctx.tenant, requestId: ctx.requestId, signal }),
+          : (signal) =>
+              deps.acquire({
+                tenant: ctx.tenant,
+                requestId: ctx.requestId,
+                signal,
+                ...(network ? { network } : {}),
+              }),
+        ...(env ? { env } : {}),
         ...(session
           ? {
               sandboxId: () => session.sandboxId,
@@ -71,6 +95,7 @@ export function createChatHandler(
         executor: deps.executor,
         bus: deps.bus,
         ...(deps.files ? { files: deps.files } : {}),
+        ...(deps.processes ? { processes: deps.processes } : {}),
         ...(deps.options ? { options: deps.options } : {}),
         ...(deps.log ? { log: deps.log } : {}),
       },

@@ -9,12 +9,18 @@ import {
 } from "../../shared/tools/definitions.ts";
 import { workspaceAbsolute } from "../../shared/tools/paths.ts";
 import {
+  PROCESS_TOOL_NAMES,
+  PROCESS_TOOLS,
+  type ProcessToolBackend,
+  runProcessTool,
+} from "../../shared/tools/process-tools.ts";
+import {
   runSandboxTool,
   type ToolAnswer,
   type ToolBackend,
   type ToolResult,
 } from "../../shared/tools/run-tool.ts";
-import type { LeasedSandbox } from "../requests/leased-sandbox.ts";
+import { commandPreview, type LeasedSandbox } from "../requests/leased-sandbox.ts";
 import { runInSandboxTool } from "./run-in-sandbox-tool.ts";
 
 /** The file tools a chat model gets when the agent has sandbox files (everything but run_in_sandbox). */
@@ -24,14 +30,22 @@ const FILE_TOOLS = CHAT_TOOLS.filter(
 ) as unknown as readonly ToolDefinition[];
 export const FILE_TOOL_NAMES: ReadonlySet<string> = new Set(FILE_TOOLS.map((t) => t.name));
 
+/** The process tools (shared/tools/process-tools.ts), widened like FILE_TOOLS. */
+const CHAT_PROCESS_TOOLS = PROCESS_TOOLS as unknown as readonly ToolDefinition[];
+
 /**
  * The tools offered to the model, from the shared definitions. run_in_sandbox keeps its chat
- * form (its timeout bound is this agent's configured maximum); file tools only with a files port.
+ * form (its timeout bound is this agent's configured maximum); file tools only with a files port,
+ * process tools only with processes (http exec mode).
  */
-export function chatToolSpecs(maxTimeoutSeconds: number, withFiles: boolean): ChatCompletionFunctionTool[] {
+export function chatToolSpecs(
+  maxTimeoutSeconds: number,
+  withFiles: boolean,
+  withProcesses = false,
+): ChatCompletionFunctionTool[] {
   const specs = [runInSandboxTool(maxTimeoutSeconds)];
-  if (!withFiles) return specs;
-  for (const t of FILE_TOOLS) {
+  const offered = [...(withFiles ? FILE_TOOLS : []), ...(withProcesses ? CHAT_PROCESS_TOOLS : [])];
+  for (const t of offered) {
     specs.push({
       type: "function",
       function: { name: t.name, description: t.description, parameters: inputJsonSchema(t.input) },
@@ -40,8 +54,14 @@ export function chatToolSpecs(maxTimeoutSeconds: number, withFiles: boolean): Ch
   return specs;
 }
 
-/** How a file tool call appears in events and records (the dashboard timeline shows it as a command). */
+/**
+ * How a file or process tool call appears in events and records (the dashboard timeline shows it
+ * as a command): `<tool> <path>`, `start_process <command>`, `<tool> <pid>`.
+ */
 export function fileToolLabel(name: string, args: Record<string, unknown>): string {
+  if (typeof args.command === "string") return `${name} ${commandPreview(args.command)}`;
+  if (typeof args.pid === "number") return `${name} ${args.pid}`;
+  if (PROCESS_TOOL_NAMES.has(name)) return name;
   const path = typeof args.path === "string" ? workspaceAbsolute(args.path) : "/workspace";
   return `${name} ${path}`;
 }
@@ -114,11 +134,33 @@ function leaseFilesBackend(sandbox: LeasedSandbox, maxWriteBytes: number): ToolB
   };
 }
 
+/** The process tools on the chat request's pod, through the pipeline (its signals and fence apply). */
+function leaseProcessesBackend(
+  sandbox: LeasedSandbox,
+  /** Under the process's own env (the egress proxy's variables in request mode). */
+  env?: Readonly<Record<string, string>>,
+): ProcessToolBackend {
+  return {
+    start: (body, signal) =>
+      sandbox.startProcess(env ? { ...body, env: { ...env, ...(body.env ?? {}) } } : body, signal),
+    list: (signal) => sandbox.onProcesses((p, t, s) => p.list(t, { signal: s }), signal),
+    get: (pid, signal) => sandbox.onProcesses((p, t, s) => p.get(t, pid, { signal: s }), signal),
+    output: (pid, q, signal) => sandbox.onProcesses((p, t, s) => p.output(t, pid, q, { signal: s }), signal),
+    stdin: (pid, bytes, eof, signal) =>
+      sandbox.onProcesses((p, t, s) => p.stdin(t, pid, bytes, eof, { signal: s }), signal),
+    signal: (pid, name, signal) =>
+      sandbox.onProcesses((p, t, s) => p.signal(t, pid, name, { signal: s }), signal),
+  };
+}
+
 export type FileToolOutcome =
   | { kind: "bad_args"; text: string }
   | { kind: "ran"; label: string; result: ToolResult<ToolAnswer> };
 
-/** Runs one file tool call of the model on the request's leased pod (`sandbox` takes it on first use). */
+/**
+ * Runs one file or process tool call of the model on the request's leased pod (`sandbox` takes it
+ * on first use).
+ */
 export async function runFileTool(
   name: string,
   rawArgs: string,
@@ -126,9 +168,11 @@ export async function runFileTool(
     sandbox: (label: string) => Promise<ToolResult<LeasedSandbox>>;
     maxWriteBytes: number;
     signal: AbortSignal;
+    /** Under a started process's env (request mode: the egress proxy's variables). */
+    env?: Readonly<Record<string, string>>;
   },
 ): Promise<FileToolOutcome> {
-  const tool = FILE_TOOLS.find((t) => t.name === name)!;
+  const tool = [...FILE_TOOLS, ...CHAT_PROCESS_TOOLS].find((t) => t.name === name)!;
   const args = parseToolArgs(tool, rawArgs);
   if (!args.ok) {
     return {
@@ -140,10 +184,11 @@ export async function runFileTool(
   const label = fileToolLabel(name, values);
   const sandbox = await deps.sandbox(label);
   if (!sandbox.ok) return { kind: "ran", label, result: sandbox };
-  const backend = leaseFilesBackend(sandbox.value, deps.maxWriteBytes);
-  const result = await runSandboxTool(name, values, backend, {
-    defaultTimeoutSeconds: 0,
-    signal: deps.signal,
-  });
+  const result = PROCESS_TOOL_NAMES.has(name)
+    ? await runProcessTool(name, values, leaseProcessesBackend(sandbox.value, deps.env), deps.signal)
+    : await runSandboxTool(name, values, leaseFilesBackend(sandbox.value, deps.maxWriteBytes), {
+        defaultTimeoutSeconds: 0,
+        signal: deps.signal,
+      });
   return { kind: "ran", label, result };
 }

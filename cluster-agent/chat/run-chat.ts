@@ -1,10 +1,17 @@
 import OpenAI from "openai";
 import type { ChatCompletionMessageParam } from "openai/resources/chat/completions";
-import type { ChatEvent, ChatResponse, RelayChatRequest, ToolCallRecord } from "../../shared/api.ts";
+import {
+  type ChatEvent,
+  type ChatResponse,
+  MODEL_CALLS_HEADER,
+  type RelayChatRequest,
+  type ToolCallRecord,
+} from "../../shared/api.ts";
 import { AppError, err, ok, type Result } from "../../shared/errors.ts";
 import { toolResultText } from "../../shared/tools/exec-text.ts";
+import { PROCESS_TOOL_NAMES } from "../../shared/tools/process-tools.ts";
 import { MODEL_FIXABLE_CODES } from "../../shared/tools/run-tool.ts";
-import { abortError, type SandboxFiles } from "../exec/executor.ts";
+import { abortError, type SandboxFiles, type SandboxProcesses } from "../exec/executor.ts";
 import type { LeasedSandboxDeps } from "../requests/leased-sandbox.ts";
 import { type ChatOptions, type ChatOptionsInput, resolveChatOptions } from "./chat-options.ts";
 import { chatToolSpecs, FILE_TOOL_NAMES, runFileTool } from "./chat-tools.ts";
@@ -33,12 +40,19 @@ export interface ChatDeps {
   bus: LeasedSandboxDeps["bus"];
   /** The agent's sandbox files: with them the model also gets read_file, write_file, edit_file, list_files. */
   files?: SandboxFiles;
+  /**
+   * Long-lived processes (http exec mode): with them the model also gets start_process,
+   * read_process_output, write_process_stdin, stop_process, list_processes.
+   */
+  processes?: SandboxProcesses;
   options?: ChatOptionsInput;
   log?: ChatLog;
   /** Session mode: a note for the model before the user's message (e.g. its sandbox expired). */
   sessionNote?: string;
   /** Session mode: the session's sandbox id, reported in the response. */
   sandboxId?: () => string | undefined;
+  /** Under every command's env (request mode: the egress proxy's variables). */
+  env?: Readonly<Record<string, string>>;
 }
 
 /** Largest file write_file/edit_file may write from a chat (the model's text, not an upload). */
@@ -81,21 +95,29 @@ export async function runChat(
       executor: deps.executor,
       bus: deps.bus,
       ...(deps.files ? { files: deps.files } : {}),
+      ...(deps.processes ? { processes: deps.processes } : {}),
       ...(deps.log ? { log: deps.log } : {}),
     },
     { tenant: deps.tenant, requestId: deps.requestId, signal },
     out,
+    deps.env,
   );
+  // Model calls made so far: a turn that fails after some is still charged for them (the edge
+  // reads the count from the error event, or the JSON error's MODEL_CALLS_HEADER).
+  const calls = { made: 0 };
+  const failed = (error: AppError): Result<never> => {
+    out({ type: "error", error: error.toBody(deps.requestId), modelCalls: calls.made });
+    return err(withModelCalls(error, calls.made));
+  };
   try {
-    const result = await converse(request, deps, opts, sandbox, out, signal);
+    const result = await converse(request, deps, opts, sandbox, out, signal, calls);
     if (signal.aborted) {
       await sandbox.release();
       return err(abortError(signal));
     }
     if (!result.ok) {
       await sandbox.release();
-      out({ type: "error", error: result.error.toBody(deps.requestId) });
-      return result;
+      return failed(result.error);
     }
     const response: ChatResponse = {
       requestId: deps.requestId,
@@ -116,10 +138,8 @@ export async function runChat(
     await sandbox.release();
     if (signal.aborted) return err(abortError(signal));
     // Its text is for the log (below), not for the tenant.
-    const error = new AppError("internal", "the chat loop failed", { cause });
     deps.log?.warn({ requestId: deps.requestId, err: cause }, "chat loop failed");
-    out({ type: "error", error: error.toBody(deps.requestId) });
-    return err(error);
+    return failed(new AppError("internal", "the chat loop failed", { cause }));
   } finally {
     await sandbox.release();
   }
@@ -132,6 +152,7 @@ async function converse(
   sandbox: SandboxSession,
   out: (e: ChatEvent) => void,
   signal: AbortSignal,
+  calls: { made: number },
 ): Promise<Result<{ reply: string; toolCalls: ToolCallRecord[]; modelCalls: number }>> {
   const client = new OpenAI({
     apiKey: deps.model.apiKey,
@@ -147,6 +168,8 @@ async function converse(
         maxTimeoutSeconds: opts.maxCommandTimeoutSeconds,
         outputBytes: opts.toolOutputHeadBytes + opts.toolOutputTailBytes,
         fileTools: deps.files !== undefined,
+        processTools: deps.processes !== undefined,
+        sessionSandbox: deps.sandboxId !== undefined,
       }),
     },
     ...request.history.map((m): ChatCompletionMessageParam => ({ role: m.role, content: m.content })),
@@ -156,16 +179,17 @@ async function converse(
   const toolCalls: ToolCallRecord[] = [];
 
   for (let round = 0; ; round++) {
+    calls.made = round + 1;
     const turn = await nextTurn(client, deps, opts, messages, round, out, signal);
     if (!turn.ok) return turn;
     const { text, toolCalls: requested } = turn.value;
-    if (requested.length === 0) return ok({ reply: text, toolCalls, modelCalls: round + 1 });
+    if (requested.length === 0) return ok({ reply: text, toolCalls, modelCalls: calls.made });
     if (round >= opts.maxToolRounds) {
       const notice =
         `[Stopped: the model asked to run more commands, but this request reached its limit of ` +
         `${opts.maxToolRounds} tool rounds. The commands of that last request were not run.]`;
       deps.log?.info({ requestId: deps.requestId, rounds: round }, "chat stopped at max tool rounds");
-      return ok({ reply: text === "" ? notice : `${text}\n\n${notice}`, toolCalls, modelCalls: round + 1 });
+      return ok({ reply: text === "" ? notice : `${text}\n\n${notice}`, toolCalls, modelCalls: calls.made });
     }
     messages.push({
       role: "assistant",
@@ -202,7 +226,11 @@ async function nextTurn(
         {
           model: deps.model.model,
           messages,
-          tools: chatToolSpecs(opts.maxCommandTimeoutSeconds, deps.files !== undefined),
+          tools: chatToolSpecs(
+            opts.maxCommandTimeoutSeconds,
+            deps.files !== undefined,
+            deps.processes !== undefined,
+          ),
           stream: opts.stream,
           idleTimeoutMs: opts.modelIdleTimeoutMs,
           fallbackIdPrefix: `call_r${round}_`,
@@ -242,11 +270,18 @@ async function runToolCall(
   out: (e: ChatEvent) => void,
   signal: AbortSignal,
 ): Promise<Result<{ text: string; record?: ToolCallRecord }>> {
-  if (deps.files && FILE_TOOL_NAMES.has(call.name)) {
+  if (
+    (deps.files && FILE_TOOL_NAMES.has(call.name)) ||
+    (deps.processes && PROCESS_TOOL_NAMES.has(call.name))
+  ) {
     return runFileToolCall(call, sandbox, out, signal);
   }
   if (call.name !== RUN_IN_SANDBOX) {
-    const names = [RUN_IN_SANDBOX, ...(deps.files ? FILE_TOOL_NAMES : [])].join(", ");
+    const names = [
+      RUN_IN_SANDBOX,
+      ...(deps.files ? FILE_TOOL_NAMES : []),
+      ...(deps.processes ? PROCESS_TOOL_NAMES : []),
+    ].join(", ");
     return ok({
       text: `error: there is no tool named "${call.name}"; the tools are ${names}. Nothing was run.`,
     });
@@ -299,8 +334,8 @@ async function runToolCall(
 }
 
 /**
- * A file tool call on the request's pod. It shows in events and records like a command, labelled
- * `<tool> <path>`; exitCode 0 when it succeeded, null when it failed. Failures the model can fix
+ * A file or process tool call on the request's pod. It shows in events and records like a command,
+ * labelled `<tool> <path>` (`start_process <command>`, `<tool> <pid>`); exitCode 0 when it succeeded, null when it failed. Failures the model can fix
  * (bad path, missing file, ambiguous edit...) go back to it as the tool's answer and the loop
  * goes on; anything else (lease lost, sandbox gone) ends the request like a failed command does.
  */
@@ -322,6 +357,7 @@ async function runFileToolCall(
     },
     maxWriteBytes: CHAT_MAX_WRITE_BYTES,
     signal,
+    ...(sandbox.env ? { env: sandbox.env } : {}),
   });
   if (signal.aborted) return err(abortError(signal));
   if (ran.kind === "bad_args") return ok({ text: ran.text });
@@ -355,4 +391,16 @@ function toolResultEvent(r: ToolCallRecord): ChatEvent {
     truncated: r.truncated,
     timedOut: r.timedOut,
   };
+}
+
+/** `error` with the failed turn's model-call count in its answer's MODEL_CALLS_HEADER. */
+function withModelCalls(error: AppError, made: number): AppError {
+  if (made === 0) return error;
+  return new AppError(error.code, error.message, {
+    ...(error.retryAfterSeconds !== undefined ? { retryAfterSeconds: error.retryAfterSeconds } : {}),
+    ...(error.details !== undefined ? { details: error.details } : {}),
+    ...(error.exit !== undefined ? { exit: error.exit } : {}),
+    headers: { ...error.headers, [MODEL_CALLS_HEADER]: String(made) },
+    cause: error,
+  });
 }

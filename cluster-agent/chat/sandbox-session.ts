@@ -20,6 +20,8 @@ export class SandboxSession {
     /** Tenant, request id, and the request's signal (the client went away). */
     private readonly ctx: LeasedSandboxContext,
     private readonly emit: (e: ChatEvent) => void,
+    /** Every command's and process's env (the egress proxy's variables in request mode). */
+    readonly env?: Readonly<Record<string, string>>,
   ) {}
 
   get pod(): string | undefined {
@@ -30,7 +32,7 @@ export class SandboxSession {
   async run(command: string, timeoutMs: number): Promise<Result<ExecOutcome>> {
     const leased = await this.ensureLease();
     if (!leased.ok) return leased;
-    return leased.value.run({ command, timeoutMs });
+    return leased.value.run({ command, timeoutMs, ...(this.env ? { env: { ...this.env } } : {}) });
   }
 
   /**

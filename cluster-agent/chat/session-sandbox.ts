@@ -1,4 +1,10 @@
-import { type Sandbox, type SandboxCreateRequest, SandboxCreateRequestSchema } from "../../shared/api.ts";
+import {
+  type Sandbox,
+  type SandboxCreateRequest,
+  SandboxCreateRequestSchema,
+  type SandboxNetwork,
+} from "../../shared/api.ts";
+import type { NetworkPolicyInput } from "../../shared/egress-policy.ts";
 import { AppError, err, ok, type Result } from "../../shared/errors.ts";
 import type { AcquiredSandbox } from "../requests/leased-sandbox.ts";
 import { leaseOfSandbox, type SandboxUse } from "../requests/sandbox-lease.ts";
@@ -13,6 +19,12 @@ export interface SessionSandboxes {
     signal: AbortSignal,
   ): Promise<Result<{ sandbox: Sandbox; created: boolean }>>;
   delete(tenant: string, id: string, requestId: string): Promise<Result<void>>;
+  setNetwork(
+    tenant: string,
+    id: string,
+    requestId: string,
+    network: NetworkPolicyInput,
+  ): Promise<Result<SandboxNetwork>>;
   use<T>(
     tenant: string,
     id: string,
@@ -38,6 +50,8 @@ export class SessionSandbox {
     private readonly sandboxes: SessionSandboxes,
     private readonly ctx: { tenant: string; requestId: string },
     earlierId: string | undefined,
+    /** The turn's `network`: the sandbox's policy from this turn on (absent: unchanged). */
+    private readonly network?: NetworkPolicyInput,
   ) {
     const live = earlierId !== undefined && sandboxes.get(ctx.tenant, earlierId).ok;
     this.id = live ? earlierId : undefined;
@@ -62,12 +76,15 @@ export class SessionSandbox {
       const made = await this.sandboxes.create(
         tenant,
         requestId,
-        SandboxCreateRequestSchema.parse({}),
+        SandboxCreateRequestSchema.parse(this.network ? { network: this.network } : {}),
         signal,
       );
       if (!made.ok) return made;
       this.id = made.value.sandbox.id;
       this.created = this.id;
+    } else if (this.network) {
+      const set = await this.sandboxes.setNetwork(tenant, this.id, requestId, this.network);
+      if (!set.ok) return set;
     }
     const id = this.id;
     return new Promise<Result<AcquiredSandbox>>((resolve) => {

@@ -10,6 +10,10 @@ export function systemPrompt(opts: {
   outputBytes: number;
   /** The file tools are offered too. */
   fileTools?: boolean;
+  /** The process tools are offered too. */
+  processTools?: boolean;
+  /** The chat runs on its session's sandbox (processes outlive the request), not a pod of its own. */
+  sessionSandbox?: boolean;
 }) {
   return [
     "You are an assistant that can run shell commands in an isolated Linux sandbox with the tool `run_in_sandbox`.",
@@ -29,6 +33,15 @@ export function systemPrompt(opts: {
       ? [
           "- Use read_file, write_file, edit_file and list_files for files (paths relative to /workspace): no shell",
           "  quoting, and edit_file changes exactly the text you name. Use run_in_sandbox to run programs.",
+        ]
+      : []),
+    ...(opts.processTools
+      ? [
+          "- For something that keeps running (a server, a watcher, a REPL) use start_process, then read_process_output",
+          "  (pass next_offset as since to read on), write_process_stdin, stop_process and list_processes.",
+          opts.sessionSandbox
+            ? "  Processes keep running between messages while this session's sandbox lives."
+            : "  Processes are killed when this request ends.",
         ]
       : []),
     "",

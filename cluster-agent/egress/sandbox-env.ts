@@ -12,6 +12,25 @@ export interface SandboxEnvOptions {
 }
 
 /**
+ * The variables each tool that verifies TLS reads for its trust store: OpenSSL's default
+ * (SSL_CERT_FILE: curl built on OpenSSL, Python's ssl, git), curl's own, Node's extra roots,
+ * requests, pip and git. All point at one bundle of the public roots plus the cluster CA.
+ */
+export function caBundleEnv(file: string): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const name of [
+    "SSL_CERT_FILE",
+    "NODE_EXTRA_CA_CERTS",
+    "REQUESTS_CA_BUNDLE",
+    "PIP_CERT",
+    "CURL_CA_BUNDLE",
+    "GIT_SSL_CAINFO",
+  ])
+    env[name] = file;
+  return env;
+}
+
+/**
  * The environment that makes a sandbox's tools use the egress proxy unchanged: curl, pip, npm and
  * git read the proxy variables (curl reads `http_proxy` only in lower case), Node's fetch and http
  * need NODE_USE_ENV_PROXY=1 (Node ≥ 24.5), and each CA variable points the tool that reads it at a
@@ -29,16 +48,7 @@ export function sandboxProxyEnv(o: SandboxEnvOptions): Record<string, string> {
     no_proxy: noProxy,
     NODE_USE_ENV_PROXY: "1",
   };
-  if (o.caBundleFile)
-    for (const name of [
-      "SSL_CERT_FILE",
-      "NODE_EXTRA_CA_CERTS",
-      "REQUESTS_CA_BUNDLE",
-      "PIP_CERT",
-      "CURL_CA_BUNDLE",
-      "GIT_SSL_CAINFO",
-    ])
-      env[name] = o.caBundleFile;
+  if (o.caBundleFile) Object.assign(env, caBundleEnv(o.caBundleFile));
   for (const [name, placeholder] of o.placeholders ?? []) {
     if (RESERVED_ENV_NAMES.includes(name.toUpperCase())) throw new Error(`secret name ${name} is reserved`);
     env[name] = placeholder;

@@ -1,6 +1,16 @@
 import type { EgressPolicy } from "../../shared/egress-policy.ts";
 import type { SecretValue } from "./secrets.ts";
 
+/** A tenant's stored secret as the agent uses it (cluster-agent/secrets/): the value only behind `reveal()`. */
+export interface StoredSecret {
+  name: string;
+  value: SecretValue;
+  hosts: string[];
+  header?: string;
+  format?: string;
+  updatedAt: string;
+}
+
 /** What the proxy knows about the sandbox behind a source address. */
 export interface SandboxEgress {
   tenant: string;

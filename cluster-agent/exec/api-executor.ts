@@ -1,40 +1,23 @@
 import { randomBytes } from "node:crypto";
 import { Writable } from "node:stream";
-import { Exec, type KubeConfig, type V1Status } from "@kubernetes/client-node";
-// Not re-exported by the package index; its constructor is the documented way to pass a socket factory.
-import { WebSocketHandler } from "@kubernetes/client-node/dist/web-socket-handler.js";
-import WebSocket from "ws";
-import { EnvSchema, type ExecOutcome, LIMITS, WorkspacePathSchema } from "../../shared/api.ts";
-import { AppError, err, ok, parseOrError, type Result } from "../../shared/errors.ts";
+import type { KubeConfig } from "@kubernetes/client-node";
+import { type ExecOutcome, LIMITS } from "../../shared/api.ts";
+import { AppError, err, ok, type Result } from "../../shared/errors.ts";
 import { abortError, type ExecCall, type ExecTarget, type Executor, RESULT_GRACE_MS } from "./executor.ts";
 import { OutputCapture } from "./output-capture.ts";
-import { CWD_REFUSED_EXIT, CWD_REFUSED_PREFIX, killArgv, sizedStdin, wrapperArgv } from "./remote-wrapper.ts";
+import { exitCodeOf, PodsExec } from "./pods-exec.ts";
+import { checkedWrapperArgv, killArgv, sizedStdin, wrapperOutcome } from "./remote-wrapper.ts";
 
 export interface ApiExecutorOptions {
   kubeConfig: KubeConfig;
+  /** Shared with the api-mode files (main.ts builds one); one of its own otherwise. */
+  podsExec?: PodsExec;
   /** The sandbox pod's container (k8s/base/sandbox-pod-template.json names it "sandbox"). */
   container?: string;
   outputCapBytes?: number;
   resultGraceMs?: number;
   /** Until the WebSocket is open. */
   connectTimeoutMs?: number;
-}
-
-/** Exit status of a shell whose child died of SIGKILL: what the wrapper reports when `timeout` fired. */
-const KILLED_EXIT = 137;
-
-/** Reads the exit code out of the status channel's v1 Status. */
-export function exitCodeOf(status: V1Status): number | AppError {
-  if (status.status === "Success") return 0;
-  if (status.reason === "NonZeroExitCode") {
-    const cause = status.details?.causes?.find((c) => c.reason === "ExitCode");
-    const n = Number(cause?.message);
-    if (Number.isInteger(n)) return n;
-  }
-  return new AppError(
-    "sandbox_failed",
-    `pods/exec failed: ${status.reason ?? "unknown"}: ${status.message ?? ""}`,
-  );
 }
 
 /**
@@ -46,11 +29,11 @@ export function exitCodeOf(status: V1Status): number | AppError {
  */
 export class ApiExecutor implements Executor {
   readonly mode = "api" as const;
-  readonly #exec: Exec;
-  readonly #o: Required<Omit<ApiExecutorOptions, "kubeConfig">>;
+  readonly #pods: PodsExec;
+  readonly #o: Required<Omit<ApiExecutorOptions, "kubeConfig" | "podsExec">>;
 
   constructor(opts: ApiExecutorOptions) {
-    this.#exec = new Exec(opts.kubeConfig, new WebSocketHandler(opts.kubeConfig, statusSocket));
+    this.#pods = opts.podsExec ?? new PodsExec(opts.kubeConfig);
     this.#o = {
       container: opts.container ?? "sandbox",
       outputCapBytes: opts.outputCapBytes ?? LIMITS.outputCapBytes,
@@ -61,35 +44,10 @@ export class ApiExecutor implements Executor {
 
   async exec(target: ExecTarget, call: ExecCall): Promise<Result<ExecOutcome>> {
     if (call.signal.aborted) return err(abortError(call.signal));
-    // The exec server validates these in http mode; here nothing remote does, so check them here.
-    if (call.command.length === 0) return err(new AppError("invalid_request", "command: must not be empty"));
-    if (
-      !Number.isInteger(call.timeoutMs) ||
-      call.timeoutMs < 1 ||
-      call.timeoutMs > LIMITS.maxTimeoutSeconds * 1000
-    ) {
-      return err(
-        new AppError(
-          "invalid_request",
-          `timeoutMs: must be an integer from 1 to ${LIMITS.maxTimeoutSeconds * 1000}`,
-        ),
-      );
-    }
-    const cwd = parseOrError(WorkspacePathSchema, call.cwd ?? "/workspace", "cwd");
-    if (!cwd.ok) return cwd;
-    const env = parseOrError(EnvSchema, call.env ?? {}, "env");
-    if (!env.ok) return env;
-
     const id = randomBytes(8).toString("hex");
-    const argv = wrapperArgv({
-      command: call.command,
-      timeoutMs: call.timeoutMs,
-      cwd: cwd.value,
-      env: env.value,
-      id,
-      stdinBytes: call.stdin === undefined ? undefined : Buffer.byteLength(call.stdin),
-    });
-    const result = await this.#run(target, argv, call);
+    const argv = checkedWrapperArgv(call, id);
+    if (!argv.ok) return argv;
+    const result = await this.#run(target, argv.value, call);
     if (!result.ok) {
       // The socket is gone but on a real cluster the command is not: kill its group remotely.
       if (result.remote !== "completed") await this.#killRemote(target, id);
@@ -98,7 +56,7 @@ export class ApiExecutor implements Executor {
     return ok(result.value);
   }
 
-  #run(
+  async #run(
     target: ExecTarget,
     argv: string[],
     call: ExecCall,
@@ -120,136 +78,47 @@ export class ApiExecutor implements Executor {
     const stderr = sink("stderr");
     const stdin = call.stdin === undefined ? null : sizedStdin(Buffer.from(call.stdin));
 
-    return new Promise((resolve) => {
-      let settled = false;
-      let socket: WebSocket | undefined;
-      let status: V1Status | undefined;
-      const timers: NodeJS.Timeout[] = [];
-      const settle = (
-        r: { ok: true; value: ExecOutcome } | { ok: false; error: AppError; remote: "completed" | "unknown" },
-      ) => {
-        if (settled) return;
-        settled = true;
-        for (const t of timers) clearTimeout(t);
-        call.signal.removeEventListener("abort", onAbort);
-        stdin?.destroy();
-        if (socket && socket.readyState !== socket.CLOSED) socket.terminate();
-        resolve(r);
-      };
-      const fail = (message: string, cause?: Error) =>
-        settle({
-          ok: false,
-          error: new AppError("sandbox_failed", message, cause ? { cause } : {}),
-          remote: "unknown",
-        });
-      const onAbort = () => settle({ ok: false, error: abortError(call.signal), remote: "unknown" });
-      call.signal.addEventListener("abort", onAbort, { once: true });
-
-      const connectTimer = setTimeout(
-        () => fail(`pods/exec to ${target.pod} did not open within ${o.connectTimeoutMs} ms`),
-        o.connectTimeoutMs,
-      );
-      timers.push(
-        connectTimer,
-        setTimeout(
-          () => fail(`no exit status from ${target.pod} within ${call.timeoutMs + o.resultGraceMs} ms`),
-          call.timeoutMs + o.resultGraceMs,
-        ),
-      );
-
-      const complete = () => {
-        if (!status) return;
-        const code = exitCodeOf(status);
-        if (code instanceof AppError) {
-          settle({ ok: false, error: code, remote: "completed" });
-          return;
-        }
-        const out = capture.finish(undefined, call.outputEncoding);
-        if (code === CWD_REFUSED_EXIT && out.stderr.startsWith(CWD_REFUSED_PREFIX) && out.stdoutBytes === 0) {
-          const message = out.stderr.slice("pi-sandbox: ".length).trim();
-          settle({ ok: false, error: new AppError("invalid_request", message), remote: "completed" });
-          return;
-        }
-        const durationMs = Math.round((performance.now() - started) * 1000) / 1000;
-        // `timeout -s KILL` fires only once the time is up, and the clock here started earlier
-        // than the remote one: a 137 after the deadline is the timeout; before it, the command's own.
-        const timedOut = code === KILLED_EXIT && durationMs >= call.timeoutMs;
-        settle({
-          ok: true,
-          value: {
-            exitCode: timedOut ? null : code,
-            signal: timedOut ? "SIGKILL" : null,
-            timedOut,
-            ...out,
-            durationMs,
-          },
-        });
-      };
-
-      this.#exec
-        .exec(target.namespace, target.pod, o.container, argv, stdout, stderr, stdin, false, (s) => {
-          status = s;
-          // client-node ends both sinks just before this callback: wait for the writes to land.
-          let pending = 2;
-          const one = () => {
-            pending -= 1;
-            if (pending === 0) complete();
-          };
-          for (const w of [stdout, stderr]) {
-            if (w.writableFinished) one();
-            else w.once("finish", one);
-          }
-        })
-        .then(
-          (ws) => {
-            clearTimeout(connectTimer);
-            if (settled) {
-              ws.terminate();
-              return;
-            }
-            socket = ws;
-            ws.on("error", () => {});
-            ws.on("close", (code) => {
-              // The status frame always precedes the close; give its sinks a tick to finish.
-              setImmediate(() => {
-                if (!status)
-                  fail(`pods/exec socket to ${target.pod} closed (code ${code}) without an exit status`);
-              });
-            });
-          },
-          // client-node's words (the API server's address, its answer) are the cause: logged, not answered.
-          (e: unknown) => fail(`pods/exec to ${target.pod} could not connect`, connectFailure(e)),
-        );
+    const end = await this.#pods.run({
+      target,
+      container: o.container,
+      argv,
+      stdout,
+      stderr,
+      stdin,
+      signal: call.signal,
+      connectTimeoutMs: o.connectTimeoutMs,
+      deadlineMs: call.timeoutMs + o.resultGraceMs,
+      deadlineMessage: `no exit status from ${target.pod} within ${call.timeoutMs + o.resultGraceMs} ms`,
     });
+    if (!end.ok) return { ok: false, error: end.error, remote: "unknown" };
+    const code = exitCodeOf(end.status);
+    if (code instanceof AppError) return { ok: false, error: code, remote: "completed" };
+    const out = capture.finish(undefined, call.outputEncoding);
+    const durationMs = Math.round((performance.now() - started) * 1000) / 1000;
+    const outcome = wrapperOutcome(
+      code,
+      out,
+      out.stdoutBytes === 0 ? out.stderr : "",
+      durationMs,
+      call.timeoutMs,
+    );
+    return outcome.ok ? outcome : { ...outcome, remote: "completed" };
   }
 
   /** Best effort, bounded: a second exec that SIGKILLs the group the wrapper recorded. */
   async #killRemote(target: ExecTarget, id: string): Promise<void> {
-    const done = new Promise<void>((resolve) => {
-      this.#exec
-        // At least one stream must be requested; the script prints nothing anyway.
-        .exec(
-          target.namespace,
-          target.pod,
-          this.#o.container,
-          killArgv(id),
-          discard(),
-          null,
-          null,
-          false,
-          () => resolve(),
-        )
-        .then(
-          (ws) => {
-            ws.on("close", () => resolve());
-            ws.on("error", () => resolve());
-          },
-          () => resolve(),
-        );
+    // At least one stream must be requested; the script prints nothing anyway.
+    await this.#pods.run({
+      target,
+      container: this.#o.container,
+      argv: killArgv(id),
+      stdout: discard(),
+      stderr: null,
+      stdin: null,
+      signal: new AbortController().signal,
+      deadlineMs: 5_000,
+      deadlineMessage: `killing ${id} on ${target.pod} took over 5 s`,
     });
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([done, new Promise<void>((r) => (timer = setTimeout(r, 5_000)))]);
-    clearTimeout(timer);
   }
 }
 
@@ -259,51 +128,4 @@ function discard(): Writable {
       done();
     },
   });
-}
-
-const STATUS_BODY_MAX = 64 * 1024;
-const STATUS_BODY_TIMEOUT_MS = 5_000;
-
-/**
- * A WebSocket whose refused handshake reports the API server's Status message (e.g. "error
- * dialing backend: …") instead of ws's bare "Unexpected server response: 500".
- */
-function statusSocket(uri: string, protocols: string[], opts: WebSocket.ClientOptions): WebSocket {
-  const ws = new WebSocket(uri, protocols, opts);
-  ws.on("unexpected-response", (req, res) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    const finish = () => {
-      clearTimeout(timer);
-      const body = Buffer.concat(chunks).toString("utf8");
-      let message = body.trim();
-      try {
-        const parsed = JSON.parse(body) as { message?: unknown };
-        if (typeof parsed.message === "string") message = parsed.message;
-      } catch {
-        // not a Status body: keep the text
-      }
-      req.destroy();
-      ws.emit("error", new Error(`${res.statusCode ?? 0}${message === "" ? "" : `: ${message}`}`));
-    };
-    const timer = setTimeout(finish, STATUS_BODY_TIMEOUT_MS);
-    res.on("data", (c: Buffer) => {
-      if (size < STATUS_BODY_MAX) chunks.push(c);
-      size += c.length;
-    });
-    res.once("end", finish);
-    res.once("error", finish);
-  });
-  return ws;
-}
-
-/** What client-node rejected a pods/exec connection with (an Error, or a ws ErrorEvent), as an Error. */
-export function connectFailure(e: unknown): Error {
-  return e instanceof Error ? e : new Error(describeWsError(e));
-}
-
-function describeWsError(e: unknown): string {
-  if (typeof e === "object" && e !== null && "message" in e)
-    return String((e as { message: unknown }).message);
-  return String(e);
 }

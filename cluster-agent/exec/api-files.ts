@@ -1,23 +1,20 @@
 import { posix } from "node:path";
 import { Writable } from "node:stream";
-import { Exec, type KubeConfig, type V1Status } from "@kubernetes/client-node";
-import type { FileEntry } from "../../shared/api.ts";
+import type { KubeConfig } from "@kubernetes/client-node";
+import { type FileEntry, SANDBOX_LIMITS } from "../../shared/api.ts";
 import { AppError, type ErrorCode, err, ok, type Result } from "../../shared/errors.ts";
-import { connectFailure, exitCodeOf } from "./api-executor.ts";
-import {
-  abortError,
-  type ExecTarget,
-  type FileListing,
-  type ReadResult,
-  type SandboxFiles,
-} from "./executor.ts";
+import { ListSelection } from "../../shared/list-page.ts";
+import type { ExecTarget, FileListing, ListOptions, ReadResult, SandboxFiles } from "./executor.ts";
+import { exitCodeOf, PodsExec } from "./pods-exec.ts";
 import { sizedStdin } from "./remote-wrapper.ts";
 
 /**
- * `api` mode of the files contract: each operation is one pods/exec of a small POSIX shell program
- * (the path and limits travel as positional arguments, never spliced into the script; a write's
- * bytes travel on stdin). It resolves the path inside the pod with `realpath`, like the exec
- * server, and answers with the same error codes. Reads are buffered here (at most the file limit).
+ * The files contract as small POSIX shell programs, each operation one run (the path and limits
+ * travel as positional arguments, never spliced into the script; a write's bytes travel on
+ * stdin). They resolve the path inside the pod with `realpath`, like the exec server, and answer
+ * with the same error codes. Reads are buffered here (at most the file limit). `ShellFiles` holds
+ * the operations; how a program runs is its subclass's: `ApiFiles` over pods/exec (`api` mode),
+ * `ContractFiles` (contract-files.ts) through a pydantic-http exec server's `/exec`.
  */
 
 const EXIT: Record<number, ErrorCode> = { 65: "invalid_path", 66: "file_not_found" };
@@ -72,135 +69,47 @@ const REMOVE_SCRIPT = [
   'rm -rf -- "$t"',
 ].join("\n");
 
-export interface ApiFilesOptions {
-  kubeConfig: KubeConfig;
-  container?: string;
-  /** For the whole operation (a 64 MiB transfer over pods/exec takes a while). */
-  timeoutMs?: number;
-  /** Largest read kept in memory. */
-  maxReadBytes?: number;
-}
+/** Defaults of every files implementation that buffers: one operation's time, the largest read. */
+export const FILES_DEFAULTS = { timeoutMs: 120_000, maxReadBytes: 64 * 1024 * 1024 } as const;
 
-interface Run {
+/** What one run of a files program answered: its exit code, its stdout, its error message. */
+export interface FilesRun {
   code: number;
   stdout: Buffer;
   stderr: string;
 }
 
-export class ApiFiles implements SandboxFiles {
-  readonly #exec: Exec;
-  readonly #o: Required<Omit<ApiFilesOptions, "kubeConfig">>;
+/** The files operations, whatever runs their programs in the pod. */
+export abstract class ShellFiles implements SandboxFiles {
+  /** Largest read kept in memory. */
+  protected abstract readonly maxReadBytes: number;
 
-  constructor(o: ApiFilesOptions) {
-    this.#exec = new Exec(o.kubeConfig);
-    this.#o = {
-      container: o.container ?? "sandbox",
-      timeoutMs: o.timeoutMs ?? 120_000,
-      maxReadBytes: o.maxReadBytes ?? 64 * 1024 * 1024,
-    };
-  }
+  /**
+   * One program, `/bin/sh -c <script> pi-files <args…>`, in the pod; `stdin` its exact input.
+   * With `stdoutTo`, stdout goes there (as it comes, where the transport allows) and
+   * `FilesRun.stdout` is empty.
+   */
+  protected abstract run(
+    target: ExecTarget,
+    argv: string[],
+    signal: AbortSignal,
+    stdin?: Uint8Array,
+    stdoutTo?: (chunk: Buffer) => void,
+  ): Promise<Result<FilesRun>>;
 
-  #run(
+  async #script(
     target: ExecTarget,
     script: string,
     args: string[],
     signal: AbortSignal,
     stdin?: Uint8Array,
-  ): Promise<Result<Run>> {
-    if (signal.aborted) return Promise.resolve(err(abortError(signal)));
-    const out: Buffer[] = [];
-    const errOut: Buffer[] = [];
-    let outBytes = 0;
-    const max = this.#o.maxReadBytes + 1024;
-    const sink = (into: Buffer[], counted: boolean) =>
-      new Writable({
-        write(chunk: Buffer, _e, done) {
-          if (counted) outBytes += chunk.length;
-          if (!counted || outBytes <= max) into.push(chunk);
-          done();
-        },
-      });
-    const stdout = sink(out, true);
-    const stderr = sink(errOut, false);
-    const input = stdin === undefined ? null : sizedStdin(stdin);
-    return new Promise((resolve) => {
-      let settled = false;
-      let gotStatus = false;
-      let socket: { terminate(): void } | undefined;
-      const settle = (r: Result<Run>) => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        signal.removeEventListener("abort", onAbort);
-        input?.destroy();
-        socket?.terminate();
-        resolve(r);
-      };
-      const fail = (m: string, cause?: Error) =>
-        settle(err(new AppError("sandbox_failed", m, cause ? { cause } : {})));
-      const onAbort = () => settle(err(abortError(signal)));
-      signal.addEventListener("abort", onAbort, { once: true });
-      const timer = setTimeout(
-        () => fail(`file operation on ${target.pod} took over ${this.#o.timeoutMs} ms`),
-        this.#o.timeoutMs,
-      );
-      this.#exec
-        .exec(
-          target.namespace,
-          target.pod,
-          this.#o.container,
-          ["/bin/sh", "-c", script, "pi-files", ...args],
-          stdout,
-          stderr,
-          input,
-          false,
-          (s: V1Status) => {
-            gotStatus = true;
-            let pending = 2;
-            const one = () => {
-              pending -= 1;
-              if (pending > 0) return;
-              const code = exitCodeOf(s);
-              if (code instanceof AppError) return settle(err(code));
-              if (outBytes > max)
-                return settle(
-                  err(new AppError("payload_too_large", `file is larger than ${this.#o.maxReadBytes} bytes`)),
-                );
-              settle(
-                ok({
-                  code,
-                  stdout: Buffer.concat(out),
-                  stderr: Buffer.concat(errOut).toString("utf8").trim(),
-                }),
-              );
-            };
-            for (const w of [stdout, stderr]) {
-              if (w.writableFinished) one();
-              else w.once("finish", one);
-            }
-          },
-        )
-        .then(
-          (ws) => {
-            if (settled) return ws.terminate();
-            socket = ws;
-            ws.on("error", () => {});
-            // The status frame precedes the close; a close without one is a failure, not a wait
-            // for the operation's whole timeout.
-            ws.on("close", (code: number) =>
-              setImmediate(() => {
-                if (!gotStatus)
-                  fail(`pods/exec socket to ${target.pod} closed (code ${code}) without an exit status`);
-              }),
-            );
-          },
-          // client-node's words (the API server's address, its answer) are the cause: logged, not answered.
-          (e: unknown) => fail(`pods/exec to ${target.pod} could not connect`, connectFailure(e)),
-        );
-    });
+    stdoutTo?: (chunk: Buffer) => void,
+  ): Promise<Result<FilesRun>> {
+    const argv = ["/bin/sh", "-c", script, "pi-files", ...args];
+    return this.#check(await this.run(target, argv, signal, stdin, stdoutTo));
   }
 
-  #check(r: Result<Run>): Result<Run> {
+  #check(r: Result<FilesRun>): Result<FilesRun> {
     if (!r.ok || r.value.code === 0) return r;
     const code = EXIT[r.value.code];
     return err(
@@ -222,21 +131,20 @@ export class ApiFiles implements SandboxFiles {
     const bytes = body instanceof Uint8Array ? body : await collect(body, opts.maxBytes);
     if (bytes === null || bytes.byteLength > opts.maxBytes)
       return err(new AppError("payload_too_large", `file is larger than ${opts.maxBytes} bytes`));
-    const r = this.#check(
-      await this.#run(target, WRITE_SCRIPT, [path, String(bytes.byteLength)], opts.signal, bytes),
-    );
+    const r = await this.#script(target, WRITE_SCRIPT, [path, String(bytes.byteLength)], opts.signal, bytes);
     if (!r.ok) return r;
     const size = Number(r.value.stdout.toString("utf8").trim());
     return ok({ path: posix.resolve("/workspace", path), size });
   }
 
   async read(target: ExecTarget, path: string, opts: { signal: AbortSignal }): Promise<Result<ReadResult>> {
-    const r = this.#check(await this.#run(target, READ_SCRIPT, [path, "0"], opts.signal));
+    const out = new ReadOutput({}, this.maxReadBytes);
+    const r = await this.#script(target, READ_SCRIPT, [path, "0"], opts.signal, undefined, out.write);
     if (!r.ok) return r;
-    const out = r.value.stdout;
-    if (out.subarray(0, 2).toString() === "D\n")
-      return ok({ kind: "dir", entries: parseListing(out.subarray(2)).entries });
-    const bytes = out.subarray(2);
+    if (out.kind === "dir") return ok({ kind: "dir", ...out.page.result() });
+    if (out.tooLarge)
+      return err(new AppError("payload_too_large", `file is larger than ${this.maxReadBytes} bytes`));
+    const bytes = Buffer.concat(out.file);
     const body = new ReadableStream<Uint8Array>({
       start(c) {
         if (bytes.byteLength > 0) c.enqueue(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength));
@@ -249,49 +157,160 @@ export class ApiFiles implements SandboxFiles {
   async list(
     target: ExecTarget,
     path: string,
-    opts: { signal: AbortSignal; recursive?: boolean; limit?: number },
+    opts: ListOptions & { signal: AbortSignal },
   ): Promise<Result<FileListing>> {
-    const r = this.#check(
-      await this.#run(target, READ_SCRIPT, [path, opts.recursive ? "1" : "0"], opts.signal),
-    );
+    // A file's bytes are not kept (limit 0): only whether it was one matters.
+    const out = new ReadOutput(opts, 0);
+    const args = [path, opts.recursive ? "1" : "0"];
+    const r = await this.#script(target, READ_SCRIPT, args, opts.signal, undefined, out.write);
     if (!r.ok) return r;
-    if (r.value.stdout.subarray(0, 2).toString() !== "D\n")
-      return err(new AppError("invalid_path", `${path}: not a directory`));
-    const all = parseListing(r.value.stdout.subarray(2)).entries;
-    const limit = opts.limit ?? 10_000;
-    return ok({ entries: all.slice(0, limit), truncated: all.length > limit });
+    if (out.kind !== "dir") return err(new AppError("invalid_path", `${path}: not a directory`));
+    return ok(out.page.result());
   }
 
   async remove(target: ExecTarget, path: string, opts: { signal: AbortSignal }): Promise<Result<void>> {
-    const r = this.#check(await this.#run(target, REMOVE_SCRIPT, [path], opts.signal));
+    const r = await this.#script(target, REMOVE_SCRIPT, [path], opts.signal);
     return r.ok ? ok(undefined) : r;
   }
 }
 
-/** `find -printf "%y %s %T@ %P\0"` records, sorted like the exec server's listing (breadth-first, by name). */
-function parseListing(buf: Buffer): { entries: FileEntry[] } {
-  const entries: FileEntry[] = [];
-  for (const rec of buf.toString("utf8").split("\0")) {
-    const m = /^(\S) (\d+) ([\d.]+) (.+)$/s.exec(rec);
-    if (!m) continue;
-    const type = m[1] === "d" ? "dir" : m[1] === "l" ? "symlink" : "file";
-    entries.push({
-      name: m[4] as string,
-      type,
-      size: type === "file" ? Number(m[2]) : 0,
-      mtime: new Date(Math.floor(Number(m[3]) * 1000)).toISOString(),
+export interface ApiFilesOptions {
+  kubeConfig: KubeConfig;
+  /** Shared with the api-mode executor (main.ts builds one); one of its own otherwise. */
+  podsExec?: PodsExec;
+  container?: string;
+  /** For the whole operation (a 64 MiB transfer over pods/exec takes a while). */
+  timeoutMs?: number;
+  /** Largest read kept in memory. */
+  maxReadBytes?: number;
+}
+
+export class ApiFiles extends ShellFiles {
+  readonly #pods: PodsExec;
+  readonly #o: Required<Omit<ApiFilesOptions, "kubeConfig" | "podsExec">>;
+  protected readonly maxReadBytes: number;
+
+  constructor(o: ApiFilesOptions) {
+    super();
+    this.#pods = o.podsExec ?? new PodsExec(o.kubeConfig);
+    this.#o = {
+      container: o.container ?? "sandbox",
+      timeoutMs: o.timeoutMs ?? FILES_DEFAULTS.timeoutMs,
+      maxReadBytes: o.maxReadBytes ?? FILES_DEFAULTS.maxReadBytes,
+    };
+    this.maxReadBytes = this.#o.maxReadBytes;
+  }
+
+  protected async run(
+    target: ExecTarget,
+    argv: string[],
+    signal: AbortSignal,
+    stdin?: Uint8Array,
+    stdoutTo?: (chunk: Buffer) => void,
+  ): Promise<Result<FilesRun>> {
+    const out: Buffer[] = [];
+    const errOut: Buffer[] = [];
+    let outBytes = 0;
+    const max = this.#o.maxReadBytes + 1024;
+    const sink = (into: Buffer[], counted: boolean) =>
+      new Writable({
+        write(chunk: Buffer, _e, done) {
+          if (counted) outBytes += chunk.length;
+          if (!counted || outBytes <= max) into.push(chunk);
+          done();
+        },
+      });
+    const stdout = stdoutTo
+      ? new Writable({
+          write(chunk: Buffer, _e, done) {
+            stdoutTo(chunk);
+            done();
+          },
+        })
+      : sink(out, true);
+    const stderr = sink(errOut, false);
+    const input = stdin === undefined ? null : sizedStdin(stdin);
+    const end = await this.#pods.run({
+      target,
+      container: this.#o.container,
+      argv,
+      stdout,
+      stderr,
+      stdin: input,
+      signal,
+      deadlineMs: this.#o.timeoutMs,
+      deadlineMessage: `file operation on ${target.pod} took over ${this.#o.timeoutMs} ms`,
+    });
+    if (!end.ok) return err(end.error);
+    const code = exitCodeOf(end.status);
+    if (code instanceof AppError) return err(code);
+    if (outBytes > max)
+      return err(new AppError("payload_too_large", `file is larger than ${this.#o.maxReadBytes} bytes`));
+    return ok({ code, stdout: Buffer.concat(out), stderr: Buffer.concat(errOut).toString("utf8").trim() });
+  }
+}
+
+/**
+ * READ_SCRIPT's stdout as it arrives: after `D\n`, `find -printf "%y %s %T@ %P\0"` records go
+ * straight into one page (ListSelection: `find`'s order is not the listing's, and only a page is
+ * kept however long the listing); after `F\n`, the file's bytes, up to `maxFileBytes`.
+ */
+class ReadOutput {
+  kind: "dir" | "file" | null = null;
+  readonly page: ListSelection<FileEntry>;
+  readonly file: Buffer[] = [];
+  tooLarge = false;
+  #fileBytes = 0;
+  #pending: Buffer = Buffer.alloc(0);
+
+  constructor(
+    opts: ListOptions,
+    private readonly maxFileBytes: number,
+  ) {
+    this.page = new ListSelection<FileEntry>({
+      maxEntries: Math.min(opts.limit ?? SANDBOX_LIMITS.maxListEntries, SANDBOX_LIMITS.maxListEntries),
+      maxBytes: SANDBOX_LIMITS.maxListBytes,
+      after: opts.after,
     });
   }
-  const depth = (n: string) => n.split("/").length;
-  entries.sort((a, b) => {
-    const da = depth(a.name);
-    const db = depth(b.name);
-    if (da !== db) return da - db;
-    const pa = posix.dirname(a.name);
-    const pb = posix.dirname(b.name);
-    return pa === pb ? (a.name < b.name ? -1 : 1) : pa < pb ? -1 : 1;
-  });
-  return { entries };
+
+  readonly write = (chunk: Buffer): void => {
+    let rest = chunk;
+    if (this.kind === null) {
+      this.#pending = Buffer.concat([this.#pending, chunk]);
+      if (this.#pending.length < 2) return;
+      this.kind = this.#pending.subarray(0, 2).toString() === "D\n" ? "dir" : "file";
+      rest = this.#pending.subarray(2);
+      this.#pending = Buffer.alloc(0);
+    }
+    if (this.kind === "file") {
+      this.#fileBytes += rest.length;
+      if (this.#fileBytes > this.maxFileBytes) this.tooLarge = true;
+      else this.file.push(rest);
+      return;
+    }
+    let buf = this.#pending.length > 0 ? Buffer.concat([this.#pending, rest]) : rest;
+    for (let at = buf.indexOf(0); at >= 0; at = buf.indexOf(0)) {
+      const e = recordOf(buf.subarray(0, at).toString("utf8"));
+      if (e) this.page.offer(e);
+      buf = buf.subarray(at + 1);
+    }
+    // A copy: the remainder must not keep the whole chunk alive.
+    this.#pending = Buffer.from(buf);
+  };
+}
+
+/** One `find -printf "%y %s %T@ %P"` record as an entry (null: not one). */
+function recordOf(rec: string): FileEntry | null {
+  const m = /^(\S) (\d+) ([\d.]+) (.+)$/s.exec(rec);
+  if (!m) return null;
+  const type = m[1] === "d" ? "dir" : m[1] === "l" ? "symlink" : "file";
+  return {
+    name: m[4] as string,
+    type,
+    size: type === "file" ? Number(m[2]) : 0,
+    mtime: new Date(Math.floor(Number(m[3]) * 1000)).toISOString(),
+  };
 }
 
 async function collect(body: ReadableStream<Uint8Array>, max: number): Promise<Uint8Array | null> {

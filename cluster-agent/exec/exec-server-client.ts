@@ -1,6 +1,7 @@
 import { Agent, type ClientRequest, type IncomingMessage, request } from "node:http";
 import { Readable } from "node:stream";
 import type { ReadableStream as WebReadableStream } from "node:stream/web";
+import WebSocket from "ws";
 import { z } from "zod";
 import { AppError, type ErrorCode, err, ok, type Result } from "../../shared/errors.ts";
 import { EXEC_SERVER_PATHS, EXEC_SERVER_PORT, FENCE_HEADER } from "../sandbox-server/protocol.ts";
@@ -14,7 +15,17 @@ export interface ExecServerClientOptions {
   port?: number;
   /** The keep-alive pool (Node pools per host:port, so one pool per pod). */
   agent?: Agent;
+  /**
+   * Which server the pods run: ours (`Authorization: Bearer`, the fencing token) or one written to
+   * pydantic-ai-backends' http contract (`X-Sandbox-Token`; it knows no fencing). Default ours.
+   */
+  contract?: ExecServerContract;
 }
+
+export type ExecServerContract = "pi-sandbox" | "pydantic-http";
+
+/** pydantic-ai-backends' header for the pod's token (its KubernetesPodSandbox, mode="http"). */
+export const CONTRACT_TOKEN_HEADER = "x-sandbox-token";
 
 /** A caller of the exec server either shares the agent's client or has one made from options. */
 export type ExecServerAccess = { client: ExecServerClient } | ExecServerClientOptions;
@@ -24,8 +35,9 @@ export function execServerClient(o: ExecServerAccess): ExecServerClient {
 }
 
 export interface ExecServerCall {
-  method: "GET" | "POST" | "PUT" | "DELETE";
-  /** One of EXEC_SERVER_PATHS. */
+  /** GET, POST, PUT, DELETE; any method for a proxied port request. */
+  method: string;
+  /** One of EXEC_SERVER_PATHS (under `ports`: the port and the app's path). */
   path: string;
   query?: Record<string, string>;
   headers?: Record<string, string>;
@@ -50,11 +62,18 @@ export class ExecServerClient {
   readonly #token: string;
   readonly #port: number;
   readonly #agent: Agent;
+  readonly #contract: ExecServerContract;
 
   constructor(o: ExecServerClientOptions) {
     this.#token = o.poolToken;
+    this.#contract = o.contract ?? "pi-sandbox";
     this.#port = o.port ?? EXEC_SERVER_PORT;
     this.#agent = o.agent ?? new Agent({ keepAlive: true, maxSockets: 256 });
+  }
+
+  /** The exec server's port in every pod (no port link may reach it). */
+  get port(): number {
+    return this.#port;
   }
 
   /** GET /health through the pool: the socket stays there for the pod's first call. */
@@ -108,8 +127,7 @@ export class ExecServerClient {
           method: c.method,
           agent: this.#agent,
           headers: {
-            authorization: `Bearer ${podExecToken(this.#token, target.namespace, target.pod)}`,
-            [FENCE_HEADER]: String(target.fence),
+            ...this.#auth(target),
             ...(body instanceof Uint8Array ? { "content-length": String(body.byteLength) } : {}),
             ...(streamed ? { "transfer-encoding": "chunked" } : {}),
             ...c.headers,
@@ -147,6 +165,77 @@ export class ExecServerClient {
       send(true);
     });
   }
+
+  /** Our server checks a bearer token and the fence; a pydantic-http server only its own header. */
+  #auth(target: ExecTarget): Record<string, string> {
+    const token = podExecToken(this.#token, target.namespace, target.pod);
+    return this.#contract === "pydantic-http"
+      ? { [CONTRACT_TOKEN_HEADER]: token }
+      : { authorization: `Bearer ${token}`, [FENCE_HEADER]: String(target.fence) };
+  }
+  /**
+   * A WebSocket through the pod's exec server, open once the app accepted the handshake: the
+   * server pipes the two sockets, so this client and the app speak the protocol end to end. A
+   * refusal (the server's or the app's own non-101 answer) comes through the one error map.
+   */
+  upgrade(target: ExecTarget, c: ExecServerUpgrade): Promise<Result<WebSocket>> {
+    const signal = c.signal;
+    if (signal?.aborted) return Promise.resolve(err(abortError(signal)));
+    const what = `upgrade ${c.path} on ${target.pod}`;
+    if (!target.podIP)
+      return Promise.resolve(err(new AppError("sandbox_failed", `${what}: the pod has no IP`)));
+    return new Promise((resolve) => {
+      const ws = new WebSocket(`ws://${target.podIP}:${this.#port}${c.path}`, c.protocols ?? [], {
+        headers: { ...this.#auth(target), ...c.headers },
+        handshakeTimeout: c.headTimeoutMs,
+        maxPayload: c.maxPayload,
+        // The app's own choice of extensions is not ours to make: frames pass as the app sends them.
+        perMessageDeflate: false,
+      });
+      let settled = false;
+      const settle = (r: Result<WebSocket>) => {
+        if (settled) return;
+        settled = true;
+        signal?.removeEventListener("abort", onAbort);
+        if (!r.ok) ws.terminate();
+        resolve(r);
+      };
+      const onAbort = () => settle(err(abortError(signal as AbortSignal)));
+      signal?.addEventListener("abort", onAbort, { once: true });
+      ws.once("open", () => settle(ok(ws)));
+      ws.once("unexpected-response", (_req, res) => {
+        void answerError(res, c.headTimeoutMs).then((e) => {
+          // The app's own non-101 answer (no error envelope of ours): it did not accept the upgrade.
+          settle(
+            err(
+              e.code === "sandbox_failed"
+                ? new AppError(
+                    "port_not_listening",
+                    `the server on the port refused the WebSocket (${res.statusCode ?? 0})`,
+                    { retryAfterSeconds: 1 },
+                  )
+                : e,
+            ),
+          );
+        });
+      });
+      ws.once("error", (e) => settle(err(new AppError("sandbox_failed", `${what} failed`, { cause: e }))));
+    });
+  }
+}
+
+/** A WebSocket upgrade to the exec server (a port link's): the same token, fence and error map as `call()`. */
+export interface ExecServerUpgrade {
+  /** Under EXEC_SERVER_PATHS.ports: the port and the app's path. */
+  path: string;
+  headers?: Record<string, string>;
+  /** Subprotocols offered to the app. */
+  protocols?: string[];
+  /** Largest message either way (a larger one closes the socket 1009). */
+  maxPayload: number;
+  signal?: AbortSignal;
+  /** Until the handshake completes. */
+  headTimeoutMs: number;
 }
 
 /** The exec server's error codes that mean something to the agent's callers, as they see them. */
@@ -166,6 +255,9 @@ const KNOWN: Record<string, ErrorCode> = {
   ring_limit: "ring_limit",
   spawn_failed: "spawn_failed",
   not_a_tty: "not_a_tty",
+  // Port links: the server's words about the linked port.
+  port_not_listening: "port_not_listening",
+  port_not_allowed: "port_not_allowed",
 };
 
 const ServerErrorSchema = z.object({
@@ -191,7 +283,8 @@ function serverError(status: number, text: string): AppError {
   const exit =
     code === "process_exited" ? { exit: { exitCode: exitCode ?? null, signal: signal ?? null } } : {};
   // stdin_busy is the process's own backlog draining: worth a retry a second later.
-  const retry = code === "stdin_busy" ? { retryAfterSeconds: 1 } : {};
+  // port_not_listening: a server that is still starting.
+  const retry = code === "stdin_busy" || code === "port_not_listening" ? { retryAfterSeconds: 1 } : {};
   return mapped
     ? new AppError(mapped, message, { ...exit, ...retry })
     : new AppError("sandbox_failed", `exec server answered ${status} ${code}: ${message}`);

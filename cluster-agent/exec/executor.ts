@@ -7,6 +7,7 @@ import type {
   StdinResult,
 } from "../../shared/api.ts";
 import { AppError, type Result } from "../../shared/errors.ts";
+import type { ListPageResult } from "../../shared/list-page.ts";
 
 /*
  * The one contract between the lease core, the request pipeline, chat and the executors: what a
@@ -50,7 +51,7 @@ export interface ExecCall {
 }
 
 export interface Executor {
-  readonly mode: "http" | "api";
+  readonly mode: "http" | "api" | "pydantic-http";
   exec(target: ExecTarget, call: ExecCall): Promise<Result<ExecOutcome>>;
   /**
    * A pod just turned Ready: open the connection its first command will use, so that command does
@@ -62,11 +63,16 @@ export interface Executor {
 
 export type ReadResult =
   | { kind: "file"; size: number; body: ReadableStream<Uint8Array> }
-  | { kind: "dir"; entries: FileEntry[] };
+  | ({ kind: "dir" } & FileListing);
 
-export interface FileListing {
-  entries: FileEntry[];
-  truncated: boolean;
+/** One page of a listing (shared/list-page.ts): `next` is the `after` of the following page. */
+export type FileListing = ListPageResult<FileEntry>;
+
+/** Which page of a listing: at most `limit` entries (and SANDBOX_LIMITS.maxListBytes), after `after`. */
+export interface ListOptions {
+  recursive?: boolean;
+  limit?: number;
+  after?: string;
 }
 
 /**
@@ -88,7 +94,7 @@ export interface SandboxFiles {
   list(
     target: ExecTarget,
     path: string,
-    opts: { signal: AbortSignal; recursive?: boolean; limit?: number },
+    opts: ListOptions & { signal: AbortSignal },
   ): Promise<Result<FileListing>>;
   remove(target: ExecTarget, path: string, opts: { signal: AbortSignal }): Promise<Result<void>>;
 }
@@ -113,7 +119,12 @@ export interface SandboxProcesses {
     opts: { signal: AbortSignal },
   ): Promise<Result<ProcessInfo>>;
   list(target: ExecTarget, opts: { signal: AbortSignal }): Promise<Result<ProcessInfo[]>>;
-  get(target: ExecTarget, pid: number, opts: { signal: AbortSignal }): Promise<Result<ProcessInfo>>;
+  /** With `waitMs`: answers once it has exited or that long passed (the agent's exit watch). */
+  get(
+    target: ExecTarget,
+    pid: number,
+    opts: { signal: AbortSignal; waitMs?: number },
+  ): Promise<Result<ProcessInfo>>;
   output(
     target: ExecTarget,
     pid: number,
@@ -151,6 +162,54 @@ export interface SandboxProcesses {
   ): Promise<Result<ProcessInfo>>;
   /** Kill its group (if running) and forget it; answers how it ended. */
   remove(target: ExecTarget, pid: number, opts: { signal: AbortSignal }): Promise<Result<ProcessInfo>>;
+}
+
+/** One HTTP request to a port inside the sandbox (a port link's request, as the edge relayed it). */
+export interface PortRequest {
+  port: number;
+  method: string;
+  /** The app's path and query, as the client sent them. */
+  path: string;
+  headers: Array<[string, string]>;
+  body?: ReadableStream<Uint8Array> | Uint8Array;
+}
+
+/** The app's answer: its status and headers (hop-by-hop ones dropped) and its body, streaming. */
+export interface PortResponse {
+  status: number;
+  headers: Array<[string, string]>;
+  body: ReadableStream<Uint8Array> | null;
+}
+
+/**
+ * The sandbox's ports (http mode only: exec/ports.ts through the exec server's /ports; api mode has
+ * no server in the pod to proxy through). Callers go through the pipeline (LeasedSandbox.onPorts).
+ */
+export interface SandboxPorts {
+  /** Resolves at the app's response head; `signal` ends both bodies. */
+  proxy(target: ExecTarget, req: PortRequest, opts: { signal: AbortSignal }): Promise<Result<PortResponse>>;
+  /** A WebSocket to the port, open once the app accepted it; `signal` closes it. */
+  webSocket(
+    target: ExecTarget,
+    req: Omit<PortRequest, "method" | "body"> & { protocols: string[] },
+    opts: { signal: AbortSignal },
+  ): Promise<Result<PortSocket>>;
+}
+
+/** One message of a port's WebSocket: bytes (binary) or a string (text). */
+export type PortMessage = Uint8Array | string;
+
+/** An open WebSocket to a sandbox's port (the app's end), in the shape a tunnel session needs. */
+export interface PortSocket {
+  /** The subprotocol the app chose ("" for none). */
+  protocol: string;
+  /** The app's messages in order; it ends when the app closes (then `closedWith`). */
+  messages: ReadableStream<PortMessage>;
+  /** Resolves once the message is written toward the app (the sender's backpressure). */
+  send(msg: PortMessage): Promise<void>;
+  close(code: number, reason: string): void;
+  /** How the app closed (1005 when it gave no code). */
+  closedWith(): { code: number; reason: string };
 }
 
 export interface Scrubber {

@@ -1,6 +1,6 @@
 import type { IncomingMessage } from "node:http";
 import { Readable } from "node:stream";
-import { DirListingSchema, FileWriteResultSchema } from "../../shared/api.ts";
+import { DirListingSchema, FileWriteResultSchema, SANDBOX_LIMITS } from "../../shared/api.ts";
 import { AppError, err, ok, type Result } from "../../shared/errors.ts";
 import { EXEC_SERVER_PATHS, FILE_KIND_HEADER, MAX_BYTES_HEADER } from "../sandbox-server/protocol.ts";
 import {
@@ -11,15 +11,18 @@ import {
   execServerClient,
   readAnswer,
 } from "./exec-server-client.ts";
-import type { ExecTarget, FileListing, ReadResult, SandboxFiles } from "./executor.ts";
+import type { ExecTarget, FileListing, ListOptions, ReadResult, SandboxFiles } from "./executor.ts";
 
 export type HttpFilesOptions = ExecServerAccess & {
   /** Until the response head arrives, and again to read a JSON answer (a 64 MiB write may take seconds on a loaded machine). */
   timeoutMs?: number;
 };
 
-/** A recursive listing of many entries is the largest JSON answer of /files. */
-const JSON_LIMIT_BYTES = 64 * 1024 * 1024;
+/**
+ * A listing page is the largest JSON answer of /files: the exec server caps it at
+ * SANDBOX_LIMITS.maxListBytes of entries; the rest of this bound is the envelope's room.
+ */
+const JSON_LIMIT_BYTES = SANDBOX_LIMITS.maxListBytes + 64 * 1024;
 
 /** `http` mode: the pod's exec server does the work (`/files?path=`), streaming both ways. */
 export class HttpFiles implements SandboxFiles {
@@ -79,12 +82,8 @@ export class HttpFiles implements SandboxFiles {
     const res = r.value;
     if (res.statusCode !== 200) return this.#failed(res);
     if (res.headers[FILE_KIND_HEADER] === "dir") {
-      const json = await this.#json(res);
-      if (!json.ok) return json;
-      const parsed = DirListingSchema.safeParse(json.value);
-      return parsed.success
-        ? ok({ kind: "dir", entries: parsed.data.entries })
-        : err(new AppError("sandbox_failed", "exec server sent a bad listing"));
+      const page = await this.#page(res);
+      return page.ok ? ok({ kind: "dir", ...page.value }) : page;
     }
     const size = Number(res.headers["content-length"] ?? "0");
     // An abort of opts.signal destroys the response (the client's call), ending this stream.
@@ -95,11 +94,12 @@ export class HttpFiles implements SandboxFiles {
   async list(
     target: ExecTarget,
     path: string,
-    opts: { signal: AbortSignal; recursive?: boolean; limit?: number },
+    opts: ListOptions & { signal: AbortSignal },
   ): Promise<Result<FileListing>> {
     const q: Record<string, string> = { path };
     if (opts.recursive) q.recursive = "1";
     if (opts.limit !== undefined) q.limit = String(opts.limit);
+    if (opts.after !== undefined) q.after = opts.after;
     const r = await this.#call(target, "GET", q, opts.signal);
     if (!r.ok) return r;
     const res = r.value;
@@ -108,12 +108,17 @@ export class HttpFiles implements SandboxFiles {
       res.destroy();
       return err(new AppError("invalid_path", `${path}: not a directory`));
     }
+    return this.#page(res);
+  }
+
+  /** A listing page's JSON, bounded (JSON_LIMIT_BYTES) and checked. */
+  async #page(res: IncomingMessage): Promise<Result<FileListing>> {
     const json = await this.#json(res);
     if (!json.ok) return json;
     const parsed = DirListingSchema.safeParse(json.value);
-    return parsed.success
-      ? ok({ entries: parsed.data.entries, truncated: parsed.data.truncated ?? false })
-      : err(new AppError("sandbox_failed", "exec server sent a bad listing"));
+    if (!parsed.success) return err(new AppError("sandbox_failed", "exec server sent a bad listing"));
+    const { entries, truncated, next } = parsed.data;
+    return ok({ entries, truncated: truncated ?? false, ...(next !== undefined ? { next } : {}) });
   }
 
   async remove(target: ExecTarget, path: string, opts: { signal: AbortSignal }): Promise<Result<void>> {

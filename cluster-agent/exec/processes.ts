@@ -95,8 +95,23 @@ export class HttpProcesses implements SandboxProcesses {
     return r.ok ? ok(r.value.processes) : r;
   }
 
-  get(target: ExecTarget, pid: number, opts: { signal: AbortSignal }): Promise<Result<ProcessInfo>> {
-    return this.#json(target, { method: "GET", path: pidPath(pid), signal: opts.signal }, ProcessInfoSchema);
+  get(
+    target: ExecTarget,
+    pid: number,
+    opts: { signal: AbortSignal; waitMs?: number },
+  ): Promise<Result<ProcessInfo>> {
+    const wait = opts.waitMs ?? 0;
+    return this.#json(
+      target,
+      {
+        method: "GET",
+        path: pidPath(pid),
+        ...(wait > 0 ? { query: { waitMs: String(wait) } } : {}),
+        signal: opts.signal,
+      },
+      ProcessInfoSchema,
+      { extraMs: wait },
+    );
   }
 
   output(

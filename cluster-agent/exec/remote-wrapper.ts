@@ -1,4 +1,7 @@
 import { Readable } from "node:stream";
+import { EnvSchema, type ExecOutcome, LIMITS, WorkspacePathSchema } from "../../shared/api.ts";
+import { AppError, err, ok, parseOrError, type Result } from "../../shared/errors.ts";
+import type { ExecCall } from "./executor.ts";
 
 /**
  * The shell program `api` mode runs through pods/exec. pods/exec neither kills remote processes
@@ -79,6 +82,68 @@ export function wrapperArgv(opts: {
 
 export function killArgv(id: string): string[] {
   return ["/bin/sh", "-c", KILL_SCRIPT, "pi-kill", id];
+}
+
+/**
+ * The call checked as the exec server checks it (in the modes that run the wrapper nothing remote
+ * does), as the wrapper's argv for exec `id`.
+ */
+export function checkedWrapperArgv(call: ExecCall, id: string): Result<string[]> {
+  if (call.command.length === 0) return err(new AppError("invalid_request", "command: must not be empty"));
+  if (
+    !Number.isInteger(call.timeoutMs) ||
+    call.timeoutMs < 1 ||
+    call.timeoutMs > LIMITS.maxTimeoutSeconds * 1000
+  ) {
+    return err(
+      new AppError(
+        "invalid_request",
+        `timeoutMs: must be an integer from 1 to ${LIMITS.maxTimeoutSeconds * 1000}`,
+      ),
+    );
+  }
+  const cwd = parseOrError(WorkspacePathSchema, call.cwd ?? "/workspace", "cwd");
+  if (!cwd.ok) return cwd;
+  const env = parseOrError(EnvSchema, call.env ?? {}, "env");
+  if (!env.ok) return env;
+  return ok(
+    wrapperArgv({
+      command: call.command,
+      timeoutMs: call.timeoutMs,
+      cwd: cwd.value,
+      env: env.value,
+      id,
+      stdinBytes: call.stdin === undefined ? undefined : Buffer.byteLength(call.stdin),
+    }),
+  );
+}
+
+/** Exit status of a shell whose child died of SIGKILL: what the wrapper reports when `timeout` fired. */
+const KILLED_EXIT = 137;
+
+/**
+ * What the wrapper's exit code means: a refused cwd (its message is `refusal`, where the mode puts
+ * the wrapper's stderr, and the command wrote nothing) is the caller's error; a 137 at or after
+ * the deadline is the timeout — `timeout -s KILL` fires only once the time is up, and the agent's
+ * clock started earlier than the pod's; before it, a 137 is the command's own.
+ */
+export function wrapperOutcome(
+  code: number | null,
+  out: Omit<ExecOutcome, "exitCode" | "signal" | "timedOut" | "durationMs">,
+  refusal: string,
+  durationMs: number,
+  timeoutMs: number,
+): Result<ExecOutcome> {
+  if (code === CWD_REFUSED_EXIT && refusal.startsWith(CWD_REFUSED_PREFIX))
+    return err(new AppError("invalid_request", refusal.slice("pi-sandbox: ".length).trim()));
+  const timedOut = code === KILLED_EXIT && durationMs >= timeoutMs;
+  return ok({
+    exitCode: timedOut ? null : code,
+    signal: timedOut ? "SIGKILL" : null,
+    timedOut,
+    ...out,
+    durationMs,
+  });
 }
 
 /**

@@ -19,7 +19,7 @@ import { type RelayClaims, type RelayVerifier, STREAMED_BODY } from "../../share
 import { AGENT_TIMING_HEADER, formatServerTiming, Spans, spansForLog } from "../../shared/spans.ts";
 import type { EventBus } from "../events/bus.ts";
 import type { ExecRequestContext } from "../requests/exec-request.ts";
-import { isFileUpload, type SandboxVars } from "../sandboxes/routes.ts";
+import { isStreamedUpload, type SandboxVars } from "../sandboxes/routes.ts";
 import { bodyTrailerOf } from "../tunnel/body-trailer.ts";
 import { answerExec, chatEventWithRegion, STREAM_PING_MS, withRegion } from "./answers.ts";
 import { sseResponse, wantsEventStream } from "./sse.ts";
@@ -50,6 +50,8 @@ export interface AgentAppDeps {
   logger?: Logger;
   /** The /v1/sandboxes routes (cluster-agent/sandboxes) and the larger body limit of file uploads. */
   sandboxes?: { routes: Hono<{ Variables: SandboxVars }>; maxFileBytes: number };
+  /** The /v1/secrets routes (cluster-agent/secrets). */
+  secrets?: Hono<{ Variables: SandboxVars }>;
 }
 
 type Vars = SandboxVars;
@@ -78,13 +80,13 @@ export function createAgentApp(deps: AgentAppDeps): Hono<{ Variables: Vars }> {
   app.use("/v1/*", async (c, next) => {
     const spans = new Spans();
     const endVerify = spans.start("verify", "relay signature + replay");
-    const fileUpload = deps.sandboxes !== undefined && isFileUpload(c.req.method, c.req.path);
+    const fileUpload = deps.sandboxes !== undefined && isStreamedUpload(c.req.method, c.req.path);
     const limit = fileUpload && deps.sandboxes ? deps.sandboxes.maxFileBytes : LIMITS.requestBodyBytes;
     const declared = Number(c.req.header("content-length") ?? "0");
     if (declared > limit) {
       return errorResponse(new AppError("payload_too_large", `body exceeds ${limit} bytes`), "");
     }
-    // A body that streams through the tunnel (a file upload) is signed in its trailer, checked as
+    // A body that streams through the tunnel (a file upload, a port link's request) is signed in its trailer, checked as
     // it ends (streamed-body.ts); any other body is read whole here and checked against the head.
     const trailer = bodyTrailerOf(c.req.raw);
     if (trailer && !fileUpload) {
@@ -204,6 +206,7 @@ export function createAgentApp(deps: AgentAppDeps): Hono<{ Variables: Vars }> {
   });
 
   if (deps.sandboxes) app.route("/", deps.sandboxes.routes);
+  if (deps.secrets) app.route("/", deps.secrets);
 
   app.get("/v1/pool", (c) => {
     const denied = requireScope(c.get("claims"), SCOPES.admin);

@@ -9,6 +9,7 @@ import { type FailureLog, logFailure } from "../pool-state/failure-log.ts";
 import { claimedLease, holderOf, tenantOf } from "../pool-state/lease-record.ts";
 import { type PodEndings, podEndedError } from "../pool-state/pod-endings.ts";
 import type { PoolStore } from "../pool-state/pool-store.ts";
+import { networkAnnotation } from "../pool-state/sandbox-record.ts";
 import { CandidateChooser } from "./candidates.ts";
 import { type Held, holderIdentity, newHeld } from "./held.ts";
 import { LeaseRelease } from "./release.ts";
@@ -170,6 +171,7 @@ export class LeaseManager {
         tenant: req.tenant,
         requestId: req.requestId,
         holder: req.holder ?? holderIdentity(this.o.agentId, req.requestId),
+        network: req.network && networkAnnotation(req.network),
         ttlSeconds: req.leaseSeconds ?? this.o.leaseTtlSeconds,
         enqueuedAt: this.clock.now(),
         signal: req.signal,
@@ -454,6 +456,7 @@ export class LeaseManager {
       durationSeconds: w.ttlSeconds,
       tenant: w.tenant,
       requestId: w.requestId,
+      network: w.network,
     });
     try {
       return ok(await this.o.store.replaceLease(body, this.timeoutMs, "acquire lease"));

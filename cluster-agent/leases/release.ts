@@ -160,6 +160,7 @@ export class LeaseRelease {
           tenant: w.tenant,
           requestId: w.requestId,
           keptForTenant: h.tenant,
+          network: w.network,
         }),
       );
       if (lease) {

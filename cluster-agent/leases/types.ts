@@ -1,3 +1,4 @@
+import type { NetworkPolicyInput } from "../../shared/egress-policy.ts";
 import type { Result } from "../../shared/errors.ts";
 import type { SandboxLease } from "../exec/executor.ts";
 
@@ -26,6 +27,12 @@ export interface AcquireRequest {
    * request (a sandbox across requests) names itself here.
    */
   holder?: string | undefined;
+  /**
+   * The egress policy of this use (`POST /v1/exec`, a chat request's pod), written with the claim
+   * in the same compare-and-swap, so the proxy knows it before the first command; gone with the
+   * release.
+   */
+  network?: NetworkPolicyInput | undefined;
   /** The Lease's duration (default LEASE_TTL_SECONDS); renewed every third of it. */
   leaseSeconds?: number | undefined;
 }

@@ -6,6 +6,8 @@ export interface Waiter {
   tenant: string;
   requestId: string;
   holder: string;
+  /** The network policy annotation its use of the pod carries (AcquireRequest.network). */
+  network?: string | undefined;
   ttlSeconds: number;
   enqueuedAt: number;
   signal: AbortSignal | undefined;

@@ -1,6 +1,7 @@
 import type { V1Lease } from "@kubernetes/client-node";
 import { microNow, microTimeString, toMicroTime } from "../k8s/microtime.ts";
 import { KEPT_FOR_TENANT_ANNOTATION, REQUEST_ID_ANNOTATION, TENANT_ANNOTATION } from "./labels.ts";
+import { SANDBOX_ANNOTATIONS } from "./sandbox-record.ts";
 
 export interface HolderIdentity {
   agentId: string;
@@ -38,6 +39,18 @@ export function recordKey(l: V1Lease): string {
 }
 
 /**
+ * The Lease's annotations without what belonged to one holder's use of the pod: its network policy
+ * and its secrets' placeholders. What the egress proxy allows a pod follows its holder, so nothing
+ * of the last holder's may outlive a hand-over or a release.
+ */
+function withoutUse(lease: V1Lease): Record<string, string> {
+  const annotations = { ...(lease.metadata?.annotations ?? {}) };
+  delete annotations[SANDBOX_ANNOTATIONS.network];
+  delete annotations[SANDBOX_ANNOTATIONS.secrets];
+  return annotations;
+}
+
+/**
  * The body of a compare-and-swap that takes `lease` for `holder`: a new acquisition (the fence,
  * leaseTransitions, goes up by one), with who it is for in the annotations when that is a request.
  */
@@ -50,10 +63,16 @@ export function claimedLease(
     requestId?: string;
     /** A pod handed from one holder straight to the next of the same tenant: marked as that tenant's. */
     keptForTenant?: string;
+    /**
+     * The network policy of this holder's use of the pod (`POST /v1/exec` with `network`), as
+     * `networkAnnotation` writes it. Absent: none. Never inherited from an earlier holder.
+     */
+    network?: string | undefined;
   },
 ): V1Lease {
   const now = microNow();
-  const annotations = { ...(lease.metadata?.annotations ?? {}) };
+  const annotations = withoutUse(lease);
+  if (claim.network !== undefined) annotations[SANDBOX_ANNOTATIONS.network] = claim.network;
   if (claim.tenant !== undefined) annotations[TENANT_ANNOTATION] = claim.tenant;
   if (claim.keptForTenant !== undefined) annotations[KEPT_FOR_TENANT_ANNOTATION] = claim.keptForTenant;
   if (claim.requestId !== undefined) annotations[REQUEST_ID_ANNOTATION] = claim.requestId;
@@ -75,7 +94,7 @@ export function claimedLease(
 
 /** The body of a compare-and-swap that frees `lease`, keeping leaseTransitions (the fence) monotonic. */
 export function freedLease(lease: V1Lease): V1Lease {
-  const annotations = { ...(lease.metadata?.annotations ?? {}) };
+  const annotations = withoutUse(lease);
   delete annotations[TENANT_ANNOTATION];
   delete annotations[REQUEST_ID_ANNOTATION];
   return {

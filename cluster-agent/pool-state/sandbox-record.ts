@@ -11,7 +11,8 @@ import { TENANT_ANNOTATION } from "./labels.ts";
  *   renews it by CAS): the leader's controller recycles it like any expired Lease;
  * - annotations carry the rest: id, name, creation time, absolute end of its max lifetime (the
  *   controller deletes it then, whatever its activity), last command, default env (sealed),
- *   network policy (plain: it names destinations, nothing secret).
+ *   network policy (plain: it names destinations, nothing secret), open port links (no tokens:
+ *   the edge signs those; a link missing here is revoked).
  */
 export const SANDBOX_ANNOTATIONS = {
   id: "pi-sandbox-runtime/sandbox-id",
@@ -23,6 +24,13 @@ export const SANDBOX_ANNOTATIONS = {
   env: "pi-sandbox-runtime/sandbox-env",
   /** The network policy `{allow, deny}` as JSON (not secret: it names destinations only). */
   network: "pi-sandbox-runtime/sandbox-network",
+  /**
+   * The tenant secrets the sandbox may use, name → its placeholder, as JSON. Not secret: a
+   * placeholder is what the sandbox itself sees; the value stays in the tenant's Secret.
+   */
+  secrets: "pi-sandbox-runtime/sandbox-secrets",
+  /** Open port links, JSON `{links: [{id, port, public, createdAt, expiresAt}]}` (sandboxes/port-links.ts). */
+  links: "pi-sandbox-runtime/sandbox-links",
 } as const;
 
 const HOLDER_PREFIX = "sandbox:";
@@ -38,11 +46,15 @@ export const sandboxIdOf = (lease: V1Lease | undefined): string | undefined =>
 
 /** A new id naming where the sandbox lives (see shared/api.ts SANDBOX_ID_PATTERN). */
 export function mintSandboxId(region: string, cluster: string): string {
+  return `sb.${region}.${cluster}.${randomLowerAlnum(20)}`;
+}
+
+/** `n` random characters of [a-z0-9] (ids that must be unguessable and fit a DNS label). */
+export function randomLowerAlnum(n: number): string {
   const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789";
-  const bytes = randomBytes(20);
   let rand = "";
-  for (const b of bytes) rand += alphabet[b % alphabet.length];
-  return `sb.${region}.${cluster}.${rand}`;
+  for (const b of randomBytes(n)) rand += alphabet[b % alphabet.length];
+  return rand;
 }
 
 /** True once the sandbox outlived `maxLifetimeSeconds` (read by the leader's controller). */
@@ -72,6 +84,19 @@ export function sandboxNetworkOf(lease: V1Lease): SandboxNetwork | undefined {
     return strings(allow) && strings(deny) ? { allow, deny } : undefined;
   } catch {
     return undefined;
+  }
+}
+
+/** The sandbox's secrets, name → placeholder (none when absent or unreadable: nothing is substituted). */
+export function sandboxSecretsOf(lease: V1Lease): Map<string, string> {
+  const raw = lease.metadata?.annotations?.[SANDBOX_ANNOTATIONS.secrets];
+  if (!raw) return new Map();
+  try {
+    const v: unknown = JSON.parse(raw);
+    if (typeof v !== "object" || v === null) return new Map();
+    return new Map(Object.entries(v).filter((e): e is [string, string] => typeof e[1] === "string"));
+  } catch {
+    return new Map();
   }
 }
 

@@ -67,6 +67,12 @@ export class PoolController {
   private readonly creating = new Set<string>();
   /** Creates in flight (their names are not known until the server answers). */
   private pendingCreates = 0;
+  /**
+   * Creates that got no answer twice, by name → when we gave up: the server may still create them
+   * (a loaded one handles a request its client stopped waiting for). They count against
+   * POOL_MAX_PODS until their pod shows up in the watch or twice the call budget has passed.
+   */
+  private readonly unanswered = new Map<string, number>();
   private readonly deleting = new Set<string>();
   /** Failed pods already reported (a recycle that fails is retried; its failure is told once). */
   private readonly failedReported = new Set<string>();
@@ -182,6 +188,9 @@ export class PoolController {
     for (const name of [...this.failedReported]) if (!podByName.has(name)) this.failedReported.delete(name);
     for (const name of this.expiry.names()) if (!leaseByName.has(name)) this.expiry.forget(name);
 
+    for (const [name, since] of this.unanswered)
+      if (podByName.has(name) || now - since >= 2 * this.timeoutMs) this.unanswered.delete(name);
+
     const members: V1Pod[] = [];
     for (const pod of pods) {
       const name = pod.metadata?.name ?? "";
@@ -277,7 +286,14 @@ export class PoolController {
       else if (!key.startsWith("lease:") && !podByName.has(key)) this.orphanSince.delete(key);
     }
 
-    this.scale(now, members, leaseByName, work);
+    // Pods we are deleting (since an earlier pass or this one) that the server has not marked
+    // Terminating yet: still pods, still under the cap.
+    let deletingLive = 0;
+    for (const name of this.deleting) {
+      const pod = podByName.get(name);
+      if (pod && isPoolMember(pod)) deletingLive++;
+    }
+    this.scale(now, members, deletingLive, leaseByName, work);
     await Promise.all(work);
   }
 
@@ -311,17 +327,21 @@ export class PoolController {
 
   /**
    * Free = Ready with a free Lease; held = any holder (a request or a long-lived sandbox); the rest
-   * is starting. Held pods do not count toward the warm target, all of them toward POOL_MAX_PODS.
+   * is starting. Held pods do not count toward the warm target, all of them toward POOL_MAX_PODS —
+   * and so do pods being deleted but not yet Terminating and creates that may still land: the cap
+   * is on pods that exist, not on the ones we are counting on.
    */
   private scale(
     now: number,
     members: V1Pod[],
+    deletingLive: number,
     leaseByName: Map<string, V1Lease>,
     work: Array<Promise<unknown>>,
   ): void {
     const free: V1Pod[] = [];
     let held = 0;
-    let starting = this.pendingCreates;
+    const maybeCreated = this.pendingCreates + this.unanswered.size;
+    let starting = maybeCreated;
     let unschedulable = 0;
     for (const p of members) {
       const name = p.metadata?.name ?? "";
@@ -339,7 +359,7 @@ export class PoolController {
       free: free.length,
       starting,
       unschedulable,
-      total: members.length + this.pendingCreates,
+      total: members.length + maybeCreated + deletingLive,
     };
     this.counts = { ...counts, held };
     const demand = this.o.demand?.() ?? { queued: 0, arrivalsPerSecond: 0 };
@@ -461,6 +481,7 @@ export class PoolController {
         }
         unanswered++;
         if (unanswered >= 2) {
+          this.unanswered.set(name, this.now());
           logFailure(this.o.log, "create pod got no answer twice; the next reconcile tries again", e, {
             pod: name,
           });

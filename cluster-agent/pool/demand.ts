@@ -142,7 +142,9 @@ export class DemandPublisher {
   private async write(text: string): Promise<void> {
     const api = this.o.clients.coordination;
     const ns = this.o.namespace;
-    const budget = () => deadline(2_000);
+    // A heartbeat's time per call: the leader ignores our numbers only after two heartbeats, and a
+    // write that lands late under a burst (the API server busy with pod creates) is still useful.
+    const budget = () => deadline(this.o.heartbeatMs ?? 3_000);
     const body = (base: V1Lease | undefined): V1Lease => ({
       apiVersion: "coordination.k8s.io/v1",
       kind: "Lease",

@@ -9,6 +9,9 @@ import { LEADER_LEASE_NAME } from "../pool-state/labels.ts";
 import { recordKey } from "../pool-state/lease-record.ts";
 import { ObservedExpiry } from "../pool-state/observed-expiry.ts";
 
+/** The shortest round: below this a call against a loaded API server cannot succeed anyway. */
+const MIN_ROUND_MS = 1000;
+
 export interface LeaderElectorOptions {
   clients: KubeClients;
   bus: EventBus;
@@ -16,7 +19,7 @@ export interface LeaderElectorOptions {
   namespace: string;
   identity: string;
   leaseDurationSeconds: number;
-  /** How often a follower looks at the record (default duration/6); the leader renews every duration/3. */
+  /** How often a follower looks at the record and the leader renews it (default duration/6; client-go: 2 s of 15). */
   retryPeriodMs?: number;
   onStartedLeading: () => void;
   onStoppedLeading: () => void;
@@ -26,8 +29,15 @@ export interface LeaderElectorOptions {
 /**
  * Leader election over the `pi-sandbox-pool-leader` Lease, as client-go does it: a follower takes
  * over only when the record has not changed *as it observed it* for a lease duration (no clock
- * comparison), by CAS PUT with leaseTransitions+1; the leader renews every duration/3 and steps down
- * when it cannot renew within the renew deadline (2/3 of the duration).
+ * comparison), by CAS PUT with leaseTransitions+1; the leader renews every retry period and steps
+ * down when it cannot renew within the renew deadline (2/3 of the duration).
+ *
+ * Under a burst the API server answers slowly (the leader's own pod creates and every replica's
+ * Lease writes queue there): a renewal round may use all the time left before the renew deadline
+ * (a slow answer that still lands in time keeps the lease — a fixed per-call timeout of a third of
+ * the lease threw such answers away, and with a round every third of the lease the next came too
+ * late). Renewing every retry period, as client-go does, leaves one call up to 2/3 − 1/6 of the
+ * lease (7.5 s of 15) instead of 1/3.
  */
 export class LeaderElector {
   private readonly expiry: ObservedExpiry;
@@ -71,14 +81,16 @@ export class LeaderElector {
 
   private loop(): void {
     if (this.stopped) return;
+    const began = this.now();
     this.running = this.tryAcquireOrRenew()
       .catch((e: unknown) => logFailure(this.o.log, "leader election round failed", e))
       .finally(() => {
         this.running = undefined;
         if (this.stopped) return;
-        const period = this.leading ? this.durationMs / 3 : (this.o.retryPeriodMs ?? this.durationMs / 6);
+        // From the round's start: a slow round is followed at once, not a whole period later.
         // Jitter so followers do not poll in lockstep.
-        this.timer = setTimeout(() => this.loop(), Math.max(50, period * (0.9 + Math.random() * 0.2)));
+        const period = (this.o.retryPeriodMs ?? this.durationMs / 6) * (0.9 + Math.random() * 0.2);
+        this.timer = setTimeout(() => this.loop(), Math.max(50, period - (this.now() - began)));
       });
   }
 
@@ -90,16 +102,27 @@ export class LeaderElector {
     else this.o.onStoppedLeading();
   }
 
+  /**
+   * One round's end (read and write share it): a leader may use what is left of its renew deadline
+   * (at least MIN_ROUND_MS); a follower a third of the lease.
+   */
+  private roundEnd(startedAt: number): number {
+    if (!this.leading) return startedAt + Math.max(MIN_ROUND_MS, this.durationMs / 3);
+    const renewDeadline = this.lastRenew + (this.durationMs * 2) / 3;
+    return Math.max(startedAt + MIN_ROUND_MS, renewDeadline);
+  }
+
   private async tryAcquireOrRenew(): Promise<void> {
     const api = this.o.clients.coordination;
     const ns = this.o.namespace;
-    const timeoutMs = Math.max(1000, this.durationMs / 3);
+    // What a renewal proves is that the record changed after this moment: the leader counts its
+    // renew deadline from here, not from the answer (which may come long after the write landed).
+    const startedAt = this.now();
+    const end = this.roundEnd(startedAt);
+    const budget = () => deadline(Math.max(1, end - this.now()));
     let current: V1Lease | undefined;
     try {
-      current = await api.readNamespacedLease(
-        { name: LEADER_LEASE_NAME, namespace: ns },
-        deadline(timeoutMs),
-      );
+      current = await api.readNamespacedLease({ name: LEADER_LEASE_NAME, namespace: ns }, budget());
     } catch (e) {
       const f = k8sFailure(e);
       if (!isNotFound(f)) return this.renewFailed("read leader lease", e);
@@ -121,10 +144,9 @@ export class LeaderElector {
               },
             },
           },
-          deadline(timeoutMs),
+          budget(),
         );
-        this.lastRenew = this.now();
-        this.setLeading(true);
+        this.renewed(startedAt);
       } catch (e) {
         this.renewFailed("create leader lease", e);
       }
@@ -158,11 +180,10 @@ export class LeaderElector {
     try {
       const updated = await api.replaceNamespacedLease(
         { name: LEADER_LEASE_NAME, namespace: ns, body },
-        deadline(timeoutMs),
+        budget(),
       );
       this.expiry.observe(LEADER_LEASE_NAME, recordKey(updated));
-      this.lastRenew = this.now();
-      this.setLeading(true);
+      this.renewed(startedAt);
     } catch (e) {
       if (isConflict(k8sFailure(e))) {
         // Another replica wrote first; only a leader that is sure it lost steps down at once.
@@ -172,6 +193,11 @@ export class LeaderElector {
       }
       this.renewFailed("renew leader lease", e);
     }
+  }
+
+  private renewed(startedAt: number): void {
+    this.lastRenew = startedAt;
+    this.setLeading(true);
   }
 
   /** client-go's renew deadline: a leader that could not renew for 2/3 of the duration stops acting as one. */

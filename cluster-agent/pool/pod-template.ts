@@ -9,6 +9,13 @@ import { POOL_LABELS } from "../pool-state/labels.ts";
 /** The env var the exec server reads its token from: this pod's own token, never the pool token. */
 export const EXEC_TOKEN_ENV = "POOL_TOKEN";
 
+/**
+ * What pydantic-ai-backends' KubernetesPodSandbox puts into a pod whose server speaks its http
+ * contract (EXEC_MODE=pydantic-http): the token its server checks in `X-Sandbox-Token`, and the
+ * port it listens on — the agent dials 8080, the port of every sandbox exec server.
+ */
+export const CONTRACT_ENV = { token: "SANDBOX_EXEC_TOKEN", port: "SANDBOX_PORT", portValue: "8080" } as const;
+
 export interface PodTemplateOptions {
   namespace: string;
   /** The pod's name, chosen by the controller (`podName`) because its exec token is bound to it. */
@@ -17,6 +24,8 @@ export interface PodTemplateOptions {
   execToken: string;
   image: string;
   runtimeClassName?: string | undefined;
+  /** Which server reads the token: ours (default) or one written to pydantic-ai-backends' contract. */
+  execMode?: "http" | "api" | "pydantic-http";
   /** Path of a JSON Pod to use instead of k8s/base/sandbox-pod-template.json (SANDBOX_POD_TEMPLATE). */
   templatePath?: string | undefined;
 }
@@ -58,7 +67,8 @@ export function podName(template: V1Pod): string {
  * The Pod the controller creates: the template with name, namespace, image (first container), pool
  * labels and the pod's own exec token filled in. The name is set here, not by generateName: the
  * token is bound to it, so it must be known before the pod exists (a 409 means pick another).
- * Any `POOL_TOKEN` entry in the template (e.g. an old secretKeyRef) is replaced.
+ * Any `POOL_TOKEN` entry in the template (e.g. an old secretKeyRef) is replaced; with
+ * EXEC_MODE=pydantic-http, `SANDBOX_EXEC_TOKEN` and `SANDBOX_PORT` instead.
  */
 export function buildSandboxPod(template: V1Pod, opts: PodTemplateOptions): V1Pod {
   const pod = structuredClone(template);
@@ -76,10 +86,15 @@ export function buildSandboxPod(template: V1Pod, opts: PodTemplateOptions): V1Po
   const first = pod.spec.containers[0];
   if (first) {
     first.image = opts.image;
-    first.env = [
-      { name: EXEC_TOKEN_ENV, value: opts.execToken },
-      ...(first.env ?? []).filter((e) => e.name !== EXEC_TOKEN_ENV),
-    ];
+    const ours =
+      opts.execMode === "pydantic-http"
+        ? [
+            { name: CONTRACT_ENV.token, value: opts.execToken },
+            { name: CONTRACT_ENV.port, value: CONTRACT_ENV.portValue },
+          ]
+        : [{ name: EXEC_TOKEN_ENV, value: opts.execToken }];
+    const names = new Set(ours.map((e) => e.name));
+    first.env = [...ours, ...(first.env ?? []).filter((e) => !names.has(e.name))];
   }
   if (opts.runtimeClassName) pod.spec.runtimeClassName = opts.runtimeClassName;
   return pod;

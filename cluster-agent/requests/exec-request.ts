@@ -1,5 +1,6 @@
 import type { ExecRequest, ExecResult, ExecStreamEvent } from "../../shared/api.ts";
-import { ok, type Result } from "../../shared/errors.ts";
+import { networkRefusal } from "../../shared/egress-policy.ts";
+import { AppError, err, ok, type Result } from "../../shared/errors.ts";
 import type { Spans } from "../../shared/spans.ts";
 import type { EventBus } from "../events/bus.ts";
 import type { Executor } from "../exec/executor.ts";
@@ -11,6 +12,32 @@ export interface ExecRequestDeps {
   executor: Executor;
   bus: EventBus;
   log?: LeasedSandboxDeps["log"];
+  /**
+   * The egress proxy's variables (egress/sandbox-env.ts), for a call with `network`. Absent: no
+   * proxy runs here, and a `network` that allows anything is refused rather than ignored.
+   */
+  egressEnv?: Readonly<Record<string, string>>;
+  /** EGRESS_ALLOW_ANY_HOST. */
+  allowAnyHost?: boolean;
+}
+
+/**
+ * A one-shot call's `network` as its acquire carries it (absent: no network) and the env of its
+ * command, or why it cannot be had: a policy that opens something where no proxy runs.
+ */
+export function useNetwork(
+  network: ExecRequest["network"],
+  egress: { env?: Readonly<Record<string, string>> | undefined; allowAnyHost?: boolean | undefined },
+): Result<{ network?: NonNullable<ExecRequest["network"]>; env?: Readonly<Record<string, string>> }> {
+  const why = networkRefusal(network, {
+    proxy: egress.env !== undefined,
+    allowAnyHost: egress.allowAnyHost ?? false,
+  });
+  if (why !== undefined) return err(new AppError("invalid_request", why));
+  // Every command gets the proxy variables where a proxy runs: without a policy the proxy refuses
+  // it by name (egress_unknown_source), which says more than a failed DNS lookup.
+  if (!egress.env) return ok({});
+  return ok({ ...(network ? { network } : {}), env: egress.env });
 }
 
 export interface ExecRequestContext {
@@ -67,8 +94,12 @@ export async function runExecRequest(
   ctx: ExecRequestContext,
 ): Promise<Result<ExecResult>> {
   const { requestId, tenant, signal, onEvent, spans } = ctx;
+  const net = useNetwork(req.network, { env: deps.egressEnv, allowAnyHost: deps.allowAnyHost });
+  if (!net.ok) return net;
+  const { network, env } = net.value;
   const pipeline = {
-    acquire: (s: AbortSignal) => deps.acquire({ tenant, requestId, signal: s }),
+    acquire: (s: AbortSignal) =>
+      deps.acquire({ tenant, requestId, signal: s, ...(network ? { network } : {}) }),
     executor: deps.executor,
     bus: deps.bus,
     ...(deps.log ? { log: deps.log } : {}),
@@ -79,7 +110,7 @@ export async function runExecRequest(
     { tenant, requestId, signal, ...(onQueued ? { onQueued } : {}), ...(spans ? { spans } : {}) },
     async (sb) => {
       onEvent?.({ type: "acquired", pod: sb.pod, queueMs: sb.queueMs });
-      const outcome = await sb.run(commandOf(req, onEvent));
+      const outcome = await sb.run(commandOf(req, onEvent, env ? { ...env } : undefined));
       if (!outcome.ok) return outcome;
       return ok({ ...outcome.value, requestId, pod: sb.pod, queueMs: sb.queueMs });
     },

@@ -1,4 +1,4 @@
-import type { ExecOutcome } from "../../shared/api.ts";
+import type { ExecOutcome, ProcessInfo, ProcessStartRequest } from "../../shared/api.ts";
 import { AppError, err, ok, type Result } from "../../shared/errors.ts";
 import type { Spans } from "../../shared/spans.ts";
 import type { EventBus } from "../events/bus.ts";
@@ -7,11 +7,14 @@ import type {
   ExecTarget,
   Executor,
   FileListing,
+  ListOptions,
   ReadResult,
   SandboxFiles,
   SandboxLease,
+  SandboxPorts,
   SandboxProcesses,
 } from "../exec/executor.ts";
+import { watchProcessExit } from "./process-watch.ts";
 
 /**
  * How long a call that broke waits for its pod's status to explain it: a kubelet writes the
@@ -29,8 +32,13 @@ export interface LeasedSandboxDeps {
   bus: EventBus;
   /** The agent's sandbox files; without them every file call answers `internal`. */
   files?: SandboxFiles;
-  /** Long-lived processes (http mode); without them every process call answers `not_supported_in_api_mode`. */
+  /**
+   * Long-lived processes (http mode); without them every process call answers
+   * `not_supported_in_api_mode`, or `not_supported_in_contract_mode` with EXEC_MODE=pydantic-http.
+   */
   processes?: SandboxProcesses;
+  /** The sandbox's ports (http mode); without them every port call answers `not_supported_in_api_mode`. */
+  ports?: SandboxPorts;
   /**
    * Where a failure's upstream words go (a pino logger fits): an executor or files call answers
    * in our words and keeps what the pod, the exec server or the API server said as the error's
@@ -166,10 +174,7 @@ export class LeasedSandbox {
     );
   }
 
-  listFiles(
-    path: string,
-    opts: { recursive?: boolean; limit?: number; signal?: AbortSignal } = {},
-  ): Promise<Result<FileListing>> {
+  listFiles(path: string, opts: ListOptions & { signal?: AbortSignal } = {}): Promise<Result<FileListing>> {
     const { signal: _s, ...rest } = opts;
     return this.onFiles(opts.signal, (files, signal) => files.list(this.lease, path, { ...rest, signal }));
   }
@@ -197,17 +202,65 @@ export class LeasedSandbox {
     own?: AbortSignal,
   ): Promise<Result<T>> {
     const processes = this.deps.processes;
-    if (!processes) {
-      return Promise.resolve(
-        err(
-          new AppError(
-            "not_supported_in_api_mode",
-            "long-lived processes need the sandbox's exec server (EXEC_MODE=http); this agent runs commands over pods/exec",
-          ),
-        ),
-      );
-    }
+    if (!processes)
+      return Promise.resolve(err(notInThisMode(this.deps.executor.mode, "long-lived processes")));
     return this.onPod(own, (signal) => op(processes, this.lease, signal));
+  }
+
+  /**
+   * Start a long-lived process: `process.started` on the bus, and `process.exited` when this agent's
+   * exit watch sees it end (process-watch.ts). Every start (public route or model tool) comes here.
+   */
+  async startProcess(req: ProcessStartRequest, own?: AbortSignal): Promise<Result<ProcessInfo>> {
+    const processes = this.deps.processes;
+    const started = await this.onProcesses((p, t, signal) => p.start(t, req, { signal }), own);
+    if (!started.ok || !processes) return started;
+    const info = started.value;
+    const { requestId, tenant } = this.ctx;
+    const { namespace, pod, podIP, fence } = this.lease;
+    const common = {
+      sandboxId: this.lease.sandboxId ?? null,
+      pid: info.pid,
+      commandPreview: commandPreview(info.command ?? (info.argv ?? []).join(" ")),
+    };
+    this.deps.bus.emit({
+      type: "process.started",
+      requestId,
+      tenant,
+      pod,
+      data: { ...common, tty: info.tty },
+    });
+    const t0 = Date.parse(info.startedAt);
+    watchProcessExit(processes, { namespace, pod, podIP, fence }, info.pid, (r) => {
+      const how =
+        "info" in r
+          ? { exitCode: r.info.exitCode, signal: r.info.signal, timedOut: r.info.timedOut }
+          : { exitCode: null, signal: null, timedOut: false, error: r.error.code };
+      // The pod's own clock for both ends when it recorded the exit.
+      const end = "info" in r && r.info.endedAt ? Date.parse(r.info.endedAt) : Date.now();
+      const durationMs = Number.isFinite(end - t0) ? Math.max(0, end - t0) : 0;
+      this.deps.bus.emit({
+        type: "process.exited",
+        requestId,
+        tenant,
+        pod,
+        data: { ...common, ...how, durationMs },
+      });
+    });
+    return started;
+  }
+
+  /**
+   * One request to a port of the leased pod (a port link's), with the same signals and fence
+   * handling as `run`; the response body lives under the same signal.
+   */
+  onPorts<T>(
+    op: (ports: SandboxPorts, target: ExecTarget, signal: AbortSignal) => Promise<Result<T>>,
+    own?: AbortSignal,
+  ): Promise<Result<T>> {
+    const ports = this.deps.ports;
+    if (!ports) return Promise.resolve(err(notInThisMode(this.deps.executor.mode, "port links")));
+    return this.onPod(own, (signal) => op(ports, this.lease, signal));
   }
 
   private async onPod<T>(
@@ -305,6 +358,20 @@ export async function withLeasedSandbox<T>(
     void taken.value.release();
     ctx.onReleased?.(taken.value);
   }
+}
+
+/** What a call that needs the pod's exec server answers on an agent without one. */
+/** What needs our exec server in the pod, asked of an agent whose mode has none. */
+function notInThisMode(mode: Executor["mode"], what: string): AppError {
+  return mode === "pydantic-http"
+    ? new AppError(
+        "not_supported_in_contract_mode",
+        `${what} need our exec server (EXEC_MODE=http); this agent's sandboxes run a server written to pydantic-ai-backends' http contract, which runs one command per request`,
+      )
+    : new AppError(
+        "not_supported_in_api_mode",
+        `${what} need the sandbox's exec server (EXEC_MODE=http); this agent runs commands over pods/exec`,
+      );
 }
 
 function leaseLost(pod: string): AppError {

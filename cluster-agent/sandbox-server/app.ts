@@ -1,8 +1,10 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { Duplex } from "node:stream";
 import { FenceMark, makeTokenCheck } from "./auth.ts";
 import type { ServerConfig } from "./config.ts";
 import { handleFiles } from "./file-routes.ts";
 import { clearIpc, describeResidue, ipcResidue } from "./ipc.ts";
+import { handlePortProxy, handlePortUpgrade, refuseUpgrade } from "./port-proxy.ts";
 import { handleProcesses } from "./process-routes.ts";
 import { ProcessTable } from "./process-table.ts";
 import { killEveryoneElse, otherProcesses, ownsPidNamespace } from "./processes.ts";
@@ -225,6 +227,16 @@ export function createSandboxServer(config: ServerConfig): SandboxServer {
     });
   }
 
+  function handlePortRequest(req: IncomingMessage, res: ServerResponse): void {
+    // The same pool token and fence as every other route: a holder whose lease passed on must not
+    // reach the next holder's servers.
+    if (!authorize(req, res) || checkFence(req, res) === undefined) {
+      req.resume();
+      return;
+    }
+    handlePortProxy(req, res, { ownPort: config.port });
+  }
+
   const route = async (req: IncomingMessage, res: ServerResponse) => {
     const path = (req.url ?? "/").split("?")[0] ?? "/";
     if (path === PATHS.health && (req.method === "GET" || req.method === "HEAD")) {
@@ -236,6 +248,7 @@ export function createSandboxServer(config: ServerConfig): SandboxServer {
     else if (path === PATHS.files) await handleFileRequest(req, res);
     else if (path === PATHS.processes || path.startsWith(`${PATHS.processes}/`))
       await handleProcessRequest(req, res);
+    else if (path.startsWith(`${PATHS.ports}/`)) handlePortRequest(req, res);
     else {
       req.resume();
       sendError(res, 404, "not_found", `no route ${req.method} ${path}`);
@@ -247,6 +260,25 @@ export function createSandboxServer(config: ServerConfig): SandboxServer {
       if (!res.headersSent) sendError(res, 500, "internal", e instanceof Error ? e.message : String(e));
       else res.destroy();
     });
+  });
+  // A WebSocket through a port link: the same pool token and fence as every route, then raw bytes.
+  server.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    socket.on("error", () => socket.destroy());
+    const path = (req.url ?? "/").split("?")[0] ?? "/";
+    if (!path.startsWith(`${PATHS.ports}/`))
+      return refuseUpgrade(socket, 404, "not_found", `no upgrade at ${path}`);
+    if (!tokenOk(req.headers.authorization))
+      return refuseUpgrade(socket, 401, "unauthenticated", "missing or wrong pool token");
+    const verdict = fence.check(req.headers[FENCE_HEADER]);
+    if (!verdict.ok)
+      return refuseUpgrade(
+        socket,
+        verdict.status,
+        verdict.status === 409 ? "stale_lease" : "invalid_request",
+        verdict.message,
+      );
+    if (verdict.raised) killOlderThan(verdict.fence);
+    handlePortUpgrade(req, socket, head, { ownPort: config.port });
   });
   // Commands may run for up to 15 minutes while streaming nothing.
   server.requestTimeout = 0;

@@ -5,12 +5,15 @@ import { sendJson } from "./respond.ts";
 
 /** Default and ceiling of one file write (the agent asks for less with `x-max-bytes`). */
 export const MAX_FILE_BYTES = 64 * 1024 * 1024;
-const DEFAULT_LIST_LIMIT = 10_000;
+/** One listing page: at most this many entries and this many bytes of JSON (the agent asks for less). */
+const LIST_MAX_ENTRIES = 10_000;
+const LIST_MAX_BYTES = 1024 * 1024;
 
 type Send = (res: ServerResponse, status: number, code: string, message: string) => void;
 
 /**
- * `/files?path=P` — GET (bytes, or a JSON listing for a directory; `recursive=1`, `limit=N`),
+ * `/files?path=P` — GET (bytes, or one JSON page of a directory's listing: `recursive=1`,
+ * `limit=N`, `after=<next of the page before>`; `{entries, truncated, next?}`),
  * PUT (raw body, atomic), DELETE. The caller has already passed the token and fence checks.
  */
 export async function handleFiles(
@@ -39,15 +42,22 @@ export async function handleFiles(
   }
   if (req.method !== "GET")
     return sendError(res, 405, "invalid_request", `${req.method} not allowed on /files`);
-  const limitRaw = Number(url.searchParams.get("limit") ?? DEFAULT_LIST_LIMIT);
+  const limitRaw = Number(url.searchParams.get("limit") ?? LIST_MAX_ENTRIES);
   const limit =
-    Number.isInteger(limitRaw) && limitRaw > 0 ? Math.min(limitRaw, DEFAULT_LIST_LIMIT) : DEFAULT_LIST_LIMIT;
-  const r = await readPath(workspace, path, { recursive: url.searchParams.get("recursive") === "1", limit });
+    Number.isInteger(limitRaw) && limitRaw > 0 ? Math.min(limitRaw, LIST_MAX_ENTRIES) : LIST_MAX_ENTRIES;
+  const after = url.searchParams.get("after") ?? undefined;
+  if (after !== undefined && (after.length === 0 || after.length > 4096 || after.includes("\0")))
+    return sendError(res, 400, "invalid_request", "after: empty, too long or has NUL");
+  const r = await readPath(workspace, path, {
+    recursive: url.searchParams.get("recursive") === "1",
+    page: { maxEntries: limit, maxBytes: LIST_MAX_BYTES, after },
+  });
   if (!r.ok) return failed(r);
   const v = r.value;
   if (v.kind === "dir") {
     res.setHeader(FILE_KIND_HEADER, "dir");
-    return sendJson(res, 200, { entries: v.entries, truncated: v.truncated });
+    const { kind: _k, ...page } = v;
+    return sendJson(res, 200, page);
   }
   res.writeHead(200, {
     "content-type": "application/octet-stream",

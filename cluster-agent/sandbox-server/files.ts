@@ -4,6 +4,7 @@ import { lstat, mkdir, readdir, realpath, rename, rm, stat, unlink } from "node:
 import type { IncomingMessage } from "node:http";
 import { posix } from "node:path";
 import type { Readable } from "node:stream";
+import { ListPage, type ListPageLimits, type ListPageResult } from "../../shared/list-page.ts";
 import { isInside } from "./request.ts";
 
 /**
@@ -79,12 +80,12 @@ function entryOf(name: string, st: Awaited<ReturnType<typeof lstat>>): FileEntry
 
 export type ReadOutcome =
   | { kind: "file"; size: number; stream: Readable }
-  | { kind: "dir"; entries: FileEntry[]; truncated: boolean };
+  | ({ kind: "dir" } & ListPageResult<FileEntry>);
 
 export async function readPath(
   workspace: string,
   path: string,
-  opts: { recursive?: boolean; limit: number },
+  opts: { recursive?: boolean; page: ListPageLimits },
 ): Promise<FileResult<ReadOutcome>> {
   const lex = lexicalTarget(workspace, path);
   if (!lex.ok) return lex;
@@ -94,35 +95,44 @@ export async function readPath(
   if (!isInside(real, ws)) return badPath(`${path}: leads outside ${workspace}`);
   const st = await stat(real);
   if (st.isDirectory()) {
-    const listed = await listDir(real, opts.recursive ?? false, opts.limit);
+    const listed = await listDir(real, opts.recursive ?? false, new ListPage<FileEntry>(opts.page));
     return { ok: true, value: { kind: "dir", ...listed } };
   }
   if (!st.isFile()) return badPath(`${path}: not a regular file`);
   return { ok: true, value: { kind: "file", size: st.size, stream: createReadStream(real) } };
 }
 
-/** Breadth-first; recursive names are relative paths; symlinks are listed, never followed. */
+/**
+ * Breadth-first, names sorted (shared/list-page.ts order); recursive names are relative paths;
+ * symlinks are listed, never followed. One page: the walk stops when it is full, and the names
+ * before its cursor cost a readdir, not an lstat.
+ */
 async function listDir(
   root: string,
   recursive: boolean,
-  limit: number,
-): Promise<{ entries: FileEntry[]; truncated: boolean }> {
-  const entries: FileEntry[] = [];
+  page: ListPage<FileEntry>,
+): Promise<ListPageResult<FileEntry>> {
   const dirs: string[] = [""];
-  while (dirs.length > 0) {
+  while (dirs.length > 0 && !page.full) {
     const rel = dirs.shift() as string;
-    const names = (await readdir(rel ? `${root}/${rel}` : root).catch(() => [] as string[])).sort();
-    for (const n of names) {
+    const found = await readdir(rel ? `${root}/${rel}` : root, { withFileTypes: true }).catch(() => []);
+    const names = found
+      .map((f) => ({ n: f.name, dir: f.isDirectory() }))
+      .sort((a, b) => (a.n < b.n ? -1 : 1));
+    for (const { n, dir } of names) {
       const name = rel ? `${rel}/${n}` : n;
+      if (!page.wanted(name)) {
+        if (recursive && dir) dirs.push(name);
+        continue;
+      }
       const st = await lstat(`${root}/${name}`).catch(() => undefined);
       if (!st) continue;
-      if (entries.length >= limit) return { entries, truncated: true };
       const e = entryOf(name, st);
-      entries.push(e);
+      if (!page.add(e)) break;
       if (recursive && e.type === "dir") dirs.push(name);
     }
   }
-  return { entries, truncated: false };
+  return page.result();
 }
 
 /**

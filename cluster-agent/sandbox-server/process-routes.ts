@@ -111,6 +111,7 @@ const outputQuery = z.strictObject({
   maxBytes: z.optional(queryInt(1, MAX_READ_BYTES)),
   waitMs: z.optional(queryInt(0, MAX_WAIT_MS)),
 });
+const infoQuery = z.strictObject({ waitMs: z.optional(queryInt(0, MAX_WAIT_MS)) });
 const stdinQuery = z.strictObject({ eof: z.optional(z.enum(["0", "1"])) });
 const signalBody = z.strictObject({ signal: z.enum(PROCESS_SIGNALS) });
 const resizeBody = z.strictObject({ cols: int(1, MAX_TERM_SIDE), rows: int(1, MAX_TERM_SIDE) });
@@ -169,9 +170,14 @@ export async function handleProcesses(
     return sendJson(res, 200, list);
   }
   const pid = pidSegment.safeParse(parts[1]);
-  if (!pid.success || parts.length > 3 || !/^\d+$/.test(parts[1] ?? "")) {
+  if (parts.length > 3 || !/^\d+$/.test(parts[1] ?? "")) {
     req.resume();
     return sendError(res, 404, "not_found", `no route ${method} ${url.pathname}`);
+  }
+  if (!pid.success) {
+    // A number no pid of this kernel can have: no such process, like any other unknown pid.
+    req.resume();
+    return sendError(res, 404, "process_not_found", `no process ${parts[1]?.slice(0, 20)}`);
   }
   const found = ctx.table.get(pid.data);
   const action = parts[2];
@@ -206,9 +212,26 @@ export async function handleProcesses(
     return sendError(res, 404, "not_found", `no route ${method} ${url.pathname}`);
   }
   if (!found.ok) return fail(res, found);
-  if (route === "GET ") return sendJson(res, 200, processInfo(found.value));
+  if (route === "GET ") return getInfo({ req, res, ctx, e: found.value, url });
   if (route === "DELETE ") return sendJson(res, 200, processInfo(await ctx.table.remove(found.value)));
   return output({ req, res, ctx, e: found.value, url });
+}
+
+/** `GET /processes/<pid>[?waitMs=N]`: with a wait, answers once it has exited or N ms passed (the agent's exit watch). */
+async function getInfo({ res, e, url }: PidCall): Promise<void> {
+  const query = infoQuery.safeParse(Object.fromEntries(url.searchParams));
+  if (!query.success) return sendError(res, 400, "invalid_request", zodMessage(query.error));
+  const wait = query.data.waitMs ?? 0;
+  if (wait > 0 && e.result === undefined) {
+    const gone = new AbortController();
+    res.on("close", () => gone.abort());
+    const until = Date.now() + wait;
+    // Output wakes the wait too: go on waiting until it has exited or the time is up.
+    while (e.result === undefined && !gone.signal.aborted && Date.now() < until) {
+      await waitFor((wake) => e.subscribe(wake), until - Date.now(), gone.signal);
+    }
+  }
+  sendJson(res, 200, processInfo(e));
 }
 
 function bodyFailed(res: ServerResponse, raw: { status: 400 | 413; message: string }): void {

@@ -22,7 +22,19 @@ export const EXEC_SERVER_PATHS = {
    * `POST …/signal`, `POST …/resize` (tty processes).
    */
   processes: "/processes",
+  /**
+   * `<any method> /ports/<port><path and query of the app>`: proxied to 127.0.0.1:<port> inside the
+   * pod, both bodies streaming (port-proxy.ts). The app's request headers travel in
+   * PORT_HEADERS_HEADER; an answer of the app carries PORT_UPSTREAM_HEADER, anything else is this
+   * server's own (an error in the usual shape: `port_not_listening`, `port_not_allowed`, …).
+   */
+  ports: "/ports",
 } as const;
+
+/** Agent → server: the proxied request's own headers, JSON `[[name, value], …]`. */
+export const PORT_HEADERS_HEADER = "x-port-request-headers";
+/** Server → agent: set on the app's own answer (absent: the exec server answered itself). */
+export const PORT_UPSTREAM_HEADER = "x-port-upstream";
 
 /** PUT /files: the most bytes the agent allows this write (the server's own ceiling still applies). */
 export const MAX_BYTES_HEADER = "x-max-bytes";
@@ -103,6 +115,10 @@ export type ExecServerErrorCode =
   | "spawn_failed"
   /** 409: a resize for a process without a terminal (started without `tty: true`, or its pty is gone). */
   | "not_a_tty"
+  /** 502: nothing listens on the proxied port (connection refused). */
+  | "port_not_listening"
+  /** 400: a port outside 1–65535, or this server's own. */
+  | "port_not_allowed"
   | "unauthenticated"
   | "stale_lease"
   | "payload_too_large"

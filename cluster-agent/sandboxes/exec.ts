@@ -1,7 +1,7 @@
 import type { ExecRequest, ExecResult, ExecStreamEvent } from "../../shared/api.ts";
 import { ok, type Result } from "../../shared/errors.ts";
 import type { EventBus } from "../events/bus.ts";
-import type { Executor, SandboxFiles, SandboxProcesses } from "../exec/executor.ts";
+import type { Executor, SandboxFiles, SandboxPorts, SandboxProcesses } from "../exec/executor.ts";
 import { commandOf } from "../requests/exec-request.ts";
 import {
   commandPreview,
@@ -18,6 +18,8 @@ export interface SandboxExecDeps {
   files?: SandboxFiles;
   /** http mode only: without them a process call is `not_supported_in_api_mode`. */
   processes?: SandboxProcesses;
+  /** http mode only: without them a port link's request is `not_supported_in_api_mode`. */
+  ports?: SandboxPorts;
   bus: EventBus;
   log?: LeasedSandboxDeps["log"];
 }
@@ -43,6 +45,7 @@ export function withSandbox<T>(
       bus: deps.bus,
       ...(deps.files ? { files: deps.files } : {}),
       ...(deps.processes ? { processes: deps.processes } : {}),
+      ...(deps.ports ? { ports: deps.ports } : {}),
       ...(deps.log ? { log: deps.log } : {}),
     };
     return withLeasedSandbox(pipeline, { tenant, requestId, signal }, (sb) => fn(sb, use.env));

@@ -1,6 +1,7 @@
 import type { Context, Hono } from "hono";
 import {
   PidSchema,
+  type ProcessInfo,
   ProcessOffsetSchema,
   ProcessOutputQuerySchema,
   ProcessResizeRequestSchema,
@@ -51,11 +52,10 @@ export function processRoutes(
       signal: AbortSignal,
       env?: Record<string, string>,
     ) => Promise<Result<T>>,
-    status: 200 | 201 = 200,
   ): Promise<Response> => {
     const requestId = c.get("requestId");
     const r = await use(c, what, (sb, env) => sb.onProcesses((p, t, signal) => op(p, t, signal, env)));
-    return r.ok ? c.json(r.value as object, status) : errorResponse(r.error, requestId);
+    return r.ok ? c.json(r.value as object) : errorResponse(r.error, requestId);
   };
 
   const use = <T>(c: Ctx, what: string, fn: Parameters<typeof withSandbox<T>>[3]): Promise<Result<T>> => {
@@ -83,21 +83,18 @@ export function processRoutes(
 
   const fail = (c: Ctx, e: AppError) => errorResponse(e, c.get("requestId"));
 
-  app.post(base, (c) => {
+  app.post(base, async (c) => {
     const body = h.json(c.get("body"));
     if (!body.ok) return fail(c, body.error);
     const parsed = parseOrError(ProcessStartRequestSchema, body.value, "process request");
     if (!parsed.ok) return fail(c, parsed.error);
     const req = parsed.value;
     const preview = commandPreview(req.command ?? (req.argv ?? []).join(" "));
-    return call(
-      c,
-      `process: ${preview}`,
-      // The sandbox's default env applies under the process's own, as for commands.
-      (p, t, signal, env) =>
-        p.start(t, env || req.env ? { ...req, env: { ...env, ...req.env } } : req, { signal }),
-      201,
+    // The sandbox's default env applies under the process's own, as for commands.
+    const r = await use<ProcessInfo>(c, `process: ${preview}`, (sb, env) =>
+      sb.startProcess(env || req.env ? { ...req, env: { ...env, ...req.env } } : req),
     );
+    return r.ok ? c.json(r.value, 201) : fail(c, r.error);
   });
 
   app.get(base, (c) =>

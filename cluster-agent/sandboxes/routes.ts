@@ -2,7 +2,9 @@ import { Hono } from "hono";
 import {
   type ExecRequest,
   ExecRequestSchema,
+  PORT_LINK_RELAY_SCOPE,
   parseSandboxId,
+  SANDBOX_EXEC_NETWORK_REFUSAL,
   SANDBOX_FILE_SIZE_HEADER,
   SANDBOX_LIMITS,
   SandboxCreateRequestSchema,
@@ -10,15 +12,17 @@ import {
   SCOPES,
 } from "../../shared/api.ts";
 import { NetworkPolicySchema } from "../../shared/egress-policy.ts";
-import { AppError, errorResponse, parseOrError, type Result } from "../../shared/errors.ts";
+import { AppError, errorResponse, ok, parseOrError, type Result } from "../../shared/errors.ts";
 import type { RelayClaims } from "../../shared/relay-signing.ts";
 import type { Spans } from "../../shared/spans.ts";
 import type { EventBus } from "../events/bus.ts";
-import type { Executor, SandboxFiles, SandboxProcesses } from "../exec/executor.ts";
+import type { Executor, SandboxFiles, SandboxPorts, SandboxProcesses } from "../exec/executor.ts";
 import { answerExec } from "../http/answers.ts";
 import { runSandboxExec, type SandboxExecDeps, withSandbox } from "./exec.ts";
+import { isPortProxy, portLinkRoutes } from "./port-link-routes.ts";
+import { PortLinks } from "./port-links.ts";
 import { processRoutes } from "./process-routes.ts";
-import type { SandboxService } from "./service.ts";
+import { EGRESS_CA_BUNDLE_PATH, type SandboxService } from "./service.ts";
 
 export interface SandboxRoutesDeps {
   sandboxes: SandboxService;
@@ -26,12 +30,21 @@ export interface SandboxRoutesDeps {
   files: SandboxFiles;
   /** Long-lived processes: http exec mode only (api mode answers `not_supported_in_api_mode`). */
   processes?: SandboxProcesses;
+  /** A sandbox's ports, for port links: http exec mode only (api mode answers `not_supported_in_api_mode`). */
+  ports?: SandboxPorts;
+  /** The exec server's port in the pod: no link may reach it. */
+  execServerPort: number;
   bus: EventBus;
   region: string;
   cluster: string;
   maxFileBytes: number;
   /** Counts file bytes moved (metrics). */
   onFileBytes?: (direction: "in" | "out", bytes: number) => void;
+  /**
+   * The CA bundle (public roots + the cluster's egress CA) written into the pod of a sandbox that
+   * uses secrets, at EGRESS_CA_BUNDLE_PATH, so its tools trust the proxy's intercepted hosts.
+   */
+  egressCaBundle?: string;
   /** Upstream words of a failed command or file call, with the request id (see requests/leased-sandbox.ts). */
   log?: SandboxExecDeps["log"];
 }
@@ -46,9 +59,12 @@ export interface SandboxVars {
   spans: Spans;
 }
 
-/** Requests whose body may be as large as MAX_FILE_BYTES instead of the usual request limit. */
-export const isFileUpload = (method: string, path: string) =>
-  method === "PUT" && /^\/v1\/sandboxes\/[^/]+\/files(\/|$)/.test(path);
+/**
+ * Requests whose body streams (signed in its trailer) and may be as large as MAX_FILE_BYTES instead
+ * of the usual request limit: file uploads and a port link's requests.
+ */
+export const isStreamedUpload = (method: string, path: string) =>
+  (method === "PUT" && /^\/v1\/sandboxes\/[^/]+\/files(\/|$)/.test(path)) || isPortProxy(path);
 
 /**
  * The agent's /v1/sandboxes routes, behind the relay check of the parent app. A malformed id, an id
@@ -59,9 +75,11 @@ export function sandboxRoutes(deps: SandboxRoutesDeps): Hono<{ Variables: Sandbo
   const { sandboxes } = deps;
 
   app.use("/v1/sandboxes/*", async (c, next) => {
-    if (!c.get("claims").scopes.includes(SCOPES.exec)) {
+    // A link's request carries the link scope and may reach nothing but the link proxy.
+    const needed = isPortProxy(c.req.path) ? PORT_LINK_RELAY_SCOPE : SCOPES.exec;
+    if (!c.get("claims").scopes.includes(needed)) {
       return errorResponse(
-        new AppError("insufficient_scope", `this route needs the ${SCOPES.exec} scope`),
+        new AppError("insufficient_scope", `this route needs the ${needed} scope`),
         c.get("requestId"),
       );
     }
@@ -98,10 +116,32 @@ export function sandboxRoutes(deps: SandboxRoutesDeps): Hono<{ Variables: Sandbo
     if (!body.ok) return fail(body.error, requestId);
     const parsed = parseOrError(SandboxCreateRequestSchema, body.value, "sandbox request");
     if (!parsed.ok) return fail(parsed.error, requestId);
-    const r = await sandboxes.create(c.get("claims").tenant, requestId, parsed.value, c.req.raw.signal);
+    const tenant = c.get("claims").tenant;
+    const r = await sandboxes.create(tenant, requestId, parsed.value, c.req.raw.signal);
     if (!r.ok) return fail(r.error, requestId);
+    if (r.value.created && parsed.value.secrets?.length) {
+      const installed = await installCaBundle(tenant, r.value.sandbox.id, requestId, c.req.raw.signal);
+      if (!installed.ok) {
+        // A sandbox whose tools cannot trust the proxy would fail every secret's request: none at all.
+        await sandboxes.delete(tenant, r.value.sandbox.id, requestId);
+        return fail(installed.error, requestId);
+      }
+    }
     return c.json(r.value.sandbox, r.value.created ? 201 : 200);
   });
+
+  const installCaBundle = (tenant: string, id: string, requestId: string, signal: AbortSignal) => {
+    const bundle = deps.egressCaBundle;
+    if (!bundle) return Promise.resolve(ok(undefined));
+    const bytes = new TextEncoder().encode(bundle);
+    return sandboxes.use(tenant, id, { requestId, signal, what: "install egress CA bundle" }, async (use) => {
+      const w = await deps.files.write(use.target, EGRESS_CA_BUNDLE_PATH, bytes, {
+        signal: use.signal,
+        maxBytes: bytes.byteLength,
+      });
+      return w.ok ? ok(undefined) : w;
+    });
+  };
 
   app.get("/v1/sandboxes", (c) => {
     const name = c.req.query("name");
@@ -155,6 +195,8 @@ export function sandboxRoutes(deps: SandboxRoutesDeps): Hono<{ Variables: Sandbo
     if (!body.ok) return fail(body.error, requestId);
     const parsed = parseOrError(ExecRequestSchema, body.value, "exec request");
     if (!parsed.ok) return fail(parsed.error, requestId);
+    if (parsed.value.network !== undefined)
+      return fail(new AppError("invalid_request", SANDBOX_EXEC_NETWORK_REFUSAL), requestId);
     const req: ExecRequest = parsed.value;
     const signal = c.req.raw.signal;
     const base = { tenant: c.get("claims").tenant, requestId, signal };
@@ -196,18 +238,24 @@ export function sandboxRoutes(deps: SandboxRoutesDeps): Hono<{ Variables: Sandbo
         const d = await sb.removeFile(path);
         return d.ok ? { ok: true as const, value: c.body(null, 204) } : d;
       }
-      const recursive = url.searchParams.get("recursive") === "1";
-      if (recursive) {
-        const limit = Number(url.searchParams.get("limit") ?? SANDBOX_LIMITS.maxListEntries);
+      // A listing's page: `recursive`, `limit`, `after` (a path must then be a directory).
+      const q = url.searchParams;
+      if (q.has("recursive") || q.has("limit") || q.has("after")) {
+        const limit = Number(q.get("limit") ?? SANDBOX_LIMITS.maxListEntries);
+        const after = q.get("after");
         const l = await sb.listFiles(path, {
-          recursive: true,
+          recursive: q.get("recursive") === "1",
           limit: Number.isInteger(limit) && limit > 0 ? limit : SANDBOX_LIMITS.maxListEntries,
+          ...(after !== null ? { after } : {}),
         });
         return l.ok ? { ok: true as const, value: c.json(l.value) } : l;
       }
       const r = await sb.readFile(path);
       if (!r.ok) return r;
-      if (r.value.kind === "dir") return { ok: true as const, value: c.json({ entries: r.value.entries }) };
+      if (r.value.kind === "dir") {
+        const { kind: _k, ...page } = r.value;
+        return { ok: true as const, value: c.json(page) };
+      }
       deps.onFileBytes?.("out", r.value.size);
       return {
         ok: true as const,
@@ -228,5 +276,10 @@ export function sandboxRoutes(deps: SandboxRoutesDeps): Hono<{ Variables: Sandbo
   app.on(["GET", "PUT", "DELETE"], "/v1/sandboxes/:id/files", files);
   app.on(["GET", "PUT", "DELETE"], "/v1/sandboxes/:id/files/*", files);
   processRoutes(app, deps, { ownId, json });
+  portLinkRoutes(
+    app,
+    { ...deps, links: new PortLinks({ sandboxes, execServerPort: deps.execServerPort }) },
+    { ownId, json },
+  );
   return app;
 }

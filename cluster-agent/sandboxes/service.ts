@@ -1,5 +1,6 @@
 import type { V1Lease } from "@kubernetes/client-node";
 import type { Sandbox, SandboxCreateRequest, SandboxNetwork } from "../../shared/api.ts";
+import { networkRefusal } from "../../shared/egress-policy.ts";
 import { AppError, err, ok, type Result } from "../../shared/errors.ts";
 import type { EventBus } from "../events/bus.ts";
 import { isConflict, isNotFound, k8sFailure } from "../k8s/errors.ts";
@@ -21,6 +22,7 @@ import {
   sandboxHolder,
   sandboxIdOf,
   sandboxNetworkOf,
+  sandboxSecretsOf,
   sandboxView,
   sealedEnvOf,
 } from "../pool-state/sandbox-record.ts";
@@ -64,7 +66,27 @@ export interface SandboxServiceOptions {
    * sandboxes have no network, and a policy that allows anything is refused as unenforceable.
    */
   egressEnv?: Readonly<Record<string, string>>;
+  /** EGRESS_ALLOW_ANY_HOST: may a policy allow every destination? Default no. */
+  allowAnyHost?: boolean;
+  /**
+   * Secrets a sandbox may opt in to (`secrets` on create): which names the tenant has, and the env
+   * that shows the sandbox their placeholders and points its tools at the CA bundle. Absent: no
+   * egress proxy with a CA here, and `secrets` is refused.
+   */
+  secrets?: {
+    missing(tenant: string, names: readonly string[]): Promise<Result<string[]>>;
+    env(placeholders: ReadonlyMap<string, string>, caBundleFile: string): Record<string, string>;
+    /** A new random placeholder (egress/secrets.ts newPlaceholder). */
+    placeholder(): string;
+  };
 }
+
+/**
+ * Where a sandbox that uses secrets finds the CA bundle (public roots + the cluster's egress CA):
+ * written into its pod by the agent when it is created (routes.ts), read by the tools through
+ * SSL_CERT_FILE and the other CA variables. Under the workspace: the one place the agent writes.
+ */
+export const EGRESS_CA_BUNDLE_PATH = "/workspace/.pi-egress/ca-bundle.pem";
 
 type SandboxInfo = NonNullable<ReturnType<typeof sandboxView>>;
 
@@ -127,6 +149,8 @@ export class SandboxService {
     }
     const unenforceable = this.unenforceable(req.network);
     if (unenforceable) return err(unenforceable);
+    const secretsRefused = await this.checkSecrets(tenant, req.secrets ?? []);
+    if (secretsRefused) return err(secretsRefused);
     if (req.env && !this.o.envSeal) {
       // Never stored in plain text: without the key there is nowhere safe to keep it.
       return err(
@@ -186,6 +210,13 @@ export class SandboxService {
       ...(req.name !== undefined ? { [SANDBOX_ANNOTATIONS.name]: req.name } : {}),
       ...(sealedEnv !== undefined ? { [SANDBOX_ANNOTATIONS.env]: sealedEnv } : {}),
       ...(req.network !== undefined ? { [SANDBOX_ANNOTATIONS.network]: networkAnnotation(req.network) } : {}),
+      ...(req.secrets?.length
+        ? {
+            [SANDBOX_ANNOTATIONS.secrets]: JSON.stringify(
+              Object.fromEntries(req.secrets.map((n) => [n, this.o.secrets?.placeholder() ?? ""])),
+            ),
+          }
+        : {}),
     };
     const body: V1Lease = {
       ...detached,
@@ -284,7 +315,7 @@ export class SandboxService {
     requestId: string,
     network: { allow?: string[]; deny?: string[] },
   ): Promise<Result<SandboxNetwork>> {
-    const unenforceable = this.unenforceable(network);
+    const unenforceable = this.unenforceable(network, "");
     if (unenforceable) return err(unenforceable);
     const found = this.find(tenant, id);
     if (!found) return err(notFound(id));
@@ -306,13 +337,86 @@ export class SandboxService {
     return ok(sandboxNetworkOf(written.value) ?? { allow: [], deny: [] });
   }
 
-  /** A policy that opens something, where no proxy runs: refused rather than silently ignored. */
-  private unenforceable(network: { allow?: string[] } | undefined): AppError | undefined {
-    if (this.o.egressEnv || !network?.allow?.length) return undefined;
-    return new AppError(
-      "invalid_request",
-      "network.allow: this deployment runs no egress proxy (EGRESS=off), so sandboxes have no network to allow",
+  /** Secrets named on create: only where a proxy can add them, and only the tenant's own. */
+  private async checkSecrets(tenant: string, names: readonly string[]): Promise<AppError | undefined> {
+    if (names.length === 0) return undefined;
+    if (!this.o.secrets)
+      return new AppError(
+        "invalid_request",
+        "secrets: this deployment runs no egress proxy (EGRESS=off), so no secret can be added to requests",
+      );
+    const missing = await this.o.secrets.missing(tenant, names);
+    if (!missing.ok) return missing.error;
+    return missing.value.length > 0
+      ? new AppError(
+          "secret_not_found",
+          `no secret ${missing.value.join(", ")} (PUT /v1/secrets/:name first)`,
+        )
+      : undefined;
+  }
+
+  /**
+   * A policy this deployment cannot take: one that opens something where no proxy runs (refused
+   * rather than silently ignored), or every destination unless EGRESS_ALLOW_ANY_HOST.
+   */
+  private unenforceable(network: { allow?: string[] } | undefined, path?: string): AppError | undefined {
+    const why = networkRefusal(
+      network,
+      { proxy: this.o.egressEnv !== undefined, allowAnyHost: this.o.allowAnyHost ?? false },
+      path,
     );
+    return why === undefined ? undefined : new AppError("invalid_request", why);
+  }
+
+  /** The tenant's sandbox Lease as cached (sandbox_evicted / sandbox_not_found otherwise). */
+  leaseOf(tenant: string, id: string): Result<V1Lease> {
+    const found = this.find(tenant, id);
+    if (found) return ok(found.lease);
+    return err(this.ended(tenant, id) ?? notFound(id));
+  }
+
+  /**
+   * The tenant's sandbox Lease as the API server has it now (not the cache): for a change another
+   * replica wrote a moment ago that this replica's watch has not delivered yet.
+   */
+  async leaseNow(tenant: string, id: string): Promise<Result<V1Lease>> {
+    const found = this.find(tenant, id);
+    if (!found) return err(this.ended(tenant, id) ?? notFound(id));
+    const now = await this.reread(found.view.pod, id);
+    if (!now.ok) return now;
+    const view = sandboxView(now.value, this.o.region);
+    return view &&
+      view.tenant === tenant &&
+      holderOf(now.value) === sandboxHolder(tenant, id) &&
+      sandboxIdOf(now.value) === id
+      ? now
+      : err(notFound(id));
+  }
+
+  /**
+   * Change annotations of the tenant's sandbox by CAS: `change` is computed from the Lease as it
+   * is at each attempt (a concurrent change is never lost) and may refuse with an error.
+   */
+  async annotate(
+    tenant: string,
+    id: string,
+    requestId: string,
+    what: string,
+    change: (lease: V1Lease) => Result<Record<string, string>>,
+  ): Promise<Result<V1Lease>> {
+    const found = this.find(tenant, id);
+    if (!found) return err(notFound(id));
+    const written = await this.touch(tenant, id, found.view.pod, change, true);
+    if (written.ok) {
+      this.o.bus.emit({
+        type: "sandbox.used",
+        requestId,
+        tenant,
+        pod: found.view.pod,
+        data: { sandboxId: id, what },
+      });
+    }
+    return written;
   }
 
   /** Whether the tenant's sandbox exists in the Lease cache (the reservations' staleness test). */
@@ -444,7 +548,10 @@ export class SandboxService {
   private envOf(lease: V1Lease, id: string): Result<Record<string, string> | undefined> {
     const own = this.ownEnvOf(lease, id);
     if (!own.ok || !this.o.egressEnv) return own;
-    return ok({ ...this.o.egressEnv, ...(own.value ?? {}) });
+    const placeholders = sandboxSecretsOf(lease);
+    const secretEnv =
+      placeholders.size > 0 && this.o.secrets ? this.o.secrets.env(placeholders, EGRESS_CA_BUNDLE_PATH) : {};
+    return ok({ ...this.o.egressEnv, ...secretEnv, ...(own.value ?? {}) });
   }
 
   private ownEnvOf(lease: V1Lease, id: string): Result<Record<string, string> | undefined> {
@@ -489,15 +596,20 @@ export class SandboxService {
     tenant: string,
     id: string,
     pod: string,
-    annotate: Record<string, string> = {},
+    /** Annotations to set, or computed from the Lease as each attempt finds it (a list kept on it). */
+    annotate: Record<string, string> | ((lease: V1Lease) => Result<Record<string, string>>) = {},
     /** The annotations must be written (a policy), not merely the Lease renewed (a command preview). */
     required = false,
   ): Promise<Result<V1Lease>> {
     const holder = sandboxHolder(tenant, id);
     let lease = this.o.store.leases.get(pod);
+    let set: Record<string, string> = {};
     for (let attempt = 0; attempt < 5; attempt++) {
       if (!lease || holderOf(lease) !== holder || !isSandboxLease(lease)) return err(notFound(id));
-      const annotations = { ...(lease.metadata?.annotations ?? {}), ...annotate };
+      const change = typeof annotate === "function" ? annotate(lease) : ok(annotate);
+      if (!change.ok) return change;
+      set = change.value;
+      const annotations = { ...(lease.metadata?.annotations ?? {}), ...set };
       const body: V1Lease = {
         ...lease,
         metadata: { ...lease.metadata, annotations },
@@ -518,7 +630,7 @@ export class SandboxService {
     // Every attempt lost to a concurrent use's renewal: the Lease was renewed just now either way,
     // which is all a renewal wants; a change it was to carry was not written.
     const carried =
-      !required || Object.entries(annotate).every(([k, v]) => lease?.metadata?.annotations?.[k] === v);
+      !required || Object.entries(set).every(([k, v]) => lease?.metadata?.annotations?.[k] === v);
     if (lease && holderOf(lease) === holder)
       return carried
         ? ok(lease)

@@ -50,6 +50,8 @@ export interface AgentMetrics {
   /** Pods that failed (evicted, OOM-killed, …) by the kubelet's reason, as the leader recycled them. */
   readonly podFailures: Counter<"reason">;
   readonly fileBytes: Counter<"direction">;
+  readonly processesStarted: Counter;
+  readonly processesExited: Counter<"result">;
   addFileBytes(direction: "in" | "out", bytes: number): void;
   /** Egress proxy connections by decision and refusal code (no tenant, sandbox or host label). */
   readonly egressConnections: Counter<"decision" | "reason">;
@@ -211,6 +213,17 @@ export function createMetrics(opts: MetricsOptions = {}): AgentMetrics {
       labelNames: ["reason"] as const,
       registers,
     }),
+    processesStarted: new Counter({
+      name: "pi_sandbox_processes_started_total",
+      help: "Long-lived sandbox processes started through this agent (API or model tools).",
+      registers,
+    }),
+    processesExited: new Counter({
+      name: "pi_sandbox_processes_exited_total",
+      help: "Processes this agent started that ended, by how (ok, nonzero, killed, timeout; lost: the watch ended without seeing the exit, e.g. the sandbox was deleted).",
+      labelNames: ["result"] as const,
+      registers,
+    }),
     fileBytes: new Counter({
       name: "pi_sandbox_file_bytes_total",
       help: "Bytes moved by the sandbox files API, by direction (in = written to a sandbox).",
@@ -250,7 +263,7 @@ export interface EventSource {
 const seconds = (ms: number): number | null => (Number.isFinite(ms) && ms >= 0 ? ms / 1000 : null);
 
 function execResult(
-  data: PoolEventOf<"exec.finished">["data"],
+  data: Pick<PoolEventOf<"exec.finished">["data"], "timedOut" | "error" | "exitCode">,
 ): "ok" | "nonzero" | "timeout" | "killed" | "error" {
   if (data.timedOut) return "timeout";
   if (data.error !== undefined) return "error";
@@ -383,6 +396,14 @@ export function subscribeMetrics(
         if (d !== null) metrics.execDuration.observe({ result: execResult(e.data) }, d);
         break;
       }
+      case "process.started":
+        metrics.processesStarted.inc();
+        break;
+      case "process.exited":
+        metrics.processesExited.inc({
+          result: e.data.error !== undefined ? "lost" : execResult({ ...e.data, error: undefined }),
+        });
+        break;
       case "sandbox.created":
       case "sandbox.deleted":
       case "sandbox.expired":

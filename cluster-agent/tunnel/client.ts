@@ -1,7 +1,8 @@
+import type { IncomingMessage } from "node:http";
 import type { JWK } from "jose";
 import WebSocket from "ws";
 import { BodyQueue } from "../../shared/body-queue.ts";
-import { AppError, type Result } from "../../shared/errors.ts";
+import { AppError, ErrorEnvelopeSchema, type Result } from "../../shared/errors.ts";
 import {
   type Capacity,
   ChunkSequencer,
@@ -203,9 +204,11 @@ export function startTunnelClient(opts: TunnelClientOptions): TunnelClient {
     });
     ws = sock;
     sock.on("unexpected-response", (_req, res) => {
-      log.warn({ status: res.statusCode }, "tunnel: edge refused the connection");
-      res.resume();
-      sock.terminate();
+      // Why, in the edge's words (e.g. a key not bound to this cluster): read before terminating.
+      void refusalOf(res).then((why) => {
+        log.warn({ status: res.statusCode, ...why }, "tunnel: edge refused the connection");
+        sock.terminate();
+      });
     });
     sock.on("open", () => {
       attempt = 0;
@@ -743,4 +746,33 @@ function toBuffers(data: WebSocket.RawData): Buffer[] {
 
 function isJson(headers: Headers): boolean {
   return (headers.get("content-type") ?? "").toLowerCase().startsWith("application/json");
+}
+
+/** The code and message of the edge's refusal of a login (its error envelope), read within 4 KiB and 2 s. */
+function refusalOf(res: IncomingMessage): Promise<{ code?: string; message?: string }> {
+  return new Promise((resolve) => {
+    const parts: Buffer[] = [];
+    let size = 0;
+    let settled = false;
+    const done = () => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      res.removeAllListeners("data");
+      res.resume();
+      try {
+        const env = ErrorEnvelopeSchema.safeParse(JSON.parse(Buffer.concat(parts).toString("utf8")));
+        resolve(env.success ? { code: env.data.error.code, message: env.data.error.message } : {});
+      } catch {
+        resolve({});
+      }
+    };
+    const timer = setTimeout(done, 2000);
+    res.on("data", (chunk: Buffer) => {
+      size += chunk.length;
+      if (size <= 4096) parts.push(chunk);
+    });
+    res.once("end", done);
+    res.once("error", done);
+  });
 }

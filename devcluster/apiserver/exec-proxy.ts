@@ -83,7 +83,16 @@ export function resolveExec(
   }
   const host = ip.includes(":") ? `[${ip}]` : ip;
   const path = `${encodeURIComponent(namespace)}/${encodeURIComponent(pod)}/${encodeURIComponent(container)}`;
-  if (endpoint === "containerLogs") return { url: `https://${host}:${port}/containerLogs/${path}` };
+  if (endpoint === "containerLogs") {
+    // What devcluster's kubelet reads of kube-apiserver's LogLocation parameters.
+    const logQuery = new URLSearchParams();
+    for (const k of ["follow", "tailLines"]) {
+      const v = query.get(k);
+      if (v !== null) logQuery.set(k, v);
+    }
+    const qs = logQuery.toString();
+    return { url: `https://${host}:${port}/containerLogs/${path}${qs === "" ? "" : `?${qs}`}` };
+  }
   const qs = kubeletQuery(query);
   return { url: `wss://${host}:${port}/exec/${path}${qs === "" ? "" : `?${qs}`}` };
 }
@@ -104,6 +113,10 @@ export function proxyLogs(url: string, tls: KubeletClientTls, res: ServerRespons
           kres.on("end", () => reject(badRequest(Buffer.concat(chunks).toString("utf8").trim())));
           return;
         }
+        // A followed log may be quiet for long: only the dial has a timeout, and a client that
+        // goes away ends the kubelet's stream too.
+        req.setTimeout(0);
+        res.on("close", () => req.destroy());
         res.writeHead(200, { "content-type": "text/plain" });
         kres.pipe(res);
         kres.on("end", () => resolve(200));

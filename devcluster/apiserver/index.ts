@@ -1,2 +1,2 @@
 export { startApiServer } from "./server.ts";
-export type { ApiServer, ApiServerOptions, AuditEntry } from "./types.ts";
+export type { ApiServer, ApiServerOptions, AuditEntry, RequestLine } from "./types.ts";

@@ -3,7 +3,12 @@ import { createServer as createHttpsServer } from "node:https";
 import type { AddressInfo } from "node:net";
 import type { Duplex } from "node:stream";
 import type { WebSocket } from "ws";
-import { ACCESS_REVIEW_PATH, selfSubjectAccessReview } from "./access-review.ts";
+import {
+  ACCESS_REVIEW_PATH,
+  RULES_REVIEW_PATH,
+  selfSubjectAccessReview,
+  selfSubjectRulesReview,
+} from "./access-review.ts";
 import { readBody } from "./body.ts";
 import { proxyExec, proxyLogs, resolveExec, writeHttpError } from "./exec-proxy.ts";
 import * as h from "./handlers.ts";
@@ -17,6 +22,7 @@ import {
   openApiV2Json,
   openApiV2Protobuf,
 } from "./openapi-v2.ts";
+import { objectFromProtobuf, PROTOBUF } from "./protobuf.ts";
 import { type Route, route } from "./routes.ts";
 import {
   badRequest,
@@ -35,6 +41,7 @@ import {
   type AuditEntry,
   isObject,
   type JsonObject,
+  type RequestLine,
 } from "./types.ts";
 import { serveWatch } from "./watch.ts";
 
@@ -91,10 +98,22 @@ function verbOf(
 
 const BODY_TYPES = ["application/json", "application/yaml", "application/vnd.kubernetes.protobuf"];
 
-/** POST/PUT bodies: JSON only here; a missing Content-Type is taken as JSON, as the real server does. */
-function checkBodyType(contentType: string): void {
-  const t = contentType.split(";")[0]?.trim().toLowerCase() ?? "";
+/**
+ * POST/PUT bodies: JSON, or protobuf for the kinds `objectFromProtobuf` reads (what kubectl's
+ * typed `create namespace|secret` send), turned into the JSON they stand for; a missing
+ * Content-Type is taken as JSON, as the real server does.
+ */
+function jsonBody(ctx: h.Ctx): void {
+  const t = ctx.contentType.split(";")[0]?.trim().toLowerCase() ?? "";
   if (t === "" || t === "application/json" || t === "*/*") return;
+  if (t === PROTOBUF) {
+    const obj = objectFromProtobuf(ctx.body);
+    if (obj?.kind === ctx.kind.kind) {
+      ctx.body = Buffer.from(JSON.stringify(obj));
+      ctx.contentType = "application/json";
+      return;
+    }
+  }
   throw unsupportedMediaType(BODY_TYPES);
 }
 
@@ -169,17 +188,19 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
       else sendJson(res, 404, pathNotFound().toStatus());
       return;
     }
-    if (url.pathname === ACCESS_REVIEW_PATH) {
+    const reviews = {
+      [ACCESS_REVIEW_PATH]: ["SelfSubjectAccessReview", selfSubjectAccessReview],
+      [RULES_REVIEW_PATH]: ["SelfSubjectRulesReview", selfSubjectRulesReview],
+    } as const;
+    const reviewOf = reviews[url.pathname as keyof typeof reviews];
+    if (reviewOf) {
+      const [kind, answer] = reviewOf;
       if (method !== "POST") {
         req.resume();
-        sendJson(
-          res,
-          405,
-          methodNotAllowed({ kind: "SelfSubjectAccessReview", group: "authorization.k8s.io" }).toStatus(),
-        );
+        sendJson(res, 405, methodNotAllowed({ kind, group: "authorization.k8s.io" }).toStatus());
         return;
       }
-      const review = selfSubjectAccessReview(await readBody(req), String(req.headers["content-type"] ?? ""));
+      const review = answer(await readBody(req), String(req.headers["content-type"] ?? ""));
       if (review.ok) sendJson(res, 201, review.body);
       else sendJson(res, review.error.code, review.error.toStatus());
       return;
@@ -258,7 +279,7 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
         code = await proxyLogs(target.url, opts.kubeletClient, res);
         return;
       }
-      if ((method === "POST" || method === "PUT") && r.subresource !== "exec") checkBodyType(ctx.contentType);
+      if ((method === "POST" || method === "PUT") && r.subresource !== "exec") jsonBody(ctx);
       const reply = dispatch(ctx, method, verb, r.subresource);
       const table = tableVersion(String(req.headers.accept ?? ""));
       if (table && (verb === "get" || verb === "list") && r.subresource === undefined)
@@ -369,10 +390,15 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
     }
   }
 
+  let latency: ((r: RequestLine) => number) | undefined;
   const onRequest = (req: IncomingMessage, res: ServerResponse) => {
-    handle(req, res).catch((e: unknown) => {
-      if (!res.headersSent) sendJson(res, 500, internal(String(e)).toStatus());
-    });
+    const run = () =>
+      handle(req, res).catch((e: unknown) => {
+        if (!res.headersSent) sendJson(res, 500, internal(String(e)).toStatus());
+      });
+    const ms = latency?.({ method: req.method ?? "GET", path: req.url ?? "/" }) ?? 0;
+    if (ms > 0) setTimeout(run, ms);
+    else void run();
   };
   const server = opts.tls
     ? createHttpsServer({ cert: opts.tls.cert, key: opts.tls.key }, onRequest)
@@ -391,6 +417,9 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
   let closed: Promise<void> | undefined;
   return {
     url: `${opts.tls ? "https" : "http"}://${hostPort}`,
+    setLatency(fn) {
+      latency = fn;
+    },
     close() {
       closed ??= new Promise<void>((resolve) => {
         clearInterval(eventTtl);

@@ -39,9 +39,23 @@ export interface ApiServerOptions {
   stateFile?: string;
 }
 
+/** A request as the latency fault hook sees it (before authentication, before its body is read). */
+export interface RequestLine {
+  method: string;
+  /** Path and query, e.g. `/api/v1/namespaces/default/pods`. */
+  path: string;
+}
+
 export interface ApiServer {
   /** `https://127.0.0.1:PORT` (or `http://` without `tls`). */
   url: string;
+  /**
+   * Fault hook for tests: each request waits the returned milliseconds before it is handled, as on
+   * a loaded API server (the write lands late; a client that gave up may still find it done).
+   * `undefined` removes the hook. Every plain request goes through it, watches too (the hook picks);
+   * exec upgrades do not.
+   */
+  setLatency(fn: ((r: RequestLine) => number) | undefined): void;
   close(): Promise<void>;
 }
 

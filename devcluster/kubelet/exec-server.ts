@@ -1,5 +1,4 @@
 import type { ChildProcess } from "node:child_process";
-import { createReadStream } from "node:fs";
 import type { IncomingMessage } from "node:http";
 import { createServer, type Server } from "node:https";
 import { constants } from "node:os";
@@ -7,6 +6,7 @@ import type { Duplex } from "node:stream";
 import type { TLSSocket } from "node:tls";
 import { type WebSocket, WebSocketServer } from "ws";
 import type { Container } from "./container.ts";
+import { logOptions, serveContainerLog } from "./container-logs.ts";
 import { type ExecProcess, killExec, startExec } from "./exec-process.ts";
 import type { ExecProtocol } from "./types.ts";
 
@@ -32,7 +32,7 @@ export type LogLookup = (
   namespace: string,
   pod: string,
   container: string,
-) => { ok: true; path: string } | { ok: false; message: string };
+) => { ok: true; path: string; running: () => boolean } | { ok: false; message: string };
 
 function names(m: RegExpExecArray): [string, string, string] {
   const [, ns = "", pod = "", container = ""] = m.map((s) => decodeURIComponent(s));
@@ -87,9 +87,8 @@ export async function startExecServer(opts: {
       minVersion: "TLSv1.2",
     },
     (req, res) => {
-      const m = /^\/containerLogs\/([^/]+)\/([^/]+)\/([^/]+)$/.exec(
-        new URL(req.url ?? "/", "https://kubelet").pathname,
-      );
+      const url = new URL(req.url ?? "/", "https://kubelet");
+      const m = /^\/containerLogs\/([^/]+)\/([^/]+)\/([^/]+)$/.exec(url.pathname);
       const target = m && req.method === "GET" ? names(m) : undefined;
       const found = target && opts.logs ? opts.logs(...target) : undefined;
       if (!found) {
@@ -100,17 +99,17 @@ export async function startExecServer(opts: {
         res.writeHead(404, { "content-type": "text/plain" }).end(`${found.message}\n`);
         return;
       }
-      const file = createReadStream(found.path);
-      file.on("error", (err: NodeJS.ErrnoException) => {
-        if (res.headersSent) res.destroy();
-        else if (err.code === "ENOENT")
-          res
-            .writeHead(404, { "content-type": "text/plain" })
-            .end(`container "${target?.[2] ?? ""}" has not started yet\n`);
-        else res.writeHead(500, { "content-type": "text/plain" }).end(`${err.message}\n`);
-      });
-      file.once("open", () => res.writeHead(200, { "content-type": "text/plain" }));
-      file.pipe(res);
+      const logOpts = logOptions(url.searchParams, found.running);
+      if (typeof logOpts === "string") {
+        res.writeHead(400, { "content-type": "text/plain" }).end(`${logOpts}\n`);
+        return;
+      }
+      void serveContainerLog(
+        res,
+        found.path,
+        logOpts,
+        `container "${target?.[2] ?? ""}" has not started yet`,
+      );
     },
   );
   server.on("tlsClientError", () => {});

@@ -31,6 +31,8 @@ const API_TIMEOUT_MS = 10_000;
 const mergePatch = setHeaderOptions("Content-Type", PatchStrategy.MergePatch);
 
 const DEFAULT_POD_PIDS_LIMIT = 1024;
+/** The kubelet's eviction manager runs every 10 s (evictionMonitoringPeriod). */
+const DEFAULT_EVICTION_INTERVAL_MS = 10_000;
 /** A real kubelet's default `--max-pods`. */
 const MAX_PODS = "110";
 
@@ -117,7 +119,7 @@ export async function startKubelet(opts: KubeletOptions): Promise<Kubelet> {
       if (!w) return { ok: false, message: `pod ${namespace}/${pod} is not on node ${nodeName}` };
       if (w.container?.name !== container || !w.logPath)
         return { ok: false, message: `container not found ("${container}")` };
-      return { ok: true, path: w.logPath };
+      return { ok: true, path: w.logPath, running: () => w.sandbox?.running === true };
     },
     lookup: (namespace, pod, container) => {
       // A pod being replaced under the same name may briefly have two workers: prefer the live one.
@@ -168,6 +170,7 @@ export async function startKubelet(opts: KubeletOptions): Promise<Kubelet> {
     record: eventRecorder(core, { component: "kubelet", host: nodeName }, log),
     log,
     maxGraceMs,
+    evictionIntervalMs: opts.evictionIntervalMs ?? DEFAULT_EVICTION_INTERVAL_MS,
   };
 
   /** Stop the sandbox, then remove the object (gracePeriodSeconds=0, guarded by the uid). */

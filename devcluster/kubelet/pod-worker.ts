@@ -3,6 +3,7 @@ import { join } from "node:path";
 import type { V1Container, V1Pod } from "@kubernetes/client-node";
 import type { PodEvent } from "../events.ts";
 import { BASE_PATH, Container, type ContainerExit, type RuntimeDirs } from "./container.ts";
+import { emptyDirMounts, type LimitedVolume, watchEmptyDirs } from "./emptydir.ts";
 import { resolveEnv, type SecretReader } from "./env.ts";
 import type { IdRangeAllocator } from "./id-ranges.ts";
 import { imageRepository } from "./image-ref.ts";
@@ -34,6 +35,8 @@ export interface WorkerContext {
   log: (msg: string) => void;
   /** Cap on termination grace periods (ms). */
   maxGraceMs: number;
+  /** How often disk-backed emptyDirs are measured against their sizeLimit (the eviction manager's period). */
+  evictionIntervalMs: number;
 }
 
 const DEFAULT_UID = 1000;
@@ -70,6 +73,8 @@ export class PodWorker {
   private stopped = false;
   private stopProbe: (() => void) | undefined;
   private restartCount = 0;
+  /** The eviction manager's message once the pod was evicted: it ends Failed, whatever its restartPolicy. */
+  private evicted: string | undefined;
   private lastState: Json | undefined;
   private statusChain: Promise<unknown> = Promise.resolve();
   private statusSeq = 0;
@@ -194,6 +199,9 @@ export class PodWorker {
 
     const limits = c.resources?.limits ?? {};
     const hostname = this.name.slice(0, 63);
+    const volumes = emptyDirMounts(this.pod, c);
+    for (const name of volumes.skipped)
+      this.ctx.log(`pod ${this.key}: volume ${name} is not an emptyDir; devcluster does not mount it`);
     const spec: ContainerSpec = {
       hostname,
       uid: creds.uid,
@@ -202,7 +210,7 @@ export class PodWorker {
       readOnlyRoot: c.securityContext?.readOnlyRootFilesystem === true,
       workingDir: c.workingDir || "/",
       binds: image.binds,
-      tmpfs: this.tmpfsMounts(c),
+      tmpfs: volumes.tmpfs,
       argv,
       // The container sees only the pod's environment, never the kubelet's.
       env: { PATH: BASE_PATH, HOSTNAME: hostname, HOME: "/", ...env },
@@ -223,8 +231,16 @@ export class PodWorker {
 
     for (;;) {
       if (this.stopped) return;
-      const exit = await this.runOnce(c, spec, this.ids);
+      const exit = await this.runOnce(c, spec, this.ids, volumes.limited);
       if (this.stopped) return;
+      if (this.evicted !== undefined) {
+        await this.report("Failed", [this.terminatedStatus(c, exit, false)], {
+          reason: "Evicted",
+          message: this.evicted,
+        });
+        this.releaseAddress();
+        return;
+      }
       const policy = this.pod.spec?.restartPolicy ?? "Always";
       const restart = policy === "Always" || (policy === "OnFailure" && exit.exitCode !== 0);
       if (!restart) {
@@ -253,7 +269,12 @@ export class PodWorker {
 
   private exitAt: { startedAt: string; finishedAt: string } = { startedAt: "", finishedAt: "" };
 
-  private async runOnce(c: V1Container, spec: ContainerSpec, ids: IdRange): Promise<ContainerExit> {
+  private async runOnce(
+    c: V1Container,
+    spec: ContainerSpec,
+    ids: IdRange,
+    limited: LimitedVolume[],
+  ): Promise<ContainerExit> {
     const id = `${this.uid}-${c.name}-${this.restartCount}`;
     const sandbox = new Container(id, spec, ids, this.ctx.runtime, join(this.stateDir, `${c.name}.log`));
     this.sandbox = sandbox;
@@ -269,7 +290,11 @@ export class PodWorker {
       });
       const probe = c.readinessProbe;
       const startup = c.startupProbe?.httpGet ? c.startupProbe : undefined;
-      const stops: Array<() => void> = [];
+      const stops: Array<() => void> = [
+        watchEmptyDirs(pid, limited, this.ctx.evictionIntervalMs, (message) => {
+          if (!this.stopped && sandbox.running) this.evict(c, sandbox, message);
+        }),
+      ];
       const graceMs = (p?: { terminationGracePeriodSeconds?: number }) =>
         Math.min(
           (p?.terminationGracePeriodSeconds ?? this.pod.spec?.terminationGracePeriodSeconds ?? 30) * 1000,
@@ -345,6 +370,24 @@ export class PodWorker {
     return exit;
   }
 
+  /**
+   * What the kubelet's eviction manager does to a pod over its emptyDir sizeLimit: an `Evicted`
+   * Warning, the container killed at once (grace period 0), and — when it has exited — phase
+   * Failed with reason `Evicted`, the message and a `DisruptionTarget` condition.
+   */
+  private evict(c: V1Container, sandbox: Container, message: string): void {
+    this.ctx.log(`pod ${this.key}: evicted: ${message}`);
+    this.evicted = message;
+    this.conditions.set("DisruptionTarget", true, "TerminationByKubelet", message);
+    this.ctx.record(this.pod, { type: "Warning", reason: "Evicted", message });
+    this.ctx.record(this.pod, {
+      type: "Normal",
+      reason: "Killing",
+      message: `Stopping container ${c.name}`,
+    });
+    sandbox.kill();
+  }
+
   /** A probe that failed its threshold: the Warning a real kubelet writes, then the Killing. */
   private unhealthy(c: V1Container, probe: "liveness" | "startup"): void {
     this.ctx.record(this.pod, {
@@ -416,9 +459,14 @@ export class PodWorker {
   }
 
   /** Status patches go out in order; a gone pod (404) ends reporting quietly. */
-  private report(phase: string, containerStatuses: Json[]): Promise<void> {
+  private report(
+    phase: string,
+    containerStatuses: Json[],
+    why?: { reason: string; message: string },
+  ): Promise<void> {
     const status: Json = {
       phase,
+      ...why,
       hostIP: this.ctx.hostIP,
       hostIPs: [{ ip: this.ctx.hostIP }],
       startTime: this.startTime,
@@ -489,24 +537,6 @@ export class PodWorker {
       if (p !== undefined) ports.add(p);
     }
     return [...ports];
-  }
-
-  /** emptyDir volumes become private tmpfs mounts; other volume types are skipped (see README). */
-  private tmpfsMounts(c: V1Container): ContainerSpec["tmpfs"] {
-    const out: ContainerSpec["tmpfs"] = [];
-    for (const m of c.volumeMounts ?? []) {
-      const vol = this.pod.spec?.volumes?.find((v) => v.name === m.name);
-      if (!vol?.emptyDir) {
-        this.ctx.log(`pod ${this.key}: volume ${m.name} is not an emptyDir; devcluster does not mount it`);
-        continue;
-      }
-      out.push({
-        path: m.mountPath,
-        sizeBytes: quantityBytes(vol.emptyDir.sizeLimit as string | number | undefined),
-        readOnly: m.readOnly === true,
-      });
-    }
-    return out;
   }
 
   private sleep(ms: number): Promise<void> {

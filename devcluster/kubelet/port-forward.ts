@@ -1,20 +1,21 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { closeSync, openSync, readFileSync } from "node:fs";
+import { chmodSync, chownSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { connect, createServer, type Server, type Socket } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import type { EgressProxyRoute } from "./types.ts";
 
 /**
  * The forwarder runs as an unprivileged uid that may not be able to reach the checkout (a clone
- * under a 0700 directory such as /root or a mkdtemp): its source goes in as `-e`, and the Node
- * binary is executed through a descriptor the kubelet opened (/proc/self/fd/N), not by path.
+ * under a 0700 directory such as /root or a mkdtemp): its source goes in as `-e`.
  */
-const FORWARDER_SOURCE = readFileSync(new URL("./netns-forwarder.mjs", import.meta.url), "utf8");
-/** The binary's descriptor in the forwarder's process (0-2 stdio, 3 the IPC channel). */
-const NODE_FD = 4;
+const FORWARDER_SOURCE = readFileSync(new URL("./netns-forwarder.pl", import.meta.url), "utf8");
 const START_TIMEOUT_MS = 10_000;
 const CONNECT_TIMEOUT_MS = 6_000;
-/** The forwarder holds no privilege: it only connects to the pod's own address. */
+/** The forwarder holds no privilege: it only connects to the pod's own address and to our socket. */
 const FORWARDER_UID = 65534;
+/** What a forwarder writes first on each connection to our socket: 8 hex digits (0 = egress) and "\n". */
+const HEADER_BYTES = 9;
 
 interface Pending {
   resolve: (s: Socket | undefined) => void;
@@ -24,21 +25,51 @@ interface Pending {
 /** Where a pod reaches the egress proxy from inside its namespace when none is named. */
 const DEFAULT_EGRESS_POD_PORT = 3128;
 
+let socketDir: string | undefined;
+let socketSeq = 0;
+let socketsInUse = 0;
+/**
+ * The kubelet's Unix sockets the forwarders dial (a path is not bound to a network namespace):
+ * a directory others may traverse but not list, each socket owned by the forwarder's uid, 0600.
+ * The directory exists while a socket is in use (releaseSocketPath), so a stopped devcluster
+ * leaves nothing in $TMPDIR.
+ */
+function forwarderSocketPath(ip: string): string {
+  if (!socketDir) {
+    socketDir = mkdtempSync(join(tmpdir(), "devcluster-fwd-"));
+    chmodSync(socketDir, 0o711);
+  }
+  socketsInUse++;
+  return join(socketDir, `${ip}-${++socketSeq}.sock`);
+}
+
+function releaseSocketPath(path: string): void {
+  rmSync(path, { force: true });
+  if (--socketsInUse > 0 || !socketDir) return;
+  rmSync(socketDir, { recursive: true, force: true });
+  socketDir = undefined;
+}
+
 /**
  * A pod's address on the host: the kubelet binds the pod's declared ports on its pod IP (before
  * the container starts, exclusively, so no other process can take them) and splices every
- * connection to a socket the netns forwarder opened inside the pod's network namespace. With an
- * egress proxy, the other direction too, to that one destination: a connection to
- * 127.0.0.1:podPort inside the pod is opened to the proxy from the pod IP (its identity there).
+ * connection to one the netns forwarder opened inside the pod's network namespace and brought to
+ * the kubelet's Unix socket. With an egress proxy, the other direction too, to that one
+ * destination: a connection to 127.0.0.1:podPort inside the pod is opened to the proxy from the
+ * pod IP (its identity there).
  */
 export class PortForward {
   private readonly servers: Server[] = [];
   private readonly sockets = new Set<Socket>();
   private forwarder: ChildProcess | undefined;
+  private socketServer: Server | undefined;
+  private socketPath: string | undefined;
   private started: Promise<boolean> | undefined;
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
   private closed = false;
+  /** Counts attach() calls: a start that a detach() overtook gives up. */
+  private attachments = 0;
 
   constructor(
     readonly ip: string,
@@ -67,7 +98,31 @@ export class PortForward {
   /** Starts the forwarder in the network namespace of `pid` (the container's init). */
   attach(pid: number): Promise<boolean> {
     if (this.closed) return Promise.resolve(false);
-    const nodeFd = openSync(process.execPath, "r");
+    const started = this.start(pid, ++this.attachments);
+    this.started = started;
+    return started;
+  }
+
+  private async start(pid: number, attachment: number): Promise<boolean> {
+    const path = forwarderSocketPath(this.ip);
+    const server = createServer((s) => this.fromForwarder(s));
+    const listening = await new Promise<boolean>((resolve) => {
+      server.once("error", (e) => {
+        this.log(`port forwarder ${this.ip}: cannot listen on ${path}: ${e.message}`);
+        resolve(false);
+      });
+      server.listen(path, () => resolve(true));
+    });
+    if (!listening || this.closed || attachment !== this.attachments) {
+      server.close();
+      releaseSocketPath(path);
+      return false;
+    }
+    chownSync(path, FORWARDER_UID, FORWARDER_UID);
+    chmodSync(path, 0o600);
+    this.socketServer = server;
+    this.socketPath = path;
+    const egressPort = this.egress ? (this.egress.podPort ?? DEFAULT_EGRESS_POD_PORT) : 0;
     const child = spawn(
       "nsenter",
       [
@@ -80,28 +135,34 @@ export class PortForward {
         "--no-new-privs",
         "--pdeathsig=SIGKILL",
         "--",
-        `/proc/self/fd/${NODE_FD}`,
-        "--input-type=module",
+        "perl",
         "-e",
         FORWARDER_SOURCE,
+        this.ip,
+        path,
+        String(egressPort),
       ],
-      {
-        stdio: ["ignore", "ignore", "pipe", "ipc", nodeFd],
-        env: { PATH: process.env.PATH ?? "/usr/bin:/bin" },
-      },
+      // Its own process group: detach() ends it and the children copying its connections at once.
+      { stdio: ["pipe", "pipe", "pipe"], detached: true, env: { PATH: process.env.PATH ?? "/usr/bin:/bin" } },
     );
-    closeSync(nodeFd);
     this.forwarder = child;
     child.stderr?.on("data", (d: Buffer) => this.log(`port forwarder ${this.ip}: ${d.toString().trim()}`));
-    child.on("message", (msg: unknown, handle: unknown) => this.onMessage(msg, handle));
     child.on("error", () => {});
-    this.started = new Promise<boolean>((resolve) => {
+    child.stdin?.on("error", () => {});
+    return new Promise<boolean>((resolve) => {
       const timer = setTimeout(() => resolve(false), START_TIMEOUT_MS);
-      child.on("message", (m: unknown) => {
-        if ((m as { ready?: boolean })?.ready) {
-          clearTimeout(timer);
-          if (this.egress) child.send({ egressPort: this.egress.podPort ?? DEFAULT_EGRESS_POD_PORT });
-          resolve(true);
+      let buffered = "";
+      child.stdout?.on("data", (d: Buffer) => {
+        buffered += d.toString();
+        for (let nl = buffered.indexOf("\n"); nl >= 0; nl = buffered.indexOf("\n")) {
+          const line = buffered.slice(0, nl);
+          buffered = buffered.slice(nl + 1);
+          if (line === "ready") {
+            clearTimeout(timer);
+            resolve(true);
+          } else if (line.startsWith("fail ")) this.settle(Number(line.slice(5)), undefined);
+          else if (line.startsWith("egress-fail "))
+            this.log(`port forwarder ${this.ip}: no egress listener in the pod: ${line.slice(12)}`);
         }
       });
       child.once("exit", () => {
@@ -111,29 +172,36 @@ export class PortForward {
         this.pending.clear();
       });
     });
-    return this.started;
   }
 
-  private onMessage(msg: unknown, handle: unknown): void {
-    const m = msg as {
-      id?: number;
-      ok?: boolean;
-      outbound?: boolean;
-      outboundListening?: boolean;
-      message?: string;
+  /** A connection from the forwarder: its header says which of our requests it answers (0: egress). */
+  private fromForwarder(sock: Socket): void {
+    sock.on("error", () => {});
+    const timer = setTimeout(() => sock.destroy(), CONNECT_TIMEOUT_MS);
+    let head = Buffer.alloc(0);
+    const onData = (d: Buffer) => {
+      head = Buffer.concat([head, d]);
+      if (head.length < HEADER_BYTES) return;
+      sock.off("data", onData);
+      sock.pause();
+      clearTimeout(timer);
+      const rest = head.subarray(HEADER_BYTES);
+      if (rest.length > 0) sock.unshift(rest);
+      const id = Number.parseInt(head.subarray(0, HEADER_BYTES - 1).toString(), 16);
+      if (id === 0) return this.outward(sock);
+      if (!this.settle(id, sock)) sock.destroy();
     };
-    if (m?.outbound) return void this.outward(handle as Socket | undefined);
-    if (m?.outboundListening === false)
-      this.log(`port forwarder ${this.ip}: no egress listener in the pod: ${m.message ?? ""}`);
-    if (typeof m?.id !== "number") return;
-    const p = this.pending.get(m.id);
-    if (!p) {
-      (handle as Socket | undefined)?.destroy();
-      return;
-    }
-    this.pending.delete(m.id);
+    sock.on("data", onData);
+  }
+
+  /** Hands `sock` (undefined: no connection) to the request `id`; false if nobody waits for it any more. */
+  private settle(id: number, sock: Socket | undefined): boolean {
+    const p = this.pending.get(id);
+    if (!p) return false;
+    this.pending.delete(id);
     clearTimeout(p.timer);
-    p.resolve(m.ok ? (handle as Socket) : undefined);
+    p.resolve(sock);
+    return true;
   }
 
   /** A connection the pod opened to its egress listener: on to the proxy, from the pod IP. */
@@ -179,7 +247,8 @@ export class PortForward {
 
   private async open(port: number): Promise<Socket | undefined> {
     const child = this.forwarder;
-    if (!child || !(await this.started) || !child.connected) return undefined;
+    if (!child || !(await this.started) || child.exitCode !== null || !child.stdin?.writable)
+      return undefined;
     const id = this.nextId++;
     return new Promise<Socket | undefined>((resolve) => {
       const timer = setTimeout(() => {
@@ -187,16 +256,27 @@ export class PortForward {
         resolve(undefined);
       }, CONNECT_TIMEOUT_MS);
       this.pending.set(id, { resolve, timer });
-      child.send({ id, host: this.ip, port });
+      child.stdin?.write(`${id} ${port}\n`);
     });
   }
 
-  /** Stops the forwarder (the container is gone or restarting); the ports stay bound. */
+  /** Stops the forwarder and the connections it copies (the container is gone or restarting); the ports stay bound. */
   detach(): void {
+    this.attachments++;
     const f = this.forwarder;
     this.forwarder = undefined;
     this.started = undefined;
-    if (f && f.exitCode === null) f.kill("SIGKILL");
+    if (f?.pid !== undefined && f.exitCode === null) {
+      try {
+        process.kill(-f.pid, "SIGKILL");
+      } catch {
+        // already gone
+      }
+    }
+    this.socketServer?.close();
+    this.socketServer = undefined;
+    if (this.socketPath) releaseSocketPath(this.socketPath);
+    this.socketPath = undefined;
   }
 
   /** Unbinds the ports and drops every connection. */

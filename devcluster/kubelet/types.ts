@@ -38,6 +38,11 @@ export interface KubeletOptions {
    * way out of a pod; absent, a pod reaches nothing beyond its loopback.
    */
   egressProxy?: EgressProxyRoute;
+  /**
+   * How often disk-backed emptyDirs are measured against their `sizeLimit`; a pod over it is evicted
+   * (Failed, reason `Evicted`) as a real kubelet's eviction manager does. Default 10 s, its period.
+   */
+  evictionIntervalMs?: number;
   /** Upper bound on a pod's termination grace period (seconds). Default 5. */
   maxGraceSeconds?: number;
   log?: (msg: string) => void;

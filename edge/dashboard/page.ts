@@ -88,7 +88,7 @@ main{padding:16px 20px 32px;max-width:1600px;margin:0 auto}
 table{width:100%;border-collapse:collapse;font-size:13px}
 th{text-align:left;font-size:11px;text-transform:uppercase;letter-spacing:.4px;color:var(--muted);font-weight:600;padding:6px 8px;border-bottom:1px solid var(--line);white-space:nowrap}
 td{padding:6px 8px;border-bottom:1px solid #eef1f5;white-space:nowrap;vertical-align:middle}
-td.cmd{max-width:380px;overflow:hidden;text-overflow:ellipsis}td.cmd code{color:#24324a}
+td.cmd{max-width:380px;overflow:hidden;text-overflow:ellipsis}ul.procs{list-style:none;margin:0;padding:0}td.cmd code{color:#24324a}
 .num{text-align:right;font-variant-numeric:tabular-nums}
 tr.new td{animation:flash 1.6s ease-out}@keyframes flash{from{background:#fff6cc}to{background:transparent}}
 .empty-row td{color:var(--muted);text-align:center;padding:18px}

@@ -1,4 +1,4 @@
-import type { ExecutionSnapshot, PodState, PoolSnapshot } from "../../shared/api.ts";
+import type { ExecutionSnapshot, PodState, PoolSnapshot, ProcessSnapshot } from "../../shared/api.ts";
 import type { PoolEvent } from "../../shared/events.ts";
 
 /*
@@ -72,6 +72,21 @@ export interface SandboxRecord {
   lastCommand: string | null;
 }
 
+/** A running process an agent started (process.started seen, process.exited not yet). */
+export interface ProcessRecord {
+  /** `<pod>/<pid>`: a pid is unique in its pod while it runs. */
+  key: string;
+  agentId: string;
+  sandboxId: string | null;
+  pod: string;
+  tenant: string;
+  pid: number;
+  commandPreview: string;
+  tty: boolean;
+  /** Local-clock ms. */
+  startedAtMs: number;
+}
+
 export interface AgentTotals {
   acquisitions: number;
   conflicts: number;
@@ -96,6 +111,19 @@ export interface ScaleRecord {
   refusal: string | null;
 }
 
+/** One connection through an agent's egress proxy (egress.allowed / egress.denied), local ms. */
+export interface EgressRecord {
+  atMs: number;
+  tenant: string;
+  sandboxId: string | null;
+  host: string;
+  port: number;
+  decision: "allowed" | "denied";
+  /** Why it was refused (a README egress code), or why the proxy cut it. */
+  reason: string | null;
+  bytes: number;
+}
+
 export interface RegionState {
   region: string;
   poolSize: number | null;
@@ -106,6 +134,8 @@ export interface RegionState {
   pods: Record<string, PodRecord>;
   /** Sandboxes that live across requests, by id. */
   sandboxes: Record<string, SandboxRecord>;
+  /** Running processes, by `<pod>/<pid>` (absent in states made before processes existed). */
+  processes?: Record<string, ProcessRecord>;
   /** Deleted pods and when (local ms): late events for them must not bring a tile back. */
   tombstones: Record<string, number>;
   queue: WaiterRecord[];
@@ -122,6 +152,8 @@ export interface RegionState {
   seen: string[];
   /** The leader's scale decisions, oldest first (bounded): pool size over time and why. */
   scale: ScaleRecord[];
+  /** Recent egress connections, newest first (bounded). */
+  egress?: EgressRecord[];
 }
 
 export interface DashboardState {
@@ -138,6 +170,7 @@ const MAX_SAMPLES = 500;
 const MAX_SEEN = 1000;
 const MAX_TOMBSTONES = 200;
 const MAX_SCALE = 120;
+export const MAX_EGRESS = 50;
 
 const str = (v: unknown): string | null => (typeof v === "string" ? v : null);
 const num = (v: unknown): number | null => (typeof v === "number" && Number.isFinite(v) ? v : null);
@@ -160,6 +193,7 @@ function emptyRegion(region: string): RegionState {
     leaseSeconds: null,
     pods: {},
     sandboxes: {},
+    processes: {},
     tombstones: {},
     queue: [],
     executions: [],
@@ -169,6 +203,7 @@ function emptyRegion(region: string): RegionState {
     acquireSamples: [],
     seen: [],
     scale: [],
+    egress: [],
   };
 }
 
@@ -178,6 +213,7 @@ function copyRegion(r: RegionState): RegionState {
     ...r,
     pods: { ...r.pods },
     sandboxes: { ...r.sandboxes },
+    processes: { ...(r.processes ?? {}) },
     tombstones: { ...r.tombstones },
     queue: [...r.queue],
     executions: [...r.executions],
@@ -187,6 +223,7 @@ function copyRegion(r: RegionState): RegionState {
     acquireSamples: [...r.acquireSamples],
     seen: [...r.seen],
     scale: [...(r.scale ?? [])],
+    egress: [...(r.egress ?? [])],
   };
 }
 
@@ -274,7 +311,67 @@ function applySnapshot(prev: RegionState | undefined, s: PoolSnapshot, nowMs: nu
     ];
     sortAndBound(r.executions);
   }
+  if (s.processes) applyProcessSnapshot(r, s.agentId, s.processes, offset, nowMs);
   return r;
+}
+
+// ---------- processes (process.started / process.exited and each agent's snapshot of them) ----------
+
+const processKey = (pod: string, pid: number) => `${pod}/${pid}`;
+
+/** An agent's snapshot lists the running processes it started: they replace what the page had of that agent. */
+function applyProcessSnapshot(
+  r: RegionState,
+  agentId: string,
+  list: readonly ProcessSnapshot[],
+  offset: number,
+  nowMs: number,
+): void {
+  const kept = Object.values(r.processes ?? {}).filter((p) => p.agentId !== agentId);
+  r.processes = {};
+  for (const p of kept) r.processes[p.key] = p;
+  for (const p of list) {
+    const key = processKey(p.pod, p.pid);
+    r.processes[key] = {
+      key,
+      agentId,
+      sandboxId: p.sandboxId,
+      pod: p.pod,
+      tenant: p.tenant,
+      pid: p.pid,
+      commandPreview: p.commandPreview,
+      tty: p.tty,
+      startedAtMs: (parseTime(p.startedAt) ?? nowMs - offset) + offset,
+    };
+  }
+}
+
+/** A process started or ended; a deleted or expired sandbox takes its processes with it. */
+function applyProcessEvent(r: RegionState, e: PoolEvent, atMs: number): void {
+  const processes = (r.processes ??= {});
+  if (e.type === "process.started" || e.type === "process.exited") {
+    const pid = num(e.data.pid);
+    if (pid === null) return;
+    const key = processKey(e.pod ?? "", pid);
+    if (e.type === "process.exited") {
+      delete processes[key];
+      return;
+    }
+    processes[key] = {
+      key,
+      agentId: e.agentId,
+      sandboxId: str(e.data.sandboxId),
+      pod: e.pod ?? "",
+      tenant: e.tenant ?? "",
+      pid,
+      commandPreview: str(e.data.commandPreview) ?? "",
+      tty: e.data.tty === true,
+      startedAtMs: atMs,
+    };
+  } else if (e.type === "sandbox.deleted" || e.type === "sandbox.expired") {
+    const id = str(e.data.sandboxId);
+    for (const p of Object.values(processes)) if (p.sandboxId === id) delete processes[p.key];
+  }
 }
 
 function executionFromSnapshot(
@@ -496,6 +593,22 @@ function applyEvent(prev: RegionState | undefined, e: PoolEvent, region: string,
       ].slice(-MAX_SCALE);
       break;
     }
+    case "egress.allowed":
+    case "egress.denied": {
+      const d = e.data;
+      const record: EgressRecord = {
+        atMs,
+        tenant: e.tenant ?? "",
+        sandboxId: str(d.sandboxId),
+        host: str(d.host) ?? "",
+        port: num(d.port) ?? 0,
+        decision: e.type === "egress.allowed" ? "allowed" : "denied",
+        reason: e.type === "egress.denied" ? str(e.data.reason) : (str(e.data.closedBy) ?? null),
+        bytes: (num(d.bytesUp) ?? 0) + (num(d.bytesDown) ?? 0),
+      };
+      r.egress = [record, ...(r.egress ?? [])].slice(0, MAX_EGRESS);
+      break;
+    }
     case "pool.leader": {
       // leader is whether the emitting agent leads now: a step-down clears it (if it was that agent).
       const identity = str(e.data.identity) ?? e.agentId;
@@ -530,6 +643,11 @@ function applyEvent(prev: RegionState | undefined, e: PoolEvent, region: string,
     case "sandbox.deleted":
     case "sandbox.expired":
       delete r.sandboxes[str(e.data.sandboxId) ?? ""];
+      applyProcessEvent(r, e, atMs);
+      break;
+    case "process.started":
+    case "process.exited":
+      applyProcessEvent(r, e, atMs);
       break;
   }
   return r;

@@ -1,5 +1,12 @@
 import type { PodState } from "../../shared/api.ts";
-import type { AgentTotals, DashboardState, ExecutionRecord, ScaleRecord } from "./reducer.ts";
+import type {
+  AgentTotals,
+  DashboardState,
+  EgressRecord,
+  ExecutionRecord,
+  RegionState,
+  ScaleRecord,
+} from "./reducer.ts";
 
 /*
  * The view model: what the page draws, derived from the reducer's state at a given local time
@@ -15,6 +22,15 @@ export interface SandboxTileView {
   /** Until the idle timeout deletes it (≤ 0: due now). */
   idleLeftMs: number;
   lastCommand: string | null;
+  /** Its running processes, oldest first. */
+  processes: ProcessView[];
+}
+
+export interface ProcessView {
+  pid: number;
+  commandPreview: string;
+  tty: boolean;
+  runningMs: number;
 }
 
 export interface PodTileView {
@@ -49,10 +65,25 @@ export interface RegionView {
   /** The leader's last scale decision, and the recent ones (pool size over time). */
   scale: ScaleRecord | null;
   scaleHistory: ScaleRecord[];
+  /** Recent egress connections, newest first. */
+  egress: EgressRecord[];
 }
 
 export interface DashboardView {
   regions: RegionView[];
+}
+
+/** The running processes of one sandbox, oldest first. */
+function processesOf(r: RegionState, sandboxId: string, nowMs: number): ProcessView[] {
+  return Object.values(r.processes ?? {})
+    .filter((p) => p.sandboxId === sandboxId)
+    .sort((a, b) => a.startedAtMs - b.startedAtMs || a.pid - b.pid)
+    .map((p) => ({
+      pid: p.pid,
+      commandPreview: p.commandPreview,
+      tty: p.tty,
+      runningMs: Math.max(0, nowMs - p.startedAtMs),
+    }));
 }
 
 export function percentile(samples: readonly number[], p: number): number | null {
@@ -146,6 +177,7 @@ export function view(state: DashboardState, nowMs: number): DashboardView {
             name: b.name,
             idleLeftMs: b.lastActivityMs + b.idleTimeoutSeconds * 1000 - nowMs,
             lastCommand: b.lastCommand,
+            processes: processesOf(r, b.id, nowMs),
           }))
           .sort((a, b) => a.idleLeftMs - b.idleLeftMs),
         queueByTenant: Object.entries(
@@ -158,6 +190,7 @@ export function view(state: DashboardState, nowMs: number): DashboardView {
           .sort((a, b) => b.depth - a.depth || a.tenant.localeCompare(b.tenant)),
         scale: r.scale?.[r.scale.length - 1] ?? null,
         scaleHistory: [...(r.scale ?? [])],
+        egress: [...(r.egress ?? [])],
         totals: {
           acquisitions: all.reduce((n, t) => n + t.acquisitions, 0),
           conflicts: all.reduce((n, t) => n + t.conflicts, 0),

@@ -130,6 +130,8 @@ export class TunnelDO extends DurableObject<Env> {
   private rotation = 0;
   /** Credit windows reserved by the streamed uploads in flight (see TUNNEL_BUFFER_BUDGET_BYTES). */
   private reservedBytes = 0;
+  /** Bodies of finished responses their clients have not read yet: they still count against the budget. */
+  private readonly draining = new Set<BodyQueue>();
 
   override async fetch(request: Request): Promise<Response> {
     const upgrade = request.headers.get("Upgrade")?.toLowerCase() === "websocket";
@@ -567,10 +569,49 @@ export class TunnelDO extends DurableObject<Env> {
     p.upload = null;
   }
 
+  /**
+   * Responses already streaming when the DO is over its budget: the one holding the most queued
+   * bytes is cut (its client gets a broken body, its agent a cancel), until back under. Its client
+   * is the one not reading — a reader keeps its queue near empty — so the DO's memory goes to
+   * whoever takes it, while every other request of the region goes on. Withholding credit instead
+   * would not help: a response never has more than its credit window queued anyway; too many
+   * windows at once is the problem, and only ending one frees one.
+   */
+  private shedOverBudget(): void {
+    while (this.bufferedBytes() > TUNNEL_BUFFER_BUDGET_BYTES) {
+      let victim: { body: BodyQueue; p: Pending | null } | null = null;
+      const held = [
+        ...[...this.pending.values()].map((p) => ({ body: p.body, p })),
+        ...[...this.draining].map((body) => ({ body, p: null })),
+      ];
+      for (const { body, p } of held) {
+        if (body && body.bufferedBytes > (victim?.body.bufferedBytes ?? 0)) victim = { body, p };
+      }
+      if (!victim) return;
+      const cut = new AppError(
+        "tunnel_busy",
+        "the region's tunnel is over its buffered-bytes budget; response cut",
+        {
+          retryAfterSeconds: 1,
+        },
+      );
+      victim.body.cut(cut);
+      this.draining.delete(victim.body);
+      if (victim.p) {
+        this.send(victim.p.ws, { type: "cancel", id: victim.p.id });
+        this.fail(victim.p.id, cut);
+      }
+    }
+  }
+
   /** Body bytes this DO holds or has promised room for: reserved upload windows, queued response bytes. */
   private bufferedBytes(): number {
     let n = this.reservedBytes;
     for (const p of this.pending.values()) n += p.body?.bufferedBytes ?? 0;
+    for (const b of this.draining) {
+      if (b.bufferedBytes === 0) this.draining.delete(b);
+      else n += b.bufferedBytes;
+    }
     return n;
   }
 
@@ -761,6 +802,8 @@ export class TunnelDO extends DurableObject<Env> {
       if (p.body) p.body.push(b);
       else p.early.push(b);
     }
+    this.shedOverBudget();
+    if (!this.pending.has(id)) return;
     if (p.headDone) this.armIdle(p);
     if (p.body && p.seq.complete) this.complete(p);
   }
@@ -779,6 +822,7 @@ export class TunnelDO extends DurableObject<Env> {
   private complete(p: Pending): void {
     this.finish(p.id);
     p.body?.end();
+    if (p.body && p.body.bufferedBytes > 0) this.draining.add(p.body);
   }
 
   /** Fail one request: an error envelope if nothing was sent yet, else a broken body stream. */

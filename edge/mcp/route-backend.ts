@@ -1,5 +1,12 @@
 import { z } from "zod";
+import {
+  ProcessInfoSchema,
+  ProcessListSchema,
+  ProcessOutputSchema,
+  StdinResultSchema,
+} from "../../shared/api.ts";
 import { ok } from "../../shared/errors.ts";
+import type { ProcessToolBackend } from "../../shared/tools/process-tools.ts";
 import type { ToolBackend, ToolResult } from "../../shared/tools/run-tool.ts";
 import type { RouteClient } from "./route-client.ts";
 
@@ -96,5 +103,62 @@ export function routeBackend(client: RouteClient, sandboxId: string | undefined)
         .map((e) => ({ path: e.name, type: e.type, size: e.size }));
       return ok({ entries, truncated: got.value.truncated === true || got.value.entries.length > limit });
     },
+  };
+}
+
+/** A JSON answer parsed with `schema`; a body that does not fit is `internal` (the route broke its contract). */
+async function routeJson<S extends z.ZodType>(
+  client: RouteClient,
+  method: "GET" | "POST",
+  path: string,
+  schema: S,
+  opts: { json?: unknown; bytes?: Uint8Array; signal: AbortSignal },
+): Promise<ToolResult<z.infer<S>>> {
+  const got = await client.json(method, path, opts);
+  if (!got.ok) return got;
+  const parsed = schema.safeParse(got.value.body);
+  if (parsed.success) return ok(parsed.data);
+  return {
+    ok: false,
+    error: {
+      code: "internal",
+      message: `${method} ${path} answered an unexpected body`,
+      requestId: got.value.requestId,
+    },
+  };
+}
+
+/**
+ * The process tools' backend over the edge's routes for one sandbox (`/v1/sandboxes/:id/processes…`):
+ * the caller's token goes with every call, so a sandbox of another tenant is `sandbox_not_found`
+ * and a pid of another sandbox `process_not_found`, as for the same call made directly.
+ */
+export function routeProcessBackend(client: RouteClient, sandboxId: string): ProcessToolBackend {
+  const base = `/v1/sandboxes/${encodeURIComponent(sandboxId)}/processes`;
+  return {
+    start: (body, signal) => routeJson(client, "POST", base, ProcessInfoSchema, { json: body, signal }),
+    async list(signal) {
+      const got = await routeJson(client, "GET", base, ProcessListSchema, { signal });
+      return got.ok ? ok(got.value.processes) : got;
+    },
+    get: (pid, signal) => routeJson(client, "GET", `${base}/${pid}`, ProcessInfoSchema, { signal }),
+    output: (pid, q, signal) =>
+      routeJson(
+        client,
+        "GET",
+        `${base}/${pid}/output?since=${q.since}&maxBytes=${q.maxBytes}&waitMs=${q.waitMs}`,
+        ProcessOutputSchema,
+        { signal },
+      ),
+    stdin: (pid, bytes, eof, signal) =>
+      routeJson(client, "POST", `${base}/${pid}/stdin${eof ? "?eof=1" : ""}`, StdinResultSchema, {
+        bytes,
+        signal,
+      }),
+    signal: (pid, name, signal) =>
+      routeJson(client, "POST", `${base}/${pid}/signal`, ProcessInfoSchema, {
+        json: { signal: name },
+        signal,
+      }),
   };
 }

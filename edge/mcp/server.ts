@@ -23,7 +23,8 @@ export async function handleMcpPost(
     capabilities: { tools: { listChanged: false } },
     instructions:
       "Tools run in isolated Linux sandboxes (no network). Without sandbox_id each call gets a fresh pod; " +
-      "call create_sandbox to keep files and state across calls, and delete_sandbox when done.",
+      "call create_sandbox to keep files and state across calls, and delete_sandbox when done. " +
+      "Long-running commands (servers, REPLs) go to start_process in such a sandbox; read their output with read_process_output.",
     // The server never elicits, so it never validates JSON Schema at run time; this keeps the
     // SDK's default validator (which generates code, refused by workerd) out of the request.
     jsonSchemaValidator: {

@@ -1,5 +1,5 @@
 import type { CallToolResult, Tool } from "@modelcontextprotocol/sdk/types.js";
-import type { z } from "zod";
+import { z } from "zod";
 import { LIMITS } from "../../shared/api.ts";
 import { ok } from "../../shared/errors.ts";
 import {
@@ -12,13 +12,14 @@ import {
   SandboxIdArg,
   type ToolDefinition,
 } from "../../shared/tools/definitions.ts";
+import { PROCESS_TOOL_NAMES, PROCESS_TOOLS, runProcessTool } from "../../shared/tools/process-tools.ts";
 import {
   runSandboxTool,
   type ToolAnswer,
   type ToolFailure,
   type ToolResult,
 } from "../../shared/tools/run-tool.ts";
-import { routeBackend } from "./route-backend.ts";
+import { routeBackend, routeProcessBackend } from "./route-backend.ts";
 import type { RouteClient } from "./route-client.ts";
 
 /** The sandbox tools as MCP offers them: the chat tools plus an optional sandbox_id. */
@@ -26,8 +27,16 @@ const SANDBOX_TOOLS: ToolDefinition[] = CHAT_TOOLS.map((t) => ({
   ...(t as unknown as ToolDefinition),
   input: t.input.extend({ sandbox_id: SandboxIdArg }),
 }));
+/** The process tools need a sandbox that lives: sandbox_id is required (a disposable pod would kill them). */
+const MCP_PROCESS_TOOLS: ToolDefinition[] = PROCESS_TOOLS.map((t) => ({
+  ...(t as unknown as ToolDefinition),
+  input: t.input.extend({
+    sandbox_id: z.string().min(1).max(200).describe("The sandbox (from create_sandbox) the process runs in."),
+  }),
+}));
 const MCP_TOOLS: ToolDefinition[] = [
   ...SANDBOX_TOOLS,
+  ...MCP_PROCESS_TOOLS,
   createSandbox as unknown as ToolDefinition,
   deleteSandbox as unknown as ToolDefinition,
 ];
@@ -117,6 +126,10 @@ async function dispatchTool(
     if (!gone.ok) return gone;
     const out = { sandbox_id: a.sandbox_id, deleted: true };
     return ok({ structured: out, text: deleteSandbox.render(out) });
+  }
+  if (PROCESS_TOOL_NAMES.has(tool.name)) {
+    const { sandbox_id: id, ...processArgs } = args as { sandbox_id: string };
+    return runProcessTool(tool.name, processArgs, routeProcessBackend(client, id), signal);
   }
   const { sandbox_id: sandboxId, ...toolArgs } = args as { sandbox_id?: string };
   const opts = { defaultTimeoutSeconds: LIMITS.defaultTimeoutSeconds, signal };

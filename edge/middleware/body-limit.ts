@@ -77,7 +77,7 @@ export function bodyLimit(kind: "request" | "file" = "request"): MiddlewareHandl
  * Past `max` it just ends, without the mark (so the DO signs no trailer and the agent commits
  * nothing) — ended, not errored: an errored subrequest body is reported by workerd as uncaught.
  */
-function countedUpload(
+export function countedUpload(
   source: ReadableStream<Uint8Array> | null,
   max: number,
   onOver: () => void,

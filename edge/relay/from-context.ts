@@ -1,3 +1,4 @@
+import { PORT_REQUEST_HEADERS_HEADER } from "../../shared/api.ts";
 import type { AppContext } from "../app-env.ts";
 import type { StreamedBody } from "./protocol.ts";
 import { chooseRegions, REGION_HEADER } from "./regions.ts";
@@ -27,7 +28,8 @@ function pickRegions(c: AppContext): string[] {
 
 /** What a route decides about one relay; everything else comes from the request's context. */
 export interface RelaySpec {
-  method: "GET" | "POST" | "PUT" | "DELETE";
+  /** GET, POST, PUT, DELETE; any method for a port link's request. */
+  method: string;
   /** Path with query, as the agent will see it. */
   path: string;
   /** The body to sign and send: a validated, re-encoded JSON body, or a file upload's stream. */
@@ -46,6 +48,8 @@ export interface RelaySpec {
   timeoutMs?: number;
   /** Max silence between body chunks once streaming; 0 = none (event streams). */
   idleMs?: number;
+  /** A port link's request: the client's own headers for the sandbox's app (PORT_REQUEST_HEADERS_HEADER). */
+  portRequestHeaders?: Array<[string, string]>;
   /** The client's WebSocket upgrade: a 101 carrying the socket if the agent accepts it. */
   websocket?: boolean;
 }
@@ -64,6 +68,7 @@ export function relayFrom(c: AppContext, spec: RelaySpec): Promise<RelayOutcome>
   };
   const clientId = c.get("clientRequestId");
   if (clientId) headers["x-client-request-id"] = clientId;
+  if (spec.portRequestHeaders) headers[PORT_REQUEST_HEADERS_HEADER] = JSON.stringify(spec.portRequestHeaders);
   return relayToRegions(config, tunnels, {
     method: spec.method,
     path: spec.path,

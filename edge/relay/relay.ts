@@ -1,3 +1,4 @@
+import { PORT_REQUEST_HEADERS_HEADER } from "../../shared/api.ts";
 import { AppError, errorResponse } from "../../shared/errors.ts";
 import {
   createRelaySigner,
@@ -80,8 +81,17 @@ export function signerFor(config: EdgeConfig, region: string): Promise<RelaySign
   return s;
 }
 
-/** Forwarded to agents; everything else (Authorization, cookies, cf headers) stays at the edge. */
-const FORWARD = ["content-type", "accept", "x-client-request-id", "last-event-id"];
+/**
+ * Forwarded to agents; everything else (Authorization, cookies, cf headers) stays at the edge. A
+ * port link's app headers travel inside PORT_REQUEST_HEADERS_HEADER, chosen by the link route.
+ */
+const FORWARD = [
+  "content-type",
+  "accept",
+  "x-client-request-id",
+  "last-event-id",
+  PORT_REQUEST_HEADERS_HEADER,
+];
 
 /**
  * Sign the request for each candidate region (the audience is per region) and hand it to that

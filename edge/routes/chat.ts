@@ -3,6 +3,7 @@ import {
   ChatRequestSchema,
   type ChatResponse,
   ChatResponseSchema,
+  MODEL_CALLS_HEADER,
   type RelayChatRequest,
 } from "../../shared/api.ts";
 import { parseOrError } from "../../shared/errors.ts";
@@ -35,6 +36,7 @@ async function chat(c: AppContext): Promise<Response> {
     sessionId,
     history,
     ...(sessionMode ? { sessionSandbox: bound ? { id: bound } : {} } : {}),
+    ...(parsed.value.network ? { network: parsed.value.network } : {}),
   };
   // A session's sandbox lives in one cluster: its turns go there (none connected is 503, never
   // another cluster, which would silently lose the workspace). A bound id of a region no longer
@@ -60,19 +62,28 @@ async function chat(c: AppContext): Promise<Response> {
       ] satisfies ChatHistoryMessage[],
       sessionMode ? (r.sandboxId ?? null) : undefined,
     );
-  // The request's own token paid for the first model call; each further one costs one more.
-  const charge = (r: ChatResponse) => {
-    const more = (r.modelCalls ?? 1) - 1;
+  // The request's own token paid for the first model call; each further one costs one more —
+  // whether the turn finished (`modelCalls` of its response) or failed after some calls.
+  const charge = (modelCalls: number | undefined) => {
+    const more = (modelCalls ?? 1) - 1;
     return more > 0 ? c.get("deps").quota.charge(tenant, more) : Promise.resolve();
   };
 
-  if (!out.response.ok || !out.response.body) return finishRelay(c, out);
+  if (!out.response.ok || !out.response.body) {
+    const made = Number(out.response.headers.get(MODEL_CALLS_HEADER));
+    if (Number.isInteger(made) && made > 0) await charge(made);
+    return finishRelay(c, out);
+  }
   if (sse) {
-    // Scan the stream as it passes to the client for the final `done` event. Not a tee: a tee
-    // keeps reading the agent's stream after the client left, so the cancel never reached the
-    // agent and the chat (and its lease) ran on; through a pipe, the client's cancel propagates.
+    // Scan the stream as it passes to the client for the final `done` (or `error`) event. Not a
+    // tee: a tee keeps reading the agent's stream after the client left, so the cancel never
+    // reached the agent and the chat (and its lease) ran on; through a pipe, the client's cancel propagates.
     const { stream, done } = scanForDone(out.response.body);
-    const saving = done.then((r) => (r === null ? undefined : Promise.all([save(r), charge(r)])));
+    const saving = done.then((end): Promise<unknown> | undefined => {
+      if (end === null) return undefined;
+      if (end.failed) return charge(end.modelCalls);
+      return Promise.all([save(end.response), charge(end.response.modelCalls)]);
+    });
     waitUntil(c, saving);
     return finishRelay(c, { ...out, response: new Response(stream, out.response) });
   }
@@ -81,7 +92,7 @@ async function chat(c: AppContext): Promise<Response> {
     .json()
     .catch(() => null);
   const result = ChatResponseSchema.safeParse(body);
-  if (result.success) await Promise.all([save(result.data), charge(result.data)]);
+  if (result.success) await Promise.all([save(result.data), charge(result.data.modelCalls)]);
   return finishRelay(c, out);
 }
 
@@ -94,23 +105,37 @@ function waitUntil(c: AppContext, p: Promise<unknown>): void {
   }
 }
 
+/** How a streamed turn ended: its `done` response, or its `error` event's model-call count. */
+type TurnEnd = { failed: false; response: ChatResponse } | { failed: true; modelCalls: number | undefined };
+
 /**
- * Pass an SSE stream through unchanged while looking for its `done` event: `done` settles with
- * that event's response once the stream has ended (null if it ended, failed or was cancelled without one).
+ * Pass an SSE stream through unchanged while looking for its terminal `done` or `error` event:
+ * `done` settles with it once the stream has ended. A stream that ends without one (the client
+ * cancelled, the tunnel broke) is charged one model call per `tool.call` seen: every tool call
+ * was asked for by a model call (parallel calls of one round are counted each, the call after the
+ * last round not at all), so a client cannot make long turns free by leaving before their end.
  */
 function scanForDone(source: ReadableStream<Uint8Array>): {
   stream: ReadableStream<Uint8Array>;
-  done: Promise<ChatResponse | null>;
+  done: Promise<TurnEnd | null>;
 } {
   const decoder = new TextDecoder();
   const parser = new SseParser();
-  let found: ChatResponse | null = null;
+  let found: TurnEnd | null = null;
+  let toolCalls = 0;
   const look = (messages: SseMessage[]) => {
     for (const m of messages) {
-      if (m.event !== "done") continue;
+      if (m.event === "tool.call") toolCalls++;
+      if (m.event !== "done" && m.event !== "error") continue;
       try {
-        const res = ChatResponseSchema.safeParse((JSON.parse(m.data) as { response?: unknown }).response);
-        if (res.success) found = res.data;
+        const data = JSON.parse(m.data) as { response?: unknown; modelCalls?: unknown };
+        if (m.event === "error") {
+          const n = data.modelCalls;
+          found = { failed: true, modelCalls: Number.isInteger(n) ? (n as number) : undefined };
+          continue;
+        }
+        const res = ChatResponseSchema.safeParse(data.response);
+        if (res.success) found = { failed: false, response: res.data };
       } catch {
         // not JSON: not ours
       }
@@ -126,10 +151,9 @@ function scanForDone(source: ReadableStream<Uint8Array>): {
       look(parser.end());
     },
   });
-  const done = source.pipeTo(scan.writable).then(
-    () => found,
-    () => found,
-  );
+  const ended = (): TurnEnd | null =>
+    found ?? (toolCalls > 0 ? { failed: true, modelCalls: toolCalls } : null);
+  const done = source.pipeTo(scan.writable).then(ended, ended);
   return { stream: scan.readable, done };
 }
 

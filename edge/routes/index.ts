@@ -5,8 +5,10 @@ import { eventsRoute } from "./events.ts";
 import { execRoute } from "./exec.ts";
 import { healthRoute } from "./health.ts";
 import { poolRoute } from "./pool.ts";
+import { PORT_LINK_ROUTES } from "./port-links.ts";
 import { cancelRequestRoute } from "./requests.ts";
 import { SANDBOX_ROUTES } from "./sandboxes.ts";
+import { SECRET_ROUTES } from "./secrets.ts";
 import { deleteSessionRoute, getSessionRoute } from "./sessions.ts";
 import { tunnelRoute } from "./tunnel.ts";
 
@@ -16,6 +18,8 @@ export const ROUTES: readonly RouteDef[] = [
   execRoute,
   cancelRequestRoute,
   ...SANDBOX_ROUTES,
+  ...SECRET_ROUTES,
+  ...PORT_LINK_ROUTES,
   chatRoute,
   chatAliasRoute,
   getSessionRoute,

@@ -15,7 +15,9 @@ import {
   ProcessStartRequestSchema,
   ProcessStdinQuerySchema,
   parseSandboxId,
+  SANDBOX_EXEC_NETWORK_REFUSAL,
   SANDBOX_FILE_SIZE_HEADER,
+  SANDBOX_LIMITS,
   type Sandbox,
   SandboxCreateRequestSchema,
   SandboxListSchema,
@@ -43,7 +45,12 @@ import { connectedAgents } from "../relay/relay.ts";
  * a region this edge does not serve, is `404 sandbox_not_found`, like another tenant's.
  */
 
-const idParam = { name: "id", in: "path" as const, required: true, description: "sandbox id (opaque)" };
+export const idParam = {
+  name: "id",
+  in: "path" as const,
+  required: true,
+  description: "sandbox id (opaque)",
+};
 const pathParam = {
   name: "path",
   in: "path" as const,
@@ -51,6 +58,32 @@ const pathParam = {
   description:
     "file or directory, relative to /workspace (or absolute under it); a directory answers a JSON listing",
 };
+
+/**
+ * A directory answers one page of its listing: at most SANDBOX_LIMITS.maxListEntries entries and
+ * maxListBytes of JSON entries (the exec server stops walking there, so no component holds more);
+ * `truncated: true` with `next` says more follow.
+ */
+const listParams = [
+  {
+    name: "recursive",
+    in: "query" as const,
+    required: false,
+    description: "`1`: the whole tree, breadth-first",
+  },
+  {
+    name: "limit",
+    in: "query" as const,
+    required: false,
+    description: `most entries on the page (default and maximum ${SANDBOX_LIMITS.maxListEntries}; the page also stops at ${SANDBOX_LIMITS.maxListBytes / 1024 / 1024} MiB of entries)`,
+  },
+  {
+    name: "after",
+    in: "query" as const,
+    required: false,
+    description: "the previous page's `next`: the page continues after that name",
+  },
+];
 
 /** The region and cluster a sandbox id names, or null when it is malformed or of a region not served here. */
 export function sandboxWhere(
@@ -62,7 +95,7 @@ export function sandboxWhere(
 }
 
 /** Where the sandbox of this request's `:id` lives; throws sandbox_not_found when it cannot be ours. */
-function sandboxHome(c: AppContext): { id: string; region: string; cluster: string } {
+export function sandboxHome(c: AppContext): { id: string; region: string; cluster: string } {
   const id = c.req.param("id") ?? "";
   const where = sandboxWhere(c.get("deps").config.regions, id);
   if (!where) throw new AppError("sandbox_not_found", `no sandbox ${id.slice(0, 100)}`);
@@ -76,7 +109,10 @@ function sandboxTarget(c: AppContext): { regions: string[]; cluster: string } {
 }
 
 /** Relay this request to the sandbox's own cluster, at the agent's same path. */
-function relayToSandbox(c: AppContext, spec: Omit<RelaySpec, "path" | "regions" | "cluster" | "connection">) {
+export function relayToSandbox(
+  c: AppContext,
+  spec: Omit<RelaySpec, "path" | "regions" | "cluster" | "connection">,
+) {
   return relayFrom(c, { ...spec, path: agentPath(c), ...sandboxTarget(c) });
 }
 
@@ -214,6 +250,8 @@ export const sandboxExecRoute: RouteDef = {
   async handler(c) {
     const parsed = parseOrError(ExecRequestSchema, readJson(c), "exec request");
     if (!parsed.ok) throw parsed.error;
+    if (parsed.value.network !== undefined)
+      throw new AppError("invalid_request", SANDBOX_EXEC_NETWORK_REFUSAL);
     const sse = wantsEventStream(c);
     const out = await relayToSandbox(c, {
       method: "POST",
@@ -299,7 +337,7 @@ export const getFileRoute: RouteDef = {
     tags: ["sandboxes"],
     response: DirListingSchema,
     responseContentType: "application/octet-stream",
-    parameters: [idParam, pathParam],
+    parameters: [idParam, pathParam, ...listParams],
   },
   async handler(c) {
     return withContentLength(await relayAsIs(c, "GET", "*/*"));
@@ -324,7 +362,11 @@ function withContentLength(res: Response): Response {
 export const listWorkspaceRoute: RouteDef = {
   ...getFileRoute,
   path: "/v1/sandboxes/:id/files",
-  doc: { ...getFileRoute.doc, summary: "List /workspace (JSON; `?recursive=1`)", parameters: [idParam] },
+  doc: {
+    ...getFileRoute.doc,
+    summary: "List /workspace (JSON, one page; `?recursive=1`, `limit`, `after`)",
+    parameters: [idParam, ...listParams],
+  },
 };
 
 export const deleteFileRoute: RouteDef = {

@@ -23,6 +23,12 @@ const define = <I extends z.ZodObject, O extends z.ZodObject>(d: ToolDefinition<
 
 const utf8Bytes = (s: string) => new TextEncoder().encode(s).length;
 
+/** A shell command line a model gives (run_in_sandbox, start_process). */
+export const CommandArg = z
+  .string()
+  .refine((c) => c.trim() !== "", "command must not be empty")
+  .refine((c) => utf8Bytes(c) <= LIMITS.commandBytes, `command is longer than ${LIMITS.commandBytes} bytes`);
+
 // ---------- run_in_sandbox ----------
 
 export const RunInSandboxOutput = z.object({
@@ -44,14 +50,7 @@ export const runInSandbox = define({
     "The working directory is /workspace. There is no network. Prefer read_file, write_file and edit_file " +
     "for files: no quoting, and binary-safe.",
   input: z.object({
-    command: z
-      .string()
-      .refine((c) => c.trim() !== "", "command must not be empty")
-      .refine(
-        (c) => utf8Bytes(c) <= LIMITS.commandBytes,
-        `command is longer than ${LIMITS.commandBytes} bytes`,
-      )
-      .describe("The shell command to run."),
+    command: CommandArg.describe("The shell command to run."),
     timeout_seconds: z
       .number()
       .int()

@@ -80,6 +80,14 @@ export const MODEL_FIXABLE_CODES: ReadonlySet<string> = new Set([
   "edit_not_found",
   "edit_not_unique",
   "edit_no_change",
+  // The process tools: a wrong or finished pid, a full table, a command that would not start.
+  "process_not_found",
+  "process_exited",
+  "stdin_closed",
+  "not_a_tty",
+  "spawn_failed",
+  "process_limit",
+  "ring_limit",
 ]);
 
 const answer = <O extends z.ZodObject>(

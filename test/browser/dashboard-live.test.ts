@@ -200,4 +200,43 @@ describe("the live dashboard on the real stack", () => {
     const viewer = await open(stack.tokens.tenantA);
     await expect.poll(() => viewer.getByTestId("auth-message").textContent(), WAIT).toMatch(/sandbox:admin/);
   });
+
+  it("a sandbox's running processes: one started before the page opened, one live; ended ones leave", async () => {
+    const api = (path: string, init: RequestInit = {}) =>
+      fetch(`${stack.edgeUrl}${path}`, {
+        ...init,
+        headers: bearer(stack.tokens.tenantA),
+        signal: AbortSignal.timeout(30_000),
+      });
+    const made = await api("/v1/sandboxes", { method: "POST", body: "{}" });
+    expect(made.status).toBe(201);
+    const id = ((await made.json()) as { id: string }).id;
+    const start = async (command: string) => {
+      const res = await api(`/v1/sandboxes/${id}/processes`, {
+        method: "POST",
+        body: JSON.stringify({ command }),
+      });
+      expect(res.status).toBe(201);
+      return ((await res.json()) as { pid: number }).pid;
+    };
+    try {
+      const before = await start("sleep 600");
+      const page = await open(stack.tokens.admin);
+      const row = page.locator(`[data-testid="sandbox-row"][data-sandbox-id="${id}"]`);
+      const pids = () =>
+        row
+          .getByTestId("sandbox-process")
+          .evaluateAll((els) => els.map((e) => Number(e.getAttribute("data-pid"))));
+      await expect.poll(pids, WAIT).toEqual([before]);
+      expect(await row.getByTestId("sandbox-processes").textContent()).toContain(`${before} sleep 600`);
+      const live = await start("sleep 601");
+      await expect.poll(pids, WAIT).toEqual([before, live]);
+      // Killed: the agent's exit watch sees it end, and the page drops it.
+      expect((await api(`/v1/sandboxes/${id}/processes/${before}`, { method: "DELETE" })).status).toBe(200);
+      await expect.poll(pids, WAIT).toEqual([live]);
+      expect(await page.evaluate("window.__sameDocument ?? true")).toBe(true);
+    } finally {
+      await api(`/v1/sandboxes/${id}`, { method: "DELETE" });
+    }
+  }, 60_000);
 });

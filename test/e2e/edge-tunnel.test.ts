@@ -145,6 +145,37 @@ afterAll(async () => {
 });
 
 describe("tunnel client ↔ edge in workerd", () => {
+  it("a login with a key not bound to the agent's cluster is refused, and the agent logs why", async () => {
+    const warned: Array<{ obj: object; msg?: string }> = [];
+    const stray = startTunnelClient({
+      edgeUrl: edge.url,
+      region: "eu-1",
+      agentId: "agent-stray",
+      // The test key of eu-1 is bound to default, c1 and c2 only.
+      cluster: "c9",
+      privateJwk: keys.agentPrivateJwk,
+      handler,
+      capacity: () => ({ ready: 1, leased: 0, queued: 0, poolSize: 1 }),
+      backoff: { initialMs: 5_000, maxMs: 5_000 },
+      logger: { info: () => {}, warn: (obj, msg) => void warned.push({ obj, ...(msg ? { msg } : {}) }) },
+    });
+    try {
+      await waitFor(
+        "the refusal logged",
+        () => warned.some((w) => w.msg === "tunnel: edge refused the connection"),
+        10_000,
+        20,
+      );
+      expect(warned.find((w) => w.msg === "tunnel: edge refused the connection")?.obj).toEqual({
+        status: 401,
+        code: "invalid_token",
+        message: expect.stringContaining('not bound to cluster "c9"'),
+      });
+    } finally {
+      await stray.close();
+    }
+  });
+
   it("serves a relayed request whose signature the agent verifies", async () => {
     mode = "echo";
     const res = await exec({ command: "echo hi" });

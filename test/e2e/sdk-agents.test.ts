@@ -233,6 +233,80 @@ describe("OpenAI Agents SDK sandbox client (@openai/agents 0.20.0)", () => {
     expect(String(second.finalOutput)).toContain(`${hash}  state.bin\nkept`);
   }, 180_000);
 
+  it("supportsPty: exec_command with tty starts sh as a sandbox process, write_stdin types into it and reads what followed", async () => {
+    // One tool call per round: start sh on a terminal, type a command, type `exit 3`, poll a session
+    // that does not exist; then reply with every tool answer.
+    const plan = (answers: string[]): Record<string, unknown> | undefined => {
+      const session = Number(/Process running with session ID (\d+)/.exec(answers[0] ?? "")?.[1]);
+      return [
+        { name: "exec_command", arguments: { cmd: "sh", tty: true, yield_time_ms: 1000 } },
+        {
+          name: "write_stdin",
+          arguments: { session_id: session, chars: "echo $((6*7))\n", yield_time_ms: 5000 },
+        },
+        { name: "write_stdin", arguments: { session_id: session, chars: "exit 3\n", yield_time_ms: 10_000 } },
+        { name: "write_stdin", arguments: { session_id: 9_999_999, chars: "" } },
+      ][answers.length];
+    };
+    const pty = await startScriptedOpenAI({
+      respond: (req) => {
+        const messages = req.body?.messages ?? [];
+        const lastUser = messages.map((m) => m.role).lastIndexOf("user");
+        const answers = messages
+          .slice(lastUser + 1)
+          .filter((m) => m.role === "tool")
+          .map((m) => String(m.content ?? ""));
+        const next = plan(answers);
+        return next
+          ? { type: "tool_calls", calls: [next as { name: string; arguments: Record<string, unknown> }] }
+          : { type: "text", text: answers.join("\n---\n") };
+      },
+    });
+    try {
+      const ptyRunner = new Runner({
+        modelProvider: new OpenAIProvider({
+          baseURL: pty.baseURL,
+          apiKey: "not-needed",
+          useResponses: false,
+        }),
+        model: pty.model,
+      });
+      const ids: string[] = [];
+      const recorded = new SandboxClient({
+        baseUrl: stack.edgeUrl,
+        token: stack.tokens.tenantA,
+        fetch: async (input, init) => {
+          const m = /^\/v1\/sandboxes\/([^/]+)\/processes$/.exec(new URL(String(input)).pathname);
+          if (m && init?.method === "POST") ids.push(decodeURIComponent(m[1]!));
+          return fetch(input, init);
+        },
+      });
+      const result = await ptyRunner.run(agent(), "use a shell", {
+        sandbox: { client: new PiSandboxAgentsClient(recorded) },
+      });
+      const parts = String(result.finalOutput).split("\n---\n");
+      expect(parts, String(result.finalOutput)).toHaveLength(4);
+      expect(parts[0]).toMatch(/Process running with session ID \d+/);
+      // The terminal echoes the input; the answer is on a line of its own.
+      expect(parts[1]).toMatch(/Process running with session ID \d+/);
+      expect(parts[1]).toMatch(/\r?\n42\r?\n/);
+      expect(parts[2]).toContain("Process exited with code 3");
+      expect(parts[3]).toContain("write_stdin failed: session not found: 9999999");
+      // write_stdin is offered only because the session supports a PTY.
+      expect(
+        pty
+          .completions()
+          .at(-1)
+          ?.body?.tools?.map((t) => t.function.name),
+      ).toEqual(expect.arrayContaining(["exec_command", "write_stdin"]));
+      // The process ran in our sandbox, which the run then shut down.
+      expect(ids).toHaveLength(1);
+      expect(await apiError(client.sandboxes.get(ids[0]!))).toMatchObject({ code: "sandbox_not_found" });
+    } finally {
+      await pty.close();
+    }
+  }, 120_000);
+
   it("resume: a run given a session's state works in that same sandbox; the state survives serialization", async () => {
     const piClient = new PiSandboxAgentsClient(client);
     const session = (await piClient.create({})) as PiSandboxSession;

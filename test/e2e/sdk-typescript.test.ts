@@ -369,6 +369,12 @@ describe("sandboxes", () => {
     expect((await sb.refresh()).id).toBe(sb.id);
     expect(await sb.files.read("bin/../bin/data.bin")).toHaveLength(5 * MiB);
     expect(await apiError(sb.files.read("bin"))).toMatchObject({ code: "is_a_directory" });
+
+    // The server answers a listing a page at a time (10,000 entries at most): list() follows `next`.
+    expect((await sb.exec("mkdir many && cd many && seq 1 10050 | xargs touch")).exitCode).toBe(0);
+    const many = await sb.files.list("many");
+    expect(many).toHaveLength(10_050);
+    expect(new Set(many.map((e) => e.name)).size).toBe(10_050);
   });
 
   it("`await using` deletes the sandbox at scope end; another tenant sees none of it", async () => {
@@ -495,6 +501,51 @@ describe("pi-sandbox CLI", () => {
     expect(down.code).toBe(69);
     expect(down.stderr).toContain("network_error");
   });
+
+  it("start, ps, logs, logs -f until the exit (its code), kill --signal, kill; a bad pid exits 66", async () => {
+    const sb = await client.sandboxes.create({ idleTimeoutSeconds: 120 });
+    try {
+      const started = await cli(
+        // One word after --: that command line as it is (no sh in front, which SIGTERM would end first).
+        ["start", sb.id, "--", "echo one; trap 'echo bye; exit 5' TERM; while :; do sleep 0.1; done"],
+        asTenant(),
+      );
+      expect(started.code, started.stderr).toBe(0);
+      const pid = Number(started.stdout.trim());
+      expect(pid).toBeGreaterThan(0);
+      const handle = await sb.processes.get(pid);
+      await waitFor("the first line", async () => (await handle.refresh()).outputBytes >= 4, 30_000);
+      const ps = await cli(["ps", sb.id], asTenant());
+      expect(ps.stdout).toMatch(new RegExp(`^\\s*${pid}\\s+running\\s+4\\s+echo one;`, "m"));
+      const logs = await cli(["logs", sb.id, String(pid)], asTenant());
+      expect(logs).toMatchObject({ code: 0, stdout: "one\n" });
+      // Following: it ends when the process does, with the process's exit code.
+      const following = cli(["logs", "-f", sb.id, String(pid)], asTenant());
+      // Attached before or after the exit, it reads every byte and the end: the output stays in the ring.
+      const term = await cli(["kill", "--signal", "TERM", sb.id, String(pid)], asTenant());
+      expect(term.code, term.stderr).toBe(0);
+      // (The shell may report its `sleep` child's SIGTERM on a line between the two.)
+      const followed = await following;
+      expect(followed.code, followed.stderr).toBe(5);
+      expect(followed.stdout).toMatch(/^one\n(.*\n)?bye\n$/);
+      const after = await cli(["ps", "--json", sb.id], asTenant());
+      expect(JSON.parse(after.stdout).processes).toEqual([
+        expect.objectContaining({ pid, running: false, exitCode: 5 }),
+      ]);
+      const killed = await cli(["kill", sb.id, String(pid)], asTenant());
+      expect(killed).toMatchObject({ code: 0, stdout: `${pid}  exited 5\n` });
+      expect(JSON.parse((await cli(["ps", "--json", sb.id], asTenant())).stdout).processes).toEqual([]);
+      const missing = await cli(["logs", sb.id, "4000000"], asTenant());
+      expect(missing.code).toBe(66);
+      expect(missing.stderr).toContain("process_not_found");
+      const badSignal = await cli(["kill", "--signal", "BOGUS", sb.id, String(pid)], asTenant());
+      expect(badSignal.code).toBe(64);
+      expect(badSignal.stderr).toContain("--signal takes one of SIGHUP");
+      expect((await cli(["kill", sb.id], asTenant())).code).toBe(64);
+    } finally {
+      await sb.close();
+    }
+  }, 120_000);
 
   it("sandbox create|list|rm, cp both ways byte-exact, exec --sandbox", async () => {
     const created = await cli(["sandbox", "create", "--json"], asTenant());

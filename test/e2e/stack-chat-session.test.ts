@@ -29,7 +29,11 @@ function responder(req: RecordedRequest): ScriptTurn {
     const call =
       asked === "write" || asked === "fail"
         ? { name: "write_file", arguments: { path: NOTE, content: "written in turn 1\n" } }
-        : { name: "read_file", arguments: { path: NOTE } };
+        : asked === "serve"
+          ? { name: "start_process", arguments: { command: "sleep 600", yield_time_ms: 0 } }
+          : asked === "ps"
+            ? { name: "list_processes", arguments: {} }
+            : { name: "read_file", arguments: { path: NOTE } };
     return { type: "tool_calls", calls: [{ id: "c0", ...call }] };
   }
   return { type: "text", text: String(answers[0]?.content ?? "") };
@@ -105,6 +109,25 @@ describe('chat with sandbox: "session" through the edge', () => {
     const second = (done as Extract<ChatEvent, { type: "done" }>).response;
     expect(second.reply).toBe("     1\twritten in turn 1");
     expect(second.sandboxId).toBe(first.sandboxId);
+  }, 90_000);
+
+  it("a process started in turn 1 still runs in turn 2 of the session; a request's own pod takes its processes with it", async () => {
+    const first = await chat({ message: "serve", sessionId: "sess-proc", sandbox: "session" });
+    const pid = Number(/^process (\d+): running/.exec(first.reply)?.[1]);
+    expect(pid, first.reply).toBeGreaterThan(0);
+    const system = String(model.completions().at(-1)?.body?.messages[0]?.content ?? "");
+    expect(system).toContain("Processes keep running between messages");
+    const second = await chat({ message: "ps", sessionId: "sess-proc", sandbox: "session" });
+    expect(second.sandboxId).toBe(first.sandboxId);
+    expect(second.reply).toBe(`process ${pid}: running\t0 bytes of output\tsleep 600`);
+
+    const once = await chat({ message: "serve", sessionId: "sess-proc-request" });
+    expect(once.reply).toMatch(/^process \d+: running/);
+    expect(String(model.completions().at(-1)?.body?.messages[0]?.content ?? "")).toContain(
+      "Processes are killed when this request ends",
+    );
+    const later = await chat({ message: "ps", sessionId: "sess-proc-request" });
+    expect(later.reply).toBe("no processes");
   }, 90_000);
 
   it('with sandbox: "request" (the default) turn 2 cannot see what turn 1 wrote', async () => {

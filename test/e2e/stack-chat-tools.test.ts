@@ -26,11 +26,31 @@ const PLAN: Array<{ name: string; arguments: Record<string, unknown> }> = [
   { name: "list_files", arguments: {} },
 ];
 
+/**
+ * The process tools: start `cat`, type into it, a pid that does not exist, list, stop, read it all
+ * again from offset 0. Each call is planned from the answers so far (the pid comes from the first).
+ */
+function processPlan(answers: string[]): Array<{ name: string; arguments: Record<string, unknown> }> {
+  const pid = Number(/process (\d+): running/.exec(answers[0] ?? "")?.[1]);
+  return [
+    { name: "start_process", arguments: { command: "cat", yield_time_ms: 0 } },
+    { name: "write_process_stdin", arguments: { pid, chars: "hello cat\n", yield_time_ms: 5000 } },
+    { name: "read_process_output", arguments: { pid: 4_000_000 } },
+    { name: "list_processes", arguments: {} },
+    { name: "stop_process", arguments: { pid } },
+    { name: "read_process_output", arguments: { pid, since: 0, yield_time_ms: 0 } },
+  ];
+}
+
 function responder(req: RecordedRequest): ScriptTurn {
   const messages = req.body?.messages ?? [];
   const lastUser = messages.map((m) => m.role).lastIndexOf("user");
   const answers = messages.slice(lastUser + 1).filter((m) => m.role === "tool");
-  const next = PLAN[answers.length];
+  const plan =
+    messages[lastUser]?.content === "use a process"
+      ? processPlan(answers.map((m) => String(m.content ?? "")))
+      : PLAN;
+  const next = plan[answers.length];
   if (next) return { type: "tool_calls", calls: [{ id: `t${answers.length}`, ...next }] };
   return { type: "text", text: answers.map((m) => String(m.content ?? "")).join("\n---\n") };
 }
@@ -91,6 +111,46 @@ describe("chat file tools through the edge", () => {
       .completions()
       .at(-1)
       ?.body?.tools?.map((t) => t.function.name);
-    expect(offered).toEqual(["run_in_sandbox", "read_file", "write_file", "edit_file", "list_files"]);
+    expect(offered).toEqual([
+      "run_in_sandbox",
+      "read_file",
+      "write_file",
+      "edit_file",
+      "list_files",
+      "start_process",
+      "read_process_output",
+      "write_process_stdin",
+      "stop_process",
+      "list_processes",
+    ]);
+  }, 90_000);
+
+  it("process tools: start cat, type into it, read its answer; a bad pid is a tool error; stop and read back", async () => {
+    const res = await fetch(`${stack.edgeUrl}/v1/chat`, {
+      method: "POST",
+      headers: bearer(stack.tokens.tenantA),
+      body: JSON.stringify({ message: "use a process" }),
+      signal: AbortSignal.timeout(60_000),
+    });
+    const text = await res.text();
+    expect(res.status, text).toBe(200);
+    const body = JSON.parse(text) as ChatResponse;
+    const parts = body.reply.split("\n---\n");
+    expect(parts).toHaveLength(6);
+    const pid = Number(/^process (\d+): running/.exec(parts[0]!)?.[1]);
+    expect(pid, parts[0]).toBeGreaterThan(0);
+    expect(parts[1]).toBe(`process ${pid}: running\nnext_offset: 10\noutput:\nhello cat\n`);
+    expect(parts[2]).toMatch(/^error process_not_found: /);
+    expect(parts[3]).toBe(`process ${pid}: running\t10 bytes of output\tcat`);
+    expect(parts[4]).toBe(`process ${pid}: killed by SIGTERM`);
+    expect(parts[5]).toBe(`process ${pid}: killed by SIGTERM\nnext_offset: 10\noutput:\nhello cat\n`);
+    expect(body.toolCalls.map((c) => [c.command, c.exitCode])).toEqual([
+      ["start_process cat", 0],
+      [`write_process_stdin ${pid}`, 0],
+      ["read_process_output 4000000", null],
+      ["list_processes", 0],
+      [`stop_process ${pid}`, 0],
+      [`read_process_output ${pid}`, 0],
+    ]);
   }, 90_000);
 });

@@ -75,6 +75,8 @@ describe.each(["http", "api"] as const)("exec mode %s", (mode) => {
       agentsPerRegion: 1,
       poolSize: 2,
       leaseTtlSeconds: 10,
+      // The kubelet measures emptyDirs every 500 ms here (a real one: every 10 s, on stats up to a minute old).
+      evictionIntervalMs: 500,
       agentEnv: { LOG_LEVEL: "info", LEADER_LEASE_SECONDS: "3", EXEC_MODE: mode },
     });
   }, 120_000);
@@ -138,6 +140,38 @@ describe.each(["http", "api"] as const)("exec mode %s", (mode) => {
       expect((await api(`/v1/sandboxes/${sb.id}`, { method: "DELETE" })).status).toBe(204);
     }, 120_000);
 
+    it("over its workspace's sizeLimit (300 MiB written into the 256Mi emptyDir by a command): the kubelet evicts the pod and the next call gets 410 sandbox_evicted with its message", async () => {
+      const sb = await create();
+      // As on a real node the write is not refused at the limit (the test fails on an ENOSPC): the
+      // command either completes or is cut short by the eviction it causes.
+      const write = await exec(sb.id, {
+        command: "head -c 300M /dev/zero > big && echo wrote",
+        timeoutSeconds: 60,
+      });
+      const message = 'Usage of EmptyDir volume "workspace" exceeds the limit "256Mi". ';
+      if (write.status === 200) {
+        expect(await write.json()).toMatchObject({ exitCode: 0, stdout: "wrote\n" });
+      } else {
+        expect(await errorOf(write)).toEqual([410, "sandbox_evicted", expect.stringContaining(message)]);
+      }
+      // Calls keep working until the kubelet's next measurement; then the next call explains it.
+      const next = await waitFor(
+        "a call after the eviction",
+        async () => {
+          const res = await exec(sb.id, { command: "true" });
+          return res.status === 200 ? undefined : errorOf(res);
+        },
+        30_000,
+        200,
+      );
+      expect(next).toEqual([410, "sandbox_evicted", expect.stringContaining(`(Evicted): ${message}`)]);
+      expect(await errorOf(await api(`/v1/sandboxes/${sb.id}/files/big`))).toEqual([
+        410,
+        "sandbox_evicted",
+        expect.stringContaining(message),
+      ]);
+    }, 120_000);
+
     it("OOM-killed (a command allocating twice the pod's 512Mi limit): the call and later calls get 410 sandbox_evicted (OOMKilled)", async () => {
       const sb = await create();
       const res = await exec(sb.id, {
@@ -190,12 +224,12 @@ describe.each(["http", "api"] as const)("exec mode %s", (mode) => {
         "the failures counted",
         async () => {
           const t = await (await fetch(`${url}/metrics`, { signal: AbortSignal.timeout(5_000) })).text();
-          return count(t, "Evicted") >= 1 && count(t, "OOMKilled") >= 2 ? t : undefined;
+          return count(t, "Evicted") >= 2 && count(t, "OOMKilled") >= 2 ? t : undefined;
         },
         20_000,
         200,
       );
-      expect([count(text, "Evicted"), count(text, "OOMKilled")]).toEqual([1, 2]);
+      expect([count(text, "Evicted"), count(text, "OOMKilled")]).toEqual([2, 2]);
       const log = readFileSync(agent.logFile, "utf8");
       expect(log).toMatch(/"reason":"Evicted".*"pod failed"|"pod failed".*"reason":"Evicted"/);
       expect(log).toContain("exceeds the limit");

@@ -2,6 +2,8 @@ import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { afterAll, beforeAll, expect } from "vitest";
+import { type Stack, type StackOptions, startStack } from "../../devstack/stack.ts";
 import { readSse as readSseBody, type SseMessage } from "../../shared/sse.ts";
 
 export { agentUrlFromLog, metricsUrlFromLog } from "../../devstack/agents.ts";
@@ -90,4 +92,41 @@ export function runProcess(
       resolve({ code, out, stdout, stderr });
     });
   });
+}
+
+/**
+ * A suite's own stack: started before its tests (in a fresh temporary directory), closed and
+ * removed after them. The returned getter is the stack once started.
+ */
+export function suiteStack(prefix: string, opts: Omit<StackOptions, "dir">): () => Stack {
+  const tmp = tempDir(prefix);
+  let stack: Stack | undefined;
+  beforeAll(async () => {
+    stack = await startStack({ ...opts, dir: tmp.dir });
+  }, 120_000);
+  afterAll(async () => {
+    await stack?.close();
+    tmp.remove();
+  });
+  return () => {
+    if (!stack) throw new Error("the suite's stack is not started");
+    return stack;
+  };
+}
+
+/** The answer's JSON, after checking its status (the body is in the failure message when it is not). */
+export async function jsonOf<T>(res: Response, status = 200): Promise<T> {
+  const text = await res.text();
+  expect(`${res.status} ${text}`.slice(0, 400)).toMatch(new RegExp(`^${status} `));
+  return JSON.parse(text) as T;
+}
+
+/** An error answer's code (or what came instead, for the failure message). */
+export async function errorCodeOf(res: Response): Promise<string> {
+  const text = await res.text();
+  try {
+    return (JSON.parse(text) as { error?: { code?: string } }).error?.code ?? `(status ${res.status})`;
+  } catch {
+    return `(status ${res.status}: ${text.slice(0, 100)})`;
+  }
 }

@@ -3,7 +3,8 @@ import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/
 import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Stack, startStack } from "../../devstack/stack.ts";
-import { tempDir } from "./stack-helpers.ts";
+import { POOL_SSE_EVENTS, type PoolEvent } from "../../shared/events.ts";
+import { readSse, tempDir } from "./stack-helpers.ts";
 
 // Issue 14's MCP server: the SDK's own Client over Streamable HTTP against the edge in workerd,
 // tools dispatched through the edge's routes to real agents and devcluster pods.
@@ -52,6 +53,39 @@ function forge(token: string): string {
   return `${h}.${Buffer.from(JSON.stringify(payload)).toString("base64url")}.${s}`;
 }
 
+/** The pool events of the stack's region as they come (admin token), until close(). */
+function watchEvents() {
+  const seen: PoolEvent[] = [];
+  const stop = new AbortController();
+  let wake = () => {};
+  void (async () => {
+    const res = await fetch(`${stack.edgeUrl}/v1/events`, {
+      headers: { authorization: `Bearer ${stack.tokens.admin}`, accept: "text/event-stream" },
+      signal: stop.signal,
+    });
+    await readSse(res, (m) => {
+      if (m.event === POOL_SSE_EVENTS.event) {
+        seen.push(JSON.parse(m.data) as PoolEvent);
+        wake();
+      }
+    });
+  })().catch(() => {});
+  return {
+    seen: () => [...seen],
+    /** The first event that `match`es, waiting for it (bounded by the test's timeout). */
+    until: (match: (e: PoolEvent) => boolean) =>
+      new Promise<PoolEvent>((resolve) => {
+        const look = () => {
+          const e = seen.find(match);
+          if (e) resolve(e);
+        };
+        wake = look;
+        look();
+      }),
+    close: () => stop.abort(),
+  };
+}
+
 const initialize = (auth?: string) =>
   fetch(`${stack.edgeUrl}/mcp`, {
     method: "POST",
@@ -84,8 +118,17 @@ describe("MCP at the edge", () => {
         "read_file",
         "run_in_sandbox",
         "write_file",
+        "start_process",
+        "read_process_output",
+        "write_process_stdin",
+        "stop_process",
+        "list_processes",
       ].sort(),
     );
+    // A process needs a sandbox that lives on: sandbox_id is required there.
+    const start = tools.find((t) => t.name === "start_process")!;
+    expect(start.inputSchema.required?.sort()).toEqual(["command", "sandbox_id"]);
+    expect(start.outputSchema?.properties).toHaveProperty("next_offset");
     const run = tools.find((t) => t.name === "run_in_sandbox")!;
     expect(run.inputSchema.required).toEqual(["command"]);
     expect(Object.keys(run.inputSchema.properties ?? {}).sort()).toEqual([
@@ -258,6 +301,110 @@ describe("MCP tools on sandboxes (issue 19's routes)", () => {
     const after = await call(a, "run_in_sandbox", { sandbox_id: id, command: "true" });
     expect(text(after)).toMatch(/^error sandbox_not_found: /);
   }, 60_000);
+
+  it("process tools: start, type into it, read with a wait, stop; bad pids and other tenants get clear tool errors; events", async () => {
+    const events = watchEvents();
+    try {
+      const a = await connect(stack.tokens.tenantA);
+      const made = await call(a, "create_sandbox", { idle_timeout_seconds: 120 });
+      const id = (made.structuredContent as { sandbox_id: string }).sandbox_id;
+      const other = (await call(a, "create_sandbox", {})).structuredContent as { sandbox_id: string };
+
+      const started = await call(a, "start_process", {
+        sandbox_id: id,
+        command: "echo ready; read x; echo got $x; exit 7",
+        yield_time_ms: 0,
+      });
+      expect(started.isError, text(started)).toBeFalsy();
+      const pid = (started.structuredContent as { pid: number }).pid;
+      // Its first line, read with a wait that ends when it comes: the offset goes on from there.
+      let read = await call(a, "read_process_output", { sandbox_id: id, pid, yield_time_ms: 10_000 });
+      expect(read.structuredContent).toMatchObject({ pid, running: true, offset: 0, dropped: 0 });
+      expect((read.structuredContent as { output: string }).output).toBe("ready\n");
+      const next = (read.structuredContent as { next_offset: number }).next_offset;
+      expect(next).toBe(6);
+      const typed = await call(a, "write_process_stdin", {
+        sandbox_id: id,
+        pid,
+        chars: "abc\n",
+        yield_time_ms: 10_000,
+      });
+      expect(typed.structuredContent).toMatchObject({
+        pid,
+        running: false,
+        exit_code: 7,
+        output: "got abc\n",
+        offset: 6,
+        next_offset: 14,
+      });
+      expect(text(typed)).toBe(`process ${pid}: exited with code 7\nnext_offset: 14\noutput:\ngot abc\n`);
+      read = await call(a, "read_process_output", { sandbox_id: id, pid, since: next });
+      expect(read.structuredContent).toMatchObject({ output: "got abc\n", running: false, exit_code: 7 });
+
+      const typedAfter = await call(a, "write_process_stdin", { sandbox_id: id, pid, chars: "more\n" });
+      expect(text(typedAfter)).toMatch(/^error process_exited: .*exited with code 7/);
+      const nobody = await call(a, "read_process_output", { sandbox_id: id, pid: 4_000_000 });
+      expect(nobody.isError).toBe(true);
+      expect(nobody._meta?.["pi-sandbox-runtime/error"]).toMatchObject({ code: "process_not_found" });
+      // The pid of another sandbox: that sandbox has no such process.
+      const elsewhere = await call(a, "read_process_output", { sandbox_id: other.sandbox_id, pid });
+      expect(text(elsewhere)).toMatch(/^error process_not_found: /);
+      const noSandbox = await call(a, "start_process", { command: "sleep 1" });
+      expect(text(noSandbox)).toMatch(/^error invalid_request: .*sandbox_id/);
+      const b = await connect(stack.tokens.tenantB);
+      for (const [name, args] of [
+        ["list_processes", {}],
+        ["read_process_output", { pid }],
+        ["stop_process", { pid }],
+        ["start_process", { command: "true" }],
+      ] as const) {
+        const stolen = await call(b, name, { sandbox_id: id, ...args });
+        expect(text(stolen), name).toMatch(/^error sandbox_not_found: /);
+      }
+
+      const sleeper = await call(a, "start_process", {
+        sandbox_id: id,
+        command: "sleep 600",
+        yield_time_ms: 0,
+      });
+      const sleeperPid = (sleeper.structuredContent as { pid: number }).pid;
+      const listed = await call(a, "list_processes", { sandbox_id: id });
+      expect((listed.structuredContent as { processes: unknown[] }).processes).toEqual([
+        expect.objectContaining({ pid: sleeperPid, running: true, command: "sleep 600" }),
+        expect.objectContaining({ pid, running: false, exit_code: 7 }),
+      ]);
+      const stopped = await call(a, "stop_process", { sandbox_id: id, pid: sleeperPid });
+      expect(stopped.structuredContent).toEqual({
+        pid: sleeperPid,
+        running: false,
+        exit_code: null,
+        signal: "SIGTERM",
+        timed_out: false,
+      });
+
+      // The agent's bus saw both start and end, with the sandbox, the tenant and how they ended.
+      const exited = await events.until(
+        (e) => e.type === "process.exited" && (e.data as { pid: number }).pid === sleeperPid,
+      );
+      expect(exited).toMatchObject({
+        tenant: "tenant-a",
+        data: { sandboxId: id, commandPreview: "sleep 600", exitCode: null, signal: "SIGTERM" },
+      });
+      const all = events.seen();
+      expect(
+        all.filter((e) => e.type === "process.started").map((e) => (e.data as { pid: number }).pid),
+      ).toEqual(expect.arrayContaining([pid, sleeperPid]));
+      expect(
+        all.find((e) => e.type === "process.exited" && (e.data as { pid: number }).pid === pid),
+      ).toMatchObject({
+        data: { sandboxId: id, exitCode: 7, signal: null, timedOut: false },
+      });
+      await call(a, "delete_sandbox", { sandbox_id: id });
+      await call(a, "delete_sandbox", { sandbox_id: other.sandbox_id });
+    } finally {
+      events.close();
+    }
+  }, 90_000);
 
   it("a file tool without sandbox_id runs in a one-shot sandbox that is deleted after", async () => {
     const token = await stack.issuer.mint({

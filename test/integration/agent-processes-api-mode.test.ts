@@ -1,4 +1,4 @@
-// Processes on an agent in `api` exec mode, against a real devcluster: pods/exec cannot keep a
+// Processes and port links on an agent in `api` exec mode, against a real devcluster: pods/exec cannot keep a
 // process after its request, so every process route answers 501 not_supported_in_api_mode — after
 // the sandbox checks (another tenant's sandbox is still 404), and without touching the pod.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -43,8 +43,8 @@ afterAll(async () => {
   await cluster?.close();
 }, 60_000);
 
-describe("processes in api exec mode", () => {
-  it("every process route answers 501 not_supported_in_api_mode; another tenant's sandbox is 404 first", async () => {
+describe("processes and port links in api exec mode", () => {
+  it("every process route and link creation answers 501 not_supported_in_api_mode; another tenant's sandbox is 404 first", async () => {
     const made = await call("POST", "/v1/sandboxes", {});
     expect(made.status).toBe(201);
     const sb = SandboxSchema.parse(await made.json());
@@ -56,6 +56,8 @@ describe("processes in api exec mode", () => {
       ["GET", `${base}/7/output?since=0`, undefined],
       ["POST", `${base}/7/signal`, { signal: "SIGTERM" }],
       ["DELETE", `${base}/7`, undefined],
+      // Port links: no exec server in the pod to reach a port through.
+      ["POST", `/v1/sandboxes/${sb.id}/ports/8000/links`, {}],
       // The terminal refuses before any upgrade, in the same order.
       ["GET", `${base}/7/tty`, undefined],
     ];

@@ -78,6 +78,25 @@ describe("kubectl against devcluster", () => {
     expect(JSON.parse(bad.text)).toMatchObject({ kind: "Status", reason: "BadRequest" });
   });
 
+  it("auth can-i --list: a SelfSubjectRulesReview answered with everything (what devcluster allows)", async () => {
+    const table = lines(await kubectl("auth", "can-i", "--list", "-n", "default"));
+    expect(table[0]).toEqual(["Resources", "Non-Resource", "URLs", "Resource", "Names", "Verbs"]);
+    expect(table.slice(1)).toEqual([
+      ["*.*", "[]", "[]", "[*]"],
+      ["[*]", "[]", "[*]"],
+    ]);
+    const review = await cluster.request("POST", "/apis/authorization.k8s.io/v1/selfsubjectrulesreviews", {
+      apiVersion: "authorization.k8s.io/v1",
+      kind: "SelfSubjectRulesReview",
+      spec: { namespace: "pi-sandbox" },
+    });
+    expect(review.status).toBe(201);
+    expect(JSON.parse(review.text)).toMatchObject({
+      spec: { namespace: "pi-sandbox" },
+      status: { incomplete: false, evaluationError: expect.stringMatching(/no RBAC/) },
+    });
+  });
+
   it("applies manifests with kubectl's default validation: created, then unchanged; unknown fields rejected", async () => {
     // No --validate=false: kubectl finds `fieldValidation` on each kind's PATCH in /openapi/v3 and
     // leaves validation to the server (Strict), as on a real cluster.
@@ -116,6 +135,40 @@ describe("kubectl against devcluster", () => {
       ["NAME", "HOLDER", "AGE"],
       ["held", "agent-1", expect.stringMatching(AGE)],
     ]);
+  });
+
+  it("kubectl's typed create commands send protobuf: create namespace and create secret generic are stored as sent", async () => {
+    expect(await kubectl("create", "namespace", "typed-create")).toBe("namespace/typed-create created\n");
+    expect(
+      await kubectl(
+        "create",
+        "secret",
+        "generic",
+        "typed",
+        "-n",
+        "typed-create",
+        "--from-literal=token=s3cret",
+        "--from-literal=empty=",
+      ),
+    ).toBe("secret/typed created\n");
+    const secret = JSON.parse(
+      await kubectl("get", "secret", "typed", "-n", "typed-create", "-o", "json"),
+    ) as {
+      metadata: { name: string; namespace: string };
+      type: string;
+      data: Record<string, string>;
+    };
+    expect(secret.metadata).toMatchObject({ name: "typed", namespace: "typed-create" });
+    expect(secret.type).toBe("Opaque");
+    expect(secret.data).toEqual({ token: Buffer.from("s3cret").toString("base64"), empty: "" });
+    // Kinds devcluster cannot read as protobuf still get the real server's 415 for that body.
+    const lease = await cluster.request(
+      "POST",
+      "/apis/coordination.k8s.io/v1/namespaces/typed-create/leases",
+      "k8s\0",
+      "application/vnd.kubernetes.protobuf",
+    );
+    expect(lease.status).toBe(415);
   });
 
   it("apply --server-side: kubectl's field manager owns what it applied; another manager conflicts until it forces", async () => {
@@ -264,6 +317,44 @@ describe("kubectl logs against devcluster", () => {
     expect(direct.status).toBe(200);
     expect(direct.headers["content-type"]).toBe("text/plain");
     expect((await cluster.request("GET", "/api/v1/namespaces/default/pods/nobody/log")).status).toBe(404);
+  });
+});
+
+describe("kubectl logs -f against devcluster", () => {
+  it("follows the container's output as it is written and ends when the container does; --tail=N gives the last N lines", async () => {
+    const file = join(cluster.dir, "follow-pod.json");
+    const pod = healthPod("follow", {
+      probe: false,
+      command: [
+        "sh",
+        "-c",
+        "echo zero; echo first; until [ -e /workspace/go ]; do sleep 0.1; done; echo second; echo third",
+      ],
+    });
+    await writeFile(file, JSON.stringify(pod));
+    await kubectl("create", "-f", file);
+    await waitFor("follow started", async () => (await kubectl("logs", "follow")).includes("first"));
+    let out = "";
+    let exited: (code: number | null) => void = () => {};
+    const ended = new Promise<number | null>((r) => {
+      exited = r;
+    });
+    const child = execFile(
+      "kubectl",
+      ["logs", "-f", "follow"],
+      { env: { ...process.env, KUBECONFIG: cluster.kubeconfigPath, HOME: cluster.dir }, timeout: 60_000 },
+      (err) => exited(err ? ((err as { code?: number }).code ?? 1) : 0),
+    );
+    child.stdout?.on("data", (c: Buffer) => {
+      out += c.toString("utf8");
+    });
+    // The stream is open and has what was written so far; nothing more comes until the pod goes on.
+    await waitFor("the first lines streamed", () => out === "zero\nfirst\n");
+    await kubectl("exec", "follow", "--", "touch", "/workspace/go");
+    expect(await ended).toBe(0);
+    expect(out).toBe("zero\nfirst\nsecond\nthird\n");
+    expect(await kubectl("logs", "--tail=2", "follow")).toBe("second\nthird\n");
+    expect(await kubectl("logs", "--tail=0", "follow")).toBe("");
   });
 });
 

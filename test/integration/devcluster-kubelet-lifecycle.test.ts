@@ -24,6 +24,8 @@ beforeAll(async () => {
   cluster = await startDevCluster({
     dir,
     images: { [TEST_IMAGE_REPO]: { binds: [{ host: imageDir, container: "/app" }] } },
+    // The eviction manager's 10 s period would only slow the emptyDir case down.
+    evictionIntervalMs: 200,
   });
   core = cluster.kubeConfig().makeApiClient(CoreV1Api);
   await core.createNamespacedSecret({
@@ -290,6 +292,45 @@ describe("devcluster kubelet: container exit", () => {
     expect(condition(pod, "Ready")).toBe("False");
     await core.deleteNamespacedPod({ name: "exits-3", namespace: NS });
     await waitGone("exits-3");
+  });
+
+  it("a pod writing past its emptyDir sizeLimit is evicted as a real kubelet does: the write succeeds, then Failed/Evicted with the eviction manager's message", async () => {
+    // 72 MiB into the 64Mi /workspace: a tmpfs sized to the limit would refuse the bytes past 64 MiB
+    // (ENOSPC) and nothing would be evicted; a real node takes them and then evicts the pod.
+    await core.createNamespacedPod({
+      namespace: NS,
+      body: healthPod("over-limit", {
+        command: ["sh", "-c", "head -c 72M /dev/zero > /workspace/big || exit 9; exec sleep 3600"],
+        probe: false,
+        restartPolicy: "Always",
+      }),
+    });
+    const pod = await waitFor("over-limit Failed", async () => {
+      const p = await readPod("over-limit");
+      return p.status?.phase === "Failed" ? p : undefined;
+    });
+    const message = 'Usage of EmptyDir volume "workspace" exceeds the limit "64Mi". ';
+    expect(pod.status).toMatchObject({ phase: "Failed", reason: "Evicted", message });
+    expect(pod.status?.conditions?.find((c) => c.type === "DisruptionTarget")).toMatchObject({
+      status: "True",
+      reason: "TerminationByKubelet",
+      message,
+    });
+    expect(condition(pod, "Ready")).toBe("False");
+    // Killed (grace period 0), not restarted although restartPolicy is Always.
+    const c = pod.status?.containerStatuses?.[0];
+    expect(c?.state?.terminated?.exitCode).toBe(137);
+    expect(c?.restartCount).toBe(0);
+    const events = await waitFor("the Evicted event", async () => {
+      const list = await core.listNamespacedEvent({
+        namespace: NS,
+        fieldSelector: "involvedObject.name=over-limit",
+      });
+      return list.items.some((e) => e.reason === "Evicted") ? list.items : undefined;
+    });
+    expect(events.find((e) => e.reason === "Evicted")).toMatchObject({ type: "Warning", message });
+    await core.deleteNamespacedPod({ name: "over-limit", namespace: NS });
+    await waitGone("over-limit");
   });
 
   it("a command that cannot be started fails the pod with StartError", async () => {

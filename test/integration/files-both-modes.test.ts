@@ -5,7 +5,9 @@ import type { ExecTarget, SandboxFiles } from "../../cluster-agent/exec/executor
 import { HttpFiles } from "../../cluster-agent/exec/files.ts";
 import { HttpExecutor } from "../../cluster-agent/exec/http-executor.ts";
 import type { ExecProtocol } from "../../devcluster/kubelet/index.ts";
+import { SANDBOX_LIMITS } from "../../shared/api.ts";
 import type { Result } from "../../shared/errors.ts";
+import { listOrder } from "../../shared/list-page.ts";
 import { type SandboxPodCluster, startSandboxPodCluster } from "../support/sandbox-pod.ts";
 
 // The files contract in both modes against one devcluster sandbox pod: the exec server's /files
@@ -99,6 +101,68 @@ describe.each(KUBELETS)(
       });
       expect(views[1]).toEqual(views[0]);
     });
+
+    it("pages a listing of 12,000 entries: capped by entries and by bytes, `next` continues with no repeat or gap", async () => {
+      // 12,000 names of 200 characters under three directories (~3 MiB of JSON: the byte cap
+      // ends each page), and 10,500 short names in one (the entry cap ends the first page).
+      await run(
+        'mkdir -p big/d0 big/d1 big/d2 short && for d in 0 1 2; do (cd big/d$d && seq -f "%0200g" $((d*4000)) $((d*4000+3999)) | xargs touch); done && (cd short && seq 1 10500 | xargs touch)',
+      );
+      const longNames = ["d0", "d1", "d2"];
+      for (let i = 0; i < 12_000; i++)
+        longNames.push(`d${Math.floor(i / 4000)}/${String(i).padStart(200, "0")}`);
+      longNames.sort(listOrder);
+      const shortNames = Array.from({ length: 10_500 }, (_, i) => String(i + 1)).sort(listOrder);
+
+      for (const [mode, files] of both) {
+        const pages = async (path: string, recursive: boolean) => {
+          const out: Array<{ names: string[]; bytes: number; truncated: boolean; next?: string }> = [];
+          let after: string | undefined;
+          for (;;) {
+            const page = value(
+              await files.list(target, path, { signal: signal(), recursive, ...(after ? { after } : {}) }),
+            );
+            out.push({
+              names: page.entries.map((e) => e.name),
+              bytes: Buffer.byteLength(JSON.stringify(page)),
+              truncated: page.truncated,
+              ...(page.next !== undefined ? { next: page.next } : {}),
+            });
+            if (!page.truncated) return out;
+            expect(page.next, mode).toBe(page.entries.at(-1)?.name);
+            after = page.next;
+          }
+        };
+        const long = await pages("big", true);
+        // Each page's answer stays within the byte cap (plus the envelope); together they are the
+        // whole listing in order, each name once.
+        expect(long.length, mode).toBeGreaterThanOrEqual(3);
+        for (const p of long) expect(p.bytes, mode).toBeLessThanOrEqual(SANDBOX_LIMITS.maxListBytes + 1024);
+        expect(long.at(-1)?.truncated, mode).toBe(false);
+        expect(
+          long.flatMap((p) => p.names),
+          mode,
+        ).toEqual(longNames);
+
+        const short = await pages("short", false);
+        expect(
+          short.map((p) => p.names.length),
+          mode,
+        ).toEqual([SANDBOX_LIMITS.maxListEntries, 500]);
+        expect(
+          short.flatMap((p) => p.names),
+          mode,
+        ).toEqual(shortNames);
+        // A plain read of the directory is the first page too, not the whole directory.
+        const read = value(await files.read(target, "short", { signal: signal() }));
+        if (read.kind !== "dir") throw new Error(`${mode}: expected a dir`);
+        expect([read.entries.length, read.truncated, read.next], mode).toEqual([
+          SANDBOX_LIMITS.maxListEntries,
+          true,
+          short[0]?.next,
+        ]);
+      }
+    }, 120_000);
 
     it("refuses path escapes with invalid_path in both modes, symlinks resolved inside the pod", async () => {
       await run("ln -sfn / root-link && ln -sfn /etc/passwd pw-link");

@@ -30,6 +30,8 @@ const templateCm = byKind(dev, "ConfigMap").find((o) =>
   o.metadata.name.startsWith("pi-sandbox-pod-template-"),
 )?.data as Record<string, string>;
 const NS = config.SANDBOX_NAMESPACE ?? "?";
+/** The agent's own namespace: the tenants' secrets and the egress CA (config default). */
+const SYSTEM_NS = config.SECRETS_NAMESPACE ?? "pi-sandbox-system";
 const REGION = "rbac-test";
 
 type Rule = { apiGroups: string[]; resources: string[]; verbs: string[] };
@@ -96,6 +98,27 @@ async function runAgent(
   );
 }
 
+/** A signed call to the agent's /v1/secrets routes, as the edge would relay it. */
+async function secrets(agent: RunningAgent, method: "GET" | "PUT" | "DELETE", path: string, json?: unknown) {
+  const body = json === undefined ? "" : JSON.stringify(json);
+  const sig = await signer.sign({
+    method,
+    path,
+    body,
+    tenant: "tenant-a",
+    subject: "rbac",
+    scopes: [SCOPES.secrets],
+    requestId: `rbac-${randomBytes(6).toString("hex")}`,
+  });
+  const res = await fetch(`${agent.url}${path}`, {
+    method,
+    ...(json === undefined ? {} : { body }),
+    headers: { "content-type": "application/json", "x-relay-signature": sig },
+    signal: AbortSignal.timeout(30_000),
+  });
+  expect(res.status, await res.clone().text()).toBeLessThan(300);
+}
+
 async function exec(agent: RunningAgent, command: string) {
   const body = JSON.stringify({ command });
   const sig = await signer.sign({
@@ -127,7 +150,7 @@ const readyPods = (agent: RunningAgent, n: number) =>
 beforeAll(async () => {
   const agentToken = randomBytes(24).toString("hex");
   cluster = await startTestCluster({
-    namespaces: [NS],
+    namespaces: [NS, SYSTEM_NS],
     tokens: { [agentToken]: SA_USER },
     audit: (e) => audit.push(e),
   });
@@ -149,6 +172,11 @@ beforeAll(async () => {
   await runAgent("http-replace", { EXEC_MODE: "http", RECYCLE: "replace", POOL_SIZE: "2" }, async (agent) => {
     await readyPods(agent, 2);
     expect((await exec(agent, "echo hi")).stdout).toBe("hi\n");
+    // Secrets: create the tenant's Secret, replace it, list, remove one (the CA was made at start).
+    await secrets(agent, "PUT", "/v1/secrets/API_KEY", { value: "v1", hosts: ["api.test"] });
+    await secrets(agent, "PUT", "/v1/secrets/API_KEY", { value: "v2", hosts: ["api.test"] });
+    await secrets(agent, "GET", "/v1/secrets");
+    await secrets(agent, "DELETE", "/v1/secrets/API_KEY");
     await readyPods(agent, 2);
   });
   await runAgent("http-scrub", { EXEC_MODE: "http", RECYCLE: "scrub", POOL_SIZE: "2" }, async (agent) => {
@@ -181,10 +209,12 @@ afterAll(async () => {
 }, 60_000);
 
 describe("the agent's Role, against the calls the real agent makes", () => {
-  it("every call is namespaced to the sandbox namespace, and none was refused", () => {
+  it("every call is namespaced to the sandbox namespace (Secrets: to the agent's own), and none was refused", () => {
     const mine = audit.filter((e) => e.user === SA_USER);
     expect(mine.length).toBeGreaterThan(20);
-    expect(mine.filter((e) => e.namespace !== NS)).toEqual([]);
+    const expected = (e: AuditEntry) => (e.resource === "secrets" ? SYSTEM_NS : NS);
+    expect(mine.filter((e) => e.namespace !== expected(e))).toEqual([]);
+    expect(mine.some((e) => e.resource === "secrets" && e.verb === "update")).toBe(true);
     expect(mine.filter((e) => e.code === 401 || e.code === 403)).toEqual([]);
   });
 

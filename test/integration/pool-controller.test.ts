@@ -1,8 +1,10 @@
+import { type V1Lease, type V1Pod, Watch } from "@kubernetes/client-node";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { AgentPool } from "../../cluster-agent/agent-pool.ts";
 import type { KubeClients } from "../../cluster-agent/k8s/client.ts";
 import { microNow } from "../../cluster-agent/k8s/microtime.ts";
-import { POOL_LABELS } from "../../cluster-agent/pool-state/labels.ts";
+import { LEADER_LEASE_NAME, POOL_LABELS } from "../../cluster-agent/pool-state/labels.ts";
+import { isPoolMember } from "../../cluster-agent/pool-state/pod-state.ts";
 import type { PoolEvent } from "../../shared/api.ts";
 import {
   type LeaseCluster,
@@ -27,6 +29,26 @@ async function startPool(
   );
   pools.push(started.pool);
   return started;
+}
+
+/** A holder from a dead agent (request r1): written directly, never renewed, expiring in 2 s. */
+async function holdByDeadAgent(lease: V1Lease): Promise<void> {
+  const now = microNow();
+  await cluster.clients.coordination.replaceNamespacedLease({
+    name: lease.metadata?.name ?? "",
+    namespace: cluster.namespace,
+    body: {
+      ...lease,
+      spec: {
+        ...lease.spec,
+        holderIdentity: "dead-agent/r1",
+        acquireTime: now,
+        renewTime: now,
+        leaseDurationSeconds: 2,
+        leaseTransitions: 1,
+      },
+    },
+  });
 }
 
 beforeAll(async () => {
@@ -132,6 +154,84 @@ describe("pool controller (leader-elected, against devcluster)", () => {
     expect(events.filter((e) => e.type === "pool.scale" && e.data.reason === "create refused")).toEqual([]);
   }, 60_000);
 
+  it("the leader keeps its lease while the API server is slow: creates take 2 s, some renewals more than a third of the lease", async () => {
+    // A 3 s lease: renewal every 0.5 s, renew deadline 2 s. Every third write of the leader Lease
+    // takes 1.3 s — more than the 1 s a call used to get (a third of the lease), within what is left
+    // of the renew deadline — and every pod create takes 2 s (a loaded API server under a burst).
+    const ns = cluster.namespace;
+    const leaderPath = `/apis/coordination.k8s.io/v1/namespaces/${ns}/leases/${LEADER_LEASE_NAME}`;
+    let leaderWrites = 0;
+    let slowWrites = 0;
+    const size = (await poolView(cluster)).live.length + 2;
+    const { pool, events } = await startPool({ POOL_SIZE: String(size), LEADER_LEASE_SECONDS: "3" });
+    await waitFor("leadership", () => pool.isLeader, 5_000, 20);
+    cluster.dc.api.setLatency(({ method, path }) => {
+      if (method === "PUT" && path.startsWith(leaderPath)) {
+        if (++leaderWrites % 3 !== 0) return 0;
+        slowWrites++;
+        return 1_300;
+      }
+      return method === "POST" && path.startsWith(`/api/v1/namespaces/${ns}/pods`) ? 2_000 : 0;
+    });
+    try {
+      await waitForSettledPool(cluster, size, 30_000);
+      await waitFor("slow renewals", () => slowWrites >= 4, 20_000, 50);
+    } finally {
+      cluster.dc.api.setLatency(undefined);
+    }
+    expect(pool.isLeader).toBe(true);
+    expect(events.filter((e) => e.type === "pool.leader" && e.data.leader === false)).toEqual([]);
+  }, 60_000);
+
+  it("never has more than POOL_MAX_PODS live pods: pods being deleted count until they are Terminating", async () => {
+    const ns = cluster.namespace;
+    const { pool, events } = await startPool({
+      POOL_SIZE: "3",
+      POOL_MAX_PODS: "3",
+      LEASE_TTL_SECONDS: "2",
+      LEADER_LEASE_SECONDS: "3",
+    });
+    await waitFor("leadership", () => pool.isLeader, 5_000, 20);
+    const v = await waitForSettledPool(cluster, 3, 30_000);
+    const old = v.live.map((p) => p.metadata?.name ?? "");
+    // Every pod the API server holds that is neither Terminating nor finished, after every event.
+    const live = new Map<string, boolean>();
+    let peak = 0;
+    const watch = await new Watch(cluster.dc.kubeConfig()).watch(
+      `/api/v1/namespaces/${ns}/pods`,
+      { resourceVersion: v.podsResourceVersion },
+      (type: string, pod: V1Pod) => {
+        const name = pod.metadata?.name ?? "";
+        if (type === "DELETED") live.delete(name);
+        else live.set(name, isPoolMember(pod));
+        peak = Math.max(peak, [...live.values()].filter(Boolean).length);
+      },
+      () => {},
+    );
+    for (const p of v.pods)
+      if (!live.has(p.metadata?.name ?? "")) live.set(p.metadata?.name ?? "", isPoolMember(p));
+    // Deletes that take a while to land (a loaded API server), while every pod's holder dies: the
+    // controller recycles all three and wants three fresh ones at once.
+    cluster.dc.api.setLatency(({ method, path }) =>
+      method === "DELETE" && path.startsWith(`/api/v1/namespaces/${ns}/pods/`) ? 1_500 : 0,
+    );
+    try {
+      for (const lease of v.leases) await holdByDeadAgent(lease);
+      await waitFor(
+        "the old pods recycled",
+        () => old.every((n) => events.some((e) => e.type === "lease.expired" && e.pod === n)),
+        15_000,
+        50,
+      );
+      const end = await waitForSettledPool(cluster, 3, 30_000);
+      expect(end.live.map((p) => p.metadata?.name).filter((n) => old.includes(n ?? ""))).toEqual([]);
+    } finally {
+      cluster.dc.api.setLatency(undefined);
+      watch.abort();
+    }
+    expect(peak).toBe(3);
+  }, 90_000);
+
   it("follows POOL_SIZE changes (free pods); scaling down never removes a held pod", async () => {
     const { pool } = await startPool({
       POOL_SIZE: "2",
@@ -188,22 +288,7 @@ describe("pool controller (leader-elected, against devcluster)", () => {
     const name = v.live[0]?.metadata?.name ?? "";
     const lease = v.leases.find((l) => l.metadata?.name === name);
     if (!lease) throw new Error("no lease");
-    const now = microNow();
-    await cluster.clients.coordination.replaceNamespacedLease({
-      name,
-      namespace: cluster.namespace,
-      body: {
-        ...lease,
-        spec: {
-          ...lease.spec,
-          holderIdentity: "dead-agent/r1",
-          acquireTime: now,
-          renewTime: now,
-          leaseDurationSeconds: 2,
-          leaseTransitions: 1,
-        },
-      },
-    });
+    await holdByDeadAgent(lease);
     await waitFor(
       "lease.expired",
       () => events.some((e) => e.type === "lease.expired" && e.pod === name),

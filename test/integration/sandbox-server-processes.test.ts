@@ -201,6 +201,24 @@ describe("long-lived processes in the exec server (bubblewrap)", () => {
     expect(sig.json().error).toMatchObject({ code: "process_exited", exitCode: 0 });
   });
 
+  it("GET /processes/<pid>?waitMs answers at the exit, output on the way does not end the wait (the agent's exit watch)", async () => {
+    const p = await c.start({ command: "read x; echo got $x; read y; exit 3" });
+    const waiting = c.call(`/processes/${p.pid}?waitMs=30000`);
+    // Output while it waits: the answer still waits for the exit.
+    await c.call(`/processes/${p.pid}/stdin`, { bytes: "one\n" });
+    await c.waitForOutput(p.pid, (t) => t === "got one\n");
+    await c.call(`/processes/${p.pid}/stdin`, { bytes: "two\n" });
+    const r = await waiting;
+    expect(r.status, r.text).toBe(200);
+    expect(r.json()).toMatchObject({ pid: p.pid, running: false, exitCode: 3 });
+    // Still running after the wait: the answer says so.
+    const sleeper = await c.start({ command: "sleep 600" });
+    const short = await c.call(`/processes/${sleeper.pid}?waitMs=200`);
+    expect(short.json()).toMatchObject({ running: true });
+    expect((await c.call(`/processes/${sleeper.pid}?waitMs=40000`)).status).toBe(400);
+    expect((await c.call(`/processes/${sleeper.pid}`, { method: "DELETE" })).status).toBe(200);
+  });
+
   it("a signal goes to the process group; killing the group kills a child the shell forked", async () => {
     const trap = await c.start({
       command: 'trap "echo got-term; exit 3" TERM; echo ready; while :; do sleep 0.1; done',
@@ -275,6 +293,11 @@ describe("long-lived processes in the exec server (bubblewrap)", () => {
     expect(unknown.json().error).toMatchObject({ code: "process_not_found" });
     expect((await c.call("/processes/999999/output")).status).toBe(404);
     expect((await c.call("/processes/abc")).status).toBe(404);
+    // A pid beyond the kernel's range is no such process too, not a missing route.
+    const huge = await c.call("/processes/9999999");
+    expect(huge.status).toBe(404);
+    expect(huge.json().error).toMatchObject({ code: "process_not_found" });
+    expect((await c.call("/processes/1/x/y")).json().error).toMatchObject({ code: "not_found" });
     const noToken = await fetch(`${h.url}/processes`, { headers: { "x-fence-token": "1" } });
     expect(noToken.status).toBe(401);
     const timeout = await c.start({ command: "sleep 1000", timeoutSeconds: 1 });

@@ -31,10 +31,15 @@ export interface LeaseCluster {
 
 export async function startLeaseCluster(
   namespace = "pi-sandbox",
-  /** podPidsLimit: devcluster's default 1024; -1: none, a real kubelet's default. */
-  opts: Pick<DevClusterOptions, "egressProxy" | "allocatable" | "podPidsLimit"> = {},
+  /**
+   * podPidsLimit: devcluster's default 1024; -1: none, a real kubelet's default. images: instead
+   * of the sandbox image (e.g. a user's image for EXEC_MODE=pydantic-http).
+   */
+  opts: Pick<DevClusterOptions, "egressProxy" | "allocatable" | "podPidsLimit"> &
+    Partial<Pick<DevClusterOptions, "images">> = {},
 ): Promise<LeaseCluster> {
-  const dc = await startTestCluster({ namespaces: [namespace], ...opts });
+  // The agent's own namespace too: the tenants' secrets and the egress CA live there.
+  const dc = await startTestCluster({ namespaces: [namespace, `${namespace}-system`], ...opts });
   const clients = makeClients(dc.kubeConfig());
   const poolToken = randomBytes(16).toString("hex");
   return {
@@ -46,6 +51,7 @@ export async function startLeaseCluster(
     agentEnv: (extra = {}) => ({
       KUBECONFIG: dc.kubeconfigPath,
       SANDBOX_NAMESPACE: namespace,
+      SECRETS_NAMESPACE: `${namespace}-system`,
       POOL_TOKEN: poolToken,
       RELAY_PUBLIC_KEYS: TEST_RELAY_PUBLIC_KEYS,
       ...extra,
@@ -90,6 +96,8 @@ export interface PoolView {
   /** Live, Ready pods whose Lease exists and is free. */
   readyFree: string[];
   held: V1Lease[];
+  /** The pod list's resourceVersion: a watch from here misses nothing after this view. */
+  podsResourceVersion: string;
 }
 
 /** Straight from the API (a list is fine in a test): what the pool looks like now. */
@@ -116,6 +124,7 @@ export async function poolView(c: LeaseCluster): Promise<PoolView> {
       )
       .map((p) => p.metadata?.name ?? ""),
     held: leases.items.filter((l) => l.spec?.holderIdentity),
+    podsResourceVersion: pods.metadata?.resourceVersion ?? "",
   };
 }
 

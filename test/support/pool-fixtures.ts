@@ -42,8 +42,21 @@ export function poolSnapshot(over: Partial<PoolSnapshot> & { podCount?: number }
   return PoolSnapshotSchema.parse(snapshot);
 }
 
+const EGRESS_CONNECTION = {
+  sandboxId: null,
+  host: "pkgs.test",
+  port: 443,
+  mode: "tunnel",
+  bytesUp: 0,
+  bytesDown: 0,
+  durationMs: 0,
+} as const;
+
 /** What the agent sends for each event type when a test does not care: a fixture gives only what it tests. */
 const DEFAULT_DATA: { [T in PoolEventType]: (PoolEventBody & { type: T })["data"] } = {
+  "secret.changed": { name: "API_KEY", change: "put" },
+  "egress.allowed": EGRESS_CONNECTION,
+  "egress.denied": { ...EGRESS_CONNECTION, reason: "egress_not_allowed" },
   "pod.created": {},
   "pod.ready": {},
   "pod.deleted": { phase: null, reason: "external" },
@@ -82,6 +95,21 @@ const DEFAULT_DATA: { [T in PoolEventType]: (PoolEventBody & { type: T })["data"
   "sandbox.used": { sandboxId: "sb.local.default.aaaaaaaaaaaaaaaaaaaa", what: "true" },
   "sandbox.deleted": { sandboxId: "sb.local.default.aaaaaaaaaaaaaaaaaaaa" },
   "sandbox.expired": { sandboxId: "sb.local.default.aaaaaaaaaaaaaaaaaaaa", reason: "idle" },
+  "process.started": {
+    sandboxId: "sb.local.default.aaaaaaaaaaaaaaaaaaaa",
+    pid: 42,
+    commandPreview: "sleep 60",
+    tty: false,
+  },
+  "process.exited": {
+    sandboxId: "sb.local.default.aaaaaaaaaaaaaaaaaaaa",
+    pid: 42,
+    commandPreview: "sleep 60",
+    exitCode: 0,
+    signal: null,
+    timedOut: false,
+    durationMs: 1,
+  },
 };
 
 /**

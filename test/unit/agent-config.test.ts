@@ -65,12 +65,24 @@ describe("agent config: relay, tunnel and model settings", () => {
       {},
       { RECYCLE: "scrub", EXEC_MODE: "api" },
       { RECYCLE: "reuse-same-tenant", EXEC_MODE: "api" },
+      { EXEC_MODE: "pydantic-http" },
     ]) {
       const noToken = loadConfig({ ...keysOnly, ...env });
       expect(!noToken.ok && noToken.error.message).toContain("POOL_TOKEN is required");
     }
     // api exec with replace recycling never calls the exec server: no token needed.
     expect(loadConfig({ ...keysOnly, EXEC_MODE: "api" }).ok).toBe(true);
+  });
+
+  it("EXEC_MODE=pydantic-http recycles by replacement only: the contract has no /reset or /inspect", () => {
+    const ok = loadConfig({ ...MIN_AGENT_ENV, EXEC_MODE: "pydantic-http" });
+    expect(ok.ok && [ok.value.execMode, ok.value.recycle]).toEqual(["pydantic-http", "replace"]);
+    for (const recycle of ["scrub", "reuse-same-tenant"]) {
+      const r = loadConfig({ ...MIN_AGENT_ENV, EXEC_MODE: "pydantic-http", RECYCLE: recycle });
+      expect(!r.ok && r.error.message).toContain("EXEC_MODE=pydantic-http allows only RECYCLE=replace");
+    }
+    const bad = loadConfig({ ...MIN_AGENT_ENV, EXEC_MODE: "pydantic" });
+    expect(!bad.ok && bad.error.message).toContain("EXEC_MODE");
   });
 });
 
@@ -108,7 +120,18 @@ describe("agent config: the egress proxy", () => {
       proxyUrl: undefined,
       maxConnectionsPerSandbox: 64,
       maxBytesPerSandbox: undefined,
+      allowAnyHost: false,
     });
+    expect([c.value.secretsNamespace, c.value.maxSecretsPerTenant]).toEqual(["pi-sandbox-system", 32]);
+    const any = loadConfig({
+      ...MIN_AGENT_ENV,
+      EGRESS: "on",
+      POD_IP: "10.2.0.5",
+      EGRESS_ALLOW_ANY_HOST: "on",
+    });
+    expect(any.ok && any.value.egress?.allowAnyHost).toBe(true);
+    expect(loadConfig({ ...MIN_AGENT_ENV, EGRESS_ALLOW_ANY_HOST: "yes" }).ok).toBe(false);
+    expect(loadConfig({ ...MIN_AGENT_ENV, SECRETS_NAMESPACE: "Not_A_Label" }).ok).toBe(false);
     const capped = loadConfig({
       ...MIN_AGENT_ENV,
       EGRESS: "on",

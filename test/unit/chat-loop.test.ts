@@ -20,6 +20,7 @@ import {
   type ChatEvent,
   ChatEventSchema,
   type ExecOutcome,
+  MODEL_CALLS_HEADER,
   type RelayChatRequest,
 } from "../../shared/api.ts";
 import { AppError, err, ok, type Result } from "../../shared/errors.ts";
@@ -562,9 +563,26 @@ describe("runChat failures", () => {
     expect(result.error.message).toContain("3 attempts");
     expect(server.completions()).toHaveLength(3);
     expect(events).toEqual([
-      { type: "error", error: expect.objectContaining({ code: "model_unavailable" }) },
+      { type: "error", error: expect.objectContaining({ code: "model_unavailable" }), modelCalls: 1 },
     ]);
     expect(acquire.leases).toHaveLength(0);
+  });
+
+  it("a turn that fails after N model calls reports N (error event and the JSON answer's header)", async () => {
+    const { result, events, server } = await chat([
+      { type: "tool_calls", calls: [toolCall("ls")] },
+      { type: "tool_calls", calls: [toolCall("pwd")] },
+      { type: "error", status: 400, message: "bad request from the provider" },
+    ]);
+    expect(server.completions()).toHaveLength(3);
+    expect(!result.ok && result.error.code).toBe("model_unavailable");
+    // The JSON answer (errorResponse) carries the count; the edge charges the two beyond the first.
+    expect(!result.ok && result.error.headers).toEqual({ [MODEL_CALLS_HEADER]: "3" });
+    expect(events.at(-1)).toEqual({
+      type: "error",
+      error: expect.objectContaining({ code: "model_unavailable" }),
+      modelCalls: 3,
+    });
   });
 
   it("never passes the provider's words to the tenant: they are logged with the request id", async () => {
@@ -581,6 +599,7 @@ describe("runChat failures", () => {
           message: "the model server is unavailable (1 attempt)",
           requestId: "req-1",
         },
+        modelCalls: 1,
       },
     ]);
     expect(logged).toContainEqual(

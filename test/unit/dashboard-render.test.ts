@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import {
+  egressHtml,
   esc,
   headHtml,
   podsHtml,
@@ -11,7 +12,7 @@ import {
   tileHtml,
   timelineHtml,
 } from "../../edge/dashboard/client/render.ts";
-import { type DashboardState, initialState, reduce } from "../../edge/dashboard/reducer.ts";
+import { type DashboardState, initialState, MAX_EGRESS, reduce } from "../../edge/dashboard/reducer.ts";
 import { type RegionView, view } from "../../edge/dashboard/view.ts";
 import type { PoolEvent, PoolSnapshot } from "../../shared/api.ts";
 import { isoAfter, poolEvent, poolSnapshot } from "../support/pool-fixtures.ts";
@@ -130,5 +131,29 @@ describe("dashboard renderer (HTML of each part)", () => {
     expect(regionErrorsHtml(new Map([["us", `no agent ${EVIL}`]]))).toBe(
       `<ul><li>Region <strong>us</strong> is unavailable: no agent ${esc(EVIL)}</li></ul>`,
     );
+  });
+
+  it("the egress feed: allowed and denied connections newest first, escaped, bounded; none shows nothing", () => {
+    expect(egressHtml(regionOf([poolSnapshot({ at: T0, podCount: 1 })]), "x")).toBe("");
+    const events: PoolEvent[] = [
+      poolEvent(
+        "egress.allowed",
+        { tenant: "acme", at: at(1) },
+        { host: "pkgs.test", sandboxId: "sb-1", bytesUp: 10, bytesDown: 32 },
+      ),
+      poolEvent("egress.denied", { tenant: "acme", at: at(2) }, { host: EVIL, reason: "egress_not_allowed" }),
+    ];
+    for (let i = 0; i < MAX_EGRESS + 5; i++)
+      events.push(poolEvent("egress.allowed", { tenant: "bulk", at: at(10 + i) }, { host: `h${i}.test` }));
+    const r = regionOf([poolSnapshot({ at: T0, podCount: 1 }), ...events.slice(0, 2)]);
+    const html = egressHtml(r, "x");
+    expect(html.indexOf('data-decision="denied"')).toBeLessThan(html.indexOf('data-decision="allowed"'));
+    expect(html).toContain("<code>pkgs.test:443</code>");
+    expect(html).toContain("egress_not_allowed");
+    expect(html).toContain('<td class="num">42</td>');
+    expect(html).not.toContain("<img");
+    const many = regionOf([poolSnapshot({ at: T0, podCount: 1 }), ...events]);
+    expect(many.egress).toHaveLength(MAX_EGRESS);
+    expect(many.egress[0]?.host).toBe(`h${MAX_EGRESS + 4}.test`);
   });
 });

@@ -37,7 +37,15 @@ describe("dashboard sandboxes panel", () => {
       }),
     ]);
     expect(sandboxesAt(s, T0MS + 5_000)).toEqual([
-      { id: ID, pod: "sandbox-1", tenant: "acme", name: "work", idleLeftMs: 45_000, lastCommand: "npm test" },
+      {
+        id: ID,
+        pod: "sandbox-1",
+        tenant: "acme",
+        name: "work",
+        idleLeftMs: 45_000,
+        lastCommand: "npm test",
+        processes: [],
+      },
     ]);
   });
 
@@ -61,5 +69,89 @@ describe("dashboard sandboxes panel", () => {
       T0MS,
     );
     expect(sandboxesAt(gone, T0MS + 61_000)).toEqual([]);
+  });
+
+  it("running processes per sandbox: from each agent's snapshot, then process.started / process.exited; a deleted sandbox takes them", () => {
+    const sandbox = {
+      id: ID,
+      pod: "sandbox-1",
+      tenant: "acme",
+      name: null,
+      idleTimeoutSeconds: 300,
+      lastActivityAt: T0,
+      expiresAt: isoAfter(T0, 300_000),
+      lastCommand: null,
+    };
+    const running = (sandboxId: string | null, pid: number, commandPreview: string, startedAt: string) => ({
+      sandboxId,
+      pod: "sandbox-1",
+      tenant: "acme",
+      pid,
+      commandPreview,
+      tty: false,
+      startedAt,
+    });
+    const s = fold([
+      poolSnapshot({
+        at: T0,
+        agentId: "agent-a",
+        sandboxes: [sandbox],
+        processes: [running(ID, 40, "npm run dev", isoAfter(T0, -60_000))],
+      }),
+      // Another replica's snapshot lists its own; the first agent's stay.
+      poolSnapshot({
+        at: T0,
+        agentId: "agent-b",
+        sandboxes: [sandbox],
+        processes: [running(ID, 41, "tail -f log", isoAfter(T0, -1_000))],
+      }),
+      poolEvent(
+        "process.started",
+        { agentId: "agent-a", pod: "sandbox-1", tenant: "acme", at: isoAfter(T0, 1_000) },
+        { sandboxId: ID, pid: 42, commandPreview: "python3 -i", tty: true },
+      ),
+    ]);
+    expect(sandboxesAt(s, T0MS + 2_000)[0]?.processes).toEqual([
+      { pid: 40, commandPreview: "npm run dev", tty: false, runningMs: 62_000 },
+      { pid: 41, commandPreview: "tail -f log", tty: false, runningMs: 3_000 },
+      { pid: 42, commandPreview: "python3 -i", tty: true, runningMs: 1_000 },
+    ]);
+    const exited = reduce(
+      s,
+      {
+        kind: "event",
+        event: poolEvent(
+          "process.exited",
+          { agentId: "agent-b", pod: "sandbox-1", tenant: "acme", at: isoAfter(T0, 3_000) },
+          { sandboxId: ID, pid: 41, commandPreview: "tail -f log" },
+        ),
+      },
+      T0MS,
+    );
+    expect(sandboxesAt(exited, T0MS + 4_000)[0]?.processes.map((p) => p.pid)).toEqual([40, 42]);
+    // agent-a's next snapshot no longer lists 40: it ended while the page was away.
+    const resnap = reduce(
+      exited,
+      {
+        kind: "snapshot",
+        snapshot: poolSnapshot({
+          at: isoAfter(T0, 5_000),
+          agentId: "agent-a",
+          sandboxes: [sandbox],
+          processes: [],
+        }),
+      },
+      T0MS + 5_000,
+    );
+    expect(sandboxesAt(resnap, T0MS + 6_000)[0]?.processes).toEqual([]);
+    const deleted = reduce(
+      s,
+      {
+        kind: "event",
+        event: poolEvent("sandbox.deleted", { pod: "sandbox-1", at: isoAfter(T0, 4_000) }, { sandboxId: ID }),
+      },
+      T0MS,
+    );
+    expect(deleted.regions.local?.processes).toEqual({});
   });
 });

@@ -1,5 +1,6 @@
 import type { V1Container, V1Pod } from "@kubernetes/client-node";
 import { describe, expect, it } from "vitest";
+import { emptyDirEvictionMessage, emptyDirMounts } from "../../devcluster/kubelet/emptydir.ts";
 import { resolveEnv } from "../../devcluster/kubelet/env.ts";
 import { imageRepository } from "../../devcluster/kubelet/image-ref.ts";
 import { type ContainerSpec, ociSpec } from "../../devcluster/kubelet/oci-spec.ts";
@@ -211,5 +212,48 @@ describe("PodConditions", () => {
     expect(flipped?.status).toBe("True");
     expect(flipped?.lastTransitionTime).not.toBe(first);
     expect(flipped?.reason).toBeUndefined();
+  });
+});
+
+describe("emptyDirMounts", () => {
+  const pod: V1Pod = {
+    spec: {
+      containers: [],
+      volumes: [
+        { name: "workspace", emptyDir: { sizeLimit: "256Mi" } },
+        { name: "tmp", emptyDir: { medium: "Memory", sizeLimit: "64Mi" } },
+        { name: "scratch", emptyDir: {} },
+        { name: "token", secret: { secretName: "x" } },
+      ],
+    },
+  };
+  const c: V1Container = {
+    name: "c",
+    volumeMounts: [
+      { name: "workspace", mountPath: "/workspace" },
+      { name: "tmp", mountPath: "/tmp" },
+      { name: "scratch", mountPath: "/scratch", readOnly: true },
+      { name: "token", mountPath: "/var/run/token" },
+    ],
+  };
+
+  it("disk-backed: measured against the limit, tmpfs backstop at twice it; Memory: tmpfs of the limit, as a real node sizes it", () => {
+    const { tmpfs, limited, skipped } = emptyDirMounts(pod, c);
+    expect(tmpfs).toEqual([
+      { path: "/workspace", sizeBytes: 512 * 1024 ** 2, readOnly: false },
+      { path: "/tmp", sizeBytes: 64 * 1024 ** 2, readOnly: false },
+      { path: "/scratch", sizeBytes: undefined, readOnly: true },
+    ]);
+    expect(limited).toEqual([
+      { name: "workspace", path: "/workspace", limit: "256Mi", limitBytes: 256 * 1024 ** 2 },
+    ]);
+    expect(skipped).toEqual(["token"]);
+  });
+
+  it("evicts with the eviction manager's message, verbatim", () => {
+    const [v] = emptyDirMounts(pod, c).limited;
+    expect(emptyDirEvictionMessage(v!)).toBe(
+      'Usage of EmptyDir volume "workspace" exceeds the limit "256Mi". ',
+    );
   });
 });

@@ -5,6 +5,8 @@ import {
   decideAddress,
   type EgressPolicy,
   EgressPolicySchema,
+  NetworkPolicySchema,
+  networkRefusal,
   parseEgressPolicy,
   parseEntry,
   parseIp,
@@ -184,5 +186,28 @@ describe("egress policy: decide", () => {
     expect(secretsFor(s, "other.test", 443)).toEqual([]);
     expect(secretsFor(s, "x.svc.test", 8443).map((b) => b.name)).toEqual(["B"]);
     expect(secretsFor(s, "x.svc.test", 443)).toEqual([]);
+  });
+});
+
+describe("networkRefusal: what a deployment cannot take", () => {
+  it("`*` and the all-address CIDRs only with EGRESS_ALLOW_ANY_HOST; anything without a proxy", () => {
+    const on = { proxy: true, allowAnyHost: true };
+    const off = { proxy: true, allowAnyHost: false };
+    for (const all of ["*", "0.0.0.0/0", "::/0", "*:443"]) {
+      expect(networkRefusal({ allow: ["ok.test", all] }, off)).toBe(
+        `network.allow.1: "${all}": allows every destination, which this deployment does not permit (EGRESS_ALLOW_ANY_HOST)`,
+      );
+      expect(networkRefusal({ allow: [all] }, on)).toBeUndefined();
+    }
+    expect(networkRefusal({ allow: ["ok.test"] }, off)).toBeUndefined();
+    expect(networkRefusal({ allow: ["ok.test"] }, { proxy: false, allowAnyHost: true })).toMatch(
+      /EGRESS=off/,
+    );
+    expect(
+      networkRefusal({ deny: ["*"] } as { allow?: string[] }, { proxy: false, allowAnyHost: false }),
+    ).toBeUndefined();
+    // The wire schema checks the grammar; the permission is the deployment's.
+    expect(NetworkPolicySchema.safeParse({ allow: ["*"] }).success).toBe(true);
+    expect(NetworkPolicySchema.safeParse({ allow: ["*.com"] }).success).toBe(false);
   });
 });

@@ -22,8 +22,14 @@ import { schemaErrors, unknownFields } from "../support/k8s-schema.ts";
 const AGENT_NS = "pi-sandbox-system";
 const SANDBOX_NS = "pi-sandbox";
 const rendered = Object.fromEntries(OVERLAYS.map((o) => [o, renderKustomization(overlayDir(o))]));
-const template = JSON.parse(readFileSync(join(K8S_DIR, "base", "sandbox-pod-template.json"), "utf8")) as {
-  spec: V1PodSpec;
+const readTemplate = (...path: string[]) =>
+  JSON.parse(readFileSync(join(K8S_DIR, ...path, "sandbox-pod-template.json"), "utf8")) as {
+    spec: V1PodSpec;
+  };
+const template = readTemplate("base");
+/** The pydantic-http component ships its own template (the user's image, its own entrypoint). */
+const templates: Record<string, { spec: V1PodSpec }> = {
+  "pydantic-http": readTemplate("components", "pydantic-http"),
 };
 
 const find = (objs: KObject[], kind: string, name: string) => {
@@ -131,6 +137,7 @@ describe("rendering", () => {
 
 describe.each(OVERLAYS)("%s overlay", (overlay) => {
   const objs = rendered[overlay] ?? [];
+  const template = templates[overlay] ?? readTemplate("base");
   const cfg = configOf(objs);
   const pod = agentPodSpec(objs);
   const agent = pod.containers[0]!;
@@ -200,7 +207,9 @@ describe.each(OVERLAYS)("%s overlay", (overlay) => {
     if (overlay === "gvisor")
       expect(find(objs, "RuntimeClass", c.runtimeClassName ?? "?")).toMatchObject({ handler: "runsc" });
     else expect(c.runtimeClassName).toBeUndefined();
-    expect(c.execMode).toBe(overlay === "api-exec" ? "api" : "http");
+    expect(c.execMode).toBe(
+      overlay === "api-exec" ? "api" : overlay === "pydantic-http" ? "pydantic-http" : "http",
+    );
     if (overlay === "dev") {
       expect(spec(find(objs, "Deployment", "pi-sandbox-agent")).replicas).toBe(1);
       expect(c.poolSize).toBeLessThanOrEqual(4);
@@ -254,25 +263,57 @@ describe.each(OVERLAYS)("%s overlay", (overlay) => {
     for (const mode of ["enforce", "audit", "warn"]) {
       expect(labels[`pod-security.kubernetes.io/${mode}`]).toBe("restricted");
     }
-    const sa = objs.find((o) => o.kind === "ServiceAccount" && o.metadata.namespace === SANDBOX_NS);
-    expect(sa?.metadata.name).toBe("default");
-    expect(sa?.automountServiceAccountToken).toBe(false);
+    // The template's own ServiceAccount, shipped in the sandbox namespace (a pod naming a missing
+    // one is refused by the ServiceAccount admission plugin), mounting no token, bound to no Role.
+    const name = template.spec.serviceAccountName ?? "";
+    expect(name).not.toMatch(/^(default)?$/);
+    const sa = find(objs, "ServiceAccount", name);
+    expect(sa.metadata).toMatchObject({ name, namespace: SANDBOX_NS });
+    expect(sa.automountServiceAccountToken).toBe(false);
+    expect(template.spec.automountServiceAccountToken).toBe(false);
+    const subjects = objs
+      .filter((o) => o.kind === "RoleBinding")
+      .flatMap((b) => b.subjects as Array<{ name: string }>);
+    expect(subjects.map((x) => x.name)).not.toContain(name);
   });
 
-  it("RBAC: namespaced to the sandboxes, bound to the agent, pods/exec only with EXEC_MODE=api", () => {
-    const roles = objs.filter((o) => o.kind === "Role");
+  it("a first `kubectl apply` is clean: nothing rendered is an object the cluster creates itself", () => {
+    // kubectl apply warns "resource … is missing the kubectl.kubernetes.io/last-applied-configuration
+    // annotation" for every object that exists before the first apply and was not created by one:
+    // the ServiceAccount `default` and ConfigMap `kube-root-ca.crt` of every namespace (the
+    // controller-manager writes them), and the built-in namespaces.
+    const builtIn = (o: KObject) =>
+      (o.kind === "ServiceAccount" && o.metadata.name === "default") ||
+      (o.kind === "ConfigMap" && o.metadata.name === "kube-root-ca.crt") ||
+      (o.kind === "Namespace" && /^(default|kube-system|kube-public|kube-node-lease)$/.test(o.metadata.name));
+    expect(objs.filter(builtIn).map((o) => `${o.kind}/${o.metadata.name}`)).toEqual([]);
+  });
+
+  it("RBAC: namespaced to the sandboxes (Secrets: to the agent's own, by name), bound to the agent, pods/exec only with EXEC_MODE=api", () => {
+    type Rule = { resources: string[]; verbs: string[] };
+    const all = objs.filter((o) => o.kind === "Role");
+    // The tenants' secrets and the egress CA: Secrets in the agent's namespace, read and written by
+    // name only (no list, watch or delete); nothing else in that Role.
+    const secretRoles = all.filter((r) => r.metadata.namespace === AGENT_NS);
+    expect(secretRoles.map((r) => r.metadata.name)).toEqual(["pi-sandbox-agent-secrets"]);
+    expect(secretRoles[0]?.rules).toEqual([
+      { apiGroups: [""], resources: ["secrets"], verbs: ["get", "create", "update"] },
+    ]);
+    const roles = all.filter((r) => r.metadata.namespace !== AGENT_NS);
     for (const r of roles) expect(r.metadata.namespace).toBe(SANDBOX_NS);
-    const rules = roles.flatMap((r) => r.rules as Array<{ resources: string[]; verbs: string[] }>);
+    const rules = roles.flatMap((r) => r.rules as Rule[]);
     const resources = rules.flatMap((r) => r.resources);
     expect(resources).not.toContain("secrets");
-    expect(rules.flatMap((r) => r.verbs)).not.toContain("*");
+    expect(all.flatMap((r) => (r.rules as Rule[]).flatMap((x) => x.verbs))).not.toContain("*");
     expect(resources.includes("pods/exec")).toBe(configOf(objs).EXEC_MODE === "api");
     for (const b of objs.filter((o) => o.kind === "RoleBinding")) {
-      expect(b.metadata.namespace).toBe(SANDBOX_NS);
+      const role = all.find((r) => r.metadata.name === (b.roleRef as { name: string }).name);
+      expect(b.metadata.namespace).toBe(role?.metadata.namespace);
+      expect([SANDBOX_NS, AGENT_NS]).toContain(b.metadata.namespace);
       expect(b.subjects).toEqual([
         { kind: "ServiceAccount", name: pod.serviceAccountName, namespace: AGENT_NS },
       ]);
-      expect(roles.map((r) => r.metadata.name)).toContain((b.roleRef as { name: string }).name);
+      expect(all.map((r) => r.metadata.name)).toContain((b.roleRef as { name: string }).name);
     }
   });
 

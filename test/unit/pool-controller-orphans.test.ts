@@ -83,3 +83,54 @@ describe("pool controller: a free pod kept for a tenant", () => {
     expect(store.pods.get("sandbox-plain")).toBeDefined();
   });
 });
+
+describe("pool controller: POOL_MAX_PODS and creates without an answer", () => {
+  it("a create that got no answer twice keeps its place under the cap (it may still land) until twice the call budget has passed", async () => {
+    const store = new MemoryPoolStore();
+    const names: string[] = [];
+    let t = 0;
+    let reconciles = 0;
+    controller = new PoolController({
+      clients: {
+        core: {
+          createNamespacedPod: (p: { body: { metadata?: { name?: string } } }) => {
+            names.push(p.body.metadata?.name ?? "");
+            return Promise.reject(
+              new DOMException("The operation was aborted due to timeout", "TimeoutError"),
+            );
+          },
+        },
+      } as unknown as KubeClients,
+      caches: store,
+      bus: new EventBus("agent-a"),
+      log: { warn: () => undefined },
+      namespace: "ns",
+      poolSize: 1,
+      maxPods: 1,
+      leaseTtlSeconds: 45,
+      podReadyTimeoutSeconds: 60,
+      podName: () => `sandbox-${names.length}`,
+      podTemplate: (name) => ({ metadata: { name } }),
+      orphanGraceMs: 60_000,
+      requestTimeoutMs: 1_000,
+      resyncMs: 5,
+      // The clock moves only when the test says so; each reading is (at least) one more reconcile.
+      now: () => {
+        reconciles++;
+        return t;
+      },
+    });
+    controller.start();
+    // The first attempt and its retry under the same name, both without an answer.
+    await vi.waitFor(() => expect(names).toHaveLength(2), { timeout: 5_000 });
+    expect(names[1]).toBe(names[0]);
+    const after = reconciles;
+    await vi.waitFor(() => expect(reconciles).toBeGreaterThan(after + 100), { timeout: 5_000 });
+    // Many reconciles later: still no other create — a second pod could exceed the cap of 1.
+    expect(names).toHaveLength(2);
+    expect(controller.podCounts.total).toBe(1);
+    // Twice the call budget later the server would have answered or dropped it: the place is free.
+    t += 2_000;
+    await vi.waitFor(() => expect(names.length).toBeGreaterThan(2), { timeout: 5_000 });
+  });
+});

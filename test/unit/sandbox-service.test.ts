@@ -5,7 +5,11 @@ import type { LeaseHandle } from "../../cluster-agent/leases/types.ts";
 import { SANDBOX_ANNOTATIONS } from "../../cluster-agent/pool-state/sandbox-record.ts";
 import { SandboxEnvSeal } from "../../cluster-agent/sandboxes/env-seal.ts";
 import { withSandbox } from "../../cluster-agent/sandboxes/exec.ts";
-import type { SandboxService, SandboxServiceOptions } from "../../cluster-agent/sandboxes/service.ts";
+import {
+  EGRESS_CA_BUNDLE_PATH,
+  type SandboxService,
+  type SandboxServiceOptions,
+} from "../../cluster-agent/sandboxes/service.ts";
 import { AppError, err, ok, type Result } from "../../shared/errors.ts";
 import { FakeClock, flush, MemoryPoolStore } from "../support/memory-pool-store.ts";
 import { sandboxServiceOn } from "../support/sandbox-service.ts";
@@ -218,8 +222,9 @@ describe("a sandbox's env on its Lease", () => {
   const ENV = { API_KEY: "sk-live-7Hq2", DB_URL: "postgres://app:hunter2@db/prod" };
 
   /** The service with a free pool pod p1 that `acquire` hands out (the lease manager's part, minimal). */
-  function withFreePod(envSeal?: SandboxEnvSeal) {
+  function withFreePod(envSeal?: SandboxEnvSeal, over: Partial<SandboxServiceOptions> = {}) {
     const t = setup({
+      ...over,
       ...(envSeal ? { envSeal } : {}),
       acquire: async (req) => {
         const handle: LeaseHandle = {
@@ -270,6 +275,58 @@ describe("a sandbox's env on its Lease", () => {
     expect(made.ok ? "created" : made.error.code).toBe("invalid_request");
     expect(JSON.stringify(store.leases.get("p1"))).not.toContain("hunter2");
     expect((await create(service)).ok).toBe(true);
+  });
+
+  it("secrets: only with a proxy, only the tenant's own; a placeholder on the Lease and in every use's env", async () => {
+    const withSecrets = (secrets: string[], service: SandboxService) =>
+      service.create(
+        "t1",
+        "req-secrets",
+        { idleTimeoutSeconds: 300, maxLifetimeSeconds: 3600, secrets },
+        new AbortController().signal,
+      );
+    const off = withFreePod();
+    const refused = await withSecrets(["API_KEY"], off.service);
+    expect(refused.ok || [refused.error.code, refused.error.message]).toEqual([
+      "invalid_request",
+      expect.stringMatching(/EGRESS=off/),
+    ]);
+    const asked: string[] = [];
+    const { service, store } = withFreePod(undefined, {
+      egressEnv: { HTTPS_PROXY: "http://10.0.0.7:3128" },
+      secrets: {
+        missing: async (tenant, names) => {
+          asked.push(tenant);
+          return ok(names.filter((n) => n !== "API_KEY"));
+        },
+        env: (placeholders, file) => ({ SSL_CERT_FILE: file, ...Object.fromEntries(placeholders) }),
+        placeholder: () => "pi-secret-fixed",
+      },
+    });
+    const unknown = await withSecrets(["API_KEY", "OTHER"], service);
+    expect(unknown.ok || [unknown.error.code, unknown.error.message]).toEqual([
+      "secret_not_found",
+      expect.stringContaining("OTHER"),
+    ]);
+    const made = await withSecrets(["API_KEY"], service);
+    if (!made.ok) throw made.error;
+    expect(asked).toEqual(["t1", "t1"]);
+    expect(store.leases.get("p1")?.metadata?.annotations?.[SANDBOX_ANNOTATIONS.secrets]).toBe(
+      '{"API_KEY":"pi-secret-fixed"}',
+    );
+    const env = await service.use(
+      "t1",
+      made.value.sandbox.id,
+      { requestId: "r1", signal: new AbortController().signal, what: "env" },
+      async (use) => ok(use.env),
+    );
+    expect(env).toEqual(
+      ok({
+        HTTPS_PROXY: "http://10.0.0.7:3128",
+        SSL_CERT_FILE: EGRESS_CA_BUNDLE_PATH,
+        API_KEY: "pi-secret-fixed",
+      }),
+    );
   });
 });
 

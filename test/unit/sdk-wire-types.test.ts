@@ -18,6 +18,8 @@ const checks = {
   execStreamEvent: true satisfies Equals<Sdk.ExecStreamEvent, Api.ExecStreamEvent>,
   sandboxCreate: true satisfies Equals<Sdk.SandboxCreateRequestInput, Api.SandboxCreateRequestInput>,
   sandbox: true satisfies Equals<Sdk.SandboxWire, Api.Sandbox>,
+  secretPut: true satisfies Equals<Sdk.SecretPutRequest, Api.SecretPutRequest>,
+  secretInfo: true satisfies Equals<Sdk.SecretInfo, Api.SecretInfo>,
   sandboxNetwork: true satisfies Equals<Sdk.SandboxNetwork, Api.SandboxNetwork>,
   fileEntry: true satisfies Equals<Sdk.FileEntry, Api.FileEntry>,
   fileWrite: true satisfies Equals<Sdk.FileWriteResult, Api.FileWriteResult>,
@@ -27,18 +29,21 @@ const checks = {
   podSnapshot: true satisfies Equals<Sdk.PodSnapshot, Api.PodSnapshot>,
   sandboxSnapshot: true satisfies Equals<Sdk.SandboxSnapshot, Api.SandboxSnapshot>,
   poolSnapshot: true satisfies Equals<Sdk.PoolSnapshot, Api.PoolSnapshot>,
+  processSnapshot: true satisfies Equals<Sdk.ProcessSnapshot, Api.ProcessSnapshot>,
   processStart: true satisfies Equals<Sdk.ProcessStartRequestInput, Api.ProcessStartRequestInput>,
   processInfo: true satisfies Equals<Sdk.ProcessInfo, Api.ProcessInfo>,
   processOutput: true satisfies Equals<Sdk.ProcessOutput, Api.ProcessOutput>,
   processOutputEvent: true satisfies Equals<Sdk.ProcessOutputEvent, Api.ProcessOutputEvent>,
   processExitEvent: true satisfies Equals<Sdk.ProcessExitEvent, Api.ProcessExitEvent>,
   stdinResult: true satisfies Equals<Sdk.StdinResult, Api.StdinResult>,
+  portLinkCreate: true satisfies Equals<Sdk.PortLinkCreateRequestInput, Api.PortLinkCreateRequestInput>,
+  portLink: true satisfies Equals<Sdk.PortLink, Api.PortLink>,
   processSignal: true satisfies Equals<Sdk.ProcessSignal, (typeof Api.PROCESS_SIGNALS)[number]>,
 };
 
 describe("the TypeScript client's wire types", () => {
   it("equal the shared zod schemas' types (checked by the typecheck; this names each pair)", () => {
     expect(Object.values(checks).every((v) => v)).toBe(true);
-    expect(Object.keys(checks)).toHaveLength(23);
+    expect(Object.keys(checks)).toHaveLength(28);
   });
 });

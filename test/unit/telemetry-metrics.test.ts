@@ -91,6 +91,34 @@ describe("metrics derived from bus events", () => {
     expect(series(t, 'pi_sandbox_pool_pods{state="ready"}')).toBe(7);
   });
 
+  it("processes started and how they ended, without tenant labels", async () => {
+    const { bus, text } = setup();
+    const common = { tenant: "acme-secret-name", pod: "pi-sandbox-1" };
+    for (const pid of [1, 2, 3, 4, 5])
+      bus.emit(eventInput({ type: "process.started", ...common, data: { pid } }));
+    bus.emit(eventInput({ type: "process.exited", ...common, data: { pid: 1, exitCode: 0 } }));
+    bus.emit(eventInput({ type: "process.exited", ...common, data: { pid: 2, exitCode: 2 } }));
+    bus.emit(
+      eventInput({ type: "process.exited", ...common, data: { pid: 3, exitCode: null, signal: "SIGTERM" } }),
+    );
+    bus.emit(
+      eventInput({ type: "process.exited", ...common, data: { pid: 4, exitCode: null, timedOut: true } }),
+    );
+    bus.emit(
+      eventInput({
+        type: "process.exited",
+        ...common,
+        data: { pid: 5, exitCode: null, error: "sandbox_not_found" },
+      }),
+    );
+    const t = await text();
+    expect(series(t, "pi_sandbox_processes_started_total")).toBe(5);
+    for (const result of ["ok", "nonzero", "killed", "timeout", "lost"]) {
+      expect(series(t, `pi_sandbox_processes_exited_total{result="${result}"}`), result).toBe(1);
+    }
+    expect(t).not.toContain("acme-secret-name");
+  });
+
   it("conflicts, queue depth, queue timeouts, lost and expired leases", async () => {
     const { bus, text } = setup();
     bus.emit(eventInput({ type: "lease.conflict", pod: "pi-sandbox-2", requestId: "r" }));

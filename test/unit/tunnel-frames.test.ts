@@ -155,21 +155,23 @@ describe("agent login token", () => {
 describe("agent login token: cluster", () => {
   it("carries the agent's cluster; a malformed cluster is refused", async () => {
     const eu = await generateSigningKeyPair("eu");
-    const named = await signAgentToken({
-      privateJwk: eu.privateJwk,
-      agentId: "a",
-      region: "eu-1",
-      cluster: "c-2",
-    });
-    const ok = await verifyAgentToken(named, { publicKeys: [eu.publicJwk], region: "eu-1" });
+    const login = (privateJwk = eu.privateJwk, cluster?: string) =>
+      signAgentToken({ privateJwk, agentId: "a", region: "eu-1", ...(cluster ? { cluster } : {}) });
+    const verify = async (token: string, publicJwk = eu.publicJwk as object) =>
+      verifyAgentToken(token, { publicKeys: [publicJwk], region: "eu-1" });
+    // A key claims a named cluster only when bound to it; unbound, it is "default" only.
+    const unbound = await verify(await login(eu.privateJwk, "c-2"));
+    expect(unbound.ok || unbound.error.message).toContain('not bound to cluster "c-2"');
+    const bound = { ...eu.publicJwk, clusters: ["c-1", "c-2"] };
+    const ok = await verify(await login(eu.privateJwk, "c-2"), bound);
     expect(ok.ok && ok.value.cluster).toBe("c-2");
-    const bad = await signAgentToken({
-      privateJwk: eu.privateJwk,
-      agentId: "a",
-      region: "eu-1",
-      cluster: "Bad.Cluster",
-    });
-    const refused = await verifyAgentToken(bad, { publicKeys: [eu.publicJwk], region: "eu-1" });
+    // A token of a key the region does not know learns nothing about bindings: a plain bad signature.
+    const stranger = await generateSigningKeyPair("eu");
+    const refusedStranger = await verify(await login(stranger.privateJwk, "c-2"), bound);
+    expect(refusedStranger.ok || refusedStranger.error.message).not.toContain("bound");
+    const notDefault = await verify(await login(), bound);
+    expect(notDefault.ok || notDefault.error.code).toBe("invalid_token");
+    const refused = await verify(await login(eu.privateJwk, "Bad.Cluster"), bound);
     expect(refused.ok || refused.error.code).toBe("invalid_token");
   });
 });

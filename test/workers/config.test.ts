@@ -47,6 +47,16 @@ describe("edge config", () => {
     const badAlg = loadConfig({ ...env, JWT_ALGORITHMS: "HS256" });
     expect(badAlg.ok).toBe(false);
   });
+
+  it("agent keys' cluster bindings (clusters) are validated", () => {
+    const key = { kty: "OKP", crv: "Ed25519", x: "YA43WrGT8YH5GLegJDutCZhR0RcX9kkD0qMh3yxS6B0", kid: "k" };
+    const keys = (clusters: unknown) =>
+      JSON.stringify({ "eu-1": { keys: [{ ...key, clusters }] }, "us-1": { keys: [key] } });
+    expect(loadConfig({ ...env, AGENT_PUBLIC_KEYS: keys(["a", "b-2"]) }).ok).toBe(true);
+    for (const bad of [[], ["Bad.Name"], "a", [1]]) {
+      expect(loadConfig({ ...env, AGENT_PUBLIC_KEYS: keys(bad) }).ok, JSON.stringify(bad)).toBe(false);
+    }
+  });
 });
 
 describe("a dev/test edge answers only on local hostnames", () => {

@@ -154,10 +154,11 @@ describe("sandbox routing by cluster", () => {
     const bad = await call(path, {
       method: "PUT",
       headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ allow: ["pkgs.test", "*"] }),
+      body: JSON.stringify({ allow: ["pkgs.test", "*.com"] }),
     });
     const body = await expectError(bad, 400, "invalid_request");
-    expect(body.message).toMatch(/allow\.1: "\*": allows every destination/);
+    // (`*` is grammatical: whether it is permitted is the agent's EGRESS_ALLOW_ANY_HOST.)
+    expect(body.message).toMatch(/allow\.1: "\*\.com": a wildcard needs at least two labels/);
     expect(c1.received).toHaveLength(2);
   });
 

@@ -250,11 +250,17 @@ export class TestAgent {
 
   /** Answer `id` with a whole Response, body in chunk frames. */
   async respond(id: string, res: Response): Promise<void> {
+    const chunks = await this.respondUnfinished(id, res);
+    this.send({ type: "end", id, chunks });
+  }
+
+  /** `res`'s head and body, but no end: the answer stays open (an agent still working). Returns the chunk count. */
+  async respondUnfinished(id: string, res: Response): Promise<number> {
     this.send({ type: "response", id, status: res.status, headers: headersToPairs(res.headers) });
     const body = new Uint8Array(await res.arrayBuffer());
     let seq = 0;
     for (const part of chunkBytes(body)) this.sendChunk(id, seq++, part);
-    this.send({ type: "end", id, chunks: seq });
+    return seq;
   }
 
   heartbeat(capacity: HeartbeatFrame["capacity"]): void {

@@ -2,7 +2,7 @@ import { env, runInDurableObject, SELF } from "cloudflare:test";
 import { afterEach, describe, expect, it } from "vitest";
 import type { TunnelDO } from "../../edge/durable/tunnel.ts";
 import { signAgentToken } from "../../shared/tunnel.ts";
-import { AGENT_PRIVATE_JWKS } from "./fixtures/test-keys.ts";
+import { AGENT_C3_PRIVATE_JWK, AGENT_PRIVATE_JWKS } from "./fixtures/test-keys.ts";
 import {
   auth,
   BASE,
@@ -48,6 +48,39 @@ describe("agent login", () => {
     expect(again.status).toBe(101);
     again.webSocket!.accept();
     again.webSocket!.close(1000, "done");
+  });
+});
+
+describe("agent keys are per cluster", () => {
+  // eu-1 has two agent keys: the main one bound to default/c1/c2, and one bound to c3 only.
+  const login = (privateJwk: typeof AGENT_C3_PRIVATE_JWK, cluster?: string) =>
+    signAgentToken({
+      privateJwk,
+      agentId: `a-${cluster ?? "none"}`,
+      region: "eu-1",
+      ...(cluster ? { cluster } : {}),
+    }).then(dial);
+
+  it("a key logs in only as a cluster it is bound to: c3's key claiming c1 → 401, and c1 gets no relay", async () => {
+    const own = await login(AGENT_C3_PRIVATE_JWK, "c3");
+    expect(own.status).toBe(101);
+    own.webSocket!.accept();
+    const claimed = await expectError(await login(AGENT_C3_PRIVATE_JWK, "c1"), 401, "invalid_token");
+    expect(claimed.message).toContain('not bound to cluster "c1"');
+    // Naming no cluster is claiming "default": also not c3's.
+    await expectError(await login(AGENT_C3_PRIVATE_JWK), 401, "invalid_token");
+    // And the other way: the region's main key cannot claim c3.
+    await expectError(await login(AGENT_PRIVATE_JWKS["eu-1"]!, "c3"), 401, "invalid_token");
+    await waitForAgents(TUNNEL, "eu-1", 1);
+
+    // With only c3's agent connected, a c1 sandbox's request reaches nobody.
+    const token = await tenantToken({ tenant: "tenant-a", scope: "sandbox:exec" });
+    const res = await SELF.fetch(`${BASE}/v1/sandboxes/sb.eu-1.c1.${"k".repeat(20)}`, {
+      headers: auth(token),
+    });
+    await expectError(res, 503, "sandbox_cluster_unavailable");
+    own.webSocket!.close(1000, "done");
+    await waitForAgents(TUNNEL, "eu-1", 0);
   });
 });
 

@@ -1,6 +1,11 @@
 import { env, SELF } from "cloudflare:test";
 import { afterEach, describe, expect, it } from "vitest";
-import { TUNNEL_BUFFER_BUDGET_BYTES } from "../../edge/relay/protocol.ts";
+import {
+  BODY_END_MARK_BYTES,
+  TUNNEL_BUFFER_BUDGET_BYTES,
+  TUNNEL_HEADERS,
+  TUNNEL_ORIGIN,
+} from "../../edge/relay/protocol.ts";
 import {
   bodySha256,
   createRelayVerifier,
@@ -189,6 +194,61 @@ describe("streamed uploads", () => {
     for (const o of open) o.release();
     for (const r of await Promise.all(held)) expect(r.status).toBe(200);
     expect((await put(new Uint8Array(10))).status).toBe(200);
+  });
+
+  it("over its budget with responses already streaming, the DO cuts the one holding the most; the rest go on", {
+    timeout: 120_000,
+  }, async () => {
+    // Four responses whose clients do not read, asked of the DO directly (the Worker would read
+    // ahead): 21 + 20 MiB streaming, 4 MiB finished but unread (it still counts), then 6 more
+    // crosses 48 MiB — the 21 MiB one is cut. Without the finished one counted: 47, no cut.
+    const sizes: Record<string, number> = { a: 21 * MiB, b: 20 * MiB, c: 4 * MiB, d: 6 * MiB };
+    const ids: Record<string, string> = {};
+    const a = await connectAgent("eu-1", (r, ag) => {
+      const name = r.frame.path.slice(-1);
+      ids[name] = r.frame.id;
+      // Sent whole but never ended (c: ended): a response in progress.
+      if (name === "c") return ag.respond(r.frame.id, new Response(pattern(sizes[name]!)));
+      return ag.respondUnfinished(r.frame.id, new Response(pattern(sizes[name]!))).then(() => {});
+    });
+    agents.push(a);
+    await waitForAgents(TUNNEL, "eu-1", 1);
+    const stub = env.TUNNEL.get(env.TUNNEL.idFromName("eu-1"));
+    const open: Record<string, Response> = {};
+    for (const name of ["a", "b", "c", "d"]) {
+      open[name] = await stub.fetch(`${TUNNEL_ORIGIN}/v1/slow/${name}`, {
+        headers: { [TUNNEL_HEADERS.idleMs]: "0" },
+      });
+      expect(open[name]!.status).toBe(200);
+      await waitFor(`${name} sent`, () => ids[name] !== undefined, 10_000, 5);
+    }
+    await waitFor("the largest cut: its agent told to stop", () => a.cancelled.includes(ids.a!), 20_000, 5);
+    expect(a.cancelled).toEqual([ids.a]);
+    // Its client gets an error, not the queued bytes (they were dropped, not delivered): what
+    // arrives is at most what the runtime's pipe had taken before the cut.
+    const reader = open.a!.body!.getReader();
+    let gotA = 0;
+    const endA = await (async () => {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) return "ended";
+        gotA += value.byteLength;
+      }
+    })().catch((e: unknown) => e);
+    expect(endA).toBeInstanceOf(Error);
+    expect(gotA).toBeLessThan(sizes.a! / 2);
+    // The others go on: c arrives whole, and so do d's bytes so far.
+    expect((await open.c!.arrayBuffer()).byteLength).toBe(sizes.c);
+    const d = open.d!.body!.getReader();
+    let got = 0;
+    while (got < sizes.d!) {
+      const { value, done } = await d.read();
+      if (done) break;
+      got += value.byteLength;
+    }
+    expect(got).toBe(sizes.d);
+    await d.cancel();
+    await open.b!.body?.cancel();
   });
 
   it("over MAX_FILE_BYTES while streaming (no Content-Length): 413, and the agent's request is cancelled", {

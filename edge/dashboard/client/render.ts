@@ -1,4 +1,4 @@
-import { formatMs, type PodTileView, type RegionView } from "../view.ts";
+import { formatMs, type PodTileView, type RegionView, type SandboxTileView } from "../view.ts";
 
 /*
  * Drawing the view model. The HTML of each part is a pure function of a RegionView (unit-tested
@@ -180,6 +180,26 @@ export function timelineHtml(r: RegionView, id: string, fresh: (key: string) => 
   );
 }
 
+/** The egress feed: each connection through an agent's proxy as it ends, newest first. */
+export function egressHtml(r: RegionView, id: string): string {
+  if (r.egress.length === 0) return "";
+  const rows = r.egress
+    .map(
+      (x) =>
+        `<tr data-testid="egress-row" data-decision="${x.decision}">` +
+        `<td>${x.decision === "allowed" ? "allowed" : "<strong>denied</strong>"}</td>` +
+        `<td><code>${esc(x.host)}:${esc(String(x.port))}</code></td><td>${esc(x.tenant || "—")}</td>` +
+        `<td><code title="${esc(x.sandboxId ?? "")}">${esc(x.sandboxId ? short(x.sandboxId, 28) : "—")}</code></td>` +
+        `<td>${esc(x.reason ?? "")}</td><td class="num">${esc(String(x.bytes))}</td></tr>`,
+    )
+    .join("");
+  return (
+    `<div class="panel-head"><h3 id="${id}-eg">Egress</h3><span class="depth">last ${r.egress.length}</span></div>` +
+    `<div class="table-wrap"><table data-testid="egress" aria-labelledby="${id}-eg"><thead><tr><th scope="col">Decision</th><th scope="col">Destination</th>` +
+    `<th scope="col">Tenant</th><th scope="col">Sandbox / request</th><th scope="col">Why</th><th scope="col" class="num">Bytes</th></tr></thead><tbody>${rows}</tbody></table></div>`
+  );
+}
+
 export function sandboxesHtml(r: RegionView, id: string): string {
   const list = r.sandboxes;
   const rows = list.length
@@ -190,15 +210,26 @@ export function sandboxesHtml(r: RegionView, id: string): string {
             `<td><code title="${esc(b.id)}">${esc(short(b.id, 28))}</code>${b.name ? ` <span class="muted">${esc(b.name)}</span>` : ""}</td>` +
             `<td>${esc(b.tenant || "—")}</td><td class="pod">${esc(b.pod || "—")}</td>` +
             `<td class="num" data-testid="sandbox-idle">${esc(formatMs(Math.max(0, b.idleLeftMs)))}</td>` +
-            `<td class="cmd"><code title="${esc(b.lastCommand ?? "")}">${esc(b.lastCommand ?? "—")}</code></td></tr>`,
+            `<td class="cmd"><code title="${esc(b.lastCommand ?? "")}">${esc(b.lastCommand ?? "—")}</code></td>` +
+            `${processesCell(b)}</tr>`,
         )
         .join("")
-    : `<tr class="empty-row"><td colspan="5">No sandboxes: POST /v1/sandboxes creates one.</td></tr>`;
+    : `<tr class="empty-row"><td colspan="6">No sandboxes: POST /v1/sandboxes creates one.</td></tr>`;
   return (
     `<div class="panel-head"><h3 id="${id}-sb">Sandboxes</h3><span class="depth"><span data-testid="sandbox-count">${list.length}</span> live</span></div>` +
     `<div class="table-wrap"><table data-testid="sandboxes" aria-labelledby="${id}-sb"><thead><tr><th scope="col">Sandbox</th><th scope="col">Tenant</th><th scope="col">Pod</th>` +
-    `<th scope="col" class="num">Idle timeout in</th><th scope="col">Last command</th></tr></thead><tbody>${rows}</tbody></table></div>`
+    `<th scope="col" class="num">Idle timeout in</th><th scope="col">Last command</th><th scope="col">Processes</th></tr></thead><tbody>${rows}</tbody></table></div>`
   );
+}
+
+/** A sandbox's running processes: pid and command each, with how long it has run. */
+function processesCell(b: SandboxTileView): string {
+  const items = b.processes.map(
+    (p) =>
+      `<li data-testid="sandbox-process" data-pid="${p.pid}"><code title="${esc(p.commandPreview)}">${p.pid} ${esc(short(p.commandPreview, 40))}</code>` +
+      `${p.tty ? ' <span class="muted">tty</span>' : ""} <span class="muted">${esc(formatMs(p.runningMs))}</span></li>`,
+  );
+  return `<td class="cmd" data-testid="sandbox-processes">${items.length ? `<ul class="procs">${items.join("")}</ul>` : "—"}</td>`;
 }
 
 /** The regions /v1/pool could not reach (empty when all are up). */
@@ -287,7 +318,8 @@ export function createRenderer(els: { regions: HTMLElement; regionErrors: HTMLEl
       draw(slot.parts.head, headHtml(r, slot.id));
       draw(slot.parts.pods, podsHtml(r, slot.id));
       draw(slot.parts.queue, queueHtml(r, slot.id));
-      draw(slot.parts.sandboxes, sandboxesHtml(r, slot.id));
+      // The egress feed shares the sandboxes' panel: one part, so the region's layout is unchanged.
+      draw(slot.parts.sandboxes, sandboxesHtml(r, slot.id) + egressHtml(r, slot.id));
       // Rows not drawn before flash once; the first draw (the history the page opens with) flashes nothing.
       const s = slot;
       const first = s.seenExec.size === 0 && s.parts.timeline.html === "";

@@ -11,6 +11,7 @@
 
 from .client import Sandbox, SandboxClient
 from .errors import CLIENT_ERROR_CODES, SandboxApiError
+from .ports import Ports
 from .processes import OutputChunk, Process, Processes
 from .sessions import SessionManager, sandbox_name
 from .types import ChatResponse, ExecResult, ExecuteResponse, FileEntry, SandboxInfo, ToolCall
@@ -22,6 +23,7 @@ __all__ = [
     "ExecuteResponse",
     "FileEntry",
     "OutputChunk",
+    "Ports",
     "Process",
     "Processes",
     "Sandbox",

@@ -7,6 +7,7 @@ from typing import IO, Any, Dict, Iterator, List, Optional, Union
 
 from ._transport import Transport
 from .errors import SandboxApiError
+from .ports import Ports
 from .processes import Processes
 from .types import ChatResponse, ExecResult, ExecuteResponse, FileEntry, SandboxInfo
 
@@ -16,9 +17,17 @@ _EXEC_MARGIN_SECONDS = 30.0
 _FILE_TIMEOUT_SECONDS = 300.0
 
 
+def _network(allow: Optional[List[str]], deny: Optional[List[str]]) -> Dict[str, List[str]]:
+    """``{allow, deny}`` as the API takes it (an absent list is empty)."""
+    return {"allow": list(allow or []), "deny": list(deny or [])}
+
+
 def _exec_body(command: str, timeout_seconds: Optional[int], stdin: Optional[str], cwd: Optional[str],
-               env: Optional[Dict[str, str]], output_encoding: Optional[str]) -> Dict[str, Any]:
+               env: Optional[Dict[str, str]], output_encoding: Optional[str],
+               network: Optional[Dict[str, List[str]]] = None) -> Dict[str, Any]:
     body: Dict[str, Any] = {"command": command}
+    if network is not None:
+        body["network"] = network
     if timeout_seconds is not None:
         body["timeoutSeconds"] = timeout_seconds
     if stdin is not None:
@@ -74,9 +83,12 @@ class _Exec:
 
     def exec(self, command: str, timeout_seconds: Optional[int] = None, *, stdin: Optional[str] = None,
              cwd: Optional[str] = None, env: Optional[Dict[str, str]] = None,
-             output_encoding: Optional[str] = None, timeout: Optional[float] = None) -> ExecResult:
-        """Run ``command`` with ``/bin/sh -c``. A non-zero exit or a timeout is a result, not an error."""
-        body = _exec_body(command, timeout_seconds, stdin, cwd, env, output_encoding)
+             output_encoding: Optional[str] = None, timeout: Optional[float] = None,
+             network: Optional[Dict[str, List[str]]] = None) -> ExecResult:
+        """Run ``command`` with ``/bin/sh -c``. A non-zero exit or a timeout is a result, not an error.
+        ``network`` (``{"allow": [...], "deny": [...]}``, one-shot ``client.exec`` only): where this
+        call's pod may connect; a sandbox's policy is ``sb.set_network``."""
+        body = _exec_body(command, timeout_seconds, stdin, cwd, env, output_encoding, network)
         d = self._transport.json("POST", self._exec_path, json_body=body, timeout=self._call_timeout(timeout_seconds, timeout))
         return ExecResult.from_json(d)
 
@@ -104,6 +116,8 @@ class Sandbox(_Exec):
         self._exec_path = self._base + "/exec"
         #: Long-lived processes: ``start()`` returns a Process whose ``output()`` reattaches by itself.
         self.processes = Processes(transport, self._base)
+        #: Expiring links to the sandbox's ports: ``link(port, ttl_seconds=…, public=…)``.
+        self.ports = Ports(transport, self._base)
 
     @property
     def id(self) -> str:
@@ -143,15 +157,37 @@ class Sandbox(_Exec):
         return data
 
     def ls(self, path: str = "") -> List[FileEntry]:
-        status, headers, data = self._transport.request("GET", _files_url(self._base, path, as_dir=True))
-        if not (headers.get("content-type") or "").lower().startswith("application/json"):
-            raise SandboxApiError("not_a_directory", f"{path} is a file", status, headers.get("x-request-id"))
+        """Every entry of a directory: the server answers a page at a time (``truncated``/``next``),
+        and this follows the pages (``?after=<next>``)."""
         import json
 
-        return [FileEntry.from_json(e) for e in json.loads(data.decode("utf-8")).get("entries", [])]
+        entries: List[FileEntry] = []
+        after: Optional[str] = None
+        while True:
+            url = _files_url(self._base, path, as_dir=True)
+            if after is not None:
+                url += "?after=" + urllib.parse.quote(after, safe="")
+            status, headers, data = self._transport.request("GET", url)
+            if not (headers.get("content-type") or "").lower().startswith("application/json"):
+                raise SandboxApiError("not_a_directory", f"{path} is a file", status, headers.get("x-request-id"))
+            page = json.loads(data.decode("utf-8"))
+            entries.extend(FileEntry.from_json(e) for e in page.get("entries", []))
+            nxt = page.get("next")
+            if not page.get("truncated") or not isinstance(nxt, str):
+                return entries
+            after = nxt
 
     def remove(self, path: str) -> None:
         self._transport.json("DELETE", _files_url(self._base, path))
+
+    def network(self) -> Dict[str, List[str]]:
+        """Its network policy: ``{"allow": [...], "deny": [...]}`` (empty allow: no network)."""
+        return dict(self._transport.json("GET", self._base + "/network"))
+
+    def set_network(self, allow: Optional[List[str]] = None, deny: Optional[List[str]] = None) -> Dict[str, List[str]]:
+        """Replace its network policy whole: host names, ``*.name``, IPs or CIDRs, each with an
+        optional ``:port``. New connections follow it at once; open ones it forbids are closed."""
+        return dict(self._transport.json("PUT", self._base + "/network", json_body=_network(allow, deny)))
 
     def refresh(self) -> SandboxInfo:
         self.info = SandboxInfo.from_json(self._transport.json("GET", self._base))
@@ -200,10 +236,14 @@ class SandboxClient(_Exec):
                                     max_retry_after_seconds=max_retry_after_seconds, timeout=timeout)
         self._exec_path = "/v1/exec"
 
-    def chat(self, message: str, session_id: Optional[str] = None, *, timeout: Optional[float] = None) -> ChatResponse:
+    def chat(self, message: str, session_id: Optional[str] = None, *, timeout: Optional[float] = None,
+             network: Optional[Dict[str, List[str]]] = None) -> ChatResponse:
+        """``network``: where this request's commands may connect (its own pod, gone with it)."""
         body: Dict[str, Any] = {"message": message}
         if session_id is not None:
             body["sessionId"] = session_id
+        if network is not None:
+            body["network"] = network
         return ChatResponse.from_json(self._transport.json("POST", "/v1/chat", json_body=body,
                                                            timeout=timeout or max(self._transport.timeout, 300.0)))
 
@@ -221,8 +261,17 @@ class SandboxClient(_Exec):
 
     def create_sandbox(self, name: Optional[str] = None, *, idle_timeout_seconds: Optional[int] = None,
                        max_lifetime_seconds: Optional[int] = None,
-                       env: Optional[Dict[str, str]] = None) -> Sandbox:
+                       env: Optional[Dict[str, str]] = None,
+                       network: Optional[Dict[str, List[str]]] = None,
+                       secrets: Optional[List[str]] = None) -> Sandbox:
+        """``network``: where it may connect (``{"allow": [...], "deny": [...]}``; absent: nowhere).
+        ``secrets``: names of the tenant's secrets (``put_secret``) it may use: each is in its env as
+        a placeholder the egress proxy replaces with the value only toward the secret's hosts."""
         body: Dict[str, Any] = {}
+        if network is not None:
+            body["network"] = network
+        if secrets is not None:
+            body["secrets"] = list(secrets)
         if name is not None:
             body["name"] = name
         if idle_timeout_seconds is not None:
@@ -247,3 +296,24 @@ class SandboxClient(_Exec):
 
     def delete_sandbox(self, sandbox_id: str) -> None:
         self._transport.json("DELETE", "/v1/sandboxes/" + urllib.parse.quote(sandbox_id, safe=""))
+
+    # ---- secrets (the ``sandbox:secrets`` scope) ----
+
+    def put_secret(self, name: str, value: str, hosts: List[str], *, header: Optional[str] = None,
+                   format: Optional[str] = None) -> Dict[str, Any]:
+        """Create or replace ``name``: the value is write-only; the egress proxy adds it only to
+        requests to ``hosts``, in ``header`` (default Authorization) as ``format`` (default
+        ``Bearer {value}``). Returns what ``list_secrets`` shows (never the value)."""
+        body: Dict[str, Any] = {"value": value, "hosts": list(hosts)}
+        if header is not None:
+            body["header"] = header
+        if format is not None:
+            body["format"] = format
+        return dict(self._transport.json("PUT", "/v1/secrets/" + urllib.parse.quote(name, safe=""), json_body=body))
+
+    def list_secrets(self) -> List[Dict[str, Any]]:
+        """The tenant's secrets: name, hosts, header, format, updatedAt; never values."""
+        return list(self._transport.json("GET", "/v1/secrets").get("secrets", []))
+
+    def delete_secret(self, name: str) -> None:
+        self._transport.json("DELETE", "/v1/secrets/" + urllib.parse.quote(name, safe=""))

@@ -28,6 +28,10 @@ _REATTACH = {
 }
 
 
+#: Reads of one ``collect`` are at least this far apart (seconds).
+_COLLECT_PACE_S = 0.2
+
+
 @dataclass
 class OutputChunk:
     """A piece of a process's output: its bytes and where they start in the whole output."""
@@ -119,6 +123,28 @@ class Process:
                                  timeout=self._transport.timeout + (wait_ms or 0) / 1000)
         return {**r, "data": base64.b64decode(r["data"])}
 
+    def collect(self, since: int = 0, *, wait_ms: int, max_bytes: int = 1024 * 1024) -> Dict[str, Any]:
+        """The output that arrives from ``since`` within ``wait_ms`` (the Agents SDK's
+        ``yield_time_ms``): ``{data (bytes), next, dropped, exited}``. Reads until the wait is over, it
+        has exited and all was read, or ``max_bytes`` came."""
+        deadline = time.monotonic() + wait_ms / 1000
+        parts: List[bytes] = []
+        size, at, dropped = 0, since, 0
+        while True:
+            left = max(0, int((deadline - time.monotonic()) * 1000))
+            r = self.read(at, max_bytes=max_bytes - size, wait_ms=left)
+            parts.append(r["data"])
+            size += len(r["data"])
+            dropped += int(r["dropped"])
+            at = int(r["next"])
+            if r["eof"]:
+                self.refresh()
+                return {"data": b"".join(parts), "next": at, "dropped": dropped, "exited": True}
+            if size >= max_bytes or left == 0:
+                return {"data": b"".join(parts), "next": at, "dropped": dropped, "exited": False}
+            # Gather a little before the next read: a process printing line by line would cost a request per line.
+            time.sleep(min(_COLLECT_PACE_S, max(0.0, deadline - time.monotonic())))
+
     def write(self, data: Union[bytes, str], *, eof: bool = False) -> Dict[str, Any]:
         """Bytes to its stdin; ``eof=True`` closes it after them. Never retried (not idempotent)."""
         body = data.encode("utf-8") if isinstance(data, str) else data
@@ -130,6 +156,10 @@ class Process:
 
     def signal(self, name: str) -> Dict[str, Any]:
         return self._seen(self._transport.json("POST", self._path + "/signal", json_body={"signal": name}))
+
+    def resize(self, cols: int, rows: int) -> Dict[str, Any]:
+        """The terminal size of a process started with ``tty=True`` (409 ``not_a_tty`` otherwise)."""
+        return self._seen(self._transport.json("POST", self._path + "/resize", json_body={"cols": cols, "rows": rows}))
 
     def kill(self) -> Dict[str, Any]:
         """Kill its process group (if it runs) and forget it; returns how it ended."""

@@ -233,6 +233,10 @@ class Sandboxes(unittest.TestCase):
             self.assertEqual(sb.read("s.txt"), b"from a file object")
             self.assertEqual(sorted((e.type, e.name) for e in sb.ls()), [("dir", "d"), ("file", "a.txt"), ("file", "s.txt")])
             self.assertEqual([(e.name, e.size) for e in sb.ls("d")], [("data.bin", 5 * MiB)])
+            # The server answers 10,000 entries a page; ls() follows the pages.
+            self.assertEqual(sb.execute("mkdir many && cd many && seq 1 10050 | xargs touch").exit_code, 0)
+            many = sb.ls("many")
+            self.assertEqual((len(many), len({e.name for e in many})), (10050, 10050))
             sb.remove("s.txt")
             with self.assertRaises(SandboxApiError) as cm:
                 sb.read("s.txt")
@@ -308,6 +312,56 @@ class Processes(unittest.TestCase):
                 sb.processes.get(sleeper.pid)
             self.assertEqual((cm.exception.code, cm.exception.status), ("process_not_found", 404))
 
+    def test_collect_a_terminal_and_resize_it(self) -> None:
+        with self.client.create_sandbox() as sb:
+            sh = sb.processes.start("sh", tty=True, cols=80, rows=24)
+            seen, at = b"", 0
+
+            def until(needle: bytes) -> None:
+                nonlocal seen, at
+                deadline = time.monotonic() + 30
+                while needle not in seen and time.monotonic() < deadline:
+                    got = sh.collect(at, wait_ms=1000)
+                    self.assertEqual(got["dropped"], 0)
+                    seen, at = seen + got["data"], got["next"]
+                self.assertIn(needle, seen)
+
+            sh.write("stty size\n")
+            until(b"24 80")
+            self.assertEqual(sh.resize(100, 40)["pid"], sh.pid)
+            sh.write("stty size\n")
+            until(b"40 100")
+            sh.write("exit 4\n")
+            deadline = time.monotonic() + 30
+            done = sh.collect(at, wait_ms=1000)
+            while not done["exited"] and time.monotonic() < deadline:
+                done = sh.collect(done["next"], wait_ms=1000)
+            self.assertTrue(done["exited"])
+            self.assertEqual((sh.exit or {}).get("exitCode"), 4)
+            with self.assertRaises(SandboxApiError) as cm:
+                sb.processes.start("true").resize(10, 10)
+            self.assertIn(cm.exception.code, ("not_a_tty", "process_exited"))
+
+
+class Ports(unittest.TestCase):
+    def setUp(self) -> None:
+        self.client = SandboxClient(URL, TOKEN)
+
+    def test_link_list_revoke(self) -> None:
+        with self.client.create_sandbox() as sb:
+            link = sb.ports.link(8000, ttl_seconds=120, public=True)
+            self.assertEqual((link["port"], link["public"]), (8000, True))
+            self.assertTrue(link["url"].startswith(f"http://{link['id']}.localhost:"))
+            self.assertIn(link["id"], [x["id"] for x in sb.ports.links()])
+            sb.ports.revoke(8000, link["id"])
+            self.assertNotIn(link["id"], [x["id"] for x in sb.ports.links()])
+            with self.assertRaises(SandboxApiError) as cm:
+                sb.ports.revoke(8000, link["id"])
+            self.assertEqual((cm.exception.code, cm.exception.status), ("link_not_found", 404))
+            with self.assertRaises(SandboxApiError) as cm:
+                sb.ports.link(0)
+            self.assertEqual((cm.exception.code, cm.exception.status), ("port_not_allowed", 400))
+
 
 class Sessions(unittest.IsolatedAsyncioTestCase):
     """pydantic-ai-backends' SessionManager shape, backed by named sandboxes."""
@@ -349,3 +403,44 @@ class Sessions(unittest.IsolatedAsyncioTestCase):
         self.assertNotEqual(fresh.id, first.id)
         await restarted.shutdown()
         self.assertEqual(self.client.list_sandboxes(name=session), [])
+
+
+class NetworkAndSecrets(unittest.TestCase):
+    def setUp(self) -> None:
+        self.client = SandboxClient(URL, TOKEN)
+
+    def test_secrets_are_write_only_and_per_tenant(self) -> None:
+        value = "py-secret-value-7"
+        info = self.client.put_secret("PY_KEY", value, ["api.test"], header="X-Api-Key")
+        self.assertEqual((info["name"], info["hosts"], info["header"], info["format"]),
+                         ("PY_KEY", ["api.test"], "X-Api-Key", "{value}"))
+        try:
+            listed = self.client.list_secrets()
+            self.assertIn("PY_KEY", [s["name"] for s in listed])
+            self.assertNotIn(value, repr(listed))
+            other = SandboxClient(URL, os.environ["PI_SANDBOX_TOKEN_B"])
+            self.assertNotIn("PY_KEY", [s["name"] for s in other.list_secrets()])
+            with self.assertRaises(SandboxApiError) as cm:
+                other.delete_secret("PY_KEY")
+            self.assertEqual((cm.exception.code, cm.exception.status), ("secret_not_found", 404))
+            with self.assertRaises(SandboxApiError) as cm:
+                self.client.put_secret("HTTPS_PROXY", "x", ["api.test"])
+            self.assertEqual(cm.exception.code, "invalid_request")
+        finally:
+            self.client.delete_secret("PY_KEY")
+        self.assertNotIn("PY_KEY", [s["name"] for s in self.client.list_secrets()])
+
+    def test_network_policy_round_trip(self) -> None:
+        with self.client.create_sandbox(network={"deny": ["10.0.0.0/8"]}) as sb:
+            self.assertEqual(sb.network(), {"allow": [], "deny": ["10.0.0.0/8"]})
+            self.assertEqual(sb.set_network(deny=["192.168.0.0/16"]), {"allow": [], "deny": ["192.168.0.0/16"]})
+            with self.assertRaises(SandboxApiError) as cm:
+                sb.set_network(allow=["exa mple.com"])
+            self.assertEqual((cm.exception.code, cm.exception.status), ("invalid_request", 400))
+        try:
+            r = self.client.exec("true", network={"allow": ["pkgs.test"]})
+            self.assertEqual(r.exit_code, 0)
+        except SandboxApiError as e:
+            # A stack without the egress proxy refuses a policy that opens anything, and says why.
+            self.assertEqual(e.code, "invalid_request")
+            self.assertIn("EGRESS=off", str(e))

@@ -1,6 +1,7 @@
 // A sandbox client for the OpenAI Agents SDK's Sandbox Agents (`@openai/agents/sandbox`, tested
 // with 0.20.0): each Agents SDK sandbox session is one of our sandboxes (POST /v1/sandboxes), and
-// `exec_command`, file reads and directory listings go to it through SandboxClient; the workspace
+// `exec_command`, file reads and directory listings go to it through SandboxClient (`exec_command`
+// with `tty: true` and `write_stdin` through its processes API); the workspace
 // moves as a tar archive (persistWorkspace/hydrateWorkspace, and a `remote` snapshot spec on
 // create/stop). Import it as `@pi-sandbox/client/agents`; @openai/agents is an optional peer
 // dependency of the package.
@@ -28,8 +29,10 @@ import {
   type SnapshotSpec,
   type WorkspaceArchiveData,
   type WorkspaceArchiveOptions,
+  type WriteStdinArgs,
 } from "@openai/agents/sandbox";
 import type { SandboxClient } from "./client.ts";
+import type { ProcessHandle } from "./processes.ts";
 import type { Sandbox } from "./sandbox.ts";
 import { tarCensus } from "./tar-limits.ts";
 
@@ -39,7 +42,10 @@ export const TESTED_AGENTS_SDK_VERSIONS = ["0.20.0"] as const;
 export interface PiSandboxOptions extends Record<string, unknown> {
   idleTimeoutSeconds?: number;
   maxLifetimeSeconds?: number;
-  /** Each `exec_command` runs to completion within this (default 120 s); there are no PTY sessions. */
+  /**
+   * Each `exec_command` without a tty runs to completion within this (default 120 s); with `tty: true`
+   * it is a process of the sandbox that `write_stdin` talks to.
+   */
   commandTimeoutSeconds?: number;
 }
 
@@ -50,12 +56,44 @@ export interface PiSandboxSessionState extends SandboxSessionState {
 const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 const joinPath = (dir: string, rel: string) => `${dir.replace(/\/$/, "")}/${rel.replace(/^\.?\//, "")}`;
 
+/** The Agents SDK's own defaults for `exec_command` and `write_stdin` (its shell capability). */
+const DEFAULT_EXEC_YIELD_MS = 10_000;
+const DEFAULT_WRITE_STDIN_YIELD_MS = 250;
+
+/** The built-in sessions' answer layout (minus their random chunk ids). */
+function formatExecResult(r: SandboxExecResult): string {
+  return [
+    `Wall time: ${r.wallTimeSeconds.toFixed(4)} seconds`,
+    typeof r.sessionId === "number"
+      ? `Process running with session ID ${r.sessionId}`
+      : typeof r.exitCode === "number"
+        ? `Process exited with code ${r.exitCode}`
+        : "Process exited without a code",
+    "Output:",
+    r.output,
+  ].join("\n");
+}
+
+/** `max_output_tokens` as the SDK counts them (about 4 bytes each): the head and tail, the middle named. */
+function capTokens(text: string, maxTokens: number | undefined): string {
+  if (maxTokens === undefined) return text;
+  const bytes = new TextEncoder().encode(text);
+  const max = Math.max(0, maxTokens) * 4;
+  if (bytes.length <= max) return text;
+  const half = Math.floor(max / 2);
+  const dec = new TextDecoder();
+  const cut = Math.ceil((bytes.length - 2 * half) / 4);
+  return `${dec.decode(bytes.subarray(0, half))}...${cut} tokens truncated...${dec.decode(bytes.subarray(bytes.length - half))}`;
+}
+
 function isRemoteSnapshot(spec: SnapshotSpec | undefined): spec is RemoteSnapshotSpec {
   return spec?.type === "remote" && typeof (spec as RemoteSnapshotSpec).store?.save === "function";
 }
 
 export class PiSandboxSession implements SandboxSession<PiSandboxSessionState> {
   state: PiSandboxSessionState;
+  /** Terminal sessions by id (= pid), with the offset their output was read to. */
+  private readonly terminals = new Map<number, { handle: ProcessHandle; next: number }>();
   private closing: Promise<void> | undefined;
   private stopping: Promise<void> | undefined;
   private archiveLimits: SandboxArchiveLimits | null | undefined;
@@ -81,8 +119,13 @@ export class PiSandboxSession implements SandboxSession<PiSandboxSessionState> {
     return workdir.startsWith("/") ? workdir : `${root.replace(/\/$/, "")}/${workdir}`;
   }
 
+  /** `exec_command` with `tty: true` and `write_stdin` run on the sandbox's processes API (http exec mode). */
+  supportsPty(): boolean {
+    return true;
+  }
+
   async exec(args: ExecCommandArgs): Promise<SandboxExecResult> {
-    if (args.tty) throw new Error("pi-sandbox sessions have no PTY: run the command without tty");
+    if (args.tty) return this.execOnTerminal(args);
     const env = this.state.environment;
     const r = await this.sandbox.exec(args.cmd, {
       cwd: this.cwdOf(args.workdir),
@@ -105,15 +148,91 @@ export class PiSandboxSession implements SandboxSession<PiSandboxSessionState> {
 
   /** What the model reads back from `exec_command` (the built-in sessions' layout, minus chunk ids). */
   async execCommand(args: ExecCommandArgs): Promise<string> {
-    const r = await this.exec(args);
-    return [
-      `Wall time: ${r.wallTimeSeconds.toFixed(4)} seconds`,
-      typeof r.exitCode === "number"
-        ? `Process exited with code ${r.exitCode}`
-        : "Process exited without a code",
-      "Output:",
-      r.output,
-    ].join("\n");
+    return formatExecResult(await this.exec(args));
+  }
+
+  /**
+   * A command on a terminal, as a process of the sandbox: its output within `yieldTimeMs`, and
+   * either how it exited or a session id (its pid) for `write_stdin`. The process lives in the
+   * sandbox, so a resumed session can go on with it.
+   */
+  private async execOnTerminal(args: ExecCommandArgs): Promise<SandboxExecResult> {
+    const started = Date.now();
+    const env = this.state.environment;
+    const handle = await this.sandbox.processes.start({
+      command: args.cmd,
+      cwd: this.cwdOf(args.workdir),
+      tty: true,
+      ...(env && Object.keys(env).length > 0 ? { env } : {}),
+    });
+    return this.yieldOutput(
+      handle,
+      0,
+      args.yieldTimeMs ?? DEFAULT_EXEC_YIELD_MS,
+      args.maxOutputTokens,
+      started,
+    );
+  }
+
+  /** Types `chars` into a terminal session (`\u0003` is Ctrl-C there) and returns what followed within the wait. */
+  async writeStdin(args: WriteStdinArgs): Promise<string> {
+    const started = Date.now();
+    let session = this.terminals.get(args.sessionId);
+    if (!session) {
+      // A session of a resumed state: the process may still run in the sandbox (its new output from now on).
+      try {
+        const handle = await this.sandbox.processes.get(args.sessionId);
+        session = { handle, next: handle.info.outputBytes };
+      } catch (e) {
+        if ((e as { code?: string }).code !== "process_not_found") throw e;
+        return formatExecResult({
+          output: `write_stdin failed: session not found: ${args.sessionId}`,
+          stdout: "",
+          stderr: "",
+          wallTimeSeconds: 0,
+          exitCode: 1,
+        });
+      }
+    }
+    const chars = args.chars ?? "";
+    if (chars.length > 0) {
+      try {
+        await session.handle.write(chars);
+      } catch (e) {
+        // It exited meanwhile: the answer below says how, with the output it left.
+        const code = (e as { code?: string }).code;
+        if (code !== "process_exited" && code !== "stdin_closed") throw e;
+      }
+    }
+    return formatExecResult(
+      await this.yieldOutput(
+        session.handle,
+        session.next,
+        args.yieldTimeMs ?? DEFAULT_WRITE_STDIN_YIELD_MS,
+        args.maxOutputTokens,
+        started,
+      ),
+    );
+  }
+
+  private async yieldOutput(
+    handle: ProcessHandle,
+    since: number,
+    waitMs: number,
+    maxOutputTokens: number | undefined,
+    started: number,
+  ): Promise<SandboxExecResult> {
+    const got = await handle.collect({ since, waitMs });
+    const lost = got.dropped > 0 ? `[${got.dropped} bytes of output were lost: it fell behind]\n` : "";
+    const text = new TextDecoder().decode(got.bytes);
+    const output = `${lost}${capTokens(text, maxOutputTokens)}`;
+    const wallTimeSeconds = (Date.now() - started) / 1000;
+    if (got.exited) {
+      this.terminals.delete(handle.pid);
+      return { output, stdout: text, stderr: "", wallTimeSeconds, exitCode: handle.exit?.exitCode ?? 1 };
+    }
+    this.terminals.set(handle.pid, { handle, next: got.next });
+    return { output, stdout: text, stderr: "", wallTimeSeconds, sessionId: handle.pid };
   }
 
   async readFile(args: ReadFileArgs): Promise<Uint8Array> {

@@ -56,6 +56,10 @@ const HINTS: Record<string, string> = {
   invalid_response: "the server's answer was not what this client understands",
   not_a_directory: "that path is a file, not a directory",
   is_a_directory: "that path is a directory: use `pi-sandbox ls`",
+  process_not_found: "no such process in that sandbox (`pi-sandbox ps ID` lists them)",
+  process_exited: "the process has already exited",
+  process_limit: "the sandbox runs as many processes as it may: stop one first",
+  not_supported_in_api_mode: "this cluster runs commands over pods/exec, which keeps no processes",
 };
 
 export function describeError(e: SandboxApiError): string {

@@ -7,18 +7,41 @@ import { resolveTarget } from "./cli-config.ts";
 import { describeError, EXIT, exitCodeOf } from "./cli-messages.ts";
 import { SandboxClient } from "./client.ts";
 import { SandboxApiError } from "./errors.ts";
-import type { ExecResult, SandboxInfo } from "./types.ts";
+import {
+  type ExecResult,
+  PROCESS_SIGNALS,
+  type ProcessInfo,
+  type ProcessSignal,
+  type SandboxInfo,
+} from "./types.ts";
 
 const USAGE = `usage: pi-sandbox <command> [flags]
 
-  exec [--sandbox ID] [--timeout S] [--cwd DIR] -- CMD [ARG…]
+  exec [--sandbox ID] [--timeout S] [--cwd DIR] [--allow HOST…] [--deny HOST…] -- CMD [ARG…]
                               run a command, stream its output, exit with its exit code
-  sandbox create [--name N] [--idle S] [--max-lifetime S]
+                              (--allow/--deny: this call's network; a sandbox's: sandbox network)
+  sandbox create [--name N] [--idle S] [--max-lifetime S] [--allow HOST…] [--deny HOST…] [--secret NAME…]
   sandbox list [--name N]     sandbox get ID      sandbox rm ID…
+  sandbox network ID [--allow HOST…] [--deny HOST…]
+                              show its network policy, or replace it when given --allow/--deny
+  secrets put NAME --host HOST… [--header H] [--format F]
+                              store a secret; its value is read from stdin (never an argument)
+  secrets list                secrets rm NAME…
   cp LOCAL ID:PATH            upload a file          cp ID:PATH LOCAL   download one
   ls ID[:DIR]                 list a sandbox directory
-  chat [--session ID] MESSAGE stream a chat reply and each tool call
+  chat [--session ID] [--allow HOST…] MESSAGE
+                              stream a chat reply and each tool call
+  port open ID PORT [--ttl S] [--public]
+                              an expiring link to a sandbox's port; prints its URL
+  port ls ID                  its open links      port rm ID PORT LINK_ID   revoke one
   pool [--region R]           the pool of every region (needs sandbox:admin)
+  start ID [--tty] [--cwd DIR] [--timeout S] -- CMD [ARG…]
+                              start a long-lived process in a sandbox; prints its pid
+  ps ID                       the sandbox's processes (running, then recently exited)
+  logs [-f] [--since N] ID PID
+                              a process's output; -f follows it (reattaching) until it exits,
+                              then exits with its exit code
+  kill [--signal SIG] ID PID  kill its process group and forget it; --signal only sends SIG
 
   --url URL --token JWT       or PI_SANDBOX_URL / PI_SANDBOX_TOKEN, or .devstack/state.json
   --region R                  X-Sandbox-Region
@@ -32,6 +55,8 @@ exit codes: exec → the command's own (124 timed out, 128+N killed by signal N)
 export interface CliIo {
   stdout: NodeJS.WritableStream;
   stderr: NodeJS.WritableStream;
+  /** Where `secrets put` reads the value. */
+  stdin?: NodeJS.ReadableStream;
   env: Record<string, string | undefined>;
   cwd: string;
 }
@@ -39,6 +64,7 @@ export interface CliIo {
 const defaultIo = (): CliIo => ({
   stdout: process.stdout,
   stderr: process.stderr,
+  stdin: process.stdin,
   env: process.env,
   cwd: process.cwd(),
 });
@@ -66,6 +92,22 @@ const intFlag = (v: string | undefined, name: string): number | undefined => {
   if (!/^\d+$/.test(v)) throw new UsageError(`--${name} takes a whole number, got ${v}`);
   return Number(v);
 };
+
+/** `--allow`/`--deny` as a network policy, or undefined when neither was given. */
+function networkFlags(f: { allow?: string[] | undefined; deny?: string[] | undefined }) {
+  if (!f.allow?.length && !f.deny?.length) return undefined;
+  return { ...(f.allow?.length ? { allow: f.allow } : {}), ...(f.deny?.length ? { deny: f.deny } : {}) };
+}
+
+/** All of stdin as text, less one trailing newline (`echo $KEY | pi-sandbox secrets put …`). */
+async function readValue(stdin: NodeJS.ReadableStream | undefined): Promise<string> {
+  if (!stdin) throw new UsageError("secrets put reads the value from stdin");
+  const chunks: Buffer[] = [];
+  for await (const c of stdin) chunks.push(typeof c === "string" ? Buffer.from(c) : (c as Buffer));
+  return Buffer.concat(chunks)
+    .toString("utf8")
+    .replace(/\r?\n$/, "");
+}
 
 /** `ID:PATH` → its parts; anything else is a local path. */
 function remote(spec: string): { id: string; path: string } | undefined {
@@ -105,9 +147,15 @@ export async function main(argv: string[], io: CliIo = defaultIo()): Promise<num
     switch (command) {
       case "exec": {
         if (rest.length === 0) throw new UsageError("exec needs a command after --");
+        const network = networkFlags(f);
+        if (network && f.sandbox)
+          throw new UsageError(
+            "--allow/--deny on a sandbox's exec: its policy is `sandbox network ID --allow …`",
+          );
         const opts = {
           ...(timeoutSeconds !== undefined ? { timeoutSeconds } : {}),
           ...(f.cwd ? { cwd: f.cwd } : {}),
+          ...(network ? { network } : {}),
         };
         const sandbox = f.sandbox ? await client.sandboxes.get(f.sandbox) : undefined;
         const cmd = shellJoin(rest);
@@ -157,6 +205,8 @@ export async function main(argv: string[], io: CliIo = defaultIo()): Promise<num
             ...(f["max-lifetime"] !== undefined
               ? { maxLifetimeSeconds: intFlag(f["max-lifetime"], "max-lifetime")! }
               : {}),
+            ...(networkFlags(f) ? { network: networkFlags(f) } : {}),
+            ...(f.secret?.length ? { secrets: f.secret } : {}),
           });
           if (f.json) json(sb.info);
           else out(`${sb.id}\n`);
@@ -181,7 +231,50 @@ export async function main(argv: string[], io: CliIo = defaultIo()): Promise<num
           if (f.json) json({ removed: ids });
           return EXIT.ok;
         }
-        throw new UsageError("sandbox takes create, list, get or rm");
+        if (sub === "network") {
+          if (ids.length !== 1) throw new UsageError("sandbox network takes one id");
+          const sb = await client.sandboxes.get(ids[0]!);
+          const wanted = networkFlags(f);
+          const policy = wanted ? await sb.setNetwork(wanted) : await sb.network();
+          if (f.json) json(policy);
+          else {
+            for (const a of policy.allow) out(`allow ${a}\n`);
+            for (const d of policy.deny) out(`deny  ${d}\n`);
+            if (policy.allow.length === 0) out("(no network)\n");
+          }
+          return EXIT.ok;
+        }
+        throw new UsageError("sandbox takes create, list, get, rm or network");
+      }
+      case "secrets": {
+        const [sub, ...names] = rest;
+        if (sub === "put") {
+          if (names.length !== 1) throw new UsageError("secrets put takes one name");
+          if (!f.host?.length) throw new UsageError("secrets put needs --host (where the value may be sent)");
+          const value = await readValue(io.stdin);
+          const info = await client.secrets.put(names[0]!, {
+            value,
+            hosts: f.host,
+            ...(f.header ? { header: f.header } : {}),
+            ...(f.format ? { format: f.format } : {}),
+          });
+          if (f.json) json(info);
+          else out(`${info.name}  ${info.hosts.join(",")}  ${info.header}: ${info.format}\n`);
+          return EXIT.ok;
+        }
+        if (sub === "list") {
+          const list = await client.secrets.list();
+          if (f.json) json({ secrets: list });
+          else for (const x of list) out(`${x.name}  ${x.hosts.join(",")}  ${x.header}  ${x.updatedAt}\n`);
+          return EXIT.ok;
+        }
+        if (sub === "rm") {
+          if (names.length === 0) throw new UsageError("secrets rm takes one or more names");
+          for (const n of names) await client.secrets.remove(n);
+          if (f.json) json({ removed: names });
+          return EXIT.ok;
+        }
+        throw new UsageError("secrets takes put, list or rm");
       }
       case "cp": {
         if (rest.length !== 2) throw new UsageError("cp takes a source and a destination");
@@ -227,9 +320,11 @@ export async function main(argv: string[], io: CliIo = defaultIo()): Promise<num
       case "chat": {
         if (rest.length === 0) throw new UsageError('chat takes a message: pi-sandbox chat "…"');
         const message = rest.join(" ");
+        const network = networkFlags(f);
         const base = {
           ...(f.session ? { sessionId: f.session } : {}),
           ...(f.sandbox ? { sandbox: f.sandbox } : {}),
+          ...(network ? { network } : {}),
         };
         if (f.json) {
           json(await client.chat(message, base));
@@ -252,6 +347,42 @@ export async function main(argv: string[], io: CliIo = defaultIo()): Promise<num
           }
         }
         return EXIT.ok;
+      }
+      case "port": {
+        const [sub, id, port, linkId] = rest;
+        const portOf = (v: string | undefined) => {
+          const n = intFlag(v, "port");
+          if (n === undefined) throw new UsageError(`port ${sub} needs a port`);
+          return n;
+        };
+        if (!id) throw new UsageError("port takes open, ls or rm and a sandbox id");
+        const sb = await client.sandboxes.get(id);
+        if (sub === "open") {
+          const link = await sb.ports.link(portOf(port), {
+            ...(f.ttl !== undefined ? { ttlSeconds: intFlag(f.ttl, "ttl")! } : {}),
+            ...(f.public ? { public: true } : {}),
+          });
+          if (f.json) json(link);
+          else out(`${link.url}\n`);
+          return EXIT.ok;
+        }
+        if (sub === "ls") {
+          const links = await sb.ports.links();
+          if (f.json) json({ links });
+          else
+            for (const l of links)
+              out(
+                `${l.id}  ${l.port}  ${l.public ? "public " : "private"}  expires ${l.expiresAt}  ${l.url}\n`,
+              );
+          return EXIT.ok;
+        }
+        if (sub === "rm") {
+          if (!linkId) throw new UsageError("port rm takes ID PORT LINK_ID");
+          await sb.ports.revoke({ id: linkId, port: portOf(port) });
+          if (f.json) json({ revoked: linkId });
+          return EXIT.ok;
+        }
+        throw new UsageError("port takes open, ls or rm");
       }
       case "pool": {
         const overview = await client.pool(f.region ? { region: f.region } : {});
@@ -276,6 +407,82 @@ export async function main(argv: string[], io: CliIo = defaultIo()): Promise<num
         }
         return overview.regions.every((r) => r.pool) ? EXIT.ok : EXIT.unavailable;
       }
+      case "start": {
+        const [id, ...cmd] = rest;
+        if (!id || cmd.length === 0) throw new UsageError("start takes a sandbox id and a command after --");
+        const sb = await client.sandboxes.get(id);
+        const p = await sb.processes.start({
+          command: shellJoin(cmd),
+          ...(f.cwd ? { cwd: f.cwd } : {}),
+          ...(timeoutSeconds !== undefined ? { timeoutSeconds } : {}),
+          ...(f.tty ? { tty: true } : {}),
+        });
+        if (f.json) json(p.info);
+        else out(`${p.pid}\n`);
+        return EXIT.ok;
+      }
+      case "ps": {
+        if (rest.length !== 1) throw new UsageError("ps takes one sandbox id");
+        const sb = await client.sandboxes.get(rest[0]!);
+        const list = await sb.processes.list();
+        if (f.json) json({ processes: list.map((p) => p.info) });
+        else {
+          out(`${"PID".padStart(7)}  ${"STATE".padEnd(12)}  ${"OUTPUT".padStart(10)}  COMMAND\n`);
+          for (const { info: p } of list) {
+            out(
+              `${String(p.pid).padStart(7)}  ${processState(p).padEnd(12)}  ${String(p.outputBytes).padStart(10)}  ${p.command ?? (p.argv ?? []).join(" ")}\n`,
+            );
+          }
+        }
+        return EXIT.ok;
+      }
+      case "logs": {
+        const { id, pid } = sandboxAndPid(rest, "logs");
+        const sb = await client.sandboxes.get(id);
+        const p = await sb.processes.get(pid);
+        let since = intFlag(f.since, "since") ?? 0;
+        const dropped = (n: number) => {
+          if (n > 0)
+            io.stderr.write(`pi-sandbox: ${n} bytes of output had already left the sandbox's buffer\n`);
+        };
+        if (!f.follow) {
+          // What is there now, in reads of at most 1 MiB.
+          for (;;) {
+            const r = await p.read({ since });
+            dropped(r.dropped);
+            io.stdout.write(r.bytes);
+            if (r.next === since || r.eof) return EXIT.ok;
+            since = r.next;
+          }
+        }
+        // Ctrl-C ends the following, not the process.
+        const stop = new AbortController();
+        const onSigint = () => stop.abort();
+        process.once("SIGINT", onSigint);
+        try {
+          for await (const chunk of p.output({ since, signal: stop.signal })) {
+            dropped(chunk.dropped);
+            io.stdout.write(chunk.bytes);
+          }
+        } catch (e) {
+          if (stop.signal.aborted) return 130;
+          throw e;
+        } finally {
+          process.off("SIGINT", onSigint);
+        }
+        return p.exit ? exitStatusOf(p.exit) : EXIT.software;
+      }
+      case "kill": {
+        const { id, pid } = sandboxAndPid(rest, "kill");
+        // A usage error before any request.
+        const sig = f.signal !== undefined ? signalName(f.signal) : undefined;
+        const sb = await client.sandboxes.get(id);
+        const p = await sb.processes.get(pid);
+        const info = sig ? await p.signal(sig) : await p.kill();
+        if (f.json) json(info);
+        else out(`${info.pid}  ${processState(info)}\n`);
+        return EXIT.ok;
+      }
       default:
         throw new UsageError(`unknown command ${command}`);
     }
@@ -293,6 +500,30 @@ export async function main(argv: string[], io: CliIo = defaultIo()): Promise<num
     io.stderr.write(`pi-sandbox: ${e instanceof Error ? e.message : String(e)}\n`);
     return EXIT.software;
   }
+}
+
+/** How a process stands, as `ps` and `kill` show it. */
+function processState(p: ProcessInfo): string {
+  if (p.running) return "running";
+  if (p.timedOut) return "timed out";
+  return p.exitCode !== null ? `exited ${p.exitCode}` : `killed ${p.signal ?? ""}`.trim();
+}
+
+function sandboxAndPid(rest: string[], what: string): { id: string; pid: number } {
+  if (rest.length !== 2 || !/^[1-9]\d*$/.test(rest[1]!)) {
+    throw new UsageError(`${what} takes a sandbox id and a pid`);
+  }
+  return { id: rest[0]!, pid: Number(rest[1]) };
+}
+
+/** `TERM`, `sigterm` or `SIGTERM`; anything else is a usage error naming the allowed ones. */
+function signalName(v: string): ProcessSignal {
+  const name = (
+    v.toUpperCase().startsWith("SIG") ? v.toUpperCase() : `SIG${v.toUpperCase()}`
+  ) as ProcessSignal;
+  if (!PROCESS_SIGNALS.includes(name))
+    throw new UsageError(`--signal takes one of ${PROCESS_SIGNALS.join(", ")}`);
+  return name;
 }
 
 function sandboxLine(s: SandboxInfo): string {
@@ -318,6 +549,18 @@ function parse(argv: string[]) {
       idle: { type: "string" },
       "max-lifetime": { type: "string" },
       session: { type: "string" },
+      allow: { type: "string", multiple: true },
+      deny: { type: "string", multiple: true },
+      secret: { type: "string", multiple: true },
+      host: { type: "string", multiple: true },
+      header: { type: "string" },
+      format: { type: "string" },
+      tty: { type: "boolean" },
+      follow: { type: "boolean", short: "f" },
+      since: { type: "string" },
+      signal: { type: "string" },
+      ttl: { type: "string" },
+      public: { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },
   });

@@ -12,6 +12,8 @@ import type {
   ExecResult,
   PoolOverview,
   SandboxInfo,
+  SecretInfo,
+  SecretPutRequest,
 } from "./types.ts";
 
 export interface ChatOptions extends CallOptions {
@@ -19,16 +21,20 @@ export interface ChatOptions extends CallOptions {
   /** Bind the chat to a sandbox (servers without chat-sandbox binding refuse it: 400). */
   sandbox?: string;
   stream?: boolean;
+  /** Where the chat's commands may connect (request mode: this request's pod; session: its sandbox). */
+  network?: { allow?: string[]; deny?: string[] };
 }
 
 export class SandboxClient {
   /** @internal */
   readonly transport: Transport;
   readonly sandboxes: Sandboxes;
+  readonly secrets: Secrets;
 
   constructor(opts: ClientOptions) {
     this.transport = new Transport(opts);
     this.sandboxes = new Sandboxes(this.transport);
+    this.secrets = new Secrets(this.transport);
   }
 
   /** One command in a disposable pod (`POST /v1/exec`). A command's own timeout is a result (`timedOut`), not an error. */
@@ -47,6 +53,7 @@ export class SandboxClient {
     const json: Record<string, unknown> = { message };
     if (opts.sessionId !== undefined) json.sessionId = opts.sessionId;
     if (opts.sandbox !== undefined) json.sandbox = opts.sandbox;
+    if (opts.network !== undefined) json.network = opts.network;
     // A chat runs several commands and model calls: allow more than one exec by default.
     const spec = {
       method: "POST" as const,
@@ -117,6 +124,48 @@ export class Sandboxes {
     await this.transport.json<void>({
       method: "DELETE",
       path: `/v1/sandboxes/${encodeURIComponent(id)}`,
+      ...callOptions(opts),
+    });
+  }
+}
+
+/**
+ * The tenant's secrets (needs the `sandbox:secrets` scope). A value is write-only: `list` shows
+ * names and where each may be sent. A sandbox created with `secrets: [name]` sees a placeholder in
+ * `$name`; the egress proxy puts the value in its place only in requests to the secret's hosts.
+ */
+export class Secrets {
+  constructor(private readonly transport: Transport) {}
+
+  /** Create or replace `name`. */
+  put(name: string, secret: SecretPutRequest, opts: CallOptions = {}): Promise<SecretInfo> {
+    return this.transport.json<SecretInfo>({
+      method: "PUT",
+      path: `/v1/secrets/${encodeURIComponent(name)}`,
+      json: secret,
+      ...callOptions(opts),
+    });
+  }
+
+  async list(opts: CallOptions = {}): Promise<SecretInfo[]> {
+    const body = await this.transport.json<{ secrets?: SecretInfo[] }>({
+      method: "GET",
+      path: "/v1/secrets",
+      ...callOptions(opts),
+    });
+    if (!Array.isArray(body.secrets))
+      throw new SandboxApiError({
+        code: "invalid_response",
+        message: "no secrets[] in the answer",
+        status: 200,
+      });
+    return body.secrets;
+  }
+
+  async remove(name: string, opts: CallOptions = {}): Promise<void> {
+    await this.transport.json<void>({
+      method: "DELETE",
+      path: `/v1/secrets/${encodeURIComponent(name)}`,
       ...callOptions(opts),
     });
   }

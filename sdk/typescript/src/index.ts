@@ -1,4 +1,4 @@
-export { type ChatOptions, SandboxClient, Sandboxes } from "./client.ts";
+export { type ChatOptions, SandboxClient, Sandboxes, Secrets } from "./client.ts";
 export {
   CLIENT_ERROR_CODES,
   type ClientErrorCode,
@@ -6,6 +6,7 @@ export {
   type SandboxErrorCode,
 } from "./errors.ts";
 export type { ExecOptions } from "./exec-spec.ts";
+export { SandboxPorts } from "./ports.ts";
 export { type OutputChunk, type OutputOptions, ProcessHandle, SandboxProcesses } from "./processes.ts";
 export { type FileData, Sandbox, SandboxFiles } from "./sandbox.ts";
 export type { CallOptions, ClientOptions } from "./transport.ts";

@@ -53,6 +53,19 @@ const decodeB64 = (s: string): Uint8Array => Uint8Array.from(atob(s), (c) => c.c
 const encodeText = (data: string | Uint8Array): Uint8Array =>
   typeof data === "string" ? new TextEncoder().encode(data) : data;
 
+/** Reads of one `collect` are at least this far apart. */
+const COLLECT_PACE_MS = 200;
+
+function concat(parts: Uint8Array[], size: number): Uint8Array {
+  const out = new Uint8Array(size);
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
 /** A process in a sandbox, by pid: the state is the sandbox's, so a handle can be made again at any time. */
 export class ProcessHandle {
   private current: ProcessInfo;
@@ -172,6 +185,42 @@ export class ProcessHandle {
       }),
     });
     return { offset: r.offset, next: r.next, dropped: r.dropped, bytes: decodeB64(r.data), eof: r.eof };
+  }
+
+  /**
+   * The output that arrives from `since` within `waitMs` (the Agents SDK's `yield_time_ms`): reads
+   * until the wait is over, the process has exited and all was read, or `maxBytes` came. `next` is
+   * where to go on from; `exited`: it has ended and every byte up to `next` was read.
+   */
+  async collect(
+    opts: CallOptions & { since?: number; waitMs: number; maxBytes?: number },
+  ): Promise<{ bytes: Uint8Array; next: number; dropped: number; exited: boolean }> {
+    const deadline = Date.now() + opts.waitMs;
+    const max = opts.maxBytes ?? 1024 * 1024;
+    const parts: Uint8Array[] = [];
+    let size = 0;
+    let at = opts.since ?? 0;
+    let dropped = 0;
+    for (;;) {
+      const left = Math.max(0, deadline - Date.now());
+      const r = await this.read({
+        ...(opts.signal ? { signal: opts.signal } : {}),
+        since: at,
+        maxBytes: max - size,
+        waitMs: left,
+      });
+      parts.push(r.bytes);
+      size += r.bytes.length;
+      dropped += r.dropped;
+      at = r.next;
+      if (r.eof) {
+        await this.refresh(opts.signal ? { signal: opts.signal } : {});
+        return { bytes: concat(parts, size), next: at, dropped, exited: true };
+      }
+      if (size >= max || left === 0) return { bytes: concat(parts, size), next: at, dropped, exited: false };
+      // Gather a little before the next read: a process printing line by line would cost a request per line.
+      await new Promise((r) => setTimeout(r, Math.min(COLLECT_PACE_MS, Math.max(0, deadline - Date.now()))));
+    }
   }
 
   /** Bytes to its stdin; `eof: true` closes it after them. */

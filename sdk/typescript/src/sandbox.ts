@@ -1,5 +1,6 @@
 import { SandboxApiError } from "./errors.ts";
 import { type ExecOptions, execEvents, execJson } from "./exec-spec.ts";
+import { SandboxPorts } from "./ports.ts";
 import { SandboxProcesses } from "./processes.ts";
 import { type CallOptions, callOptions, type Transport } from "./transport.ts";
 import type {
@@ -124,11 +125,30 @@ export class SandboxFiles {
     }
   }
 
-  /** A directory's entries (the workspace root by default). */
+  /**
+   * A directory's entries (the workspace root by default), all of them: the server answers a page
+   * at a time (at most 10,000 entries or 1 MiB), and this follows each page's `next`.
+   */
   async list(dir = "", opts: CallOptions = {}): Promise<FileEntry[]> {
+    const all: FileEntry[] = [];
+    let after: string | undefined;
+    for (;;) {
+      const page = await this.listPage(dir, after, opts);
+      all.push(...page.entries);
+      if (!page.truncated || page.next === undefined) return all;
+      after = page.next;
+    }
+  }
+
+  private async listPage(
+    dir: string,
+    after: string | undefined,
+    opts: CallOptions,
+  ): Promise<{ entries: FileEntry[]; truncated?: boolean; next?: string }> {
+    const query = after === undefined ? "" : `?after=${encodeURIComponent(after)}`;
     const { res, done } = await this.transport.open({
       method: "GET",
-      path: filesUrl(this.base, dir, true),
+      path: `${filesUrl(this.base, dir, true)}${query}`,
       accept: "application/json",
       ...callOptions(opts),
     });
@@ -142,7 +162,7 @@ export class SandboxFiles {
           requestId: res.headers.get("x-request-id") ?? undefined,
         });
       }
-      const body = (await res.json()) as { entries?: FileEntry[] };
+      const body = (await res.json()) as { entries?: FileEntry[]; truncated?: boolean; next?: string };
       if (!Array.isArray(body.entries)) {
         throw new SandboxApiError({
           code: "invalid_response",
@@ -150,7 +170,11 @@ export class SandboxFiles {
           status: 200,
         });
       }
-      return body.entries;
+      return {
+        entries: body.entries,
+        truncated: body.truncated === true,
+        ...(typeof body.next === "string" ? { next: body.next } : {}),
+      };
     } finally {
       done();
     }
@@ -175,6 +199,8 @@ export class Sandbox {
   readonly files: SandboxFiles;
   /** Long-lived processes: `start()` returns a handle whose `output()` reattaches on its own. */
   readonly processes: SandboxProcesses;
+  /** Expiring links to the sandbox's ports: `link(port, {ttlSeconds, public})`. */
+  readonly ports: SandboxPorts;
   private current: SandboxInfo;
 
   constructor(
@@ -184,6 +210,7 @@ export class Sandbox {
     this.current = info;
     this.files = new SandboxFiles(transport, this.base);
     this.processes = new SandboxProcesses(transport, this.base);
+    this.ports = new SandboxPorts(transport, this.base);
   }
 
   get id(): string {

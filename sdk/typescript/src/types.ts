@@ -23,6 +23,9 @@ export type ErrorCode =
   | "file_not_found"
   | "request_not_found"
   | "process_not_found"
+  | "secret_not_found"
+  | "secret_limit"
+  | "link_not_found"
   | "method_not_allowed"
   | "sandbox_evicted"
   | "host_not_allowed"
@@ -32,6 +35,7 @@ export type ErrorCode =
   | "stdin_closed"
   | "not_a_tty"
   | "spawn_failed"
+  | "port_not_allowed"
   | "payload_too_large"
   | "edit_not_found"
   | "edit_not_unique"
@@ -42,11 +46,14 @@ export type ErrorCode =
   | "tenant_lease_limit"
   | "process_limit"
   | "ring_limit"
+  | "link_limit"
   | "internal"
   | "not_supported_in_api_mode"
+  | "not_supported_in_contract_mode"
   | "agent_unavailable"
   | "tunnel_closed"
   | "sandbox_failed"
+  | "port_not_listening"
   | "model_unavailable"
   | "no_agent"
   | "sandbox_cluster_unavailable"
@@ -85,6 +92,8 @@ export interface ExecRequestInput {
   env?: Record<string, string> | undefined;
   /** `base64`: stdout/stderr (result and stream events) are base64 of the exact bytes. */
   outputEncoding?: "utf8" | "base64" | undefined;
+  /** `client.exec` only: where this call's pod may connect (gone when it is released). Absent: nowhere. */
+  network?: { allow?: string[] | undefined; deny?: string[] | undefined } | undefined;
 }
 
 export interface ExecResult {
@@ -125,6 +134,31 @@ export interface SandboxCreateRequestInput {
    * each with an optional `:port` (default 80 and 443). Absent: nowhere.
    */
   network?: { allow?: string[] | undefined; deny?: string[] | undefined } | undefined;
+  /**
+   * Names of the tenant's secrets (`client.secrets.put`) the sandbox may use: each is in its env
+   * as a placeholder, which the egress proxy replaces with the value only toward the secret's hosts.
+   */
+  secrets?: string[] | undefined;
+}
+
+/** `client.secrets.put(name, …)`: the value (write-only) and where the proxy may send it. */
+export interface SecretPutRequest {
+  value: string;
+  /** Host names or `*.name`, optional `:port` (default 80 and 443). */
+  hosts: string[];
+  /** The request header the value goes into (default Authorization). */
+  header?: string | undefined;
+  /** What that header becomes; `{value}` is the secret (default `Bearer {value}` for Authorization). */
+  format?: string | undefined;
+}
+
+/** A stored secret as the API shows it: never its value. */
+export interface SecretInfo {
+  name: string;
+  hosts: string[];
+  header: string;
+  format: string;
+  updatedAt: string;
 }
 
 /** A sandbox's network policy as answered (both lists always present; empty allow = no network). */
@@ -197,7 +231,8 @@ export type ChatEvent =
   | { type: "assistant.message"; text: string }
   | { type: "sandbox.released"; pod: string }
   | { type: "done"; response: ChatResponse }
-  | { type: "error"; error: ErrorBody };
+  /** `modelCalls`: the model calls the failed turn made (charged to the quota like a finished turn's). */
+  | { type: "error"; error: ErrorBody; modelCalls?: number };
 
 // ---- pool ----
 
@@ -238,6 +273,18 @@ export interface ExecutionSnapshot {
   queueMs: number | null;
 }
 
+/** A running process an agent started (its exit not seen yet). */
+export interface ProcessSnapshot {
+  /** Null for a chat request's own pod. */
+  sandboxId: string | null;
+  pod: string;
+  tenant: string;
+  pid: number;
+  commandPreview: string;
+  tty: boolean;
+  startedAt: string;
+}
+
 export interface PoolSnapshot {
   region: string;
   agentId: string;
@@ -259,25 +306,49 @@ export interface PoolSnapshot {
   sandboxes?: SandboxSnapshot[] | undefined;
   /** This agent's recent executions (absent from agents that predate them). */
   executions?: ExecutionSnapshot[] | undefined;
+  /** The running processes this agent started (absent from agents that predate them). */
+  processes?: ProcessSnapshot[] | undefined;
   /** A sandbox pod's own cgroup pids limit as the agent read it once ("max": unlimited). */
   sandboxPids?: { pidsMax: string | null; unlimited: boolean; pod: string; checkedAt: string } | undefined;
 }
 
+// ---- port links (POST/GET/DELETE /v1/sandboxes/:id/ports…) ----
+
+/** `POST …/ports/:port/links`. */
+export interface PortLinkCreateRequestInput {
+  /** 10..86400, default 3600. */
+  ttlSeconds?: number | undefined;
+  /** Anyone with the URL may use it; otherwise requests also need the tenant's JWT (default false). */
+  public?: boolean | undefined;
+}
+
+/** An open port link and its URL. */
+export interface PortLink {
+  id: string;
+  port: number;
+  public: boolean;
+  createdAt: string;
+  expiresAt: string;
+  url: string;
+}
+
 // ---- processes (POST/GET/DELETE /v1/sandboxes/:id/processes…) ----
 
-/** The signals a process group may be sent. */
-export type ProcessSignal =
-  | "SIGHUP"
-  | "SIGINT"
-  | "SIGQUIT"
-  | "SIGTERM"
-  | "SIGKILL"
-  | "SIGUSR1"
-  | "SIGUSR2"
-  | "SIGSTOP"
-  | "SIGCONT"
-  | "SIGTSTP"
-  | "SIGWINCH";
+/** The signals a process group may be sent (the API's allow-list). */
+export const PROCESS_SIGNALS = [
+  "SIGHUP",
+  "SIGINT",
+  "SIGQUIT",
+  "SIGTERM",
+  "SIGKILL",
+  "SIGUSR1",
+  "SIGUSR2",
+  "SIGSTOP",
+  "SIGCONT",
+  "SIGTSTP",
+  "SIGWINCH",
+] as const;
+export type ProcessSignal = (typeof PROCESS_SIGNALS)[number];
 
 /** `POST …/processes`: exactly one of `command` (sh -c) and `argv`. */
 export interface ProcessStartRequestInput {
