@@ -1,11 +1,6 @@
 import { env, SELF } from "cloudflare:test";
 import { afterEach, describe, expect, it } from "vitest";
-import {
-  BODY_END_MARK_BYTES,
-  TUNNEL_BUFFER_BUDGET_BYTES,
-  TUNNEL_HEADERS,
-  TUNNEL_ORIGIN,
-} from "../../edge/relay/protocol.ts";
+import { TUNNEL_BUFFER_BUDGET_BYTES, TUNNEL_HEADERS, TUNNEL_ORIGIN } from "../../edge/relay/protocol.ts";
 import {
   bodySha256,
   createRelayVerifier,
