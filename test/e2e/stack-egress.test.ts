@@ -2,7 +2,8 @@
 // tunnel to the agent (EGRESS=on), whose sandbox runs curl in a devcluster pod; the pod's one way
 // out is the kubelet's listener to the agent's proxy, which identifies the sandbox by the pod IP
 // and reaches the fake internet on loopback (the only test seam: the proxy's resolver and forbidden
-// ranges, so that 127.0.0.2 stands in for the outside). Never a real outside address.
+// ranges, so that 127.0.0.2 stands in for the outside). Never a real outside address. pip and npm
+// install from a package index served there (test/support/fake-registry.ts).
 import { Readable, Writable } from "node:stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type RunningAgent, startAgent } from "../../cluster-agent/main.ts";
@@ -25,6 +26,7 @@ import {
   TEST_FORBIDDEN,
   testResolver,
 } from "../support/fake-internet.ts";
+import { startFakeRegistry } from "../support/fake-registry.ts";
 import { freePort } from "../support/free-port.ts";
 import { type LeaseCluster, startLeaseCluster, waitFor, waitForReadyPods } from "../support/lease-cluster.ts";
 import {
@@ -480,4 +482,59 @@ describe("egress events on the live feed", () => {
     expect(egressLines.length).toBeGreaterThanOrEqual(2);
     for (const l of egressLines) expect(l).not.toMatch(/pi-secret-not-a-value|authorization/i);
   });
+});
+
+describe("pip and npm install from a package index on the fake internet, through the proxy", () => {
+  // pkgs.test is not a secret's host, so the proxy splices its TLS: the sandbox must trust the
+  // index's own CA, passed the way a user passes a private registry's CA (--cert / --cafile).
+  it("both install once the index's host is allowed, and both fail while it is not", async () => {
+    const registry = await startFakeRegistry(net.ca);
+    try {
+      const created = await api("POST", "/v1/sandboxes", {});
+      expect(created.status).toBe(201);
+      const s = SandboxSchema.parse(await created.json());
+      expect((await api("PUT", `/v1/sandboxes/${s.id}/files/ca.pem`, net.ca.certPem)).status).toBe(200);
+      const index = `https://${registry.host}`;
+      const pip = [
+        `python3 -m pip install --no-cache-dir --disable-pip-version-check --retries 0 --timeout 10`,
+        `--cert /workspace/ca.pem --index-url ${index}/simple --target /workspace/pylib ${registry.pyPackage}`,
+        `&& PYTHONPATH=/workspace/pylib python3 -c "import ${registry.pyPackage} as m; print(m.MESSAGE)";`,
+        `echo "exit=$?"`,
+      ].join(" ");
+      const npm = [
+        "mkdir -p /workspace/app && cd /workspace/app && echo '{}' > package.json &&",
+        `npm install --registry ${index}/ --cafile /workspace/ca.pem --fetch-retries=0 --no-audit --no-fund`,
+        `--no-update-notifier ${registry.npmPackage}`,
+        `&& node -p 'require("${registry.npmPackage}")';`,
+        `echo "exit=$?"`,
+      ].join(" ");
+
+      const pipDenied = await sh(s.id, pip);
+      expect(pipDenied.stdout).not.toMatch(/exit=0/);
+      // pip hides the proxy's 403 behind "no matching distribution": the index was never reached.
+      expect(pipDenied.stdout + pipDenied.stderr).toMatch(/No matching distribution/);
+      const npmDenied = await sh(s.id, npm);
+      expect(npmDenied.stdout).not.toMatch(/exit=0/);
+      expect(registry.seen).toEqual([]);
+
+      expect((await api("PUT", `/v1/sandboxes/${s.id}/network`, { allow: [registry.host] })).status).toBe(
+        200,
+      );
+      const pipOk = await sh(s.id, pip);
+      expect(pipOk.stdout, pipOk.stderr).toMatch(/installed through the egress proxy\nexit=0/);
+      const npmOk = await sh(s.id, npm);
+      expect(npmOk.stdout, npmOk.stderr).toMatch(/installed through the egress proxy\nexit=0/);
+      expect(registry.seen).toEqual(
+        expect.arrayContaining([
+          expect.stringMatching(/^\/simple\//),
+          expect.stringMatching(/\.whl$/),
+          `/${registry.npmPackage}`,
+          expect.stringMatching(/\.tgz$/),
+        ]),
+      );
+      expect((await api("DELETE", `/v1/sandboxes/${s.id}`)).status).toBe(204);
+    } finally {
+      await registry.close();
+    }
+  }, 120_000);
 });
