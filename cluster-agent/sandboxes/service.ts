@@ -2,6 +2,7 @@ import type { V1Lease } from "@kubernetes/client-node";
 import type { Sandbox, SandboxCreateRequest, SandboxNetwork } from "../../shared/api.ts";
 import { networkRefusal } from "../../shared/egress-policy.ts";
 import { AppError, err, ok, type Result } from "../../shared/errors.ts";
+import type { NetworkView } from "../../shared/tools/network-tool.ts";
 import type { EventBus } from "../events/bus.ts";
 import { isConflict, isNotFound, k8sFailure } from "../k8s/errors.ts";
 import { microNow, toMicroTime } from "../k8s/microtime.ts";
@@ -303,6 +304,17 @@ export class SandboxService {
     if (!found) return err(notFound(id));
     // An annotation the agent cannot read is enforced as no network: say so rather than guess.
     return ok(sandboxNetworkOf(found.lease) ?? { allow: [], deny: [] });
+  }
+
+  /**
+   * What a model working in the sandbox is told about its network: the policy and the names of the
+   * secrets it holds placeholders for (never a value). An unknown id (not created yet): no network.
+   */
+  networkView(tenant: string, id: string | undefined): NetworkView {
+    const found = id === undefined ? undefined : this.find(tenant, id);
+    if (!found) return { allow: [], deny: [], secrets: [] };
+    const policy = sandboxNetworkOf(found.lease) ?? { allow: [], deny: [] };
+    return { ...policy, secrets: [...sandboxSecretsOf(found.lease).keys()].sort() };
   }
 
   /**

@@ -46,12 +46,17 @@ let model: ScriptedOpenAI;
 /** Every line the agent logged (debug and up): no secret value may be in one. */
 const agentLog: string[] = [];
 
-/** One run_in_sandbox call with the command the user's message names, then its answer as the reply. */
+/**
+ * One run_in_sandbox call with the command the user's message names (or a get_network call when
+ * the message is "get_network"), then its answer as the reply.
+ */
 function responder(req: RecordedRequest): ScriptTurn {
   const messages = req.body?.messages ?? [];
-  const tool = messages.find((m) => m.role === "tool");
-  if (tool) return { type: "text", text: String(tool.content ?? "") };
   const user = [...messages].reverse().find((m) => m.role === "user");
+  const tool = messages.slice(messages.indexOf(user ?? messages[0]!)).find((m) => m.role === "tool");
+  if (tool) return { type: "text", text: String(tool.content ?? "") };
+  if (user?.content === "get_network")
+    return { type: "tool_calls", calls: [{ id: "n1", name: "get_network", arguments: {} }] };
   return {
     type: "tool_calls",
     calls: [{ id: "c1", name: "run_in_sandbox", arguments: { command: String(user?.content ?? "") } }],
@@ -356,6 +361,51 @@ describe("a policy on a chat request is that request's pod's alone", () => {
     // The proxy variables are there; the proxy refuses a pod held without a policy.
     expect(await chat({})).toContain("code=403 exit=0");
     expect(net.seen.filter((r) => r.path === "/chat-policy")).toHaveLength(1);
+  });
+});
+
+describe("the model is told its network and can read it, never change it", () => {
+  it("request and session chats: the prompt, run_in_sandbox and get_network name the allow list", async () => {
+    const allow = [`pkgs.test:${net.httpsPort}`];
+    const chat = async (body: Record<string, unknown>) => {
+      const before = model.completions().length;
+      const res = await api("POST", "/v1/chat", { message: "get_network", ...body });
+      expect(res.status, await res.clone().text()).toBe(200);
+      const sent = model.completions().slice(before);
+      return { response: ChatResponseSchema.parse(await res.json()), sent };
+    };
+    const prompt = (r: RecordedRequest | undefined) => String(r?.body?.messages[0]?.content ?? "");
+
+    const request = await chat({ network: { allow } });
+    expect(prompt(request.sent[0])).toContain(
+      `only these destinations are reachable, over HTTP and HTTPS through a proxy: ${allow[0]}`,
+    );
+    expect(JSON.stringify(request.sent[0]?.body?.tools)).toContain(`The network reaches only ${allow[0]}`);
+    expect(request.response.reply).toContain(allow[0]);
+    expect(request.response.reply).toContain("You cannot change this policy");
+    expect(request.response.toolCalls).toEqual([]);
+
+    // Session mode: the session sandbox's stored policy, and the owner's PUT between turns shows.
+    // (get_network takes no pod: a command makes the session's sandbox, with the turn's policy.)
+    const made = await chat({ sandbox: "session", network: { allow }, message: "true" });
+    expect(prompt(made.sent[0])).toContain(allow[0]);
+    const { sessionId, sandboxId } = made.response;
+    expect(sandboxId).toBeDefined();
+    const first = await chat({ sandbox: "session", sessionId });
+    expect(prompt(first.sent[0])).toContain(allow[0]);
+    expect(first.response.reply).toContain(allow[0]);
+    const other = [`other.test:${net.httpsPort}`];
+    expect((await api("PUT", `/v1/sandboxes/${sandboxId}/network`, { allow: other })).status).toBe(200);
+    const second = await chat({ sandbox: "session", sessionId });
+    expect(prompt(second.sent[0])).toContain(other[0]);
+    expect(prompt(second.sent[0])).not.toContain(allow[0]);
+    expect(second.response.reply).toContain(other[0]);
+
+    // With no policy: no network, in the model's words.
+    const none = await chat({});
+    expect(prompt(none.sent[0])).toContain("There is no network access");
+    expect(none.response.reply).toContain("There is no network access");
+    expect((await api("DELETE", `/v1/sandboxes/${sandboxId}`)).status).toBe(204);
   });
 });
 

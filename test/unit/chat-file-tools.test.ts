@@ -140,7 +140,14 @@ describe("chat file tools", () => {
     );
     expect(result.ok).toBe(true);
     const offered = server.completions()[0]?.body?.tools?.map((t) => t.function.name);
-    expect(offered).toEqual(["run_in_sandbox", "read_file", "write_file", "edit_file", "list_files"]);
+    expect(offered).toEqual([
+      "run_in_sandbox",
+      "read_file",
+      "write_file",
+      "edit_file",
+      "list_files",
+      "get_network",
+    ]);
     const answers = toolMessages(server);
     expect(answers[0]).toBe("wrote 24 bytes to /workspace/hello.py");
     expect(answers[1]).toBe('     1\tprint("hi")\n     2\tprint("hi")');
@@ -186,6 +193,7 @@ describe("chat file tools", () => {
     );
     expect(without.server.completions()[0]?.body?.tools?.map((t) => t.function.name)).toEqual([
       "run_in_sandbox",
+      "get_network",
     ]);
     expect(toolMessages(without.server)[0]).toContain('no tool named "read_file"');
   });
