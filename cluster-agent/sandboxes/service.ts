@@ -142,7 +142,7 @@ export class SandboxService {
   ): Promise<Result<{ sandbox: Sandbox; created: boolean }>> {
     if (req.name !== undefined) {
       const existing = this.byName(tenant, req.name);
-      if (existing) return ok({ sandbox: publicView(existing), created: false });
+      if (existing) return this.gotByName(tenant, existing, req);
     }
     const envJson = req.env ? JSON.stringify(req.env) : undefined;
     if (envJson !== undefined && new TextEncoder().encode(envJson).length > MAX_ENV_JSON_BYTES) {
@@ -263,7 +263,7 @@ export class SandboxService {
       const winner = this.byName(tenant, req.name);
       if (winner && winner.id !== id) {
         await this.deletePodAndLease(handle.pod, { requestId, tenant, reason: "lost a get-or-create race" });
-        return ok({ sandbox: publicView(winner), created: false });
+        return this.gotByName(tenant, winner, req);
       }
     }
     return ok({ sandbox: publicView(view), created: true });
@@ -586,6 +586,45 @@ export class SandboxService {
     return this.all().filter((s) => s.tenant === tenant);
   }
 
+  /**
+   * A named create that found its sandbox answers it, unless the request asks for another
+   * `network` or `secrets` than it has: then 409 rather than silently ignoring them (the caller
+   * would run with a policy it did not ask for) or applying them (a get-or-create would then be a
+   * way to change a live sandbox's policy behind the back of whoever else uses it by name).
+   * Absent fields ask for nothing. Lists compare as sets, host names case-insensitively.
+   */
+  private gotByName(
+    tenant: string,
+    existing: SandboxInfo,
+    req: SandboxCreateRequest,
+  ): Result<{ sandbox: Sandbox; created: boolean }> {
+    const lease = this.find(tenant, existing.id)?.lease;
+    const differs: string[] = [];
+    if (req.network !== undefined && lease) {
+      const stored = sandboxNetworkOf(lease) ?? { allow: [], deny: [] };
+      if (
+        !sameEntries(stored.allow, req.network.allow ?? []) ||
+        !sameEntries(stored.deny, req.network.deny ?? [])
+      )
+        differs.push("network");
+    }
+    if (
+      req.secrets !== undefined &&
+      lease &&
+      !sameEntries([...sandboxSecretsOf(lease).keys()], req.secrets, false)
+    )
+      differs.push("secrets");
+    if (differs.length === 0) return ok({ sandbox: publicView(existing), created: false });
+    return err(
+      new AppError(
+        "sandbox_name_conflict",
+        `sandbox "${req.name}" (${existing.id}) already exists with another ${differs.join(" and ")}; ` +
+          `change its policy with PUT /v1/sandboxes/${existing.id}/network (its secrets are fixed at creation), ` +
+          "or use another name",
+      ),
+    );
+  }
+
   private byName(tenant: string, name: string): SandboxInfo | undefined {
     const same = this.live(tenant).filter((s) => s.name === name);
     same.sort((a, b) => a.createdAt.localeCompare(b.createdAt) || a.id.localeCompare(b.id));
@@ -683,4 +722,12 @@ export class SandboxService {
 function publicView(s: SandboxInfo): Sandbox {
   const { tenant: _t, lastCommand: _c, ...rest } = s;
   return rest;
+}
+
+/** Two lists with the same entries in any order (case-insensitive for host patterns). */
+function sameEntries(a: readonly string[], b: readonly string[], ignoreCase = true): boolean {
+  const norm = (l: readonly string[]) =>
+    [...new Set(l.map((x) => (ignoreCase ? x.toLowerCase() : x)))].sort();
+  const [x, y] = [norm(a), norm(b)];
+  return x.length === y.length && x.every((v, i) => v === y[i]);
 }
