@@ -122,6 +122,7 @@ describe("chat file tools through the edge", () => {
       "write_process_stdin",
       "stop_process",
       "list_processes",
+      "get_network",
     ]);
   }, 90_000);
 

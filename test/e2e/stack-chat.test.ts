@@ -173,6 +173,13 @@ describe("chat through the edge", () => {
       "write_file",
       "edit_file",
       "list_files",
+      // The stack runs the http exec mode: the process tools too.
+      "start_process",
+      "read_process_output",
+      "write_process_stdin",
+      "stop_process",
+      "list_processes",
+      "get_network",
     ]);
     expect(lastToolOutput(last)).toContain("/workspace");
   });
