@@ -540,7 +540,10 @@ describe("pip and npm install from a package index on the fake internet, through
   it("both install once the index's host is allowed, and both fail while it is not", async () => {
     const registry = await startFakeRegistry(net.ca);
     try {
-      const created = await api("POST", "/v1/sandboxes", {});
+      // Another host allowed: the index is refused by the policy, not for want of one.
+      const created = await api("POST", "/v1/sandboxes", {
+        network: { allow: [`other.test:${net.httpsPort}`] },
+      });
       expect(created.status).toBe(201);
       const s = SandboxSchema.parse(await created.json());
       expect((await api("PUT", `/v1/sandboxes/${s.id}/files/ca.pem`, net.ca.certPem)).status).toBe(200);
