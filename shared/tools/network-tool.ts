@@ -52,11 +52,13 @@ export function describeNetwork(v: NetworkView): string[] {
   return lines;
 }
 
-/** One sentence for a tool description (run_in_sandbox). */
+/** A sentence or two for a tool description (run_in_sandbox). */
 export function networkSentence(v: NetworkView): string {
-  return v.allow.length === 0
-    ? "There is no network."
-    : `The network reaches only ${v.allow.join(", ")} (through a proxy); everything else is refused.`;
+  if (v.allow.length === 0) return "There is no network.";
+  const reach = `The network reaches only ${v.allow.join(", ")} (through a proxy); everything else is refused.`;
+  return v.secrets?.length
+    ? `${reach} ${v.secrets.map((s) => `$${s}`).join(", ")} hold secret placeholders the proxy replaces for their hosts.`
+    : reach;
 }
 
 export const getNetwork: ToolDefinition<z.ZodObject<Record<string, never>>, typeof NetworkOutput> = {

@@ -29,6 +29,10 @@ describe("get_network and the network the model is told", () => {
     expect(text).toContain("$A, $B hold placeholders");
     expect(text).toContain("Everything else is refused");
     expect(text).toContain("cannot change this policy");
+    expect(networkSentence({ allow: ["api.test:8443"], deny: [], secrets: ["A"] })).toBe(
+      "The network reaches only api.test:8443 (through a proxy); everything else is refused. " +
+        "$A hold secret placeholders the proxy replaces for their hosts.",
+    );
     // Unknown secrets (the MCP route does not name them): no secrets line at all.
     expect(describeNetwork({ allow: ["a.test"], deny: [] }).join("\n")).not.toContain("Secrets");
   });
