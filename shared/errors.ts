@@ -50,6 +50,11 @@ export const ERROR_STATUS = {
   websocket_required: 426,
   /** The exec server's fence refusal; internal: callers get lease_lost (requests/leased-sandbox.ts). */
   stale_lease: 409,
+  /**
+   * A named create found the tenant's live sandbox of that name with another `network` or
+   * `secrets` than the request asks for: nothing was changed (get-or-create never widens a policy).
+   */
+  sandbox_name_conflict: 409,
   /** stdin or a signal to a process that has exited; the error carries its `exitCode` and `signal`. */
   process_exited: 409,
   /** stdin after `?eof=1` closed it. */

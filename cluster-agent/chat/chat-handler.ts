@@ -70,6 +70,7 @@ export function createChatHandler(
       return net;
     }
     const { network, env } = net.value;
+    const requestView = { allow: network?.allow ?? [], deny: network?.deny ?? [], secrets: [] };
     const result = await runChat(
       req,
       {
@@ -86,6 +87,7 @@ export function createChatHandler(
                 ...(network ? { network } : {}),
               }),
         ...(env ? { env } : {}),
+        network: session ? () => session.networkView() : () => requestView,
         ...(session
           ? {
               sandboxId: () => session.sandboxId,

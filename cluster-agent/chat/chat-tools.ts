@@ -7,6 +7,7 @@ import {
   runInSandbox,
   type ToolDefinition,
 } from "../../shared/tools/definitions.ts";
+import { getNetwork, type NetworkView, NO_NETWORK } from "../../shared/tools/network-tool.ts";
 import { workspaceAbsolute } from "../../shared/tools/paths.ts";
 import {
   PROCESS_TOOL_NAMES,
@@ -35,16 +36,21 @@ const CHAT_PROCESS_TOOLS = PROCESS_TOOLS as unknown as readonly ToolDefinition[]
 
 /**
  * The tools offered to the model, from the shared definitions. run_in_sandbox keeps its chat
- * form (its timeout bound is this agent's configured maximum); file tools only with a files port,
- * process tools only with processes (http exec mode).
+ * form (its timeout bound is this agent's configured maximum, its description the sandbox's network);
+ * file tools only with a files port, process tools only with processes (http exec mode); get_network always.
  */
 export function chatToolSpecs(
   maxTimeoutSeconds: number,
   withFiles: boolean,
   withProcesses = false,
+  network: NetworkView = NO_NETWORK,
 ): ChatCompletionFunctionTool[] {
-  const specs = [runInSandboxTool(maxTimeoutSeconds)];
-  const offered = [...(withFiles ? FILE_TOOLS : []), ...(withProcesses ? CHAT_PROCESS_TOOLS : [])];
+  const specs = [runInSandboxTool(maxTimeoutSeconds, network)];
+  const offered = [
+    ...(withFiles ? FILE_TOOLS : []),
+    ...(withProcesses ? CHAT_PROCESS_TOOLS : []),
+    getNetwork as unknown as ToolDefinition,
+  ];
   for (const t of offered) {
     specs.push({
       type: "function",

@@ -9,6 +9,7 @@ import {
 } from "../../shared/api.ts";
 import { AppError, err, ok, type Result } from "../../shared/errors.ts";
 import { toolResultText } from "../../shared/tools/exec-text.ts";
+import { getNetwork, type NetworkView, NO_NETWORK } from "../../shared/tools/network-tool.ts";
 import { PROCESS_TOOL_NAMES } from "../../shared/tools/process-tools.ts";
 import { MODEL_FIXABLE_CODES } from "../../shared/tools/run-tool.ts";
 import { abortError, type SandboxFiles, type SandboxProcesses } from "../exec/executor.ts";
@@ -53,6 +54,11 @@ export interface ChatDeps {
   sandboxId?: () => string | undefined;
   /** Under every command's env (request mode: the egress proxy's variables). */
   env?: Readonly<Record<string, string>>;
+  /**
+   * What the sandbox may reach now (system prompt, run_in_sandbox's description, get_network).
+   * Read at each use: in session mode the owner may change the policy during the turn.
+   */
+  network?: () => NetworkView;
 }
 
 /** Largest file write_file/edit_file may write from a chat (the model's text, not an upload). */
@@ -170,6 +176,7 @@ async function converse(
         fileTools: deps.files !== undefined,
         processTools: deps.processes !== undefined,
         sessionSandbox: deps.sandboxId !== undefined,
+        network: deps.network?.() ?? NO_NETWORK,
       }),
     },
     ...request.history.map((m): ChatCompletionMessageParam => ({ role: m.role, content: m.content })),
@@ -230,6 +237,7 @@ async function nextTurn(
             opts.maxCommandTimeoutSeconds,
             deps.files !== undefined,
             deps.processes !== undefined,
+            deps.network?.() ?? NO_NETWORK,
           ),
           stream: opts.stream,
           idleTimeoutMs: opts.modelIdleTimeoutMs,
@@ -276,9 +284,12 @@ async function runToolCall(
   ) {
     return runFileToolCall(call, sandbox, out, signal);
   }
+  // Read-only and answered here: it needs no pod (and takes no lease).
+  if (call.name === getNetwork.name) return ok({ text: getNetwork.render(deps.network?.() ?? NO_NETWORK) });
   if (call.name !== RUN_IN_SANDBOX) {
     const names = [
       RUN_IN_SANDBOX,
+      getNetwork.name,
       ...(deps.files ? FILE_TOOL_NAMES : []),
       ...(deps.processes ? PROCESS_TOOL_NAMES : []),
     ].join(", ");

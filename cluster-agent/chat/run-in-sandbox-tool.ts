@@ -1,18 +1,23 @@
 import type { ChatCompletionFunctionTool } from "openai/resources/chat/completions";
 import { z } from "zod";
 import { LIMITS } from "../../shared/api.ts";
+import { type NetworkView, NO_NETWORK, networkSentence } from "../../shared/tools/network-tool.ts";
 
 export const RUN_IN_SANDBOX = "run_in_sandbox";
 
 /** The one tool the model is offered (JSON Schema as the Chat Completions API expects it). */
-export function runInSandboxTool(maxTimeoutSeconds: number): ChatCompletionFunctionTool {
+export function runInSandboxTool(
+  maxTimeoutSeconds: number,
+  network: NetworkView = NO_NETWORK,
+): ChatCompletionFunctionTool {
   return {
     type: "function",
     function: {
       name: RUN_IN_SANDBOX,
       description:
         "Run a shell command (/bin/sh -c) in the isolated sandbox and get its exit code, stdout and stderr. " +
-        "The working directory is /workspace; files persist across calls within this request.",
+        "The working directory is /workspace; files persist across calls within this request. " +
+        networkSentence(network),
       parameters: {
         type: "object",
         properties: {

@@ -6,6 +6,7 @@ import {
 } from "../../shared/api.ts";
 import type { NetworkPolicyInput } from "../../shared/egress-policy.ts";
 import { AppError, err, ok, type Result } from "../../shared/errors.ts";
+import type { NetworkView } from "../../shared/tools/network-tool.ts";
 import type { AcquiredSandbox } from "../requests/leased-sandbox.ts";
 import { leaseOfSandbox, type SandboxUse } from "../requests/sandbox-lease.ts";
 
@@ -25,6 +26,7 @@ export interface SessionSandboxes {
     requestId: string,
     network: NetworkPolicyInput,
   ): Promise<Result<SandboxNetwork>>;
+  networkView(tenant: string, id: string | undefined): NetworkView;
   use<T>(
     tenant: string,
     id: string,
@@ -45,6 +47,8 @@ export class SessionSandbox {
   private created: string | undefined;
   /** The sandbox named by the edge no longer exists (idle-expired or deleted): the model is told. */
   readonly expired: string | undefined;
+  /** The turn's `network` is on the sandbox (set at the first acquire). */
+  private networkApplied = false;
 
   constructor(
     private readonly sandboxes: SessionSandboxes,
@@ -61,6 +65,17 @@ export class SessionSandbox {
   /** The session's sandbox after this turn (undefined while none was ever created). */
   get sandboxId(): string | undefined {
     return this.id;
+  }
+
+  /**
+   * What the model is told the network is: the sandbox's stored policy, or this turn's `network`
+   * until the first tool call puts it on the sandbox (from then on the stored one, which the owner
+   * may replace during the turn).
+   */
+  networkView(): NetworkView {
+    const stored = this.sandboxes.networkView(this.ctx.tenant, this.id);
+    if (!this.network || this.networkApplied) return stored;
+    return { ...stored, allow: this.network.allow ?? [], deny: this.network.deny ?? [] };
   }
 
   /** The turn failed: a sandbox it created would never be bound to the session, so delete it now. */
@@ -86,6 +101,7 @@ export class SessionSandbox {
       const set = await this.sandboxes.setNetwork(tenant, this.id, requestId, this.network);
       if (!set.ok) return set;
     }
+    this.networkApplied = true;
     const id = this.id;
     return new Promise<Result<AcquiredSandbox>>((resolve) => {
       let endUse = () => {};

@@ -1,8 +1,15 @@
 import { LIMITS } from "../../shared/api.ts";
+import {
+  describeNetwork,
+  getNetwork,
+  type NetworkView,
+  NO_NETWORK,
+} from "../../shared/tools/network-tool.ts";
 
 /**
  * What the model is told about the sandbox. It states only what the runtime guarantees (see docs/architecture.md
- * §4-§6), so the model does not plan around persistence or network access it will not get.
+ * §4-§6), so the model does not plan around persistence or network access it will not get: the network
+ * lines name the sandbox's allow list and secret placeholders (never a value).
  */
 export function systemPrompt(opts: {
   defaultTimeoutSeconds: number;
@@ -14,6 +21,8 @@ export function systemPrompt(opts: {
   processTools?: boolean;
   /** The chat runs on its session's sandbox (processes outlive the request), not a pod of its own. */
   sessionSandbox?: boolean;
+  /** What the sandbox may reach (absent: nothing). */
+  network?: NetworkView;
 }) {
   return [
     "You are an assistant that can run shell commands in an isolated Linux sandbox with the tool `run_in_sandbox`.",
@@ -24,7 +33,8 @@ export function systemPrompt(opts: {
     "- The working directory is /workspace. /workspace and /tmp are writable; the rest of the filesystem is read-only.",
     "- Files you write persist across your tool calls within this one request (you always get the same sandbox),",
     "  but the sandbox is destroyed or wiped when the request ends: nothing survives to the next user message.",
-    "- There is no network access.",
+    ...describeNetwork(opts.network ?? NO_NETWORK),
+    `  ${getNetwork.name} reads the current policy (the user may change it while you work).`,
     `- Commands time out after ${opts.defaultTimeoutSeconds} s unless you pass timeout_seconds (at most ${opts.maxTimeoutSeconds}).`,
     "  A command that times out is killed together with its child processes.",
     `- Long output is shortened to its beginning and end (about ${opts.outputBytes} bytes per stream), with a notice`,

@@ -2,6 +2,7 @@ import type { V1Lease } from "@kubernetes/client-node";
 import type { Sandbox, SandboxCreateRequest, SandboxNetwork } from "../../shared/api.ts";
 import { networkRefusal } from "../../shared/egress-policy.ts";
 import { AppError, err, ok, type Result } from "../../shared/errors.ts";
+import type { NetworkView } from "../../shared/tools/network-tool.ts";
 import type { EventBus } from "../events/bus.ts";
 import { isConflict, isNotFound, k8sFailure } from "../k8s/errors.ts";
 import { microNow, toMicroTime } from "../k8s/microtime.ts";
@@ -141,7 +142,7 @@ export class SandboxService {
   ): Promise<Result<{ sandbox: Sandbox; created: boolean }>> {
     if (req.name !== undefined) {
       const existing = this.byName(tenant, req.name);
-      if (existing) return ok({ sandbox: publicView(existing), created: false });
+      if (existing) return this.gotByName(tenant, existing, req);
     }
     const envJson = req.env ? JSON.stringify(req.env) : undefined;
     if (envJson !== undefined && new TextEncoder().encode(envJson).length > MAX_ENV_JSON_BYTES) {
@@ -262,7 +263,7 @@ export class SandboxService {
       const winner = this.byName(tenant, req.name);
       if (winner && winner.id !== id) {
         await this.deletePodAndLease(handle.pod, { requestId, tenant, reason: "lost a get-or-create race" });
-        return ok({ sandbox: publicView(winner), created: false });
+        return this.gotByName(tenant, winner, req);
       }
     }
     return ok({ sandbox: publicView(view), created: true });
@@ -303,6 +304,17 @@ export class SandboxService {
     if (!found) return err(notFound(id));
     // An annotation the agent cannot read is enforced as no network: say so rather than guess.
     return ok(sandboxNetworkOf(found.lease) ?? { allow: [], deny: [] });
+  }
+
+  /**
+   * What a model working in the sandbox is told about its network: the policy and the names of the
+   * secrets it holds placeholders for (never a value). An unknown id (not created yet): no network.
+   */
+  networkView(tenant: string, id: string | undefined): NetworkView {
+    const found = id === undefined ? undefined : this.find(tenant, id);
+    if (!found) return { allow: [], deny: [], secrets: [] };
+    const policy = sandboxNetworkOf(found.lease) ?? { allow: [], deny: [] };
+    return { ...policy, secrets: [...sandboxSecretsOf(found.lease).keys()].sort() };
   }
 
   /**
@@ -574,6 +586,45 @@ export class SandboxService {
     return this.all().filter((s) => s.tenant === tenant);
   }
 
+  /**
+   * A named create that found its sandbox answers it, unless the request asks for another
+   * `network` or `secrets` than it has: then 409 rather than silently ignoring them (the caller
+   * would run with a policy it did not ask for) or applying them (a get-or-create would then be a
+   * way to change a live sandbox's policy behind the back of whoever else uses it by name).
+   * Absent fields ask for nothing. Lists compare as sets, host names case-insensitively.
+   */
+  private gotByName(
+    tenant: string,
+    existing: SandboxInfo,
+    req: SandboxCreateRequest,
+  ): Result<{ sandbox: Sandbox; created: boolean }> {
+    const lease = this.find(tenant, existing.id)?.lease;
+    const differs: string[] = [];
+    if (req.network !== undefined && lease) {
+      const stored = sandboxNetworkOf(lease) ?? { allow: [], deny: [] };
+      if (
+        !sameEntries(stored.allow, req.network.allow ?? []) ||
+        !sameEntries(stored.deny, req.network.deny ?? [])
+      )
+        differs.push("network");
+    }
+    if (
+      req.secrets !== undefined &&
+      lease &&
+      !sameEntries([...sandboxSecretsOf(lease).keys()], req.secrets, false)
+    )
+      differs.push("secrets");
+    if (differs.length === 0) return ok({ sandbox: publicView(existing), created: false });
+    return err(
+      new AppError(
+        "sandbox_name_conflict",
+        `sandbox "${req.name}" (${existing.id}) already exists with another ${differs.join(" and ")}; ` +
+          `change its policy with PUT /v1/sandboxes/${existing.id}/network (its secrets are fixed at creation), ` +
+          "or use another name",
+      ),
+    );
+  }
+
   private byName(tenant: string, name: string): SandboxInfo | undefined {
     const same = this.live(tenant).filter((s) => s.name === name);
     same.sort((a, b) => a.createdAt.localeCompare(b.createdAt) || a.id.localeCompare(b.id));
@@ -671,4 +722,12 @@ export class SandboxService {
 function publicView(s: SandboxInfo): Sandbox {
   const { tenant: _t, lastCommand: _c, ...rest } = s;
   return rest;
+}
+
+/** Two lists with the same entries in any order (case-insensitive for host patterns). */
+function sameEntries(a: readonly string[], b: readonly string[], ignoreCase = true): boolean {
+  const norm = (l: readonly string[]) =>
+    [...new Set(l.map((x) => (ignoreCase ? x.toLowerCase() : x)))].sort();
+  const [x, y] = [norm(a), norm(b)];
+  return x.length === y.length && x.every((v, i) => v === y[i]);
 }

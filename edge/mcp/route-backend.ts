@@ -3,9 +3,11 @@ import {
   ProcessInfoSchema,
   ProcessListSchema,
   ProcessOutputSchema,
+  SandboxNetworkSchema,
   StdinResultSchema,
 } from "../../shared/api.ts";
 import { ok } from "../../shared/errors.ts";
+import { type NetworkView, NO_NETWORK } from "../../shared/tools/network-tool.ts";
 import type { ProcessToolBackend } from "../../shared/tools/process-tools.ts";
 import type { ToolBackend, ToolResult } from "../../shared/tools/run-tool.ts";
 import type { RouteClient } from "./route-client.ts";
@@ -160,5 +162,29 @@ export function routeProcessBackend(client: RouteClient, sandboxId: string): Pro
         json: { signal: name },
         signal,
       }),
+  };
+}
+
+/**
+ * get_network over `GET /v1/sandboxes/:id/network`. Without a sandbox the call would run in a fresh
+ * pod, which has no network. The route does not name a sandbox's secrets: `secrets` stays absent.
+ */
+export function routeNetworkReader(
+  client: RouteClient,
+  sandboxId: string | undefined,
+): (signal: AbortSignal) => Promise<ToolResult<NetworkView>> {
+  return async (signal) => {
+    if (sandboxId === undefined) return ok({ allow: NO_NETWORK.allow, deny: NO_NETWORK.deny });
+    const got = await client.json("GET", `/v1/sandboxes/${encodeURIComponent(sandboxId)}/network`, {
+      signal,
+    });
+    if (!got.ok) return got;
+    const parsed = SandboxNetworkSchema.safeParse(got.value.body);
+    if (!parsed.success)
+      return {
+        ok: false,
+        error: { code: "internal", message: "the network route answered an unexpected body" },
+      };
+    return ok(parsed.data);
   };
 }

@@ -12,6 +12,7 @@ import {
   SandboxIdArg,
   type ToolDefinition,
 } from "../../shared/tools/definitions.ts";
+import { getNetwork, runGetNetwork } from "../../shared/tools/network-tool.ts";
 import { PROCESS_TOOL_NAMES, PROCESS_TOOLS, runProcessTool } from "../../shared/tools/process-tools.ts";
 import {
   runSandboxTool,
@@ -19,7 +20,7 @@ import {
   type ToolFailure,
   type ToolResult,
 } from "../../shared/tools/run-tool.ts";
-import { routeBackend, routeProcessBackend } from "./route-backend.ts";
+import { routeBackend, routeNetworkReader, routeProcessBackend } from "./route-backend.ts";
 import type { RouteClient } from "./route-client.ts";
 
 /** The sandbox tools as MCP offers them: the chat tools plus an optional sandbox_id. */
@@ -34,8 +35,14 @@ const MCP_PROCESS_TOOLS: ToolDefinition[] = PROCESS_TOOLS.map((t) => ({
     sandbox_id: z.string().min(1).max(200).describe("The sandbox (from create_sandbox) the process runs in."),
   }),
 }));
+/** Read-only: the owner changes a policy through the API, never the model (shared/tools/network-tool.ts). */
+const MCP_GET_NETWORK: ToolDefinition = {
+  ...(getNetwork as unknown as ToolDefinition),
+  input: getNetwork.input.extend({ sandbox_id: SandboxIdArg }),
+};
 const MCP_TOOLS: ToolDefinition[] = [
   ...SANDBOX_TOOLS,
+  MCP_GET_NETWORK,
   ...MCP_PROCESS_TOOLS,
   createSandbox as unknown as ToolDefinition,
   deleteSandbox as unknown as ToolDefinition,
@@ -126,6 +133,10 @@ async function dispatchTool(
     if (!gone.ok) return gone;
     const out = { sandbox_id: a.sandbox_id, deleted: true };
     return ok({ structured: out, text: deleteSandbox.render(out) });
+  }
+  if (tool.name === getNetwork.name) {
+    const id = (args as { sandbox_id?: string }).sandbox_id;
+    return runGetNetwork(routeNetworkReader(client, id), signal);
   }
   if (PROCESS_TOOL_NAMES.has(tool.name)) {
     const { sandbox_id: id, ...processArgs } = args as { sandbox_id: string };

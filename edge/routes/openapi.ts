@@ -14,7 +14,7 @@ const ERRORS: Record<string, string> = {
   "404": "not found (sandbox_not_found, file_not_found, not_found)",
   "410":
     "sandbox_evicted: the sandbox's pod was evicted, OOM-killed or failed (the kubelet's reason in the message)",
-  "409": "conflict (not_a_tty, process_exited, …)",
+  "409": "conflict (sandbox_name_conflict, not_a_tty, process_exited, …)",
   "413": "body too large",
   "426": "websocket_required: send a WebSocket upgrade",
   "429": "rate limited (Retry-After)",

@@ -141,7 +141,8 @@ export const createSandboxRoute: RouteDef = {
   scope: "sandbox:exec",
   body: true,
   doc: {
-    summary: "Create a sandbox (201), or with `name` return the tenant's live one of that name (200)",
+    summary:
+      "Create a sandbox (201), or with `name` return the tenant's live one of that name (200; 409 sandbox_name_conflict when the request's network or secrets differ from its)",
     tags: ["sandboxes"],
     request: SandboxCreateRequestSchema,
     response: SandboxSchema,

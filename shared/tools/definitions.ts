@@ -47,7 +47,8 @@ export const runInSandbox = define({
   name: "run_in_sandbox",
   description:
     "Run a shell command (/bin/sh -c) in the isolated sandbox and get its exit code, stdout and stderr. " +
-    "The working directory is /workspace. There is no network. Prefer read_file, write_file and edit_file " +
+    "The working directory is /workspace. The network reaches only what the sandbox's policy allows " +
+    "(get_network reads it; without a sandbox there is none). Prefer read_file, write_file and edit_file " +
     "for files: no quoting, and binary-safe.",
   input: z.object({
     command: CommandArg.describe("The shell command to run."),

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Stack, startStack } from "../../devstack/stack.ts";
 import type { ChatResponse } from "../../shared/api.ts";
+import { offeredTools } from "../support/offered-tools.ts";
 import {
   type RecordedRequest,
   type ScriptedOpenAI,
@@ -111,18 +112,7 @@ describe("chat file tools through the edge", () => {
       .completions()
       .at(-1)
       ?.body?.tools?.map((t) => t.function.name);
-    expect(offered).toEqual([
-      "run_in_sandbox",
-      "read_file",
-      "write_file",
-      "edit_file",
-      "list_files",
-      "start_process",
-      "read_process_output",
-      "write_process_stdin",
-      "stop_process",
-      "list_processes",
-    ]);
+    expect(offered).toEqual(offeredTools({ files: true, processes: true }));
   }, 90_000);
 
   it("process tools: start cat, type into it, read its answer; a bad pid is a tool error; stop and read back", async () => {

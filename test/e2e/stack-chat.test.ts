@@ -3,6 +3,7 @@ import { CoordinationV1Api, KubeConfig } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Stack, startStack } from "../../devstack/stack.ts";
 import type { ChatEvent, ChatResponse } from "../../shared/api.ts";
+import { offeredTools } from "../support/offered-tools.ts";
 import {
   lastToolOutput,
   type RecordedRequest,
@@ -167,13 +168,10 @@ describe("chat through the edge", () => {
     expect(deltas).toBe(response.reply);
     // The model really was called over HTTP with the tools (the agent has sandbox files) and got the real output.
     const last = model.completions().at(-1)!;
-    expect(last.body?.tools?.map((t) => t.function.name)).toEqual([
-      "run_in_sandbox",
-      "read_file",
-      "write_file",
-      "edit_file",
-      "list_files",
-    ]);
+    // The stack runs the http exec mode: the process tools too.
+    expect(last.body?.tools?.map((t) => t.function.name)).toEqual(
+      offeredTools({ files: true, processes: true }),
+    );
     expect(lastToolOutput(last)).toContain("/workspace");
   });
 

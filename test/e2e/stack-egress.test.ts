@@ -2,7 +2,8 @@
 // tunnel to the agent (EGRESS=on), whose sandbox runs curl in a devcluster pod; the pod's one way
 // out is the kubelet's listener to the agent's proxy, which identifies the sandbox by the pod IP
 // and reaches the fake internet on loopback (the only test seam: the proxy's resolver and forbidden
-// ranges, so that 127.0.0.2 stands in for the outside). Never a real outside address.
+// ranges, so that 127.0.0.2 stands in for the outside). Never a real outside address. pip and npm
+// install from a package index served there (test/support/fake-registry.ts).
 import { Readable, Writable } from "node:stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type RunningAgent, startAgent } from "../../cluster-agent/main.ts";
@@ -25,6 +26,7 @@ import {
   TEST_FORBIDDEN,
   testResolver,
 } from "../support/fake-internet.ts";
+import { startFakeRegistry } from "../support/fake-registry.ts";
 import { freePort } from "../support/free-port.ts";
 import { type LeaseCluster, startLeaseCluster, waitFor, waitForReadyPods } from "../support/lease-cluster.ts";
 import {
@@ -44,12 +46,17 @@ let model: ScriptedOpenAI;
 /** Every line the agent logged (debug and up): no secret value may be in one. */
 const agentLog: string[] = [];
 
-/** One run_in_sandbox call with the command the user's message names, then its answer as the reply. */
+/**
+ * One run_in_sandbox call with the command the user's message names (or a get_network call when
+ * the message is "get_network"), then its answer as the reply.
+ */
 function responder(req: RecordedRequest): ScriptTurn {
   const messages = req.body?.messages ?? [];
-  const tool = messages.find((m) => m.role === "tool");
-  if (tool) return { type: "text", text: String(tool.content ?? "") };
   const user = [...messages].reverse().find((m) => m.role === "user");
+  const tool = messages.slice(messages.indexOf(user ?? messages[0]!)).find((m) => m.role === "tool");
+  if (tool) return { type: "text", text: String(tool.content ?? "") };
+  if (user?.content === "get_network")
+    return { type: "tool_calls", calls: [{ id: "n1", name: "get_network", arguments: {} }] };
   return {
     type: "tool_calls",
     calls: [{ id: "c1", name: "run_in_sandbox", arguments: { command: String(user?.content ?? "") } }],
@@ -357,6 +364,51 @@ describe("a policy on a chat request is that request's pod's alone", () => {
   });
 });
 
+describe("the model is told its network and can read it, never change it", () => {
+  it("request and session chats: the prompt, run_in_sandbox and get_network name the allow list", async () => {
+    const allow = [`pkgs.test:${net.httpsPort}`];
+    const chat = async (body: Record<string, unknown>) => {
+      const before = model.completions().length;
+      const res = await api("POST", "/v1/chat", { message: "get_network", ...body });
+      expect(res.status, await res.clone().text()).toBe(200);
+      const sent = model.completions().slice(before);
+      return { response: ChatResponseSchema.parse(await res.json()), sent };
+    };
+    const prompt = (r: RecordedRequest | undefined) => String(r?.body?.messages[0]?.content ?? "");
+
+    const request = await chat({ network: { allow } });
+    expect(prompt(request.sent[0])).toContain(
+      `only these destinations are reachable, over HTTP and HTTPS through a proxy: ${allow[0]}`,
+    );
+    expect(JSON.stringify(request.sent[0]?.body?.tools)).toContain(`The network reaches only ${allow[0]}`);
+    expect(request.response.reply).toContain(allow[0]);
+    expect(request.response.reply).toContain("You cannot change this policy");
+    expect(request.response.toolCalls).toEqual([]);
+
+    // Session mode: the session sandbox's stored policy, and the owner's PUT between turns shows.
+    // (get_network takes no pod: a command makes the session's sandbox, with the turn's policy.)
+    const made = await chat({ sandbox: "session", network: { allow }, message: "true" });
+    expect(prompt(made.sent[0])).toContain(allow[0]);
+    const { sessionId, sandboxId } = made.response;
+    expect(sandboxId).toBeDefined();
+    const first = await chat({ sandbox: "session", sessionId });
+    expect(prompt(first.sent[0])).toContain(allow[0]);
+    expect(first.response.reply).toContain(allow[0]);
+    const other = [`other.test:${net.httpsPort}`];
+    expect((await api("PUT", `/v1/sandboxes/${sandboxId}/network`, { allow: other })).status).toBe(200);
+    const second = await chat({ sandbox: "session", sessionId });
+    expect(prompt(second.sent[0])).toContain(other[0]);
+    expect(prompt(second.sent[0])).not.toContain(allow[0]);
+    expect(second.response.reply).toContain(other[0]);
+
+    // With no policy: no network, in the model's words.
+    const none = await chat({});
+    expect(prompt(none.sent[0])).toContain("There is no network access");
+    expect(none.response.reply).toContain("There is no network access");
+    expect((await api("DELETE", `/v1/sandboxes/${sandboxId}`)).status).toBe(204);
+  });
+});
+
 describe("the CLI and the TypeScript client: --allow, --secret, secrets put/list/rm", () => {
   async function cli(args: string[], stdin = "") {
     let stdout = "";
@@ -480,4 +532,62 @@ describe("egress events on the live feed", () => {
     expect(egressLines.length).toBeGreaterThanOrEqual(2);
     for (const l of egressLines) expect(l).not.toMatch(/pi-secret-not-a-value|authorization/i);
   });
+});
+
+describe("pip and npm install from a package index on the fake internet, through the proxy", () => {
+  // pkgs.test is not a secret's host, so the proxy splices its TLS: the sandbox must trust the
+  // index's own CA, passed the way a user passes a private registry's CA (--cert / --cafile).
+  it("both install once the index's host is allowed, and both fail while it is not", async () => {
+    const registry = await startFakeRegistry(net.ca);
+    try {
+      // Another host allowed: the index is refused by the policy, not for want of one.
+      const created = await api("POST", "/v1/sandboxes", {
+        network: { allow: [`other.test:${net.httpsPort}`] },
+      });
+      expect(created.status).toBe(201);
+      const s = SandboxSchema.parse(await created.json());
+      expect((await api("PUT", `/v1/sandboxes/${s.id}/files/ca.pem`, net.ca.certPem)).status).toBe(200);
+      const index = `https://${registry.host}`;
+      const pip = [
+        `python3 -m pip install --no-cache-dir --disable-pip-version-check --retries 0 --timeout 10`,
+        `--cert /workspace/ca.pem --index-url ${index}/simple --target /workspace/pylib ${registry.pyPackage}`,
+        `&& PYTHONPATH=/workspace/pylib python3 -c "import ${registry.pyPackage} as m; print(m.MESSAGE)";`,
+        `echo "exit=$?"`,
+      ].join(" ");
+      const npm = [
+        "mkdir -p /workspace/app && cd /workspace/app && echo '{}' > package.json &&",
+        `npm install --registry ${index}/ --cafile /workspace/ca.pem --fetch-retries=0 --no-audit --no-fund`,
+        `--no-update-notifier ${registry.npmPackage}`,
+        `&& node -p 'require("${registry.npmPackage}")';`,
+        `echo "exit=$?"`,
+      ].join(" ");
+
+      const pipDenied = await sh(s.id, pip);
+      expect(pipDenied.stdout).not.toMatch(/exit=0/);
+      // pip hides the proxy's 403 behind "no matching distribution": the index was never reached.
+      expect(pipDenied.stdout + pipDenied.stderr).toMatch(/No matching distribution/);
+      const npmDenied = await sh(s.id, npm);
+      expect(npmDenied.stdout).not.toMatch(/exit=0/);
+      expect(registry.seen).toEqual([]);
+
+      expect((await api("PUT", `/v1/sandboxes/${s.id}/network`, { allow: [registry.host] })).status).toBe(
+        200,
+      );
+      const pipOk = await sh(s.id, pip);
+      expect(pipOk.stdout, pipOk.stderr).toMatch(/installed through the egress proxy\nexit=0/);
+      const npmOk = await sh(s.id, npm);
+      expect(npmOk.stdout, npmOk.stderr).toMatch(/installed through the egress proxy\nexit=0/);
+      expect(registry.seen).toEqual(
+        expect.arrayContaining([
+          expect.stringMatching(/^\/simple\//),
+          expect.stringMatching(/\.whl$/),
+          `/${registry.npmPackage}`,
+          expect.stringMatching(/\.tgz$/),
+        ]),
+      );
+      expect((await api("DELETE", `/v1/sandboxes/${s.id}`)).status).toBe(204);
+    } finally {
+      await registry.close();
+    }
+  }, 120_000);
 });

@@ -113,6 +113,7 @@ describe("MCP at the edge", () => {
       [
         "create_sandbox",
         "delete_sandbox",
+        "get_network",
         "edit_file",
         "list_files",
         "read_file",
@@ -295,6 +296,11 @@ describe("MCP tools on sandboxes (issue 19's routes)", () => {
     expect(text(stolen)).toMatch(/^error sandbox_not_found: /);
     const stolenRun = await call(b, "run_in_sandbox", { sandbox_id: id, command: "cat src/hello.py" });
     expect(text(stolenRun)).toMatch(/^error sandbox_not_found: /);
+    // get_network reads the sandbox's policy (none here) through the route, with its ownership check.
+    const net = await call(a, "get_network", { sandbox_id: id });
+    expect(net.structuredContent).toEqual({ allow: [], deny: [] });
+    expect(text(net)).toMatch(/There is no network access/);
+    expect(text(await call(b, "get_network", { sandbox_id: id }))).toMatch(/^error sandbox_not_found: /);
 
     const del = await call(a, "delete_sandbox", { sandbox_id: id });
     expect(del.structuredContent).toEqual({ sandbox_id: id, deleted: true });

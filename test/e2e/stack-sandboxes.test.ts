@@ -321,12 +321,21 @@ describe("sandboxes through the edge", () => {
     expect([elsewhere.status, await codeOf(elsewhere)]).toEqual([503, "sandbox_cluster_unavailable"]);
   });
 
-  it("get-or-create by name returns the same sandbox with 200", async () => {
+  it("get-or-create by name returns the same sandbox with 200; another network is 409, not ignored", async () => {
     const first = await create({ name: "work-1" });
     expect(first.status).toBe(201);
     const second = await create({ name: "work-1" });
     expect(second.status).toBe(200);
     expect(second.sandbox.id).toBe(first.sandbox.id);
+    // The same (empty) policy asked for explicitly is the same sandbox; another one is refused.
+    expect((await create({ name: "work-1", network: { allow: [], deny: [] } })).status).toBe(200);
+    const conflict = await api("/v1/sandboxes", {
+      method: "POST",
+      body: JSON.stringify({ name: "work-1", network: { deny: ["10.0.0.0/8"] } }),
+    });
+    expect([conflict.status, await codeOf(conflict)]).toEqual([409, "sandbox_name_conflict"]);
+    const net = await api(`/v1/sandboxes/${first.sandbox.id}/network`);
+    expect(await net.json()).toEqual({ allow: [], deny: [] });
     const byName = (await (await api("/v1/sandboxes?name=work-1")).json()) as SandboxList;
     expect(byName.sandboxes.map((s) => s.id)).toEqual([first.sandbox.id]);
     expect((await api(`/v1/sandboxes/${first.sandbox.id}`, { method: "DELETE" })).status).toBe(204);

@@ -13,6 +13,7 @@ import type {
 } from "../../cluster-agent/exec/executor.ts";
 import { type ChatEvent, ChatEventSchema, type FileEntry as ChatFileEntry } from "../../shared/api.ts";
 import { AppError, err, ok } from "../../shared/errors.ts";
+import { offeredTools } from "../support/offered-tools.ts";
 import { type ScriptedOpenAI, type ScriptTurn, startScriptedOpenAI } from "../support/scripted-openai.ts";
 
 /** Test double of the files port: one in-memory workspace per pod, keyed by workspace-relative path. */
@@ -140,7 +141,7 @@ describe("chat file tools", () => {
     );
     expect(result.ok).toBe(true);
     const offered = server.completions()[0]?.body?.tools?.map((t) => t.function.name);
-    expect(offered).toEqual(["run_in_sandbox", "read_file", "write_file", "edit_file", "list_files"]);
+    expect(offered).toEqual(offeredTools({ files: true, processes: false }));
     const answers = toolMessages(server);
     expect(answers[0]).toBe("wrote 24 bytes to /workspace/hello.py");
     expect(answers[1]).toBe('     1\tprint("hi")\n     2\tprint("hi")');
@@ -184,9 +185,9 @@ describe("chat file tools", () => {
       ],
       undefined,
     );
-    expect(without.server.completions()[0]?.body?.tools?.map((t) => t.function.name)).toEqual([
-      "run_in_sandbox",
-    ]);
+    expect(without.server.completions()[0]?.body?.tools?.map((t) => t.function.name)).toEqual(
+      offeredTools({ files: false, processes: false }),
+    );
     expect(toolMessages(without.server)[0]).toContain('no tool named "read_file"');
   });
 });

@@ -24,7 +24,12 @@ import {
   type RelayChatRequest,
 } from "../../shared/api.ts";
 import { AppError, err, ok, type Result } from "../../shared/errors.ts";
-import { type ScriptedOpenAI, type ScriptTurn, startScriptedOpenAI } from "../support/scripted-openai.ts";
+import {
+  type RecordedRequest,
+  type ScriptedOpenAI,
+  type ScriptTurn,
+  startScriptedOpenAI,
+} from "../support/scripted-openai.ts";
 
 // ---------- test doubles of the LeaseHandle / acquire / Executor interfaces ----------
 
@@ -101,6 +106,11 @@ const request = (message: string, history: RelayChatRequest["history"] = []): Re
   history,
 });
 
+/** The run_in_sandbox description a model was sent. */
+const runDescription = (req: RecordedRequest | undefined) =>
+  (req?.body?.tools?.find((t) => t.function.name === "run_in_sandbox")?.function as { description?: string })
+    ?.description;
+
 async function chat(
   script: ScriptTurn[],
   opts: {
@@ -112,6 +122,7 @@ async function chat(
     signal?: AbortSignal;
     onEvent?: (e: ChatEvent) => void;
     bus?: EventBus;
+    network?: ChatDeps["network"];
   } = {},
 ) {
   server = await startScriptedOpenAI({ script, apiKey: "sk-test" });
@@ -131,6 +142,7 @@ async function chat(
       acquire: acquire.acquire,
       executor,
       options: { retry: { baseDelayMs: 10, maxDelayMs: 50 }, ...opts.options },
+      ...(opts.network ? { network: opts.network } : {}),
     },
     (e) => {
       expect(ChatEventSchema.safeParse(e).success).toBe(true);
@@ -187,7 +199,39 @@ describe("runChat with the scripted server", () => {
       ["assistant", "earlier answer"],
       ["user", "hi"],
     ]);
-    expect(sent?.body?.tools?.map((t) => t.function.name)).toEqual(["run_in_sandbox"]);
+    expect(sent?.body?.tools?.map((t) => t.function.name)).toEqual(["run_in_sandbox", "get_network"]);
+  });
+
+  it("tells the model its network (prompt, run_in_sandbox, get_network) without taking a pod", async () => {
+    let view = { allow: ["pypi.org", "*.pythonhosted.org"], deny: ["evil.pypi.org"], secrets: ["API_KEY"] };
+    const { result, acquire, server } = await chat(
+      [
+        { type: "tool_calls", calls: [{ id: "n1", name: "get_network", arguments: {} }] },
+        { type: "tool_calls", calls: [{ id: "n2", name: "get_network", arguments: {} }] },
+        { type: "text", text: "done" },
+      ],
+      { network: () => view },
+    );
+    expect(result.ok).toBe(true);
+    const [first, second] = server.completions();
+    const prompt = String(first?.body?.messages[0]?.content);
+    expect(prompt).toContain("only these destinations are reachable");
+    expect(prompt).toContain("pypi.org, *.pythonhosted.org");
+    expect(prompt).toContain("Refused even so: evil.pypi.org");
+    expect(prompt).toContain("$API_KEY hold placeholders");
+    expect(prompt).toContain("You cannot change this policy");
+    expect(prompt).not.toContain("There is no network access");
+    expect(runDescription(first)).toContain("reaches only pypi.org, *.pythonhosted.org");
+    const answer = second?.body?.messages.find((m) => m.role === "tool");
+    expect(String(answer?.content)).toContain("pypi.org, *.pythonhosted.org");
+    // Reading the policy needs no pod.
+    expect(acquire.leases).toHaveLength(0);
+    view = { allow: [], deny: [], secrets: [] };
+    const again = await chat([{ type: "text", text: "ok" }], { network: () => view });
+    expect(String(again.server.completions()[0]?.body?.messages[0]?.content)).toContain(
+      "There is no network access",
+    );
+    expect(runDescription(again.server.completions()[0])).toContain("There is no network.");
   });
 
   it("runs one tool round on a leased pod, in the documented event order", async () => {

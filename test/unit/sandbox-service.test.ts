@@ -10,6 +10,7 @@ import {
   type SandboxService,
   type SandboxServiceOptions,
 } from "../../cluster-agent/sandboxes/service.ts";
+import type { SandboxCreateRequest } from "../../shared/api.ts";
 import { AppError, err, ok, type Result } from "../../shared/errors.ts";
 import { FakeClock, flush, MemoryPoolStore } from "../support/memory-pool-store.ts";
 import { sandboxServiceOn } from "../support/sandbox-service.ts";
@@ -327,6 +328,58 @@ describe("a sandbox's env on its Lease", () => {
         API_KEY: "pi-secret-fixed",
       }),
     );
+  });
+
+  it("get-or-create by name: the same network and secrets (any order) get it; others are 409, nothing changed", async () => {
+    const { service, store } = withFreePod(undefined, {
+      egressEnv: { HTTPS_PROXY: "http://10.0.0.7:3128" },
+      secrets: {
+        missing: async () => ok([]),
+        env: () => ({}),
+        placeholder: () => "pi-secret-fixed",
+      },
+    });
+    const named = (extra: Partial<SandboxCreateRequest>, tenant = "t1") =>
+      service.create(
+        tenant,
+        "req-named",
+        { name: "work", idleTimeoutSeconds: 300, maxLifetimeSeconds: 3600, ...extra },
+        new AbortController().signal,
+      );
+    const network = { allow: ["pkgs.test", "*.pythonhosted.org"], deny: ["10.0.0.0/8"] };
+    const made = await named({ network, secrets: ["API_KEY"] });
+    if (!made.ok) throw made.error;
+    expect(made.value.created).toBe(true);
+    const id = made.value.sandbox.id;
+    const stored = store.leases.get("p1")?.metadata?.annotations?.[SANDBOX_ANNOTATIONS.network];
+
+    for (const same of [
+      {},
+      { network: { allow: ["*.PythonHosted.org", "pkgs.test"], deny: ["10.0.0.0/8"] } },
+      { secrets: ["API_KEY"] },
+    ]) {
+      const got = await named(same);
+      expect(got.ok && [got.value.created, got.value.sandbox.id]).toEqual([false, id]);
+    }
+    for (const [other, what] of [
+      [{ network: { allow: ["pkgs.test"] } }, "network"],
+      [{ network: { ...network, deny: [] } }, "network"],
+      [{ secrets: [] }, "secrets"],
+      [{ network: { allow: [] }, secrets: ["API_KEY", "OTHER"] }, "network and secrets"],
+    ] satisfies Array<[Partial<SandboxCreateRequest>, string]>) {
+      const refused = await named(other);
+      expect(refused.ok || [refused.error.code, refused.error.status]).toEqual([
+        "sandbox_name_conflict",
+        409,
+      ]);
+      expect(refused.ok || refused.error.message).toContain(`another ${what};`);
+      expect(refused.ok || refused.error.message).toContain(`PUT /v1/sandboxes/${id}/network`);
+    }
+    expect(store.leases.get("p1")?.metadata?.annotations?.[SANDBOX_ANNOTATIONS.network]).toBe(stored);
+    // What the sandbox's model is told: its policy and its placeholders' names; nothing for another tenant.
+    expect(service.networkView("t1", id)).toEqual({ ...network, secrets: ["API_KEY"] });
+    expect(service.networkView("t2", id)).toEqual({ allow: [], deny: [], secrets: [] });
+    expect(service.networkView("t1", undefined)).toEqual({ allow: [], deny: [], secrets: [] });
   });
 });
 

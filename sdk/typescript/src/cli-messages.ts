@@ -58,6 +58,8 @@ const HINTS: Record<string, string> = {
   is_a_directory: "that path is a directory: use `pi-sandbox ls`",
   process_not_found: "no such process in that sandbox (`pi-sandbox ps ID` lists them)",
   process_exited: "the process has already exited",
+  sandbox_name_conflict:
+    "a sandbox of that name exists with another network or secrets (change it, or use another name)",
   process_limit: "the sandbox runs as many processes as it may: stop one first",
   not_supported_in_api_mode: "this cluster runs commands over pods/exec, which keeps no processes",
 };

@@ -31,6 +31,7 @@ export type ErrorCode =
   | "host_not_allowed"
   | "websocket_required"
   | "stale_lease"
+  | "sandbox_name_conflict"
   | "process_exited"
   | "stdin_closed"
   | "not_a_tty"
