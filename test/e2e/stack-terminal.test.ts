@@ -1,6 +1,8 @@
+import { PassThrough } from "node:stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import WebSocket from "ws";
 import { type Stack, startStack } from "../../devstack/stack.ts";
+import { main } from "../../sdk/typescript/src/cli.ts";
 import { type ProcessInfo, type Sandbox, TERMINAL_SUBPROTOCOL } from "../../shared/api.ts";
 import { edgeApi, tempDir, waitFor } from "./stack-helpers.ts";
 
@@ -172,5 +174,94 @@ describe("the terminal of a process through the edge", () => {
     expect([other.status, other.code]).toEqual([404, "sandbox_not_found"]);
     const unknown = await refused(`/v1/sandboxes/${sb.id}/processes/999999/tty`);
     expect([unknown.status, unknown.code]).toEqual([404, "process_not_found"]);
+  }, 60_000);
+});
+
+describe("pi-sandbox attach (the CLI's main) through the edge", () => {
+  let sb: Sandbox;
+
+  /** A stdin that is not a tty (no raw mode), written by the test; the CLI's stdout and stderr as text. */
+  function attach(args: string[]) {
+    const stdin = new PassThrough();
+    const stdout = new PassThrough();
+    const stderr = new PassThrough();
+    let out = "";
+    let err = "";
+    stdout.on("data", (d: Buffer) => (out += d.toString("latin1")));
+    stderr.on("data", (d: Buffer) => (err += d.toString()));
+    const code = main(["attach", ...args], {
+      stdin,
+      stdout,
+      stderr,
+      env: { PI_SANDBOX_URL: stack.edgeUrl, PI_SANDBOX_TOKEN: stack.tokens.tenantA },
+      cwd: tmp.dir,
+    });
+    return {
+      stdin,
+      code,
+      out: () => out,
+      err: () => err,
+      until: (re: RegExp) => waitFor(`attach output ${re}`, () => out.match(re) ?? undefined, 20_000, 20),
+    };
+  }
+
+  const startShell = async () =>
+    json<ProcessInfo>(
+      await api(`/v1/sandboxes/${sb.id}/processes`, {
+        method: "POST",
+        body: JSON.stringify({ argv: ["sh"], tty: true }),
+      }),
+      201,
+    );
+
+  it("echo hi comes back, and the exit code of the shell is the CLI's", async () => {
+    sb = await json<Sandbox>(await api("/v1/sandboxes", { method: "POST", body: "{}" }), 201);
+    const shell = await startShell();
+    const a = attach([sb.id, String(shell.pid)]);
+    a.stdin.write("echo hi\n");
+    await a.until(/\r?\nhi\r?\n/);
+    a.stdin.write("exit 3\n");
+    expect(await a.code).toBe(3);
+    expect(a.err()).toBe("");
+  }, 60_000);
+
+  it("Ctrl-] detaches and leaves the process running; the end of piped input is EOF to the shell", async () => {
+    const shell = await startShell();
+    const a = attach([sb.id, String(shell.pid)]);
+    a.stdin.write("echo one\n");
+    await a.until(/\r?\none\r?\n/);
+    // Bytes before the detach key in the same chunk still reach the process.
+    a.stdin.write("echo two\n\x1d");
+    expect(await a.code).toBe(0);
+    expect(a.err()).toContain(`detached; ${shell.pid} runs on`);
+    const p = await json<ProcessInfo>(await api(`/v1/sandboxes/${sb.id}/processes/${shell.pid}`));
+    expect(p.running).toBe(true);
+    // Reattached past what was seen: "two" ran; stdin ending sends Ctrl-D and sh exits 0.
+    const b = attach(["--since", String(p.outputBytes), sb.id, String(shell.pid)]);
+    b.stdin.end("echo three\n");
+    expect(await b.code).toBe(0);
+    expect(b.out()).toMatch(/\r?\nthree\r?\n/);
+    expect(b.out()).not.toContain("echo one");
+    const after = await json<ProcessInfo>(await api(`/v1/sandboxes/${sb.id}/processes/${shell.pid}`));
+    expect(after).toMatchObject({ running: false, exitCode: 0 });
+    expect(after.outputBytes).toBeGreaterThan(p.outputBytes);
+  }, 60_000);
+
+  it("clear errors: a process without a tty (not_a_tty), an unknown pid (66), a bad pid (64)", async () => {
+    const plain = await json<ProcessInfo>(
+      await api(`/v1/sandboxes/${sb.id}/processes`, {
+        method: "POST",
+        body: JSON.stringify({ argv: ["sleep", "30"] }),
+      }),
+      201,
+    );
+    const notTty = attach([sb.id, String(plain.pid)]);
+    expect(await notTty.code).toBe(70);
+    expect(notTty.err()).toMatch(/^pi-sandbox: not_a_tty: .*start --tty/);
+    const unknown = attach([sb.id, "999999"]);
+    expect(await unknown.code).toBe(66);
+    expect(unknown.err()).toContain("process_not_found");
+    const usage = attach([sb.id, "nope"]);
+    expect(await usage.code).toBe(64);
   }, 60_000);
 });

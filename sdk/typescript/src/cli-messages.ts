@@ -58,6 +58,8 @@ const HINTS: Record<string, string> = {
   is_a_directory: "that path is a directory: use `pi-sandbox ls`",
   process_not_found: "no such process in that sandbox (`pi-sandbox ps ID` lists them)",
   process_exited: "the process has already exited",
+  not_a_tty:
+    "it was started without a terminal (start --tty), so attach cannot type into it: logs -f follows it",
   process_limit: "the sandbox runs as many processes as it may: stop one first",
   not_supported_in_api_mode: "this cluster runs commands over pods/exec, which keeps no processes",
 };
