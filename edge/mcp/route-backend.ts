@@ -1,11 +1,13 @@
 import { z } from "zod";
 import {
+  PortLinkSchema,
   ProcessInfoSchema,
   ProcessListSchema,
   ProcessOutputSchema,
   StdinResultSchema,
 } from "../../shared/api.ts";
 import { ok } from "../../shared/errors.ts";
+import type { PortLinkToolBackend } from "../../shared/tools/port-link-tools.ts";
 import type { ProcessToolBackend } from "../../shared/tools/process-tools.ts";
 import type { ToolBackend, ToolResult } from "../../shared/tools/run-tool.ts";
 import type { RouteClient } from "./route-client.ts";
@@ -160,5 +162,14 @@ export function routeProcessBackend(client: RouteClient, sandboxId: string): Pro
         json: { signal: name },
         signal,
       }),
+  };
+}
+
+/** The port link tool's backend: `POST /v1/sandboxes/:id/ports/:port/links` with the caller's token. */
+export function routePortLinkBackend(client: RouteClient, sandboxId: string): PortLinkToolBackend {
+  const base = `/v1/sandboxes/${encodeURIComponent(sandboxId)}/ports`;
+  return {
+    open: (port, body, signal) =>
+      routeJson(client, "POST", `${base}/${port}/links`, PortLinkSchema, { json: body, signal }),
   };
 }

@@ -12,6 +12,11 @@ import {
   SandboxIdArg,
   type ToolDefinition,
 } from "../../shared/tools/definitions.ts";
+import {
+  PORT_LINK_TOOL_NAMES,
+  PORT_LINK_TOOLS,
+  runPortLinkTool,
+} from "../../shared/tools/port-link-tools.ts";
 import { PROCESS_TOOL_NAMES, PROCESS_TOOLS, runProcessTool } from "../../shared/tools/process-tools.ts";
 import {
   runSandboxTool,
@@ -19,7 +24,7 @@ import {
   type ToolFailure,
   type ToolResult,
 } from "../../shared/tools/run-tool.ts";
-import { routeBackend, routeProcessBackend } from "./route-backend.ts";
+import { routeBackend, routePortLinkBackend, routeProcessBackend } from "./route-backend.ts";
 import type { RouteClient } from "./route-client.ts";
 
 /** The sandbox tools as MCP offers them: the chat tools plus an optional sandbox_id. */
@@ -34,9 +39,17 @@ const MCP_PROCESS_TOOLS: ToolDefinition[] = PROCESS_TOOLS.map((t) => ({
     sandbox_id: z.string().min(1).max(200).describe("The sandbox (from create_sandbox) the process runs in."),
   }),
 }));
+/** A port link belongs to a sandbox: sandbox_id is required. */
+const MCP_PORT_LINK_TOOLS: ToolDefinition[] = PORT_LINK_TOOLS.map((t) => ({
+  ...(t as unknown as ToolDefinition),
+  input: t.input.extend({
+    sandbox_id: z.string().min(1).max(200).describe("The sandbox (from create_sandbox) whose port to open."),
+  }),
+}));
 const MCP_TOOLS: ToolDefinition[] = [
   ...SANDBOX_TOOLS,
   ...MCP_PROCESS_TOOLS,
+  ...MCP_PORT_LINK_TOOLS,
   createSandbox as unknown as ToolDefinition,
   deleteSandbox as unknown as ToolDefinition,
 ];
@@ -130,6 +143,10 @@ async function dispatchTool(
   if (PROCESS_TOOL_NAMES.has(tool.name)) {
     const { sandbox_id: id, ...processArgs } = args as { sandbox_id: string };
     return runProcessTool(tool.name, processArgs, routeProcessBackend(client, id), signal);
+  }
+  if (PORT_LINK_TOOL_NAMES.has(tool.name)) {
+    const { sandbox_id: id, ...linkArgs } = args as { sandbox_id: string };
+    return runPortLinkTool(tool.name, linkArgs, routePortLinkBackend(client, id), signal);
   }
   const { sandbox_id: sandboxId, ...toolArgs } = args as { sandbox_id?: string };
   const opts = { defaultTimeoutSeconds: LIMITS.defaultTimeoutSeconds, signal };
