@@ -408,7 +408,8 @@ describe("MCP tools on sandboxes (issue 19's routes)", () => {
     }
   }, 90_000);
 
-  it("open_port_link: a server the model started is fetched through the URL; a bad port is a clear tool error", async () => {
+  it("open_port_link: a server the model started is fetched through the URL; a bad port is a clear tool error; events", async () => {
+    const events = watchEvents();
     const a = await connect(stack.tokens.tenantA);
     const made = await call(a, "create_sandbox", { idle_timeout_seconds: 120 });
     const id = (made.structuredContent as { sandbox_id: string }).sandbox_id;
@@ -461,7 +462,30 @@ describe("MCP tools on sandboxes (issue 19's routes)", () => {
       const b = await connect(stack.tokens.tenantB);
       const stolen = await call(b, "open_port_link", { sandbox_id: id, port: 8000 });
       expect(text(stolen)).toMatch(/^error sandbox_not_found: /);
+
+      // Typed events on the agent's bus, scoped to the tenant, carrying the link's id and never its token.
+      const linkId = (opened.structuredContent as { link_id: string }).link_id;
+      const revoked = await fetch(`${stack.edgeUrl}/v1/sandboxes/${id}/ports/8000/links/${linkId}`, {
+        method: "DELETE",
+        headers: { authorization: `Bearer ${stack.tokens.tenantA}` },
+      });
+      expect(revoked.status).toBe(204);
+      const created = await events.until(
+        (e) => e.type === "port_link.created" && (e.data as { linkId: string }).linkId === linkId,
+      );
+      expect(created).toMatchObject({
+        tenant: "tenant-a",
+        data: { sandboxId: id, linkId, port: 8000, public: true, expiresAt: link.expires_at },
+      });
+      const gone = await events.until(
+        (e) => e.type === "port_link.revoked" && (e.data as { linkId: string }).linkId === linkId,
+      );
+      expect(gone).toMatchObject({ tenant: "tenant-a", data: { sandboxId: id, linkId, port: 8000 } });
+      const token = new URL(link.url).searchParams.get("pi_link") ?? "";
+      expect(token.length).toBeGreaterThan(20);
+      expect(JSON.stringify(events.seen())).not.toContain(token);
     } finally {
+      events.close();
       await call(a, "delete_sandbox", { sandbox_id: id });
     }
   }, 90_000);

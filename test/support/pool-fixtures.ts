@@ -110,6 +110,18 @@ const DEFAULT_DATA: { [T in PoolEventType]: (PoolEventBody & { type: T })["data"
     timedOut: false,
     durationMs: 1,
   },
+  "port_link.created": {
+    sandboxId: "sb.local.default.aaaaaaaaaaaaaaaaaaaa",
+    linkId: "pl-aaaaaaaaaaaaaaaaaaaa",
+    port: 8000,
+    public: false,
+    expiresAt: "2030-01-01T00:00:00.000Z",
+  },
+  "port_link.revoked": {
+    sandboxId: "sb.local.default.aaaaaaaaaaaaaaaaaaaa",
+    linkId: "pl-aaaaaaaaaaaaaaaaaaaa",
+    port: 8000,
+  },
 };
 
 /**
