@@ -45,6 +45,7 @@ describe("dashboard sandboxes panel", () => {
         idleLeftMs: 45_000,
         lastCommand: "npm test",
         processes: [],
+        links: [],
       },
     ]);
   });
