@@ -141,19 +141,29 @@ export class PortLinks {
   }
 
   #open(lease: V1Lease): PortLinkRecord[] {
-    const raw = lease.metadata?.annotations?.[SANDBOX_ANNOTATIONS.links];
-    if (!raw) return [];
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(raw);
-    } catch {
-      return [];
-    }
-    // An annotation that is not the stored shape opens nothing (fail closed).
-    const links = PortLinkRecordListSchema.safeParse(parsed);
-    const now = this.#now();
-    return links.success ? links.data.links.filter((l) => Date.parse(l.expiresAt) > now) : [];
+    return openLinksOf(lease, this.#now());
   }
+}
+
+/** A sandbox's open links as the Lease cache has them (the agent's snapshot: the dashboard lists them). */
+export function cachedOpenLinks(sandboxes: SandboxService, tenant: string, id: string): PortLinkRecord[] {
+  const lease = sandboxes.leaseOf(tenant, id);
+  return lease.ok ? openLinksOf(lease.value, Date.now()) : [];
+}
+
+/** The links on a sandbox's Lease that are open at `nowMs` (also what the agent's snapshot shows). */
+export function openLinksOf(lease: V1Lease, nowMs: number): PortLinkRecord[] {
+  const raw = lease.metadata?.annotations?.[SANDBOX_ANNOTATIONS.links];
+  if (!raw) return [];
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw);
+  } catch {
+    return [];
+  }
+  // An annotation that is not the stored shape opens nothing (fail closed).
+  const links = PortLinkRecordListSchema.safeParse(parsed);
+  return links.success ? links.data.links.filter((l) => Date.parse(l.expiresAt) > nowMs) : [];
 }
 
 /** `pl-` + 20 of [a-z0-9] (LinkIdSchema): a DNS label of its own. */

@@ -1,4 +1,10 @@
-import type { ExecutionSnapshot, PodState, PoolSnapshot, ProcessSnapshot } from "../../shared/api.ts";
+import type {
+  ExecutionSnapshot,
+  PodState,
+  PoolSnapshot,
+  ProcessSnapshot,
+  SandboxSnapshot,
+} from "../../shared/api.ts";
 import type { PoolEvent } from "../../shared/events.ts";
 
 /*
@@ -327,6 +333,7 @@ function applySnapshot(prev: RegionState | undefined, s: PoolSnapshot, nowMs: nu
     sortAndBound(r.executions);
   }
   if (s.processes) applyProcessSnapshot(r, s.agentId, s.processes, offset, nowMs);
+  if (s.sandboxes) applyLinkSnapshot(r, s.sandboxes, offset);
   return r;
 }
 
@@ -362,6 +369,31 @@ function applyProcessSnapshot(
 }
 
 // ---------- port links (port_link.created / port_link.revoked) ----------
+
+/**
+ * An agent's snapshot lists every sandbox with its open links as the Leases hold them (shared by
+ * all replicas): they replace what the page had. From an agent that predates links (no `links`
+ * on any sandbox), the page keeps what it saw live.
+ */
+function applyLinkSnapshot(r: RegionState, sandboxes: readonly SandboxSnapshot[], offsetMs: number): void {
+  if (!sandboxes.some((b) => b.links !== undefined)) return;
+  r.links = {};
+  for (const b of sandboxes) {
+    // The page decodes only the envelope: a malformed list is skipped, not thrown on.
+    for (const l of Array.isArray(b.links) ? b.links : []) {
+      const expires = parseTime(l.expiresAt);
+      if (expires === null) continue;
+      r.links[l.id] = {
+        linkId: l.id,
+        sandboxId: b.id,
+        tenant: b.tenant,
+        port: l.port,
+        public: l.public,
+        expiresAtMs: expires + offsetMs,
+      };
+    }
+  }
+}
 
 /** A link opened or revoked; a deleted or expired sandbox takes its links with it. */
 function applyLinkEvent(r: RegionState, e: PoolEvent, offsetMs: number): void {

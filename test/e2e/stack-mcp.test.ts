@@ -465,6 +465,20 @@ describe("MCP tools on sandboxes (issue 19's routes)", () => {
 
       // Typed events on the agent's bus, scoped to the tenant, carrying the link's id and never its token.
       const linkId = (opened.structuredContent as { link_id: string }).link_id;
+      const token = new URL(link.url).searchParams.get("pi_link") ?? "";
+      // The agent's snapshot lists the sandbox's open links (what a dashboard opened now shows), no token.
+      const pool = await fetch(`${stack.edgeUrl}/v1/pool`, {
+        headers: { authorization: `Bearer ${stack.tokens.admin}` },
+      }).then((r) => r.text());
+      expect(pool).not.toContain(token);
+      const listed = (
+        JSON.parse(pool) as {
+          regions: Array<{ pool?: { sandboxes?: Array<{ id: string; links?: Array<{ id: string }> }> } }>;
+        }
+      ).regions.flatMap((r) => r.pool?.sandboxes ?? []);
+      expect(listed.find((b) => b.id === id)?.links).toEqual([
+        expect.objectContaining({ id: linkId, port: 8000, public: true, expiresAt: link.expires_at }),
+      ]);
       const revoked = await fetch(`${stack.edgeUrl}/v1/sandboxes/${id}/ports/8000/links/${linkId}`, {
         method: "DELETE",
         headers: { authorization: `Bearer ${stack.tokens.tenantA}` },
@@ -481,7 +495,6 @@ describe("MCP tools on sandboxes (issue 19's routes)", () => {
         (e) => e.type === "port_link.revoked" && (e.data as { linkId: string }).linkId === linkId,
       );
       expect(gone).toMatchObject({ tenant: "tenant-a", data: { sandboxId: id, linkId, port: 8000 } });
-      const token = new URL(link.url).searchParams.get("pi_link") ?? "";
       expect(token.length).toBeGreaterThan(20);
       expect(JSON.stringify(events.seen())).not.toContain(token);
     } finally {

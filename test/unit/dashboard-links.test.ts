@@ -87,4 +87,37 @@ describe("dashboard port links", () => {
     expect(html).toMatch(/:3000<\/code> <span class="muted">public, [^<]+ left<\/span>/);
     expect(html).toMatch(/:8000<\/code> <span class="muted">private, [^<]+ left<\/span>/);
   });
+
+  it("an agent's snapshot carries the links its Leases hold: a page opened later lists them; an older agent's keeps what was seen", () => {
+    const link = (id: string, port: number, expiresAt: string) => ({
+      id,
+      port,
+      public: false,
+      createdAt: T0,
+      expiresAt,
+    });
+    const s = fold([
+      poolSnapshot({
+        at: T0,
+        sandboxes: [
+          { ...sandbox(ID), links: [link("pl-dddddddddddddddddddd", 8080, isoAfter(T0, 600_000))] },
+        ],
+      }),
+    ]);
+    expect(linksAt(s, ID, T0MS + 1_000)).toEqual([
+      { linkId: "pl-dddddddddddddddddddd", port: 8080, public: false, expiresInMs: 599_000 },
+    ]);
+    // A snapshot of an agent that predates links (no `links`) leaves the page's links as they were.
+    const older = fold(
+      [poolSnapshot({ at: isoAfter(T0, 2_000), agentId: "agent-b", sandboxes: [sandbox(ID)] })],
+      s,
+    );
+    expect(linksAt(older, ID, T0MS + 3_000)?.map((l) => l.port)).toEqual([8080]);
+    // One that lists none (it was revoked meanwhile) replaces them.
+    const after = fold(
+      [poolSnapshot({ at: isoAfter(T0, 4_000), sandboxes: [{ ...sandbox(ID), links: [] }] })],
+      s,
+    );
+    expect(linksAt(after, ID, T0MS + 5_000)).toEqual([]);
+  });
 });
