@@ -2,7 +2,7 @@ import { mkdir } from "node:fs/promises";
 import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { launchChromium } from "../support/browser.ts";
-import { poolEvent, poolSnapshot } from "../support/pool-fixtures.ts";
+import { poolEvent, poolSnapshot, sandboxSnapshot } from "../support/pool-fixtures.ts";
 import { type EventsRelay, startEventsRelay } from "./fixtures/events-relay.ts";
 
 // The open port links of each sandbox on the real page in headless Chromium, fed by the stand-in
@@ -13,16 +13,11 @@ const WAIT = { timeout: 8000, interval: 50 };
 const SNAPSHOT = poolSnapshot({
   region: "local",
   sandboxes: [
-    {
-      id: ID,
+    sandboxSnapshot(ID, new Date().toISOString(), {
       pod: "pi-sandbox-1",
-      tenant: "acme",
       name: "web",
       idleTimeoutSeconds: 3600,
-      lastActivityAt: new Date().toISOString(),
-      expiresAt: new Date(Date.now() + 3_600_000).toISOString(),
-      lastCommand: null,
-    },
+    }),
   ],
 });
 

@@ -78,6 +78,13 @@ function openTerm(path: string, token = stack.tokens.tenantA): Promise<Term> {
   });
 }
 
+/** Start a process in sandbox `id` with this body (argv, tty…). */
+const startProcess = async (id: string, body: object) =>
+  json<ProcessInfo>(
+    await api(`/v1/sandboxes/${id}/processes`, { method: "POST", body: JSON.stringify(body) }),
+    201,
+  );
+
 class Refused extends Error {
   constructor(
     readonly status: number,
@@ -97,13 +104,7 @@ describe("the terminal of a process through the edge", () => {
 
   it("an interactive sh: echo hi comes back; the subprotocol selected is ours, never the token", async () => {
     sb = await json<Sandbox>(await api("/v1/sandboxes", { method: "POST", body: "{}" }), 201);
-    shell = await json<ProcessInfo>(
-      await api(`/v1/sandboxes/${sb.id}/processes`, {
-        method: "POST",
-        body: JSON.stringify({ argv: ["sh"], tty: true, cols: 80, rows: 24 }),
-      }),
-      201,
-    );
+    shell = await startProcess(sb.id, { argv: ["sh"], tty: true, cols: 80, rows: 24 });
     const t = await openTerm(tty());
     expect(t.ws.protocol).toBe(TERMINAL_SUBPROTOCOL);
     t.ws.send(Buffer.from("echo hi\n"));
@@ -150,13 +151,7 @@ describe("the terminal of a process through the edge", () => {
   }, 60_000);
 
   it("refused before any upgrade: not a tty (409), tenant B (404), an unknown pid (404)", async () => {
-    const plain = await json<ProcessInfo>(
-      await api(`/v1/sandboxes/${sb.id}/processes`, {
-        method: "POST",
-        body: JSON.stringify({ argv: ["sleep", "30"] }),
-      }),
-      201,
-    );
+    const plain = await startProcess(sb.id, { argv: ["sleep", "30"] });
     const refused = async (path: string, token?: string) => {
       const r = await openTerm(path, token).then(
         (t) => {
@@ -205,14 +200,7 @@ describe("pi-sandbox attach (the CLI's main) through the edge", () => {
     };
   }
 
-  const startShell = async () =>
-    json<ProcessInfo>(
-      await api(`/v1/sandboxes/${sb.id}/processes`, {
-        method: "POST",
-        body: JSON.stringify({ argv: ["sh"], tty: true }),
-      }),
-      201,
-    );
+  const startShell = () => startProcess(sb.id, { argv: ["sh"], tty: true });
 
   it("echo hi comes back, and the exit code of the shell is the CLI's", async () => {
     sb = await json<Sandbox>(await api("/v1/sandboxes", { method: "POST", body: "{}" }), 201);
@@ -248,13 +236,7 @@ describe("pi-sandbox attach (the CLI's main) through the edge", () => {
   }, 60_000);
 
   it("clear errors: a process without a tty (not_a_tty), an unknown pid (66), a bad pid (64)", async () => {
-    const plain = await json<ProcessInfo>(
-      await api(`/v1/sandboxes/${sb.id}/processes`, {
-        method: "POST",
-        body: JSON.stringify({ argv: ["sleep", "30"] }),
-      }),
-      201,
-    );
+    const plain = await startProcess(sb.id, { argv: ["sleep", "30"] });
     const notTty = attach([sb.id, String(plain.pid)]);
     expect(await notTty.code).toBe(70);
     expect(notTty.err()).toMatch(/^pi-sandbox: not_a_tty: .*start --tty/);

@@ -3,7 +3,7 @@ import { sandboxesHtml } from "../../edge/dashboard/client/render.ts";
 import { type DashboardState, initialState, reduce } from "../../edge/dashboard/reducer.ts";
 import { view } from "../../edge/dashboard/view.ts";
 import type { PoolEvent, PoolSnapshot } from "../../shared/api.ts";
-import { isoAfter, poolEvent, poolSnapshot } from "../support/pool-fixtures.ts";
+import { isoAfter, poolEvent, poolSnapshot, sandboxSnapshot } from "../support/pool-fixtures.ts";
 
 // The dashboard's open port links per sandbox: folded from port_link.created / port_link.revoked
 // (and a sandbox's end), shown until they expire, never with a token.
@@ -13,16 +13,7 @@ const T0MS = Date.parse(T0);
 const ID = "sb.local.default.abcdefghij0123456789";
 const OTHER = "sb.local.default.zzzzzzzzzz0123456789";
 
-const sandbox = (id: string) => ({
-  id,
-  pod: "sandbox-1",
-  tenant: "acme",
-  name: null,
-  idleTimeoutSeconds: 300,
-  lastActivityAt: T0,
-  expiresAt: isoAfter(T0, 300_000),
-  lastCommand: null,
-});
+const sandbox = (id: string) => sandboxSnapshot(id, T0);
 
 function fold(msgs: Array<PoolSnapshot | PoolEvent>, from: DashboardState = initialState()): DashboardState {
   return msgs.reduce<DashboardState>(
