@@ -1,4 +1,6 @@
+import { spawn } from "node:child_process";
 import { PassThrough } from "node:stream";
+import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import WebSocket from "ws";
 import { type Stack, startStack } from "../../devstack/stack.ts";
@@ -234,6 +236,51 @@ describe("pi-sandbox attach (the CLI's main) through the edge", () => {
     expect(after).toMatchObject({ running: false, exitCode: 0 });
     expect(after.outputBytes).toBeGreaterThan(p.outputBytes);
   }, 60_000);
+
+  it("on a real terminal (util-linux script): raw mode while attached, restored after Ctrl-]; Enter and the window size reach the shell", async () => {
+    const shell = await startShell();
+    // The CLI from source on this Node, its stdin and stdout a pty; `stty -g` before and after it.
+    const cli = `import("./sdk/typescript/src/cli.ts").then(async (m) => { process.exitCode = await m.main(process.argv.slice(1)); })`;
+    const q = (a: string) => `'${a.replace(/'/g, `'\\''`)}'`;
+    const line = [process.execPath, "--import", "tsx", "-e", cli, "--", "attach", sb.id, String(shell.pid)]
+      .map(q)
+      .join(" ");
+    const child = spawn(
+      "script",
+      ["-qfec", `stty -g; stty rows 31 cols 97; ${line}; echo "rc=$?"; stty -g`, "/dev/null"],
+      {
+        cwd: fileURLToPath(new URL("../..", import.meta.url)),
+        env: { ...process.env, PI_SANDBOX_URL: stack.edgeUrl, PI_SANDBOX_TOKEN: stack.tokens.tenantA },
+        stdio: ["pipe", "pipe", "pipe"],
+      },
+    );
+    let out = "";
+    child.stdout.on("data", (d: Buffer) => (out += d.toString("latin1")));
+    const exited = new Promise<number | null>((resolve) => child.on("close", resolve));
+    try {
+      await waitFor("attached", () => out.includes("Ctrl-] detaches"), 30_000, 20);
+      // Raw mode: Enter is a carriage return, which the sandbox's own tty turns into a newline.
+      child.stdin.write("echo hi\r");
+      // (This pty adds its own \r before each \n: libuv's raw mode keeps output processing.)
+      await waitFor("hi", () => /\nhi\r*\n/.test(out), 20_000, 20);
+      // This terminal's size went to the sandbox's at attach.
+      child.stdin.write("stty size\r");
+      await waitFor("the size", () => /\n31 97\r*\n/.test(out), 20_000, 20);
+      child.stdin.write("\x1d");
+      await waitFor("the exit status", () => out.includes("rc=0"), 20_000, 20);
+      child.stdin.end();
+      expect(await exited).toBe(0);
+    } catch (e) {
+      throw new Error(`${String(e)}; the terminal showed: ${JSON.stringify(out)}`);
+    } finally {
+      child.kill("SIGKILL");
+    }
+    const modes = out.match(/^[0-9a-f]+(?::[0-9a-f]+){10,}\r?$/gm) ?? [];
+    expect(modes.length, out).toBe(2);
+    expect(modes[1]).toBe(modes[0]);
+    const p = await json<ProcessInfo>(await api(`/v1/sandboxes/${sb.id}/processes/${shell.pid}`));
+    expect(p.running).toBe(true);
+  }, 90_000);
 
   it("clear errors: a process without a tty (not_a_tty), an unknown pid (66), a bad pid (64)", async () => {
     const plain = await startProcess(sb.id, { argv: ["sleep", "30"] });
