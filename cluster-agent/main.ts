@@ -30,6 +30,7 @@ import { loadKubeConfig, makeClients } from "./k8s/client.ts";
 import { PidsLimitCheck } from "./pids-check.ts";
 import { runExecRequest } from "./requests/exec-request.ts";
 import { SandboxEnvSeal } from "./sandboxes/env-seal.ts";
+import { cachedOpenLinks } from "./sandboxes/port-links.ts";
 import { sandboxRoutes } from "./sandboxes/routes.ts";
 import { SandboxService } from "./sandboxes/service.ts";
 import { TenantReservations } from "./sandboxes/tenant-reservations.ts";
@@ -238,6 +239,7 @@ export async function startAgent(
         lastActivityAt: b.lastActivityAt,
         expiresAt: b.expiresAt,
         lastCommand: b.lastCommand ?? null,
+        links: cachedOpenLinks(sandboxes, b.tenant, b.id),
       })),
     }),
     bus,

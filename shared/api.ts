@@ -654,6 +654,8 @@ export const SandboxSnapshotSchema = z.object({
   lastActivityAt: z.string(),
   expiresAt: z.string(),
   lastCommand: z.string().nullable(),
+  /** Its open port links as its Lease holds them (absent from agents that predate them); no tokens. */
+  links: z.array(PortLinkRecordSchema).optional(),
 });
 export type SandboxSnapshot = z.infer<typeof SandboxSnapshotSchema>;
 

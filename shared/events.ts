@@ -244,6 +244,23 @@ const processExited = z.object({
   }),
 });
 
+const portLinkCommon = {
+  sandboxId: z.string(),
+  /** The link's id (its host label); never its token, which is signed by the edge and never stored. */
+  linkId: z.string(),
+  port: z.number().int().min(1).max(65_535),
+};
+/** A port link was opened (POST …/ports/:port/links, or a model's open_port_link). */
+const portLinkCreated = z.object({
+  type: z.literal("port_link.created"),
+  data: z.object({ ...portLinkCommon, public: z.boolean(), expiresAt: z.string() }),
+});
+/** A port link was revoked (DELETE …/links/:linkId). One that expires or ends with its sandbox has no event. */
+const portLinkRevoked = z.object({
+  type: z.literal("port_link.revoked"),
+  data: z.object(portLinkCommon),
+});
+
 /** The type-specific part of every event: `type` and its `data`. */
 export const PoolEventBodySchema = z.discriminatedUnion("type", [
   podCreated,
@@ -273,6 +290,8 @@ export const PoolEventBodySchema = z.discriminatedUnion("type", [
   egressDenied,
   processStarted,
   processExited,
+  portLinkCreated,
+  portLinkRevoked,
 ]);
 export type PoolEventBody = z.infer<typeof PoolEventBodySchema>;
 export type PoolEventType = PoolEventBody["type"];

@@ -7,6 +7,7 @@ import {
 } from "../../shared/api.ts";
 import { AppError, err, ok, type Result } from "../../shared/errors.ts";
 import { linkNotFound } from "../../shared/port-link-token.ts";
+import type { EventBus } from "../events/bus.ts";
 import { randomLowerAlnum, SANDBOX_ANNOTATIONS } from "../pool-state/sandbox-record.ts";
 import type { SandboxService } from "./service.ts";
 
@@ -21,6 +22,8 @@ export interface PortLinksOptions {
   sandboxes: SandboxService;
   /** The exec server's port in the pod: never linked. */
   execServerPort: number;
+  /** `port_link.created` / `port_link.revoked` (tenant-scoped; ids, never tokens). */
+  bus?: EventBus;
   now?: () => number;
 }
 
@@ -73,7 +76,14 @@ export class PortLinks {
       }
       return ok({ [SANDBOX_ANNOTATIONS.links]: stored([...open, link]) });
     });
-    return written.ok ? ok(link) : written;
+    if (!written.ok) return written;
+    this.#o.bus?.emit({
+      type: "port_link.created",
+      requestId,
+      tenant,
+      data: { sandboxId: id, linkId: link.id, port, public: link.public, expiresAt: link.expiresAt },
+    });
+    return ok(link);
   }
 
   async revoke(
@@ -95,7 +105,14 @@ export class PortLinks {
         return ok({ [SANDBOX_ANNOTATIONS.links]: stored(rest) });
       },
     );
-    return written.ok ? ok(undefined) : written;
+    if (!written.ok) return written;
+    this.#o.bus?.emit({
+      type: "port_link.revoked",
+      requestId,
+      tenant,
+      data: { sandboxId: id, linkId, port },
+    });
+    return ok(undefined);
   }
 
   /**
@@ -124,19 +141,29 @@ export class PortLinks {
   }
 
   #open(lease: V1Lease): PortLinkRecord[] {
-    const raw = lease.metadata?.annotations?.[SANDBOX_ANNOTATIONS.links];
-    if (!raw) return [];
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(raw);
-    } catch {
-      return [];
-    }
-    // An annotation that is not the stored shape opens nothing (fail closed).
-    const links = PortLinkRecordListSchema.safeParse(parsed);
-    const now = this.#now();
-    return links.success ? links.data.links.filter((l) => Date.parse(l.expiresAt) > now) : [];
+    return openLinksOf(lease, this.#now());
   }
+}
+
+/** A sandbox's open links as the Lease cache has them (the agent's snapshot: the dashboard lists them). */
+export function cachedOpenLinks(sandboxes: SandboxService, tenant: string, id: string): PortLinkRecord[] {
+  const lease = sandboxes.leaseOf(tenant, id);
+  return lease.ok ? openLinksOf(lease.value, Date.now()) : [];
+}
+
+/** The links on a sandbox's Lease that are open at `nowMs` (also what the agent's snapshot shows). */
+export function openLinksOf(lease: V1Lease, nowMs: number): PortLinkRecord[] {
+  const raw = lease.metadata?.annotations?.[SANDBOX_ANNOTATIONS.links];
+  if (!raw) return [];
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw);
+  } catch {
+    return [];
+  }
+  // An annotation that is not the stored shape opens nothing (fail closed).
+  const links = PortLinkRecordListSchema.safeParse(parsed);
+  return links.success ? links.data.links.filter((l) => Date.parse(l.expiresAt) > nowMs) : [];
 }
 
 /** `pl-` + 20 of [a-z0-9] (LinkIdSchema): a DNS label of its own. */

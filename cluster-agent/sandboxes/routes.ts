@@ -278,7 +278,7 @@ export function sandboxRoutes(deps: SandboxRoutesDeps): Hono<{ Variables: Sandbo
   processRoutes(app, deps, { ownId, json });
   portLinkRoutes(
     app,
-    { ...deps, links: new PortLinks({ sandboxes, execServerPort: deps.execServerPort }) },
+    { ...deps, links: new PortLinks({ sandboxes, execServerPort: deps.execServerPort, bus: deps.bus }) },
     { ownId, json },
   );
   return app;

@@ -52,6 +52,8 @@ export interface AgentMetrics {
   readonly fileBytes: Counter<"direction">;
   readonly processesStarted: Counter;
   readonly processesExited: Counter<"result">;
+  /** Port links opened and revoked (no tenant, sandbox or port label). */
+  readonly portLinkEvents: Counter<"event">;
   addFileBytes(direction: "in" | "out", bytes: number): void;
   /** Egress proxy connections by decision and refusal code (no tenant, sandbox or host label). */
   readonly egressConnections: Counter<"decision" | "reason">;
@@ -222,6 +224,12 @@ export function createMetrics(opts: MetricsOptions = {}): AgentMetrics {
       name: "pi_sandbox_processes_exited_total",
       help: "Processes this agent started that ended, by how (ok, nonzero, killed, timeout; lost: the watch ended without seeing the exit, e.g. the sandbox was deleted).",
       labelNames: ["result"] as const,
+      registers,
+    }),
+    portLinkEvents: new Counter({
+      name: "pi_sandbox_port_link_events_total",
+      help: "Port links opened (created) and revoked through this agent; expiry and sandbox deletion end links without an event.",
+      labelNames: ["event"] as const,
       registers,
     }),
     fileBytes: new Counter({
@@ -403,6 +411,10 @@ export function subscribeMetrics(
         metrics.processesExited.inc({
           result: e.data.error !== undefined ? "lost" : execResult({ ...e.data, error: undefined }),
         });
+        break;
+      case "port_link.created":
+      case "port_link.revoked":
+        metrics.portLinkEvents.inc({ event: e.type.slice("port_link.".length) });
         break;
       case "sandbox.created":
       case "sandbox.deleted":

@@ -1,4 +1,10 @@
-import type { ExecutionSnapshot, PodState, PoolSnapshot, ProcessSnapshot } from "../../shared/api.ts";
+import type {
+  ExecutionSnapshot,
+  PodState,
+  PoolSnapshot,
+  ProcessSnapshot,
+  SandboxSnapshot,
+} from "../../shared/api.ts";
 import type { PoolEvent } from "../../shared/events.ts";
 
 /*
@@ -87,6 +93,17 @@ export interface ProcessRecord {
   startedAtMs: number;
 }
 
+/** An open port link (port_link.created seen; not revoked, its sandbox not gone). No token: events carry none. */
+export interface LinkRecord {
+  linkId: string;
+  sandboxId: string;
+  tenant: string;
+  port: number;
+  public: boolean;
+  /** Local-clock ms; the view hides it from then on. */
+  expiresAtMs: number;
+}
+
 export interface AgentTotals {
   acquisitions: number;
   conflicts: number;
@@ -136,6 +153,8 @@ export interface RegionState {
   sandboxes: Record<string, SandboxRecord>;
   /** Running processes, by `<pod>/<pid>` (absent in states made before processes existed). */
   processes?: Record<string, ProcessRecord>;
+  /** Open port links, by link id (absent in states made before links existed). */
+  links?: Record<string, LinkRecord>;
   /** Deleted pods and when (local ms): late events for them must not bring a tile back. */
   tombstones: Record<string, number>;
   queue: WaiterRecord[];
@@ -194,6 +213,7 @@ function emptyRegion(region: string): RegionState {
     pods: {},
     sandboxes: {},
     processes: {},
+    links: {},
     tombstones: {},
     queue: [],
     executions: [],
@@ -214,6 +234,7 @@ function copyRegion(r: RegionState): RegionState {
     pods: { ...r.pods },
     sandboxes: { ...r.sandboxes },
     processes: { ...(r.processes ?? {}) },
+    links: { ...(r.links ?? {}) },
     tombstones: { ...r.tombstones },
     queue: [...r.queue],
     executions: [...r.executions],
@@ -312,6 +333,7 @@ function applySnapshot(prev: RegionState | undefined, s: PoolSnapshot, nowMs: nu
     sortAndBound(r.executions);
   }
   if (s.processes) applyProcessSnapshot(r, s.agentId, s.processes, offset, nowMs);
+  if (s.sandboxes) applyLinkSnapshot(r, s.sandboxes, offset);
   return r;
 }
 
@@ -343,6 +365,57 @@ function applyProcessSnapshot(
       tty: p.tty,
       startedAtMs: (parseTime(p.startedAt) ?? nowMs - offset) + offset,
     };
+  }
+}
+
+// ---------- port links (port_link.created / port_link.revoked) ----------
+
+/**
+ * An agent's snapshot lists every sandbox with its open links as the Leases hold them (shared by
+ * all replicas): they replace what the page had. From an agent that predates links (no `links`
+ * on any sandbox), the page keeps what it saw live.
+ */
+function applyLinkSnapshot(r: RegionState, sandboxes: readonly SandboxSnapshot[], offsetMs: number): void {
+  if (!sandboxes.some((b) => b.links !== undefined)) return;
+  r.links = {};
+  for (const b of sandboxes) {
+    // The page decodes only the envelope: a malformed list is skipped, not thrown on.
+    for (const l of Array.isArray(b.links) ? b.links : []) {
+      const expires = parseTime(l.expiresAt);
+      if (expires === null) continue;
+      r.links[l.id] = {
+        linkId: l.id,
+        sandboxId: b.id,
+        tenant: b.tenant,
+        port: l.port,
+        public: l.public,
+        expiresAtMs: expires + offsetMs,
+      };
+    }
+  }
+}
+
+/** A link opened or revoked; a deleted or expired sandbox takes its links with it. */
+function applyLinkEvent(r: RegionState, e: PoolEvent, offsetMs: number): void {
+  const links = (r.links ??= {});
+  if (e.type === "port_link.created") {
+    const linkId = str(e.data.linkId);
+    const port = num(e.data.port);
+    const expires = parseTime(e.data.expiresAt);
+    if (linkId === null || port === null || expires === null) return;
+    links[linkId] = {
+      linkId,
+      sandboxId: str(e.data.sandboxId) ?? "",
+      tenant: e.tenant ?? "",
+      port,
+      public: e.data.public === true,
+      expiresAtMs: expires + offsetMs,
+    };
+  } else if (e.type === "port_link.revoked") {
+    delete links[str(e.data.linkId) ?? ""];
+  } else if (e.type === "sandbox.deleted" || e.type === "sandbox.expired") {
+    const id = str(e.data.sandboxId);
+    for (const l of Object.values(links)) if (l.sandboxId === id) delete links[l.linkId];
   }
 }
 
@@ -644,10 +717,15 @@ function applyEvent(prev: RegionState | undefined, e: PoolEvent, region: string,
     case "sandbox.expired":
       delete r.sandboxes[str(e.data.sandboxId) ?? ""];
       applyProcessEvent(r, e, atMs);
+      applyLinkEvent(r, e, base.clockOffsetMs[e.agentId] ?? 0);
       break;
     case "process.started":
     case "process.exited":
       applyProcessEvent(r, e, atMs);
+      break;
+    case "port_link.created":
+    case "port_link.revoked":
+      applyLinkEvent(r, e, base.clockOffsetMs[e.agentId] ?? 0);
       break;
   }
   return r;

@@ -24,6 +24,16 @@ export interface SandboxTileView {
   lastCommand: string | null;
   /** Its running processes, oldest first. */
   processes: ProcessView[];
+  /** Its open port links, soonest to expire first. */
+  links: LinkView[];
+}
+
+export interface LinkView {
+  linkId: string;
+  port: number;
+  public: boolean;
+  /** Until it expires (> 0: expired ones are not shown). */
+  expiresInMs: number;
 }
 
 export interface ProcessView {
@@ -84,6 +94,14 @@ function processesOf(r: RegionState, sandboxId: string, nowMs: number): ProcessV
       tty: p.tty,
       runningMs: Math.max(0, nowMs - p.startedAtMs),
     }));
+}
+
+/** The open port links of one sandbox (unexpired at `nowMs`), soonest to expire first. */
+export function linksOf(r: RegionState, sandboxId: string, nowMs: number): LinkView[] {
+  return Object.values(r.links ?? {})
+    .filter((l) => l.sandboxId === sandboxId && l.expiresAtMs > nowMs)
+    .sort((a, b) => a.expiresAtMs - b.expiresAtMs || a.linkId.localeCompare(b.linkId))
+    .map((l) => ({ linkId: l.linkId, port: l.port, public: l.public, expiresInMs: l.expiresAtMs - nowMs }));
 }
 
 export function percentile(samples: readonly number[], p: number): number | null {
@@ -178,6 +196,7 @@ export function view(state: DashboardState, nowMs: number): DashboardView {
             idleLeftMs: b.lastActivityMs + b.idleTimeoutSeconds * 1000 - nowMs,
             lastCommand: b.lastCommand,
             processes: processesOf(r, b.id, nowMs),
+            links: linksOf(r, b.id, nowMs),
           }))
           .sort((a, b) => a.idleLeftMs - b.idleLeftMs),
         queueByTenant: Object.entries(

@@ -1,5 +1,6 @@
 import { z } from "zod";
 import {
+  PortLinkSchema,
   ProcessInfoSchema,
   ProcessListSchema,
   ProcessOutputSchema,
@@ -8,6 +9,7 @@ import {
 } from "../../shared/api.ts";
 import { ok } from "../../shared/errors.ts";
 import { type NetworkView, NO_NETWORK } from "../../shared/tools/network-tool.ts";
+import type { PortLinkToolBackend } from "../../shared/tools/port-link-tools.ts";
 import type { ProcessToolBackend } from "../../shared/tools/process-tools.ts";
 import type { ToolBackend, ToolResult } from "../../shared/tools/run-tool.ts";
 import type { RouteClient } from "./route-client.ts";
@@ -186,5 +188,14 @@ export function routeNetworkReader(
         error: { code: "internal", message: "the network route answered an unexpected body" },
       };
     return ok(parsed.data);
+  };
+}
+
+/** The port link tool's backend: `POST /v1/sandboxes/:id/ports/:port/links` with the caller's token. */
+export function routePortLinkBackend(client: RouteClient, sandboxId: string): PortLinkToolBackend {
+  const base = `/v1/sandboxes/${encodeURIComponent(sandboxId)}/ports`;
+  return {
+    open: (port, body, signal) =>
+      routeJson(client, "POST", `${base}/${port}/links`, PortLinkSchema, { json: body, signal }),
   };
 }

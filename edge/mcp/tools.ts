@@ -13,6 +13,11 @@ import {
   type ToolDefinition,
 } from "../../shared/tools/definitions.ts";
 import { getNetwork, runGetNetwork } from "../../shared/tools/network-tool.ts";
+import {
+  PORT_LINK_TOOL_NAMES,
+  PORT_LINK_TOOLS,
+  runPortLinkTool,
+} from "../../shared/tools/port-link-tools.ts";
 import { PROCESS_TOOL_NAMES, PROCESS_TOOLS, runProcessTool } from "../../shared/tools/process-tools.ts";
 import {
   runSandboxTool,
@@ -20,7 +25,12 @@ import {
   type ToolFailure,
   type ToolResult,
 } from "../../shared/tools/run-tool.ts";
-import { routeBackend, routeNetworkReader, routeProcessBackend } from "./route-backend.ts";
+import {
+  routeBackend,
+  routeNetworkReader,
+  routePortLinkBackend,
+  routeProcessBackend,
+} from "./route-backend.ts";
 import type { RouteClient } from "./route-client.ts";
 
 /** The sandbox tools as MCP offers them: the chat tools plus an optional sandbox_id. */
@@ -40,10 +50,18 @@ const MCP_GET_NETWORK: ToolDefinition = {
   ...(getNetwork as unknown as ToolDefinition),
   input: getNetwork.input.extend({ sandbox_id: SandboxIdArg }),
 };
+/** A port link belongs to a sandbox: sandbox_id is required. */
+const MCP_PORT_LINK_TOOLS: ToolDefinition[] = PORT_LINK_TOOLS.map((t) => ({
+  ...(t as unknown as ToolDefinition),
+  input: t.input.extend({
+    sandbox_id: z.string().min(1).max(200).describe("The sandbox (from create_sandbox) whose port to open."),
+  }),
+}));
 const MCP_TOOLS: ToolDefinition[] = [
   ...SANDBOX_TOOLS,
   MCP_GET_NETWORK,
   ...MCP_PROCESS_TOOLS,
+  ...MCP_PORT_LINK_TOOLS,
   createSandbox as unknown as ToolDefinition,
   deleteSandbox as unknown as ToolDefinition,
 ];
@@ -141,6 +159,10 @@ async function dispatchTool(
   if (PROCESS_TOOL_NAMES.has(tool.name)) {
     const { sandbox_id: id, ...processArgs } = args as { sandbox_id: string };
     return runProcessTool(tool.name, processArgs, routeProcessBackend(client, id), signal);
+  }
+  if (PORT_LINK_TOOL_NAMES.has(tool.name)) {
+    const { sandbox_id: id, ...linkArgs } = args as { sandbox_id: string };
+    return runPortLinkTool(tool.name, linkArgs, routePortLinkBackend(client, id), signal);
   }
   const { sandbox_id: sandboxId, ...toolArgs } = args as { sandbox_id?: string };
   const opts = { defaultTimeoutSeconds: LIMITS.defaultTimeoutSeconds, signal };

@@ -8,12 +8,16 @@ import {
   Manifest,
   SandboxAgent,
   SandboxArchiveError,
+  SandboxConfigurationError,
+  SandboxExposedPortUnavailableError,
   SandboxUnsupportedFeatureError,
   shell,
+  urlForExposedPort,
 } from "@openai/agents/sandbox";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PiSandboxAgentsClient, type PiSandboxSession } from "../../sdk/typescript/src/agents.ts";
 import { SandboxClient } from "../../sdk/typescript/src/index.ts";
+import { linkFetch } from "../support/link-fetch.ts";
 import {
   lastToolOutput,
   lastUserMessage,
@@ -306,6 +310,60 @@ describe("OpenAI Agents SDK sandbox client (@openai/agents 0.20.0)", () => {
       await pty.close();
     }
   }, 120_000);
+
+  it("resolveExposedPort: a server started in the sandbox is reached through the endpoint's URL (a port link)", async () => {
+    const piClient = new PiSandboxAgentsClient(client, {
+      idleTimeoutSeconds: 120,
+      exposedPorts: [8000],
+      exposedPortTtlSeconds: 300,
+    });
+    const session = await piClient.create(
+      new Manifest({ entries: { "index.html": file({ content: "<p>exposed</p>" }) } }),
+    );
+    try {
+      const sb = await client.sandboxes.get(session.state.sandboxId);
+      const server = await sb.processes.start({
+        argv: ["python3", "-u", "-m", "http.server", "8000", "--bind", "127.0.0.1"],
+        cwd: session.state.manifest.root,
+      });
+      // Its "Serving HTTP" line: it listens.
+      let seen = "";
+      for await (const c of server.output()) {
+        seen += new TextDecoder().decode(c.bytes);
+        if (seen.includes("Serving HTTP")) break;
+      }
+      const endpoint = await session.resolveExposedPort(8000);
+      expect(endpoint).toMatchObject({ tls: false, public: false });
+      const ttl = Date.parse(String(endpoint.expiresAt)) - Date.now();
+      expect(ttl).toBeGreaterThan(200_000);
+      expect(ttl).toBeLessThanOrEqual(300_000);
+      const url = urlForExposedPort(endpoint, "http");
+      expect(url).toBe(endpoint.url);
+      // Private (the default): the URL and the tenant's JWT.
+      const page = await linkFetch(url, { headers: { authorization: `Bearer ${stack.tokens.tenantA}` } });
+      expect(page.status).toBe(200);
+      expect(await page.text()).toBe("<p>exposed</p>");
+      const withoutJwt = await linkFetch(url);
+      expect(withoutJwt.status).toBe(401);
+      // Recorded in the state, and the same link again while it lives.
+      expect(session.state.exposedPorts?.["8000"]).toEqual(endpoint);
+      expect(await session.resolveExposedPort(8000)).toEqual(endpoint);
+      // A port the client was not configured for, and one out of range: refused before any request.
+      await expect(session.resolveExposedPort(9000)).rejects.toBeInstanceOf(SandboxConfigurationError);
+      await expect(session.resolveExposedPort(0)).rejects.toThrow(/between 1 and 65535/);
+      // The sandbox gone: the link route's error, as the SDK's exposed-port error.
+      const open = new PiSandboxAgentsClient(client, { idleTimeoutSeconds: 60 });
+      const other = await open.create(new Manifest());
+      await client.sandboxes.remove(other.state.sandboxId);
+      const gone = await other.resolveExposedPort(8000).catch((e: unknown) => e);
+      expect(gone).toBeInstanceOf(SandboxExposedPortUnavailableError);
+      expect((gone as SandboxExposedPortUnavailableError).details).toMatchObject({
+        code: "sandbox_not_found",
+      });
+    } finally {
+      await session.shutdown();
+    }
+  }, 90_000);
 
   it("resume: a run given a session's state works in that same sandbox; the state survives serialization", async () => {
     const piClient = new PiSandboxAgentsClient(client);

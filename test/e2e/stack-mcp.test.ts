@@ -4,6 +4,7 @@ import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Stack, startStack } from "../../devstack/stack.ts";
 import { POOL_SSE_EVENTS, type PoolEvent } from "../../shared/events.ts";
+import { linkFetch } from "../support/link-fetch.ts";
 import { readSse, tempDir } from "./stack-helpers.ts";
 
 // Issue 14's MCP server: the SDK's own Client over Streamable HTTP against the edge in workerd,
@@ -124,6 +125,7 @@ describe("MCP at the edge", () => {
         "write_process_stdin",
         "stop_process",
         "list_processes",
+        "open_port_link",
       ].sort(),
     );
     // A process needs a sandbox that lives on: sandbox_id is required there.
@@ -409,6 +411,101 @@ describe("MCP tools on sandboxes (issue 19's routes)", () => {
       await call(a, "delete_sandbox", { sandbox_id: other.sandbox_id });
     } finally {
       events.close();
+    }
+  }, 90_000);
+
+  it("open_port_link: a server the model started is fetched through the URL; a bad port is a clear tool error; events", async () => {
+    const events = watchEvents();
+    const a = await connect(stack.tokens.tenantA);
+    const made = await call(a, "create_sandbox", { idle_timeout_seconds: 120 });
+    const id = (made.structuredContent as { sandbox_id: string }).sandbox_id;
+    try {
+      await call(a, "write_file", { sandbox_id: id, path: "index.html", content: "<p>from the sandbox</p>" });
+      const started = await call(a, "start_process", {
+        sandbox_id: id,
+        command: "exec python3 -u -m http.server 8000 --bind 127.0.0.1",
+        yield_time_ms: 0,
+      });
+      const pid = (started.structuredContent as { pid: number }).pid;
+      let next = 0;
+      for (let i = 0; i < 10; i++) {
+        const read = await call(a, "read_process_output", {
+          sandbox_id: id,
+          pid,
+          since: 0,
+          yield_time_ms: 3000,
+        });
+        next = (read.structuredContent as { next_offset: number }).next_offset;
+        if (text(read).includes("Serving HTTP")) break;
+      }
+      expect(next).toBeGreaterThan(0);
+      const opened = await call(a, "open_port_link", {
+        sandbox_id: id,
+        port: 8000,
+        ttl_seconds: 120,
+        public: true,
+      });
+      expect(opened.isError, text(opened)).toBeFalsy();
+      const link = opened.structuredContent as {
+        url: string;
+        expires_at: string;
+        port: number;
+        public: boolean;
+      };
+      expect(link).toMatchObject({ port: 8000, public: true });
+      const ttl = Date.parse(link.expires_at) - Date.now();
+      expect(ttl).toBeGreaterThan(60_000);
+      expect(ttl).toBeLessThanOrEqual(120_000);
+      expect(text(opened)).toContain(link.url);
+      const page = await linkFetch(link.url);
+      expect(page.status).toBe(200);
+      expect(await page.text()).toBe("<p>from the sandbox</p>");
+
+      const outside = await call(a, "open_port_link", { sandbox_id: id, port: 70_000 });
+      expect(text(outside)).toMatch(/^error invalid_request: .*a port is 1-65535/);
+      const noSandbox = await call(a, "open_port_link", { port: 8000 });
+      expect(text(noSandbox)).toMatch(/^error invalid_request: .*sandbox_id/);
+      const b = await connect(stack.tokens.tenantB);
+      const stolen = await call(b, "open_port_link", { sandbox_id: id, port: 8000 });
+      expect(text(stolen)).toMatch(/^error sandbox_not_found: /);
+
+      // Typed events on the agent's bus, scoped to the tenant, carrying the link's id and never its token.
+      const linkId = (opened.structuredContent as { link_id: string }).link_id;
+      const token = new URL(link.url).searchParams.get("pi_link") ?? "";
+      // The agent's snapshot lists the sandbox's open links (what a dashboard opened now shows), no token.
+      const pool = await fetch(`${stack.edgeUrl}/v1/pool`, {
+        headers: { authorization: `Bearer ${stack.tokens.admin}` },
+      }).then((r) => r.text());
+      expect(pool).not.toContain(token);
+      const listed = (
+        JSON.parse(pool) as {
+          regions: Array<{ pool?: { sandboxes?: Array<{ id: string; links?: Array<{ id: string }> }> } }>;
+        }
+      ).regions.flatMap((r) => r.pool?.sandboxes ?? []);
+      expect(listed.find((b) => b.id === id)?.links).toEqual([
+        expect.objectContaining({ id: linkId, port: 8000, public: true, expiresAt: link.expires_at }),
+      ]);
+      const revoked = await fetch(`${stack.edgeUrl}/v1/sandboxes/${id}/ports/8000/links/${linkId}`, {
+        method: "DELETE",
+        headers: { authorization: `Bearer ${stack.tokens.tenantA}` },
+      });
+      expect(revoked.status).toBe(204);
+      const created = await events.until(
+        (e) => e.type === "port_link.created" && (e.data as { linkId: string }).linkId === linkId,
+      );
+      expect(created).toMatchObject({
+        tenant: "tenant-a",
+        data: { sandboxId: id, linkId, port: 8000, public: true, expiresAt: link.expires_at },
+      });
+      const gone = await events.until(
+        (e) => e.type === "port_link.revoked" && (e.data as { linkId: string }).linkId === linkId,
+      );
+      expect(gone).toMatchObject({ tenant: "tenant-a", data: { sandboxId: id, linkId, port: 8000 } });
+      expect(token.length).toBeGreaterThan(20);
+      expect(JSON.stringify(events.seen())).not.toContain(token);
+    } finally {
+      events.close();
+      await call(a, "delete_sandbox", { sandbox_id: id });
     }
   }, 90_000);
 

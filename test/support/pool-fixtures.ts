@@ -1,5 +1,10 @@
 import type { PoolEventInput } from "../../cluster-agent/events/bus.ts";
-import { type PodSnapshot, type PoolSnapshot, PoolSnapshotSchema } from "../../shared/api.ts";
+import {
+  type PodSnapshot,
+  type PoolSnapshot,
+  PoolSnapshotSchema,
+  type SandboxSnapshot,
+} from "../../shared/api.ts";
 import {
   type PoolEvent,
   type PoolEventBody,
@@ -110,6 +115,18 @@ const DEFAULT_DATA: { [T in PoolEventType]: (PoolEventBody & { type: T })["data"
     timedOut: false,
     durationMs: 1,
   },
+  "port_link.created": {
+    sandboxId: "sb.local.default.aaaaaaaaaaaaaaaaaaaa",
+    linkId: "pl-aaaaaaaaaaaaaaaaaaaa",
+    port: 8000,
+    public: false,
+    expiresAt: "2030-01-01T00:00:00.000Z",
+  },
+  "port_link.revoked": {
+    sandboxId: "sb.local.default.aaaaaaaaaaaaaaaaaaaa",
+    linkId: "pl-aaaaaaaaaaaaaaaaaaaa",
+    port: 8000,
+  },
 };
 
 /**
@@ -134,6 +151,23 @@ export function poolEvent(
 
 /** ISO time `ms` after `base` (agent clock). */
 export const isoAfter = (base: string, ms: number) => new Date(Date.parse(base) + ms).toISOString();
+
+/** A sandbox as an agent's snapshot lists it: acme's, on sandbox-1, last active at `at`, idle 300 s. */
+export const sandboxSnapshot = (
+  id: string,
+  at: string,
+  over: Partial<SandboxSnapshot> = {},
+): SandboxSnapshot => ({
+  id,
+  pod: "sandbox-1",
+  tenant: "acme",
+  name: null,
+  idleTimeoutSeconds: 300,
+  lastActivityAt: at,
+  expiresAt: isoAfter(at, 300_000),
+  lastCommand: null,
+  ...over,
+});
 
 /** What a test emits on a real EventBus: the agent's usual fields for the type, overridden by `data`. */
 export function eventInput(input: {

@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { type DashboardState, initialState, reduce } from "../../edge/dashboard/reducer.ts";
 import { view } from "../../edge/dashboard/view.ts";
 import type { PoolEvent, PoolSnapshot } from "../../shared/api.ts";
-import { isoAfter, poolEvent, poolSnapshot } from "../support/pool-fixtures.ts";
+import { isoAfter, poolEvent, poolSnapshot, sandboxSnapshot } from "../support/pool-fixtures.ts";
 
 const T0 = "2026-11-22T02:00:00.000Z";
 const T0MS = Date.parse(T0);
@@ -45,6 +45,7 @@ describe("dashboard sandboxes panel", () => {
         idleLeftMs: 45_000,
         lastCommand: "npm test",
         processes: [],
+        links: [],
       },
     ]);
   });
@@ -72,16 +73,7 @@ describe("dashboard sandboxes panel", () => {
   });
 
   it("running processes per sandbox: from each agent's snapshot, then process.started / process.exited; a deleted sandbox takes them", () => {
-    const sandbox = {
-      id: ID,
-      pod: "sandbox-1",
-      tenant: "acme",
-      name: null,
-      idleTimeoutSeconds: 300,
-      lastActivityAt: T0,
-      expiresAt: isoAfter(T0, 300_000),
-      lastCommand: null,
-    };
+    const sandbox = sandboxSnapshot(ID, T0);
     const running = (sandboxId: string | null, pid: number, commandPreview: string, startedAt: string) => ({
       sandboxId,
       pod: "sandbox-1",

@@ -119,6 +119,24 @@ describe("metrics derived from bus events", () => {
     expect(t).not.toContain("acme-secret-name");
   });
 
+  it("port links opened and revoked, without tenant, sandbox or link labels", async () => {
+    const { bus, text } = setup();
+    const common = { tenant: "acme-secret-name" };
+    bus.emit(
+      eventInput({ type: "port_link.created", ...common, data: { linkId: "pl-secretlinkid0000000" } }),
+    );
+    bus.emit(eventInput({ type: "port_link.created", ...common }));
+    bus.emit(
+      eventInput({ type: "port_link.revoked", ...common, data: { linkId: "pl-secretlinkid0000000" } }),
+    );
+    const t = await text();
+    expect(series(t, 'pi_sandbox_port_link_events_total{event="created"}')).toBe(2);
+    expect(series(t, 'pi_sandbox_port_link_events_total{event="revoked"}')).toBe(1);
+    expect(t).not.toContain("acme-secret-name");
+    expect(t).not.toContain("pl-secretlinkid");
+    expect(t).not.toContain("sb.local");
+  });
+
   it("conflicts, queue depth, queue timeouts, lost and expired leases", async () => {
     const { bus, text } = setup();
     bus.emit(eventInput({ type: "lease.conflict", pod: "pi-sandbox-2", requestId: "r" }));

@@ -211,14 +211,14 @@ export function sandboxesHtml(r: RegionView, id: string): string {
             `<td>${esc(b.tenant || "—")}</td><td class="pod">${esc(b.pod || "—")}</td>` +
             `<td class="num" data-testid="sandbox-idle">${esc(formatMs(Math.max(0, b.idleLeftMs)))}</td>` +
             `<td class="cmd"><code title="${esc(b.lastCommand ?? "")}">${esc(b.lastCommand ?? "—")}</code></td>` +
-            `${processesCell(b)}</tr>`,
+            `${processesCell(b)}${linksCell(b)}</tr>`,
         )
         .join("")
-    : `<tr class="empty-row"><td colspan="6">No sandboxes: POST /v1/sandboxes creates one.</td></tr>`;
+    : `<tr class="empty-row"><td colspan="7">No sandboxes: POST /v1/sandboxes creates one.</td></tr>`;
   return (
     `<div class="panel-head"><h3 id="${id}-sb">Sandboxes</h3><span class="depth"><span data-testid="sandbox-count">${list.length}</span> live</span></div>` +
     `<div class="table-wrap"><table data-testid="sandboxes" aria-labelledby="${id}-sb"><thead><tr><th scope="col">Sandbox</th><th scope="col">Tenant</th><th scope="col">Pod</th>` +
-    `<th scope="col" class="num">Idle timeout in</th><th scope="col">Last command</th><th scope="col">Processes</th></tr></thead><tbody>${rows}</tbody></table></div>`
+    `<th scope="col" class="num">Idle timeout in</th><th scope="col">Last command</th><th scope="col">Processes</th><th scope="col">Port links</th></tr></thead><tbody>${rows}</tbody></table></div>`
   );
 }
 
@@ -230,6 +230,16 @@ function processesCell(b: SandboxTileView): string {
       `${p.tty ? ' <span class="muted">tty</span>' : ""} <span class="muted">${esc(formatMs(p.runningMs))}</span></li>`,
   );
   return `<td class="cmd" data-testid="sandbox-processes">${items.length ? `<ul class="procs">${items.join("")}</ul>` : "—"}</td>`;
+}
+
+/** A sandbox's open port links: port, private or public, and how long each has left (never a URL: no token here). */
+function linksCell(b: SandboxTileView): string {
+  const items = b.links.map(
+    (l) =>
+      `<li data-testid="sandbox-link" data-link-id="${esc(l.linkId)}" data-port="${l.port}"><code title="${esc(l.linkId)}">:${l.port}</code>` +
+      ` <span class="muted">${l.public ? "public" : "private"}, ${esc(formatMs(l.expiresInMs))} left</span></li>`,
+  );
+  return `<td class="cmd" data-testid="sandbox-links">${items.length ? `<ul class="procs">${items.join("")}</ul>` : "—"}</td>`;
 }
 
 /** The regions /v1/pool could not reach (empty when all are up). */

@@ -9,19 +9,25 @@ import {
   type SandboxClient as AgentsSandboxClient,
   type Entry,
   type ExecCommandArgs,
+  type ExposedPortEndpoint,
+  getRecordedExposedPortEndpoint,
   type ListDirectoryArgs,
   Manifest,
   type MaterializeEntryArgs,
+  normalizeExposedPort,
   normalizeSandboxClientCreateArgs,
   type ReadFileArgs,
   type RemoteSnapshotSpec,
+  recordExposedPortEndpoint,
   resolveSandboxArchiveLimits,
   SandboxArchiveError,
   type SandboxArchiveLimits,
   type SandboxClientCreateArgs,
   type SandboxClientResumeOptions,
+  SandboxConfigurationError,
   type SandboxDirectoryEntry,
   type SandboxExecResult,
+  SandboxExposedPortUnavailableError,
   type SandboxSession,
   type SandboxSessionState,
   SandboxSnapshotError,
@@ -32,6 +38,7 @@ import {
   type WriteStdinArgs,
 } from "@openai/agents/sandbox";
 import type { SandboxClient } from "./client.ts";
+import { SandboxApiError } from "./errors.ts";
 import type { ProcessHandle } from "./processes.ts";
 import type { Sandbox } from "./sandbox.ts";
 import { tarCensus } from "./tar-limits.ts";
@@ -47,7 +54,32 @@ export interface PiSandboxOptions extends Record<string, unknown> {
    * it is a process of the sandbox that `write_stdin` talks to.
    */
   commandTimeoutSeconds?: number;
+  /** The ports `resolveExposedPort` may open (empty or unset: any port 1–65535 but the exec server's). */
+  exposedPorts?: number[];
+  /** Lifetime of the port link behind an exposed port (10–86400 s, default 3600). */
+  exposedPortTtlSeconds?: number;
+  /**
+   * Exposed ports as public links: anyone with the URL reaches the port. Default false: a request
+   * to the URL also needs the tenant's JWT (`Authorization: Bearer`).
+   */
+  exposedPortsPublic?: boolean;
 }
+
+/** How a session opens port links for `resolveExposedPort`. */
+interface ExposedPortConfig {
+  ports: number[];
+  ttlSeconds: number | undefined;
+  public: boolean;
+}
+
+/** A recorded link is reused while it has at least this much life left; a newer one is opened after. */
+const EXPOSED_PORT_REUSE_MARGIN_MS = 60_000;
+
+const exposedPortConfig = (o: PiSandboxOptions): ExposedPortConfig => ({
+  ports: [...new Set((o.exposedPorts ?? []).map(normalizeExposedPort))],
+  ttlSeconds: o.exposedPortTtlSeconds,
+  public: o.exposedPortsPublic === true,
+});
 
 export interface PiSandboxSessionState extends SandboxSessionState {
   sandboxId: string;
@@ -102,6 +134,7 @@ export class PiSandboxSession implements SandboxSession<PiSandboxSessionState> {
     private readonly sandbox: Sandbox,
     manifest: Manifest,
     private readonly commandTimeoutSeconds: number,
+    private readonly exposed: ExposedPortConfig,
     /** A `remote` snapshot spec: the workspace is saved to its store when the session stops. */
     private readonly snapshotSpec?: RemoteSnapshotSpec,
   ) {
@@ -122,6 +155,56 @@ export class PiSandboxSession implements SandboxSession<PiSandboxSessionState> {
   /** `exec_command` with `tty: true` and `write_stdin` run on the sandbox's processes API (http exec mode). */
   supportsPty(): boolean {
     return true;
+  }
+
+  /**
+   * A port of the sandbox reachable from outside: a port link (`sandbox.ports.link`), its URL as the
+   * SDK's endpoint (`urlForExposedPort(endpoint, "http" | "ws")` gives it back, token included).
+   * Recorded in the state and reused while it has a minute left; then a new link is opened.
+   */
+  async resolveExposedPort(port: number): Promise<ExposedPortEndpoint> {
+    const p = normalizeExposedPort(port);
+    if (this.exposed.ports.length > 0 && !this.exposed.ports.includes(p)) {
+      throw new SandboxConfigurationError(`this session was not configured to expose port ${p}`, {
+        provider: "pi-sandbox",
+        port: p,
+        configuredPorts: this.exposed.ports,
+      });
+    }
+    const recorded = getRecordedExposedPortEndpoint(this.state, p);
+    const until = typeof recorded?.expiresAt === "string" ? Date.parse(recorded.expiresAt) : 0;
+    if (recorded && until - Date.now() > EXPOSED_PORT_REUSE_MARGIN_MS) return recorded;
+    let link: Awaited<ReturnType<Sandbox["ports"]["link"]>>;
+    try {
+      link = await this.sandbox.ports.link(p, {
+        ...(this.exposed.ttlSeconds !== undefined ? { ttlSeconds: this.exposed.ttlSeconds } : {}),
+        public: this.exposed.public,
+      });
+    } catch (e) {
+      if (!(e instanceof SandboxApiError)) throw e;
+      throw new SandboxExposedPortUnavailableError(`port ${p}: ${e.code}: ${e.message}`, {
+        provider: "pi-sandbox",
+        port: p,
+        code: e.code,
+        status: e.status,
+      });
+    }
+    const u = new URL(link.url);
+    const tls = u.protocol === "https:";
+    return recordExposedPortEndpoint(
+      this.state,
+      {
+        host: u.hostname,
+        port: u.port ? Number(u.port) : tls ? 443 : 80,
+        tls,
+        query: u.search.replace(/^\?/, ""),
+        url: link.url,
+        linkId: link.id,
+        expiresAt: link.expiresAt,
+        public: link.public,
+      },
+      p,
+    );
   }
 
   async exec(args: ExecCommandArgs): Promise<SandboxExecResult> {
@@ -446,7 +529,13 @@ export class PiSandboxAgentsClient implements AgentsSandboxClient<PiSandboxOptio
       ...(Object.keys(environment).length > 0 ? { env: environment } : {}),
     });
     const spec = isRemoteSnapshot(args.snapshot) ? args.snapshot : undefined;
-    const session = new PiSandboxSession(sandbox, args.manifest, opts.commandTimeoutSeconds ?? 120, spec);
+    const session = new PiSandboxSession(
+      sandbox,
+      args.manifest,
+      opts.commandTimeoutSeconds ?? 120,
+      exposedPortConfig(opts),
+      spec,
+    );
     if (args.archiveLimits !== undefined) session.setArchiveLimits(args.archiveLimits);
     try {
       // A saved snapshot is the workspace; without one, the manifest's entries are.
@@ -471,7 +560,12 @@ export class PiSandboxAgentsClient implements AgentsSandboxClient<PiSandboxOptio
   ): Promise<PiSandboxSession> {
     const sandbox = await this.client.sandboxes.get(state.sandboxId);
     const opts = { ...this.defaults, ...options?.clientOptions };
-    const session = new PiSandboxSession(sandbox, state.manifest, opts.commandTimeoutSeconds ?? 120);
+    const session = new PiSandboxSession(
+      sandbox,
+      state.manifest,
+      opts.commandTimeoutSeconds ?? 120,
+      exposedPortConfig(opts),
+    );
     session.state = { ...state, sandboxId: sandbox.id };
     if (options?.archiveLimits !== undefined) session.setArchiveLimits(options.archiveLimits);
     return session;

@@ -60,6 +60,8 @@ const HINTS: Record<string, string> = {
   process_exited: "the process has already exited",
   sandbox_name_conflict:
     "a sandbox of that name exists with another network or secrets (change it, or use another name)",
+  not_a_tty:
+    "it was started without a terminal (start --tty), so attach cannot type into it: logs -f follows it",
   process_limit: "the sandbox runs as many processes as it may: stop one first",
   not_supported_in_api_mode: "this cluster runs commands over pods/exec, which keeps no processes",
 };

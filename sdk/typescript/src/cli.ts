@@ -3,6 +3,7 @@ import { createReadStream, createWriteStream, statSync } from "node:fs";
 import { constants } from "node:os";
 import { Readable, Writable } from "node:stream";
 import { parseArgs } from "node:util";
+import { runAttach } from "./cli-attach.ts";
 import { resolveTarget } from "./cli-config.ts";
 import { describeError, EXIT, exitCodeOf } from "./cli-messages.ts";
 import { SandboxClient } from "./client.ts";
@@ -41,6 +42,8 @@ const USAGE = `usage: pi-sandbox <command> [flags]
   logs [-f] [--since N] ID PID
                               a process's output; -f follows it (reattaching) until it exits,
                               then exits with its exit code
+  attach [--since N] ID PID   an interactive terminal to a process started with --tty; Ctrl-]
+                              detaches (it runs on); exits with its exit code when it ends
   kill [--signal SIG] ID PID  kill its process group and forget it; --signal only sends SIG
 
   --url URL --token JWT       or PI_SANDBOX_URL / PI_SANDBOX_TOKEN, or .devstack/state.json
@@ -471,6 +474,20 @@ export async function main(argv: string[], io: CliIo = defaultIo()): Promise<num
           process.off("SIGINT", onSigint);
         }
         return p.exit ? exitStatusOf(p.exit) : EXIT.software;
+      }
+      case "attach": {
+        const { id, pid } = sandboxAndPid(rest, "attach");
+        const since = intFlag(f.since, "since");
+        const sb = await client.sandboxes.get(id);
+        const t = await sb.processes.attach(pid, since !== undefined ? { since } : {});
+        const end = await runAttach(t, io);
+        if (end.exit) return exitStatusOf(end.exit);
+        if (end.detached) {
+          io.stderr.write(`pi-sandbox: detached; ${pid} runs on (pi-sandbox attach ${id} ${pid})\n`);
+          return EXIT.ok;
+        }
+        io.stderr.write(`pi-sandbox: the terminal closed (${end.code} ${end.reason || "no reason"})\n`);
+        return EXIT.unavailable;
       }
       case "kill": {
         const { id, pid } = sandboxAndPid(rest, "kill");

@@ -1,5 +1,6 @@
 import { SandboxApiError } from "./errors.ts";
 import { readSse } from "./sse.ts";
+import type { AttachOptions, Terminal } from "./terminal.ts";
 import { asApiError, type CallOptions, callOptions, type Transport } from "./transport.ts";
 import type {
   ProcessExit,
@@ -262,6 +263,32 @@ export class ProcessHandle {
     );
   }
 
+  /**
+   * Its terminal (a process started with `tty: true`): a WebSocket for keystrokes, output and resize.
+   * Looked up first, so a gone pid is `404 process_not_found`, api mode `501` and a process without
+   * a tty `409 not_a_tty` as a clear error rather than a refused handshake. Closing it leaves the
+   * process running; its exit, if seen, is on `terminal.ended` and on this handle.
+   */
+  async attach(opts: AttachOptions = {}): Promise<Terminal> {
+    return this.terminalOf(await this.refresh(opts.signal ? { signal: opts.signal } : {}), opts);
+  }
+
+  /** @internal `info` was fetched just now. */
+  async terminalOf(info: ProcessInfo, opts: AttachOptions): Promise<Terminal> {
+    if (!info.tty) {
+      throw new SandboxApiError({
+        code: "not_a_tty",
+        message: `process ${info.pid} was started without tty: true; follow its output instead`,
+        status: 409,
+      });
+    }
+    const t = await this.transport.terminal(`${this.path}/tty`, opts);
+    void t.ended.then((end) => {
+      if (end.exit) this.exit = end.exit;
+    });
+    return t;
+  }
+
   /** Kill its process group (if it runs) and forget it in the sandbox; answers how it ended. */
   async kill(opts: CallOptions = {}): Promise<ProcessInfo> {
     return this.seen(
@@ -314,6 +341,12 @@ export class SandboxProcesses {
       ...callOptions(opts),
     });
     return new ProcessHandle(this.transport, this.base, info);
+  }
+
+  /** The terminal of a `tty` process by pid: `get(pid)` then `attach()`. */
+  async attach(pid: number, opts: AttachOptions = {}): Promise<Terminal> {
+    const p = await this.get(pid, opts.signal ? { signal: opts.signal } : {});
+    return p.terminalOf(p.info, opts);
   }
 
   /** Running ones first, then recently exited ones. */

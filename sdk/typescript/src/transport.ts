@@ -1,4 +1,5 @@
 import { errorFromResponse, SandboxApiError } from "./errors.ts";
+import { type AttachOptions, Terminal } from "./terminal.ts";
 
 export interface ClientOptions {
   /** The edge, e.g. `https://sandbox.example.com` (a path prefix is kept). */
@@ -163,6 +164,14 @@ export class Transport {
     } finally {
       done();
     }
+  }
+
+  /** A process's terminal WebSocket at `path` (the token goes as a subprotocol: a WebSocket has no headers). */
+  terminal(path: string, opts: AttachOptions = {}): Promise<Terminal> {
+    const url = new URL(`${this.baseUrl}${path}`);
+    url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+    if (opts.since !== undefined) url.searchParams.set("since", String(opts.since));
+    return Terminal.open(url.toString(), this.token, opts);
   }
 
   /** Best effort, never awaited by the caller: a 404 means it had already finished (or never started). */

@@ -257,6 +257,10 @@ export interface SandboxSnapshot {
   lastActivityAt: string;
   expiresAt: string;
   lastCommand: string | null;
+  /** Its open port links (absent from agents that predate them); no tokens. */
+  links?:
+    | Array<{ id: string; port: number; public: boolean; createdAt: string; expiresAt: string }>
+    | undefined;
 }
 
 /** One of the agent's recent executions (newest first, bounded). */
