@@ -146,6 +146,45 @@ describe("Pi with the pi-sandbox extension", () => {
     }
   }, 300_000);
 
+  it("bash with a timeout: Pi reports it timed out, and the command's process group is gone from the sandbox", async () => {
+    // The command leaves a background child (its pid recorded) and waits; at 2 s the sandbox kills
+    // the whole group. The next call checks the child from inside the sandbox.
+    const model = await startScriptedOpenAI({
+      script: [
+        call("bash", {
+          command: "sleep 300 & echo $! > /workspace/child.pid; echo started; sleep 300",
+          timeout: 2,
+        }),
+        call("bash", {
+          command:
+            'if kill -0 "$(cat /workspace/child.pid)" 2>/dev/null; then echo child-alive; else echo child-gone; fi',
+        }),
+        { type: "text", text: "checked" },
+      ],
+    });
+    try {
+      const h = piHome("timeout", model.baseURL);
+      const r = await pi(
+        h,
+        {
+          PI_SANDBOX_URL: sdk.stack.edgeUrl,
+          PI_SANDBOX_TOKEN: sdk.stack.tokens.tenantA,
+          PI_SANDBOX_NAME: "pi-e2e-timeout",
+        },
+        "run it with a timeout",
+      );
+      expect(r.code, r.stderr).toBe(0);
+      const [timedOut, check] = toolResults(model.completions());
+      expect(timedOut).toContain("started");
+      expect(timedOut).toContain("Command timed out after 2 seconds");
+      expect(check).toContain("child-gone");
+      const client = new SandboxClient({ baseUrl: sdk.stack.edgeUrl, token: sdk.stack.tokens.tenantA });
+      for (const sb of await client.sandboxes.list({ name: "pi-e2e-timeout" })) await sb.close();
+    } finally {
+      await model.close();
+    }
+  }, 300_000);
+
   it("without a token, every tool call fails with one clear error naming the variable", async () => {
     const model = await startScriptedOpenAI({
       script: [call("bash", { command: "true" }), { type: "text", text: "gave up" }],
