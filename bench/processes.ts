@@ -5,11 +5,14 @@
  * - process_first_byte: POST …/processes `echo hi`, then its SSE output until the first byte.
  * - process_stream_lag: a process printing its clock (`date +%s%N`) every 50 ms, read through the
  *   SSE stream: the client's clock at arrival minus the printed one (one machine, one clock).
+ * - terminal_keystroke: one byte typed into a `tty` `cat` over the terminal WebSocket
+ *   (`…/processes/:pid/tty`) until the terminal's echo of it comes back on the same socket.
  * Floors: the agent's own exec-server client (HttpProcesses) on the sandbox's pod: no edge, no
- * tunnel, no Lease renewal, same run.
+ * tunnel, no Lease renewal, same run (for the keystroke: a stdin POST, the echo read from the
+ * output stream).
  */
 import { HttpProcesses } from "../cluster-agent/exec/processes.ts";
-import type { ProcessOutputEvent } from "../shared/api.ts";
+import { BEARER_SUBPROTOCOL_PREFIX, type ProcessOutputEvent, TERMINAL_SUBPROTOCOL } from "../shared/api.ts";
 import { readSse } from "../shared/sse.ts";
 import { summarize } from "./stats.ts";
 import type { BenchRow, BenchSuite } from "./types.ts";
@@ -137,6 +140,16 @@ async function processRows(o: {
   const floorLag = await lagOf(outputChunks(await directStream(clock.pid, info.outputBytes)), lines + 5);
   await call("DELETE", `${base}/${clock.pid}`);
 
+  const keys = await keystrokes({
+    edgeUrl,
+    headers,
+    call,
+    base,
+    processes,
+    target,
+    rounds: Math.min(50, o.n),
+  });
+
   const a = summarize(edgeFirst);
   const fa = summarize(floorFirst);
   // The first lines of each stream are the backlog since the process started: not lag.
@@ -163,5 +176,100 @@ async function processRows(o: {
       floorP99Ms: fb.p99,
       extra: { every: "50 ms", clock: "date +%s%N in the pod vs Date.now() here (one machine)" },
     },
+    keys,
   ];
+}
+
+/**
+ * Keystroke round trips: a `tty` `cat` (the terminal echoes what is typed), one letter at a time,
+ * timed from send to the echo arriving. Through the edge: the terminal WebSocket. Floor: a stdin
+ * POST to the pod's exec server and the echo read from the output stream, from here.
+ */
+async function keystrokes(o: {
+  edgeUrl: string;
+  headers: Record<string, string>;
+  call: <T>(method: string, path: string, body?: string) => Promise<T>;
+  base: string;
+  processes: HttpProcesses;
+  target: { namespace: string; pod: string; podIP: string; fence: number };
+  rounds: number;
+}): Promise<BenchRow> {
+  const letter = (i: number) => String.fromCharCode(97 + (i % 26));
+  const token = (o.headers.authorization ?? "").replace(/^Bearer /i, "");
+  const p = await o.call<{ pid: number }>("POST", o.base, '{"command":"cat","tty":true}');
+  const ws = new WebSocket(`${o.edgeUrl.replace(/^http/, "ws")}${o.base}/${p.pid}/tty`, [
+    TERMINAL_SUBPROTOCOL,
+    `${BEARER_SUBPROTOCOL_PREFIX}${token}`,
+  ]);
+  ws.binaryType = "arraybuffer";
+  let seen = "";
+  let waiting: { needle: string; resolve: () => void } | undefined;
+  ws.onmessage = (m) => {
+    if (typeof m.data === "string") return; // JSON control messages (exit)
+    seen += Buffer.from(m.data as ArrayBuffer).toString("latin1");
+    if (waiting && seen.includes(waiting.needle)) waiting.resolve();
+  };
+  await new Promise<void>((resolve, reject) => {
+    ws.onopen = () => resolve();
+    ws.onerror = () => reject(new Error("terminal WebSocket failed"));
+  });
+  const echoOf = (needle: string) =>
+    new Promise<void>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`no echo of ${needle} within 10 s`)), 10_000);
+      waiting = {
+        needle,
+        resolve: () => {
+          clearTimeout(t);
+          waiting = undefined;
+          resolve();
+        },
+      };
+      if (seen.includes(needle)) waiting.resolve();
+    });
+  const edge: number[] = [];
+  for (let i = 0; i < o.rounds + 3; i++) {
+    seen = "";
+    const ch = letter(i);
+    const t0 = performance.now();
+    const echoed = echoOf(ch);
+    ws.send(new TextEncoder().encode(ch));
+    await echoed;
+    if (i >= 3) edge.push(performance.now() - t0);
+  }
+  ws.close();
+
+  const floor: number[] = [];
+  const info = await o.call<{ outputBytes: number }>("GET", `${o.base}/${p.pid}`);
+  const ac = new AbortController();
+  const stream = await o.processes.stream(o.target, p.pid, info.outputBytes, { signal: ac.signal });
+  if (!stream.ok) throw new Error(`direct output stream: ${stream.error.code}`);
+  const chunks = outputChunks(stream.value);
+  for (let i = 0; i < o.rounds + 3; i++) {
+    const ch = letter(i).toUpperCase();
+    const t0 = performance.now();
+    const w = await o.processes.stdin(o.target, p.pid, new TextEncoder().encode(ch), false, {
+      signal: AbortSignal.timeout(10_000),
+    });
+    if (!w.ok) throw new Error(`direct stdin: ${w.error.code}`);
+    for (let got = ""; !got.includes(ch); ) {
+      const c = await chunks.next();
+      if (c.done) throw new Error("the output stream ended");
+      got += c.value.text;
+    }
+    if (i >= 3) floor.push(performance.now() - t0);
+  }
+  ac.abort();
+  await o.call("DELETE", `${o.base}/${p.pid}`);
+  const k = summarize(edge);
+  const f = summarize(floor);
+  return {
+    name: "terminal_keystroke",
+    n: k.n,
+    p50Ms: k.p50,
+    p99Ms: k.p99,
+    floorName: "a stdin POST to the pod's exec server + its echo on the output stream (no edge, no tunnel)",
+    floorP50Ms: f.p50,
+    floorP99Ms: f.p99,
+    extra: { process: "cat on a tty (the terminal echoes)" },
+  };
 }
