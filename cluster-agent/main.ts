@@ -30,7 +30,7 @@ import { loadKubeConfig, makeClients } from "./k8s/client.ts";
 import { PidsLimitCheck } from "./pids-check.ts";
 import { runExecRequest } from "./requests/exec-request.ts";
 import { SandboxEnvSeal } from "./sandboxes/env-seal.ts";
-import { cachedOpenLinks } from "./sandboxes/port-links.ts";
+import { cachedOpenLinks, PortLinks } from "./sandboxes/port-links.ts";
 import { sandboxRoutes } from "./sandboxes/routes.ts";
 import { SandboxService } from "./sandboxes/service.ts";
 import { TenantReservations } from "./sandboxes/tenant-reservations.ts";
@@ -196,6 +196,9 @@ export async function startAgent(
   // (the others answer 501, and chat offers no process tools).
   const processes = config.execMode === "http" ? new HttpProcesses({ client: execServer }) : undefined;
   const ports = config.execMode === "http" ? new HttpPorts({ client: execServer }) : undefined;
+  // Chat's open_port_link creates links as POST …/ports/:port/links does (that route has its own
+  // PortLinks over the same sandbox service: the links live on the sandbox's Lease, not in it).
+  const chatLinks = ports ? new PortLinks({ sandboxes, execServerPort: execServer.port, bus }) : undefined;
   let shuttingDown = false;
   const app = createAgentApp({
     agentId: config.agentId,
@@ -221,6 +224,7 @@ export async function startAgent(
           bus,
           files,
           ...(processes ? { processes } : {}),
+          ...(chatLinks ? { links: chatLinks } : {}),
           options: config.chat,
           log: logger,
           sandboxes,

@@ -569,6 +569,21 @@ export const RelayChatRequestSchema = z.strictObject({
 });
 export type RelayChatRequest = z.infer<typeof RelayChatRequestSchema>;
 
+/**
+ * A port link a chat model opened (open_port_link, session mode). The agent sends it without
+ * `url`: the token is signed by the edge, which adds `url` for the caller on its way to the client,
+ * so the token never enters the model's context.
+ */
+export const ChatPortLinkSchema = z.object({
+  sandboxId: SandboxIdSchema,
+  linkId: LinkIdSchema,
+  port: z.number().int().min(1).max(65_535),
+  public: z.boolean(),
+  expiresAt: z.string(),
+  url: z.string().optional(),
+});
+export type ChatPortLink = z.infer<typeof ChatPortLinkSchema>;
+
 export const ToolCallRecordSchema = z.object({
   id: z.string(),
   command: z.string(),
@@ -576,6 +591,8 @@ export const ToolCallRecordSchema = z.object({
   durationMs: z.number().nonnegative(),
   truncated: z.boolean(),
   timedOut: z.boolean(),
+  /** open_port_link: the link it opened (with `url` once the edge signed it). */
+  link: ChatPortLinkSchema.optional(),
 });
 export type ToolCallRecord = z.infer<typeof ToolCallRecordSchema>;
 
@@ -603,6 +620,7 @@ export const ChatEventSchema = z.discriminatedUnion("type", [
     durationMs: z.number().nonnegative(),
     truncated: z.boolean(),
     timedOut: z.boolean(),
+    link: ChatPortLinkSchema.optional(),
   }),
   z.object({ type: z.literal("assistant.delta"), text: z.string() }),
   z.object({ type: z.literal("assistant.message"), text: z.string() }),

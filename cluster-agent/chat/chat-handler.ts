@@ -6,7 +6,7 @@ import { useNetwork } from "../requests/exec-request.ts";
 import type { AcquiredSandbox, LeasedSandboxDeps } from "../requests/leased-sandbox.ts";
 import type { ChatOptionsInput } from "./chat-options.ts";
 import type { ModelConfig } from "./model-config.ts";
-import { type ChatLog, runChat } from "./run-chat.ts";
+import { type ChatLog, type ChatPortLinks, runChat } from "./run-chat.ts";
 import { SessionSandbox, type SessionSandboxes } from "./session-sandbox.ts";
 
 /** The per-request context the agent's HTTP route hands over (cluster-agent/http ChatContext). */
@@ -36,6 +36,8 @@ export interface ChatHandlerDeps {
   egressEnv?: Readonly<Record<string, string>>;
   /** EGRESS_ALLOW_ANY_HOST. */
   allowAnyHost?: boolean;
+  /** Port links (http exec mode): session-mode chat offers open_port_link with them. */
+  links?: ChatPortLinks;
 }
 
 /**
@@ -91,6 +93,7 @@ export function createChatHandler(
         ...(session
           ? {
               sandboxId: () => session.sandboxId,
+              ...(deps.links ? { links: deps.links } : {}),
               ...(session.expired ? { sessionNote: expiredNote(session.expired) } : {}),
             }
           : {}),

@@ -9,6 +9,7 @@ import {
 } from "../../shared/tools/definitions.ts";
 import { getNetwork, type NetworkView, NO_NETWORK } from "../../shared/tools/network-tool.ts";
 import { workspaceAbsolute } from "../../shared/tools/paths.ts";
+import { openPortLink } from "../../shared/tools/port-link-tools.ts";
 import {
   PROCESS_TOOL_NAMES,
   PROCESS_TOOLS,
@@ -38,18 +39,22 @@ const CHAT_PROCESS_TOOLS = PROCESS_TOOLS as unknown as readonly ToolDefinition[]
  * The tools offered to the model, from the shared definitions. run_in_sandbox keeps its chat
  * form (its timeout bound is this agent's configured maximum, its description the sandbox's network);
  * file tools only with a files port, process tools only with processes (http exec mode); get_network always.
+ * open_port_link only with port links: session mode in http exec mode (a link belongs to a sandbox
+ * id, and a request-mode pod has none).
  */
 export function chatToolSpecs(
   maxTimeoutSeconds: number,
   withFiles: boolean,
   withProcesses = false,
   network: NetworkView = NO_NETWORK,
+  withPortLink = false,
 ): ChatCompletionFunctionTool[] {
   const specs = [runInSandboxTool(maxTimeoutSeconds, network)];
   const offered = [
     ...(withFiles ? FILE_TOOLS : []),
     ...(withProcesses ? CHAT_PROCESS_TOOLS : []),
     getNetwork as unknown as ToolDefinition,
+    ...(withPortLink ? [openPortLink as unknown as ToolDefinition] : []),
   ];
   for (const t of offered) {
     specs.push({

@@ -4,12 +4,17 @@ import {
   type ChatEvent,
   type ChatResponse,
   MODEL_CALLS_HEADER,
+  PORT_LINK_LIMITS,
+  type PortLinkCreateRequest,
+  type PortLinkRecord,
   type RelayChatRequest,
   type ToolCallRecord,
 } from "../../shared/api.ts";
 import { AppError, err, ok, type Result } from "../../shared/errors.ts";
+import { parseToolArgs } from "../../shared/tools/definitions.ts";
 import { toolResultText } from "../../shared/tools/exec-text.ts";
 import { getNetwork, type NetworkView, NO_NETWORK } from "../../shared/tools/network-tool.ts";
+import { chatPortLinkAnswer, openPortLink } from "../../shared/tools/port-link-tools.ts";
 import { PROCESS_TOOL_NAMES } from "../../shared/tools/process-tools.ts";
 import { MODEL_FIXABLE_CODES } from "../../shared/tools/run-tool.ts";
 import { abortError, type SandboxFiles, type SandboxProcesses } from "../exec/executor.ts";
@@ -27,6 +32,17 @@ import { systemPrompt } from "./system-prompt.ts";
 export interface ChatLog {
   info(obj: object, msg: string): void;
   warn(obj: object, msg: string): void;
+}
+
+/** The agent's port links (sandboxes/port-links.ts PortLinks fits): what POST …/ports/:port/links runs. */
+export interface ChatPortLinks {
+  create(
+    tenant: string,
+    sandboxId: string,
+    requestId: string,
+    port: number,
+    req: PortLinkCreateRequest,
+  ): Promise<Result<PortLinkRecord>>;
 }
 
 export interface ChatDeps {
@@ -59,7 +75,15 @@ export interface ChatDeps {
    * Read at each use: in session mode the owner may change the policy during the turn.
    */
   network?: () => NetworkView;
+  /**
+   * Port links (http exec mode): with them and a session sandbox (`sandboxId`) the model also gets
+   * open_port_link. Request mode never: its pod has no sandbox id for a link to name.
+   */
+  links?: ChatPortLinks;
 }
+
+/** Whether open_port_link is offered: only a session's sandbox can be linked. */
+const offersPortLink = (deps: ChatDeps) => deps.links !== undefined && deps.sandboxId !== undefined;
 
 /** Largest file write_file/edit_file may write from a chat (the model's text, not an upload). */
 const CHAT_MAX_WRITE_BYTES = 8 * 1024 * 1024;
@@ -238,6 +262,7 @@ async function nextTurn(
             deps.files !== undefined,
             deps.processes !== undefined,
             deps.network?.() ?? NO_NETWORK,
+            offersPortLink(deps),
           ),
           stream: opts.stream,
           idleTimeoutMs: opts.modelIdleTimeoutMs,
@@ -284,6 +309,9 @@ async function runToolCall(
   ) {
     return runFileToolCall(call, sandbox, out, signal);
   }
+  if (call.name === openPortLink.name && deps.links && deps.sandboxId) {
+    return runPortLinkCall(call, deps.links, deps, sandbox, out, signal);
+  }
   // Read-only and answered here: it needs no pod (and takes no lease).
   if (call.name === getNetwork.name) return ok({ text: getNetwork.render(deps.network?.() ?? NO_NETWORK) });
   if (call.name !== RUN_IN_SANDBOX) {
@@ -292,6 +320,7 @@ async function runToolCall(
       getNetwork.name,
       ...(deps.files ? FILE_TOOL_NAMES : []),
       ...(deps.processes ? PROCESS_TOOL_NAMES : []),
+      ...(offersPortLink(deps) ? [openPortLink.name] : []),
     ].join(", ");
     return ok({
       text: `error: there is no tool named "${call.name}"; the tools are ${names}. Nothing was run.`,
@@ -393,6 +422,64 @@ async function runFileToolCall(
   return ok({ text, record });
 }
 
+/**
+ * open_port_link on the session's sandbox (created at this call if the session has none yet),
+ * through the one create path of POST …/ports/:port/links. The model's answer has no URL (the
+ * token in it would travel to the model's provider); the event and record carry the link, and the
+ * edge signs its URL for the user (edge/routes/chat.ts). A refused port or a full link list is the
+ * model's to fix; anything else ends the turn like a failed command.
+ */
+async function runPortLinkCall(
+  call: RequestedToolCall,
+  links: ChatPortLinks,
+  deps: ChatDeps,
+  sandbox: SandboxSession,
+  out: (e: ChatEvent) => void,
+  signal: AbortSignal,
+): Promise<Result<{ text: string; record?: ToolCallRecord }>> {
+  const args = parseToolArgs(openPortLink, call.arguments);
+  if (!args.ok) {
+    return ok({ text: `error: invalid arguments for ${call.name}: ${args.error}. Nothing was done.` });
+  }
+  const started = performance.now();
+  const leased = await sandbox.ensureLease();
+  if (!leased.ok) return signal.aborted ? err(abortError(signal)) : leased;
+  const sandboxId = deps.sandboxId?.();
+  if (!sandboxId) return err(new AppError("internal", "the session's sandbox has no id"));
+  const label = `${call.name} ${args.value.port}`;
+  out({ type: "tool.call", id: call.id, command: label });
+  const made = await links.create(deps.tenant, sandboxId, deps.requestId, args.value.port, {
+    ttlSeconds: args.value.ttl_seconds ?? PORT_LINK_LIMITS.defaultTtlSeconds,
+    public: args.value.public === true,
+  });
+  if (signal.aborted) return err(abortError(signal));
+  if (!made.ok && !MODEL_FIXABLE_CODES.has(made.error.code)) return made;
+  const record: ToolCallRecord = {
+    id: call.id,
+    command: label,
+    exitCode: made.ok ? 0 : null,
+    durationMs: performance.now() - started,
+    truncated: false,
+    timedOut: false,
+    ...(made.ok
+      ? {
+          link: {
+            sandboxId,
+            linkId: made.value.id,
+            port: made.value.port,
+            public: made.value.public,
+            expiresAt: made.value.expiresAt,
+          },
+        }
+      : {}),
+  };
+  out(toolResultEvent(record));
+  const text = made.ok
+    ? chatPortLinkAnswer(made.value).text
+    : `error ${made.error.code}: ${made.error.message}. No link was opened.`;
+  return ok({ text, record });
+}
+
 function toolResultEvent(r: ToolCallRecord): ChatEvent {
   return {
     type: "tool.result",
@@ -401,6 +488,7 @@ function toolResultEvent(r: ToolCallRecord): ChatEvent {
     durationMs: r.durationMs,
     truncated: r.truncated,
     timedOut: r.timedOut,
+    ...(r.link ? { link: r.link } : {}),
   };
 }
 

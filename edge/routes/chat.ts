@@ -12,6 +12,7 @@ import type { AppContext, RouteDef } from "../app-env.ts";
 import { encodeJson, readJson, wantsEventStream } from "../http/json.ts";
 import { finishRelay } from "../http/relay-response.ts";
 import { relayFrom } from "../relay/from-context.ts";
+import { chatLinkSigner, signResponseLinks, signStreamLinks } from "./chat-links.ts";
 import { sandboxWhere } from "./sandboxes.ts";
 
 /** A chat turn may run several commands; it gets this many relay timeouts. */
@@ -78,7 +79,8 @@ async function chat(c: AppContext): Promise<Response> {
     // Scan the stream as it passes to the client for the final `done` (or `error`) event. Not a
     // tee: a tee keeps reading the agent's stream after the client left, so the cancel never
     // reached the agent and the chat (and its lease) ran on; through a pipe, the client's cancel propagates.
-    const { stream, done } = scanForDone(out.response.body);
+    // Links the model opened get their URL for this caller (chat-links.ts) before the scan.
+    const { stream, done } = scanForDone(signStreamLinks(out.response.body, chatLinkSigner(c)));
     const saving = done.then((end): Promise<unknown> | undefined => {
       if (end === null) return undefined;
       if (end.failed) return charge(end.modelCalls);
@@ -93,7 +95,14 @@ async function chat(c: AppContext): Promise<Response> {
     .catch(() => null);
   const result = ChatResponseSchema.safeParse(body);
   if (result.success) await Promise.all([save(result.data), charge(result.data.modelCalls)]);
-  return finishRelay(c, out);
+  const signed = await signResponseLinks(body, chatLinkSigner(c));
+  if (!signed) return finishRelay(c, out);
+  const headers = new Headers(out.response.headers);
+  headers.delete("Content-Length");
+  return finishRelay(c, {
+    ...out,
+    response: new Response(JSON.stringify(signed), { status: out.response.status, headers }),
+  });
 }
 
 function waitUntil(c: AppContext, p: Promise<unknown>): void {

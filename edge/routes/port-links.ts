@@ -10,12 +10,11 @@ import {
   PortParamSchema,
 } from "../../shared/api.ts";
 import { AppError, parseOrError } from "../../shared/errors.ts";
-import { linkNotFound, signPortLink } from "../../shared/port-link-token.ts";
+import { linkNotFound } from "../../shared/port-link-token.ts";
 import type { AppContext, RouteDef } from "../app-env.ts";
 import { encodeJson, readJson } from "../http/json.ts";
 import { finishRelay } from "../http/relay-response.ts";
-import { linkKeyFor } from "../links/keys.ts";
-import { linkUrl } from "../links/url.ts";
+import { signedLinkUrl } from "../links/sign.ts";
 import { REGION_HEADER } from "../relay/regions.ts";
 import { idParam, relayToSandbox, sandboxHome } from "./sandboxes.ts";
 
@@ -46,16 +45,15 @@ async function withUrl(
   region: string,
   link: PortLinkRecord,
 ): Promise<PortLink> {
-  const key = await linkKeyFor(c.get("deps").config, region);
-  const token = await signPortLink(key, {
-    lid: link.id,
-    sid: sandboxId,
-    tid: c.get("principal").tenant,
+  const url = await signedLinkUrl(c.get("deps").config, c.req.url, region, {
+    linkId: link.id,
+    sandboxId,
+    tenant: c.get("principal").tenant,
     port: link.port,
-    pub: link.public,
-    exp: Math.floor(Date.parse(link.expiresAt) / 1000),
+    public: link.public,
+    expiresAt: link.expiresAt,
   });
-  return { ...link, url: linkUrl(c.req.url, link.id, token) };
+  return { ...link, url };
 }
 
 /** The agent's answer with each link's URL added; any other answer passed on as it is. */

@@ -1,14 +1,15 @@
 import { z } from "zod";
-import { PORT_LINK_LIMITS, type PortLink, type PortLinkCreateRequest } from "../api.ts";
+import { PORT_LINK_LIMITS, type PortLink, type PortLinkCreateRequest, type PortLinkRecord } from "../api.ts";
 import { ok } from "../errors.ts";
 import type { ToolDefinition } from "./definitions.ts";
 import type { ToolAnswer, ToolResult } from "./run-tool.ts";
 
 /*
  * The port link tool (issue 27 item 4): an expiring URL to a port a process in the sandbox listens
- * on, for the user to open (a dev server's page). Only where links exist: MCP, through the public
- * route (http exec mode; api mode answers 501 as a tool error). The chat loop runs in the agent,
- * which holds no link-signing key (the edge signs each URL), so chat does not offer it.
+ * on, for the user to open (a dev server's page). MCP opens it through the public route (http exec
+ * mode; api mode answers 501 as a tool error). Chat (session mode, http exec mode) opens it in the
+ * agent, which holds no link-signing key: the model gets `chatPortLinkAnswer` (no URL), and the
+ * edge signs the URL into what reaches the user (edge/routes/chat.ts).
  */
 
 const define = <I extends z.ZodObject, O extends z.ZodObject>(d: ToolDefinition<I, O>) => d;
@@ -57,6 +58,24 @@ export const openPortLink = define({
 });
 
 export const PORT_LINK_TOOLS = [openPortLink] as const;
+
+/**
+ * What a chat model gets back from open_port_link: everything but the URL. The URL carries the
+ * link's token, and a model's context goes to its provider (and may be logged there); the user
+ * receives the URL in the chat's `tool.result` event / `toolCalls[]` instead.
+ */
+export function chatPortLinkAnswer(link: PortLinkRecord): ToolAnswer {
+  const structured = {
+    link_id: link.id,
+    port: link.port,
+    public: link.public,
+    expires_at: link.expiresAt,
+    url: null,
+    note: "the user receives the URL",
+  };
+  return { structured, text: JSON.stringify(structured) };
+}
+
 export const PORT_LINK_TOOL_NAMES: ReadonlySet<string> = new Set(PORT_LINK_TOOLS.map((t) => t.name));
 
 /** Where a link is opened: one sandbox's ports (MCP: the public route with the caller's token). */

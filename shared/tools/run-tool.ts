@@ -88,6 +88,9 @@ export const MODEL_FIXABLE_CODES: ReadonlySet<string> = new Set([
   "spawn_failed",
   "process_limit",
   "ring_limit",
+  // open_port_link: the exec server's own port, or too many open links.
+  "port_not_allowed",
+  "link_limit",
 ]);
 
 const answer = <O extends z.ZodObject>(

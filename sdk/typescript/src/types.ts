@@ -196,6 +196,16 @@ export interface FileWriteResult {
 
 // ---- chat ----
 
+/** A port link a chat model opened (open_port_link, session mode); `url` is added by the edge. */
+export interface ChatPortLink {
+  sandboxId: string;
+  linkId: string;
+  port: number;
+  public: boolean;
+  expiresAt: string;
+  url?: string | undefined;
+}
+
 export interface ToolCallRecord {
   id: string;
   command: string;
@@ -203,6 +213,8 @@ export interface ToolCallRecord {
   durationMs: number;
   truncated: boolean;
   timedOut: boolean;
+  /** open_port_link: the link it opened, with its URL for you (the model never sees the URL). */
+  link?: ChatPortLink | undefined;
 }
 
 export interface ChatResponse {
@@ -227,6 +239,7 @@ export type ChatEvent =
       durationMs: number;
       truncated: boolean;
       timedOut: boolean;
+      link?: ChatPortLink | undefined;
     }
   | { type: "assistant.delta"; text: string }
   | { type: "assistant.message"; text: string }
