@@ -200,6 +200,7 @@ async function converse(
         fileTools: deps.files !== undefined,
         processTools: deps.processes !== undefined,
         sessionSandbox: deps.sandboxId !== undefined,
+        portLinks: offersPortLink(deps),
         network: deps.network?.() ?? NO_NETWORK,
       }),
     },

@@ -23,6 +23,8 @@ export function systemPrompt(opts: {
   sessionSandbox?: boolean;
   /** What the sandbox may reach (absent: nothing). */
   network?: NetworkView;
+  /** open_port_link is offered (session mode with port links: a request's pod has no sandbox id to link). */
+  portLinks?: boolean;
 }) {
   return [
     "You are an assistant that can run shell commands in an isolated Linux sandbox with the tool `run_in_sandbox`.",
@@ -52,6 +54,12 @@ export function systemPrompt(opts: {
           opts.sessionSandbox
             ? "  Processes keep running between messages while this session's sandbox lives."
             : "  Processes are killed when this request ends.",
+        ]
+      : []),
+    ...(opts.portLinks
+      ? [
+          "- To show the user a server you started (e.g. a dev server's page), open_port_link gives the user a URL to its",
+          "  port. You never see the URL (it carries the link's key): the user receives it directly, so just tell them it is there.",
         ]
       : []),
     "",

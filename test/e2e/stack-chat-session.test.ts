@@ -1,7 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadKubeConfig, makeClients } from "../../cluster-agent/k8s/client.ts";
 import { type Stack, startStack } from "../../devstack/stack.ts";
-import type { ChatEvent, ChatResponse, Sandbox } from "../../shared/api.ts";
+import type { ChatEvent, ChatPortLink, ChatResponse, Sandbox } from "../../shared/api.ts";
+import { linkFetch } from "../support/link-fetch.ts";
+import { offeredTools } from "../support/offered-tools.ts";
 import {
   type RecordedRequest,
   type ScriptedOpenAI,
@@ -25,6 +27,30 @@ function responder(req: RecordedRequest): ScriptTurn {
   const answers = messages.slice(lastUser + 1).filter((m) => m.role === "tool");
   // "fail": write a file (so the turn creates its sandbox), then the model server refuses.
   if (asked === "fail" && answers.length > 0) return { type: "error", status: 400, message: "refused" };
+  // "link" / "link-private": serve a page from the sandbox and open a link to it, in one round.
+  if (asked.startsWith("link") && answers.length === 0) {
+    return {
+      type: "tool_calls",
+      calls: [
+        {
+          id: "c0",
+          name: "write_file",
+          arguments: { path: "index.html", content: "<p>from the session</p>" },
+        },
+        {
+          id: "c1",
+          name: "start_process",
+          arguments: { command: "exec python3 -u -m http.server 8000 --bind 127.0.0.1", yield_time_ms: 0 },
+        },
+        {
+          id: "c2",
+          name: "open_port_link",
+          arguments: { port: 8000, ttl_seconds: 120, public: asked === "link" },
+        },
+      ],
+    };
+  }
+  if (asked.startsWith("link")) return { type: "text", text: String(answers.at(-1)?.content ?? "") };
   if (answers.length === 0) {
     const call =
       asked === "write" || asked === "fail"
@@ -128,6 +154,75 @@ describe('chat with sandbox: "session" through the edge', () => {
     );
     const later = await chat({ message: "ps", sessionId: "sess-proc-request" });
     expect(later.reply).toBe("no processes");
+  }, 90_000);
+
+  it("open_port_link: the client gets a URL that fetches the sandbox's page; the model never sees the token", async () => {
+    const res = await api("/v1/chat", {
+      method: "POST",
+      headers: { accept: "text/event-stream" },
+      body: JSON.stringify({ message: "link", sessionId: "sess-link", sandbox: "session" }),
+    });
+    expect(res.status).toBe(200);
+    const events = (await readSse(res)).map((m) => JSON.parse(m.data) as ChatEvent);
+    const result = events.find((e) => e.type === "tool.result" && e.id === "c2");
+    const link = (result as { link?: ChatPortLink } | undefined)?.link;
+    expect(link, JSON.stringify(events)).toMatchObject({ port: 8000, public: true });
+    expect(link?.url).toMatch(new RegExp(`^http://${link?.linkId}\\.localhost:\\d+/\\?pi_link=`));
+    const done = events.at(-1) as Extract<ChatEvent, { type: "done" }>;
+    expect(done.type).toBe("done");
+    expect(done.response.toolCalls.find((t) => t.id === "c2")?.link).toEqual(link);
+    expect(link?.sandboxId).toBe(done.response.sandboxId);
+    // The server may still be starting: a port nothing listens on yet answers 502 until it does.
+    const page = await waitFor("the page through the link", async () => {
+      const r = await linkFetch(link!.url!);
+      return r.status === 200 ? r.text() : false;
+    });
+    expect(page).toBe("<p>from the session</p>");
+
+    // The model's next request (after the tools ran) holds the link's id, never its URL or token.
+    const next = model.completions().at(-1)!;
+    expect(next.body?.tools?.map((t) => t.function.name)).toEqual(
+      offeredTools({ files: true, processes: true, portLink: true }),
+    );
+    const sent = JSON.stringify(next.body);
+    const token = new URL(link!.url!).searchParams.get("pi_link")!;
+    expect(sent).not.toContain("pi_link");
+    expect(sent).not.toContain(token);
+    const answer = next.body?.messages.find((m) => m.role === "tool" && m.tool_call_id === "c2");
+    expect(JSON.parse(String(answer?.content))).toEqual({
+      link_id: link?.linkId,
+      port: 8000,
+      public: true,
+      expires_at: link?.expiresAt,
+      url: null,
+      note: "the user receives the URL",
+    });
+  }, 90_000);
+
+  it("open_port_link in a JSON answer: a private link's URL, signed for the caller, needs the caller's token", async () => {
+    const turn = await chat({ message: "link-private", sessionId: "sess-link-json", sandbox: "session" });
+    const link = turn.toolCalls.find((t) => t.id === "c2")?.link;
+    expect(link).toMatchObject({ port: 8000, public: false, sandboxId: turn.sandboxId });
+    expect(turn.reply).not.toContain("pi_link");
+    const url = link!.url!;
+    const page = await waitFor("the private page through the link", async () => {
+      const r = await linkFetch(url, { headers: bearer(stack.tokens.tenantA) });
+      return r.status === 200 ? r.text() : false;
+    });
+    expect(page).toBe("<p>from the session</p>");
+    expect((await linkFetch(url)).status).toBe(401);
+    // Signed for the caller's tenant: another tenant's token finds no link there.
+    expect((await linkFetch(url, { headers: bearer(stack.tokens.tenantB) })).status).toBe(404);
+    expect(JSON.stringify(model.completions().at(-1)?.body)).not.toContain("pi_link");
+  }, 90_000);
+
+  it('open_port_link is not offered with sandbox: "request" (a request\'s pod has no sandbox id to link)', async () => {
+    await chat({ message: "ps", sessionId: "sess-link-request" });
+    const last = model.completions().at(-1)!;
+    expect(last.body?.tools?.map((t) => t.function.name)).toEqual(
+      offeredTools({ files: true, processes: true }),
+    );
+    expect(String(last.body?.messages[0]?.content)).not.toContain("open_port_link");
   }, 90_000);
 
   it('with sandbox: "request" (the default) turn 2 cannot see what turn 1 wrote', async () => {
