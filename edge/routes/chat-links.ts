@@ -1,6 +1,7 @@
 import { type ChatPortLink, ChatPortLinkSchema } from "../../shared/api.ts";
 import { encodeSse, parseSse, SseBlockSplitter } from "../../shared/sse.ts";
 import type { AppContext } from "../app-env.ts";
+import type { EdgeConfig } from "../config.ts";
 import { signedLinkUrl } from "../links/sign.ts";
 import { sandboxWhere } from "./sandboxes.ts";
 
@@ -10,27 +11,31 @@ import { sandboxWhere } from "./sandboxes.ts";
  * never see the token). On the way to the client the edge signs each reported link for the
  * CALLER's tenant with the one signer (links/sign.ts) and adds `url`.
  *
- * Signing what the agent's answer says grants nothing a forged or altered answer could abuse: a
- * link request is checked again by the agent every time (link/proxy.ts relays it; the agent's
- * PortLinks.check wants the link open on that sandbox, for that port, and the sandbox the token's
- * tenant's). A token for a link id, sandbox or port that does not exist, or of another tenant's
- * sandbox, is link_not_found; its expiry and `public` only ever narrow what the recorded link
- * allows, never widen it (the agent's record is the one checked). The URL holds the token: it is
- * never logged.
+ * Why signing what the event says is safe: the token's tenant is always the caller's (never taken
+ * from the event), and the agent checks every request to a link again (links/proxy.ts relays it as
+ * that tenant; PortLinks.check wants the link id open on that sandbox and port, the sandbox that
+ * tenant's, the record unexpired and unrevoked). So a token for a made-up link id, another port,
+ * another tenant's sandbox, or an expiry past the record's grants nothing: link_not_found. What the
+ * agent does not re-check is `public`; it comes from the agent's own record, over the agent's
+ * authenticated tunnel, never from the model or the client (their text reaches the stream only
+ * JSON-encoded inside other events, so it cannot forge an event), and it could only ever concern a
+ * link of the caller's own sandbox. The URL holds the token: it is never logged.
  */
 
 export type LinkSigner = (link: ChatPortLink) => Promise<ChatPortLink>;
 
-/** Signs links for this request's tenant under this edge's host; a sandbox of no region served here gets no URL. */
-export function chatLinkSigner(c: AppContext): LinkSigner {
-  const { config } = c.get("deps");
-  const tenant = c.get("principal").tenant;
-  return async ({ url: _ignored, ...link }) => {
+/** Signs links for `tenant` under the edge host of `apiUrl`; a sandbox of no region served here gets no URL. */
+export function linkSigner(config: EdgeConfig, apiUrl: string, tenant: string): LinkSigner {
+  return async ({ url: _fromAgent, ...link }) => {
     const where = sandboxWhere(config.regions, link.sandboxId);
     if (!where) return link;
-    return { ...link, url: await signedLinkUrl(config, c.req.url, where.region, { ...link, tenant }) };
+    return { ...link, url: await signedLinkUrl(config, apiUrl, where.region, { ...link, tenant }) };
   };
 }
+
+/** The signer for this request: its caller's tenant, its host. */
+export const chatLinkSigner = (c: AppContext): LinkSigner =>
+  linkSigner(c.get("deps").config, c.req.url, c.get("principal").tenant);
 
 type Json = Record<string, unknown>;
 const isObject = (v: unknown): v is Json => typeof v === "object" && v !== null && !Array.isArray(v);
