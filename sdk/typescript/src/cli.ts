@@ -340,6 +340,8 @@ export async function main(argv: string[], io: CliIo = defaultIo()): Promise<num
             io.stderr.write(
               `→ exit ${e.exitCode ?? "none"} in ${Math.round(e.durationMs)} ms${e.timedOut ? ", timed out" : ""}${e.truncated ? ", truncated" : ""}\n`,
             );
+            // open_port_link: the URL is for the user (the model never sees it).
+            if (e.link?.url) io.stderr.write(`→ port ${e.link.port}: ${e.link.url}\n`);
           } else if (e.type === "assistant.delta") {
             io.stdout.write(e.text);
             streamedText = true;
