@@ -86,3 +86,39 @@ describe("PidsLimitCheck", () => {
     expect(check.result).toMatchObject({ pidsMax: "max", pod: "p1" });
   });
 });
+
+describe("PidsLimitCheck stop", () => {
+  it("aborts a read in flight and resolves only once it ended: no call outlives a stopped agent", async () => {
+    const store = new MemoryPoolStore();
+    const bus = new EventBus("agent-a");
+    let ended = false;
+    const executor: Executor = {
+      mode: "api",
+      // A read that answers only when its signal aborts (then, like the api executor, a moment later).
+      exec: (_target, call) =>
+        new Promise((resolve) => {
+          call.signal.addEventListener("abort", () =>
+            setTimeout(() => {
+              ended = true;
+              resolve(err(new AppError("request_cancelled", "aborted")));
+            }, 20),
+          );
+        }),
+    };
+    const warnings: string[] = [];
+    const check = new PidsLimitCheck({
+      executor,
+      store,
+      bus,
+      log: { warn: (_o, msg) => void warnings.push(msg) },
+      namespace: "ns",
+    });
+    store.addPod("p0");
+    bus.emit({ type: "pod.ready", pod: "p0", data: { podIP: "127.0.1.2" } });
+    await flush();
+    await check.stop();
+    expect(ended).toBe(true);
+    expect(warnings).toEqual([]);
+    expect(check.result).toBeUndefined();
+  });
+});
