@@ -42,6 +42,8 @@ import {
   TUNNEL_BUFFER_BUDGET_BYTES,
   TUNNEL_CANCEL_PATH,
   TUNNEL_HEADERS,
+  TUNNEL_STATS_PATH,
+  type TunnelStats,
   toHex,
 } from "../relay/protocol.ts";
 import { signerFor } from "../relay/relay.ts";
@@ -73,6 +75,7 @@ interface Pending {
   /** Reorders chunk frames; chunks (and the end) that beat the head wait in `early`. */
   seq: ChunkSequencer;
   early: Uint8Array[];
+  earlyBytes: number;
   /** Bytes the client consumed that the agent has not been credited for yet. */
   uncredited: number;
   timer: ReturnType<typeof setTimeout> | null;
@@ -132,6 +135,7 @@ export class TunnelDO extends DurableObject<Env> {
   private reservedBytes = 0;
   /** Bodies of finished responses their clients have not read yet: they still count against the budget. */
   private readonly draining = new Set<BodyQueue>();
+  private peakBufferedBytes = 0;
 
   override async fetch(request: Request): Promise<Response> {
     const upgrade = request.headers.get("Upgrade")?.toLowerCase() === "websocket";
@@ -140,6 +144,7 @@ export class TunnelDO extends DurableObject<Env> {
     const path = new URL(request.url).pathname;
     if (path === TUNNEL_AGENTS_PATH) return Response.json(this.agents());
     if (path === TUNNEL_CANCEL_PATH) return Response.json({ cancelled: this.cancel(request) });
+    if (path === TUNNEL_STATS_PATH) return Response.json(this.stats());
     return this.relay(request);
   }
 
@@ -152,6 +157,20 @@ export class TunnelDO extends DurableObject<Env> {
         out.push({ ...a, inflight: this.inflight.get(a.connId) ?? 0 });
     }
     return out;
+  }
+
+  /** What this DO holds for requests in flight (tests check it returns to zero). */
+  stats(): TunnelStats {
+    const bufferedBytes = this.bufferedBytes();
+    return {
+      pending: this.pending.size,
+      inflightConnections: this.inflight.size,
+      cancelKeys: this.byCancelKey.size,
+      reservedBytes: this.reservedBytes,
+      bufferedBytes,
+      draining: this.draining.size,
+      peakBufferedBytes: this.peakBufferedBytes,
+    };
   }
 
   private async acceptAgent(request: Request): Promise<Response> {
@@ -396,6 +415,7 @@ export class TunnelDO extends DurableObject<Env> {
         body: null,
         seq: new ChunkSequencer(),
         early: [],
+        earlyBytes: 0,
         uncredited: 0,
         timer: null,
         idleMs,
@@ -570,48 +590,60 @@ export class TunnelDO extends DurableObject<Env> {
   }
 
   /**
-   * Responses already streaming when the DO is over its budget: the one holding the most queued
-   * bytes is cut (its client gets a broken body, its agent a cancel), until back under. Its client
-   * is the one not reading — a reader keeps its queue near empty — so the DO's memory goes to
-   * whoever takes it, while every other request of the region goes on. Withholding credit instead
-   * would not help: a response never has more than its credit window queued anyway; too many
-   * windows at once is the problem, and only ending one frees one.
+   * Room for `bytes` more of `incoming`'s response, made before they are queued so the DO never
+   * holds more than its budget, not even one chunk more: while they would cross it, the response
+   * holding the most queued bytes (counting `incoming` with them) is cut — its client gets a broken
+   * body, its agent a cancel. Its client is the one not reading (a reader keeps its queue near
+   * empty), so the DO's memory goes to whoever takes it, while every other request of the region
+   * goes on. Withholding credit instead would not help: a response never has more than its credit
+   * window queued anyway; too many windows at once is the problem, and only ending one frees one.
+   * False when `incoming` itself was cut (its bytes are then dropped).
    */
-  private shedOverBudget(): void {
-    while (this.bufferedBytes() > TUNNEL_BUFFER_BUDGET_BYTES) {
-      let victim: { body: BodyQueue; p: Pending | null } | null = null;
-      const held = [
-        ...[...this.pending.values()].map((p) => ({ body: p.body, p })),
-        ...[...this.draining].map((body) => ({ body, p: null })),
-      ];
-      for (const { body, p } of held) {
-        if (body && body.bufferedBytes > (victim?.body.bufferedBytes ?? 0)) victim = { body, p };
+  private makeRoom(incoming: Pending, bytes: number): boolean {
+    let total = this.bufferedBytes();
+    for (; total + bytes > TUNNEL_BUFFER_BUDGET_BYTES; total = this.bufferedBytes()) {
+      let victim: { body: BodyQueue | null; held: number; p: Pending | null } = {
+        body: incoming.body,
+        held: heldBytes(incoming) + bytes,
+        p: incoming,
+      };
+      for (const p of this.pending.values()) {
+        const held = heldBytes(p);
+        if (p !== incoming && held > victim.held) victim = { body: p.body, held, p };
       }
-      if (!victim) return;
+      for (const body of this.draining) {
+        if (body.bufferedBytes > victim.held) victim = { body, held: body.bufferedBytes, p: null };
+      }
       const cut = new AppError(
         "tunnel_busy",
         "the region's tunnel is over its buffered-bytes budget; response cut",
-        {
-          retryAfterSeconds: 1,
-        },
+        { retryAfterSeconds: 1 },
       );
-      victim.body.cut(cut);
-      this.draining.delete(victim.body);
+      if (victim.body) {
+        victim.body.cut(cut);
+        this.draining.delete(victim.body);
+      }
       if (victim.p) {
+        victim.p.early = [];
+        victim.p.earlyBytes = 0;
         this.send(victim.p.ws, { type: "cancel", id: victim.p.id });
         this.fail(victim.p.id, cut);
+        if (victim.p === incoming) return false;
       }
     }
+    this.peakBufferedBytes = Math.max(this.peakBufferedBytes, total + bytes);
+    return true;
   }
 
   /** Body bytes this DO holds or has promised room for: reserved upload windows, queued response bytes. */
   private bufferedBytes(): number {
     let n = this.reservedBytes;
-    for (const p of this.pending.values()) n += p.body?.bufferedBytes ?? 0;
+    for (const p of this.pending.values()) n += heldBytes(p);
     for (const b of this.draining) {
       if (b.bufferedBytes === 0) this.draining.delete(b);
       else n += b.bufferedBytes;
     }
+    if (n > this.peakBufferedBytes) this.peakBufferedBytes = n;
     return n;
   }
 
@@ -654,6 +686,7 @@ export class TunnelDO extends DurableObject<Env> {
     this.armIdle(p);
     p.resolveHead(new Response(noBody ? null : p.body.stream, { status, headers }));
     for (const b of p.early.splice(0)) p.body.push(b);
+    p.earlyBytes = 0;
     if (noBody || p.seq.complete) this.complete(p);
   }
 
@@ -798,12 +831,13 @@ export class TunnelDO extends DurableObject<Env> {
       this.fail(id, new AppError("agent_unavailable", ready.error.message));
       return;
     }
+    const n = ready.value.reduce((t, b) => t + b.byteLength, 0);
+    if (!this.makeRoom(p, n)) return;
     for (const b of ready.value) {
       if (p.body) p.body.push(b);
       else p.early.push(b);
     }
-    this.shedOverBudget();
-    if (!this.pending.has(id)) return;
+    if (!p.body) p.earlyBytes += n;
     if (p.headDone) this.armIdle(p);
     if (p.body && p.seq.complete) this.complete(p);
   }
@@ -894,6 +928,11 @@ export class TunnelDO extends DurableObject<Env> {
       // socket gone; its close handler fails what is pending
     }
   }
+}
+
+/** Response bytes a pending request holds: queued for its client, or arrived before its head. */
+function heldBytes(p: Pending): number {
+  return (p.body?.bufferedBytes ?? 0) + p.earlyBytes;
 }
 
 function concatParts(parts: Uint8Array[]): Uint8Array {

@@ -76,6 +76,28 @@ export function toHex(bytes: Uint8Array): string {
 /** The DO's list of connected agents (JSON array of `{connId, agentId, cluster, …}`). */
 export const TUNNEL_AGENTS_PATH = "/__tunnel/agents";
 
+/**
+ * The DO's own accounting (TunnelStats as JSON): what it holds for requests in flight. Read by
+ * tests and the local stack (Miniflare's DO namespace) to check every request gives back what it took.
+ */
+export const TUNNEL_STATS_PATH = "/__tunnel/stats";
+
+export interface TunnelStats {
+  /** Requests (and sessions) in flight. */
+  pending: number;
+  /** Agent connections with requests in flight. */
+  inflightConnections: number;
+  cancelKeys: number;
+  /** Reserved upload and session windows. */
+  reservedBytes: number;
+  /** Everything counted against TUNNEL_BUFFER_BUDGET_BYTES now. */
+  bufferedBytes: number;
+  /** Finished responses whose clients have not read everything yet. */
+  draining: number;
+  /** The most bufferedBytes has been since the DO started. */
+  peakBufferedBytes: number;
+}
+
 /** The DO's cancel endpoint (answers `{ cancelled: n }`). */
 export const TUNNEL_CANCEL_PATH = "/__tunnel/cancel";
 

@@ -1,6 +1,12 @@
 import { env, SELF } from "cloudflare:test";
 import { afterEach, describe, expect, it } from "vitest";
-import { TUNNEL_BUFFER_BUDGET_BYTES, TUNNEL_HEADERS, TUNNEL_ORIGIN } from "../../edge/relay/protocol.ts";
+import {
+  TUNNEL_BUFFER_BUDGET_BYTES,
+  TUNNEL_HEADERS,
+  TUNNEL_ORIGIN,
+  TUNNEL_STATS_PATH,
+  type TunnelStats,
+} from "../../edge/relay/protocol.ts";
 import {
   bodySha256,
   createRelayVerifier,
@@ -244,6 +250,56 @@ describe("streamed uploads", () => {
     expect(got).toBe(sizes.d);
     await d.cancel();
     await open.b!.body?.cancel();
+  });
+
+  it("the budget is exact: response bytes that reach it are queued, one byte more cuts before it is queued", {
+    timeout: 120_000,
+  }, async () => {
+    // Chunks that come before their head wait in the DO whole (no client pulls them yet), so the
+    // DO's count is exactly what was sent: x and y each half the budget, then one byte more of y.
+    const ids: Record<string, string> = {};
+    const a = await connectAgent("eu-1", (r) => {
+      ids[r.frame.path.slice(-1)] = r.frame.id;
+    });
+    agents.push(a);
+    await waitForAgents(TUNNEL, "eu-1", 1);
+    const stub = env.TUNNEL.get(env.TUNNEL.idFromName("eu-1"));
+    const stats = async (): Promise<TunnelStats> =>
+      (await stub.fetch(`${TUNNEL_ORIGIN}${TUNNEL_STATS_PATH}`)).json();
+    const asked = Object.fromEntries(
+      ["x", "y"].map((name) => [name, stub.fetch(`${TUNNEL_ORIGIN}/v1/slow/${name}`)]),
+    );
+    await waitFor("both requests at the agent", () => ids.x !== undefined && ids.y !== undefined, 10_000, 5);
+    const half = TUNNEL_BUFFER_BUDGET_BYTES / 2;
+    const seqs: Record<string, number> = { x: 0, y: 0 };
+    const send = (name: string, size: number) => {
+      for (let at = 0; at < size; at += TUNNEL_CHUNK_BYTES)
+        a.sendChunk(ids[name]!, seqs[name]!++, pattern(Math.min(TUNNEL_CHUNK_BYTES, size - at)));
+    };
+    send("x", half);
+    send("y", half);
+    await waitFor(
+      "the budget full",
+      async () => (await stats()).bufferedBytes === TUNNEL_BUFFER_BUDGET_BYTES,
+      20_000,
+      10,
+    );
+    expect(a.cancelled).toEqual([]);
+    send("y", 1);
+    await waitFor("y cut: its agent told to stop", () => a.cancelled.length > 0, 10_000, 5);
+    expect(a.cancelled).toEqual([ids.y]);
+    await expectError(await asked.y!, 503, "tunnel_busy");
+    const after = await stats();
+    // Never above the budget, not even by the byte that crossed it; y's bytes are gone.
+    expect(after.peakBufferedBytes).toBe(TUNNEL_BUFFER_BUDGET_BYTES);
+    expect(after.bufferedBytes).toBe(half);
+    // x goes on: its head and end arrive, its client gets every byte.
+    a.send({ type: "response", id: ids.x!, status: 200, headers: [] });
+    a.send({ type: "end", id: ids.x!, chunks: seqs.x! });
+    const x = await asked.x!;
+    expect(x.status).toBe(200);
+    expect((await x.arrayBuffer()).byteLength).toBe(half);
+    await waitFor("nothing held", async () => (await stats()).bufferedBytes === 0, 10_000, 10);
   });
 
   it("over MAX_FILE_BYTES while streaming (no Content-Length): 413, and the agent's request is cancelled", {
