@@ -6,7 +6,13 @@ import {
   MODEL_CALLS_HEADER,
   type RelayChatRequest,
 } from "../../shared/api.ts";
-import { parseOrError } from "../../shared/errors.ts";
+import {
+  AppError,
+  type ErrorBody,
+  ErrorBodySchema,
+  errorResponse,
+  parseOrError,
+} from "../../shared/errors.ts";
 import { type SseMessage, SseParser } from "../../shared/sse.ts";
 import type { AppContext, RouteDef } from "../app-env.ts";
 import { encodeJson, readJson, wantsEventStream } from "../http/json.ts";
@@ -48,7 +54,9 @@ async function chat(c: AppContext): Promise<Response> {
     method: "POST",
     path: "/v1/chat",
     body: encodeJson(relayBody),
-    accept: sse ? "text/event-stream" : "application/json",
+    // The agent streams even when the client wants JSON: the edge then sees each tool call pass, so
+    // a turn whose client leaves (or cancels) mid-turn is still charged per model call.
+    accept: "text/event-stream",
     ...(home ? { regions: [home.region], cluster: home.cluster } : {}),
     timeoutMs: config.relayTimeoutMs * CHAT_TIMEOUT_FACTOR,
   });
@@ -69,6 +77,12 @@ async function chat(c: AppContext): Promise<Response> {
     const more = (modelCalls ?? 1) - 1;
     return more > 0 ? c.get("deps").quota.charge(tenant, more) : Promise.resolve();
   };
+  /** A streamed turn's end: its reply saved and its model calls charged. */
+  const settle = (end: TurnEnd | null): Promise<unknown> | undefined => {
+    if (end === null) return undefined;
+    if (end.failed) return charge(end.modelCalls);
+    return Promise.all([save(end.response), charge(end.response.modelCalls)]);
+  };
 
   if (!out.response.ok || !out.response.body) {
     const made = Number(out.response.headers.get(MODEL_CALLS_HEADER));
@@ -81,14 +95,22 @@ async function chat(c: AppContext): Promise<Response> {
     // reached the agent and the chat (and its lease) ran on; through a pipe, the client's cancel propagates.
     // Links the model opened get their URL for this caller (chat-links.ts) before the scan.
     const { stream, done } = scanForDone(signStreamLinks(out.response.body, chatLinkSigner(c)));
-    const saving = done.then((end): Promise<unknown> | undefined => {
-      if (end === null) return undefined;
-      if (end.failed) return charge(end.modelCalls);
-      return Promise.all([save(end.response), charge(end.response.modelCalls)]);
-    });
-    waitUntil(c, saving);
+    waitUntil(c, done.then(settle));
     return finishRelay(c, { ...out, response: new Response(stream, out.response) });
   }
+  if (isEventStream(out.response)) {
+    // A JSON client: the stream is read here to its end and the answer is its `done`. Saved and
+    // charged before the answer (the next turn sees this one), and in waitUntil too: a client
+    // that left mid-turn is still charged per tool call seen.
+    const { stream, done } = scanForDone(out.response.body);
+    void stream.pipeTo(new WritableStream()).catch(() => {});
+    const settled = done.then(settle);
+    waitUntil(c, settled);
+    const end = await done;
+    await settled;
+    return finishRelay(c, { ...out, response: await jsonAnswer(c, out.response, end) });
+  }
+  // An agent that answered JSON all the same (one from before it streamed for every client).
   const body: unknown = await out.response
     .clone()
     .json()
@@ -105,6 +127,37 @@ async function chat(c: AppContext): Promise<Response> {
   });
 }
 
+const isEventStream = (res: Response) =>
+  (res.headers.get("Content-Type") ?? "").toLowerCase().startsWith("text/event-stream");
+
+/** A streamed turn's end as the JSON answer a non-streaming client asked for. */
+async function jsonAnswer(c: AppContext, streamed: Response, end: TurnEnd | null): Promise<Response> {
+  const requestId = c.get("requestId");
+  const headers = new Headers(streamed.headers);
+  headers.delete("Content-Length");
+  headers.set("Content-Type", "application/json; charset=utf-8");
+  if (end === null) {
+    return errorResponse(
+      new AppError("agent_unavailable", "the chat ended without an answer"),
+      requestId,
+      headers,
+    );
+  }
+  if (end.failed) {
+    const e = end.error;
+    if (end.modelCalls !== undefined) headers.set(MODEL_CALLS_HEADER, String(end.modelCalls));
+    const error = e
+      ? new AppError(e.code, e.message, {
+          ...(e.retryAfterSeconds !== undefined ? { retryAfterSeconds: e.retryAfterSeconds } : {}),
+          ...(e.details !== undefined ? { details: e.details } : {}),
+        })
+      : new AppError("agent_unavailable", "the chat failed");
+    return errorResponse(error, requestId, headers);
+  }
+  const signed = await signResponseLinks(end.raw, chatLinkSigner(c));
+  return new Response(JSON.stringify(signed ?? end.raw), { status: 200, headers });
+}
+
 function waitUntil(c: AppContext, p: Promise<unknown>): void {
   const guarded = p.catch(() => undefined);
   try {
@@ -115,7 +168,10 @@ function waitUntil(c: AppContext, p: Promise<unknown>): void {
 }
 
 /** How a streamed turn ended: its `done` response, or its `error` event's model-call count. */
-type TurnEnd = { failed: false; response: ChatResponse } | { failed: true; modelCalls: number | undefined };
+type TurnEnd =
+  /** `raw`: the `done` event's response as the agent sent it (what a JSON client gets). */
+  | { failed: false; response: ChatResponse; raw: unknown }
+  | { failed: true; modelCalls: number | undefined; error?: ErrorBody };
 
 /**
  * Pass an SSE stream through unchanged while looking for its terminal `done` or `error` event:
@@ -137,14 +193,19 @@ function scanForDone(source: ReadableStream<Uint8Array>): {
       if (m.event === "tool.call") toolCalls++;
       if (m.event !== "done" && m.event !== "error") continue;
       try {
-        const data = JSON.parse(m.data) as { response?: unknown; modelCalls?: unknown };
+        const data = JSON.parse(m.data) as { response?: unknown; modelCalls?: unknown; error?: unknown };
         if (m.event === "error") {
           const n = data.modelCalls;
-          found = { failed: true, modelCalls: Number.isInteger(n) ? (n as number) : undefined };
+          const error = ErrorBodySchema.safeParse(data.error);
+          found = {
+            failed: true,
+            modelCalls: Number.isInteger(n) ? (n as number) : undefined,
+            ...(error.success ? { error: error.data } : {}),
+          };
           continue;
         }
         const res = ChatResponseSchema.safeParse(data.response);
-        if (res.success) found = { failed: false, response: res.data };
+        if (res.success) found = { failed: false, response: res.data, raw: data.response };
       } catch {
         // not JSON: not ours
       }

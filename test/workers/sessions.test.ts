@@ -1,5 +1,7 @@
-import { env, SELF } from "cloudflare:test";
+import { createExecutionContext, env, SELF } from "cloudflare:test";
 import { afterEach, describe, expect, it } from "vitest";
+import { createApp } from "../../edge/app.ts";
+import { depsFromEnv } from "../../edge/deps.ts";
 import { MODEL_CALLS_HEADER, RelayChatRequestSchema } from "../../shared/api.ts";
 import { encodeSse, parseSse } from "../../shared/sse.ts";
 import { waitFor } from "../support/wait-for.ts";
@@ -185,6 +187,98 @@ describe("chat relay and sessions", () => {
     }
     await reader.cancel();
     await chargedAfterStream("tenant-left", "left", 5);
+  });
+
+  it("a JSON turn the client leaves mid-turn is charged one call per tool call seen (the agent streams to the edge)", async () => {
+    let accept: string | null = null;
+    agent = await connectAgent("eu-1", (r, ag) => {
+      accept = r.request.headers.get("accept");
+      // Five tool rounds, then a 1 MiB comment (its credit frame shows the edge read past the
+      // tool calls), then nothing: the turn goes on.
+      const events = Array.from({ length: 5 }, (_, i) =>
+        encodeSse({
+          event: "tool.call",
+          data: JSON.stringify({ type: "tool.call", id: `c${i}`, command: "ls" }),
+        }),
+      ).join("");
+      const body = `${events}: ${"x".repeat(1024 * 1024)}\n\n`;
+      return ag
+        .respondUnfinished(
+          r.frame.id,
+          new Response(body, { headers: { "content-type": "text/event-stream" } }),
+        )
+        .then(() => {});
+    });
+    await waitForAgents(TUNNEL, "eu-1", 1);
+    const ac = new AbortController();
+    const token = await tenantToken({ tenant: "tenant-left-json", scope: "sandbox:chat" });
+    const req = new Request(`${BASE}/v1/chat`, {
+      method: "POST",
+      headers: auth(token, { "Content-Type": "application/json" }),
+      body: JSON.stringify({ message: "hello", sessionId: "left-json" }),
+      signal: ac.signal,
+    });
+    const pending = Promise.resolve(createApp(depsFromEnv).fetch(req, env, createExecutionContext())).catch(
+      (e: unknown) => e,
+    );
+    await waitFor("the edge read the tool calls", () => agent!.credited.length > 0, 5_000, 10);
+    expect(accept).toBe("text/event-stream");
+    ac.abort();
+    await pending;
+    await waitFor("a cancel frame", () => agent!.cancelled.length > 0, 5_000, 10);
+    await chargedAfterStream("tenant-left-json", "left-json", 5);
+  });
+
+  it("a JSON client of a streaming agent gets the turn's done response, or its error event as the error envelope", async () => {
+    let fail = false;
+    agent = await connectAgent("eu-1", (r, ag) => {
+      const events = fail
+        ? encodeSse({
+            event: "error",
+            data: JSON.stringify({
+              type: "error",
+              error: { code: "queue_timeout", message: "no sandbox", requestId: "r", retryAfterSeconds: 3 },
+              modelCalls: 2,
+            }),
+          })
+        : encodeSse({
+            event: "done",
+            data: JSON.stringify({
+              type: "done",
+              response: {
+                requestId: "r",
+                sessionId: "s",
+                reply: "hi",
+                toolCalls: [],
+                modelCalls: 1,
+                region: "eu-1",
+              },
+            }),
+          });
+      return ag.respond(
+        r.frame.id,
+        new Response(events, { headers: { "content-type": "text/event-stream" } }),
+      );
+    });
+    await waitForAgents(TUNNEL, "eu-1", 1);
+    const ok = await chat("tenant-json-sse", "hello", "json-sse");
+    expect(ok.status).toBe(200);
+    expect(ok.headers.get("content-type")).toMatch(/^application\/json/);
+    expect(await ok.json()).toEqual({
+      requestId: "r",
+      sessionId: "s",
+      reply: "hi",
+      toolCalls: [],
+      modelCalls: 1,
+      region: "eu-1",
+    });
+    const saved = (await (await session("tenant-json-sse", "json-sse")).json()) as { messages: unknown[] };
+    expect(saved.messages).toHaveLength(2);
+    fail = true;
+    const failed = await chat("tenant-json-sse", "hello", "json-sse");
+    expect(failed.headers.get("Retry-After")).toBe("3");
+    expect(failed.headers.get(MODEL_CALLS_HEADER)).toBe("2");
+    await expectError(failed, 503, "queue_timeout");
   });
 
   it("relays history, appends each turn, and keeps sessions apart between tenants", async () => {

@@ -89,6 +89,8 @@ export type AgentHandler = (req: AgentRequest, agent: TestAgent) => Promise<void
 export class TestAgent {
   readonly received: AgentRequest[] = [];
   readonly cancelled: string[] = [];
+  /** Response ids the edge sent a credit frame for (its client consumed a batch of the body). */
+  readonly credited: string[] = [];
   readonly verifier: RelayVerifier;
   maxFrameBytes = 0;
   /**
@@ -151,6 +153,8 @@ export class TestAgent {
         if (s) s.closed = { code: frame.code, reason: frame.reason, messages: frame.messages };
       } else if (frame.type === "cancel") {
         this.cancelled.push(frame.id);
+      } else if (frame.type === "credit") {
+        this.credited.push(frame.id);
       }
     });
   }
