@@ -2,6 +2,7 @@ import { fileURLToPath } from "node:url";
 import { build } from "esbuild";
 import { Miniflare } from "miniflare";
 import { unstable_getMiniflareWorkerOptions } from "wrangler";
+import { TUNNEL_ORIGIN, TUNNEL_STATS_PATH, type TunnelStats } from "../edge/relay/protocol.ts";
 
 /**
  * The edge Worker in workerd from Node, for the local stack, the cross-process tests and the
@@ -13,6 +14,11 @@ export interface EdgeHarness {
   /** http://127.0.0.1:PORT */
   url: string;
   mf: Miniflare;
+  /**
+   * A region's TunnelDO accounting (requests pending, bytes held). `gc`: a full collection first,
+   * where workerd's V8 runs with --expose-gc (MINIFLARE_WORKERD_V8_FLAGS), for memory tests.
+   */
+  tunnelStats(region: string, opts?: { gc?: boolean }): Promise<TunnelStats>;
   close(): Promise<void>;
 }
 
@@ -58,5 +64,12 @@ export async function startEdge(opts: EdgeOptions = {}): Promise<EdgeHarness> {
     ...(opts.persistDir ? { durableObjectsPersist: opts.persistDir } : {}),
   } as ConstructorParameters<typeof Miniflare>[0]);
   const url = (await mf.ready).toString().replace(/\/$/, "");
-  return { url, mf, close: () => mf.dispose() };
+  const tunnelStats = async (region: string, opts: { gc?: boolean } = {}): Promise<TunnelStats> => {
+    const ns = await mf.getDurableObjectNamespace("TUNNEL");
+    const res = await ns
+      .get(ns.idFromName(region))
+      .fetch(`${TUNNEL_ORIGIN}${TUNNEL_STATS_PATH}${opts.gc ? "?gc=1" : ""}`);
+    return (await res.json()) as TunnelStats;
+  };
+  return { url, mf, tunnelStats, close: () => mf.dispose() };
 }
