@@ -34,7 +34,21 @@ const READ_SCRIPT = [
   'inside "$r" || { echo "$p: leads outside /workspace" >&2; exit 65; }',
   'if [ -d "$r" ]; then',
   '  printf "D\\n"',
-  '  if [ "$2" = 1 ]; then find "$r" -mindepth 1 -printf "%y %s %T@ %P\\0"; else find "$r" -mindepth 1 -maxdepth 1 -printf "%y %s %T@ %P\\0"; fi',
+  '  [ "$2" = 1 ] || exec find "$r" -mindepth 1 -maxdepth 1 -printf "%y %s %T@ %P\\0"',
+  // Recursive: one level at a time (the listing's order is by depth first), from the cursor's
+  // depth ($3: every shallower name sorts before it). A level's records go out as find writes
+  // them (tee to fd 3) while they are counted; once the levels from $4 on (wholly past the cursor)
+  // hold more than $5 entries or $6 record bytes (a record is never longer than its entry's
+  // JSON), the page is full without anything deeper, and nothing deeper is walked.
+  "  k=$3; from=$4; maxn=$5; maxb=$6; n=0; b=0; exec 3>&1",
+  "  while :; do",
+  '    set -- $( { { find "$r" -mindepth "$k" -maxdepth "$k" -printf "%y %s %T@ %P\\0"; echo "$?" >&4; } | tee /dev/fd/3 | tr "\\n\\000" "_\\n" | wc -lc; } 4>&1 )',
+  '    [ "$1" -eq 0 ] || exit "$1"',
+  '    [ "$2" -eq 0 ] && exit 0',
+  '    if [ "$k" -ge "$from" ]; then n=$((n + $2)); b=$((b + $3)); fi',
+  '    if [ "$n" -gt "$maxn" ] || [ "$b" -gt "$maxb" ]; then exit 0; fi',
+  "    k=$((k + 1))",
+  "  done",
   'elif [ -f "$r" ]; then printf "F\\n"; exec cat -- "$r"',
   'else echo "$p: not a regular file" >&2; exit 65; fi',
 ].join("\n");
@@ -161,7 +175,11 @@ export abstract class ShellFiles implements SandboxFiles {
   ): Promise<Result<FileListing>> {
     // A file's bytes are not kept (limit 0): only whether it was one matters.
     const out = new ReadOutput(opts, 0);
-    const args = [path, opts.recursive ? "1" : "0"];
+    // The walk starts at the cursor's depth; levels deeper than it are wholly after it.
+    const start = opts.after === undefined ? 1 : opts.after.split("/").length;
+    const countFrom = opts.after === undefined ? 1 : start + 1;
+    const { maxEntries, maxBytes } = out.limits;
+    const args = [path, opts.recursive ? "1" : "0", ...[start, countFrom, maxEntries, maxBytes].map(String)];
     const r = await this.#script(target, READ_SCRIPT, args, opts.signal, undefined, out.write);
     if (!r.ok) return r;
     if (out.kind !== "dir") return err(new AppError("invalid_path", `${path}: not a directory`));
@@ -258,6 +276,7 @@ export class ApiFiles extends ShellFiles {
 class ReadOutput {
   kind: "dir" | "file" | null = null;
   readonly page: ListSelection<FileEntry>;
+  readonly limits: { maxEntries: number; maxBytes: number };
   readonly file: Buffer[] = [];
   tooLarge = false;
   #fileBytes = 0;
@@ -267,11 +286,11 @@ class ReadOutput {
     opts: ListOptions,
     private readonly maxFileBytes: number,
   ) {
-    this.page = new ListSelection<FileEntry>({
+    this.limits = {
       maxEntries: Math.min(opts.limit ?? SANDBOX_LIMITS.maxListEntries, SANDBOX_LIMITS.maxListEntries),
       maxBytes: SANDBOX_LIMITS.maxListBytes,
-      after: opts.after,
-    });
+    };
+    this.page = new ListSelection<FileEntry>({ ...this.limits, after: opts.after });
   }
 
   readonly write = (chunk: Buffer): void => {
@@ -302,7 +321,8 @@ class ReadOutput {
 
 /** One `find -printf "%y %s %T@ %P"` record as an entry (null: not one). */
 function recordOf(rec: string): FileEntry | null {
-  const m = /^(\S) (\d+) ([\d.]+) (.+)$/s.exec(rec);
+  // A time before 1970 is negative: a record not parsed would still count toward the page's fullness.
+  const m = /^(\S) (\d+) (-?[\d.]+) (.+)$/s.exec(rec);
   if (!m) return null;
   const type = m[1] === "d" ? "dir" : m[1] === "l" ? "symlink" : "file";
   return {

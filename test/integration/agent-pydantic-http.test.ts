@@ -201,6 +201,15 @@ describe("EXEC_MODE=pydantic-http: a pool whose pods run a FastAPI server writte
     expect(((await list.json()) as { entries: Array<{ name: string; size: number }> }).entries).toEqual([
       expect.objectContaining({ name: "a.txt", type: "file", size: Buffer.byteLength(text) }),
     ]);
+    // Recursive: the walk goes level by level through the server's /exec (its output through tee).
+    expect((await call("PUT", `${base}/dir/sub/b.txt`, "b")).status).toBe(200);
+    const deep = await call("GET", `${base}/dir?recursive=1`);
+    expect(((await deep.json()) as { entries: Array<{ name: string }> }).entries.map((e) => e.name)).toEqual([
+      "a.txt",
+      "sub",
+      "sub/b.txt",
+    ]);
+    expect((await call("DELETE", `${base}/dir/sub`)).status).toBe(204);
     // A symlink out of the workspace is resolved in the pod and refused.
     await call("POST", `/v1/sandboxes/${sb.id}/exec`, { command: "ln -s /etc out" });
     expect(await errorOf(await call("GET", `${base}/out/passwd`))).toEqual(

@@ -164,6 +164,25 @@ describe.each(KUBELETS)(
       }
     }, 120_000);
 
+    it("api mode walks no deeper than a page needs: a directory it cannot read, below a full first level, is never opened", async () => {
+      await run(
+        'mkdir -p walk/zz/locked/in && (cd walk && seq -f "f%05g" 1 10001 | xargs touch) && chmod 000 walk/zz/locked',
+      );
+      try {
+        // The sandbox's user cannot read it: a walk of the whole tree fails there (find exits 1).
+        expect((await run("ls walk/zz/locked")).exitCode).not.toBe(0);
+        const api = both.find(([mode]) => mode === "api")?.[1] as SandboxFiles;
+        const page = value(await api.list(target, "walk", { signal: signal(), recursive: true }));
+        expect([page.entries.length, page.truncated, page.next]).toEqual([
+          SANDBOX_LIMITS.maxListEntries,
+          true,
+          `f${String(SANDBOX_LIMITS.maxListEntries).padStart(5, "0")}`,
+        ]);
+      } finally {
+        await run("chmod 755 walk/zz/locked && rm -rf walk");
+      }
+    }, 120_000);
+
     it("refuses path escapes with invalid_path in both modes, symlinks resolved inside the pod", async () => {
       await run("ln -sfn / root-link && ln -sfn /etc/passwd pw-link");
       const escapes = [
