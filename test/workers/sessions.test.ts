@@ -91,6 +91,27 @@ async function chargedAfterStream(tenant: string, sessionId: string, calls: numb
   );
 }
 
+/**
+ * An agent whose turn streams five `tool.call` events (then `tail`) and never ends; returns what
+ * the request it got asked for (its Accept).
+ */
+async function unfinishedTurnAgent(tail = ""): Promise<{ accept: string | null }> {
+  const seen: { accept: string | null } = { accept: null };
+  agent = await connectAgent("eu-1", (r, ag) => {
+    seen.accept = r.request.headers.get("accept");
+    const events = Array.from({ length: 5 }, (_, i) =>
+      encodeSse({
+        event: "tool.call",
+        data: JSON.stringify({ type: "tool.call", id: `c${i}`, command: "ls" }),
+      }),
+    ).join("");
+    const body = new Response(events + tail, { headers: { "content-type": "text/event-stream" } });
+    return ag.respondUnfinished(r.frame.id, body).then(() => {});
+  });
+  await waitForAgents(TUNNEL, "eu-1", 1);
+  return seen;
+}
+
 describe("chat relay and sessions", () => {
   it("a turn is charged one quota token per model call it made", async () => {
     const burst = Number(env.TENANT_QUOTA_BURST);
@@ -160,22 +181,8 @@ describe("chat relay and sessions", () => {
   });
 
   it("a streamed turn the client leaves before its end is charged one call per tool call seen", async () => {
-    agent = await connectAgent("eu-1", (r, ag) => {
-      // Five tool rounds streamed, then nothing: no `done`, no `error`, the stream stays open.
-      const events = Array.from({ length: 5 }, (_, i) =>
-        encodeSse({
-          event: "tool.call",
-          data: JSON.stringify({ type: "tool.call", id: `c${i}`, command: "ls" }),
-        }),
-      ).join("");
-      return ag
-        .respondUnfinished(
-          r.frame.id,
-          new Response(events, { headers: { "content-type": "text/event-stream" } }),
-        )
-        .then(() => {});
-    });
-    await waitForAgents(TUNNEL, "eu-1", 1);
+    // Five tool rounds streamed, then nothing: no `done`, no `error`, the stream stays open.
+    await unfinishedTurnAgent();
     const res = await streamedChat("tenant-left", "hello", "left");
     const reader = res.body!.getReader();
     const decoder = new TextDecoder();
@@ -190,26 +197,9 @@ describe("chat relay and sessions", () => {
   });
 
   it("a JSON turn the client leaves mid-turn is charged one call per tool call seen (the agent streams to the edge)", async () => {
-    let accept: string | null = null;
-    agent = await connectAgent("eu-1", (r, ag) => {
-      accept = r.request.headers.get("accept");
-      // Five tool rounds, then a 1 MiB comment (its credit frame shows the edge read past the
-      // tool calls), then nothing: the turn goes on.
-      const events = Array.from({ length: 5 }, (_, i) =>
-        encodeSse({
-          event: "tool.call",
-          data: JSON.stringify({ type: "tool.call", id: `c${i}`, command: "ls" }),
-        }),
-      ).join("");
-      const body = `${events}: ${"x".repeat(1024 * 1024)}\n\n`;
-      return ag
-        .respondUnfinished(
-          r.frame.id,
-          new Response(body, { headers: { "content-type": "text/event-stream" } }),
-        )
-        .then(() => {});
-    });
-    await waitForAgents(TUNNEL, "eu-1", 1);
+    // Five tool rounds, then a 1 MiB comment (its credit frame shows the edge read past the tool
+    // calls), then nothing: the turn goes on.
+    const seen = await unfinishedTurnAgent(`: ${"x".repeat(1024 * 1024)}\n\n`);
     const ac = new AbortController();
     const token = await tenantToken({ tenant: "tenant-left-json", scope: "sandbox:chat" });
     const req = new Request(`${BASE}/v1/chat`, {
@@ -222,7 +212,7 @@ describe("chat relay and sessions", () => {
       (e: unknown) => e,
     );
     await waitFor("the edge read the tool calls", () => agent!.credited.length > 0, 5_000, 10);
-    expect(accept).toBe("text/event-stream");
+    expect(seen.accept).toBe("text/event-stream");
     ac.abort();
     await pending;
     await waitFor("a cancel frame", () => agent!.cancelled.length > 0, 5_000, 10);
