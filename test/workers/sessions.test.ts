@@ -221,6 +221,15 @@ describe("chat relay and sessions", () => {
 
   it("a JSON client of a streaming agent gets the turn's done response, or its error event as the error envelope", async () => {
     let fail = false;
+    // What the agent's `done` carries, `region` included: the JSON client gets it as it is.
+    const done = {
+      requestId: "r",
+      sessionId: "s",
+      reply: "hi",
+      toolCalls: [],
+      modelCalls: 1,
+      region: "eu-1",
+    };
     agent = await connectAgent("eu-1", (r, ag) => {
       const events = fail
         ? encodeSse({
@@ -235,14 +244,7 @@ describe("chat relay and sessions", () => {
             event: "done",
             data: JSON.stringify({
               type: "done",
-              response: {
-                requestId: "r",
-                sessionId: "s",
-                reply: "hi",
-                toolCalls: [],
-                modelCalls: 1,
-                region: "eu-1",
-              },
+              response: done,
             }),
           });
       return ag.respond(
@@ -254,14 +256,7 @@ describe("chat relay and sessions", () => {
     const ok = await chat("tenant-json-sse", "hello", "json-sse");
     expect(ok.status).toBe(200);
     expect(ok.headers.get("content-type")).toMatch(/^application\/json/);
-    expect(await ok.json()).toEqual({
-      requestId: "r",
-      sessionId: "s",
-      reply: "hi",
-      toolCalls: [],
-      modelCalls: 1,
-      region: "eu-1",
-    });
+    expect(await ok.json()).toEqual(done);
     const saved = (await (await session("tenant-json-sse", "json-sse")).json()) as { messages: unknown[] };
     expect(saved.messages).toHaveLength(2);
     fail = true;
