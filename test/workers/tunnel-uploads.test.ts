@@ -302,6 +302,54 @@ describe("streamed uploads", () => {
     await waitFor("nothing held", async () => (await stats()).bufferedBytes === 0, 10_000, 10);
   });
 
+  it("every response gives back what it took: after 20 concurrent 1 MiB answers (listings read whole, file reads left mid-answer) the DO's accounting is at zero", {
+    timeout: 60_000,
+  }, async () => {
+    const page = pattern(MiB);
+    // Listings (JSON: the Worker reads each whole); every fourth answer is a file read that never
+    // ends (an agent still sending), whose client leaves after one chunk.
+    const a = await connectAgent("eu-1", async (r, ag) => {
+      const i = Number(r.request.headers.get("x-client-request-id")?.slice("list-".length));
+      if (i % 4 === 0) {
+        const file = new Response(page, { headers: { "content-type": "application/octet-stream" } });
+        await ag.respondUnfinished(r.frame.id, file);
+      } else {
+        await ag.respond(r.frame.id, new Response(page, { headers: { "content-type": "application/json" } }));
+      }
+    });
+    agents.push(a);
+    await waitForAgents(TUNNEL, "eu-1", 1);
+    const stub = env.TUNNEL.get(env.TUNNEL.idFromName("eu-1"));
+    const stats = async (): Promise<TunnelStats> =>
+      (await stub.fetch(`${TUNNEL_ORIGIN}${TUNNEL_STATS_PATH}`)).json();
+    const token = await tenantToken({ tenant: "t-list", scope: "sandbox:exec" });
+    const list = async (i: number) => {
+      const res = await SELF.fetch(`${BASE}/v1/sandboxes/sb.eu-1.default.${RAND}/files/deep?recursive=1`, {
+        headers: auth(token, { "X-Request-Id": `list-${i}` }),
+      });
+      expect(res.status).toBe(200);
+      if (i % 4 === 0) {
+        const reader = res.body!.getReader();
+        await reader.read();
+        await reader.cancel();
+        return;
+      }
+      expect((await res.arrayBuffer()).byteLength).toBe(MiB);
+    };
+    await Promise.all(Array.from({ length: 20 }, (_, i) => list(i)));
+    await waitFor("nothing pending", async () => (await stats()).pending === 0, 10_000, 10);
+    expect(await stats()).toEqual(
+      expect.objectContaining({
+        pending: 0,
+        inflightConnections: 0,
+        cancelKeys: 0,
+        reservedBytes: 0,
+        bufferedBytes: 0,
+        draining: 0,
+      }),
+    );
+  });
+
   it("over MAX_FILE_BYTES while streaming (no Content-Length): 413, and the agent's request is cancelled", {
     timeout: 180_000,
   }, async () => {
