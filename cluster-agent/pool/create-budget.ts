@@ -111,8 +111,9 @@ export class CreateBudget {
     const now = this.now();
     const { inFlight, want } = this.c.load();
     const reserved = this.reserved();
-    // Headroom over the start limit, so its additive growth seldom waits for a renewal.
-    const own = Math.max(inFlight, Math.min(this.c.maxInFlight, 2 * want));
+    // Headroom over the start limit, so its additive growth seldom waits for a renewal; none when
+    // giving the lease up (no create starts after it).
+    const own = actsForMs > 0 ? Math.max(inFlight, Math.min(this.c.maxInFlight, 2 * want)) : inFlight;
     const budget = reserved + own;
     this.allowed = Math.min(this.allowed, budget);
     this.actsUntil = Math.min(this.actsUntil, now + actsForMs);
