@@ -13,14 +13,18 @@ import {
 } from "../support/lease-cluster.ts";
 
 // Two agent replicas as OS processes (test/support/agent-harness.ts) against devcluster: the pool
-// leader is killed or stopped while its pod creates are still in flight (the API server creates
-// its pods later than the successor takes to lead, and later than the leader waits for an
-// answer), and the successor must count them (cluster-agent/pool/create-budget.ts): the live pods
-// never exceed POOL_MAX_PODS. The successor's own creates are not slowed.
+// leader stops leading while its pod creates are still in flight — frozen (SIGSTOP: its requests
+// stay open, the API server still answers them, as for a leader cut off or stalled) or stopped
+// (it gives the lease up at once and waits for its creates) — and its pods are created after the
+// successor leads. The successor must count them (cluster-agent/pool/create-budget.ts): the live
+// pods never exceed POOL_MAX_PODS. The successor's own creates are not slowed. (devcluster drops
+// a delayed request whose client is gone, so a SIGKILL alone would leave nothing in flight.)
 const MAX_PODS = 6;
 const LEADER_S = 3;
-/** The first leader's pod creates land this long after they were sent: after the takeover. */
-const CREATE_LATENCY_MS = 9_000;
+/** A frozen leader's pod creates land this long after they were sent: after the takeover. */
+const FROZEN_LATENCY_MS = 8_000;
+/** A stopping leader's: within its own call timeout (5 s), after its successor took over at once. */
+const STOPPING_LATENCY_MS = 4_000;
 
 let cluster: LeaseCluster;
 let agents: AgentProcess[] = [];
@@ -68,10 +72,11 @@ const creates = (a: AgentProcess) =>
 
 /**
  * A leader with one warm pod and a follower; then the warm target jumps to MAX_PODS on both (a
- * burst's demand) while pod creates take CREATE_LATENCY_MS; once the leader has sent its creates,
- * `end` ends it. Returns the peak of live pods until the pool has settled at MAX_PODS.
+ * burst's demand) while pod creates take `latencyMs`; once the leader has sent its creates, `end`
+ * ends its leadership. Returns the peak of live pods until its pods have landed and the pool has
+ * settled at MAX_PODS.
  */
-async function handover(end: (leader: AgentProcess) => Promise<void>) {
+async function handover(latencyMs: number, end: (leader: AgentProcess) => Promise<void>) {
   const first = await replica("a");
   await waitFor("a leader", async () => (await leaderLease()).spec?.holderIdentity === first.agentId, 15_000);
   const settled = await waitForSettledPool(cluster, 1, 30_000);
@@ -80,7 +85,7 @@ async function handover(end: (leader: AgentProcess) => Promise<void>) {
   const ns = cluster.namespace;
   let slow = true;
   cluster.dc.api.setLatency(({ method, path }) =>
-    slow && method === "POST" && path.startsWith(`/api/v1/namespaces/${ns}/pods`) ? CREATE_LATENCY_MS : 0,
+    slow && method === "POST" && path.startsWith(`/api/v1/namespaces/${ns}/pods`) ? latencyMs : 0,
   );
   try {
     const before = creates(first);
@@ -90,8 +95,8 @@ async function handover(end: (leader: AgentProcess) => Promise<void>) {
     await waitFor("the leader's creates sent", () => creates(first) - before >= 3, 10_000, 20);
     const sentByFirst = creates(first) - before;
     const published = (await leaderLease()).metadata?.annotations?.[CREATE_BUDGET_ANNOTATION];
-    await end(first);
-    slow = false;
+    const ended = end(first);
+    slow = false; // only the first leader's creates are slow
     await waitFor(
       "the follower leads",
       async () => (await leaderLease()).spec?.holderIdentity === second.agentId,
@@ -99,6 +104,19 @@ async function handover(end: (leader: AgentProcess) => Promise<void>) {
       50,
     );
     const ledAt = Date.now();
+    // The case is what it says: pods of the first leader's creates appear after the second leads
+    // (a pod seen 500 ms ago that the second's events do not name is not the second's: its
+    // pod.created follows its create's answer by milliseconds).
+    const seconds = () => new Set(second.events.filter((e) => e.type === "pod.created").map((e) => e.pod));
+    const landedLate = (before = Date.now()) =>
+      peak.added.filter((p) => p.at > ledAt && p.at < before && !seconds().has(p.name)).length;
+    await waitFor(
+      "the first leader's pods landing",
+      () => landedLate(Date.now() - 500) >= 3,
+      latencyMs + 10_000,
+      50,
+    );
+    await ended;
     const final = await waitFor(
       `${MAX_PODS} live pods, every one Ready with a free Lease`,
       async () => {
@@ -109,10 +127,7 @@ async function handover(end: (leader: AgentProcess) => Promise<void>) {
       60_000,
       200,
     );
-    // The case is what it says: pods of the first leader's creates appeared after the second led.
-    const seconds = new Set(second.events.filter((e) => e.type === "pod.created").map((e) => e.pod));
-    const landedLate = peak.added.filter((p) => p.at > ledAt && !seconds.has(p.name)).length;
-    return { peak: peak.peak, sentByFirst, landedLate, published, final, second };
+    return { peak: peak.peak, sentByFirst, landedLate: landedLate(), published, final, first };
   } finally {
     cluster.dc.api.setLatency(undefined);
     peak.stop();
@@ -120,13 +135,11 @@ async function handover(end: (leader: AgentProcess) => Promise<void>) {
 }
 
 describe("a change of pool leader mid-burst (two replicas, devcluster)", () => {
-  it("the leader SIGKILLed with creates in flight: its successor counts them, live pods never exceed POOL_MAX_PODS", async () => {
-    const r = await handover(async (leader) => {
-      leader.kill();
-      await leader.exited;
-    });
+  it("the leader frozen with creates in flight, then killed: its successor counts them, live pods never exceed POOL_MAX_PODS", async () => {
+    const r = await handover(FROZEN_LATENCY_MS, async (leader) => leader.kill("SIGSTOP"));
+    r.first.kill();
     console.log(
-      `killed leader: sent ${r.sentByFirst}, landed after the takeover ${r.landedLate}, published ${r.published}, peak ${r.peak}`,
+      `frozen leader: sent ${r.sentByFirst}, landed after the takeover ${r.landedLate}, published ${r.published}, peak ${r.peak}`,
     );
     expect(r.landedLate).toBeGreaterThanOrEqual(3);
     expect(r.published).toBeDefined();
@@ -136,8 +149,8 @@ describe("a change of pool leader mid-burst (two replicas, devcluster)", () => {
   it("the leader stopped (it gives the lease up at once) with creates in flight: the same", async () => {
     // The previous case's pods above POOL_SIZE go at once under the new first leader (a new leader
     // removes what it inherits above its target): this case starts from one warm pod too.
-    const r = await handover(async (leader) => {
-      await leader.stop(2_000);
+    const r = await handover(STOPPING_LATENCY_MS, async (leader) => {
+      await leader.stop(15_000);
     });
     console.log(
       `stopped leader: sent ${r.sentByFirst}, landed after the takeover ${r.landedLate}, published ${r.published}, peak ${r.peak}`,
