@@ -98,6 +98,8 @@ export class PoolController {
   /** When each pod we created was created (our clock), until it is first seen Ready. */
   private readonly createdAt = new Map<string, number>();
   private lastScale: { reason: string; refusal?: string | undefined } | undefined;
+  /** The last decision wanted more pods than there are (free + starting). */
+  private shortOfPods = false;
   /** The last counts, for the snapshot and metrics. */
   private counts: PoolCounts & { held: number } = { free: 0, starting: 0, total: 0, held: 0 };
 
@@ -115,7 +117,9 @@ export class PoolController {
     o.budget?.bind({
       callTimeoutMs: this.timeoutMs,
       maxInFlight: this.policy.maxStartConcurrency,
-      load: () => ({ inFlight: this.inFlight, want: this.policy.startConcurrency }),
+      // A pool short of pods asks for room to start its start limit; a settled one only keeps what
+      // is in flight (a successor reserves nothing for a leader that was creating nothing).
+      load: () => ({ inFlight: this.inFlight, want: this.shortOfPods ? this.policy.startConcurrency : 0 }),
       onRaised: () => this.kick(),
     });
   }
@@ -394,6 +398,7 @@ export class PoolController {
     this.counts = { ...counts, held };
     const demand = this.o.demand?.() ?? { queued: 0, arrivalsPerSecond: 0 };
     const d = this.policy.decide(now, counts, demand);
+    this.shortOfPods = d.wanted > counts.free + counts.starting;
     this.report(d, counts, held, demand);
     if (d.reason === "leader budget") this.o.renewLeader?.();
     for (let i = 0; i < d.create; i++) work.push(this.createPod());

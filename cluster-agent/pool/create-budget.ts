@@ -8,7 +8,9 @@
  * budget on the record, whichever of its writes the record holds. So it lowers its own limit when
  * it *sends* a write with a lower budget (a write whose answer is lost may have landed) and raises
  * it only once a write with a higher one has landed (it asks for an early renewal when short: one
- * write per doubling, so a burst grows in a few steps). It starts creates only until its renew
+ * write when a shortfall begins and one per doubling, so a burst grows in a few steps). A settled
+ * pool publishes only what is in flight: a successor of a leader that was creating nothing
+ * reserves nothing. It starts creates only until its renew
  * deadline; each lands within three call timeouts of being sent (the call, then the twice the
  * controller already waits for an unanswered one). The record says how long after it was written
  * that bound lies; a successor reserves the budget against the cap until that long after it first
@@ -28,7 +30,7 @@ const MAX_WINDOW_MS = 10 * 60_000;
 export interface CreateLoad {
   /** Our creates that may still land: in flight, or unanswered and still awaited. */
   inFlight: number;
-  /** Creates the scale policy lets start at once now (its start limit). */
+  /** Creates it wants room to start: the policy's start limit while the pool is short of pods, else 0. */
   want: number;
 }
 

@@ -243,6 +243,23 @@ describe("pool controller with a create budget (fake clock, in-memory store)", (
     expect(controller?.podCounts.starting).toBe(4);
   });
 
+  it("a settled pool publishes only what is in flight (a successor of an idle leader reserves nothing); a short one its headroom", async () => {
+    const clock = { t: 0 };
+    const store = new MemoryPoolStore();
+    for (let i = 0; i < 8; i++) store.addPod(`warm-${i}`);
+    const { budget, sent, counters } = start(clock, store, 8, 64);
+    budget.landed(JSON.stringify({ inFlight: 8, landsWithinMs: 0 }), 60_000);
+    controller?.start();
+    await manyReconciles(counters);
+    expect(sent).toEqual([]);
+    expect(record(budget.next(ACTS_FOR)).inFlight).toBe(0);
+    // Short of two pods: room for twice the start limit of 4.
+    store.pods.forget("warm-0");
+    store.pods.forget("warm-1");
+    await manyReconciles(counters);
+    expect(record(budget.next(ACTS_FOR)).inFlight).toBe(8);
+  });
+
   it("a new leader counts its predecessor's budget against POOL_MAX_PODS until pods it did not create appear or the window ends", async () => {
     const clock = { t: 0 };
     const store = new MemoryPoolStore();
