@@ -12,6 +12,7 @@ import type { KubeClients } from "./k8s/client.ts";
 import { microTimeString } from "./k8s/microtime.ts";
 import { LeaseManager } from "./leases/manager.ts";
 import { PoolController } from "./pool/controller.ts";
+import { CreateBudget } from "./pool/create-budget.ts";
 import { DemandPublisher, DemandReader } from "./pool/demand.ts";
 import { LeaderElector } from "./pool/leader.ts";
 import { buildSandboxPod, loadPodTemplate, podName } from "./pool/pod-template.ts";
@@ -122,6 +123,9 @@ export class AgentPool {
     };
     this.demandPublisher = new DemandPublisher(demandOptions, () => this.manager.demand());
     this.demandReader = new DemandReader(demandOptions);
+    const runController = opts.runController !== false;
+    // Published on the leader Lease with each renewal; a successor counts what it says (create-budget.ts).
+    const budget = runController ? new CreateBudget() : undefined;
     this.controller = new PoolController({
       clients: opts.clients,
       caches: this.caches,
@@ -144,6 +148,8 @@ export class AgentPool {
       leaseTtlSeconds: config.leaseTtlSeconds,
       podReadyTimeoutSeconds: config.podReadyTimeoutSeconds,
       orphanGraceMs: opts.orphanGraceMs,
+      budget,
+      renewLeader: () => this.elector?.renewSoon(),
       podName: () => podName(template),
       podTemplate: (name) =>
         buildSandboxPod(template, {
@@ -159,7 +165,7 @@ export class AgentPool {
           execMode: config.execMode,
         }),
     });
-    if (opts.runController !== false) {
+    if (runController) {
       this.elector = new LeaderElector({
         clients: opts.clients,
         bus: this.bus,
@@ -167,6 +173,7 @@ export class AgentPool {
         namespace: config.namespace,
         identity: config.agentId,
         leaseDurationSeconds: config.leaderLeaseSeconds,
+        note: budget,
         onStartedLeading: () => {
           this.demandReader.start();
           this.controller.start();

@@ -142,6 +142,7 @@ const poolScale = z.object({
       "max pods",
       "create rate",
       "start limit",
+      "leader budget",
       "backoff",
       "scale down",
       "low demand",

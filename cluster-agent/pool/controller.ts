@@ -20,6 +20,7 @@ import { podFailure } from "../pool-state/pod-failure.ts";
 import { isFinished, isPodReady, isPoolMember } from "../pool-state/pod-state.ts";
 import type { PoolStore } from "../pool-state/pool-store.ts";
 import { isSandboxLease, sandboxIdOf, sandboxLifetimeOver } from "../pool-state/sandbox-record.ts";
+import type { CreateBudget } from "./create-budget.ts";
 import { type Demand, type PoolCounts, type ScaleDecision, ScalePolicy } from "./scale-policy.ts";
 
 export interface PoolControllerOptions {
@@ -46,6 +47,14 @@ export interface PoolControllerOptions {
   orphanGraceMs?: number;
   resyncMs?: number;
   requestTimeoutMs?: number;
+  /**
+   * The leader's create budget, published on its leader Lease (create-budget.ts): creates start
+   * only within it and its predecessor's count against the cap. Without one (a controller run
+   * without election), creates are bounded by the scale policy alone.
+   */
+  budget?: CreateBudget;
+  /** Ask the leader elector for an early renewal: the budget is short of what the policy wants. */
+  renewLeader?: () => void;
   now?: () => number;
 }
 
@@ -89,6 +98,8 @@ export class PoolController {
   /** When each pod we created was created (our clock), until it is first seen Ready. */
   private readonly createdAt = new Map<string, number>();
   private lastScale: { reason: string; refusal?: string | undefined } | undefined;
+  /** The last decision wanted more pods than there are (free + starting). */
+  private shortOfPods = false;
   /** The last counts, for the snapshot and metrics. */
   private counts: PoolCounts & { held: number } = { free: 0, starting: 0, total: 0, held: 0 };
 
@@ -103,6 +114,24 @@ export class PoolController {
       maxCreatePerSecond: o.maxCreatePerSecond ?? 32,
       scaleDownAfterMs: (o.scaleDownAfterSeconds ?? 60) * 1000,
     });
+    o.budget?.bind({
+      callTimeoutMs: this.timeoutMs,
+      maxInFlight: this.policy.maxStartConcurrency,
+      // A pool short of pods asks for room to start its start limit; a settled one only keeps what
+      // is in flight (a successor reserves nothing for a leader that was creating nothing).
+      load: () => ({ inFlight: this.inFlight, want: this.shortOfPods ? this.policy.startConcurrency : 0 }),
+      onRaised: () => this.kick(),
+    });
+  }
+
+  /** Our creates that may still land: in flight, or unanswered and still awaited. */
+  private get inFlight(): number {
+    return this.pendingCreates + this.unanswered.size;
+  }
+
+  /** May a create attempt be sent now: leading, and within the renew deadline of the budget's last write. */
+  private mayCreate(): boolean {
+    return this.active && (this.o.budget?.mayStart() ?? true);
   }
 
   /** Free / held / starting / total sandbox pods as the last reconcile counted them. */
@@ -190,6 +219,7 @@ export class PoolController {
 
     for (const [name, since] of this.unanswered)
       if (podByName.has(name) || now - since >= 2 * this.timeoutMs) this.unanswered.delete(name);
+    this.o.budget?.sawPods(podByName.keys());
 
     const members: V1Pod[] = [];
     for (const pod of pods) {
@@ -340,7 +370,7 @@ export class PoolController {
   ): void {
     const free: V1Pod[] = [];
     let held = 0;
-    const maybeCreated = this.pendingCreates + this.unanswered.size;
+    const maybeCreated = this.inFlight;
     let starting = maybeCreated;
     let unschedulable = 0;
     for (const p of members) {
@@ -355,16 +385,22 @@ export class PoolController {
         if (isUnschedulable(p)) unschedulable++;
       }
     }
+    // A predecessor's creates that may still land count against the cap, not as pods on the way
+    // (if its requests died with it, the warm target is not left short until they would have).
+    const inherited = this.o.budget?.reserved() ?? 0;
     const counts = {
       free: free.length,
       starting,
       unschedulable,
-      total: members.length + maybeCreated + deletingLive,
+      total: members.length + maybeCreated + deletingLive + inherited,
+      ...(this.o.budget ? { createBudget: this.o.budget.room(maybeCreated) } : {}),
     };
     this.counts = { ...counts, held };
     const demand = this.o.demand?.() ?? { queued: 0, arrivalsPerSecond: 0 };
     const d = this.policy.decide(now, counts, demand);
+    this.shortOfPods = d.wanted > counts.free + counts.starting;
     this.report(d, counts, held, demand);
+    if (d.reason === "leader budget") this.o.renewLeader?.();
     for (let i = 0; i < d.create; i++) work.push(this.createPod());
     if (d.remove > 0) {
       for (const p of free.slice(0, d.remove)) {
@@ -454,11 +490,20 @@ export class PoolController {
    * refusal. Once only: a second create without an answer means the API is down, and the next
    * reconcile (every tick) tries again — a create slot held through an outage's backoff would delay
    * the pool's recovery after it. A refusal (403 quota, 422, 429) backs growth off (createFailed).
+   * Whenever it gives up after an attempt without answer, that name stays counted (`unanswered`):
+   * the attempt may still land. No attempt is sent once we stopped leading or passed the renew
+   * deadline our published budget was written for.
    */
   private async createNamedPod(): Promise<V1Pod | undefined> {
     let name = this.o.podName();
     let unanswered = 0;
+    const giveUp = () => {
+      if (unanswered > 0) this.unanswered.set(name, this.now());
+      return undefined;
+    };
     for (let attempt = 0; attempt < 5; attempt++) {
+      if (!this.mayCreate()) return giveUp();
+      this.o.budget?.sent(name);
       const sent = this.now();
       try {
         const pod = await this.o.clients.core.createNamespacedPod(
@@ -470,29 +515,27 @@ export class PoolController {
       } catch (e) {
         const f = k8sFailure(e);
         this.policy.createAnswered(this.now() - sent, this.now());
-        if (f.code === 409 && unanswered > 0) return this.adopt(name);
+        if (f.code === 409 && unanswered > 0) return (await this.adopt(name)) ?? giveUp();
         if (f.code === 409) {
           name = this.o.podName();
           continue;
         }
         if (f.code === 403 || f.code === 422 || f.code === 429) {
           this.createFailed(f.code, f.message);
-          return undefined;
+          return giveUp();
         }
         unanswered++;
         if (unanswered >= 2) {
-          this.unanswered.set(name, this.now());
           logFailure(this.o.log, "create pod got no answer twice; the next reconcile tries again", e, {
             pod: name,
           });
-          return undefined;
+          return giveUp();
         }
         logFailure(this.o.log, "create pod got no answer; retrying under the same name", e, { pod: name });
-        if (!this.active) return undefined;
         await new Promise((r) => setTimeout(r, 250));
       }
     }
-    return undefined;
+    return giveUp();
   }
 
   /**

@@ -21,10 +21,32 @@ export interface LeaderElectorOptions {
   leaseDurationSeconds: number;
   /** How often a follower looks at the record and the leader renews it (default duration/6; client-go: 2 s of 15). */
   retryPeriodMs?: number;
+  /**
+   * An annotation the leader writes with every write of its record (create-budget.ts): `next` is
+   * asked for the value just before a write is sent, `landed` told once it landed, and `takeover`
+   * given the record a new leader replaces (with when we first saw it unchanged).
+   */
+  note?: LeaderNote;
   onStartedLeading: () => void;
   onStoppedLeading: () => void;
   now?: () => number;
 }
+
+export interface LeaderNote {
+  readonly key: string;
+  /** We take over a record carrying `value`, first seen unchanged by us at `observedAt`; its holder acted for `actsForMs` after a renewal. */
+  takeover(value: string | undefined, observedAt: number, actsForMs: number): void;
+  /** The value for a write after which we act as leader for `actsForMs` (0: giving the lease up). */
+  next(actsForMs: number): string;
+  /** The write carrying `value` landed; we act as leader until `actsUntil` (our clock) unless renewed. */
+  landed(value: string, actsUntil: number): void;
+}
+
+/** The renew deadline: a leader that could not renew for 2/3 of the duration stops acting as one (client-go). */
+const RENEW_DEADLINE = 2 / 3;
+
+/** Early renewals (renewSoon) are at least this far apart: a failing API is not hammered. */
+const MIN_EARLY_GAP_MS = 250;
 
 /**
  * Leader election over the `pi-sandbox-pool-leader` Lease, as client-go does it: a follower takes
@@ -44,6 +66,7 @@ export class LeaderElector {
   private timer: NodeJS.Timeout | undefined;
   private leading = false;
   private lastRenew = 0;
+  private lastRoundAt = Number.NEGATIVE_INFINITY;
   private stopped = true;
   private running: Promise<void> | undefined;
   private readonly durationMs: number;
@@ -79,9 +102,21 @@ export class LeaderElector {
     }
   }
 
+  /**
+   * A renewal now rather than at the next period (the controller's budget is short of what it
+   * wants to start): unless a round is running or one began less than MIN_EARLY_GAP_MS ago.
+   */
+  renewSoon(): void {
+    if (this.stopped || !this.leading || this.running) return;
+    if (this.now() - this.lastRoundAt < MIN_EARLY_GAP_MS) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.loop();
+  }
+
   private loop(): void {
     if (this.stopped) return;
     const began = this.now();
+    this.lastRoundAt = began;
     this.running = this.tryAcquireOrRenew()
       .catch((e: unknown) => logFailure(this.o.log, "leader election round failed", e))
       .finally(() => {
@@ -108,7 +143,7 @@ export class LeaderElector {
    */
   private roundEnd(startedAt: number): number {
     if (!this.leading) return startedAt + Math.max(MIN_ROUND_MS, this.durationMs / 3);
-    const renewDeadline = this.lastRenew + (this.durationMs * 2) / 3;
+    const renewDeadline = this.lastRenew + this.durationMs * RENEW_DEADLINE;
     return Math.max(startedAt + MIN_ROUND_MS, renewDeadline);
   }
 
@@ -127,6 +162,7 @@ export class LeaderElector {
       const f = k8sFailure(e);
       if (!isNotFound(f)) return this.renewFailed("read leader lease", e);
       const now = microNow();
+      const note = this.noteFor(undefined);
       try {
         await api.createNamespacedLease(
           {
@@ -134,7 +170,11 @@ export class LeaderElector {
             body: {
               apiVersion: "coordination.k8s.io/v1",
               kind: "Lease",
-              metadata: { name: LEADER_LEASE_NAME, namespace: ns },
+              metadata: {
+                name: LEADER_LEASE_NAME,
+                namespace: ns,
+                ...(note ? { annotations: note.annotations } : {}),
+              },
               spec: {
                 holderIdentity: this.o.identity,
                 leaseDurationSeconds: this.o.leaseDurationSeconds,
@@ -146,7 +186,7 @@ export class LeaderElector {
           },
           budget(),
         );
-        this.renewed(startedAt);
+        this.renewed(startedAt, note?.value);
       } catch (e) {
         this.renewFailed("create leader lease", e);
       }
@@ -166,8 +206,18 @@ export class LeaderElector {
     }
     const now = microNow();
     const mine = holder === this.o.identity;
+    // Taking over (from another holder, an empty record or our own earlier life): what its holder
+    // may still have in flight is told by the record it left.
+    if (this.o.note && (!this.leading || !mine))
+      this.o.note.takeover(
+        current.metadata?.annotations?.[this.o.note.key],
+        this.expiry.observe(LEADER_LEASE_NAME, key),
+        (current.spec?.leaseDurationSeconds ?? this.o.leaseDurationSeconds) * 1000 * RENEW_DEADLINE,
+      );
+    const note = this.noteFor(current);
     const body: V1Lease = {
       ...current,
+      ...(note ? { metadata: { ...current.metadata, annotations: note.annotations } } : {}),
       spec: {
         ...current.spec,
         holderIdentity: this.o.identity,
@@ -183,7 +233,7 @@ export class LeaderElector {
         budget(),
       );
       this.expiry.observe(LEADER_LEASE_NAME, recordKey(updated));
-      this.renewed(startedAt);
+      this.renewed(startedAt, note?.value);
     } catch (e) {
       if (isConflict(k8sFailure(e))) {
         // Another replica wrote first; only a leader that is sure it lost steps down at once.
@@ -195,15 +245,28 @@ export class LeaderElector {
     }
   }
 
-  private renewed(startedAt: number): void {
+  private renewed(startedAt: number, noteValue: string | undefined): void {
     this.lastRenew = startedAt;
+    if (noteValue !== undefined) this.o.note?.landed(noteValue, startedAt + this.durationMs * RENEW_DEADLINE);
     this.setLeading(true);
+  }
+
+  /** The note's value for a write that makes us leader for the renew deadline, merged into the record's annotations. */
+  private noteFor(
+    current: V1Lease | undefined,
+    actsForMs = this.durationMs * RENEW_DEADLINE,
+  ): { value: string; annotations: Record<string, string> } | undefined {
+    const note = this.o.note;
+    if (!note) return undefined;
+    const value = note.next(actsForMs);
+    return { value, annotations: { ...(current?.metadata?.annotations ?? {}), [note.key]: value } };
   }
 
   /** client-go's renew deadline: a leader that could not renew for 2/3 of the duration stops acting as one. */
   private renewFailed(what: string, e: unknown): void {
     logFailure(this.o.log, `${what} failed`, e);
-    if (this.leading && this.now() - this.lastRenew >= (this.durationMs * 2) / 3) this.setLeading(false);
+    if (this.leading && this.now() - this.lastRenew >= this.durationMs * RENEW_DEADLINE)
+      this.setLeading(false);
   }
 
   private async giveUp(): Promise<void> {
@@ -214,12 +277,15 @@ export class LeaderElector {
       budget,
     );
     if (current.spec?.holderIdentity !== this.o.identity) return;
+    // What we may still have in flight (we start no more), for whoever takes over next.
+    const note = this.noteFor(current, 0);
     await api.replaceNamespacedLease(
       {
         name: LEADER_LEASE_NAME,
         namespace: this.o.namespace,
         body: {
           ...current,
+          ...(note ? { metadata: { ...current.metadata, annotations: note.annotations } } : {}),
           spec: {
             ...current.spec,
             holderIdentity: undefined,

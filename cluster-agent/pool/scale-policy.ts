@@ -43,6 +43,11 @@ export interface PoolCounts {
    * start when room frees, so they count as wanted pods, but while any exists no pod is added.
    */
   unschedulable?: number;
+  /**
+   * Creates the leader may still start under the budget it published on its leader Lease
+   * (create-budget.ts); absent: no such bound.
+   */
+  createBudget?: number;
 }
 
 /** Demand summed over the replicas. */
@@ -60,6 +65,7 @@ export type ScaleReason =
   | "max pods"
   | "create rate"
   | "start limit"
+  | "leader budget"
   | "backoff"
   | "scale down"
   | "low demand"
@@ -105,6 +111,11 @@ export class ScalePolicy {
   /** Pods the policy lets start at once now. */
   get startConcurrency(): number {
     return this.startLimit;
+  }
+
+  /** The most pods it ever lets start at once. */
+  get maxStartConcurrency(): number {
+    return this.maxStartLimit;
   }
 
   get size(): number {
@@ -160,14 +171,17 @@ export class ScalePolicy {
       const room = Math.max(0, this.o.maxPods - counts.total);
       const budget = Math.floor(this.tokens);
       const startRoom = Math.max(0, this.startLimit - counts.starting);
-      const create = Math.min(shortBy, room, budget, startRoom);
+      const leaderRoom = Math.max(0, counts.createBudget ?? Number.POSITIVE_INFINITY);
+      const create = Math.min(shortBy, room, budget, startRoom, leaderRoom);
       this.tokens -= create;
       const capped: ScaleReason =
         create === room && room < shortBy
           ? "max pods"
           : create === startRoom && startRoom < budget
             ? "start limit"
-            : "create rate";
+            : create === leaderRoom && leaderRoom < Math.min(budget, startRoom)
+              ? "leader budget"
+              : "create rate";
       return { create, remove: 0, wanted, reason: create < shortBy ? capped : reason };
     }
 

@@ -1,10 +1,9 @@
-import { type V1Lease, type V1Pod, Watch } from "@kubernetes/client-node";
+import type { V1Lease } from "@kubernetes/client-node";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { AgentPool } from "../../cluster-agent/agent-pool.ts";
 import type { KubeClients } from "../../cluster-agent/k8s/client.ts";
 import { microNow } from "../../cluster-agent/k8s/microtime.ts";
 import { LEADER_LEASE_NAME, POOL_LABELS } from "../../cluster-agent/pool-state/labels.ts";
-import { isPoolMember } from "../../cluster-agent/pool-state/pod-state.ts";
 import type { PoolEvent } from "../../shared/api.ts";
 import {
   type LeaseCluster,
@@ -13,6 +12,7 @@ import {
   startLeaseCluster,
   waitFor,
   waitForSettledPool,
+  watchPeakLivePods,
 } from "../support/lease-cluster.ts";
 
 let cluster: LeaseCluster;
@@ -194,22 +194,7 @@ describe("pool controller (leader-elected, against devcluster)", () => {
     await waitFor("leadership", () => pool.isLeader, 5_000, 20);
     const v = await waitForSettledPool(cluster, 3, 30_000);
     const old = v.live.map((p) => p.metadata?.name ?? "");
-    // Every pod the API server holds that is neither Terminating nor finished, after every event.
-    const live = new Map<string, boolean>();
-    let peak = 0;
-    const watch = await new Watch(cluster.dc.kubeConfig()).watch(
-      `/api/v1/namespaces/${ns}/pods`,
-      { resourceVersion: v.podsResourceVersion },
-      (type: string, pod: V1Pod) => {
-        const name = pod.metadata?.name ?? "";
-        if (type === "DELETED") live.delete(name);
-        else live.set(name, isPoolMember(pod));
-        peak = Math.max(peak, [...live.values()].filter(Boolean).length);
-      },
-      () => {},
-    );
-    for (const p of v.pods)
-      if (!live.has(p.metadata?.name ?? "")) live.set(p.metadata?.name ?? "", isPoolMember(p));
+    const peak = await watchPeakLivePods(cluster, v);
     // Deletes that take a while to land (a loaded API server), while every pod's holder dies: the
     // controller recycles all three and wants three fresh ones at once.
     cluster.dc.api.setLatency(({ method, path }) =>
@@ -227,9 +212,9 @@ describe("pool controller (leader-elected, against devcluster)", () => {
       expect(end.live.map((p) => p.metadata?.name).filter((n) => old.includes(n ?? ""))).toEqual([]);
     } finally {
       cluster.dc.api.setLatency(undefined);
-      watch.abort();
+      peak.stop();
     }
-    expect(peak).toBe(3);
+    expect(peak.peak).toBe(3);
   }, 90_000);
 
   it("follows POOL_SIZE changes (free pods); scaling down never removes a held pod", async () => {

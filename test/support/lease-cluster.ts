@@ -1,11 +1,11 @@
 import { randomBytes } from "node:crypto";
-import type { V1Lease, V1Pod } from "@kubernetes/client-node";
+import { type V1Lease, type V1Pod, Watch } from "@kubernetes/client-node";
 import { AgentPool } from "../../cluster-agent/agent-pool.ts";
 import { loadConfig } from "../../cluster-agent/config.ts";
 import { HttpScrubber } from "../../cluster-agent/exec/scrubber.ts";
 import { type KubeClients, makeClients } from "../../cluster-agent/k8s/client.ts";
 import { POOL_LABEL_SELECTOR } from "../../cluster-agent/pool-state/labels.ts";
-import { isPodReady } from "../../cluster-agent/pool-state/pod-state.ts";
+import { isPodReady, isPoolMember } from "../../cluster-agent/pool-state/pod-state.ts";
 import type { DevClusterOptions } from "../../devcluster/devcluster.ts";
 import type { PoolEvent } from "../../shared/api.ts";
 import { TEST_RELAY_PUBLIC_KEYS } from "./agent-env.ts";
@@ -150,4 +150,47 @@ export function waitForReadyPods(pool: AgentPool, n: number, timeoutMs = 60_000)
     () => pool.snapshot().pods.filter((p) => p.state === "ready").length === n,
     timeoutMs,
   );
+}
+
+/**
+ * The most pool pods the API server held at once that were neither Terminating nor finished (what
+ * POOL_MAX_PODS caps), after every event of a watch from `view` (which it starts from), and the
+ * pods added since (name, Date.now() when seen). Stop it with `stop()`; read them at any time.
+ */
+export async function watchPeakLivePods(
+  c: LeaseCluster,
+  view: PoolView,
+): Promise<{
+  readonly peak: number;
+  readonly added: ReadonlyArray<{ name: string; at: number }>;
+  stop(): void;
+}> {
+  const live = new Map<string, boolean>();
+  const added: Array<{ name: string; at: number }> = [];
+  let peak = 0;
+  const count = () => {
+    peak = Math.max(peak, [...live.values()].filter(Boolean).length);
+  };
+  const watch = await new Watch(c.dc.kubeConfig()).watch(
+    `/api/v1/namespaces/${c.namespace}/pods`,
+    { resourceVersion: view.podsResourceVersion, labelSelector: POOL_LABEL_SELECTOR },
+    (type: string, pod: V1Pod) => {
+      const name = pod.metadata?.name ?? "";
+      if (type === "DELETED") live.delete(name);
+      else live.set(name, isPoolMember(pod));
+      if (type === "ADDED") added.push({ name, at: Date.now() });
+      count();
+    },
+    () => {},
+  );
+  for (const p of view.pods)
+    if (!live.has(p.metadata?.name ?? "")) live.set(p.metadata?.name ?? "", isPoolMember(p));
+  count();
+  return {
+    get peak() {
+      return peak;
+    },
+    added,
+    stop: () => watch.abort(),
+  };
 }
