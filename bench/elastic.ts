@@ -27,7 +27,7 @@ import type { Stack } from "../devstack/stack.ts";
 import { SCOPES } from "../shared/api.ts";
 import { type BurstObservation, observeBurst } from "./burst-observer.ts";
 import { closedLoop } from "./calls.ts";
-import { machineCpuMs } from "./machine-cpu.ts";
+import { machineCpuMs, stackTreeCpuMs } from "./machine-cpu.ts";
 import { measurePodStarts } from "./pod-start.ts";
 import { summarize } from "./stats.ts";
 import type { BenchRow, BenchSuite, SuiteOptions } from "./types.ts";
@@ -76,10 +76,45 @@ async function rawExec(stack: Stack, token: string, tenant: string, command: str
   }
 }
 
+/** Sequential commands of the command-cost phase: enough to average out one slow call. */
+const PATH_RUNS = 16;
+
+/**
+ * The machine CPU one command costs besides its pod start-up, measured on this stack before the
+ * bursts: PATH_RUNS sequential `sleep 0.3` (each served at once by a free pod, so no waiting and
+ * no dispatch contention), then until the pool is whole again; minus the stack's idle CPU over the
+ * same time and one pod start-up per command. What is left is the command's own path — edge
+ * (auth, quota, tunnel), agent (relay check, Lease CAS, release, the replacement's Lease and
+ * watch events), exec server, devcluster's Lease writes — which every served command of a burst
+ * costs too, and which the start-up-only floor leaves out.
+ */
+async function commandPathCpuMs(
+  stack: Stack,
+  podCpuMs: number,
+): Promise<{ pathMs: number; idleMsPerSec: number }> {
+  const token = await stack.issuer.mint({ tenant: "path", subject: "bench", scopes: [SCOPES.exec] });
+  await waitForFullPool(stack, POOL, 120_000);
+  await backToPoolSize(stack, Date.now(), 120_000);
+  // The stack's own processes only (another engineer's work on a shared machine is not in it).
+  const idle0 = stackTreeCpuMs();
+  const idleT0 = performance.now();
+  await new Promise((r) => setTimeout(r, 3000));
+  const idleMsPerSec = ((stackTreeCpuMs() - idle0) / (performance.now() - idleT0)) * 1000;
+  const cpu0 = stackTreeCpuMs();
+  const t0 = performance.now();
+  for (let i = 0; i < PATH_RUNS; i++) {
+    const out = await rawExec(stack, token, "path", "sleep 0.3");
+    if (out.status !== 200) throw new Error(`command-cost phase: ${out.status} ${out.code ?? "?"}`);
+  }
+  await backToPoolSize(stack, Date.now(), 120_000);
+  const cpu = stackTreeCpuMs() - cpu0 - (idleMsPerSec * (performance.now() - t0)) / 1000;
+  return { pathMs: Math.max(0, cpu / PATH_RUNS - podCpuMs), idleMsPerSec };
+}
+
 async function burst(
   stack: Stack,
   tenants: number,
-): Promise<{ outs: Outcome[]; seen: BurstObservation; wallMs: number; cpuMs: number }> {
+): Promise<{ outs: Outcome[]; seen: BurstObservation; wallMs: number; cpuMs: number; stackCpuMs: number }> {
   const tokens = await Promise.all(
     Array.from({ length: tenants }, (_, i) =>
       stack.issuer.mint({ tenant: `burst-${i}`, subject: "bench", scopes: [SCOPES.exec] }),
@@ -87,6 +122,7 @@ async function burst(
   );
   const observer = await observeBurst(stack);
   const cpu0 = machineCpuMs();
+  const stack0 = stackTreeCpuMs();
   const t0 = performance.now();
   const outs = await Promise.all(
     Array.from({ length: BURST }, (_, i) =>
@@ -95,7 +131,8 @@ async function burst(
   );
   const wallMs = performance.now() - t0;
   const cpuMs = machineCpuMs() - cpu0;
-  return { outs, seen: await observer.stop(), wallMs, cpuMs };
+  const stackCpuMs = stackTreeCpuMs() - stack0;
+  return { outs, seen: await observer.stop(), wallMs, cpuMs, stackCpuMs };
 }
 
 /** Until the region's pods are POOL_SIZE, all free and Ready; ms since `from`. */
@@ -154,6 +191,7 @@ function burstRow(
   name: string,
   b: Awaited<ReturnType<typeof burst>>,
   podCpuMs: number,
+  pathCpuMs: number,
 ): BenchRow {
   const served = b.outs.filter((o) => o.status === 200);
   const timeouts = b.outs.filter((o) => o.code === "queue_timeout").length;
@@ -162,9 +200,12 @@ function burstRow(
   // The CPU the start-ups alone need, spread over every core: no pool can serve all of the burst
   // sooner, so it is a bound on the p99 of serving everyone (and a p50 of half of it).
   const floorMs = (s.podsStarted * podCpuMs) / CORES;
+  // The same bound with every served command's own path counted too (measured this run): the
+  // least time this much necessary work takes on these cores, whatever the pacing.
+  const workFloorMs = (s.podsStarted * podCpuMs + served.length * pathCpuMs) / CORES;
   const failures = Object.entries(s.agentFailures).map(([k, n]) => `${k.replace(/ /g, "_")}x${n}`);
   progress(
-    `elastic: ${name}: ${served.length} served, ${timeouts} queue_timeout, p99 ${Math.round(lat.p99)} ms (floor ${Math.round(floorMs)}), ${s.podsStarted} pods started, first new Ready ${Math.round(s.firstNewReadyMs)} ms, peak ${s.peakLive} live + ${s.peakTerminating} terminating, API p99 ${Math.round(s.api.p99Ms)} ms, loop delay p99 ${Math.round(s.loopDelayP99Ms)} ms, agent failures ${failures.join(",") || "none"}`,
+    `elastic: ${name}: ${served.length} served, ${timeouts} queue_timeout, p99 ${Math.round(lat.p99)} ms (floor ${Math.round(floorMs)}, with the commands' path ${Math.round(workFloorMs)}, the stack's burst CPU ÷ cores ${Math.round(b.stackCpuMs / CORES)}), ${s.podsStarted} pods started, first new Ready ${Math.round(s.firstNewReadyMs)} ms, peak ${s.peakLive} live + ${s.peakTerminating} terminating, API p99 ${Math.round(s.api.p99Ms)} ms, loop delay p99 ${Math.round(s.loopDelayP99Ms)} ms, agent failures ${failures.join(",") || "none"}`,
   );
   const extra: Record<string, string | number> = {
     served: served.length,
@@ -183,6 +224,12 @@ function burstRow(
     agentControlPlaneFailures: failures.join(",") || "none",
     podStartCpuMs: Math.round(podCpuMs),
     p99OverFloor: Number((lat.p99 / Math.max(1, floorMs)).toFixed(2)),
+    commandPathCpuMs: Math.round(pathCpuMs),
+    workFloorMs: Math.round(workFloorMs),
+    p99OverWorkFloor: Number((lat.p99 / Math.max(1, workFloorMs)).toFixed(2)),
+    // The stack's CPU during the burst over the cores: p99 near it means nothing waited on anything
+    // but CPU (the pool never idled while callers queued), whatever that CPU was spent on.
+    stackCpuOverCoresMs: Math.round(b.stackCpuMs / CORES),
     wallMs: Math.round(b.wallMs),
     // ~100 % means the burst was bound by this machine's CPU, not by the pool.
     cpuBusyPct: Math.round((b.cpuMs / (b.wallMs * CORES)) * 100),
@@ -220,13 +267,17 @@ export async function runElasticBench(opts: SuiteOptions = { runs: 1 }): Promise
   );
   await withStack({ recycle, execMode: "http", poolSize: POOL, agentsPerRegion: 2 }, async (stack) => {
     await waitForFullPool(stack, POOL, 120_000);
+    const path = await commandPathCpuMs(stack, podCpuMs);
+    progress(
+      `elastic: one command's own path costs ${Math.round(path.pathMs)} ms of CPU besides its start-up (idle stack ${Math.round(path.idleMsPerSec)} ms/s)`,
+    );
     for (let run = 1; run <= opts.runs; run++) {
       const runSuffix = run === 1 ? "" : `/run${run}`;
       for (const tenants of [1, 6]) {
         const b = await burst(stack, tenants);
         const burstEnd = Date.now();
         const name = `burst/${tenants === 1 ? "1-tenant" : "6-tenants"}${suffix}${runSuffix}`;
-        rows.push(burstRow(tenants, name, b, podCpuMs));
+        rows.push(burstRow(tenants, name, b, podCpuMs, path.pathMs));
         const backMs = await backToPoolSize(stack, burstEnd, 180_000);
         progress(`elastic: back to POOL_SIZE in ${backMs} ms`);
         if (tenants === 1)

@@ -1,4 +1,4 @@
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 
 /** USER_HZ: 100 on every Linux ABI Node runs on. */
 const CLOCK_TICKS_PER_SEC = 100;
@@ -30,4 +30,45 @@ export function processTreeCpuMs(): number {
     .map(Number);
   const ticks = (f[11] ?? 0) + (f[12] ?? 0) + (f[13] ?? 0) + (f[14] ?? 0);
   return (ticks * 1000) / CLOCK_TICKS_PER_SEC;
+}
+
+/** utime + stime + cutime + cstime of one /proc/<pid>/stat, and its parent; undefined once gone. */
+function statOf(pid: string): { ppid: string; ms: number } | undefined {
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  } catch {
+    return undefined;
+  }
+  // Fields after the command name (which may hold spaces): ppid is field 4, utime field 14.
+  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  const ticks = Number(f[11] ?? 0) + Number(f[12] ?? 0) + Number(f[13] ?? 0) + Number(f[14] ?? 0);
+  return { ppid: f[1] ?? "", ms: (ticks * 1000) / CLOCK_TICKS_PER_SEC };
+}
+
+/**
+ * CPU time of this process and every process below it, alive or reaped (each one's own time plus
+ * what it reaped), in ms: a whole local stack (workerd, the agents, devcluster and its pods) when
+ * the stack was started from here, without the rest of a shared machine's work. A descendant that
+ * exits moves its time into its parent's reaped counters, so the sum only grows.
+ */
+export function stackTreeCpuMs(): number {
+  const byParent = new Map<string, string[]>();
+  const ms = new Map<string, number>();
+  for (const pid of readdirSync("/proc")) {
+    if (!/^\d+$/.test(pid)) continue;
+    const s = statOf(pid);
+    if (!s) continue;
+    ms.set(pid, s.ms);
+    const kids = byParent.get(s.ppid);
+    if (kids) kids.push(pid);
+    else byParent.set(s.ppid, [pid]);
+  }
+  let total = 0;
+  const todo = [String(process.pid)];
+  for (let pid = todo.pop(); pid !== undefined; pid = todo.pop()) {
+    total += ms.get(pid) ?? 0;
+    todo.push(...(byParent.get(pid) ?? []));
+  }
+  return total;
 }

@@ -30,6 +30,7 @@ const SUITES: Record<string, () => Promise<BenchSuite>> = {
   latency: async () => (await import("./latency.ts")).suite,
   elastic: async () => (await import("./elastic.ts")).suite,
   egress: async () => (await import("./egress.ts")).suite,
+  "command-cost": async () => (await import("./command-cost.ts")).suite,
 };
 
 const load = () => loadavg().map((x) => Number(x.toFixed(2)));

@@ -1,0 +1,134 @@
+import { readdirSync, readFileSync } from "node:fs";
+import { SCOPES } from "../shared/api.ts";
+import type { BenchRow, BenchSuite } from "./types.ts";
+import { progress, waitForFullPool, withStack } from "./with-stack.ts";
+
+const POOL = 8;
+const COMMANDS = Number(process.env.BENCH_COMMAND_COST_N ?? 200);
+const CLOCK_TICKS_PER_SEC = 100;
+
+/** CPU ms of every process below this one, by a label for what it is (its own time only). */
+function cpuByProcess(agentPids: ReadonlySet<number>): Map<string, number> {
+  const procs = new Map<number, { ppid: number; comm: string; own: number; reaped: number }>();
+  for (const p of readdirSync("/proc")) {
+    if (!/^\d+$/.test(p)) continue;
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${p}/stat`, "utf8");
+    } catch {
+      continue;
+    }
+    const comm = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
+    const f = stat
+      .slice(stat.lastIndexOf(")") + 2)
+      .split(" ")
+      .map(Number);
+    const t = (i: number) => ((f[i] ?? 0) * 1000) / CLOCK_TICKS_PER_SEC;
+    procs.set(Number(p), { ppid: f[1] ?? 0, comm, own: t(11) + t(12), reaped: t(13) + t(14) });
+  }
+  // Which top-level child of the bench each process descends from.
+  const under = (pid: number): number | undefined => {
+    for (let cur = pid, hops = 0; hops < 64; hops++) {
+      const p = procs.get(cur);
+      if (!p) return undefined;
+      if (p.ppid === process.pid) return cur;
+      cur = p.ppid;
+    }
+    return undefined;
+  };
+  const out = new Map<string, number>();
+  const add = (k: string, ms: number) => out.set(k, (out.get(k) ?? 0) + ms);
+  const self = process.cpuUsage();
+  // devcluster (API server, scheduler, kubelet thread) runs in the bench process, with the load generator.
+  add("devcluster+bench", (self.user + self.system) / 1000);
+  const me = procs.get(process.pid);
+  // runc, pods' processes and forwarders that exited and were reaped by the kubelet.
+  if (me) add("reaped-by-devcluster", me.reaped);
+  for (const [pid, p] of procs) {
+    if (pid === process.pid) continue;
+    const top = under(pid);
+    if (top === undefined) continue;
+    const label = agentPids.has(top)
+      ? "agents"
+      : p.comm === "workerd" || procs.get(top)?.comm === "workerd"
+        ? "workerd"
+        : // the exec servers in the pods are `node`; runc, perl forwarders, shells
+          `other/${p.comm}`;
+    add(label, p.own + p.reaped);
+  }
+  return out;
+}
+
+/**
+ * `command_cost`: where one command's CPU goes, by process, on a local stack (scrub: no pod
+ * start-up in the path, so this is the path every command pays in every mode): COMMANDS sequential
+ * `POST /v1/exec {command: "true"}` through the edge, the CPU each of the stack's processes spent
+ * over them, per command. Floor: the exec server's own work is the `exec_http` row.
+ */
+export const suite: BenchSuite = {
+  name: "command-cost",
+  async run(): Promise<BenchRow[]> {
+    return await withStack(
+      {
+        recycle: "scrub",
+        execMode: "http",
+        poolSize: POOL,
+        agentsPerRegion: 2,
+        // e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" to see where the agents' share goes.
+        ...(process.env.BENCH_AGENT_NODE_OPTIONS
+          ? { agentEnv: { NODE_OPTIONS: process.env.BENCH_AGENT_NODE_OPTIONS } }
+          : {}),
+      },
+      async (stack) => {
+        await waitForFullPool(stack, POOL, 120_000);
+        const token = await stack.issuer.mint({ tenant: "cost", subject: "bench", scopes: [SCOPES.exec] });
+        const call = async () => {
+          const res = await fetch(`${stack.edgeUrl}/v1/exec`, {
+            method: "POST",
+            headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+            body: JSON.stringify({ command: "true" }),
+            signal: AbortSignal.timeout(30_000),
+          });
+          await res.arrayBuffer();
+          if (res.status !== 200) throw new Error(`exec: ${res.status}`);
+        };
+        for (let i = 0; i < 20; i++) await call();
+        // Let the warm-up's scrubs finish before counting.
+        await new Promise((r) => setTimeout(r, 1000));
+        const agentPids = new Set(stack.agents.map((a) => a.child.pid ?? -1));
+        const idle0 = cpuByProcess(agentPids);
+        await new Promise((r) => setTimeout(r, 3000));
+        const idle1 = cpuByProcess(agentPids);
+        const t0 = performance.now();
+        for (let i = 0; i < COMMANDS; i++) await call();
+        await new Promise((r) => setTimeout(r, 500));
+        const wall = performance.now() - t0;
+        const end = cpuByProcess(agentPids);
+        const rows: BenchRow[] = [];
+        let total = 0;
+        for (const [label, ms] of end) {
+          const idlePerMs = ((idle1.get(label) ?? 0) - (idle0.get(label) ?? 0)) / 3000;
+          const per = (ms - (idle1.get(label) ?? 0) - idlePerMs * wall) / COMMANDS;
+          if (per < 0.05) continue;
+          total += per;
+          rows.push({
+            name: `command_cost/${label}`,
+            n: COMMANDS,
+            p50Ms: per,
+            p99Ms: per,
+            extra: { what: "CPU ms per command" },
+          });
+        }
+        rows.push({
+          name: "command_cost/total",
+          n: COMMANDS,
+          p50Ms: total,
+          p99Ms: total,
+          extra: { wallMsPerCommand: Number((wall / COMMANDS).toFixed(2)) },
+        });
+        for (const r of rows) progress(`command-cost: ${r.name} ${r.p50Ms.toFixed(2)} ms CPU per command`);
+        return rows;
+      },
+    );
+  },
+};
