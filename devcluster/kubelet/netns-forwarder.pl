@@ -26,7 +26,6 @@ use Socket qw(AF_INET AF_UNIX SOCK_STREAM IPPROTO_TCP TCP_NODELAY SHUT_WR
   inet_aton pack_sockaddr_in pack_sockaddr_un);
 use IO::Select;
 
-$SIG{CHLD} = 'IGNORE';    # children reaped by the kernel
 $SIG{PIPE} = 'IGNORE';
 
 my %SYS = $Config{archname} =~ /^x86_64/ ? (setns => 308, prctl => 157)
@@ -59,6 +58,7 @@ sub become_forwarder {
 
 sub forwarder {
   my ($ip, $kubelet, $egress_port) = @_;
+  $SIG{CHLD} = 'IGNORE';    # its connections' children: reaped by the kernel
 
   # In the container's first seconds a refused connection is tried again for a while: its server
   # is still starting, and the kubelet's first probe (period 1 s) would otherwise fail at once and
@@ -159,8 +159,14 @@ sub splice_both {
   exit 0;
 }
 
+# The host waits for its forwarders itself (no SIGCHLD handler: a signal must not cut the read of
+# a request short), each time a request comes and when it ends: their CPU time is then counted in
+# the host's, so devcluster's process tree shows what the forwarders cost.
+sub reap { 1 while waitpid(-1, POSIX::WNOHANG()) > 0 }
+
 my $host = $$;
 while (my $line = <STDIN>) {
+  reap();
   my ($req, $pid, $ip, $sock, $egress) = $line =~ /^(\d+) (\d+) ([\d.]+) (\S+) (\d+)$/
     or next;
   my $child = fork;
@@ -182,3 +188,4 @@ while (my $line = <STDIN>) {
     POSIX::_exit(0);
   }
 }
+reap();

@@ -16,6 +16,14 @@ const HEADER_BYTES = 9;
 /** The header of the forwarder's control connection (the other ids are ours, counted from 1). */
 const CONTROL_ID = 0xffffffff;
 
+/** A started forwarder: its process group, its control connection once it dialled in. */
+interface Forwarder {
+  pgid: number;
+  control: Socket | undefined;
+  /** The control connection closed: every process of the group has exited. */
+  gone: boolean;
+}
+
 interface Pending {
   resolve: (s: Socket | undefined) => void;
   timer: NodeJS.Timeout;
@@ -137,7 +145,7 @@ export class PortForward {
   private readonly servers: Server[] = [];
   private readonly sockets = new Set<Socket>();
   /** The forwarder's process group and its control connection, once it dialled in. */
-  private forwarder: { pgid: number; control: Socket | undefined } | undefined;
+  private forwarder: Forwarder | undefined;
   private onControl: ((s: Socket | undefined) => void) | undefined;
   private socketServer: Server | undefined;
   private socketPath: string | undefined;
@@ -218,7 +226,7 @@ export class PortForward {
       killGroup(started.pid);
       return false;
     }
-    const fwd: { pgid: number; control: Socket | undefined } = { pgid: started.pid, control: undefined };
+    const fwd: Forwarder = { pgid: started.pid, control: undefined, gone: false };
     this.forwarder = fwd;
     const sock = await control;
     if (!sock || this.forwarder !== fwd) {
@@ -247,6 +255,7 @@ export class PortForward {
         clearTimeout(timer);
         resolve(false);
         if (fwd.control === sock) fwd.control = undefined;
+        fwd.gone = true;
         for (const [, p] of this.pending) p.resolve(undefined);
         this.pending.clear();
       });
@@ -354,8 +363,9 @@ export class PortForward {
     this.started = undefined;
     this.onControl?.(undefined);
     this.onControl = undefined;
-    // The forwarder and the children copying its connections, at once.
-    if (f) killGroup(f.pgid);
+    // The forwarder and the children copying its connections, at once — only while one of them
+    // still holds the control connection: a group with no process left may have had its id reused.
+    if (f && !f.gone) killGroup(f.pgid);
     f?.control?.destroy();
     this.socketServer?.close();
     this.socketServer = undefined;
