@@ -341,9 +341,10 @@ export class PortForward {
   }
 
   private async open(port: number): Promise<Socket | undefined> {
-    const fwd = this.forwarder;
-    if (!fwd || !(await this.started) || !fwd.control?.writable) return undefined;
-    const control = fwd.control;
+    // The forwarder is known once it has started: a connection that comes first waits for that.
+    if (!(await this.started)) return undefined;
+    const control = this.forwarder?.control;
+    if (!control?.writable) return undefined;
     const id = this.nextId++;
     return new Promise<Socket | undefined>((resolve) => {
       const timer = setTimeout(() => {
