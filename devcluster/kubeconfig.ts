@@ -1,6 +1,7 @@
 import { mkdir, writeFile } from "node:fs/promises";
 import { dirname } from "node:path";
 import { KubeConfig } from "@kubernetes/client-node";
+import { reuseConnections } from "../cluster-agent/k8s/reuse-connections.ts";
 
 export interface KubeconfigSpec {
   server: string;
@@ -45,6 +46,11 @@ export async function writeKubeconfig(path: string, spec: KubeconfigSpec): Promi
   await writeFile(path, kubeconfigYaml(spec), { mode: 0o600 });
 }
 
+/**
+ * A client-node KubeConfig for the devcluster, keeping its connections (client-node 2.0.1 alone
+ * opens a new TLS connection per call: the kubelet's status patches and events, the scheduler's
+ * bindings and every test's calls each paid a handshake on both ends).
+ */
 export function makeKubeConfig(spec: KubeconfigSpec): KubeConfig {
   const user = spec.user ?? "devcluster-admin";
   const kc = new KubeConfig();
@@ -58,5 +64,5 @@ export function makeKubeConfig(spec: KubeconfigSpec): KubeConfig {
     contexts: [{ name: "devcluster", cluster: "devcluster", user }],
     currentContext: "devcluster",
   });
-  return kc;
+  return reuseConnections(kc);
 }

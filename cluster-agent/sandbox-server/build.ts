@@ -2,15 +2,42 @@ import { existsSync } from "node:fs";
 import { chmod, copyFile, link, mkdir, rename, rm, stat } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { build } from "esbuild";
+import { build, type Plugin } from "esbuild";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repoRoot = resolve(here, "../..");
 
-/** The node a container resolves from PATH (devcluster's image /usr is the host's), else this one. */
+/**
+ * The node that runs this build: the repository's pinned Node (package.json's devDependency, the
+ * image's node:24 in a Docker build). Not the host's /usr/bin/node, which can be older: Node 20
+ * took ~20 ms more CPU to start the server than Node 24, and every replace-mode pod pays that.
+ */
 function imageNode(): string {
-  return ["/usr/local/bin/node", "/usr/bin/node"].find((p) => existsSync(p)) ?? process.execPath;
+  return process.execPath;
 }
+
+/**
+ * Node built-ins are loaded with `require`, not `import`: an ESM import of a built-in builds its
+ * ESM facade, which reads every export — lazy ones too, so `node:http` loads all of undici on
+ * Node 24 (its `WebSocket`/`EventSource` getters) and `node:crypto` webcrypto on Node 20. That
+ * was ~20 ms of CPU per server start, paid by every pod.
+ */
+const builtinsByRequire: Plugin = {
+  name: "builtins-by-require",
+  setup(b) {
+    b.onResolve({ filter: /^node:/ }, (a) =>
+      a.kind === "require-call" ? { path: a.path, external: true } : { path: a.path, namespace: "builtin" },
+    );
+    b.onLoad({ filter: /.*/, namespace: "builtin" }, (a) => ({
+      contents: `module.exports = require(${JSON.stringify(a.path)});`,
+      loader: "js",
+    }));
+  },
+};
+const REQUIRE_BANNER = [
+  'import { createRequire as __createRequire } from "node:module";',
+  "const require = __createRequire(import.meta.url);",
+].join("\n");
 
 /**
  * `<out>/node`: an execute-only (0111) copy of node. The kernel makes a process that execs an
@@ -57,9 +84,10 @@ export async function buildSandboxImage(outDir = "dist/sandbox-image"): Promise<
     platform: "node",
     format: "esm",
     target: "node20",
-    // Only node: built-ins may remain as imports; anything else is a bundling mistake.
+    // Only node: built-ins may remain (as require calls); anything else is a bundling mistake.
     packages: "bundle",
-    external: ["node:*"],
+    plugins: [builtinsByRequire],
+    banner: { js: REQUIRE_BANNER },
     legalComments: "none",
     logLevel: "silent",
   });

@@ -19,6 +19,7 @@ import { PodIPAllocator } from "./pod-ips.ts";
 import type { Json } from "./pod-status.ts";
 import { now } from "./pod-status.ts";
 import { PodWorker } from "./pod-worker.ts";
+import { ForwarderHost } from "./port-forward.ts";
 import { quantityBytes, quantityMillis } from "./quantity.ts";
 import type { ImageSpec, Kubelet, KubeletOptions } from "./types.ts";
 
@@ -155,6 +156,7 @@ export async function startKubelet(opts: KubeletOptions): Promise<Kubelet> {
   }, HEARTBEAT_MS);
   heartbeat.unref();
 
+  const forwarders = new ForwarderHost(log);
   const ctx = {
     nodeName,
     hostIP: HOST_IP,
@@ -165,6 +167,7 @@ export async function startKubelet(opts: KubeletOptions): Promise<Kubelet> {
     runtime,
     podPidsLimit: opts.podPidsLimit ?? DEFAULT_POD_PIDS_LIMIT,
     egressProxy: opts.egressProxy,
+    forwarders,
     readSecret,
     patchStatus,
     record: eventRecorder(core, { component: "kubelet", host: nodeName }, log),
@@ -279,6 +282,7 @@ export async function startKubelet(opts: KubeletOptions): Promise<Kubelet> {
       await exec.close();
       await Promise.all([...workers.values()].map((w) => w.stop(0)));
       workers.clear();
+      forwarders.close();
       ips.releaseAll();
       idRanges.releaseAll();
       await rm(podsDir, { recursive: true, force: true });

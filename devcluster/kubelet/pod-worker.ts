@@ -10,7 +10,7 @@ import { imageRepository } from "./image-ref.ts";
 import { type ContainerSpec, DEFAULT_CAPABILITIES, type IdRange } from "./oci-spec.ts";
 import type { PodIPAllocator } from "./pod-ips.ts";
 import { type Json, now, PodConditions, waitingStatus } from "./pod-status.ts";
-import { PortForward } from "./port-forward.ts";
+import { type ForwarderHost, PortForward } from "./port-forward.ts";
 import { probePort, runProbe, runStartupProbe } from "./probes.ts";
 import { quantityBytes, quantityMillis } from "./quantity.ts";
 import type { EgressProxyRoute, ImageSpec } from "./types.ts";
@@ -25,6 +25,8 @@ export interface WorkerContext {
   runtime: RuntimeDirs;
   /** pids limit of every container (the kubelet's podPidsLimit). */
   podPidsLimit: number;
+  /** Starts each pod's port forwarder in the pod's network namespace. */
+  forwarders: ForwarderHost;
   /** The host's egress proxy as pods reach it (absent: no way out). */
   egressProxy: EgressProxyRoute | undefined;
   readSecret: SecretReader;
@@ -168,7 +170,7 @@ export class PodWorker {
 
     const ports = this.ports(c);
     this.podIP = await this.ctx.ips.allocate(async (ip) => {
-      const fwd = new PortForward(ip, this.ctx.log, this.ctx.egressProxy);
+      const fwd = new PortForward(ip, this.ctx.forwarders, this.ctx.log, this.ctx.egressProxy);
       if (!(await fwd.listen(ports))) return false;
       this.forward = fwd;
       return true;

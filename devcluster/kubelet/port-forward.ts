@@ -5,10 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { EgressProxyRoute } from "./types.ts";
 
-/**
- * The forwarder runs as an unprivileged uid that may not be able to reach the checkout (a clone
- * under a 0700 directory such as /root or a mkdtemp): its source goes in as `-e`.
- */
+/** The forwarder host's source goes in as `-e`: nothing to find on disk at run time. */
 const FORWARDER_SOURCE = readFileSync(new URL("./netns-forwarder.pl", import.meta.url), "utf8");
 const START_TIMEOUT_MS = 10_000;
 const CONNECT_TIMEOUT_MS = 6_000;
@@ -16,6 +13,16 @@ const CONNECT_TIMEOUT_MS = 6_000;
 const FORWARDER_UID = 65534;
 /** What a forwarder writes first on each connection to our socket: 8 hex digits (0 = egress) and "\n". */
 const HEADER_BYTES = 9;
+/** The header of the forwarder's control connection (the other ids are ours, counted from 1). */
+const CONTROL_ID = 0xffffffff;
+
+/** A started forwarder: its process group, its control connection once it dialled in. */
+interface Forwarder {
+  pgid: number;
+  control: Socket | undefined;
+  /** The control connection closed: every process of the group has exited. */
+  gone: boolean;
+}
 
 interface Pending {
   resolve: (s: Socket | undefined) => void;
@@ -51,6 +58,82 @@ function releaseSocketPath(path: string): void {
 }
 
 /**
+ * The kubelet's one forwarder host (`netns-forwarder.pl` as root, dying with the kubelet): each
+ * pod's forwarder is a fork of it that enters the pod's network namespace and drops to uid 65534.
+ * Spawned on first use; a fork of the kubelet's own (large) Node process per pod cost more CPU
+ * than the whole forwarder.
+ */
+export class ForwarderHost {
+  private child: ChildProcess | undefined;
+  private readonly pending = new Map<number, (r: { pid: number } | { error: string }) => void>();
+  private seq = 0;
+  private closed = false;
+
+  constructor(private readonly log: (m: string) => void) {}
+
+  /** Starts a forwarder for `ip` in the network namespace of `pid`, reporting to `socketPath`. */
+  start(
+    pid: number,
+    ip: string,
+    socketPath: string,
+    egressPort: number,
+  ): Promise<{ pid: number } | { error: string }> {
+    if (this.closed) return Promise.resolve({ error: "the kubelet is closing" });
+    const child = this.spawnOnce();
+    if (!child.stdin?.writable) return Promise.resolve({ error: "the forwarder host is gone" });
+    const req = ++this.seq;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(req);
+        resolve({ error: "the forwarder host did not answer" });
+      }, START_TIMEOUT_MS);
+      this.pending.set(req, (r) => {
+        clearTimeout(timer);
+        resolve(r);
+      });
+      child.stdin?.write(`${req} ${pid} ${ip} ${socketPath} ${egressPort}\n`);
+    });
+  }
+
+  private spawnOnce(): ChildProcess {
+    if (this.child && this.child.exitCode === null && this.child.signalCode === null) return this.child;
+    const child = spawn("setpriv", ["--pdeathsig=SIGKILL", "--", "perl", "-e", FORWARDER_SOURCE], {
+      stdio: ["pipe", "pipe", "pipe"],
+      env: { PATH: process.env.PATH ?? "/usr/bin:/bin" },
+    });
+    this.child = child;
+    child.on("error", (e) => this.log(`port forwarder host: ${e.message}`));
+    child.stdin?.on("error", () => {});
+    child.stderr?.on("data", (d: Buffer) => this.log(`port forwarder: ${d.toString().trim()}`));
+    let buffered = "";
+    child.stdout?.on("data", (d: Buffer) => {
+      buffered += d.toString();
+      for (let nl = buffered.indexOf("\n"); nl >= 0; nl = buffered.indexOf("\n")) {
+        const m = /^(started|failed) (\d+) ?(.*)$/.exec(buffered.slice(0, nl));
+        buffered = buffered.slice(nl + 1);
+        const done = m ? this.pending.get(Number(m[2])) : undefined;
+        if (!m || !done) continue;
+        this.pending.delete(Number(m[2]));
+        const pid = Number(m[3]);
+        done(m[1] === "started" && Number.isInteger(pid) && pid > 1 ? { pid } : { error: m[3] || "no pid" });
+      }
+    });
+    child.once("exit", () => {
+      for (const [, done] of this.pending) done({ error: "the forwarder host exited" });
+      this.pending.clear();
+    });
+    return child;
+  }
+
+  /** Ends the host (its forwarders were killed by their pods' detach()). */
+  close(): void {
+    this.closed = true;
+    this.child?.stdin?.end();
+    this.child = undefined;
+  }
+}
+
+/**
  * A pod's address on the host: the kubelet binds the pod's declared ports on its pod IP (before
  * the container starts, exclusively, so no other process can take them) and splices every
  * connection to one the netns forwarder opened inside the pod's network namespace and brought to
@@ -61,7 +144,9 @@ function releaseSocketPath(path: string): void {
 export class PortForward {
   private readonly servers: Server[] = [];
   private readonly sockets = new Set<Socket>();
-  private forwarder: ChildProcess | undefined;
+  /** The forwarder's process group and its control connection, once it dialled in. */
+  private forwarder: Forwarder | undefined;
+  private onControl: ((s: Socket | undefined) => void) | undefined;
   private socketServer: Server | undefined;
   private socketPath: string | undefined;
   private started: Promise<boolean> | undefined;
@@ -73,6 +158,7 @@ export class PortForward {
 
   constructor(
     readonly ip: string,
+    private readonly host: ForwarderHost,
     private readonly log: (m: string) => void,
     private readonly egress?: EgressProxyRoute,
   ) {}
@@ -123,36 +209,35 @@ export class PortForward {
     this.socketServer = server;
     this.socketPath = path;
     const egressPort = this.egress ? (this.egress.podPort ?? DEFAULT_EGRESS_POD_PORT) : 0;
-    const child = spawn(
-      "nsenter",
-      [
-        `--net=/proc/${pid}/ns/net`,
-        "--",
-        "setpriv",
-        `--reuid=${FORWARDER_UID}`,
-        `--regid=${FORWARDER_UID}`,
-        "--clear-groups",
-        "--no-new-privs",
-        "--pdeathsig=SIGKILL",
-        "--",
-        "perl",
-        "-e",
-        FORWARDER_SOURCE,
-        this.ip,
-        path,
-        String(egressPort),
-      ],
-      // Its own process group: detach() ends it and the children copying its connections at once.
-      { stdio: ["pipe", "pipe", "pipe"], detached: true, env: { PATH: process.env.PATH ?? "/usr/bin:/bin" } },
-    );
-    this.forwarder = child;
-    child.stderr?.on("data", (d: Buffer) => this.log(`port forwarder ${this.ip}: ${d.toString().trim()}`));
-    child.on("error", () => {});
-    child.stdin?.on("error", () => {});
+    const control = new Promise<Socket | undefined>((resolve) => {
+      const timer = setTimeout(() => resolve(undefined), START_TIMEOUT_MS);
+      this.onControl = (s) => {
+        clearTimeout(timer);
+        resolve(s);
+      };
+    });
+    const started = await this.host.start(pid, this.ip, path, egressPort);
+    if ("error" in started) {
+      this.log(`port forwarder ${this.ip}: ${started.error}`);
+      this.onControl?.(undefined);
+      return false;
+    }
+    if (this.closed || attachment !== this.attachments) {
+      killGroup(started.pid);
+      return false;
+    }
+    const fwd: Forwarder = { pgid: started.pid, control: undefined, gone: false };
+    this.forwarder = fwd;
+    const sock = await control;
+    if (!sock || this.forwarder !== fwd) {
+      sock?.destroy();
+      return false;
+    }
+    fwd.control = sock;
     return new Promise<boolean>((resolve) => {
       const timer = setTimeout(() => resolve(false), START_TIMEOUT_MS);
       let buffered = "";
-      child.stdout?.on("data", (d: Buffer) => {
+      sock.on("data", (d: Buffer) => {
         buffered += d.toString();
         for (let nl = buffered.indexOf("\n"); nl >= 0; nl = buffered.indexOf("\n")) {
           const line = buffered.slice(0, nl);
@@ -165,12 +250,16 @@ export class PortForward {
             this.log(`port forwarder ${this.ip}: no egress listener in the pod: ${line.slice(12)}`);
         }
       });
-      child.once("exit", () => {
+      // The forwarder exited (or was killed): nothing more will connect for us.
+      sock.once("close", () => {
         clearTimeout(timer);
         resolve(false);
+        if (fwd.control === sock) fwd.control = undefined;
+        fwd.gone = true;
         for (const [, p] of this.pending) p.resolve(undefined);
         this.pending.clear();
       });
+      sock.resume();
     });
   }
 
@@ -189,6 +278,12 @@ export class PortForward {
       if (rest.length > 0) sock.unshift(rest);
       const id = Number.parseInt(head.subarray(0, HEADER_BYTES - 1).toString(), 16);
       if (id === 0) return this.outward(sock);
+      if (id === CONTROL_ID) {
+        // Only the first: a second control connection is nobody we started.
+        const take = this.onControl;
+        this.onControl = undefined;
+        return take ? take(sock) : void sock.destroy();
+      }
       if (!this.settle(id, sock)) sock.destroy();
     };
     sock.on("data", onData);
@@ -246,9 +341,10 @@ export class PortForward {
   }
 
   private async open(port: number): Promise<Socket | undefined> {
-    const child = this.forwarder;
-    if (!child || !(await this.started) || child.exitCode !== null || !child.stdin?.writable)
-      return undefined;
+    // The forwarder is known once it has started: a connection that comes first waits for that.
+    if (!(await this.started)) return undefined;
+    const control = this.forwarder?.control;
+    if (!control?.writable) return undefined;
     const id = this.nextId++;
     return new Promise<Socket | undefined>((resolve) => {
       const timer = setTimeout(() => {
@@ -256,7 +352,7 @@ export class PortForward {
         resolve(undefined);
       }, CONNECT_TIMEOUT_MS);
       this.pending.set(id, { resolve, timer });
-      child.stdin?.write(`${id} ${port}\n`);
+      control.write(`${id} ${port}\n`);
     });
   }
 
@@ -266,13 +362,12 @@ export class PortForward {
     const f = this.forwarder;
     this.forwarder = undefined;
     this.started = undefined;
-    if (f?.pid !== undefined && f.exitCode === null) {
-      try {
-        process.kill(-f.pid, "SIGKILL");
-      } catch {
-        // already gone
-      }
-    }
+    this.onControl?.(undefined);
+    this.onControl = undefined;
+    // The forwarder and the children copying its connections, at once — only while one of them
+    // still holds the control connection: a group with no process left may have had its id reused.
+    if (f && !f.gone) killGroup(f.pgid);
+    f?.control?.destroy();
     this.socketServer?.close();
     this.socketServer = undefined;
     if (this.socketPath) releaseSocketPath(this.socketPath);
@@ -286,5 +381,15 @@ export class PortForward {
     for (const s of this.sockets) s.destroy();
     await Promise.all(this.servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
     this.servers.length = 0;
+  }
+}
+
+function killGroup(pgid: number): void {
+  // Never 0, 1 or garbage: kill(-1) would signal every process we may signal.
+  if (!Number.isInteger(pgid) || pgid <= 1) return;
+  try {
+    process.kill(-pgid, "SIGKILL");
+  } catch {
+    // already gone
   }
 }
