@@ -1,31 +1,14 @@
-import { readdirSync, readFileSync } from "node:fs";
 import { SCOPES } from "../shared/api.ts";
+import { procStats } from "./machine-cpu.ts";
 import type { BenchRow, BenchSuite } from "./types.ts";
 import { progress, waitForFullPool, withStack } from "./with-stack.ts";
 
 const POOL = 8;
 const COMMANDS = Number(process.env.BENCH_COMMAND_COST_N ?? 200);
-const CLOCK_TICKS_PER_SEC = 100;
 
 /** CPU ms of every process below this one, by a label for what it is (its own time only). */
 function cpuByProcess(agentPids: ReadonlySet<number>): Map<string, number> {
-  const procs = new Map<number, { ppid: number; comm: string; own: number; reaped: number }>();
-  for (const p of readdirSync("/proc")) {
-    if (!/^\d+$/.test(p)) continue;
-    let stat: string;
-    try {
-      stat = readFileSync(`/proc/${p}/stat`, "utf8");
-    } catch {
-      continue;
-    }
-    const comm = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
-    const f = stat
-      .slice(stat.lastIndexOf(")") + 2)
-      .split(" ")
-      .map(Number);
-    const t = (i: number) => ((f[i] ?? 0) * 1000) / CLOCK_TICKS_PER_SEC;
-    procs.set(Number(p), { ppid: f[1] ?? 0, comm, own: t(11) + t(12), reaped: t(13) + t(14) });
-  }
+  const procs = procStats();
   // Which top-level child of the bench each process descends from.
   const under = (pid: number): number | undefined => {
     for (let cur = pid, hops = 0; hops < 64; hops++) {
@@ -43,7 +26,7 @@ function cpuByProcess(agentPids: ReadonlySet<number>): Map<string, number> {
   add("devcluster+bench", (self.user + self.system) / 1000);
   const me = procs.get(process.pid);
   // runc, pods' processes and forwarders that exited and were reaped by the kubelet.
-  if (me) add("reaped-by-devcluster", me.reaped);
+  if (me) add("reaped-by-devcluster", me.reapedMs);
   for (const [pid, p] of procs) {
     if (pid === process.pid) continue;
     const top = under(pid);
@@ -54,7 +37,7 @@ function cpuByProcess(agentPids: ReadonlySet<number>): Map<string, number> {
         ? "workerd"
         : // the exec servers in the pods are `node`; runc, perl forwarders, shells
           `other/${p.comm}`;
-    add(label, p.own + p.reaped);
+    add(label, p.ownMs + p.reapedMs);
   }
   return out;
 }

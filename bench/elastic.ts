@@ -27,7 +27,7 @@ import type { Stack } from "../devstack/stack.ts";
 import { SCOPES } from "../shared/api.ts";
 import { type BurstObservation, observeBurst } from "./burst-observer.ts";
 import { closedLoop } from "./calls.ts";
-import { machineCpuMs, stackTreeCpuMs } from "./machine-cpu.ts";
+import { machineCpuMs, processTreeCpuMs } from "./machine-cpu.ts";
 import { measurePodStarts } from "./pod-start.ts";
 import { summarize } from "./stats.ts";
 import type { BenchRow, BenchSuite, SuiteOptions } from "./types.ts";
@@ -96,18 +96,18 @@ async function commandPathCpuMs(
   await waitForFullPool(stack, POOL, 120_000);
   await backToPoolSize(stack, Date.now(), 120_000);
   // The stack's own processes only (another engineer's work on a shared machine is not in it).
-  const idle0 = stackTreeCpuMs();
+  const idle0 = processTreeCpuMs();
   const idleT0 = performance.now();
   await new Promise((r) => setTimeout(r, 3000));
-  const idleMsPerSec = ((stackTreeCpuMs() - idle0) / (performance.now() - idleT0)) * 1000;
-  const cpu0 = stackTreeCpuMs();
+  const idleMsPerSec = ((processTreeCpuMs() - idle0) / (performance.now() - idleT0)) * 1000;
+  const cpu0 = processTreeCpuMs();
   const t0 = performance.now();
   for (let i = 0; i < PATH_RUNS; i++) {
     const out = await rawExec(stack, token, "path", "sleep 0.3");
     if (out.status !== 200) throw new Error(`command-cost phase: ${out.status} ${out.code ?? "?"}`);
   }
   await backToPoolSize(stack, Date.now(), 120_000);
-  const cpu = stackTreeCpuMs() - cpu0 - (idleMsPerSec * (performance.now() - t0)) / 1000;
+  const cpu = processTreeCpuMs() - cpu0 - (idleMsPerSec * (performance.now() - t0)) / 1000;
   return { pathMs: Math.max(0, cpu / PATH_RUNS - podCpuMs), idleMsPerSec };
 }
 
@@ -122,7 +122,7 @@ async function burst(
   );
   const observer = await observeBurst(stack);
   const cpu0 = machineCpuMs();
-  const stack0 = stackTreeCpuMs();
+  const stack0 = processTreeCpuMs();
   const t0 = performance.now();
   const outs = await Promise.all(
     Array.from({ length: BURST }, (_, i) =>
@@ -131,7 +131,7 @@ async function burst(
   );
   const wallMs = performance.now() - t0;
   const cpuMs = machineCpuMs() - cpu0;
-  const stackCpuMs = stackTreeCpuMs() - stack0;
+  const stackCpuMs = processTreeCpuMs() - stack0;
   return { outs, seen: await observer.stop(), wallMs, cpuMs, stackCpuMs };
 }
 

@@ -24,25 +24,40 @@ export function machineCpuMs(): number {
  * Lost: processes reaped without wait (SIGCHLD ignored: the forwarders' per-connection children).
  */
 export function processTreeCpuMs(): number {
-  const stats = new Map<number, { ppid: number; ticks: number }>();
-  for (const name of readdirSync("/proc")) {
-    if (!/^\d+$/.test(name)) continue;
-    const s = statFields(`/proc/${name}/stat`);
-    if (s) stats.set(Number(name), s);
-  }
+  const stats = procStats();
   const children = new Map<number, number[]>();
-  for (const [pid, s] of stats) children.set(s.ppid, [...(children.get(s.ppid) ?? []), pid]);
-  let ticks = 0;
+  for (const [pid, st] of stats) children.set(st.ppid, [...(children.get(st.ppid) ?? []), pid]);
+  let ms = 0;
   const todo = [process.pid];
   for (let pid = todo.pop(); pid !== undefined; pid = todo.pop()) {
-    ticks += stats.get(pid)?.ticks ?? 0;
+    const st = stats.get(pid);
+    ms += st ? st.ownMs + st.reapedMs : 0;
     todo.push(...(children.get(pid) ?? []));
   }
-  return (ticks * 1000) / CLOCK_TICKS_PER_SEC;
+  return ms;
 }
 
-/** ppid and utime + stime + cutime + cstime of one /proc/PID/stat; undefined if it is gone. */
-function statFields(path: string): { ppid: number; ticks: number } | undefined {
+/** One process as /proc/PID/stat shows it: its parent, name, own CPU and what it reaped (ms). */
+export interface ProcStat {
+  ppid: number;
+  comm: string;
+  ownMs: number;
+  reapedMs: number;
+}
+
+/** Every process on the machine, by pid. */
+export function procStats(): Map<number, ProcStat> {
+  const stats = new Map<number, ProcStat>();
+  for (const name of readdirSync("/proc")) {
+    if (!/^\d+$/.test(name)) continue;
+    const st = statFields(`/proc/${name}/stat`);
+    if (st) stats.set(Number(name), st);
+  }
+  return stats;
+}
+
+/** One /proc/PID/stat; undefined if the process is gone. */
+function statFields(path: string): ProcStat | undefined {
   let stat: string;
   try {
     stat = readFileSync(path, "utf8");
@@ -54,46 +69,11 @@ function statFields(path: string): { ppid: number; ticks: number } | undefined {
     .slice(stat.lastIndexOf(")") + 2)
     .split(" ")
     .map(Number);
-  return { ppid: f[1] ?? 0, ticks: (f[11] ?? 0) + (f[12] ?? 0) + (f[13] ?? 0) + (f[14] ?? 0) };
-}
-
-/** utime + stime + cutime + cstime of one /proc/<pid>/stat, and its parent; undefined once gone. */
-function statOf(pid: string): { ppid: string; ms: number } | undefined {
-  let stat: string;
-  try {
-    stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-  } catch {
-    return undefined;
-  }
-  // Fields after the command name (which may hold spaces): ppid is field 4, utime field 14.
-  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  const ticks = Number(f[11] ?? 0) + Number(f[12] ?? 0) + Number(f[13] ?? 0) + Number(f[14] ?? 0);
-  return { ppid: f[1] ?? "", ms: (ticks * 1000) / CLOCK_TICKS_PER_SEC };
-}
-
-/**
- * CPU time of this process and every process below it, alive or reaped (each one's own time plus
- * what it reaped), in ms: a whole local stack (workerd, the agents, devcluster and its pods) when
- * the stack was started from here, without the rest of a shared machine's work. A descendant that
- * exits moves its time into its parent's reaped counters, so the sum only grows.
- */
-export function stackTreeCpuMs(): number {
-  const byParent = new Map<string, string[]>();
-  const ms = new Map<string, number>();
-  for (const pid of readdirSync("/proc")) {
-    if (!/^\d+$/.test(pid)) continue;
-    const s = statOf(pid);
-    if (!s) continue;
-    ms.set(pid, s.ms);
-    const kids = byParent.get(s.ppid);
-    if (kids) kids.push(pid);
-    else byParent.set(s.ppid, [pid]);
-  }
-  let total = 0;
-  const todo = [String(process.pid)];
-  for (let pid = todo.pop(); pid !== undefined; pid = todo.pop()) {
-    total += ms.get(pid) ?? 0;
-    todo.push(...(byParent.get(pid) ?? []));
-  }
-  return total;
+  const ms = (i: number) => ((f[i] ?? 0) * 1000) / CLOCK_TICKS_PER_SEC;
+  return {
+    ppid: f[1] ?? 0,
+    comm: stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")")),
+    ownMs: ms(11) + ms(12),
+    reapedMs: ms(13) + ms(14),
+  };
 }
