@@ -98,6 +98,12 @@ const LAST_COMMAND_CHARS = 200;
 const MAX_ENV_JSON_BYTES = 64 * 1024;
 
 /**
+ * A use is renewed again when it ends only if its last renewal is at least this old: the sandbox
+ * then expires at most this much before a full idle timeout after its last use ends.
+ */
+export const RENEW_AFTER_USE_MS = 1000;
+
+/**
  * Sandboxes that live across requests (see record.ts for how a sandbox lives on its Lease).
  * Stateless per replica: every answer comes from the watch-fed Lease cache and every change is a
  * compare-and-swap on the Lease, so any replica serves any sandbox and a replica's loss loses none.
@@ -507,6 +513,7 @@ export class SandboxService {
         );
     });
     const periodMs = Math.max(1000, (touched.value.spec?.leaseDurationSeconds ?? 30) * 333);
+    let renewedAt = this.clock.now();
     let timer: unknown;
     let using = true;
     const keepAlive = () => {
@@ -516,7 +523,10 @@ export class SandboxService {
         if (!renewed.ok && renewed.error.code !== "sandbox_not_found") {
           renewFailure = renewed.error;
           logFailure(this.o.log, "sandbox keep-alive failed", renewed.error, log);
-        } else if (renewed.ok) renewFailure = undefined;
+        } else if (renewed.ok) {
+          renewFailure = undefined;
+          renewedAt = this.clock.now();
+        }
         if (using && !gone.signal.aborted) keepAlive();
       }, periodMs);
     };
@@ -544,7 +554,10 @@ export class SandboxService {
       this.clock.clearTimeout(timer);
       stopWatch();
       stopPodWatch();
-      if (!gone.signal.aborted) {
+      // The idle timeout runs from the last renewal: after a use that began (or was last kept
+      // alive) within RENEW_AFTER_USE_MS, that renewal is recent enough, and a Lease write before
+      // the answer would add its round trip to every short call (a file write of 1 MiB, an exec).
+      if (!gone.signal.aborted && this.clock.now() - renewedAt >= RENEW_AFTER_USE_MS) {
         const after = await this.touch(tenant, id, podName);
         if (!after.ok) logFailure(this.o.log, "sandbox renewal after a use failed", after.error, log);
       }

@@ -7,6 +7,7 @@ import { SandboxEnvSeal } from "../../cluster-agent/sandboxes/env-seal.ts";
 import { withSandbox } from "../../cluster-agent/sandboxes/exec.ts";
 import {
   EGRESS_CA_BUNDLE_PATH,
+  RENEW_AFTER_USE_MS,
   type SandboxService,
   type SandboxServiceOptions,
 } from "../../cluster-agent/sandboxes/service.ts";
@@ -77,6 +78,30 @@ describe("SandboxService.use", () => {
     expect(reason()).toBeInstanceOf(AppError);
     expect(reason()?.code).toBe("lease_lost");
     expect(reason()?.message).toMatch(/renewing its Lease failed/);
+  });
+
+  it("a use is renewed after it only when its last renewal is RENEW_AFTER_USE_MS old: a short call waits for one Lease write, not two", async () => {
+    const { store, service, clock } = setup();
+    const renewals = () => store.writes.filter((w) => w.what === "renew sandbox lease").length;
+    const useFor = (ms: number) =>
+      service.use(
+        "t1",
+        ID,
+        { requestId: `r-${ms}`, signal: new AbortController().signal, what: "x" },
+        async () => {
+          await clock.advance(ms);
+          return ok(undefined);
+        },
+      );
+    // Shorter than the threshold: the renewal before it is the last one.
+    expect((await useFor(RENEW_AFTER_USE_MS - 1)).ok).toBe(true);
+    expect(renewals()).toBe(1);
+    // As long as the threshold: renewed before and after.
+    expect((await useFor(RENEW_AFTER_USE_MS)).ok).toBe(true);
+    expect(renewals()).toBe(3);
+    // A keep-alive (every third of the 30 s lease: 9,990 ms) within the threshold of the end counts.
+    expect((await useFor(9_990 + RENEW_AFTER_USE_MS - 1)).ok).toBe(true);
+    expect(renewals()).toBe(5);
   });
 
   it("a Lease deleted while in use (no failed keep-alive) is sandbox_not_found, as before", async () => {
