@@ -1,10 +1,16 @@
+import type { Stack } from "../devstack/stack.ts";
 import { SCOPES } from "../shared/api.ts";
 import { procStats } from "./machine-cpu.ts";
 import type { BenchRow, BenchSuite } from "./types.ts";
-import { progress, waitForFullPool, withStack } from "./with-stack.ts";
+import { backToPoolSize, progress, waitForFullPool, withStack } from "./with-stack.ts";
 
 const POOL = 8;
 const COMMANDS = Number(process.env.BENCH_COMMAND_COST_N ?? 200);
+/**
+ * scrub (default): the path every command pays; replace: the same plus a pod's whole life
+ * (created, probed, watched by both agents, deleted), paced one command at a time.
+ */
+const RECYCLE = process.env.BENCH_COMMAND_COST_RECYCLE === "replace" ? "replace" : "scrub";
 
 /** CPU ms of every process below this one, by a label for what it is (its own time only). */
 function cpuByProcess(agentPids: ReadonlySet<number>): Map<string, number> {
@@ -48,12 +54,18 @@ function cpuByProcess(agentPids: ReadonlySet<number>): Map<string, number> {
  * `POST /v1/exec {command: "true"}` through the edge, the CPU each of the stack's processes spent
  * over them, per command. Floor: the exec server's own work is the `exec_http` row.
  */
+/** Until the pool is whole again (a replaced pod's successor is up); throws after 60 s. */
+async function backToFullFreePool(stack: Stack): Promise<void> {
+  if (Number.isNaN(await backToPoolSize(stack, POOL, Date.now(), 60_000, 20)))
+    throw new Error("the pool did not come back to its size within 60 s");
+}
+
 export const suite: BenchSuite = {
   name: "command-cost",
   async run(): Promise<BenchRow[]> {
     return await withStack(
       {
-        recycle: "scrub",
+        recycle: RECYCLE,
         execMode: "http",
         poolSize: POOL,
         agentsPerRegion: 2,
@@ -75,7 +87,10 @@ export const suite: BenchSuite = {
           await res.arrayBuffer();
           if (res.status !== 200) throw new Error(`exec: ${res.status}`);
         };
-        for (let i = 0; i < 20; i++) await call();
+        for (let i = 0; i < 20; i++) {
+          await call();
+          if (RECYCLE === "replace") await backToFullFreePool(stack);
+        }
         // Let the warm-up's scrubs finish before counting.
         await new Promise((r) => setTimeout(r, 1000));
         const agentPids = new Set(stack.agents.map((a) => a.child.pid ?? -1));
@@ -83,7 +98,11 @@ export const suite: BenchSuite = {
         await new Promise((r) => setTimeout(r, 3000));
         const idle1 = cpuByProcess(agentPids);
         const t0 = performance.now();
-        for (let i = 0; i < COMMANDS; i++) await call();
+        for (let i = 0; i < COMMANDS; i++) {
+          await call();
+          // replace: one pod start-up at a time, finished before the next command (as in pod-start).
+          if (RECYCLE === "replace") await backToFullFreePool(stack);
+        }
         await new Promise((r) => setTimeout(r, 500));
         const wall = performance.now() - t0;
         const end = cpuByProcess(agentPids);
@@ -107,7 +126,7 @@ export const suite: BenchSuite = {
           n: COMMANDS,
           p50Ms: total,
           p99Ms: total,
-          extra: { wallMsPerCommand: Number((wall / COMMANDS).toFixed(2)) },
+          extra: { recycle: RECYCLE, wallMsPerCommand: Number((wall / COMMANDS).toFixed(2)) },
         });
         for (const r of rows) progress(`command-cost: ${r.name} ${r.p50Ms.toFixed(2)} ms CPU per command`);
         return rows;

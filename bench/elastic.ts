@@ -31,7 +31,7 @@ import { machineCpuMs, processTreeCpuMs } from "./machine-cpu.ts";
 import { measurePodStarts } from "./pod-start.ts";
 import { summarize } from "./stats.ts";
 import type { BenchRow, BenchSuite, SuiteOptions } from "./types.ts";
-import { progress, waitForFullPool, withStack } from "./with-stack.ts";
+import { backToPoolSize, progress, waitForFullPool, withStack } from "./with-stack.ts";
 
 const POOL = 8;
 /** Commands per burst; BENCH_ELASTIC_BURST makes a short check of the suite itself (default 120). */
@@ -94,7 +94,7 @@ async function commandPathCpuMs(
 ): Promise<{ pathMs: number; idleMsPerSec: number }> {
   const token = await stack.issuer.mint({ tenant: "path", subject: "bench", scopes: [SCOPES.exec] });
   await waitForFullPool(stack, POOL, 120_000);
-  await backToPoolSize(stack, Date.now(), 120_000);
+  await backToPoolSize(stack, POOL, Date.now(), 120_000);
   // The stack's own processes only (another engineer's work on a shared machine is not in it).
   const idle0 = processTreeCpuMs();
   const idleT0 = performance.now();
@@ -106,7 +106,7 @@ async function commandPathCpuMs(
     const out = await rawExec(stack, token, "path", "sleep 0.3");
     if (out.status !== 200) throw new Error(`command-cost phase: ${out.status} ${out.code ?? "?"}`);
   }
-  await backToPoolSize(stack, Date.now(), 120_000);
+  await backToPoolSize(stack, POOL, Date.now(), 120_000);
   const cpu = processTreeCpuMs() - cpu0 - (idleMsPerSec * (performance.now() - t0)) / 1000;
   return { pathMs: Math.max(0, cpu / PATH_RUNS - podCpuMs), idleMsPerSec };
 }
@@ -133,17 +133,6 @@ async function burst(
   const cpuMs = machineCpuMs() - cpu0;
   const stackCpuMs = processTreeCpuMs() - stack0;
   return { outs, seen: await observer.stop(), wallMs, cpuMs, stackCpuMs };
-}
-
-/** Until the region's pods are POOL_SIZE, all free and Ready; ms since `from`. */
-async function backToPoolSize(stack: Stack, from: number, timeoutMs: number): Promise<number> {
-  for (;;) {
-    const [snap] = await stack.pools().catch(() => []);
-    const pods = snap?.pods ?? [];
-    if (pods.length === POOL && pods.every((p) => p.state === "ready")) return Date.now() - from;
-    if (Date.now() - from > timeoutMs) return Number.NaN;
-    await new Promise((r) => setTimeout(r, 250));
-  }
 }
 
 async function throughput(
@@ -278,7 +267,7 @@ export async function runElasticBench(opts: SuiteOptions = { runs: 1 }): Promise
         const burstEnd = Date.now();
         const name = `burst/${tenants === 1 ? "1-tenant" : "6-tenants"}${suffix}${runSuffix}`;
         rows.push(burstRow(tenants, name, b, podCpuMs, path.pathMs));
-        const backMs = await backToPoolSize(stack, burstEnd, 180_000);
+        const backMs = await backToPoolSize(stack, POOL, burstEnd, 180_000);
         progress(`elastic: back to POOL_SIZE in ${backMs} ms`);
         if (tenants === 1)
           rows.push({

@@ -69,6 +69,23 @@ export async function waitForFullPool(stack: Stack, poolSize: number, timeoutMs 
   }
 }
 
+/** Until the first region's pods are `poolSize`, all free and Ready; ms since `from` (NaN on timeout). */
+export async function backToPoolSize(
+  stack: Stack,
+  poolSize: number,
+  from: number,
+  timeoutMs: number,
+  pollMs = 250,
+): Promise<number> {
+  for (;;) {
+    const [snap] = await stack.pools().catch(() => []);
+    const pods = snap?.pods ?? [];
+    if (pods.length === poolSize && pods.every((p) => p.state === "ready")) return Date.now() - from;
+    if (Date.now() - from > timeoutMs) return Number.NaN;
+    await new Promise((r) => setTimeout(r, pollMs));
+  }
+}
+
 export const progress = (msg: string): void => {
   process.stderr.write(`bench: ${msg}\n`);
 };
