@@ -189,9 +189,10 @@ function burstRow(
   // The CPU the start-ups alone need, spread over every core: no pool can serve all of the burst
   // sooner, so it is a bound on the p99 of serving everyone (and a p50 of half of it).
   const floorMs = (s.podsStarted * podCpuMs) / CORES;
-  // The same bound with every served command's own path counted too (measured this run): the
-  // least time this much necessary work takes on these cores, whatever the pacing.
-  const workFloorMs = (s.podsStarted * podCpuMs + served.length * pathCpuMs) / CORES;
+  // The same bound with each started pod's whole cost in the stack: its start-up plus its life and
+  // its command's path (measured this run, one command per pod). Commands served on a reused pod
+  // (reuse-same-tenant) add their scrub and path, not counted: still a lower bound.
+  const workFloorMs = (s.podsStarted * (podCpuMs + pathCpuMs)) / CORES;
   const failures = Object.entries(s.agentFailures).map(([k, n]) => `${k.replace(/ /g, "_")}x${n}`);
   progress(
     `elastic: ${name}: ${served.length} served, ${timeouts} queue_timeout, p99 ${Math.round(lat.p99)} ms (floor ${Math.round(floorMs)}, with the commands' path ${Math.round(workFloorMs)}, the stack's burst CPU ÷ cores ${Math.round(b.stackCpuMs / CORES)}), ${s.podsStarted} pods started, first new Ready ${Math.round(s.firstNewReadyMs)} ms, peak ${s.peakLive} live + ${s.peakTerminating} terminating, API p99 ${Math.round(s.api.p99Ms)} ms, loop delay p99 ${Math.round(s.loopDelayP99Ms)} ms, agent failures ${failures.join(",") || "none"}`,
