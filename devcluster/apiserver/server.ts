@@ -390,14 +390,15 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
     }
   }
 
-  let latency: ((r: RequestLine) => number) | undefined;
+  let latency: ((r: RequestLine) => number | Promise<unknown>) | undefined;
   const onRequest = (req: IncomingMessage, res: ServerResponse) => {
     const run = () =>
       handle(req, res).catch((e: unknown) => {
         if (!res.headersSent) sendJson(res, 500, internal(String(e)).toStatus());
       });
-    const ms = latency?.({ method: req.method ?? "GET", path: req.url ?? "/" }) ?? 0;
-    if (ms > 0) setTimeout(run, ms);
+    const wait = latency?.({ method: req.method ?? "GET", path: req.url ?? "/" }) ?? 0;
+    if (typeof wait !== "number") void wait.then(run, run);
+    else if (wait > 0) setTimeout(run, wait);
     else void run();
   };
   const server = opts.tls

@@ -53,9 +53,9 @@ export interface ApiServer {
    * Fault hook for tests: each request waits the returned milliseconds before it is handled, as on
    * a loaded API server (the write lands late; a client that gave up may still find it done).
    * `undefined` removes the hook. Every plain request goes through it, watches too (the hook picks);
-   * exec upgrades do not.
+   * exec upgrades do not. A promise holds the request until it settles (a test's own event).
    */
-  setLatency(fn: ((r: RequestLine) => number) | undefined): void;
+  setLatency(fn: ((r: RequestLine) => number | Promise<unknown>) | undefined): void;
   close(): Promise<void>;
 }
 

@@ -276,13 +276,20 @@ describe("OpenAI Agents SDK sandbox client (@openai/agents 0.20.0)", () => {
         model: pty.model,
       });
       const ids: string[] = [];
+      // The SDK answers a failed tool with a generic text: what the API said is kept here.
+      const refused: string[] = [];
       const recorded = new SandboxClient({
         baseUrl: stack.edgeUrl,
         token: stack.tokens.tenantA,
         fetch: async (input, init) => {
           const m = /^\/v1\/sandboxes\/([^/]+)\/processes$/.exec(new URL(String(input)).pathname);
           if (m && init?.method === "POST") ids.push(decodeURIComponent(m[1]!));
-          return fetch(input, init);
+          const res = await fetch(input, init);
+          if (res.status >= 400 && res.status !== 404)
+            refused.push(
+              `${init?.method ?? "GET"} ${new URL(String(input)).pathname} ${res.status} ${await res.clone().text()}`,
+            );
+          return res;
         },
       });
       const result = await ptyRunner.run(agent(), "use a shell", {
@@ -290,7 +297,7 @@ describe("OpenAI Agents SDK sandbox client (@openai/agents 0.20.0)", () => {
       });
       const parts = String(result.finalOutput).split("\n---\n");
       expect(parts, String(result.finalOutput)).toHaveLength(4);
-      expect(parts[0]).toMatch(/Process running with session ID \d+/);
+      expect(parts[0], refused.join("\n")).toMatch(/Process running with session ID \d+/);
       // The terminal echoes the input; the answer is on a line of its own.
       expect(parts[1]).toMatch(/Process running with session ID \d+/);
       expect(parts[1]).toMatch(/\r?\n42\r?\n/);

@@ -21,8 +21,8 @@ import {
 // a delayed request whose client is gone, so a SIGKILL alone would leave nothing in flight.)
 const MAX_PODS = 6;
 const LEADER_S = 3;
-/** A frozen leader's pod creates land this long after they were sent: after the takeover. */
-const FROZEN_LATENCY_MS = 8_000;
+/** A frozen leader's pod creates land this long after its successor took over. */
+const FROZEN_AFTER_TAKEOVER_MS = 300;
 /** A stopping leader's: within its own call timeout (5 s), after its successor took over at once. */
 const STOPPING_LATENCY_MS = 4_000;
 
@@ -76,7 +76,11 @@ const creates = (a: AgentProcess) =>
  * ends its leadership. Returns the peak of live pods until its pods have landed and the pool has
  * settled at MAX_PODS.
  */
-async function handover(latencyMs: number, end: (leader: AgentProcess) => Promise<void>) {
+async function handover(
+  /** How long the API server holds each of the first leader's creates, given the takeover. */
+  hold: (takenOver: Promise<void>) => number | Promise<unknown>,
+  end: (leader: AgentProcess) => Promise<void>,
+) {
   const first = await replica("a");
   await waitFor("a leader", async () => (await leaderLease()).spec?.holderIdentity === first.agentId, 15_000);
   const settled = await waitForSettledPool(cluster, 1, 30_000);
@@ -84,15 +88,25 @@ async function handover(latencyMs: number, end: (leader: AgentProcess) => Promis
   const peak = await watchPeakLivePods(cluster, settled);
   const ns = cluster.namespace;
   let slow = true;
-  cluster.dc.api.setLatency(({ method, path }) =>
-    slow && method === "POST" && path.startsWith(`/api/v1/namespaces/${ns}/pods`) ? latencyMs : 0,
-  );
+  /** Pod creates the API server has received while slow: the first leader's, in flight. */
+  let held = 0;
+  let tookOver = () => {};
+  const takenOver = new Promise<void>((resolve) => {
+    tookOver = resolve;
+  });
+  cluster.dc.api.setLatency(({ method, path }) => {
+    if (!slow || method !== "POST" || !path.startsWith(`/api/v1/namespaces/${ns}/pods`)) return 0;
+    held++;
+    return hold(takenOver);
+  });
   try {
     const before = creates(first);
     second.send({ cmd: "setPoolSize", n: MAX_PODS });
     first.send({ cmd: "setPoolSize", n: MAX_PODS });
     // Several at once (the policy starts a few): with one, a successor's own could not cross the cap.
-    await waitFor("the leader's creates sent", () => creates(first) - before >= 3, 10_000, 20);
+    // Received by the API server, not merely decided (a pool.scale event comes before its
+    // requests are written; a leader frozen in between would have nothing in flight).
+    await waitFor("the leader's creates sent", () => creates(first) - before >= 3 && held >= 3, 20_000, 20);
     const sentByFirst = creates(first) - before;
     const published = (await leaderLease()).metadata?.annotations?.[CREATE_BUDGET_ANNOTATION];
     const ended = end(first);
@@ -104,18 +118,14 @@ async function handover(latencyMs: number, end: (leader: AgentProcess) => Promis
       50,
     );
     const ledAt = Date.now();
+    tookOver();
     // The case is what it says: pods of the first leader's creates appear after the second leads
     // (a pod seen 500 ms ago that the second's events do not name is not the second's: its
     // pod.created follows its create's answer by milliseconds).
     const seconds = () => new Set(second.events.filter((e) => e.type === "pod.created").map((e) => e.pod));
     const landedLate = (before = Date.now()) =>
       peak.added.filter((p) => p.at > ledAt && p.at < before && !seconds().has(p.name)).length;
-    await waitFor(
-      "the first leader's pods landing",
-      () => landedLate(Date.now() - 500) >= 3,
-      latencyMs + 10_000,
-      50,
-    );
+    await waitFor("the first leader's pods landing", () => landedLate(Date.now() - 500) >= 3, 30_000, 50);
     await ended;
     const final = await waitFor(
       `${MAX_PODS} live pods, every one Ready with a free Lease`,
@@ -136,7 +146,11 @@ async function handover(latencyMs: number, end: (leader: AgentProcess) => Promis
 
 describe("a change of pool leader mid-burst (two replicas, devcluster)", () => {
   it("the leader frozen with creates in flight, then killed: its successor counts them, live pods never exceed POOL_MAX_PODS", async () => {
-    const r = await handover(FROZEN_LATENCY_MS, async (leader) => leader.kill("SIGSTOP"));
+    // Held until the follower leads (and a little more), however long a loaded machine takes.
+    const r = await handover(
+      (takenOver) => takenOver.then(() => new Promise((r) => setTimeout(r, FROZEN_AFTER_TAKEOVER_MS))),
+      async (leader) => leader.kill("SIGSTOP"),
+    );
     r.first.kill();
     console.log(
       `frozen leader: sent ${r.sentByFirst}, landed after the takeover ${r.landedLate}, published ${r.published}, peak ${r.peak}`,
@@ -149,9 +163,14 @@ describe("a change of pool leader mid-burst (two replicas, devcluster)", () => {
   it("the leader stopped (it gives the lease up at once) with creates in flight: the same", async () => {
     // The previous case's pods above POOL_SIZE go at once under the new first leader (a new leader
     // removes what it inherits above its target): this case starts from one warm pod too.
-    const r = await handover(STOPPING_LATENCY_MS, async (leader) => {
-      await leader.stop(15_000);
-    });
+    // Landing after the takeover (which follows the give-up at once) and within the stopping
+    // leader's own call timeout, which it waits for.
+    const r = await handover(
+      (takenOver) => Promise.all([takenOver, new Promise((r) => setTimeout(r, STOPPING_LATENCY_MS))]),
+      async (leader) => {
+        await leader.stop(15_000);
+      },
+    );
     console.log(
       `stopped leader: sent ${r.sentByFirst}, landed after the takeover ${r.landedLate}, published ${r.published}, peak ${r.peak}`,
     );
