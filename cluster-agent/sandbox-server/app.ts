@@ -29,6 +29,11 @@ export interface SandboxServer {
   server: Server;
   /** Kills every running command's group and closes the listener. */
   shutdown(): Promise<void>;
+  /**
+   * The start-up probe (self-protection.ts): why commands could alter this server, or undefined.
+   * It runs a child through the commands' spawn path, so it settling also means that path is warm.
+   */
+  exposure: Promise<string | undefined>;
 }
 
 export function createSandboxServer(config: ServerConfig): SandboxServer {
@@ -287,6 +292,7 @@ export function createSandboxServer(config: ServerConfig): SandboxServer {
 
   return {
     server,
+    exposure,
     shutdown: () =>
       new Promise<void>((resolve) => {
         for (const cmd of running.keys()) {

@@ -1,6 +1,5 @@
 import { createSandboxServer } from "./app.ts";
 import { configFromEnv } from "./config.ts";
-import { startCommand } from "./run-command.ts";
 import { guardInspectorSignal } from "./self-protection.ts";
 
 // Entry point of the sandbox image: `/opt/sandbox-server/node /opt/sandbox-server/server.mjs`
@@ -21,16 +20,10 @@ sandbox.server.on("error", (e) => {
   process.stderr.write(`sandbox-server: ${e.message}\n`);
   process.exit(1);
 });
-// One throwaway command before the port opens: the first real command on a fresh pod then finds
-// the spawn path loaded and compiled instead of paying for it on its caller's response path.
-await startCommand({
-  program: { command: "true" },
-  timeoutMs: 2_000,
-  cwd: config.workspace,
-  env: {},
-  outputCapBytes: 0,
-  onChunk: () => {},
-}).then((r) => (r.ok ? r.running.done : undefined));
+// The port opens after the start-up probe has run a child through the commands' spawn path: the
+// first real command on a fresh pod then finds that path loaded and compiled instead of paying for
+// it on its caller's response path (the probe is that warm-up; no throwaway command of its own).
+await sandbox.exposure;
 sandbox.server.listen(config.port, config.listenHost, () => {
   const addr = sandbox.server.address();
   const port = typeof addr === "object" && addr ? addr.port : config.port;
