@@ -56,7 +56,7 @@ function cpuByProcess(agentPids: ReadonlySet<number>): Map<string, number> {
  */
 /** Until the pool is whole again (a replaced pod's successor is up); throws after 60 s. */
 async function backToFullFreePool(stack: Stack): Promise<void> {
-  if (Number.isNaN(await backToPoolSize(stack, POOL, Date.now(), 60_000, 20)))
+  if (Number.isNaN(await backToPoolSize(stack, POOL, Date.now(), 60_000, 100)))
     throw new Error("the pool did not come back to its size within 60 s");
 }
 
