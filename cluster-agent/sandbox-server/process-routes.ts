@@ -44,6 +44,20 @@ const SSE_PING_MS = 15_000;
 const bytesAtMost = (max: number) => (s: string) => Buffer.byteLength(s) <= max;
 const noNul = (s: string) => !s.includes("\0");
 
+const envSchema = z
+  .record(
+    z.string().check(z.regex(ENV_NAME, "names are [A-Za-z_][A-Za-z0-9_]*")),
+    z
+      .string()
+      .check(
+        z.refine(bytesAtMost(MAX_ENV_VALUE_BYTES), `longer than ${MAX_ENV_VALUE_BYTES} bytes`),
+        z.refine(noNul, "must not contain NUL"),
+      ),
+  )
+  .check(
+    z.refine((env) => Object.keys(env).length <= MAX_ENV_ENTRIES, `at most ${MAX_ENV_ENTRIES} variables`),
+  );
+
 const int = (min: number, max: number) => z.int().check(z.minimum(min), z.maximum(max));
 const queryInt = (min: number, max: number) =>
   z.coerce.number().check(z.int(), z.minimum(min), z.maximum(max));
@@ -72,7 +86,7 @@ function startSchema(maxRing: number) {
         ),
       ),
       cwd: z.optional(z.string()),
-      env: z.optional(schemas().env),
+      env: z.optional(envSchema),
       timeoutSeconds: z.optional(int(0, MAX_TIMEOUT_SECONDS)),
       ringBytes: z.optional(int(MIN_RING_BYTES, maxRing)),
       tty: z.optional(z.boolean()),
@@ -91,47 +105,17 @@ function startSchema(maxRing: number) {
     );
 }
 
-type Schemas = ReturnType<typeof buildSchemas>;
-let built: Schemas | undefined;
-/**
- * The request schemas, built on the first `/processes` request rather than at start: most pods
- * (replace mode) never get one, and building them is ~2.5 ms of CPU on every pod's start-up.
- */
-const schemas = (): Schemas => {
-  built ??= buildSchemas();
-  return built;
-};
-
-function buildSchemas() {
-  const env = z
-    .record(
-      z.string().check(z.regex(ENV_NAME, "names are [A-Za-z_][A-Za-z0-9_]*")),
-      z
-        .string()
-        .check(
-          z.refine(bytesAtMost(MAX_ENV_VALUE_BYTES), `longer than ${MAX_ENV_VALUE_BYTES} bytes`),
-          z.refine(noNul, "must not contain NUL"),
-        ),
-    )
-    .check(
-      z.refine((env) => Object.keys(env).length <= MAX_ENV_ENTRIES, `at most ${MAX_ENV_ENTRIES} variables`),
-    );
-  const offset = queryInt(0, Number.MAX_SAFE_INTEGER);
-  return {
-    env,
-    offset,
-    outputQuery: z.strictObject({
-      since: z.optional(offset),
-      maxBytes: z.optional(queryInt(1, MAX_READ_BYTES)),
-      waitMs: z.optional(queryInt(0, MAX_WAIT_MS)),
-    }),
-    infoQuery: z.strictObject({ waitMs: z.optional(queryInt(0, MAX_WAIT_MS)) }),
-    stdinQuery: z.strictObject({ eof: z.optional(z.enum(["0", "1"])) }),
-    signalBody: z.strictObject({ signal: z.enum(PROCESS_SIGNALS) }),
-    resizeBody: z.strictObject({ cols: int(1, MAX_TERM_SIDE), rows: int(1, MAX_TERM_SIDE) }),
-    pidSegment: queryInt(1, 2 ** 22),
-  };
-}
+const offset = queryInt(0, Number.MAX_SAFE_INTEGER);
+const outputQuery = z.strictObject({
+  since: z.optional(offset),
+  maxBytes: z.optional(queryInt(1, MAX_READ_BYTES)),
+  waitMs: z.optional(queryInt(0, MAX_WAIT_MS)),
+});
+const infoQuery = z.strictObject({ waitMs: z.optional(queryInt(0, MAX_WAIT_MS)) });
+const stdinQuery = z.strictObject({ eof: z.optional(z.enum(["0", "1"])) });
+const signalBody = z.strictObject({ signal: z.enum(PROCESS_SIGNALS) });
+const resizeBody = z.strictObject({ cols: int(1, MAX_TERM_SIDE), rows: int(1, MAX_TERM_SIDE) });
+const pidSegment = queryInt(1, 2 ** 22);
 
 /** "field: problem" from the first zod issue. */
 function zodMessage(e: z.core.$ZodError): string {
@@ -185,7 +169,7 @@ export async function handleProcesses(
     const list: ProcessList = { processes: ctx.table.list().map(processInfo) };
     return sendJson(res, 200, list);
   }
-  const pid = schemas().pidSegment.safeParse(parts[1]);
+  const pid = pidSegment.safeParse(parts[1]);
   if (parts.length > 3 || !/^\d+$/.test(parts[1] ?? "")) {
     req.resume();
     return sendError(res, 404, "not_found", `no route ${method} ${url.pathname}`);
@@ -212,11 +196,11 @@ export async function handleProcesses(
     const json = parseJson(raw.value);
     let done: TableResult<ProcessEntry>;
     if (action === "signal") {
-      const body = schemas().signalBody.safeParse(json);
+      const body = signalBody.safeParse(json);
       if (!body.success) return sendError(res, 400, "invalid_request", zodMessage(body.error));
       done = await ctx.table.signal(found.value, body.data.signal);
     } else {
-      const body = schemas().resizeBody.safeParse(json);
+      const body = resizeBody.safeParse(json);
       if (!body.success) return sendError(res, 400, "invalid_request", zodMessage(body.error));
       done = await ctx.table.resize(found.value, body.data);
     }
@@ -235,7 +219,7 @@ export async function handleProcesses(
 
 /** `GET /processes/<pid>[?waitMs=N]`: with a wait, answers once it has exited or N ms passed (the agent's exit watch). */
 async function getInfo({ res, e, url }: PidCall): Promise<void> {
-  const query = schemas().infoQuery.safeParse(Object.fromEntries(url.searchParams));
+  const query = infoQuery.safeParse(Object.fromEntries(url.searchParams));
   if (!query.success) return sendError(res, 400, "invalid_request", zodMessage(query.error));
   const wait = query.data.waitMs ?? 0;
   if (wait > 0 && e.result === undefined) {
@@ -294,7 +278,7 @@ async function start(req: IncomingMessage, res: ServerResponse, ctx: ProcessRout
 }
 
 async function stdin({ req, res, ctx, e, url }: PidCall): Promise<void> {
-  const query = schemas().stdinQuery.safeParse(Object.fromEntries(url.searchParams));
+  const query = stdinQuery.safeParse(Object.fromEntries(url.searchParams));
   if (!query.success) {
     req.resume();
     return sendError(res, 400, "invalid_request", zodMessage(query.error));
@@ -340,13 +324,13 @@ const onDrain = (res: ServerResponse) => (wake: () => void) => {
 };
 
 async function output({ req, res, ctx, e, url }: PidCall): Promise<void> {
-  const query = schemas().outputQuery.safeParse(Object.fromEntries(url.searchParams));
+  const query = outputQuery.safeParse(Object.fromEntries(url.searchParams));
   if (!query.success) return sendError(res, 400, "invalid_request", zodMessage(query.error));
   const sse = (req.headers.accept ?? "").includes("text/event-stream");
   const lastId = req.headers["last-event-id"];
   let since = query.data.since;
   if (since === undefined && sse && typeof lastId === "string") {
-    const parsed = schemas().offset.safeParse(lastId.trim());
+    const parsed = offset.safeParse(lastId.trim());
     if (!parsed.success) return sendError(res, 400, "invalid_request", "Last-Event-ID: not an offset");
     since = parsed.data;
   }
