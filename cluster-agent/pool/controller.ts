@@ -117,9 +117,14 @@ export class PoolController {
     o.budget?.bind({
       callTimeoutMs: this.timeoutMs,
       maxInFlight: this.policy.maxStartConcurrency,
+      maxPods: o.maxPods ?? Number.MAX_SAFE_INTEGER,
       // A pool short of pods asks for room to start its start limit; a settled one only keeps what
       // is in flight (a successor reserves nothing for a leader that was creating nothing).
-      load: () => ({ inFlight: this.inFlight, want: this.shortOfPods ? this.policy.startConcurrency : 0 }),
+      load: () => ({
+        inFlight: this.inFlight,
+        want: this.shortOfPods ? this.policy.startConcurrency : 0,
+        capRoom: Math.max(0, (o.maxPods ?? Number.MAX_SAFE_INTEGER) - this.counts.total),
+      }),
       onRaised: () => this.kick(),
     });
   }

@@ -32,6 +32,8 @@ export interface CreateLoad {
   inFlight: number;
   /** Creates it wants room to start: the policy's start limit while the pool is short of pods, else 0. */
   want: number;
+  /** New creates POOL_MAX_PODS leaves room for now (what it counts, our in-flight ones included). */
+  capRoom: number;
 }
 
 /** The controller the budget serves. */
@@ -40,6 +42,8 @@ export interface BudgetedController {
   callTimeoutMs: number;
   /** Most creates it ever wants in flight (the scale policy's top start limit). */
   maxInFlight: number;
+  /** POOL_MAX_PODS: a predecessor kept its creates within it too, which bounds what it left in flight. */
+  maxPods: number;
   load(): CreateLoad;
   /** The budget grew: reconcile again. */
   onRaised(): void;
@@ -70,7 +74,8 @@ export class CreateBudget {
   private c: BudgetedController = {
     callTimeoutMs: 0,
     maxInFlight: 0,
-    load: () => ({ inFlight: 0, want: 0 }),
+    maxPods: Number.MAX_SAFE_INTEGER,
+    load: () => ({ inFlight: 0, want: 0, capRoom: Number.MAX_SAFE_INTEGER }),
     onRaised: () => {},
   };
 
@@ -111,11 +116,13 @@ export class CreateBudget {
    */
   next(actsForMs: number): string {
     const now = this.now();
-    const { inFlight, want } = this.c.load();
+    const { inFlight, want, capRoom } = this.c.load();
     const reserved = this.reserved();
     // Headroom over the start limit, so its additive growth seldom waits for a renewal; none when
-    // giving the lease up (no create starts after it).
-    const own = actsForMs > 0 ? Math.max(inFlight, Math.min(this.c.maxInFlight, 2 * want)) : inFlight;
+    // giving the lease up (no create starts after it); never more than the cap leaves room for (a
+    // successor would reserve it all, blocking growth for nothing).
+    const headroom = Math.min(this.c.maxInFlight, 2 * want, inFlight + capRoom);
+    const own = actsForMs > 0 ? Math.max(inFlight, headroom) : inFlight;
     const budget = reserved + own;
     this.allowed = Math.min(this.allowed, budget);
     this.actsUntil = Math.min(this.actsUntil, now + actsForMs);
@@ -153,7 +160,12 @@ export class CreateBudget {
       this.reservation = undefined;
       return 0;
     }
-    return Math.max(0, r.count - r.foreign.size);
+    // The predecessor kept what it had in flight within POOL_MAX_PODS beside the pods it counted,
+    // and the pods we first saw are among those or its landed creates: so no more than the cap
+    // leaves beside them can still land (a record without a budget would otherwise reserve our
+    // whole maximum, above the cap).
+    const bound = r.known ? Math.min(r.count, Math.max(0, this.c.maxPods - r.known.size)) : r.count;
+    return Math.max(0, bound - r.foreign.size);
   }
 
   /** A create of ours is about to be sent under `name` (a pod of that name is not the predecessor's). */

@@ -15,12 +15,17 @@ import { MemoryPoolStore } from "../support/memory-pool-store.ts";
 const TIMEOUT = 1_000;
 const ACTS_FOR = 2_000;
 
-function budgetOn(clock: { t: number }, load: CreateLoad = { inFlight: 0, want: 4 }) {
+function budgetOn(
+  clock: { t: number },
+  load: CreateLoad = { inFlight: 0, want: 4, capRoom: 1_000 },
+  maxPods = 1_000,
+) {
   const b = new CreateBudget(() => clock.t);
   const raised: number[] = [];
   b.bind({
     callTimeoutMs: TIMEOUT,
     maxInFlight: 32,
+    maxPods,
     load: () => load,
     onRaised: () => void raised.push(clock.t),
   });
@@ -46,9 +51,16 @@ describe("create budget: what the leader publishes and keeps to", () => {
     expect(b.room(9)).toBe(0);
   });
 
+  it("publishes no more headroom than POOL_MAX_PODS leaves room for: a successor would reserve it all", () => {
+    const clock = { t: 0 };
+    const { b } = budgetOn(clock, { inFlight: 2, want: 8, capRoom: 3 });
+    // Twice the start limit would be 16; the cap leaves 3 more beside the 2 in flight.
+    expect(record(b.next(ACTS_FOR)).inFlight).toBe(5);
+  });
+
   it("lowers its limit when it sends a lower budget (a write whose answer is lost may have landed), never below what is in flight", () => {
     const clock = { t: 0 };
-    const { b, load } = budgetOn(clock, { inFlight: 0, want: 8 });
+    const { b, load } = budgetOn(clock, { inFlight: 0, want: 8, capRoom: 1_000 });
     b.landed(b.next(ACTS_FOR), ACTS_FOR);
     expect(b.room(0)).toBe(16);
     // The start limit was cut to 1 while 5 creates are in flight: the next write says 5.
@@ -111,6 +123,19 @@ describe("create budget: a new leader's reservation of its predecessor's creates
     expect(b.reserved()).toBe(1);
     b.sawPods(["theirs-1", "theirs-2", "theirs-3", "theirs-4"]);
     expect(b.reserved()).toBe(0);
+  });
+
+  it("never reserves more than POOL_MAX_PODS leaves beside the pods it first saw (the predecessor kept its creates within the cap too)", () => {
+    const clock = { t: 0 };
+    const { b } = budgetOn(clock, { inFlight: 0, want: 4, capRoom: 1_000 }, 12);
+    // A record without a budget would reserve the most a leader may have in flight (32)…
+    b.takeover(undefined, 0, 10_000);
+    expect(b.reserved()).toBe(32);
+    // …but with 6 pods there, at most 6 more can land.
+    b.sawPods(["p1", "p2", "p3", "p4", "p5", "p6"]);
+    expect(b.reserved()).toBe(6);
+    b.sawPods(["p1", "p2", "p3", "p4", "p5", "p6", "theirs-1", "theirs-2"]);
+    expect(b.reserved()).toBe(4);
   });
 
   it("a record without a budget (an older agent) reserves the most a leader may have in flight, for its renew deadline and the landing time", () => {
