@@ -181,7 +181,7 @@ function burstRow(
   b: Awaited<ReturnType<typeof burst>>,
   podCpuMs: number,
   pathCpuMs: number,
-  /** One start-up's CPU over the whole machine (same run): with the kernel's own share. */
+  /** One start-up's CPU over the whole machine (same run): with what the process tree misses. */
   podMachineCpuMs: number,
 ): BenchRow {
   const served = b.outs.filter((o) => o.status === 200);
@@ -191,9 +191,9 @@ function burstRow(
   // The CPU the start-ups alone need, spread over every core: no pool can serve all of the burst
   // sooner, so it is a bound on the p99 of serving everyone (and a p50 of half of it).
   const floorMs = (s.podsStarted * podCpuMs) / CORES;
-  // The same with a start-up's machine-wide CPU: it also holds what no process is charged for —
-  // the kernel's workers tearing down a pod's network namespace, mounts and cgroups — but also
-  // anything else the machine ran, so it is the floor only on a quiet machine (the case).
+  // The same with a start-up's machine-wide CPU: it also holds pod processes the tree misses
+  // (reaped outside it), but also anything else the machine ran (~9 ms per start-up on the quiet
+  // machine here), so it is the floor only on a quiet machine, and a slightly generous one.
   const machineFloorMs = (s.podsStarted * podMachineCpuMs) / CORES;
   // Not a bound: the CPU the burst's pods would cost one at a time in this stack (start-up plus a
   // pod's life and its command's path, measured this run), over the cores. A burst can do better
