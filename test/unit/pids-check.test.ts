@@ -22,7 +22,8 @@ const outcome = (stdout: string): ExecOutcome => ({
   durationMs: 1,
 });
 
-function setup(answers: Array<Result<ExecOutcome>>) {
+/** `exec` replaces the scripted answers (a read that behaves otherwise, e.g. one that hangs). */
+function setup(answers: Array<Result<ExecOutcome>>, exec?: Executor["exec"]) {
   const store = new MemoryPoolStore();
   const bus = new EventBus("agent-a");
   const events: PoolEvent[] = [];
@@ -32,6 +33,7 @@ function setup(answers: Array<Result<ExecOutcome>>) {
     mode: "http",
     exec: async (target, call) => {
       calls.push({ target, call });
+      if (exec) return exec(target, call);
       return answers.shift() ?? err(new AppError("internal", "no answer scripted"));
     },
   };
@@ -89,13 +91,11 @@ describe("PidsLimitCheck", () => {
 
 describe("PidsLimitCheck stop", () => {
   it("aborts a read in flight and resolves only once it ended: no call outlives a stopped agent", async () => {
-    const store = new MemoryPoolStore();
-    const bus = new EventBus("agent-a");
     let ended = false;
-    const executor: Executor = {
-      mode: "api",
-      // A read that answers only when its signal aborts (then, like the api executor, a moment later).
-      exec: (_target, call) =>
+    // A read that answers only when its signal aborts (then, like the api executor, a moment later).
+    const { check, warnings, ready } = setup(
+      [],
+      (_target, call) =>
         new Promise((resolve) => {
           call.signal.addEventListener("abort", () =>
             setTimeout(() => {
@@ -104,18 +104,8 @@ describe("PidsLimitCheck stop", () => {
             }, 20),
           );
         }),
-    };
-    const warnings: string[] = [];
-    const check = new PidsLimitCheck({
-      executor,
-      store,
-      bus,
-      log: { warn: (_o, msg) => void warnings.push(msg) },
-      namespace: "ns",
-    });
-    store.addPod("p0");
-    bus.emit({ type: "pod.ready", pod: "p0", data: { podIP: "127.0.1.2" } });
-    await flush();
+    );
+    await ready("p0");
     await check.stop();
     expect(ended).toBe(true);
     expect(warnings).toEqual([]);
