@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { type FileResult, readPath, removePath, writePath } from "./files.ts";
+import { Gate } from "./gate.ts";
 import { FILE_KIND_HEADER, MAX_BYTES_HEADER } from "./protocol.ts";
 import { sendJson } from "./respond.ts";
 
@@ -8,6 +9,13 @@ export const MAX_FILE_BYTES = 64 * 1024 * 1024;
 /** One listing page: at most this many entries and this many bytes of JSON (the agent asks for less). */
 const LIST_MAX_ENTRIES = 10_000;
 const LIST_MAX_BYTES = 1024 * 1024;
+/**
+ * Reads (listings, and the stat before a file's stream) running at once; the rest wait their turn.
+ * A listing holds its directory's entries while it builds a page, so this bounds the exec
+ * server's memory under a tenant's concurrent listings (gate.ts has the numbers).
+ */
+const READS_AT_ONCE = 4;
+const reads = new Gate(READS_AT_ONCE);
 
 type Send = (res: ServerResponse, status: number, code: string, message: string) => void;
 
@@ -48,10 +56,12 @@ export async function handleFiles(
   const after = url.searchParams.get("after") ?? undefined;
   if (after !== undefined && (after.length === 0 || after.length > 4096 || after.includes("\0")))
     return sendError(res, 400, "invalid_request", "after: empty, too long or has NUL");
-  const r = await readPath(workspace, path, {
-    recursive: url.searchParams.get("recursive") === "1",
-    page: { maxEntries: limit, maxBytes: LIST_MAX_BYTES, after },
-  });
+  const r = await reads.run(() =>
+    readPath(workspace, path, {
+      recursive: url.searchParams.get("recursive") === "1",
+      page: { maxEntries: limit, maxBytes: LIST_MAX_BYTES, after },
+    }),
+  );
   if (!r.ok) return failed(r);
   const v = r.value;
   if (v.kind === "dir") {
