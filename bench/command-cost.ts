@@ -13,7 +13,7 @@ const COMMANDS = Number(process.env.BENCH_COMMAND_COST_N ?? 200);
 const RECYCLE = process.env.BENCH_COMMAND_COST_RECYCLE === "replace" ? "replace" : "scrub";
 
 /** CPU ms of every process below this one, by a label for what it is (its own time only). */
-function cpuByProcess(agentPids: ReadonlySet<number>): Map<string, number> {
+function cpuByProcess(agentPids: ReadonlySet<number>, kubeletPid: number | undefined): Map<string, number> {
   const procs = procStats();
   // Which top-level child of the bench each process descends from.
   const under = (pid: number): number | undefined => {
@@ -28,13 +28,18 @@ function cpuByProcess(agentPids: ReadonlySet<number>): Map<string, number> {
   const out = new Map<string, number>();
   const add = (k: string, ms: number) => out.set(k, (out.get(k) ?? 0) + ms);
   const self = process.cpuUsage();
-  // devcluster (API server, scheduler, kubelet thread) runs in the bench process, with the load generator.
+  // devcluster (API server, scheduler) runs in the bench process, with the load generator.
   add("devcluster+bench", (self.user + self.system) / 1000);
   const me = procs.get(process.pid);
-  // runc, pods' processes and forwarders that exited and were reaped by the kubelet.
   if (me) add("reaped-by-devcluster", me.reapedMs);
   for (const [pid, p] of procs) {
     if (pid === process.pid) continue;
+    if (pid === kubeletPid) {
+      // The kubelet's own process; runc, pods' processes and forwarders that exited, reaped by it.
+      add("kubelet", p.ownMs);
+      add("reaped-by-kubelet", p.reapedMs);
+      continue;
+    }
     const top = under(pid);
     if (top === undefined) continue;
     const label = agentPids.has(top)
@@ -94,9 +99,10 @@ export const suite: BenchSuite = {
         // Let the warm-up's scrubs finish before counting.
         await new Promise((r) => setTimeout(r, 1000));
         const agentPids = new Set(stack.agents.map((a) => a.child.pid ?? -1));
-        const idle0 = cpuByProcess(agentPids);
+        const kubeletPid = stack.cluster.kubelet.pid;
+        const idle0 = cpuByProcess(agentPids, kubeletPid);
         await new Promise((r) => setTimeout(r, 3000));
-        const idle1 = cpuByProcess(agentPids);
+        const idle1 = cpuByProcess(agentPids, kubeletPid);
         const t0 = performance.now();
         for (let i = 0; i < COMMANDS; i++) {
           await call();
@@ -105,7 +111,7 @@ export const suite: BenchSuite = {
         }
         await new Promise((r) => setTimeout(r, 500));
         const wall = performance.now() - t0;
-        const end = cpuByProcess(agentPids);
+        const end = cpuByProcess(agentPids, kubeletPid);
         const rows: BenchRow[] = [];
         let total = 0;
         for (const [label, ms] of end) {

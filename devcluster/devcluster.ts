@@ -12,7 +12,7 @@ import {
   type Kubelet,
   startKubelet,
 } from "./kubelet/index.ts";
-import { startKubeletThread } from "./kubelet-thread.ts";
+import { startKubeletProcess } from "./kubelet-process.ts";
 import { makeKubeletPki } from "./pki.ts";
 import { type Scheduler, startScheduler } from "./scheduler/scheduler.ts";
 
@@ -41,10 +41,11 @@ export interface DevClusterOptions {
   /** How often the kubelet measures emptyDirs against their sizeLimit (default 10 s; tests use less). */
   evictionIntervalMs?: number;
   /**
-   * Run the kubelet on a worker thread of its own (kubelet-thread.ts), so its work does not hold
-   * the API server's event loop during a burst of pod start-ups. Default false (one thread).
+   * Run the kubelet in a process of its own (kubelet-process.ts), so its work does not hold the
+   * API server's event loop during a burst of pod start-ups and its spawns fork a small process.
+   * Default false (the kubelet in devcluster's own thread).
    */
-  kubeletThread?: boolean;
+  kubeletProcess?: boolean;
   log?: (msg: string) => void;
 }
 
@@ -148,8 +149,8 @@ export async function startDevCluster(opts: DevClusterOptions): Promise<DevClust
       ...(opts.evictionIntervalMs ? { evictionIntervalMs: opts.evictionIntervalMs } : {}),
     };
     const kube = { server: api.url, token: nodeToken, user: `system:node:${nodeName}`, ca };
-    kubelet = opts.kubeletThread
-      ? await startKubeletThread({ ...kubeletOptions, kube }, opts.log)
+    kubelet = opts.kubeletProcess
+      ? await startKubeletProcess({ ...kubeletOptions, kube }, opts.log)
       : await startKubelet({ ...kubeletOptions, kubeConfig: makeKubeConfig(kube), log: opts.log });
     scheduler = await startScheduler({
       kubeConfig: makeKubeConfig({ server: api.url, token: schedulerToken, user: SCHEDULER_USER, ca }),

@@ -118,7 +118,7 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
       ...(egressPort ? { egressProxy: { port: egressPort, podPort: POD_PROXY_PORT } } : {}),
       ...(opts.evictionIntervalMs ? { evictionIntervalMs: opts.evictionIntervalMs } : {}),
       // The kubelet's work must not hold the API server's event loop while a burst starts pods.
-      kubeletThread: true,
+      kubeletProcess: true,
     });
     cleanups.push(() => cluster.close());
     // Only the agents hold it: each sandbox pod gets its own token derived from it.

@@ -56,5 +56,7 @@ export interface EgressProxyRoute {
 export interface Kubelet {
   /** `https://127.0.0.1:PORT`: the exec endpoint the API server proxies to. */
   endpoint: string;
+  /** The kubelet's own process, when it runs in one (devcluster option `kubeletProcess`). */
+  pid?: number | undefined;
   close(): Promise<void>;
 }
