@@ -28,7 +28,10 @@ beforeAll(async () => {
     agentsPerRegion: 2,
     poolSize: 2,
     // debug: each agent logs the request ids it served, so the test knows which replica to kill.
-    agentEnv: { LOG_LEVEL: "debug" },
+    // A 3 s leader Lease: when the killed replica was the leader, the survivor takes over the pool
+    // within 3 s instead of 15, and the later tests' creates (pool of 2, replace) do not wait on it
+    // (they waited 11-12 s whenever the killed replica led, and over the 30 s test limit under load).
+    agentEnv: { LOG_LEVEL: "debug", LEADER_LEASE_SECONDS: "3" },
     edgeVars: { TENANT_QUOTA_BURST: "400", TENANT_QUOTA_PER_MINUTE: "6000" },
   });
 }, 120_000);
