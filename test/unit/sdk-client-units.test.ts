@@ -5,11 +5,13 @@ import { describe, expect, it } from "vitest";
 import { exitStatusOf, shellJoin } from "../../sdk/typescript/src/cli.ts";
 import { resolveTarget } from "../../sdk/typescript/src/cli-config.ts";
 import { exitCodeOf } from "../../sdk/typescript/src/cli-messages.ts";
+import { SandboxClient } from "../../sdk/typescript/src/client.ts";
 import { retryAfterOf, SandboxApiError } from "../../sdk/typescript/src/errors.ts";
 import { filePath } from "../../sdk/typescript/src/sandbox.ts";
 import { isRetryable } from "../../sdk/typescript/src/transport.ts";
 
-// The client's pure pieces; everything that talks HTTP is tested against the stack (test/e2e/sdk-*).
+// The client's pure pieces, and its retry rules over a scripted fetch; everything that talks HTTP
+// is tested against the stack (test/e2e/sdk-*).
 
 const apiError = (code: string, status: number) => new SandboxApiError({ code, status, message: code });
 
@@ -104,5 +106,65 @@ describe("sdk: pure pieces", () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe("sdk: retries of calls that are not idempotent", () => {
+  // A fake fetch stands in for the edge (no HTTP): it answers each call from a script and counts them.
+  function scripted(answers: Record<string, Array<[number, unknown]>>) {
+    const calls: string[] = [];
+    const fetchImpl: typeof fetch = async (input, init) => {
+      const url = new URL(String(input));
+      const key = `${init?.method ?? "GET"} ${url.pathname}`;
+      calls.push(key);
+      const next = answers[key]?.shift();
+      if (!next) throw new Error(`unexpected call ${key}`);
+      const [status, body] = next;
+      return new Response(JSON.stringify(body), {
+        status,
+        headers: { "content-type": "application/json", ...(status === 429 ? { "retry-after": "0" } : {}) },
+      });
+    };
+    return { calls, fetchImpl };
+  }
+  const id = `sb.local.default.${"a".repeat(20)}`;
+  const base = `/v1/sandboxes/${id}`;
+  const sandboxBody = { id, state: "ready", region: "local", pod: "p", idleTimeoutSeconds: 60 };
+  const procBody = { pid: 7, running: true, outputBytes: 0, stdinOpen: true };
+  const refused = (code: string) => ({ error: { code, message: code } });
+
+  it("a process start and a stdin write refused with 429 (not served) are sent again, once each", async () => {
+    const { calls, fetchImpl } = scripted({
+      [`GET ${base}`]: [[200, sandboxBody]],
+      [`POST ${base}/processes`]: [
+        [429, refused("rate_limited")],
+        [201, procBody],
+      ],
+      [`POST ${base}/processes/7/stdin`]: [
+        [429, refused("rate_limited")],
+        [200, { written: 2, pending: 0, stdinOpen: true }],
+      ],
+    });
+    const client = new SandboxClient({ baseUrl: "http://edge.test", token: "t", fetch: fetchImpl });
+    const sb = await client.sandboxes.get(id);
+    const p = await sb.processes.start({ argv: ["cat"] });
+    expect(p.pid).toBe(7);
+    expect(await p.write("hi")).toMatchObject({ written: 2 });
+    expect(calls.filter((c) => c.endsWith("/processes"))).toHaveLength(2);
+    expect(calls.filter((c) => c.endsWith("/stdin"))).toHaveLength(2);
+  });
+
+  it("a start answered 502 (it may have run) is not sent again", async () => {
+    const { calls, fetchImpl } = scripted({
+      [`GET ${base}`]: [[200, sandboxBody]],
+      [`POST ${base}/processes`]: [[502, refused("agent_unavailable")]],
+    });
+    const client = new SandboxClient({ baseUrl: "http://edge.test", token: "t", fetch: fetchImpl });
+    const sb = await client.sandboxes.get(id);
+    await expect(sb.processes.start("sleep 1")).rejects.toMatchObject({
+      code: "agent_unavailable",
+      status: 502,
+    });
+    expect(calls.filter((c) => c.endsWith("/processes"))).toHaveLength(1);
   });
 });

@@ -21,9 +21,10 @@ class Ports:
 
     def link(self, port: int, *, ttl_seconds: Optional[int] = None, public: Optional[bool] = None) -> Dict[str, Any]:
         body = {"ttlSeconds": ttl_seconds, "public": public}
-        # Each call makes a new link: never retried (a retry could make two).
+        # Each call makes a new link: retried only on an answer that says it was not served (429, 503
+        # queue_timeout …), as every call is, so it cannot make two.
         return dict(self._transport.json("POST", f"{self._base}/{int(port)}/links",
-                                         json_body={k: v for k, v in body.items() if v is not None}, retries=0))
+                                         json_body={k: v for k, v in body.items() if v is not None}))
 
     def links(self) -> List[Dict[str, Any]]:
         """The open links (unexpired, unrevoked), each with its URL."""

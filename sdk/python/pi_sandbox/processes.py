@@ -146,10 +146,11 @@ class Process:
             time.sleep(min(_COLLECT_PACE_S, max(0.0, deadline - time.monotonic())))
 
     def write(self, data: Union[bytes, str], *, eof: bool = False) -> Dict[str, Any]:
-        """Bytes to its stdin; ``eof=True`` closes it after them. Never retried (not idempotent)."""
+        """Bytes to its stdin; ``eof=True`` closes it after them. Not idempotent, so retried only on an
+        answer that says it was not served (429, 503 queue_timeout …), as every call is."""
         body = data.encode("utf-8") if isinstance(data, str) else data
         return dict(self._transport.json("POST", self._path + "/stdin", query={"eof": "1" if eof else None},
-                                         body=body, content_type="application/octet-stream", retries=0))
+                                         body=body, content_type="application/octet-stream"))
 
     def close_stdin(self) -> Dict[str, Any]:
         return self.write(b"", eof=True)
@@ -186,11 +187,11 @@ class Processes:
               cwd: Optional[str] = None, env: Optional[Dict[str, str]] = None,
               timeout_seconds: Optional[int] = None, tty: Optional[bool] = None,
               cols: Optional[int] = None, rows: Optional[int] = None) -> Process:
-        """A shell command line or an ``argv``; never retried (a retry could start it twice)."""
+        """A shell command line or an ``argv``. Retried only on an answer that says it was not served
+        (429, 503 queue_timeout …), as every call is, so it cannot start twice."""
         body: Dict[str, Any] = {"command": command, "argv": list(argv) if argv is not None else None, "cwd": cwd,
                                 "env": env, "timeoutSeconds": timeout_seconds, "tty": tty, "cols": cols, "rows": rows}
-        info = self._transport.json("POST", self._base, json_body={k: v for k, v in body.items() if v is not None},
-                                    retries=0)
+        info = self._transport.json("POST", self._base, json_body={k: v for k, v in body.items() if v is not None})
         return Process(self._transport, self._base, info)
 
     def get(self, pid: int) -> Process:

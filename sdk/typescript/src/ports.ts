@@ -22,8 +22,9 @@ export class SandboxPorts {
         ...(ttlSeconds !== undefined ? { ttlSeconds } : {}),
         ...(isPublic !== undefined ? { public: isPublic } : {}),
       },
-      // Each call makes a new link: a retry could make two.
-      ...callOptions({ ...call, retries: 0 }),
+      // Each call makes a new link, yet retried like every call: only answers that say it was not
+      // served (429, 503 queue_timeout …) are retried, so it cannot make two.
+      ...callOptions(call),
     });
   }
 

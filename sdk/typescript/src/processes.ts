@@ -232,8 +232,9 @@ export class ProcessHandle {
       query: { eof: opts.eof ? "1" : undefined },
       body: encodeText(data),
       contentType: "application/octet-stream",
-      // A write is not idempotent: never sent twice.
-      ...callOptions({ ...opts, retries: 0 }),
+      // Not idempotent, yet retried like every call: the transport retries only answers that say the
+      // write was not served (429, 503 queue_timeout …), so it cannot be applied twice.
+      ...callOptions(opts),
     });
   }
 
@@ -328,8 +329,9 @@ export class SandboxProcesses {
       method: "POST",
       path: this.base,
       json: body,
-      // A start is not idempotent: a retry could start it twice.
-      ...callOptions({ ...opts, retries: 0 }),
+      // Not idempotent, yet retried like every call: only answers that say it was not served (429,
+      // 503 queue_timeout …) are retried, so it cannot start twice.
+      ...callOptions(opts),
     });
     return new ProcessHandle(this.transport, this.base, info);
   }
