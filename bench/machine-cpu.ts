@@ -26,7 +26,11 @@ export function machineCpuMs(): number {
 export function processTreeCpuMs(): number {
   const stats = procStats();
   const children = new Map<number, number[]>();
-  for (const [pid, st] of stats) children.set(st.ppid, [...(children.get(st.ppid) ?? []), pid]);
+  for (const [pid, st] of stats) {
+    const siblings = children.get(st.ppid);
+    if (siblings) siblings.push(pid);
+    else children.set(st.ppid, [pid]);
+  }
   let ms = 0;
   const todo = [process.pid];
   for (let pid = todo.pop(); pid !== undefined; pid = todo.pop()) {

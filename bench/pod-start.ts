@@ -23,7 +23,7 @@ export interface PodStarts {
   samples: number[];
   /** The whole machine's CPU (/proc/stat) per start-up and deletion. */
   machineMsPerPod: number;
-  /** The part in devcluster's own process (this one). */
+  /** The part in devcluster's own process (this one: API server and scheduler; the kubelet has its own). */
   devclusterMsPerPod: number;
   /**
    * devcluster's process and every process it started and reaped for the pod (runc, the

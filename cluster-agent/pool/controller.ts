@@ -114,16 +114,17 @@ export class PoolController {
       maxCreatePerSecond: o.maxCreatePerSecond ?? 32,
       scaleDownAfterMs: (o.scaleDownAfterSeconds ?? 60) * 1000,
     });
+    const maxPods = o.maxPods ?? Number.MAX_SAFE_INTEGER;
     o.budget?.bind({
       callTimeoutMs: this.timeoutMs,
       maxInFlight: this.policy.maxStartConcurrency,
-      maxPods: o.maxPods ?? Number.MAX_SAFE_INTEGER,
+      maxPods,
       // A pool short of pods asks for room to start its start limit; a settled one only keeps what
       // is in flight (a successor reserves nothing for a leader that was creating nothing).
       load: () => ({
         inFlight: this.inFlight,
         want: this.shortOfPods ? this.policy.startConcurrency : 0,
-        capRoom: Math.max(0, (o.maxPods ?? Number.MAX_SAFE_INTEGER) - this.counts.total),
+        capRoom: Math.max(0, maxPods - this.counts.total),
       }),
       onRaised: () => this.kick(),
     });

@@ -1,7 +1,9 @@
 /**
  * Runs at most `limit` tasks at once; the others wait in arrival order. A directory listing holds
- * its whole directory's entries while it builds a page (~10 MB for 10,000 long names): unbounded,
- * 40 concurrent listings grew the exec server by ~380 MB and OOM-killed a 512 MiB pod.
+ * its whole directory's entries while it builds a page: unbounded, 40 concurrent first pages of a
+ * 10,000-entry directory of ~3.8 KB names grew the exec server's peak RSS by ~370 MB (most likely
+ * what failed a 512 MiB test pod whose workspace held 250 MiB); 4 at a time, ~250 MB — the rest
+ * is the 40 answers of 1 MiB each and garbage not yet collected.
  */
 export class Gate {
   private running = 0;
@@ -25,7 +27,7 @@ export class Gate {
     }
   }
 
-  /** Tasks running and waiting (for tests and /inspect-like views). */
+  /** Tasks running and waiting (what the unit specs check). */
   get load(): { running: number; waiting: number } {
     return { running: this.running, waiting: this.waiting.length };
   }
