@@ -25,6 +25,7 @@
 import { cpus } from "node:os";
 import type { Stack } from "../devstack/stack.ts";
 import { SCOPES } from "../shared/api.ts";
+import { burstGoals } from "./burst-goals.ts";
 import { type BurstObservation, observeBurst } from "./burst-observer.ts";
 import { closedLoop } from "./calls.ts";
 import { machineCpuMs, processTreeCpuMs } from "./machine-cpu.ts";
@@ -296,6 +297,8 @@ export async function runElasticBench(opts: SuiteOptions = { runs: 1 }): Promise
     }
     rows.push(await throughput(stack, `throughput/${recycle}-elastic`, { recycle, poolMaxPods: 64 }));
   });
+  for (const g of burstGoals(rows))
+    progress(`elastic: goal ${g.met ? "met" : "NOT met"}: ${g.row}: ${g.goal}: ${g.value}`);
   if (process.env.BENCH_ELASTIC_RECYCLE) return rows;
   await withStack(
     {
