@@ -28,7 +28,7 @@ import { SCOPES } from "../shared/api.ts";
 import { burstGoals } from "./burst-goals.ts";
 import { type BurstObservation, observeBurst } from "./burst-observer.ts";
 import { closedLoop } from "./calls.ts";
-import { machineCpuMs, processTreeCpuMs } from "./machine-cpu.ts";
+import { cpuByProcess, machineCpuMs, processTreeCpuMs } from "./machine-cpu.ts";
 import { measurePodStarts } from "./pod-start.ts";
 import { summarize } from "./stats.ts";
 import type { BenchRow, BenchSuite, SuiteOptions } from "./types.ts";
@@ -38,7 +38,7 @@ const POOL = 8;
 /** Commands per burst; BENCH_ELASTIC_BURST makes a short check of the suite itself (default 120). */
 const BURST = Number(process.env.BENCH_ELASTIC_BURST ?? 120);
 /** Pods started one at a time before the stacks, for the CPU one start-up costs in this run. */
-const FLOOR_PODS = 5;
+const FLOOR_PODS = 10;
 const CORES = cpus().length;
 
 function burstRecycle(): "replace" | "reuse-same-tenant" {
@@ -112,16 +112,41 @@ async function commandPathCpuMs(
   return { pathMs: Math.max(0, cpu / PATH_RUNS - podCpuMs), idleMsPerSec };
 }
 
+/**
+ * The stack's CPU during a burst by what spent it. A pod's processes move from live (`other/…`)
+ * to the kubelet's reaped time when they exit, so they are summed into one group: the pods.
+ */
+function stackCpuGroups(before: Map<string, number>, after: Map<string, number>): Map<string, number> {
+  const group = (label: string) =>
+    label === "reaped-by-kubelet" || label.startsWith("other/") ? "pods" : label;
+  const out = new Map<string, number>();
+  for (const label of new Set([...before.keys(), ...after.keys()])) {
+    const g = group(label);
+    out.set(g, (out.get(g) ?? 0) + (after.get(label) ?? 0) - (before.get(label) ?? 0));
+  }
+  return out;
+}
+
 async function burst(
   stack: Stack,
   tenants: number,
-): Promise<{ outs: Outcome[]; seen: BurstObservation; wallMs: number; cpuMs: number; stackCpuMs: number }> {
+): Promise<{
+  outs: Outcome[];
+  seen: BurstObservation;
+  wallMs: number;
+  cpuMs: number;
+  stackCpuMs: number;
+  byProcess: Map<string, number>;
+}> {
   const tokens = await Promise.all(
     Array.from({ length: tenants }, (_, i) =>
       stack.issuer.mint({ tenant: `burst-${i}`, subject: "bench", scopes: [SCOPES.exec] }),
     ),
   );
   const observer = await observeBurst(stack);
+  const agentPids = new Set(stack.agents.map((a) => a.child.pid ?? -1));
+  const kubeletPid = stack.cluster.kubelet.pid;
+  const byProcess0 = cpuByProcess(agentPids, kubeletPid);
   const cpu0 = machineCpuMs();
   const stack0 = processTreeCpuMs();
   const t0 = performance.now();
@@ -133,7 +158,8 @@ async function burst(
   const wallMs = performance.now() - t0;
   const cpuMs = machineCpuMs() - cpu0;
   const stackCpuMs = processTreeCpuMs() - stack0;
-  return { outs, seen: await observer.stop(), wallMs, cpuMs, stackCpuMs };
+  const byProcess = stackCpuGroups(byProcess0, cpuByProcess(agentPids, kubeletPid));
+  return { outs, seen: await observer.stop(), wallMs, cpuMs, stackCpuMs, byProcess };
 }
 
 async function throughput(
@@ -235,7 +261,20 @@ function burstRow(
     wallMs: Math.round(b.wallMs),
     // ~100 % means the burst was bound by this machine's CPU, not by the pool.
     cpuBusyPct: Math.round((b.cpuMs / (b.wallMs * CORES)) * 100),
+    // Where a started pod's share of the burst went (ms): the pods' own processes (runc, the exec
+    // server, the command), the kubelet, devcluster's API server with the bench's own client and
+    // observer, the agents, workerd. Against podStartCpuMs/podStartMachineCpuMs, what a command
+    // costs beyond its pod's start-up.
+    cpuPerPodByProcess: [...b.byProcess]
+      .filter(([, ms]) => ms / Math.max(1, s.podsStarted) >= 0.5)
+      .sort((x, y) => y[1] - x[1])
+      .map(([k, ms]) => `${k}:${Math.round(ms / Math.max(1, s.podsStarted))}`)
+      .join(","),
+    cpuMsPerPodStarted: Math.round(b.stackCpuMs / Math.max(1, s.podsStarted)),
   };
+  progress(
+    `elastic: ${name}: the stack's CPU per pod started ${extra.cpuMsPerPodStarted} ms (${extra.cpuPerPodByProcess}); one bare start-up ${Math.round(podCpuMs)} ms (machine ${Math.round(podMachineCpuMs)})`,
+  );
   if (tenants > 1) {
     const medians = Array.from({ length: tenants }, (_, i) => {
       const waits = served.filter((o) => o.tenant === `burst-${i}`).map((o) => o.queueMs ?? 0);

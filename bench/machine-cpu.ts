@@ -81,3 +81,47 @@ function statFields(path: string): ProcStat | undefined {
     reapedMs: ms(13) + ms(14),
   };
 }
+
+/** CPU ms of every process below this one, by a label for what it is (its own time only). */
+export function cpuByProcess(
+  agentPids: ReadonlySet<number>,
+  kubeletPid: number | undefined,
+): Map<string, number> {
+  const procs = procStats();
+  // Which top-level child of the bench each process descends from.
+  const under = (pid: number): number | undefined => {
+    for (let cur = pid, hops = 0; hops < 64; hops++) {
+      const p = procs.get(cur);
+      if (!p) return undefined;
+      if (p.ppid === process.pid) return cur;
+      cur = p.ppid;
+    }
+    return undefined;
+  };
+  const out = new Map<string, number>();
+  const add = (k: string, ms: number) => out.set(k, (out.get(k) ?? 0) + ms);
+  const self = process.cpuUsage();
+  // devcluster (API server, scheduler) runs in the bench process, with the load generator.
+  add("devcluster+bench", (self.user + self.system) / 1000);
+  const me = procs.get(process.pid);
+  if (me) add("reaped-by-devcluster", me.reapedMs);
+  for (const [pid, p] of procs) {
+    if (pid === process.pid) continue;
+    if (pid === kubeletPid) {
+      // The kubelet's own process; runc, pods' processes and forwarders that exited, reaped by it.
+      add("kubelet", p.ownMs);
+      add("reaped-by-kubelet", p.reapedMs);
+      continue;
+    }
+    const top = under(pid);
+    if (top === undefined) continue;
+    const label = agentPids.has(top)
+      ? "agents"
+      : p.comm === "workerd" || procs.get(top)?.comm === "workerd"
+        ? "workerd"
+        : // the exec servers in the pods are `node`; runc, perl forwarders, shells
+          `other/${p.comm}`;
+    add(label, p.ownMs + p.reapedMs);
+  }
+  return out;
+}
