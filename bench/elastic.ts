@@ -314,42 +314,48 @@ export async function runElasticBench(opts: SuiteOptions = { runs: 1 }): Promise
   const bursts: Array<{ at: number; tenants: number; name: string; b: Awaited<ReturnType<typeof burst>> }> =
     [];
   let pathMs = 0;
-  await withStack({ recycle, execMode: "http", poolSize: POOL, agentsPerRegion: 2 }, async (stack) => {
-    await waitForFullPool(stack, POOL, 120_000);
-    const path = await commandPathCpuMs(stack, podCpuMs);
-    pathMs = path.pathMs;
-    progress(
-      `elastic: one command's own path costs ${Math.round(path.pathMs)} ms of CPU besides its start-up (idle stack ${Math.round(path.idleMsPerSec)} ms/s)`,
-    );
-    for (let run = 1; run <= opts.runs; run++) {
-      const runSuffix = run === 1 ? "" : `/run${run}`;
-      for (const tenants of [1, 6]) {
-        const b = await burst(stack, tenants);
-        const burstEnd = Date.now();
-        const name = `burst/${tenants === 1 ? "1-tenant" : "6-tenants"}${suffix}${runSuffix}`;
-        // Provisional (the floor is final once start-ups are measured again after the stack).
-        bursts.push({ at: rows.length, tenants, name, b });
-        rows.push(burstRow(tenants, name, b, podCpuMs, path.pathMs, starts.machineMsPerPod, false));
-        progress(
-          `elastic: ${name}: ${b.outs.filter((o) => o.status === 200).length} served, p99 ${Math.round(rows[rows.length - 1]?.p99Ms ?? 0)} ms, the stack's CPU ÷ cores ${Math.round(b.stackCpuMs / CORES)} ms`,
-        );
-        const backMs = await backToPoolSize(stack, POOL, burstEnd, 180_000);
-        progress(`elastic: back to POOL_SIZE in ${backMs} ms`);
-        if (tenants === 1)
-          rows.push({
-            name: `scale-down/back-to-pool-size${suffix}${runSuffix}`,
-            n: 1,
-            p50Ms: backMs,
-            p99Ms: backMs,
-            floorName: "POOL_SCALE_DOWN_AFTER_SECONDS (60 s)",
-            floorP50Ms: 60_000,
-            floorP99Ms: 60_000,
-            extra: { poolSize: POOL },
-          });
+  const agentEnv = process.env.BENCH_AGENT_NODE_OPTIONS
+    ? { agentEnv: { NODE_OPTIONS: process.env.BENCH_AGENT_NODE_OPTIONS } }
+    : {};
+  await withStack(
+    { recycle, execMode: "http", poolSize: POOL, agentsPerRegion: 2, ...agentEnv },
+    async (stack) => {
+      await waitForFullPool(stack, POOL, 120_000);
+      const path = await commandPathCpuMs(stack, podCpuMs);
+      pathMs = path.pathMs;
+      progress(
+        `elastic: one command's own path costs ${Math.round(path.pathMs)} ms of CPU besides its start-up (idle stack ${Math.round(path.idleMsPerSec)} ms/s)`,
+      );
+      for (let run = 1; run <= opts.runs; run++) {
+        const runSuffix = run === 1 ? "" : `/run${run}`;
+        for (const tenants of [1, 6]) {
+          const b = await burst(stack, tenants);
+          const burstEnd = Date.now();
+          const name = `burst/${tenants === 1 ? "1-tenant" : "6-tenants"}${suffix}${runSuffix}`;
+          // Provisional (the floor is final once start-ups are measured again after the stack).
+          bursts.push({ at: rows.length, tenants, name, b });
+          rows.push(burstRow(tenants, name, b, podCpuMs, path.pathMs, starts.machineMsPerPod, false));
+          progress(
+            `elastic: ${name}: ${b.outs.filter((o) => o.status === 200).length} served, p99 ${Math.round(rows[rows.length - 1]?.p99Ms ?? 0)} ms, the stack's CPU ÷ cores ${Math.round(b.stackCpuMs / CORES)} ms`,
+          );
+          const backMs = await backToPoolSize(stack, POOL, burstEnd, 180_000);
+          progress(`elastic: back to POOL_SIZE in ${backMs} ms`);
+          if (tenants === 1)
+            rows.push({
+              name: `scale-down/back-to-pool-size${suffix}${runSuffix}`,
+              n: 1,
+              p50Ms: backMs,
+              p99Ms: backMs,
+              floorName: "POOL_SCALE_DOWN_AFTER_SECONDS (60 s)",
+              floorP50Ms: 60_000,
+              floorP99Ms: 60_000,
+              extra: { poolSize: POOL },
+            });
+        }
       }
-    }
-    rows.push(await throughput(stack, `throughput/${recycle}-elastic`, { recycle, poolMaxPods: 64 }));
-  });
+      rows.push(await throughput(stack, `throughput/${recycle}-elastic`, { recycle, poolMaxPods: 64 }));
+    },
+  );
   const after = await measurePodStarts("bench-elastic-pod-start-after", FLOOR_PODS);
   const treeMs = (starts.treeMsPerPod + after.treeMsPerPod) / 2;
   const machineMs = (starts.machineMsPerPod + after.machineMsPerPod) / 2;
