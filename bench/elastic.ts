@@ -127,17 +127,16 @@ function stackCpuGroups(before: Map<string, number>, after: Map<string, number>)
   return out;
 }
 
-async function burst(
-  stack: Stack,
-  tenants: number,
-): Promise<{
+interface BurstResult {
   outs: Outcome[];
   seen: BurstObservation;
   wallMs: number;
   cpuMs: number;
   stackCpuMs: number;
   byProcess: Map<string, number>;
-}> {
+}
+
+async function burst(stack: Stack, tenants: number): Promise<BurstResult> {
   const tokens = await Promise.all(
     Array.from({ length: tenants }, (_, i) =>
       stack.issuer.mint({ tenant: `burst-${i}`, subject: "bench", scopes: [SCOPES.exec] }),
@@ -148,7 +147,6 @@ async function burst(
   const kubeletPid = stack.cluster.kubelet.pid;
   const byProcess0 = cpuByProcess(agentPids, kubeletPid);
   const cpu0 = machineCpuMs();
-  const stack0 = processTreeCpuMs();
   const t0 = performance.now();
   const outs = await Promise.all(
     Array.from({ length: BURST }, (_, i) =>
@@ -157,8 +155,9 @@ async function burst(
   );
   const wallMs = performance.now() - t0;
   const cpuMs = machineCpuMs() - cpu0;
-  const stackCpuMs = processTreeCpuMs() - stack0;
   const byProcess = stackCpuGroups(byProcess0, cpuByProcess(agentPids, kubeletPid));
+  // Every process of the stack is in one group, so their sum is the stack's whole CPU.
+  const stackCpuMs = [...byProcess.values()].reduce((sum, ms) => sum + ms, 0);
   return { outs, seen: await observer.stop(), wallMs, cpuMs, stackCpuMs, byProcess };
 }
 
@@ -205,13 +204,11 @@ async function throughput(
 function burstRow(
   tenants: number,
   name: string,
-  b: Awaited<ReturnType<typeof burst>>,
+  b: BurstResult,
   podCpuMs: number,
   pathCpuMs: number,
   /** One start-up's CPU over the whole machine (same run). */
   podMachineCpuMs: number,
-  /** Print its progress lines (once per burst: when the row is final). */
-  say = true,
 ): BenchRow {
   const served = b.outs.filter((o) => o.status === 200);
   const timeouts = b.outs.filter((o) => o.code === "queue_timeout").length;
@@ -229,10 +226,9 @@ function burstRow(
   // on a reused pod (reuse-same-tenant) add their scrub and path, not counted.
   const workEstimateMs = (s.podsStarted * (podCpuMs + pathCpuMs)) / CORES;
   const failures = Object.entries(s.agentFailures).map(([k, n]) => `${k.replace(/ /g, "_")}x${n}`);
-  if (say)
-    progress(
-      `elastic: ${name}: ${served.length} served, ${timeouts} queue_timeout, p99 ${Math.round(lat.p99)} ms (floor ${Math.round(floorMs)}, by the machine's CPU ${Math.round(machineFloorMs)}, its pods' work one at a time ${Math.round(workEstimateMs)}, the stack's burst CPU ÷ cores ${Math.round(b.stackCpuMs / CORES)}), ${s.podsStarted} pods started, first new Ready ${Math.round(s.firstNewReadyMs)} ms, peak ${s.peakLive} live + ${s.peakTerminating} terminating, API p99 ${Math.round(s.api.p99Ms)} ms, loop delay p99 ${Math.round(s.loopDelayP99Ms)} ms, agent failures ${failures.join(",") || "none"}`,
-    );
+  progress(
+    `elastic: ${name}: ${served.length} served, ${timeouts} queue_timeout, p99 ${Math.round(lat.p99)} ms (floor ${Math.round(floorMs)}, by the machine's CPU ${Math.round(machineFloorMs)}, its pods' work one at a time ${Math.round(workEstimateMs)}, the stack's burst CPU ÷ cores ${Math.round(b.stackCpuMs / CORES)}), ${s.podsStarted} pods started, first new Ready ${Math.round(s.firstNewReadyMs)} ms, peak ${s.peakLive} live + ${s.peakTerminating} terminating, API p99 ${Math.round(s.api.p99Ms)} ms, loop delay p99 ${Math.round(s.loopDelayP99Ms)} ms, agent failures ${failures.join(",") || "none"}`,
+  );
   const extra: Record<string, string | number> = {
     served: served.length,
     queueTimeouts: timeouts,
@@ -274,10 +270,9 @@ function burstRow(
       .join(","),
     cpuMsPerPodStarted: Math.round(b.stackCpuMs / Math.max(1, s.podsStarted)),
   };
-  if (say)
-    progress(
-      `elastic: ${name}: the stack's CPU per pod started ${extra.cpuMsPerPodStarted} ms (${extra.cpuPerPodByProcess}); one bare start-up ${Math.round(podCpuMs)} ms (machine ${Math.round(podMachineCpuMs)})`,
-    );
+  progress(
+    `elastic: ${name}: the stack's CPU per pod started ${extra.cpuMsPerPodStarted} ms (${extra.cpuPerPodByProcess}); one bare start-up ${Math.round(podCpuMs)} ms (machine ${Math.round(podMachineCpuMs)})`,
+  );
   if (tenants > 1) {
     const medians = Array.from({ length: tenants }, (_, i) => {
       const waits = served.filter((o) => o.tenant === `burst-${i}`).map((o) => o.queueMs ?? 0);
@@ -311,8 +306,8 @@ export async function runElasticBench(opts: SuiteOptions = { runs: 1 }): Promise
   progress(
     `elastic: one pod start-up costs ${Math.round(podCpuMs)} ms of CPU (machine: ${Math.round(starts.machineMsPerPod)})`,
   );
-  const bursts: Array<{ at: number; tenants: number; name: string; b: Awaited<ReturnType<typeof burst>> }> =
-    [];
+  // Burst rows wait for the floor, which is final once start-ups are measured again after the stack.
+  const entries: Array<BenchRow | { tenants: number; name: string; b: BurstResult }> = [];
   let pathMs = 0;
   const agentEnv = process.env.BENCH_AGENT_NODE_OPTIONS
     ? { agentEnv: { NODE_OPTIONS: process.env.BENCH_AGENT_NODE_OPTIONS } }
@@ -332,16 +327,14 @@ export async function runElasticBench(opts: SuiteOptions = { runs: 1 }): Promise
           const b = await burst(stack, tenants);
           const burstEnd = Date.now();
           const name = `burst/${tenants === 1 ? "1-tenant" : "6-tenants"}${suffix}${runSuffix}`;
-          // Provisional (the floor is final once start-ups are measured again after the stack).
-          bursts.push({ at: rows.length, tenants, name, b });
-          rows.push(burstRow(tenants, name, b, podCpuMs, path.pathMs, starts.machineMsPerPod, false));
+          entries.push({ tenants, name, b });
           progress(
-            `elastic: ${name}: ${b.outs.filter((o) => o.status === 200).length} served, p99 ${Math.round(rows[rows.length - 1]?.p99Ms ?? 0)} ms, the stack's CPU ÷ cores ${Math.round(b.stackCpuMs / CORES)} ms`,
+            `elastic: ${name}: ${b.outs.filter((o) => o.status === 200).length} served in ${Math.round(b.wallMs)} ms, the stack's CPU ÷ cores ${Math.round(b.stackCpuMs / CORES)} ms`,
           );
           const backMs = await backToPoolSize(stack, POOL, burstEnd, 180_000);
           progress(`elastic: back to POOL_SIZE in ${backMs} ms`);
           if (tenants === 1)
-            rows.push({
+            entries.push({
               name: `scale-down/back-to-pool-size${suffix}${runSuffix}`,
               n: 1,
               p50Ms: backMs,
@@ -353,7 +346,7 @@ export async function runElasticBench(opts: SuiteOptions = { runs: 1 }): Promise
             });
         }
       }
-      rows.push(await throughput(stack, `throughput/${recycle}-elastic`, { recycle, poolMaxPods: 64 }));
+      entries.push(await throughput(stack, `throughput/${recycle}-elastic`, { recycle, poolMaxPods: 64 }));
     },
   );
   const after = await measurePodStarts("bench-elastic-pod-start-after", FLOOR_PODS);
@@ -362,13 +355,17 @@ export async function runElasticBench(opts: SuiteOptions = { runs: 1 }): Promise
   progress(
     `elastic: one pod start-up after the stack ${Math.round(after.treeMsPerPod)} ms of CPU (machine: ${Math.round(after.machineMsPerPod)}); the floor takes the mean, ${Math.round(treeMs)} (machine ${Math.round(machineMs)})`,
   );
-  for (const x of bursts) {
-    const row = burstRow(x.tenants, x.name, x.b, treeMs, pathMs, machineMs);
+  for (const e of entries) {
+    if (!("b" in e)) {
+      rows.push(e);
+      continue;
+    }
+    const row = burstRow(e.tenants, e.name, e.b, treeMs, pathMs, machineMs);
     if (row.extra) {
       row.extra.podStartMachineCpuMsBefore = Math.round(starts.machineMsPerPod);
       row.extra.podStartMachineCpuMsAfter = Math.round(after.machineMsPerPod);
     }
-    rows[x.at] = row;
+    rows.push(row);
   }
   for (const g of burstGoals(rows))
     progress(`elastic: goal ${g.met ? "met" : "NOT met"}: ${g.row}: ${g.goal}: ${g.value}`);

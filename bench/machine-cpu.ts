@@ -82,7 +82,7 @@ function statFields(path: string): ProcStat | undefined {
   };
 }
 
-/** CPU ms of every process below this one, by a label for what it is (its own time only). */
+/** CPU ms of this process and every one below it (own time and what each reaped), by a label for what it is. */
 export function cpuByProcess(
   agentPids: ReadonlySet<number>,
   kubeletPid: number | undefined,
